@@ -1,0 +1,18 @@
+# Thin aliases for `cargo xtask`; everything real lives in xtask/.
+export QEMU_FLAGS KEEL_APPEND KEEL_ACCEL
+
+.PHONY: all build run test bench proofs check
+all: build
+build:
+	cargo xtask build
+run:
+	cargo xtask run
+test:
+	cargo xtask test
+bench:
+	cargo xtask bench
+proofs:
+	cargo xtask proofs
+# `make run-<proof>` boots one named proof with serial on the terminal.
+run-%:
+	cargo xtask run --proof $*

@@ -1,0 +1,324 @@
+//! Physical frame accounting for Keel.
+//!
+//! [`FrameBitmap`] tracks 4 KiB frames of one contiguous physical window with one bit per
+//! frame (1 = free). It is pure logic over a caller-provided `&mut [u64]`, so the kernel can
+//! place the bitmap in memory it carved from the boot memory map, and host tests can drive it
+//! with a `Vec`. Counters make leaks visible: `free_frames()` before and after a workload must
+//! match.
+#![cfg_attr(not(test), no_std)]
+
+/// Size of a frame.
+pub const FRAME_SIZE: u64 = 4096;
+
+/// Why an operation on the bitmap was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FrameError {
+    /// The address is not frame aligned.
+    Unaligned(u64),
+    /// The address lies outside the window this bitmap covers.
+    OutOfRange(u64),
+    /// Freeing a frame that is already free: a double free in the caller.
+    DoubleFree(u64),
+    /// The bitmap storage is too small for the window.
+    StorageTooSmall { needed_words: usize, given_words: usize },
+}
+
+/// One bit per frame of `[base, base + frames * FRAME_SIZE)`; frames start out *used* until
+/// the owner marks usable ranges free.
+pub struct FrameBitmap<'a> {
+    base: u64,
+    frames: u64,
+    words: &'a mut [u64],
+    free: u64,
+    next_hint: u64,
+}
+
+impl<'a> FrameBitmap<'a> {
+    /// Number of `u64` words needed to track `frames` frames.
+    pub const fn words_for(frames: u64) -> usize {
+        frames.div_ceil(64) as usize
+    }
+
+    /// A bitmap for `frames` frames starting at `base`, all initially used.
+    pub fn new(base: u64, frames: u64, words: &'a mut [u64]) -> Result<Self, FrameError> {
+        if base % FRAME_SIZE != 0 {
+            return Err(FrameError::Unaligned(base));
+        }
+        let needed = Self::words_for(frames);
+        if words.len() < needed {
+            return Err(FrameError::StorageTooSmall { needed_words: needed, given_words: words.len() });
+        }
+        words.iter_mut().for_each(|w| *w = 0);
+        Ok(FrameBitmap { base, frames, words, free: 0, next_hint: 0 })
+    }
+
+    fn index_of(&self, addr: u64) -> Result<u64, FrameError> {
+        if addr % FRAME_SIZE != 0 {
+            return Err(FrameError::Unaligned(addr));
+        }
+        if addr < self.base || (addr - self.base) / FRAME_SIZE >= self.frames {
+            return Err(FrameError::OutOfRange(addr));
+        }
+        Ok((addr - self.base) / FRAME_SIZE)
+    }
+
+    fn is_free_index(&self, i: u64) -> bool {
+        self.words[(i / 64) as usize] & (1 << (i % 64)) != 0
+    }
+
+    fn set_free_index(&mut self, i: u64, free: bool) {
+        let word = &mut self.words[(i / 64) as usize];
+        if free {
+            *word |= 1 << (i % 64);
+        } else {
+            *word &= !(1 << (i % 64));
+        }
+    }
+
+    /// Marks `[start, end)` free (page-aligned inward); frames outside the window are ignored
+    /// so the caller can feed the raw memory map. Already-free frames are not counted twice.
+    pub fn add_free_range(&mut self, start: u64, end: u64) {
+        let start = start.div_ceil(FRAME_SIZE) * FRAME_SIZE;
+        let end = end / FRAME_SIZE * FRAME_SIZE;
+        let window_end = self.base + self.frames * FRAME_SIZE;
+        let (start, end) = (start.max(self.base), end.min(window_end));
+        let mut addr = start;
+        while addr < end {
+            let i = (addr - self.base) / FRAME_SIZE;
+            if !self.is_free_index(i) {
+                self.set_free_index(i, true);
+                self.free += 1;
+            }
+            addr += FRAME_SIZE;
+        }
+    }
+
+    /// Marks `[start, end)` used (page-aligned outward), e.g. to reserve the bitmap itself.
+    pub fn reserve_range(&mut self, start: u64, end: u64) {
+        let start = start / FRAME_SIZE * FRAME_SIZE;
+        let end = end.div_ceil(FRAME_SIZE) * FRAME_SIZE;
+        let window_end = self.base + self.frames * FRAME_SIZE;
+        let (start, end) = (start.max(self.base), end.min(window_end));
+        let mut addr = start;
+        while addr < end {
+            let i = (addr - self.base) / FRAME_SIZE;
+            if self.is_free_index(i) {
+                self.set_free_index(i, false);
+                self.free -= 1;
+            }
+            addr += FRAME_SIZE;
+        }
+    }
+
+    /// Allocates one frame (lowest free at or after a moving hint, wrapping once).
+    pub fn allocate(&mut self) -> Option<u64> {
+        self.allocate_below(u64::MAX)
+    }
+
+    /// Allocates one frame whose address is below `limit` (e.g. 4 GiB for a CR3 a 32-bit
+    /// trampoline loads).
+    pub fn allocate_below(&mut self, limit: u64) -> Option<u64> {
+        if self.free == 0 {
+            return None;
+        }
+        let words = Self::words_for(self.frames);
+        let start_word = (self.next_hint / 64) as usize % words.max(1);
+        for k in 0..words {
+            let w = (start_word + k) % words;
+            let bits = self.words[w];
+            if bits == 0 {
+                continue;
+            }
+            let i = w as u64 * 64 + bits.trailing_zeros() as u64;
+            if i >= self.frames {
+                continue;
+            }
+            let addr = self.base + i * FRAME_SIZE;
+            if addr >= limit {
+                // Lower frames may exist before the hint; scan from the start once.
+                return self.allocate_below_from_start(limit);
+            }
+            self.set_free_index(i, false);
+            self.free -= 1;
+            self.next_hint = i;
+            return Some(addr);
+        }
+        None
+    }
+
+    fn allocate_below_from_start(&mut self, limit: u64) -> Option<u64> {
+        for i in 0..self.frames {
+            let addr = self.base + i * FRAME_SIZE;
+            if addr >= limit {
+                return None;
+            }
+            if self.is_free_index(i) {
+                self.set_free_index(i, false);
+                self.free -= 1;
+                return Some(addr);
+            }
+        }
+        None
+    }
+
+    /// Allocates `count` physically contiguous frames aligned to `align` bytes (a power of
+    /// two, at least a frame): the heap and DMA buffers need this.
+    pub fn allocate_contiguous(&mut self, count: u64, align: u64) -> Option<u64> {
+        if count == 0 || !align.is_power_of_two() || align < FRAME_SIZE {
+            return None;
+        }
+        let step = align / FRAME_SIZE;
+        let first = (self.base.div_ceil(align) * align - self.base) / FRAME_SIZE;
+        let mut i = first;
+        while i + count <= self.frames {
+            match (i..i + count).find(|&j| !self.is_free_index(j)) {
+                None => {
+                    for j in i..i + count {
+                        self.set_free_index(j, false);
+                    }
+                    self.free -= count;
+                    return Some(self.base + i * FRAME_SIZE);
+                }
+                Some(used) => i = (used + 1).div_ceil(step) * step,
+            }
+        }
+        None
+    }
+
+    /// Returns a frame. Double frees and foreign addresses are errors, never corruption.
+    pub fn free(&mut self, addr: u64) -> Result<(), FrameError> {
+        let i = self.index_of(addr)?;
+        if self.is_free_index(i) {
+            return Err(FrameError::DoubleFree(addr));
+        }
+        self.set_free_index(i, true);
+        self.free += 1;
+        Ok(())
+    }
+
+    /// Whether `addr` is currently free.
+    pub fn is_free(&self, addr: u64) -> Result<bool, FrameError> {
+        Ok(self.is_free_index(self.index_of(addr)?))
+    }
+
+    /// Free frames now.
+    pub fn free_frames(&self) -> u64 {
+        self.free
+    }
+
+    /// Frames the window covers.
+    pub fn total_frames(&self) -> u64 {
+        self.frames
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bitmap(frames: u64) -> (Vec<u64>, u64) {
+        (vec![0; FrameBitmap::words_for(frames)], frames)
+    }
+
+    #[test]
+    fn starts_used_and_frees_ranges_page_aligned_inward() {
+        let (mut w, n) = bitmap(256);
+        let mut b = FrameBitmap::new(0x10_0000, n, &mut w).unwrap();
+        assert_eq!(b.free_frames(), 0);
+        b.add_free_range(0x10_0800, 0x10_5000); // first partial frame excluded
+        assert_eq!(b.free_frames(), 4);
+        b.add_free_range(0x10_0000, 0x10_5000); // overlap is not double counted
+        assert_eq!(b.free_frames(), 5);
+    }
+
+    #[test]
+    fn ranges_outside_window_are_clipped() {
+        let (mut w, n) = bitmap(16);
+        let mut b = FrameBitmap::new(0x1000, n, &mut w).unwrap();
+        b.add_free_range(0, 0x100_0000);
+        assert_eq!(b.free_frames(), 16);
+    }
+
+    #[test]
+    fn allocate_and_free_round_trip_keeps_counters() {
+        let (mut w, n) = bitmap(130);
+        let mut b = FrameBitmap::new(0, n, &mut w).unwrap();
+        b.add_free_range(0, 130 * FRAME_SIZE);
+        let before = b.free_frames();
+        let frames: Vec<u64> = (0..130).map(|_| b.allocate().unwrap()).collect();
+        assert_eq!(b.allocate(), None);
+        let mut sorted = frames.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), 130, "no frame handed out twice");
+        for f in frames {
+            b.free(f).unwrap();
+        }
+        assert_eq!(b.free_frames(), before);
+    }
+
+    #[test]
+    fn double_free_and_foreign_addresses_are_errors() {
+        let (mut w, n) = bitmap(8);
+        let mut b = FrameBitmap::new(0x8000, n, &mut w).unwrap();
+        b.add_free_range(0x8000, 0x10000);
+        let f = b.allocate().unwrap();
+        b.free(f).unwrap();
+        assert_eq!(b.free(f), Err(FrameError::DoubleFree(f)));
+        assert_eq!(b.free(0x8001), Err(FrameError::Unaligned(0x8001)));
+        assert_eq!(b.free(0x1000), Err(FrameError::OutOfRange(0x1000)));
+        assert_eq!(b.free(0x10000), Err(FrameError::OutOfRange(0x10000)));
+    }
+
+    #[test]
+    fn reserve_removes_free_frames() {
+        let (mut w, n) = bitmap(64);
+        let mut b = FrameBitmap::new(0, n, &mut w).unwrap();
+        b.add_free_range(0, 64 * FRAME_SIZE);
+        b.reserve_range(0x1800, 0x3001); // outward: frames 1, 2, 3
+        assert_eq!(b.free_frames(), 61);
+        assert!(!b.is_free(0x1000).unwrap());
+        assert!(!b.is_free(0x3000).unwrap());
+        assert!(b.is_free(0x4000).unwrap());
+    }
+
+    #[test]
+    fn contiguous_allocation_respects_alignment_and_holes() {
+        let (mut w, n) = bitmap(1024);
+        let mut b = FrameBitmap::new(0x1000, n, &mut w).unwrap();
+        b.add_free_range(0x1000, 0x1000 + 1024 * FRAME_SIZE);
+        b.reserve_range(0x20_0000, 0x20_1000); // a hole at the first 2 MiB boundary
+        let a = b.allocate_contiguous(16, 0x20_0000).unwrap();
+        assert_eq!(a % 0x20_0000, 0);
+        assert_ne!(a, 0x20_0000);
+        for k in 0..16 {
+            assert!(!b.is_free(a + k * FRAME_SIZE).unwrap());
+        }
+        assert_eq!(b.free_frames(), 1024 - 1 - 16);
+        assert_eq!(b.allocate_contiguous(2000, FRAME_SIZE), None);
+    }
+
+    #[test]
+    fn allocate_below_limit() {
+        let (mut w, n) = bitmap(64);
+        let mut b = FrameBitmap::new(0, n, &mut w).unwrap();
+        b.add_free_range(0x20000, 64 * FRAME_SIZE);
+        // Move the hint high.
+        for _ in 0..40 {
+            b.allocate().unwrap();
+        }
+        b.free(0x20000).unwrap();
+        assert_eq!(b.allocate_below(0x21000), Some(0x20000));
+        assert_eq!(b.allocate_below(0x21000), None);
+    }
+
+    #[test]
+    fn storage_and_alignment_are_checked() {
+        let mut w = vec![0u64; 1];
+        assert!(matches!(
+            FrameBitmap::new(0, 65, &mut w),
+            Err(FrameError::StorageTooSmall { needed_words: 2, given_words: 1 })
+        ));
+        assert_eq!(FrameBitmap::new(0x10, 1, &mut w).err(), Some(FrameError::Unaligned(0x10)));
+    }
+}

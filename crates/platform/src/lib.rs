@@ -1,0 +1,1319 @@
+//! What the ACPI MADT says about the machine, in Keel's own terms.
+//!
+//! The kernel parses the ACPI tables (with the `acpi` crate) and converts each
+//! MADT entry into a [`MadtRecord`]. This crate decides what the records
+//! *mean*: which CPUs exist and how they are numbered, which of them can be
+//! addressed in the current APIC mode, where ISA IRQs and NMIs are wired. It
+//! never fails: anything odd in the firmware tables becomes a [`Diagnostic`]
+//! the kernel can print, and the safe interpretation is used.
+//!
+//! Key rule: a [`CpuIndex`] (dense, BSP = 0) is never an APIC ID (sparse
+//! 32-bit hardware address). APIC IDs are kept as `u32` everywhere.
+//!
+//! Storage is fixed-capacity (no allocation); a [`Platform`] is about 15 KiB,
+//! so the kernel may prefer [`Platform::empty`] in a `static` plus
+//! [`Platform::rebuild`] over the by-value [`Platform::from_records`].
+
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+use core::fmt;
+
+/// Maximum CPUs tracked; extra ones are dropped with a diagnostic.
+pub const MAX_CPUS: usize = 512;
+/// Maximum IOAPICs tracked.
+pub const MAX_IOAPICS: usize = 16;
+/// Maximum NMI source records tracked.
+pub const MAX_NMI_SOURCES: usize = 16;
+/// Maximum local APIC NMI records tracked (firmware may list one per CPU).
+pub const MAX_LAPIC_NMIS: usize = MAX_CPUS;
+/// Maximum diagnostics stored; more are counted in
+/// [`Platform::diagnostics_dropped`].
+pub const MAX_DIAGNOSTICS: usize = 64;
+/// Number of legacy ISA IRQs (0-15) that interrupt source overrides can remap.
+pub const ISA_IRQS: usize = 16;
+/// Largest IOAPIC pin count (the max-redirection-entry field is 8 bits).
+pub const MAX_IOAPIC_PINS: u32 = 256;
+
+/// MADT local APIC flag bit 0: the processor is usable now.
+pub const MADT_CPU_ENABLED: u32 = 1 << 0;
+/// MADT local APIC flag bit 1 (ACPI 6.3+): a disabled processor that can be
+/// brought online later; reserved when Enabled is set.
+pub const MADT_CPU_ONLINE_CAPABLE: u32 = 1 << 1;
+/// Processor UID meaning "all processors" in a type 4 (local APIC NMI) entry.
+pub const UID_ALL_XAPIC: u32 = 0xFF;
+/// Processor UID meaning "all processors" in a type 0xA (local x2APIC NMI) entry.
+pub const UID_ALL_X2APIC: u32 = 0xFFFF_FFFF;
+/// Processor UID reported for a BSP that was missing from the MADT.
+pub const UID_UNKNOWN: u32 = 0xFFFF_FFFF;
+
+/// One MADT entry, converted by the kernel from the `acpi` crate's types.
+/// Widths are normalised (`u32` APIC IDs and UIDs) so no information is lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MadtRecord {
+    /// Type 0, processor local APIC (APIC ID and UID come from `u8`s).
+    LocalApic {
+        /// ACPI processor UID.
+        processor_uid: u32,
+        /// Local APIC ID (0xFF is invalid here).
+        apic_id: u32,
+        /// Enabled / Online Capable flags.
+        flags: u32,
+    },
+    /// Type 9, processor local x2APIC (32-bit APIC ID and UID).
+    LocalX2Apic {
+        /// ACPI processor UID.
+        processor_uid: u32,
+        /// x2APIC ID.
+        apic_id: u32,
+        /// Enabled / Online Capable flags.
+        flags: u32,
+    },
+    /// Type 1, I/O APIC.
+    IoApic {
+        /// IOAPIC ID.
+        id: u8,
+        /// MMIO base address.
+        address: u32,
+        /// First GSI served by this IOAPIC.
+        gsi_base: u32,
+    },
+    /// Type 2, interrupt source override (ISA IRQ remapping).
+    InterruptSourceOverride {
+        /// Bus, must be 0 (ISA).
+        bus: u8,
+        /// ISA IRQ number.
+        source: u8,
+        /// GSI it is wired to.
+        gsi: u32,
+        /// MPS INTI flags (polarity bits 0-1, trigger bits 2-3).
+        flags: u16,
+    },
+    /// Type 3, NMI source (a GSI that delivers NMI).
+    NmiSource {
+        /// MPS INTI flags.
+        flags: u16,
+        /// The GSI.
+        gsi: u32,
+    },
+    /// Type 4, local APIC NMI. `processor_uid` 0xFF (or 0xFFFFFFFF) = all.
+    LocalApicNmi {
+        /// Target processor UID, or [`UID_ALL_XAPIC`].
+        processor_uid: u32,
+        /// MPS INTI flags.
+        flags: u16,
+        /// LINT pin (0 or 1).
+        lint: u8,
+    },
+    /// Type 0xA, local x2APIC NMI. `processor_uid` 0xFFFFFFFF = all (0xFF is
+    /// an ordinary UID here, which is why this is a separate variant).
+    LocalX2ApicNmi {
+        /// Target processor UID, or [`UID_ALL_X2APIC`].
+        processor_uid: u32,
+        /// MPS INTI flags.
+        flags: u16,
+        /// LINT pin (0 or 1).
+        lint: u8,
+    },
+    /// Type 5, 64-bit local APIC address override.
+    LocalApicAddressOverride {
+        /// The 64-bit local APIC base.
+        address: u64,
+    },
+    /// Any other entry type (ignored; reported once per type).
+    Other {
+        /// The MADT entry type.
+        kind: u8,
+    },
+}
+
+/// Dense CPU number used by the kernel for per-CPU data: the BSP is 0, the
+/// others follow MADT order. Deliberately distinct from the APIC ID.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CpuIndex(pub u32);
+
+impl fmt::Display for CpuIndex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "cpu{}", self.0)
+    }
+}
+
+/// Which MADT entry described a CPU, for diagnostics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CpuSource {
+    /// Type 0 (local APIC).
+    Type0,
+    /// Type 9 (local x2APIC).
+    Type9,
+    /// Not in the table: the running BSP, added so it always has index 0.
+    Assumed,
+}
+
+impl fmt::Display for CpuSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Type0 => "local APIC (type 0)",
+            Self::Type9 => "local x2APIC (type 9)",
+            Self::Assumed => "assumed BSP",
+        })
+    }
+}
+
+/// Whether a CPU may be started now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CpuState {
+    /// Present and usable.
+    Enabled,
+    /// Disabled now but can be brought online (hot-add); may not be present.
+    OnlineCapable,
+}
+
+/// One CPU as Keel sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CpuEntry {
+    /// Dense kernel index (BSP = 0).
+    pub index: CpuIndex,
+    /// Hardware APIC ID used to address IPIs.
+    pub apic_id: u32,
+    /// ACPI processor UID (links to NMI entries); [`UID_UNKNOWN`] if assumed.
+    pub processor_uid: u32,
+    /// Which entry type described it.
+    pub source: CpuSource,
+    /// Enabled or only online-capable.
+    pub state: CpuState,
+}
+
+/// Local APIC operating mode, which limits which APIC IDs can be addressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApicMode {
+    /// xAPIC: 8-bit physical destination, 0xFF is broadcast.
+    XApic,
+    /// x2APIC: 32-bit destination, 0xFFFFFFFF is broadcast.
+    X2Apic,
+}
+
+impl fmt::Display for ApicMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::XApic => "xapic",
+            Self::X2Apic => "x2apic",
+        })
+    }
+}
+
+/// One I/O APIC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IoApicEntry {
+    /// IOAPIC ID from the MADT.
+    pub id: u8,
+    /// MMIO base address.
+    pub address: u32,
+    /// First GSI it serves.
+    pub gsi_base: u32,
+    /// Number of redirection entries, once the kernel has read it from the
+    /// hardware ([`Platform::set_ioapic_pins`]); needed to map GSIs to pins.
+    pub pins: Option<u32>,
+}
+
+/// Interrupt pin polarity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Polarity {
+    /// Asserted when high.
+    ActiveHigh,
+    /// Asserted when low.
+    ActiveLow,
+}
+
+/// Interrupt trigger mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// Edge-triggered.
+    Edge,
+    /// Level-triggered.
+    Level,
+}
+
+/// Where an interrupt arrives and how its line behaves: what the kernel needs
+/// to program an IOAPIC redirection entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IrqRoute {
+    /// Global system interrupt number.
+    pub gsi: u32,
+    /// Line polarity.
+    pub polarity: Polarity,
+    /// Trigger mode.
+    pub trigger: Trigger,
+}
+
+/// A validated interrupt source override (ISA IRQ -> GSI).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IsaOverride {
+    /// ISA IRQ (0-15).
+    pub source: u8,
+    /// Target GSI.
+    pub gsi: u32,
+    /// Decoded polarity.
+    pub polarity: Polarity,
+    /// Decoded trigger.
+    pub trigger: Trigger,
+    /// Raw MPS INTI flags, for logging.
+    pub flags: u16,
+}
+
+/// A GSI wired to deliver NMI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NmiSourceEntry {
+    /// The GSI.
+    pub gsi: u32,
+    /// Decoded polarity.
+    pub polarity: Polarity,
+    /// Decoded trigger.
+    pub trigger: Trigger,
+}
+
+/// Which processors a local APIC NMI entry applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NmiTarget {
+    /// Every processor.
+    All,
+    /// The processor with this ACPI UID.
+    Processor(u32),
+}
+
+/// A LAPIC LINT pin configured as NMI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LapicNmi {
+    /// Which processors.
+    pub target: NmiTarget,
+    /// LINT0 or LINT1.
+    pub lint: u8,
+    /// Decoded polarity.
+    pub polarity: Polarity,
+    /// Decoded trigger.
+    pub trigger: Trigger,
+}
+
+/// The MADT entry whose INTI flags were malformed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IntiContext {
+    /// An interrupt source override for this ISA IRQ.
+    Override {
+        /// ISA IRQ.
+        source: u8,
+    },
+    /// An NMI source for this GSI.
+    NmiSource {
+        /// GSI.
+        gsi: u32,
+    },
+    /// A local APIC NMI entry for this UID.
+    LapicNmi {
+        /// Processor UID as given.
+        processor_uid: u32,
+    },
+}
+
+impl fmt::Display for IntiContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Self::Override { source } => write!(f, "interrupt source override for IRQ {source}"),
+            Self::NmiSource { gsi } => write!(f, "NMI source GSI {gsi}"),
+            Self::LapicNmi { processor_uid } => {
+                write!(f, "local APIC NMI for processor UID {processor_uid:#x}")
+            }
+        }
+    }
+}
+
+/// Something odd in the MADT and what Keel did about it. None of these stop
+/// the boot; the kernel prints them so firmware problems are visible.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Diagnostic {
+    /// More than [`MAX_CPUS`] CPUs; this one (and later ones) were dropped.
+    CpuCapacityExceeded {
+        /// The first dropped APIC ID.
+        apic_id: u32,
+        /// The capacity.
+        capacity: usize,
+    },
+    /// The same APIC ID appears twice; the first entry is kept.
+    DuplicateApicId {
+        /// The APIC ID.
+        apic_id: u32,
+        /// UID of the kept entry.
+        first_uid: u32,
+        /// UID of the ignored entry.
+        duplicate_uid: u32,
+        /// Entry type of the ignored entry.
+        duplicate_source: CpuSource,
+    },
+    /// Two CPUs share a processor UID, making UID-based NMI wiring ambiguous.
+    DuplicateProcessorUid {
+        /// The UID.
+        processor_uid: u32,
+        /// APIC ID of the second CPU.
+        apic_id: u32,
+    },
+    /// An APIC ID that cannot name a CPU (0xFF in type 0, or the x2APIC
+    /// broadcast value); the entry is ignored.
+    InvalidApicId {
+        /// UID of the entry.
+        processor_uid: u32,
+        /// The bad APIC ID.
+        apic_id: u32,
+        /// Entry type.
+        source: CpuSource,
+    },
+    /// Reserved bits set in a local APIC entry's flags (ignored).
+    ReservedCpuFlags {
+        /// APIC ID of the entry.
+        apic_id: u32,
+        /// The raw flags.
+        flags: u32,
+    },
+    /// Online Capable set together with Enabled (reserved combination);
+    /// treated as Enabled.
+    OnlineCapableWhileEnabled {
+        /// APIC ID of the entry.
+        apic_id: u32,
+    },
+    /// The running BSP is not listed; it was added as CPU 0 anyway.
+    BspNotInTable {
+        /// The BSP's APIC ID.
+        apic_id: u32,
+    },
+    /// The running BSP is listed as disabled; treated as enabled since it runs.
+    BspMarkedDisabled {
+        /// The BSP's APIC ID.
+        apic_id: u32,
+    },
+    /// A CPU whose APIC ID cannot be addressed in xAPIC mode (> 254); it must
+    /// be skipped, never addressed with a truncated ID.
+    UnreachableInXApic {
+        /// The APIC ID.
+        apic_id: u32,
+    },
+    /// More than [`MAX_IOAPICS`] IOAPICs; this one was dropped.
+    IoApicCapacityExceeded {
+        /// ID of the dropped IOAPIC.
+        id: u8,
+        /// The capacity.
+        capacity: usize,
+    },
+    /// Two IOAPICs share an ID (both kept).
+    DuplicateIoApicId {
+        /// The ID.
+        id: u8,
+    },
+    /// Two IOAPICs claim the same GSI base (both kept; the first wins lookups).
+    DuplicateIoApicGsiBase {
+        /// The GSI base.
+        gsi_base: u32,
+        /// ID of the first IOAPIC.
+        first_id: u8,
+        /// ID of the second IOAPIC.
+        second_id: u8,
+    },
+    /// Once pin counts are known, two IOAPICs' GSI ranges overlap (the lower
+    /// index wins lookups).
+    IoApicGsiOverlap {
+        /// Index of one IOAPIC.
+        first: usize,
+        /// Index of the other IOAPIC.
+        second: usize,
+    },
+    /// The MADT lists no IOAPIC; external interrupts cannot be routed.
+    NoIoApic,
+    /// INTI flags with a reserved polarity/trigger encoding or reserved bits;
+    /// the bus default is used for the reserved field.
+    ReservedIntiFlags {
+        /// Which entry.
+        context: IntiContext,
+        /// The raw flags.
+        flags: u16,
+    },
+    /// An interrupt source override for a bus other than ISA (ignored).
+    OverrideNotIsa {
+        /// The bus.
+        bus: u8,
+        /// The source IRQ.
+        source: u8,
+    },
+    /// An interrupt source override for an IRQ above 15 (ignored).
+    OverrideSourceOutOfRange {
+        /// The source IRQ.
+        source: u8,
+    },
+    /// A second override for the same ISA IRQ (ignored; the first is kept).
+    DuplicateOverride {
+        /// The ISA IRQ.
+        source: u8,
+        /// GSI of the kept override.
+        first_gsi: u32,
+        /// GSI of the ignored one.
+        second_gsi: u32,
+    },
+    /// Two ISA IRQs are overridden onto the same GSI (both kept; reverse
+    /// lookup returns the first).
+    OverrideGsiConflict {
+        /// The shared GSI.
+        gsi: u32,
+        /// The first ISA IRQ.
+        first_source: u8,
+        /// The second ISA IRQ.
+        second_source: u8,
+    },
+    /// More than [`MAX_NMI_SOURCES`] NMI sources; this one was dropped.
+    NmiSourceCapacityExceeded {
+        /// GSI of the dropped entry.
+        gsi: u32,
+    },
+    /// More than [`MAX_LAPIC_NMIS`] local APIC NMI entries; this one was dropped.
+    LapicNmiCapacityExceeded {
+        /// UID of the dropped entry.
+        processor_uid: u32,
+    },
+    /// A local APIC NMI entry naming a LINT pin other than 0 or 1 (ignored).
+    InvalidLint {
+        /// UID of the entry.
+        processor_uid: u32,
+        /// The bad pin.
+        lint: u8,
+    },
+    /// More than one local APIC address override (the first is used).
+    DuplicateLocalApicAddressOverride {
+        /// The ignored address.
+        address: u64,
+    },
+    /// An entry type Keel does not interpret (reported once per type).
+    UnhandledRecord {
+        /// The MADT entry type.
+        kind: u8,
+    },
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Self::CpuCapacityExceeded { apic_id, capacity } => write!(
+                f,
+                "more than {capacity} CPUs: APIC ID {apic_id:#x} and any later CPUs are ignored"
+            ),
+            Self::DuplicateApicId { apic_id, first_uid, duplicate_uid, duplicate_source } => write!(
+                f,
+                "APIC ID {apic_id:#x} listed twice (UID {first_uid:#x} kept, {duplicate_source} entry with UID {duplicate_uid:#x} ignored)"
+            ),
+            Self::DuplicateProcessorUid { processor_uid, apic_id } => write!(
+                f,
+                "processor UID {processor_uid:#x} reused by APIC ID {apic_id:#x}; NMI wiring by UID is ambiguous"
+            ),
+            Self::InvalidApicId { processor_uid, apic_id, source } => write!(
+                f,
+                "{source} entry UID {processor_uid:#x} has invalid APIC ID {apic_id:#x}; ignored"
+            ),
+            Self::ReservedCpuFlags { apic_id, flags } => write!(
+                f,
+                "APIC ID {apic_id:#x} has reserved flag bits set (flags {flags:#x}); ignored them"
+            ),
+            Self::OnlineCapableWhileEnabled { apic_id } => write!(
+                f,
+                "APIC ID {apic_id:#x} is both Enabled and Online Capable (reserved); treated as enabled"
+            ),
+            Self::BspNotInTable { apic_id } => write!(
+                f,
+                "boot CPU (APIC ID {apic_id:#x}) is missing from the MADT; added as CPU 0"
+            ),
+            Self::BspMarkedDisabled { apic_id } => write!(
+                f,
+                "boot CPU (APIC ID {apic_id:#x}) is marked disabled in the MADT; treated as enabled"
+            ),
+            Self::UnreachableInXApic { apic_id } => write!(
+                f,
+                "CPU with APIC ID {apic_id:#x} cannot be addressed in xAPIC mode (IDs above 254 need x2APIC); skipped"
+            ),
+            Self::IoApicCapacityExceeded { id, capacity } => {
+                write!(f, "more than {capacity} IOAPICs: IOAPIC {id} ignored")
+            }
+            Self::DuplicateIoApicId { id } => write!(f, "IOAPIC ID {id} is used twice"),
+            Self::DuplicateIoApicGsiBase { gsi_base, first_id, second_id } => write!(
+                f,
+                "IOAPICs {first_id} and {second_id} both start at GSI {gsi_base}; IOAPIC {first_id} wins"
+            ),
+            Self::IoApicGsiOverlap { first, second } => write!(
+                f,
+                "GSI ranges of IOAPIC #{first} and IOAPIC #{second} overlap; #{first} wins"
+            ),
+            Self::NoIoApic => f.write_str("MADT lists no IOAPIC; external interrupts cannot be routed"),
+            Self::ReservedIntiFlags { context, flags } => write!(
+                f,
+                "{context} has reserved INTI flags {flags:#06x}; bus default used for the reserved field"
+            ),
+            Self::OverrideNotIsa { bus, source } => write!(
+                f,
+                "interrupt source override for IRQ {source} on bus {bus} (not ISA) ignored"
+            ),
+            Self::OverrideSourceOutOfRange { source } => write!(
+                f,
+                "interrupt source override for IRQ {source} (not an ISA IRQ 0-15) ignored"
+            ),
+            Self::DuplicateOverride { source, first_gsi, second_gsi } => write!(
+                f,
+                "IRQ {source} overridden twice (GSI {first_gsi} kept, GSI {second_gsi} ignored)"
+            ),
+            Self::OverrideGsiConflict { gsi, first_source, second_source } => write!(
+                f,
+                "IRQ {first_source} and IRQ {second_source} are both routed to GSI {gsi}"
+            ),
+            Self::NmiSourceCapacityExceeded { gsi } => {
+                write!(f, "too many NMI sources: GSI {gsi} ignored")
+            }
+            Self::LapicNmiCapacityExceeded { processor_uid } => write!(
+                f,
+                "too many local APIC NMI entries: entry for UID {processor_uid:#x} ignored"
+            ),
+            Self::InvalidLint { processor_uid, lint } => write!(
+                f,
+                "local APIC NMI for UID {processor_uid:#x} names LINT{lint} (only 0 and 1 exist); ignored"
+            ),
+            Self::DuplicateLocalApicAddressOverride { address } => write!(
+                f,
+                "second local APIC address override ({address:#x}) ignored"
+            ),
+            Self::UnhandledRecord { kind } => write!(f, "MADT entry type {kind:#x} not interpreted"),
+        }
+    }
+}
+
+/// Refusal of [`Platform::set_ioapic_pins`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlatformError {
+    /// No IOAPIC with that index.
+    NoSuchIoApic {
+        /// The index given.
+        index: usize,
+    },
+    /// A pin count of 0 or above [`MAX_IOAPIC_PINS`] (bad hardware read).
+    InvalidPinCount {
+        /// The IOAPIC index.
+        index: usize,
+        /// The count given.
+        pins: u32,
+    },
+}
+
+impl fmt::Display for PlatformError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Self::NoSuchIoApic { index } => write!(f, "no IOAPIC #{index}"),
+            Self::InvalidPinCount { index, pins } => write!(
+                f,
+                "IOAPIC #{index}: pin count {pins} outside 1..={MAX_IOAPIC_PINS}"
+            ),
+        }
+    }
+}
+
+/// Counts for the boot log and evidence lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Summary {
+    /// The mode `unreachable` was computed for.
+    pub mode: ApicMode,
+    /// CPUs in the list (enabled + online-capable).
+    pub cpus: usize,
+    /// Enabled CPUs.
+    pub enabled: usize,
+    /// Online-capable (not yet enabled) CPUs.
+    pub online_capable: usize,
+    /// Entries that were disabled and not online capable (not CPUs).
+    pub skipped_disabled: usize,
+    /// Entries ignored because their APIC ID was already listed.
+    pub duplicates: usize,
+    /// Entries ignored because of an invalid APIC ID.
+    pub invalid: usize,
+    /// CPUs dropped because the list was full.
+    pub dropped_over_capacity: usize,
+    /// CPUs that cannot be addressed in `mode`.
+    pub unreachable: usize,
+    /// IOAPICs.
+    pub ioapics: usize,
+    /// Valid ISA interrupt source overrides.
+    pub isa_overrides: usize,
+    /// Diagnostics recorded (stored + dropped).
+    pub diagnostics: usize,
+}
+
+/// INTI flag decoding result: values plus whether anything was reserved.
+fn decode_inti(flags: u16) -> (Polarity, Trigger, bool) {
+    let mut bad = flags & !0xF != 0;
+    let polarity = match flags & 0b11 {
+        0b00 | 0b01 => Polarity::ActiveHigh,
+        0b11 => Polarity::ActiveLow,
+        _ => {
+            bad = true;
+            Polarity::ActiveHigh
+        }
+    };
+    let trigger = match (flags >> 2) & 0b11 {
+        0b00 | 0b01 => Trigger::Edge,
+        0b11 => Trigger::Level,
+        _ => {
+            bad = true;
+            Trigger::Edge
+        }
+    };
+    (polarity, trigger, bad)
+}
+
+const EMPTY_CPU: CpuEntry = CpuEntry {
+    index: CpuIndex(0),
+    apic_id: 0,
+    processor_uid: 0,
+    source: CpuSource::Assumed,
+    state: CpuState::Enabled,
+};
+const EMPTY_IOAPIC: IoApicEntry = IoApicEntry {
+    id: 0,
+    address: 0,
+    gsi_base: 0,
+    pins: None,
+};
+const EMPTY_NMI_SOURCE: NmiSourceEntry = NmiSourceEntry {
+    gsi: 0,
+    polarity: Polarity::ActiveHigh,
+    trigger: Trigger::Edge,
+};
+const EMPTY_LAPIC_NMI: LapicNmi = LapicNmi {
+    target: NmiTarget::All,
+    lint: 0,
+    polarity: Polarity::ActiveHigh,
+    trigger: Trigger::Edge,
+};
+
+/// The machine as described by the MADT, interpreted and checked.
+#[derive(Clone)]
+pub struct Platform {
+    local_apic_address: u64,
+    lapic_address_overridden: bool,
+    pc_at_compatible: bool,
+    bsp_apic_id: u32,
+    bsp_found: bool,
+    cpus: [CpuEntry; MAX_CPUS],
+    cpu_count: usize,
+    skipped_disabled: usize,
+    duplicates: usize,
+    invalid_cpus: usize,
+    dropped_cpus: usize,
+    ioapics: [IoApicEntry; MAX_IOAPICS],
+    ioapic_count: usize,
+    overrides: [Option<IsaOverride>; ISA_IRQS],
+    nmi_sources: [NmiSourceEntry; MAX_NMI_SOURCES],
+    nmi_source_count: usize,
+    lapic_nmis: [LapicNmi; MAX_LAPIC_NMIS],
+    lapic_nmi_count: usize,
+    diags: [Diagnostic; MAX_DIAGNOSTICS],
+    diag_count: usize,
+    diags_dropped: usize,
+    seen_other_kinds: [u32; 8],
+}
+
+impl fmt::Debug for Platform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Platform")
+            .field("local_apic_address", &self.local_apic_address)
+            .field("pc_at_compatible", &self.pc_at_compatible)
+            .field("cpus", &self.cpus())
+            .field("ioapics", &self.ioapics())
+            .field("overrides", &self.overrides)
+            .field("nmi_sources", &self.nmi_sources())
+            .field("lapic_nmis", &self.lapic_nmis())
+            .field("diagnostics", &&self.diags[..self.diag_count])
+            .field("diagnostics_dropped", &self.diags_dropped)
+            .finish()
+    }
+}
+
+impl Platform {
+    /// A platform with no CPUs, for placing in a `static` before
+    /// [`Platform::rebuild`] fills it in (avoids a large stack temporary).
+    pub const fn empty() -> Self {
+        Self {
+            local_apic_address: 0,
+            lapic_address_overridden: false,
+            pc_at_compatible: false,
+            bsp_apic_id: 0,
+            bsp_found: false,
+            cpus: [EMPTY_CPU; MAX_CPUS],
+            cpu_count: 0,
+            skipped_disabled: 0,
+            duplicates: 0,
+            invalid_cpus: 0,
+            dropped_cpus: 0,
+            ioapics: [EMPTY_IOAPIC; MAX_IOAPICS],
+            ioapic_count: 0,
+            overrides: [None; ISA_IRQS],
+            nmi_sources: [EMPTY_NMI_SOURCE; MAX_NMI_SOURCES],
+            nmi_source_count: 0,
+            lapic_nmis: [EMPTY_LAPIC_NMI; MAX_LAPIC_NMIS],
+            lapic_nmi_count: 0,
+            diags: [Diagnostic::NoIoApic; MAX_DIAGNOSTICS],
+            diag_count: 0,
+            diags_dropped: 0,
+            seen_other_kinds: [0; 8],
+        }
+    }
+
+    /// Interprets the MADT. Never fails: problems become [`Diagnostic`]s.
+    ///
+    /// `local_apic_address` and `pc_at_compatible` come from the MADT header,
+    /// `bsp_apic_id` from the running CPU (CPUID / LAPIC ID register); the BSP
+    /// always becomes [`CpuIndex`] 0, even if the table omits it.
+    pub fn from_records(
+        local_apic_address: u32,
+        pc_at_compatible: bool,
+        records: impl IntoIterator<Item = MadtRecord>,
+        bsp_apic_id: u32,
+    ) -> Platform {
+        let mut p = Platform::empty();
+        p.rebuild(local_apic_address, pc_at_compatible, records, bsp_apic_id);
+        p
+    }
+
+    /// In-place version of [`Platform::from_records`]; discards previous contents.
+    pub fn rebuild(
+        &mut self,
+        local_apic_address: u32,
+        pc_at_compatible: bool,
+        records: impl IntoIterator<Item = MadtRecord>,
+        bsp_apic_id: u32,
+    ) {
+        *self = Self::empty();
+        self.local_apic_address = local_apic_address as u64;
+        self.pc_at_compatible = pc_at_compatible;
+        self.bsp_apic_id = bsp_apic_id;
+        // Slot 0 is reserved for the BSP so it can never be dropped.
+        self.cpu_count = 1;
+        for r in records {
+            self.record(r);
+        }
+        if !self.bsp_found {
+            self.cpus[0] = CpuEntry {
+                index: CpuIndex(0),
+                apic_id: bsp_apic_id,
+                processor_uid: UID_UNKNOWN,
+                source: CpuSource::Assumed,
+                state: CpuState::Enabled,
+            };
+            self.bsp_found = true;
+            self.diag(Diagnostic::BspNotInTable {
+                apic_id: bsp_apic_id,
+            });
+        }
+        if self.ioapic_count == 0 {
+            self.diag(Diagnostic::NoIoApic);
+        }
+    }
+
+    fn diag(&mut self, d: Diagnostic) {
+        if self.diag_count < MAX_DIAGNOSTICS {
+            self.diags[self.diag_count] = d;
+            self.diag_count += 1;
+        } else {
+            self.diags_dropped += 1;
+        }
+    }
+
+    fn filled_cpus(&self) -> &[CpuEntry] {
+        let start = if self.bsp_found { 0 } else { 1 };
+        &self.cpus[start..self.cpu_count]
+    }
+
+    fn record(&mut self, r: MadtRecord) {
+        match r {
+            MadtRecord::LocalApic {
+                processor_uid,
+                apic_id,
+                flags,
+            } => self.add_cpu(processor_uid, apic_id, flags, CpuSource::Type0),
+            MadtRecord::LocalX2Apic {
+                processor_uid,
+                apic_id,
+                flags,
+            } => self.add_cpu(processor_uid, apic_id, flags, CpuSource::Type9),
+            MadtRecord::IoApic {
+                id,
+                address,
+                gsi_base,
+            } => self.add_ioapic(id, address, gsi_base),
+            MadtRecord::InterruptSourceOverride {
+                bus,
+                source,
+                gsi,
+                flags,
+            } => self.add_override(bus, source, gsi, flags),
+            MadtRecord::NmiSource { flags, gsi } => {
+                let (polarity, trigger, bad) = decode_inti(flags);
+                if bad {
+                    let context = IntiContext::NmiSource { gsi };
+                    self.diag(Diagnostic::ReservedIntiFlags { context, flags });
+                }
+                if self.nmi_source_count < MAX_NMI_SOURCES {
+                    self.nmi_sources[self.nmi_source_count] = NmiSourceEntry {
+                        gsi,
+                        polarity,
+                        trigger,
+                    };
+                    self.nmi_source_count += 1;
+                } else {
+                    self.diag(Diagnostic::NmiSourceCapacityExceeded { gsi });
+                }
+            }
+            MadtRecord::LocalApicNmi {
+                processor_uid,
+                flags,
+                lint,
+            } => {
+                let target = if processor_uid == UID_ALL_XAPIC || processor_uid == UID_ALL_X2APIC {
+                    NmiTarget::All
+                } else {
+                    NmiTarget::Processor(processor_uid)
+                };
+                self.add_lapic_nmi(processor_uid, target, flags, lint)
+            }
+            MadtRecord::LocalX2ApicNmi {
+                processor_uid,
+                flags,
+                lint,
+            } => {
+                let target = if processor_uid == UID_ALL_X2APIC {
+                    NmiTarget::All
+                } else {
+                    NmiTarget::Processor(processor_uid)
+                };
+                self.add_lapic_nmi(processor_uid, target, flags, lint)
+            }
+            MadtRecord::LocalApicAddressOverride { address } => {
+                if self.lapic_address_overridden {
+                    self.diag(Diagnostic::DuplicateLocalApicAddressOverride { address });
+                } else {
+                    self.lapic_address_overridden = true;
+                    self.local_apic_address = address;
+                }
+            }
+            MadtRecord::Other { kind } => {
+                let (word, bit) = ((kind / 32) as usize, 1u32 << (kind % 32));
+                if self.seen_other_kinds[word] & bit == 0 {
+                    self.seen_other_kinds[word] |= bit;
+                    self.diag(Diagnostic::UnhandledRecord { kind });
+                }
+            }
+        }
+    }
+
+    fn add_cpu(&mut self, processor_uid: u32, apic_id: u32, flags: u32, source: CpuSource) {
+        let valid = match source {
+            CpuSource::Type0 => apic_id < 0xFF,
+            _ => apic_id != u32::MAX,
+        };
+        if !valid {
+            self.invalid_cpus += 1;
+            self.diag(Diagnostic::InvalidApicId {
+                processor_uid,
+                apic_id,
+                source,
+            });
+            return;
+        }
+        if flags & !(MADT_CPU_ENABLED | MADT_CPU_ONLINE_CAPABLE) != 0 {
+            self.diag(Diagnostic::ReservedCpuFlags { apic_id, flags });
+        }
+        let enabled = flags & MADT_CPU_ENABLED != 0;
+        let online = flags & MADT_CPU_ONLINE_CAPABLE != 0;
+        let is_bsp = apic_id == self.bsp_apic_id;
+        let state = if enabled {
+            if online {
+                self.diag(Diagnostic::OnlineCapableWhileEnabled { apic_id });
+            }
+            CpuState::Enabled
+        } else if is_bsp && !self.bsp_found {
+            self.diag(Diagnostic::BspMarkedDisabled { apic_id });
+            CpuState::Enabled
+        } else if online {
+            CpuState::OnlineCapable
+        } else {
+            self.skipped_disabled += 1;
+            return;
+        };
+        if let Some(first) = self.filled_cpus().iter().find(|c| c.apic_id == apic_id) {
+            let first_uid = first.processor_uid;
+            self.duplicates += 1;
+            self.diag(Diagnostic::DuplicateApicId {
+                apic_id,
+                first_uid,
+                duplicate_uid: processor_uid,
+                duplicate_source: source,
+            });
+            return;
+        }
+        if self
+            .filled_cpus()
+            .iter()
+            .any(|c| c.processor_uid == processor_uid)
+        {
+            self.diag(Diagnostic::DuplicateProcessorUid {
+                processor_uid,
+                apic_id,
+            });
+        }
+        let mut entry = CpuEntry {
+            index: CpuIndex(0),
+            apic_id,
+            processor_uid,
+            source,
+            state,
+        };
+        if is_bsp {
+            self.cpus[0] = entry;
+            self.bsp_found = true;
+        } else if self.cpu_count < MAX_CPUS {
+            entry.index = CpuIndex(self.cpu_count as u32);
+            self.cpus[self.cpu_count] = entry;
+            self.cpu_count += 1;
+        } else {
+            self.dropped_cpus += 1;
+            if self.dropped_cpus == 1 {
+                self.diag(Diagnostic::CpuCapacityExceeded {
+                    apic_id,
+                    capacity: MAX_CPUS,
+                });
+            }
+        }
+    }
+
+    fn add_ioapic(&mut self, id: u8, address: u32, gsi_base: u32) {
+        let existing = &self.ioapics[..self.ioapic_count];
+        let dup_id = existing.iter().any(|io| io.id == id);
+        let same_base = existing
+            .iter()
+            .find(|io| io.gsi_base == gsi_base)
+            .map(|io| io.id);
+        if dup_id {
+            self.diag(Diagnostic::DuplicateIoApicId { id });
+        }
+        if let Some(first_id) = same_base {
+            self.diag(Diagnostic::DuplicateIoApicGsiBase {
+                gsi_base,
+                first_id,
+                second_id: id,
+            });
+        }
+        if self.ioapic_count < MAX_IOAPICS {
+            self.ioapics[self.ioapic_count] = IoApicEntry {
+                id,
+                address,
+                gsi_base,
+                pins: None,
+            };
+            self.ioapic_count += 1;
+        } else {
+            self.diag(Diagnostic::IoApicCapacityExceeded {
+                id,
+                capacity: MAX_IOAPICS,
+            });
+        }
+    }
+
+    fn add_override(&mut self, bus: u8, source: u8, gsi: u32, flags: u16) {
+        if bus != 0 {
+            self.diag(Diagnostic::OverrideNotIsa { bus, source });
+            return;
+        }
+        if source as usize >= ISA_IRQS {
+            self.diag(Diagnostic::OverrideSourceOutOfRange { source });
+            return;
+        }
+        let (polarity, trigger, bad) = decode_inti(flags);
+        if bad {
+            let context = IntiContext::Override { source };
+            self.diag(Diagnostic::ReservedIntiFlags { context, flags });
+        }
+        if let Some(first) = self.overrides[source as usize] {
+            self.diag(Diagnostic::DuplicateOverride {
+                source,
+                first_gsi: first.gsi,
+                second_gsi: gsi,
+            });
+            return;
+        }
+        if let Some(other) = self.overrides.iter().flatten().find(|o| o.gsi == gsi) {
+            let first_source = other.source;
+            self.diag(Diagnostic::OverrideGsiConflict {
+                gsi,
+                first_source,
+                second_source: source,
+            });
+        }
+        self.overrides[source as usize] = Some(IsaOverride {
+            source,
+            gsi,
+            polarity,
+            trigger,
+            flags,
+        });
+    }
+
+    fn add_lapic_nmi(&mut self, processor_uid: u32, target: NmiTarget, flags: u16, lint: u8) {
+        if lint > 1 {
+            self.diag(Diagnostic::InvalidLint {
+                processor_uid,
+                lint,
+            });
+            return;
+        }
+        let (polarity, trigger, bad) = decode_inti(flags);
+        if bad {
+            let context = IntiContext::LapicNmi { processor_uid };
+            self.diag(Diagnostic::ReservedIntiFlags { context, flags });
+        }
+        if self.lapic_nmi_count < MAX_LAPIC_NMIS {
+            self.lapic_nmis[self.lapic_nmi_count] = LapicNmi {
+                target,
+                lint,
+                polarity,
+                trigger,
+            };
+            self.lapic_nmi_count += 1;
+        } else {
+            self.diag(Diagnostic::LapicNmiCapacityExceeded { processor_uid });
+        }
+    }
+
+    // ----- CPUs -----
+
+    /// All CPUs (enabled and online-capable), indexed by [`CpuIndex`]; the
+    /// BSP is element 0.
+    pub fn cpus(&self) -> &[CpuEntry] {
+        &self.cpus[..self.cpu_count]
+    }
+
+    /// Number of CPUs in [`Platform::cpus`].
+    pub fn cpu_count(&self) -> usize {
+        self.cpu_count
+    }
+
+    /// The boot CPU (always present, index 0).
+    pub fn bsp(&self) -> &CpuEntry {
+        &self.cpus[0]
+    }
+
+    /// The CPU with a given kernel index.
+    pub fn cpu(&self, index: CpuIndex) -> Option<&CpuEntry> {
+        self.cpus().get(index.0 as usize)
+    }
+
+    /// The CPU with a given APIC ID (e.g. to identify an AP that just woke up).
+    pub fn cpu_by_apic_id(&self, apic_id: u32) -> Option<&CpuEntry> {
+        self.cpus().iter().find(|c| c.apic_id == apic_id)
+    }
+
+    /// CPUs marked Enabled (the ones to start at boot).
+    pub fn enabled_cpus(&self) -> impl Iterator<Item = &CpuEntry> + '_ {
+        self.cpus().iter().filter(|c| c.state == CpuState::Enabled)
+    }
+
+    /// True if a CPU with `apic_id` can be targeted by an IPI in `mode`:
+    /// xAPIC destinations are 8 bits with 0xFF as broadcast, so only 0..=254;
+    /// x2APIC excludes only the broadcast 0xFFFFFFFF.
+    pub const fn is_reachable(apic_id: u32, mode: ApicMode) -> bool {
+        match mode {
+            ApicMode::XApic => apic_id <= 0xFE,
+            ApicMode::X2Apic => apic_id != u32::MAX,
+        }
+    }
+
+    /// CPUs that can be addressed in `mode`; the kernel starts only these.
+    pub fn reachable_cpus(&self, mode: ApicMode) -> impl Iterator<Item = &CpuEntry> + '_ {
+        self.cpus()
+            .iter()
+            .filter(move |c| Self::is_reachable(c.apic_id, mode))
+    }
+
+    /// One [`Diagnostic::UnreachableInXApic`] per CPU that cannot be addressed
+    /// in `mode` (none in x2APIC mode), for the kernel to print.
+    pub fn unreachable_diagnostics(&self, mode: ApicMode) -> impl Iterator<Item = Diagnostic> + '_ {
+        self.cpus()
+            .iter()
+            .filter(move |c| !Self::is_reachable(c.apic_id, mode))
+            .map(|c| Diagnostic::UnreachableInXApic { apic_id: c.apic_id })
+    }
+
+    // ----- APIC addresses / legacy -----
+
+    /// Physical base of the local APICs (the 64-bit override if present).
+    pub fn local_apic_address(&self) -> u64 {
+        self.local_apic_address
+    }
+
+    /// True if the MADT says legacy 8259 PICs are present (PCAT_COMPAT): the
+    /// kernel must mask them before using the IOAPIC.
+    pub fn pc_at_compatible(&self) -> bool {
+        self.pc_at_compatible
+    }
+
+    /// The BSP APIC ID this platform was built with.
+    pub fn bsp_apic_id(&self) -> u32 {
+        self.bsp_apic_id
+    }
+
+    // ----- IOAPICs and IRQ routing -----
+
+    /// IOAPICs in table order; positions are the indices used by
+    /// [`Platform::set_ioapic_pins`] and [`Platform::ioapic_for_gsi`].
+    pub fn ioapics(&self) -> &[IoApicEntry] {
+        &self.ioapics[..self.ioapic_count]
+    }
+
+    /// Records how many redirection entries IOAPIC `index` has (read by the
+    /// kernel from its version register), enabling [`Platform::ioapic_for_gsi`].
+    /// Overlapping GSI ranges become a diagnostic.
+    pub fn set_ioapic_pins(&mut self, index: usize, pins: u32) -> Result<(), PlatformError> {
+        if index >= self.ioapic_count {
+            return Err(PlatformError::NoSuchIoApic { index });
+        }
+        if pins == 0 || pins > MAX_IOAPIC_PINS {
+            return Err(PlatformError::InvalidPinCount { index, pins });
+        }
+        self.ioapics[index].pins = Some(pins);
+        let lo = self.ioapics[index].gsi_base as u64;
+        let hi = lo + pins as u64;
+        for other in 0..self.ioapic_count {
+            if other == index {
+                continue;
+            }
+            let io = self.ioapics[other];
+            if let Some(p) = io.pins {
+                let (olo, ohi) = (io.gsi_base as u64, io.gsi_base as u64 + p as u64);
+                if lo < ohi && olo < hi {
+                    let d = Diagnostic::IoApicGsiOverlap {
+                        first: other.min(index),
+                        second: other.max(index),
+                    };
+                    if !self.diagnostics().any(|x| x == d) {
+                        self.diag(d);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Which IOAPIC (index) and pin serve `gsi`; `None` if no IOAPIC with a
+    /// known pin count covers it.
+    pub fn ioapic_for_gsi(&self, gsi: u32) -> Option<(usize, u32)> {
+        self.ioapics().iter().enumerate().find_map(|(i, io)| {
+            let pins = io.pins?;
+            let off = gsi.checked_sub(io.gsi_base)?;
+            (off < pins).then_some((i, off))
+        })
+    }
+
+    /// The validated interrupt source overrides.
+    pub fn isa_overrides(&self) -> impl Iterator<Item = &IsaOverride> + '_ {
+        self.overrides.iter().flatten()
+    }
+
+    /// Where ISA IRQ `irq` arrives: its override if any, otherwise the
+    /// identity GSI with ISA defaults (active high, edge).
+    ///
+    /// `None` for `irq >= 16`, and for an IRQ whose identity GSI has been
+    /// claimed by another IRQ's override (e.g. IRQ 2 when IRQ 0 -> GSI 2):
+    /// routing it would mis-deliver the other device's interrupt.
+    pub fn resolve_isa_irq(&self, irq: u8) -> Option<IrqRoute> {
+        if irq as usize >= ISA_IRQS {
+            return None;
+        }
+        if let Some(o) = self.overrides[irq as usize] {
+            return Some(IrqRoute {
+                gsi: o.gsi,
+                polarity: o.polarity,
+                trigger: o.trigger,
+            });
+        }
+        if self.isa_overrides().any(|o| o.gsi == irq as u32) {
+            return None;
+        }
+        Some(IrqRoute {
+            gsi: irq as u32,
+            polarity: Polarity::ActiveHigh,
+            trigger: Trigger::Edge,
+        })
+    }
+
+    /// The ISA IRQ delivered on `gsi`, if any (reverse of
+    /// [`Platform::resolve_isa_irq`]), e.g. to name an interrupt in logs.
+    pub fn isa_irq_for_gsi(&self, gsi: u32) -> Option<u8> {
+        if let Some(o) = self.isa_overrides().find(|o| o.gsi == gsi) {
+            return Some(o.source);
+        }
+        if (gsi as usize) < ISA_IRQS && self.overrides[gsi as usize].is_none() {
+            return Some(gsi as u8);
+        }
+        None
+    }
+
+    // ----- NMIs -----
+
+    /// GSIs wired to NMI.
+    pub fn nmi_sources(&self) -> &[NmiSourceEntry] {
+        &self.nmi_sources[..self.nmi_source_count]
+    }
+
+    /// All valid local APIC NMI entries.
+    pub fn lapic_nmis(&self) -> &[LapicNmi] {
+        &self.lapic_nmis[..self.lapic_nmi_count]
+    }
+
+    /// The LINT pin (and its polarity/trigger) to program as NMI on the CPU
+    /// with `processor_uid`: an entry naming the UID wins over an "all" entry.
+    pub fn lapic_nmi_for(&self, processor_uid: u32) -> Option<(u8, Polarity, Trigger)> {
+        let nmis = self.lapic_nmis();
+        nmis.iter()
+            .find(|n| n.target == NmiTarget::Processor(processor_uid))
+            .or_else(|| nmis.iter().find(|n| n.target == NmiTarget::All))
+            .map(|n| (n.lint, n.polarity, n.trigger))
+    }
+
+    // ----- Diagnostics -----
+
+    /// Everything odd found while interpreting the table, in order.
+    pub fn diagnostics(&self) -> impl Iterator<Item = Diagnostic> + '_ {
+        self.diags[..self.diag_count].iter().copied()
+    }
+
+    /// Diagnostics that did not fit in [`MAX_DIAGNOSTICS`] (counted, not stored).
+    pub fn diagnostics_dropped(&self) -> usize {
+        self.diags_dropped
+    }
+
+    /// Counts for the boot log, with reachability computed for `mode`.
+    pub fn summary(&self, mode: ApicMode) -> Summary {
+        let enabled = self.enabled_cpus().count();
+        Summary {
+            mode,
+            cpus: self.cpu_count,
+            enabled,
+            online_capable: self.cpu_count - enabled,
+            skipped_disabled: self.skipped_disabled,
+            duplicates: self.duplicates,
+            invalid: self.invalid_cpus,
+            dropped_over_capacity: self.dropped_cpus,
+            unreachable: self.unreachable_diagnostics(mode).count(),
+            ioapics: self.ioapic_count,
+            isa_overrides: self.isa_overrides().count(),
+            diagnostics: self.diag_count + self.diags_dropped,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,167 @@
+//! ACPI discovery: the `acpi` crate finds and validates the RSDP/RSDT/XSDT and the MADT; each
+//! MADT entry becomes a `keel_platform::MadtRecord`, and `keel_platform` decides what the
+//! platform means (CPUs, IOAPICs, overrides). Missing or broken tables are reported and
+//! replaced by a safe fallback (the boot CPU alone, the standard IOAPIC), never a panic.
+
+use core::ptr::NonNull;
+use acpi::madt::{Madt, MadtEntry};
+use acpi::{AcpiHandler, AcpiTables, PhysicalMapping};
+use keel_platform::{MadtRecord, Platform};
+use spin::Once;
+
+use crate::mm::paging::{map_physical, Caching};
+
+/// The architectural default LAPIC base, used when the MADT is missing.
+pub const DEFAULT_LAPIC_BASE: u32 = 0xFEE0_0000;
+/// The conventional IOAPIC base, used when the MADT is missing.
+pub const DEFAULT_IOAPIC_BASE: u32 = 0xFEC0_0000;
+
+static PLATFORM: Once<Platform> = Once::new();
+
+/// The platform as the firmware declared it (after [`init`]).
+pub fn platform() -> &'static Platform {
+    PLATFORM.get().expect("acpi::init has not run")
+}
+
+/// Maps ACPI tables through the physical map (write-back: they are ordinary memory).
+#[derive(Clone, Copy)]
+struct PhysMapHandler;
+
+impl AcpiHandler for PhysMapHandler {
+    unsafe fn map_physical_region<T>(&self, physical_address: usize, size: usize) -> PhysicalMapping<Self, T> {
+        let virt = map_physical(physical_address as u64, size as u64, Caching::WriteBack);
+        // SAFETY: `map_physical` returned a valid, mapped, non-null address for the range.
+        unsafe {
+            PhysicalMapping::new(
+                physical_address,
+                NonNull::new_unchecked(virt.as_mut_ptr::<T>()),
+                size,
+                size,
+                *self,
+            )
+        }
+    }
+
+    fn unmap_physical_region<T>(_region: &PhysicalMapping<Self, T>) {
+        // The physical map is permanent; nothing to undo.
+    }
+}
+
+/// The boot CPU's full APIC ID from CPUID (leaf 0x0B gives all 32 bits, leaf 1 only 8).
+pub fn boot_cpu_apic_id() -> u32 {
+    let f = crate::arch::x86_64::cpu::features();
+    if f.max_leaf >= 0x0B {
+        // SAFETY: leaf 0x0B exists (checked against the maximum leaf).
+        let r = unsafe { core::arch::x86_64::__cpuid_count(0x0B, 0) };
+        if r.ebx != 0 {
+            return r.edx;
+        }
+    }
+    f.initial_apic_id as u32
+}
+
+fn convert(entry: MadtEntry) -> MadtRecord {
+    match entry {
+        MadtEntry::LocalApic(e) => MadtRecord::LocalApic {
+            processor_uid: e.processor_id as u32,
+            apic_id: e.apic_id as u32,
+            flags: e.flags,
+        },
+        MadtEntry::LocalX2Apic(e) => MadtRecord::LocalX2Apic {
+            processor_uid: e.processor_uid,
+            apic_id: e.x2apic_id,
+            flags: e.flags,
+        },
+        MadtEntry::IoApic(e) => MadtRecord::IoApic {
+            id: e.io_apic_id,
+            address: e.io_apic_address,
+            gsi_base: e.global_system_interrupt_base,
+        },
+        MadtEntry::InterruptSourceOverride(e) => MadtRecord::InterruptSourceOverride {
+            bus: e.bus,
+            source: e.irq,
+            gsi: e.global_system_interrupt,
+            flags: e.flags,
+        },
+        MadtEntry::NmiSource(e) => MadtRecord::NmiSource { flags: e.flags, gsi: e.global_system_interrupt },
+        MadtEntry::LocalApicNmi(e) => MadtRecord::LocalApicNmi {
+            processor_uid: if e.processor_id == 0xFF { u32::MAX } else { e.processor_id as u32 },
+            flags: e.flags,
+            lint: e.nmi_line,
+        },
+        MadtEntry::X2ApicNmi(e) => MadtRecord::LocalApicNmi {
+            processor_uid: e.processor_uid,
+            flags: e.flags,
+            lint: e.nmi_line,
+        },
+        MadtEntry::LocalApicAddressOverride(e) => {
+            MadtRecord::LocalApicAddressOverride { address: e.local_apic_address }
+        }
+        MadtEntry::IoSapic(_) => MadtRecord::Other { kind: 6 },
+        MadtEntry::LocalSapic(_) => MadtRecord::Other { kind: 7 },
+        MadtEntry::PlatformInterruptSource(_) => MadtRecord::Other { kind: 8 },
+        MadtEntry::Gicc(_) => MadtRecord::Other { kind: 0xB },
+        MadtEntry::Gicd(_) => MadtRecord::Other { kind: 0xC },
+        MadtEntry::GicMsiFrame(_) => MadtRecord::Other { kind: 0xD },
+        MadtEntry::GicRedistributor(_) => MadtRecord::Other { kind: 0xE },
+        MadtEntry::GicInterruptTranslationService(_) => MadtRecord::Other { kind: 0xF },
+        MadtEntry::MultiprocessorWakeup(_) => MadtRecord::Other { kind: 0x10 },
+    }
+}
+
+fn fallback(bsp: u32, why: &dyn core::fmt::Display) -> Platform {
+    log::error!("acpi: {why}; falling back to the boot CPU alone and an IOAPIC at {DEFAULT_IOAPIC_BASE:#x}");
+    ev!("acpi.fallback", "yes");
+    let records = [MadtRecord::IoApic { id: 0, address: DEFAULT_IOAPIC_BASE, gsi_base: 0 }];
+    Platform::from_records(DEFAULT_LAPIC_BASE, true, records.into_iter(), bsp)
+}
+
+/// Finds the tables, interprets the MADT, prints the platform report.
+pub fn init() -> &'static Platform {
+    let bsp = boot_cpu_apic_id();
+    // SAFETY: the BIOS areas the search reads (EBDA, 0xE0000..0xFFFFF) are in the physical
+    // map; the handler maps whatever tables they point at.
+    let platform = match unsafe { AcpiTables::search_for_rsdp_bios(PhysMapHandler) } {
+        Err(e) => fallback(bsp, &format_args!("no usable RSDP ({e:?})")),
+        Ok(tables) => match tables.find_table::<Madt>() {
+            Err(e) => fallback(bsp, &format_args!("no usable MADT ({e:?})")),
+            Ok(madt) => {
+                let m = madt.get();
+                let lapic = m.local_apic_address;
+                let pc_at = m.supports_8259();
+                log::info!("acpi: MADT rev {} at {:#x}, LAPIC {:#x}, 8259 {}", m.header.revision, madt.physical_start(), lapic, pc_at);
+                Platform::from_records(lapic, pc_at, m.entries().map(convert), bsp)
+            }
+        },
+    };
+    let platform = PLATFORM.call_once(|| platform);
+    report(platform);
+    platform
+}
+
+fn report(p: &Platform) {
+    for d in p.diagnostics() {
+        log::warn!("acpi: {d}");
+    }
+    for cpu in p.cpus() {
+        log::info!(
+            "acpi: cpu index {} apic-id {} uid {} from {:?} state {:?}",
+            cpu.index.0, cpu.apic_id, cpu.processor_uid, cpu.source, cpu.state
+        );
+    }
+    for io in p.ioapics() {
+        log::info!("acpi: ioapic id {} at {:#x} gsi-base {}", io.id, io.address, io.gsi_base);
+    }
+    for irq in 0..16u8 {
+        let Some(r) = p.resolve_isa_irq(irq) else {
+            log::info!("acpi: isa irq {irq} has no GSI of its own (taken by an override)");
+            continue;
+        };
+        if r.gsi != irq as u32 || r.trigger != keel_platform::Trigger::Edge || r.polarity != keel_platform::Polarity::ActiveHigh {
+            log::info!("acpi: isa irq {irq} -> gsi {} {:?} {:?}", r.gsi, r.polarity, r.trigger);
+        }
+    }
+    ev!("acpi.madt.cpus", p.cpus().len());
+    ev!("acpi.ioapics", p.ioapics().len());
+    ev!("acpi.diagnostics", p.diagnostics().count());
+}

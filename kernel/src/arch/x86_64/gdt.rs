@@ -1,0 +1,78 @@
+//! Per-CPU GDT and TSS. Each CPU owns its TSS (the IST stacks for #DF, NMI and #MC, and later
+//! the ring-0 stack for user entry), so each CPU also owns a GDT holding that TSS.
+//!
+//! Selector layout (fixed, `syscall`/`sysret` depend on it):
+//! 0x08 kernel code, 0x10 kernel data, 0x18 user data, 0x20 user code, 0x28 TSS.
+
+use x86_64::instructions::segmentation::{Segment, CS, DS, ES, SS};
+use x86_64::instructions::tables::load_tss;
+use x86_64::structures::gdt::{Descriptor, GlobalDescriptorTable, SegmentSelector};
+use x86_64::structures::tss::TaskStateSegment;
+use x86_64::VirtAddr;
+
+/// IST slot (1-based in the IDT, 0-based in the TSS array) of each critical exception.
+pub const IST_DOUBLE_FAULT: u16 = 1;
+pub const IST_NMI: u16 = 2;
+pub const IST_MACHINE_CHECK: u16 = 3;
+
+/// Size of each IST stack.
+pub const IST_STACK_SIZE: usize = 16 * 1024;
+
+/// Kernel code selector.
+pub const KERNEL_CODE: SegmentSelector = SegmentSelector(0x08);
+/// Kernel data selector.
+pub const KERNEL_DATA: SegmentSelector = SegmentSelector(0x10);
+
+/// One CPU's descriptor tables and emergency stacks.
+#[repr(C, align(16))]
+pub struct CpuTables {
+    pub gdt: GlobalDescriptorTable,
+    pub tss: TaskStateSegment,
+    pub ist_stacks: [[u8; IST_STACK_SIZE]; 3],
+}
+
+impl CpuTables {
+    /// An empty set, filled in by [`CpuTables::load`].
+    pub const fn new() -> Self {
+        CpuTables {
+            gdt: GlobalDescriptorTable::new(),
+            tss: TaskStateSegment::new(),
+            ist_stacks: [[0; IST_STACK_SIZE]; 3],
+        }
+    }
+
+    /// Builds the GDT/TSS in place and loads them on the calling CPU.
+    pub fn load(&'static mut self) {
+        for (slot, stack) in self.ist_stacks.iter().enumerate() {
+            let top = VirtAddr::from_ptr(stack.as_ptr_range().end);
+            self.tss.interrupt_stack_table[slot] = top;
+        }
+        // SAFETY: `self` is 'static and per-CPU; the TSS is not loaded anywhere else.
+        let tss: &'static TaskStateSegment = unsafe { &*(&self.tss as *const TaskStateSegment) };
+        let mut gdt = GlobalDescriptorTable::new();
+        let code = gdt.append(Descriptor::kernel_code_segment());
+        let data = gdt.append(Descriptor::kernel_data_segment());
+        let _user_data = gdt.append(Descriptor::user_data_segment());
+        let _user_code = gdt.append(Descriptor::user_code_segment());
+        let tss_sel = gdt.append(Descriptor::tss_segment(tss));
+        debug_assert_eq!(code, KERNEL_CODE);
+        debug_assert_eq!(data.0, KERNEL_DATA.0);
+        self.gdt = gdt;
+        let gdt: &'static GlobalDescriptorTable = unsafe { &*(&self.gdt as *const GlobalDescriptorTable) };
+        gdt.load();
+        // SAFETY: the selectors index the GDT just loaded; the TSS descriptor is fresh (not busy).
+        unsafe {
+            CS::set_reg(KERNEL_CODE);
+            SS::set_reg(KERNEL_DATA);
+            DS::set_reg(KERNEL_DATA);
+            ES::set_reg(KERNEL_DATA);
+            load_tss(tss_sel);
+        }
+    }
+}
+
+impl Default for CpuTables {
+    fn default() -> Self {
+        Self::new()
+    }
+}

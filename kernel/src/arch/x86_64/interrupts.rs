@@ -1,0 +1,220 @@
+//! The IDT, the 256 entry stubs, and the dispatcher.
+//!
+//! Stable Rust has no `x86-interrupt` ABI, so every vector gets a 16-byte assembly stub that
+//! pushes a dummy error code where the CPU does not, then its vector number, and jumps to one
+//! common path that saves the general registers into a [`TrapFrame`] and calls
+//! [`trap_dispatch`]. One frame layout serves exceptions, device interrupts and (later) user
+//! entry.
+
+use core::arch::global_asm;
+use core::sync::atomic::{AtomicU64, Ordering};
+use spin::Once;
+
+use super::gdt::{IST_DOUBLE_FAULT, IST_MACHINE_CHECK, IST_NMI, KERNEL_CODE};
+
+/// LAPIC timer tick (fixed by the design).
+pub const TIMER_VECTOR: u8 = 48;
+/// Inter-processor interrupts: call-function and reschedule mailbox.
+pub const IPI_VECTOR: u8 = 49;
+/// First vector handed to device interrupts (IOAPIC pins, MSI).
+pub const DEVICE_VECTOR_BASE: u8 = 0x50;
+/// Last device vector.
+pub const DEVICE_VECTOR_LAST: u8 = 0xDF;
+/// LAPIC error interrupt (LVT error).
+pub const LAPIC_ERROR_VECTOR: u8 = 0xFE;
+/// LAPIC spurious-interrupt vector (low nibble all ones, as older xAPICs require).
+pub const SPURIOUS_VECTOR: u8 = 0xFF;
+/// Where the 8259 PICs are parked before being masked (their spurious IRQ7/15 land here).
+pub const PIC_VECTOR_BASE: u8 = 0x20;
+
+/// The registers saved on every trap, in push order reversed (lowest address first).
+#[repr(C)]
+#[derive(Debug)]
+pub struct TrapFrame {
+    pub rax: u64,
+    pub rbx: u64,
+    pub rcx: u64,
+    pub rdx: u64,
+    pub rsi: u64,
+    pub rdi: u64,
+    pub rbp: u64,
+    pub r8: u64,
+    pub r9: u64,
+    pub r10: u64,
+    pub r11: u64,
+    pub r12: u64,
+    pub r13: u64,
+    pub r14: u64,
+    pub r15: u64,
+    pub vector: u64,
+    pub error_code: u64,
+    pub rip: u64,
+    pub cs: u64,
+    pub rflags: u64,
+    pub rsp: u64,
+    pub ss: u64,
+}
+
+impl TrapFrame {
+    /// Whether the trap interrupted ring 3.
+    pub fn from_user(&self) -> bool {
+        self.cs & 3 == 3
+    }
+}
+
+// Vectors for which the CPU pushes an error code: #DF 8, #TS 10, #NP 11, #SS 12, #GP 13,
+// #PF 14, #AC 17, #CP 21, #VC 29, #SX 30.
+global_asm!(
+    r#"
+.section .text
+.balign 16
+.global trap_stubs
+trap_stubs:
+.set vec, 0
+.rept 256
+    .balign 16
+    .if (vec == 8) || (vec == 10) || (vec == 11) || (vec == 12) || (vec == 13) || (vec == 14) || (vec == 17) || (vec == 21) || (vec == 29) || (vec == 30)
+    .else
+        pushq $0
+    .endif
+    pushq $vec
+    jmp trap_common
+    .set vec, vec + 1
+.endr
+
+trap_common:
+    testb $3, 24(%rsp)          /* CS of the interrupted context */
+    jz 1f
+    swapgs
+1:  pushq %r15
+    pushq %r14
+    pushq %r13
+    pushq %r12
+    pushq %r11
+    pushq %r10
+    pushq %r9
+    pushq %r8
+    pushq %rbp
+    pushq %rdi
+    pushq %rsi
+    pushq %rdx
+    pushq %rcx
+    pushq %rbx
+    pushq %rax
+    cld
+    movq %rsp, %rdi
+    call trap_dispatch
+    popq %rax
+    popq %rbx
+    popq %rcx
+    popq %rdx
+    popq %rsi
+    popq %rdi
+    popq %rbp
+    popq %r8
+    popq %r9
+    popq %r10
+    popq %r11
+    popq %r12
+    popq %r13
+    popq %r14
+    popq %r15
+    testb $3, 24(%rsp)
+    jz 2f
+    swapgs
+2:  addq $16, %rsp
+    iretq
+"#,
+    options(att_syntax)
+);
+
+extern "C" {
+    static trap_stubs: u8;
+}
+
+/// One 16-byte IDT gate.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Gate {
+    offset_low: u16,
+    selector: u16,
+    ist: u8,
+    type_attr: u8,
+    offset_mid: u16,
+    offset_high: u32,
+    reserved: u32,
+}
+
+impl Gate {
+    /// A present 64-bit interrupt gate (IF cleared on entry) at ring 0.
+    fn interrupt(handler: u64, ist: u16, dpl: u8) -> Gate {
+        Gate {
+            offset_low: handler as u16,
+            selector: KERNEL_CODE.0,
+            ist: ist as u8,
+            type_attr: 0x8E | (dpl << 5),
+            offset_mid: (handler >> 16) as u16,
+            offset_high: (handler >> 32) as u32,
+            reserved: 0,
+        }
+    }
+}
+
+#[repr(C, align(16))]
+struct Idt([Gate; 256]);
+
+static IDT: Once<Idt> = Once::new();
+
+/// Builds the IDT (once) and loads it on the calling CPU.
+pub fn init_idt() {
+    let idt = IDT.call_once(|| {
+        // SAFETY: `trap_stubs` is the label of the stub table defined above.
+        let base = unsafe { core::ptr::addr_of!(trap_stubs) } as u64;
+        let mut gates = [Gate::interrupt(0, 0, 0); 256];
+        for (vector, gate) in gates.iter_mut().enumerate() {
+            let ist = match vector {
+                8 => IST_DOUBLE_FAULT,
+                2 => IST_NMI,
+                18 => IST_MACHINE_CHECK,
+                _ => 0,
+            };
+            *gate = Gate::interrupt(base + 16 * vector as u64, ist, 0);
+        }
+        Idt(gates)
+    });
+    let ptr = x86_64::structures::DescriptorTablePointer {
+        limit: (core::mem::size_of::<Idt>() - 1) as u16,
+        base: x86_64::VirtAddr::from_ptr(idt),
+    };
+    // SAFETY: the IDT is 'static and every gate points at a stub in this image.
+    unsafe { x86_64::instructions::tables::lidt(&ptr) };
+}
+
+/// Interrupts that reached no handler (counted, reported by the boot report).
+pub static UNHANDLED: AtomicU64 = AtomicU64::new(0);
+/// Spurious interrupts from the 8259 PICs (IRQ7/IRQ15 after masking).
+pub static PIC_SPURIOUS: AtomicU64 = AtomicU64::new(0);
+
+/// Called by `trap_common` with interrupts off.
+#[no_mangle]
+extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
+    let vector = frame.vector as u8;
+    match vector {
+        2 => super::smp::nmi(frame),
+        0..=31 => crate::panic::fatal_exception(frame),
+        TIMER_VECTOR => super::lapic::timer_interrupt(),
+        IPI_VECTOR => super::smp::ipi_interrupt(),
+        SPURIOUS_VECTOR => super::lapic::spurious_interrupt(),
+        LAPIC_ERROR_VECTOR => super::lapic::error_interrupt(),
+        DEVICE_VECTOR_BASE..=DEVICE_VECTOR_LAST => super::ioapic::device_interrupt(vector),
+        v if (PIC_VECTOR_BASE..PIC_VECTOR_BASE + 16).contains(&v) => {
+            // Masked 8259 lines can still raise a spurious IRQ7/IRQ15; the PIC needs no EOI
+            // for those and the LAPIC never saw them.
+            PIC_SPURIOUS.fetch_add(1, Ordering::Relaxed);
+        }
+        _ => {
+            UNHANDLED.fetch_add(1, Ordering::Relaxed);
+            super::lapic::eoi();
+        }
+    }
+}

@@ -1,0 +1,344 @@
+//! The local APIC on this CPU: the two register backends (xAPIC MMIO, x2APIC MSR) behind
+//! `keel_apic::Lapic`, boot-time mode selection, the timer, and the interrupt handlers for
+//! the timer, error and spurious vectors.
+//!
+//! All register logic (encodings, sequences, mode plans) lives in `keel_apic` and is host-
+//! tested against a fake LAPIC; this file only has the leaves that touch hardware. Dispatch
+//! is static: [`Backend`] is an enum matched per access (no vtable on the EOI path), and it is
+//! `!Send` because a LAPIC handle names *this* CPU's LAPIC.
+
+use core::marker::PhantomData;
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+
+use keel_apic::base::x2apic_lock_state;
+use keel_apic::{
+    plan_for_ap, plan_for_bsp, ApicBase, ApicId, IcrValue, Ipi, Lapic, LapicMode, LapicRegisters, LocalInit,
+    ModeInputs, Register, TimerDivide,
+};
+
+use super::cpu::{self, rdmsr, rdtsc, wrmsr, wrmsr_fence};
+use super::interrupts::{LAPIC_ERROR_VECTOR, SPURIOUS_VECTOR, TIMER_VECTOR};
+use super::percpu;
+use crate::mm::paging::{map_physical, Caching};
+use crate::time;
+
+const IA32_APIC_BASE: u32 = 0x1B;
+const IA32_TSC_DEADLINE: u32 = 0x6E0;
+const IA32_ARCH_CAPABILITIES: u32 = 0x10A;
+const IA32_XAPIC_DISABLE_STATUS: u32 = 0xBD;
+
+/// Timer tick rate on every CPU (documented in docs/lapic.md).
+pub const TICK_HZ: u64 = 100;
+/// The divider used for one-shot/periodic modes.
+const TIMER_DIVIDE: TimerDivide = TimerDivide::By16;
+
+const MODE_UNSET: u8 = 0;
+const MODE_XAPIC: u8 = 1;
+const MODE_X2APIC: u8 = 2;
+/// The mode the boot CPU chose; APs follow it.
+static MODE: AtomicU8 = AtomicU8::new(MODE_UNSET);
+/// Kernel virtual address of the xAPIC MMIO page (0 in x2APIC mode: never mapped).
+static XAPIC_VIRT: AtomicU64 = AtomicU64::new(0);
+/// Whether the timer runs in TSC-deadline mode.
+static TSC_DEADLINE: AtomicBool = AtomicBool::new(false);
+/// TSC ticks per timer period in TSC-deadline mode.
+static DEADLINE_PERIOD_TSC: AtomicU64 = AtomicU64::new(0);
+
+/// The mode every LAPIC runs in (after [`init_boot_cpu`]).
+pub fn mode() -> Option<LapicMode> {
+    match MODE.load(Ordering::Acquire) {
+        MODE_XAPIC => Some(LapicMode::XApic),
+        MODE_X2APIC => Some(LapicMode::X2Apic),
+        _ => None,
+    }
+}
+
+/// Short lower-case name for evidence lines.
+pub fn mode_name(mode: LapicMode) -> &'static str {
+    match mode {
+        LapicMode::XApic => "xapic",
+        LapicMode::X2Apic => "x2apic",
+    }
+}
+
+/// Register access for this CPU's LAPIC in the chosen mode.
+pub enum Backend {
+    /// xAPIC: 32-bit MMIO registers at 16-byte strides from the mapped base.
+    XApic { base: *mut u32, _cpu_local: PhantomData<*const ()> },
+    /// x2APIC: MSRs 0x800 + offset/16; the ICR is one 64-bit MSR.
+    X2Apic { _cpu_local: PhantomData<*const ()> },
+}
+
+impl LapicRegisters for Backend {
+    fn mode(&self) -> LapicMode {
+        match self {
+            Backend::XApic { .. } => LapicMode::XApic,
+            Backend::X2Apic { .. } => LapicMode::X2Apic,
+        }
+    }
+
+    #[inline]
+    fn read(&mut self, reg: Register) -> u32 {
+        match self {
+            Backend::XApic { base, .. } => {
+                let offset = reg.xapic_offset().expect("register absent in xAPIC mode") as usize;
+                // SAFETY: `base` maps this CPU's 4 KiB xAPIC page uncached; `offset` is an
+                // architectural register offset within it.
+                unsafe { base.byte_add(offset).read_volatile() }
+            }
+            Backend::X2Apic { .. } => {
+                let msr = reg.x2apic_msr().expect("register absent in x2APIC mode");
+                // SAFETY: x2APIC is enabled on this CPU, so MSRs 0x800..0x8FF exist.
+                unsafe { rdmsr(msr) as u32 }
+            }
+        }
+    }
+
+    #[inline]
+    fn write(&mut self, reg: Register, value: u32) {
+        match self {
+            Backend::XApic { base, .. } => {
+                let offset = reg.xapic_offset().expect("register absent in xAPIC mode") as usize;
+                // SAFETY: as in `read`.
+                unsafe { base.byte_add(offset).write_volatile(value) }
+            }
+            Backend::X2Apic { .. } => {
+                let msr = reg.x2apic_msr().expect("register absent in x2APIC mode");
+                // SAFETY: as in `read`; the register values come from keel_apic encoders.
+                unsafe { wrmsr(msr, value as u64) }
+            }
+        }
+    }
+
+    fn write_icr(&mut self, icr: IcrValue) {
+        match (self, icr) {
+            (Backend::XApic { base, .. }, IcrValue::XApic { high, low }) => {
+                let base = *base;
+                // ICR high then ICR low, with interrupts off so an interrupt handler sending
+                // its own IPI cannot slip between the two writes.
+                x86_64::instructions::interrupts::without_interrupts(|| {
+                    wait_icr_idle(base);
+                    // SAFETY: as in `read`; ICR high is 0x310, ICR low (the send) 0x300.
+                    unsafe {
+                        base.byte_add(0x310).write_volatile(high);
+                        base.byte_add(0x300).write_volatile(low);
+                    }
+                    wait_icr_idle(base);
+                });
+            }
+            (Backend::X2Apic { .. }, IcrValue::X2Apic(v)) => {
+                // One WRMSR, no delivery-status polling (x2APIC has none). The fence makes
+                // earlier stores (e.g. a mailbox) visible before the IPI can arrive.
+                wrmsr_fence();
+                // SAFETY: x2APIC ICR MSR; `v` has no reserved bits (keel_apic's encoder).
+                unsafe { wrmsr(keel_apic::regs::X2APIC_ICR_MSR, v) };
+            }
+            _ => unreachable!("ICR encoded for the other mode"),
+        }
+    }
+}
+
+/// Polls the xAPIC delivery-status bit (bounded: a stuck bit is reported, not a hang).
+fn wait_icr_idle(base: *mut u32) {
+    for _ in 0..1_000_000 {
+        // SAFETY: ICR low of this CPU's mapped xAPIC page.
+        if unsafe { base.byte_add(0x300).read_volatile() } & keel_apic::icr::ICR_DELIVERY_STATUS_PENDING == 0 {
+            return;
+        }
+        core::hint::spin_loop();
+    }
+    log::warn!("lapic: ICR delivery status stuck");
+}
+
+/// A handle on the calling CPU's LAPIC.
+pub fn local() -> Lapic<Backend> {
+    let backend = match MODE.load(Ordering::Acquire) {
+        MODE_X2APIC => Backend::X2Apic { _cpu_local: PhantomData },
+        MODE_XAPIC => Backend::XApic { base: XAPIC_VIRT.load(Ordering::Relaxed) as *mut u32, _cpu_local: PhantomData },
+        _ => panic!("LAPIC used before mode selection"),
+    };
+    Lapic::new(backend)
+}
+
+/// End of interrupt for the in-service vector on this CPU.
+#[inline]
+pub fn eoi() {
+    local().eoi();
+}
+
+/// Sends an IPI from this CPU.
+pub fn send(ipi: Ipi) -> Result<(), keel_apic::IcrError> {
+    local().send(ipi)
+}
+
+fn mode_inputs() -> ModeInputs {
+    let f = cpu::features();
+    // SAFETY: IA32_APIC_BASE exists on every CPU with a local APIC (all x86_64 CPUs).
+    let apic_base = ApicBase::from_raw(unsafe { rdmsr(IA32_APIC_BASE) });
+    // SAFETY: CPUID leaf 7 read only when present.
+    let edx7 = if f.max_leaf >= 7 { unsafe { core::arch::x86_64::__cpuid_count(7, 0) }.edx } else { 0 };
+    let locked = x2apic_lock_state(
+        edx7,
+        // SAFETY: called only when CPUID.7:EDX[29] enumerates IA32_ARCH_CAPABILITIES.
+        || unsafe { rdmsr(IA32_ARCH_CAPABILITIES) },
+        // SAFETY: called only when ARCH_CAPABILITIES[21] enumerates XAPIC_DISABLE_STATUS.
+        || unsafe { rdmsr(IA32_XAPIC_DISABLE_STATUS) },
+    );
+    ModeInputs { cpuid_x2apic: f.x2apic, apic_base, x2apic_locked: locked }
+}
+
+fn apply_plan(writes: &[ApicBase]) {
+    for w in writes {
+        // SAFETY: every value comes from keel_apic's plan, whose steps are each a legal
+        // IA32_APIC_BASE transition (an illegal one would #GP).
+        unsafe { wrmsr(IA32_APIC_BASE, w.raw()) };
+    }
+}
+
+fn local_init() -> LocalInit {
+    LocalInit { spurious_vector: SPURIOUS_VECTOR, error_vector: LAPIC_ERROR_VECTOR, lint1_nmi: true }
+}
+
+/// Boot CPU: choose the mode (x2APIC when CPUID says so or firmware enabled/locked it),
+/// switch to it, map the xAPIC page only in xAPIC mode, and enable the LAPIC.
+pub fn init_boot_cpu() -> LapicMode {
+    let inputs = mode_inputs();
+    let plan = match plan_for_bsp(inputs) {
+        Ok(p) => p,
+        Err(e) => panic!("lapic: no usable mode for the boot CPU: {e:?} (inputs {inputs:?})"),
+    };
+    log::info!(
+        "lapic: cpuid-x2apic={} apic-base={:#x} (firmware {:?}, locked {:?}) -> {:?} with {} MSR write(s)",
+        inputs.cpuid_x2apic,
+        inputs.apic_base.raw(),
+        inputs.apic_base.state(),
+        inputs.x2apic_locked,
+        plan.mode,
+        plan.writes().len()
+    );
+    ev!("lapic.firmware_state", state_name(inputs.apic_base.state()));
+    ev!("lapic.mode_writes", plan.writes().len());
+    apply_plan(plan.writes());
+    if plan.mode == LapicMode::XApic {
+        let base = inputs.apic_base.base_address();
+        XAPIC_VIRT.store(map_physical(base, 4096, Caching::Uncached).as_u64(), Ordering::Relaxed);
+        ev!("lapic.xapic_mmio_mapped", "yes");
+    } else {
+        ev!("lapic.xapic_mmio_mapped", "no");
+    }
+    MODE.store(if plan.mode == LapicMode::X2Apic { MODE_X2APIC } else { MODE_XAPIC }, Ordering::Release);
+    enable_local();
+    plan.mode
+}
+
+/// An AP: follow the boot CPU's mode, enable the LAPIC, return its APIC ID.
+pub fn init_ap() -> Result<ApicId, keel_apic::ModeError> {
+    let required = mode().expect("boot CPU chose a mode first");
+    let plan = plan_for_ap(mode_inputs(), required)?;
+    apply_plan(plan.writes());
+    Ok(enable_local())
+}
+
+fn enable_local() -> ApicId {
+    let mut lapic = local();
+    match lapic.enable(local_init()) {
+        Ok(esr) if !esr.is_empty() => log::warn!("lapic: ESR after enable: {:#x}", esr.bits()),
+        Ok(_) => {}
+        Err(e) => panic!("lapic: enable failed: {e:?}"),
+    }
+    let id = lapic.id();
+    percpu::current().apic_id.store(id.get(), Ordering::Release);
+    id
+}
+
+/// Counts this CPU's LAPIC timer (masked one-shot from the maximum count, divide by 1)
+/// against the TSC for `window_ns` and returns its input frequency in Hz.
+pub fn measure_timer_hz(window_ns: u64) -> u64 {
+    let mut lapic = local();
+    let masked = keel_apic::LvtTimer { vector: TIMER_VECTOR, mode: keel_apic::TimerMode::OneShot, masked: true };
+    let regs = lapic.registers_mut();
+    regs.write(Register::TimerDivide, TimerDivide::By1.encode());
+    regs.write(Register::LvtTimer, masked.encode());
+    let start_tsc = rdtsc();
+    regs.write(Register::TimerInitialCount, u32::MAX);
+    let deadline = start_tsc + time::ns_to_tsc(window_ns);
+    while rdtsc() < deadline {
+        core::hint::spin_loop();
+    }
+    let remaining = lapic.current_count();
+    let elapsed_ns = time::tsc_to_ns(rdtsc() - start_tsc);
+    lapic.stop_timer();
+    let counted = (u32::MAX - remaining) as u64;
+    keel_apic::timer::frequency_hz(counted, TimerDivide::By1, elapsed_ns).unwrap_or(0)
+}
+
+/// Calibrates this CPU's LAPIC timer: the best of three 10 ms windows against the TSC. KVM's
+/// APIC timer runs at 1 GHz whatever CPUID 0x15 says, so the rate is always measured.
+pub fn calibrate_timer() -> u64 {
+    let hz = (0..3).map(|_| measure_timer_hz(10_000_000)).max().unwrap_or(0);
+    percpu::current().timer_hz.store(hz, Ordering::Relaxed);
+    hz
+}
+
+/// Starts this CPU's tick on vector 48: TSC-deadline mode when the CPU has it, else periodic.
+pub fn start_tick(use_deadline: bool) {
+    let mut lapic = local();
+    if use_deadline {
+        let period = time::tsc_hz() / TICK_HZ;
+        DEADLINE_PERIOD_TSC.store(period, Ordering::Relaxed);
+        TSC_DEADLINE.store(true, Ordering::Relaxed);
+        lapic.arm_tsc_deadline(TIMER_VECTOR).expect("valid vector");
+        arm_deadline(rdtsc() + period);
+    } else {
+        let hz = percpu::current().timer_hz.load(Ordering::Relaxed);
+        let count = keel_apic::timer::initial_count_for(hz, TIMER_DIVIDE, 1_000_000_000 / TICK_HZ)
+            .expect("tick period fits the 32-bit counter");
+        lapic.start_periodic(TIMER_VECTOR, TIMER_DIVIDE, count).expect("valid vector and count");
+    }
+}
+
+fn arm_deadline(tsc: u64) {
+    // Intel: fence so the WRMSR is ordered after earlier stores.
+    wrmsr_fence();
+    // SAFETY: IA32_TSC_DEADLINE exists (CPUID.1:ECX[24] checked by the caller's mode).
+    unsafe { wrmsr(IA32_TSC_DEADLINE, tsc) };
+}
+
+/// Whether ticks come from TSC-deadline mode.
+pub fn tsc_deadline_mode() -> bool {
+    TSC_DEADLINE.load(Ordering::Relaxed)
+}
+
+/// Vector 48.
+pub fn timer_interrupt() {
+    percpu::current().timer_ticks.fetch_add(1, Ordering::Relaxed);
+    if TSC_DEADLINE.load(Ordering::Relaxed) {
+        arm_deadline(rdtsc() + DEADLINE_PERIOD_TSC.load(Ordering::Relaxed));
+    }
+    eoi();
+}
+
+/// The spurious vector: counted, and deliberately *not* acknowledged — a spurious interrupt
+/// never set an ISR bit, so an EOI here would retire some other in-service interrupt.
+pub fn spurious_interrupt() {
+    percpu::current().spurious.fetch_add(1, Ordering::Relaxed);
+}
+
+/// LVT error: record the ESR (written before read, as the SDM requires) and acknowledge.
+pub fn error_interrupt() {
+    let esr = local().read_error();
+    let me = percpu::current();
+    me.lapic_errors.fetch_add(1, Ordering::Relaxed);
+    me.last_esr.store(esr.bits(), Ordering::Relaxed);
+    eoi();
+}
+
+/// Lower-case name of an IA32_APIC_BASE state for evidence lines.
+fn state_name(state: keel_apic::ApicState) -> &'static str {
+    match state {
+        keel_apic::ApicState::Disabled => "disabled",
+        keel_apic::ApicState::XApic => "xapic",
+        keel_apic::ApicState::X2Apic => "x2apic",
+        keel_apic::ApicState::Invalid => "invalid",
+    }
+}

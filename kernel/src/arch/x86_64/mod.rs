@@ -1,0 +1,11 @@
+//! x86_64: boot, CPU features, descriptor tables, interrupts, local APIC, IOAPIC, SMP.
+pub mod boot;
+pub mod cpu;
+pub mod gdt;
+pub mod interrupts;
+pub mod ioapic;
+pub mod lapic;
+pub mod percpu;
+pub mod pic;
+pub mod smp;
+pub mod trampoline;

@@ -1,0 +1,161 @@
+//! Per-CPU data, reached through GS. Each CPU's `PerCpu` starts with a pointer to itself, so
+//! `gs:[0]` yields the current CPU's block in one instruction. The block never moves and is
+//! never freed; other CPUs may read its atomics (counters, mailbox) through [`cpu`].
+//!
+//! A CPU *index* (0 = boot CPU, dense) is separate from its APIC ID (sparse, 32-bit).
+
+use core::ptr::null_mut;
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering};
+
+use super::gdt::CpuTables;
+use super::smp::Mailbox;
+
+/// Upper bound on CPUs Keel manages (the MADT may list more; the rest are reported).
+pub const MAX_CPUS: usize = 512;
+
+/// One CPU's private block.
+#[repr(C)]
+pub struct PerCpu {
+    self_ptr: *const PerCpu,
+    /// Dense index (0 = boot CPU).
+    pub index: u32,
+    /// This CPU's APIC ID as read from its own LAPIC.
+    pub apic_id: AtomicU32,
+    /// Set by the CPU itself once it can take interrupts and IPIs.
+    pub online: AtomicBool,
+    /// LAPIC timer interrupts taken (vector 48).
+    pub timer_ticks: AtomicU64,
+    /// Measured LAPIC timer input frequency (Hz, after the divider).
+    pub timer_hz: AtomicU64,
+    /// IPIs taken on vector 49.
+    pub ipis_received: AtomicU64,
+    /// Spurious LAPIC interrupts (never EOI'd).
+    pub spurious: AtomicU64,
+    /// LAPIC error interrupts, and the last ESR value seen.
+    pub lapic_errors: AtomicU64,
+    pub last_esr: AtomicU32,
+    /// Device interrupts handled on this CPU.
+    pub device_interrupts: AtomicU64,
+    /// NMIs taken (outside panic stops).
+    pub nmis: AtomicU64,
+    /// Incoming IPI requests.
+    pub mailbox: Mailbox,
+}
+
+// SAFETY: all shared fields are atomics; `self_ptr` is only read by the owning CPU.
+unsafe impl Sync for PerCpu {}
+
+impl PerCpu {
+    const fn new(index: u32) -> PerCpu {
+        PerCpu {
+            self_ptr: null_mut(),
+            index,
+            apic_id: AtomicU32::new(u32::MAX),
+            online: AtomicBool::new(false),
+            timer_ticks: AtomicU64::new(0),
+            timer_hz: AtomicU64::new(0),
+            ipis_received: AtomicU64::new(0),
+            spurious: AtomicU64::new(0),
+            lapic_errors: AtomicU64::new(0),
+            last_esr: AtomicU32::new(0),
+            device_interrupts: AtomicU64::new(0),
+            nmis: AtomicU64::new(0),
+            mailbox: Mailbox::new(),
+        }
+    }
+}
+
+static CPUS: [AtomicPtr<PerCpu>; MAX_CPUS] = [const { AtomicPtr::new(null_mut()) }; MAX_CPUS];
+static CPU_COUNT: AtomicU32 = AtomicU32::new(0);
+static GS_READY_ON_BOOT_CPU: AtomicBool = AtomicBool::new(false);
+
+static mut BOOT_CPU: PerCpu = PerCpu::new(0);
+static mut BOOT_TABLES: CpuTables = CpuTables::new();
+
+fn install(block: *mut PerCpu) {
+    // SAFETY: `block` is this CPU's 'static block; the self pointer is written before GS
+    // points at it, and IA32_GS_BASE takes any canonical address.
+    unsafe {
+        (*block).self_ptr = block;
+        x86_64::registers::model_specific::GsBase::write(x86_64::VirtAddr::from_ptr(block));
+    }
+    let index = unsafe { (*block).index } as usize;
+    CPUS[index].store(block, Ordering::Release);
+    CPU_COUNT.fetch_max(index as u32 + 1, Ordering::AcqRel);
+}
+
+/// Boot CPU: GS, then its GDT/TSS (static: they must exist before the heap does, since the
+/// IDT's IST entries need a loaded TSS).
+pub fn init_boot_cpu() {
+    // SAFETY: runs once on the boot CPU before anything else reads BOOT_CPU/BOOT_TABLES.
+    unsafe {
+        install(core::ptr::addr_of_mut!(BOOT_CPU));
+        GS_READY_ON_BOOT_CPU.store(true, Ordering::Release);
+        (*core::ptr::addr_of_mut!(BOOT_TABLES)).load();
+    }
+}
+
+/// An AP's block and tables, allocated by the boot CPU before the AP starts and installed by
+/// the AP itself.
+pub struct ApBlocks {
+    pub percpu: *mut PerCpu,
+    pub tables: *mut CpuTables,
+}
+
+/// Allocates an AP's per-CPU block and descriptor tables (leaked: CPUs never go away).
+pub fn allocate_ap(index: u32) -> ApBlocks {
+    let percpu = alloc::boxed::Box::into_raw(alloc::boxed::Box::new(PerCpu::new(index)));
+    let tables = alloc::boxed::Box::into_raw(alloc::boxed::Box::<CpuTables>::new_uninit());
+    // SAFETY: writing a fresh value into uninitialised heap memory of the right layout.
+    let tables = unsafe {
+        (*tables).write(CpuTables::new());
+        tables as *mut CpuTables
+    };
+    ApBlocks { percpu, tables }
+}
+
+/// On the AP: installs its GS and loads its GDT/TSS.
+///
+/// # Safety
+/// Must run once, on the AP the blocks were allocated for.
+pub unsafe fn install_ap(blocks: &ApBlocks) {
+    install(blocks.percpu);
+    // SAFETY: the tables were allocated for this AP alone and live forever.
+    unsafe { (*blocks.tables).load() };
+}
+
+/// The current CPU's block.
+#[inline]
+pub fn current() -> &'static PerCpu {
+    let ptr: *const PerCpu;
+    // SAFETY: GS points at this CPU's PerCpu whose first field is its own address.
+    unsafe { core::arch::asm!("mov {}, gs:[0]", out(reg) ptr, options(nostack, readonly, preserves_flags)) };
+    // SAFETY: installed blocks are 'static and never freed.
+    unsafe { &*ptr }
+}
+
+/// The current CPU index, or 0 before the boot CPU installed GS (early logging).
+pub fn current_index_or_boot() -> u32 {
+    if GS_READY_ON_BOOT_CPU.load(Ordering::Acquire) {
+        current().index
+    } else {
+        0
+    }
+}
+
+/// CPU `index`'s block, if that CPU was set up.
+pub fn cpu(index: u32) -> Option<&'static PerCpu> {
+    let p = CPUS.get(index as usize)?.load(Ordering::Acquire);
+    // SAFETY: non-null entries point at installed 'static blocks.
+    (!p.is_null()).then(|| unsafe { &*p })
+}
+
+/// All CPUs set up so far (online or not), in index order.
+pub fn all() -> impl Iterator<Item = &'static PerCpu> {
+    (0..CPU_COUNT.load(Ordering::Acquire)).filter_map(cpu)
+}
+
+/// CPUs that reported online.
+pub fn online() -> impl Iterator<Item = &'static PerCpu> {
+    all().filter(|c| c.online.load(Ordering::Acquire))
+}

@@ -1,0 +1,48 @@
+//! Keel: a capability microkernel for x86_64.
+//!
+//! Boot path: `arch::x86_64::boot` (Multiboot 1, 32-bit) → long mode → [`kernel_entry`] →
+//! memory, ACPI, interrupts, local APICs, application processors → the scenario the command
+//! line names (`proofs`).
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+#[macro_use]
+pub mod console;
+pub mod acpi;
+pub mod arch;
+pub mod exit;
+pub mod mm;
+pub mod panic;
+pub mod proofs;
+pub mod time;
+
+use keel_boot::cmdline::CommandLine;
+
+/// First Rust code on the boot CPU, called from the long-mode trampoline in `boot.rs` with
+/// the Multiboot magic and the physical address of the Multiboot information.
+#[no_mangle]
+pub extern "C" fn kernel_entry(multiboot_magic: u32, multiboot_info: u32) -> ! {
+    console::init();
+    log::info!("keel {} booting", env!("CARGO_PKG_VERSION"));
+    arch::x86_64::cpu::init_boot_cpu_features();
+    arch::x86_64::percpu::init_boot_cpu();
+    arch::x86_64::interrupts::init_idt();
+
+    let boot = mm::init(multiboot_magic, multiboot_info);
+    let cmdline_text: &'static str = boot.cmdline;
+    let cmdline = match CommandLine::parse(cmdline_text) {
+        Ok(c) => c,
+        Err(e) => {
+            log::error!("malformed kernel command line {cmdline_text:?}: {e:?}; using defaults");
+            CommandLine::parse("").expect("empty command line parses")
+        }
+    };
+    let proof = cmdline.get("proof").unwrap_or("default");
+    ev!("boot.cmdline.proof", proof);
+
+    time::init();
+    let platform = acpi::init();
+    proofs::run(proof, &cmdline, &boot, platform)
+}

@@ -1,0 +1,133 @@
+//! `proof=smp`: every CPU online in the chosen LAPIC mode, timer ticks on vector 48 on every
+//! CPU, all-to-all ping IPIs on vector 49 with exact counts, and an IOAPIC-routed RTC
+//! interrupt (ISA IRQ 8) delivered to a chosen AP.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use keel_boot::cmdline::CommandLine;
+
+use super::System;
+use crate::arch::x86_64::{lapic, percpu, smp};
+use crate::exit::verdict;
+use crate::time;
+
+static PINGS_PER_PAIR: AtomicU64 = AtomicU64::new(0);
+static PING_TIMEOUTS: AtomicU64 = AtomicU64::new(0);
+
+fn ping_everyone_else(_: usize) {
+    let me = percpu::current().index;
+    let k = PINGS_PER_PAIR.load(Ordering::Relaxed);
+    for target in percpu::online().filter(|c| c.index != me) {
+        for _ in 0..k {
+            if smp::ping(target).is_none() {
+                PING_TIMEOUTS.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Lets time pass on the boot CPU with interrupts on (ticks keep arriving everywhere).
+pub fn sleep_ms(ms: u64) {
+    let until = time::now_ns() + ms * 1_000_000;
+    while time::now_ns() < until {
+        x86_64::instructions::interrupts::enable_and_hlt();
+    }
+}
+
+pub fn run(system: System, cmdline: &CommandLine) -> ! {
+    let mut failures = 0;
+    let online = smp::online_cpus();
+    let n = online.len() as u64;
+    if !system.all_online() {
+        log::error!("smp: only {} of {} started CPUs online", n, system.expected_online);
+        failures += 1;
+    }
+
+    // Timer: every CPU ticks on vector 48.
+    let tick_ms = super::option_u64(cmdline, "tick_ms", 400);
+    sleep_ms(tick_ms);
+    let min_ticks = lapic::TICK_HZ * tick_ms / 1000 / 2;
+    for cpu in &online {
+        let ticks = cpu.timer_ticks.load(Ordering::Relaxed);
+        ev!(("cpu.{}.timer_ticks", cpu.index), ticks);
+        if ticks < min_ticks {
+            log::error!("smp: cpu{} took only {ticks} ticks in {tick_ms} ms", cpu.index);
+            failures += 1;
+        }
+    }
+
+    // IPIs: every CPU pings every other CPU, all at once.
+    let k = super::option_u64(cmdline, "pings", 100);
+    PINGS_PER_PAIR.store(k, Ordering::Relaxed);
+    let before: alloc::vec::Vec<u64> = online.iter().map(|c| c.mailbox.pings_acked()).collect();
+    let tickets: alloc::vec::Vec<_> =
+        online.iter().skip(1).map(|c| (c, smp::post_work(c, ping_everyone_else, 0))).collect();
+    ping_everyone_else(0);
+    for (cpu, ticket) in tickets {
+        if !smp::wait_work(cpu, ticket, 30_000_000_000) {
+            log::error!("smp: cpu{} did not finish its pings", cpu.index);
+            failures += 1;
+        }
+    }
+    let expected_per_cpu = (n - 1) * k;
+    let mut sent_total = 0;
+    let mut acked_total = 0;
+    for (i, cpu) in online.iter().enumerate() {
+        let sent = smp::PINGS_SENT[cpu.index as usize].load(Ordering::Relaxed);
+        let acked = cpu.mailbox.pings_acked() - before[i];
+        ev!(("ipi.cpu.{}.sent", cpu.index), sent);
+        ev!(("ipi.cpu.{}.acked", cpu.index), acked);
+        ev!(("ipi.cpu.{}.interrupts", cpu.index), cpu.ipis_received.load(Ordering::Relaxed));
+        sent_total += sent;
+        acked_total += acked;
+        if sent != expected_per_cpu || acked != expected_per_cpu {
+            log::error!("smp: cpu{} sent {sent} acked {acked}, expected {expected_per_cpu}", cpu.index);
+            failures += 1;
+        }
+    }
+    let timeouts = PING_TIMEOUTS.load(Ordering::Relaxed);
+    ev!("ipi.expected", expected_per_cpu * n);
+    ev!("ipi.sent", sent_total);
+    ev!("ipi.acked", acked_total);
+    ev!("ipi.timeouts", timeouts);
+    if timeouts != 0 {
+        failures += 1;
+    }
+
+    // Device vector: RTC (ISA IRQ 8) through the IOAPIC to the last online CPU.
+    if cmdline.get("rtc") != Some("off") {
+        // IOAPIC entries name 8-bit destinations: a CPU above APIC ID 254 cannot receive
+        // device interrupts without interrupt remapping, so the route must be refused.
+        if let Some(high) = online.iter().find(|c| c.apic_id.load(Ordering::Relaxed) > 254) {
+            let refused = super::rtc::route_is_refused(&system, high);
+            ev!("ioapic.route_above_254", if refused { "refused" } else { "accepted" });
+            if !refused {
+                failures += 1;
+            }
+        }
+        let target = online
+            .iter()
+            .rev()
+            .find(|c| c.apic_id.load(Ordering::Relaxed) <= 254)
+            .copied()
+            .unwrap_or(percpu::current());
+        match super::rtc::route_and_count(&system, target) {
+            Ok(()) => {}
+            Err(e) => {
+                log::error!("smp: RTC route failed: {e}");
+                failures += 1;
+            }
+        }
+    }
+
+    for cpu in &online {
+        ev!(("cpu.{}.spurious", cpu.index), cpu.spurious.load(Ordering::Relaxed));
+        let errors = cpu.lapic_errors.load(Ordering::Relaxed);
+        ev!(("cpu.{}.lapic_errors", cpu.index), errors);
+        if errors != 0 {
+            failures += 1;
+        }
+    }
+    ev!("smp.failures", failures);
+    verdict(failures == 0, "smp checks failed")
+}

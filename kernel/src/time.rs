@@ -1,0 +1,104 @@
+//! Time: the TSC, calibrated against the PIT at boot, gives Keel its clock and its delays
+//! (AP start-up waits, timer calibration). Loop counts are never used as delays.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+use x86_64::instructions::port::Port;
+
+use crate::arch::x86_64::cpu::{self, rdtsc};
+
+/// The PIT input clock.
+const PIT_HZ: u64 = 1_193_182;
+
+static TSC_HZ: AtomicU64 = AtomicU64::new(0);
+static BOOT_TSC: AtomicU64 = AtomicU64::new(0);
+
+/// TSC frequency in Hz (0 before [`init`]).
+pub fn tsc_hz() -> u64 {
+    TSC_HZ.load(Ordering::Relaxed)
+}
+
+/// Nanoseconds since [`init`].
+pub fn now_ns() -> u64 {
+    tsc_to_ns(rdtsc().wrapping_sub(BOOT_TSC.load(Ordering::Relaxed)))
+}
+
+/// Converts a TSC delta to nanoseconds.
+pub fn tsc_to_ns(ticks: u64) -> u64 {
+    let hz = tsc_hz().max(1);
+    ((ticks as u128 * 1_000_000_000) / hz as u128) as u64
+}
+
+/// Converts nanoseconds to TSC ticks.
+pub fn ns_to_tsc(ns: u64) -> u64 {
+    ((ns as u128 * tsc_hz() as u128) / 1_000_000_000) as u64
+}
+
+/// Busy-waits at least `ns` nanoseconds.
+pub fn delay_ns(ns: u64) {
+    let start = rdtsc();
+    let ticks = ns_to_tsc(ns);
+    while rdtsc().wrapping_sub(start) < ticks {
+        core::hint::spin_loop();
+    }
+}
+
+/// Busy-waits at least `us` microseconds.
+pub fn delay_us(us: u64) {
+    delay_ns(us * 1000);
+}
+
+/// Runs `f` across one PIT channel-2 countdown of `ms` milliseconds and returns the elapsed
+/// time in nanoseconds according to the PIT (the caller measures its own clock inside `f`).
+///
+/// Channel 2 is gated through port 0x61 and its output is readable there, so no interrupt
+/// is involved: this works before the IDT/APIC are up and under every accelerator.
+pub fn pit_window(ms: u64, mut begin: impl FnMut(), mut end: impl FnMut()) -> u64 {
+    let count = (PIT_HZ * ms / 1000).min(0xffff) as u16;
+    let mut gate = Port::<u8>::new(0x61);
+    let mut command = Port::<u8>::new(0x43);
+    let mut channel2 = Port::<u8>::new(0x42);
+    // SAFETY: PIT and port 0x61 are legacy devices owned by the kernel; no memory effects.
+    unsafe {
+        let g = gate.read();
+        gate.write((g & !0x02) | 0x01); // speaker off, gate on
+        command.write(0b1011_0000); // channel 2, lobyte/hibyte, mode 0, binary
+        channel2.write(count as u8);
+        channel2.write((count >> 8) as u8);
+        // Restart the count: drop and raise the gate.
+        let g = gate.read();
+        gate.write(g & !0x01);
+        gate.write(g | 0x01);
+        begin();
+        while gate.read() & 0x20 == 0 {
+            core::hint::spin_loop();
+        }
+        end();
+    }
+    count as u64 * 1_000_000_000 / PIT_HZ
+}
+
+/// Calibrates the TSC (CPUID 0x15 when it reports a real crystal, else the PIT: the best of
+/// five 10 ms windows).
+pub fn init() {
+    let f = cpu::features();
+    let hz = match f.tsc_crystal {
+        Some((den, num, crystal)) if crystal != 0 => crystal as u64 * num as u64 / den as u64,
+        _ => {
+            let mut best = u64::MAX;
+            let mut best_ns = 1;
+            for _ in 0..5 {
+                let (mut a, mut b) = (0, 0);
+                let ns = pit_window(10, || a = rdtsc(), || b = rdtsc());
+                if b - a < best {
+                    best = b - a;
+                    best_ns = ns;
+                }
+            }
+            (best as u128 * 1_000_000_000 / best_ns as u128) as u64
+        }
+    };
+    TSC_HZ.store(hz, Ordering::Relaxed);
+    BOOT_TSC.store(rdtsc(), Ordering::Relaxed);
+    log::info!("time: TSC {} kHz ({})", hz / 1000, if f.tsc_crystal.is_some() { "CPUID 0x15" } else { "PIT" });
+    ev!("time.tsc_khz", hz / 1000);
+}

@@ -1,0 +1,101 @@
+//! Command-line parsing (hand-rolled: a handful of flags does not justify clap).
+
+use anyhow::{bail, Context, Result};
+
+use crate::qemu::Accel;
+
+pub const USAGE: &str = "\
+usage: cargo xtask <command> [options]
+
+commands:
+  build                      build the kernel (and user programs)
+  run [--proof NAME] [--accel tcg|kvm] [--append ARGS] [--timeout SECS]
+                             boot once with serial on the terminal; exit 0 on a clean halt
+  test [--filter SUBSTR] [--jobs N] [--no-host-tests]
+                             host unit tests, then every proof in parallel
+  proofs                     list proofs and their QEMU command lines
+  bench [--filter SUBSTR]    run benchmark proofs, print bench.* evidence, write target/bench.json
+  qemu-check                 make sure QEMU >= 9.0 is installed (installs it as root on Debian/Ubuntu)
+
+environment:
+  QEMU_FLAGS   extra QEMU options for `run` (-cpu/-smp/-machine/-accel/-m replace the defaults)
+  KEEL_APPEND  extra kernel command line for `run`
+  KEEL_ACCEL   tcg|kvm: force an accelerator (default: KVM if /dev/kvm opens, plus TCG)
+  KEEL_KERNEL  boot this kernel ELF instead of building one
+  KEEL_QEMU    QEMU binary to use (skips the version check)
+";
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Cmd {
+    Build,
+    Run { proof: Option<String>, accel: Option<Accel>, append: Vec<String>, timeout: Option<u64> },
+    Test { filter: Option<String>, jobs: Option<usize>, host_tests: bool },
+    Proofs,
+    Bench { filter: Option<String> },
+    QemuCheck,
+    Help,
+}
+
+pub fn parse(args: &[String]) -> Result<Cmd> {
+    let Some((cmd, rest)) = args.split_first() else { return Ok(Cmd::Help) };
+    let mut it = rest.iter();
+    let val = |flag: &str, it: &mut std::slice::Iter<String>| -> Result<String> {
+        it.next().cloned().with_context(|| format!("{flag} needs a value"))
+    };
+    let mut cmd = match cmd.as_str() {
+        "build" => Cmd::Build,
+        "run" => Cmd::Run { proof: None, accel: None, append: vec![], timeout: None },
+        "test" => Cmd::Test { filter: None, jobs: None, host_tests: true },
+        "proofs" => Cmd::Proofs,
+        "bench" => Cmd::Bench { filter: None },
+        "qemu-check" | "bootstrap" => Cmd::QemuCheck,
+        "help" | "-h" | "--help" => Cmd::Help,
+        other => bail!("unknown command {other:?}\n\n{USAGE}"),
+    };
+    while let Some(flag) = it.next() {
+        // Accept --flag=value as well as --flag value.
+        let (flag, inline) = match flag.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_string())),
+            _ => (flag.as_str(), None),
+        };
+        let mut value = || inline.clone().map_or_else(|| val(flag, &mut it), Ok);
+        match (&mut cmd, flag) {
+            (Cmd::Run { proof, .. }, "--proof") => *proof = Some(value()?),
+            (Cmd::Run { accel, .. }, "--accel") => *accel = Some(Accel::parse(&value()?)?),
+            (Cmd::Run { append, .. }, "--append") => append.push(value()?),
+            (Cmd::Run { timeout, .. }, "--timeout") => *timeout = Some(value()?.parse().context("--timeout wants seconds")?),
+            (Cmd::Test { filter, .. } | Cmd::Bench { filter }, "--filter") => *filter = Some(value()?),
+            (Cmd::Test { jobs, .. }, "--jobs" | "-j") => *jobs = Some(value()?.parse().context("--jobs wants a number")?),
+            (Cmd::Test { host_tests, .. }, "--no-host-tests") => *host_tests = false,
+            (_, "-h" | "--help") => return Ok(Cmd::Help),
+            (_, f) => bail!("unknown option {f:?} for {}\n\n{USAGE}", args[0]),
+        }
+    }
+    Ok(cmd)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> Result<Cmd> {
+        parse(&s.split_whitespace().map(String::from).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn commands() {
+        assert_eq!(p("").unwrap(), Cmd::Help);
+        assert_eq!(p("build").unwrap(), Cmd::Build);
+        assert_eq!(
+            p("run --proof boot --accel=kvm --append a=1 --timeout 5").unwrap(),
+            Cmd::Run { proof: Some("boot".into()), accel: Some(Accel::Kvm), append: vec!["a=1".into()], timeout: Some(5) }
+        );
+        assert_eq!(p("test --filter smp -j 1").unwrap(), Cmd::Test { filter: Some("smp".into()), jobs: Some(1), host_tests: true });
+        assert_eq!(p("bench").unwrap(), Cmd::Bench { filter: None });
+        assert_eq!(p("qemu-check").unwrap(), Cmd::QemuCheck);
+        assert!(p("run --accel hvf").is_err());
+        assert!(p("test --proof x").is_err());
+        assert!(p("run --proof").is_err());
+        assert!(p("frobnicate").is_err());
+    }
+}

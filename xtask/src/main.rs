@@ -1,0 +1,203 @@
+//! `cargo xtask`: build Keel, boot it under QEMU, and check what it proves.
+//! See `cli::USAGE` for commands; the evidence contract is `docs/evidence-format.md`.
+
+mod bootstrap;
+mod builder;
+// The check and CPU vocabularies are for registry entries; not every word is used yet.
+#[allow(dead_code)]
+mod checks;
+mod cli;
+#[allow(dead_code)]
+mod proofs;
+#[allow(dead_code)]
+mod qemu;
+mod report;
+mod runner;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use keel_evidence::{exit, Transcript};
+
+use cli::Cmd;
+use proofs::Proof;
+use qemu::{AccelEnv, BootSpec, MachineSpec};
+use runner::{Env, JobResult, Mode};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match cli::parse(&args).and_then(dispatch) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(cmd: Cmd) -> Result<ExitCode> {
+    match cmd {
+        Cmd::Help => {
+            print!("{}", cli::USAGE);
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::QemuCheck => {
+            bootstrap::ensure_qemu()?;
+            println!("xtask: QEMU ok");
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Build => {
+            bootstrap::ensure_qemu()?;
+            let a = builder::build_all()?;
+            println!("kernel: {}", a.kernel.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Proofs => list_proofs(),
+        Cmd::Run { proof, accel, append, timeout } => run(proof, accel, append, timeout),
+        Cmd::Test { filter, jobs, host_tests } => test(filter, jobs, host_tests),
+        Cmd::Bench { filter } => bench(filter),
+    }
+}
+
+fn qemu_bin() -> PathBuf {
+    std::env::var_os("KEEL_QEMU").filter(|v| !v.is_empty()).map_or_else(|| PathBuf::from(qemu::QEMU_BIN), PathBuf::from)
+}
+
+fn env_for(a: builder::Artifacts) -> Env {
+    Env { qemu: qemu_bin(), kernel: a.kernel, modules: a.modules, log_dir: builder::workspace_root().join("target/proofs") }
+}
+
+fn find_proof(name: &str) -> Result<Proof> {
+    let all = proofs::registry();
+    let names: Vec<_> = all.iter().map(|p| p.name).collect();
+    all.into_iter().find(|p| p.name == name).with_context(|| format!("no proof {name:?}; known: {}", names.join(", ")))
+}
+
+fn select(filter: Option<&str>, bench: bool) -> Vec<Proof> {
+    proofs::registry().into_iter().filter(|p| p.bench == bench && filter.is_none_or(|f| p.name.contains(f))).collect()
+}
+
+fn list_proofs() -> Result<ExitCode> {
+    let env = AccelEnv::detect()?;
+    let all = proofs::registry();
+    let kernel = builder::kernel_override()
+        .unwrap_or_else(|| PathBuf::from("target/kernel").join(builder::KERNEL_TARGET).join("release/keel"));
+    let e = Env { kernel, ..env_for(builder::Artifacts { kernel: PathBuf::new(), modules: vec![] }) };
+    println!("KVM: {}{}", if env.kvm_available { "available" } else { "not available" },
+        env.forced.map(|a| format!(", forced KEEL_ACCEL={a}")).unwrap_or_default());
+    for job in proofs::plan(&all, &env) {
+        let p = &all[job.proof];
+        let tag = if p.bench { " [bench]" } else { "" };
+        println!("\n{} ({}){tag}: {}", p.name, job.accel, p.description);
+        println!("  expect: status {} ({}), verdict {:?}, timeout {}s", p.expect.status, exit::describe(p.expect.status), p.expect.verdict, p.timeout.as_secs());
+        for c in &p.checks {
+            println!("  check: {c}");
+        }
+        match &job.skip {
+            Some(why) => println!("  skipped here: {why}"),
+            None => println!("  {} {}", e.qemu.display(), qemu::shell_quote(&runner::proof_args(p, job.accel, &e))),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run(proof: Option<String>, accel: Option<qemu::Accel>, append: Vec<String>, timeout: Option<u64>) -> Result<ExitCode> {
+    let proof = proof.map(|n| find_proof(&n)).transpose()?;
+    let accel = accel.unwrap_or(AccelEnv::detect()?.preferred());
+    let user_flags = qemu::user_flags_from_env()?;
+    let mut cmdline: Vec<String> = proof.as_ref().map(|p| p.cmdline.clone()).into_iter().collect();
+    cmdline.extend(std::env::var("KEEL_APPEND").ok().filter(|s| !s.trim().is_empty()));
+    cmdline.extend(append);
+    let cmdline = cmdline.join(" ");
+    let machine = proof.as_ref().map_or_else(MachineSpec::run_default, |p| p.machine.clone());
+
+    if std::env::var_os("KEEL_QEMU").is_none() {
+        bootstrap::ensure_qemu()?;
+    }
+    let env = env_for(builder::build_all()?);
+    let args = qemu::command_args(&machine, accel, &BootSpec { kernel: &env.kernel, cmdline: &cmdline, modules: &env.modules }, &user_flags);
+    eprintln!("xtask: {} {}", env.qemu.display(), qemu::shell_quote(&args));
+    let out = runner::run_process(env.qemu.as_os_str(), &args, timeout.map(Duration::from_secs), Mode::Interactive)?;
+    let log = builder::workspace_root().join("target/run.log");
+    let _ = std::fs::write(&log, &out.stdout);
+    let transcript = Transcript::parse(&out.stdout);
+    for e in &transcript.errors {
+        eprintln!("xtask: malformed {e}");
+    }
+    if let Some(p) = &proof {
+        let fails = checks::judge(&p.expect, &p.checks, &checks::Observed { status: out.status, timed_out: out.timed_out, transcript: &transcript });
+        if fails.is_empty() {
+            eprintln!("xtask: proof {} ({accel}) passed ({:.1}s)", p.name, out.elapsed.as_secs_f64());
+            return Ok(ExitCode::SUCCESS);
+        }
+        for f in &fails {
+            eprintln!("xtask:   x {f}");
+        }
+        bail!("proof {} ({accel}) FAILED; transcript in {}", p.name, log.display());
+    }
+    match (out.status, out.timed_out) {
+        (_, Some(t)) => bail!("timed out after {}s", t.as_secs()),
+        (Some(exit::STATUS_PASS), _) => {
+            eprintln!("xtask: kernel halted cleanly ({:.1}s)", out.elapsed.as_secs_f64());
+            Ok(ExitCode::SUCCESS)
+        }
+        (Some(s), _) => bail!("QEMU exited with status {s}: {}", exit::describe(s)),
+        (None, _) => bail!("QEMU was killed by a signal"),
+    }
+}
+
+/// Run `proofs` on all workers, printing progress, the table, and details of failures.
+fn run_proofs(proofs: &[Proof], jobs: Option<usize>) -> Result<Vec<JobResult>> {
+    let accel_env = AccelEnv::detect()?;
+    let plan = proofs::plan(proofs, &accel_env);
+    let env = env_for(builder::build_all()?);
+    let workers = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    println!("\nxtask: {} proof run(s) on {workers} worker(s); KVM {}", plan.len(),
+        if accel_env.kvm_available { "available" } else { "not available" });
+    let stdout = std::sync::Mutex::new(());
+    let results = runner::run_all(proofs, &plan, &env, workers, |r| {
+        let _g = stdout.lock();
+        println!("{}", report::progress_line(r));
+    });
+    println!("\n{}", report::table(&results));
+    for r in results.iter().filter(|r| r.failed()) {
+        println!("{}", report::failure_details(r));
+    }
+    Ok(results)
+}
+
+fn test(filter: Option<String>, jobs: Option<usize>, host_tests: bool) -> Result<ExitCode> {
+    bootstrap::ensure_qemu()?;
+    if host_tests {
+        println!("xtask: host unit tests");
+        builder::host_tests()?;
+    }
+    let selected = select(filter.as_deref(), false);
+    if selected.is_empty() {
+        bail!("no proof matches {:?}", filter.unwrap_or_default());
+    }
+    let results = run_proofs(&selected, jobs)?;
+    println!("{}", report::summary_line(&results));
+    Ok(if results.iter().any(JobResult::failed) { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+fn bench(filter: Option<String>) -> Result<ExitCode> {
+    bootstrap::ensure_qemu()?;
+    let selected = select(filter.as_deref(), true);
+    let path = builder::workspace_root().join("target/bench.json");
+    std::fs::create_dir_all(path.parent().unwrap())?;
+    if selected.is_empty() {
+        println!("xtask: no benchmark proofs registered (tag one with `.bench()` in xtask/src/proofs.rs)");
+        std::fs::write(&path, report::bench_json(&[]))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    // One run at a time: parallel boots would disturb each other's timings.
+    let results = run_proofs(&selected, Some(1))?;
+    println!("{}", report::bench_table(&report::bench_rows(&results)));
+    std::fs::write(&path, report::bench_json(&results))?;
+    println!("xtask: wrote {}", path.display());
+    println!("{}", report::summary_line(&results));
+    Ok(if results.iter().any(JobResult::failed) { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}

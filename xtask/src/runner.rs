@@ -1,0 +1,343 @@
+//! Running QEMU (or a test double) with a timeout, capturing the serial
+//! transcript, and running proofs in parallel.
+
+use std::ffi::OsStr;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use keel_evidence::Transcript;
+
+use crate::checks::{judge, Observed};
+use crate::proofs::{Job, Proof};
+use crate::qemu::{self, Accel, BootSpec};
+
+/// How the child is attached to our terminal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Batch: stdin closed, own process group (so a timeout kills everything
+    /// it spawned), output only captured.
+    Captured,
+    /// `cargo xtask run`: stdin inherited, output echoed live and captured.
+    Interactive,
+}
+
+/// What a finished (or killed) process left behind.
+#[derive(Clone, Debug)]
+pub struct ProcessOutput {
+    /// Exit code; `None` if killed by a signal (including our timeout kill).
+    pub status: Option<i32>,
+    /// `Some(limit)` if we killed it for exceeding `limit`.
+    pub timed_out: Option<Duration>,
+    pub stdout: String,
+    pub stderr: String,
+    pub elapsed: Duration,
+}
+
+fn pump(mut src: impl Read + Send + 'static, buf: Arc<Mutex<Vec<u8>>>, echo: Option<fn() -> Box<dyn Write>>) -> thread::JoinHandle<()> {
+    thread::spawn(move || {
+        let mut chunk = [0u8; 4096];
+        let mut out = echo.map(|f| f());
+        loop {
+            match src.read(&mut chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    buf.lock().unwrap().extend_from_slice(&chunk[..n]);
+                    if let Some(o) = out.as_mut() {
+                        let _ = o.write_all(&chunk[..n]);
+                        let _ = o.flush();
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// Run `program args` until it exits or `timeout` passes (then SIGKILL its
+/// process group). The program is a parameter so tests can inject a fake QEMU.
+pub fn run_process(program: &OsStr, args: &[String], timeout: Option<Duration>, mode: Mode) -> Result<ProcessOutput> {
+    let mut cmd = Command::new(program);
+    cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+    match mode {
+        Mode::Captured => {
+            use std::os::unix::process::CommandExt;
+            cmd.stdin(Stdio::null()).process_group(0);
+        }
+        Mode::Interactive => {
+            cmd.stdin(Stdio::inherit());
+        }
+    }
+    let start = Instant::now();
+    let mut child = cmd.spawn().with_context(|| format!("cannot start {}", program.to_string_lossy()))?;
+    let (out_buf, err_buf) = (Arc::new(Mutex::new(Vec::new())), Arc::new(Mutex::new(Vec::new())));
+    let interactive = mode == Mode::Interactive;
+    let readers = [
+        pump(child.stdout.take().unwrap(), out_buf.clone(), interactive.then_some(|| Box::new(std::io::stdout()) as Box<dyn Write>)),
+        pump(child.stderr.take().unwrap(), err_buf.clone(), interactive.then_some(|| Box::new(std::io::stderr()) as Box<dyn Write>)),
+    ];
+    let mut timed_out = None;
+    let status = loop {
+        if let Some(st) = child.try_wait()? {
+            break st;
+        }
+        if let Some(limit) = timeout {
+            if start.elapsed() >= limit {
+                timed_out = Some(limit);
+                if mode == Mode::Captured {
+                    // Negative pid = the whole group: shell wrappers and their children too.
+                    // SAFETY: plain syscall on a pid we own.
+                    unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+                }
+                let _ = child.kill();
+                break child.wait()?;
+            }
+        }
+        thread::sleep(Duration::from_millis(10));
+    };
+    let elapsed = start.elapsed();
+    // Grandchildren that escaped the kill could hold the pipes open; don't hang on them.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    for r in readers {
+        while !r.is_finished() && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(5));
+        }
+        if r.is_finished() {
+            let _ = r.join();
+        }
+    }
+    let text = |b: &Arc<Mutex<Vec<u8>>>| String::from_utf8_lossy(&b.lock().unwrap()).into_owned();
+    Ok(ProcessOutput {
+        status: if timed_out.is_some() { None } else { status.code() },
+        timed_out,
+        stdout: text(&out_buf),
+        stderr: text(&err_buf),
+        elapsed,
+    })
+}
+
+/// Where the kernel and friends are, and which QEMU to use.
+#[derive(Clone, Debug)]
+pub struct Env {
+    pub qemu: PathBuf,
+    pub kernel: PathBuf,
+    pub modules: Vec<PathBuf>,
+    /// Directory for transcripts (`target/proofs`).
+    pub log_dir: PathBuf,
+}
+
+/// Final state of one job. (A handful exist per run; boxing `Ran` buys nothing.)
+#[derive(Clone, Debug)]
+#[allow(clippy::large_enum_variant)]
+pub enum Outcome {
+    Skipped(String),
+    /// The harness itself failed (QEMU missing, ...).
+    Error(String),
+    Ran { output: ProcessOutput, transcript: Transcript, failures: Vec<String> },
+}
+
+#[derive(Clone, Debug)]
+pub struct JobResult {
+    pub name: &'static str,
+    pub accel: Accel,
+    pub args: Vec<String>,
+    pub outcome: Outcome,
+    pub log: Option<PathBuf>,
+}
+
+impl JobResult {
+    pub fn passed(&self) -> bool {
+        matches!(&self.outcome, Outcome::Ran { failures, .. } if failures.is_empty())
+    }
+    pub fn skipped(&self) -> bool {
+        matches!(self.outcome, Outcome::Skipped(_))
+    }
+    pub fn failed(&self) -> bool {
+        !self.passed() && !self.skipped()
+    }
+    pub fn secs(&self) -> Option<f64> {
+        match &self.outcome {
+            Outcome::Ran { output, .. } => Some(output.elapsed.as_secs_f64()),
+            _ => None,
+        }
+    }
+}
+
+/// QEMU arguments for a proof under one accelerator.
+pub fn proof_args(p: &Proof, accel: Accel, env: &Env) -> Vec<String> {
+    qemu::command_args(&p.machine, accel, &BootSpec { kernel: &env.kernel, cmdline: &p.cmdline, modules: &env.modules }, &[])
+}
+
+/// Boot one proof, write its transcript, judge it.
+pub fn run_job(p: &Proof, job: &Job, env: &Env) -> JobResult {
+    let args = proof_args(p, job.accel, env);
+    let mut res = JobResult { name: p.name, accel: job.accel, args: args.clone(), outcome: Outcome::Skipped(String::new()), log: None };
+    if let Some(why) = &job.skip {
+        res.outcome = Outcome::Skipped(why.clone());
+        return res;
+    }
+    let output = match run_process(env.qemu.as_os_str(), &args, Some(p.timeout), Mode::Captured) {
+        Ok(o) => o,
+        Err(e) => {
+            res.outcome = Outcome::Error(format!("{e:#}"));
+            return res;
+        }
+    };
+    res.log = save_log(&env.log_dir, p.name, job.accel, &args, &output);
+    let transcript = Transcript::parse(&output.stdout);
+    let failures = judge(
+        &p.expect,
+        &p.checks,
+        &Observed { status: output.status, timed_out: output.timed_out, transcript: &transcript },
+    );
+    res.outcome = Outcome::Ran { output, transcript, failures };
+    res
+}
+
+/// `<dir>/<name>-<accel>.log` holds the serial transcript verbatim; QEMU's
+/// command and stderr go to `.cmd` / `.stderr` beside it.
+fn save_log(dir: &Path, name: &str, accel: Accel, args: &[String], out: &ProcessOutput) -> Option<PathBuf> {
+    std::fs::create_dir_all(dir).ok()?;
+    let base = dir.join(format!("{name}-{accel}"));
+    let log = base.with_extension("log");
+    std::fs::write(&log, &out.stdout).ok()?;
+    let _ = std::fs::write(base.with_extension("cmd"), format!("qemu-system-x86_64 {}\n", qemu::shell_quote(args)));
+    let err = base.with_extension("stderr");
+    if out.stderr.is_empty() {
+        let _ = std::fs::remove_file(err);
+    } else {
+        let _ = std::fs::write(err, &out.stderr);
+    }
+    Some(log)
+}
+
+/// Run jobs on `workers` threads; `on_done` sees each result as it lands
+/// (progress output). Results come back in job order.
+pub fn run_all(proofs: &[Proof], jobs: &[Job], env: &Env, workers: usize, on_done: impl Fn(&JobResult) + Sync) -> Vec<JobResult> {
+    // Start the slow (KVM) boots first so the tail is short.
+    let mut order: Vec<usize> = (0..jobs.len()).collect();
+    order.sort_by_key(|&i| (jobs[i].skip.is_none(), jobs[i].accel == Accel::Kvm));
+    order.reverse();
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<JobResult>>> = Mutex::new(vec![None; jobs.len()]);
+    thread::scope(|s| {
+        for _ in 0..workers.max(1) {
+            s.spawn(|| loop {
+                let k = next.fetch_add(1, Ordering::SeqCst);
+                let Some(&i) = order.get(k) else { break };
+                let r = run_job(&proofs[jobs[i].proof], &jobs[i], env);
+                on_done(&r);
+                results.lock().unwrap()[i] = Some(r);
+            });
+        }
+    });
+    results.into_inner().unwrap().into_iter().map(|r| r.expect("every job ran")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checks::eq;
+    use crate::proofs::Accels;
+
+    fn sh(script: &str) -> (PathBuf, Vec<String>) {
+        (PathBuf::from("/bin/sh"), vec!["-c".into(), script.into()])
+    }
+
+    #[test]
+    fn captures_output_and_status() {
+        let (p, a) = sh("echo 'EV a=1'; echo oops >&2; exit 33");
+        let o = run_process(p.as_os_str(), &a, Some(Duration::from_secs(10)), Mode::Captured).unwrap();
+        assert_eq!(o.status, Some(33));
+        assert_eq!(o.stdout, "EV a=1\n");
+        assert_eq!(o.stderr, "oops\n");
+        assert!(o.timed_out.is_none());
+    }
+
+    #[test]
+    fn timeout_kills_process_group() {
+        // The shell forks `sleep` (not exec, because of the trailing `echo`), so
+        // only a group kill stops it; the pipe would otherwise stay open 30 s.
+        let (p, a) = sh("echo 'EV started=1'; sleep 30; echo never");
+        let t0 = Instant::now();
+        let o = run_process(p.as_os_str(), &a, Some(Duration::from_secs(1)), Mode::Captured).unwrap();
+        assert!(t0.elapsed() < Duration::from_secs(5), "took {:?}", t0.elapsed());
+        assert_eq!(o.timed_out, Some(Duration::from_secs(1)));
+        assert_eq!(o.status, None);
+        assert_eq!(o.stdout, "EV started=1\n");
+    }
+
+    #[test]
+    fn missing_program_is_an_error() {
+        assert!(run_process(OsStr::new("/nonexistent/qemu"), &[], None, Mode::Captured).is_err());
+    }
+
+    /// A fake QEMU: a script that prints evidence depending on `-append`.
+    fn fake_env(dir: &Path, script_body: &str) -> Env {
+        std::fs::create_dir_all(dir).unwrap();
+        let qemu = dir.join("fake-qemu");
+        std::fs::write(&qemu, format!("#!/bin/sh\n{script_body}\n")).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&qemu, std::fs::Permissions::from_mode(0o755)).unwrap();
+        Env { qemu, kernel: dir.join("keel"), modules: vec![], log_dir: dir.join("proofs") }
+    }
+
+    fn tmp(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("xtask-test-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    #[test]
+    fn proof_through_fake_qemu_passes_and_logs() {
+        let dir = tmp("pass");
+        let env = fake_env(&dir, r#"case "$*" in *proof=demo*) echo "EV x=0x10"; echo "VERDICT pass"; exit 33;; esac; exit 1"#);
+        let p = Proof::new("demo", "").check(eq("x", 16));
+        let job = Job { proof: 0, accel: Accel::Tcg, skip: None };
+        let r = run_job(&p, &job, &env);
+        assert!(r.passed(), "{r:#?}");
+        let log = std::fs::read_to_string(r.log.unwrap()).unwrap();
+        assert_eq!(log, "EV x=0x10\nVERDICT pass\n");
+        assert!(std::fs::read_to_string(dir.join("proofs/demo-tcg.cmd")).unwrap().contains("-append proof=demo"));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn proof_timeout_is_reported() {
+        let dir = tmp("timeout");
+        let env = fake_env(&dir, "echo 'EV x=1'; sleep 30; exit 33");
+        let p = Proof::new("slow", "").timeout_secs(1);
+        let r = run_job(&p, &Job { proof: 0, accel: Accel::Tcg, skip: None }, &env);
+        match &r.outcome {
+            Outcome::Ran { failures, output, .. } => {
+                assert!(output.elapsed < Duration::from_secs(5));
+                assert_eq!(failures[0], "timeout: killed after 1s");
+            }
+            o => panic!("{o:?}"),
+        }
+        assert!(r.failed());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn run_all_in_parallel_keeps_order_and_skips() {
+        let dir = tmp("all");
+        let env = fake_env(&dir, r#"sleep 1; case "$*" in *proof=bad*) echo "VERDICT fail nope"; exit 35;; esac; echo "VERDICT pass"; exit 33"#);
+        let proofs = vec![Proof::new("good", ""), Proof::new("bad", ""), Proof::new("kvmonly", "").accels(Accels::KvmOnly)];
+        let jobs = crate::proofs::plan(&proofs, &crate::qemu::AccelEnv { kvm_available: false, forced: None });
+        let seen = AtomicUsize::new(0);
+        let t0 = Instant::now();
+        let rs = run_all(&proofs, &jobs, &env, 2, |_| {
+            seen.fetch_add(1, Ordering::SeqCst);
+        });
+        assert!(t0.elapsed() < Duration::from_millis(1800), "not parallel: {:?}", t0.elapsed());
+        assert_eq!(seen.load(Ordering::SeqCst), 3);
+        let names: Vec<_> = rs.iter().map(|r| (r.name, r.passed(), r.skipped())).collect();
+        assert_eq!(names, [("good", true, false), ("bad", false, false), ("kvmonly", false, true)]);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
