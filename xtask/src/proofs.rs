@@ -29,6 +29,11 @@ pub struct Proof {
     pub description: &'static str,
     /// Kernel command line; starts with `proof=<name>`.
     pub cmdline: String,
+    /// The kernel scenario (`proof=<scenario>`); several proofs may boot one scenario on
+    /// different machines.
+    pub scenario: &'static str,
+    /// Extra kernel command-line options after `proof=<scenario>`.
+    pub extra_args: &'static str,
     pub machine: MachineSpec,
     pub accels: Accels,
     pub timeout: Duration,
@@ -46,6 +51,8 @@ impl Proof {
             name,
             description,
             cmdline: format!("proof={name}"),
+            scenario: name,
+            extra_args: "",
             machine: MachineSpec::q35_up(),
             accels: Accels::Any,
             timeout: DEFAULT_TIMEOUT,
@@ -55,8 +62,21 @@ impl Proof {
         }
     }
     /// Extra kernel options after `proof=<name>`.
-    pub fn args(mut self, extra: &str) -> Self {
-        self.cmdline = format!("proof={} {extra}", self.name);
+    pub fn args(mut self, extra: &'static str) -> Self {
+        self.extra_args = extra;
+        self.rebuild_cmdline()
+    }
+    /// Boots kernel scenario `scenario` instead of the one named like the proof.
+    pub fn scenario(mut self, scenario: &'static str) -> Self {
+        self.scenario = scenario;
+        self.rebuild_cmdline()
+    }
+    fn rebuild_cmdline(mut self) -> Self {
+        self.cmdline = if self.extra_args.is_empty() {
+            format!("proof={}", self.scenario)
+        } else {
+            format!("proof={} {}", self.scenario, self.extra_args)
+        };
         self
     }
     pub fn smp(mut self, n: u32) -> Self {
@@ -103,6 +123,59 @@ impl Proof {
 }
 
 /// Every proof. Order here is the order of the report.
+/// CPU flags the SMP proofs add on both accelerators (QEMU drops what a host lacks, and the
+/// kernel reports what it actually enabled).
+const HARDENING: &[&str] = &["+smep", "+smap", "+rdrand"];
+
+fn xapic_cpu() -> CpuSpec {
+    CpuSpec::new("qemu64", &["-x2apic"]).with_tcg_flags(HARDENING).with_kvm_flags(HARDENING)
+}
+
+fn x2apic_cpu() -> CpuSpec {
+    CpuSpec::new("qemu64", &["+x2apic"]).with_tcg_flags(HARDENING).with_kvm_flags(HARDENING)
+}
+
+/// The checks every `proof=smp` boot must meet: all CPUs online in `mode`, every CPU ticking
+/// on vector 48, every ping on vector 49 sent and acknowledged exactly, the RTC routed
+/// through the IOAPIC, no LAPIC errors.
+fn smp_checks(p: Proof, cpus: u64, mode: &'static str) -> Proof {
+    let p = p.scenario("smp");
+    let pings = 100;
+    let per_cpu = (cpus - 1) * pings;
+    p.check(eq("lapic.mode", mode))
+        .check(eq("smp.online", cpus))
+        .check(eq("smp.skipped", 0))
+        .check(for_each_cpu("cpu.*.mode", is::eq(mode)).count_eq_key("smp.online"))
+        .check(for_each_cpu("cpu.*.online", is::eq("yes")).count_eq_key("smp.online"))
+        .check(for_each_cpu("cpu.*.timer_ticks", is::ge(20)).count_eq_key("smp.online"))
+        .check(for_each_cpu("cpu.*.timer_hz", is::ge(1_000_000)).count_eq_key("smp.online"))
+        .check(eq("ipi.expected", cpus * per_cpu))
+        .check(keys_equal("ipi.sent", "ipi.expected"))
+        .check(keys_equal("ipi.acked", "ipi.expected"))
+        .check(eq("ipi.timeouts", 0))
+        .check(for_each_cpu("ipi.cpu.*.sent", is::eq(per_cpu)).count_eq_key("smp.online"))
+        .check(for_each_cpu("ipi.cpu.*.acked", is::eq(per_cpu)).count_eq_key("smp.online"))
+        .check(for_each_cpu("cpu.*.lapic_errors", is::eq(0)).count_eq_key("smp.online"))
+        .check(ge("rtc.interrupts", 20))
+        .check(keys_equal("rtc.on_target", "rtc.interrupts"))
+        .check(eq("rtc.on_wrong_cpu", 0))
+        .check(custom("timer mode follows CPUID.1:ECX[24]", |t| {
+            let get = |k: &str| t.evidence.get(k).map(|v| v.as_str().to_string());
+            let (cpuid, requested, mode) = (get("cpu.tsc_deadline"), get("timer.requested"), get("timer.mode"));
+            match (cpuid.as_deref(), requested.as_deref(), mode.as_deref()) {
+                (Some("yes"), Some("auto"), Some("tsc-deadline"))
+                | (Some("no"), Some("auto"), Some("periodic"))
+                | (Some(_), Some("periodic"), Some("periodic")) => Ok(()),
+                other => Err(format!("cpu.tsc_deadline/timer.requested/timer.mode = {other:?}")),
+            }
+        }))
+}
+
+/// Firmware (SeaBIOS) enables x2APIC itself when the machine may hold APIC IDs above 254.
+fn firmware_x2apic_machine(p: Proof) -> Proof {
+    p.smp(2).cpu(CpuSpec::new("qemu64", &["+x2apic"])).qemu_extra(&["-smp", "2,maxcpus=260"])
+}
+
 pub fn registry() -> Vec<Proof> {
     vec![
         Proof::new("boot", "Multiboot handoff, memory map, ACPI tables, heap")
@@ -110,23 +183,92 @@ pub fn registry() -> Vec<Proof> {
             .check(ge("acpi.madt.cpus", 1))
             .check(ge("acpi.ioapics", 1))
             .check(eq("heap.check", "ok"))
-            .check(eq("boot.cmdline.proof", "boot")),
+            .check(eq("boot.cmdline.proof", "boot"))
+            .check(eq("smp.online", 1))
+            .check(eq("lapic.mode", "xapic")),
         Proof::new("exceptions", "A deliberate page fault on an unmapped address is diagnosed and fatal")
             .expect(Expect::FATAL_EXCEPTION)
             .check(eq("fault.vector", 14))
             .check(eq("fault.cr2", "0xdead0000"))
             .check(present("fault.rip")),
-        // Upcoming (one entry each), e.g.:
-        // Proof::new("smp", "APs start, per-CPU timers tick, IPIs arrive")
-        //     .smp(2).cpu(CpuSpec::qemu64_xapic())
-        //     .check(eq("lapic.mode", "xapic"))
-        //     .check(eq("smp.online", 2))
-        //     .check(for_each_cpu("cpu.*.timer_ticks", is::ge(50)).count_eq_key("smp.online"))
-        //     .check(keys_equal("ipi.sent", "ipi.received")),
+        smp_checks(Proof::new("smp", "xAPIC: 2 CPUs, ticks, IPIs both ways, RTC via IOAPIC").smp(2).cpu(xapic_cpu()), 2, "xapic")
+            .check(eq("lapic.xapic_mmio_mapped", "yes")),
+        smp_checks(Proof::new("smp-x2apic", "x2APIC: 2 CPUs, ticks, IPIs both ways, RTC via IOAPIC").smp(2).cpu(x2apic_cpu()), 2, "x2apic")
+            .check(eq("lapic.xapic_mmio_mapped", "no")),
+        smp_checks(Proof::new("smp4", "xAPIC, 4 CPUs, all-to-all IPIs").smp(4).cpu(xapic_cpu()), 4, "xapic"),
+        smp_checks(Proof::new("smp8", "xAPIC, 8 CPUs, all-to-all IPIs").smp(8).cpu(xapic_cpu()).timeout_secs(120), 8, "xapic"),
+        smp_checks(Proof::new("smp8-x2apic", "x2APIC, 8 CPUs, all-to-all IPIs").smp(8).cpu(x2apic_cpu()).timeout_secs(120), 8, "x2apic"),
+        smp_checks(firmware_x2apic_machine(Proof::new("firmware-x2apic", "firmware hands over in x2APIC; xAPIC MMIO never touched")), 2, "x2apic")
+            .check(eq("lapic.firmware_state", "x2apic"))
+            .check(eq("lapic.mode_writes", 0))
+            .check(eq("lapic.xapic_mmio_mapped", "no")),
+        smp_checks(
+            firmware_x2apic_machine(Proof::new("apic-id-257", "a CPU with APIC ID 257 comes online and answers IPIs"))
+                .qemu_extra(&["-device", "qemu64-x86_64-cpu,x2apic=on,socket-id=0,core-id=257,thread-id=0"]),
+            3,
+            "x2apic",
+        )
+        .check(eq("smp.max_apic_id", 257))
+        .check(eq("ioapic.route_above_254", "refused")),
+        smp_checks(
+            Proof::new("tsc-deadline", "LAPIC timer in TSC-deadline mode (KVM exposes it to qemu64)")
+                .smp(2)
+                .cpu(CpuSpec::new("qemu64", &["+x2apic", "+tsc-deadline"]))
+                .accels(Accels::KvmOnly),
+            2,
+            "x2apic",
+        )
+        .check(eq("timer.mode", "tsc-deadline")),
+        smp_checks(
+            Proof::new("timer-periodic", "periodic LAPIC timer forced even where TSC-deadline exists")
+                .smp(2)
+                .cpu(CpuSpec::new("qemu64", &["-x2apic", "+tsc-deadline"]))
+                .args("timer=periodic")
+                .accels(Accels::KvmOnly),
+            2,
+            "xapic",
+        )
+        .check(eq("cpu.tsc_deadline", "yes"))
+        .check(eq("timer.mode", "periodic")),
+        smp_checks(
+            Proof::new("kvm-pv-on", "KVM PV EOI/IPI offered: ignored, same results")
+                .smp(2)
+                .cpu(CpuSpec::new("qemu64", &["+x2apic", "+kvm-pv-eoi", "+kvm-pv-ipi"]))
+                .accels(Accels::KvmOnly),
+            2,
+            "x2apic",
+        )
+        .check(eq("hv.kvm_pv_eoi", "yes"))
+        .check(eq("hv.kvm_pv_ipi", "yes")),
+        smp_checks(
+            Proof::new("kvm-pv-off", "KVM PV EOI/IPI withheld: same results")
+                .smp(2)
+                .cpu(CpuSpec::new("qemu64", &["+x2apic", "-kvm-pv-eoi", "-kvm-pv-ipi"]))
+                .accels(Accels::KvmOnly),
+            2,
+            "x2apic",
+        )
+        .check(eq("hv.kvm_pv_eoi", "no"))
+        .check(eq("hv.kvm_pv_ipi", "no")),
+        Proof::new("bench-xapic", "IPI round trip, AP bring-up, timer calibration (xAPIC)")
+            .scenario("bench")
+            .args("trips=10000")
+            .smp(2)
+            .cpu(xapic_cpu())
+            .bench()
+            .timeout_secs(300)
+            .check(ge("bench.ipi_rtt.samples", 10_000)),
+        Proof::new("bench-x2apic", "IPI round trip, AP bring-up, timer calibration (x2APIC)")
+            .scenario("bench")
+            .args("trips=10000")
+            .smp(2)
+            .cpu(x2apic_cpu())
+            .bench()
+            .timeout_secs(300)
+            .check(ge("bench.ipi_rtt.samples", 10_000)),
     ]
 }
 
-/// One scheduled (or skipped) boot of a proof.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Job {
     pub proof: usize,
@@ -172,7 +314,7 @@ pub fn validate(proofs: &[Proof]) -> Vec<String> {
         if !keel_evidence::is_valid_key(p.name) || p.name.contains('.') {
             errs.push(format!("{}: name must be [a-z0-9_]+", p.name));
         }
-        if !p.cmdline.split_whitespace().any(|w| w == format!("proof={}", p.name)) {
+        if !p.cmdline.split_whitespace().any(|w| w == format!("proof={}", p.scenario)) {
             errs.push(format!("{}: cmdline {:?} lacks proof={}", p.name, p.cmdline, p.name));
         }
         for accel in [Accel::Tcg, Accel::Kvm] {

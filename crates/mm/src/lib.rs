@@ -167,7 +167,6 @@ impl<'a> FrameBitmap<'a> {
         if count == 0 || !align.is_power_of_two() || align < FRAME_SIZE {
             return None;
         }
-        let step = align / FRAME_SIZE;
         let first = (self.base.div_ceil(align) * align - self.base) / FRAME_SIZE;
         let mut i = first;
         while i + count <= self.frames {
@@ -179,7 +178,10 @@ impl<'a> FrameBitmap<'a> {
                     self.free -= count;
                     return Some(self.base + i * FRAME_SIZE);
                 }
-                Some(used) => i = (used + 1).div_ceil(step) * step,
+                Some(used) => {
+                    let next = (self.base + (used + 1) * FRAME_SIZE).div_ceil(align) * align;
+                    i = (next - self.base) / FRAME_SIZE;
+                }
             }
         }
         None
@@ -284,9 +286,9 @@ mod tests {
 
     #[test]
     fn contiguous_allocation_respects_alignment_and_holes() {
-        let (mut w, n) = bitmap(1024);
+        let (mut w, n) = bitmap(2048);
         let mut b = FrameBitmap::new(0x1000, n, &mut w).unwrap();
-        b.add_free_range(0x1000, 0x1000 + 1024 * FRAME_SIZE);
+        b.add_free_range(0x1000, 0x1000 + 2048 * FRAME_SIZE);
         b.reserve_range(0x20_0000, 0x20_1000); // a hole at the first 2 MiB boundary
         let a = b.allocate_contiguous(16, 0x20_0000).unwrap();
         assert_eq!(a % 0x20_0000, 0);
@@ -294,8 +296,8 @@ mod tests {
         for k in 0..16 {
             assert!(!b.is_free(a + k * FRAME_SIZE).unwrap());
         }
-        assert_eq!(b.free_frames(), 1024 - 1 - 16);
-        assert_eq!(b.allocate_contiguous(2000, FRAME_SIZE), None);
+        assert_eq!(b.free_frames(), 2048 - 1 - 16);
+        assert_eq!(b.allocate_contiguous(4000, FRAME_SIZE), None);
     }
 
     #[test]
@@ -304,7 +306,7 @@ mod tests {
         let mut b = FrameBitmap::new(0, n, &mut w).unwrap();
         b.add_free_range(0x20000, 64 * FRAME_SIZE);
         // Move the hint high.
-        for _ in 0..40 {
+        for _ in 0..20 {
             b.allocate().unwrap();
         }
         b.free(0x20000).unwrap();

@@ -64,7 +64,9 @@ pub fn bring_up(platform: &'static Platform, cmdline: &CommandLine) -> System {
     ev!("lapic.version", format_args!("{:#x}", version.version));
     ev!("lapic.max_lvt", version.max_lvt);
     let features = crate::arch::x86_64::cpu::features();
-    let use_deadline = features.tsc_deadline && cmdline.get("timer") != Some("periodic");
+    let forced_periodic = cmdline.get("timer") == Some("periodic");
+    ev!("timer.requested", if forced_periodic { "periodic" } else { "auto" });
+    let use_deadline = features.tsc_deadline && !forced_periodic;
     ev!("timer.mode", if use_deadline { "tsc-deadline" } else { "periodic" });
     ev!("timer.tick_hz", lapic::TICK_HZ);
     let hz = lapic::calibrate_timer();

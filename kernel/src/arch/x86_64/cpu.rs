@@ -94,6 +94,40 @@ pub fn init_boot_cpu_features() {
         f.x2apic, f.tsc_deadline, f.nx, f.smep, f.smap, f.rdrand, f.invariant_tsc
     );
     enable_protection();
+    let cr4 = Cr4::read();
+    let yes = |b: bool| if b { "yes" } else { "no" };
+    ev!("cpu.x2apic_cpuid", yes(f.x2apic));
+    ev!("cpu.tsc_deadline", yes(f.tsc_deadline));
+    ev!("cpu.nx", yes(Efer::read().contains(EferFlags::NO_EXECUTE_ENABLE)));
+    ev!("cpu.smep", yes(cr4.contains(Cr4Flags::SUPERVISOR_MODE_EXECUTION_PROTECTION)));
+    ev!("cpu.smap", yes(cr4.contains(Cr4Flags::SUPERVISOR_MODE_ACCESS_PREVENTION)));
+    ev!("cpu.wp", yes(Cr0::read().contains(Cr0Flags::WRITE_PROTECT)));
+    report_hypervisor();
+}
+
+/// Evidence only: which KVM paravirtual interrupt features the hypervisor *offers*. Keel never
+/// uses them (timer, EOI, IPI and shootdown go through the architectural LAPIC); the `kvm-pv`
+/// proofs print this to show the two configurations really differ.
+fn report_hypervisor() {
+    // SAFETY: CPUID.1 exists; hypervisor leaves are read only when ECX[31] says one is there.
+    let hv = unsafe { __cpuid(1) }.ecx & (1 << 31) != 0;
+    let mut pv_eoi = false;
+    let mut pv_ipi = false;
+    if hv {
+        // SAFETY: hypervisor CPUID range, present per CPUID.1:ECX[31].
+        let sig = unsafe { __cpuid(0x4000_0000) };
+        let kvm = sig.ebx == 0x4b4d_564b && sig.ecx == 0x564b_4d56 && sig.edx == 0x4d;
+        if kvm && sig.eax >= 0x4000_0001 {
+            // SAFETY: leaf 0x40000001 is within the hypervisor's reported maximum.
+            let features = unsafe { __cpuid(0x4000_0001) }.eax;
+            pv_eoi = features & (1 << 6) != 0; // KVM_FEATURE_PV_EOI
+            pv_ipi = features & (1 << 11) != 0; // KVM_FEATURE_PV_SEND_IPI
+        }
+    }
+    let yes = |b: bool| if b { "yes" } else { "no" };
+    ev!("hv.present", yes(hv));
+    ev!("hv.kvm_pv_eoi", yes(pv_eoi));
+    ev!("hv.kvm_pv_ipi", yes(pv_ipi));
 }
 
 /// NX, WP, SMEP and SMAP on this CPU where the CPU has them. Called on every CPU.
