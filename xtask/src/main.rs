@@ -110,7 +110,7 @@ fn run(proof: Option<String>, accel: Option<qemu::Accel>, append: Vec<String>, t
     let mut cmdline: Vec<String> = proof.as_ref().map(|p| p.cmdline.clone()).into_iter().collect();
     cmdline.extend(std::env::var("KEEL_APPEND").ok().filter(|s| !s.trim().is_empty()));
     cmdline.extend(append);
-    let cmdline = cmdline.join(" ");
+    let cmdline = merge_cmdline(&cmdline.join(" "));
     let machine = proof.as_ref().map_or_else(MachineSpec::run_default, |p| p.machine.clone());
 
     if std::env::var_os("KEEL_QEMU").is_none() {
@@ -200,4 +200,27 @@ fn bench(filter: Option<String>) -> Result<ExitCode> {
     println!("xtask: wrote {}", path.display());
     println!("{}", report::summary_line(&results));
     Ok(if results.iter().any(JobResult::failed) { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+/// Later `key=value` words replace earlier ones with the same key (the kernel rejects
+/// duplicate keys), so `--append trips=100` overrides a proof's own `trips=10000`.
+fn merge_cmdline(cmdline: &str) -> String {
+    let words: Vec<&str> = cmdline.split_whitespace().collect();
+    let key = |w: &str| w.split_once('=').map_or(w, |(k, _)| k).to_string();
+    words
+        .iter()
+        .enumerate()
+        .filter(|(i, w)| !words[i + 1..].iter().any(|later| key(later) == key(w)))
+        .map(|(_, w)| *w)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod cmdline_tests {
+    #[test]
+    fn later_keys_override_earlier_ones() {
+        assert_eq!(super::merge_cmdline("proof=bench trips=10000 gap_us=5 trips=30"), "proof=bench gap_us=5 trips=30");
+        assert_eq!(super::merge_cmdline("proof=smp"), "proof=smp");
+    }
 }

@@ -29,8 +29,12 @@ pub fn run(system: System, cmdline: &CommandLine) -> ! {
     for _ in 0..200 {
         smp::ping(other);
     }
+    // Trips run back to back by default (`gap_us=N` spaces them so the target is deep in
+    // `hlt` when each IPI lands; see docs/benchmarks.md for both figures).
+    let gap_us = super::option_u64(cmdline, "gap_us", 0);
     let mut samples = Vec::with_capacity(trips);
     for _ in 0..trips {
+        crate::time::delay_us(gap_us);
         match smp::ping(other) {
             Some(c) => samples.push(c),
             None => return verdict(false, "IPI round trip timed out"),

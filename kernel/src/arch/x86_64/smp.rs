@@ -101,11 +101,14 @@ pub fn ping(target: &PerCpu) -> Option<u64> {
     }
     PINGS_SENT[percpu::current().index as usize].fetch_add(1, Ordering::Relaxed);
     let limit = time::ns_to_tsc(1_000_000_000);
+    // A tight poll without PAUSE: under KVM, PAUSE loops trigger pause-loop exiting and the
+    // vCPU may be descheduled right when the acknowledgement lands.
+    let mut polls = 0u32;
     while mailbox.ping_acks.load(Ordering::Acquire) < ticket {
-        if cpu::rdtsc() - start > limit {
+        polls = polls.wrapping_add(1);
+        if polls % 1024 == 0 && cpu::rdtsc() - start > limit {
             return None;
         }
-        core::hint::spin_loop();
     }
     Some(cpu::rdtsc() - start)
 }
