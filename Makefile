@@ -1,5 +1,5 @@
 # Thin aliases for `cargo xtask`; everything real lives in xtask/.
-export QEMU_FLAGS KEEL_APPEND KEEL_ACCEL
+export QEMU_FLAGS KEEL_APPEND KEEL_ACCEL KEEL_KERNEL KEEL_USER_DIR
 
 .PHONY: all build run test bench proofs check
 all: build

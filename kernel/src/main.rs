@@ -14,8 +14,11 @@ pub mod acpi;
 pub mod arch;
 pub mod exit;
 pub mod mm;
+pub mod object;
 pub mod panic;
+pub mod pci;
 pub mod proofs;
+pub mod task;
 pub mod time;
 
 use keel_boot::cmdline::CommandLine;

@@ -1,5 +1,5 @@
-//! Building what gets booted (kernel now, user programs later) and running
-//! the host unit tests.
+//! Building what gets booted (kernel and user programs) and running the host
+//! unit tests.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -19,8 +19,69 @@ pub fn workspace_root() -> PathBuf {
 #[derive(Clone, Debug)]
 pub struct Artifacts {
     pub kernel: PathBuf,
-    /// Multiboot modules for `-initrd` (user programs); empty for now.
-    pub modules: Vec<PathBuf>,
+    /// Where user ELFs live (`target/user/.../release` or `KEEL_USER_DIR`); proofs
+    /// pick their Multiboot modules from here.
+    pub user_dir: PathBuf,
+}
+
+/// Separate target dir: user programs need different RUSTFLAGS from the kernel, and
+/// sharing one dir would rebuild `core` on every switch.
+const USER_TARGET_DIR: &str = "target/user";
+const USER_RUSTFLAGS: &str = "-C relocation-model=static";
+/// The runtime library under `user/`, never a program itself.
+const USER_RT_DIR: &str = "rt";
+
+/// Where `build_user_programs` puts the ELFs.
+pub fn default_user_dir() -> PathBuf {
+    workspace_root().join(USER_TARGET_DIR).join(KERNEL_TARGET).join("release")
+}
+
+/// `KEEL_USER_DIR=<dir>` boots prebuilt user ELFs from `<dir>` and skips the user build.
+pub fn user_dir_override() -> Option<PathBuf> {
+    let d = PathBuf::from(std::env::var_os("KEEL_USER_DIR").filter(|v| !v.is_empty())?);
+    Some(std::path::absolute(&d).unwrap_or(d))
+}
+
+/// `name = "..."` from the `[package]` table, by line scan (no TOML dependency for one key).
+fn package_name(cargo_toml: &str) -> Option<String> {
+    let mut in_package = false;
+    for line in cargo_toml.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_package = line == "[package]";
+        } else if in_package {
+            if let Some((k, v)) = line.split_once('=') {
+                if k.trim() == "name" {
+                    return Some(v.trim().trim_matches('"').to_string());
+                }
+            }
+        }
+    }
+    None
+}
+
+/// User binaries (= package names) under `<root>/user/*/`: every crate except `user/rt`
+/// whose `Cargo.toml` has a `[[bin]]` table or that has `src/main.rs`. Sorted by name.
+/// `None` when `user/` does not exist (nothing to build or validate yet).
+pub fn discover_user_programs(root: &Path) -> Result<Option<Vec<String>>> {
+    let user = root.join("user");
+    if !user.is_dir() {
+        return Ok(None);
+    }
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(&user).with_context(|| format!("reading {}", user.display()))? {
+        let dir = entry?.path();
+        if dir.file_name().is_some_and(|n| n == USER_RT_DIR) {
+            continue;
+        }
+        let Ok(toml) = std::fs::read_to_string(dir.join("Cargo.toml")) else { continue };
+        let is_bin = toml.lines().any(|l| l.trim() == "[[bin]]") || dir.join("src/main.rs").is_file();
+        if is_bin {
+            let dir_name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            names.push(package_name(&toml).unwrap_or(dir_name));
+        }
+    }
+    names.sort();
+    Ok(Some(names))
 }
 
 fn cargo() -> Command {
@@ -72,14 +133,38 @@ pub fn build_kernel() -> Result<PathBuf> {
     Ok(elf)
 }
 
-/// User programs, booted as Multiboot modules. Nothing yet: when they exist,
-/// build them here (their own target/flags) and return their paths in the
-/// order the kernel expects them.
-pub fn build_user_programs() -> Result<Vec<PathBuf>> {
-    Ok(Vec::new())
+/// Build every discovered user program for bare metal; returns the ELF directory.
+/// `KEEL_USER_DIR` skips the build.
+pub fn build_user_programs() -> Result<PathBuf> {
+    if let Some(d) = user_dir_override() {
+        eprintln!("xtask: KEEL_USER_DIR={} (not building user programs)", d.display());
+        return Ok(d);
+    }
+    let dir = default_user_dir();
+    let Some(names) = discover_user_programs(&workspace_root())? else { return Ok(dir) };
+    if names.is_empty() {
+        return Ok(dir);
+    }
+    ensure_target()?;
+    let mut c = cargo();
+    c.args(["build", "--release", "--target", KERNEL_TARGET, "--target-dir", USER_TARGET_DIR])
+        .env("RUSTFLAGS", USER_RUSTFLAGS)
+        .env_remove("CARGO_ENCODED_RUSTFLAGS");
+    for n in &names {
+        c.args(["-p", n]);
+    }
+    check(c, &format!("user program build ({})", names.join(", ")))?;
+    for n in &names {
+        if !dir.join(n).is_file() {
+            bail!("user build succeeded but {} is missing (binary named unlike its package?)", dir.join(n).display());
+        }
+    }
+    Ok(dir)
 }
 
-pub fn build_all() -> Result<Artifacts> {
+/// Kernel plus, when `with_user` (some selected proof boots programs), user programs;
+/// otherwise the user build is skipped so kernel-only proofs don't wait on it.
+pub fn build_all(with_user: bool) -> Result<Artifacts> {
     let kernel = match kernel_override() {
         Some(k) => {
             eprintln!("xtask: KEEL_KERNEL={} (not building)", k.display());
@@ -87,13 +172,57 @@ pub fn build_all() -> Result<Artifacts> {
         }
         None => build_kernel()?,
     };
-    Ok(Artifacts { kernel, modules: build_user_programs()? })
+    let user_dir = if with_user { build_user_programs()? } else { user_dir_override().unwrap_or_else(default_user_dir) };
+    Ok(Artifacts { kernel, user_dir })
 }
 
 /// Host unit tests of every crate except the kernel (which only builds for
 /// bare metal). Output streams to the terminal.
+/// User crates are bare-metal too (`no_std`, own entry point), so they are excluded
+/// like the kernel.
 pub fn host_tests() -> Result<()> {
+    let root = workspace_root();
+    let mut excluded = vec![KERNEL_PACKAGE.to_string()];
+    excluded.extend(discover_user_programs(&root)?.unwrap_or_default());
+    let rt = std::fs::read_to_string(root.join("user").join(USER_RT_DIR).join("Cargo.toml")).ok();
+    excluded.extend(rt.as_deref().and_then(package_name));
     let mut c = cargo();
-    c.args(["test", "--workspace", "--exclude", KERNEL_PACKAGE]).env_remove("CARGO_ENCODED_RUSTFLAGS");
-    check(c, "host unit tests (cargo test --workspace --exclude keel-kernel)")
+    c.args(["test", "--workspace"]).env_remove("CARGO_ENCODED_RUSTFLAGS");
+    for p in &excluded {
+        c.args(["--exclude", p]);
+    }
+    check(c, &format!("host unit tests (cargo test --workspace --exclude {})", excluded.join(" --exclude ")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn discovers_user_binaries() {
+        let root = std::env::temp_dir().join(format!("xtask-test-{}-user", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        assert_eq!(discover_user_programs(&root).unwrap(), None, "no user/ dir");
+        let add = |dir: &str, toml: &str, main: bool| {
+            let d = root.join("user").join(dir);
+            std::fs::create_dir_all(d.join("src")).unwrap();
+            std::fs::write(d.join("Cargo.toml"), toml).unwrap();
+            if main {
+                std::fs::write(d.join("src/main.rs"), "").unwrap();
+            }
+        };
+        add("rt", "[package]\nname = \"keel-rt\"\n[[bin]]\nname = \"x\"\n", true);
+        add("edu", "[package]\nname = \"edu-driver\"\nversion = \"0.1.0\"\n", true);
+        add("rtc-driver", "[package]\nname=\"rtc-driver\"\n\n[[bin]]\nname = \"rtc-driver\"\npath = \"src/rtc.rs\"\n", false);
+        add("lib-only", "[package]\nname = \"helper\"\n[lib]\n", false);
+        std::fs::create_dir_all(root.join("user/not-a-crate")).unwrap();
+        assert_eq!(discover_user_programs(&root).unwrap().unwrap(), ["edu-driver", "rtc-driver"]);
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn package_name_only_from_package_table() {
+        assert_eq!(package_name("[dependencies]\nname = \"no\"\n[package]\nname = \"yes\"\n").as_deref(), Some("yes"));
+        assert_eq!(package_name("[lib]\nname = \"x\"\n"), None);
+    }
 }

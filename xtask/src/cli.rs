@@ -8,7 +8,7 @@ pub const USAGE: &str = "\
 usage: cargo xtask <command> [options]
 
 commands:
-  build                      build the kernel (and user programs)
+  build                      build the kernel and the user programs under user/
   run [--proof NAME] [--accel tcg|kvm] [--append ARGS] [--timeout SECS]
                              boot once with serial on the terminal; exit 0 on a clean halt
   test [--filter SUBSTR] [--jobs N] [--no-host-tests]
@@ -22,6 +22,7 @@ environment:
   KEEL_APPEND  extra kernel command line for `run`
   KEEL_ACCEL   tcg|kvm: force an accelerator (default: KVM if /dev/kvm opens, plus TCG)
   KEEL_KERNEL  boot this kernel ELF instead of building one
+  KEEL_USER_DIR  take user program ELFs from this directory instead of building them
   KEEL_QEMU    QEMU binary to use (skips the version check)
 ";
 

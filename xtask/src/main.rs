@@ -13,6 +13,7 @@ mod proofs;
 mod qemu;
 mod report;
 mod runner;
+mod trace;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -50,8 +51,12 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode> {
         }
         Cmd::Build => {
             bootstrap::ensure_qemu()?;
-            let a = builder::build_all()?;
+            let a = builder::build_all(true)?;
             println!("kernel: {}", a.kernel.display());
+            let programs = builder::discover_user_programs(&builder::workspace_root())?.unwrap_or_default();
+            for p in &programs {
+                println!("user:   {}", a.user_dir.join(p).display());
+            }
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Proofs => list_proofs(),
@@ -66,7 +71,13 @@ fn qemu_bin() -> PathBuf {
 }
 
 fn env_for(a: builder::Artifacts) -> Env {
-    Env { qemu: qemu_bin(), kernel: a.kernel, modules: a.modules, log_dir: builder::workspace_root().join("target/proofs") }
+    let root = builder::workspace_root();
+    Env { qemu: qemu_bin(), kernel: a.kernel, user_dir: a.user_dir, log_dir: root.join("target/proofs"), root }
+}
+
+/// Build user programs only when some proof boots them.
+fn needs_user<'a>(proofs: impl IntoIterator<Item = &'a Proof>) -> bool {
+    proofs.into_iter().any(|p| !p.programs.is_empty())
 }
 
 fn find_proof(name: &str) -> Result<Proof> {
@@ -84,16 +95,26 @@ fn list_proofs() -> Result<ExitCode> {
     let all = proofs::registry();
     let kernel = builder::kernel_override()
         .unwrap_or_else(|| PathBuf::from("target/kernel").join(builder::KERNEL_TARGET).join("release/keel"));
-    let e = Env { kernel, ..env_for(builder::Artifacts { kernel: PathBuf::new(), modules: vec![] }) };
+    let user_dir = builder::user_dir_override().unwrap_or_else(builder::default_user_dir);
+    let e = env_for(builder::Artifacts { kernel, user_dir });
     println!("KVM: {}{}", if env.kvm_available { "available" } else { "not available" },
         env.forced.map(|a| format!(", forced KEEL_ACCEL={a}")).unwrap_or_default());
     for job in proofs::plan(&all, &env) {
         let p = &all[job.proof];
         let tag = if p.bench { " [bench]" } else { "" };
         println!("\n{} ({}){tag}: {}", p.name, job.accel, p.description);
+        if let Some(note) = p.accel_note() {
+            println!("  {note}");
+        }
         println!("  expect: status {} ({}), verdict {:?}, timeout {}s", p.expect.status, exit::describe(p.expect.status), p.expect.verdict, p.timeout.as_secs());
         for c in &p.checks {
             println!("  check: {c}");
+        }
+        for c in &p.trace_checks {
+            println!("  check: {c}");
+        }
+        for m in p.modules(&e.root, &e.user_dir) {
+            println!("  module: {}", m.display());
         }
         match &job.skip {
             Some(why) => println!("  skipped here: {why}"),
@@ -105,7 +126,16 @@ fn list_proofs() -> Result<ExitCode> {
 
 fn run(proof: Option<String>, accel: Option<qemu::Accel>, append: Vec<String>, timeout: Option<u64>) -> Result<ExitCode> {
     let proof = proof.map(|n| find_proof(&n)).transpose()?;
-    let accel = accel.unwrap_or(AccelEnv::detect()?.preferred());
+    // Traced proofs default to TCG: KVM's in-kernel APIC skips the trace points.
+    let traced = proof.as_ref().is_some_and(|p| !p.trace_events.is_empty());
+    let accel = match accel {
+        Some(a) => a,
+        None if traced && std::env::var("KEEL_ACCEL").map_or(true, |v| v.trim().is_empty()) => qemu::Accel::Tcg,
+        None => AccelEnv::detect()?.preferred(),
+    };
+    if traced && accel == qemu::Accel::Kvm {
+        eprintln!("xtask: warning: {} traces QEMU's APIC; under KVM the trace stays empty and trace checks are skipped", proof.as_ref().unwrap().name);
+    }
     let user_flags = qemu::user_flags_from_env()?;
     let mut cmdline: Vec<String> = proof.as_ref().map(|p| p.cmdline.clone()).into_iter().collect();
     cmdline.extend(std::env::var("KEEL_APPEND").ok().filter(|s| !s.trim().is_empty()));
@@ -116,8 +146,17 @@ fn run(proof: Option<String>, accel: Option<qemu::Accel>, append: Vec<String>, t
     if std::env::var_os("KEEL_QEMU").is_none() {
         bootstrap::ensure_qemu()?;
     }
-    let env = env_for(builder::build_all()?);
-    let args = qemu::command_args(&machine, accel, &BootSpec { kernel: &env.kernel, cmdline: &cmdline, modules: &env.modules }, &user_flags);
+    let env = env_for(builder::build_all(needs_user(&proof))?);
+    let args = match &proof {
+        Some(p) => {
+            runner::check_modules(p, &env).map_err(anyhow::Error::msg)?;
+            if traced {
+                runner::prepare_trace(&env.trace_path(p, accel));
+            }
+            runner::proof_args_with(p, accel, &env, &cmdline, &user_flags)
+        }
+        None => qemu::command_args(&machine, accel, &BootSpec { kernel: &env.kernel, cmdline: &cmdline, modules: &[] }, &user_flags),
+    };
     eprintln!("xtask: {} {}", env.qemu.display(), qemu::shell_quote(&args));
     let out = runner::run_process(env.qemu.as_os_str(), &args, timeout.map(Duration::from_secs), Mode::Interactive)?;
     let log = builder::workspace_root().join("target/run.log");
@@ -127,7 +166,12 @@ fn run(proof: Option<String>, accel: Option<qemu::Accel>, append: Vec<String>, t
         eprintln!("xtask: malformed {e}");
     }
     if let Some(p) = &proof {
-        let fails = checks::judge(&p.expect, &p.checks, &checks::Observed { status: out.status, timed_out: out.timed_out, transcript: &transcript });
+        let mut fails = checks::judge(&p.expect, &p.checks, &checks::Observed { status: out.status, timed_out: out.timed_out, transcript: &transcript });
+        if traced && accel == qemu::Accel::Tcg {
+            let path = env.trace_path(p, accel);
+            fails.extend(runner::judge_trace_file(p, &transcript, &path));
+            eprintln!("xtask: QEMU trace in {}", path.display());
+        }
         if fails.is_empty() {
             eprintln!("xtask: proof {} ({accel}) passed ({:.1}s)", p.name, out.elapsed.as_secs_f64());
             return Ok(ExitCode::SUCCESS);
@@ -152,7 +196,7 @@ fn run(proof: Option<String>, accel: Option<qemu::Accel>, append: Vec<String>, t
 fn run_proofs(proofs: &[Proof], jobs: Option<usize>) -> Result<Vec<JobResult>> {
     let accel_env = AccelEnv::detect()?;
     let plan = proofs::plan(proofs, &accel_env);
-    let env = env_for(builder::build_all()?);
+    let env = env_for(builder::build_all(needs_user(proofs))?);
     let workers = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     println!("\nxtask: {} proof run(s) on {workers} worker(s); KVM {}", plan.len(),
         if accel_env.kvm_available { "available" } else { "not available" });
@@ -190,13 +234,13 @@ fn bench(filter: Option<String>) -> Result<ExitCode> {
     std::fs::create_dir_all(path.parent().unwrap())?;
     if selected.is_empty() {
         println!("xtask: no benchmark proofs registered (tag one with `.bench()` in xtask/src/proofs.rs)");
-        std::fs::write(&path, report::bench_json(&[]))?;
+        std::fs::write(&path, report::bench_json(&[], &report::HostInfo::detect()))?;
         return Ok(ExitCode::SUCCESS);
     }
     // One run at a time: parallel boots would disturb each other's timings.
     let results = run_proofs(&selected, Some(1))?;
-    println!("{}", report::bench_table(&report::bench_rows(&results)));
-    std::fs::write(&path, report::bench_json(&results))?;
+    println!("{}", report::bench_table(&report::bench_runs(&results)));
+    std::fs::write(&path, report::bench_json(&results, &report::HostInfo::detect()))?;
     println!("xtask: wrote {}", path.display());
     println!("{}", report::summary_line(&results));
     Ok(if results.iter().any(JobResult::failed) { ExitCode::FAILURE } else { ExitCode::SUCCESS })

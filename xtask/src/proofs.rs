@@ -11,6 +11,8 @@ use std::time::Duration;
 #[allow(unused_imports)]
 use crate::checks::{self, absent, custom, eq, for_each_cpu, ge, is, keys_equal, le, present, range, Check, Expect};
 use crate::qemu::{Accel, AccelEnv, CpuSpec, MachineSpec};
+#[allow(unused_imports)]
+use crate::trace::{ev_str, ev_u64, Trace, TraceCheck};
 
 /// Which accelerators a proof runs under.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,6 +43,13 @@ pub struct Proof {
     pub checks: Vec<Check>,
     /// Benchmarks run under `cargo xtask bench`, not `cargo xtask test`.
     pub bench: bool,
+    /// Boot manifest (path relative to the repo root), the first Multiboot module.
+    pub manifest: Option<&'static str>,
+    /// User binaries (names under `user/`), Multiboot modules after the manifest, in order.
+    pub programs: Vec<&'static str>,
+    /// QEMU trace events to log (`-d trace:...`); makes the proof TCG-only.
+    pub trace_events: Vec<&'static str>,
+    pub trace_checks: Vec<TraceCheck>,
 }
 
 impl Proof {
@@ -59,6 +68,10 @@ impl Proof {
             expect: Expect::PASS,
             checks: vec![],
             bench: false,
+            manifest: None,
+            programs: vec![],
+            trace_events: vec![],
+            trace_checks: vec![],
         }
     }
     /// Extra kernel options after `proof=<name>`.
@@ -120,7 +133,43 @@ impl Proof {
         self.bench = true;
         self
     }
+    /// Boot manifest, e.g. `"manifests/drivers.manifest"` (relative to the repo root);
+    /// passed as the first Multiboot module.
+    pub fn manifest(mut self, path: &'static str) -> Self {
+        self.manifest = Some(path);
+        self
+    }
+    /// User programs passed as Multiboot modules after the manifest, e.g. `&["edu-driver"]`.
+    pub fn programs(mut self, names: &[&'static str]) -> Self {
+        self.programs.extend_from_slice(names);
+        self
+    }
+    /// Log these QEMU trace events to `target/proofs/<name>-tcg.trace` for `trace_check`s.
+    /// Trace points only fire in QEMU's userspace APIC, so this makes the proof TCG-only.
+    pub fn trace(mut self, events: &[&'static str]) -> Self {
+        self.trace_events.extend_from_slice(events);
+        self
+    }
+    /// A check on evidence plus the parsed QEMU trace; `Err(explanation)` fails the proof.
+    pub fn trace_check(mut self, name: &str, f: impl Fn(&keel_evidence::Transcript, &Trace) -> Result<(), String> + Send + Sync + 'static) -> Self {
+        self.trace_checks.push(TraceCheck { name: name.into(), f: std::sync::Arc::new(f) });
+        self
+    }
+    /// What `plan` honours: traced proofs are TCG-only whatever `accels` says.
+    pub fn effective_accels(&self) -> Accels {
+        if self.trace_events.is_empty() { self.accels } else { Accels::TcgOnly }
+    }
+    /// Why the accelerator set is narrower than declared, for `cargo xtask proofs`.
+    pub fn accel_note(&self) -> Option<&'static str> {
+        (!self.trace_events.is_empty()).then_some(TRACE_TCG_ONLY)
+    }
+    /// Multiboot modules in `-initrd` order: manifest, then programs.
+    pub fn modules(&self, root: &std::path::Path, user_dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+        self.manifest.iter().map(|m| root.join(m)).chain(self.programs.iter().map(|p| user_dir.join(p))).collect()
+    }
 }
+
+const TRACE_TCG_ONLY: &str = "TCG only: QEMU trace points need the userspace APIC (KVM's in-kernel APIC bypasses them)";
 
 /// Every proof. Order here is the order of the report.
 /// CPU flags the SMP proofs add on both accelerators (QEMU drops what a host lacks, and the
@@ -171,6 +220,55 @@ fn smp_checks(p: Proof, cpus: u64, mode: &'static str) -> Proof {
         }))
 }
 
+/// QEMU trace events the APIC trace proofs log.
+const APIC_TRACE: &[&str] = &["cpu_set_apic_base", "apic_deliver_irq"];
+/// IA32_APIC_BASE bit 10 (EXTD, x2APIC) and bit 11 (EN).
+const APIC_BASE_EXTD_EN: u64 = (1 << 10) | (1 << 11);
+/// Slack between traced and counted RTC interrupts: one may be in flight at either end.
+const RTC_TRACE_SLACK: u64 = 2;
+
+/// Cross-check the kernel's own APIC counts against what QEMU's emulated APIC saw.
+fn apic_trace_checks(p: Proof, x2apic: bool) -> Proof {
+    let p = p
+        .trace(APIC_TRACE)
+        .trace_check("cpu_set_apic_base events == lapic.apic_base_writes", |t, tr| {
+            let (traced, claimed) = (tr.count("cpu_set_apic_base", &[]) as u64, ev_u64(t, "lapic.apic_base_writes")?);
+            if traced == claimed { Ok(()) } else { Err(format!("{traced} traced, kernel says {claimed}")) }
+        })
+        .trace_check("apic_deliver_irq(rtc.vector -> rtc.apic_id) within 2 of rtc.interrupts", |t, tr| {
+            let (vector, dest) = (ev_str(t, "rtc.vector")?, ev_str(t, "rtc.apic_id")?);
+            let traced = tr.count("apic_deliver_irq", &[("vector", &vector), ("dest", &dest)]) as u64;
+            let counted = ev_u64(t, "rtc.interrupts")?;
+            if traced.abs_diff(counted) <= RTC_TRACE_SLACK {
+                Ok(())
+            } else {
+                Err(format!("{traced} traced deliveries of vector {vector} to APIC {dest}, kernel counted {counted}"))
+            }
+        });
+    if !x2apic {
+        return p;
+    }
+    p.trace_check("every IA32_APIC_BASE write sets EXTD|EN and matches cpu.*.apic_base", |t, tr| {
+        let mut traced = std::collections::BTreeSet::new();
+        for v in tr.values("cpu_set_apic_base", "value") {
+            let n = keel_evidence::parse_u64(v).ok_or_else(|| format!("traced value {v:?} is not an integer"))?;
+            if n & APIC_BASE_EXTD_EN != APIC_BASE_EXTD_EN {
+                return Err(format!("traced write {v} lacks EXTD|EN"));
+            }
+            traced.insert(n);
+        }
+        let mut claimed = std::collections::BTreeSet::new();
+        for (k, v) in t.evidence.matching("cpu.*.apic_base") {
+            claimed.insert(v.as_u64().ok_or_else(|| format!("{k} = {v} is not an integer"))?);
+        }
+        if claimed.is_empty() {
+            return Err("no cpu.*.apic_base evidence".into());
+        }
+        let hex = |s: &std::collections::BTreeSet<u64>| s.iter().map(|n| format!("{n:#x}")).collect::<Vec<_>>().join(",");
+        if traced == claimed { Ok(()) } else { Err(format!("traced {{{}}} != evidence {{{}}}", hex(&traced), hex(&claimed))) }
+    })
+}
+
 /// Firmware (SeaBIOS) enables x2APIC itself when the machine may hold APIC IDs above 254.
 fn firmware_x2apic_machine(p: Proof) -> Proof {
     p.smp(2).cpu(CpuSpec::new("qemu64", &["+x2apic"])).qemu_extra(&["-smp", "2,maxcpus=260"])
@@ -195,6 +293,16 @@ pub fn registry() -> Vec<Proof> {
             .check(eq("lapic.xapic_mmio_mapped", "yes")),
         smp_checks(Proof::new("smp-x2apic", "x2APIC: 2 CPUs, ticks, IPIs both ways, RTC via IOAPIC").smp(2).cpu(x2apic_cpu()), 2, "x2apic")
             .check(eq("lapic.xapic_mmio_mapped", "no")),
+        apic_trace_checks(
+            smp_checks(Proof::new("smp-trace", "smp (xAPIC) cross-checked against QEMU's APIC trace").smp(2).cpu(xapic_cpu()), 2, "xapic")
+                .check(eq("lapic.xapic_mmio_mapped", "yes")),
+            false,
+        ),
+        apic_trace_checks(
+            smp_checks(Proof::new("smp-x2apic-trace", "smp-x2apic cross-checked against QEMU's APIC trace").smp(2).cpu(x2apic_cpu()), 2, "x2apic")
+                .check(eq("lapic.xapic_mmio_mapped", "no")),
+            true,
+        ),
         smp_checks(Proof::new("smp4", "xAPIC, 4 CPUs, all-to-all IPIs").smp(4).cpu(xapic_cpu()), 4, "xapic"),
         smp_checks(Proof::new("smp8", "xAPIC, 8 CPUs, all-to-all IPIs").smp(8).cpu(xapic_cpu()).timeout_secs(120), 8, "xapic"),
         smp_checks(Proof::new("smp8-x2apic", "x2APIC, 8 CPUs, all-to-all IPIs").smp(8).cpu(x2apic_cpu()).timeout_secs(120), 8, "x2apic"),
@@ -286,7 +394,7 @@ pub fn plan(proofs: &[Proof], env: &AccelEnv) -> Vec<Job> {
         let run = |accel| Job { proof: i, accel, skip: None };
         let skip = |accel, why: &str| Job { proof: i, accel, skip: Some(why.to_string()) };
         let kvm = || if env.kvm_available { run(Accel::Kvm) } else { skip(Accel::Kvm, NO_KVM) };
-        match (p.accels, env.forced) {
+        match (p.effective_accels(), env.forced) {
             (Accels::Any, None) => {
                 jobs.push(run(Accel::Tcg));
                 if env.kvm_available {
@@ -311,8 +419,34 @@ pub fn validate(proofs: &[Proof]) -> Vec<String> {
         if !names.insert(p.name) {
             errs.push(format!("{}: duplicate proof name", p.name));
         }
-        if !keel_evidence::is_valid_key(p.name) || p.name.contains('.') {
-            errs.push(format!("{}: name must be [a-z0-9_]+", p.name));
+        // Names become file names and `make run-<name>` targets; the scenario goes on the
+        // kernel command line, so it must be a plain word.
+        if p.name.is_empty() || !p.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-') {
+            errs.push(format!("{}: name must be [a-z0-9_-]+", p.name));
+        }
+        if !keel_evidence::is_valid_key(p.scenario) || p.scenario.contains('.') {
+            errs.push(format!("{}: scenario {:?} must be [a-z0-9_]+", p.name, p.scenario));
+        }
+        for ev in &p.trace_events {
+            if ev.is_empty() || !ev.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
+                errs.push(format!("{}: trace event {ev:?} must be [a-z0-9_]+", p.name));
+            }
+        }
+        if !p.trace_checks.is_empty() && p.trace_events.is_empty() {
+            errs.push(format!("{}: trace_check without .trace(..) events", p.name));
+        }
+        if !p.trace_events.is_empty() && p.accels == Accels::KvmOnly {
+            errs.push(format!("{}: traced proofs are TCG-only but accels is KvmOnly", p.name));
+        }
+        if let Some(m) = p.manifest {
+            if m.starts_with('/') || m.contains(',') || m.contains(' ') {
+                errs.push(format!("{}: manifest {m:?} must be a repo-relative path without ',' or ' '", p.name));
+            }
+        }
+        for prog in &p.programs {
+            if prog.is_empty() || prog.contains(['/', ',', ' ']) {
+                errs.push(format!("{}: program {prog:?} must be a plain binary name", p.name));
+            }
         }
         if !p.cmdline.split_whitespace().any(|w| w == format!("proof={}", p.scenario)) {
             errs.push(format!("{}: cmdline {:?} lacks proof={}", p.name, p.cmdline, p.name));
@@ -337,6 +471,27 @@ pub fn validate(proofs: &[Proof]) -> Vec<String> {
     errs
 }
 
+/// Rules that need the checkout: manifests exist under `root`, and programs are
+/// user binaries (checked only when `user_bins` is known, i.e. `user/` exists).
+pub fn validate_files(proofs: &[Proof], root: &std::path::Path, user_bins: Option<&[String]>) -> Vec<String> {
+    let mut errs = Vec::new();
+    for p in proofs {
+        if let Some(m) = p.manifest {
+            if !root.join(m).is_file() {
+                errs.push(format!("{}: manifest {m} does not exist", p.name));
+            }
+        }
+        if let Some(bins) = user_bins {
+            for prog in &p.programs {
+                if !bins.iter().any(|b| b == prog) {
+                    errs.push(format!("{}: program {prog:?} is not a user binary (have: {})", p.name, bins.join(", ")));
+                }
+            }
+        }
+    }
+    errs
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -344,6 +499,73 @@ mod tests {
     #[test]
     fn registry_is_valid() {
         assert_eq!(validate(&registry()), Vec::<String>::new());
+        let root = crate::builder::workspace_root();
+        let bins = crate::builder::discover_user_programs(&root).expect("user/ readable");
+        assert_eq!(validate_files(&registry(), &root, bins.as_deref()), Vec::<String>::new());
+    }
+
+    #[test]
+    fn manifest_and_programs_become_modules() {
+        let dir = std::env::temp_dir().join(format!("xtask-test-{}-manifest", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("manifests")).unwrap();
+        std::fs::write(dir.join("manifests/drivers.manifest"), "").unwrap();
+        let p = Proof::new("drivers", "").manifest("manifests/drivers.manifest").programs(&["edu-driver", "rtc-driver"]);
+        assert!(validate(std::slice::from_ref(&p)).is_empty());
+        let mods = p.modules(&dir, std::path::Path::new("/u"));
+        assert_eq!(mods, [dir.join("manifests/drivers.manifest"), "/u/edu-driver".into(), "/u/rtc-driver".into()]);
+        let bins = vec!["edu-driver".to_string(), "rtc-driver".to_string()];
+        assert!(validate_files(std::slice::from_ref(&p), &dir, Some(&bins)).is_empty());
+        assert!(validate_files(std::slice::from_ref(&p), &dir, None).is_empty(), "no user/: programs unchecked");
+        let bad = Proof::new("bad", "").manifest("manifests/none.manifest").programs(&["hostile"]);
+        let errs = validate_files(&[bad], &dir, Some(&bins));
+        assert_eq!(errs.len(), 2, "{errs:#?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The evidence the kernel must print for the trace proofs, against traces shaped
+    /// like QEMU 10's (observed: xAPIC boots write IA32_APIC_BASE 0 times; x2APIC boots
+    /// once per CPU, BSP 0xfee00d00, AP 0xfee00c00).
+    #[test]
+    fn apic_trace_proofs_judge_evidence_against_trace() {
+        let reg = registry();
+        let get = |n: &str| reg.iter().find(|p| p.name == n).unwrap().clone();
+        let irq = |dest: u32| format!("9@1.0:apic_deliver_irq dest {dest} dest_mode 0 delivery_mode 0 vector 80 trigger_mode 0\n");
+        let irqs: String = (0..30).map(|_| irq(1)).chain([irq(0)]).collect();
+        let x2 = Trace::parse(&format!("cpu_set_apic_base 0x00000000fee00d00\ncpu_set_apic_base 0x00000000fee00c00\n{irqs}"));
+        let x1 = Trace::parse(&irqs);
+        let ev = "EV rtc.vector=0x50 rtc.apic_id=1 rtc.interrupts=29\n";
+        let judge = |p: &Proof, t: &str, tr: &Trace| crate::trace::judge_trace(&p.trace_checks, &keel_evidence::Transcript::parse(t), Ok(tr));
+        let xapic = get("smp-trace");
+        assert_eq!(judge(&xapic, &format!("{ev}EV lapic.apic_base_writes=0\n"), &x1), Vec::<String>::new());
+        assert_eq!(judge(&xapic, &format!("{ev}EV lapic.apic_base_writes=1\n"), &x1).len(), 1);
+        let far = "EV rtc.vector=80 rtc.apic_id=1 rtc.interrupts=33 lapic.apic_base_writes=0\n";
+        assert!(judge(&xapic, far, &x1)[0].contains("30 traced deliveries of vector 80 to APIC 1, kernel counted 33"));
+        let x2apic = get("smp-x2apic-trace");
+        let good = format!("{ev}EV lapic.apic_base_writes=2 cpu.0.apic_base=0xfee00d00 cpu.1.apic_base=0xfee00c00\n");
+        assert_eq!(judge(&x2apic, &good, &x2), Vec::<String>::new());
+        let wrong = format!("{ev}EV lapic.apic_base_writes=2 cpu.0.apic_base=0xfee00d00 cpu.1.apic_base=0xfee00800\n");
+        let f = judge(&x2apic, &wrong, &x2);
+        assert!(f.len() == 1 && f[0].contains("traced {0xfee00c00,0xfee00d00} != evidence {0xfee00800,0xfee00d00}"), "{f:?}");
+        let no_extd = Trace::parse("cpu_set_apic_base 0xfee00900\n");
+        assert!(judge(&x2apic, &good, &no_extd).iter().any(|f| f.contains("lacks EXTD|EN")));
+    }
+
+    #[test]
+    fn traced_proofs_are_tcg_only() {
+        let p = Proof::new("t", "").trace(&["cpu_set_apic_base"]).trace_check("n", |_, _| Ok(()));
+        assert_eq!(p.effective_accels(), Accels::TcgOnly);
+        assert!(p.accel_note().is_some());
+        let ps = [p];
+        let plan_kvm = plan(&ps, &AccelEnv { kvm_available: true, forced: None });
+        assert_eq!(plan_kvm, [Job { proof: 0, accel: Accel::Tcg, skip: None }]);
+        let forced = plan(&ps, &AccelEnv { kvm_available: true, forced: Some(Accel::Kvm) });
+        assert!(forced[0].skip.is_some());
+        let errs = validate(&[
+            Proof::new("a", "").trace_check("orphan", |_, _| Ok(())),
+            Proof::new("b", "").trace(&["Bad-Event"]).accels(Accels::KvmOnly),
+        ]);
+        assert_eq!(errs.len(), 3, "{errs:#?}");
     }
 
     #[test]

@@ -154,7 +154,7 @@ impl MachineSpec {
 pub struct BootSpec<'a> {
     pub kernel: &'a Path,
     pub cmdline: &'a str,
-    /// Multiboot modules (`-initrd a,b`); empty until user programs exist.
+    /// Multiboot modules (`-initrd a,b`): the proof's manifest, then its user programs.
     pub modules: &'a [std::path::PathBuf],
 }
 
@@ -171,6 +171,12 @@ pub fn command_args(machine: &MachineSpec, accel: Accel, boot: &BootSpec<'_>, us
         args.push(boot.modules.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(","));
     }
     args
+}
+
+/// `-d trace:a,trace:b -D <file>`: QEMU's log backend writes one line per event to `file`.
+pub fn trace_args(events: &[&str], file: &Path) -> Vec<String> {
+    let spec = events.iter().map(|e| format!("trace:{e}")).collect::<Vec<_>>().join(",");
+    vec!["-d".into(), spec, "-D".into(), file.display().to_string()]
 }
 
 fn canonical_opt(tok: &str) -> Option<&'static str> {
@@ -334,6 +340,12 @@ mod tests {
         let cpu = CpuSpec::qemu64_x2apic().with_tcg_flags(&["+smep"]).with_kvm_flags(&["+rdrand"]);
         assert_eq!(cpu.arg(Accel::Tcg), "qemu64,+x2apic,+smep");
         assert_eq!(cpu.arg(Accel::Kvm), "qemu64,+x2apic,+rdrand");
+    }
+
+    #[test]
+    fn trace_arguments() {
+        let a = trace_args(&["cpu_set_apic_base", "apic_deliver_irq"], Path::new("/t/x-tcg.trace"));
+        assert_eq!(a, v("-d trace:cpu_set_apic_base,trace:apic_deliver_irq -D /t/x-tcg.trace"));
     }
 
     #[test]

@@ -71,6 +71,9 @@ pub fn failure_details(r: &JobResult) -> String {
             if let Some(log) = &r.log {
                 let _ = writeln!(s, "full transcript: {}", log.display());
             }
+            if let Some(trace) = &r.trace {
+                let _ = writeln!(s, "QEMU trace: {}", trace.display());
+            }
         }
         Outcome::Skipped(_) => {}
     }
@@ -88,27 +91,114 @@ pub fn summary_line(results: &[JobResult]) -> String {
     }
 }
 
-/// `bench.*` evidence of each run: (proof, accel, key, value, run passed).
-pub fn bench_rows(results: &[JobResult]) -> Vec<(String, String, String, String, bool)> {
-    let mut rows = Vec::new();
-    for r in results {
-        if let Outcome::Ran { transcript, .. } = &r.outcome {
-            for (k, v) in transcript.evidence.matching_prefix("bench.") {
-                rows.push((r.name.to_string(), r.accel.to_string(), k.to_string(), v.to_string(), r.passed()));
+/// One benchmark run: a column of the side-by-side table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BenchRun {
+    /// `proof/accel`.
+    pub label: String,
+    pub passed: bool,
+    /// `bench.*` evidence in transcript order.
+    pub metrics: Vec<(String, String)>,
+}
+
+/// `bench.*` evidence of each run that booted (skipped runs have no column).
+pub fn bench_runs(results: &[JobResult]) -> Vec<BenchRun> {
+    results
+        .iter()
+        .filter_map(|r| match &r.outcome {
+            Outcome::Ran { transcript, .. } => Some(BenchRun {
+                label: format!("{}/{}", r.name, r.accel),
+                passed: r.passed(),
+                metrics: transcript.evidence.matching_prefix("bench.").map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Side by side: one row per metric, one column per (proof, accel) run, so the same
+/// metric under xAPIC/x2APIC and TCG/KVM reads across a line. `-` = run lacks the metric;
+/// `*` marks a column whose run failed (its numbers are suspect).
+pub fn bench_table(runs: &[BenchRun]) -> String {
+    let mut metrics: Vec<&str> = Vec::new();
+    for r in runs {
+        for (k, _) in &r.metrics {
+            if !metrics.contains(&k.as_str()) {
+                metrics.push(k);
             }
         }
     }
-    rows
-}
-
-pub fn bench_table(rows: &[(String, String, String, String, bool)]) -> String {
+    let heads: Vec<String> = runs.iter().map(|r| if r.passed { r.label.clone() } else { format!("{}*", r.label) }).collect();
+    let cell = |r: &BenchRun, m: &str| r.metrics.iter().find(|(k, _)| k == m).map_or("-", |(_, v)| v.as_str()).to_string();
+    let mw = metrics.iter().map(|m| m.len()).max().unwrap_or(0).max("METRIC".len());
+    let widths: Vec<usize> =
+        runs.iter().zip(&heads).map(|(r, h)| metrics.iter().map(|m| cell(r, m).len()).max().unwrap_or(0).max(h.len())).collect();
     let mut s = String::new();
-    let _ = writeln!(s, "{:<20}  {:<5}  {:<40}  VALUE", "PROOF", "ACCEL", "METRIC");
-    for (p, a, k, v, ok) in rows {
-        let flag = if *ok { "" } else { "  (run FAILED)" };
-        let _ = writeln!(s, "{p:<20}  {a:<5}  {k:<40}  {v}{flag}");
+    let _ = write!(s, "{:<mw$}", "METRIC");
+    for (h, w) in heads.iter().zip(&widths) {
+        let _ = write!(s, "  {h:>w$}");
+    }
+    s.push('\n');
+    for m in &metrics {
+        let _ = write!(s, "{m:<mw$}");
+        for (r, w) in runs.iter().zip(&widths) {
+            let _ = write!(s, "  {:>w$}", cell(r, m));
+        }
+        s.push('\n');
+    }
+    if runs.iter().any(|r| !r.passed) {
+        s.push_str("* run FAILED: see the failure details above\n");
     }
     s
+}
+
+/// The host a benchmark ran on, recorded next to its numbers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostInfo {
+    /// `uname -r`.
+    pub kernel: String,
+    pub cpu: String,
+    pub nproc: usize,
+    /// UTC, RFC 3339.
+    pub date: String,
+}
+
+impl HostInfo {
+    pub fn detect() -> HostInfo {
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .ok()
+            .or_else(|| std::process::Command::new("uname").arg("-r").output().ok().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()))
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|| "unknown".into());
+        let cpu = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|c| cpu_model(&c)).unwrap_or_else(|| "unknown".into());
+        let nproc = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        HostInfo { kernel, cpu, nproc, date: rfc3339_utc(secs) }
+    }
+}
+
+/// First `model name` in /proc/cpuinfo.
+fn cpu_model(cpuinfo: &str) -> Option<String> {
+    cpuinfo.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        (k.trim() == "model name").then(|| v.trim().to_string())
+    })
+}
+
+/// Unix seconds to `YYYY-MM-DDTHH:MM:SSZ` (Howard Hinnant's civil-from-days), so the
+/// harness needs neither a date crate nor `date(1)`.
+fn rfc3339_utc(secs: u64) -> String {
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem / 60 % 60, rem % 60)
 }
 
 fn json_str(s: &str) -> String {
@@ -127,9 +217,16 @@ fn json_str(s: &str) -> String {
     o
 }
 
-/// `target/bench.json`: one object per run; integer values as JSON numbers.
-pub fn bench_json(results: &[JobResult]) -> String {
-    let mut s = String::from("{\n  \"runs\": [");
+/// `target/bench.json`: the host, then one object per run with its QEMU command line;
+/// integer values as JSON numbers.
+pub fn bench_json(results: &[JobResult], host: &HostInfo) -> String {
+    let mut s = format!(
+        "{{\n  \"host\": {{\"kernel\": {}, \"cpu\": {}, \"nproc\": {}, \"date\": {}}},\n  \"runs\": [",
+        json_str(&host.kernel),
+        json_str(&host.cpu),
+        host.nproc,
+        json_str(&host.date)
+    );
     let mut first = true;
     for r in results {
         let Outcome::Ran { transcript, output, .. } = &r.outcome else { continue };
@@ -143,12 +240,13 @@ pub fn bench_json(results: &[JobResult]) -> String {
             .collect();
         let _ = write!(
             s,
-            "{}\n    {{\"proof\": {}, \"accel\": {}, \"passed\": {}, \"seconds\": {:.3}, \"metrics\": {{{}}}}}",
+            "{}\n    {{\"proof\": {}, \"accel\": {}, \"passed\": {}, \"seconds\": {:.3}, \"qemu\": {}, \"metrics\": {{{}}}}}",
             if first { "" } else { "," },
             json_str(r.name),
             json_str(r.accel.name()),
             r.passed(),
             output.elapsed.as_secs_f64(),
+            json_str(&format!("qemu-system-x86_64 {}", crate::qemu::shell_quote(&r.args))),
             metrics.join(", ")
         );
         first = false;
@@ -187,6 +285,7 @@ mod tests {
                 failures: failures.iter().map(|s| s.to_string()).collect(),
             },
             log: None,
+            trace: None,
         }
     }
 
@@ -211,11 +310,42 @@ mod tests {
     #[test]
     fn bench_output() {
         let rs = [ran("b", "EV bench.ipi_ns=1200 bench.mode=x2apic other=1\nVERDICT pass\n", &[])];
-        let rows = bench_rows(&rs);
-        assert_eq!(rows.len(), 2);
-        let j = bench_json(&rs);
+        let runs = bench_runs(&rs);
+        assert_eq!(runs[0].metrics.len(), 2);
+        let host = HostInfo { kernel: "6.1.0".into(), cpu: "Some \"CPU\"".into(), nproc: 2, date: "2026-01-01T00:00:00Z".into() };
+        let j = bench_json(&rs, &host);
         assert!(j.contains(r#""metrics": {"bench.ipi_ns": 1200, "bench.mode": "x2apic"}"#), "{j}");
         assert!(j.contains(r#""proof": "b", "accel": "tcg", "passed": true"#), "{j}");
+        assert!(j.contains(r#""qemu": "qemu-system-x86_64 -kernel k""#), "{j}");
+        assert!(j.contains(r#""host": {"kernel": "6.1.0", "cpu": "Some \"CPU\"", "nproc": 2, "date": "2026-01-01T00:00:00Z"}"#), "{j}");
         assert_eq!(json_str("a\"b\\\n"), r#""a\"b\\\u000a""#);
+    }
+
+    #[test]
+    fn bench_table_is_side_by_side() {
+        let mut kvm = ran("bench-xapic", "EV bench.ipi_rtt.median_ns=950 bench.ap_boot_us=12\nVERDICT pass\n", &[]);
+        kvm.accel = Accel::Kvm;
+        let rs = [
+            ran("bench-xapic", "EV bench.ipi_rtt.median_ns=41000\nVERDICT pass\n", &[]),
+            kvm,
+            ran("bench-x2apic", "EV bench.ipi_rtt.median_ns=38000\n", &["no VERDICT line"]),
+            JobResult { outcome: Outcome::Skipped("needs KVM".into()), ..ran("bench-x2apic", "", &[]) },
+        ];
+        let t = bench_table(&bench_runs(&rs));
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines[0], "METRIC                   bench-xapic/tcg  bench-xapic/kvm  bench-x2apic/tcg*", "{t}");
+        assert_eq!(lines[1], "bench.ipi_rtt.median_ns            41000              950              38000", "{t}");
+        assert_eq!(lines[2], "bench.ap_boot_us                       -               12                  -", "{t}");
+        assert!(lines[3].starts_with("* run FAILED"), "{t}");
+        assert_eq!(bench_table(&[]), "METRIC\n");
+    }
+
+    #[test]
+    fn host_info_pieces() {
+        assert_eq!(cpu_model("processor\t: 0\nmodel name\t: AMD EPYC 7B13\nflags : x\n").as_deref(), Some("AMD EPYC 7B13"));
+        assert_eq!(cpu_model("processor : 0\n"), None);
+        assert_eq!(rfc3339_utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339_utc(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(rfc3339_utc(951_782_400 + 3661), "2000-02-29T01:01:01Z");
     }
 }

@@ -16,6 +16,7 @@ use keel_evidence::Transcript;
 use crate::checks::{judge, Observed};
 use crate::proofs::{Job, Proof};
 use crate::qemu::{self, Accel, BootSpec};
+use crate::trace::{judge_trace, Trace};
 
 /// How the child is attached to our terminal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -125,9 +126,19 @@ pub fn run_process(program: &OsStr, args: &[String], timeout: Option<Duration>, 
 pub struct Env {
     pub qemu: PathBuf,
     pub kernel: PathBuf,
-    pub modules: Vec<PathBuf>,
-    /// Directory for transcripts (`target/proofs`).
+    /// Repo root: proof manifests are relative to it.
+    pub root: PathBuf,
+    /// User program ELFs (`Proof::programs` are looked up here).
+    pub user_dir: PathBuf,
+    /// Directory for transcripts and traces (`target/proofs`).
     pub log_dir: PathBuf,
+}
+
+impl Env {
+    /// `<log_dir>/<name>-<accel>.trace`, where QEMU writes a traced proof's events.
+    pub fn trace_path(&self, p: &Proof, accel: Accel) -> PathBuf {
+        self.log_dir.join(format!("{}-{accel}.trace", p.name))
+    }
 }
 
 /// Final state of one job. (A handful exist per run; boxing `Ran` buys nothing.)
@@ -147,6 +158,8 @@ pub struct JobResult {
     pub args: Vec<String>,
     pub outcome: Outcome,
     pub log: Option<PathBuf>,
+    /// QEMU trace file of a traced proof.
+    pub trace: Option<PathBuf>,
 }
 
 impl JobResult {
@@ -167,18 +180,70 @@ impl JobResult {
     }
 }
 
+/// QEMU arguments for a proof under one accelerator (`user_flags` only from `cargo xtask run`).
+pub fn proof_args_with(p: &Proof, accel: Accel, env: &Env, cmdline: &str, user_flags: &[String]) -> Vec<String> {
+    let modules = p.modules(&env.root, &env.user_dir);
+    let mut args = qemu::command_args(&p.machine, accel, &BootSpec { kernel: &env.kernel, cmdline, modules: &modules }, user_flags);
+    if !p.trace_events.is_empty() {
+        args.extend(qemu::trace_args(&p.trace_events, &env.trace_path(p, accel)));
+    }
+    args
+}
+
 /// QEMU arguments for a proof under one accelerator.
 pub fn proof_args(p: &Proof, accel: Accel, env: &Env) -> Vec<String> {
-    qemu::command_args(&p.machine, accel, &BootSpec { kernel: &env.kernel, cmdline: &p.cmdline, modules: &env.modules }, &[])
+    proof_args_with(p, accel, env, &p.cmdline, &[])
+}
+
+/// Multiboot modules must exist, and `-initrd` splits on ',' and takes text after a
+/// space as the module's arguments; catch both before QEMU gives a vaguer error.
+pub fn check_modules(p: &Proof, env: &Env) -> Result<(), String> {
+    for m in p.modules(&env.root, &env.user_dir) {
+        let s = m.display().to_string();
+        if s.contains([',', ' ']) {
+            return Err(format!("Multiboot module path {s:?} contains ',' or ' ' (QEMU -initrd cannot pass it)"));
+        }
+        if !m.is_file() {
+            return Err(format!("Multiboot module {s} missing (build user programs, or set KEEL_USER_DIR)"));
+        }
+    }
+    Ok(())
+}
+
+/// Remove a stale trace and make sure QEMU's `-D` directory exists.
+pub fn prepare_trace(path: &Path) {
+    if let Some(d) = path.parent() {
+        let _ = std::fs::create_dir_all(d);
+    }
+    let _ = std::fs::remove_file(path);
+}
+
+/// Trace-check failures for a finished traced run (none for untraced proofs).
+pub fn judge_trace_file(p: &Proof, transcript: &Transcript, path: &Path) -> Vec<String> {
+    if p.trace_events.is_empty() {
+        return vec![];
+    }
+    match Trace::read(path) {
+        Ok(tr) => judge_trace(&p.trace_checks, transcript, Ok(&tr)),
+        Err(e) => judge_trace(&p.trace_checks, transcript, Err(&format!("cannot read {}: {e}", path.display()))),
+    }
 }
 
 /// Boot one proof, write its transcript, judge it.
 pub fn run_job(p: &Proof, job: &Job, env: &Env) -> JobResult {
     let args = proof_args(p, job.accel, env);
-    let mut res = JobResult { name: p.name, accel: job.accel, args: args.clone(), outcome: Outcome::Skipped(String::new()), log: None };
+    let mut res = JobResult { name: p.name, accel: job.accel, args: args.clone(), outcome: Outcome::Skipped(String::new()), log: None, trace: None };
     if let Some(why) = &job.skip {
         res.outcome = Outcome::Skipped(why.clone());
         return res;
+    }
+    if let Err(e) = check_modules(p, env) {
+        res.outcome = Outcome::Error(e);
+        return res;
+    }
+    let trace = (!p.trace_events.is_empty()).then(|| env.trace_path(p, job.accel));
+    if let Some(t) = &trace {
+        prepare_trace(t);
     }
     let output = match run_process(env.qemu.as_os_str(), &args, Some(p.timeout), Mode::Captured) {
         Ok(o) => o,
@@ -189,11 +254,15 @@ pub fn run_job(p: &Proof, job: &Job, env: &Env) -> JobResult {
     };
     res.log = save_log(&env.log_dir, p.name, job.accel, &args, &output);
     let transcript = Transcript::parse(&output.stdout);
-    let failures = judge(
+    let mut failures = judge(
         &p.expect,
         &p.checks,
         &Observed { status: output.status, timed_out: output.timed_out, transcript: &transcript },
     );
+    if let Some(t) = &trace {
+        failures.extend(judge_trace_file(p, &transcript, t));
+    }
+    res.trace = trace;
     res.outcome = Outcome::Ran { output, transcript, failures };
     res
 }
@@ -283,7 +352,7 @@ mod tests {
         std::fs::write(&qemu, format!("#!/bin/sh\n{script_body}\n")).unwrap();
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&qemu, std::fs::Permissions::from_mode(0o755)).unwrap();
-        Env { qemu, kernel: dir.join("keel"), modules: vec![], log_dir: dir.join("proofs") }
+        Env { qemu, kernel: dir.join("keel"), root: dir.to_path_buf(), user_dir: dir.join("user"), log_dir: dir.join("proofs") }
     }
 
     fn tmp(name: &str) -> PathBuf {
@@ -320,6 +389,78 @@ mod tests {
             o => panic!("{o:?}"),
         }
         assert!(r.failed());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// The fake QEMU writes the trace file named after `-D`, like QEMU's log backend.
+    const TRACING_QEMU: &str = r#"while [ $# -gt 0 ]; do [ "$1" = -D ] && out="$2"; [ "$1" = -initrd ] && mods="$2"; shift; done
+echo "EV mods=$(echo "$mods" | tr -cd , | wc -c | tr -d ' ') rtc.vector=0x50 rtc.apic_id=1 rtc.interrupts=3"
+printf '9@1.0:apic_deliver_irq dest 1 dest_mode 0 delivery_mode 0 vector 80 trigger_mode 0\n' > "$out"
+printf 'apic_deliver_irq dest 1 dest_mode 0 delivery_mode 0 vector 80 trigger_mode 0\n' >> "$out"
+echo "VERDICT pass"; exit 33"#;
+
+    fn traced(p: Proof, tolerance: u64) -> Proof {
+        p.trace(&["apic_deliver_irq"]).trace_check("rtc", move |t, tr| {
+            let n = tr.count("apic_deliver_irq", &[("vector", &crate::trace::ev_str(t, "rtc.vector")?), ("dest", "1")]) as u64;
+            let want = crate::trace::ev_u64(t, "rtc.interrupts")?;
+            if n.abs_diff(want) <= tolerance { Ok(()) } else { Err(format!("{n} traced, {want} counted")) }
+        })
+    }
+
+    #[test]
+    fn trace_checks_pass_and_fail_through_fake_qemu() {
+        let dir = tmp("trace");
+        let env = fake_env(&dir, TRACING_QEMU);
+        let job = Job { proof: 0, accel: Accel::Tcg, skip: None };
+        let r = run_job(&traced(Proof::new("tr", ""), 1), &job, &env);
+        assert!(r.passed(), "{r:#?}");
+        assert_eq!(r.trace.as_deref(), Some(dir.join("proofs/tr-tcg.trace").as_path()));
+        assert!(r.args.join(" ").contains(&format!("-d trace:apic_deliver_irq -D {}", dir.join("proofs/tr-tcg.trace").display())));
+        let r = run_job(&traced(Proof::new("tr", ""), 0), &job, &env);
+        match &r.outcome {
+            Outcome::Ran { failures, .. } => assert_eq!(failures, &["trace check failed: rtc: 2 traced, 3 counted"]),
+            o => panic!("{o:?}"),
+        }
+        assert!(crate::report::failure_details(&r).contains("trace check failed: rtc"));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn missing_trace_file_fails_traced_proof() {
+        let dir = tmp("notrace");
+        let env = fake_env(&dir, r#"echo "VERDICT pass"; exit 33"#);
+        let r = run_job(&traced(Proof::new("tr", ""), 9), &Job { proof: 0, accel: Accel::Tcg, skip: None }, &env);
+        match &r.outcome {
+            Outcome::Ran { failures, .. } => assert!(failures[0].starts_with("trace unavailable: cannot read"), "{failures:?}"),
+            o => panic!("{o:?}"),
+        }
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn modules_are_passed_manifest_first_and_must_exist() {
+        let dir = tmp("modules");
+        let env = fake_env(&dir, TRACING_QEMU);
+        let p = Proof::new("drv", "").manifest("m/drv.manifest").programs(&["edu-driver", "rtc-driver"]);
+        let job = Job { proof: 0, accel: Accel::Tcg, skip: None };
+        let r = run_job(&p, &job, &env);
+        match &r.outcome {
+            Outcome::Error(e) => assert!(e.contains("drv.manifest missing"), "{e}"),
+            o => panic!("{o:?}"),
+        }
+        std::fs::create_dir_all(dir.join("m")).unwrap();
+        std::fs::create_dir_all(dir.join("user")).unwrap();
+        for f in ["m/drv.manifest", "user/edu-driver", "user/rtc-driver"] {
+            std::fs::write(dir.join(f), "").unwrap();
+        }
+        let r = run_job(&p, &job, &env);
+        let initrd = r.args.iter().skip_while(|a| *a != "-initrd").nth(1).cloned();
+        let want = format!("{},{},{}", dir.join("m/drv.manifest").display(), dir.join("user/edu-driver").display(), dir.join("user/rtc-driver").display());
+        assert_eq!(initrd, Some(want));
+        match &r.outcome {
+            Outcome::Ran { transcript, .. } => assert_eq!(transcript.evidence.get("mods").map(|v| v.as_str().to_string()).as_deref(), Some("2")),
+            o => panic!("{o:?}"),
+        }
         let _ = std::fs::remove_dir_all(dir);
     }
 

@@ -7,6 +7,7 @@
 //!   section permissions (text RX, rodata R, data/bss RW; all but text NX).
 //! The lower half is left to user address spaces.
 
+pub mod address_space;
 pub mod frames;
 pub mod heap;
 pub mod paging;

@@ -3,6 +3,7 @@
 //! runner (`xtask`) checks the values; the kernel also checks what it can and fails loudly.
 
 mod bench;
+mod user;
 mod rtc;
 mod smp;
 
@@ -33,6 +34,7 @@ pub fn run(name: &str, cmdline: &CommandLine, boot: &BootContext, platform: &'st
         }
         "smp" => smp::run(bring_up(platform, cmdline), cmdline),
         "bench" => bench::run(bring_up(platform, cmdline), cmdline),
+        "user" => user::run(bring_up(platform, cmdline), cmdline, boot),
         other => {
             log::error!("unknown proof {other:?}");
             verdict(false, "unknown proof")
@@ -58,6 +60,7 @@ impl System {
 /// PIC off, LAPIC mode and enable, timer calibration and tick, IOAPICs, APs, boot report.
 pub fn bring_up(platform: &'static Platform, cmdline: &CommandLine) -> System {
     pic::disable();
+    crate::arch::x86_64::syscall::init_cpu();
     let mode = lapic::init_boot_cpu();
     ev!("lapic.mode", lapic::mode_name(mode));
     let version = lapic::local().version();

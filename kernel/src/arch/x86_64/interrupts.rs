@@ -86,6 +86,11 @@ trap_common:
     testb $3, 24(%rsp)          /* CS of the interrupted context */
     jz 1f
     swapgs
+    /* Interrupt gates do not clear RFLAGS.AC: a user could set it to switch SMAP off for
+     * the kernel. Clear it on every entry from ring 3 (pushf/popf works without SMAP). */
+    pushfq
+    andq $~0x40000, (%rsp)
+    popfq
 1:  pushq %r15
     pushq %r14
     pushq %r13
@@ -104,6 +109,8 @@ trap_common:
     cld
     movq %rsp, %rdi
     call trap_dispatch
+.global trap_return
+trap_return:
     popq %rax
     popq %rbx
     popq %rcx
@@ -201,8 +208,9 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
     let vector = frame.vector as u8;
     match vector {
         2 => super::smp::nmi(frame),
+        0..=31 if frame.from_user() => crate::task::process::user_fault(frame),
         0..=31 => crate::panic::fatal_exception(frame),
-        TIMER_VECTOR => super::lapic::timer_interrupt(),
+        TIMER_VECTOR => super::lapic::timer_interrupt(frame.from_user()),
         IPI_VECTOR => super::smp::ipi_interrupt(),
         SPURIOUS_VECTOR => super::lapic::spurious_interrupt(),
         LAPIC_ERROR_VECTOR => super::lapic::error_interrupt(),

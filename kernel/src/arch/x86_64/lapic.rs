@@ -309,13 +309,15 @@ pub fn tsc_deadline_mode() -> bool {
     TSC_DEADLINE.load(Ordering::Relaxed)
 }
 
-/// Vector 48.
-pub fn timer_interrupt() {
+/// Vector 48: count, re-arm (TSC-deadline), EOI, then let the scheduler expire timeouts and
+/// preempt a user thread (after the EOI, so a switch never leaves the vector in service).
+pub fn timer_interrupt(from_user: bool) {
     percpu::current().timer_ticks.fetch_add(1, Ordering::Relaxed);
     if TSC_DEADLINE.load(Ordering::Relaxed) {
         arm_deadline(rdtsc() + DEADLINE_PERIOD_TSC.load(Ordering::Relaxed));
     }
     eoi();
+    crate::task::sched::tick(from_user);
 }
 
 /// The spurious vector: counted, and deliberately *not* acknowledged — a spurious interrupt

@@ -1,5 +1,6 @@
 //! x86_64: boot, CPU features, descriptor tables, interrupts, local APIC, IOAPIC, SMP.
 pub mod boot;
+pub mod context;
 pub mod cpu;
 pub mod gdt;
 pub mod interrupts;
@@ -8,4 +9,5 @@ pub mod lapic;
 pub mod percpu;
 pub mod pic;
 pub mod smp;
+pub mod syscall;
 pub mod trampoline;

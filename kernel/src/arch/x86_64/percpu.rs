@@ -17,6 +17,11 @@ pub const MAX_CPUS: usize = 512;
 #[repr(C)]
 pub struct PerCpu {
     self_ptr: *const PerCpu,
+    /// Kernel stack top for `syscall` entry (offset 8: read by the entry stub); the current
+    /// thread's kernel stack, also mirrored into TSS.RSP0 for interrupts from ring 3.
+    pub kernel_stack_top: AtomicU64,
+    /// Scratch slot for the user RSP during `syscall` entry (offset 16).
+    pub user_rsp_scratch: AtomicU64,
     /// Dense index (0 = boot CPU).
     pub index: u32,
     /// This CPU's APIC ID as read from its own LAPIC.
@@ -40,7 +45,19 @@ pub struct PerCpu {
     pub nmis: AtomicU64,
     /// Incoming IPI requests.
     pub mailbox: Mailbox,
+    /// This CPU's scheduler state (run queue, current thread, idle context).
+    pub sched: crate::task::sched::CpuSched,
+    /// This CPU's TSS and GDT (set when the CPU installs them).
+    pub tables: AtomicPtr<CpuTables>,
+    /// Interrupt depth is not tracked; this counts timer-driven preemptions.
+    pub preemptions: AtomicU64,
 }
+
+/// Byte offsets the assembly entry stubs rely on.
+pub const KERNEL_STACK_TOP_OFFSET: usize = 8;
+pub const USER_RSP_SCRATCH_OFFSET: usize = 16;
+const _: () = assert!(core::mem::offset_of!(PerCpu, kernel_stack_top) == KERNEL_STACK_TOP_OFFSET);
+const _: () = assert!(core::mem::offset_of!(PerCpu, user_rsp_scratch) == USER_RSP_SCRATCH_OFFSET);
 
 // SAFETY: all shared fields are atomics; `self_ptr` is only read by the owning CPU.
 unsafe impl Sync for PerCpu {}
@@ -49,6 +66,8 @@ impl PerCpu {
     const fn new(index: u32) -> PerCpu {
         PerCpu {
             self_ptr: null_mut(),
+            kernel_stack_top: AtomicU64::new(0),
+            user_rsp_scratch: AtomicU64::new(0),
             index,
             apic_id: AtomicU32::new(u32::MAX),
             online: AtomicBool::new(false),
@@ -61,6 +80,9 @@ impl PerCpu {
             device_interrupts: AtomicU64::new(0),
             nmis: AtomicU64::new(0),
             mailbox: Mailbox::new(),
+            sched: crate::task::sched::CpuSched::new(),
+            tables: AtomicPtr::new(null_mut()),
+            preemptions: AtomicU64::new(0),
         }
     }
 }
@@ -72,14 +94,15 @@ static GS_READY_ON_BOOT_CPU: AtomicBool = AtomicBool::new(false);
 static mut BOOT_CPU: PerCpu = PerCpu::new(0);
 static mut BOOT_TABLES: CpuTables = CpuTables::new();
 
-fn install(block: *mut PerCpu) {
+fn install(block: *mut PerCpu, tables: *mut CpuTables) {
     // SAFETY: `block` is this CPU's 'static block; the self pointer is written before GS
     // points at it, and IA32_GS_BASE takes any canonical address.
-    unsafe {
+    let index = unsafe {
         (*block).self_ptr = block;
+        (*block).tables.store(tables, Ordering::Release);
         x86_64::registers::model_specific::GsBase::write(x86_64::VirtAddr::from_ptr(block));
-    }
-    let index = unsafe { (*block).index } as usize;
+        (*block).index as usize
+    };
     CPUS[index].store(block, Ordering::Release);
     CPU_COUNT.fetch_max(index as u32 + 1, Ordering::AcqRel);
 }
@@ -89,7 +112,7 @@ fn install(block: *mut PerCpu) {
 pub fn init_boot_cpu() {
     // SAFETY: runs once on the boot CPU before anything else reads BOOT_CPU/BOOT_TABLES.
     unsafe {
-        install(core::ptr::addr_of_mut!(BOOT_CPU));
+        install(core::ptr::addr_of_mut!(BOOT_CPU), core::ptr::addr_of_mut!(BOOT_TABLES));
         GS_READY_ON_BOOT_CPU.store(true, Ordering::Release);
         (*core::ptr::addr_of_mut!(BOOT_TABLES)).load();
     }
@@ -119,7 +142,7 @@ pub fn allocate_ap(index: u32) -> ApBlocks {
 /// # Safety
 /// Must run once, on the AP the blocks were allocated for.
 pub unsafe fn install_ap(blocks: &ApBlocks) {
-    install(blocks.percpu);
+    install(blocks.percpu, blocks.tables);
     // SAFETY: the tables were allocated for this AP alone and live forever.
     unsafe { (*blocks.tables).load() };
 }
@@ -158,4 +181,15 @@ pub fn all() -> impl Iterator<Item = &'static PerCpu> {
 /// CPUs that reported online.
 pub fn online() -> impl Iterator<Item = &'static PerCpu> {
     all().filter(|c| c.online.load(Ordering::Acquire))
+}
+
+/// Points this CPU's ring-0 entry stack (TSS.RSP0 for interrupts, the `syscall` stack) at
+/// `top`: the kernel stack of the thread about to run in ring 3.
+pub fn set_kernel_stack(top: u64) {
+    let me = current();
+    me.kernel_stack_top.store(top, Ordering::Relaxed);
+    let tables = me.tables.load(Ordering::Relaxed);
+    // SAFETY: the tables belong to this CPU; RSP0 is only read by the CPU on a privilege change,
+    // which cannot happen while we run here with interrupts off or in ring 0.
+    unsafe { (*tables).tss.privilege_stack_table[0] = x86_64::VirtAddr::new(top) };
 }

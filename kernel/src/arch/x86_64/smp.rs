@@ -150,6 +150,9 @@ fn idle_loop() -> ! {
     let me = percpu::current();
     loop {
         x86_64::instructions::interrupts::disable();
+        if crate::task::sched::schedule_once() {
+            continue;
+        }
         let work = me.mailbox.work.lock().take();
         match work {
             Some(w) => {
@@ -325,6 +328,7 @@ extern "C" fn ap_entry(startup: &'static ApStartup) -> ! {
     startup.arrived.store(true, Ordering::Release);
     interrupts::init_idt();
     cpu::enable_protection();
+    super::syscall::init_cpu();
     let id = match lapic::init_ap() {
         Ok(id) => id,
         Err(e) => {

@@ -1,0 +1,54 @@
+//! The contract between the Keel kernel and user programs.
+//!
+//! User programs have exactly two system calls, [`SYS_CAP_ENTER`] and [`SYS_EXIT`]. Every
+//! kernel service is an object reached through a capability ([`CapId`]) and invoked by
+//! writing a [`Submission`] into a shared-memory ring at [`RING_VADDR`]; the kernel answers
+//! with a [`Completion`]. This crate holds everything both sides must agree on (numbers,
+//! addresses, `#[repr(C)]` layouts, status codes) plus the *pure* checks the kernel runs on
+//! hostile input ([`sq_pending`], [`cq_space`], [`decode`]), so they can be tested on the host.
+//!
+//! The prose specification is `docs/abi.md`; keep the two in sync.
+#![cfg_attr(not(test), no_std)]
+
+mod cap_id;
+mod method;
+mod request;
+mod ring;
+mod start;
+mod status;
+
+pub use cap_id::CapId;
+pub use method::{Method, ObjectKind};
+pub use request::{decode, user_range, Request, CONSOLE_WRITE_MAX};
+pub use ring::{
+    cq_available, cq_budget, cq_slot, cq_space, enter_result, sq_pending, sq_slot, Completion,
+    RingHeader, Submission, CQ_ENTRIES, CQ_OFFSET, SQ_ENTRIES, SQ_OFFSET,
+};
+pub use start::{
+    parse_u64, pci_bdf, CapInfo, InterruptSource, StartInfo, MAX_START_CAPS, START_ARGS_LEN,
+    START_INFO_MAGIC, START_NAME_LEN,
+};
+pub use status::Status;
+
+/// `cap_enter(min_complete, timeout_ns) -> i64`: process the submission queue, then wait for
+/// completions. Returns the number of completions available (>= 0) or a negative [`Status`].
+pub const SYS_CAP_ENTER: u64 = 0;
+/// `exit(code) -> !`: end the calling process; its capabilities are released.
+pub const SYS_EXIT: u64 = 1;
+/// Timeout value meaning "wait until `min_complete` completions are available, however long".
+pub const TIMEOUT_INFINITE: u64 = u64::MAX;
+
+/// Where the kernel maps the process's ring page (one 4 KiB page, read/write).
+pub const RING_VADDR: u64 = 0x0000_7fff_fff0_0000;
+/// Where the kernel maps the read-only [`StartInfo`] page.
+pub const START_INFO_VADDR: u64 = 0x0000_7fff_ffe0_0000;
+/// Initial `rsp` of a process (16-byte aligned); 64 KiB of stack are mapped below it.
+pub const USER_STACK_TOP: u64 = 0x0000_7fff_ff00_0000;
+/// Size of the stack mapped below [`USER_STACK_TOP`].
+pub const USER_STACK_SIZE: u64 = 64 * 1024;
+/// Exclusive upper bound of user addresses: any user pointer range must end at or below it.
+pub const USER_SPACE_END: u64 = 0x0000_8000_0000_0000;
+/// Page size used by every address rule in the ABI.
+pub const PAGE_SIZE: u64 = 4096;
+/// Size of the ring mapping at [`RING_VADDR`].
+pub const RING_SIZE: usize = 4096;

@@ -1,0 +1,256 @@
+//! Method numbers and the object kinds they apply to.
+
+use crate::Status;
+
+/// Kind of kernel object a capability names; also reported by `CapIdentify` and `CapInfo`.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ObjectKind {
+    /// Serial console output.
+    Console = 1,
+    /// One interrupt vector routed to the holder.
+    Interrupt = 2,
+    /// A physical MMIO region (e.g. a PCI BAR) the holder may map.
+    DeviceMemory = 3,
+    /// A range of x86 I/O ports the holder may access directly.
+    IoPorts = 4,
+    /// Monotonic time and sleeping.
+    Timer = 5,
+}
+
+impl ObjectKind {
+    /// Every kind, for enumeration in tests and tools.
+    pub const ALL: [ObjectKind; 5] = [
+        ObjectKind::Console,
+        ObjectKind::Interrupt,
+        ObjectKind::DeviceMemory,
+        ObjectKind::IoPorts,
+        ObjectKind::Timer,
+    ];
+
+    /// Parses a raw kind (from `CapInfo::kind` or a `CapIdentify` result); `None` if unknown.
+    pub const fn from_u32(raw: u32) -> Option<ObjectKind> {
+        match raw {
+            1 => Some(ObjectKind::Console),
+            2 => Some(ObjectKind::Interrupt),
+            3 => Some(ObjectKind::DeviceMemory),
+            4 => Some(ObjectKind::IoPorts),
+            5 => Some(ObjectKind::Timer),
+            _ => None,
+        }
+    }
+
+    /// Stable lower-case name for logs.
+    pub const fn name(self) -> &'static str {
+        match self {
+            ObjectKind::Console => "console",
+            ObjectKind::Interrupt => "interrupt",
+            ObjectKind::DeviceMemory => "device_memory",
+            ObjectKind::IoPorts => "io_ports",
+            ObjectKind::Timer => "timer",
+        }
+    }
+}
+
+impl TryFrom<u32> for ObjectKind {
+    type Error = Status;
+    fn try_from(raw: u32) -> Result<ObjectKind, Status> {
+        ObjectKind::from_u32(raw).ok_or(Status::BadArgument)
+    }
+}
+
+/// Operation requested by a submission: interface in the high byte, operation in the low byte.
+/// The numeric values are ABI.
+#[repr(u16)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Method {
+    /// Does nothing and completes `Ok`; the capability is ignored. Round-trip probe.
+    Nop = 0x0000,
+    /// Duplicates the capability `cap` into a new slot; `results[0]` = new id.
+    CapCopy = 0x0001,
+    /// Releases `cap`; pending deferred operations on it complete `Cancelled`.
+    CapRelease = 0x0002,
+    /// `results[0]` = [`ObjectKind`], `results[1]` = kind-specific word.
+    CapIdentify = 0x0003,
+    /// Writes `args[1]` (<= 4096) bytes at `args[0]` to the console; `results[0]` = written.
+    ConsoleWrite = 0x0101,
+    /// Waits for the interrupt; `results[0]` = count since last wait, `results[1]` = TSC.
+    InterruptWait = 0x0201,
+    /// Re-enables (unmasks / EOIs) the interrupt line after the driver handled it.
+    InterruptAcknowledge = 0x0202,
+    /// `results[0]` = vector, `results[1]` = encoded [`crate::InterruptSource`].
+    InterruptInfo = 0x0203,
+    /// Maps the region at page-aligned `args[0]`; `results` = (vaddr, size).
+    DeviceMemoryMap = 0x0301,
+    /// `results[0]` = size, `results[1]` = PCI bdf.
+    DeviceMemoryInfo = 0x0302,
+    /// Grants direct `in`/`out` access; `results` = (first port, count).
+    IoPortsEnable = 0x0401,
+    /// `results[0]` = ns since boot, `results[1]` = TSC.
+    TimerNow = 0x0501,
+    /// Completes after at least `args[0]` ns.
+    TimerSleep = 0x0502,
+    /// `results[0]` = TSC frequency in Hz.
+    TimerTscHz = 0x0503,
+}
+
+impl Method {
+    /// Every method, for enumeration in tests and tools.
+    pub const ALL: [Method; 14] = [
+        Method::Nop,
+        Method::CapCopy,
+        Method::CapRelease,
+        Method::CapIdentify,
+        Method::ConsoleWrite,
+        Method::InterruptWait,
+        Method::InterruptAcknowledge,
+        Method::InterruptInfo,
+        Method::DeviceMemoryMap,
+        Method::DeviceMemoryInfo,
+        Method::IoPortsEnable,
+        Method::TimerNow,
+        Method::TimerSleep,
+        Method::TimerTscHz,
+    ];
+
+    /// Parses a raw method number; `None` if unknown.
+    pub const fn from_u16(raw: u16) -> Option<Method> {
+        Some(match raw {
+            0x0000 => Method::Nop,
+            0x0001 => Method::CapCopy,
+            0x0002 => Method::CapRelease,
+            0x0003 => Method::CapIdentify,
+            0x0101 => Method::ConsoleWrite,
+            0x0201 => Method::InterruptWait,
+            0x0202 => Method::InterruptAcknowledge,
+            0x0203 => Method::InterruptInfo,
+            0x0301 => Method::DeviceMemoryMap,
+            0x0302 => Method::DeviceMemoryInfo,
+            0x0401 => Method::IoPortsEnable,
+            0x0501 => Method::TimerNow,
+            0x0502 => Method::TimerSleep,
+            0x0503 => Method::TimerTscHz,
+            _ => return None,
+        })
+    }
+
+    /// The raw number written into `Submission::method`.
+    pub const fn as_u16(self) -> u16 {
+        self as u16
+    }
+
+    /// The object kind the capability must name for this method; `None` for `Nop` and the
+    /// generic `Cap*` methods, which work on any capability.
+    pub const fn interface(self) -> Option<ObjectKind> {
+        match (self as u16) >> 8 {
+            1 => Some(ObjectKind::Console),
+            2 => Some(ObjectKind::Interrupt),
+            3 => Some(ObjectKind::DeviceMemory),
+            4 => Some(ObjectKind::IoPorts),
+            5 => Some(ObjectKind::Timer),
+            _ => None,
+        }
+    }
+
+    /// True for methods whose completion may be posted by a later `cap_enter` (they block).
+    pub const fn is_deferred(self) -> bool {
+        matches!(self, Method::InterruptWait | Method::TimerSleep)
+    }
+
+    /// Stable lower-case dotted name for logs, e.g. `console.write`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Method::Nop => "nop",
+            Method::CapCopy => "cap.copy",
+            Method::CapRelease => "cap.release",
+            Method::CapIdentify => "cap.identify",
+            Method::ConsoleWrite => "console.write",
+            Method::InterruptWait => "interrupt.wait",
+            Method::InterruptAcknowledge => "interrupt.acknowledge",
+            Method::InterruptInfo => "interrupt.info",
+            Method::DeviceMemoryMap => "device_memory.map",
+            Method::DeviceMemoryInfo => "device_memory.info",
+            Method::IoPortsEnable => "io_ports.enable",
+            Method::TimerNow => "timer.now",
+            Method::TimerSleep => "timer.sleep",
+            Method::TimerTscHz => "timer.tsc_hz",
+        }
+    }
+}
+
+impl TryFrom<u16> for Method {
+    type Error = Status;
+    fn try_from(raw: u16) -> Result<Method, Status> {
+        Method::from_u16(raw).ok_or(Status::BadMethod)
+    }
+}
+
+impl From<Method> for u16 {
+    fn from(m: Method) -> u16 {
+        m as u16
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_u16_parses_consistently() {
+        let mut known = 0;
+        for raw in 0..=u16::MAX {
+            match Method::try_from(raw) {
+                Ok(m) => {
+                    known += 1;
+                    assert_eq!(m.as_u16(), raw);
+                    assert!(Method::ALL.contains(&m));
+                }
+                Err(e) => assert_eq!(e, Status::BadMethod),
+            }
+        }
+        assert_eq!(known, Method::ALL.len());
+    }
+
+    #[test]
+    fn interfaces() {
+        use ObjectKind::*;
+        let expect = [
+            (Method::Nop, None),
+            (Method::CapCopy, None),
+            (Method::CapRelease, None),
+            (Method::CapIdentify, None),
+            (Method::ConsoleWrite, Some(Console)),
+            (Method::InterruptWait, Some(Interrupt)),
+            (Method::InterruptAcknowledge, Some(Interrupt)),
+            (Method::InterruptInfo, Some(Interrupt)),
+            (Method::DeviceMemoryMap, Some(DeviceMemory)),
+            (Method::DeviceMemoryInfo, Some(DeviceMemory)),
+            (Method::IoPortsEnable, Some(IoPorts)),
+            (Method::TimerNow, Some(Timer)),
+            (Method::TimerSleep, Some(Timer)),
+            (Method::TimerTscHz, Some(Timer)),
+        ];
+        assert_eq!(expect.len(), Method::ALL.len());
+        for (m, k) in expect {
+            assert_eq!(m.interface(), k, "{m:?}");
+            assert!(m.name().starts_with(k.map_or("", |k| k.name())));
+        }
+        assert!(Method::TimerSleep.is_deferred() && Method::InterruptWait.is_deferred());
+        assert!(!Method::TimerNow.is_deferred());
+    }
+
+    #[test]
+    fn kinds() {
+        for raw in 0..64u32 {
+            match ObjectKind::try_from(raw) {
+                Ok(k) => assert_eq!(k as u32, raw),
+                Err(e) => {
+                    assert_eq!(e, Status::BadArgument);
+                    assert!(!(1..=5).contains(&raw));
+                }
+            }
+        }
+        assert_eq!(ObjectKind::from_u32(u32::MAX), None);
+        assert_eq!(ObjectKind::ALL.len(), 5);
+    }
+}

@@ -1,0 +1,124 @@
+//! `syscall`/`sysret`: the only way into the kernel from ring 3 besides interrupts.
+//!
+//! The entry stub switches to the current thread's kernel stack (per-CPU `kernel_stack_top`,
+//! through GS after `swapgs`) and builds the same [`TrapFrame`] the interrupt path builds,
+//! with vector [`SYSCALL_VECTOR`]. Returning uses `sysretq` when the frame still describes a
+//! plain return to canonical user code, and the `iretq` trap path otherwise.
+
+use core::arch::global_asm;
+
+use x86_64::registers::model_specific::{Efer, EferFlags, LStar, SFMask, Star};
+use x86_64::registers::rflags::RFlags;
+use x86_64::VirtAddr;
+
+use super::gdt::{KERNEL_CODE, KERNEL_DATA};
+use super::interrupts::TrapFrame;
+use x86_64::structures::gdt::SegmentSelector;
+
+/// Pseudo-vector in a syscall frame: return with `sysretq`.
+pub const SYSCALL_VECTOR: u64 = 0x100;
+/// Pseudo-vector asking the exit path to return with `iretq` instead.
+pub const SYSCALL_VECTOR_IRET: u64 = 0x101;
+
+global_asm!(
+    r#"
+.section .text
+.global keel_syscall_entry
+keel_syscall_entry:
+    swapgs
+    movq %rsp, %gs:{user_rsp}
+    movq %gs:{kernel_rsp}, %rsp
+    pushq $0x1b                 /* ss: user data */
+    pushq %gs:{user_rsp}        /* rsp */
+    pushq %r11                  /* rflags (saved by the CPU) */
+    pushq $0x23                 /* cs: user code */
+    pushq %rcx                  /* rip (saved by the CPU) */
+    pushq $0                    /* error code */
+    pushq ${vector}             /* vector: syscall */
+    pushq %r15
+    pushq %r14
+    pushq %r13
+    pushq %r12
+    pushq %r11
+    pushq %r10
+    pushq %r9
+    pushq %r8
+    pushq %rbp
+    pushq %rdi
+    pushq %rsi
+    pushq %rdx
+    pushq %rcx
+    pushq %rbx
+    pushq %rax
+    cld
+    movq %rsp, %rdi
+    call syscall_dispatch
+    cli
+    cmpq ${vector}, 120(%rsp)
+    jne trap_return
+    popq %rax
+    popq %rbx
+    popq %rcx
+    popq %rdx
+    popq %rsi
+    popq %rdi
+    popq %rbp
+    popq %r8
+    popq %r9
+    popq %r10
+    popq %r11
+    popq %r12
+    popq %r13
+    popq %r14
+    popq %r15
+    addq $16, %rsp
+    movq 0(%rsp), %rcx          /* user rip */
+    movq 16(%rsp), %r11         /* user rflags */
+    movq 24(%rsp), %rsp         /* user rsp */
+    swapgs
+    sysretq
+"#,
+    user_rsp = const super::percpu::USER_RSP_SCRATCH_OFFSET,
+    kernel_rsp = const super::percpu::KERNEL_STACK_TOP_OFFSET,
+    vector = const SYSCALL_VECTOR,
+    options(att_syntax)
+);
+
+extern "C" {
+    fn keel_syscall_entry();
+}
+
+/// Enables `syscall` on this CPU: EFER.SCE, the selectors (STAR), the entry (LSTAR) and the
+/// flags cleared on entry (SFMASK: IF, TF, DF, AC, NT — AC so SMAP holds inside the kernel).
+pub fn init_cpu() {
+    // SAFETY: the selectors match the GDT layout in `gdt.rs` (user data 0x18, user code 0x20,
+    // as `sysret` derives them from STAR[63:48] = 0x10), and the entry stub is valid code.
+    unsafe {
+        Efer::update(|e| e.insert(EferFlags::SYSTEM_CALL_EXTENSIONS));
+        LStar::write(VirtAddr::new(keel_syscall_entry as usize as u64));
+        SFMask::write(
+            RFlags::INTERRUPT_FLAG
+                | RFlags::TRAP_FLAG
+                | RFlags::DIRECTION_FLAG
+                | RFlags::ALIGNMENT_CHECK
+                | RFlags::NESTED_TASK,
+        );
+        Star::write(
+            SegmentSelector(0x20 | 3),
+            SegmentSelector(0x18 | 3),
+            KERNEL_CODE,
+            KERNEL_DATA,
+        )
+        .expect("STAR selector layout");
+    }
+}
+
+/// Called by the entry stub with interrupts off, on the thread's kernel stack.
+#[no_mangle]
+extern "C" fn syscall_dispatch(frame: &mut TrapFrame) {
+    crate::task::syscall::handle(frame);
+    // `sysretq` to a non-canonical RIP would fault in ring 0; let `iretq` fault in ring 3.
+    if frame.rip >= 0x0000_8000_0000_0000 || frame.vector != SYSCALL_VECTOR {
+        frame.vector = SYSCALL_VECTOR_IRET;
+    }
+}

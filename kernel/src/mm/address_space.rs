@@ -1,0 +1,208 @@
+//! User address spaces: a PML4 whose upper half is the kernel's (shared PDPTs) and whose lower
+//! half holds one process's mappings. Frames the process owns (its image, stack, ring and
+//! anonymous memory) are freed with the address space; device frames (PCI BARs) are marked
+//! with a software PTE bit and never freed.
+
+use x86_64::structures::paging::mapper::{MapToError, TranslateResult};
+use x86_64::structures::paging::{
+    Mapper, OffsetPageTable, Page, PageTable, PageTableFlags as F, PhysFrame, Size4KiB, Translate,
+};
+use x86_64::{PhysAddr, VirtAddr};
+
+use super::frames::{self, KernelFrames};
+use super::{paging, phys_to_virt, PHYS_OFFSET};
+
+/// Software-available PTE bit: the frame is device memory, not owned by the address space.
+const DEVICE: F = F::BIT_9;
+/// Highest user address + 1.
+pub const USER_END: u64 = 0x0000_8000_0000_0000;
+
+/// Why a user mapping failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MapError {
+    /// Address outside the user half or not page aligned.
+    BadAddress,
+    /// Something is already mapped there.
+    AlreadyMapped,
+    /// No frame for the data or a page table.
+    NoMemory,
+}
+
+/// Page permissions for user mappings.
+#[derive(Clone, Copy, Debug)]
+pub struct UserPerms {
+    pub write: bool,
+    pub exec: bool,
+    pub uncached: bool,
+}
+
+/// One process's page tables.
+pub struct AddressSpace {
+    pml4: u64,
+    /// Frames currently mapped as owned memory (leak accounting).
+    owned_frames: u64,
+}
+
+impl AddressSpace {
+    /// A new address space sharing the kernel half.
+    pub fn new() -> Result<AddressSpace, MapError> {
+        let pml4 = frames::allocate_zeroed().ok_or(MapError::NoMemory)?;
+        let kernel = phys_to_virt(paging::kernel_pml4()).as_ptr::<u64>();
+        let table = phys_to_virt(pml4).as_mut_ptr::<u64>();
+        // SAFETY: both are page-table frames in the physical map; the copy shares the kernel's
+        // PDPTs (entries 256..512), which are never freed.
+        unsafe {
+            for i in 256..512 {
+                *table.add(i) = *kernel.add(i);
+            }
+        }
+        Ok(AddressSpace { pml4, owned_frames: 0 })
+    }
+
+    /// Physical address of the PML4 (what CR3 gets).
+    pub fn pml4(&self) -> u64 {
+        self.pml4
+    }
+
+    fn tables(&self) -> OffsetPageTable<'static> {
+        // SAFETY: `pml4` is this address space's table; the physical map covers all table frames.
+        unsafe { OffsetPageTable::new(&mut *phys_to_virt(self.pml4).as_mut_ptr::<PageTable>(), VirtAddr::new(PHYS_OFFSET)) }
+    }
+
+    fn map(&mut self, va: u64, frame: u64, perms: UserPerms, device: bool) -> Result<(), MapError> {
+        if va % 4096 != 0 || va >= USER_END || va < 0x1000 {
+            return Err(MapError::BadAddress);
+        }
+        let mut flags = F::PRESENT | F::USER_ACCESSIBLE;
+        if perms.write {
+            flags |= F::WRITABLE;
+        }
+        if !perms.exec {
+            flags |= F::NO_EXECUTE;
+        }
+        if perms.uncached {
+            flags |= F::NO_CACHE | F::WRITE_THROUGH;
+        }
+        if device {
+            flags |= DEVICE;
+        }
+        let parent = F::PRESENT | F::WRITABLE | F::USER_ACCESSIBLE;
+        let page = Page::<Size4KiB>::containing_address(VirtAddr::new(va));
+        let frame = PhysFrame::<Size4KiB>::containing_address(PhysAddr::new(frame));
+        // SAFETY: user-half mapping in a table no CPU uses for kernel code; the frame is either
+        // freshly allocated for this space or device memory the caller was granted.
+        match unsafe { self.tables().map_to_with_table_flags(page, frame, flags, parent, &mut KernelFrames) } {
+            Ok(flush) => {
+                flush.ignore(); // new mappings: no stale TLB entry can exist for them
+                Ok(())
+            }
+            Err(MapToError::PageAlreadyMapped(_)) | Err(MapToError::ParentEntryHugePage) => Err(MapError::AlreadyMapped),
+            Err(MapToError::FrameAllocationFailed) => Err(MapError::NoMemory),
+        }
+    }
+
+    /// Maps a fresh zeroed frame at `va` and returns its physical address.
+    pub fn map_new(&mut self, va: u64, perms: UserPerms) -> Result<u64, MapError> {
+        let frame = frames::allocate_zeroed().ok_or(MapError::NoMemory)?;
+        match self.map(va, frame, perms, false) {
+            Ok(()) => {
+                self.owned_frames += 1;
+                Ok(frame)
+            }
+            Err(e) => {
+                frames::free(frame);
+                Err(e)
+            }
+        }
+    }
+
+    /// Maps an existing kernel-allocated frame (ring, start info) as owned by this space.
+    pub fn map_owned(&mut self, va: u64, frame: u64, perms: UserPerms) -> Result<(), MapError> {
+        self.map(va, frame, perms, false)?;
+        self.owned_frames += 1;
+        Ok(())
+    }
+
+    /// Maps device memory (never freed by this space).
+    pub fn map_device(&mut self, va: u64, phys: u64, perms: UserPerms) -> Result<(), MapError> {
+        self.map(va, phys, perms, true)
+    }
+
+    /// Whether `[va, va + len)` is mapped user-accessible (and writable if `write`).
+    pub fn check_user_range(&self, va: u64, len: u64, write: bool) -> bool {
+        let Some(end) = va.checked_add(len) else { return false };
+        if end > USER_END {
+            return false;
+        }
+        let tables = self.tables();
+        let mut page = va & !0xfff;
+        while page < end {
+            match tables.translate(VirtAddr::new(page)) {
+                TranslateResult::Mapped { flags, .. } => {
+                    if !flags.contains(F::USER_ACCESSIBLE) || (write && !flags.contains(F::WRITABLE)) {
+                        return false;
+                    }
+                }
+                _ => return false,
+            }
+            page += 4096;
+        }
+        true
+    }
+
+    /// Physical address `va` maps to, if any.
+    pub fn translate(&self, va: u64) -> Option<u64> {
+        self.tables().translate_addr(VirtAddr::new(va)).map(|p| p.as_u64())
+    }
+
+    /// Whether any page of `[va, va + len)` is mapped.
+    pub fn any_mapped(&self, va: u64, len: u64) -> bool {
+        let tables = self.tables();
+        let mut page = va & !0xfff;
+        while page < va.saturating_add(len) {
+            if tables.translate_addr(VirtAddr::new(page)).is_some() {
+                return true;
+            }
+            page += 4096;
+        }
+        false
+    }
+
+    /// Frames owned by this space (data pages, not page tables).
+    pub fn owned_frames(&self) -> u64 {
+        self.owned_frames
+    }
+
+    /// Frees every owned frame and every lower-half page table. The caller guarantees no CPU
+    /// has this PML4 loaded (threads are gone and their CPUs switched to the kernel tables).
+    pub fn destroy(self) {
+        let root = phys_to_virt(self.pml4).as_mut_ptr::<PageTable>();
+        // SAFETY: exclusive ownership per the contract above; all tables are in the physical map.
+        unsafe { free_level(&mut *root, 4, 0, 256) };
+        frames::free(self.pml4);
+    }
+}
+
+/// Recursively frees the lower half (PML4 entries `first..last`).
+///
+/// # Safety
+/// `table` must be an exclusively owned page table of the given level.
+unsafe fn free_level(table: &mut PageTable, level: u8, first: usize, last: usize) {
+    for i in first..last {
+        let entry = &mut table[i];
+        if !entry.flags().contains(F::PRESENT) {
+            continue;
+        }
+        let phys = entry.addr().as_u64();
+        if level == 1 || entry.flags().contains(F::HUGE_PAGE) {
+            if !entry.flags().contains(DEVICE) {
+                frames::free(phys);
+            }
+        } else {
+            // SAFETY: a present non-leaf entry points at a child table we own.
+            unsafe { free_level(&mut *phys_to_virt(phys).as_mut_ptr::<PageTable>(), level - 1, 0, 512) };
+            frames::free(phys);
+        }
+        entry.set_unused();
+    }
+}

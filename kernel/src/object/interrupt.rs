@@ -1,0 +1,288 @@
+//! The `Interrupt` object: a device interrupt source handed to a ring-3 driver.
+//!
+//! Contract (as seL4's IRQHandler and Zircon's interrupt objects): when the vector fires, the
+//! kernel masks the source (IOAPIC RTE, or the MSI per-vector mask when the function has one),
+//! EOIs the LAPIC at once, records pending + count + TSC timestamp and wakes the waiter (an IPI
+//! reaches it when it runs on another CPU). `wait` completes at once when something is pending,
+//! otherwise later; `acknowledge` unmasks, so a level-triggered line that is still asserted
+//! fires again. One waiter at a time (a second concurrent `wait` is `Busy`). When the holder
+//! exits or releases its capability the source is masked, the waiter cancelled and the route
+//! kept for the next holder. The LAPIC EOI is never held until the driver acknowledges: that
+//! would block every vector of equal or lower priority, the timer and IPIs included.
+//!
+//! State machine of one source (`masked` × `pending` × `waiter`):
+//! ```text
+//!   Armed (unmasked, idle) --irq--> Pending (masked, count += 1)
+//!   Armed + waiter        --irq--> Masked, waiter completed with (count, ts)
+//!   Pending --wait--> Masked (completes at once with (count, ts), count reset)
+//!   Masked  --acknowledge--> Armed (unmask; a still-asserted level line re-fires)
+//!   any --holder exit/release--> Unowned (masked, waiter and count dropped)
+//! ```
+
+use alloc::string::String;
+use alloc::sync::{Arc, Weak};
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use keel_abi::Status;
+use keel_apic::{ApicId, Polarity, TriggerMode, XApicId};
+use spin::Mutex;
+
+use crate::arch::x86_64::{cpu, ioapic, lapic, percpu};
+use crate::pci::{self, PciDevice};
+use crate::task::{Process, Thread};
+
+/// Where the interrupt comes from and how it is masked.
+pub enum Source {
+    /// An IOAPIC input.
+    Ioapic { gsi: u32, level: bool },
+    /// PCI MSI of a function; `maskable` when it has per-vector mask bits.
+    Msi { device: &'static PciDevice, cap: u8, maskable: bool },
+}
+
+struct State {
+    holder: Option<Weak<Process>>,
+    masked: bool,
+    pending: u64,
+    first_ts: u64,
+    waiter: Option<(Arc<Thread>, u64)>,
+}
+
+/// One interrupt source with its vector and current holder.
+pub struct InterruptObject {
+    /// Manifest spelling, e.g. `msi(edu)`.
+    pub name: String,
+    pub vector: u8,
+    /// Physical APIC ID the source is routed to.
+    pub target_apic_id: u32,
+    pub source: Source,
+    /// The PCI function behind an INTx source (to switch it away from MSI).
+    intx_device: Option<&'static PciDevice>,
+    state: Mutex<State>,
+    /// Times the vector fired.
+    pub deliveries: AtomicU64,
+    /// Times a holder acknowledged.
+    pub acknowledgements: AtomicU64,
+    /// Deliveries while already masked (MSI without mask bits): coalesced into `pending`.
+    pub while_masked: AtomicU64,
+}
+
+static SOURCES: Mutex<Vec<Arc<InterruptObject>>> = Mutex::new(Vec::new());
+static BY_VECTOR: Mutex<[Option<Arc<InterruptObject>>; 256]> = Mutex::new([const { None }; 256]);
+
+fn with_irqs_off<R>(f: impl FnOnce() -> R) -> R {
+    x86_64::instructions::interrupts::without_interrupts(f)
+}
+
+/// What a manifest names as a source, resolved to hardware.
+pub enum Request<'a> {
+    Isa(u8),
+    Intx(&'static PciDevice, &'a str),
+    Msi(&'static PciDevice, &'a str),
+}
+
+/// Grants the source to `holder`: creates its route on first use (masked), refuses while
+/// another live process holds it.
+pub fn acquire(request: Request, holder: &Arc<Process>, target: &percpu::PerCpu) -> Result<Arc<InterruptObject>, &'static str> {
+    let name = match &request {
+        Request::Isa(irq) => alloc::format!("isa({irq})"),
+        Request::Intx(_, dev) => alloc::format!("intx({dev})"),
+        Request::Msi(_, dev) => alloc::format!("msi({dev})"),
+    };
+    let existing = with_irqs_off(|| SOURCES.lock().iter().find(|s| s.name == name).cloned());
+    let object = match existing {
+        Some(o) => o,
+        None => create(name, request, target)?,
+    };
+    with_irqs_off(|| {
+        let mut st = object.state.lock();
+        if st.holder.as_ref().and_then(Weak::upgrade).is_some_and(|p| !p.has_exited()) {
+            return Err("interrupt source already held by a live process");
+        }
+        st.holder = Some(Arc::downgrade(holder));
+        st.pending = 0;
+        st.waiter = None;
+        st.masked = true;
+        object.mask_source(true);
+        Ok(())
+    })?;
+    object.select_device_mode();
+    Ok(object)
+}
+
+fn create(name: String, request: Request, target: &percpu::PerCpu) -> Result<Arc<InterruptObject>, &'static str> {
+    let apic_id = target.apic_id.load(Ordering::Acquire);
+    let dest = XApicId::try_from(ApicId::new(apic_id)).map_err(|_| "target CPU's APIC ID is above 254 (needs interrupt remapping)")?;
+    let vector = ioapic::allocate_vector(on_vector).ok_or("no free device vector")?;
+    let intx_device = match &request {
+        Request::Intx(dev, _) => Some(*dev),
+        _ => None,
+    };
+    let source = match request {
+        Request::Isa(irq) => {
+            let route = crate::acpi::platform().resolve_isa_irq(irq).ok_or("ISA IRQ has no GSI")?;
+            let (polarity, trigger) = ioapic::isa_signal(&route);
+            ioapic::route(route.gsi, vector, ApicId::new(apic_id), polarity, trigger, true).map_err(|_| "IOAPIC route failed")?;
+            Source::Ioapic { gsi: route.gsi, level: trigger == TriggerMode::Level }
+        }
+        Request::Intx(dev, _) => {
+            let gsi = pci::intx_gsi(dev)?;
+            pci::enable(dev, true, true, true);
+            ioapic::route(gsi, vector, ApicId::new(apic_id), Polarity::ActiveHigh, TriggerMode::Level, true)
+                .map_err(|_| "IOAPIC route failed")?;
+            Source::Ioapic { gsi, level: true }
+        }
+        Request::Msi(dev, _) => {
+            let cap = pci::find_capability(dev, 0x05).ok_or("device has no MSI capability")?;
+            pci::enable(dev, true, true, false);
+            let maskable = pci::msi_enable(dev, cap, dest, vector);
+            pci::msi_set_masked(dev, cap, true);
+            Source::Msi { device: dev, cap, maskable }
+        }
+    };
+    let object = Arc::new(InterruptObject {
+        name,
+        vector,
+        target_apic_id: apic_id,
+        source,
+        intx_device,
+        state: Mutex::new(State { holder: None, masked: true, pending: 0, first_ts: 0, waiter: None }),
+        deliveries: AtomicU64::new(0),
+        acknowledgements: AtomicU64::new(0),
+        while_masked: AtomicU64::new(0),
+    });
+    log::info!("irq: {} -> vector {:#x} on APIC ID {}", object.name, vector, apic_id);
+    with_irqs_off(|| {
+        SOURCES.lock().push(object.clone());
+        BY_VECTOR.lock()[vector as usize] = Some(object.clone());
+    });
+    Ok(object)
+}
+
+impl InterruptObject {
+    /// A PCI function signals either by MSI or by INTx: switch it to this object's way (a
+    /// previous holder may have used the other one).
+    fn select_device_mode(&self) {
+        match &self.source {
+            Source::Msi { device, .. } => pci::enable(device, true, true, false),
+            Source::Ioapic { .. } => {
+                if let Some(device) = self.intx_device {
+                    if let Some(cap) = pci::find_capability(device, 0x05) {
+                        pci::msi_disable(device, cap);
+                    }
+                    pci::enable(device, true, true, true);
+                }
+            }
+        }
+        if let Source::Msi { device, cap, .. } = &self.source {
+            pci::msi_set_enabled(device, *cap, true);
+        }
+    }
+
+    fn mask_source(&self, masked: bool) {
+        match &self.source {
+            Source::Ioapic { gsi, .. } => {
+                let _ = ioapic::set_masked(*gsi, masked);
+            }
+            Source::Msi { device, cap, maskable: true } => pci::msi_set_masked(device, *cap, masked),
+            Source::Msi { maskable: false, .. } => {}
+        }
+    }
+
+    /// `Interrupt.wait`: `Ok(Some(results))` when something was pending, `Ok(None)` when the
+    /// caller's completion is deferred, `Err(Busy)` when another wait is outstanding.
+    pub fn wait(&self, caller: &Arc<Thread>, user_data: u64) -> Result<Option<[u64; 2]>, Status> {
+        with_irqs_off(|| {
+            let mut st = self.state.lock();
+            if !self.is_holder(&st, &caller.process) {
+                return Err(Status::Denied);
+            }
+            if st.pending > 0 {
+                let r = [st.pending, st.first_ts];
+                st.pending = 0;
+                return Ok(Some(r));
+            }
+            if st.waiter.is_some() {
+                return Err(Status::Busy);
+            }
+            st.waiter = Some((caller.clone(), user_data));
+            Ok(None)
+        })
+    }
+
+    /// `Interrupt.acknowledge`: unmask the source.
+    pub fn acknowledge(&self, caller: &Arc<Process>) -> Result<(), Status> {
+        with_irqs_off(|| {
+            let mut st = self.state.lock();
+            if !self.is_holder(&st, caller) {
+                return Err(Status::Denied);
+            }
+            st.masked = false;
+            self.acknowledgements.fetch_add(1, Ordering::Relaxed);
+            self.mask_source(false);
+            Ok(())
+        })
+    }
+
+    fn is_holder(&self, st: &State, p: &Arc<Process>) -> bool {
+        st.holder.as_ref().is_some_and(|h| core::ptr::eq(h.as_ptr(), Arc::as_ptr(p)))
+    }
+
+    /// The holder is gone: mask, cancel the waiter, keep the route for the next holder.
+    pub fn release(&self, holder: &Arc<Process>) {
+        with_irqs_off(|| {
+            let mut st = self.state.lock();
+            if self.is_holder(&st, holder) {
+                self.mask_source(true);
+                st.masked = true;
+                st.holder = None;
+                st.waiter = None;
+                st.pending = 0;
+                log::info!("irq: {} released by {} (source masked)", self.name, holder.name);
+            }
+        })
+    }
+
+    /// Whether the source is masked now (for evidence).
+    pub fn is_masked(&self) -> bool {
+        with_irqs_off(|| self.state.lock().masked)
+    }
+
+    /// Vector handler body.
+    fn fire(&self) {
+        let ts = cpu::rdtsc();
+        self.deliveries.fetch_add(1, Ordering::Relaxed);
+        let mut st = self.state.lock();
+        // Mask first, then EOI: a level line still asserted must not re-enter at once.
+        self.mask_source(true);
+        lapic::eoi();
+        if st.masked {
+            self.while_masked.fetch_add(1, Ordering::Relaxed);
+        }
+        st.masked = true;
+        if st.pending == 0 {
+            st.first_ts = ts;
+        }
+        st.pending += 1;
+        if let Some((thread, user_data)) = st.waiter.take() {
+            let results = [st.pending, st.first_ts];
+            st.pending = 0;
+            drop(st);
+            thread.process.post_deferred(user_data, Status::Ok, results);
+        }
+    }
+}
+
+/// Device-vector entry for every vector owned by an interrupt object.
+fn on_vector(vector: u8) {
+    let object = BY_VECTOR.lock()[vector as usize].clone();
+    match object {
+        Some(o) => o.fire(),
+        None => lapic::eoi(),
+    }
+}
+
+/// Every source created so far (for evidence).
+pub fn all() -> Vec<Arc<InterruptObject>> {
+    with_irqs_off(|| SOURCES.lock().clone())
+}

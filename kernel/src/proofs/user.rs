@@ -1,0 +1,131 @@
+//! `proof=user`: start the programs of the boot manifest in ring 3 and run until they have all
+//! exited. Programs whose manifest entry says `after = "x"` start once `x` has exited. The
+//! kernel reports each exit code against the manifest's `expect_exit`, the interrupt sources'
+//! delivery counts, and frame / capability accounting before and after (leaks fail the proof).
+
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::Ordering;
+
+use keel_boot::cmdline::CommandLine;
+
+use super::System;
+use crate::arch::x86_64::percpu;
+use crate::exit::verdict;
+use crate::mm::BootContext;
+use crate::object::interrupt;
+use crate::task::{loader, process, sched, Process};
+
+pub fn run(system: System, cmdline: &CommandLine, boot: &BootContext) -> ! {
+    let _ = system;
+    let _ = crate::pci::devices();
+    let mods = loader::modules(boot);
+    let manifest = match loader::manifest(&mods) {
+        Ok(m) => m,
+        Err(e) => {
+            log::error!("user: {e}");
+            return verdict(false, "no usable manifest");
+        }
+    };
+    let frames_before = crate::mm::frames::free_count();
+    let heap_before = crate::mm::heap::used_bytes();
+    ev!("user.frames_free_before", frames_before);
+    ev!("user.programs", manifest.programs.len());
+
+    let mut started: Vec<(String, Arc<Process>)> = Vec::new();
+    let mut failures = 0u32;
+    let timeout_ns = super::option_u64(cmdline, "user_timeout_ms", 60_000) * 1_000_000;
+    let deadline = crate::time::now_ns() + timeout_ns;
+    loop {
+        // Start every program whose predecessor (if any) has exited.
+        for program in &manifest.programs {
+            if started.iter().any(|(n, _)| *n == program.name) {
+                continue;
+            }
+            let ready = match &program.after {
+                None => true,
+                Some(prev) => started.iter().any(|(n, p)| n == prev && p.is_destroyed()),
+            };
+            if !ready {
+                continue;
+            }
+            match loader::start(&manifest, program, &mods) {
+                Ok(p) => started.push((program.name.clone(), p)),
+                Err(e) => {
+                    log::error!("user: cannot start {}: {e}", program.name);
+                    ev!(("proc.{}.start_error", program.name.replace('-', "_")), "yes");
+                    failures += 1;
+                    started.push((program.name.clone(), Process::new_dead(&program.name)));
+                }
+            }
+        }
+        let all_started = started.len() == manifest.programs.len();
+        let finished = sched::run_until(
+            || started.iter().all(|(_, p)| p.is_destroyed()) || started.iter().any(|(n, p)| p.is_destroyed() && waiting_on(&manifest, &started, n)),
+            deadline.saturating_sub(crate::time::now_ns()),
+        );
+        if !finished {
+            log::error!("user: programs still running at the deadline");
+            for (n, p) in &started {
+                if !p.is_destroyed() {
+                    log::error!("user: {n} (pid {}) did not exit", p.pid);
+                }
+            }
+            failures += 1;
+            break;
+        }
+        if all_started && started.iter().all(|(_, p)| p.is_destroyed()) {
+            break;
+        }
+    }
+
+    for program in &manifest.programs {
+        let key = program.name.replace('-', "_");
+        let Some((_, p)) = started.iter().find(|(n, _)| *n == program.name) else { continue };
+        let code = p.exit_code.load(Ordering::Acquire);
+        let expected = program.expect_exit.unwrap_or(0);
+        ev!(("proc.{}.exit_expected", key), expected);
+        ev!(("proc.{}.completions", key), p.completions.load(Ordering::Relaxed));
+        ev!(("proc.{}.errors", key), p.errors.load(Ordering::Relaxed));
+        ev!(("proc.{}.cq_overflow", key), p.ring.lock().overflow);
+        if code != expected {
+            log::error!("user: {} exited with {code:#x}, expected {expected:#x}", program.name);
+            failures += 1;
+        }
+    }
+    for irq in interrupt::all() {
+        let key = irq.name.replace(['(', ')'], "_").trim_end_matches('_').replace("__", "_");
+        ev!(("irq.{}.vector", key), irq.vector);
+        ev!(("irq.{}.deliveries", key), irq.deliveries.load(Ordering::Relaxed));
+        ev!(("irq.{}.acknowledgements", key), irq.acknowledgements.load(Ordering::Relaxed));
+        ev!(("irq.{}.coalesced_while_masked", key), irq.while_masked.load(Ordering::Relaxed));
+        ev!(("irq.{}.masked_at_end", key), if irq.is_masked() { "yes" } else { "no" });
+        ev!(("irq.{}.target_apic_id", key), irq.target_apic_id);
+    }
+    for cpu in percpu::online() {
+        ev!(("cpu.{}.timer_ticks", cpu.index), cpu.timer_ticks.load(Ordering::Relaxed));
+        ev!(("cpu.{}.context_switches", cpu.index), cpu.sched.switches.load(Ordering::Relaxed));
+        ev!(("cpu.{}.preemptions", cpu.index), cpu.preemptions.load(Ordering::Relaxed));
+    }
+    let frames_after = crate::mm::frames::free_count();
+    ev!("user.frames_free_after", frames_after);
+    ev!("user.frames_leaked", frames_before as i64 - frames_after as i64);
+    ev!("user.heap_before", heap_before);
+    ev!("user.heap_after", crate::mm::heap::used_bytes());
+    ev!("user.processes", process::all().len());
+    if frames_after != frames_before {
+        log::error!("user: {} frames leaked", frames_before as i64 - frames_after as i64);
+        failures += 1;
+    }
+    ev!("user.failures", failures);
+    verdict(failures == 0, "user programs failed")
+}
+
+/// Whether some not-yet-started program waits for `name` (so the loop must go start it).
+fn waiting_on(manifest: &keel_manifest::Manifest, started: &[(String, Arc<Process>)], name: &str) -> bool {
+    manifest
+        .programs
+        .iter()
+        .any(|p| p.after.as_deref() == Some(name) && !started.iter().any(|(n, _)| *n == p.name))
+}

@@ -1,0 +1,153 @@
+//! Starting programs: the boot manifest (a Multiboot module) names programs (other modules)
+//! and the capabilities each gets. Nothing is granted that the manifest does not name.
+
+use alloc::string::{String, ToString};
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+
+use keel_abi::{CapInfo, ObjectKind, StartInfo, RING_VADDR, START_INFO_VADDR, USER_STACK_SIZE, USER_STACK_TOP};
+use keel_elf::ElfImage;
+use keel_manifest::{Grant, InterruptSource, Manifest, Program};
+
+use super::process::Process;
+use super::thread::Thread;
+use super::sched;
+use crate::arch::x86_64::percpu;
+use crate::mm::address_space::{AddressSpace, UserPerms, USER_END};
+use crate::mm::{frames, phys_to_virt, BootContext};
+use crate::object::{interrupt, DeviceMemory, Object};
+
+/// A boot module's bytes, named by the basename of its path.
+pub struct ModuleImage {
+    pub name: String,
+    pub bytes: &'static [u8],
+}
+
+/// The boot modules, readable through the physical map.
+pub fn modules(boot: &BootContext) -> Vec<ModuleImage> {
+    boot.modules
+        .iter()
+        .map(|m| {
+            let len = (m.end - m.start) as usize;
+            crate::mm::paging::map_physical(m.start, len as u64, crate::mm::paging::Caching::WriteBack);
+            // SAFETY: module memory is reserved from the frame allocator for the kernel's
+            // lifetime and mapped in the physical map (just ensured).
+            let bytes = unsafe { core::slice::from_raw_parts(phys_to_virt(m.start).as_ptr::<u8>(), len) };
+            ModuleImage { name: keel_manifest::module_basename(&m.name).to_string(), bytes }
+        })
+        .collect()
+}
+
+/// Finds and parses the manifest module (`*.manifest`).
+pub fn manifest(mods: &[ModuleImage]) -> Result<Manifest, String> {
+    let m = mods.iter().find(|m| m.name.ends_with(".manifest")).ok_or("no *.manifest module")?;
+    let text = core::str::from_utf8(m.bytes).map_err(|_| "manifest is not UTF-8")?;
+    keel_manifest::parse(text).map_err(|e| alloc::format!("{}: {e}", m.name))
+}
+
+fn resolve_device(manifest: &Manifest, name: &str) -> Result<&'static crate::pci::PciDevice, String> {
+    let d = manifest.device(name).ok_or_else(|| alloc::format!("unknown device {name}"))?;
+    crate::pci::find(d.vendor, d.device, d.index)
+        .ok_or_else(|| alloc::format!("PCI device {name} ({:04x}:{:04x}) not present", d.vendor, d.device))
+}
+
+/// Where device interrupts are delivered (CPU 0 by default: drivers elsewhere are then woken
+/// through the IPI path).
+pub fn interrupt_target() -> &'static percpu::PerCpu {
+    percpu::cpu(0).expect("boot CPU")
+}
+
+fn grant(manifest: &Manifest, g: &Grant, process: &Arc<Process>) -> Result<(Object, [u64; 2]), String> {
+    Ok(match g {
+        Grant::Console => (Object::Console, [0, 0]),
+        Grant::Timer => (Object::Timer, [0, 0]),
+        Grant::IoPorts { first, last } => (Object::IoPorts { first: *first, last: *last }, [*first as u64, *last as u64]),
+        Grant::DeviceMemory { device, bar } => {
+            let dev = resolve_device(manifest, device)?;
+            let b = dev.bars[*bar as usize];
+            if !b.mmio || b.size == 0 {
+                return Err(alloc::format!("{device} BAR {bar} is not a memory BAR"));
+            }
+            crate::pci::enable(dev, true, false, true);
+            (Object::DeviceMemory(Arc::new(DeviceMemory { phys: b.phys, size: b.size, bdf: dev.addr.bdf() })), [b.size, dev.addr.bdf() as u64])
+        }
+        Grant::Interrupt(source) => {
+            let request = match source {
+                InterruptSource::Isa(irq) => interrupt::Request::Isa(*irq),
+                InterruptSource::Intx(d) => interrupt::Request::Intx(resolve_device(manifest, d)?, d),
+                InterruptSource::Msi(d) => interrupt::Request::Msi(resolve_device(manifest, d)?, d),
+            };
+            let obj = interrupt::acquire(request, process, interrupt_target()).map_err(|e| alloc::format!("{source}: {e}"))?;
+            let vector = obj.vector as u64;
+            (Object::Interrupt(obj), [vector, 0])
+        }
+    })
+}
+
+/// Loads `program` from its module, grants its capabilities and queues its thread.
+pub fn start(manifest: &Manifest, program: &Program, mods: &[ModuleImage]) -> Result<Arc<Process>, String> {
+    let module = mods
+        .iter()
+        .find(|m| m.name == program.binary)
+        .ok_or_else(|| alloc::format!("no module named {}", program.binary))?;
+    let elf = ElfImage::parse(module.bytes, USER_END).map_err(|e| alloc::format!("{}: {e}", program.binary))?;
+    let mut space = AddressSpace::new().map_err(|e| alloc::format!("{e:?}"))?;
+
+    for seg in elf.segments() {
+        let perms = UserPerms { write: seg.flags.write, exec: seg.flags.exec, uncached: false };
+        let data = elf.segment_data(&seg);
+        let (first, last) = seg.page_range();
+        for page in (first..last).step_by(4096) {
+            let frame = match space.translate(page) {
+                Some(existing) => existing & !0xfff, // shared with the previous segment
+                None => space.map_new(page, perms).map_err(|e| alloc::format!("map {page:#x}: {e:?}"))?,
+            };
+            // Copy the file bytes that fall into this page.
+            let copy_start = page.max(seg.vaddr);
+            let copy_end = (page + 4096).min(seg.vaddr + seg.filesz);
+            if copy_start < copy_end {
+                let src = &data[(copy_start - seg.vaddr) as usize..(copy_end - seg.vaddr) as usize];
+                // SAFETY: `frame` is a frame of this new address space, reached through the
+                // physical map; the destination stays within it.
+                unsafe {
+                    let dst = phys_to_virt(frame + (copy_start - page)).as_mut_ptr::<u8>();
+                    core::ptr::copy_nonoverlapping(src.as_ptr(), dst, src.len());
+                }
+            }
+        }
+    }
+    let stack = UserPerms { write: true, exec: false, uncached: false };
+    for page in ((USER_STACK_TOP - USER_STACK_SIZE)..USER_STACK_TOP).step_by(4096) {
+        space.map_new(page, stack).map_err(|e| alloc::format!("stack: {e:?}"))?;
+    }
+    let ring_phys = frames::allocate_zeroed().ok_or("no memory for the ring")?;
+    // SAFETY: a fresh zeroed frame; the header is written before the user can see it.
+    unsafe { (phys_to_virt(ring_phys).as_mut_ptr::<keel_abi::RingHeader>()).write(keel_abi::RingHeader::new()) };
+    space.map_owned(RING_VADDR, ring_phys, stack).map_err(|e| alloc::format!("ring: {e:?}"))?;
+    let start_phys = frames::allocate_zeroed().ok_or("no memory for the start info")?;
+    space
+        .map_owned(START_INFO_VADDR, start_phys, UserPerms { write: false, exec: false, uncached: false })
+        .map_err(|e| alloc::format!("start info: {e:?}"))?;
+
+    let process = Process::new(&program.name, space, ring_phys);
+    let mut info = StartInfo::empty();
+    let _ = info.set_args(program.args.as_bytes());
+    let _ = info.set_program_name(program.name.as_bytes());
+    for g in &program.grants {
+        let (object, param) = grant(manifest, g, &process)?;
+        let kind: ObjectKind = object.kind();
+        let id = x86_64::instructions::interrupts::without_interrupts(|| process.caps.lock().insert(object))
+            .map_err(|e| alloc::format!("cap table: {e:?}"))?;
+        info.push_cap(CapInfo { id, kind: kind as u32, param }).map_err(|_| "too many grants for the start info")?;
+    }
+    // SAFETY: the start-info frame is this process's, written once before its thread runs.
+    unsafe { (phys_to_virt(start_phys).as_mut_ptr::<StartInfo>()).write(info) };
+
+    let cpu = program.cpu_or_default();
+    let cpu = if percpu::cpu(cpu).is_some_and(|c| c.online.load(core::sync::atomic::Ordering::Acquire)) { cpu } else { 0 };
+    let thread = Thread::new_user(process.clone(), cpu, elf.entry(), USER_STACK_TOP, RING_VADDR, START_INFO_VADDR);
+    process.set_thread(thread.clone());
+    log::info!("started {} (pid {}) from {} on cpu{cpu} with {} capabilities", program.name, process.pid, program.binary, program.grants.len());
+    sched::enqueue(thread);
+    Ok(process)
+}

@@ -1,0 +1,241 @@
+//! `cap_enter`: consume published submissions in order, execute each against the process's
+//! capability table, post completions, then block until enough completions are available or
+//! the timeout passes. Everything read from the ring page is hostile: indices are checked by
+//! `keel_abi`, each entry is copied out once and decoded by `keel_abi::decode`, pointers are
+//! checked against the process's page tables before the kernel touches them (with SMAP's
+//! `stac`/`clac` around the copy).
+
+use alloc::sync::Arc;
+use core::sync::atomic::Ordering;
+
+use keel_abi::{CapId, Completion, ObjectKind, Request, Status, Submission, TIMEOUT_INFINITE};
+
+use super::process::{self, Process};
+use super::sched::{self, TimedKind};
+use super::thread::{Thread, ThreadState};
+use crate::arch::x86_64::cpu;
+use crate::mm::address_space::UserPerms;
+use crate::object::Object;
+
+/// What executing one submission produced.
+enum Outcome {
+    Done(Status, [u64; 2]),
+    /// Completes later (its reservation stays in flight).
+    Deferred,
+}
+
+fn irqs_off<R>(f: impl FnOnce() -> R) -> R {
+    x86_64::instructions::interrupts::without_interrupts(f)
+}
+
+/// Takes the next submission if there is one and the CQ has room for its completion
+/// (reserving that room). `Err` when the user corrupted the indices.
+fn take_submission(p: &Process) -> Result<Option<Submission>, Status> {
+    irqs_off(|| {
+        let mut ring = p.ring.lock();
+        let header = p.ring_header();
+        let tail = header.sq_tail.load(Ordering::Acquire);
+        if keel_abi::sq_pending(ring.sq_head, tail)? == 0 {
+            return Ok(None);
+        }
+        let cq_head = header.cq_head.load(Ordering::Acquire);
+        if keel_abi::cq_budget(cq_head, ring.cq_tail, ring.in_flight)? == 0 {
+            return Ok(None); // back-pressure: leave it in the SQ until completions are consumed
+        }
+        let slot = keel_abi::sq_slot(ring.sq_head);
+        // SAFETY: the slot lies inside the ring page; the copy is a plain read of user bytes.
+        let sub = unsafe {
+            (p.ring_base().add(keel_abi::SQ_OFFSET + slot * core::mem::size_of::<Submission>()) as *const Submission)
+                .read_volatile()
+        };
+        ring.sq_head = ring.sq_head.wrapping_add(1);
+        header.sq_head.store(ring.sq_head, Ordering::Release);
+        ring.in_flight += 1;
+        Ok(Some(sub))
+    })
+}
+
+/// The `cap_enter` system call.
+pub fn cap_enter(thread: &Arc<Thread>, min_complete: u64, timeout_ns: u64) -> i64 {
+    let p = thread.process.clone();
+    loop {
+        match take_submission(&p) {
+            Err(status) => return status.as_i32() as i64,
+            Ok(None) => break,
+            Ok(Some(sub)) => match execute(thread, &sub) {
+                Outcome::Done(status, results) => p.post(sub.user_data, status, results, true),
+                Outcome::Deferred => {}
+            },
+        }
+    }
+    let min = min_complete.min(keel_abi::CQ_ENTRIES as u64) as u32;
+    let deadline = (timeout_ns != TIMEOUT_INFINITE).then(|| crate::time::now_ns().saturating_add(timeout_ns));
+    loop {
+        x86_64::instructions::interrupts::disable();
+        let available = {
+            let mut ring = p.ring.lock();
+            let head = p.ring_header().cq_head.load(Ordering::Acquire);
+            let available = match keel_abi::cq_available(head, ring.cq_tail) {
+                Ok(a) => a,
+                Err(s) => return s.as_i32() as i64,
+            };
+            let timed_out = deadline.is_some_and(|d| crate::time::now_ns() >= d);
+            if available >= min || timeout_ns == 0 || timed_out {
+                ring.waiter = None;
+                Some(available)
+            } else {
+                thread.set_state(ThreadState::Blocked);
+                ring.waiter = Some((thread.clone(), min));
+                None
+            }
+        };
+        if let Some(a) = available {
+            return a as i64;
+        }
+        if let Some(d) = deadline {
+            sched::add_timed(d, thread.clone(), TimedKind::Wake);
+        }
+        sched::block_current();
+    }
+}
+
+fn lookup(p: &Process, cap: u32, kind: ObjectKind) -> Result<Object, Status> {
+    let object = irqs_off(|| p.caps.lock().get(CapId(cap)).cloned()).map_err(|e| e.status())?;
+    if object.kind() != kind {
+        return Err(Status::WrongType);
+    }
+    Ok(object)
+}
+
+fn done(r: Result<[u64; 2], Status>) -> Outcome {
+    match r {
+        Ok(results) => Outcome::Done(Status::Ok, results),
+        Err(s) => Outcome::Done(s, [0, 0]),
+    }
+}
+
+/// Copies user bytes after checking they are mapped readable in `p`'s address space.
+fn copy_from_user(p: &Process, ptr: u64, buf: &mut [u8]) -> Result<(), Status> {
+    let ok = p.with_space(|s| s.check_user_range(ptr, buf.len() as u64, false)).unwrap_or(false);
+    if !ok {
+        return Err(Status::BadAddress);
+    }
+    let smap = cpu::features().smap;
+    // SAFETY: the range is mapped user-readable in the address space loaded on this CPU (the
+    // caller's), and single-threaded processes cannot unmap it concurrently. `stac`/`clac`
+    // open SMAP for exactly this copy.
+    unsafe {
+        if smap {
+            core::arch::asm!("stac", options(nomem, nostack));
+        }
+        core::ptr::copy_nonoverlapping(ptr as *const u8, buf.as_mut_ptr(), buf.len());
+        if smap {
+            core::arch::asm!("clac", options(nomem, nostack));
+        }
+    }
+    Ok(())
+}
+
+fn execute(thread: &Arc<Thread>, sub: &Submission) -> Outcome {
+    let p = &thread.process;
+    let request = match keel_abi::decode(sub) {
+        Ok(r) => r,
+        Err(s) => return Outcome::Done(s, [0, 0]),
+    };
+    match request {
+        Request::Nop => done(Ok([0, 0])),
+        Request::CapCopy => done(
+            irqs_off(|| p.caps.lock().copy(CapId(sub.cap)))
+                .map(|id| [id.0 as u64, 0])
+                .map_err(|e| e.status()),
+        ),
+        Request::CapRelease => done(process::release_cap(p, CapId(sub.cap)).map(|_| [0, 0])),
+        Request::CapIdentify => done(
+            irqs_off(|| p.caps.lock().get(CapId(sub.cap)).cloned())
+                .map(|o| [o.kind() as u64, 0])
+                .map_err(|e| e.status()),
+        ),
+        Request::ConsoleWrite { ptr, len } => done((|| {
+            lookup(p, sub.cap, ObjectKind::Console)?;
+            let mut buf = [0u8; keel_abi::CONSOLE_WRITE_MAX as usize];
+            let buf = &mut buf[..len as usize];
+            copy_from_user(p, ptr, buf)?;
+            p.console_write(buf);
+            Ok([len, 0])
+        })()),
+        Request::InterruptWait => match lookup(p, sub.cap, ObjectKind::Interrupt) {
+            Ok(Object::Interrupt(irq)) => match irq.wait(thread, sub.user_data) {
+                Ok(Some(results)) => Outcome::Done(Status::Ok, results),
+                Ok(None) => Outcome::Deferred,
+                Err(s) => Outcome::Done(s, [0, 0]),
+            },
+            Ok(_) => Outcome::Done(Status::WrongType, [0, 0]),
+            Err(s) => Outcome::Done(s, [0, 0]),
+        },
+        Request::InterruptAcknowledge => done(match lookup(p, sub.cap, ObjectKind::Interrupt) {
+            Ok(Object::Interrupt(irq)) => irq.acknowledge(p).map(|_| [0, 0]),
+            Ok(_) => Err(Status::WrongType),
+            Err(s) => Err(s),
+        }),
+        Request::InterruptInfo => done(match lookup(p, sub.cap, ObjectKind::Interrupt) {
+            Ok(Object::Interrupt(irq)) => {
+                let source = match &irq.source {
+                    crate::object::interrupt::Source::Ioapic { gsi, .. } => keel_abi::InterruptSource::Gsi(*gsi),
+                    crate::object::interrupt::Source::Msi { device, .. } => keel_abi::InterruptSource::Msi { bdf: device.addr.bdf() },
+                };
+                Ok([irq.vector as u64, source.encode()])
+            }
+            Ok(_) => Err(Status::WrongType),
+            Err(s) => Err(s),
+        }),
+        Request::DeviceMemoryMap { vaddr } => done(match lookup(p, sub.cap, ObjectKind::DeviceMemory) {
+            Ok(Object::DeviceMemory(dm)) => map_device(p, vaddr, dm.phys, dm.size),
+            Ok(_) => Err(Status::WrongType),
+            Err(s) => Err(s),
+        }),
+        Request::DeviceMemoryInfo => done(match lookup(p, sub.cap, ObjectKind::DeviceMemory) {
+            Ok(Object::DeviceMemory(dm)) => Ok([dm.size, dm.bdf as u64]),
+            Ok(_) => Err(Status::WrongType),
+            Err(s) => Err(s),
+        }),
+        Request::IoPortsEnable => done(match lookup(p, sub.cap, ObjectKind::IoPorts) {
+            Ok(Object::IoPorts { first, last }) => {
+                p.enable_io_ports(first, last);
+                Ok([first as u64, (last - first) as u64 + 1])
+            }
+            Ok(_) => Err(Status::WrongType),
+            Err(s) => Err(s),
+        }),
+        Request::TimerNow => done(lookup(p, sub.cap, ObjectKind::Timer).map(|_| [crate::time::now_ns(), cpu::rdtsc()])),
+        Request::TimerTscHz => done(lookup(p, sub.cap, ObjectKind::Timer).map(|_| [crate::time::tsc_hz(), 0])),
+        Request::TimerSleep { ns } => match lookup(p, sub.cap, ObjectKind::Timer) {
+            Ok(_) => {
+                let deadline = crate::time::now_ns().saturating_add(ns);
+                sched::add_timed(deadline, thread.clone(), TimedKind::SleepDone { user_data: sub.user_data });
+                Outcome::Deferred
+            }
+            Err(s) => Outcome::Done(s, [0, 0]),
+        },
+    }
+}
+
+fn map_device(p: &Process, vaddr: u64, phys: u64, size: u64) -> Result<[u64; 2], Status> {
+    let size = size.div_ceil(4096) * 4096;
+    keel_abi::user_range(vaddr, size)?;
+    let result = p.with_space(|space| {
+        if space.any_mapped(vaddr, size) {
+            return Err(Status::BadAddress);
+        }
+        let perms = UserPerms { write: true, exec: false, uncached: true };
+        for off in (0..size).step_by(4096) {
+            space.map_device(vaddr + off, phys + off, perms).map_err(|_| Status::NoMemory)?;
+        }
+        Ok([vaddr, size])
+    });
+    result.unwrap_or(Err(Status::Cancelled))
+}
+
+/// Evidence helper: completions posted but never consumed etc.
+pub fn completion_size() -> usize {
+    core::mem::size_of::<Completion>()
+}

@@ -1,0 +1,241 @@
+//! Per-CPU scheduling. Each CPU has a run queue and a scheduler context (the CPU's idle loop,
+//! on its boot/AP stack). Every switch goes thread → scheduler context → thread, as in xv6:
+//! the scheduler context picks the next runnable thread, loads its address space, kernel
+//! stack and I/O permissions, and switches to it; a thread leaves the CPU by switching back.
+//!
+//! Protocol (interrupts off throughout): a thread that blocks sets `Blocked` and switches
+//! out; a waker moves it `Blocked → Runnable` with a compare-exchange and queues it on its
+//! home CPU (IPI 49 when that is another CPU); a preempted thread sets `requeue` and the
+//! scheduler context queues it after the switch. Threads never migrate, so a thread queued
+//! while still finishing its switch-out cannot run before the switch completes.
+
+use alloc::collections::VecDeque;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use keel_apic::{ApicId, Ipi};
+use spin::Mutex;
+use x86_64::registers::control::{Cr3, Cr3Flags};
+use x86_64::structures::paging::PhysFrame;
+use x86_64::PhysAddr;
+
+use super::thread::{Thread, ThreadState};
+use crate::arch::x86_64::interrupts::IPI_VECTOR;
+use crate::arch::x86_64::{context, lapic, percpu};
+use crate::mm::paging;
+
+/// What a timed event does when its deadline passes.
+pub enum TimedKind {
+    /// Wake the thread (a `cap_enter` timeout).
+    Wake,
+    /// Post a `TimerSleep` completion with this user data, then wake if enough completions.
+    SleepDone { user_data: u64 },
+}
+
+struct TimedEvent {
+    deadline_ns: u64,
+    thread: Arc<Thread>,
+    kind: TimedKind,
+}
+
+/// One CPU's scheduler state.
+pub struct CpuSched {
+    run_queue: Mutex<VecDeque<Arc<Thread>>>,
+    current: Mutex<Option<Arc<Thread>>>,
+    timed: Mutex<Vec<TimedEvent>>,
+    idle_rsp: UnsafeCell<u64>,
+    /// Context switches into threads on this CPU.
+    pub switches: AtomicU64,
+}
+
+// SAFETY: `idle_rsp` is only touched by its own CPU with interrupts off.
+unsafe impl Sync for CpuSched {}
+
+impl CpuSched {
+    /// Empty state (const: per-CPU blocks are built in statics).
+    pub const fn new() -> Self {
+        CpuSched {
+            run_queue: Mutex::new(VecDeque::new()),
+            current: Mutex::new(None),
+            timed: Mutex::new(Vec::new()),
+            idle_rsp: UnsafeCell::new(0),
+            switches: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Default for CpuSched {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn without_interrupts<R>(f: impl FnOnce() -> R) -> R {
+    x86_64::instructions::interrupts::without_interrupts(f)
+}
+
+/// The thread running on this CPU, if any.
+pub fn current_thread() -> Option<Arc<Thread>> {
+    without_interrupts(|| percpu::current().sched.current.lock().clone())
+}
+
+/// Queues a runnable thread on its home CPU and wakes that CPU if it is another one.
+pub fn enqueue(thread: Arc<Thread>) {
+    let home = thread.home_cpu.load(Ordering::Relaxed);
+    let Some(cpu) = percpu::cpu(home) else {
+        log::error!("sched: thread {} has no CPU {home}", thread.tid);
+        return;
+    };
+    without_interrupts(|| cpu.sched.run_queue.lock().push_back(thread));
+    if home != percpu::current().index {
+        let apic = ApicId::new(cpu.apic_id.load(Ordering::Acquire));
+        let _ = lapic::send(Ipi::fixed(IPI_VECTOR).to(apic));
+    }
+}
+
+/// Makes a blocked thread runnable (no-op if it is not blocked).
+pub fn wake(thread: &Arc<Thread>) {
+    if thread.try_wake() {
+        enqueue(thread.clone());
+    }
+}
+
+/// Scheduler context: runs one runnable thread until it leaves the CPU. Returns false when
+/// the run queue was empty. Must be called with interrupts off, from the CPU's idle loop.
+pub fn schedule_once() -> bool {
+    let me = percpu::current();
+    let Some(thread) = me.sched.run_queue.lock().pop_front() else { return false };
+    if thread.state() == ThreadState::Exited {
+        return true;
+    }
+    thread.set_state(ThreadState::Running);
+    *me.sched.current.lock() = Some(thread.clone());
+    me.sched.switches.fetch_add(1, Ordering::Relaxed);
+    let process = &thread.process;
+    // SAFETY: the PML4 shares the kernel half, so this code keeps running after the load.
+    unsafe { Cr3::write(PhysFrame::containing_address(PhysAddr::new(process.pml4())), Cr3Flags::empty()) };
+    percpu::set_kernel_stack(thread.kernel_stack_top());
+    process.grant_io_ports_on_this_cpu(true);
+    // SAFETY: interrupts are off; both contexts are alive (this idle stack and the thread's
+    // kernel stack, kept alive by the `Arc` in `current`).
+    unsafe { context::switch(me.sched.idle_rsp.get(), *thread.saved_rsp_slot()) };
+    // Back in the scheduler context: the thread blocked, was preempted or exited.
+    process.grant_io_ports_on_this_cpu(false);
+    // SAFETY: back to the kernel tables, which map everything the idle loop touches; the
+    // process's tables must not stay loaded once it may be destroyed.
+    unsafe {
+        Cr3::write(PhysFrame::containing_address(PhysAddr::new(paging::kernel_pml4())), Cr3Flags::empty())
+    };
+    let thread = me.sched.current.lock().take().expect("thread was current");
+    match thread.state() {
+        ThreadState::Exited => super::process::reap(&thread),
+        _ if thread.requeue.swap(false, Ordering::AcqRel) => {
+            thread.set_state(ThreadState::Runnable);
+            me.sched.run_queue.lock().push_back(thread);
+        }
+        _ => {}
+    }
+    true
+}
+
+/// From a thread: leave the CPU (state already set by the caller). Interrupts must be off.
+fn switch_out(thread: &Thread) {
+    let me = percpu::current();
+    // SAFETY: interrupts off, running on the thread's own stack on its home CPU; the idle
+    // context was saved by `schedule_once` on this CPU.
+    unsafe { context::switch(thread.saved_rsp_slot(), *me.sched.idle_rsp.get()) };
+}
+
+/// Blocks the current thread until someone calls [`wake`]. Returns after being resumed.
+/// Interrupts must be off; `prepare` runs after the state is `Blocked` (so a wake from an
+/// interrupt on another CPU after it cannot be lost).
+pub fn block_current() {
+    let thread = current_thread().expect("blocking outside a thread");
+    switch_out(&thread);
+}
+
+/// Marks the current thread blocked (call before registering with a waker).
+pub fn mark_blocked() {
+    if let Some(t) = current_thread() {
+        t.set_state(ThreadState::Blocked);
+    }
+}
+
+/// Ends the current thread: never returns.
+pub fn exit_current() -> ! {
+    x86_64::instructions::interrupts::disable();
+    let thread = current_thread().expect("exit outside a thread");
+    thread.set_state(ThreadState::Exited);
+    switch_out(&thread);
+    unreachable!("an exited thread was resumed");
+}
+
+/// Registers a timed event on this CPU (checked every tick).
+pub fn add_timed(deadline_ns: u64, thread: Arc<Thread>, kind: TimedKind) {
+    without_interrupts(|| percpu::current().sched.timed.lock().push(TimedEvent { deadline_ns, thread, kind }));
+}
+
+/// Drops timed events of a thread (when it exits).
+pub fn cancel_timed(thread: &Thread) {
+    without_interrupts(|| {
+        for cpu in percpu::all() {
+            cpu.sched.timed.lock().retain(|e| e.thread.tid != thread.tid);
+        }
+    });
+}
+
+/// Timer tick on this CPU (after EOI): expire timed events, preempt a user thread when
+/// others are waiting.
+pub fn tick(from_user: bool) {
+    let me = percpu::current();
+    let now = crate::time::now_ns();
+    let expired: Vec<TimedEvent> = {
+        let mut timed = me.sched.timed.lock();
+        if timed.iter().all(|e| e.deadline_ns > now) {
+            Vec::new()
+        } else {
+            let (due, keep): (Vec<_>, Vec<_>) = timed.drain(..).partition(|e| e.deadline_ns <= now);
+            *timed = keep;
+            due
+        }
+    };
+    for e in expired {
+        match e.kind {
+            TimedKind::Wake => wake(&e.thread),
+            TimedKind::SleepDone { user_data } => {
+                e.thread.process.post_deferred(user_data, keel_abi::Status::Ok, [0, 0]);
+            }
+        }
+    }
+    if from_user && !me.sched.run_queue.lock().is_empty() {
+        if let Some(t) = current_thread() {
+            t.requeue.store(true, Ordering::Release);
+            t.set_state(ThreadState::Runnable);
+            me.preemptions.fetch_add(1, Ordering::Relaxed);
+            switch_out(&t);
+        }
+    }
+}
+
+/// The boot CPU's loop while user programs run: schedule threads, sleep when idle, until
+/// `done()` or the deadline.
+pub fn run_until(done: impl Fn() -> bool, timeout_ns: u64) -> bool {
+    let deadline = crate::time::now_ns() + timeout_ns;
+    loop {
+        x86_64::instructions::interrupts::disable();
+        if schedule_once() {
+            continue;
+        }
+        if done() {
+            x86_64::instructions::interrupts::enable();
+            return true;
+        }
+        if crate::time::now_ns() > deadline {
+            x86_64::instructions::interrupts::enable();
+            return false;
+        }
+        x86_64::instructions::interrupts::enable_and_hlt();
+    }
+}

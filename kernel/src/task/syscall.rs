@@ -1,0 +1,20 @@
+//! The two system calls: `cap_enter(min_complete, timeout_ns)` and `exit(code)`.
+
+use crate::arch::x86_64::interrupts::TrapFrame;
+
+/// Dispatches on `rax`; the result goes back in `rax`.
+pub fn handle(frame: &mut TrapFrame) {
+    match frame.rax {
+        keel_abi::SYS_CAP_ENTER => {
+            let Some(thread) = super::sched::current_thread() else {
+                frame.rax = keel_abi::Status::Denied.as_i32() as i64 as u64;
+                return;
+            };
+            x86_64::instructions::interrupts::enable();
+            let r = super::ring::cap_enter(&thread, frame.rdi, frame.rsi);
+            frame.rax = r as u64;
+        }
+        keel_abi::SYS_EXIT => super::process::exit_current(frame.rdi),
+        _ => frame.rax = keel_abi::Status::BadMethod.as_i32() as i64 as u64,
+    }
+}
