@@ -224,8 +224,12 @@ fn smp_checks(p: Proof, cpus: u64, mode: &'static str) -> Proof {
 const APIC_TRACE: &[&str] = &["cpu_set_apic_base", "apic_deliver_irq"];
 /// IA32_APIC_BASE bit 10 (EXTD, x2APIC) and bit 11 (EN).
 const APIC_BASE_EXTD_EN: u64 = (1 << 10) | (1 << 11);
-/// Slack between traced and counted RTC interrupts: one may be in flight at either end.
-const RTC_TRACE_SLACK: u64 = 2;
+/// Slack between traced and counted RTC interrupts: one may be in flight at either end, and
+/// QEMU's RTC re-injects ticks it believes were lost (its `slew` lost-tick policy), which an
+/// edge-triggered vector already pending in the IRR absorbs: allow 2 or 5%, whichever is more.
+fn rtc_trace_slack(counted: u64) -> u64 {
+    (counted / 20).max(2)
+}
 
 /// Cross-check the kernel's own APIC counts against what QEMU's emulated APIC saw.
 fn apic_trace_checks(p: Proof, x2apic: bool) -> Proof {
@@ -235,11 +239,11 @@ fn apic_trace_checks(p: Proof, x2apic: bool) -> Proof {
             let (traced, claimed) = (tr.count("cpu_set_apic_base", &[]) as u64, ev_u64(t, "lapic.apic_base_writes")?);
             if traced == claimed { Ok(()) } else { Err(format!("{traced} traced, kernel says {claimed}")) }
         })
-        .trace_check("apic_deliver_irq(rtc.vector -> rtc.apic_id) within 2 of rtc.interrupts", |t, tr| {
+        .trace_check("apic_deliver_irq(rtc.vector -> rtc.apic_id) agrees with rtc.interrupts (2 or 5%)", |t, tr| {
             let (vector, dest) = (ev_str(t, "rtc.vector")?, ev_str(t, "rtc.apic_id")?);
             let traced = tr.count("apic_deliver_irq", &[("vector", &vector), ("dest", &dest)]) as u64;
             let counted = ev_u64(t, "rtc.interrupts")?;
-            if traced.abs_diff(counted) <= RTC_TRACE_SLACK {
+            if traced.abs_diff(counted) <= rtc_trace_slack(counted) {
                 Ok(())
             } else {
                 Err(format!("{traced} traced deliveries of vector {vector} to APIC {dest}, kernel counted {counted}"))
@@ -272,6 +276,49 @@ fn apic_trace_checks(p: Proof, x2apic: bool) -> Proof {
 /// Firmware (SeaBIOS) enables x2APIC itself when the machine may hold APIC IDs above 254.
 fn firmware_x2apic_machine(p: Proof) -> Proof {
     p.smp(2).cpu(CpuSpec::new("qemu64", &["+x2apic"])).qemu_extra(&["-smp", "2,maxcpus=260"])
+}
+
+/// Ring-3 programs under scenario `user`: q35, 2 CPUs, the `edu` device, the manifest and
+/// its programs as Multiboot modules. TCG only: this machine's nested KVM does not complete
+/// ring-3 `syscall` (it stays in ring 3) or `int 0x80` (#UD), so no user program can enter the
+/// kernel there (see docs/interrupts.md).
+fn user_proof(p: Proof, manifest: &'static str, programs: &'static [&'static str]) -> Proof {
+    let manifest_path: &'static str = Box::leak(format!("manifests/{manifest}.manifest").into_boxed_str());
+    p.scenario("user")
+        .smp(2)
+        .memory("256M")
+        .cpu(x2apic_cpu())
+        .qemu_extra(&["-device", "edu"])
+        .manifest(manifest_path)
+        .programs(programs)
+        .accels(Accels::TcgOnly)
+        .timeout_secs(120)
+        .check(eq("user.failures", 0))
+        .check(eq("user.frames_leaked", 0))
+}
+
+/// The `interrupt-grant` evidence: MSI and INTx drivers got exactly what they raised, the RTC
+/// driver its periodic interrupts, every source masked again at the end.
+fn interrupt_grant(p: Proof, mode: &'static str) -> Proof {
+    let cpu = p.machine.cpu.clone();
+    user_proof(p, "interrupt-grant", &["edu-driver", "rtc-driver"])
+        .cpu(cpu)
+        .check(eq("lapic.mode", mode))
+        .check(for_each_cpu("cpu.*.mode", is::eq(mode)).count_eq_key("smp.online"))
+        .check(eq("user.edu_msi.raised", 100))
+        .check(keys_equal("user.edu_msi.received", "user.edu_msi.raised"))
+        .check(eq("irq.msi_edu.deliveries", 100))
+        .check(eq("user.edu_intx.raised", 100))
+        .check(keys_equal("user.edu_intx.received", "user.edu_intx.raised"))
+        .check(eq("irq.intx_edu.deliveries", 100))
+        .check(ge("user.rtc.received", 64))
+        .check(ge("irq.isa_8.deliveries", 64))
+        .check(eq("irq.msi_edu.masked_at_end", "yes"))
+        .check(eq("irq.intx_edu.masked_at_end", "yes"))
+        .check(eq("irq.isa_8.masked_at_end", "yes"))
+        .check(eq("proc.edu_msi.exit", 0))
+        .check(eq("proc.edu_intx.exit", 0))
+        .check(eq("proc.rtc.exit", 0))
 }
 
 pub fn registry() -> Vec<Proof> {
@@ -358,6 +405,38 @@ pub fn registry() -> Vec<Proof> {
         )
         .check(eq("hv.kvm_pv_eoi", "no"))
         .check(eq("hv.kvm_pv_ipi", "no")),
+        interrupt_grant(Proof::new("interrupt-grant", "ring-3 edu (MSI, INTx) and RTC drivers via Interrupt wait/acknowledge, xAPIC").cpu(xapic_cpu()), "xapic"),
+        interrupt_grant(Proof::new("interrupt-grant-x2apic", "the same drivers in x2APIC mode").cpu(x2apic_cpu()), "x2apic"),
+        interrupt_grant(
+            Proof::new("interrupt-grant-int80", "the same drivers entering the kernel through the int 0x80 gate").cpu(x2apic_cpu()).args("entry=int80"),
+            "x2apic",
+        )
+        .check(eq("user.syscall_gate", "int80")),
+        user_proof(Proof::new("interrupt-storm", "a level INTx left asserted and never acknowledged is delivered once"), "interrupt-storm", &["edu-driver"])
+            .check(eq("irq.intx_edu.deliveries", 1))
+            .check(eq("irq.intx_edu.masked_at_end", "yes"))
+            .check(eq("user.edu_storm.first_wait_count", 1))
+            .check(eq("user.edu_storm.second_wait", "timed_out"))
+            .check(for_each_cpu("cpu.*.timer_ticks", is::ge(30)).count_eq_key("smp.online")),
+        user_proof(Proof::new("driver-death", "a driver dies with its interrupt pending; the source is masked and re-granted"), "driver-death", &["edu-driver"])
+            .check(eq("proc.edu_dying.exit", 7))
+            .check(eq("user.edu_dying.raised", 1))
+            .check(eq("user.edu_successor.inherited", "yes"))
+            .check(eq("user.edu_successor.received", 50))
+            .check(keys_equal("user.edu_successor.received", "user.edu_successor.raised"))
+            .check(eq("proc.edu_successor.exit", 0))
+            .check(eq("irq.intx_edu.masked_at_end", "yes")),
+        user_proof(Proof::new("hostile-ring", "garbage submissions all fail cleanly; a ring-3 kernel read is killed"), "hostile-ring", &["hostile"])
+            .check(ge("user.hostile.submitted", 1000))
+            .check(keys_equal("user.hostile.completed", "user.hostile.submitted"))
+            .check(keys_equal("user.hostile.errors", "user.hostile.submitted"))
+            .check(eq("user.hostile.unexpected_ok", 0))
+            .check(eq("user.hostile.stale_rejected", "yes"))
+            .check(eq("user.hostile.bad_tail_rejected", "yes"))
+            .check(eq("user.hostile.bad_head_rejected", "yes"))
+            .check(eq("proc.faulter.fault_vector", 14))
+            .check(eq("proc.faulter.exit", 0xffff_000e_u64))
+            .check(eq("proc.hostile.cq_overflow", 0)),
         Proof::new("bench-xapic", "IPI round trip, AP bring-up, timer calibration (xAPIC)")
             .scenario("bench")
             .args("trips=10000")
@@ -366,6 +445,12 @@ pub fn registry() -> Vec<Proof> {
             .bench()
             .timeout_secs(300)
             .check(ge("bench.ipi_rtt.samples", 10_000)),
+        user_proof(Proof::new("bench-ring", "no-op calls through the ring; MSI interrupt -> driver wake latency"), "ring-bench", &["ringbench", "edu-driver"])
+            .cpu(x2apic_cpu())
+            .bench()
+            .timeout_secs(300)
+            .check(eq("user.ringbench.nop_calls", 10_000))
+            .check(eq("user.edu_msi.received", 1000)),
         Proof::new("bench-x2apic", "IPI round trip, AP bring-up, timer calibration (x2APIC)")
             .scenario("bench")
             .args("trips=10000")

@@ -24,7 +24,7 @@ pub use ring::{
     cq_available, cq_budget, cq_slot, cq_space, enter_result, sq_pending, sq_slot, Completion,
     RingHeader, Submission, CQ_ENTRIES, CQ_OFFSET, SQ_ENTRIES, SQ_OFFSET,
 };
-pub use start::{
+pub use start::{ENTRY_INT80, ENTRY_SYSCALL, 
     parse_u64, pci_bdf, CapInfo, InterruptSource, StartInfo, MAX_START_CAPS, START_ARGS_LEN,
     START_INFO_MAGIC, START_NAME_LEN,
 };
@@ -35,6 +35,8 @@ pub use status::Status;
 pub const SYS_CAP_ENTER: u64 = 0;
 /// `exit(code) -> !`: end the calling process; its capabilities are released.
 pub const SYS_EXIT: u64 = 1;
+/// The interrupt vector of the `int 0x80` gate (DPL 3), equivalent to `syscall`.
+pub const SYSCALL_GATE_VECTOR: u8 = 0x80;
 /// Timeout value meaning "wait until `min_complete` completions are available, however long".
 pub const TIMEOUT_INFINITE: u64 = u64::MAX;
 

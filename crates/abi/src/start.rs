@@ -52,7 +52,19 @@ pub struct StartInfo {
     pub args: [u8; START_ARGS_LEN],
     /// Program name, NUL padded; the kernel prefixes the program's evidence keys with it.
     pub program_name: [u8; START_NAME_LEN],
+    /// How to enter the kernel: [`ENTRY_SYSCALL`] or [`ENTRY_INT80`]. The kernel may switch a
+    /// running process to `ENTRY_INT80` (this page is read-only to the process, not to it).
+    pub entry_gate: u32,
+    /// Reserved, zero.
+    pub reserved: u32,
 }
+
+/// Enter the kernel with `syscall`.
+pub const ENTRY_SYSCALL: u32 = 0;
+/// Enter the kernel with `int 0x80` ([`crate::SYSCALL_GATE_VECTOR`]): same registers, same
+/// results. Used where the CPU's `syscall` does not reach ring 0 (seen under a nested
+/// hypervisor); the kernel detects that on the first call and says so here.
+pub const ENTRY_INT80: u32 = 1;
 
 const _: () = {
     assert!(size_of::<CapInfo>() == 24);
@@ -65,7 +77,8 @@ const _: () = {
     assert!(offset_of!(StartInfo, caps) == 16);
     assert!(offset_of!(StartInfo, args) == 16 + 24 * MAX_START_CAPS);
     assert!(offset_of!(StartInfo, program_name) == 16 + 24 * MAX_START_CAPS + START_ARGS_LEN);
-    assert!(size_of::<StartInfo>() == 16 + 24 * MAX_START_CAPS + START_ARGS_LEN + START_NAME_LEN);
+    assert!(offset_of!(StartInfo, entry_gate) == 16 + 24 * MAX_START_CAPS + START_ARGS_LEN + START_NAME_LEN);
+    assert!(size_of::<StartInfo>() == 16 + 24 * MAX_START_CAPS + START_ARGS_LEN + START_NAME_LEN + 8);
     assert!(size_of::<StartInfo>() <= PAGE_SIZE as usize);
 };
 
@@ -93,6 +106,8 @@ impl StartInfo {
             }; MAX_START_CAPS],
             args: [0; START_ARGS_LEN],
             program_name: [0; START_NAME_LEN],
+            entry_gate: ENTRY_SYSCALL,
+            reserved: 0,
         }
     }
 

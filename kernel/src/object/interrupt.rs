@@ -230,17 +230,23 @@ impl InterruptObject {
 
     /// The holder is gone: mask, cancel the waiter, keep the route for the next holder.
     pub fn release(&self, holder: &Arc<Process>) {
-        with_irqs_off(|| {
+        let cancelled = with_irqs_off(|| {
             let mut st = self.state.lock();
-            if self.is_holder(&st, holder) {
-                self.mask_source(true);
-                st.masked = true;
-                st.holder = None;
-                st.waiter = None;
-                st.pending = 0;
-                log::info!("irq: {} released by {} (source masked)", self.name, holder.name);
+            if !self.is_holder(&st, holder) {
+                return None;
             }
-        })
+            self.mask_source(true);
+            st.masked = true;
+            st.holder = None;
+            st.pending = 0;
+            log::info!("irq: {} released by {} (source masked)", self.name, holder.name);
+            st.waiter.take()
+        });
+        if let Some((thread, user_data)) = cancelled {
+            // A released capability cancels the outstanding wait (the ring of a holder that
+            // is exiting is gone and the post is dropped).
+            thread.process.post_deferred(user_data, Status::Cancelled, [0, 0]);
+        }
     }
 
     /// Whether the source is masked now (for evidence).

@@ -61,6 +61,9 @@ impl System {
 pub fn bring_up(platform: &'static Platform, cmdline: &CommandLine) -> System {
     pic::disable();
     crate::arch::x86_64::syscall::init_cpu();
+    if cmdline.get("entry") == Some("int80") {
+        crate::arch::x86_64::syscall::force_int80();
+    }
     let mode = lapic::init_boot_cpu();
     ev!("lapic.mode", lapic::mode_name(mode));
     let version = lapic::local().version();
@@ -99,6 +102,7 @@ fn boot_report(system: &System, all_online_ns: u64) {
         ev!(("cpu.{}.mode", cpu.index), mode);
         ev!(("cpu.{}.timer_hz", cpu.index), hz);
         ev!(("cpu.{}.online", cpu.index), if online { "yes" } else { "no" });
+        ev!(("cpu.{}.apic_base", cpu.index), format_args!("{:#x}", cpu.apic_base.load(Ordering::Relaxed)));
     }
     let mut skipped = 0;
     for r in &system.reports {
@@ -111,6 +115,7 @@ fn boot_report(system: &System, all_online_ns: u64) {
     }
     let declared = system.platform.cpus().len();
     log::info!("smp: {}/{} online mode={mode}", smp_arch::online_count(), declared);
+    ev!("lapic.apic_base_writes", lapic::APIC_BASE_WRITES.load(Ordering::Relaxed));
     ev!("smp.online", smp_arch::online_count());
     ev!("smp.declared", declared);
     ev!("smp.skipped", skipped);

@@ -86,6 +86,8 @@ pub fn route_and_count(system: &System, target: &PerCpu) -> Result<(), &'static 
         let _ = cmos_read(0x0C);
     });
     let _ = ioapic::set_masked(route.gsi, true);
+    // Let an interrupt already in flight land before the counters are read.
+    crate::time::delay_us(5_000);
     let count = INTERRUPTS.load(Ordering::Relaxed);
     let on_target = target.device_interrupts.load(Ordering::Relaxed) - target_before;
     ev!("rtc.gsi", route.gsi);

@@ -114,6 +114,8 @@ pub fn run(system: System, cmdline: &CommandLine, boot: &BootContext) -> ! {
     ev!("user.heap_before", heap_before);
     ev!("user.heap_after", crate::mm::heap::used_bytes());
     ev!("user.processes", process::all().len());
+    ev!("user.syscall_gate", if crate::arch::x86_64::syscall::syscall_broken() { "int80" } else { "syscall" });
+    ev!("user.syscall_emulated", crate::arch::x86_64::syscall::emulated_count());
     if frames_after != frames_before {
         log::error!("user: {} frames leaked", frames_before as i64 - frames_after as i64);
         failures += 1;

@@ -130,7 +130,11 @@ pub fn start(manifest: &Manifest, program: &Program, mods: &[ModuleImage]) -> Re
         .map_err(|e| alloc::format!("start info: {e:?}"))?;
 
     let process = Process::new(&program.name, space, ring_phys);
+    process.start_info_phys.store(start_phys, core::sync::atomic::Ordering::Relaxed);
     let mut info = StartInfo::empty();
+    if crate::arch::x86_64::syscall::syscall_broken() {
+        info.entry_gate = keel_abi::ENTRY_INT80;
+    }
     let _ = info.set_args(program.args.as_bytes());
     let _ = info.set_program_name(program.name.as_bytes());
     for g in &program.grants {

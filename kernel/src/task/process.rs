@@ -58,6 +58,8 @@ pub struct Process {
     /// Completion statistics for reports.
     pub completions: AtomicU64,
     pub errors: AtomicU64,
+    /// Physical frame of the start-info page (the kernel may update `entry_gate`).
+    pub start_info_phys: AtomicU64,
 }
 
 fn irqs_off<R>(f: impl FnOnce() -> R) -> R {
@@ -83,6 +85,7 @@ impl Process {
             thread: Mutex::new(None),
             completions: AtomicU64::new(0),
             errors: AtomicU64::new(0),
+            start_info_phys: AtomicU64::new(0),
         });
         irqs_off(|| PROCESSES.lock().push(p.clone()));
         p
@@ -306,8 +309,26 @@ pub fn exit_current(code: u64) -> ! {
     sched::exit_current()
 }
 
+/// Tells the running process to enter the kernel with `int 0x80` from now on.
+pub fn switch_current_to_int80() {
+    if let Some(t) = sched::current_thread() {
+        let start = t.process.start_info_phys.load(Ordering::Relaxed);
+        if start != 0 {
+            // SAFETY: the start-info frame belongs to the running process (alive: its thread
+            // is running here); the kernel is its only writer.
+            unsafe {
+                let info = phys_to_virt(start).as_mut_ptr::<keel_abi::StartInfo>();
+                core::ptr::addr_of_mut!((*info).entry_gate).write_volatile(keel_abi::ENTRY_INT80);
+            }
+        }
+    }
+}
+
 /// A CPU exception in ring 3: report it and end the process, never the kernel.
-pub fn user_fault(frame: &TrapFrame) -> ! {
+pub fn user_fault(frame: &mut TrapFrame) {
+    if crate::arch::x86_64::syscall::recover_from_failed_syscall(frame) {
+        return;
+    }
     let cr2 = x86_64::registers::control::Cr2::read_raw();
     let (pid, name) = sched::current_thread().map(|t| (t.process.pid, t.process.name.clone())).unwrap_or((0, String::new()));
     log::warn!(
@@ -317,6 +338,10 @@ pub fn user_fault(frame: &TrapFrame) -> ! {
         frame.error_code,
         frame.rip,
         cr2
+    );
+    log::warn!(
+        "user fault: cs {:#x} ss {:#x} rsp {:#x} rflags {:#x} rcx {:#x} r11 {:#x} rax {:#x}",
+        frame.cs, frame.ss, frame.rsp, frame.rflags, frame.rcx, frame.r11, frame.rax
     );
     let key = name.replace('-', "_");
     crate::ev!(("proc.{}.fault_vector", key), frame.vector);

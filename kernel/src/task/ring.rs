@@ -68,7 +68,10 @@ pub fn cap_enter(thread: &Arc<Thread>, min_complete: u64, timeout_ns: u64) -> i6
             },
         }
     }
-    let min = min_complete.min(keel_abi::CQ_ENTRIES as u64) as u32;
+    if min_complete > keel_abi::CQ_ENTRIES as u64 {
+        return Status::BadArgument.as_i32() as i64;
+    }
+    let min = min_complete as u32;
     let deadline = (timeout_ns != TIMEOUT_INFINITE).then(|| crate::time::now_ns().saturating_add(timeout_ns));
     loop {
         x86_64::instructions::interrupts::disable();
@@ -79,18 +82,22 @@ pub fn cap_enter(thread: &Arc<Thread>, min_complete: u64, timeout_ns: u64) -> i6
                 Ok(a) => a,
                 Err(s) => return s.as_i32() as i64,
             };
-            let timed_out = deadline.is_some_and(|d| crate::time::now_ns() >= d);
-            if available >= min || timeout_ns == 0 || timed_out {
+            let timed_out = timeout_ns == 0 || deadline.is_some_and(|d| crate::time::now_ns() >= d);
+            if available >= min {
                 ring.waiter = None;
-                Some(available)
+                Some(available as i64)
+            } else if timed_out {
+                ring.waiter = None;
+                Some(Status::TimedOut.as_i32() as i64)
             } else {
                 thread.set_state(ThreadState::Blocked);
                 ring.waiter = Some((thread.clone(), min));
                 None
             }
         };
-        if let Some(a) = available {
-            return a as i64;
+        if let Some(result) = available {
+            sched::cancel_wake(thread);
+            return result;
         }
         if let Some(d) = deadline {
             sched::add_timed(d, thread.clone(), TimedKind::Wake);

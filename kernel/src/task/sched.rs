@@ -186,6 +186,14 @@ pub fn cancel_timed(thread: &Thread) {
     });
 }
 
+/// Drops the thread's pending `cap_enter` timeout (its wait ended some other way).
+pub fn cancel_wake(thread: &Thread) {
+    without_interrupts(|| {
+        let cpu = percpu::current();
+        cpu.sched.timed.lock().retain(|e| !(e.thread.tid == thread.tid && matches!(e.kind, TimedKind::Wake)));
+    });
+}
+
 /// Timer tick on this CPU (after EOI): expire timed events, preempt a user thread when
 /// others are waiting.
 pub fn tick(from_user: bool) {

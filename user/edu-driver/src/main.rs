@@ -57,9 +57,13 @@ fn wait_with_timeout(irq: CapId, timeout_ns: u64) -> Option<(u64, u64)> {
     let mut ring = ring().expect("ring");
     let tag = 0x5700_0000_0000_0001;
     r("submit", ring.submit(Submission { cap: irq.0, method: Method::InterruptWait as u16, flags: 0, args: [0; 4], user_data: tag }));
-    let n = r("cap_enter", ring.enter(1, timeout_ns));
-    if n == 0 {
-        return None;
+    match ring.enter(1, timeout_ns) {
+        Ok(n) if n > 0 => {}
+        Ok(_) | Err(Status::TimedOut) => return None,
+        Err(s) => {
+            println!("cap_enter failed: {}", s.name());
+            keel_rt::exit(3)
+        }
     }
     let c = ring.next_completion()?;
     (c.user_data == tag && c.status == 0).then_some((c.results[0], c.results[1]))

@@ -6,7 +6,14 @@
 
 use core::arch::asm;
 
-use keel_abi::{SYS_CAP_ENTER, SYS_EXIT};
+use keel_abi::{ENTRY_INT80, SYS_CAP_ENTER, SYS_EXIT};
+
+/// Whether the kernel asked for the `int 0x80` gate instead of `syscall` (see
+/// `StartInfo::entry_gate`).
+#[inline]
+fn use_int80() -> bool {
+    crate::start_info().entry_gate == ENTRY_INT80
+}
 
 /// `cap_enter(min_complete, timeout_ns)`: let the kernel consume the submission queue, then
 /// wait until `min_complete` completions are available or the timeout elapses. Returns the
@@ -19,15 +26,27 @@ pub fn cap_enter(min_complete: u64, timeout_ns: u64) -> i64 {
     // untouched, so the compiler does not cache ring contents across it) and clobbers
     // exactly rax, rcx, r11; it does not touch the user stack.
     unsafe {
-        asm!(
-            "syscall",
-            inlateout("rax") SYS_CAP_ENTER => ret,
-            in("rdi") min_complete,
-            in("rsi") timeout_ns,
-            lateout("rcx") _,
-            lateout("r11") _,
-            options(nostack),
-        );
+        if use_int80() {
+            asm!(
+                "int 0x80",
+                inlateout("rax") SYS_CAP_ENTER => ret,
+                in("rdi") min_complete,
+                in("rsi") timeout_ns,
+                lateout("rcx") _,
+                lateout("r11") _,
+                options(nostack),
+            );
+        } else {
+            asm!(
+                "syscall",
+                inlateout("rax") SYS_CAP_ENTER => ret,
+                in("rdi") min_complete,
+                in("rsi") timeout_ns,
+                lateout("rcx") _,
+                lateout("r11") _,
+                options(nostack),
+            );
+        }
     }
     ret
 }
@@ -38,11 +57,10 @@ pub fn cap_enter(min_complete: u64, timeout_ns: u64) -> i64 {
 pub fn exit(code: u64) -> ! {
     // SAFETY: the kernel does not return from `exit`; nothing after the instruction runs.
     unsafe {
-        asm!(
-            "syscall",
-            in("rax") SYS_EXIT,
-            in("rdi") code,
-            options(noreturn, nostack),
-        );
+        if use_int80() {
+            asm!("int 0x80", in("rax") SYS_EXIT, in("rdi") code, options(noreturn, nostack));
+        } else {
+            asm!("syscall", in("rax") SYS_EXIT, in("rdi") code, options(noreturn, nostack));
+        }
     }
 }

@@ -185,7 +185,9 @@ pub fn init_idt() {
                 18 => IST_MACHINE_CHECK,
                 _ => 0,
             };
-            *gate = Gate::interrupt(base + 16 * vector as u64, ist, 0);
+            // The `int 0x80` system-call gate is the only one ring 3 may invoke.
+            let dpl = if vector == keel_abi::SYSCALL_GATE_VECTOR as usize { 3 } else { 0 };
+            *gate = Gate::interrupt(base + 16 * vector as u64, ist, dpl);
         }
         Idt(gates)
     });
@@ -211,6 +213,7 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
         0..=31 if frame.from_user() => crate::task::process::user_fault(frame),
         0..=31 => crate::panic::fatal_exception(frame),
         TIMER_VECTOR => super::lapic::timer_interrupt(frame.from_user()),
+        keel_abi::SYSCALL_GATE_VECTOR if frame.from_user() => crate::task::syscall::handle(frame),
         IPI_VECTOR => super::smp::ipi_interrupt(),
         SPURIOUS_VECTOR => super::lapic::spurious_interrupt(),
         LAPIC_ERROR_VECTOR => super::lapic::error_interrupt(),

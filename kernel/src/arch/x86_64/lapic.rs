@@ -187,8 +187,12 @@ fn mode_inputs() -> ModeInputs {
     ModeInputs { cpuid_x2apic: f.x2apic, apic_base, x2apic_locked: locked }
 }
 
+/// IA32_APIC_BASE writes made on all CPUs (cross-checked against QEMU's trace).
+pub static APIC_BASE_WRITES: AtomicU64 = AtomicU64::new(0);
+
 fn apply_plan(writes: &[ApicBase]) {
     for w in writes {
+        APIC_BASE_WRITES.fetch_add(1, Ordering::Relaxed);
         // SAFETY: every value comes from keel_apic's plan, whose steps are each a legal
         // IA32_APIC_BASE transition (an illegal one would #GP).
         unsafe { wrmsr(IA32_APIC_BASE, w.raw()) };
@@ -247,7 +251,10 @@ fn enable_local() -> ApicId {
         Err(e) => panic!("lapic: enable failed: {e:?}"),
     }
     let id = lapic.id();
-    percpu::current().apic_id.store(id.get(), Ordering::Release);
+    let me = percpu::current();
+    me.apic_id.store(id.get(), Ordering::Release);
+    // SAFETY: IA32_APIC_BASE exists on every CPU with a local APIC.
+    me.apic_base.store(unsafe { rdmsr(IA32_APIC_BASE) }, Ordering::Relaxed);
     id
 }
 

@@ -26,6 +26,8 @@ pub struct PerCpu {
     pub index: u32,
     /// This CPU's APIC ID as read from its own LAPIC.
     pub apic_id: AtomicU32,
+    /// IA32_APIC_BASE as this CPU left it after choosing its LAPIC mode.
+    pub apic_base: AtomicU64,
     /// Set by the CPU itself once it can take interrupts and IPIs.
     pub online: AtomicBool,
     /// LAPIC timer interrupts taken (vector 48).
@@ -70,6 +72,7 @@ impl PerCpu {
             user_rsp_scratch: AtomicU64::new(0),
             index,
             apic_id: AtomicU32::new(u32::MAX),
+            apic_base: AtomicU64::new(0),
             online: AtomicBool::new(false),
             timer_ticks: AtomicU64::new(0),
             timer_hz: AtomicU64::new(0),

@@ -94,7 +94,6 @@ pub fn init_cpu() {
     // SAFETY: the selectors match the GDT layout in `gdt.rs` (user data 0x18, user code 0x20,
     // as `sysret` derives them from STAR[63:48] = 0x10), and the entry stub is valid code.
     unsafe {
-        Efer::update(|e| e.insert(EferFlags::SYSTEM_CALL_EXTENSIONS));
         LStar::write(VirtAddr::new(keel_syscall_entry as usize as u64));
         SFMask::write(
             RFlags::INTERRUPT_FLAG
@@ -110,7 +109,52 @@ pub fn init_cpu() {
             KERNEL_DATA,
         )
         .expect("STAR selector layout");
+        // Enable last: a hypervisor may only start loading the syscall MSRs into hardware
+        // once EFER.SCE is set, so every value must already be in place.
+        Efer::update(|e| e.insert(EferFlags::SYSTEM_CALL_EXTENSIONS));
     }
+}
+
+static SYSCALL_BROKEN: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+static EMULATED: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// Whether `syscall` was seen failing to enter ring 0 on this machine (new processes are then
+/// told to use the `int 0x80` gate).
+pub fn syscall_broken() -> bool {
+    SYSCALL_BROKEN.load(core::sync::atomic::Ordering::Relaxed)
+}
+
+/// Makes new processes use the `int 0x80` gate (`entry=int80` on the command line), so the
+/// gate is exercised where `syscall` works too.
+pub fn force_int80() {
+    SYSCALL_BROKEN.store(true, core::sync::atomic::Ordering::Relaxed);
+}
+
+/// System calls that arrived through the page-fault fallback.
+pub fn emulated_count() -> u64 {
+    EMULATED.load(core::sync::atomic::Ordering::Relaxed)
+}
+
+/// A ring-3 fault whose RIP is the `syscall` entry means the CPU executed `syscall` but stayed
+/// in ring 3 (seen under this machine's nested KVM, where `syscall` is emulated without the
+/// privilege change). The registers are exactly those of a system call (RCX = return RIP,
+/// R11 = RFLAGS), so complete it here, return with `iretq`, and switch the process to the
+/// `int 0x80` gate. Returns false for any other fault.
+pub fn recover_from_failed_syscall(frame: &mut TrapFrame) -> bool {
+    if frame.vector != 14 || frame.rip != keel_syscall_entry as usize as u64 || !frame.from_user() {
+        return false;
+    }
+    if !SYSCALL_BROKEN.swap(true, core::sync::atomic::Ordering::Relaxed) {
+        log::warn!("syscall: the CPU's SYSCALL stayed in ring 3; processes switch to the int 0x80 gate");
+    }
+    EMULATED.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+    frame.rip = frame.rcx;
+    // Only the arithmetic flags and DF from the user's RFLAGS (IOPL, NT, VM, AC stay clear);
+    // interrupts on.
+    frame.rflags = (frame.r11 & 0xCD5) | 0x202;
+    crate::task::process::switch_current_to_int80();
+    crate::task::syscall::handle(frame);
+    true
 }
 
 /// Called by the entry stub with interrupts off, on the thread's kernel stack.
