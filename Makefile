@@ -1,7 +1,7 @@
 # Thin aliases for `cargo xtask`; everything real lives in xtask/.
 export QEMU_FLAGS KEEL_APPEND KEEL_ACCEL KEEL_KERNEL KEEL_USER_DIR
 
-.PHONY: all build run test bench proofs check
+.PHONY: all build run test bench bench-compare proofs check
 all: build
 build:
 	cargo xtask build
@@ -11,6 +11,8 @@ test:
 	cargo xtask test
 bench:
 	cargo xtask bench
+bench-compare:
+	cargo xtask bench-compare
 proofs:
 	cargo xtask proofs
 # `make run-<proof>` boots one named proof with serial on the terminal.

@@ -81,6 +81,7 @@ pub fn pit_window(ms: u64, mut begin: impl FnMut(), mut end: impl FnMut()) -> u6
 /// five 10 ms windows).
 pub fn init() {
     let f = cpu::features();
+    let from_cpuid = matches!(f.tsc_crystal, Some((_, _, crystal)) if crystal != 0);
     let hz = match f.tsc_crystal {
         Some((den, num, crystal)) if crystal != 0 => crystal as u64 * num as u64 / den as u64,
         _ => {
@@ -99,6 +100,6 @@ pub fn init() {
     };
     TSC_HZ.store(hz, Ordering::Relaxed);
     BOOT_TSC.store(rdtsc(), Ordering::Relaxed);
-    log::info!("time: TSC {} kHz ({})", hz / 1000, if f.tsc_crystal.is_some() { "CPUID 0x15" } else { "PIT" });
+    log::info!("time: TSC {} kHz ({})", hz / 1000, if from_cpuid { "CPUID 0x15" } else { "PIT" });
     ev!("time.tsc_khz", hz / 1000);
 }

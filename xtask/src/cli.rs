@@ -15,6 +15,9 @@ commands:
                              host unit tests, then every proof in parallel
   proofs                     list proofs and their QEMU command lines
   bench [--filter SUBSTR]    run benchmark proofs, print bench.* evidence, write target/bench.json
+  bench-compare [--quick] [--no-64]
+                             Keel's benchmarks vs a Debian Linux guest in the same QEMU configurations;
+                             writes target/compare/report.{md,json} and plots (docs/benchmarks.md)
   qemu-check                 make sure QEMU >= 9.0 is installed (installs it as root on Debian/Ubuntu)
 
 environment:
@@ -33,6 +36,7 @@ pub enum Cmd {
     Test { filter: Option<String>, jobs: Option<usize>, host_tests: bool },
     Proofs,
     Bench { filter: Option<String> },
+    BenchCompare(crate::compare::Options),
     QemuCheck,
     Help,
 }
@@ -49,6 +53,7 @@ pub fn parse(args: &[String]) -> Result<Cmd> {
         "test" => Cmd::Test { filter: None, jobs: None, host_tests: true },
         "proofs" => Cmd::Proofs,
         "bench" => Cmd::Bench { filter: None },
+        "bench-compare" => Cmd::BenchCompare(Default::default()),
         "qemu-check" | "bootstrap" => Cmd::QemuCheck,
         "help" | "-h" | "--help" => Cmd::Help,
         other => bail!("unknown command {other:?}\n\n{USAGE}"),
@@ -68,6 +73,8 @@ pub fn parse(args: &[String]) -> Result<Cmd> {
             (Cmd::Test { filter, .. } | Cmd::Bench { filter }, "--filter") => *filter = Some(value()?),
             (Cmd::Test { jobs, .. }, "--jobs" | "-j") => *jobs = Some(value()?.parse().context("--jobs wants a number")?),
             (Cmd::Test { host_tests, .. }, "--no-host-tests") => *host_tests = false,
+            (Cmd::BenchCompare(o), "--quick") => o.quick = true,
+            (Cmd::BenchCompare(o), "--no-64") => o.no_64 = true,
             (_, "-h" | "--help") => return Ok(Cmd::Help),
             (_, f) => bail!("unknown option {f:?} for {}\n\n{USAGE}", args[0]),
         }
@@ -93,6 +100,7 @@ mod tests {
         );
         assert_eq!(p("test --filter smp -j 1").unwrap(), Cmd::Test { filter: Some("smp".into()), jobs: Some(1), host_tests: true });
         assert_eq!(p("bench").unwrap(), Cmd::Bench { filter: None });
+        assert_eq!(p("bench-compare --quick").unwrap(), Cmd::BenchCompare(crate::compare::Options { quick: true, no_64: false }));
         assert_eq!(p("qemu-check").unwrap(), Cmd::QemuCheck);
         assert!(p("run --accel hvf").is_err());
         assert!(p("test --proof x").is_err());

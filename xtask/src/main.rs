@@ -1,5 +1,5 @@
 //! `cargo xtask`: build Keel, boot it under QEMU, and check what it proves.
-//! See `cli::USAGE` for commands; the evidence contract is `docs/evidence-format.md`.
+//! See `cli::USAGE` for commands; the evidence contract is `docs/proofs.md`.
 
 mod bootstrap;
 mod builder;
@@ -7,6 +7,7 @@ mod builder;
 #[allow(dead_code)]
 mod checks;
 mod cli;
+mod compare;
 #[allow(dead_code)]
 mod proofs;
 #[allow(dead_code)]
@@ -63,6 +64,7 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode> {
         Cmd::Run { proof, accel, append, timeout } => run(proof, accel, append, timeout),
         Cmd::Test { filter, jobs, host_tests } => test(filter, jobs, host_tests),
         Cmd::Bench { filter } => bench(filter),
+        Cmd::BenchCompare(opts) => compare::run(opts),
     }
 }
 

@@ -321,6 +321,40 @@ fn interrupt_grant(p: Proof, mode: &'static str) -> Proof {
         .check(eq("proc.rtc.exit", 0))
 }
 
+/// `smptest mode=shootdown`: `workers` readers on CPUs 1..=workers of a 4-CPU machine, the
+/// unmapping thread on CPU 0. Every reader faults on its next access (the kernel reports the
+/// address and thread), the unmap completed, and no frame leaked.
+fn tlb_shootdown(p: Proof, manifest: &'static str, workers: u64) -> Proof {
+    let cpu = p.machine.cpu.clone();
+    user_proof(p, manifest, &["smptest"])
+        .cpu(cpu)
+        .smp(4)
+        .check(eq("user.smptest.workers", workers))
+        .check(eq("user.smptest.unmap", "ok"))
+        .check(eq("user.smptest.stale_reads", 0))
+        .check(le("user.smptest.reads_after_unmap", workers))
+        .check(eq("user.smptest.live_threads_after", 1))
+        .check(eq("user.smptest.read_errors", 0))
+        .check(eq("proc.smptest.thread_faults", workers))
+        .check(eq("proc.smptest.fault_addr", "0x50000000"))
+        .check(ge("tlb.shootdowns", 1))
+        .check(eq("proc.smptest.exit", 0))
+}
+
+/// `smptest mode=stress`: 4 threads on 4 CPUs, every mapping checked, every operation a
+/// shootdown to all resident CPUs.
+fn shootdown_stress(p: Proof) -> Proof {
+    let cpu = p.machine.cpu.clone();
+    user_proof(p, "shootdown-stress", &["smptest"])
+        .cpu(cpu)
+        .smp(4)
+        .check(eq("user.smptest.finished", "yes"))
+        .check(eq("user.smptest.errors", 0))
+        .check(eq("user.smptest.operations", 640))
+        .check(ge("tlb.shootdowns", 480))
+        .check(eq("proc.smptest.exit", 0))
+}
+
 pub fn registry() -> Vec<Proof> {
     vec![
         Proof::new("boot", "Multiboot handoff, memory map, ACPI tables, heap")
@@ -445,6 +479,22 @@ pub fn registry() -> Vec<Proof> {
             .bench()
             .timeout_secs(300)
             .check(ge("bench.ipi_rtt.samples", 10_000)),
+        tlb_shootdown(Proof::new("tlb-shootdown-2", "unmap under a reader on CPU 1: only CPU 1 is shot down, the reader faults").cpu(xapic_cpu()), "tlb-shootdown-2", 1)
+            .check(eq("tlb.last_targets", 0b10))
+            .check(eq("cpu.2.tlb_ipis", 0))
+            .check(eq("cpu.3.tlb_ipis", 0)),
+        tlb_shootdown(Proof::new("tlb-shootdown-4", "unmap under readers on CPUs 1-3: all shot down, all fault (x2APIC)").cpu(x2apic_cpu()), "tlb-shootdown-4", 3)
+            .check(eq("tlb.last_targets", 0b1110)),
+        tlb_shootdown(Proof::new("tlb-shootdown-4-xapic", "the same in xAPIC mode").cpu(xapic_cpu()), "tlb-shootdown-4", 3)
+            .check(eq("tlb.last_targets", 0b1110)),
+        shootdown_stress(Proof::new("shootdown-stress", "concurrent map/protect/unmap on 4 CPUs, checksummed, no frame lost (x2APIC)").cpu(x2apic_cpu())),
+        shootdown_stress(Proof::new("shootdown-stress-xapic", "the same in xAPIC mode").cpu(xapic_cpu())),
+        user_proof(Proof::new("smp-scale", "prime count with 1, 2 and 4 threads: identical, correct results"), "smp-scale", &["smptest"])
+            .smp(4)
+            .check(eq("user.smptest.threads_1.primes", 9592))
+            .check(eq("user.smptest.threads_2.primes", 9592))
+            .check(eq("user.smptest.threads_4.primes", 9592))
+            .check(eq("user.smptest.consistent", "yes")),
         user_proof(Proof::new("bench-ring", "no-op calls through the ring; MSI interrupt -> driver wake latency"), "ring-bench", &["ringbench", "edu-driver"])
             .cpu(x2apic_cpu())
             .bench()

@@ -16,16 +16,22 @@ pub enum ObjectKind {
     IoPorts = 4,
     /// Monotonic time and sleeping.
     Timer = 5,
+    /// The holder's own process: start threads, set the calling thread's CPU, end it.
+    Process = 6,
+    /// The holder's own address space: map, unmap and protect anonymous memory.
+    VirtualMemory = 7,
 }
 
 impl ObjectKind {
     /// Every kind, for enumeration in tests and tools.
-    pub const ALL: [ObjectKind; 5] = [
+    pub const ALL: [ObjectKind; 7] = [
         ObjectKind::Console,
         ObjectKind::Interrupt,
         ObjectKind::DeviceMemory,
         ObjectKind::IoPorts,
         ObjectKind::Timer,
+        ObjectKind::Process,
+        ObjectKind::VirtualMemory,
     ];
 
     /// Parses a raw kind (from `CapInfo::kind` or a `CapIdentify` result); `None` if unknown.
@@ -36,6 +42,8 @@ impl ObjectKind {
             3 => Some(ObjectKind::DeviceMemory),
             4 => Some(ObjectKind::IoPorts),
             5 => Some(ObjectKind::Timer),
+            6 => Some(ObjectKind::Process),
+            7 => Some(ObjectKind::VirtualMemory),
             _ => None,
         }
     }
@@ -48,6 +56,8 @@ impl ObjectKind {
             ObjectKind::DeviceMemory => "device_memory",
             ObjectKind::IoPorts => "io_ports",
             ObjectKind::Timer => "timer",
+            ObjectKind::Process => "process",
+            ObjectKind::VirtualMemory => "virtual_memory",
         }
     }
 }
@@ -92,11 +102,28 @@ pub enum Method {
     TimerSleep = 0x0502,
     /// `results[0]` = TSC frequency in Hz.
     TimerTscHz = 0x0503,
+    /// Starts a thread: `args` = (entry, stack top, argument, CPU index); it enters ring 3
+    /// with rdi = its own ring page, rsi = start info, rdx = argument. `results[0]` = tid.
+    ProcessSpawnThread = 0x0601,
+    /// Moves the calling thread to CPU `args[0]` (it runs there from its next scheduling).
+    ProcessSetAffinity = 0x0602,
+    /// Ends the calling thread (never completes); the process ends with its last thread.
+    ProcessExitThread = 0x0603,
+    /// `results[0]` = live threads, `results[1]` = the calling thread's CPU.
+    ProcessInfo = 0x0604,
+    /// Maps `args[1]` zeroed pages at page-aligned `args[0]`, writable if `args[2]` = 1.
+    VmMap = 0x0701,
+    /// Unmaps `args[1]` pages at `args[0]`; completes after every CPU that may cache them
+    /// has flushed its TLB, and only then are the frames freed.
+    VmUnmap = 0x0702,
+    /// Sets `args[1]` pages at `args[0]` writable (`args[2]` = 1) or read-only (0), with
+    /// the same TLB shootdown as `VmUnmap`.
+    VmProtect = 0x0703,
 }
 
 impl Method {
     /// Every method, for enumeration in tests and tools.
-    pub const ALL: [Method; 14] = [
+    pub const ALL: [Method; 21] = [
         Method::Nop,
         Method::CapCopy,
         Method::CapRelease,
@@ -111,6 +138,13 @@ impl Method {
         Method::TimerNow,
         Method::TimerSleep,
         Method::TimerTscHz,
+        Method::ProcessSpawnThread,
+        Method::ProcessSetAffinity,
+        Method::ProcessExitThread,
+        Method::ProcessInfo,
+        Method::VmMap,
+        Method::VmUnmap,
+        Method::VmProtect,
     ];
 
     /// Parses a raw method number; `None` if unknown.
@@ -130,6 +164,13 @@ impl Method {
             0x0501 => Method::TimerNow,
             0x0502 => Method::TimerSleep,
             0x0503 => Method::TimerTscHz,
+            0x0601 => Method::ProcessSpawnThread,
+            0x0602 => Method::ProcessSetAffinity,
+            0x0603 => Method::ProcessExitThread,
+            0x0604 => Method::ProcessInfo,
+            0x0701 => Method::VmMap,
+            0x0702 => Method::VmUnmap,
+            0x0703 => Method::VmProtect,
             _ => return None,
         })
     }
@@ -148,13 +189,15 @@ impl Method {
             3 => Some(ObjectKind::DeviceMemory),
             4 => Some(ObjectKind::IoPorts),
             5 => Some(ObjectKind::Timer),
+            6 => Some(ObjectKind::Process),
+            7 => Some(ObjectKind::VirtualMemory),
             _ => None,
         }
     }
 
     /// True for methods whose completion may be posted by a later `cap_enter` (they block).
     pub const fn is_deferred(self) -> bool {
-        matches!(self, Method::InterruptWait | Method::TimerSleep)
+        matches!(self, Method::InterruptWait | Method::TimerSleep | Method::ProcessExitThread)
     }
 
     /// Stable lower-case dotted name for logs, e.g. `console.write`.
@@ -174,6 +217,13 @@ impl Method {
             Method::TimerNow => "timer.now",
             Method::TimerSleep => "timer.sleep",
             Method::TimerTscHz => "timer.tsc_hz",
+            Method::ProcessSpawnThread => "process.spawn_thread",
+            Method::ProcessSetAffinity => "process.set_affinity",
+            Method::ProcessExitThread => "process.exit_thread",
+            Method::ProcessInfo => "process.info",
+            Method::VmMap => "virtual_memory.map",
+            Method::VmUnmap => "virtual_memory.unmap",
+            Method::VmProtect => "virtual_memory.protect",
         }
     }
 }
@@ -229,6 +279,13 @@ mod tests {
             (Method::TimerNow, Some(Timer)),
             (Method::TimerSleep, Some(Timer)),
             (Method::TimerTscHz, Some(Timer)),
+            (Method::ProcessSpawnThread, Some(Process)),
+            (Method::ProcessSetAffinity, Some(Process)),
+            (Method::ProcessExitThread, Some(Process)),
+            (Method::ProcessInfo, Some(Process)),
+            (Method::VmMap, Some(VirtualMemory)),
+            (Method::VmUnmap, Some(VirtualMemory)),
+            (Method::VmProtect, Some(VirtualMemory)),
         ];
         assert_eq!(expect.len(), Method::ALL.len());
         for (m, k) in expect {
@@ -246,11 +303,11 @@ mod tests {
                 Ok(k) => assert_eq!(k as u32, raw),
                 Err(e) => {
                     assert_eq!(e, Status::BadArgument);
-                    assert!(!(1..=5).contains(&raw));
+                    assert!(!(1..=7).contains(&raw));
                 }
             }
         }
         assert_eq!(ObjectKind::from_u32(u32::MAX), None);
-        assert_eq!(ObjectKind::ALL.len(), 5);
+        assert_eq!(ObjectKind::ALL.len(), 7);
     }
 }

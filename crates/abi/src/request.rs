@@ -50,7 +50,55 @@ pub enum Request {
     },
     /// Report the TSC frequency.
     TimerTscHz,
+    /// Start a thread at `entry` with `stack_top` (16-byte aligned), `arg`, on `cpu`.
+    ProcessSpawnThread {
+        /// First instruction of the thread.
+        entry: u64,
+        /// Initial stack pointer.
+        stack_top: u64,
+        /// Passed in rdx.
+        arg: u64,
+        /// CPU index to run on.
+        cpu: u64,
+    },
+    /// Move the calling thread to `cpu`.
+    ProcessSetAffinity {
+        /// CPU index.
+        cpu: u64,
+    },
+    /// End the calling thread.
+    ProcessExitThread,
+    /// Thread count and current CPU.
+    ProcessInfo,
+    /// Map `pages` zeroed pages at `vaddr`.
+    VmMap {
+        /// Page-aligned start.
+        vaddr: u64,
+        /// Number of pages (1..=MAX_VM_PAGES).
+        pages: u64,
+        /// Writable?
+        writable: bool,
+    },
+    /// Unmap `pages` pages at `vaddr`.
+    VmUnmap {
+        /// Page-aligned start.
+        vaddr: u64,
+        /// Number of pages (1..=MAX_VM_PAGES).
+        pages: u64,
+    },
+    /// Change `pages` pages at `vaddr` to writable or read-only.
+    VmProtect {
+        /// Page-aligned start.
+        vaddr: u64,
+        /// Number of pages (1..=MAX_VM_PAGES).
+        pages: u64,
+        /// Writable?
+        writable: bool,
+    },
 }
+
+/// Largest page count of one `VmMap`/`VmUnmap`/`VmProtect` (bounded kernel work per entry).
+pub const MAX_VM_PAGES: u64 = 1024;
 
 impl Request {
     /// The method this request invokes.
@@ -70,6 +118,13 @@ impl Request {
             Request::TimerNow => Method::TimerNow,
             Request::TimerSleep { .. } => Method::TimerSleep,
             Request::TimerTscHz => Method::TimerTscHz,
+            Request::ProcessSpawnThread { .. } => Method::ProcessSpawnThread,
+            Request::ProcessSetAffinity { .. } => Method::ProcessSetAffinity,
+            Request::ProcessExitThread => Method::ProcessExitThread,
+            Request::ProcessInfo => Method::ProcessInfo,
+            Request::VmMap { .. } => Method::VmMap,
+            Request::VmUnmap { .. } => Method::VmUnmap,
+            Request::VmProtect { .. } => Method::VmProtect,
         }
     }
 
@@ -79,6 +134,11 @@ impl Request {
             Request::ConsoleWrite { ptr, len } => [ptr, len, 0, 0],
             Request::DeviceMemoryMap { vaddr } => [vaddr, 0, 0, 0],
             Request::TimerSleep { ns } => [ns, 0, 0, 0],
+            Request::ProcessSpawnThread { entry, stack_top, arg, cpu } => [entry, stack_top, arg, cpu],
+            Request::ProcessSetAffinity { cpu } => [cpu, 0, 0, 0],
+            Request::VmMap { vaddr, pages, writable } => [vaddr, pages, writable as u64, 0],
+            Request::VmUnmap { vaddr, pages } => [vaddr, pages, 0, 0],
+            Request::VmProtect { vaddr, pages, writable } => [vaddr, pages, writable as u64, 0],
             _ => [0; 4],
         }
     }
@@ -124,7 +184,10 @@ pub fn decode(sub: &Submission) -> Result<Request, Status> {
     // `used` = how many leading argument words the method reads; the rest must be 0.
     let used = match method {
         Method::ConsoleWrite => 2,
-        Method::DeviceMemoryMap | Method::TimerSleep => 1,
+        Method::DeviceMemoryMap | Method::TimerSleep | Method::ProcessSetAffinity => 1,
+        Method::VmUnmap => 2,
+        Method::VmMap | Method::VmProtect => 3,
+        Method::ProcessSpawnThread => 4,
         _ => 0,
     };
     if a[used..].iter().any(|&w| w != 0) {
@@ -158,6 +221,37 @@ pub fn decode(sub: &Submission) -> Result<Request, Status> {
         Method::TimerNow => Request::TimerNow,
         Method::TimerSleep => Request::TimerSleep { ns: a[0] },
         Method::TimerTscHz => Request::TimerTscHz,
+        Method::ProcessSpawnThread => {
+            let (entry, stack_top) = (a[0], a[1]);
+            if entry == 0 || entry >= USER_SPACE_END || stack_top == 0 || stack_top > USER_SPACE_END || stack_top % 16 != 0 {
+                return Err(Status::BadAddress);
+            }
+            Request::ProcessSpawnThread { entry, stack_top, arg: a[2], cpu: a[3] }
+        }
+        Method::ProcessSetAffinity => Request::ProcessSetAffinity { cpu: a[0] },
+        Method::ProcessExitThread => Request::ProcessExitThread,
+        Method::ProcessInfo => Request::ProcessInfo,
+        Method::VmMap | Method::VmUnmap | Method::VmProtect => {
+            let (vaddr, pages) = (a[0], a[1]);
+            if pages == 0 || pages > MAX_VM_PAGES {
+                return Err(Status::BadArgument);
+            }
+            if vaddr == 0 || !vaddr.is_multiple_of(PAGE_SIZE) {
+                return Err(Status::BadAddress);
+            }
+            user_range(vaddr, pages * PAGE_SIZE)?;
+            let writable = match (method, a[2]) {
+                (Method::VmUnmap, _) => false,
+                (_, 0) => false,
+                (_, 1) => true,
+                _ => return Err(Status::BadArgument),
+            };
+            match method {
+                Method::VmMap => Request::VmMap { vaddr, pages, writable },
+                Method::VmUnmap => Request::VmUnmap { vaddr, pages },
+                _ => Request::VmProtect { vaddr, pages, writable },
+            }
+        }
     })
 }
 
@@ -367,6 +461,13 @@ mod tests {
             Request::TimerNow,
             Request::TimerSleep { ns: 5_000 },
             Request::TimerTscHz,
+            Request::ProcessSpawnThread { entry: 0x20_0000, stack_top: 0x30_0000, arg: 7, cpu: 1 },
+            Request::ProcessSetAffinity { cpu: 3 },
+            Request::ProcessExitThread,
+            Request::ProcessInfo,
+            Request::VmMap { vaddr: 0x4000_0000, pages: 4, writable: true },
+            Request::VmUnmap { vaddr: 0x4000_0000, pages: 4 },
+            Request::VmProtect { vaddr: 0x4000_0000, pages: 4, writable: false },
         ];
         assert_eq!(reqs.len(), Method::ALL.len());
         for r in reqs {

@@ -1,6 +1,6 @@
 //! Keel's evidence format: the contract between the kernel, which prints
 //! machine-readable facts on COM1, and the proof harness (`xtask`), which parses
-//! the serial transcript and checks them. See `docs/evidence-format.md`.
+//! the serial transcript and checks them. See `docs/proofs.md`.
 //!
 //! ```text
 //! EV <key>=<value> [<key>=<value> ...]

@@ -39,7 +39,7 @@
 //!               | "after" "=" STRING                 (* name of another program *)
 //!               | "expect_exit" "=" NUMBER           (* u64 *)
 //!               | "grant" grant ;
-//! grant         = "Console" | "Timer"
+//! grant         = "Console" | "Timer" | "Process" | "VirtualMemory"
 //!               | "Interrupt" "{" { "source" "=" source [","] } "}"       (* source required *)
 //!               | "DeviceMemory" "{" { dm_field [","] } "}"              (* pci, bar required *)
 //!               | "IoPorts" "{" NUMBER [ ".." NUMBER ] [","] "}" ;       (* inclusive, u16 *)
@@ -156,6 +156,10 @@ pub enum Grant {
     Console,
     /// Access to the timer / sleep service.
     Timer,
+    /// The program's own process object: start threads, set affinity.
+    Process,
+    /// The program's own address space: map/unmap/protect anonymous memory.
+    VirtualMemory,
     /// The right to receive one interrupt source.
     Interrupt(InterruptSource),
     /// A mapping of one BAR of a named PCI device.
@@ -191,6 +195,8 @@ impl fmt::Display for Grant {
         match self {
             Grant::Console => f.write_str("Console"),
             Grant::Timer => f.write_str("Timer"),
+            Grant::Process => f.write_str("Process"),
+            Grant::VirtualMemory => f.write_str("VirtualMemory"),
             Grant::Interrupt(s) => write!(f, "Interrupt {{ source = {s} }}"),
             Grant::DeviceMemory { device, bar } => {
                 write!(f, "DeviceMemory {{ pci = {device}, bar = {bar} }}")
@@ -344,7 +350,7 @@ impl fmt::Display for ErrorKind {
             }
             ErrorKind::UnknownGrant(g) => write!(
                 f,
-                "unknown grant `{g}` (expected Console, Timer, Interrupt, DeviceMemory or IoPorts)"
+                "unknown grant `{g}` (expected Console, Timer, Process, VirtualMemory, Interrupt, DeviceMemory or IoPorts)"
             ),
             ErrorKind::UnknownInterruptSource(s) => {
                 write!(
@@ -895,6 +901,8 @@ impl Parser {
         match kind.as_str() {
             "Console" => Ok((Grant::Console, kpos)),
             "Timer" => Ok((Grant::Timer, kpos)),
+            "Process" => Ok((Grant::Process, kpos)),
+            "VirtualMemory" => Ok((Grant::VirtualMemory, kpos)),
             "Interrupt" => {
                 self.expect(Tok::LBrace, "'{'")?;
                 let mut src = None;

@@ -168,6 +168,42 @@ impl AddressSpace {
         false
     }
 
+    /// Removes the mapping at `va`: `Some(frame)` when the frame was owned (the caller frees
+    /// it after the TLB shootdown), `None` for device memory. The caller must shoot down.
+    pub fn unmap(&mut self, va: u64) -> Result<Option<u64>, MapError> {
+        if va % 4096 != 0 || va >= USER_END {
+            return Err(MapError::BadAddress);
+        }
+        let mut tables = self.tables();
+        let page = Page::<Size4KiB>::containing_address(VirtAddr::new(va));
+        let device = match tables.translate(page.start_address()) {
+            TranslateResult::Mapped { flags, .. } => flags.contains(DEVICE),
+            _ => return Err(MapError::BadAddress),
+        };
+        let (frame, flush) = tables.unmap(page).map_err(|_| MapError::BadAddress)?;
+        flush.ignore(); // the caller's shootdown covers every CPU, this one included
+        if device {
+            Ok(None)
+        } else {
+            self.owned_frames -= 1;
+            Ok(Some(frame.start_address().as_u64()))
+        }
+    }
+
+    /// Makes the page at `va` writable or read-only (the caller must shoot down).
+    pub fn protect(&mut self, va: u64, writable: bool) -> Result<(), MapError> {
+        let mut tables = self.tables();
+        let page = Page::<Size4KiB>::containing_address(VirtAddr::new(va));
+        let flags = match tables.translate(page.start_address()) {
+            TranslateResult::Mapped { flags, .. } if flags.contains(F::USER_ACCESSIBLE) => flags,
+            _ => return Err(MapError::BadAddress),
+        };
+        let flags = if writable { flags | F::WRITABLE } else { flags - F::WRITABLE };
+        // SAFETY: only the permission bits of an existing user mapping change.
+        unsafe { tables.update_flags(page, flags) }.map_err(|_| MapError::BadAddress)?.ignore();
+        Ok(())
+    }
+
     /// Frames owned by this space (data pages, not page tables).
     pub fn owned_frames(&self) -> u64 {
         self.owned_frames

@@ -245,7 +245,7 @@ impl InterruptObject {
         if let Some((thread, user_data)) = cancelled {
             // A released capability cancels the outstanding wait (the ring of a holder that
             // is exiting is gone and the post is dropped).
-            thread.process.post_deferred(user_data, Status::Cancelled, [0, 0]);
+            thread.post_deferred(user_data, Status::Cancelled, [0, 0]);
         }
     }
 
@@ -274,7 +274,7 @@ impl InterruptObject {
             let results = [st.pending, st.first_ts];
             st.pending = 0;
             drop(st);
-            thread.process.post_deferred(user_data, Status::Ok, results);
+            thread.post_deferred(user_data, Status::Ok, results);
         }
     }
 }

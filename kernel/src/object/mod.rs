@@ -29,6 +29,10 @@ pub enum Object {
     DeviceMemory(Arc<DeviceMemory>),
     /// An inclusive range of I/O ports the holder may enable in its TSS bitmap.
     IoPorts { first: u16, last: u16 },
+    /// The holder's own process (threads, affinity).
+    Process,
+    /// The holder's own address space (anonymous memory).
+    VirtualMemory,
 }
 
 impl Object {
@@ -40,6 +44,8 @@ impl Object {
             Object::Interrupt(_) => ObjectKind::Interrupt,
             Object::DeviceMemory(_) => ObjectKind::DeviceMemory,
             Object::IoPorts { .. } => ObjectKind::IoPorts,
+            Object::Process => ObjectKind::Process,
+            Object::VirtualMemory => ObjectKind::VirtualMemory,
         }
     }
 }

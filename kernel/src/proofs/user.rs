@@ -88,7 +88,8 @@ pub fn run(system: System, cmdline: &CommandLine, boot: &BootContext) -> ! {
         ev!(("proc.{}.exit_expected", key), expected);
         ev!(("proc.{}.completions", key), p.completions.load(Ordering::Relaxed));
         ev!(("proc.{}.errors", key), p.errors.load(Ordering::Relaxed));
-        ev!(("proc.{}.cq_overflow", key), p.ring.lock().overflow);
+        ev!(("proc.{}.thread_faults", key), p.thread_faults.load(Ordering::Relaxed));
+        ev!(("proc.{}.cq_overflow", key), p.cq_overflow.load(Ordering::Relaxed));
         if code != expected {
             log::error!("user: {} exited with {code:#x}, expected {expected:#x}", program.name);
             failures += 1;
@@ -107,7 +108,13 @@ pub fn run(system: System, cmdline: &CommandLine, boot: &BootContext) -> ! {
         ev!(("cpu.{}.timer_ticks", cpu.index), cpu.timer_ticks.load(Ordering::Relaxed));
         ev!(("cpu.{}.context_switches", cpu.index), cpu.sched.switches.load(Ordering::Relaxed));
         ev!(("cpu.{}.preemptions", cpu.index), cpu.preemptions.load(Ordering::Relaxed));
+        ev!(("cpu.{}.tlb_ipis", cpu.index), cpu.tlb.ipis.load(Ordering::Relaxed));
+        ev!(("cpu.{}.tlb_requests", cpu.index), cpu.tlb.requests.load(Ordering::Relaxed));
     }
+    use crate::arch::x86_64::tlb;
+    ev!("tlb.shootdowns", tlb::SHOOTDOWNS.load(Ordering::Relaxed));
+    ev!("tlb.ipis_sent", tlb::IPIS_SENT.load(Ordering::Relaxed));
+    ev!("tlb.last_targets", format_args!("{:#x}", tlb::LAST_TARGETS.load(Ordering::Relaxed)));
     let frames_after = crate::mm::frames::free_count();
     ev!("user.frames_free_after", frames_after);
     ev!("user.frames_leaked", frames_before as i64 - frames_after as i64);

@@ -61,6 +61,8 @@ fn grant(manifest: &Manifest, g: &Grant, process: &Arc<Process>) -> Result<(Obje
     Ok(match g {
         Grant::Console => (Object::Console, [0, 0]),
         Grant::Timer => (Object::Timer, [0, 0]),
+        Grant::Process => (Object::Process, [0, 0]),
+        Grant::VirtualMemory => (Object::VirtualMemory, [0, 0]),
         Grant::IoPorts { first, last } => (Object::IoPorts { first: *first, last: *last }, [*first as u64, *last as u64]),
         Grant::DeviceMemory { device, bar } => {
             let dev = resolve_device(manifest, device)?;
@@ -120,37 +122,46 @@ pub fn start(manifest: &Manifest, program: &Program, mods: &[ModuleImage]) -> Re
     for page in ((USER_STACK_TOP - USER_STACK_SIZE)..USER_STACK_TOP).step_by(4096) {
         space.map_new(page, stack).map_err(|e| alloc::format!("stack: {e:?}"))?;
     }
-    let ring_phys = frames::allocate_zeroed().ok_or("no memory for the ring")?;
-    // SAFETY: a fresh zeroed frame; the header is written before the user can see it.
-    unsafe { (phys_to_virt(ring_phys).as_mut_ptr::<keel_abi::RingHeader>()).write(keel_abi::RingHeader::new()) };
-    space.map_owned(RING_VADDR, ring_phys, stack).map_err(|e| alloc::format!("ring: {e:?}"))?;
     let start_phys = frames::allocate_zeroed().ok_or("no memory for the start info")?;
     space
         .map_owned(START_INFO_VADDR, start_phys, UserPerms { write: false, exec: false, uncached: false })
         .map_err(|e| alloc::format!("start info: {e:?}"))?;
 
-    let process = Process::new(&program.name, space, ring_phys);
-    process.start_info_phys.store(start_phys, core::sync::atomic::Ordering::Relaxed);
-    let mut info = StartInfo::empty();
-    if crate::arch::x86_64::syscall::syscall_broken() {
-        info.entry_gate = keel_abi::ENTRY_INT80;
-    }
-    let _ = info.set_args(program.args.as_bytes());
-    let _ = info.set_program_name(program.name.as_bytes());
-    for g in &program.grants {
-        let (object, param) = grant(manifest, g, &process)?;
-        let kind: ObjectKind = object.kind();
-        let id = x86_64::instructions::interrupts::without_interrupts(|| process.caps.lock().insert(object))
-            .map_err(|e| alloc::format!("cap table: {e:?}"))?;
-        info.push_cap(CapInfo { id, kind: kind as u32, param }).map_err(|_| "too many grants for the start info")?;
-    }
-    // SAFETY: the start-info frame is this process's, written once before its thread runs.
-    unsafe { (phys_to_virt(start_phys).as_mut_ptr::<StartInfo>()).write(info) };
+    let process = Process::new(&program.name, space);
+    let setup = || -> Result<(u64, u64), String> {
+        let ring = process.new_ring().map_err(|e| alloc::format!("ring: {e:?}"))?;
+        debug_assert_eq!(ring.1, RING_VADDR);
+        process.start_info_phys.store(start_phys, core::sync::atomic::Ordering::Relaxed);
+        let mut info = StartInfo::empty();
+        if crate::arch::x86_64::syscall::syscall_broken() {
+            info.entry_gate = keel_abi::ENTRY_INT80;
+        }
+        let _ = info.set_args(program.args.as_bytes());
+        let _ = info.set_program_name(program.name.as_bytes());
+        for g in &program.grants {
+            let (object, param) = grant(manifest, g, &process)?;
+            let kind: ObjectKind = object.kind();
+            let id = x86_64::instructions::interrupts::without_interrupts(|| process.caps.lock().insert(object))
+                .map_err(|e| alloc::format!("cap table: {e:?}"))?;
+            info.push_cap(CapInfo { id, kind: kind as u32, param }).map_err(|_| "too many grants for the start info")?;
+        }
+        // SAFETY: the start-info frame is this process's, written once before its thread runs.
+        unsafe { (phys_to_virt(start_phys).as_mut_ptr::<StartInfo>()).write(info) };
+        Ok(ring)
+    };
+    let ring = match setup() {
+        Ok(ring) => ring,
+        Err(e) => {
+            // Nothing granted so far may stay with a process that never runs.
+            super::process::abandon(&process, u64::MAX);
+            return Err(e);
+        }
+    };
 
     let cpu = program.cpu_or_default();
     let cpu = if percpu::cpu(cpu).is_some_and(|c| c.online.load(core::sync::atomic::Ordering::Acquire)) { cpu } else { 0 };
-    let thread = Thread::new_user(process.clone(), cpu, elf.entry(), USER_STACK_TOP, RING_VADDR, START_INFO_VADDR);
-    process.set_thread(thread.clone());
+    let thread = Thread::new_user(process.clone(), cpu, elf.entry(), USER_STACK_TOP, ring, START_INFO_VADDR, 0);
+    process.add_thread(thread.clone());
     log::info!("started {} (pid {}) from {} on cpu{cpu} with {} capabilities", program.name, process.pid, program.binary, program.grants.len());
     sched::enqueue(thread);
     Ok(process)

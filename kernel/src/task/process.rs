@@ -7,9 +7,9 @@
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
-use keel_abi::{CapId, Completion, RingHeader, Status};
+use keel_abi::{CapId, Status};
 use keel_cap::CapTable;
 use spin::Mutex;
 
@@ -23,19 +23,8 @@ use crate::object::Object;
 
 /// Capability slots per process.
 pub const CAP_SLOTS: u16 = 256;
-
-/// Kernel-side ring state: the kernel's own copies of the indices it owns (the page's copies
-/// are published for the user, never trusted back), and the `cap_enter` waiter.
-pub struct RingState {
-    pub sq_head: u32,
-    pub cq_tail: u32,
-    /// Deferred operations holding a completion slot reservation.
-    pub in_flight: u32,
-    /// A thread blocked in `cap_enter` and the completion count it waits for.
-    pub waiter: Option<(Arc<Thread>, u32)>,
-    /// Completions that could not be posted (the user corrupted `cq_head`).
-    pub overflow: u32,
-}
+/// Threads (and ring pages) per process.
+pub const MAX_THREADS: u32 = 64;
 
 static NEXT_PID: AtomicU64 = AtomicU64::new(1);
 static PROCESSES: Mutex<Vec<Arc<Process>>> = Mutex::new(Vec::new());
@@ -47,14 +36,23 @@ pub struct Process {
     pml4: u64,
     space: Mutex<Option<AddressSpace>>,
     pub caps: Mutex<CapTable<Object>>,
-    ring_phys: u64,
-    pub ring: Mutex<RingState>,
     io_ranges: Mutex<Vec<(u16, u16)>>,
     console_line: Mutex<String>,
     exited: AtomicBool,
     destroyed: AtomicBool,
+    /// `exit` was called: every thread leaves at its next kernel entry or return.
+    exiting: AtomicBool,
     pub exit_code: AtomicU64,
-    thread: Mutex<Option<Arc<Thread>>>,
+    threads: Mutex<Vec<Arc<Thread>>>,
+    live_threads: AtomicU32,
+    next_ring_slot: AtomicU32,
+    /// CPUs that may hold TLB entries of this address space (its CR3 is loaded there).
+    pub resident: crate::arch::x86_64::tlb::CpuMask,
+    /// Threads ended by a fault while others went on, and the last faulting address.
+    pub thread_faults: AtomicU64,
+    /// Completions dropped because a thread corrupted its `cq_head`.
+    pub cq_overflow: AtomicU64,
+    pub last_fault: AtomicU64,
     /// Completion statistics for reports.
     pub completions: AtomicU64,
     pub errors: AtomicU64,
@@ -67,22 +65,27 @@ fn irqs_off<R>(f: impl FnOnce() -> R) -> R {
 }
 
 impl Process {
-    /// A process around an address space whose ring page is `ring_phys`.
-    pub fn new(name: &str, space: AddressSpace, ring_phys: u64) -> Arc<Process> {
+    /// A process around an address space (threads are added with [`Process::add_thread`]).
+    pub fn new(name: &str, space: AddressSpace) -> Arc<Process> {
         let p = Arc::new(Process {
             pid: NEXT_PID.fetch_add(1, Ordering::Relaxed),
             name: String::from(name),
             pml4: space.pml4(),
             space: Mutex::new(Some(space)),
             caps: Mutex::new(CapTable::new(CAP_SLOTS)),
-            ring_phys,
-            ring: Mutex::new(RingState { sq_head: 0, cq_tail: 0, in_flight: 0, waiter: None, overflow: 0 }),
             io_ranges: Mutex::new(Vec::new()),
             console_line: Mutex::new(String::new()),
             exited: AtomicBool::new(false),
             destroyed: AtomicBool::new(false),
+            exiting: AtomicBool::new(false),
             exit_code: AtomicU64::new(0),
-            thread: Mutex::new(None),
+            threads: Mutex::new(Vec::new()),
+            live_threads: AtomicU32::new(0),
+            next_ring_slot: AtomicU32::new(0),
+            resident: crate::arch::x86_64::tlb::CpuMask::new(),
+            thread_faults: AtomicU64::new(0),
+            cq_overflow: AtomicU64::new(0),
+            last_fault: AtomicU64::new(0),
             completions: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             start_info_phys: AtomicU64::new(0),
@@ -94,7 +97,7 @@ impl Process {
     /// A placeholder for a program that could not be started (reported as exited).
     pub fn new_dead(name: &str) -> Arc<Process> {
         let space = AddressSpace::new().expect("a page for a placeholder");
-        let p = Process::new(name, space, 0);
+        let p = Process::new(name, space);
         p.exit_code.store(u64::MAX, Ordering::Release);
         p.exited.store(true, Ordering::Release);
         if let Some(space) = irqs_off(|| p.space.lock().take()) {
@@ -119,76 +122,46 @@ impl Process {
         self.destroyed.load(Ordering::Acquire)
     }
 
-    /// Records the thread.
-    pub fn set_thread(&self, t: Arc<Thread>) {
-        *self.thread.lock() = Some(t);
+    /// Whether `exit` was called (threads leave at their next kernel boundary).
+    pub fn is_exiting(&self) -> bool {
+        self.exiting.load(Ordering::Acquire)
+    }
+
+    /// Threads still alive.
+    pub fn live_threads(&self) -> u32 {
+        self.live_threads.load(Ordering::Acquire)
+    }
+
+    /// Maps a fresh ring page for a new thread (slot 0 at `RING_VADDR`, later ones below it)
+    /// and returns `(physical, user address)`.
+    pub fn new_ring(&self) -> Result<(u64, u64), Status> {
+        let slot = self.next_ring_slot.fetch_add(1, Ordering::Relaxed) as u64;
+        if slot >= MAX_THREADS as u64 {
+            return Err(Status::NoMemory);
+        }
+        let vaddr = keel_abi::RING_VADDR - slot * 4096;
+        let phys = crate::mm::frames::allocate_zeroed().ok_or(Status::NoMemory)?;
+        // SAFETY: a fresh zeroed frame; the header is written before any thread can see it.
+        unsafe { (phys_to_virt(phys).as_mut_ptr::<keel_abi::RingHeader>()).write(keel_abi::RingHeader::new()) };
+        let perms = crate::mm::address_space::UserPerms { write: true, exec: false, uncached: false };
+        match self.with_space(|s| s.map_owned(vaddr, phys, perms)) {
+            Some(Ok(())) => Ok((phys, vaddr)),
+            _ => {
+                crate::mm::frames::free(phys);
+                Err(Status::NoMemory)
+            }
+        }
+    }
+
+    /// Records a new thread (before it is queued).
+    pub fn add_thread(&self, t: Arc<Thread>) {
+        self.live_threads.fetch_add(1, Ordering::AcqRel);
+        irqs_off(|| self.threads.lock().push(t));
     }
 
     /// Runs `f` on the address space (None once destroyed).
     pub fn with_space<R>(&self, f: impl FnOnce(&mut AddressSpace) -> R) -> Option<R> {
         irqs_off(|| self.space.lock().as_mut().map(f))
-    }
-
-    /// The ring header in the shared page (through the physical map: valid on every CPU).
-    pub fn ring_header(&self) -> &RingHeader {
-        // SAFETY: the ring frame belongs to this process until it is destroyed, and the
-        // header holds only atomics and plain integers the user may scribble on.
-        unsafe { &*phys_to_virt(self.ring_phys).as_ptr::<RingHeader>() }
-    }
-
-    /// Base of the ring page in the physical map.
-    pub fn ring_base(&self) -> *mut u8 {
-        phys_to_virt(self.ring_phys).as_mut_ptr::<u8>()
-    }
-
-    /// Posts the completion of a deferred operation (releases its reservation) and wakes the
-    /// `cap_enter` waiter when it has enough. Callable from interrupt context on any CPU.
-    pub fn post_deferred(&self, user_data: u64, status: Status, results: [u64; 2]) {
-        self.post(user_data, status, results, true);
-    }
-
-    /// Posts a completion; `reserved` when a slot was reserved at submission time.
-    pub fn post(&self, user_data: u64, status: Status, results: [u64; 2], reserved: bool) {
-        if self.is_destroyed() {
-            return;
-        }
-        let woken = irqs_off(|| {
-            let mut ring = self.ring.lock();
-            if reserved && ring.in_flight > 0 {
-                ring.in_flight -= 1;
-            }
-            let header = self.ring_header();
-            let head = header.cq_head.load(Ordering::Acquire);
-            match keel_abi::cq_space(head, ring.cq_tail) {
-                Ok(space) if space > 0 => {}
-                _ => {
-                    ring.overflow += 1;
-                    header.overflow.fetch_add(1, Ordering::Relaxed);
-                    return None;
-                }
-            }
-            let slot = keel_abi::cq_slot(ring.cq_tail);
-            let completion = Completion { user_data, status: status.as_i32(), flags: 0, results };
-            // SAFETY: the slot lies inside the ring page (CQ_OFFSET + slot * 32 < 4096).
-            unsafe {
-                let dst = self.ring_base().add(keel_abi::CQ_OFFSET + slot * core::mem::size_of::<Completion>()) as *mut Completion;
-                dst.write_volatile(completion);
-            }
-            ring.cq_tail = ring.cq_tail.wrapping_add(1);
-            header.cq_tail.store(ring.cq_tail, Ordering::Release);
-            self.completions.fetch_add(1, Ordering::Relaxed);
-            if !status.is_ok() {
-                self.errors.fetch_add(1, Ordering::Relaxed);
-            }
-            let available = keel_abi::cq_available(head, ring.cq_tail).unwrap_or(u32::MAX);
-            match &ring.waiter {
-                Some((_, min)) if available >= *min => ring.waiter.take().map(|(t, _)| t),
-                _ => None,
-            }
-        });
-        if let Some(t) = woken {
-            sched::wake(&t);
-        }
     }
 
     /// Adds an I/O port range to the ranges this process may use, and opens it on this CPU
@@ -231,7 +204,7 @@ impl Process {
 
 fn emit_user_line(name: &str, line: &str) {
     if let Some(rest) = line.strip_prefix("EV ") {
-        let valid = |k: &str| !k.is_empty() && k.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_' || c == b'.');
+        let valid = keel_evidence::is_valid_key;
         let pairs: Vec<(&str, &str)> = rest.split_whitespace().filter_map(|kv| kv.split_once('=')).collect();
         if !pairs.is_empty() && pairs.iter().all(|(k, v)| valid(k) && !v.is_empty() && !v.contains('=')) {
             for (k, v) in pairs {
@@ -281,32 +254,82 @@ pub fn release_cap(p: &Arc<Process>, id: CapId) -> Result<(), Status> {
     Ok(())
 }
 
-/// Ends the calling process (from its own thread): release every capability, close its ports,
-/// cancel timers, leave the CPU for good.
-pub fn exit_current(code: u64) -> ! {
-    x86_64::instructions::interrupts::disable();
-    let thread = sched::current_thread().expect("exit from a thread");
-    let p = thread.process.clone();
-    p.exit_code.store(code, Ordering::Release);
-    let objects: Vec<Object> = p.caps.lock().drain().collect();
+/// Releases everything the process holds (capabilities — an `Interrupt` gets masked and its
+/// waiter cancelled — I/O ports), once.
+fn release_resources(p: &Arc<Process>) {
+    let objects: Vec<Object> = irqs_off(|| p.caps.lock().drain().collect());
     for o in &objects {
-        release_object(&p, o);
+        release_object(p, o);
     }
-    drop(objects);
-    p.grant_io_ports_on_this_cpu(false);
-    p.io_ranges.lock().clear();
-    p.ring.lock().waiter = None;
-    sched::cancel_timed(&thread);
-    p.exited.store(true, Ordering::Release);
+    irqs_off(|| {
+        p.grant_io_ports_on_this_cpu(false);
+        p.io_ranges.lock().clear();
+    });
     let line = core::mem::take(&mut *p.console_line.lock());
     if !line.is_empty() {
         emit_user_line(&p.name, &line);
     }
-    log::info!("process {} ({}) exited with code {code:#x}", p.pid, p.name);
-    crate::ev!(("proc.{}.exit", p.name.replace('-', "_")), code);
+}
+
+/// A process that never ran (its start failed half-way): give back what it was granted and
+/// its address space, and report it as exited with `code`.
+pub fn abandon(p: &Arc<Process>, code: u64) {
+    release_resources(p);
+    p.exit_code.store(code, Ordering::Release);
+    p.exited.store(true, Ordering::Release);
+    if let Some(space) = irqs_off(|| p.space.lock().take()) {
+        space.destroy();
+    }
+    p.destroyed.store(true, Ordering::Release);
+}
+
+/// `exit(code)` from any thread: the whole process ends. Other threads leave at their next
+/// kernel boundary (tick, system call, wake-up); blocked ones are woken for that.
+pub fn exit_current(code: u64) -> ! {
+    x86_64::instructions::interrupts::disable();
+    let thread = sched::current_thread().expect("exit from a thread");
+    let p = thread.process.clone();
+    if !p.exiting.swap(true, Ordering::AcqRel) {
+        p.exit_code.store(code, Ordering::Release);
+    }
+    let others: Vec<Arc<Thread>> = irqs_off(|| p.threads.lock().iter().filter(|t| t.tid != thread.tid).cloned().collect());
+    for t in &others {
+        sched::wake(t);
+    }
+    drop(others);
+    drop(p);
+    drop(thread);
+    exit_thread()
+}
+
+/// Ends the calling thread. The last thread out releases the process's resources and
+/// reports its exit; the address space goes when the scheduler reaps that last thread.
+pub fn exit_thread() -> ! {
+    x86_64::instructions::interrupts::disable();
+    let thread = sched::current_thread().expect("exit from a thread");
+    let p = thread.process.clone();
+    sched::cancel_timed(&thread);
+    thread.ring.lock().waiting_for = None;
+    if p.live_threads.fetch_sub(1, Ordering::AcqRel) == 1 {
+        release_resources(&p);
+        p.exited.store(true, Ordering::Release);
+        let code = p.exit_code.load(Ordering::Acquire);
+        log::info!("process {} ({}) exited with code {code:#x}", p.pid, p.name);
+        crate::ev!(("proc.{}.exit", p.name.replace('-', "_")), code);
+    }
     drop(p);
     drop(thread);
     sched::exit_current()
+}
+
+/// At a kernel boundary of a thread whose process is exiting: leave.
+pub fn leave_if_exiting() {
+    if let Some(t) = sched::current_thread() {
+        if t.process.is_exiting() {
+            drop(t);
+            exit_thread();
+        }
+    }
 }
 
 /// Tells the running process to enter the kernel with `int 0x80` from now on.
@@ -346,18 +369,46 @@ pub fn user_fault(frame: &mut TrapFrame) {
     let key = name.replace('-', "_");
     crate::ev!(("proc.{}.fault_vector", key), frame.vector);
     crate::ev!(("proc.{}.fault_addr", key), format_args!("{:#x}", cr2));
-    exit_current(0xFFFF_0000 | frame.vector)
+    let code = 0xFFFF_0000 | frame.vector;
+    let alone = sched::current_thread().is_none_or(|t| t.process.live_threads() <= 1);
+    if alone {
+        exit_current(code)
+    }
+    // Other threads go on: only the faulting thread ends (its fault is in the report).
+    let tid = sched::current_thread().map(|t| t.tid).unwrap_or(0);
+    crate::ev!(("proc.{}.thread_fault.{}", key, tid), format_args!("{:#x}", cr2));
+    if let Some(t) = sched::current_thread() {
+        t.process.thread_faults.fetch_add(1, Ordering::Relaxed);
+        if t.process.exit_code.load(Ordering::Relaxed) == 0 {
+            t.process.last_fault.store(cr2, Ordering::Relaxed);
+        }
+    }
+    exit_thread()
 }
 
-/// Scheduler context after the thread exited: destroy the address space (no CPU has it
-/// loaded: this CPU just switched to the kernel tables, and the thread ran nowhere else).
+/// Scheduler context after a thread exited: when it was the last one, destroy the address
+/// space. No CPU can have it loaded: each CPU that ran one of its threads switched to the
+/// kernel tables in its scheduler context right after, which `resident` tracks.
 pub fn reap(thread: &Arc<Thread>) {
     let p = &thread.process;
+    irqs_off(|| p.threads.lock().retain(|t| t.tid != thread.tid));
+    if p.live_threads() != 0 || !p.exited.load(Ordering::Acquire) {
+        return;
+    }
+    // Another CPU may still be switching away from its last thread of this process: wait
+    // until every CPU has left the address space before freeing its tables.
+    let start = crate::arch::x86_64::cpu::rdtsc();
+    while !p.resident.is_empty() {
+        core::hint::spin_loop();
+        if crate::arch::x86_64::cpu::rdtsc() - start > crate::time::ns_to_tsc(1_000_000_000) {
+            log::error!("process {}: address space still resident on {:?}; leaking it", p.pid, p.resident);
+            return;
+        }
+    }
     if let Some(space) = irqs_off(|| p.space.lock().take()) {
         space.destroy();
+        p.destroyed.store(true, Ordering::Release);
     }
-    *p.thread.lock() = None;
-    p.destroyed.store(true, Ordering::Release);
 }
 
 /// All processes started since boot.

@@ -8,7 +8,7 @@
 use alloc::sync::Arc;
 use core::sync::atomic::Ordering;
 
-use keel_abi::{CapId, Completion, ObjectKind, Request, Status, Submission, TIMEOUT_INFINITE};
+use keel_abi::{CapId, ObjectKind, Request, Status, Submission, TIMEOUT_INFINITE};
 
 use super::process::{self, Process};
 use super::sched::{self, TimedKind};
@@ -22,6 +22,8 @@ enum Outcome {
     Done(Status, [u64; 2]),
     /// Completes later (its reservation stays in flight).
     Deferred,
+    /// Done, and the thread must leave this CPU for its new home.
+    Migrate(Status, [u64; 2]),
 }
 
 fn irqs_off<R>(f: impl FnOnce() -> R) -> R {
@@ -30,10 +32,10 @@ fn irqs_off<R>(f: impl FnOnce() -> R) -> R {
 
 /// Takes the next submission if there is one and the CQ has room for its completion
 /// (reserving that room). `Err` when the user corrupted the indices.
-fn take_submission(p: &Process) -> Result<Option<Submission>, Status> {
+fn take_submission(t: &Thread) -> Result<Option<Submission>, Status> {
     irqs_off(|| {
-        let mut ring = p.ring.lock();
-        let header = p.ring_header();
+        let mut ring = t.ring.lock();
+        let header = t.ring_header();
         let tail = header.sq_tail.load(Ordering::Acquire);
         if keel_abi::sq_pending(ring.sq_head, tail)? == 0 {
             return Ok(None);
@@ -45,7 +47,7 @@ fn take_submission(p: &Process) -> Result<Option<Submission>, Status> {
         let slot = keel_abi::sq_slot(ring.sq_head);
         // SAFETY: the slot lies inside the ring page; the copy is a plain read of user bytes.
         let sub = unsafe {
-            (p.ring_base().add(keel_abi::SQ_OFFSET + slot * core::mem::size_of::<Submission>()) as *const Submission)
+            (t.ring_base().add(keel_abi::SQ_OFFSET + slot * core::mem::size_of::<Submission>()) as *const Submission)
                 .read_volatile()
         };
         ring.sq_head = ring.sq_head.wrapping_add(1);
@@ -59,12 +61,16 @@ fn take_submission(p: &Process) -> Result<Option<Submission>, Status> {
 pub fn cap_enter(thread: &Arc<Thread>, min_complete: u64, timeout_ns: u64) -> i64 {
     let p = thread.process.clone();
     loop {
-        match take_submission(&p) {
+        match take_submission(thread) {
             Err(status) => return status.as_i32() as i64,
             Ok(None) => break,
             Ok(Some(sub)) => match execute(thread, &sub) {
-                Outcome::Done(status, results) => p.post(sub.user_data, status, results, true),
+                Outcome::Done(status, results) => thread.post(sub.user_data, status, results, true),
                 Outcome::Deferred => {}
+                Outcome::Migrate(status, results) => {
+                    thread.post(sub.user_data, status, results, true);
+                    sched::yield_current();
+                }
             },
         }
     }
@@ -76,22 +82,22 @@ pub fn cap_enter(thread: &Arc<Thread>, min_complete: u64, timeout_ns: u64) -> i6
     loop {
         x86_64::instructions::interrupts::disable();
         let available = {
-            let mut ring = p.ring.lock();
-            let head = p.ring_header().cq_head.load(Ordering::Acquire);
+            let mut ring = thread.ring.lock();
+            let head = thread.ring_header().cq_head.load(Ordering::Acquire);
             let available = match keel_abi::cq_available(head, ring.cq_tail) {
                 Ok(a) => a,
                 Err(s) => return s.as_i32() as i64,
             };
             let timed_out = timeout_ns == 0 || deadline.is_some_and(|d| crate::time::now_ns() >= d);
             if available >= min {
-                ring.waiter = None;
+                ring.waiting_for = None;
                 Some(available as i64)
-            } else if timed_out {
-                ring.waiter = None;
+            } else if timed_out || p.is_exiting() {
+                ring.waiting_for = None;
                 Some(Status::TimedOut.as_i32() as i64)
             } else {
                 thread.set_state(ThreadState::Blocked);
-                ring.waiter = Some((thread.clone(), min));
+                ring.waiting_for = Some(min);
                 None
             }
         };
@@ -215,6 +221,37 @@ fn execute(thread: &Arc<Thread>, sub: &Submission) -> Outcome {
         }),
         Request::TimerNow => done(lookup(p, sub.cap, ObjectKind::Timer).map(|_| [crate::time::now_ns(), cpu::rdtsc()])),
         Request::TimerTscHz => done(lookup(p, sub.cap, ObjectKind::Timer).map(|_| [crate::time::tsc_hz(), 0])),
+        Request::ProcessSpawnThread { entry, stack_top, arg, cpu } => done(lookup(p, sub.cap, ObjectKind::Process).and_then(|_| {
+            let cpu = online_cpu(cpu)?;
+            if p.is_exiting() {
+                return Err(Status::Cancelled);
+            }
+            let ring = p.new_ring()?;
+            let t = Thread::new_user(p.clone(), cpu, entry, stack_top, ring, keel_abi::START_INFO_VADDR, arg);
+            let tid = t.tid;
+            p.add_thread(t.clone());
+            sched::enqueue(t);
+            Ok([tid, 0])
+        })),
+        Request::ProcessSetAffinity { cpu } => match lookup(p, sub.cap, ObjectKind::Process).and_then(|_| online_cpu(cpu)) {
+            Ok(cpu) => {
+                thread.home_cpu.store(cpu, Ordering::Release);
+                Outcome::Migrate(Status::Ok, [cpu as u64, 0])
+            }
+            Err(s) => Outcome::Done(s, [0, 0]),
+        },
+        Request::ProcessExitThread => match lookup(p, sub.cap, ObjectKind::Process) {
+            Ok(_) => process::exit_thread(),
+            Err(s) => Outcome::Done(s, [0, 0]),
+        },
+        Request::ProcessInfo => done(
+            lookup(p, sub.cap, ObjectKind::Process).map(|_| [p.live_threads() as u64, crate::arch::x86_64::percpu::current().index as u64]),
+        ),
+        Request::VmMap { vaddr, pages, writable } => done(lookup(p, sub.cap, ObjectKind::VirtualMemory).and_then(|_| vm_map(p, vaddr, pages, writable))),
+        Request::VmUnmap { vaddr, pages } => done(lookup(p, sub.cap, ObjectKind::VirtualMemory).and_then(|_| vm_unmap(p, vaddr, pages))),
+        Request::VmProtect { vaddr, pages, writable } => {
+            done(lookup(p, sub.cap, ObjectKind::VirtualMemory).and_then(|_| vm_protect(p, vaddr, pages, writable)))
+        }
         Request::TimerSleep { ns } => match lookup(p, sub.cap, ObjectKind::Timer) {
             Ok(_) => {
                 let deadline = crate::time::now_ns().saturating_add(ns);
@@ -242,7 +279,83 @@ fn map_device(p: &Process, vaddr: u64, phys: u64, size: u64) -> Result<[u64; 2],
     result.unwrap_or(Err(Status::Cancelled))
 }
 
-/// Evidence helper: completions posted but never consumed etc.
-pub fn completion_size() -> usize {
-    core::mem::size_of::<Completion>()
+fn online_cpu(cpu: u64) -> Result<u32, Status> {
+    let cpu = u32::try_from(cpu).map_err(|_| Status::BadArgument)?;
+    match crate::arch::x86_64::percpu::cpu(cpu) {
+        Some(c) if c.online.load(Ordering::Acquire) => Ok(cpu),
+        _ => Err(Status::BadArgument),
+    }
+}
+
+fn vm_map(p: &Process, vaddr: u64, pages: u64, writable: bool) -> Result<[u64; 2], Status> {
+    let perms = UserPerms { write: writable, exec: false, uncached: false };
+    p.with_space(|space| {
+        if space.any_mapped(vaddr, pages * 4096) {
+            return Err(Status::BadAddress);
+        }
+        for i in 0..pages {
+            if let Err(e) = space.map_new(vaddr + i * 4096, perms) {
+                // Undo what this call mapped: nobody can have used it yet (no TLB entries
+                // can exist for pages that were unmapped before this call).
+                for j in 0..i {
+                    if let Ok(Some(frame)) = space.unmap(vaddr + j * 4096) {
+                        crate::mm::frames::free(frame);
+                    }
+                }
+                return Err(match e {
+                    crate::mm::address_space::MapError::NoMemory => Status::NoMemory,
+                    _ => Status::BadAddress,
+                });
+            }
+        }
+        Ok([vaddr, pages])
+    })
+    .unwrap_or(Err(Status::Cancelled))
+}
+
+/// Unmaps, shoots down the TLBs of every CPU the space is resident on, then frees frames.
+fn vm_unmap(p: &Process, vaddr: u64, pages: u64) -> Result<[u64; 2], Status> {
+    let mut va_list = alloc::vec::Vec::with_capacity(pages as usize);
+    let mut frames = alloc::vec::Vec::with_capacity(pages as usize);
+    p.with_space(|space| {
+        for i in 0..pages {
+            let va = vaddr + i * 4096;
+            match space.unmap(va) {
+                Ok(Some(frame)) => {
+                    frames.push(frame);
+                    va_list.push(va);
+                }
+                Ok(None) => va_list.push(va), // device memory: unmapped, not freed
+                Err(_) => {}
+            }
+        }
+    })
+    .ok_or(Status::Cancelled)?;
+    if va_list.is_empty() {
+        return Err(Status::BadAddress);
+    }
+    crate::arch::x86_64::tlb::shootdown(p.pml4(), &p.resident, &va_list);
+    for f in &frames {
+        crate::mm::frames::free(*f);
+    }
+    Ok([va_list.len() as u64, frames.len() as u64])
+}
+
+/// Changes permissions and shoots down stale (more permissive or less) entries.
+fn vm_protect(p: &Process, vaddr: u64, pages: u64, writable: bool) -> Result<[u64; 2], Status> {
+    let mut va_list = alloc::vec::Vec::with_capacity(pages as usize);
+    p.with_space(|space| {
+        for i in 0..pages {
+            let va = vaddr + i * 4096;
+            if space.protect(va, writable).is_ok() {
+                va_list.push(va);
+            }
+        }
+    })
+    .ok_or(Status::Cancelled)?;
+    if va_list.is_empty() {
+        return Err(Status::BadAddress);
+    }
+    crate::arch::x86_64::tlb::shootdown(p.pml4(), &p.resident, &va_list);
+    Ok([va_list.len() as u64, 0])
 }

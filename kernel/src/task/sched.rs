@@ -114,6 +114,8 @@ pub fn schedule_once() -> bool {
     *me.sched.current.lock() = Some(thread.clone());
     me.sched.switches.fetch_add(1, Ordering::Relaxed);
     let process = &thread.process;
+    // Resident before the CR3 load (see `tlb.rs` for why the order matters).
+    process.resident.insert(me.index);
     // SAFETY: the PML4 shares the kernel half, so this code keeps running after the load.
     unsafe { Cr3::write(PhysFrame::containing_address(PhysAddr::new(process.pml4())), Cr3Flags::empty()) };
     percpu::set_kernel_stack(thread.kernel_stack_top());
@@ -128,12 +130,14 @@ pub fn schedule_once() -> bool {
     unsafe {
         Cr3::write(PhysFrame::containing_address(PhysAddr::new(paging::kernel_pml4())), Cr3Flags::empty())
     };
+    process.resident.remove(me.index);
     let thread = me.sched.current.lock().take().expect("thread was current");
     match thread.state() {
         ThreadState::Exited => super::process::reap(&thread),
         _ if thread.requeue.swap(false, Ordering::AcqRel) => {
             thread.set_state(ThreadState::Runnable);
-            me.sched.run_queue.lock().push_back(thread);
+            // Its home may have changed (affinity): queue it there.
+            enqueue(thread);
         }
         _ => {}
     }
@@ -213,7 +217,7 @@ pub fn tick(from_user: bool) {
         match e.kind {
             TimedKind::Wake => wake(&e.thread),
             TimedKind::SleepDone { user_data } => {
-                e.thread.process.post_deferred(user_data, keel_abi::Status::Ok, [0, 0]);
+                e.thread.post_deferred(user_data, keel_abi::Status::Ok, [0, 0]);
             }
         }
     }
@@ -224,6 +228,16 @@ pub fn tick(from_user: bool) {
             me.preemptions.fetch_add(1, Ordering::Relaxed);
             switch_out(&t);
         }
+    }
+}
+
+/// Leaves the CPU and comes back through the run queue of the thread's (possibly new) home.
+pub fn yield_current() {
+    x86_64::instructions::interrupts::disable();
+    if let Some(t) = current_thread() {
+        t.requeue.store(true, Ordering::Release);
+        t.set_state(ThreadState::Runnable);
+        switch_out(&t);
     }
 }
 

@@ -17,4 +17,5 @@ pub fn handle(frame: &mut TrapFrame) {
         keel_abi::SYS_EXIT => super::process::exit_current(frame.rdi),
         _ => frame.rax = keel_abi::Status::BadMethod.as_i32() as i64 as u64,
     }
+    super::process::leave_if_exiting();
 }

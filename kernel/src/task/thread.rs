@@ -5,6 +5,9 @@ use alloc::sync::Arc;
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 
+use keel_abi::{Completion, RingHeader, Status};
+use spin::Mutex;
+
 use super::Process;
 use crate::arch::x86_64::context;
 use crate::arch::x86_64::gdt::{USER_CODE, USER_DATA};
@@ -29,6 +32,19 @@ pub enum ThreadState {
 
 static NEXT_TID: AtomicU64 = AtomicU64::new(1);
 
+/// Kernel-side ring state: the kernel's own copies of the indices it owns (the page's copies
+/// are published for the user, never trusted back), and the `cap_enter` waiter.
+pub struct RingState {
+    pub sq_head: u32,
+    pub cq_tail: u32,
+    /// Deferred operations holding a completion slot reservation.
+    pub in_flight: u32,
+    /// Blocked in `cap_enter` waiting for this many completions.
+    pub waiting_for: Option<u32>,
+    /// Completions that could not be posted (the user corrupted `cq_head`).
+    pub overflow: u32,
+}
+
 /// One thread of a process.
 pub struct Thread {
     pub tid: u64,
@@ -42,6 +58,11 @@ pub struct Thread {
     /// interrupts off.
     saved_rsp: UnsafeCell<u64>,
     stack: Box<[u8]>,
+    /// This thread's ring page (each thread has its own, so threads never share ring
+    /// indices) and where the process sees it.
+    ring_phys: u64,
+    pub ring_vaddr: u64,
+    pub ring: Mutex<RingState>,
 }
 
 // SAFETY: `saved_rsp` is only accessed by the home CPU with interrupts disabled (the
@@ -51,13 +72,25 @@ unsafe impl Sync for Thread {}
 unsafe impl Send for Thread {}
 
 impl Thread {
-    /// A thread that will enter ring 3 at `entry` with `rsp`, `rdi`, `rsi`.
-    pub fn new_user(process: Arc<Process>, home_cpu: u32, entry: u64, rsp: u64, rdi: u64, rsi: u64) -> Arc<Thread> {
+    /// A thread that will enter ring 3 at `entry` with `rsp`, rdi = its ring page, `rsi`,
+    /// `rdx`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new_user(
+        process: Arc<Process>,
+        home_cpu: u32,
+        entry: u64,
+        rsp: u64,
+        ring: (u64, u64),
+        rsi: u64,
+        rdx: u64,
+    ) -> Arc<Thread> {
+        let (ring_phys, ring_vaddr) = ring;
+        let rdi = ring_vaddr;
         let stack = alloc::vec![0u8; KERNEL_STACK_SIZE].into_boxed_slice();
         let top = (stack.as_ptr_range().end as u64) & !0xf;
         let frame_addr = top - core::mem::size_of::<TrapFrame>() as u64;
         let frame = TrapFrame {
-            rax: 0, rbx: 0, rcx: 0, rdx: 0, rsi, rdi, rbp: 0, r8: 0, r9: 0, r10: 0, r11: 0,
+            rax: 0, rbx: 0, rcx: 0, rdx, rsi, rdi, rbp: 0, r8: 0, r9: 0, r10: 0, r11: 0,
             r12: 0, r13: 0, r14: 0, r15: 0,
             vector: 0,
             error_code: 0,
@@ -81,7 +114,76 @@ impl Thread {
             requeue: AtomicBool::new(false),
             saved_rsp: UnsafeCell::new(saved),
             stack,
+            ring_phys,
+            ring_vaddr,
+            ring: Mutex::new(RingState { sq_head: 0, cq_tail: 0, in_flight: 0, waiting_for: None, overflow: 0 }),
         })
+    }
+
+    /// The ring header in this thread's page (through the physical map: valid on every CPU).
+    pub fn ring_header(&self) -> &RingHeader {
+        // SAFETY: the ring frame belongs to this thread's process until its address space is
+        // destroyed (after every thread exited); the header holds only atomics and integers.
+        unsafe { &*crate::mm::phys_to_virt(self.ring_phys).as_ptr::<RingHeader>() }
+    }
+
+    /// Base of the ring page in the physical map.
+    pub fn ring_base(&self) -> *mut u8 {
+        crate::mm::phys_to_virt(self.ring_phys).as_mut_ptr::<u8>()
+    }
+
+    /// Posts the completion of a deferred operation (releases its reservation) and wakes the
+    /// thread if it waits in `cap_enter` for enough completions. Any context, any CPU.
+    pub fn post_deferred(self: &Arc<Self>, user_data: u64, status: Status, results: [u64; 2]) {
+        self.post(user_data, status, results, true);
+    }
+
+    /// Posts a completion; `reserved` when a slot was reserved at submission time.
+    pub fn post(self: &Arc<Self>, user_data: u64, status: Status, results: [u64; 2], reserved: bool) {
+        if self.process.is_destroyed() || self.state() == ThreadState::Exited {
+            return;
+        }
+        let wake = x86_64::instructions::interrupts::without_interrupts(|| {
+            let mut ring = self.ring.lock();
+            if reserved && ring.in_flight > 0 {
+                ring.in_flight -= 1;
+            }
+            let header = self.ring_header();
+            let head = header.cq_head.load(Ordering::Acquire);
+            match keel_abi::cq_space(head, ring.cq_tail) {
+                Ok(space) if space > 0 => {}
+                _ => {
+                    ring.overflow += 1;
+                    header.overflow.fetch_add(1, Ordering::Relaxed);
+                    self.process.cq_overflow.fetch_add(1, Ordering::Relaxed);
+                    return false;
+                }
+            }
+            let slot = keel_abi::cq_slot(ring.cq_tail);
+            let completion = Completion { user_data, status: status.as_i32(), flags: 0, results };
+            // SAFETY: the slot lies inside the ring page (CQ_OFFSET + slot * 32 < 4096).
+            unsafe {
+                let dst = self.ring_base().add(keel_abi::CQ_OFFSET + slot * core::mem::size_of::<Completion>()) as *mut Completion;
+                dst.write_volatile(completion);
+            }
+            ring.cq_tail = ring.cq_tail.wrapping_add(1);
+            header.cq_tail.store(ring.cq_tail, Ordering::Release);
+            self.process.completions.fetch_add(1, Ordering::Relaxed);
+            if !status.is_ok() {
+                self.process.errors.fetch_add(1, Ordering::Relaxed);
+            }
+            let available = keel_abi::cq_available(head, ring.cq_tail).unwrap_or(u32::MAX);
+            match ring.waiting_for {
+                Some(min) if available >= min => {
+                    ring.waiting_for = None;
+                    true
+                }
+                _ => false,
+            }
+        });
+        if wake {
+            super::sched::wake(self);
+        }
     }
 
     /// Top of this thread's kernel stack (TSS.RSP0 / syscall stack while it runs).

@@ -88,8 +88,8 @@ macro_rules! println {
 }
 
 /// Prints an evidence line `EV key=value`; the kernel prefixes `key` with the program name,
-/// so `ev!("ticks", 3)` in program `timer` appears as `EV timer.ticks=3`. Keys follow
-/// `docs/evidence-format.md` (`[a-z0-9_.]+`), values are one token.
+/// so `ev!("ticks", 3)` in program `timer` appears as `EV user.timer.ticks=3`. Keys follow
+/// `docs/proofs.md` (`[a-z0-9_.]+`), values are one token.
 #[macro_export]
 macro_rules! ev {
     ($key:expr, $value:expr) => {

@@ -31,6 +31,16 @@ pub struct Ring {
 }
 
 impl Ring {
+    /// The ring of a thread started with `ProcessSpawnThread`: the kernel passes its page's
+    /// address in rdi at the thread's entry (the main thread's ring is [`crate::ring`]).
+    ///
+    /// # Safety
+    /// `base` must be the ring page the kernel gave the calling thread, and only that thread
+    /// may use the returned `Ring`.
+    pub unsafe fn for_thread(base: u64) -> Ring {
+        Ring::at(base as usize)
+    }
+
     const fn at(base: usize) -> Ring {
         Ring {
             base,

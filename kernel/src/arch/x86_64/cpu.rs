@@ -6,7 +6,7 @@ use x86_64::registers::control::{Cr0, Cr0Flags, Cr4, Cr4Flags};
 use x86_64::registers::model_specific::{Efer, EferFlags, Msr};
 
 /// What the boot CPU reported; APs are assumed to match (QEMU and real SMP systems are
-/// homogeneous in these bits) and re-check what matters to them (x2APIC) themselves.
+/// homogeneous in these bits), except for x2APIC support, which `lapic` reads on each CPU.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct CpuFeatures {
     /// CPUID.01H:ECX[21]: the x2APIC MSR interface exists.

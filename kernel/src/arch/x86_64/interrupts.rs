@@ -215,6 +215,7 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
         TIMER_VECTOR => super::lapic::timer_interrupt(frame.from_user()),
         keel_abi::SYSCALL_GATE_VECTOR if frame.from_user() => crate::task::syscall::handle(frame),
         IPI_VECTOR => super::smp::ipi_interrupt(),
+        super::tlb::TLB_VECTOR => super::tlb::shootdown_interrupt(),
         SPURIOUS_VECTOR => super::lapic::spurious_interrupt(),
         LAPIC_ERROR_VECTOR => super::lapic::error_interrupt(),
         DEVICE_VECTOR_BASE..=DEVICE_VECTOR_LAST => super::ioapic::device_interrupt(vector),
@@ -227,5 +228,9 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
             UNHANDLED.fetch_add(1, Ordering::Relaxed);
             super::lapic::eoi();
         }
+    }
+    // A thread of an exiting process leaves before returning to ring 3.
+    if frame.from_user() {
+        crate::task::process::leave_if_exiting();
     }
 }

@@ -135,7 +135,11 @@ static NEXT_VECTOR: AtomicUsize = AtomicUsize::new(DEVICE_VECTOR_BASE as usize);
 
 /// Reserves a fresh device vector with its handler.
 pub fn allocate_vector(handler: DeviceHandler) -> Option<u8> {
-    let v = NEXT_VECTOR.fetch_add(1, Ordering::Relaxed);
+    let mut v = NEXT_VECTOR.fetch_add(1, Ordering::Relaxed);
+    if v == keel_abi::SYSCALL_GATE_VECTOR as usize {
+        // The system-call gate lives inside the device range: never hand it to a device.
+        v = NEXT_VECTOR.fetch_add(1, Ordering::Relaxed);
+    }
     if v > DEVICE_VECTOR_LAST as usize {
         return None;
     }

@@ -184,7 +184,9 @@ fn mode_inputs() -> ModeInputs {
         // SAFETY: called only when ARCH_CAPABILITIES[21] enumerates XAPIC_DISABLE_STATUS.
         || unsafe { rdmsr(IA32_XAPIC_DISABLE_STATUS) },
     );
-    ModeInputs { cpuid_x2apic: f.x2apic, apic_base, x2apic_locked: locked }
+    // CPUID of *this* CPU: an AP must not assume the boot CPU's x2APIC support.
+    let cpuid_x2apic = core::arch::x86_64::__cpuid(1).ecx & (1 << 21) != 0;
+    ModeInputs { cpuid_x2apic, apic_base, x2apic_locked: locked }
 }
 
 /// IA32_APIC_BASE writes made on all CPUs (cross-checked against QEMU's trace).

@@ -10,4 +10,5 @@ pub mod percpu;
 pub mod pic;
 pub mod smp;
 pub mod syscall;
+pub mod tlb;
 pub mod trampoline;

@@ -51,7 +51,9 @@ pub struct PerCpu {
     pub sched: crate::task::sched::CpuSched,
     /// This CPU's TSS and GDT (set when the CPU installs them).
     pub tables: AtomicPtr<CpuTables>,
-    /// Interrupt depth is not tracked; this counts timer-driven preemptions.
+    /// TLB shootdown requests aimed at this CPU.
+    pub tlb: super::tlb::Inbox,
+    /// Timer-driven preemptions.
     pub preemptions: AtomicU64,
 }
 
@@ -85,6 +87,7 @@ impl PerCpu {
             mailbox: Mailbox::new(),
             sched: crate::task::sched::CpuSched::new(),
             tables: AtomicPtr::new(null_mut()),
+            tlb: super::tlb::Inbox::new(),
             preemptions: AtomicU64::new(0),
         }
     }

@@ -21,9 +21,9 @@ use crate::time;
 
 /// Kernel stack of each AP.
 const AP_STACK_SIZE: usize = 64 * 1024;
-/// INIT de-assert to first SIPI (MP spec: 10 ms).
+/// INIT assert to INIT de-assert (and the first SIPI right after): the MP spec's 10 ms.
 const INIT_DELAY_US: u64 = 10_000;
-/// SIPI to second SIPI (MP spec: 200 µs).
+/// First SIPI to the second one, sent only when the AP has not arrived by then (200 µs).
 const SIPI_DELAY_US: u64 = 200;
 /// How long an AP may take to reach Rust after its second SIPI before it is skipped.
 const AP_ARRIVAL_TIMEOUT_US: u64 = 1_000_000;

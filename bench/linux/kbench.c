@@ -1,0 +1,234 @@
+/*
+ * kbench: the Linux side of `cargo xtask bench-compare` (see docs/benchmarks.md).
+ *
+ *   kbench ipi    [samples]        membarrier(PRIVATE_EXPEDITED) round trip, CPU 0 -> CPU 1
+ *   kbench munmap [samples]        munmap of one touched page, threads resident on every CPU
+ *   kbench uio    [samples]        edu INTx raise -> read() wake on /dev/uio0 (uio_pci_generic)
+ *
+ * Output: `RESULT <metric>.<field>=<value>` lines and `SAMPLES <metric> v1 v2 ...` (all
+ * kept samples, warm-up discarded), TSC cycles throughout. Static, no dependencies but libc.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/membarrier.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define WARMUP 200
+
+static inline uint64_t rdtsc(void)
+{
+	uint32_t lo, hi;
+	__asm__ volatile("lfence; rdtsc; lfence" : "=a"(lo), "=d"(hi)::"memory");
+	return ((uint64_t)hi << 32) | lo;
+}
+
+static void die(const char *what)
+{
+	printf("RESULT error=%s:%s\n", what, strerror(errno));
+	fflush(stdout);
+	exit(1);
+}
+
+static void pin(int cpu)
+{
+	cpu_set_t s;
+	CPU_ZERO(&s);
+	CPU_SET(cpu, &s);
+	if (sched_setaffinity(0, sizeof(s), &s) != 0)
+		die("sched_setaffinity");
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* Print samples (in measurement order), then median/p99 with the same index rule as Keel. */
+static void report(const char *metric, uint64_t *v, size_t n)
+{
+	printf("SAMPLES %s", metric);
+	for (size_t i = 0; i < n; i++)
+		printf(" %llu", (unsigned long long)v[i]);
+	printf("\n");
+	qsort(v, n, sizeof(*v), cmp_u64);
+	printf("RESULT %s.samples=%zu\n", metric, n);
+	printf("RESULT %s.median_cycles=%llu\n", metric, (unsigned long long)v[(n - 1) * 50 / 100]);
+	printf("RESULT %s.p99_cycles=%llu\n", metric, (unsigned long long)v[(n - 1) * 99 / 100]);
+	fflush(stdout);
+}
+
+static volatile int stop_spinners;
+static volatile uint64_t sink;
+static char spin_page[4096] __attribute__((aligned(4096)));
+
+static void *spinner(void *arg)
+{
+	pin((int)(intptr_t)arg);
+	uint64_t acc = 0;
+	while (!stop_spinners)
+		acc += *(volatile char *)&spin_page[(acc & 63) * 64];
+	sink = acc;
+	return NULL;
+}
+
+/* Threads spinning in user mode on CPUs 1..ncpu-1 (this mm resident there). */
+static pthread_t *start_spinners(int ncpu)
+{
+	pthread_t *t = calloc((size_t)ncpu, sizeof(*t));
+	stop_spinners = 0;
+	for (int c = 1; c < ncpu; c++)
+		if (pthread_create(&t[c], NULL, spinner, (void *)(intptr_t)c) != 0)
+			die("pthread_create");
+	usleep(20000);
+	return t;
+}
+
+static void stop(pthread_t *t, int ncpu)
+{
+	stop_spinners = 1;
+	for (int c = 1; c < ncpu; c++)
+		pthread_join(t[c], NULL);
+	free(t);
+}
+
+static int bench_ipi(size_t n)
+{
+	int ncpu = (int)sysconf(_SC_NPROCESSORS_ONLN);
+	if (ncpu < 2) {
+		printf("RESULT ipi.error=needs_two_cpus\n");
+		return 1;
+	}
+	pin(0);
+	if (syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) != 0)
+		die("membarrier_register");
+	pthread_t *t = start_spinners(2);
+	uint64_t *v = malloc(n * sizeof(*v));
+	for (size_t i = 0; i < WARMUP + n; i++) {
+		uint64_t t0 = rdtsc();
+		if (syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) != 0)
+			die("membarrier");
+		uint64_t t1 = rdtsc();
+		if (i >= WARMUP)
+			v[i - WARMUP] = t1 - t0;
+	}
+	stop(t, 2);
+	report("ipi", v, n);
+	free(v);
+	return 0;
+}
+
+static int bench_munmap(size_t n)
+{
+	int ncpu = (int)sysconf(_SC_NPROCESSORS_ONLN);
+	char metric[32];
+	snprintf(metric, sizeof(metric), "munmap_%dcpu", ncpu);
+	pin(0);
+	pthread_t *t = start_spinners(ncpu);
+	uint64_t *v = malloc(n * sizeof(*v));
+	for (size_t i = 0; i < WARMUP + n; i++) {
+		volatile char *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (p == MAP_FAILED)
+			die("mmap");
+		p[0] = 1; /* populate: the unmap must tear down a live translation */
+		uint64_t t0 = rdtsc();
+		if (munmap((void *)p, 4096) != 0)
+			die("munmap");
+		uint64_t t1 = rdtsc();
+		if (i >= WARMUP)
+			v[i - WARMUP] = t1 - t0;
+	}
+	stop(t, ncpu);
+	report(metric, v, n);
+	free(v);
+	return 0;
+}
+
+/* edu registers (QEMU docs/specs/edu.rst). */
+#define EDU_IRQ_STATUS 0x24
+#define EDU_IRQ_RAISE 0x60
+#define EDU_IRQ_ACK 0x64
+#define PCI_COMMAND 4
+#define PCI_COMMAND_INTX_DISABLE 0x400
+
+static void intx_enable(int cfg)
+{
+	uint16_t cmd;
+	if (pread(cfg, &cmd, 2, PCI_COMMAND) != 2)
+		die("config_read");
+	if (cmd & PCI_COMMAND_INTX_DISABLE) {
+		cmd &= (uint16_t)~PCI_COMMAND_INTX_DISABLE;
+		if (pwrite(cfg, &cmd, 2, PCI_COMMAND) != 2)
+			die("config_write");
+	}
+}
+
+static int bench_uio(size_t n)
+{
+	const char *dev = "/sys/class/uio/uio0/device";
+	char path[128];
+	int fd = open("/dev/uio0", O_RDWR);
+	if (fd < 0)
+		die("open_uio0");
+	snprintf(path, sizeof(path), "%s/config", dev);
+	int cfg = open(path, O_RDWR);
+	if (cfg < 0)
+		die("open_config");
+	snprintf(path, sizeof(path), "%s/resource0", dev);
+	int bar = open(path, O_RDWR | O_SYNC);
+	if (bar < 0)
+		die("open_resource0");
+	volatile uint32_t *edu = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, bar, 0);
+	if (edu == MAP_FAILED)
+		die("mmap_bar0");
+	printf("RESULT uio.edu_id=0x%x\n", edu[0]);
+	/* Quiet device, INTx enabled. */
+	edu[EDU_IRQ_ACK / 4] = edu[EDU_IRQ_STATUS / 4];
+	intx_enable(cfg);
+	uint64_t *v = malloc(n * sizeof(*v));
+	size_t total = WARMUP + n;
+	for (size_t i = 0; i < total; i++) {
+		uint32_t count;
+		uint64_t t0 = rdtsc();
+		edu[EDU_IRQ_RAISE / 4] = 1;
+		if (read(fd, &count, 4) != 4)
+			die("read_uio");
+		uint64_t t1 = rdtsc();
+		edu[EDU_IRQ_ACK / 4] = edu[EDU_IRQ_STATUS / 4];
+		intx_enable(cfg);
+		if (i >= WARMUP)
+			v[i - WARMUP] = t1 - t0;
+	}
+	report("uio", v, n);
+	free(v);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	setvbuf(stdout, NULL, _IOFBF, 1 << 16);
+	if (argc < 2) {
+		fprintf(stderr, "usage: kbench ipi|munmap|uio [samples]\n");
+		return 2;
+	}
+	size_t n = argc > 2 ? strtoul(argv[2], NULL, 0) : 10000;
+	if (n == 0)
+		n = 1;
+	if (!strcmp(argv[1], "ipi"))
+		return bench_ipi(n);
+	if (!strcmp(argv[1], "munmap"))
+		return bench_munmap(n);
+	if (!strcmp(argv[1], "uio"))
+		return bench_uio(n);
+	fprintf(stderr, "kbench: unknown benchmark %s\n", argv[1]);
+	return 2;
+}

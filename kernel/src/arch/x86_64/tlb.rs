@@ -1,0 +1,212 @@
+//! TLB shootdown over IPIs.
+//!
+//! Each address space tracks the CPUs where it is *resident* (its CR3 loaded: set before the
+//! load, cleared after switching back to the kernel tables). To unmap or protect pages, the
+//! caller first changes the page tables, then — after a full fence — reads the resident mask,
+//! queues one request on every other resident CPU and sends each an IPI on [`TLB_VECTOR`],
+//! flushes its own TLB while those are in flight, and waits for every acknowledgement before
+//! freeing any frame.
+//!
+//! Ordering argument: a CPU that is not in the mask when it is read sets its bit (SeqCst)
+//! only after that read, and loads CR3 only after setting its bit, so it loads CR3 after the
+//! page-table update and cannot cache the old translation (no PCIDs: a CR3 load flushes every
+//! non-global entry). A CPU in the mask is flushed and acknowledges before the frames are
+//! freed, so no CPU can reach a freed frame through a stale entry. A CPU that leaves the
+//! space mid-shootdown still acknowledges (its flush is harmless). The waiter keeps
+//! interrupts enabled, so requests aimed at it (two CPUs shooting at each other) are served.
+
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use keel_apic::{ApicId, Ipi};
+use spin::Mutex;
+use x86_64::registers::control::Cr3;
+
+use super::percpu::{self, MAX_CPUS};
+use super::{cpu, lapic};
+
+/// Shootdown IPIs.
+pub const TLB_VECTOR: u8 = 50;
+/// Above this many pages one request flushes the whole (non-global) TLB by reloading CR3
+/// instead of one `invlpg` per page: each `invlpg` costs on the order of a TLB refill, so
+/// past a few dozen pages the reload is cheaper (Linux uses 33, tlb_single_page_flush_ceiling).
+pub const FLUSH_CEILING_PAGES: usize = 32;
+
+const WORDS: usize = MAX_CPUS / 64;
+
+/// A set of CPU indices.
+pub struct CpuMask([AtomicU64; WORDS]);
+
+impl CpuMask {
+    /// The empty set.
+    pub const fn new() -> CpuMask {
+        CpuMask([const { AtomicU64::new(0) }; WORDS])
+    }
+    /// Adds `cpu` (SeqCst: see the ordering argument above).
+    pub fn insert(&self, cpu: u32) {
+        self.0[cpu as usize / 64].fetch_or(1 << (cpu % 64), Ordering::SeqCst);
+    }
+    /// Removes `cpu`.
+    pub fn remove(&self, cpu: u32) {
+        self.0[cpu as usize / 64].fetch_and(!(1 << (cpu % 64)), Ordering::SeqCst);
+    }
+    /// Whether no CPU is in the set.
+    pub fn is_empty(&self) -> bool {
+        self.0.iter().all(|w| w.load(Ordering::SeqCst) == 0)
+    }
+    /// The members (a snapshot).
+    pub fn iter(&self) -> impl Iterator<Item = u32> + '_ {
+        (0..MAX_CPUS as u32).filter(|&c| self.0[c as usize / 64].load(Ordering::SeqCst) & (1 << (c % 64)) != 0)
+    }
+}
+
+impl Default for CpuMask {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl core::fmt::Debug for CpuMask {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+/// One invalidation, on the shooter's stack until every target acknowledged.
+pub struct Request {
+    pml4: u64,
+    pages: [u64; FLUSH_CEILING_PAGES],
+    count: usize,
+    full: bool,
+    pending: AtomicU32,
+}
+
+/// Requests queued for one CPU.
+pub struct Inbox {
+    queue: Mutex<([usize; 16], usize)>,
+    /// Shootdown IPIs this CPU handled, and requests it served.
+    pub ipis: AtomicU64,
+    pub requests: AtomicU64,
+}
+
+impl Inbox {
+    /// Empty.
+    pub const fn new() -> Inbox {
+        Inbox { queue: Mutex::new(([0; 16], 0)), ipis: AtomicU64::new(0), requests: AtomicU64::new(0) }
+    }
+}
+
+impl Default for Inbox {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Global counters for reports.
+pub static SHOOTDOWNS: AtomicU64 = AtomicU64::new(0);
+pub static IPIS_SENT: AtomicU64 = AtomicU64::new(0);
+/// Resident CPUs (other than the shooter) of the most recent shootdown, as a bit mask of the
+/// first 64 CPUs (evidence).
+pub static LAST_TARGETS: AtomicU64 = AtomicU64::new(0);
+
+fn flush(req: &Request) {
+    if Cr3::read().0.start_address().as_u64() != req.pml4 {
+        return; // not loaded here: the switch away already flushed it
+    }
+    if req.full {
+        let (frame, flags) = Cr3::read();
+        // SAFETY: reloading the current CR3 only flushes non-global TLB entries.
+        unsafe { Cr3::write(frame, flags) };
+    } else {
+        for &va in &req.pages[..req.count] {
+            x86_64::instructions::tlb::flush(x86_64::VirtAddr::new(va));
+        }
+    }
+}
+
+/// Vector 50: serve every queued request, acknowledge each.
+pub fn shootdown_interrupt() {
+    let me = percpu::current();
+    me.tlb.ipis.fetch_add(1, Ordering::Relaxed);
+    loop {
+        let next = {
+            let mut q = me.tlb.queue.lock();
+            if q.1 == 0 {
+                None
+            } else {
+                q.1 -= 1;
+                Some(q.0[q.1])
+            }
+        };
+        let Some(ptr) = next else { break };
+        // SAFETY: the shooter keeps the request alive until `pending` reaches zero, which
+        // cannot happen before this decrement.
+        let req = unsafe { &*(ptr as *const Request) };
+        flush(req);
+        me.tlb.requests.fetch_add(1, Ordering::Relaxed);
+        req.pending.fetch_sub(1, Ordering::AcqRel);
+    }
+    lapic::eoi();
+}
+
+/// Invalidates `pages` (or everything, above the ceiling) of the address space `pml4` on
+/// every CPU in `resident`; returns after all of them acknowledged. The page tables must
+/// already be updated. Call with interrupts enabled.
+pub fn shootdown(pml4: u64, resident: &CpuMask, pages: &[u64]) {
+    let full = pages.len() > FLUSH_CEILING_PAGES;
+    let mut req = Request { pml4, pages: [0; FLUSH_CEILING_PAGES], count: 0, full, pending: AtomicU32::new(0) };
+    if !full {
+        req.pages[..pages.len()].copy_from_slice(pages);
+        req.count = pages.len();
+    }
+    // Page-table writes before the mask read (pairs with the SeqCst insert before CR3 loads).
+    core::sync::atomic::fence(Ordering::SeqCst);
+    let me = percpu::current().index;
+    let mut targets = 0u64;
+    let mut count = 0;
+    for cpu in resident.iter().filter(|&c| c != me) {
+        if cpu < 64 {
+            targets |= 1 << cpu;
+        }
+        count += 1;
+    }
+    req.pending.store(count, Ordering::Release);
+    SHOOTDOWNS.fetch_add(1, Ordering::Relaxed);
+    LAST_TARGETS.store(targets, Ordering::Relaxed);
+    for cpu in resident.iter().filter(|&c| c != me) {
+        let Some(target) = percpu::cpu(cpu) else {
+            req.pending.fetch_sub(1, Ordering::AcqRel);
+            continue;
+        };
+        loop {
+            let queued = x86_64::instructions::interrupts::without_interrupts(|| {
+                let mut q = target.tlb.queue.lock();
+                if q.1 < q.0.len() {
+                    let n = q.1;
+                    q.0[n] = &req as *const Request as usize;
+                    q.1 += 1;
+                    true
+                } else {
+                    false
+                }
+            });
+            if queued {
+                break;
+            }
+            core::hint::spin_loop();
+        }
+        let apic = ApicId::new(target.apic_id.load(Ordering::Acquire));
+        let _ = lapic::send(Ipi::fixed(TLB_VECTOR).to(apic));
+        IPIS_SENT.fetch_add(1, Ordering::Relaxed);
+    }
+    // Flush here while the IPIs are in flight.
+    if resident.iter().any(|c| c == me) {
+        flush(&req);
+    }
+    let start = cpu::rdtsc();
+    while req.pending.load(Ordering::Acquire) != 0 {
+        core::hint::spin_loop();
+        if cpu::rdtsc() - start > crate::time::ns_to_tsc(5_000_000_000) {
+            panic!("TLB shootdown: acknowledgements missing after 5 s");
+        }
+    }
+}

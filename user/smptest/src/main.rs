@@ -1,0 +1,263 @@
+//! Threads on every CPU and TLB shootdown, from ring 3.
+//!
+//! * `mode=shootdown workers=N`: N threads on CPUs 1..=N read one page in a loop; the main
+//!   thread (CPU 0) unmaps it. The kernel must flush every CPU where the address space is
+//!   resident before `VmUnmap` completes, so each reader faults on its next access (the
+//!   kernel reports the address and thread) and no CPU outside the resident set gets an IPI.
+//! * `mode=stress threads=N iters=M`: N threads map, fill, check, write-protect, re-check and
+//!   unmap private regions concurrently (every operation shoots down every resident CPU, so
+//!   shootdowns cross each other constantly); any checksum mismatch is counted.
+//! * `mode=primes limit=L`: counts primes below L with 1, 2 and 4 threads; the result must be
+//!   the same each time; prints cycles per phase (the speed-up is for `make bench`).
+#![no_std]
+#![no_main]
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use keel_rt::abi::{Method, ObjectKind, Status};
+use keel_rt::util::{arg_u64, rdtsc};
+use keel_rt::{ev, println, ring, start_info, CapId, Ring};
+
+keel_rt::entry!(main);
+
+const PAGE: u64 = 4096;
+const TARGET_VADDR: u64 = 0x0000_5000_0000;
+const STACKS_VADDR: u64 = 0x0000_6000_0000;
+const STACK_PAGES: u64 = 8;
+const STRESS_VADDR: u64 = 0x0000_7000_0000;
+const MAX_THREADS: usize = 16;
+
+static READS: [AtomicU64; MAX_THREADS] = [const { AtomicU64::new(0) }; MAX_THREADS];
+/// Set by the main thread once `VmUnmap` returned.
+static UNMAPPED: AtomicU64 = AtomicU64::new(0);
+/// Reads that succeeded although they started after the unmap completed: a stale TLB entry.
+static STALE: AtomicU64 = AtomicU64::new(0);
+static DONE: AtomicU64 = AtomicU64::new(0);
+static ERRORS: AtomicU64 = AtomicU64::new(0);
+static OPS: AtomicU64 = AtomicU64::new(0);
+static PRIMES: AtomicU64 = AtomicU64::new(0);
+static MODE_STRESS_ITERS: AtomicU64 = AtomicU64::new(0);
+static PRIME_LIMIT: AtomicU64 = AtomicU64::new(0);
+static PRIME_THREADS: AtomicU64 = AtomicU64::new(1);
+
+fn cap(kind: ObjectKind) -> CapId {
+    start_info().find_cap(kind, 0).map(|c| c.id).unwrap_or(CapId::NULL)
+}
+
+/// Thread entry: the kernel enters with rsp 16-byte aligned, rdi = ring page, rdx = argument.
+#[unsafe(naked)]
+extern "C" fn thread_start() -> ! {
+    core::arch::naked_asm!(
+        "xor ebp, ebp",
+        "mov rsi, rdx",
+        "call {body}",
+        "ud2",
+        body = sym thread_body,
+    )
+}
+
+/// Argument word: job in the high byte, thread index in the low bits.
+const JOB_READER: u64 = 1 << 56;
+const JOB_STRESS: u64 = 2 << 56;
+const JOB_PRIMES: u64 = 3 << 56;
+
+extern "C" fn thread_body(ring_vaddr: u64, arg: u64) -> ! {
+    // SAFETY: the kernel passed this thread's own ring page in rdi.
+    let mut ring = unsafe { Ring::for_thread(ring_vaddr) };
+    let index = (arg & 0xFF) as usize;
+    match arg & (0xFF << 56) {
+        JOB_READER => loop {
+            let unmapped_before = UNMAPPED.load(Ordering::Acquire) != 0;
+            // SAFETY: the page is mapped until the main thread unmaps it; the access after
+            // that faults, which is the point (the kernel ends this thread).
+            let v = unsafe { core::ptr::read_volatile(TARGET_VADDR as *const u64) };
+            if unmapped_before {
+                // The unmap (and its shootdown) had completed before this read began.
+                STALE.fetch_add(1, Ordering::Relaxed);
+            }
+            if v != 0x5eed {
+                ERRORS.fetch_add(1, Ordering::Relaxed);
+            }
+            READS[index].fetch_add(1, Ordering::Relaxed);
+        },
+        JOB_STRESS => stress(&mut ring, index),
+        JOB_PRIMES => {
+            let n = count_primes(index as u64, PRIME_THREADS.load(Ordering::Relaxed), PRIME_LIMIT.load(Ordering::Relaxed));
+            PRIMES.fetch_add(n, Ordering::Relaxed);
+        }
+        _ => {}
+    }
+    DONE.fetch_add(1, Ordering::Release);
+    let _ = ring.call(cap(ObjectKind::Process), Method::ProcessExitThread, [0; 4]);
+    loop {
+        core::hint::spin_loop();
+    }
+}
+
+/// Starts a thread on `cpu` with its own stack (`slot` picks it) and argument `arg`.
+fn spawn(slot: u64, cpu: u64, arg: u64) -> Result<u64, Status> {
+    let mut r = ring().expect("ring");
+    let stack = STACKS_VADDR + slot * (STACK_PAGES + 1) * PAGE; // one guard page between stacks
+    r.call(cap(ObjectKind::VirtualMemory), Method::VmMap, [stack, STACK_PAGES, 1, 0])?;
+    let top = stack + STACK_PAGES * PAGE;
+    let c = r.call(cap(ObjectKind::Process), Method::ProcessSpawnThread, [thread_start as *const () as u64, top, arg, cpu])?;
+    Ok(c.results[0])
+}
+
+fn cpus() -> u64 {
+    arg_u64("cpus", 2)
+}
+
+fn stress(ring: &mut Ring, index: usize) {
+    let vm = cap(ObjectKind::VirtualMemory);
+    let base = STRESS_VADDR + index as u64 * 0x10_0000;
+    let pages = 4;
+    for iter in 0..MODE_STRESS_ITERS.load(Ordering::Relaxed) {
+        if ring.call(vm, Method::VmMap, [base, pages, 1, 0]).is_err() {
+            ERRORS.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let words = (pages * PAGE / 8) as usize;
+        let ptr = base as *mut u64;
+        let pattern = |i: usize| (index as u64) << 48 ^ iter << 24 ^ i as u64;
+        // SAFETY: the region was just mapped writable for this thread alone.
+        unsafe {
+            for i in 0..words {
+                ptr.add(i).write_volatile(pattern(i));
+            }
+        }
+        let check = |ring: &mut Ring| {
+            let _ = ring;
+            // SAFETY: mapped (read-only or writable) for this thread alone.
+            (0..words).all(|i| unsafe { ptr.add(i).read_volatile() } == pattern(i))
+        };
+        if !check(ring) {
+            ERRORS.fetch_add(1, Ordering::Relaxed);
+        }
+        if ring.call(vm, Method::VmProtect, [base, pages, 0, 0]).is_err() || !check(ring) {
+            ERRORS.fetch_add(1, Ordering::Relaxed);
+        }
+        if ring.call(vm, Method::VmProtect, [base, pages, 1, 0]).is_err() {
+            ERRORS.fetch_add(1, Ordering::Relaxed);
+        }
+        if ring.call(vm, Method::VmUnmap, [base, pages, 0, 0]).is_err() {
+            ERRORS.fetch_add(1, Ordering::Relaxed);
+        }
+        OPS.fetch_add(4, Ordering::Relaxed);
+    }
+}
+
+fn count_primes(first: u64, step: u64, limit: u64) -> u64 {
+    let mut count = 0;
+    let mut n = first;
+    while n < limit {
+        if n >= 2 && (2..).take_while(|d| d * d <= n).all(|d| n % d != 0) {
+            count += 1;
+        }
+        n += step;
+    }
+    count
+}
+
+fn sleep_ms(ms: u64) {
+    let _ = ring().expect("ring").timer_sleep(cap(ObjectKind::Timer), ms * 1_000_000);
+}
+
+fn wait_done(n: u64) -> bool {
+    for _ in 0..2000 {
+        if DONE.load(Ordering::Acquire) >= n {
+            return true;
+        }
+        sleep_ms(5);
+    }
+    false
+}
+
+fn main() -> u64 {
+    match start_info().arg("mode").unwrap_or("shootdown") {
+        "shootdown" => {
+            let workers = arg_u64("workers", 1).min(MAX_THREADS as u64 - 1);
+            let vm = cap(ObjectKind::VirtualMemory);
+            if ring().expect("ring").call(vm, Method::VmMap, [TARGET_VADDR, 1, 1, 0]).is_err() {
+                return 2;
+            }
+            // SAFETY: just mapped writable.
+            unsafe { core::ptr::write_volatile(TARGET_VADDR as *mut u64, 0x5eed) };
+            for i in 0..workers {
+                if spawn(i, 1 + i, JOB_READER | i).is_err() {
+                    return 3;
+                }
+            }
+            // Every reader must be reading before the unmap.
+            while (0..workers as usize).any(|i| READS[i].load(Ordering::Relaxed) < 1000) {
+                sleep_ms(1);
+            }
+            let t0 = rdtsc();
+            let unmapped = ring().expect("ring").call(vm, Method::VmUnmap, [TARGET_VADDR, 1, 0, 0]);
+            let cycles = rdtsc() - t0;
+            UNMAPPED.store(1, Ordering::Release);
+            let before: u64 = (0..workers as usize).map(|i| READS[i].load(Ordering::Relaxed)).sum();
+            sleep_ms(50);
+            let after: u64 = (0..workers as usize).map(|i| READS[i].load(Ordering::Relaxed)).sum();
+            let info = ring().expect("ring").call(cap(ObjectKind::Process), Method::ProcessInfo, [0; 4]);
+            ev!("workers", workers);
+            ev!("unmap", if unmapped.is_ok() { "ok" } else { "failed" });
+            ev!("unmap_cycles", cycles);
+            ev!("reads_after_unmap", after.saturating_sub(before));
+            ev!("live_threads_after", info.map(|c| c.results[0]).unwrap_or(0));
+            ev!("read_errors", ERRORS.load(Ordering::Relaxed));
+            ev!("stale_reads", STALE.load(Ordering::Relaxed));
+            0
+        }
+        "stress" => {
+            let threads = arg_u64("threads", cpus()).min(MAX_THREADS as u64);
+            MODE_STRESS_ITERS.store(arg_u64("iters", 50), Ordering::Relaxed);
+            for i in 0..threads {
+                if spawn(i, i % cpus(), JOB_STRESS | i).is_err() {
+                    return 3;
+                }
+            }
+            let finished = wait_done(threads);
+            ev!("threads", threads);
+            ev!("finished", if finished { "yes" } else { "no" });
+            ev!("operations", OPS.load(Ordering::Relaxed));
+            ev!("errors", ERRORS.load(Ordering::Relaxed));
+            if finished && ERRORS.load(Ordering::Relaxed) == 0 { 0 } else { 4 }
+        }
+        "primes" => {
+            let limit = arg_u64("limit", 200_000);
+            PRIME_LIMIT.store(limit, Ordering::Relaxed);
+            let mut reference = None;
+            let mut ok = true;
+            let mut spawned = 0u64;
+            for threads in [1u64, 2, 4] {
+                if threads > cpus() {
+                    break;
+                }
+                PRIMES.store(0, Ordering::Relaxed);
+                PRIME_THREADS.store(threads, Ordering::Relaxed);
+                let target = DONE.load(Ordering::Acquire) + threads;
+                let t0 = rdtsc();
+                for t in 0..threads {
+                    if spawn(spawned, t % cpus(), JOB_PRIMES | t).is_err() {
+                        return 3;
+                    }
+                    spawned += 1;
+                }
+                if !wait_done(target) {
+                    return 5;
+                }
+                let cycles = rdtsc() - t0;
+                let count = PRIMES.load(Ordering::Relaxed);
+                ev!(format_args!("threads_{threads}.primes"), count);
+                ev!(format_args!("threads_{threads}.cycles"), cycles);
+                ok &= *reference.get_or_insert(count) == count;
+            }
+            ev!("limit", limit);
+            ev!("consistent", if ok { "yes" } else { "no" });
+            println!("primes below {limit}: {}", reference.unwrap_or(0));
+            if ok { 0 } else { 6 }
+        }
+        _ => 1,
+    }
+}

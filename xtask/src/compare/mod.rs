@@ -1,0 +1,443 @@
+//! `cargo xtask bench-compare`: Keel's in-guest benchmarks next to the same measurements on
+//! a Debian Linux guest, in the same QEMU configurations. Method: `docs/benchmarks.md`.
+//!
+//! Keel's side reuses the proof runner (`runner::run_all`) on the `.bench()` proofs, the
+//! `interrupt-grant*` proofs (INTx wake) and bench-scenario variants at 8/64 vCPUs.
+//! Linux's side boots `bench/linux/init` + `kbench` on the Keel proof's own `MachineSpec`.
+
+mod cpio;
+mod linux;
+mod parse;
+mod plot;
+mod report;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Result;
+
+use crate::proofs::{self, Proof};
+use crate::qemu::{self, Accel, AccelEnv, BootSpec, MachineSpec};
+use crate::runner::{self, Env, JobResult, Mode, Outcome, ProcessOutput};
+use crate::{bootstrap, builder};
+pub use parse::GuestOutput;
+
+/// Options of `cargo xtask bench-compare`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Options {
+    /// Skip the 64-vCPU boots (slow under TCG).
+    pub no_64: bool,
+    /// Fewer samples (smoke run); figures are then marked as such.
+    pub quick: bool,
+}
+
+/// The two interrupt-controller configurations, as in the Keel proofs.
+pub const MODES: [&str; 2] = ["xapic", "x2apic"];
+
+/// One side of a figure: a summary, optionally the raw samples, or why there is none.
+#[derive(Clone, Debug, Default)]
+pub struct Side {
+    pub median: Option<u64>,
+    pub p99: Option<u64>,
+    pub n: Option<u64>,
+    pub samples: Vec<u64>,
+    /// Where the number comes from (proof/evidence key, or guest run/metric).
+    pub source: String,
+    /// Why the figure is missing (shown as "—" plus this reason).
+    pub missing: Option<String>,
+}
+
+impl Side {
+    fn missing(why: impl Into<String>) -> Side {
+        Side { missing: Some(why.into()), ..Side::default() }
+    }
+}
+
+/// One row of the report.
+#[derive(Clone, Debug)]
+pub struct Figure {
+    pub metric: &'static str,
+    pub unit: &'static str,
+    pub mode: &'static str,
+    pub smp: u32,
+    pub accel: Accel,
+    pub keel: Side,
+    pub linux: Side,
+}
+
+impl Figure {
+    pub fn config(&self) -> String {
+        format!("{} smp{}", self.mode, self.smp)
+    }
+    pub fn ratio(&self) -> Option<f64> {
+        match (self.keel.median, self.linux.median) {
+            (Some(k), Some(l)) if l > 0 => Some(k as f64 / l as f64),
+            _ => None,
+        }
+    }
+    pub fn slug(&self) -> String {
+        format!("{}-{}-smp{}-{}", self.metric, self.mode, self.smp, self.accel)
+    }
+}
+
+/// One Linux guest boot.
+#[derive(Clone, Debug)]
+pub struct LinuxRun {
+    pub label: String,
+    pub mode: &'static str,
+    pub accel: Accel,
+    pub machine: MachineSpec,
+    /// `kbench=` list for the init script.
+    pub benches: &'static str,
+    pub timeout: Duration,
+    pub args: Vec<String>,
+    pub output: Option<ProcessOutput>,
+    pub guest: GuestOutput,
+    /// Why the run produced nothing usable.
+    pub failure: Option<String>,
+}
+
+fn qemu_bin() -> PathBuf {
+    std::env::var_os("KEEL_QEMU").filter(|v| !v.is_empty()).map_or_else(|| PathBuf::from(qemu::QEMU_BIN), PathBuf::from)
+}
+
+fn find(name: &str) -> Option<Proof> {
+    proofs::registry().into_iter().find(|p| p.name == name)
+}
+
+/// Keel proofs to run: the bench proofs, the INTx wake proofs, boot variants at 8/64 vCPUs.
+fn keel_proofs(opts: &Options) -> (Vec<Proof>, Vec<String>) {
+    let mut out = Vec::new();
+    let mut notes = Vec::new();
+    for name in ["bench-xapic", "bench-x2apic", "bench-ring", "interrupt-grant", "interrupt-grant-x2apic"] {
+        match find(name) {
+            Some(mut p) => {
+                if opts.quick && p.scenario == "bench" {
+                    p = p.args("trips=1000");
+                }
+                out.push(p)
+            }
+            None => notes.push(format!("Keel proof {name} is not in the registry")),
+        }
+    }
+    for mode in MODES {
+        let Some(base) = find(&format!("bench-{mode}")) else { continue };
+        for smp in [8u32, 64] {
+            if smp == 64 && opts.no_64 {
+                continue;
+            }
+            let name: &'static str = Box::leak(format!("bench-{mode}-smp{smp}").into_boxed_str());
+            let mut p = base.clone().args("trips=1000").smp(smp).timeout_secs(if smp == 64 { 600 } else { 300 });
+            p.name = name;
+            // Boot time is the figure; the per-proof checks stay (samples >= 1000 is not required).
+            p.checks.clear();
+            out.push(p);
+        }
+    }
+    (out, notes)
+}
+
+fn keel_result<'a>(results: &'a [JobResult], name: &str, accel: Accel) -> Option<&'a JobResult> {
+    results.iter().find(|r| r.name == name && r.accel == accel)
+}
+
+/// A Keel figure from one proof's evidence.
+fn keel_side(results: &[JobResult], name: &str, accel: Accel, median: &str, p99: Option<&str>, n: Option<&str>) -> Side {
+    let Some(r) = keel_result(results, name, accel) else {
+        let why = match find(name).map(|p| p.effective_accels()) {
+            Some(proofs::Accels::TcgOnly) if accel == Accel::Kvm => {
+                format!("{name} is TCG-only (Keel's ring-3 programs cannot enter the kernel under this host's nested KVM)")
+            }
+            _ => format!("{name} did not run under {accel}"),
+        };
+        return Side::missing(why);
+    };
+    match &r.outcome {
+        Outcome::Skipped(why) => Side::missing(format!("{name}/{accel} skipped: {why}")),
+        Outcome::Error(e) => Side::missing(format!("{name}/{accel} could not run: {e}")),
+        Outcome::Ran { transcript, failures, output } => {
+            let ev = &transcript.evidence;
+            let get = |k: &str| ev.get(k).and_then(|v| v.as_u64());
+            let Some(m) = get(median) else {
+                let why = if let Some(t) = output.timed_out {
+                    format!("{name}/{accel} timed out after {}s before printing {median}", t.as_secs())
+                } else {
+                    format!("{name}/{accel} printed no {median}")
+                };
+                return Side::missing(why);
+            };
+            let mut source = format!("{name}/{accel}: {median}");
+            if !failures.is_empty() {
+                source.push_str(&format!(" (run FAILED: {})", failures[0]));
+            }
+            Side { median: Some(m), p99: p99.and_then(get), n: n.and_then(get), samples: vec![], source, missing: None }
+        }
+    }
+}
+
+/// Linux guest runs for one accelerator.
+fn linux_runs(accel: Accel, opts: &Options) -> Vec<LinuxRun> {
+    let mut runs = Vec::new();
+    let mk = |label: String, mode, machine: MachineSpec, benches, secs| LinuxRun {
+        label,
+        mode,
+        accel,
+        machine,
+        benches,
+        timeout: Duration::from_secs(secs),
+        args: vec![],
+        output: None,
+        guest: GuestOutput::default(),
+        failure: None,
+    };
+    for mode in MODES {
+        let Some(bench) = find(&format!("bench-{mode}")) else { continue };
+        let uio = if mode == "xapic" { "interrupt-grant" } else { "interrupt-grant-x2apic" };
+        runs.push(mk(format!("{mode}-smp2"), mode, bench.machine.clone(), "ipi,munmap,boot", 300));
+        if let Some(u) = find(uio) {
+            runs.push(mk(format!("{mode}-smp2-edu"), mode, u.machine.clone(), "uio", 300));
+        }
+        for smp in [4u32, 8, 64] {
+            if smp == 64 && opts.no_64 {
+                continue;
+            }
+            let m = MachineSpec { smp, ..bench.machine.clone() };
+            let benches = if smp == 64 { "boot" } else { "munmap,boot" };
+            runs.push(mk(format!("{mode}-smp{smp}"), mode, m, benches, if smp == 64 { 900 } else { 400 }));
+        }
+    }
+    runs
+}
+
+fn run_linux(run: &mut LinuxRun, guest: &linux::Guest, log_dir: &Path, opts: &Options) {
+    let mut cmdline = format!("console=ttyS0 quiet panic=-1 kbench={}", run.benches);
+    if opts.quick {
+        cmdline.push_str(" kbench_n=1000 kbench_uio_n=200 kbench_munmap_n=300");
+    }
+    let modules = [guest.initramfs.clone()];
+    run.args = qemu::command_args(&run.machine, run.accel, &BootSpec { kernel: &guest.vmlinuz, cmdline: &cmdline, modules: &modules }, &[]);
+    println!("xtask: linux {} ({}) ...", run.label, run.accel);
+    match runner::run_process(qemu_bin().as_os_str(), &run.args, Some(run.timeout), Mode::Captured) {
+        Ok(out) => {
+            let base = log_dir.join(format!("linux-{}-{}", run.label, run.accel));
+            let _ = std::fs::create_dir_all(log_dir);
+            let _ = std::fs::write(base.with_extension("log"), &out.stdout);
+            let _ = std::fs::write(base.with_extension("cmd"), format!("qemu-system-x86_64 {}\n", qemu::shell_quote(&run.args)));
+            if !out.stderr.is_empty() {
+                let _ = std::fs::write(base.with_extension("stderr"), &out.stderr);
+            }
+            run.guest = GuestOutput::parse(&out.stdout);
+            if !run.guest.done {
+                run.failure = Some(match out.timed_out {
+                    Some(t) if out.stdout.trim().is_empty() => format!("no console output within {}s (guest hung)", t.as_secs()),
+                    Some(t) => format!("timed out after {}s before the benchmarks finished", t.as_secs()),
+                    None => format!("guest stopped (status {:?}) before the benchmarks finished", out.status),
+                });
+            }
+            println!(
+                "xtask: linux {} ({}) {} in {:.1}s",
+                run.label,
+                run.accel,
+                run.failure.as_deref().unwrap_or("done"),
+                out.elapsed.as_secs_f64()
+            );
+            run.output = Some(out);
+        }
+        Err(e) => run.failure = Some(format!("{e:#}")),
+    }
+}
+
+/// A Linux figure from one guest run.
+fn linux_side(runs: &[LinuxRun], label: &str, accel: Accel, metric: &str, kvm_skip: Option<&str>) -> Side {
+    if let (Accel::Kvm, Some(why)) = (accel, kvm_skip) {
+        return Side::missing(why.to_string());
+    }
+    let Some(r) = runs.iter().find(|r| r.label == label && r.accel == accel) else {
+        return Side::missing(format!("no Linux run {label} under {accel}"));
+    };
+    if metric == "boot" {
+        return match r.guest.all_online_us {
+            Some(us) => Side { median: Some(us), n: Some(1), source: format!("linux {label}/{accel}: dmesg 'smp: Brought up'"), ..Side::default() },
+            None => Side::missing(format!("linux {label}/{accel}: {}", r.failure.as_deref().unwrap_or("no 'smp: Brought up' line"))),
+        };
+    }
+    let g = &r.guest;
+    match g.u64(&format!("{metric}.median_cycles")) {
+        Some(m) => Side {
+            median: Some(m),
+            // The guest's own p99; recomputed from the samples if the line got mangled.
+            p99: g.u64(&format!("{metric}.p99_cycles")).or_else(|| g.samples.get(metric).and_then(|v| parse::percentiles(v)).map(|p| p.1)),
+            n: g.u64(&format!("{metric}.samples")),
+            samples: g.samples.get(metric).cloned().unwrap_or_default(),
+            source: format!("linux {label}/{accel}: kbench {metric}"),
+            missing: None,
+        },
+        None => {
+            let err = g.results.iter().find(|(k, _)| k.ends_with("error")).map(|(k, v)| format!("{k}={v}"));
+            Side::missing(format!("linux {label}/{accel}: {}", err.or(r.failure.clone()).unwrap_or_else(|| format!("no {metric} result"))))
+        }
+    }
+}
+
+const NO_KEEL_SHOOTDOWN: &str = "Keel's bench proofs report no TLB-shootdown figure yet (no bench.*shootdown*/*unmap* evidence)";
+const NO_LINUX_MSI: &str = "uio_pci_generic is INTx-only; Linux MSI to user space needs VFIO (not measured)";
+
+/// A shootdown figure from any Keel bench run of this (mode, smp), if the kernel grew one.
+fn keel_shootdown(results: &[JobResult], mode: &str, smp: u32, accel: Accel) -> Side {
+    for r in results.iter().filter(|r| r.accel == accel && r.name.starts_with(&format!("bench-{mode}"))) {
+        let Outcome::Ran { transcript, .. } = &r.outcome else { continue };
+        let ev = &transcript.evidence;
+        let key = ev.keys().find(|k| {
+            k.starts_with("bench.") && (k.contains("shootdown") || k.contains("unmap")) && k.ends_with("median_cycles") && k.contains(&format!("{smp}cpu"))
+        });
+        if let Some(k) = key {
+            let p99 = k.replace("median_cycles", "p99_cycles");
+            return Side {
+                median: ev.get(k).and_then(|v| v.as_u64()),
+                p99: ev.get(&p99).and_then(|v| v.as_u64()),
+                source: format!("{}/{accel}: {k}", r.name),
+                ..Side::default()
+            };
+        }
+    }
+    Side::missing(NO_KEEL_SHOOTDOWN)
+}
+
+fn figures(keel: &[JobResult], linux: &[LinuxRun], accels: &[Accel], kvm_skip: Option<&str>, opts: &Options) -> Vec<Figure> {
+    let mut figs = Vec::new();
+    for &accel in accels {
+        for mode in MODES {
+            let bench = format!("bench-{mode}");
+            let fig = |metric, unit, smp, keel, linux| Figure { metric, unit, mode, smp, accel, keel, linux };
+            figs.push(fig(
+                "ipi_round_trip",
+                "cycles",
+                2,
+                keel_side(keel, &bench, accel, "bench.ipi_rtt.median_cycles", Some("bench.ipi_rtt.p99_cycles"), Some("bench.ipi_rtt.samples")),
+                linux_side(linux, &format!("{mode}-smp2"), accel, "ipi", kvm_skip),
+            ));
+            for smp in [2u32, 4, 8] {
+                figs.push(fig(
+                    "unmap_one_page",
+                    "cycles",
+                    smp,
+                    keel_shootdown(keel, mode, smp, accel),
+                    linux_side(linux, &format!("{mode}-smp{smp}"), accel, &format!("munmap_{smp}cpu"), kvm_skip),
+                ));
+            }
+            let grant = if mode == "xapic" { "interrupt-grant" } else { "interrupt-grant-x2apic" };
+            figs.push(fig(
+                "irq_to_wake_intx",
+                "cycles",
+                2,
+                keel_side(keel, grant, accel, "user.edu_intx.raise_to_wake_median_cycles", Some("user.edu_intx.raise_to_wake_p99_cycles"), Some("user.edu_intx.raised")),
+                linux_side(linux, &format!("{mode}-smp2-edu"), accel, "uio", kvm_skip),
+            ));
+            let (msi_proof, msi_prefix) = if mode == "x2apic" { ("bench-ring", "user.edu_msi") } else { (grant, "user.edu_msi") };
+            figs.push(fig(
+                "irq_to_wake_msi",
+                "cycles",
+                2,
+                keel_side(
+                    keel,
+                    msi_proof,
+                    accel,
+                    &format!("{msi_prefix}.raise_to_wake_median_cycles"),
+                    Some(&format!("{msi_prefix}.raise_to_wake_p99_cycles")),
+                    Some(&format!("{msi_prefix}.raised")),
+                ),
+                Side::missing(NO_LINUX_MSI),
+            ));
+            for smp in [2u32, 8, 64] {
+                let name = if smp == 2 { bench.clone() } else { format!("{bench}-smp{smp}") };
+                let keel_side = if smp == 64 && opts.no_64 {
+                    Side::missing("64-vCPU runs skipped (--no-64)")
+                } else {
+                    keel_side(keel, &name, accel, "smp.all_online_us", None, None)
+                };
+                let linux_side = if smp == 64 && opts.no_64 {
+                    Side::missing("64-vCPU runs skipped (--no-64)")
+                } else {
+                    linux_side(linux, &format!("{mode}-smp{smp}"), accel, "boot", kvm_skip)
+                };
+                figs.push(fig("all_cpus_online", "us", smp, keel_side, linux_side));
+            }
+        }
+    }
+    figs
+}
+
+pub fn run(opts: Options) -> Result<ExitCode> {
+    bootstrap::ensure_qemu()?;
+    let root = builder::workspace_root();
+    let dir = root.join("target/compare");
+    std::fs::create_dir_all(&dir)?;
+    let host = crate::report::HostInfo::detect();
+    let accel_env = AccelEnv::detect()?;
+
+    println!("xtask: bench-compare: preparing the Linux guest (Debian packages via apt)");
+    let guest = linux::prepare(&root, &dir)?;
+    println!("xtask: guest kernel {}, {}; initramfs {}", guest.kernel_package, guest.busybox_package, guest.initramfs.display());
+
+    let mut notes = Vec::new();
+    // Linux under TCG, then one KVM attempt (the full set only if it boots).
+    let log_dir = dir.join("linux");
+    let mut linux = linux_runs(Accel::Tcg, &opts);
+    for r in &mut linux {
+        run_linux(r, &guest, &log_dir, &opts);
+    }
+    let mut accels = vec![Accel::Tcg];
+    let mut kvm_skip = None;
+    if accel_env.kvm_available && accel_env.forced != Some(Accel::Tcg) {
+        accels.push(Accel::Kvm);
+        let mut kruns = linux_runs(Accel::Kvm, &opts);
+        let mut probe = kruns.remove(0);
+        probe.timeout = Duration::from_secs(90);
+        run_linux(&mut probe, &guest, &log_dir, &opts);
+        match probe.failure.clone() {
+            Some(why) => {
+                let msg = format!("Linux guest under KVM: {why} (tried {} once, 90 s cap)", probe.label);
+                notes.push(msg.clone());
+                kvm_skip = Some(msg);
+                linux.push(probe);
+            }
+            None => {
+                linux.push(probe);
+                for mut r in kruns {
+                    run_linux(&mut r, &guest, &log_dir, &opts);
+                    linux.push(r);
+                }
+            }
+        }
+    } else {
+        notes.push("KVM not available (or KEEL_ACCEL=tcg): TCG only".into());
+    }
+
+    // Keel: one run at a time, like `cargo xtask bench`.
+    let (kproofs, keel_notes) = keel_proofs(&opts);
+    notes.extend(keel_notes);
+    let plan = proofs::plan(&kproofs, &accel_env);
+    let artifacts = builder::build_all(kproofs.iter().any(|p| !p.programs.is_empty()))?;
+    let env = Env { qemu: qemu_bin(), kernel: artifacts.kernel, user_dir: artifacts.user_dir, log_dir: dir.join("keel"), root: root.clone() };
+    println!("\nxtask: Keel: {} run(s)", plan.len());
+    let keel = runner::run_all(&kproofs, &plan, &env, 1, |r| println!("{}", crate::report::progress_line(r)));
+
+    for r in linux.iter().filter(|r| r.mode == "x2apic" && r.guest.apic_mode == Some(parse::X2APIC_REFUSED)) {
+        let n = format!("Linux {} ({}): -cpu offers x2APIC, but the guest kernel stayed in xAPIC mode (\"x2apic: IRQ remapping doesn't support X2APIC mode\": \
+            without interrupt remapping Linux uses x2APIC only under a hypervisor it recognises, and TCG shows none). Its x2apic-row figures are Linux-in-xAPIC-mode on the x2APIC VM.", r.label, r.accel);
+        notes.push(n);
+    }
+    let figs = figures(&keel, &linux, &accels, kvm_skip.as_deref(), &opts);
+    let ctx = report::Context { host: &host, guest: &guest, keel: &keel, linux: &linux, notes: &notes, opts: &opts };
+    let table = report::table(&figs);
+    println!("\n{table}");
+    let plots = plot::plot_all(&figs, &dir.join("plots"));
+    std::fs::write(dir.join("report.md"), report::markdown(&figs, &ctx, &plots))?;
+    std::fs::write(dir.join("report.json"), report::json(&figs, &ctx))?;
+    println!("xtask: wrote {}, {} and {} plot(s) in {}", dir.join("report.md").display(), dir.join("report.json").display(), plots.len(), dir.join("plots").display());
+    let linux_ok = linux.iter().filter(|r| r.accel == Accel::Tcg).all(|r| r.failure.is_none());
+    let keel_ok = !keel.iter().any(|r| r.failed());
+    println!("bench-compare: Keel runs {}, Linux TCG runs {}", if keel_ok { "ok" } else { "had failures" }, if linux_ok { "ok" } else { "had failures" });
+    Ok(if keel_ok && linux_ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}

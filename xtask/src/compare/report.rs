@@ -1,0 +1,258 @@
+//! `target/compare/report.md` and `report.json`.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use super::linux::Guest;
+use super::{Figure, LinuxRun, Options, Side};
+use crate::qemu::{shell_quote, Accel};
+use crate::report::HostInfo;
+use crate::runner::{JobResult, Outcome};
+
+pub struct Context<'a> {
+    pub host: &'a HostInfo,
+    pub guest: &'a Guest,
+    pub keel: &'a [JobResult],
+    pub linux: &'a [LinuxRun],
+    pub notes: &'a [String],
+    pub opts: &'a Options,
+}
+
+fn accel_label(a: Accel) -> &'static str {
+    match a {
+        Accel::Tcg => "TCG (emulation)",
+        Accel::Kvm => "KVM",
+    }
+}
+
+fn cell(v: Option<u64>) -> String {
+    v.map_or_else(|| "—".into(), |v| v.to_string())
+}
+
+fn side_cells(s: &Side) -> (String, String) {
+    if s.missing.is_some() {
+        return ("—".into(), "—".into());
+    }
+    (cell(s.median), cell(s.p99))
+}
+
+/// Plain-text table for the terminal.
+pub fn table(figs: &[Figure]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "{:<18} {:<12} {:<4} {:>6} {:>12} {:>12} {:>12} {:>12} {:>9}", "METRIC", "CONFIG", "ACC", "UNIT", "KEEL med", "KEEL p99", "LINUX med", "LINUX p99", "KEEL/LNX");
+    for f in figs {
+        let (km, kp) = side_cells(&f.keel);
+        let (lm, lp) = side_cells(&f.linux);
+        let r = f.ratio().map_or_else(|| "—".into(), |r| format!("{r:.2}"));
+        let _ = writeln!(s, "{:<18} {:<12} {:<4} {:>6} {km:>12} {kp:>12} {lm:>12} {lp:>12} {r:>9}", f.metric, f.config(), f.accel.name(), f.unit);
+    }
+    s
+}
+
+pub const FIGURE_NOTES: &[(&str, &str)] = &[
+    (
+        "ipi_round_trip",
+        "Keel: kernel-mode IPI ping CPU 0 -> CPU 1 -> CPU 0 (send fixed IPI, the target's handler acknowledges through memory, sender polls), bench.ipi_rtt.*, 10,000 trips after 200 warm-up trips. \
+         Linux: membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) from a thread pinned to CPU 0 while a sibling thread spins in user mode on CPU 1: \
+         includes the syscall entry/exit, an smp_call_function IPI to CPU 1, the remote handler and the wait for its completion; 10,000 samples after 200 warm-up.",
+    ),
+    (
+        "unmap_one_page",
+        "Linux: munmap() of one freshly mmapped and touched 4 KiB page by a thread on CPU 0 while sibling threads of the same process spin in user mode on every other CPU \
+         (the TLB shootdown IPIs go to all of them). Keel: no benchmark for this yet.",
+    ),
+    (
+        "irq_to_wake_intx",
+        "Both: TSC at the driver's write of edu register 0x60 (raise) to TSC after the driver's wait returns, in user space. \
+         Keel: edu-driver over INTx via Interrupt.wait (interrupt-grant proofs, 100 samples, no warm-up discard). \
+         Linux: uio_pci_generic (INTx), read() on /dev/uio0; between samples the driver clears edu status (0x64) and re-enables INTx through the PCI command register in sysfs config (not timed); 1,000 samples after 200 warm-up.",
+    ),
+    (
+        "irq_to_wake_msi",
+        "Keel: edu-driver over MSI via Interrupt.wait (bench-ring: 1,000 samples, x2APIC; interrupt-grant: 100 samples, xAPIC). Linux: not measured (UIO has no MSI).",
+    ),
+    (
+        "all_cpus_online",
+        "Microseconds from the kernel's clock start to all CPUs online, a single boot each. Keel: smp.all_online_us (TSC from the kernel's entry). \
+         Linux: the printk timestamp of 'smp: Brought up N nodes, M CPUs' (local_clock starts in early setup, after the decompressor: Linux's real-mode/decompression time is not included).",
+    ),
+];
+
+pub fn markdown(figs: &[Figure], cx: &Context<'_>, plots: &[PathBuf]) -> String {
+    let mut s = String::new();
+    let h = cx.host;
+    let _ = writeln!(s, "# Keel vs Linux: bench-compare report\n");
+    let _ = writeln!(s, "* Date: {}", h.date);
+    let _ = writeln!(s, "* Host: {} ({} CPUs), host kernel {}", h.cpu, h.nproc, h.kernel);
+    let _ = writeln!(s, "* Linux guest: {} with {} and kbench (bench/linux/kbench.c, gcc -O2 -static)", cx.guest.kernel_package, cx.guest.busybox_package);
+    let accels: Vec<&str> = {
+        let mut a: Vec<Accel> = figs.iter().map(|f| f.accel).collect();
+        a.dedup();
+        a.into_iter().map(accel_label).collect()
+    };
+    let _ = writeln!(s, "* Accelerators: {}. TCG figures are emulation: they show relative costs inside QEMU's emulator, not hardware latencies.", accels.join(", "));
+    if cx.opts.quick {
+        let _ = writeln!(s, "* QUICK run (--quick): reduced sample counts.");
+    }
+    let _ = writeln!(s, "* Units: TSC cycles (both guests read the same virtual TSC) or microseconds (boot). Ratio = Keel median / Linux median (< 1: Keel faster).\n");
+    let _ = writeln!(s, "| metric | config | accel | unit | Keel median | Keel p99 | Linux median | Linux p99 | Keel/Linux |");
+    let _ = writeln!(s, "|---|---|---|---|---:|---:|---:|---:|---:|");
+    let mut reasons: Vec<String> = Vec::new();
+    let mut mark = |side: &Side| -> String {
+        match &side.missing {
+            Some(why) => {
+                let i = reasons.iter().position(|r| r == why).unwrap_or_else(|| {
+                    reasons.push(why.clone());
+                    reasons.len() - 1
+                });
+                format!(" [{}]", i + 1)
+            }
+            None => String::new(),
+        }
+    };
+    for f in figs {
+        let (km, kp) = side_cells(&f.keel);
+        let (lm, lp) = side_cells(&f.linux);
+        let (kr, lr) = (mark(&f.keel), mark(&f.linux));
+        let r = f.ratio().map_or_else(|| "—".into(), |r| format!("{r:.2}"));
+        let _ = writeln!(s, "| {} | {} | {} | {} | {km}{kr} | {kp} | {lm}{lr} | {lp} | {r} |", f.metric, f.config(), accel_label(f.accel), f.unit);
+    }
+    let _ = writeln!(s, "\nMissing figures (\"—\"):\n");
+    for (i, r) in reasons.iter().enumerate() {
+        let _ = writeln!(s, "{}. {r}", i + 1);
+    }
+    let _ = writeln!(s, "\n## What each figure includes\n");
+    for (m, n) in FIGURE_NOTES {
+        let _ = writeln!(s, "* **{m}**: {n}");
+    }
+    let _ = writeln!(s, "\nSame VM on both sides: each Linux run uses the MachineSpec of the Keel proof it is compared with (machine, -cpu model and flags, -smp, -m, devices, accelerator); \
+        configurations Keel has no proof for (munmap at 4/8 CPUs, boot at 8/64) take the bench proof's machine with only -smp changed. Medians are quoted; p99 shows the noise. \
+        The host has {} CPUs: with more vCPUs than host CPUs under TCG, vCPU threads are time-sliced by the host and tail latencies grow accordingly.", h.nproc);
+    if !cx.notes.is_empty() {
+        let _ = writeln!(s, "\n## Notes\n");
+        for n in cx.notes {
+            let _ = writeln!(s, "* {n}");
+        }
+    }
+    if !plots.is_empty() {
+        let _ = writeln!(s, "\n## Plots\n\nLatency distributions (x: cycles, log scale; y: share of samples). Red bars: Linux samples; \
+            vertical lines: Linux median/p99 (dark red, thick/thin), Keel median/p99 (blue, thick/thin; Keel's evidence carries summaries only).\n");
+        for p in plots {
+            let name = p.file_name().unwrap().to_string_lossy();
+            let _ = writeln!(s, "* [{name}](plots/{name})");
+        }
+    }
+    let _ = writeln!(s, "\n## Runs and QEMU command lines\n\n### Linux\n");
+    for r in cx.linux {
+        let status = r.failure.as_deref().unwrap_or("ok");
+        let secs = r.output.as_ref().map_or(0.0, |o| o.elapsed.as_secs_f64());
+        let _ = writeln!(s, "* `{}` ({}, {secs:.1}s): {status}\n\n      qemu-system-x86_64 {}\n", r.label, accel_label(r.accel), shell_quote(&r.args));
+    }
+    let _ = writeln!(s, "### Keel\n");
+    for r in cx.keel {
+        let _ = writeln!(s, "* `{}` ({}, {:.1}s): {}\n\n      qemu-system-x86_64 {}\n", r.name, accel_label(r.accel), r.secs().unwrap_or(0.0), crate::report::verdict_cell(r), shell_quote(&r.args));
+    }
+    s
+}
+
+fn js(s: &str) -> String {
+    let mut o = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(o, "\\u{:04x}", c as u32);
+            }
+            c => o.push(c),
+        }
+    }
+    o.push('"');
+    o
+}
+
+fn jn(v: Option<u64>) -> String {
+    v.map_or_else(|| "null".into(), |v| v.to_string())
+}
+
+fn side_json(s: &Side) -> String {
+    let samples: Vec<String> = s.samples.iter().map(u64::to_string).collect();
+    format!(
+        "{{\"median\": {}, \"p99\": {}, \"n\": {}, \"source\": {}, \"missing\": {}, \"samples\": [{}]}}",
+        jn(s.median),
+        jn(s.p99),
+        jn(s.n),
+        js(&s.source),
+        s.missing.as_deref().map_or_else(|| "null".into(), js),
+        samples.join(",")
+    )
+}
+
+pub fn json(figs: &[Figure], cx: &Context<'_>) -> String {
+    let h = cx.host;
+    let mut s = format!(
+        "{{\n  \"date\": {},\n  \"host\": {{\"kernel\": {}, \"cpu\": {}, \"nproc\": {}}},\n  \"linux_guest\": {{\"kernel\": {}, \"busybox\": {}}},\n  \"quick\": {},\n  \"figures\": [",
+        js(&h.date),
+        js(&h.kernel),
+        js(&h.cpu),
+        h.nproc,
+        js(&cx.guest.kernel_package),
+        js(&cx.guest.busybox_package),
+        cx.opts.quick
+    );
+    for (i, f) in figs.iter().enumerate() {
+        let ratio = f.ratio().map_or_else(|| "null".into(), |r| format!("{r:.4}"));
+        let _ = write!(
+            s,
+            "{}\n    {{\"metric\": {}, \"unit\": {}, \"mode\": {}, \"smp\": {}, \"accel\": {}, \"emulation\": {}, \"ratio_keel_over_linux\": {ratio},\n     \"keel\": {},\n     \"linux\": {}}}",
+            if i == 0 { "" } else { "," },
+            js(f.metric),
+            js(f.unit),
+            js(f.mode),
+            f.smp,
+            js(f.accel.name()),
+            f.accel == Accel::Tcg,
+            side_json(&f.keel),
+            side_json(&f.linux)
+        );
+    }
+    s.push_str("\n  ],\n  \"linux_runs\": [");
+    for (i, r) in cx.linux.iter().enumerate() {
+        let (secs, status) = r.output.as_ref().map_or((0.0, None), |o| (o.elapsed.as_secs_f64(), o.status));
+        let _ = write!(
+            s,
+            "{}\n    {{\"label\": {}, \"mode\": {}, \"accel\": {}, \"seconds\": {secs:.3}, \"status\": {}, \"completed\": {}, \"failure\": {}, \"qemu\": {}}}",
+            if i == 0 { "" } else { "," },
+            js(&r.label),
+            js(r.mode),
+            js(r.accel.name()),
+            status.map_or_else(|| "null".into(), |v| v.to_string()),
+            r.guest.done,
+            r.failure.as_deref().map_or_else(|| "null".into(), js),
+            js(&format!("qemu-system-x86_64 {}", shell_quote(&r.args)))
+        );
+    }
+    s.push_str("\n  ],\n  \"keel_runs\": [");
+    for (i, r) in cx.keel.iter().enumerate() {
+        let verdict = match &r.outcome {
+            Outcome::Skipped(_) => "skipped",
+            _ if r.passed() => "passed",
+            _ => "failed",
+        };
+        let _ = write!(
+            s,
+            "{}\n    {{\"proof\": {}, \"accel\": {}, \"seconds\": {:.3}, \"verdict\": {}, \"detail\": {}, \"qemu\": {}}}",
+            if i == 0 { "" } else { "," },
+            js(r.name),
+            js(r.accel.name()),
+            r.secs().unwrap_or(0.0),
+            js(verdict),
+            js(&crate::report::verdict_cell(r)),
+            js(&format!("qemu-system-x86_64 {}", shell_quote(&r.args)))
+        );
+    }
+    s.push_str("\n  ],\n  \"notes\": [");
+    s.push_str(&cx.notes.iter().map(|n| js(n)).collect::<Vec<_>>().join(", "));
+    s.push_str("]\n}\n");
+    s
+}
