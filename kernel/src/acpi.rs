@@ -51,8 +51,7 @@ impl AcpiHandler for PhysMapHandler {
 pub fn boot_cpu_apic_id() -> u32 {
     let f = crate::arch::x86_64::cpu::features();
     if f.max_leaf >= 0x0B {
-        // SAFETY: leaf 0x0B exists (checked against the maximum leaf).
-        let r = unsafe { core::arch::x86_64::__cpuid_count(0x0B, 0) };
+        let r = core::arch::x86_64::__cpuid_count(0x0B, 0);
         if r.ebx != 0 {
             return r.edx;
         }

@@ -34,6 +34,7 @@ pub extern "C" fn kernel_entry(multiboot_magic: u32, multiboot_info: u32) -> ! {
     arch::x86_64::interrupts::init_idt();
 
     let boot = mm::init(multiboot_magic, multiboot_info);
+    arch::x86_64::percpu::init_boot_cpu_heap();
     // Multiboot loaders (QEMU, GRUB) put the kernel's path first; options follow it.
     let cmdline_text: &'static str = match boot.cmdline.split_once(' ') {
         Some((first, rest)) if !first.contains('=') => rest.trim_start(),

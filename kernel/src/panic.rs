@@ -29,10 +29,14 @@ fn claim_report() {
 fn panic(info: &PanicInfo) -> ! {
     claim_report();
     let cpu = percpu::current_index_or_boot();
+    // A CPU stopped mid-line may have left a partial line: start the report on a fresh one.
+    println!();
     match info.location() {
         Some(l) => println!("PANIC on cpu{cpu} at {}:{}: {}", l.file(), l.line(), info.message()),
         None => println!("PANIC on cpu{cpu}: {}", info.message()),
     }
+    ev!("panic.cpu", cpu);
+    ev!("panic.others_stopped", smp::stopped_count());
     println!("VERDICT fail panic");
     exit(ExitCode::Panic)
 }
@@ -56,6 +60,7 @@ pub fn fatal_exception(frame: &TrapFrame) -> ! {
     claim_report();
     let cr2 = x86_64::registers::control::Cr2::read_raw();
     let cpu = percpu::current_index_or_boot();
+    println!();
     println!(
         "FATAL EXCEPTION on cpu{cpu}: vector {} ({}) error {:#x} at rip {:#018x} cr2 {:#018x}",
         frame.vector,

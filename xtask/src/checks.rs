@@ -241,6 +241,8 @@ pub struct Expect {
 impl Expect {
     pub const PASS: Expect = Expect { status: exit::STATUS_PASS, verdict: ExpectVerdict::Pass };
     pub const FATAL_EXCEPTION: Expect = Expect { status: exit::STATUS_FATAL_EXCEPTION, verdict: ExpectVerdict::NotPass };
+    /// A deliberate kernel panic (status 37, no passing verdict).
+    pub const PANIC: Expect = Expect { status: exit::STATUS_PANIC, verdict: ExpectVerdict::NotPass };
 }
 
 /// The raw facts of one finished boot, as the judge needs them.

@@ -71,10 +71,8 @@ extern "C" {
 
 /// Physical extent of the kernel image including .bss.
 pub fn kernel_image_phys() -> PhysRange {
-    // SAFETY: linker-script symbols; only their addresses are used.
-    let (start, end) = unsafe {
-        (core::ptr::addr_of!(__kernel_start_phys) as u64, core::ptr::addr_of!(__bss_end_phys) as u64)
-    };
+    // Linker-script symbols; only their addresses are used.
+    let (start, end) = (core::ptr::addr_of!(__kernel_start_phys) as u64, core::ptr::addr_of!(__bss_end_phys) as u64);
     PhysRange { start, end }
 }
 

@@ -57,7 +57,7 @@ pub fn init(memory_map: &[MmapEntry]) {
     // Physical map of RAM-like ranges (usable, ACPI, NVS) and the first MiB, 2 MiB pages.
     let ram = F::PRESENT | F::WRITABLE | F::NO_EXECUTE | F::GLOBAL;
     let mut top = 0u64;
-    let mut map_range = |tables: &mut OffsetPageTable<'static>, start: u64, end: u64| {
+    let map_range = |tables: &mut OffsetPageTable<'static>, start: u64, end: u64| {
         let mut p = start / TWO_MIB * TWO_MIB;
         while p < end {
             map_2mib(tables, p, ram);

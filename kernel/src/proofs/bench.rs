@@ -1,8 +1,20 @@
 //! `proof=bench`: in-guest measurements for `make bench` (not a test: nothing here is
 //! asserted against a threshold). IPI round trip between CPU 0 and CPU 1 in TSC cycles,
-//! AP bring-up time, and the LAPIC timer calibration error.
+//! AP bring-up time, the LAPIC timer calibration error, wake-up of an idle CPU by posted
+//! work (the reschedule-IPI path), and single-page TLB shootdown latency with 1, 2, 4, ...
+//! other CPUs resident in the address space. Everything runs in ring 0, so it works under
+//! every accelerator.
 
 use alloc::vec::Vec;
+use core::sync::atomic::AtomicU64;
+
+use x86_64::registers::control::{Cr3, Cr3Flags};
+use x86_64::structures::paging::PhysFrame;
+use x86_64::PhysAddr;
+
+use crate::arch::x86_64::tlb;
+use crate::mm::address_space::{AddressSpace, UserPerms};
+use crate::mm::paging;
 use core::sync::atomic::Ordering;
 
 use keel_boot::cmdline::CommandLine;
@@ -23,7 +35,7 @@ pub fn run(system: System, cmdline: &CommandLine) -> ! {
     let mode = lapic::mode_name(system.mode);
     ev!("bench.mode", mode);
     let Some(other) = percpu::online().find(|c| c.index != 0) else {
-        return verdict(false, "bench needs two CPUs");
+        verdict(false, "bench needs two CPUs");
     };
     // Warm-up trips are discarded.
     for _ in 0..200 {
@@ -37,7 +49,7 @@ pub fn run(system: System, cmdline: &CommandLine) -> ! {
         crate::time::delay_us(gap_us);
         match smp::ping(other) {
             Some(c) => samples.push(c),
-            None => return verdict(false, "IPI round trip timed out"),
+            None => verdict(false, "IPI round trip timed out"),
         }
     }
     let (median, p99) = percentiles(&mut samples);
@@ -61,7 +73,98 @@ pub fn run(system: System, cmdline: &CommandLine) -> ! {
     ev!("bench.timer.calibrated_hz", short);
     ev!("bench.timer.reference_hz", long);
     ev!("bench.timer.calibration_error_ppm", error_ppm);
+    wake_latency(&system);
+    shootdown_latency(super::option_u64(cmdline, "shootdowns", 2000) as usize);
     verdict(true, "")
+}
+
+static POSTED_AT: AtomicU64 = AtomicU64::new(0);
+static WOKE_AFTER: AtomicU64 = AtomicU64::new(0);
+
+fn note_wake(_: usize) {
+    WOKE_AFTER.store(cpu::rdtsc() - POSTED_AT.load(Ordering::Acquire), Ordering::Release);
+}
+
+/// Posted work to a halted CPU: IPI 49 wakes its idle loop, which runs the work. Measures
+/// post → first instruction of the work.
+fn wake_latency(system: &System) {
+    let _ = system;
+    let Some(other) = percpu::online().find(|c| c.index != 0) else { return };
+    let mut samples = Vec::with_capacity(1000);
+    for _ in 0..1000 {
+        crate::time::delay_us(100); // let it halt again
+        POSTED_AT.store(cpu::rdtsc(), Ordering::Release);
+        let ticket = smp::post_work(other, note_wake, 0);
+        if !smp::wait_work(other, ticket, 1_000_000_000) {
+            return;
+        }
+        samples.push(WOKE_AFTER.load(Ordering::Acquire));
+    }
+    let (m, p) = percentiles(&mut samples);
+    ev!("bench.wake_idle_cpu.median_cycles", m);
+    ev!("bench.wake_idle_cpu.p99_cycles", p);
+}
+
+static HOLD_SPACE: AtomicU64 = AtomicU64::new(0);
+static RELEASE: AtomicU64 = AtomicU64::new(0);
+static HOLDING: AtomicU64 = AtomicU64::new(0);
+
+/// Work for a resident CPU: load the test address space, mark it resident, stay (serving
+/// shootdown IPIs with interrupts on) until released.
+fn hold_resident(mask_addr: usize) {
+    // SAFETY: the mask lives in the boot CPU's frame of `shootdown_latency`, which waits for
+    // every holder to leave before returning.
+    let mask = unsafe { &*(mask_addr as *const tlb::CpuMask) };
+    let me = percpu::current().index;
+    let pml4 = HOLD_SPACE.load(Ordering::Acquire);
+    mask.insert(me);
+    // SAFETY: the test space shares the kernel half, so this code keeps running.
+    unsafe { Cr3::write(PhysFrame::containing_address(PhysAddr::new(pml4)), Cr3Flags::empty()) };
+    HOLDING.fetch_add(1, Ordering::AcqRel);
+    while RELEASE.load(Ordering::Acquire) == 0 {
+        core::hint::spin_loop();
+    }
+    // SAFETY: back to the kernel tables before leaving the set.
+    unsafe { Cr3::write(PhysFrame::containing_address(PhysAddr::new(paging::kernel_pml4())), Cr3Flags::empty()) };
+    mask.remove(me);
+    HOLDING.fetch_sub(1, Ordering::AcqRel);
+}
+
+/// Single-page unmap + shootdown with 1, 2, 4, ... other CPUs resident.
+fn shootdown_latency(rounds: usize) {
+    let Ok(mut space) = AddressSpace::new() else { return };
+    HOLD_SPACE.store(space.pml4(), Ordering::Release);
+    let others: Vec<_> = percpu::online().filter(|c| c.index != 0).collect();
+    let page = 0x0000_4000_0000u64;
+    let perms = UserPerms { write: true, exec: false, uncached: false };
+    let mut n = 1;
+    while n <= others.len() {
+        let mask = tlb::CpuMask::new();
+        RELEASE.store(0, Ordering::Release);
+        let tickets: Vec<_> = others[..n].iter().map(|c| (*c, smp::post_work(c, hold_resident, &mask as *const _ as usize))).collect();
+        let deadline = crate::time::now_ns() + 2_000_000_000;
+        while HOLDING.load(Ordering::Acquire) < n as u64 && crate::time::now_ns() < deadline {
+            core::hint::spin_loop();
+        }
+        let mut samples = Vec::with_capacity(rounds);
+        for _ in 0..rounds {
+            let Ok(_) = space.map_new(page, perms) else { break };
+            let Ok(Some(frame)) = space.unmap(page) else { break };
+            let t0 = cpu::rdtsc();
+            tlb::shootdown(space.pml4(), &mask, &[page]);
+            samples.push(cpu::rdtsc() - t0);
+            crate::mm::frames::free(frame);
+        }
+        RELEASE.store(1, Ordering::Release);
+        for (c, t) in tickets {
+            smp::wait_work(c, t, 2_000_000_000);
+        }
+        let (m, p) = percentiles(&mut samples);
+        ev!(("bench.shootdown.{}cpu.median_cycles", n), m);
+        ev!(("bench.shootdown.{}cpu.p99_cycles", n), p);
+        n *= 2;
+    }
+    space.destroy();
 }
 
 /// Counts the LAPIC timer (masked one-shot) against the TSC for `ms` milliseconds on this CPU,

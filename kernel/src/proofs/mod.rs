@@ -35,6 +35,7 @@ pub fn run(name: &str, cmdline: &CommandLine, boot: &BootContext, platform: &'st
         "smp" => smp::run(bring_up(platform, cmdline), cmdline),
         "bench" => bench::run(bring_up(platform, cmdline), cmdline),
         "user" => user::run(bring_up(platform, cmdline), cmdline, boot),
+        "panic" => panic_on_ap(bring_up(platform, cmdline)),
         other => {
             log::error!("unknown proof {other:?}");
             verdict(false, "unknown proof")
@@ -173,4 +174,34 @@ pub fn option_u64(cmdline: &CommandLine, key: &str, default: u64) -> u64 {
             default
         }
     }
+}
+
+fn chatter(_: usize) {
+    let me = percpu::current().index;
+    for i in 0u64.. {
+        log::info!("chatter from cpu{me}: line {i} of a long report that must not interleave with the panic");
+    }
+}
+
+fn panic_now(_: usize) {
+    panic!("deliberate panic on cpu{}", percpu::current().index);
+}
+
+/// `proof=panic`: every other CPU prints without pause, then CPU 1 panics. The panic must stop
+/// the others with an NMI and print one uninterrupted report (the runner checks the lines).
+fn panic_on_ap(system: System) -> ! {
+    let online = smp_arch::online_cpus();
+    ev!("panic.online", online.len());
+    let Some(victim) = online.iter().find(|c| c.index == 1).copied() else {
+        verdict(false, "panic proof needs two CPUs")
+    };
+    for cpu in online.iter().filter(|c| c.index > 1) {
+        smp_arch::post_work(cpu, chatter, 0);
+    }
+    let _ = system;
+    crate::time::delay_us(20_000);
+    smp_arch::post_work(victim, panic_now, 0);
+    // The boot CPU chatters too until the NMI stops it.
+    chatter(0);
+    verdict(false, "not reached")
 }

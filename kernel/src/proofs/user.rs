@@ -25,7 +25,7 @@ pub fn run(system: System, cmdline: &CommandLine, boot: &BootContext) -> ! {
         Ok(m) => m,
         Err(e) => {
             log::error!("user: {e}");
-            return verdict(false, "no usable manifest");
+            verdict(false, "no usable manifest");
         }
     };
     let frames_before = crate::mm::frames::free_count();

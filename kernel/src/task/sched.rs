@@ -9,13 +9,13 @@
 //! scheduler context queues it after the switch. Threads never migrate, so a thread queued
 //! while still finishing its switch-out cannot run before the switch completes.
 
-use alloc::collections::VecDeque;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use keel_apic::{ApicId, Ipi};
+use keel_sched::RunQueue;
 use spin::Mutex;
 use x86_64::registers::control::{Cr3, Cr3Flags};
 use x86_64::structures::paging::PhysFrame;
@@ -42,7 +42,7 @@ struct TimedEvent {
 
 /// One CPU's scheduler state.
 pub struct CpuSched {
-    run_queue: Mutex<VecDeque<Arc<Thread>>>,
+    run_queue: Mutex<RunQueue<Arc<Thread>>>,
     current: Mutex<Option<Arc<Thread>>>,
     timed: Mutex<Vec<TimedEvent>>,
     idle_rsp: UnsafeCell<u64>,
@@ -57,12 +57,20 @@ impl CpuSched {
     /// Empty state (const: per-CPU blocks are built in statics).
     pub const fn new() -> Self {
         CpuSched {
-            run_queue: Mutex::new(VecDeque::new()),
+            run_queue: Mutex::new(RunQueue::new()),
             current: Mutex::new(None),
             timed: Mutex::new(Vec::new()),
             idle_rsp: UnsafeCell::new(0),
             switches: AtomicU64::new(0),
         }
+    }
+}
+
+impl CpuSched {
+    /// Reserves run-queue room (called once per CPU, outside interrupt context).
+    pub fn reserve(&self, threads: usize) {
+        without_interrupts(|| self.run_queue.lock().reserve(threads));
+        without_interrupts(|| self.timed.lock().reserve(threads));
     }
 }
 
@@ -88,7 +96,11 @@ pub fn enqueue(thread: Arc<Thread>) {
         log::error!("sched: thread {} has no CPU {home}", thread.tid);
         return;
     };
-    without_interrupts(|| cpu.sched.run_queue.lock().push_back(thread));
+    if let Err(t) = without_interrupts(|| cpu.sched.run_queue.lock().push(thread)) {
+        // The queue's room was reserved up front so this path never allocates.
+        log::error!("sched: cpu{home} run queue full; thread {} dropped", t.tid);
+        return;
+    }
     if home != percpu::current().index {
         let apic = ApicId::new(cpu.apic_id.load(Ordering::Acquire));
         let _ = lapic::send(Ipi::fixed(IPI_VECTOR).to(apic));
@@ -106,7 +118,7 @@ pub fn wake(thread: &Arc<Thread>) {
 /// the run queue was empty. Must be called with interrupts off, from the CPU's idle loop.
 pub fn schedule_once() -> bool {
     let me = percpu::current();
-    let Some(thread) = me.sched.run_queue.lock().pop_front() else { return false };
+    let Some(thread) = me.sched.run_queue.lock().pop() else { return false };
     if thread.state() == ThreadState::Exited {
         return true;
     }

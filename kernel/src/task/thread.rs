@@ -3,7 +3,7 @@
 use alloc::boxed::Box;
 use alloc::sync::Arc;
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use keel_abi::{Completion, RingHeader, Status};
 use spin::Mutex;
@@ -16,19 +16,7 @@ use crate::arch::x86_64::interrupts::TrapFrame;
 /// Kernel stack per thread.
 pub const KERNEL_STACK_SIZE: usize = 32 * 1024;
 
-/// Scheduling state.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-pub enum ThreadState {
-    /// In a run queue or about to be.
-    Runnable = 0,
-    /// On its CPU now.
-    Running = 1,
-    /// Waiting for a completion, a timeout or an interrupt.
-    Blocked = 2,
-    /// Finished; reaped by its CPU's scheduler context.
-    Exited = 3,
-}
+pub use keel_sched::ThreadState;
 
 static NEXT_TID: AtomicU64 = AtomicU64::new(1);
 
@@ -51,7 +39,7 @@ pub struct Thread {
     pub process: Arc<Process>,
     /// CPU index whose run queue this thread lives on.
     pub home_cpu: AtomicU32,
-    state: AtomicU8,
+    state: keel_sched::ThreadStateCell,
     /// Set when the thread leaves the CPU but should run again (preemption).
     pub requeue: AtomicBool,
     /// Saved kernel stack pointer while switched out. Only the home CPU touches it, with
@@ -110,7 +98,7 @@ impl Thread {
             tid: NEXT_TID.fetch_add(1, Ordering::Relaxed),
             process,
             home_cpu: AtomicU32::new(home_cpu),
-            state: AtomicU8::new(ThreadState::Runnable as u8),
+            state: keel_sched::ThreadStateCell::new(),
             requeue: AtomicBool::new(false),
             saved_rsp: UnsafeCell::new(saved),
             stack,
@@ -193,24 +181,17 @@ impl Thread {
 
     /// Current state.
     pub fn state(&self) -> ThreadState {
-        match self.state.load(Ordering::Acquire) {
-            0 => ThreadState::Runnable,
-            1 => ThreadState::Running,
-            2 => ThreadState::Blocked,
-            _ => ThreadState::Exited,
-        }
+        self.state.get()
     }
 
-    /// Sets the state unconditionally (only the thread itself or its scheduler does this).
+    /// Sets the state (only the thread itself or its scheduler does this; `Exited` is final).
     pub fn set_state(&self, s: ThreadState) {
-        self.state.store(s as u8, Ordering::Release);
+        self.state.set(s);
     }
 
     /// Blocked → Runnable; true when this call did the transition (the caller then queues it).
     pub fn try_wake(&self) -> bool {
-        self.state
-            .compare_exchange(ThreadState::Blocked as u8, ThreadState::Runnable as u8, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
+        self.state.try_wake()
     }
 
     /// Pointer to the saved stack pointer slot.

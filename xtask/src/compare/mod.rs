@@ -112,12 +112,7 @@ fn keel_proofs(opts: &Options) -> (Vec<Proof>, Vec<String>) {
     let mut notes = Vec::new();
     for name in ["bench-xapic", "bench-x2apic", "bench-ring", "interrupt-grant", "interrupt-grant-x2apic"] {
         match find(name) {
-            Some(mut p) => {
-                if opts.quick && p.scenario == "bench" {
-                    p = p.args("trips=1000");
-                }
-                out.push(p)
-            }
+            Some(p) => out.push(p),
             None => notes.push(format!("Keel proof {name} is not in the registry")),
         }
     }
@@ -128,7 +123,7 @@ fn keel_proofs(opts: &Options) -> (Vec<Proof>, Vec<String>) {
                 continue;
             }
             let name: &'static str = Box::leak(format!("bench-{mode}-smp{smp}").into_boxed_str());
-            let mut p = base.clone().args("trips=1000").smp(smp).timeout_secs(if smp == 64 { 600 } else { 300 });
+            let mut p = base.clone().args("trips=1000").smp(smp).timeout_secs(300);
             p.name = name;
             // Boot time is the figure; the per-proof checks stay (samples >= 1000 is not required).
             p.checks.clear();
@@ -204,7 +199,7 @@ fn linux_runs(accel: Accel, opts: &Options) -> Vec<LinuxRun> {
             }
             let m = MachineSpec { smp, ..bench.machine.clone() };
             let benches = if smp == 64 { "boot" } else { "munmap,boot" };
-            runs.push(mk(format!("{mode}-smp{smp}"), mode, m, benches, if smp == 64 { 900 } else { 400 }));
+            runs.push(mk(format!("{mode}-smp{smp}"), mode, m, benches, if smp == 64 { 300 } else { 400 }));
         }
     }
     runs
@@ -228,7 +223,9 @@ fn run_linux(run: &mut LinuxRun, guest: &linux::Guest, log_dir: &Path, opts: &Op
                 let _ = std::fs::write(base.with_extension("stderr"), &out.stderr);
             }
             run.guest = GuestOutput::parse(&out.stdout);
-            if !run.guest.done {
+            if let (false, Some(p)) = (run.guest.done, &run.guest.panic) {
+                run.failure = Some(format!("guest kernel panic: {p} (-m {})", run.machine.memory));
+            } else if !run.guest.done {
                 run.failure = Some(match out.timed_out {
                     Some(t) if out.stdout.trim().is_empty() => format!("no console output within {}s (guest hung)", t.as_secs()),
                     Some(t) => format!("timed out after {}s before the benchmarks finished", t.as_secs()),

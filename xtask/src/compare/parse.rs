@@ -16,6 +16,8 @@ pub struct GuestOutput {
     pub done: bool,
     /// Linux's own report of its APIC mode, from the kernel log, if it said.
     pub apic_mode: Option<&'static str>,
+    /// `Kernel panic - not syncing: <reason>`.
+    pub panic: Option<String>,
 }
 
 impl GuestOutput {
@@ -38,6 +40,9 @@ impl GuestOutput {
                 }
             } else if line.contains("KBENCH done") {
                 g.done = true;
+            }
+            if let Some(i) = line.find("Kernel panic - not syncing: ") {
+                g.panic.get_or_insert_with(|| line[i + 28..].trim().to_string());
             }
             if line.contains("IRQ remapping doesn't support X2APIC mode") {
                 g.apic_mode = Some(X2APIC_REFUSED);
@@ -115,6 +120,8 @@ mod tests {
         assert_eq!(g.apic_mode, None);
         let x = GuestOutput::parse("DMESG [    0.269997] x2apic: IRQ remapping doesn't support X2APIC mode\n");
         assert_eq!(x.apic_mode, Some(X2APIC_REFUSED));
+        let p = GuestOutput::parse("[   22.169316] Kernel panic - not syncing: System is deadlocked on memory\n");
+        assert_eq!(p.panic.as_deref(), Some("System is deadlocked on memory"));
     }
 
     #[test]

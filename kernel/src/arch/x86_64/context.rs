@@ -60,7 +60,7 @@ pub unsafe fn prepare_new_context(frame_addr: u64) -> u64 {
     // SAFETY: the caller guarantees room below the frame on this stack.
     unsafe {
         sp -= 8;
-        (sp as *mut u64).write(trap_return as usize as u64); // `ret` target
+        (sp as *mut u64).write(trap_return as *const () as u64); // `ret` target
         for _ in 0..6 {
             sp -= 8;
             (sp as *mut u64).write(0); // rbp, rbx, r12..r15

@@ -39,28 +39,22 @@ static FEATURES: Once<CpuFeatures> = Once::new();
 
 /// Reads CPUID on the boot CPU.
 pub fn detect() -> CpuFeatures {
-    // SAFETY: CPUID exists on every x86_64 CPU and has no side effects.
-    let (l0, l1, l7, e0, e1, e7) = unsafe {
-        let l0 = __cpuid(0);
-        let l1 = __cpuid(1);
-        let l7 = if l0.eax >= 7 { __cpuid_count(7, 0) } else { __cpuid(0) };
-        let e0 = __cpuid(0x8000_0000);
-        let e1 = if e0.eax >= 0x8000_0001 { __cpuid(0x8000_0001) } else { __cpuid(0) };
-        let e7 = if e0.eax >= 0x8000_0007 { __cpuid(0x8000_0007) } else { __cpuid(0) };
-        (l0, l1, l7, e0, e1, e7)
-    };
+    // Leaves beyond the reported maxima are not read (they would alias other leaves).
+    let l0 = __cpuid(0);
+    let l1 = __cpuid(1);
+    let l7 = if l0.eax >= 7 { __cpuid_count(7, 0) } else { __cpuid(0) };
+    let e0 = __cpuid(0x8000_0000);
+    let e1 = if e0.eax >= 0x8000_0001 { __cpuid(0x8000_0001) } else { __cpuid(0) };
+    let e7 = if e0.eax >= 0x8000_0007 { __cpuid(0x8000_0007) } else { __cpuid(0) };
     let has7 = l0.eax >= 7;
-    let _ = e0;
-    // SAFETY: leaves 0x15/0x16 are only read when the maximum leaf covers them.
     let tsc_crystal = if l0.eax >= 0x15 {
-        let r = unsafe { __cpuid(0x15) };
+        let r = __cpuid(0x15);
         (r.eax != 0 && r.ebx != 0).then_some((r.eax, r.ebx, r.ecx))
     } else {
         None
     };
-    // SAFETY: as above.
     let base_mhz = if l0.eax >= 0x16 {
-        let r = unsafe { __cpuid(0x16) };
+        let r = __cpuid(0x16);
         (r.eax & 0xffff != 0).then_some(r.eax & 0xffff)
     } else {
         None
@@ -109,17 +103,15 @@ pub fn init_boot_cpu_features() {
 /// uses them (timer, EOI, IPI and shootdown go through the architectural LAPIC); the `kvm-pv`
 /// proofs print this to show the two configurations really differ.
 fn report_hypervisor() {
-    // SAFETY: CPUID.1 exists; hypervisor leaves are read only when ECX[31] says one is there.
-    let hv = unsafe { __cpuid(1) }.ecx & (1 << 31) != 0;
+    // Hypervisor leaves are read only when CPUID.1:ECX[31] says one is there.
+    let hv = __cpuid(1).ecx & (1 << 31) != 0;
     let mut pv_eoi = false;
     let mut pv_ipi = false;
     if hv {
-        // SAFETY: hypervisor CPUID range, present per CPUID.1:ECX[31].
-        let sig = unsafe { __cpuid(0x4000_0000) };
+        let sig = __cpuid(0x4000_0000);
         let kvm = sig.ebx == 0x4b4d_564b && sig.ecx == 0x564b_4d56 && sig.edx == 0x4d;
         if kvm && sig.eax >= 0x4000_0001 {
-            // SAFETY: leaf 0x40000001 is within the hypervisor's reported maximum.
-            let features = unsafe { __cpuid(0x4000_0001) }.eax;
+            let features = __cpuid(0x4000_0001).eax;
             pv_eoi = features & (1 << 6) != 0; // KVM_FEATURE_PV_EOI
             pv_ipi = features & (1 << 11) != 0; // KVM_FEATURE_PV_SEND_IPI
         }

@@ -175,8 +175,7 @@ static IDT: Once<Idt> = Once::new();
 /// Builds the IDT (once) and loads it on the calling CPU.
 pub fn init_idt() {
     let idt = IDT.call_once(|| {
-        // SAFETY: `trap_stubs` is the label of the stub table defined above.
-        let base = unsafe { core::ptr::addr_of!(trap_stubs) } as u64;
+        let base = core::ptr::addr_of!(trap_stubs) as u64;
         let mut gates = [Gate::interrupt(0, 0, 0); 256];
         for (vector, gate) in gates.iter_mut().enumerate() {
             let ist = match vector {

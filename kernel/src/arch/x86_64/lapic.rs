@@ -175,8 +175,7 @@ fn mode_inputs() -> ModeInputs {
     let f = cpu::features();
     // SAFETY: IA32_APIC_BASE exists on every CPU with a local APIC (all x86_64 CPUs).
     let apic_base = ApicBase::from_raw(unsafe { rdmsr(IA32_APIC_BASE) });
-    // SAFETY: CPUID leaf 7 read only when present.
-    let edx7 = if f.max_leaf >= 7 { unsafe { core::arch::x86_64::__cpuid_count(7, 0) }.edx } else { 0 };
+    let edx7 = if f.max_leaf >= 7 { core::arch::x86_64::__cpuid_count(7, 0).edx } else { 0 };
     let locked = x2apic_lock_state(
         edx7,
         // SAFETY: called only when CPUID.7:EDX[29] enumerates IA32_ARCH_CAPABILITIES.

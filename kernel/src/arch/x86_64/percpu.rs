@@ -10,6 +10,9 @@ use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering};
 use super::gdt::CpuTables;
 use super::smp::Mailbox;
 
+/// Threads one CPU's run queue can hold (reserved up front: wake-ups never allocate).
+pub const RUN_QUEUE_CAPACITY: usize = 256;
+
 /// Upper bound on CPUs Keel manages (the MADT may list more; the rest are reported).
 pub const MAX_CPUS: usize = 512;
 
@@ -124,6 +127,11 @@ pub fn init_boot_cpu() {
     }
 }
 
+/// Reserves the boot CPU's run queue (once the heap exists).
+pub fn init_boot_cpu_heap() {
+    current().sched.reserve(RUN_QUEUE_CAPACITY);
+}
+
 /// An AP's block and tables, allocated by the boot CPU before the AP starts and installed by
 /// the AP itself.
 pub struct ApBlocks {
@@ -133,7 +141,9 @@ pub struct ApBlocks {
 
 /// Allocates an AP's per-CPU block and descriptor tables (leaked: CPUs never go away).
 pub fn allocate_ap(index: u32) -> ApBlocks {
-    let percpu = alloc::boxed::Box::into_raw(alloc::boxed::Box::new(PerCpu::new(index)));
+    let block = alloc::boxed::Box::new(PerCpu::new(index));
+    block.sched.reserve(RUN_QUEUE_CAPACITY);
+    let percpu = alloc::boxed::Box::into_raw(block);
     let tables = alloc::boxed::Box::into_raw(alloc::boxed::Box::<CpuTables>::new_uninit());
     // SAFETY: writing a fresh value into uninitialised heap memory of the right layout.
     let tables = unsafe {

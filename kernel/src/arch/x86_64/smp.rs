@@ -179,6 +179,11 @@ pub fn nmi(_frame: &mut TrapFrame) {
     }
 }
 
+/// CPUs parked by the panic NMI.
+pub fn stopped_count() -> u32 {
+    STOPPED.load(Ordering::SeqCst)
+}
+
 /// Stops every other CPU with an NMI (all-but-self shorthand) so the panic report is the only
 /// output; waits briefly for them to park.
 pub fn stop_other_cpus() {
@@ -276,7 +281,7 @@ fn start_one(index: u32, apic_id: u32, use_deadline: bool) -> ApOutcome {
     trampoline::set_params(TrampolineParams {
         cr3: 0,
         nx: cpu::features().nx as u64,
-        entry: ap_entry as usize as u64,
+        entry: ap_entry as *const () as u64,
         stack_top: stack.as_ptr_range().end as u64 & !0xf,
         arg: startup as *const ApStartup as u64,
     });

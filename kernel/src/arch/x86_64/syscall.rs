@@ -94,7 +94,7 @@ pub fn init_cpu() {
     // SAFETY: the selectors match the GDT layout in `gdt.rs` (user data 0x18, user code 0x20,
     // as `sysret` derives them from STAR[63:48] = 0x10), and the entry stub is valid code.
     unsafe {
-        LStar::write(VirtAddr::new(keel_syscall_entry as usize as u64));
+        LStar::write(VirtAddr::new(keel_syscall_entry as *const () as u64));
         SFMask::write(
             RFlags::INTERRUPT_FLAG
                 | RFlags::TRAP_FLAG
@@ -141,7 +141,7 @@ pub fn emulated_count() -> u64 {
 /// R11 = RFLAGS), so complete it here, return with `iretq`, and switch the process to the
 /// `int 0x80` gate. Returns false for any other fault.
 pub fn recover_from_failed_syscall(frame: &mut TrapFrame) -> bool {
-    if frame.vector != 14 || frame.rip != keel_syscall_entry as usize as u64 || !frame.from_user() {
+    if frame.vector != 14 || frame.rip != keel_syscall_entry as *const () as u64 || !frame.from_user() {
         return false;
     }
     if !SYSCALL_BROKEN.swap(true, core::sync::atomic::Ordering::Relaxed) {

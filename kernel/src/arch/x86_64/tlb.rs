@@ -21,55 +21,12 @@ use keel_apic::{ApicId, Ipi};
 use spin::Mutex;
 use x86_64::registers::control::Cr3;
 
-use super::percpu::{self, MAX_CPUS};
+use super::percpu;
 use super::{cpu, lapic};
 
 /// Shootdown IPIs.
 pub const TLB_VECTOR: u8 = 50;
-/// Above this many pages one request flushes the whole (non-global) TLB by reloading CR3
-/// instead of one `invlpg` per page: each `invlpg` costs on the order of a TLB refill, so
-/// past a few dozen pages the reload is cheaper (Linux uses 33, tlb_single_page_flush_ceiling).
-pub const FLUSH_CEILING_PAGES: usize = 32;
-
-const WORDS: usize = MAX_CPUS / 64;
-
-/// A set of CPU indices.
-pub struct CpuMask([AtomicU64; WORDS]);
-
-impl CpuMask {
-    /// The empty set.
-    pub const fn new() -> CpuMask {
-        CpuMask([const { AtomicU64::new(0) }; WORDS])
-    }
-    /// Adds `cpu` (SeqCst: see the ordering argument above).
-    pub fn insert(&self, cpu: u32) {
-        self.0[cpu as usize / 64].fetch_or(1 << (cpu % 64), Ordering::SeqCst);
-    }
-    /// Removes `cpu`.
-    pub fn remove(&self, cpu: u32) {
-        self.0[cpu as usize / 64].fetch_and(!(1 << (cpu % 64)), Ordering::SeqCst);
-    }
-    /// Whether no CPU is in the set.
-    pub fn is_empty(&self) -> bool {
-        self.0.iter().all(|w| w.load(Ordering::SeqCst) == 0)
-    }
-    /// The members (a snapshot).
-    pub fn iter(&self) -> impl Iterator<Item = u32> + '_ {
-        (0..MAX_CPUS as u32).filter(|&c| self.0[c as usize / 64].load(Ordering::SeqCst) & (1 << (c % 64)) != 0)
-    }
-}
-
-impl Default for CpuMask {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl core::fmt::Debug for CpuMask {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_list().entries(self.iter()).finish()
-    }
-}
+pub use keel_sched::{flush_plan, CpuMask, FlushPlan, FLUSH_CEILING_PAGES};
 
 /// One invalidation, on the shooter's stack until every target acknowledged.
 pub struct Request {
@@ -112,13 +69,16 @@ fn flush(req: &Request) {
     if Cr3::read().0.start_address().as_u64() != req.pml4 {
         return; // not loaded here: the switch away already flushed it
     }
-    if req.full {
-        let (frame, flags) = Cr3::read();
-        // SAFETY: reloading the current CR3 only flushes non-global TLB entries.
-        unsafe { Cr3::write(frame, flags) };
-    } else {
-        for &va in &req.pages[..req.count] {
-            x86_64::instructions::tlb::flush(x86_64::VirtAddr::new(va));
+    match (req.full, req.count) {
+        (true, _) => {
+            let (frame, flags) = Cr3::read();
+            // SAFETY: reloading the current CR3 only flushes non-global TLB entries.
+            unsafe { Cr3::write(frame, flags) };
+        }
+        (false, n) => {
+            for &va in &req.pages[..n] {
+                x86_64::instructions::tlb::flush(x86_64::VirtAddr::new(va));
+            }
         }
     }
 }
@@ -152,7 +112,11 @@ pub fn shootdown_interrupt() {
 /// every CPU in `resident`; returns after all of them acknowledged. The page tables must
 /// already be updated. Call with interrupts enabled.
 pub fn shootdown(pml4: u64, resident: &CpuMask, pages: &[u64]) {
-    let full = pages.len() > FLUSH_CEILING_PAGES;
+    let full = match flush_plan(pages.len()) {
+        FlushPlan::Nothing => return,
+        FlushPlan::Pages(_) => false,
+        FlushPlan::Full => true,
+    };
     let mut req = Request { pml4, pages: [0; FLUSH_CEILING_PAGES], count: 0, full, pending: AtomicU32::new(0) };
     if !full {
         req.pages[..pages.len()].copy_from_slice(pages);

@@ -116,10 +116,8 @@ pub struct TrampolineParams {
 /// after the kernel tables exist (the kernel half is shared, so later kernel mappings show up
 /// in the trampoline tables too).
 pub fn install() {
-    // SAFETY: linker symbols bounding the assembled trampoline; only addresses are used.
-    let (start, end) = unsafe {
-        (core::ptr::addr_of!(ap_trampoline_start), core::ptr::addr_of!(ap_trampoline_end))
-    };
+    // Linker symbols bounding the assembled trampoline; only their addresses are used.
+    let (start, end) = (core::ptr::addr_of!(ap_trampoline_start), core::ptr::addr_of!(ap_trampoline_end));
     let len = end as usize - start as usize;
     assert!(len <= 0x1000, "AP trampoline larger than its page");
     // SAFETY: 0x8000..0xC000 is reserved low memory owned by the SMP code, mapped in the
