@@ -14,7 +14,7 @@
 #![no_main]
 
 use keel_rt::abi::{Method, ObjectKind, Status, Submission, TIMEOUT_INFINITE};
-use keel_rt::util::{arg_u64, percentiles, rdtsc, Mmio};
+use keel_rt::util::{arg_u64, cap, check as r, percentiles, rdtsc, Mmio};
 use keel_rt::{ev, println, ring, start_info, CapId};
 
 keel_rt::entry!(main);
@@ -31,26 +31,6 @@ const EDU_ID_MASK: u32 = 0xFFFF;
 const EDU_ID: u32 = 0x00ED;
 
 const MAX_SAMPLES: usize = 1024;
-
-fn cap(kind: ObjectKind) -> CapId {
-    match start_info().find_cap(kind, 0) {
-        Some(c) => c.id,
-        None => {
-            println!("missing capability {}", kind.name());
-            keel_rt::exit(2)
-        }
-    }
-}
-
-fn r<T>(what: &str, x: Result<T, Status>) -> T {
-    match x {
-        Ok(v) => v,
-        Err(s) => {
-            println!("{what} failed: {}", s.name());
-            keel_rt::exit(3)
-        }
-    }
-}
 
 /// Submits one `InterruptWait` and gives up after `timeout_ns` (true when it completed).
 fn wait_with_timeout(irq: CapId, timeout_ns: u64) -> Option<(u64, u64)> {

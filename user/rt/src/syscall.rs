@@ -26,26 +26,23 @@ pub fn cap_enter(min_complete: u64, timeout_ns: u64) -> i64 {
     // untouched, so the compiler does not cache ring contents across it) and clobbers
     // exactly rax, rcx, r11; it does not touch the user stack.
     unsafe {
+        macro_rules! enter {
+            ($insn:literal) => {
+                asm!(
+                    $insn,
+                    inlateout("rax") SYS_CAP_ENTER => ret,
+                    in("rdi") min_complete,
+                    in("rsi") timeout_ns,
+                    lateout("rcx") _,
+                    lateout("r11") _,
+                    options(nostack),
+                )
+            };
+        }
         if use_int80() {
-            asm!(
-                "int 0x80",
-                inlateout("rax") SYS_CAP_ENTER => ret,
-                in("rdi") min_complete,
-                in("rsi") timeout_ns,
-                lateout("rcx") _,
-                lateout("r11") _,
-                options(nostack),
-            );
+            enter!("int 0x80");
         } else {
-            asm!(
-                "syscall",
-                inlateout("rax") SYS_CAP_ENTER => ret,
-                in("rdi") min_complete,
-                in("rsi") timeout_ns,
-                lateout("rcx") _,
-                lateout("r11") _,
-                options(nostack),
-            );
+            enter!("syscall");
         }
     }
     ret

@@ -1,4 +1,35 @@
-//! Small helpers every driver needs: the TSC, numeric arguments, percentiles, volatile MMIO.
+//! Small helpers every driver needs: capabilities by kind, fatal-error checks, the TSC,
+//! numeric arguments, percentiles, volatile MMIO, port I/O.
+
+use keel_abi::{CapId, ObjectKind, Status};
+
+/// Exit code of a program that lacks a capability it needs.
+pub const EXIT_MISSING_CAP: u64 = 2;
+/// Exit code of a program whose kernel call failed unexpectedly.
+pub const EXIT_CALL_FAILED: u64 = 3;
+
+/// The first granted capability of `kind`; exits with [`EXIT_MISSING_CAP`] if there is none.
+pub fn cap(kind: ObjectKind) -> CapId {
+    match crate::start_info().find_cap(kind, 0) {
+        Some(c) => c.id,
+        None => {
+            crate::println!("missing capability {}", kind.name());
+            crate::exit(EXIT_MISSING_CAP)
+        }
+    }
+}
+
+/// The value of a call that must succeed; otherwise prints `what` and the status and exits
+/// with [`EXIT_CALL_FAILED`].
+pub fn check<T>(what: &str, result: Result<T, Status>) -> T {
+    match result {
+        Ok(v) => v,
+        Err(s) => {
+            crate::println!("{what} failed: {}", s.name());
+            crate::exit(EXIT_CALL_FAILED)
+        }
+    }
+}
 
 /// Reads the time-stamp counter (the kernel's interrupt timestamps use the same clock).
 #[inline]

@@ -4,9 +4,9 @@
 #![no_std]
 #![no_main]
 
-use keel_rt::abi::{ObjectKind, Status};
-use keel_rt::util::{arg_u64, inb, outb};
-use keel_rt::{ev, println, ring, start_info, CapId};
+use keel_rt::abi::ObjectKind;
+use keel_rt::util::{arg_u64, cap, check as r, inb, outb};
+use keel_rt::{ev, println, ring};
 
 keel_rt::entry!(main);
 
@@ -14,20 +14,6 @@ const CMOS_INDEX: u16 = 0x70;
 const CMOS_DATA: u16 = 0x71;
 /// Keeps NMIs enabled? No: bit 7 of the index disables NMI while a register is selected.
 const NMI_OFF: u8 = 0x80;
-
-fn cap(kind: ObjectKind) -> CapId {
-    match start_info().find_cap(kind, 0) {
-        Some(c) => c.id,
-        None => keel_rt::exit(2),
-    }
-}
-
-fn r<T>(what: &str, x: Result<T, Status>) -> T {
-    x.unwrap_or_else(|s| {
-        println!("{what} failed: {}", s.name());
-        keel_rt::exit(3)
-    })
-}
 
 fn cmos_read(reg: u8) -> u8 {
     outb(CMOS_INDEX, NMI_OFF | reg);

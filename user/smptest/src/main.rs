@@ -15,8 +15,8 @@
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use keel_rt::abi::{Method, ObjectKind, Status};
-use keel_rt::util::{arg_u64, rdtsc};
-use keel_rt::{ev, println, ring, start_info, CapId, Ring};
+use keel_rt::util::{arg_u64, cap, rdtsc};
+use keel_rt::{ev, println, ring, start_info, Ring};
 
 keel_rt::entry!(main);
 
@@ -39,10 +39,6 @@ static PRIMES: AtomicU64 = AtomicU64::new(0);
 static MODE_STRESS_ITERS: AtomicU64 = AtomicU64::new(0);
 static PRIME_LIMIT: AtomicU64 = AtomicU64::new(0);
 static PRIME_THREADS: AtomicU64 = AtomicU64::new(1);
-
-fn cap(kind: ObjectKind) -> CapId {
-    start_info().find_cap(kind, 0).map(|c| c.id).unwrap_or(CapId::NULL)
-}
 
 /// Thread entry: the kernel enters with rsp 16-byte aligned, rdi = ring page, rdx = argument.
 #[unsafe(naked)]

@@ -98,6 +98,10 @@ pub struct LinuxRun {
     pub failure: Option<String>,
 }
 
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg").map_or_else(|_| "unknown".into(), |l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+}
+
 fn qemu_bin() -> PathBuf {
     std::env::var_os("KEEL_QEMU").filter(|v| !v.is_empty()).map_or_else(|| PathBuf::from(qemu::QEMU_BIN), PathBuf::from)
 }
@@ -378,6 +382,7 @@ pub fn run(opts: Options) -> Result<ExitCode> {
     println!("xtask: guest kernel {}, {}; initramfs {}", guest.kernel_package, guest.busybox_package, guest.initramfs.display());
 
     let mut notes = Vec::new();
+    let load_start = loadavg();
     // Linux under TCG, then one KVM attempt (the full set only if it boots).
     let log_dir = dir.join("linux");
     let mut linux = linux_runs(Accel::Tcg, &opts);
@@ -425,6 +430,10 @@ pub fn run(opts: Options) -> Result<ExitCode> {
             without interrupt remapping Linux uses x2APIC only under a hypervisor it recognises, and TCG shows none). Its x2apic-row figures are Linux-in-xAPIC-mode on the x2APIC VM.", r.label, r.accel);
         notes.push(n);
     }
+    notes.push(format!(
+        "Host load average (1/5/15 min) at start: {load_start}, at end: {}. Anything else running on the host (other QEMU guests) disturbs these figures.",
+        loadavg()
+    ));
     let figs = figures(&keel, &linux, &accels, kvm_skip.as_deref(), &opts);
     let ctx = report::Context { host: &host, guest: &guest, keel: &keel, linux: &linux, notes: &notes, opts: &opts };
     let table = report::table(&figs);

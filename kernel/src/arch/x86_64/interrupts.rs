@@ -84,14 +84,17 @@ trap_stubs:
 
 trap_common:
     testb $3, 24(%rsp)          /* CS of the interrupted context */
-    jz 1f
+    jz trap_save
     swapgs
     /* Interrupt gates do not clear RFLAGS.AC: a user could set it to switch SMAP off for
      * the kernel. Clear it on every entry from ring 3 (pushf/popf works without SMAP). */
     pushfq
     andq $~0x40000, (%rsp)
     popfq
-1:  pushq %r15
+/* The `syscall` stub joins here with GS already swapped and its frame built. */
+.global trap_save
+trap_save:
+    pushq %r15
     pushq %r14
     pushq %r13
     pushq %r12
@@ -111,6 +114,9 @@ trap_common:
     call trap_dispatch
 .global trap_return
 trap_return:
+    cli                         /* a system call may have run with interrupts on */
+    cmpq ${syscall_vector}, 120(%rsp)
+    je syscall_return
     popq %rax
     popq %rbx
     popq %rcx
@@ -131,7 +137,32 @@ trap_return:
     swapgs
 2:  addq $16, %rsp
     iretq
+
+/* A plain return from `syscall`: `sysretq` (RCX = RIP, R11 = RFLAGS, user RSP reloaded). */
+syscall_return:
+    popq %rax
+    popq %rbx
+    popq %rcx
+    popq %rdx
+    popq %rsi
+    popq %rdi
+    popq %rbp
+    popq %r8
+    popq %r9
+    popq %r10
+    popq %r11
+    popq %r12
+    popq %r13
+    popq %r14
+    popq %r15
+    addq $16, %rsp
+    movq 0(%rsp), %rcx          /* user rip */
+    movq 16(%rsp), %r11         /* user rflags */
+    movq 24(%rsp), %rsp         /* user rsp */
+    swapgs
+    sysretq
 "#,
+    syscall_vector = const super::syscall::SYSCALL_VECTOR,
     options(att_syntax)
 );
 
@@ -206,6 +237,10 @@ pub static PIC_SPURIOUS: AtomicU64 = AtomicU64::new(0);
 /// Called by `trap_common` with interrupts off.
 #[no_mangle]
 extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
+    if frame.vector == super::syscall::SYSCALL_VECTOR {
+        super::syscall::dispatch(frame);
+        return;
+    }
     let vector = frame.vector as u8;
     match vector {
         2 => super::smp::nmi(frame),

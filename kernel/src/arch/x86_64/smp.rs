@@ -100,7 +100,7 @@ pub fn ping(target: &PerCpu) -> Option<u64> {
         return None;
     }
     PINGS_SENT[percpu::current().index as usize].fetch_add(1, Ordering::Relaxed);
-    let limit = time::ns_to_tsc(1_000_000_000);
+    let limit = time::ns_to_tsc(5_000_000_000);
     // A tight poll without PAUSE: under KVM, PAUSE loops trigger pause-loop exiting and the
     // vCPU may be descheduled right when the acknowledgement lands.
     let mut polls = 0u32;

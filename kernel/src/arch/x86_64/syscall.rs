@@ -1,8 +1,9 @@
 //! `syscall`/`sysret`: the only way into the kernel from ring 3 besides interrupts.
 //!
 //! The entry stub switches to the current thread's kernel stack (per-CPU `kernel_stack_top`,
-//! through GS after `swapgs`) and builds the same [`TrapFrame`] the interrupt path builds,
-//! with vector [`SYSCALL_VECTOR`]. Returning uses `sysretq` when the frame still describes a
+//! through GS after `swapgs`), builds the hardware part of the same [`TrapFrame`] the
+//! interrupt path builds, with vector [`SYSCALL_VECTOR`], and joins the common trap path
+//! (`trap_save` in `interrupts.rs`). Returning uses `sysretq` when the frame still describes a
 //! plain return to canonical user code, and the `iretq` trap path otherwise.
 
 use core::arch::global_asm;
@@ -35,48 +36,7 @@ keel_syscall_entry:
     pushq %rcx                  /* rip (saved by the CPU) */
     pushq $0                    /* error code */
     pushq ${vector}             /* vector: syscall */
-    pushq %r15
-    pushq %r14
-    pushq %r13
-    pushq %r12
-    pushq %r11
-    pushq %r10
-    pushq %r9
-    pushq %r8
-    pushq %rbp
-    pushq %rdi
-    pushq %rsi
-    pushq %rdx
-    pushq %rcx
-    pushq %rbx
-    pushq %rax
-    cld
-    movq %rsp, %rdi
-    call syscall_dispatch
-    cli
-    cmpq ${vector}, 120(%rsp)
-    jne trap_return
-    popq %rax
-    popq %rbx
-    popq %rcx
-    popq %rdx
-    popq %rsi
-    popq %rdi
-    popq %rbp
-    popq %r8
-    popq %r9
-    popq %r10
-    popq %r11
-    popq %r12
-    popq %r13
-    popq %r14
-    popq %r15
-    addq $16, %rsp
-    movq 0(%rsp), %rcx          /* user rip */
-    movq 16(%rsp), %r11         /* user rflags */
-    movq 24(%rsp), %rsp         /* user rsp */
-    swapgs
-    sysretq
+    jmp trap_save               /* the common path saves registers, dispatches, returns */
 "#,
     user_rsp = const super::percpu::USER_RSP_SCRATCH_OFFSET,
     kernel_rsp = const super::percpu::KERNEL_STACK_TOP_OFFSET,
@@ -157,9 +117,9 @@ pub fn recover_from_failed_syscall(frame: &mut TrapFrame) -> bool {
     true
 }
 
-/// Called by the entry stub with interrupts off, on the thread's kernel stack.
-#[no_mangle]
-extern "C" fn syscall_dispatch(frame: &mut TrapFrame) {
+/// Called from the trap dispatcher for a syscall frame, with interrupts off, on the thread's
+/// kernel stack. Leaves the frame marked for `sysretq`, or for `iretq` when that is not safe.
+pub fn dispatch(frame: &mut TrapFrame) {
     crate::task::syscall::handle(frame);
     // `sysretq` to a non-canonical RIP would fault in ring 0; let `iretq` fault in ring 3.
     if frame.rip >= 0x0000_8000_0000_0000 || frame.vector != SYSCALL_VECTOR {
