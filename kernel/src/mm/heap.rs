@@ -1,12 +1,32 @@
 //! The kernel heap: a `linked_list_allocator` over one physically contiguous block reached
 //! through the physical map.
 
+use core::alloc::{GlobalAlloc, Layout};
+
 use linked_list_allocator::LockedHeap;
 
 use super::{frames, phys_to_virt};
 
+/// The heap lock is a plain spin lock; taking it with interrupts off means an interrupt
+/// handler on the same CPU can never spin on a lock its own CPU holds. (Interrupt paths do
+/// not allocate by design; this makes a slip a slowdown instead of a deadlock.)
+struct IrqSafeHeap(LockedHeap);
+
+// SAFETY: forwards to `LockedHeap`, which is a correct allocator; only interrupts are masked.
+unsafe impl GlobalAlloc for IrqSafeHeap {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded contract.
+        x86_64::instructions::interrupts::without_interrupts(|| unsafe { self.0.alloc(layout) })
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded contract.
+        x86_64::instructions::interrupts::without_interrupts(|| unsafe { self.0.dealloc(ptr, layout) })
+    }
+}
+
 #[global_allocator]
-static HEAP: LockedHeap = LockedHeap::empty();
+static HEAP: IrqSafeHeap = IrqSafeHeap(LockedHeap::empty());
 
 /// Heap size: enough for per-CPU tables of a few hundred CPUs plus kernel objects.
 pub const HEAP_BYTES: u64 = 16 * 1024 * 1024;
@@ -19,11 +39,11 @@ pub fn init() {
         .expect("no contiguous memory for the kernel heap");
     // SAFETY: the block was just allocated for the heap alone and is mapped writable in the
     // physical map; `init` runs once, before any allocation.
-    unsafe { HEAP.lock().init(phys_to_virt(phys).as_mut_ptr::<u8>(), bytes as usize) };
+    unsafe { HEAP.0.lock().init(phys_to_virt(phys).as_mut_ptr::<u8>(), bytes as usize) };
     log::info!("heap: {} KiB at {:#x}", bytes / 1024, phys);
 }
 
 /// Bytes currently allocated (for leak reports).
 pub fn used_bytes() -> usize {
-    HEAP.lock().used()
+    x86_64::instructions::interrupts::without_interrupts(|| HEAP.0.lock().used())
 }

@@ -210,22 +210,31 @@ pub fn cancel_wake(thread: &Thread) {
     });
 }
 
+/// Timed events one tick expires at most (bounded, allocation-free work per interrupt).
+const MAX_EXPIRED_PER_TICK: usize = 16;
+
 /// Timer tick on this CPU (after EOI): expire timed events, preempt a user thread when
 /// others are waiting.
 pub fn tick(from_user: bool) {
     let me = percpu::current();
     let now = crate::time::now_ns();
-    let expired: Vec<TimedEvent> = {
+    // No allocation here: this runs in interrupt context, possibly on top of kernel code that
+    // holds the heap lock. Expired events move to a fixed array (the rest wait a tick).
+    let mut expired: [Option<TimedEvent>; MAX_EXPIRED_PER_TICK] = [const { None }; MAX_EXPIRED_PER_TICK];
+    let mut count = 0;
+    {
         let mut timed = me.sched.timed.lock();
-        if timed.iter().all(|e| e.deadline_ns > now) {
-            Vec::new()
-        } else {
-            let (due, keep): (Vec<_>, Vec<_>) = timed.drain(..).partition(|e| e.deadline_ns <= now);
-            *timed = keep;
-            due
+        let mut i = 0;
+        while i < timed.len() && count < MAX_EXPIRED_PER_TICK {
+            if timed[i].deadline_ns <= now {
+                expired[count] = Some(timed.swap_remove(i));
+                count += 1;
+            } else {
+                i += 1;
+            }
         }
-    };
-    for e in expired {
+    }
+    for e in expired.iter_mut().take(count).filter_map(Option::take) {
         match e.kind {
             TimedKind::Wake => wake(&e.thread),
             TimedKind::SleepDone { user_data } => {

@@ -281,28 +281,22 @@ fn linux_side(runs: &[LinuxRun], label: &str, accel: Accel, metric: &str, kvm_sk
     }
 }
 
-const NO_KEEL_SHOOTDOWN: &str = "Keel's bench proofs report no TLB-shootdown figure yet (no bench.*shootdown*/*unmap* evidence)";
 const NO_LINUX_MSI: &str = "uio_pci_generic is INTx-only; Linux MSI to user space needs VFIO (not measured)";
 
-/// A shootdown figure from any Keel bench run of this (mode, smp), if the kernel grew one.
+/// Keel's `bench.shootdown.<n>cpu.*` (n = other CPUs resident besides CPU 0; the kernel
+/// measures n = 1, 2, 4, ...) from the Keel run on the same VM as Linux's smp-N run, whose
+/// threads occupy all N CPUs, i.e. n = N - 1 others.
 fn keel_shootdown(results: &[JobResult], mode: &str, smp: u32, accel: Accel) -> Side {
-    for r in results.iter().filter(|r| r.accel == accel && r.name.starts_with(&format!("bench-{mode}"))) {
-        let Outcome::Ran { transcript, .. } = &r.outcome else { continue };
-        let ev = &transcript.evidence;
-        let key = ev.keys().find(|k| {
-            k.starts_with("bench.") && (k.contains("shootdown") || k.contains("unmap")) && k.ends_with("median_cycles") && k.contains(&format!("{smp}cpu"))
-        });
-        if let Some(k) = key {
-            let p99 = k.replace("median_cycles", "p99_cycles");
-            return Side {
-                median: ev.get(k).and_then(|v| v.as_u64()),
-                p99: ev.get(&p99).and_then(|v| v.as_u64()),
-                source: format!("{}/{accel}: {k}", r.name),
-                ..Side::default()
-            };
-        }
+    let name = if smp == 2 { format!("bench-{mode}") } else { format!("bench-{mode}-smp{smp}") };
+    let others = smp - 1;
+    let key = format!("bench.shootdown.{others}cpu.median_cycles");
+    let mut side = keel_side(results, &name, accel, &key, Some(&format!("bench.shootdown.{others}cpu.p99_cycles")), None);
+    if side.missing.as_deref().is_some_and(|m| m.contains("printed no")) {
+        side.missing = Some(format!(
+            "Keel's bench measures shootdowns with 1, 2, 4, ... other CPUs resident; {others} others (all {smp} CPUs, as Linux here) is not among them on this VM"
+        ));
     }
-    Side::missing(NO_KEEL_SHOOTDOWN)
+    side
 }
 
 fn figures(keel: &[JobResult], linux: &[LinuxRun], accels: &[Accel], kvm_skip: Option<&str>, opts: &Options) -> Vec<Figure> {

@@ -59,7 +59,9 @@ pub const FIGURE_NOTES: &[(&str, &str)] = &[
     (
         "unmap_one_page",
         "Linux: munmap() of one freshly mmapped and touched 4 KiB page by a thread on CPU 0 while sibling threads of the same process spin in user mode on every other CPU \
-         (the TLB shootdown IPIs go to all of them). Keel: no benchmark for this yet.",
+         (the TLB shootdown IPIs go to all of them). \
+         Keel: bench.shootdown.<n>cpu.* from the bench scenario on the same VM: kernel-mode unmap of one user page plus the shootdown, with n = 1, 2, 4, ... other CPUs \
+         holding the address space loaded (spinning in ring 0 with interrupts on); compared only where n = all other CPUs, as on the Linux side.",
     ),
     (
         "irq_to_wake_intx",

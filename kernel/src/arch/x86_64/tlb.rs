@@ -125,18 +125,27 @@ pub fn shootdown(pml4: u64, resident: &CpuMask, pages: &[u64]) {
     // Page-table writes before the mask read (pairs with the SeqCst insert before CR3 loads).
     core::sync::atomic::fence(Ordering::SeqCst);
     let me = percpu::current().index;
+    // One snapshot of the set serves both the acknowledgement count and the IPIs: reading it
+    // twice could count a CPU that then gets no request (or the reverse) and never finish.
+    let mut snapshot = [0u32; percpu::MAX_CPUS];
+    let mut count = 0usize;
     let mut targets = 0u64;
-    let mut count = 0;
-    for cpu in resident.iter().filter(|&c| c != me) {
+    let mut me_resident = false;
+    for cpu in resident.iter() {
+        if cpu == me {
+            me_resident = true;
+            continue;
+        }
         if cpu < 64 {
             targets |= 1 << cpu;
         }
+        snapshot[count] = cpu;
         count += 1;
     }
-    req.pending.store(count, Ordering::Release);
+    req.pending.store(count as u32, Ordering::Release);
     SHOOTDOWNS.fetch_add(1, Ordering::Relaxed);
     LAST_TARGETS.store(targets, Ordering::Relaxed);
-    for cpu in resident.iter().filter(|&c| c != me) {
+    for &cpu in &snapshot[..count] {
         let Some(target) = percpu::cpu(cpu) else {
             req.pending.fetch_sub(1, Ordering::AcqRel);
             continue;
@@ -163,7 +172,7 @@ pub fn shootdown(pml4: u64, resident: &CpuMask, pages: &[u64]) {
         IPIS_SENT.fetch_add(1, Ordering::Relaxed);
     }
     // Flush here while the IPIs are in flight.
-    if resident.iter().any(|c| c == me) {
+    if me_resident {
         flush(&req);
     }
     let start = cpu::rdtsc();
