@@ -321,6 +321,7 @@ fn interrupt_grant(p: Proof, mode: &'static str) -> Proof {
         .check(eq("proc.edu_msi.exit", 0))
         .check(eq("proc.edu_intx.exit", 0))
         .check(eq("proc.rtc.exit", 0))
+        .check(ge("user.edu_msi.raise_to_wake_median_cycles", 1))
 }
 
 /// `smptest mode=shootdown`: `workers` readers on CPUs 1..=workers of a 4-CPU machine, the
@@ -443,6 +444,14 @@ pub fn registry() -> Vec<Proof> {
         .check(eq("hv.kvm_pv_ipi", "no")),
         interrupt_grant(Proof::new("interrupt-grant", "ring-3 edu (MSI, INTx) and RTC drivers via Interrupt wait/acknowledge, xAPIC").cpu(xapic_cpu()), "xapic"),
         interrupt_grant(Proof::new("interrupt-grant-x2apic", "the same drivers in x2APIC mode").cpu(x2apic_cpu()), "x2apic"),
+        interrupt_grant(
+            Proof::new("interrupt-grant-remote", "the same with every device interrupt on CPU 0: drivers on CPU 1 woken by IPI 49")
+                .cpu(xapic_cpu())
+                .args("irq_target=boot"),
+            "xapic",
+        )
+        .check(eq("irq.msi_edu.target_apic_id", 0))
+        .check(eq("irq.intx_edu.target_apic_id", 0)),
         interrupt_grant(
             Proof::new("interrupt-grant-int80", "the same drivers entering the kernel through the int 0x80 gate").cpu(x2apic_cpu()).args("entry=int80"),
             "x2apic",

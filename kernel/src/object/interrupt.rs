@@ -35,7 +35,7 @@ use crate::task::{Process, Thread};
 /// Where the interrupt comes from and how it is masked.
 pub enum Source {
     /// An IOAPIC input.
-    Ioapic { gsi: u32, level: bool },
+    Ioapic { gsi: u32, level: bool, polarity: Polarity },
     /// PCI MSI of a function; `maskable` when it has per-vector mask bits.
     Msi { device: &'static PciDevice, cap: u8, maskable: bool },
 }
@@ -53,8 +53,9 @@ pub struct InterruptObject {
     /// Manifest spelling, e.g. `msi(edu)`.
     pub name: String,
     pub vector: u8,
-    /// Physical APIC ID the source is routed to.
-    pub target_apic_id: u32,
+    /// Physical APIC ID the source is routed to (changes when a holder on another CPU
+    /// acquires it).
+    pub target_apic_id: core::sync::atomic::AtomicU32,
     pub source: Source,
     /// The PCI function behind an INTx source (to switch it away from MSI).
     intx_device: Option<&'static PciDevice>,
@@ -106,6 +107,7 @@ pub fn acquire(request: Request, holder: &Arc<Process>, target: &percpu::PerCpu)
         object.mask_source(true);
         Ok(())
     })?;
+    object.retarget(target)?;
     object.select_device_mode();
     Ok(object)
 }
@@ -123,14 +125,14 @@ fn create(name: String, request: Request, target: &percpu::PerCpu) -> Result<Arc
             let route = crate::acpi::platform().resolve_isa_irq(irq).ok_or("ISA IRQ has no GSI")?;
             let (polarity, trigger) = ioapic::isa_signal(&route);
             ioapic::route(route.gsi, vector, ApicId::new(apic_id), polarity, trigger, true).map_err(|_| "IOAPIC route failed")?;
-            Source::Ioapic { gsi: route.gsi, level: trigger == TriggerMode::Level }
+            Source::Ioapic { gsi: route.gsi, level: trigger == TriggerMode::Level, polarity }
         }
         Request::Intx(dev, _) => {
             let gsi = pci::intx_gsi(dev)?;
             pci::enable(dev, true, true, true);
             ioapic::route(gsi, vector, ApicId::new(apic_id), Polarity::ActiveHigh, TriggerMode::Level, true)
                 .map_err(|_| "IOAPIC route failed")?;
-            Source::Ioapic { gsi, level: true }
+            Source::Ioapic { gsi, level: true, polarity: Polarity::ActiveHigh }
         }
         Request::Msi(dev, _) => {
             let cap = pci::find_capability(dev, 0x05).ok_or("device has no MSI capability")?;
@@ -143,7 +145,7 @@ fn create(name: String, request: Request, target: &percpu::PerCpu) -> Result<Arc
     let object = Arc::new(InterruptObject {
         name,
         vector,
-        target_apic_id: apic_id,
+        target_apic_id: core::sync::atomic::AtomicU32::new(apic_id),
         source,
         intx_device,
         state: Mutex::new(State { holder: None, masked: true, pending: 0, first_ts: 0, waiter: None }),
@@ -160,6 +162,31 @@ fn create(name: String, request: Request, target: &percpu::PerCpu) -> Result<Arc
 }
 
 impl InterruptObject {
+    /// Points the (masked) source at `cpu`'s APIC ID, if it is not routed there already.
+    fn retarget(&self, cpu: &percpu::PerCpu) -> Result<(), &'static str> {
+        let apic_id = cpu.apic_id.load(Ordering::Acquire);
+        if self.target_apic_id.load(Ordering::Acquire) == apic_id {
+            return Ok(());
+        }
+        let dest = XApicId::try_from(ApicId::new(apic_id)).map_err(|_| "target CPU's APIC ID is above 254")?;
+        with_irqs_off(|| {
+            let _st = self.state.lock();
+            match &self.source {
+                Source::Ioapic { gsi, level, polarity } => {
+                    let trigger = if *level { TriggerMode::Level } else { TriggerMode::Edge };
+                    ioapic::route(*gsi, self.vector, ApicId::new(apic_id), *polarity, trigger, true)
+                        .map_err(|_| "IOAPIC route failed")?;
+                }
+                Source::Msi { device, cap, .. } => {
+                    pci::msi_enable(device, *cap, dest, self.vector);
+                    pci::msi_set_masked(device, *cap, true);
+                }
+            }
+            self.target_apic_id.store(apic_id, Ordering::Release);
+            Ok(())
+        })
+    }
+
     /// A PCI function signals either by MSI or by INTx: switch it to this object's way (a
     /// previous holder may have used the other one).
     fn select_device_mode(&self) {

@@ -62,6 +62,9 @@ impl System {
 pub fn bring_up(platform: &'static Platform, cmdline: &CommandLine) -> System {
     pic::disable();
     crate::arch::x86_64::syscall::init_cpu();
+    if cmdline.get("irq_target") == Some("boot") {
+        crate::task::loader::deliver_irqs_to_boot_cpu();
+    }
     if cmdline.get("entry") == Some("int80") {
         crate::arch::x86_64::syscall::force_int80();
     }

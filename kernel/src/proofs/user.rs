@@ -102,7 +102,7 @@ pub fn run(system: System, cmdline: &CommandLine, boot: &BootContext) -> ! {
         ev!(("irq.{}.acknowledgements", key), irq.acknowledgements.load(Ordering::Relaxed));
         ev!(("irq.{}.coalesced_while_masked", key), irq.while_masked.load(Ordering::Relaxed));
         ev!(("irq.{}.masked_at_end", key), if irq.is_masked() { "yes" } else { "no" });
-        ev!(("irq.{}.target_apic_id", key), irq.target_apic_id);
+        ev!(("irq.{}.target_apic_id", key), irq.target_apic_id.load(Ordering::Relaxed));
     }
     for cpu in percpu::online() {
         ev!(("cpu.{}.timer_ticks", cpu.index), cpu.timer_ticks.load(Ordering::Relaxed));

@@ -51,13 +51,29 @@ fn resolve_device(manifest: &Manifest, name: &str) -> Result<&'static crate::pci
         .ok_or_else(|| alloc::format!("PCI device {name} ({:04x}:{:04x}) not present", d.vendor, d.device))
 }
 
-/// Where device interrupts are delivered (CPU 0 by default: drivers elsewhere are then woken
-/// through the IPI path).
-pub fn interrupt_target() -> &'static percpu::PerCpu {
-    percpu::cpu(0).expect("boot CPU")
+static IRQS_TO_BOOT_CPU: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// `irq_target=boot` on the command line: deliver every device interrupt to CPU 0, so a driver
+/// on another CPU is always woken through IPI 49 (the remote-wake path).
+pub fn deliver_irqs_to_boot_cpu() {
+    IRQS_TO_BOOT_CPU.store(true, core::sync::atomic::Ordering::Relaxed);
 }
 
-fn grant(manifest: &Manifest, g: &Grant, process: &Arc<Process>) -> Result<(Object, [u64; 2]), String> {
+/// Where a driver's device interrupts go: its own CPU (the wake-up is then local, no IPI),
+/// unless that CPU cannot be named by an IOAPIC/MSI destination (APIC ID > 254) or
+/// `irq_target=boot` asked for CPU 0.
+pub fn interrupt_target(program_cpu: u32) -> &'static percpu::PerCpu {
+    let boot = percpu::cpu(0).expect("boot CPU");
+    if IRQS_TO_BOOT_CPU.load(core::sync::atomic::Ordering::Relaxed) {
+        return boot;
+    }
+    match percpu::cpu(program_cpu) {
+        Some(c) if c.online.load(core::sync::atomic::Ordering::Acquire) && c.apic_id.load(core::sync::atomic::Ordering::Acquire) <= 254 => c,
+        _ => boot,
+    }
+}
+
+fn grant(manifest: &Manifest, g: &Grant, process: &Arc<Process>, cpu: u32) -> Result<(Object, [u64; 2]), String> {
     Ok(match g {
         Grant::Console => (Object::Console, [0, 0]),
         Grant::Timer => (Object::Timer, [0, 0]),
@@ -79,7 +95,7 @@ fn grant(manifest: &Manifest, g: &Grant, process: &Arc<Process>) -> Result<(Obje
                 InterruptSource::Intx(d) => interrupt::Request::Intx(resolve_device(manifest, d)?, d),
                 InterruptSource::Msi(d) => interrupt::Request::Msi(resolve_device(manifest, d)?, d),
             };
-            let obj = interrupt::acquire(request, process, interrupt_target()).map_err(|e| alloc::format!("{source}: {e}"))?;
+            let obj = interrupt::acquire(request, process, interrupt_target(cpu)).map_err(|e| alloc::format!("{source}: {e}"))?;
             let vector = obj.vector as u64;
             (Object::Interrupt(obj), [vector, 0])
         }
@@ -139,7 +155,7 @@ pub fn start(manifest: &Manifest, program: &Program, mods: &[ModuleImage]) -> Re
         let _ = info.set_args(program.args.as_bytes());
         let _ = info.set_program_name(program.name.as_bytes());
         for g in &program.grants {
-            let (object, param) = grant(manifest, g, &process)?;
+            let (object, param) = grant(manifest, g, &process, program.cpu_or_default())?;
             let kind: ObjectKind = object.kind();
             let id = x86_64::instructions::interrupts::without_interrupts(|| process.caps.lock().insert(object))
                 .map_err(|e| alloc::format!("cap table: {e:?}"))?;
