@@ -201,7 +201,8 @@ fn rfc3339_utc(secs: u64) -> String {
     format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem / 60 % 60, rem % 60)
 }
 
-fn json_str(s: &str) -> String {
+/// A JSON string literal (quotes, backslashes and control characters escaped).
+pub fn json_str(s: &str) -> String {
     let mut o = String::from("\"");
     for c in s.chars() {
         match c {

@@ -158,19 +158,7 @@ pub fn markdown(figs: &[Figure], cx: &Context<'_>, plots: &[PathBuf]) -> String 
 }
 
 fn js(s: &str) -> String {
-    let mut o = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => o.push_str("\\\""),
-            '\\' => o.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(o, "\\u{:04x}", c as u32);
-            }
-            c => o.push(c),
-        }
-    }
-    o.push('"');
-    o
+    crate::report::json_str(s)
 }
 
 fn jn(v: Option<u64>) -> String {

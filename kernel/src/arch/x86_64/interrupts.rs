@@ -115,8 +115,6 @@ trap_save:
 .global trap_return
 trap_return:
     cli                         /* a system call may have run with interrupts on */
-    cmpq ${syscall_vector}, 120(%rsp)
-    je syscall_return
     popq %rax
     popq %rbx
     popq %rcx
@@ -132,6 +130,9 @@ trap_return:
     popq %r13
     popq %r14
     popq %r15
+    /* rsp -> vector, error code, rip, cs, rflags, rsp, ss */
+    cmpq ${syscall_vector}, (%rsp)
+    je 3f
     testb $3, 24(%rsp)
     jz 2f
     swapgs
@@ -139,23 +140,7 @@ trap_return:
     iretq
 
 /* A plain return from `syscall`: `sysretq` (RCX = RIP, R11 = RFLAGS, user RSP reloaded). */
-syscall_return:
-    popq %rax
-    popq %rbx
-    popq %rcx
-    popq %rdx
-    popq %rsi
-    popq %rdi
-    popq %rbp
-    popq %r8
-    popq %r9
-    popq %r10
-    popq %r11
-    popq %r12
-    popq %r13
-    popq %r14
-    popq %r15
-    addq $16, %rsp
+3:  addq $16, %rsp
     movq 0(%rsp), %rcx          /* user rip */
     movq 16(%rsp), %r11         /* user rflags */
     movq 24(%rsp), %rsp         /* user rsp */
