@@ -387,9 +387,9 @@ pub fn registry() -> Vec<Proof> {
                 .check(eq("lapic.xapic_mmio_mapped", "no")),
             true,
         ),
-        smp_checks(Proof::new("smp4", "xAPIC, 4 CPUs, all-to-all IPIs").smp(4).cpu(xapic_cpu()), 4, "xapic"),
-        smp_checks(Proof::new("smp8", "xAPIC, 8 CPUs, all-to-all IPIs").smp(8).cpu(xapic_cpu()).timeout_secs(120), 8, "xapic"),
-        smp_checks(Proof::new("smp8-x2apic", "x2APIC, 8 CPUs, all-to-all IPIs").smp(8).cpu(x2apic_cpu()).timeout_secs(120), 8, "x2apic"),
+        smp_checks(Proof::new("smp4", "xAPIC, 4 CPUs, all-to-all IPIs").smp(4).cpu(xapic_cpu()).timeout_secs(120), 4, "xapic"),
+        smp_checks(Proof::new("smp8", "xAPIC, 8 CPUs, all-to-all IPIs").smp(8).cpu(xapic_cpu()).timeout_secs(240), 8, "xapic"),
+        smp_checks(Proof::new("smp8-x2apic", "x2APIC, 8 CPUs, all-to-all IPIs").smp(8).cpu(x2apic_cpu()).timeout_secs(240), 8, "x2apic"),
         smp_checks(firmware_x2apic_machine(Proof::new("firmware-x2apic", "firmware hands over in x2APIC; xAPIC MMIO never touched")), 2, "x2apic")
             .check(eq("lapic.firmware_state", "x2apic"))
             .check(eq("lapic.mode_writes", 0))

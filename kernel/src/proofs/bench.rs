@@ -39,7 +39,7 @@ pub fn run(system: System, cmdline: &CommandLine) -> ! {
     };
     // Warm-up trips are discarded.
     for _ in 0..200 {
-        smp::ping(other);
+        smp::ping(other, smp::PingWait::Tight);
     }
     // Trips run back to back by default (`gap_us=N` spaces them so the target is deep in
     // `hlt` when each IPI lands; see docs/benchmarks.md for both figures).
@@ -47,7 +47,7 @@ pub fn run(system: System, cmdline: &CommandLine) -> ! {
     let mut samples = Vec::with_capacity(trips);
     for _ in 0..trips {
         crate::time::delay_us(gap_us);
-        match smp::ping(other) {
+        match smp::ping(other, smp::PingWait::Tight) {
             Some(c) => samples.push(c),
             None => verdict(false, "IPI round trip timed out"),
         }

@@ -19,7 +19,7 @@ fn ping_everyone_else(_: usize) {
     let k = PINGS_PER_PAIR.load(Ordering::Relaxed);
     for target in percpu::online().filter(|c| c.index != me) {
         for _ in 0..k {
-            if smp::ping(target).is_none() {
+            if smp::ping(target, smp::PingWait::Polite).is_none() {
                 PING_TIMEOUTS.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -64,7 +64,7 @@ pub fn run(system: System, cmdline: &CommandLine) -> ! {
         online.iter().skip(1).map(|c| (c, smp::post_work(c, ping_everyone_else, 0))).collect();
     ping_everyone_else(0);
     for (cpu, ticket) in tickets {
-        if !smp::wait_work(cpu, ticket, 30_000_000_000) {
+        if !smp::wait_work(cpu, ticket, 120_000_000_000) {
             log::error!("smp: cpu{} did not finish its pings", cpu.index);
             failures += 1;
         }

@@ -87,9 +87,21 @@ pub fn ipi_interrupt() {
     lapic::eoi();
 }
 
+/// How the sender waits for a ping's acknowledgement.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum PingWait {
+    /// A tight poll without PAUSE: the lowest latency when every vCPU has a host CPU (the
+    /// benchmark). Under KVM, PAUSE loops trigger pause-loop exiting and the vCPU may be
+    /// descheduled right when the acknowledgement lands.
+    Tight,
+    /// PAUSE in the poll: lets an overcommitted host run the target vCPU (all-to-all proofs
+    /// with more vCPUs than host CPUs).
+    Polite,
+}
+
 /// Sends one ping IPI from this CPU to `target` and waits for its handler to acknowledge it.
 /// Returns the round trip in TSC ticks, or `None` on timeout.
-pub fn ping(target: &PerCpu) -> Option<u64> {
+pub fn ping(target: &PerCpu, wait: PingWait) -> Option<u64> {
     let apic_id = ApicId::new(target.apic_id.load(Ordering::Acquire));
     let mailbox = &target.mailbox;
     let _serial = mailbox.send_lock.lock();
@@ -101,10 +113,11 @@ pub fn ping(target: &PerCpu) -> Option<u64> {
     }
     PINGS_SENT[percpu::current().index as usize].fetch_add(1, Ordering::Relaxed);
     let limit = time::ns_to_tsc(5_000_000_000);
-    // A tight poll without PAUSE: under KVM, PAUSE loops trigger pause-loop exiting and the
-    // vCPU may be descheduled right when the acknowledgement lands.
     let mut polls = 0u32;
     while mailbox.ping_acks.load(Ordering::Acquire) < ticket {
+        if wait == PingWait::Polite {
+            core::hint::spin_loop();
+        }
         polls = polls.wrapping_add(1);
         if polls % 1024 == 0 && cpu::rdtsc() - start > limit {
             return None;
