@@ -108,6 +108,7 @@ fn wake_latency(system: &System) {
 static HOLD_SPACE: AtomicU64 = AtomicU64::new(0);
 static RELEASE: AtomicU64 = AtomicU64::new(0);
 static HOLDING: AtomicU64 = AtomicU64::new(0);
+static HALTED_HOLDERS: AtomicU64 = AtomicU64::new(0);
 
 /// Work for a resident CPU: load the test address space, mark it resident, stay (serving
 /// shootdown IPIs with interrupts on) until released.
@@ -121,8 +122,15 @@ fn hold_resident(mask_addr: usize) {
     // SAFETY: the test space shares the kernel half, so this code keeps running.
     unsafe { Cr3::write(PhysFrame::containing_address(PhysAddr::new(pml4)), Cr3Flags::empty()) };
     HOLDING.fetch_add(1, Ordering::AcqRel);
-    while RELEASE.load(Ordering::Acquire) == 0 {
-        core::hint::spin_loop();
+    // Busy like a user thread would be (no PAUSE: under KVM a PAUSE loop gets the vCPU
+    // descheduled, and the measurement would be of the host scheduler) — or halted, like a
+    // CPU whose thread is blocked while the space stays loaded.
+    if HALTED_HOLDERS.load(Ordering::Acquire) != 0 {
+        while RELEASE.load(Ordering::Acquire) == 0 {
+            x86_64::instructions::interrupts::enable_and_hlt();
+        }
+    } else {
+        while RELEASE.load(Ordering::Acquire) == 0 {}
     }
     // SAFETY: back to the kernel tables before leaving the set.
     unsafe { Cr3::write(PhysFrame::containing_address(PhysAddr::new(paging::kernel_pml4())), Cr3Flags::empty()) };
@@ -137,8 +145,18 @@ fn shootdown_latency(rounds: usize) {
     let others: Vec<_> = percpu::online().filter(|c| c.index != 0).collect();
     let page = 0x0000_4000_0000u64;
     let perms = UserPerms { write: true, exec: false, uncached: false };
+    // Busy holders for 1, 2, 4, ... CPUs, then once more with one halted holder.
+    let mut plan: Vec<(usize, bool)> = Vec::new();
     let mut n = 1;
     while n <= others.len() {
+        plan.push((n, false));
+        n *= 2;
+    }
+    if !others.is_empty() {
+        plan.push((1, true));
+    }
+    for (n, halted) in plan {
+        HALTED_HOLDERS.store(halted as u64, Ordering::Release);
         let mask = tlb::CpuMask::new();
         RELEASE.store(0, Ordering::Release);
         let tickets: Vec<_> = others[..n].iter().map(|c| (*c, smp::post_work(c, hold_resident, &mask as *const _ as usize))).collect();
@@ -160,9 +178,9 @@ fn shootdown_latency(rounds: usize) {
             smp::wait_work(c, t, 2_000_000_000);
         }
         let (m, p) = percentiles(&mut samples);
-        ev!(("bench.shootdown.{}cpu.median_cycles", n), m);
-        ev!(("bench.shootdown.{}cpu.p99_cycles", n), p);
-        n *= 2;
+        let kind = if halted { "halted_" } else { "" };
+        ev!(("bench.shootdown.{}{}cpu.median_cycles", kind, n), m);
+        ev!(("bench.shootdown.{}{}cpu.p99_cycles", kind, n), p);
     }
     space.destroy();
 }

@@ -175,10 +175,15 @@ pub fn shootdown(pml4: u64, resident: &CpuMask, pages: &[u64]) {
     if me_resident {
         flush(&req);
     }
+    // Interrupts stay enabled so requests aimed at this CPU are served meanwhile; PAUSE lets
+    // an overcommitted host run the CPUs being waited for.
     let start = cpu::rdtsc();
+    let limit = crate::time::ns_to_tsc(5_000_000_000);
+    let mut polls = 0u32;
     while req.pending.load(Ordering::Acquire) != 0 {
         core::hint::spin_loop();
-        if cpu::rdtsc() - start > crate::time::ns_to_tsc(5_000_000_000) {
+        polls = polls.wrapping_add(1);
+        if polls % 1024 == 0 && cpu::rdtsc() - start > limit {
             panic!("TLB shootdown: acknowledgements missing after 5 s");
         }
     }
