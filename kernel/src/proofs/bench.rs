@@ -73,7 +73,7 @@ pub fn run(system: System, cmdline: &CommandLine) -> ! {
     ev!("bench.timer.calibrated_hz", short);
     ev!("bench.timer.reference_hz", long);
     ev!("bench.timer.calibration_error_ppm", error_ppm);
-    wake_latency(&system);
+    wake_latency();
     shootdown_latency(super::option_u64(cmdline, "shootdowns", 2000) as usize);
     verdict(true, "")
 }
@@ -87,8 +87,7 @@ fn note_wake(_: usize) {
 
 /// Posted work to a halted CPU: IPI 49 wakes its idle loop, which runs the work. Measures
 /// post → first instruction of the work.
-fn wake_latency(system: &System) {
-    let _ = system;
+fn wake_latency() {
     let Some(other) = percpu::online().find(|c| c.index != 0) else { return };
     let mut samples = Vec::with_capacity(1000);
     for _ in 0..1000 {
@@ -192,7 +191,6 @@ fn long_timer_measurement(ms: u64) -> u64 {
         let mut l = lapic::local();
         l.stop_timer();
         let hz = lapic::measure_timer_hz(ms * 1_000_000);
-        let _ = cpu::rdtsc();
         lapic::start_tick(lapic::tsc_deadline_mode());
         hz
     })

@@ -15,7 +15,7 @@ use keel_apic::LapicMode;
 use keel_boot::cmdline::CommandLine;
 use keel_platform::Platform;
 
-use crate::arch::x86_64::{interrupts, ioapic, lapic, percpu, pic, smp as smp_arch};
+use crate::arch::x86_64::{ioapic, lapic, percpu, pic, smp as smp_arch};
 use crate::exit::verdict;
 use crate::mm::BootContext;
 
@@ -160,7 +160,6 @@ fn boot_checks(boot: &BootContext, system: &System) -> ! {
 /// its diagnostic and exit with the fatal-exception status.
 fn exceptions() -> ! {
     log::info!("exceptions: reading unmapped address 0xdead0000");
-    let _ = interrupts::UNHANDLED.load(Ordering::Relaxed);
     // SAFETY: intentionally invalid: the proof is that this faults and the fault is reported.
     let value = unsafe { core::ptr::read_volatile(0xdead_0000 as *const u64) };
     log::error!("exceptions: read returned {value:#x} instead of faulting");
@@ -192,7 +191,7 @@ fn panic_now(_: usize) {
 
 /// `proof=panic`: every other CPU prints without pause, then CPU 1 panics. The panic must stop
 /// the others with an NMI and print one uninterrupted report (the runner checks the lines).
-fn panic_on_ap(system: System) -> ! {
+fn panic_on_ap(_system: System) -> ! {
     let online = smp_arch::online_cpus();
     ev!("panic.online", online.len());
     let Some(victim) = online.iter().find(|c| c.index == 1).copied() else {
@@ -201,7 +200,6 @@ fn panic_on_ap(system: System) -> ! {
     for cpu in online.iter().filter(|c| c.index > 1) {
         smp_arch::post_work(cpu, chatter, 0);
     }
-    let _ = system;
     crate::time::delay_us(20_000);
     smp_arch::post_work(victim, panic_now, 0);
     // The boot CPU chatters too until the NMI stops it.

@@ -17,8 +17,8 @@ use crate::mm::BootContext;
 use crate::object::interrupt;
 use crate::task::{loader, process, sched, Process};
 
-pub fn run(system: System, cmdline: &CommandLine, boot: &BootContext) -> ! {
-    let _ = system;
+/// `_system`: bring-up must have happened (CPUs online, tick running); nothing else is needed.
+pub fn run(_system: System, cmdline: &CommandLine, boot: &BootContext) -> ! {
     let _ = crate::pci::devices();
     let mods = loader::modules(boot);
     let manifest = match loader::manifest(&mods) {

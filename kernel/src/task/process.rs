@@ -94,16 +94,11 @@ impl Process {
         p
     }
 
-    /// A placeholder for a program that could not be started (reported as exited).
+    /// A placeholder for a program that could not be started (reported as exited with
+    /// `u64::MAX`).
     pub fn new_dead(name: &str) -> Arc<Process> {
-        let space = AddressSpace::new().expect("a page for a placeholder");
-        let p = Process::new(name, space);
-        p.exit_code.store(u64::MAX, Ordering::Release);
-        p.exited.store(true, Ordering::Release);
-        if let Some(space) = irqs_off(|| p.space.lock().take()) {
-            space.destroy();
-        }
-        p.destroyed.store(true, Ordering::Release);
+        let p = Process::new(name, AddressSpace::new().expect("a page for a placeholder"));
+        abandon(&p, u64::MAX);
         p
     }
 

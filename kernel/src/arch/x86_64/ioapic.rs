@@ -42,7 +42,6 @@ impl IoapicRegisters for IoapicMmio {
 }
 
 struct IoapicUnit {
-    id: u8,
     gsi_base: u32,
     ioapic: Ioapic<IoapicMmio>,
 }
@@ -69,7 +68,7 @@ pub fn init(platform: &Platform) {
         let mut ioapic = Ioapic::new(IoapicMmio { base });
         ioapic.mask_all();
         log::info!("ioapic: id {} at {:#x}: {} pins from GSI {}, all masked", io.id, io.address, ioapic.pins(), io.gsi_base);
-        units.push(IoapicUnit { id: io.id, gsi_base: io.gsi_base, ioapic });
+        units.push(IoapicUnit { gsi_base: io.gsi_base, ioapic });
     }
     ev!("ioapic.count", units.len());
 }
@@ -82,7 +81,6 @@ fn with_pin<R>(gsi: u32, f: impl FnOnce(&mut Ioapic<IoapicMmio>, u8) -> R) -> Re
             .find(|u| gsi >= u.gsi_base && gsi < u.gsi_base + u.ioapic.pins() as u32)
             .ok_or(RouteError::NoIoapicForGsi(gsi))?;
         let pin = (gsi - unit.gsi_base) as u8;
-        let _ = unit.id;
         Ok(f(&mut unit.ioapic, pin))
     })
 }

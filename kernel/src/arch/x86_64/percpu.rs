@@ -173,9 +173,14 @@ pub fn current() -> &'static PerCpu {
     unsafe { &*ptr }
 }
 
+/// Whether GS points at a per-CPU block (false only in the first steps of boot).
+pub fn gs_ready() -> bool {
+    GS_READY_ON_BOOT_CPU.load(Ordering::Acquire)
+}
+
 /// The current CPU index, or 0 before the boot CPU installed GS (early logging).
 pub fn current_index_or_boot() -> u32 {
-    if GS_READY_ON_BOOT_CPU.load(Ordering::Acquire) {
+    if gs_ready() {
         current().index
     } else {
         0

@@ -3,7 +3,7 @@
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use keel_apic::{ApicId, Ipi, LapicMode};
 use keel_platform::{CpuState, Platform};
@@ -187,8 +187,8 @@ pub fn nmi(_frame: &mut TrapFrame) {
         STOPPED.fetch_add(1, Ordering::SeqCst);
         crate::exit::halt_forever();
     }
-    if let Some(me) = percpu::all().next().map(|_| percpu::current()) {
-        me.nmis.fetch_add(1, Ordering::Relaxed);
+    if percpu::gs_ready() {
+        percpu::current().nmis.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -377,6 +377,3 @@ pub fn online_count() -> usize {
 pub fn online_cpus() -> Vec<&'static PerCpu> {
     percpu::online().collect()
 }
-
-/// Counts of posted work, for reports.
-pub static WORK_ITEMS: AtomicUsize = AtomicUsize::new(0);
