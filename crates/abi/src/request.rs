@@ -480,38 +480,28 @@ mod tests {
         }
     }
 
-    /// Tiny deterministic PRNG so the fuzz loop needs no dependencies.
-    struct XorShift(u64);
-    impl XorShift {
-        fn next(&mut self) -> u64 {
-            let mut x = self.0;
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            self.0 = x;
-            x
-        }
-        /// Random word biased towards edge values, which is where bugs live.
-        fn word(&mut self) -> u64 {
-            let edges = [
-                0,
-                1,
-                4095,
-                4096,
-                4097,
-                USER_SPACE_END - 1,
-                USER_SPACE_END,
-                USER_SPACE_END - 4096,
-                u64::MAX,
-                u64::MAX - 4095,
-                1 << 63,
-            ];
-            match self.next() % 4 {
-                0 => edges[(self.next() % edges.len() as u64) as usize],
-                1 => self.next() & 0xffff,
-                2 => self.next() & !0xfff,
-                _ => self.next(),
-            }
+    use keel_testkit::XorShift;
+
+    /// Random word biased towards edge values, which is where bugs live.
+    fn word(rng: &mut XorShift) -> u64 {
+        let edges = [
+            0,
+            1,
+            4095,
+            4096,
+            4097,
+            USER_SPACE_END - 1,
+            USER_SPACE_END,
+            USER_SPACE_END - 4096,
+            u64::MAX,
+            u64::MAX - 4095,
+            1 << 63,
+        ];
+        match rng.next() % 4 {
+            0 => edges[rng.below(edges.len())],
+            1 => rng.next() & 0xffff,
+            2 => rng.next() & !0xfff,
+            _ => rng.next(),
         }
     }
 
@@ -528,7 +518,7 @@ mod tests {
             let mut args = [0u64; 4];
             for a in &mut args {
                 if !rng.next().is_multiple_of(3) {
-                    *a = rng.word();
+                    *a = word(&mut rng);
                 }
             }
             let s = Submission {

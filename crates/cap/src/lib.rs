@@ -459,20 +459,7 @@ mod tests {
         assert!(t.is_full());
     }
 
-    struct XorShift(u64);
-    impl XorShift {
-        fn next(&mut self) -> u64 {
-            let mut x = self.0;
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            self.0 = x;
-            x
-        }
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
-    }
+    use keel_testkit::XorShift;
 
     /// Random operations against a trivially correct reference (a map from live id to value
     /// plus the set of every id ever issued).
@@ -491,7 +478,7 @@ mod tests {
                     0 => CapId(rng.next() as u32),
                     1 => CapId::NULL,
                     _ if issued.is_empty() => CapId::new(0, 1),
-                    _ => issued[rng.below(issued.len() as u64) as usize],
+                    _ => issued[rng.below(issued.len())],
                 }
             };
             let mut record = |id: CapId, issued: &mut Vec<CapId>| {
@@ -550,7 +537,7 @@ mod tests {
                         assert_eq!(t.release(id).ok(), live.remove(&id));
                     }
                     97..=98 => {
-                        let m = rng.below(5) + 2;
+                        let m = rng.below(5) as u64 + 2;
                         let want = live.values().filter(|v| **v % m == 0).count();
                         assert_eq!(t.revoke_where(|v| v % m == 0), want);
                         live.retain(|_, v| *v % m != 0);

@@ -525,21 +525,7 @@ fn segment_data_of_foreign_segment_is_empty() {
 }
 
 /// A tiny xorshift PRNG for deterministic fuzzing.
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
+use keel_testkit::XorShift;
 
 /// Everything a successful parse promises, re-checked independently.
 fn check_invariants(img: &ElfImage<'_>, bytes: &[u8]) {

@@ -687,21 +687,7 @@ fn earliest_semantic_error_wins() {
 }
 
 /// A tiny xorshift PRNG: deterministic, dependency-free fuzz input.
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
+use keel_testkit::XorShift;
 
 #[test]
 fn fuzz_random_token_soup_never_panics() {
