@@ -1,0 +1,147 @@
+use super::*;
+
+#[test]
+fn registry_is_valid() {
+    assert_eq!(validate(&registry()), Vec::<String>::new());
+    let root = crate::builder::workspace_root();
+    let bins = crate::builder::discover_user_programs(&root).expect("user/ readable");
+    assert_eq!(validate_files(&registry(), &root, bins.as_deref()), Vec::<String>::new());
+}
+
+#[test]
+fn manifest_and_programs_become_modules() {
+    let dir = std::env::temp_dir().join(format!("xtask-test-{}-manifest", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("manifests")).unwrap();
+    std::fs::write(dir.join("manifests/drivers.manifest"), "").unwrap();
+    let p = Proof::new("drivers", "").manifest("manifests/drivers.manifest").programs(&["edu-driver", "rtc-driver"]);
+    assert!(validate(std::slice::from_ref(&p)).is_empty());
+    let mods = p.modules(&dir, std::path::Path::new("/u"));
+    assert_eq!(mods, [dir.join("manifests/drivers.manifest"), "/u/edu-driver".into(), "/u/rtc-driver".into()]);
+    let bins = vec!["edu-driver".to_string(), "rtc-driver".to_string()];
+    assert!(validate_files(std::slice::from_ref(&p), &dir, Some(&bins)).is_empty());
+    assert!(validate_files(std::slice::from_ref(&p), &dir, None).is_empty(), "no user/: programs unchecked");
+    let bad = Proof::new("bad", "").manifest("manifests/none.manifest").programs(&["hostile"]);
+    let errs = validate_files(&[bad], &dir, Some(&bins));
+    assert_eq!(errs.len(), 2, "{errs:#?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The evidence the kernel must print for the trace proofs, against traces shaped
+/// like QEMU 10's (observed: xAPIC boots write IA32_APIC_BASE 0 times; x2APIC boots
+/// once per CPU, BSP 0xfee00d00, AP 0xfee00c00).
+#[test]
+fn apic_trace_proofs_judge_evidence_against_trace() {
+    let reg = registry();
+    let get = |n: &str| reg.iter().find(|p| p.name == n).unwrap().clone();
+    let irq = |dest: u32, vector: u32| format!("9@1.0:apic_deliver_irq dest {dest} dest_mode 0 delivery_mode 0 vector {vector} trigger_mode 0\n");
+    let irqs: String = (0..30).map(|_| irq(1, 80)).chain([irq(0, 0)]).collect();
+    let x2 = Trace::parse(&format!("cpu_set_apic_base 0x00000000fee00d00\ncpu_set_apic_base 0x00000000fee00c00\n{irqs}"));
+    let x1 = Trace::parse(&irqs);
+    let ev = "EV rtc.vector=0x50 rtc.apic_id=1 rtc.interrupts=29\n";
+    let judge = |p: &Proof, t: &str, tr: &Trace| crate::trace::judge_trace(&p.trace_checks, &keel_evidence::Transcript::parse(t), Ok(tr));
+    let xapic = get("smp-trace");
+    assert_eq!(judge(&xapic, &format!("{ev}EV lapic.apic_base_writes=0\n"), &x1), Vec::<String>::new());
+    assert_eq!(judge(&xapic, &format!("{ev}EV lapic.apic_base_writes=1\n"), &x1).len(), 1);
+    let far = "EV rtc.vector=80 rtc.apic_id=1 rtc.interrupts=33 lapic.apic_base_writes=0\n";
+    assert!(judge(&xapic, far, &x1)[0].contains("kernel counted 33 RTC interrupts but QEMU delivered only 30"));
+    let stray = Trace::parse(&format!("{irqs}{}", irq(0, 80)));
+    assert!(judge(&xapic, &format!("{ev}EV lapic.apic_base_writes=0\n"), &stray)[0].contains("1 deliveries of vector 0x50 went to another APIC"));
+    let x2apic = get("smp-x2apic-trace");
+    let good = format!("{ev}EV lapic.apic_base_writes=2 cpu.0.apic_base=0xfee00d00 cpu.1.apic_base=0xfee00c00\n");
+    assert_eq!(judge(&x2apic, &good, &x2), Vec::<String>::new());
+    let wrong = format!("{ev}EV lapic.apic_base_writes=2 cpu.0.apic_base=0xfee00d00 cpu.1.apic_base=0xfee00800\n");
+    let f = judge(&x2apic, &wrong, &x2);
+    assert!(f.len() == 1 && f[0].contains("traced {0xfee00c00,0xfee00d00} != evidence {0xfee00800,0xfee00d00}"), "{f:?}");
+    let no_extd = Trace::parse("cpu_set_apic_base 0xfee00900\n");
+    assert!(judge(&x2apic, &good, &no_extd).iter().any(|f| f.contains("lacks EXTD|EN")));
+}
+
+#[test]
+fn traced_proofs_are_tcg_only() {
+    let p = Proof::new("t", "").trace(&["cpu_set_apic_base"]).trace_check("n", |_, _| Ok(()));
+    assert_eq!(p.effective_accels(), Accels::TcgOnly);
+    assert!(p.accel_note().is_some());
+    let ps = [p];
+    let plan_kvm = plan(&ps, &AccelEnv { kvm_available: true, forced: None });
+    assert_eq!(plan_kvm, [Job { proof: 0, accel: Accel::Tcg, skip: None }]);
+    let forced = plan(&ps, &AccelEnv { kvm_available: true, forced: Some(Accel::Kvm) });
+    assert!(forced[0].skip.is_some());
+    let errs = validate(&[
+        Proof::new("a", "").trace_check("orphan", |_, _| Ok(())),
+        Proof::new("b", "").trace(&["Bad-Event"]).accels(Accels::KvmOnly),
+    ]);
+    assert_eq!(errs.len(), 3, "{errs:#?}");
+}
+
+#[test]
+fn validate_catches_mistakes() {
+    let bad = vec![
+        Proof::new("dup", "").cpu(CpuSpec::new("qemu64", &[])),
+        Proof::new("dup", "").check(present("Bad.Key")),
+    ];
+    let errs = validate(&bad);
+    assert_eq!(errs.len(), 4, "{errs:#?}"); // 2x missing x2apic, duplicate, bad key
+}
+
+#[test]
+fn smp_entry_is_one_expression() {
+    let p = Proof::new("smp", "")
+        .smp(2)
+        .cpu(CpuSpec::qemu64_xapic())
+        .check(eq("lapic.mode", "xapic"))
+        .check(eq("smp.online", 2))
+        .check(for_each_cpu("cpu.*.timer_ticks", is::ge(50)).count_eq_key("smp.online"))
+        .check(keys_equal("ipi.sent", "ipi.received"));
+    assert!(validate(std::slice::from_ref(&p)).is_empty());
+    let t = keel_evidence::Transcript::parse(
+        "EV lapic.mode=xapic smp.online=2 cpu.0.timer_ticks=100 cpu.1.timer_ticks=99 ipi.sent=8 ipi.received=8\nVERDICT pass\n",
+    );
+    let obs = checks::Observed { status: Some(33), timed_out: None, transcript: &t };
+    assert!(checks::judge(&p.expect, &p.checks, &obs).is_empty());
+}
+
+fn proofs3() -> Vec<Proof> {
+    vec![
+        Proof::new("any", ""),
+        Proof::new("kvm", "").accels(Accels::KvmOnly),
+        Proof::new("tcg", "").accels(Accels::TcgOnly),
+    ]
+}
+
+fn summary(env: AccelEnv) -> Vec<String> {
+    let ps = proofs3();
+    plan(&ps, &env)
+        .iter()
+        .map(|j| format!("{}/{}{}", ps[j.proof].name, j.accel, j.skip.as_ref().map(|s| format!(" skip: {s}")).unwrap_or_default()))
+        .collect()
+}
+
+#[test]
+fn accel_expansion_with_kvm() {
+    let env = AccelEnv { kvm_available: true, forced: None };
+    assert_eq!(summary(env), ["any/tcg", "any/kvm", "kvm/kvm", "tcg/tcg"]);
+}
+
+#[test]
+fn accel_expansion_without_kvm() {
+    let env = AccelEnv { kvm_available: false, forced: None };
+    assert_eq!(summary(env), ["any/tcg", "kvm/kvm skip: needs KVM: /dev/kvm not available", "tcg/tcg"]);
+}
+
+#[test]
+fn accel_forced() {
+    let env = AccelEnv { kvm_available: true, forced: Some(Accel::Tcg) };
+    assert_eq!(summary(env), ["any/tcg", "kvm/kvm skip: needs KVM: KEEL_ACCEL=tcg", "tcg/tcg"]);
+    let env = AccelEnv { kvm_available: true, forced: Some(Accel::Kvm) };
+    assert_eq!(summary(env), ["any/kvm", "kvm/kvm", "tcg/tcg skip: TCG only: KEEL_ACCEL=kvm"]);
+    let env = AccelEnv { kvm_available: false, forced: Some(Accel::Kvm) };
+    assert_eq!(
+        summary(env),
+        [
+            "any/kvm skip: needs KVM: /dev/kvm not available",
+            "kvm/kvm skip: needs KVM: /dev/kvm not available",
+            "tcg/tcg skip: TCG only: KEEL_ACCEL=kvm"
+        ]
+    );
+}
