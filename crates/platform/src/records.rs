@@ -131,7 +131,7 @@ pub struct CpuEntry {
     pub index: CpuIndex,
     /// Hardware APIC ID used to address IPIs.
     pub apic_id: u32,
-    /// ACPI processor UID (links to NMI entries); [`UID_UNKNOWN`] if assumed.
+    /// ACPI processor UID (links to NMI entries); [`UID_UNKNOWN`](crate::UID_UNKNOWN) if assumed.
     pub processor_uid: u32,
     /// Which entry type described it.
     pub source: CpuSource,
@@ -167,7 +167,7 @@ pub struct IoApicEntry {
     /// First GSI it serves.
     pub gsi_base: u32,
     /// Number of redirection entries, once the kernel has read it from the
-    /// hardware ([`Platform::set_ioapic_pins`]); needed to map GSIs to pins.
+    /// hardware ([`Platform::set_ioapic_pins`](crate::Platform::set_ioapic_pins)); needed to map GSIs to pins.
     pub pins: Option<u32>,
 }
 
