@@ -2,6 +2,8 @@
 
 use core::fmt;
 
+#[allow(unused_imports)] // named by doc links
+use super::{BootInfo, PhysRead, MAX_MMAP_ENTRIES, MAX_MMAP_RECORDS, MAX_MODULES};
 use super::{ReadError, BOOTLOADER_MAGIC, MMAP_ENTRY_MIN_SIZE};
 
 /// A piece of bootloader-provided data; names the culprit in errors and the
