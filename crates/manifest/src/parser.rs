@@ -1,0 +1,481 @@
+//! Recursive descent over the tokens, then the semantic checks (names, references, cycles).
+
+use alloc::borrow::ToOwned;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use crate::lexer::{describe, parse_number, parse_pci_half, Pos, Tok, Token};
+use crate::*;
+
+struct DeviceSrc {
+    device: Device,
+    name_pos: Pos,
+}
+
+struct ProgramSrc {
+    program: Program,
+    name_pos: Pos,
+    after_pos: Pos,
+    /// Per grant: position of the device name it refers to (or of the grant itself).
+    grant_pos: Vec<Pos>,
+}
+
+struct ManifestSrc {
+    devices: Vec<DeviceSrc>,
+    programs: Vec<ProgramSrc>,
+}
+
+struct Parser {
+    toks: Vec<Token>,
+    i: usize,
+}
+
+/// Parses the token stream and runs the semantic checks.
+pub(crate) fn parse_tokens(toks: Vec<Token>) -> Result<Manifest, ManifestError> {
+    let mut p = Parser { toks, i: 0 };
+    let src = p.manifest()?;
+    check(&src)?;
+    Ok(Manifest {
+        devices: src.devices.into_iter().map(|d| d.device).collect(),
+        programs: src.programs.into_iter().map(|p| p.program).collect(),
+    })
+}
+
+type PResult<T> = Result<T, ManifestError>;
+
+/// Records `key` as seen in a block, refusing a second occurrence.
+fn once(seen: &mut Vec<&'static str>, key: &'static str, pos: Pos) -> PResult<()> {
+    if seen.contains(&key) {
+        return Err(pos.err(ErrorKind::DuplicateKey(key.to_owned())));
+    }
+    seen.push(key);
+    Ok(())
+}
+
+impl Parser {
+    fn peek(&self) -> &Token {
+        // `lex` always ends the list with Eof and `next` never moves past it.
+        &self.toks[self.i.min(self.toks.len() - 1)]
+    }
+
+    fn next(&mut self) -> Token {
+        let t = self.peek().clone();
+        if t.tok != Tok::Eof {
+            self.i += 1;
+        }
+        t
+    }
+
+    fn unexpected(t: &Token, expected: &'static str) -> ManifestError {
+        t.pos.err(ErrorKind::Expected {
+            expected,
+            found: describe(&t.tok),
+        })
+    }
+
+    fn expect(&mut self, want: Tok, expected: &'static str) -> PResult<Pos> {
+        let t = self.next();
+        if t.tok == want {
+            Ok(t.pos)
+        } else {
+            Err(Self::unexpected(&t, expected))
+        }
+    }
+
+    fn ident(&mut self, expected: &'static str) -> PResult<(String, Pos)> {
+        let t = self.next();
+        match t.tok {
+            Tok::Ident(s) => Ok((s, t.pos)),
+            _ => Err(Self::unexpected(&t, expected)),
+        }
+    }
+
+    fn string(&mut self, expected: &'static str) -> PResult<(String, Pos)> {
+        let t = self.next();
+        match t.tok {
+            Tok::Str(s) => Ok((s, t.pos)),
+            _ => Err(Self::unexpected(&t, expected)),
+        }
+    }
+
+    fn number(&mut self, max: u64) -> PResult<(u64, Pos)> {
+        let t = self.next();
+        match &t.tok {
+            Tok::Num(s) => parse_number(s, max)
+                .map(|v| (v, t.pos))
+                .map_err(|k| t.pos.err(k)),
+            _ => Err(Self::unexpected(&t, "a number")),
+        }
+    }
+
+    fn eat_comma(&mut self) {
+        if self.peek().tok == Tok::Comma {
+            self.next();
+        }
+    }
+
+    /// `"key" "="` inside a block; returns `None` at the closing brace.
+    fn block_key(&mut self, expected: &'static str) -> PResult<Option<(String, Pos)>> {
+        if self.peek().tok == Tok::RBrace {
+            self.next();
+            return Ok(None);
+        }
+        let (k, pos) = self.ident(expected)?;
+        Ok(Some((k, pos)))
+    }
+
+    fn manifest(&mut self) -> PResult<ManifestSrc> {
+        let mut m = ManifestSrc {
+            devices: Vec::new(),
+            programs: Vec::new(),
+        };
+        loop {
+            let t = self.peek().clone();
+            match &t.tok {
+                Tok::Eof => return Ok(m),
+                Tok::Ident(k) if k == "program" => {
+                    self.next();
+                    m.programs.push(self.program()?);
+                }
+                Tok::Ident(k) if k == "device" => {
+                    self.next();
+                    m.devices.push(self.device()?);
+                }
+                _ => return Err(Self::unexpected(&t, "'program' or 'device'")),
+            }
+        }
+    }
+
+    fn device(&mut self) -> PResult<DeviceSrc> {
+        let (name, name_pos) = self.ident("a device name")?;
+        let open = self.expect(Tok::LBrace, "'{'")?;
+        let mut seen = Vec::new();
+        let mut pci = None;
+        let mut index = 0u32;
+        while let Some((key, pos)) = self.block_key("a device key (pci, index) or '}'")? {
+            match key.as_str() {
+                "pci" => {
+                    once(&mut seen, "pci", pos)?;
+                    self.expect(Tok::Eq, "'='")?;
+                    let v = self.pci_half()?;
+                    self.expect(Tok::Colon, "':' between vendor and device id")?;
+                    let d = self.pci_half()?;
+                    pci = Some((v, d));
+                }
+                "index" => {
+                    once(&mut seen, "index", pos)?;
+                    self.expect(Tok::Eq, "'='")?;
+                    index = self.number(u64::from(u32::MAX))?.0 as u32;
+                }
+                _ => {
+                    return Err(pos.err(ErrorKind::UnknownKey {
+                        key,
+                        context: "device",
+                    }))
+                }
+            }
+            self.eat_comma();
+        }
+        let (vendor, device) = pci.ok_or_else(|| {
+            open.err(ErrorKind::MissingKey {
+                key: "pci",
+                context: "device",
+            })
+        })?;
+        Ok(DeviceSrc {
+            device: Device {
+                name,
+                vendor,
+                device,
+                index,
+            },
+            name_pos,
+        })
+    }
+
+    fn pci_half(&mut self) -> PResult<u16> {
+        let t = self.next();
+        match &t.tok {
+            Tok::Num(s) | Tok::Ident(s) => parse_pci_half(s).map_err(|k| t.pos.err(k)),
+            _ => Err(Self::unexpected(&t, "a hex PCI id")),
+        }
+    }
+
+    fn program(&mut self) -> PResult<ProgramSrc> {
+        let (name, name_pos) = self.string("a program name string")?;
+        if name.is_empty() {
+            return Err(name_pos.err(ErrorKind::EmptyProgramName));
+        }
+        let open = self.expect(Tok::LBrace, "'{'")?;
+        let mut seen = Vec::new();
+        let mut p = ProgramSrc {
+            program: Program {
+                name,
+                binary: String::new(),
+                args: String::new(),
+                cpu: None,
+                after: None,
+                expect_exit: None,
+                grants: Vec::new(),
+            },
+            name_pos,
+            after_pos: name_pos,
+            grant_pos: Vec::new(),
+        };
+        let mut have_binary = false;
+        while let Some((key, pos)) =
+            self.block_key("a program entry (key = value or grant) or '}'")?
+        {
+            match key.as_str() {
+                "grant" => {
+                    let (grant, gpos) = self.grant()?;
+                    if p.program.grants.contains(&grant) {
+                        return Err(pos.err(ErrorKind::DuplicateGrant(grant)));
+                    }
+                    p.program.grants.push(grant);
+                    p.grant_pos.push(gpos);
+                }
+                "binary" => {
+                    once(&mut seen, "binary", pos)?;
+                    self.expect(Tok::Eq, "'='")?;
+                    let (b, bpos) = self.string("a binary name string")?;
+                    if b.is_empty() || b.contains('/') {
+                        return Err(bpos.err(ErrorKind::InvalidBinary(b)));
+                    }
+                    p.program.binary = b;
+                    have_binary = true;
+                }
+                "args" => {
+                    once(&mut seen, "args", pos)?;
+                    self.expect(Tok::Eq, "'='")?;
+                    p.program.args = self.string("an argument string")?.0;
+                }
+                "cpu" => {
+                    once(&mut seen, "cpu", pos)?;
+                    self.expect(Tok::Eq, "'='")?;
+                    p.program.cpu = Some(self.number(u64::from(u32::MAX))?.0 as u32);
+                }
+                "after" => {
+                    once(&mut seen, "after", pos)?;
+                    self.expect(Tok::Eq, "'='")?;
+                    let (a, apos) = self.string("a program name string")?;
+                    p.program.after = Some(a);
+                    p.after_pos = apos;
+                }
+                "expect_exit" => {
+                    once(&mut seen, "expect_exit", pos)?;
+                    self.expect(Tok::Eq, "'='")?;
+                    p.program.expect_exit = Some(self.number(u64::MAX)?.0);
+                }
+                _ => {
+                    return Err(pos.err(ErrorKind::UnknownKey {
+                        key,
+                        context: "program",
+                    }))
+                }
+            }
+            self.eat_comma();
+        }
+        if !have_binary {
+            return Err(open.err(ErrorKind::MissingKey {
+                key: "binary",
+                context: "program",
+            }));
+        }
+        Ok(p)
+    }
+
+    /// After `grant`: the grant and the position to blame if its device is unknown.
+    fn grant(&mut self) -> PResult<(Grant, Pos)> {
+        let (kind, kpos) = self.ident("a grant kind")?;
+        match kind.as_str() {
+            "Console" => Ok((Grant::Console, kpos)),
+            "Timer" => Ok((Grant::Timer, kpos)),
+            "Process" => Ok((Grant::Process, kpos)),
+            "VirtualMemory" => Ok((Grant::VirtualMemory, kpos)),
+            "Interrupt" => {
+                self.expect(Tok::LBrace, "'{'")?;
+                let mut src = None;
+                while let Some((key, pos)) = self.block_key("`source` or '}'")? {
+                    if key != "source" {
+                        return Err(pos.err(ErrorKind::UnknownKey {
+                            key,
+                            context: "Interrupt grant",
+                        }));
+                    }
+                    if src.is_some() {
+                        return Err(pos.err(ErrorKind::DuplicateKey(key)));
+                    }
+                    self.expect(Tok::Eq, "'='")?;
+                    src = Some(self.source()?);
+                    self.eat_comma();
+                }
+                let (s, spos) = src.ok_or_else(|| {
+                    kpos.err(ErrorKind::MissingKey {
+                        key: "source",
+                        context: "Interrupt grant",
+                    })
+                })?;
+                Ok((Grant::Interrupt(s), spos))
+            }
+            "DeviceMemory" => {
+                self.expect(Tok::LBrace, "'{'")?;
+                let mut seen = Vec::new();
+                let mut dev = None;
+                let mut bar = None;
+                while let Some((key, pos)) = self.block_key("`pci`, `bar` or '}'")? {
+                    match key.as_str() {
+                        "pci" => {
+                            once(&mut seen, "pci", pos)?;
+                            self.expect(Tok::Eq, "'='")?;
+                            dev = Some(self.ident("a device name")?);
+                        }
+                        "bar" => {
+                            once(&mut seen, "bar", pos)?;
+                            self.expect(Tok::Eq, "'='")?;
+                            let (n, npos) = self.number(u64::MAX)?;
+                            if n > u64::from(MAX_BAR) {
+                                return Err(npos.err(ErrorKind::BarOutOfRange(n)));
+                            }
+                            bar = Some(n as u8);
+                        }
+                        _ => {
+                            return Err(pos.err(ErrorKind::UnknownKey {
+                                key,
+                                context: "DeviceMemory grant",
+                            }))
+                        }
+                    }
+                    self.eat_comma();
+                }
+                let (device, dpos) = dev.ok_or_else(|| {
+                    kpos.err(ErrorKind::MissingKey {
+                        key: "pci",
+                        context: "DeviceMemory grant",
+                    })
+                })?;
+                let bar = bar.ok_or_else(|| {
+                    kpos.err(ErrorKind::MissingKey {
+                        key: "bar",
+                        context: "DeviceMemory grant",
+                    })
+                })?;
+                Ok((Grant::DeviceMemory { device, bar }, dpos))
+            }
+            "IoPorts" => {
+                self.expect(Tok::LBrace, "'{'")?;
+                let (first, fpos) = self.number(u64::from(u16::MAX))?;
+                let last = if self.peek().tok == Tok::DotDot {
+                    self.next();
+                    self.number(u64::from(u16::MAX))?.0
+                } else {
+                    first
+                };
+                let (first, last) = (first as u16, last as u16);
+                if first > last {
+                    return Err(fpos.err(ErrorKind::ReversedPortRange { first, last }));
+                }
+                self.eat_comma();
+                self.expect(Tok::RBrace, "'..' or '}'")?;
+                Ok((Grant::IoPorts { first, last }, kpos))
+            }
+            _ => Err(kpos.err(ErrorKind::UnknownGrant(kind))),
+        }
+    }
+
+    /// `msi(dev)`, `intx(dev)` or `isa(n)`, with the position of its argument.
+    fn source(&mut self) -> PResult<(InterruptSource, Pos)> {
+        let (kind, kpos) = self.ident("an interrupt source (msi, intx, isa)")?;
+        let src = match kind.as_str() {
+            "msi" | "intx" => {
+                self.expect(Tok::LParen, "'('")?;
+                let (dev, dpos) = self.ident("a device name")?;
+                self.expect(Tok::RParen, "')'")?;
+                let s = if kind == "msi" {
+                    InterruptSource::Msi(dev)
+                } else {
+                    InterruptSource::Intx(dev)
+                };
+                (s, dpos)
+            }
+            "isa" => {
+                self.expect(Tok::LParen, "'('")?;
+                let (n, npos) = self.number(u64::MAX)?;
+                if n > u64::from(MAX_ISA_IRQ) {
+                    return Err(npos.err(ErrorKind::IsaIrqOutOfRange(n)));
+                }
+                self.expect(Tok::RParen, "')'")?;
+                (InterruptSource::Isa(n as u8), npos)
+            }
+            _ => return Err(kpos.err(ErrorKind::UnknownInterruptSource(kind))),
+        };
+        Ok(src)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Semantic checks
+// ---------------------------------------------------------------------------------------
+
+/// Cross-item checks. All violations are collected and the earliest in the file reported,
+/// so the message does not depend on the order the checks run in.
+fn check(m: &ManifestSrc) -> PResult<()> {
+    let mut errors: Vec<ManifestError> = Vec::new();
+    for (i, d) in m.devices.iter().enumerate() {
+        if m.devices[..i]
+            .iter()
+            .any(|e| e.device.name == d.device.name)
+        {
+            errors.push(
+                d.name_pos
+                    .err(ErrorKind::DuplicateDevice(d.device.name.clone())),
+            );
+        }
+    }
+    for (i, p) in m.programs.iter().enumerate() {
+        let prog = &p.program;
+        if m.programs[..i].iter().any(|e| e.program.name == prog.name) {
+            errors.push(
+                p.name_pos
+                    .err(ErrorKind::DuplicateProgram(prog.name.clone())),
+            );
+        }
+        for (g, pos) in prog.grants.iter().zip(&p.grant_pos) {
+            if let Some(dev) = g.device() {
+                if !m.devices.iter().any(|d| d.device.name == dev) {
+                    errors.push(pos.err(ErrorKind::UnknownDevice(dev.to_owned())));
+                }
+            }
+        }
+        if let Some(after) = &prog.after {
+            if *after == prog.name {
+                errors.push(p.after_pos.err(ErrorKind::AfterSelf(after.clone())));
+            } else if !m.programs.iter().any(|e| e.program.name == *after) {
+                errors.push(p.after_pos.err(ErrorKind::UnknownProgram(after.clone())));
+            } else if in_after_cycle(m, i) {
+                errors.push(p.after_pos.err(ErrorKind::AfterCycle(prog.name.clone())));
+            }
+        }
+    }
+    match errors.into_iter().min_by_key(|e| (e.line, e.column)) {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Whether following `after` from program `start` comes back to it.
+fn in_after_cycle(m: &ManifestSrc, start: usize) -> bool {
+    let mut cur = start;
+    // A chain longer than the number of programs must repeat; bound the walk by that.
+    for _ in 0..m.programs.len() {
+        let Some(after) = &m.programs[cur].program.after else {
+            return false;
+        };
+        match m.programs.iter().position(|e| e.program.name == *after) {
+            Some(next) if next == start => return true,
+            Some(next) => cur = next,
+            None => return false,
+        }
+    }
+    false
+}
