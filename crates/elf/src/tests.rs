@@ -524,7 +524,6 @@ fn segment_data_of_foreign_segment_is_empty() {
     assert!(img.segment_data(&s).is_empty());
 }
 
-/// A tiny xorshift PRNG for deterministic fuzzing.
 use keel_testkit::XorShift;
 
 /// Everything a successful parse promises, re-checked independently.
