@@ -164,19 +164,12 @@ fn switch_out(thread: &Thread) {
     unsafe { context::switch(thread.saved_rsp_slot(), *me.sched.idle_rsp.get()) };
 }
 
-/// Blocks the current thread until someone calls [`wake`]. Returns after being resumed.
-/// Interrupts must be off; `prepare` runs after the state is `Blocked` (so a wake from an
-/// interrupt on another CPU after it cannot be lost).
+/// Leaves the CPU until someone calls [`wake`]; returns after being resumed. The caller set
+/// the state to `Blocked` and registered with its waker first (under the waker's lock, with
+/// interrupts off), so a wake-up from another CPU in between cannot be lost.
 pub fn block_current() {
     let thread = current_thread().expect("blocking outside a thread");
     switch_out(&thread);
-}
-
-/// Marks the current thread blocked (call before registering with a waker).
-pub fn mark_blocked() {
-    if let Some(t) = current_thread() {
-        t.set_state(ThreadState::Blocked);
-    }
 }
 
 /// Ends the current thread: never returns.
