@@ -183,16 +183,8 @@ impl Method {
     /// The object kind the capability must name for this method; `None` for `Nop` and the
     /// generic `Cap*` methods, which work on any capability.
     pub const fn interface(self) -> Option<ObjectKind> {
-        match (self as u16) >> 8 {
-            1 => Some(ObjectKind::Console),
-            2 => Some(ObjectKind::Interrupt),
-            3 => Some(ObjectKind::DeviceMemory),
-            4 => Some(ObjectKind::IoPorts),
-            5 => Some(ObjectKind::Timer),
-            6 => Some(ObjectKind::Process),
-            7 => Some(ObjectKind::VirtualMemory),
-            _ => None,
-        }
+        // The interface byte of a method number is its object kind's code (0 = generic).
+        ObjectKind::from_u32(((self as u16) >> 8) as u32)
     }
 
     /// True for methods whose completion may be posted by a later `cap_enter` (they block).
