@@ -155,73 +155,62 @@ fn execute(thread: &Arc<Thread>, sub: &Submission) -> Outcome {
         Ok(r) => r,
         Err(s) => return Outcome::Done(s, [0, 0]),
     };
-    match request {
-        Request::Nop => done(Ok([0, 0])),
-        Request::CapCopy => done(
+    // The capability must name an object of the kind the method needs; `Nop` and the
+    // generic `Cap*` methods take any capability (or none) and check it themselves.
+    let object = match request.method().interface() {
+        None => None,
+        Some(kind) => match lookup(p, sub.cap, kind) {
+            Ok(o) => Some(o),
+            Err(s) => return Outcome::Done(s, [0, 0]),
+        },
+    };
+    match (request, object) {
+        (Request::Nop, _) => done(Ok([0, 0])),
+        (Request::CapCopy, _) => done(
             irqs_off(|| p.caps.lock().copy(CapId(sub.cap)))
                 .map(|id| [id.0 as u64, 0])
                 .map_err(|e| e.status()),
         ),
-        Request::CapRelease => done(process::release_cap(p, CapId(sub.cap)).map(|_| [0, 0])),
-        Request::CapIdentify => done(
+        (Request::CapRelease, _) => done(process::release_cap(p, CapId(sub.cap)).map(|_| [0, 0])),
+        (Request::CapIdentify, _) => done(
             irqs_off(|| p.caps.lock().get(CapId(sub.cap)).cloned())
                 .map(|o| [o.kind() as u64, 0])
                 .map_err(|e| e.status()),
         ),
-        Request::ConsoleWrite { ptr, len } => done((|| {
-            lookup(p, sub.cap, ObjectKind::Console)?;
+        (Request::ConsoleWrite { ptr, len }, _) => done((|| {
             let mut buf = [0u8; keel_abi::CONSOLE_WRITE_MAX as usize];
             let buf = &mut buf[..len as usize];
             copy_from_user(p, ptr, buf)?;
             p.console_write(buf);
             Ok([len, 0])
         })()),
-        Request::InterruptWait => match lookup(p, sub.cap, ObjectKind::Interrupt) {
-            Ok(Object::Interrupt(irq)) => match irq.wait(thread, sub.user_data) {
-                Ok(Some(results)) => Outcome::Done(Status::Ok, results),
-                Ok(None) => Outcome::Deferred,
-                Err(s) => Outcome::Done(s, [0, 0]),
-            },
-            Ok(_) => Outcome::Done(Status::WrongType, [0, 0]),
+        (Request::InterruptWait, Some(Object::Interrupt(irq))) => match irq.wait(thread, sub.user_data) {
+            Ok(Some(results)) => Outcome::Done(Status::Ok, results),
+            Ok(None) => Outcome::Deferred,
             Err(s) => Outcome::Done(s, [0, 0]),
         },
-        Request::InterruptAcknowledge => done(match lookup(p, sub.cap, ObjectKind::Interrupt) {
-            Ok(Object::Interrupt(irq)) => irq.acknowledge(p).map(|_| [0, 0]),
-            Ok(_) => Err(Status::WrongType),
-            Err(s) => Err(s),
-        }),
-        Request::InterruptInfo => done(match lookup(p, sub.cap, ObjectKind::Interrupt) {
-            Ok(Object::Interrupt(irq)) => {
-                let source = match &irq.source {
-                    crate::object::interrupt::Source::Ioapic { gsi, .. } => keel_abi::InterruptSource::Gsi(*gsi),
-                    crate::object::interrupt::Source::Msi { device, .. } => keel_abi::InterruptSource::Msi { bdf: device.addr.bdf() },
-                };
-                Ok([irq.vector as u64, source.encode()])
-            }
-            Ok(_) => Err(Status::WrongType),
-            Err(s) => Err(s),
-        }),
-        Request::DeviceMemoryMap { vaddr } => done(match lookup(p, sub.cap, ObjectKind::DeviceMemory) {
-            Ok(Object::DeviceMemory(dm)) => map_device(p, vaddr, dm.phys, dm.size),
-            Ok(_) => Err(Status::WrongType),
-            Err(s) => Err(s),
-        }),
-        Request::DeviceMemoryInfo => done(match lookup(p, sub.cap, ObjectKind::DeviceMemory) {
-            Ok(Object::DeviceMemory(dm)) => Ok([dm.size, dm.bdf as u64]),
-            Ok(_) => Err(Status::WrongType),
-            Err(s) => Err(s),
-        }),
-        Request::IoPortsEnable => done(match lookup(p, sub.cap, ObjectKind::IoPorts) {
-            Ok(Object::IoPorts { first, last }) => {
-                p.enable_io_ports(first, last);
-                Ok([first as u64, (last - first) as u64 + 1])
-            }
-            Ok(_) => Err(Status::WrongType),
-            Err(s) => Err(s),
-        }),
-        Request::TimerNow => done(lookup(p, sub.cap, ObjectKind::Timer).map(|_| [crate::time::now_ns(), cpu::rdtsc()])),
-        Request::TimerTscHz => done(lookup(p, sub.cap, ObjectKind::Timer).map(|_| [crate::time::tsc_hz(), 0])),
-        Request::ProcessSpawnThread { entry, stack_top, arg, cpu } => done(lookup(p, sub.cap, ObjectKind::Process).and_then(|_| {
+        (Request::InterruptAcknowledge, Some(Object::Interrupt(irq))) => done(irq.acknowledge(p).map(|_| [0, 0])),
+        (Request::InterruptInfo, Some(Object::Interrupt(irq))) => {
+            let source = match &irq.source {
+                crate::object::interrupt::Source::Ioapic { gsi, .. } => keel_abi::InterruptSource::Gsi(*gsi),
+                crate::object::interrupt::Source::Msi { device, .. } => keel_abi::InterruptSource::Msi { bdf: device.addr.bdf() },
+            };
+            done(Ok([irq.vector as u64, source.encode()]))
+        }
+        (Request::DeviceMemoryMap { vaddr }, Some(Object::DeviceMemory(dm))) => done(map_device(p, vaddr, dm.phys, dm.size)),
+        (Request::DeviceMemoryInfo, Some(Object::DeviceMemory(dm))) => done(Ok([dm.size, dm.bdf as u64])),
+        (Request::IoPortsEnable, Some(Object::IoPorts { first, last })) => {
+            p.enable_io_ports(first, last);
+            done(Ok([first as u64, (last - first) as u64 + 1]))
+        }
+        (Request::TimerNow, _) => done(Ok([crate::time::now_ns(), cpu::rdtsc()])),
+        (Request::TimerTscHz, _) => done(Ok([crate::time::tsc_hz(), 0])),
+        (Request::TimerSleep { ns }, _) => {
+            let deadline = crate::time::now_ns().saturating_add(ns);
+            sched::add_timed(deadline, thread.clone(), TimedKind::SleepDone { user_data: sub.user_data });
+            Outcome::Deferred
+        }
+        (Request::ProcessSpawnThread { entry, stack_top, arg, cpu }, _) => done((|| {
             let cpu = online_cpu(cpu)?;
             if p.is_exiting() {
                 return Err(Status::Cancelled);
@@ -232,34 +221,21 @@ fn execute(thread: &Arc<Thread>, sub: &Submission) -> Outcome {
             p.add_thread(t.clone());
             sched::enqueue(t);
             Ok([tid, 0])
-        })),
-        Request::ProcessSetAffinity { cpu } => match lookup(p, sub.cap, ObjectKind::Process).and_then(|_| online_cpu(cpu)) {
+        })()),
+        (Request::ProcessSetAffinity { cpu }, _) => match online_cpu(cpu) {
             Ok(cpu) => {
                 thread.home_cpu.store(cpu, Ordering::Release);
                 Outcome::Migrate(Status::Ok, [cpu as u64, 0])
             }
             Err(s) => Outcome::Done(s, [0, 0]),
         },
-        Request::ProcessExitThread => match lookup(p, sub.cap, ObjectKind::Process) {
-            Ok(_) => process::exit_thread(),
-            Err(s) => Outcome::Done(s, [0, 0]),
-        },
-        Request::ProcessInfo => done(
-            lookup(p, sub.cap, ObjectKind::Process).map(|_| [p.live_threads() as u64, crate::arch::x86_64::percpu::current().index as u64]),
-        ),
-        Request::VmMap { vaddr, pages, writable } => done(lookup(p, sub.cap, ObjectKind::VirtualMemory).and_then(|_| vm_map(p, vaddr, pages, writable))),
-        Request::VmUnmap { vaddr, pages } => done(lookup(p, sub.cap, ObjectKind::VirtualMemory).and_then(|_| vm_unmap(p, vaddr, pages))),
-        Request::VmProtect { vaddr, pages, writable } => {
-            done(lookup(p, sub.cap, ObjectKind::VirtualMemory).and_then(|_| vm_protect(p, vaddr, pages, writable)))
-        }
-        Request::TimerSleep { ns } => match lookup(p, sub.cap, ObjectKind::Timer) {
-            Ok(_) => {
-                let deadline = crate::time::now_ns().saturating_add(ns);
-                sched::add_timed(deadline, thread.clone(), TimedKind::SleepDone { user_data: sub.user_data });
-                Outcome::Deferred
-            }
-            Err(s) => Outcome::Done(s, [0, 0]),
-        },
+        (Request::ProcessExitThread, _) => process::exit_thread(),
+        (Request::ProcessInfo, _) => done(Ok([p.live_threads() as u64, crate::arch::x86_64::percpu::current().index as u64])),
+        (Request::VmMap { vaddr, pages, writable }, _) => done(vm_map(p, vaddr, pages, writable)),
+        (Request::VmUnmap { vaddr, pages }, _) => done(vm_unmap(p, vaddr, pages)),
+        (Request::VmProtect { vaddr, pages, writable }, _) => done(vm_protect(p, vaddr, pages, writable)),
+        // Unreachable: `lookup` matched the object's kind to the method's interface.
+        (_, _) => Outcome::Done(Status::WrongType, [0, 0]),
     }
 }
 
