@@ -99,8 +99,7 @@ fn list_proofs() -> Result<ExitCode> {
         .unwrap_or_else(|| PathBuf::from("target/kernel").join(builder::KERNEL_TARGET).join("release/keel"));
     let user_dir = builder::user_dir_override().unwrap_or_else(builder::default_user_dir);
     let e = env_for(builder::Artifacts { kernel, user_dir });
-    println!("KVM: {}{}", if env.kvm_available { "available" } else { "not available" },
-        env.forced.map(|a| format!(", forced KEEL_ACCEL={a}")).unwrap_or_default());
+    println!("{}", env.kvm_summary());
     for job in proofs::plan(&all, &env) {
         let p = &all[job.proof];
         let tag = if p.bench { " [bench]" } else { "" };
@@ -200,8 +199,7 @@ fn run_proofs(proofs: &[Proof], jobs: Option<usize>) -> Result<Vec<JobResult>> {
     let plan = proofs::plan(proofs, &accel_env);
     let env = env_for(builder::build_all(needs_user(proofs))?);
     let workers = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    println!("\nxtask: {} proof run(s) on {workers} worker(s); KVM {}", plan.len(),
-        if accel_env.kvm_available { "available" } else { "not available" });
+    println!("\nxtask: {} proof run(s) on {workers} worker(s); {}", plan.len(), accel_env.kvm_summary());
     let stdout = std::sync::Mutex::new(());
     let results = runner::run_all(proofs, &plan, &env, workers, |r| {
         let _g = stdout.lock();

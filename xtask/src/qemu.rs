@@ -47,10 +47,30 @@ impl fmt::Display for Accel {
     }
 }
 
+/// What implements `/dev/kvm` on this host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KvmBackend {
+    /// `kvm_intel` / `kvm_amd`: hardware virtualization (VMX/SVM).
+    Hardware,
+    /// `kvm_pvm`: PVM runs guests without VMX/SVM, deprivileged with shadow paging. It runs
+    /// an unmodified guest kernel, but a ring-3 `syscall` or `int 0x80` of such a guest does
+    /// not reach the guest kernel (docs/proofs.md), and every privileged step (IPI, CR3,
+    /// INVLPG) is a trip into the host.
+    Pvm,
+}
+
+impl KvmBackend {
+    /// The host kernel's loaded modules say which backend serves `/dev/kvm`.
+    fn detect() -> KvmBackend {
+        if std::path::Path::new("/sys/module/kvm_pvm").exists() { KvmBackend::Pvm } else { KvmBackend::Hardware }
+    }
+}
+
 /// What the host offers and what the user forced (`KEEL_ACCEL`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AccelEnv {
-    pub kvm_available: bool,
+    /// `None`: no usable `/dev/kvm`.
+    pub kvm: Option<KvmBackend>,
     pub forced: Option<Accel>,
 }
 
@@ -58,17 +78,31 @@ impl AccelEnv {
     /// KVM counts only if `/dev/kvm` opens read-write (existing is not enough:
     /// containers often expose it without permission).
     pub fn detect() -> Result<AccelEnv> {
-        let kvm_available = std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok();
+        let opens = std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok();
         let forced = match std::env::var("KEEL_ACCEL") {
             Ok(v) if !v.trim().is_empty() => Some(Accel::parse(&v).map_err(|e| anyhow::anyhow!("KEEL_ACCEL: {e}"))?),
             _ => None,
         };
-        Ok(AccelEnv { kvm_available, forced })
+        Ok(AccelEnv { kvm: opens.then(KvmBackend::detect), forced })
+    }
+
+    pub fn kvm_available(&self) -> bool {
+        self.kvm.is_some()
+    }
+
+    /// One line for run headers: `KVM available`, `KVM available (PVM)`, `KVM not available`.
+    pub fn kvm_summary(&self) -> String {
+        let state = match self.kvm {
+            None => "not available",
+            Some(KvmBackend::Hardware) => "available",
+            Some(KvmBackend::Pvm) => "available (PVM: kvm_pvm, no VMX/SVM)",
+        };
+        format!("KVM {state}{}", self.forced.map(|a| format!(", forced KEEL_ACCEL={a}")).unwrap_or_default())
     }
 
     /// The accelerator for a single interactive run.
     pub fn preferred(&self) -> Accel {
-        self.forced.unwrap_or(if self.kvm_available { Accel::Kvm } else { Accel::Tcg })
+        self.forced.unwrap_or(if self.kvm_available() { Accel::Kvm } else { Accel::Tcg })
     }
 }
 

@@ -469,7 +469,7 @@ echo "VERDICT pass"; exit 33"#;
         let dir = tmp("all");
         let env = fake_env(&dir, r#"sleep 1; case "$*" in *proof=bad*) echo "VERDICT fail nope"; exit 35;; esac; echo "VERDICT pass"; exit 33"#);
         let proofs = vec![Proof::new("good", ""), Proof::new("bad", ""), Proof::new("kvmonly", "").accels(Accels::KvmOnly)];
-        let jobs = crate::proofs::plan(&proofs, &crate::qemu::AccelEnv { kvm_available: false, forced: None });
+        let jobs = crate::proofs::plan(&proofs, &crate::qemu::AccelEnv { kvm: None, forced: None });
         let seen = AtomicUsize::new(0);
         let t0 = Instant::now();
         let rs = run_all(&proofs, &jobs, &env, 2, |_| {

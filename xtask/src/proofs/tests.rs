@@ -63,9 +63,9 @@ fn traced_proofs_are_tcg_only() {
     assert_eq!(p.effective_accels(), Accels::TcgOnly);
     assert!(p.accel_note().is_some());
     let ps = [p];
-    let plan_kvm = plan(&ps, &AccelEnv { kvm_available: true, forced: None });
+    let plan_kvm = plan(&ps, &AccelEnv { kvm: Some(KvmBackend::Hardware), forced: None });
     assert_eq!(plan_kvm, [Job { proof: 0, accel: Accel::Tcg, skip: None }]);
-    let forced = plan(&ps, &AccelEnv { kvm_available: true, forced: Some(Accel::Kvm) });
+    let forced = plan(&ps, &AccelEnv { kvm: Some(KvmBackend::Hardware), forced: Some(Accel::Kvm) });
     assert!(forced[0].skip.is_some());
     let errs = validate(&[
         Proof::new("a", "").trace_check("orphan", |_, _| Ok(())),
@@ -110,8 +110,11 @@ fn proofs3() -> Vec<Proof> {
 }
 
 fn summary(env: AccelEnv) -> Vec<String> {
-    let ps = proofs3();
-    plan(&ps, &env)
+    summary_of(&proofs3(), env)
+}
+
+fn summary_of(ps: &[Proof], env: AccelEnv) -> Vec<String> {
+    plan(ps, &env)
         .iter()
         .map(|j| format!("{}/{}{}", ps[j.proof].name, j.accel, j.skip.as_ref().map(|s| format!(" skip: {s}")).unwrap_or_default()))
         .collect()
@@ -119,23 +122,23 @@ fn summary(env: AccelEnv) -> Vec<String> {
 
 #[test]
 fn accel_expansion_with_kvm() {
-    let env = AccelEnv { kvm_available: true, forced: None };
+    let env = AccelEnv { kvm: Some(KvmBackend::Hardware), forced: None };
     assert_eq!(summary(env), ["any/tcg", "any/kvm", "kvm/kvm", "tcg/tcg"]);
 }
 
 #[test]
 fn accel_expansion_without_kvm() {
-    let env = AccelEnv { kvm_available: false, forced: None };
+    let env = AccelEnv { kvm: None, forced: None };
     assert_eq!(summary(env), ["any/tcg", "kvm/kvm skip: needs KVM: /dev/kvm not available", "tcg/tcg"]);
 }
 
 #[test]
 fn accel_forced() {
-    let env = AccelEnv { kvm_available: true, forced: Some(Accel::Tcg) };
+    let env = AccelEnv { kvm: Some(KvmBackend::Hardware), forced: Some(Accel::Tcg) };
     assert_eq!(summary(env), ["any/tcg", "kvm/kvm skip: needs KVM: KEEL_ACCEL=tcg", "tcg/tcg"]);
-    let env = AccelEnv { kvm_available: true, forced: Some(Accel::Kvm) };
+    let env = AccelEnv { kvm: Some(KvmBackend::Hardware), forced: Some(Accel::Kvm) };
     assert_eq!(summary(env), ["any/kvm", "kvm/kvm", "tcg/tcg skip: TCG only: KEEL_ACCEL=kvm"]);
-    let env = AccelEnv { kvm_available: false, forced: Some(Accel::Kvm) };
+    let env = AccelEnv { kvm: None, forced: Some(Accel::Kvm) };
     assert_eq!(
         summary(env),
         [
@@ -144,4 +147,20 @@ fn accel_forced() {
             "tcg/tcg skip: TCG only: KEEL_ACCEL=kvm"
         ]
     );
+}
+
+#[test]
+fn ring3_proofs_skip_kvm_only_when_it_is_pvm() {
+    let ps = [Proof::new("user", "").guest_ring3(), Proof::new("kernel", "")];
+    let pvm = AccelEnv { kvm: Some(KvmBackend::Pvm), forced: None };
+    assert_eq!(summary_of(&ps, pvm), [
+        "user/tcg".to_string(),
+        format!("user/kvm skip: {PVM_RING3}"),
+        "kernel/tcg".into(),
+        "kernel/kvm".into(),
+    ]);
+    let hw = AccelEnv { kvm: Some(KvmBackend::Hardware), forced: None };
+    assert_eq!(summary_of(&ps, hw), ["user/tcg", "user/kvm", "kernel/tcg", "kernel/kvm"]);
+    let forced = AccelEnv { kvm: Some(KvmBackend::Pvm), forced: Some(Accel::Kvm) };
+    assert_eq!(summary_of(&ps, forced), [format!("user/kvm skip: {PVM_RING3}"), "kernel/kvm".into()]);
 }
