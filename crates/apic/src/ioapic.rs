@@ -250,17 +250,48 @@ pub trait IoapicRegisters {
 }
 
 /// One IOAPIC, driven through backend `R`.
+///
+/// Keel owns the IOAPIC once it has masked every pin, so the writable bits of each entry's
+/// low half are exactly what it last wrote. [`Ioapic`] keeps that copy and masks or unmasks
+/// from it: one register write and no read-back on the interrupt path, where every access is
+/// an uncached MMIO round trip (a VM exit when virtualised).
 #[derive(Debug)]
 pub struct Ioapic<R: IoapicRegisters> {
     regs: R,
     pins: u8,
+    /// Last value written to each pin's low half (read-only bits clear).
+    low: [u32; MAX_PINS as usize],
+    /// Bit `pin` set: `low[pin]` is known.
+    low_known: u128,
 }
 
 impl<R: IoapicRegisters> Ioapic<R> {
     /// Wraps a backend and reads the pin count from the version register.
     pub fn new(mut regs: R) -> Self {
         let pins = IoapicVersion::decode(regs.read(IOAPICVER)).pins();
-        Ioapic { regs, pins }
+        Ioapic {
+            regs,
+            pins,
+            low: [0; MAX_PINS as usize],
+            low_known: 0,
+        }
+    }
+
+    /// Writes `pin`'s low half and remembers it.
+    fn write_low(&mut self, pin: u8, value: u32) {
+        let value = value & !RTE_READ_ONLY_BITS;
+        self.regs.write(redirection_low_index(pin), value);
+        self.low[pin as usize] = value;
+        self.low_known |= 1 << pin;
+    }
+
+    /// `pin`'s low half as last written, read from the hardware only the first time.
+    fn low(&mut self, pin: u8) -> u32 {
+        if self.low_known & (1 << pin) == 0 {
+            self.low[pin as usize] = self.regs.read(redirection_low_index(pin)) & !RTE_READ_ONLY_BITS;
+            self.low_known |= 1 << pin;
+        }
+        self.low[pin as usize]
     }
 
     /// The backend.
@@ -298,10 +329,8 @@ impl<R: IoapicRegisters> Ioapic<R> {
     /// firmware's and must not fire before Keel routes it).
     pub fn mask_all(&mut self) {
         for pin in 0..self.pins {
-            let index = redirection_low_index(pin);
-            let low = self.regs.read(index);
-            self.regs
-                .write(index, (low & !RTE_READ_ONLY_BITS) | RTE_MASKED);
+            let low = self.regs.read(redirection_low_index(pin));
+            self.write_low(pin, low | RTE_MASKED);
         }
     }
 
@@ -311,26 +340,25 @@ impl<R: IoapicRegisters> Ioapic<R> {
     pub fn program(&mut self, pin: u8, entry: RedirectionEntry) -> Result<(), IoapicError> {
         self.check_pin(pin)?;
         let encoded = entry.encode()?;
-        let low_index = redirection_low_index(pin);
-        self.regs.write(low_index, encoded.low | RTE_MASKED);
+        self.write_low(pin, encoded.low | RTE_MASKED);
         self.regs.write(redirection_high_index(pin), encoded.high);
         if !entry.masked {
-            self.regs.write(low_index, encoded.low);
+            self.write_low(pin, encoded.low);
         }
         Ok(())
     }
 
-    /// Sets or clears `pin`'s mask bit, preserving the rest of the entry.
+    /// Sets or clears `pin`'s mask bit, preserving the rest of the entry: one write of the
+    /// remembered low half.
     pub fn set_masked(&mut self, pin: u8, masked: bool) -> Result<(), IoapicError> {
         self.check_pin(pin)?;
-        let index = redirection_low_index(pin);
-        let low = self.regs.read(index) & !RTE_READ_ONLY_BITS;
+        let low = self.low(pin);
         let low = if masked {
             low | RTE_MASKED
         } else {
             low & !RTE_MASKED
         };
-        self.regs.write(index, low);
+        self.write_low(pin, low);
         Ok(())
     }
 
@@ -569,5 +597,58 @@ mod tests {
         );
         ioapic.set_masked(7, false).unwrap();
         assert_eq!(ioapic.read_entry(7), Ok(pci_entry()));
+    }
+
+    #[test]
+    fn set_masked_writes_the_remembered_entry_without_reading() {
+        let mut ioapic = Ioapic::new(FakeIoapic::new(0, 24));
+        ioapic.program(7, pci_entry()).unwrap();
+        let before = ioapic.registers().events().len();
+        ioapic.set_masked(7, true).unwrap();
+        ioapic.set_masked(7, false).unwrap();
+        assert_eq!(
+            ioapic.registers().events()[before..],
+            [
+                IoEvent::Write(0x1E, 0x0001_A041),
+                IoEvent::Write(0x1E, 0x0000_A041),
+            ]
+        );
+    }
+
+    #[test]
+    fn set_masked_reads_an_unknown_entry_once_and_drops_status_bits() {
+        let mut fake = FakeIoapic::new(0, 24);
+        // Firmware left pin 3 programmed; the line is pending (delivery status, remote IRR).
+        fake.set(0x16, 0x0000_A031 | RTE_READ_ONLY_BITS);
+        let mut ioapic = Ioapic::new(fake);
+        ioapic.set_masked(3, true).unwrap();
+        ioapic.set_masked(3, false).unwrap();
+        assert_eq!(
+            ioapic.registers().events()[1..],
+            [
+                IoEvent::Read(0x16),
+                IoEvent::Write(0x16, 0x0001_A031),
+                IoEvent::Write(0x16, 0x0000_A031),
+            ]
+        );
+    }
+
+    #[test]
+    fn mask_all_then_program_then_mask_reads_each_pin_once() {
+        let mut ioapic = Ioapic::new(FakeIoapic::new(0, 4));
+        ioapic.mask_all();
+        ioapic.program(2, pci_entry()).unwrap();
+        for _ in 0..3 {
+            ioapic.set_masked(2, true).unwrap();
+            ioapic.set_masked(2, false).unwrap();
+        }
+        let reads = ioapic
+            .registers()
+            .events()
+            .iter()
+            .filter(|e| matches!(e, IoEvent::Read(_)))
+            .count();
+        assert_eq!(reads, 1 + 4, "version register, then each pin once in mask_all");
+        assert_eq!(ioapic.read_entry(2), Ok(pci_entry()));
     }
 }
