@@ -3,7 +3,10 @@
  *
  *   kbench ipi    [samples]        membarrier(PRIVATE_EXPEDITED) round trip, CPU 0 -> CPU 1
  *   kbench munmap [samples]        munmap of one touched page, threads resident on every CPU
- *   kbench uio    [samples]        edu INTx raise -> read() wake on /dev/uio0 (uio_pci_generic)
+ *   kbench uio    [samples [cpu [metric]]]
+ *                                  edu INTx raise -> read() wake on /dev/uio0 (uio_pci_generic),
+ *                                  this task pinned to `cpu` (default 1); the init script sets
+ *                                  the IRQ's affinity (same CPU, or the other one for uio_remote)
  *
  * Output: `RESULT <metric>.<field>=<value>` lines and `SAMPLES <metric> v1 v2 ...` (all
  * kept samples, warm-up discarded), TSC cycles throughout. Static, no dependencies but libc.
@@ -172,8 +175,9 @@ static void intx_enable(int cfg)
 	}
 }
 
-static int bench_uio(size_t n)
+static int bench_uio(size_t n, int cpu, const char *metric)
 {
+	pin(cpu);
 	const char *dev = "/sys/class/uio/uio0/device";
 	char path[128];
 	int fd = open("/dev/uio0", O_RDWR);
@@ -190,7 +194,8 @@ static int bench_uio(size_t n)
 	volatile uint32_t *edu = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, bar, 0);
 	if (edu == MAP_FAILED)
 		die("mmap_bar0");
-	printf("RESULT uio.edu_id=0x%x\n", edu[0]);
+	printf("RESULT %s.edu_id=0x%x\n", metric, edu[0]);
+	printf("RESULT %s.task_cpu=%d\n", metric, cpu);
 	/* Quiet device, INTx enabled. */
 	edu[EDU_IRQ_ACK / 4] = edu[EDU_IRQ_STATUS / 4];
 	intx_enable(cfg);
@@ -208,7 +213,7 @@ static int bench_uio(size_t n)
 		if (i >= WARMUP)
 			v[i - WARMUP] = t1 - t0;
 	}
-	report("uio", v, n);
+	report(metric, v, n);
 	free(v);
 	return 0;
 }
@@ -228,7 +233,7 @@ int main(int argc, char **argv)
 	if (!strcmp(argv[1], "munmap"))
 		return bench_munmap(n);
 	if (!strcmp(argv[1], "uio"))
-		return bench_uio(n);
+		return bench_uio(n, argc > 3 ? atoi(argv[3]) : 1, argc > 4 ? argv[4] : "uio");
 	fprintf(stderr, "kbench: unknown benchmark %s\n", argv[1]);
 	return 2;
 }

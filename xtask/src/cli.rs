@@ -15,9 +15,11 @@ commands:
                              host unit tests, then every proof in parallel
   proofs                     list proofs and their QEMU command lines
   bench [--filter SUBSTR]    run benchmark proofs, print bench.* evidence, write target/bench.json
-  bench-compare [--quick] [--no-64]
+  bench-compare [--quick] [--no-64] [--wake] [--rounds N]
                              Keel's benchmarks vs a Debian Linux guest in the same QEMU configurations;
-                             writes target/compare/report.{md,json} and plots (docs/benchmarks.md)
+                             writes target/compare/report.{md,json} and plots (docs/benchmarks.md).
+                             --wake: device interrupt -> driver wake figures only; --rounds N: N
+                             alternating Linux/Keel rounds, each figure the median of the rounds
   qemu-check                 make sure QEMU >= 9.0 is installed (installs it as root on Debian/Ubuntu)
 
 environment:
@@ -75,6 +77,10 @@ pub fn parse(args: &[String]) -> Result<Cmd> {
             (Cmd::Test { host_tests, .. }, "--no-host-tests") => *host_tests = false,
             (Cmd::BenchCompare(o), "--quick") => o.quick = true,
             (Cmd::BenchCompare(o), "--no-64") => o.no_64 = true,
+            (Cmd::BenchCompare(o), "--wake") => o.wake_only = true,
+            (Cmd::BenchCompare(o), "--rounds") => {
+                o.rounds = value()?.parse().ok().filter(|&n| n > 0).context("--rounds wants a positive number")?
+            }
             (_, "-h" | "--help") => return Ok(Cmd::Help),
             (_, f) => bail!("unknown option {f:?} for {}\n\n{USAGE}", args[0]),
         }
@@ -100,7 +106,12 @@ mod tests {
         );
         assert_eq!(p("test --filter smp -j 1").unwrap(), Cmd::Test { filter: Some("smp".into()), jobs: Some(1), host_tests: true });
         assert_eq!(p("bench").unwrap(), Cmd::Bench { filter: None });
-        assert_eq!(p("bench-compare --quick").unwrap(), Cmd::BenchCompare(crate::compare::Options { quick: true, no_64: false }));
+        assert_eq!(p("bench-compare --quick").unwrap(), Cmd::BenchCompare(crate::compare::Options { quick: true, ..Default::default() }));
+        assert_eq!(
+            p("bench-compare --wake --rounds 5").unwrap(),
+            Cmd::BenchCompare(crate::compare::Options { wake_only: true, rounds: 5, ..Default::default() })
+        );
+        assert!(p("bench-compare --rounds 0").is_err());
         assert_eq!(p("qemu-check").unwrap(), Cmd::QemuCheck);
         assert!(p("run --accel hvf").is_err());
         assert!(p("test --proof x").is_err());

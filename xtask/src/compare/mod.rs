@@ -30,6 +30,17 @@ pub struct Options {
     pub no_64: bool,
     /// Fewer samples (smoke run); figures are then marked as such.
     pub quick: bool,
+    /// Only the device interrupt -> driver wake figures (edu guests, interrupt-grant proofs).
+    pub wake_only: bool,
+    /// Alternating Linux/Keel rounds (0 or 1: one); each figure is the median of the rounds,
+    /// so slow drifts of the host's load hit both sides alike.
+    pub rounds: u32,
+}
+
+impl Options {
+    fn rounds(&self) -> u32 {
+        self.rounds.max(1)
+    }
 }
 
 /// The two interrupt-controller configurations, as in the Keel proofs.
@@ -64,6 +75,8 @@ pub struct Figure {
     pub accel: Accel,
     pub keel: Side,
     pub linux: Side,
+    /// Keel/Linux ratio of each round where both sides have a figure (`--rounds`).
+    pub round_ratios: Vec<f64>,
 }
 
 impl Figure {
@@ -114,11 +127,16 @@ fn find(name: &str) -> Option<Proof> {
 fn keel_proofs(opts: &Options) -> (Vec<Proof>, Vec<String>) {
     let mut out = Vec::new();
     let mut notes = Vec::new();
-    for name in ["bench-xapic", "bench-x2apic", "bench-ring", "interrupt-grant", "interrupt-grant-x2apic"] {
+    let wake = ["bench-ring", "interrupt-grant", "interrupt-grant-x2apic", "interrupt-grant-remote"];
+    let names: &[&str] = if opts.wake_only { &wake } else { &["bench-xapic", "bench-x2apic", wake[0], wake[1], wake[2], wake[3]] };
+    for &name in names {
         match find(name) {
             Some(p) => out.push(p),
             None => notes.push(format!("Keel proof {name} is not in the registry")),
         }
+    }
+    if opts.wake_only {
+        return (out, notes);
     }
     for mode in MODES {
         let Some(base) = find(&format!("bench-{mode}")) else { continue };
@@ -146,7 +164,7 @@ fn keel_side(results: &[JobResult], name: &str, accel: Accel, median: &str, p99:
     let Some(r) = keel_result(results, name, accel) else {
         let why = match find(name).map(|p| p.effective_accels()) {
             Some(proofs::Accels::TcgOnly) if accel == Accel::Kvm => {
-                format!("{name} is TCG-only (Keel's ring-3 programs cannot enter the kernel under this host's nested KVM)")
+                format!("{name} is TCG-only")
             }
             _ => format!("{name} did not run under {accel}"),
         };
@@ -193,10 +211,13 @@ fn linux_runs(accel: Accel, opts: &Options) -> Vec<LinuxRun> {
     for mode in MODES {
         let Some(bench) = find(&format!("bench-{mode}")) else { continue };
         let uio = if mode == "xapic" { "interrupt-grant" } else { "interrupt-grant-x2apic" };
-        runs.push(mk(format!("{mode}-smp2"), mode, bench.machine.clone(), "ipi,munmap,boot", 300));
         if let Some(u) = find(uio) {
             runs.push(mk(format!("{mode}-smp2-edu"), mode, u.machine.clone(), "uio", 300));
         }
+        if opts.wake_only {
+            continue;
+        }
+        runs.push(mk(format!("{mode}-smp2"), mode, bench.machine.clone(), "ipi,munmap,boot", 300));
         for smp in [4u32, 8, 64] {
             if smp == 64 && opts.no_64 {
                 continue;
@@ -304,7 +325,7 @@ fn figures(keel: &[JobResult], linux: &[LinuxRun], accels: &[Accel], kvm_skip: O
     for &accel in accels {
         for mode in MODES {
             let bench = format!("bench-{mode}");
-            let fig = |metric, unit, smp, keel, linux| Figure { metric, unit, mode, smp, accel, keel, linux };
+            let fig = |metric, unit, smp, keel, linux| Figure { metric, unit, mode, smp, accel, keel, linux, round_ratios: vec![] };
             figs.push(fig(
                 "ipi_round_trip",
                 "cycles",
@@ -329,6 +350,22 @@ fn figures(keel: &[JobResult], linux: &[LinuxRun], accels: &[Accel], kvm_skip: O
                 keel_side(keel, grant, accel, "user.edu_intx.raise_to_wake_median_cycles", Some("user.edu_intx.raise_to_wake_p99_cycles"), Some("user.edu_intx.raised")),
                 linux_side(linux, &format!("{mode}-smp2-edu"), accel, "uio", kvm_skip),
             ));
+            if mode == "xapic" {
+                figs.push(fig(
+                    "irq_to_wake_intx_remote",
+                    "cycles",
+                    2,
+                    keel_side(
+                        keel,
+                        "interrupt-grant-remote",
+                        accel,
+                        "user.edu_intx.raise_to_wake_median_cycles",
+                        Some("user.edu_intx.raise_to_wake_p99_cycles"),
+                        Some("user.edu_intx.raised"),
+                    ),
+                    linux_side(linux, &format!("{mode}-smp2-edu"), accel, "uio_remote", kvm_skip),
+                ));
+            }
             let (msi_proof, msi_prefix) = if mode == "x2apic" { ("bench-ring", "user.edu_msi") } else { (grant, "user.edu_msi") };
             figs.push(fig(
                 "irq_to_wake_msi",
@@ -360,7 +397,52 @@ fn figures(keel: &[JobResult], linux: &[LinuxRun], accels: &[Accel], kvm_skip: O
             }
         }
     }
+    if opts.wake_only {
+        figs.retain(|f| f.metric.starts_with("irq_to_wake"));
+    }
     figs
+}
+
+/// The median of `v` (upper median for an even count), `None` if empty.
+fn median(mut v: Vec<u64>) -> Option<u64> {
+    v.sort_unstable();
+    v.get(v.len() / 2).copied()
+}
+
+/// One side over all rounds: median of the round medians and p99s, all samples, every
+/// round's median in the source; missing only if no round had the figure.
+fn merge_sides(rounds: Vec<Side>) -> Side {
+    if rounds.len() == 1 {
+        return rounds.into_iter().next().unwrap_or_default();
+    }
+    let present: Vec<&Side> = rounds.iter().filter(|s| s.median.is_some()).collect();
+    let Some(first) = present.first() else { return rounds.into_iter().next().unwrap_or_default() };
+    let per_round: Vec<String> = rounds.iter().map(|s| s.median.map_or_else(|| "—".into(), |m| m.to_string())).collect();
+    Side {
+        median: median(present.iter().filter_map(|s| s.median).collect()),
+        p99: median(present.iter().filter_map(|s| s.p99).collect()),
+        n: Some(present.iter().filter_map(|s| s.n).sum()),
+        samples: present.iter().flat_map(|s| s.samples.iter().copied()).collect(),
+        source: format!("{}; median of {} rounds: {}", first.source, rounds.len(), per_round.join(", ")),
+        missing: None,
+    }
+}
+
+/// Figures of several rounds (same list each round) as one list: see [`merge_sides`].
+fn merge_rounds(rounds: Vec<Vec<Figure>>) -> Vec<Figure> {
+    let Some(first) = rounds.first() else { return vec![] };
+    (0..first.len())
+        .map(|i| {
+            let f = &rounds[0][i];
+            let round_ratios = rounds.iter().filter_map(|r| r[i].ratio()).collect();
+            Figure {
+                keel: merge_sides(rounds.iter().map(|r| r[i].keel.clone()).collect()),
+                linux: merge_sides(rounds.iter().map(|r| r[i].linux.clone()).collect()),
+                round_ratios,
+                ..f.clone()
+            }
+        })
+        .collect()
 }
 
 pub fn run(opts: Options) -> Result<ExitCode> {
@@ -377,58 +459,83 @@ pub fn run(opts: Options) -> Result<ExitCode> {
 
     let mut notes = Vec::new();
     let load_start = loadavg();
-    // Linux under TCG, then one KVM attempt (the full set only if it boots).
+    let (kproofs, keel_notes) = keel_proofs(&opts);
+    notes.extend(keel_notes);
+    let plan = proofs::plan(&kproofs, &accel_env);
+    let artifacts = builder::build_all(kproofs.iter().any(|p| !p.programs.is_empty()))?;
+    let env = Env { qemu: qemu_bin(), kernel: artifacts.kernel, user_dir: artifacts.user_dir, log_dir: dir.join("keel"), root: root.clone() };
     let log_dir = dir.join("linux");
-    let mut linux = linux_runs(Accel::Tcg, &opts);
-    for r in &mut linux {
-        run_linux(r, &guest, &log_dir, &opts);
-    }
     let mut accels = vec![Accel::Tcg];
     let mut kvm_skip = None;
-    if accel_env.kvm_available && accel_env.forced != Some(Accel::Tcg) {
-        accels.push(Accel::Kvm);
-        let mut kruns = linux_runs(Accel::Kvm, &opts);
-        let mut probe = kruns.remove(0);
-        probe.timeout = Duration::from_secs(90);
-        run_linux(&mut probe, &guest, &log_dir, &opts);
-        match probe.failure.clone() {
-            Some(why) => {
+    let mut kvm_linux_runs = false;
+    let mut rounds = Vec::new();
+    let mut first_round: Option<(Vec<LinuxRun>, Vec<JobResult>)> = None;
+    let mut all_ok = true;
+    for round in 1..=opts.rounds() {
+        if opts.rounds() > 1 {
+            println!("\nxtask: bench-compare round {round}/{}", opts.rounds());
+        }
+        // Linux under TCG, then KVM: one probe in the first round, the full set only if it boots.
+        let mut linux = linux_runs(Accel::Tcg, &opts);
+        for r in &mut linux {
+            run_linux(r, &guest, &log_dir, &opts);
+        }
+        if round == 1 && accel_env.kvm_available() && accel_env.forced != Some(Accel::Tcg) {
+            accels.push(Accel::Kvm);
+            let mut kruns = linux_runs(Accel::Kvm, &opts);
+            let mut probe = kruns.remove(0);
+            probe.timeout = Duration::from_secs(90);
+            run_linux(&mut probe, &guest, &log_dir, &opts);
+            if let Some(why) = probe.failure.clone() {
                 let msg = format!("Linux guest under KVM: {why} (tried {} once, 90 s cap)", probe.label);
                 notes.push(msg.clone());
                 kvm_skip = Some(msg);
                 linux.push(probe);
-            }
-            None => {
+            } else {
+                kvm_linux_runs = true;
                 linux.push(probe);
                 for mut r in kruns {
                     run_linux(&mut r, &guest, &log_dir, &opts);
                     linux.push(r);
                 }
             }
+        } else if round == 1 {
+            notes.push("KVM not available (or KEEL_ACCEL=tcg): TCG only".into());
+        } else if kvm_linux_runs {
+            for mut r in linux_runs(Accel::Kvm, &opts) {
+                run_linux(&mut r, &guest, &log_dir, &opts);
+                linux.push(r);
+            }
         }
-    } else {
-        notes.push("KVM not available (or KEEL_ACCEL=tcg): TCG only".into());
+
+        // Keel: one run at a time, like `cargo xtask bench`.
+        println!("\nxtask: Keel: {} run(s)", plan.len());
+        let keel = runner::run_all(&kproofs, &plan, &env, 1, |r| println!("{}", crate::report::progress_line(r)));
+
+        for r in linux.iter().filter(|r| r.mode == "x2apic" && r.guest.apic_mode == Some(parse::X2APIC_REFUSED)) {
+            let n = format!("Linux {} ({}): -cpu offers x2APIC, but the guest kernel stayed in xAPIC mode (\"x2apic: IRQ remapping doesn't support X2APIC mode\": \
+                without interrupt remapping Linux uses x2APIC only under a hypervisor it recognises, and TCG shows none). Its x2apic-row figures are Linux-in-xAPIC-mode on the x2APIC VM.", r.label, r.accel);
+            if !notes.contains(&n) {
+                notes.push(n);
+            }
+        }
+        all_ok &= linux.iter().filter(|r| r.accel == Accel::Tcg).all(|r| r.failure.is_none()) && !keel.iter().any(|r| r.failed());
+        rounds.push(figures(&keel, &linux, &accels, kvm_skip.as_deref(), &opts));
+        first_round.get_or_insert((linux, keel));
     }
-
-    // Keel: one run at a time, like `cargo xtask bench`.
-    let (kproofs, keel_notes) = keel_proofs(&opts);
-    notes.extend(keel_notes);
-    let plan = proofs::plan(&kproofs, &accel_env);
-    let artifacts = builder::build_all(kproofs.iter().any(|p| !p.programs.is_empty()))?;
-    let env = Env { qemu: qemu_bin(), kernel: artifacts.kernel, user_dir: artifacts.user_dir, log_dir: dir.join("keel"), root: root.clone() };
-    println!("\nxtask: Keel: {} run(s)", plan.len());
-    let keel = runner::run_all(&kproofs, &plan, &env, 1, |r| println!("{}", crate::report::progress_line(r)));
-
-    for r in linux.iter().filter(|r| r.mode == "x2apic" && r.guest.apic_mode == Some(parse::X2APIC_REFUSED)) {
-        let n = format!("Linux {} ({}): -cpu offers x2APIC, but the guest kernel stayed in xAPIC mode (\"x2apic: IRQ remapping doesn't support X2APIC mode\": \
-            without interrupt remapping Linux uses x2APIC only under a hypervisor it recognises, and TCG shows none). Its x2apic-row figures are Linux-in-xAPIC-mode on the x2APIC VM.", r.label, r.accel);
-        notes.push(n);
+    let (linux, keel) = first_round.unwrap_or_default();
+    if opts.rounds() > 1 {
+        notes.push(format!(
+            "{} rounds, each all Linux runs then all Keel runs; a figure is the median of the rounds' medians (its source lists them), \
+             and the rounds' own Keel/Linux ratios are listed under Rounds. Command lines below are the first round's.",
+            opts.rounds()
+        ));
     }
     notes.push(format!(
         "Host load average (1/5/15 min) at start: {load_start}, at end: {}. Anything else running on the host (other QEMU guests) disturbs these figures.",
         loadavg()
     ));
-    let figs = figures(&keel, &linux, &accels, kvm_skip.as_deref(), &opts);
+    let figs = merge_rounds(rounds);
     let ctx = report::Context { host: &host, guest: &guest, keel: &keel, linux: &linux, notes: &notes, opts: &opts };
     let table = report::table(&figs);
     println!("\n{table}");
@@ -436,8 +543,43 @@ pub fn run(opts: Options) -> Result<ExitCode> {
     std::fs::write(dir.join("report.md"), report::markdown(&figs, &ctx, &plots))?;
     std::fs::write(dir.join("report.json"), report::json(&figs, &ctx))?;
     println!("xtask: wrote {}, {} and {} plot(s) in {}", dir.join("report.md").display(), dir.join("report.json").display(), plots.len(), dir.join("plots").display());
-    let linux_ok = linux.iter().filter(|r| r.accel == Accel::Tcg).all(|r| r.failure.is_none());
-    let keel_ok = !keel.iter().any(|r| r.failed());
-    println!("bench-compare: Keel runs {}, Linux TCG runs {}", if keel_ok { "ok" } else { "had failures" }, if linux_ok { "ok" } else { "had failures" });
-    Ok(if keel_ok && linux_ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    println!("bench-compare: {}", if all_ok { "all Keel and Linux TCG runs ok" } else { "some Keel or Linux TCG runs failed (see the report)" });
+    Ok(if all_ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn side(median: Option<u64>, p99: u64) -> Side {
+        match median {
+            Some(m) => Side { median: Some(m), p99: Some(p99), n: Some(1000), samples: vec![m], source: "src".into(), missing: None },
+            None => Side::missing("did not run"),
+        }
+    }
+
+    fn fig(keel: Option<u64>, linux: Option<u64>) -> Figure {
+        Figure { metric: "m", unit: "cycles", mode: "xapic", smp: 2, accel: Accel::Tcg, keel: side(keel, 9), linux: side(linux, 9), round_ratios: vec![] }
+    }
+
+    #[test]
+    fn rounds_merge_to_the_median_of_medians_with_per_round_ratios() {
+        let merged = merge_rounds(vec![vec![fig(Some(10), Some(40))], vec![fig(Some(30), Some(50))], vec![fig(None, Some(20))]]);
+        let f = &merged[0];
+        assert_eq!(f.keel.median, Some(30), "upper median of 10, 30");
+        assert_eq!(f.linux.median, Some(40));
+        assert_eq!(f.keel.n, Some(2000));
+        assert_eq!(f.keel.samples, [10, 30]);
+        assert!(f.keel.source.ends_with("median of 3 rounds: 10, 30, —"), "{}", f.keel.source);
+        assert_eq!(f.round_ratios, [0.25, 0.6]);
+    }
+
+    #[test]
+    fn a_figure_missing_in_every_round_stays_missing_and_one_round_is_unchanged() {
+        let merged = merge_rounds(vec![vec![fig(None, Some(1))], vec![fig(None, Some(2))]]);
+        assert_eq!(merged[0].keel.missing.as_deref(), Some("did not run"));
+        let single = merge_rounds(vec![vec![fig(Some(7), Some(14))]]);
+        assert_eq!(single[0].keel.source, "src");
+        assert_eq!(single[0].round_ratios, [0.5]);
+    }
 }

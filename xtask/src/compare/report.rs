@@ -66,12 +66,18 @@ pub const FIGURE_NOTES: &[(&str, &str)] = &[
     (
         "irq_to_wake_intx",
         "Both: TSC at the driver's write of edu register 0x60 (raise) to TSC after the driver's wait returns, in user space. \
-         Keel: edu-driver over INTx via Interrupt.wait (interrupt-grant proofs, 100 samples, no warm-up discard). \
-         Linux: uio_pci_generic (INTx), read() on /dev/uio0; between samples the driver clears edu status (0x64) and re-enables INTx through the PCI command register in sysfs config (not timed); 1,000 samples after 200 warm-up.",
+         Keel: edu-driver on CPU 1 over INTx via Interrupt.wait, the line routed to CPU 1 (interrupt-grant proofs, 1,000 samples, no warm-up discard). \
+         Linux: uio_pci_generic (INTx), read() on /dev/uio0, kbench pinned to CPU 1 and the IRQ's affinity set to CPU 1 (/proc/irq/N/smp_affinity_list); \
+         between samples the driver clears edu status (0x64) and re-enables INTx through the PCI command register in sysfs config (not timed); 1,000 samples after 200 warm-up.",
+    ),
+    (
+        "irq_to_wake_intx_remote",
+        "As irq_to_wake_intx with the interrupt on the other CPU: the driver on CPU 1 is woken by an IPI from CPU 0. \
+         Keel: interrupt-grant-remote (irq_target=boot). Linux: the IRQ's affinity set to CPU 0, kbench on CPU 1.",
     ),
     (
         "irq_to_wake_msi",
-        "Keel: edu-driver over MSI via Interrupt.wait (bench-ring: 1,000 samples, x2APIC; interrupt-grant: 100 samples, xAPIC). Linux: not measured (UIO has no MSI).",
+        "Keel: edu-driver over MSI via Interrupt.wait (bench-ring: 1,000 samples, x2APIC; interrupt-grant: 1,000 samples, xAPIC). Linux: not measured (UIO has no MSI).",
     ),
     (
         "all_cpus_online",
@@ -122,6 +128,13 @@ pub fn markdown(figs: &[Figure], cx: &Context<'_>, plots: &[PathBuf]) -> String 
     let _ = writeln!(s, "\nMissing figures (\"—\"):\n");
     for (i, r) in reasons.iter().enumerate() {
         let _ = writeln!(s, "{}. {r}", i + 1);
+    }
+    if figs.iter().any(|f| f.round_ratios.len() > 1) {
+        let _ = writeln!(s, "\n## Rounds\n\nKeel/Linux ratio in each round (Linux and Keel measured back to back):\n");
+        for f in figs.iter().filter(|f| f.round_ratios.len() > 1) {
+            let r: Vec<String> = f.round_ratios.iter().map(|r| format!("{r:.2}")).collect();
+            let _ = writeln!(s, "* {} {} {}: {}", f.metric, f.config(), accel_label(f.accel), r.join(", "));
+        }
     }
     let _ = writeln!(s, "\n## What each figure includes\n");
     for (m, n) in FIGURE_NOTES {
@@ -194,7 +207,7 @@ pub fn json(figs: &[Figure], cx: &Context<'_>) -> String {
         let ratio = f.ratio().map_or_else(|| "null".into(), |r| format!("{r:.4}"));
         let _ = write!(
             s,
-            "{}\n    {{\"metric\": {}, \"unit\": {}, \"mode\": {}, \"smp\": {}, \"accel\": {}, \"emulation\": {}, \"ratio_keel_over_linux\": {ratio},\n     \"keel\": {},\n     \"linux\": {}}}",
+            "{}\n    {{\"metric\": {}, \"unit\": {}, \"mode\": {}, \"smp\": {}, \"accel\": {}, \"emulation\": {}, \"ratio_keel_over_linux\": {ratio}, \"round_ratios\": [{}],\n     \"keel\": {},\n     \"linux\": {}}}",
             if i == 0 { "" } else { "," },
             js(f.metric),
             js(f.unit),
@@ -202,6 +215,7 @@ pub fn json(figs: &[Figure], cx: &Context<'_>) -> String {
             f.smp,
             js(f.accel.name()),
             f.accel == Accel::Tcg,
+            f.round_ratios.iter().map(|r| format!("{r:.4}")).collect::<Vec<_>>().join(", "),
             side_json(&f.keel),
             side_json(&f.linux)
         );
