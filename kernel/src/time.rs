@@ -33,6 +33,38 @@ pub fn ns_to_tsc(ns: u64) -> u64 {
     ((ns as u128 * tsc_hz() as u128) / 1_000_000_000) as u64
 }
 
+/// How long [`spin_until`] polls without PAUSE before it starts pausing.
+pub const TIGHT_POLL_NS: u64 = 50_000;
+
+/// Spins until `done()` holds (true) or `limit_ns` pass (false). For the first `tight_ns` the
+/// poll has no PAUSE: an acknowledgement from another CPU usually lands within an IPI round
+/// trip, and a PAUSE delays seeing it (under TCG every PAUSE leaves the vCPU's translated-code
+/// loop; under KVM a PAUSE loop invites pause-loop exiting and a reschedule of this vCPU).
+/// After that PAUSE lets an overcommitted host run the CPU being waited for.
+pub fn spin_until(tight_ns: u64, limit_ns: u64, mut done: impl FnMut() -> bool) -> bool {
+    let start = crate::arch::x86_64::cpu::rdtsc();
+    let (tight, limit) = (ns_to_tsc(tight_ns), ns_to_tsc(limit_ns));
+    let mut pausing = tight == 0;
+    let mut polls = 0u32;
+    loop {
+        if done() {
+            return true;
+        }
+        if pausing {
+            core::hint::spin_loop();
+        }
+        polls = polls.wrapping_add(1);
+        // The clock every 64 polls only: RDTSC is slow under some hypervisors.
+        if polls % 64 == 0 {
+            let elapsed = crate::arch::x86_64::cpu::rdtsc().wrapping_sub(start);
+            if elapsed > limit {
+                return done();
+            }
+            pausing = elapsed > tight;
+        }
+    }
+}
+
 /// Busy-waits at least `ns` nanoseconds.
 pub fn delay_ns(ns: u64) {
     let start = rdtsc();

@@ -1,6 +1,7 @@
 //! The pure pieces of Keel's SMP scheduler and TLB shootdown, host-tested:
 //!
-//! * [`CpuMask`]: an atomic set of CPU indices (the address-space resident set);
+//! * [`CpuMask`]: an atomic set of CPU indices (the address-space resident set), and
+//!   [`CpuSet`], a plain copy of one taken at one moment;
 //! * [`ThreadStateCell`]: the thread state machine shared by a thread's CPU and its wakers;
 //! * [`RunQueue`]: a bounded FIFO that never allocates after creation, so interrupt paths
 //!   (wake-ups) can push without calling the allocator;
@@ -52,16 +53,85 @@ impl CpuMask {
     }
 
     /// Members in increasing order (each word read once: a snapshot per word).
-    pub fn iter(&self) -> impl Iterator<Item = u32> + '_ {
-        self.0.iter().enumerate().flat_map(|(i, w)| {
-            let bits = w.load(Ordering::SeqCst);
-            (0..64u32).filter(move |b| bits & (1 << b) != 0).map(move |b| i as u32 * 64 + b)
-        })
+    pub fn iter(&self) -> impl Iterator<Item = u32> {
+        self.snapshot().into_iter()
+    }
+
+    /// The members now, as a plain value (each word read once): what a shootdown counts
+    /// acknowledgements from and sends IPIs to, so both agree.
+    pub fn snapshot(&self) -> CpuSet {
+        CpuSet(core::array::from_fn(|i| self.0[i].load(Ordering::SeqCst)))
     }
 
     /// The first 64 CPUs as a bit mask (for evidence lines).
     pub fn low_bits(&self) -> u64 {
         self.0[0].load(Ordering::SeqCst)
+    }
+}
+
+/// A set of CPU indices as a plain value (a [`CpuMask::snapshot`]): 64 bytes, cheap to keep
+/// on a stack, iterated by scanning set bits.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CpuSet([u64; WORDS]);
+
+impl CpuSet {
+    /// Whether `cpu` is a member.
+    pub fn contains(&self, cpu: u32) -> bool {
+        self.0.get(cpu as usize / 64).is_some_and(|w| w & (1 << (cpu % 64)) != 0)
+    }
+
+    /// Removes `cpu`; returns whether it was a member.
+    pub fn remove(&mut self, cpu: u32) -> bool {
+        let was = self.contains(cpu);
+        if let Some(w) = self.0.get_mut(cpu as usize / 64) {
+            *w &= !(1 << (cpu % 64));
+        }
+        was
+    }
+
+    /// Number of members.
+    pub fn len(&self) -> usize {
+        self.0.iter().map(|w| w.count_ones() as usize).sum()
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.iter().all(|&w| w == 0)
+    }
+
+    /// The first 64 CPUs as a bit mask (for evidence lines).
+    pub fn low_bits(&self) -> u64 {
+        self.0[0]
+    }
+}
+
+impl IntoIterator for CpuSet {
+    type Item = u32;
+    type IntoIter = CpuSetIter;
+    fn into_iter(self) -> CpuSetIter {
+        CpuSetIter { words: self.0, word: 0 }
+    }
+}
+
+/// Members of a [`CpuSet`] in increasing order.
+pub struct CpuSetIter {
+    words: [u64; WORDS],
+    word: usize,
+}
+
+impl Iterator for CpuSetIter {
+    type Item = u32;
+    fn next(&mut self) -> Option<u32> {
+        while self.word < WORDS {
+            let w = &mut self.words[self.word];
+            if *w != 0 {
+                let bit = w.trailing_zeros();
+                *w &= *w - 1;
+                return Some(self.word as u32 * 64 + bit);
+            }
+            self.word += 1;
+        }
+        None
     }
 }
 
@@ -211,6 +281,23 @@ pub const fn flush_plan(pages: usize) -> FlushPlan {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn snapshot_is_a_copy_with_the_same_members() {
+        let m = super::CpuMask::new();
+        for cpu in [0, 3, 63, 64, 200, 511] {
+            m.insert(cpu);
+        }
+        let mut s = m.snapshot();
+        m.remove(3);
+        assert_eq!(s.into_iter().collect::<Vec<_>>(), [0, 3, 63, 64, 200, 511]);
+        assert_eq!(s.len(), 6);
+        assert!(s.remove(64) && !s.remove(64) && !s.remove(9999));
+        assert!(!s.contains(64) && s.contains(511) && !s.contains(512));
+        assert_eq!(s.low_bits(), 1 | 1 << 3 | 1 << 63);
+        assert_eq!(m.iter().collect::<Vec<_>>(), [0, 63, 64, 200, 511]);
+        assert!(super::CpuSet::default().is_empty() && super::CpuSet::default().into_iter().next().is_none());
+    }
+
     use super::*;
     use std::sync::Arc;
 

@@ -99,6 +99,9 @@ pub enum PingWait {
     Polite,
 }
 
+/// A ping not acknowledged within this is lost.
+const PING_TIMEOUT_NS: u64 = 5_000_000_000;
+
 /// Sends one ping IPI from this CPU to `target` and waits for its handler to acknowledge it.
 /// Returns the round trip in TSC ticks, or `None` on timeout.
 pub fn ping(target: &PerCpu, wait: PingWait) -> Option<u64> {
@@ -112,16 +115,10 @@ pub fn ping(target: &PerCpu, wait: PingWait) -> Option<u64> {
         return None;
     }
     PINGS_SENT[percpu::current().index as usize].fetch_add(1, Ordering::Relaxed);
-    let limit = time::ns_to_tsc(5_000_000_000);
-    let mut polls = 0u32;
-    while mailbox.ping_acks.load(Ordering::Acquire) < ticket {
-        if wait == PingWait::Polite {
-            core::hint::spin_loop();
-        }
-        polls = polls.wrapping_add(1);
-        if polls % 1024 == 0 && cpu::rdtsc() - start > limit {
-            return None;
-        }
+    // Tight: no PAUSE at all (the benchmark); Polite: PAUSE from the first poll.
+    let tight_ns = if wait == PingWait::Tight { PING_TIMEOUT_NS } else { 0 };
+    if !time::spin_until(tight_ns, PING_TIMEOUT_NS, || mailbox.ping_acks.load(Ordering::Acquire) >= ticket) {
+        return None;
     }
     Some(cpu::rdtsc() - start)
 }
@@ -148,14 +145,7 @@ pub fn post_work(target: &PerCpu, func: fn(usize), arg: usize) -> u64 {
 
 /// Waits until `target` finished the work with `ticket` (or the timeout passes).
 pub fn wait_work(target: &PerCpu, ticket: u64, timeout_ns: u64) -> bool {
-    let deadline = time::now_ns() + timeout_ns;
-    while target.mailbox.work_done.load(Ordering::Acquire) < ticket {
-        if time::now_ns() > deadline {
-            return false;
-        }
-        core::hint::spin_loop();
-    }
-    true
+    time::spin_until(0, timeout_ns, || target.mailbox.work_done.load(Ordering::Acquire) >= ticket)
 }
 
 /// The AP idle loop: sleep until an interrupt, run posted work.

@@ -22,7 +22,7 @@ use spin::Mutex;
 use x86_64::registers::control::Cr3;
 
 use super::percpu;
-use super::{cpu, lapic};
+use super::lapic;
 
 /// Shootdown IPIs.
 pub const TLB_VECTOR: u8 = 50;
@@ -124,28 +124,14 @@ pub fn shootdown(pml4: u64, resident: &CpuMask, pages: &[u64]) {
     }
     // Page-table writes before the mask read (pairs with the SeqCst insert before CR3 loads).
     core::sync::atomic::fence(Ordering::SeqCst);
-    let me = percpu::current().index;
     // One snapshot of the set serves both the acknowledgement count and the IPIs: reading it
     // twice could count a CPU that then gets no request (or the reverse) and never finish.
-    let mut snapshot = [0u32; percpu::MAX_CPUS];
-    let mut count = 0usize;
-    let mut targets = 0u64;
-    let mut me_resident = false;
-    for cpu in resident.iter() {
-        if cpu == me {
-            me_resident = true;
-            continue;
-        }
-        if cpu < 64 {
-            targets |= 1 << cpu;
-        }
-        snapshot[count] = cpu;
-        count += 1;
-    }
-    req.pending.store(count as u32, Ordering::Release);
+    let mut targets = resident.snapshot();
+    let me_resident = targets.remove(percpu::current().index);
+    req.pending.store(targets.len() as u32, Ordering::Release);
     SHOOTDOWNS.fetch_add(1, Ordering::Relaxed);
-    LAST_TARGETS.store(targets, Ordering::Relaxed);
-    for &cpu in &snapshot[..count] {
+    LAST_TARGETS.store(targets.low_bits(), Ordering::Relaxed);
+    for cpu in targets {
         let Some(target) = percpu::cpu(cpu) else {
             req.pending.fetch_sub(1, Ordering::AcqRel);
             continue;
@@ -175,16 +161,8 @@ pub fn shootdown(pml4: u64, resident: &CpuMask, pages: &[u64]) {
     if me_resident {
         flush(&req);
     }
-    // Interrupts stay enabled so requests aimed at this CPU are served meanwhile; PAUSE lets
-    // an overcommitted host run the CPUs being waited for.
-    let start = cpu::rdtsc();
-    let limit = crate::time::ns_to_tsc(5_000_000_000);
-    let mut polls = 0u32;
-    while req.pending.load(Ordering::Acquire) != 0 {
-        core::hint::spin_loop();
-        polls = polls.wrapping_add(1);
-        if polls % 1024 == 0 && cpu::rdtsc() - start > limit {
-            panic!("TLB shootdown: acknowledgements missing after 5 s");
-        }
+    // Interrupts stay enabled so requests aimed at this CPU are served meanwhile.
+    if !crate::time::spin_until(crate::time::TIGHT_POLL_NS, 5_000_000_000, || req.pending.load(Ordering::Acquire) == 0) {
+        panic!("TLB shootdown: acknowledgements missing after 5 s");
     }
 }
