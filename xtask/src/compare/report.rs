@@ -60,8 +60,8 @@ pub const FIGURE_NOTES: &[(&str, &str)] = &[
         "unmap_one_page",
         "Linux: munmap() of one freshly mmapped and touched 4 KiB page by a thread on CPU 0 while sibling threads of the same process spin in user mode on every other CPU \
          (the TLB shootdown IPIs go to all of them). \
-         Keel: bench.shootdown.<n>cpu.* from the bench scenario on the same VM: kernel-mode unmap of one user page plus the shootdown, with n = 1, 2, 4, ... other CPUs \
-         holding the address space loaded (spinning in ring 0 with interrupts on); compared only where n = all other CPUs, as on the Linux side.",
+         Keel: bench.unmap.<n>cpu.* from the bench scenario on the same VM: kernel-mode unmap of one user page (page-table update), its shootdown and the frame's release, \
+         with n = N - 1 other CPUs holding the address space loaded (spinning in ring 0 with interrupts on), as on the Linux side; no system call, 2,000 samples.",
     ),
     (
         "irq_to_wake_intx",
