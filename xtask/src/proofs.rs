@@ -217,6 +217,22 @@ fn smp_checks(p: Proof, cpus: u64, mode: &'static str) -> Proof {
         .check(ge("rtc.interrupts", 20))
         .check(keys_equal("rtc.on_target", "rtc.interrupts"))
         .check(eq("rtc.on_wrong_cpu", 0))
+        .check(custom("x2APIC: every CPU's LDR is the cluster/member its APIC ID derives", move |t| {
+            if mode != "x2apic" {
+                return Ok(());
+            }
+            let get = |k: String| t.evidence.get(&k).and_then(|v| v.as_u64());
+            let online = get("smp.online".into()).ok_or("no smp.online")?;
+            for cpu in 0..online {
+                let id = get(format!("cpu.{cpu}.apic_id")).ok_or(format!("no cpu.{cpu}.apic_id"))?;
+                let ldr = get(format!("cpu.{cpu}.x2apic_ldr")).ok_or(format!("no cpu.{cpu}.x2apic_ldr"))?;
+                let derived = (id >> 4) << 16 | 1 << (id & 0xF);
+                if ldr != derived {
+                    return Err(format!("cpu {cpu}: APIC ID {id} has LDR {ldr:#x}, architecturally {derived:#x}"));
+                }
+            }
+            Ok(())
+        }))
         .check(custom("timer mode follows CPUID.1:ECX[24]", |t| {
             let get = |k: &str| t.evidence.get(k).map(|v| v.as_str().to_string());
             let (cpuid, requested, mode) = (get("cpu.tsc_deadline"), get("timer.requested"), get("timer.mode"));
@@ -506,10 +522,13 @@ pub fn registry() -> Vec<Proof> {
             .check(eq("tlb.last_targets", 0b10))
             .check(eq("cpu.2.tlb_ipis", 0))
             .check(eq("cpu.3.tlb_ipis", 0)),
-        tlb_shootdown(Proof::new("tlb-shootdown-4", "unmap under readers on CPUs 1-3: all shot down, all fault (x2APIC)").cpu(x2apic_cpu()), "tlb-shootdown-4", 3)
-            .check(eq("tlb.last_targets", 0b1110)),
-        tlb_shootdown(Proof::new("tlb-shootdown-4-xapic", "the same in xAPIC mode").cpu(xapic_cpu()), "tlb-shootdown-4", 3)
-            .check(eq("tlb.last_targets", 0b1110)),
+        // x2APIC: CPUs 1-3 (APIC IDs 1-3, cluster 0) are interrupted by one logical IPI.
+        tlb_shootdown(Proof::new("tlb-shootdown-4", "unmap under readers on CPUs 1-3: all shot down by one cluster IPI, all fault (x2APIC)").cpu(x2apic_cpu()), "tlb-shootdown-4", 3)
+            .check(eq("tlb.last_targets", 0b1110))
+            .check(eq("tlb.last_icr_writes", 1)),
+        tlb_shootdown(Proof::new("tlb-shootdown-4-xapic", "the same in xAPIC mode (one physical IPI per CPU)").cpu(xapic_cpu()), "tlb-shootdown-4", 3)
+            .check(eq("tlb.last_targets", 0b1110))
+            .check(eq("tlb.last_icr_writes", 3)),
         shootdown_stress(Proof::new("shootdown-stress", "concurrent map/protect/unmap on 4 CPUs, checksummed, no frame lost (x2APIC)").cpu(x2apic_cpu())),
         shootdown_stress(Proof::new("shootdown-stress-xapic", "the same in xAPIC mode").cpu(xapic_cpu())),
         user_proof(Proof::new("smp-scale", "prime count with 1, 2 and 4 threads: identical, correct results"), "smp-scale", &["smptest"])

@@ -5,7 +5,7 @@
 //! combinations are architecturally invalid or unreachable, and a silently
 //! truncated destination would interrupt the wrong CPU.
 
-use crate::id::{ApicId, NotXApicAddressable, XApicId};
+use crate::id::{ApicId, NotXApicAddressable, X2ApicCluster, XApicId};
 use crate::mode::LapicMode;
 use crate::signal::TriggerMode;
 
@@ -29,6 +29,8 @@ pub const XAPIC_ICR_LOW_WRITABLE_MASK: u32 = 0x000C_CFFF;
 pub const XAPIC_ICR_HIGH_WRITABLE_MASK: u32 = 0xFF00_0000;
 
 const DELIVERY_MODE_SHIFT: u32 = 8;
+/// ICR bit 11: destination mode, 1 = logical.
+const DESTINATION_MODE_LOGICAL: u32 = 1 << 11;
 const LEVEL_SHIFT: u32 = 14;
 const TRIGGER_SHIFT: u32 = 15;
 const SHORTHAND_SHIFT: u32 = 18;
@@ -104,6 +106,8 @@ pub enum Destination {
     Physical(ApicId),
     /// A shorthand; the destination field is left 0.
     Shorthand(Shorthand),
+    /// Several CPUs of one x2APIC cluster (destination mode bit 11 = 1); x2APIC only.
+    X2ApicLogical(X2ApicCluster),
 }
 
 /// An IPI message still missing its destination.
@@ -122,6 +126,11 @@ impl IpiMessage {
     /// Targets one CPU by physical APIC ID.
     pub const fn to(self, id: ApicId) -> Ipi {
         self.with(Destination::Physical(id))
+    }
+
+    /// Targets the members of one x2APIC cluster in one write (x2APIC mode only).
+    pub const fn to_cluster(self, destination: X2ApicCluster) -> Ipi {
+        self.with(Destination::X2ApicLogical(destination))
     }
 
     /// Targets the sending CPU (only valid for fixed IPIs).
@@ -170,6 +179,11 @@ pub enum IcrError {
         /// The requested shorthand.
         shorthand: Shorthand,
     },
+    /// Logical cluster destinations exist only in x2APIC mode.
+    LogicalNeedsX2Apic,
+    /// Keel sends only fixed IPIs to logical destinations (INIT and SIPI go to one CPU by
+    /// physical ID, NMI to all but self).
+    LogicalNotFixed(DeliveryMode),
 }
 
 impl From<NotXApicAddressable> for IcrError {
@@ -307,6 +321,11 @@ impl Ipi {
         if delivery == DeliveryMode::Fixed {
             crate::check_fixed_vector(self.message.vector).map_err(IcrError::IllegalVector)?;
         }
+        if matches!(self.destination, Destination::X2ApicLogical(_))
+            && delivery != DeliveryMode::Fixed
+        {
+            return Err(IcrError::LogicalNotFixed(delivery));
+        }
         if let Destination::Shorthand(
             shorthand @ (Shorthand::ToSelf | Shorthand::AllIncludingSelf),
         ) = self.destination
@@ -329,12 +348,14 @@ impl Ipi {
             Level::Assert => 1,
             Level::Deassert => 0,
         };
-        let shorthand = match self.destination {
-            Destination::Physical(_) => Shorthand::None,
-            Destination::Shorthand(s) => s,
+        let (shorthand, destination_mode) = match self.destination {
+            Destination::Physical(_) => (Shorthand::None, 0),
+            Destination::Shorthand(s) => (s, 0),
+            Destination::X2ApicLogical(_) => (Shorthand::None, DESTINATION_MODE_LOGICAL),
         };
         u32::from(m.vector)
             | m.delivery.bits() << DELIVERY_MODE_SHIFT
+            | destination_mode
             | level << LEVEL_SHIFT
             | m.trigger.bit() << TRIGGER_SHIFT
             | shorthand.bits() << SHORTHAND_SHIFT
@@ -349,6 +370,7 @@ impl Ipi {
                 u32::from(XApicId::try_from(id)?.get()) << XAPIC_DESTINATION_SHIFT
             }
             Destination::Shorthand(_) => 0,
+            Destination::X2ApicLogical(_) => return Err(IcrError::LogicalNeedsX2Apic),
         };
         Ok(XApicIcr {
             high,
@@ -363,6 +385,7 @@ impl Ipi {
         let destination = match self.destination {
             Destination::Physical(id) => u64::from(id.get()) << X2APIC_DESTINATION_SHIFT,
             Destination::Shorthand(_) => 0,
+            Destination::X2ApicLogical(c) => u64::from(c.raw()) << X2APIC_DESTINATION_SHIFT,
         };
         let value = destination | u64::from(self.command_bits());
         debug_assert!(value & !X2APIC_ICR_WRITABLE_MASK == 0);
@@ -393,6 +416,57 @@ mod tests {
             Ipi::init_deassert(),
             Ipi::startup(8),
         ]
+    }
+
+    #[test]
+    fn cluster_ipi_sets_logical_mode_and_the_cluster_bitmap() {
+        let a = X2ApicCluster::of_apic_id(ApicId::new(1));
+        let b = X2ApicCluster::of_apic_id(ApicId::new(3));
+        let both = a.join(b).unwrap();
+        let icr = Ipi::fixed(0x32).to_cluster(both).encode_x2apic().unwrap();
+        assert_eq!(icr, 0x0000_000A_0000_4832, "logical (bit 11), level assert (bit 14), vector 0x32");
+        assert_eq!(icr & !X2APIC_ICR_WRITABLE_MASK, 0);
+        // APIC ID 257 = cluster 16, member 1.
+        let far = X2ApicCluster::of_apic_id(ApicId::new(257));
+        assert_eq!(far.raw(), 0x0010_0002);
+        assert_eq!(a.join(far), None, "different clusters never merge");
+        assert_eq!(
+            Ipi::fixed(0x32).to_cluster(far).encode_x2apic().unwrap() >> 32,
+            0x0010_0002
+        );
+    }
+
+    #[test]
+    fn cluster_ipis_are_x2apic_only_and_fixed_only() {
+        let c = X2ApicCluster::of_apic_id(ApicId::new(2));
+        assert_eq!(
+            Ipi::fixed(0x32).to_cluster(c).encode_xapic(),
+            Err(IcrError::LogicalNeedsX2Apic)
+        );
+        assert_eq!(
+            Ipi::nmi().to_cluster(c).encode_x2apic(),
+            Err(IcrError::LogicalNotFixed(DeliveryMode::Nmi))
+        );
+        assert_eq!(
+            Ipi::init_assert().to_cluster(c).encode(LapicMode::X2Apic),
+            Err(IcrError::LogicalNotFixed(DeliveryMode::Init))
+        );
+    }
+
+    #[test]
+    fn ldr_values_name_exactly_one_member() {
+        assert_eq!(
+            X2ApicCluster::from_ldr(0x0001_0004),
+            Some(X2ApicCluster::of_apic_id(ApicId::new(18)))
+        );
+        assert_eq!(X2ApicCluster::from_ldr(0x0001_0006), None);
+        assert_eq!(X2ApicCluster::from_ldr(0x0001_0000), None);
+        for id in [0u32, 1, 15, 16, 255, 257, 0xF_FFFF] {
+            let c = X2ApicCluster::of_apic_id(ApicId::new(id));
+            assert_eq!(X2ApicCluster::from_ldr(c.raw()), Some(c));
+            assert_eq!(u32::from(c.cluster()), id >> 4);
+            assert_eq!(c.members(), 1 << (id & 0xF));
+        }
     }
 
     #[test]

@@ -164,3 +164,65 @@ mod tests {
         }
     }
 }
+
+/// An x2APIC logical destination in cluster mode: a cluster number (bits 31-16) and a bitmap
+/// of up to 16 of its members (bits 15-0). One ICR write reaches every member named.
+///
+/// Each CPU's own logical ID is its read-only LDR (MSR 0x80D), architecturally
+/// `(x2APIC ID >> 4) << 16 | 1 << (x2APIC ID & 0xF)` (SDM vol. 3, "Deriving Logical x2APIC ID
+/// from the Local x2APIC ID"). There is no xAPIC form: xAPIC logical mode needs the LDR/DFR
+/// programmed, which Keel does not do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct X2ApicCluster {
+    cluster: u16,
+    members: u16,
+}
+
+impl X2ApicCluster {
+    /// The logical ID an x2APIC derives from `id`.
+    pub const fn of_apic_id(id: ApicId) -> X2ApicCluster {
+        X2ApicCluster {
+            cluster: (id.get() >> 4) as u16,
+            members: 1 << (id.get() & 0xF),
+        }
+    }
+
+    /// A CPU's own LDR value; `None` unless exactly one member bit is set (a CPU names one
+    /// member: anything else is not an LDR).
+    pub const fn from_ldr(ldr: u32) -> Option<X2ApicCluster> {
+        let members = ldr as u16;
+        if members.count_ones() != 1 {
+            return None;
+        }
+        Some(X2ApicCluster {
+            cluster: (ldr >> 16) as u16,
+            members,
+        })
+    }
+
+    /// The cluster number.
+    pub const fn cluster(self) -> u16 {
+        self.cluster
+    }
+
+    /// The member bitmap.
+    pub const fn members(self) -> u16 {
+        self.members
+    }
+
+    /// This destination plus `other`'s members; `None` if `other` is in another cluster.
+    pub const fn join(self, other: X2ApicCluster) -> Option<X2ApicCluster> {
+        if self.cluster != other.cluster {
+            return None;
+        }
+        Some(X2ApicCluster {
+            cluster: self.cluster,
+            members: self.members | other.members,
+        })
+    }
+
+    /// The 32-bit destination field.
+    pub const fn raw(self) -> u32 {
+        (self.cluster as u32) << 16 | self.members as u32
+    }
+}

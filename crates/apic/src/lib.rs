@@ -39,7 +39,7 @@ pub mod timer;
 
 pub use base::{ApicBase, XapicDisableStatus};
 pub use icr::{IcrError, IcrValue, Ipi, XApicIcr};
-pub use id::{ApicId, XApicId};
+pub use id::{ApicId, X2ApicCluster, XApicId};
 pub use ioapic::{Ioapic, IoapicRegisters, RedirectionEntry};
 pub use lapic::{Lapic, LapicError, LapicRegisters, LocalInit};
 pub use lvt::{

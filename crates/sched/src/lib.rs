@@ -75,6 +75,13 @@ impl CpuMask {
 pub struct CpuSet([u64; WORDS]);
 
 impl CpuSet {
+    /// Adds `cpu` (indices ≥ [`MAX_CPUS`] are ignored).
+    pub fn insert(&mut self, cpu: u32) {
+        if let Some(w) = self.0.get_mut(cpu as usize / 64) {
+            *w |= 1 << (cpu % 64);
+        }
+    }
+
     /// Whether `cpu` is a member.
     pub fn contains(&self, cpu: u32) -> bool {
         self.0.get(cpu as usize / 64).is_some_and(|w| w & (1 << (cpu % 64)) != 0)
@@ -296,6 +303,9 @@ mod tests {
         assert_eq!(s.low_bits(), 1 | 1 << 3 | 1 << 63);
         assert_eq!(m.iter().collect::<Vec<_>>(), [0, 63, 64, 200, 511]);
         assert!(super::CpuSet::default().is_empty() && super::CpuSet::default().into_iter().next().is_none());
+        s.insert(64);
+        s.insert(9999);
+        assert!(s.contains(64) && s.len() == 6);
     }
 
     use super::*;

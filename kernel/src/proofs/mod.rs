@@ -107,6 +107,9 @@ fn boot_report(system: &System, all_online_ns: u64) {
         ev!(("cpu.{}.timer_hz", cpu.index), hz);
         ev!(("cpu.{}.online", cpu.index), if online { "yes" } else { "no" });
         ev!(("cpu.{}.apic_base", cpu.index), format_args!("{:#x}", cpu.apic_base.load(Ordering::Relaxed)));
+        if system.mode == keel_apic::LapicMode::X2Apic {
+            ev!(("cpu.{}.x2apic_ldr", cpu.index), format_args!("{:#x}", cpu.x2apic_ldr.load(Ordering::Relaxed)));
+        }
     }
     let mut skipped = 0;
     for r in &system.reports {

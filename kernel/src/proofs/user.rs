@@ -115,6 +115,7 @@ pub fn run(_system: System, cmdline: &CommandLine, boot: &BootContext) -> ! {
     ev!("tlb.shootdowns", tlb::SHOOTDOWNS.load(Ordering::Relaxed));
     ev!("tlb.ipis_sent", tlb::IPIS_SENT.load(Ordering::Relaxed));
     ev!("tlb.last_targets", format_args!("{:#x}", tlb::LAST_TARGETS.load(Ordering::Relaxed)));
+    ev!("tlb.last_icr_writes", tlb::LAST_ICR_WRITES.load(Ordering::Relaxed));
     let frames_after = crate::mm::frames::free_count();
     ev!("user.frames_free_after", frames_after);
     ev!("user.frames_leaked", frames_before as i64 - frames_after as i64);

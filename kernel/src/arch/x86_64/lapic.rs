@@ -254,6 +254,11 @@ fn enable_local() -> ApicId {
     let id = lapic.id();
     let me = percpu::current();
     me.apic_id.store(id.get(), Ordering::Release);
+    if mode() == Some(LapicMode::X2Apic) {
+        // The LDR is read-only in x2APIC mode; what the CPU reports is what multicast IPIs
+        // must name (`X2ApicCluster::of_apic_id` is the architectural rule it follows).
+        me.x2apic_ldr.store(lapic.registers_mut().read(Register::Ldr), Ordering::Release);
+    }
     // SAFETY: IA32_APIC_BASE exists on every CPU with a local APIC.
     me.apic_base.store(unsafe { rdmsr(IA32_APIC_BASE) }, Ordering::Relaxed);
     id

@@ -3,7 +3,8 @@
 //! Each address space tracks the CPUs where it is *resident* (its CR3 loaded: set before the
 //! load, cleared after switching back to the kernel tables). To unmap or protect pages, the
 //! caller first changes the page tables, then — after a full fence — reads the resident mask,
-//! queues one request on every other resident CPU and sends each an IPI on [`TLB_VECTOR`],
+//! queues one request on every other resident CPU and interrupts them on [`TLB_VECTOR`] (in
+//! x2APIC mode one logical IPI per cluster of up to 16 CPUs, else one IPI per CPU),
 //! flushes its own TLB while those are in flight, and waits for every acknowledgement before
 //! freeing any frame.
 //!
@@ -17,7 +18,7 @@
 
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use keel_apic::{ApicId, Ipi};
+use keel_apic::{ApicId, Ipi, LapicMode, X2ApicCluster};
 use spin::Mutex;
 use x86_64::registers::control::Cr3;
 
@@ -26,7 +27,7 @@ use super::lapic;
 
 /// Shootdown IPIs.
 pub const TLB_VECTOR: u8 = 50;
-pub use keel_sched::{flush_plan, CpuMask, FlushPlan, FLUSH_CEILING_PAGES};
+pub use keel_sched::{flush_plan, CpuMask, CpuSet, FlushPlan, FLUSH_CEILING_PAGES};
 
 /// One invalidation, on the shooter's stack until every target acknowledged.
 pub struct Request {
@@ -64,6 +65,8 @@ pub static IPIS_SENT: AtomicU64 = AtomicU64::new(0);
 /// Resident CPUs (other than the shooter) of the most recent shootdown, as a bit mask of the
 /// first 64 CPUs (evidence).
 pub static LAST_TARGETS: AtomicU64 = AtomicU64::new(0);
+/// ICR writes the last shootdown needed (one per cluster in x2APIC mode).
+pub static LAST_ICR_WRITES: AtomicU64 = AtomicU64::new(0);
 
 fn flush(req: &Request) {
     if Cr3::read().0.start_address().as_u64() != req.pml4 {
@@ -108,6 +111,40 @@ pub fn shootdown_interrupt() {
     lapic::eoi();
 }
 
+/// Sends [`TLB_VECTOR`] to every CPU in `cpus`; returns the number of ICR writes. In x2APIC
+/// mode CPUs of one cluster share one logical IPI (consecutive CPUs usually share a cluster;
+/// a cluster met again later just costs another write); a CPU without a logical ID, or any
+/// CPU in xAPIC mode, gets its own physical IPI.
+fn interrupt(cpus: CpuSet) -> u64 {
+    let logical = lapic::mode() == Some(LapicMode::X2Apic);
+    let mut writes = 0;
+    let mut send = |ipi: Ipi| {
+        let _ = lapic::send(ipi);
+        writes += 1;
+    };
+    let mut cluster: Option<X2ApicCluster> = None;
+    for cpu in cpus {
+        let Some(target) = percpu::cpu(cpu) else { continue };
+        let member = if logical { X2ApicCluster::from_ldr(target.x2apic_ldr.load(Ordering::Acquire)) } else { None };
+        let Some(member) = member else {
+            send(Ipi::fixed(TLB_VECTOR).to(ApicId::new(target.apic_id.load(Ordering::Acquire))));
+            continue;
+        };
+        cluster = match cluster.map(|c| (c, c.join(member))) {
+            Some((_, Some(joined))) => Some(joined),
+            Some((full, None)) => {
+                send(Ipi::fixed(TLB_VECTOR).to_cluster(full));
+                Some(member)
+            }
+            None => Some(member),
+        };
+    }
+    if let Some(c) = cluster {
+        send(Ipi::fixed(TLB_VECTOR).to_cluster(c));
+    }
+    writes
+}
+
 /// Invalidates `pages` (or everything, above the ceiling) of the address space `pml4` on
 /// every CPU in `resident`; returns after all of them acknowledged. The page tables must
 /// already be updated. Call with interrupts enabled.
@@ -131,13 +168,14 @@ pub fn shootdown(pml4: u64, resident: &CpuMask, pages: &[u64]) {
     req.pending.store(targets.len() as u32, Ordering::Release);
     SHOOTDOWNS.fetch_add(1, Ordering::Relaxed);
     LAST_TARGETS.store(targets.low_bits(), Ordering::Relaxed);
+    let mut queued = CpuSet::default();
     for cpu in targets {
         let Some(target) = percpu::cpu(cpu) else {
             req.pending.fetch_sub(1, Ordering::AcqRel);
             continue;
         };
         loop {
-            let queued = x86_64::instructions::interrupts::without_interrupts(|| {
+            let done = x86_64::instructions::interrupts::without_interrupts(|| {
                 let mut q = target.tlb.queue.lock();
                 if q.1 < q.0.len() {
                     let n = q.1;
@@ -148,15 +186,16 @@ pub fn shootdown(pml4: u64, resident: &CpuMask, pages: &[u64]) {
                     false
                 }
             });
-            if queued {
+            if done {
                 break;
             }
             core::hint::spin_loop();
         }
-        let apic = ApicId::new(target.apic_id.load(Ordering::Acquire));
-        let _ = lapic::send(Ipi::fixed(TLB_VECTOR).to(apic));
-        IPIS_SENT.fetch_add(1, Ordering::Relaxed);
+        queued.insert(cpu);
     }
+    let writes = interrupt(queued);
+    IPIS_SENT.fetch_add(writes, Ordering::Relaxed);
+    LAST_ICR_WRITES.store(writes, Ordering::Relaxed);
     // Flush here while the IPIs are in flight.
     if me_resident {
         flush(&req);
