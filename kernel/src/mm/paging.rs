@@ -34,6 +34,27 @@ pub fn kernel_pml4() -> u64 {
     KERNEL_PML4.load(Ordering::Relaxed)
 }
 
+/// Loads the address space `pml4` on this CPU and records it in `PerCpu::loaded_space`, with
+/// interrupts off so a shootdown handler never sees the record disagree with CR3 (it tests
+/// the record instead of reading CR3, which traps under some hypervisors).
+///
+/// # Safety
+/// `pml4` must map the kernel half exactly as the kernel tables do (every user space does),
+/// so the code running now keeps running after the load.
+pub unsafe fn load_space(pml4: u64) {
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        // SAFETY: the caller guarantees the kernel half is mapped as in the kernel tables.
+        unsafe { Cr3::write(PhysFrame::containing_address(PhysAddr::new(pml4)), Cr3Flags::empty()) };
+        crate::arch::x86_64::percpu::current().loaded_space.store(pml4, Ordering::Relaxed);
+    });
+}
+
+/// Back to the kernel tables on this CPU (see [`load_space`]).
+pub fn load_kernel_space() {
+    // SAFETY: the kernel tables map everything kernel code touches.
+    unsafe { load_space(kernel_pml4()) }
+}
+
 extern "C" {
     static __kernel_start: u8;
     static __text_end: u8;

@@ -8,9 +8,6 @@
 use alloc::vec::Vec;
 use core::sync::atomic::AtomicU64;
 
-use x86_64::registers::control::{Cr3, Cr3Flags};
-use x86_64::structures::paging::PhysFrame;
-use x86_64::PhysAddr;
 
 use crate::arch::x86_64::tlb;
 use crate::mm::address_space::{AddressSpace, UserPerms};
@@ -120,7 +117,7 @@ fn hold_resident(mask_addr: usize) {
     let pml4 = HOLD_SPACE.load(Ordering::Acquire);
     mask.insert(me);
     // SAFETY: the test space shares the kernel half, so this code keeps running.
-    unsafe { Cr3::write(PhysFrame::containing_address(PhysAddr::new(pml4)), Cr3Flags::empty()) };
+    unsafe { paging::load_space(pml4) };
     HOLDING.fetch_add(1, Ordering::AcqRel);
     // Busy like a user thread would be (no PAUSE: under KVM a PAUSE loop gets the vCPU
     // descheduled, and the measurement would be of the host scheduler) — or halted, like a
@@ -132,8 +129,8 @@ fn hold_resident(mask_addr: usize) {
     } else {
         while RELEASE.load(Ordering::Acquire) == 0 {}
     }
-    // SAFETY: back to the kernel tables before leaving the set.
-    unsafe { Cr3::write(PhysFrame::containing_address(PhysAddr::new(paging::kernel_pml4())), Cr3Flags::empty()) };
+    // Back to the kernel tables before leaving the set.
+    paging::load_kernel_space();
     mask.remove(me);
     HOLDING.fetch_sub(1, Ordering::AcqRel);
 }

@@ -17,9 +17,6 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use keel_apic::{ApicId, Ipi};
 use keel_sched::RunQueue;
 use spin::Mutex;
-use x86_64::registers::control::{Cr3, Cr3Flags};
-use x86_64::structures::paging::PhysFrame;
-use x86_64::PhysAddr;
 
 use super::thread::{Thread, ThreadState};
 use crate::arch::x86_64::interrupts::IPI_VECTOR;
@@ -129,7 +126,7 @@ pub fn schedule_once() -> bool {
     // Resident before the CR3 load (see `tlb.rs` for why the order matters).
     process.resident.insert(me.index);
     // SAFETY: the PML4 shares the kernel half, so this code keeps running after the load.
-    unsafe { Cr3::write(PhysFrame::containing_address(PhysAddr::new(process.pml4())), Cr3Flags::empty()) };
+    unsafe { paging::load_space(process.pml4()) };
     percpu::set_kernel_stack(thread.kernel_stack_top());
     process.grant_io_ports_on_this_cpu(true);
     // SAFETY: interrupts are off; both contexts are alive (this idle stack and the thread's
@@ -137,11 +134,8 @@ pub fn schedule_once() -> bool {
     unsafe { context::switch(me.sched.idle_rsp.get(), *thread.saved_rsp_slot()) };
     // Back in the scheduler context: the thread blocked, was preempted or exited.
     process.grant_io_ports_on_this_cpu(false);
-    // SAFETY: back to the kernel tables, which map everything the idle loop touches; the
-    // process's tables must not stay loaded once it may be destroyed.
-    unsafe {
-        Cr3::write(PhysFrame::containing_address(PhysAddr::new(paging::kernel_pml4())), Cr3Flags::empty())
-    };
+    // Back to the kernel tables: the process's must not stay loaded once it may be destroyed.
+    paging::load_kernel_space();
     process.resident.remove(me.index);
     let thread = me.sched.current.lock().take().expect("thread was current");
     match thread.state() {

@@ -31,6 +31,9 @@ pub struct PerCpu {
     pub apic_id: AtomicU32,
     /// IA32_APIC_BASE as this CPU left it after choosing its LAPIC mode.
     pub apic_base: AtomicU64,
+    /// The PML4 this CPU loaded last through `paging::load_space` (0 before the first load:
+    /// the kernel tables). Shootdown handlers compare it instead of reading CR3.
+    pub loaded_space: AtomicU64,
     /// This CPU's x2APIC logical ID (its LDR) in x2APIC mode; 0 in xAPIC mode, where Keel
     /// addresses CPUs physically only.
     pub x2apic_ldr: AtomicU32,
@@ -81,6 +84,7 @@ impl PerCpu {
             index,
             apic_id: AtomicU32::new(u32::MAX),
             apic_base: AtomicU64::new(0),
+            loaded_space: AtomicU64::new(0),
             x2apic_ldr: AtomicU32::new(0),
             online: AtomicBool::new(false),
             timer_ticks: AtomicU64::new(0),

@@ -69,7 +69,7 @@ pub static LAST_TARGETS: AtomicU64 = AtomicU64::new(0);
 pub static LAST_ICR_WRITES: AtomicU64 = AtomicU64::new(0);
 
 fn flush(req: &Request) {
-    if Cr3::read().0.start_address().as_u64() != req.pml4 {
+    if percpu::current().loaded_space.load(Ordering::Relaxed) != req.pml4 {
         return; // not loaded here: the switch away already flushed it
     }
     match (req.full, req.count) {
@@ -113,36 +113,49 @@ pub fn shootdown_interrupt() {
 
 /// Sends [`TLB_VECTOR`] to every CPU in `cpus`; returns the number of ICR writes. In x2APIC
 /// mode CPUs of one cluster share one logical IPI (consecutive CPUs usually share a cluster;
-/// a cluster met again later just costs another write); a CPU without a logical ID, or any
-/// CPU in xAPIC mode, gets its own physical IPI.
+/// a cluster met again later just costs another write); a lone CPU, a CPU without a logical
+/// ID, or any CPU in xAPIC mode gets its own physical IPI.
 fn interrupt(cpus: CpuSet) -> u64 {
     let logical = lapic::mode() == Some(LapicMode::X2Apic);
     let mut writes = 0;
-    let mut send = |ipi: Ipi| {
-        let _ = lapic::send(ipi);
+    let mut send = |group: Group| {
+        let ipi = Ipi::fixed(TLB_VECTOR);
+        let _ = lapic::send(match group {
+            Group { cluster: Some(c), .. } if c.members().count_ones() > 1 => ipi.to_cluster(c),
+            Group { first, .. } => ipi.to(first),
+        });
         writes += 1;
     };
-    let mut cluster: Option<X2ApicCluster> = None;
+    let mut open: Option<Group> = None;
     for cpu in cpus {
         let Some(target) = percpu::cpu(cpu) else { continue };
+        let apic_id = ApicId::new(target.apic_id.load(Ordering::Acquire));
         let member = if logical { X2ApicCluster::from_ldr(target.x2apic_ldr.load(Ordering::Acquire)) } else { None };
-        let Some(member) = member else {
-            send(Ipi::fixed(TLB_VECTOR).to(ApicId::new(target.apic_id.load(Ordering::Acquire))));
-            continue;
+        let joined = match (open, member) {
+            (Some(Group { cluster: Some(c), first }), Some(m)) => c.join(m).map(|j| Group { cluster: Some(j), first }),
+            _ => None,
         };
-        cluster = match cluster.map(|c| (c, c.join(member))) {
-            Some((_, Some(joined))) => Some(joined),
-            Some((full, None)) => {
-                send(Ipi::fixed(TLB_VECTOR).to_cluster(full));
-                Some(member)
+        open = match joined {
+            Some(g) => Some(g),
+            None => {
+                if let Some(g) = open {
+                    send(g);
+                }
+                Some(Group { cluster: member, first: apic_id })
             }
-            None => Some(member),
         };
     }
-    if let Some(c) = cluster {
-        send(Ipi::fixed(TLB_VECTOR).to_cluster(c));
+    if let Some(g) = open {
+        send(g);
     }
     writes
+}
+
+/// CPUs one ICR write reaches: an x2APIC cluster's members, or the one CPU `first`.
+#[derive(Clone, Copy)]
+struct Group {
+    cluster: Option<X2ApicCluster>,
+    first: ApicId,
 }
 
 /// Invalidates `pages` (or everything, above the ceiling) of the address space `pml4` on
