@@ -564,8 +564,8 @@ pub fn registry() -> Vec<Proof> {
             .args("trips=2000 shootdowns=1000")
             .smp(9)
             .cpu(x2apic_cpu())
-            // 9 vCPUs spinning on 2 host cores under nested KVM take minutes per figure; the
-            // 1-CPU shootdown under KVM comes from bench-xapic / bench-x2apic (2 vCPUs).
+            // 9 vCPUs on 2 host cores under PVM (which emulates this guest) take minutes per
+            // figure; the 1-CPU shootdown under KVM comes from bench-xapic / bench-x2apic.
             .accels(Accels::TcgOnly)
             .bench()
             .timeout_secs(300)

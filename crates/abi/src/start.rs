@@ -62,8 +62,8 @@ pub struct StartInfo {
 /// Enter the kernel with `syscall`.
 pub const ENTRY_SYSCALL: u32 = 0;
 /// Enter the kernel with `int 0x80` ([`crate::SYSCALL_GATE_VECTOR`]): same registers, same
-/// results. Used where the CPU's `syscall` does not reach ring 0 (seen under a nested
-/// hypervisor); the kernel detects that on the first call and says so here.
+/// results. Used where the CPU's `syscall` does not reach ring 0 (seen under PVM, a KVM
+/// backend without VMX/SVM); the kernel detects that on the first call and says so here.
 pub const ENTRY_INT80: u32 = 1;
 
 const _: () = {

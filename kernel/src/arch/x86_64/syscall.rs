@@ -96,8 +96,8 @@ pub fn emulated_count() -> u64 {
 }
 
 /// A ring-3 fault whose RIP is the `syscall` entry means the CPU executed `syscall` but stayed
-/// in ring 3 (seen under this machine's nested KVM, where `syscall` is emulated without the
-/// privilege change). The registers are exactly those of a system call (RCX = return RIP,
+/// in ring 3 (seen under PVM, a KVM backend without VMX/SVM that emulates an unmodified guest
+/// and completes `syscall` without the privilege change). The registers are exactly those of a system call (RCX = return RIP,
 /// R11 = RFLAGS), so complete it here, return with `iretq`, and switch the process to the
 /// `int 0x80` gate. Returns false for any other fault.
 pub fn recover_from_failed_syscall(frame: &mut TrapFrame) -> bool {
