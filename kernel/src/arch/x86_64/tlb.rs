@@ -32,10 +32,20 @@ pub use keel_sched::{flush_plan, CpuMask, CpuSet, FlushPlan, FLUSH_CEILING_PAGES
 /// One invalidation, on the shooter's stack until every target acknowledged.
 pub struct Request {
     pml4: u64,
-    pages: [u64; FLUSH_CEILING_PAGES],
+    /// The shooter's own page list (empty for a full flush): it stays alive and unchanged
+    /// until `pending` reaches zero, because the shooter waits for that before returning.
+    pages: *const u64,
     count: usize,
     full: bool,
     pending: AtomicU32,
+}
+
+impl Request {
+    fn pages(&self) -> &[u64] {
+        // SAFETY: `pages`/`count` describe the shooter's slice, alive until every target
+        // acknowledged (see the field); handlers read it only before acknowledging.
+        unsafe { core::slice::from_raw_parts(self.pages, self.count) }
+    }
 }
 
 /// Requests queued for one CPU.
@@ -78,8 +88,8 @@ fn flush(req: &Request) {
             // SAFETY: reloading the current CR3 only flushes non-global TLB entries.
             unsafe { Cr3::write(frame, flags) };
         }
-        (false, n) => {
-            for &va in &req.pages[..n] {
+        (false, _) => {
+            for &va in req.pages() {
                 x86_64::instructions::tlb::flush(x86_64::VirtAddr::new(va));
             }
         }
@@ -167,11 +177,8 @@ pub fn shootdown(pml4: u64, resident: &CpuMask, pages: &[u64]) {
         FlushPlan::Pages(_) => false,
         FlushPlan::Full => true,
     };
-    let mut req = Request { pml4, pages: [0; FLUSH_CEILING_PAGES], count: 0, full, pending: AtomicU32::new(0) };
-    if !full {
-        req.pages[..pages.len()].copy_from_slice(pages);
-        req.count = pages.len();
-    }
+    let count = if full { 0 } else { pages.len() };
+    let req = Request { pml4, pages: pages.as_ptr(), count, full, pending: AtomicU32::new(0) };
     // Page-table writes before the mask read (pairs with the SeqCst insert before CR3 loads).
     core::sync::atomic::fence(Ordering::SeqCst);
     // One snapshot of the set serves both the acknowledgement count and the IPIs: reading it
