@@ -129,8 +129,8 @@ fn keel_proofs(opts: &Options) -> (Vec<Proof>, Vec<String>) {
     let mut out = Vec::new();
     let mut notes = Vec::new();
     let wake = ["bench-ring", "interrupt-grant", "interrupt-grant-x2apic", "interrupt-grant-remote"];
-    let names: &[&str] = if opts.wake_only { &wake } else { &["bench-xapic", "bench-x2apic", wake[0], wake[1], wake[2], wake[3]] };
-    for &name in names {
+    let bench = if opts.wake_only { &[][..] } else { &["bench-xapic", "bench-x2apic"][..] };
+    for &name in bench.iter().chain(&wake) {
         match find(name) {
             Some(p) => out.push(p),
             None => notes.push(format!("Keel proof {name} is not in the registry")),
@@ -148,7 +148,8 @@ fn keel_proofs(opts: &Options) -> (Vec<Proof>, Vec<String>) {
             let name: &'static str = Box::leak(format!("bench-{mode}-smp{smp}").into_boxed_str());
             let mut p = base.clone().args("trips=1000").smp(smp).timeout_secs(300);
             p.name = name;
-            // Boot time is the figure; the per-proof checks stay (samples >= 1000 is not required).
+            // Boot time and the unmap with every other CPU resident are the figures here; the
+            // base proof's checks (>= 10,000 IPI samples) do not apply to `trips=1000`.
             p.checks.clear();
             out.push(p);
         }
