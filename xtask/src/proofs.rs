@@ -386,6 +386,17 @@ fn shootdown_stress(p: Proof) -> Proof {
         .check(eq("proc.smptest.exit", 0))
 }
 
+/// `smptest mode=primes` on 4 CPUs: the same, correct prime count with 1, 2 and 4 threads
+/// (the speed-up per phase is printed, never asserted).
+fn smp_scale(p: Proof) -> Proof {
+    user_proof(p, "smp-scale", &["smptest"])
+        .smp(4)
+        .check(eq("user.smptest.threads_1.primes", 9592))
+        .check(eq("user.smptest.threads_2.primes", 9592))
+        .check(eq("user.smptest.threads_4.primes", 9592))
+        .check(eq("user.smptest.consistent", "yes"))
+}
+
 pub fn registry() -> Vec<Proof> {
     vec![
         Proof::new("boot", "Multiboot handoff, memory map, ACPI tables, heap")
@@ -531,12 +542,7 @@ pub fn registry() -> Vec<Proof> {
             .check(eq("tlb.last_icr_writes", 3)),
         shootdown_stress(Proof::new("shootdown-stress", "concurrent map/protect/unmap on 4 CPUs, checksummed, no frame lost (x2APIC)").cpu(x2apic_cpu())),
         shootdown_stress(Proof::new("shootdown-stress-xapic", "the same in xAPIC mode").cpu(xapic_cpu())),
-        user_proof(Proof::new("smp-scale", "prime count with 1, 2 and 4 threads: identical, correct results"), "smp-scale", &["smptest"])
-            .smp(4)
-            .check(eq("user.smptest.threads_1.primes", 9592))
-            .check(eq("user.smptest.threads_2.primes", 9592))
-            .check(eq("user.smptest.threads_4.primes", 9592))
-            .check(eq("user.smptest.consistent", "yes")),
+        smp_scale(Proof::new("smp-scale", "prime count with 1, 2 and 4 threads: identical, correct results")),
         Proof::new("panic-nmi", "a panic on CPU 1 stops the other CPUs by NMI and prints one clean report")
             .scenario("panic")
             .smp(4)
@@ -570,6 +576,7 @@ pub fn registry() -> Vec<Proof> {
             .bench()
             .timeout_secs(300)
             .check(present("bench.shootdown.8cpu.median_cycles")),
+        smp_scale(Proof::new("bench-scale", "prime count with 1, 2 and 4 threads: cycles and speed-up per phase")).bench(),
         Proof::new("bench-x2apic", "IPI round trip, AP bring-up, timer calibration (x2APIC)")
             .scenario("bench")
             .args("trips=10000")

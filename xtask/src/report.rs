@@ -97,11 +97,11 @@ pub struct BenchRun {
     /// `proof/accel`.
     pub label: String,
     pub passed: bool,
-    /// `bench.*` evidence in transcript order.
+    /// `bench.*` and `user.*` evidence in transcript order.
     pub metrics: Vec<(String, String)>,
 }
 
-/// `bench.*` evidence of each run that booted (skipped runs have no column).
+/// The figures (`bench_metrics`) of each run that booted (skipped runs have no column).
 pub fn bench_runs(results: &[JobResult]) -> Vec<BenchRun> {
     results
         .iter()
@@ -109,7 +109,7 @@ pub fn bench_runs(results: &[JobResult]) -> Vec<BenchRun> {
             Outcome::Ran { transcript, .. } => Some(BenchRun {
                 label: format!("{}/{}", r.name, r.accel),
                 passed: r.passed(),
-                metrics: transcript.evidence.matching_prefix("bench.").map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+                metrics: bench_metrics(&transcript.evidence).map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             }),
             _ => None,
         })
@@ -231,9 +231,7 @@ pub fn bench_json(results: &[JobResult], host: &HostInfo) -> String {
     let mut first = true;
     for r in results {
         let Outcome::Ran { transcript, output, .. } = &r.outcome else { continue };
-        let metrics: Vec<String> = transcript
-            .evidence
-            .matching_prefix("bench.")
+        let metrics: Vec<String> = bench_metrics(&transcript.evidence)
             .map(|(k, v)| {
                 let val = v.as_u64().map(|n| n.to_string()).unwrap_or_else(|| json_str(v.as_str()));
                 format!("{}: {val}", json_str(k))
@@ -256,15 +254,13 @@ pub fn bench_json(results: &[JobResult], host: &HostInfo) -> String {
     s
 }
 
-/// Prefix lookups on evidence (kept here: only reporting needs them).
-trait PrefixExt {
-    fn matching_prefix<'a>(&'a self, prefix: &'a str) -> Box<dyn Iterator<Item = (&'a str, keel_evidence::Value<'a>)> + 'a>;
-}
-
-impl PrefixExt for keel_evidence::Evidence {
-    fn matching_prefix<'a>(&'a self, prefix: &'a str) -> Box<dyn Iterator<Item = (&'a str, keel_evidence::Value<'a>)> + 'a> {
-        Box::new(self.keys().filter(move |k| k.starts_with(prefix)).filter_map(move |k| self.get(k).map(|v| (k, v))))
-    }
+/// The figures a benchmark run reports: kernel `bench.*` evidence and what its ring-3
+/// benchmark programs print (`user.*`: ring calls, interrupt wake-ups, prime-count phases).
+fn bench_metrics(evidence: &keel_evidence::Evidence) -> impl Iterator<Item = (&str, keel_evidence::Value<'_>)> {
+    evidence
+        .keys()
+        .filter(|k| k.starts_with("bench.") || k.starts_with("user."))
+        .filter_map(move |k| evidence.get(k).map(|v| (k, v)))
 }
 
 #[cfg(test)]
