@@ -17,6 +17,11 @@ use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 pub const MAX_CPUS: usize = 512;
 const WORDS: usize = MAX_CPUS / 64;
 
+/// Where `cpu` lives in a set's words: (word index, bit), `None` at or above [`MAX_CPUS`].
+fn slot(cpu: u32) -> Option<(usize, u64)> {
+    ((cpu as usize) < MAX_CPUS).then(|| (cpu as usize / 64, 1 << (cpu % 64)))
+}
+
 /// A set of CPU indices with sequentially consistent updates: the shootdown's ordering
 /// argument needs "set my bit, then load CR3" and "write PTEs, then read the set" to be
 /// totally ordered.
@@ -30,21 +35,21 @@ impl CpuMask {
 
     /// Adds `cpu` (indices ≥ [`MAX_CPUS`] are ignored).
     pub fn insert(&self, cpu: u32) {
-        if let Some(w) = self.0.get(cpu as usize / 64) {
-            w.fetch_or(1 << (cpu % 64), Ordering::SeqCst);
+        if let Some((word, bit)) = slot(cpu) {
+            self.0[word].fetch_or(bit, Ordering::SeqCst);
         }
     }
 
     /// Removes `cpu`.
     pub fn remove(&self, cpu: u32) {
-        if let Some(w) = self.0.get(cpu as usize / 64) {
-            w.fetch_and(!(1 << (cpu % 64)), Ordering::SeqCst);
+        if let Some((word, bit)) = slot(cpu) {
+            self.0[word].fetch_and(!bit, Ordering::SeqCst);
         }
     }
 
     /// Whether `cpu` is in the set.
     pub fn contains(&self, cpu: u32) -> bool {
-        self.0.get(cpu as usize / 64).is_some_and(|w| w.load(Ordering::SeqCst) & (1 << (cpu % 64)) != 0)
+        slot(cpu).is_some_and(|(word, bit)| self.0[word].load(Ordering::SeqCst) & bit != 0)
     }
 
     /// Whether the set is empty.
@@ -62,11 +67,6 @@ impl CpuMask {
     pub fn snapshot(&self) -> CpuSet {
         CpuSet(core::array::from_fn(|i| self.0[i].load(Ordering::SeqCst)))
     }
-
-    /// The first 64 CPUs as a bit mask (for evidence lines).
-    pub fn low_bits(&self) -> u64 {
-        self.0[0].load(Ordering::SeqCst)
-    }
 }
 
 /// A set of CPU indices as a plain value (a [`CpuMask::snapshot`]): 64 bytes, cheap to keep
@@ -77,21 +77,21 @@ pub struct CpuSet([u64; WORDS]);
 impl CpuSet {
     /// Adds `cpu` (indices ≥ [`MAX_CPUS`] are ignored).
     pub fn insert(&mut self, cpu: u32) {
-        if let Some(w) = self.0.get_mut(cpu as usize / 64) {
-            *w |= 1 << (cpu % 64);
+        if let Some((word, bit)) = slot(cpu) {
+            self.0[word] |= bit;
         }
     }
 
     /// Whether `cpu` is a member.
     pub fn contains(&self, cpu: u32) -> bool {
-        self.0.get(cpu as usize / 64).is_some_and(|w| w & (1 << (cpu % 64)) != 0)
+        slot(cpu).is_some_and(|(word, bit)| self.0[word] & bit != 0)
     }
 
     /// Removes `cpu`; returns whether it was a member.
     pub fn remove(&mut self, cpu: u32) -> bool {
         let was = self.contains(cpu);
-        if let Some(w) = self.0.get_mut(cpu as usize / 64) {
-            *w &= !(1 << (cpu % 64));
+        if let Some((word, bit)) = slot(cpu) {
+            self.0[word] &= !bit;
         }
         was
     }
@@ -321,7 +321,7 @@ mod tests {
         m.insert(9999); // out of range: ignored
         assert_eq!(m.iter().collect::<Vec<_>>(), vec![0, 1, 63, 64, 257, 511]);
         assert!(m.contains(257) && !m.contains(256));
-        assert_eq!(m.low_bits(), (1 << 0) | (1 << 1) | (1 << 63));
+        assert_eq!(m.snapshot().low_bits(), (1 << 0) | (1 << 1) | (1 << 63));
         for c in [0, 1, 63, 64, 257, 511] {
             m.remove(c);
         }

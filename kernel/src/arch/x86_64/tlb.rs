@@ -139,21 +139,15 @@ fn interrupt(cpus: CpuSet) -> u64 {
     let mut open: Option<Group> = None;
     for cpu in cpus {
         let Some(target) = percpu::cpu(cpu) else { continue };
-        let apic_id = ApicId::new(target.apic_id.load(Ordering::Acquire));
+        let first = ApicId::new(target.apic_id.load(Ordering::Acquire));
         let member = if logical { X2ApicCluster::from_ldr(target.x2apic_ldr.load(Ordering::Acquire)) } else { None };
-        let joined = match (open, member) {
-            (Some(Group { cluster: Some(c), first }), Some(m)) => c.join(m).map(|j| Group { cluster: Some(j), first }),
-            _ => None,
-        };
-        open = match joined {
-            Some(g) => Some(g),
-            None => {
-                if let Some(g) = open {
-                    send(g);
-                }
-                Some(Group { cluster: member, first: apic_id })
-            }
-        };
+        // Same cluster as the open group: it joins; anything else sends the group and opens
+        // a new one.
+        let joined = open.and_then(|g| Some(Group { cluster: Some(g.cluster?.join(member?)?), first: g.first }));
+        if let (None, Some(g)) = (joined, open) {
+            send(g);
+        }
+        open = joined.or(Some(Group { cluster: member, first }));
     }
     if let Some(g) = open {
         send(g);
