@@ -240,6 +240,17 @@ pub fn msi_set_masked(d: &PciDevice, cap: u8, masked: bool) {
     write32(d.addr, mask_off, if masked { bits | 1 } else { bits & !1 });
 }
 
+/// The per-vector mask bit 0 as the function holds it, or `None` when the function has no
+/// per-vector masking (then only software can hold its interrupts back).
+pub fn msi_mask_bit(d: &PciDevice, cap: u8) -> Option<bool> {
+    let control = read16(d.addr, cap + 2);
+    if control & (1 << 8) == 0 {
+        return None;
+    }
+    let mask_off = if control & (1 << 7) != 0 { cap + 16 } else { cap + 12 };
+    Some(read32(d.addr, mask_off) & 1 != 0)
+}
+
 /// Which chipset routes INTx, by the host bridge at 00:00.0.
 fn host_bridge() -> Option<(u16, u16)> {
     devices().iter().find(|d| d.addr == PciAddr { bus: 0, device: 0, function: 0 }).map(|d| (d.vendor, d.device))

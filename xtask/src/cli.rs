@@ -20,6 +20,10 @@ commands:
                              writes target/compare/report.{md,json} and plots (docs/benchmarks.md).
                              --wake: device interrupt -> driver wake figures only; --rounds N: N
                              alternating Linux/Keel rounds, each figure the median of the rounds
+  mutants [--only NAME] [--baseline]
+                             apply each curated kernel break to a scratch copy (target/mutants/tree),
+                             build it, boot the proofs that must catch it; fails unless all are caught.
+                             --baseline: first boot those proofs without any break
   qemu-check                 make sure QEMU >= 9.0 is installed (installs it as root on Debian/Ubuntu)
 
 environment:
@@ -39,6 +43,7 @@ pub enum Cmd {
     Proofs,
     Bench { filter: Option<String> },
     BenchCompare(crate::compare::Options),
+    Mutants { only: Option<String>, baseline: bool },
     QemuCheck,
     Help,
 }
@@ -56,6 +61,7 @@ pub fn parse(args: &[String]) -> Result<Cmd> {
         "proofs" => Cmd::Proofs,
         "bench" => Cmd::Bench { filter: None },
         "bench-compare" => Cmd::BenchCompare(Default::default()),
+        "mutants" => Cmd::Mutants { only: None, baseline: false },
         "qemu-check" | "bootstrap" => Cmd::QemuCheck,
         "help" | "-h" | "--help" => Cmd::Help,
         other => bail!("unknown command {other:?}\n\n{USAGE}"),
@@ -81,6 +87,8 @@ pub fn parse(args: &[String]) -> Result<Cmd> {
             (Cmd::BenchCompare(o), "--rounds") => {
                 o.rounds = value()?.parse().ok().filter(|&n| n > 0).context("--rounds wants a positive number")?
             }
+            (Cmd::Mutants { only, .. }, "--only") => *only = Some(value()?),
+            (Cmd::Mutants { baseline, .. }, "--baseline") => *baseline = true,
             (_, "-h" | "--help") => return Ok(Cmd::Help),
             (_, f) => bail!("unknown option {f:?} for {}\n\n{USAGE}", args[0]),
         }
@@ -113,6 +121,7 @@ mod tests {
         );
         assert!(p("bench-compare --rounds 0").is_err());
         assert_eq!(p("qemu-check").unwrap(), Cmd::QemuCheck);
+        assert_eq!(p("mutants --only x --baseline").unwrap(), Cmd::Mutants { only: Some("x".into()), baseline: true });
         assert!(p("run --accel hvf").is_err());
         assert!(p("test --proof x").is_err());
         assert!(p("run --proof").is_err());

@@ -8,6 +8,7 @@ mod builder;
 mod checks;
 mod cli;
 mod compare;
+mod mutants;
 #[allow(dead_code)]
 mod proofs;
 #[allow(dead_code)]
@@ -65,6 +66,10 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode> {
         Cmd::Test { filter, jobs, host_tests } => test(filter, jobs, host_tests),
         Cmd::Bench { filter } => bench(filter),
         Cmd::BenchCompare(opts) => compare::run(opts),
+        Cmd::Mutants { only, baseline } => {
+            bootstrap::ensure_qemu()?;
+            mutants::run(only, baseline)
+        }
     }
 }
 
@@ -159,7 +164,9 @@ fn run(proof: Option<String>, accel: Option<qemu::Accel>, append: Vec<String>, t
         None => qemu::command_args(&machine, accel, &BootSpec { kernel: &env.kernel, cmdline: &cmdline, modules: &[] }, &user_flags),
     };
     eprintln!("xtask: {} {}", env.qemu.display(), qemu::shell_quote(&args));
-    let out = runner::run_process(env.qemu.as_os_str(), &args, timeout.map(Duration::from_secs), Mode::Interactive)?;
+    // A proof gets the same timeout as under `make test` unless told otherwise.
+    let timeout = timeout.map(Duration::from_secs).or(proof.as_ref().map(|p| p.timeout));
+    let out = runner::run_process(env.qemu.as_os_str(), &args, timeout, Mode::Interactive)?;
     let log = builder::workspace_root().join("target/run.log");
     let _ = std::fs::write(&log, &out.stdout);
     let transcript = Transcript::parse(&out.stdout);
@@ -224,6 +231,10 @@ fn test(filter: Option<String>, jobs: Option<usize>, host_tests: bool) -> Result
     }
     let results = run_proofs(&selected, jobs)?;
     println!("{}", report::summary_line(&results));
+    if let Some(why) = report::nothing_ran(&results) {
+        eprintln!("xtask: error: {why}");
+        return Ok(ExitCode::FAILURE);
+    }
     Ok(if results.iter().any(JobResult::failed) { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 

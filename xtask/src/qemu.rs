@@ -209,7 +209,8 @@ pub fn command_args(machine: &MachineSpec, accel: Accel, boot: &BootSpec<'_>, us
 
 /// `-d trace:a,trace:b -D <file>`: QEMU's log backend writes one line per event to `file`.
 pub fn trace_args(events: &[&str], file: &Path) -> Vec<String> {
-    let spec = events.iter().map(|e| format!("trace:{e}")).collect::<Vec<_>>().join(",");
+    let item = |e: &&str| if *e == crate::trace::INTERRUPT_LOG { e.to_string() } else { format!("trace:{e}") };
+    let spec = events.iter().map(item).collect::<Vec<_>>().join(",");
     vec!["-d".into(), spec, "-D".into(), file.display().to_string()]
 }
 
@@ -380,6 +381,8 @@ mod tests {
     fn trace_arguments() {
         let a = trace_args(&["cpu_set_apic_base", "apic_deliver_irq"], Path::new("/t/x-tcg.trace"));
         assert_eq!(a, v("-d trace:cpu_set_apic_base,trace:apic_deliver_irq -D /t/x-tcg.trace"));
+        let a = trace_args(&["int", "apic_deliver_irq"], Path::new("/t/x-tcg.trace"));
+        assert_eq!(a, v("-d int,trace:apic_deliver_irq -D /t/x-tcg.trace"));
     }
 
     #[test]

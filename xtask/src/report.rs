@@ -91,6 +91,24 @@ pub fn summary_line(results: &[JobResult]) -> String {
     }
 }
 
+/// `Some(explanation)` when not a single proof booted (all skipped, e.g. `KEEL_ACCEL=kvm` on a
+/// host without usable KVM): a test run that proved nothing must not pass.
+pub fn nothing_ran(results: &[JobResult]) -> Option<String> {
+    if results.iter().any(|r| !r.skipped()) {
+        return None;
+    }
+    let mut reasons: Vec<&str> = results
+        .iter()
+        .filter_map(|r| match &r.outcome {
+            Outcome::Skipped(why) => Some(why.as_str()),
+            _ => None,
+        })
+        .collect();
+    reasons.sort();
+    reasons.dedup();
+    Some(format!("no proof ran: all {} run(s) were skipped ({})", results.len(), reasons.join("; ")))
+}
+
 /// One benchmark run: a column of the side-by-side table.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BenchRun {
@@ -291,6 +309,15 @@ mod tests {
         let skip = JobResult { outcome: Outcome::Skipped("needs KVM".into()), ..ran("s", "", &[]) };
         assert_eq!(summary_line(&[ran("a", "", &[]), ran("b", "", &["x"])]), "1 passed, 1 failed");
         assert_eq!(summary_line(&[ran("a", "", &[]), skip]), "1 passed, 0 failed, 1 skipped");
+    }
+
+    #[test]
+    fn a_run_that_booted_nothing_is_reported() {
+        let skip = |why: &str| JobResult { outcome: Outcome::Skipped(why.into()), ..ran("s", "", &[]) };
+        assert_eq!(nothing_ran(&[ran("a", "", &[]), skip("x")]), None);
+        assert_eq!(nothing_ran(&[ran("a", "", &["failed"])]), None);
+        let why = nothing_ran(&[skip("needs KVM"), skip("needs KVM"), skip("TCG only")]).unwrap();
+        assert_eq!(why, "no proof ran: all 3 run(s) were skipped (TCG only; needs KVM)");
     }
 
     #[test]

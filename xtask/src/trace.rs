@@ -27,9 +27,22 @@ impl TraceEvent {
     }
 }
 
+/// Pseudo trace event: QEMU's `-d int` log item. Under TCG it logs every interrupt a CPU
+/// actually takes (`Servicing hardware INT=0x50`), which is what an interrupt handler can
+/// count; `apic_deliver_irq` also counts deliveries that merged with one already pending.
+pub const INTERRUPT_LOG: &str = "int";
+
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Trace {
     pub events: Vec<TraceEvent>,
+    /// Vectors of the hardware interrupts CPUs took, in log order (`-d int` only).
+    pub taken_vectors: Vec<u8>,
+}
+
+/// The vector of a `-d int` line `Servicing hardware INT=0x50`.
+fn taken_vector(line: &str) -> Option<u8> {
+    let hex = line.trim().strip_prefix("Servicing hardware INT=0x")?;
+    u8::from_str_radix(hex.trim(), 16).ok()
 }
 
 /// Integers compare as integers (QEMU prints `vector 80`, evidence may say `0x50`).
@@ -79,7 +92,7 @@ impl TraceEvent {
 
 impl Trace {
     pub fn parse(text: &str) -> Trace {
-        Trace { events: text.lines().filter_map(TraceEvent::parse).collect() }
+        Trace { events: text.lines().filter_map(TraceEvent::parse).collect(), taken_vectors: text.lines().filter_map(taken_vector).collect() }
     }
 
     pub fn read(path: &Path) -> std::io::Result<Trace> {
@@ -96,6 +109,11 @@ impl Trace {
     /// `count("apic_deliver_irq", &[("vector", "80"), ("dest", "1")])`.
     pub fn count(&self, name: &str, want: &[(&str, &str)]) -> usize {
         self.matching(name, want).count()
+    }
+
+    /// How many times a CPU took hardware interrupt `vector` (needs [`INTERRUPT_LOG`]).
+    pub fn taken(&self, vector: u8) -> usize {
+        self.taken_vectors.iter().filter(|&&v| v == vector).count()
     }
 
     /// Field `field` of every `name` event, in order (`values("cpu_set_apic_base", "value")`).
@@ -182,7 +200,7 @@ qemu-system-x86_64: warning: something unrelated
     #[test]
     fn parses_pid_timestamp_prefix() {
         let t = Trace::parse(&prefixed(PLAIN));
-        assert_eq!(t, Trace { events: Trace::parse(PLAIN).events.into_iter().enumerate().map(|(i, mut e)| {
+        assert_eq!(t, Trace { taken_vectors: vec![], events: Trace::parse(PLAIN).events.into_iter().enumerate().map(|(i, mut e)| {
             e.raw = format!("4242@1700000000.{i:06}:{}", e.raw);
             e
         }).collect() });
@@ -202,6 +220,15 @@ qemu-system-x86_64: warning: something unrelated
         assert!(TraceEvent::parse("12345 no colon here").is_none());
         assert!(TraceEvent::parse("Warning: x").is_none(), "capitalised words are not events");
         assert_eq!(TraceEvent::parse("bare_event").unwrap().fields, []);
+    }
+
+    #[test]
+    fn interrupts_taken_come_from_the_int_log() {
+        let log = "Servicing hardware INT=0x50\n     3: v=50 e=0000 i=0 cpl=0 IP=0008:ffffffff80101234\nRAX=0000000000000000 RBX=1\nServicing hardware INT=0x30\nServicing hardware INT=0x50\n";
+        let t = Trace::parse(&format!("{PLAIN}{log}"));
+        assert_eq!(t.taken_vectors, [0x50, 0x30, 0x50]);
+        assert_eq!((t.taken(0x50), t.taken(0x31)), (2, 0));
+        assert_eq!(t.events.len(), 4, "the int log adds no trace events: {:#?}", t.events);
     }
 
     #[test]

@@ -276,9 +276,26 @@ impl InterruptObject {
         }
     }
 
-    /// Whether the source is masked now (for evidence).
+    /// Whether the kernel's own state says the source is held back (for evidence).
     pub fn is_masked(&self) -> bool {
         with_irqs_off(|| self.state.lock().masked)
+    }
+
+    /// The source's mask bit read from the hardware that holds it: the IOAPIC entry, or the
+    /// MSI per-vector mask bit.
+    pub fn hardware_mask(&self) -> HardwareMask {
+        let bit = match &self.source {
+            Source::Ioapic { gsi, .. } => match ioapic::is_masked(*gsi) {
+                Ok(bit) => Some(bit),
+                Err(_) => return HardwareMask::Unreadable,
+            },
+            Source::Msi { device, cap, .. } => pci::msi_mask_bit(device, *cap),
+        };
+        match bit {
+            Some(true) => HardwareMask::Masked,
+            Some(false) => HardwareMask::Unmasked,
+            None => HardwareMask::NoMaskBit,
+        }
     }
 
     /// Vector handler body.
@@ -302,6 +319,30 @@ impl InterruptObject {
             st.pending = 0;
             drop(st);
             thread.post_deferred(user_data, Status::Ok, results);
+        }
+    }
+}
+
+/// A source's mask as its hardware holds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HardwareMask {
+    Masked,
+    Unmasked,
+    /// MSI without per-vector masking (QEMU's `edu`): only the kernel's software state holds
+    /// the source back (deliveries while "masked" are coalesced, never lost).
+    NoMaskBit,
+    /// The IOAPIC serving the GSI could not be read.
+    Unreadable,
+}
+
+impl HardwareMask {
+    /// Evidence word: `yes`, `no`, `software` (no hardware mask exists) or `unreadable`.
+    pub fn evidence(self) -> &'static str {
+        match self {
+            HardwareMask::Masked => "yes",
+            HardwareMask::Unmasked => "no",
+            HardwareMask::NoMaskBit => "software",
+            HardwareMask::Unreadable => "unreadable",
         }
     }
 }

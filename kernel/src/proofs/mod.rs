@@ -69,7 +69,8 @@ pub fn bring_up(platform: &'static Platform, cmdline: &CommandLine) -> System {
         crate::arch::x86_64::syscall::force_int80();
     }
     let mode = lapic::init_boot_cpu();
-    ev!("lapic.mode", lapic::mode_name(mode));
+    // Read back from this CPU's IA32_APIC_BASE (EN, EXTD), not the mode the plan chose.
+    ev!("lapic.mode", lapic::apic_base_mode_name(percpu::current().apic_base.load(Ordering::Relaxed)));
     let version = lapic::local().version();
     ev!("lapic.version", format_args!("{:#x}", version.version));
     ev!("lapic.max_lvt", version.max_lvt);
@@ -77,11 +78,12 @@ pub fn bring_up(platform: &'static Platform, cmdline: &CommandLine) -> System {
     let forced_periodic = cmdline.get("timer") == Some("periodic");
     ev!("timer.requested", if forced_periodic { "periodic" } else { "auto" });
     let use_deadline = features.tsc_deadline && !forced_periodic;
-    ev!("timer.mode", if use_deadline { "tsc-deadline" } else { "periodic" });
     ev!("timer.tick_hz", lapic::TICK_HZ);
     let hz = lapic::calibrate_timer();
     ev!("timer.bsp_hz", hz);
     lapic::start_tick(use_deadline);
+    // The mode the boot CPU's LVT timer register holds, not the one asked for.
+    ev!("timer.mode", lapic::timer_mode_name(percpu::current().timer_lvt.load(Ordering::Relaxed)));
     ioapic::init(platform);
     percpu::current().online.store(true, Ordering::Release);
     x86_64::instructions::interrupts::enable();
@@ -95,15 +97,18 @@ pub fn bring_up(platform: &'static Platform, cmdline: &CommandLine) -> System {
     system
 }
 
+/// Every per-CPU state below was read on that CPU from its registers: the mode from its own
+/// `IA32_APIC_BASE`, the timer mode from its LVT timer register.
 fn boot_report(system: &System, all_online_ns: u64) {
-    let mode = lapic::mode_name(system.mode);
     for cpu in percpu::all() {
         let apic_id = cpu.apic_id.load(Ordering::Acquire);
         let online = cpu.online.load(Ordering::Acquire);
         let hz = cpu.timer_hz.load(Ordering::Relaxed);
+        let mode = lapic::apic_base_mode_name(cpu.apic_base.load(Ordering::Relaxed));
         log::info!("cpu {:3}: apic-id {:5} mode {mode:6} timer {:>10} Hz online {}", cpu.index, apic_id, hz, online);
         ev!(("cpu.{}.apic_id", cpu.index), apic_id);
         ev!(("cpu.{}.mode", cpu.index), mode);
+        ev!(("cpu.{}.timer_mode", cpu.index), lapic::timer_mode_name(cpu.timer_lvt.load(Ordering::Relaxed)));
         ev!(("cpu.{}.timer_hz", cpu.index), hz);
         ev!(("cpu.{}.online", cpu.index), if online { "yes" } else { "no" });
         ev!(("cpu.{}.apic_base", cpu.index), format_args!("{:#x}", cpu.apic_base.load(Ordering::Relaxed)));
@@ -121,7 +126,7 @@ fn boot_report(system: &System, all_online_ns: u64) {
         }
     }
     let declared = system.platform.cpus().len();
-    log::info!("smp: {}/{} online mode={mode}", smp_arch::online_count(), declared);
+    log::info!("smp: {}/{} online mode={}", smp_arch::online_count(), declared, lapic::mode_name(system.mode));
     ev!("lapic.apic_base_writes", lapic::APIC_BASE_WRITES.load(Ordering::Relaxed));
     ev!("smp.online", smp_arch::online_count());
     ev!("smp.declared", declared);

@@ -101,7 +101,10 @@ pub fn run(_system: System, cmdline: &CommandLine, boot: &BootContext) -> ! {
         ev!(("irq.{}.deliveries", key), irq.deliveries.load(Ordering::Relaxed));
         ev!(("irq.{}.acknowledgements", key), irq.acknowledgements.load(Ordering::Relaxed));
         ev!(("irq.{}.coalesced_while_masked", key), irq.while_masked.load(Ordering::Relaxed));
-        ev!(("irq.{}.masked_at_end", key), if irq.is_masked() { "yes" } else { "no" });
+        // Read from the IOAPIC entry / MSI mask bit; `software` where the hardware has none,
+        // and then the kernel's own state is reported separately as what it is.
+        ev!(("irq.{}.masked_at_end", key), irq.hardware_mask().evidence());
+        ev!(("irq.{}.software_masked_at_end", key), if irq.is_masked() { "yes" } else { "no" });
         ev!(("irq.{}.target_apic_id", key), irq.target_apic_id.load(Ordering::Relaxed));
     }
     for cpu in percpu::online() {
@@ -110,7 +113,16 @@ pub fn run(_system: System, cmdline: &CommandLine, boot: &BootContext) -> ! {
         ev!(("cpu.{}.preemptions", cpu.index), cpu.preemptions.load(Ordering::Relaxed));
         ev!(("cpu.{}.tlb_ipis", cpu.index), cpu.tlb.ipis.load(Ordering::Relaxed));
         ev!(("cpu.{}.tlb_requests", cpu.index), cpu.tlb.requests.load(Ordering::Relaxed));
+        // Counted where they happen: IPI 49 in its handler on the receiving CPU, device
+        // vectors in the dispatcher of the CPU that took them, ring-3 entries per entry path.
+        ev!(("cpu.{}.ipis_received", cpu.index), cpu.ipis_received.load(Ordering::Relaxed));
+        ev!(("cpu.{}.wake_ipis_sent", cpu.index), cpu.wake_ipis.load(Ordering::Relaxed));
+        ev!(("cpu.{}.device_interrupts", cpu.index), cpu.device_interrupts.load(Ordering::Relaxed));
+        ev!(("cpu.{}.syscall_entries", cpu.index), cpu.syscall_entries.load(Ordering::Relaxed));
+        ev!(("cpu.{}.int80_entries", cpu.index), cpu.int80_entries.load(Ordering::Relaxed));
     }
+    ev!("entry.syscall", percpu::online().map(|c| c.syscall_entries.load(Ordering::Relaxed)).sum::<u64>());
+    ev!("entry.int80", percpu::online().map(|c| c.int80_entries.load(Ordering::Relaxed)).sum::<u64>());
     use crate::arch::x86_64::tlb;
     ev!("tlb.shootdowns", tlb::SHOOTDOWNS.load(Ordering::Relaxed));
     ev!("tlb.ipis_sent", tlb::IPIS_SENT.load(Ordering::Relaxed));
@@ -122,7 +134,8 @@ pub fn run(_system: System, cmdline: &CommandLine, boot: &BootContext) -> ! {
     ev!("user.heap_before", heap_before);
     ev!("user.heap_after", crate::mm::heap::used_bytes());
     ev!("user.processes", process::all().len());
-    ev!("user.syscall_gate", if crate::arch::x86_64::syscall::syscall_broken() { "int80" } else { "syscall" });
+    // The gate the kernel asks new processes to use; which one they used is `entry.*`.
+    ev!("user.gate_requested", if crate::arch::x86_64::syscall::syscall_broken() { "int80" } else { "syscall" });
     ev!("user.syscall_emulated", crate::arch::x86_64::syscall::emulated_count());
     if frames_after != frames_before {
         log::error!("user: {} frames leaked", frames_before as i64 - frames_after as i64);

@@ -100,6 +100,7 @@ pub fn enqueue(thread: Arc<Thread>) {
     }
     if home != percpu::current().index {
         let apic = ApicId::new(cpu.apic_id.load(Ordering::Acquire));
+        cpu.wake_ipis.fetch_add(1, Ordering::Relaxed);
         let _ = lapic::send(Ipi::fixed(IPI_VECTOR).to(apic));
     }
 }

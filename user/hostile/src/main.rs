@@ -74,18 +74,45 @@ fn garbage(rng: &mut Rng, live: &[u32], stale: u32, i: u64) -> Submission {
     s
 }
 
+/// Copies the console capability, releases the copy (its id goes stale), then copies again
+/// until the table hands out the same slot index: the stale id and a live capability then
+/// share a slot and differ only in the generation. Fillers taken on the way are released;
+/// the capability that reuses the slot stays live (the kernel's table holds 256 slots, reused
+/// oldest-freed first). Reports whether the slot came back; returns the stale id.
+fn stale_id_to_reused_slot(console: CapId) -> CapId {
+    let mut ring = ring().expect("ring");
+    let old = ring.cap_copy(console).unwrap_or(CapId::NULL);
+    let released = ring.cap_release(old).is_ok();
+    let mut fillers = [CapId::NULL; 320];
+    let mut taken = 0;
+    let mut reused = None;
+    while released && taken < fillers.len() {
+        let Ok(copy) = ring.cap_copy(console) else { break };
+        if copy.index() == old.index() {
+            reused = Some(copy);
+            break;
+        }
+        fillers[taken] = copy;
+        taken += 1;
+    }
+    for f in &fillers[..taken] {
+        let _ = ring.cap_release(*f);
+    }
+    let live = reused.is_some_and(|id| matches!(ring.cap_identify(id), Ok((Some(ObjectKind::Console), _))));
+    drop(ring); // `ev!` prints through the ring
+    ev!("stale_slot_reused", if live && reused != Some(old) { "yes" } else { "no" });
+    ev!("stale_slot_fillers", taken);
+    old
+}
+
 fn main() -> u64 {
     let rounds = arg_u64("rounds", 200);
     let console = start_info().find_cap(ObjectKind::Console, 0).map(|c| c.id).unwrap_or(CapId::NULL);
     let live: [u32; 1] = [console.0];
-    // A stale id: copy the console capability, release the copy, keep its id.
-    let stale = {
-        let mut ring = ring().expect("ring");
-        let copy = ring.cap_copy(console).unwrap_or(CapId::NULL);
-        let _ = ring.cap_release(copy);
-        copy.0
-    };
-    let stale_rejected = matches!(ring().expect("ring").cap_identify(CapId(stale)), Err(Status::BadCap));
+    let stale = stale_id_to_reused_slot(console);
+    // The old id's slot now holds a live capability; only its generation tells them apart.
+    let stale_rejected = matches!(ring().expect("ring").cap_identify(stale), Err(Status::BadCap));
+    let stale = stale.0;
 
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ rounds);
     let (mut submitted, mut completed, mut errors, mut unexpected_ok) = (0u64, 0u64, 0u64, 0u64);

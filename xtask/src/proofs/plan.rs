@@ -13,7 +13,7 @@ pub struct Job {
 }
 
 const NO_KVM: &str = "needs KVM: /dev/kvm not available";
-pub(super) const PVM_RING3: &str = "KVM here is PVM (kvm_pvm): a guest's ring-3 syscall/int 0x80 does not reach its kernel";
+pub const PVM_RING3: &str = "KVM here is PVM (kvm_pvm): a guest's ring-3 syscall/int 0x80 does not reach its kernel";
 
 /// Expand proofs into (proof, accelerator) runs for this host.
 pub fn plan(proofs: &[Proof], env: &AccelEnv) -> Vec<Job> {

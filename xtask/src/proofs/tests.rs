@@ -36,15 +36,27 @@ fn apic_trace_proofs_judge_evidence_against_trace() {
     let get = |n: &str| reg.iter().find(|p| p.name == n).unwrap().clone();
     let irq = |dest: u32, vector: u32| format!("9@1.0:apic_deliver_irq dest {dest} dest_mode 0 delivery_mode 0 vector {vector} trigger_mode 0\n");
     let irqs: String = (0..30).map(|_| irq(1, 80)).chain([irq(0, 0)]).collect();
-    let x2 = Trace::parse(&format!("cpu_set_apic_base 0x00000000fee00d00\ncpu_set_apic_base 0x00000000fee00c00\n{irqs}"));
-    let x1 = Trace::parse(&irqs);
+    // The CPU took 29 of the 30 deliveries (one merged while pending).
+    let taken = |n: usize| "Servicing hardware INT=0x50\n".repeat(n);
+    let x2 = Trace::parse(&format!("cpu_set_apic_base 0x00000000fee00d00\ncpu_set_apic_base 0x00000000fee00c00\n{irqs}{}", taken(29)));
+    let x1 = Trace::parse(&format!("{irqs}{}", taken(29)));
     let ev = "EV rtc.vector=0x50 rtc.apic_id=1 rtc.interrupts=29\n";
     let judge = |p: &Proof, t: &str, tr: &Trace| crate::trace::judge_trace(&p.trace_checks, &keel_evidence::Transcript::parse(t), Ok(tr));
     let xapic = get("smp-trace");
     assert_eq!(judge(&xapic, &format!("{ev}EV lapic.apic_base_writes=0\n"), &x1), Vec::<String>::new());
     assert_eq!(judge(&xapic, &format!("{ev}EV lapic.apic_base_writes=1\n"), &x1).len(), 1);
     let far = "EV rtc.vector=80 rtc.apic_id=1 rtc.interrupts=33 lapic.apic_base_writes=0\n";
-    assert!(judge(&xapic, far, &x1)[0].contains("kernel counted 33 RTC interrupts but QEMU delivered only 30"));
+    assert!(judge(&xapic, far, &x1)[0].contains("the kernel counted 33 RTC interrupts, the CPU took 29"));
+    // Two-sided against what the CPU took (`-d int`): under- and over-counts both fail.
+    let x1_taken = Trace::parse(&format!("{irqs}{}", taken(27)));
+    let ok = "EV rtc.vector=80 rtc.apic_id=1 rtc.interrupts=27 lapic.apic_base_writes=0\n";
+    assert_eq!(judge(&xapic, ok, &x1_taken), Vec::<String>::new());
+    let short = "EV rtc.vector=80 rtc.apic_id=1 rtc.interrupts=25 lapic.apic_base_writes=0\n";
+    assert!(judge(&xapic, short, &x1_taken)[0].contains("the kernel counted 25 RTC interrupts, the CPU took 27"));
+    let over = "EV rtc.vector=80 rtc.apic_id=1 rtc.interrupts=29 lapic.apic_base_writes=0\n";
+    assert!(judge(&xapic, over, &x1_taken)[0].contains("the kernel counted 29 RTC interrupts, the CPU took 27"));
+    let impossible = Trace::parse(&format!("{irqs}{}", taken(31)));
+    assert!(judge(&xapic, ok, &impossible)[0].contains("took the RTC vector 31 times but the IOAPIC delivered it only 30"));
     let stray = Trace::parse(&format!("{irqs}{}", irq(0, 80)));
     assert!(judge(&xapic, &format!("{ev}EV lapic.apic_base_writes=0\n"), &stray)[0].contains("1 deliveries of vector 0x50 went to another APIC"));
     let x2apic = get("smp-x2apic-trace");
@@ -163,4 +175,44 @@ fn ring3_proofs_skip_kvm_only_when_it_is_pvm() {
     assert_eq!(summary_of(&ps, hw), ["user/tcg", "user/kvm", "kernel/tcg", "kernel/kvm"]);
     let forced = AccelEnv { kvm: Some(KvmBackend::Pvm), forced: Some(Accel::Kvm) };
     assert_eq!(summary_of(&ps, forced), [format!("user/kvm skip: {PVM_RING3}"), "kernel/kvm".into()]);
+}
+
+#[test]
+fn rtc_count_is_checked_both_ways() {
+    assert!(rtc_counts_agree(200, 200, 300).is_ok());
+    assert!(rtc_counts_agree(201, 200, 300).is_ok());
+    assert!(rtc_counts_agree(199, 200, 300).is_ok());
+    assert!(rtc_counts_agree(202, 200, 300).is_err());
+    assert!(rtc_counts_agree(198, 200, 300).is_err());
+    assert!(rtc_counts_agree(0, 0, 0).is_ok());
+    assert!(rtc_counts_agree(5, 5, 4).is_err());
+}
+
+fn judge_one(name: &str, ev: &str) -> Vec<String> {
+    let reg = registry();
+    let p = reg.iter().find(|p| p.name == name).unwrap();
+    let t = keel_evidence::Transcript::parse(ev);
+    p.checks.iter().filter_map(|c| c.eval(&t).err()).collect()
+}
+
+#[test]
+fn timer_mode_must_be_the_same_on_every_cpu() {
+    let fails = judge_one("smp", "EV timer.mode=periodic smp.online=2 cpu.0.timer_mode=periodic cpu.1.timer_mode=one-shot\n");
+    assert!(fails.iter().any(|f| f.contains("cpu.1.timer_mode = one-shot")), "{fails:#?}");
+    let fails = judge_one("smp", "EV timer.mode=periodic smp.online=2 cpu.0.timer_mode=periodic\n");
+    assert!(fails.iter().any(|f| f.contains("1 CPUs report a timer mode, 2 online")), "{fails:#?}");
+}
+
+#[test]
+fn entry_gate_and_receive_side_counters_are_checked() {
+    let int80 = judge_one("interrupt-grant-int80", "EV entry.syscall=5 entry.int80=4000\n");
+    assert!(int80.iter().any(|f| f.contains("entry.syscall = 5, want == 0")), "{int80:#?}");
+    let remote = "EV irq.msi_edu.deliveries=1000 irq.intx_edu.deliveries=1000 irq.isa_8.deliveries=64 \
+        cpu.0.device_interrupts=2064 cpu.1.device_interrupts=0 cpu.1.wake_ipis_sent=300 cpu.1.ipis_received=3\n";
+    let fails = judge_one("interrupt-grant-remote", remote);
+    assert!(fails.iter().any(|f| f.contains("cpu 1 received 3 IPI 49s, but 300 wake IPIs were sent")), "{fails:#?}");
+    assert!(!fails.iter().any(|f| f.contains("device interrupt")), "{fails:#?}");
+    // The same counters fail the local proof, where the drivers' CPU takes the interrupts.
+    let fails = judge_one("interrupt-grant", remote);
+    assert!(fails.iter().any(|f| f.contains("cpu.0.device_interrupts = 2064, want 0")), "{fails:#?}");
 }

@@ -223,6 +223,7 @@ pub static PIC_SPURIOUS: AtomicU64 = AtomicU64::new(0);
 #[no_mangle]
 extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
     if frame.vector == super::syscall::SYSCALL_VECTOR {
+        super::percpu::current().syscall_entries.fetch_add(1, Ordering::Relaxed);
         super::syscall::dispatch(frame);
         return;
     }
@@ -232,7 +233,10 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
         0..=31 if frame.from_user() => crate::task::process::user_fault(frame),
         0..=31 => crate::panic::fatal_exception(frame),
         TIMER_VECTOR => super::lapic::timer_interrupt(frame.from_user()),
-        keel_abi::SYSCALL_GATE_VECTOR if frame.from_user() => crate::task::syscall::handle(frame),
+        keel_abi::SYSCALL_GATE_VECTOR if frame.from_user() => {
+            super::percpu::current().int80_entries.fetch_add(1, Ordering::Relaxed);
+            crate::task::syscall::handle(frame)
+        }
         IPI_VECTOR => super::smp::ipi_interrupt(),
         super::tlb::TLB_VECTOR => super::tlb::shootdown_interrupt(),
         SPURIOUS_VECTOR => super::lapic::spurious_interrupt(),

@@ -111,6 +111,12 @@ pub fn set_masked(gsi: u32, masked: bool) -> Result<(), RouteError> {
     with_pin(gsi, |io, pin| io.set_masked(pin, masked))?.map_err(RouteError::Ioapic)
 }
 
+/// Whether `gsi`'s redirection entry has its mask bit set, read from the IOAPIC itself (not
+/// from the remembered entry), for evidence.
+pub fn is_masked(gsi: u32) -> Result<bool, RouteError> {
+    with_pin(gsi, |io, pin| io.read_entry(pin).map(|e| e.masked))?.map_err(RouteError::Ioapic)
+}
+
 /// Converts the platform's ISA route polarity/trigger into the register crate's types.
 pub fn isa_signal(route: &keel_platform::IrqRoute) -> (Polarity, TriggerMode) {
     let polarity = match route.polarity {

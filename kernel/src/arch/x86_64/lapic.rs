@@ -308,6 +308,23 @@ pub fn start_tick(use_deadline: bool) {
             .expect("tick period fits the 32-bit counter");
         lapic.start_periodic(TIMER_VECTOR, TIMER_DIVIDE, count).expect("valid vector and count");
     }
+    // What the evidence reports as this CPU's timer mode: the register, not the decision.
+    percpu::current().timer_lvt.store(lapic.registers_mut().read(Register::LvtTimer), Ordering::Relaxed);
+}
+
+/// Evidence name of the mode an LVT timer register value selects.
+pub fn timer_mode_name(lvt: u32) -> &'static str {
+    match keel_apic::LvtTimer::decode(lvt).map(|t| t.mode) {
+        Ok(keel_apic::TimerMode::TscDeadline) => "tsc-deadline",
+        Ok(keel_apic::TimerMode::Periodic) => "periodic",
+        Ok(keel_apic::TimerMode::OneShot) => "one-shot",
+        Err(_) => "reserved",
+    }
+}
+
+/// Evidence name of the LAPIC mode an `IA32_APIC_BASE` value (as read on its CPU) selects.
+pub fn apic_base_mode_name(raw: u64) -> &'static str {
+    state_name(ApicBase::from_raw(raw).state())
 }
 
 fn arm_deadline(tsc: u64) {

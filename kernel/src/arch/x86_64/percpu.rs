@@ -64,6 +64,14 @@ pub struct PerCpu {
     pub tlb: super::tlb::Inbox,
     /// Timer-driven preemptions.
     pub preemptions: AtomicU64,
+    /// Entries from ring 3 counted on each entry path: `syscall`, and the `int 0x80` gate.
+    pub syscall_entries: AtomicU64,
+    pub int80_entries: AtomicU64,
+    /// This CPU's LVT timer register as read back after its tick was started.
+    pub timer_lvt: AtomicU32,
+    /// IPI 49s other CPUs sent to wake a thread queued here (counted by the sender; the
+    /// receive side is `ipis_received`).
+    pub wake_ipis: AtomicU64,
 }
 
 /// Byte offsets the assembly entry stubs rely on.
@@ -100,6 +108,10 @@ impl PerCpu {
             tables: AtomicPtr::new(null_mut()),
             tlb: super::tlb::Inbox::new(),
             preemptions: AtomicU64::new(0),
+            syscall_entries: AtomicU64::new(0),
+            int80_entries: AtomicU64::new(0),
+            timer_lvt: AtomicU32::new(0),
+            wake_ipis: AtomicU64::new(0),
         }
     }
 }

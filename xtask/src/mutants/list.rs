@@ -1,0 +1,142 @@
+//! The curated kernel breaks. Each one is a small textual edit that makes the kernel (or a
+//! user program) wrong in one specific way, and names the proofs that must then fail.
+//!
+//! Snippets are short and unique so the list survives code motion: an edit matches its
+//! snippet wherever it moved inside the file, and a snippet that is gone or ambiguous stops
+//! the run with "break no longer applies" instead of silently testing nothing.
+
+use crate::qemu::Accel;
+
+/// One textual replacement in one file (path relative to the repository root).
+pub struct Edit {
+    pub file: &'static str,
+    /// Must occur exactly once in the file.
+    pub find: &'static str,
+    pub replace: &'static str,
+}
+
+/// A deliberate break and the proofs that must catch it.
+pub struct Break {
+    pub name: &'static str,
+    /// What the break does, in words.
+    pub what: &'static str,
+    pub edits: &'static [Edit],
+    /// Every one of these proofs must fail with the break applied.
+    pub proofs: &'static [&'static str],
+    /// TCG, except where only KVM exposes the feature under test (TSC-deadline).
+    pub accel: Accel,
+}
+
+pub const BREAKS: &[Break] = &[
+    Break {
+        name: "user-runtime-always-syscall",
+        what: "the user runtime ignores the kernel's request for the int 0x80 gate",
+        edits: &[Edit {
+            file: "user/rt/src/syscall.rs",
+            find: "crate::start_info().entry_gate == ENTRY_INT80",
+            replace: "crate::start_info().entry_gate == ENTRY_INT80 && false",
+        }],
+        proofs: &["interrupt-grant-int80"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "release-leaves-source-unmasked",
+        what: "releasing an Interrupt capability clears the software flag but not the hardware mask",
+        edits: &[Edit {
+            file: "kernel/src/object/interrupt.rs",
+            find: "            self.mask_source(true);\n            st.masked = true;\n            st.holder = None;",
+            replace: "            st.masked = true;\n            st.holder = None;",
+        }],
+        proofs: &["interrupt-grant", "driver-death"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "timer-always-periodic",
+        what: "the LAPIC timer is started periodic even where TSC-deadline was chosen",
+        edits: &[Edit {
+            file: "kernel/src/arch/x86_64/lapic.rs",
+            find: "    if use_deadline {\n        let period = time::tsc_hz() / TICK_HZ;",
+            replace: "    if use_deadline && false {\n        let period = time::tsc_hz() / TICK_HZ;",
+        }],
+        proofs: &["tsc-deadline"],
+        // TCG offers no TSC-deadline timer (QEMU: "TCG doesn't support ... tsc-deadline").
+        accel: Accel::Kvm,
+    },
+    Break {
+        name: "generation-compare-removed",
+        what: "a capability id's generation is not compared, so a stale id reaches the slot's new object",
+        edits: &[Edit {
+            file: "crates/cap/src/lib.rs",
+            find: "Entry::Occupied(_) if slot.generation == id.generation() => Ok(index),",
+            replace: "Entry::Occupied(_) => Ok(index),",
+        }],
+        proofs: &["hostile-ring"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "aps-left-in-xapic",
+        what: "application processors skip their IA32_APIC_BASE switch and stay in xAPIC mode",
+        edits: &[Edit {
+            file: "kernel/src/arch/x86_64/lapic.rs",
+            find: "    let plan = plan_for_ap(mode_inputs(), required)?;\n    apply_plan(plan.writes());",
+            replace: "    let _plan = plan_for_ap(mode_inputs(), required)?;",
+        }],
+        proofs: &["smp-x2apic"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "ipi-handler-no-eoi",
+        what: "the vector-49 handler returns without an EOI",
+        edits: &[Edit {
+            file: "kernel/src/arch/x86_64/smp.rs",
+            find: "    me.mailbox.ping_acks.store(requested, Ordering::Release);\n    lapic::eoi();",
+            replace: "    me.mailbox.ping_acks.store(requested, Ordering::Release);",
+        }],
+        proofs: &["smp"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "shootdown-no-invlpg",
+        what: "a TLB shootdown acknowledges without invalidating the pages",
+        edits: &[Edit {
+            file: "kernel/src/arch/x86_64/tlb.rs",
+            find: "                x86_64::instructions::tlb::flush(x86_64::VirtAddr::new(va));",
+            replace: "                let _ = va;",
+        }],
+        proofs: &["tlb-shootdown-2"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "x2apic-destination-8-bit",
+        what: "x2APIC IPIs carry only the low 8 bits of the APIC ID (257 becomes 1)",
+        edits: &[Edit {
+            file: "crates/apic/src/icr.rs",
+            find: "Destination::Physical(id) => u64::from(id.get()) << X2APIC_DESTINATION_SHIFT,",
+            replace: "Destination::Physical(id) => u64::from(id.get() as u8) << X2APIC_DESTINATION_SHIFT,",
+        }],
+        proofs: &["apic-id-257"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "rtc-routed-to-wrong-cpu",
+        what: "the RTC's IOAPIC entry names the boot CPU instead of the chosen target",
+        edits: &[Edit {
+            file: "kernel/src/proofs/rtc.rs",
+            find: "ioapic::route(route.gsi, vector, apic_id, polarity, trigger, false)",
+            replace: "ioapic::route(route.gsi, vector, ApicId::new(percpu::current().apic_id.load(Ordering::Acquire)), polarity, trigger, false)",
+        }],
+        proofs: &["smp-trace"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "remote-wake-without-ipi",
+        what: "waking a thread queued on another CPU sends no IPI 49 (it waits for that CPU's next tick)",
+        edits: &[Edit {
+            file: "kernel/src/task/sched.rs",
+            find: "        let _ = lapic::send(Ipi::fixed(IPI_VECTOR).to(apic));",
+            replace: "        let _ = apic;",
+        }],
+        proofs: &["interrupt-grant-remote"],
+        accel: Accel::Tcg,
+    },
+];
