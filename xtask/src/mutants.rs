@@ -100,12 +100,18 @@ fn judge_break(registry: &[Proof], b: &Break, root: &Path, tree: &Path, out_dir:
     let mut missed = Vec::new();
     for (name, r) in boot(registry, b, tree, &out_dir.join("logs").join(b.name), env)? {
         match &r.outcome {
-            Outcome::Ran { failures, .. } if !failures.is_empty() => caught.push(format!("{name}: {}", failures[0])),
+            Outcome::Ran { failures, .. } if !failures.is_empty() => caught.push(format!("{name}: {}", telling(failures))),
             Outcome::Ran { .. } => missed.push(name),
             Outcome::Skipped(why) | Outcome::Error(why) => return Ok(Verdict::NotRun(format!("{name}: {why}"))),
         }
     }
     Ok(if missed.is_empty() { Verdict::Caught(caught) } else { Verdict::Missed(missed) })
+}
+
+/// The failure that says most about what broke: a failed check rather than the timeout or
+/// exit status it led to.
+fn telling(failures: &[String]) -> &str {
+    failures.iter().find(|f| f.contains("check failed")).unwrap_or(&failures[0])
 }
 
 /// Boots each proof `b` names from the scratch tree's artifacts, one at a time.

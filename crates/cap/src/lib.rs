@@ -367,7 +367,9 @@ mod tests {
     fn full_and_zero_capacity() {
         let mut t = CapTable::new(3);
         for i in 0..3 {
+            assert!(!t.is_full());
             t.insert(i).unwrap();
+            assert!(!t.is_empty());
         }
         assert!(t.is_full());
         assert_eq!(t.insert(9), Err(CapError::Full));
@@ -376,6 +378,7 @@ mod tests {
         assert_eq!(t.len(), 3);
 
         let mut z: CapTable<u8> = CapTable::new(0);
+        assert!(z.is_full() && z.is_empty());
         assert_eq!(z.insert(1), Err(CapError::Full));
         assert_eq!(z.get(CapId::new(0, 1)), Err(CapError::NoSuchSlot));
         assert_eq!(z.drain().count(), 0);
