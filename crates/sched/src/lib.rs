@@ -298,6 +298,7 @@ mod tests {
         m.remove(3);
         assert_eq!(s.into_iter().collect::<Vec<_>>(), [0, 3, 63, 64, 200, 511]);
         assert_eq!(s.len(), 6);
+        assert!(!s.is_empty());
         assert!(s.remove(64) && !s.remove(64) && !s.remove(9999));
         assert!(!s.contains(64) && s.contains(511) && !s.contains(512));
         assert_eq!(s.low_bits(), 1 | 1 << 3 | 1 << 63);
@@ -319,6 +320,7 @@ mod tests {
             m.insert(c);
         }
         m.insert(9999); // out of range: ignored
+        assert!(!m.is_empty());
         assert_eq!(m.iter().collect::<Vec<_>>(), vec![0, 1, 63, 64, 257, 511]);
         assert!(m.contains(257) && !m.contains(256));
         assert_eq!(m.snapshot().low_bits(), (1 << 0) | (1 << 1) | (1 << 63));
