@@ -65,6 +65,7 @@ mod tests {
         assert_eq!(CapId::new(0, 0), CapId::NULL);
         assert_eq!(CapId::from_u64(u64::from(id)), Some(id));
         assert_eq!(CapId::from_u64(1 << 32), None);
+        assert_eq!(CapId::from_u64(u32::MAX as u64), Some(CapId(u32::MAX)), "the largest id fits");
         for i in [0u16, 1, 255, u16::MAX] {
             for g in [0u16, 1, 0x8000, u16::MAX] {
                 let id = CapId::new(i, g);

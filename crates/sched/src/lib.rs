@@ -321,6 +321,7 @@ mod tests {
         }
         m.insert(9999); // out of range: ignored
         assert!(!m.is_empty());
+        assert_eq!(format!("{m:?}"), "[0, 1, 63, 64, 257, 511]");
         assert_eq!(m.iter().collect::<Vec<_>>(), vec![0, 1, 63, 64, 257, 511]);
         assert!(m.contains(257) && !m.contains(256));
         assert_eq!(m.snapshot().low_bits(), (1 << 0) | (1 << 1) | (1 << 63));
@@ -364,8 +365,10 @@ mod tests {
         assert_eq!(s.get(), ThreadState::Runnable);
         assert!(!s.try_wake(), "a runnable thread is not woken twice");
         s.set(ThreadState::Running);
+        assert_eq!(s.get(), ThreadState::Running);
         assert!(!s.try_wake());
         s.set(ThreadState::Blocked);
+        assert_eq!(s.get(), ThreadState::Blocked);
         assert!(s.try_wake());
         assert_eq!(s.get(), ThreadState::Runnable);
         assert!(!s.try_wake());
@@ -402,7 +405,7 @@ mod tests {
             q.push(i).unwrap();
         }
         assert_eq!(q.push(9), Err(9));
-        assert_eq!(q.len(), 3);
+        assert_eq!((q.len(), q.is_empty()), (3, false));
         assert_eq!((q.pop(), q.pop(), q.pop(), q.pop()), (Some(0), Some(1), Some(2), None));
         assert!(q.is_empty());
         q.push(7).unwrap();
