@@ -580,6 +580,8 @@ mod tests {
                 low: 0x0000_4500
             }
         );
+        assert_eq!(Ipi::startup(0x08).to(ApicId::new(2)).vector(), 0x08);
+        assert_eq!(Ipi::fixed(0x31).to(ApicId::new(2)).vector(), 0x31);
         let sipi = Ipi::startup(0x08)
             .to(ApicId::new(2))
             .encode_xapic()

@@ -128,6 +128,11 @@ mod tests {
     }
 
     #[test]
+    fn display_names_the_id() {
+        assert_eq!(format!("{}", ApicId::new(257)), "apic#257");
+    }
+
+    #[test]
     fn x2apic_id_register_is_full_32_bits() {
         assert_eq!(
             ApicId::from_id_register(0x0000_0101, LapicMode::X2Apic),

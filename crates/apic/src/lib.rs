@@ -35,6 +35,8 @@ pub mod mode;
 pub mod msi;
 pub mod regs;
 pub mod signal;
+#[cfg(test)]
+mod spec_tests;
 pub mod timer;
 
 pub use base::{ApicBase, XapicDisableStatus};

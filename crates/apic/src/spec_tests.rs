@@ -1,0 +1,37 @@
+//! The architectural bit positions this crate names, pinned to the documents that define
+//! them (Intel SDM vol. 3A ch. 11, the 82093AA IOAPIC datasheet). A constant that drifted
+//! would still encode consistently with itself, so only an independent statement of the
+//! position catches it.
+
+use crate::base::*;
+use crate::icr::ICR_DELIVERY_STATUS_PENDING;
+use crate::ioapic::{RTE_MASKED, RTE_READ_ONLY_BITS};
+
+fn bit(n: u32) -> u64 {
+    1 << n
+}
+
+#[test]
+fn cpuid_and_msr_bits() {
+    assert_eq!(u64::from(CPUID_01_ECX_X2APIC), bit(21), "CPUID.01H:ECX[21] x2APIC");
+    assert_eq!(u64::from(CPUID_07_EDX_ARCH_CAPABILITIES), bit(29), "CPUID.07H:EDX[29]");
+    assert_eq!(ARCH_CAP_XAPIC_DISABLE_STATUS, bit(21), "IA32_ARCH_CAPABILITIES[21]");
+    assert_eq!(LEGACY_XAPIC_DISABLED, bit(0), "IA32_XAPIC_DISABLE_STATUS[0]");
+    assert_eq!(APIC_BASE_BSP, bit(8));
+    assert_eq!(APIC_BASE_EXTD, bit(10));
+    assert_eq!(APIC_BASE_EN, bit(11));
+}
+
+#[test]
+fn icr_and_rte_bits() {
+    assert_eq!(u64::from(ICR_DELIVERY_STATUS_PENDING), bit(12), "ICR delivery status");
+    assert_eq!(u64::from(RTE_MASKED), bit(16), "RTE mask");
+    assert_eq!(u64::from(RTE_READ_ONLY_BITS), bit(12) | bit(14), "RTE delivery status, remote IRR");
+}
+
+#[test]
+fn bsp_flag_is_bit_8_only() {
+    assert!(ApicBase::from_raw(0xFEE0_0900).is_bsp());
+    assert!(!ApicBase::from_raw(0xFEE0_0800).is_bsp(), "an AP");
+    assert!(!ApicBase::from_raw(0xFEE0_0C00).is_bsp(), "an AP in x2APIC mode");
+}
