@@ -104,6 +104,11 @@ pub fn run(system: System, cmdline: &CommandLine) -> ! {
         if let (Some(high), false) = (high, remapped) {
             let refused = super::rtc::route_is_refused(&system, high);
             ev!("ioapic.route_above_254", if refused { "refused" } else { "accepted" });
+            let high_id = keel_apic::ApicId::new(high.apic_id.load(Ordering::Relaxed));
+            if let Err(reason) = crate::arch::x86_64::ioapic::reachable(high_id) {
+                log::info!("smp: RTC to APIC ID {}: {reason}", high_id.get());
+                ev!("ioapic.route_above_254_reason", "8-bit-destination-without-remapping");
+            }
             if !refused {
                 failures += 1;
             }

@@ -89,9 +89,9 @@ pub fn init(lapic_mode: LapicMode, gsis: u32, msi_sources: u32, allowed: bool) {
             MODE.store(if mode == DestinationMode::X2Apic { 2 } else { 1 }, Ordering::Release);
             "on"
         }
-        Err(why) => {
+        Err((code, why)) => {
             log::info!("iommu: interrupt remapping off: {why}");
-            ev!("iommu.off_reason", why);
+            ev!("iommu.off_reason", code);
             "off"
         }
     };
@@ -101,11 +101,14 @@ pub fn init(lapic_mode: LapicMode, gsis: u32, msi_sources: u32, allowed: bool) {
     }
 }
 
-fn try_init(lapic_mode: LapicMode, gsis: u32, msi_sources: u32, allowed: bool) -> Result<Remapper, &'static str> {
-    let bytes = crate::acpi::dmar().ok_or("no DMAR table (no IOMMU)")?;
+/// Why remapping stays off: an evidence code and the reason in words.
+type OffReason = (&'static str, &'static str);
+
+fn try_init(lapic_mode: LapicMode, gsis: u32, msi_sources: u32, allowed: bool) -> Result<Remapper, OffReason> {
+    let bytes = crate::acpi::dmar().ok_or(("no-dmar", "no DMAR table (no IOMMU)"))?;
     let dmar = Dmar::parse(bytes).map_err(|e| {
         log::warn!("iommu: DMAR rejected: {e:?}");
-        "DMAR table malformed"
+        ("dmar-malformed", "DMAR table malformed")
     })?;
     if let Some(e) = dmar.first_error() {
         log::warn!("iommu: DMAR structure error: {e:?} (the structures before it are used)");
@@ -118,27 +121,27 @@ fn try_init(lapic_mode: LapicMode, gsis: u32, msi_sources: u32, allowed: bool) -
     }
     ev!("iommu.units", dmar.units().count());
     if !dmar.flags.interrupt_remapping {
-        return Err("DMAR does not report interrupt remapping");
+        return Err(("dmar-without-interrupt-remapping", "DMAR does not report interrupt remapping"));
     }
     if !allowed {
-        return Err("disabled on the command line (iommu=off)");
+        return Err(("command-line", "disabled on the command line (iommu=off)"));
     }
     let x2apic = lapic_mode == LapicMode::X2Apic;
     let mut units = Vec::new();
     for u in dmar.units() {
         let unit = Unit::probe(u.register_base, u.register_pages(), x2apic).map_err(|e| {
             log::warn!("iommu: unit {:#x} unusable: {e:?}", u.register_base);
-            "a remapping unit cannot remap interrupts in this LAPIC mode"
+            ("unit-cannot-remap", "a remapping unit cannot remap interrupts in this LAPIC mode")
         })?;
         units.push(unit);
     }
     if units.is_empty() {
-        return Err("DMAR lists no remapping unit");
+        return Err(("no-unit", "DMAR lists no remapping unit"));
     }
     let mode = if x2apic { DestinationMode::X2Apic } else { DestinationMode::XApic };
-    let plan = IndexPlan::new(gsis, msi_sources).ok_or("interrupt sources exceed 65,536 table entries")?;
+    let plan = IndexPlan::new(gsis, msi_sources).ok_or(("table-too-large", "interrupt sources exceed 65,536 table entries"))?;
     let pages = plan.bytes().div_ceil(4096);
-    let table_phys = frames::allocate_contiguous(pages, 4096).ok_or("no memory for the remapping table")?;
+    let table_phys = frames::allocate_contiguous(pages, 4096).ok_or(("no-memory", "no memory for the remapping table"))?;
     // SAFETY: the frames were just allocated for the table; nothing else references them.
     unsafe { core::ptr::write_bytes(phys_to_virt(table_phys).as_mut_ptr::<u8>(), 0, plan.bytes() as usize) };
     let coherent = units.iter().all(|u| u.extended.coherent());
@@ -149,7 +152,7 @@ fn try_init(lapic_mode: LapicMode, gsis: u32, msi_sources: u32, allowed: bool) -
     for unit in &mut units {
         unit.enable(irta).map_err(|e| {
             log::error!("iommu: unit {:#x}: enabling failed: {e:?}", unit.register_base);
-            "enabling sequence failed"
+            ("enable-failed", "enabling sequence failed")
         })?;
         log::info!("iommu: unit {:#x}: interrupt remapping on, {} entries, EIME {}", unit.register_base, plan.entries, x2apic);
     }

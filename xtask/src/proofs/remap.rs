@@ -1,0 +1,204 @@
+//! Proofs of VT-d interrupt remapping: device interrupts delivered to the CPU with APIC ID
+//! 257 through the IOMMU, cross-checked against QEMU's `vtd_*` trace events (what the
+//! emulated remapping unit really did), and the refusal on the same machine without one.
+
+use super::{firmware_x2apic_machine, smp_checks, user_proof, x2apic_cpu, Proof};
+use crate::checks::{eq, ge, keys_equal};
+use crate::trace::{ev_str, ev_u64, Trace};
+
+/// `-device intel-iommu` with interrupt remapping and extended interrupt mode.
+pub const IOMMU: &[&str] = &["-device", "intel-iommu,intremap=on,eim=on"];
+/// The CPU with APIC ID 257 (CPU index 2 after APIC IDs 0 and 1).
+const CPU_257: &[&str] = &["-device", "qemu64-x86_64-cpu,x2apic=on,socket-id=0,core-id=257,thread-id=0"];
+/// Interrupts each edu driver raises in `manifests/interrupt-remap-257.manifest`.
+const EDU_RAISES_257: u64 = 300;
+/// QEMU trace events of the remapping unit the proofs log.
+const VTD_TRACE: &[&str] = &["vtd_ir_enable", "vtd_reg_ir_root", "vtd_ir_irte_get", "vtd_ir_remap", "vtd_inv_desc_iec"];
+/// Handled interrupts may exceed traced remaps by one in flight when the log was cut.
+const REMAP_TRACE_SLACK: u64 = 2;
+
+fn hex_or_dec(v: &str) -> Option<u64> {
+    keel_evidence::parse_u64(v)
+}
+
+/// What the emulated unit saw: remapping enabled once, the table the kernel reports, at least
+/// one invalidation per entry written, and for each source (`prefix` with its delivery
+/// counter): every remap of its index went to the destination and vector the kernel's table
+/// holds, no fewer remaps than the kernel counted deliveries, and the table entry QEMU read
+/// names that destination.
+pub fn vtd_trace_checks(p: Proof, sources: &'static [(&'static str, &'static str)]) -> Proof {
+    let mut p = p
+        .trace(VTD_TRACE)
+        .trace_check("vtd_ir_enable 1 traced, never disabled after", |_, tr| {
+            let states: Vec<&str> = tr.values("vtd_ir_enable", "enable");
+            match states.last() {
+                Some(&"1") => Ok(()),
+                other => Err(format!("vtd_ir_enable states {states:?} (last {other:?})")),
+            }
+        })
+        .trace_check("vtd_reg_ir_root addr/size == iommu.irt_phys/irt_entries", |t, tr| {
+            let (phys, entries) = (ev_u64(t, "iommu.irt_phys")?, ev_u64(t, "iommu.irt_entries")?);
+            let roots: Vec<(Option<u64>, Option<u64>)> = tr
+                .matching("vtd_reg_ir_root", &[])
+                .map(|e| (e.field("addr").and_then(hex_or_dec), e.field("size").and_then(hex_or_dec)))
+                .collect();
+            if roots.last() == Some(&(Some(phys), Some(entries))) {
+                Ok(())
+            } else {
+                Err(format!("traced roots {roots:?}, kernel says {phys:#x}/{entries}"))
+            }
+        })
+        .trace_check("vtd_inv_desc_iec events >= iommu.entries_written + 1 (the global one)", |t, tr| {
+            let written = ev_u64(t, "iommu.entries_written")?;
+            let traced = tr.count("vtd_inv_desc_iec", &[]) as u64;
+            if traced > written { Ok(()) } else { Err(format!("{traced} IEC invalidations traced for {written} entries written")) }
+        });
+    for &(prefix, counter) in sources {
+        let name = format!("{prefix}: every vtd_ir_remap of its index went to its IRTE's destination and vector, >= {counter}");
+        p = p.trace_check(&name, move |t, tr| source_remapped(t, tr, prefix, counter));
+    }
+    p
+}
+
+fn source_remapped(t: &keel_evidence::Transcript, tr: &Trace, prefix: &str, counter: &str) -> Result<(), String> {
+    let index = ev_str(t, &format!("{prefix}.remap_index"))?;
+    let dest = ev_u64(t, &format!("{prefix}.irte_destination"))?;
+    let vector = ev_u64(t, &format!("{prefix}.irte_vector"))?;
+    let counted = ev_u64(t, counter)?;
+    let mut remaps = 0u64;
+    for e in tr.matching("vtd_ir_remap", &[("index", &index)]) {
+        let (d, v) = (e.field("dest").and_then(hex_or_dec), e.field("vector").and_then(hex_or_dec));
+        if d != Some(dest) || v != Some(vector) {
+            return Err(format!("remap of index {index} went elsewhere: {}", e.raw));
+        }
+        remaps += 1;
+    }
+    if remaps + REMAP_TRACE_SLACK < counted {
+        return Err(format!("kernel counted {counted} deliveries but QEMU remapped index {index} only {remaps} times"));
+    }
+    // QEMU passes the entry's quadwords to this event swapped: the field it labels `high`
+    // holds bits 63:0 (P, vector, destination), `low` bits 127:64 (source validation).
+    let lows: Vec<u64> = tr.matching("vtd_ir_irte_get", &[("index", &index)]).filter_map(|e| e.field("high").and_then(hex_or_dec)).collect();
+    if lows.is_empty() {
+        return Err(format!("QEMU never read IRTE {index}"));
+    }
+    if let Some(low) = lows.iter().find(|low| *low >> 32 != dest) {
+        return Err(format!("QEMU read IRTE {index} with destination {} (low {low:#x}), kernel says {dest}", low >> 32));
+    }
+    Ok(())
+}
+
+/// The firmware-x2APIC machine with a CPU of APIC ID 257.
+fn machine_257(p: Proof) -> Proof {
+    firmware_x2apic_machine(p).qemu_extra(CPU_257)
+}
+
+/// Per-source checks of the remapped drivers' interrupts on the CPU with `apic_id`.
+fn remapped_source(p: Proof, key: &'static str, apic_id: u64) -> Proof {
+    let k = |s: &str| -> &'static str { Box::leak(format!("irq.{key}.{s}").into_boxed_str()) };
+    p.check(eq(k("target_apic_id"), apic_id))
+        .check(keys_equal(k("on_target_cpu"), k("deliveries")))
+        .check(eq(k("off_target_cpu"), 0))
+        .check(eq(k("format"), "remappable"))
+        .check(eq(k("irte_destination"), apic_id))
+        .check(keys_equal(k("irte_vector"), k("vector")))
+        .check(eq(k("masked_at_end"), "yes"))
+}
+
+fn remapping_on(p: Proof) -> Proof {
+    p.check(eq("iommu.remapping", "on"))
+        .check(eq("iommu.mode", "x2apic"))
+        .check(eq("iommu.unit.0.ire", "yes"))
+        .check(eq("iommu.unit.0.qie", "yes"))
+        .check(eq("iommu.unit.0.eime", "yes"))
+        .check(eq("iommu.faults", 0))
+}
+
+const USER_SOURCES: &[(&str, &str)] = &[
+    ("irq.msi_edu", "irq.msi_edu.deliveries"),
+    ("irq.intx_edu", "irq.intx_edu.deliveries"),
+    ("irq.isa_8", "irq.isa_8.deliveries"),
+];
+
+pub fn proofs() -> Vec<Proof> {
+    vec![
+        vtd_trace_checks(
+            remapping_on(smp_checks(
+                machine_257(Proof::new("apic-id-257-remap", "the RTC through the IOAPIC and VT-d remapping to the CPU with APIC ID 257"))
+                    .qemu_extra(IOMMU),
+                3,
+                "x2apic",
+            ))
+            .check(eq("smp.max_apic_id", 257))
+            .check(eq("ioapic.route_above_254", "remapped"))
+            .check(eq("rtc.apic_id", 257))
+            .check(eq("rtc.format", "remappable"))
+            .check(eq("rtc.irte_destination", 257))
+            .check(keys_equal("rtc.irte_vector", "rtc.vector")),
+            &[("rtc", "rtc.interrupts")],
+        ),
+        vtd_trace_checks(
+            [("msi_edu", 257), ("intx_edu", 257), ("isa_8", 257)].into_iter().fold(
+                remapping_on(
+                    machine_257(user_proof(
+                        Proof::new("interrupt-remap-257", "edu MSI, edu INTx (level) and RTC drivers on the CPU with APIC ID 257 via VT-d (firmware x2APIC)"),
+                        "interrupt-remap-257",
+                        &["edu-driver", "rtc-driver"],
+                    ))
+                    .qemu_extra(IOMMU),
+                )
+                .check(eq("lapic.firmware_state", "x2apic"))
+                .check(eq("user.edu_msi.raised", EDU_RAISES_257))
+                .check(keys_equal("user.edu_msi.received", "user.edu_msi.raised"))
+                .check(eq("irq.msi_edu.deliveries", EDU_RAISES_257))
+                .check(eq("user.edu_intx.raised", EDU_RAISES_257))
+                .check(keys_equal("user.edu_intx.received", "user.edu_intx.raised"))
+                .check(eq("irq.intx_edu.deliveries", EDU_RAISES_257))
+                .check(ge("user.rtc.received", 64))
+                .check(ge("irq.isa_8.deliveries", 64))
+                .check(eq("proc.edu_msi.exit", 0))
+                .check(eq("proc.edu_intx.exit", 0))
+                .check(eq("proc.rtc.exit", 0)),
+                |p, (key, id)| remapped_source(p, key, id),
+            ),
+            USER_SOURCES,
+        ),
+        vtd_trace_checks(
+            [("msi_edu", 1), ("intx_edu", 1), ("isa_8", 1)].into_iter().fold(
+                remapping_on(
+                    super::interrupt_grant(
+                        Proof::new("interrupt-remap-x2apic", "the interrupt-grant drivers via VT-d in extended interrupt mode, Keel enabling x2APIC")
+                            .cpu(x2apic_cpu())
+                            .qemu_extra(IOMMU),
+                        "x2apic",
+                    ),
+                )
+                .check(eq("lapic.firmware_state", "xapic")),
+                |p, (key, id)| remapped_source(p, key, id),
+            ),
+            USER_SOURCES,
+        ),
+        remapping_on(
+            user_proof(Proof::new("interrupt-storm-remap", "interrupt-storm with VT-d remapping on"), "interrupt-storm", &["edu-driver"])
+                .qemu_extra(IOMMU),
+        )
+        .check(eq("irq.intx_edu.deliveries", 1))
+        .check(eq("irq.intx_edu.format", "remappable"))
+        .check(eq("irq.intx_edu.masked_at_end", "yes"))
+        .check(eq("user.edu_storm.first_wait_count", 1))
+        .check(eq("user.edu_storm.second_wait", "timed_out"))
+        .check(crate::checks::for_each_cpu("cpu.*.timer_ticks", crate::checks::is::ge(30)).count_eq_key("smp.online")),
+        remapping_on(
+            user_proof(Proof::new("driver-death-remap", "driver-death with VT-d remapping on"), "driver-death", &["edu-driver"])
+                .qemu_extra(IOMMU),
+        )
+        .check(eq("irq.intx_edu.format", "remappable"))
+        .check(eq("proc.edu_dying.exit", 7))
+        .check(eq("user.edu_dying.raised", 1))
+        .check(eq("user.edu_successor.inherited", "yes"))
+        .check(eq("user.edu_successor.received", 50))
+        .check(keys_equal("user.edu_successor.received", "user.edu_successor.raised"))
+        .check(eq("proc.edu_successor.exit", 0))
+        .check(eq("irq.intx_edu.masked_at_end", "yes")),
+    ]
+}
