@@ -7,7 +7,15 @@ use crate::checks::{eq, ge, keys_equal};
 use crate::trace::{ev_str, ev_u64, Trace};
 
 /// `-device intel-iommu` with interrupt remapping and extended interrupt mode.
-pub const IOMMU: &[&str] = &["-device", "intel-iommu,intremap=on,eim=on"];
+const IOMMU: &[&str] = &["-device", "intel-iommu,intremap=on,eim=on"];
+
+/// The machine with the IOMMU. KVM's in-kernel IOAPIC cannot remap, so the IOAPIC moves to
+/// QEMU (`kernel-irqchip=split`); TCG ignores the option.
+impl Proof {
+    fn with_iommu(self) -> Proof {
+        self.machine("q35,kernel-irqchip=split").qemu_extra(IOMMU)
+    }
+}
 /// The CPU with APIC ID 257 (CPU index 2 after APIC IDs 0 and 1).
 const CPU_257: &[&str] = &["-device", "qemu64-x86_64-cpu,x2apic=on,socket-id=0,core-id=257,thread-id=0"];
 /// Interrupts each edu driver raises in `manifests/interrupt-remap-257.manifest`.
@@ -125,7 +133,7 @@ pub fn proofs() -> Vec<Proof> {
         vtd_trace_checks(
             remapping_on(smp_checks(
                 machine_257(Proof::new("apic-id-257-remap", "the RTC through the IOAPIC and VT-d remapping to the CPU with APIC ID 257"))
-                    .qemu_extra(IOMMU),
+                    .with_iommu(),
                 3,
                 "x2apic",
             ))
@@ -145,7 +153,7 @@ pub fn proofs() -> Vec<Proof> {
                         "interrupt-remap-257",
                         &["edu-driver", "rtc-driver"],
                     ))
-                    .qemu_extra(IOMMU),
+                    .with_iommu(),
                 )
                 .check(eq("lapic.firmware_state", "x2apic"))
                 .check(eq("user.edu_msi.raised", EDU_RAISES_257))
@@ -169,7 +177,7 @@ pub fn proofs() -> Vec<Proof> {
                     super::interrupt_grant(
                         Proof::new("interrupt-remap-x2apic", "the interrupt-grant drivers via VT-d in extended interrupt mode, Keel enabling x2APIC")
                             .cpu(x2apic_cpu())
-                            .qemu_extra(IOMMU),
+                            .with_iommu(),
                         "x2apic",
                     ),
                 )
@@ -180,7 +188,7 @@ pub fn proofs() -> Vec<Proof> {
         ),
         remapping_on(
             user_proof(Proof::new("interrupt-storm-remap", "interrupt-storm with VT-d remapping on"), "interrupt-storm", &["edu-driver"])
-                .qemu_extra(IOMMU),
+                .with_iommu(),
         )
         .check(eq("irq.intx_edu.deliveries", 1))
         .check(eq("irq.intx_edu.format", "remappable"))
@@ -190,7 +198,7 @@ pub fn proofs() -> Vec<Proof> {
         .check(crate::checks::for_each_cpu("cpu.*.timer_ticks", crate::checks::is::ge(30)).count_eq_key("smp.online")),
         remapping_on(
             user_proof(Proof::new("driver-death-remap", "driver-death with VT-d remapping on"), "driver-death", &["edu-driver"])
-                .qemu_extra(IOMMU),
+                .with_iommu(),
         )
         .check(eq("irq.intx_edu.format", "remappable"))
         .check(eq("proc.edu_dying.exit", 7))
