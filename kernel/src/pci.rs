@@ -219,9 +219,14 @@ pub fn msi_enable(d: &PciDevice, cap: u8, cpu: ApicId, vector: u8) -> Result<boo
         let data = MsiData::fixed(vector).encode().map_err(|_| "illegal MSI vector")? as u16;
         (MsiAddress::physical(dest).encode(), data)
     };
+    Ok(msi_write(d, cap, address, data))
+}
+
+/// Writes an MSI address/data pair as given and enables single-message MSI; returns whether
+/// the function has per-vector masking.
+pub fn msi_write(d: &PciDevice, cap: u8, address: u32, data: u16) -> bool {
     let control = read16(d.addr, cap + 2);
     let is64 = control & (1 << 7) != 0;
-    let maskable = control & (1 << 8) != 0;
     write32(d.addr, cap + 4, address);
     if is64 {
         write32(d.addr, cap + 8, 0);
@@ -231,7 +236,17 @@ pub fn msi_enable(d: &PciDevice, cap: u8, cpu: ApicId, vector: u8) -> Result<boo
     }
     // One message (multiple-message enable = 0), MSI enable.
     write16(d.addr, cap + 2, (control & !(0x7 << 4)) | 1);
-    Ok(maskable)
+    control & (1 << 8) != 0
+}
+
+/// The bus range `(secondary, subordinate)` behind a PCI-to-PCI bridge (header type 1).
+pub fn bridge_buses(bdf: u16) -> Option<(u8, u8)> {
+    let a = PciAddr { bus: (bdf >> 8) as u8, device: ((bdf >> 3) & 0x1F) as u8, function: (bdf & 7) as u8 };
+    if read32(a, 0) & 0xFFFF == 0xFFFF || (read32(a, 0x0C) >> 16) as u8 & 0x7F != 1 {
+        return None;
+    }
+    let buses = read32(a, 0x18);
+    Some(((buses >> 8) as u8, (buses >> 16) as u8))
 }
 
 /// The MSI address dword as the function holds it (for evidence).

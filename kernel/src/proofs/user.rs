@@ -28,6 +28,10 @@ pub fn run(_system: System, cmdline: &CommandLine, boot: &BootContext) -> ! {
             verdict(false, "no usable manifest");
         }
     };
+    if cmdline.get("iommu_fault_test") == Some("edu") && !super::remap::fault_self_test() {
+        log::error!("user: the IOMMU fault self-test failed");
+        verdict(false, "IOMMU fault self-test failed");
+    }
     let frames_before = crate::mm::frames::free_count();
     let heap_before = crate::mm::heap::used_bytes();
     ev!("user.frames_free_before", frames_before);

@@ -155,7 +155,12 @@ pub fn proofs() -> Vec<Proof> {
                     ))
                     .with_iommu(),
                 )
+                .args("iommu_fault_test=edu")
                 .check(eq("lapic.firmware_state", "x2apic"))
+                .check(eq("iommu.fault_test", "recorded"))
+                .check(eq("iommu.fault_test.reason", "0x22"))
+                .check(keys_equal("iommu.fault_test.index", "iommu.fault_test.expected_index"))
+                .check(keys_equal("iommu.fault_test.source_id", "iommu.fault_test.expected_source_id"))
                 .check(eq("user.edu_msi.raised", EDU_RAISES_257))
                 .check(keys_equal("user.edu_msi.received", "user.edu_msi.raised"))
                 .check(eq("irq.msi_edu.deliveries", EDU_RAISES_257))

@@ -24,7 +24,7 @@ use core::sync::atomic::{AtomicU8, Ordering};
 
 use keel_apic::{ApicId, LapicMode, TriggerMode};
 use keel_iommu::irte::{DestinationMode, IndexPlan, Irte, IrteDestination, IrteError, SourceValidation};
-use keel_iommu::regs::GlobalBit;
+use keel_iommu::regs::{FaultRecord, GlobalBit};
 use keel_iommu::{Dmar, SourceId};
 use spin::Mutex;
 
@@ -221,7 +221,7 @@ impl Remapper {
     }
 
     fn pci_source(&self, sid: SourceId) -> Result<SourceValidation, RemapError> {
-        self.dmar.unit_for_pci(0, sid, |_| None).ok_or(RemapError::NotCovered)?;
+        self.dmar.unit_for_pci(0, sid, |bridge| crate::pci::bridge_buses(bridge.0)).ok_or(RemapError::NotCovered)?;
         Ok(SourceValidation::Requester(sid))
     }
 }
@@ -272,6 +272,25 @@ pub fn gsi_index(gsi: u32) -> Option<u16> {
 /// The MSI handle of PCI function `bdf`, once routed.
 pub fn msi_handle(bdf: u16) -> Option<u16> {
     with(|r| r.msi_handles.get(&bdf).copied()).flatten()
+}
+
+/// An index no source uses (its entry is not present): the last one, when the plan leaves it
+/// free. The fault self-test points a request at it.
+pub fn unused_index() -> Option<u16> {
+    with(|r| (r.plan.gsis + r.plan.msi_handles < r.plan.entries).then(|| (r.plan.entries - 1) as u16)).flatten()
+}
+
+/// Reads and clears every unit's fault records and returns them, without counting them as
+/// unexpected (the fault self-test provokes one on purpose).
+pub fn take_faults() -> Vec<FaultRecord> {
+    with(|r| {
+        let mut taken = Vec::new();
+        for unit in &mut r.units {
+            unit.collect_faults(|f| taken.push(f.record));
+        }
+        taken
+    })
+    .unwrap_or_default()
 }
 
 /// Reads and clears every unit's fault records; returns how many were recorded so far.
