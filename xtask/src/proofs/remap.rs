@@ -90,8 +90,11 @@ fn source_remapped(t: &keel_evidence::Transcript, tr: &Trace, prefix: &str, coun
     if lows.is_empty() {
         return Err(format!("QEMU never read IRTE {index}"));
     }
-    if let Some(low) = lows.iter().find(|low| *low >> 32 != dest) {
-        return Err(format!("QEMU read IRTE {index} with destination {} (low {low:#x}), kernel says {dest}", low >> 32));
+    // Bits 63:32 hold the destination in extended interrupt mode, bits 47:40 in xAPIC mode.
+    let xapic = ev_str(t, "iommu.mode")? == "xapic";
+    let destination = |low: u64| if xapic { (low >> 40) & 0xFF } else { low >> 32 };
+    if let Some(low) = lows.iter().find(|low| destination(**low) != dest) {
+        return Err(format!("QEMU read IRTE {index} with destination {} (low {low:#x}), kernel says {dest}", destination(*low)));
     }
     Ok(())
 }
@@ -114,11 +117,16 @@ fn remapped_source(p: Proof, key: &'static str, apic_id: u64) -> Proof {
 }
 
 fn remapping_on(p: Proof) -> Proof {
+    remapping_in(p, "x2apic")
+}
+
+/// Remapping on every unit (read back from GSTS and IRTA), in `mode` (EIME for x2APIC).
+fn remapping_in(p: Proof, mode: &'static str) -> Proof {
     p.check(eq("iommu.remapping", "on"))
-        .check(eq("iommu.mode", "x2apic"))
+        .check(eq("iommu.mode", mode))
         .check(eq("iommu.unit.0.ire", "yes"))
         .check(eq("iommu.unit.0.qie", "yes"))
-        .check(eq("iommu.unit.0.eime", "yes"))
+        .check(eq("iommu.unit.0.eime", if mode == "x2apic" { "yes" } else { "no" }))
         .check(eq("iommu.faults", 0))
 }
 
@@ -191,6 +199,60 @@ pub fn proofs() -> Vec<Proof> {
             ),
             USER_SOURCES,
         ),
+        vtd_trace_checks(
+            [("msi_edu", 1), ("intx_edu", 1), ("isa_8", 1)].into_iter().fold(
+                remapping_in(
+                    super::interrupt_grant(
+                        Proof::new("interrupt-remap-xapic", "the interrupt-grant drivers via VT-d in xAPIC mode (8-bit IRTE destinations)")
+                            .cpu(super::xapic_cpu())
+                            .with_iommu(),
+                        "xapic",
+                    ),
+                    "xapic",
+                ),
+                |p, (key, id)| remapped_source(p, key, id),
+            ),
+            USER_SOURCES,
+        ),
+        vtd_trace_checks(
+            remapping_on(
+                machine_257(user_proof(
+                    Proof::new("driver-death-remap-257", "driver-death across CPUs: the successor on APIC ID 257 gets the source re-pointed through the table"),
+                    "driver-death-remap-257",
+                    &["edu-driver"],
+                ))
+                .with_iommu(),
+            )
+            .check(eq("proc.edu_dying.exit", 7))
+            .check(eq("user.edu_dying.raised", 1))
+            .check(eq("user.edu_successor.inherited", "yes"))
+            .check(eq("user.edu_successor.received", 50))
+            .check(keys_equal("user.edu_successor.received", "user.edu_successor.raised"))
+            .check(eq("proc.edu_successor.exit", 0))
+            .check(ge("iommu.entries_written", 2)),
+            &[],
+        )
+        .trace_check("intx(edu) remapped to APIC ID 1, then only to 257 after the re-grant, >= the successor's 50", |t, tr| {
+            let index = ev_str(t, "irq.intx_edu.remap_index")?;
+            let dests: Vec<Option<u64>> =
+                tr.matching("vtd_ir_remap", &[("index", &index)]).map(|e| e.field("dest").and_then(hex_or_dec)).collect();
+            let first_257 = dests.iter().position(|d| *d == Some(257)).ok_or("no remap of intx(edu) to APIC ID 257")?;
+            if let Some(bad) = dests[..first_257].iter().find(|d| **d != Some(1)) {
+                return Err(format!("before the re-grant a remap went to {bad:?}, not APIC ID 1"));
+            }
+            if let Some(bad) = dests[first_257..].iter().find(|d| **d != Some(257)) {
+                return Err(format!("after the re-grant a remap went to {bad:?}, not APIC ID 257"));
+            }
+            let to_257 = (dests.len() - first_257) as u64;
+            let received = ev_u64(t, "user.edu_successor.received")?;
+            if to_257 >= received { Ok(()) } else { Err(format!("{to_257} remaps to 257 for {received} received")) }
+        })
+        .check(eq("irq.intx_edu.target_apic_id", 257))
+        .check(eq("irq.intx_edu.irte_destination", 257))
+        .check(eq("irq.intx_edu.format", "remappable"))
+        .check(eq("irq.intx_edu.off_target_cpu", 0))
+        .check(keys_equal("irq.intx_edu.on_target_cpu", "irq.intx_edu.deliveries"))
+        .check(eq("irq.intx_edu.masked_at_end", "yes")),
         remapping_on(
             user_proof(Proof::new("interrupt-storm-remap", "interrupt-storm with VT-d remapping on"), "interrupt-storm", &["edu-driver"])
                 .with_iommu(),
