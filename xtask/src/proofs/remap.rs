@@ -3,7 +3,7 @@
 //! emulated remapping unit really did), and the refusal on the same machine without one.
 
 use super::{firmware_x2apic_machine, smp_checks, user_proof, x2apic_cpu, Proof};
-use crate::checks::{eq, ge, keys_equal};
+use crate::checks::{eq, for_each_cpu, ge, is, keys_equal};
 use crate::trace::{ev_str, ev_u64, Trace};
 
 /// `-device intel-iommu` with interrupt remapping and extended interrupt mode.
@@ -138,121 +138,12 @@ const USER_SOURCES: &[(&str, &str)] = &[
 
 pub fn proofs() -> Vec<Proof> {
     vec![
-        vtd_trace_checks(
-            remapping_on(smp_checks(
-                machine_257(Proof::new("apic-id-257-remap", "the RTC through the IOAPIC and VT-d remapping to the CPU with APIC ID 257"))
-                    .with_iommu(),
-                3,
-                "x2apic",
-            ))
-            .check(eq("smp.max_apic_id", 257))
-            .check(eq("ioapic.route_above_254", "remapped"))
-            .check(eq("rtc.apic_id", 257))
-            .check(eq("rtc.format", "remappable"))
-            .check(eq("rtc.irte_destination", 257))
-            .check(keys_equal("rtc.irte_vector", "rtc.vector")),
-            &[("rtc", "rtc.interrupts")],
-        ),
-        vtd_trace_checks(
-            [("msi_edu", 257), ("intx_edu", 257), ("isa_8", 257)].into_iter().fold(
-                remapping_on(
-                    machine_257(user_proof(
-                        Proof::new("interrupt-remap-257", "edu MSI, edu INTx (level) and RTC drivers on the CPU with APIC ID 257 via VT-d (firmware x2APIC)"),
-                        "interrupt-remap-257",
-                        &["edu-driver", "rtc-driver"],
-                    ))
-                    .with_iommu(),
-                )
-                .args("iommu_fault_test=edu")
-                .check(eq("lapic.firmware_state", "x2apic"))
-                .check(eq("iommu.fault_test", "recorded"))
-                .check(eq("iommu.fault_test.reason", "0x22"))
-                .check(keys_equal("iommu.fault_test.index", "iommu.fault_test.expected_index"))
-                .check(keys_equal("iommu.fault_test.source_id", "iommu.fault_test.expected_source_id"))
-                .check(eq("user.edu_msi.raised", EDU_RAISES_257))
-                .check(keys_equal("user.edu_msi.received", "user.edu_msi.raised"))
-                .check(eq("irq.msi_edu.deliveries", EDU_RAISES_257))
-                .check(eq("user.edu_intx.raised", EDU_RAISES_257))
-                .check(keys_equal("user.edu_intx.received", "user.edu_intx.raised"))
-                .check(eq("irq.intx_edu.deliveries", EDU_RAISES_257))
-                .check(ge("user.rtc.received", 64))
-                .check(ge("irq.isa_8.deliveries", 64))
-                .check(eq("proc.edu_msi.exit", 0))
-                .check(eq("proc.edu_intx.exit", 0))
-                .check(eq("proc.rtc.exit", 0)),
-                |p, (key, id)| remapped_source(p, key, id),
-            ),
-            USER_SOURCES,
-        ),
-        vtd_trace_checks(
-            [("msi_edu", 1), ("intx_edu", 1), ("isa_8", 1)].into_iter().fold(
-                remapping_on(
-                    super::interrupt_grant(
-                        Proof::new("interrupt-remap-x2apic", "the interrupt-grant drivers via VT-d in extended interrupt mode, Keel enabling x2APIC")
-                            .cpu(x2apic_cpu())
-                            .with_iommu(),
-                        "x2apic",
-                    ),
-                )
-                .check(eq("lapic.firmware_state", "xapic")),
-                |p, (key, id)| remapped_source(p, key, id),
-            ),
-            USER_SOURCES,
-        ),
-        vtd_trace_checks(
-            [("msi_edu", 1), ("intx_edu", 1), ("isa_8", 1)].into_iter().fold(
-                remapping_in(
-                    super::interrupt_grant(
-                        Proof::new("interrupt-remap-xapic", "the interrupt-grant drivers via VT-d in xAPIC mode (8-bit IRTE destinations)")
-                            .cpu(super::xapic_cpu())
-                            .with_iommu(),
-                        "xapic",
-                    ),
-                    "xapic",
-                ),
-                |p, (key, id)| remapped_source(p, key, id),
-            ),
-            USER_SOURCES,
-        ),
-        vtd_trace_checks(
-            remapping_on(
-                machine_257(user_proof(
-                    Proof::new("driver-death-remap-257", "driver-death across CPUs: the successor on APIC ID 257 gets the source re-pointed through the table"),
-                    "driver-death-remap-257",
-                    &["edu-driver"],
-                ))
-                .with_iommu(),
-            )
-            .check(eq("proc.edu_dying.exit", 7))
-            .check(eq("user.edu_dying.raised", 1))
-            .check(eq("user.edu_successor.inherited", "yes"))
-            .check(eq("user.edu_successor.received", 50))
-            .check(keys_equal("user.edu_successor.received", "user.edu_successor.raised"))
-            .check(eq("proc.edu_successor.exit", 0))
-            .check(ge("iommu.entries_written", 2)),
-            &[],
-        )
-        .trace_check("intx(edu) remapped to APIC ID 1, then only to 257 after the re-grant, >= the successor's 50", |t, tr| {
-            let index = ev_str(t, "irq.intx_edu.remap_index")?;
-            let dests: Vec<Option<u64>> =
-                tr.matching("vtd_ir_remap", &[("index", &index)]).map(|e| e.field("dest").and_then(hex_or_dec)).collect();
-            let first_257 = dests.iter().position(|d| *d == Some(257)).ok_or("no remap of intx(edu) to APIC ID 257")?;
-            if let Some(bad) = dests[..first_257].iter().find(|d| **d != Some(1)) {
-                return Err(format!("before the re-grant a remap went to {bad:?}, not APIC ID 1"));
-            }
-            if let Some(bad) = dests[first_257..].iter().find(|d| **d != Some(257)) {
-                return Err(format!("after the re-grant a remap went to {bad:?}, not APIC ID 257"));
-            }
-            let to_257 = (dests.len() - first_257) as u64;
-            let received = ev_u64(t, "user.edu_successor.received")?;
-            if to_257 >= received { Ok(()) } else { Err(format!("{to_257} remaps to 257 for {received} received")) }
-        })
-        .check(eq("irq.intx_edu.target_apic_id", 257))
-        .check(eq("irq.intx_edu.irte_destination", 257))
-        .check(eq("irq.intx_edu.format", "remappable"))
-        .check(eq("irq.intx_edu.off_target_cpu", 0))
-        .check(keys_equal("irq.intx_edu.on_target_cpu", "irq.intx_edu.deliveries"))
-        .check(eq("irq.intx_edu.masked_at_end", "yes")),
+        rtc_to_257(),
+        drivers_on_257(),
+        drivers_remapped("interrupt-remap-x2apic", "the interrupt-grant drivers via VT-d in extended interrupt mode, Keel enabling x2APIC", "x2apic")
+            .check(eq("lapic.firmware_state", "xapic")),
+        drivers_remapped("interrupt-remap-xapic", "the interrupt-grant drivers via VT-d in xAPIC mode (8-bit IRTE destinations)", "xapic"),
+        death_across_cpus(),
         remapping_on(
             user_proof(Proof::new("interrupt-storm-remap", "interrupt-storm with VT-d remapping on"), "interrupt-storm", &["edu-driver"])
                 .with_iommu(),
@@ -262,18 +153,113 @@ pub fn proofs() -> Vec<Proof> {
         .check(eq("irq.intx_edu.masked_at_end", "yes"))
         .check(eq("user.edu_storm.first_wait_count", 1))
         .check(eq("user.edu_storm.second_wait", "timed_out"))
-        .check(crate::checks::for_each_cpu("cpu.*.timer_ticks", crate::checks::is::ge(30)).count_eq_key("smp.online")),
-        remapping_on(
+        .check(for_each_cpu("cpu.*.timer_ticks", is::ge(30)).count_eq_key("smp.online")),
+        death_checks(remapping_on(
             user_proof(Proof::new("driver-death-remap", "driver-death with VT-d remapping on"), "driver-death", &["edu-driver"])
                 .with_iommu(),
-        )
+        ))
         .check(eq("irq.intx_edu.format", "remappable"))
-        .check(eq("proc.edu_dying.exit", 7))
+        .check(eq("irq.intx_edu.masked_at_end", "yes")),
+    ]
+}
+
+/// Scenario `smp`: the RTC through a remappable RTE to APIC ID 257.
+fn rtc_to_257() -> Proof {
+    let p = machine_257(Proof::new("apic-id-257-remap", "the RTC through the IOAPIC and VT-d remapping to the CPU with APIC ID 257"))
+        .with_iommu();
+    vtd_trace_checks(
+        remapping_on(smp_checks(p, 3, "x2apic"))
+            .check(eq("smp.max_apic_id", 257))
+            .check(eq("ioapic.route_above_254", "remapped"))
+            .check(eq("rtc.apic_id", 257))
+            .check(eq("rtc.format", "remappable"))
+            .check(eq("rtc.irte_destination", 257))
+            .check(keys_equal("rtc.irte_vector", "rtc.vector")),
+        &[("rtc", "rtc.interrupts")],
+    )
+}
+
+/// Each source of the interrupt-grant drivers remapped to `apic_id`.
+fn every_source_on(p: Proof, apic_id: u64) -> Proof {
+    ["msi_edu", "intx_edu", "isa_8"].into_iter().fold(p, |p, key| remapped_source(p, key, apic_id))
+}
+
+/// The edu MSI/INTx and RTC drivers on APIC ID 257, plus the fault self-test.
+fn drivers_on_257() -> Proof {
+    let p = machine_257(user_proof(
+        Proof::new("interrupt-remap-257", "edu MSI, edu INTx (level) and RTC drivers on the CPU with APIC ID 257 via VT-d (firmware x2APIC)"),
+        "interrupt-remap-257",
+        &["edu-driver", "rtc-driver"],
+    ))
+    .with_iommu()
+    .args("iommu_fault_test=edu");
+    let p = remapping_on(p)
+        .check(eq("lapic.firmware_state", "x2apic"))
+        .check(eq("iommu.fault_test", "recorded"))
+        .check(eq("iommu.fault_test.reason", "0x22"))
+        .check(keys_equal("iommu.fault_test.index", "iommu.fault_test.expected_index"))
+        .check(keys_equal("iommu.fault_test.source_id", "iommu.fault_test.expected_source_id"))
+        .check(eq("user.edu_msi.raised", EDU_RAISES_257))
+        .check(keys_equal("user.edu_msi.received", "user.edu_msi.raised"))
+        .check(eq("irq.msi_edu.deliveries", EDU_RAISES_257))
+        .check(eq("user.edu_intx.raised", EDU_RAISES_257))
+        .check(keys_equal("user.edu_intx.received", "user.edu_intx.raised"))
+        .check(eq("irq.intx_edu.deliveries", EDU_RAISES_257))
+        .check(ge("user.rtc.received", 64))
+        .check(ge("irq.isa_8.deliveries", 64))
+        .check(eq("proc.edu_msi.exit", 0))
+        .check(eq("proc.edu_intx.exit", 0))
+        .check(eq("proc.rtc.exit", 0));
+    vtd_trace_checks(every_source_on(p, 257), USER_SOURCES)
+}
+
+/// The interrupt-grant proof on a machine with the IOMMU, LAPICs in `mode` (drivers on CPU 1).
+fn drivers_remapped(name: &'static str, description: &'static str, mode: &'static str) -> Proof {
+    let cpu = if mode == "x2apic" { x2apic_cpu() } else { super::xapic_cpu() };
+    let p = super::interrupt_grant(Proof::new(name, description).cpu(cpu).with_iommu(), mode);
+    vtd_trace_checks(every_source_on(remapping_in(p, mode), 1), USER_SOURCES)
+}
+
+/// The `driver-death` checks (the dying driver exits 7, the successor inherits and takes 50).
+fn death_checks(p: Proof) -> Proof {
+    p.check(eq("proc.edu_dying.exit", 7))
         .check(eq("user.edu_dying.raised", 1))
         .check(eq("user.edu_successor.inherited", "yes"))
         .check(eq("user.edu_successor.received", 50))
         .check(keys_equal("user.edu_successor.received", "user.edu_successor.raised"))
         .check(eq("proc.edu_successor.exit", 0))
-        .check(eq("irq.intx_edu.masked_at_end", "yes")),
-    ]
+}
+
+/// driver-death with the successor on APIC ID 257: the re-grant re-points the table entry.
+fn death_across_cpus() -> Proof {
+    let p = machine_257(user_proof(
+        Proof::new("driver-death-remap-257", "driver-death across CPUs: the successor on APIC ID 257 gets the source re-pointed through the table"),
+        "driver-death-remap-257",
+        &["edu-driver"],
+    ))
+    .with_iommu();
+    vtd_trace_checks(death_checks(remapping_on(p)).check(ge("iommu.entries_written", 2)), &[])
+        .trace_check("intx(edu) remapped to APIC ID 1, then only to 257 after the re-grant, >= the successor's 50", remap_moved_to_257)
+        .check(eq("irq.intx_edu.target_apic_id", 257))
+        .check(eq("irq.intx_edu.irte_destination", 257))
+        .check(eq("irq.intx_edu.format", "remappable"))
+        .check(eq("irq.intx_edu.off_target_cpu", 0))
+        .check(keys_equal("irq.intx_edu.on_target_cpu", "irq.intx_edu.deliveries"))
+        .check(eq("irq.intx_edu.masked_at_end", "yes"))
+}
+
+fn remap_moved_to_257(t: &keel_evidence::Transcript, tr: &Trace) -> Result<(), String> {
+    let index = ev_str(t, "irq.intx_edu.remap_index")?;
+    let dests: Vec<Option<u64>> =
+        tr.matching("vtd_ir_remap", &[("index", &index)]).map(|e| e.field("dest").and_then(hex_or_dec)).collect();
+    let first_257 = dests.iter().position(|d| *d == Some(257)).ok_or("no remap of intx(edu) to APIC ID 257")?;
+    if let Some(bad) = dests[..first_257].iter().find(|d| **d != Some(1)) {
+        return Err(format!("before the re-grant a remap went to {bad:?}, not APIC ID 1"));
+    }
+    if let Some(bad) = dests[first_257..].iter().find(|d| **d != Some(257)) {
+        return Err(format!("after the re-grant a remap went to {bad:?}, not APIC ID 257"));
+    }
+    let to_257 = (dests.len() - first_257) as u64;
+    let received = ev_u64(t, "user.edu_successor.received")?;
+    if to_257 >= received { Ok(()) } else { Err(format!("{to_257} remaps to 257 for {received} received")) }
 }
