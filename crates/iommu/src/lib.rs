@@ -9,6 +9,8 @@
 //! - [`regs`]: the register map, capability decoding, the global command/status protocol,
 //!   IRTA/IQA encodings and fault records (VT-d spec 10.4).
 //! - [`queue`]: queued-invalidation descriptors (VT-d spec 6.5.2).
+//! - [`sequence`]: the enabling, command and fault-collection sequences over a register
+//!   trait the kernel implements with MMIO (host-tested through a fake unit).
 //!
 //! The kernel supplies the register accesses and the memory; every value it writes is built
 //! (and every value it reads is decoded) here so that host tests check the bit layouts.
@@ -21,6 +23,7 @@ pub mod irte;
 pub mod queue;
 pub mod regs;
 pub mod remap;
+pub mod sequence;
 
 pub use dmar::{DeviceScope, Dmar, DmarError, Drhd, ScopeKind, SourceId};
 pub use irte::{DestinationMode, IndexPlan, Irte, IrteDestination, IrteError, SourceValidation};
