@@ -220,9 +220,17 @@ impl Remapper {
         self.write_entry(index, raw)
     }
 
+    /// Which requester ids the function's entry accepts. A function on bus 0 signals with its
+    /// own id. Behind a bridge the id can be the bridge's (a PCIe-to-PCI bridge takes over
+    /// its devices' requests), which Keel does not model yet: such entries accept any
+    /// requester, and the log says so.
     fn pci_source(&self, sid: SourceId) -> Result<SourceValidation, RemapError> {
         self.dmar.unit_for_pci(0, sid, |bridge| crate::pci::bridge_buses(bridge.0)).ok_or(RemapError::NotCovered)?;
-        Ok(SourceValidation::Requester(sid))
+        if sid.bus() == 0 {
+            return Ok(SourceValidation::Requester(sid));
+        }
+        log::warn!("iommu: {:04x}: behind a bridge, its MSI entry does not validate the requester id", sid.0);
+        Ok(SourceValidation::None)
     }
 }
 
