@@ -263,3 +263,73 @@ fn remap_moved_to_257(t: &keel_evidence::Transcript, tr: &Trace) -> Result<(), S
     let received = ev_u64(t, "user.edu_successor.received")?;
     if to_257 >= received { Ok(()) } else { Err(format!("{to_257} remaps to 257 for {received} received")) }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Lines shaped like QEMU 10's trace of `apic-id-257-remap` (IRTE quadwords swapped in
+    /// `vtd_ir_irte_get`, as QEMU prints them).
+    fn trace(remaps: &[(u32, u32)], irte_high: u64) -> Trace {
+        let mut t = String::from("vtd_reg_ir_root addr 0x192000 size 0x100\nvtd_inv_desc_iec granularity 0x0 index 0x0 mask 0x0\nvtd_ir_enable enable 1\n");
+        t += "vtd_inv_desc_iec granularity 0x1 index 0x8 mask 0x0\n";
+        for (dest, vector) in remaps {
+            t += &format!("vtd_ir_irte_get index 8 low 0x4ff00 high {irte_high:#x}\n");
+            t += &format!("vtd_ir_remap index 8 trigger 0 vector {vector} deliver 0 dest {dest:#x} mode 0\n");
+        }
+        Trace::parse(&t)
+    }
+
+    const EV: &str = "EV iommu.irt_phys=0x192000 iommu.irt_entries=256 iommu.entries_written=1 iommu.mode=x2apic\n\
+                      EV rtc.remap_index=8 rtc.irte_destination=257 rtc.irte_vector=80 rtc.interrupts=3\n";
+
+    fn judge(ev: &str, tr: &Trace) -> Vec<String> {
+        let p = rtc_to_257();
+        crate::trace::judge_trace(&p.trace_checks, &keel_evidence::Transcript::parse(ev), Ok(tr))
+    }
+
+    #[test]
+    fn remapped_rtc_passes() {
+        assert_eq!(judge(EV, &trace(&[(257, 80); 4], 0x101_0050_0001)), Vec::<String>::new());
+    }
+
+    #[test]
+    fn every_kind_of_lie_fails() {
+        let good = 0x101_0050_0001;
+        let f = judge(EV, &trace(&[(257, 80), (1, 80), (257, 80)], good));
+        assert!(f.iter().any(|f| f.contains("went elsewhere")), "{f:?}");
+        let f = judge(&EV.replace("rtc.interrupts=3", "rtc.interrupts=4"), &trace(&[(257, 80)], good));
+        assert!(f.iter().any(|f| f.contains("counted 4 deliveries but QEMU remapped index 8 only 1")), "{f:?}");
+        let f = judge(EV, &trace(&[(257, 80); 4], 0x1_0050_0001));
+        assert!(f.iter().any(|f| f.contains("QEMU read IRTE 8 with destination 1")), "{f:?}");
+        let f = judge(&EV.replace("entries_written=1", "entries_written=2"), &trace(&[(257, 80); 4], good));
+        assert!(f.iter().any(|f| f.contains("2 IEC invalidations traced for 2 entries written")), "{f:?}");
+        let f = judge(&EV.replace("0x192000", "0x193000"), &trace(&[(257, 80); 4], good));
+        assert!(f.iter().any(|f| f.contains("vtd_reg_ir_root")), "{f:?}");
+        let off = Trace::parse("vtd_ir_enable enable 1\nvtd_ir_enable enable 0\n");
+        assert!(judge(EV, &off).iter().any(|f| f.contains("vtd_ir_enable")));
+        let none = Trace::parse("");
+        assert!(judge(EV, &none).iter().any(|f| f.contains("never read IRTE 8")));
+    }
+
+    #[test]
+    fn xapic_mode_reads_the_destination_from_bits_47_40() {
+        let ev = EV.replace("iommu.mode=x2apic", "iommu.mode=xapic").replace("irte_destination=257", "irte_destination=1");
+        assert_eq!(judge(&ev, &trace(&[(1, 80); 4], 0x100_0050_0001)), Vec::<String>::new());
+        assert!(!judge(&ev, &trace(&[(1, 80); 4], 0x1_0050_0001)).is_empty(), "bits 63:32 = 1 is not an xAPIC destination");
+    }
+
+    #[test]
+    fn the_re_grant_must_move_every_later_remap_to_257() {
+        let ev = keel_evidence::Transcript::parse("EV irq.intx_edu.remap_index=23 user.edu_successor.received=2\n");
+        let t = |dests: &[u32]| {
+            let lines: String = dests.iter().map(|d| format!("vtd_ir_remap index 23 trigger 1 vector 82 deliver 0 dest {d:#x} mode 0\n")).collect();
+            remap_moved_to_257(&ev, &Trace::parse(&lines))
+        };
+        assert_eq!(t(&[1, 257, 257]), Ok(()));
+        assert!(t(&[1, 257, 1, 257]).unwrap_err().contains("after the re-grant"));
+        assert!(t(&[0, 257, 257]).unwrap_err().contains("before the re-grant"));
+        assert!(t(&[1, 257]).unwrap_err().contains("1 remaps to 257 for 2 received"));
+        assert!(t(&[1, 1]).is_err());
+    }
+}
