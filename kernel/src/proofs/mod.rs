@@ -87,7 +87,7 @@ pub fn bring_up(platform: &'static Platform, cmdline: &CommandLine) -> System {
     ioapic::init(platform);
     // Interrupt remapping before any route: every entry is then written in its final format.
     let msi_sources = (DEVICE_VECTOR_LAST - DEVICE_VECTOR_BASE) as u32 + 1;
-    iommu::init(mode, ioapic::gsi_limit(), msi_sources, cmdline.get("iommu") != Some("off"));
+    iommu::init(mode, &ioapic::ids(), ioapic::gsi_limit(), msi_sources, cmdline.get("iommu") != Some("off"));
     percpu::current().online.store(true, Ordering::Release);
     x86_64::instructions::interrupts::enable();
 

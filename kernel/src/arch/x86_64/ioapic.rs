@@ -84,6 +84,11 @@ pub fn init(platform: &Platform) {
     ev!("ioapic.count", units.len());
 }
 
+/// The MADT ids of the IOAPICs (how the DMAR names them).
+pub fn ids() -> Vec<u8> {
+    IOAPICS.lock().iter().map(|u| u.id).collect()
+}
+
 /// One past the highest GSI any IOAPIC serves (the remapping table's GSI range).
 pub fn gsi_limit() -> u32 {
     IOAPICS.lock().iter().map(|u| u.gsi_base + u.ioapic.pins() as u32).max().unwrap_or(0)

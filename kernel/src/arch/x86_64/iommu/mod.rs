@@ -81,8 +81,8 @@ fn with<R>(f: impl FnOnce(&mut Remapper) -> R) -> Option<R> {
 /// Finds the DMAR, checks every unit and enables interrupt remapping on all of them, or on
 /// none. `gsis` is the number of IOAPIC inputs (highest GSI + 1), `msi_sources` how many
 /// MSI functions can ever be routed (one device vector each).
-pub fn init(lapic_mode: LapicMode, gsis: u32, msi_sources: u32, allowed: bool) {
-    let state = match try_init(lapic_mode, gsis, msi_sources, allowed) {
+pub fn init(lapic_mode: LapicMode, ioapic_ids: &[u8], gsis: u32, msi_sources: u32, allowed: bool) {
+    let state = match try_init(lapic_mode, ioapic_ids, gsis, msi_sources, allowed) {
         Ok(r) => {
             let mode = r.mode;
             *REMAPPER.lock() = Some(r);
@@ -104,7 +104,7 @@ pub fn init(lapic_mode: LapicMode, gsis: u32, msi_sources: u32, allowed: bool) {
 /// Why remapping stays off: an evidence code and the reason in words.
 type OffReason = (&'static str, &'static str);
 
-fn try_init(lapic_mode: LapicMode, gsis: u32, msi_sources: u32, allowed: bool) -> Result<Remapper, OffReason> {
+fn try_init(lapic_mode: LapicMode, ioapic_ids: &[u8], gsis: u32, msi_sources: u32, allowed: bool) -> Result<Remapper, OffReason> {
     let bytes = crate::acpi::dmar().ok_or(("no-dmar", "no DMAR table (no IOMMU)"))?;
     let dmar = Dmar::parse(bytes).map_err(|e| {
         log::warn!("iommu: DMAR rejected: {e:?}");
@@ -125,6 +125,12 @@ fn try_init(lapic_mode: LapicMode, gsis: u32, msi_sources: u32, allowed: bool) -
     }
     if !allowed {
         return Err(("command-line", "disabled on the command line (iommu=off)"));
+    }
+    // Every IOAPIC must sit under a unit (VT-d spec 8.3.1: they are listed explicitly), or
+    // its pins could not be remapped while the others are: all or nothing.
+    if let Some(id) = ioapic_ids.iter().find(|id| dmar.ioapic_unit(**id).is_none()) {
+        log::warn!("iommu: IOAPIC {id} is in no DMAR device scope");
+        return Err(("ioapic-not-in-dmar", "an IOAPIC is under no remapping unit"));
     }
     let x2apic = lapic_mode == LapicMode::X2Apic;
     let mut units = Vec::new();

@@ -11,6 +11,8 @@ use super::registers::Registers;
 /// Why a unit could not be used or enabled.
 #[derive(Clone, Copy, Debug)]
 pub enum UnitError {
+    /// The DRHD's register base is 0 or not page-aligned.
+    BadRegisterBase,
     /// ECAP.IR is clear: the unit cannot remap interrupts.
     NoInterruptRemapping,
     /// ECAP.QI is clear: the interrupt entry cache can only be invalidated through the queue.
@@ -41,6 +43,9 @@ pub struct Unit {
 impl Unit {
     /// Maps the unit and checks that it can remap interrupts in the LAPICs' mode.
     pub fn probe(register_base: u64, pages: u32, x2apic: bool) -> Result<Unit, UnitError> {
+        if register_base == 0 || register_base & 0xFFF != 0 {
+            return Err(UnitError::BadRegisterBase);
+        }
         let regs = Registers::map(register_base, pages);
         let capability = Capability(regs.read64(offset::CAPABILITY));
         let extended = ExtendedCapability(regs.read64(offset::EXTENDED_CAPABILITY));
