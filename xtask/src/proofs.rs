@@ -376,7 +376,10 @@ pub fn registry() -> Vec<Proof> {
             "x2apic",
         )
         .check(eq("smp.max_apic_id", 257))
-        .check(eq("ioapic.route_above_254", "refused")),
+        .check(eq("ioapic.route_above_254", "refused"))
+        .check(eq("iommu.remapping", "off"))
+        .check(eq("iommu.off_reason", "no-dmar"))
+        .check(eq("ioapic.route_above_254_reason", "8-bit-destination-without-remapping")),
         smp_checks(
             Proof::new("tsc-deadline", "LAPIC timer in TSC-deadline mode (KVM exposes it to qemu64)")
                 .smp(2)
@@ -534,9 +537,14 @@ pub fn registry() -> Vec<Proof> {
             .timeout_secs(300)
             .check(ge("bench.ipi_rtt.samples", 10_000)),
     ]
+    .into_iter()
+    // VT-d interrupt remapping: APIC ID 257 reached; storm and driver death with it on.
+    .chain(remap::proofs())
+    .collect()
 }
 
 mod plan;
+mod remap;
 mod user;
 use user::{device_interrupts_on, interrupt_grant, remote_wakes_received, shootdown_stress, smp_scale, tlb_shootdown, user_proof, Gate, BOOT_CPU, DRIVER_CPU};
 pub use plan::{plan, Job, PVM_RING3};
