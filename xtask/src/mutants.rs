@@ -162,19 +162,33 @@ fn source_files(root: &Path) -> Result<Vec<PathBuf>> {
 }
 
 /// Makes `tree` a copy of the working tree's sources. Files whose content already matches
-/// are left alone (their mtimes too), so cargo rebuilds only what changed.
+/// are left alone (their mtimes too), so cargo rebuilds only what changed; files the working
+/// tree no longer has are removed (the copy's `target/` stays).
 fn sync_tree(root: &Path, tree: &Path) -> Result<usize> {
-    let files = source_files(root)?;
-    let mut n = 0;
+    let files: std::collections::BTreeSet<PathBuf> = source_files(root)?.into_iter().filter(|f| root.join(f).is_file()).collect();
     for f in &files {
-        let src = root.join(f);
-        if !src.is_file() {
-            continue; // deleted in the working tree
-        }
-        copy_if_different(&src, &tree.join(f))?;
-        n += 1;
+        copy_if_different(&root.join(f), &tree.join(f))?;
     }
-    Ok(n)
+    remove_stale(tree, Path::new(""), &files)?;
+    Ok(files.len())
+}
+
+/// Deletes files under `tree/dir` that are not in `keep` (paths relative to `tree`).
+fn remove_stale(tree: &Path, dir: &Path, keep: &std::collections::BTreeSet<PathBuf>) -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(tree.join(dir)) else { return Ok(()) };
+    for entry in entries {
+        let rel = dir.join(entry?.file_name());
+        if rel == Path::new("target") {
+            continue;
+        }
+        let path = tree.join(&rel);
+        if path.is_dir() {
+            remove_stale(tree, &rel, keep)?;
+        } else if !keep.contains(&rel) {
+            std::fs::remove_file(&path).with_context(|| format!("removing stale {}", path.display()))?;
+        }
+    }
+    Ok(())
 }
 
 fn copy_if_different(src: &Path, dst: &Path) -> Result<()> {
@@ -250,6 +264,27 @@ mod tests {
                 assert_ne!(broken, text, "{}: the edit changes nothing", b.name);
             }
         }
+    }
+
+    #[test]
+    fn sync_copies_changes_and_drops_stale_files() {
+        let base = std::env::temp_dir().join(format!("xtask-mutants-sync-{}", std::process::id()));
+        let (root, tree) = (base.join("root"), base.join("tree"));
+        let _ = std::fs::remove_dir_all(&base);
+        for d in [root.join("src"), tree.join("src"), tree.join("target")] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        std::fs::write(root.join("src/a.rs"), "new").unwrap();
+        std::fs::write(tree.join("src/a.rs"), "old").unwrap();
+        std::fs::write(tree.join("src/gone.rs"), "x").unwrap();
+        std::fs::write(tree.join("target/keep"), "x").unwrap();
+        let keep: std::collections::BTreeSet<PathBuf> = [PathBuf::from("src/a.rs")].into();
+        copy_if_different(&root.join("src/a.rs"), &tree.join("src/a.rs")).unwrap();
+        remove_stale(&tree, Path::new(""), &keep).unwrap();
+        assert_eq!(std::fs::read_to_string(tree.join("src/a.rs")).unwrap(), "new");
+        assert!(!tree.join("src/gone.rs").exists());
+        assert!(tree.join("target/keep").exists(), "the copy's build output stays");
+        let _ = std::fs::remove_dir_all(&base);
     }
 
     #[test]
