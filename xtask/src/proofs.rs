@@ -284,6 +284,25 @@ fn rtc_counts_agree(counted: u64, taken: u64, delivered: u64) -> Result<(), Stri
     }
 }
 
+/// The other side of a trace's "at least as many as the kernel counted": each source's
+/// kernel count (`counter`) equals, within [`RTC_TAKEN_TOLERANCE`], the number of times a CPU
+/// took its vector (`<prefix>.vector`, QEMU's `-d int` log). Adds that log to the trace.
+pub(crate) fn counted_as_taken(p: Proof, sources: &'static [(&'static str, &'static str)]) -> Proof {
+    let p = if sources.is_empty() { p } else { p.trace(&[crate::trace::INTERRUPT_LOG]) };
+    sources.iter().fold(p, |p, &(prefix, counter)| {
+        p.trace_check(&format!("{counter} == interrupts CPUs took on {prefix}.vector (-d int)"), move |t, tr| {
+            let number = ev_u64(t, &format!("{prefix}.vector"))?;
+            let vector = u8::try_from(number).map_err(|_| format!("{prefix}.vector = {number} is not a vector"))?;
+            let (counted, taken) = (ev_u64(t, counter)?, tr.taken(vector) as u64);
+            if counted.abs_diff(taken) > RTC_TAKEN_TOLERANCE {
+                Err(format!("the kernel counted {counted}, CPUs took vector {vector} {taken} times"))
+            } else {
+                Ok(())
+            }
+        })
+    })
+}
+
 /// Cross-check the kernel's own APIC counts against what QEMU's emulated APIC saw.
 fn apic_trace_checks(p: Proof, x2apic: bool) -> Proof {
     let p = p
