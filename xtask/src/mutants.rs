@@ -108,10 +108,11 @@ fn judge_break(registry: &[Proof], b: &Break, root: &Path, tree: &Path, out_dir:
     Ok(if missed.is_empty() { Verdict::Caught(caught) } else { Verdict::Missed(missed) })
 }
 
-/// The failure that says most about what broke: a failed check rather than the timeout or
-/// exit status it led to.
+/// The failure that says most about what broke: a check that saw a wrong value rather than
+/// the timeout or exit status it led to; else the first failure (a crash or timeout whose
+/// evidence never got printed says more than the keys it left missing).
 fn telling(failures: &[String]) -> &str {
-    failures.iter().find(|f| f.contains("check failed")).unwrap_or(&failures[0])
+    failures.iter().find(|f| f.contains("check failed") && !f.contains(": missing")).unwrap_or(&failures[0])
 }
 
 /// Boots each proof `b` names from the scratch tree's artifacts, one at a time.
