@@ -122,6 +122,7 @@ mod tests {
     fn round_trip_and_range() {
         for (i, s) in Status::ALL.iter().enumerate() {
             assert_eq!(s.as_i32(), -(i as i32));
+            assert_eq!(i32::from(*s), s.as_i32());
             assert_eq!(Status::from_i32(s.as_i32()), Some(*s));
             assert_eq!(s.is_ok(), i == 0);
             assert_eq!(s.into_result().is_ok(), i == 0);
