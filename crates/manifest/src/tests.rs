@@ -51,6 +51,8 @@ fn example_parses() {
     assert_eq!(p.binary, "edu-driver");
     assert_eq!(p.args, "mode=msi count=100");
     assert_eq!(p.cpu, Some(1));
+    assert_eq!(p.cpu_or_default(), 1);
+    assert_eq!(m.programs.iter().find(|q| q.cpu.is_none()).map(|q| q.cpu_or_default()), Some(0), "no cpu: CPU 0");
     assert_eq!(p.after, None);
     assert_eq!(p.expect_exit, Some(0));
     assert_eq!(
