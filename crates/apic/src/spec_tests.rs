@@ -35,3 +35,44 @@ fn bsp_flag_is_bit_8_only() {
     assert!(!ApicBase::from_raw(0xFEE0_0800).is_bsp(), "an AP");
     assert!(!ApicBase::from_raw(0xFEE0_0C00).is_bsp(), "an AP in x2APIC mode");
 }
+
+#[test]
+fn lvt_status_bits() {
+    use crate::lvt::{LVT_DELIVERY_PENDING, LVT_MASKED, LVT_REMOTE_IRR};
+    assert_eq!(u64::from(LVT_MASKED), bit(16));
+    assert_eq!(u64::from(LVT_DELIVERY_PENDING), bit(12));
+    assert_eq!(u64::from(LVT_REMOTE_IRR), bit(14));
+}
+
+/// ESR bit n is reported by exactly the accessor for bit n (SDM 11.5.3).
+#[test]
+fn each_esr_accessor_reads_its_own_bit() {
+    use crate::lvt::EsrFlags;
+    let accessors: [fn(EsrFlags) -> bool; 8] = [
+        EsrFlags::send_checksum,
+        EsrFlags::receive_checksum,
+        EsrFlags::send_accept,
+        EsrFlags::receive_accept,
+        EsrFlags::redirectable_ipi,
+        EsrFlags::send_illegal_vector,
+        EsrFlags::receive_illegal_vector,
+        EsrFlags::illegal_register_address,
+    ];
+    for n in 0..8 {
+        let esr = EsrFlags::from_raw(1 << n);
+        assert_eq!(esr.bits(), 1 << n);
+        assert!(!esr.is_empty());
+        for (m, read) in accessors.iter().enumerate() {
+            assert_eq!(read(esr), m == n, "ESR bit {n}, accessor for bit {m}");
+        }
+    }
+}
+
+#[test]
+fn spurious_vector_register_decodes_its_fields() {
+    use crate::lvt::SpuriousVector;
+    let svr = SpuriousVector::decode(0x0000_0140);
+    assert_eq!(svr.vector, 0x40);
+    assert!(svr.apic_software_enabled && !svr.focus_check_disabled && !svr.eoi_broadcast_suppression);
+    assert_eq!(SpuriousVector::decode(svr.encode()), svr);
+}
