@@ -76,3 +76,49 @@ fn spurious_vector_register_decodes_its_fields() {
     assert!(svr.apic_software_enabled && !svr.focus_check_disabled && !svr.eoi_broadcast_suppression);
     assert_eq!(SpuriousVector::decode(svr.encode()), svr);
 }
+
+#[test]
+fn version_register_fields() {
+    use crate::lvt::Version;
+    let v = Version::decode(0x0005_0014);
+    assert_eq!((v.version, v.max_lvt, v.eoi_broadcast_suppression_supported), (0x14, 5, false));
+    assert!(Version::decode(0x0105_0014).eoi_broadcast_suppression_supported, "bit 24");
+}
+
+#[test]
+fn enabled_states_name_their_register_access_mode() {
+    use crate::{ApicState, LapicMode};
+    assert_eq!(ApicState::XApic.mode(), Some(LapicMode::XApic));
+    assert_eq!(ApicState::X2Apic.mode(), Some(LapicMode::X2Apic));
+    assert_eq!(ApicState::Disabled.mode(), None);
+    assert_eq!(ApicState::Invalid.mode(), None);
+}
+
+#[test]
+fn msi_address_and_data_round_trip() {
+    use crate::id::{ApicId, XApicId};
+    use crate::msi::{MsiAddress, MsiData};
+    let dest = XApicId::try_from(ApicId::new(3)).unwrap();
+    let address = MsiAddress::physical(dest);
+    let decoded = MsiAddress::decode(address.encode()).unwrap();
+    assert_eq!(decoded, address);
+    assert!(!decoded.redirection_hint && !decoded.logical);
+    assert!(MsiData::fixed(crate::MIN_FIXED_VECTOR).encode().is_ok(), "vector 16 is the first legal one");
+    assert!(MsiData::fixed(crate::MIN_FIXED_VECTOR - 1).encode().is_err());
+}
+
+#[test]
+fn isr_irr_bit_of_a_vector() {
+    use crate::regs::Bank;
+    assert_eq!(Bank::bit_for_vector(49), 1 << 17, "vector 49: bank 1, bit 17");
+    assert_eq!(Bank::for_vector(49).index(), 1);
+}
+
+#[test]
+fn timer_divide_from_divisor() {
+    use crate::lvt::TimerDivide;
+    for d in TimerDivide::ALL {
+        assert_eq!(TimerDivide::from_divisor(d.divisor()), Some(d));
+    }
+    assert_eq!(TimerDivide::from_divisor(3), None);
+}
