@@ -201,3 +201,20 @@ fn error_display_format() {
 
 mod errors;
 mod fuzz;
+
+#[test]
+fn process_and_virtual_memory_grants() {
+    let m = parse("program \"a\" { binary = \"b\" grant Process grant VirtualMemory }").unwrap();
+    assert_eq!(m.programs[0].grants, [Grant::Process, Grant::VirtualMemory]);
+}
+
+#[test]
+fn pci_id_halves_have_one_to_four_hex_digits() {
+    use crate::lexer::parse_pci_half;
+    assert_eq!(parse_pci_half("11e8"), Ok(0x11e8));
+    assert_eq!(parse_pci_half("0x1234"), Ok(0x1234));
+    assert_eq!(parse_pci_half("f"), Ok(0xf));
+    for bad in ["", "0x", "0001f", "12g4", "0x12345"] {
+        assert!(parse_pci_half(bad).is_err(), "{bad:?}");
+    }
+}
