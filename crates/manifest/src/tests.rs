@@ -218,3 +218,10 @@ fn pci_id_halves_have_one_to_four_hex_digits() {
         assert!(parse_pci_half(bad).is_err(), "{bad:?}");
     }
 }
+
+#[test]
+fn largest_bar_and_isa_irq_are_accepted() {
+    let m = parse("device d { pci = 1234:11e8 }\nprogram \"a\" { binary = \"b\" grant DeviceMemory { pci = d, bar = 5 } grant Interrupt { source = isa(15) } }")
+        .unwrap();
+    assert_eq!(m.programs[0].grants.len(), 2);
+}
