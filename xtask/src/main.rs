@@ -8,6 +8,7 @@ mod builder;
 mod checks;
 mod cli;
 mod compare;
+mod iso;
 #[allow(dead_code)]
 mod proofs;
 #[allow(dead_code)]
@@ -63,6 +64,8 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode> {
         Cmd::Proofs => list_proofs(),
         Cmd::Run { proof, accel, append, timeout } => run(proof, accel, append, timeout),
         Cmd::Test { filter, jobs, host_tests } => test(filter, jobs, host_tests),
+        Cmd::TestFirmware { filter, jobs } => test_firmware(filter, jobs),
+        Cmd::Iso { out } => make_iso(out),
         Cmd::Bench { filter } => bench(filter),
         Cmd::BenchCompare(opts) => compare::run(opts),
     }
@@ -88,8 +91,50 @@ fn find_proof(name: &str) -> Result<Proof> {
     all.into_iter().find(|p| p.name == name).with_context(|| format!("no proof {name:?}; known: {}", names.join(", ")))
 }
 
+/// Proofs of one suite: `make test` boots through `-kernel`, `make test-firmware` from ISOs,
+/// `make bench` runs the benchmarks.
 fn select(filter: Option<&str>, bench: bool) -> Vec<Proof> {
-    proofs::registry().into_iter().filter(|p| p.bench == bench && filter.is_none_or(|f| p.name.contains(f))).collect()
+    let kernel_boot = |p: &Proof| p.boot == proofs::Boot::Kernel;
+    proofs::registry().into_iter().filter(|p| p.bench == bench && kernel_boot(p) && filter.is_none_or(|f| p.name.contains(f))).collect()
+}
+
+fn select_firmware(filter: Option<&str>) -> Vec<Proof> {
+    proofs::registry().into_iter().filter(|p| p.boot != proofs::Boot::Kernel && filter.is_none_or(|f| p.name.contains(f))).collect()
+}
+
+fn test_firmware(filter: Option<String>, jobs: Option<usize>) -> Result<ExitCode> {
+    bootstrap::ensure_qemu()?;
+    iso::ensure_tools()?;
+    iso::ensure_ovmf()?;
+    let selected = select_firmware(filter.as_deref());
+    if selected.is_empty() {
+        bail!("no firmware proof matches {:?}", filter.unwrap_or_default());
+    }
+    let started = std::time::Instant::now();
+    let results = run_proofs(&selected, jobs)?;
+    println!("{}", report::summary_line(&results));
+    println!("xtask: firmware proofs took {:.0}s wall time", started.elapsed().as_secs_f64());
+    Ok(if results.iter().any(JobResult::failed) { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+/// The menu of `make iso`: the default scenario (user programs under the default manifest)
+/// first, then every `-kernel` proof that needs no QEMU-only device.
+fn iso_entries(env: &Env) -> Vec<iso::Entry> {
+    let default = iso::Entry {
+        title: "Keel: default (ring-3 programs of manifests/default.manifest)".into(),
+        cmdline: "proof=user".into(),
+        modules: vec![env.root.join("manifests/default.manifest"), env.user_dir.join("smptest"), env.user_dir.join("hostile")],
+    };
+    let proofs = select(None, false).into_iter().filter(|p| !p.machine.extra.iter().any(|a| a.contains("edu")));
+    std::iter::once(default).chain(proofs.map(|p| env.iso_entry(&p, &p.cmdline))).collect()
+}
+
+fn make_iso(out: Option<String>) -> Result<ExitCode> {
+    let env = env_for(builder::build_all(true)?);
+    let out = out.map_or_else(|| env.root.join("target/keel.iso"), PathBuf::from);
+    iso::build(&out, &env.kernel, &iso_entries(&env), 5)?;
+    println!("xtask: wrote {} (BIOS and UEFI; boot it as a CD, or `dd if={} of=/dev/sdX bs=4M` for a USB stick)", out.display(), out.display());
+    Ok(ExitCode::SUCCESS)
 }
 
 fn list_proofs() -> Result<ExitCode> {
@@ -151,6 +196,9 @@ fn run(proof: Option<String>, accel: Option<qemu::Accel>, append: Vec<String>, t
     let args = match &proof {
         Some(p) => {
             runner::check_modules(p, &env).map_err(anyhow::Error::msg)?;
+            if let proofs::Boot::Iso(fw) = p.boot {
+                env.prepare_iso(p, &cmdline, fw)?;
+            }
             if traced {
                 runner::prepare_trace(&env.trace_path(p, accel));
             }
