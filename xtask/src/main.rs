@@ -2,12 +2,14 @@
 //! See `cli::USAGE` for commands; the evidence contract is `docs/proofs.md`.
 
 mod bootstrap;
+mod bochs;
 mod builder;
 // The check and CPU vocabularies are for registry entries; not every word is used yet.
 #[allow(dead_code)]
 mod checks;
 mod cli;
 mod compare;
+mod debug;
 mod iso;
 #[allow(dead_code)]
 mod proofs;
@@ -62,10 +64,13 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Proofs => list_proofs(),
-        Cmd::Run { proof, accel, append, timeout } => run(proof, accel, append, timeout),
+        Cmd::Run { proof, accel, append, timeout } => run(proof, accel, append, timeout, false),
+        // TCG: hardware breakpoints and single-stepping behave there as on a real CPU.
+        Cmd::Debug { proof } => run(proof, Some(AccelEnv::detect()?.forced.unwrap_or(qemu::Accel::Tcg)), vec![], None, true),
         Cmd::Test { filter, jobs, host_tests } => test(filter, jobs, host_tests),
         Cmd::TestFirmware { filter, jobs } => test_firmware(filter, jobs),
         Cmd::Iso { out } => make_iso(out),
+        Cmd::TestBochs { filter } => test_bochs(filter),
         Cmd::Bench { filter } => bench(filter),
         Cmd::BenchCompare(opts) => compare::run(opts),
     }
@@ -129,6 +134,47 @@ fn iso_entries(env: &Env) -> Vec<iso::Entry> {
     std::iter::once(default).chain(proofs.map(|p| env.iso_entry(&p, &p.cmdline))).collect()
 }
 
+/// Boots each Bochs machine's proofs one at a time (Bochs is single-threaded and slow; its
+/// RFB display also wants the one port), prints a table, fails if any judged proof failed.
+fn test_bochs(filter: Option<String>) -> Result<ExitCode> {
+    let env = env_for(builder::build_all(true)?);
+    let registry = proofs::registry();
+    let started = std::time::Instant::now();
+    let (mut rows, mut failed) = (Vec::new(), 0);
+    for m in bochs::MACHINES {
+        println!("xtask: Bochs CPU model {} ({})", m.model, m.what);
+        for name in m.proofs.iter().filter(|n| filter.as_deref().is_none_or(|f| n.contains(f))) {
+            let p = registry.iter().find(|p| p.name == *name).with_context(|| format!("no proof {name}"))?;
+            let row = |verdict: String| format!("{:<26} {:<22} {:>4} {verdict}", m.model, p.name, p.machine.smp);
+            if let Some(why) = bochs::unsupported(p) {
+                rows.push(row(format!("   -  skipped: {why}")));
+                println!("{}", rows.last().unwrap());
+                continue;
+            }
+            runner::check_modules(p, &env).map_err(anyhow::Error::msg)?;
+            let limit = (p.timeout * 8).max(Duration::from_secs(480));
+            let run = bochs::boot(p, m, &env, limit)?;
+            let fails = bochs::judge(p, &run);
+            let secs = run.elapsed.as_secs_f64();
+            rows.push(row(if fails.is_empty() { format!("{secs:5.0}s pass") } else { format!("{secs:5.0}s FAIL: {}", fails[0]) }));
+            println!("{}", rows.last().unwrap());
+            if !fails.is_empty() {
+                failed += 1;
+                for f in &fails {
+                    println!("  x {f}");
+                }
+                println!("  transcript: {}", run.serial.display());
+            }
+        }
+    }
+    println!("\n{:<26} {:<22} {:>4} TIME  VERDICT", "BOCHS CPU MODEL", "PROOF", "CPUS");
+    for r in &rows {
+        println!("{r}");
+    }
+    println!("\nxtask: Bochs: {} row(s), {failed} failed, {:.0}s wall time", rows.len(), started.elapsed().as_secs_f64());
+    Ok(if failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
 fn make_iso(out: Option<String>) -> Result<ExitCode> {
     let env = env_for(builder::build_all(true)?);
     let out = out.map_or_else(|| env.root.join("target/keel.iso"), PathBuf::from);
@@ -170,7 +216,9 @@ fn list_proofs() -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn run(proof: Option<String>, accel: Option<qemu::Accel>, append: Vec<String>, timeout: Option<u64>) -> Result<ExitCode> {
+/// Boots once with serial on the terminal; `gdb`: stopped under QEMU's gdb stub, with
+/// `target/keel.gdb` written for the debugger.
+fn run(proof: Option<String>, accel: Option<qemu::Accel>, append: Vec<String>, timeout: Option<u64>, gdb: bool) -> Result<ExitCode> {
     let proof = proof.map(|n| find_proof(&n)).transpose()?;
     // Traced proofs default to TCG: KVM's in-kernel APIC skips the trace points.
     let traced = proof.as_ref().is_some_and(|p| !p.trace_events.is_empty());
@@ -206,6 +254,13 @@ fn run(proof: Option<String>, accel: Option<qemu::Accel>, append: Vec<String>, t
         }
         None => qemu::command_args(&machine, accel, &BootSpec { kernel: &env.kernel, cmdline: &cmdline, modules: &[] }, &user_flags),
     };
+    let mut args = args;
+    if gdb {
+        let script = env.root.join("target/keel.gdb");
+        std::fs::write(&script, debug::gdb_script(&env.kernel))?;
+        args.extend(debug::qemu_args());
+        eprintln!("xtask: QEMU waits for gdb on :{}; in another terminal: gdb -x {}", debug::GDB_PORT, script.display());
+    }
     eprintln!("xtask: {} {}", env.qemu.display(), qemu::shell_quote(&args));
     let out = runner::run_process(env.qemu.as_os_str(), &args, timeout.map(Duration::from_secs), Mode::Interactive)?;
     let log = builder::workspace_root().join("target/run.log");
