@@ -115,6 +115,10 @@ pub fn init(magic: u32, info_phys: u32) -> BootContext {
         info.boot_loader_name().unwrap_or("an unnamed loader"),
         info.firmware()
     );
+    if let Handover::V2(v2) = &info {
+        // Bit n = tag type n was present (framebuffer and console tags are ignored: serial only).
+        log::info!("boot: multiboot2 tags {:#x}, EFI memory map {}", v2.tags_seen(), if v2.efi_memory_map().is_some() { "present" } else { "absent" });
+    }
     ev!("boot.protocol", info.protocol_version());
     ev!("boot.firmware", match info.firmware() { Firmware::Bios => "bios", Firmware::Uefi => "uefi" });
 
