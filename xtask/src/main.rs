@@ -123,15 +123,23 @@ fn test_firmware(filter: Option<String>, jobs: Option<usize>) -> Result<ExitCode
 }
 
 /// The menu of `make iso`: the default scenario (user programs under the default manifest)
-/// first, then every `-kernel` proof that needs no QEMU-only device.
+/// first, then one entry per distinct command line of the `-kernel` proofs that need no
+/// QEMU-only device (the same rule as for Bochs).
 fn iso_entries(env: &Env) -> Vec<iso::Entry> {
     let default = iso::Entry {
         title: "Keel: default (ring-3 programs of manifests/default.manifest)".into(),
         cmdline: "proof=user".into(),
         modules: vec![env.root.join("manifests/default.manifest"), env.user_dir.join("smptest"), env.user_dir.join("hostile")],
     };
-    let proofs = select(None, false).into_iter().filter(|p| !p.machine.extra.iter().any(|a| a.contains("edu")));
-    std::iter::once(default).chain(proofs.map(|p| env.iso_entry(&p, &p.cmdline))).collect()
+    let mut entries = vec![default];
+    for p in select(None, false).into_iter().filter(|p| bochs::unsupported(p).is_none()) {
+        let e = env.iso_entry(&p, &p.cmdline);
+        // Proofs differing only in the virtual machine boot the same entry.
+        if !entries.iter().any(|x| x.cmdline == e.cmdline && x.modules == e.modules) {
+            entries.push(e);
+        }
+    }
+    entries
 }
 
 /// Boots each Bochs machine's proofs one at a time (Bochs is single-threaded and slow; its
