@@ -171,7 +171,7 @@ fn test_bochs(filter: Option<String>) -> Result<ExitCode> {
                 for f in &fails {
                     println!("  x {f}");
                 }
-                println!("  transcript: {}", run.serial.display());
+                println!("  transcript: {} (Bochs's own log: {})", run.serial.display(), run.serial.with_extension("bochs").display());
             }
         }
     }
@@ -215,6 +215,9 @@ fn list_proofs() -> Result<ExitCode> {
         }
         for m in p.modules(&e.root, &e.user_dir) {
             println!("  module: {}", m.display());
+        }
+        if let proofs::Boot::Iso(fw) = p.boot {
+            println!("  boot: GRUB from {} (Multiboot 2) under {fw:?}, built when the proof runs", e.iso_path(p).display());
         }
         match &job.skip {
             Some(why) => println!("  skipped here: {why}"),
