@@ -28,6 +28,14 @@ pub enum LowWindowError {
         /// page at `at`; `None` if no entry describes that page at all.
         kind: Option<MemoryType>,
     },
+    /// The window overlaps memory the kernel still needs (a boot module the loader put in
+    /// low memory): copying the trampoline there would destroy it.
+    InUse {
+        /// The window asked for.
+        window: PhysRange,
+        /// The range in use.
+        range: PhysRange,
+    },
     /// The memory map itself could not be interpreted.
     Map(MemoryMapError),
 }
@@ -42,17 +50,22 @@ impl fmt::Display for LowWindowError {
             Self::NotUsable { window, at, kind: None } => {
                 write!(f, "{window} is not free RAM: the firmware memory map does not describe the page at {at:#x}")
             }
+            Self::InUse { window, range } => write!(f, "{window} overlaps boot data still in use at {range}"),
             Self::Map(e) => write!(f, "unusable memory map: {e}"),
         }
     }
 }
 
 /// Checks that `window` (page aligned, below 1 MiB) lies entirely in RAM the
-/// firmware memory map declares available, with no reserved entry overlapping it.
-pub fn check_low_window(entries: &[MmapEntry], window: PhysRange) -> Result<PhysRange, LowWindowError> {
+/// firmware memory map declares available, with no reserved entry overlapping it, and
+/// overlaps none of the ranges still `in_use` (boot modules the loader may have put low).
+pub fn check_low_window(entries: &[MmapEntry], in_use: &[PhysRange], window: PhysRange) -> Result<PhysRange, LowWindowError> {
     let aligned = window.page_aligned() == Some(window);
     if !aligned || window.end > LOW_MEMORY_END {
         return Err(LowWindowError::OutOfReach { window });
+    }
+    if let Some(&range) = in_use.iter().find(|r| r.overlaps(&window)) {
+        return Err(LowWindowError::InUse { window, range });
     }
     let map = MemoryMap::from_entries(entries.iter().copied()).map_err(LowWindowError::Map)?;
     let mut at = window.start;
@@ -87,7 +100,7 @@ mod tests {
     #[test]
     fn bios_map_accepts_the_trampoline_window() {
         let map = [e(0, 0x9fc00, MemoryType::Available), e(0x9fc00, 0x400, MemoryType::Reserved)];
-        assert_eq!(check_low_window(&map, w(0x8000, 0xc000)), Ok(w(0x8000, 0xc000)));
+        assert_eq!(check_low_window(&map, &[], w(0x8000, 0xc000)), Ok(w(0x8000, 0xc000)));
     }
 
     #[test]
@@ -99,13 +112,13 @@ mod tests {
             e(0xa000, 0x96000, MemoryType::Available),
         ];
         assert_eq!(
-            check_low_window(&map, w(0x8000, 0xc000)),
+            check_low_window(&map, &[], w(0x8000, 0xc000)),
             Err(LowWindowError::NotUsable { window: w(0x8000, 0xc000), at: 0x9000, kind: Some(MemoryType::Reserved) })
         );
         // A reserved entry overlapping available RAM wins, whatever the order.
         let overlap = [e(0xa800, 0x10, MemoryType::AcpiNvs), e(0, 0xa0000, MemoryType::Available)];
         assert!(matches!(
-            check_low_window(&overlap, w(0x8000, 0xc000)),
+            check_low_window(&overlap, &[], w(0x8000, 0xc000)),
             Err(LowWindowError::NotUsable { at: 0xa000, kind: Some(MemoryType::AcpiNvs), .. })
         ));
     }
@@ -114,14 +127,21 @@ mod tests {
     fn holes_and_out_of_reach_windows() {
         let map = [e(0, 0x8000, MemoryType::Available), e(0xb000, 0x1000, MemoryType::Available)];
         assert_eq!(
-            check_low_window(&map, w(0x8000, 0xc000)),
+            check_low_window(&map, &[], w(0x8000, 0xc000)),
             Err(LowWindowError::NotUsable { window: w(0x8000, 0xc000), at: 0x8000, kind: None })
         );
-        assert!(matches!(check_low_window(&map, w(0xff000, 0x101000)), Err(LowWindowError::OutOfReach { .. })));
-        assert!(matches!(check_low_window(&map, w(0x8001, 0x9000)), Err(LowWindowError::OutOfReach { .. })));
-        assert!(matches!(check_low_window(&[], w(0x8000, 0x9000)), Err(LowWindowError::NotUsable { .. })));
+        assert!(matches!(check_low_window(&map, &[], w(0xff000, 0x101000)), Err(LowWindowError::OutOfReach { .. })));
+        assert!(matches!(check_low_window(&map, &[], w(0x8001, 0x9000)), Err(LowWindowError::OutOfReach { .. })));
+        assert!(matches!(check_low_window(&[], &[], w(0x8000, 0x9000)), Err(LowWindowError::NotUsable { .. })));
         // Two adjacent available entries cover the window together.
         let split = [e(0, 0xa000, MemoryType::Available), e(0xa000, 0x6000, MemoryType::Available)];
-        assert!(check_low_window(&split, w(0x8000, 0xc000)).is_ok());
+        assert!(check_low_window(&split, &[], w(0x8000, 0xc000)).is_ok());
+        // A module the loader put inside the window must not be overwritten.
+        let module = w(0xb800, 0x1_0000);
+        assert_eq!(
+            check_low_window(&split, &[w(0x10_0000, 0x20_0000), module], w(0x8000, 0xc000)),
+            Err(LowWindowError::InUse { window: w(0x8000, 0xc000), range: module })
+        );
+        assert!(check_low_window(&split, &[w(0xc000, 0xd000)], w(0x8000, 0xc000)).is_ok(), "touching is not overlapping");
     }
 }

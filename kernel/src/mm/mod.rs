@@ -16,7 +16,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use keel_boot::handover::{AcpiRoot, Handover};
 use keel_boot::memory::{MemoryMap, PhysRange};
-use keel_boot::multiboot::{MemoryType, MmapEntry, PhysRead, ReadError, MAX_MMAP_ENTRIES};
+use keel_boot::multiboot::{MemoryType, MmapEntry, PhysRead, ReadError, MAX_MMAP_ENTRIES, MAX_MODULES};
 use keel_boot::multiboot2::Firmware;
 use spin::Once;
 use x86_64::VirtAddr;
@@ -52,12 +52,20 @@ static FIRMWARE_MAP: Once<FirmwareMap> = Once::new();
 struct FirmwareMap {
     entries: [MmapEntry; MAX_MMAP_ENTRIES],
     len: usize,
+    modules: [PhysRange; MAX_MODULES],
+    module_count: usize,
 }
 
 /// The firmware memory map entries (after [`init`]).
 pub fn firmware_memory_map() -> &'static [MmapEntry] {
     let map = FIRMWARE_MAP.get().expect("mm::init has not run");
     &map.entries[..map.len]
+}
+
+/// Where the loader put the boot modules, which stay in use for the kernel's lifetime.
+pub fn boot_module_ranges() -> &'static [PhysRange] {
+    let map = FIRMWARE_MAP.get().expect("mm::init has not run");
+    &map.modules[..map.module_count]
 }
 
 /// One boot module.
@@ -128,8 +136,18 @@ pub fn init(magic: u32, info_phys: u32) -> BootContext {
     };
     log::info!("boot: memory map from {source:?} ({} entries)", entries.len());
     FIRMWARE_MAP.call_once(|| {
-        let mut map = FirmwareMap { entries: [MmapEntry { base: 0, length: 0, kind: MemoryType::Reserved }; MAX_MMAP_ENTRIES], len: entries.len() };
+        let blank = MmapEntry { base: 0, length: 0, kind: MemoryType::Reserved };
+        let mods = info.modules();
+        let mut map = FirmwareMap {
+            entries: [blank; MAX_MMAP_ENTRIES],
+            len: entries.len(),
+            modules: [PhysRange::default(); MAX_MODULES],
+            module_count: mods.len(),
+        };
         map.entries[..entries.len()].copy_from_slice(entries);
+        for (slot, m) in map.modules.iter_mut().zip(mods) {
+            *slot = m.range();
+        }
         map
     });
     let mut map = match MemoryMap::from_entries(entries.iter().copied()) {

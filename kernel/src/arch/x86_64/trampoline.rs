@@ -155,11 +155,12 @@ pub fn set_params(params: TrampolineParams) {
 }
 
 /// The physical frame the trampoline runs from, if the firmware memory map declares its
-/// window (code page and the three table pages after it) free RAM; under UEFI low memory is
-/// free only where the map says so. The error says which page is taken and by what.
+/// window (code page and the three table pages after it) free RAM and no boot module lies
+/// there; under UEFI low memory is free only where the map says so. The error says which
+/// page is taken and by what.
 pub fn trampoline_frame() -> Result<u64, LowWindowError> {
     let window = PhysRange { start: TRAMPOLINE_PHYS, end: TRAMPOLINE_PD + 0x1000 };
-    check_low_window(crate::mm::firmware_memory_map(), window).map(|w| w.start)
+    check_low_window(crate::mm::firmware_memory_map(), crate::mm::boot_module_ranges(), window).map(|w| w.start)
 }
 
 /// SIPI vector for the trampoline (its physical page number).
