@@ -18,7 +18,8 @@ commands:
                              host unit tests, then every proof in parallel
   test-firmware [--filter SUBSTR] [--jobs N]
                              the firmware proofs: proofs booted by GRUB from an ISO under SeaBIOS
-                             and OVMF (UEFI), judged like their -kernel versions
+                             and OVMF (UEFI), judged like their -kernel versions; one at a time
+                             unless --jobs
   test-bochs [--filter SUBSTR]
                              boot proof ISOs under Bochs on x2APIC and xAPIC CPU models, one at a
                              time; proofs needing a QEMU-only device are reported as skipped
