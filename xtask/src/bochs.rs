@@ -39,12 +39,12 @@ pub const MACHINES: &[BochsMachine] = &[
     BochsMachine {
         model: "corei7_skylake_x",
         what: "x2APIC, TSC-deadline",
-        proofs: &["smp-x2apic", "tlb-shootdown-4", "hostile-ring", "interrupt-grant-x2apic"],
+        proofs: &["smp-x2apic", "tlb-shootdown-4", "hostile-ring", "panic-nmi", "interrupt-grant-x2apic"],
     },
     BochsMachine {
         model: "corei7_sandy_bridge_2600k",
         what: "xAPIC, TSC-deadline",
-        proofs: &["smp", "tlb-shootdown-4-xapic", "interrupt-grant"],
+        proofs: &["smp", "tlb-shootdown-4-xapic", "shootdown-stress-xapic", "interrupt-grant"],
     },
     BochsMachine { model: "core2_penryn_t9600", what: "xAPIC, no TSC-deadline", proofs: &["smp"] },
 ];
