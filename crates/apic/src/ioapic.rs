@@ -632,6 +632,13 @@ mod tests {
         );
         ioapic.set_masked(7, false).unwrap();
         assert_eq!(ioapic.read_entry(7), Ok(pci_entry()));
+        // Idempotent both ways: masking a masked pin keeps it masked.
+        ioapic.set_masked(7, true).unwrap();
+        ioapic.set_masked(7, true).unwrap();
+        assert_eq!(ioapic.read_entry(7).map(|e| e.masked), Ok(true));
+        ioapic.set_masked(7, false).unwrap();
+        ioapic.set_masked(7, false).unwrap();
+        assert_eq!(ioapic.read_entry(7), Ok(pci_entry()));
     }
 
     #[test]

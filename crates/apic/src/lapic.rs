@@ -469,6 +469,9 @@ mod tests {
             ]
         );
         assert_eq!(l.current_count(), 0);
+        // Masking a masked timer leaves it masked.
+        l.mask_timer();
+        assert_eq!(l.registers_mut().read(Register::LvtTimer), 0x0003_0030);
     }
 
     #[test]
