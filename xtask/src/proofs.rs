@@ -588,8 +588,12 @@ pub fn registry() -> Vec<Proof> {
             .timeout_secs(300)
             .check(ge("bench.ipi_rtt.samples", 10_000)),
     ]
+    .into_iter()
+    .chain(hostile::registry())
+    .collect()
 }
 
+mod hostile;
 mod plan;
 pub use plan::{plan, Job};
 // The registry's sanity rules run as unit tests (`proofs/tests.rs`).

@@ -115,7 +115,16 @@ trap_save:
 .global trap_return
 trap_return:
     cli                         /* a system call may have run with interrupts on */
-    popq %rax
+    /* Every return to ring 3 (sysretq and iretq, new threads included) passes here: the
+     * RIP and RSP must be lower-half canonical, or sysretq/iretq would fault in ring 0 on
+     * real CPUs (emulators may not). Bits 47..63 of both must be clear. */
+    testb $3, {frame_cs}(%rsp)
+    jz 1f
+    movq {frame_rip}(%rsp), %rax
+    orq {frame_rsp}(%rsp), %rax
+    shrq $47, %rax
+    jnz 4f
+1:  popq %rax
     popq %rbx
     popq %rcx
     popq %rdx
@@ -146,8 +155,16 @@ trap_return:
     movq 24(%rsp), %rsp         /* user rsp */
     swapgs
     sysretq
+
+/* A ring-3 frame the CPU must not return to: end the thread (never returns). */
+4:  movq %rsp, %rdi
+    call trap_refuse_return
+    ud2
 "#,
     syscall_vector = const super::syscall::SYSCALL_VECTOR,
+    frame_cs = const core::mem::offset_of!(TrapFrame, cs),
+    frame_rip = const core::mem::offset_of!(TrapFrame, rip),
+    frame_rsp = const core::mem::offset_of!(TrapFrame, rsp),
     options(att_syntax)
 );
 
@@ -218,6 +235,13 @@ pub fn init_idt() {
 pub static UNHANDLED: AtomicU64 = AtomicU64::new(0);
 /// Spurious interrupts from the 8259 PICs (IRQ7/IRQ15 after masking).
 pub static PIC_SPURIOUS: AtomicU64 = AtomicU64::new(0);
+
+/// Called by `trap_return` for a ring-3 frame with a non-canonical RIP or RSP, on the
+/// thread's kernel stack with kernel GS: the thread ends there.
+#[no_mangle]
+extern "C" fn trap_refuse_return(frame: &mut TrapFrame) -> ! {
+    crate::task::process::refuse_user_return(frame)
+}
 
 /// Called by `trap_common` with interrupts off.
 #[no_mangle]

@@ -1,0 +1,79 @@
+//! Hostile proofs: ring-3 programs attack the kernel's control flow and accounting
+//! (`user/attack`) and fuzz its ring (`user/fuzz`); the kernel's own counters and allocator
+//! figures are the evidence (docs/security.md).
+
+use super::{user_proof, x2apic_cpu, xapic_cpu, Proof};
+#[allow(unused_imports)]
+use crate::checks::{eq, ge, keys_equal, le};
+use crate::qemu::CpuSpec;
+
+/// Threads one `attack-spawn` round starts (the process maximum minus the main thread).
+const SPAWN_PER_ROUND: u64 = 63;
+const SPAWN_ROUNDS: u64 = 3;
+/// `attempts=` of each return attack (sysretq and iretq builds).
+const RETURN_ATTEMPTS: u64 = 2;
+
+fn attack(p: Proof, cpu: CpuSpec) -> Proof {
+    user_proof(p, "attack", &["attack", "attack-iret"])
+        .cpu(cpu)
+        .check(eq("user.heap_leaked", 0))
+        .check(eq("user.processes_live", 0))
+        // cap_enter(65, 0) and cap_enter(u64::MAX, 0) refuse and consume nothing.
+        .check(eq("user.attack_enter.enter_65", "bad_argument"))
+        .check(eq("user.attack_enter.enter_max", "bad_argument"))
+        .check(eq("user.attack_enter.consumed_by_bad_enter", 0))
+        .check(eq("user.attack_enter.completed_after", 3))
+        // Spawn-max/exit rounds: every thread started, the 65th refused each round.
+        .check(eq("user.attack_spawn.failures", 0))
+        .check(eq("user.attack_spawn.spawned", SPAWN_PER_ROUND * SPAWN_ROUNDS))
+        .check(eq("user.attack_spawn.refused_at_max", SPAWN_ROUNDS))
+        .check(eq("proc.attack_spawn.exit", 0))
+        // Returns to 0x8000_0000_0000 through sysretq and iretq: refused by the kernel's own
+        // check (counted), the thread ended, the process went on.
+        .check(eq("user.attack_return.top_insn", "0f05"))
+        .check(eq("user.attack_iret.top_insn", "cd80"))
+        .check(eq("user.bad_returns", 2 * RETURN_ATTEMPTS))
+        .check(eq("proc.attack_return.bad_return_rip", "0x800000000000"))
+        .check(eq("proc.attack_iret.bad_return_rip", "0x800000000000"))
+        .check(eq("proc.attack_return.thread_faults", RETURN_ATTEMPTS))
+        .check(eq("proc.attack_iret.thread_faults", RETURN_ATTEMPTS))
+        .check(eq("user.attack_return.return_threads_ended", RETURN_ATTEMPTS))
+        .check(eq("user.attack_iret.return_threads_ended", RETURN_ATTEMPTS))
+        .check(eq("user.attack_return.survived", "yes"))
+        .check(eq("user.attack_return.spawn_noncanonical_entry", "bad_address"))
+        .check(eq("user.attack_return.spawn_kernel_entry", "bad_address"))
+        .check(eq("user.attack_return.spawn_noncanonical_stack", "bad_address"))
+        .check(eq("proc.attack_return.exit", 0))
+        .check(eq("proc.attack_iret.exit", 0))
+        // Jumps into the syscall entry: page faults, never an emulated system call, and no
+        // switch of anyone's entry gate.
+        .check(keys_equal("user.attack_jump.jump_target", "user.syscall_entry"))
+        .check(eq("user.attack_jump.jump_threads_ended", 2))
+        .check(eq("user.attack_jump.jump_resumed", 0))
+        .check(eq("proc.attack_jump.fault_vector", 14))
+        .check(eq("user.syscall_emulated", 0))
+        .check(eq("user.syscall_emulation_refused", 2))
+        .check(eq("user.syscall_gate", "syscall"))
+}
+
+/// An `Interrupt` waiter thread that ended does not make the next wait `Busy`.
+fn irq_waiter(p: Proof, cpu: CpuSpec) -> Proof {
+    user_proof(p, "attack-irq", &["attack"])
+        .cpu(cpu)
+        .check(eq("user.processes_live", 0))
+        .check(eq("user.attack_irq.first_wait", "pending"))
+        .check(eq("user.attack_irq.second_wait", "pending"))
+        .check(eq("user.attack_irq.released", "yes"))
+        .check(eq("user.attack_irq.second_wait_cancelled", "yes"))
+        .check(eq("irq.isa_8.masked_at_end", "yes"))
+        .check(eq("proc.attack_irq.exit", 0))
+}
+
+pub(super) fn registry() -> Vec<Proof> {
+    vec![
+        attack(Proof::new("hostile-attack", "spawn-max/exit, non-canonical returns, entry jumps, bad cap_enter, dead irq waiter (x2APIC)"), x2apic_cpu()),
+        attack(Proof::new("hostile-attack-xapic", "the same in xAPIC mode"), xapic_cpu()),
+        irq_waiter(Proof::new("hostile-irq-waiter", "an Interrupt waiter thread that ended leaves the source free for the next wait (x2APIC)"), x2apic_cpu()),
+        irq_waiter(Proof::new("hostile-irq-waiter-xapic", "the same in xAPIC mode"), xapic_cpu()),
+    ]
+}
