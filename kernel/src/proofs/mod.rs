@@ -3,6 +3,7 @@
 //! runner (`xtask`) checks the values; the kernel also checks what it can and fails loudly.
 
 mod bench;
+mod races;
 mod user;
 mod rtc;
 mod smp;
@@ -35,6 +36,7 @@ pub fn run(name: &str, cmdline: &CommandLine, boot: &BootContext, platform: &'st
         "smp" => smp::run(bring_up(platform, cmdline), cmdline),
         "bench" => bench::run(bring_up(platform, cmdline), cmdline),
         "user" => user::run(bring_up(platform, cmdline), cmdline, boot),
+        "races" => races::run(bring_up(platform, cmdline), cmdline),
         "panic" => panic_on_ap(bring_up(platform, cmdline)),
         other => {
             log::error!("unknown proof {other:?}");

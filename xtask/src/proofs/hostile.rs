@@ -69,8 +69,27 @@ fn irq_waiter(p: Proof, cpu: CpuSpec) -> Proof {
         .check(eq("proc.attack_irq.exit", 0))
 }
 
+/// Kernel-only corner cases (`kernel/src/proofs/races.rs`): a software `int` into the device
+/// range leaves the in-service vector alone; concurrent `post_work` tickets name their own work.
+fn races(p: Proof, cpu: CpuSpec) -> Proof {
+    p.scenario("races")
+        .smp(3)
+        .cpu(cpu)
+        .timeout_secs(120)
+        .check(eq("races.softint.ints_issued", 2))
+        .check(eq("races.softint.isr_before", "yes"))
+        .check(eq("races.softint.isr_after", "yes"))
+        .check(eq("races.softint.claimed_handler_runs", 0))
+        .check(eq("races.softint.not_in_service", 2))
+        .check(eq("races.softint.probe_in_service_at_end", "no"))
+        .check(eq("races.post_work.finished", "yes"))
+        .check(eq("races.post_work.swapped_tickets", 0))
+}
+
 pub(super) fn registry() -> Vec<Proof> {
     vec![
+        races(Proof::new("races", "software int into the device range never EOIs; concurrent post_work tickets (x2APIC)"), x2apic_cpu()),
+        races(Proof::new("races-xapic", "the same in xAPIC mode"), xapic_cpu()),
         attack(Proof::new("hostile-attack", "spawn-max/exit, non-canonical returns, entry jumps, bad cap_enter, dead irq waiter (x2APIC)"), x2apic_cpu()),
         attack(Proof::new("hostile-attack-xapic", "the same in xAPIC mode"), xapic_cpu()),
         irq_waiter(Proof::new("hostile-irq-waiter", "an Interrupt waiter thread that ended leaves the source free for the next wait (x2APIC)"), x2apic_cpu()),

@@ -269,7 +269,7 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
         }
         _ => {
             UNHANDLED.fetch_add(1, Ordering::Relaxed);
-            super::lapic::eoi();
+            super::lapic::eoi_if_in_service(vector);
         }
     }
     // A thread of an exiting process leaves before returning to ring 3.

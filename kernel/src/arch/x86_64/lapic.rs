@@ -166,6 +166,23 @@ pub fn eoi() {
     local().eoi();
 }
 
+/// Whether `vector` is in service on this CPU (its ISR bit, read from the LAPIC).
+pub fn in_service(vector: u8) -> bool {
+    local().is_in_service(vector)
+}
+
+/// EOI only when `vector` really is in service. A software `int` into a vector the LAPIC
+/// never delivered sets no ISR bit, and an EOI then would retire some other, lower-priority
+/// interrupt still being handled. Returns whether it EOI'd.
+pub fn eoi_if_in_service(vector: u8) -> bool {
+    let mut lapic = local();
+    let in_service = lapic.is_in_service(vector);
+    if in_service {
+        lapic.eoi();
+    }
+    in_service
+}
+
 /// Sends an IPI from this CPU.
 pub fn send(ipi: Ipi) -> Result<(), keel_apic::IcrError> {
     local().send(ipi)
