@@ -173,9 +173,11 @@ fn shootdown_latency(rounds: usize) {
             let t0 = cpu::rdtsc();
             let Ok(Some(frame)) = space.unmap(page) else { break };
             let t1 = cpu::rdtsc();
-            tlb::shootdown(space.pml4(), mask, &[page]);
+            let flushed = tlb::shootdown(space.pml4(), mask, &[page]).is_ok();
             let t2 = cpu::rdtsc();
-            crate::mm::frames::free(frame);
+            if flushed {
+                crate::mm::frames::free(frame);
+            }
             samples.push(t2 - t1);
             whole.push(cpu::rdtsc() - t0);
         }

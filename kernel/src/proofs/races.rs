@@ -5,6 +5,10 @@
 //!   service, its handler executes `int` on a claimed device vector whose handler EOIs, and on
 //!   an unclaimed one. Neither may EOI: the first vector's ISR bit, read from the LAPIC, must
 //!   still be set afterwards, and the claimed handler must not have run.
+//! * Shootdown IPIs that cannot be sent: with CPUs 1 and 2 resident in a test space, a
+//!   shootdown whose every IPI fails must return promptly with those CPUs unreached and
+//!   their requests withdrawn (not wait 5 s and panic); one whose logical (cluster) IPIs fail
+//!   must fall back to physical ones and complete.
 //! * Concurrent `post_work`: the boot CPU and CPU 1 post to CPU 2 at the same time, many
 //!   times; each work records its own argument, and when `wait_work` says a ticket is done,
 //!   that poster's work must have run (a ticket taken apart from its slot could name the other
@@ -12,10 +16,13 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use keel_apic::{ApicId, Ipi};
+use keel_apic::icr::Destination;
+use keel_apic::{ApicId, IcrError, Ipi};
 
 use super::System;
-use crate::arch::x86_64::{ioapic, lapic, percpu, smp};
+use crate::arch::x86_64::{ioapic, lapic, percpu, smp, tlb};
+use crate::mm::address_space::{AddressSpace, UserPerms};
+use crate::mm::paging;
 use crate::exit::verdict;
 
 static PROBE_VECTOR: AtomicU64 = AtomicU64::new(0);
@@ -85,6 +92,67 @@ fn soft_int_into_device_range() -> bool {
     probed
 }
 
+static HOLD_MASK: tlb::CpuMask = tlb::CpuMask::new();
+static HOLD_SPACE: AtomicU64 = AtomicU64::new(0);
+static HOLDING: AtomicU64 = AtomicU64::new(0);
+static RELEASE: AtomicU64 = AtomicU64::new(0);
+
+/// Work for CPUs 1 and 2: stay resident in the test space (serving shootdowns) until released.
+fn hold_resident(_: usize) {
+    let me = percpu::current().index;
+    HOLD_MASK.insert(me);
+    // SAFETY: the test space shares the kernel half, so this code keeps running.
+    unsafe { paging::load_space(HOLD_SPACE.load(Ordering::Acquire)) };
+    HOLDING.fetch_add(1, Ordering::AcqRel);
+    while RELEASE.load(Ordering::Acquire) == 0 {
+        core::hint::spin_loop();
+    }
+    paging::load_kernel_space();
+    HOLD_MASK.remove(me);
+    HOLDING.fetch_sub(1, Ordering::AcqRel);
+}
+
+fn unsendable_shootdowns() -> bool {
+    let Ok(mut space) = AddressSpace::new() else { return false };
+    HOLD_SPACE.store(space.pml4(), Ordering::Release);
+    let holders: alloc::vec::Vec<_> = smp::online_cpus().into_iter().filter(|c| c.index == 1 || c.index == 2).collect();
+    let tickets: alloc::vec::Vec<_> = holders.iter().map(|c| (*c, smp::post_work(c, hold_resident, 0))).collect();
+    let held = crate::time::spin_until(0, 2_000_000_000, || HOLDING.load(Ordering::Acquire) == 2);
+    let page = 0x0000_4000_0000u64;
+    let perms = UserPerms { write: true, exec: false, uncached: false };
+    let _ = space.map_new(page, perms);
+    // Every IPI fails.
+    let failures_before = tlb::SEND_FAILURES.load(Ordering::Relaxed);
+    let t0 = crate::time::now_ns();
+    let all_failed = tlb::shootdown_via(space.pml4(), &HOLD_MASK, &[page], &mut |ipi| {
+        Err(IcrError::DestinationUnreachableInXApic(match ipi.destination() {
+            Destination::Physical(id) => id,
+            _ => ApicId::new(0xFFFF),
+        }))
+    });
+    let took_ms = (crate::time::now_ns() - t0) / 1_000_000;
+    let unreached = all_failed.as_ref().err().map_or(0, |u| u.0.len());
+    ev!("races.tlb.all_failed.result", if all_failed.is_ok() { "ok" } else { "unreached" });
+    ev!("races.tlb.all_failed.unreached", unreached);
+    ev!("races.tlb.all_failed.ms", took_ms);
+    ev!("races.tlb.all_failed.left_queued", tlb::queued(1) + tlb::queued(2));
+    // Logical (cluster) IPIs fail, physical ones work.
+    let logical_before = tlb::SEND_FAILURES.load(Ordering::Relaxed);
+    let fallback = tlb::shootdown_via(space.pml4(), &HOLD_MASK, &[page], &mut |ipi| match ipi.destination() {
+        Destination::X2ApicLogical(_) => Err(IcrError::LogicalNeedsX2Apic),
+        _ => lapic::send(ipi),
+    });
+    ev!("races.tlb.logical_failed.result", if fallback.is_ok() { "ok" } else { "unreached" });
+    ev!("races.tlb.logical_failed.failures", tlb::SEND_FAILURES.load(Ordering::Relaxed) - logical_before);
+    ev!("races.tlb.send_failures", tlb::SEND_FAILURES.load(Ordering::Relaxed) - failures_before);
+    RELEASE.store(1, Ordering::Release);
+    for (c, t) in tickets {
+        smp::wait_work(c, t, 2_000_000_000);
+    }
+    space.destroy();
+    held
+}
+
 /// One slot per poster; each work stores its argument's sequence number there.
 static SEEN: [AtomicU64; 2] = [const { AtomicU64::new(0) }; 2];
 static SWAPS: AtomicU64 = AtomicU64::new(0);
@@ -135,6 +203,7 @@ fn concurrent_posts(rounds: u64) -> bool {
 /// Runs both parts.
 pub fn run(_system: System, cmdline: &keel_boot::cmdline::CommandLine) -> ! {
     let soft = soft_int_into_device_range();
+    let shootdowns = unsendable_shootdowns();
     let posts = concurrent_posts(super::option_u64(cmdline, "posts", 2000));
-    verdict(soft && posts, "races scenario incomplete")
+    verdict(soft && shootdowns && posts, "races scenario incomplete")
 }

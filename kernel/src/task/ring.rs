@@ -332,7 +332,12 @@ fn vm_unmap(p: &Process, vaddr: u64, pages: u64) -> Result<[u64; 2], Status> {
     if va_list.is_empty() {
         return Err(Status::BadAddress);
     }
-    crate::arch::x86_64::tlb::shootdown(p.pml4(), &p.resident, &va_list);
+    if let Err(unreached) = crate::arch::x86_64::tlb::shootdown(p.pml4(), &p.resident, &va_list) {
+        // A CPU that could not be flushed may still reach these frames: keep them out of the
+        // allocator for good rather than hand them to someone else.
+        log::error!("vm_unmap: {} frames withheld, CPUs {:?} not flushed", frames.len(), unreached.0);
+        return Ok([va_list.len() as u64, 0]);
+    }
     for f in &frames {
         crate::mm::frames::free(*f);
     }
@@ -354,6 +359,8 @@ fn vm_protect(p: &Process, vaddr: u64, pages: u64, writable: bool) -> Result<[u6
     if va_list.is_empty() {
         return Err(Status::BadAddress);
     }
-    crate::arch::x86_64::tlb::shootdown(p.pml4(), &p.resident, &va_list);
+    if let Err(unreached) = crate::arch::x86_64::tlb::shootdown(p.pml4(), &p.resident, &va_list) {
+        log::error!("vm_protect: CPUs {:?} not flushed", unreached.0);
+    }
     Ok([va_list.len() as u64, 0])
 }

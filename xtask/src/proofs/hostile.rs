@@ -71,7 +71,7 @@ fn irq_waiter(p: Proof, cpu: CpuSpec) -> Proof {
 
 /// Kernel-only corner cases (`kernel/src/proofs/races.rs`): a software `int` into the device
 /// range leaves the in-service vector alone; concurrent `post_work` tickets name their own work.
-fn races(p: Proof, cpu: CpuSpec) -> Proof {
+fn races(p: Proof, cpu: CpuSpec, logical: bool) -> Proof {
     p.scenario("races")
         .smp(3)
         .cpu(cpu)
@@ -82,14 +82,21 @@ fn races(p: Proof, cpu: CpuSpec) -> Proof {
         .check(eq("races.softint.claimed_handler_runs", 0))
         .check(eq("races.softint.not_in_service", 2))
         .check(eq("races.softint.probe_in_service_at_end", "no"))
+        .check(eq("races.tlb.all_failed.result", "unreached"))
+        .check(eq("races.tlb.all_failed.unreached", 2))
+        .check(le("races.tlb.all_failed.ms", 1000))
+        .check(eq("races.tlb.all_failed.left_queued", 0))
+        .check(eq("races.tlb.logical_failed.result", "ok"))
+        // One logical IPI for the cluster of CPUs 1-2 in x2APIC mode; none in xAPIC mode.
+        .check(eq("races.tlb.logical_failed.failures", logical as u64))
         .check(eq("races.post_work.finished", "yes"))
         .check(eq("races.post_work.swapped_tickets", 0))
 }
 
 pub(super) fn registry() -> Vec<Proof> {
     vec![
-        races(Proof::new("races", "software int into the device range never EOIs; concurrent post_work tickets (x2APIC)"), x2apic_cpu()),
-        races(Proof::new("races-xapic", "the same in xAPIC mode"), xapic_cpu()),
+        races(Proof::new("races", "software int into the device range never EOIs; concurrent post_work tickets (x2APIC)"), x2apic_cpu(), true),
+        races(Proof::new("races-xapic", "the same in xAPIC mode"), xapic_cpu(), false),
         attack(Proof::new("hostile-attack", "spawn-max/exit, non-canonical returns, entry jumps, bad cap_enter, dead irq waiter (x2APIC)"), x2apic_cpu()),
         attack(Proof::new("hostile-attack-xapic", "the same in xAPIC mode"), xapic_cpu()),
         irq_waiter(Proof::new("hostile-irq-waiter", "an Interrupt waiter thread that ended leaves the source free for the next wait (x2APIC)"), x2apic_cpu()),
