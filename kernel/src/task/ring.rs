@@ -84,6 +84,10 @@ pub fn cap_enter(thread: &Arc<Thread>, min_complete: u64, timeout_ns: u64) -> En
                 Outcome::Migrate(status, results) => {
                     thread.post(sub.user_data, status, results, true);
                     sched::yield_current();
+                    // Resumed by the new home's scheduler with interrupts off; the rest of
+                    // the call runs with them on, like the part before (a shootdown waits
+                    // for other CPUs, and they may be waiting for this one).
+                    x86_64::instructions::interrupts::enable();
                 }
                 Outcome::ExitThread => return Entered::ExitThread,
             },

@@ -93,6 +93,32 @@ fn races(p: Proof, cpu: CpuSpec, logical: bool) -> Proof {
         .check(eq("races.post_work.swapped_tickets", 0))
 }
 
+/// Submissions of the fuzz run in `cargo xtask test` (`manifests/fuzz.manifest`) and of the
+/// long one in `cargo xtask test-hostile` (`manifests/fuzz-full.manifest`).
+const FUZZ_SUBMISSIONS: u64 = 100_000;
+const FUZZ_FULL_SUBMISSIONS: u64 = 1_000_000;
+
+/// The fuzzer's evidence: every submission answered, no kernel fault (the verdict and exit
+/// status), nothing leaked, and the program after it served correctly.
+fn fuzz(p: Proof, manifest: &'static str, submissions: u64, cpu: CpuSpec) -> Proof {
+    user_proof(p, manifest, &["fuzz", "smptest"])
+        .cpu(cpu)
+        .smp(2)
+        .check(eq("user.fuzz.finished", "yes"))
+        .check(ge("user.fuzz.submitted", submissions))
+        .check(keys_equal("user.fuzz.completed", "user.fuzz.submitted"))
+        .check(ge("user.fuzz.ok", 1))
+        .check(ge("user.fuzz.errors", 1))
+        .check(eq("user.fuzz.enter_errors", 0))
+        .check(eq("proc.fuzz.exit", 0))
+        .check(eq("user.heap_leaked", 0))
+        .check(eq("user.processes_live", 0))
+        .check(eq("user.after_fuzz.finished", "yes"))
+        .check(eq("user.after_fuzz.errors", 0))
+        .check(eq("user.after_fuzz.operations", 160))
+        .check(eq("proc.after_fuzz.exit", 0))
+}
+
 pub(super) fn registry() -> Vec<Proof> {
     vec![
         races(Proof::new("races", "software int into the device range never EOIs; concurrent post_work tickets (x2APIC)"), x2apic_cpu(), true),
@@ -101,5 +127,7 @@ pub(super) fn registry() -> Vec<Proof> {
         attack(Proof::new("hostile-attack-xapic", "the same in xAPIC mode"), xapic_cpu()),
         irq_waiter(Proof::new("hostile-irq-waiter", "an Interrupt waiter thread that ended leaves the source free for the next wait (x2APIC)"), x2apic_cpu()),
         irq_waiter(Proof::new("hostile-irq-waiter-xapic", "the same in xAPIC mode"), xapic_cpu()),
+        fuzz(Proof::new("hostile-fuzz", "10^5 random submissions from 4 threads on 2 CPUs: all answered, nothing leaked, the next program served (x2APIC)"), "fuzz", FUZZ_SUBMISSIONS, x2apic_cpu()),
+        fuzz(Proof::new("hostile-fuzz-xapic", "the same in xAPIC mode"), "fuzz", FUZZ_SUBMISSIONS, xapic_cpu()),
     ]
 }

@@ -98,8 +98,14 @@ fn flush(req: &Request) {
 
 /// Vector 50: serve every queued request, acknowledge each.
 pub fn shootdown_interrupt() {
+    percpu::current().tlb.ipis.fetch_add(1, Ordering::Relaxed);
+    serve_inbox();
+    lapic::eoi();
+}
+
+/// Serves every request queued for this CPU (from its IPI, or from a shooter's own wait).
+fn serve_inbox() {
     let me = percpu::current();
-    me.tlb.ipis.fetch_add(1, Ordering::Relaxed);
     loop {
         let next = {
             let mut q = me.tlb.queue.lock();
@@ -118,7 +124,6 @@ pub fn shootdown_interrupt() {
         me.tlb.requests.fetch_add(1, Ordering::Relaxed);
         req.pending.fetch_sub(1, Ordering::AcqRel);
     }
-    lapic::eoi();
 }
 
 /// Sends [`TLB_VECTOR`] to every CPU in `cpus` through `send`; returns the number of ICR
@@ -284,8 +289,15 @@ pub fn shootdown_via(
     if me_resident {
         flush(&req);
     }
-    // Interrupts stay enabled so requests aimed at this CPU are served meanwhile.
-    if !crate::time::spin_until(crate::time::TIGHT_POLL_NS, 5_000_000_000, || req.pending.load(Ordering::Acquire) == 0) {
+    // Requests aimed at this CPU are served meanwhile: by the IPI when interrupts are on, by
+    // the wait itself when they are off (two CPUs shooting at each other with interrupts off
+    // would otherwise wait for each other forever).
+    if !crate::time::spin_until(crate::time::TIGHT_POLL_NS, 5_000_000_000, || {
+        if !x86_64::instructions::interrupts::are_enabled() {
+            serve_inbox();
+        }
+        req.pending.load(Ordering::Acquire) == 0
+    }) {
         panic!("TLB shootdown: acknowledgements missing after 5 s");
     }
     if unreached.is_empty() {
