@@ -13,6 +13,8 @@ commands:
                              boot once with serial on the terminal; exit 0 on a clean halt
   test [--filter SUBSTR] [--jobs N] [--no-host-tests]
                              host unit tests, then every proof in parallel
+  test-hostile [--filter SUBSTR] [--jobs N]
+                             the long hostile proofs (10^6-submission fuzzing), kept out of `test`
   proofs                     list proofs and their QEMU command lines
   bench [--filter SUBSTR]    run benchmark proofs, print bench.* evidence, write target/bench.json
   bench-compare [--quick] [--no-64] [--wake] [--rounds N]
@@ -35,7 +37,8 @@ environment:
 pub enum Cmd {
     Build,
     Run { proof: Option<String>, accel: Option<Accel>, append: Vec<String>, timeout: Option<u64> },
-    Test { filter: Option<String>, jobs: Option<usize>, host_tests: bool },
+    /// `long`: the long proofs (`test-hostile`) instead of the default set.
+    Test { filter: Option<String>, jobs: Option<usize>, host_tests: bool, long: bool },
     Proofs,
     Bench { filter: Option<String> },
     BenchCompare(crate::compare::Options),
@@ -52,7 +55,8 @@ pub fn parse(args: &[String]) -> Result<Cmd> {
     let mut cmd = match cmd.as_str() {
         "build" => Cmd::Build,
         "run" => Cmd::Run { proof: None, accel: None, append: vec![], timeout: None },
-        "test" => Cmd::Test { filter: None, jobs: None, host_tests: true },
+        "test" => Cmd::Test { filter: None, jobs: None, host_tests: true, long: false },
+        "test-hostile" => Cmd::Test { filter: None, jobs: None, host_tests: false, long: true },
         "proofs" => Cmd::Proofs,
         "bench" => Cmd::Bench { filter: None },
         "bench-compare" => Cmd::BenchCompare(Default::default()),
@@ -104,7 +108,8 @@ mod tests {
             p("run --proof boot --accel=kvm --append a=1 --timeout 5").unwrap(),
             Cmd::Run { proof: Some("boot".into()), accel: Some(Accel::Kvm), append: vec!["a=1".into()], timeout: Some(5) }
         );
-        assert_eq!(p("test --filter smp -j 1").unwrap(), Cmd::Test { filter: Some("smp".into()), jobs: Some(1), host_tests: true });
+        assert_eq!(p("test --filter smp -j 1").unwrap(), Cmd::Test { filter: Some("smp".into()), jobs: Some(1), host_tests: true, long: false });
+        assert_eq!(p("test-hostile -j 1").unwrap(), Cmd::Test { filter: None, jobs: Some(1), host_tests: false, long: true });
         assert_eq!(p("bench").unwrap(), Cmd::Bench { filter: None });
         assert_eq!(p("bench-compare --quick").unwrap(), Cmd::BenchCompare(crate::compare::Options { quick: true, ..Default::default() }));
         assert_eq!(

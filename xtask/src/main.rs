@@ -62,7 +62,7 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode> {
         }
         Cmd::Proofs => list_proofs(),
         Cmd::Run { proof, accel, append, timeout } => run(proof, accel, append, timeout),
-        Cmd::Test { filter, jobs, host_tests } => test(filter, jobs, host_tests),
+        Cmd::Test { filter, jobs, host_tests, long } => test(filter, jobs, host_tests, long),
         Cmd::Bench { filter } => bench(filter),
         Cmd::BenchCompare(opts) => compare::run(opts),
     }
@@ -88,8 +88,11 @@ fn find_proof(name: &str) -> Result<Proof> {
     all.into_iter().find(|p| p.name == name).with_context(|| format!("no proof {name:?}; known: {}", names.join(", ")))
 }
 
-fn select(filter: Option<&str>, bench: bool) -> Vec<Proof> {
-    proofs::registry().into_iter().filter(|p| p.bench == bench && filter.is_none_or(|f| p.name.contains(f))).collect()
+fn select(filter: Option<&str>, bench: bool, long: bool) -> Vec<Proof> {
+    proofs::registry()
+        .into_iter()
+        .filter(|p| p.bench == bench && p.long == long && filter.is_none_or(|f| p.name.contains(f)))
+        .collect()
 }
 
 fn list_proofs() -> Result<ExitCode> {
@@ -102,7 +105,7 @@ fn list_proofs() -> Result<ExitCode> {
     println!("{}", env.kvm_summary());
     for job in proofs::plan(&all, &env) {
         let p = &all[job.proof];
-        let tag = if p.bench { " [bench]" } else { "" };
+        let tag = if p.bench { " [bench]" } else if p.long { " [test-hostile]" } else { "" };
         println!("\n{} ({}){tag}: {}", p.name, job.accel, p.description);
         if let Some(note) = p.accel_note() {
             println!("  {note}");
@@ -212,13 +215,13 @@ fn run_proofs(proofs: &[Proof], jobs: Option<usize>) -> Result<Vec<JobResult>> {
     Ok(results)
 }
 
-fn test(filter: Option<String>, jobs: Option<usize>, host_tests: bool) -> Result<ExitCode> {
+fn test(filter: Option<String>, jobs: Option<usize>, host_tests: bool, long: bool) -> Result<ExitCode> {
     bootstrap::ensure_qemu()?;
     if host_tests {
         println!("xtask: host unit tests");
         builder::host_tests()?;
     }
-    let selected = select(filter.as_deref(), false);
+    let selected = select(filter.as_deref(), false, long);
     if selected.is_empty() {
         bail!("no proof matches {:?}", filter.unwrap_or_default());
     }
@@ -229,7 +232,7 @@ fn test(filter: Option<String>, jobs: Option<usize>, host_tests: bool) -> Result
 
 fn bench(filter: Option<String>) -> Result<ExitCode> {
     bootstrap::ensure_qemu()?;
-    let selected = select(filter.as_deref(), true);
+    let selected = select(filter.as_deref(), true, false);
     let path = builder::workspace_root().join("target/bench.json");
     std::fs::create_dir_all(path.parent().unwrap())?;
     if selected.is_empty() {

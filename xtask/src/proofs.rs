@@ -45,6 +45,8 @@ pub struct Proof {
     pub checks: Vec<Check>,
     /// Benchmarks run under `cargo xtask bench`, not `cargo xtask test`.
     pub bench: bool,
+    /// Long proofs run under `cargo xtask test-hostile`, not `cargo xtask test`.
+    pub long: bool,
     /// Boot manifest (path relative to the repo root), the first Multiboot module.
     pub manifest: Option<&'static str>,
     /// User binaries (names under `user/`), Multiboot modules after the manifest, in order.
@@ -73,6 +75,7 @@ impl Proof {
             expect: Expect::PASS,
             checks: vec![],
             bench: false,
+            long: false,
             manifest: None,
             programs: vec![],
             trace_events: vec![],
@@ -135,6 +138,12 @@ impl Proof {
         self.checks.push(c);
         self
     }
+
+    pub fn long(mut self) -> Self {
+        self.long = true;
+        self
+    }
+
     pub fn bench(mut self) -> Self {
         self.bench = true;
         self

@@ -129,5 +129,11 @@ pub(super) fn registry() -> Vec<Proof> {
         irq_waiter(Proof::new("hostile-irq-waiter-xapic", "the same in xAPIC mode"), xapic_cpu()),
         fuzz(Proof::new("hostile-fuzz", "10^5 random submissions from 4 threads on 2 CPUs: all answered, nothing leaked, the next program served (x2APIC)"), "fuzz", FUZZ_SUBMISSIONS, x2apic_cpu()),
         fuzz(Proof::new("hostile-fuzz-xapic", "the same in xAPIC mode"), "fuzz", FUZZ_SUBMISSIONS, xapic_cpu()),
+        fuzz(Proof::new("hostile-fuzz-full", "10^6 random submissions from 4 threads on 2 CPUs (x2APIC)"), "fuzz-full", FUZZ_FULL_SUBMISSIONS, x2apic_cpu())
+            .timeout_secs(900)
+            .long(),
+        fuzz(Proof::new("hostile-fuzz-full-xapic", "the same in xAPIC mode"), "fuzz-full", FUZZ_FULL_SUBMISSIONS, xapic_cpu())
+            .timeout_secs(900)
+            .long(),
     ]
 }

@@ -1,8 +1,9 @@
-//! `attack-iret`: the same attacks; this build's top page ends with `int 0x80` (return
-//! through `iretq`).
+//! `attack-iret`: the attacks of `user/attack`; this build's top page ends with `int 0x80`
+//! (return through `iretq`).
 #![no_std]
 #![no_main]
 
+#[path = "../../attack/src/attacks.rs"]
 mod attacks;
 
 core::arch::global_asm!(
