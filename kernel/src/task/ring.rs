@@ -233,11 +233,6 @@ fn execute(thread: &Arc<Thread>, sub: &Submission) -> Outcome {
         }
         (Request::ProcessSpawnThread { entry, stack_top, arg, cpu }, _) => done((|| {
             let cpu = online_cpu(cpu)?;
-            // The first return to ring 3 would refuse these anyway (and end the new thread);
-            // saying so here is clearer.
-            if entry >= keel_abi::USER_SPACE_END || stack_top > keel_abi::USER_SPACE_END {
-                return Err(Status::BadAddress);
-            }
             if p.is_exiting() {
                 return Err(Status::Cancelled);
             }
