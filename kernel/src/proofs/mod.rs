@@ -87,6 +87,7 @@ pub fn bring_up(platform: &'static Platform, cmdline: &CommandLine) -> System {
     ioapic::init(platform);
     percpu::current().online.store(true, Ordering::Release);
     x86_64::instructions::interrupts::enable();
+    ev!("lapic.isr_readable", if lapic::probe_isr() { "yes" } else { "no" });
 
     let started = crate::time::now_ns();
     let reports = smp_arch::start_aps(platform, mode, use_deadline);

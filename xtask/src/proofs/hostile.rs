@@ -4,8 +4,9 @@
 
 use super::{user_proof, x2apic_cpu, xapic_cpu, Proof};
 #[allow(unused_imports)]
-use crate::checks::{eq, ge, keys_equal, le};
+use crate::checks::{custom, eq, ge, keys_equal, le};
 use crate::qemu::CpuSpec;
+use keel_evidence::Transcript;
 
 /// Threads one `attack-spawn` round starts (the process maximum minus the main thread).
 const SPAWN_PER_ROUND: u64 = 63;
@@ -18,6 +19,7 @@ fn attack(p: Proof, cpu: CpuSpec) -> Proof {
         .cpu(cpu)
         .check(eq("user.heap_leaked", 0))
         .check(eq("user.processes_live", 0))
+        .check(eq("lapic.isr_readable", "yes"))
         // cap_enter(65, 0) and cap_enter(u64::MAX, 0) refuse and consume nothing.
         .check(eq("user.attack_enter.enter_65", "bad_argument"))
         .check(eq("user.attack_enter.enter_max", "bad_argument"))
@@ -69,6 +71,35 @@ fn irq_waiter(p: Proof, cpu: CpuSpec) -> Proof {
         .check(eq("proc.attack_irq.exit", 0))
 }
 
+/// The `races` software-`int` evidence. PVM's emulated LAPIC shows no ISR bit inside a
+/// handler (`lapic.isr_readable=no`), so there the kernel cannot tell a software `int` from a
+/// delivery and the part is skipped; everywhere else (TCG, hardware) it must hold.
+/// `hostile-attack` requires `lapic.isr_readable=yes`, so TCG cannot skip it unnoticed.
+fn softint_ok(t: &Transcript) -> Result<(), String> {
+    let get = |k: &str| t.evidence.get(k).map(|v| v.as_str().to_string()).ok_or_else(|| format!("{k}: missing"));
+    match get("lapic.isr_readable")?.as_str() {
+        "no" => return if get("races.softint.checked")? == "no" { Ok(()) } else { Err("ISR unreadable but checked".into()) },
+        "yes" => {}
+        other => return Err(format!("lapic.isr_readable = {other}")),
+    }
+    let want = [
+        ("races.softint.checked", "yes"),
+        ("races.softint.ints_issued", "2"),
+        ("races.softint.isr_before", "yes"),
+        ("races.softint.isr_after", "yes"),
+        ("races.softint.claimed_handler_runs", "0"),
+        ("races.softint.not_in_service", "2"),
+        ("races.softint.probe_in_service_at_end", "no"),
+    ];
+    for (k, v) in want {
+        let got = get(k)?;
+        if got != v {
+            return Err(format!("{k} = {got}, want {v}"));
+        }
+    }
+    Ok(())
+}
+
 /// Kernel-only corner cases (`kernel/src/proofs/races.rs`): a software `int` into the device
 /// range leaves the in-service vector alone; concurrent `post_work` tickets name their own work.
 fn races(p: Proof, cpu: CpuSpec, logical: bool) -> Proof {
@@ -76,12 +107,7 @@ fn races(p: Proof, cpu: CpuSpec, logical: bool) -> Proof {
         .smp(3)
         .cpu(cpu)
         .timeout_secs(120)
-        .check(eq("races.softint.ints_issued", 2))
-        .check(eq("races.softint.isr_before", "yes"))
-        .check(eq("races.softint.isr_after", "yes"))
-        .check(eq("races.softint.claimed_handler_runs", 0))
-        .check(eq("races.softint.not_in_service", 2))
-        .check(eq("races.softint.probe_in_service_at_end", "no"))
+        .check(custom("software int into the device range: not EOI'd, claimed handler not run (where the ISR reads back)", softint_ok))
         .check(eq("races.tlb.all_failed.result", "unreached"))
         .check(eq("races.tlb.all_failed.unreached", 2))
         .check(le("races.tlb.all_failed.ms", 1000))

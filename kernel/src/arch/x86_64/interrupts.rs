@@ -22,6 +22,8 @@ pub const DEVICE_VECTOR_BASE: u8 = 0x50;
 pub const DEVICE_VECTOR_LAST: u8 = 0xDF;
 /// LAPIC error interrupt (LVT error).
 pub const LAPIC_ERROR_VECTOR: u8 = 0xFE;
+/// One self-IPI at boot: does the LAPIC's ISR show the vector being handled? (`lapic::probe_isr`)
+pub const ISR_PROBE_VECTOR: u8 = 0xFD;
 /// LAPIC spurious-interrupt vector (low nibble all ones, as older xAPICs require).
 pub const SPURIOUS_VECTOR: u8 = 0xFF;
 /// Where the 8259 PICs are parked before being masked (their spurious IRQ7/15 land here).
@@ -261,6 +263,7 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
         super::tlb::TLB_VECTOR => super::tlb::shootdown_interrupt(),
         SPURIOUS_VECTOR => super::lapic::spurious_interrupt(),
         LAPIC_ERROR_VECTOR => super::lapic::error_interrupt(),
+        ISR_PROBE_VECTOR => super::lapic::isr_probe_interrupt(),
         DEVICE_VECTOR_BASE..=DEVICE_VECTOR_LAST => super::ioapic::device_interrupt(vector),
         v if (PIC_VECTOR_BASE..PIC_VECTOR_BASE + 16).contains(&v) => {
             // Masked 8259 lines can still raise a spurious IRQ7/IRQ15; the PIC needs no EOI

@@ -153,7 +153,7 @@ pub fn device_interrupt(vector: u8) {
     // Only the LAPIC's own delivery puts a vector in service; a software `int` into the
     // device range (kernel code: ring 3 gets #GP) is not a device interrupt. Its handler
     // would EOI and so retire whatever else is in service: count it and do nothing.
-    if !super::lapic::in_service(vector) {
+    if super::lapic::not_in_service(vector) {
         NOT_IN_SERVICE.fetch_add(1, Ordering::Relaxed);
         return;
     }
