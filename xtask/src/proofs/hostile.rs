@@ -104,6 +104,8 @@ fn softint_ok(t: &Transcript) -> Result<(), String> {
 /// range leaves the in-service vector alone; concurrent `post_work` tickets name their own work.
 fn races(p: Proof, cpu: CpuSpec, logical: bool) -> Proof {
     p.scenario("races")
+        // 2 × 500 concurrent posts: a few seconds under PVM-backed KVM as well.
+        .args("posts=500")
         .smp(3)
         .cpu(cpu)
         .timeout_secs(120)
