@@ -3,6 +3,9 @@
 //! * `spawn rounds=R`: R times, start threads until the kernel says `NoMemory` (the process
 //!   maximum), check that one more is refused, then let all of them end. The kernel must give
 //!   back every frame and every heap byte (its own report, after the process is gone).
+//! * `exit-live`: start the maximum of threads — spinning in ring 3, blocked in `cap_enter`
+//!   forever, or with a long sleep pending — and exit the process under them. The kernel must
+//!   end them all and give everything back.
 //! * `return`: a thread enters the kernel from the last two bytes of user space, so the
 //!   return address is the first non-canonical one (`0x0000_8000_0000_0000`). The kernel's
 //!   return path must refuse it and end the thread (real CPUs would fault in ring 0); the
@@ -34,6 +37,9 @@ const NON_CANONICAL: u64 = 0x0000_8000_0000_0000;
 
 const JOB_EXIT_AFTER_RELEASE: u64 = 1 << 56;
 const JOB_IRQ_WAIT: u64 = 3 << 56;
+const JOB_SPIN: u64 = 4 << 56;
+const JOB_BLOCK: u64 = 5 << 56;
+const JOB_SLEEP_PENDING: u64 = 6 << 56;
 
 static RELEASE: AtomicU64 = AtomicU64::new(0);
 static STARTED: AtomicU64 = AtomicU64::new(0);
@@ -113,6 +119,26 @@ extern "C" fn thread_body(ring_vaddr: u64, arg: u64) -> ! {
             let round = arg & 0xFFFF_FFFF;
             while RELEASE.load(Ordering::Acquire) <= round {
                 let _ = ring.timer_sleep(cap(ObjectKind::Timer), 1_000_000);
+            }
+        }
+        JOB_SPIN => loop {
+            core::hint::spin_loop();
+        },
+        JOB_BLOCK => loop {
+            // Nothing will ever complete: blocked until the process ends.
+            let _ = ring.enter(1, keel_rt::abi::TIMEOUT_INFINITE);
+        },
+        JOB_SLEEP_PENDING => {
+            let sleep = Submission {
+                cap: cap(ObjectKind::Timer).0,
+                method: Method::TimerSleep as u16,
+                flags: 0,
+                args: [u64::MAX, 0, 0, 0],
+                user_data: 9,
+            };
+            let _ = ring.submit(sleep);
+            loop {
+                let _ = ring.enter(1, keel_rt::abi::TIMEOUT_INFINITE);
             }
         }
         JOB_IRQ_WAIT => {
@@ -215,6 +241,27 @@ fn spawn_rounds() -> u64 {
     ev!("spawn_retries", retries);
     ev!("failures", failures);
     failures
+}
+
+/// Exit with the maximum of threads alive; see the module comment.
+fn exit_live() -> u64 {
+    let extra = MAX_THREADS - 1;
+    map_stacks(extra);
+    let jobs = [JOB_SPIN, JOB_BLOCK, JOB_SLEEP_PENDING];
+    let mut spawned = 0;
+    for slot in 0..extra {
+        if spawn_at(thread_start as *const () as u64, slot, slot % cpus(), jobs[slot as usize % 3]).is_ok() {
+            spawned += 1;
+        }
+    }
+    // Let them all get going (spinning, blocked, sleeping).
+    while STARTED.load(Ordering::Acquire) < spawned {
+        sleep_ms(1);
+    }
+    sleep_ms(20);
+    ev!("live_threads_at_exit", live_threads());
+    ev!("spawned", spawned);
+    0
 }
 
 /// Non-canonical return and spawn attempts; see the module comment.
@@ -332,6 +379,7 @@ fn irq_wait_attack() -> u64 {
 pub fn main() -> u64 {
     match start_info().arg("mode").unwrap_or("") {
         "spawn" => spawn_rounds(),
+        "exit-live" => exit_live(),
         "return" => return_attacks(),
         "jump" => jump_attacks(),
         "enter" => enter_attack(),

@@ -30,6 +30,10 @@ fn attack(p: Proof, cpu: CpuSpec) -> Proof {
         .check(eq("user.attack_spawn.spawned", SPAWN_PER_ROUND * SPAWN_ROUNDS))
         .check(eq("user.attack_spawn.refused_at_max", SPAWN_ROUNDS))
         .check(eq("proc.attack_spawn.exit", 0))
+        // Exit under 63 live threads (spinning, blocked forever, a sleep of u64::MAX pending).
+        .check(eq("user.attack_exit_live.spawned", SPAWN_PER_ROUND))
+        .check(eq("user.attack_exit_live.live_threads_at_exit", SPAWN_PER_ROUND + 1))
+        .check(eq("proc.attack_exit_live.exit", 0))
         // Returns to 0x8000_0000_0000 through sysretq and iretq: refused by the kernel's own
         // check (counted), the thread ended, the process went on.
         .check(eq("user.attack_return.top_insn", "0f05"))
