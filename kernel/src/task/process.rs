@@ -426,7 +426,13 @@ pub fn refuse_user_return(frame: &mut TrapFrame) -> ! {
     log::warn!("return to ring 3 refused: rip {:#x} rsp {:#x} cs {:#x} ss {:#x} (#{count})", frame.rip, frame.rsp, frame.cs, frame.ss);
     let alone = {
         let name = sched::current_thread().map(|t| t.process.name.replace('-', "_")).unwrap_or_default();
-        crate::ev!(("proc.{}.bad_return_rip", name), format_args!("{:#x}", frame.rip));
+        let canonical = |a: u64| a >> 47 == 0;
+        if !canonical(frame.rip) {
+            crate::ev!(("proc.{}.bad_return_rip", name), format_args!("{:#x}", frame.rip));
+        }
+        if !canonical(frame.rsp) {
+            crate::ev!(("proc.{}.bad_return_rsp", name), format_args!("{:#x}", frame.rsp));
+        }
         frame.vector = 13;
         report_fault(frame, frame.rip)
     };

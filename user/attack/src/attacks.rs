@@ -9,7 +9,8 @@
 //! * `return`: a thread enters the kernel from the last two bytes of user space, so the
 //!   return address is the first non-canonical one (`0x0000_8000_0000_0000`). The kernel's
 //!   return path must refuse it and end the thread (real CPUs would fault in ring 0); the
-//!   process goes on. Spawning a thread at a non-canonical entry must fail with `BadAddress`.
+//!   process goes on; the same for a `syscall` made with a non-canonical stack pointer.
+//!   Spawning a thread at a non-canonical entry must fail with `BadAddress`.
 //! * `jump`: threads jump straight to the kernel's `syscall` entry with a chosen RCX (a
 //!   non-canonical one, then one just past a real `syscall` instruction). Each must die of
 //!   the page fault; the kernel must not emulate a system call for them.
@@ -69,6 +70,21 @@ extern "C" fn top_page_thread() -> ! {
         "mov r8, {insn}",
         "jmp r8",
         insn = const TOP_PAGE + PAGE - 2,
+    )
+}
+
+/// Enters the kernel with a non-canonical stack pointer (RIP is fine): the return must be
+/// refused just the same.
+#[unsafe(naked)]
+extern "C" fn bad_rsp_thread() -> ! {
+    core::arch::naked_asm!(
+        "mov rsp, {nc}",
+        "xor eax, eax",
+        "xor edi, edi",
+        "xor esi, esi",
+        "syscall",
+        "ud2",
+        nc = const NON_CANONICAL,
     )
 }
 
@@ -289,8 +305,10 @@ fn return_attacks() -> u64 {
             ended += 1;
         }
     }
+    let rsp_ended = spawn_at(bad_rsp_thread as *const () as u64, 1, 0, 0).is_ok() && wait_alone();
     ev!("return_attempts", attempts);
     ev!("return_threads_ended", ended);
+    ev!("bad_rsp_thread_ended", if rsp_ended { "yes" } else { "no" });
     ev!("survived", "yes");
     0
 }
