@@ -134,15 +134,26 @@ impl Process {
     /// Maps a fresh ring page for a new thread (slot 0 at `RING_VADDR`, later ones below it)
     /// and returns `(physical, user address)`.
     pub fn new_ring(&self) -> Result<(u64, u64), Status> {
-        if let Some((phys, vaddr)) = irqs_off(|| self.free_rings.lock().pop()) {
-            // SAFETY: the frame is this process's ring page of a thread that was dropped (no
-            // kernel reference to it remains); the new thread's header replaces the old one
-            // before the thread exists.
-            unsafe {
-                core::ptr::write_bytes(phys_to_virt(phys).as_mut_ptr::<u8>(), 0, 4096);
-                (phys_to_virt(phys).as_mut_ptr::<keel_abi::RingHeader>()).write(keel_abi::RingHeader::new());
+        while let Some((phys, vaddr)) = irqs_off(|| self.free_rings.lock().pop()) {
+            // Reuse the page only while it is still mapped there (a frame the program got
+            // unmapped may belong to someone else by now); checked and cleared under the
+            // address-space lock, which every unmap takes.
+            let reused = self.with_space(|s| {
+                if s.translate(vaddr) != Some(phys) {
+                    return false;
+                }
+                // SAFETY: the frame is still this process's ring page at `vaddr`, of a thread
+                // that was dropped (no kernel reference to it remains); the new thread's
+                // header replaces the old one before the thread exists.
+                unsafe {
+                    core::ptr::write_bytes(phys_to_virt(phys).as_mut_ptr::<u8>(), 0, 4096);
+                    (phys_to_virt(phys).as_mut_ptr::<keel_abi::RingHeader>()).write(keel_abi::RingHeader::new());
+                }
+                true
+            });
+            if reused == Some(true) {
+                return Ok((phys, vaddr));
             }
-            return Ok((phys, vaddr));
         }
         let slot = self.next_ring_slot.fetch_add(1, Ordering::Relaxed) as u64;
         if slot >= MAX_THREADS as u64 {
