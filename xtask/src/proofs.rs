@@ -371,6 +371,8 @@ fn tlb_shootdown(p: Proof, manifest: &'static str, workers: u64) -> Proof {
     user_proof(p, manifest, &["smptest"])
         .cpu(cpu)
         .smp(4)
+        // Threads that ended by a fault leave nothing behind either.
+        .check(eq("user.heap_leaked", 0))
         .check(eq("user.smptest.workers", workers))
         .check(eq("user.smptest.unmap", "ok"))
         .check(eq("user.smptest.stale_reads", 0))
@@ -390,6 +392,7 @@ fn shootdown_stress(p: Proof) -> Proof {
     user_proof(p, "shootdown-stress", &["smptest"])
         .cpu(cpu)
         .smp(4)
+        .check(eq("user.heap_leaked", 0))
         .check(eq("user.smptest.finished", "yes"))
         .check(eq("user.smptest.errors", 0))
         .check(eq("user.smptest.operations", 640))
@@ -402,6 +405,7 @@ fn shootdown_stress(p: Proof) -> Proof {
 fn smp_scale(p: Proof) -> Proof {
     user_proof(p, "smp-scale", &["smptest"])
         .smp(4)
+        .check(eq("user.heap_leaked", 0))
         .check(eq("user.smptest.threads_1.primes", 9592))
         .check(eq("user.smptest.threads_2.primes", 9592))
         .check(eq("user.smptest.threads_4.primes", 9592))
@@ -525,6 +529,7 @@ pub fn registry() -> Vec<Proof> {
             .check(eq("proc.edu_successor.exit", 0))
             .check(eq("irq.intx_edu.masked_at_end", "yes")),
         user_proof(Proof::new("hostile-ring", "garbage submissions all fail cleanly; a ring-3 kernel read is killed"), "hostile-ring", &["hostile"])
+            .check(eq("user.heap_leaked", 0))
             .check(ge("user.hostile.submitted", 1000))
             .check(keys_equal("user.hostile.completed", "user.hostile.submitted"))
             .check(keys_equal("user.hostile.errors", "user.hostile.submitted"))
