@@ -5,13 +5,15 @@
 //! answer every one, never fault, and give back every frame and heap byte once the process is
 //! gone (its own report). The fuzzer never aims at its own code, stack, ring or start info,
 //! never releases the capabilities it reports with, and never ends a thread at random: it
-//! tests the kernel, not whether a program can destroy itself.
+//! tests the kernel, not whether a program can destroy itself. Between batches it also makes
+//! hostile system calls: `cap_enter` with `min_complete` above `CQ_ENTRIES` (nothing may be
+//! consumed) and unknown call numbers (`BadMethod`).
 #![no_std]
 #![no_main]
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use keel_rt::abi::{Method, ObjectKind, Submission, MAX_VM_PAGES, SQ_ENTRIES};
+use keel_rt::abi::{Method, ObjectKind, Submission, CQ_ENTRIES, MAX_VM_PAGES, SQ_ENTRIES};
 use keel_rt::util::{arg_u64, cap};
 use keel_rt::{ev, println, ring, start_info, CapId, Ring};
 
@@ -35,6 +37,10 @@ static OK: AtomicU64 = AtomicU64::new(0);
 static ERRORS: AtomicU64 = AtomicU64::new(0);
 static ENTER_ERRORS: AtomicU64 = AtomicU64::new(0);
 static SPAWNED: AtomicU64 = AtomicU64::new(0);
+static BAD_ENTERS: AtomicU64 = AtomicU64::new(0);
+static BAD_ENTER_CONSUMED: AtomicU64 = AtomicU64::new(0);
+static BAD_SYSCALLS: AtomicU64 = AtomicU64::new(0);
+static BAD_SYSCALL_UNEXPECTED: AtomicU64 = AtomicU64::new(0);
 static DONE: AtomicU64 = AtomicU64::new(0);
 static QUOTA: AtomicU64 = AtomicU64::new(0);
 static SEED: AtomicU64 = AtomicU64::new(0);
@@ -211,6 +217,52 @@ fn args_used(method: Method) -> usize {
     }
 }
 
+/// A system call with a number that is neither `cap_enter` nor `exit`: must return
+/// `BadMethod` and change nothing.
+fn raw_syscall(number: u64, rdi: u64, rsi: u64) -> i64 {
+    let ret: i64;
+    // SAFETY: an unknown system call number only returns an error in rax; the instruction
+    // clobbers rcx and r11.
+    unsafe {
+        core::arch::asm!(
+            "syscall",
+            inlateout("rax") number as i64 => ret,
+            in("rdi") rdi,
+            in("rsi") rsi,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    ret
+}
+
+/// Hostile system-call arguments between batches: `cap_enter` with `min_complete` above
+/// `CQ_ENTRIES` (must consume nothing: `sq_head` read back) and unknown call numbers.
+fn hostile_syscalls(rng: &mut Rng, ring_vaddr: u64) {
+    // SAFETY: this thread's ring page; only the kernel-published `sq_head` is read.
+    let header = unsafe { &*(ring_vaddr as *const keel_rt::abi::RingHeader) };
+    if rng.below(8) == 0 {
+        let before = header.sq_head.load(Ordering::Acquire);
+        let r = keel_rt::cap_enter(CQ_ENTRIES as u64 + 1 + rng.below(u64::MAX - 100), rng.below(1000));
+        BAD_ENTERS.fetch_add(1, Ordering::Relaxed);
+        if header.sq_head.load(Ordering::Acquire) != before || r != keel_rt::abi::Status::BadArgument.as_i32() as i64 {
+            BAD_ENTER_CONSUMED.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    if rng.below(16) == 0 {
+        let number = match rng.below(3) {
+            0 => 2 + rng.below(64),
+            1 => u64::MAX - rng.below(4),
+            _ => rng.next() | 2,
+        };
+        BAD_SYSCALLS.fetch_add(1, Ordering::Relaxed);
+        if raw_syscall(number, rng.next(), rng.next()) != keel_rt::abi::Status::BadMethod.as_i32() as i64 {
+            BAD_SYSCALL_UNEXPECTED.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
 /// Thread entry: rdi = ring page, rdx = worker index.
 #[unsafe(naked)]
 extern "C" fn worker_start() -> ! {
@@ -265,6 +317,7 @@ extern "C" fn worker(ring_vaddr: u64, index: u64) -> ! {
                 SPAWNED.fetch_add(1, Ordering::Relaxed);
             }
         }
+        hostile_syscalls(&mut rng, ring_vaddr);
         if ring.enter(0, 0).is_err() {
             ENTER_ERRORS.fetch_add(1, Ordering::Relaxed);
         }
@@ -326,6 +379,10 @@ fn main() -> u64 {
     ev!("errors", ERRORS.load(Ordering::Relaxed));
     ev!("enter_errors", ENTER_ERRORS.load(Ordering::Relaxed));
     ev!("spawn_attempts", SPAWNED.load(Ordering::Relaxed));
+    ev!("bad_enters", BAD_ENTERS.load(Ordering::Relaxed));
+    ev!("bad_enter_consumed", BAD_ENTER_CONSUMED.load(Ordering::Relaxed));
+    ev!("bad_syscalls", BAD_SYSCALLS.load(Ordering::Relaxed));
+    ev!("bad_syscall_unexpected", BAD_SYSCALL_UNEXPECTED.load(Ordering::Relaxed));
     ev!("cycles", cycles);
     let _ = start_info();
     0
