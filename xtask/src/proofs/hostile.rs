@@ -171,9 +171,12 @@ pub(super) fn registry() -> Vec<Proof> {
         fuzz(Proof::new("hostile-fuzz", "10^5 random submissions from 4 threads on 2 CPUs: all answered, nothing leaked, the next program served (x2APIC)"), "fuzz", FUZZ_SUBMISSIONS, x2apic_cpu()),
         fuzz(Proof::new("hostile-fuzz-xapic", "the same in xAPIC mode"), "fuzz", FUZZ_SUBMISSIONS, xapic_cpu()),
         fuzz(Proof::new("hostile-fuzz-full", "10^6 random submissions from 4 threads on 2 CPUs (x2APIC)"), "fuzz-full", FUZZ_FULL_SUBMISSIONS, x2apic_cpu())
+            // The kernel's own deadline for the programs (60 s by default) must outlast them.
+            .args("user_timeout_ms=800000")
             .timeout_secs(900)
             .long(),
         fuzz(Proof::new("hostile-fuzz-full-xapic", "the same in xAPIC mode"), "fuzz-full", FUZZ_FULL_SUBMISSIONS, xapic_cpu())
+            .args("user_timeout_ms=800000")
             .timeout_secs(900)
             .long(),
     ]
