@@ -32,7 +32,7 @@ const STACK_PAGES: u64 = 2;
 const MAX_THREADS: u64 = 64;
 /// The kernel pins its `syscall` entry here (`kernel/linker.ld`); the kernel reports the
 /// real address too (`user.syscall_entry`) and the proof compares the two.
-const KERNEL_SYSCALL_ENTRY: u64 = 0xffff_ffff_8010_0040;
+const KERNEL_SYSCALL_ENTRY: u64 = 0xffff_ffff_8010_0200;
 /// First address above the lower canonical half.
 const NON_CANONICAL: u64 = 0x0000_8000_0000_0000;
 

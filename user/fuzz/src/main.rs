@@ -171,7 +171,7 @@ fn random_submission(rng: &mut Rng, caps: &Caps, sandbox: u64, sleeps: &mut u64,
             if rng.below(64) != 0 {
                 s.method = Method::ProcessInfo as u16;
             } else {
-                s.args[0] = [0x1000, 0x0000_8000_0000_0000, 0xffff_ffff_8010_0040, sandbox][rng.below(4) as usize];
+                s.args[0] = [0x1000, 0x0000_8000_0000_0000, 0xffff_ffff_8010_0200, sandbox][rng.below(4) as usize];
                 s.args[1] = address(rng, sandbox);
                 s.args[3] = rng.below(4);
             }

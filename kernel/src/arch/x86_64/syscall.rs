@@ -25,7 +25,7 @@ pub const SYSCALL_VECTOR_IRET: u64 = 0x101;
 
 /// Where the linker script pins `keel_syscall_entry` (no KASLR: the kernel image is public;
 /// hostile proofs jump here from ring 3 and must reach the real entry).
-pub const SYSCALL_ENTRY_ADDR: u64 = 0xffff_ffff_8010_0040;
+pub const SYSCALL_ENTRY_ADDR: u64 = 0xffff_ffff_8010_0200;
 
 global_asm!(
     r#"
