@@ -46,6 +46,8 @@ pub struct Proof {
     pub checks: Vec<Check>,
     /// Benchmarks run under `cargo xtask bench`, not `cargo xtask test`.
     pub bench: bool,
+    /// Long proofs run under `cargo xtask test-hostile`, not `cargo xtask test`.
+    pub long: bool,
     /// Boot manifest (path relative to the repo root), the first Multiboot module.
     pub manifest: Option<&'static str>,
     /// User binaries (names under `user/`), Multiboot modules after the manifest, in order.
@@ -86,6 +88,7 @@ impl Proof {
             expect: Expect::PASS,
             checks: vec![],
             bench: false,
+            long: false,
             manifest: None,
             programs: vec![],
             trace_events: vec![],
@@ -149,6 +152,12 @@ impl Proof {
         self.checks.push(c);
         self
     }
+
+    pub fn long(mut self) -> Self {
+        self.long = true;
+        self
+    }
+
     pub fn bench(mut self) -> Self {
         self.bench = true;
         self
@@ -369,6 +378,8 @@ fn firmware_x2apic_machine(p: Proof) -> Proof {
     p.smp(2).cpu(CpuSpec::new("qemu64", &["+x2apic"])).qemu_extra(&["-smp", "2,maxcpus=260"])
 }
 
+/// Every proof: the `-kernel` proofs, then the same checks booted from the ISO under each
+/// firmware ([`firmware_variants`]).
 pub fn registry() -> Vec<Proof> {
     let base = kernel_registry();
     let firmware = firmware_variants(&base);
@@ -503,6 +514,7 @@ fn kernel_registry() -> Vec<Proof> {
             .check(eq("proc.edu_successor.exit", 0))
             .check(eq("irq.intx_edu.masked_at_end", "yes")),
         user_proof(Proof::new("hostile-ring", "garbage submissions all fail cleanly; a ring-3 kernel read is killed"), "hostile-ring", &["hostile"])
+            .check(eq("user.heap_leaked", 0))
             .check(ge("user.hostile.submitted", 1000))
             .check(keys_equal("user.hostile.completed", "user.hostile.submitted"))
             .check(keys_equal("user.hostile.errors", "user.hostile.submitted"))
@@ -580,12 +592,14 @@ fn kernel_registry() -> Vec<Proof> {
             .check(ge("bench.ipi_rtt.samples", 10_000)),
     ]
     .into_iter()
+    .chain(hostile::registry())
     // VT-d interrupt remapping: APIC ID 257 reached; storm and driver death with it on.
     .chain(remap::proofs())
     .collect()
 }
 
 mod firmware;
+mod hostile;
 mod plan;
 mod remap;
 mod user;

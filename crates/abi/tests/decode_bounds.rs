@@ -17,11 +17,12 @@ fn method_numbers_are_the_wire_values() {
 fn spawn_thread_checks_each_address_on_its_own() {
     let ok = |entry, stack| decode(&sub(Method::ProcessSpawnThread, [entry, stack, 5, 1]));
     assert_eq!(ok(0x1000, 0x10000), Ok(Request::ProcessSpawnThread { entry: 0x1000, stack_top: 0x10000, arg: 5, cpu: 1 }));
-    assert!(ok(USER_SPACE_END - 1, USER_SPACE_END).is_ok(), "the last entry and the top of user space");
+    assert!(ok(USER_SPACE_END - 1, USER_SPACE_END - 16).is_ok(), "the last entry and the highest stack top");
     for (entry, stack) in [
         (0, 0x10000),                          // no entry
         (USER_SPACE_END, 0x10000),             // entry outside user space
         (0x1000, 0),                           // no stack
+        (0x1000, USER_SPACE_END),              // stack top not canonical
         (0x1000, USER_SPACE_END + 16),         // stack above user space
         (0x1000, 0x10008),                     // stack not 16-byte aligned
     ] {

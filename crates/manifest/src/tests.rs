@@ -201,6 +201,7 @@ fn error_display_format() {
 
 mod errors;
 mod fuzz;
+mod scale;
 
 #[test]
 fn process_and_virtual_memory_grants() {

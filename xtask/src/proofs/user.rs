@@ -136,6 +136,8 @@ pub(super) fn tlb_shootdown(p: Proof, manifest: &'static str, workers: u64) -> P
     user_proof(p, manifest, &["smptest"])
         .cpu(cpu)
         .smp(4)
+        // Threads that ended by a fault leave nothing behind either.
+        .check(eq("user.heap_leaked", 0))
         .check(eq("user.smptest.workers", workers))
         .check(eq("user.smptest.unmap", "ok"))
         .check(eq("user.smptest.stale_reads", 0))
@@ -155,6 +157,7 @@ pub(super) fn shootdown_stress(p: Proof) -> Proof {
     user_proof(p, "shootdown-stress", &["smptest"])
         .cpu(cpu)
         .smp(4)
+        .check(eq("user.heap_leaked", 0))
         .check(eq("user.smptest.finished", "yes"))
         .check(eq("user.smptest.errors", 0))
         .check(eq("user.smptest.operations", 640))
@@ -167,6 +170,7 @@ pub(super) fn shootdown_stress(p: Proof) -> Proof {
 pub(super) fn smp_scale(p: Proof) -> Proof {
     user_proof(p, "smp-scale", &["smptest"])
         .smp(4)
+        .check(eq("user.heap_leaked", 0))
         .check(eq("user.smptest.threads_1.primes", 9592))
         .check(eq("user.smptest.threads_2.primes", 9592))
         .check(eq("user.smptest.threads_4.primes", 9592))
