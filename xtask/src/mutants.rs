@@ -112,7 +112,8 @@ fn judge_break(registry: &[Proof], b: &Break, root: &Path, tree: &Path, out_dir:
 /// the timeout or exit status it led to; else the first failure (a crash or timeout whose
 /// evidence never got printed says more than the keys it left missing).
 fn telling(failures: &[String]) -> &str {
-    failures.iter().find(|f| f.contains("check failed") && !f.contains(": missing")).unwrap_or(&failures[0])
+    let saw_a_value = |f: &&String| f.contains("check failed") && !f.contains("missing") && !f.contains(" 0 keys matched");
+    failures.iter().find(saw_a_value).unwrap_or(&failures[0])
 }
 
 /// Boots each proof `b` names from the scratch tree's artifacts, one at a time.
