@@ -9,7 +9,7 @@
 //! in-service interrupt. The kernel's spurious handler must return without
 //! calling [`Lapic::eoi`].
 
-use crate::icr::{IcrError, IcrValue, Ipi};
+use crate::icr::{DeliveryWait, IcrError, IcrValue, Ipi};
 use crate::id::ApicId;
 use crate::lvt::{
     EsrFlags, LvtError, LvtLocal, LvtTimer, SpuriousVector, TimerDivide, TimerMode, Version,
@@ -30,10 +30,14 @@ pub trait LapicRegisters {
     /// Writes a 32-bit register. Never called with the ICR.
     fn write(&mut self, reg: Register, value: u32);
     /// Sends one encoded ICR. The backend does the mode-specific part: xAPIC
-    /// writes ICR high then ICR low with interrupts off and waits for
-    /// delivery status idle; x2APIC executes `mfence; lfence` then one
-    /// WRMSR 0x830. The value always matches [`LapicRegisters::mode`].
+    /// writes ICR high then ICR low with interrupts off (nothing else);
+    /// x2APIC executes `mfence; lfence` then one WRMSR 0x830. The value
+    /// always matches [`LapicRegisters::mode`].
     fn write_icr(&mut self, icr: IcrValue);
+    /// xAPIC only: polls the ICR delivery-status bit until it reads idle,
+    /// within a bound; returns false if it stayed "send pending". Called
+    /// only for sends whose [`IcrValue::delivery_wait`] asks for it.
+    fn wait_icr_idle(&mut self) -> bool;
 }
 
 /// Local interrupt configuration applied by [`Lapic::enable`].
@@ -46,6 +50,17 @@ pub struct LocalInit {
     /// Program LINT1 as NMI (per the MADT local-APIC-NMI entry); otherwise
     /// LINT1 is masked. LINT0 is always masked (no 8259 virtual wire).
     pub lint1_nmi: bool,
+}
+
+/// What a send saw of the xAPIC delivery-status bit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeliveryStatus {
+    /// Not read (fixed and NMI IPIs; every x2APIC send).
+    NotPolled,
+    /// Read idle before and after the write.
+    Idle,
+    /// Still "send pending" when a bounded wait gave up.
+    StuckPending,
 }
 
 /// Why a LAPIC operation was refused before touching hardware.
@@ -120,11 +135,23 @@ impl<R: LapicRegisters> Lapic<R> {
         self.regs.read(Register::Isr(Bank::for_vector(vector))) & Bank::bit_for_vector(vector) != 0
     }
 
-    /// Encodes `ipi` for the backend's mode and sends it.
-    pub fn send(&mut self, ipi: Ipi) -> Result<(), IcrError> {
+    /// Encodes `ipi` for the backend's mode and sends it: one ICR write,
+    /// plus the delivery-status polls [`IcrValue::delivery_wait`] asks for
+    /// (xAPIC INIT and start-up only).
+    pub fn send(&mut self, ipi: Ipi) -> Result<DeliveryStatus, IcrError> {
         let icr = ipi.encode(self.regs.mode())?;
-        self.regs.write_icr(icr);
-        Ok(())
+        match icr.delivery_wait() {
+            DeliveryWait::None => {
+                self.regs.write_icr(icr);
+                Ok(DeliveryStatus::NotPolled)
+            }
+            DeliveryWait::AroundSend => {
+                let before = self.regs.wait_icr_idle();
+                self.regs.write_icr(icr);
+                let after = self.regs.wait_icr_idle();
+                Ok(if before && after { DeliveryStatus::Idle } else { DeliveryStatus::StuckPending })
+            }
+        }
     }
 
     /// Brings the local APIC into Keel's baseline state.
@@ -512,12 +539,42 @@ mod tests {
         for mode in [LapicMode::XApic, LapicMode::X2Apic] {
             let mut l = lapic(mode, 0);
             let ap = ApicId::new(2);
-            l.send(Ipi::init_assert().to(ap)).unwrap();
-            l.send(Ipi::startup(0x08).to(ap)).unwrap();
-            l.send(Ipi::startup(0x08).to(ap)).unwrap();
-            assert_eq!(events(&l).len(), 3);
-            assert!(events(&l).iter().all(|e| matches!(e, Event::Icr(_))));
+            for ipi in [Ipi::init_assert(), Ipi::init_deassert(), Ipi::startup(0x08), Ipi::startup(0x08)] {
+                let status = l.send(ipi.to(ap)).unwrap();
+                let expected = if mode == LapicMode::XApic { DeliveryStatus::Idle } else { DeliveryStatus::NotPolled };
+                assert_eq!(status, expected, "{mode:?}");
+            }
+            let icrs = events(&l).iter().filter(|e| matches!(e, Event::Icr(_))).count();
+            assert_eq!(icrs, 4);
+            let polls = events(&l).iter().filter(|e| **e == Event::WaitIcrIdle).count();
+            // xAPIC: a bounded poll before and after each bring-up IPI; x2APIC has no bit.
+            assert_eq!(polls, if mode == LapicMode::XApic { 8 } else { 0 }, "{mode:?}");
         }
+    }
+
+    #[test]
+    fn fixed_and_nmi_sends_are_one_icr_write_and_nothing_else() {
+        for mode in [LapicMode::XApic, LapicMode::X2Apic] {
+            for ipi in [Ipi::fixed(0x31).to(ApicId::new(1)), Ipi::nmi().to_all_but_self()] {
+                let mut l = lapic(mode, 0);
+                assert_eq!(l.send(ipi), Ok(DeliveryStatus::NotPolled));
+                assert!(matches!(events(&l), [Event::Icr(_)]), "{mode:?} {ipi:?}: {:?}", events(&l));
+            }
+        }
+    }
+
+    #[test]
+    fn a_stuck_delivery_status_on_a_bring_up_ipi_is_reported() {
+        let mut l = lapic(LapicMode::XApic, 0);
+        l.registers_mut().stick_delivery_status(true);
+        assert_eq!(l.send(Ipi::startup(0x08).to(ApicId::new(1))), Ok(DeliveryStatus::StuckPending));
+        assert_eq!(events(&l)[0], Event::WaitIcrIdle, "waits before the write");
+        assert!(matches!(events(&l)[1], Event::Icr(_)));
+        assert_eq!(events(&l)[2], Event::WaitIcrIdle, "and after it");
+        // A fixed IPI never looks at the bit, stuck or not.
+        l.registers_mut().clear_events();
+        assert_eq!(l.send(Ipi::fixed(0x31).to(ApicId::new(1))), Ok(DeliveryStatus::NotPolled));
+        assert_eq!(events(&l).len(), 1);
     }
 
     #[test]

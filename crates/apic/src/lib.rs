@@ -38,10 +38,10 @@ pub mod signal;
 pub mod timer;
 
 pub use base::{ApicBase, XapicDisableStatus};
-pub use icr::{IcrError, IcrValue, Ipi, XApicIcr};
+pub use icr::{DeliveryWait, IcrError, IcrValue, Ipi, XApicIcr};
 pub use id::{ApicId, X2ApicCluster, XApicId};
 pub use ioapic::{Ioapic, IoapicRegisters, RedirectionEntry};
-pub use lapic::{Lapic, LapicError, LapicRegisters, LocalInit};
+pub use lapic::{DeliveryStatus, Lapic, LapicError, LapicRegisters, LocalInit};
 pub use lvt::{
     EsrFlags, LvtError, LvtLocal, LvtTimer, SpuriousVector, TimerDivide, TimerMode, Version,
 };

@@ -16,10 +16,9 @@
 //! space mid-shootdown still acknowledges (its flush is harmless). The waiter keeps
 //! interrupts enabled, so requests aimed at it (two CPUs shooting at each other) are served.
 
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use keel_apic::{ApicId, Ipi, LapicMode, X2ApicCluster};
-use spin::Mutex;
 use x86_64::registers::control::Cr3;
 
 use super::percpu;
@@ -48,18 +47,58 @@ impl Request {
     }
 }
 
-/// Requests queued for one CPU.
+/// Requests queued for one CPU: slots a shooter claims with one compare-exchange and a
+/// mask of filled slots it publishes with one `fetch_or`; the handler takes the whole mask
+/// with one swap. No lock, so no interrupt masking on either side: a shooter interrupted
+/// (even by a handler that shoots down itself) holds nothing another CPU waits for.
 pub struct Inbox {
-    queue: Mutex<([usize; 16], usize)>,
+    slots: [AtomicUsize; INBOX_SLOTS],
+    /// Bit i: slot i holds a request the handler has not taken yet.
+    ready: AtomicU32,
     /// Shootdown IPIs this CPU handled, and requests it served.
     pub ipis: AtomicU64,
     pub requests: AtomicU64,
 }
 
+/// Requests one CPU can have queued at once (one per concurrent shooter; more shooters wait).
+const INBOX_SLOTS: usize = 16;
+
 impl Inbox {
     /// Empty.
     pub const fn new() -> Inbox {
-        Inbox { queue: Mutex::new(([0; 16], 0)), ipis: AtomicU64::new(0), requests: AtomicU64::new(0) }
+        Inbox {
+            slots: [const { AtomicUsize::new(0) }; INBOX_SLOTS],
+            ready: AtomicU32::new(0),
+            ipis: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
+        }
+    }
+
+    /// Queues `req`; false if every slot is taken.
+    fn push(&self, req: &Request) -> bool {
+        let ptr = req as *const Request as usize;
+        for (i, slot) in self.slots.iter().enumerate() {
+            if slot.compare_exchange(0, ptr, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+                // Release: the handler that sees the bit sees the slot and the request.
+                self.ready.fetch_or(1 << i, Ordering::Release);
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Takes every published request, freeing their slots.
+    fn take(&self, mut serve: impl FnMut(&Request)) {
+        let mut ready = self.ready.swap(0, Ordering::Acquire);
+        while ready != 0 {
+            let i = ready.trailing_zeros() as usize;
+            ready &= ready - 1;
+            let ptr = self.slots[i].load(Ordering::Acquire);
+            self.slots[i].store(0, Ordering::Release);
+            // SAFETY: a shooter keeps its request alive until `pending` reaches zero, which
+            // needs this CPU's acknowledgement (in `serve`) first.
+            serve(unsafe { &*(ptr as *const Request) });
+        }
     }
 }
 
@@ -78,8 +117,9 @@ pub static LAST_TARGETS: AtomicU64 = AtomicU64::new(0);
 /// ICR writes the last shootdown needed (one per cluster in x2APIC mode).
 pub static LAST_ICR_WRITES: AtomicU64 = AtomicU64::new(0);
 
-fn flush(req: &Request) {
-    if percpu::current().loaded_space.load(Ordering::Relaxed) != req.pml4 {
+/// Invalidates `req` on this CPU, whose loaded space is `loaded`.
+fn flush(req: &Request, loaded: u64) {
+    if loaded != req.pml4 {
         return; // not loaded here: the switch away already flushed it
     }
     match (req.full, req.count) {
@@ -99,60 +139,63 @@ fn flush(req: &Request) {
 /// Vector 50: serve every queued request, acknowledge each.
 pub fn shootdown_interrupt() {
     let me = percpu::current();
-    me.tlb.ipis.fetch_add(1, Ordering::Relaxed);
-    loop {
-        let next = {
-            let mut q = me.tlb.queue.lock();
-            if q.1 == 0 {
-                None
-            } else {
-                q.1 -= 1;
-                Some(q.0[q.1])
-            }
-        };
-        let Some(ptr) = next else { break };
-        // SAFETY: the shooter keeps the request alive until `pending` reaches zero, which
-        // cannot happen before this decrement.
-        let req = unsafe { &*(ptr as *const Request) };
-        flush(req);
-        me.tlb.requests.fetch_add(1, Ordering::Relaxed);
+    // Both counters have one writer, this handler, which interrupts cannot nest into (an
+    // interrupt gate): a plain load and store instead of a locked add.
+    me.tlb.ipis.store(me.tlb.ipis.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+    let loaded = me.loaded_space.load(Ordering::Relaxed);
+    let mut served = 0;
+    me.tlb.take(|req| {
+        flush(req, loaded);
+        // The acknowledgement first: the shooter is waiting for it, the counter is not.
         req.pending.fetch_sub(1, Ordering::AcqRel);
-    }
+        served += 1;
+    });
+    me.tlb.requests.store(me.tlb.requests.load(Ordering::Relaxed) + served, Ordering::Relaxed);
     lapic::eoi();
 }
 
-/// Sends [`TLB_VECTOR`] to every CPU in `cpus`; returns the number of ICR writes. In x2APIC
-/// mode CPUs of one cluster share one logical IPI (consecutive CPUs usually share a cluster;
-/// a cluster met again later just costs another write); a lone CPU, a CPU without a logical
-/// ID, or any CPU in xAPIC mode gets its own physical IPI.
-fn interrupt(cpus: CpuSet) -> u64 {
-    let logical = lapic::mode() == Some(LapicMode::X2Apic);
-    let mut writes = 0;
-    let mut send = |group: Group| {
+/// Collects the targets of one shootdown into as few ICR writes as the mode allows: in
+/// x2APIC mode CPUs of one cluster share one logical IPI (consecutive CPUs usually share a
+/// cluster; a cluster met again later just costs another write); a lone CPU, a CPU without
+/// a logical ID, or any CPU in xAPIC mode gets its own physical IPI.
+struct IpiBatch {
+    logical: bool,
+    open: Option<Group>,
+    writes: u64,
+}
+
+impl IpiBatch {
+    fn new() -> IpiBatch {
+        IpiBatch { logical: lapic::mode() == Some(LapicMode::X2Apic), open: None, writes: 0 }
+    }
+
+    /// Adds `target`; sends the open group first when `target` cannot join it.
+    fn add(&mut self, target: &percpu::PerCpu) {
+        let first = ApicId::new(target.apic_id.load(Ordering::Acquire));
+        let member = if self.logical { X2ApicCluster::from_ldr(target.x2apic_ldr.load(Ordering::Acquire)) } else { None };
+        let joined = self.open.and_then(|g| Some(Group { cluster: Some(g.cluster?.join(member?)?), first: g.first }));
+        if let (None, Some(g)) = (joined, self.open) {
+            self.send(g);
+        }
+        self.open = joined.or(Some(Group { cluster: member, first }));
+    }
+
+    /// Sends the last group; returns the number of ICR writes.
+    fn finish(mut self) -> u64 {
+        if let Some(g) = self.open.take() {
+            self.send(g);
+        }
+        self.writes
+    }
+
+    fn send(&mut self, group: Group) {
         let ipi = Ipi::fixed(TLB_VECTOR);
         let _ = lapic::send(match group {
             Group { cluster: Some(c), .. } if c.members().count_ones() > 1 => ipi.to_cluster(c),
             Group { first, .. } => ipi.to(first),
         });
-        writes += 1;
-    };
-    let mut open: Option<Group> = None;
-    for cpu in cpus {
-        let Some(target) = percpu::cpu(cpu) else { continue };
-        let first = ApicId::new(target.apic_id.load(Ordering::Acquire));
-        let member = if logical { X2ApicCluster::from_ldr(target.x2apic_ldr.load(Ordering::Acquire)) } else { None };
-        // Same cluster as the open group: it joins; anything else sends the group and opens
-        // a new one.
-        let joined = open.and_then(|g| Some(Group { cluster: Some(g.cluster?.join(member?)?), first: g.first }));
-        if let (None, Some(g)) = (joined, open) {
-            send(g);
-        }
-        open = joined.or(Some(Group { cluster: member, first }));
+        self.writes += 1;
     }
-    if let Some(g) = open {
-        send(g);
-    }
-    writes
 }
 
 /// CPUs one ICR write reaches: an x2APIC cluster's members, or the one CPU `first`.
@@ -160,6 +203,42 @@ fn interrupt(cpus: CpuSet) -> u64 {
 struct Group {
     cluster: Option<X2ApicCluster>,
     first: ApicId,
+}
+
+/// Queues `req` on `target`. Every slot taken (16 shooters at one CPU): waits with
+/// interrupts on, so requests aimed at this CPU are served meanwhile.
+fn queue(req: &Request, target: &percpu::PerCpu) {
+    while !target.tlb.push(req) {
+        core::hint::spin_loop();
+    }
+}
+
+/// The usual case, one other CPU resident: queue and one physical IPI, no batching.
+/// Returns the number of ICR writes.
+fn interrupt_one(req: &Request, targets: CpuSet) -> u64 {
+    let Some(target) = targets.into_iter().next().and_then(percpu::cpu) else {
+        req.pending.fetch_sub(1, Ordering::AcqRel);
+        return 0;
+    };
+    queue(req, target);
+    let _ = lapic::send(Ipi::fixed(TLB_VECTOR).to(ApicId::new(target.apic_id.load(Ordering::Acquire))));
+    1
+}
+
+/// Several targets: one pass that queues the request on each and batches its IPIs as it
+/// goes (first IPIs leave while later targets are still being queued). Returns the number
+/// of ICR writes.
+fn interrupt_all(req: &Request, targets: CpuSet) -> u64 {
+    let mut batch = IpiBatch::new();
+    for cpu in targets {
+        let Some(target) = percpu::cpu(cpu) else {
+            req.pending.fetch_sub(1, Ordering::AcqRel);
+            continue;
+        };
+        queue(req, target);
+        batch.add(target);
+    }
+    batch.finish()
 }
 
 /// Invalidates `pages` (or everything, above the ceiling) of the address space `pml4` on
@@ -171,48 +250,26 @@ pub fn shootdown(pml4: u64, resident: &CpuMask, pages: &[u64]) {
         FlushPlan::Pages(_) => false,
         FlushPlan::Full => true,
     };
-    let count = if full { 0 } else { pages.len() };
-    let req = Request { pml4, pages: pages.as_ptr(), count, full, pending: AtomicU32::new(0) };
+    let page_count = if full { 0 } else { pages.len() };
+    let req = Request { pml4, pages: pages.as_ptr(), count: page_count, full, pending: AtomicU32::new(0) };
     // Page-table writes before the mask read (pairs with the SeqCst insert before CR3 loads).
     core::sync::atomic::fence(Ordering::SeqCst);
     // One snapshot of the set serves both the acknowledgement count and the IPIs: reading it
     // twice could count a CPU that then gets no request (or the reverse) and never finish.
     let mut targets = resident.snapshot();
     let me_resident = targets.remove(percpu::current().index);
-    req.pending.store(targets.len() as u32, Ordering::Release);
+    let target_count = targets.len();
+    req.pending.store(target_count as u32, Ordering::Release);
+    let low_targets = targets.low_bits();
+    let writes = if target_count == 1 { interrupt_one(&req, targets) } else { interrupt_all(&req, targets) };
+    // Bookkeeping while the IPIs are in flight.
     SHOOTDOWNS.fetch_add(1, Ordering::Relaxed);
-    LAST_TARGETS.store(targets.low_bits(), Ordering::Relaxed);
-    let mut queued = CpuSet::default();
-    for cpu in targets {
-        let Some(target) = percpu::cpu(cpu) else {
-            req.pending.fetch_sub(1, Ordering::AcqRel);
-            continue;
-        };
-        loop {
-            let done = x86_64::instructions::interrupts::without_interrupts(|| {
-                let mut q = target.tlb.queue.lock();
-                if q.1 < q.0.len() {
-                    let n = q.1;
-                    q.0[n] = &req as *const Request as usize;
-                    q.1 += 1;
-                    true
-                } else {
-                    false
-                }
-            });
-            if done {
-                break;
-            }
-            core::hint::spin_loop();
-        }
-        queued.insert(cpu);
-    }
-    let writes = interrupt(queued);
+    LAST_TARGETS.store(low_targets, Ordering::Relaxed);
     IPIS_SENT.fetch_add(writes, Ordering::Relaxed);
     LAST_ICR_WRITES.store(writes, Ordering::Relaxed);
     // Flush here while the IPIs are in flight.
     if me_resident {
-        flush(&req);
+        flush(&req, percpu::current().loaded_space.load(Ordering::Relaxed));
     }
     // Interrupts stay enabled so requests aimed at this CPU are served meanwhile.
     if !crate::time::spin_until(crate::time::TIGHT_POLL_NS, 5_000_000_000, || req.pending.load(Ordering::Acquire) == 0) {
