@@ -58,6 +58,10 @@ pub struct Inbox {
     /// Shootdown IPIs this CPU handled, and requests it served.
     pub ipis: AtomicU64,
     pub requests: AtomicU64,
+    /// Shootdowns this CPU started and the ICR writes they took (summed by [`shootdowns`]
+    /// and [`ipis_sent`]).
+    started: AtomicU64,
+    icr_writes: AtomicU64,
 }
 
 /// Requests one CPU can have queued at once (one per concurrent shooter; more shooters wait).
@@ -71,6 +75,8 @@ impl Inbox {
             ready: AtomicU32::new(0),
             ipis: AtomicU64::new(0),
             requests: AtomicU64::new(0),
+            started: AtomicU64::new(0),
+            icr_writes: AtomicU64::new(0),
         }
     }
 
@@ -108,9 +114,23 @@ impl Default for Inbox {
     }
 }
 
-/// Global counters for reports.
-pub static SHOOTDOWNS: AtomicU64 = AtomicU64::new(0);
-pub static IPIS_SENT: AtomicU64 = AtomicU64::new(0);
+/// Shootdowns started on all CPUs.
+pub fn shootdowns() -> u64 {
+    percpu::all().map(|c| c.tlb.started.load(Ordering::Relaxed)).sum()
+}
+
+/// Shootdown ICR writes on all CPUs.
+pub fn ipis_sent() -> u64 {
+    percpu::all().map(|c| c.tlb.icr_writes.load(Ordering::Relaxed)).sum()
+}
+
+/// Adds to a counter that only this CPU writes, from one context that cannot nest into
+/// itself (shootdowns start in system calls, never in interrupt handlers; the vector-50
+/// handler runs with interrupts off): a load and a store instead of a locked add.
+fn bump(counter: &AtomicU64, by: u64) {
+    counter.store(counter.load(Ordering::Relaxed) + by, Ordering::Relaxed);
+}
+
 /// Resident CPUs (other than the shooter) of the most recent shootdown, as a bit mask of the
 /// first 64 CPUs (evidence).
 pub static LAST_TARGETS: AtomicU64 = AtomicU64::new(0);
@@ -141,7 +161,7 @@ pub fn shootdown_interrupt() {
     let me = percpu::current();
     // Both counters have one writer, this handler, which interrupts cannot nest into (an
     // interrupt gate): a plain load and store instead of a locked add.
-    me.tlb.ipis.store(me.tlb.ipis.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+    bump(&me.tlb.ipis, 1);
     let loaded = me.loaded_space.load(Ordering::Relaxed);
     let mut served = 0;
     me.tlb.take(|req| {
@@ -150,7 +170,7 @@ pub fn shootdown_interrupt() {
         req.pending.fetch_sub(1, Ordering::AcqRel);
         served += 1;
     });
-    me.tlb.requests.store(me.tlb.requests.load(Ordering::Relaxed) + served, Ordering::Relaxed);
+    bump(&me.tlb.requests, served);
     lapic::eoi();
 }
 
@@ -257,19 +277,20 @@ pub fn shootdown(pml4: u64, resident: &CpuMask, pages: &[u64]) {
     // One snapshot of the set serves both the acknowledgement count and the IPIs: reading it
     // twice could count a CPU that then gets no request (or the reverse) and never finish.
     let mut targets = resident.snapshot();
-    let me_resident = targets.remove(percpu::current().index);
+    let me = percpu::current();
+    let me_resident = targets.remove(me.index);
     let target_count = targets.len();
     req.pending.store(target_count as u32, Ordering::Release);
     let low_targets = targets.low_bits();
     let writes = if target_count == 1 { interrupt_one(&req, targets) } else { interrupt_all(&req, targets) };
     // Bookkeeping while the IPIs are in flight.
-    SHOOTDOWNS.fetch_add(1, Ordering::Relaxed);
+    bump(&me.tlb.started, 1);
+    bump(&me.tlb.icr_writes, writes);
     LAST_TARGETS.store(low_targets, Ordering::Relaxed);
-    IPIS_SENT.fetch_add(writes, Ordering::Relaxed);
     LAST_ICR_WRITES.store(writes, Ordering::Relaxed);
     // Flush here while the IPIs are in flight.
     if me_resident {
-        flush(&req, percpu::current().loaded_space.load(Ordering::Relaxed));
+        flush(&req, me.loaded_space.load(Ordering::Relaxed));
     }
     // Interrupts stay enabled so requests aimed at this CPU are served meanwhile.
     if !crate::time::spin_until(crate::time::TIGHT_POLL_NS, 5_000_000_000, || req.pending.load(Ordering::Acquire) == 0) {
