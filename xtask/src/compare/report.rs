@@ -19,8 +19,13 @@ pub struct Context<'a> {
     pub targets: &'a [Target],
 }
 
+/// Two decimals, or three significant digits below 0.1 (a ratio is never shown as 0.00).
 fn ratio_cell(r: Option<f64>) -> String {
-    r.map_or_else(|| "—".into(), |r| format!("{r:.2}"))
+    match r {
+        None => "—".into(),
+        Some(r) if r > 0.0 && r < 0.1 => format!("{r:.2e}"),
+        Some(r) => format!("{r:.2}"),
+    }
 }
 
 fn met_cell(t: &Target) -> &'static str {
@@ -54,7 +59,8 @@ fn apic_modes(cx: &Context<'_>) -> String {
         let ev = |k: &str| transcript.evidence.get(k).map(|v| v.to_string());
         let chosen = ev("lapic.mode").unwrap_or_else(|| "?".into());
         let msr = ev("bench.apic_base_mode").map_or_else(String::new, |m| format!(", IA32_APIC_BASE says {m}"));
-        let _ = writeln!(s, "* Keel `{}` ({}): {chosen}{msr}", r.name, accel_label(r.accel));
+        let remap = ev("iommu.remapping").map_or_else(String::new, |m| format!(", interrupt remapping {m}"));
+        let _ = writeln!(s, "* Keel `{}` ({}): {chosen}{msr}{remap}", r.name, accel_label(r.accel));
     }
     s
 }
