@@ -12,7 +12,7 @@ use crate::signal::TriggerMode;
 /// ICR low bit 12: "send pending" in xAPIC mode.
 ///
 /// Read-only, not part of the x2APIC ICR (reserved there) and never set by
-/// an encoder. Polled only where [`IcrValue::delivery_wait`] says so.
+/// an encoder. Polled only where [`crate::delivery::DeliveryWait`] says so.
 pub const ICR_DELIVERY_STATUS_PENDING: u32 = 1 << 12;
 
 /// Bits of the 64-bit x2APIC ICR that software may set: vector (0-7),
@@ -28,7 +28,7 @@ pub const XAPIC_ICR_LOW_WRITABLE_MASK: u32 = 0x000C_CFFF;
 /// Bits of xAPIC ICR high that software may set: the destination, 24-31.
 pub const XAPIC_ICR_HIGH_WRITABLE_MASK: u32 = 0xFF00_0000;
 
-const DELIVERY_MODE_SHIFT: u32 = 8;
+pub(crate) const DELIVERY_MODE_SHIFT: u32 = 8;
 /// ICR bit 11: destination mode, 1 = logical.
 const DESTINATION_MODE_LOGICAL: u32 = 1 << 11;
 const LEVEL_SHIFT: u32 = 14;
@@ -116,7 +116,7 @@ pub enum Destination {
 /// an [`Ipi`], so an IPI without a destination cannot be sent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct IpiMessage {
-    delivery: DeliveryMode,
+    pub(crate) delivery: DeliveryMode,
     vector: u8,
     level: Level,
     trigger: TriggerMode,
@@ -224,44 +224,6 @@ pub enum IcrValue {
     },
     /// x2APIC: one WRMSR to 0x830 (after `mfence; lfence`).
     X2Apic(u64),
-}
-
-/// Whether a send polls the xAPIC delivery-status bit (ICR low bit 12).
-///
-/// The bit only says whether *this* LAPIC has finished sending (SDM Vol. 3A
-/// 11.6.1: "completed sending any previous IPIs"); on the system-bus xAPIC
-/// of every x86-64 CPU it says nothing about whether the target accepted the
-/// interrupt, so polling it after a send proves no delivery, and the SDM
-/// asks for no poll before one. x2APIC removed the bit ("not needed",
-/// 11.12.9). Keel therefore polls only around the bring-up IPIs, where a
-/// send that never leaves the LAPIC is worth reporting and the sequence is
-/// slow anyway (milliseconds of mandated delays): the INIT that resets the
-/// target and the start-up IPIs, which the SDM says are "not automatically
-/// retried" when the source APIC cannot deliver them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum DeliveryWait {
-    /// One write and return: fixed and NMI IPIs, and every x2APIC send.
-    None,
-    /// A bounded wait for idle before the write (a previous send still in
-    /// the LAPIC) and after it (this one left): xAPIC INIT and start-up.
-    AroundSend,
-}
-
-impl IcrValue {
-    /// The delivery-status policy for this send (see [`DeliveryWait`]).
-    pub const fn delivery_wait(&self) -> DeliveryWait {
-        match *self {
-            IcrValue::XApic { low, .. } => {
-                let mode = (low >> DELIVERY_MODE_SHIFT) & 0b111;
-                if mode == DeliveryMode::Init.bits() || mode == DeliveryMode::StartUp.bits() {
-                    DeliveryWait::AroundSend
-                } else {
-                    DeliveryWait::None
-                }
-            }
-            IcrValue::X2Apic(_) => DeliveryWait::None,
-        }
-    }
 }
 
 impl From<XApicIcr> for IcrValue {
@@ -680,19 +642,6 @@ mod tests {
                 Err(IcrError::ShorthandNotAllowed { .. })
             ));
             assert!(message.to_all_but_self().encode_xapic().is_ok());
-        }
-    }
-
-    #[test]
-    fn only_xapic_init_and_startup_wait_for_delivery_status() {
-        let id = ApicId::new(1);
-        for m in all_messages() {
-            let around = matches!(m.delivery, DeliveryMode::Init | DeliveryMode::StartUp);
-            let x = m.to(id).encode(LapicMode::XApic).unwrap();
-            let x2 = m.to(id).encode(LapicMode::X2Apic).unwrap();
-            let want = if around { DeliveryWait::AroundSend } else { DeliveryWait::None };
-            assert_eq!(x.delivery_wait(), want, "{m:?}");
-            assert_eq!(x2.delivery_wait(), DeliveryWait::None, "{m:?}");
         }
     }
 

@@ -9,7 +9,8 @@
 //! in-service interrupt. The kernel's spurious handler must return without
 //! calling [`Lapic::eoi`].
 
-use crate::icr::{DeliveryWait, IcrError, IcrValue, Ipi};
+use crate::delivery::{DeliveryStatus, DeliveryWait};
+use crate::icr::{IcrError, IcrValue, Ipi};
 use crate::id::ApicId;
 use crate::lvt::{
     EsrFlags, LvtError, LvtLocal, LvtTimer, SpuriousVector, TimerDivide, TimerMode, Version,
@@ -50,17 +51,6 @@ pub struct LocalInit {
     /// Program LINT1 as NMI (per the MADT local-APIC-NMI entry); otherwise
     /// LINT1 is masked. LINT0 is always masked (no 8259 virtual wire).
     pub lint1_nmi: bool,
-}
-
-/// What a send saw of the xAPIC delivery-status bit.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DeliveryStatus {
-    /// Not read (fixed and NMI IPIs; every x2APIC send).
-    NotPolled,
-    /// Read idle before and after the write.
-    Idle,
-    /// Still "send pending" when a bounded wait gave up.
-    StuckPending,
 }
 
 /// Why a LAPIC operation was refused before touching hardware.
@@ -299,6 +289,7 @@ impl<R: LapicRegisters> Lapic<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::delivery::DeliveryStatus;
     use crate::fake::{Event, FakeError, FakeLapic};
     use crate::lvt::{EsrFlags, LVT_MASKED};
 
@@ -550,31 +541,6 @@ mod tests {
             // xAPIC: a bounded poll before and after each bring-up IPI; x2APIC has no bit.
             assert_eq!(polls, if mode == LapicMode::XApic { 8 } else { 0 }, "{mode:?}");
         }
-    }
-
-    #[test]
-    fn fixed_and_nmi_sends_are_one_icr_write_and_nothing_else() {
-        for mode in [LapicMode::XApic, LapicMode::X2Apic] {
-            for ipi in [Ipi::fixed(0x31).to(ApicId::new(1)), Ipi::nmi().to_all_but_self()] {
-                let mut l = lapic(mode, 0);
-                assert_eq!(l.send(ipi), Ok(DeliveryStatus::NotPolled));
-                assert!(matches!(events(&l), [Event::Icr(_)]), "{mode:?} {ipi:?}: {:?}", events(&l));
-            }
-        }
-    }
-
-    #[test]
-    fn a_stuck_delivery_status_on_a_bring_up_ipi_is_reported() {
-        let mut l = lapic(LapicMode::XApic, 0);
-        l.registers_mut().stick_delivery_status(true);
-        assert_eq!(l.send(Ipi::startup(0x08).to(ApicId::new(1))), Ok(DeliveryStatus::StuckPending));
-        assert_eq!(events(&l)[0], Event::WaitIcrIdle, "waits before the write");
-        assert!(matches!(events(&l)[1], Event::Icr(_)));
-        assert_eq!(events(&l)[2], Event::WaitIcrIdle, "and after it");
-        // A fixed IPI never looks at the bit, stuck or not.
-        l.registers_mut().clear_events();
-        assert_eq!(l.send(Ipi::fixed(0x31).to(ApicId::new(1))), Ok(DeliveryStatus::NotPolled));
-        assert_eq!(events(&l).len(), 1);
     }
 
     #[test]

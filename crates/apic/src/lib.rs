@@ -24,6 +24,7 @@
 #![warn(missing_docs)]
 
 pub mod base;
+pub mod delivery;
 #[cfg(any(test, feature = "fake"))]
 pub mod fake;
 pub mod icr;
@@ -38,10 +39,11 @@ pub mod signal;
 pub mod timer;
 
 pub use base::{ApicBase, XapicDisableStatus};
-pub use icr::{DeliveryWait, IcrError, IcrValue, Ipi, XApicIcr};
+pub use delivery::{DeliveryStatus, DeliveryWait};
+pub use icr::{IcrError, IcrValue, Ipi, XApicIcr};
 pub use id::{ApicId, X2ApicCluster, XApicId};
 pub use ioapic::{Ioapic, IoapicRegisters, RedirectionEntry};
-pub use lapic::{DeliveryStatus, Lapic, LapicError, LapicRegisters, LocalInit};
+pub use lapic::{Lapic, LapicError, LapicRegisters, LocalInit};
 pub use lvt::{
     EsrFlags, LvtError, LvtLocal, LvtTimer, SpuriousVector, TimerDivide, TimerMode, Version,
 };
