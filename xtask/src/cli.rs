@@ -16,6 +16,8 @@ commands:
                              in another terminal: gdb -x target/keel.gdb
   test [--filter SUBSTR] [--jobs N] [--no-host-tests]
                              host unit tests, then every proof in parallel
+  test-hostile [--filter SUBSTR] [--jobs N]
+                             the long hostile proofs (10^6-submission fuzzing), kept out of `test`
   test-firmware [--filter SUBSTR] [--jobs N]
                              the firmware proofs: proofs booted by GRUB from an ISO under SeaBIOS
                              and OVMF (UEFI), judged like their -kernel versions; one at a time
@@ -49,7 +51,8 @@ pub enum Cmd {
     Build,
     Run { proof: Option<String>, accel: Option<Accel>, append: Vec<String>, timeout: Option<u64> },
     Debug { proof: Option<String> },
-    Test { filter: Option<String>, jobs: Option<usize>, host_tests: bool },
+    /// `long`: the long proofs (`test-hostile`) instead of the default set.
+    Test { filter: Option<String>, jobs: Option<usize>, host_tests: bool, long: bool },
     TestFirmware { filter: Option<String>, jobs: Option<usize> },
     Iso { out: Option<String> },
     TestBochs { filter: Option<String> },
@@ -69,7 +72,8 @@ pub fn parse(args: &[String]) -> Result<Cmd> {
     let mut cmd = match cmd.as_str() {
         "build" => Cmd::Build,
         "run" => Cmd::Run { proof: None, accel: None, append: vec![], timeout: None },
-        "test" => Cmd::Test { filter: None, jobs: None, host_tests: true },
+        "test" => Cmd::Test { filter: None, jobs: None, host_tests: true, long: false },
+        "test-hostile" => Cmd::Test { filter: None, jobs: None, host_tests: false, long: true },
         "test-firmware" => Cmd::TestFirmware { filter: None, jobs: None },
         "iso" => Cmd::Iso { out: None },
         "test-bochs" => Cmd::TestBochs { filter: None },
@@ -129,7 +133,8 @@ mod tests {
             p("run --proof boot --accel=kvm --append a=1 --timeout 5").unwrap(),
             Cmd::Run { proof: Some("boot".into()), accel: Some(Accel::Kvm), append: vec!["a=1".into()], timeout: Some(5) }
         );
-        assert_eq!(p("test --filter smp -j 1").unwrap(), Cmd::Test { filter: Some("smp".into()), jobs: Some(1), host_tests: true });
+        assert_eq!(p("test --filter smp -j 1").unwrap(), Cmd::Test { filter: Some("smp".into()), jobs: Some(1), host_tests: true, long: false });
+        assert_eq!(p("test-hostile -j 1").unwrap(), Cmd::Test { filter: None, jobs: Some(1), host_tests: false, long: true });
         assert_eq!(p("bench").unwrap(), Cmd::Bench { filter: None });
         assert_eq!(p("test-firmware --filter uefi -j 2").unwrap(), Cmd::TestFirmware { filter: Some("uefi".into()), jobs: Some(2) });
         assert_eq!(p("debug --proof smp").unwrap(), Cmd::Debug { proof: Some("smp".into()) });

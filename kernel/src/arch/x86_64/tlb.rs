@@ -18,7 +18,7 @@
 
 use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
-use keel_apic::{ApicId, Ipi, LapicMode, X2ApicCluster};
+use keel_apic::{ApicId, IcrError, Ipi, LapicMode, X2ApicCluster};
 use x86_64::registers::control::Cr3;
 
 use super::percpu;
@@ -106,6 +106,24 @@ impl Inbox {
             serve(unsafe { &*(ptr as *const Request) });
         }
     }
+
+    /// Takes `req` back if the handler has not taken it yet; true if it did. The ready bit
+    /// decides who owns a published slot: the handler's swap or this `fetch_and`, never both.
+    fn withdraw(&self, req: &Request) -> bool {
+        let ptr = req as *const Request as usize;
+        let Some(i) = self.slots.iter().position(|s| s.load(Ordering::Acquire) == ptr) else { return false };
+        let bit = 1 << i;
+        if self.ready.fetch_and(!bit, Ordering::AcqRel) & bit == 0 {
+            return false; // the handler took it and acknowledges it
+        }
+        self.slots[i].store(0, Ordering::Release);
+        true
+    }
+
+    /// Requests published and not yet taken.
+    fn waiting(&self) -> usize {
+        self.ready.load(Ordering::Acquire).count_ones() as usize
+    }
 }
 
 impl Default for Inbox {
@@ -158,10 +176,16 @@ fn flush(req: &Request, loaded: u64) {
 
 /// Vector 50: serve every queued request, acknowledge each.
 pub fn shootdown_interrupt() {
+    // One writer, this handler, which interrupts cannot nest into (an interrupt gate).
+    bump(&percpu::current().tlb.ipis, 1);
+    serve_inbox();
+    lapic::eoi();
+}
+
+/// Serves every request queued for this CPU (from its IPI, or from a shooter's own wait with
+/// interrupts off; the two cannot interleave on one CPU).
+fn serve_inbox() {
     let me = percpu::current();
-    // Both counters have one writer, this handler, which interrupts cannot nest into (an
-    // interrupt gate): a plain load and store instead of a locked add.
-    bump(&me.tlb.ipis, 1);
     let loaded = me.loaded_space.load(Ordering::Relaxed);
     let mut served = 0;
     me.tlb.take(|req| {
@@ -170,59 +194,89 @@ pub fn shootdown_interrupt() {
         req.pending.fetch_sub(1, Ordering::AcqRel);
         served += 1;
     });
-    bump(&me.tlb.requests, served);
-    lapic::eoi();
+    if served > 0 {
+        bump(&me.tlb.requests, served);
+    }
 }
 
-/// Collects the targets of one shootdown into as few ICR writes as the mode allows: in
-/// x2APIC mode CPUs of one cluster share one logical IPI (consecutive CPUs usually share a
-/// cluster; a cluster met again later just costs another write); a lone CPU, a CPU without
-/// a logical ID, or any CPU in xAPIC mode gets its own physical IPI.
-struct IpiBatch {
-    logical: bool,
-    open: Option<Group>,
-    writes: u64,
-}
-
-impl IpiBatch {
-    fn new() -> IpiBatch {
-        IpiBatch { logical: lapic::mode() == Some(LapicMode::X2Apic), open: None, writes: 0 }
-    }
-
-    /// Adds `target`; sends the open group first when `target` cannot join it.
-    fn add(&mut self, target: &percpu::PerCpu) {
-        let first = ApicId::new(target.apic_id.load(Ordering::Acquire));
-        let member = if self.logical { X2ApicCluster::from_ldr(target.x2apic_ldr.load(Ordering::Acquire)) } else { None };
-        let joined = self.open.and_then(|g| Some(Group { cluster: Some(g.cluster?.join(member?)?), first: g.first }));
-        if let (None, Some(g)) = (joined, self.open) {
-            self.send(g);
-        }
-        self.open = joined.or(Some(Group { cluster: member, first }));
-    }
-
-    /// Sends the last group; returns the number of ICR writes.
-    fn finish(mut self) -> u64 {
-        if let Some(g) = self.open.take() {
-            self.send(g);
-        }
-        self.writes
-    }
-
-    fn send(&mut self, group: Group) {
+/// Sends [`TLB_VECTOR`] to every CPU in `cpus` through `send`; returns the number of ICR
+/// writes and the CPUs no IPI could be sent to. In x2APIC mode CPUs of one cluster share one
+/// logical IPI (consecutive CPUs usually share a cluster; a cluster met again later just
+/// costs another write); a lone CPU, a CPU without a logical ID, or any CPU in xAPIC mode gets
+/// its own physical IPI. A logical IPI that cannot be sent falls back to physical ones.
+fn interrupt(cpus: CpuSet, send: &mut impl FnMut(Ipi) -> Result<(), IcrError>) -> (u64, CpuSet) {
+    let logical = lapic::mode() == Some(LapicMode::X2Apic);
+    let mut writes = 0;
+    let mut unreached = CpuSet::default();
+    let mut send_group = |group: Group| {
         let ipi = Ipi::fixed(TLB_VECTOR);
-        let _ = lapic::send(match group {
-            Group { cluster: Some(c), .. } if c.members().count_ones() > 1 => ipi.to_cluster(c),
-            Group { first, .. } => ipi.to(first),
-        });
-        self.writes += 1;
+        if let Some(c) = group.cluster.filter(|c| c.members().count_ones() > 1) {
+            writes += 1;
+            if send(ipi.to_cluster(c)).is_ok() {
+                return;
+            }
+            SEND_FAILURES.fetch_add(1, Ordering::Relaxed);
+        }
+        for cpu in group.members {
+            let Some(target) = percpu::cpu(cpu) else { continue };
+            writes += 1;
+            if send(ipi.to(ApicId::new(target.apic_id.load(Ordering::Acquire)))).is_err() {
+                SEND_FAILURES.fetch_add(1, Ordering::Relaxed);
+                unreached.insert(cpu);
+            }
+        }
+    };
+    let mut open: Option<Group> = None;
+    for cpu in cpus {
+        let Some(target) = percpu::cpu(cpu) else { continue };
+        let member = if logical { X2ApicCluster::from_ldr(target.x2apic_ldr.load(Ordering::Acquire)) } else { None };
+        // Same cluster as the open group: it joins; anything else sends the group and opens
+        // a new one.
+        let joined = open.and_then(|g| Some(Group { cluster: Some(g.cluster?.join(member?)?), members: g.members }));
+        if let (None, Some(g)) = (joined, open) {
+            send_group(g);
+        }
+        let mut next = joined.unwrap_or(Group { cluster: member, members: CpuSet::default() });
+        next.members.insert(cpu);
+        open = Some(next);
     }
+    if let Some(g) = open {
+        send_group(g);
+    }
+    (writes, unreached)
 }
 
-/// CPUs one ICR write reaches: an x2APIC cluster's members, or the one CPU `first`.
+/// CPUs one ICR write reaches: an x2APIC cluster's members, or one CPU (`members` are the
+/// kernel's CPU indices, for the physical fallback).
 #[derive(Clone, Copy)]
 struct Group {
     cluster: Option<X2ApicCluster>,
-    first: ApicId,
+    members: CpuSet,
+}
+
+/// CPUs a shootdown could not interrupt (no IPI could be sent to them): their TLBs may still
+/// hold the old translations, so the caller must not free the frames behind them.
+#[derive(Debug)]
+#[must_use]
+pub struct Unreached(pub CpuSet);
+
+/// IPIs of shootdowns that could not be sent (each logical one also retried physically).
+pub static SEND_FAILURES: AtomicU64 = AtomicU64::new(0);
+
+/// Takes `req` back out of `cpu`'s inbox; true if it was still there (then that CPU never
+/// saw it and never will).
+fn withdraw(cpu: u32, req: &Request) -> bool {
+    let Some(target) = percpu::cpu(cpu) else { return false };
+    let removed = target.tlb.withdraw(req);
+    if removed {
+        req.pending.fetch_sub(1, Ordering::AcqRel);
+    }
+    removed
+}
+
+/// Requests waiting in `cpu`'s inbox (evidence).
+pub fn queued(cpu: u32) -> usize {
+    percpu::cpu(cpu).map_or(0, |c| c.tlb.waiting())
 }
 
 /// Queues `req` on `target`. Every slot taken (16 shooters at one CPU): waits with
@@ -234,39 +288,53 @@ fn queue(req: &Request, target: &percpu::PerCpu) {
 }
 
 /// The usual case, one other CPU resident: queue and one physical IPI, no batching.
-/// Returns the number of ICR writes.
-fn interrupt_one(req: &Request, targets: CpuSet) -> u64 {
-    let Some(target) = targets.into_iter().next().and_then(percpu::cpu) else {
+/// Returns the number of ICR writes and the CPU if no IPI could be sent to it.
+fn interrupt_one(req: &Request, targets: CpuSet, send: &mut impl FnMut(Ipi) -> Result<(), IcrError>) -> (u64, CpuSet) {
+    let mut unreached = CpuSet::default();
+    let Some((cpu, target)) = targets.into_iter().next().and_then(|c| Some((c, percpu::cpu(c)?))) else {
         req.pending.fetch_sub(1, Ordering::AcqRel);
-        return 0;
+        return (0, unreached);
     };
     queue(req, target);
-    let _ = lapic::send(Ipi::fixed(TLB_VECTOR).to(ApicId::new(target.apic_id.load(Ordering::Acquire))));
-    1
+    if send(Ipi::fixed(TLB_VECTOR).to(ApicId::new(target.apic_id.load(Ordering::Acquire)))).is_err() {
+        SEND_FAILURES.fetch_add(1, Ordering::Relaxed);
+        unreached.insert(cpu);
+    }
+    (1, unreached)
 }
 
-/// Several targets: one pass that queues the request on each and batches its IPIs as it
-/// goes (first IPIs leave while later targets are still being queued). Returns the number
-/// of ICR writes.
-fn interrupt_all(req: &Request, targets: CpuSet) -> u64 {
-    let mut batch = IpiBatch::new();
+/// Several targets: queue the request on each, then interrupt them in as few ICR writes as
+/// the mode allows. Returns the ICR writes and the CPUs no IPI could be sent to.
+fn interrupt_all(req: &Request, targets: CpuSet, send: &mut impl FnMut(Ipi) -> Result<(), IcrError>) -> (u64, CpuSet) {
+    let mut queued = CpuSet::default();
     for cpu in targets {
         let Some(target) = percpu::cpu(cpu) else {
             req.pending.fetch_sub(1, Ordering::AcqRel);
             continue;
         };
         queue(req, target);
-        batch.add(target);
+        queued.insert(cpu);
     }
-    batch.finish()
+    interrupt(queued, send)
 }
 
 /// Invalidates `pages` (or everything, above the ceiling) of the address space `pml4` on
 /// every CPU in `resident`; returns after all of them acknowledged. The page tables must
-/// already be updated. Call with interrupts enabled.
-pub fn shootdown(pml4: u64, resident: &CpuMask, pages: &[u64]) {
+/// already be updated. Call with interrupts enabled. `Err` names the CPUs that could not be
+/// interrupted (their request is withdrawn): frames they may still reach must not be freed.
+pub fn shootdown(pml4: u64, resident: &CpuMask, pages: &[u64]) -> Result<(), Unreached> {
+    shootdown_via(pml4, resident, pages, &mut lapic::send)
+}
+
+/// [`shootdown`] with the IPI sender given (the `races` proof makes sends fail).
+pub fn shootdown_via(
+    pml4: u64,
+    resident: &CpuMask,
+    pages: &[u64],
+    send: &mut impl FnMut(Ipi) -> Result<(), IcrError>,
+) -> Result<(), Unreached> {
     let full = match flush_plan(pages.len()) {
-        FlushPlan::Nothing => return,
+        FlushPlan::Nothing => return Ok(()),
         FlushPlan::Pages(_) => false,
         FlushPlan::Full => true,
     };
@@ -282,18 +350,40 @@ pub fn shootdown(pml4: u64, resident: &CpuMask, pages: &[u64]) {
     let target_count = targets.len();
     req.pending.store(target_count as u32, Ordering::Release);
     let low_targets = targets.low_bits();
-    let writes = if target_count == 1 { interrupt_one(&req, targets) } else { interrupt_all(&req, targets) };
+    let (writes, unsent) =
+        if target_count == 1 { interrupt_one(&req, targets, send) } else { interrupt_all(&req, targets, send) };
     // Bookkeeping while the IPIs are in flight.
     bump(&me.tlb.started, 1);
     bump(&me.tlb.icr_writes, writes);
     LAST_TARGETS.store(low_targets, Ordering::Relaxed);
     LAST_ICR_WRITES.store(writes, Ordering::Relaxed);
+    // A CPU no IPI reached may still have served the request (another shootdown's IPI);
+    // otherwise take it back, or the wait below could never end.
+    let mut unreached = CpuSet::default();
+    for cpu in unsent {
+        if withdraw(cpu, &req) {
+            unreached.insert(cpu);
+        }
+    }
     // Flush here while the IPIs are in flight.
     if me_resident {
         flush(&req, me.loaded_space.load(Ordering::Relaxed));
     }
-    // Interrupts stay enabled so requests aimed at this CPU are served meanwhile.
-    if !crate::time::spin_until(crate::time::TIGHT_POLL_NS, 5_000_000_000, || req.pending.load(Ordering::Acquire) == 0) {
+    // Requests aimed at this CPU are served meanwhile: by the IPI when interrupts are on, by
+    // the wait itself when they are off (two CPUs shooting at each other with interrupts off
+    // would otherwise wait for each other forever).
+    if !crate::time::spin_until(crate::time::TIGHT_POLL_NS, 5_000_000_000, || {
+        if !x86_64::instructions::interrupts::are_enabled() {
+            serve_inbox();
+        }
+        req.pending.load(Ordering::Acquire) == 0
+    }) {
         panic!("TLB shootdown: acknowledgements missing after 5 s");
+    }
+    if unreached.is_empty() {
+        Ok(())
+    } else {
+        log::error!("TLB shootdown: no IPI could be sent to CPUs {unreached:?}");
+        Err(Unreached(unreached))
     }
 }
