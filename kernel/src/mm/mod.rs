@@ -10,7 +10,9 @@
 pub mod address_space;
 pub mod frames;
 pub mod heap;
+pub mod invalidation;
 pub mod paging;
+pub mod user;
 
 use alloc::string::String;
 use alloc::vec::Vec;

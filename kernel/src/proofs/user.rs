@@ -116,6 +116,11 @@ pub fn run(_system: System, cmdline: &CommandLine, boot: &BootContext) -> ! {
     ev!("tlb.ipis_sent", tlb::IPIS_SENT.load(Ordering::Relaxed));
     ev!("tlb.last_targets", format_args!("{:#x}", tlb::LAST_TARGETS.load(Ordering::Relaxed)));
     ev!("tlb.last_icr_writes", tlb::LAST_ICR_WRITES.load(Ordering::Relaxed));
+    use crate::mm::address_space::{KERNEL_PAGE_REFUSALS, WX_REFUSALS};
+    ev!("mm.user_copy_fixups", crate::arch::x86_64::usercopy::FIXUPS.load(Ordering::Relaxed));
+    ev!("mm.kernel_page_refusals", KERNEL_PAGE_REFUSALS.load(Ordering::Relaxed));
+    ev!("mm.wx_refusals", WX_REFUSALS.load(Ordering::Relaxed));
+    ev!("mm.unflushed_frames_kept", crate::mm::invalidation::LEAKED_UNFLUSHED.load(Ordering::Relaxed));
     let frames_after = crate::mm::frames::free_count();
     ev!("user.frames_free_after", frames_after);
     ev!("user.frames_leaked", frames_before as i64 - frames_after as i64);

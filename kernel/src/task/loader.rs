@@ -139,15 +139,17 @@ pub fn start(manifest: &Manifest, program: &Program, mods: &[ModuleImage]) -> Re
         space.map_new(page, stack).map_err(|e| alloc::format!("stack: {e:?}"))?;
     }
     let start_phys = frames::allocate_zeroed().ok_or("no memory for the start info")?;
-    space
-        .map_owned(START_INFO_VADDR, start_phys, UserPerms { write: false, exec: false, uncached: false })
-        .map_err(|e| alloc::format!("start info: {e:?}"))?;
+    if let Err(e) = space.map_kernel_page(START_INFO_VADDR, start_phys, UserPerms { write: false, exec: false, uncached: false }) {
+        frames::free(start_phys);
+        space.destroy();
+        return Err(alloc::format!("start info: {e:?}"));
+    }
 
     let process = Process::new(&program.name, space);
-    let setup = || -> Result<(u64, u64), String> {
+    process.set_start_info(start_phys);
+    let setup = || -> Result<_, String> {
         let ring = process.new_ring().map_err(|e| alloc::format!("ring: {e:?}"))?;
         debug_assert_eq!(ring.1, RING_VADDR);
-        process.start_info_phys.store(start_phys, core::sync::atomic::Ordering::Relaxed);
         let mut info = StartInfo::empty();
         if crate::arch::x86_64::syscall::syscall_broken() {
             info.entry_gate = keel_abi::ENTRY_INT80;
@@ -161,8 +163,7 @@ pub fn start(manifest: &Manifest, program: &Program, mods: &[ModuleImage]) -> Re
                 .map_err(|e| alloc::format!("cap table: {e:?}"))?;
             info.push_cap(CapInfo { id, kind: kind as u32, param }).map_err(|_| "too many grants for the start info")?;
         }
-        // SAFETY: the start-info frame is this process's, written once before its thread runs.
-        unsafe { (phys_to_virt(start_phys).as_mut_ptr::<StartInfo>()).write(info) };
+        process.with_start_info(|page| *page = info);
         Ok(ring)
     };
     let ring = match setup() {

@@ -14,7 +14,7 @@ use keel_cap::CapTable;
 use spin::Mutex;
 
 use super::sched;
-use super::thread::Thread;
+use super::thread::{RingState, Thread};
 use crate::arch::x86_64::interrupts::TrapFrame;
 use crate::arch::x86_64::percpu;
 use crate::mm::address_space::AddressSpace;
@@ -56,8 +56,11 @@ pub struct Process {
     /// Completion statistics for reports.
     pub completions: AtomicU64,
     pub errors: AtomicU64,
-    /// Physical frame of the start-info page (the kernel may update `entry_gate`).
-    pub start_info_phys: AtomicU64,
+    /// Kernel pages shown to the program: the start-info page (the kernel may update
+    /// `entry_gate`) and every thread's ring. They are freed by [`release_kernel_pages`]
+    /// after the address space is destroyed, each under its own lock.
+    start_info: Mutex<Option<u64>>,
+    rings: Mutex<Vec<Arc<Mutex<RingState>>>>,
 }
 
 fn irqs_off<R>(f: impl FnOnce() -> R) -> R {
@@ -88,7 +91,8 @@ impl Process {
             last_fault: AtomicU64::new(0),
             completions: AtomicU64::new(0),
             errors: AtomicU64::new(0),
-            start_info_phys: AtomicU64::new(0),
+            start_info: Mutex::new(None),
+            rings: Mutex::new(Vec::new()),
         });
         irqs_off(|| PROCESSES.lock().push(p.clone()));
         p
@@ -128,8 +132,9 @@ impl Process {
     }
 
     /// Maps a fresh ring page for a new thread (slot 0 at `RING_VADDR`, later ones below it)
-    /// and returns `(physical, user address)`.
-    pub fn new_ring(&self) -> Result<(u64, u64), Status> {
+    /// as a kernel page and returns its state and user address. The process keeps the ring
+    /// to free its page after teardown.
+    pub fn new_ring(&self) -> Result<(Arc<Mutex<RingState>>, u64), Status> {
         let slot = self.next_ring_slot.fetch_add(1, Ordering::Relaxed) as u64;
         if slot >= MAX_THREADS as u64 {
             return Err(Status::NoMemory);
@@ -139,13 +144,32 @@ impl Process {
         // SAFETY: a fresh zeroed frame; the header is written before any thread can see it.
         unsafe { (phys_to_virt(phys).as_mut_ptr::<keel_abi::RingHeader>()).write(keel_abi::RingHeader::new()) };
         let perms = crate::mm::address_space::UserPerms { write: true, exec: false, uncached: false };
-        match self.with_space(|s| s.map_owned(vaddr, phys, perms)) {
-            Some(Ok(())) => Ok((phys, vaddr)),
+        match self.with_space(|s| s.map_kernel_page(vaddr, phys, perms)) {
+            Some(Ok(())) => {
+                let ring = Arc::new(Mutex::new(RingState::new(phys)));
+                irqs_off(|| self.rings.lock().push(ring.clone()));
+                Ok((ring, vaddr))
+            }
             _ => {
                 crate::mm::frames::free(phys);
                 Err(Status::NoMemory)
             }
         }
+    }
+
+    /// Records the start-info frame (mapped as a kernel page) so teardown frees it.
+    pub fn set_start_info(&self, phys: u64) {
+        irqs_off(|| *self.start_info.lock() = Some(phys));
+    }
+
+    /// Runs `f` on the start-info page while it exists.
+    pub fn with_start_info<R>(&self, f: impl FnOnce(&mut keel_abi::StartInfo) -> R) -> Option<R> {
+        irqs_off(|| {
+            let phys = (*self.start_info.lock())?;
+            // SAFETY: the frame stays allocated while its lock holds `Some` (teardown takes it
+            // under the lock); the kernel is its only writer, the program maps it read-only.
+            Some(f(unsafe { &mut *phys_to_virt(phys).as_mut_ptr::<keel_abi::StartInfo>() }))
+        })
     }
 
     /// Records a new thread (before it is queued).
@@ -275,7 +299,23 @@ pub fn abandon(p: &Arc<Process>, code: u64) {
     if let Some(space) = irqs_off(|| p.space.lock().take()) {
         space.destroy();
     }
+    release_kernel_pages(p);
     p.destroyed.store(true, Ordering::Release);
+}
+
+/// Frees the kernel pages the program was shown (start info, rings), once its address space
+/// is destroyed so no mapping or TLB entry reaches them. Each is taken out under its own
+/// lock, so a completion posted from another CPU meanwhile either finished or finds no page.
+fn release_kernel_pages(p: &Process) {
+    if let Some(phys) = irqs_off(|| p.start_info.lock().take()) {
+        crate::mm::frames::free(phys);
+    }
+    let rings = irqs_off(|| core::mem::take(&mut *p.rings.lock()));
+    for ring in rings {
+        if let Some(page) = irqs_off(|| ring.lock().page.take()) {
+            crate::mm::frames::free(page.phys());
+        }
+    }
 }
 
 /// `exit(code)` from any thread: the whole process ends. Other threads leave at their next
@@ -330,15 +370,11 @@ pub fn leave_if_exiting() {
 /// Tells the running process to enter the kernel with `int 0x80` from now on.
 pub fn switch_current_to_int80() {
     if let Some(t) = sched::current_thread() {
-        let start = t.process.start_info_phys.load(Ordering::Relaxed);
-        if start != 0 {
-            // SAFETY: the start-info frame belongs to the running process (alive: its thread
-            // is running here); the kernel is its only writer.
-            unsafe {
-                let info = phys_to_virt(start).as_mut_ptr::<keel_abi::StartInfo>();
-                core::ptr::addr_of_mut!((*info).entry_gate).write_volatile(keel_abi::ENTRY_INT80);
-            }
-        }
+        t.process.with_start_info(|info| {
+            // SAFETY: a field of the live start-info page (see `with_start_info`); volatile
+            // because the program reads it concurrently.
+            unsafe { core::ptr::addr_of_mut!(info.entry_gate).write_volatile(keel_abi::ENTRY_INT80) };
+        });
     }
 }
 
@@ -402,6 +438,7 @@ pub fn reap(thread: &Arc<Thread>) {
     }
     if let Some(space) = irqs_off(|| p.space.lock().take()) {
         space.destroy();
+        release_kernel_pages(p);
         p.destroyed.store(true, Ordering::Release);
     }
 }

@@ -12,3 +12,4 @@ pub mod smp;
 pub mod syscall;
 pub mod tlb;
 pub mod trampoline;
+pub mod usercopy;
