@@ -400,7 +400,7 @@ fn smp_scale(p: Proof) -> Proof {
 }
 
 pub fn registry() -> Vec<Proof> {
-    vec![
+    let mut all = vec![
         Proof::new("boot", "Multiboot handoff, memory map, ACPI tables, heap")
             .check(ge("boot.mem.usable_kib", 65536))
             .check(ge("acpi.madt.cpus", 1))
@@ -587,9 +587,12 @@ pub fn registry() -> Vec<Proof> {
             .bench()
             .timeout_secs(300)
             .check(ge("bench.ipi_rtt.samples", 10_000)),
-    ]
+    ];
+    all.extend(memory::proofs());
+    all
 }
 
+mod memory;
 mod plan;
 pub use plan::{plan, Job};
 // The registry's sanity rules run as unit tests (`proofs/tests.rs`).

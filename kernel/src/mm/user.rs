@@ -9,12 +9,15 @@
 //! There is no check-then-copy window to race. No other kernel code dereferences a user
 //! address: ring and start-info pages are kernel pages reached through the physical map.
 
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use keel_abi::Status;
 
 use super::address_space::USER_END;
 use crate::arch::x86_64::{percpu, usercopy};
+
+/// Copies that faulted after some bytes were copied: the page went away mid-copy.
+pub static PARTIAL_COPIES: AtomicU64 = AtomicU64::new(0);
 
 /// `len` bytes at user address `addr` in the address space loaded on this CPU.
 #[derive(Clone, Copy, Debug)]
@@ -61,6 +64,9 @@ impl UserSlice {
         // SAFETY: `buf` is valid for `len` bytes; the source lies below USER_END (checked in
         // `new`) and a fault on it resumes at the exception-table fixup.
         let left = unsafe { usercopy::copy(buf.as_mut_ptr(), self.addr as *const u8, self.len) };
+        if left != 0 && left < self.len {
+            PARTIAL_COPIES.fetch_add(1, Ordering::Relaxed);
+        }
         if left == 0 { Ok(()) } else { Err(Status::BadAddress) }
     }
 }

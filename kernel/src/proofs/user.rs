@@ -118,6 +118,7 @@ pub fn run(_system: System, cmdline: &CommandLine, boot: &BootContext) -> ! {
     ev!("tlb.last_icr_writes", tlb::LAST_ICR_WRITES.load(Ordering::Relaxed));
     use crate::mm::address_space::{KERNEL_PAGE_REFUSALS, WX_REFUSALS};
     ev!("mm.user_copy_fixups", crate::arch::x86_64::usercopy::FIXUPS.load(Ordering::Relaxed));
+    ev!("mm.user_copy_partial", crate::mm::user::PARTIAL_COPIES.load(Ordering::Relaxed));
     ev!("mm.kernel_page_refusals", KERNEL_PAGE_REFUSALS.load(Ordering::Relaxed));
     ev!("mm.wx_refusals", WX_REFUSALS.load(Ordering::Relaxed));
     ev!("mm.unflushed_frames_kept", crate::mm::invalidation::LEAKED_UNFLUSHED.load(Ordering::Relaxed));

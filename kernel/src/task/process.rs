@@ -205,10 +205,10 @@ impl Process {
 
     /// Console output from the process, line by line: `EV key=value` lines become
     /// `EV user.<name>.<key>=value` (the harness can tell user evidence from kernel evidence),
-    /// every other line is prefixed with the program name.
+    /// every other line is prefixed with the program name. NUL bytes are dropped (padding).
     pub fn console_write(&self, bytes: &[u8]) {
         let mut line = self.console_line.lock();
-        for &b in bytes {
+        for &b in bytes.iter().filter(|&&b| b != 0) {
             if b == b'\n' || line.len() >= 512 {
                 emit_user_line(&self.name, &line);
                 line.clear();
