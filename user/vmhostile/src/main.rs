@@ -9,7 +9,8 @@
 //! 2. W^X: ask for the program's own code pages to become writable. Refused with `Denied`;
 //!    the code bytes are unchanged.
 //! 3. Copy race: a thread on another CPU maps, write-protects and unmaps a two-page region in
-//!    a loop while this thread submits `ConsoleWrite`s of 4 KiB straddling both pages. Each
+//!    a loop while this thread submits `ConsoleWrite`s of 4 KiB straddling both pages (at
+//!    least `rounds`, and on until the racer completed `racer_cycles` cycles). Each
 //!    copy either succeeds (the region holds zeros, which the console drops) or fails with
 //!    `BadAddress`; anything else, or a kernel fault, fails the proof.
 #![no_std]
@@ -180,13 +181,16 @@ fn write_xor_execute() {
 }
 
 /// Phase 3: copies racing map / protect / unmap on another CPU.
-fn copy_race(rounds: u64) {
+fn copy_race(rounds: u64, min_racer_cycles: u64) {
     let console = cap(ObjectKind::Console);
     let racer = spawn(1, 1, JOB_RACER).is_ok();
     let (mut ok, mut bad_address, mut other, mut copies) = (0u64, 0u64, 0u64, 0u64);
     let mut r = ring().expect("ring");
-    while copies < rounds {
-        let batch = BATCH.min(rounds - copies);
+    // At least `rounds` copies, and on until the racer has gone through `min_racer_cycles`
+    // map/protect/unmap cycles (bounded, in case it is stuck: the proof then fails).
+    let racing = || RACER_CYCLES.load(Ordering::Relaxed) < min_racer_cycles && RACER_DONE.load(Ordering::Relaxed) == 0;
+    while copies < rounds || (racer && racing() && copies < 50 * rounds) {
+        let batch = BATCH;
         for k in 0..batch {
             // 4 KiB from the middle of the first page into the second.
             let sub = Submission { cap: console.0, method: Method::ConsoleWrite as u16, flags: 0, args: [RACE_VADDR + PAGE / 2, PAGE, 0, 0], user_data: copies + k };
@@ -221,6 +225,6 @@ fn copy_race(rounds: u64) {
 fn main() -> u64 {
     kernel_pages();
     write_xor_execute();
-    copy_race(arg_u64("rounds", 100_000));
+    copy_race(arg_u64("rounds", 100_000), arg_u64("racer_cycles", 500));
     0
 }

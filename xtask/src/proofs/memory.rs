@@ -5,8 +5,10 @@
 use super::{user_proof, x2apic_cpu, xapic_cpu, Proof};
 use crate::checks::{eq, ge, keys_equal};
 
-/// Copies the race makes (`manifests/vmhostile.manifest`, `rounds=`).
+/// Copies the race makes at least (`manifests/vmhostile.manifest`, `rounds=`).
 pub const RACE_COPIES: u64 = 100_000;
+/// Map/protect/unmap cycles the racer completes at least (`racer_cycles=`).
+pub const RACER_CYCLES: u64 = 500;
 
 /// `vmhostile` on a 2-CPU machine in `mode`: every attack refused or survived, with figures
 /// matching the kernel's counters.
@@ -35,13 +37,13 @@ fn vmhostile(p: Proof, mode: &'static str) -> Proof {
         // the exception table recovered (no other check stands in front of the copy), and
         // both outcomes occurred.
         .check(eq("user.vmhostile.racer", "yes"))
-        .check(eq("user.vmhostile.copies", RACE_COPIES))
+        .check(ge("user.vmhostile.copies", RACE_COPIES))
         .check(eq("user.vmhostile.copy_other", 0))
         .check(eq("user.vmhostile.racer_errors", 0))
         .check(ge("user.vmhostile.copy_bad_address", 1))
         .check(ge("user.vmhostile.copy_ok", 1))
         .check(keys_equal("mm.user_copy_fixups", "user.vmhostile.copy_bad_address"))
-        .check(ge("user.vmhostile.racer_cycles", 100))
+        .check(ge("user.vmhostile.racer_cycles", RACER_CYCLES))
         .check(eq("mm.unflushed_frames_kept", 0))
 }
 
