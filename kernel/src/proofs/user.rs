@@ -121,6 +121,7 @@ pub fn run(_system: System, cmdline: &CommandLine, boot: &BootContext) -> ! {
     ev!("mm.user_copy_partial", crate::mm::user::PARTIAL_COPIES.load(Ordering::Relaxed));
     ev!("mm.kernel_page_refusals", KERNEL_PAGE_REFUSALS.load(Ordering::Relaxed));
     ev!("mm.wx_refusals", WX_REFUSALS.load(Ordering::Relaxed));
+    ev!("mm.refused_frees", crate::mm::frames::REFUSED_FREES.load(Ordering::Relaxed));
     ev!("mm.unflushed_frames_kept", crate::mm::invalidation::LEAKED_UNFLUSHED.load(Ordering::Relaxed));
     let frames_after = crate::mm::frames::free_count();
     ev!("user.frames_free_after", frames_after);
