@@ -7,7 +7,8 @@
 //!    refused with `Denied`, the neighbouring ordinary page must stay mapped, and the ring and
 //!    start info must still work afterwards.
 //! 2. W^X: ask for the program's own code pages to become writable. Refused with `Denied`;
-//!    the code bytes are unchanged.
+//!    a thread that then writes to the code page is ended by a fault, and the code bytes are
+//!    unchanged.
 //! 3. Copy race: a thread on another CPU maps, write-protects and unmaps a two-page region in
 //!    a loop while this thread submits `ConsoleWrite`s of 4 KiB straddling both pages (at
 //!    least `rounds`, and on until the racer completed `racer_cycles` cycles). Each
@@ -50,12 +51,24 @@ extern "C" fn thread_start() -> ! {
 
 const JOB_RACER: u64 = 1;
 const JOB_PARKED: u64 = 2;
+const JOB_PATCH: u64 = 3;
+
+/// The code byte the patcher thread tries to change, and whether its write went through.
+static PATCH_TARGET: AtomicU64 = AtomicU64::new(0);
+static PATCH_WRITTEN: AtomicU64 = AtomicU64::new(0);
 
 extern "C" fn thread_body(ring_vaddr: u64, job: u64) -> ! {
     // SAFETY: the kernel passed this thread's own ring page in rdi.
     let mut ring = unsafe { Ring::for_thread(ring_vaddr) };
     match job {
         JOB_RACER => race_mappings(&mut ring),
+        JOB_PATCH => {
+            let target = PATCH_TARGET.load(Ordering::Acquire) as *mut u8;
+            // SAFETY: deliberately invalid: the code page must stay read-only, so this write
+            // faults and the kernel ends this thread.
+            unsafe { target.write_volatile(target.read_volatile() ^ 0xff) };
+            PATCH_WRITTEN.store(1, Ordering::Release);
+        }
         _ => {
             // Holds its ring (the second ring page) until the main thread is done with it.
             PARKED.store(1, Ordering::Release);
@@ -174,9 +187,25 @@ fn write_xor_execute() {
             other => keel_rt::println!("protect code {:#x} writable: {:?} (expected denied)", args[0], other.map(|c| c.status)),
         }
     }
+    // The page really stayed read-only: a thread that writes to it is ended by a fault.
+    let live = |r: &mut Ring| r.call(cap(ObjectKind::Process), Method::ProcessInfo, [0; 4]).map(|c| c.results[0]).unwrap_or(0);
+    let threads_before = live(&mut r);
+    drop(r);
+    PATCH_TARGET.store(code, Ordering::Release);
+    let patcher = spawn(2, 1, JOB_PATCH);
+    let mut r = ring().expect("ring");
+    let start = keel_rt::util::rdtsc();
+    while patcher.is_ok() && PATCH_WRITTEN.load(Ordering::Acquire) == 0 && live(&mut r) > threads_before {
+        if keel_rt::util::rdtsc() - start > 50_000_000_000 {
+            break;
+        }
+    }
     drop(r);
     ev!("wx_attempts", attempts.len());
     ev!("wx_denied", denied);
+    ev!("patch_tid", patcher.unwrap_or(0));
+    ev!("patch_addr", code);
+    ev!("patch_written", yes(PATCH_WRITTEN.load(Ordering::Acquire) != 0));
     ev!("code_unchanged", yes(checksum(code, PAGE) == before));
 }
 
@@ -184,6 +213,7 @@ fn write_xor_execute() {
 fn copy_race(rounds: u64, min_racer_cycles: u64) {
     let console = cap(ObjectKind::Console);
     let racer = spawn(1, 1, JOB_RACER).is_ok();
+
     let (mut ok, mut bad_address, mut other, mut copies) = (0u64, 0u64, 0u64, 0u64);
     let mut r = ring().expect("ring");
     // At least `rounds` copies, and on until the racer has gone through `min_racer_cycles`

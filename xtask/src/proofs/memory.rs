@@ -3,7 +3,7 @@
 //! page and W^X refusals it made), in both LAPIC modes.
 
 use super::{user_proof, x2apic_cpu, xapic_cpu, Proof};
-use crate::checks::{eq, ge, keys_equal};
+use crate::checks::{custom, eq, ge, keys_equal};
 
 /// Copies the race makes at least (`manifests/vmhostile.manifest`, `rounds=`).
 pub const RACE_COPIES: u64 = 100_000;
@@ -33,6 +33,14 @@ fn vmhostile(p: Proof, mode: &'static str) -> Proof {
         .check(keys_equal("user.vmhostile.wx_denied", "user.vmhostile.wx_attempts"))
         .check(keys_equal("mm.wx_refusals", "user.vmhostile.wx_attempts"))
         .check(eq("user.vmhostile.code_unchanged", "yes"))
+        .check(eq("user.vmhostile.patch_written", "no"))
+        .check(eq("proc.vmhostile.thread_faults", 1))
+        .check(custom("the patcher thread was ended by a fault at the code address it wrote", |t| {
+            let get = |k: &str| t.evidence.get(k).and_then(|v| v.as_u64()).ok_or(format!("no {k}"));
+            let (tid, addr) = (get("user.vmhostile.patch_tid")?, get("user.vmhostile.patch_addr")?);
+            let fault = get(&format!("proc.vmhostile.thread_fault.{tid}"))?;
+            if fault == addr { Ok(()) } else { Err(format!("thread {tid} faulted at {fault:#x}, wrote {addr:#x}")) }
+        }))
         // The race: every copy completed Ok or BadAddress, every BadAddress was a page fault
         // the exception table recovered (no other check stands in front of the copy), and
         // both outcomes occurred.
