@@ -102,15 +102,8 @@ fn grant(manifest: &Manifest, g: &Grant, process: &Arc<Process>, cpu: u32) -> Re
     })
 }
 
-/// Loads `program` from its module, grants its capabilities and queues its thread.
-pub fn start(manifest: &Manifest, program: &Program, mods: &[ModuleImage]) -> Result<Arc<Process>, String> {
-    let module = mods
-        .iter()
-        .find(|m| m.name == program.binary)
-        .ok_or_else(|| alloc::format!("no module named {}", program.binary))?;
-    let elf = ElfImage::parse(module.bytes, USER_END).map_err(|e| alloc::format!("{}: {e}", program.binary))?;
-    let mut space = AddressSpace::new().map_err(|e| alloc::format!("{e:?}"))?;
-
+/// Maps the ELF segments (file bytes copied, the rest zero) and the stack into `space`.
+fn map_image(space: &mut AddressSpace, elf: &ElfImage<'_>) -> Result<(), String> {
     for seg in elf.segments() {
         let perms = UserPerms { write: seg.flags.write, exec: seg.flags.exec, uncached: false };
         let data = elf.segment_data(&seg);
@@ -138,7 +131,26 @@ pub fn start(manifest: &Manifest, program: &Program, mods: &[ModuleImage]) -> Re
     for page in ((USER_STACK_TOP - USER_STACK_SIZE)..USER_STACK_TOP).step_by(4096) {
         space.map_new(page, stack).map_err(|e| alloc::format!("stack: {e:?}"))?;
     }
-    let start_phys = frames::allocate_zeroed().ok_or("no memory for the start info")?;
+    Ok(())
+}
+
+/// Loads `program` from its module, grants its capabilities and queues its thread.
+pub fn start(manifest: &Manifest, program: &Program, mods: &[ModuleImage]) -> Result<Arc<Process>, String> {
+    let module = mods
+        .iter()
+        .find(|m| m.name == program.binary)
+        .ok_or_else(|| alloc::format!("no module named {}", program.binary))?;
+    let elf = ElfImage::parse(module.bytes, USER_END).map_err(|e| alloc::format!("{}: {e}", program.binary))?;
+    let mut space = AddressSpace::new().map_err(|e| alloc::format!("{e:?}"))?;
+    // A half-built space goes back whole (its frames with it).
+    if let Err(e) = map_image(&mut space, &elf) {
+        space.destroy();
+        return Err(e);
+    }
+    let Some(start_phys) = frames::allocate_zeroed() else {
+        space.destroy();
+        return Err("no memory for the start info".into());
+    };
     if let Err(e) = space.map_kernel_page(START_INFO_VADDR, start_phys, UserPerms { write: false, exec: false, uncached: false }) {
         frames::free(start_phys);
         space.destroy();
