@@ -163,7 +163,8 @@ impl AddressSpace {
     }
 
     fn leaf_flags(&self, va: u64) -> Option<F> {
-        match self.tables().translate(VirtAddr::new(va & !0xfff)) {
+        let va = VirtAddr::try_new(va & !0xfff).ok()?;
+        match self.tables().translate(va) {
             TranslateResult::Mapped { flags, .. } => Some(flags),
             _ => None,
         }
