@@ -1,8 +1,9 @@
-//! Processes: an address space, a capability table, the shared ring page, granted I/O port
-//! ranges and (for now) one thread. Exit — voluntary or by a fault — releases every capability
-//! (an `Interrupt` source is masked and its waiter cancelled) before the thread leaves its CPU;
-//! the address space is destroyed afterwards by the CPU's scheduler context, once no CPU can
-//! have it loaded.
+//! Processes: an address space, a capability table, the kernel pages shown to the program
+//! (start info, one ring per thread), granted I/O port ranges and its threads. Exit —
+//! voluntary or by a fault — releases every capability (an `Interrupt` source is masked and its
+//! waiter cancelled) before the thread leaves its CPU; the address space is destroyed
+//! afterwards by the CPU's scheduler context, once no CPU can have it loaded, and only then
+//! are the kernel pages freed.
 
 use alloc::string::String;
 use alloc::sync::Arc;
