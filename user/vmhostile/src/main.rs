@@ -219,7 +219,7 @@ fn copy_race(rounds: u64, min_racer_cycles: u64) {
     // At least `rounds` copies, and on until the racer has gone through `min_racer_cycles`
     // map/protect/unmap cycles (bounded, in case it is stuck: the proof then fails).
     let racing = || RACER_CYCLES.load(Ordering::Relaxed) < min_racer_cycles && RACER_DONE.load(Ordering::Relaxed) == 0;
-    while copies < rounds || (racer && racing() && copies < 50 * rounds) {
+    while copies < rounds || (racer && racing() && copies < 20 * rounds) {
         let batch = BATCH;
         for k in 0..batch {
             // 4 KiB from the middle of the first page into the second.
