@@ -401,7 +401,7 @@ fn smp_scale(p: Proof) -> Proof {
 }
 
 pub fn registry() -> Vec<Proof> {
-    let mut all = vec![
+    vec![
         Proof::new("boot", "Multiboot handoff, memory map, ACPI tables, heap")
             .check(ge("boot.mem.usable_kib", 65536))
             .check(ge("acpi.madt.cpus", 1))
@@ -443,7 +443,10 @@ pub fn registry() -> Vec<Proof> {
             "x2apic",
         )
         .check(eq("smp.max_apic_id", 257))
-        .check(eq("ioapic.route_above_254", "refused")),
+        .check(eq("ioapic.route_above_254", "refused"))
+        .check(eq("iommu.remapping", "off"))
+        .check(eq("iommu.off_reason", "no-dmar"))
+        .check(eq("ioapic.route_above_254_reason", "8-bit-destination-without-remapping")),
         smp_checks(
             Proof::new("tsc-deadline", "LAPIC timer in TSC-deadline mode (KVM exposes it to qemu64)")
                 .smp(2)
@@ -588,13 +591,18 @@ pub fn registry() -> Vec<Proof> {
             .bench()
             .timeout_secs(300)
             .check(ge("bench.ipi_rtt.samples", 10_000)),
-    ];
-    all.extend(memory::proofs());
-    all
+    ]
+    .into_iter()
+    // VT-d interrupt remapping: APIC ID 257 reached; storm and driver death with it on.
+    .chain(remap::proofs())
+    // Memory isolation: kernel pages, W^X, user copies racing unmap.
+    .chain(memory::proofs())
+    .collect()
 }
 
 mod memory;
 mod plan;
+mod remap;
 pub use plan::{plan, Job};
 // The registry's sanity rules run as unit tests (`proofs/tests.rs`).
 #[cfg(test)]
