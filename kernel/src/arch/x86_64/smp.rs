@@ -236,9 +236,19 @@ pub struct CpuReport {
 
 /// Starts every enabled AP the platform lists, one at a time.
 pub fn start_aps(platform: &Platform, mode: LapicMode, use_deadline: bool) -> Vec<CpuReport> {
-    trampoline::install();
     let mut reports = Vec::new();
     let bsp_apic = percpu::current().apic_id.load(Ordering::Acquire);
+    match trampoline::trampoline_frame() {
+        Ok(frame) => ev!("smp.trampoline_frame", format_args!("{frame:#x}")),
+        Err(why) => {
+            log::error!("smp: no low memory for the AP trampoline ({why}); application processors not started");
+            ev!("smp.trampoline", "unavailable");
+            let others = platform.cpus().iter().filter(|c| c.apic_id != bsp_apic);
+            let not_started = |c: &keel_platform::CpuEntry| CpuReport { index: c.index.0, apic_id: c.apic_id, outcome: ApOutcome::NotStarted, bringup_ns: 0 };
+            return others.map(not_started).collect();
+        }
+    }
+    trampoline::install();
     for cpu in platform.cpus() {
         if cpu.apic_id == bsp_apic {
             continue;
