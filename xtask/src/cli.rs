@@ -16,6 +16,8 @@ commands:
                              in another terminal: gdb -x target/keel.gdb
   test [--filter SUBSTR] [--jobs N] [--no-host-tests]
                              host unit tests, then every proof in parallel
+  test-hostile [--filter SUBSTR] [--jobs N]
+                             the long hostile proofs (10^6-submission fuzzing), kept out of `test`
   test-firmware [--filter SUBSTR] [--jobs N]
                              the firmware proofs: proofs booted by GRUB from an ISO under SeaBIOS
                              and OVMF (UEFI), judged like their -kernel versions; one at a time
@@ -27,9 +29,10 @@ commands:
                              manifests and user programs; default target/keel.iso
   proofs                     list proofs and their QEMU command lines
   bench [--filter SUBSTR]    run benchmark proofs, print bench.* evidence, write target/bench.json
-  bench-compare [--quick] [--no-64] [--wake] [--rounds N]
+  bench-compare [--quick] [--no-64] [--no-scale] [--wake] [--rounds N]
                              Keel's benchmarks vs a Debian Linux guest in the same QEMU configurations;
                              writes target/compare/report.{md,json} and plots (docs/benchmarks.md).
+                             --no-scale: only the 2-vCPU machines (no 4/8/64-vCPU runs);
                              --wake: device interrupt -> driver wake figures only; --rounds N: N
                              alternating Linux/Keel rounds, each figure the median of the rounds
   qemu-check                 make sure QEMU >= 9.0 is installed (installs it as root on Debian/Ubuntu)
@@ -48,7 +51,8 @@ pub enum Cmd {
     Build,
     Run { proof: Option<String>, accel: Option<Accel>, append: Vec<String>, timeout: Option<u64> },
     Debug { proof: Option<String> },
-    Test { filter: Option<String>, jobs: Option<usize>, host_tests: bool },
+    /// `long`: the long proofs (`test-hostile`) instead of the default set.
+    Test { filter: Option<String>, jobs: Option<usize>, host_tests: bool, long: bool },
     TestFirmware { filter: Option<String>, jobs: Option<usize> },
     Iso { out: Option<String> },
     TestBochs { filter: Option<String> },
@@ -68,7 +72,8 @@ pub fn parse(args: &[String]) -> Result<Cmd> {
     let mut cmd = match cmd.as_str() {
         "build" => Cmd::Build,
         "run" => Cmd::Run { proof: None, accel: None, append: vec![], timeout: None },
-        "test" => Cmd::Test { filter: None, jobs: None, host_tests: true },
+        "test" => Cmd::Test { filter: None, jobs: None, host_tests: true, long: false },
+        "test-hostile" => Cmd::Test { filter: None, jobs: None, host_tests: false, long: true },
         "test-firmware" => Cmd::TestFirmware { filter: None, jobs: None },
         "iso" => Cmd::Iso { out: None },
         "test-bochs" => Cmd::TestBochs { filter: None },
@@ -100,6 +105,7 @@ pub fn parse(args: &[String]) -> Result<Cmd> {
             (Cmd::Test { host_tests, .. }, "--no-host-tests") => *host_tests = false,
             (Cmd::BenchCompare(o), "--quick") => o.quick = true,
             (Cmd::BenchCompare(o), "--no-64") => o.no_64 = true,
+            (Cmd::BenchCompare(o), "--no-scale") => o.no_scale = true,
             (Cmd::BenchCompare(o), "--wake") => o.wake_only = true,
             (Cmd::BenchCompare(o), "--rounds") => {
                 o.rounds = value()?.parse().ok().filter(|&n| n > 0).context("--rounds wants a positive number")?
@@ -127,7 +133,8 @@ mod tests {
             p("run --proof boot --accel=kvm --append a=1 --timeout 5").unwrap(),
             Cmd::Run { proof: Some("boot".into()), accel: Some(Accel::Kvm), append: vec!["a=1".into()], timeout: Some(5) }
         );
-        assert_eq!(p("test --filter smp -j 1").unwrap(), Cmd::Test { filter: Some("smp".into()), jobs: Some(1), host_tests: true });
+        assert_eq!(p("test --filter smp -j 1").unwrap(), Cmd::Test { filter: Some("smp".into()), jobs: Some(1), host_tests: true, long: false });
+        assert_eq!(p("test-hostile -j 1").unwrap(), Cmd::Test { filter: None, jobs: Some(1), host_tests: false, long: true });
         assert_eq!(p("bench").unwrap(), Cmd::Bench { filter: None });
         assert_eq!(p("test-firmware --filter uefi -j 2").unwrap(), Cmd::TestFirmware { filter: Some("uefi".into()), jobs: Some(2) });
         assert_eq!(p("debug --proof smp").unwrap(), Cmd::Debug { proof: Some("smp".into()) });
@@ -138,6 +145,10 @@ mod tests {
             Cmd::BenchCompare(crate::compare::Options { wake_only: true, rounds: 5, ..Default::default() })
         );
         assert!(p("bench-compare --rounds 0").is_err());
+        assert_eq!(
+            p("bench-compare --no-scale --rounds 3").unwrap(),
+            Cmd::BenchCompare(crate::compare::Options { no_scale: true, rounds: 3, ..Default::default() })
+        );
         assert_eq!(p("qemu-check").unwrap(), Cmd::QemuCheck);
         assert!(p("run --accel hvf").is_err());
         assert!(p("test --proof x").is_err());

@@ -11,7 +11,8 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::arch::x86_64::tlb::{self, CpuMask};
 
-/// Frames kept out of the allocator because an invalidation was dropped unflushed.
+/// Frames kept out of the allocator because their shootdown did not complete (an
+/// invalidation dropped unflushed, or a CPU that could not be interrupted).
 pub static LEAKED_UNFLUSHED: AtomicU64 = AtomicU64::new(0);
 
 /// Pages of one address space whose TLB entries are stale, and the frames freed once they
@@ -60,9 +61,14 @@ impl Invalidation {
 
     /// Shoots the pages down on every CPU in `resident` (the address space's resident set),
     /// waits for every acknowledgement, and only then frees the frames. Returns
-    /// `(pages, frames)`. Call with interrupts enabled.
+    /// `(pages, frames freed)`. If some CPU could not be interrupted, its TLB may still reach
+    /// the frames: they are kept out of the allocator for good (counted, logged). Call with
+    /// interrupts enabled.
     pub fn complete(mut self, resident: &CpuMask) -> (usize, usize) {
-        tlb::shootdown(self.pml4, resident, &self.pages);
+        if let Err(unreached) = tlb::shootdown(self.pml4, resident, &self.pages) {
+            log::error!("mm: {} frames withheld, CPUs {:?} not flushed", self.frames.len(), unreached.0);
+            return (self.pages.len(), 0); // `drop` counts the withheld frames
+        }
         let frames = core::mem::take(&mut self.frames);
         for &f in &frames {
             super::frames::free(f);
@@ -75,7 +81,7 @@ impl Drop for Invalidation {
     fn drop(&mut self) {
         if !self.frames.is_empty() {
             LEAKED_UNFLUSHED.fetch_add(self.frames.len() as u64, Ordering::Relaxed);
-            log::error!("mm: {} frames dropped without a TLB shootdown; kept out of the allocator", self.frames.len());
+            log::error!("mm: {} frames without a completed TLB shootdown; kept out of the allocator", self.frames.len());
         }
     }
 }

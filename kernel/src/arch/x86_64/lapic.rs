@@ -114,21 +114,24 @@ impl LapicRegisters for Backend {
         match (self, icr) {
             (Backend::XApic { base, .. }, IcrValue::XApic { high, low }) => {
                 let base = *base;
-                // ICR high then ICR low, with interrupts off so an interrupt handler sending
-                // its own IPI cannot slip between the two writes.
+                // Two writes and nothing else: ICR high (the destination; the SDM only says
+                // the *low* half may be lost in deep C-states, but another sender may have
+                // changed it), then ICR low, which sends. No delivery-status poll: see
+                // `keel_apic::DeliveryWait` (the bring-up IPIs poll in `Lapic::send`).
+                // Interrupts off so an interrupt handler sending its own IPI cannot slip
+                // between the two writes and leave its destination in ICR high.
                 x86_64::instructions::interrupts::without_interrupts(|| {
-                    wait_icr_idle(base);
                     // SAFETY: as in `read`; ICR high is 0x310, ICR low (the send) 0x300.
                     unsafe {
                         base.byte_add(0x310).write_volatile(high);
                         base.byte_add(0x300).write_volatile(low);
                     }
-                    wait_icr_idle(base);
                 });
             }
             (Backend::X2Apic { .. }, IcrValue::X2Apic(v)) => {
                 // One WRMSR, no delivery-status polling (x2APIC has none). The fence makes
-                // earlier stores (e.g. a mailbox) visible before the IPI can arrive.
+                // earlier stores (e.g. a mailbox) visible before the IPI can arrive: WRMSR to
+                // the x2APIC ICR is not serializing (SDM 11.12.3).
                 wrmsr_fence();
                 // SAFETY: x2APIC ICR MSR; `v` has no reserved bits (keel_apic's encoder).
                 unsafe { wrmsr(keel_apic::regs::X2APIC_ICR_MSR, v) };
@@ -136,19 +139,34 @@ impl LapicRegisters for Backend {
             _ => unreachable!("ICR encoded for the other mode"),
         }
     }
+
+    fn wait_icr_idle(&mut self) -> bool {
+        let Backend::XApic { base, .. } = self else {
+            // `IcrValue::delivery_wait` never asks in x2APIC mode: the bit does not exist.
+            unreachable!("x2APIC has no delivery status");
+        };
+        // Bounded: a stuck bit is reported by the caller, not a hang.
+        for _ in 0..ICR_IDLE_POLLS {
+            ICR_STATUS_READS.fetch_add(1, Ordering::Relaxed);
+            // SAFETY: ICR low of this CPU's mapped xAPIC page.
+            if unsafe { base.byte_add(0x300).read_volatile() } & keel_apic::icr::ICR_DELIVERY_STATUS_PENDING == 0 {
+                return true;
+            }
+            core::hint::spin_loop();
+        }
+        false
+    }
 }
 
-/// Polls the xAPIC delivery-status bit (bounded: a stuck bit is reported, not a hang).
-fn wait_icr_idle(base: *mut u32) {
-    for _ in 0..1_000_000 {
-        // SAFETY: ICR low of this CPU's mapped xAPIC page.
-        if unsafe { base.byte_add(0x300).read_volatile() } & keel_apic::icr::ICR_DELIVERY_STATUS_PENDING == 0 {
-            return;
-        }
-        core::hint::spin_loop();
-    }
-    log::warn!("lapic: ICR delivery status stuck");
-}
+/// Upper bound of delivery-status reads per wait (far beyond the few bus cycles a send
+/// takes on hardware; emulators never set the bit).
+const ICR_IDLE_POLLS: u32 = 1_000_000;
+
+/// Reads of the xAPIC delivery-status bit on all CPUs (evidence that fixed IPIs send
+/// without one: only the bring-up IPIs add to it).
+pub static ICR_STATUS_READS: AtomicU64 = AtomicU64::new(0);
+/// Bring-up IPIs whose delivery status stayed "send pending".
+pub static ICR_STUCK: AtomicU64 = AtomicU64::new(0);
 
 /// A handle on the calling CPU's LAPIC.
 pub fn local() -> Lapic<Backend> {
@@ -166,9 +184,65 @@ pub fn eoi() {
     local().eoi();
 }
 
+/// Whether `vector` is in service on this CPU (its ISR bit, read from the LAPIC).
+pub fn in_service(vector: u8) -> bool {
+    local().is_in_service(vector)
+}
+
+/// ISR probe result: unknown until `probe_isr` ran, then whether a delivered vector showed
+/// in the ISR inside its handler (hardware and TCG: yes; PVM's emulated LAPIC: no).
+static ISR_PROBE: AtomicU64 = AtomicU64::new(ISR_UNKNOWN);
+const ISR_UNKNOWN: u64 = 0;
+const ISR_READABLE: u64 = 1;
+const ISR_UNREADABLE: u64 = 2;
+
+/// Vector 0xFD: a real delivery; records whether the LAPIC shows it in service.
+pub fn isr_probe_interrupt() {
+    let seen = in_service(super::interrupts::ISR_PROBE_VECTOR);
+    ISR_PROBE.store(if seen { ISR_READABLE } else { ISR_UNREADABLE }, Ordering::Release);
+    eoi();
+}
+
+/// Sends one self-IPI on the probe vector and waits for it (boot CPU, interrupts on). Where
+/// the ISR cannot be read back, the "is it in service?" checks are skipped (and every device
+/// vector is EOI'd, as without them): reported as `lapic.isr_readable`.
+pub fn probe_isr() -> bool {
+    let me = ApicId::new(percpu::current().apic_id.load(Ordering::Acquire));
+    if send(Ipi::fixed(super::interrupts::ISR_PROBE_VECTOR).to(me)).is_ok() {
+        crate::time::spin_until(0, 100_000_000, || ISR_PROBE.load(Ordering::Acquire) != ISR_UNKNOWN);
+    }
+    isr_readable()
+}
+
+/// Whether ISR reads are trustworthy here (see [`probe_isr`]).
+pub fn isr_readable() -> bool {
+    ISR_PROBE.load(Ordering::Acquire) == ISR_READABLE
+}
+
+/// Whether an entry on `vector` may be a software `int` rather than a LAPIC delivery: its
+/// ISR bit is clear, on a machine whose ISR can be read back.
+pub fn not_in_service(vector: u8) -> bool {
+    isr_readable() && !in_service(vector)
+}
+
+/// EOI unless `vector` is known not to be in service. A software `int` into a vector the
+/// LAPIC never delivered sets no ISR bit, and an EOI then would retire some other,
+/// lower-priority interrupt still being handled. Returns whether it EOI'd.
+pub fn eoi_if_in_service(vector: u8) -> bool {
+    if not_in_service(vector) {
+        return false;
+    }
+    eoi();
+    true
+}
+
 /// Sends an IPI from this CPU.
 pub fn send(ipi: Ipi) -> Result<(), keel_apic::IcrError> {
-    local().send(ipi)
+    if local().send(ipi)? == keel_apic::DeliveryStatus::StuckPending {
+        ICR_STUCK.fetch_add(1, Ordering::Relaxed);
+        log::warn!("lapic: ICR delivery status stuck at send pending ({ipi:?})");
+    }
+    Ok(())
 }
 
 fn mode_inputs() -> ModeInputs {
@@ -186,6 +260,12 @@ fn mode_inputs() -> ModeInputs {
     // CPUID of *this* CPU: an AP must not assume the boot CPU's x2APIC support.
     let cpuid_x2apic = core::arch::x86_64::__cpuid(1).ecx & (1 << 21) != 0;
     ModeInputs { cpuid_x2apic, apic_base, x2apic_locked: locked }
+}
+
+/// Whether IA32_APIC_BASE of this CPU has x2APIC mode enabled (EXTD), read now.
+pub fn x2apic_enabled_in_msr() -> bool {
+    // SAFETY: IA32_APIC_BASE exists on every CPU with a local APIC.
+    ApicBase::from_raw(unsafe { rdmsr(IA32_APIC_BASE) }).state() == keel_apic::ApicState::X2Apic
 }
 
 /// IA32_APIC_BASE writes made on all CPUs (cross-checked against QEMU's trace).
