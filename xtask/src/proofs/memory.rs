@@ -53,6 +53,7 @@ fn vmhostile(p: Proof, mode: &'static str) -> Proof {
         .check(keys_equal("mm.user_copy_fixups", "user.vmhostile.copy_bad_address"))
         .check(ge("user.vmhostile.racer_cycles", RACER_CYCLES))
         .check(eq("mm.unflushed_frames_kept", 0))
+        .check(eq("user.heap_leaked", 0))
 }
 
 pub fn proofs() -> Vec<Proof> {
