@@ -10,9 +10,10 @@
 //! Key rule: a [`CpuIndex`] (dense, BSP = 0) is never an APIC ID (sparse
 //! 32-bit hardware address). APIC IDs are kept as `u32` everywhere.
 //!
-//! Storage is fixed-capacity (no allocation); a [`Platform`] is about 15 KiB,
-//! so the kernel may prefer [`Platform::empty`] in a `static` plus
-//! [`Platform::rebuild`] over the by-value [`Platform::from_records`].
+//! Storage is fixed-capacity (no allocation); at [`MAX_CPUS`] = 4,096 a
+//! [`Platform`] is over 100 KiB, so the kernel keeps it in a `static`
+//! ([`Platform::empty`] plus [`Platform::rebuild`]) rather than building it on
+//! a stack with the by-value [`Platform::from_records`].
 
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
@@ -20,8 +21,9 @@
 
 use core::fmt;
 
-/// Maximum CPUs tracked; extra ones are dropped with a diagnostic.
-pub const MAX_CPUS: usize = 512;
+/// Maximum CPUs tracked (QEMU q35's maximum, and the documented limit of
+/// Keel); extra ones are dropped with a diagnostic.
+pub const MAX_CPUS: usize = 4096;
 /// Maximum IOAPICs tracked.
 pub const MAX_IOAPICS: usize = 16;
 /// Maximum NMI source records tracked.
@@ -50,6 +52,7 @@ pub const UID_UNKNOWN: u32 = 0xFFFF_FFFF;
 
 mod diagnostic;
 mod records;
+pub mod startup;
 
 pub use diagnostic::{Diagnostic, IntiContext, PlatformError};
 pub use records::*;
@@ -219,6 +222,29 @@ impl Platform {
         p
     }
 
+    /// Resets every field to [`Platform::empty`]'s value without building a
+    /// whole empty `Platform` (over 100 KiB) as a temporary: the arrays are
+    /// only read up to their counts, so only the counts and small fields reset.
+    fn clear(&mut self) {
+        self.local_apic_address = 0;
+        self.lapic_address_overridden = false;
+        self.pc_at_compatible = false;
+        self.bsp_apic_id = 0;
+        self.bsp_found = false;
+        self.cpu_count = 0;
+        self.skipped_disabled = 0;
+        self.duplicates = 0;
+        self.invalid_cpus = 0;
+        self.dropped_cpus = 0;
+        self.ioapic_count = 0;
+        self.overrides = [None; ISA_IRQS];
+        self.nmi_source_count = 0;
+        self.lapic_nmi_count = 0;
+        self.diag_count = 0;
+        self.diags_dropped = 0;
+        self.seen_other_kinds = [0; 8];
+    }
+
     /// In-place version of [`Platform::from_records`]; discards previous contents.
     pub fn rebuild(
         &mut self,
@@ -227,7 +253,7 @@ impl Platform {
         records: impl IntoIterator<Item = MadtRecord>,
         bsp_apic_id: u32,
     ) {
-        *self = Self::empty();
+        self.clear();
         self.local_apic_address = local_apic_address as u64;
         self.pc_at_compatible = pc_at_compatible;
         self.bsp_apic_id = bsp_apic_id;

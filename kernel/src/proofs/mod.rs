@@ -86,8 +86,16 @@ pub fn bring_up(platform: &'static Platform, cmdline: &CommandLine) -> System {
     percpu::current().online.store(true, Ordering::Release);
     x86_64::instructions::interrupts::enable();
 
+    let how = match smp_arch::BringUp::from_option(cmdline.get("smp_bringup")) {
+        Ok(how) => how,
+        Err(other) => {
+            log::warn!("command line: smp_bringup={other:?} is neither parallel nor serial; using parallel");
+            smp_arch::BringUp::Parallel
+        }
+    };
+    ev!("smp.bringup", how.name());
     let started = crate::time::now_ns();
-    let reports = smp_arch::start_aps(platform, mode, use_deadline);
+    let reports = smp_arch::start_aps(platform, mode, use_deadline, how);
     let expected_online = 1 + reports.iter().filter(|r| r.outcome == smp_arch::ApOutcome::Online).count();
     let all_ns = crate::time::now_ns() - started;
     let system = System { mode, platform, reports, expected_online };

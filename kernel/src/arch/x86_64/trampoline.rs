@@ -2,10 +2,16 @@
 //!
 //! A SIPI with vector `v` starts the AP in real mode at `CS:IP = (v << 8):0000`, i.e. at
 //! physical `v << 12`. This code is assembled into .rodata, copied to [`TRAMPOLINE_PHYS`]
-//! before each start, and finds its parameters (CR3, NX, entry, stack, argument) in a block
-//! at its end that the boot CPU fills in. The CR3 it loads is a small "trampoline PML4": the
+//! once, and finds its parameters (CR3, NX, entry, slot lookup) in a block at its end that
+//! the boot CPU fills in before any SIPI. The CR3 it loads is a small "trampoline PML4": the
 //! kernel half of the kernel PML4 plus an identity map of the first 2 MiB, so the instruction
 //! after enabling paging still runs; the AP switches to the real kernel tables in Rust.
+//!
+//! Many APs may run it at once: nothing in it is per-AP. Up to long mode it needs no stack;
+//! then each AP takes the trampoline lock, calls the lookup (Rust, on one shared lookup
+//! stack) which finds the AP's own start slot by its APIC ID and claims it, moves to the
+//! stack the slot names, releases the lock and enters the kernel with the slot as argument.
+//! An AP whose slot is missing or was abandoned gets a zero stack and parks (`cli; hlt`).
 
 use core::arch::global_asm;
 
@@ -67,11 +73,30 @@ tr_long64:
     movw %ax, %es
     movw %ax, %ss
     movl $TRAMPOLINE_BASE, %ebx
-    movq (tr_stack - ap_trampoline_start)(%rbx), %rsp
-    movq (tr_arg - ap_trampoline_start)(%rbx), %rdi
-    movq (tr_entry - ap_trampoline_start)(%rbx), %rax
+    /* One AP at a time on the shared lookup stack. */
+1:  movl $1, %eax
+    xchgl %eax, (tr_lock - ap_trampoline_start)(%rbx)
+    testl %eax, %eax
+    jz 2f
+    pause
+    jmp 1b
+2:  movq (tr_lookup_stack - ap_trampoline_start)(%rbx), %rsp
     xorl %ebp, %ebp
+    movq (tr_lookup - ap_trampoline_start)(%rbx), %rax
+    call *%rax                                 /* rax = own stack top (0: park), rdx = slot */
+    movl $TRAMPOLINE_BASE, %ebx
+    testq %rax, %rax
+    jz 3f
+    movq %rax, %rsp                            /* off the shared stack ... */
+    movl $0, (tr_lock - ap_trampoline_start)(%rbx)   /* ... so the next AP may use it */
+    movq %rdx, %rdi
+    movq (tr_entry - ap_trampoline_start)(%rbx), %rax
+    pushq $0                                   /* as after a call: no return address */
     jmp *%rax
+3:  movl $0, (tr_lock - ap_trampoline_start)(%rbx)
+4:  cli
+    hlt
+    jmp 4b
 
 .balign 8
 tr_gdt:
@@ -85,11 +110,12 @@ tr_gdt_ptr:
 .balign 8
 .global ap_trampoline_params
 ap_trampoline_params:
-tr_cr3:   .quad 0
-tr_nx:    .quad 0
-tr_entry: .quad 0
-tr_stack: .quad 0
-tr_arg:   .quad 0
+tr_cr3:          .quad 0
+tr_nx:           .quad 0
+tr_entry:        .quad 0
+tr_lookup:       .quad 0
+tr_lookup_stack: .quad 0
+tr_lock:         .quad 0
 .global ap_trampoline_end
 ap_trampoline_end:
 "#,
@@ -107,9 +133,14 @@ extern "C" {
 pub struct TrampolineParams {
     pub cr3: u64,
     pub nx: u64,
+    /// `extern "C" fn(slot) -> !`, entered on the AP's own stack.
     pub entry: u64,
-    pub stack_top: u64,
-    pub arg: u64,
+    /// `extern "C" fn() -> SlotGrant` (stack top in RAX, slot in RDX), run under the lock.
+    pub lookup: u64,
+    /// Top of the shared stack the lookup runs on.
+    pub lookup_stack: u64,
+    /// The trampoline lock (0 = free); written as 0.
+    pub lock: u64,
 }
 
 /// Copies the trampoline below 1 MiB and builds its page tables. Called once on the boot CPU
@@ -140,14 +171,15 @@ pub fn install() {
     }
 }
 
-/// Fills the parameter block for the next AP start.
+/// Fills the parameter block once, before the first SIPI (APs find everything per-AP
+/// through the lookup, so it never changes while APs run).
 pub fn set_params(params: TrampolineParams) {
-    // SAFETY: as in `install`; the block lies inside the copied trampoline and no AP is
-    // running trampoline code while the boot CPU writes it (APs start one at a time).
+    // SAFETY: as in `install`; the block lies inside the copied trampoline and no AP has been
+    // sent a SIPI yet, so none reads it while the boot CPU writes it.
     unsafe {
         let offset = core::ptr::addr_of!(ap_trampoline_params) as usize - core::ptr::addr_of!(ap_trampoline_start) as usize;
         let dst = phys_to_virt(TRAMPOLINE_PHYS + offset as u64).as_mut_ptr::<TrampolineParams>();
-        dst.write_volatile(TrampolineParams { cr3: TRAMPOLINE_PML4, ..params });
+        dst.write_volatile(TrampolineParams { cr3: TRAMPOLINE_PML4, lock: 0, ..params });
     }
 }
 
