@@ -1,7 +1,7 @@
 # Thin aliases for `cargo xtask`; everything real lives in xtask/.
 export QEMU_FLAGS KEEL_APPEND KEEL_ACCEL KEEL_KERNEL KEEL_USER_DIR
 
-.PHONY: all build run test bench bench-compare proofs check
+.PHONY: all build run test test-scale bench bench-compare proofs check
 all: build
 build:
 	cargo xtask build
@@ -9,6 +9,8 @@ run:
 	cargo xtask run
 test:
 	cargo xtask test
+test-scale:
+	cargo xtask test-scale
 bench:
 	cargo xtask bench
 bench-compare:

@@ -13,6 +13,9 @@ commands:
                              boot once with serial on the terminal; exit 0 on a clean halt
   test [--filter SUBSTR] [--jobs N] [--no-host-tests]
                              host unit tests, then every proof in parallel
+  test-scale [--filter SUBSTR] [--jobs N]
+                             proofs on large machines (288 and 1,024 vCPUs, xAPIC at 255, panic
+                             stop at 288): minutes each under TCG, one at a time by default
   proofs                     list proofs and their QEMU command lines
   bench [--filter SUBSTR]    run benchmark proofs, print bench.* evidence, write target/bench.json
   bench-compare [--quick] [--no-64] [--wake] [--rounds N]
@@ -36,6 +39,7 @@ pub enum Cmd {
     Build,
     Run { proof: Option<String>, accel: Option<Accel>, append: Vec<String>, timeout: Option<u64> },
     Test { filter: Option<String>, jobs: Option<usize>, host_tests: bool },
+    TestScale { filter: Option<String>, jobs: Option<usize> },
     Proofs,
     Bench { filter: Option<String> },
     BenchCompare(crate::compare::Options),
@@ -53,6 +57,7 @@ pub fn parse(args: &[String]) -> Result<Cmd> {
         "build" => Cmd::Build,
         "run" => Cmd::Run { proof: None, accel: None, append: vec![], timeout: None },
         "test" => Cmd::Test { filter: None, jobs: None, host_tests: true },
+        "test-scale" => Cmd::TestScale { filter: None, jobs: None },
         "proofs" => Cmd::Proofs,
         "bench" => Cmd::Bench { filter: None },
         "bench-compare" => Cmd::BenchCompare(Default::default()),
@@ -72,8 +77,12 @@ pub fn parse(args: &[String]) -> Result<Cmd> {
             (Cmd::Run { accel, .. }, "--accel") => *accel = Some(Accel::parse(&value()?)?),
             (Cmd::Run { append, .. }, "--append") => append.push(value()?),
             (Cmd::Run { timeout, .. }, "--timeout") => *timeout = Some(value()?.parse().context("--timeout wants seconds")?),
-            (Cmd::Test { filter, .. } | Cmd::Bench { filter }, "--filter") => *filter = Some(value()?),
-            (Cmd::Test { jobs, .. }, "--jobs" | "-j") => *jobs = Some(value()?.parse().context("--jobs wants a number")?),
+            (Cmd::Test { filter, .. } | Cmd::TestScale { filter, .. } | Cmd::Bench { filter }, "--filter") => {
+                *filter = Some(value()?)
+            }
+            (Cmd::Test { jobs, .. } | Cmd::TestScale { jobs, .. }, "--jobs" | "-j") => {
+                *jobs = Some(value()?.parse().context("--jobs wants a number")?)
+            }
             (Cmd::Test { host_tests, .. }, "--no-host-tests") => *host_tests = false,
             (Cmd::BenchCompare(o), "--quick") => o.quick = true,
             (Cmd::BenchCompare(o), "--no-64") => o.no_64 = true,
@@ -106,6 +115,7 @@ mod tests {
         );
         assert_eq!(p("test --filter smp -j 1").unwrap(), Cmd::Test { filter: Some("smp".into()), jobs: Some(1), host_tests: true });
         assert_eq!(p("bench").unwrap(), Cmd::Bench { filter: None });
+        assert_eq!(p("test-scale --filter 288").unwrap(), Cmd::TestScale { filter: Some("288".into()), jobs: None });
         assert_eq!(p("bench-compare --quick").unwrap(), Cmd::BenchCompare(crate::compare::Options { quick: true, ..Default::default() }));
         assert_eq!(
             p("bench-compare --wake --rounds 5").unwrap(),

@@ -62,7 +62,8 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode> {
         }
         Cmd::Proofs => list_proofs(),
         Cmd::Run { proof, accel, append, timeout } => run(proof, accel, append, timeout),
-        Cmd::Test { filter, jobs, host_tests } => test(filter, jobs, host_tests),
+        Cmd::Test { filter, jobs, host_tests } => test(filter, jobs, host_tests, false),
+        Cmd::TestScale { filter, jobs } => test(filter, jobs, false, true),
         Cmd::Bench { filter } => bench(filter),
         Cmd::BenchCompare(opts) => compare::run(opts),
     }
@@ -88,8 +89,13 @@ fn find_proof(name: &str) -> Result<Proof> {
     all.into_iter().find(|p| p.name == name).with_context(|| format!("no proof {name:?}; known: {}", names.join(", ")))
 }
 
-fn select(filter: Option<&str>, bench: bool) -> Vec<Proof> {
-    proofs::registry().into_iter().filter(|p| p.bench == bench && filter.is_none_or(|f| p.name.contains(f))).collect()
+/// Proofs of one suite: `test` (neither bench nor scale), `bench`, or `test-scale` (every
+/// scale proof, benchmarks included).
+fn select(filter: Option<&str>, bench: bool, scale: bool) -> Vec<Proof> {
+    proofs::registry()
+        .into_iter()
+        .filter(|p| p.scale == scale && (scale || p.bench == bench) && filter.is_none_or(|f| p.name.contains(f)))
+        .collect()
 }
 
 fn list_proofs() -> Result<ExitCode> {
@@ -102,7 +108,11 @@ fn list_proofs() -> Result<ExitCode> {
     println!("{}", env.kvm_summary());
     for job in proofs::plan(&all, &env) {
         let p = &all[job.proof];
-        let tag = if p.bench { " [bench]" } else { "" };
+        let tag = match (p.bench, p.scale) {
+            (_, true) => " [scale]",
+            (true, false) => " [bench]",
+            _ => "",
+        };
         println!("\n{} ({}){tag}: {}", p.name, job.accel, p.description);
         if let Some(note) = p.accel_note() {
             println!("  {note}");
@@ -212,24 +222,29 @@ fn run_proofs(proofs: &[Proof], jobs: Option<usize>) -> Result<Vec<JobResult>> {
     Ok(results)
 }
 
-fn test(filter: Option<String>, jobs: Option<usize>, host_tests: bool) -> Result<ExitCode> {
+fn test(filter: Option<String>, jobs: Option<usize>, host_tests: bool, scale: bool) -> Result<ExitCode> {
     bootstrap::ensure_qemu()?;
     if host_tests {
         println!("xtask: host unit tests");
         builder::host_tests()?;
     }
-    let selected = select(filter.as_deref(), false);
+    let selected = select(filter.as_deref(), false, scale);
     if selected.is_empty() {
         bail!("no proof matches {:?}", filter.unwrap_or_default());
     }
+    // Scale proofs each keep hundreds of vCPU threads busy: one at a time unless asked.
+    let jobs = if scale { jobs.or(Some(1)) } else { jobs };
     let results = run_proofs(&selected, jobs)?;
+    if scale {
+        println!("{}", report::bench_table(&report::bench_runs(&results)));
+    }
     println!("{}", report::summary_line(&results));
     Ok(if results.iter().any(JobResult::failed) { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
 fn bench(filter: Option<String>) -> Result<ExitCode> {
     bootstrap::ensure_qemu()?;
-    let selected = select(filter.as_deref(), true);
+    let selected = select(filter.as_deref(), true, false);
     let path = builder::workspace_root().join("target/bench.json");
     std::fs::create_dir_all(path.parent().unwrap())?;
     if selected.is_empty() {

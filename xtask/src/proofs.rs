@@ -45,6 +45,9 @@ pub struct Proof {
     pub checks: Vec<Check>,
     /// Benchmarks run under `cargo xtask bench`, not `cargo xtask test`.
     pub bench: bool,
+    /// Large machines (hundreds of vCPUs, minutes under TCG): run by `cargo xtask
+    /// test-scale`, not `cargo xtask test`.
+    pub scale: bool,
     /// Boot manifest (path relative to the repo root), the first Multiboot module.
     pub manifest: Option<&'static str>,
     /// User binaries (names under `user/`), Multiboot modules after the manifest, in order.
@@ -73,6 +76,7 @@ impl Proof {
             expect: Expect::PASS,
             checks: vec![],
             bench: false,
+            scale: false,
             manifest: None,
             programs: vec![],
             trace_events: vec![],
@@ -137,6 +141,11 @@ impl Proof {
     }
     pub fn bench(mut self) -> Self {
         self.bench = true;
+        self
+    }
+    /// Belongs to `cargo xtask test-scale` (see [`Proof::scale`]).
+    pub fn scale(mut self) -> Self {
+        self.scale = true;
         self
     }
     /// Boot manifest, e.g. `"manifests/drivers.manifest"` (relative to the repo root);
@@ -400,6 +409,12 @@ fn smp_scale(p: Proof) -> Proof {
 }
 
 pub fn registry() -> Vec<Proof> {
+    let mut all = base_registry();
+    all.extend(scale::proofs());
+    all
+}
+
+fn base_registry() -> Vec<Proof> {
     vec![
         Proof::new("boot", "Multiboot handoff, memory map, ACPI tables, heap")
             .check(ge("boot.mem.usable_kib", 65536))
@@ -591,6 +606,7 @@ pub fn registry() -> Vec<Proof> {
 }
 
 mod plan;
+mod scale;
 pub use plan::{plan, Job};
 // The registry's sanity rules run as unit tests (`proofs/tests.rs`).
 #[cfg(test)]

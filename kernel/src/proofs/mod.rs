@@ -5,6 +5,7 @@
 mod bench;
 mod user;
 mod rtc;
+mod scale;
 mod smp;
 
 use alloc::collections::BTreeMap;
@@ -95,7 +96,8 @@ pub fn bring_up(platform: &'static Platform, cmdline: &CommandLine) -> System {
     };
     ev!("smp.bringup", how.name());
     let started = crate::time::now_ns();
-    let reports = smp_arch::start_aps(platform, mode, use_deadline, how);
+    let abandon = cmdline.get("smp_abandon").map(|_| option_u64(cmdline, "smp_abandon", 0) as u32);
+    let reports = smp_arch::start_aps(platform, mode, use_deadline, how, abandon);
     let expected_online = 1 + reports.iter().filter(|r| r.outcome == smp_arch::ApOutcome::Online).count();
     let all_ns = crate::time::now_ns() - started;
     let system = System { mode, platform, reports, expected_online };
@@ -104,6 +106,28 @@ pub fn bring_up(platform: &'static Platform, cmdline: &CommandLine) -> System {
 }
 
 fn boot_report(system: &System, all_online_ns: u64) {
+    let mode = lapic::mode_name(system.mode);
+    if scale::summarised() {
+        scale::boot_summary(system.mode);
+        scale::report_failures(&system.reports);
+    } else {
+        per_cpu_report(system);
+    }
+    scale::bringup_figures(&system.reports);
+    let skipped = system.reports.iter().filter(|r| r.outcome != smp_arch::ApOutcome::Online).count();
+    let declared = system.platform.cpus().len();
+    log::info!("smp: {}/{} online mode={mode}", smp_arch::online_count(), declared);
+    ev!("lapic.apic_base_writes", lapic::APIC_BASE_WRITES.load(Ordering::Relaxed));
+    ev!("smp.online", smp_arch::online_count());
+    ev!("smp.declared", declared);
+    ev!("smp.skipped", skipped);
+    ev!("smp.all_online_us", all_online_ns / 1000);
+    let max_id = percpu::online().map(|c| c.apic_id.load(Ordering::Relaxed)).max().unwrap_or(0);
+    ev!("smp.max_apic_id", max_id);
+}
+
+/// One line and evidence keys per CPU (small machines: the proofs check each CPU by name).
+fn per_cpu_report(system: &System) {
     let mode = lapic::mode_name(system.mode);
     for cpu in percpu::all() {
         let apic_id = cpu.apic_id.load(Ordering::Acquire);
@@ -119,24 +143,13 @@ fn boot_report(system: &System, all_online_ns: u64) {
             ev!(("cpu.{}.x2apic_ldr", cpu.index), format_args!("{:#x}", cpu.x2apic_ldr.load(Ordering::Relaxed)));
         }
     }
-    let mut skipped = 0;
     for r in &system.reports {
         if r.outcome != smp_arch::ApOutcome::Online {
-            skipped += 1;
             log::warn!("cpu index {} apic-id {}: {:?}", r.index, r.apic_id, r.outcome);
         } else {
             ev!(("cpu.{}.bringup_us", r.index), r.bringup_ns / 1000);
         }
     }
-    let declared = system.platform.cpus().len();
-    log::info!("smp: {}/{} online mode={mode}", smp_arch::online_count(), declared);
-    ev!("lapic.apic_base_writes", lapic::APIC_BASE_WRITES.load(Ordering::Relaxed));
-    ev!("smp.online", smp_arch::online_count());
-    ev!("smp.declared", declared);
-    ev!("smp.skipped", skipped);
-    ev!("smp.all_online_us", all_online_ns / 1000);
-    let max_id = percpu::online().map(|c| c.apic_id.load(Ordering::Relaxed)).max().unwrap_or(0);
-    ev!("smp.max_apic_id", max_id);
 }
 
 /// Allocates, fills and verifies heap memory of several shapes.

@@ -189,7 +189,15 @@ extern "C" fn ap_claim_slot() -> SlotGrant {
 }
 
 /// Starts every enabled AP the platform lists that Keel can address and has memory for.
-pub fn start_aps(platform: &Platform, mode: LapicMode, use_deadline: bool, how: BringUp) -> Vec<CpuReport> {
+/// `abandon_for_test` names an APIC ID whose slot is abandoned before any SIPI: that AP
+/// arrives "late" by construction and must park (the late-AP proof).
+pub fn start_aps(
+    platform: &Platform,
+    mode: LapicMode,
+    use_deadline: bool,
+    how: BringUp,
+    abandon_for_test: Option<u32>,
+) -> Vec<CpuReport> {
     trampoline::install();
     let bsp_apic = percpu::current().apic_id.load(Ordering::Acquire);
     let mut reports = Vec::with_capacity(platform.cpus().len());
@@ -227,9 +235,18 @@ pub fn start_aps(platform: &Platform, mode: LapicMode, use_deadline: bool, how: 
         lookup_stack: core::ptr::addr_of!(LOOKUP_STACK) as u64 + 4096,
         lock: 0,
     });
+    let abandoned = abandon_for_test.and_then(|id| find_by_apic_id(slots, id)).filter(|s| s.state.abandon().is_ok());
+    if let Some(slot) = abandoned {
+        log::warn!("smp: slot of APIC ID {} abandoned before its SIPI (test)", slot.apic_id);
+        ev!("smp.abandoned_for_test", slot.apic_id);
+    }
     match how {
         BringUp::Parallel => start_parallel(slots),
         BringUp::Serial => slots.iter().for_each(start_serial),
+    }
+    if abandoned.is_some() {
+        // The abandoned AP was still sent its SIPIs; give it time to find out and park.
+        time::spin_until(0, STALL_TIMEOUT_NS, || parked_count() > 0);
     }
     reports.extend(slots.iter().map(report_of));
     reports.sort_unstable_by_key(|r| r.index);
@@ -342,7 +359,8 @@ fn wait_until_settled(slots: &[StartSlot]) {
     }
 }
 
-/// INIT, SIPI, SIPI to one AP, then wait for it.
+/// INIT, SIPI, SIPI to one AP, then wait for it. An already abandoned slot's AP is still
+/// woken (the late-AP proof), but not waited for.
 fn start_serial(s: &StartSlot) {
     let target = ApicId::new(s.apic_id);
     s.start_tsc.store(cpu::rdtsc(), Ordering::Relaxed);
