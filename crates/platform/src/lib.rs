@@ -158,6 +158,27 @@ pub struct Platform {
     diag_count: usize,
     diags_dropped: usize,
     seen_other_kinds: [u32; 8],
+    /// APIC IDs and processor UIDs below [`SEEN_BITS`] already listed: duplicate checks in
+    /// O(1) for every ID a real MADT uses, so interpreting n entries is O(n), not O(n²)
+    /// (larger values fall back to a scan).
+    seen_apic_ids: [u64; SEEN_WORDS],
+    seen_uids: [u64; SEEN_WORDS],
+}
+
+/// IDs tracked by the duplicate bitmaps (8 x 4,096: room for sparse topologies).
+const SEEN_BITS: u32 = 32_768;
+const SEEN_WORDS: usize = SEEN_BITS as usize / 64;
+
+/// Sets `id`'s bit in `bits`; returns `Some(was_set)`, or `None` when `id` is too large
+/// for the bitmap.
+fn mark_seen(bits: &mut [u64; SEEN_WORDS], id: u32) -> Option<bool> {
+    if id >= SEEN_BITS {
+        return None;
+    }
+    let (word, bit) = (id as usize / 64, 1u64 << (id % 64));
+    let was = bits[word] & bit != 0;
+    bits[word] |= bit;
+    Some(was)
 }
 
 impl fmt::Debug for Platform {
@@ -203,6 +224,8 @@ impl Platform {
             diag_count: 0,
             diags_dropped: 0,
             seen_other_kinds: [0; 8],
+            seen_apic_ids: [0; SEEN_WORDS],
+            seen_uids: [0; SEEN_WORDS],
         }
     }
 
@@ -243,6 +266,8 @@ impl Platform {
         self.diag_count = 0;
         self.diags_dropped = 0;
         self.seen_other_kinds = [0; 8];
+        self.seen_apic_ids = [0; SEEN_WORDS];
+        self.seen_uids = [0; SEEN_WORDS];
     }
 
     /// In-place version of [`Platform::from_records`]; discards previous contents.
@@ -410,7 +435,10 @@ impl Platform {
             self.skipped_disabled += 1;
             return;
         };
-        if let Some(first) = self.filled_cpus().iter().find(|c| c.apic_id == apic_id) {
+        let maybe_dup_id = mark_seen(&mut self.seen_apic_ids, apic_id) != Some(false);
+        let maybe_dup_uid = mark_seen(&mut self.seen_uids, processor_uid) != Some(false);
+        let first = if maybe_dup_id { self.filled_cpus().iter().find(|c| c.apic_id == apic_id) } else { None };
+        if let Some(first) = first {
             let first_uid = first.processor_uid;
             self.duplicates += 1;
             self.diag(Diagnostic::DuplicateApicId {
@@ -421,10 +449,11 @@ impl Platform {
             });
             return;
         }
-        if self
-            .filled_cpus()
-            .iter()
-            .any(|c| c.processor_uid == processor_uid)
+        if maybe_dup_uid
+            && self
+                .filled_cpus()
+                .iter()
+                .any(|c| c.processor_uid == processor_uid)
         {
             self.diag(Diagnostic::DuplicateProcessorUid {
                 processor_uid,

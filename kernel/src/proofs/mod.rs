@@ -37,6 +37,7 @@ pub fn run(name: &str, cmdline: &CommandLine, boot: &BootContext, platform: &'st
         "bench" => bench::run(bring_up(platform, cmdline), cmdline),
         "user" => user::run(bring_up(platform, cmdline), cmdline, boot),
         "panic" => panic_on_ap(bring_up(platform, cmdline)),
+        "bringup" => scale::bringup_bench(bring_up(platform, cmdline)),
         other => {
             log::error!("unknown proof {other:?}");
             verdict(false, "unknown proof")
@@ -50,6 +51,8 @@ pub struct System {
     pub platform: &'static Platform,
     pub reports: Vec<smp_arch::CpuReport>,
     pub expected_online: usize,
+    /// From the start of AP bring-up until every AP that was going to come online had.
+    pub all_online_ns: u64,
 }
 
 impl System {
@@ -100,7 +103,7 @@ pub fn bring_up(platform: &'static Platform, cmdline: &CommandLine) -> System {
     let reports = smp_arch::start_aps(platform, mode, use_deadline, how, abandon);
     let expected_online = 1 + reports.iter().filter(|r| r.outcome == smp_arch::ApOutcome::Online).count();
     let all_ns = crate::time::now_ns() - started;
-    let system = System { mode, platform, reports, expected_online };
+    let system = System { mode, platform, reports, expected_online, all_online_ns: all_ns };
     boot_report(&system, all_ns);
     system
 }

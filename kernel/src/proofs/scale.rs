@@ -86,3 +86,20 @@ pub fn bringup_figures(reports: &[smp_arch::CpuReport]) {
     }
     ev!("smp.parked", ap_start::parked_count());
 }
+
+/// `proof=bringup`: AP bring-up cost as benchmark figures (the `smp_bringup=` option picks
+/// parallel or serial): all online, per AP on average, and the spread of per-AP times.
+pub fn bringup_bench(system: super::System) -> ! {
+    let aps = system.expected_online.saturating_sub(1) as u64;
+    let all_us = system.all_online_ns / 1000;
+    ev!("bench.bringup.cpus", system.expected_online);
+    ev!("bench.bringup.all_online_us", all_us);
+    ev!("bench.bringup.per_ap_us", all_us / aps.max(1));
+    let mut us: Vec<u64> = system.reports.iter().filter(|r| r.bringup_ns > 0).map(|r| r.bringup_ns / 1000).collect();
+    us.sort_unstable();
+    if let Some(max) = us.last() {
+        ev!("bench.bringup.ap_median_us", us[us.len() / 2]);
+        ev!("bench.bringup.ap_max_us", max);
+    }
+    crate::exit::verdict(system.all_online() && system.reports.iter().all(|r| r.outcome == smp_arch::ApOutcome::Online), "not every AP came online")
+}

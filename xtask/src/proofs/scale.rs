@@ -57,7 +57,37 @@ fn smp_checks_fewer_pings(p: Proof, cpus: u64, mode: &'static str, pings: u64) -
         .check(for_each_cpu("ipi.cpu.*.acked", is::eq(per_cpu)).count_eq_key("smp.online"))
 }
 
+/// `proof=bringup` on `cpus` x2APIC vCPUs, parallel or serial: AP bring-up figures.
+fn bringup_bench(name: &'static str, description: &'static str, cpus: u32, how: &'static str) -> Proof {
+    let args = if how == "serial" { "smp_bringup=serial" } else { "smp_bringup=parallel" };
+    Proof::new(name, description)
+        .scenario("bringup")
+        .args(args)
+        .smp(cpus)
+        .memory(if cpus > 64 { "1G" } else { "256M" })
+        .cpu(x2apic_cpu())
+        .accels(Accels::TcgOnly)
+        .bench()
+        .timeout_secs(900)
+        .check(eq("smp.bringup", how))
+        .check(eq("bench.bringup.cpus", cpus))
+}
+
 pub fn proofs() -> Vec<Proof> {
+    let mut all = checks();
+    all.extend([
+        bringup_bench("bench-bringup-8", "AP bring-up, 8 vCPUs, parallel", 8, "parallel"),
+        bringup_bench("bench-bringup-8-serial", "AP bring-up, 8 vCPUs, one AP at a time", 8, "serial"),
+        bringup_bench("bench-bringup-64", "AP bring-up, 64 vCPUs, parallel", 64, "parallel"),
+        bringup_bench("bench-bringup-64-serial", "AP bring-up, 64 vCPUs, one AP at a time", 64, "serial"),
+        bringup_bench("bench-bringup-288", "AP bring-up, 288 vCPUs, parallel", 288, "parallel").scale(),
+        bringup_bench("bench-bringup-288-serial", "AP bring-up, 288 vCPUs, one AP at a time (minutes)", 288, "serial").scale(),
+        bringup_bench("bench-bringup-1024", "AP bring-up, 1,024 vCPUs, parallel", 1024, "parallel").memory("2G").timeout_secs(1800).scale(),
+    ]);
+    all
+}
+
+fn checks() -> Vec<Proof> {
     vec![
         smp_checks_fewer_pings(
             Proof::new("smp-sparse", "parallel bring-up of 12 CPUs whose APIC IDs have gaps (0-5, 8-13), x2APIC")
@@ -116,12 +146,6 @@ pub fn proofs() -> Vec<Proof> {
         )
         .check(eq("smp.max_apic_id", 287))
         .check(eq("ioapic.route_above_254", "refused")),
-        large("smp-288-serial", "288 CPUs started one at a time (bring-up cost for comparison)", 288, "1G")
-            .scenario("default")
-            .args("smp_bringup=serial")
-            .timeout_secs(1200)
-            .check(eq("smp.bringup", "serial"))
-            .check(eq("smp.online", 288)),
         summary_checks(
             large("smp-1024", "1,024 CPUs in x2APIC: parallel bring-up, ticks everywhere, sampled IPIs, RTC", 1024, "2G")
                 .args("ping_targets=4 pings=2")
