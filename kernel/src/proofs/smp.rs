@@ -84,6 +84,9 @@ pub fn run(system: System, cmdline: &CommandLine) -> ! {
     let k = super::option_u64(cmdline, "pings", 100);
     let targets = super::option_u64(cmdline, "ping_targets", n - 1).clamp(1, (n - 1).max(1));
     PINGS_PER_PAIR.store(k, Ordering::Relaxed);
+    let timeout_ms = super::option_u64(cmdline, "ping_timeout_ms", 5_000);
+    smp::set_ping_timeout_ms(timeout_ms);
+    ev!("ipi.timeout_ms", timeout_ms);
     PING_TARGETS.store(if n > 1 { targets } else { 0 }, Ordering::Relaxed);
     ONLINE.call_once(|| online.clone());
     ev!("ipi.targets_per_cpu", targets);
@@ -145,7 +148,10 @@ pub fn run(system: System, cmdline: &CommandLine) -> ! {
             .find(|c| c.apic_id.load(Ordering::Relaxed) <= 254)
             .copied()
             .unwrap_or(percpu::current());
-        match super::rtc::route_and_count(&system, target) {
+        // The window: 200 ms unless `rtc_ms=` asks for more (hundreds of vCPUs sharing a few
+        // host cores leave the target CPU, which must run to re-arm the RTC, few slices).
+        let window_ms = super::option_u64(cmdline, "rtc_ms", 200);
+        match super::rtc::route_and_count(&system, target, window_ms) {
             Ok(()) => {}
             Err(e) => {
                 log::error!("smp: RTC route failed: {e}");

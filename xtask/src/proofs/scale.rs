@@ -137,7 +137,7 @@ fn checks() -> Vec<Proof> {
             .check(for_each_cpu("cpu.*.online", is::eq("yes")).count_eq_key("smp.online")),
         summary_checks(
             large("smp-288", "288 CPUs in x2APIC: parallel bring-up, ticks everywhere, sampled IPIs, RTC", 288, "1G")
-                .args("ping_targets=4 pings=2")
+                .args("ping_targets=4 pings=2 rtc_ms=2000 ping_timeout_ms=60000")
                 .timeout_secs(900),
             288,
             "x2apic",
@@ -148,7 +148,7 @@ fn checks() -> Vec<Proof> {
         .check(eq("ioapic.route_above_254", "refused")),
         summary_checks(
             large("smp-1024", "1,024 CPUs in x2APIC: parallel bring-up, ticks everywhere, sampled IPIs, RTC", 1024, "2G")
-                .args("ping_targets=4 pings=2")
+                .args("ping_targets=4 pings=2 rtc_ms=2000 ping_timeout_ms=60000")
                 .timeout_secs(1800),
             1024,
             "x2apic",
@@ -159,7 +159,7 @@ fn checks() -> Vec<Proof> {
         summary_checks(
             large("smp-xapic-255", "xAPIC at its addressing limit: 255 CPUs, APIC IDs 0-254", 255, "1G")
                 .cpu(CpuSpec::new("qemu64", &["-x2apic"]).with_tcg_flags(HARDENING))
-                .args("ping_targets=4 pings=2")
+                .args("ping_targets=4 pings=2 rtc_ms=2000 ping_timeout_ms=60000")
                 .timeout_secs(900),
             255,
             "xapic",

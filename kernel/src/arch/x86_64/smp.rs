@@ -84,7 +84,13 @@ pub enum PingWait {
 }
 
 /// A ping not acknowledged within this is lost.
-const PING_TIMEOUT_NS: u64 = 5_000_000_000;
+static PING_TIMEOUT_NS: AtomicU64 = AtomicU64::new(5_000_000_000);
+
+/// Sets how long a ping may stay unacknowledged before it counts as lost (default 5 s;
+/// hundreds of vCPUs sharing a few host cores can leave a target unscheduled longer).
+pub fn set_ping_timeout_ms(ms: u64) {
+    PING_TIMEOUT_NS.store(ms.saturating_mul(1_000_000), Ordering::Relaxed);
+}
 
 /// Sends one ping IPI from this CPU to `target` and waits for its handler to acknowledge it.
 /// Returns the round trip in TSC ticks, or `None` on timeout.
@@ -100,8 +106,9 @@ pub fn ping(target: &PerCpu, wait: PingWait) -> Option<u64> {
     }
     PINGS_SENT[percpu::current().index as usize].fetch_add(1, Ordering::Relaxed);
     // Tight: no PAUSE at all (the benchmark); Polite: PAUSE from the first poll.
-    let tight_ns = if wait == PingWait::Tight { PING_TIMEOUT_NS } else { 0 };
-    if !time::spin_until(tight_ns, PING_TIMEOUT_NS, || mailbox.ping_acks.load(Ordering::Acquire) >= ticket) {
+    let timeout_ns = PING_TIMEOUT_NS.load(Ordering::Relaxed);
+    let tight_ns = if wait == PingWait::Tight { timeout_ns } else { 0 };
+    if !time::spin_until(tight_ns, timeout_ns, || mailbox.ping_acks.load(Ordering::Acquire) >= ticket) {
         return None;
     }
     Some(cpu::rdtsc() - start)
