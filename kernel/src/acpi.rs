@@ -5,7 +5,9 @@
 
 use core::ptr::NonNull;
 use acpi::madt::{Madt, MadtEntry};
-use acpi::{AcpiHandler, AcpiTables, PhysicalMapping};
+use acpi::sdt::{SdtHeader, Signature};
+use acpi::{AcpiHandler, AcpiTable, AcpiTables, PhysicalMapping};
+use alloc::vec::Vec;
 use keel_platform::{MadtRecord, Platform};
 use spin::Once;
 
@@ -19,6 +21,43 @@ pub const DEFAULT_IOAPIC_BASE: u32 = 0xFEC0_0000;
 /// The interpreted MADT lives here, filled in place: at 4,096 CPUs it is too large for a stack.
 static mut PLATFORM_STORAGE: Platform = Platform::empty();
 static PLATFORM: Once<&'static Platform> = Once::new();
+/// A copy of the DMAR table's bytes when the firmware has one (an Intel IOMMU is present).
+static DMAR: Once<Option<Vec<u8>>> = Once::new();
+
+/// The DMA Remapping Reporting table as raw bytes: `keel_iommu::Dmar` parses it.
+#[repr(C, packed)]
+struct DmarHeader {
+    header: SdtHeader,
+}
+
+// SAFETY: `DmarHeader` is exactly the standard header every DMAR begins with; the `acpi`
+// crate maps and checksums the whole table before handing it out.
+unsafe impl AcpiTable for DmarHeader {
+    const SIGNATURE: Signature = Signature::DMAR;
+
+    fn header(&self) -> &SdtHeader {
+        &self.header
+    }
+}
+
+/// The DMAR's bytes (after [`init`]), `None` when the firmware reports no IOMMU.
+pub fn dmar() -> Option<&'static [u8]> {
+    DMAR.get().and_then(|d| d.as_deref())
+}
+
+fn copy_dmar(tables: &AcpiTables<PhysMapHandler>) -> Option<Vec<u8>> {
+    let mapping = tables.find_table::<DmarHeader>().ok()?;
+    let len = mapping.get().header.length as usize;
+    if len > mapping.region_length() {
+        log::warn!("acpi: DMAR claims {len} bytes but {} are mapped; ignored", mapping.region_length());
+        return None;
+    }
+    // SAFETY: the mapping covers the table's `length` bytes (checked just above), which the
+    // `acpi` crate mapped and checksummed; the bytes are copied before the mapping is dropped.
+    let bytes = unsafe { core::slice::from_raw_parts(mapping.virtual_start().as_ptr().cast::<u8>(), len) };
+    log::info!("acpi: DMAR at {:#x}, {len} bytes", mapping.physical_start());
+    Some(bytes.to_vec())
+}
 
 /// The platform as the firmware declared it (after [`init`]).
 pub fn platform() -> &'static Platform {
@@ -131,17 +170,21 @@ pub fn init() -> &'static Platform {
     // map; the handler maps whatever tables they point at.
     match unsafe { AcpiTables::search_for_rsdp_bios(PhysMapHandler) } {
         Err(e) => fallback(storage, bsp, &format_args!("no usable RSDP ({e:?})")),
-        Ok(tables) => match tables.find_table::<Madt>() {
-            Err(e) => fallback(storage, bsp, &format_args!("no usable MADT ({e:?})")),
-            Ok(madt) => {
-                let m = madt.get();
-                let lapic = m.local_apic_address;
-                let pc_at = m.supports_8259();
-                log::info!("acpi: MADT rev {} at {:#x}, LAPIC {:#x}, 8259 {}", m.header.revision, madt.physical_start(), lapic, pc_at);
-                storage.rebuild(lapic, pc_at, m.entries().map(convert), bsp);
+        Ok(tables) => {
+            DMAR.call_once(|| copy_dmar(&tables));
+            match tables.find_table::<Madt>() {
+                Err(e) => fallback(storage, bsp, &format_args!("no usable MADT ({e:?})")),
+                Ok(madt) => {
+                    let m = madt.get();
+                    let lapic = m.local_apic_address;
+                    let pc_at = m.supports_8259();
+                    log::info!("acpi: MADT rev {} at {:#x}, LAPIC {:#x}, 8259 {}", m.header.revision, madt.physical_start(), lapic, pc_at);
+                    storage.rebuild(lapic, pc_at, m.entries().map(convert), bsp);
+                }
             }
-        },
+        }
     }
+    DMAR.call_once(|| None);
     let platform: &'static Platform = PLATFORM.call_once(|| storage);
     report(platform);
     platform
@@ -178,6 +221,7 @@ fn report(p: &Platform) {
     ev!("acpi.madt.cpus_dropped", p.summary(keel_platform::ApicMode::X2Apic).dropped_over_capacity);
     ev!("acpi.ioapics", p.ioapics().len());
     ev!("acpi.diagnostics", p.diagnostics().count());
+    ev!("acpi.dmar", if dmar().is_some() { "yes" } else { "no" });
 }
 
 /// A large machine's CPU list on a few lines: counts per MADT entry type and the APIC IDs as

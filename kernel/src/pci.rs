@@ -6,7 +6,10 @@ use spin::{Mutex, Once};
 use x86_64::instructions::port::Port;
 
 use keel_apic::msi::{MsiAddress, MsiData};
-use keel_apic::XApicId;
+use keel_apic::{ApicId, XApicId};
+use keel_iommu::RemappableMsi;
+
+use crate::arch::x86_64::iommu;
 
 /// Bus/device/function.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -198,14 +201,32 @@ pub fn find_capability(d: &PciDevice, id: u8) -> Option<u8> {
     None
 }
 
-/// Programs and enables single-message MSI to `dest` on `vector`. Returns whether the
+/// Programs and enables single-message MSI to the CPU with `cpu` on `vector`. With interrupt
+/// remapping on, the function gets a remappable-format address naming its IRTE handle (the
+/// entry holds the vector and the 32-bit destination); otherwise a compatibility-format
+/// address with an 8-bit destination, refused above APIC ID 254. Returns whether the
 /// function supports per-vector masking.
-pub fn msi_enable(d: &PciDevice, cap: u8, dest: XApicId, vector: u8) -> bool {
+pub fn msi_enable(d: &PciDevice, cap: u8, cpu: ApicId, vector: u8) -> Result<bool, &'static str> {
+    let (address, data) = if iommu::mode().is_some() {
+        let handle = iommu::program_msi(d.addr.bdf(), vector, cpu).map_err(|e| {
+            log::warn!("pci: {}: MSI remapping entry failed: {e:?}", d.addr);
+            "interrupt-remapping entry for the MSI could not be programmed"
+        })?;
+        let msi = RemappableMsi { handle };
+        (msi.address(), msi.data())
+    } else {
+        let dest = XApicId::try_from(cpu).map_err(|_| "MSI destination above APIC ID 254 needs interrupt remapping")?;
+        let data = MsiData::fixed(vector).encode().map_err(|_| "illegal MSI vector")? as u16;
+        (MsiAddress::physical(dest).encode(), data)
+    };
+    Ok(msi_write(d, cap, address, data))
+}
+
+/// Writes an MSI address/data pair as given and enables single-message MSI; returns whether
+/// the function has per-vector masking.
+pub fn msi_write(d: &PciDevice, cap: u8, address: u32, data: u16) -> bool {
     let control = read16(d.addr, cap + 2);
     let is64 = control & (1 << 7) != 0;
-    let maskable = control & (1 << 8) != 0;
-    let address = MsiAddress::physical(dest).encode();
-    let data = MsiData::fixed(vector).encode().expect("device vectors are valid") as u16;
     write32(d.addr, cap + 4, address);
     if is64 {
         write32(d.addr, cap + 8, 0);
@@ -215,7 +236,22 @@ pub fn msi_enable(d: &PciDevice, cap: u8, dest: XApicId, vector: u8) -> bool {
     }
     // One message (multiple-message enable = 0), MSI enable.
     write16(d.addr, cap + 2, (control & !(0x7 << 4)) | 1);
-    maskable
+    control & (1 << 8) != 0
+}
+
+/// The bus range `(secondary, subordinate)` behind a PCI-to-PCI bridge (header type 1).
+pub fn bridge_buses(bdf: u16) -> Option<(u8, u8)> {
+    let a = PciAddr { bus: (bdf >> 8) as u8, device: ((bdf >> 3) & 0x1F) as u8, function: (bdf & 7) as u8 };
+    if read32(a, 0) & 0xFFFF == 0xFFFF || (read32(a, 0x0C) >> 16) as u8 & 0x7F != 1 {
+        return None;
+    }
+    let buses = read32(a, 0x18);
+    Some(((buses >> 8) as u8, (buses >> 16) as u8))
+}
+
+/// The MSI address dword as the function holds it (for evidence).
+pub fn msi_address(d: &PciDevice, cap: u8) -> u32 {
+    read32(d.addr, cap + 4)
 }
 
 /// Turns MSI off (the function falls back to INTx).

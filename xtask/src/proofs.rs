@@ -457,7 +457,10 @@ fn base_registry() -> Vec<Proof> {
             "x2apic",
         )
         .check(eq("smp.max_apic_id", 257))
-        .check(eq("ioapic.route_above_254", "refused")),
+        .check(eq("ioapic.route_above_254", "refused"))
+        .check(eq("iommu.remapping", "off"))
+        .check(eq("iommu.off_reason", "no-dmar"))
+        .check(eq("ioapic.route_above_254_reason", "8-bit-destination-without-remapping")),
         smp_checks(
             Proof::new("tsc-deadline", "LAPIC timer in TSC-deadline mode (KVM exposes it to qemu64)")
                 .smp(2)
@@ -603,9 +606,14 @@ fn base_registry() -> Vec<Proof> {
             .timeout_secs(300)
             .check(ge("bench.ipi_rtt.samples", 10_000)),
     ]
+    .into_iter()
+    // VT-d interrupt remapping: APIC ID 257 reached; storm and driver death with it on.
+    .chain(remap::proofs())
+    .collect()
 }
 
 mod plan;
+mod remap;
 mod scale;
 pub use plan::{plan, Job};
 // The registry's sanity rules run as unit tests (`proofs/tests.rs`).

@@ -339,13 +339,28 @@ impl<R: IoapicRegisters> Ioapic<R> {
     /// stale destination or vector.
     pub fn program(&mut self, pin: u8, entry: RedirectionEntry) -> Result<(), IoapicError> {
         self.check_pin(pin)?;
-        let encoded = entry.encode()?;
+        self.program_encoded(pin, entry.encode()?)
+    }
+
+    /// Programs `pin` with an entry encoded elsewhere (the remappable format of interrupt
+    /// remapping), in the same order as [`Ioapic::program`]: masked low half, high half,
+    /// then the final low half when it is unmasked.
+    pub fn program_encoded(&mut self, pin: u8, encoded: EncodedEntry) -> Result<(), IoapicError> {
+        self.check_pin(pin)?;
         self.write_low(pin, encoded.low | RTE_MASKED);
         self.regs.write(redirection_high_index(pin), encoded.high);
-        if !entry.masked {
+        if encoded.low & RTE_MASKED == 0 {
             self.write_low(pin, encoded.low);
         }
         Ok(())
+    }
+
+    /// Reads back both raw halves of `pin`'s entry (whatever its format).
+    pub fn read_encoded(&mut self, pin: u8) -> Result<EncodedEntry, IoapicError> {
+        self.check_pin(pin)?;
+        let low = self.regs.read(redirection_low_index(pin));
+        let high = self.regs.read(redirection_high_index(pin));
+        Ok(EncodedEntry { low, high })
     }
 
     /// Sets or clears `pin`'s mask bit, preserving the rest of the entry: one write of the
@@ -526,6 +541,26 @@ mod tests {
             ]
         );
         assert_eq!(ioapic.read_entry(5), Ok(pci_entry()));
+    }
+
+    #[test]
+    fn program_encoded_keeps_the_order_and_reads_back_raw() {
+        let mut ioapic = Ioapic::new(FakeIoapic::new(0, 24));
+        // A remappable-format entry: index 8 in bits 63:49, format bit 48, vector 0x51.
+        let raw = EncodedEntry { low: 0x0000_0051, high: 0x0011_0000 };
+        ioapic.program_encoded(8, raw).unwrap();
+        assert_eq!(
+            ioapic.registers().events()[1..],
+            [
+                IoEvent::Write(0x20, 0x0001_0051),
+                IoEvent::Write(0x21, 0x0011_0000),
+                IoEvent::Write(0x20, 0x0000_0051),
+            ]
+        );
+        assert_eq!(ioapic.read_encoded(8), Ok(raw));
+        ioapic.set_masked(8, true).unwrap();
+        assert_eq!(ioapic.read_encoded(8).unwrap().low, 0x0001_0051);
+        assert_eq!(ioapic.read_encoded(24), Err(IoapicError::NoSuchPin { pin: 24, pins: 24 }));
     }
 
     #[test]

@@ -25,7 +25,7 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use keel_abi::Status;
-use keel_apic::{ApicId, Polarity, TriggerMode, XApicId};
+use keel_apic::{ApicId, Polarity, TriggerMode};
 use spin::Mutex;
 
 use crate::arch::x86_64::{cpu, ioapic, lapic, percpu};
@@ -66,6 +66,9 @@ pub struct InterruptObject {
     pub acknowledgements: AtomicU64,
     /// Deliveries while already masked (MSI without mask bits): coalesced into `pending`.
     pub while_masked: AtomicU64,
+    /// Deliveries that arrived on the CPU the source is routed to, and elsewhere.
+    pub on_target: AtomicU64,
+    pub off_target: AtomicU64,
 }
 
 static SOURCES: Mutex<Vec<Arc<InterruptObject>>> = Mutex::new(Vec::new());
@@ -114,7 +117,7 @@ pub fn acquire(request: Request, holder: &Arc<Process>, target: &percpu::PerCpu)
 
 fn create(name: String, request: Request, target: &percpu::PerCpu) -> Result<Arc<InterruptObject>, &'static str> {
     let apic_id = target.apic_id.load(Ordering::Acquire);
-    let dest = XApicId::try_from(ApicId::new(apic_id)).map_err(|_| "target CPU's APIC ID is above 254 (needs interrupt remapping)")?;
+    ioapic::reachable(ApicId::new(apic_id))?;
     let vector = ioapic::allocate_vector(on_vector).ok_or("no free device vector")?;
     let intx_device = match &request {
         Request::Intx(dev, _) => Some(*dev),
@@ -137,7 +140,7 @@ fn create(name: String, request: Request, target: &percpu::PerCpu) -> Result<Arc
         Request::Msi(dev, _) => {
             let cap = pci::find_capability(dev, 0x05).ok_or("device has no MSI capability")?;
             pci::enable(dev, true, true, false);
-            let maskable = pci::msi_enable(dev, cap, dest, vector);
+            let maskable = pci::msi_enable(dev, cap, ApicId::new(apic_id), vector)?;
             pci::msi_set_masked(dev, cap, true);
             Source::Msi { device: dev, cap, maskable }
         }
@@ -152,6 +155,8 @@ fn create(name: String, request: Request, target: &percpu::PerCpu) -> Result<Arc
         deliveries: AtomicU64::new(0),
         acknowledgements: AtomicU64::new(0),
         while_masked: AtomicU64::new(0),
+        on_target: AtomicU64::new(0),
+        off_target: AtomicU64::new(0),
     });
     log::info!("irq: {} -> vector {:#x} on APIC ID {}", object.name, vector, apic_id);
     with_irqs_off(|| {
@@ -168,7 +173,7 @@ impl InterruptObject {
         if self.target_apic_id.load(Ordering::Acquire) == apic_id {
             return Ok(());
         }
-        let dest = XApicId::try_from(ApicId::new(apic_id)).map_err(|_| "target CPU's APIC ID is above 254")?;
+        ioapic::reachable(ApicId::new(apic_id))?;
         with_irqs_off(|| {
             let _st = self.state.lock();
             match &self.source {
@@ -178,7 +183,7 @@ impl InterruptObject {
                         .map_err(|_| "IOAPIC route failed")?;
                 }
                 Source::Msi { device, cap, .. } => {
-                    pci::msi_enable(device, *cap, dest, self.vector);
+                    pci::msi_enable(device, *cap, ApicId::new(apic_id), self.vector)?;
                     pci::msi_set_masked(device, *cap, true);
                 }
             }
@@ -285,6 +290,9 @@ impl InterruptObject {
     fn fire(&self) {
         let ts = cpu::rdtsc();
         self.deliveries.fetch_add(1, Ordering::Relaxed);
+        let here = percpu::current().apic_id.load(Ordering::Relaxed);
+        let counter = if here == self.target_apic_id.load(Ordering::Relaxed) { &self.on_target } else { &self.off_target };
+        counter.fetch_add(1, Ordering::Relaxed);
         let mut st = self.state.lock();
         // Mask first, then EOI: a level line still asserted must not re-enter at once.
         self.mask_source(true);

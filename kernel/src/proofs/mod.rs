@@ -4,6 +4,7 @@
 
 mod bench;
 mod user;
+mod remap;
 mod rtc;
 mod scale;
 mod smp;
@@ -16,7 +17,8 @@ use keel_apic::LapicMode;
 use keel_boot::cmdline::CommandLine;
 use keel_platform::Platform;
 
-use crate::arch::x86_64::{ioapic, lapic, percpu, pic, smp as smp_arch};
+use crate::arch::x86_64::interrupts::{DEVICE_VECTOR_BASE, DEVICE_VECTOR_LAST};
+use crate::arch::x86_64::{iommu, ioapic, lapic, percpu, pic, smp as smp_arch};
 use crate::exit::verdict;
 use crate::mm::BootContext;
 
@@ -87,6 +89,9 @@ pub fn bring_up(platform: &'static Platform, cmdline: &CommandLine) -> System {
     ev!("timer.bsp_hz", hz);
     lapic::start_tick(use_deadline);
     ioapic::init(platform);
+    // Interrupt remapping before any route: every entry is then written in its final format.
+    let msi_sources = (DEVICE_VECTOR_LAST - DEVICE_VECTOR_BASE) as u32 + 1;
+    iommu::init(mode, &ioapic::ids(), ioapic::gsi_limit(), msi_sources, cmdline.get("iommu") != Some("off"));
     percpu::current().online.store(true, Ordering::Release);
     x86_64::instructions::interrupts::enable();
 

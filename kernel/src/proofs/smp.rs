@@ -8,7 +8,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use keel_boot::cmdline::CommandLine;
 
 use super::System;
-use crate::arch::x86_64::{lapic, percpu, smp};
+use crate::arch::x86_64::{iommu, lapic, percpu, smp};
 use crate::exit::verdict;
 use crate::time;
 
@@ -133,11 +133,19 @@ pub fn run(system: System, cmdline: &CommandLine) -> ! {
 
     // Device vector: RTC (ISA IRQ 8) through the IOAPIC to the last online CPU.
     if cmdline.get("rtc") != Some("off") {
-        // IOAPIC entries name 8-bit destinations: a CPU above APIC ID 254 cannot receive
-        // device interrupts without interrupt remapping, so the route must be refused.
-        if let Some(high) = online.iter().find(|c| c.apic_id.load(Ordering::Relaxed) > 254) {
+        // Compatibility-format IOAPIC entries name 8-bit destinations: without interrupt
+        // remapping in x2APIC mode a CPU above APIC ID 254 cannot receive device interrupts,
+        // so the route must be refused; with it, the RTC goes to that CPU.
+        let remapped = iommu::mode() == Some(keel_iommu::irte::DestinationMode::X2Apic);
+        let high = online.iter().find(|c| c.apic_id.load(Ordering::Relaxed) > 254).copied();
+        if let (Some(high), false) = (high, remapped) {
             let refused = super::rtc::route_is_refused(&system, high);
             ev!("ioapic.route_above_254", if refused { "refused" } else { "accepted" });
+            let high_id = keel_apic::ApicId::new(high.apic_id.load(Ordering::Relaxed));
+            if let Err(reason) = crate::arch::x86_64::ioapic::reachable(high_id) {
+                log::info!("smp: RTC to APIC ID {}: {reason}", high_id.get());
+                ev!("ioapic.route_above_254_reason", "8-bit-destination-without-remapping");
+            }
             if !refused {
                 failures += 1;
             }
@@ -145,9 +153,12 @@ pub fn run(system: System, cmdline: &CommandLine) -> ! {
         let target = online
             .iter()
             .rev()
-            .find(|c| c.apic_id.load(Ordering::Relaxed) <= 254)
+            .find(|c| remapped || c.apic_id.load(Ordering::Relaxed) <= 254)
             .copied()
             .unwrap_or(percpu::current());
+        if remapped && high.is_some() {
+            ev!("ioapic.route_above_254", "remapped");
+        }
         // The window: 200 ms unless `rtc_ms=` asks for more (hundreds of vCPUs sharing a few
         // host cores leave the target CPU, which must run to re-arm the RTC, few slices).
         let window_ms = super::option_u64(cmdline, "rtc_ms", 200);
@@ -173,6 +184,8 @@ pub fn run(system: System, cmdline: &CommandLine) -> ! {
     }
     ev!("smp.cpus_with_lapic_errors", cpus_with_errors);
     failures += cpus_with_errors;
+    ev!("iommu.faults", iommu::collect_faults());
+    iommu::evidence();
     ev!("smp.failures", failures);
     verdict(failures == 0, "smp checks failed")
 }

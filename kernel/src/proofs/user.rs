@@ -28,6 +28,10 @@ pub fn run(_system: System, cmdline: &CommandLine, boot: &BootContext) -> ! {
             verdict(false, "no usable manifest");
         }
     };
+    if cmdline.get("iommu_fault_test") == Some("edu") && !super::remap::fault_self_test() {
+        log::error!("user: the IOMMU fault self-test failed");
+        verdict(false, "IOMMU fault self-test failed");
+    }
     let frames_before = crate::mm::frames::free_count();
     let heap_before = crate::mm::heap::used_bytes();
     ev!("user.frames_free_before", frames_before);
@@ -103,7 +107,16 @@ pub fn run(_system: System, cmdline: &CommandLine, boot: &BootContext) -> ! {
         ev!(("irq.{}.coalesced_while_masked", key), irq.while_masked.load(Ordering::Relaxed));
         ev!(("irq.{}.masked_at_end", key), if irq.is_masked() { "yes" } else { "no" });
         ev!(("irq.{}.target_apic_id", key), irq.target_apic_id.load(Ordering::Relaxed));
+        ev!(("irq.{}.on_target_cpu", key), irq.on_target.load(Ordering::Relaxed));
+        ev!(("irq.{}.off_target_cpu", key), irq.off_target.load(Ordering::Relaxed));
+        let prefix = alloc::format!("irq.{key}");
+        match &irq.source {
+            interrupt::Source::Ioapic { gsi, .. } => super::remap::ioapic_evidence(&prefix, *gsi),
+            interrupt::Source::Msi { device, cap, .. } => super::remap::msi_evidence(&prefix, device, *cap),
+        }
     }
+    ev!("iommu.faults", crate::arch::x86_64::iommu::collect_faults());
+    crate::arch::x86_64::iommu::evidence();
     for cpu in percpu::online() {
         ev!(("cpu.{}.timer_ticks", cpu.index), cpu.timer_ticks.load(Ordering::Relaxed));
         ev!(("cpu.{}.context_switches", cpu.index), cpu.sched.switches.load(Ordering::Relaxed));

@@ -60,15 +60,26 @@ pub fn deliver_irqs_to_boot_cpu() {
 }
 
 /// Where a driver's device interrupts go: its own CPU (the wake-up is then local, no IPI),
-/// unless that CPU cannot be named by an IOAPIC/MSI destination (APIC ID > 254) or
+/// unless that CPU cannot be reached by a device interrupt (APIC ID > 254 without VT-d
+/// interrupt remapping in x2APIC mode: the driver is then woken through IPI 49) or
 /// `irq_target=boot` asked for CPU 0.
 pub fn interrupt_target(program_cpu: u32) -> &'static percpu::PerCpu {
+    use core::sync::atomic::Ordering;
     let boot = percpu::cpu(0).expect("boot CPU");
-    if IRQS_TO_BOOT_CPU.load(core::sync::atomic::Ordering::Relaxed) {
+    if IRQS_TO_BOOT_CPU.load(Ordering::Relaxed) {
         return boot;
     }
     match percpu::cpu(program_cpu) {
-        Some(c) if c.online.load(core::sync::atomic::Ordering::Acquire) && c.apic_id.load(core::sync::atomic::Ordering::Acquire) <= 254 => c,
+        Some(c) if c.online.load(Ordering::Acquire) => {
+            let apic_id = keel_apic::ApicId::new(c.apic_id.load(Ordering::Acquire));
+            match crate::arch::x86_64::ioapic::reachable(apic_id) {
+                Ok(()) => c,
+                Err(why) => {
+                    log::info!("loader: device interrupts for cpu{program_cpu} go to cpu0: {why}");
+                    boot
+                }
+            }
+        }
         _ => boot,
     }
 }

@@ -2,17 +2,24 @@
 //! PCI interrupt lines are then routed one by one to a chosen CPU's APIC ID with the polarity
 //! and trigger the interrupt source overrides give. Device vectors are acknowledged through
 //! the LAPIC (EOI) by the handler registered for the vector.
+//!
+//! With VT-d interrupt remapping on (`iommu`), an entry is written in remappable format: it
+//! carries the index of its interrupt-remapping table entry (index = GSI), and the table
+//! entry names the CPU with a full 32-bit APIC ID. Without it, entries are in compatibility
+//! format with an 8-bit destination, so CPUs above APIC ID 254 are refused.
 
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
-use keel_apic::ioapic::{IoDeliveryMode, IoDestination, IoapicError};
+use keel_apic::ioapic::{EncodedEntry, IoDeliveryMode, IoDestination, IoapicError};
+use keel_iommu::irte::DestinationMode;
+use keel_iommu::RemappableRte;
 use keel_apic::{ApicId, Ioapic, IoapicRegisters, Polarity, RedirectionEntry, TriggerMode, XApicId};
 use keel_platform::Platform;
 use spin::Mutex;
 
 use super::interrupts::{DEVICE_VECTOR_BASE, DEVICE_VECTOR_LAST};
-use super::percpu;
+use super::{iommu, percpu};
 use crate::mm::paging::{map_physical, Caching};
 
 /// IOREGSEL / IOWIN access to one IOAPIC's MMIO window.
@@ -42,6 +49,8 @@ impl IoapicRegisters for IoapicMmio {
 }
 
 struct IoapicUnit {
+    /// The MADT's IOAPIC id (how the DMAR's device scopes name it).
+    id: u8,
     gsi_base: u32,
     ioapic: Ioapic<IoapicMmio>,
 }
@@ -53,9 +62,11 @@ static IOAPICS: Mutex<Vec<IoapicUnit>> = Mutex::new(Vec::new());
 pub enum RouteError {
     /// No IOAPIC serves this GSI.
     NoIoapicForGsi(u32),
-    /// The destination cannot be named in an IOAPIC entry (APIC ID > 254 needs interrupt
-    /// remapping, which Keel does not use).
+    /// The destination cannot be named in a compatibility-format entry (APIC ID > 254) and
+    /// no IOMMU remaps interrupts in extended (32-bit destination) mode.
     Unreachable(ApicId),
+    /// The interrupt-remapping entry could not be programmed.
+    Remap(iommu::RemapError),
     /// The IOAPIC rejected the entry.
     Ioapic(IoapicError),
 }
@@ -68,12 +79,36 @@ pub fn init(platform: &Platform) {
         let mut ioapic = Ioapic::new(IoapicMmio { base });
         ioapic.mask_all();
         log::info!("ioapic: id {} at {:#x}: {} pins from GSI {}, all masked", io.id, io.address, ioapic.pins(), io.gsi_base);
-        units.push(IoapicUnit { gsi_base: io.gsi_base, ioapic });
+        units.push(IoapicUnit { id: io.id, gsi_base: io.gsi_base, ioapic });
     }
     ev!("ioapic.count", units.len());
 }
 
+/// The MADT ids of the IOAPICs (how the DMAR names them).
+pub fn ids() -> Vec<u8> {
+    IOAPICS.lock().iter().map(|u| u.id).collect()
+}
+
+/// One past the highest GSI any IOAPIC serves (the remapping table's GSI range).
+pub fn gsi_limit() -> u32 {
+    IOAPICS.lock().iter().map(|u| u.gsi_base + u.ioapic.pins() as u32).max().unwrap_or(0)
+}
+
+/// Whether a device interrupt can be delivered to the CPU with `apic_id`: always with
+/// remapping in extended interrupt mode, otherwise only up to APIC ID 254.
+pub fn reachable(apic_id: ApicId) -> Result<(), &'static str> {
+    if iommu::mode() == Some(DestinationMode::X2Apic) || XApicId::try_from(apic_id).is_ok() {
+        Ok(())
+    } else {
+        Err("target CPU's APIC ID is above 254: IOAPIC and MSI destinations are 8-bit without VT-d interrupt remapping in x2APIC mode, and no IOMMU remaps interrupts here")
+    }
+}
+
 fn with_pin<R>(gsi: u32, f: impl FnOnce(&mut Ioapic<IoapicMmio>, u8) -> R) -> Result<R, RouteError> {
+    with_unit(gsi, |io, _, pin| f(io, pin))
+}
+
+fn with_unit<R>(gsi: u32, f: impl FnOnce(&mut Ioapic<IoapicMmio>, u8, u8) -> R) -> Result<R, RouteError> {
     x86_64::instructions::interrupts::without_interrupts(|| {
         let mut units = IOAPICS.lock();
         let unit = units
@@ -81,11 +116,12 @@ fn with_pin<R>(gsi: u32, f: impl FnOnce(&mut Ioapic<IoapicMmio>, u8) -> R) -> Re
             .find(|u| gsi >= u.gsi_base && gsi < u.gsi_base + u.ioapic.pins() as u32)
             .ok_or(RouteError::NoIoapicForGsi(gsi))?;
         let pin = (gsi - unit.gsi_base) as u8;
-        Ok(f(&mut unit.ioapic, pin))
+        Ok(f(&mut unit.ioapic, unit.id, pin))
     })
 }
 
-/// Programs `gsi` to deliver `vector` to the CPU with `destination`, masked or not.
+/// Programs `gsi` to deliver `vector` to the CPU with `destination`, masked or not:
+/// through the remapping table when remapping is on, in compatibility format otherwise.
 pub fn route(
     gsi: u32,
     vector: u8,
@@ -94,6 +130,9 @@ pub fn route(
     trigger: TriggerMode,
     masked: bool,
 ) -> Result<(), RouteError> {
+    if iommu::mode().is_some() {
+        return route_remapped(gsi, vector, destination, polarity, trigger, masked);
+    }
     let dest = XApicId::try_from(destination).map_err(|_| RouteError::Unreachable(destination))?;
     let entry = RedirectionEntry {
         vector,
@@ -104,6 +143,30 @@ pub fn route(
         masked,
     };
     with_pin(gsi, |io, pin| io.program(pin, entry))?.map_err(RouteError::Ioapic)
+}
+
+/// The pin is masked first (its old entry must not fire while the table entry changes), then
+/// the table entry is written and invalidated, then the pin gets its remappable entry.
+fn route_remapped(
+    gsi: u32,
+    vector: u8,
+    destination: ApicId,
+    polarity: Polarity,
+    trigger: TriggerMode,
+    masked: bool,
+) -> Result<(), RouteError> {
+    let ioapic_id = with_unit(gsi, |io, id, pin| io.set_masked(pin, true).map(|_| id))?.map_err(RouteError::Ioapic)?;
+    let index = iommu::program_ioapic(ioapic_id, gsi, vector, destination, trigger).map_err(|e| match e {
+        iommu::RemapError::Entry(keel_iommu::IrteError::Unreachable(_)) => RouteError::Unreachable(destination),
+        e => RouteError::Remap(e),
+    })?;
+    let entry = RemappableRte { index, vector, polarity, trigger, masked }.encode();
+    with_pin(gsi, |io, pin| io.program_encoded(pin, entry))?.map_err(RouteError::Ioapic)
+}
+
+/// Both raw halves of `gsi`'s entry as the IOAPIC holds them (for evidence).
+pub fn read_entry(gsi: u32) -> Result<EncodedEntry, RouteError> {
+    with_pin(gsi, |io, pin| io.read_encoded(pin))?.map_err(RouteError::Ioapic)
 }
 
 /// Masks or unmasks a routed GSI (the `Interrupt` capability's mask/acknowledge).
