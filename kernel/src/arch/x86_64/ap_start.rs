@@ -128,10 +128,10 @@ static TABLE_LEN: AtomicUsize = AtomicUsize::new(0);
 /// APs that found no slot of their own, or found it abandoned, and parked.
 static PARKED: AtomicU64 = AtomicU64::new(0);
 
-/// The stack the trampoline lookup runs on, one AP at a time (the trampoline lock).
+/// The stacks the trampoline lookup runs on, one per bucket lock.
 #[repr(C, align(16))]
-struct LookupStack([u8; 4096]);
-static mut LOOKUP_STACK: LookupStack = LookupStack([0; 4096]);
+struct LookupStacks([u8; trampoline::LOOKUP_BUCKETS << trampoline::LOOKUP_STACK_SHIFT]);
+static mut LOOKUP_STACKS: LookupStacks = LookupStacks([0; trampoline::LOOKUP_BUCKETS << trampoline::LOOKUP_STACK_SHIFT]);
 
 fn table() -> &'static [StartSlot] {
     let ptr = TABLE.load(Ordering::Acquire);
@@ -173,7 +173,7 @@ struct SlotGrant {
     slot: u64,
 }
 
-/// Runs in the trampoline (trampoline page tables, no GS, no IDT) under its lock: find this
+/// Runs in the trampoline (trampoline page tables, no GS, no IDT) under a bucket lock: find this
 /// AP's slot by its own APIC ID and claim it. Zero stack = park. Must not fault or panic.
 extern "C" fn ap_claim_slot() -> SlotGrant {
     let id = own_apic_id();
@@ -231,9 +231,8 @@ pub fn start_aps(
         nx: cpu::features().nx as u64,
         entry: ap_entry as *const () as u64,
         lookup: ap_claim_slot as *const () as u64,
-        // Only the address is taken here; the trampoline lock serialises the stack's users.
-        lookup_stack: core::ptr::addr_of!(LOOKUP_STACK) as u64 + 4096,
-        lock: 0,
+        // Only the address is taken here; each bucket's lock serialises its stack's users.
+        lookup_stacks: core::ptr::addr_of!(LOOKUP_STACKS) as u64,
     });
     let abandoned = abandon_for_test.and_then(|id| find_by_apic_id(slots, id)).filter(|s| s.state.abandon().is_ok());
     if let Some(slot) = abandoned {

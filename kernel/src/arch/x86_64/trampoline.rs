@@ -8,10 +8,11 @@
 //! after enabling paging still runs; the AP switches to the real kernel tables in Rust.
 //!
 //! Many APs may run it at once: nothing in it is per-AP. Up to long mode it needs no stack;
-//! then each AP takes the trampoline lock, calls the lookup (Rust, on one shared lookup
-//! stack) which finds the AP's own start slot by its APIC ID and claims it, moves to the
-//! stack the slot names, releases the lock and enters the kernel with the slot as argument.
-//! An AP whose slot is missing or was abandoned gets a zero stack and parks (`cli; hlt`).
+//! then each AP reads its APIC ID with CPUID, takes the lookup lock of the bucket the ID's
+//! low bits select, calls the lookup (Rust, on that bucket's stack) which finds the AP's own
+//! start slot by its APIC ID and claims it, moves to the stack the slot names, releases the
+//! lock and enters the kernel with the slot as argument. An AP whose slot is missing or was
+//! abandoned gets a zero stack, releases the lock and parks (`cli; hlt`).
 
 use core::arch::global_asm;
 
@@ -27,6 +28,8 @@ const TRAMPOLINE_PD: u64 = 0xB000;
 global_asm!(
     r#"
 .set TRAMPOLINE_BASE, 0x8000
+.set LOOKUP_BUCKETS, {buckets}
+.set LOOKUP_STACK_SHIFT, {stack_shift}
 .section .rodata.ap_trampoline, "a"
 .balign 16
 .global ap_trampoline_start
@@ -72,28 +75,53 @@ tr_long64:
     movw %ax, %ds
     movw %ax, %es
     movw %ax, %ss
+    /* This CPU's APIC ID (CPUID leaf 0BH's x2APIC ID, else leaf 1's 8-bit ID) picks one of
+     * LOOKUP_BUCKETS locks and lookup stacks, so APs only wait for APs in their bucket. */
+    xorl %eax, %eax
+    cpuid
+    cmpl $0x0b, %eax
+    jb 7f
+    movl $0x0b, %eax
+    xorl %ecx, %ecx
+    cpuid
+    testw %bx, %bx
+    jz 7f
+    movl %edx, %esi
+    jmp 8f
+7:  movl $1, %eax
+    cpuid
+    movl %ebx, %esi
+    shrl $24, %esi
+8:  andl $(LOOKUP_BUCKETS - 1), %esi
     movl $TRAMPOLINE_BASE, %ebx
-    /* One AP at a time on the shared lookup stack. */
+    leaq (tr_locks - ap_trampoline_start)(%rbx,%rsi,4), %rdi
 1:  movl $1, %eax
-    xchgl %eax, (tr_lock - ap_trampoline_start)(%rbx)
+    xchgl %eax, (%rdi)
     testl %eax, %eax
     jz 2f
     pause
     jmp 1b
-2:  movq (tr_lookup_stack - ap_trampoline_start)(%rbx), %rsp
+2:  movq %rsi, %rax
+    shlq $LOOKUP_STACK_SHIFT, %rax
+    addq (tr_lookup_stacks - ap_trampoline_start)(%rbx), %rax
+    leaq (1 << LOOKUP_STACK_SHIFT)(%rax), %rsp /* top of this bucket's stack */
+    pushq %rdi                                 /* the lock, kept across the call ... */
+    pushq %rdi                                 /* ... twice: RSP stays 16-byte aligned */
     xorl %ebp, %ebp
     movq (tr_lookup - ap_trampoline_start)(%rbx), %rax
     call *%rax                                 /* rax = own stack top (0: park), rdx = slot */
+    popq %rdi
+    popq %rdi
     movl $TRAMPOLINE_BASE, %ebx
     testq %rax, %rax
     jz 3f
-    movq %rax, %rsp                            /* off the shared stack ... */
-    movl $0, (tr_lock - ap_trampoline_start)(%rbx)   /* ... so the next AP may use it */
+    movq %rax, %rsp                            /* off the bucket's stack ... */
+    movl $0, (%rdi)                            /* ... so the next AP may use it */
     movq %rdx, %rdi
     movq (tr_entry - ap_trampoline_start)(%rbx), %rax
     pushq $0                                   /* as after a call: no return address */
     jmp *%rax
-3:  movl $0, (tr_lock - ap_trampoline_start)(%rbx)
+3:  movl $0, (%rdi)
 4:  cli
     hlt
     jmp 4b
@@ -113,12 +141,14 @@ ap_trampoline_params:
 tr_cr3:          .quad 0
 tr_nx:           .quad 0
 tr_entry:        .quad 0
-tr_lookup:       .quad 0
-tr_lookup_stack: .quad 0
-tr_lock:         .quad 0
+tr_lookup:        .quad 0
+tr_lookup_stacks: .quad 0
+tr_locks:         .fill LOOKUP_BUCKETS, 4, 0
 .global ap_trampoline_end
 ap_trampoline_end:
 "#,
+    buckets = const LOOKUP_BUCKETS,
+    stack_shift = const LOOKUP_STACK_SHIFT,
     options(att_syntax)
 );
 
@@ -135,13 +165,18 @@ pub struct TrampolineParams {
     pub nx: u64,
     /// `extern "C" fn(slot) -> !`, entered on the AP's own stack.
     pub entry: u64,
-    /// `extern "C" fn() -> SlotGrant` (stack top in RAX, slot in RDX), run under the lock.
+    /// `extern "C" fn() -> SlotGrant` (stack top in RAX, slot in RDX), run under a bucket lock.
     pub lookup: u64,
-    /// Top of the shared stack the lookup runs on.
-    pub lookup_stack: u64,
-    /// The trampoline lock (0 = free); written as 0.
-    pub lock: u64,
+    /// Base of [`LOOKUP_BUCKETS`] stacks of `1 << LOOKUP_STACK_SHIFT` bytes each.
+    pub lookup_stacks: u64,
 }
+
+/// Lookup locks and stacks: an AP uses the pair its APIC ID's low bits select, so only APs
+/// whose IDs agree in those bits ever wait for each other (on a dense machine, one AP in
+/// 64), and no AP spins while a descheduled one holds the single lock everyone needs.
+pub const LOOKUP_BUCKETS: usize = 64;
+/// Each lookup stack is 2 KiB (the lookup is a CPUID, a binary search and a compare-exchange).
+pub const LOOKUP_STACK_SHIFT: usize = 11;
 
 /// Copies the trampoline below 1 MiB and builds its page tables. Called once on the boot CPU
 /// after the kernel tables exist (the kernel half is shared, so later kernel mappings show up
@@ -179,7 +214,7 @@ pub fn set_params(params: TrampolineParams) {
     unsafe {
         let offset = core::ptr::addr_of!(ap_trampoline_params) as usize - core::ptr::addr_of!(ap_trampoline_start) as usize;
         let dst = phys_to_virt(TRAMPOLINE_PHYS + offset as u64).as_mut_ptr::<TrampolineParams>();
-        dst.write_volatile(TrampolineParams { cr3: TRAMPOLINE_PML4, lock: 0, ..params });
+        dst.write_volatile(TrampolineParams { cr3: TRAMPOLINE_PML4, ..params });
     }
 }
 
