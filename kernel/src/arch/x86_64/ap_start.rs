@@ -40,7 +40,7 @@ const AP_ARRIVAL_TIMEOUT_NS: u64 = 1_000_000_000;
 /// CPU abandons the unclaimed ones. Progress-based, so a 1,024-vCPU machine on two host
 /// cores that starts APs slowly but steadily is never cut off, while a dead AP costs this
 /// once, not once per AP.
-const STALL_TIMEOUT_NS: u64 = 2_000_000_000;
+const STALL_TIMEOUT_NS: u64 = 5_000_000_000;
 
 /// How the APs are started.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
