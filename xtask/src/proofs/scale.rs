@@ -124,6 +124,24 @@ fn checks() -> Vec<Proof> {
             .check(eq("smp.online", 3))
             .check(eq("smp.skipped", 1))
             .check(for_each_cpu("cpu.*.online", is::eq("yes")).count_eq_key("smp.online")),
+        Proof::new("smp-low-memory", "32 CPUs in 12 MiB of RAM: the APs without memory are reported and skipped, the rest come online")
+            .scenario("default")
+            .smp(32)
+            .memory("12M")
+            .cpu(x2apic_cpu())
+            .accels(Accels::TcgOnly)
+            .timeout_secs(120)
+            .check(eq("acpi.madt.cpus", 32))
+            .check(ge("smp.out_of_memory", 1))
+            .check(ge("smp.online", 2))
+            .check(custom("every CPU online or reported out of memory", |t| {
+                let get = |k: &str| t.evidence.get(k).and_then(|v| v.as_u64()).ok_or(format!("no {k}"));
+                let (online, short, skipped) = (get("smp.online")?, get("smp.out_of_memory")?, get("smp.skipped")?);
+                match (online + short == 32, skipped == short) {
+                    (true, true) => Ok(()),
+                    _ => Err(format!("{online} online + {short} out of memory != 32, or {skipped} skipped")),
+                }
+            })),
         Proof::new("smp-serial", "smp_bringup=serial: one AP at a time, all online (the comparison path)")
             .scenario("default")
             .args("smp_bringup=serial")

@@ -280,7 +280,7 @@ fn prepare_slots(wanted: &[(u32, u32)], use_deadline: bool, reports: &mut Vec<Cp
     }
     if !short.is_empty() {
         log::error!(
-            "smp: out of memory for {} CPUs (each needs {} KiB of frames and {} KiB of heap); not started: index {}",
+            "smp: out of memory for {} CPUs (each needs {} KiB of frames and up to {} KiB of heap); not started: index {}",
             short.len(),
             AP_FRAME_BYTES / 1024,
             percpu::AP_HEAP_BYTES / 1024,
