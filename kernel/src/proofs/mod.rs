@@ -40,6 +40,10 @@ pub fn run(name: &str, cmdline: &CommandLine, boot: &BootContext, platform: &'st
         "user" => user::run(bring_up(platform, cmdline), cmdline, boot),
         "panic" => panic_on_ap(bring_up(platform, cmdline)),
         "bringup" => scale::bringup_bench(bring_up(platform, cmdline)),
+        "shootdown_all" => {
+            let rounds = option_u64(cmdline, "rounds", 3);
+            scale::shootdown_everywhere(bring_up(platform, cmdline), rounds)
+        }
         other => {
             log::error!("unknown proof {other:?}");
             verdict(false, "unknown proof")

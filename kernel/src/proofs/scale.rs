@@ -103,3 +103,73 @@ pub fn bringup_bench(system: super::System) -> ! {
     }
     crate::exit::verdict(system.all_online() && system.reports.iter().all(|r| r.outcome == smp_arch::ApOutcome::Online), "not every AP came online")
 }
+
+static HOLD_SPACE: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+static HOLDING: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+static LOADED_HERE: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+static RELEASE: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// Posted to every AP: load the test space, join its resident set, halt (serving shootdown
+/// IPIs) until released, then leave the set on the kernel tables again.
+fn hold_space(mask_addr: usize) {
+    // SAFETY: the mask lives in `shootdown_everywhere`'s frame, which waits for every holder
+    // to finish this function before returning.
+    let mask = unsafe { &*(mask_addr as *const crate::arch::x86_64::tlb::CpuMask) };
+    let me = percpu::current();
+    let pml4 = HOLD_SPACE.load(Ordering::Acquire);
+    mask.insert(me.index);
+    // SAFETY: the test space shares the kernel half, so this code keeps running.
+    unsafe { crate::mm::paging::load_space(pml4) };
+    // Read back from this CPU's own record of what it loaded (what the shootdown handler
+    // compares against before flushing).
+    if me.loaded_space.load(Ordering::Acquire) == pml4 {
+        LOADED_HERE.fetch_add(1, Ordering::AcqRel);
+    }
+    HOLDING.fetch_add(1, Ordering::AcqRel);
+    while !RELEASE.load(Ordering::Acquire) {
+        x86_64::instructions::interrupts::enable_and_hlt();
+    }
+    crate::mm::paging::load_kernel_space();
+    mask.remove(me.index);
+    HOLDING.fetch_sub(1, Ordering::AcqRel);
+}
+
+/// `proof=shootdown_all`: one address space resident on every online CPU (the APs halted in
+/// it), `rounds` single-page unmaps each shot down everywhere; every AP must have served
+/// every request (its own inbox counter), as counted from the CPUs' blocks.
+pub fn shootdown_everywhere(system: super::System, rounds: u64) -> ! {
+    use crate::arch::x86_64::{smp, tlb};
+    use crate::mm::address_space::{AddressSpace, UserPerms};
+    let Ok(mut space) = AddressSpace::new() else { crate::exit::verdict(false, "no address space") };
+    HOLD_SPACE.store(space.pml4(), Ordering::Release);
+    let others: Vec<_> = percpu::online().filter(|c| c.index != percpu::current().index).collect();
+    let mask = tlb::CpuMask::new();
+    let tickets: Vec<_> = others.iter().map(|c| (*c, smp::post_work(c, hold_space, &mask as *const _ as usize))).collect();
+    let n = others.len() as u64;
+    let joined = crate::time::spin_until(0, 120_000_000_000, || HOLDING.load(Ordering::Acquire) == n);
+    ev!("tlb.all.holders", HOLDING.load(Ordering::Acquire));
+    ev!("tlb.all.loaded_on_cpu", LOADED_HERE.load(Ordering::Acquire));
+    ev!("tlb.all.resident", mask.snapshot().len());
+    let before: Vec<u64> = others.iter().map(|c| c.tlb.requests.load(Ordering::Acquire)).collect();
+    let ipis_before = tlb::IPIS_SENT.load(Ordering::Relaxed);
+    let page = 0x0000_4000_0000u64;
+    let perms = UserPerms { write: true, exec: false, uncached: false };
+    let mut done = 0;
+    for _ in 0..rounds {
+        let Ok(_) = space.map_new(page, perms) else { break };
+        let Ok(Some(frame)) = space.unmap(page) else { break };
+        tlb::shootdown(space.pml4(), &mask, &[page]);
+        crate::mm::frames::free(frame);
+        done += 1;
+    }
+    let served = others.iter().zip(&before).filter(|(c, b)| c.tlb.requests.load(Ordering::Acquire) - **b == done).count();
+    ev!("tlb.all.rounds", done);
+    ev!("tlb.all.cpus_served_every_round", served);
+    ev!("tlb.all.icr_writes", tlb::IPIS_SENT.load(Ordering::Relaxed) - ipis_before);
+    RELEASE.store(true, Ordering::Release);
+    let left = tickets.into_iter().filter(|(c, t)| !smp::wait_work(c, *t, 60_000_000_000)).count();
+    ev!("tlb.all.holders_not_released", left);
+    space.destroy();
+    let ok = joined && done == rounds && served == others.len() && left == 0 && system.all_online();
+    crate::exit::verdict(ok, "shootdown everywhere incomplete")
+}

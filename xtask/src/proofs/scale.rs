@@ -73,8 +73,37 @@ fn bringup_bench(name: &'static str, description: &'static str, cpus: u32, how: 
         .check(eq("bench.bringup.cpus", cpus))
 }
 
+/// `proof=shootdown_all` on `cpus` x2APIC CPUs: one space resident on all of them, 3
+/// single-page shootdowns, every AP served every one; x2APIC sends one IPI per cluster of
+/// 16 APIC IDs, so at most `3 * clusters` ICR writes.
+fn shootdown_all(p: Proof, cpus: u64) -> Proof {
+    let others = cpus - 1;
+    let clusters = (cpus - 1) / 16 + 1;
+    p.scenario("shootdown_all")
+        .args("rounds=3")
+        .smp(cpus as u32)
+        .cpu(x2apic_cpu())
+        .accels(Accels::TcgOnly)
+        .check(eq("smp.online", cpus))
+        .check(eq("tlb.all.holders", others))
+        .check(eq("tlb.all.loaded_on_cpu", others))
+        .check(eq("tlb.all.resident", others))
+        .check(eq("tlb.all.rounds", 3))
+        .check(eq("tlb.all.cpus_served_every_round", others))
+        .check(ge("tlb.all.icr_writes", 3))
+        .check(le("tlb.all.icr_writes", 3 * clusters))
+        .check(eq("tlb.all.holders_not_released", 0))
+}
+
 pub fn proofs() -> Vec<Proof> {
     let mut all = checks();
+    all.push(shootdown_all(Proof::new("tlb-shootdown-all", "one space resident on all 8 CPUs: every AP serves every shootdown, one cluster IPI each"), 8).timeout_secs(120));
+    all.push(
+        shootdown_all(Proof::new("tlb-shootdown-all-288", "one space resident on all 288 CPUs: every AP serves every shootdown"), 288)
+            .memory("1G")
+            .timeout_secs(900)
+            .scale(),
+    );
     all.extend([
         bringup_bench("bench-bringup-8", "AP bring-up, 8 vCPUs, parallel", 8, "parallel"),
         bringup_bench("bench-bringup-8-serial", "AP bring-up, 8 vCPUs, one AP at a time", 8, "serial"),
