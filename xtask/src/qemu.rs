@@ -157,15 +157,12 @@ pub struct MachineSpec {
     pub cpu: CpuSpec,
     /// Extra raw QEMU arguments (devices etc.), appended as given.
     pub extra: Vec<String>,
-    /// One TCG thread for all vCPUs (`-accel tcg,thread=single`): with a thread per vCPU,
-    /// QEMU's heap grew past 11 GB at 1,024 vCPUs before the guest ran.
-    pub tcg_single_thread: bool,
 }
 
 impl MachineSpec {
     /// Uniprocessor q35, 128 MiB, qemu64 without x2APIC.
     pub fn q35_up() -> MachineSpec {
-        MachineSpec { machine: "q35", smp: 1, memory: "128M", cpu: CpuSpec::qemu64_xapic(), extra: vec![], tcg_single_thread: false }
+        MachineSpec { machine: "q35", smp: 1, memory: "128M", cpu: CpuSpec::qemu64_xapic(), extra: vec![] }
     }
     /// The `cargo xtask run` default: q35, 2 CPUs, xAPIC.
     pub fn run_default() -> MachineSpec {
@@ -176,8 +173,7 @@ impl MachineSpec {
     pub fn args(&self, accel: Accel) -> Vec<String> {
         let mut a = vec![
             "-machine".into(), self.machine.into(),
-            "-accel".into(),
-            if self.tcg_single_thread && accel == Accel::Tcg { "tcg,thread=single".into() } else { accel.name().into() },
+            "-accel".into(), accel.name().into(),
             "-cpu".into(), self.cpu.arg(accel),
             "-smp".into(), self.smp.to_string(),
             "-m".into(), self.memory.into(),

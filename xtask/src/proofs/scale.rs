@@ -39,12 +39,6 @@ fn summary_checks(p: Proof, cpus: u64, mode: &'static str, targets: u64, pings: 
         .check(eq("rtc.on_wrong_cpu", 0))
 }
 
-/// One TCG thread for all vCPUs (see `MachineSpec::tcg_single_thread`).
-fn single_thread(mut p: Proof) -> Proof {
-    p.machine.tcg_single_thread = true;
-    p
-}
-
 fn large(name: &'static str, description: &'static str, cpus: u32, memory: &'static str) -> Proof {
     Proof::new(name, description).smp(cpus).memory(memory).cpu(x2apic_cpu()).accels(Accels::TcgOnly).scale()
 }
@@ -117,10 +111,7 @@ pub fn proofs() -> Vec<Proof> {
         bringup_bench("bench-bringup-64-serial", "AP bring-up, 64 vCPUs, one AP at a time", 64, "serial"),
         bringup_bench("bench-bringup-288", "AP bring-up, 288 vCPUs, parallel", 288, "parallel").scale(),
         bringup_bench("bench-bringup-288-serial", "AP bring-up, 288 vCPUs, one AP at a time (minutes)", 288, "serial").scale(),
-        single_thread(bringup_bench("bench-bringup-1024", "AP bring-up, 1,024 vCPUs, parallel", 1024, "parallel"))
-            .memory("2G")
-            .timeout_secs(1800)
-            .scale(),
+        bringup_bench("bench-bringup-1024", "AP bring-up, 1,024 vCPUs, parallel", 1024, "parallel").memory("2G").timeout_secs(1800).scale(),
     ]);
     all
 }
@@ -203,7 +194,7 @@ fn checks() -> Vec<Proof> {
         .check(eq("smp.max_apic_id", 287))
         .check(eq("ioapic.route_above_254", "refused")),
         summary_checks(
-            single_thread(large("smp-1024", "1,024 CPUs in x2APIC: parallel bring-up, ticks everywhere, sampled IPIs, RTC", 1024, "2G"))
+            large("smp-1024", "1,024 CPUs in x2APIC: parallel bring-up, ticks everywhere, sampled IPIs, RTC", 1024, "2G")
                 .args("ping_targets=4 pings=2 rtc_ms=2000 ping_timeout_ms=60000")
                 .timeout_secs(1800),
             1024,
