@@ -224,7 +224,9 @@ pub fn start_aps(
     if unreachable > 0 {
         log::warn!("smp: {unreachable} CPUs have APIC IDs above 254, which xAPIC mode cannot address; skipped");
     }
+    let prepare_start = time::now_ns();
     let slots = prepare_slots(&wanted, use_deadline, &mut reports);
+    ev!("smp.prepare_us", (time::now_ns() - prepare_start) / 1000);
     publish(slots);
     trampoline::set_params(TrampolineParams {
         cr3: 0,
