@@ -1,16 +1,28 @@
 # Thin aliases for `cargo xtask`; everything real lives in xtask/.
 export QEMU_FLAGS KEEL_APPEND KEEL_ACCEL KEEL_KERNEL KEEL_USER_DIR
 
-.PHONY: all build run test test-scale bench bench-compare proofs check
+.PHONY: all build run debug test test-scale test-firmware test-bochs iso bench bench-compare proofs check
 all: build
 build:
 	cargo xtask build
 run:
 	cargo xtask run
+# QEMU stopped under its gdb stub (:1234); then `gdb -x target/keel.gdb` in another terminal.
+debug:
+	cargo xtask debug
 test:
 	cargo xtask test
 test-scale:
 	cargo xtask test-scale
+# Proofs booted by GRUB from an ISO under SeaBIOS and OVMF (UEFI).
+test-firmware:
+	cargo xtask test-firmware
+# The same proof ISOs under Bochs (x2APIC and xAPIC CPU models); slow, one boot at a time.
+test-bochs:
+	cargo xtask test-bochs
+# Hybrid BIOS+UEFI GRUB ISO: target/keel.iso (CD image or `dd` to a USB stick).
+iso:
+	cargo xtask iso
 bench:
 	cargo xtask bench
 bench-compare:

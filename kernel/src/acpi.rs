@@ -6,8 +6,9 @@
 use core::ptr::NonNull;
 use acpi::madt::{Madt, MadtEntry};
 use acpi::sdt::{SdtHeader, Signature};
-use acpi::{AcpiHandler, AcpiTable, AcpiTables, PhysicalMapping};
+use acpi::{AcpiError, AcpiHandler, AcpiTable, AcpiTables, PhysicalMapping};
 use alloc::vec::Vec;
+use keel_boot::handover::AcpiRoot;
 use keel_platform::{MadtRecord, Platform};
 use spin::Once;
 
@@ -159,16 +160,40 @@ fn fallback(storage: &mut Platform, bsp: u32, why: &dyn core::fmt::Display) {
     storage.rebuild(DEFAULT_LAPIC_BASE, true, records.into_iter(), bsp);
 }
 
+/// Finds the root table the way the hand-over allows: the loader's RSDP copy when it gave
+/// one, the legacy BIOS-area scan only on a BIOS machine (UEFI has no EBDA to scan).
+fn root_tables(root: AcpiRoot) -> Result<AcpiTables<PhysMapHandler>, AcpiError> {
+    match root {
+        AcpiRoot::FromLoader(rsdp) => {
+            let (revision, address) = rsdp.root_table();
+            log::info!("acpi: RSDP from the loader ({:?}, revision {}), root table at {address:#x}", rsdp.source, rsdp.revision);
+            ev!("acpi.rsdp", "loader");
+            // SAFETY: the RSDP copy passed its checksums in keel_boot; the crate validates the
+            // root table's signature and checksum, mapping it through the handler.
+            unsafe { AcpiTables::from_rsdt(PhysMapHandler, revision, address as usize) }
+        }
+        AcpiRoot::ScanBiosAreas => {
+            ev!("acpi.rsdp", "bios-scan");
+            // SAFETY: the BIOS areas the search reads (EBDA, 0xE0000..0xFFFFF) are in the
+            // physical map; the handler maps whatever tables they point at.
+            unsafe { AcpiTables::search_for_rsdp_bios(PhysMapHandler) }
+        }
+        AcpiRoot::Unavailable => {
+            ev!("acpi.rsdp", "none");
+            log::error!("acpi: UEFI loader gave no RSDP and there are no BIOS areas to scan");
+            Err(AcpiError::NoValidRsdp)
+        }
+    }
+}
+
 /// Finds the tables, interprets the MADT, prints the platform report.
-pub fn init() -> &'static Platform {
+pub fn init(root: AcpiRoot) -> &'static Platform {
     let bsp = boot_cpu_apic_id();
     assert!(PLATFORM.get().is_none(), "acpi::init runs once");
     // SAFETY: runs once on the boot CPU (asserted above) before anything reads the storage;
     // after this function it is only ever read, through `PLATFORM`.
     let storage = unsafe { &mut *core::ptr::addr_of_mut!(PLATFORM_STORAGE) };
-    // SAFETY: the BIOS areas the search reads (EBDA, 0xE0000..0xFFFFF) are in the physical
-    // map; the handler maps whatever tables they point at.
-    match unsafe { AcpiTables::search_for_rsdp_bios(PhysMapHandler) } {
+    match root_tables(root) {
         Err(e) => fallback(storage, bsp, &format_args!("no usable RSDP ({e:?})")),
         Ok(tables) => {
             DMAR.call_once(|| copy_dmar(&tables));

@@ -1,6 +1,6 @@
 //! Keel: a capability microkernel for x86_64.
 //!
-//! Boot path: `arch::x86_64::boot` (Multiboot 1, 32-bit) → long mode → [`kernel_entry`] →
+//! Boot path: `arch::x86_64::boot` (Multiboot 1 or 2, 32-bit) → long mode → [`kernel_entry`] →
 //! memory, ACPI, interrupts, local APICs, application processors → the scenario the command
 //! line names (`proofs`).
 #![no_std]
@@ -24,7 +24,8 @@ pub mod time;
 use keel_boot::cmdline::CommandLine;
 
 /// First Rust code on the boot CPU, called from the long-mode trampoline in `boot.rs` with
-/// the Multiboot magic and the physical address of the Multiboot information.
+/// the Multiboot magic (1 or 2, told apart in `mm::init`) and the physical address of the
+/// Multiboot information.
 #[no_mangle]
 pub extern "C" fn kernel_entry(multiboot_magic: u32, multiboot_info: u32) -> ! {
     console::init();
@@ -52,6 +53,6 @@ pub extern "C" fn kernel_entry(multiboot_magic: u32, multiboot_info: u32) -> ! {
     ev!("boot.cmdline.proof", proof);
 
     time::init();
-    let platform = acpi::init();
+    let platform = acpi::init(boot.acpi_root);
     proofs::run(proof, &cmdline, &boot, platform)
 }

@@ -153,6 +153,30 @@ pub fn ensure_qemu() -> Result<()> {
     }
 }
 
+/// Makes sure the files `needed` (path, Debian package that ships it) exist; installs the
+/// missing packages with apt-get when run as root on Debian/Ubuntu, otherwise says what to run.
+pub fn ensure_debian_files(needed: &[(&str, &str)]) -> Result<()> {
+    let missing: Vec<&str> = needed.iter().filter(|(path, _)| !Path::new(path).exists()).map(|&(_, pkg)| pkg).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let mut packages = missing.clone();
+    packages.dedup();
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !(root && Path::new("/usr/bin/apt-get").exists()) {
+        bail!("missing packages; install them:
+  apt-get install -y --no-install-recommends {}", packages.join(" "));
+    }
+    eprintln!("xtask: installing {}", packages.join(" "));
+    run("apt-get", &["update", "-q"])?;
+    run("apt-get", &[APT_INSTALL, &packages].concat())?;
+    match needed.iter().find(|(path, _)| !Path::new(path).exists()) {
+        Some((path, pkg)) => bail!("after installing {pkg}, {path} is still missing"),
+        None => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

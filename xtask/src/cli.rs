@@ -11,11 +11,23 @@ commands:
   build                      build the kernel and the user programs under user/
   run [--proof NAME] [--accel tcg|kvm] [--append ARGS] [--timeout SECS]
                              boot once with serial on the terminal; exit 0 on a clean halt
+  debug [--proof NAME]       like run, but QEMU waits for gdb on :1234 (-s -S); writes
+                             target/keel.gdb (symbols, breaks at _start32 and kernel_entry);
+                             in another terminal: gdb -x target/keel.gdb
   test [--filter SUBSTR] [--jobs N] [--no-host-tests]
                              host unit tests, then every proof in parallel
   test-scale [--filter SUBSTR] [--jobs N]
                              proofs on large machines (288 and 1,024 vCPUs, xAPIC at 255, panic
                              stop at 288): minutes each under TCG, one at a time by default
+  test-firmware [--filter SUBSTR] [--jobs N]
+                             the firmware proofs: proofs booted by GRUB from an ISO under SeaBIOS
+                             and OVMF (UEFI), judged like their -kernel versions; one at a time
+                             unless --jobs
+  test-bochs [--filter SUBSTR]
+                             boot proof ISOs under Bochs on x2APIC and xAPIC CPU models, one at a
+                             time; proofs needing a QEMU-only device are reported as skipped
+  iso [--out PATH]           hybrid BIOS+UEFI GRUB ISO (CD or USB stick) with the kernel, the
+                             manifests and user programs; default target/keel.iso
   proofs                     list proofs and their QEMU command lines
   bench [--filter SUBSTR]    run benchmark proofs, print bench.* evidence, write target/bench.json
   bench-compare [--quick] [--no-64] [--wake] [--rounds N]
@@ -38,8 +50,12 @@ environment:
 pub enum Cmd {
     Build,
     Run { proof: Option<String>, accel: Option<Accel>, append: Vec<String>, timeout: Option<u64> },
+    Debug { proof: Option<String> },
     Test { filter: Option<String>, jobs: Option<usize>, host_tests: bool },
     TestScale { filter: Option<String>, jobs: Option<usize> },
+    TestFirmware { filter: Option<String>, jobs: Option<usize> },
+    Iso { out: Option<String> },
+    TestBochs { filter: Option<String> },
     Proofs,
     Bench { filter: Option<String> },
     BenchCompare(crate::compare::Options),
@@ -58,6 +74,10 @@ pub fn parse(args: &[String]) -> Result<Cmd> {
         "run" => Cmd::Run { proof: None, accel: None, append: vec![], timeout: None },
         "test" => Cmd::Test { filter: None, jobs: None, host_tests: true },
         "test-scale" => Cmd::TestScale { filter: None, jobs: None },
+        "test-firmware" => Cmd::TestFirmware { filter: None, jobs: None },
+        "iso" => Cmd::Iso { out: None },
+        "test-bochs" => Cmd::TestBochs { filter: None },
+        "debug" => Cmd::Debug { proof: None },
         "proofs" => Cmd::Proofs,
         "bench" => Cmd::Bench { filter: None },
         "bench-compare" => Cmd::BenchCompare(Default::default()),
@@ -73,16 +93,22 @@ pub fn parse(args: &[String]) -> Result<Cmd> {
         };
         let mut value = || inline.clone().map_or_else(|| val(flag, &mut it), Ok);
         match (&mut cmd, flag) {
-            (Cmd::Run { proof, .. }, "--proof") => *proof = Some(value()?),
+            (Cmd::Run { proof, .. } | Cmd::Debug { proof }, "--proof") => *proof = Some(value()?),
             (Cmd::Run { accel, .. }, "--accel") => *accel = Some(Accel::parse(&value()?)?),
             (Cmd::Run { append, .. }, "--append") => append.push(value()?),
             (Cmd::Run { timeout, .. }, "--timeout") => *timeout = Some(value()?.parse().context("--timeout wants seconds")?),
-            (Cmd::Test { filter, .. } | Cmd::TestScale { filter, .. } | Cmd::Bench { filter }, "--filter") => {
-                *filter = Some(value()?)
-            }
-            (Cmd::Test { jobs, .. } | Cmd::TestScale { jobs, .. }, "--jobs" | "-j") => {
+            (
+                Cmd::Test { filter, .. }
+                | Cmd::TestScale { filter, .. }
+                | Cmd::TestFirmware { filter, .. }
+                | Cmd::TestBochs { filter }
+                | Cmd::Bench { filter },
+                "--filter",
+            ) => *filter = Some(value()?),
+            (Cmd::Test { jobs, .. } | Cmd::TestScale { jobs, .. } | Cmd::TestFirmware { jobs, .. }, "--jobs" | "-j") => {
                 *jobs = Some(value()?.parse().context("--jobs wants a number")?)
             }
+            (Cmd::Iso { out }, "--out") => *out = Some(value()?),
             (Cmd::Test { host_tests, .. }, "--no-host-tests") => *host_tests = false,
             (Cmd::BenchCompare(o), "--quick") => o.quick = true,
             (Cmd::BenchCompare(o), "--no-64") => o.no_64 = true,
@@ -116,6 +142,9 @@ mod tests {
         assert_eq!(p("test --filter smp -j 1").unwrap(), Cmd::Test { filter: Some("smp".into()), jobs: Some(1), host_tests: true });
         assert_eq!(p("bench").unwrap(), Cmd::Bench { filter: None });
         assert_eq!(p("test-scale --filter 288").unwrap(), Cmd::TestScale { filter: Some("288".into()), jobs: None });
+        assert_eq!(p("test-firmware --filter uefi -j 2").unwrap(), Cmd::TestFirmware { filter: Some("uefi".into()), jobs: Some(2) });
+        assert_eq!(p("debug --proof smp").unwrap(), Cmd::Debug { proof: Some("smp".into()) });
+        assert_eq!(p("iso --out /tmp/k.iso").unwrap(), Cmd::Iso { out: Some("/tmp/k.iso".into()) });
         assert_eq!(p("bench-compare --quick").unwrap(), Cmd::BenchCompare(crate::compare::Options { quick: true, ..Default::default() }));
         assert_eq!(
             p("bench-compare --wake --rounds 5").unwrap(),

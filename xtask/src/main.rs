@@ -2,12 +2,15 @@
 //! See `cli::USAGE` for commands; the evidence contract is `docs/proofs.md`.
 
 mod bootstrap;
+mod bochs;
 mod builder;
 // The check and CPU vocabularies are for registry entries; not every word is used yet.
 #[allow(dead_code)]
 mod checks;
 mod cli;
 mod compare;
+mod debug;
+mod iso;
 #[allow(dead_code)]
 mod proofs;
 #[allow(dead_code)]
@@ -61,9 +64,14 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Proofs => list_proofs(),
-        Cmd::Run { proof, accel, append, timeout } => run(proof, accel, append, timeout),
+        Cmd::Run { proof, accel, append, timeout } => run(proof, accel, append, timeout, false),
+        // TCG: hardware breakpoints and single-stepping behave there as on a real CPU.
+        Cmd::Debug { proof } => run(proof, Some(AccelEnv::detect()?.forced.unwrap_or(qemu::Accel::Tcg)), vec![], None, true),
         Cmd::Test { filter, jobs, host_tests } => test(filter, jobs, host_tests, false),
         Cmd::TestScale { filter, jobs } => test(filter, jobs, false, true),
+        Cmd::TestFirmware { filter, jobs } => test_firmware(filter, jobs),
+        Cmd::Iso { out } => make_iso(out),
+        Cmd::TestBochs { filter } => test_bochs(filter),
         Cmd::Bench { filter } => bench(filter),
         Cmd::BenchCompare(opts) => compare::run(opts),
     }
@@ -89,13 +97,105 @@ fn find_proof(name: &str) -> Result<Proof> {
     all.into_iter().find(|p| p.name == name).with_context(|| format!("no proof {name:?}; known: {}", names.join(", ")))
 }
 
-/// Proofs of one suite: `test` (neither bench nor scale), `bench`, or `test-scale` (every
-/// scale proof, benchmarks included).
+/// Proofs of one suite: `make test` boots through `-kernel` (neither bench nor scale),
+/// `make test-firmware` from ISOs, `make bench` runs the benchmarks, `make test-scale` every
+/// scale proof (benchmarks included).
 fn select(filter: Option<&str>, bench: bool, scale: bool) -> Vec<Proof> {
+    let kernel_boot = |p: &Proof| p.boot == proofs::Boot::Kernel;
     proofs::registry()
         .into_iter()
-        .filter(|p| p.scale == scale && (scale || p.bench == bench) && filter.is_none_or(|f| p.name.contains(f)))
+        .filter(|p| p.scale == scale && (scale || p.bench == bench) && kernel_boot(p) && filter.is_none_or(|f| p.name.contains(f)))
         .collect()
+}
+
+fn select_firmware(filter: Option<&str>) -> Vec<Proof> {
+    proofs::registry().into_iter().filter(|p| p.boot != proofs::Boot::Kernel && filter.is_none_or(|f| p.name.contains(f))).collect()
+}
+
+fn test_firmware(filter: Option<String>, jobs: Option<usize>) -> Result<ExitCode> {
+    bootstrap::ensure_qemu()?;
+    iso::ensure_tools()?;
+    iso::ensure_ovmf()?;
+    let selected = select_firmware(filter.as_deref());
+    if selected.is_empty() {
+        bail!("no firmware proof matches {:?}", filter.unwrap_or_default());
+    }
+    let started = std::time::Instant::now();
+    // One boot at a time unless asked: the in-kernel tick and RTC checks measure wall time,
+    // and two OVMF machines on a 2-core host starve each other's vCPUs.
+    let results = run_proofs(&selected, Some(jobs.unwrap_or(1)))?;
+    println!("{}", report::summary_line(&results));
+    println!("xtask: firmware proofs took {:.0}s wall time", started.elapsed().as_secs_f64());
+    Ok(if results.iter().any(JobResult::failed) { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+/// The menu of `make iso`: the default scenario (user programs under the default manifest)
+/// first, then one entry per distinct command line of the `-kernel` proofs that need no
+/// QEMU-only device (the same rule as for Bochs).
+fn iso_entries(env: &Env) -> Vec<iso::Entry> {
+    let default = iso::Entry {
+        title: "Keel: default (ring-3 programs of manifests/default.manifest)".into(),
+        cmdline: "proof=user".into(),
+        modules: vec![env.root.join("manifests/default.manifest"), env.user_dir.join("smptest"), env.user_dir.join("hostile")],
+    };
+    let mut entries = vec![default];
+    for p in select(None, false, false).into_iter().filter(|p| bochs::unsupported(p).is_none()) {
+        let e = env.iso_entry(&p, &p.cmdline);
+        // Proofs differing only in the virtual machine boot the same entry.
+        if !entries.iter().any(|x| x.cmdline == e.cmdline && x.modules == e.modules) {
+            entries.push(e);
+        }
+    }
+    entries
+}
+
+/// Boots each Bochs machine's proofs one at a time (Bochs is single-threaded and slow; its
+/// RFB display also wants the one port), prints a table, fails if any judged proof failed.
+fn test_bochs(filter: Option<String>) -> Result<ExitCode> {
+    let env = env_for(builder::build_all(true)?);
+    let registry = proofs::registry();
+    let started = std::time::Instant::now();
+    let (mut rows, mut failed) = (Vec::new(), 0);
+    for m in bochs::MACHINES {
+        println!("xtask: Bochs CPU model {} ({})", m.model, m.what);
+        for name in m.proofs.iter().filter(|n| filter.as_deref().is_none_or(|f| n.contains(f))) {
+            let p = registry.iter().find(|p| p.name == *name).with_context(|| format!("no proof {name}"))?;
+            let row = |verdict: String| format!("{:<26} {:<22} {:>4} {verdict}", m.model, p.name, p.machine.smp);
+            if let Some(why) = bochs::unsupported(p) {
+                rows.push(row(format!("   -  skipped: {why}")));
+                println!("{}", rows.last().unwrap());
+                continue;
+            }
+            runner::check_modules(p, &env).map_err(anyhow::Error::msg)?;
+            let limit = (p.timeout * 8).max(Duration::from_secs(480));
+            let run = bochs::boot(p, m, &env, limit)?;
+            let fails = bochs::judge(p, &run);
+            let secs = run.elapsed.as_secs_f64();
+            rows.push(row(if fails.is_empty() { format!("{secs:5.0}s pass") } else { format!("{secs:5.0}s FAIL: {}", fails[0]) }));
+            println!("{}", rows.last().unwrap());
+            if !fails.is_empty() {
+                failed += 1;
+                for f in &fails {
+                    println!("  x {f}");
+                }
+                println!("  transcript: {} (Bochs's own log: {})", run.serial.display(), run.serial.with_extension("bochs").display());
+            }
+        }
+    }
+    println!("\n{:<26} {:<22} {:>4} TIME  VERDICT", "BOCHS CPU MODEL", "PROOF", "CPUS");
+    for r in &rows {
+        println!("{r}");
+    }
+    println!("\nxtask: Bochs: {} row(s), {failed} failed, {:.0}s wall time", rows.len(), started.elapsed().as_secs_f64());
+    Ok(if failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+fn make_iso(out: Option<String>) -> Result<ExitCode> {
+    let env = env_for(builder::build_all(true)?);
+    let out = out.map_or_else(|| env.root.join("target/keel.iso"), PathBuf::from);
+    iso::build(&out, &env.kernel, &iso_entries(&env), 5)?;
+    println!("xtask: wrote {} (BIOS and UEFI; boot it as a CD, or `dd if={} of=/dev/sdX bs=4M` for a USB stick)", out.display(), out.display());
+    Ok(ExitCode::SUCCESS)
 }
 
 fn list_proofs() -> Result<ExitCode> {
@@ -127,6 +227,9 @@ fn list_proofs() -> Result<ExitCode> {
         for m in p.modules(&e.root, &e.user_dir) {
             println!("  module: {}", m.display());
         }
+        if let proofs::Boot::Iso(fw) = p.boot {
+            println!("  boot: GRUB from {} (Multiboot 2) under {fw:?}, built when the proof runs", e.iso_path(p).display());
+        }
         match &job.skip {
             Some(why) => println!("  skipped here: {why}"),
             None => println!("  {} {}", e.qemu.display(), qemu::shell_quote(&runner::proof_args(p, job.accel, &e))),
@@ -135,7 +238,9 @@ fn list_proofs() -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn run(proof: Option<String>, accel: Option<qemu::Accel>, append: Vec<String>, timeout: Option<u64>) -> Result<ExitCode> {
+/// Boots once with serial on the terminal; `gdb`: stopped under QEMU's gdb stub, with
+/// `target/keel.gdb` written for the debugger.
+fn run(proof: Option<String>, accel: Option<qemu::Accel>, append: Vec<String>, timeout: Option<u64>, gdb: bool) -> Result<ExitCode> {
     let proof = proof.map(|n| find_proof(&n)).transpose()?;
     // Traced proofs default to TCG: KVM's in-kernel APIC skips the trace points.
     let traced = proof.as_ref().is_some_and(|p| !p.trace_events.is_empty());
@@ -161,6 +266,9 @@ fn run(proof: Option<String>, accel: Option<qemu::Accel>, append: Vec<String>, t
     let args = match &proof {
         Some(p) => {
             runner::check_modules(p, &env).map_err(anyhow::Error::msg)?;
+            if let proofs::Boot::Iso(fw) = p.boot {
+                env.prepare_iso(p, &cmdline, fw)?;
+            }
             if traced {
                 runner::prepare_trace(&env.trace_path(p, accel));
             }
@@ -168,6 +276,13 @@ fn run(proof: Option<String>, accel: Option<qemu::Accel>, append: Vec<String>, t
         }
         None => qemu::command_args(&machine, accel, &BootSpec { kernel: &env.kernel, cmdline: &cmdline, modules: &[] }, &user_flags),
     };
+    let mut args = args;
+    if gdb {
+        let script = env.root.join("target/keel.gdb");
+        std::fs::write(&script, debug::gdb_script(&env.kernel))?;
+        args.extend(debug::qemu_args());
+        eprintln!("xtask: QEMU waits for gdb on :{}; in another terminal: gdb -x {}", debug::GDB_PORT, script.display());
+    }
     eprintln!("xtask: {} {}", env.qemu.display(), qemu::shell_quote(&args));
     let out = runner::run_process(env.qemu.as_os_str(), &args, timeout.map(Duration::from_secs), Mode::Interactive)?;
     let log = builder::workspace_root().join("target/run.log");

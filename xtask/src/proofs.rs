@@ -10,6 +10,7 @@ use std::time::Duration;
 // The whole check vocabulary is in scope so new entries need no import edits.
 #[allow(unused_imports)]
 use crate::checks::{self, absent, custom, eq, for_each_cpu, ge, is, keys_equal, le, present, range, Check, Expect};
+use crate::iso::Firmware;
 use crate::qemu::{CpuSpec, MachineSpec};
 #[cfg(test)]
 use crate::qemu::{Accel, AccelEnv, KvmBackend};
@@ -58,6 +59,18 @@ pub struct Proof {
     /// Ring-3 programs must enter the kernel (`syscall` / `int 0x80`): not possible under a
     /// PVM-backed KVM, so such runs are skipped there with the reason.
     pub guest_ring3: bool,
+    /// How the kernel is loaded: QEMU `-kernel` (Multiboot 1), or GRUB from an ISO under a
+    /// firmware (Multiboot 2); the latter belong to `cargo xtask test-firmware`.
+    pub boot: Boot,
+}
+
+/// How a proof's kernel gets loaded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Boot {
+    /// QEMU's `-kernel` Multiboot 1 loader, modules through `-initrd`.
+    Kernel,
+    /// A per-proof GRUB ISO (`-cdrom`) under this firmware.
+    Iso(Firmware),
 }
 
 impl Proof {
@@ -82,6 +95,7 @@ impl Proof {
             trace_events: vec![],
             trace_checks: vec![],
             guest_ring3: false,
+            boot: Boot::Kernel,
         }
     }
     /// Extra kernel options after `proof=<name>`.
@@ -204,6 +218,9 @@ fn x2apic_cpu() -> CpuSpec {
     CpuSpec::new("qemu64", &["+x2apic"]).with_tcg_flags(HARDENING).with_kvm_flags(HARDENING)
 }
 
+/// Name of the check that every x2APIC LDR is architectural (Bochs replaces it, see `bochs.rs`).
+pub const LDR_CHECK: &str = "x2APIC: every CPU's LDR is the cluster/member its APIC ID derives";
+
 /// The checks every `proof=smp` boot must meet: all CPUs online in `mode`, every CPU ticking
 /// on vector 48, every ping on vector 49 sent and acknowledged exactly, the RTC routed
 /// through the IOAPIC, no LAPIC errors.
@@ -228,7 +245,7 @@ fn smp_checks(p: Proof, cpus: u64, mode: &'static str) -> Proof {
         .check(ge("rtc.interrupts", 20))
         .check(keys_equal("rtc.on_target", "rtc.interrupts"))
         .check(eq("rtc.on_wrong_cpu", 0))
-        .check(custom("x2APIC: every CPU's LDR is the cluster/member its APIC ID derives", move |t| {
+        .check(custom(LDR_CHECK, move |t| {
             if mode != "x2apic" {
                 return Ok(());
             }
@@ -408,13 +425,16 @@ fn smp_scale(p: Proof) -> Proof {
         .check(eq("user.smptest.consistent", "yes"))
 }
 
+/// Every proof: the `-kernel` proofs, then the same checks booted from the ISO under each
+/// firmware ([`firmware_variants`]).
 pub fn registry() -> Vec<Proof> {
-    let mut all = base_registry();
-    all.extend(scale::proofs());
-    all
+    let mut base = kernel_registry();
+    base.extend(scale::proofs());
+    let firmware = firmware_variants(&base);
+    base.into_iter().chain(firmware).collect()
 }
 
-fn base_registry() -> Vec<Proof> {
+fn kernel_registry() -> Vec<Proof> {
     vec![
         Proof::new("boot", "Multiboot handoff, memory map, ACPI tables, heap")
             .check(ge("boot.mem.usable_kib", 65536))
@@ -612,9 +632,11 @@ fn base_registry() -> Vec<Proof> {
     .collect()
 }
 
+mod firmware;
 mod plan;
 mod remap;
 mod scale;
+pub use firmware::firmware_variants;
 pub use plan::{plan, Job};
 // The registry's sanity rules run as unit tests (`proofs/tests.rs`).
 #[cfg(test)]

@@ -207,6 +207,17 @@ pub fn command_args(machine: &MachineSpec, accel: Accel, boot: &BootSpec<'_>, us
     args
 }
 
+/// Full argument vector for booting `iso` as a CD under the firmware options `firmware`
+/// (empty: SeaBIOS); GRUB on the ISO then loads the kernel.
+pub fn iso_command_args(machine: &MachineSpec, accel: Accel, iso: &Path, firmware: &[String], user_flags: &[String]) -> Vec<String> {
+    let mut args = merge_flags(&machine.args(accel), user_flags);
+    args.extend(PLUMBING.iter().map(|s| s.to_string()));
+    args.extend(firmware.iter().cloned());
+    args.push("-cdrom".into());
+    args.push(iso.display().to_string());
+    args
+}
+
 /// `-d trace:a,trace:b -D <file>`: QEMU's log backend writes one line per event to `file`.
 pub fn trace_args(events: &[&str], file: &Path) -> Vec<String> {
     let spec = events.iter().map(|e| format!("trace:{e}")).collect::<Vec<_>>().join(",");

@@ -14,7 +14,8 @@ use anyhow::{Context, Result};
 use keel_evidence::Transcript;
 
 use crate::checks::{judge, Observed};
-use crate::proofs::{Job, Proof};
+use crate::iso::{self, Firmware};
+use crate::proofs::{Boot, Job, Proof};
 use crate::qemu::{self, Accel, BootSpec};
 use crate::trace::{judge_trace, Trace};
 
@@ -135,6 +136,27 @@ pub struct Env {
 }
 
 impl Env {
+    /// `<log_dir>/iso/<name>.iso`: the ISO an ISO-booted proof runs from.
+    pub fn iso_path(&self, p: &Proof) -> PathBuf {
+        self.log_dir.join("iso").join(format!("{}.iso", p.name))
+    }
+
+    /// The GRUB entry that boots proof `p` with its command line and modules.
+    pub fn iso_entry(&self, p: &Proof, cmdline: &str) -> iso::Entry {
+        iso::Entry { title: format!("Keel: {}", p.name), cmdline: cmdline.to_string(), modules: p.modules(&self.root, &self.user_dir) }
+    }
+
+    /// Builds the proof's ISO (its only entry boots it at once) and makes sure the
+    /// firmware is installed.
+    pub fn prepare_iso(&self, p: &Proof, cmdline: &str, fw: Firmware) -> Result<PathBuf> {
+        if fw == Firmware::Ovmf {
+            iso::ensure_ovmf()?;
+        }
+        let path = self.iso_path(p);
+        iso::build(&path, &self.kernel, &[self.iso_entry(p, cmdline)], 0)?;
+        Ok(path)
+    }
+
     /// `<log_dir>/<name>-<accel>.trace`, where QEMU writes a traced proof's events.
     pub fn trace_path(&self, p: &Proof, accel: Accel) -> PathBuf {
         self.log_dir.join(format!("{}-{accel}.trace", p.name))
@@ -183,7 +205,10 @@ impl JobResult {
 /// QEMU arguments for a proof under one accelerator (`user_flags` only from `cargo xtask run`).
 pub fn proof_args_with(p: &Proof, accel: Accel, env: &Env, cmdline: &str, user_flags: &[String]) -> Vec<String> {
     let modules = p.modules(&env.root, &env.user_dir);
-    let mut args = qemu::command_args(&p.machine, accel, &BootSpec { kernel: &env.kernel, cmdline, modules: &modules }, user_flags);
+    let mut args = match p.boot {
+        Boot::Kernel => qemu::command_args(&p.machine, accel, &BootSpec { kernel: &env.kernel, cmdline, modules: &modules }, user_flags),
+        Boot::Iso(fw) => qemu::iso_command_args(&p.machine, accel, &env.iso_path(p), &fw.qemu_args(), user_flags),
+    };
     if !p.trace_events.is_empty() {
         args.extend(qemu::trace_args(&p.trace_events, &env.trace_path(p, accel)));
     }
@@ -240,6 +265,12 @@ pub fn run_job(p: &Proof, job: &Job, env: &Env) -> JobResult {
     if let Err(e) = check_modules(p, env) {
         res.outcome = Outcome::Error(e);
         return res;
+    }
+    if let Boot::Iso(fw) = p.boot {
+        if let Err(e) = env.prepare_iso(p, &p.cmdline, fw) {
+            res.outcome = Outcome::Error(format!("building the ISO: {e:#}"));
+            return res;
+        }
     }
     let trace = (!p.trace_events.is_empty()).then(|| env.trace_path(p, job.accel));
     if let Some(t) = &trace {

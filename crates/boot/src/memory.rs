@@ -8,7 +8,7 @@
 
 use core::fmt;
 
-use crate::multiboot::{BootInfo, MemoryType, MmapEntry};
+use crate::multiboot::{BootInfo, BootRange, MemoryType, MmapEntry};
 
 /// Size of the pages the frame allocator hands out; usable ranges are
 /// trimmed to this granularity because a partial page cannot be allocated.
@@ -295,7 +295,12 @@ impl MemoryMap {
     /// memory map, module list, strings, module payloads), so the frame
     /// allocator cannot hand them out while the kernel still reads them.
     pub fn reserve_boot_info(&mut self, info: &BootInfo) -> Result<(), MemoryMapError> {
-        for r in info.occupied() {
+        self.reserve_boot_ranges(info.occupied())
+    }
+
+    /// Reserves each range of a hand-over's occupied list (Multiboot 1 or 2).
+    pub fn reserve_boot_ranges(&mut self, ranges: &[BootRange]) -> Result<(), MemoryMapError> {
+        for r in ranges {
             self.reserve(r.range)?;
         }
         Ok(())

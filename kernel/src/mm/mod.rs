@@ -14,8 +14,11 @@ pub mod paging;
 
 use alloc::string::String;
 use alloc::vec::Vec;
+use keel_boot::handover::{AcpiRoot, Handover};
 use keel_boot::memory::{MemoryMap, PhysRange};
-use keel_boot::multiboot::{BootInfo, PhysRead, ReadError};
+use keel_boot::multiboot::{MemoryType, MmapEntry, PhysRead, ReadError, MAX_MMAP_ENTRIES, MAX_MODULES};
+use keel_boot::multiboot2::Firmware;
+use spin::Once;
 use x86_64::VirtAddr;
 
 /// Base of the physical map.
@@ -36,9 +39,36 @@ pub struct BootContext {
     pub modules: Vec<Module>,
     /// Usable RAM after reservations, in KiB.
     pub usable_kib: u64,
+    /// Where ACPI is to be found (the loader's RSDP, a BIOS scan, or nowhere).
+    pub acpi_root: AcpiRoot,
+    /// BIOS or UEFI, as the hand-over tells.
+    pub firmware: Firmware,
 }
 
-/// One Multiboot module.
+/// The firmware memory map as the loader gave it, kept for decisions made after the
+/// frame allocator took over (which low pages the AP trampoline may use).
+static FIRMWARE_MAP: Once<FirmwareMap> = Once::new();
+
+struct FirmwareMap {
+    entries: [MmapEntry; MAX_MMAP_ENTRIES],
+    len: usize,
+    modules: [PhysRange; MAX_MODULES],
+    module_count: usize,
+}
+
+/// The firmware memory map entries (after [`init`]).
+pub fn firmware_memory_map() -> &'static [MmapEntry] {
+    let map = FIRMWARE_MAP.get().expect("mm::init has not run");
+    &map.entries[..map.len]
+}
+
+/// Where the loader put the boot modules, which stay in use for the kernel's lifetime.
+pub fn boot_module_ranges() -> &'static [PhysRange] {
+    let map = FIRMWARE_MAP.get().expect("mm::init has not run");
+    &map.modules[..map.module_count]
+}
+
+/// One boot module.
 pub struct Module {
     pub start: u64,
     pub end: u64,
@@ -76,25 +106,54 @@ pub fn kernel_image_phys() -> PhysRange {
     PhysRange { start, end }
 }
 
-/// Brings up memory management on the boot CPU.
+/// Brings up memory management on the boot CPU from the Multiboot 1 or 2 hand-over
+/// (`magic` and `info_phys` are the loader's `eax` and `ebx`).
 pub fn init(magic: u32, info_phys: u32) -> BootContext {
     let reader = PhysMapReader;
-    let info = match BootInfo::parse(&reader, magic, info_phys) {
+    let info = match Handover::parse(&reader, magic, info_phys) {
         Ok(info) => info,
         Err(e) => {
-            log::error!("multiboot: unusable boot information ({e:?}); cannot find memory");
+            log::error!("boot: unusable boot information ({e}); cannot find memory");
             crate::exit::exit(crate::exit::ExitCode::Panic);
         }
     };
+    log::info!(
+        "boot: multiboot{} from {:?}, firmware {:?}",
+        info.protocol_version(),
+        info.boot_loader_name().unwrap_or("an unnamed loader"),
+        info.firmware()
+    );
+    if let Handover::V2(v2) = &info {
+        // Bit n = tag type n was present (framebuffer and console tags are ignored: serial only).
+        log::info!("boot: multiboot2 tags {:#x}, EFI memory map {}", v2.tags_seen(), if v2.efi_memory_map().is_some() { "present" } else { "absent" });
+    }
+    ev!("boot.protocol", info.protocol_version());
+    ev!("boot.firmware", match info.firmware() { Firmware::Bios => "bios", Firmware::Uefi => "uefi" });
 
-    let Some(entries) = info.memory_map() else {
-        log::error!("multiboot: the loader gave no memory map");
+    let Some((entries, source)) = info.memory_map() else {
+        log::error!("boot: the loader gave no memory map");
         crate::exit::exit(crate::exit::ExitCode::Panic);
     };
+    log::info!("boot: memory map from {source:?} ({} entries)", entries.len());
+    FIRMWARE_MAP.call_once(|| {
+        let blank = MmapEntry { base: 0, length: 0, kind: MemoryType::Reserved };
+        let mods = info.modules();
+        let mut map = FirmwareMap {
+            entries: [blank; MAX_MMAP_ENTRIES],
+            len: entries.len(),
+            modules: [PhysRange::default(); MAX_MODULES],
+            module_count: mods.len(),
+        };
+        map.entries[..entries.len()].copy_from_slice(entries);
+        for (slot, m) in map.modules.iter_mut().zip(mods) {
+            *slot = m.range();
+        }
+        map
+    });
     let mut map = match MemoryMap::from_entries(entries.iter().copied()) {
         Ok(m) => m,
         Err(e) => {
-            log::error!("multiboot: bad memory map ({e:?})");
+            log::error!("boot: bad memory map ({e:?})");
             crate::exit::exit(crate::exit::ExitCode::Panic);
         }
     };
@@ -107,7 +166,7 @@ pub fn init(magic: u32, info_phys: u32) -> BootContext {
     if let Err(e) = map.reserve_low_memory() {
         log::error!("memory: cannot reserve low memory: {e:?}");
     }
-    if let Err(e) = map.reserve_boot_info(&info) {
+    if let Err(e) = map.reserve_boot_ranges(info.occupied()) {
         log::error!("memory: cannot reserve boot information: {e:?}");
     }
 
@@ -132,5 +191,6 @@ pub fn init(magic: u32, info_phys: u32) -> BootContext {
             Module { start: m.start as u64, end: m.end as u64, name }
         })
         .collect();
-    BootContext { cmdline: String::leak(cmdline), modules, usable_kib }
+    let (acpi_root, firmware) = (info.acpi_root(), info.firmware());
+    BootContext { cmdline: String::leak(cmdline), modules, usable_kib, acpi_root, firmware }
 }

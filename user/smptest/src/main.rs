@@ -161,6 +161,10 @@ fn count_primes(first: u64, step: u64, limit: u64) -> u64 {
     count
 }
 
+/// How long (in 1 ms sleeps, at least) the shootdown test waits for its faulting readers to
+/// be gone before it reports what it sees.
+const READERS_GONE_TIMEOUT_MS: u64 = 20_000;
+
 fn sleep_ms(ms: u64) {
     let _ = ring().expect("ring").timer_sleep(cap(ObjectKind::Timer), ms * 1_000_000);
 }
@@ -199,14 +203,27 @@ fn main() -> u64 {
             let cycles = rdtsc() - t0;
             UNMAPPED.store(1, Ordering::Release);
             let before: u64 = (0..workers as usize).map(|i| READS[i].load(Ordering::Relaxed)).sum();
-            sleep_ms(50);
+            // Wait for the state the proof checks: every faulting reader gone. Each first
+            // prints its fault report under the console lock, which on a real-speed UART
+            // takes a good part of a second; the bound only catches a reader that never dies.
+            let live_threads = || {
+                let info = ring().expect("ring").call(cap(ObjectKind::Process), Method::ProcessInfo, [0; 4]);
+                info.map(|c| c.results[0]).unwrap_or(0)
+            };
+            let mut live = live_threads();
+            for _ in 0..READERS_GONE_TIMEOUT_MS {
+                if live <= 1 {
+                    break;
+                }
+                sleep_ms(1);
+                live = live_threads();
+            }
             let after: u64 = (0..workers as usize).map(|i| READS[i].load(Ordering::Relaxed)).sum();
-            let info = ring().expect("ring").call(cap(ObjectKind::Process), Method::ProcessInfo, [0; 4]);
             ev!("workers", workers);
             ev!("unmap", if unmapped.is_ok() { "ok" } else { "failed" });
             ev!("unmap_cycles", cycles);
             ev!("reads_after_unmap", after.saturating_sub(before));
-            ev!("live_threads_after", info.map(|c| c.results[0]).unwrap_or(0));
+            ev!("live_threads_after", live);
             ev!("read_errors", ERRORS.load(Ordering::Relaxed));
             ev!("stale_reads", STALE.load(Ordering::Relaxed));
             0

@@ -1,5 +1,7 @@
-//! PNG latency plots with `plotters`' bitmap backend. No font backend is compiled in (it
-//! would need system fonts), so the images carry no text: the legend is in report.md.
+//! PNG latency plots with `plotters`' bitmap backend: per figure, the Linux and Keel sample
+//! histograms on a logarithmic cycles axis, their medians (thick) and p99s (thin), with a
+//! title, axis labels and a legend. Text is drawn with `ab_glyph` from DejaVu Sans, read
+//! at run time from Debian's `fonts-dejavu-core` (installed when missing).
 
 use std::path::{Path, PathBuf};
 
@@ -14,9 +16,29 @@ const LINUX: RGBColor = RGBColor(220, 60, 50);
 const LINUX_DARK: RGBColor = RGBColor(130, 20, 20);
 const KEEL: RGBColor = RGBColor(40, 90, 200);
 
+/// The TTF the plots' text is drawn with, and the Debian package that ships it.
+const FONT: (&str, &str) = ("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", "fonts-dejavu-core");
+
+/// Registers the font as `sans-serif` for every plot (once per process).
+fn register_font() -> Result<(), String> {
+    static DONE: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    DONE.get_or_init(|| {
+        crate::bootstrap::ensure_debian_files(&[FONT]).map_err(|e| format!("{e:#}"))?;
+        let bytes = std::fs::read(FONT.0).map_err(|e| format!("{}: {e}", FONT.0))?;
+        // plotters keeps registered fonts for the process's lifetime.
+        plotters::style::register_font("sans-serif", FontStyle::Normal, Box::leak(bytes.into_boxed_slice()))
+            .map_err(|_| format!("{} is not a usable TrueType font", FONT.0))
+    })
+    .clone()
+}
+
 /// One PNG per figure that has Linux samples or values on both sides; returns the paths.
 pub fn plot_all(figs: &[Figure], dir: &Path) -> Vec<PathBuf> {
     let _ = std::fs::create_dir_all(dir);
+    if let Err(e) = register_font() {
+        eprintln!("xtask: no plots: {e}");
+        return vec![];
+    }
     let mut out = Vec::new();
     for f in figs.iter().filter(|f| f.unit == "cycles") {
         if f.linux.samples.is_empty() && f.keel.samples.is_empty() {
@@ -54,6 +76,11 @@ pub fn histogram(samples: &[u64], lo: f64, hi: f64) -> Vec<f64> {
     h
 }
 
+/// Lower edge of histogram bin `i` on the log scale between `lo` and `hi`.
+fn bin_edge(i: usize, lo: f64, hi: f64) -> f64 {
+    (lo.ln() + (hi.ln() - lo.ln()) * i as f64 / BINS as f64).exp()
+}
+
 fn plot_one(f: &Figure, path: &Path) -> Result<(), Box<dyn std::error::Error>> {
     let all: Vec<u64> = values(&f.linux).into_iter().chain(values(&f.keel)).filter(|&v| v > 0).collect();
     let lo = *all.iter().min().ok_or("no data")? as f64 / 1.2;
@@ -62,26 +89,53 @@ fn plot_one(f: &Figure, path: &Path) -> Result<(), Box<dyn std::error::Error>> {
     let ymax = hl.iter().chain(&hk).cloned().fold(0.05, f64::max) * 1.1;
     let root = BitMapBackend::new(path, (W, H)).into_drawing_area();
     root.fill(&WHITE)?;
-    let area = root.margin(10, 10, 10, 10);
-    let mut chart = ChartBuilder::on(&area).build_cartesian_2d(0f64..BINS as f64, 0f64..ymax)?;
-    let xpos = |v: u64| ((v.max(1) as f64).ln() - lo.ln()) / (hi.ln() - lo.ln()) * BINS as f64;
-    // Decade grid lines (10^k cycles).
-    let mut d = 10f64.powf(lo.log10().ceil());
-    while d < hi {
-        chart.draw_series(LineSeries::new([(xpos(d as u64), 0.0), (xpos(d as u64), ymax)], RGBColor(220, 220, 220)))?;
-        d *= 10.0;
+    let title = format!("{}: {} ({}, {})", f.metric, f.config(), f.accel, "Linux vs Keel");
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 20))
+        .margin(10)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d((lo..hi).log_scale(), 0f64..ymax)?;
+    chart
+        .configure_mesh()
+        .x_desc(format!("latency ({}, log scale)", f.unit))
+        .y_desc("share of samples")
+        .x_label_formatter(&|v| format!("{v:.0}"))
+        .y_label_formatter(&|v| format!("{:.0}%", v * 100.0))
+        .label_style(("sans-serif", 13))
+        .axis_desc_style(("sans-serif", 15))
+        .light_line_style(RGBColor(235, 235, 235))
+        .draw()?;
+    for (h, color, name) in [(&hl, LINUX, "Linux samples"), (&hk, KEEL, "Keel samples")] {
+        if h.iter().all(|&c| c == 0.0) {
+            continue;
+        }
+        let bars = h.iter().enumerate().filter(|(_, &c)| c > 0.0).map(move |(i, &c)| {
+            Rectangle::new([(bin_edge(i, lo, hi), 0.0), (bin_edge(i + 1, lo, hi) * 0.98, c)], color.mix(0.6).filled())
+        });
+        chart
+            .draw_series(bars)?
+            .label(name)
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], color.mix(0.6).filled()));
     }
-    for (h, color) in [(&hl, LINUX.mix(0.6)), (&hk, KEEL.mix(0.6))] {
-        chart.draw_series(h.iter().enumerate().filter(|(_, &c)| c > 0.0).map(|(i, &c)| Rectangle::new([(i as f64, 0.0), (i as f64 + 0.9, c)], color.filled())))?;
-    }
-    for (side, color) in [(&f.linux, LINUX_DARK), (&f.keel, KEEL)] {
-        for (v, width) in [(side.median, 3), (side.p99, 1)] {
+    for (side, color, name) in [(&f.linux, LINUX_DARK, "Linux"), (&f.keel, KEEL, "Keel")] {
+        for (v, width, what) in [(side.median, 3, "median"), (side.p99, 1, "p99")] {
             if let Some(v) = v {
-                let x = xpos(v);
-                chart.draw_series(LineSeries::new([(x, 0.0), (x, ymax)], color.stroke_width(width)))?;
+                let x = v.max(1) as f64;
+                chart
+                    .draw_series(LineSeries::new([(x, 0.0), (x, ymax)], color.stroke_width(width)))?
+                    .label(format!("{name} {what} {v}"))
+                    .legend(move |(x, y)| PathElement::new([(x, y), (x + 14, y)], color.stroke_width(width)));
             }
         }
     }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .label_font(("sans-serif", 13))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()?;
     root.present()?;
     Ok(())
 }
@@ -93,5 +147,33 @@ mod tests {
         let h = super::histogram(&[10, 10, 1000, 1000], 9.0, 1100.0);
         assert!((h.iter().sum::<f64>() - 1.0).abs() < 1e-9);
         assert_eq!(h.iter().filter(|&&c| c > 0.0).count(), 2);
+        assert!((super::bin_edge(0, 10.0, 1000.0) - 10.0).abs() < 1e-9);
+        assert!((super::bin_edge(super::BINS, 10.0, 1000.0) - 1000.0).abs() < 1e-6);
+    }
+
+    /// A real plot with its title, labels and legend renders and is written.
+    #[test]
+    fn plot_has_text() {
+        use super::super::{Figure, Side};
+        let side = |samples: Vec<u64>| Side { median: Some(samples[samples.len() / 2]), p99: samples.last().copied(), n: Some(samples.len() as u64), samples, ..Default::default() };
+        let f = Figure {
+            metric: "ipi_rtt",
+            unit: "cycles",
+            mode: "xapic",
+            smp: 2,
+            accel: crate::qemu::Accel::Tcg,
+            keel: side((1000..1100).collect()),
+            linux: side((3000..3300).step_by(3).collect()),
+            round_ratios: vec![],
+        };
+        if !std::path::Path::new(super::FONT.0).exists() {
+            eprintln!("{} not installed (make bench-compare installs it); skipping", super::FONT.1);
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("xtask-plot-{}", std::process::id()));
+        let out = super::plot_all(&[f], &dir);
+        assert_eq!(out.len(), 1, "the plot was not written");
+        assert!(std::fs::metadata(&out[0]).unwrap().len() > 5_000);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

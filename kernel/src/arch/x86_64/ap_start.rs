@@ -198,8 +198,19 @@ pub fn start_aps(
     how: BringUp,
     abandon_for_test: Option<u32>,
 ) -> Vec<CpuReport> {
-    trampoline::install();
     let bsp_apic = percpu::current().apic_id.load(Ordering::Acquire);
+    match trampoline::trampoline_frame() {
+        Ok(frame) => ev!("smp.trampoline_frame", format_args!("{frame:#x}")),
+        Err(why) => {
+            log::error!("smp: no low memory for the AP trampoline ({why}); application processors not started");
+            ev!("smp.trampoline", "unavailable");
+            let others = platform.cpus().iter().filter(|c| c.apic_id != bsp_apic);
+            let not_started =
+                |c: &keel_platform::CpuEntry| CpuReport { index: c.index.0, apic_id: c.apic_id, outcome: ApOutcome::NotStarted, bringup_ns: 0 };
+            return others.map(not_started).collect();
+        }
+    }
+    trampoline::install();
     let mut reports = Vec::with_capacity(platform.cpus().len());
     let mut wanted = Vec::with_capacity(platform.cpus().len());
     let (mut disabled, mut unreachable) = (0usize, 0usize);

@@ -1,8 +1,12 @@
-//! Multiboot 1 entry: the 32-bit protected-mode code the loader jumps to, the boot page
-//! tables, and the switch into 64-bit long mode in the higher half.
+//! Multiboot 1 and 2 entry: the 32-bit protected-mode code the loader jumps to, the boot
+//! page tables, and the switch into 64-bit long mode in the higher half.
 //!
-//! The loader (QEMU `-kernel`) leaves us in 32-bit protected mode with paging off, EAX =
-//! Multiboot magic and EBX = physical address of the Multiboot info. The kernel is linked at
+//! The image carries both headers: Multiboot 1 for QEMU `-kernel`, Multiboot 2 for GRUB
+//! (BIOS and UEFI). Both use the load-address fields (a.out kludge / address tag) and name
+//! the same 32-bit entry, so the ELF's 64-bit virtual entry point is never used. Either
+//! loader leaves us in 32-bit protected mode with paging off, EAX = its magic and EBX = the
+//! physical address of its information; GRUB on UEFI has exited boot services by then (the
+//! header asks for nothing that keeps them), so the kernel needs no firmware services. The kernel is linked at
 //! `KERNEL_VMA + 1 MiB` but runs at 1 MiB here, so every address below is converted to its
 //! physical value (`symbol - KERNEL_VMA`) until paging is on.
 //!
@@ -35,6 +39,34 @@ multiboot_header:
     .long __load_end_phys                  /* load_end_addr: end of file-backed bytes */
     .long __bss_end_phys                   /* bss_end_addr: loader zeroes up to here */
     .long __start32_phys                   /* entry_addr */
+
+/* Multiboot 2 header (8-byte aligned, within the first 32 KiB of the file). */
+.set MB2_MAGIC, 0xE85250D6
+.set MB2_ARCH_I386, 0
+.balign 8
+multiboot2_header:
+    .long MB2_MAGIC
+    .long MB2_ARCH_I386
+    .long multiboot2_header_end - multiboot2_header
+    .long -(MB2_MAGIC + MB2_ARCH_I386 + (multiboot2_header_end - multiboot2_header))
+    /* address tag (type 2): load the file's bytes at their physical addresses */
+    .balign 8
+    .word 2, 0
+    .long 24
+    .long multiboot2_header - KERNEL_VMA  /* header_addr */
+    .long __kernel_start_phys              /* load_addr */
+    .long __load_end_phys                  /* load_end_addr */
+    .long __bss_end_phys                   /* bss_end_addr */
+    /* entry address tag (type 3): the i386 entry, also used by GRUB on UEFI */
+    .balign 8
+    .word 3, 0
+    .long 12
+    .long __start32_phys
+    /* end tag */
+    .balign 8
+    .word 0, 0
+    .long 8
+multiboot2_header_end:
 
 .section .boot.text, "ax"
 .code32

@@ -16,6 +16,9 @@
 
 use core::arch::global_asm;
 
+use keel_boot::lowmem::{check_low_window, LowWindowError};
+use keel_boot::memory::PhysRange;
+
 use crate::mm::{phys_to_virt, paging};
 
 /// Physical address of the trampoline code (SIPI vector 0x08).
@@ -216,6 +219,15 @@ pub fn set_params(params: TrampolineParams) {
         let dst = phys_to_virt(TRAMPOLINE_PHYS + offset as u64).as_mut_ptr::<TrampolineParams>();
         dst.write_volatile(TrampolineParams { cr3: TRAMPOLINE_PML4, ..params });
     }
+}
+
+/// The physical frame the trampoline runs from, if the firmware memory map declares its
+/// window (code page and the three table pages after it) free RAM and no boot module lies
+/// there; under UEFI low memory is free only where the map says so. The error says which
+/// page is taken and by what.
+pub fn trampoline_frame() -> Result<u64, LowWindowError> {
+    let window = PhysRange { start: TRAMPOLINE_PHYS, end: TRAMPOLINE_PD + 0x1000 };
+    check_low_window(crate::mm::firmware_memory_map(), crate::mm::boot_module_ranges(), window).map(|w| w.start)
 }
 
 /// SIPI vector for the trampoline (its physical page number).
