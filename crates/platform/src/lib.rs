@@ -52,7 +52,10 @@ pub const UID_UNKNOWN: u32 = 0xFFFF_FFFF;
 
 mod diagnostic;
 mod records;
+mod reset;
 pub mod startup;
+
+use reset::{mark_seen, SEEN_WORDS};
 
 pub use diagnostic::{Diagnostic, IntiContext, PlatformError};
 pub use records::*;
@@ -165,21 +168,6 @@ pub struct Platform {
     seen_uids: [u64; SEEN_WORDS],
 }
 
-/// IDs tracked by the duplicate bitmaps (8 x 4,096: room for sparse topologies).
-const SEEN_BITS: u32 = 32_768;
-const SEEN_WORDS: usize = SEEN_BITS as usize / 64;
-
-/// Sets `id`'s bit in `bits`; returns `Some(was_set)`, or `None` when `id` is too large
-/// for the bitmap.
-fn mark_seen(bits: &mut [u64; SEEN_WORDS], id: u32) -> Option<bool> {
-    if id >= SEEN_BITS {
-        return None;
-    }
-    let (word, bit) = (id as usize / 64, 1u64 << (id % 64));
-    let was = bits[word] & bit != 0;
-    bits[word] |= bit;
-    Some(was)
-}
 
 impl fmt::Debug for Platform {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -243,31 +231,6 @@ impl Platform {
         let mut p = Platform::empty();
         p.rebuild(local_apic_address, pc_at_compatible, records, bsp_apic_id);
         p
-    }
-
-    /// Resets every field to [`Platform::empty`]'s value without building a
-    /// whole empty `Platform` (over 100 KiB) as a temporary: the arrays are
-    /// only read up to their counts, so only the counts and small fields reset.
-    fn clear(&mut self) {
-        self.local_apic_address = 0;
-        self.lapic_address_overridden = false;
-        self.pc_at_compatible = false;
-        self.bsp_apic_id = 0;
-        self.bsp_found = false;
-        self.cpu_count = 0;
-        self.skipped_disabled = 0;
-        self.duplicates = 0;
-        self.invalid_cpus = 0;
-        self.dropped_cpus = 0;
-        self.ioapic_count = 0;
-        self.overrides = [None; ISA_IRQS];
-        self.nmi_source_count = 0;
-        self.lapic_nmi_count = 0;
-        self.diag_count = 0;
-        self.diags_dropped = 0;
-        self.seen_other_kinds = [0; 8];
-        self.seen_apic_ids = [0; SEEN_WORDS];
-        self.seen_uids = [0; SEEN_WORDS];
     }
 
     /// In-place version of [`Platform::from_records`]; discards previous contents.
