@@ -19,6 +19,8 @@ commands:
   test-scale [--filter SUBSTR] [--jobs N]
                              proofs on large machines (288 and 1,024 vCPUs, xAPIC at 255, panic
                              stop at 288): minutes each under TCG, one at a time by default
+  test-hostile [--filter SUBSTR] [--jobs N]
+                             the long hostile proofs (10^6-submission fuzzing), kept out of `test`
   test-firmware [--filter SUBSTR] [--jobs N]
                              the firmware proofs: proofs booted by GRUB from an ISO under SeaBIOS
                              and OVMF (UEFI), judged like their -kernel versions; one at a time
@@ -51,7 +53,8 @@ pub enum Cmd {
     Build,
     Run { proof: Option<String>, accel: Option<Accel>, append: Vec<String>, timeout: Option<u64> },
     Debug { proof: Option<String> },
-    Test { filter: Option<String>, jobs: Option<usize>, host_tests: bool },
+    /// `long`: the long proofs (`test-hostile`) instead of the default set.
+    Test { filter: Option<String>, jobs: Option<usize>, host_tests: bool, long: bool },
     TestScale { filter: Option<String>, jobs: Option<usize> },
     TestFirmware { filter: Option<String>, jobs: Option<usize> },
     Iso { out: Option<String> },
@@ -72,7 +75,8 @@ pub fn parse(args: &[String]) -> Result<Cmd> {
     let mut cmd = match cmd.as_str() {
         "build" => Cmd::Build,
         "run" => Cmd::Run { proof: None, accel: None, append: vec![], timeout: None },
-        "test" => Cmd::Test { filter: None, jobs: None, host_tests: true },
+        "test" => Cmd::Test { filter: None, jobs: None, host_tests: true, long: false },
+        "test-hostile" => Cmd::Test { filter: None, jobs: None, host_tests: false, long: true },
         "test-scale" => Cmd::TestScale { filter: None, jobs: None },
         "test-firmware" => Cmd::TestFirmware { filter: None, jobs: None },
         "iso" => Cmd::Iso { out: None },
@@ -139,7 +143,8 @@ mod tests {
             p("run --proof boot --accel=kvm --append a=1 --timeout 5").unwrap(),
             Cmd::Run { proof: Some("boot".into()), accel: Some(Accel::Kvm), append: vec!["a=1".into()], timeout: Some(5) }
         );
-        assert_eq!(p("test --filter smp -j 1").unwrap(), Cmd::Test { filter: Some("smp".into()), jobs: Some(1), host_tests: true });
+        assert_eq!(p("test --filter smp -j 1").unwrap(), Cmd::Test { filter: Some("smp".into()), jobs: Some(1), host_tests: true, long: false });
+        assert_eq!(p("test-hostile -j 1").unwrap(), Cmd::Test { filter: None, jobs: Some(1), host_tests: false, long: true });
         assert_eq!(p("bench").unwrap(), Cmd::Bench { filter: None });
         assert_eq!(p("test-scale --filter 288").unwrap(), Cmd::TestScale { filter: Some("288".into()), jobs: None });
         assert_eq!(p("test-firmware --filter uefi -j 2").unwrap(), Cmd::TestFirmware { filter: Some("uefi".into()), jobs: Some(2) });

@@ -49,6 +49,8 @@ pub struct Proof {
     /// Large machines (hundreds of vCPUs, minutes under TCG): run by `cargo xtask
     /// test-scale`, not `cargo xtask test`.
     pub scale: bool,
+    /// Long proofs run under `cargo xtask test-hostile`, not `cargo xtask test`.
+    pub long: bool,
     /// Boot manifest (path relative to the repo root), the first Multiboot module.
     pub manifest: Option<&'static str>,
     /// User binaries (names under `user/`), Multiboot modules after the manifest, in order.
@@ -90,6 +92,7 @@ impl Proof {
             checks: vec![],
             bench: false,
             scale: false,
+            long: false,
             manifest: None,
             programs: vec![],
             trace_events: vec![],
@@ -153,6 +156,12 @@ impl Proof {
         self.checks.push(c);
         self
     }
+
+    pub fn long(mut self) -> Self {
+        self.long = true;
+        self
+    }
+
     pub fn bench(mut self) -> Self {
         self.bench = true;
         self
@@ -388,6 +397,8 @@ fn tlb_shootdown(p: Proof, manifest: &'static str, workers: u64) -> Proof {
     user_proof(p, manifest, &["smptest"])
         .cpu(cpu)
         .smp(4)
+        // Threads that ended by a fault leave nothing behind either.
+        .check(eq("user.heap_leaked", 0))
         .check(eq("user.smptest.workers", workers))
         .check(eq("user.smptest.unmap", "ok"))
         .check(eq("user.smptest.stale_reads", 0))
@@ -407,6 +418,7 @@ fn shootdown_stress(p: Proof) -> Proof {
     user_proof(p, "shootdown-stress", &["smptest"])
         .cpu(cpu)
         .smp(4)
+        .check(eq("user.heap_leaked", 0))
         .check(eq("user.smptest.finished", "yes"))
         .check(eq("user.smptest.errors", 0))
         .check(eq("user.smptest.operations", 640))
@@ -419,6 +431,7 @@ fn shootdown_stress(p: Proof) -> Proof {
 fn smp_scale(p: Proof) -> Proof {
     user_proof(p, "smp-scale", &["smptest"])
         .smp(4)
+        .check(eq("user.heap_leaked", 0))
         .check(eq("user.smptest.threads_1.primes", 9592))
         .check(eq("user.smptest.threads_2.primes", 9592))
         .check(eq("user.smptest.threads_4.primes", 9592))
@@ -551,6 +564,7 @@ fn kernel_registry() -> Vec<Proof> {
             .check(eq("proc.edu_successor.exit", 0))
             .check(eq("irq.intx_edu.masked_at_end", "yes")),
         user_proof(Proof::new("hostile-ring", "garbage submissions all fail cleanly; a ring-3 kernel read is killed"), "hostile-ring", &["hostile"])
+            .check(eq("user.heap_leaked", 0))
             .check(ge("user.hostile.submitted", 1000))
             .check(keys_equal("user.hostile.completed", "user.hostile.submitted"))
             .check(keys_equal("user.hostile.errors", "user.hostile.submitted"))
@@ -627,12 +641,14 @@ fn kernel_registry() -> Vec<Proof> {
             .check(ge("bench.ipi_rtt.samples", 10_000)),
     ]
     .into_iter()
+    .chain(hostile::registry())
     // VT-d interrupt remapping: APIC ID 257 reached; storm and driver death with it on.
     .chain(remap::proofs())
     .collect()
 }
 
 mod firmware;
+mod hostile;
 mod plan;
 mod remap;
 mod scale;

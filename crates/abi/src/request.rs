@@ -223,7 +223,9 @@ pub fn decode(sub: &Submission) -> Result<Request, Status> {
         Method::TimerTscHz => Request::TimerTscHz,
         Method::ProcessSpawnThread => {
             let (entry, stack_top) = (a[0], a[1]);
-            if entry == 0 || entry >= USER_SPACE_END || stack_top == 0 || stack_top > USER_SPACE_END || stack_top % 16 != 0 {
+            // The stack pointer starts at `stack_top`, so it must be a canonical address
+            // too: `USER_SPACE_END` itself is not (the return to ring 3 would refuse it).
+            if entry == 0 || entry >= USER_SPACE_END || stack_top == 0 || stack_top >= USER_SPACE_END || stack_top % 16 != 0 {
                 return Err(Status::BadAddress);
             }
             Request::ProcessSpawnThread { entry, stack_top, arg: a[2], cpu: a[3] }
@@ -267,6 +269,14 @@ mod tests {
             args,
             user_data: 77,
         }
+    }
+
+    #[test]
+    fn spawn_stack_top_must_be_canonical() {
+        let d = |stack_top| decode(&Request::ProcessSpawnThread { entry: 0x20_0000, stack_top, arg: 0, cpu: 0 }.encode(CapId::new(1, 1), 0));
+        assert!(d(USER_SPACE_END - 16).is_ok());
+        assert_eq!(d(USER_SPACE_END), Err(Status::BadAddress));
+        assert_eq!(d(USER_SPACE_END + 16), Err(Status::BadAddress));
     }
 
     #[test]

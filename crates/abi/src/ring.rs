@@ -191,6 +191,16 @@ pub const fn cq_budget(head: u32, tail: u32, in_flight: u32) -> Result<u32, Stat
     }
 }
 
+/// Validates `cap_enter`'s `min_complete` (at most [`CQ_ENTRIES`]). The kernel checks it
+/// before consuming any submission, so a rejected call leaves the queue untouched.
+pub const fn min_complete(raw: u64) -> Result<u32, Status> {
+    if raw > CQ_ENTRIES as u64 {
+        Err(Status::BadArgument)
+    } else {
+        Ok(raw as u32)
+    }
+}
+
 /// Interprets the raw `rax` of `cap_enter`: a completion count in `0..=CQ_ENTRIES`, or a
 /// negative [`Status`]. Anything else (only a kernel bug could produce it) reads as `BadRing`.
 pub const fn enter_result(raw: i64) -> Result<u32, Status> {
@@ -213,6 +223,14 @@ pub const fn enter_result(raw: i64) -> Result<u32, Status> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn min_complete_accepts_up_to_the_queue_length() {
+        assert_eq!(min_complete(0), Ok(0));
+        assert_eq!(min_complete(CQ_ENTRIES as u64), Ok(CQ_ENTRIES));
+        assert_eq!(min_complete(CQ_ENTRIES as u64 + 1), Err(Status::BadArgument));
+        assert_eq!(min_complete(u64::MAX), Err(Status::BadArgument));
+    }
 
     /// Heads around every interesting wrap point of a `u32` counter.
     fn heads() -> Vec<u32> {

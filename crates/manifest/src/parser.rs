@@ -2,6 +2,7 @@
 
 use alloc::borrow::ToOwned;
 use alloc::string::String;
+use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::vec::Vec;
 
 use crate::lexer::{describe, parse_number, parse_pci_half, Pos, Tok, Token};
@@ -418,31 +419,39 @@ impl Parser {
 // ---------------------------------------------------------------------------------------
 
 /// Cross-item checks. All violations are collected and the earliest in the file reported,
-/// so the message does not depend on the order the checks run in.
+/// so the message does not depend on the order the checks run in. Names are looked up in
+/// ordered maps and the `after` loops found in one pass, so a manifest of n programs is
+/// checked in O(n log n).
 fn check(m: &ManifestSrc) -> PResult<()> {
     let mut errors: Vec<ManifestError> = Vec::new();
-    for (i, d) in m.devices.iter().enumerate() {
-        if m.devices[..i]
-            .iter()
-            .any(|e| e.device.name == d.device.name)
-        {
+    let mut devices: BTreeSet<&str> = BTreeSet::new();
+    for d in &m.devices {
+        if !devices.insert(d.device.name.as_str()) {
             errors.push(
                 d.name_pos
                     .err(ErrorKind::DuplicateDevice(d.device.name.clone())),
             );
         }
     }
+    // First program of each name (what `after` refers to).
+    let mut index: BTreeMap<&str, usize> = BTreeMap::new();
     for (i, p) in m.programs.iter().enumerate() {
-        let prog = &p.program;
-        if m.programs[..i].iter().any(|e| e.program.name == prog.name) {
+        if index.insert(p.program.name.as_str(), i).is_some() {
             errors.push(
                 p.name_pos
-                    .err(ErrorKind::DuplicateProgram(prog.name.clone())),
+                    .err(ErrorKind::DuplicateProgram(p.program.name.clone())),
             );
         }
+    }
+    for (i, p) in m.programs.iter().enumerate().rev() {
+        index.insert(p.program.name.as_str(), i);
+    }
+    let on_cycle = after_cycles(m, &index);
+    for (i, p) in m.programs.iter().enumerate() {
+        let prog = &p.program;
         for (g, pos) in prog.grants.iter().zip(&p.grant_pos) {
             if let Some(dev) = g.device() {
-                if !m.devices.iter().any(|d| d.device.name == dev) {
+                if !devices.contains(dev) {
                     errors.push(pos.err(ErrorKind::UnknownDevice(dev.to_owned())));
                 }
             }
@@ -450,9 +459,9 @@ fn check(m: &ManifestSrc) -> PResult<()> {
         if let Some(after) = &prog.after {
             if *after == prog.name {
                 errors.push(p.after_pos.err(ErrorKind::AfterSelf(after.clone())));
-            } else if !m.programs.iter().any(|e| e.program.name == *after) {
+            } else if !index.contains_key(after.as_str()) {
                 errors.push(p.after_pos.err(ErrorKind::UnknownProgram(after.clone())));
-            } else if in_after_cycle(m, i) {
+            } else if on_cycle[i] {
                 errors.push(p.after_pos.err(ErrorKind::AfterCycle(prog.name.clone())));
             }
         }
@@ -463,19 +472,42 @@ fn check(m: &ManifestSrc) -> PResult<()> {
     }
 }
 
-/// Whether following `after` from program `start` comes back to it.
-fn in_after_cycle(m: &ManifestSrc, start: usize) -> bool {
-    let mut cur = start;
-    // A chain longer than the number of programs must repeat; bound the walk by that.
-    for _ in 0..m.programs.len() {
-        let Some(after) = &m.programs[cur].program.after else {
-            return false;
-        };
-        match m.programs.iter().position(|e| e.program.name == *after) {
-            Some(next) if next == start => return true,
-            Some(next) => cur = next,
-            None => return false,
+/// Which programs lie on an `after` loop (following `after` from them comes back to them).
+/// Each program has at most one `after`, so one walk per unvisited program, stopping at
+/// anything already seen, visits every program once.
+fn after_cycles(m: &ManifestSrc, index: &BTreeMap<&str, usize>) -> Vec<bool> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Seen {
+        No,
+        OnThisWalk,
+        Done,
+    }
+    let next: Vec<Option<usize>> = m
+        .programs
+        .iter()
+        .map(|p| p.program.after.as_deref().and_then(|a| index.get(a).copied()))
+        .collect();
+    let mut seen = alloc::vec![Seen::No; next.len()];
+    let mut on_cycle = alloc::vec![false; next.len()];
+    let mut walk: Vec<usize> = Vec::new();
+    for start in 0..next.len() {
+        walk.clear();
+        let mut cur = Some(start);
+        while let Some(c) = cur.filter(|&c| seen[c] == Seen::No) {
+            seen[c] = Seen::OnThisWalk;
+            walk.push(c);
+            cur = next[c];
+        }
+        // Stopped on a program of this walk: the walk from there on is a loop.
+        if let Some(c) = cur.filter(|&c| seen[c] == Seen::OnThisWalk) {
+            let from = walk.iter().rposition(|&w| w == c).unwrap_or(walk.len());
+            for &w in &walk[from..] {
+                on_cycle[w] = true;
+            }
+        }
+        for &w in &walk {
+            seen[w] = Seen::Done;
         }
     }
-    false
+    on_cycle
 }

@@ -199,3 +199,4 @@ fn error_display_format() {
 
 mod errors;
 mod fuzz;
+mod scale;

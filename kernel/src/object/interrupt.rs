@@ -234,6 +234,10 @@ impl InterruptObject {
                 st.pending = 0;
                 return Ok(Some(r));
             }
+            // A waiter whose thread ended no longer waits (its exit also unregisters it).
+            if st.waiter.as_ref().is_some_and(|(t, _)| t.state() == crate::task::thread::ThreadState::Exited) {
+                st.waiter = None;
+            }
             if st.waiter.is_some() {
                 return Err(Status::Busy);
             }
@@ -321,6 +325,25 @@ fn on_vector(vector: u8) {
         Some(o) => o.fire(),
         None => lapic::eoi(),
     }
+}
+
+/// A thread is ending: it no longer waits on any source (another thread of the holder may
+/// wait next), and no source keeps it alive.
+pub fn cancel_waits_of(thread: &Thread) {
+    let dropped: Vec<Arc<Thread>> = with_irqs_off(|| {
+        let sources = SOURCES.lock();
+        sources
+            .iter()
+            .filter_map(|s| {
+                let mut st = s.state.lock();
+                match &st.waiter {
+                    Some((t, _)) if core::ptr::eq(Arc::as_ptr(t), thread) => st.waiter.take().map(|(t, _)| t),
+                    _ => None,
+                }
+            })
+            .collect()
+    });
+    drop(dropped);
 }
 
 /// Every source created so far (for evidence).

@@ -3,6 +3,7 @@
 //! runner (`xtask`) checks the values; the kernel also checks what it can and fails loudly.
 
 mod bench;
+mod races;
 mod user;
 mod remap;
 mod rtc;
@@ -38,6 +39,7 @@ pub fn run(name: &str, cmdline: &CommandLine, boot: &BootContext, platform: &'st
         "smp" => smp::run(bring_up(platform, cmdline), cmdline),
         "bench" => bench::run(bring_up(platform, cmdline), cmdline),
         "user" => user::run(bring_up(platform, cmdline), cmdline, boot),
+        "races" => races::run(bring_up(platform, cmdline), cmdline),
         "panic" => panic_on_ap(bring_up(platform, cmdline)),
         "bringup" => scale::bringup_bench(bring_up(platform, cmdline)),
         "shootdown_all" => {
@@ -98,6 +100,7 @@ pub fn bring_up(platform: &'static Platform, cmdline: &CommandLine) -> System {
     iommu::init(mode, &ioapic::ids(), ioapic::gsi_limit(), msi_sources, cmdline.get("iommu") != Some("off"));
     percpu::current().online.store(true, Ordering::Release);
     x86_64::instructions::interrupts::enable();
+    ev!("lapic.isr_readable", if lapic::probe_isr() { "yes" } else { "no" });
 
     let how = match smp_arch::BringUp::from_option(cmdline.get("smp_bringup")) {
         Ok(how) => how,

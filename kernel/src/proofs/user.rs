@@ -129,14 +129,23 @@ pub fn run(_system: System, cmdline: &CommandLine, boot: &BootContext) -> ! {
     ev!("tlb.ipis_sent", tlb::IPIS_SENT.load(Ordering::Relaxed));
     ev!("tlb.last_targets", format_args!("{:#x}", tlb::LAST_TARGETS.load(Ordering::Relaxed)));
     ev!("tlb.last_icr_writes", tlb::LAST_ICR_WRITES.load(Ordering::Relaxed));
+    ev!("user.bad_returns", process::BAD_RETURNS.load(Ordering::Relaxed));
+    ev!("user.processes", process::created());
+    ev!("user.processes_live", process::live().len());
+    // The records above were the last use of the processes: drop the proof's references, so
+    // what is still allocated now is what the kernel kept (read from the allocators).
+    drop(started);
     let frames_after = crate::mm::frames::free_count();
+    let heap_after = crate::mm::heap::used_bytes();
     ev!("user.frames_free_after", frames_after);
     ev!("user.frames_leaked", frames_before as i64 - frames_after as i64);
     ev!("user.heap_before", heap_before);
-    ev!("user.heap_after", crate::mm::heap::used_bytes());
-    ev!("user.processes", process::all().len());
+    ev!("user.heap_after", heap_after);
+    ev!("user.heap_leaked", heap_after as i64 - heap_before as i64);
     ev!("user.syscall_gate", if crate::arch::x86_64::syscall::syscall_broken() { "int80" } else { "syscall" });
+    ev!("user.syscall_entry", format_args!("{:#x}", crate::arch::x86_64::syscall::entry_address()));
     ev!("user.syscall_emulated", crate::arch::x86_64::syscall::emulated_count());
+    ev!("user.syscall_emulation_refused", crate::arch::x86_64::syscall::emulation_refused_count());
     if frames_after != frames_before {
         log::error!("user: {} frames leaked", frames_before as i64 - frames_after as i64);
         failures += 1;

@@ -46,6 +46,9 @@ pub struct Process {
     threads: Mutex<Vec<Arc<Thread>>>,
     live_threads: AtomicU32,
     next_ring_slot: AtomicU32,
+    /// Ring pages (physical, user address) of threads that were dropped: a new thread takes
+    /// one of these before a fresh slot, so a process can start and end threads forever.
+    free_rings: Mutex<Vec<(u64, u64)>>,
     /// CPUs that may hold TLB entries of this address space (its CR3 is loaded there).
     pub resident: crate::arch::x86_64::tlb::CpuMask,
     /// Threads ended by a fault while others went on, and the last faulting address.
@@ -82,6 +85,7 @@ impl Process {
             threads: Mutex::new(Vec::new()),
             live_threads: AtomicU32::new(0),
             next_ring_slot: AtomicU32::new(0),
+            free_rings: Mutex::new(Vec::new()),
             resident: crate::arch::x86_64::tlb::CpuMask::new(),
             thread_faults: AtomicU64::new(0),
             cq_overflow: AtomicU64::new(0),
@@ -130,6 +134,27 @@ impl Process {
     /// Maps a fresh ring page for a new thread (slot 0 at `RING_VADDR`, later ones below it)
     /// and returns `(physical, user address)`.
     pub fn new_ring(&self) -> Result<(u64, u64), Status> {
+        while let Some((phys, vaddr)) = irqs_off(|| self.free_rings.lock().pop()) {
+            // Reuse the page only while it is still mapped there (a frame the program got
+            // unmapped may belong to someone else by now); checked and cleared under the
+            // address-space lock, which every unmap takes.
+            let reused = self.with_space(|s| {
+                if s.translate(vaddr) != Some(phys) {
+                    return false;
+                }
+                // SAFETY: the frame is still this process's ring page at `vaddr`, of a thread
+                // that was dropped (no kernel reference to it remains); the new thread's
+                // header replaces the old one before the thread exists.
+                unsafe {
+                    core::ptr::write_bytes(phys_to_virt(phys).as_mut_ptr::<u8>(), 0, 4096);
+                    (phys_to_virt(phys).as_mut_ptr::<keel_abi::RingHeader>()).write(keel_abi::RingHeader::new());
+                }
+                true
+            });
+            if reused == Some(true) {
+                return Ok((phys, vaddr));
+            }
+        }
         let slot = self.next_ring_slot.fetch_add(1, Ordering::Relaxed) as u64;
         if slot >= MAX_THREADS as u64 {
             return Err(Status::NoMemory);
@@ -145,6 +170,13 @@ impl Process {
                 crate::mm::frames::free(phys);
                 Err(Status::NoMemory)
             }
+        }
+    }
+
+    /// A dropped thread's ring page becomes free for the next thread of this process.
+    pub fn recycle_ring(&self, phys: u64, vaddr: u64) {
+        if !self.is_destroyed() {
+            irqs_off(|| self.free_rings.lock().push((phys, vaddr)));
         }
     }
 
@@ -276,6 +308,7 @@ pub fn abandon(p: &Arc<Process>, code: u64) {
         space.destroy();
     }
     p.destroyed.store(true, Ordering::Release);
+    forget(p);
 }
 
 /// `exit(code)` from any thread: the whole process ends. Other threads leave at their next
@@ -304,6 +337,7 @@ pub fn exit_thread() -> ! {
     let thread = sched::current_thread().expect("exit from a thread");
     let p = thread.process.clone();
     sched::cancel_timed(&thread);
+    crate::object::interrupt::cancel_waits_of(&thread);
     thread.ring.lock().waiting_for = None;
     if p.live_threads.fetch_sub(1, Ordering::AcqRel) == 1 {
         release_resources(&p);
@@ -348,6 +382,13 @@ pub fn user_fault(frame: &mut TrapFrame) {
         return;
     }
     let cr2 = x86_64::registers::control::Cr2::read_raw();
+    let alone = report_fault(frame, cr2);
+    end_faulting_thread(0xFFFF_0000 | frame.vector, alone)
+}
+
+/// Logs a ring-3 fault, records its evidence and counts it; true when the faulting thread is
+/// the process's only one. Everything it allocates is dropped before the caller exits.
+fn report_fault(frame: &TrapFrame, addr: u64) -> bool {
     let (pid, name) = sched::current_thread().map(|t| (t.process.pid, t.process.name.clone())).unwrap_or((0, String::new()));
     log::warn!(
         "user fault: process {pid} ({name}) vector {} ({}) error {:#x} rip {:#x} cr2 {:#x}",
@@ -355,7 +396,7 @@ pub fn user_fault(frame: &mut TrapFrame) {
         crate::panic::exception_name(frame.vector),
         frame.error_code,
         frame.rip,
-        cr2
+        addr
     );
     log::warn!(
         "user fault: cs {:#x} ss {:#x} rsp {:#x} rflags {:#x} rcx {:#x} r11 {:#x} rax {:#x}",
@@ -363,23 +404,58 @@ pub fn user_fault(frame: &mut TrapFrame) {
     );
     let key = name.replace('-', "_");
     crate::ev!(("proc.{}.fault_vector", key), frame.vector);
-    crate::ev!(("proc.{}.fault_addr", key), format_args!("{:#x}", cr2));
-    let code = 0xFFFF_0000 | frame.vector;
-    let alone = sched::current_thread().is_none_or(|t| t.process.live_threads() <= 1);
+    crate::ev!(("proc.{}.fault_addr", key), format_args!("{:#x}", addr));
+    let Some(t) = sched::current_thread() else { return true };
+    if t.process.live_threads() <= 1 {
+        return true;
+    }
+    // Other threads go on: only the faulting thread ends (its fault is in the report).
+    crate::ev!(("proc.{}.thread_fault.{}", key, t.tid), format_args!("{:#x}", addr));
+    t.process.thread_faults.fetch_add(1, Ordering::Relaxed);
+    if t.process.exit_code.load(Ordering::Relaxed) == 0 {
+        t.process.last_fault.store(addr, Ordering::Relaxed);
+    }
+    false
+}
+
+/// Ends a thread the kernel refused to continue: the whole process with `code` when it was
+/// alone, else only this thread.
+fn end_faulting_thread(code: u64, alone: bool) -> ! {
     if alone {
         exit_current(code)
     }
-    // Other threads go on: only the faulting thread ends (its fault is in the report).
-    let tid = sched::current_thread().map(|t| t.tid).unwrap_or(0);
-    crate::ev!(("proc.{}.thread_fault.{}", key, tid), format_args!("{:#x}", cr2));
-    if let Some(t) = sched::current_thread() {
-        t.process.thread_faults.fetch_add(1, Ordering::Relaxed);
-        if t.process.exit_code.load(Ordering::Relaxed) == 0 {
-            t.process.last_fault.store(cr2, Ordering::Relaxed);
-        }
-    }
     exit_thread()
 }
+
+/// The return path found a ring-3 frame it must not return to (non-canonical RIP or RSP,
+/// or not a user selector): `sysretq`/`iretq` would fault in ring 0 on real CPUs. Counted
+/// (the kernel's own check, visible where an emulator would not fault), then the thread ends
+/// as for a general-protection fault.
+pub fn refuse_user_return(frame: &mut TrapFrame) -> ! {
+    x86_64::instructions::interrupts::disable();
+    let count = BAD_RETURNS.fetch_add(1, Ordering::Relaxed) + 1;
+    log::warn!("return to ring 3 refused: rip {:#x} rsp {:#x} cs {:#x} ss {:#x} (#{count})", frame.rip, frame.rsp, frame.cs, frame.ss);
+    let alone = {
+        let name = sched::current_thread().map(|t| t.process.name.replace('-', "_")).unwrap_or_default();
+        let canonical = |a: u64| a >> 47 == 0;
+        if !canonical(frame.rip) {
+            crate::ev!(("proc.{}.bad_return_rip", name), format_args!("{:#x}", frame.rip));
+        }
+        if !canonical(frame.rsp) {
+            crate::ev!(("proc.{}.bad_return_rsp", name), format_args!("{:#x}", frame.rsp));
+        }
+        frame.vector = 13;
+        report_fault(frame, frame.rip)
+    };
+    end_faulting_thread(EXIT_BAD_RETURN, alone)
+}
+
+/// Exit code of a process whose only thread asked to return to ring 3 at a non-canonical
+/// address (a general-protection fault on real CPUs).
+pub const EXIT_BAD_RETURN: u64 = 0xFFFF_0000 | 13;
+
+/// Returns to ring 3 the return path refused (see [`refuse_user_return`]).
+pub static BAD_RETURNS: AtomicU64 = AtomicU64::new(0);
 
 /// Scheduler context after a thread exited: when it was the last one, destroy the address
 /// space. No CPU can have it loaded: each CPU that ran one of its threads switched to the
@@ -404,9 +480,26 @@ pub fn reap(thread: &Arc<Thread>) {
         space.destroy();
         p.destroyed.store(true, Ordering::Release);
     }
+    forget(p);
 }
 
-/// All processes started since boot.
-pub fn all() -> Vec<Arc<Process>> {
+/// Drops a destroyed process from the registry (its last reference then goes with its
+/// last holder: a finished process keeps no kernel memory).
+fn forget(p: &Arc<Process>) {
+    irqs_off(|| {
+        let mut live = PROCESSES.lock();
+        live.retain(|q| !Arc::ptr_eq(q, p));
+        // The registry's room follows the live count: none left, nothing kept.
+        live.shrink_to_fit();
+    });
+}
+
+/// Processes not yet destroyed.
+pub fn live() -> Vec<Arc<Process>> {
     irqs_off(|| PROCESSES.lock().clone())
+}
+
+/// Processes created since boot.
+pub fn created() -> u64 {
+    NEXT_PID.load(Ordering::Relaxed) - 1
 }

@@ -24,6 +24,17 @@ enum Outcome {
     Deferred,
     /// Done, and the thread must leave this CPU for its new home.
     Migrate(Status, [u64; 2]),
+    /// The thread ends (`ProcessExitThread`): its caller leaves the kernel frames first.
+    ExitThread,
+}
+
+/// What `cap_enter` asks of the system-call layer.
+pub enum Entered {
+    /// Return this value in `rax`.
+    Return(i64),
+    /// End the calling thread. The system-call layer does it once every reference it took
+    /// is dropped: exiting never unwinds, so anything still held on the stack would leak.
+    ExitThread,
 }
 
 fn irqs_off<R>(f: impl FnOnce() -> R) -> R {
@@ -57,12 +68,15 @@ fn take_submission(t: &Thread) -> Result<Option<Submission>, Status> {
     })
 }
 
-/// The `cap_enter` system call.
-pub fn cap_enter(thread: &Arc<Thread>, min_complete: u64, timeout_ns: u64) -> i64 {
-    let p = thread.process.clone();
+/// The `cap_enter` system call. Arguments are validated before any submission is consumed:
+/// a call that fails with `BadArgument` leaves the submission queue as it was.
+pub fn cap_enter(thread: &Arc<Thread>, min_complete: u64, timeout_ns: u64) -> Entered {
+    let Ok(min) = keel_abi::min_complete(min_complete) else {
+        return Entered::Return(Status::BadArgument.as_i32() as i64);
+    };
     loop {
         match take_submission(thread) {
-            Err(status) => return status.as_i32() as i64,
+            Err(status) => return Entered::Return(status.as_i32() as i64),
             Ok(None) => break,
             Ok(Some(sub)) => match execute(thread, &sub) {
                 Outcome::Done(status, results) => thread.post(sub.user_data, status, results, true),
@@ -70,14 +84,21 @@ pub fn cap_enter(thread: &Arc<Thread>, min_complete: u64, timeout_ns: u64) -> i6
                 Outcome::Migrate(status, results) => {
                     thread.post(sub.user_data, status, results, true);
                     sched::yield_current();
+                    // Resumed by the new home's scheduler with interrupts off; the rest of
+                    // the call runs with them on, like the part before (a shootdown waits
+                    // for other CPUs, and they may be waiting for this one).
+                    x86_64::instructions::interrupts::enable();
                 }
+                Outcome::ExitThread => return Entered::ExitThread,
             },
         }
     }
-    if min_complete > keel_abi::CQ_ENTRIES as u64 {
-        return Status::BadArgument.as_i32() as i64;
-    }
-    let min = min_complete as u32;
+    Entered::Return(wait_for_completions(thread, min, timeout_ns))
+}
+
+/// Blocks until `min` completions are available, the timeout passes or the process exits.
+fn wait_for_completions(thread: &Arc<Thread>, min: u32, timeout_ns: u64) -> i64 {
+    let p = &thread.process;
     let deadline = (timeout_ns != TIMEOUT_INFINITE).then(|| crate::time::now_ns().saturating_add(timeout_ns));
     loop {
         x86_64::instructions::interrupts::disable();
@@ -229,7 +250,7 @@ fn execute(thread: &Arc<Thread>, sub: &Submission) -> Outcome {
             }
             Err(s) => Outcome::Done(s, [0, 0]),
         },
-        (Request::ProcessExitThread, _) => process::exit_thread(),
+        (Request::ProcessExitThread, _) => Outcome::ExitThread,
         (Request::ProcessInfo, _) => done(Ok([p.live_threads() as u64, crate::arch::x86_64::percpu::current().index as u64])),
         (Request::VmMap { vaddr, pages, writable }, _) => done(vm_map(p, vaddr, pages, writable)),
         (Request::VmUnmap { vaddr, pages }, _) => done(vm_unmap(p, vaddr, pages)),
@@ -310,7 +331,12 @@ fn vm_unmap(p: &Process, vaddr: u64, pages: u64) -> Result<[u64; 2], Status> {
     if va_list.is_empty() {
         return Err(Status::BadAddress);
     }
-    crate::arch::x86_64::tlb::shootdown(p.pml4(), &p.resident, &va_list);
+    if let Err(unreached) = crate::arch::x86_64::tlb::shootdown(p.pml4(), &p.resident, &va_list) {
+        // A CPU that could not be flushed may still reach these frames: keep them out of the
+        // allocator for good rather than hand them to someone else.
+        log::error!("vm_unmap: {} frames withheld, CPUs {:?} not flushed", frames.len(), unreached.0);
+        return Ok([va_list.len() as u64, 0]);
+    }
     for f in &frames {
         crate::mm::frames::free(*f);
     }
@@ -332,6 +358,8 @@ fn vm_protect(p: &Process, vaddr: u64, pages: u64, writable: bool) -> Result<[u6
     if va_list.is_empty() {
         return Err(Status::BadAddress);
     }
-    crate::arch::x86_64::tlb::shootdown(p.pml4(), &p.resident, &va_list);
+    if let Err(unreached) = crate::arch::x86_64::tlb::shootdown(p.pml4(), &p.resident, &va_list) {
+        log::error!("vm_protect: CPUs {:?} not flushed", unreached.0);
+    }
     Ok([va_list.len() as u64, 0])
 }

@@ -167,11 +167,20 @@ pub fn block_current() {
 }
 
 /// Ends the current thread: never returns.
+///
+/// Nothing owned may stay on this stack: the frame is never unwound, so a reference kept
+/// here would never be dropped (each one used to keep a whole thread and its kernel stack
+/// alive). The CPU's `current` slot keeps the thread alive until the scheduler context has
+/// switched away from its stack and reaps it.
 pub fn exit_current() -> ! {
     x86_64::instructions::interrupts::disable();
     let thread = current_thread().expect("exit outside a thread");
     thread.set_state(ThreadState::Exited);
-    switch_out(&thread);
+    let raw: *const Thread = Arc::as_ptr(&thread);
+    drop(thread);
+    // SAFETY: `current` on this CPU still holds a reference (only this CPU's scheduler
+    // context takes it, after the switch below), so the thread outlives the call.
+    switch_out(unsafe { &*raw });
     unreachable!("an exited thread was resumed");
 }
 

@@ -1,5 +1,6 @@
 //! The two system calls: `cap_enter(min_complete, timeout_ns)` and `exit(code)`.
 
+use super::ring::Entered;
 use crate::arch::x86_64::interrupts::TrapFrame;
 
 /// Dispatches on `rax`; the result goes back in `rax`.
@@ -11,8 +12,13 @@ pub fn handle(frame: &mut TrapFrame) {
                 return;
             };
             x86_64::instructions::interrupts::enable();
-            let r = super::ring::cap_enter(&thread, frame.rdi, frame.rsi);
-            frame.rax = r as u64;
+            let entered = super::ring::cap_enter(&thread, frame.rdi, frame.rsi);
+            // Exiting never unwinds this frame: the reference goes first.
+            drop(thread);
+            match entered {
+                Entered::Return(r) => frame.rax = r as u64,
+                Entered::ExitThread => super::process::exit_thread(),
+            }
         }
         keel_abi::SYS_EXIT => super::process::exit_current(frame.rdi),
         _ => frame.rax = keel_abi::Status::BadMethod.as_i32() as i64 as u64,

@@ -203,3 +203,11 @@ impl Thread {
         self.saved_rsp.get()
     }
 }
+
+impl Drop for Thread {
+    /// The last reference is gone, so no kernel path can post into the ring page any more:
+    /// the page is free for the process's next thread.
+    fn drop(&mut self) {
+        self.process.recycle_ring(self.ring_phys, self.ring_vaddr);
+    }
+}

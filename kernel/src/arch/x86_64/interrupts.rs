@@ -22,6 +22,8 @@ pub const DEVICE_VECTOR_BASE: u8 = 0x50;
 pub const DEVICE_VECTOR_LAST: u8 = 0xDF;
 /// LAPIC error interrupt (LVT error).
 pub const LAPIC_ERROR_VECTOR: u8 = 0xFE;
+/// One self-IPI at boot: does the LAPIC's ISR show the vector being handled? (`lapic::probe_isr`)
+pub const ISR_PROBE_VECTOR: u8 = 0xFD;
 /// LAPIC spurious-interrupt vector (low nibble all ones, as older xAPICs require).
 pub const SPURIOUS_VECTOR: u8 = 0xFF;
 /// Where the 8259 PICs are parked before being masked (their spurious IRQ7/15 land here).
@@ -115,7 +117,16 @@ trap_save:
 .global trap_return
 trap_return:
     cli                         /* a system call may have run with interrupts on */
-    popq %rax
+    /* Every return to ring 3 (sysretq and iretq, new threads included) passes here: the
+     * RIP and RSP must be lower-half canonical, or sysretq/iretq would fault in ring 0 on
+     * real CPUs (emulators may not). Bits 47..63 of both must be clear. */
+    testb $3, {frame_cs}(%rsp)
+    jz 1f
+    movq {frame_rip}(%rsp), %rax
+    orq {frame_rsp}(%rsp), %rax
+    shrq $47, %rax
+    jnz 4f
+1:  popq %rax
     popq %rbx
     popq %rcx
     popq %rdx
@@ -146,8 +157,16 @@ trap_return:
     movq 24(%rsp), %rsp         /* user rsp */
     swapgs
     sysretq
+
+/* A ring-3 frame the CPU must not return to: end the thread (never returns). */
+4:  movq %rsp, %rdi
+    call trap_refuse_return
+    ud2
 "#,
     syscall_vector = const super::syscall::SYSCALL_VECTOR,
+    frame_cs = const core::mem::offset_of!(TrapFrame, cs),
+    frame_rip = const core::mem::offset_of!(TrapFrame, rip),
+    frame_rsp = const core::mem::offset_of!(TrapFrame, rsp),
     options(att_syntax)
 );
 
@@ -219,6 +238,13 @@ pub static UNHANDLED: AtomicU64 = AtomicU64::new(0);
 /// Spurious interrupts from the 8259 PICs (IRQ7/IRQ15 after masking).
 pub static PIC_SPURIOUS: AtomicU64 = AtomicU64::new(0);
 
+/// Called by `trap_return` for a ring-3 frame with a non-canonical RIP or RSP, on the
+/// thread's kernel stack with kernel GS: the thread ends there.
+#[no_mangle]
+extern "C" fn trap_refuse_return(frame: &mut TrapFrame) -> ! {
+    crate::task::process::refuse_user_return(frame)
+}
+
 /// Called by `trap_common` with interrupts off.
 #[no_mangle]
 extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
@@ -237,6 +263,7 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
         super::tlb::TLB_VECTOR => super::tlb::shootdown_interrupt(),
         SPURIOUS_VECTOR => super::lapic::spurious_interrupt(),
         LAPIC_ERROR_VECTOR => super::lapic::error_interrupt(),
+        ISR_PROBE_VECTOR => super::lapic::isr_probe_interrupt(),
         DEVICE_VECTOR_BASE..=DEVICE_VECTOR_LAST => super::ioapic::device_interrupt(vector),
         v if (PIC_VECTOR_BASE..PIC_VECTOR_BASE + 16).contains(&v) => {
             // Masked 8259 lines can still raise a spurious IRQ7/IRQ15; the PIC needs no EOI
@@ -245,7 +272,7 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
         }
         _ => {
             UNHANDLED.fetch_add(1, Ordering::Relaxed);
-            super::lapic::eoi();
+            super::lapic::eoi_if_in_service(vector);
         }
     }
     // A thread of an exiting process leaves before returning to ring 3.

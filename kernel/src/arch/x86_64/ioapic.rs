@@ -208,8 +208,18 @@ pub fn allocate_vector(handler: DeviceHandler) -> Option<u8> {
     Some(v as u8)
 }
 
+/// Device-range entries with no ISR bit set (software `int`s): ignored, never EOI'd.
+pub static NOT_IN_SERVICE: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
 /// Entry from the trap dispatcher for vectors in the device range.
 pub fn device_interrupt(vector: u8) {
+    // Only the LAPIC's own delivery puts a vector in service; a software `int` into the
+    // device range (kernel code: ring 3 gets #GP) is not a device interrupt. Its handler
+    // would EOI and so retire whatever else is in service: count it and do nothing.
+    if super::lapic::not_in_service(vector) {
+        NOT_IN_SERVICE.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
     percpu::current().device_interrupts.fetch_add(1, Ordering::Relaxed);
     let h = HANDLERS[vector as usize].load(Ordering::Acquire);
     if h == 0 {

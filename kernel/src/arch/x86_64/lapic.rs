@@ -166,6 +166,58 @@ pub fn eoi() {
     local().eoi();
 }
 
+/// Whether `vector` is in service on this CPU (its ISR bit, read from the LAPIC).
+pub fn in_service(vector: u8) -> bool {
+    local().is_in_service(vector)
+}
+
+/// ISR probe result: unknown until `probe_isr` ran, then whether a delivered vector showed
+/// in the ISR inside its handler (hardware and TCG: yes; PVM's emulated LAPIC: no).
+static ISR_PROBE: AtomicU64 = AtomicU64::new(ISR_UNKNOWN);
+const ISR_UNKNOWN: u64 = 0;
+const ISR_READABLE: u64 = 1;
+const ISR_UNREADABLE: u64 = 2;
+
+/// Vector 0xFD: a real delivery; records whether the LAPIC shows it in service.
+pub fn isr_probe_interrupt() {
+    let seen = in_service(super::interrupts::ISR_PROBE_VECTOR);
+    ISR_PROBE.store(if seen { ISR_READABLE } else { ISR_UNREADABLE }, Ordering::Release);
+    eoi();
+}
+
+/// Sends one self-IPI on the probe vector and waits for it (boot CPU, interrupts on). Where
+/// the ISR cannot be read back, the "is it in service?" checks are skipped (and every device
+/// vector is EOI'd, as without them): reported as `lapic.isr_readable`.
+pub fn probe_isr() -> bool {
+    let me = ApicId::new(percpu::current().apic_id.load(Ordering::Acquire));
+    if send(Ipi::fixed(super::interrupts::ISR_PROBE_VECTOR).to(me)).is_ok() {
+        crate::time::spin_until(0, 100_000_000, || ISR_PROBE.load(Ordering::Acquire) != ISR_UNKNOWN);
+    }
+    isr_readable()
+}
+
+/// Whether ISR reads are trustworthy here (see [`probe_isr`]).
+pub fn isr_readable() -> bool {
+    ISR_PROBE.load(Ordering::Acquire) == ISR_READABLE
+}
+
+/// Whether an entry on `vector` may be a software `int` rather than a LAPIC delivery: its
+/// ISR bit is clear, on a machine whose ISR can be read back.
+pub fn not_in_service(vector: u8) -> bool {
+    isr_readable() && !in_service(vector)
+}
+
+/// EOI unless `vector` is known not to be in service. A software `int` into a vector the
+/// LAPIC never delivered sets no ISR bit, and an EOI then would retire some other,
+/// lower-priority interrupt still being handled. Returns whether it EOI'd.
+pub fn eoi_if_in_service(vector: u8) -> bool {
+    if not_in_service(vector) {
+        return false;
+    }
+    eoi();
+    true
+}
+
 /// Sends an IPI from this CPU.
 pub fn send(ipi: Ipi) -> Result<(), keel_apic::IcrError> {
     local().send(ipi)

@@ -20,6 +20,9 @@ pub use super::ap_start::{start_aps, ApOutcome, BringUp, CpuReport};
 struct Work {
     func: fn(usize),
     arg: usize,
+    /// The poster's ticket, taken while filling the slot: the ticket names this work and no
+    /// other, whatever order concurrent posters run in.
+    ticket: u64,
 }
 
 /// A CPU's incoming IPI requests. Senders to one target serialise on `send_lock`, so one
@@ -119,16 +122,16 @@ pub fn ping(target: &PerCpu, wait: PingWait) -> Option<u64> {
 pub fn post_work(target: &PerCpu, func: fn(usize), arg: usize) -> u64 {
     let apic_id = ApicId::new(target.apic_id.load(Ordering::Acquire));
     let mailbox = &target.mailbox;
-    loop {
+    let ticket = loop {
         let mut slot = mailbox.work.lock();
         if slot.is_none() {
-            *slot = Some(Work { func, arg });
-            break;
+            let ticket = mailbox.work_posted.fetch_add(1, Ordering::AcqRel) + 1;
+            *slot = Some(Work { func, arg, ticket });
+            break ticket;
         }
         drop(slot);
         core::hint::spin_loop();
-    }
-    let ticket = mailbox.work_posted.fetch_add(1, Ordering::AcqRel) + 1;
+    };
     let _serial = mailbox.send_lock.lock();
     lapic::send(Ipi::fixed(IPI_VECTOR).to(apic_id)).expect("online CPUs are addressable");
     ticket
@@ -152,7 +155,8 @@ pub(super) fn idle_loop() -> ! {
             Some(w) => {
                 x86_64::instructions::interrupts::enable();
                 (w.func)(w.arg);
-                me.mailbox.work_done.fetch_add(1, Ordering::AcqRel);
+                // Tickets run in the order they were taken (one slot, filled under its lock).
+                me.mailbox.work_done.fetch_max(w.ticket, Ordering::AcqRel);
             }
             // `sti; hlt` as a pair: an interrupt arriving between them still wakes the hlt.
             None => x86_64::instructions::interrupts::enable_and_hlt(),

@@ -4,7 +4,9 @@
 //! through GS after `swapgs`), builds the hardware part of the same [`TrapFrame`] the
 //! interrupt path builds, with vector [`SYSCALL_VECTOR`], and joins the common trap path
 //! (`trap_save` in `interrupts.rs`). Returning uses `sysretq` when the frame still describes a
-//! plain return to canonical user code, and the `iretq` trap path otherwise.
+//! plain return to user code, and the `iretq` trap path otherwise. Before either, the common
+//! return path refuses a ring-3 frame whose RIP or RSP is not a lower-half canonical address
+//! (both instructions would fault in ring 0 on real CPUs) and ends the thread instead.
 
 use core::arch::global_asm;
 
@@ -21,9 +23,13 @@ pub const SYSCALL_VECTOR: u64 = 0x100;
 /// Pseudo-vector asking the exit path to return with `iretq` instead.
 pub const SYSCALL_VECTOR_IRET: u64 = 0x101;
 
+/// Where the linker script pins `keel_syscall_entry` (no KASLR: the kernel image is public;
+/// hostile proofs jump here from ring 3 and must reach the real entry).
+pub const SYSCALL_ENTRY_ADDR: u64 = 0xffff_ffff_8010_0200;
+
 global_asm!(
     r#"
-.section .text
+.section .text.syscall_entry, "ax"
 .global keel_syscall_entry
 keel_syscall_entry:
     swapgs
@@ -48,9 +54,15 @@ extern "C" {
     fn keel_syscall_entry();
 }
 
+/// Where the `syscall` entry really is (read from the symbol, for evidence).
+pub fn entry_address() -> u64 {
+    keel_syscall_entry as *const () as u64
+}
+
 /// Enables `syscall` on this CPU: EFER.SCE, the selectors (STAR), the entry (LSTAR) and the
 /// flags cleared on entry (SFMASK: IF, TF, DF, AC, NT — AC so SMAP holds inside the kernel).
 pub fn init_cpu() {
+    assert_eq!(keel_syscall_entry as *const () as u64, SYSCALL_ENTRY_ADDR, "linker script pins the entry");
     // SAFETY: the selectors match the GDT layout in `gdt.rs` (user data 0x18, user code 0x20,
     // as `sysret` derives them from STAR[63:48] = 0x10), and the entry stub is valid code.
     unsafe {
@@ -76,10 +88,14 @@ pub fn init_cpu() {
 }
 
 static SYSCALL_BROKEN: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+/// Set by the first system call that really entered ring 0 through `syscall`: only the CPU
+/// can set it, so from then on a ring-3 fault at the entry point is a jump, not a broken CPU.
+static SYSCALL_WORKS: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
 static EMULATED: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+static EMULATION_REFUSED: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
 
-/// Whether `syscall` was seen failing to enter ring 0 on this machine (new processes are then
-/// told to use the `int 0x80` gate).
+/// Whether new processes are told to use the `int 0x80` gate (`entry=int80`). Only the
+/// command line sets it: no program can change how other programs enter the kernel.
 pub fn syscall_broken() -> bool {
     SYSCALL_BROKEN.load(core::sync::atomic::Ordering::Relaxed)
 }
@@ -95,19 +111,55 @@ pub fn emulated_count() -> u64 {
     EMULATED.load(core::sync::atomic::Ordering::Relaxed)
 }
 
+/// Ring-3 faults at the entry point that were not taken for a failed `syscall` (the thread
+/// was ended as for any fault).
+pub fn emulation_refused_count() -> u64 {
+    EMULATION_REFUSED.load(core::sync::atomic::Ordering::Relaxed)
+}
+
+/// The `syscall` opcode (0F 05).
+const SYSCALL_OPCODE: [u8; 2] = [0x0f, 0x05];
+
+/// Whether the two bytes before `rcx` are a `syscall` instruction in the current process's
+/// user memory, read through the physical map (no user address is dereferenced).
+fn follows_syscall_instruction(rcx: u64) -> bool {
+    let Some(t) = crate::task::sched::current_thread() else { return false };
+    let Some(at) = rcx.checked_sub(2) else { return false };
+    t.process
+        .with_space(|s| {
+            s.check_user_range(at, 2, false)
+                && (0..2u64).all(|i| {
+                    s.translate(at + i).is_some_and(|phys| {
+                        // SAFETY: a frame mapped in this process (RAM or device memory), read
+                        // through the kernel's physical map; one byte, no side effects on RAM.
+                        let byte = unsafe { crate::mm::phys_to_virt(phys).as_ptr::<u8>().read_volatile() };
+                        byte == SYSCALL_OPCODE[i as usize]
+                    })
+                })
+        })
+        .unwrap_or(false)
+}
+
 /// A ring-3 fault whose RIP is the `syscall` entry means the CPU executed `syscall` but stayed
 /// in ring 3 (seen under PVM, a KVM backend without VMX/SVM that emulates an unmodified guest
-/// and completes `syscall` without the privilege change). The registers are exactly those of a system call (RCX = return RIP,
-/// R11 = RFLAGS), so complete it here, return with `iretq`, and switch the process to the
-/// `int 0x80` gate. Returns false for any other fault.
+/// and completes `syscall` without the privilege change). The registers are exactly those of
+/// a system call (RCX = return RIP, R11 = RFLAGS), so complete it here, return with `iretq`,
+/// and switch this process (only) to the `int 0x80` gate. A program can also just jump to the
+/// entry with registers of its choice, so the fault is taken for a failed `syscall` only
+/// while no `syscall` has ever entered ring 0 on this machine and RCX points just past a
+/// `syscall` instruction of the process; the return path checks the RIP like every other.
+/// Returns false for any other fault.
 pub fn recover_from_failed_syscall(frame: &mut TrapFrame) -> bool {
     if frame.vector != 14 || frame.rip != keel_syscall_entry as *const () as u64 || !frame.from_user() {
         return false;
     }
-    if !SYSCALL_BROKEN.swap(true, core::sync::atomic::Ordering::Relaxed) {
-        log::warn!("syscall: the CPU's SYSCALL stayed in ring 3; processes switch to the int 0x80 gate");
+    if SYSCALL_WORKS.load(core::sync::atomic::Ordering::Relaxed) || !follows_syscall_instruction(frame.rcx) {
+        EMULATION_REFUSED.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+        return false;
     }
-    EMULATED.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+    if EMULATED.fetch_add(1, core::sync::atomic::Ordering::Relaxed) == 0 {
+        log::warn!("syscall: the CPU's SYSCALL stayed in ring 3; the process switches to the int 0x80 gate");
+    }
     frame.rip = frame.rcx;
     // Only the arithmetic flags and DF from the user's RFLAGS (IOPL, NT, VM, AC stay clear);
     // interrupts on.
@@ -118,11 +170,14 @@ pub fn recover_from_failed_syscall(frame: &mut TrapFrame) -> bool {
 }
 
 /// Called from the trap dispatcher for a syscall frame, with interrupts off, on the thread's
-/// kernel stack. Leaves the frame marked for `sysretq`, or for `iretq` when that is not safe.
+/// kernel stack. Leaves the frame marked for `sysretq`, or for `iretq` when the handler
+/// changed the frame. Either way `trap_return` checks the user RIP and RSP first.
 pub fn dispatch(frame: &mut TrapFrame) {
+    if !SYSCALL_WORKS.load(core::sync::atomic::Ordering::Relaxed) {
+        SYSCALL_WORKS.store(true, core::sync::atomic::Ordering::Relaxed);
+    }
     crate::task::syscall::handle(frame);
-    // `sysretq` to a non-canonical RIP would fault in ring 0; let `iretq` fault in ring 3.
-    if frame.rip >= 0x0000_8000_0000_0000 || frame.vector != SYSCALL_VECTOR {
+    if frame.vector != SYSCALL_VECTOR {
         frame.vector = SYSCALL_VECTOR_IRET;
     }
 }

@@ -18,7 +18,7 @@
 
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use keel_apic::{ApicId, Ipi, LapicMode, X2ApicCluster};
+use keel_apic::{ApicId, IcrError, Ipi, LapicMode, X2ApicCluster};
 use spin::Mutex;
 use x86_64::registers::control::Cr3;
 
@@ -98,8 +98,14 @@ fn flush(req: &Request) {
 
 /// Vector 50: serve every queued request, acknowledge each.
 pub fn shootdown_interrupt() {
+    percpu::current().tlb.ipis.fetch_add(1, Ordering::Relaxed);
+    serve_inbox();
+    lapic::eoi();
+}
+
+/// Serves every request queued for this CPU (from its IPI, or from a shooter's own wait).
+fn serve_inbox() {
     let me = percpu::current();
-    me.tlb.ipis.fetch_add(1, Ordering::Relaxed);
     loop {
         let next = {
             let mut q = me.tlb.queue.lock();
@@ -118,56 +124,117 @@ pub fn shootdown_interrupt() {
         me.tlb.requests.fetch_add(1, Ordering::Relaxed);
         req.pending.fetch_sub(1, Ordering::AcqRel);
     }
-    lapic::eoi();
 }
 
-/// Sends [`TLB_VECTOR`] to every CPU in `cpus`; returns the number of ICR writes. In x2APIC
-/// mode CPUs of one cluster share one logical IPI (consecutive CPUs usually share a cluster;
-/// a cluster met again later just costs another write); a lone CPU, a CPU without a logical
-/// ID, or any CPU in xAPIC mode gets its own physical IPI.
-fn interrupt(cpus: CpuSet) -> u64 {
+/// Sends [`TLB_VECTOR`] to every CPU in `cpus` through `send`; returns the number of ICR
+/// writes and the CPUs no IPI could be sent to. In x2APIC mode CPUs of one cluster share one
+/// logical IPI (consecutive CPUs usually share a cluster; a cluster met again later just
+/// costs another write); a lone CPU, a CPU without a logical ID, or any CPU in xAPIC mode gets
+/// its own physical IPI. A logical IPI that cannot be sent falls back to physical ones.
+fn interrupt(cpus: CpuSet, send: &mut dyn FnMut(Ipi) -> Result<(), IcrError>) -> (u64, CpuSet) {
     let logical = lapic::mode() == Some(LapicMode::X2Apic);
     let mut writes = 0;
-    let mut send = |group: Group| {
+    let mut unreached = CpuSet::default();
+    let mut send_group = |group: Group| {
         let ipi = Ipi::fixed(TLB_VECTOR);
-        let _ = lapic::send(match group {
-            Group { cluster: Some(c), .. } if c.members().count_ones() > 1 => ipi.to_cluster(c),
-            Group { first, .. } => ipi.to(first),
-        });
-        writes += 1;
+        if let Some(c) = group.cluster.filter(|c| c.members().count_ones() > 1) {
+            writes += 1;
+            if send(ipi.to_cluster(c)).is_ok() {
+                return;
+            }
+            SEND_FAILURES.fetch_add(1, Ordering::Relaxed);
+        }
+        for cpu in group.members {
+            let Some(target) = percpu::cpu(cpu) else { continue };
+            writes += 1;
+            if send(ipi.to(ApicId::new(target.apic_id.load(Ordering::Acquire)))).is_err() {
+                SEND_FAILURES.fetch_add(1, Ordering::Relaxed);
+                unreached.insert(cpu);
+            }
+        }
     };
     let mut open: Option<Group> = None;
     for cpu in cpus {
         let Some(target) = percpu::cpu(cpu) else { continue };
-        let first = ApicId::new(target.apic_id.load(Ordering::Acquire));
         let member = if logical { X2ApicCluster::from_ldr(target.x2apic_ldr.load(Ordering::Acquire)) } else { None };
         // Same cluster as the open group: it joins; anything else sends the group and opens
         // a new one.
-        let joined = open.and_then(|g| Some(Group { cluster: Some(g.cluster?.join(member?)?), first: g.first }));
+        let joined = open.and_then(|g| Some(Group { cluster: Some(g.cluster?.join(member?)?), members: g.members }));
         if let (None, Some(g)) = (joined, open) {
-            send(g);
+            send_group(g);
         }
-        open = joined.or(Some(Group { cluster: member, first }));
+        let mut next = joined.unwrap_or(Group { cluster: member, members: CpuSet::default() });
+        next.members.insert(cpu);
+        open = Some(next);
     }
     if let Some(g) = open {
-        send(g);
+        send_group(g);
     }
-    writes
+    (writes, unreached)
 }
 
-/// CPUs one ICR write reaches: an x2APIC cluster's members, or the one CPU `first`.
+/// CPUs one ICR write reaches: an x2APIC cluster's members, or one CPU (`members` are the
+/// kernel's CPU indices, for the physical fallback).
 #[derive(Clone, Copy)]
 struct Group {
     cluster: Option<X2ApicCluster>,
-    first: ApicId,
+    members: CpuSet,
+}
+
+/// CPUs a shootdown could not interrupt (no IPI could be sent to them): their TLBs may still
+/// hold the old translations, so the caller must not free the frames behind them.
+#[derive(Debug)]
+#[must_use]
+pub struct Unreached(pub CpuSet);
+
+/// IPIs of shootdowns that could not be sent (each logical one also retried physically).
+pub static SEND_FAILURES: AtomicU64 = AtomicU64::new(0);
+
+/// Takes `req` back out of `cpu`'s inbox; true if it was still there (then that CPU never
+/// saw it and never will).
+fn withdraw(cpu: u32, req: &Request) -> bool {
+    let Some(target) = percpu::cpu(cpu) else { return false };
+    let ptr = req as *const Request as usize;
+    let removed = x86_64::instructions::interrupts::without_interrupts(|| {
+        let mut q = target.tlb.queue.lock();
+        let len = q.1;
+        match q.0[..len].iter().position(|&p| p == ptr) {
+            Some(i) => {
+                q.0[i] = q.0[len - 1];
+                q.1 = len - 1;
+                true
+            }
+            None => false,
+        }
+    });
+    if removed {
+        req.pending.fetch_sub(1, Ordering::AcqRel);
+    }
+    removed
+}
+
+/// Requests waiting in `cpu`'s inbox (evidence).
+pub fn queued(cpu: u32) -> usize {
+    percpu::cpu(cpu).map_or(0, |c| x86_64::instructions::interrupts::without_interrupts(|| c.tlb.queue.lock().1))
 }
 
 /// Invalidates `pages` (or everything, above the ceiling) of the address space `pml4` on
 /// every CPU in `resident`; returns after all of them acknowledged. The page tables must
-/// already be updated. Call with interrupts enabled.
-pub fn shootdown(pml4: u64, resident: &CpuMask, pages: &[u64]) {
+/// already be updated. Call with interrupts enabled. `Err` names the CPUs that could not be
+/// interrupted (their request is withdrawn): frames they may still reach must not be freed.
+pub fn shootdown(pml4: u64, resident: &CpuMask, pages: &[u64]) -> Result<(), Unreached> {
+    shootdown_via(pml4, resident, pages, &mut |ipi| lapic::send(ipi))
+}
+
+/// [`shootdown`] with the IPI sender given (the `races` proof makes sends fail).
+pub fn shootdown_via(
+    pml4: u64,
+    resident: &CpuMask,
+    pages: &[u64],
+    send: &mut dyn FnMut(Ipi) -> Result<(), IcrError>,
+) -> Result<(), Unreached> {
     let full = match flush_plan(pages.len()) {
-        FlushPlan::Nothing => return,
+        FlushPlan::Nothing => return Ok(()),
         FlushPlan::Pages(_) => false,
         FlushPlan::Full => true,
     };
@@ -207,15 +274,36 @@ pub fn shootdown(pml4: u64, resident: &CpuMask, pages: &[u64]) {
         }
         queued.insert(cpu);
     }
-    let writes = interrupt(queued);
+    let (writes, unsent) = interrupt(queued, send);
     IPIS_SENT.fetch_add(writes, Ordering::Relaxed);
     LAST_ICR_WRITES.store(writes, Ordering::Relaxed);
+    // A CPU no IPI reached may still have served the request (another shootdown's IPI);
+    // otherwise take it back, or the wait below could never end.
+    let mut unreached = CpuSet::default();
+    for cpu in unsent {
+        if withdraw(cpu, &req) {
+            unreached.insert(cpu);
+        }
+    }
     // Flush here while the IPIs are in flight.
     if me_resident {
         flush(&req);
     }
-    // Interrupts stay enabled so requests aimed at this CPU are served meanwhile.
-    if !crate::time::spin_until(crate::time::TIGHT_POLL_NS, 5_000_000_000, || req.pending.load(Ordering::Acquire) == 0) {
+    // Requests aimed at this CPU are served meanwhile: by the IPI when interrupts are on, by
+    // the wait itself when they are off (two CPUs shooting at each other with interrupts off
+    // would otherwise wait for each other forever).
+    if !crate::time::spin_until(crate::time::TIGHT_POLL_NS, 5_000_000_000, || {
+        if !x86_64::instructions::interrupts::are_enabled() {
+            serve_inbox();
+        }
+        req.pending.load(Ordering::Acquire) == 0
+    }) {
         panic!("TLB shootdown: acknowledgements missing after 5 s");
+    }
+    if unreached.is_empty() {
+        Ok(())
+    } else {
+        log::error!("TLB shootdown: no IPI could be sent to CPUs {unreached:?}");
+        Err(Unreached(unreached))
     }
 }
