@@ -32,9 +32,10 @@ commands:
                              manifests and user programs; default target/keel.iso
   proofs                     list proofs and their QEMU command lines
   bench [--filter SUBSTR]    run benchmark proofs, print bench.* evidence, write target/bench.json
-  bench-compare [--quick] [--no-64] [--wake] [--rounds N]
+  bench-compare [--quick] [--no-64] [--no-scale] [--wake] [--rounds N]
                              Keel's benchmarks vs a Debian Linux guest in the same QEMU configurations;
                              writes target/compare/report.{md,json} and plots (docs/benchmarks.md).
+                             --no-scale: only the 2-vCPU machines (no 4/8/64-vCPU runs);
                              --wake: device interrupt -> driver wake figures only; --rounds N: N
                              alternating Linux/Keel rounds, each figure the median of the rounds
   qemu-check                 make sure QEMU >= 9.0 is installed (installs it as root on Debian/Ubuntu)
@@ -116,6 +117,7 @@ pub fn parse(args: &[String]) -> Result<Cmd> {
             (Cmd::Test { host_tests, .. }, "--no-host-tests") => *host_tests = false,
             (Cmd::BenchCompare(o), "--quick") => o.quick = true,
             (Cmd::BenchCompare(o), "--no-64") => o.no_64 = true,
+            (Cmd::BenchCompare(o), "--no-scale") => o.no_scale = true,
             (Cmd::BenchCompare(o), "--wake") => o.wake_only = true,
             (Cmd::BenchCompare(o), "--rounds") => {
                 o.rounds = value()?.parse().ok().filter(|&n| n > 0).context("--rounds wants a positive number")?
@@ -156,6 +158,10 @@ mod tests {
             Cmd::BenchCompare(crate::compare::Options { wake_only: true, rounds: 5, ..Default::default() })
         );
         assert!(p("bench-compare --rounds 0").is_err());
+        assert_eq!(
+            p("bench-compare --no-scale --rounds 3").unwrap(),
+            Cmd::BenchCompare(crate::compare::Options { no_scale: true, rounds: 3, ..Default::default() })
+        );
         assert_eq!(p("qemu-check").unwrap(), Cmd::QemuCheck);
         assert!(p("run --accel hvf").is_err());
         assert!(p("test --proof x").is_err());

@@ -33,6 +33,8 @@ pub enum Event {
     Write(Register, u32),
     /// An ICR send.
     Icr(IcrValue),
+    /// A bounded poll of the xAPIC delivery-status bit.
+    WaitIcrIdle,
 }
 
 /// An access the fake refuses.
@@ -54,6 +56,8 @@ pub enum FakeError {
     WrongIcrFormat(IcrValue),
     /// ICR with reserved or delivery-status bits set.
     IcrReservedBits(IcrValue),
+    /// Delivery status polled in x2APIC mode, which has no such bit.
+    NoDeliveryStatus,
 }
 
 /// A fake local APIC.
@@ -65,6 +69,7 @@ pub struct FakeLapic {
     len: usize,
     esr_latched: bool,
     pending_errors: u32,
+    delivery_stuck: bool,
 }
 
 /// Version register the fake reports by default: integrated APIC, 7 LVTs.
@@ -86,6 +91,7 @@ impl FakeLapic {
             len: 0,
             esr_latched: false,
             pending_errors: 0,
+            delivery_stuck: false,
         };
         let id_register = match mode {
             LapicMode::XApic => XApicId::try_from(id)
@@ -127,6 +133,12 @@ impl FakeLapic {
     /// ESR at the next ESR write.
     pub fn inject_errors(&mut self, errors: u32) {
         self.pending_errors |= errors & EsrFlags::ALL;
+    }
+
+    /// Makes the xAPIC delivery-status bit read "send pending" for ever
+    /// (`true`) or idle (`false`, the default).
+    pub fn stick_delivery_status(&mut self, stuck: bool) {
+        self.delivery_stuck = stuck;
     }
 
     /// Every access so far, in order.
@@ -250,6 +262,14 @@ impl LapicRegisters for FakeLapic {
             }
             _ => self.set(reg, value),
         }
+    }
+
+    fn wait_icr_idle(&mut self) -> bool {
+        if self.mode == LapicMode::X2Apic {
+            panic!("FakeLapic rejected poll: {:?}", FakeError::NoDeliveryStatus);
+        }
+        self.record(Event::WaitIcrIdle);
+        !self.delivery_stuck
     }
 
     fn write_icr(&mut self, icr: IcrValue) {

@@ -11,8 +11,8 @@ use crate::signal::TriggerMode;
 
 /// ICR low bit 12: "send pending" in xAPIC mode.
 ///
-/// The xAPIC backend polls it after writing ICR low. It is read-only, is not
-/// part of the x2APIC ICR (reserved there) and is never set by an encoder.
+/// Read-only, not part of the x2APIC ICR (reserved there) and never set by
+/// an encoder. Polled only where [`crate::delivery::DeliveryWait`] says so.
 pub const ICR_DELIVERY_STATUS_PENDING: u32 = 1 << 12;
 
 /// Bits of the 64-bit x2APIC ICR that software may set: vector (0-7),
@@ -28,7 +28,7 @@ pub const XAPIC_ICR_LOW_WRITABLE_MASK: u32 = 0x000C_CFFF;
 /// Bits of xAPIC ICR high that software may set: the destination, 24-31.
 pub const XAPIC_ICR_HIGH_WRITABLE_MASK: u32 = 0xFF00_0000;
 
-const DELIVERY_MODE_SHIFT: u32 = 8;
+pub(crate) const DELIVERY_MODE_SHIFT: u32 = 8;
 /// ICR bit 11: destination mode, 1 = logical.
 const DESTINATION_MODE_LOGICAL: u32 = 1 << 11;
 const LEVEL_SHIFT: u32 = 14;
@@ -116,7 +116,7 @@ pub enum Destination {
 /// an [`Ipi`], so an IPI without a destination cannot be sent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct IpiMessage {
-    delivery: DeliveryMode,
+    pub(crate) delivery: DeliveryMode,
     vector: u8,
     level: Level,
     trigger: TriggerMode,
@@ -215,7 +215,7 @@ impl XApicIcr {
 /// [`crate::lapic::LapicRegisters::write_icr`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum IcrValue {
-    /// xAPIC: write `high` (0x310), then `low` (0x300), then poll bit 12.
+    /// xAPIC: write `high` (0x310), then `low` (0x300).
     XApic {
         /// ICR high, destination in bits 24-31.
         high: u32,

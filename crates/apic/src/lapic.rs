@@ -9,6 +9,7 @@
 //! in-service interrupt. The kernel's spurious handler must return without
 //! calling [`Lapic::eoi`].
 
+use crate::delivery::{DeliveryStatus, DeliveryWait};
 use crate::icr::{IcrError, IcrValue, Ipi};
 use crate::id::ApicId;
 use crate::lvt::{
@@ -30,10 +31,14 @@ pub trait LapicRegisters {
     /// Writes a 32-bit register. Never called with the ICR.
     fn write(&mut self, reg: Register, value: u32);
     /// Sends one encoded ICR. The backend does the mode-specific part: xAPIC
-    /// writes ICR high then ICR low with interrupts off and waits for
-    /// delivery status idle; x2APIC executes `mfence; lfence` then one
-    /// WRMSR 0x830. The value always matches [`LapicRegisters::mode`].
+    /// writes ICR high then ICR low with interrupts off (nothing else);
+    /// x2APIC executes `mfence; lfence` then one WRMSR 0x830. The value
+    /// always matches [`LapicRegisters::mode`].
     fn write_icr(&mut self, icr: IcrValue);
+    /// xAPIC only: polls the ICR delivery-status bit until it reads idle,
+    /// within a bound; returns false if it stayed "send pending". Called
+    /// only for sends whose [`IcrValue::delivery_wait`] asks for it.
+    fn wait_icr_idle(&mut self) -> bool;
 }
 
 /// Local interrupt configuration applied by [`Lapic::enable`].
@@ -120,11 +125,23 @@ impl<R: LapicRegisters> Lapic<R> {
         self.regs.read(Register::Isr(Bank::for_vector(vector))) & Bank::bit_for_vector(vector) != 0
     }
 
-    /// Encodes `ipi` for the backend's mode and sends it.
-    pub fn send(&mut self, ipi: Ipi) -> Result<(), IcrError> {
+    /// Encodes `ipi` for the backend's mode and sends it: one ICR write,
+    /// plus the delivery-status polls [`IcrValue::delivery_wait`] asks for
+    /// (xAPIC INIT and start-up only).
+    pub fn send(&mut self, ipi: Ipi) -> Result<DeliveryStatus, IcrError> {
         let icr = ipi.encode(self.regs.mode())?;
-        self.regs.write_icr(icr);
-        Ok(())
+        match icr.delivery_wait() {
+            DeliveryWait::None => {
+                self.regs.write_icr(icr);
+                Ok(DeliveryStatus::NotPolled)
+            }
+            DeliveryWait::AroundSend => {
+                let before = self.regs.wait_icr_idle();
+                self.regs.write_icr(icr);
+                let after = self.regs.wait_icr_idle();
+                Ok(if before && after { DeliveryStatus::Idle } else { DeliveryStatus::StuckPending })
+            }
+        }
     }
 
     /// Brings the local APIC into Keel's baseline state.
@@ -272,6 +289,7 @@ impl<R: LapicRegisters> Lapic<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::delivery::DeliveryStatus;
     use crate::fake::{Event, FakeError, FakeLapic};
     use crate::lvt::{EsrFlags, LVT_MASKED};
 
@@ -512,11 +530,16 @@ mod tests {
         for mode in [LapicMode::XApic, LapicMode::X2Apic] {
             let mut l = lapic(mode, 0);
             let ap = ApicId::new(2);
-            l.send(Ipi::init_assert().to(ap)).unwrap();
-            l.send(Ipi::startup(0x08).to(ap)).unwrap();
-            l.send(Ipi::startup(0x08).to(ap)).unwrap();
-            assert_eq!(events(&l).len(), 3);
-            assert!(events(&l).iter().all(|e| matches!(e, Event::Icr(_))));
+            for ipi in [Ipi::init_assert(), Ipi::init_deassert(), Ipi::startup(0x08), Ipi::startup(0x08)] {
+                let status = l.send(ipi.to(ap)).unwrap();
+                let expected = if mode == LapicMode::XApic { DeliveryStatus::Idle } else { DeliveryStatus::NotPolled };
+                assert_eq!(status, expected, "{mode:?}");
+            }
+            let icrs = events(&l).iter().filter(|e| matches!(e, Event::Icr(_))).count();
+            assert_eq!(icrs, 4);
+            let polls = events(&l).iter().filter(|e| **e == Event::WaitIcrIdle).count();
+            // xAPIC: a bounded poll before and after each bring-up IPI; x2APIC has no bit.
+            assert_eq!(polls, if mode == LapicMode::XApic { 8 } else { 0 }, "{mode:?}");
         }
     }
 

@@ -24,6 +24,7 @@
 #![warn(missing_docs)]
 
 pub mod base;
+pub mod delivery;
 #[cfg(any(test, feature = "fake"))]
 pub mod fake;
 pub mod icr;
@@ -38,6 +39,7 @@ pub mod signal;
 pub mod timer;
 
 pub use base::{ApicBase, XapicDisableStatus};
+pub use delivery::{DeliveryStatus, DeliveryWait};
 pub use icr::{IcrError, IcrValue, Ipi, XApicIcr};
 pub use id::{ApicId, X2ApicCluster, XApicId};
 pub use ioapic::{Ioapic, IoapicRegisters, RedirectionEntry};

@@ -1,5 +1,6 @@
 //! `proof=bench`: in-guest measurements for `make bench` (not a test: nothing here is
-//! asserted against a threshold). IPI round trip between CPU 0 and CPU 1 in TSC cycles,
+//! asserted against a threshold). IPI round trip between CPU 0 and CPU 1 in TSC cycles
+//! (target busy, and target halted),
 //! AP bring-up time, the LAPIC timer calibration error, wake-up of an idle CPU by posted
 //! work (the reschedule-IPI path), and single-page TLB shootdown latency with 1, 2, 4, ...
 //! and all other CPUs resident in the address space. Everything runs in ring 0, so it works under
@@ -31,29 +32,13 @@ pub fn run(system: System, cmdline: &CommandLine) -> ! {
     let trips = super::option_u64(cmdline, "trips", 10_000) as usize;
     let mode = lapic::mode_name(system.mode);
     ev!("bench.mode", mode);
+    // The mode as the CPU has it: IA32_APIC_BASE.EXTD, read now on this CPU.
+    ev!("bench.apic_base_mode", if lapic::x2apic_enabled_in_msr() { "x2apic" } else { "xapic" });
     ev!("bench.exec.kiloloop_cycles", execution_rate());
     let Some(other) = percpu::online().find(|c| c.index != 0) else {
         verdict(false, "bench needs two CPUs");
     };
-    // Warm-up trips are discarded.
-    for _ in 0..200 {
-        smp::ping(other, smp::PingWait::Tight);
-    }
-    // Trips run back to back by default (`gap_us=N` spaces them so the target is deep in
-    // `hlt` when each IPI lands; see docs/benchmarks.md for both figures).
-    let gap_us = super::option_u64(cmdline, "gap_us", 0);
-    let mut samples = Vec::with_capacity(trips);
-    for _ in 0..trips {
-        crate::time::delay_us(gap_us);
-        match smp::ping(other, smp::PingWait::Tight) {
-            Some(c) => samples.push(c),
-            None => verdict(false, "IPI round trip timed out"),
-        }
-    }
-    let (median, p99) = percentiles(&mut samples);
-    ev!("bench.ipi_rtt.samples", samples.len());
-    ev!("bench.ipi_rtt.median_cycles", median);
-    ev!("bench.ipi_rtt.p99_cycles", p99);
+    ipi_round_trips(other, trips, super::option_u64(cmdline, "idle_gap_us", 100));
     ev!("bench.tsc_khz", crate::time::tsc_hz() / 1000);
 
     let mut bringup: Vec<u64> = system.reports.iter().filter(|r| r.bringup_ns > 0).map(|r| r.bringup_ns / 1000).collect();
@@ -73,7 +58,65 @@ pub fn run(system: System, cmdline: &CommandLine) -> ! {
     ev!("bench.timer.calibration_error_ppm", error_ppm);
     wake_latency();
     shootdown_latency(super::option_u64(cmdline, "shootdowns", 2000) as usize);
+    ev!("lapic.icr_status_reads", lapic::ICR_STATUS_READS.load(Ordering::Relaxed));
+    ev!("lapic.icr_stuck", lapic::ICR_STUCK.load(Ordering::Relaxed));
     verdict(true, "")
+}
+
+static SPIN_RELEASE: AtomicU64 = AtomicU64::new(0);
+static SPINNING: AtomicU64 = AtomicU64::new(0);
+
+/// Work for the target of the busy round trips: spin with interrupts enabled (as a CPU
+/// running a user thread would, and as Linux's membarrier target does) until released.
+fn spin_until_released(_: usize) {
+    SPINNING.store(1, Ordering::Release);
+    // No PAUSE: under KVM a PAUSE loop gets the vCPU descheduled (see `hold_resident`).
+    while SPIN_RELEASE.load(Ordering::Acquire) == 0 {}
+    SPINNING.store(0, Ordering::Release);
+}
+
+/// `trips` pings after 200 discarded ones, each's round trip in TSC cycles.
+fn ping_samples(other: &percpu::PerCpu, trips: usize, gap_us: u64) -> Vec<u64> {
+    let mut samples = Vec::with_capacity(trips);
+    for i in 0..trips + 200 {
+        crate::time::delay_us(gap_us);
+        match smp::ping(other, smp::PingWait::Tight) {
+            Some(c) if i >= 200 => samples.push(c),
+            Some(_) => {}
+            None => verdict(false, "IPI round trip timed out"),
+        }
+    }
+    samples
+}
+
+/// IPI round trips CPU 0 -> CPU 1 -> CPU 0 with the target busy (spinning in a loop
+/// with interrupts on: the handler runs at once) and idle (halted in its idle loop
+/// `idle_gap_us` after the previous trip, so each IPI also wakes it).
+fn ipi_round_trips(other: &percpu::PerCpu, trips: usize, idle_gap_us: u64) {
+    SPIN_RELEASE.store(0, Ordering::Release);
+    let ticket = smp::post_work(other, spin_until_released, 0);
+    if !crate::time::spin_until(0, 2_000_000_000, || SPINNING.load(Ordering::Acquire) != 0) {
+        verdict(false, "the busy target never started spinning");
+    }
+    let mut busy = ping_samples(other, trips, 0);
+    // Still spinning after the last trip: every sample had a busy target.
+    let stayed_busy = SPINNING.load(Ordering::Acquire) != 0;
+    SPIN_RELEASE.store(1, Ordering::Release);
+    if !smp::wait_work(other, ticket, 2_000_000_000) {
+        verdict(false, "the busy target did not stop");
+    }
+    ev!("bench.ipi_rtt.busy.target_stayed_busy", if stayed_busy { "yes" } else { "no" });
+    let (median, p99) = percentiles(&mut busy);
+    ev!("bench.ipi_rtt.busy.samples", busy.len());
+    ev!("bench.ipi_rtt.busy.median_cycles", median);
+    ev!("bench.ipi_rtt.busy.p99_cycles", p99);
+
+    let mut idle = ping_samples(other, trips, idle_gap_us);
+    let (median, p99) = percentiles(&mut idle);
+    ev!("bench.ipi_rtt.idle.gap_us", idle_gap_us);
+    ev!("bench.ipi_rtt.idle.samples", idle.len());
+    ev!("bench.ipi_rtt.idle.median_cycles", median);
+    ev!("bench.ipi_rtt.idle.p99_cycles", p99);
 }
 
 static POSTED_AT: AtomicU64 = AtomicU64::new(0);
@@ -168,7 +211,17 @@ fn shootdown_latency(rounds: usize) {
         }
         let mut samples = Vec::with_capacity(rounds);
         let mut whole = Vec::with_capacity(rounds);
+        // One spinning holder: a ping to the same CPU before each shootdown, so the two
+        // figures share the host's moment (TCG's speed drifts by 2x within a run).
+        let paired = n == 1 && !halted;
+        let mut pings = Vec::with_capacity(if paired { rounds } else { 0 });
         for _ in 0..rounds {
+            if paired {
+                match smp::ping(others[0], smp::PingWait::Tight) {
+                    Some(c) => pings.push(c),
+                    None => verdict(false, "IPI round trip to a holder timed out"),
+                }
+            }
             let Ok(_) = space.map_new(page, perms) else { break };
             let t0 = cpu::rdtsc();
             let Ok(Some(frame)) = space.unmap(page) else { break };
@@ -195,11 +248,31 @@ fn shootdown_latency(rounds: usize) {
         ev!(("bench.shootdown.{}{}cpu.p99_cycles", kind, n), p);
         // The whole unmap as VmUnmap does it minus the ring: page-table update, shootdown,
         // frame freed (what Linux's munmap figure is compared with).
+        if paired {
+            let shootdown_median = m;
+            let (m, p) = percentiles(&mut pings);
+            ev!("bench.shootdown.1cpu.paired_ipi_rtt.median_cycles", m);
+            ev!("bench.shootdown.1cpu.paired_ipi_rtt.p99_cycles", p);
+            ev!("bench.shootdown.1cpu.per_mille_of_ipi_rtt", shootdown_median * 1000 / m.max(1));
+        }
         let (m, p) = percentiles(&mut whole);
         ev!(("bench.unmap.{}{}cpu.median_cycles", kind, n), m);
         ev!(("bench.unmap.{}{}cpu.p99_cycles", kind, n), p);
     }
     space.destroy();
+    invlpg_cost(page);
+}
+
+/// TSC cycles of one INVLPG on this CPU (median of 1,000), the part of a shootdown's
+/// handler no implementation can skip.
+fn invlpg_cost(page: u64) {
+    let mut samples = Vec::with_capacity(1000);
+    for _ in 0..1000 {
+        let t0 = cpu::rdtsc();
+        x86_64::instructions::tlb::flush(x86_64::VirtAddr::new(page));
+        samples.push(cpu::rdtsc() - t0);
+    }
+    ev!("bench.invlpg.median_cycles", percentiles(&mut samples).0);
 }
 
 /// TSC cycles for 1,000 iterations of a dependent multiply-add in registers (median of 11

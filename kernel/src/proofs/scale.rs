@@ -151,7 +151,7 @@ pub fn shootdown_everywhere(system: super::System, rounds: u64) -> ! {
     ev!("tlb.all.loaded_on_cpu", LOADED_HERE.load(Ordering::Acquire));
     ev!("tlb.all.resident", mask.snapshot().len());
     let before: Vec<u64> = others.iter().map(|c| c.tlb.requests.load(Ordering::Acquire)).collect();
-    let ipis_before = tlb::IPIS_SENT.load(Ordering::Relaxed);
+    let ipis_before = tlb::ipis_sent();
     let page = 0x0000_4000_0000u64;
     let perms = UserPerms { write: true, exec: false, uncached: false };
     let mut done = 0;
@@ -170,7 +170,7 @@ pub fn shootdown_everywhere(system: super::System, rounds: u64) -> ! {
     let served = others.iter().zip(&before).filter(|(c, b)| c.tlb.requests.load(Ordering::Acquire) - **b == done).count();
     ev!("tlb.all.rounds", done);
     ev!("tlb.all.cpus_served_every_round", served);
-    ev!("tlb.all.icr_writes", tlb::IPIS_SENT.load(Ordering::Relaxed) - ipis_before);
+    ev!("tlb.all.icr_writes", tlb::ipis_sent() - ipis_before);
     RELEASE.store(true, Ordering::Release);
     let left = tickets.into_iter().filter(|(c, t)| !smp::wait_work(c, *t, 60_000_000_000)).count();
     ev!("tlb.all.holders_not_released", left);

@@ -125,8 +125,8 @@ pub fn run(_system: System, cmdline: &CommandLine, boot: &BootContext) -> ! {
         ev!(("cpu.{}.tlb_requests", cpu.index), cpu.tlb.requests.load(Ordering::Relaxed));
     }
     use crate::arch::x86_64::tlb;
-    ev!("tlb.shootdowns", tlb::SHOOTDOWNS.load(Ordering::Relaxed));
-    ev!("tlb.ipis_sent", tlb::IPIS_SENT.load(Ordering::Relaxed));
+    ev!("tlb.shootdowns", tlb::shootdowns());
+    ev!("tlb.ipis_sent", tlb::ipis_sent());
     ev!("tlb.last_targets", format_args!("{:#x}", tlb::LAST_TARGETS.load(Ordering::Relaxed)));
     ev!("tlb.last_icr_writes", tlb::LAST_ICR_WRITES.load(Ordering::Relaxed));
     ev!("user.bad_returns", process::BAD_RETURNS.load(Ordering::Relaxed));

@@ -8,8 +8,12 @@ use anyhow::{bail, Context, Result};
 
 use super::cpio::Cpio;
 
-/// The kernel meta-package whose dependency names the concrete image.
+/// The kernel meta-package whose dependency names the concrete image, and the suite it is
+/// taken from: bookworm-backports carries the 6.12 cloud kernel (bookworm itself has 6.1).
 const KERNEL_META: &str = "linux-image-cloud-amd64";
+const KERNEL_SUITE: &str = "bookworm-backports";
+/// The unsigned image has the same kernel without the signature (and no shim dependencies).
+const UNSIGNED_SUFFIX: &str = "-unsigned";
 const BUSYBOX: &str = "busybox-static";
 /// Host tools the build needs: `gcc` for the static kbench, `apt-get`/`dpkg-deb` to unpack.
 const HOST_PACKAGES: &[&str] = &["gcc", "libc6-dev"];
@@ -17,7 +21,7 @@ const HOST_PACKAGES: &[&str] = &["gcc", "libc6-dev"];
 pub struct Guest {
     pub vmlinuz: PathBuf,
     pub initramfs: PathBuf,
-    /// e.g. `linux-image-6.1.0-56-cloud-amd64 6.1.192-2`.
+    /// e.g. `linux-image-6.12.95+deb12-cloud-amd64-unsigned 6.12.95-1~bpo12+1`.
     pub kernel_package: String,
     pub busybox_package: String,
 }
@@ -58,15 +62,17 @@ pub fn prepare(root: &Path, dir: &Path) -> Result<Guest> {
     }
     let debs = dir.join("debs");
     std::fs::create_dir_all(&debs)?;
-    let mut depends = run(Command::new("apt-cache").args(["depends", KERNEL_META])).unwrap_or_default();
+    let meta = format!("{KERNEL_META}/{KERNEL_SUITE}");
+    let mut depends = run(Command::new("apt-cache").args(["depends", &meta])).unwrap_or_default();
     if parse_kernel_dependency(&depends).is_none() {
         if !is_root() {
-            bail!("apt-cache does not know {KERNEL_META}; run: sudo apt-get update");
+            bail!("apt-cache does not know {meta}; add {KERNEL_SUITE} to the apt sources and run: sudo apt-get update");
         }
         run(Command::new("apt-get").arg("update"))?;
-        depends = run(Command::new("apt-cache").args(["depends", KERNEL_META]))?;
+        depends = run(Command::new("apt-cache").args(["depends", &meta]))?;
     }
-    let kernel_pkg = parse_kernel_dependency(&depends).with_context(|| format!("no linux-image dependency in `apt-cache depends {KERNEL_META}`"))?;
+    let signed = parse_kernel_dependency(&depends).with_context(|| format!("no linux-image dependency in `apt-cache depends {meta}`"))?;
+    let kernel_pkg = format!("{signed}{UNSIGNED_SUFFIX}");
     let version = |p: &str| -> String {
         run(Command::new("apt-cache").args(["policy", p]))
             .ok()
@@ -100,7 +106,7 @@ pub fn prepare(root: &Path, dir: &Path) -> Result<Guest> {
             std::fs::write(&stamp, "")?;
         }
     }
-    let release = kernel_pkg.strip_prefix("linux-image-").unwrap_or(&kernel_pkg).to_string();
+    let release = signed.strip_prefix("linux-image-").unwrap_or(&signed).to_string();
     let vmlinuz = unpacked.join(format!("boot/vmlinuz-{release}"));
     if !vmlinuz.is_file() {
         bail!("{} missing after unpacking {kernel_pkg}", vmlinuz.display());

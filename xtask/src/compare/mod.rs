@@ -28,6 +28,8 @@ pub use parse::GuestOutput;
 pub struct Options {
     /// Skip the 64-vCPU boots (slow under TCG).
     pub no_64: bool,
+    /// Only the 2-vCPU machines: no 4/8/64-vCPU runs on either side.
+    pub no_scale: bool,
     /// Fewer samples (smoke run); figures are then marked as such.
     pub quick: bool,
     /// Only the device interrupt -> driver wake figures (edu guests, interrupt-grant proofs).
@@ -45,6 +47,14 @@ impl Options {
 
 /// The two interrupt-controller configurations, as in the Keel proofs.
 pub const MODES: [&str; 2] = ["xapic", "x2apic"];
+
+/// Keel proofs on the x2APIC machine. Here they get an IOMMU with interrupt remapping in
+/// x2APIC mode (EIM), on both sides: without remapping Linux keeps the xAPIC interface under
+/// TCG ("x2apic: IRQ remapping doesn't support X2APIC mode"), so only this machine has both
+/// guests in x2APIC mode. A kernel that does not program the IOMMU gets its interrupts
+/// passed through unchanged. TCG only: under KVM, remapping needs a split irqchip.
+const X2APIC_MACHINE_PROOFS: [&str; 3] = ["bench-x2apic", "interrupt-grant-x2apic", "bench-ring"];
+const X2APIC_IOMMU: [&str; 2] = ["-device", "intel-iommu,intremap=on,eim=on"];
 
 /// One side of a figure: a summary, optionally the raw samples, or why there is none.
 #[derive(Clone, Debug, Default)]
@@ -119,8 +129,10 @@ fn qemu_bin() -> PathBuf {
     std::env::var_os("KEEL_QEMU").filter(|v| !v.is_empty()).map_or_else(|| PathBuf::from(qemu::QEMU_BIN), PathBuf::from)
 }
 
+/// A registry proof as bench-compare runs it (the x2APIC machine with its IOMMU).
 fn find(name: &str) -> Option<Proof> {
-    proofs::registry().into_iter().find(|p| p.name == name)
+    let p = proofs::registry().into_iter().find(|p| p.name == name)?;
+    Some(if X2APIC_MACHINE_PROOFS.contains(&name) { p.qemu_extra(&X2APIC_IOMMU).accels(proofs::Accels::TcgOnly) } else { p })
 }
 
 /// Keel proofs to run: the bench proofs, the INTx wake proofs, bench variants at 4/8/64 vCPUs
@@ -136,7 +148,7 @@ fn keel_proofs(opts: &Options) -> (Vec<Proof>, Vec<String>) {
             None => notes.push(format!("Keel proof {name} is not in the registry")),
         }
     }
-    if opts.wake_only {
+    if opts.wake_only || opts.no_scale {
         return (out, notes);
     }
     for mode in MODES {
@@ -220,6 +232,9 @@ fn linux_runs(accel: Accel, opts: &Options) -> Vec<LinuxRun> {
             continue;
         }
         runs.push(mk(format!("{mode}-smp2"), mode, bench.machine.clone(), "ipi,munmap,boot", 300));
+        if opts.no_scale {
+            continue;
+        }
         for smp in [4u32, 8, 64] {
             if smp == 64 && opts.no_64 {
                 continue;
@@ -304,6 +319,8 @@ fn linux_side(runs: &[LinuxRun], label: &str, accel: Accel, metric: &str, kvm_sk
     }
 }
 
+const NO_LINUX_IDLE_IPI: &str = "no Linux counterpart: membarrier interrupts only CPUs running the process's threads and skips an idle one; \
+    this row is Keel's cost of waking a halted CPU by IPI, shown beside the busy round trip";
 const NO_LINUX_MSI: &str = "uio_pci_generic is INTx-only; Linux MSI to user space needs VFIO (not measured)";
 
 /// Keel's `bench.unmap.<n>cpu.*` with n = N - 1 other CPUs resident (the kernel measures
@@ -323,13 +340,23 @@ fn figures(keel: &[JobResult], linux: &[LinuxRun], accels: &[Accel], kvm_skip: O
             let bench = format!("bench-{mode}");
             let fig = |metric, unit, smp, keel, linux| Figure { metric, unit, mode, smp, accel, keel, linux, round_ratios: vec![] };
             figs.push(fig(
-                "ipi_round_trip",
+                "ipi_round_trip_busy",
                 "cycles",
                 2,
-                keel_side(keel, &bench, accel, "bench.ipi_rtt.median_cycles", Some("bench.ipi_rtt.p99_cycles"), Some("bench.ipi_rtt.samples")),
+                keel_side(keel, &bench, accel, "bench.ipi_rtt.busy.median_cycles", Some("bench.ipi_rtt.busy.p99_cycles"), Some("bench.ipi_rtt.busy.samples")),
                 linux_side(linux, &format!("{mode}-smp2"), accel, "ipi", kvm_skip),
             ));
+            figs.push(fig(
+                "ipi_wake_idle",
+                "cycles",
+                2,
+                keel_side(keel, &bench, accel, "bench.ipi_rtt.idle.median_cycles", Some("bench.ipi_rtt.idle.p99_cycles"), Some("bench.ipi_rtt.idle.samples")),
+                Side::missing(NO_LINUX_IDLE_IPI),
+            ));
             for smp in [2u32, 4, 8] {
+                if smp > 2 && opts.no_scale {
+                    continue;
+                }
                 figs.push(fig(
                     "unmap_one_page",
                     "cycles",
@@ -378,6 +405,9 @@ fn figures(keel: &[JobResult], linux: &[LinuxRun], accels: &[Accel], kvm_skip: O
                 Side::missing(NO_LINUX_MSI),
             ));
             for smp in [2u32, 8, 64] {
+                if smp > 2 && opts.no_scale {
+                    continue;
+                }
                 let name = if smp == 2 { bench.clone() } else { format!("{bench}-smp{smp}") };
                 let keel_side = if smp == 64 && opts.no_64 {
                     Side::missing("64-vCPU runs skipped (--no-64)")
@@ -397,6 +427,70 @@ fn figures(keel: &[JobResult], linux: &[LinuxRun], accels: &[Accel], kvm_skip: O
         figs.retain(|f| f.metric.starts_with("irq_to_wake"));
     }
     figs
+}
+
+/// One of the goals in docs/benchmarks.md ("Targets"): a ratio measured in each round.
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub what: String,
+    /// Met when the median over rounds is at most this.
+    pub limit: f64,
+    /// The ratio in each round (`None`: a side was missing).
+    pub rounds: Vec<Option<f64>>,
+}
+
+impl Target {
+    pub fn median(&self) -> Option<f64> {
+        let mut v: Vec<f64> = self.rounds.iter().flatten().copied().collect();
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied()
+    }
+    pub fn met(&self) -> Option<bool> {
+        self.median().map(|m| m <= self.limit)
+    }
+}
+
+/// A number from one Keel proof's evidence.
+fn keel_u64(results: &[JobResult], name: &str, accel: Accel, key: &str) -> Option<u64> {
+    match &keel_result(results, name, accel)?.outcome {
+        Outcome::Ran { transcript, .. } => transcript.evidence.get(key).and_then(|v| v.as_u64()),
+        _ => None,
+    }
+}
+
+/// This round's value of every target (TCG figures; one round's figures `figs`).
+fn targets(figs: &[Figure], keel: &[JobResult]) -> Vec<Target> {
+    let ratio = |metric: &str, mode: &str| {
+        figs.iter().find(|f| f.metric == metric && f.mode == mode && f.smp == 2 && f.accel == Accel::Tcg).and_then(Figure::ratio)
+    };
+    let mut out = Vec::new();
+    let mut t = |what: String, limit: f64, r: Option<f64>| out.push(Target { what, limit, rounds: vec![r] });
+    for mode in MODES {
+        let bench = format!("bench-{mode}");
+        let ev = |key: &str| keel_u64(keel, &bench, Accel::Tcg, key);
+        t(format!("{mode}: busy IPI round trip / Linux membarrier"), 0.5, ratio("ipi_round_trip_busy", mode));
+        let own = match (ev("bench.shootdown.1cpu.median_cycles"), ev("bench.ipi_rtt.busy.median_cycles")) {
+            (Some(s), Some(i)) if i > 0 => Some(s as f64 / i as f64),
+            _ => None,
+        };
+        t(format!("{mode}: 1-CPU shootdown / Keel busy IPI round trip (same boot)"), 1.3, own);
+        t(
+            format!("{mode}: 1-CPU shootdown / ping to the same holder, alternating samples"),
+            1.3,
+            ev("bench.shootdown.1cpu.per_mille_of_ipi_rtt").map(|p| p as f64 / 1000.0),
+        );
+        t(format!("{mode}: unmap (1 other CPU) / Linux munmap"), 0.2, ratio("unmap_one_page", mode));
+        t(format!("{mode}: device -> driver wake (INTx) / Linux UIO"), 0.5, ratio("irq_to_wake_intx", mode));
+    }
+    out
+}
+
+/// Targets of several rounds as one list, each with every round's ratio.
+fn merge_targets(rounds: Vec<Vec<Target>>) -> Vec<Target> {
+    let Some(first) = rounds.first() else { return vec![] };
+    (0..first.len())
+        .map(|i| Target { rounds: rounds.iter().map(|r| r[i].rounds[0]).collect(), ..first[i].clone() })
+        .collect()
 }
 
 /// The median of `v` (upper median for an even count), `None` if empty.
@@ -465,6 +559,7 @@ pub fn run(opts: Options) -> Result<ExitCode> {
     let mut kvm_skip = None;
     let mut kvm_linux_runs = false;
     let mut rounds = Vec::new();
+    let mut target_rounds = Vec::new();
     let mut first_round: Option<(Vec<LinuxRun>, Vec<JobResult>)> = None;
     let mut all_ok = true;
     for round in 1..=opts.rounds() {
@@ -516,7 +611,11 @@ pub fn run(opts: Options) -> Result<ExitCode> {
             }
         }
         all_ok &= linux.iter().filter(|r| r.accel == Accel::Tcg).all(|r| r.failure.is_none()) && !keel.iter().any(|r| r.failed());
-        rounds.push(figures(&keel, &linux, &accels, kvm_skip.as_deref(), &opts));
+        let figs = figures(&keel, &linux, &accels, kvm_skip.as_deref(), &opts);
+        if !opts.wake_only {
+            target_rounds.push(targets(&figs, &keel));
+        }
+        rounds.push(figs);
         first_round.get_or_insert((linux, keel));
     }
     let (linux, keel) = first_round.unwrap_or_default();
@@ -532,9 +631,11 @@ pub fn run(opts: Options) -> Result<ExitCode> {
         loadavg()
     ));
     let figs = merge_rounds(rounds);
-    let ctx = report::Context { host: &host, guest: &guest, keel: &keel, linux: &linux, notes: &notes, opts: &opts };
+    let targets = merge_targets(target_rounds);
+    let ctx = report::Context { host: &host, guest: &guest, keel: &keel, linux: &linux, notes: &notes, opts: &opts, targets: &targets };
     let table = report::table(&figs);
     println!("\n{table}");
+    println!("{}", report::targets_table(&targets));
     let plots = plot::plot_all(&figs, &dir.join("plots"));
     std::fs::write(dir.join("report.md"), report::markdown(&figs, &ctx, &plots))?;
     std::fs::write(dir.join("report.json"), report::json(&figs, &ctx))?;
@@ -568,6 +669,17 @@ mod tests {
         assert_eq!(f.keel.samples, [10, 30]);
         assert!(f.keel.source.ends_with("median of 3 rounds: 10, 30, —"), "{}", f.keel.source);
         assert_eq!(f.round_ratios, [0.25, 0.6]);
+    }
+
+    #[test]
+    fn targets_keep_every_round_and_judge_the_median() {
+        let t = |r: Option<f64>| vec![Target { what: "x".into(), limit: 0.5, rounds: vec![r] }];
+        let merged = merge_targets(vec![t(Some(0.4)), t(None), t(Some(0.7)), t(Some(0.45))]);
+        assert_eq!(merged[0].rounds, [Some(0.4), None, Some(0.7), Some(0.45)]);
+        assert_eq!(merged[0].median(), Some(0.45));
+        assert_eq!(merged[0].met(), Some(true));
+        let missing = merge_targets(vec![t(None)]);
+        assert_eq!(missing[0].met(), None);
     }
 
     #[test]

@@ -46,6 +46,8 @@ impl GuestOutput {
             }
             if line.contains("IRQ remapping doesn't support X2APIC mode") {
                 g.apic_mode = Some(X2APIC_REFUSED);
+            } else if line.contains("Enabled IRQ remapping in x2apic mode") {
+                g.apic_mode = Some(X2APIC_REMAPPED);
             } else if line.contains("x2apic enabled") || line.contains("APIC routing to cluster x2apic") || line.contains("APIC routing to physical x2apic") {
                 g.apic_mode.get_or_insert("x2apic");
             }
@@ -60,6 +62,11 @@ impl GuestOutput {
         self.results.get(key).and_then(|v| parse_u64(v))
     }
 }
+
+/// Linux enabled interrupt remapping and x2APIC (the IOMMU machine).
+pub const X2APIC_REMAPPED: &str = "x2apic (\"DMAR-IR: Enabled IRQ remapping in x2apic mode\")";
+/// A finished Linux run whose log names no x2APIC mode: it ran the xAPIC interface.
+pub const NO_X2APIC_MESSAGE: &str = "xapic (no x2APIC message in its kernel log)";
 
 /// Linux kept the xAPIC (MMIO) interface although the CPU offers x2APIC.
 pub const X2APIC_REFUSED: &str = "xapic (Linux refused x2APIC: no IRQ remapping, hypervisor not recognised)";
@@ -120,6 +127,8 @@ mod tests {
         assert_eq!(g.apic_mode, None);
         let x = GuestOutput::parse("DMESG [    0.269997] x2apic: IRQ remapping doesn't support X2APIC mode\n");
         assert_eq!(x.apic_mode, Some(X2APIC_REFUSED));
+        let ir = GuestOutput::parse("DMESG [    0.1] DMAR-IR: Enabled IRQ remapping in x2apic mode\nDMESG [    0.2] x2apic enabled\n");
+        assert_eq!(ir.apic_mode, Some(X2APIC_REMAPPED));
         let p = GuestOutput::parse("[   22.169316] Kernel panic - not syncing: System is deadlocked on memory\n");
         assert_eq!(p.panic.as_deref(), Some("System is deadlocked on memory"));
     }

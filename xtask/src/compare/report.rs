@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use super::linux::Guest;
-use super::{Figure, LinuxRun, Options, Side};
+use super::{Figure, LinuxRun, Options, Side, Target};
 use crate::qemu::{shell_quote, Accel};
 use crate::report::HostInfo;
 use crate::runner::{JobResult, Outcome};
@@ -16,6 +16,53 @@ pub struct Context<'a> {
     pub linux: &'a [LinuxRun],
     pub notes: &'a [String],
     pub opts: &'a Options,
+    pub targets: &'a [Target],
+}
+
+/// Two decimals, or three significant digits below 0.1 (a ratio is never shown as 0.00).
+fn ratio_cell(r: Option<f64>) -> String {
+    match r {
+        None => "—".into(),
+        Some(r) if r > 0.0 && r < 0.1 => format!("{r:.2e}"),
+        Some(r) => format!("{r:.2}"),
+    }
+}
+
+fn met_cell(t: &Target) -> &'static str {
+    match t.met() {
+        Some(true) => "met",
+        Some(false) => "NOT met",
+        None => "no figure",
+    }
+}
+
+/// The targets for the terminal: each round's ratio, the median, met or not.
+pub fn targets_table(targets: &[Target]) -> String {
+    let mut s = String::new();
+    for t in targets {
+        let rounds: Vec<String> = t.rounds.iter().map(|r| ratio_cell(*r)).collect();
+        let _ = writeln!(s, "target {:<72} <= {:.2}: rounds {} median {} ({})", t.what, t.limit, rounds.join(" "), ratio_cell(t.median()), met_cell(t));
+    }
+    s
+}
+
+/// APIC mode of each run, from the guest's own output: Linux's kernel log, Keel's evidence
+/// (`bench.apic_base_mode` is IA32_APIC_BASE read back; `lapic.mode` the mode it chose).
+fn apic_modes(cx: &Context<'_>) -> String {
+    let mut s = String::new();
+    for r in cx.linux {
+        let mode = r.guest.apic_mode.unwrap_or(if r.guest.done { super::parse::NO_X2APIC_MESSAGE } else { "unknown (run did not finish)" });
+        let _ = writeln!(s, "* Linux `{}` ({}): {mode}", r.label, accel_label(r.accel));
+    }
+    for r in cx.keel {
+        let Outcome::Ran { transcript, .. } = &r.outcome else { continue };
+        let ev = |k: &str| transcript.evidence.get(k).map(|v| v.to_string());
+        let chosen = ev("lapic.mode").unwrap_or_else(|| "?".into());
+        let msr = ev("bench.apic_base_mode").map_or_else(String::new, |m| format!(", IA32_APIC_BASE says {m}"));
+        let remap = ev("iommu.remapping").map_or_else(String::new, |m| format!(", interrupt remapping {m}"));
+        let _ = writeln!(s, "* Keel `{}` ({}): {chosen}{msr}{remap}", r.name, accel_label(r.accel));
+    }
+    s
 }
 
 fn accel_label(a: Accel) -> &'static str {
@@ -51,10 +98,16 @@ pub fn table(figs: &[Figure]) -> String {
 
 pub const FIGURE_NOTES: &[(&str, &str)] = &[
     (
-        "ipi_round_trip",
-        "Keel: kernel-mode IPI ping CPU 0 -> CPU 1 -> CPU 0 (send fixed IPI, the target's handler acknowledges through memory, sender polls), bench.ipi_rtt.*, 10,000 trips after 200 warm-up trips. \
+        "ipi_round_trip_busy",
+        "Keel: kernel-mode IPI ping CPU 0 -> CPU 1 -> CPU 0 (send fixed IPI, the target's handler acknowledges through memory, sender polls) while CPU 1 spins in a loop with \
+         interrupts on, as Linux's target runs a user thread; bench.ipi_rtt.busy.*, 10,000 trips after 200 warm-up trips. \
          Linux: membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) from a thread pinned to CPU 0 while a sibling thread spins in user mode on CPU 1: \
          includes the syscall entry/exit, an smp_call_function IPI to CPU 1, the remote handler and the wait for its completion; 10,000 samples after 200 warm-up.",
+    ),
+    (
+        "ipi_wake_idle",
+        "Keel: the same ping with CPU 1 halted in its idle loop (each trip 100 us after the previous one), bench.ipi_rtt.idle.*: the cost of waking a halted CPU. \
+         Linux: no counterpart (membarrier skips CPUs not running the process).",
     ),
     (
         "unmap_one_page",
@@ -136,6 +189,15 @@ pub fn markdown(figs: &[Figure], cx: &Context<'_>, plots: &[PathBuf]) -> String 
             let _ = writeln!(s, "* {} {} {}: {}", f.metric, f.config(), accel_label(f.accel), r.join(", "));
         }
     }
+    if !cx.targets.is_empty() {
+        let _ = writeln!(s, "\n## Targets\n\nRatios measured in each round (TCG); a target is met when the median over the rounds is at most its limit.\n");
+        let _ = writeln!(s, "| target | limit | each round | median | |\n|---|---:|---|---:|---|");
+        for t in cx.targets {
+            let rounds: Vec<String> = t.rounds.iter().map(|r| ratio_cell(*r)).collect();
+            let _ = writeln!(s, "| {} | {:.2} | {} | {} | {} |", t.what, t.limit, rounds.join(", "), ratio_cell(t.median()), met_cell(t));
+        }
+    }
+    let _ = writeln!(s, "\n## APIC mode of each guest\n\nAs each guest reported it (first round):\n\n{}", apic_modes(cx));
     let _ = writeln!(s, "\n## What each figure includes\n");
     for (m, n) in FIGURE_NOTES {
         let _ = writeln!(s, "* **{m}**: {n}");

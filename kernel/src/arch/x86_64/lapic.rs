@@ -114,21 +114,24 @@ impl LapicRegisters for Backend {
         match (self, icr) {
             (Backend::XApic { base, .. }, IcrValue::XApic { high, low }) => {
                 let base = *base;
-                // ICR high then ICR low, with interrupts off so an interrupt handler sending
-                // its own IPI cannot slip between the two writes.
+                // Two writes and nothing else: ICR high (the destination; the SDM only says
+                // the *low* half may be lost in deep C-states, but another sender may have
+                // changed it), then ICR low, which sends. No delivery-status poll: see
+                // `keel_apic::DeliveryWait` (the bring-up IPIs poll in `Lapic::send`).
+                // Interrupts off so an interrupt handler sending its own IPI cannot slip
+                // between the two writes and leave its destination in ICR high.
                 x86_64::instructions::interrupts::without_interrupts(|| {
-                    wait_icr_idle(base);
                     // SAFETY: as in `read`; ICR high is 0x310, ICR low (the send) 0x300.
                     unsafe {
                         base.byte_add(0x310).write_volatile(high);
                         base.byte_add(0x300).write_volatile(low);
                     }
-                    wait_icr_idle(base);
                 });
             }
             (Backend::X2Apic { .. }, IcrValue::X2Apic(v)) => {
                 // One WRMSR, no delivery-status polling (x2APIC has none). The fence makes
-                // earlier stores (e.g. a mailbox) visible before the IPI can arrive.
+                // earlier stores (e.g. a mailbox) visible before the IPI can arrive: WRMSR to
+                // the x2APIC ICR is not serializing (SDM 11.12.3).
                 wrmsr_fence();
                 // SAFETY: x2APIC ICR MSR; `v` has no reserved bits (keel_apic's encoder).
                 unsafe { wrmsr(keel_apic::regs::X2APIC_ICR_MSR, v) };
@@ -136,19 +139,34 @@ impl LapicRegisters for Backend {
             _ => unreachable!("ICR encoded for the other mode"),
         }
     }
+
+    fn wait_icr_idle(&mut self) -> bool {
+        let Backend::XApic { base, .. } = self else {
+            // `IcrValue::delivery_wait` never asks in x2APIC mode: the bit does not exist.
+            unreachable!("x2APIC has no delivery status");
+        };
+        // Bounded: a stuck bit is reported by the caller, not a hang.
+        for _ in 0..ICR_IDLE_POLLS {
+            ICR_STATUS_READS.fetch_add(1, Ordering::Relaxed);
+            // SAFETY: ICR low of this CPU's mapped xAPIC page.
+            if unsafe { base.byte_add(0x300).read_volatile() } & keel_apic::icr::ICR_DELIVERY_STATUS_PENDING == 0 {
+                return true;
+            }
+            core::hint::spin_loop();
+        }
+        false
+    }
 }
 
-/// Polls the xAPIC delivery-status bit (bounded: a stuck bit is reported, not a hang).
-fn wait_icr_idle(base: *mut u32) {
-    for _ in 0..1_000_000 {
-        // SAFETY: ICR low of this CPU's mapped xAPIC page.
-        if unsafe { base.byte_add(0x300).read_volatile() } & keel_apic::icr::ICR_DELIVERY_STATUS_PENDING == 0 {
-            return;
-        }
-        core::hint::spin_loop();
-    }
-    log::warn!("lapic: ICR delivery status stuck");
-}
+/// Upper bound of delivery-status reads per wait (far beyond the few bus cycles a send
+/// takes on hardware; emulators never set the bit).
+const ICR_IDLE_POLLS: u32 = 1_000_000;
+
+/// Reads of the xAPIC delivery-status bit on all CPUs (evidence that fixed IPIs send
+/// without one: only the bring-up IPIs add to it).
+pub static ICR_STATUS_READS: AtomicU64 = AtomicU64::new(0);
+/// Bring-up IPIs whose delivery status stayed "send pending".
+pub static ICR_STUCK: AtomicU64 = AtomicU64::new(0);
 
 /// A handle on the calling CPU's LAPIC.
 pub fn local() -> Lapic<Backend> {
@@ -220,7 +238,11 @@ pub fn eoi_if_in_service(vector: u8) -> bool {
 
 /// Sends an IPI from this CPU.
 pub fn send(ipi: Ipi) -> Result<(), keel_apic::IcrError> {
-    local().send(ipi)
+    if local().send(ipi)? == keel_apic::DeliveryStatus::StuckPending {
+        ICR_STUCK.fetch_add(1, Ordering::Relaxed);
+        log::warn!("lapic: ICR delivery status stuck at send pending ({ipi:?})");
+    }
+    Ok(())
 }
 
 fn mode_inputs() -> ModeInputs {
@@ -238,6 +260,12 @@ fn mode_inputs() -> ModeInputs {
     // CPUID of *this* CPU: an AP must not assume the boot CPU's x2APIC support.
     let cpuid_x2apic = core::arch::x86_64::__cpuid(1).ecx & (1 << 21) != 0;
     ModeInputs { cpuid_x2apic, apic_base, x2apic_locked: locked }
+}
+
+/// Whether IA32_APIC_BASE of this CPU has x2APIC mode enabled (EXTD), read now.
+pub fn x2apic_enabled_in_msr() -> bool {
+    // SAFETY: IA32_APIC_BASE exists on every CPU with a local APIC.
+    ApicBase::from_raw(unsafe { rdmsr(IA32_APIC_BASE) }).state() == keel_apic::ApicState::X2Apic
 }
 
 /// IA32_APIC_BASE writes made on all CPUs (cross-checked against QEMU's trace).

@@ -16,10 +16,9 @@
 //! space mid-shootdown still acknowledges (its flush is harmless). The waiter keeps
 //! interrupts enabled, so requests aimed at it (two CPUs shooting at each other) are served.
 
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use keel_apic::{ApicId, IcrError, Ipi, LapicMode, X2ApicCluster};
-use spin::Mutex;
 use x86_64::registers::control::Cr3;
 
 use super::percpu;
@@ -48,18 +47,82 @@ impl Request {
     }
 }
 
-/// Requests queued for one CPU.
+/// Requests queued for one CPU: slots a shooter claims with one compare-exchange and a
+/// mask of filled slots it publishes with one `fetch_or`; the handler takes the whole mask
+/// with one swap. No lock, so no interrupt masking on either side: a shooter interrupted
+/// (even by a handler that shoots down itself) holds nothing another CPU waits for.
 pub struct Inbox {
-    queue: Mutex<([usize; 16], usize)>,
+    slots: [AtomicUsize; INBOX_SLOTS],
+    /// Bit i: slot i holds a request the handler has not taken yet.
+    ready: AtomicU32,
     /// Shootdown IPIs this CPU handled, and requests it served.
     pub ipis: AtomicU64,
     pub requests: AtomicU64,
+    /// Shootdowns this CPU started and the ICR writes they took (summed by [`shootdowns`]
+    /// and [`ipis_sent`]).
+    started: AtomicU64,
+    icr_writes: AtomicU64,
 }
+
+/// Requests one CPU can have queued at once (one per concurrent shooter; more shooters wait).
+const INBOX_SLOTS: usize = 16;
 
 impl Inbox {
     /// Empty.
     pub const fn new() -> Inbox {
-        Inbox { queue: Mutex::new(([0; 16], 0)), ipis: AtomicU64::new(0), requests: AtomicU64::new(0) }
+        Inbox {
+            slots: [const { AtomicUsize::new(0) }; INBOX_SLOTS],
+            ready: AtomicU32::new(0),
+            ipis: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
+            started: AtomicU64::new(0),
+            icr_writes: AtomicU64::new(0),
+        }
+    }
+
+    /// Queues `req`; false if every slot is taken.
+    fn push(&self, req: &Request) -> bool {
+        let ptr = req as *const Request as usize;
+        for (i, slot) in self.slots.iter().enumerate() {
+            if slot.compare_exchange(0, ptr, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+                // Release: the handler that sees the bit sees the slot and the request.
+                self.ready.fetch_or(1 << i, Ordering::Release);
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Takes every published request, freeing their slots.
+    fn take(&self, mut serve: impl FnMut(&Request)) {
+        let mut ready = self.ready.swap(0, Ordering::Acquire);
+        while ready != 0 {
+            let i = ready.trailing_zeros() as usize;
+            ready &= ready - 1;
+            let ptr = self.slots[i].load(Ordering::Acquire);
+            self.slots[i].store(0, Ordering::Release);
+            // SAFETY: a shooter keeps its request alive until `pending` reaches zero, which
+            // needs this CPU's acknowledgement (in `serve`) first.
+            serve(unsafe { &*(ptr as *const Request) });
+        }
+    }
+
+    /// Takes `req` back if the handler has not taken it yet; true if it did. The ready bit
+    /// decides who owns a published slot: the handler's swap or this `fetch_and`, never both.
+    fn withdraw(&self, req: &Request) -> bool {
+        let ptr = req as *const Request as usize;
+        let Some(i) = self.slots.iter().position(|s| s.load(Ordering::Acquire) == ptr) else { return false };
+        let bit = 1 << i;
+        if self.ready.fetch_and(!bit, Ordering::AcqRel) & bit == 0 {
+            return false; // the handler took it and acknowledges it
+        }
+        self.slots[i].store(0, Ordering::Release);
+        true
+    }
+
+    /// Requests published and not yet taken.
+    fn waiting(&self) -> usize {
+        self.ready.load(Ordering::Acquire).count_ones() as usize
     }
 }
 
@@ -69,17 +132,32 @@ impl Default for Inbox {
     }
 }
 
-/// Global counters for reports.
-pub static SHOOTDOWNS: AtomicU64 = AtomicU64::new(0);
-pub static IPIS_SENT: AtomicU64 = AtomicU64::new(0);
+/// Shootdowns started on all CPUs.
+pub fn shootdowns() -> u64 {
+    percpu::all().map(|c| c.tlb.started.load(Ordering::Relaxed)).sum()
+}
+
+/// Shootdown ICR writes on all CPUs.
+pub fn ipis_sent() -> u64 {
+    percpu::all().map(|c| c.tlb.icr_writes.load(Ordering::Relaxed)).sum()
+}
+
+/// Adds to a counter that only this CPU writes, from one context that cannot nest into
+/// itself (shootdowns start in system calls, never in interrupt handlers; the vector-50
+/// handler runs with interrupts off): a load and a store instead of a locked add.
+fn bump(counter: &AtomicU64, by: u64) {
+    counter.store(counter.load(Ordering::Relaxed) + by, Ordering::Relaxed);
+}
+
 /// Resident CPUs (other than the shooter) of the most recent shootdown, as a bit mask of the
 /// first 64 CPUs (evidence).
 pub static LAST_TARGETS: AtomicU64 = AtomicU64::new(0);
 /// ICR writes the last shootdown needed (one per cluster in x2APIC mode).
 pub static LAST_ICR_WRITES: AtomicU64 = AtomicU64::new(0);
 
-fn flush(req: &Request) {
-    if percpu::current().loaded_space.load(Ordering::Relaxed) != req.pml4 {
+/// Invalidates `req` on this CPU, whose loaded space is `loaded`.
+fn flush(req: &Request, loaded: u64) {
+    if loaded != req.pml4 {
         return; // not loaded here: the switch away already flushed it
     }
     match (req.full, req.count) {
@@ -98,31 +176,26 @@ fn flush(req: &Request) {
 
 /// Vector 50: serve every queued request, acknowledge each.
 pub fn shootdown_interrupt() {
-    percpu::current().tlb.ipis.fetch_add(1, Ordering::Relaxed);
+    // One writer, this handler, which interrupts cannot nest into (an interrupt gate).
+    bump(&percpu::current().tlb.ipis, 1);
     serve_inbox();
     lapic::eoi();
 }
 
-/// Serves every request queued for this CPU (from its IPI, or from a shooter's own wait).
+/// Serves every request queued for this CPU (from its IPI, or from a shooter's own wait with
+/// interrupts off; the two cannot interleave on one CPU).
 fn serve_inbox() {
     let me = percpu::current();
-    loop {
-        let next = {
-            let mut q = me.tlb.queue.lock();
-            if q.1 == 0 {
-                None
-            } else {
-                q.1 -= 1;
-                Some(q.0[q.1])
-            }
-        };
-        let Some(ptr) = next else { break };
-        // SAFETY: the shooter keeps the request alive until `pending` reaches zero, which
-        // cannot happen before this decrement.
-        let req = unsafe { &*(ptr as *const Request) };
-        flush(req);
-        me.tlb.requests.fetch_add(1, Ordering::Relaxed);
+    let loaded = me.loaded_space.load(Ordering::Relaxed);
+    let mut served = 0;
+    me.tlb.take(|req| {
+        flush(req, loaded);
+        // The acknowledgement first: the shooter is waiting for it, the counter is not.
         req.pending.fetch_sub(1, Ordering::AcqRel);
+        served += 1;
+    });
+    if served > 0 {
+        bump(&me.tlb.requests, served);
     }
 }
 
@@ -131,7 +204,7 @@ fn serve_inbox() {
 /// logical IPI (consecutive CPUs usually share a cluster; a cluster met again later just
 /// costs another write); a lone CPU, a CPU without a logical ID, or any CPU in xAPIC mode gets
 /// its own physical IPI. A logical IPI that cannot be sent falls back to physical ones.
-fn interrupt(cpus: CpuSet, send: &mut dyn FnMut(Ipi) -> Result<(), IcrError>) -> (u64, CpuSet) {
+fn interrupt(cpus: CpuSet, send: &mut impl FnMut(Ipi) -> Result<(), IcrError>) -> (u64, CpuSet) {
     let logical = lapic::mode() == Some(LapicMode::X2Apic);
     let mut writes = 0;
     let mut unreached = CpuSet::default();
@@ -194,19 +267,7 @@ pub static SEND_FAILURES: AtomicU64 = AtomicU64::new(0);
 /// saw it and never will).
 fn withdraw(cpu: u32, req: &Request) -> bool {
     let Some(target) = percpu::cpu(cpu) else { return false };
-    let ptr = req as *const Request as usize;
-    let removed = x86_64::instructions::interrupts::without_interrupts(|| {
-        let mut q = target.tlb.queue.lock();
-        let len = q.1;
-        match q.0[..len].iter().position(|&p| p == ptr) {
-            Some(i) => {
-                q.0[i] = q.0[len - 1];
-                q.1 = len - 1;
-                true
-            }
-            None => false,
-        }
-    });
+    let removed = target.tlb.withdraw(req);
     if removed {
         req.pending.fetch_sub(1, Ordering::AcqRel);
     }
@@ -215,7 +276,46 @@ fn withdraw(cpu: u32, req: &Request) -> bool {
 
 /// Requests waiting in `cpu`'s inbox (evidence).
 pub fn queued(cpu: u32) -> usize {
-    percpu::cpu(cpu).map_or(0, |c| x86_64::instructions::interrupts::without_interrupts(|| c.tlb.queue.lock().1))
+    percpu::cpu(cpu).map_or(0, |c| c.tlb.waiting())
+}
+
+/// Queues `req` on `target`. Every slot taken (16 shooters at one CPU): waits with
+/// interrupts on, so requests aimed at this CPU are served meanwhile.
+fn queue(req: &Request, target: &percpu::PerCpu) {
+    while !target.tlb.push(req) {
+        core::hint::spin_loop();
+    }
+}
+
+/// The usual case, one other CPU resident: queue and one physical IPI, no batching.
+/// Returns the number of ICR writes and the CPU if no IPI could be sent to it.
+fn interrupt_one(req: &Request, targets: CpuSet, send: &mut impl FnMut(Ipi) -> Result<(), IcrError>) -> (u64, CpuSet) {
+    let mut unreached = CpuSet::default();
+    let Some((cpu, target)) = targets.into_iter().next().and_then(|c| Some((c, percpu::cpu(c)?))) else {
+        req.pending.fetch_sub(1, Ordering::AcqRel);
+        return (0, unreached);
+    };
+    queue(req, target);
+    if send(Ipi::fixed(TLB_VECTOR).to(ApicId::new(target.apic_id.load(Ordering::Acquire)))).is_err() {
+        SEND_FAILURES.fetch_add(1, Ordering::Relaxed);
+        unreached.insert(cpu);
+    }
+    (1, unreached)
+}
+
+/// Several targets: queue the request on each, then interrupt them in as few ICR writes as
+/// the mode allows. Returns the ICR writes and the CPUs no IPI could be sent to.
+fn interrupt_all(req: &Request, targets: CpuSet, send: &mut impl FnMut(Ipi) -> Result<(), IcrError>) -> (u64, CpuSet) {
+    let mut queued = CpuSet::default();
+    for cpu in targets {
+        let Some(target) = percpu::cpu(cpu) else {
+            req.pending.fetch_sub(1, Ordering::AcqRel);
+            continue;
+        };
+        queue(req, target);
+        queued.insert(cpu);
+    }
+    interrupt(queued, send)
 }
 
 /// Invalidates `pages` (or everything, above the ceiling) of the address space `pml4` on
@@ -223,7 +323,7 @@ pub fn queued(cpu: u32) -> usize {
 /// already be updated. Call with interrupts enabled. `Err` names the CPUs that could not be
 /// interrupted (their request is withdrawn): frames they may still reach must not be freed.
 pub fn shootdown(pml4: u64, resident: &CpuMask, pages: &[u64]) -> Result<(), Unreached> {
-    shootdown_via(pml4, resident, pages, &mut |ipi| lapic::send(ipi))
+    shootdown_via(pml4, resident, pages, &mut lapic::send)
 }
 
 /// [`shootdown`] with the IPI sender given (the `races` proof makes sends fail).
@@ -231,51 +331,31 @@ pub fn shootdown_via(
     pml4: u64,
     resident: &CpuMask,
     pages: &[u64],
-    send: &mut dyn FnMut(Ipi) -> Result<(), IcrError>,
+    send: &mut impl FnMut(Ipi) -> Result<(), IcrError>,
 ) -> Result<(), Unreached> {
     let full = match flush_plan(pages.len()) {
         FlushPlan::Nothing => return Ok(()),
         FlushPlan::Pages(_) => false,
         FlushPlan::Full => true,
     };
-    let count = if full { 0 } else { pages.len() };
-    let req = Request { pml4, pages: pages.as_ptr(), count, full, pending: AtomicU32::new(0) };
+    let page_count = if full { 0 } else { pages.len() };
+    let req = Request { pml4, pages: pages.as_ptr(), count: page_count, full, pending: AtomicU32::new(0) };
     // Page-table writes before the mask read (pairs with the SeqCst insert before CR3 loads).
     core::sync::atomic::fence(Ordering::SeqCst);
     // One snapshot of the set serves both the acknowledgement count and the IPIs: reading it
     // twice could count a CPU that then gets no request (or the reverse) and never finish.
     let mut targets = resident.snapshot();
-    let me_resident = targets.remove(percpu::current().index);
-    req.pending.store(targets.len() as u32, Ordering::Release);
-    SHOOTDOWNS.fetch_add(1, Ordering::Relaxed);
-    LAST_TARGETS.store(targets.low_bits(), Ordering::Relaxed);
-    let mut queued = CpuSet::default();
-    for cpu in targets {
-        let Some(target) = percpu::cpu(cpu) else {
-            req.pending.fetch_sub(1, Ordering::AcqRel);
-            continue;
-        };
-        loop {
-            let done = x86_64::instructions::interrupts::without_interrupts(|| {
-                let mut q = target.tlb.queue.lock();
-                if q.1 < q.0.len() {
-                    let n = q.1;
-                    q.0[n] = &req as *const Request as usize;
-                    q.1 += 1;
-                    true
-                } else {
-                    false
-                }
-            });
-            if done {
-                break;
-            }
-            core::hint::spin_loop();
-        }
-        queued.insert(cpu);
-    }
-    let (writes, unsent) = interrupt(queued, send);
-    IPIS_SENT.fetch_add(writes, Ordering::Relaxed);
+    let me = percpu::current();
+    let me_resident = targets.remove(me.index);
+    let target_count = targets.len();
+    req.pending.store(target_count as u32, Ordering::Release);
+    let low_targets = targets.low_bits();
+    let (writes, unsent) =
+        if target_count == 1 { interrupt_one(&req, targets, send) } else { interrupt_all(&req, targets, send) };
+    // Bookkeeping while the IPIs are in flight.
+    bump(&me.tlb.started, 1);
+    bump(&me.tlb.icr_writes, writes);
+    LAST_TARGETS.store(low_targets, Ordering::Relaxed);
     LAST_ICR_WRITES.store(writes, Ordering::Relaxed);
     // A CPU no IPI reached may still have served the request (another shootdown's IPI);
     // otherwise take it back, or the wait below could never end.
@@ -287,7 +367,7 @@ pub fn shootdown_via(
     }
     // Flush here while the IPIs are in flight.
     if me_resident {
-        flush(&req);
+        flush(&req, me.loaded_space.load(Ordering::Relaxed));
     }
     // Requests aimed at this CPU are served meanwhile: by the IPI when interrupts are on, by
     // the wait itself when they are off (two CPUs shooting at each other with interrupts off
