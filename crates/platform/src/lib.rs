@@ -10,9 +10,10 @@
 //! Key rule: a [`CpuIndex`] (dense, BSP = 0) is never an APIC ID (sparse
 //! 32-bit hardware address). APIC IDs are kept as `u32` everywhere.
 //!
-//! Storage is fixed-capacity (no allocation); a [`Platform`] is about 15 KiB,
-//! so the kernel may prefer [`Platform::empty`] in a `static` plus
-//! [`Platform::rebuild`] over the by-value [`Platform::from_records`].
+//! Storage is fixed-capacity (no allocation); at [`MAX_CPUS`] = 4,096 a
+//! [`Platform`] is over 100 KiB, so the kernel keeps it in a `static`
+//! ([`Platform::empty`] plus [`Platform::rebuild`]) rather than building it on
+//! a stack with the by-value [`Platform::from_records`].
 
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
@@ -20,8 +21,9 @@
 
 use core::fmt;
 
-/// Maximum CPUs tracked; extra ones are dropped with a diagnostic.
-pub const MAX_CPUS: usize = 512;
+/// Maximum CPUs tracked (QEMU q35's maximum, and the documented limit of
+/// Keel); extra ones are dropped with a diagnostic.
+pub const MAX_CPUS: usize = 4096;
 /// Maximum IOAPICs tracked.
 pub const MAX_IOAPICS: usize = 16;
 /// Maximum NMI source records tracked.
@@ -50,6 +52,10 @@ pub const UID_UNKNOWN: u32 = 0xFFFF_FFFF;
 
 mod diagnostic;
 mod records;
+mod reset;
+pub mod startup;
+
+use reset::{mark_seen, SEEN_WORDS};
 
 pub use diagnostic::{Diagnostic, IntiContext, PlatformError};
 pub use records::*;
@@ -155,7 +161,13 @@ pub struct Platform {
     diag_count: usize,
     diags_dropped: usize,
     seen_other_kinds: [u32; 8],
+    /// APIC IDs and processor UIDs below [`SEEN_BITS`] already listed: duplicate checks in
+    /// O(1) for every ID a real MADT uses, so interpreting n entries is O(n), not O(n²)
+    /// (larger values fall back to a scan).
+    seen_apic_ids: [u64; SEEN_WORDS],
+    seen_uids: [u64; SEEN_WORDS],
 }
+
 
 impl fmt::Debug for Platform {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -200,6 +212,8 @@ impl Platform {
             diag_count: 0,
             diags_dropped: 0,
             seen_other_kinds: [0; 8],
+            seen_apic_ids: [0; SEEN_WORDS],
+            seen_uids: [0; SEEN_WORDS],
         }
     }
 
@@ -227,7 +241,7 @@ impl Platform {
         records: impl IntoIterator<Item = MadtRecord>,
         bsp_apic_id: u32,
     ) {
-        *self = Self::empty();
+        self.clear();
         self.local_apic_address = local_apic_address as u64;
         self.pc_at_compatible = pc_at_compatible;
         self.bsp_apic_id = bsp_apic_id;
@@ -384,7 +398,10 @@ impl Platform {
             self.skipped_disabled += 1;
             return;
         };
-        if let Some(first) = self.filled_cpus().iter().find(|c| c.apic_id == apic_id) {
+        let maybe_dup_id = mark_seen(&mut self.seen_apic_ids, apic_id) != Some(false);
+        let maybe_dup_uid = mark_seen(&mut self.seen_uids, processor_uid) != Some(false);
+        let first = if maybe_dup_id { self.filled_cpus().iter().find(|c| c.apic_id == apic_id) } else { None };
+        if let Some(first) = first {
             let first_uid = first.processor_uid;
             self.duplicates += 1;
             self.diag(Diagnostic::DuplicateApicId {
@@ -395,10 +412,11 @@ impl Platform {
             });
             return;
         }
-        if self
-            .filled_cpus()
-            .iter()
-            .any(|c| c.processor_uid == processor_uid)
+        if maybe_dup_uid
+            && self
+                .filled_cpus()
+                .iter()
+                .any(|c| c.processor_uid == processor_uid)
         {
             self.diag(Diagnostic::DuplicateProcessorUid {
                 processor_uid,

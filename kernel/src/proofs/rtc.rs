@@ -59,8 +59,8 @@ pub fn route_is_refused(system: &System, cpu: &PerCpu) -> bool {
     )
 }
 
-/// Routes IRQ 8 to `target`, runs the RTC at 1024 Hz for 200 ms, checks the count.
-pub fn route_and_count(system: &System, target: &PerCpu) -> Result<(), &'static str> {
+/// Routes IRQ 8 to `target`, runs the RTC at 1024 Hz for `window_ms`, checks the count.
+pub fn route_and_count(system: &System, target: &PerCpu, window_ms: u64) -> Result<(), &'static str> {
     let route = system.platform.resolve_isa_irq(ISA_RTC_IRQ).ok_or("ISA IRQ 8 has no GSI")?;
     let (polarity, trigger) = ioapic::isa_signal(&route);
     let vector = ioapic::allocate_vector(rtc_interrupt).ok_or("no free device vector")?;
@@ -79,7 +79,7 @@ pub fn route_and_count(system: &System, target: &PerCpu) -> Result<(), &'static 
         cmos_write(0x0B, b | 0x40); // periodic interrupt enable
         let _ = cmos_read(0x0C);
     });
-    super::smp::sleep_ms(200);
+    super::smp::sleep_ms(window_ms);
     x86_64::instructions::interrupts::without_interrupts(|| {
         let b = cmos_read(0x0B);
         cmos_write(0x0B, b & !0x40);
