@@ -157,14 +157,16 @@ pub fn shootdown_everywhere(system: super::System, rounds: u64) -> ! {
     let mut done = 0;
     for _ in 0..rounds {
         let Ok(_) = space.map_new(page, perms) else { break };
-        let Ok(Some(frame)) = space.unmap(page) else { break };
-        // A frame some CPU may still reach is never freed (the shootdown names the CPUs it
-        // could not interrupt); that round then does not count.
-        if let Err(e) = tlb::shootdown(space.pml4(), &mask, &[page]) {
-            log::error!("shootdown_all: CPUs not reached: {e:?}");
+        let mut stale = crate::mm::invalidation::Invalidation::new(space.pml4());
+        if space.unmap(page, &mut stale).is_err() {
             break;
         }
-        crate::mm::frames::free(frame);
+        // A frame some CPU may still reach is never freed (the invalidation withholds it when
+        // the shootdown names CPUs it could not interrupt); that round then does not count.
+        if stale.complete(&mask).1 != 1 {
+            log::error!("shootdown_all: CPUs not reached");
+            break;
+        }
         done += 1;
     }
     let served = others.iter().zip(&before).filter(|(c, b)| c.tlb.requests.load(Ordering::Acquire) - **b == done).count();
