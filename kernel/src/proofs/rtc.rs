@@ -86,10 +86,15 @@ pub fn route_and_count(system: &System, target: &PerCpu, window_ms: u64) -> Resu
         let _ = cmos_read(0x0C);
     });
     let _ = ioapic::set_masked(route.gsi, true);
-    // Let an interrupt already in flight land before the counters are read.
-    crate::time::delay_us(5_000);
-    let count = INTERRUPTS.load(Ordering::Relaxed);
-    let on_target = target.device_interrupts.load(Ordering::Relaxed) - target_before;
+    // An interrupt delivered before the mask may still be in its handler (a vCPU can be
+    // descheduled for milliseconds): wait until the dispatcher's count on the target and the
+    // handler's own count agree, bounded, instead of sleeping a fixed time.
+    let counts = || (INTERRUPTS.load(Ordering::Acquire), target.device_interrupts.load(Ordering::Acquire) - target_before);
+    crate::time::spin_until(0, 1_000_000_000, || {
+        let (count, on_target) = counts();
+        count == on_target
+    });
+    let (count, on_target) = counts();
     ev!("rtc.gsi", route.gsi);
     ev!("rtc.vector", vector);
     ev!("rtc.cpu", target.index);
