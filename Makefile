@@ -1,7 +1,7 @@
 # Thin aliases for `cargo xtask`; everything real lives in xtask/.
 export QEMU_FLAGS KEEL_APPEND KEEL_ACCEL KEEL_KERNEL KEEL_USER_DIR
 
-.PHONY: all build run debug test test-hostile test-firmware test-bochs iso bench bench-compare proofs check mutants
+.PHONY: all build run debug test test-scale test-hostile test-firmware test-bochs iso bench bench-compare proofs check mutants
 all: build
 build:
 	cargo xtask build
@@ -12,6 +12,8 @@ debug:
 	cargo xtask debug
 test:
 	cargo xtask test
+test-scale:
+	cargo xtask test-scale
 # The long hostile proofs (10^6-submission fuzzing), kept out of `make test`.
 test-hostile:
 	cargo xtask test-hostile

@@ -19,7 +19,9 @@ pub const DEFAULT_LAPIC_BASE: u32 = 0xFEE0_0000;
 /// The conventional IOAPIC base, used when the MADT is missing.
 pub const DEFAULT_IOAPIC_BASE: u32 = 0xFEC0_0000;
 
-static PLATFORM: Once<Platform> = Once::new();
+/// The interpreted MADT lives here, filled in place: at 4,096 CPUs it is too large for a stack.
+static mut PLATFORM_STORAGE: Platform = Platform::empty();
+static PLATFORM: Once<&'static Platform> = Once::new();
 /// A copy of the DMAR table's bytes when the firmware has one (an Intel IOMMU is present).
 static DMAR: Once<Option<Vec<u8>>> = Once::new();
 
@@ -62,6 +64,9 @@ fn copy_dmar(tables: &AcpiTables<PhysMapHandler>) -> Option<Vec<u8>> {
 pub fn platform() -> &'static Platform {
     PLATFORM.get().expect("acpi::init has not run")
 }
+
+/// Above this many CPUs the boot log lists them as ranges instead of one line each.
+pub const PER_CPU_LINES_LIMIT: usize = 64;
 
 /// Maps ACPI tables through the physical map (write-back: they are ordinary memory).
 #[derive(Clone, Copy)]
@@ -148,11 +153,11 @@ fn convert(entry: MadtEntry) -> MadtRecord {
     }
 }
 
-fn fallback(bsp: u32, why: &dyn core::fmt::Display) -> Platform {
+fn fallback(storage: &mut Platform, bsp: u32, why: &dyn core::fmt::Display) {
     log::error!("acpi: {why}; falling back to the boot CPU alone and an IOAPIC at {DEFAULT_IOAPIC_BASE:#x}");
     ev!("acpi.fallback", "yes");
     let records = [MadtRecord::IoApic { id: 0, address: DEFAULT_IOAPIC_BASE, gsi_base: 0 }];
-    Platform::from_records(DEFAULT_LAPIC_BASE, true, records.into_iter(), bsp)
+    storage.rebuild(DEFAULT_LAPIC_BASE, true, records.into_iter(), bsp);
 }
 
 /// Finds the root table the way the hand-over allows: the loader's RSDP copy when it gave
@@ -184,24 +189,28 @@ fn root_tables(root: AcpiRoot) -> Result<AcpiTables<PhysMapHandler>, AcpiError> 
 /// Finds the tables, interprets the MADT, prints the platform report.
 pub fn init(root: AcpiRoot) -> &'static Platform {
     let bsp = boot_cpu_apic_id();
-    let platform = match root_tables(root) {
-        Err(e) => fallback(bsp, &format_args!("no usable RSDP ({e:?})")),
+    assert!(PLATFORM.get().is_none(), "acpi::init runs once");
+    // SAFETY: runs once on the boot CPU (asserted above) before anything reads the storage;
+    // after this function it is only ever read, through `PLATFORM`.
+    let storage = unsafe { &mut *core::ptr::addr_of_mut!(PLATFORM_STORAGE) };
+    match root_tables(root) {
+        Err(e) => fallback(storage, bsp, &format_args!("no usable RSDP ({e:?})")),
         Ok(tables) => {
             DMAR.call_once(|| copy_dmar(&tables));
             match tables.find_table::<Madt>() {
-                Err(e) => fallback(bsp, &format_args!("no usable MADT ({e:?})")),
+                Err(e) => fallback(storage, bsp, &format_args!("no usable MADT ({e:?})")),
                 Ok(madt) => {
                     let m = madt.get();
                     let lapic = m.local_apic_address;
                     let pc_at = m.supports_8259();
                     log::info!("acpi: MADT rev {} at {:#x}, LAPIC {:#x}, 8259 {}", m.header.revision, madt.physical_start(), lapic, pc_at);
-                    Platform::from_records(lapic, pc_at, m.entries().map(convert), bsp)
+                    storage.rebuild(lapic, pc_at, m.entries().map(convert), bsp);
                 }
             }
         }
-    };
+    }
     DMAR.call_once(|| None);
-    let platform = PLATFORM.call_once(|| platform);
+    let platform: &'static Platform = PLATFORM.call_once(|| storage);
     report(platform);
     platform
 }
@@ -210,11 +219,15 @@ fn report(p: &Platform) {
     for d in p.diagnostics() {
         log::warn!("acpi: {d}");
     }
-    for cpu in p.cpus() {
-        log::info!(
-            "acpi: cpu index {} apic-id {} uid {} from {:?} state {:?}",
-            cpu.index.0, cpu.apic_id, cpu.processor_uid, cpu.source, cpu.state
-        );
+    if p.cpus().len() <= PER_CPU_LINES_LIMIT {
+        for cpu in p.cpus() {
+            log::info!(
+                "acpi: cpu index {} apic-id {} uid {} from {:?} state {:?}",
+                cpu.index.0, cpu.apic_id, cpu.processor_uid, cpu.source, cpu.state
+            );
+        }
+    } else {
+        report_cpu_ranges(p);
     }
     for io in p.ioapics() {
         log::info!("acpi: ioapic id {} at {:#x} gsi-base {}", io.id, io.address, io.gsi_base);
@@ -229,7 +242,25 @@ fn report(p: &Platform) {
         }
     }
     ev!("acpi.madt.cpus", p.cpus().len());
+    ev!("acpi.madt.cpus_enabled", p.cpus().iter().filter(|c| c.state == keel_platform::CpuState::Enabled).count());
+    ev!("acpi.madt.cpus_dropped", p.summary(keel_platform::ApicMode::X2Apic).dropped_over_capacity);
     ev!("acpi.ioapics", p.ioapics().len());
     ev!("acpi.diagnostics", p.diagnostics().count());
     ev!("acpi.dmar", if dmar().is_some() { "yes" } else { "no" });
+}
+
+/// A large machine's CPU list on a few lines: counts per MADT entry type and the APIC IDs as
+/// ranges (gaps in them are the topology's unused IDs).
+fn report_cpu_ranges(p: &Platform) {
+    let mut ids: alloc::vec::Vec<u32> = p.cpus().iter().map(|c| c.apic_id).collect();
+    ids.sort_unstable();
+    let x2 = p.cpus().iter().filter(|c| c.source == keel_platform::CpuSource::Type9).count();
+    let enabled = p.cpus().iter().filter(|c| c.state == keel_platform::CpuState::Enabled).count();
+    log::info!(
+        "acpi: {} cpus ({} enabled, {} from x2APIC entries), APIC IDs {}",
+        p.cpus().len(),
+        enabled,
+        x2,
+        keel_platform::startup::Ranges(&ids)
+    );
 }

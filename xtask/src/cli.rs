@@ -16,6 +16,9 @@ commands:
                              in another terminal: gdb -x target/keel.gdb
   test [--filter SUBSTR] [--jobs N] [--no-host-tests]
                              host unit tests, then every proof in parallel
+  test-scale [--filter SUBSTR] [--jobs N]
+                             proofs on large machines (288 and 1,024 vCPUs, xAPIC at 255, panic
+                             stop at 288): minutes each under TCG, one at a time by default
   test-hostile [--filter SUBSTR] [--jobs N]
                              the long hostile proofs (10^6-submission fuzzing), kept out of `test`
   test-firmware [--filter SUBSTR] [--jobs N]
@@ -57,6 +60,7 @@ pub enum Cmd {
     Debug { proof: Option<String> },
     /// `long`: the long proofs (`test-hostile`) instead of the default set.
     Test { filter: Option<String>, jobs: Option<usize>, host_tests: bool, long: bool },
+    TestScale { filter: Option<String>, jobs: Option<usize> },
     TestFirmware { filter: Option<String>, jobs: Option<usize> },
     Iso { out: Option<String> },
     TestBochs { filter: Option<String> },
@@ -79,6 +83,7 @@ pub fn parse(args: &[String]) -> Result<Cmd> {
         "run" => Cmd::Run { proof: None, accel: None, append: vec![], timeout: None },
         "test" => Cmd::Test { filter: None, jobs: None, host_tests: true, long: false },
         "test-hostile" => Cmd::Test { filter: None, jobs: None, host_tests: false, long: true },
+        "test-scale" => Cmd::TestScale { filter: None, jobs: None },
         "test-firmware" => Cmd::TestFirmware { filter: None, jobs: None },
         "iso" => Cmd::Iso { out: None },
         "test-bochs" => Cmd::TestBochs { filter: None },
@@ -103,8 +108,15 @@ pub fn parse(args: &[String]) -> Result<Cmd> {
             (Cmd::Run { accel, .. }, "--accel") => *accel = Some(Accel::parse(&value()?)?),
             (Cmd::Run { append, .. }, "--append") => append.push(value()?),
             (Cmd::Run { timeout, .. }, "--timeout") => *timeout = Some(value()?.parse().context("--timeout wants seconds")?),
-            (Cmd::Test { filter, .. } | Cmd::TestFirmware { filter, .. } | Cmd::TestBochs { filter } | Cmd::Bench { filter }, "--filter") => *filter = Some(value()?),
-            (Cmd::Test { jobs, .. } | Cmd::TestFirmware { jobs, .. }, "--jobs" | "-j") => {
+            (
+                Cmd::Test { filter, .. }
+                | Cmd::TestScale { filter, .. }
+                | Cmd::TestFirmware { filter, .. }
+                | Cmd::TestBochs { filter }
+                | Cmd::Bench { filter },
+                "--filter",
+            ) => *filter = Some(value()?),
+            (Cmd::Test { jobs, .. } | Cmd::TestScale { jobs, .. } | Cmd::TestFirmware { jobs, .. }, "--jobs" | "-j") => {
                 *jobs = Some(value()?.parse().context("--jobs wants a number")?)
             }
             (Cmd::Iso { out }, "--out") => *out = Some(value()?),
@@ -144,6 +156,7 @@ mod tests {
         assert_eq!(p("test --filter smp -j 1").unwrap(), Cmd::Test { filter: Some("smp".into()), jobs: Some(1), host_tests: true, long: false });
         assert_eq!(p("test-hostile -j 1").unwrap(), Cmd::Test { filter: None, jobs: Some(1), host_tests: false, long: true });
         assert_eq!(p("bench").unwrap(), Cmd::Bench { filter: None });
+        assert_eq!(p("test-scale --filter 288").unwrap(), Cmd::TestScale { filter: Some("288".into()), jobs: None });
         assert_eq!(p("test-firmware --filter uefi -j 2").unwrap(), Cmd::TestFirmware { filter: Some("uefi".into()), jobs: Some(2) });
         assert_eq!(p("debug --proof smp").unwrap(), Cmd::Debug { proof: Some("smp".into()) });
         assert_eq!(p("iso --out /tmp/k.iso").unwrap(), Cmd::Iso { out: Some("/tmp/k.iso".into()) });

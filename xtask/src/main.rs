@@ -68,7 +68,8 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode> {
         Cmd::Run { proof, accel, append, timeout } => run(proof, accel, append, timeout, false),
         // TCG: hardware breakpoints and single-stepping behave there as on a real CPU.
         Cmd::Debug { proof } => run(proof, Some(AccelEnv::detect()?.forced.unwrap_or(qemu::Accel::Tcg)), vec![], None, true),
-        Cmd::Test { filter, jobs, host_tests, long } => test(filter, jobs, host_tests, long),
+        Cmd::Test { filter, jobs, host_tests, long } => test(filter, jobs, host_tests, long, false),
+        Cmd::TestScale { filter, jobs } => test(filter, jobs, false, false, true),
         Cmd::TestFirmware { filter, jobs } => test_firmware(filter, jobs),
         Cmd::Iso { out } => make_iso(out),
         Cmd::TestBochs { filter } => test_bochs(filter),
@@ -102,12 +103,14 @@ fn find_proof(name: &str) -> Result<Proof> {
 }
 
 /// Proofs of one suite: `make test` boots through `-kernel`, `make test-hostile` the long
-/// ones among those, `make test-firmware` from ISOs, `make bench` runs the benchmarks.
-fn select(filter: Option<&str>, bench: bool, long: bool) -> Vec<Proof> {
+/// ones among those, `make test-scale` the large machines (benchmarks included),
+/// `make test-firmware` from ISOs, `make bench` runs the benchmarks.
+fn select(filter: Option<&str>, bench: bool, long: bool, scale: bool) -> Vec<Proof> {
     let kernel_boot = |p: &Proof| p.boot == proofs::Boot::Kernel;
+    let suite = |p: &Proof| p.scale == scale && (scale || (p.bench == bench && p.long == long));
     proofs::registry()
         .into_iter()
-        .filter(|p| p.bench == bench && p.long == long && kernel_boot(p) && filter.is_none_or(|f| p.name.contains(f)))
+        .filter(|p| suite(p) && kernel_boot(p) && filter.is_none_or(|f| p.name.contains(f)))
         .collect()
 }
 
@@ -146,7 +149,7 @@ fn iso_entries(env: &Env) -> Vec<iso::Entry> {
         modules: vec![env.root.join("manifests/default.manifest"), env.user_dir.join("smptest"), env.user_dir.join("hostile")],
     };
     let mut entries = vec![default];
-    for p in select(None, false, false).into_iter().filter(|p| bochs::unsupported(p).is_none()) {
+    for p in select(None, false, false, false).into_iter().filter(|p| bochs::unsupported(p).is_none()) {
         let e = env.iso_entry(&p, &p.cmdline);
         // Proofs differing only in the virtual machine boot the same entry.
         if !entries.iter().any(|x| x.cmdline == e.cmdline && x.modules == e.modules) {
@@ -215,7 +218,15 @@ fn list_proofs() -> Result<ExitCode> {
     println!("{}", env.kvm_summary());
     for job in proofs::plan(&all, &env) {
         let p = &all[job.proof];
-        let tag = if p.bench { " [bench]" } else if p.long { " [test-hostile]" } else { "" };
+        let tag = if p.scale {
+            " [scale]"
+        } else if p.bench {
+            " [bench]"
+        } else if p.long {
+            " [test-hostile]"
+        } else {
+            ""
+        };
         println!("\n{} ({}){tag}: {}", p.name, job.accel, p.description);
         if let Some(note) = p.accel_note() {
             println!("  {note}");
@@ -342,17 +353,22 @@ fn run_proofs(proofs: &[Proof], jobs: Option<usize>) -> Result<Vec<JobResult>> {
     Ok(results)
 }
 
-fn test(filter: Option<String>, jobs: Option<usize>, host_tests: bool, long: bool) -> Result<ExitCode> {
+fn test(filter: Option<String>, jobs: Option<usize>, host_tests: bool, long: bool, scale: bool) -> Result<ExitCode> {
     bootstrap::ensure_qemu()?;
     if host_tests {
         println!("xtask: host unit tests");
         builder::host_tests()?;
     }
-    let selected = select(filter.as_deref(), false, long);
+    let selected = select(filter.as_deref(), false, long, scale);
     if selected.is_empty() {
         bail!("no proof matches {:?}", filter.unwrap_or_default());
     }
+    // Scale proofs each keep hundreds of vCPU threads busy: one at a time unless asked.
+    let jobs = if scale { jobs.or(Some(1)) } else { jobs };
     let results = run_proofs(&selected, jobs)?;
+    if scale {
+        println!("{}", report::bench_table(&report::bench_runs(&results)));
+    }
     println!("{}", report::summary_line(&results));
     if let Some(why) = report::nothing_ran(&results) {
         eprintln!("xtask: error: {why}");
@@ -363,7 +379,7 @@ fn test(filter: Option<String>, jobs: Option<usize>, host_tests: bool, long: boo
 
 fn bench(filter: Option<String>) -> Result<ExitCode> {
     bootstrap::ensure_qemu()?;
-    let selected = select(filter.as_deref(), true, false);
+    let selected = select(filter.as_deref(), true, false, false);
     let path = builder::workspace_root().join("target/bench.json");
     std::fs::create_dir_all(path.parent().unwrap())?;
     if selected.is_empty() {

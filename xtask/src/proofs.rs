@@ -46,6 +46,9 @@ pub struct Proof {
     pub checks: Vec<Check>,
     /// Benchmarks run under `cargo xtask bench`, not `cargo xtask test`.
     pub bench: bool,
+    /// Large machines (hundreds of vCPUs, minutes under TCG): run by `cargo xtask
+    /// test-scale`, not `cargo xtask test`.
+    pub scale: bool,
     /// Long proofs run under `cargo xtask test-hostile`, not `cargo xtask test`.
     pub long: bool,
     /// Boot manifest (path relative to the repo root), the first Multiboot module.
@@ -88,6 +91,7 @@ impl Proof {
             expect: Expect::PASS,
             checks: vec![],
             bench: false,
+            scale: false,
             long: false,
             manifest: None,
             programs: vec![],
@@ -160,6 +164,11 @@ impl Proof {
 
     pub fn bench(mut self) -> Self {
         self.bench = true;
+        self
+    }
+    /// Belongs to `cargo xtask test-scale` (see [`Proof::scale`]).
+    pub fn scale(mut self) -> Self {
+        self.scale = true;
         self
     }
     /// Boot manifest, e.g. `"manifests/drivers.manifest"` (relative to the repo root);
@@ -397,7 +406,8 @@ fn bench_ipi(p: Proof, mode: &'static str) -> Proof {
 /// Every proof: the `-kernel` proofs, then the same checks booted from the ISO under each
 /// firmware ([`firmware_variants`]).
 pub fn registry() -> Vec<Proof> {
-    let base = kernel_registry();
+    let mut base = kernel_registry();
+    base.extend(scale::proofs());
     let firmware = firmware_variants(&base);
     base.into_iter().chain(firmware).collect()
 }
@@ -608,15 +618,19 @@ fn kernel_registry() -> Vec<Proof> {
     .chain(hostile::registry())
     // VT-d interrupt remapping: APIC ID 257 reached; storm and driver death with it on.
     .chain(remap::proofs())
+    // Memory isolation: kernel pages, W^X, user copies racing unmap.
+    .chain(memory::proofs())
     .collect()
 }
 
 mod firmware;
 mod hostile;
+mod memory;
 mod plan;
 mod remap;
 mod user;
 use user::{device_interrupts_on, interrupt_grant, remote_wakes_received, shootdown_stress, smp_scale, tlb_shootdown, user_proof, Gate, BOOT_CPU, DRIVER_CPU};
+mod scale;
 pub use firmware::firmware_variants;
 pub use plan::{plan, Job, PVM_RING3};
 // The registry's sanity rules run as unit tests (`proofs/tests.rs`).

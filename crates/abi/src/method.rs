@@ -82,7 +82,8 @@ pub enum Method {
     CapRelease = 0x0002,
     /// `results[0]` = [`ObjectKind`], `results[1]` = kind-specific word.
     CapIdentify = 0x0003,
-    /// Writes `args[1]` (<= 4096) bytes at `args[0]` to the console; `results[0]` = written.
+    /// Writes `args[1]` (<= 4096) bytes at `args[0]` to the console (NUL bytes are
+    /// dropped); `results[0]` = written.
     ConsoleWrite = 0x0101,
     /// Waits for the interrupt; `results[0]` = count since last wait, `results[1]` = TSC.
     InterruptWait = 0x0201,
@@ -111,13 +112,16 @@ pub enum Method {
     ProcessExitThread = 0x0603,
     /// `results[0]` = live threads, `results[1]` = the calling thread's CPU.
     ProcessInfo = 0x0604,
-    /// Maps `args[1]` zeroed pages at page-aligned `args[0]`, writable if `args[2]` = 1.
+    /// Maps `args[1]` zeroed pages at page-aligned `args[0]`, writable if `args[2]` = 1
+    /// (never executable). `Denied` if the range touches a kernel page (ring, start info).
     VmMap = 0x0701,
     /// Unmaps `args[1]` pages at `args[0]`; completes after every CPU that may cache them
-    /// has flushed its TLB, and only then are the frames freed.
+    /// has flushed its TLB, and only then are the frames freed. `Denied` (nothing unmapped)
+    /// if the range touches a kernel page.
     VmUnmap = 0x0702,
     /// Sets `args[1]` pages at `args[0]` writable (`args[2]` = 1) or read-only (0), with
-    /// the same TLB shootdown as `VmUnmap`.
+    /// the same TLB shootdown as `VmUnmap`. `Denied` (nothing changed) if the range touches
+    /// a kernel page, or asks for write access to an executable page (W^X).
     VmProtect = 0x0703,
 }
 

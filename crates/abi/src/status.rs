@@ -27,7 +27,8 @@ pub enum Status {
     TimedOut = -9,
     /// The submission queue is full (user side), see `docs/abi.md`.
     RingFull = -10,
-    /// The capability does not grant this operation.
+    /// The capability does not grant this operation (e.g. changing a kernel page's mapping,
+    /// or making code writable).
     Denied = -11,
     /// The ring indices are inconsistent; the kernel consumed nothing.
     BadRing = -12,

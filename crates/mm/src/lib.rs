@@ -1,7 +1,9 @@
 //! Physical frame accounting for Keel.
 //!
-//! [`FrameBitmap`] tracks 4 KiB frames of one contiguous physical window with one bit per
-//! frame (1 = free). It is pure logic over a caller-provided `&mut [u64]`, so the kernel can
+//! [`FrameBitmap`] tracks 4 KiB frames of one contiguous physical window with two bits per
+//! frame: free (1 = free) and managed (1 = the frame came from a usable range, so it may ever
+//! be handed out and taken back). A free of an unmanaged frame — frame 0, the kernel image,
+//! firmware tables, the bitmap itself — is refused whatever the caller believed it owned. It is pure logic over a caller-provided `&mut [u64]`, so the kernel can
 //! place the bitmap in memory it carved from the boot memory map, and host tests can drive it
 //! with a `Vec`. Counters make leaks visible: `free_frames()` before and after a workload must
 //! match.
@@ -19,23 +21,32 @@ pub enum FrameError {
     OutOfRange(u64),
     /// Freeing a frame that is already free: a double free in the caller.
     DoubleFree(u64),
+    /// Freeing a frame the allocator never managed (reserved or never usable memory).
+    NotManaged(u64),
     /// The bitmap storage is too small for the window.
     StorageTooSmall { needed_words: usize, given_words: usize },
 }
 
-/// One bit per frame of `[base, base + frames * FRAME_SIZE)`; frames start out *used* until
-/// the owner marks usable ranges free.
+/// Two bits per frame of `[base, base + frames * FRAME_SIZE)`; frames start out *used* and
+/// unmanaged until the owner marks usable ranges free.
 pub struct FrameBitmap<'a> {
     base: u64,
     frames: u64,
+    /// Free bits.
     words: &'a mut [u64],
+    /// Managed bits.
+    managed: &'a mut [u64],
     free: u64,
     next_hint: u64,
 }
 
 impl<'a> FrameBitmap<'a> {
-    /// Number of `u64` words needed to track `frames` frames.
+    /// Number of `u64` words needed to track `frames` frames (both bitmaps).
     pub const fn words_for(frames: u64) -> usize {
+        2 * Self::bitmap_words(frames)
+    }
+
+    const fn bitmap_words(frames: u64) -> usize {
         frames.div_ceil(64) as usize
     }
 
@@ -49,7 +60,8 @@ impl<'a> FrameBitmap<'a> {
             return Err(FrameError::StorageTooSmall { needed_words: needed, given_words: words.len() });
         }
         words.iter_mut().for_each(|w| *w = 0);
-        Ok(FrameBitmap { base, frames, words, free: 0, next_hint: 0 })
+        let (words, managed) = words[..needed].split_at_mut(needed / 2);
+        Ok(FrameBitmap { base, frames, words, managed, free: 0, next_hint: 0 })
     }
 
     fn index_of(&self, addr: u64) -> Result<u64, FrameError> {
@@ -66,6 +78,19 @@ impl<'a> FrameBitmap<'a> {
         self.words[(i / 64) as usize] & (1 << (i % 64)) != 0
     }
 
+    fn is_managed_index(&self, i: u64) -> bool {
+        self.managed[(i / 64) as usize] & (1 << (i % 64)) != 0
+    }
+
+    fn set_managed_index(&mut self, i: u64, managed: bool) {
+        let word = &mut self.managed[(i / 64) as usize];
+        if managed {
+            *word |= 1 << (i % 64);
+        } else {
+            *word &= !(1 << (i % 64));
+        }
+    }
+
     fn set_free_index(&mut self, i: u64, free: bool) {
         let word = &mut self.words[(i / 64) as usize];
         if free {
@@ -75,8 +100,9 @@ impl<'a> FrameBitmap<'a> {
         }
     }
 
-    /// Marks `[start, end)` free (page-aligned inward); frames outside the window are ignored
-    /// so the caller can feed the raw memory map. Already-free frames are not counted twice.
+    /// Marks `[start, end)` free and managed (page-aligned inward); frames outside the window
+    /// are ignored so the caller can feed the raw memory map. Already-free frames are not
+    /// counted twice.
     pub fn add_free_range(&mut self, start: u64, end: u64) {
         let start = start.div_ceil(FRAME_SIZE) * FRAME_SIZE;
         let end = end / FRAME_SIZE * FRAME_SIZE;
@@ -85,6 +111,7 @@ impl<'a> FrameBitmap<'a> {
         let mut addr = start;
         while addr < end {
             let i = (addr - self.base) / FRAME_SIZE;
+            self.set_managed_index(i, true);
             if !self.is_free_index(i) {
                 self.set_free_index(i, true);
                 self.free += 1;
@@ -93,7 +120,8 @@ impl<'a> FrameBitmap<'a> {
         }
     }
 
-    /// Marks `[start, end)` used (page-aligned outward), e.g. to reserve the bitmap itself.
+    /// Marks `[start, end)` used and unmanaged for good (page-aligned outward), e.g. to
+    /// reserve the bitmap itself: such frames are never handed out nor taken back.
     pub fn reserve_range(&mut self, start: u64, end: u64) {
         let start = start / FRAME_SIZE * FRAME_SIZE;
         let end = end.div_ceil(FRAME_SIZE) * FRAME_SIZE;
@@ -102,6 +130,7 @@ impl<'a> FrameBitmap<'a> {
         let mut addr = start;
         while addr < end {
             let i = (addr - self.base) / FRAME_SIZE;
+            self.set_managed_index(i, false);
             if self.is_free_index(i) {
                 self.set_free_index(i, false);
                 self.free -= 1;
@@ -187,9 +216,13 @@ impl<'a> FrameBitmap<'a> {
         None
     }
 
-    /// Returns a frame. Double frees and foreign addresses are errors, never corruption.
+    /// Returns a frame. Double frees, unmanaged frames and foreign addresses are errors, never
+    /// corruption.
     pub fn free(&mut self, addr: u64) -> Result<(), FrameError> {
         let i = self.index_of(addr)?;
+        if !self.is_managed_index(i) {
+            return Err(FrameError::NotManaged(addr));
+        }
         if self.is_free_index(i) {
             return Err(FrameError::DoubleFree(addr));
         }
@@ -273,6 +306,22 @@ mod tests {
     }
 
     #[test]
+    fn frames_never_usable_or_reserved_are_never_taken_back() {
+        let (mut w, n) = bitmap(64);
+        let mut b = FrameBitmap::new(0, n, &mut w).unwrap();
+        b.add_free_range(0x1000, 0x20000); // frame 0 is not usable
+        b.reserve_range(0x8000, 0x9000); // e.g. the bitmap's own storage
+        assert_eq!(b.free(0), Err(FrameError::NotManaged(0)));
+        assert_eq!(b.free(0x8000), Err(FrameError::NotManaged(0x8000)));
+        assert_eq!(b.free(0x30000), Err(FrameError::NotManaged(0x30000))); // in the window, never usable
+        let before = b.free_frames();
+        let f = b.allocate().unwrap();
+        assert_ne!(f, 0x8000);
+        b.free(f).unwrap();
+        assert_eq!(b.free_frames(), before);
+    }
+
+    #[test]
     fn reserve_removes_free_frames() {
         let (mut w, n) = bitmap(64);
         let mut b = FrameBitmap::new(0, n, &mut w).unwrap();
@@ -319,7 +368,7 @@ mod tests {
         let mut w = vec![0u64; 1];
         assert!(matches!(
             FrameBitmap::new(0, 65, &mut w),
-            Err(FrameError::StorageTooSmall { needed_words: 2, given_words: 1 })
+            Err(FrameError::StorageTooSmall { needed_words: 4, given_words: 1 })
         ));
         assert_eq!(FrameBitmap::new(0x10, 1, &mut w).err(), Some(FrameError::Unaligned(0x10)));
     }

@@ -420,7 +420,8 @@ fn bad_cpu_flags_and_ids() {
 #[test]
 fn cpu_capacity_overflow() {
     // BSP listed last, after more CPUs than fit: it still gets index 0.
-    let mut recs: Vec<MadtRecord> = (1..=600u32).map(|i| x2(i, i, 1)).collect();
+    let extra = MAX_CPUS as u32 + 88;
+    let mut recs: Vec<MadtRecord> = (1..=extra).map(|i| x2(i, i, 1)).collect();
     recs.push(x2(0, 0, 1));
     recs.push(IOAPIC0);
     let p = Platform::from_records(0, false, recs, 0);
@@ -440,7 +441,7 @@ fn cpu_capacity_overflow() {
     );
     assert_eq!(
         p.summary(ApicMode::X2Apic).dropped_over_capacity,
-        600 - (MAX_CPUS - 1)
+        extra as usize - (MAX_CPUS - 1)
     );
     // Indices are dense and match positions.
     assert!(p
@@ -503,3 +504,18 @@ fn other_capacity_overflows_and_diagnostic_flood() {
 
 mod interrupts;
 mod misc;
+
+#[test]
+fn duplicates_found_above_and_below_the_bitmap() {
+    // IDs below the duplicate bitmap's range are checked in O(1), larger ones by a scan:
+    // both must still be diagnosed and dropped.
+    let recs = vec![x2(0, 0, 1), x2(1, 5, 1), x2(2, 40_000, 1), x2(3, 5, 1), x2(4, 40_000, 1), IOAPIC0];
+    let p = Platform::from_records(0, false, recs, 0);
+    assert_eq!(p.cpu_count(), 3);
+    assert_eq!(p.summary(ApicMode::X2Apic).duplicates, 2);
+    // Rebuilding in place forgets the previous machine's IDs.
+    let mut q = p.clone();
+    q.rebuild(0, false, vec![x2(0, 0, 1), x2(1, 5, 1), IOAPIC0], 0);
+    assert_eq!(q.cpu_count(), 2);
+    assert_eq!(q.summary(ApicMode::X2Apic).duplicates, 0);
+}

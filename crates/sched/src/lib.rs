@@ -14,7 +14,7 @@ use alloc::collections::VecDeque;
 use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
 /// Highest number of CPUs a [`CpuMask`] can hold.
-pub const MAX_CPUS: usize = 512;
+pub const MAX_CPUS: usize = 4096;
 const WORDS: usize = MAX_CPUS / 64;
 
 /// Where `cpu` lives in a set's words: (word index, bit), `None` at or above [`MAX_CPUS`].
@@ -69,10 +69,16 @@ impl CpuMask {
     }
 }
 
-/// A set of CPU indices as a plain value (a [`CpuMask::snapshot`]): 64 bytes, cheap to keep
+/// A set of CPU indices as a plain value (a [`CpuMask::snapshot`]): 512 bytes, cheap to keep
 /// on a stack, iterated by scanning set bits.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CpuSet([u64; WORDS]);
+
+impl Default for CpuSet {
+    fn default() -> Self {
+        CpuSet([0; WORDS])
+    }
+}
 
 impl CpuSet {
     /// Adds `cpu` (indices ≥ [`MAX_CPUS`] are ignored).

@@ -1,7 +1,9 @@
 //! User address spaces: a PML4 whose upper half is the kernel's (shared PDPTs) and whose lower
-//! half holds one process's mappings. Frames the process owns (its image, stack, ring and
-//! anonymous memory) are freed with the address space; device frames (PCI BARs) are marked
-//! with a software PTE bit and never freed.
+//! half holds one process's mappings. Frames the process owns (its image, stack and anonymous
+//! memory) are freed with the address space. Two software PTE bits mark frames it does not
+//! own: device frames (PCI BARs), never freed, and kernel pages (rings, start info), which the
+//! program may use but never unmap, remap or reprotect, and which only their kernel owner frees
+//! after its last use. No user page is ever writable and executable at once.
 
 use x86_64::structures::paging::mapper::{MapToError, TranslateResult};
 use x86_64::structures::paging::{
@@ -9,11 +11,22 @@ use x86_64::structures::paging::{
 };
 use x86_64::{PhysAddr, VirtAddr};
 
+use core::sync::atomic::{AtomicU64, Ordering};
+
 use super::frames::{self, KernelFrames};
+use super::invalidation::Invalidation;
 use super::{paging, phys_to_virt, PHYS_OFFSET};
 
 /// Software-available PTE bit: the frame is device memory, not owned by the address space.
 const DEVICE: F = F::BIT_9;
+/// Software-available PTE bit: a kernel page shown to the program (ring, start info); the
+/// kernel owns the frame and the mapping.
+const KERNEL_PAGE: F = F::BIT_10;
+
+/// Unmap / protect / map attempts refused because they touched a kernel page.
+pub static KERNEL_PAGE_REFUSALS: AtomicU64 = AtomicU64::new(0);
+/// Mappings or protection changes refused because the page would be writable and executable.
+pub static WX_REFUSALS: AtomicU64 = AtomicU64::new(0);
 /// Highest user address + 1.
 pub const USER_END: u64 = 0x0000_8000_0000_0000;
 
@@ -26,6 +39,10 @@ pub enum MapError {
     AlreadyMapped,
     /// No frame for the data or a page table.
     NoMemory,
+    /// The page is a kernel page: the program may not change its mapping.
+    KernelPage,
+    /// The page would be writable and executable.
+    WriteExecute,
 }
 
 /// Page permissions for user mappings.
@@ -34,6 +51,17 @@ pub struct UserPerms {
     pub write: bool,
     pub exec: bool,
     pub uncached: bool,
+}
+
+/// Who owns the frame behind a mapping.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Owner {
+    /// The address space: freed with it (or by the shootdown that follows an unmap).
+    Space,
+    /// Device memory: never freed.
+    Device,
+    /// The kernel: never freed by the space, never changed by the program.
+    Kernel,
 }
 
 /// One process's page tables.
@@ -69,9 +97,13 @@ impl AddressSpace {
         unsafe { OffsetPageTable::new(&mut *phys_to_virt(self.pml4).as_mut_ptr::<PageTable>(), VirtAddr::new(PHYS_OFFSET)) }
     }
 
-    fn map(&mut self, va: u64, frame: u64, perms: UserPerms, device: bool) -> Result<(), MapError> {
+    fn map(&mut self, va: u64, frame: u64, perms: UserPerms, owner: Owner) -> Result<(), MapError> {
         if va % 4096 != 0 || va >= USER_END || va < 0x1000 {
             return Err(MapError::BadAddress);
+        }
+        if perms.write && perms.exec {
+            WX_REFUSALS.fetch_add(1, Ordering::Relaxed);
+            return Err(MapError::WriteExecute);
         }
         let mut flags = F::PRESENT | F::USER_ACCESSIBLE;
         if perms.write {
@@ -83,8 +115,10 @@ impl AddressSpace {
         if perms.uncached {
             flags |= F::NO_CACHE | F::WRITE_THROUGH;
         }
-        if device {
-            flags |= DEVICE;
+        match owner {
+            Owner::Space => {}
+            Owner::Device => flags |= DEVICE,
+            Owner::Kernel => flags |= KERNEL_PAGE,
         }
         let parent = F::PRESENT | F::WRITABLE | F::USER_ACCESSIBLE;
         let page = Page::<Size4KiB>::containing_address(VirtAddr::new(va));
@@ -104,7 +138,7 @@ impl AddressSpace {
     /// Maps a fresh zeroed frame at `va` and returns its physical address.
     pub fn map_new(&mut self, va: u64, perms: UserPerms) -> Result<u64, MapError> {
         let frame = frames::allocate_zeroed().ok_or(MapError::NoMemory)?;
-        match self.map(va, frame, perms, false) {
+        match self.map(va, frame, perms, Owner::Space) {
             Ok(()) => {
                 self.owned_frames += 1;
                 Ok(frame)
@@ -116,38 +150,46 @@ impl AddressSpace {
         }
     }
 
-    /// Maps an existing kernel-allocated frame (ring, start info) as owned by this space.
-    pub fn map_owned(&mut self, va: u64, frame: u64, perms: UserPerms) -> Result<(), MapError> {
-        self.map(va, frame, perms, false)?;
-        self.owned_frames += 1;
-        Ok(())
+    /// Shows a kernel page (ring, start info) to the program. The program cannot unmap,
+    /// remap or reprotect it; this space never frees it (its kernel owner does, after the
+    /// space is destroyed and its own last use).
+    pub fn map_kernel_page(&mut self, va: u64, frame: u64, perms: UserPerms) -> Result<(), MapError> {
+        self.map(va, frame, perms, Owner::Kernel)
     }
 
     /// Maps device memory (never freed by this space).
     pub fn map_device(&mut self, va: u64, phys: u64, perms: UserPerms) -> Result<(), MapError> {
-        self.map(va, phys, perms, true)
+        self.map(va, phys, perms, Owner::Device)
     }
 
-    /// Whether `[va, va + len)` is mapped user-accessible (and writable if `write`).
-    pub fn check_user_range(&self, va: u64, len: u64, write: bool) -> bool {
-        let Some(end) = va.checked_add(len) else { return false };
-        if end > USER_END {
-            return false;
+    fn leaf_flags(&self, va: u64) -> Option<F> {
+        let va = VirtAddr::try_new(va & !0xfff).ok()?;
+        match self.tables().translate(va) {
+            TranslateResult::Mapped { flags, .. } => Some(flags),
+            _ => None,
         }
-        let tables = self.tables();
-        let mut page = va & !0xfff;
-        while page < end {
-            match tables.translate(VirtAddr::new(page)) {
-                TranslateResult::Mapped { flags, .. } => {
-                    if !flags.contains(F::USER_ACCESSIBLE) || (write && !flags.contains(F::WRITABLE)) {
-                        return false;
-                    }
-                }
-                _ => return false,
-            }
-            page += 4096;
+    }
+
+    /// Refuses a program's change to `pages` pages at `va` if one of them is a kernel page
+    /// (counted in [`KERNEL_PAGE_REFUSALS`]).
+    pub fn check_not_kernel(&self, va: u64, pages: u64) -> Result<(), MapError> {
+        let touches = (0..pages).any(|i| self.leaf_flags(va.wrapping_add(i * 4096)).is_some_and(|f| f.contains(KERNEL_PAGE)));
+        if touches {
+            KERNEL_PAGE_REFUSALS.fetch_add(1, Ordering::Relaxed);
+            return Err(MapError::KernelPage);
         }
-        true
+        Ok(())
+    }
+
+    /// Refuses making `pages` pages at `va` writable if one of them is executable (counted
+    /// in [`WX_REFUSALS`]).
+    pub fn check_not_code(&self, va: u64, pages: u64) -> Result<(), MapError> {
+        let code = (0..pages).any(|i| self.leaf_flags(va.wrapping_add(i * 4096)).is_some_and(|f| !f.contains(F::NO_EXECUTE)));
+        if code {
+            WX_REFUSALS.fetch_add(1, Ordering::Relaxed);
+            return Err(MapError::WriteExecute);
+        }
+        Ok(())
     }
 
     /// Physical address `va` maps to, if any.
@@ -168,39 +210,55 @@ impl AddressSpace {
         false
     }
 
-    /// Removes the mapping at `va`: `Some(frame)` when the frame was owned (the caller frees
-    /// it after the TLB shootdown), `None` for device memory. The caller must shoot down.
-    pub fn unmap(&mut self, va: u64) -> Result<Option<u64>, MapError> {
+    /// Removes the mapping at `va` and records it in `stale`: the page must be shot down
+    /// and an owned frame is freed only by that shootdown ([`Invalidation::complete`]).
+    /// Kernel pages are refused.
+    pub fn unmap(&mut self, va: u64, stale: &mut Invalidation) -> Result<(), MapError> {
         if va % 4096 != 0 || va >= USER_END {
             return Err(MapError::BadAddress);
         }
+        debug_assert_eq!(stale.pml4(), self.pml4);
         let mut tables = self.tables();
         let page = Page::<Size4KiB>::containing_address(VirtAddr::new(va));
-        let device = match tables.translate(page.start_address()) {
-            TranslateResult::Mapped { flags, .. } => flags.contains(DEVICE),
+        let flags = match tables.translate(page.start_address()) {
+            TranslateResult::Mapped { flags, .. } => flags,
             _ => return Err(MapError::BadAddress),
         };
-        let (frame, flush) = tables.unmap(page).map_err(|_| MapError::BadAddress)?;
-        flush.ignore(); // the caller's shootdown covers every CPU, this one included
-        if device {
-            Ok(None)
-        } else {
-            self.owned_frames -= 1;
-            Ok(Some(frame.start_address().as_u64()))
+        if flags.contains(KERNEL_PAGE) {
+            KERNEL_PAGE_REFUSALS.fetch_add(1, Ordering::Relaxed);
+            return Err(MapError::KernelPage);
         }
+        let (frame, flush) = tables.unmap(page).map_err(|_| MapError::BadAddress)?;
+        flush.ignore(); // the shootdown in `stale.complete` covers every CPU, this one included
+        let owned = !flags.contains(DEVICE);
+        if owned {
+            self.owned_frames -= 1;
+        }
+        stale.page_unmapped(va, owned.then(|| frame.start_address().as_u64()));
+        Ok(())
     }
 
-    /// Makes the page at `va` writable or read-only (the caller must shoot down).
-    pub fn protect(&mut self, va: u64, writable: bool) -> Result<(), MapError> {
+    /// Makes the page at `va` writable or read-only and records it in `stale` for the
+    /// shootdown. Kernel pages are refused, and so is making an executable page writable.
+    pub fn protect(&mut self, va: u64, writable: bool, stale: &mut Invalidation) -> Result<(), MapError> {
         let mut tables = self.tables();
         let page = Page::<Size4KiB>::containing_address(VirtAddr::new(va));
         let flags = match tables.translate(page.start_address()) {
             TranslateResult::Mapped { flags, .. } if flags.contains(F::USER_ACCESSIBLE) => flags,
             _ => return Err(MapError::BadAddress),
         };
+        if flags.contains(KERNEL_PAGE) {
+            KERNEL_PAGE_REFUSALS.fetch_add(1, Ordering::Relaxed);
+            return Err(MapError::KernelPage);
+        }
+        if writable && !flags.contains(F::NO_EXECUTE) {
+            WX_REFUSALS.fetch_add(1, Ordering::Relaxed);
+            return Err(MapError::WriteExecute);
+        }
         let flags = if writable { flags | F::WRITABLE } else { flags - F::WRITABLE };
         // SAFETY: only the permission bits of an existing user mapping change.
         unsafe { tables.update_flags(page, flags) }.map_err(|_| MapError::BadAddress)?.ignore();
+        stale.page_changed(va);
         Ok(())
     }
 
@@ -231,7 +289,8 @@ unsafe fn free_level(table: &mut PageTable, level: u8, first: usize, last: usize
         }
         let phys = entry.addr().as_u64();
         if level == 1 || entry.flags().contains(F::HUGE_PAGE) {
-            if !entry.flags().contains(DEVICE) {
+            // Device and kernel pages belong to someone else.
+            if !entry.flags().intersects(DEVICE | KERNEL_PAGE) {
                 frames::free(phys);
             }
         } else {

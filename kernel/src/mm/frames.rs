@@ -3,6 +3,7 @@
 
 use keel_boot::memory::MemoryMap;
 use keel_mm::{FrameBitmap, FRAME_SIZE};
+use core::sync::atomic::{AtomicU64, Ordering};
 use spin::Mutex;
 use x86_64::structures::paging::{FrameAllocator, PhysFrame, Size4KiB};
 use x86_64::PhysAddr;
@@ -60,9 +61,14 @@ pub fn allocate_contiguous(count: u64, align: u64) -> Option<u64> {
     with(|b| b.allocate_contiguous(count, align))
 }
 
-/// Returns a frame; misuse is reported, never silently corrupts the bitmap.
+/// Frees refused: double frees, and frames the allocator never managed (frame 0, the kernel
+/// image, firmware and boot data), whatever a page table claimed.
+pub static REFUSED_FREES: AtomicU64 = AtomicU64::new(0);
+
+/// Returns a frame; misuse is reported and counted, never silently corrupts the bitmap.
 pub fn free(frame: u64) {
     if let Err(e) = with(|b| b.free(frame)) {
+        REFUSED_FREES.fetch_add(1, Ordering::Relaxed);
         log::error!("frames: refused free of {frame:#x}: {e:?}");
     }
 }

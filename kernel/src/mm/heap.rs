@@ -28,19 +28,33 @@ unsafe impl GlobalAlloc for IrqSafeHeap {
 #[global_allocator]
 static HEAP: IrqSafeHeap = IrqSafeHeap(LockedHeap::empty());
 
-/// Heap size: enough for per-CPU tables of a few hundred CPUs plus kernel objects.
-pub const HEAP_BYTES: u64 = 16 * 1024 * 1024;
+/// Smallest heap Keel asks for (kernel objects of a small machine).
+pub const MIN_HEAP_BYTES: u64 = 16 * 1024 * 1024;
+/// Largest heap: per-CPU stacks and tables come from frames, not from here.
+pub const MAX_HEAP_BYTES: u64 = 256 * 1024 * 1024;
 
-/// Carves the heap from the frame allocator.
-pub fn init() {
-    let (phys, bytes) = [HEAP_BYTES, HEAP_BYTES / 4]
-        .into_iter()
+/// The heap grows with the machine: a sixteenth of usable RAM (per-CPU run queues and
+/// kernel objects scale with RAM and CPUs), between the two bounds, in 2 MiB units.
+pub fn size_for(usable_bytes: u64) -> u64 {
+    (usable_bytes / 16).clamp(MIN_HEAP_BYTES, MAX_HEAP_BYTES) & !0x1F_FFFF
+}
+
+/// Carves the heap from the frame allocator (halving the request while RAM is short).
+pub fn init(usable_bytes: u64) {
+    let wanted = size_for(usable_bytes);
+    let (phys, bytes) = (0..4)
+        .map(|halvings| wanted >> halvings)
         .find_map(|bytes| frames::allocate_contiguous(bytes / keel_mm::FRAME_SIZE, 0x20_0000).map(|p| (p, bytes)))
         .expect("no contiguous memory for the kernel heap");
     // SAFETY: the block was just allocated for the heap alone and is mapped writable in the
     // physical map; `init` runs once, before any allocation.
     unsafe { HEAP.0.lock().init(phys_to_virt(phys).as_mut_ptr::<u8>(), bytes as usize) };
     log::info!("heap: {} KiB at {:#x}", bytes / 1024, phys);
+}
+
+/// Bytes still free in the heap (boot checks it before reserving per-CPU queues).
+pub fn free_bytes() -> usize {
+    x86_64::instructions::interrupts::without_interrupts(|| HEAP.0.lock().free())
 }
 
 /// Bytes currently allocated (for leak reports).

@@ -10,7 +10,9 @@
 pub mod address_space;
 pub mod frames;
 pub mod heap;
+pub mod invalidation;
 pub mod paging;
+pub mod user;
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -178,7 +180,7 @@ pub fn init(magic: u32, info_phys: u32) -> BootContext {
 
     frames::init(&map);
     paging::init(entries);
-    heap::init();
+    heap::init(map.usable_bytes());
 
     let cmdline = String::from(info.command_line().unwrap_or(""));
     let modules = info

@@ -7,6 +7,7 @@ mod races;
 mod user;
 mod remap;
 mod rtc;
+mod scale;
 mod smp;
 
 use alloc::collections::BTreeMap;
@@ -40,6 +41,11 @@ pub fn run(name: &str, cmdline: &CommandLine, boot: &BootContext, platform: &'st
         "user" => user::run(bring_up(platform, cmdline), cmdline, boot),
         "races" => races::run(bring_up(platform, cmdline), cmdline),
         "panic" => panic_on_ap(bring_up(platform, cmdline)),
+        "bringup" => scale::bringup_bench(bring_up(platform, cmdline)),
+        "shootdown_all" => {
+            let rounds = option_u64(cmdline, "rounds", 3);
+            scale::shootdown_everywhere(bring_up(platform, cmdline), rounds)
+        }
         other => {
             log::error!("unknown proof {other:?}");
             verdict(false, "unknown proof")
@@ -53,6 +59,8 @@ pub struct System {
     pub platform: &'static Platform,
     pub reports: Vec<smp_arch::CpuReport>,
     pub expected_online: usize,
+    /// From the start of AP bring-up until every AP that was going to come online had.
+    pub all_online_ns: u64,
 }
 
 impl System {
@@ -96,11 +104,20 @@ pub fn bring_up(platform: &'static Platform, cmdline: &CommandLine) -> System {
     x86_64::instructions::interrupts::enable();
     ev!("lapic.isr_readable", if lapic::probe_isr() { "yes" } else { "no" });
 
+    let how = match smp_arch::BringUp::from_option(cmdline.get("smp_bringup")) {
+        Ok(how) => how,
+        Err(other) => {
+            log::warn!("command line: smp_bringup={other:?} is neither parallel nor serial; using parallel");
+            smp_arch::BringUp::Parallel
+        }
+    };
+    ev!("smp.bringup", how.name());
     let started = crate::time::now_ns();
-    let reports = smp_arch::start_aps(platform, mode, use_deadline);
+    let abandon = cmdline.get("smp_abandon").map(|_| option_u64(cmdline, "smp_abandon", 0) as u32);
+    let reports = smp_arch::start_aps(platform, mode, use_deadline, how, abandon);
     let expected_online = 1 + reports.iter().filter(|r| r.outcome == smp_arch::ApOutcome::Online).count();
     let all_ns = crate::time::now_ns() - started;
-    let system = System { mode, platform, reports, expected_online };
+    let system = System { mode, platform, reports, expected_online, all_online_ns: all_ns };
     boot_report(&system, all_ns);
     system
 }
@@ -108,6 +125,28 @@ pub fn bring_up(platform: &'static Platform, cmdline: &CommandLine) -> System {
 /// Every per-CPU state below was read on that CPU from its registers: the mode from its own
 /// `IA32_APIC_BASE`, the timer mode from its LVT timer register.
 fn boot_report(system: &System, all_online_ns: u64) {
+    let mode = lapic::mode_name(system.mode);
+    if scale::summarised() {
+        scale::boot_summary(system.mode);
+        scale::report_failures(&system.reports);
+    } else {
+        per_cpu_report(system);
+    }
+    scale::bringup_figures(&system.reports);
+    let skipped = system.reports.iter().filter(|r| r.outcome != smp_arch::ApOutcome::Online).count();
+    let declared = system.platform.cpus().len();
+    log::info!("smp: {}/{} online mode={mode}", smp_arch::online_count(), declared);
+    ev!("lapic.apic_base_writes", lapic::APIC_BASE_WRITES.load(Ordering::Relaxed));
+    ev!("smp.online", smp_arch::online_count());
+    ev!("smp.declared", declared);
+    ev!("smp.skipped", skipped);
+    ev!("smp.all_online_us", all_online_ns / 1000);
+    let max_id = percpu::online().map(|c| c.apic_id.load(Ordering::Relaxed)).max().unwrap_or(0);
+    ev!("smp.max_apic_id", max_id);
+}
+
+/// One line and evidence keys per CPU (small machines: the proofs check each CPU by name).
+fn per_cpu_report(system: &System) {
     for cpu in percpu::all() {
         let apic_id = cpu.apic_id.load(Ordering::Acquire);
         let online = cpu.online.load(Ordering::Acquire);
@@ -124,24 +163,13 @@ fn boot_report(system: &System, all_online_ns: u64) {
             ev!(("cpu.{}.x2apic_ldr", cpu.index), format_args!("{:#x}", cpu.x2apic_ldr.load(Ordering::Relaxed)));
         }
     }
-    let mut skipped = 0;
     for r in &system.reports {
         if r.outcome != smp_arch::ApOutcome::Online {
-            skipped += 1;
             log::warn!("cpu index {} apic-id {}: {:?}", r.index, r.apic_id, r.outcome);
         } else {
             ev!(("cpu.{}.bringup_us", r.index), r.bringup_ns / 1000);
         }
     }
-    let declared = system.platform.cpus().len();
-    log::info!("smp: {}/{} online mode={}", smp_arch::online_count(), declared, lapic::mode_name(system.mode));
-    ev!("lapic.apic_base_writes", lapic::APIC_BASE_WRITES.load(Ordering::Relaxed));
-    ev!("smp.online", smp_arch::online_count());
-    ev!("smp.declared", declared);
-    ev!("smp.skipped", skipped);
-    ev!("smp.all_online_us", all_online_ns / 1000);
-    let max_id = percpu::online().map(|c| c.apic_id.load(Ordering::Relaxed)).max().unwrap_or(0);
-    ev!("smp.max_apic_id", max_id);
 }
 
 /// Allocates, fills and verifies heap memory of several shapes.

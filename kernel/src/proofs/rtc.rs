@@ -59,8 +59,8 @@ pub fn route_is_refused(system: &System, cpu: &PerCpu) -> bool {
     )
 }
 
-/// Routes IRQ 8 to `target`, runs the RTC at 1024 Hz for 200 ms, checks the count.
-pub fn route_and_count(system: &System, target: &PerCpu) -> Result<(), &'static str> {
+/// Routes IRQ 8 to `target`, runs the RTC at 1024 Hz for `window_ms`, checks the count.
+pub fn route_and_count(system: &System, target: &PerCpu, window_ms: u64) -> Result<(), &'static str> {
     let route = system.platform.resolve_isa_irq(ISA_RTC_IRQ).ok_or("ISA IRQ 8 has no GSI")?;
     let (polarity, trigger) = ioapic::isa_signal(&route);
     let vector = ioapic::allocate_vector(rtc_interrupt).ok_or("no free device vector")?;
@@ -79,17 +79,22 @@ pub fn route_and_count(system: &System, target: &PerCpu) -> Result<(), &'static 
         cmos_write(0x0B, b | 0x40); // periodic interrupt enable
         let _ = cmos_read(0x0C);
     });
-    super::smp::sleep_ms(200);
+    super::smp::sleep_ms(window_ms);
     x86_64::instructions::interrupts::without_interrupts(|| {
         let b = cmos_read(0x0B);
         cmos_write(0x0B, b & !0x40);
         let _ = cmos_read(0x0C);
     });
     let _ = ioapic::set_masked(route.gsi, true);
-    // Let an interrupt already in flight land before the counters are read.
-    crate::time::delay_us(5_000);
-    let count = INTERRUPTS.load(Ordering::Relaxed);
-    let on_target = target.device_interrupts.load(Ordering::Relaxed) - target_before;
+    // An interrupt delivered before the mask may still be in its handler (a vCPU can be
+    // descheduled for milliseconds): wait until the dispatcher's count on the target and the
+    // handler's own count agree, bounded, instead of sleeping a fixed time.
+    let counts = || (INTERRUPTS.load(Ordering::Acquire), target.device_interrupts.load(Ordering::Acquire) - target_before);
+    crate::time::spin_until(0, 1_000_000_000, || {
+        let (count, on_target) = counts();
+        count == on_target
+    });
+    let (count, on_target) = counts();
     ev!("rtc.gsi", route.gsi);
     ev!("rtc.vector", vector);
     ev!("rtc.cpu", target.index);

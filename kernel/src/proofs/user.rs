@@ -141,6 +141,13 @@ pub fn run(_system: System, cmdline: &CommandLine, boot: &BootContext) -> ! {
     ev!("tlb.ipis_sent", tlb::ipis_sent());
     ev!("tlb.last_targets", format_args!("{:#x}", tlb::LAST_TARGETS.load(Ordering::Relaxed)));
     ev!("tlb.last_icr_writes", tlb::LAST_ICR_WRITES.load(Ordering::Relaxed));
+    use crate::mm::address_space::{KERNEL_PAGE_REFUSALS, WX_REFUSALS};
+    ev!("mm.user_copy_fixups", crate::arch::x86_64::usercopy::FIXUPS.load(Ordering::Relaxed));
+    ev!("mm.user_copy_partial", crate::mm::user::PARTIAL_COPIES.load(Ordering::Relaxed));
+    ev!("mm.kernel_page_refusals", KERNEL_PAGE_REFUSALS.load(Ordering::Relaxed));
+    ev!("mm.wx_refusals", WX_REFUSALS.load(Ordering::Relaxed));
+    ev!("mm.refused_frees", crate::mm::frames::REFUSED_FREES.load(Ordering::Relaxed));
+    ev!("mm.unflushed_frames_kept", crate::mm::invalidation::LEAKED_UNFLUSHED.load(Ordering::Relaxed));
     ev!("user.bad_returns", process::BAD_RETURNS.load(Ordering::Relaxed));
     ev!("user.processes", process::created());
     ev!("user.processes_live", process::live().len());

@@ -113,15 +113,8 @@ fn grant(manifest: &Manifest, g: &Grant, process: &Arc<Process>, cpu: u32) -> Re
     })
 }
 
-/// Loads `program` from its module, grants its capabilities and queues its thread.
-pub fn start(manifest: &Manifest, program: &Program, mods: &[ModuleImage]) -> Result<Arc<Process>, String> {
-    let module = mods
-        .iter()
-        .find(|m| m.name == program.binary)
-        .ok_or_else(|| alloc::format!("no module named {}", program.binary))?;
-    let elf = ElfImage::parse(module.bytes, USER_END).map_err(|e| alloc::format!("{}: {e}", program.binary))?;
-    let mut space = AddressSpace::new().map_err(|e| alloc::format!("{e:?}"))?;
-
+/// Maps the ELF segments (file bytes copied, the rest zero) and the stack into `space`.
+fn map_image(space: &mut AddressSpace, elf: &ElfImage<'_>) -> Result<(), String> {
     for seg in elf.segments() {
         let perms = UserPerms { write: seg.flags.write, exec: seg.flags.exec, uncached: false };
         let data = elf.segment_data(&seg);
@@ -149,16 +142,37 @@ pub fn start(manifest: &Manifest, program: &Program, mods: &[ModuleImage]) -> Re
     for page in ((USER_STACK_TOP - USER_STACK_SIZE)..USER_STACK_TOP).step_by(4096) {
         space.map_new(page, stack).map_err(|e| alloc::format!("stack: {e:?}"))?;
     }
-    let start_phys = frames::allocate_zeroed().ok_or("no memory for the start info")?;
-    space
-        .map_owned(START_INFO_VADDR, start_phys, UserPerms { write: false, exec: false, uncached: false })
-        .map_err(|e| alloc::format!("start info: {e:?}"))?;
+    Ok(())
+}
+
+/// Loads `program` from its module, grants its capabilities and queues its thread.
+pub fn start(manifest: &Manifest, program: &Program, mods: &[ModuleImage]) -> Result<Arc<Process>, String> {
+    let module = mods
+        .iter()
+        .find(|m| m.name == program.binary)
+        .ok_or_else(|| alloc::format!("no module named {}", program.binary))?;
+    let elf = ElfImage::parse(module.bytes, USER_END).map_err(|e| alloc::format!("{}: {e}", program.binary))?;
+    let mut space = AddressSpace::new().map_err(|e| alloc::format!("{e:?}"))?;
+    // A half-built space goes back whole (its frames with it).
+    if let Err(e) = map_image(&mut space, &elf) {
+        space.destroy();
+        return Err(e);
+    }
+    let Some(start_phys) = frames::allocate_zeroed() else {
+        space.destroy();
+        return Err("no memory for the start info".into());
+    };
+    if let Err(e) = space.map_kernel_page(START_INFO_VADDR, start_phys, UserPerms { write: false, exec: false, uncached: false }) {
+        frames::free(start_phys);
+        space.destroy();
+        return Err(alloc::format!("start info: {e:?}"));
+    }
 
     let process = Process::new(&program.name, space);
-    let setup = || -> Result<(u64, u64), String> {
+    process.set_start_info(start_phys);
+    let setup = || -> Result<_, String> {
         let ring = process.new_ring().map_err(|e| alloc::format!("ring: {e:?}"))?;
         debug_assert_eq!(ring.1, RING_VADDR);
-        process.start_info_phys.store(start_phys, core::sync::atomic::Ordering::Relaxed);
         let mut info = StartInfo::empty();
         if crate::arch::x86_64::syscall::syscall_broken() {
             info.entry_gate = keel_abi::ENTRY_INT80;
@@ -172,8 +186,7 @@ pub fn start(manifest: &Manifest, program: &Program, mods: &[ModuleImage]) -> Re
                 .map_err(|e| alloc::format!("cap table: {e:?}"))?;
             info.push_cap(CapInfo { id, kind: kind as u32, param }).map_err(|_| "too many grants for the start info")?;
         }
-        // SAFETY: the start-info frame is this process's, written once before its thread runs.
-        unsafe { (phys_to_virt(start_phys).as_mut_ptr::<StartInfo>()).write(info) };
+        process.with_start_info(|page| *page = info);
         Ok(ring)
     };
     let ring = match setup() {

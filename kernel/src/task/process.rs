@@ -1,8 +1,9 @@
-//! Processes: an address space, a capability table, the shared ring page, granted I/O port
-//! ranges and (for now) one thread. Exit — voluntary or by a fault — releases every capability
-//! (an `Interrupt` source is masked and its waiter cancelled) before the thread leaves its CPU;
-//! the address space is destroyed afterwards by the CPU's scheduler context, once no CPU can
-//! have it loaded.
+//! Processes: an address space, a capability table, the kernel pages shown to the program
+//! (start info, one ring per thread), granted I/O port ranges and its threads. Exit —
+//! voluntary or by a fault — releases every capability (an `Interrupt` source is masked and its
+//! waiter cancelled) before the thread leaves its CPU; the address space is destroyed
+//! afterwards by the CPU's scheduler context, once no CPU can have it loaded, and only then
+//! are the kernel pages freed.
 
 use alloc::string::String;
 use alloc::sync::Arc;
@@ -14,7 +15,7 @@ use keel_cap::CapTable;
 use spin::Mutex;
 
 use super::sched;
-use super::thread::Thread;
+use super::thread::{RingState, Thread};
 use crate::arch::x86_64::interrupts::TrapFrame;
 use crate::arch::x86_64::percpu;
 use crate::mm::address_space::AddressSpace;
@@ -48,7 +49,7 @@ pub struct Process {
     next_ring_slot: AtomicU32,
     /// Ring pages (physical, user address) of threads that were dropped: a new thread takes
     /// one of these before a fresh slot, so a process can start and end threads forever.
-    free_rings: Mutex<Vec<(u64, u64)>>,
+    free_rings: Mutex<Vec<(Arc<Mutex<RingState>>, u64)>>,
     /// CPUs that may hold TLB entries of this address space (its CR3 is loaded there).
     pub resident: crate::arch::x86_64::tlb::CpuMask,
     /// Threads ended by a fault while others went on, and the last faulting address.
@@ -59,8 +60,11 @@ pub struct Process {
     /// Completion statistics for reports.
     pub completions: AtomicU64,
     pub errors: AtomicU64,
-    /// Physical frame of the start-info page (the kernel may update `entry_gate`).
-    pub start_info_phys: AtomicU64,
+    /// Kernel pages shown to the program: the start-info page (the kernel may update
+    /// `entry_gate`) and every thread's ring. They are freed by [`release_kernel_pages`]
+    /// after the address space is destroyed, each under its own lock.
+    start_info: Mutex<Option<u64>>,
+    rings: Mutex<Vec<Arc<Mutex<RingState>>>>,
 }
 
 fn irqs_off<R>(f: impl FnOnce() -> R) -> R {
@@ -92,7 +96,8 @@ impl Process {
             last_fault: AtomicU64::new(0),
             completions: AtomicU64::new(0),
             errors: AtomicU64::new(0),
-            start_info_phys: AtomicU64::new(0),
+            start_info: Mutex::new(None),
+            rings: Mutex::new(Vec::new()),
         });
         irqs_off(|| PROCESSES.lock().push(p.clone()));
         p
@@ -132,27 +137,28 @@ impl Process {
     }
 
     /// Maps a fresh ring page for a new thread (slot 0 at `RING_VADDR`, later ones below it)
-    /// and returns `(physical, user address)`.
-    pub fn new_ring(&self) -> Result<(u64, u64), Status> {
-        while let Some((phys, vaddr)) = irqs_off(|| self.free_rings.lock().pop()) {
-            // Reuse the page only while it is still mapped there (a frame the program got
-            // unmapped may belong to someone else by now); checked and cleared under the
-            // address-space lock, which every unmap takes.
-            let reused = self.with_space(|s| {
-                if s.translate(vaddr) != Some(phys) {
-                    return false;
-                }
-                // SAFETY: the frame is still this process's ring page at `vaddr`, of a thread
-                // that was dropped (no kernel reference to it remains); the new thread's
-                // header replaces the old one before the thread exists.
+    /// as a kernel page and returns its state and user address. The process keeps the ring
+    /// to free its page after teardown. A ring left by a dropped thread is reused first.
+    pub fn new_ring(&self) -> Result<(Arc<Mutex<RingState>>, u64), Status> {
+        while let Some((ring, vaddr)) = irqs_off(|| self.free_rings.lock().pop()) {
+            // A kernel page stays mapped where it was (the program cannot unmap it), and its
+            // thread was dropped, so no kernel path posts into it any more: reset it for the
+            // new thread (under its lock; teardown may have taken the page already).
+            let reused = irqs_off(|| {
+                let mut state = ring.lock();
+                let phys = state.page.as_ref()?.phys();
+                // SAFETY: the frame is this process's live ring page (its state still holds
+                // it, under the lock); the new thread's header replaces the old one before the
+                // thread exists.
                 unsafe {
                     core::ptr::write_bytes(phys_to_virt(phys).as_mut_ptr::<u8>(), 0, 4096);
                     (phys_to_virt(phys).as_mut_ptr::<keel_abi::RingHeader>()).write(keel_abi::RingHeader::new());
                 }
-                true
+                *state = RingState::new(phys);
+                Some(())
             });
-            if reused == Some(true) {
-                return Ok((phys, vaddr));
+            if reused.is_some() {
+                return Ok((ring, vaddr));
             }
         }
         let slot = self.next_ring_slot.fetch_add(1, Ordering::Relaxed) as u64;
@@ -164,8 +170,12 @@ impl Process {
         // SAFETY: a fresh zeroed frame; the header is written before any thread can see it.
         unsafe { (phys_to_virt(phys).as_mut_ptr::<keel_abi::RingHeader>()).write(keel_abi::RingHeader::new()) };
         let perms = crate::mm::address_space::UserPerms { write: true, exec: false, uncached: false };
-        match self.with_space(|s| s.map_owned(vaddr, phys, perms)) {
-            Some(Ok(())) => Ok((phys, vaddr)),
+        match self.with_space(|s| s.map_kernel_page(vaddr, phys, perms)) {
+            Some(Ok(())) => {
+                let ring = Arc::new(Mutex::new(RingState::new(phys)));
+                irqs_off(|| self.rings.lock().push(ring.clone()));
+                Ok((ring, vaddr))
+            }
             _ => {
                 crate::mm::frames::free(phys);
                 Err(Status::NoMemory)
@@ -173,10 +183,25 @@ impl Process {
         }
     }
 
-    /// A dropped thread's ring page becomes free for the next thread of this process.
-    pub fn recycle_ring(&self, phys: u64, vaddr: u64) {
+    /// Records the start-info frame (mapped as a kernel page) so teardown frees it.
+    pub fn set_start_info(&self, phys: u64) {
+        irqs_off(|| *self.start_info.lock() = Some(phys));
+    }
+
+    /// Runs `f` on the start-info page while it exists.
+    pub fn with_start_info<R>(&self, f: impl FnOnce(&mut keel_abi::StartInfo) -> R) -> Option<R> {
+        irqs_off(|| {
+            let phys = (*self.start_info.lock())?;
+            // SAFETY: the frame stays allocated while its lock holds `Some` (teardown takes it
+            // under the lock); the kernel is its only writer, the program maps it read-only.
+            Some(f(unsafe { &mut *phys_to_virt(phys).as_mut_ptr::<keel_abi::StartInfo>() }))
+        })
+    }
+
+    /// A dropped thread's ring becomes free for the next thread of this process.
+    pub fn recycle_ring(&self, ring: Arc<Mutex<RingState>>, vaddr: u64) {
         if !self.is_destroyed() {
-            irqs_off(|| self.free_rings.lock().push((phys, vaddr)));
+            irqs_off(|| self.free_rings.lock().push((ring, vaddr)));
         }
     }
 
@@ -213,10 +238,10 @@ impl Process {
 
     /// Console output from the process, line by line: `EV key=value` lines become
     /// `EV user.<name>.<key>=value` (the harness can tell user evidence from kernel evidence),
-    /// every other line is prefixed with the program name.
+    /// every other line is prefixed with the program name. NUL bytes are dropped (padding).
     pub fn console_write(&self, bytes: &[u8]) {
         let mut line = self.console_line.lock();
-        for &b in bytes {
+        for &b in bytes.iter().filter(|&&b| b != 0) {
             if b == b'\n' || line.len() >= 512 {
                 emit_user_line(&self.name, &line);
                 line.clear();
@@ -307,8 +332,25 @@ pub fn abandon(p: &Arc<Process>, code: u64) {
     if let Some(space) = irqs_off(|| p.space.lock().take()) {
         space.destroy();
     }
+    release_kernel_pages(p);
     p.destroyed.store(true, Ordering::Release);
     forget(p);
+}
+
+/// Frees the kernel pages the program was shown (start info, rings), once its address space
+/// is destroyed so no mapping or TLB entry reaches them. Each is taken out under its own
+/// lock, so a completion posted from another CPU meanwhile either finished or finds no page.
+fn release_kernel_pages(p: &Process) {
+    if let Some(phys) = irqs_off(|| p.start_info.lock().take()) {
+        crate::mm::frames::free(phys);
+    }
+    drop(irqs_off(|| core::mem::take(&mut *p.free_rings.lock())));
+    let rings = irqs_off(|| core::mem::take(&mut *p.rings.lock()));
+    for ring in rings {
+        if let Some(page) = irqs_off(|| ring.lock().page.take()) {
+            crate::mm::frames::free(page.phys());
+        }
+    }
 }
 
 /// `exit(code)` from any thread: the whole process ends. Other threads leave at their next
@@ -364,15 +406,11 @@ pub fn leave_if_exiting() {
 /// Tells the running process to enter the kernel with `int 0x80` from now on.
 pub fn switch_current_to_int80() {
     if let Some(t) = sched::current_thread() {
-        let start = t.process.start_info_phys.load(Ordering::Relaxed);
-        if start != 0 {
-            // SAFETY: the start-info frame belongs to the running process (alive: its thread
-            // is running here); the kernel is its only writer.
-            unsafe {
-                let info = phys_to_virt(start).as_mut_ptr::<keel_abi::StartInfo>();
-                core::ptr::addr_of_mut!((*info).entry_gate).write_volatile(keel_abi::ENTRY_INT80);
-            }
-        }
+        t.process.with_start_info(|info| {
+            // SAFETY: a field of the live start-info page (see `with_start_info`); volatile
+            // because the program reads it concurrently.
+            unsafe { core::ptr::addr_of_mut!(info.entry_gate).write_volatile(keel_abi::ENTRY_INT80) };
+        });
     }
 }
 
@@ -478,6 +516,7 @@ pub fn reap(thread: &Arc<Thread>) {
     }
     if let Some(space) = irqs_off(|| p.space.lock().take()) {
         space.destroy();
+        release_kernel_pages(p);
         p.destroyed.store(true, Ordering::Release);
     }
     forget(p);

@@ -1,9 +1,8 @@
 //! `cap_enter`: consume published submissions in order, execute each against the process's
 //! capability table, post completions, then block until enough completions are available or
 //! the timeout passes. Everything read from the ring page is hostile: indices are checked by
-//! `keel_abi`, each entry is copied out once and decoded by `keel_abi::decode`, pointers are
-//! checked against the process's page tables before the kernel touches them (with SMAP's
-//! `stac`/`clac` around the copy).
+//! `keel_abi`, each entry is copied out once and decoded by `keel_abi::decode`, and user memory
+//! is read only through [`UserSlice`], whose copy turns a missing page into `BadAddress`.
 
 use alloc::sync::Arc;
 use core::sync::atomic::Ordering;
@@ -14,7 +13,9 @@ use super::process::{self, Process};
 use super::sched::{self, TimedKind};
 use super::thread::{Thread, ThreadState};
 use crate::arch::x86_64::cpu;
-use crate::mm::address_space::UserPerms;
+use crate::mm::address_space::{MapError, UserPerms};
+use crate::mm::invalidation::Invalidation;
+use crate::mm::user::UserSlice;
 use crate::object::Object;
 
 /// What executing one submission produced.
@@ -45,8 +46,10 @@ fn irqs_off<R>(f: impl FnOnce() -> R) -> R {
 /// (reserving that room). `Err` when the user corrupted the indices.
 fn take_submission(t: &Thread) -> Result<Option<Submission>, Status> {
     irqs_off(|| {
-        let mut ring = t.ring.lock();
-        let header = t.ring_header();
+        let mut guard = t.ring.lock();
+        let ring = &mut *guard;
+        let page = ring.page.as_ref().ok_or(Status::Cancelled)?;
+        let header = page.header();
         let tail = header.sq_tail.load(Ordering::Acquire);
         if keel_abi::sq_pending(ring.sq_head, tail)? == 0 {
             return Ok(None);
@@ -56,11 +59,7 @@ fn take_submission(t: &Thread) -> Result<Option<Submission>, Status> {
             return Ok(None); // back-pressure: leave it in the SQ until completions are consumed
         }
         let slot = keel_abi::sq_slot(ring.sq_head);
-        // SAFETY: the slot lies inside the ring page; the copy is a plain read of user bytes.
-        let sub = unsafe {
-            (t.ring_base().add(keel_abi::SQ_OFFSET + slot * core::mem::size_of::<Submission>()) as *const Submission)
-                .read_volatile()
-        };
+        let sub = page.read_submission(slot);
         ring.sq_head = ring.sq_head.wrapping_add(1);
         header.sq_head.store(ring.sq_head, Ordering::Release);
         ring.in_flight += 1;
@@ -104,7 +103,8 @@ fn wait_for_completions(thread: &Arc<Thread>, min: u32, timeout_ns: u64) -> i64 
         x86_64::instructions::interrupts::disable();
         let available = {
             let mut ring = thread.ring.lock();
-            let head = thread.ring_header().cq_head.load(Ordering::Acquire);
+            let Some(page) = ring.page.as_ref() else { return Status::Cancelled.as_i32() as i64 };
+            let head = page.header().cq_head.load(Ordering::Acquire);
             let available = match keel_abi::cq_available(head, ring.cq_tail) {
                 Ok(a) => a,
                 Err(s) => return s.as_i32() as i64,
@@ -148,28 +148,6 @@ fn done(r: Result<[u64; 2], Status>) -> Outcome {
     }
 }
 
-/// Copies user bytes after checking they are mapped readable in `p`'s address space.
-fn copy_from_user(p: &Process, ptr: u64, buf: &mut [u8]) -> Result<(), Status> {
-    let ok = p.with_space(|s| s.check_user_range(ptr, buf.len() as u64, false)).unwrap_or(false);
-    if !ok {
-        return Err(Status::BadAddress);
-    }
-    let smap = cpu::features().smap;
-    // SAFETY: the range is mapped user-readable in the address space loaded on this CPU (the
-    // caller's), and single-threaded processes cannot unmap it concurrently. `stac`/`clac`
-    // open SMAP for exactly this copy.
-    unsafe {
-        if smap {
-            core::arch::asm!("stac", options(nomem, nostack));
-        }
-        core::ptr::copy_nonoverlapping(ptr as *const u8, buf.as_mut_ptr(), buf.len());
-        if smap {
-            core::arch::asm!("clac", options(nomem, nostack));
-        }
-    }
-    Ok(())
-}
-
 fn execute(thread: &Arc<Thread>, sub: &Submission) -> Outcome {
     let p = &thread.process;
     let request = match keel_abi::decode(sub) {
@@ -201,7 +179,7 @@ fn execute(thread: &Arc<Thread>, sub: &Submission) -> Outcome {
         (Request::ConsoleWrite { ptr, len }, _) => done((|| {
             let mut buf = [0u8; keel_abi::CONSOLE_WRITE_MAX as usize];
             let buf = &mut buf[..len as usize];
-            copy_from_user(p, ptr, buf)?;
+            UserSlice::new(ptr, len)?.read(buf)?;
             p.console_write(buf);
             Ok([len, 0])
         })()),
@@ -284,82 +262,88 @@ fn online_cpu(cpu: u64) -> Result<u32, Status> {
     }
 }
 
+/// What a refused change to a program's mappings reports.
+fn vm_status(e: MapError) -> Status {
+    match e {
+        MapError::NoMemory => Status::NoMemory,
+        MapError::KernelPage | MapError::WriteExecute => Status::Denied,
+        MapError::BadAddress | MapError::AlreadyMapped => Status::BadAddress,
+    }
+}
+
+/// Maps fresh zeroed pages; refuses (`Denied`) if a kernel page lies in the range, and
+/// (`BadAddress`) if anything else is mapped there.
 fn vm_map(p: &Process, vaddr: u64, pages: u64, writable: bool) -> Result<[u64; 2], Status> {
     let perms = UserPerms { write: writable, exec: false, uncached: false };
-    p.with_space(|space| {
-        if space.any_mapped(vaddr, pages * 4096) {
-            return Err(Status::BadAddress);
-        }
-        for i in 0..pages {
-            if let Err(e) = space.map_new(vaddr + i * 4096, perms) {
-                // Undo what this call mapped: nobody can have used it yet (no TLB entries
-                // can exist for pages that were unmapped before this call).
-                for j in 0..i {
-                    if let Ok(Some(frame)) = space.unmap(vaddr + j * 4096) {
-                        crate::mm::frames::free(frame);
+    let mut undo = None;
+    let result = p
+        .with_space(|space| {
+            space.check_not_kernel(vaddr, pages).map_err(vm_status)?;
+            if space.any_mapped(vaddr, pages * 4096) {
+                return Err(Status::BadAddress);
+            }
+            for i in 0..pages {
+                if let Err(e) = space.map_new(vaddr + i * 4096, perms) {
+                    // Undo what this call mapped. Another thread may already have touched
+                    // those pages, so their frames go back only after a shootdown.
+                    let mut stale = Invalidation::new(space.pml4());
+                    for j in 0..i {
+                        let _ = space.unmap(vaddr + j * 4096, &mut stale);
                     }
+                    undo = Some(stale);
+                    return Err(vm_status(e));
                 }
-                return Err(match e {
-                    crate::mm::address_space::MapError::NoMemory => Status::NoMemory,
-                    _ => Status::BadAddress,
-                });
             }
-        }
-        Ok([vaddr, pages])
-    })
-    .unwrap_or(Err(Status::Cancelled))
+            Ok([vaddr, pages])
+        })
+        .unwrap_or(Err(Status::Cancelled));
+    if let Some(stale) = undo {
+        let _ = stale.complete(&p.resident);
+    }
+    result
 }
 
-/// Unmaps, shoots down the TLBs of every CPU the space is resident on, then frees frames.
+/// Unmaps, shoots down the TLBs of every CPU the space is resident on, then frees frames
+/// (the [`Invalidation`] frees them only after the shootdown). A range touching a kernel
+/// page is refused (`Denied`) before anything changes.
 fn vm_unmap(p: &Process, vaddr: u64, pages: u64) -> Result<[u64; 2], Status> {
-    let mut va_list = alloc::vec::Vec::with_capacity(pages as usize);
-    let mut frames = alloc::vec::Vec::with_capacity(pages as usize);
-    p.with_space(|space| {
-        for i in 0..pages {
-            let va = vaddr + i * 4096;
-            match space.unmap(va) {
-                Ok(Some(frame)) => {
-                    frames.push(frame);
-                    va_list.push(va);
-                }
-                Ok(None) => va_list.push(va), // device memory: unmapped, not freed
-                Err(_) => {}
+    let stale = p
+        .with_space(|space| -> Result<Invalidation, Status> {
+            space.check_not_kernel(vaddr, pages).map_err(vm_status)?;
+            let mut stale = Invalidation::new(space.pml4());
+            for i in 0..pages {
+                let _ = space.unmap(vaddr + i * 4096, &mut stale); // unmapped pages are skipped
             }
-        }
-    })
-    .ok_or(Status::Cancelled)?;
-    if va_list.is_empty() {
+            Ok(stale)
+        })
+        .ok_or(Status::Cancelled)??;
+    if stale.pages() == 0 {
         return Err(Status::BadAddress);
     }
-    if let Err(unreached) = crate::arch::x86_64::tlb::shootdown(p.pml4(), &p.resident, &va_list) {
-        // A CPU that could not be flushed may still reach these frames: keep them out of the
-        // allocator for good rather than hand them to someone else.
-        log::error!("vm_unmap: {} frames withheld, CPUs {:?} not flushed", frames.len(), unreached.0);
-        return Ok([va_list.len() as u64, 0]);
-    }
-    for f in &frames {
-        crate::mm::frames::free(*f);
-    }
-    Ok([va_list.len() as u64, frames.len() as u64])
+    let (pages, frames) = stale.complete(&p.resident);
+    Ok([pages as u64, frames as u64])
 }
 
-/// Changes permissions and shoots down stale (more permissive or less) entries.
+/// Changes permissions and shoots down stale (more permissive or less) entries. Refused
+/// (`Denied`) before anything changes if the range touches a kernel page, or asks for
+/// write access to an executable page (W^X).
 fn vm_protect(p: &Process, vaddr: u64, pages: u64, writable: bool) -> Result<[u64; 2], Status> {
-    let mut va_list = alloc::vec::Vec::with_capacity(pages as usize);
-    p.with_space(|space| {
-        for i in 0..pages {
-            let va = vaddr + i * 4096;
-            if space.protect(va, writable).is_ok() {
-                va_list.push(va);
+    let stale = p
+        .with_space(|space| -> Result<Invalidation, Status> {
+            space.check_not_kernel(vaddr, pages).map_err(vm_status)?;
+            if writable {
+                space.check_not_code(vaddr, pages).map_err(vm_status)?;
             }
-        }
-    })
-    .ok_or(Status::Cancelled)?;
-    if va_list.is_empty() {
+            let mut stale = Invalidation::new(space.pml4());
+            for i in 0..pages {
+                let _ = space.protect(vaddr + i * 4096, writable, &mut stale); // unmapped pages are skipped
+            }
+            Ok(stale)
+        })
+        .ok_or(Status::Cancelled)??;
+    if stale.pages() == 0 {
         return Err(Status::BadAddress);
     }
-    if let Err(unreached) = crate::arch::x86_64::tlb::shootdown(p.pml4(), &p.resident, &va_list) {
-        log::error!("vm_protect: CPUs {:?} not flushed", unreached.0);
-    }
-    Ok([va_list.len() as u64, 0])
+    let (pages, _) = stale.complete(&p.resident);
+    Ok([pages as u64, 0])
 }

@@ -5,7 +5,7 @@ use alloc::sync::Arc;
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
-use keel_abi::{Completion, RingHeader, Status};
+use keel_abi::{Completion, RingHeader, Status, Submission};
 use spin::Mutex;
 
 use super::Process;
@@ -20,8 +20,48 @@ pub use keel_sched::ThreadState;
 
 static NEXT_TID: AtomicU64 = AtomicU64::new(1);
 
+/// A thread's ring page. The kernel owns the frame: it reaches it through the physical map
+/// (never through the program's mapping), shows it to the program as a kernel page the
+/// program cannot unmap or reprotect, and its process frees it only after the address space
+/// is gone, under the ring lock, so no late completion can land in a reused frame.
+pub struct RingFrame(u64);
+
+impl RingFrame {
+    /// Physical address of the frame.
+    pub fn phys(&self) -> u64 {
+        self.0
+    }
+
+    fn base(&self) -> *mut u8 {
+        crate::mm::phys_to_virt(self.0).as_mut_ptr::<u8>()
+    }
+
+    /// The header (indices shared with the program: atomics, read as hostile).
+    pub fn header(&self) -> &RingHeader {
+        // SAFETY: the frame is a live ring page while this `RingFrame` exists (it is freed
+        // only by taking it out of its `RingState`); the header holds only atomics.
+        unsafe { &*self.base().cast::<RingHeader>() }
+    }
+
+    /// Copies submission slot `slot` (< SQ_ENTRIES) out of the page.
+    pub fn read_submission(&self, slot: usize) -> Submission {
+        debug_assert!(slot < keel_abi::SQ_ENTRIES as usize);
+        // SAFETY: the slot lies inside the live ring page; a plain volatile read of bytes the
+        // program may be changing (any bit pattern is a valid `Submission`).
+        unsafe { (self.base().add(keel_abi::SQ_OFFSET + slot * core::mem::size_of::<Submission>()) as *const Submission).read_volatile() }
+    }
+
+    /// Writes completion slot `slot` (< CQ_ENTRIES).
+    pub fn write_completion(&self, slot: usize, completion: Completion) {
+        debug_assert!(slot < keel_abi::CQ_ENTRIES as usize);
+        // SAFETY: the slot lies inside the live ring page (CQ_OFFSET + slot * 32 < 4096).
+        unsafe { (self.base().add(keel_abi::CQ_OFFSET + slot * core::mem::size_of::<Completion>()) as *mut Completion).write_volatile(completion) }
+    }
+}
+
 /// Kernel-side ring state: the kernel's own copies of the indices it owns (the page's copies
-/// are published for the user, never trusted back), and the `cap_enter` waiter.
+/// are published for the user, never trusted back), the `cap_enter` waiter, and the page
+/// itself (`None` once the process is torn down).
 pub struct RingState {
     pub sq_head: u32,
     pub cq_tail: u32,
@@ -31,6 +71,14 @@ pub struct RingState {
     pub waiting_for: Option<u32>,
     /// Completions that could not be posted (the user corrupted `cq_head`).
     pub overflow: u32,
+    pub page: Option<RingFrame>,
+}
+
+impl RingState {
+    /// Fresh indices over the ring page at `phys` (its header already initialised).
+    pub fn new(phys: u64) -> RingState {
+        RingState { sq_head: 0, cq_tail: 0, in_flight: 0, waiting_for: None, overflow: 0, page: Some(RingFrame(phys)) }
+    }
 }
 
 /// One thread of a process.
@@ -46,11 +94,10 @@ pub struct Thread {
     /// interrupts off.
     saved_rsp: UnsafeCell<u64>,
     stack: Box<[u8]>,
-    /// This thread's ring page (each thread has its own, so threads never share ring
-    /// indices) and where the process sees it.
-    ring_phys: u64,
+    /// This thread's ring (each thread has its own page, so threads never share ring
+    /// indices; the process keeps a reference to free the page) and where the process sees it.
     pub ring_vaddr: u64,
-    pub ring: Mutex<RingState>,
+    pub ring: Arc<Mutex<RingState>>,
 }
 
 // SAFETY: `saved_rsp` is only accessed by the home CPU with interrupts disabled (the
@@ -68,11 +115,11 @@ impl Thread {
         home_cpu: u32,
         entry: u64,
         rsp: u64,
-        ring: (u64, u64),
+        ring: (Arc<Mutex<RingState>>, u64),
         rsi: u64,
         rdx: u64,
     ) -> Arc<Thread> {
-        let (ring_phys, ring_vaddr) = ring;
+        let (ring, ring_vaddr) = ring;
         let rdi = ring_vaddr;
         let stack = alloc::vec![0u8; KERNEL_STACK_SIZE].into_boxed_slice();
         let top = (stack.as_ptr_range().end as u64) & !0xf;
@@ -102,22 +149,9 @@ impl Thread {
             requeue: AtomicBool::new(false),
             saved_rsp: UnsafeCell::new(saved),
             stack,
-            ring_phys,
             ring_vaddr,
-            ring: Mutex::new(RingState { sq_head: 0, cq_tail: 0, in_flight: 0, waiting_for: None, overflow: 0 }),
+            ring,
         })
-    }
-
-    /// The ring header in this thread's page (through the physical map: valid on every CPU).
-    pub fn ring_header(&self) -> &RingHeader {
-        // SAFETY: the ring frame belongs to this thread's process until its address space is
-        // destroyed (after every thread exited); the header holds only atomics and integers.
-        unsafe { &*crate::mm::phys_to_virt(self.ring_phys).as_ptr::<RingHeader>() }
-    }
-
-    /// Base of the ring page in the physical map.
-    pub fn ring_base(&self) -> *mut u8 {
-        crate::mm::phys_to_virt(self.ring_phys).as_mut_ptr::<u8>()
     }
 
     /// Posts the completion of a deferred operation (releases its reservation) and wakes the
@@ -132,11 +166,13 @@ impl Thread {
             return;
         }
         let wake = x86_64::instructions::interrupts::without_interrupts(|| {
-            let mut ring = self.ring.lock();
+            let mut guard = self.ring.lock();
+            let ring = &mut *guard;
             if reserved && ring.in_flight > 0 {
                 ring.in_flight -= 1;
             }
-            let header = self.ring_header();
+            let Some(page) = ring.page.as_ref() else { return false }; // process torn down
+            let header = page.header();
             let head = header.cq_head.load(Ordering::Acquire);
             match keel_abi::cq_space(head, ring.cq_tail) {
                 Ok(space) if space > 0 => {}
@@ -148,12 +184,7 @@ impl Thread {
                 }
             }
             let slot = keel_abi::cq_slot(ring.cq_tail);
-            let completion = Completion { user_data, status: status.as_i32(), flags: 0, results };
-            // SAFETY: the slot lies inside the ring page (CQ_OFFSET + slot * 32 < 4096).
-            unsafe {
-                let dst = self.ring_base().add(keel_abi::CQ_OFFSET + slot * core::mem::size_of::<Completion>()) as *mut Completion;
-                dst.write_volatile(completion);
-            }
+            page.write_completion(slot, Completion { user_data, status: status.as_i32(), flags: 0, results });
             ring.cq_tail = ring.cq_tail.wrapping_add(1);
             header.cq_tail.store(ring.cq_tail, Ordering::Release);
             self.process.completions.fetch_add(1, Ordering::Relaxed);
@@ -208,6 +239,6 @@ impl Drop for Thread {
     /// The last reference is gone, so no kernel path can post into the ring page any more:
     /// the page is free for the process's next thread.
     fn drop(&mut self) {
-        self.process.recycle_ring(self.ring_phys, self.ring_vaddr);
+        self.process.recycle_ring(self.ring.clone(), self.ring_vaddr);
     }
 }

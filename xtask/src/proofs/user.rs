@@ -24,6 +24,7 @@ pub(super) fn user_proof(p: Proof, manifest: &'static str, programs: &'static [&
         .timeout_secs(120)
         .check(eq("user.failures", 0))
         .check(eq("user.frames_leaked", 0))
+        .check(eq("mm.refused_frees", 0))
 }
 
 /// Interrupts each edu driver raises in `manifests/interrupt-grant.manifest` (`count=`): also

@@ -85,14 +85,16 @@ trap_stubs:
 .endr
 
 trap_common:
-    testb $3, 24(%rsp)          /* CS of the interrupted context */
-    jz trap_save
-    swapgs
-    /* Interrupt gates do not clear RFLAGS.AC: a user could set it to switch SMAP off for
-     * the kernel. Clear it on every entry from ring 3 (pushf/popf works without SMAP). */
+    /* Interrupt gates do not clear RFLAGS.AC: a user could set it to switch SMAP off for the
+     * kernel, and a trap inside a user copy (between `stac` and `clac`) would run its handler
+     * with SMAP open. Clear it on every entry (pushf/popf works without SMAP); `iretq`
+     * restores the interrupted context's AC. */
     pushfq
     andq $~0x40000, (%rsp)
     popfq
+    testb $3, 24(%rsp)          /* CS of the interrupted context */
+    jz trap_save
+    swapgs
 /* The `syscall` stub joins here with GS already swapped and its frame built. */
 .global trap_save
 trap_save:
@@ -257,6 +259,8 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
     match vector {
         2 => super::smp::nmi(frame),
         0..=31 if frame.from_user() => crate::task::process::user_fault(frame),
+        // A user copy that hit an unmapped or protected user page returns `BadAddress`.
+        14 if super::usercopy::fixup_page_fault(frame) => {}
         0..=31 => crate::panic::fatal_exception(frame),
         TIMER_VECTOR => super::lapic::timer_interrupt(frame.from_user()),
         keel_abi::SYSCALL_GATE_VECTOR if frame.from_user() => {

@@ -373,6 +373,24 @@ pub fn calibrate_timer() -> u64 {
     hz
 }
 
+/// Calibrates an AP's LAPIC timer in 1 ms windows against the TSC (no PIT, no shared
+/// resource, so every AP does it at the same time): the first window within 2 % of the boot
+/// CPU's `reference_hz` is taken, else the best of three. The rate is this CPU's own
+/// measurement, never a copy of the reference.
+pub fn calibrate_timer_ap(reference_hz: u64) -> u64 {
+    let mut best = 0;
+    for _ in 0..3 {
+        let hz = measure_timer_hz(1_000_000);
+        best = best.max(hz);
+        if reference_hz != 0 && hz.abs_diff(reference_hz) <= reference_hz / 50 {
+            best = hz;
+            break;
+        }
+    }
+    percpu::current().timer_hz.store(best, Ordering::Relaxed);
+    best
+}
+
 /// Starts this CPU's tick on vector 48: TSC-deadline mode when the CPU has it, else periodic.
 pub fn start_tick(use_deadline: bool) {
     let mut lapic = local();

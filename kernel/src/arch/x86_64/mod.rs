@@ -1,4 +1,5 @@
 //! x86_64: boot, CPU features, descriptor tables, interrupts, local APIC, IOAPIC, SMP.
+pub mod ap_start;
 pub mod boot;
 pub mod context;
 pub mod cpu;
@@ -13,3 +14,4 @@ pub mod smp;
 pub mod syscall;
 pub mod tlb;
 pub mod trampoline;
+pub mod usercopy;

@@ -13,8 +13,13 @@ use super::smp::Mailbox;
 /// Threads one CPU's run queue can hold (reserved up front: wake-ups never allocate).
 pub const RUN_QUEUE_CAPACITY: usize = 256;
 
-/// Upper bound on CPUs Keel manages (the MADT may list more; the rest are reported).
-pub const MAX_CPUS: usize = 512;
+/// Upper bound on CPUs Keel manages: the platform's limit (4,096, q35's maximum; the MADT
+/// may list more, and the rest are reported).
+pub const MAX_CPUS: usize = keel_platform::MAX_CPUS;
+const _: () = assert!(MAX_CPUS <= keel_sched::MAX_CPUS, "CPU masks must hold every CPU index");
+
+/// Kernel stack of each AP (its idle loop and the scheduler context).
+pub const AP_STACK_SIZE: usize = 64 * 1024;
 
 /// One CPU's private block.
 #[repr(C)]
@@ -152,25 +157,71 @@ pub fn init_boot_cpu_heap() {
     current().sched.reserve(RUN_QUEUE_CAPACITY);
 }
 
-/// An AP's block and tables, allocated by the boot CPU before the AP starts and installed by
-/// the AP itself.
+/// An AP's block, tables and stack, allocated by the boot CPU before the AP starts and
+/// installed by the AP itself.
 pub struct ApBlocks {
     pub percpu: *mut PerCpu,
     pub tables: *mut CpuTables,
+    /// Top of the AP's kernel stack (16-byte aligned).
+    pub stack_top: u64,
 }
 
-/// Allocates an AP's per-CPU block and descriptor tables (leaked: CPUs never go away).
-pub fn allocate_ap(index: u32) -> ApBlocks {
-    let block = alloc::boxed::Box::new(PerCpu::new(index));
-    block.sched.reserve(RUN_QUEUE_CAPACITY);
-    let percpu = alloc::boxed::Box::into_raw(block);
-    let tables = alloc::boxed::Box::into_raw(alloc::boxed::Box::<CpuTables>::new_uninit());
-    // SAFETY: writing a fresh value into uninitialised heap memory of the right layout.
-    let tables = unsafe {
-        (*tables).write(CpuTables::new());
-        tables as *mut CpuTables
+// SAFETY: the blocks are handed from the boot CPU to their AP once; neither side aliases them
+// mutably afterwards (the AP owns them, others read the atomics in `PerCpu`).
+unsafe impl Send for ApBlocks {}
+// SAFETY: as above; the pointers are only dereferenced by the owning AP.
+unsafe impl Sync for ApBlocks {}
+
+const fn pages(bytes: usize) -> usize {
+    bytes.div_ceil(4096) * 4096
+}
+
+/// Frame memory one AP needs: stack, GDT/TSS/IST/I/O bitmap, per-CPU block.
+pub const AP_FRAME_BYTES: usize =
+    pages(AP_STACK_SIZE) + pages(core::mem::size_of::<CpuTables>()) + pages(core::mem::size_of::<PerCpu>());
+/// Heap one AP needs (its reserved run queue and timed-event list), with slack.
+pub const AP_HEAP_BYTES: usize = 2 * RUN_QUEUE_CAPACITY * 64;
+
+/// Why an AP could not be given memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ApMemoryShortage {
+    /// No contiguous run of frames for its stack, tables and block.
+    Frames,
+    /// The heap cannot hold its run queue.
+    Heap,
+}
+
+/// Frame memory for `count` APs at once (one contiguous run, so bring-up does not search the
+/// frame bitmap once per CPU), or `None` when RAM has no such run; callers then fall back to
+/// [`allocate_ap`] with no region, one AP at a time.
+pub fn reserve_ap_region(count: usize) -> Option<u64> {
+    let frames = (count * AP_FRAME_BYTES / 4096) as u64;
+    crate::mm::frames::allocate_contiguous(frames, 4096)
+}
+
+/// Builds an AP's per-CPU block, descriptor tables and stack (never freed: CPUs never go
+/// away) in frames: at `region` when the caller reserved them, else freshly allocated.
+pub fn allocate_ap(index: u32, region: Option<u64>) -> Result<ApBlocks, ApMemoryShortage> {
+    if crate::mm::heap::free_bytes() < AP_HEAP_BYTES {
+        return Err(ApMemoryShortage::Heap);
+    }
+    let phys = match region {
+        Some(p) => p,
+        None => crate::mm::frames::allocate_contiguous((AP_FRAME_BYTES / 4096) as u64, 4096)
+            .ok_or(ApMemoryShortage::Frames)?,
     };
-    ApBlocks { percpu, tables }
+    let base = crate::mm::phys_to_virt(phys).as_u64();
+    let stack_top = base + AP_STACK_SIZE as u64;
+    let tables = (base + pages(AP_STACK_SIZE) as u64) as *mut CpuTables;
+    let percpu = (tables as u64 + pages(core::mem::size_of::<CpuTables>()) as u64) as *mut PerCpu;
+    // SAFETY: the frames were allocated for this AP alone (page-aligned, so aligned for both
+    // types), are RAM in the physical map, and nothing else references them.
+    unsafe {
+        tables.write(CpuTables::new());
+        percpu.write(PerCpu::new(index));
+        (*percpu).sched.reserve(RUN_QUEUE_CAPACITY);
+    }
+    Ok(ApBlocks { percpu, tables, stack_top: stack_top & !0xf })
 }
 
 /// On the AP: installs its GS and loads its GDT/TSS.

@@ -121,23 +121,11 @@ pub fn emulation_refused_count() -> u64 {
 const SYSCALL_OPCODE: [u8; 2] = [0x0f, 0x05];
 
 /// Whether the two bytes before `rcx` are a `syscall` instruction in the current process's
-/// user memory, read through the physical map (no user address is dereferenced).
+/// user memory (read like all user memory, through `UserSlice`: unmapped means no).
 fn follows_syscall_instruction(rcx: u64) -> bool {
-    let Some(t) = crate::task::sched::current_thread() else { return false };
     let Some(at) = rcx.checked_sub(2) else { return false };
-    t.process
-        .with_space(|s| {
-            s.check_user_range(at, 2, false)
-                && (0..2u64).all(|i| {
-                    s.translate(at + i).is_some_and(|phys| {
-                        // SAFETY: a frame mapped in this process (RAM or device memory), read
-                        // through the kernel's physical map; one byte, no side effects on RAM.
-                        let byte = unsafe { crate::mm::phys_to_virt(phys).as_ptr::<u8>().read_volatile() };
-                        byte == SYSCALL_OPCODE[i as usize]
-                    })
-                })
-        })
-        .unwrap_or(false)
+    let mut bytes = [0u8; 2];
+    crate::mm::user::UserSlice::new(at, 2).and_then(|s| s.read(&mut bytes)).is_ok() && bytes == SYSCALL_OPCODE
 }
 
 /// A ring-3 fault whose RIP is the `syscall` entry means the CPU executed `syscall` but stayed

@@ -2,10 +2,17 @@
 //!
 //! A SIPI with vector `v` starts the AP in real mode at `CS:IP = (v << 8):0000`, i.e. at
 //! physical `v << 12`. This code is assembled into .rodata, copied to [`TRAMPOLINE_PHYS`]
-//! before each start, and finds its parameters (CR3, NX, entry, stack, argument) in a block
-//! at its end that the boot CPU fills in. The CR3 it loads is a small "trampoline PML4": the
+//! once, and finds its parameters (CR3, NX, entry, slot lookup) in a block at its end that
+//! the boot CPU fills in before any SIPI. The CR3 it loads is a small "trampoline PML4": the
 //! kernel half of the kernel PML4 plus an identity map of the first 2 MiB, so the instruction
 //! after enabling paging still runs; the AP switches to the real kernel tables in Rust.
+//!
+//! Many APs may run it at once: nothing in it is per-AP. Up to long mode it needs no stack;
+//! then each AP reads its APIC ID with CPUID, takes the lookup lock of the bucket the ID's
+//! low bits select, calls the lookup (Rust, on that bucket's stack) which finds the AP's own
+//! start slot by its APIC ID and claims it, moves to the stack the slot names, releases the
+//! lock and enters the kernel with the slot as argument. An AP whose slot is missing or was
+//! abandoned gets a zero stack, releases the lock and parks (`cli; hlt`).
 
 use core::arch::global_asm;
 
@@ -24,6 +31,8 @@ const TRAMPOLINE_PD: u64 = 0xB000;
 global_asm!(
     r#"
 .set TRAMPOLINE_BASE, 0x8000
+.set LOOKUP_BUCKETS, {buckets}
+.set LOOKUP_STACK_SHIFT, {stack_shift}
 .section .rodata.ap_trampoline, "a"
 .balign 16
 .global ap_trampoline_start
@@ -69,12 +78,56 @@ tr_long64:
     movw %ax, %ds
     movw %ax, %es
     movw %ax, %ss
+    /* This CPU's APIC ID (CPUID leaf 0BH's x2APIC ID, else leaf 1's 8-bit ID) picks one of
+     * LOOKUP_BUCKETS locks and lookup stacks, so APs only wait for APs in their bucket. */
+    xorl %eax, %eax
+    cpuid
+    cmpl $0x0b, %eax
+    jb 7f
+    movl $0x0b, %eax
+    xorl %ecx, %ecx
+    cpuid
+    testw %bx, %bx
+    jz 7f
+    movl %edx, %esi
+    jmp 8f
+7:  movl $1, %eax
+    cpuid
+    movl %ebx, %esi
+    shrl $24, %esi
+8:  andl $(LOOKUP_BUCKETS - 1), %esi
     movl $TRAMPOLINE_BASE, %ebx
-    movq (tr_stack - ap_trampoline_start)(%rbx), %rsp
-    movq (tr_arg - ap_trampoline_start)(%rbx), %rdi
-    movq (tr_entry - ap_trampoline_start)(%rbx), %rax
+    leaq (tr_locks - ap_trampoline_start)(%rbx,%rsi,4), %rdi
+1:  movl $1, %eax
+    xchgl %eax, (%rdi)
+    testl %eax, %eax
+    jz 2f
+    pause
+    jmp 1b
+2:  movq %rsi, %rax
+    shlq $LOOKUP_STACK_SHIFT, %rax
+    addq (tr_lookup_stacks - ap_trampoline_start)(%rbx), %rax
+    leaq (1 << LOOKUP_STACK_SHIFT)(%rax), %rsp /* top of this bucket's stack */
+    pushq %rdi                                 /* the lock, kept across the call ... */
+    pushq %rdi                                 /* ... twice: RSP stays 16-byte aligned */
     xorl %ebp, %ebp
+    movq (tr_lookup - ap_trampoline_start)(%rbx), %rax
+    call *%rax                                 /* rax = own stack top (0: park), rdx = slot */
+    popq %rdi
+    popq %rdi
+    movl $TRAMPOLINE_BASE, %ebx
+    testq %rax, %rax
+    jz 3f
+    movq %rax, %rsp                            /* off the bucket's stack ... */
+    movl $0, (%rdi)                            /* ... so the next AP may use it */
+    movq %rdx, %rdi
+    movq (tr_entry - ap_trampoline_start)(%rbx), %rax
+    pushq $0                                   /* as after a call: no return address */
     jmp *%rax
+3:  movl $0, (%rdi)
+4:  cli
+    hlt
+    jmp 4b
 
 .balign 8
 tr_gdt:
@@ -88,14 +141,17 @@ tr_gdt_ptr:
 .balign 8
 .global ap_trampoline_params
 ap_trampoline_params:
-tr_cr3:   .quad 0
-tr_nx:    .quad 0
-tr_entry: .quad 0
-tr_stack: .quad 0
-tr_arg:   .quad 0
+tr_cr3:          .quad 0
+tr_nx:           .quad 0
+tr_entry:        .quad 0
+tr_lookup:        .quad 0
+tr_lookup_stacks: .quad 0
+tr_locks:         .fill LOOKUP_BUCKETS, 4, 0
 .global ap_trampoline_end
 ap_trampoline_end:
 "#,
+    buckets = const LOOKUP_BUCKETS,
+    stack_shift = const LOOKUP_STACK_SHIFT,
     options(att_syntax)
 );
 
@@ -110,10 +166,20 @@ extern "C" {
 pub struct TrampolineParams {
     pub cr3: u64,
     pub nx: u64,
+    /// `extern "C" fn(slot) -> !`, entered on the AP's own stack.
     pub entry: u64,
-    pub stack_top: u64,
-    pub arg: u64,
+    /// `extern "C" fn() -> SlotGrant` (stack top in RAX, slot in RDX), run under a bucket lock.
+    pub lookup: u64,
+    /// Base of [`LOOKUP_BUCKETS`] stacks of `1 << LOOKUP_STACK_SHIFT` bytes each.
+    pub lookup_stacks: u64,
 }
+
+/// Lookup locks and stacks: an AP uses the pair its APIC ID's low bits select, so only APs
+/// whose IDs agree in those bits ever wait for each other (on a dense machine, one AP in
+/// 64), and no AP spins while a descheduled one holds the single lock everyone needs.
+pub const LOOKUP_BUCKETS: usize = 64;
+/// Each lookup stack is 2 KiB (the lookup is a CPUID, a binary search and a compare-exchange).
+pub const LOOKUP_STACK_SHIFT: usize = 11;
 
 /// Copies the trampoline below 1 MiB and builds its page tables. Called once on the boot CPU
 /// after the kernel tables exist (the kernel half is shared, so later kernel mappings show up
@@ -143,10 +209,11 @@ pub fn install() {
     }
 }
 
-/// Fills the parameter block for the next AP start.
+/// Fills the parameter block once, before the first SIPI (APs find everything per-AP
+/// through the lookup, so it never changes while APs run).
 pub fn set_params(params: TrampolineParams) {
-    // SAFETY: as in `install`; the block lies inside the copied trampoline and no AP is
-    // running trampoline code while the boot CPU writes it (APs start one at a time).
+    // SAFETY: as in `install`; the block lies inside the copied trampoline and no AP has been
+    // sent a SIPI yet, so none reads it while the boot CPU writes it.
     unsafe {
         let offset = core::ptr::addr_of!(ap_trampoline_params) as usize - core::ptr::addr_of!(ap_trampoline_start) as usize;
         let dst = phys_to_virt(TRAMPOLINE_PHYS + offset as u64).as_mut_ptr::<TrampolineParams>();

@@ -1,0 +1,87 @@
+//! Free-after-flush by construction. Changing or removing a user mapping yields an
+//! [`Invalidation`]: the pages whose translations other CPUs may still cache, and the frames
+//! that were behind removed mappings. Its fields are private to this module and the only way
+//! to free those frames is [`Invalidation::complete`], which first runs the TLB shootdown that
+//! covers the pages and returns only after every resident CPU acknowledged it. Dropping an
+//! uncompleted invalidation leaks its frames (counted, logged): a leak is harmless, a frame
+//! reused while a stale TLB entry still reaches it is not.
+
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use crate::arch::x86_64::tlb::{self, CpuMask};
+
+/// Frames kept out of the allocator because their shootdown did not complete (an
+/// invalidation dropped unflushed, or a CPU that could not be interrupted).
+pub static LEAKED_UNFLUSHED: AtomicU64 = AtomicU64::new(0);
+
+/// Pages of one address space whose TLB entries are stale, and the frames freed once they
+/// are flushed everywhere.
+#[must_use = "frames behind stale TLB entries are freed only by `complete`"]
+pub struct Invalidation {
+    pml4: u64,
+    pages: Vec<u64>,
+    frames: Vec<u64>,
+}
+
+impl Invalidation {
+    /// Nothing stale yet in the address space whose PML4 is `pml4`.
+    pub fn new(pml4: u64) -> Invalidation {
+        Invalidation { pml4, pages: Vec::new(), frames: Vec::new() }
+    }
+
+    /// The PML4 these pages belong to.
+    pub fn pml4(&self) -> u64 {
+        self.pml4
+    }
+
+    /// A page whose permissions changed (its frame stays mapped).
+    pub(super) fn page_changed(&mut self, va: u64) {
+        self.pages.push(va);
+    }
+
+    /// A page that was unmapped; `frame` when the address space owned it (device memory and
+    /// kernel pages are not freed here).
+    pub(super) fn page_unmapped(&mut self, va: u64, frame: Option<u64>) {
+        self.pages.push(va);
+        if let Some(f) = frame {
+            self.frames.push(f);
+        }
+    }
+
+    /// Pages to flush.
+    pub fn pages(&self) -> usize {
+        self.pages.len()
+    }
+
+    /// Frames waiting for the flush.
+    pub fn frames(&self) -> usize {
+        self.frames.len()
+    }
+
+    /// Shoots the pages down on every CPU in `resident` (the address space's resident set),
+    /// waits for every acknowledgement, and only then frees the frames. Returns
+    /// `(pages, frames freed)`. If some CPU could not be interrupted, its TLB may still reach
+    /// the frames: they are kept out of the allocator for good (counted, logged). Call with
+    /// interrupts enabled.
+    pub fn complete(mut self, resident: &CpuMask) -> (usize, usize) {
+        if let Err(unreached) = tlb::shootdown(self.pml4, resident, &self.pages) {
+            log::error!("mm: {} frames withheld, CPUs {:?} not flushed", self.frames.len(), unreached.0);
+            return (self.pages.len(), 0); // `drop` counts the withheld frames
+        }
+        let frames = core::mem::take(&mut self.frames);
+        for &f in &frames {
+            super::frames::free(f);
+        }
+        (self.pages.len(), frames.len())
+    }
+}
+
+impl Drop for Invalidation {
+    fn drop(&mut self) {
+        if !self.frames.is_empty() {
+            LEAKED_UNFLUSHED.fetch_add(self.frames.len() as u64, Ordering::Relaxed);
+            log::error!("mm: {} frames without a completed TLB shootdown; kept out of the allocator", self.frames.len());
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! Evidence for large machines: above `acpi::PER_CPU_LINES_LIMIT` CPUs the boot report and
+//! the `smp` proof print counts, extremes and ranges read from every CPU's block instead of
+//! one line per CPU (thousands of lines would dominate the run and the transcript).
+
+use alloc::vec::Vec;
+use core::sync::atomic::Ordering;
+
+use keel_apic::LapicMode;
+use keel_platform::startup::Ranges;
+
+use crate::arch::x86_64::{ap_start, percpu, smp as smp_arch};
+
+/// Whether this machine's evidence is summarised rather than listed per CPU.
+pub fn summarised() -> bool {
+    percpu::all().count() > crate::acpi::PER_CPU_LINES_LIMIT
+}
+
+/// The x2APIC logical ID a CPU's LDR must hold (cluster in 31:16, one-hot member in 15:0),
+/// per the SDM's derivation from the APIC ID.
+fn expected_ldr(apic_id: u32) -> u32 {
+    ((apic_id >> 4) << 16) | (1 << (apic_id & 0xF))
+}
+
+/// Counts and extremes over every CPU block that exists, each value read back from the
+/// block the CPU itself filled in.
+pub fn boot_summary(mode: LapicMode) {
+    let cpus: Vec<_> = percpu::all().collect();
+    let online: Vec<_> = cpus.iter().filter(|c| c.online.load(Ordering::Acquire)).collect();
+    let hz: Vec<u64> = online.iter().map(|c| c.timer_hz.load(Ordering::Relaxed)).collect();
+    let mut ids: Vec<u32> = online.iter().map(|c| c.apic_id.load(Ordering::Relaxed)).collect();
+    ids.sort_unstable();
+    let ldr_mismatches = if mode == LapicMode::X2Apic {
+        online.iter().filter(|c| c.x2apic_ldr.load(Ordering::Relaxed) != expected_ldr(c.apic_id.load(Ordering::Relaxed))).count()
+    } else {
+        0
+    };
+    let base_mismatches = online
+        .iter()
+        .filter(|c| {
+            let base = c.apic_base.load(Ordering::Relaxed);
+            let x2 = base & (1 << 10) != 0;
+            base & (1 << 11) == 0 || x2 != (mode == LapicMode::X2Apic)
+        })
+        .count();
+    log::info!(
+        "smp: {} CPU blocks, {} online, timer {}..{} Hz, online APIC IDs {}",
+        cpus.len(),
+        online.len(),
+        hz.iter().min().unwrap_or(&0),
+        hz.iter().max().unwrap_or(&0),
+        Ranges(&ids)
+    );
+    ev!("smp.summary", "yes");
+    ev!("smp.summary.cpu_blocks", cpus.len());
+    ev!("smp.summary.online", online.len());
+    ev!("smp.summary.timer_hz_min", hz.iter().min().unwrap_or(&0));
+    ev!("smp.summary.timer_hz_max", hz.iter().max().unwrap_or(&0));
+    ev!("smp.summary.apic_base_mode_mismatches", base_mismatches);
+    ev!("smp.summary.x2apic_ldr_mismatches", ldr_mismatches);
+    ev!("smp.summary.online_apic_ids", Ranges(&ids));
+}
+
+/// The CPUs that did not come online, grouped by outcome, as index ranges.
+pub fn report_failures(reports: &[smp_arch::CpuReport]) {
+    let mut kinds: Vec<(alloc::string::String, Vec<u32>)> = Vec::new();
+    for r in reports.iter().filter(|r| r.outcome != smp_arch::ApOutcome::Online) {
+        let name = alloc::format!("{:?}", r.outcome);
+        match kinds.iter_mut().find(|(k, _)| *k == name) {
+            Some((_, list)) => list.push(r.index),
+            None => kinds.push((name, alloc::vec![r.index])),
+        }
+    }
+    for (kind, list) in &kinds {
+        log::warn!("smp: {} CPUs {kind}: index {}", list.len(), Ranges(list));
+    }
+}
+
+/// Bring-up cost per AP: extremes and median of the online APs' start-to-online times.
+pub fn bringup_figures(reports: &[smp_arch::CpuReport]) {
+    let mut us: Vec<u64> = reports.iter().filter(|r| r.bringup_ns > 0).map(|r| r.bringup_ns / 1000).collect();
+    us.sort_unstable();
+    if let (Some(min), Some(max)) = (us.first(), us.last()) {
+        ev!("smp.bringup_us.min", min);
+        ev!("smp.bringup_us.median", us[us.len() / 2]);
+        ev!("smp.bringup_us.max", max);
+    }
+    ev!("smp.parked", ap_start::parked_count());
+}
+
+/// `proof=bringup`: AP bring-up cost as benchmark figures (the `smp_bringup=` option picks
+/// parallel or serial): all online, per AP on average, and the spread of per-AP times.
+pub fn bringup_bench(system: super::System) -> ! {
+    let aps = system.expected_online.saturating_sub(1) as u64;
+    let all_us = system.all_online_ns / 1000;
+    ev!("bench.bringup.cpus", system.expected_online);
+    ev!("bench.bringup.all_online_us", all_us);
+    ev!("bench.bringup.per_ap_us", all_us / aps.max(1));
+    let mut us: Vec<u64> = system.reports.iter().filter(|r| r.bringup_ns > 0).map(|r| r.bringup_ns / 1000).collect();
+    us.sort_unstable();
+    if let Some(max) = us.last() {
+        ev!("bench.bringup.ap_median_us", us[us.len() / 2]);
+        ev!("bench.bringup.ap_max_us", max);
+    }
+    crate::exit::verdict(system.all_online() && system.reports.iter().all(|r| r.outcome == smp_arch::ApOutcome::Online), "not every AP came online")
+}
+
+static HOLD_SPACE: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+static HOLDING: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+static LOADED_HERE: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+static RELEASE: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// Posted to every AP: load the test space, join its resident set, halt (serving shootdown
+/// IPIs) until released, then leave the set on the kernel tables again.
+fn hold_space(mask_addr: usize) {
+    // SAFETY: the mask lives in `shootdown_everywhere`'s frame, which waits for every holder
+    // to finish this function before returning.
+    let mask = unsafe { &*(mask_addr as *const crate::arch::x86_64::tlb::CpuMask) };
+    let me = percpu::current();
+    let pml4 = HOLD_SPACE.load(Ordering::Acquire);
+    mask.insert(me.index);
+    // SAFETY: the test space shares the kernel half, so this code keeps running.
+    unsafe { crate::mm::paging::load_space(pml4) };
+    // Read back from this CPU's own record of what it loaded (what the shootdown handler
+    // compares against before flushing).
+    if me.loaded_space.load(Ordering::Acquire) == pml4 {
+        LOADED_HERE.fetch_add(1, Ordering::AcqRel);
+    }
+    HOLDING.fetch_add(1, Ordering::AcqRel);
+    while !RELEASE.load(Ordering::Acquire) {
+        x86_64::instructions::interrupts::enable_and_hlt();
+    }
+    crate::mm::paging::load_kernel_space();
+    mask.remove(me.index);
+    HOLDING.fetch_sub(1, Ordering::AcqRel);
+}
+
+/// `proof=shootdown_all`: one address space resident on every online CPU (the APs halted in
+/// it), `rounds` single-page unmaps each shot down everywhere; every AP must have served
+/// every request (its own inbox counter), as counted from the CPUs' blocks.
+pub fn shootdown_everywhere(system: super::System, rounds: u64) -> ! {
+    use crate::arch::x86_64::{smp, tlb};
+    use crate::mm::address_space::{AddressSpace, UserPerms};
+    let Ok(mut space) = AddressSpace::new() else { crate::exit::verdict(false, "no address space") };
+    HOLD_SPACE.store(space.pml4(), Ordering::Release);
+    let others: Vec<_> = percpu::online().filter(|c| c.index != percpu::current().index).collect();
+    let mask = tlb::CpuMask::new();
+    let tickets: Vec<_> = others.iter().map(|c| (*c, smp::post_work(c, hold_space, &mask as *const _ as usize))).collect();
+    let n = others.len() as u64;
+    let joined = crate::time::spin_until(0, 120_000_000_000, || HOLDING.load(Ordering::Acquire) == n);
+    ev!("tlb.all.holders", HOLDING.load(Ordering::Acquire));
+    ev!("tlb.all.loaded_on_cpu", LOADED_HERE.load(Ordering::Acquire));
+    ev!("tlb.all.resident", mask.snapshot().len());
+    let before: Vec<u64> = others.iter().map(|c| c.tlb.requests.load(Ordering::Acquire)).collect();
+    let ipis_before = tlb::ipis_sent();
+    let page = 0x0000_4000_0000u64;
+    let perms = UserPerms { write: true, exec: false, uncached: false };
+    let mut done = 0;
+    for _ in 0..rounds {
+        let Ok(_) = space.map_new(page, perms) else { break };
+        let mut stale = crate::mm::invalidation::Invalidation::new(space.pml4());
+        if space.unmap(page, &mut stale).is_err() {
+            break;
+        }
+        // A frame some CPU may still reach is never freed (the invalidation withholds it when
+        // the shootdown names CPUs it could not interrupt); that round then does not count.
+        if stale.complete(&mask).1 != 1 {
+            log::error!("shootdown_all: CPUs not reached");
+            break;
+        }
+        done += 1;
+    }
+    let served = others.iter().zip(&before).filter(|(c, b)| c.tlb.requests.load(Ordering::Acquire) - **b == done).count();
+    ev!("tlb.all.rounds", done);
+    ev!("tlb.all.cpus_served_every_round", served);
+    ev!("tlb.all.icr_writes", tlb::ipis_sent() - ipis_before);
+    RELEASE.store(true, Ordering::Release);
+    let left = tickets.into_iter().filter(|(c, t)| !smp::wait_work(c, *t, 60_000_000_000)).count();
+    ev!("tlb.all.holders_not_released", left);
+    space.destroy();
+    let ok = joined && done == rounds && served == others.len() && left == 0 && system.all_online();
+    crate::exit::verdict(ok, "shootdown everywhere incomplete")
+}

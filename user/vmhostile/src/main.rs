@@ -1,0 +1,260 @@
+//! Memory-isolation attacks from ring 3, with nothing but `Console`, `Process`,
+//! `VirtualMemory` and `Timer`. Each phase reports what it tried and what the kernel answered;
+//! the proof compares those figures with the kernel's own counters.
+//!
+//! 1. Kernel pages: unmap, reprotect and map over the ring pages (this thread's and a spawned
+//!    thread's) and the start-info page, alone and inside larger ranges. Every attempt must be
+//!    refused with `Denied`, the neighbouring ordinary page must stay mapped, and the ring and
+//!    start info must still work afterwards.
+//! 2. W^X: ask for the program's own code pages to become writable. Refused with `Denied`;
+//!    a thread that then writes to the code page is ended by a fault, and the code bytes are
+//!    unchanged.
+//! 3. Copy race: a thread on another CPU maps, write-protects and unmaps a two-page region in
+//!    a loop while this thread submits `ConsoleWrite`s of 4 KiB straddling both pages (at
+//!    least `rounds`, and on until the racer completed `racer_cycles` cycles). Each
+//!    copy either succeeds (the region holds zeros, which the console drops) or fails with
+//!    `BadAddress`; anything else, or a kernel fault, fails the proof.
+#![no_std]
+#![no_main]
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use keel_rt::abi::{Method, ObjectKind, Status, Submission, RING_VADDR, START_INFO_VADDR};
+use keel_rt::util::{arg_u64, cap};
+use keel_rt::{ev, ring, start_info, CapId, Ring};
+
+keel_rt::entry!(main);
+
+const PAGE: u64 = 4096;
+/// The region the racer maps and unmaps.
+const RACE_VADDR: u64 = 0x0000_4000_0000;
+const RACE_PAGES: u64 = 2;
+/// Stacks of spawned threads.
+const STACKS_VADDR: u64 = 0x0000_6000_0000;
+const STACK_PAGES: u64 = 8;
+/// An ordinary page right below the start-info page (a range over both must be refused whole).
+const NEIGHBOUR_VADDR: u64 = START_INFO_VADDR - PAGE;
+/// Submissions per `cap_enter` in the race.
+const BATCH: u64 = 16;
+
+static STOP: AtomicU64 = AtomicU64::new(0);
+static RACER_DONE: AtomicU64 = AtomicU64::new(0);
+static RACER_CYCLES: AtomicU64 = AtomicU64::new(0);
+static RACER_ERRORS: AtomicU64 = AtomicU64::new(0);
+static PARKED: AtomicU64 = AtomicU64::new(0);
+
+/// Thread entry: rdi = ring page, rdx = argument.
+#[unsafe(naked)]
+extern "C" fn thread_start() -> ! {
+    core::arch::naked_asm!("xor ebp, ebp", "mov rsi, rdx", "call {body}", "ud2", body = sym thread_body)
+}
+
+const JOB_RACER: u64 = 1;
+const JOB_PARKED: u64 = 2;
+const JOB_PATCH: u64 = 3;
+
+/// The code byte the patcher thread tries to change, and whether its write went through.
+static PATCH_TARGET: AtomicU64 = AtomicU64::new(0);
+static PATCH_WRITTEN: AtomicU64 = AtomicU64::new(0);
+
+extern "C" fn thread_body(ring_vaddr: u64, job: u64) -> ! {
+    // SAFETY: the kernel passed this thread's own ring page in rdi.
+    let mut ring = unsafe { Ring::for_thread(ring_vaddr) };
+    match job {
+        JOB_RACER => race_mappings(&mut ring),
+        JOB_PATCH => {
+            let target = PATCH_TARGET.load(Ordering::Acquire) as *mut u8;
+            // SAFETY: deliberately invalid: the code page must stay read-only, so this write
+            // faults and the kernel ends this thread.
+            unsafe { target.write_volatile(target.read_volatile() ^ 0xff) };
+            PATCH_WRITTEN.store(1, Ordering::Release);
+        }
+        _ => {
+            // Holds its ring (the second ring page) until the main thread is done with it.
+            PARKED.store(1, Ordering::Release);
+            while STOP.load(Ordering::Acquire) == 0 {
+                let _ = ring.call(cap(ObjectKind::Timer), Method::TimerSleep, [100_000, 0, 0, 0]);
+            }
+        }
+    }
+    let _ = ring.call(cap(ObjectKind::Process), Method::ProcessExitThread, [0; 4]);
+    loop {
+        core::hint::spin_loop();
+    }
+}
+
+/// Map, write-protect, unmap the race region until told to stop.
+fn race_mappings(ring: &mut Ring) {
+    let vm = cap(ObjectKind::VirtualMemory);
+    while STOP.load(Ordering::Acquire) == 0 {
+        let ok = ring.call(vm, Method::VmMap, [RACE_VADDR, RACE_PAGES, 1, 0]).is_ok()
+            && ring.call(vm, Method::VmProtect, [RACE_VADDR, RACE_PAGES, 0, 0]).is_ok()
+            && ring.call(vm, Method::VmUnmap, [RACE_VADDR, RACE_PAGES, 0, 0]).is_ok();
+        if !ok {
+            RACER_ERRORS.fetch_add(1, Ordering::Relaxed);
+        }
+        RACER_CYCLES.fetch_add(1, Ordering::Relaxed);
+    }
+    RACER_DONE.store(1, Ordering::Release);
+}
+
+fn spawn(slot: u64, cpu: u64, job: u64) -> Result<u64, Status> {
+    let mut r = ring().expect("ring");
+    let stack = STACKS_VADDR + slot * (STACK_PAGES + 1) * PAGE;
+    r.call(cap(ObjectKind::VirtualMemory), Method::VmMap, [stack, STACK_PAGES, 1, 0])?;
+    let top = stack + STACK_PAGES * PAGE;
+    let c = r.call(cap(ObjectKind::Process), Method::ProcessSpawnThread, [thread_start as *const () as u64, top, job, cpu])?;
+    Ok(c.results[0])
+}
+
+fn yes(b: bool) -> &'static str {
+    if b { "yes" } else { "no" }
+}
+
+/// Phase 1: every change to a kernel page is refused and nothing around it changes.
+fn kernel_pages() {
+    let vm = cap(ObjectKind::VirtualMemory);
+    let mut r = ring().expect("ring");
+    // An ordinary page next to the start info, and a second thread's ring below ours.
+    let neighbour = r.call(vm, Method::VmMap, [NEIGHBOUR_VADDR, 1, 1, 0]).is_ok();
+    // SAFETY: just mapped writable.
+    unsafe { (NEIGHBOUR_VADDR as *mut u64).write_volatile(0x5eed) };
+    drop(r);
+    let parked = spawn(0, 1, JOB_PARKED).is_ok();
+    while parked && PARKED.load(Ordering::Acquire) == 0 {
+        core::hint::spin_loop();
+    }
+    let second_ring = RING_VADDR - PAGE;
+    let attempts: [(Method, [u64; 4]); 12] = [
+        (Method::VmUnmap, [RING_VADDR, 1, 0, 0]),
+        (Method::VmProtect, [RING_VADDR, 1, 0, 0]),
+        (Method::VmProtect, [RING_VADDR, 1, 1, 0]),
+        (Method::VmMap, [RING_VADDR, 1, 1, 0]),
+        (Method::VmUnmap, [second_ring, 1, 0, 0]),
+        (Method::VmUnmap, [second_ring, 2, 0, 0]),
+        (Method::VmUnmap, [START_INFO_VADDR, 1, 0, 0]),
+        (Method::VmProtect, [START_INFO_VADDR, 1, 1, 0]),
+        (Method::VmMap, [START_INFO_VADDR, 1, 0, 0]),
+        // Ranges that start on an ordinary page and run into a kernel page.
+        (Method::VmUnmap, [NEIGHBOUR_VADDR, 2, 0, 0]),
+        (Method::VmProtect, [NEIGHBOUR_VADDR, 2, 0, 0]),
+        (Method::VmMap, [NEIGHBOUR_VADDR - 4 * PAGE, 8, 1, 0]),
+    ];
+    let mut denied = 0u64;
+    let mut r = ring().expect("ring");
+    for (method, args) in attempts {
+        match r.call(vm, method, args) {
+            Err(Status::Denied) => denied += 1,
+            other => keel_rt::println!("{} {:#x}: {:?} (expected denied)", method.name(), args[0], other.map(|c| c.status)),
+        }
+    }
+    // The neighbour is still mapped, writable and holds its value (the refused ranges were
+    // refused whole); the ring still serves calls; the start info still reads.
+    // SAFETY: mapped above; a refused unmap/protect left it as it was.
+    let neighbour_intact = neighbour && unsafe {
+        (NEIGHBOUR_VADDR as *mut u64).write_volatile(0x5eee);
+        (NEIGHBOUR_VADDR as *const u64).read_volatile() == 0x5eee
+    };
+    let ring_works = r.call(cap(ObjectKind::Timer), Method::TimerNow, [0; 4]).is_ok() && r.call(CapId::NULL, Method::Nop, [0; 4]).is_ok();
+    drop(r);
+    ev!("kernel_page_attempts", attempts.len());
+    ev!("kernel_page_denied", denied);
+    ev!("neighbour_intact", yes(neighbour_intact));
+    ev!("ring_works_after", yes(ring_works));
+    ev!("start_info_intact", yes(start_info().program_name() == "vmhostile"));
+    ev!("second_thread", yes(parked));
+}
+
+fn checksum(addr: u64, len: u64) -> u64 {
+    (0..len / 8).fold(0xcbf2_9ce4_8422_2325u64, |h, i| {
+        // SAFETY: reads of the program's own mapped code pages.
+        let w = unsafe { ((addr + i * 8) as *const u64).read_volatile() };
+        (h ^ w).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// Phase 2: code never becomes writable.
+fn write_xor_execute() {
+    let vm = cap(ObjectKind::VirtualMemory);
+    let code = (write_xor_execute as *const () as u64) & !(PAGE - 1);
+    let before = checksum(code, PAGE);
+    let mut r = ring().expect("ring");
+    let attempts: [[u64; 4]; 2] = [[code, 1, 1, 0], [code, 2, 1, 0]];
+    let mut denied = 0u64;
+    for args in attempts {
+        match r.call(vm, Method::VmProtect, args) {
+            Err(Status::Denied) => denied += 1,
+            other => keel_rt::println!("protect code {:#x} writable: {:?} (expected denied)", args[0], other.map(|c| c.status)),
+        }
+    }
+    // The page really stayed read-only: a thread that writes to it is ended by a fault.
+    let live = |r: &mut Ring| r.call(cap(ObjectKind::Process), Method::ProcessInfo, [0; 4]).map(|c| c.results[0]).unwrap_or(0);
+    let threads_before = live(&mut r);
+    drop(r);
+    PATCH_TARGET.store(code, Ordering::Release);
+    let patcher = spawn(2, 1, JOB_PATCH);
+    let mut r = ring().expect("ring");
+    let start = keel_rt::util::rdtsc();
+    while patcher.is_ok() && PATCH_WRITTEN.load(Ordering::Acquire) == 0 && live(&mut r) > threads_before {
+        if keel_rt::util::rdtsc() - start > 50_000_000_000 {
+            break;
+        }
+    }
+    drop(r);
+    ev!("wx_attempts", attempts.len());
+    ev!("wx_denied", denied);
+    ev!("patch_tid", patcher.unwrap_or(0));
+    ev!("patch_addr", code);
+    ev!("patch_written", yes(PATCH_WRITTEN.load(Ordering::Acquire) != 0));
+    ev!("code_unchanged", yes(checksum(code, PAGE) == before));
+}
+
+/// Phase 3: copies racing map / protect / unmap on another CPU.
+fn copy_race(rounds: u64, min_racer_cycles: u64) {
+    let console = cap(ObjectKind::Console);
+    let racer = spawn(1, 1, JOB_RACER).is_ok();
+
+    let (mut ok, mut bad_address, mut other, mut copies) = (0u64, 0u64, 0u64, 0u64);
+    let mut r = ring().expect("ring");
+    // At least `rounds` copies, and on until the racer has gone through `min_racer_cycles`
+    // map/protect/unmap cycles (bounded, in case it is stuck: the proof then fails).
+    let racing = || RACER_CYCLES.load(Ordering::Relaxed) < min_racer_cycles && RACER_DONE.load(Ordering::Relaxed) == 0;
+    while copies < rounds || (racer && racing() && copies < 20 * rounds) {
+        let batch = BATCH;
+        for k in 0..batch {
+            // 4 KiB from the middle of the first page into the second.
+            let sub = Submission { cap: console.0, method: Method::ConsoleWrite as u16, flags: 0, args: [RACE_VADDR + PAGE / 2, PAGE, 0, 0], user_data: copies + k };
+            if r.submit(sub).is_err() {
+                other += 1;
+            }
+        }
+        let _ = r.enter(batch as u32, 5_000_000_000);
+        while let Some(c) = r.next_completion() {
+            copies += 1;
+            match Status::from_i32(c.status) {
+                Some(Status::Ok) => ok += 1,
+                Some(Status::BadAddress) => bad_address += 1,
+                _ => other += 1,
+            }
+        }
+    }
+    drop(r);
+    STOP.store(1, Ordering::Release);
+    while racer && RACER_DONE.load(Ordering::Acquire) == 0 {
+        core::hint::spin_loop();
+    }
+    ev!("racer", yes(racer));
+    ev!("copies", copies);
+    ev!("copy_ok", ok);
+    ev!("copy_bad_address", bad_address);
+    ev!("copy_other", other);
+    ev!("racer_cycles", RACER_CYCLES.load(Ordering::Relaxed));
+    ev!("racer_errors", RACER_ERRORS.load(Ordering::Relaxed));
+}
+
+fn main() -> u64 {
+    kernel_pages();
+    write_xor_execute();
+    copy_race(arg_u64("rounds", 100_000), arg_u64("racer_cycles", 500));
+    0
+}

@@ -1,0 +1,64 @@
+//! Memory-isolation proofs: ring-3 attacks on kernel pages, W^X and user-memory copies, each
+//! checked against the kernel's own counters (the exception-table fixups it took, the kernel
+//! page and W^X refusals it made), in both LAPIC modes.
+
+use super::{user_proof, x2apic_cpu, xapic_cpu, Proof};
+use crate::checks::{custom, eq, ge, keys_equal};
+
+/// Copies the race makes at least (`manifests/vmhostile.manifest`, `rounds=`).
+pub const RACE_COPIES: u64 = 100_000;
+/// Map/protect/unmap cycles the racer completes at least (`racer_cycles=`).
+pub const RACER_CYCLES: u64 = 500;
+
+/// `vmhostile` on a 2-CPU machine in `mode`: every attack refused or survived, with figures
+/// matching the kernel's counters.
+fn vmhostile(p: Proof, mode: &'static str) -> Proof {
+    let cpu = p.machine.cpu.clone();
+    user_proof(p, "vmhostile", &["vmhostile"])
+        .cpu(cpu)
+        .timeout_secs(300)
+        .check(eq("lapic.mode", mode))
+        .check(eq("proc.vmhostile.exit", 0))
+        // Kernel pages: every attempt refused with Denied, counted by the kernel's refusal
+        // path; the neighbouring page, the ring and the start info unaffected.
+        .check(eq("user.vmhostile.second_thread", "yes"))
+        .check(ge("user.vmhostile.kernel_page_attempts", 12))
+        .check(keys_equal("user.vmhostile.kernel_page_denied", "user.vmhostile.kernel_page_attempts"))
+        .check(keys_equal("mm.kernel_page_refusals", "user.vmhostile.kernel_page_attempts"))
+        .check(eq("user.vmhostile.neighbour_intact", "yes"))
+        .check(eq("user.vmhostile.ring_works_after", "yes"))
+        .check(eq("user.vmhostile.start_info_intact", "yes"))
+        // W^X: code never becomes writable, and its bytes are unchanged.
+        .check(ge("user.vmhostile.wx_attempts", 2))
+        .check(keys_equal("user.vmhostile.wx_denied", "user.vmhostile.wx_attempts"))
+        .check(keys_equal("mm.wx_refusals", "user.vmhostile.wx_attempts"))
+        .check(eq("user.vmhostile.code_unchanged", "yes"))
+        .check(eq("user.vmhostile.patch_written", "no"))
+        .check(eq("proc.vmhostile.thread_faults", 1))
+        .check(custom("the patcher thread was ended by a fault at the code address it wrote", |t| {
+            let get = |k: &str| t.evidence.get(k).and_then(|v| v.as_u64()).ok_or(format!("no {k}"));
+            let (tid, addr) = (get("user.vmhostile.patch_tid")?, get("user.vmhostile.patch_addr")?);
+            let fault = get(&format!("proc.vmhostile.thread_fault.{tid}"))?;
+            if fault == addr { Ok(()) } else { Err(format!("thread {tid} faulted at {fault:#x}, wrote {addr:#x}")) }
+        }))
+        // The race: every copy completed Ok or BadAddress, every BadAddress was a page fault
+        // the exception table recovered (no other check stands in front of the copy), and
+        // both outcomes occurred.
+        .check(eq("user.vmhostile.racer", "yes"))
+        .check(ge("user.vmhostile.copies", RACE_COPIES))
+        .check(eq("user.vmhostile.copy_other", 0))
+        .check(eq("user.vmhostile.racer_errors", 0))
+        .check(ge("user.vmhostile.copy_bad_address", 1))
+        .check(ge("user.vmhostile.copy_ok", 1))
+        .check(keys_equal("mm.user_copy_fixups", "user.vmhostile.copy_bad_address"))
+        .check(ge("user.vmhostile.racer_cycles", RACER_CYCLES))
+        .check(eq("mm.unflushed_frames_kept", 0))
+        .check(eq("user.heap_leaked", 0))
+}
+
+pub fn proofs() -> Vec<Proof> {
+    vec![
+        vmhostile(Proof::new("vmhostile", "kernel pages, W^X and 10^5 user copies racing unmap on another CPU: refused or BadAddress, never a kernel fault (x2APIC)").cpu(x2apic_cpu()), "x2apic"),
+        vmhostile(Proof::new("vmhostile-xapic", "the same in xAPIC mode").cpu(xapic_cpu()), "xapic"),
+    ]
+}

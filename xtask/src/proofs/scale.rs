@@ -1,0 +1,225 @@
+//! Proofs of CPU-count scaling: sparse topologies, parallel and serial bring-up, the late-AP
+//! rule, and (in `cargo xtask test-scale`) machines of 255, 288 and 1,024 vCPUs.
+//!
+//! Above 64 CPUs the kernel summarises its evidence (`smp.summary.*`, `smp.ticks.*`,
+//! `ipi.cpus_exact`) instead of printing keys per CPU, and the `smp` scenario pings a
+//! sample of targets per CPU (`ping_targets=`) so the IPI work grows linearly.
+
+use super::*;
+
+/// A 12-CPU topology with APIC ID gaps: 2 sockets x 3 cores x 2 threads gives IDs 0-5 and
+/// 8-13 (the core field is 2 bits wide for 3 cores, so 6 and 7 are never used).
+const SPARSE_TOPOLOGY: &str = "sockets=2,cores=3,threads=2";
+
+/// Checks for a summarised `proof=smp` run on `cpus` CPUs with `targets` ping targets and
+/// `pings` pings per target.
+fn summary_checks(p: Proof, cpus: u64, mode: &'static str, targets: u64, pings: u64) -> Proof {
+    p.scenario("smp")
+        .check(eq("lapic.mode", mode))
+        .check(eq("smp.bringup", "parallel"))
+        .check(eq("acpi.madt.cpus", cpus))
+        .check(eq("smp.online", cpus))
+        .check(eq("smp.skipped", 0))
+        .check(eq("smp.out_of_memory", 0))
+        .check(eq("smp.summary.online", cpus))
+        .check(ge("smp.summary.timer_hz_min", 1_000_000))
+        .check(eq("smp.summary.apic_base_mode_mismatches", 0))
+        .check(eq("smp.summary.x2apic_ldr_mismatches", 0))
+        .check(eq("smp.ticks.cpus_ticking", cpus))
+        .check(ge("smp.ticks.min", 20))
+        .check(eq("ipi.targets_per_cpu", targets))
+        .check(eq("ipi.expected", cpus * targets * pings))
+        .check(keys_equal("ipi.sent", "ipi.expected"))
+        .check(keys_equal("ipi.acked", "ipi.expected"))
+        .check(eq("ipi.cpus_exact", cpus))
+        .check(eq("ipi.timeouts", 0))
+        .check(eq("smp.cpus_with_lapic_errors", 0))
+        .check(ge("rtc.interrupts", 20))
+        .check(keys_equal("rtc.on_target", "rtc.interrupts"))
+        .check(eq("rtc.on_wrong_cpu", 0))
+}
+
+fn large(name: &'static str, description: &'static str, cpus: u32, memory: &'static str) -> Proof {
+    Proof::new(name, description).smp(cpus).memory(memory).cpu(x2apic_cpu()).accels(Accels::TcgOnly).scale()
+}
+
+/// [`smp_checks`] for `cpus` CPUs with its all-to-all IPI counts replaced by those of
+/// `pings` pings per pair (100 pings per pair on 12 vCPUs take over a minute under TCG).
+fn smp_checks_fewer_pings(p: Proof, cpus: u64, mode: &'static str, pings: u64) -> Proof {
+    let mut p = smp_checks(p, cpus, mode);
+    p.checks.retain(|c| !c.to_string().contains("ipi."));
+    let per_cpu = (cpus - 1) * pings;
+    p.check(eq("ipi.expected", cpus * per_cpu))
+        .check(keys_equal("ipi.sent", "ipi.expected"))
+        .check(keys_equal("ipi.acked", "ipi.expected"))
+        .check(eq("ipi.timeouts", 0))
+        .check(for_each_cpu("ipi.cpu.*.sent", is::eq(per_cpu)).count_eq_key("smp.online"))
+        .check(for_each_cpu("ipi.cpu.*.acked", is::eq(per_cpu)).count_eq_key("smp.online"))
+}
+
+/// `proof=bringup` on `cpus` x2APIC vCPUs, parallel or serial: AP bring-up figures.
+fn bringup_bench(name: &'static str, description: &'static str, cpus: u32, how: &'static str) -> Proof {
+    let args = if how == "serial" { "smp_bringup=serial" } else { "smp_bringup=parallel" };
+    Proof::new(name, description)
+        .scenario("bringup")
+        .args(args)
+        .smp(cpus)
+        .memory(if cpus > 64 { "1G" } else { "256M" })
+        .cpu(x2apic_cpu())
+        .accels(Accels::TcgOnly)
+        .bench()
+        .timeout_secs(900)
+        .check(eq("smp.bringup", how))
+        .check(eq("bench.bringup.cpus", cpus))
+}
+
+/// `proof=shootdown_all` on `cpus` x2APIC CPUs: one space resident on all of them, 3
+/// single-page shootdowns, every AP served every one; x2APIC sends one IPI per cluster of
+/// 16 APIC IDs, so at most `3 * clusters` ICR writes.
+fn shootdown_all(p: Proof, cpus: u64) -> Proof {
+    let others = cpus - 1;
+    let clusters = (cpus - 1) / 16 + 1;
+    p.scenario("shootdown_all")
+        .args("rounds=3")
+        .smp(cpus as u32)
+        .cpu(x2apic_cpu())
+        .accels(Accels::TcgOnly)
+        .check(eq("smp.online", cpus))
+        .check(eq("tlb.all.holders", others))
+        .check(eq("tlb.all.loaded_on_cpu", others))
+        .check(eq("tlb.all.resident", others))
+        .check(eq("tlb.all.rounds", 3))
+        .check(eq("tlb.all.cpus_served_every_round", others))
+        .check(ge("tlb.all.icr_writes", 3))
+        .check(le("tlb.all.icr_writes", 3 * clusters))
+        .check(eq("tlb.all.holders_not_released", 0))
+}
+
+pub fn proofs() -> Vec<Proof> {
+    let mut all = checks();
+    all.push(shootdown_all(Proof::new("tlb-shootdown-all", "one space resident on all 8 CPUs: every AP serves every shootdown, one cluster IPI each"), 8).timeout_secs(120));
+    all.push(
+        shootdown_all(Proof::new("tlb-shootdown-all-288", "one space resident on all 288 CPUs: every AP serves every shootdown"), 288)
+            .memory("1G")
+            .timeout_secs(900)
+            .scale(),
+    );
+    all.extend([
+        bringup_bench("bench-bringup-8", "AP bring-up, 8 vCPUs, parallel", 8, "parallel"),
+        bringup_bench("bench-bringup-8-serial", "AP bring-up, 8 vCPUs, one AP at a time", 8, "serial"),
+        bringup_bench("bench-bringup-64", "AP bring-up, 64 vCPUs, parallel", 64, "parallel"),
+        bringup_bench("bench-bringup-64-serial", "AP bring-up, 64 vCPUs, one AP at a time", 64, "serial"),
+        bringup_bench("bench-bringup-288", "AP bring-up, 288 vCPUs, parallel", 288, "parallel").scale(),
+        bringup_bench("bench-bringup-288-serial", "AP bring-up, 288 vCPUs, one AP at a time (minutes)", 288, "serial").scale(),
+        bringup_bench("bench-bringup-1024", "AP bring-up, 1,024 vCPUs, parallel", 1024, "parallel").memory("2G").timeout_secs(1800).scale(),
+    ]);
+    all
+}
+
+fn checks() -> Vec<Proof> {
+    vec![
+        smp_checks_fewer_pings(
+            Proof::new("smp-sparse", "parallel bring-up of 12 CPUs whose APIC IDs have gaps (0-5, 8-13), x2APIC")
+                .smp(12)
+                .qemu_extra(&["-smp", SPARSE_TOPOLOGY])
+                .cpu(x2apic_cpu())
+                .args("pings=10")
+                .accels(Accels::TcgOnly)
+                .timeout_secs(240),
+            12,
+            "x2apic",
+            10,
+        )
+        .check(eq("smp.bringup", "parallel"))
+        .check(eq("smp.max_apic_id", 13))
+        .check(eq("smp.parked", 0))
+        .check(custom("APIC IDs 6 and 7 are gaps; 0-5 and 8-13 are online", |t| {
+            let mut ids: Vec<u64> = (0..12)
+                .map(|cpu| t.evidence.get(&format!("cpu.{cpu}.apic_id")).and_then(|v| v.as_u64()).ok_or(format!("no cpu.{cpu}.apic_id")))
+                .collect::<Result<_, _>>()?;
+            ids.sort_unstable();
+            let want: Vec<u64> = (0..6).chain(8..14).collect();
+            if ids == want { Ok(()) } else { Err(format!("online APIC IDs {ids:?}, want {want:?}")) }
+        })),
+        Proof::new("smp-late-ap", "an AP whose slot was abandoned before its SIPI parks itself; the rest come online")
+            .scenario("default")
+            .args("smp_abandon=2")
+            .smp(4)
+            .cpu(x2apic_cpu())
+            .accels(Accels::TcgOnly)
+            .check(eq("smp.bringup", "parallel"))
+            .check(eq("smp.abandoned_for_test", 2))
+            .check(eq("smp.parked", 1))
+            .check(eq("smp.online", 3))
+            .check(eq("smp.skipped", 1))
+            .check(for_each_cpu("cpu.*.online", is::eq("yes")).count_eq_key("smp.online")),
+        Proof::new("smp-low-memory", "32 CPUs in 12 MiB of RAM: the APs without memory are reported and skipped, the rest come online")
+            .scenario("default")
+            .smp(32)
+            .memory("12M")
+            .cpu(x2apic_cpu())
+            .accels(Accels::TcgOnly)
+            .timeout_secs(120)
+            .check(eq("acpi.madt.cpus", 32))
+            .check(ge("smp.out_of_memory", 1))
+            .check(ge("smp.online", 2))
+            .check(custom("every CPU online or reported out of memory", |t| {
+                let get = |k: &str| t.evidence.get(k).and_then(|v| v.as_u64()).ok_or(format!("no {k}"));
+                let (online, short, skipped) = (get("smp.online")?, get("smp.out_of_memory")?, get("smp.skipped")?);
+                match (online + short == 32, skipped == short) {
+                    (true, true) => Ok(()),
+                    _ => Err(format!("{online} online + {short} out of memory != 32, or {skipped} skipped")),
+                }
+            })),
+        Proof::new("smp-serial", "smp_bringup=serial: one AP at a time, all online (the comparison path)")
+            .scenario("default")
+            .args("smp_bringup=serial")
+            .smp(4)
+            .cpu(x2apic_cpu())
+            .accels(Accels::TcgOnly)
+            .check(eq("smp.bringup", "serial"))
+            .check(eq("smp.online", 4))
+            .check(eq("smp.skipped", 0))
+            .check(eq("smp.parked", 0))
+            .check(for_each_cpu("cpu.*.online", is::eq("yes")).count_eq_key("smp.online")),
+        summary_checks(
+            large("smp-288", "288 CPUs in x2APIC: parallel bring-up, ticks everywhere, sampled IPIs, RTC", 288, "1G")
+                .args("ping_targets=4 pings=2 rtc_ms=2000 ping_timeout_ms=60000")
+                .timeout_secs(900),
+            288,
+            "x2apic",
+            4,
+            2,
+        )
+        .check(eq("smp.max_apic_id", 287))
+        .check(eq("ioapic.route_above_254", "refused")),
+        summary_checks(
+            large("smp-1024", "1,024 CPUs in x2APIC: parallel bring-up, ticks everywhere, sampled IPIs, RTC", 1024, "2G")
+                .args("ping_targets=4 pings=2 rtc_ms=2000 ping_timeout_ms=60000")
+                .timeout_secs(1800),
+            1024,
+            "x2apic",
+            4,
+            2,
+        )
+        .check(eq("smp.max_apic_id", 1023)),
+        summary_checks(
+            large("smp-xapic-255", "xAPIC at its addressing limit: 255 CPUs, APIC IDs 0-254", 255, "1G")
+                .cpu(CpuSpec::new("qemu64", &["-x2apic"]).with_tcg_flags(HARDENING))
+                .args("ping_targets=4 pings=2 rtc_ms=2000 ping_timeout_ms=60000")
+                .timeout_secs(900),
+            255,
+            "xapic",
+            4,
+            2,
+        )
+        .check(eq("smp.max_apic_id", 254)),
+        large("panic-nmi-288", "a panic on CPU 1 of 288 stops the other 287 by NMI and prints one clean report", 288, "1G")
+            .scenario("panic")
+            .timeout_secs(900)
+            .expect(Expect::PANIC)
+            .check(eq("panic.cpu", 1))
+            .check(eq("panic.online", 288))
+            .check(eq("panic.others_stopped", 287)),
+    ]
+}
