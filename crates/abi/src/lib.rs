@@ -9,6 +9,7 @@
 //!
 //! The prose specification is `docs/abi.md`; keep the two in sync.
 #![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
 
 mod cap_id;
 mod method;

@@ -16,6 +16,7 @@
 //! * All operations are O(1) except [`CapTable::revoke_where`] and [`CapTable::drain`]
 //!   (O(capacity)); none panics on any input.
 #![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
 
 extern crate alloc;
 

@@ -25,6 +25,7 @@
 //!
 //! Section headers are not looked at: a loader does not need them.
 #![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
 
 use core::fmt;
 

@@ -12,6 +12,7 @@
 //! `core`-only so the `no_std` kernel can use it before it has a heap. The parser
 //! half ([`Transcript`]) needs `alloc` and sits behind the default `parse` feature.
 #![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
 
 #[cfg(feature = "parse")]
 extern crate alloc;

@@ -60,6 +60,7 @@
 //! never lists the same grant twice. Programs start in file order; one with `after` starts
 //! when the named program has exited.
 #![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
 
 extern crate alloc;
 

@@ -8,6 +8,7 @@
 //! with a `Vec`. Counters make leaks visible: `free_frames()` before and after a workload must
 //! match.
 #![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
 
 /// Size of a frame.
 pub const FRAME_SIZE: u64 = 4096;

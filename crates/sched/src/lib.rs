@@ -7,6 +7,7 @@
 //!   (wake-ups) can push without calling the allocator;
 //! * [`flush_plan`]: page-by-page invalidation or a full flush, by the batch size.
 #![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
 
 extern crate alloc;
 

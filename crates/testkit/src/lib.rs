@@ -1,6 +1,8 @@
 //! Helpers shared by the host unit tests of Keel's crates: a dev-dependency only, never part
 //! of the kernel or of user programs.
 
+#![forbid(unsafe_code)]
+
 /// xorshift64 (13, 7, 17): deterministic, dependency-free fuzz input. The seed must not be 0.
 pub struct XorShift(pub u64);
 
