@@ -1,8 +1,8 @@
 //! Keel: a capability microkernel for x86_64.
 //!
 //! Boot path: `arch::x86_64::boot` (Multiboot 1 or 2, 32-bit) → long mode → [`kernel_entry`] →
-//! memory, ACPI, interrupts, local APICs, application processors → the scenario the command
-//! line names (`proofs`).
+//! memory, ACPI, interrupts → `init::bring_up` (local APICs, IOAPICs, remapping, application
+//! processors) inside the scenario the command line names (`proofs`).
 #![no_std]
 #![no_main]
 
@@ -13,6 +13,7 @@ pub mod console;
 pub mod acpi;
 pub mod arch;
 pub mod exit;
+pub mod init;
 pub mod mm;
 pub mod object;
 pub mod panic;

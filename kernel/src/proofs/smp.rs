@@ -62,7 +62,7 @@ pub fn run(system: System, cmdline: &CommandLine) -> ! {
     let tick_ms = super::option_u64(cmdline, "tick_ms", 400);
     sleep_ms(tick_ms);
     let min_ticks = lapic::TICK_HZ * tick_ms / 1000 / 2;
-    let summarised = super::scale::summarised();
+    let summarised = crate::init::report::summarised();
     let mut slow_tickers = 0;
     for cpu in &online {
         let ticks = cpu.timer_ticks.load(Ordering::Relaxed);

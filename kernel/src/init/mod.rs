@@ -1,0 +1,147 @@
+//! The boot sequence every scenario starts from: legacy PIC off, the boot CPU's LAPIC in its
+//! mode, timer calibration and tick, IOAPICs, interrupt remapping, the application
+//! processors, and the boot report. The scenarios in `proofs` run on what it returns.
+
+pub mod report;
+
+use alloc::vec::Vec;
+use core::sync::atomic::Ordering;
+
+use keel_apic::LapicMode;
+use keel_boot::cmdline::CommandLine;
+use keel_platform::Platform;
+
+use crate::arch::x86_64::interrupts::{DEVICE_VECTOR_BASE, DEVICE_VECTOR_LAST};
+use crate::arch::x86_64::{iommu, ioapic, lapic, percpu, pic, smp as smp_arch};
+
+/// What bring-up produced.
+pub struct System {
+    pub mode: LapicMode,
+    pub platform: &'static Platform,
+    pub reports: Vec<smp_arch::CpuReport>,
+    pub expected_online: usize,
+    /// From the start of AP bring-up until every AP that was going to come online had.
+    pub all_online_ns: u64,
+}
+
+impl System {
+    /// Whether every CPU we tried to start came online.
+    pub fn all_online(&self) -> bool {
+        smp_arch::online_count() == self.expected_online
+    }
+}
+
+/// PIC off, LAPIC mode and enable, timer calibration and tick, IOAPICs, APs, boot report.
+pub fn bring_up(platform: &'static Platform, cmdline: &CommandLine) -> System {
+    pic::disable();
+    crate::arch::x86_64::syscall::init_cpu();
+    if cmdline.get("irq_target") == Some("boot") {
+        crate::task::loader::deliver_irqs_to_boot_cpu();
+    }
+    if cmdline.get("entry") == Some("int80") {
+        crate::arch::x86_64::syscall::force_int80();
+    }
+    let mode = lapic::init_boot_cpu();
+    // Read back from this CPU's IA32_APIC_BASE (EN, EXTD), not the mode the plan chose.
+    ev!("lapic.mode", lapic::apic_base_mode_name(percpu::current().apic_base.load(Ordering::Relaxed)));
+    let version = lapic::local().version();
+    ev!("lapic.version", format_args!("{:#x}", version.version));
+    ev!("lapic.max_lvt", version.max_lvt);
+    let features = crate::arch::x86_64::cpu::features();
+    let forced_periodic = cmdline.get("timer") == Some("periodic");
+    ev!("timer.requested", if forced_periodic { "periodic" } else { "auto" });
+    let use_deadline = features.tsc_deadline && !forced_periodic;
+    ev!("timer.tick_hz", lapic::TICK_HZ);
+    let hz = lapic::calibrate_timer();
+    ev!("timer.bsp_hz", hz);
+    lapic::start_tick(use_deadline);
+    // The mode the boot CPU's LVT timer register holds, not the one asked for.
+    ev!("timer.mode", lapic::timer_mode_name(percpu::current().timer_lvt.load(Ordering::Relaxed)));
+    ioapic::init(platform);
+    // Interrupt remapping before any route: every entry is then written in its final format.
+    let msi_sources = (DEVICE_VECTOR_LAST - DEVICE_VECTOR_BASE) as u32 + 1;
+    iommu::init(mode, &ioapic::ids(), ioapic::gsi_limit(), msi_sources, cmdline.get("iommu") != Some("off"));
+    percpu::current().online.store(true, Ordering::Release);
+    x86_64::instructions::interrupts::enable();
+    ev!("lapic.isr_readable", if lapic::probe_isr() { "yes" } else { "no" });
+
+    let how = match smp_arch::BringUp::from_option(cmdline.get("smp_bringup")) {
+        Ok(how) => how,
+        Err(other) => {
+            log::warn!("command line: smp_bringup={other:?} is neither parallel nor serial; using parallel");
+            smp_arch::BringUp::Parallel
+        }
+    };
+    ev!("smp.bringup", how.name());
+    let started = crate::time::now_ns();
+    let abandon = cmdline.get("smp_abandon").map(|_| option_u64(cmdline, "smp_abandon", 0) as u32);
+    let reports = smp_arch::start_aps(platform, mode, use_deadline, how, abandon);
+    let expected_online = 1 + reports.iter().filter(|r| r.outcome == smp_arch::ApOutcome::Online).count();
+    let all_ns = crate::time::now_ns() - started;
+    let system = System { mode, platform, reports, expected_online, all_online_ns: all_ns };
+    boot_report(&system, all_ns);
+    system
+}
+
+/// Every per-CPU state below was read on that CPU from its registers: the mode from its own
+/// `IA32_APIC_BASE`, the timer mode from its LVT timer register.
+fn boot_report(system: &System, all_online_ns: u64) {
+    let mode = lapic::mode_name(system.mode);
+    if report::summarised() {
+        report::boot_summary(system.mode);
+        report::report_failures(&system.reports);
+    } else {
+        per_cpu_report(system);
+    }
+    report::bringup_figures(&system.reports);
+    let skipped = system.reports.iter().filter(|r| r.outcome != smp_arch::ApOutcome::Online).count();
+    let declared = system.platform.cpus().len();
+    log::info!("smp: {}/{} online mode={mode}", smp_arch::online_count(), declared);
+    ev!("lapic.apic_base_writes", lapic::APIC_BASE_WRITES.load(Ordering::Relaxed));
+    ev!("smp.online", smp_arch::online_count());
+    ev!("smp.declared", declared);
+    ev!("smp.skipped", skipped);
+    ev!("smp.all_online_us", all_online_ns / 1000);
+    let max_id = percpu::online().map(|c| c.apic_id.load(Ordering::Relaxed)).max().unwrap_or(0);
+    ev!("smp.max_apic_id", max_id);
+}
+
+/// One line and evidence keys per CPU (small machines: the proofs check each CPU by name).
+fn per_cpu_report(system: &System) {
+    for cpu in percpu::all() {
+        let apic_id = cpu.apic_id.load(Ordering::Acquire);
+        let online = cpu.online.load(Ordering::Acquire);
+        let hz = cpu.timer_hz.load(Ordering::Relaxed);
+        let mode = lapic::apic_base_mode_name(cpu.apic_base.load(Ordering::Relaxed));
+        log::info!("cpu {:3}: apic-id {:5} mode {mode:6} timer {:>10} Hz online {}", cpu.index, apic_id, hz, online);
+        ev!(("cpu.{}.apic_id", cpu.index), apic_id);
+        ev!(("cpu.{}.mode", cpu.index), mode);
+        ev!(("cpu.{}.timer_mode", cpu.index), lapic::timer_mode_name(cpu.timer_lvt.load(Ordering::Relaxed)));
+        ev!(("cpu.{}.timer_hz", cpu.index), hz);
+        ev!(("cpu.{}.online", cpu.index), if online { "yes" } else { "no" });
+        ev!(("cpu.{}.apic_base", cpu.index), format_args!("{:#x}", cpu.apic_base.load(Ordering::Relaxed)));
+        if system.mode == keel_apic::LapicMode::X2Apic {
+            ev!(("cpu.{}.x2apic_ldr", cpu.index), format_args!("{:#x}", cpu.x2apic_ldr.load(Ordering::Relaxed)));
+        }
+    }
+    for r in &system.reports {
+        if r.outcome != smp_arch::ApOutcome::Online {
+            log::warn!("cpu index {} apic-id {}: {:?}", r.index, r.apic_id, r.outcome);
+        } else {
+            ev!(("cpu.{}.bringup_us", r.index), r.bringup_ns / 1000);
+        }
+    }
+}
+
+/// A numeric command-line option with a default; a malformed value is reported and ignored.
+pub fn option_u64(cmdline: &CommandLine, key: &str, default: u64) -> u64 {
+    match cmdline.get_u64(key) {
+        Ok(Some(v)) => v,
+        Ok(None) => default,
+        Err(e) => {
+            log::warn!("command line: {key}: {e:?}; using {default}");
+            default
+        }
+    }
+}
+
