@@ -197,7 +197,8 @@ pub fn isa_signal(route: &keel_platform::IrqRoute) -> (Polarity, TriggerMode) {
 /// must EOI the LAPIC.
 pub type DeviceHandler = fn(vector: u8);
 
-static HANDLERS: [AtomicUsize; 256] = [const { AtomicUsize::new(0) }; 256];
+/// Each vector's handler, set once when the vector is allocated (vectors are never reused).
+static HANDLERS: [spin::Once<DeviceHandler>; 256] = [const { spin::Once::new() }; 256];
 static NEXT_VECTOR: AtomicUsize = AtomicUsize::new(DEVICE_VECTOR_BASE as usize);
 
 /// Reserves a fresh device vector with its handler.
@@ -210,7 +211,7 @@ pub fn allocate_vector(handler: DeviceHandler) -> Option<u8> {
     if v > DEVICE_VECTOR_LAST as usize {
         return None;
     }
-    HANDLERS[v].store(handler as usize, Ordering::Release);
+    HANDLERS[v].call_once(|| handler);
     Some(v as u8)
 }
 
@@ -227,13 +228,11 @@ pub fn device_interrupt(vector: u8) {
         return;
     }
     percpu::current().device_interrupts.fetch_add(1, Ordering::Relaxed);
-    let h = HANDLERS[vector as usize].load(Ordering::Acquire);
-    if h == 0 {
-        log::warn!("ioapic: interrupt on unclaimed vector {vector:#x}");
-        super::lapic::eoi();
-        return;
+    match HANDLERS[vector as usize].get() {
+        Some(handler) => handler(vector),
+        None => {
+            log::warn!("ioapic: interrupt on unclaimed vector {vector:#x}");
+            super::lapic::eoi();
+        }
     }
-    // SAFETY: non-zero entries were stored from a `DeviceHandler` in `allocate_vector`.
-    let handler: DeviceHandler = unsafe { core::mem::transmute::<usize, DeviceHandler>(h) };
-    handler(vector);
 }
