@@ -629,7 +629,7 @@ mod memory;
 mod plan;
 mod remap;
 mod user;
-use user::{device_interrupts_on, interrupt_grant, remote_wakes_received, shootdown_stress, smp_scale, tlb_shootdown, user_proof, Gate, BOOT_CPU, DRIVER_CPU};
+use user::{device_interrupts_on, drivers_delivered, interrupt_grant, remote_wakes_received, shootdown_stress, smp_scale, tlb_shootdown, user_proof, Gate, BOOT_CPU, DRIVER_CPU};
 mod scale;
 pub use firmware::firmware_variants;
 pub use plan::{plan, Job, PVM_RING3};
