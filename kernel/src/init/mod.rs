@@ -51,7 +51,12 @@ pub fn bring_up(platform: &'static Platform, cmdline: &CommandLine) -> System {
     let forced_periodic = cmdline.get("timer") == Some("periodic");
     ev!("timer.requested", if forced_periodic { "periodic" } else { "auto" });
     let use_deadline = features.tsc_deadline && !forced_periodic;
-    ev!("timer.tick_hz", lapic::TICK_HZ);
+    if let Some(hz) = cmdline.get("tick_hz").map(|_| option_u64(cmdline, "tick_hz", lapic::TICK_HZ)) {
+        if let Err(hz) = lapic::set_tick_hz(hz) {
+            log::warn!("command line: tick_hz={hz} outside {:?}; using {} Hz", lapic::TICK_HZ_RANGE, lapic::tick_hz());
+        }
+    }
+    ev!("timer.tick_hz", lapic::tick_hz());
     let hz = lapic::calibrate_timer();
     ev!("timer.bsp_hz", hz);
     lapic::start_tick(use_deadline);

@@ -61,7 +61,7 @@ pub fn run(system: System, cmdline: &CommandLine) -> ! {
     // Timer: every CPU ticks on vector 48.
     let tick_ms = super::option_u64(cmdline, "tick_ms", 400);
     sleep_ms(tick_ms);
-    let min_ticks = lapic::TICK_HZ * tick_ms / 1000 / 2;
+    let min_ticks = lapic::tick_hz() * tick_ms / 1000 / 2;
     let summarised = crate::init::report::summarised();
     let mut slow_tickers = 0;
     for cpu in &online {

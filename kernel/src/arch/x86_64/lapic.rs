@@ -27,8 +27,29 @@ const IA32_TSC_DEADLINE: u32 = 0x6E0;
 const IA32_ARCH_CAPABILITIES: u32 = 0x10A;
 const IA32_XAPIC_DISABLE_STATUS: u32 = 0xBD;
 
-/// Timer tick rate on every CPU (documented in docs/lapic.md).
+/// Default timer tick rate on every CPU (documented in docs/lapic.md); `tick_hz=` on the
+/// command line changes it for the whole machine.
 pub const TICK_HZ: u64 = 100;
+/// Tick rates `tick_hz=` accepts: at 1 kHz the period is still far above the tick's cost,
+/// at 10 Hz the 16-divided count of a 1 GHz timer (6.25 million) fits its 32 bits.
+pub const TICK_HZ_RANGE: core::ops::RangeInclusive<u64> = 10..=1000;
+/// The tick rate every CPU arms; set once on the boot CPU before any tick starts.
+static TICK_RATE_HZ: AtomicU64 = AtomicU64::new(TICK_HZ);
+
+/// The tick rate of every CPU.
+pub fn tick_hz() -> u64 {
+    TICK_RATE_HZ.load(Ordering::Relaxed)
+}
+
+/// Sets the tick rate for the machine (before the boot CPU starts its tick); a rate outside
+/// [`TICK_HZ_RANGE`] is refused and returned.
+pub fn set_tick_hz(hz: u64) -> Result<(), u64> {
+    if !TICK_HZ_RANGE.contains(&hz) {
+        return Err(hz);
+    }
+    TICK_RATE_HZ.store(hz, Ordering::Relaxed);
+    Ok(())
+}
 /// The divider used for one-shot/periodic modes.
 const TIMER_DIVIDE: TimerDivide = TimerDivide::By16;
 
@@ -395,14 +416,14 @@ pub fn calibrate_timer_ap(reference_hz: u64) -> u64 {
 pub fn start_tick(use_deadline: bool) {
     let mut lapic = local();
     if use_deadline {
-        let period = time::tsc_hz() / TICK_HZ;
+        let period = time::tsc_hz() / tick_hz();
         DEADLINE_PERIOD_TSC.store(period, Ordering::Relaxed);
         TSC_DEADLINE.store(true, Ordering::Relaxed);
         lapic.arm_tsc_deadline(TIMER_VECTOR).expect("valid vector");
         arm_deadline(rdtsc() + period);
     } else {
         let hz = percpu::current().timer_hz.load(Ordering::Relaxed);
-        let count = keel_apic::timer::initial_count_for(hz, TIMER_DIVIDE, 1_000_000_000 / TICK_HZ)
+        let count = keel_apic::timer::initial_count_for(hz, TIMER_DIVIDE, 1_000_000_000 / tick_hz())
             .expect("tick period fits the 32-bit counter");
         lapic.start_periodic(TIMER_VECTOR, TIMER_DIVIDE, count).expect("valid vector and count");
     }
