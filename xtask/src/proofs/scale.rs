@@ -142,6 +142,10 @@ pub fn proofs() -> Vec<Proof> {
         bringup_bench("bench-bringup-288", "AP bring-up, 288 vCPUs, parallel", 288, "parallel").scale(),
         bringup_bench("bench-bringup-288-serial", "AP bring-up, 288 vCPUs, one AP at a time (minutes)", 288, "serial").scale(),
         bringup_bench("bench-bringup-1024", "AP bring-up, 1,024 vCPUs, parallel, 10 Hz tick", 1024, "parallel").memory("2G").timeout_secs(1800).scale(),
+        bringup_bench("bench-bringup-1024-serial", "AP bring-up, 1,024 vCPUs, one AP at a time, 10 Hz tick", 1024, "serial")
+            .memory("2G")
+            .timeout_secs(1800)
+            .scale(),
     ]);
     all
 }
