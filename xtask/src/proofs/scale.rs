@@ -229,7 +229,7 @@ fn checks() -> Vec<Proof> {
         .check(eq("ioapic.route_above_254", "refused")),
         summary_checks(
             large("smp-1024", "1,024 CPUs in x2APIC: parallel bring-up, ticks everywhere, sampled IPIs, RTC", 1024, "2G")
-                .args("tick_hz=10 tick_ms=4000 ping_targets=4 pings=2 rtc_ms=2000 ping_timeout_ms=60000")
+                .args("tick_hz=10 tick_ms=4000 ping_targets=4 pings=2 rtc_ms=10000 ping_timeout_ms=60000")
                 .timeout_secs(1800),
             1024,
             "x2apic",

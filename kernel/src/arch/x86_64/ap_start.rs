@@ -34,13 +34,16 @@ use crate::time;
 const INIT_DELAY_US: u64 = 10_000;
 /// First SIPI to the second one, sent only to APs that have not arrived by then (200 µs).
 const SIPI_DELAY_US: u64 = 200;
-/// Serial: how long one AP may take to claim its slot before it is abandoned.
-const AP_ARRIVAL_TIMEOUT_NS: u64 = 1_000_000_000;
 /// How long APs may make no progress at all (no slot claimed, none settled) before the boot
 /// CPU abandons the unclaimed ones. Progress-based, so a 1,024-vCPU machine on two host
 /// cores that starts APs slowly but steadily is never cut off, while a dead AP costs this
 /// once, not once per AP.
 const STALL_TIMEOUT_NS: u64 = 5_000_000_000;
+/// Serial: how long one AP may take to claim its slot before it is abandoned; as long as the
+/// parallel path lets the whole machine stall. (1 s was too short for 1,024 vCPUs on two
+/// loaded host cores: a woken vCPU thread sometimes waited longer for a time slice, and its
+/// AP arrived after its slot was abandoned and parked.)
+const AP_ARRIVAL_TIMEOUT_NS: u64 = STALL_TIMEOUT_NS;
 
 /// How the APs are started.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
