@@ -43,7 +43,7 @@ pub fn bring_up(platform: &'static Platform, cmdline: &CommandLine) -> System {
     }
     let mode = lapic::init_boot_cpu();
     // Read back from this CPU's IA32_APIC_BASE (EN, EXTD), not the mode the plan chose.
-    ev!("lapic.mode", lapic::apic_base_mode_name(percpu::current().apic_base.load(Ordering::Relaxed)));
+    ev!("lapic.mode", lapic::apic_base_mode_name(percpu::with_current(|me| me.apic_base.load(Ordering::Relaxed))));
     let version = lapic::local().version();
     ev!("lapic.version", format_args!("{:#x}", version.version));
     ev!("lapic.max_lvt", version.max_lvt);
@@ -56,12 +56,12 @@ pub fn bring_up(platform: &'static Platform, cmdline: &CommandLine) -> System {
     ev!("timer.bsp_hz", hz);
     lapic::start_tick(use_deadline);
     // The mode the boot CPU's LVT timer register holds, not the one asked for.
-    ev!("timer.mode", lapic::timer_mode_name(percpu::current().timer_lvt.load(Ordering::Relaxed)));
+    ev!("timer.mode", lapic::timer_mode_name(percpu::with_current(|me| me.timer_lvt.load(Ordering::Relaxed))));
     ioapic::init(platform);
     // Interrupt remapping before any route: every entry is then written in its final format.
     let msi_sources = (DEVICE_VECTOR_LAST - DEVICE_VECTOR_BASE) as u32 + 1;
     iommu::init(mode, &ioapic::ids(), ioapic::gsi_limit(), msi_sources, cmdline.get("iommu") != Some("off"));
-    percpu::current().online.store(true, Ordering::Release);
+    percpu::with_current(|me| me.online.store(true, Ordering::Release));
     x86_64::instructions::interrupts::enable();
     ev!("lapic.isr_readable", if lapic::probe_isr() { "yes" } else { "no" });
 

@@ -155,7 +155,7 @@ pub fn run(system: System, cmdline: &CommandLine) -> ! {
             .rev()
             .find(|c| remapped || c.apic_id.load(Ordering::Relaxed) <= 254)
             .copied()
-            .unwrap_or(percpu::current());
+            .unwrap_or_else(|| percpu::cpu(percpu::current_index()).expect("this CPU is installed"));
         if remapped && high.is_some() {
             ev!("ioapic.route_above_254", "remapped");
         }

@@ -229,7 +229,7 @@ fn execute(thread: &Arc<Thread>, sub: &Submission) -> Outcome {
             Err(s) => Outcome::Done(s, [0, 0]),
         },
         (Request::ProcessExitThread, _) => Outcome::ExitThread,
-        (Request::ProcessInfo, _) => done(Ok([p.live_threads() as u64, crate::arch::x86_64::percpu::current().index as u64])),
+        (Request::ProcessInfo, _) => done(Ok([p.live_threads() as u64, crate::arch::x86_64::percpu::current_index() as u64])),
         (Request::VmMap { vaddr, pages, writable }, _) => done(vm_map(p, vaddr, pages, writable)),
         (Request::VmUnmap { vaddr, pages }, _) => done(vm_unmap(p, vaddr, pages)),
         (Request::VmProtect { vaddr, pages, writable }, _) => done(vm_protect(p, vaddr, pages, writable)),

@@ -198,7 +198,7 @@ pub fn start_aps(
     how: BringUp,
     abandon_for_test: Option<u32>,
 ) -> Vec<CpuReport> {
-    let bsp_apic = percpu::current().apic_id.load(Ordering::Acquire);
+    let bsp_apic = percpu::with_current(|me| me.apic_id.load(Ordering::Acquire));
     match trampoline::trampoline_frame() {
         Ok(frame) => ev!("smp.trampoline_frame", format_args!("{frame:#x}")),
         Err(why) => {
@@ -269,7 +269,7 @@ pub fn start_aps(
 /// by APIC ID. APs that get no memory are reported, never started.
 fn prepare_slots(wanted: &[(u32, u32)], use_deadline: bool, reports: &mut Vec<CpuReport>) -> &'static [StartSlot] {
     let region = percpu::reserve_ap_region(wanted.len());
-    let reference_hz = percpu::current().timer_hz.load(Ordering::Relaxed);
+    let reference_hz = percpu::with_current(|me| me.timer_hz.load(Ordering::Relaxed));
     let mut slots = Vec::with_capacity(wanted.len());
     let mut short = Vec::new();
     for (i, &(index, apic_id)) in wanted.iter().enumerate() {
@@ -437,7 +437,7 @@ extern "C" fn ap_entry(slot: &'static StartSlot) -> ! {
     }
     lapic::calibrate_timer_ap(slot.reference_hz);
     lapic::start_tick(slot.use_deadline);
-    percpu::current().online.store(true, Ordering::Release);
+    percpu::with_current(|me| me.online.store(true, Ordering::Release));
     slot.online_tsc.store(cpu::rdtsc(), Ordering::Release);
     let _ = slot.state.finish(true);
     super::smp::idle_loop()

@@ -18,7 +18,7 @@ use keel_apic::{
 
 use super::cpu::{self, rdmsr, rdtsc, wrmsr, wrmsr_fence};
 use super::interrupts::{LAPIC_ERROR_VECTOR, SPURIOUS_VECTOR, TIMER_VECTOR};
-use super::percpu;
+use super::percpu::{self, IrqGuard};
 use crate::mm::paging::{map_physical, Caching};
 use crate::time;
 
@@ -207,7 +207,7 @@ pub fn isr_probe_interrupt() {
 /// the ISR cannot be read back, the "is it in service?" checks are skipped (and every device
 /// vector is EOI'd, as without them): reported as `lapic.isr_readable`.
 pub fn probe_isr() -> bool {
-    let me = ApicId::new(percpu::current().apic_id.load(Ordering::Acquire));
+    let me = ApicId::new(percpu::with_current(|me| me.apic_id.load(Ordering::Acquire)));
     if send(Ipi::fixed(super::interrupts::ISR_PROBE_VECTOR).to(me)).is_ok() {
         crate::time::spin_until(0, 100_000_000, || ISR_PROBE.load(Ordering::Acquire) != ISR_UNKNOWN);
     }
@@ -332,15 +332,16 @@ fn enable_local() -> ApicId {
         Err(e) => panic!("lapic: enable failed: {e:?}"),
     }
     let id = lapic.id();
-    let me = percpu::current();
-    me.apic_id.store(id.get(), Ordering::Release);
-    if mode() == Some(LapicMode::X2Apic) {
-        // The LDR is read-only in x2APIC mode; what the CPU reports is what multicast IPIs
-        // must name (`X2ApicCluster::of_apic_id` is the architectural rule it follows).
-        me.x2apic_ldr.store(lapic.registers_mut().read(Register::Ldr), Ordering::Release);
-    }
-    // SAFETY: IA32_APIC_BASE exists on every CPU with a local APIC.
-    me.apic_base.store(unsafe { rdmsr(IA32_APIC_BASE) }, Ordering::Relaxed);
+    percpu::with_current(|me| {
+        me.apic_id.store(id.get(), Ordering::Release);
+        if mode() == Some(LapicMode::X2Apic) {
+            // The LDR is read-only in x2APIC mode; what the CPU reports is what multicast
+            // IPIs must name (`X2ApicCluster::of_apic_id` is the architectural rule it follows).
+            me.x2apic_ldr.store(lapic.registers_mut().read(Register::Ldr), Ordering::Release);
+        }
+        // SAFETY: IA32_APIC_BASE exists on every CPU with a local APIC.
+        me.apic_base.store(unsafe { rdmsr(IA32_APIC_BASE) }, Ordering::Relaxed);
+    });
     id
 }
 
@@ -369,7 +370,7 @@ pub fn measure_timer_hz(window_ns: u64) -> u64 {
 /// APIC timer runs at 1 GHz whatever CPUID 0x15 says, so the rate is always measured.
 pub fn calibrate_timer() -> u64 {
     let hz = (0..3).map(|_| measure_timer_hz(10_000_000)).max().unwrap_or(0);
-    percpu::current().timer_hz.store(hz, Ordering::Relaxed);
+    percpu::with_current(|me| me.timer_hz.store(hz, Ordering::Relaxed));
     hz
 }
 
@@ -387,7 +388,7 @@ pub fn calibrate_timer_ap(reference_hz: u64) -> u64 {
             break;
         }
     }
-    percpu::current().timer_hz.store(best, Ordering::Relaxed);
+    percpu::with_current(|me| me.timer_hz.store(best, Ordering::Relaxed));
     best
 }
 
@@ -401,13 +402,14 @@ pub fn start_tick(use_deadline: bool) {
         lapic.arm_tsc_deadline(TIMER_VECTOR).expect("valid vector");
         arm_deadline(rdtsc() + period);
     } else {
-        let hz = percpu::current().timer_hz.load(Ordering::Relaxed);
+        let hz = percpu::with_current(|me| me.timer_hz.load(Ordering::Relaxed));
         let count = keel_apic::timer::initial_count_for(hz, TIMER_DIVIDE, 1_000_000_000 / TICK_HZ)
             .expect("tick period fits the 32-bit counter");
         lapic.start_periodic(TIMER_VECTOR, TIMER_DIVIDE, count).expect("valid vector and count");
     }
     // What the evidence reports as this CPU's timer mode: the register, not the decision.
-    percpu::current().timer_lvt.store(lapic.registers_mut().read(Register::LvtTimer), Ordering::Relaxed);
+    let lvt = lapic.registers_mut().read(Register::LvtTimer);
+    percpu::with_current(|me| me.timer_lvt.store(lvt, Ordering::Relaxed));
 }
 
 /// Evidence name of the mode an LVT timer register value selects.
@@ -439,25 +441,25 @@ pub fn tsc_deadline_mode() -> bool {
 
 /// Vector 48: count, re-arm (TSC-deadline), EOI, then let the scheduler expire timeouts and
 /// preempt a user thread (after the EOI, so a switch never leaves the vector in service).
-pub fn timer_interrupt(from_user: bool) {
-    percpu::current().timer_ticks.fetch_add(1, Ordering::Relaxed);
+pub fn timer_interrupt(from_user: bool, cpu: &mut IrqGuard) {
+    percpu::current(cpu).timer_ticks.fetch_add(1, Ordering::Relaxed);
     if TSC_DEADLINE.load(Ordering::Relaxed) {
         arm_deadline(rdtsc() + DEADLINE_PERIOD_TSC.load(Ordering::Relaxed));
     }
     eoi();
-    crate::task::sched::tick(from_user);
+    crate::task::sched::tick(from_user, cpu);
 }
 
 /// The spurious vector: counted, and deliberately *not* acknowledged — a spurious interrupt
 /// never set an ISR bit, so an EOI here would retire some other in-service interrupt.
-pub fn spurious_interrupt() {
-    percpu::current().spurious.fetch_add(1, Ordering::Relaxed);
+pub fn spurious_interrupt(cpu: &IrqGuard) {
+    percpu::current(cpu).spurious.fetch_add(1, Ordering::Relaxed);
 }
 
 /// LVT error: record the ESR (written before read, as the SDM requires) and acknowledge.
-pub fn error_interrupt() {
+pub fn error_interrupt(cpu: &IrqGuard) {
     let esr = local().read_error();
-    let me = percpu::current();
+    let me = percpu::current(cpu);
     me.lapic_errors.fetch_add(1, Ordering::Relaxed);
     me.last_esr.store(esr.bits(), Ordering::Relaxed);
     eoi();
