@@ -15,6 +15,7 @@
 //! the trampoline, so a late AP can never run with another AP's parameters.
 
 use alloc::vec::Vec;
+use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 use keel_apic::{ApicId, Ipi, LapicMode};
@@ -130,8 +131,13 @@ static PARKED: AtomicU64 = AtomicU64::new(0);
 
 /// The stacks the trampoline lookup runs on, one per bucket lock.
 #[repr(C, align(16))]
-struct LookupStacks([u8; trampoline::LOOKUP_BUCKETS << trampoline::LOOKUP_STACK_SHIFT]);
-static mut LOOKUP_STACKS: LookupStacks = LookupStacks([0; trampoline::LOOKUP_BUCKETS << trampoline::LOOKUP_STACK_SHIFT]);
+struct LookupStacks(UnsafeCell<[u8; trampoline::LOOKUP_BUCKETS << trampoline::LOOKUP_STACK_SHIFT]>);
+
+// SAFETY: Rust never reads or writes the bytes (only their address is taken); the
+// trampoline's lookup code runs on bucket `b`'s stack only while holding bucket `b`'s lock.
+unsafe impl Sync for LookupStacks {}
+
+static LOOKUP_STACKS: LookupStacks = LookupStacks(UnsafeCell::new([0; trampoline::LOOKUP_BUCKETS << trampoline::LOOKUP_STACK_SHIFT]));
 
 fn table() -> &'static [StartSlot] {
     let ptr = TABLE.load(Ordering::Acquire);
@@ -245,7 +251,7 @@ pub fn start_aps(
         entry: ap_entry as *const () as u64,
         lookup: ap_claim_slot as *const () as u64,
         // Only the address is taken here; each bucket's lock serialises its stack's users.
-        lookup_stacks: core::ptr::addr_of!(LOOKUP_STACKS) as u64,
+        lookup_stacks: LOOKUP_STACKS.0.get() as u64,
     });
     let abandoned = abandon_for_test.and_then(|id| find_by_apic_id(slots, id)).filter(|s| s.state.abandon().is_ok());
     if let Some(slot) = abandoned {

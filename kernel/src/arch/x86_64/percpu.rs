@@ -120,6 +120,7 @@ const _: () = assert!(
     core::mem::offset_of!(CpuBlock, local) + core::mem::offset_of!(CpuLocal, user_rsp_scratch)
         == USER_RSP_SCRATCH_OFFSET
 );
+const _: () = assert!(core::mem::size_of::<CpuBlock>() <= 4096, "docs/smp.md budgets one page per block");
 /// Where the current CPU's index sits relative to GS (read in one instruction).
 const INDEX_OFFSET: usize = core::mem::offset_of!(CpuBlock, shared) + core::mem::offset_of!(PerCpu, index);
 const _: () = {
