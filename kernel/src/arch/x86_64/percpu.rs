@@ -43,8 +43,9 @@ struct CpuBlock {
     shared: PerCpu,
 }
 
-/// What only the owning CPU touches, reached through [`local`] with interrupts off. Not
-/// `Sync` (cells): no reference to another CPU's part can be formed.
+/// What only the owning CPU touches, with interrupts off. Only [`local`] hands out a
+/// reference, and only to the calling CPU's own part; cells make it `!Sync`, so that
+/// reference cannot be passed to code running elsewhere.
 #[repr(C)]
 pub struct CpuLocal {
     /// Kernel stack top for `syscall` entry (`gs:[8]`, read by the entry stub): the current
