@@ -50,7 +50,7 @@ pub fn run(system: System, cmdline: &CommandLine) -> ! {
     }
 
     // Calibration error: the 10 ms calibration against a 200 ms re-measurement.
-    let short = percpu::with_current(|me| me.timer_hz.load(Ordering::Relaxed));
+    let short = percpu::with_current(|me| me.lapic.timer_hz.load(Ordering::Relaxed));
     let long = long_timer_measurement(200);
     let error_ppm = (short as i128 - long as i128).abs() * 1_000_000 / long.max(1) as i128;
     ev!("bench.timer.calibrated_hz", short);

@@ -45,12 +45,23 @@ pub struct CpuSched {
     timed: Mutex<Vec<TimedEvent>>,
     /// Context switches into threads on this CPU.
     pub switches: AtomicU64,
+    /// Timer-driven preemptions.
+    pub preemptions: AtomicU64,
+    /// IPI 49s other CPUs sent to wake a thread queued here (counted by the sender; the
+    /// receive side is `PerCpu::ipis_received`).
+    pub wake_ipis: AtomicU64,
 }
 
 impl CpuSched {
     /// Empty state (const: per-CPU blocks are built in statics).
     pub const fn new() -> Self {
-        CpuSched { run_queue: Mutex::new(RunQueue::new()), timed: Mutex::new(Vec::new()), switches: AtomicU64::new(0) }
+        CpuSched {
+            run_queue: Mutex::new(RunQueue::new()),
+            timed: Mutex::new(Vec::new()),
+            switches: AtomicU64::new(0),
+            preemptions: AtomicU64::new(0),
+            wake_ipis: AtomicU64::new(0),
+        }
     }
 }
 
@@ -122,7 +133,7 @@ pub fn enqueue(thread: Arc<Thread>) {
     }
     if home != percpu::current_index() {
         let apic = ApicId::new(cpu.apic_id.load(Ordering::Acquire));
-        cpu.wake_ipis.fetch_add(1, Ordering::Relaxed);
+        cpu.sched.wake_ipis.fetch_add(1, Ordering::Relaxed);
         let _ = lapic::send(Ipi::fixed(IPI_VECTOR).to(apic));
     }
 }
@@ -274,7 +285,7 @@ pub fn tick(from_user: bool, cpu: &mut IrqGuard) {
         if let Some(t) = percpu::local(cpu).sched.current_thread() {
             t.requeue.store(true, Ordering::Release);
             t.set_state(ThreadState::Runnable);
-            me.preemptions.fetch_add(1, Ordering::Relaxed);
+            me.sched.preemptions.fetch_add(1, Ordering::Relaxed);
             switch_out(&t, cpu);
         }
     }

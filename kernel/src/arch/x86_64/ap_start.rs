@@ -275,7 +275,7 @@ pub fn start_aps(
 /// by APIC ID. APs that get no memory are reported, never started.
 fn prepare_slots(wanted: &[(u32, u32)], use_deadline: bool, reports: &mut Vec<CpuReport>) -> &'static [StartSlot] {
     let region = percpu::reserve_ap_region(wanted.len());
-    let reference_hz = percpu::with_current(|me| me.timer_hz.load(Ordering::Relaxed));
+    let reference_hz = percpu::with_current(|me| me.lapic.timer_hz.load(Ordering::Relaxed));
     let mut slots = Vec::with_capacity(wanted.len());
     let mut short = Vec::new();
     for (i, &(index, apic_id)) in wanted.iter().enumerate() {

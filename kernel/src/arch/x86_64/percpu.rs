@@ -76,37 +76,24 @@ pub struct PerCpu {
     pub x2apic_ldr: AtomicU32,
     /// Set by the CPU itself once it can take interrupts and IPIs.
     pub online: AtomicBool,
-    /// LAPIC timer interrupts taken (vector 48).
-    pub timer_ticks: AtomicU64,
-    /// Measured LAPIC timer input frequency (Hz, after the divider).
-    pub timer_hz: AtomicU64,
+    /// This CPU's LAPIC timer and interrupt counters (kept by `lapic`).
+    pub lapic: super::lapic::CpuLapic,
     /// IPIs taken on vector 49.
     pub ipis_received: AtomicU64,
-    /// Spurious LAPIC interrupts (never EOI'd).
-    pub spurious: AtomicU64,
-    /// LAPIC error interrupts, and the last ESR value seen.
-    pub lapic_errors: AtomicU64,
-    pub last_esr: AtomicU32,
     /// Device interrupts handled on this CPU.
     pub device_interrupts: AtomicU64,
     /// NMIs taken (outside panic stops).
     pub nmis: AtomicU64,
     /// Incoming IPI requests.
     pub mailbox: Mailbox,
-    /// This CPU's shared scheduler state (run queue, timed events, switch count).
+    /// This CPU's shared scheduler state (run queue, timed events, switch, preemption and
+    /// wake-IPI counts).
     pub sched: crate::task::sched::CpuSched,
     /// TLB shootdown requests aimed at this CPU.
     pub tlb: super::tlb::Inbox,
-    /// Timer-driven preemptions.
-    pub preemptions: AtomicU64,
     /// Entries from ring 3 counted on each entry path: `syscall`, and the `int 0x80` gate.
     pub syscall_entries: AtomicU64,
     pub int80_entries: AtomicU64,
-    /// This CPU's LVT timer register as read back after its tick was started.
-    pub timer_lvt: AtomicU32,
-    /// IPI 49s other CPUs sent to wake a thread queued here (counted by the sender; the
-    /// receive side is `ipis_received`).
-    pub wake_ipis: AtomicU64,
 }
 
 /// Byte offsets the assembly entry stubs rely on.
@@ -147,22 +134,15 @@ impl CpuBlock {
                 apic_base: AtomicU64::new(0),
                 x2apic_ldr: AtomicU32::new(0),
                 online: AtomicBool::new(false),
-                timer_ticks: AtomicU64::new(0),
-                timer_hz: AtomicU64::new(0),
+                lapic: super::lapic::CpuLapic::new(),
                 ipis_received: AtomicU64::new(0),
-                spurious: AtomicU64::new(0),
-                lapic_errors: AtomicU64::new(0),
-                last_esr: AtomicU32::new(0),
                 device_interrupts: AtomicU64::new(0),
                 nmis: AtomicU64::new(0),
                 mailbox: Mailbox::new(),
                 sched: crate::task::sched::CpuSched::new(),
                 tlb: super::tlb::Inbox::new(),
-                preemptions: AtomicU64::new(0),
                 syscall_entries: AtomicU64::new(0),
                 int80_entries: AtomicU64::new(0),
-                timer_lvt: AtomicU32::new(0),
-                wake_ipis: AtomicU64::new(0),
             },
         }
     }
