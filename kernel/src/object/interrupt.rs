@@ -29,8 +29,8 @@ use keel_apic::{ApicId, Polarity, TriggerMode};
 use spin::Mutex;
 
 use crate::arch::x86_64::{cpu, ioapic, lapic, percpu};
-use crate::pci::{self, PciDevice};
 use super::{Caller, Reply};
+use crate::pci::{self, PciDevice};
 use crate::task::{Process, Thread};
 
 /// Where the interrupt comes from and how it is masked.
