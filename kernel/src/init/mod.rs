@@ -18,10 +18,10 @@ use keel_apic::LapicMode;
 use keel_boot::cmdline::CommandLine;
 use keel_platform::Platform;
 
-use crate::exit::verdict;
-use crate::mm::BootContext;
 use crate::arch::x86_64::interrupts::{DEVICE_VECTOR_BASE, DEVICE_VECTOR_LAST};
 use crate::arch::x86_64::{iommu, ioapic, lapic, percpu, pic, smp as smp_arch};
+use crate::exit::verdict;
+use crate::mm::BootContext;
 
 /// What bring-up produced.
 pub struct System {
