@@ -28,7 +28,8 @@ use keel_abi::Status;
 use keel_apic::{ApicId, Polarity, TriggerMode};
 use spin::Mutex;
 
-use crate::arch::x86_64::{cpu, ioapic, lapic, percpu};
+use crate::arch::x86_64::ioapic::InService;
+use crate::arch::x86_64::{cpu, ioapic, percpu};
 use crate::pci::{self, PciDevice};
 use crate::task::{Process, Thread};
 
@@ -308,7 +309,7 @@ impl InterruptObject {
     }
 
     /// Vector handler body.
-    fn fire(&self) {
+    fn fire(&self, token: InService) {
         let ts = cpu::rdtsc();
         self.deliveries.fetch_add(1, Ordering::Relaxed);
         let here = percpu::current().apic_id.load(Ordering::Relaxed);
@@ -317,7 +318,7 @@ impl InterruptObject {
         let mut st = self.state.lock();
         // Mask first, then EOI: a level line still asserted must not re-enter at once.
         self.mask_source(true);
-        lapic::eoi();
+        token.eoi();
         if st.masked {
             self.while_masked.fetch_add(1, Ordering::Relaxed);
         }
@@ -360,11 +361,11 @@ impl HardwareMask {
 }
 
 /// Device-vector entry for every vector owned by an interrupt object.
-fn on_vector(vector: u8) {
+fn on_vector(vector: u8, token: InService) {
     let object = BY_VECTOR.lock()[vector as usize].clone();
     match object {
-        Some(o) => o.fire(),
-        None => lapic::eoi(),
+        Some(o) => o.fire(token),
+        None => token.eoi(),
     }
 }
 

@@ -10,7 +10,7 @@ use x86_64::instructions::port::Port;
 use super::System;
 use crate::arch::x86_64::percpu::{self, PerCpu};
 use crate::arch::x86_64::interrupts::DEVICE_VECTOR_BASE;
-use crate::arch::x86_64::{ioapic, lapic};
+use crate::arch::x86_64::ioapic::{self, InService};
 
 const CMOS_INDEX: u16 = 0x70;
 const CMOS_DATA: u16 = 0x71;
@@ -38,14 +38,14 @@ fn cmos_write(reg: u8, value: u8) {
     }
 }
 
-fn rtc_interrupt(_vector: u8) {
+fn rtc_interrupt(_vector: u8, token: InService) {
     // Reading register C acknowledges the RTC so it can raise the next interrupt.
     let _ = cmos_read(0x0C);
     INTERRUPTS.fetch_add(1, Ordering::Relaxed);
     if percpu::current().index != TARGET_INDEX.load(Ordering::Relaxed) {
         ON_WRONG_CPU.fetch_add(1, Ordering::Relaxed);
     }
-    lapic::eoi();
+    token.eoi();
 }
 
 /// Whether routing IRQ 8 to `cpu` is refused as unreachable (APIC ID above 254).

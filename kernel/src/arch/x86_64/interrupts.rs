@@ -10,6 +10,7 @@ use core::arch::global_asm;
 use core::sync::atomic::{AtomicU64, Ordering};
 use spin::Once;
 
+use super::eoi::InService;
 use super::gdt::{IST_DOUBLE_FAULT, IST_MACHINE_CHECK, IST_NMI, KERNEL_CODE};
 
 /// LAPIC timer tick (fixed by the design).
@@ -247,7 +248,9 @@ extern "C" fn trap_refuse_return(frame: &mut TrapFrame) -> ! {
     crate::task::process::refuse_user_return(frame)
 }
 
-/// Called by `trap_common` with interrupts off.
+/// Called by `trap_common` with interrupts off. Each LAPIC-delivered vector's handler gets
+/// the [`InService`] token that EOIs it exactly once; rescheduling happens here, after the
+/// handler (and so the EOI) is done.
 #[no_mangle]
 extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
     if frame.vector == super::syscall::SYSCALL_VECTOR {
@@ -262,16 +265,19 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
         // A user copy that hit an unmapped or protected user page returns `BadAddress`.
         14 if super::usercopy::fixup_page_fault(frame) => {}
         0..=31 => crate::panic::fatal_exception(frame),
-        TIMER_VECTOR => super::lapic::timer_interrupt(frame.from_user()),
+        TIMER_VECTOR => {
+            super::lapic::timer_interrupt(InService::delivered());
+            crate::task::sched::tick(frame.from_user());
+        }
         keel_abi::SYSCALL_GATE_VECTOR if frame.from_user() => {
             super::percpu::current().int80_entries.fetch_add(1, Ordering::Relaxed);
             crate::task::syscall::handle(frame)
         }
-        IPI_VECTOR => super::smp::ipi_interrupt(),
-        super::tlb::TLB_VECTOR => super::tlb::shootdown_interrupt(),
+        IPI_VECTOR => super::smp::ipi_interrupt(InService::delivered()),
+        super::tlb::TLB_VECTOR => super::tlb::shootdown_interrupt(InService::delivered()),
         SPURIOUS_VECTOR => super::lapic::spurious_interrupt(),
-        LAPIC_ERROR_VECTOR => super::lapic::error_interrupt(),
-        ISR_PROBE_VECTOR => super::lapic::isr_probe_interrupt(),
+        LAPIC_ERROR_VECTOR => super::lapic::error_interrupt(InService::delivered()),
+        ISR_PROBE_VECTOR => super::lapic::isr_probe_interrupt(InService::delivered()),
         DEVICE_VECTOR_BASE..=DEVICE_VECTOR_LAST => super::ioapic::device_interrupt(vector),
         v if (PIC_VECTOR_BASE..PIC_VECTOR_BASE + 16).contains(&v) => {
             // Masked 8259 lines can still raise a spurious IRQ7/IRQ15; the PIC needs no EOI
@@ -280,7 +286,8 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
         }
         _ => {
             UNHANDLED.fetch_add(1, Ordering::Relaxed);
-            super::lapic::eoi_if_in_service(vector);
+            // Acknowledged (dropped) only if it may be in service: see `InService::claim`.
+            drop(InService::claim(vector));
         }
     }
     // A thread of an exiting process leaves before returning to ring 3.

@@ -8,7 +8,7 @@
 //! `!Send` because a LAPIC handle names *this* CPU's LAPIC.
 
 use core::marker::PhantomData;
-use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use keel_apic::base::x2apic_lock_state;
 use keel_apic::{
@@ -16,7 +16,10 @@ use keel_apic::{
     ModeInputs, Register, TimerDivide,
 };
 
+use spin::Once;
+
 use super::cpu::{self, rdmsr, rdtsc, wrmsr, wrmsr_fence};
+use super::eoi::InService;
 use super::interrupts::{LAPIC_ERROR_VECTOR, SPURIOUS_VECTOR, TIMER_VECTOR};
 use super::percpu;
 use crate::mm::paging::{map_physical, Caching};
@@ -32,25 +35,37 @@ pub const TICK_HZ: u64 = 100;
 /// The divider used for one-shot/periodic modes.
 const TIMER_DIVIDE: TimerDivide = TimerDivide::By16;
 
-const MODE_UNSET: u8 = 0;
-const MODE_XAPIC: u8 = 1;
-const MODE_X2APIC: u8 = 2;
-/// The mode the boot CPU chose; APs follow it.
-static MODE: AtomicU8 = AtomicU8::new(MODE_UNSET);
-/// Kernel virtual address of the xAPIC MMIO page (0 in x2APIC mode: never mapped).
-static XAPIC_VIRT: AtomicU64 = AtomicU64::new(0);
-/// Whether the timer runs in TSC-deadline mode.
-static TSC_DEADLINE: AtomicBool = AtomicBool::new(false);
-/// TSC ticks per timer period in TSC-deadline mode.
-static DEADLINE_PERIOD_TSC: AtomicU64 = AtomicU64::new(0);
+/// The mode the boot CPU chose (APs follow it), with what that mode needs to reach the
+/// registers.
+#[derive(Clone, Copy)]
+enum Chosen {
+    /// xAPIC: the kernel virtual address of the MMIO page (mapped by the boot CPU).
+    XApic { mmio: usize },
+    /// x2APIC: MSRs only; the MMIO page is never mapped.
+    X2Apic,
+}
+
+/// Set once by [`init_boot_cpu`].
+static CHOSEN: Once<Chosen> = Once::new();
+
+/// How every CPU's tick is produced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TickMode {
+    /// The LAPIC timer reloads itself (divide [`TIMER_DIVIDE`]).
+    Periodic,
+    /// One-shot deadlines against the TSC, re-armed by each tick `period_tsc` ahead.
+    TscDeadline { period_tsc: u64 },
+}
+
+/// Set by the first [`start_tick`] (the boot CPU); APs follow it.
+static TICK_MODE: Once<TickMode> = Once::new();
 
 /// The mode every LAPIC runs in (after [`init_boot_cpu`]).
 pub fn mode() -> Option<LapicMode> {
-    match MODE.load(Ordering::Acquire) {
-        MODE_XAPIC => Some(LapicMode::XApic),
-        MODE_X2APIC => Some(LapicMode::X2Apic),
-        _ => None,
-    }
+    CHOSEN.get().map(|chosen| match chosen {
+        Chosen::XApic { .. } => LapicMode::XApic,
+        Chosen::X2Apic => LapicMode::X2Apic,
+    })
 }
 
 /// Short lower-case name for evidence lines.
@@ -170,18 +185,12 @@ pub static ICR_STUCK: AtomicU64 = AtomicU64::new(0);
 
 /// A handle on the calling CPU's LAPIC.
 pub fn local() -> Lapic<Backend> {
-    let backend = match MODE.load(Ordering::Acquire) {
-        MODE_X2APIC => Backend::X2Apic { _cpu_local: PhantomData },
-        MODE_XAPIC => Backend::XApic { base: XAPIC_VIRT.load(Ordering::Relaxed) as *mut u32, _cpu_local: PhantomData },
-        _ => panic!("LAPIC used before mode selection"),
+    let backend = match CHOSEN.get() {
+        Some(Chosen::X2Apic) => Backend::X2Apic { _cpu_local: PhantomData },
+        Some(Chosen::XApic { mmio }) => Backend::XApic { base: *mmio as *mut u32, _cpu_local: PhantomData },
+        None => panic!("LAPIC used before mode selection"),
     };
     Lapic::new(backend)
-}
-
-/// End of interrupt for the in-service vector on this CPU.
-#[inline]
-pub fn eoi() {
-    local().eoi();
 }
 
 /// Whether `vector` is in service on this CPU (its ISR bit, read from the LAPIC).
@@ -189,18 +198,23 @@ pub fn in_service(vector: u8) -> bool {
     local().is_in_service(vector)
 }
 
-/// ISR probe result: unknown until `probe_isr` ran, then whether a delivered vector showed
-/// in the ISR inside its handler (hardware and TCG: yes; PVM's emulated LAPIC: no).
-static ISR_PROBE: AtomicU64 = AtomicU64::new(ISR_UNKNOWN);
-const ISR_UNKNOWN: u64 = 0;
-const ISR_READABLE: u64 = 1;
-const ISR_UNREADABLE: u64 = 2;
+/// ISR probe result, set once by the probe vector's handler: whether a delivered vector
+/// showed in the ISR inside its handler (hardware and TCG: yes; PVM's emulated LAPIC: no).
+/// Unset until `probe_isr` ran.
+static ISR_PROBE: Once<IsrReadBack> = Once::new();
+
+/// Whether this machine's LAPIC shows a vector in service while its handler runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum IsrReadBack {
+    Readable,
+    Unreadable,
+}
 
 /// Vector 0xFD: a real delivery; records whether the LAPIC shows it in service.
-pub fn isr_probe_interrupt() {
+pub fn isr_probe_interrupt(token: InService) {
     let seen = in_service(super::interrupts::ISR_PROBE_VECTOR);
-    ISR_PROBE.store(if seen { ISR_READABLE } else { ISR_UNREADABLE }, Ordering::Release);
-    eoi();
+    ISR_PROBE.call_once(|| if seen { IsrReadBack::Readable } else { IsrReadBack::Unreadable });
+    token.eoi();
 }
 
 /// Sends one self-IPI on the probe vector and waits for it (boot CPU, interrupts on). Where
@@ -209,31 +223,20 @@ pub fn isr_probe_interrupt() {
 pub fn probe_isr() -> bool {
     let me = ApicId::new(percpu::current().apic_id.load(Ordering::Acquire));
     if send(Ipi::fixed(super::interrupts::ISR_PROBE_VECTOR).to(me)).is_ok() {
-        crate::time::spin_until(0, 100_000_000, || ISR_PROBE.load(Ordering::Acquire) != ISR_UNKNOWN);
+        crate::time::spin_until(0, 100_000_000, || ISR_PROBE.is_completed());
     }
     isr_readable()
 }
 
 /// Whether ISR reads are trustworthy here (see [`probe_isr`]).
 pub fn isr_readable() -> bool {
-    ISR_PROBE.load(Ordering::Acquire) == ISR_READABLE
+    ISR_PROBE.get() == Some(&IsrReadBack::Readable)
 }
 
 /// Whether an entry on `vector` may be a software `int` rather than a LAPIC delivery: its
 /// ISR bit is clear, on a machine whose ISR can be read back.
 pub fn not_in_service(vector: u8) -> bool {
     isr_readable() && !in_service(vector)
-}
-
-/// EOI unless `vector` is known not to be in service. A software `int` into a vector the
-/// LAPIC never delivered sets no ISR bit, and an EOI then would retire some other,
-/// lower-priority interrupt still being handled. Returns whether it EOI'd.
-pub fn eoi_if_in_service(vector: u8) -> bool {
-    if not_in_service(vector) {
-        return false;
-    }
-    eoi();
-    true
 }
 
 /// Sends an IPI from this CPU.
@@ -304,14 +307,15 @@ pub fn init_boot_cpu() -> LapicMode {
     ev!("lapic.firmware_state", state_name(inputs.apic_base.state()));
     ev!("lapic.mode_writes", plan.writes().len());
     apply_plan(plan.writes());
-    if plan.mode == LapicMode::XApic {
-        let base = inputs.apic_base.base_address();
-        XAPIC_VIRT.store(map_physical(base, 4096, Caching::Uncached).as_u64(), Ordering::Relaxed);
-        ev!("lapic.xapic_mmio_mapped", "yes");
-    } else {
-        ev!("lapic.xapic_mmio_mapped", "no");
-    }
-    MODE.store(if plan.mode == LapicMode::X2Apic { MODE_X2APIC } else { MODE_XAPIC }, Ordering::Release);
+    let chosen = match plan.mode {
+        LapicMode::XApic => {
+            let base = inputs.apic_base.base_address();
+            Chosen::XApic { mmio: map_physical(base, 4096, Caching::Uncached).as_u64() as usize }
+        }
+        LapicMode::X2Apic => Chosen::X2Apic,
+    };
+    ev!("lapic.xapic_mmio_mapped", if matches!(chosen, Chosen::XApic { .. }) { "yes" } else { "no" });
+    CHOSEN.call_once(|| chosen);
     enable_local();
     plan.mode
 }
@@ -392,14 +396,17 @@ pub fn calibrate_timer_ap(reference_hz: u64) -> u64 {
 }
 
 /// Starts this CPU's tick on vector 48: TSC-deadline mode when the CPU has it, else periodic.
+/// The first call (the boot CPU) fixes the mode for every CPU.
 pub fn start_tick(use_deadline: bool) {
     let mut lapic = local();
-    if use_deadline {
-        let period = time::tsc_hz() / TICK_HZ;
-        DEADLINE_PERIOD_TSC.store(period, Ordering::Relaxed);
-        TSC_DEADLINE.store(true, Ordering::Relaxed);
+    let mode = *TICK_MODE.call_once(|| match use_deadline {
+        true => TickMode::TscDeadline { period_tsc: time::tsc_hz() / TICK_HZ },
+        false => TickMode::Periodic,
+    });
+    assert_eq!(use_deadline, matches!(mode, TickMode::TscDeadline { .. }), "every CPU ticks in the boot CPU's mode");
+    if let TickMode::TscDeadline { period_tsc } = mode {
         lapic.arm_tsc_deadline(TIMER_VECTOR).expect("valid vector");
-        arm_deadline(rdtsc() + period);
+        arm_deadline(rdtsc() + period_tsc);
     } else {
         let hz = percpu::current().timer_hz.load(Ordering::Relaxed);
         let count = keel_apic::timer::initial_count_for(hz, TIMER_DIVIDE, 1_000_000_000 / TICK_HZ)
@@ -434,33 +441,35 @@ fn arm_deadline(tsc: u64) {
 
 /// Whether ticks come from TSC-deadline mode.
 pub fn tsc_deadline_mode() -> bool {
-    TSC_DEADLINE.load(Ordering::Relaxed)
+    matches!(TICK_MODE.get(), Some(TickMode::TscDeadline { .. }))
 }
 
-/// Vector 48: count, re-arm (TSC-deadline), EOI, then let the scheduler expire timeouts and
-/// preempt a user thread (after the EOI, so a switch never leaves the vector in service).
-pub fn timer_interrupt(from_user: bool) {
+/// Vector 48: count, re-arm (TSC-deadline), EOI. The dispatcher then lets the scheduler
+/// expire timeouts and preempt a user thread (after the EOI, so a switch never leaves the
+/// vector in service).
+#[inline]
+pub fn timer_interrupt(token: InService) {
     percpu::current().timer_ticks.fetch_add(1, Ordering::Relaxed);
-    if TSC_DEADLINE.load(Ordering::Relaxed) {
-        arm_deadline(rdtsc() + DEADLINE_PERIOD_TSC.load(Ordering::Relaxed));
+    if let Some(TickMode::TscDeadline { period_tsc }) = TICK_MODE.get() {
+        arm_deadline(rdtsc() + period_tsc);
     }
-    eoi();
-    crate::task::sched::tick(from_user);
+    token.eoi();
 }
 
-/// The spurious vector: counted, and deliberately *not* acknowledged — a spurious interrupt
-/// never set an ISR bit, so an EOI here would retire some other in-service interrupt.
+/// The spurious vector: counted, and deliberately *not* acknowledged (the dispatcher gives
+/// it no [`InService`] token) — a spurious interrupt never set an ISR bit, so an EOI here
+/// would retire some other in-service interrupt.
 pub fn spurious_interrupt() {
     percpu::current().spurious.fetch_add(1, Ordering::Relaxed);
 }
 
 /// LVT error: record the ESR (written before read, as the SDM requires) and acknowledge.
-pub fn error_interrupt() {
+pub fn error_interrupt(token: InService) {
     let esr = local().read_error();
     let me = percpu::current();
     me.lapic_errors.fetch_add(1, Ordering::Relaxed);
     me.last_esr.store(esr.bits(), Ordering::Relaxed);
-    eoi();
+    token.eoi();
 }
 
 /// Lower-case name of an IA32_APIC_BASE state for evidence lines.

@@ -22,6 +22,7 @@ use keel_apic::{ApicId, IcrError, Ipi, LapicMode, X2ApicCluster};
 use x86_64::registers::control::Cr3;
 
 use super::percpu;
+use super::eoi::InService;
 use super::lapic;
 
 /// Shootdown IPIs.
@@ -175,11 +176,11 @@ fn flush(req: &Request, loaded: u64) {
 }
 
 /// Vector 50: serve every queued request, acknowledge each.
-pub fn shootdown_interrupt() {
+pub fn shootdown_interrupt(token: InService) {
     // One writer, this handler, which interrupts cannot nest into (an interrupt gate).
     bump(&percpu::current().tlb.ipis, 1);
     serve_inbox();
-    lapic::eoi();
+    token.eoi();
 }
 
 /// Serves every request queued for this CPU (from its IPI, or from a shooter's own wait with
