@@ -55,8 +55,8 @@ pub const BREAKS: &[Break] = &[
         what: "the LAPIC timer is started periodic even where TSC-deadline was chosen",
         edits: &[Edit {
             file: "kernel/src/arch/x86_64/lapic.rs",
-            find: "    if use_deadline {\n        let period = time::tsc_hz() / TICK_HZ;",
-            replace: "    if use_deadline && false {\n        let period = time::tsc_hz() / TICK_HZ;",
+            find: "        true => TickMode::TscDeadline { period_tsc: time::tsc_hz() / TICK_HZ },",
+            replace: "        true => TickMode::Periodic,",
         }],
         proofs: &["tsc-deadline"],
         // TCG offers no TSC-deadline timer (QEMU: "TCG doesn't support ... tsc-deadline").

@@ -396,14 +396,13 @@ pub fn calibrate_timer_ap(reference_hz: u64) -> u64 {
 }
 
 /// Starts this CPU's tick on vector 48: TSC-deadline mode when the CPU has it, else periodic.
-/// The first call (the boot CPU) fixes the mode for every CPU.
+/// The first call (the boot CPU) fixes the mode for every CPU; later calls follow it.
 pub fn start_tick(use_deadline: bool) {
     let mut lapic = local();
     let mode = *TICK_MODE.call_once(|| match use_deadline {
         true => TickMode::TscDeadline { period_tsc: time::tsc_hz() / TICK_HZ },
         false => TickMode::Periodic,
     });
-    assert_eq!(use_deadline, matches!(mode, TickMode::TscDeadline { .. }), "every CPU ticks in the boot CPU's mode");
     if let TickMode::TscDeadline { period_tsc } = mode {
         lapic.arm_tsc_deadline(TIMER_VECTOR).expect("valid vector");
         arm_deadline(rdtsc() + period_tsc);
