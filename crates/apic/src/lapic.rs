@@ -48,9 +48,12 @@ pub struct LocalInit {
     pub spurious_vector: u8,
     /// Vector for APIC error interrupts (>= 16).
     pub error_vector: u8,
-    /// Program LINT1 as NMI (per the MADT local-APIC-NMI entry); otherwise
-    /// LINT1 is masked. LINT0 is always masked (no 8259 virtual wire).
-    pub lint1_nmi: bool,
+    /// LINT0 and LINT1, as the MADT's local APIC NMI entries wire them for
+    /// this CPU (see `keel_platform`'s `local_lints`); a pin no entry names is
+    /// masked (Keel uses no 8259 virtual wire).
+    pub lint0: LvtLocal,
+    /// LINT1 (conventionally NMI).
+    pub lint1: LvtLocal,
 }
 
 /// Why a LAPIC operation was refused before touching hardware.
@@ -164,14 +167,8 @@ impl<R: LapicRegisters> Lapic<R> {
         };
         self.regs.write(Register::Svr, svr.encode());
         self.regs.write(Register::Tpr, TPR_ACCEPT_ALL);
-        self.regs
-            .write(Register::LvtLint0, LvtLocal::masked().encode());
-        let lint1 = if cfg.lint1_nmi {
-            LvtLocal::nmi()
-        } else {
-            LvtLocal::masked()
-        };
-        self.regs.write(Register::LvtLint1, lint1.encode());
+        self.regs.write(Register::LvtLint0, cfg.lint0.encode());
+        self.regs.write(Register::LvtLint1, cfg.lint1.encode());
         self.regs.write(Register::LvtTimer, LVT_MASKED_ONLY);
         if version.has_lvt_perf() {
             self.regs.write(Register::LvtPerf, LVT_MASKED_ONLY);
@@ -292,11 +289,13 @@ mod tests {
     use crate::delivery::DeliveryStatus;
     use crate::fake::{Event, FakeError, FakeLapic};
     use crate::lvt::{EsrFlags, LVT_MASKED};
+    use crate::signal::Polarity;
 
     const INIT: LocalInit = LocalInit {
         spurious_vector: 0xFF,
         error_vector: 0xFE,
-        lint1_nmi: true,
+        lint0: LvtLocal::masked(),
+        lint1: LvtLocal::nmi(),
     };
 
     fn lapic(mode: LapicMode, id: u32) -> Lapic<FakeLapic> {
@@ -360,13 +359,19 @@ mod tests {
     }
 
     #[test]
-    fn enable_without_lint1_nmi_masks_both_lints() {
+    fn enable_writes_the_lint_pins_it_is_given() {
         let mut l = lapic(LapicMode::X2Apic, 1);
+        let lint0 = LvtLocal {
+            polarity: Polarity::ActiveLow,
+            ..LvtLocal::nmi()
+        };
         l.enable(LocalInit {
-            lint1_nmi: false,
+            lint0,
+            lint1: LvtLocal::masked(),
             ..INIT
         })
         .unwrap();
+        assert_eq!(l.registers().get(Register::LvtLint0), 0x2400, "LINT0 = NMI, active low");
         assert_eq!(l.registers().get(Register::LvtLint1), LVT_MASKED);
     }
 

@@ -127,7 +127,7 @@ fn create(name: String, request: Request, target: &percpu::PerCpu) -> Result<Arc
     let source = match request {
         Request::Isa(irq) => {
             let route = crate::acpi::platform().resolve_isa_irq(irq).ok_or("ISA IRQ has no GSI")?;
-            let (polarity, trigger) = ioapic::isa_signal(&route);
+            let (polarity, trigger) = (route.polarity, route.trigger);
             ioapic::route(route.gsi, vector, ApicId::new(apic_id), polarity, trigger, true).map_err(|_| "IOAPIC route failed")?;
             Source::Ioapic { gsi: route.gsi, level: trigger == TriggerMode::Level, polarity }
         }

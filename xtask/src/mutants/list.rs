@@ -96,6 +96,17 @@ pub const BREAKS: &[Break] = &[
         accel: Accel::Tcg,
     },
     Break {
+        name: "madt-lint-nmi-ignored",
+        what: "the MADT's local APIC NMI entries leave their LINT pin masked instead of NMI",
+        edits: &[Edit {
+            file: "crates/platform/src/queries.rs",
+            find: "Some(n) => LvtLocal { polarity: n.polarity, ..LvtLocal::nmi() },",
+            replace: "Some(_) => LvtLocal::masked(),",
+        }],
+        proofs: &["smp"],
+        accel: Accel::Tcg,
+    },
+    Break {
         name: "shootdown-no-invlpg",
         what: "a TLB shootdown acknowledges without invalidating the pages",
         edits: &[Edit {

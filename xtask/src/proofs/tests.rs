@@ -204,6 +204,14 @@ fn timer_mode_must_be_the_same_on_every_cpu() {
 }
 
 #[test]
+fn lint_pins_are_checked_on_every_cpu() {
+    let fails = judge_one("smp", "EV smp.online=2 cpu.0.lint0=masked cpu.0.lint1=nmi cpu.1.lint0=masked cpu.1.lint1=masked\n");
+    assert!(fails.iter().any(|f| f.contains("cpu.1.lint1")), "{fails:#?}");
+    let fails = judge_one("smp", "EV smp.online=2 cpu.0.lint0=masked cpu.0.lint1=nmi\n");
+    assert!(fails.iter().any(|f| f.contains("lint1")), "{fails:#?}");
+}
+
+#[test]
 fn entry_gate_and_receive_side_counters_are_checked() {
     let int80 = judge_one("interrupt-grant-int80", "EV entry.syscall=5 entry.int80=4000\n");
     assert!(int80.iter().any(|f| f.contains("entry.syscall = 5, want == 0")), "{int80:#?}");

@@ -220,7 +220,7 @@ pub fn start_aps(
         if cpu.state != CpuState::Enabled {
             disabled += 1;
             reports.push(skip(ApOutcome::NotStarted));
-        } else if mode == LapicMode::XApic && apic_id > 254 {
+        } else if !keel_platform::Platform::is_reachable(apic_id, mode) {
             unreachable += 1;
             reports.push(skip(ApOutcome::Unreachable));
         } else if index as usize >= MAX_CPUS {

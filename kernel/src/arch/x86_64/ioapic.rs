@@ -181,19 +181,6 @@ pub fn is_masked(gsi: u32) -> Result<bool, RouteError> {
     with_pin(gsi, |io, pin| io.read_entry(pin).map(|e| e.masked))?.map_err(RouteError::Ioapic)
 }
 
-/// Converts the platform's ISA route polarity/trigger into the register crate's types.
-pub fn isa_signal(route: &keel_platform::IrqRoute) -> (Polarity, TriggerMode) {
-    let polarity = match route.polarity {
-        keel_platform::Polarity::ActiveHigh => Polarity::ActiveHigh,
-        keel_platform::Polarity::ActiveLow => Polarity::ActiveLow,
-    };
-    let trigger = match route.trigger {
-        keel_platform::Trigger::Edge => TriggerMode::Edge,
-        keel_platform::Trigger::Level => TriggerMode::Level,
-    };
-    (polarity, trigger)
-}
-
 /// A device-vector handler: runs with interrupts off on the CPU the vector was routed to,
 /// and acknowledges the LAPIC by consuming the token (at once, or when it returns).
 pub type DeviceHandler = fn(vector: u8, InService);

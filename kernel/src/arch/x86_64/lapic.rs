@@ -18,6 +18,8 @@ use keel_apic::{
 
 use spin::Once;
 
+use keel_platform::{CpuIndex, UID_UNKNOWN};
+
 use super::cpu::{self, rdmsr, rdtsc, wrmsr, wrmsr_fence};
 use super::eoi::InService;
 use super::interrupts::{LAPIC_ERROR_VECTOR, SPURIOUS_VECTOR, TIMER_VECTOR};
@@ -283,8 +285,13 @@ fn apply_plan(writes: &[ApicBase]) {
     }
 }
 
+/// This CPU's local interrupt setup: LINT0/LINT1 as the MADT's local APIC NMI entries for
+/// its processor UID say (LINT1 = NMI when none names it).
 fn local_init() -> LocalInit {
-    LocalInit { spurious_vector: SPURIOUS_VECTOR, error_vector: LAPIC_ERROR_VECTOR, lint1_nmi: true }
+    let platform = crate::acpi::platform();
+    let uid = platform.cpu(CpuIndex(percpu::current().index)).map_or(UID_UNKNOWN, |c| c.processor_uid);
+    let lints = platform.local_lints(uid);
+    LocalInit { spurious_vector: SPURIOUS_VECTOR, error_vector: LAPIC_ERROR_VECTOR, lint0: lints.lint0, lint1: lints.lint1 }
 }
 
 /// Boot CPU: choose the mode (x2APIC when CPUID says so or firmware enabled/locked it),
@@ -338,6 +345,10 @@ fn enable_local() -> ApicId {
     let id = lapic.id();
     let me = percpu::current();
     me.apic_id.store(id.get(), Ordering::Release);
+    // What the evidence reports as this CPU's LINT wiring: the registers, not the plan.
+    for (slot, reg) in me.lint_lvt.iter().zip([Register::LvtLint0, Register::LvtLint1]) {
+        slot.store(lapic.registers_mut().read(reg), Ordering::Relaxed);
+    }
     if mode() == Some(LapicMode::X2Apic) {
         // The LDR is read-only in x2APIC mode; what the CPU reports is what multicast IPIs
         // must name (`X2ApicCluster::of_apic_id` is the architectural rule it follows).
@@ -422,6 +433,22 @@ pub fn timer_mode_name(lvt: u32) -> &'static str {
         Ok(keel_apic::TimerMode::TscDeadline) => "tsc-deadline",
         Ok(keel_apic::TimerMode::Periodic) => "periodic",
         Ok(keel_apic::TimerMode::OneShot) => "one-shot",
+        Err(_) => "reserved",
+    }
+}
+
+/// Evidence name of what an LVT LINT register value delivers: `masked`, `nmi`,
+/// `nmi-active-low`, `fixed`, `extint` or `reserved`.
+pub fn lint_name(lvt: u32) -> &'static str {
+    use keel_apic::lvt::LocalDeliveryMode as Delivery;
+    match keel_apic::LvtLocal::decode(lvt) {
+        Ok(l) if l.masked => "masked",
+        Ok(l) => match (l.delivery, l.polarity) {
+            (Delivery::Nmi, keel_apic::Polarity::ActiveHigh) => "nmi",
+            (Delivery::Nmi, keel_apic::Polarity::ActiveLow) => "nmi-active-low",
+            (Delivery::Fixed, _) => "fixed",
+            (Delivery::ExtInt, _) => "extint",
+        },
         Err(_) => "reserved",
     }
 }

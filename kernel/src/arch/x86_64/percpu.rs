@@ -74,6 +74,8 @@ pub struct PerCpu {
     pub int80_entries: AtomicU64,
     /// This CPU's LVT timer register as read back after its tick was started.
     pub timer_lvt: AtomicU32,
+    /// This CPU's LVT LINT0 and LINT1 registers as read back after the LAPIC was enabled.
+    pub lint_lvt: [AtomicU32; 2],
     /// IPI 49s other CPUs sent to wake a thread queued here (counted by the sender; the
     /// receive side is `ipis_received`).
     pub wake_ipis: AtomicU64,
@@ -116,6 +118,7 @@ impl PerCpu {
             syscall_entries: AtomicU64::new(0),
             int80_entries: AtomicU64::new(0),
             timer_lvt: AtomicU32::new(0),
+            lint_lvt: [AtomicU32::new(0), AtomicU32::new(0)],
             wake_ipis: AtomicU64::new(0),
         }
     }
