@@ -7,9 +7,7 @@
 
 use std::time::Duration;
 
-// The whole check vocabulary is in scope so new entries need no import edits.
-#[allow(unused_imports)]
-use crate::checks::{self, absent, custom, eq, for_each_cpu, ge, is, keys_equal, le, present, range, Check, Expect};
+use crate::checks::{custom, eq, for_each_cpu, ge, is, keys_equal, le, present, range, Check, Expect};
 use crate::iso::Firmware;
 use crate::qemu::{CpuSpec, MachineSpec};
 #[cfg(test)]

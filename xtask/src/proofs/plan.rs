@@ -44,6 +44,7 @@ pub fn plan(proofs: &[Proof], env: &AccelEnv) -> Vec<Job> {
 
 /// Registry sanity rules, enforced by a unit test so a bad entry fails
 /// `cargo test` instead of a boot.
+#[cfg(test)]
 pub fn validate(proofs: &[Proof]) -> Vec<String> {
     let mut errs = Vec::new();
     let mut names = std::collections::HashSet::new();
@@ -105,6 +106,7 @@ pub fn validate(proofs: &[Proof]) -> Vec<String> {
 
 /// Rules that need the checkout: manifests exist under `root`, and programs are
 /// user binaries (checked only when `user_bins` is known, i.e. `user/` exists).
+#[cfg(test)]
 pub fn validate_files(proofs: &[Proof], root: &std::path::Path, user_bins: Option<&[String]>) -> Vec<String> {
     let mut errs = Vec::new();
     for p in proofs {

@@ -109,8 +109,8 @@ fn smp_entry_is_one_expression() {
     let t = keel_evidence::Transcript::parse(
         "EV lapic.mode=xapic smp.online=2 cpu.0.timer_ticks=100 cpu.1.timer_ticks=99 ipi.sent=8 ipi.received=8\nVERDICT pass\n",
     );
-    let obs = checks::Observed { status: Some(33), timed_out: None, transcript: &t };
-    assert!(checks::judge(&p.expect, &p.checks, &obs).is_empty());
+    let obs = crate::checks::Observed { status: Some(33), timed_out: None, transcript: &t };
+    assert!(crate::checks::judge(&p.expect, &p.checks, &obs).is_empty());
 }
 
 fn proofs3() -> Vec<Proof> {
