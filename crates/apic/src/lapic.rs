@@ -236,17 +236,6 @@ impl<R: LapicRegisters> Lapic<R> {
         self.start_counting(vector, TimerMode::Periodic, divide, initial_count)
     }
 
-    /// Starts a one-shot timer firing `vector` once after
-    /// `initial_count * divide.divisor()` bus-clock ticks.
-    pub fn start_oneshot(
-        &mut self,
-        vector: u8,
-        divide: TimerDivide,
-        initial_count: u32,
-    ) -> Result<(), LapicError> {
-        self.start_counting(vector, TimerMode::OneShot, divide, initial_count)
-    }
-
     /// Switches the LVT timer to TSC-deadline mode with `vector`.
     ///
     /// Only the LVT is written; the kernel then writes `IA32_TSC_DEADLINE`
@@ -444,23 +433,10 @@ mod tests {
     }
 
     #[test]
-    fn oneshot_timer_order_and_validation() {
-        let mut l = lapic(LapicMode::XApic, 0);
-        l.start_oneshot(0x31, TimerDivide::By1, 5).unwrap();
-        let f = l.registers();
-        assert!(
-            f.first_write_to(Register::LvtTimer).unwrap()
-                < f.first_write_to(Register::TimerInitialCount).unwrap()
-        );
-        assert!(
-            f.first_write_to(Register::TimerDivide).unwrap()
-                < f.first_write_to(Register::TimerInitialCount).unwrap()
-        );
-        assert_eq!(f.get(Register::LvtTimer), 0x31);
-        assert_eq!(f.get(Register::TimerDivide), 0b1011);
+    fn timer_refuses_zero_counts_and_illegal_vectors_before_any_access() {
         let mut l = lapic(LapicMode::XApic, 0);
         assert_eq!(
-            l.start_oneshot(0x31, TimerDivide::By1, 0),
+            l.start_periodic(0x31, TimerDivide::By1, 0),
             Err(LapicError::ZeroInitialCount)
         );
         assert_eq!(
