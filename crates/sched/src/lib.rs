@@ -1,176 +1,17 @@
-//! The pure pieces of Keel's SMP scheduler and TLB shootdown, host-tested:
+//! The pure pieces of Keel's SMP scheduler, host-tested:
 //!
-//! * [`CpuMask`]: an atomic set of CPU indices (the address-space resident set), and
-//!   [`CpuSet`], a plain copy of one taken at one moment;
 //! * [`ThreadStateCell`]: the thread state machine shared by a thread's CPU and its wakers;
 //! * [`RunQueue`]: a bounded FIFO that never allocates after creation, so interrupt paths
-//!   (wake-ups) can push without calling the allocator;
-//! * [`flush_plan`]: page-by-page invalidation or a full flush, by the batch size.
+//!   (wake-ups) can push without calling the allocator.
+//!
+//! The CPU sets and flush plan of TLB shootdown are in `keel-shootdown`.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
 extern crate alloc;
 
 use alloc::collections::VecDeque;
-use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
-
-/// Highest number of CPUs a [`CpuMask`] can hold.
-pub const MAX_CPUS: usize = 4096;
-const WORDS: usize = MAX_CPUS / 64;
-
-/// Where `cpu` lives in a set's words: (word index, bit), `None` at or above [`MAX_CPUS`].
-fn slot(cpu: u32) -> Option<(usize, u64)> {
-    ((cpu as usize) < MAX_CPUS).then(|| (cpu as usize / 64, 1 << (cpu % 64)))
-}
-
-/// A set of CPU indices with sequentially consistent updates: the shootdown's ordering
-/// argument needs "set my bit, then load CR3" and "write PTEs, then read the set" to be
-/// totally ordered.
-pub struct CpuMask([AtomicU64; WORDS]);
-
-impl CpuMask {
-    /// The empty set.
-    pub const fn new() -> CpuMask {
-        CpuMask([const { AtomicU64::new(0) }; WORDS])
-    }
-
-    /// Adds `cpu` (indices ≥ [`MAX_CPUS`] are ignored).
-    pub fn insert(&self, cpu: u32) {
-        if let Some((word, bit)) = slot(cpu) {
-            self.0[word].fetch_or(bit, Ordering::SeqCst);
-        }
-    }
-
-    /// Removes `cpu`.
-    pub fn remove(&self, cpu: u32) {
-        if let Some((word, bit)) = slot(cpu) {
-            self.0[word].fetch_and(!bit, Ordering::SeqCst);
-        }
-    }
-
-    /// Whether `cpu` is in the set.
-    pub fn contains(&self, cpu: u32) -> bool {
-        slot(cpu).is_some_and(|(word, bit)| self.0[word].load(Ordering::SeqCst) & bit != 0)
-    }
-
-    /// Whether the set is empty.
-    pub fn is_empty(&self) -> bool {
-        self.0.iter().all(|w| w.load(Ordering::SeqCst) == 0)
-    }
-
-    /// Members in increasing order (each word read once: a snapshot per word).
-    pub fn iter(&self) -> impl Iterator<Item = u32> {
-        self.snapshot().into_iter()
-    }
-
-    /// The members now, as a plain value (each word read once): what a shootdown counts
-    /// acknowledgements from and sends IPIs to, so both agree.
-    pub fn snapshot(&self) -> CpuSet {
-        CpuSet(core::array::from_fn(|i| self.0[i].load(Ordering::SeqCst)))
-    }
-}
-
-/// A set of CPU indices as a plain value (a [`CpuMask::snapshot`]): 512 bytes, cheap to keep
-/// on a stack, iterated by scanning set bits.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct CpuSet([u64; WORDS]);
-
-impl Default for CpuSet {
-    fn default() -> Self {
-        CpuSet([0; WORDS])
-    }
-}
-
-impl CpuSet {
-    /// Adds `cpu` (indices ≥ [`MAX_CPUS`] are ignored).
-    pub fn insert(&mut self, cpu: u32) {
-        if let Some((word, bit)) = slot(cpu) {
-            self.0[word] |= bit;
-        }
-    }
-
-    /// Whether `cpu` is a member.
-    pub fn contains(&self, cpu: u32) -> bool {
-        slot(cpu).is_some_and(|(word, bit)| self.0[word] & bit != 0)
-    }
-
-    /// Removes `cpu`; returns whether it was a member.
-    pub fn remove(&mut self, cpu: u32) -> bool {
-        let was = self.contains(cpu);
-        if let Some((word, bit)) = slot(cpu) {
-            self.0[word] &= !bit;
-        }
-        was
-    }
-
-    /// Number of members.
-    pub fn len(&self) -> usize {
-        // One step per member, none per empty word: baseline x86-64 has no POPCNT, and the
-        // software popcount of all eight words was the bulk of a one-target shootdown's
-        // bookkeeping.
-        let mut n = 0;
-        for &word in &self.0 {
-            let mut w = word;
-            while w != 0 {
-                w &= w - 1;
-                n += 1;
-            }
-        }
-        n
-    }
-
-    /// Whether the set is empty.
-    pub fn is_empty(&self) -> bool {
-        self.0.iter().all(|&w| w == 0)
-    }
-
-    /// The first 64 CPUs as a bit mask (for evidence lines).
-    pub fn low_bits(&self) -> u64 {
-        self.0[0]
-    }
-}
-
-impl IntoIterator for CpuSet {
-    type Item = u32;
-    type IntoIter = CpuSetIter;
-    fn into_iter(self) -> CpuSetIter {
-        CpuSetIter { words: self.0, word: 0 }
-    }
-}
-
-/// Members of a [`CpuSet`] in increasing order.
-pub struct CpuSetIter {
-    words: [u64; WORDS],
-    word: usize,
-}
-
-impl Iterator for CpuSetIter {
-    type Item = u32;
-    fn next(&mut self) -> Option<u32> {
-        while self.word < WORDS {
-            let w = &mut self.words[self.word];
-            if *w != 0 {
-                let bit = w.trailing_zeros();
-                *w &= *w - 1;
-                return Some(self.word as u32 * 64 + bit);
-            }
-            self.word += 1;
-        }
-        None
-    }
-}
-
-impl Default for CpuMask {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl core::fmt::Debug for CpuMask {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_list().entries(self.iter()).finish()
-    }
-}
+use core::sync::atomic::{AtomicU8, Ordering};
 
 /// Where a thread is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -279,103 +120,10 @@ impl<T> Default for RunQueue<T> {
     }
 }
 
-/// Above this many pages one shootdown flushes the whole (non-global) TLB instead of one
-/// `invlpg` per page: each `invlpg` costs about a TLB refill, so past a few dozen pages a CR3
-/// reload is cheaper (Linux draws the line at 33).
-pub const FLUSH_CEILING_PAGES: usize = 32;
-
-/// How one shootdown invalidates.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FlushPlan {
-    /// Nothing to do.
-    Nothing,
-    /// `invlpg` each of this many pages.
-    Pages(usize),
-    /// Reload CR3.
-    Full,
-}
-
-/// The plan for a batch of `pages` pages.
-pub const fn flush_plan(pages: usize) -> FlushPlan {
-    match pages {
-        0 => FlushPlan::Nothing,
-        n if n <= FLUSH_CEILING_PAGES => FlushPlan::Pages(n),
-        _ => FlushPlan::Full,
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn snapshot_is_a_copy_with_the_same_members() {
-        let m = super::CpuMask::new();
-        for cpu in [0, 3, 63, 64, 200, 511] {
-            m.insert(cpu);
-        }
-        let mut s = m.snapshot();
-        m.remove(3);
-        assert_eq!(s.into_iter().collect::<Vec<_>>(), [0, 3, 63, 64, 200, 511]);
-        assert_eq!(s.len(), 6);
-        assert!(!s.is_empty());
-        assert!(s.remove(64) && !s.remove(64) && !s.remove(9999));
-        assert!(!s.contains(64) && s.contains(511) && !s.contains(512));
-        assert_eq!(s.low_bits(), 1 | 1 << 3 | 1 << 63);
-        assert_eq!(m.iter().collect::<Vec<_>>(), [0, 63, 64, 200, 511]);
-        assert!(super::CpuSet::default().is_empty() && super::CpuSet::default().into_iter().next().is_none());
-        s.insert(64);
-        s.insert(9999);
-        assert!(s.contains(64) && s.len() == 6);
-    }
-
     use super::*;
     use std::sync::Arc;
-
-    #[test]
-    fn mask_insert_remove_iter() {
-        let m = CpuMask::new();
-        assert!(m.is_empty());
-        for c in [0, 1, 63, 64, 257, 511] {
-            m.insert(c);
-        }
-        m.insert(9999); // out of range: ignored
-        assert!(!m.is_empty());
-        assert_eq!(format!("{m:?}"), "[0, 1, 63, 64, 257, 511]");
-        assert_eq!(m.iter().collect::<Vec<_>>(), vec![0, 1, 63, 64, 257, 511]);
-        assert!(m.contains(257) && !m.contains(256));
-        assert_eq!(m.snapshot().low_bits(), (1 << 0) | (1 << 1) | (1 << 63));
-        for c in [0, 1, 63, 64, 257, 511] {
-            m.remove(c);
-        }
-        assert!(m.is_empty());
-    }
-
-    #[test]
-    fn mask_concurrent_updates_lose_nothing() {
-        let m = Arc::new(CpuMask::new());
-        let handles: Vec<_> = (0..8u32)
-            .map(|t| {
-                let m = m.clone();
-                std::thread::spawn(move || {
-                    for round in 0..1000u32 {
-                        let cpu = t * 64 + round % 64;
-                        m.insert(cpu);
-                        if round % 2 == 1 {
-                            m.remove(cpu);
-                        }
-                    }
-                })
-            })
-            .collect();
-        for h in handles {
-            h.join().unwrap();
-        }
-        // Every even slot of each thread's word stays set, every odd one ends cleared.
-        for t in 0..8u32 {
-            for b in 0..64u32 {
-                assert_eq!(m.contains(t * 64 + b), b % 2 == 0, "cpu {}", t * 64 + b);
-            }
-        }
-    }
 
     #[test]
     fn state_machine_transitions() {
@@ -430,12 +178,4 @@ mod tests {
         assert_eq!(q.pop(), Some(7));
     }
 
-    #[test]
-    fn flush_plans() {
-        assert_eq!(flush_plan(0), FlushPlan::Nothing);
-        assert_eq!(flush_plan(1), FlushPlan::Pages(1));
-        assert_eq!(flush_plan(FLUSH_CEILING_PAGES), FlushPlan::Pages(FLUSH_CEILING_PAGES));
-        assert_eq!(flush_plan(FLUSH_CEILING_PAGES + 1), FlushPlan::Full);
-        assert_eq!(flush_plan(usize::MAX), FlushPlan::Full);
-    }
 }

@@ -27,7 +27,7 @@ use super::lapic;
 
 /// Shootdown IPIs.
 pub const TLB_VECTOR: u8 = 50;
-pub use keel_sched::{flush_plan, CpuMask, CpuSet, FlushPlan, FLUSH_CEILING_PAGES};
+pub use keel_shootdown::{flush_plan, CpuMask, CpuSet, FlushPlan, FLUSH_CEILING_PAGES};
 
 /// One invalidation, on the shooter's stack until every target acknowledged.
 pub struct Request {
