@@ -177,5 +177,4 @@ mod tests {
         q.push(7).unwrap();
         assert_eq!(q.pop(), Some(7));
     }
-
 }

@@ -229,7 +229,7 @@ fn shootdown_latency(rounds: usize) {
                 break;
             }
             let t1 = cpu::rdtsc();
-            // The shootdown, then the frame's release (a few dozen cycles of the total).
+            // The shootdown, then the frame's release back to the allocator (one lock).
             let _ = stale.complete(mask);
             let t2 = cpu::rdtsc();
             samples.push(t2 - t1);

@@ -102,9 +102,9 @@ fn grant(manifest: &Manifest, g: &Grant, process: &Arc<Process>, cpu: u32) -> Re
         }
         Grant::Interrupt(source) => {
             let request = match source {
-                InterruptSource::Isa(irq) => interrupt::Request::Isa(*irq),
-                InterruptSource::Intx(d) => interrupt::Request::Intx(resolve_device(manifest, d)?, d),
-                InterruptSource::Msi(d) => interrupt::Request::Msi(resolve_device(manifest, d)?, d),
+                InterruptSource::Isa(irq) => interrupt::ManifestSource::Isa(*irq),
+                InterruptSource::Intx(d) => interrupt::ManifestSource::Intx(resolve_device(manifest, d)?, d),
+                InterruptSource::Msi(d) => interrupt::ManifestSource::Msi(resolve_device(manifest, d)?, d),
             };
             let obj = interrupt::acquire(request, process, interrupt_target(cpu)).map_err(|e| alloc::format!("{source}: {e}"))?;
             let vector = obj.vector as u64;

@@ -216,8 +216,8 @@ impl Process {
         irqs_off(|| self.space.lock().as_mut().map(f))
     }
 
-    /// Adds an I/O port range to the ranges this process may use, and opens it on this CPU
-    /// (the process's thread is running here).
+    /// Adds an I/O port range to the ranges this process may use and opens it on this CPU,
+    /// where the calling thread runs; its other threads get it at their next switch-in.
     pub fn enable_io_ports(&self, first: u16, last: u16) {
         irqs_off(|| {
             let mut ranges = self.io_ranges.lock();

@@ -6,8 +6,11 @@
 //! Protocol (interrupts off throughout): a thread that blocks sets `Blocked` and switches
 //! out; a waker moves it `Blocked → Runnable` with a compare-exchange and queues it on its
 //! home CPU (IPI 49 when that is another CPU); a preempted thread sets `requeue` and the
-//! scheduler context queues it after the switch. Threads never migrate, so a thread queued
-//! while still finishing its switch-out cannot run before the switch completes.
+//! scheduler context queues it after the switch. A thread's home changes only while it runs
+//! (`ProcessSetAffinity` on itself); it then leaves through [`yield_current`] and the old
+//! CPU's scheduler context queues it on the new home once the switch is complete. So a thread
+//! is only ever queued, while still finishing its switch-out, on the CPU doing that switch,
+//! and cannot run before the switch completes.
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -235,7 +238,7 @@ pub fn tick(from_user: bool) {
         match e.kind {
             TimedKind::Wake => wake(&e.thread),
             TimedKind::SleepDone { user_data } => {
-                e.thread.post_deferred(user_data, keel_abi::Status::Ok, [0, 0]);
+                e.thread.post(user_data, keel_abi::Status::Ok, [0, 0]);
             }
         }
     }

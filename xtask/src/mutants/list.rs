@@ -51,6 +51,17 @@ pub const BREAKS: &[Break] = &[
         accel: Accel::Tcg,
     },
     Break {
+        name: "timer-method-on-any-object",
+        what: "a Timer method runs on a capability to any object kind instead of answering WrongType",
+        edits: &[Edit {
+            file: "kernel/src/object/mod.rs",
+            find: "                let Object::Timer = self else { return Err(WRONG) };\n",
+            replace: "",
+        }],
+        proofs: &["hostile-ring"],
+        accel: Accel::Tcg,
+    },
+    Break {
         name: "timer-always-periodic",
         what: "the LAPIC timer is started periodic even where TSC-deadline was chosen",
         edits: &[Edit {
