@@ -28,9 +28,9 @@ use keel_abi::{InterruptSource, Status};
 use keel_apic::{ApicId, Polarity, TriggerMode};
 use spin::Mutex;
 
-use super::{Caller, Reply};
 use crate::arch::x86_64::ioapic::InService;
 use crate::arch::x86_64::{cpu, ioapic, percpu};
+use super::{Caller, Reply};
 use crate::pci::{self, PciDevice};
 use crate::task::{Process, Thread};
 

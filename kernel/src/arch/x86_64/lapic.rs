@@ -15,10 +15,8 @@ use keel_apic::{
     plan_for_ap, plan_for_bsp, ApicBase, ApicId, IcrValue, Ipi, Lapic, LapicMode, LapicRegisters, LocalInit,
     ModeInputs, Register, TimerDivide,
 };
-
-use spin::Once;
-
 use keel_platform::{CpuIndex, UID_UNKNOWN};
+use spin::Once;
 
 use super::cpu::{self, rdmsr, rdtsc, wrmsr, wrmsr_fence};
 use super::eoi::InService;
