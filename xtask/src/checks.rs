@@ -70,6 +70,7 @@ pub type CustomFn = Arc<dyn Fn(&Transcript) -> Result<(), String> + Send + Sync>
 #[derive(Clone)]
 pub enum Check {
     Key { key: String, pred: Pred },
+    Absent { key: String },
     ForEach { pattern: String, pred: Pred, count: Count },
     KeysEqual { a: String, b: String },
     Custom { name: String, f: CustomFn },
@@ -90,6 +91,9 @@ pub fn range(key: &str, lo: u64, hi: u64) -> Check {
 }
 pub fn present(key: &str) -> Check {
     Check::Key { key: key.into(), pred: Pred::Present }
+}
+pub fn absent(key: &str) -> Check {
+    Check::Absent { key: key.into() }
 }
 /// Every key matching `pattern` (`*` = one dotted segment) satisfies `pred`;
 /// by default at least one must match (tighten with `count_eq_key`).
@@ -120,7 +124,7 @@ impl Check {
     /// Keys and patterns this check names, for registry validation.
     pub fn names(&self) -> Vec<&str> {
         match self {
-            Check::Key { key, .. } => vec![key],
+            Check::Key { key, .. } | Check::Absent { key } => vec![key],
             Check::ForEach { pattern, count: Count::EqualsKey(k), .. } => vec![pattern, k],
             Check::ForEach { pattern, .. } => vec![pattern],
             Check::KeysEqual { a, b } => vec![a, b],
@@ -136,6 +140,10 @@ impl Check {
                 None => Err(format!("{key}: missing (want {pred})")),
                 Some(v) if pred.test(v) => Ok(()),
                 Some(v) => Err(format!("{key} = {v}, want {pred}")),
+            },
+            Check::Absent { key } => match ev.get(key) {
+                None => Ok(()),
+                Some(v) => Err(format!("{key} = {v}, want absent")),
             },
             Check::ForEach { pattern, pred, count } => {
                 let matched: Vec<_> = ev.matching(pattern).collect();
@@ -173,6 +181,7 @@ impl fmt::Display for Check {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Check::Key { key, pred } => write!(f, "{key} {pred}"),
+            Check::Absent { key } => write!(f, "{key} absent"),
             Check::ForEach { pattern, pred, count } => {
                 write!(f, "each {pattern} {pred}")?;
                 match count {
@@ -197,6 +206,8 @@ impl fmt::Debug for Check {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ExpectVerdict {
     Pass,
+    /// `VERDICT fail ...` with any reason.
+    Fail,
     /// Anything but `VERDICT pass` (fail or no verdict), e.g. after a fatal exception.
     NotPass,
 }
@@ -251,6 +262,7 @@ pub fn judge_transcript(expect: &Expect, checks: &[Check], t: &Transcript) -> Ve
     let mut fails = Vec::new();
     match (expect.verdict, &t.verdict) {
         (ExpectVerdict::Pass, Some(Verdict::Pass)) => {}
+        (ExpectVerdict::Fail, Some(Verdict::Fail(_))) => {}
         (ExpectVerdict::NotPass, None | Some(Verdict::Fail(_))) => {}
         (ExpectVerdict::NotPass, Some(Verdict::Pass)) => fails.push("unexpected VERDICT pass".into()),
         (want, None) => fails.push(format!("no VERDICT line (want {want:?})")),
@@ -294,6 +306,8 @@ mod tests {
         assert!(ge("mode", 0).eval(&tr).is_err(), "non-integer fails numeric checks");
         assert!(present("a").eval(&tr).is_ok());
         assert!(present("zz").eval(&tr).unwrap_err().contains("missing"));
+        assert!(absent("zz").eval(&tr).is_ok());
+        assert!(absent("a").eval(&tr).is_err());
     }
 
     #[test]
@@ -376,6 +390,9 @@ mod tests {
         let tr = t("VERDICT pass\n");
         let f = judge(&Expect::FATAL_EXCEPTION, &[], &obs(Some(39), &tr));
         assert_eq!(f, ["unexpected VERDICT pass"]);
+        let fail = Expect { status: 35, verdict: ExpectVerdict::Fail };
+        assert!(judge(&fail, &[], &obs(Some(35), &t("VERDICT fail x\n"))).is_empty());
+        assert!(!judge(&fail, &[], &obs(Some(35), &t("VERDICT pass\n"))).is_empty());
     }
 
     #[test]

@@ -1,12 +1,13 @@
-//! The proof registry: one table entry per scenario the kernel can boot into.
-//!
-//! A proof boots the kernel with `proof=<name>` on its command line, on a
-//! declared virtual machine, under declared accelerators, and passes only if
-//! the QEMU exit status, the VERDICT line and every evidence check match and
-//! no EV line was malformed. Add a proof by adding one entry to [`registry`].
+//! The proof registry. A proof boots a kernel image (the one with the scenarios compiled in,
+//! unless it says otherwise) with `proof=<scenario>` on its command line, on a declared
+//! virtual machine, under declared accelerators, and passes only if the QEMU exit status,
+//! the VERDICT line and every evidence check match and no EV line was malformed. Several
+//! proofs may boot one scenario on different machines. Add a proof by adding one entry to
+//! [`registry`].
 
 use std::time::Duration;
 
+use crate::builder::Image;
 use crate::checks::{custom, eq, for_each_cpu, ge, is, keys_equal, le, present, range, Check, Expect};
 use crate::iso::Firmware;
 use crate::qemu::{CpuSpec, MachineSpec};
@@ -30,11 +31,13 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct Proof {
     pub name: &'static str,
     pub description: &'static str,
-    /// Kernel command line; starts with `proof=<name>`.
+    /// Kernel command line; starts with `proof=<scenario>` unless the proof boots none.
     pub cmdline: String,
     /// The kernel scenario (`proof=<scenario>`); several proofs may boot one scenario on
-    /// different machines.
+    /// different machines. Empty: no `proof=`, the kernel's plain boot.
     pub scenario: &'static str,
+    /// The kernel image booted: the scenarios image unless [`Proof::image`] says otherwise.
+    pub image: Image,
     /// Extra kernel command-line options after `proof=<scenario>`.
     pub extra_args: &'static str,
     pub machine: MachineSpec,
@@ -82,6 +85,7 @@ impl Proof {
             description,
             cmdline: format!("proof={name}"),
             scenario: name,
+            image: Image::Scenarios,
             extra_args: "",
             machine: MachineSpec::q35_up(),
             accels: Accels::Any,
@@ -109,8 +113,20 @@ impl Proof {
         self.scenario = scenario;
         self.rebuild_cmdline()
     }
+    /// Boots no scenario: no `proof=`, the kernel's plain boot (init and the manifest).
+    pub fn without_scenario(mut self) -> Self {
+        self.scenario = "";
+        self.rebuild_cmdline()
+    }
+    /// Boots this kernel image.
+    pub fn image(mut self, image: Image) -> Self {
+        self.image = image;
+        self
+    }
     fn rebuild_cmdline(mut self) -> Self {
-        self.cmdline = if self.extra_args.is_empty() {
+        self.cmdline = if self.scenario.is_empty() {
+            self.extra_args.to_string()
+        } else if self.extra_args.is_empty() {
             format!("proof={}", self.scenario)
         } else {
             format!("proof={} {}", self.scenario, self.extra_args)
@@ -409,6 +425,7 @@ fn bench_ipi(p: Proof, mode: &'static str) -> Proof {
 /// firmware ([`firmware_variants`]).
 pub fn registry() -> Vec<Proof> {
     let mut base = kernel_registry();
+    base.extend(plain::proofs());
     base.extend(scale::proofs());
     let firmware = firmware_variants(&base);
     base.into_iter().chain(firmware).collect()
@@ -628,6 +645,8 @@ fn kernel_registry() -> Vec<Proof> {
 mod firmware;
 mod hostile;
 mod memory;
+mod plain;
+pub use plain::{DEFAULT_MANIFEST, DEFAULT_PROGRAMS};
 mod plan;
 mod remap;
 mod user;

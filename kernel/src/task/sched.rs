@@ -265,7 +265,8 @@ pub fn yield_current() {
 /// The boot CPU's loop while user programs run: schedule threads, sleep when idle, until
 /// `done()` or the deadline.
 pub fn run_until(done: impl Fn() -> bool, timeout_ns: u64) -> bool {
-    let deadline = crate::time::now_ns() + timeout_ns;
+    // `u64::MAX`: no deadline.
+    let deadline = crate::time::now_ns().saturating_add(timeout_ns);
     loop {
         x86_64::instructions::interrupts::disable();
         if schedule_once() {

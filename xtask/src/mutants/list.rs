@@ -143,7 +143,7 @@ pub const BREAKS: &[Break] = &[
         name: "rtc-routed-to-wrong-cpu",
         what: "the RTC's IOAPIC entry names the boot CPU instead of the chosen target",
         edits: &[Edit {
-            file: "kernel/src/proofs/rtc.rs",
+            file: "kernel/src/scenarios/rtc.rs",
             find: "ioapic::route(route.gsi, vector, apic_id, polarity, trigger, false)",
             replace: "ioapic::route(route.gsi, vector, ApicId::new(percpu::current().apic_id.load(Ordering::Acquire)), polarity, trigger, false)",
         }],

@@ -189,15 +189,7 @@ extern "C" fn ap_claim_slot() -> SlotGrant {
 }
 
 /// Starts every enabled AP the platform lists that Keel can address and has memory for.
-/// `abandon_for_test` names an APIC ID whose slot is abandoned before any SIPI: that AP
-/// arrives "late" by construction and must park (the late-AP proof).
-pub fn start_aps(
-    platform: &Platform,
-    mode: LapicMode,
-    use_deadline: bool,
-    how: BringUp,
-    abandon_for_test: Option<u32>,
-) -> Vec<CpuReport> {
+pub fn start_aps(platform: &Platform, mode: LapicMode, use_deadline: bool, how: BringUp) -> Vec<CpuReport> {
     let bsp_apic = percpu::current().apic_id.load(Ordering::Acquire);
     match trampoline::trampoline_frame() {
         Ok(frame) => ev!("smp.trampoline_frame", format_args!("{frame:#x}")),
@@ -247,16 +239,12 @@ pub fn start_aps(
         // Only the address is taken here; each bucket's lock serialises its stack's users.
         lookup_stacks: core::ptr::addr_of!(LOOKUP_STACKS) as u64,
     });
-    let abandoned = abandon_for_test.and_then(|id| find_by_apic_id(slots, id)).filter(|s| s.state.abandon().is_ok());
-    if let Some(slot) = abandoned {
-        log::warn!("smp: slot of APIC ID {} abandoned before its SIPI (test)", slot.apic_id);
-        ev!("smp.abandoned_for_test", slot.apic_id);
-    }
+    let abandoned = late_ap::abandon_chosen_slot(slots);
     match how {
         BringUp::Parallel => start_parallel(slots),
         BringUp::Serial => slots.iter().for_each(start_serial),
     }
-    if abandoned.is_some() {
+    if abandoned {
         // The abandoned AP was still sent its SIPIs; give it time to find out and park.
         time::spin_until(0, STALL_TIMEOUT_NS, || parked_count() > 0);
     }
@@ -442,3 +430,38 @@ extern "C" fn ap_entry(slot: &'static StartSlot) -> ! {
     let _ = slot.state.finish(true);
     super::smp::idle_loop()
 }
+
+/// The late-AP proof: one slot abandoned before any SIPI, so its AP arrives "late" by
+/// construction and must park. Exists only in a kernel built with the scenarios; without
+/// them no slot is ever abandoned before its AP was given the time to claim it.
+mod late_ap {
+    use super::StartSlot;
+
+    #[cfg(feature = "scenarios")]
+    static CHOSEN: spin::Once<u32> = spin::Once::new();
+
+    /// Abandons the slot of `apic_id` before the SIPIs of the next [`super::start_aps`].
+    #[cfg(feature = "scenarios")]
+    pub fn abandon_before_sipi(apic_id: u32) {
+        CHOSEN.call_once(|| apic_id);
+    }
+
+    /// Abandons the chosen slot if there is one; whether a slot was abandoned.
+    #[cfg(feature = "scenarios")]
+    pub fn abandon_chosen_slot(slots: &[StartSlot]) -> bool {
+        let chosen = CHOSEN.get().and_then(|&id| super::find_by_apic_id(slots, id)).filter(|s| s.state.abandon().is_ok());
+        if let Some(slot) = chosen {
+            log::warn!("smp: slot of APIC ID {} abandoned before its SIPI (test)", slot.apic_id);
+            ev!("smp.abandoned_for_test", slot.apic_id);
+        }
+        chosen.is_some()
+    }
+
+    #[cfg(not(feature = "scenarios"))]
+    pub fn abandon_chosen_slot(_: &[StartSlot]) -> bool {
+        false
+    }
+}
+
+#[cfg(feature = "scenarios")]
+pub use late_ap::abandon_before_sipi;
