@@ -593,6 +593,7 @@ fn kernel_registry() -> Vec<Proof> {
         shootdown_stress(Proof::new("shootdown-stress", "concurrent map/protect/unmap on 4 CPUs, checksummed, no frame lost (x2APIC)").cpu(x2apic_cpu())),
         shootdown_stress(Proof::new("shootdown-stress-xapic", "the same in xAPIC mode").cpu(xapic_cpu())),
         smp_scale(Proof::new("smp-scale", "prime count with 1, 2 and 4 threads: identical, correct results")),
+        preempt(Proof::new("preempt", "two ring-3 spinners on one CPU both run (tick preemption); a thread moved between CPUs runs where it asked")),
         Proof::new("panic-nmi", "a panic on CPU 1 stops the other CPUs by NMI and prints one clean report")
             .scenario("panic")
             .smp(4)
@@ -650,7 +651,7 @@ pub use plain::{DEFAULT_MANIFEST, DEFAULT_PROGRAMS};
 mod plan;
 mod remap;
 mod user;
-use user::{device_interrupts_on, drivers_delivered, interrupt_grant, remote_wakes_received, shootdown_stress, smp_scale, tlb_shootdown, user_proof, Gate, BOOT_CPU, DRIVER_CPU};
+use user::{device_interrupts_on, drivers_delivered, interrupt_grant, preempt, remote_wakes_received, shootdown_stress, smp_scale, tlb_shootdown, user_proof, Gate, BOOT_CPU, DRIVER_CPU};
 mod scale;
 pub use firmware::firmware_variants;
 pub use plan::{plan, Job, PVM_RING3};

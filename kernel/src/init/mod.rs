@@ -46,7 +46,7 @@ pub fn bring_up(platform: &'static Platform, cmdline: &CommandLine) -> System {
     crate::arch::x86_64::syscall::init_cpu();
     let mode = lapic::init_boot_cpu();
     // Read back from this CPU's IA32_APIC_BASE (EN, EXTD), not the mode the plan chose.
-    ev!("lapic.mode", lapic::apic_base_mode_name(percpu::current().apic_base.load(Ordering::Relaxed)));
+    ev!("lapic.mode", lapic::apic_base_mode_name(percpu::with_current(|me| me.apic_base.load(Ordering::Relaxed))));
     let version = lapic::local().version();
     ev!("lapic.version", format_args!("{:#x}", version.version));
     ev!("lapic.max_lvt", version.max_lvt);
@@ -59,12 +59,12 @@ pub fn bring_up(platform: &'static Platform, cmdline: &CommandLine) -> System {
     ev!("timer.bsp_hz", hz);
     lapic::start_tick(use_deadline);
     // The mode the boot CPU's LVT timer register holds, not the one asked for.
-    ev!("timer.mode", lapic::timer_mode_name(percpu::current().timer_lvt.load(Ordering::Relaxed)));
+    ev!("timer.mode", lapic::timer_mode_name(percpu::with_current(|me| me.lapic.timer_lvt.load(Ordering::Relaxed))));
     ioapic::init(platform);
     // Interrupt remapping before any route: every entry is then written in its final format.
     let msi_sources = (DEVICE_VECTOR_LAST - DEVICE_VECTOR_BASE) as u32 + 1;
     iommu::init(mode, &ioapic::ids(), ioapic::gsi_limit(), msi_sources, cmdline.get("iommu") != Some("off"));
-    percpu::current().online.store(true, Ordering::Release);
+    percpu::with_current(|me| me.online.store(true, Ordering::Release));
     x86_64::instructions::interrupts::enable();
     ev!("lapic.isr_readable", if lapic::probe_isr() { "yes" } else { "no" });
 
@@ -143,14 +143,14 @@ fn per_cpu_report(system: &System) {
     for cpu in percpu::all() {
         let apic_id = cpu.apic_id.load(Ordering::Acquire);
         let online = cpu.online.load(Ordering::Acquire);
-        let hz = cpu.timer_hz.load(Ordering::Relaxed);
+        let hz = cpu.lapic.timer_hz.load(Ordering::Relaxed);
         let mode = lapic::apic_base_mode_name(cpu.apic_base.load(Ordering::Relaxed));
         log::info!("cpu {:3}: apic-id {:5} mode {mode:6} timer {:>10} Hz online {}", cpu.index, apic_id, hz, online);
         ev!(("cpu.{}.apic_id", cpu.index), apic_id);
         ev!(("cpu.{}.mode", cpu.index), mode);
-        ev!(("cpu.{}.timer_mode", cpu.index), lapic::timer_mode_name(cpu.timer_lvt.load(Ordering::Relaxed)));
-        ev!(("cpu.{}.lint0", cpu.index), lapic::lint_name(cpu.lint_lvt[0].load(Ordering::Relaxed)));
-        ev!(("cpu.{}.lint1", cpu.index), lapic::lint_name(cpu.lint_lvt[1].load(Ordering::Relaxed)));
+        ev!(("cpu.{}.timer_mode", cpu.index), lapic::timer_mode_name(cpu.lapic.timer_lvt.load(Ordering::Relaxed)));
+        ev!(("cpu.{}.lint0", cpu.index), lapic::lint_name(cpu.lapic.lint_lvt[0].load(Ordering::Relaxed)));
+        ev!(("cpu.{}.lint1", cpu.index), lapic::lint_name(cpu.lapic.lint_lvt[1].load(Ordering::Relaxed)));
         ev!(("cpu.{}.timer_hz", cpu.index), hz);
         ev!(("cpu.{}.online", cpu.index), if online { "yes" } else { "no" });
         ev!(("cpu.{}.apic_base", cpu.index), format_args!("{:#x}", cpu.apic_base.load(Ordering::Relaxed)));

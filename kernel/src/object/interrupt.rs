@@ -346,7 +346,7 @@ impl InterruptObject {
     fn fire(&self, token: InService) {
         let ts = cpu::rdtsc();
         self.deliveries.fetch_add(1, Ordering::Relaxed);
-        let here = percpu::current().apic_id.load(Ordering::Relaxed);
+        let here = percpu::with_current(|me| me.apic_id.load(Ordering::Relaxed));
         let counter = if here == self.target_apic_id.load(Ordering::Relaxed) { &self.on_target } else { &self.off_target };
         counter.fetch_add(1, Ordering::Relaxed);
         let mut st = self.state.lock();

@@ -44,7 +44,7 @@ pub fn invoke(caller: &Caller, method: Method) -> Result<Reply, Status> {
             Ok(Reply::NowThenMigrate([cpu as u64, 0]))
         }
         Method::ExitThread => Ok(Reply::ExitThread),
-        Method::Info => Ok(Reply::Now([p.live_threads() as u64, percpu::current().index as u64])),
+        Method::Info => Ok(Reply::Now([p.live_threads() as u64, percpu::current_index() as u64])),
     }
 }
 

@@ -137,14 +137,14 @@ fn exceptions() -> ! {
 }
 
 fn chatter(_: usize) {
-    let me = percpu::current().index;
+    let me = percpu::current_index();
     for i in 0u64.. {
         log::info!("chatter from cpu{me}: line {i} of a long report that must not interleave with the panic");
     }
 }
 
 fn panic_now(_: usize) {
-    panic!("deliberate panic on cpu{}", percpu::current().index);
+    panic!("deliberate panic on cpu{}", percpu::current_index());
 }
 
 /// `proof=panic`: every other CPU prints without pause, then CPU 1 panics. The panic must stop

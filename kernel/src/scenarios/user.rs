@@ -66,15 +66,15 @@ pub fn run(_system: System, cmdline: &CommandLine, boot: &BootContext) -> ! {
     ev!("iommu.faults", crate::arch::x86_64::iommu::collect_faults());
     crate::arch::x86_64::iommu::evidence();
     for cpu in percpu::online() {
-        ev!(("cpu.{}.timer_ticks", cpu.index), cpu.timer_ticks.load(Ordering::Relaxed));
+        ev!(("cpu.{}.timer_ticks", cpu.index), cpu.lapic.timer_ticks.load(Ordering::Relaxed));
         ev!(("cpu.{}.context_switches", cpu.index), cpu.sched.switches.load(Ordering::Relaxed));
-        ev!(("cpu.{}.preemptions", cpu.index), cpu.preemptions.load(Ordering::Relaxed));
+        ev!(("cpu.{}.preemptions", cpu.index), cpu.sched.preemptions.load(Ordering::Relaxed));
         ev!(("cpu.{}.tlb_ipis", cpu.index), cpu.tlb.ipis.load(Ordering::Relaxed));
         ev!(("cpu.{}.tlb_requests", cpu.index), cpu.tlb.requests.load(Ordering::Relaxed));
         // Counted where they happen: IPI 49 in its handler on the receiving CPU, device
         // vectors in the dispatcher of the CPU that took them, ring-3 entries per entry path.
         ev!(("cpu.{}.ipis_received", cpu.index), cpu.ipis_received.load(Ordering::Relaxed));
-        ev!(("cpu.{}.wake_ipis_sent", cpu.index), cpu.wake_ipis.load(Ordering::Relaxed));
+        ev!(("cpu.{}.wake_ipis_sent", cpu.index), cpu.sched.wake_ipis.load(Ordering::Relaxed));
         ev!(("cpu.{}.device_interrupts", cpu.index), cpu.device_interrupts.load(Ordering::Relaxed));
         ev!(("cpu.{}.syscall_entries", cpu.index), cpu.syscall_entries.load(Ordering::Relaxed));
         ev!(("cpu.{}.int80_entries", cpu.index), cpu.int80_entries.load(Ordering::Relaxed));

@@ -269,7 +269,8 @@ fn emit_user_line(name: &str, line: &str) {
 }
 
 fn set_io_bits(first: u16, last: u16, open: bool) {
-    let tables = percpu::current().tables.load(Ordering::Relaxed);
+    let cpu = percpu::IrqGuard::new();
+    let tables = percpu::local(&cpu).tables();
     for port in first..=last {
         // SAFETY: this CPU's own TSS bitmap; the CPU reads it only on ring-3 port accesses,
         // which cannot run while we hold interrupts off here.

@@ -145,7 +145,7 @@ pub const BREAKS: &[Break] = &[
         edits: &[Edit {
             file: "kernel/src/scenarios/rtc.rs",
             find: "ioapic::route(route.gsi, vector, apic_id, polarity, trigger, false)",
-            replace: "ioapic::route(route.gsi, vector, ApicId::new(percpu::current().apic_id.load(Ordering::Acquire)), polarity, trigger, false)",
+            replace: "ioapic::route(route.gsi, vector, ApicId::new(percpu::with_current(|me| me.apic_id.load(Ordering::Acquire))), polarity, trigger, false)",
         }],
         proofs: &["smp-trace"],
         accel: Accel::Tcg,

@@ -15,6 +15,7 @@
 //! the trampoline, so a late AP can never run with another AP's parameters.
 
 use alloc::vec::Vec;
+use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
 use keel_apic::{ApicId, Ipi, LapicMode};
@@ -130,8 +131,13 @@ static PARKED: AtomicU64 = AtomicU64::new(0);
 
 /// The stacks the trampoline lookup runs on, one per bucket lock.
 #[repr(C, align(16))]
-struct LookupStacks([u8; trampoline::LOOKUP_BUCKETS << trampoline::LOOKUP_STACK_SHIFT]);
-static mut LOOKUP_STACKS: LookupStacks = LookupStacks([0; trampoline::LOOKUP_BUCKETS << trampoline::LOOKUP_STACK_SHIFT]);
+struct LookupStacks(UnsafeCell<[u8; trampoline::LOOKUP_BUCKETS << trampoline::LOOKUP_STACK_SHIFT]>);
+
+// SAFETY: Rust never reads or writes the bytes (only their address is taken); the
+// trampoline's lookup code runs on bucket `b`'s stack only while holding bucket `b`'s lock.
+unsafe impl Sync for LookupStacks {}
+
+static LOOKUP_STACKS: LookupStacks = LookupStacks(UnsafeCell::new([0; trampoline::LOOKUP_BUCKETS << trampoline::LOOKUP_STACK_SHIFT]));
 
 fn table() -> &'static [StartSlot] {
     let ptr = TABLE.load(Ordering::Acquire);
@@ -190,7 +196,7 @@ extern "C" fn ap_claim_slot() -> SlotGrant {
 
 /// Starts every enabled AP the platform lists that Keel can address and has memory for.
 pub fn start_aps(platform: &Platform, mode: LapicMode, use_deadline: bool, how: BringUp) -> Vec<CpuReport> {
-    let bsp_apic = percpu::current().apic_id.load(Ordering::Acquire);
+    let bsp_apic = percpu::with_current(|me| me.apic_id.load(Ordering::Acquire));
     match trampoline::trampoline_frame() {
         Ok(frame) => ev!("smp.trampoline_frame", format_args!("{frame:#x}")),
         Err(why) => {
@@ -237,7 +243,7 @@ pub fn start_aps(platform: &Platform, mode: LapicMode, use_deadline: bool, how: 
         entry: ap_entry as *const () as u64,
         lookup: ap_claim_slot as *const () as u64,
         // Only the address is taken here; each bucket's lock serialises its stack's users.
-        lookup_stacks: core::ptr::addr_of!(LOOKUP_STACKS) as u64,
+        lookup_stacks: LOOKUP_STACKS.0.get() as u64,
     });
     let abandoned = late_ap::abandon_chosen_slot(slots);
     match how {
@@ -257,7 +263,7 @@ pub fn start_aps(platform: &Platform, mode: LapicMode, use_deadline: bool, how: 
 /// by APIC ID. APs that get no memory are reported, never started.
 fn prepare_slots(wanted: &[(u32, u32)], use_deadline: bool, reports: &mut Vec<CpuReport>) -> &'static [StartSlot] {
     let region = percpu::reserve_ap_region(wanted.len());
-    let reference_hz = percpu::current().timer_hz.load(Ordering::Relaxed);
+    let reference_hz = percpu::with_current(|me| me.lapic.timer_hz.load(Ordering::Relaxed));
     let mut slots = Vec::with_capacity(wanted.len());
     let mut short = Vec::new();
     for (i, &(index, apic_id)) in wanted.iter().enumerate() {
@@ -425,7 +431,7 @@ extern "C" fn ap_entry(slot: &'static StartSlot) -> ! {
     }
     lapic::calibrate_timer_ap(slot.reference_hz);
     lapic::start_tick(slot.use_deadline);
-    percpu::current().online.store(true, Ordering::Release);
+    percpu::with_current(|me| me.online.store(true, Ordering::Release));
     slot.online_tsc.store(cpu::rdtsc(), Ordering::Release);
     let _ = slot.state.finish(true);
     super::smp::idle_loop()

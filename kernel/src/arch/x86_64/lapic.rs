@@ -8,7 +8,7 @@
 //! `!Send` because a LAPIC handle names *this* CPU's LAPIC.
 
 use core::marker::PhantomData;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use keel_apic::base::x2apic_lock_state;
 use keel_apic::{
@@ -21,7 +21,7 @@ use spin::Once;
 use super::cpu::{self, rdmsr, rdtsc, wrmsr, wrmsr_fence};
 use super::eoi::InService;
 use super::interrupts::{LAPIC_ERROR_VECTOR, SPURIOUS_VECTOR, TIMER_VECTOR};
-use super::percpu;
+use super::percpu::{self, IrqGuard};
 use crate::mm::paging::{map_physical, Caching};
 use crate::time;
 
@@ -34,6 +34,45 @@ const IA32_XAPIC_DISABLE_STATUS: u32 = 0xBD;
 pub const TICK_HZ: u64 = 100;
 /// The divider used for one-shot/periodic modes.
 const TIMER_DIVIDE: TimerDivide = TimerDivide::By16;
+
+/// One CPU's LAPIC timer and interrupt counters, in its shared per-CPU part: written on that
+/// CPU (set-up and handlers), read by anyone (reports, proofs).
+pub struct CpuLapic {
+    /// LAPIC timer interrupts taken (vector 48).
+    pub timer_ticks: AtomicU64,
+    /// Measured LAPIC timer input frequency (Hz, after the divider).
+    pub timer_hz: AtomicU64,
+    /// The LVT timer register as read back after the tick was started.
+    pub timer_lvt: AtomicU32,
+    /// LVT LINT0 and LINT1 as read back after the LAPIC was enabled.
+    pub lint_lvt: [AtomicU32; 2],
+    /// Spurious LAPIC interrupts (never EOI'd).
+    pub spurious: AtomicU64,
+    /// LAPIC error interrupts, and the last ESR value seen.
+    pub errors: AtomicU64,
+    pub last_esr: AtomicU32,
+}
+
+impl CpuLapic {
+    /// Zeroed (const: per-CPU blocks are built in statics).
+    pub const fn new() -> Self {
+        CpuLapic {
+            timer_ticks: AtomicU64::new(0),
+            timer_hz: AtomicU64::new(0),
+            timer_lvt: AtomicU32::new(0),
+            lint_lvt: [AtomicU32::new(0), AtomicU32::new(0)],
+            spurious: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            last_esr: AtomicU32::new(0),
+        }
+    }
+}
+
+impl Default for CpuLapic {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 /// The mode the boot CPU chose (APs follow it), with what that mode needs to reach the
 /// registers.
@@ -221,7 +260,7 @@ pub fn isr_probe_interrupt(token: InService) {
 /// the ISR cannot be read back, the "is it in service?" checks are skipped (and every device
 /// vector is EOI'd, as without them): reported as `lapic.isr_readable`.
 pub fn probe_isr() -> bool {
-    let me = ApicId::new(percpu::current().apic_id.load(Ordering::Acquire));
+    let me = ApicId::new(percpu::with_current(|me| me.apic_id.load(Ordering::Acquire)));
     if send(Ipi::fixed(super::interrupts::ISR_PROBE_VECTOR).to(me)).is_ok() {
         crate::time::spin_until(0, 100_000_000, || ISR_PROBE.is_completed());
     }
@@ -287,7 +326,8 @@ fn apply_plan(writes: &[ApicBase]) {
 /// its processor UID say (LINT1 = NMI when none names it).
 fn local_init() -> LocalInit {
     let platform = crate::acpi::platform();
-    let uid = platform.cpu(CpuIndex(percpu::current().index)).map_or(UID_UNKNOWN, |c| c.processor_uid);
+    let index = percpu::with_current(|me| me.index);
+    let uid = platform.cpu(CpuIndex(index)).map_or(UID_UNKNOWN, |c| c.processor_uid);
     let lints = platform.local_lints(uid);
     LocalInit { spurious_vector: SPURIOUS_VECTOR, error_vector: LAPIC_ERROR_VECTOR, lint0: lints.lint0, lint1: lints.lint1 }
 }
@@ -341,19 +381,21 @@ fn enable_local() -> ApicId {
         Err(e) => panic!("lapic: enable failed: {e:?}"),
     }
     let id = lapic.id();
-    let me = percpu::current();
-    me.apic_id.store(id.get(), Ordering::Release);
     // What the evidence reports as this CPU's LINT wiring: the registers, not the plan.
-    for (slot, reg) in me.lint_lvt.iter().zip([Register::LvtLint0, Register::LvtLint1]) {
-        slot.store(lapic.registers_mut().read(reg), Ordering::Relaxed);
-    }
-    if mode() == Some(LapicMode::X2Apic) {
-        // The LDR is read-only in x2APIC mode; what the CPU reports is what multicast IPIs
-        // must name (`X2ApicCluster::of_apic_id` is the architectural rule it follows).
-        me.x2apic_ldr.store(lapic.registers_mut().read(Register::Ldr), Ordering::Release);
-    }
-    // SAFETY: IA32_APIC_BASE exists on every CPU with a local APIC.
-    me.apic_base.store(unsafe { rdmsr(IA32_APIC_BASE) }, Ordering::Relaxed);
+    let lints = [Register::LvtLint0, Register::LvtLint1].map(|reg| lapic.registers_mut().read(reg));
+    percpu::with_current(|me| {
+        me.apic_id.store(id.get(), Ordering::Release);
+        for (slot, lvt) in me.lapic.lint_lvt.iter().zip(lints) {
+            slot.store(lvt, Ordering::Relaxed);
+        }
+        if mode() == Some(LapicMode::X2Apic) {
+            // The LDR is read-only in x2APIC mode; what the CPU reports is what multicast
+            // IPIs must name (`X2ApicCluster::of_apic_id` is the architectural rule it follows).
+            me.x2apic_ldr.store(lapic.registers_mut().read(Register::Ldr), Ordering::Release);
+        }
+        // SAFETY: IA32_APIC_BASE exists on every CPU with a local APIC.
+        me.apic_base.store(unsafe { rdmsr(IA32_APIC_BASE) }, Ordering::Relaxed);
+    });
     id
 }
 
@@ -382,7 +424,7 @@ pub fn measure_timer_hz(window_ns: u64) -> u64 {
 /// APIC timer runs at 1 GHz whatever CPUID 0x15 says, so the rate is always measured.
 pub fn calibrate_timer() -> u64 {
     let hz = (0..3).map(|_| measure_timer_hz(10_000_000)).max().unwrap_or(0);
-    percpu::current().timer_hz.store(hz, Ordering::Relaxed);
+    percpu::with_current(|me| me.lapic.timer_hz.store(hz, Ordering::Relaxed));
     hz
 }
 
@@ -400,7 +442,7 @@ pub fn calibrate_timer_ap(reference_hz: u64) -> u64 {
             break;
         }
     }
-    percpu::current().timer_hz.store(best, Ordering::Relaxed);
+    percpu::with_current(|me| me.lapic.timer_hz.store(best, Ordering::Relaxed));
     best
 }
 
@@ -416,13 +458,14 @@ pub fn start_tick(use_deadline: bool) {
         lapic.arm_tsc_deadline(TIMER_VECTOR).expect("valid vector");
         arm_deadline(rdtsc() + period_tsc);
     } else {
-        let hz = percpu::current().timer_hz.load(Ordering::Relaxed);
+        let hz = percpu::with_current(|me| me.lapic.timer_hz.load(Ordering::Relaxed));
         let count = keel_apic::timer::initial_count_for(hz, TIMER_DIVIDE, 1_000_000_000 / TICK_HZ)
             .expect("tick period fits the 32-bit counter");
         lapic.start_periodic(TIMER_VECTOR, TIMER_DIVIDE, count).expect("valid vector and count");
     }
     // What the evidence reports as this CPU's timer mode: the register, not the decision.
-    percpu::current().timer_lvt.store(lapic.registers_mut().read(Register::LvtTimer), Ordering::Relaxed);
+    let lvt = lapic.registers_mut().read(Register::LvtTimer);
+    percpu::with_current(|me| me.lapic.timer_lvt.store(lvt, Ordering::Relaxed));
 }
 
 /// Evidence name of the mode an LVT timer register value selects.
@@ -472,8 +515,8 @@ pub fn tsc_deadline_mode() -> bool {
 /// expire timeouts and preempt a user thread (after the EOI, so a switch never leaves the
 /// vector in service).
 #[inline]
-pub fn timer_interrupt(token: InService) {
-    percpu::current().timer_ticks.fetch_add(1, Ordering::Relaxed);
+pub fn timer_interrupt(token: InService, cpu: &IrqGuard) {
+    percpu::current(cpu).lapic.timer_ticks.fetch_add(1, Ordering::Relaxed);
     if let Some(TickMode::TscDeadline { period_tsc }) = TICK_MODE.get() {
         arm_deadline(rdtsc() + period_tsc);
     }
@@ -483,16 +526,16 @@ pub fn timer_interrupt(token: InService) {
 /// The spurious vector: counted, and deliberately *not* acknowledged (the dispatcher gives
 /// it no [`InService`] token) — a spurious interrupt never set an ISR bit, so an EOI here
 /// would retire some other in-service interrupt.
-pub fn spurious_interrupt() {
-    percpu::current().spurious.fetch_add(1, Ordering::Relaxed);
+pub fn spurious_interrupt(cpu: &IrqGuard) {
+    percpu::current(cpu).lapic.spurious.fetch_add(1, Ordering::Relaxed);
 }
 
 /// LVT error: record the ESR (written before read, as the SDM requires) and acknowledge.
-pub fn error_interrupt(token: InService) {
+pub fn error_interrupt(token: InService, cpu: &IrqGuard) {
     let esr = local().read_error();
-    let me = percpu::current();
-    me.lapic_errors.fetch_add(1, Ordering::Relaxed);
-    me.last_esr.store(esr.bits(), Ordering::Relaxed);
+    let me = percpu::current(cpu);
+    me.lapic.errors.fetch_add(1, Ordering::Relaxed);
+    me.lapic.last_esr.store(esr.bits(), Ordering::Relaxed);
     token.eoi();
 }
 

@@ -6,6 +6,7 @@ pub mod cpu;
 pub mod eoi;
 pub mod gdt;
 pub mod interrupts;
+pub mod irq_guard;
 pub mod iommu;
 pub mod ioapic;
 pub mod lapic;
