@@ -8,6 +8,7 @@
 //! keeps xAPIC under TCG and cannot address CPUs above APIC ID 254. Boots run one at a time,
 //! Linux first, then Keel parallel, then Keel serial, point by point.
 
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -231,32 +232,34 @@ pub fn run(opts: &Options) -> Result<ExitCode> {
         points.push(point);
         runs.push(lr);
         keel_runs.extend(results);
+        // After every point, so a long run that is stopped keeps what it measured.
+        let notes = vec![format!(
+            "Host load average (1/5/15 min) at start: {load_start}, now: {}. Other QEMU guests on the host slow every vCPU thread; both kernels' figures are guest time.",
+            loadavg()
+        )];
+        let cx = bringup_report::Context { host: &host, guest: &guest, linux: &runs, keel: &keel_runs, notes: &notes };
+        write_reports(&points, &cx, &dir)?;
     }
-    let notes = vec![format!(
-        "Host load average (1/5/15 min) at start: {load_start}, at end: {}. Other QEMU guests on the host slow every vCPU thread; both kernels' figures are guest time.",
-        loadavg()
-    )];
-    let cx = bringup_report::Context { host: &host, guest: &guest, linux: &runs, keel: &keel_runs, notes: &notes };
     println!("\n{}", bringup_report::table(&points));
+    let all_ok = points.iter().all(|p| [&p.keel_parallel, &p.keel_serial, &p.linux].iter().all(|m| m.failure.is_none() && m.all_online_us.is_some()));
+    println!("bench-compare --bringup: {}", if all_ok { "every boot brought all CPUs online" } else { "some boots failed (see the report)" });
+    Ok(if all_ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// `report.md`, `report.json` and `all-online.png` in `dir`.
+fn write_reports(points: &[Point], cx: &bringup_report::Context<'_>, dir: &Path) -> Result<()> {
     let plot = dir.join("all-online.png");
-    let plotted = match bringup_report::plot(&points, &plot) {
+    let plotted = match bringup_report::plot(points, &plot) {
         Ok(()) => Some(plot.as_path()),
         Err(e) => {
             eprintln!("xtask: no plot: {e}");
             None
         }
     };
-    std::fs::write(dir.join("report.md"), bringup_report::markdown(&points, &cx, plotted))?;
-    std::fs::write(dir.join("report.json"), bringup_report::json(&points, &cx))?;
-    println!(
-        "xtask: wrote {}, {}{}",
-        dir.join("report.md").display(),
-        dir.join("report.json").display(),
-        plotted.map_or_else(String::new, |p| format!(" and {}", p.display()))
-    );
-    let all_ok = points.iter().all(|p| [&p.keel_parallel, &p.keel_serial, &p.linux].iter().all(|m| m.failure.is_none() && m.all_online_us.is_some()));
-    println!("bench-compare --bringup: {}", if all_ok { "every boot brought all CPUs online" } else { "some boots failed (see the report)" });
-    Ok(if all_ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    std::fs::write(dir.join("report.md"), bringup_report::markdown(points, cx, plotted))?;
+    std::fs::write(dir.join("report.json"), bringup_report::json(points, cx))?;
+    println!("xtask: wrote {}, {}{}", dir.join("report.md").display(), dir.join("report.json").display(), plotted.map_or_else(String::new, |p| format!(" and {}", p.display())));
+    Ok(())
 }
 
 /// `--cpus 8,64,288` -> [8, 64, 288].

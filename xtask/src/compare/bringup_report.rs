@@ -80,9 +80,10 @@ pub fn table(points: &[Point]) -> String {
     s
 }
 
-/// `(vCPUs, ms)` of every point where `side` has a figure.
+/// `(log2 vCPUs, ms)` of every point where `side` has a figure. The x axis is linear in
+/// log2 so that every power of two gets a labelled tick.
 fn series(points: &[Point], side: impl Fn(&Point) -> &Measured) -> Vec<(f64, f64)> {
-    points.iter().filter_map(|p| side(p).all_online_us.map(|us| (f64::from(p.cpus), us as f64 / 1000.0))).collect()
+    points.iter().filter_map(|p| side(p).all_online_us.map(|us| (f64::from(p.cpus).log2(), us as f64 / 1000.0))).collect()
 }
 
 /// All-online time (ms, log) against vCPUs (log), one line with markers per kernel/mode.
@@ -106,12 +107,13 @@ pub fn plot(points: &[Point], path: &Path) -> Result<(), Box<dyn std::error::Err
         .margin(15)
         .x_label_area_size(45)
         .y_label_area_size(70)
-        .build_cartesian_2d((xlo / 1.5..xhi * 1.5).log_scale(), (ylo.max(0.01) / 2.0..yhi * 2.0).log_scale())?;
+        .build_cartesian_2d(xlo.floor() - 0.5..xhi.ceil() + 0.5, (ylo.max(0.01) / 2.0..yhi * 2.0).log_scale())?;
     chart
         .configure_mesh()
         .x_desc("vCPUs (log scale)")
         .y_desc("all CPUs online (ms, log scale)")
-        .x_label_formatter(&|v| format!("{v:.0}"))
+        .x_labels((xhi.ceil() - xlo.floor()) as usize + 2)
+        .x_label_formatter(&|v| if (v - v.round()).abs() < 1e-6 { format!("{:.0}", v.exp2()) } else { String::new() })
         .y_label_formatter(&|v| {
             if *v >= 10.0 {
                 format!("{v:.0}")
