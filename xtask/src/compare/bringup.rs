@@ -61,6 +61,9 @@ pub struct Measured {
     pub failure: Option<String>,
     /// Host wall-clock seconds of the whole boot.
     pub wall_secs: f64,
+    /// Guest seconds since boot when the figure was read (Linux: `/proc/uptime` in init),
+    /// beside `wall_secs` to show how far guest time tracked the host's.
+    pub guest_uptime_s: Option<f64>,
 }
 
 impl Measured {
@@ -151,6 +154,7 @@ fn keel_measured(r: Option<&JobResult>) -> Measured {
                 source: format!("{}: bench.bringup.all_online_us", r.name),
                 failure,
                 wall_secs,
+                guest_uptime_s: None,
             }
         }
     }
@@ -178,6 +182,7 @@ pub fn linux_measured(run: &LinuxRun, cpus: u32) -> Measured {
         source: format!("linux {}: dmesg 'smp: Bringing up secondary CPUs' to 'smp: Brought up'", run.label),
         failure,
         wall_secs: run.output.as_ref().map_or(0.0, |o| o.elapsed.as_secs_f64()),
+        guest_uptime_s: g.results.get("bringup.uptime_s").and_then(|v| v.parse().ok()),
     }
 }
 

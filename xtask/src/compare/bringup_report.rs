@@ -136,7 +136,7 @@ pub fn plot(points: &[Point], path: &Path) -> Result<(), Box<dyn std::error::Err
         chart.draw_series(data.iter().map(|&(x, y)| Circle::new((x, y), 4, color.filled())))?;
         chart.draw_series(
             data.iter()
-                .map(|&(x, y)| Text::new(if y >= 10.0 { format!("{y:.0}") } else { format!("{y:.1}") }, (x, y * 1.12), ("sans-serif", 12).into_font().color(&color))),
+                .map(|&(x, y)| Text::new(if y >= 10.0 { format!("{y:.0}") } else { format!("{y:.1}") }, (x + 0.06, y * 1.05), ("sans-serif", 12).into_font().color(&color))),
         )?;
     }
     chart
@@ -201,7 +201,8 @@ pub fn markdown(points: &[Point], cx: &Context<'_>, plot: Option<&Path>) -> Stri
     for p in points {
         for (name, m) in sides(p) {
             let status = m.failure.as_deref().map_or_else(|| "ok".to_string(), |f| format!("**{f}**"));
-            let _ = writeln!(s, "* {} vCPUs, {name}: {status}; APIC {}; bring-up {}; {:.0} s wall; source {}", p.cpus, m.apic_mode, m.how, m.wall_secs, m.source);
+            let uptime = m.guest_uptime_s.map_or_else(String::new, |u| format!(" (guest uptime {u:.0} s when init read the log)"));
+            let _ = writeln!(s, "* {} vCPUs, {name}: {status}; APIC {}; bring-up {}; {:.0} s wall{uptime}; source {}", p.cpus, m.apic_mode, m.how, m.wall_secs, m.source);
         }
     }
     if let Some(p) = plot {
@@ -224,14 +225,15 @@ pub fn markdown(points: &[Point], cx: &Context<'_>, plot: Option<&Path>) -> Stri
 fn measured_json(m: &Measured, cpus: u32) -> String {
     let n = |v: Option<u64>| v.map_or_else(|| "null".into(), |v| v.to_string());
     format!(
-        "{{\"all_online_us\": {}, \"per_ap_us\": {}, \"apic_mode\": {}, \"bringup\": {}, \"source\": {}, \"failure\": {}, \"wall_seconds\": {:.1}}}",
+        "{{\"all_online_us\": {}, \"per_ap_us\": {}, \"apic_mode\": {}, \"bringup\": {}, \"source\": {}, \"failure\": {}, \"wall_seconds\": {:.1}, \"guest_uptime_seconds\": {}}}",
         n(m.all_online_us),
         n(m.per_ap_us(cpus)),
         js(&m.apic_mode),
         js(&m.how),
         js(&m.source),
         m.failure.as_deref().map_or_else(|| "null".into(), js),
-        m.wall_secs
+        m.wall_secs,
+        m.guest_uptime_s.map_or_else(|| "null".into(), |u| format!("{u:.2}"))
     )
 }
 
