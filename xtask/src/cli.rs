@@ -32,7 +32,7 @@ commands:
                              manifests and user programs; default target/keel.iso
   proofs                     list proofs and their QEMU command lines
   bench [--filter SUBSTR]    run benchmark proofs, print bench.* evidence, write target/bench.json
-  bench-compare [--quick] [--no-64] [--no-scale] [--wake] [--rounds N] [--bringup [--cpus 8,64,288]]
+  bench-compare [--quick] [--no-64] [--no-scale] [--wake] [--rounds N] [--bringup [--cpus 8,64,288] [--linux-console]]
                              Keel's benchmarks vs a Debian Linux guest in the same QEMU configurations;
                              writes target/compare/report.{md,json} and plots (docs/benchmarks.md).
                              --no-scale: only the 2-vCPU machines (no 4/8/64-vCPU runs);
@@ -40,7 +40,9 @@ commands:
                              alternating Linux/Keel rounds, each figure the median of the rounds;
                              --bringup: only AP bring-up (all CPUs online) of Keel parallel, Keel
                              serial and Linux on one VM per --cpus count (default 8,64; 288 and
-                             1024 are opt-in: Linux needs far longer there); target/compare/bringup/
+                             1024 are opt-in: Linux needs far longer there); target/compare/bringup/;
+                             --linux-console: Linux logs to the console (no quiet) and is stopped at
+                             'smp: Brought up' instead of booting to init (for 288 and more vCPUs)
   mutants [--only NAME] [--baseline]
                              apply each curated kernel break to a scratch copy (target/mutants/tree),
                              build it, boot the proofs that must catch it; fails unless all are caught.
@@ -129,6 +131,7 @@ pub fn parse(args: &[String]) -> Result<Cmd> {
             (Cmd::BenchCompare(o), "--no-scale") => o.no_scale = true,
             (Cmd::BenchCompare(o), "--wake") => o.wake_only = true,
             (Cmd::BenchCompare(o), "--bringup") => o.bringup = true,
+            (Cmd::BenchCompare(o), "--linux-console") => o.linux_console = true,
             (Cmd::BenchCompare(o), "--cpus") => o.cpus = crate::compare::parse_cpus(&value()?)?,
             (Cmd::BenchCompare(o), "--rounds") => {
                 o.rounds = value()?.parse().ok().filter(|&n| n > 0).context("--rounds wants a positive number")?

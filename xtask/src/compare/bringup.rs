@@ -15,7 +15,7 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 
 use super::parse::GuestOutput;
-use super::{bringup_report, linux, loadavg, qemu_bin, run_linux, LinuxRun, Options, X2APIC_IOMMU};
+use super::{bringup_console, bringup_report, linux, loadavg, qemu_bin, run_linux, LinuxRun, Options, X2APIC_IOMMU};
 use crate::checks::eq;
 use crate::proofs::{self, Accels, Proof};
 use crate::qemu::{Accel, AccelEnv, MachineSpec};
@@ -168,11 +168,13 @@ pub fn linux_measured(run: &LinuxRun, cpus: u32) -> Measured {
         Some(why) => format!("serial (\"{why}\")"),
         None => "parallel (Linux's default; no \"Parallel CPU startup disabled\" message)".into(),
     };
+    // sysfs from init; a run stopped at the line itself has only the line's CPU count.
     let online = g.results.get("bringup.online").cloned();
     let want = format!("0-{}", cpus - 1);
-    let failure = run.failure.clone().or_else(|| match &online {
-        Some(o) if *o != want => Some(format!("only CPUs {o} online, not {want}")),
-        None => Some("no bringup.online result".into()),
+    let failure = run.failure.clone().or_else(|| match (&online, g.brought_up_cpus) {
+        (Some(o), _) if *o != want => Some(format!("only CPUs {o} online, not {want}")),
+        (None, Some(n)) if n != cpus => Some(format!("Linux brought up {n} CPUs, not {cpus}")),
+        (None, None) => Some("neither bringup.online nor a CPU count in 'smp: Brought up'".into()),
         _ => None,
     });
     Measured {
@@ -226,7 +228,11 @@ pub fn run(opts: &Options) -> Result<ExitCode> {
     let mut keel_runs = Vec::new();
     for &n in &cpus {
         let mut lr = linux_run(n);
-        run_linux(&mut lr, &guest, &dir.join("linux"), opts);
+        if opts.linux_console {
+            bringup_console::run_linux_watched(&mut lr, &guest, &dir.join("linux"));
+        } else {
+            run_linux(&mut lr, &guest, &dir.join("linux"), opts);
+        }
         let linux = linux_measured(&lr, n);
         let kproofs = [keel_proof(n, KeelBringUp::Parallel), keel_proof(n, KeelBringUp::Serial)];
         let plan = proofs::plan(&kproofs, &accel_env);
@@ -238,10 +244,13 @@ pub fn run(opts: &Options) -> Result<ExitCode> {
         runs.push(lr);
         keel_runs.extend(results);
         // After every point, so a long run that is stopped keeps what it measured.
-        let notes = vec![format!(
+        let mut notes = vec![format!(
             "Host load average (1/5/15 min) at start: {load_start}, now: {}. Other QEMU guests on the host slow every vCPU thread; both kernels' figures are guest time.",
             loadavg()
         )];
+        if opts.linux_console {
+            notes.push("--linux-console: Linux printed its kernel log on the serial console (no `quiet`) and was stopped at 'smp: Brought up'; its figures come from the console's printk timestamps, and no init ran (no sysfs CPU list, no uptime).".into());
+        }
         let cx = bringup_report::Context { host: &host, guest: &guest, linux: &runs, keel: &keel_runs, notes: &notes };
         write_reports(&points, &cx, &dir)?;
     }

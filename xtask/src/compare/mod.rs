@@ -6,6 +6,7 @@
 //! Linux's side boots `bench/linux/init` + `kbench` on the Keel proof's own `MachineSpec`.
 
 mod bringup;
+mod bringup_console;
 mod bringup_report;
 mod cpio;
 mod linux;
@@ -46,6 +47,8 @@ pub struct Options {
     pub bringup: bool,
     /// `--cpus 8,64,288`: the bring-up points (empty: [`bringup::DEFAULT_CPUS`]).
     pub cpus: Vec<u32>,
+    /// `--linux-console`: Linux logs to the console and is stopped at `smp: Brought up`.
+    pub linux_console: bool,
 }
 
 impl Options {
