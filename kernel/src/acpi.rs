@@ -3,7 +3,9 @@
 //! platform means (CPUs, IOAPICs, overrides). Missing or broken tables are reported and
 //! replaced by a safe fallback (the boot CPU alone, the standard IOAPIC), never a panic.
 
+use core::cell::UnsafeCell;
 use core::ptr::NonNull;
+use core::sync::atomic::{AtomicBool, Ordering};
 use acpi::madt::{Madt, MadtEntry};
 use acpi::sdt::{SdtHeader, Signature};
 use acpi::{AcpiError, AcpiHandler, AcpiTable, AcpiTables, PhysicalMapping};
@@ -20,7 +22,29 @@ pub const DEFAULT_LAPIC_BASE: u32 = 0xFEE0_0000;
 pub const DEFAULT_IOAPIC_BASE: u32 = 0xFEC0_0000;
 
 /// The interpreted MADT lives here, filled in place: at 4,096 CPUs it is too large for a stack.
-static mut PLATFORM_STORAGE: Platform = Platform::empty();
+static PLATFORM_STORAGE: PlatformStorage = PlatformStorage { claimed: AtomicBool::new(false), platform: UnsafeCell::new(Platform::empty()) };
+
+/// A static `Platform` handed out mutably once.
+struct PlatformStorage {
+    claimed: AtomicBool,
+    platform: UnsafeCell<Platform>,
+}
+
+// SAFETY: the cell is reached only through `claim`, which hands out its one `&mut` to the
+// first caller (the swap makes any later claim panic); `Platform` is plain data (Send + Sync).
+unsafe impl Sync for PlatformStorage {}
+const _: () = {
+    const fn plain_data<T: Send + Sync>() {}
+    plain_data::<Platform>();
+};
+
+impl PlatformStorage {
+    fn claim(&'static self) -> &'static mut Platform {
+        assert!(!self.claimed.swap(true, Ordering::AcqRel), "the platform storage is filled once");
+        // SAFETY: first and only claim (asserted above), so no other reference exists.
+        unsafe { &mut *self.platform.get() }
+    }
+}
 static PLATFORM: Once<&'static Platform> = Once::new();
 /// A copy of the DMAR table's bytes when the firmware has one (an Intel IOMMU is present).
 static DMAR: Once<Option<Vec<u8>>> = Once::new();
@@ -190,9 +214,8 @@ fn root_tables(root: AcpiRoot) -> Result<AcpiTables<PhysMapHandler>, AcpiError> 
 pub fn init(root: AcpiRoot) -> &'static Platform {
     let bsp = boot_cpu_apic_id();
     assert!(PLATFORM.get().is_none(), "acpi::init runs once");
-    // SAFETY: runs once on the boot CPU (asserted above) before anything reads the storage;
-    // after this function it is only ever read, through `PLATFORM`.
-    let storage = unsafe { &mut *core::ptr::addr_of_mut!(PLATFORM_STORAGE) };
+    // After this function the storage is only ever read, through `PLATFORM`.
+    let storage = PLATFORM_STORAGE.claim();
     match root_tables(root) {
         Err(e) => fallback(storage, bsp, &format_args!("no usable RSDP ({e:?})")),
         Ok(tables) => {

@@ -1,8 +1,9 @@
 //! Keel: a capability microkernel for x86_64.
 //!
 //! Boot path: `arch::x86_64::boot` (Multiboot 1 or 2, 32-bit) → long mode → [`kernel_entry`] →
-//! memory, ACPI, interrupts → `init::bring_up` (local APICs, IOAPICs, remapping, application
-//! processors) inside the scenario the command line names (`proofs`).
+//! memory, ACPI, interrupts → `init` (local APICs, IOAPICs, remapping, application
+//! processors, then the boot manifest's programs). A kernel built with the `scenarios`
+//! feature runs the proof scenario `proof=<name>` names on the brought-up system instead.
 #![no_std]
 #![no_main]
 
@@ -18,7 +19,8 @@ pub mod mm;
 pub mod object;
 pub mod panic;
 pub mod pci;
-pub mod proofs;
+#[cfg(feature = "scenarios")]
+pub mod scenarios;
 pub mod task;
 pub mod time;
 
@@ -50,10 +52,31 @@ pub extern "C" fn kernel_entry(multiboot_magic: u32, multiboot_info: u32) -> ! {
             CommandLine::parse("").expect("empty command line parses")
         }
     };
-    let proof = cmdline.get("proof").unwrap_or("default");
-    ev!("boot.cmdline.proof", proof);
+    let scenario = cmdline.get("proof");
+    ev!("boot.cmdline.proof", scenario.unwrap_or("none"));
 
     time::init();
     let platform = acpi::init(boot.acpi_root);
-    proofs::run(proof, &cmdline, &boot, platform)
+    match scenario {
+        None => init::run(platform, &cmdline, &boot),
+        Some(name) => run_scenario(name, &cmdline, &boot, platform),
+    }
+}
+
+/// `proof=<name>`: test-only switches first, then bring-up, then the scenario on its result.
+#[cfg(feature = "scenarios")]
+fn run_scenario(name: &str, cmdline: &CommandLine, boot: &mm::BootContext, platform: &'static keel_platform::Platform) -> ! {
+    let Some(scenario) = scenarios::find(name) else { exit::verdict(false, "unknown scenario") };
+    scenarios::prepare(cmdline);
+    let system = init::bring_up(platform, cmdline);
+    (scenario.run)(scenarios::Context { system, cmdline, boot })
+}
+
+/// Without the `scenarios` feature there is nothing to run: said, and the boot fails rather
+/// than pass as a proof it never ran.
+#[cfg(not(feature = "scenarios"))]
+fn run_scenario(name: &str, _: &CommandLine, _: &mm::BootContext, _: &'static keel_platform::Platform) -> ! {
+    log::error!("proof={name}: proof scenarios are not compiled into this kernel (build it with the `scenarios` feature)");
+    ev!("boot.scenarios", "absent");
+    exit::verdict(false, "scenarios not compiled in")
 }

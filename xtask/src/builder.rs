@@ -15,10 +15,47 @@ pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask has a parent dir").to_path_buf()
 }
 
+/// The two kernel images. One crate, one target dir: cargo keeps each feature set's build
+/// apart (so switching costs no rebuild) but copies whichever it built last to the same
+/// `release/keel`, so each build is copied out to its own name at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Image {
+    /// No proof scenarios: boots, reports, runs the boot manifest's programs. What `make run`
+    /// and `make iso`'s default entry boot, and the release image.
+    Plain,
+    /// Built with the kernel's `scenarios` feature: `proof=<name>` runs a scenario. What the
+    /// proofs boot.
+    Scenarios,
+}
+
+impl Image {
+    /// Where the image is copied after its build: `target/kernel/keel[-scenarios]`.
+    pub fn path_under(self, target: &Path) -> PathBuf {
+        target.join("kernel").join(self.file_name())
+    }
+    /// The file name (also its name on an ISO under `/boot/`).
+    pub fn file_name(self) -> &'static str {
+        match self {
+            Image::Plain => "keel",
+            Image::Scenarios => "keel-scenarios",
+        }
+    }
+    /// `KEEL_KERNEL` replaces the scenarios image, `KEEL_PLAIN_KERNEL` the plain one.
+    fn override_var(self) -> &'static str {
+        match self {
+            Image::Plain => "KEEL_PLAIN_KERNEL",
+            Image::Scenarios => "KEEL_KERNEL",
+        }
+    }
+}
+
 /// Everything a boot needs besides QEMU.
 #[derive(Clone, Debug)]
 pub struct Artifacts {
+    /// The scenarios image (what proofs boot).
     pub kernel: PathBuf,
+    /// The plain image (no scenarios compiled in).
+    pub plain_kernel: PathBuf,
     /// Where user ELFs live (`target/user/.../release` or `KEEL_USER_DIR`); proofs
     /// pick their Multiboot modules from here.
     pub user_dir: PathBuf,
@@ -112,12 +149,13 @@ fn ensure_target() -> Result<()> {
     check(c, "rustup target add")
 }
 
-/// `KEEL_KERNEL=<elf>` boots a prebuilt kernel and skips the build.
-pub fn kernel_override() -> Option<PathBuf> {
-    std::env::var_os("KEEL_KERNEL").filter(|v| !v.is_empty()).map(PathBuf::from)
+/// A prebuilt kernel for `image` (`KEEL_KERNEL` / `KEEL_PLAIN_KERNEL`) that skips its build.
+pub fn kernel_override(image: Image) -> Option<PathBuf> {
+    std::env::var_os(image.override_var()).filter(|v| !v.is_empty()).map(PathBuf::from)
 }
 
-pub fn build_kernel() -> Result<PathBuf> {
+/// Builds `image` and copies it to [`Image::path_under`] `target/`.
+pub fn build_kernel(image: Image) -> Result<PathBuf> {
     ensure_target()?;
     let root = workspace_root();
     let mut c = cargo();
@@ -125,12 +163,17 @@ pub fn build_kernel() -> Result<PathBuf> {
         .env("RUSTFLAGS", KERNEL_RUSTFLAGS)
         // Would take precedence over RUSTFLAGS (set when we run under `cargo run`).
         .env_remove("CARGO_ENCODED_RUSTFLAGS");
-    check(c, "kernel build")?;
+    if image == Image::Scenarios {
+        c.args(["--features", "scenarios"]);
+    }
+    check(c, &format!("kernel build ({})", image.file_name()))?;
     let elf = root.join("target/kernel").join(KERNEL_TARGET).join("release/keel");
     if !elf.is_file() {
         bail!("kernel build succeeded but {} is missing", elf.display());
     }
-    Ok(elf)
+    let out = image.path_under(&root.join("target"));
+    std::fs::copy(&elf, &out).with_context(|| format!("copying {} to {}", elf.display(), out.display()))?;
+    Ok(out)
 }
 
 /// Build every discovered user program for bare metal; returns the ELF directory.
@@ -162,18 +205,28 @@ pub fn build_user_programs() -> Result<PathBuf> {
     Ok(dir)
 }
 
-/// Kernel plus, when `with_user` (some selected proof boots programs), user programs;
-/// otherwise the user build is skipped so kernel-only proofs don't wait on it.
-pub fn build_all(with_user: bool) -> Result<Artifacts> {
-    let kernel = match kernel_override() {
-        Some(k) => {
-            eprintln!("xtask: KEEL_KERNEL={} (not building)", k.display());
-            k
-        }
-        None => build_kernel()?,
-    };
+/// The kernel `images` (each built unless overridden; an image not asked for is only named,
+/// at its usual path) plus, when `with_user` (some selected proof boots programs), user
+/// programs; otherwise the user build is skipped so kernel-only proofs don't wait on it.
+pub fn build_all(with_user: bool, images: &[Image]) -> Result<Artifacts> {
+    let target = workspace_root().join("target");
+    // The plain image last: `release/keel` then holds the image a plain `cargo build` makes.
+    let mut paths = Vec::new();
+    for image in [Image::Scenarios, Image::Plain] {
+        let path = match kernel_override(image) {
+            Some(k) => {
+                eprintln!("xtask: {}={} (not building)", image.override_var(), k.display());
+                k
+            }
+            None if images.contains(&image) => build_kernel(image)?,
+            None => image.path_under(&target),
+        };
+        paths.push(path);
+    }
+    let plain_kernel = paths.pop().expect("two images");
+    let kernel = paths.pop().expect("two images");
     let user_dir = if with_user { build_user_programs()? } else { user_dir_override().unwrap_or_else(default_user_dir) };
-    Ok(Artifacts { kernel, user_dir })
+    Ok(Artifacts { kernel, plain_kernel, user_dir })
 }
 
 /// Host unit tests of every crate except the kernel (which only builds for

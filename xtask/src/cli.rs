@@ -8,9 +8,13 @@ pub const USAGE: &str = "\
 usage: cargo xtask <command> [options]
 
 commands:
-  build                      build the kernel and the user programs under user/
+  build [--image plain|scenarios]
+                             build the kernel images (plain, and with the proof scenarios) and
+                             the user programs under user/; --image: only that kernel image
   run [--proof NAME] [--accel tcg|kvm] [--append ARGS] [--timeout SECS]
-                             boot once with serial on the terminal; exit 0 on a clean halt
+                             boot once with serial on the terminal; exit 0 on a clean halt.
+                             Without --proof: the plain image with manifests/default.manifest
+                             and its programs; with it: the scenarios image as the proof boots
   debug [--proof NAME]       like run, but QEMU waits for gdb on :1234 (-s -S); writes
                              target/keel.gdb (symbols, breaks at _start32 and kernel_entry);
                              in another terminal: gdb -x target/keel.gdb
@@ -28,8 +32,11 @@ commands:
   test-bochs [--filter SUBSTR]
                              boot proof ISOs under Bochs on x2APIC and xAPIC CPU models, one at a
                              time; proofs needing a QEMU-only device are reported as skipped
-  iso [--out PATH]           hybrid BIOS+UEFI GRUB ISO (CD or USB stick) with the kernel, the
-                             manifests and user programs; default target/keel.iso
+  iso [--out PATH] [--release]
+                             hybrid BIOS+UEFI GRUB ISO (CD or USB stick), default target/keel.iso:
+                             the plain kernel booting the default manifest's programs, then one
+                             entry per proof on the scenarios kernel; --release: the plain
+                             kernel and its default entry only (no scenarios on the image)
   proofs                     list proofs and their QEMU command lines
   bench [--filter SUBSTR]    run benchmark proofs, print bench.* evidence, write target/bench.json
   bench-compare [--quick] [--no-64] [--no-scale] [--wake] [--rounds N] [--bringup [--cpus 8,64,288] [--linux-console]]
@@ -53,21 +60,24 @@ environment:
   QEMU_FLAGS   extra QEMU options for `run` (-cpu/-smp/-machine/-accel/-m replace the defaults)
   KEEL_APPEND  extra kernel command line for `run`
   KEEL_ACCEL   tcg|kvm: force an accelerator (default: KVM if /dev/kvm opens, plus TCG)
-  KEEL_KERNEL  boot this kernel ELF instead of building one
+  KEEL_KERNEL  boot this kernel ELF (built with the scenarios) instead of building one
+  KEEL_PLAIN_KERNEL  the same for the plain image
   KEEL_USER_DIR  take user program ELFs from this directory instead of building them
   KEEL_QEMU    QEMU binary to use (skips the version check)
 ";
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Cmd {
-    Build,
+    /// `image`: only that kernel image (else both).
+    Build { image: Option<crate::builder::Image> },
     Run { proof: Option<String>, accel: Option<Accel>, append: Vec<String>, timeout: Option<u64> },
     Debug { proof: Option<String> },
     /// `long`: the long proofs (`test-hostile`) instead of the default set.
     Test { filter: Option<String>, jobs: Option<usize>, host_tests: bool, long: bool },
     TestScale { filter: Option<String>, jobs: Option<usize> },
     TestFirmware { filter: Option<String>, jobs: Option<usize> },
-    Iso { out: Option<String> },
+    /// `release`: the plain kernel and its default entry only.
+    Iso { out: Option<String>, release: bool },
     TestBochs { filter: Option<String> },
     Proofs,
     Bench { filter: Option<String> },
@@ -84,13 +94,13 @@ pub fn parse(args: &[String]) -> Result<Cmd> {
         it.next().cloned().with_context(|| format!("{flag} needs a value"))
     };
     let mut cmd = match cmd.as_str() {
-        "build" => Cmd::Build,
+        "build" => Cmd::Build { image: None },
         "run" => Cmd::Run { proof: None, accel: None, append: vec![], timeout: None },
         "test" => Cmd::Test { filter: None, jobs: None, host_tests: true, long: false },
         "test-hostile" => Cmd::Test { filter: None, jobs: None, host_tests: false, long: true },
         "test-scale" => Cmd::TestScale { filter: None, jobs: None },
         "test-firmware" => Cmd::TestFirmware { filter: None, jobs: None },
-        "iso" => Cmd::Iso { out: None },
+        "iso" => Cmd::Iso { out: None, release: false },
         "test-bochs" => Cmd::TestBochs { filter: None },
         "debug" => Cmd::Debug { proof: None },
         "proofs" => Cmd::Proofs,
@@ -124,7 +134,15 @@ pub fn parse(args: &[String]) -> Result<Cmd> {
             (Cmd::Test { jobs, .. } | Cmd::TestScale { jobs, .. } | Cmd::TestFirmware { jobs, .. }, "--jobs" | "-j") => {
                 *jobs = Some(value()?.parse().context("--jobs wants a number")?)
             }
-            (Cmd::Iso { out }, "--out") => *out = Some(value()?),
+            (Cmd::Iso { out, .. }, "--out") => *out = Some(value()?),
+            (Cmd::Iso { release, .. }, "--release") => *release = true,
+            (Cmd::Build { image }, "--image") => {
+                *image = Some(match value()?.as_str() {
+                    "plain" => crate::builder::Image::Plain,
+                    "scenarios" => crate::builder::Image::Scenarios,
+                    other => bail!("--image wants plain or scenarios, not {other:?}"),
+                })
+            }
             (Cmd::Test { host_tests, .. }, "--no-host-tests") => *host_tests = false,
             (Cmd::BenchCompare(o), "--quick") => o.quick = true,
             (Cmd::BenchCompare(o), "--no-64") => o.no_64 = true,
@@ -156,7 +174,10 @@ mod tests {
     #[test]
     fn commands() {
         assert_eq!(p("").unwrap(), Cmd::Help);
-        assert_eq!(p("build").unwrap(), Cmd::Build);
+        assert_eq!(p("build").unwrap(), Cmd::Build { image: None });
+        assert_eq!(p("build --image plain").unwrap(), Cmd::Build { image: Some(crate::builder::Image::Plain) });
+        assert!(p("build --image other").is_err());
+        assert_eq!(p("iso --release").unwrap(), Cmd::Iso { out: None, release: true });
         assert_eq!(
             p("run --proof boot --accel=kvm --append a=1 --timeout 5").unwrap(),
             Cmd::Run { proof: Some("boot".into()), accel: Some(Accel::Kvm), append: vec!["a=1".into()], timeout: Some(5) }
@@ -167,7 +188,7 @@ mod tests {
         assert_eq!(p("test-scale --filter 288").unwrap(), Cmd::TestScale { filter: Some("288".into()), jobs: None });
         assert_eq!(p("test-firmware --filter uefi -j 2").unwrap(), Cmd::TestFirmware { filter: Some("uefi".into()), jobs: Some(2) });
         assert_eq!(p("debug --proof smp").unwrap(), Cmd::Debug { proof: Some("smp".into()) });
-        assert_eq!(p("iso --out /tmp/k.iso").unwrap(), Cmd::Iso { out: Some("/tmp/k.iso".into()) });
+        assert_eq!(p("iso --out /tmp/k.iso").unwrap(), Cmd::Iso { out: Some("/tmp/k.iso".into()), release: false });
         assert_eq!(p("bench-compare --quick").unwrap(), Cmd::BenchCompare(crate::compare::Options { quick: true, ..Default::default() }));
         assert_eq!(
             p("bench-compare --wake --rounds 5").unwrap(),

@@ -1,6 +1,7 @@
 //! Bootable ISO images: GRUB for BIOS and for UEFI in one hybrid image (`grub-mkrescue`),
 //! booting the kernel through its Multiboot 2 header. The same image boots as a CD or
-//! written to a USB stick (`dd`). `make iso` builds one with a menu entry per scenario; the
+//! written to a USB stick (`dd`). `make iso` builds one whose first entry boots the plain
+//! kernel with the default manifest and the others a proof each on the scenarios kernel; the
 //! firmware proofs and Bochs build one per proof whose only entry boots that proof.
 
 use std::path::{Path, PathBuf};
@@ -58,11 +59,12 @@ impl Firmware {
     }
 }
 
-/// One GRUB menu entry: a kernel command line and the Multiboot 2 modules (files copied to
-/// `/boot/modules/<basename>`, passed in this order).
+/// One GRUB menu entry: a kernel (copied to `/boot/<basename>`), its command line and the
+/// Multiboot 2 modules (files copied to `/boot/modules/<basename>`, passed in this order).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
     pub title: String,
+    pub kernel: PathBuf,
     pub cmdline: String,
     pub modules: Vec<PathBuf>,
 }
@@ -86,7 +88,9 @@ pub fn grub_cfg(entries: &[Entry], timeout_secs: u32) -> String {
     cfg.push_str(&format!("set timeout={timeout_secs}\nset default=0\n"));
     for e in entries {
         cfg.push_str(&format!("\nmenuentry \"{}\" {{\n", e.title.replace('"', "'")));
-        cfg.push_str(&format!("    multiboot2 /boot/keel {}\n", e.cmdline));
+        let line = format!("    multiboot2 /boot/{} {}", basename(&e.kernel), e.cmdline);
+        cfg.push_str(line.trim_end());
+        cfg.push('\n');
         for m in &e.modules {
             let name = basename(m);
             cfg.push_str(&format!("    module2 /boot/modules/{name} {name}\n"));
@@ -96,15 +100,17 @@ pub fn grub_cfg(entries: &[Entry], timeout_secs: u32) -> String {
     cfg
 }
 
-/// Builds `out` holding `kernel` as `/boot/keel`, every entry's modules and the menu.
-pub fn build(out: &Path, kernel: &Path, entries: &[Entry], timeout_secs: u32) -> Result<()> {
+/// Builds `out` holding every entry's kernel and modules, and the menu.
+pub fn build(out: &Path, entries: &[Entry], timeout_secs: u32) -> Result<()> {
     ensure_tools()?;
     let stage = out.with_extension("d");
     let _ = std::fs::remove_dir_all(&stage);
     let modules_dir = stage.join("boot/modules");
     std::fs::create_dir_all(stage.join("boot/grub")).with_context(|| format!("creating {}", stage.display()))?;
     std::fs::create_dir_all(&modules_dir)?;
-    std::fs::copy(kernel, stage.join("boot/keel")).with_context(|| format!("copying {}", kernel.display()))?;
+    for k in entries.iter().map(|e| &e.kernel) {
+        std::fs::copy(k, stage.join("boot").join(basename(k))).with_context(|| format!("copying {}", k.display()))?;
+    }
     for m in entries.iter().flat_map(|e| &e.modules) {
         std::fs::copy(m, modules_dir.join(basename(m))).with_context(|| format!("copying module {}", m.display()))?;
     }
@@ -128,6 +134,7 @@ mod tests {
     fn menu_boots_multiboot2_with_named_modules() {
         let e = Entry {
             title: "Keel: \"user\"".into(),
+            kernel: "/t/kernel/keel-scenarios".into(),
             cmdline: "proof=user lapic=x2apic".into(),
             modules: vec!["/r/manifests/default.manifest".into(), "/u/smptest".into()],
         };
@@ -135,7 +142,7 @@ mod tests {
         assert!(cfg.contains("serial --unit=0 --speed=115200\n"));
         assert!(cfg.contains("set timeout=0\nset default=0\n"));
         assert!(cfg.contains(
-            "menuentry \"Keel: 'user'\" {\n    multiboot2 /boot/keel proof=user lapic=x2apic\n    \
+            "menuentry \"Keel: 'user'\" {\n    multiboot2 /boot/keel-scenarios proof=user lapic=x2apic\n    \
              module2 /boot/modules/default.manifest default.manifest\n    module2 /boot/modules/smptest smptest\n    boot\n}\n"
         ), "{cfg}");
         assert_eq!(Firmware::Ovmf.qemu_args(), ["-bios", OVMF]);

@@ -10,6 +10,7 @@ mod checks;
 mod cli;
 mod compare;
 mod debug;
+mod images;
 mod iso;
 mod mutants;
 #[allow(dead_code)]
@@ -27,6 +28,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use keel_evidence::{exit, Transcript};
 
+use builder::Image;
 use cli::Cmd;
 use proofs::Proof;
 use qemu::{AccelEnv, BootSpec, MachineSpec};
@@ -54,10 +56,15 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode> {
             println!("xtask: QEMU ok");
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Build => {
+        Cmd::Build { image } => {
             bootstrap::ensure_qemu()?;
-            let a = builder::build_all(true)?;
-            println!("kernel: {}", a.kernel.display());
+            let images = image.map_or_else(|| vec![Image::Scenarios, Image::Plain], |i| vec![i]);
+            let a = builder::build_all(true, &images)?;
+            for (image, path) in [(Image::Plain, &a.plain_kernel), (Image::Scenarios, &a.kernel)] {
+                if images.contains(&image) {
+                    println!("kernel: {} ({image:?})", path.display());
+                }
+            }
             let programs = builder::discover_user_programs(&builder::workspace_root())?.unwrap_or_default();
             for p in &programs {
                 println!("user:   {}", a.user_dir.join(p).display());
@@ -71,7 +78,7 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode> {
         Cmd::Test { filter, jobs, host_tests, long } => test(filter, jobs, host_tests, long, false),
         Cmd::TestScale { filter, jobs } => test(filter, jobs, false, false, true),
         Cmd::TestFirmware { filter, jobs } => test_firmware(filter, jobs),
-        Cmd::Iso { out } => make_iso(out),
+        Cmd::Iso { out, release } => make_iso(out, release),
         Cmd::TestBochs { filter } => test_bochs(filter),
         Cmd::Bench { filter } => bench(filter),
         Cmd::BenchCompare(opts) => compare::run(opts),
@@ -88,12 +95,32 @@ fn qemu_bin() -> PathBuf {
 
 fn env_for(a: builder::Artifacts) -> Env {
     let root = builder::workspace_root();
-    Env { qemu: qemu_bin(), kernel: a.kernel, user_dir: a.user_dir, log_dir: root.join("target/proofs"), root }
+    Env { qemu: qemu_bin(), kernel: a.kernel, plain_kernel: a.plain_kernel, user_dir: a.user_dir, log_dir: root.join("target/proofs"), root }
 }
 
 /// Build user programs only when some proof boots them.
 fn needs_user<'a>(proofs: impl IntoIterator<Item = &'a Proof>) -> bool {
     proofs.into_iter().any(|p| !p.programs.is_empty())
+}
+
+/// The kernel images these proofs boot (each built once, whatever the number of proofs).
+fn images_for<'a>(proofs: impl IntoIterator<Item = &'a Proof>) -> Vec<Image> {
+    let mut images: Vec<Image> = Vec::new();
+    for p in proofs {
+        if !images.contains(&p.image) {
+            images.push(p.image);
+        }
+    }
+    images
+}
+
+/// With both images built: the plain one must hold no scenario and no test-only hook.
+fn check_images(a: &builder::Artifacts, images: &[Image]) -> Result<()> {
+    if images.contains(&Image::Plain) && images.contains(&Image::Scenarios) {
+        let found = images::check_scenarios_left_out(&a.plain_kernel, &a.kernel)?;
+        println!("xtask: the plain kernel leaves the scenarios out (0 of the {found} scenario and hook symbols of the scenarios kernel)");
+    }
+    Ok(())
 }
 
 fn find_proof(name: &str) -> Result<Proof> {
@@ -139,20 +166,30 @@ fn test_firmware(filter: Option<String>, jobs: Option<usize>) -> Result<ExitCode
     Ok(if results.iter().any(JobResult::failed) { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
-/// The menu of `make iso`: the default scenario (user programs under the default manifest)
-/// first, then one entry per distinct command line of the `-kernel` proofs that need no
-/// QEMU-only device (the same rule as for Bochs).
-fn iso_entries(env: &Env) -> Vec<iso::Entry> {
+/// The default manifest and its programs, as boot modules: what a plain boot starts.
+fn default_modules(env: &Env) -> Vec<PathBuf> {
+    let programs = proofs::DEFAULT_PROGRAMS.iter().map(|p| env.user_dir.join(p));
+    std::iter::once(env.root.join(proofs::DEFAULT_MANIFEST)).chain(programs).collect()
+}
+
+/// The menu of `make iso`: the plain kernel running the default manifest's programs first,
+/// then (unless `release`) one entry per distinct command line of the `-kernel` proofs on
+/// the scenarios kernel that need no QEMU-only device (the same rule as for Bochs).
+fn iso_entries(env: &Env, release: bool) -> Vec<iso::Entry> {
     let default = iso::Entry {
-        title: "Keel: default (ring-3 programs of manifests/default.manifest)".into(),
-        cmdline: "proof=user".into(),
-        modules: vec![env.root.join("manifests/default.manifest"), env.user_dir.join("smptest"), env.user_dir.join("hostile")],
+        title: format!("Keel: ring-3 programs of {}", proofs::DEFAULT_MANIFEST),
+        kernel: env.plain_kernel.clone(),
+        cmdline: String::new(),
+        modules: default_modules(env),
     };
     let mut entries = vec![default];
-    for p in select(None, false, false, false).into_iter().filter(|p| bochs::unsupported(p).is_none()) {
+    if release {
+        return entries;
+    }
+    for p in select(None, false, false, false).into_iter().filter(|p| bochs::unsupported(p).is_none() && p.image == Image::Scenarios) {
         let e = env.iso_entry(&p, &p.cmdline);
         // Proofs differing only in the virtual machine boot the same entry.
-        if !entries.iter().any(|x| x.cmdline == e.cmdline && x.modules == e.modules) {
+        if !entries.iter().any(|x| x.kernel == e.kernel && x.cmdline == e.cmdline && x.modules == e.modules) {
             entries.push(e);
         }
     }
@@ -162,7 +199,7 @@ fn iso_entries(env: &Env) -> Vec<iso::Entry> {
 /// Boots each Bochs machine's proofs one at a time (Bochs is single-threaded and slow; its
 /// RFB display also wants the one port), prints a table, fails if any judged proof failed.
 fn test_bochs(filter: Option<String>) -> Result<ExitCode> {
-    let env = env_for(builder::build_all(true)?);
+    let env = env_for(builder::build_all(true, &[Image::Scenarios])?);
     let registry = proofs::registry();
     let started = std::time::Instant::now();
     let (mut rows, mut failed) = (Vec::new(), 0);
@@ -207,10 +244,13 @@ fn test_bochs(filter: Option<String>) -> Result<ExitCode> {
     Ok(if failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
-fn make_iso(out: Option<String>) -> Result<ExitCode> {
-    let env = env_for(builder::build_all(true)?);
+fn make_iso(out: Option<String>, release: bool) -> Result<ExitCode> {
+    let images = if release { vec![Image::Plain] } else { vec![Image::Scenarios, Image::Plain] };
+    let artifacts = builder::build_all(true, &images)?;
+    check_images(&artifacts, &images)?;
+    let env = env_for(artifacts);
     let out = out.map_or_else(|| env.root.join("target/keel.iso"), PathBuf::from);
-    iso::build(&out, &env.kernel, &iso_entries(&env), 5)?;
+    iso::build(&out, &iso_entries(&env, release), 5)?;
     println!("xtask: wrote {} (BIOS and UEFI; boot it as a CD, or `dd if={} of=/dev/sdX bs=4M` for a USB stick)", out.display(), out.display());
     Ok(ExitCode::SUCCESS)
 }
@@ -218,10 +258,10 @@ fn make_iso(out: Option<String>) -> Result<ExitCode> {
 fn list_proofs() -> Result<ExitCode> {
     let env = AccelEnv::detect()?;
     let all = proofs::registry();
-    let kernel = builder::kernel_override()
-        .unwrap_or_else(|| PathBuf::from("target/kernel").join(builder::KERNEL_TARGET).join("release/keel"));
+    let target = builder::workspace_root().join("target");
+    let image = |i: Image| builder::kernel_override(i).unwrap_or_else(|| i.path_under(&target));
     let user_dir = builder::user_dir_override().unwrap_or_else(builder::default_user_dir);
-    let e = env_for(builder::Artifacts { kernel, user_dir });
+    let e = env_for(builder::Artifacts { kernel: image(Image::Scenarios), plain_kernel: image(Image::Plain), user_dir });
     println!("{}", env.kvm_summary());
     for job in proofs::plan(&all, &env) {
         let p = &all[job.proof];
@@ -235,6 +275,9 @@ fn list_proofs() -> Result<ExitCode> {
             ""
         };
         println!("\n{} ({}){tag}: {}", p.name, job.accel, p.description);
+        if p.image == Image::Plain {
+            println!("  image: plain (no scenarios compiled in)");
+        }
         if let Some(note) = p.accel_note() {
             println!("  {note}");
         }
@@ -263,12 +306,16 @@ fn list_proofs() -> Result<ExitCode> {
 /// `target/keel.gdb` written for the debugger.
 fn run(proof: Option<String>, accel: Option<qemu::Accel>, append: Vec<String>, timeout: Option<u64>, gdb: bool) -> Result<ExitCode> {
     let proof = proof.map(|n| find_proof(&n)).transpose()?;
-    // Traced proofs default to TCG: KVM's in-kernel APIC skips the trace points.
+    // Traced proofs default to TCG: KVM's in-kernel APIC skips the trace points; so do boots
+    // with ring-3 programs (a plain boot's, or a proof's) where KVM is PVM (they cannot enter
+    // the kernel there).
     let traced = proof.as_ref().is_some_and(|p| !p.trace_events.is_empty());
+    let ring3 = proof.as_ref().is_none_or(|p| p.guest_ring3);
+    let accel_env = AccelEnv::detect()?;
     let accel = match accel {
         Some(a) => a,
-        None if traced && std::env::var("KEEL_ACCEL").map_or(true, |v| v.trim().is_empty()) => qemu::Accel::Tcg,
-        None => AccelEnv::detect()?.preferred(),
+        None if accel_env.forced.is_none() && (traced || (ring3 && accel_env.kvm == Some(qemu::KvmBackend::Pvm))) => qemu::Accel::Tcg,
+        None => accel_env.preferred(),
     };
     if traced && accel == qemu::Accel::Kvm {
         eprintln!("xtask: warning: {} traces QEMU's APIC; under KVM the trace stays empty and trace checks are skipped", proof.as_ref().unwrap().name);
@@ -283,7 +330,15 @@ fn run(proof: Option<String>, accel: Option<qemu::Accel>, append: Vec<String>, t
     if std::env::var_os("KEEL_QEMU").is_none() {
         bootstrap::ensure_qemu()?;
     }
-    let env = env_for(builder::build_all(needs_user(&proof))?);
+    // No proof: the plain image with the default manifest and its programs (what a user's
+    // boot does); a proof: the image it boots.
+    let image = proof.as_ref().map_or(Image::Plain, |p| p.image);
+    let env = env_for(builder::build_all(proof.as_ref().is_none_or(|p| !p.programs.is_empty()), &[image])?);
+    let kernel = match &proof {
+        Some(p) => env.kernel_for(p).to_path_buf(),
+        None => env.plain_kernel.clone(),
+    };
+    let default_modules = default_modules(&env);
     let args = match &proof {
         Some(p) => {
             runner::check_modules(p, &env).map_err(anyhow::Error::msg)?;
@@ -295,12 +350,12 @@ fn run(proof: Option<String>, accel: Option<qemu::Accel>, append: Vec<String>, t
             }
             runner::proof_args_with(p, accel, &env, &cmdline, &user_flags)
         }
-        None => qemu::command_args(&machine, accel, &BootSpec { kernel: &env.kernel, cmdline: &cmdline, modules: &[] }, &user_flags),
+        None => qemu::command_args(&machine, accel, &BootSpec { kernel: &kernel, cmdline: &cmdline, modules: &default_modules }, &user_flags),
     };
     let mut args = args;
     if gdb {
         let script = env.root.join("target/keel.gdb");
-        std::fs::write(&script, debug::gdb_script(&env.kernel))?;
+        std::fs::write(&script, debug::gdb_script(&kernel))?;
         args.extend(debug::qemu_args());
         eprintln!("xtask: QEMU waits for gdb on :{}; in another terminal: gdb -x {}", debug::GDB_PORT, script.display());
     }
@@ -345,7 +400,10 @@ fn run(proof: Option<String>, accel: Option<qemu::Accel>, append: Vec<String>, t
 fn run_proofs(proofs: &[Proof], jobs: Option<usize>) -> Result<Vec<JobResult>> {
     let accel_env = AccelEnv::detect()?;
     let plan = proofs::plan(proofs, &accel_env);
-    let env = env_for(builder::build_all(needs_user(proofs))?);
+    let images = images_for(proofs);
+    let artifacts = builder::build_all(needs_user(proofs), &images)?;
+    check_images(&artifacts, &images)?;
+    let env = env_for(artifacts);
     let workers = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     println!("\nxtask: {} proof run(s) on {workers} worker(s); {}", plan.len(), accel_env.kvm_summary());
     let stdout = std::sync::Mutex::new(());

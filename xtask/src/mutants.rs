@@ -121,7 +121,8 @@ fn boot(registry: &[Proof], b: &Break, tree: &Path, log_dir: &Path, env: &AccelE
     let target = tree.join("target");
     let e = Env {
         qemu: crate::qemu_bin(),
-        kernel: target.join("kernel").join(crate::builder::KERNEL_TARGET).join("release/keel"),
+        kernel: crate::builder::Image::Scenarios.path_under(&target),
+        plain_kernel: crate::builder::Image::Plain.path_under(&target),
         user_dir: target.join("user").join(crate::builder::KERNEL_TARGET).join("release"),
         root: tree.to_path_buf(),
         log_dir: log_dir.to_path_buf(),
@@ -215,7 +216,8 @@ fn restore(root: &Path, tree: &Path, b: &Break) -> Result<()> {
 /// `cargo xtask build` inside the scratch tree (its own target dir, its own xtask).
 fn build_tree(tree: &Path) -> Result<()> {
     let out = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-        .args(["xtask", "build"])
+        // The proofs that must catch a break boot the scenarios image only.
+        .args(["xtask", "build", "--image", "scenarios"])
         .current_dir(tree)
         .env_remove("KEEL_KERNEL")
         .env_remove("KEEL_USER_DIR")

@@ -1,15 +1,16 @@
-//! The proof registry: one table entry per scenario the kernel can boot into.
-//!
-//! A proof boots the kernel with `proof=<name>` on its command line, on a
-//! declared virtual machine, under declared accelerators, and passes only if
-//! the QEMU exit status, the VERDICT line and every evidence check match and
-//! no EV line was malformed. Add a proof by adding one entry to [`registry`].
+//! The proof registry. A proof boots a kernel image (the one with the scenarios compiled in,
+//! unless it says otherwise) with `proof=<scenario>` on its command line, on a declared
+//! virtual machine, under declared accelerators, and passes only if the QEMU exit status,
+//! the VERDICT line and every evidence check match and no EV line was malformed. Several
+//! proofs may boot one scenario on different machines. Add a proof by adding one entry to
+//! [`registry`].
 
 use std::time::Duration;
 
 // The whole check vocabulary is in scope so new entries need no import edits.
 #[allow(unused_imports)]
 use crate::checks::{self, absent, custom, eq, for_each_cpu, ge, is, keys_equal, le, present, range, Check, Expect};
+use crate::builder::Image;
 use crate::iso::Firmware;
 use crate::qemu::{CpuSpec, MachineSpec};
 #[cfg(test)]
@@ -32,11 +33,13 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct Proof {
     pub name: &'static str,
     pub description: &'static str,
-    /// Kernel command line; starts with `proof=<name>`.
+    /// Kernel command line; starts with `proof=<scenario>` unless the proof boots none.
     pub cmdline: String,
     /// The kernel scenario (`proof=<scenario>`); several proofs may boot one scenario on
-    /// different machines.
+    /// different machines. Empty: no `proof=`, the kernel's plain boot.
     pub scenario: &'static str,
+    /// The kernel image booted: the scenarios image unless [`Proof::image`] says otherwise.
+    pub image: Image,
     /// Extra kernel command-line options after `proof=<scenario>`.
     pub extra_args: &'static str,
     pub machine: MachineSpec,
@@ -84,6 +87,7 @@ impl Proof {
             description,
             cmdline: format!("proof={name}"),
             scenario: name,
+            image: Image::Scenarios,
             extra_args: "",
             machine: MachineSpec::q35_up(),
             accels: Accels::Any,
@@ -111,8 +115,20 @@ impl Proof {
         self.scenario = scenario;
         self.rebuild_cmdline()
     }
+    /// Boots no scenario: no `proof=`, the kernel's plain boot (init and the manifest).
+    pub fn without_scenario(mut self) -> Self {
+        self.scenario = "";
+        self.rebuild_cmdline()
+    }
+    /// Boots this kernel image.
+    pub fn image(mut self, image: Image) -> Self {
+        self.image = image;
+        self
+    }
     fn rebuild_cmdline(mut self) -> Self {
-        self.cmdline = if self.extra_args.is_empty() {
+        self.cmdline = if self.scenario.is_empty() {
+            self.extra_args.to_string()
+        } else if self.extra_args.is_empty() {
             format!("proof={}", self.scenario)
         } else {
             format!("proof={} {}", self.scenario, self.extra_args)
@@ -407,6 +423,7 @@ fn bench_ipi(p: Proof, mode: &'static str) -> Proof {
 /// firmware ([`firmware_variants`]).
 pub fn registry() -> Vec<Proof> {
     let mut base = kernel_registry();
+    base.extend(plain::proofs());
     base.extend(scale::proofs());
     let firmware = firmware_variants(&base);
     base.into_iter().chain(firmware).collect()
@@ -574,6 +591,7 @@ fn kernel_registry() -> Vec<Proof> {
         shootdown_stress(Proof::new("shootdown-stress", "concurrent map/protect/unmap on 4 CPUs, checksummed, no frame lost (x2APIC)").cpu(x2apic_cpu())),
         shootdown_stress(Proof::new("shootdown-stress-xapic", "the same in xAPIC mode").cpu(xapic_cpu())),
         smp_scale(Proof::new("smp-scale", "prime count with 1, 2 and 4 threads: identical, correct results")),
+        preempt(Proof::new("preempt", "two ring-3 spinners on one CPU both run (tick preemption); a thread moved between CPUs runs where it asked")),
         Proof::new("panic-nmi", "a panic on CPU 1 stops the other CPUs by NMI and prints one clean report")
             .scenario("panic")
             .smp(4)
@@ -626,10 +644,12 @@ fn kernel_registry() -> Vec<Proof> {
 mod firmware;
 mod hostile;
 mod memory;
+mod plain;
+pub use plain::{DEFAULT_MANIFEST, DEFAULT_PROGRAMS};
 mod plan;
 mod remap;
 mod user;
-use user::{device_interrupts_on, drivers_delivered, interrupt_grant, remote_wakes_received, shootdown_stress, smp_scale, tlb_shootdown, user_proof, Gate, BOOT_CPU, DRIVER_CPU};
+use user::{device_interrupts_on, drivers_delivered, interrupt_grant, preempt, remote_wakes_received, shootdown_stress, smp_scale, tlb_shootdown, user_proof, Gate, BOOT_CPU, DRIVER_CPU};
 mod scale;
 pub use firmware::firmware_variants;
 pub use plan::{plan, Job, PVM_RING3};

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use keel_evidence::Transcript;
 
+use crate::builder::Image;
 use crate::checks::{judge, Observed};
 use crate::iso::{self, Firmware};
 use crate::proofs::{Boot, Job, Proof};
@@ -126,7 +127,10 @@ pub fn run_process(program: &OsStr, args: &[String], timeout: Option<Duration>, 
 #[derive(Clone, Debug)]
 pub struct Env {
     pub qemu: PathBuf,
+    /// The kernel image built with the scenarios (what proofs boot unless they say otherwise).
     pub kernel: PathBuf,
+    /// The plain kernel image (no scenarios compiled in).
+    pub plain_kernel: PathBuf,
     /// Repo root: proof manifests are relative to it.
     pub root: PathBuf,
     /// User program ELFs (`Proof::programs` are looked up here).
@@ -136,6 +140,14 @@ pub struct Env {
 }
 
 impl Env {
+    /// The kernel image proof `p` boots.
+    pub fn kernel_for(&self, p: &Proof) -> &Path {
+        match p.image {
+            Image::Plain => &self.plain_kernel,
+            Image::Scenarios => &self.kernel,
+        }
+    }
+
     /// `<log_dir>/iso/<name>.iso`: the ISO an ISO-booted proof runs from.
     pub fn iso_path(&self, p: &Proof) -> PathBuf {
         self.log_dir.join("iso").join(format!("{}.iso", p.name))
@@ -143,7 +155,12 @@ impl Env {
 
     /// The GRUB entry that boots proof `p` with its command line and modules.
     pub fn iso_entry(&self, p: &Proof, cmdline: &str) -> iso::Entry {
-        iso::Entry { title: format!("Keel: {}", p.name), cmdline: cmdline.to_string(), modules: p.modules(&self.root, &self.user_dir) }
+        iso::Entry {
+            title: format!("Keel: {}", p.name),
+            kernel: self.kernel_for(p).to_path_buf(),
+            cmdline: cmdline.to_string(),
+            modules: p.modules(&self.root, &self.user_dir),
+        }
     }
 
     /// Builds the proof's ISO (its only entry boots it at once) and makes sure the
@@ -153,7 +170,7 @@ impl Env {
             iso::ensure_ovmf()?;
         }
         let path = self.iso_path(p);
-        iso::build(&path, &self.kernel, &[self.iso_entry(p, cmdline)], 0)?;
+        iso::build(&path, &[self.iso_entry(p, cmdline)], 0)?;
         Ok(path)
     }
 
@@ -206,7 +223,7 @@ impl JobResult {
 pub fn proof_args_with(p: &Proof, accel: Accel, env: &Env, cmdline: &str, user_flags: &[String]) -> Vec<String> {
     let modules = p.modules(&env.root, &env.user_dir);
     let mut args = match p.boot {
-        Boot::Kernel => qemu::command_args(&p.machine, accel, &BootSpec { kernel: &env.kernel, cmdline, modules: &modules }, user_flags),
+        Boot::Kernel => qemu::command_args(&p.machine, accel, &BootSpec { kernel: env.kernel_for(p), cmdline, modules: &modules }, user_flags),
         Boot::Iso(fw) => qemu::iso_command_args(&p.machine, accel, &env.iso_path(p), &fw.qemu_args(), user_flags),
     };
     if !p.trace_events.is_empty() {
@@ -383,7 +400,7 @@ mod tests {
         std::fs::write(&qemu, format!("#!/bin/sh\n{script_body}\n")).unwrap();
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&qemu, std::fs::Permissions::from_mode(0o755)).unwrap();
-        Env { qemu, kernel: dir.join("keel"), root: dir.to_path_buf(), user_dir: dir.join("user"), log_dir: dir.join("proofs") }
+        Env { qemu, kernel: dir.join("keel-scenarios"), plain_kernel: dir.join("keel"), root: dir.to_path_buf(), user_dir: dir.join("user"), log_dir: dir.join("proofs") }
     }
 
     fn tmp(name: &str) -> PathBuf {

@@ -12,7 +12,7 @@
 extern crate alloc;
 
 use alloc::collections::VecDeque;
-use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 /// Highest number of CPUs a [`CpuMask`] can hold.
 pub const MAX_CPUS: usize = 4096;
@@ -26,36 +26,50 @@ fn slot(cpu: u32) -> Option<(usize, u64)> {
 /// A set of CPU indices with sequentially consistent updates: the shootdown's ordering
 /// argument needs "set my bit, then load CR3" and "write PTEs, then read the set" to be
 /// totally ordered.
-pub struct CpuMask([AtomicU64; WORDS]);
+///
+/// The set also remembers how many of its words ever held a member, so reading it costs one
+/// word on a machine with up to 64 CPUs, not all [`MAX_CPUS`] / 64: the shooter reads the
+/// count and then that many words, and an inserter raises the count before it sets its bit,
+/// so a bit the shooter's word reads could see is never beyond the count it read.
+pub struct CpuMask {
+    words: [AtomicU64; WORDS],
+    /// 1 + the highest word index ever inserted into (never decreases).
+    used: AtomicUsize,
+}
 
 impl CpuMask {
     /// The empty set.
     pub const fn new() -> CpuMask {
-        CpuMask([const { AtomicU64::new(0) }; WORDS])
+        CpuMask { words: [const { AtomicU64::new(0) }; WORDS], used: AtomicUsize::new(0) }
     }
 
     /// Adds `cpu` (indices ≥ [`MAX_CPUS`] are ignored).
     pub fn insert(&self, cpu: u32) {
         if let Some((word, bit)) = slot(cpu) {
-            self.0[word].fetch_or(bit, Ordering::SeqCst);
+            // A plain load first: the count rises at most WORDS times in the set's life,
+            // and inserts happen on every switch into an address space.
+            if self.used.load(Ordering::SeqCst) <= word {
+                self.used.fetch_max(word + 1, Ordering::SeqCst);
+            }
+            self.words[word].fetch_or(bit, Ordering::SeqCst);
         }
     }
 
     /// Removes `cpu`.
     pub fn remove(&self, cpu: u32) {
         if let Some((word, bit)) = slot(cpu) {
-            self.0[word].fetch_and(!bit, Ordering::SeqCst);
+            self.words[word].fetch_and(!bit, Ordering::SeqCst);
         }
     }
 
     /// Whether `cpu` is in the set.
     pub fn contains(&self, cpu: u32) -> bool {
-        slot(cpu).is_some_and(|(word, bit)| self.0[word].load(Ordering::SeqCst) & bit != 0)
+        slot(cpu).is_some_and(|(word, bit)| self.words[word].load(Ordering::SeqCst) & bit != 0)
     }
 
     /// Whether the set is empty.
     pub fn is_empty(&self) -> bool {
-        self.0.iter().all(|w| w.load(Ordering::SeqCst) == 0)
+        self.used_words().iter().all(|w| w.load(Ordering::SeqCst) == 0)
     }
 
     /// Members in increasing order (each word read once: a snapshot per word).
@@ -66,50 +80,79 @@ impl CpuMask {
     /// The members now, as a plain value (each word read once): what a shootdown counts
     /// acknowledgements from and sends IPIs to, so both agree.
     pub fn snapshot(&self) -> CpuSet {
-        CpuSet(core::array::from_fn(|i| self.0[i].load(Ordering::SeqCst)))
+        let mut set = CpuSet::default();
+        let used = self.used_words();
+        for (copy, word) in set.words.iter_mut().zip(used) {
+            *copy = word.load(Ordering::SeqCst);
+        }
+        set.used = used.len();
+        set
+    }
+
+    /// The words that ever held a member (the count read first, then the words).
+    fn used_words(&self) -> &[AtomicU64] {
+        &self.words[..self.used.load(Ordering::SeqCst).min(WORDS)]
     }
 }
 
-/// A set of CPU indices as a plain value (a [`CpuMask::snapshot`]): 512 bytes, cheap to keep
-/// on a stack, iterated by scanning set bits.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct CpuSet([u64; WORDS]);
+/// A set of CPU indices as a plain value (a [`CpuMask::snapshot`]), cheap to keep on a stack
+/// and iterated by scanning set bits. Scans stop at the highest word that may hold a member.
+#[derive(Clone, Copy, Debug)]
+pub struct CpuSet {
+    words: [u64; WORDS],
+    /// Words from this index on are zero.
+    used: usize,
+}
 
 impl Default for CpuSet {
     fn default() -> Self {
-        CpuSet([0; WORDS])
+        CpuSet { words: [0; WORDS], used: 0 }
     }
 }
+
+impl PartialEq for CpuSet {
+    fn eq(&self, other: &CpuSet) -> bool {
+        self.words == other.words
+    }
+}
+
+impl Eq for CpuSet {}
 
 impl CpuSet {
     /// Adds `cpu` (indices ≥ [`MAX_CPUS`] are ignored).
     pub fn insert(&mut self, cpu: u32) {
         if let Some((word, bit)) = slot(cpu) {
-            self.0[word] |= bit;
+            self.words[word] |= bit;
+            self.used = self.used.max(word + 1);
         }
     }
 
     /// Whether `cpu` is a member.
     pub fn contains(&self, cpu: u32) -> bool {
-        slot(cpu).is_some_and(|(word, bit)| self.0[word] & bit != 0)
+        slot(cpu).is_some_and(|(word, bit)| self.words[word] & bit != 0)
     }
 
     /// Removes `cpu`; returns whether it was a member.
     pub fn remove(&mut self, cpu: u32) -> bool {
         let was = self.contains(cpu);
         if let Some((word, bit)) = slot(cpu) {
-            self.0[word] &= !bit;
+            self.words[word] &= !bit;
         }
         was
     }
 
+    /// The words that may hold members.
+    fn used_words(&self) -> &[u64] {
+        &self.words[..self.used]
+    }
+
     /// Number of members.
     pub fn len(&self) -> usize {
-        // One step per member, none per empty word: baseline x86-64 has no POPCNT, and the
-        // software popcount of all eight words was the bulk of a one-target shootdown's
+        // One step per member, none per empty word: baseline x86-64 has no POPCNT, and a
+        // software popcount of every word was the bulk of a one-target shootdown's
         // bookkeeping.
         let mut n = 0;
-        for &word in &self.0 {
+        for &word in self.used_words() {
             let mut w = word;
             while w != 0 {
                 w &= w - 1;
@@ -121,12 +164,12 @@ impl CpuSet {
 
     /// Whether the set is empty.
     pub fn is_empty(&self) -> bool {
-        self.0.iter().all(|&w| w == 0)
+        self.used_words().iter().all(|&w| w == 0)
     }
 
     /// The first 64 CPUs as a bit mask (for evidence lines).
     pub fn low_bits(&self) -> u64 {
-        self.0[0]
+        self.words[0]
     }
 }
 
@@ -134,21 +177,21 @@ impl IntoIterator for CpuSet {
     type Item = u32;
     type IntoIter = CpuSetIter;
     fn into_iter(self) -> CpuSetIter {
-        CpuSetIter { words: self.0, word: 0 }
+        CpuSetIter { set: self, word: 0 }
     }
 }
 
 /// Members of a [`CpuSet`] in increasing order.
 pub struct CpuSetIter {
-    words: [u64; WORDS],
+    set: CpuSet,
     word: usize,
 }
 
 impl Iterator for CpuSetIter {
     type Item = u32;
     fn next(&mut self) -> Option<u32> {
-        while self.word < WORDS {
-            let w = &mut self.words[self.word];
+        while self.word < self.set.used {
+            let w = &mut self.set.words[self.word];
             if *w != 0 {
                 let bit = w.trailing_zeros();
                 *w &= *w - 1;
@@ -347,6 +390,28 @@ mod tests {
             m.remove(c);
         }
         assert!(m.is_empty());
+    }
+
+    #[test]
+    fn reads_stop_at_the_highest_word_ever_used() {
+        let m = CpuMask::new();
+        assert_eq!(m.snapshot().used, 0);
+        m.insert(5);
+        assert_eq!(m.snapshot().used, 1, "CPUs 0..63 live in one word");
+        m.insert(4095);
+        m.remove(4095);
+        // The count never falls, so a snapshot still reads every word a member could be in.
+        assert_eq!(m.snapshot().used, WORDS);
+        assert_eq!(m.iter().collect::<Vec<_>>(), [5]);
+        let mut s = CpuSet::default();
+        s.insert(130);
+        assert_eq!(s.used, 3);
+        assert_eq!(s.into_iter().collect::<Vec<_>>(), [130]);
+        // Equal members, different scan bounds: equal sets.
+        let mut t = m.snapshot();
+        t.remove(5);
+        t.insert(130);
+        assert_eq!(s, t);
     }
 
     #[test]

@@ -1,7 +1,14 @@
-//! The boot sequence every scenario starts from: legacy PIC off, the boot CPU's LAPIC in its
-//! mode, timer calibration and tick, IOAPICs, interrupt remapping, the application
-//! processors, and the boot report. The scenarios in `proofs` run on what it returns.
+//! The boot sequence and what a plain boot does after it. [`bring_up`]: legacy PIC off, the
+//! boot CPU's LAPIC in its mode, timer calibration and tick, IOAPICs, interrupt remapping,
+//! the application processors, and the boot report. [`run`]: bring-up, then the boot
+//! manifest's programs in ring 3 until they have all exited. The proof scenarios (the
+//! `scenarios` feature) run on the [`System`] bring-up returns instead of [`run`]'s programs.
+//!
+//! The command-line options read here are boot options of the kernel itself (`timer=`,
+//! `iommu=`, `smp_bringup=`); switches that exist only to provoke a path for a proof are
+//! read by the scenarios, never here.
 
+pub mod programs;
 pub mod report;
 
 use alloc::vec::Vec;
@@ -13,6 +20,8 @@ use keel_platform::Platform;
 
 use crate::arch::x86_64::interrupts::{DEVICE_VECTOR_BASE, DEVICE_VECTOR_LAST};
 use crate::arch::x86_64::{iommu, ioapic, lapic, percpu, pic, smp as smp_arch};
+use crate::exit::verdict;
+use crate::mm::BootContext;
 
 /// What bring-up produced.
 pub struct System {
@@ -35,15 +44,9 @@ impl System {
 pub fn bring_up(platform: &'static Platform, cmdline: &CommandLine) -> System {
     pic::disable();
     crate::arch::x86_64::syscall::init_cpu();
-    if cmdline.get("irq_target") == Some("boot") {
-        crate::task::loader::deliver_irqs_to_boot_cpu();
-    }
-    if cmdline.get("entry") == Some("int80") {
-        crate::arch::x86_64::syscall::force_int80();
-    }
     let mode = lapic::init_boot_cpu();
     // Read back from this CPU's IA32_APIC_BASE (EN, EXTD), not the mode the plan chose.
-    ev!("lapic.mode", lapic::apic_base_mode_name(percpu::current().apic_base.load(Ordering::Relaxed)));
+    ev!("lapic.mode", lapic::apic_base_mode_name(percpu::with_current(|me| me.apic_base.load(Ordering::Relaxed))));
     let version = lapic::local().version();
     ev!("lapic.version", format_args!("{:#x}", version.version));
     ev!("lapic.max_lvt", version.max_lvt);
@@ -56,12 +59,12 @@ pub fn bring_up(platform: &'static Platform, cmdline: &CommandLine) -> System {
     ev!("timer.bsp_hz", hz);
     lapic::start_tick(use_deadline);
     // The mode the boot CPU's LVT timer register holds, not the one asked for.
-    ev!("timer.mode", lapic::timer_mode_name(percpu::current().timer_lvt.load(Ordering::Relaxed)));
+    ev!("timer.mode", lapic::timer_mode_name(percpu::with_current(|me| me.lapic.timer_lvt.load(Ordering::Relaxed))));
     ioapic::init(platform);
     // Interrupt remapping before any route: every entry is then written in its final format.
     let msi_sources = (DEVICE_VECTOR_LAST - DEVICE_VECTOR_BASE) as u32 + 1;
     iommu::init(mode, &ioapic::ids(), ioapic::gsi_limit(), msi_sources, cmdline.get("iommu") != Some("off"));
-    percpu::current().online.store(true, Ordering::Release);
+    percpu::with_current(|me| me.online.store(true, Ordering::Release));
     x86_64::instructions::interrupts::enable();
     ev!("lapic.isr_readable", if lapic::probe_isr() { "yes" } else { "no" });
 
@@ -74,13 +77,42 @@ pub fn bring_up(platform: &'static Platform, cmdline: &CommandLine) -> System {
     };
     ev!("smp.bringup", how.name());
     let started = crate::time::now_ns();
-    let abandon = cmdline.get("smp_abandon").map(|_| option_u64(cmdline, "smp_abandon", 0) as u32);
-    let reports = smp_arch::start_aps(platform, mode, use_deadline, how, abandon);
+    let reports = smp_arch::start_aps(platform, mode, use_deadline, how);
     let expected_online = 1 + reports.iter().filter(|r| r.outcome == smp_arch::ApOutcome::Online).count();
     let all_ns = crate::time::now_ns() - started;
     let system = System { mode, platform, reports, expected_online, all_online_ns: all_ns };
     boot_report(&system, all_ns);
     system
+}
+
+/// A plain boot: bring-up, then the boot manifest's programs until every one has exited;
+/// the machine then halts (status pass when each exited as its manifest expects). Without a
+/// manifest module there is nothing to start and the kernel halts after bring-up.
+pub fn run(platform: &'static Platform, cmdline: &CommandLine, boot: &BootContext) -> ! {
+    let system = bring_up(platform, cmdline);
+    if !system.all_online() {
+        log::warn!("init: {} of {} CPUs came online", smp_arch::online_count(), system.expected_online);
+    }
+    if boot.modules.is_empty() {
+        log::info!("init: no boot modules, so no manifest and no programs; halting");
+        ev!("init.programs", 0);
+        verdict(true, "")
+    }
+    let (mods, manifest) = match programs::load(boot) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            log::error!("init: {e}");
+            verdict(false, "no usable manifest")
+        }
+    };
+    log::info!("init: starting {} programs of the boot manifest", manifest.programs.len());
+    ev!("init.programs", manifest.programs.len());
+    let run = programs::run(&manifest, &mods, None);
+    let failures = run.failures + programs::unexpected_exits(&manifest, &run);
+    ev!("init.programs_exited", run.started.iter().filter(|(_, p)| p.is_destroyed()).count());
+    ev!("init.failures", failures);
+    log::info!("init: every program has exited ({failures} failures); halting");
+    verdict(failures == 0, "programs failed")
 }
 
 /// Every per-CPU state below was read on that CPU from its registers: the mode from its own
@@ -111,12 +143,12 @@ fn per_cpu_report(system: &System) {
     for cpu in percpu::all() {
         let apic_id = cpu.apic_id.load(Ordering::Acquire);
         let online = cpu.online.load(Ordering::Acquire);
-        let hz = cpu.timer_hz.load(Ordering::Relaxed);
+        let hz = cpu.lapic.timer_hz.load(Ordering::Relaxed);
         let mode = lapic::apic_base_mode_name(cpu.apic_base.load(Ordering::Relaxed));
         log::info!("cpu {:3}: apic-id {:5} mode {mode:6} timer {:>10} Hz online {}", cpu.index, apic_id, hz, online);
         ev!(("cpu.{}.apic_id", cpu.index), apic_id);
         ev!(("cpu.{}.mode", cpu.index), mode);
-        ev!(("cpu.{}.timer_mode", cpu.index), lapic::timer_mode_name(cpu.timer_lvt.load(Ordering::Relaxed)));
+        ev!(("cpu.{}.timer_mode", cpu.index), lapic::timer_mode_name(cpu.lapic.timer_lvt.load(Ordering::Relaxed)));
         ev!(("cpu.{}.timer_hz", cpu.index), hz);
         ev!(("cpu.{}.online", cpu.index), if online { "yes" } else { "no" });
         ev!(("cpu.{}.apic_base", cpu.index), format_args!("{:#x}", cpu.apic_base.load(Ordering::Relaxed)));
@@ -132,16 +164,3 @@ fn per_cpu_report(system: &System) {
         }
     }
 }
-
-/// A numeric command-line option with a default; a malformed value is reported and ignored.
-pub fn option_u64(cmdline: &CommandLine, key: &str, default: u64) -> u64 {
-    match cmdline.get_u64(key) {
-        Ok(Some(v)) => v,
-        Ok(None) => default,
-        Err(e) => {
-            log::warn!("command line: {key}: {e:?}; using {default}");
-            default
-        }
-    }
-}
-

@@ -26,7 +26,7 @@ fn expected_ldr(apic_id: u32) -> u32 {
 pub fn boot_summary(mode: LapicMode) {
     let cpus: Vec<_> = percpu::all().collect();
     let online: Vec<_> = cpus.iter().filter(|c| c.online.load(Ordering::Acquire)).collect();
-    let hz: Vec<u64> = online.iter().map(|c| c.timer_hz.load(Ordering::Relaxed)).collect();
+    let hz: Vec<u64> = online.iter().map(|c| c.lapic.timer_hz.load(Ordering::Relaxed)).collect();
     let mut ids: Vec<u32> = online.iter().map(|c| c.apic_id.load(Ordering::Relaxed)).collect();
     ids.sort_unstable();
     let ldr_mismatches = if mode == LapicMode::X2Apic {

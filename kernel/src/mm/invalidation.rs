@@ -6,8 +6,9 @@
 //! uncompleted invalidation leaks its frames (counted, logged): a leak is harmless, a frame
 //! reused while a stale TLB entry still reaches it is not.
 
-use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
+
+use smallvec::SmallVec;
 
 use crate::arch::x86_64::tlb::{self, CpuMask};
 
@@ -20,14 +21,20 @@ pub static LEAKED_UNFLUSHED: AtomicU64 = AtomicU64::new(0);
 #[must_use = "frames behind stale TLB entries are freed only by `complete`"]
 pub struct Invalidation {
     pml4: u64,
-    pages: Vec<u64>,
-    frames: Vec<u64>,
+    pages: Addresses,
+    frames: Addresses,
 }
+
+/// Page or frame addresses, held inline up to a few: the usual unmap or protect touches one
+/// page, and its shootdown path then never enters the heap (a heap free costs more than the
+/// TLB flush it follows).
+type Addresses = SmallVec<[u64; INLINE_ADDRESSES]>;
+const INLINE_ADDRESSES: usize = 4;
 
 impl Invalidation {
     /// Nothing stale yet in the address space whose PML4 is `pml4`.
     pub fn new(pml4: u64) -> Invalidation {
-        Invalidation { pml4, pages: Vec::new(), frames: Vec::new() }
+        Invalidation { pml4, pages: Addresses::new_const(), frames: Addresses::new_const() }
     }
 
     /// The PML4 these pages belong to.

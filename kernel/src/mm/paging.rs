@@ -13,6 +13,7 @@ use x86_64::{PhysAddr, VirtAddr};
 
 use super::frames::{self, KernelFrames};
 use super::{phys_to_virt, KERNEL_VMA, PHYS_OFFSET};
+use crate::arch::x86_64::percpu;
 
 /// The boot tables map this much of physical memory at `PHYS_OFFSET`.
 pub const BOOT_MAPPED_LIMIT: u64 = 4 << 30;
@@ -42,11 +43,11 @@ pub fn kernel_pml4() -> u64 {
 /// `pml4` must map the kernel half exactly as the kernel tables do (every user space does),
 /// so the code running now keeps running after the load.
 pub unsafe fn load_space(pml4: u64) {
-    x86_64::instructions::interrupts::without_interrupts(|| {
-        // SAFETY: the caller guarantees the kernel half is mapped as in the kernel tables.
-        unsafe { Cr3::write(PhysFrame::containing_address(PhysAddr::new(pml4)), Cr3Flags::empty()) };
-        crate::arch::x86_64::percpu::current().loaded_space.store(pml4, Ordering::Relaxed);
-    });
+    // The load and its record happen together on one CPU, with interrupts off.
+    let cpu = percpu::IrqGuard::new();
+    // SAFETY: the caller guarantees the kernel half is mapped as in the kernel tables.
+    unsafe { Cr3::write(PhysFrame::containing_address(PhysAddr::new(pml4)), Cr3Flags::empty()) };
+    percpu::local(&cpu).loaded_space.set(pml4);
 }
 
 /// Back to the kernel tables on this CPU (see [`load_space`]).

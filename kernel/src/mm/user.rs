@@ -50,7 +50,7 @@ impl UserSlice {
     /// by one of its threads): user addresses mean nothing in another address space.
     fn in_caller_space() -> Result<(), Status> {
         let thread = crate::task::sched::current_thread().ok_or(Status::BadAddress)?;
-        let loaded = percpu::current().loaded_space.load(Ordering::Relaxed);
+        let loaded = percpu::local(&percpu::IrqGuard::new()).loaded_space.get();
         if loaded == thread.process.pml4() { Ok(()) } else { Err(Status::BadAddress) }
     }
 

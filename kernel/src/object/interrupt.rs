@@ -24,11 +24,12 @@ use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use keel_abi::Status;
+use keel_abi::{InterruptSource, Status};
 use keel_apic::{ApicId, Polarity, TriggerMode};
 use spin::Mutex;
 
 use crate::arch::x86_64::{cpu, ioapic, lapic, percpu};
+use super::{Caller, Reply};
 use crate::pci::{self, PciDevice};
 use crate::task::{Process, Thread};
 
@@ -78,8 +79,8 @@ fn with_irqs_off<R>(f: impl FnOnce() -> R) -> R {
     x86_64::instructions::interrupts::without_interrupts(f)
 }
 
-/// What a manifest names as a source, resolved to hardware.
-pub enum Request<'a> {
+/// A source as the manifest names it (`isa(N)`, `intx(dev)`, `msi(dev)`), its device resolved.
+pub enum ManifestSource<'a> {
     Isa(u8),
     Intx(&'static PciDevice, &'a str),
     Msi(&'static PciDevice, &'a str),
@@ -87,11 +88,11 @@ pub enum Request<'a> {
 
 /// Grants the source to `holder`: creates its route on first use (masked), refuses while
 /// another live process holds it.
-pub fn acquire(request: Request, holder: &Arc<Process>, target: &percpu::PerCpu) -> Result<Arc<InterruptObject>, &'static str> {
+pub fn acquire(request: ManifestSource, holder: &Arc<Process>, target: &percpu::PerCpu) -> Result<Arc<InterruptObject>, &'static str> {
     let name = match &request {
-        Request::Isa(irq) => alloc::format!("isa({irq})"),
-        Request::Intx(_, dev) => alloc::format!("intx({dev})"),
-        Request::Msi(_, dev) => alloc::format!("msi({dev})"),
+        ManifestSource::Isa(irq) => alloc::format!("isa({irq})"),
+        ManifestSource::Intx(_, dev) => alloc::format!("intx({dev})"),
+        ManifestSource::Msi(_, dev) => alloc::format!("msi({dev})"),
     };
     let existing = with_irqs_off(|| SOURCES.lock().iter().find(|s| s.name == name).cloned());
     let object = match existing {
@@ -115,29 +116,29 @@ pub fn acquire(request: Request, holder: &Arc<Process>, target: &percpu::PerCpu)
     Ok(object)
 }
 
-fn create(name: String, request: Request, target: &percpu::PerCpu) -> Result<Arc<InterruptObject>, &'static str> {
+fn create(name: String, request: ManifestSource, target: &percpu::PerCpu) -> Result<Arc<InterruptObject>, &'static str> {
     let apic_id = target.apic_id.load(Ordering::Acquire);
     ioapic::reachable(ApicId::new(apic_id))?;
     let vector = ioapic::allocate_vector(on_vector).ok_or("no free device vector")?;
     let intx_device = match &request {
-        Request::Intx(dev, _) => Some(*dev),
+        ManifestSource::Intx(dev, _) => Some(*dev),
         _ => None,
     };
     let source = match request {
-        Request::Isa(irq) => {
+        ManifestSource::Isa(irq) => {
             let route = crate::acpi::platform().resolve_isa_irq(irq).ok_or("ISA IRQ has no GSI")?;
             let (polarity, trigger) = ioapic::isa_signal(&route);
             ioapic::route(route.gsi, vector, ApicId::new(apic_id), polarity, trigger, true).map_err(|_| "IOAPIC route failed")?;
             Source::Ioapic { gsi: route.gsi, level: trigger == TriggerMode::Level, polarity }
         }
-        Request::Intx(dev, _) => {
+        ManifestSource::Intx(dev, _) => {
             let gsi = pci::intx_gsi(dev)?;
             pci::enable(dev, true, true, true);
             ioapic::route(gsi, vector, ApicId::new(apic_id), Polarity::ActiveHigh, TriggerMode::Level, true)
                 .map_err(|_| "IOAPIC route failed")?;
             Source::Ioapic { gsi, level: true, polarity: Polarity::ActiveHigh }
         }
-        Request::Msi(dev, _) => {
+        ManifestSource::Msi(dev, _) => {
             let cap = pci::find_capability(dev, 0x05).ok_or("device has no MSI capability")?;
             pci::enable(dev, true, true, false);
             let maskable = pci::msi_enable(dev, cap, ApicId::new(apic_id), vector)?;
@@ -164,6 +165,39 @@ fn create(name: String, request: Request, target: &percpu::PerCpu) -> Result<Arc
         BY_VECTOR.lock()[vector as usize] = Some(object.clone());
     });
     Ok(object)
+}
+
+/// The methods of an `Interrupt` capability.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    /// Completes with (count, first timestamp) when the source fired, at once if it already has.
+    Wait,
+    /// Unmasks the source after the driver handled it.
+    Acknowledge,
+    /// Reports the vector and the encoded source.
+    Info,
+}
+
+impl InterruptObject {
+    /// Executes an `Interrupt` method; only the current holder may wait or acknowledge.
+    pub fn invoke(&self, caller: &Caller, method: Method) -> Result<Reply, Status> {
+        match method {
+            Method::Wait => Ok(match self.wait(caller.thread, caller.user_data)? {
+                Some(results) => Reply::Now(results),
+                None => Reply::Later,
+            }),
+            Method::Acknowledge => self.acknowledge(caller.process()).map(|()| Reply::Now([0, 0])),
+            Method::Info => Ok(Reply::Now([self.vector as u64, self.abi_source().encode()])),
+        }
+    }
+
+    /// The source as the ABI describes it to the holder.
+    fn abi_source(&self) -> InterruptSource {
+        match &self.source {
+            Source::Ioapic { gsi, .. } => InterruptSource::Gsi(*gsi),
+            Source::Msi { device, .. } => InterruptSource::Msi { bdf: device.addr.bdf() },
+        }
+    }
 }
 
 impl InterruptObject {
@@ -281,7 +315,7 @@ impl InterruptObject {
         if let Some((thread, user_data)) = cancelled {
             // A released capability cancels the outstanding wait (the ring of a holder that
             // is exiting is gone and the post is dropped).
-            thread.post_deferred(user_data, Status::Cancelled, [0, 0]);
+            thread.post(user_data, Status::Cancelled, [0, 0]);
         }
     }
 
@@ -311,7 +345,7 @@ impl InterruptObject {
     fn fire(&self) {
         let ts = cpu::rdtsc();
         self.deliveries.fetch_add(1, Ordering::Relaxed);
-        let here = percpu::current().apic_id.load(Ordering::Relaxed);
+        let here = percpu::with_current(|me| me.apic_id.load(Ordering::Relaxed));
         let counter = if here == self.target_apic_id.load(Ordering::Relaxed) { &self.on_target } else { &self.off_target };
         counter.fetch_add(1, Ordering::Relaxed);
         let mut st = self.state.lock();
@@ -330,7 +364,7 @@ impl InterruptObject {
             let results = [st.pending, st.first_ts];
             st.pending = 0;
             drop(st);
-            thread.post_deferred(user_data, Status::Ok, results);
+            thread.post(user_data, Status::Ok, results);
         }
     }
 }

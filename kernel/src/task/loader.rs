@@ -51,22 +51,33 @@ fn resolve_device(manifest: &Manifest, name: &str) -> Result<&'static crate::pci
         .ok_or_else(|| alloc::format!("PCI device {name} ({:04x}:{:04x}) not present", d.vendor, d.device))
 }
 
+/// Set only by a proof scenario (`scenarios` feature); a kernel without them has no such state.
+#[cfg(feature = "scenarios")]
 static IRQS_TO_BOOT_CPU: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
 
-/// `irq_target=boot` on the command line: deliver every device interrupt to CPU 0, so a driver
-/// on another CPU is always woken through IPI 49 (the remote-wake path).
+/// For the remote-wake proof: deliver every device interrupt to CPU 0, so a driver on another
+/// CPU is always woken through IPI 49. Exists only in a kernel built with the scenarios.
+#[cfg(feature = "scenarios")]
 pub fn deliver_irqs_to_boot_cpu() {
     IRQS_TO_BOOT_CPU.store(true, core::sync::atomic::Ordering::Relaxed);
 }
 
+/// Whether a proof scenario asked for [`deliver_irqs_to_boot_cpu`]; never without them.
+fn irqs_forced_to_boot_cpu() -> bool {
+    #[cfg(feature = "scenarios")]
+    return IRQS_TO_BOOT_CPU.load(core::sync::atomic::Ordering::Relaxed);
+    #[cfg(not(feature = "scenarios"))]
+    false
+}
+
 /// Where a driver's device interrupts go: its own CPU (the wake-up is then local, no IPI),
 /// unless that CPU cannot be reached by a device interrupt (APIC ID > 254 without VT-d
-/// interrupt remapping in x2APIC mode: the driver is then woken through IPI 49) or
-/// `irq_target=boot` asked for CPU 0.
+/// interrupt remapping in x2APIC mode: the driver is then woken through IPI 49) or a proof
+/// scenario asked for CPU 0.
 pub fn interrupt_target(program_cpu: u32) -> &'static percpu::PerCpu {
     use core::sync::atomic::Ordering;
     let boot = percpu::cpu(0).expect("boot CPU");
-    if IRQS_TO_BOOT_CPU.load(Ordering::Relaxed) {
+    if irqs_forced_to_boot_cpu() {
         return boot;
     }
     match percpu::cpu(program_cpu) {
@@ -102,9 +113,9 @@ fn grant(manifest: &Manifest, g: &Grant, process: &Arc<Process>, cpu: u32) -> Re
         }
         Grant::Interrupt(source) => {
             let request = match source {
-                InterruptSource::Isa(irq) => interrupt::Request::Isa(*irq),
-                InterruptSource::Intx(d) => interrupt::Request::Intx(resolve_device(manifest, d)?, d),
-                InterruptSource::Msi(d) => interrupt::Request::Msi(resolve_device(manifest, d)?, d),
+                InterruptSource::Isa(irq) => interrupt::ManifestSource::Isa(*irq),
+                InterruptSource::Intx(d) => interrupt::ManifestSource::Intx(resolve_device(manifest, d)?, d),
+                InterruptSource::Msi(d) => interrupt::ManifestSource::Msi(resolve_device(manifest, d)?, d),
             };
             let obj = interrupt::acquire(request, process, interrupt_target(cpu)).map_err(|e| alloc::format!("{source}: {e}"))?;
             let vector = obj.vector as u64;
@@ -174,7 +185,7 @@ pub fn start(manifest: &Manifest, program: &Program, mods: &[ModuleImage]) -> Re
         let ring = process.new_ring().map_err(|e| alloc::format!("ring: {e:?}"))?;
         debug_assert_eq!(ring.1, RING_VADDR);
         let mut info = StartInfo::empty();
-        if crate::arch::x86_64::syscall::syscall_broken() {
+        if crate::arch::x86_64::syscall::int80_by_default() {
             info.entry_gate = keel_abi::ENTRY_INT80;
         }
         let _ = info.set_args(program.args.as_bytes());

@@ -1,6 +1,7 @@
-//! Processes and threads. A process owns an address space, a capability table and one shared
-//! ring page; its thread(s) run in ring 3 and enter the kernel only through `syscall`
-//! (`cap_enter`, `exit`) or interrupts. Threads are pinned to a home CPU chosen at creation.
+//! Processes and threads. A process owns an address space, a capability table and its
+//! threads; each thread has its own ring page, runs in ring 3 and enters the kernel only
+//! through `syscall` (`cap_enter`, `exit`) or interrupts. A thread runs on its home CPU,
+//! chosen at creation; only the thread itself moves it (`ProcessSetAffinity`).
 
 pub mod loader;
 pub mod process;

@@ -216,8 +216,8 @@ impl Process {
         irqs_off(|| self.space.lock().as_mut().map(f))
     }
 
-    /// Adds an I/O port range to the ranges this process may use, and opens it on this CPU
-    /// (the process's thread is running here).
+    /// Adds an I/O port range to the ranges this process may use and opens it on this CPU,
+    /// where the calling thread runs; its other threads get it at their next switch-in.
     pub fn enable_io_ports(&self, first: u16, last: u16) {
         irqs_off(|| {
             let mut ranges = self.io_ranges.lock();
@@ -269,7 +269,8 @@ fn emit_user_line(name: &str, line: &str) {
 }
 
 fn set_io_bits(first: u16, last: u16, open: bool) {
-    let tables = percpu::current().tables.load(Ordering::Relaxed);
+    let cpu = percpu::IrqGuard::new();
+    let tables = percpu::local(&cpu).tables();
     for port in first..=last {
         // SAFETY: this CPU's own TSS bitmap; the CPU reads it only on ring-3 port accesses,
         // which cannot run while we hold interrupts off here.

@@ -6,12 +6,15 @@
 //! Protocol (interrupts off throughout): a thread that blocks sets `Blocked` and switches
 //! out; a waker moves it `Blocked → Runnable` with a compare-exchange and queues it on its
 //! home CPU (IPI 49 when that is another CPU); a preempted thread sets `requeue` and the
-//! scheduler context queues it after the switch. Threads never migrate, so a thread queued
-//! while still finishing its switch-out cannot run before the switch completes.
+//! scheduler context queues it after the switch. A thread's home changes only while it runs
+//! (`ProcessSetAffinity` on itself); it then leaves through [`yield_current`] and the old
+//! CPU's scheduler context queues it on the new home once the switch is complete. So a thread
+//! is only ever queued, while still finishing its switch-out, on the CPU doing that switch,
+//! and cannot run before the switch completes.
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::cell::UnsafeCell;
+use core::cell::Cell;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use keel_apic::{ApicId, Ipi};
@@ -20,7 +23,8 @@ use spin::Mutex;
 
 use super::thread::{Thread, ThreadState};
 use crate::arch::x86_64::interrupts::IPI_VECTOR;
-use crate::arch::x86_64::{context, lapic, percpu};
+use crate::arch::x86_64::percpu::{self, IrqGuard};
+use crate::arch::x86_64::{context, lapic};
 use crate::mm::paging;
 
 /// What a timed event does when its deadline passes.
@@ -37,29 +41,60 @@ struct TimedEvent {
     kind: TimedKind,
 }
 
-/// One CPU's scheduler state.
+/// One CPU's scheduler state that other CPUs touch: wakers queue threads on it, exiting
+/// threads drop their timed events from every CPU. In the CPU's shared block (`PerCpu`).
 pub struct CpuSched {
     run_queue: Mutex<RunQueue<Arc<Thread>>>,
-    current: Mutex<Option<Arc<Thread>>>,
     timed: Mutex<Vec<TimedEvent>>,
-    idle_rsp: UnsafeCell<u64>,
     /// Context switches into threads on this CPU.
     pub switches: AtomicU64,
+    /// Timer-driven preemptions.
+    pub preemptions: AtomicU64,
+    /// IPI 49s other CPUs sent to wake a thread queued here (counted by the sender; the
+    /// receive side is `PerCpu::ipis_received`).
+    pub wake_ipis: AtomicU64,
 }
-
-// SAFETY: `idle_rsp` is only touched by its own CPU with interrupts off.
-unsafe impl Sync for CpuSched {}
 
 impl CpuSched {
     /// Empty state (const: per-CPU blocks are built in statics).
     pub const fn new() -> Self {
         CpuSched {
             run_queue: Mutex::new(RunQueue::new()),
-            current: Mutex::new(None),
             timed: Mutex::new(Vec::new()),
-            idle_rsp: UnsafeCell::new(0),
             switches: AtomicU64::new(0),
+            preemptions: AtomicU64::new(0),
+            wake_ipis: AtomicU64::new(0),
         }
+    }
+}
+
+/// One CPU's scheduler state that only that CPU touches, with interrupts off (reached
+/// through `percpu::local`): cells, no locks.
+pub struct CpuSchedLocal {
+    /// The thread running on this CPU (between `schedule_once`'s switch in and back).
+    current: Cell<Option<Arc<Thread>>>,
+    /// The scheduler context's saved stack pointer while a thread runs.
+    idle_rsp: Cell<u64>,
+}
+
+impl CpuSchedLocal {
+    /// Empty state (const: per-CPU blocks are built in statics).
+    pub const fn new() -> Self {
+        CpuSchedLocal { current: Cell::new(None), idle_rsp: Cell::new(0) }
+    }
+
+    /// A new reference to the current thread (the slot keeps its own).
+    fn current_thread(&self) -> Option<Arc<Thread>> {
+        let thread = self.current.take();
+        let copy = thread.clone();
+        self.current.set(thread);
+        copy
+    }
+}
+
+impl Default for CpuSchedLocal {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
@@ -83,7 +118,8 @@ fn without_interrupts<R>(f: impl FnOnce() -> R) -> R {
 
 /// The thread running on this CPU, if any.
 pub fn current_thread() -> Option<Arc<Thread>> {
-    without_interrupts(|| percpu::current().sched.current.lock().clone())
+    let cpu = IrqGuard::new();
+    percpu::local(&cpu).sched.current_thread()
 }
 
 /// Queues a runnable thread on its home CPU and wakes that CPU if it is another one.
@@ -98,9 +134,9 @@ pub fn enqueue(thread: Arc<Thread>) {
         log::error!("sched: cpu{home} run queue full; thread {} dropped", t.tid);
         return;
     }
-    if home != percpu::current().index {
+    if home != percpu::current_index() {
         let apic = ApicId::new(cpu.apic_id.load(Ordering::Acquire));
-        cpu.wake_ipis.fetch_add(1, Ordering::Relaxed);
+        cpu.sched.wake_ipis.fetch_add(1, Ordering::Relaxed);
         let _ = lapic::send(Ipi::fixed(IPI_VECTOR).to(apic));
     }
 }
@@ -115,30 +151,34 @@ pub fn wake(thread: &Arc<Thread>) {
 /// Scheduler context: runs one runnable thread until it leaves the CPU. Returns false when
 /// the run queue was empty. Must be called with interrupts off, from the CPU's idle loop.
 pub fn schedule_once() -> bool {
-    let me = percpu::current();
+    // Interrupts are already off: the guard costs a flag check and restores nothing. The
+    // scheduler context never leaves its CPU, so `me` and `local` stay this CPU's across the
+    // switch below.
+    let cpu = IrqGuard::new();
+    let (me, local) = (percpu::current(&cpu), percpu::local(&cpu));
     let Some(thread) = me.sched.run_queue.lock().pop() else { return false };
     if thread.state() == ThreadState::Exited {
         return true;
     }
     thread.set_state(ThreadState::Running);
-    *me.sched.current.lock() = Some(thread.clone());
+    local.sched.current.set(Some(thread.clone()));
     me.sched.switches.fetch_add(1, Ordering::Relaxed);
     let process = &thread.process;
     // Resident before the CR3 load (see `tlb.rs` for why the order matters).
     process.resident.insert(me.index);
     // SAFETY: the PML4 shares the kernel half, so this code keeps running after the load.
     unsafe { paging::load_space(process.pml4()) };
-    percpu::set_kernel_stack(thread.kernel_stack_top());
+    percpu::set_kernel_stack(&cpu, thread.kernel_stack_top());
     process.grant_io_ports_on_this_cpu(true);
     // SAFETY: interrupts are off; both contexts are alive (this idle stack and the thread's
     // kernel stack, kept alive by the `Arc` in `current`).
-    unsafe { context::switch(me.sched.idle_rsp.get(), *thread.saved_rsp_slot()) };
+    unsafe { context::switch(local.sched.idle_rsp.as_ptr(), *thread.saved_rsp_slot()) };
     // Back in the scheduler context: the thread blocked, was preempted or exited.
     process.grant_io_ports_on_this_cpu(false);
     // Back to the kernel tables: the process's must not stay loaded once it may be destroyed.
     paging::load_kernel_space();
     process.resident.remove(me.index);
-    let thread = me.sched.current.lock().take().expect("thread was current");
+    let thread = local.sched.current.take().expect("thread was current");
     match thread.state() {
         ThreadState::Exited => super::process::reap(&thread),
         _ if thread.requeue.swap(false, Ordering::AcqRel) => {
@@ -151,20 +191,23 @@ pub fn schedule_once() -> bool {
     true
 }
 
-/// From a thread: leave the CPU (state already set by the caller). Interrupts must be off.
-fn switch_out(thread: &Thread) {
-    let me = percpu::current();
-    // SAFETY: interrupts off, running on the thread's own stack on its home CPU; the idle
-    // context was saved by `schedule_once` on this CPU.
-    unsafe { context::switch(thread.saved_rsp_slot(), *me.sched.idle_rsp.get()) };
+/// From a thread: leave the CPU (state already set by the caller). The guard is borrowed
+/// mutably, so no reference to this CPU's state survives the switch: the thread may resume
+/// on another CPU (its home changed), always with interrupts off.
+fn switch_out(thread: &Thread, cpu: &mut IrqGuard) {
+    let idle_rsp = percpu::local(cpu).sched.idle_rsp.get();
+    // SAFETY: interrupts off (the guard), running on the thread's own stack on its home CPU;
+    // the idle context was saved by `schedule_once` on this CPU.
+    unsafe { context::switch(thread.saved_rsp_slot(), idle_rsp) };
 }
 
 /// Leaves the CPU until someone calls [`wake`]; returns after being resumed. The caller set
 /// the state to `Blocked` and registered with its waker first (under the waker's lock, with
 /// interrupts off), so a wake-up from another CPU in between cannot be lost.
 pub fn block_current() {
-    let thread = current_thread().expect("blocking outside a thread");
-    switch_out(&thread);
+    let mut cpu = IrqGuard::new();
+    let thread = percpu::local(&cpu).sched.current_thread().expect("blocking outside a thread");
+    switch_out(&thread, &mut cpu);
 }
 
 /// Ends the current thread: never returns.
@@ -175,19 +218,22 @@ pub fn block_current() {
 /// switched away from its stack and reaps it.
 pub fn exit_current() -> ! {
     x86_64::instructions::interrupts::disable();
-    let thread = current_thread().expect("exit outside a thread");
+    // Owns nothing (a flag): fine to leave on a stack that is never unwound.
+    let mut cpu = IrqGuard::new();
+    let thread = percpu::local(&cpu).sched.current_thread().expect("exit outside a thread");
     thread.set_state(ThreadState::Exited);
     let raw: *const Thread = Arc::as_ptr(&thread);
     drop(thread);
     // SAFETY: `current` on this CPU still holds a reference (only this CPU's scheduler
     // context takes it, after the switch below), so the thread outlives the call.
-    switch_out(unsafe { &*raw });
+    switch_out(unsafe { &*raw }, &mut cpu);
     unreachable!("an exited thread was resumed");
 }
 
 /// Registers a timed event on this CPU (checked every tick).
 pub fn add_timed(deadline_ns: u64, thread: Arc<Thread>, kind: TimedKind) {
-    without_interrupts(|| percpu::current().sched.timed.lock().push(TimedEvent { deadline_ns, thread, kind }));
+    let cpu = IrqGuard::new();
+    percpu::current(&cpu).sched.timed.lock().push(TimedEvent { deadline_ns, thread, kind });
 }
 
 /// Drops timed events of a thread (when it exits).
@@ -201,19 +247,18 @@ pub fn cancel_timed(thread: &Thread) {
 
 /// Drops the thread's pending `cap_enter` timeout (its wait ended some other way).
 pub fn cancel_wake(thread: &Thread) {
-    without_interrupts(|| {
-        let cpu = percpu::current();
-        cpu.sched.timed.lock().retain(|e| !(e.thread.tid == thread.tid && matches!(e.kind, TimedKind::Wake)));
-    });
+    let cpu = IrqGuard::new();
+    let me = percpu::current(&cpu);
+    me.sched.timed.lock().retain(|e| !(e.thread.tid == thread.tid && matches!(e.kind, TimedKind::Wake)));
 }
 
 /// Timed events one tick expires at most (bounded, allocation-free work per interrupt).
 const MAX_EXPIRED_PER_TICK: usize = 16;
 
 /// Timer tick on this CPU (after EOI): expire timed events, preempt a user thread when
-/// others are waiting.
-pub fn tick(from_user: bool) {
-    let me = percpu::current();
+/// others are waiting. `cpu` is the timer handler's guard.
+pub fn tick(from_user: bool, cpu: &mut IrqGuard) {
+    let me = percpu::current(cpu);
     let now = crate::time::now_ns();
     // No allocation here: this runs in interrupt context, possibly on top of kernel code that
     // holds the heap lock. Expired events move to a fixed array (the rest wait a tick).
@@ -235,34 +280,37 @@ pub fn tick(from_user: bool) {
         match e.kind {
             TimedKind::Wake => wake(&e.thread),
             TimedKind::SleepDone { user_data } => {
-                e.thread.post_deferred(user_data, keel_abi::Status::Ok, [0, 0]);
+                e.thread.post(user_data, keel_abi::Status::Ok, [0, 0]);
             }
         }
     }
     if from_user && !me.sched.run_queue.lock().is_empty() {
-        if let Some(t) = current_thread() {
+        if let Some(t) = percpu::local(cpu).sched.current_thread() {
             t.requeue.store(true, Ordering::Release);
             t.set_state(ThreadState::Runnable);
-            me.preemptions.fetch_add(1, Ordering::Relaxed);
-            switch_out(&t);
+            me.sched.preemptions.fetch_add(1, Ordering::Relaxed);
+            switch_out(&t, cpu);
         }
     }
 }
 
 /// Leaves the CPU and comes back through the run queue of the thread's (possibly new) home.
+/// Returns with interrupts off.
 pub fn yield_current() {
     x86_64::instructions::interrupts::disable();
-    if let Some(t) = current_thread() {
+    let mut cpu = IrqGuard::new();
+    if let Some(t) = percpu::local(&cpu).sched.current_thread() {
         t.requeue.store(true, Ordering::Release);
         t.set_state(ThreadState::Runnable);
-        switch_out(&t);
+        switch_out(&t, &mut cpu);
     }
 }
 
 /// The boot CPU's loop while user programs run: schedule threads, sleep when idle, until
 /// `done()` or the deadline.
 pub fn run_until(done: impl Fn() -> bool, timeout_ns: u64) -> bool {
-    let deadline = crate::time::now_ns() + timeout_ns;
+    // `u64::MAX`: no deadline.
+    let deadline = crate::time::now_ns().saturating_add(timeout_ns);
     loop {
         x86_64::instructions::interrupts::disable();
         if schedule_once() {

@@ -65,7 +65,7 @@ impl RingFrame {
 pub struct RingState {
     pub sq_head: u32,
     pub cq_tail: u32,
-    /// Deferred operations holding a completion slot reservation.
+    /// Submissions taken whose completion is not posted yet (each holds a CQ slot).
     pub in_flight: u32,
     /// Blocked in `cap_enter` waiting for this many completions.
     pub waiting_for: Option<u32>,
@@ -154,21 +154,17 @@ impl Thread {
         })
     }
 
-    /// Posts the completion of a deferred operation (releases its reservation) and wakes the
-    /// thread if it waits in `cap_enter` for enough completions. Any context, any CPU.
-    pub fn post_deferred(self: &Arc<Self>, user_data: u64, status: Status, results: [u64; 2]) {
-        self.post(user_data, status, results, true);
-    }
-
-    /// Posts a completion; `reserved` when a slot was reserved at submission time.
-    pub fn post(self: &Arc<Self>, user_data: u64, status: Status, results: [u64; 2], reserved: bool) {
+    /// Posts the completion of a submission, now or later (a deferred one), and releases the
+    /// CQ slot reserved when the submission was taken; wakes the thread if it waits in
+    /// `cap_enter` for enough completions. Any context, any CPU.
+    pub fn post(self: &Arc<Self>, user_data: u64, status: Status, results: [u64; 2]) {
         if self.process.is_destroyed() || self.state() == ThreadState::Exited {
             return;
         }
         let wake = x86_64::instructions::interrupts::without_interrupts(|| {
             let mut guard = self.ring.lock();
             let ring = &mut *guard;
-            if reserved && ring.in_flight > 0 {
+            if ring.in_flight > 0 {
                 ring.in_flight -= 1;
             }
             let Some(page) = ring.page.as_ref() else { return false }; // process torn down

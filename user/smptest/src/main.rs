@@ -9,6 +9,10 @@
 //!   shootdowns cross each other constantly); any checksum mismatch is counted.
 //! * `mode=primes limit=L`: counts primes below L with 1, 2 and 4 threads; the result must be
 //!   the same each time; prints cycles per phase (the speed-up is for `make bench`).
+//! * `mode=preempt ms=T`: two threads spin on CPU 1, neither ever entering the kernel, while
+//!   the main thread sleeps T ms on CPU 0: both make progress only if the timer tick preempts
+//!   ring 3. Then the main thread moves itself to CPU 1 and back (`ProcessSetAffinity`) and
+//!   reports the CPU the kernel says it runs on after each move.
 #![no_std]
 #![no_main]
 
@@ -39,6 +43,9 @@ static PRIMES: AtomicU64 = AtomicU64::new(0);
 static MODE_STRESS_ITERS: AtomicU64 = AtomicU64::new(0);
 static PRIME_LIMIT: AtomicU64 = AtomicU64::new(0);
 static PRIME_THREADS: AtomicU64 = AtomicU64::new(1);
+/// Spin counts of the `preempt` threads, and the flag that ends them.
+static SPINS: [AtomicU64; 2] = [const { AtomicU64::new(0) }; 2];
+static STOP: AtomicU64 = AtomicU64::new(0);
 
 /// Thread entry: the kernel enters with rsp 16-byte aligned, rdi = ring page, rdx = argument.
 #[unsafe(naked)]
@@ -56,6 +63,7 @@ extern "C" fn thread_start() -> ! {
 const JOB_READER: u64 = 1 << 56;
 const JOB_STRESS: u64 = 2 << 56;
 const JOB_PRIMES: u64 = 3 << 56;
+const JOB_SPIN: u64 = 4 << 56;
 
 extern "C" fn thread_body(ring_vaddr: u64, arg: u64) -> ! {
     // SAFETY: the kernel passed this thread's own ring page in rdi.
@@ -77,6 +85,11 @@ extern "C" fn thread_body(ring_vaddr: u64, arg: u64) -> ! {
             READS[index].fetch_add(1, Ordering::Relaxed);
         },
         JOB_STRESS => stress(&mut ring, index),
+        JOB_SPIN => {
+            while STOP.load(Ordering::Acquire) == 0 {
+                SPINS[index % 2].fetch_add(1, Ordering::Relaxed);
+            }
+        }
         JOB_PRIMES => {
             let n = count_primes(index as u64, PRIME_THREADS.load(Ordering::Relaxed), PRIME_LIMIT.load(Ordering::Relaxed));
             PRIMES.fetch_add(n, Ordering::Relaxed);
@@ -281,6 +294,39 @@ fn main() -> u64 {
             println!("primes below {limit}: {}", reference.unwrap_or(0));
             if ok { 0 } else { 6 }
         }
+        "preempt" => preempt(),
         _ => 1,
     }
+}
+
+/// `mode=preempt`: see the module comment.
+fn preempt() -> u64 {
+    const SPIN_CPU: u64 = 1;
+    let target = DONE.load(Ordering::Acquire) + 2;
+    for i in 0..2 {
+        if spawn(i, SPIN_CPU, JOB_SPIN | i).is_err() {
+            return 3;
+        }
+    }
+    sleep_ms(arg_u64("ms", 300));
+    let spins = [SPINS[0].load(Ordering::Relaxed), SPINS[1].load(Ordering::Relaxed)];
+    STOP.store(1, Ordering::Release);
+    let ended = wait_done(target);
+    ev!("spin_0", spins[0]);
+    ev!("spin_1", spins[1]);
+    ev!("both_ran", if spins[0] > 0 && spins[1] > 0 { "yes" } else { "no" });
+    ev!("spinners_ended", if ended { "yes" } else { "no" });
+    // Where the kernel runs this thread after each move (read from the CPU it is on).
+    let process = cap(ObjectKind::Process);
+    for (step, cpu) in [SPIN_CPU, 0].into_iter().enumerate() {
+        let running_on = {
+            let mut ring = ring().expect("ring");
+            let moved = ring.call(process, Method::ProcessSetAffinity, [cpu, 0, 0, 0]).is_ok();
+            let now = ring.call(process, Method::ProcessInfo, [0; 4]).map_or(u64::MAX, |c| c.results[1]);
+            if moved { now } else { u64::MAX }
+        };
+        ev!(format_args!("move_{step}.asked"), cpu);
+        ev!(format_args!("move_{step}.running_on"), running_on);
+    }
+    if ended { 0 } else { 5 }
 }

@@ -523,8 +523,8 @@ pub fn run(opts: Options) -> Result<ExitCode> {
     let (kproofs, keel_notes) = keel_proofs(&opts);
     notes.extend(keel_notes);
     let plan = proofs::plan(&kproofs, &accel_env);
-    let artifacts = builder::build_all(kproofs.iter().any(|p| !p.programs.is_empty()))?;
-    let env = Env { qemu: qemu_bin(), kernel: artifacts.kernel, user_dir: artifacts.user_dir, log_dir: dir.join("keel"), root: root.clone() };
+    let artifacts = builder::build_all(kproofs.iter().any(|p| !p.programs.is_empty()), &[builder::Image::Scenarios])?;
+    let env = Env { qemu: qemu_bin(), kernel: artifacts.kernel, plain_kernel: artifacts.plain_kernel, user_dir: artifacts.user_dir, log_dir: dir.join("keel"), root: root.clone() };
     let log_dir = dir.join("linux");
     let mut accels = vec![Accel::Tcg];
     let mut kvm_skip = None;

@@ -51,6 +51,17 @@ pub const BREAKS: &[Break] = &[
         accel: Accel::Tcg,
     },
     Break {
+        name: "timer-method-on-any-object",
+        what: "a Timer method runs on a capability to any object kind instead of answering WrongType",
+        edits: &[Edit {
+            file: "kernel/src/object/mod.rs",
+            find: "                let Object::Timer = self else { return Err(WRONG) };\n",
+            replace: "",
+        }],
+        proofs: &["hostile-ring"],
+        accel: Accel::Tcg,
+    },
+    Break {
         name: "timer-always-periodic",
         what: "the LAPIC timer is started periodic even where TSC-deadline was chosen",
         edits: &[Edit {
@@ -121,9 +132,9 @@ pub const BREAKS: &[Break] = &[
         name: "rtc-routed-to-wrong-cpu",
         what: "the RTC's IOAPIC entry names the boot CPU instead of the chosen target",
         edits: &[Edit {
-            file: "kernel/src/proofs/rtc.rs",
+            file: "kernel/src/scenarios/rtc.rs",
             find: "ioapic::route(route.gsi, vector, apic_id, polarity, trigger, false)",
-            replace: "ioapic::route(route.gsi, vector, ApicId::new(percpu::current().apic_id.load(Ordering::Acquire)), polarity, trigger, false)",
+            replace: "ioapic::route(route.gsi, vector, ApicId::new(percpu::with_current(|me| me.apic_id.load(Ordering::Acquire))), polarity, trigger, false)",
         }],
         proofs: &["smp-trace"],
         accel: Accel::Tcg,

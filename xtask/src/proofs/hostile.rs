@@ -109,7 +109,7 @@ fn softint_ok(t: &Transcript) -> Result<(), String> {
     Ok(())
 }
 
-/// Kernel-only corner cases (`kernel/src/proofs/races.rs`): a software `int` into the device
+/// Kernel-only corner cases (`kernel/src/scenarios/races.rs`): a software `int` into the device
 /// range leaves the in-service vector alone; concurrent `post_work` tickets name their own work.
 fn races(p: Proof, cpu: CpuSpec, logical: bool) -> Proof {
     p.scenario("races")

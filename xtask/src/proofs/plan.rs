@@ -2,6 +2,7 @@
 //! rules (`validate`, `validate_files`), enforced by unit tests.
 
 use super::{Accels, Proof};
+use crate::builder::Image;
 use crate::qemu::{Accel, AccelEnv, KvmBackend};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,7 +57,9 @@ pub fn validate(proofs: &[Proof]) -> Vec<String> {
         if p.name.is_empty() || !p.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-') {
             errs.push(format!("{}: name must be [a-z0-9_-]+", p.name));
         }
-        if !keel_evidence::is_valid_key(p.scenario) || p.scenario.contains('.') {
+        // No scenario (the kernel's plain boot) only on the plain image, which has none.
+        let plain_boot = p.scenario.is_empty() && p.image == Image::Plain;
+        if !plain_boot && (!keel_evidence::is_valid_key(p.scenario) || p.scenario.contains('.')) {
             errs.push(format!("{}: scenario {:?} must be [a-z0-9_]+", p.name, p.scenario));
         }
         for ev in &p.trace_events {
@@ -80,7 +83,11 @@ pub fn validate(proofs: &[Proof]) -> Vec<String> {
                 errs.push(format!("{}: program {prog:?} must be a plain binary name", p.name));
             }
         }
-        if !p.cmdline.split_whitespace().any(|w| w == format!("proof={}", p.scenario)) {
+        if plain_boot {
+            if p.cmdline.split_whitespace().any(|w| w.starts_with("proof=")) {
+                errs.push(format!("{}: cmdline {:?} of a plain boot names a scenario", p.name, p.cmdline));
+            }
+        } else if !p.cmdline.split_whitespace().any(|w| w == format!("proof={}", p.scenario)) {
             errs.push(format!("{}: cmdline {:?} lacks proof={}", p.name, p.cmdline, p.name));
         }
         for accel in [Accel::Tcg, Accel::Kvm] {

@@ -216,3 +216,13 @@ fn entry_gate_and_receive_side_counters_are_checked() {
     let fails = judge_one("interrupt-grant", remote);
     assert!(fails.iter().any(|f| f.contains("cpu.0.device_interrupts = 2064, want 0")), "{fails:#?}");
 }
+
+/// Every scenario a proof names is in the kernel's table (`kernel/src/scenarios/mod.rs`), so a
+/// misspelt one fails here rather than as an "unknown scenario" boot.
+#[test]
+fn every_scenario_is_in_the_kernel_table() {
+    let table = std::fs::read_to_string(crate::builder::workspace_root().join("kernel/src/scenarios/mod.rs")).unwrap();
+    for p in registry().iter().filter(|p| !p.scenario.is_empty()) {
+        assert!(table.contains(&format!("name: \"{}\"", p.scenario)), "{}: scenario {:?} not in the kernel's table", p.name, p.scenario);
+    }
+}

@@ -171,6 +171,20 @@ pub(super) fn shootdown_stress(p: Proof) -> Proof {
         .check(eq("proc.smptest.exit", 0))
 }
 
+/// `smptest mode=preempt`: two threads that never enter the kernel share CPU 1, so both
+/// progress only through tick preemption (counted on CPU 1's path); the main thread's moves
+/// between CPUs land where it asked, as the kernel reads its CPU after each resume.
+pub(super) fn preempt(p: Proof) -> Proof {
+    user_proof(p, "preempt", &["smptest"])
+        .check(eq("user.heap_leaked", 0))
+        .check(eq("user.smptest.both_ran", "yes"))
+        .check(eq("user.smptest.spinners_ended", "yes"))
+        .check(ge("cpu.1.preemptions", 2))
+        .check(eq("user.smptest.move_0.running_on", 1))
+        .check(eq("user.smptest.move_1.running_on", 0))
+        .check(eq("proc.smptest.exit", 0))
+}
+
 /// `smptest mode=primes` on 4 CPUs: the same, correct prime count with 1, 2 and 4 threads
 /// (the speed-up per phase is printed, never asserted).
 pub(super) fn smp_scale(p: Proof) -> Proof {

@@ -15,6 +15,7 @@
 //! the trampoline, so a late AP can never run with another AP's parameters.
 
 use alloc::vec::Vec;
+use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 use keel_apic::{ApicId, Ipi, LapicMode};
@@ -130,8 +131,13 @@ static PARKED: AtomicU64 = AtomicU64::new(0);
 
 /// The stacks the trampoline lookup runs on, one per bucket lock.
 #[repr(C, align(16))]
-struct LookupStacks([u8; trampoline::LOOKUP_BUCKETS << trampoline::LOOKUP_STACK_SHIFT]);
-static mut LOOKUP_STACKS: LookupStacks = LookupStacks([0; trampoline::LOOKUP_BUCKETS << trampoline::LOOKUP_STACK_SHIFT]);
+struct LookupStacks(UnsafeCell<[u8; trampoline::LOOKUP_BUCKETS << trampoline::LOOKUP_STACK_SHIFT]>);
+
+// SAFETY: Rust never reads or writes the bytes (only their address is taken); the
+// trampoline's lookup code runs on bucket `b`'s stack only while holding bucket `b`'s lock.
+unsafe impl Sync for LookupStacks {}
+
+static LOOKUP_STACKS: LookupStacks = LookupStacks(UnsafeCell::new([0; trampoline::LOOKUP_BUCKETS << trampoline::LOOKUP_STACK_SHIFT]));
 
 fn table() -> &'static [StartSlot] {
     let ptr = TABLE.load(Ordering::Acquire);
@@ -189,16 +195,8 @@ extern "C" fn ap_claim_slot() -> SlotGrant {
 }
 
 /// Starts every enabled AP the platform lists that Keel can address and has memory for.
-/// `abandon_for_test` names an APIC ID whose slot is abandoned before any SIPI: that AP
-/// arrives "late" by construction and must park (the late-AP proof).
-pub fn start_aps(
-    platform: &Platform,
-    mode: LapicMode,
-    use_deadline: bool,
-    how: BringUp,
-    abandon_for_test: Option<u32>,
-) -> Vec<CpuReport> {
-    let bsp_apic = percpu::current().apic_id.load(Ordering::Acquire);
+pub fn start_aps(platform: &Platform, mode: LapicMode, use_deadline: bool, how: BringUp) -> Vec<CpuReport> {
+    let bsp_apic = percpu::with_current(|me| me.apic_id.load(Ordering::Acquire));
     match trampoline::trampoline_frame() {
         Ok(frame) => ev!("smp.trampoline_frame", format_args!("{frame:#x}")),
         Err(why) => {
@@ -245,18 +243,14 @@ pub fn start_aps(
         entry: ap_entry as *const () as u64,
         lookup: ap_claim_slot as *const () as u64,
         // Only the address is taken here; each bucket's lock serialises its stack's users.
-        lookup_stacks: core::ptr::addr_of!(LOOKUP_STACKS) as u64,
+        lookup_stacks: LOOKUP_STACKS.0.get() as u64,
     });
-    let abandoned = abandon_for_test.and_then(|id| find_by_apic_id(slots, id)).filter(|s| s.state.abandon().is_ok());
-    if let Some(slot) = abandoned {
-        log::warn!("smp: slot of APIC ID {} abandoned before its SIPI (test)", slot.apic_id);
-        ev!("smp.abandoned_for_test", slot.apic_id);
-    }
+    let abandoned = late_ap::abandon_chosen_slot(slots);
     match how {
         BringUp::Parallel => start_parallel(slots),
         BringUp::Serial => slots.iter().for_each(start_serial),
     }
-    if abandoned.is_some() {
+    if abandoned {
         // The abandoned AP was still sent its SIPIs; give it time to find out and park.
         time::spin_until(0, STALL_TIMEOUT_NS, || parked_count() > 0);
     }
@@ -269,7 +263,7 @@ pub fn start_aps(
 /// by APIC ID. APs that get no memory are reported, never started.
 fn prepare_slots(wanted: &[(u32, u32)], use_deadline: bool, reports: &mut Vec<CpuReport>) -> &'static [StartSlot] {
     let region = percpu::reserve_ap_region(wanted.len());
-    let reference_hz = percpu::current().timer_hz.load(Ordering::Relaxed);
+    let reference_hz = percpu::with_current(|me| me.lapic.timer_hz.load(Ordering::Relaxed));
     let mut slots = Vec::with_capacity(wanted.len());
     let mut short = Vec::new();
     for (i, &(index, apic_id)) in wanted.iter().enumerate() {
@@ -437,8 +431,43 @@ extern "C" fn ap_entry(slot: &'static StartSlot) -> ! {
     }
     lapic::calibrate_timer_ap(slot.reference_hz);
     lapic::start_tick(slot.use_deadline);
-    percpu::current().online.store(true, Ordering::Release);
+    percpu::with_current(|me| me.online.store(true, Ordering::Release));
     slot.online_tsc.store(cpu::rdtsc(), Ordering::Release);
     let _ = slot.state.finish(true);
     super::smp::idle_loop()
 }
+
+/// The late-AP proof: one slot abandoned before any SIPI, so its AP arrives "late" by
+/// construction and must park. Exists only in a kernel built with the scenarios; without
+/// them no slot is ever abandoned before its AP was given the time to claim it.
+mod late_ap {
+    use super::StartSlot;
+
+    #[cfg(feature = "scenarios")]
+    static CHOSEN: spin::Once<u32> = spin::Once::new();
+
+    /// Abandons the slot of `apic_id` before the SIPIs of the next [`super::start_aps`].
+    #[cfg(feature = "scenarios")]
+    pub fn abandon_before_sipi(apic_id: u32) {
+        CHOSEN.call_once(|| apic_id);
+    }
+
+    /// Abandons the chosen slot if there is one; whether a slot was abandoned.
+    #[cfg(feature = "scenarios")]
+    pub fn abandon_chosen_slot(slots: &[StartSlot]) -> bool {
+        let chosen = CHOSEN.get().and_then(|&id| super::find_by_apic_id(slots, id)).filter(|s| s.state.abandon().is_ok());
+        if let Some(slot) = chosen {
+            log::warn!("smp: slot of APIC ID {} abandoned before its SIPI (test)", slot.apic_id);
+            ev!("smp.abandoned_for_test", slot.apic_id);
+        }
+        chosen.is_some()
+    }
+
+    #[cfg(not(feature = "scenarios"))]
+    pub fn abandon_chosen_slot(_: &[StartSlot]) -> bool {
+        false
+    }
+}
+
+#[cfg(feature = "scenarios")]
+pub use late_ap::abandon_before_sipi;

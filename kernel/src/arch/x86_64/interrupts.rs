@@ -11,6 +11,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use spin::Once;
 
 use super::gdt::{IST_DOUBLE_FAULT, IST_MACHINE_CHECK, IST_NMI, KERNEL_CODE};
+use super::percpu::{self, IrqGuard, PerCpu};
 
 /// LAPIC timer tick (fixed by the design).
 pub const TIMER_VECTOR: u8 = 48;
@@ -251,28 +252,59 @@ extern "C" fn trap_refuse_return(frame: &mut TrapFrame) -> ! {
 #[no_mangle]
 extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
     if frame.vector == super::syscall::SYSCALL_VECTOR {
-        super::percpu::current().syscall_entries.fetch_add(1, Ordering::Relaxed);
+        count_entry(|me| &me.syscall_entries);
         super::syscall::dispatch(frame);
         return;
     }
     let vector = frame.vector as u8;
     match vector {
-        2 => super::smp::nmi(frame),
+        2 => {
+            // SAFETY: entered through an interrupt gate (IF clear); the NMI handler either
+            // parks the CPU or counts and returns, never enabling interrupts.
+            let cpu = unsafe { IrqGuard::interrupts_already_off() };
+            super::smp::nmi(frame, &cpu)
+        }
         0..=31 if frame.from_user() => crate::task::process::user_fault(frame),
         // A user copy that hit an unmapped or protected user page returns `BadAddress`.
         14 if super::usercopy::fixup_page_fault(frame) => {}
         0..=31 => crate::panic::fatal_exception(frame),
-        TIMER_VECTOR => super::lapic::timer_interrupt(frame.from_user()),
         keel_abi::SYSCALL_GATE_VECTOR if frame.from_user() => {
-            super::percpu::current().int80_entries.fetch_add(1, Ordering::Relaxed);
+            count_entry(|me| &me.int80_entries);
             crate::task::syscall::handle(frame)
         }
-        IPI_VECTOR => super::smp::ipi_interrupt(),
-        super::tlb::TLB_VECTOR => super::tlb::shootdown_interrupt(),
-        SPURIOUS_VECTOR => super::lapic::spurious_interrupt(),
-        LAPIC_ERROR_VECTOR => super::lapic::error_interrupt(),
+        _ => {
+            // SAFETY: entered through an interrupt gate (IF clear); none of the interrupt
+            // handlers enables interrupts (a preempting tick switches out and resumes with
+            // them off).
+            let mut cpu = unsafe { IrqGuard::interrupts_already_off() };
+            interrupt(vector, frame.from_user(), &mut cpu)
+        }
+    }
+    // A thread of an exiting process leaves before returning to ring 3.
+    if frame.from_user() {
+        crate::task::process::leave_if_exiting();
+    }
+}
+
+/// Counts an entry from ring 3 on this CPU (before the system call may enable interrupts).
+#[inline]
+fn count_entry(counter: impl FnOnce(&PerCpu) -> &AtomicU64) {
+    // SAFETY: called first thing in `trap_dispatch`, entered through an interrupt gate or the
+    // `syscall` stub (SFMASK clears IF); the guard is gone before the call is handled.
+    let cpu = unsafe { IrqGuard::interrupts_already_off() };
+    counter(percpu::current(&cpu)).fetch_add(1, Ordering::Relaxed);
+}
+
+/// Interrupt vectors (not exceptions, not system calls), with the handler's guard.
+fn interrupt(vector: u8, from_user: bool, cpu: &mut IrqGuard) {
+    match vector {
+        TIMER_VECTOR => super::lapic::timer_interrupt(from_user, cpu),
+        IPI_VECTOR => super::smp::ipi_interrupt(cpu),
+        super::tlb::TLB_VECTOR => super::tlb::shootdown_interrupt(cpu),
+        SPURIOUS_VECTOR => super::lapic::spurious_interrupt(cpu),
+        LAPIC_ERROR_VECTOR => super::lapic::error_interrupt(cpu),
         ISR_PROBE_VECTOR => super::lapic::isr_probe_interrupt(),
-        DEVICE_VECTOR_BASE..=DEVICE_VECTOR_LAST => super::ioapic::device_interrupt(vector),
+        DEVICE_VECTOR_BASE..=DEVICE_VECTOR_LAST => super::ioapic::device_interrupt(vector, cpu),
         v if (PIC_VECTOR_BASE..PIC_VECTOR_BASE + 16).contains(&v) => {
             // Masked 8259 lines can still raise a spurious IRQ7/IRQ15; the PIC needs no EOI
             // for those and the LAPIC never saw them.
@@ -282,9 +314,5 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
             UNHANDLED.fetch_add(1, Ordering::Relaxed);
             super::lapic::eoi_if_in_service(vector);
         }
-    }
-    // A thread of an exiting process leaves before returning to ring 3.
-    if frame.from_user() {
-        crate::task::process::leave_if_exiting();
     }
 }

@@ -19,7 +19,8 @@ use keel_platform::Platform;
 use spin::Mutex;
 
 use super::interrupts::{DEVICE_VECTOR_BASE, DEVICE_VECTOR_LAST};
-use super::{iommu, percpu};
+use super::percpu::{self, IrqGuard};
+use super::iommu;
 use crate::mm::paging::{map_physical, Caching};
 
 /// IOREGSEL / IOWIN access to one IOAPIC's MMIO window.
@@ -219,7 +220,7 @@ pub fn allocate_vector(handler: DeviceHandler) -> Option<u8> {
 pub static NOT_IN_SERVICE: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
 
 /// Entry from the trap dispatcher for vectors in the device range.
-pub fn device_interrupt(vector: u8) {
+pub fn device_interrupt(vector: u8, cpu: &IrqGuard) {
     // Only the LAPIC's own delivery puts a vector in service; a software `int` into the
     // device range (kernel code: ring 3 gets #GP) is not a device interrupt. Its handler
     // would EOI and so retire whatever else is in service: count it and do nothing.
@@ -227,7 +228,7 @@ pub fn device_interrupt(vector: u8) {
         NOT_IN_SERVICE.fetch_add(1, Ordering::Relaxed);
         return;
     }
-    percpu::current().device_interrupts.fetch_add(1, Ordering::Relaxed);
+    percpu::current(cpu).device_interrupts.fetch_add(1, Ordering::Relaxed);
     match HANDLERS[vector as usize].get() {
         Some(handler) => handler(vector),
         None => {

@@ -8,7 +8,7 @@
 //! `!Send` because a LAPIC handle names *this* CPU's LAPIC.
 
 use core::marker::PhantomData;
-use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 
 use keel_apic::base::x2apic_lock_state;
 use keel_apic::{
@@ -18,7 +18,7 @@ use keel_apic::{
 
 use super::cpu::{self, rdmsr, rdtsc, wrmsr, wrmsr_fence};
 use super::interrupts::{LAPIC_ERROR_VECTOR, SPURIOUS_VECTOR, TIMER_VECTOR};
-use super::percpu;
+use super::percpu::{self, IrqGuard};
 use crate::mm::paging::{map_physical, Caching};
 use crate::time;
 
@@ -36,6 +36,42 @@ const MODE_UNSET: u8 = 0;
 const MODE_XAPIC: u8 = 1;
 const MODE_X2APIC: u8 = 2;
 /// The mode the boot CPU chose; APs follow it.
+/// One CPU's LAPIC timer and interrupt counters, in its shared per-CPU part: written on that
+/// CPU (set-up and handlers), read by anyone (reports, proofs).
+pub struct CpuLapic {
+    /// LAPIC timer interrupts taken (vector 48).
+    pub timer_ticks: AtomicU64,
+    /// Measured LAPIC timer input frequency (Hz, after the divider).
+    pub timer_hz: AtomicU64,
+    /// The LVT timer register as read back after the tick was started.
+    pub timer_lvt: AtomicU32,
+    /// Spurious LAPIC interrupts (never EOI'd).
+    pub spurious: AtomicU64,
+    /// LAPIC error interrupts, and the last ESR value seen.
+    pub errors: AtomicU64,
+    pub last_esr: AtomicU32,
+}
+
+impl CpuLapic {
+    /// Zeroed (const: per-CPU blocks are built in statics).
+    pub const fn new() -> Self {
+        CpuLapic {
+            timer_ticks: AtomicU64::new(0),
+            timer_hz: AtomicU64::new(0),
+            timer_lvt: AtomicU32::new(0),
+            spurious: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            last_esr: AtomicU32::new(0),
+        }
+    }
+}
+
+impl Default for CpuLapic {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 static MODE: AtomicU8 = AtomicU8::new(MODE_UNSET);
 /// Kernel virtual address of the xAPIC MMIO page (0 in x2APIC mode: never mapped).
 static XAPIC_VIRT: AtomicU64 = AtomicU64::new(0);
@@ -207,7 +243,7 @@ pub fn isr_probe_interrupt() {
 /// the ISR cannot be read back, the "is it in service?" checks are skipped (and every device
 /// vector is EOI'd, as without them): reported as `lapic.isr_readable`.
 pub fn probe_isr() -> bool {
-    let me = ApicId::new(percpu::current().apic_id.load(Ordering::Acquire));
+    let me = ApicId::new(percpu::with_current(|me| me.apic_id.load(Ordering::Acquire)));
     if send(Ipi::fixed(super::interrupts::ISR_PROBE_VECTOR).to(me)).is_ok() {
         crate::time::spin_until(0, 100_000_000, || ISR_PROBE.load(Ordering::Acquire) != ISR_UNKNOWN);
     }
@@ -332,15 +368,16 @@ fn enable_local() -> ApicId {
         Err(e) => panic!("lapic: enable failed: {e:?}"),
     }
     let id = lapic.id();
-    let me = percpu::current();
-    me.apic_id.store(id.get(), Ordering::Release);
-    if mode() == Some(LapicMode::X2Apic) {
-        // The LDR is read-only in x2APIC mode; what the CPU reports is what multicast IPIs
-        // must name (`X2ApicCluster::of_apic_id` is the architectural rule it follows).
-        me.x2apic_ldr.store(lapic.registers_mut().read(Register::Ldr), Ordering::Release);
-    }
-    // SAFETY: IA32_APIC_BASE exists on every CPU with a local APIC.
-    me.apic_base.store(unsafe { rdmsr(IA32_APIC_BASE) }, Ordering::Relaxed);
+    percpu::with_current(|me| {
+        me.apic_id.store(id.get(), Ordering::Release);
+        if mode() == Some(LapicMode::X2Apic) {
+            // The LDR is read-only in x2APIC mode; what the CPU reports is what multicast
+            // IPIs must name (`X2ApicCluster::of_apic_id` is the architectural rule it follows).
+            me.x2apic_ldr.store(lapic.registers_mut().read(Register::Ldr), Ordering::Release);
+        }
+        // SAFETY: IA32_APIC_BASE exists on every CPU with a local APIC.
+        me.apic_base.store(unsafe { rdmsr(IA32_APIC_BASE) }, Ordering::Relaxed);
+    });
     id
 }
 
@@ -369,7 +406,7 @@ pub fn measure_timer_hz(window_ns: u64) -> u64 {
 /// APIC timer runs at 1 GHz whatever CPUID 0x15 says, so the rate is always measured.
 pub fn calibrate_timer() -> u64 {
     let hz = (0..3).map(|_| measure_timer_hz(10_000_000)).max().unwrap_or(0);
-    percpu::current().timer_hz.store(hz, Ordering::Relaxed);
+    percpu::with_current(|me| me.lapic.timer_hz.store(hz, Ordering::Relaxed));
     hz
 }
 
@@ -387,7 +424,7 @@ pub fn calibrate_timer_ap(reference_hz: u64) -> u64 {
             break;
         }
     }
-    percpu::current().timer_hz.store(best, Ordering::Relaxed);
+    percpu::with_current(|me| me.lapic.timer_hz.store(best, Ordering::Relaxed));
     best
 }
 
@@ -401,13 +438,14 @@ pub fn start_tick(use_deadline: bool) {
         lapic.arm_tsc_deadline(TIMER_VECTOR).expect("valid vector");
         arm_deadline(rdtsc() + period);
     } else {
-        let hz = percpu::current().timer_hz.load(Ordering::Relaxed);
+        let hz = percpu::with_current(|me| me.lapic.timer_hz.load(Ordering::Relaxed));
         let count = keel_apic::timer::initial_count_for(hz, TIMER_DIVIDE, 1_000_000_000 / TICK_HZ)
             .expect("tick period fits the 32-bit counter");
         lapic.start_periodic(TIMER_VECTOR, TIMER_DIVIDE, count).expect("valid vector and count");
     }
     // What the evidence reports as this CPU's timer mode: the register, not the decision.
-    percpu::current().timer_lvt.store(lapic.registers_mut().read(Register::LvtTimer), Ordering::Relaxed);
+    let lvt = lapic.registers_mut().read(Register::LvtTimer);
+    percpu::with_current(|me| me.lapic.timer_lvt.store(lvt, Ordering::Relaxed));
 }
 
 /// Evidence name of the mode an LVT timer register value selects.
@@ -439,27 +477,27 @@ pub fn tsc_deadline_mode() -> bool {
 
 /// Vector 48: count, re-arm (TSC-deadline), EOI, then let the scheduler expire timeouts and
 /// preempt a user thread (after the EOI, so a switch never leaves the vector in service).
-pub fn timer_interrupt(from_user: bool) {
-    percpu::current().timer_ticks.fetch_add(1, Ordering::Relaxed);
+pub fn timer_interrupt(from_user: bool, cpu: &mut IrqGuard) {
+    percpu::current(cpu).lapic.timer_ticks.fetch_add(1, Ordering::Relaxed);
     if TSC_DEADLINE.load(Ordering::Relaxed) {
         arm_deadline(rdtsc() + DEADLINE_PERIOD_TSC.load(Ordering::Relaxed));
     }
     eoi();
-    crate::task::sched::tick(from_user);
+    crate::task::sched::tick(from_user, cpu);
 }
 
 /// The spurious vector: counted, and deliberately *not* acknowledged — a spurious interrupt
 /// never set an ISR bit, so an EOI here would retire some other in-service interrupt.
-pub fn spurious_interrupt() {
-    percpu::current().spurious.fetch_add(1, Ordering::Relaxed);
+pub fn spurious_interrupt(cpu: &IrqGuard) {
+    percpu::current(cpu).lapic.spurious.fetch_add(1, Ordering::Relaxed);
 }
 
 /// LVT error: record the ESR (written before read, as the SDM requires) and acknowledge.
-pub fn error_interrupt() {
+pub fn error_interrupt(cpu: &IrqGuard) {
     let esr = local().read_error();
-    let me = percpu::current();
-    me.lapic_errors.fetch_add(1, Ordering::Relaxed);
-    me.last_esr.store(esr.bits(), Ordering::Relaxed);
+    let me = percpu::current(cpu);
+    me.lapic.errors.fetch_add(1, Ordering::Relaxed);
+    me.lapic.last_esr.store(esr.bits(), Ordering::Relaxed);
     eoi();
 }
 

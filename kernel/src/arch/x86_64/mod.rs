@@ -5,6 +5,7 @@ pub mod context;
 pub mod cpu;
 pub mod gdt;
 pub mod interrupts;
+pub mod irq_guard;
 pub mod iommu;
 pub mod ioapic;
 pub mod lapic;

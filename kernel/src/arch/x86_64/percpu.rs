@@ -1,14 +1,27 @@
-//! Per-CPU data, reached through GS. Each CPU's `PerCpu` starts with a pointer to itself, so
-//! `gs:[0]` yields the current CPU's block in one instruction. The block never moves and is
-//! never freed; other CPUs may read its atomics (counters, mailbox) through [`cpu`].
+//! Per-CPU data, reached through GS. Each CPU's block starts with a pointer to itself, so
+//! `gs:[0]` yields the current CPU's block in one instruction. Blocks never move and are never
+//! freed. A block has two parts:
+//!
+//! - [`PerCpu`], what other CPUs read or post to (APIC identity, counters, the IPI mailbox, the
+//!   TLB inbox, the run queue): atomics and locks only, so it is `Sync` by construction. Any
+//!   CPU reaches any CPU's part through [`cpu`], [`all`] and [`online`]; the current CPU's
+//!   through [`current`].
+//! - [`CpuLocal`], what only the owning CPU touches (the `syscall` entry slots, the loaded
+//!   address space, its TSS, the scheduler's current thread and idle context): plain cells,
+//!   not `Sync`, reachable only through [`local`].
+//!
+//! [`current`] and [`local`] take an [`IrqGuard`] and the references they return borrow it,
+//! so "this CPU" cannot outlive the proof that the code is not moved to another one.
 //!
 //! A CPU *index* (0 = boot CPU, dense) is separate from its APIC ID (sparse, 32-bit).
 
+use core::cell::{Cell, UnsafeCell};
 use core::ptr::null_mut;
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering};
 
 use super::gdt::CpuTables;
 use super::smp::Mailbox;
+pub use super::irq_guard::IrqGuard;
 
 /// Threads one CPU's run queue can hold (reserved up front: wake-ups never allocate).
 pub const RUN_QUEUE_CAPACITY: usize = 256;
@@ -21,121 +34,163 @@ const _: () = assert!(MAX_CPUS <= keel_sched::MAX_CPUS, "CPU masks must hold eve
 /// Kernel stack of each AP (its idle loop and the scheduler context).
 pub const AP_STACK_SIZE: usize = 64 * 1024;
 
-/// One CPU's private block.
+/// One CPU's block as GS sees it: the self pointer at `gs:[0]`, then the CPU-private part
+/// (whose first two slots the `syscall` stub addresses), then the shared part.
 #[repr(C)]
-pub struct PerCpu {
-    self_ptr: *const PerCpu,
-    /// Kernel stack top for `syscall` entry (offset 8: read by the entry stub); the current
+struct CpuBlock {
+    self_ptr: *const CpuBlock,
+    local: CpuLocal,
+    shared: PerCpu,
+}
+
+/// What only the owning CPU touches, with interrupts off. Only [`local`] hands out a
+/// reference, and only to the calling CPU's own part; cells make it `!Sync`, so that
+/// reference cannot be passed to code running elsewhere.
+#[repr(C)]
+pub struct CpuLocal {
+    /// Kernel stack top for `syscall` entry (`gs:[8]`, read by the entry stub): the current
     /// thread's kernel stack, also mirrored into TSS.RSP0 for interrupts from ring 3.
-    pub kernel_stack_top: AtomicU64,
-    /// Scratch slot for the user RSP during `syscall` entry (offset 16).
-    pub user_rsp_scratch: AtomicU64,
+    kernel_stack_top: Cell<u64>,
+    /// Scratch slot for the user RSP during `syscall` entry (`gs:[16]`, entry stub only).
+    user_rsp_scratch: Cell<u64>,
+    /// This CPU's TSS and GDT (set once, before GS points at the block).
+    tables: *mut CpuTables,
+    /// The PML4 this CPU loaded last through `paging::load_space` (0 before the first load:
+    /// the kernel tables). Shootdown handlers compare it instead of reading CR3.
+    pub loaded_space: Cell<u64>,
+    /// The scheduler's CPU-private state (current thread, idle context).
+    pub sched: crate::task::sched::CpuSchedLocal,
+}
+
+/// What other CPUs may read or post to: atomics and locks only, hence `Sync` without an
+/// `unsafe impl`.
+pub struct PerCpu {
     /// Dense index (0 = boot CPU).
     pub index: u32,
     /// This CPU's APIC ID as read from its own LAPIC.
     pub apic_id: AtomicU32,
     /// IA32_APIC_BASE as this CPU left it after choosing its LAPIC mode.
     pub apic_base: AtomicU64,
-    /// The PML4 this CPU loaded last through `paging::load_space` (0 before the first load:
-    /// the kernel tables). Shootdown handlers compare it instead of reading CR3.
-    pub loaded_space: AtomicU64,
     /// This CPU's x2APIC logical ID (its LDR) in x2APIC mode; 0 in xAPIC mode, where Keel
     /// addresses CPUs physically only.
     pub x2apic_ldr: AtomicU32,
     /// Set by the CPU itself once it can take interrupts and IPIs.
     pub online: AtomicBool,
-    /// LAPIC timer interrupts taken (vector 48).
-    pub timer_ticks: AtomicU64,
-    /// Measured LAPIC timer input frequency (Hz, after the divider).
-    pub timer_hz: AtomicU64,
+    /// This CPU's LAPIC timer and interrupt counters (kept by `lapic`).
+    pub lapic: super::lapic::CpuLapic,
     /// IPIs taken on vector 49.
     pub ipis_received: AtomicU64,
-    /// Spurious LAPIC interrupts (never EOI'd).
-    pub spurious: AtomicU64,
-    /// LAPIC error interrupts, and the last ESR value seen.
-    pub lapic_errors: AtomicU64,
-    pub last_esr: AtomicU32,
     /// Device interrupts handled on this CPU.
     pub device_interrupts: AtomicU64,
     /// NMIs taken (outside panic stops).
     pub nmis: AtomicU64,
     /// Incoming IPI requests.
     pub mailbox: Mailbox,
-    /// This CPU's scheduler state (run queue, current thread, idle context).
+    /// This CPU's shared scheduler state (run queue, timed events, switch, preemption and
+    /// wake-IPI counts).
     pub sched: crate::task::sched::CpuSched,
-    /// This CPU's TSS and GDT (set when the CPU installs them).
-    pub tables: AtomicPtr<CpuTables>,
     /// TLB shootdown requests aimed at this CPU.
     pub tlb: super::tlb::Inbox,
-    /// Timer-driven preemptions.
-    pub preemptions: AtomicU64,
     /// Entries from ring 3 counted on each entry path: `syscall`, and the `int 0x80` gate.
     pub syscall_entries: AtomicU64,
     pub int80_entries: AtomicU64,
-    /// This CPU's LVT timer register as read back after its tick was started.
-    pub timer_lvt: AtomicU32,
-    /// IPI 49s other CPUs sent to wake a thread queued here (counted by the sender; the
-    /// receive side is `ipis_received`).
-    pub wake_ipis: AtomicU64,
 }
 
 /// Byte offsets the assembly entry stubs rely on.
 pub const KERNEL_STACK_TOP_OFFSET: usize = 8;
 pub const USER_RSP_SCRATCH_OFFSET: usize = 16;
-const _: () = assert!(core::mem::offset_of!(PerCpu, kernel_stack_top) == KERNEL_STACK_TOP_OFFSET);
-const _: () = assert!(core::mem::offset_of!(PerCpu, user_rsp_scratch) == USER_RSP_SCRATCH_OFFSET);
+const _: () = assert!(core::mem::offset_of!(CpuBlock, self_ptr) == 0);
+const _: () = assert!(
+    core::mem::offset_of!(CpuBlock, local) + core::mem::offset_of!(CpuLocal, kernel_stack_top)
+        == KERNEL_STACK_TOP_OFFSET
+);
+const _: () = assert!(
+    core::mem::offset_of!(CpuBlock, local) + core::mem::offset_of!(CpuLocal, user_rsp_scratch)
+        == USER_RSP_SCRATCH_OFFSET
+);
+const _: () = assert!(core::mem::size_of::<CpuBlock>() <= 4096, "docs/smp.md budgets one page per block");
+/// Where the current CPU's index sits relative to GS (read in one instruction).
+const INDEX_OFFSET: usize = core::mem::offset_of!(CpuBlock, shared) + core::mem::offset_of!(PerCpu, index);
+const _: () = {
+    // The shared part must be Sync by its fields alone (no `unsafe impl`).
+    const fn shared_is_sync<T: Sync>() {}
+    shared_is_sync::<PerCpu>();
+};
 
-// SAFETY: all shared fields are atomics; `self_ptr` is only read by the owning CPU.
-unsafe impl Sync for PerCpu {}
-
-impl PerCpu {
-    const fn new(index: u32) -> PerCpu {
-        PerCpu {
+impl CpuBlock {
+    const fn new(index: u32) -> CpuBlock {
+        CpuBlock {
             self_ptr: null_mut(),
-            kernel_stack_top: AtomicU64::new(0),
-            user_rsp_scratch: AtomicU64::new(0),
-            index,
-            apic_id: AtomicU32::new(u32::MAX),
-            apic_base: AtomicU64::new(0),
-            loaded_space: AtomicU64::new(0),
-            x2apic_ldr: AtomicU32::new(0),
-            online: AtomicBool::new(false),
-            timer_ticks: AtomicU64::new(0),
-            timer_hz: AtomicU64::new(0),
-            ipis_received: AtomicU64::new(0),
-            spurious: AtomicU64::new(0),
-            lapic_errors: AtomicU64::new(0),
-            last_esr: AtomicU32::new(0),
-            device_interrupts: AtomicU64::new(0),
-            nmis: AtomicU64::new(0),
-            mailbox: Mailbox::new(),
-            sched: crate::task::sched::CpuSched::new(),
-            tables: AtomicPtr::new(null_mut()),
-            tlb: super::tlb::Inbox::new(),
-            preemptions: AtomicU64::new(0),
-            syscall_entries: AtomicU64::new(0),
-            int80_entries: AtomicU64::new(0),
-            timer_lvt: AtomicU32::new(0),
-            wake_ipis: AtomicU64::new(0),
+            local: CpuLocal {
+                kernel_stack_top: Cell::new(0),
+                user_rsp_scratch: Cell::new(0),
+                tables: null_mut(),
+                loaded_space: Cell::new(0),
+                sched: crate::task::sched::CpuSchedLocal::new(),
+            },
+            shared: PerCpu {
+                index,
+                apic_id: AtomicU32::new(u32::MAX),
+                apic_base: AtomicU64::new(0),
+                x2apic_ldr: AtomicU32::new(0),
+                online: AtomicBool::new(false),
+                lapic: super::lapic::CpuLapic::new(),
+                ipis_received: AtomicU64::new(0),
+                device_interrupts: AtomicU64::new(0),
+                nmis: AtomicU64::new(0),
+                mailbox: Mailbox::new(),
+                sched: crate::task::sched::CpuSched::new(),
+                tlb: super::tlb::Inbox::new(),
+                syscall_entries: AtomicU64::new(0),
+                int80_entries: AtomicU64::new(0),
+            },
         }
     }
 }
 
-static CPUS: [AtomicPtr<PerCpu>; MAX_CPUS] = [const { AtomicPtr::new(null_mut()) }; MAX_CPUS];
+impl CpuLocal {
+    /// This CPU's GDT/TSS/I-O bitmap. Writes through the pointer must happen with
+    /// interrupts off (the caller's guard) and touch only what the CPU reads on a privilege
+    /// change or a ring-3 port access.
+    pub fn tables(&self) -> *mut CpuTables {
+        self.tables
+    }
+}
+
+/// Published blocks, by index: written once per CPU by [`install`], read by anyone.
+static CPUS: [AtomicPtr<CpuBlock>; MAX_CPUS] = [const { AtomicPtr::new(null_mut()) }; MAX_CPUS];
 static CPU_COUNT: AtomicU32 = AtomicU32::new(0);
 static GS_READY_ON_BOOT_CPU: AtomicBool = AtomicBool::new(false);
 
-static mut BOOT_CPU: PerCpu = PerCpu::new(0);
-static mut BOOT_TABLES: CpuTables = CpuTables::new();
+/// The boot CPU's block and tables: statics, because they are needed before the heap and
+/// the frame allocator exist.
+struct BootCpu {
+    claimed: AtomicBool,
+    block: UnsafeCell<CpuBlock>,
+    tables: UnsafeCell<CpuTables>,
+}
 
-fn install(block: *mut PerCpu, tables: *mut CpuTables) {
-    // SAFETY: `block` is this CPU's 'static block; the self pointer is written before GS
-    // points at it, and IA32_GS_BASE takes any canonical address.
+// SAFETY: no reference to the cells is ever formed through this static: `init_boot_cpu`
+// claims them once (the `claimed` swap makes a second claim panic) and hands raw pointers to
+// `install`. From then on the block is reached like an AP's: its private part only by the
+// boot CPU through GS (`local`), its shared part (Sync) by anyone through `CPUS`.
+unsafe impl Sync for BootCpu {}
+
+static BOOT_CPU: BootCpu = BootCpu {
+    claimed: AtomicBool::new(false),
+    block: UnsafeCell::new(CpuBlock::new(0)),
+    tables: UnsafeCell::new(CpuTables::new()),
+};
+
+fn install(block: *mut CpuBlock, tables: *mut CpuTables) {
+    // SAFETY: `block` is this CPU's 'static block, not yet reachable by anyone else: the self
+    // pointer and the tables are written before GS points at it and before `CPUS` publishes
+    // it. IA32_GS_BASE takes any canonical address.
     let index = unsafe {
         (*block).self_ptr = block;
-        (*block).tables.store(tables, Ordering::Release);
+        (*block).local.tables = tables;
         x86_64::registers::model_specific::GsBase::write(x86_64::VirtAddr::from_ptr(block));
-        (*block).index as usize
+        (*block).shared.index as usize
     };
     CPUS[index].store(block, Ordering::Release);
     CPU_COUNT.fetch_max(index as u32 + 1, Ordering::AcqRel);
@@ -144,32 +199,33 @@ fn install(block: *mut PerCpu, tables: *mut CpuTables) {
 /// Boot CPU: GS, then its GDT/TSS (static: they must exist before the heap does, since the
 /// IDT's IST entries need a loaded TSS).
 pub fn init_boot_cpu() {
-    // SAFETY: runs once on the boot CPU before anything else reads BOOT_CPU/BOOT_TABLES.
-    unsafe {
-        install(core::ptr::addr_of_mut!(BOOT_CPU), core::ptr::addr_of_mut!(BOOT_TABLES));
-        GS_READY_ON_BOOT_CPU.store(true, Ordering::Release);
-        (*core::ptr::addr_of_mut!(BOOT_TABLES)).load();
-    }
+    assert!(!BOOT_CPU.claimed.swap(true, Ordering::AcqRel), "the boot CPU's block is installed once");
+    let tables = BOOT_CPU.tables.get();
+    install(BOOT_CPU.block.get(), tables);
+    GS_READY_ON_BOOT_CPU.store(true, Ordering::Release);
+    // SAFETY: claimed once (asserted above), so this is the only reference to the boot
+    // CPU's tables; they are 'static and loaded on this CPU alone.
+    unsafe { (*tables).load() };
 }
 
 /// Reserves the boot CPU's run queue (once the heap exists).
 pub fn init_boot_cpu_heap() {
-    current().sched.reserve(RUN_QUEUE_CAPACITY);
+    with_current(|me| me.sched.reserve(RUN_QUEUE_CAPACITY));
 }
 
 /// An AP's block, tables and stack, allocated by the boot CPU before the AP starts and
 /// installed by the AP itself.
 pub struct ApBlocks {
-    pub percpu: *mut PerCpu,
-    pub tables: *mut CpuTables,
+    percpu: *mut CpuBlock,
+    tables: *mut CpuTables,
     /// Top of the AP's kernel stack (16-byte aligned).
     pub stack_top: u64,
 }
 
-// SAFETY: the blocks are handed from the boot CPU to their AP once; neither side aliases them
-// mutably afterwards (the AP owns them, others read the atomics in `PerCpu`).
+// SAFETY: the blocks are handed from the boot CPU to their AP once; neither side dereferences
+// the pointers afterwards except `install_ap` on that AP (whose contract says so).
 unsafe impl Send for ApBlocks {}
-// SAFETY: as above; the pointers are only dereferenced by the owning AP.
+// SAFETY: as above; sharing an `ApBlocks` shares only the addresses.
 unsafe impl Sync for ApBlocks {}
 
 const fn pages(bytes: usize) -> usize {
@@ -178,7 +234,7 @@ const fn pages(bytes: usize) -> usize {
 
 /// Frame memory one AP needs: stack, GDT/TSS/IST/I/O bitmap, per-CPU block.
 pub const AP_FRAME_BYTES: usize =
-    pages(AP_STACK_SIZE) + pages(core::mem::size_of::<CpuTables>()) + pages(core::mem::size_of::<PerCpu>());
+    pages(AP_STACK_SIZE) + pages(core::mem::size_of::<CpuTables>()) + pages(core::mem::size_of::<CpuBlock>());
 /// Heap one AP needs (its reserved run queue and timed-event list), with slack.
 pub const AP_HEAP_BYTES: usize = 2 * RUN_QUEUE_CAPACITY * 64;
 
@@ -213,13 +269,13 @@ pub fn allocate_ap(index: u32, region: Option<u64>) -> Result<ApBlocks, ApMemory
     let base = crate::mm::phys_to_virt(phys).as_u64();
     let stack_top = base + AP_STACK_SIZE as u64;
     let tables = (base + pages(AP_STACK_SIZE) as u64) as *mut CpuTables;
-    let percpu = (tables as u64 + pages(core::mem::size_of::<CpuTables>()) as u64) as *mut PerCpu;
+    let percpu = (tables as u64 + pages(core::mem::size_of::<CpuTables>()) as u64) as *mut CpuBlock;
     // SAFETY: the frames were allocated for this AP alone (page-aligned, so aligned for both
     // types), are RAM in the physical map, and nothing else references them.
     unsafe {
         tables.write(CpuTables::new());
-        percpu.write(PerCpu::new(index));
-        (*percpu).sched.reserve(RUN_QUEUE_CAPACITY);
+        percpu.write(CpuBlock::new(index));
+        (*percpu).shared.sched.reserve(RUN_QUEUE_CAPACITY);
     }
     Ok(ApBlocks { percpu, tables, stack_top: stack_top & !0xf })
 }
@@ -234,14 +290,51 @@ pub unsafe fn install_ap(blocks: &ApBlocks) {
     unsafe { (*blocks.tables).load() };
 }
 
-/// The current CPU's block.
+/// This CPU's block (the one GS points at).
 #[inline]
-pub fn current() -> &'static PerCpu {
-    let ptr: *const PerCpu;
-    // SAFETY: GS points at this CPU's PerCpu whose first field is its own address.
+fn block(_: &IrqGuard) -> &CpuBlock {
+    let ptr: *const CpuBlock;
+    // SAFETY: GS points at this CPU's block, whose first field is its own address.
     unsafe { core::arch::asm!("mov {}, gs:[0]", out(reg) ptr, options(nostack, readonly, preserves_flags)) };
-    // SAFETY: installed blocks are 'static and never freed.
+    // SAFETY: installed blocks are 'static and never freed; the guard keeps the caller on
+    // this CPU for as long as the reference (which borrows it) lives.
     unsafe { &*ptr }
+}
+
+/// The current CPU's shared part, for as long as the guard proves the code stays on it.
+#[inline]
+pub fn current(guard: &IrqGuard) -> &PerCpu {
+    &block(guard).shared
+}
+
+/// The current CPU's private part. Sound because the part is reached only here: on its
+/// own CPU, with interrupts off, so no handler on this CPU and no other CPU can touch it
+/// while the reference lives (NMI handlers use shared counters only).
+#[inline]
+pub fn local(guard: &IrqGuard) -> &CpuLocal {
+    &block(guard).local
+}
+
+/// Runs `f` on the current CPU's shared part with interrupts off: a short read or count
+/// outside a trap handler.
+#[inline]
+pub fn with_current<R>(f: impl FnOnce(&PerCpu) -> R) -> R {
+    let guard = IrqGuard::new();
+    f(current(&guard))
+}
+
+/// The index of the CPU this code runs on now: one GS-relative load, so it is a consistent
+/// snapshot without a guard (a thread that later blocks may resume elsewhere).
+#[inline]
+pub fn current_index() -> u32 {
+    let index: u32;
+    // SAFETY: GS points at this CPU's block; its index is written before GS is and never
+    // changes.
+    unsafe {
+        core::arch::asm!("mov {:e}, gs:[{off}]", out(reg) index, off = const INDEX_OFFSET,
+            options(nostack, readonly, preserves_flags))
+    };
+    index
 }
 
 /// Whether GS points at a per-CPU block (false only in the first steps of boot).
@@ -252,17 +345,18 @@ pub fn gs_ready() -> bool {
 /// The current CPU index, or 0 before the boot CPU installed GS (early logging).
 pub fn current_index_or_boot() -> u32 {
     if gs_ready() {
-        current().index
+        current_index()
     } else {
         0
     }
 }
 
-/// CPU `index`'s block, if that CPU was set up.
+/// CPU `index`'s shared part, if that CPU was set up.
 pub fn cpu(index: u32) -> Option<&'static PerCpu> {
     let p = CPUS.get(index as usize)?.load(Ordering::Acquire);
-    // SAFETY: non-null entries point at installed 'static blocks.
-    (!p.is_null()).then(|| unsafe { &*p })
+    // SAFETY: non-null entries point at installed 'static blocks; only the shared (Sync)
+    // part is projected, without forming a reference to the whole block.
+    (!p.is_null()).then(|| unsafe { &*core::ptr::addr_of!((*p).shared) })
 }
 
 /// All CPUs set up so far (online or not), in index order.
@@ -277,11 +371,10 @@ pub fn online() -> impl Iterator<Item = &'static PerCpu> {
 
 /// Points this CPU's ring-0 entry stack (TSS.RSP0 for interrupts, the `syscall` stack) at
 /// `top`: the kernel stack of the thread about to run in ring 3.
-pub fn set_kernel_stack(top: u64) {
-    let me = current();
-    me.kernel_stack_top.store(top, Ordering::Relaxed);
-    let tables = me.tables.load(Ordering::Relaxed);
-    // SAFETY: the tables belong to this CPU; RSP0 is only read by the CPU on a privilege change,
-    // which cannot happen while we run here with interrupts off or in ring 0.
-    unsafe { (*tables).tss.privilege_stack_table[0] = x86_64::VirtAddr::new(top) };
+pub fn set_kernel_stack(guard: &IrqGuard, top: u64) {
+    let me = local(guard);
+    me.kernel_stack_top.set(top);
+    // SAFETY: the tables belong to this CPU; RSP0 is only read by the CPU on a privilege
+    // change, which cannot happen while we run here in ring 0 with interrupts off (guard).
+    unsafe { (*me.tables).tss.privilege_stack_table[0] = x86_64::VirtAddr::new(top) };
 }

@@ -8,7 +8,7 @@ use keel_apic::{ApicId, Ipi};
 use spin::Mutex;
 
 use super::interrupts::{TrapFrame, IPI_VECTOR};
-use super::percpu::{self, PerCpu, MAX_CPUS};
+use super::percpu::{self, IrqGuard, PerCpu, MAX_CPUS};
 use super::{cpu, lapic};
 use crate::time;
 
@@ -66,8 +66,8 @@ pub static PINGS_SENT: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX
 
 /// Vector 49: acknowledge pings (so the sender's round trip completes) and wake the idle
 /// loop for posted work.
-pub fn ipi_interrupt() {
-    let me = percpu::current();
+pub fn ipi_interrupt(cpu: &IrqGuard) {
+    let me = percpu::current(cpu);
     me.ipis_received.fetch_add(1, Ordering::Relaxed);
     let requested = me.mailbox.ping_requests.load(Ordering::Acquire);
     me.mailbox.ping_acks.store(requested, Ordering::Release);
@@ -107,7 +107,7 @@ pub fn ping(target: &PerCpu, wait: PingWait) -> Option<u64> {
         log::error!("smp: cannot address cpu{} ({e:?})", target.index);
         return None;
     }
-    PINGS_SENT[percpu::current().index as usize].fetch_add(1, Ordering::Relaxed);
+    PINGS_SENT[percpu::current_index() as usize].fetch_add(1, Ordering::Relaxed);
     // Tight: no PAUSE at all (the benchmark); Polite: PAUSE from the first poll.
     let timeout_ns = PING_TIMEOUT_NS.load(Ordering::Relaxed);
     let tight_ns = if wait == PingWait::Tight { timeout_ns } else { 0 };
@@ -144,7 +144,8 @@ pub fn wait_work(target: &PerCpu, ticket: u64, timeout_ns: u64) -> bool {
 
 /// The AP idle loop: sleep until an interrupt, run posted work.
 pub(super) fn idle_loop() -> ! {
-    let me = percpu::current();
+    // The idle loop is this CPU's own context and never runs anywhere else.
+    let me = percpu::cpu(percpu::current_index()).expect("this CPU is installed");
     loop {
         x86_64::instructions::interrupts::disable();
         if crate::task::sched::schedule_once() {
@@ -167,13 +168,13 @@ pub(super) fn idle_loop() -> ! {
 static STOPPED: AtomicU32 = AtomicU32::new(0);
 
 /// NMI: during a panic stop, park this CPU; otherwise count it.
-pub fn nmi(_frame: &mut TrapFrame) {
+pub fn nmi(_frame: &mut TrapFrame, cpu: &IrqGuard) {
     if crate::panic::going_down() {
         STOPPED.fetch_add(1, Ordering::SeqCst);
         crate::exit::halt_forever();
     }
     if percpu::gs_ready() {
-        percpu::current().nmis.fetch_add(1, Ordering::Relaxed);
+        percpu::current(cpu).nmis.fetch_add(1, Ordering::Relaxed);
     }
 }
 

@@ -87,23 +87,30 @@ pub fn init_cpu() {
     }
 }
 
-static SYSCALL_BROKEN: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+/// Set only by a proof scenario (`scenarios` feature); a kernel without them has no such state.
+#[cfg(feature = "scenarios")]
+static INT80_BY_DEFAULT: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
 /// Set by the first system call that really entered ring 0 through `syscall`: only the CPU
 /// can set it, so from then on a ring-3 fault at the entry point is a jump, not a broken CPU.
 static SYSCALL_WORKS: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
 static EMULATED: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
 static EMULATION_REFUSED: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
 
-/// Whether new processes are told to use the `int 0x80` gate (`entry=int80`). Only the
-/// command line sets it: no program can change how other programs enter the kernel.
-pub fn syscall_broken() -> bool {
-    SYSCALL_BROKEN.load(core::sync::atomic::Ordering::Relaxed)
+/// Whether new processes are told to use the `int 0x80` gate. Only a proof scenario sets
+/// it (`entry=int80`); no program can change how other programs enter the kernel, and a
+/// process is moved to the gate on its own only by the `syscall` fallback (its own gate).
+pub fn int80_by_default() -> bool {
+    #[cfg(feature = "scenarios")]
+    return INT80_BY_DEFAULT.load(core::sync::atomic::Ordering::Relaxed);
+    #[cfg(not(feature = "scenarios"))]
+    false
 }
 
-/// Makes new processes use the `int 0x80` gate (`entry=int80` on the command line), so the
-/// gate is exercised where `syscall` works too.
-pub fn force_int80() {
-    SYSCALL_BROKEN.store(true, core::sync::atomic::Ordering::Relaxed);
+/// For the `int 0x80` proof: new processes start on the gate, so it is exercised where
+/// `syscall` works too. Exists only in a kernel built with the scenarios.
+#[cfg(feature = "scenarios")]
+pub fn start_processes_on_int80() {
+    INT80_BY_DEFAULT.store(true, core::sync::atomic::Ordering::Relaxed);
 }
 
 /// System calls that arrived through the page-fault fallback.

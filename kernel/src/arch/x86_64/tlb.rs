@@ -21,7 +21,7 @@ use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use keel_apic::{ApicId, IcrError, Ipi, LapicMode, X2ApicCluster};
 use x86_64::registers::control::Cr3;
 
-use super::percpu;
+use super::percpu::{self, IrqGuard};
 use super::lapic;
 
 /// Shootdown IPIs.
@@ -175,18 +175,18 @@ fn flush(req: &Request, loaded: u64) {
 }
 
 /// Vector 50: serve every queued request, acknowledge each.
-pub fn shootdown_interrupt() {
+pub fn shootdown_interrupt(cpu: &IrqGuard) {
     // One writer, this handler, which interrupts cannot nest into (an interrupt gate).
-    bump(&percpu::current().tlb.ipis, 1);
-    serve_inbox();
+    bump(&percpu::current(cpu).tlb.ipis, 1);
+    serve_inbox(cpu);
     lapic::eoi();
 }
 
 /// Serves every request queued for this CPU (from its IPI, or from a shooter's own wait with
 /// interrupts off; the two cannot interleave on one CPU).
-fn serve_inbox() {
-    let me = percpu::current();
-    let loaded = me.loaded_space.load(Ordering::Relaxed);
+fn serve_inbox(cpu: &IrqGuard) {
+    let me = percpu::current(cpu);
+    let loaded = percpu::local(cpu).loaded_space.get();
     let mut served = 0;
     me.tlb.take(|req| {
         flush(req, loaded);
@@ -345,7 +345,9 @@ pub fn shootdown_via(
     // One snapshot of the set serves both the acknowledgement count and the IPIs: reading it
     // twice could count a CPU that then gets no request (or the reverse) and never finish.
     let mut targets = resident.snapshot();
-    let me = percpu::current();
+    // This CPU's shared part by index: the shooter may run with interrupts on (so no guard
+    // across the wait), but it neither blocks nor yields here, so it stays on this CPU.
+    let me = percpu::cpu(percpu::current_index()).expect("this CPU is installed");
     let me_resident = targets.remove(me.index);
     let target_count = targets.len();
     req.pending.store(target_count as u32, Ordering::Release);
@@ -367,14 +369,15 @@ pub fn shootdown_via(
     }
     // Flush here while the IPIs are in flight.
     if me_resident {
-        flush(&req, me.loaded_space.load(Ordering::Relaxed));
+        let loaded = percpu::local(&IrqGuard::new()).loaded_space.get();
+        flush(&req, loaded);
     }
     // Requests aimed at this CPU are served meanwhile: by the IPI when interrupts are on, by
     // the wait itself when they are off (two CPUs shooting at each other with interrupts off
     // would otherwise wait for each other forever).
     if !crate::time::spin_until(crate::time::TIGHT_POLL_NS, 5_000_000_000, || {
         if !x86_64::instructions::interrupts::are_enabled() {
-            serve_inbox();
+            serve_inbox(&IrqGuard::new());
         }
         req.pending.load(Ordering::Acquire) == 0
     }) {

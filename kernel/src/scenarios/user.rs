@@ -1,11 +1,7 @@
-//! `proof=user`: start the programs of the boot manifest in ring 3 and run until they have all
-//! exited. Programs whose manifest entry says `after = "x"` start once `x` has exited. The
-//! kernel reports each exit code against the manifest's `expect_exit`, the interrupt sources'
-//! delivery counts, and frame / capability accounting before and after (leaks fail the proof).
+//! `proof=user`: the plain boot's programs (`init::programs`) under a deadline, with evidence:
+//! each exit code against the manifest's `expect_exit`, the interrupt sources' delivery
+//! counts, and frame / capability accounting before and after (leaks fail the proof).
 
-use alloc::string::String;
-use alloc::sync::Arc;
-use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
 
 use keel_boot::cmdline::CommandLine;
@@ -13,16 +9,15 @@ use keel_boot::cmdline::CommandLine;
 use super::System;
 use crate::arch::x86_64::percpu;
 use crate::exit::verdict;
+use crate::init::programs;
 use crate::mm::BootContext;
 use crate::object::interrupt;
-use crate::task::{loader, process, sched, Process};
+use crate::task::process;
 
 /// `_system`: bring-up must have happened (CPUs online, tick running); nothing else is needed.
 pub fn run(_system: System, cmdline: &CommandLine, boot: &BootContext) -> ! {
-    let _ = crate::pci::devices();
-    let mods = loader::modules(boot);
-    let manifest = match loader::manifest(&mods) {
-        Ok(m) => m,
+    let (mods, manifest) = match programs::load(boot) {
+        Ok(loaded) => loaded,
         Err(e) => {
             log::error!("user: {e}");
             verdict(false, "no usable manifest");
@@ -37,67 +32,17 @@ pub fn run(_system: System, cmdline: &CommandLine, boot: &BootContext) -> ! {
     ev!("user.frames_free_before", frames_before);
     ev!("user.programs", manifest.programs.len());
 
-    let mut started: Vec<(String, Arc<Process>)> = Vec::new();
-    let mut failures = 0u32;
     let timeout_ns = super::option_u64(cmdline, "user_timeout_ms", 60_000) * 1_000_000;
-    let deadline = crate::time::now_ns() + timeout_ns;
-    loop {
-        // Start every program whose predecessor (if any) has exited.
-        for program in &manifest.programs {
-            if started.iter().any(|(n, _)| *n == program.name) {
-                continue;
-            }
-            let ready = match &program.after {
-                None => true,
-                Some(prev) => started.iter().any(|(n, p)| n == prev && p.is_destroyed()),
-            };
-            if !ready {
-                continue;
-            }
-            match loader::start(&manifest, program, &mods) {
-                Ok(p) => started.push((program.name.clone(), p)),
-                Err(e) => {
-                    log::error!("user: cannot start {}: {e}", program.name);
-                    ev!(("proc.{}.start_error", program.name.replace('-', "_")), "yes");
-                    failures += 1;
-                    started.push((program.name.clone(), Process::new_dead(&program.name)));
-                }
-            }
-        }
-        let all_started = started.len() == manifest.programs.len();
-        let finished = sched::run_until(
-            || started.iter().all(|(_, p)| p.is_destroyed()) || started.iter().any(|(n, p)| p.is_destroyed() && waiting_on(&manifest, &started, n)),
-            deadline.saturating_sub(crate::time::now_ns()),
-        );
-        if !finished {
-            log::error!("user: programs still running at the deadline");
-            for (n, p) in &started {
-                if !p.is_destroyed() {
-                    log::error!("user: {n} (pid {}) did not exit", p.pid);
-                }
-            }
-            failures += 1;
-            break;
-        }
-        if all_started && started.iter().all(|(_, p)| p.is_destroyed()) {
-            break;
-        }
-    }
-
+    let run = programs::run(&manifest, &mods, Some(crate::time::now_ns() + timeout_ns));
+    let mut failures = run.failures + programs::unexpected_exits(&manifest, &run);
     for program in &manifest.programs {
         let key = program.name.replace('-', "_");
-        let Some((_, p)) = started.iter().find(|(n, _)| *n == program.name) else { continue };
-        let code = p.exit_code.load(Ordering::Acquire);
-        let expected = program.expect_exit.unwrap_or(0);
-        ev!(("proc.{}.exit_expected", key), expected);
+        let Some(p) = run.process(&program.name) else { continue };
+        ev!(("proc.{}.exit_expected", key), program.expect_exit.unwrap_or(0));
         ev!(("proc.{}.completions", key), p.completions.load(Ordering::Relaxed));
         ev!(("proc.{}.errors", key), p.errors.load(Ordering::Relaxed));
         ev!(("proc.{}.thread_faults", key), p.thread_faults.load(Ordering::Relaxed));
         ev!(("proc.{}.cq_overflow", key), p.cq_overflow.load(Ordering::Relaxed));
-        if code != expected {
-            log::error!("user: {} exited with {code:#x}, expected {expected:#x}", program.name);
-            failures += 1;
-        }
     }
     for irq in interrupt::all() {
         let key = irq.name.replace(['(', ')'], "_").trim_end_matches('_').replace("__", "_");
@@ -121,15 +66,15 @@ pub fn run(_system: System, cmdline: &CommandLine, boot: &BootContext) -> ! {
     ev!("iommu.faults", crate::arch::x86_64::iommu::collect_faults());
     crate::arch::x86_64::iommu::evidence();
     for cpu in percpu::online() {
-        ev!(("cpu.{}.timer_ticks", cpu.index), cpu.timer_ticks.load(Ordering::Relaxed));
+        ev!(("cpu.{}.timer_ticks", cpu.index), cpu.lapic.timer_ticks.load(Ordering::Relaxed));
         ev!(("cpu.{}.context_switches", cpu.index), cpu.sched.switches.load(Ordering::Relaxed));
-        ev!(("cpu.{}.preemptions", cpu.index), cpu.preemptions.load(Ordering::Relaxed));
+        ev!(("cpu.{}.preemptions", cpu.index), cpu.sched.preemptions.load(Ordering::Relaxed));
         ev!(("cpu.{}.tlb_ipis", cpu.index), cpu.tlb.ipis.load(Ordering::Relaxed));
         ev!(("cpu.{}.tlb_requests", cpu.index), cpu.tlb.requests.load(Ordering::Relaxed));
         // Counted where they happen: IPI 49 in its handler on the receiving CPU, device
         // vectors in the dispatcher of the CPU that took them, ring-3 entries per entry path.
         ev!(("cpu.{}.ipis_received", cpu.index), cpu.ipis_received.load(Ordering::Relaxed));
-        ev!(("cpu.{}.wake_ipis_sent", cpu.index), cpu.wake_ipis.load(Ordering::Relaxed));
+        ev!(("cpu.{}.wake_ipis_sent", cpu.index), cpu.sched.wake_ipis.load(Ordering::Relaxed));
         ev!(("cpu.{}.device_interrupts", cpu.index), cpu.device_interrupts.load(Ordering::Relaxed));
         ev!(("cpu.{}.syscall_entries", cpu.index), cpu.syscall_entries.load(Ordering::Relaxed));
         ev!(("cpu.{}.int80_entries", cpu.index), cpu.int80_entries.load(Ordering::Relaxed));
@@ -153,7 +98,7 @@ pub fn run(_system: System, cmdline: &CommandLine, boot: &BootContext) -> ! {
     ev!("user.processes_live", process::live().len());
     // The records above were the last use of the processes: drop the proof's references, so
     // what is still allocated now is what the kernel kept (read from the allocators).
-    drop(started);
+    drop(run);
     let frames_after = crate::mm::frames::free_count();
     let heap_after = crate::mm::heap::used_bytes();
     ev!("user.frames_free_after", frames_after);
@@ -162,7 +107,7 @@ pub fn run(_system: System, cmdline: &CommandLine, boot: &BootContext) -> ! {
     ev!("user.heap_after", heap_after);
     ev!("user.heap_leaked", heap_after as i64 - heap_before as i64);
     // The gate the kernel asks new processes to use; which one they used is `entry.*`.
-    ev!("user.gate_requested", if crate::arch::x86_64::syscall::syscall_broken() { "int80" } else { "syscall" });
+    ev!("user.gate_requested", if crate::arch::x86_64::syscall::int80_by_default() { "int80" } else { "syscall" });
     ev!("user.syscall_entry", format_args!("{:#x}", crate::arch::x86_64::syscall::entry_address()));
     ev!("user.syscall_emulated", crate::arch::x86_64::syscall::emulated_count());
     ev!("user.syscall_emulation_refused", crate::arch::x86_64::syscall::emulation_refused_count());
@@ -172,12 +117,4 @@ pub fn run(_system: System, cmdline: &CommandLine, boot: &BootContext) -> ! {
     }
     ev!("user.failures", failures);
     verdict(failures == 0, "user programs failed")
-}
-
-/// Whether some not-yet-started program waits for `name` (so the loop must go start it).
-fn waiting_on(manifest: &keel_manifest::Manifest, started: &[(String, Arc<Process>)], name: &str) -> bool {
-    manifest
-        .programs
-        .iter()
-        .any(|p| p.after.as_deref() == Some(name) && !started.iter().any(|(n, _)| *n == p.name))
 }

@@ -50,7 +50,7 @@ pub fn run(system: System, cmdline: &CommandLine) -> ! {
     }
 
     // Calibration error: the 10 ms calibration against a 200 ms re-measurement.
-    let short = percpu::current().timer_hz.load(Ordering::Relaxed);
+    let short = percpu::with_current(|me| me.lapic.timer_hz.load(Ordering::Relaxed));
     let long = long_timer_measurement(200);
     let error_ppm = (short as i128 - long as i128).abs() * 1_000_000 / long.max(1) as i128;
     ev!("bench.timer.calibrated_hz", short);
@@ -158,7 +158,7 @@ static HOLD_MASK: tlb::CpuMask = tlb::CpuMask::new();
 /// shootdown IPIs with interrupts on) until released.
 fn hold_resident(_: usize) {
     let mask = &HOLD_MASK;
-    let me = percpu::current().index;
+    let me = percpu::current_index();
     let pml4 = HOLD_SPACE.load(Ordering::Acquire);
     mask.insert(me);
     // SAFETY: the test space shares the kernel half, so this code keeps running.
@@ -229,7 +229,7 @@ fn shootdown_latency(rounds: usize) {
                 break;
             }
             let t1 = cpu::rdtsc();
-            // The shootdown, then the frame's release (a few dozen cycles of the total).
+            // The shootdown, then the frame's release back to the allocator (one lock).
             let _ = stale.complete(mask);
             let t2 = cpu::rdtsc();
             samples.push(t2 - t1);

@@ -34,14 +34,15 @@ fn hold_space(mask_addr: usize) {
     // SAFETY: the mask lives in `shootdown_everywhere`'s frame, which waits for every holder
     // to finish this function before returning.
     let mask = unsafe { &*(mask_addr as *const crate::arch::x86_64::tlb::CpuMask) };
-    let me = percpu::current();
+    // Posted work runs in this AP's idle loop, which never leaves the CPU.
+    let me = percpu::cpu(percpu::current_index()).expect("this CPU is installed");
     let pml4 = HOLD_SPACE.load(Ordering::Acquire);
     mask.insert(me.index);
     // SAFETY: the test space shares the kernel half, so this code keeps running.
     unsafe { crate::mm::paging::load_space(pml4) };
     // Read back from this CPU's own record of what it loaded (what the shootdown handler
     // compares against before flushing).
-    if me.loaded_space.load(Ordering::Acquire) == pml4 {
+    if percpu::local(&percpu::IrqGuard::new()).loaded_space.get() == pml4 {
         LOADED_HERE.fetch_add(1, Ordering::AcqRel);
     }
     HOLDING.fetch_add(1, Ordering::AcqRel);
@@ -61,7 +62,7 @@ pub fn shootdown_everywhere(system: super::System, rounds: u64) -> ! {
     use crate::mm::address_space::{AddressSpace, UserPerms};
     let Ok(mut space) = AddressSpace::new() else { crate::exit::verdict(false, "no address space") };
     HOLD_SPACE.store(space.pml4(), Ordering::Release);
-    let others: Vec<_> = percpu::online().filter(|c| c.index != percpu::current().index).collect();
+    let others: Vec<_> = percpu::online().filter(|c| c.index != percpu::current_index()).collect();
     let mask = tlb::CpuMask::new();
     let tickets: Vec<_> = others.iter().map(|c| (*c, smp::post_work(c, hold_space, &mask as *const _ as usize))).collect();
     let n = others.len() as u64;

@@ -42,7 +42,7 @@ fn rtc_interrupt(_vector: u8) {
     // Reading register C acknowledges the RTC so it can raise the next interrupt.
     let _ = cmos_read(0x0C);
     INTERRUPTS.fetch_add(1, Ordering::Relaxed);
-    if percpu::current().index != TARGET_INDEX.load(Ordering::Relaxed) {
+    if percpu::current_index() != TARGET_INDEX.load(Ordering::Relaxed) {
         ON_WRONG_CPU.fetch_add(1, Ordering::Relaxed);
     }
     lapic::eoi();

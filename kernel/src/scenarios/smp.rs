@@ -65,7 +65,7 @@ pub fn run(system: System, cmdline: &CommandLine) -> ! {
     let summarised = crate::init::report::summarised();
     let mut slow_tickers = 0;
     for cpu in &online {
-        let ticks = cpu.timer_ticks.load(Ordering::Relaxed);
+        let ticks = cpu.lapic.timer_ticks.load(Ordering::Relaxed);
         if !summarised {
             ev!(("cpu.{}.timer_ticks", cpu.index), ticks);
         }
@@ -75,7 +75,7 @@ pub fn run(system: System, cmdline: &CommandLine) -> ! {
         }
     }
     failures += slow_tickers;
-    let ticks = online.iter().map(|c| c.timer_ticks.load(Ordering::Relaxed));
+    let ticks = online.iter().map(|c| c.lapic.timer_ticks.load(Ordering::Relaxed));
     ev!("smp.ticks.min", ticks.clone().min().unwrap_or(0));
     ev!("smp.ticks.max", ticks.max().unwrap_or(0));
     ev!("smp.ticks.cpus_ticking", online.len() - slow_tickers);
@@ -155,7 +155,7 @@ pub fn run(system: System, cmdline: &CommandLine) -> ! {
             .rev()
             .find(|c| remapped || c.apic_id.load(Ordering::Relaxed) <= 254)
             .copied()
-            .unwrap_or(percpu::current());
+            .unwrap_or_else(|| percpu::cpu(percpu::current_index()).expect("this CPU is installed"));
         if remapped && high.is_some() {
             ev!("ioapic.route_above_254", "remapped");
         }
@@ -173,9 +173,9 @@ pub fn run(system: System, cmdline: &CommandLine) -> ! {
 
     let mut cpus_with_errors = 0;
     for cpu in &online {
-        let errors = cpu.lapic_errors.load(Ordering::Relaxed);
+        let errors = cpu.lapic.errors.load(Ordering::Relaxed);
         if !summarised {
-            ev!(("cpu.{}.spurious", cpu.index), cpu.spurious.load(Ordering::Relaxed));
+            ev!(("cpu.{}.spurious", cpu.index), cpu.lapic.spurious.load(Ordering::Relaxed));
             ev!(("cpu.{}.lapic_errors", cpu.index), errors);
         }
         if errors != 0 {

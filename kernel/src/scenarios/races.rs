@@ -81,7 +81,7 @@ fn soft_int_into_device_range() -> bool {
     ev!("races.softint.checked", "yes");
     PROBE_VECTOR.store(probe as u64, Ordering::Relaxed);
     EOI_VECTOR.store(eoi as u64, Ordering::Relaxed);
-    let me = ApicId::new(percpu::current().apic_id.load(Ordering::Acquire));
+    let me = ApicId::new(percpu::with_current(|me| me.apic_id.load(Ordering::Acquire)));
     let not_in_service_before = ioapic::NOT_IN_SERVICE.load(Ordering::Relaxed);
     if lapic::send(Ipi::fixed(probe).to(me)).is_err() {
         return false;
@@ -106,7 +106,7 @@ static RELEASE: AtomicU64 = AtomicU64::new(0);
 
 /// Work for CPUs 1 and 2: stay resident in the test space (serving shootdowns) until released.
 fn hold_resident(_: usize) {
-    let me = percpu::current().index;
+    let me = percpu::current_index();
     HOLD_MASK.insert(me);
     // SAFETY: the test space shares the kernel half, so this code keeps running.
     unsafe { paging::load_space(HOLD_SPACE.load(Ordering::Acquire)) };

@@ -1,0 +1,48 @@
+//! Proofs of the plain kernel image (built without the `scenarios` feature): what a user's
+//! boot does, and that the proof scenarios are really left out of it. The other half of the
+//! latter is `images::check_scenarios_left_out` on the ELF files before any boot.
+
+use super::{x2apic_cpu, Proof};
+use crate::builder::Image;
+use crate::checks::{absent, eq, Expect, ExpectVerdict};
+use keel_evidence::exit;
+
+/// What a plain boot starts (`make run`, `make iso`'s first entry): this manifest ...
+pub const DEFAULT_MANIFEST: &str = "manifests/default.manifest";
+/// ... and its programs, as boot modules after it.
+pub const DEFAULT_PROGRAMS: &[&str] = &["smptest", "hostile"];
+
+pub(super) fn proofs() -> Vec<Proof> {
+    vec![
+        // No `proof=`: init brings the machine up, starts the manifest's programs in their
+        // `after` order and halts once all have exited, each as its manifest expects.
+        Proof::new("plain-boot", "the plain image (no scenarios): bring-up, then the default manifest's programs run to their exits")
+            .image(Image::Plain)
+            .without_scenario()
+            .smp(2)
+            .memory("256M")
+            .cpu(x2apic_cpu())
+            .manifest(DEFAULT_MANIFEST)
+            .programs(DEFAULT_PROGRAMS)
+            .guest_ring3()
+            .timeout_secs(120)
+            .check(eq("boot.cmdline.proof", "none"))
+            .check(eq("smp.online", 2))
+            .check(eq("init.programs", 3))
+            .check(eq("init.programs_exited", 3))
+            .check(eq("init.failures", 0))
+            .check(eq("proc.smptest.exit", 0))
+            .check(eq("proc.hostile.exit", 0))
+            .check(eq("proc.faulter.exit", 0xffff_000e_u64))
+            // Evidence only the `user` scenario prints: it did not run.
+            .check(absent("user.failures")),
+        // `proof=` on the plain image is refused before bring-up, never run as a plain boot.
+        Proof::new("plain-refuses-proof", "proof=smp on the plain image: scenarios are not compiled in, the boot fails")
+            .image(Image::Plain)
+            .scenario("smp")
+            .expect(Expect { status: exit::STATUS_FAIL, verdict: ExpectVerdict::Fail })
+            .check(eq("boot.cmdline.proof", "smp"))
+            .check(eq("boot.scenarios", "absent"))
+            .check(absent("smp.online")),
+    ]
+}
