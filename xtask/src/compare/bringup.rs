@@ -220,8 +220,8 @@ pub fn run(opts: &Options) -> Result<ExitCode> {
     let accel_env = AccelEnv::detect()?;
     println!("xtask: bench-compare --bringup at {cpus:?} vCPUs: preparing the Linux guest");
     let guest = linux::prepare(&root, &root.join("target/compare"))?;
-    let artifacts = builder::build_all(false)?;
-    let env = Env { qemu: qemu_bin(), kernel: artifacts.kernel, user_dir: artifacts.user_dir, log_dir: dir.join("keel"), root: root.clone() };
+    let artifacts = builder::build_all(false, &[builder::Image::Scenarios])?;
+    let env = Env { qemu: qemu_bin(), kernel: artifacts.kernel, plain_kernel: artifacts.plain_kernel, user_dir: artifacts.user_dir, log_dir: dir.join("keel"), root: root.clone() };
     let load_start = loadavg();
     let mut points = Vec::new();
     let mut runs = Vec::new();
