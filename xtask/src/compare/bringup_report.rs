@@ -202,7 +202,7 @@ pub fn markdown(points: &[Point], cx: &Context<'_>, plot: Option<&Path>) -> Stri
         for (name, m) in sides(p) {
             let status = m.failure.as_deref().map_or_else(|| "ok".to_string(), |f| format!("**{f}**"));
             let uptime = m.guest_uptime_s.map_or_else(String::new, |u| format!(" (guest uptime {u:.0} s when init read the log)"));
-            let _ = writeln!(s, "* {} vCPUs, {name}: {status}; APIC {}; bring-up {}; {:.0} s wall{uptime}; source {}", p.cpus, m.apic_mode, m.how, m.wall_secs, m.source);
+            let _ = writeln!(s, "* {} vCPUs, {name}: {status}; APIC {}; bring-up {}; {:.1} s wall{uptime}; source {}", p.cpus, m.apic_mode, m.how, m.wall_secs, m.source);
         }
     }
     if let Some(p) = plot {
