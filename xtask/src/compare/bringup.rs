@@ -171,7 +171,12 @@ pub fn linux_measured(run: &LinuxRun, cpus: u32) -> Measured {
     // sysfs from init; a run stopped at the line itself has only the line's CPU count.
     let online = g.results.get("bringup.online").cloned();
     let want = format!("0-{}", cpus - 1);
-    let failure = run.failure.clone().or_else(|| match (&online, g.brought_up_cpus) {
+    // A run stopped during bring-up: how long it had been going, on the guest's clock.
+    let lower_bound = match (g.all_online_us, g.bringup_start_us, g.last_time_us) {
+        (None, Some(start), Some(last)) => format!("; not all online {} µs of guest time after 'smp: Bringing up' (a lower bound)", last.saturating_sub(start)),
+        _ => String::new(),
+    };
+    let failure = run.failure.clone().map(|f| f + &lower_bound).or_else(|| match (&online, g.brought_up_cpus) {
         (Some(o), _) if *o != want => Some(format!("only CPUs {o} online, not {want}")),
         (None, Some(n)) if n != cpus => Some(format!("Linux brought up {n} CPUs, not {cpus}")),
         (None, None) => Some("neither bringup.online nor a CPU count in 'smp: Brought up'".into()),

@@ -15,6 +15,8 @@ pub struct GuestOutput {
     /// The kernel's `smp: Bringing up secondary CPUs ...` time (same clock): where AP
     /// bring-up starts.
     pub bringup_start_us: Option<u64>,
+    /// The latest printk timestamp seen (a stopped run's bring-up lasted at least until it).
+    pub last_time_us: Option<u64>,
     /// M of `smp: Brought up N nodes, M CPUs`.
     pub brought_up_cpus: Option<u32>,
     /// Linux's own words when it fell back to one AP at a time
@@ -62,6 +64,9 @@ impl GuestOutput {
             if g.all_online_us.is_none() && line.contains("smp: Brought up") {
                 g.all_online_us = dmesg_time_us(line);
                 g.brought_up_cpus = line.rsplit(", ").next().and_then(|w| w.split_whitespace().next()).and_then(|n| n.parse().ok());
+            }
+            if line.starts_with('[') {
+                g.last_time_us = g.last_time_us.max(dmesg_time_us(line));
             }
             if g.bringup_start_us.is_none() && line.contains(BRINGUP_START) {
                 g.bringup_start_us = dmesg_time_us(line);
@@ -167,6 +172,7 @@ mod tests {
         assert_eq!(g.all_online_us, Some(18_712_001));
         assert_eq!(g.bringup_us(), Some(17_800_001));
         assert_eq!(g.brought_up_cpus, Some(64));
+        assert_eq!(GuestOutput::parse("[    2.5] smp: Bringing up secondary CPUs ...\n[   13.25] x\n").last_time_us, Some(13_250_000));
         assert_eq!(g.parallel_disabled, None);
         assert_eq!(GuestOutput::parse("[ 1.0] smp: Brought up 1 node, 2 CPUs\n").bringup_us(), None, "no start line, no interval");
         let serial = GuestOutput::parse("[    0.5] smpboot: Parallel CPU startup disabled by the platform\n");
