@@ -153,11 +153,12 @@ fn convert(entry: MadtEntry) -> MadtRecord {
         },
         MadtEntry::NmiSource(e) => MadtRecord::NmiSource { flags: e.flags, gsi: e.global_system_interrupt },
         MadtEntry::LocalApicNmi(e) => MadtRecord::LocalApicNmi {
-            processor_uid: if e.processor_id == 0xFF { u32::MAX } else { e.processor_id as u32 },
+            // 0xFF ("all processors") is the platform crate's to interpret.
+            processor_uid: e.processor_id as u32,
             flags: e.flags,
             lint: e.nmi_line,
         },
-        MadtEntry::X2ApicNmi(e) => MadtRecord::LocalApicNmi {
+        MadtEntry::X2ApicNmi(e) => MadtRecord::LocalX2ApicNmi {
             processor_uid: e.processor_uid,
             flags: e.flags,
             lint: e.nmi_line,
@@ -260,14 +261,15 @@ fn report(p: &Platform) {
             log::info!("acpi: isa irq {irq} has no GSI of its own (taken by an override)");
             continue;
         };
-        if r.gsi != irq as u32 || r.trigger != keel_platform::Trigger::Edge || r.polarity != keel_platform::Polarity::ActiveHigh {
+        if r.gsi != irq as u32 || r.trigger != keel_apic::TriggerMode::Edge || r.polarity != keel_apic::Polarity::ActiveHigh {
             log::info!("acpi: isa irq {irq} -> gsi {} {:?} {:?}", r.gsi, r.polarity, r.trigger);
         }
     }
     ev!("acpi.madt.cpus", p.cpus().len());
     ev!("acpi.madt.cpus_enabled", p.cpus().iter().filter(|c| c.state == keel_platform::CpuState::Enabled).count());
-    ev!("acpi.madt.cpus_dropped", p.summary(keel_platform::ApicMode::X2Apic).dropped_over_capacity);
+    ev!("acpi.madt.cpus_dropped", p.summary(keel_apic::LapicMode::X2Apic).dropped_over_capacity);
     ev!("acpi.ioapics", p.ioapics().len());
+    ev!("acpi.madt.lapic_nmis", p.lapic_nmis().len());
     ev!("acpi.diagnostics", p.diagnostics().count());
     ev!("acpi.dmar", if dmar().is_some() { "yes" } else { "no" });
 }

@@ -39,12 +39,17 @@ commands:
                              kernel and its default entry only (no scenarios on the image)
   proofs                     list proofs and their QEMU command lines
   bench [--filter SUBSTR]    run benchmark proofs, print bench.* evidence, write target/bench.json
-  bench-compare [--quick] [--no-64] [--no-scale] [--wake] [--rounds N]
+  bench-compare [--quick] [--no-64] [--no-scale] [--wake] [--rounds N] [--bringup [--cpus 8,64,288] [--linux-console]]
                              Keel's benchmarks vs a Debian Linux guest in the same QEMU configurations;
                              writes target/compare/report.{md,json} and plots (docs/benchmarks.md).
                              --no-scale: only the 2-vCPU machines (no 4/8/64-vCPU runs);
                              --wake: device interrupt -> driver wake figures only; --rounds N: N
-                             alternating Linux/Keel rounds, each figure the median of the rounds
+                             alternating Linux/Keel rounds, each figure the median of the rounds;
+                             --bringup: only AP bring-up (all CPUs online) of Keel parallel, Keel
+                             serial and Linux on one VM per --cpus count (default 8,64; 288 and
+                             1024 are opt-in: Linux needs far longer there); target/compare/bringup/;
+                             --linux-console: Linux logs to the console (no quiet) and is stopped at
+                             'smp: Brought up' instead of booting to init (for 288 and more vCPUs)
   mutants [--only NAME] [--baseline]
                              apply each curated kernel break to a scratch copy (target/mutants/tree),
                              build it, boot the proofs that must catch it; fails unless all are caught.
@@ -143,6 +148,9 @@ pub fn parse(args: &[String]) -> Result<Cmd> {
             (Cmd::BenchCompare(o), "--no-64") => o.no_64 = true,
             (Cmd::BenchCompare(o), "--no-scale") => o.no_scale = true,
             (Cmd::BenchCompare(o), "--wake") => o.wake_only = true,
+            (Cmd::BenchCompare(o), "--bringup") => o.bringup = true,
+            (Cmd::BenchCompare(o), "--linux-console") => o.linux_console = true,
+            (Cmd::BenchCompare(o), "--cpus") => o.cpus = crate::compare::parse_cpus(&value()?)?,
             (Cmd::BenchCompare(o), "--rounds") => {
                 o.rounds = value()?.parse().ok().filter(|&n| n > 0).context("--rounds wants a positive number")?
             }
@@ -191,6 +199,11 @@ mod tests {
             p("bench-compare --no-scale --rounds 3").unwrap(),
             Cmd::BenchCompare(crate::compare::Options { no_scale: true, rounds: 3, ..Default::default() })
         );
+        assert_eq!(
+            p("bench-compare --bringup --cpus 8,64,288").unwrap(),
+            Cmd::BenchCompare(crate::compare::Options { bringup: true, cpus: vec![8, 64, 288], ..Default::default() })
+        );
+        assert!(p("bench-compare --bringup --cpus 8,,64").is_err());
         assert_eq!(p("qemu-check").unwrap(), Cmd::QemuCheck);
         assert_eq!(p("mutants --only x --baseline").unwrap(), Cmd::Mutants { only: Some("x".into()), baseline: true });
         assert!(p("run --accel hvf").is_err());

@@ -4,8 +4,6 @@
 mod bootstrap;
 mod bochs;
 mod builder;
-// The check and CPU vocabularies are for registry entries; not every word is used yet.
-#[allow(dead_code)]
 mod checks;
 mod cli;
 mod compare;
@@ -13,9 +11,7 @@ mod debug;
 mod images;
 mod iso;
 mod mutants;
-#[allow(dead_code)]
 mod proofs;
-#[allow(dead_code)]
 mod qemu;
 mod report;
 mod runner;

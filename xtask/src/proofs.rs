@@ -7,10 +7,8 @@
 
 use std::time::Duration;
 
-// The whole check vocabulary is in scope so new entries need no import edits.
-#[allow(unused_imports)]
-use crate::checks::{self, absent, custom, eq, for_each_cpu, ge, is, keys_equal, le, present, range, Check, Expect};
 use crate::builder::Image;
+use crate::checks::{custom, eq, for_each_cpu, ge, is, keys_equal, le, present, range, Check, Expect};
 use crate::iso::Firmware;
 use crate::qemu::{CpuSpec, MachineSpec};
 #[cfg(test)]
@@ -260,6 +258,10 @@ fn smp_checks(p: Proof, cpus: u64, mode: &'static str) -> Proof {
         .check(for_each_cpu("cpu.*.online", is::eq("yes")).count_eq_key("smp.online"))
         .check(for_each_cpu("cpu.*.timer_ticks", is::ge(20)).count_eq_key("smp.online"))
         .check(for_each_cpu("cpu.*.timer_hz", is::ge(1_000_000)).count_eq_key("smp.online"))
+        // Read back from each CPU's LVT LINT registers. QEMU's MADT has one local APIC NMI
+        // entry (all processors, LINT1, conforming): LINT1 is NMI, LINT0 masked.
+        .check(for_each_cpu("cpu.*.lint1", is::eq("nmi")).count_eq_key("smp.online"))
+        .check(for_each_cpu("cpu.*.lint0", is::eq("masked")).count_eq_key("smp.online"))
         .check(eq("ipi.expected", cpus * per_cpu))
         .check(keys_equal("ipi.sent", "ipi.expected"))
         .check(keys_equal("ipi.acked", "ipi.expected"))

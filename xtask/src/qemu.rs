@@ -126,10 +126,6 @@ impl CpuSpec {
     pub fn qemu64_xapic() -> CpuSpec {
         CpuSpec::new("qemu64", &["-x2apic"])
     }
-    /// `qemu64,+x2apic`: x2APIC on both accelerators.
-    pub fn qemu64_x2apic() -> CpuSpec {
-        CpuSpec::new("qemu64", &["+x2apic"])
-    }
     pub fn with_tcg_flags(mut self, flags: &[&'static str]) -> CpuSpec {
         self.tcg_flags.extend_from_slice(flags);
         self
@@ -410,7 +406,7 @@ mod tests {
 
     #[test]
     fn per_accel_cpu_flags() {
-        let cpu = CpuSpec::qemu64_x2apic().with_tcg_flags(&["+smep"]).with_kvm_flags(&["+rdrand"]);
+        let cpu = CpuSpec::new("qemu64", &["+x2apic"]).with_tcg_flags(&["+smep"]).with_kvm_flags(&["+rdrand"]);
         assert_eq!(cpu.arg(Accel::Tcg), "qemu64,+x2apic,+smep");
         assert_eq!(cpu.arg(Accel::Kvm), "qemu64,+x2apic,+rdrand");
     }

@@ -48,9 +48,12 @@ pub struct LocalInit {
     pub spurious_vector: u8,
     /// Vector for APIC error interrupts (>= 16).
     pub error_vector: u8,
-    /// Program LINT1 as NMI (per the MADT local-APIC-NMI entry); otherwise
-    /// LINT1 is masked. LINT0 is always masked (no 8259 virtual wire).
-    pub lint1_nmi: bool,
+    /// LINT0 and LINT1, as the MADT's local APIC NMI entries wire them for
+    /// this CPU (see `keel_platform`'s `local_lints`); a pin no entry names is
+    /// masked (Keel uses no 8259 virtual wire).
+    pub lint0: LvtLocal,
+    /// LINT1 (conventionally NMI).
+    pub lint1: LvtLocal,
 }
 
 /// Why a LAPIC operation was refused before touching hardware.
@@ -164,14 +167,8 @@ impl<R: LapicRegisters> Lapic<R> {
         };
         self.regs.write(Register::Svr, svr.encode());
         self.regs.write(Register::Tpr, TPR_ACCEPT_ALL);
-        self.regs
-            .write(Register::LvtLint0, LvtLocal::masked().encode());
-        let lint1 = if cfg.lint1_nmi {
-            LvtLocal::nmi()
-        } else {
-            LvtLocal::masked()
-        };
-        self.regs.write(Register::LvtLint1, lint1.encode());
+        self.regs.write(Register::LvtLint0, cfg.lint0.encode());
+        self.regs.write(Register::LvtLint1, cfg.lint1.encode());
         self.regs.write(Register::LvtTimer, LVT_MASKED_ONLY);
         if version.has_lvt_perf() {
             self.regs.write(Register::LvtPerf, LVT_MASKED_ONLY);
@@ -239,17 +236,6 @@ impl<R: LapicRegisters> Lapic<R> {
         self.start_counting(vector, TimerMode::Periodic, divide, initial_count)
     }
 
-    /// Starts a one-shot timer firing `vector` once after
-    /// `initial_count * divide.divisor()` bus-clock ticks.
-    pub fn start_oneshot(
-        &mut self,
-        vector: u8,
-        divide: TimerDivide,
-        initial_count: u32,
-    ) -> Result<(), LapicError> {
-        self.start_counting(vector, TimerMode::OneShot, divide, initial_count)
-    }
-
     /// Switches the LVT timer to TSC-deadline mode with `vector`.
     ///
     /// Only the LVT is written; the kernel then writes `IA32_TSC_DEADLINE`
@@ -292,11 +278,13 @@ mod tests {
     use crate::delivery::DeliveryStatus;
     use crate::fake::{Event, FakeError, FakeLapic};
     use crate::lvt::{EsrFlags, LVT_MASKED};
+    use crate::signal::Polarity;
 
     const INIT: LocalInit = LocalInit {
         spurious_vector: 0xFF,
         error_vector: 0xFE,
-        lint1_nmi: true,
+        lint0: LvtLocal::masked(),
+        lint1: LvtLocal::nmi(),
     };
 
     fn lapic(mode: LapicMode, id: u32) -> Lapic<FakeLapic> {
@@ -360,13 +348,19 @@ mod tests {
     }
 
     #[test]
-    fn enable_without_lint1_nmi_masks_both_lints() {
+    fn enable_writes_the_lint_pins_it_is_given() {
         let mut l = lapic(LapicMode::X2Apic, 1);
+        let lint0 = LvtLocal {
+            polarity: Polarity::ActiveLow,
+            ..LvtLocal::nmi()
+        };
         l.enable(LocalInit {
-            lint1_nmi: false,
+            lint0,
+            lint1: LvtLocal::masked(),
             ..INIT
         })
         .unwrap();
+        assert_eq!(l.registers().get(Register::LvtLint0), 0x2400, "LINT0 = NMI, active low");
         assert_eq!(l.registers().get(Register::LvtLint1), LVT_MASKED);
     }
 
@@ -439,23 +433,10 @@ mod tests {
     }
 
     #[test]
-    fn oneshot_timer_order_and_validation() {
-        let mut l = lapic(LapicMode::XApic, 0);
-        l.start_oneshot(0x31, TimerDivide::By1, 5).unwrap();
-        let f = l.registers();
-        assert!(
-            f.first_write_to(Register::LvtTimer).unwrap()
-                < f.first_write_to(Register::TimerInitialCount).unwrap()
-        );
-        assert!(
-            f.first_write_to(Register::TimerDivide).unwrap()
-                < f.first_write_to(Register::TimerInitialCount).unwrap()
-        );
-        assert_eq!(f.get(Register::LvtTimer), 0x31);
-        assert_eq!(f.get(Register::TimerDivide), 0b1011);
+    fn timer_refuses_zero_counts_and_illegal_vectors_before_any_access() {
         let mut l = lapic(LapicMode::XApic, 0);
         assert_eq!(
-            l.start_oneshot(0x31, TimerDivide::By1, 0),
+            l.start_periodic(0x31, TimerDivide::By1, 0),
             Err(LapicError::ZeroInitialCount)
         );
         assert_eq!(

@@ -233,6 +233,7 @@ impl Register {
 
     /// Byte offset from the xAPIC MMIO base, or `None` for x2APIC-only
     /// registers (SELF IPI).
+    #[inline]
     pub const fn xapic_offset(self) -> Option<u16> {
         match self {
             Register::SelfIpi => None,
@@ -242,6 +243,7 @@ impl Register {
 
     /// MSR number in x2APIC mode (`0x800 + offset / 16`), or `None` for the
     /// xAPIC-only registers (ICR high, DFR).
+    #[inline]
     pub const fn x2apic_msr(self) -> Option<u32> {
         match self {
             Register::IcrHigh | Register::Dfr => None,

@@ -65,7 +65,7 @@ pub use records::*;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Summary {
     /// The mode `unreachable` was computed for.
-    pub mode: ApicMode,
+    pub mode: LapicMode,
     /// CPUs in the list (enabled + online-capable).
     pub cpus: usize,
     /// Enabled CPUs.
@@ -91,7 +91,7 @@ pub struct Summary {
 }
 
 /// INTI flag decoding result: values plus whether anything was reserved.
-fn decode_inti(flags: u16) -> (Polarity, Trigger, bool) {
+fn decode_inti(flags: u16) -> (Polarity, TriggerMode, bool) {
     let mut bad = flags & !0xF != 0;
     let polarity = match flags & 0b11 {
         0b00 | 0b01 => Polarity::ActiveHigh,
@@ -102,11 +102,11 @@ fn decode_inti(flags: u16) -> (Polarity, Trigger, bool) {
         }
     };
     let trigger = match (flags >> 2) & 0b11 {
-        0b00 | 0b01 => Trigger::Edge,
-        0b11 => Trigger::Level,
+        0b00 | 0b01 => TriggerMode::Edge,
+        0b11 => TriggerMode::Level,
         _ => {
             bad = true;
-            Trigger::Edge
+            TriggerMode::Edge
         }
     };
     (polarity, trigger, bad)
@@ -128,13 +128,13 @@ const EMPTY_IOAPIC: IoApicEntry = IoApicEntry {
 const EMPTY_NMI_SOURCE: NmiSourceEntry = NmiSourceEntry {
     gsi: 0,
     polarity: Polarity::ActiveHigh,
-    trigger: Trigger::Edge,
+    trigger: TriggerMode::Edge,
 };
 const EMPTY_LAPIC_NMI: LapicNmi = LapicNmi {
     target: NmiTarget::All,
     lint: 0,
     polarity: Polarity::ActiveHigh,
-    trigger: Trigger::Edge,
+    trigger: TriggerMode::Edge,
 };
 
 /// The machine as described by the MADT, interpreted and checked.

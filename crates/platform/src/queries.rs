@@ -1,6 +1,8 @@
 //! What the interpreted MADT says, as queries: CPUs, APIC addresses, IOAPIC routing, NMIs
 //! and diagnostics. Building the [`Platform`] from the table lives in the crate root.
 
+use keel_apic::{ApicId, LvtLocal, XApicId};
+
 use crate::*;
 
 impl Platform {
@@ -38,25 +40,18 @@ impl Platform {
     }
 
     /// True if a CPU with `apic_id` can be targeted by an IPI in `mode`:
-    /// xAPIC destinations are 8 bits with 0xFF as broadcast, so only 0..=254;
-    /// x2APIC excludes only the broadcast 0xFFFFFFFF.
-    pub const fn is_reachable(apic_id: u32, mode: ApicMode) -> bool {
+    /// xAPIC destinations are 8 bits with 0xFF as broadcast ([`XApicId`]), so only
+    /// 0..=254; x2APIC excludes only the broadcast 0xFFFFFFFF.
+    pub fn is_reachable(apic_id: u32, mode: LapicMode) -> bool {
         match mode {
-            ApicMode::XApic => apic_id <= 0xFE,
-            ApicMode::X2Apic => apic_id != u32::MAX,
+            LapicMode::XApic => XApicId::try_from(ApicId::new(apic_id)).is_ok(),
+            LapicMode::X2Apic => apic_id != u32::MAX,
         }
-    }
-
-    /// CPUs that can be addressed in `mode`; the kernel starts only these.
-    pub fn reachable_cpus(&self, mode: ApicMode) -> impl Iterator<Item = &CpuEntry> + '_ {
-        self.cpus()
-            .iter()
-            .filter(move |c| Self::is_reachable(c.apic_id, mode))
     }
 
     /// One [`Diagnostic::UnreachableInXApic`] per CPU that cannot be addressed
     /// in `mode` (none in x2APIC mode), for the kernel to print.
-    pub fn unreachable_diagnostics(&self, mode: ApicMode) -> impl Iterator<Item = Diagnostic> + '_ {
+    pub fn unreachable_diagnostics(&self, mode: LapicMode) -> impl Iterator<Item = Diagnostic> + '_ {
         self.cpus()
             .iter()
             .filter(move |c| !Self::is_reachable(c.apic_id, mode))
@@ -84,13 +79,13 @@ impl Platform {
     // ----- IOAPICs and IRQ routing -----
 
     /// IOAPICs in table order; positions are the indices used by
-    /// [`Platform::set_ioapic_pins`] and [`Platform::ioapic_for_gsi`].
+    /// [`Platform::set_ioapic_pins`].
     pub fn ioapics(&self) -> &[IoApicEntry] {
         &self.ioapics[..self.ioapic_count]
     }
 
     /// Records how many redirection entries IOAPIC `index` has (read by the
-    /// kernel from its version register), enabling [`Platform::ioapic_for_gsi`].
+    /// kernel from its version register).
     /// Overlapping GSI ranges become a diagnostic.
     pub fn set_ioapic_pins(&mut self, index: usize, pins: u32) -> Result<(), PlatformError> {
         if index >= self.ioapic_count {
@@ -123,16 +118,6 @@ impl Platform {
         Ok(())
     }
 
-    /// Which IOAPIC (index) and pin serve `gsi`; `None` if no IOAPIC with a
-    /// known pin count covers it.
-    pub fn ioapic_for_gsi(&self, gsi: u32) -> Option<(usize, u32)> {
-        self.ioapics().iter().enumerate().find_map(|(i, io)| {
-            let pins = io.pins?;
-            let off = gsi.checked_sub(io.gsi_base)?;
-            (off < pins).then_some((i, off))
-        })
-    }
-
     /// The validated interrupt source overrides.
     pub fn isa_overrides(&self) -> impl Iterator<Item = &IsaOverride> + '_ {
         self.overrides.iter().flatten()
@@ -161,7 +146,7 @@ impl Platform {
         Some(IrqRoute {
             gsi: irq as u32,
             polarity: Polarity::ActiveHigh,
-            trigger: Trigger::Edge,
+            trigger: TriggerMode::Edge,
         })
     }
 
@@ -189,14 +174,30 @@ impl Platform {
         &self.lapic_nmis[..self.lapic_nmi_count]
     }
 
-    /// The LINT pin (and its polarity/trigger) to program as NMI on the CPU
-    /// with `processor_uid`: an entry naming the UID wins over an "all" entry.
-    pub fn lapic_nmi_for(&self, processor_uid: u32) -> Option<(u8, Polarity, Trigger)> {
-        let nmis = self.lapic_nmis();
-        nmis.iter()
-            .find(|n| n.target == NmiTarget::Processor(processor_uid))
-            .or_else(|| nmis.iter().find(|n| n.target == NmiTarget::All))
-            .map(|n| (n.lint, n.polarity, n.trigger))
+    /// The LINT0/LINT1 entries for the CPU with `processor_uid`, from the MADT's local
+    /// (x2)APIC NMI structures: per pin, an entry naming the UID wins over an "all
+    /// processors" one; a pin no entry names is masked. When no entry names this CPU at
+    /// all, LINT1 is NMI (the PC convention) and LINT0 masked.
+    ///
+    /// An NMI pin takes the entry's polarity; its trigger is edge whatever the entry
+    /// says: the LVT trigger bit applies to fixed delivery only, NMI is always edge
+    /// sensitive (SDM vol. 3 §11.5.1).
+    pub fn local_lints(&self, processor_uid: u32) -> LocalLints {
+        let entry_for = |lint: u8| {
+            let on_pin = || self.lapic_nmis().iter().filter(move |n| n.lint == lint);
+            on_pin()
+                .find(|n| n.target == NmiTarget::Processor(processor_uid))
+                .or_else(|| on_pin().find(|n| n.target == NmiTarget::All))
+        };
+        let nmi_pin = |entry: Option<&LapicNmi>| match entry {
+            Some(n) => LvtLocal { polarity: n.polarity, ..LvtLocal::nmi() },
+            None => LvtLocal::masked(),
+        };
+        let (lint0, lint1) = (entry_for(0), entry_for(1));
+        if lint0.is_none() && lint1.is_none() {
+            return LocalLints { lint0: LvtLocal::masked(), lint1: LvtLocal::nmi(), source: LintSource::Fallback };
+        }
+        LocalLints { lint0: nmi_pin(lint0), lint1: nmi_pin(lint1), source: LintSource::Madt }
     }
 
     // ----- Diagnostics -----
@@ -212,7 +213,7 @@ impl Platform {
     }
 
     /// Counts for the boot log, with reachability computed for `mode`.
-    pub fn summary(&self, mode: ApicMode) -> Summary {
+    pub fn summary(&self, mode: LapicMode) -> Summary {
         let enabled = self.enabled_cpus().count();
         Summary {
             mode,

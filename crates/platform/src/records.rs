@@ -3,6 +3,10 @@
 
 use core::fmt;
 
+/// The signalling and mode vocabulary is the register crate's own: one `Polarity`, one
+/// `TriggerMode`, one `LapicMode` from the MADT to the redirection entry.
+pub use keel_apic::{LapicMode, Polarity, TriggerMode};
+
 /// One MADT entry, converted by the kernel from the `acpi` crate's types.
 /// Widths are normalised (`u32` APIC IDs and UIDs) so no information is lost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,24 +143,6 @@ pub struct CpuEntry {
     pub state: CpuState,
 }
 
-/// Local APIC operating mode, which limits which APIC IDs can be addressed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ApicMode {
-    /// xAPIC: 8-bit physical destination, 0xFF is broadcast.
-    XApic,
-    /// x2APIC: 32-bit destination, 0xFFFFFFFF is broadcast.
-    X2Apic,
-}
-
-impl fmt::Display for ApicMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::XApic => "xapic",
-            Self::X2Apic => "x2apic",
-        })
-    }
-}
-
 /// One I/O APIC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IoApicEntry {
@@ -171,24 +157,6 @@ pub struct IoApicEntry {
     pub pins: Option<u32>,
 }
 
-/// Interrupt pin polarity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Polarity {
-    /// Asserted when high.
-    ActiveHigh,
-    /// Asserted when low.
-    ActiveLow,
-}
-
-/// Interrupt trigger mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Trigger {
-    /// Edge-triggered.
-    Edge,
-    /// Level-triggered.
-    Level,
-}
-
 /// Where an interrupt arrives and how its line behaves: what the kernel needs
 /// to program an IOAPIC redirection entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -198,7 +166,7 @@ pub struct IrqRoute {
     /// Line polarity.
     pub polarity: Polarity,
     /// Trigger mode.
-    pub trigger: Trigger,
+    pub trigger: TriggerMode,
 }
 
 /// A validated interrupt source override (ISA IRQ -> GSI).
@@ -211,7 +179,7 @@ pub struct IsaOverride {
     /// Decoded polarity.
     pub polarity: Polarity,
     /// Decoded trigger.
-    pub trigger: Trigger,
+    pub trigger: TriggerMode,
     /// Raw MPS INTI flags, for logging.
     pub flags: u16,
 }
@@ -224,7 +192,7 @@ pub struct NmiSourceEntry {
     /// Decoded polarity.
     pub polarity: Polarity,
     /// Decoded trigger.
-    pub trigger: Trigger,
+    pub trigger: TriggerMode,
 }
 
 /// Which processors a local APIC NMI entry applies to.
@@ -234,6 +202,26 @@ pub enum NmiTarget {
     All,
     /// The processor with this ACPI UID.
     Processor(u32),
+}
+
+/// How one CPU's LINT0/LINT1 are to be programmed ([`Platform::local_lints`](crate::Platform::local_lints)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalLints {
+    /// LVT LINT0.
+    pub lint0: keel_apic::LvtLocal,
+    /// LVT LINT1.
+    pub lint1: keel_apic::LvtLocal,
+    /// Whether the MADT said so, or nothing in it named this CPU.
+    pub source: LintSource,
+}
+
+/// Where a CPU's LINT wiring came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LintSource {
+    /// Local (x2)APIC NMI entries naming this CPU or all CPUs.
+    Madt,
+    /// No entry applies: LINT1 = NMI, LINT0 masked.
+    Fallback,
 }
 
 /// A LAPIC LINT pin configured as NMI.
@@ -246,5 +234,5 @@ pub struct LapicNmi {
     /// Decoded polarity.
     pub polarity: Polarity,
     /// Decoded trigger.
-    pub trigger: Trigger,
+    pub trigger: TriggerMode,
 }

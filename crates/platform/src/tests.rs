@@ -1,4 +1,5 @@
 use super::*;
+use keel_apic::LvtLocal;
 
 fn lapic(uid: u32, id: u32, flags: u32) -> MadtRecord {
     MadtRecord::LocalApic {
@@ -86,7 +87,7 @@ fn typical_qemu_tables() {
     let high_edge = |gsi| IrqRoute {
         gsi,
         polarity: Polarity::ActiveHigh,
-        trigger: Trigger::Edge,
+        trigger: TriggerMode::Edge,
     };
     assert_eq!(p.resolve_isa_irq(0), Some(high_edge(2)));
     // IRQ9: level, active high on q35.
@@ -95,7 +96,7 @@ fn typical_qemu_tables() {
         Some(IrqRoute {
             gsi: 9,
             polarity: Polarity::ActiveHigh,
-            trigger: Trigger::Level
+            trigger: TriggerMode::Level
         })
     );
     // No override: identity.
@@ -112,12 +113,10 @@ fn typical_qemu_tables() {
     assert_eq!(p.isa_irq_for_gsi(9), Some(9));
     assert_eq!(p.isa_irq_for_gsi(16), None);
 
-    // GSI -> pin needs the pin count.
-    assert_eq!(p.ioapic_for_gsi(2), None);
+    // The pin count is recorded once the kernel has read it.
+    assert_eq!(p.ioapics()[0].pins, None);
     p.set_ioapic_pins(0, 24).unwrap();
-    assert_eq!(p.ioapic_for_gsi(2), Some((0, 2)));
-    assert_eq!(p.ioapic_for_gsi(23), Some((0, 23)));
-    assert_eq!(p.ioapic_for_gsi(24), None);
+    assert_eq!(p.ioapics()[0].pins, Some(24));
     assert_eq!(
         p.set_ioapic_pins(1, 24),
         Err(PlatformError::NoSuchIoApic { index: 1 })
@@ -134,17 +133,14 @@ fn typical_qemu_tables() {
         })
     );
 
-    // NMI on LINT1 for every CPU.
-    assert_eq!(
-        p.lapic_nmi_for(0),
-        Some((1, Polarity::ActiveHigh, Trigger::Edge))
-    );
-    assert_eq!(
-        p.lapic_nmi_for(1),
-        Some((1, Polarity::ActiveHigh, Trigger::Edge))
-    );
+    // NMI on LINT1 for every CPU, from the table.
+    for uid in [0, 1] {
+        let lints = p.local_lints(uid);
+        assert_eq!(lints.source, LintSource::Madt);
+        assert_eq!((lints.lint0, lints.lint1), (LvtLocal::masked(), LvtLocal::nmi()));
+    }
 
-    let s = p.summary(ApicMode::XApic);
+    let s = p.summary(LapicMode::XApic);
     assert_eq!(
         (s.cpus, s.enabled, s.online_capable, s.skipped_disabled),
         (2, 2, 0, 0)
@@ -182,11 +178,13 @@ fn x2apic_tables_with_large_ids() {
     assert_eq!((c.index, c.source), (CpuIndex(3), CpuSource::Type9));
     // xAPIC cannot address 256/257: reported, not truncated to 0/1.
     let xr: Vec<u32> = p
-        .reachable_cpus(ApicMode::XApic)
+        .cpus()
+        .iter()
+        .filter(|c| Platform::is_reachable(c.apic_id, LapicMode::XApic))
         .map(|c| c.apic_id)
         .collect();
     assert_eq!(xr, [0, 1]);
-    let un: Vec<_> = p.unreachable_diagnostics(ApicMode::XApic).collect();
+    let un: Vec<_> = p.unreachable_diagnostics(LapicMode::XApic).collect();
     assert_eq!(
         un,
         [
@@ -194,14 +192,10 @@ fn x2apic_tables_with_large_ids() {
             Diagnostic::UnreachableInXApic { apic_id: 257 }
         ]
     );
-    assert_eq!(p.summary(ApicMode::XApic).unreachable, 2);
-    assert_eq!(p.reachable_cpus(ApicMode::X2Apic).count(), 4);
-    assert_eq!(p.unreachable_diagnostics(ApicMode::X2Apic).count(), 0);
-    assert_eq!(p.summary(ApicMode::X2Apic).unreachable, 0);
-    assert_eq!(
-        p.lapic_nmi_for(257),
-        Some((1, Polarity::ActiveHigh, Trigger::Edge))
-    );
+    assert_eq!(p.summary(LapicMode::XApic).unreachable, 2);
+    assert_eq!(p.unreachable_diagnostics(LapicMode::X2Apic).count(), 0);
+    assert_eq!(p.summary(LapicMode::X2Apic).unreachable, 0);
+    assert_eq!(p.local_lints(257).lint1, LvtLocal::nmi());
 }
 
 #[test]
@@ -214,18 +208,18 @@ fn xapic_reachability_boundaries() {
         (257, false),
     ] {
         assert_eq!(
-            Platform::is_reachable(id, ApicMode::XApic),
+            Platform::is_reachable(id, LapicMode::XApic),
             reachable,
             "id {id}"
         );
-        assert!(Platform::is_reachable(id, ApicMode::X2Apic));
+        assert!(Platform::is_reachable(id, LapicMode::X2Apic));
     }
-    assert!(!Platform::is_reachable(u32::MAX, ApicMode::X2Apic));
+    assert!(!Platform::is_reachable(u32::MAX, LapicMode::X2Apic));
     let recs = vec![x2(1, 254, 1), x2(2, 255, 1), x2(3, 256, 1), x2(4, 257, 1)];
     let p = Platform::from_records(0xFEE0_0000, false, recs, 254);
     let ids: Vec<u32> = p.cpus().iter().map(|c| c.apic_id).collect();
     assert_eq!(ids, [254, 255, 256, 257]);
-    let un: Vec<_> = p.unreachable_diagnostics(ApicMode::XApic).collect();
+    let un: Vec<_> = p.unreachable_diagnostics(LapicMode::XApic).collect();
     assert_eq!(un.len(), 3);
     assert_eq!(un[0], Diagnostic::UnreachableInXApic { apic_id: 255 });
     assert_eq!(
@@ -263,7 +257,7 @@ fn duplicate_apic_id_type0_and_type9() {
             },
         ]
     );
-    assert_eq!(p.summary(ApicMode::X2Apic).duplicates, 2);
+    assert_eq!(p.summary(LapicMode::X2Apic).duplicates, 2);
 }
 
 #[test]
@@ -351,7 +345,7 @@ fn disabled_and_online_capable_mix() {
         ]
     );
     assert_eq!(p.enabled_cpus().count(), 2);
-    let s = p.summary(ApicMode::XApic);
+    let s = p.summary(LapicMode::XApic);
     assert_eq!(
         (
             s.cpus,
@@ -411,7 +405,7 @@ fn bad_cpu_flags_and_ids() {
             },
         ]
     );
-    assert_eq!(p.summary(ApicMode::X2Apic).invalid, 3);
+    assert_eq!(p.summary(LapicMode::X2Apic).invalid, 3);
     // Type 9 may legitimately carry 0xFF.
     let p = Platform::from_records(0, false, vec![lapic(0, 0, 1), x2(9, 0xFF, 1), IOAPIC0], 0);
     assert_eq!(p.cpu_count(), 2);
@@ -440,7 +434,7 @@ fn cpu_capacity_overflow() {
         }]
     );
     assert_eq!(
-        p.summary(ApicMode::X2Apic).dropped_over_capacity,
+        p.summary(LapicMode::X2Apic).dropped_over_capacity,
         extra as usize - (MAX_CPUS - 1)
     );
     // Indices are dense and match positions.
@@ -497,7 +491,7 @@ fn other_capacity_overflows_and_diagnostic_flood() {
     }));
     assert!(p.diagnostics_dropped() > 0);
     assert_eq!(
-        p.summary(ApicMode::XApic).diagnostics,
+        p.summary(LapicMode::XApic).diagnostics,
         MAX_DIAGNOSTICS + p.diagnostics_dropped()
     );
 }
@@ -512,10 +506,10 @@ fn duplicates_found_above_and_below_the_bitmap() {
     let recs = vec![x2(0, 0, 1), x2(1, 5, 1), x2(2, 40_000, 1), x2(3, 5, 1), x2(4, 40_000, 1), IOAPIC0];
     let p = Platform::from_records(0, false, recs, 0);
     assert_eq!(p.cpu_count(), 3);
-    assert_eq!(p.summary(ApicMode::X2Apic).duplicates, 2);
+    assert_eq!(p.summary(LapicMode::X2Apic).duplicates, 2);
     // Rebuilding in place forgets the previous machine's IDs.
     let mut q = p.clone();
     q.rebuild(0, false, vec![x2(0, 0, 1), x2(1, 5, 1), IOAPIC0], 0);
     assert_eq!(q.cpu_count(), 2);
-    assert_eq!(q.summary(ApicMode::X2Apic).duplicates, 0);
+    assert_eq!(q.summary(LapicMode::X2Apic).duplicates, 0);
 }

@@ -158,6 +158,8 @@ fn per_cpu_report(system: &System) {
         ev!(("cpu.{}.apic_id", cpu.index), apic_id);
         ev!(("cpu.{}.mode", cpu.index), mode);
         ev!(("cpu.{}.timer_mode", cpu.index), lapic::timer_mode_name(cpu.lapic.timer_lvt.load(Ordering::Relaxed)));
+        ev!(("cpu.{}.lint0", cpu.index), lapic::lint_name(cpu.lapic.lint_lvt[0].load(Ordering::Relaxed)));
+        ev!(("cpu.{}.lint1", cpu.index), lapic::lint_name(cpu.lapic.lint_lvt[1].load(Ordering::Relaxed)));
         ev!(("cpu.{}.timer_hz", cpu.index), hz);
         ev!(("cpu.{}.online", cpu.index), if online { "yes" } else { "no" });
         ev!(("cpu.{}.apic_base", cpu.index), format_args!("{:#x}", cpu.apic_base.load(Ordering::Relaxed)));

@@ -28,7 +28,8 @@ use keel_abi::{InterruptSource, Status};
 use keel_apic::{ApicId, Polarity, TriggerMode};
 use spin::Mutex;
 
-use crate::arch::x86_64::{cpu, ioapic, lapic, percpu};
+use crate::arch::x86_64::ioapic::InService;
+use crate::arch::x86_64::{cpu, ioapic, percpu};
 use super::{Caller, Reply};
 use crate::pci::{self, PciDevice};
 use crate::task::{Process, Thread};
@@ -127,7 +128,7 @@ fn create(name: String, request: ManifestSource, target: &percpu::PerCpu) -> Res
     let source = match request {
         ManifestSource::Isa(irq) => {
             let route = crate::acpi::platform().resolve_isa_irq(irq).ok_or("ISA IRQ has no GSI")?;
-            let (polarity, trigger) = ioapic::isa_signal(&route);
+            let (polarity, trigger) = (route.polarity, route.trigger);
             ioapic::route(route.gsi, vector, ApicId::new(apic_id), polarity, trigger, true).map_err(|_| "IOAPIC route failed")?;
             Source::Ioapic { gsi: route.gsi, level: trigger == TriggerMode::Level, polarity }
         }
@@ -342,7 +343,7 @@ impl InterruptObject {
     }
 
     /// Vector handler body.
-    fn fire(&self) {
+    fn fire(&self, token: InService) {
         let ts = cpu::rdtsc();
         self.deliveries.fetch_add(1, Ordering::Relaxed);
         let here = percpu::with_current(|me| me.apic_id.load(Ordering::Relaxed));
@@ -351,7 +352,7 @@ impl InterruptObject {
         let mut st = self.state.lock();
         // Mask first, then EOI: a level line still asserted must not re-enter at once.
         self.mask_source(true);
-        lapic::eoi();
+        token.eoi();
         if st.masked {
             self.while_masked.fetch_add(1, Ordering::Relaxed);
         }
@@ -394,11 +395,11 @@ impl HardwareMask {
 }
 
 /// Device-vector entry for every vector owned by an interrupt object.
-fn on_vector(vector: u8) {
+fn on_vector(vector: u8, token: InService) {
     let object = BY_VECTOR.lock()[vector as usize].clone();
     match object {
-        Some(o) => o.fire(),
-        None => lapic::eoi(),
+        Some(o) => o.fire(token),
+        None => token.eoi(),
     }
 }
 

@@ -20,6 +20,7 @@ use keel_apic::icr::Destination;
 use keel_apic::{ApicId, IcrError, Ipi};
 
 use super::System;
+use crate::arch::x86_64::ioapic::InService;
 use crate::arch::x86_64::{ioapic, lapic, percpu, smp, tlb};
 use crate::mm::address_space::{AddressSpace, UserPerms};
 use crate::mm::paging;
@@ -52,19 +53,19 @@ fn soft_int(vector: u8) -> bool {
 }
 
 /// A handler like an `Interrupt` object's: it EOIs.
-fn eoi_handler(_vector: u8) {
+fn eoi_handler(_vector: u8, token: InService) {
     EOI_HANDLER_RUNS.fetch_add(1, Ordering::Relaxed);
-    lapic::eoi();
+    token.eoi();
 }
 
 /// Runs with the probe vector in service (delivered by the LAPIC as a self-IPI).
-fn probe_handler(vector: u8) {
+fn probe_handler(vector: u8, token: InService) {
     ISR_BEFORE.store(lapic::in_service(vector) as u64, Ordering::Relaxed);
     let claimed = soft_int(EOI_VECTOR.load(Ordering::Relaxed) as u8);
     let unclaimed = soft_int(UNCLAIMED_VECTOR);
     ISR_AFTER.store(lapic::in_service(vector) as u64, Ordering::Relaxed);
     PROBED.store(1 + (claimed && unclaimed) as u64, Ordering::Release);
-    lapic::eoi_if_in_service(vector);
+    token.eoi();
 }
 
 fn soft_int_into_device_range() -> bool {

@@ -10,7 +10,7 @@ use x86_64::instructions::port::Port;
 use super::System;
 use crate::arch::x86_64::percpu::{self, PerCpu};
 use crate::arch::x86_64::interrupts::DEVICE_VECTOR_BASE;
-use crate::arch::x86_64::{ioapic, lapic};
+use crate::arch::x86_64::ioapic::{self, InService};
 
 const CMOS_INDEX: u16 = 0x70;
 const CMOS_DATA: u16 = 0x71;
@@ -38,20 +38,20 @@ fn cmos_write(reg: u8, value: u8) {
     }
 }
 
-fn rtc_interrupt(_vector: u8) {
+fn rtc_interrupt(_vector: u8, token: InService) {
     // Reading register C acknowledges the RTC so it can raise the next interrupt.
     let _ = cmos_read(0x0C);
     INTERRUPTS.fetch_add(1, Ordering::Relaxed);
     if percpu::current_index() != TARGET_INDEX.load(Ordering::Relaxed) {
         ON_WRONG_CPU.fetch_add(1, Ordering::Relaxed);
     }
-    lapic::eoi();
+    token.eoi();
 }
 
 /// Whether routing IRQ 8 to `cpu` is refused as unreachable (APIC ID above 254).
 pub fn route_is_refused(system: &System, cpu: &PerCpu) -> bool {
     let Some(route) = system.platform.resolve_isa_irq(ISA_RTC_IRQ) else { return false };
-    let (polarity, trigger) = ioapic::isa_signal(&route);
+    let (polarity, trigger) = (route.polarity, route.trigger);
     let apic_id = ApicId::new(cpu.apic_id.load(Ordering::Acquire));
     matches!(
         ioapic::route(route.gsi, DEVICE_VECTOR_BASE, apic_id, polarity, trigger, true),
@@ -62,7 +62,7 @@ pub fn route_is_refused(system: &System, cpu: &PerCpu) -> bool {
 /// Routes IRQ 8 to `target`, runs the RTC at 1024 Hz for `window_ms`, checks the count.
 pub fn route_and_count(system: &System, target: &PerCpu, window_ms: u64) -> Result<(), &'static str> {
     let route = system.platform.resolve_isa_irq(ISA_RTC_IRQ).ok_or("ISA IRQ 8 has no GSI")?;
-    let (polarity, trigger) = ioapic::isa_signal(&route);
+    let (polarity, trigger) = (route.polarity, route.trigger);
     let vector = ioapic::allocate_vector(rtc_interrupt).ok_or("no free device vector")?;
     TARGET_INDEX.store(target.index, Ordering::Relaxed);
     let apic_id = ApicId::new(target.apic_id.load(Ordering::Acquire));

@@ -5,6 +5,7 @@
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 
+use keel_apic::{ApicId, XApicId};
 use keel_boot::cmdline::CommandLine;
 
 use super::System;
@@ -137,7 +138,8 @@ pub fn run(system: System, cmdline: &CommandLine) -> ! {
         // remapping in x2APIC mode a CPU above APIC ID 254 cannot receive device interrupts,
         // so the route must be refused; with it, the RTC goes to that CPU.
         let remapped = iommu::mode() == Some(keel_iommu::irte::DestinationMode::X2Apic);
-        let high = online.iter().find(|c| c.apic_id.load(Ordering::Relaxed) > 254).copied();
+        let xapic_addressable = |c: &percpu::PerCpu| XApicId::try_from(ApicId::new(c.apic_id.load(Ordering::Relaxed))).is_ok();
+        let high = online.iter().find(|c| !xapic_addressable(c)).copied();
         if let (Some(high), false) = (high, remapped) {
             let refused = super::rtc::route_is_refused(&system, high);
             ev!("ioapic.route_above_254", if refused { "refused" } else { "accepted" });
@@ -153,7 +155,7 @@ pub fn run(system: System, cmdline: &CommandLine) -> ! {
         let target = online
             .iter()
             .rev()
-            .find(|c| remapped || c.apic_id.load(Ordering::Relaxed) <= 254)
+            .find(|c| remapped || xapic_addressable(c))
             .copied()
             .unwrap_or_else(|| percpu::cpu(percpu::current_index()).expect("this CPU is installed"));
         if remapped && high.is_some() {

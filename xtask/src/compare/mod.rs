@@ -5,11 +5,15 @@
 //! `interrupt-grant*` proofs (INTx wake) and bench-scenario variants at 8/64 vCPUs.
 //! Linux's side boots `bench/linux/init` + `kbench` on the Keel proof's own `MachineSpec`.
 
+mod bringup;
+mod bringup_console;
+mod bringup_report;
 mod cpio;
 mod linux;
 mod parse;
 mod plot;
 mod report;
+mod rounds;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -21,7 +25,9 @@ use crate::proofs::{self, Proof};
 use crate::qemu::{self, Accel, AccelEnv, BootSpec, MachineSpec};
 use crate::runner::{self, Env, JobResult, Mode, Outcome, ProcessOutput};
 use crate::{bootstrap, builder};
+pub use bringup::parse_cpus;
 pub use parse::GuestOutput;
+use rounds::{merge_rounds, merge_targets};
 
 /// Options of `cargo xtask bench-compare`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -37,6 +43,12 @@ pub struct Options {
     /// Alternating Linux/Keel rounds (0 or 1: one); each figure is the median of the rounds,
     /// so slow drifts of the host's load hit both sides alike.
     pub rounds: u32,
+    /// `--bringup`: only the AP bring-up comparison (`bringup.rs`) at `cpus` vCPUs.
+    pub bringup: bool,
+    /// `--cpus 8,64,288`: the bring-up points (empty: [`bringup::DEFAULT_CPUS`]).
+    pub cpus: Vec<u32>,
+    /// `--linux-console`: Linux logs to the console and is stopped at `smp: Brought up`.
+    pub linux_console: bool,
 }
 
 impl Options {
@@ -113,6 +125,8 @@ pub struct LinuxRun {
     pub machine: MachineSpec,
     /// `kbench=` list for the init script.
     pub benches: &'static str,
+    /// Kernel options after the `kbench=` list.
+    pub extra_cmdline: &'static str,
     pub timeout: Duration,
     pub args: Vec<String>,
     pub output: Option<ProcessOutput>,
@@ -216,6 +230,7 @@ fn linux_runs(accel: Accel, opts: &Options) -> Vec<LinuxRun> {
         accel,
         machine,
         benches,
+        extra_cmdline: "",
         timeout: Duration::from_secs(secs),
         args: vec![],
         output: None,
@@ -251,6 +266,9 @@ fn run_linux(run: &mut LinuxRun, guest: &linux::Guest, log_dir: &Path, opts: &Op
     let mut cmdline = format!("console=ttyS0 quiet panic=-1 kbench={}", run.benches);
     if opts.quick {
         cmdline.push_str(" kbench_n=1000 kbench_uio_n=200 kbench_munmap_n=300");
+    }
+    if !run.extra_cmdline.is_empty() {
+        cmdline = format!("{cmdline} {}", run.extra_cmdline);
     }
     let modules = [guest.initramfs.clone()];
     run.args = qemu::command_args(&run.machine, run.accel, &BootSpec { kernel: &guest.vmlinuz, cmdline: &cmdline, modules: &modules }, &[]);
@@ -296,9 +314,9 @@ fn linux_side(runs: &[LinuxRun], label: &str, accel: Accel, metric: &str, kvm_sk
         return Side::missing(format!("no Linux run {label} under {accel}"));
     };
     if metric == "boot" {
-        return match r.guest.all_online_us {
-            Some(us) => Side { median: Some(us), n: Some(1), source: format!("linux {label}/{accel}: dmesg 'smp: Brought up'"), ..Side::default() },
-            None => Side::missing(format!("linux {label}/{accel}: {}", r.failure.as_deref().unwrap_or("no 'smp: Brought up' line"))),
+        return match r.guest.bringup_us() {
+            Some(us) => Side { median: Some(us), n: Some(1), source: format!("linux {label}/{accel}: dmesg 'smp: Bringing up' to 'smp: Brought up'"), ..Side::default() },
+            None => Side::missing(format!("linux {label}/{accel}: {}", r.failure.as_deref().unwrap_or("no 'smp: Bringing up'/'smp: Brought up' lines"))),
         };
     }
     let g = &r.guest;
@@ -485,57 +503,10 @@ fn targets(figs: &[Figure], keel: &[JobResult]) -> Vec<Target> {
     out
 }
 
-/// Targets of several rounds as one list, each with every round's ratio.
-fn merge_targets(rounds: Vec<Vec<Target>>) -> Vec<Target> {
-    let Some(first) = rounds.first() else { return vec![] };
-    (0..first.len())
-        .map(|i| Target { rounds: rounds.iter().map(|r| r[i].rounds[0]).collect(), ..first[i].clone() })
-        .collect()
-}
-
-/// The median of `v` (upper median for an even count), `None` if empty.
-fn median(mut v: Vec<u64>) -> Option<u64> {
-    v.sort_unstable();
-    v.get(v.len() / 2).copied()
-}
-
-/// One side over all rounds: median of the round medians and p99s, all samples, every
-/// round's median in the source; missing only if no round had the figure.
-fn merge_sides(rounds: Vec<Side>) -> Side {
-    if rounds.len() == 1 {
-        return rounds.into_iter().next().unwrap_or_default();
-    }
-    let present: Vec<&Side> = rounds.iter().filter(|s| s.median.is_some()).collect();
-    let Some(first) = present.first() else { return rounds.into_iter().next().unwrap_or_default() };
-    let per_round: Vec<String> = rounds.iter().map(|s| s.median.map_or_else(|| "—".into(), |m| m.to_string())).collect();
-    Side {
-        median: median(present.iter().filter_map(|s| s.median).collect()),
-        p99: median(present.iter().filter_map(|s| s.p99).collect()),
-        n: Some(present.iter().filter_map(|s| s.n).sum()),
-        samples: present.iter().flat_map(|s| s.samples.iter().copied()).collect(),
-        source: format!("{}; median of {} rounds: {}", first.source, rounds.len(), per_round.join(", ")),
-        missing: None,
-    }
-}
-
-/// Figures of several rounds (same list each round) as one list: see [`merge_sides`].
-fn merge_rounds(rounds: Vec<Vec<Figure>>) -> Vec<Figure> {
-    let Some(first) = rounds.first() else { return vec![] };
-    (0..first.len())
-        .map(|i| {
-            let f = &rounds[0][i];
-            let round_ratios = rounds.iter().filter_map(|r| r[i].ratio()).collect();
-            Figure {
-                keel: merge_sides(rounds.iter().map(|r| r[i].keel.clone()).collect()),
-                linux: merge_sides(rounds.iter().map(|r| r[i].linux.clone()).collect()),
-                round_ratios,
-                ..f.clone()
-            }
-        })
-        .collect()
-}
-
 pub fn run(opts: Options) -> Result<ExitCode> {
+    if opts.bringup {
+        return bringup::run(&opts);
+    }
     bootstrap::ensure_qemu()?;
     let root = builder::workspace_root();
     let dir = root.join("target/compare");
@@ -642,52 +613,4 @@ pub fn run(opts: Options) -> Result<ExitCode> {
     println!("xtask: wrote {}, {} and {} plot(s) in {}", dir.join("report.md").display(), dir.join("report.json").display(), plots.len(), dir.join("plots").display());
     println!("bench-compare: {}", if all_ok { "all Keel and Linux TCG runs ok" } else { "some Keel or Linux TCG runs failed (see the report)" });
     Ok(if all_ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn side(median: Option<u64>, p99: u64) -> Side {
-        match median {
-            Some(m) => Side { median: Some(m), p99: Some(p99), n: Some(1000), samples: vec![m], source: "src".into(), missing: None },
-            None => Side::missing("did not run"),
-        }
-    }
-
-    fn fig(keel: Option<u64>, linux: Option<u64>) -> Figure {
-        Figure { metric: "m", unit: "cycles", mode: "xapic", smp: 2, accel: Accel::Tcg, keel: side(keel, 9), linux: side(linux, 9), round_ratios: vec![] }
-    }
-
-    #[test]
-    fn rounds_merge_to_the_median_of_medians_with_per_round_ratios() {
-        let merged = merge_rounds(vec![vec![fig(Some(10), Some(40))], vec![fig(Some(30), Some(50))], vec![fig(None, Some(20))]]);
-        let f = &merged[0];
-        assert_eq!(f.keel.median, Some(30), "upper median of 10, 30");
-        assert_eq!(f.linux.median, Some(40));
-        assert_eq!(f.keel.n, Some(2000));
-        assert_eq!(f.keel.samples, [10, 30]);
-        assert!(f.keel.source.ends_with("median of 3 rounds: 10, 30, —"), "{}", f.keel.source);
-        assert_eq!(f.round_ratios, [0.25, 0.6]);
-    }
-
-    #[test]
-    fn targets_keep_every_round_and_judge_the_median() {
-        let t = |r: Option<f64>| vec![Target { what: "x".into(), limit: 0.5, rounds: vec![r] }];
-        let merged = merge_targets(vec![t(Some(0.4)), t(None), t(Some(0.7)), t(Some(0.45))]);
-        assert_eq!(merged[0].rounds, [Some(0.4), None, Some(0.7), Some(0.45)]);
-        assert_eq!(merged[0].median(), Some(0.45));
-        assert_eq!(merged[0].met(), Some(true));
-        let missing = merge_targets(vec![t(None)]);
-        assert_eq!(missing[0].met(), None);
-    }
-
-    #[test]
-    fn a_figure_missing_in_every_round_stays_missing_and_one_round_is_unchanged() {
-        let merged = merge_rounds(vec![vec![fig(None, Some(1))], vec![fig(None, Some(2))]]);
-        assert_eq!(merged[0].keel.missing.as_deref(), Some("did not run"));
-        let single = merge_rounds(vec![vec![fig(Some(7), Some(14))]]);
-        assert_eq!(single[0].keel.source, "src");
-        assert_eq!(single[0].round_ratios, [0.5]);
-    }
 }

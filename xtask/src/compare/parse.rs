@@ -12,6 +12,16 @@ pub struct GuestOutput {
     pub samples: BTreeMap<String, Vec<u64>>,
     /// The kernel's `smp: Brought up N nodes, M CPUs` time, microseconds since its clock started.
     pub all_online_us: Option<u64>,
+    /// The kernel's `smp: Bringing up secondary CPUs ...` time (same clock): where AP
+    /// bring-up starts.
+    pub bringup_start_us: Option<u64>,
+    /// The latest printk timestamp seen (a stopped run's bring-up lasted at least until it).
+    pub last_time_us: Option<u64>,
+    /// M of `smp: Brought up N nodes, M CPUs`.
+    pub brought_up_cpus: Option<u32>,
+    /// Linux's own words when it fell back to one AP at a time
+    /// (`Parallel CPU startup disabled ...`, `Disabling parallel bringup ...`).
+    pub parallel_disabled: Option<String>,
     /// `KBENCH done` seen: the init script ran to the end.
     pub done: bool,
     /// Linux's own report of its APIC mode, from the kernel log, if it said.
@@ -53,15 +63,34 @@ impl GuestOutput {
             }
             if g.all_online_us.is_none() && line.contains("smp: Brought up") {
                 g.all_online_us = dmesg_time_us(line);
+                g.brought_up_cpus = line.rsplit(", ").next().and_then(|w| w.split_whitespace().next()).and_then(|n| n.parse().ok());
+            }
+            if line.starts_with('[') {
+                g.last_time_us = g.last_time_us.max(dmesg_time_us(line));
+            }
+            if g.bringup_start_us.is_none() && line.contains(BRINGUP_START) {
+                g.bringup_start_us = dmesg_time_us(line);
+            }
+            if let Some(i) = line.find("Parallel CPU startup disabled").or_else(|| line.find("Disabling parallel bringup")) {
+                g.parallel_disabled.get_or_insert_with(|| line[i..].trim().to_string());
             }
         }
         g
+    }
+
+    /// Microseconds from `smp: Bringing up secondary CPUs` to `smp: Brought up`: the
+    /// kernel's AP bring-up, in its own printk clock.
+    pub fn bringup_us(&self) -> Option<u64> {
+        self.all_online_us?.checked_sub(self.bringup_start_us?)
     }
 
     pub fn u64(&self, key: &str) -> Option<u64> {
         self.results.get(key).and_then(|v| parse_u64(v))
     }
 }
+
+/// Linux's `smp_init()` prints this before it starts the first AP.
+pub const BRINGUP_START: &str = "smp: Bringing up secondary CPUs";
 
 /// Linux enabled interrupt remapping and x2APIC (the IOMMU machine).
 pub const X2APIC_REMAPPED: &str = "x2apic (\"DMAR-IR: Enabled IRQ remapping in x2apic mode\")";
@@ -131,6 +160,23 @@ mod tests {
         assert_eq!(ir.apic_mode, Some(X2APIC_REMAPPED));
         let p = GuestOutput::parse("[   22.169316] Kernel panic - not syncing: System is deadlocked on memory\n");
         assert_eq!(p.panic.as_deref(), Some("System is deadlocked on memory"));
+    }
+
+    #[test]
+    fn bringup_interval() {
+        let out = "DMESG [    0.912000] smp: Bringing up secondary CPUs ...\n\
+                   DMESG [    0.913500] smpboot: x86: Booting SMP configuration:\n\
+                   DMESG [   18.712001] smp: Brought up 1 node, 64 CPUs\n";
+        let g = GuestOutput::parse(out);
+        assert_eq!(g.bringup_start_us, Some(912_000));
+        assert_eq!(g.all_online_us, Some(18_712_001));
+        assert_eq!(g.bringup_us(), Some(17_800_001));
+        assert_eq!(g.brought_up_cpus, Some(64));
+        assert_eq!(GuestOutput::parse("[    2.5] smp: Bringing up secondary CPUs ...\n[   13.25] x\n").last_time_us, Some(13_250_000));
+        assert_eq!(g.parallel_disabled, None);
+        assert_eq!(GuestOutput::parse("[ 1.0] smp: Brought up 1 node, 2 CPUs\n").bringup_us(), None, "no start line, no interval");
+        let serial = GuestOutput::parse("[    0.5] smpboot: Parallel CPU startup disabled by the platform\n");
+        assert_eq!(serial.parallel_disabled.as_deref(), Some("Parallel CPU startup disabled by the platform"));
     }
 
     #[test]

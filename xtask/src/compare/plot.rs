@@ -20,7 +20,7 @@ const KEEL: RGBColor = RGBColor(40, 90, 200);
 const FONT: (&str, &str) = ("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", "fonts-dejavu-core");
 
 /// Registers the font as `sans-serif` for every plot (once per process).
-fn register_font() -> Result<(), String> {
+pub(super) fn register_font() -> Result<(), String> {
     static DONE: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
     DONE.get_or_init(|| {
         crate::bootstrap::ensure_debian_files(&[FONT]).map_err(|e| format!("{e:#}"))?;

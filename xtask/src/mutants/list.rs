@@ -66,8 +66,8 @@ pub const BREAKS: &[Break] = &[
         what: "the LAPIC timer is started periodic even where TSC-deadline was chosen",
         edits: &[Edit {
             file: "kernel/src/arch/x86_64/lapic.rs",
-            find: "    if use_deadline {\n        let period = time::tsc_hz() / tick_hz();",
-            replace: "    if use_deadline && false {\n        let period = time::tsc_hz() / tick_hz();",
+            find: "        true => TickMode::TscDeadline { period_tsc: time::tsc_hz() / tick_hz() },",
+            replace: "        true => TickMode::Periodic,",
         }],
         proofs: &["tsc-deadline"],
         // TCG offers no TSC-deadline timer (QEMU: "TCG doesn't support ... tsc-deadline").
@@ -97,11 +97,22 @@ pub const BREAKS: &[Break] = &[
     },
     Break {
         name: "ipi-handler-no-eoi",
-        what: "the vector-49 handler returns without an EOI",
+        what: "the vector-49 handler forgets its in-service token, so it returns without an EOI",
         edits: &[Edit {
             file: "kernel/src/arch/x86_64/smp.rs",
-            find: "    me.mailbox.ping_acks.store(requested, Ordering::Release);\n    lapic::eoi();",
-            replace: "    me.mailbox.ping_acks.store(requested, Ordering::Release);",
+            find: "    me.mailbox.ping_acks.store(requested, Ordering::Release);\n    token.eoi();",
+            replace: "    me.mailbox.ping_acks.store(requested, Ordering::Release);\n    core::mem::forget(token);",
+        }],
+        proofs: &["smp"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "madt-lint-nmi-ignored",
+        what: "the MADT's local APIC NMI entries leave their LINT pin masked instead of NMI",
+        edits: &[Edit {
+            file: "crates/platform/src/queries.rs",
+            find: "Some(n) => LvtLocal { polarity: n.polarity, ..LvtLocal::nmi() },",
+            replace: "Some(_) => LvtLocal::masked(),",
         }],
         proofs: &["smp"],
         accel: Accel::Tcg,

@@ -2,6 +2,7 @@
 //! rules (`validate`, `validate_files`), enforced by unit tests.
 
 use super::{Accels, Proof};
+#[cfg(test)]
 use crate::builder::Image;
 use crate::qemu::{Accel, AccelEnv, KvmBackend};
 
@@ -45,6 +46,7 @@ pub fn plan(proofs: &[Proof], env: &AccelEnv) -> Vec<Job> {
 
 /// Registry sanity rules, enforced by a unit test so a bad entry fails
 /// `cargo test` instead of a boot.
+#[cfg(test)]
 pub fn validate(proofs: &[Proof]) -> Vec<String> {
     let mut errs = Vec::new();
     let mut names = std::collections::HashSet::new();
@@ -112,6 +114,7 @@ pub fn validate(proofs: &[Proof]) -> Vec<String> {
 
 /// Rules that need the checkout: manifests exist under `root`, and programs are
 /// user binaries (checked only when `user_bins` is known, i.e. `user/` exists).
+#[cfg(test)]
 pub fn validate_files(proofs: &[Proof], root: &std::path::Path, user_bins: Option<&[String]>) -> Vec<String> {
     let mut errs = Vec::new();
     for p in proofs {

@@ -109,8 +109,8 @@ fn smp_entry_is_one_expression() {
     let t = keel_evidence::Transcript::parse(
         "EV lapic.mode=xapic smp.online=2 cpu.0.timer_ticks=100 cpu.1.timer_ticks=99 ipi.sent=8 ipi.received=8\nVERDICT pass\n",
     );
-    let obs = checks::Observed { status: Some(33), timed_out: None, transcript: &t };
-    assert!(checks::judge(&p.expect, &p.checks, &obs).is_empty());
+    let obs = crate::checks::Observed { status: Some(33), timed_out: None, transcript: &t };
+    assert!(crate::checks::judge(&p.expect, &p.checks, &obs).is_empty());
 }
 
 fn proofs3() -> Vec<Proof> {
@@ -201,6 +201,14 @@ fn timer_mode_must_be_the_same_on_every_cpu() {
     assert!(fails.iter().any(|f| f.contains("cpu.1.timer_mode = one-shot")), "{fails:#?}");
     let fails = judge_one("smp", "EV timer.mode=periodic smp.online=2 cpu.0.timer_mode=periodic\n");
     assert!(fails.iter().any(|f| f.contains("1 CPUs report a timer mode, 2 online")), "{fails:#?}");
+}
+
+#[test]
+fn lint_pins_are_checked_on_every_cpu() {
+    let fails = judge_one("smp", "EV smp.online=2 cpu.0.lint0=masked cpu.0.lint1=nmi cpu.1.lint0=masked cpu.1.lint1=masked\n");
+    assert!(fails.iter().any(|f| f.contains("cpu.1.lint1")), "{fails:#?}");
+    let fails = judge_one("smp", "EV smp.online=2 cpu.0.lint0=masked cpu.0.lint1=nmi\n");
+    assert!(fails.iter().any(|f| f.contains("lint1")), "{fails:#?}");
 }
 
 #[test]

@@ -1,9 +1,7 @@
 //! Builders for the ring-3 proofs (scenario `user`): the shared machine, and the evidence
 //! the interrupt-grant, TLB shootdown and scaling proofs must show.
 
-// The whole check vocabulary is in scope so new entries need no import edits.
-#[allow(unused_imports)]
-use crate::checks::{absent, custom, eq, for_each_cpu, ge, is, keys_equal, le, present, range, Check};
+use crate::checks::{custom, eq, for_each_cpu, ge, is, keys_equal, le, Check};
 use crate::trace::ev_u64;
 
 use super::{x2apic_cpu, Proof};

@@ -1,6 +1,7 @@
 //! IOAPICs, interrupt source overrides and NMI wiring.
 
 use super::*;
+use keel_apic::LvtLocal;
 
 #[test]
 fn ioapic_duplicates_and_overlap() {
@@ -50,11 +51,6 @@ fn ioapic_duplicates_and_overlap() {
             second: 3
         }]
     );
-    assert_eq!(p.ioapic_for_gsi(30), Some((1, 6)));
-    assert_eq!(p.ioapic_for_gsi(45), Some((1, 21))); // lower index wins
-    assert_eq!(p.ioapic_for_gsi(50), Some((3, 10)));
-    assert_eq!(p.ioapic_for_gsi(64), None);
-    assert_eq!(p.ioapic_for_gsi(u32::MAX), None);
 }
 
 #[test]
@@ -77,7 +73,7 @@ fn override_flag_decoding() {
         (x.polarity, x.trigger)
     };
     use Polarity::*;
-    use Trigger::*;
+    use TriggerMode::*;
     assert_eq!(r(1), (ActiveHigh, Edge));
     assert_eq!(r(3), (ActiveHigh, Edge));
     assert_eq!(r(4), (ActiveLow, Level));
@@ -193,31 +189,30 @@ fn nmi_wiring() {
             NmiSourceEntry {
                 gsi: 17,
                 polarity: Polarity::ActiveLow,
-                trigger: Trigger::Level
+                trigger: TriggerMode::Level
             },
             NmiSourceEntry {
                 gsi: 18,
                 polarity: Polarity::ActiveHigh,
-                trigger: Trigger::Edge
+                trigger: TriggerMode::Edge
             },
         ]
     );
-    assert_eq!(
-        p.lapic_nmi_for(0),
-        Some((1, Polarity::ActiveHigh, Trigger::Edge))
-    );
-    assert_eq!(
-        p.lapic_nmi_for(1),
-        Some((0, Polarity::ActiveLow, Trigger::Level))
-    );
-    assert_eq!(
-        p.lapic_nmi_for(2),
-        Some((1, Polarity::ActiveHigh, Trigger::Edge))
-    );
-    assert_eq!(
-        p.lapic_nmi_for(0xFF),
-        Some((0, Polarity::ActiveHigh, Trigger::Edge))
-    );
+    let nmi = LvtLocal::nmi();
+    let nmi_low = LvtLocal { polarity: Polarity::ActiveLow, ..nmi };
+    let lints = |uid| {
+        let l = p.local_lints(uid);
+        (l.lint0, l.lint1, l.source)
+    };
+    // UID 0: only the "all" entry (LINT1).
+    assert_eq!(lints(0), (LvtLocal::masked(), nmi, LintSource::Madt));
+    // UID 1: its own LINT0 entry (active low; the level trigger is not an NMI's) and the
+    // "all" entry's LINT1.
+    assert_eq!(lints(1), (nmi_low, nmi, LintSource::Madt));
+    // UID 2: its LINT2 entry is invalid; the "all" entry applies.
+    assert_eq!(lints(2), (LvtLocal::masked(), nmi, LintSource::Madt));
+    // UID 0xFF (named by the x2APIC entry): LINT0 of its own, LINT1 from "all".
+    assert_eq!(lints(0xFF), (nmi, nmi, LintSource::Madt));
     assert_eq!(p.lapic_nmis()[0].target, NmiTarget::All);
     assert_eq!(p.lapic_nmis()[2].target, NmiTarget::Processor(0xFF));
     assert_eq!(
@@ -233,7 +228,45 @@ fn nmi_wiring() {
             },
         ]
     );
-    // No NMI entries at all.
+    // No NMI entries at all: LINT1 = NMI by convention.
     let p = Platform::from_records(0, true, vec![lapic(0, 0, 1), IOAPIC0], 0);
-    assert_eq!(p.lapic_nmi_for(0), None);
+    let l = p.local_lints(0);
+    assert_eq!((l.lint0, l.lint1, l.source), (LvtLocal::masked(), nmi, LintSource::Fallback));
+}
+
+#[test]
+fn lint_entry_for_one_processor_wins_over_all_and_others_fall_back() {
+    let recs = vec![
+        lapic(0, 0, 1),
+        lapic(1, 1, 1),
+        // x2APIC "all" (0xFFFFFFFF): LINT0 active high.
+        MadtRecord::LocalX2ApicNmi {
+            processor_uid: 0xFFFF_FFFF,
+            flags: 0,
+            lint: 0,
+        },
+        // UID 1's own LINT0: active low.
+        MadtRecord::LocalApicNmi {
+            processor_uid: 1,
+            flags: 0b0011,
+            lint: 0,
+        },
+        // Only UID 7 (absent) gets LINT1.
+        MadtRecord::LocalApicNmi {
+            processor_uid: 7,
+            flags: 0,
+            lint: 1,
+        },
+    ];
+    let p = Platform::from_records(0, true, recs, 0);
+    let nmi = LvtLocal::nmi();
+    let l0 = p.local_lints(0);
+    assert_eq!((l0.lint0, l0.lint1, l0.source), (nmi, LvtLocal::masked(), LintSource::Madt));
+    let l1 = p.local_lints(1);
+    assert_eq!(l1.lint0, LvtLocal { polarity: Polarity::ActiveLow, ..nmi });
+    assert_eq!(l1.lint1, LvtLocal::masked());
+    // A CPU no entry names: the table has entries, none for it, so the convention holds.
+    let p = Platform::from_records(0, true, vec![lapic(0, 0, 1), lapic(3, 3, 1), MadtRecord::LocalApicNmi { processor_uid: 0, flags: 0, lint: 1 }], 0);
+    assert_eq!(p.local_lints(3).source, LintSource::Fallback);
+    assert_eq!(p.local_lints(3).lint1, nmi);
 }

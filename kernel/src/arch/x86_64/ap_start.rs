@@ -16,7 +16,7 @@
 
 use alloc::vec::Vec;
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
 use keel_apic::{ApicId, Ipi, LapicMode};
 use keel_platform::startup::{find_by_apic_id, sorted_unique, ApicKeyed, SlotState, StartSlotState};
@@ -98,11 +98,10 @@ pub struct CpuReport {
 }
 
 /// Why a claimed AP gave up.
-#[repr(u8)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum ApFailure {
-    None = 0,
-    Mode = 1,
-    ApicId = 2,
+    Mode,
+    ApicId,
 }
 
 /// Everything one AP needs, found by its APIC ID.
@@ -117,7 +116,8 @@ struct StartSlot {
     /// TSC at the start of this AP's sequence, and when it came online.
     start_tsc: AtomicU64,
     online_tsc: AtomicU64,
-    failure: AtomicU8,
+    /// Set once, by the AP, before it marks the slot failed.
+    failure: spin::Once<ApFailure>,
 }
 
 impl ApicKeyed for StartSlot {
@@ -221,7 +221,7 @@ pub fn start_aps(platform: &Platform, mode: LapicMode, use_deadline: bool, how: 
         if cpu.state != CpuState::Enabled {
             disabled += 1;
             reports.push(skip(ApOutcome::NotStarted));
-        } else if mode == LapicMode::XApic && apic_id > 254 {
+        } else if !keel_platform::Platform::is_reachable(apic_id, mode) {
             unreachable += 1;
             reports.push(skip(ApOutcome::Unreachable));
         } else if index as usize >= MAX_CPUS {
@@ -280,7 +280,7 @@ fn prepare_slots(wanted: &[(u32, u32)], use_deadline: bool, reports: &mut Vec<Cp
                 reference_hz,
                 start_tsc: AtomicU64::new(0),
                 online_tsc: AtomicU64::new(0),
-                failure: AtomicU8::new(ApFailure::None as u8),
+                failure: spin::Once::new(),
             }),
             Err(why) => {
                 short.push(index);
@@ -395,7 +395,7 @@ fn report_of(s: &StartSlot) -> CpuReport {
         SlotState::Online => ApOutcome::Online,
         SlotState::Waiting | SlotState::Abandoned => ApOutcome::NoArrival,
         SlotState::Claimed => ApOutcome::NoOnline,
-        SlotState::Failed if s.failure.load(Ordering::Acquire) == ApFailure::Mode as u8 => ApOutcome::ModeFailure,
+        SlotState::Failed if s.failure.get() == Some(&ApFailure::Mode) => ApOutcome::ModeFailure,
         SlotState::Failed => ApOutcome::ApicIdMismatch,
     };
     let online = s.online_tsc.load(Ordering::Acquire);
@@ -404,7 +404,7 @@ fn report_of(s: &StartSlot) -> CpuReport {
 }
 
 fn fail(slot: &StartSlot, why: ApFailure) -> ! {
-    slot.failure.store(why as u8, Ordering::Release);
+    slot.failure.call_once(|| why);
     let _ = slot.state.finish(false);
     crate::exit::halt_forever()
 }

@@ -10,6 +10,7 @@ use core::arch::global_asm;
 use core::sync::atomic::{AtomicU64, Ordering};
 use spin::Once;
 
+use super::eoi::InService;
 use super::gdt::{IST_DOUBLE_FAULT, IST_MACHINE_CHECK, IST_NMI, KERNEL_CODE};
 use super::percpu::{self, IrqGuard, PerCpu};
 
@@ -295,15 +296,20 @@ fn count_entry(counter: impl FnOnce(&PerCpu) -> &AtomicU64) {
     counter(percpu::current(&cpu)).fetch_add(1, Ordering::Relaxed);
 }
 
-/// Interrupt vectors (not exceptions, not system calls), with the handler's guard.
+/// Interrupt vectors (not exceptions, not system calls), with the handler's guard. Each
+/// LAPIC-delivered vector's handler gets the [`InService`] token that EOIs it exactly once;
+/// rescheduling happens here, after the handler (and so the EOI) is done.
 fn interrupt(vector: u8, from_user: bool, cpu: &mut IrqGuard) {
     match vector {
-        TIMER_VECTOR => super::lapic::timer_interrupt(from_user, cpu),
-        IPI_VECTOR => super::smp::ipi_interrupt(cpu),
-        super::tlb::TLB_VECTOR => super::tlb::shootdown_interrupt(cpu),
+        TIMER_VECTOR => {
+            super::lapic::timer_interrupt(InService::delivered(), cpu);
+            crate::task::sched::tick(from_user, cpu);
+        }
+        IPI_VECTOR => super::smp::ipi_interrupt(InService::delivered(), cpu),
+        super::tlb::TLB_VECTOR => super::tlb::shootdown_interrupt(InService::delivered(), cpu),
         SPURIOUS_VECTOR => super::lapic::spurious_interrupt(cpu),
-        LAPIC_ERROR_VECTOR => super::lapic::error_interrupt(cpu),
-        ISR_PROBE_VECTOR => super::lapic::isr_probe_interrupt(),
+        LAPIC_ERROR_VECTOR => super::lapic::error_interrupt(InService::delivered(), cpu),
+        ISR_PROBE_VECTOR => super::lapic::isr_probe_interrupt(InService::delivered()),
         DEVICE_VECTOR_BASE..=DEVICE_VECTOR_LAST => super::ioapic::device_interrupt(vector, cpu),
         v if (PIC_VECTOR_BASE..PIC_VECTOR_BASE + 16).contains(&v) => {
             // Masked 8259 lines can still raise a spurious IRQ7/IRQ15; the PIC needs no EOI
@@ -312,7 +318,8 @@ fn interrupt(vector: u8, from_user: bool, cpu: &mut IrqGuard) {
         }
         _ => {
             UNHANDLED.fetch_add(1, Ordering::Relaxed);
-            super::lapic::eoi_if_in_service(vector);
+            // Acknowledged (dropped) only if it may be in service: see `InService::claim`.
+            drop(InService::claim(vector));
         }
     }
 }

@@ -18,6 +18,7 @@ use keel_apic::{ApicId, Ioapic, IoapicRegisters, Polarity, RedirectionEntry, Tri
 use keel_platform::Platform;
 use spin::Mutex;
 
+pub use super::eoi::InService;
 use super::interrupts::{DEVICE_VECTOR_BASE, DEVICE_VECTOR_LAST};
 use super::percpu::{self, IrqGuard};
 use super::iommu;
@@ -181,22 +182,9 @@ pub fn is_masked(gsi: u32) -> Result<bool, RouteError> {
     with_pin(gsi, |io, pin| io.read_entry(pin).map(|e| e.masked))?.map_err(RouteError::Ioapic)
 }
 
-/// Converts the platform's ISA route polarity/trigger into the register crate's types.
-pub fn isa_signal(route: &keel_platform::IrqRoute) -> (Polarity, TriggerMode) {
-    let polarity = match route.polarity {
-        keel_platform::Polarity::ActiveHigh => Polarity::ActiveHigh,
-        keel_platform::Polarity::ActiveLow => Polarity::ActiveLow,
-    };
-    let trigger = match route.trigger {
-        keel_platform::Trigger::Edge => TriggerMode::Edge,
-        keel_platform::Trigger::Level => TriggerMode::Level,
-    };
-    (polarity, trigger)
-}
-
-/// A device-vector handler: runs with interrupts off on the CPU the vector was routed to and
-/// must EOI the LAPIC.
-pub type DeviceHandler = fn(vector: u8);
+/// A device-vector handler: runs with interrupts off on the CPU the vector was routed to,
+/// and acknowledges the LAPIC by consuming the token (at once, or when it returns).
+pub type DeviceHandler = fn(vector: u8, InService);
 
 /// Each vector's handler, set once when the vector is allocated (vectors are never reused).
 static HANDLERS: [spin::Once<DeviceHandler>; 256] = [const { spin::Once::new() }; 256];
@@ -222,18 +210,18 @@ pub static NOT_IN_SERVICE: core::sync::atomic::AtomicU64 = core::sync::atomic::A
 /// Entry from the trap dispatcher for vectors in the device range.
 pub fn device_interrupt(vector: u8, cpu: &IrqGuard) {
     // Only the LAPIC's own delivery puts a vector in service; a software `int` into the
-    // device range (kernel code: ring 3 gets #GP) is not a device interrupt. Its handler
-    // would EOI and so retire whatever else is in service: count it and do nothing.
-    if super::lapic::not_in_service(vector) {
+    // device range (kernel code: ring 3 gets #GP) is not a device interrupt. It gets no
+    // token, so nothing EOIs and retires whatever else is in service: count it, do nothing.
+    let Some(token) = InService::claim(vector) else {
         NOT_IN_SERVICE.fetch_add(1, Ordering::Relaxed);
         return;
-    }
+    };
     percpu::current(cpu).device_interrupts.fetch_add(1, Ordering::Relaxed);
     match HANDLERS[vector as usize].get() {
-        Some(handler) => handler(vector),
+        Some(handler) => handler(vector, token),
         None => {
             log::warn!("ioapic: interrupt on unclaimed vector {vector:#x}");
-            super::lapic::eoi();
+            token.eoi();
         }
     }
 }

@@ -8,15 +8,18 @@
 //! `!Send` because a LAPIC handle names *this* CPU's LAPIC.
 
 use core::marker::PhantomData;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use keel_apic::base::x2apic_lock_state;
 use keel_apic::{
     plan_for_ap, plan_for_bsp, ApicBase, ApicId, IcrValue, Ipi, Lapic, LapicMode, LapicRegisters, LocalInit,
     ModeInputs, Register, TimerDivide,
 };
+use keel_platform::{CpuIndex, UID_UNKNOWN};
+use spin::Once;
 
 use super::cpu::{self, rdmsr, rdtsc, wrmsr, wrmsr_fence};
+use super::eoi::InService;
 use super::interrupts::{LAPIC_ERROR_VECTOR, SPURIOUS_VECTOR, TIMER_VECTOR};
 use super::percpu::{self, IrqGuard};
 use crate::mm::paging::{map_physical, Caching};
@@ -54,10 +57,6 @@ pub fn set_tick_hz(hz: u64) -> Result<(), u64> {
 /// The divider used for one-shot/periodic modes.
 const TIMER_DIVIDE: TimerDivide = TimerDivide::By16;
 
-const MODE_UNSET: u8 = 0;
-const MODE_XAPIC: u8 = 1;
-const MODE_X2APIC: u8 = 2;
-/// The mode the boot CPU chose; APs follow it.
 /// One CPU's LAPIC timer and interrupt counters, in its shared per-CPU part: written on that
 /// CPU (set-up and handlers), read by anyone (reports, proofs).
 pub struct CpuLapic {
@@ -67,6 +66,8 @@ pub struct CpuLapic {
     pub timer_hz: AtomicU64,
     /// The LVT timer register as read back after the tick was started.
     pub timer_lvt: AtomicU32,
+    /// LVT LINT0 and LINT1 as read back after the LAPIC was enabled.
+    pub lint_lvt: [AtomicU32; 2],
     /// Spurious LAPIC interrupts (never EOI'd).
     pub spurious: AtomicU64,
     /// LAPIC error interrupts, and the last ESR value seen.
@@ -81,6 +82,7 @@ impl CpuLapic {
             timer_ticks: AtomicU64::new(0),
             timer_hz: AtomicU64::new(0),
             timer_lvt: AtomicU32::new(0),
+            lint_lvt: [AtomicU32::new(0), AtomicU32::new(0)],
             spurious: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             last_esr: AtomicU32::new(0),
@@ -94,21 +96,37 @@ impl Default for CpuLapic {
     }
 }
 
-static MODE: AtomicU8 = AtomicU8::new(MODE_UNSET);
-/// Kernel virtual address of the xAPIC MMIO page (0 in x2APIC mode: never mapped).
-static XAPIC_VIRT: AtomicU64 = AtomicU64::new(0);
-/// Whether the timer runs in TSC-deadline mode.
-static TSC_DEADLINE: AtomicBool = AtomicBool::new(false);
-/// TSC ticks per timer period in TSC-deadline mode.
-static DEADLINE_PERIOD_TSC: AtomicU64 = AtomicU64::new(0);
+/// The mode the boot CPU chose (APs follow it), with what that mode needs to reach the
+/// registers.
+#[derive(Clone, Copy)]
+enum Chosen {
+    /// xAPIC: the kernel virtual address of the MMIO page (mapped by the boot CPU).
+    XApic { mmio: usize },
+    /// x2APIC: MSRs only; the MMIO page is never mapped.
+    X2Apic,
+}
+
+/// Set once by [`init_boot_cpu`].
+static CHOSEN: Once<Chosen> = Once::new();
+
+/// How every CPU's tick is produced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TickMode {
+    /// The LAPIC timer reloads itself (divide [`TIMER_DIVIDE`]).
+    Periodic,
+    /// One-shot deadlines against the TSC, re-armed by each tick `period_tsc` ahead.
+    TscDeadline { period_tsc: u64 },
+}
+
+/// Set by the first [`start_tick`] (the boot CPU); APs follow it.
+static TICK_MODE: Once<TickMode> = Once::new();
 
 /// The mode every LAPIC runs in (after [`init_boot_cpu`]).
 pub fn mode() -> Option<LapicMode> {
-    match MODE.load(Ordering::Acquire) {
-        MODE_XAPIC => Some(LapicMode::XApic),
-        MODE_X2APIC => Some(LapicMode::X2Apic),
-        _ => None,
-    }
+    CHOSEN.get().map(|chosen| match chosen {
+        Chosen::XApic { .. } => LapicMode::XApic,
+        Chosen::X2Apic => LapicMode::X2Apic,
+    })
 }
 
 /// Short lower-case name for evidence lines.
@@ -228,18 +246,12 @@ pub static ICR_STUCK: AtomicU64 = AtomicU64::new(0);
 
 /// A handle on the calling CPU's LAPIC.
 pub fn local() -> Lapic<Backend> {
-    let backend = match MODE.load(Ordering::Acquire) {
-        MODE_X2APIC => Backend::X2Apic { _cpu_local: PhantomData },
-        MODE_XAPIC => Backend::XApic { base: XAPIC_VIRT.load(Ordering::Relaxed) as *mut u32, _cpu_local: PhantomData },
-        _ => panic!("LAPIC used before mode selection"),
+    let backend = match CHOSEN.get() {
+        Some(Chosen::X2Apic) => Backend::X2Apic { _cpu_local: PhantomData },
+        Some(Chosen::XApic { mmio }) => Backend::XApic { base: *mmio as *mut u32, _cpu_local: PhantomData },
+        None => panic!("LAPIC used before mode selection"),
     };
     Lapic::new(backend)
-}
-
-/// End of interrupt for the in-service vector on this CPU.
-#[inline]
-pub fn eoi() {
-    local().eoi();
 }
 
 /// Whether `vector` is in service on this CPU (its ISR bit, read from the LAPIC).
@@ -247,18 +259,23 @@ pub fn in_service(vector: u8) -> bool {
     local().is_in_service(vector)
 }
 
-/// ISR probe result: unknown until `probe_isr` ran, then whether a delivered vector showed
-/// in the ISR inside its handler (hardware and TCG: yes; PVM's emulated LAPIC: no).
-static ISR_PROBE: AtomicU64 = AtomicU64::new(ISR_UNKNOWN);
-const ISR_UNKNOWN: u64 = 0;
-const ISR_READABLE: u64 = 1;
-const ISR_UNREADABLE: u64 = 2;
+/// ISR probe result, set once by the probe vector's handler: whether a delivered vector
+/// showed in the ISR inside its handler (hardware and TCG: yes; PVM's emulated LAPIC: no).
+/// Unset until `probe_isr` ran.
+static ISR_PROBE: Once<IsrReadBack> = Once::new();
+
+/// Whether this machine's LAPIC shows a vector in service while its handler runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum IsrReadBack {
+    Readable,
+    Unreadable,
+}
 
 /// Vector 0xFD: a real delivery; records whether the LAPIC shows it in service.
-pub fn isr_probe_interrupt() {
+pub fn isr_probe_interrupt(token: InService) {
     let seen = in_service(super::interrupts::ISR_PROBE_VECTOR);
-    ISR_PROBE.store(if seen { ISR_READABLE } else { ISR_UNREADABLE }, Ordering::Release);
-    eoi();
+    ISR_PROBE.call_once(|| if seen { IsrReadBack::Readable } else { IsrReadBack::Unreadable });
+    token.eoi();
 }
 
 /// Sends one self-IPI on the probe vector and waits for it (boot CPU, interrupts on). Where
@@ -267,31 +284,20 @@ pub fn isr_probe_interrupt() {
 pub fn probe_isr() -> bool {
     let me = ApicId::new(percpu::with_current(|me| me.apic_id.load(Ordering::Acquire)));
     if send(Ipi::fixed(super::interrupts::ISR_PROBE_VECTOR).to(me)).is_ok() {
-        crate::time::spin_until(0, 100_000_000, || ISR_PROBE.load(Ordering::Acquire) != ISR_UNKNOWN);
+        crate::time::spin_until(0, 100_000_000, || ISR_PROBE.is_completed());
     }
     isr_readable()
 }
 
 /// Whether ISR reads are trustworthy here (see [`probe_isr`]).
 pub fn isr_readable() -> bool {
-    ISR_PROBE.load(Ordering::Acquire) == ISR_READABLE
+    ISR_PROBE.get() == Some(&IsrReadBack::Readable)
 }
 
 /// Whether an entry on `vector` may be a software `int` rather than a LAPIC delivery: its
 /// ISR bit is clear, on a machine whose ISR can be read back.
 pub fn not_in_service(vector: u8) -> bool {
     isr_readable() && !in_service(vector)
-}
-
-/// EOI unless `vector` is known not to be in service. A software `int` into a vector the
-/// LAPIC never delivered sets no ISR bit, and an EOI then would retire some other,
-/// lower-priority interrupt still being handled. Returns whether it EOI'd.
-pub fn eoi_if_in_service(vector: u8) -> bool {
-    if not_in_service(vector) {
-        return false;
-    }
-    eoi();
-    true
 }
 
 /// Sends an IPI from this CPU.
@@ -338,8 +344,14 @@ fn apply_plan(writes: &[ApicBase]) {
     }
 }
 
+/// This CPU's local interrupt setup: LINT0/LINT1 as the MADT's local APIC NMI entries for
+/// its processor UID say (LINT1 = NMI when none names it).
 fn local_init() -> LocalInit {
-    LocalInit { spurious_vector: SPURIOUS_VECTOR, error_vector: LAPIC_ERROR_VECTOR, lint1_nmi: true }
+    let platform = crate::acpi::platform();
+    let index = percpu::with_current(|me| me.index);
+    let uid = platform.cpu(CpuIndex(index)).map_or(UID_UNKNOWN, |c| c.processor_uid);
+    let lints = platform.local_lints(uid);
+    LocalInit { spurious_vector: SPURIOUS_VECTOR, error_vector: LAPIC_ERROR_VECTOR, lint0: lints.lint0, lint1: lints.lint1 }
 }
 
 /// Boot CPU: choose the mode (x2APIC when CPUID says so or firmware enabled/locked it),
@@ -362,14 +374,15 @@ pub fn init_boot_cpu() -> LapicMode {
     ev!("lapic.firmware_state", state_name(inputs.apic_base.state()));
     ev!("lapic.mode_writes", plan.writes().len());
     apply_plan(plan.writes());
-    if plan.mode == LapicMode::XApic {
-        let base = inputs.apic_base.base_address();
-        XAPIC_VIRT.store(map_physical(base, 4096, Caching::Uncached).as_u64(), Ordering::Relaxed);
-        ev!("lapic.xapic_mmio_mapped", "yes");
-    } else {
-        ev!("lapic.xapic_mmio_mapped", "no");
-    }
-    MODE.store(if plan.mode == LapicMode::X2Apic { MODE_X2APIC } else { MODE_XAPIC }, Ordering::Release);
+    let chosen = match plan.mode {
+        LapicMode::XApic => {
+            let base = inputs.apic_base.base_address();
+            Chosen::XApic { mmio: map_physical(base, 4096, Caching::Uncached).as_u64() as usize }
+        }
+        LapicMode::X2Apic => Chosen::X2Apic,
+    };
+    ev!("lapic.xapic_mmio_mapped", if matches!(chosen, Chosen::XApic { .. }) { "yes" } else { "no" });
+    CHOSEN.call_once(|| chosen);
     enable_local();
     plan.mode
 }
@@ -390,8 +403,13 @@ fn enable_local() -> ApicId {
         Err(e) => panic!("lapic: enable failed: {e:?}"),
     }
     let id = lapic.id();
+    // What the evidence reports as this CPU's LINT wiring: the registers, not the plan.
+    let lints = [Register::LvtLint0, Register::LvtLint1].map(|reg| lapic.registers_mut().read(reg));
     percpu::with_current(|me| {
         me.apic_id.store(id.get(), Ordering::Release);
+        for (slot, lvt) in me.lapic.lint_lvt.iter().zip(lints) {
+            slot.store(lvt, Ordering::Relaxed);
+        }
         if mode() == Some(LapicMode::X2Apic) {
             // The LDR is read-only in x2APIC mode; what the CPU reports is what multicast
             // IPIs must name (`X2ApicCluster::of_apic_id` is the architectural rule it follows).
@@ -451,14 +469,16 @@ pub fn calibrate_timer_ap(reference_hz: u64) -> u64 {
 }
 
 /// Starts this CPU's tick on vector 48: TSC-deadline mode when the CPU has it, else periodic.
+/// The first call (the boot CPU) fixes the mode for every CPU; later calls follow it.
 pub fn start_tick(use_deadline: bool) {
     let mut lapic = local();
-    if use_deadline {
-        let period = time::tsc_hz() / tick_hz();
-        DEADLINE_PERIOD_TSC.store(period, Ordering::Relaxed);
-        TSC_DEADLINE.store(true, Ordering::Relaxed);
+    let mode = *TICK_MODE.call_once(|| match use_deadline {
+        true => TickMode::TscDeadline { period_tsc: time::tsc_hz() / tick_hz() },
+        false => TickMode::Periodic,
+    });
+    if let TickMode::TscDeadline { period_tsc } = mode {
         lapic.arm_tsc_deadline(TIMER_VECTOR).expect("valid vector");
-        arm_deadline(rdtsc() + period);
+        arm_deadline(rdtsc() + period_tsc);
     } else {
         let hz = percpu::with_current(|me| me.lapic.timer_hz.load(Ordering::Relaxed));
         let count = keel_apic::timer::initial_count_for(hz, TIMER_DIVIDE, 1_000_000_000 / tick_hz())
@@ -480,6 +500,22 @@ pub fn timer_mode_name(lvt: u32) -> &'static str {
     }
 }
 
+/// Evidence name of what an LVT LINT register value delivers: `masked`, `nmi`,
+/// `nmi-active-low`, `fixed`, `extint` or `reserved`.
+pub fn lint_name(lvt: u32) -> &'static str {
+    use keel_apic::lvt::LocalDeliveryMode as Delivery;
+    match keel_apic::LvtLocal::decode(lvt) {
+        Ok(l) if l.masked => "masked",
+        Ok(l) => match (l.delivery, l.polarity) {
+            (Delivery::Nmi, keel_apic::Polarity::ActiveHigh) => "nmi",
+            (Delivery::Nmi, keel_apic::Polarity::ActiveLow) => "nmi-active-low",
+            (Delivery::Fixed, _) => "fixed",
+            (Delivery::ExtInt, _) => "extint",
+        },
+        Err(_) => "reserved",
+    }
+}
+
 /// Evidence name of the LAPIC mode an `IA32_APIC_BASE` value (as read on its CPU) selects.
 pub fn apic_base_mode_name(raw: u64) -> &'static str {
     state_name(ApicBase::from_raw(raw).state())
@@ -494,33 +530,35 @@ fn arm_deadline(tsc: u64) {
 
 /// Whether ticks come from TSC-deadline mode.
 pub fn tsc_deadline_mode() -> bool {
-    TSC_DEADLINE.load(Ordering::Relaxed)
+    matches!(TICK_MODE.get(), Some(TickMode::TscDeadline { .. }))
 }
 
-/// Vector 48: count, re-arm (TSC-deadline), EOI, then let the scheduler expire timeouts and
-/// preempt a user thread (after the EOI, so a switch never leaves the vector in service).
-pub fn timer_interrupt(from_user: bool, cpu: &mut IrqGuard) {
+/// Vector 48: count, re-arm (TSC-deadline), EOI. The dispatcher then lets the scheduler
+/// expire timeouts and preempt a user thread (after the EOI, so a switch never leaves the
+/// vector in service).
+#[inline]
+pub fn timer_interrupt(token: InService, cpu: &IrqGuard) {
     percpu::current(cpu).lapic.timer_ticks.fetch_add(1, Ordering::Relaxed);
-    if TSC_DEADLINE.load(Ordering::Relaxed) {
-        arm_deadline(rdtsc() + DEADLINE_PERIOD_TSC.load(Ordering::Relaxed));
+    if let Some(TickMode::TscDeadline { period_tsc }) = TICK_MODE.get() {
+        arm_deadline(rdtsc() + period_tsc);
     }
-    eoi();
-    crate::task::sched::tick(from_user, cpu);
+    token.eoi();
 }
 
-/// The spurious vector: counted, and deliberately *not* acknowledged — a spurious interrupt
-/// never set an ISR bit, so an EOI here would retire some other in-service interrupt.
+/// The spurious vector: counted, and deliberately *not* acknowledged (the dispatcher gives
+/// it no [`InService`] token) — a spurious interrupt never set an ISR bit, so an EOI here
+/// would retire some other in-service interrupt.
 pub fn spurious_interrupt(cpu: &IrqGuard) {
     percpu::current(cpu).lapic.spurious.fetch_add(1, Ordering::Relaxed);
 }
 
 /// LVT error: record the ESR (written before read, as the SDM requires) and acknowledge.
-pub fn error_interrupt(cpu: &IrqGuard) {
+pub fn error_interrupt(token: InService, cpu: &IrqGuard) {
     let esr = local().read_error();
     let me = percpu::current(cpu);
     me.lapic.errors.fetch_add(1, Ordering::Relaxed);
     me.lapic.last_esr.store(esr.bits(), Ordering::Relaxed);
-    eoi();
+    token.eoi();
 }
 
 /// Lower-case name of an IA32_APIC_BASE state for evidence lines.

@@ -3,6 +3,7 @@ pub mod ap_start;
 pub mod boot;
 pub mod context;
 pub mod cpu;
+pub mod eoi;
 pub mod gdt;
 pub mod interrupts;
 pub mod irq_guard;

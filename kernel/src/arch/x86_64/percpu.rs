@@ -29,7 +29,7 @@ pub const RUN_QUEUE_CAPACITY: usize = 256;
 /// Upper bound on CPUs Keel manages: the platform's limit (4,096, q35's maximum; the MADT
 /// may list more, and the rest are reported).
 pub const MAX_CPUS: usize = keel_platform::MAX_CPUS;
-const _: () = assert!(MAX_CPUS <= keel_sched::MAX_CPUS, "CPU masks must hold every CPU index");
+const _: () = assert!(MAX_CPUS <= keel_shootdown::MAX_CPUS, "CPU masks must hold every CPU index");
 
 /// Kernel stack of each AP (its idle loop and the scheduler context).
 pub const AP_STACK_SIZE: usize = 64 * 1024;

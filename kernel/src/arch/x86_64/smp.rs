@@ -7,6 +7,7 @@ use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use keel_apic::{ApicId, Ipi};
 use spin::Mutex;
 
+use super::eoi::InService;
 use super::interrupts::{TrapFrame, IPI_VECTOR};
 use super::percpu::{self, IrqGuard, PerCpu, MAX_CPUS};
 use super::{cpu, lapic};
@@ -66,12 +67,12 @@ pub static PINGS_SENT: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX
 
 /// Vector 49: acknowledge pings (so the sender's round trip completes) and wake the idle
 /// loop for posted work.
-pub fn ipi_interrupt(cpu: &IrqGuard) {
+pub fn ipi_interrupt(token: InService, cpu: &IrqGuard) {
     let me = percpu::current(cpu);
     me.ipis_received.fetch_add(1, Ordering::Relaxed);
     let requested = me.mailbox.ping_requests.load(Ordering::Acquire);
     me.mailbox.ping_acks.store(requested, Ordering::Release);
-    lapic::eoi();
+    token.eoi();
 }
 
 /// How the sender waits for a ping's acknowledgement.

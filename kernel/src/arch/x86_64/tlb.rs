@@ -21,12 +21,13 @@ use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use keel_apic::{ApicId, IcrError, Ipi, LapicMode, X2ApicCluster};
 use x86_64::registers::control::Cr3;
 
+use super::eoi::InService;
 use super::percpu::{self, IrqGuard};
 use super::lapic;
 
 /// Shootdown IPIs.
 pub const TLB_VECTOR: u8 = 50;
-pub use keel_sched::{flush_plan, CpuMask, CpuSet, FlushPlan, FLUSH_CEILING_PAGES};
+pub use keel_shootdown::{flush_plan, CpuMask, CpuSet, FlushPlan, FLUSH_CEILING_PAGES};
 
 /// One invalidation, on the shooter's stack until every target acknowledged.
 pub struct Request {
@@ -175,11 +176,11 @@ fn flush(req: &Request, loaded: u64) {
 }
 
 /// Vector 50: serve every queued request, acknowledge each.
-pub fn shootdown_interrupt(cpu: &IrqGuard) {
+pub fn shootdown_interrupt(token: InService, cpu: &IrqGuard) {
     // One writer, this handler, which interrupts cannot nest into (an interrupt gate).
     bump(&percpu::current(cpu).tlb.ipis, 1);
     serve_inbox(cpu);
-    lapic::eoi();
+    token.eoi();
 }
 
 /// Serves every request queued for this CPU (from its IPI, or from a shooter's own wait with

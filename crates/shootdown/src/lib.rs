@@ -1,0 +1,341 @@
+//! The pure pieces of Keel's TLB shootdown, host-tested:
+//!
+//! * [`CpuMask`]: an atomic set of CPU indices (an address space's resident set: the CPUs
+//!   whose TLBs may hold its entries), and [`CpuSet`], a plain copy of one taken at one
+//!   moment (the CPUs one shootdown targets);
+//! * [`flush_plan`]: page-by-page invalidation or a full flush, by the batch size.
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
+
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+/// Highest number of CPUs a [`CpuMask`] can hold (the kernel asserts its CPU limit fits).
+pub const MAX_CPUS: usize = 4096;
+const WORDS: usize = MAX_CPUS / 64;
+
+/// Where `cpu` lives in a set's words: (word index, bit), `None` at or above [`MAX_CPUS`].
+fn slot(cpu: u32) -> Option<(usize, u64)> {
+    ((cpu as usize) < MAX_CPUS).then(|| (cpu as usize / 64, 1 << (cpu % 64)))
+}
+
+/// A set of CPU indices with sequentially consistent updates: the shootdown's ordering
+/// argument needs "set my bit, then load CR3" and "write PTEs, then read the set" to be
+/// totally ordered.
+///
+/// The set also remembers how many of its words ever held a member, so reading it costs one
+/// word on a machine with up to 64 CPUs, not all [`MAX_CPUS`] / 64: the shooter reads the
+/// count and then that many words, and an inserter raises the count before it sets its bit,
+/// so a bit the shooter's word reads could see is never beyond the count it read.
+pub struct CpuMask {
+    words: [AtomicU64; WORDS],
+    /// 1 + the highest word index ever inserted into (never decreases).
+    used: AtomicUsize,
+}
+
+impl CpuMask {
+    /// The empty set.
+    pub const fn new() -> CpuMask {
+        CpuMask { words: [const { AtomicU64::new(0) }; WORDS], used: AtomicUsize::new(0) }
+    }
+
+    /// Adds `cpu` (indices ≥ [`MAX_CPUS`] are ignored).
+    pub fn insert(&self, cpu: u32) {
+        if let Some((word, bit)) = slot(cpu) {
+            // A plain load first: the count rises at most WORDS times in the set's life,
+            // and inserts happen on every switch into an address space.
+            if self.used.load(Ordering::SeqCst) <= word {
+                self.used.fetch_max(word + 1, Ordering::SeqCst);
+            }
+            self.words[word].fetch_or(bit, Ordering::SeqCst);
+        }
+    }
+
+    /// Removes `cpu`.
+    pub fn remove(&self, cpu: u32) {
+        if let Some((word, bit)) = slot(cpu) {
+            self.words[word].fetch_and(!bit, Ordering::SeqCst);
+        }
+    }
+
+    /// Whether `cpu` is in the set.
+    pub fn contains(&self, cpu: u32) -> bool {
+        slot(cpu).is_some_and(|(word, bit)| self.words[word].load(Ordering::SeqCst) & bit != 0)
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.used_words().iter().all(|w| w.load(Ordering::SeqCst) == 0)
+    }
+
+    /// Members in increasing order (each word read once: a snapshot per word).
+    pub fn iter(&self) -> impl Iterator<Item = u32> {
+        self.snapshot().into_iter()
+    }
+
+    /// The members now, as a plain value (each word read once): what a shootdown counts
+    /// acknowledgements from and sends IPIs to, so both agree.
+    pub fn snapshot(&self) -> CpuSet {
+        let mut set = CpuSet::default();
+        let used = self.used_words();
+        for (copy, word) in set.words.iter_mut().zip(used) {
+            *copy = word.load(Ordering::SeqCst);
+        }
+        set.used = used.len();
+        set
+    }
+
+    /// The words that ever held a member (the count read first, then the words).
+    fn used_words(&self) -> &[AtomicU64] {
+        &self.words[..self.used.load(Ordering::SeqCst).min(WORDS)]
+    }
+}
+
+/// A set of CPU indices as a plain value (a [`CpuMask::snapshot`]), cheap to keep on a stack
+/// and iterated by scanning set bits. Scans stop at the highest word that may hold a member.
+#[derive(Clone, Copy, Debug)]
+pub struct CpuSet {
+    words: [u64; WORDS],
+    /// Words from this index on are zero.
+    used: usize,
+}
+
+impl Default for CpuSet {
+    fn default() -> Self {
+        CpuSet { words: [0; WORDS], used: 0 }
+    }
+}
+
+impl PartialEq for CpuSet {
+    fn eq(&self, other: &CpuSet) -> bool {
+        self.words == other.words
+    }
+}
+
+impl Eq for CpuSet {}
+
+impl CpuSet {
+    /// Adds `cpu` (indices ≥ [`MAX_CPUS`] are ignored).
+    pub fn insert(&mut self, cpu: u32) {
+        if let Some((word, bit)) = slot(cpu) {
+            self.words[word] |= bit;
+            self.used = self.used.max(word + 1);
+        }
+    }
+
+    /// Whether `cpu` is a member.
+    pub fn contains(&self, cpu: u32) -> bool {
+        slot(cpu).is_some_and(|(word, bit)| self.words[word] & bit != 0)
+    }
+
+    /// Removes `cpu`; returns whether it was a member.
+    pub fn remove(&mut self, cpu: u32) -> bool {
+        let was = self.contains(cpu);
+        if let Some((word, bit)) = slot(cpu) {
+            self.words[word] &= !bit;
+        }
+        was
+    }
+
+    /// The words that may hold members.
+    fn used_words(&self) -> &[u64] {
+        &self.words[..self.used]
+    }
+
+    /// Number of members.
+    pub fn len(&self) -> usize {
+        // One step per member, none per empty word: baseline x86-64 has no POPCNT, and a
+        // software popcount of every word was the bulk of a one-target shootdown's
+        // bookkeeping.
+        let mut n = 0;
+        for &word in self.used_words() {
+            let mut w = word;
+            while w != 0 {
+                w &= w - 1;
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.used_words().iter().all(|&w| w == 0)
+    }
+
+    /// The first 64 CPUs as a bit mask (for evidence lines).
+    pub fn low_bits(&self) -> u64 {
+        self.words[0]
+    }
+}
+
+impl IntoIterator for CpuSet {
+    type Item = u32;
+    type IntoIter = CpuSetIter;
+    fn into_iter(self) -> CpuSetIter {
+        CpuSetIter { set: self, word: 0 }
+    }
+}
+
+/// Members of a [`CpuSet`] in increasing order.
+pub struct CpuSetIter {
+    set: CpuSet,
+    word: usize,
+}
+
+impl Iterator for CpuSetIter {
+    type Item = u32;
+    fn next(&mut self) -> Option<u32> {
+        while self.word < self.set.used {
+            let w = &mut self.set.words[self.word];
+            if *w != 0 {
+                let bit = w.trailing_zeros();
+                *w &= *w - 1;
+                return Some(self.word as u32 * 64 + bit);
+            }
+            self.word += 1;
+        }
+        None
+    }
+}
+
+impl Default for CpuMask {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl core::fmt::Debug for CpuMask {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+/// Above this many pages one shootdown flushes the whole (non-global) TLB instead of one
+/// `invlpg` per page: each `invlpg` costs about a TLB refill, so past a few dozen pages a CR3
+/// reload is cheaper (Linux draws the line at 33).
+pub const FLUSH_CEILING_PAGES: usize = 32;
+
+/// How one shootdown invalidates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlushPlan {
+    /// Nothing to do.
+    Nothing,
+    /// `invlpg` each of this many pages.
+    Pages(usize),
+    /// Reload CR3.
+    Full,
+}
+
+/// The plan for a batch of `pages` pages.
+pub const fn flush_plan(pages: usize) -> FlushPlan {
+    match pages {
+        0 => FlushPlan::Nothing,
+        n if n <= FLUSH_CEILING_PAGES => FlushPlan::Pages(n),
+        _ => FlushPlan::Full,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn snapshot_is_a_copy_with_the_same_members() {
+        let m = super::CpuMask::new();
+        for cpu in [0, 3, 63, 64, 200, 511] {
+            m.insert(cpu);
+        }
+        let mut s = m.snapshot();
+        m.remove(3);
+        assert_eq!(s.into_iter().collect::<Vec<_>>(), [0, 3, 63, 64, 200, 511]);
+        assert_eq!(s.len(), 6);
+        assert!(!s.is_empty());
+        assert!(s.remove(64) && !s.remove(64) && !s.remove(9999));
+        assert!(!s.contains(64) && s.contains(511) && !s.contains(512));
+        assert_eq!(s.low_bits(), 1 | 1 << 3 | 1 << 63);
+        assert_eq!(m.iter().collect::<Vec<_>>(), [0, 63, 64, 200, 511]);
+        assert!(super::CpuSet::default().is_empty() && super::CpuSet::default().into_iter().next().is_none());
+        s.insert(64);
+        s.insert(9999);
+        assert!(s.contains(64) && s.len() == 6);
+    }
+
+    #[test]
+    fn mask_insert_remove_iter() {
+        let m = CpuMask::new();
+        assert!(m.is_empty());
+        for c in [0, 1, 63, 64, 257, 511] {
+            m.insert(c);
+        }
+        m.insert(9999); // out of range: ignored
+        assert!(!m.is_empty());
+        assert_eq!(format!("{m:?}"), "[0, 1, 63, 64, 257, 511]");
+        assert_eq!(m.iter().collect::<Vec<_>>(), vec![0, 1, 63, 64, 257, 511]);
+        assert!(m.contains(257) && !m.contains(256));
+        assert_eq!(m.snapshot().low_bits(), (1 << 0) | (1 << 1) | (1 << 63));
+        for c in [0, 1, 63, 64, 257, 511] {
+            m.remove(c);
+        }
+        assert!(m.is_empty());
+    }
+
+    #[test]
+    fn reads_stop_at_the_highest_word_ever_used() {
+        let m = CpuMask::new();
+        assert_eq!(m.snapshot().used, 0);
+        m.insert(5);
+        assert_eq!(m.snapshot().used, 1, "CPUs 0..63 live in one word");
+        m.insert(4095);
+        m.remove(4095);
+        // The count never falls, so a snapshot still reads every word a member could be in.
+        assert_eq!(m.snapshot().used, WORDS);
+        assert_eq!(m.iter().collect::<Vec<_>>(), [5]);
+        let mut s = CpuSet::default();
+        s.insert(130);
+        assert_eq!(s.used, 3);
+        assert_eq!(s.into_iter().collect::<Vec<_>>(), [130]);
+        // Equal members, different scan bounds: equal sets.
+        let mut t = m.snapshot();
+        t.remove(5);
+        t.insert(130);
+        assert_eq!(s, t);
+    }
+
+    #[test]
+    fn mask_concurrent_updates_lose_nothing() {
+        let m = Arc::new(CpuMask::new());
+        let handles: Vec<_> = (0..8u32)
+            .map(|t| {
+                let m = m.clone();
+                std::thread::spawn(move || {
+                    for round in 0..1000u32 {
+                        let cpu = t * 64 + round % 64;
+                        m.insert(cpu);
+                        if round % 2 == 1 {
+                            m.remove(cpu);
+                        }
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        // Every even slot of each thread's word stays set, every odd one ends cleared.
+        for t in 0..8u32 {
+            for b in 0..64u32 {
+                assert_eq!(m.contains(t * 64 + b), b % 2 == 0, "cpu {}", t * 64 + b);
+            }
+        }
+    }
+
+    #[test]
+    fn flush_plans() {
+        assert_eq!(flush_plan(0), FlushPlan::Nothing);
+        assert_eq!(flush_plan(1), FlushPlan::Pages(1));
+        assert_eq!(flush_plan(FLUSH_CEILING_PAGES), FlushPlan::Pages(FLUSH_CEILING_PAGES));
+        assert_eq!(flush_plan(FLUSH_CEILING_PAGES + 1), FlushPlan::Full);
+        assert_eq!(flush_plan(usize::MAX), FlushPlan::Full);
+    }
+}
