@@ -56,6 +56,22 @@ pub fn point_line(p: &Point) -> String {
     s
 }
 
+/// One point's cells, in the column order of both tables: Keel parallel and serial, Linux
+/// (all online, per AP), then the two ratios.
+fn row(p: &Point) -> [String; 8] {
+    let n = p.cpus;
+    [
+        ms(p.keel_parallel.all_online_us),
+        us_cell(p.keel_parallel.per_ap_us(n)),
+        ms(p.keel_serial.all_online_us),
+        us_cell(p.keel_serial.per_ap_us(n)),
+        ms(p.linux.all_online_us),
+        us_cell(p.linux.per_ap_us(n)),
+        ratio_cell(p.ratio(&p.keel_parallel)),
+        ratio_cell(p.ratio(&p.keel_serial)),
+    ]
+}
+
 /// Terminal table.
 pub fn table(points: &[Point]) -> String {
     let mut s = format!(
@@ -63,19 +79,8 @@ pub fn table(points: &[Point]) -> String {
         "vCPUs", "KEEL par ms", "per AP us", "KEEL ser ms", "per AP us", "LINUX ms", "per AP us", "par/LNX", "ser/LNX"
     );
     for p in points {
-        let n = p.cpus;
-        let _ = writeln!(
-            s,
-            "{n:>5} {:>12} {:>10} {:>12} {:>10} {:>12} {:>10} {:>9} {:>9}",
-            ms(p.keel_parallel.all_online_us),
-            us_cell(p.keel_parallel.per_ap_us(n)),
-            ms(p.keel_serial.all_online_us),
-            us_cell(p.keel_serial.per_ap_us(n)),
-            ms(p.linux.all_online_us),
-            us_cell(p.linux.per_ap_us(n)),
-            ratio_cell(p.ratio(&p.keel_parallel)),
-            ratio_cell(p.ratio(&p.keel_serial))
-        );
+        let [kp, kp_ap, ks, ks_ap, l, l_ap, rp, rs] = row(p);
+        let _ = writeln!(s, "{:>5} {kp:>12} {kp_ap:>10} {ks:>12} {ks_ap:>10} {l:>12} {l_ap:>10} {rp:>9} {rs:>9}", p.cpus);
     }
     s
 }
@@ -174,19 +179,7 @@ pub fn markdown(points: &[Point], cx: &Context<'_>, plot: Option<&Path>) -> Stri
     );
     let _ = writeln!(s, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for p in points {
-        let n = p.cpus;
-        let _ = writeln!(
-            s,
-            "| {n} | {} | {} | {} | {} | {} | {} | {} | {} |",
-            ms(p.keel_parallel.all_online_us),
-            us_cell(p.keel_parallel.per_ap_us(n)),
-            ms(p.keel_serial.all_online_us),
-            us_cell(p.keel_serial.per_ap_us(n)),
-            ms(p.linux.all_online_us),
-            us_cell(p.linux.per_ap_us(n)),
-            ratio_cell(p.ratio(&p.keel_parallel)),
-            ratio_cell(p.ratio(&p.keel_serial))
-        );
+        let _ = writeln!(s, "| {} | {} |", p.cpus, row(p).join(" | "));
     }
     let _ = writeln!(s, "\n## Target\n\nKeel's parallel all-online time ≤ {TARGET_RATIO} × Linux's on the same VM:\n");
     for (n, r) in targets(points) {
