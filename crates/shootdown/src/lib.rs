@@ -162,6 +162,18 @@ impl CpuSet {
         self.used_words().iter().all(|&w| w == 0)
     }
 
+    /// This set with `cpu` added.
+    pub fn with(mut self, cpu: u32) -> CpuSet {
+        self.insert(cpu);
+        self
+    }
+
+    /// The lowest member, read in place (a one-target shootdown needs no iterator copy).
+    pub fn first(&self) -> Option<u32> {
+        let (i, w) = self.used_words().iter().enumerate().find(|(_, w)| **w != 0)?;
+        Some(i as u32 * 64 + w.trailing_zeros())
+    }
+
     /// The first 64 CPUs as a bit mask (for evidence lines).
     pub fn low_bits(&self) -> u64 {
         self.words[0]
@@ -295,6 +307,9 @@ mod tests {
         s.insert(130);
         assert_eq!(s.used, 3);
         assert_eq!(s.into_iter().collect::<Vec<_>>(), [130]);
+        assert_eq!(s.first(), Some(130));
+        assert_eq!(CpuSet::default().first(), None);
+        assert_eq!(CpuSet::default().with(4095).with(70).first(), Some(70));
         // Equal members, different scan bounds: equal sets.
         let mut t = m.snapshot();
         t.remove(5);

@@ -290,18 +290,17 @@ fn queue(req: &Request, target: &percpu::PerCpu) {
 
 /// The usual case, one other CPU resident: queue and one physical IPI, no batching.
 /// Returns the number of ICR writes and the CPU if no IPI could be sent to it.
-fn interrupt_one(req: &Request, targets: CpuSet, send: &mut impl FnMut(Ipi) -> Result<(), IcrError>) -> (u64, CpuSet) {
-    let mut unreached = CpuSet::default();
-    let Some((cpu, target)) = targets.into_iter().next().and_then(|c| Some((c, percpu::cpu(c)?))) else {
+fn interrupt_one(req: &Request, cpu: u32, send: &mut impl FnMut(Ipi) -> Result<(), IcrError>) -> (u64, Option<u32>) {
+    let Some(target) = percpu::cpu(cpu) else {
         req.pending.fetch_sub(1, Ordering::AcqRel);
-        return (0, unreached);
+        return (0, None);
     };
     queue(req, target);
     if send(Ipi::fixed(TLB_VECTOR).to(ApicId::new(target.apic_id.load(Ordering::Acquire)))).is_err() {
         SEND_FAILURES.fetch_add(1, Ordering::Relaxed);
-        unreached.insert(cpu);
+        return (1, Some(cpu));
     }
-    (1, unreached)
+    (1, None)
 }
 
 /// Several targets: queue the request on each, then interrupt them in as few ICR writes as
@@ -353,8 +352,18 @@ pub fn shootdown_via(
     let target_count = targets.len();
     req.pending.store(target_count as u32, Ordering::Release);
     let low_targets = targets.low_bits();
-    let (writes, unsent) =
-        if target_count == 1 { interrupt_one(&req, targets, send) } else { interrupt_all(&req, targets, send) };
+    // The one-target path passes the CPU, not the set: a set is 512 bytes, and copying or
+    // clearing it was a third of a one-target shootdown under emulation.
+    let (writes, unsent) = match targets.first() {
+        Some(cpu) if target_count == 1 => {
+            let (writes, failed) = interrupt_one(&req, cpu, send);
+            (writes, failed.map(|cpu| CpuSet::default().with(cpu)))
+        }
+        _ => {
+            let (writes, unsent) = interrupt_all(&req, targets, send);
+            (writes, (!unsent.is_empty()).then_some(unsent))
+        }
+    };
     // Bookkeeping while the IPIs are in flight.
     bump(&me.tlb.started, 1);
     bump(&me.tlb.icr_writes, writes);
@@ -362,12 +371,15 @@ pub fn shootdown_via(
     LAST_ICR_WRITES.store(writes, Ordering::Relaxed);
     // A CPU no IPI reached may still have served the request (another shootdown's IPI);
     // otherwise take it back, or the wait below could never end.
-    let mut unreached = CpuSet::default();
-    for cpu in unsent {
-        if withdraw(cpu, &req) {
-            unreached.insert(cpu);
+    let unreached = unsent.map(|unsent| {
+        let mut unreached = CpuSet::default();
+        for cpu in unsent {
+            if withdraw(cpu, &req) {
+                unreached.insert(cpu);
+            }
         }
-    }
+        unreached
+    });
     // Flush here while the IPIs are in flight.
     if me_resident {
         let loaded = percpu::local(&IrqGuard::new()).loaded_space.get();
@@ -384,10 +396,11 @@ pub fn shootdown_via(
     }) {
         panic!("TLB shootdown: acknowledgements missing after 5 s");
     }
-    if unreached.is_empty() {
-        Ok(())
-    } else {
-        log::error!("TLB shootdown: no IPI could be sent to CPUs {unreached:?}");
-        Err(Unreached(unreached))
+    match unreached.filter(|u| !u.is_empty()) {
+        None => Ok(()),
+        Some(unreached) => {
+            log::error!("TLB shootdown: no IPI could be sent to CPUs {unreached:?}");
+            Err(Unreached(unreached))
+        }
     }
 }
