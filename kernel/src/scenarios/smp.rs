@@ -58,14 +58,28 @@ pub fn run(system: System, cmdline: &CommandLine) -> ! {
         log::error!("smp: only {} of {} started CPUs online", n, system.expected_online);
         failures += 1;
     }
+    failures += check_timer_ticks(&online, cmdline);
+    failures += ping_all_to_all(&online, cmdline);
+    // Device vector: RTC (ISA IRQ 8) through the IOAPIC to the last online CPU.
+    if cmdline.get("rtc") != Some("off") {
+        failures += route_rtc(&system, &online, cmdline);
+    }
+    failures += check_lapic_errors(&online);
+    ev!("iommu.faults", iommu::collect_faults());
+    iommu::evidence();
+    ev!("smp.failures", failures);
+    verdict(failures == 0, "smp checks failed")
+}
 
-    // Timer: every CPU ticks on vector 48.
+/// Timer: every CPU ticks on vector 48, at least half the configured rate over the window;
+/// returns how many CPUs ticked too slowly.
+fn check_timer_ticks(online: &[&'static percpu::PerCpu], cmdline: &CommandLine) -> usize {
     let tick_ms = super::option_u64(cmdline, "tick_ms", 400);
     sleep_ms(tick_ms);
     let min_ticks = lapic::tick_hz() * tick_ms / 1000 / 2;
     let summarised = crate::init::report::summarised();
     let mut slow_tickers = 0;
-    for cpu in &online {
+    for cpu in online {
         let ticks = cpu.lapic.timer_ticks.load(Ordering::Relaxed);
         if !summarised {
             ev!(("cpu.{}.timer_ticks", cpu.index), ticks);
@@ -75,13 +89,18 @@ pub fn run(system: System, cmdline: &CommandLine) -> ! {
             slow_tickers += 1;
         }
     }
-    failures += slow_tickers;
     let ticks = online.iter().map(|c| c.lapic.timer_ticks.load(Ordering::Relaxed));
     ev!("smp.ticks.min", ticks.clone().min().unwrap_or(0));
     ev!("smp.ticks.max", ticks.max().unwrap_or(0));
     ev!("smp.ticks.cpus_ticking", online.len() - slow_tickers);
+    slow_tickers
+}
 
-    // IPIs: every CPU pings every other CPU (or `ping_targets` of them), all at once.
+/// IPIs: every CPU pings every other CPU (or `ping_targets` of them), all at once, and every
+/// CPU's sent and acknowledged counts must be exact; returns the failures.
+fn ping_all_to_all(online: &[&'static percpu::PerCpu], cmdline: &CommandLine) -> usize {
+    let n = online.len() as u64;
+    let mut failures = 0;
     let k = super::option_u64(cmdline, "pings", 100);
     let targets = super::option_u64(cmdline, "ping_targets", n - 1).clamp(1, (n - 1).max(1));
     PINGS_PER_PAIR.store(k, Ordering::Relaxed);
@@ -89,8 +108,9 @@ pub fn run(system: System, cmdline: &CommandLine) -> ! {
     smp::set_ping_timeout_ms(timeout_ms);
     ev!("ipi.timeout_ms", timeout_ms);
     PING_TARGETS.store(if n > 1 { targets } else { 0 }, Ordering::Relaxed);
-    ONLINE.call_once(|| online.clone());
+    ONLINE.call_once(|| online.to_vec());
     ev!("ipi.targets_per_cpu", targets);
+    let summarised = crate::init::report::summarised();
     let before: Vec<u64> = online.iter().map(|c| c.mailbox.pings_acked()).collect();
     let tickets: Vec<_> =
         online.iter().enumerate().skip(1).map(|(i, c)| (c, smp::post_work(c, ping_targets, i))).collect();
@@ -131,50 +151,59 @@ pub fn run(system: System, cmdline: &CommandLine) -> ! {
     if timeouts != 0 {
         failures += 1;
     }
+    failures
+}
 
-    // Device vector: RTC (ISA IRQ 8) through the IOAPIC to the last online CPU.
-    if cmdline.get("rtc") != Some("off") {
-        // Compatibility-format IOAPIC entries name 8-bit destinations: without interrupt
-        // remapping in x2APIC mode a CPU above APIC ID 254 cannot receive device interrupts,
-        // so the route must be refused; with it, the RTC goes to that CPU.
-        let remapped = iommu::mode() == Some(keel_iommu::irte::DestinationMode::X2Apic);
-        let xapic_addressable = |c: &percpu::PerCpu| XApicId::try_from(ApicId::new(c.apic_id.load(Ordering::Relaxed))).is_ok();
-        let high = online.iter().find(|c| !xapic_addressable(c)).copied();
-        if let (Some(high), false) = (high, remapped) {
-            let refused = super::rtc::route_is_refused(&system, high);
-            ev!("ioapic.route_above_254", if refused { "refused" } else { "accepted" });
-            let high_id = keel_apic::ApicId::new(high.apic_id.load(Ordering::Relaxed));
-            if let Err(reason) = crate::arch::x86_64::ioapic::reachable(high_id) {
-                log::info!("smp: RTC to APIC ID {}: {reason}", high_id.get());
-                ev!("ioapic.route_above_254_reason", "8-bit-destination-without-remapping");
-            }
-            if !refused {
-                failures += 1;
-            }
+/// Routes the RTC to the last CPU a device interrupt can reach and counts its interrupts;
+/// where a CPU above APIC ID 254 exists without remapping, that route must be refused.
+/// Returns the failures.
+fn route_rtc(system: &System, online: &[&'static percpu::PerCpu], cmdline: &CommandLine) -> usize {
+    let mut failures = 0;
+    // Compatibility-format IOAPIC entries name 8-bit destinations: without interrupt
+    // remapping in x2APIC mode a CPU above APIC ID 254 cannot receive device interrupts,
+    // so the route must be refused; with it, the RTC goes to that CPU.
+    let remapped = iommu::mode() == Some(keel_iommu::irte::DestinationMode::X2Apic);
+    let xapic_addressable = |c: &percpu::PerCpu| XApicId::try_from(ApicId::new(c.apic_id.load(Ordering::Relaxed))).is_ok();
+    let high = online.iter().find(|c| !xapic_addressable(c)).copied();
+    if let (Some(high), false) = (high, remapped) {
+        let refused = super::rtc::route_is_refused(system, high);
+        ev!("ioapic.route_above_254", if refused { "refused" } else { "accepted" });
+        let high_id = keel_apic::ApicId::new(high.apic_id.load(Ordering::Relaxed));
+        if let Err(reason) = crate::arch::x86_64::ioapic::reachable(high_id) {
+            log::info!("smp: RTC to APIC ID {}: {reason}", high_id.get());
+            ev!("ioapic.route_above_254_reason", "8-bit-destination-without-remapping");
         }
-        let target = online
-            .iter()
-            .rev()
-            .find(|c| remapped || xapic_addressable(c))
-            .copied()
-            .unwrap_or_else(|| percpu::cpu(percpu::current_index()).expect("this CPU is installed"));
-        if remapped && high.is_some() {
-            ev!("ioapic.route_above_254", "remapped");
-        }
-        // The window: 200 ms unless `rtc_ms=` asks for more (hundreds of vCPUs sharing a few
-        // host cores leave the target CPU, which must run to re-arm the RTC, few slices).
-        let window_ms = super::option_u64(cmdline, "rtc_ms", 200);
-        match super::rtc::route_and_count(&system, target, window_ms) {
-            Ok(()) => {}
-            Err(e) => {
-                log::error!("smp: RTC route failed: {e}");
-                failures += 1;
-            }
+        if !refused {
+            failures += 1;
         }
     }
+    let target = online
+        .iter()
+        .rev()
+        .find(|c| remapped || xapic_addressable(c))
+        .copied()
+        .unwrap_or_else(|| percpu::cpu(percpu::current_index()).expect("this CPU is installed"));
+    if remapped && high.is_some() {
+        ev!("ioapic.route_above_254", "remapped");
+    }
+    // The window: 200 ms unless `rtc_ms=` asks for more (hundreds of vCPUs sharing a few
+    // host cores leave the target CPU, which must run to re-arm the RTC, few slices).
+    let window_ms = super::option_u64(cmdline, "rtc_ms", 200);
+    match super::rtc::route_and_count(system, target, window_ms) {
+        Ok(()) => {}
+        Err(e) => {
+            log::error!("smp: RTC route failed: {e}");
+            failures += 1;
+        }
+    }
+    failures
+}
 
+/// Every CPU's LAPIC error and spurious counts; returns how many CPUs saw LAPIC errors.
+fn check_lapic_errors(online: &[&'static percpu::PerCpu]) -> usize {
+    let summarised = crate::init::report::summarised();
     let mut cpus_with_errors = 0;
-    for cpu in &online {
+    for cpu in online {
         let errors = cpu.lapic.errors.load(Ordering::Relaxed);
         if !summarised {
             ev!(("cpu.{}.spurious", cpu.index), cpu.lapic.spurious.load(Ordering::Relaxed));
@@ -185,9 +214,5 @@ pub fn run(system: System, cmdline: &CommandLine) -> ! {
         }
     }
     ev!("smp.cpus_with_lapic_errors", cpus_with_errors);
-    failures += cpus_with_errors;
-    ev!("iommu.faults", iommu::collect_faults());
-    iommu::evidence();
-    ev!("smp.failures", failures);
-    verdict(failures == 0, "smp checks failed")
+    cpus_with_errors
 }

@@ -2,9 +2,11 @@
 //! each exit code against the manifest's `expect_exit`, the interrupt sources' delivery
 //! counts, and frame / capability accounting before and after (leaks fail the proof).
 
+use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
 
 use keel_boot::cmdline::CommandLine;
+use keel_manifest::Manifest;
 
 use super::System;
 use crate::arch::x86_64::percpu;
@@ -12,10 +14,37 @@ use crate::exit::verdict;
 use crate::init::programs;
 use crate::mm::BootContext;
 use crate::object::interrupt;
+use crate::task::loader::ModuleImage;
 use crate::task::process;
 
 /// `_system`: bring-up must have happened (CPUs online, tick running); nothing else is needed.
 pub fn run(_system: System, cmdline: &CommandLine, boot: &BootContext) -> ! {
+    let (mods, manifest) = load(cmdline, boot);
+    let frames_before = crate::mm::frames::free_count();
+    let heap_before = crate::mm::heap::used_bytes();
+    ev!("user.frames_free_before", frames_before);
+    ev!("user.programs", manifest.programs.len());
+
+    let timeout_ns = super::option_u64(cmdline, "user_timeout_ms", 60_000) * 1_000_000;
+    let run = programs::run(&manifest, &mods, Some(crate::time::now_ns() + timeout_ns));
+    let mut failures = run.failures + programs::unexpected_exits(&manifest, &run);
+    program_evidence(&manifest, &run);
+    interrupt_evidence();
+    cpu_evidence();
+    kernel_counter_evidence();
+    // The records above were the last use of the processes: drop the proof's references, so
+    // what is still allocated now is what the kernel kept (read from the allocators).
+    drop(run);
+    if leaked(frames_before, heap_before) {
+        failures += 1;
+    }
+    ev!("user.failures", failures);
+    verdict(failures == 0, "user programs failed")
+}
+
+/// The boot modules and manifest, after the optional IOMMU fault self-test: either failing
+/// ends the proof before any program starts.
+fn load(cmdline: &CommandLine, boot: &BootContext) -> (Vec<ModuleImage>, Manifest) {
     let (mods, manifest) = match programs::load(boot) {
         Ok(loaded) => loaded,
         Err(e) => {
@@ -27,14 +56,11 @@ pub fn run(_system: System, cmdline: &CommandLine, boot: &BootContext) -> ! {
         log::error!("user: the IOMMU fault self-test failed");
         verdict(false, "IOMMU fault self-test failed");
     }
-    let frames_before = crate::mm::frames::free_count();
-    let heap_before = crate::mm::heap::used_bytes();
-    ev!("user.frames_free_before", frames_before);
-    ev!("user.programs", manifest.programs.len());
+    (mods, manifest)
+}
 
-    let timeout_ns = super::option_u64(cmdline, "user_timeout_ms", 60_000) * 1_000_000;
-    let run = programs::run(&manifest, &mods, Some(crate::time::now_ns() + timeout_ns));
-    let mut failures = run.failures + programs::unexpected_exits(&manifest, &run);
+/// Per program: what it was expected to exit with and the counters its process kept.
+fn program_evidence(manifest: &Manifest, run: &programs::Run) {
     for program in &manifest.programs {
         let key = program.name.replace('-', "_");
         let Some(p) = run.process(&program.name) else { continue };
@@ -44,6 +70,11 @@ pub fn run(_system: System, cmdline: &CommandLine, boot: &BootContext) -> ! {
         ev!(("proc.{}.thread_faults", key), p.thread_faults.load(Ordering::Relaxed));
         ev!(("proc.{}.cq_overflow", key), p.cq_overflow.load(Ordering::Relaxed));
     }
+}
+
+/// Per `Interrupt` source the kernel set up: deliveries, acknowledgements and the mask and
+/// route state at the end, then the IOMMU's fault record.
+fn interrupt_evidence() {
     for irq in interrupt::all() {
         let key = irq.name.replace(['(', ')'], "_").trim_end_matches('_').replace("__", "_");
         ev!(("irq.{}.vector", key), irq.vector);
@@ -65,6 +96,10 @@ pub fn run(_system: System, cmdline: &CommandLine, boot: &BootContext) -> ! {
     }
     ev!("iommu.faults", crate::arch::x86_64::iommu::collect_faults());
     crate::arch::x86_64::iommu::evidence();
+}
+
+/// Per CPU: the counters kept where the events happen, then the entry-path and TLB totals.
+fn cpu_evidence() {
     for cpu in percpu::online() {
         ev!(("cpu.{}.timer_ticks", cpu.index), cpu.lapic.timer_ticks.load(Ordering::Relaxed));
         ev!(("cpu.{}.context_switches", cpu.index), cpu.sched.switches.load(Ordering::Relaxed));
@@ -86,6 +121,10 @@ pub fn run(_system: System, cmdline: &CommandLine, boot: &BootContext) -> ! {
     ev!("tlb.ipis_sent", tlb::ipis_sent());
     ev!("tlb.last_targets", format_args!("{:#x}", tlb::LAST_TARGETS.load(Ordering::Relaxed)));
     ev!("tlb.last_icr_writes", tlb::LAST_ICR_WRITES.load(Ordering::Relaxed));
+}
+
+/// The kernel's refusal and fixup counters and the process totals.
+fn kernel_counter_evidence() {
     use crate::mm::address_space::{KERNEL_PAGE_REFUSALS, WX_REFUSALS};
     ev!("mm.user_copy_fixups", crate::arch::x86_64::usercopy::FIXUPS.load(Ordering::Relaxed));
     ev!("mm.user_copy_partial", crate::mm::user::PARTIAL_COPIES.load(Ordering::Relaxed));
@@ -96,9 +135,11 @@ pub fn run(_system: System, cmdline: &CommandLine, boot: &BootContext) -> ! {
     ev!("user.bad_returns", process::BAD_RETURNS.load(Ordering::Relaxed));
     ev!("user.processes", process::created());
     ev!("user.processes_live", process::live().len());
-    // The records above were the last use of the processes: drop the proof's references, so
-    // what is still allocated now is what the kernel kept (read from the allocators).
-    drop(run);
+}
+
+/// Frame and heap accounting after the programs' references were dropped, and the system-call
+/// gate in use; true when frames leaked.
+fn leaked(frames_before: u64, heap_before: usize) -> bool {
     let frames_after = crate::mm::frames::free_count();
     let heap_after = crate::mm::heap::used_bytes();
     ev!("user.frames_free_after", frames_after);
@@ -113,8 +154,7 @@ pub fn run(_system: System, cmdline: &CommandLine, boot: &BootContext) -> ! {
     ev!("user.syscall_emulation_refused", crate::arch::x86_64::syscall::emulation_refused_count());
     if frames_after != frames_before {
         log::error!("user: {} frames leaked", frames_before as i64 - frames_after as i64);
-        failures += 1;
+        return true;
     }
-    ev!("user.failures", failures);
-    verdict(failures == 0, "user programs failed")
+    false
 }
