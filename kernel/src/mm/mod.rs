@@ -112,7 +112,29 @@ pub fn kernel_image_phys() -> PhysRange {
 /// (`magic` and `info_phys` are the loader's `eax` and `ebx`).
 pub fn init(magic: u32, info_phys: u32) -> BootContext {
     let reader = PhysMapReader;
-    let info = match Handover::parse(&reader, magic, info_phys) {
+    let info = parse_handover(&reader, magic, info_phys);
+
+    let Some((entries, source)) = info.memory_map() else {
+        log::error!("boot: the loader gave no memory map");
+        crate::exit::exit(crate::exit::ExitCode::Panic);
+    };
+    log::info!("boot: memory map from {source:?} ({} entries)", entries.len());
+    keep_firmware_map(&info, entries);
+    let map = usable_memory(&info, entries);
+    let usable_kib = map.usable_bytes() / 1024;
+    ev!("boot.mem.usable_kib", usable_kib);
+
+    frames::init(&map);
+    paging::init(entries);
+    heap::init(map.usable_bytes());
+
+    boot_context(&info, &reader, usable_kib)
+}
+
+/// The loader's hand-over, logged and recorded as evidence; without one there is no memory
+/// to find, so boot ends here.
+fn parse_handover(reader: &PhysMapReader, magic: u32, info_phys: u32) -> Handover {
+    let info = match Handover::parse(reader, magic, info_phys) {
         Ok(info) => info,
         Err(e) => {
             log::error!("boot: unusable boot information ({e}); cannot find memory");
@@ -132,11 +154,12 @@ pub fn init(magic: u32, info_phys: u32) -> BootContext {
     ev!("boot.protocol", info.protocol_version());
     ev!("boot.firmware", match info.firmware() { Firmware::Bios => "bios", Firmware::Uefi => "uefi" });
 
-    let Some((entries, source)) = info.memory_map() else {
-        log::error!("boot: the loader gave no memory map");
-        crate::exit::exit(crate::exit::ExitCode::Panic);
-    };
-    log::info!("boot: memory map from {source:?} ({} entries)", entries.len());
+    info
+}
+
+/// Copies the firmware's memory map and the module ranges into `FIRMWARE_MAP`, for decisions
+/// made after the frame allocator took over (AP trampoline pages, module ranges kept in use).
+fn keep_firmware_map(info: &Handover, entries: &[MmapEntry]) {
     FIRMWARE_MAP.call_once(|| {
         let blank = MmapEntry { base: 0, length: 0, kind: MemoryType::Reserved };
         let mods = info.modules();
@@ -152,6 +175,11 @@ pub fn init(magic: u32, info_phys: u32) -> BootContext {
         }
         map
     });
+}
+
+/// The usable RAM: the firmware map less the kernel image, low memory and whatever the boot
+/// information itself occupies (a failed reservation is logged, not fatal).
+fn usable_memory(info: &Handover, entries: &[MmapEntry]) -> MemoryMap {
     let mut map = match MemoryMap::from_entries(entries.iter().copied()) {
         Ok(m) => m,
         Err(e) => {
@@ -175,13 +203,12 @@ pub fn init(magic: u32, info_phys: u32) -> BootContext {
     for r in map.usable() {
         log::info!("memory: usable {:#010x}..{:#010x} ({} KiB)", r.start, r.end, (r.end - r.start) / 1024);
     }
-    let usable_kib = map.usable_bytes() / 1024;
-    ev!("boot.mem.usable_kib", usable_kib);
+    map
+}
 
-    frames::init(&map);
-    paging::init(entries);
-    heap::init(map.usable_bytes());
-
+/// What boot left us, copied into the heap (which must be up) so the hand-over can be
+/// forgotten.
+fn boot_context(info: &Handover, reader: &PhysMapReader, usable_kib: u64) -> BootContext {
     let cmdline = String::from(info.command_line().unwrap_or(""));
     let modules = info
         .modules()
@@ -189,7 +216,7 @@ pub fn init(magic: u32, info_phys: u32) -> BootContext {
         .enumerate()
         .map(|(i, m)| {
             let mut buf = [0u8; 256];
-            let name = m.read_cmdline(&reader, i, &mut buf).map(String::from).unwrap_or_default();
+            let name = m.read_cmdline(reader, i, &mut buf).map(String::from).unwrap_or_default();
             Module { start: m.start as u64, end: m.end as u64, name }
         })
         .collect();
