@@ -190,15 +190,7 @@ fn shootdown_latency(rounds: usize) {
     // Holders for 1, 2, 4, ... CPUs and for all of them: spinning (like user threads
     // computing), then halted (like CPUs whose threads are blocked while the space stays
     // loaded; on a host with fewer cores than vCPUs only these show the IPIs overlapping).
-    let mut counts: Vec<usize> = Vec::new();
-    let mut n = 1;
-    while n <= others.len() {
-        counts.push(n);
-        n *= 2;
-    }
-    if !others.len().is_power_of_two() && !others.is_empty() {
-        counts.push(others.len());
-    }
+    let counts = holder_counts(others.len());
     let plan: Vec<(usize, bool)> = [false, true].iter().flat_map(|&halted| counts.iter().map(move |&n| (n, halted))).collect();
     for (n, halted) in plan {
         HALTED_HOLDERS.store(halted as u64, Ordering::Release);
@@ -209,32 +201,11 @@ fn shootdown_latency(rounds: usize) {
         while HOLDING.load(Ordering::Acquire) < n as u64 && crate::time::now_ns() < deadline {
             core::hint::spin_loop();
         }
-        let mut samples = Vec::with_capacity(rounds);
-        let mut whole = Vec::with_capacity(rounds);
         // One spinning holder: a ping to the same CPU before each shootdown, so the two
         // figures share the host's moment (TCG's speed drifts by 2x within a run).
         let paired = n == 1 && !halted;
-        let mut pings = Vec::with_capacity(if paired { rounds } else { 0 });
-        for _ in 0..rounds {
-            if paired {
-                match smp::ping(others[0], smp::PingWait::Tight) {
-                    Some(c) => pings.push(c),
-                    None => verdict(false, "IPI round trip to a holder timed out"),
-                }
-            }
-            let Ok(_) = space.map_new(page, perms) else { break };
-            let t0 = cpu::rdtsc();
-            let mut stale = crate::mm::invalidation::Invalidation::new(space.pml4());
-            if space.unmap(page, &mut stale).is_err() {
-                break;
-            }
-            let t1 = cpu::rdtsc();
-            // The shootdown, then the frame's release back to the allocator (one lock).
-            let _ = stale.complete(mask);
-            let t2 = cpu::rdtsc();
-            samples.push(t2 - t1);
-            whole.push(cpu::rdtsc() - t0);
-        }
+        let ping_first = if paired { Some(others[0]) } else { None };
+        let (mut samples, mut whole, mut pings) = unmap_rounds(&mut space, page, perms, rounds, ping_first);
         RELEASE.store(1, Ordering::Release);
         for (c, t) in tickets {
             smp::wait_work(c, t, 2_000_000_000);
@@ -262,6 +233,58 @@ fn shootdown_latency(rounds: usize) {
     }
     space.destroy();
     invlpg_cost(page);
+}
+
+/// How many holders each size of the shootdown benchmark runs with: 1, 2, 4, ... and, when
+/// that does not reach it, every other CPU.
+fn holder_counts(others: usize) -> Vec<usize> {
+    let mut counts: Vec<usize> = Vec::new();
+    let mut n = 1;
+    while n <= others {
+        counts.push(n);
+        n *= 2;
+    }
+    if !others.is_power_of_two() && others != 0 {
+        counts.push(others);
+    }
+    counts
+}
+
+/// `rounds` map + unmap + shootdown of one page while the holders are resident: TSC cycles
+/// of the shootdown alone, of the whole unmap, and (with `ping_first`) of a ping round trip
+/// to that CPU before each round.
+fn unmap_rounds(
+    space: &mut AddressSpace,
+    page: u64,
+    perms: UserPerms,
+    rounds: usize,
+    ping_first: Option<&percpu::PerCpu>,
+) -> (Vec<u64>, Vec<u64>, Vec<u64>) {
+    let mask = &HOLD_MASK;
+    let mut samples = Vec::with_capacity(rounds);
+    let mut whole = Vec::with_capacity(rounds);
+    let mut pings = Vec::with_capacity(if ping_first.is_some() { rounds } else { 0 });
+    for _ in 0..rounds {
+        if let Some(holder) = ping_first {
+            match smp::ping(holder, smp::PingWait::Tight) {
+                Some(c) => pings.push(c),
+                None => verdict(false, "IPI round trip to a holder timed out"),
+            }
+        }
+        let Ok(_) = space.map_new(page, perms) else { break };
+        let t0 = cpu::rdtsc();
+        let mut stale = crate::mm::invalidation::Invalidation::new(space.pml4());
+        if space.unmap(page, &mut stale).is_err() {
+            break;
+        }
+        let t1 = cpu::rdtsc();
+        // The shootdown, then the frame's release back to the allocator (one lock).
+        let _ = stale.complete(mask);
+        let t2 = cpu::rdtsc();
+        samples.push(t2 - t1);
+        whole.push(cpu::rdtsc() - t0);
+    }
+    (samples, whole, pings)
 }
 
 /// TSC cycles of one INVLPG on this CPU (median of 1,000), the part of a shootdown's
