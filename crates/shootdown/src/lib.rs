@@ -2,12 +2,17 @@
 //!
 //! * [`CpuMask`]: an atomic set of CPU indices (an address space's resident set: the CPUs
 //!   whose TLBs may hold its entries), and [`CpuSet`], a plain copy of one taken at one
-//!   moment (the CPUs one shootdown targets);
+//!   moment, and [`CpuWord`], one word of a mask read once (what a shootdown streams its
+//!   targets from, so it never copies a whole set);
+//! * [`IpiGrouper`]: consecutive targets in one x2APIC cluster gathered into one IPI;
 //! * [`flush_plan`]: page-by-page invalidation or a full flush, by the batch size.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+mod groups;
+pub use groups::{IpiGroup, IpiGrouper, GROUP_CAPACITY};
 
 /// Highest number of CPUs a [`CpuMask`] can hold (the kernel asserts its CPU limit fits).
 pub const MAX_CPUS: usize = 4096;
@@ -82,6 +87,15 @@ impl CpuMask {
         }
         set.used = used.len();
         set
+    }
+
+    /// The words that may hold members, in order, each read once when the iteration reaches
+    /// it. A shootdown counts and interrupts the members of each word from that one value,
+    /// without copying the whole set (a set is 512 bytes; a one-target shootdown reads one
+    /// word).
+    pub fn words(&self) -> impl Iterator<Item = CpuWord> + '_ {
+        let first_cpus = (0u32..).step_by(64);
+        self.used_words().iter().zip(first_cpus).map(|(w, first)| CpuWord { first, bits: w.load(Ordering::SeqCst) })
     }
 
     /// The words that ever held a member (the count read first, then the words).
@@ -177,6 +191,68 @@ impl CpuSet {
     /// The first 64 CPUs as a bit mask (for evidence lines).
     pub fn low_bits(&self) -> u64 {
         self.words[0]
+    }
+}
+
+/// 64 consecutive CPU indices of a set, as one value: CPU `first() + i` is a member when bit
+/// `i` is set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CpuWord {
+    first: u32,
+    bits: u64,
+}
+
+impl CpuWord {
+    /// The CPU index of bit 0.
+    pub fn first(&self) -> u32 {
+        self.first
+    }
+
+    /// The members as a bit mask relative to [`CpuWord::first`].
+    pub fn bits(&self) -> u64 {
+        self.bits
+    }
+
+    /// Removes `cpu`; returns whether it was a member (false for CPUs outside this word).
+    pub fn remove(&mut self, cpu: u32) -> bool {
+        let Some(offset) = cpu.checked_sub(self.first).filter(|&o| o < 64) else { return false };
+        let was = self.bits & 1 << offset != 0;
+        self.bits &= !(1 << offset);
+        was
+    }
+
+    /// Number of members.
+    pub fn len(&self) -> u32 {
+        self.bits.count_ones()
+    }
+
+    /// Whether the word has no member.
+    pub fn is_empty(&self) -> bool {
+        self.bits == 0
+    }
+}
+
+impl IntoIterator for CpuWord {
+    type Item = u32;
+    type IntoIter = CpuWordIter;
+    fn into_iter(self) -> CpuWordIter {
+        CpuWordIter(self)
+    }
+}
+
+/// Members of a [`CpuWord`] in increasing order.
+pub struct CpuWordIter(CpuWord);
+
+impl Iterator for CpuWordIter {
+    type Item = u32;
+    fn next(&mut self) -> Option<u32> {
+        let word = &mut self.0;
+        if word.bits == 0 {
+            return None;
+        }
+        let bit = word.bits.trailing_zeros();
+        word.bits &= word.bits - 1;
+        Some(word.first + bit)
     }
 }
 
@@ -315,6 +391,45 @@ mod tests {
         t.remove(5);
         t.insert(130);
         assert_eq!(s, t);
+    }
+
+    #[test]
+    fn words_are_the_used_words_read_once_each() {
+        let m = CpuMask::new();
+        assert_eq!(m.words().count(), 0);
+        for cpu in [1, 3, 64, 130] {
+            m.insert(cpu);
+        }
+        let words: Vec<CpuWord> = m.words().collect();
+        assert_eq!(words.len(), 3, "words 0..=2 were ever used");
+        assert_eq!(words.iter().map(|w| w.first()).collect::<Vec<_>>(), [0, 64, 128]);
+        assert_eq!(words[0].bits(), 1 << 1 | 1 << 3);
+        let members: Vec<u32> = words.iter().flat_map(|w| *w).collect();
+        assert_eq!(members, [1, 3, 64, 130]);
+        assert_eq!(members, m.iter().collect::<Vec<_>>(), "same members as a snapshot");
+        // Iterating reads each word when it gets there: a word changed before the iteration
+        // reaches it is seen as changed, one already read is not.
+        let mut it = m.words();
+        let w0 = it.next().unwrap();
+        m.remove(1);
+        m.insert(65);
+        assert_eq!(w0.bits(), 1 << 1 | 1 << 3);
+        assert_eq!(it.next().unwrap().into_iter().collect::<Vec<_>>(), [64, 65]);
+    }
+
+    #[test]
+    fn word_remove_len_and_bounds() {
+        let m = CpuMask::new();
+        for cpu in [64, 70, 127] {
+            m.insert(cpu);
+        }
+        let mut w = m.words().nth(1).unwrap();
+        assert_eq!((w.first(), w.len()), (64, 3));
+        assert!(!w.remove(63) && !w.remove(128) && !w.remove(69), "not members of this word");
+        assert!(w.remove(70) && !w.remove(70));
+        assert_eq!((w.len(), w.is_empty()), (2, false));
+        assert!(w.remove(64) && w.remove(127) && w.is_empty());
+        assert_eq!(w.into_iter().next(), None);
     }
 
     #[test]

@@ -27,7 +27,7 @@ use super::lapic;
 
 /// Shootdown IPIs.
 pub const TLB_VECTOR: u8 = 50;
-pub use keel_shootdown::{flush_plan, CpuMask, CpuSet, FlushPlan, FLUSH_CEILING_PAGES};
+pub use keel_shootdown::{flush_plan, CpuMask, CpuSet, FlushPlan, IpiGroup, IpiGrouper, FLUSH_CEILING_PAGES};
 
 /// One invalidation, on the shooter's stack until every target acknowledged.
 pub struct Request {
@@ -200,61 +200,6 @@ fn serve_inbox(cpu: &IrqGuard) {
     }
 }
 
-/// Sends [`TLB_VECTOR`] to every CPU in `cpus` through `send`; returns the number of ICR
-/// writes and the CPUs no IPI could be sent to. In x2APIC mode CPUs of one cluster share one
-/// logical IPI (consecutive CPUs usually share a cluster; a cluster met again later just
-/// costs another write); a lone CPU, a CPU without a logical ID, or any CPU in xAPIC mode gets
-/// its own physical IPI. A logical IPI that cannot be sent falls back to physical ones.
-fn interrupt(cpus: CpuSet, send: &mut impl FnMut(Ipi) -> Result<(), IcrError>) -> (u64, CpuSet) {
-    let logical = lapic::mode() == Some(LapicMode::X2Apic);
-    let mut writes = 0;
-    let mut unreached = CpuSet::default();
-    let mut send_group = |group: Group| {
-        let ipi = Ipi::fixed(TLB_VECTOR);
-        if let Some(c) = group.cluster.filter(|c| c.members().count_ones() > 1) {
-            writes += 1;
-            if send(ipi.to_cluster(c)).is_ok() {
-                return;
-            }
-            SEND_FAILURES.fetch_add(1, Ordering::Relaxed);
-        }
-        for cpu in group.members {
-            let Some(target) = percpu::cpu(cpu) else { continue };
-            writes += 1;
-            if send(ipi.to(ApicId::new(target.apic_id.load(Ordering::Acquire)))).is_err() {
-                SEND_FAILURES.fetch_add(1, Ordering::Relaxed);
-                unreached.insert(cpu);
-            }
-        }
-    };
-    let mut open: Option<Group> = None;
-    for cpu in cpus {
-        let Some(target) = percpu::cpu(cpu) else { continue };
-        let member = if logical { X2ApicCluster::from_ldr(target.x2apic_ldr.load(Ordering::Acquire)) } else { None };
-        // Same cluster as the open group: it joins; anything else sends the group and opens
-        // a new one.
-        let joined = open.and_then(|g| Some(Group { cluster: Some(g.cluster?.join(member?)?), members: g.members }));
-        if let (None, Some(g)) = (joined, open) {
-            send_group(g);
-        }
-        let mut next = joined.unwrap_or(Group { cluster: member, members: CpuSet::default() });
-        next.members.insert(cpu);
-        open = Some(next);
-    }
-    if let Some(g) = open {
-        send_group(g);
-    }
-    (writes, unreached)
-}
-
-/// CPUs one ICR write reaches: an x2APIC cluster's members, or one CPU (`members` are the
-/// kernel's CPU indices, for the physical fallback).
-#[derive(Clone, Copy)]
-struct Group {
-    cluster: Option<X2ApicCluster>,
-    members: CpuSet,
-}
-
 /// CPUs a shootdown could not interrupt (no IPI could be sent to them): their TLBs may still
 /// hold the old translations, so the caller must not free the frames behind them.
 #[derive(Debug)]
@@ -288,34 +233,44 @@ fn queue(req: &Request, target: &percpu::PerCpu) {
     }
 }
 
-/// The usual case, one other CPU resident: queue and one physical IPI, no batching.
-/// Returns the number of ICR writes and the CPU if no IPI could be sent to it.
-fn interrupt_one(req: &Request, cpu: u32, send: &mut impl FnMut(Ipi) -> Result<(), IcrError>) -> (u64, Option<u32>) {
-    let Some(target) = percpu::cpu(cpu) else {
-        req.pending.fetch_sub(1, Ordering::AcqRel);
-        return (0, None);
-    };
-    queue(req, target);
-    if send(Ipi::fixed(TLB_VECTOR).to(ApicId::new(target.apic_id.load(Ordering::Acquire)))).is_err() {
-        SEND_FAILURES.fetch_add(1, Ordering::Relaxed);
-        return (1, Some(cpu));
-    }
-    (1, None)
+/// Interrupts the targets of one shootdown, one [`IpiGroup`] at a time, counting ICR writes
+/// and the CPUs no IPI could be sent to.
+struct Interrupter<'a, S: FnMut(Ipi) -> Result<(), IcrError>> {
+    req: &'a Request,
+    send: &'a mut S,
+    writes: u64,
+    /// Built only when a send failed: a set is 512 bytes, too much to clear on every
+    /// shootdown.
+    unreached: Option<CpuSet>,
 }
 
-/// Several targets: queue the request on each, then interrupt them in as few ICR writes as
-/// the mode allows. Returns the ICR writes and the CPUs no IPI could be sent to.
-fn interrupt_all(req: &Request, targets: CpuSet, send: &mut impl FnMut(Ipi) -> Result<(), IcrError>) -> (u64, CpuSet) {
-    let mut queued = CpuSet::default();
-    for cpu in targets {
-        let Some(target) = percpu::cpu(cpu) else {
-            req.pending.fetch_sub(1, Ordering::AcqRel);
-            continue;
-        };
-        queue(req, target);
-        queued.insert(cpu);
+impl<S: FnMut(Ipi) -> Result<(), IcrError>> Interrupter<'_, S> {
+    /// One logical IPI for a group of several cluster members, else one physical IPI per
+    /// member; a logical IPI that cannot be sent falls back to physical ones. The group's
+    /// requests are already queued.
+    fn interrupt(&mut self, group: IpiGroup) {
+        let ipi = Ipi::fixed(TLB_VECTOR);
+        if let Some(cluster) = group.logical() {
+            self.writes += 1;
+            if (self.send)(ipi.to_cluster(cluster)).is_ok() {
+                return;
+            }
+            SEND_FAILURES.fetch_add(1, Ordering::Relaxed);
+        }
+        for &cpu in group.cpus() {
+            let Some(target) = percpu::cpu(cpu) else { continue };
+            self.writes += 1;
+            if (self.send)(ipi.to(ApicId::new(target.apic_id.load(Ordering::Acquire)))).is_ok() {
+                continue;
+            }
+            SEND_FAILURES.fetch_add(1, Ordering::Relaxed);
+            // A CPU no IPI reached may still have served the request (another shootdown's
+            // IPI); otherwise take it back, or the wait for acknowledgements could never end.
+            if withdraw(cpu, self.req) {
+                self.unreached.get_or_insert_with(CpuSet::default).insert(cpu);
+            }
+        }
     }
-    interrupt(queued, send)
 }
 
 /// Invalidates `pages` (or everything, above the ceiling) of the address space `pml4` on
@@ -340,46 +295,52 @@ pub fn shootdown_via(
     };
     let page_count = if full { 0 } else { pages.len() };
     let req = Request { pml4, pages: pages.as_ptr(), count: page_count, full, pending: AtomicU32::new(0) };
-    // Page-table writes before the mask read (pairs with the SeqCst insert before CR3 loads).
-    core::sync::atomic::fence(Ordering::SeqCst);
-    // One snapshot of the set serves both the acknowledgement count and the IPIs: reading it
-    // twice could count a CPU that then gets no request (or the reverse) and never finish.
-    let mut targets = resident.snapshot();
     // This CPU's shared part by index: the shooter may run with interrupts on (so no guard
     // across the wait), but it neither blocks nor yields here, so it stays on this CPU.
     let me = percpu::cpu(percpu::current_index()).expect("this CPU is installed");
-    let me_resident = targets.remove(me.index);
-    let target_count = targets.len();
-    req.pending.store(target_count as u32, Ordering::Release);
-    let low_targets = targets.low_bits();
-    // The one-target path passes the CPU, not the set: a set is 512 bytes, and copying or
-    // clearing it was a third of a one-target shootdown under emulation.
-    let (writes, unsent) = match targets.first() {
-        Some(cpu) if target_count == 1 => {
-            let (writes, failed) = interrupt_one(&req, cpu, send);
-            (writes, failed.map(|cpu| CpuSet::default().with(cpu)))
+    let logical = lapic::mode() == Some(LapicMode::X2Apic);
+    let mut interrupter = Interrupter { req: &req, send, writes: 0, unreached: None };
+    let mut groups = IpiGrouper::default();
+    let mut me_resident = false;
+    let mut low_targets = 0;
+    // Page-table writes before the mask read (pairs with the SeqCst insert before CR3 loads).
+    core::sync::atomic::fence(Ordering::SeqCst);
+    // Each word of the resident set is read once, and that one value both counts the
+    // acknowledgements and picks the CPUs queued and interrupted: reading the set twice
+    // could count a CPU that then gets no request (or the reverse) and never finish. The
+    // words are streamed, not copied: a whole set is 512 bytes.
+    for mut word in resident.words() {
+        me_resident |= word.remove(me.index);
+        if word.first() == 0 {
+            low_targets = word.bits();
         }
-        _ => {
-            let (writes, unsent) = interrupt_all(&req, targets, send);
-            (writes, (!unsent.is_empty()).then_some(unsent))
+        if word.is_empty() {
+            continue;
         }
-    };
+        // Counted before queued, so no acknowledgement runs ahead of its count (the wait
+        // below starts only after every word was counted).
+        req.pending.fetch_add(word.len(), Ordering::AcqRel);
+        for cpu in word {
+            let Some(target) = percpu::cpu(cpu) else {
+                req.pending.fetch_sub(1, Ordering::AcqRel);
+                continue;
+            };
+            queue(&req, target);
+            let cluster = if logical { X2ApicCluster::from_ldr(target.x2apic_ldr.load(Ordering::Acquire)) } else { None };
+            if let Some(group) = groups.add(cpu, cluster) {
+                interrupter.interrupt(group);
+            }
+        }
+    }
+    if let Some(group) = groups.finish() {
+        interrupter.interrupt(group);
+    }
+    let writes = interrupter.writes;
     // Bookkeeping while the IPIs are in flight.
     bump(&me.tlb.started, 1);
     bump(&me.tlb.icr_writes, writes);
     LAST_TARGETS.store(low_targets, Ordering::Relaxed);
     LAST_ICR_WRITES.store(writes, Ordering::Relaxed);
-    // A CPU no IPI reached may still have served the request (another shootdown's IPI);
-    // otherwise take it back, or the wait below could never end.
-    let unreached = unsent.map(|unsent| {
-        let mut unreached = CpuSet::default();
-        for cpu in unsent {
-            if withdraw(cpu, &req) {
-                unreached.insert(cpu);
-            }
-        }
-        unreached
-    });
     // Flush here while the IPIs are in flight.
     if me_resident {
         let loaded = percpu::local(&IrqGuard::new()).loaded_space.get();
@@ -396,11 +357,12 @@ pub fn shootdown_via(
     }) {
         panic!("TLB shootdown: acknowledgements missing after 5 s");
     }
-    match unreached.filter(|u| !u.is_empty()) {
+    // Borrowed until here, not moved: moving the optional set copies its 512 bytes.
+    match &interrupter.unreached {
         None => Ok(()),
         Some(unreached) => {
             log::error!("TLB shootdown: no IPI could be sent to CPUs {unreached:?}");
-            Err(Unreached(unreached))
+            Err(Unreached(*unreached))
         }
     }
 }
