@@ -24,6 +24,7 @@ pub struct IpiGroup {
 }
 
 impl IpiGroup {
+    #[inline]
     fn of(cpu: u32, cluster: Option<X2ApicCluster>) -> IpiGroup {
         let mut cpus = [0; GROUP_CAPACITY];
         cpus[0] = cpu;
@@ -32,17 +33,20 @@ impl IpiGroup {
 
     /// The logical destination when one write reaches several members; `None` when the group
     /// is one CPU (a physical IPI costs the same write and needs no logical ID).
+    #[inline]
     pub fn logical(&self) -> Option<X2ApicCluster> {
         self.cluster.filter(|_| self.len > 1)
     }
 
     /// The members' CPU indices, in the order they were added.
+    #[inline]
     pub fn cpus(&self) -> &[u32] {
         &self.cpus[..self.len]
     }
 
     /// Adds `cpu` if its logical ID is in this group's cluster and there is room; false
     /// otherwise (physical members never share).
+    #[inline]
     fn join(&mut self, cpu: u32, cluster: Option<X2ApicCluster>) -> bool {
         let joined = self.cluster.zip(cluster).and_then(|(mine, theirs)| mine.join(theirs));
         match joined {
@@ -67,6 +71,7 @@ impl IpiGrouper {
     /// Adds target `cpu` with its logical x2APIC ID (`None`: address it physically). Returns
     /// the group this target closed, to be sent now.
     #[must_use = "a closed group must be sent"]
+    #[inline]
     pub fn add(&mut self, cpu: u32, cluster: Option<X2ApicCluster>) -> Option<IpiGroup> {
         if let Some(open) = &mut self.open {
             if open.join(cpu, cluster) {
@@ -78,6 +83,7 @@ impl IpiGrouper {
 
     /// The last group, to be sent now.
     #[must_use = "the last group must be sent"]
+    #[inline]
     pub fn finish(self) -> Option<IpiGroup> {
         self.open
     }

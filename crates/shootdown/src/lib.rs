@@ -93,12 +93,14 @@ impl CpuMask {
     /// it. A shootdown counts and interrupts the members of each word from that one value,
     /// without copying the whole set (a set is 512 bytes; a one-target shootdown reads one
     /// word).
+    #[inline]
     pub fn words(&self) -> impl Iterator<Item = CpuWord> + '_ {
         let first_cpus = (0u32..).step_by(64);
         self.used_words().iter().zip(first_cpus).map(|(w, first)| CpuWord { first, bits: w.load(Ordering::SeqCst) })
     }
 
     /// The words that ever held a member (the count read first, then the words).
+    #[inline]
     fn used_words(&self) -> &[AtomicU64] {
         &self.words[..self.used.load(Ordering::SeqCst).min(WORDS)]
     }
@@ -204,16 +206,19 @@ pub struct CpuWord {
 
 impl CpuWord {
     /// The CPU index of bit 0.
+    #[inline]
     pub fn first(&self) -> u32 {
         self.first
     }
 
     /// The members as a bit mask relative to [`CpuWord::first`].
+    #[inline]
     pub fn bits(&self) -> u64 {
         self.bits
     }
 
     /// Removes `cpu`; returns whether it was a member (false for CPUs outside this word).
+    #[inline]
     pub fn remove(&mut self, cpu: u32) -> bool {
         let Some(offset) = cpu.checked_sub(self.first).filter(|&o| o < 64) else { return false };
         let was = self.bits & 1 << offset != 0;
@@ -222,11 +227,13 @@ impl CpuWord {
     }
 
     /// Number of members.
+    #[inline]
     pub fn len(&self) -> u32 {
         self.bits.count_ones()
     }
 
     /// Whether the word has no member.
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.bits == 0
     }
@@ -235,6 +242,7 @@ impl CpuWord {
 impl IntoIterator for CpuWord {
     type Item = u32;
     type IntoIter = CpuWordIter;
+    #[inline]
     fn into_iter(self) -> CpuWordIter {
         CpuWordIter(self)
     }
@@ -245,6 +253,7 @@ pub struct CpuWordIter(CpuWord);
 
 impl Iterator for CpuWordIter {
     type Item = u32;
+    #[inline]
     fn next(&mut self) -> Option<u32> {
         let word = &mut self.0;
         if word.bits == 0 {
