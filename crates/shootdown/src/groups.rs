@@ -81,6 +81,12 @@ impl IpiGrouper {
         self.open.replace(IpiGroup::of(cpu, cluster))
     }
 
+    /// Whether no target was added since the last group closed (none at all, at first).
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.open.is_none()
+    }
+
     /// The last group, to be sent now.
     #[must_use = "the last group must be sent"]
     #[inline]
@@ -101,7 +107,9 @@ mod tests {
     /// Groups for targets given as (CPU index, logical ID).
     fn group(targets: &[(u32, Option<X2ApicCluster>)]) -> Vec<IpiGroup> {
         let mut grouper = IpiGrouper::default();
+        assert!(grouper.is_empty());
         let mut groups: Vec<IpiGroup> = targets.iter().filter_map(|&(cpu, c)| grouper.add(cpu, c)).collect();
+        assert_eq!(grouper.is_empty(), targets.is_empty(), "the last target's group stays open");
         groups.extend(grouper.finish());
         groups
     }

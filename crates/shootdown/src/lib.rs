@@ -90,13 +90,13 @@ impl CpuMask {
     }
 
     /// The words that may hold members, in order, each read once when the iteration reaches
-    /// it. A shootdown counts and interrupts the members of each word from that one value,
+    /// it (how many are left is known before reading them). A shootdown counts and interrupts the members of each word from that one value,
     /// without copying the whole set (a set is 512 bytes; a one-target shootdown reads one
     /// word).
     #[inline]
-    pub fn words(&self) -> impl Iterator<Item = CpuWord> + '_ {
-        let first_cpus = (0u32..).step_by(64);
-        self.used_words().iter().zip(first_cpus).map(|(w, first)| CpuWord { first, bits: w.load(Ordering::SeqCst) })
+    pub fn words(&self) -> impl ExactSizeIterator<Item = CpuWord> + '_ {
+        let word = |(i, w): (usize, &AtomicU64)| CpuWord { first: i as u32 * 64, bits: w.load(Ordering::SeqCst) };
+        self.used_words().iter().enumerate().map(word)
     }
 
     /// The words that ever held a member (the count read first, then the words).
@@ -409,8 +409,8 @@ mod tests {
         for cpu in [1, 3, 64, 130] {
             m.insert(cpu);
         }
+        assert_eq!(m.words().len(), 3, "words 0..=2 were ever used");
         let words: Vec<CpuWord> = m.words().collect();
-        assert_eq!(words.len(), 3, "words 0..=2 were ever used");
         assert_eq!(words.iter().map(|w| w.first()).collect::<Vec<_>>(), [0, 64, 128]);
         assert_eq!(words[0].bits(), 1 << 1 | 1 << 3);
         let members: Vec<u32> = words.iter().flat_map(|w| *w).collect();

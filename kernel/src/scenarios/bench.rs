@@ -180,7 +180,7 @@ fn hold_resident(_: usize) {
     HOLDING.fetch_sub(1, Ordering::AcqRel);
 }
 
-/// Single-page unmap + shootdown with 1, 2, 4, ... other CPUs resident.
+/// Single-page shootdown and unmap with 1, 2, 4, ... other CPUs resident.
 fn shootdown_latency(rounds: usize) {
     let Ok(mut space) = AddressSpace::new() else { return };
     HOLD_SPACE.store(space.pml4(), Ordering::Release);
@@ -250,9 +250,11 @@ fn holder_counts(others: usize) -> Vec<usize> {
     counts
 }
 
-/// `rounds` map + unmap + shootdown of one page while the holders are resident: TSC cycles
-/// of the shootdown alone, of the whole unmap, and (with `ping_first`) of a ping round trip
-/// to that CPU before each round.
+/// `rounds` rounds on one page while the holders are resident, each: map it, make it
+/// read-only, unmap it. Returns the TSC cycles of the shootdown alone (the read-only change's
+/// invalidation: no frame to free, so completing it is exactly the shootdown), of the whole
+/// unmap (page-table update, shootdown, frame released) and, with `ping_first`, of a ping
+/// round trip to that CPU before each round.
 fn unmap_rounds(
     space: &mut AddressSpace,
     page: u64,
@@ -260,6 +262,7 @@ fn unmap_rounds(
     rounds: usize,
     ping_first: Option<&percpu::PerCpu>,
 ) -> (Vec<u64>, Vec<u64>, Vec<u64>) {
+    use crate::mm::invalidation::Invalidation;
     let mask = &HOLD_MASK;
     let mut samples = Vec::with_capacity(rounds);
     let mut whole = Vec::with_capacity(rounds);
@@ -272,16 +275,20 @@ fn unmap_rounds(
             }
         }
         let Ok(_) = space.map_new(page, perms) else { break };
+        let mut changed = Invalidation::new(space.pml4());
+        if space.protect(page, false, &mut changed).is_err() {
+            break;
+        }
         let t0 = cpu::rdtsc();
-        let mut stale = crate::mm::invalidation::Invalidation::new(space.pml4());
+        let _ = changed.complete(mask);
+        samples.push(cpu::rdtsc() - t0);
+        let t0 = cpu::rdtsc();
+        let mut stale = Invalidation::new(space.pml4());
         if space.unmap(page, &mut stale).is_err() {
             break;
         }
-        let t1 = cpu::rdtsc();
         // The shootdown, then the frame's release back to the allocator (one lock).
         let _ = stale.complete(mask);
-        let t2 = cpu::rdtsc();
-        samples.push(t2 - t1);
         whole.push(cpu::rdtsc() - t0);
     }
     (samples, whole, pings)

@@ -177,9 +177,10 @@ fn flush(req: &Request, loaded: u64) {
 
 /// Vector 50: serve every queued request, acknowledge each.
 pub fn shootdown_interrupt(token: InService, cpu: &IrqGuard) {
-    // One writer, this handler, which interrupts cannot nest into (an interrupt gate).
-    bump(&percpu::current(cpu).tlb.ipis, 1);
     serve_inbox(cpu);
+    // Counted after the acknowledgements: the shooters wait for those, not for this. One
+    // writer, this handler, which interrupts cannot nest into (an interrupt gate).
+    bump(&percpu::current(cpu).tlb.ipis, 1);
     token.eoi();
 }
 
@@ -249,26 +250,31 @@ impl<S: FnMut(Ipi) -> Result<(), IcrError>> Interrupter<'_, S> {
     /// member; a logical IPI that cannot be sent falls back to physical ones. The group's
     /// requests are already queued.
     fn interrupt(&mut self, group: IpiGroup) {
-        let ipi = Ipi::fixed(TLB_VECTOR);
         if let Some(cluster) = group.logical() {
             self.writes += 1;
-            if (self.send)(ipi.to_cluster(cluster)).is_ok() {
+            if (self.send)(Ipi::fixed(TLB_VECTOR).to_cluster(cluster)).is_ok() {
                 return;
             }
             SEND_FAILURES.fetch_add(1, Ordering::Relaxed);
         }
         for &cpu in group.cpus() {
-            let Some(target) = percpu::cpu(cpu) else { continue };
-            self.writes += 1;
-            if (self.send)(ipi.to(ApicId::new(target.apic_id.load(Ordering::Acquire)))).is_ok() {
-                continue;
+            if let Some(target) = percpu::cpu(cpu) {
+                self.physical(cpu, target);
             }
-            SEND_FAILURES.fetch_add(1, Ordering::Relaxed);
-            // A CPU no IPI reached may still have served the request (another shootdown's
-            // IPI); otherwise take it back, or the wait for acknowledgements could never end.
-            if withdraw(cpu, self.req) {
-                self.unreached.get_or_insert_with(CpuSet::default).insert(cpu);
-            }
+        }
+    }
+
+    /// One physical IPI to `cpu` (whose shared part is `target`), its request already queued.
+    fn physical(&mut self, cpu: u32, target: &percpu::PerCpu) {
+        self.writes += 1;
+        if (self.send)(Ipi::fixed(TLB_VECTOR).to(ApicId::new(target.apic_id.load(Ordering::Acquire)))).is_ok() {
+            return;
+        }
+        SEND_FAILURES.fetch_add(1, Ordering::Relaxed);
+        // A CPU no IPI reached may still have served the request (another shootdown's IPI);
+        // otherwise take it back, or the wait for acknowledgements could never end.
+        if withdraw(cpu, self.req) {
+            self.unreached.get_or_insert_with(CpuSet::default).insert(cpu);
         }
     }
 }
@@ -309,7 +315,8 @@ pub fn shootdown_via(
     // acknowledgements and picks the CPUs queued and interrupted: reading the set twice
     // could count a CPU that then gets no request (or the reverse) and never finish. The
     // words are streamed, not copied: a whole set is 512 bytes.
-    for mut word in resident.words() {
+    let mut words = resident.words();
+    while let Some(mut word) = words.next() {
         me_resident |= word.remove(me.index);
         if word.first() == 0 {
             low_targets = word.bits();
@@ -320,13 +327,20 @@ pub fn shootdown_via(
         // Counted before queued, so no acknowledgement runs ahead of its count (the wait
         // below starts only after every word was counted).
         req.pending.fetch_add(word.len(), Ordering::AcqRel);
+        // Nothing to group in xAPIC mode (physical IPIs only) or for the only target (the
+        // usual case, one other CPU running the space): its IPI goes out once it is queued.
+        let alone = word.len() == 1 && words.len() == 0 && groups.is_empty();
         for cpu in word {
             let Some(target) = percpu::cpu(cpu) else {
                 req.pending.fetch_sub(1, Ordering::AcqRel);
                 continue;
             };
             queue(&req, target);
-            let cluster = if logical { X2ApicCluster::from_ldr(target.x2apic_ldr.load(Ordering::Acquire)) } else { None };
+            if alone || !logical {
+                interrupter.physical(cpu, target);
+                continue;
+            }
+            let cluster = X2ApicCluster::from_ldr(target.x2apic_ldr.load(Ordering::Acquire));
             if let Some(group) = groups.add(cpu, cluster) {
                 interrupter.interrupt(group);
             }
@@ -349,8 +363,11 @@ pub fn shootdown_via(
     // Requests aimed at this CPU are served meanwhile: by the IPI when interrupts are on, by
     // the wait itself when they are off (two CPUs shooting at each other with interrupts off
     // would otherwise wait for each other forever).
+    // Whether interrupts are on is read once: nothing in the wait changes it, and reading the
+    // flags on every poll costs more than the load it guards (under emulation).
+    let serve_here = !x86_64::instructions::interrupts::are_enabled();
     if !crate::time::spin_until(crate::time::TIGHT_POLL_NS, 5_000_000_000, || {
-        if !x86_64::instructions::interrupts::are_enabled() {
+        if serve_here {
             serve_inbox(&IrqGuard::new());
         }
         req.pending.load(Ordering::Acquire) == 0
