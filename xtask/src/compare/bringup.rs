@@ -15,6 +15,7 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 
 use super::parse::GuestOutput;
+use super::runs::Runs;
 use super::{bringup_console, bringup_report, linux, loadavg, qemu_bin, run_linux, LinuxRun, Options, X2APIC_IOMMU};
 use crate::checks::eq;
 use crate::proofs::{self, Accels, Proof};
@@ -256,7 +257,7 @@ pub fn run(opts: &Options) -> Result<ExitCode> {
         if opts.linux_console {
             notes.push("--linux-console: Linux printed its kernel log on the serial console (no `quiet`) and was stopped at 'smp: Brought up'; its figures come from the console's printk timestamps, and no init ran (no sysfs CPU list, no uptime).".into());
         }
-        let cx = bringup_report::Context { host: &host, guest: &guest, linux: &runs, keel: &keel_runs, notes: &notes };
+        let cx = Runs { host: &host, guest: &guest, linux: &runs, keel: &keel_runs, notes: &notes };
         write_reports(&points, &cx, &dir)?;
     }
     println!("\n{}", bringup_report::table(&points));
@@ -266,7 +267,7 @@ pub fn run(opts: &Options) -> Result<ExitCode> {
 }
 
 /// `report.md`, `report.json` and `all-online.png` in `dir`.
-fn write_reports(points: &[Point], cx: &bringup_report::Context<'_>, dir: &Path) -> Result<()> {
+fn write_reports(points: &[Point], cx: &Runs<'_>, dir: &Path) -> Result<()> {
     let plot = dir.join("all-online.png");
     let plotted = match bringup_report::plot(points, &plot) {
         Ok(()) => Some(plot.as_path()),

@@ -7,19 +7,8 @@ use std::path::Path;
 use plotters::prelude::*;
 
 use super::bringup::{Measured, Point, TARGET_CPUS, TARGET_RATIO};
-use super::linux::Guest;
-use super::LinuxRun;
-use crate::qemu::shell_quote;
-use crate::report::{json_str as js, HostInfo};
-use crate::runner::JobResult;
-
-pub struct Context<'a> {
-    pub host: &'a HostInfo,
-    pub guest: &'a Guest,
-    pub linux: &'a [LinuxRun],
-    pub keel: &'a [JobResult],
-    pub notes: &'a [String],
-}
+use super::runs::Runs;
+use crate::report::json_str as js;
 
 const LINUX: RGBColor = RGBColor(200, 40, 30);
 const KEEL_PARALLEL: RGBColor = RGBColor(30, 80, 200);
@@ -160,7 +149,7 @@ fn targets(points: &[Point]) -> Vec<(u32, Option<f64>)> {
     TARGET_CPUS.iter().map(|&n| (n, points.iter().find(|p| p.cpus == n).and_then(|p| p.ratio(&p.keel_parallel)))).collect()
 }
 
-pub fn markdown(points: &[Point], cx: &Context<'_>, plot: Option<&Path>) -> String {
+pub fn markdown(points: &[Point], cx: &Runs<'_>, plot: Option<&Path>) -> String {
     let h = cx.host;
     let mut s = String::from("# Keel vs Linux: AP bring-up\n\n");
     let _ = writeln!(s, "* Date: {}; host: {} ({} CPUs), host kernel {}", h.date, h.cpu, h.nproc, h.kernel);
@@ -201,17 +190,8 @@ pub fn markdown(points: &[Point], cx: &Context<'_>, plot: Option<&Path>) -> Stri
     if let Some(p) = plot {
         let _ = writeln!(s, "\n## Plot\n\n![all CPUs online vs vCPUs]({})", p.file_name().map_or_else(String::new, |f| f.to_string_lossy().into_owned()));
     }
-    let _ = writeln!(s, "\n## Notes\n");
-    for n in cx.notes {
-        let _ = writeln!(s, "* {n}");
-    }
-    let _ = writeln!(s, "\n## QEMU command lines\n");
-    for r in cx.linux {
-        let _ = writeln!(s, "* Linux `{}`:\n\n      qemu-system-x86_64 {}\n", r.label, shell_quote(&r.args));
-    }
-    for r in cx.keel {
-        let _ = writeln!(s, "* Keel `{}`:\n\n      qemu-system-x86_64 {}\n", r.name, shell_quote(&r.args));
-    }
+    cx.notes_markdown(&mut s);
+    cx.command_lines_markdown(&mut s);
     s
 }
 
@@ -230,7 +210,7 @@ fn measured_json(m: &Measured, cpus: u32) -> String {
     )
 }
 
-pub fn json(points: &[Point], cx: &Context<'_>) -> String {
+pub fn json(points: &[Point], cx: &Runs<'_>) -> String {
     let r = |v: Option<f64>| v.map_or_else(|| "null".into(), |v| format!("{v:.4}"));
     let mut s = format!(
         "{{\n  \"date\": {},\n  \"host\": {{\"cpu\": {}, \"nproc\": {}}},\n  \"linux_guest\": {},\n  \"time_base\": \"guest time under QEMU TCG\",\n  \"points\": [",

@@ -14,6 +14,7 @@ mod parse;
 mod plot;
 mod report;
 mod rounds;
+mod runs;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -603,7 +604,8 @@ pub fn run(opts: Options) -> Result<ExitCode> {
     ));
     let figs = merge_rounds(rounds);
     let targets = merge_targets(target_rounds);
-    let ctx = report::Context { host: &host, guest: &guest, keel: &keel, linux: &linux, notes: &notes, opts: &opts, targets: &targets };
+    let runs = runs::Runs { host: &host, guest: &guest, linux: &linux, keel: &keel, notes: &notes };
+    let ctx = report::Context { runs, opts: &opts, targets: &targets };
     let table = report::table(&figs);
     println!("\n{table}");
     println!("{}", report::targets_table(&targets));

@@ -3,18 +3,13 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use super::linux::Guest;
-use super::{Figure, LinuxRun, Options, Side, Target};
+use super::runs::{accel_label, Runs};
+use super::{Figure, Options, Side, Target};
 use crate::qemu::{shell_quote, Accel};
-use crate::report::HostInfo;
-use crate::runner::{JobResult, Outcome};
+use crate::runner::Outcome;
 
 pub struct Context<'a> {
-    pub host: &'a HostInfo,
-    pub guest: &'a Guest,
-    pub keel: &'a [JobResult],
-    pub linux: &'a [LinuxRun],
-    pub notes: &'a [String],
+    pub runs: Runs<'a>,
     pub opts: &'a Options,
     pub targets: &'a [Target],
 }
@@ -50,11 +45,11 @@ pub fn targets_table(targets: &[Target]) -> String {
 /// (`bench.apic_base_mode` is IA32_APIC_BASE read back; `lapic.mode` the mode it chose).
 fn apic_modes(cx: &Context<'_>) -> String {
     let mut s = String::new();
-    for r in cx.linux {
+    for r in cx.runs.linux {
         let mode = r.guest.apic_mode.unwrap_or(if r.guest.done { super::parse::NO_X2APIC_MESSAGE } else { "unknown (run did not finish)" });
         let _ = writeln!(s, "* Linux `{}` ({}): {mode}", r.label, accel_label(r.accel));
     }
-    for r in cx.keel {
+    for r in cx.runs.keel {
         let Outcome::Ran { transcript, .. } = &r.outcome else { continue };
         let ev = |k: &str| transcript.evidence.get(k).map(|v| v.to_string());
         let chosen = ev("lapic.mode").unwrap_or_else(|| "?".into());
@@ -63,13 +58,6 @@ fn apic_modes(cx: &Context<'_>) -> String {
         let _ = writeln!(s, "* Keel `{}` ({}): {chosen}{msr}{remap}", r.name, accel_label(r.accel));
     }
     s
-}
-
-fn accel_label(a: Accel) -> &'static str {
-    match a {
-        Accel::Tcg => "TCG (emulation)",
-        Accel::Kvm => "KVM",
-    }
 }
 
 fn cell(v: Option<u64>) -> String {
@@ -141,11 +129,11 @@ pub const FIGURE_NOTES: &[(&str, &str)] = &[
 
 pub fn markdown(figs: &[Figure], cx: &Context<'_>, plots: &[PathBuf]) -> String {
     let mut s = String::new();
-    let h = cx.host;
+    let h = cx.runs.host;
     let _ = writeln!(s, "# Keel vs Linux: bench-compare report\n");
     let _ = writeln!(s, "* Date: {}", h.date);
     let _ = writeln!(s, "* Host: {} ({} CPUs), host kernel {}", h.cpu, h.nproc, h.kernel);
-    let _ = writeln!(s, "* Linux guest: {} with {} and kbench (bench/linux/kbench.c, gcc -O2 -static)", cx.guest.kernel_package, cx.guest.busybox_package);
+    let _ = writeln!(s, "* Linux guest: {} with {} and kbench (bench/linux/kbench.c, gcc -O2 -static)", cx.runs.guest.kernel_package, cx.runs.guest.busybox_package);
     let accels: Vec<&str> = {
         let mut a: Vec<Accel> = figs.iter().map(|f| f.accel).collect();
         a.dedup();
@@ -205,12 +193,7 @@ pub fn markdown(figs: &[Figure], cx: &Context<'_>, plots: &[PathBuf]) -> String 
     let _ = writeln!(s, "\nSame VM on both sides: each Linux run uses the MachineSpec of the Keel proof it is compared with (machine, -cpu model and flags, -smp, -m, devices, accelerator); \
         configurations Keel has no proof for (munmap at 4/8 CPUs, boot at 8/64) take the bench proof's machine with only -smp changed. Medians are quoted; p99 shows the noise. \
         The host has {} CPUs: with more vCPUs than host CPUs under TCG, vCPU threads are time-sliced by the host and tail latencies grow accordingly.", h.nproc);
-    if !cx.notes.is_empty() {
-        let _ = writeln!(s, "\n## Notes\n");
-        for n in cx.notes {
-            let _ = writeln!(s, "* {n}");
-        }
-    }
+    cx.runs.notes_markdown(&mut s);
     if !plots.is_empty() {
         let _ = writeln!(s, "\n## Plots\n\nLatency distributions (x: cycles, log scale; y: share of samples). Red bars: Linux samples; \
             vertical lines: Linux median/p99 (dark red, thick/thin), Keel median/p99 (blue, thick/thin; Keel's evidence carries summaries only).\n");
@@ -219,16 +202,7 @@ pub fn markdown(figs: &[Figure], cx: &Context<'_>, plots: &[PathBuf]) -> String 
             let _ = writeln!(s, "* [{name}](plots/{name})");
         }
     }
-    let _ = writeln!(s, "\n## Runs and QEMU command lines\n\n### Linux\n");
-    for r in cx.linux {
-        let status = r.failure.as_deref().unwrap_or("ok");
-        let secs = r.output.as_ref().map_or(0.0, |o| o.elapsed.as_secs_f64());
-        let _ = writeln!(s, "* `{}` ({}, {secs:.1}s): {status}\n\n      qemu-system-x86_64 {}\n", r.label, accel_label(r.accel), shell_quote(&r.args));
-    }
-    let _ = writeln!(s, "### Keel\n");
-    for r in cx.keel {
-        let _ = writeln!(s, "* `{}` ({}, {:.1}s): {}\n\n      qemu-system-x86_64 {}\n", r.name, accel_label(r.accel), r.secs().unwrap_or(0.0), crate::report::verdict_cell(r), shell_quote(&r.args));
-    }
+    cx.runs.command_lines_markdown(&mut s);
     s
 }
 
@@ -254,15 +228,15 @@ fn side_json(s: &Side) -> String {
 }
 
 pub fn json(figs: &[Figure], cx: &Context<'_>) -> String {
-    let h = cx.host;
+    let h = cx.runs.host;
     let mut s = format!(
         "{{\n  \"date\": {},\n  \"host\": {{\"kernel\": {}, \"cpu\": {}, \"nproc\": {}}},\n  \"linux_guest\": {{\"kernel\": {}, \"busybox\": {}}},\n  \"quick\": {},\n  \"figures\": [",
         js(&h.date),
         js(&h.kernel),
         js(&h.cpu),
         h.nproc,
-        js(&cx.guest.kernel_package),
-        js(&cx.guest.busybox_package),
+        js(&cx.runs.guest.kernel_package),
+        js(&cx.runs.guest.busybox_package),
         cx.opts.quick
     );
     for (i, f) in figs.iter().enumerate() {
@@ -283,7 +257,7 @@ pub fn json(figs: &[Figure], cx: &Context<'_>) -> String {
         );
     }
     s.push_str("\n  ],\n  \"linux_runs\": [");
-    for (i, r) in cx.linux.iter().enumerate() {
+    for (i, r) in cx.runs.linux.iter().enumerate() {
         let (secs, status) = r.output.as_ref().map_or((0.0, None), |o| (o.elapsed.as_secs_f64(), o.status));
         let _ = write!(
             s,
@@ -299,7 +273,7 @@ pub fn json(figs: &[Figure], cx: &Context<'_>) -> String {
         );
     }
     s.push_str("\n  ],\n  \"keel_runs\": [");
-    for (i, r) in cx.keel.iter().enumerate() {
+    for (i, r) in cx.runs.keel.iter().enumerate() {
         let verdict = match &r.outcome {
             Outcome::Skipped(_) => "skipped",
             _ if r.passed() => "passed",
@@ -318,7 +292,7 @@ pub fn json(figs: &[Figure], cx: &Context<'_>) -> String {
         );
     }
     s.push_str("\n  ],\n  \"notes\": [");
-    s.push_str(&cx.notes.iter().map(|n| js(n)).collect::<Vec<_>>().join(", "));
+    s.push_str(&cx.runs.notes.iter().map(|n| js(n)).collect::<Vec<_>>().join(", "));
     s.push_str("]\n}\n");
     s
 }
