@@ -2,11 +2,12 @@
 //!
 //! Each address space tracks the CPUs where it is *resident* (its CR3 loaded: set before the
 //! load, cleared after switching back to the kernel tables). To unmap or protect pages, the
-//! caller first changes the page tables, then — after a full fence — reads the resident mask,
-//! queues one request on every other resident CPU and interrupts them on [`TLB_VECTOR`] (in
-//! x2APIC mode one logical IPI per cluster of up to 16 CPUs, else one IPI per CPU),
-//! flushes its own TLB while those are in flight, and waits for every acknowledgement before
-//! freeing any frame.
+//! caller first changes the page tables, then — after a full fence — reads the resident mask
+//! (a word at a time, each word once), queues one request on every other resident CPU and
+//! interrupts them on [`TLB_VECTOR`] (in x2APIC mode several targets of one cluster share one
+//! logical IPI; otherwise, and for a lone target, each gets a physical one), flushes its own
+//! TLB while those are in flight, and waits for every acknowledgement before freeing any
+//! frame.
 //!
 //! Ordering argument: a CPU that is not in the mask when it is read sets its bit (SeqCst)
 //! only after that read, and loads CR3 only after setting its bit, so it loads CR3 after the
@@ -27,7 +28,8 @@ use super::lapic;
 
 /// Shootdown IPIs.
 pub const TLB_VECTOR: u8 = 50;
-pub use keel_shootdown::{flush_plan, CpuMask, CpuSet, FlushPlan, IpiGroup, IpiGrouper, FLUSH_CEILING_PAGES};
+pub use keel_shootdown::{flush_plan, CpuMask, CpuSet, FlushPlan, FLUSH_CEILING_PAGES};
+use keel_shootdown::{IpiGroup, IpiGrouper};
 
 /// One invalidation, on the shooter's stack until every target acknowledged.
 pub struct Request {
