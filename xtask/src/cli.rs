@@ -39,7 +39,7 @@ commands:
                              kernel and its default entry only (no scenarios on the image)
   proofs                     list proofs and their QEMU command lines
   bench [--filter SUBSTR]    run benchmark proofs, print bench.* evidence, write target/bench.json
-  bench-compare [--quick] [--no-64] [--no-scale] [--wake] [--rounds N] [--bringup [--cpus 8,64,288] [--linux-console]]
+  bench-compare [--quick] [--no-64] [--no-scale] [--wake] [--rounds N] [--bringup [--cpus 8,64,288] [--linux-console] [--linux-lpj N]]
                              Keel's benchmarks vs a Debian Linux guest in the same QEMU configurations;
                              writes target/compare/report.{md,json} and plots (docs/benchmarks.md).
                              --no-scale: only the 2-vCPU machines (no 4/8/64-vCPU runs);
@@ -49,7 +49,9 @@ commands:
                              serial and Linux on one VM per --cpus count (default 8,64; 288 and
                              1024 are opt-in: Linux needs far longer there); target/compare/bringup/;
                              --linux-console: Linux logs to the console (no quiet) and is stopped at
-                             'smp: Brought up' instead of booting to init (for 288 and more vCPUs)
+                             'smp: Brought up' instead of booting to init (for 288 and more vCPUs);
+                             --linux-lpj N: lpj=N on Linux's command line (no per-CPU delay-loop
+                             calibration; take N from an 8-vCPU boot's log)
   mutants [--only NAME] [--baseline]
                              apply each curated kernel break to a scratch copy (target/mutants/tree),
                              build it, boot the proofs that must catch it; fails unless all are caught.
@@ -150,6 +152,9 @@ pub fn parse(args: &[String]) -> Result<Cmd> {
             (Cmd::BenchCompare(o), "--wake") => o.wake_only = true,
             (Cmd::BenchCompare(o), "--bringup") => o.bringup = true,
             (Cmd::BenchCompare(o), "--linux-console") => o.linux_console = true,
+            (Cmd::BenchCompare(o), "--linux-lpj") => {
+                o.linux_lpj = Some(value()?.parse().ok().filter(|&n| n > 0).context("--linux-lpj wants a positive number")?)
+            }
             (Cmd::BenchCompare(o), "--cpus") => o.cpus = crate::compare::parse_cpus(&value()?)?,
             (Cmd::BenchCompare(o), "--rounds") => {
                 o.rounds = value()?.parse().ok().filter(|&n| n > 0).context("--rounds wants a positive number")?
@@ -204,6 +209,17 @@ mod tests {
             Cmd::BenchCompare(crate::compare::Options { bringup: true, cpus: vec![8, 64, 288], ..Default::default() })
         );
         assert!(p("bench-compare --bringup --cpus 8,,64").is_err());
+        assert_eq!(
+            p("bench-compare --bringup --cpus 288 --linux-console --linux-lpj 9781704").unwrap(),
+            Cmd::BenchCompare(crate::compare::Options {
+                bringup: true,
+                cpus: vec![288],
+                linux_console: true,
+                linux_lpj: Some(9_781_704),
+                ..Default::default()
+            })
+        );
+        assert!(p("bench-compare --bringup --linux-lpj 0").is_err());
         assert_eq!(p("qemu-check").unwrap(), Cmd::QemuCheck);
         assert_eq!(p("mutants --only x --baseline").unwrap(), Cmd::Mutants { only: Some("x".into()), baseline: true });
         assert!(p("run --accel hvf").is_err());

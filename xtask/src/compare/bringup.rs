@@ -194,15 +194,20 @@ pub fn linux_measured(run: &LinuxRun, cpus: u32) -> Measured {
     }
 }
 
-fn linux_run(cpus: u32) -> LinuxRun {
+fn linux_run(cpus: u32, lpj: Option<u64>) -> LinuxRun {
+    // The kernel log keeps the bring-up lines however many CPUs print theirs; `lpj=` skips
+    // the per-AP delay-loop calibration when asked for.
+    let mut extra_cmdline = String::from("log_buf_len=8M");
+    if let Some(lpj) = lpj {
+        extra_cmdline.push_str(&format!(" lpj={lpj}"));
+    }
     LinuxRun {
         label: format!("bringup-smp{cpus}"),
         mode: "x2apic",
         accel: Accel::Tcg,
         machine: machine(cpus),
         benches: "bringup",
-        // The kernel log keeps the bring-up lines however many CPUs print theirs.
-        extra_cmdline: "log_buf_len=8M",
+        extra_cmdline,
         timeout: linux_timeout(cpus),
         args: vec![],
         output: None,
@@ -233,7 +238,7 @@ pub fn run(opts: &Options) -> Result<ExitCode> {
     let mut runs = Vec::new();
     let mut keel_runs = Vec::new();
     for &n in &cpus {
-        let mut lr = linux_run(n);
+        let mut lr = linux_run(n, opts.linux_lpj);
         if opts.linux_console {
             bringup_console::run_linux_watched(&mut lr, &guest, &dir.join("linux"));
         } else {
@@ -297,7 +302,7 @@ mod tests {
 
     #[test]
     fn every_boot_of_a_point_gets_the_same_vm() {
-        let linux = linux_run(288).machine.args(Accel::Tcg);
+        let linux = linux_run(288, None).machine.args(Accel::Tcg);
         for how in [KeelBringUp::Parallel, KeelBringUp::Serial] {
             assert_eq!(keel_proof(288, how).machine.args(Accel::Tcg), linux);
         }
@@ -316,7 +321,7 @@ mod tests {
 
     #[test]
     fn linux_figure_needs_every_cpu_online() {
-        let mut r = linux_run(4);
+        let mut r = linux_run(4, None);
         r.guest = GuestOutput::parse(
             "DMESG [    1.000000] smp: Bringing up secondary CPUs ...\nDMESG [    1.300000] smp: Brought up 1 node, 4 CPUs\nRESULT bringup.online=0-3\nKBENCH done\n",
         );
@@ -325,6 +330,12 @@ mod tests {
         assert_eq!(m.per_ap_us(4), Some(100_000));
         r.guest.results.insert("bringup.online".into(), "0-2".into());
         assert!(linux_measured(&r, 4).failure.unwrap().contains("only CPUs 0-2"));
+    }
+
+    #[test]
+    fn lpj_goes_on_linux_command_line_only_when_asked() {
+        assert_eq!(linux_run(8, None).extra_cmdline, "log_buf_len=8M");
+        assert_eq!(linux_run(8, Some(9_781_704)).extra_cmdline, "log_buf_len=8M lpj=9781704");
     }
 
     #[test]

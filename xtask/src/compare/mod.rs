@@ -50,6 +50,10 @@ pub struct Options {
     pub cpus: Vec<u32>,
     /// `--linux-console`: Linux logs to the console and is stopped at `smp: Brought up`.
     pub linux_console: bool,
+    /// `--linux-lpj N`: `lpj=N` on Linux's command line, so its APs skip the delay-loop
+    /// calibration (under TCG that calibration fails and falls back to the slow loop on
+    /// every AP).
+    pub linux_lpj: Option<u64>,
 }
 
 impl Options {
@@ -127,7 +131,7 @@ pub struct LinuxRun {
     /// `kbench=` list for the init script.
     pub benches: &'static str,
     /// Kernel options after the `kbench=` list.
-    pub extra_cmdline: &'static str,
+    pub extra_cmdline: String,
     pub timeout: Duration,
     pub args: Vec<String>,
     pub output: Option<ProcessOutput>,
@@ -231,7 +235,7 @@ fn linux_runs(accel: Accel, opts: &Options) -> Vec<LinuxRun> {
         accel,
         machine,
         benches,
-        extra_cmdline: "",
+        extra_cmdline: String::new(),
         timeout: Duration::from_secs(secs),
         args: vec![],
         output: None,
@@ -271,6 +275,7 @@ fn run_linux(run: &mut LinuxRun, guest: &linux::Guest, log_dir: &Path, opts: &Op
     if !run.extra_cmdline.is_empty() {
         cmdline = format!("{cmdline} {}", run.extra_cmdline);
     }
+
     let modules = [guest.initramfs.clone()];
     run.args = qemu::command_args(&run.machine, run.accel, &BootSpec { kernel: &guest.vmlinuz, cmdline: &cmdline, modules: &modules }, &[]);
     println!("xtask: linux {} ({}) ...", run.label, run.accel);
