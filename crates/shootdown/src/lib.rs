@@ -178,22 +178,6 @@ impl CpuSet {
         self.used_words().iter().all(|&w| w == 0)
     }
 
-    /// This set with `cpu` added.
-    pub fn with(mut self, cpu: u32) -> CpuSet {
-        self.insert(cpu);
-        self
-    }
-
-    /// The lowest member, read in place (a one-target shootdown needs no iterator copy).
-    pub fn first(&self) -> Option<u32> {
-        let (i, w) = self.used_words().iter().enumerate().find(|(_, w)| **w != 0)?;
-        Some(i as u32 * 64 + w.trailing_zeros())
-    }
-
-    /// The first 64 CPUs as a bit mask (for evidence lines).
-    pub fn low_bits(&self) -> u64 {
-        self.words[0]
-    }
 }
 
 /// 64 consecutive CPU indices of a set, as one value: CPU `first() + i` is a member when bit
@@ -350,7 +334,7 @@ mod tests {
         assert!(!s.is_empty());
         assert!(s.remove(64) && !s.remove(64) && !s.remove(9999));
         assert!(!s.contains(64) && s.contains(511) && !s.contains(512));
-        assert_eq!(s.low_bits(), 1 | 1 << 3 | 1 << 63);
+        assert_eq!(s.into_iter().take_while(|&c| c < 64).collect::<Vec<_>>(), [0, 3, 63]);
         assert_eq!(m.iter().collect::<Vec<_>>(), [0, 63, 64, 200, 511]);
         assert!(super::CpuSet::default().is_empty() && super::CpuSet::default().into_iter().next().is_none());
         s.insert(64);
@@ -370,7 +354,7 @@ mod tests {
         assert_eq!(format!("{m:?}"), "[0, 1, 63, 64, 257, 511]");
         assert_eq!(m.iter().collect::<Vec<_>>(), vec![0, 1, 63, 64, 257, 511]);
         assert!(m.contains(257) && !m.contains(256));
-        assert_eq!(m.snapshot().low_bits(), (1 << 0) | (1 << 1) | (1 << 63));
+        assert_eq!(m.words().next().map(|w| w.bits()), Some((1 << 0) | (1 << 1) | (1 << 63)));
         for c in [0, 1, 63, 64, 257, 511] {
             m.remove(c);
         }
@@ -392,9 +376,6 @@ mod tests {
         s.insert(130);
         assert_eq!(s.used, 3);
         assert_eq!(s.into_iter().collect::<Vec<_>>(), [130]);
-        assert_eq!(s.first(), Some(130));
-        assert_eq!(CpuSet::default().first(), None);
-        assert_eq!(CpuSet::default().with(4095).with(70).first(), Some(70));
         // Equal members, different scan bounds: equal sets.
         let mut t = m.snapshot();
         t.remove(5);
