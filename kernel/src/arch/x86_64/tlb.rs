@@ -236,8 +236,8 @@ fn queue(req: &Request, target: &percpu::PerCpu) {
     }
 }
 
-/// Interrupts the targets of one shootdown, one [`IpiGroup`] at a time, counting ICR writes
-/// and the CPUs no IPI could be sent to.
+/// Interrupts the targets of one shootdown (one physical IPI each, or one [`IpiGroup`] at a
+/// time), counting ICR writes and the CPUs no IPI could be sent to.
 struct Interrupter<'a, S: FnMut(Ipi) -> Result<(), IcrError>> {
     req: &'a Request,
     send: &'a mut S,
@@ -326,12 +326,13 @@ pub fn shootdown_via(
         if word.is_empty() {
             continue;
         }
+        let members = word.len();
         // Counted before queued, so no acknowledgement runs ahead of its count (the wait
         // below starts only after every word was counted).
-        req.pending.fetch_add(word.len(), Ordering::AcqRel);
+        req.pending.fetch_add(members, Ordering::AcqRel);
         // Nothing to group in xAPIC mode (physical IPIs only) or for the only target (the
         // usual case, one other CPU running the space): its IPI goes out once it is queued.
-        let alone = word.len() == 1 && words.len() == 0 && groups.is_empty();
+        let alone = members == 1 && words.len() == 0 && groups.is_empty();
         for cpu in word {
             let Some(target) = percpu::cpu(cpu) else {
                 req.pending.fetch_sub(1, Ordering::AcqRel);
