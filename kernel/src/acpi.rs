@@ -3,13 +3,13 @@
 //! platform means (CPUs, IOAPICs, overrides). Missing or broken tables are reported and
 //! replaced by a safe fallback (the boot CPU alone, the standard IOAPIC), never a panic.
 
-use core::cell::UnsafeCell;
-use core::ptr::NonNull;
-use core::sync::atomic::{AtomicBool, Ordering};
 use acpi::madt::{Madt, MadtEntry};
 use acpi::sdt::{SdtHeader, Signature};
 use acpi::{AcpiError, AcpiHandler, AcpiTable, AcpiTables, PhysicalMapping};
 use alloc::vec::Vec;
+use core::cell::UnsafeCell;
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicBool, Ordering};
 use keel_boot::handover::AcpiRoot;
 use keel_platform::{MadtRecord, Platform};
 use spin::Once;
@@ -22,7 +22,10 @@ pub const DEFAULT_LAPIC_BASE: u32 = 0xFEE0_0000;
 pub const DEFAULT_IOAPIC_BASE: u32 = 0xFEC0_0000;
 
 /// The interpreted MADT lives here, filled in place: at 4,096 CPUs it is too large for a stack.
-static PLATFORM_STORAGE: PlatformStorage = PlatformStorage { claimed: AtomicBool::new(false), platform: UnsafeCell::new(Platform::empty()) };
+static PLATFORM_STORAGE: PlatformStorage = PlatformStorage {
+    claimed: AtomicBool::new(false),
+    platform: UnsafeCell::new(Platform::empty()),
+};
 
 /// A static `Platform` handed out mutably once.
 struct PlatformStorage {
@@ -74,12 +77,16 @@ fn copy_dmar(tables: &AcpiTables<PhysMapHandler>) -> Option<Vec<u8>> {
     let mapping = tables.find_table::<DmarHeader>().ok()?;
     let len = mapping.get().header.length as usize;
     if len > mapping.region_length() {
-        log::warn!("acpi: DMAR claims {len} bytes but {} are mapped; ignored", mapping.region_length());
+        log::warn!(
+            "acpi: DMAR claims {len} bytes but {} are mapped; ignored",
+            mapping.region_length()
+        );
         return None;
     }
     // SAFETY: the mapping covers the table's `length` bytes (checked just above), which the
     // `acpi` crate mapped and checksummed; the bytes are copied before the mapping is dropped.
-    let bytes = unsafe { core::slice::from_raw_parts(mapping.virtual_start().as_ptr().cast::<u8>(), len) };
+    let bytes =
+        unsafe { core::slice::from_raw_parts(mapping.virtual_start().as_ptr().cast::<u8>(), len) };
     log::info!("acpi: DMAR at {:#x}, {len} bytes", mapping.physical_start());
     Some(bytes.to_vec())
 }
@@ -97,7 +104,11 @@ pub const PER_CPU_LINES_LIMIT: usize = 64;
 struct PhysMapHandler;
 
 impl AcpiHandler for PhysMapHandler {
-    unsafe fn map_physical_region<T>(&self, physical_address: usize, size: usize) -> PhysicalMapping<Self, T> {
+    unsafe fn map_physical_region<T>(
+        &self,
+        physical_address: usize,
+        size: usize,
+    ) -> PhysicalMapping<Self, T> {
         let virt = map_physical(physical_address as u64, size as u64, Caching::WriteBack);
         // SAFETY: `map_physical` returned a valid, mapped, non-null address for the range.
         unsafe {
@@ -151,7 +162,9 @@ fn convert(entry: MadtEntry) -> MadtRecord {
             gsi: e.global_system_interrupt,
             flags: e.flags,
         },
-        MadtEntry::NmiSource(e) => MadtRecord::NmiSource { flags: e.flags, gsi: e.global_system_interrupt },
+        MadtEntry::NmiSource(e) => {
+            MadtRecord::NmiSource { flags: e.flags, gsi: e.global_system_interrupt }
+        }
         MadtEntry::LocalApicNmi(e) => MadtRecord::LocalApicNmi {
             // 0xFF ("all processors") is the platform crate's to interpret.
             processor_uid: e.processor_id as u32,
@@ -179,7 +192,9 @@ fn convert(entry: MadtEntry) -> MadtRecord {
 }
 
 fn fallback(storage: &mut Platform, bsp: u32, why: &dyn core::fmt::Display) {
-    log::error!("acpi: {why}; falling back to the boot CPU alone and an IOAPIC at {DEFAULT_IOAPIC_BASE:#x}");
+    log::error!(
+        "acpi: {why}; falling back to the boot CPU alone and an IOAPIC at {DEFAULT_IOAPIC_BASE:#x}"
+    );
     ev!("acpi.fallback", "yes");
     let records = [MadtRecord::IoApic { id: 0, address: DEFAULT_IOAPIC_BASE, gsi_base: 0 }];
     storage.rebuild(DEFAULT_LAPIC_BASE, true, records.into_iter(), bsp);
@@ -191,7 +206,11 @@ fn root_tables(root: AcpiRoot) -> Result<AcpiTables<PhysMapHandler>, AcpiError> 
     match root {
         AcpiRoot::FromLoader(rsdp) => {
             let (revision, address) = rsdp.root_table();
-            log::info!("acpi: RSDP from the loader ({:?}, revision {}), root table at {address:#x}", rsdp.source, rsdp.revision);
+            log::info!(
+                "acpi: RSDP from the loader ({:?}, revision {}), root table at {address:#x}",
+                rsdp.source,
+                rsdp.revision
+            );
             ev!("acpi.rsdp", "loader");
             // SAFETY: the RSDP copy passed its checksums in keel_boot; the crate validates the
             // root table's signature and checksum, mapping it through the handler.
@@ -227,7 +246,13 @@ pub fn init(root: AcpiRoot) -> &'static Platform {
                     let m = madt.get();
                     let lapic = m.local_apic_address;
                     let pc_at = m.supports_8259();
-                    log::info!("acpi: MADT rev {} at {:#x}, LAPIC {:#x}, 8259 {}", m.header.revision, madt.physical_start(), lapic, pc_at);
+                    log::info!(
+                        "acpi: MADT rev {} at {:#x}, LAPIC {:#x}, 8259 {}",
+                        m.header.revision,
+                        madt.physical_start(),
+                        lapic,
+                        pc_at
+                    );
                     storage.rebuild(lapic, pc_at, m.entries().map(convert), bsp);
                 }
             }
@@ -247,7 +272,11 @@ fn report(p: &Platform) {
         for cpu in p.cpus() {
             log::info!(
                 "acpi: cpu index {} apic-id {} uid {} from {:?} state {:?}",
-                cpu.index.0, cpu.apic_id, cpu.processor_uid, cpu.source, cpu.state
+                cpu.index.0,
+                cpu.apic_id,
+                cpu.processor_uid,
+                cpu.source,
+                cpu.state
             );
         }
     } else {
@@ -261,12 +290,18 @@ fn report(p: &Platform) {
             log::info!("acpi: isa irq {irq} has no GSI of its own (taken by an override)");
             continue;
         };
-        if r.gsi != irq as u32 || r.trigger != keel_apic::TriggerMode::Edge || r.polarity != keel_apic::Polarity::ActiveHigh {
+        if r.gsi != irq as u32
+            || r.trigger != keel_apic::TriggerMode::Edge
+            || r.polarity != keel_apic::Polarity::ActiveHigh
+        {
             log::info!("acpi: isa irq {irq} -> gsi {} {:?} {:?}", r.gsi, r.polarity, r.trigger);
         }
     }
     ev!("acpi.madt.cpus", p.cpus().len());
-    ev!("acpi.madt.cpus_enabled", p.cpus().iter().filter(|c| c.state == keel_platform::CpuState::Enabled).count());
+    ev!(
+        "acpi.madt.cpus_enabled",
+        p.cpus().iter().filter(|c| c.state == keel_platform::CpuState::Enabled).count()
+    );
     ev!("acpi.madt.cpus_dropped", p.summary(keel_apic::LapicMode::X2Apic).dropped_over_capacity);
     ev!("acpi.ioapics", p.ioapics().len());
     ev!("acpi.madt.lapic_nmis", p.lapic_nmis().len());

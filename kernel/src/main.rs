@@ -65,7 +65,12 @@ pub extern "C" fn kernel_entry(multiboot_magic: u32, multiboot_info: u32) -> ! {
 
 /// `proof=<name>`: test-only switches first, then bring-up, then the scenario on its result.
 #[cfg(feature = "scenarios")]
-fn run_scenario(name: &str, cmdline: &CommandLine, boot: &mm::BootContext, platform: &'static keel_platform::Platform) -> ! {
+fn run_scenario(
+    name: &str,
+    cmdline: &CommandLine,
+    boot: &mm::BootContext,
+    platform: &'static keel_platform::Platform,
+) -> ! {
     let Some(scenario) = scenarios::find(name) else { exit::verdict(false, "unknown scenario") };
     scenarios::prepare(cmdline);
     let system = init::bring_up(platform, cmdline);
@@ -75,7 +80,12 @@ fn run_scenario(name: &str, cmdline: &CommandLine, boot: &mm::BootContext, platf
 /// Without the `scenarios` feature there is nothing to run: said, and the boot fails rather
 /// than pass as a proof it never ran.
 #[cfg(not(feature = "scenarios"))]
-fn run_scenario(name: &str, _: &CommandLine, _: &mm::BootContext, _: &'static keel_platform::Platform) -> ! {
+fn run_scenario(
+    name: &str,
+    _: &CommandLine,
+    _: &mm::BootContext,
+    _: &'static keel_platform::Platform,
+) -> ! {
     log::error!("proof={name}: proof scenarios are not compiled into this kernel (build it with the `scenarios` feature)");
     ev!("boot.scenarios", "absent");
     exit::verdict(false, "scenarios not compiled in")

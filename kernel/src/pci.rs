@@ -56,7 +56,11 @@ static CONFIG_LOCK: Mutex<()> = Mutex::new(());
 static DEVICES: Once<Vec<PciDevice>> = Once::new();
 
 fn config_address(a: PciAddr, offset: u8) -> u32 {
-    0x8000_0000 | (a.bus as u32) << 16 | (a.device as u32) << 11 | (a.function as u32) << 8 | (offset as u32 & 0xFC)
+    0x8000_0000
+        | (a.bus as u32) << 16
+        | (a.device as u32) << 11
+        | (a.function as u32) << 8
+        | (offset as u32 & 0xFC)
 }
 
 /// Reads a dword of configuration space.
@@ -144,9 +148,17 @@ pub fn devices() -> &'static [PciDevice] {
                     }
                     let class = read32(a, 8) >> 8;
                     let header = (read32(a, 0x0C) >> 16) as u8;
-                    let bars = if header & 0x7F == 0 { decode_bars(a) } else { [Bar::default(); 6] };
+                    let bars =
+                        if header & 0x7F == 0 { decode_bars(a) } else { [Bar::default(); 6] };
                     let interrupt_pin = (read32(a, 0x3C) >> 8) as u8;
-                    found.push(PciDevice { addr: a, vendor: id as u16, device: (id >> 16) as u16, class, interrupt_pin, bars });
+                    found.push(PciDevice {
+                        addr: a,
+                        vendor: id as u16,
+                        device: (id >> 16) as u16,
+                        class,
+                        interrupt_pin,
+                        bars,
+                    });
                     if function == 0 && header & 0x80 == 0 {
                         break;
                     }
@@ -154,7 +166,14 @@ pub fn devices() -> &'static [PciDevice] {
             }
         }
         for d in &found {
-            log::info!("pci: {} {:04x}:{:04x} class {:06x} pin {}", d.addr, d.vendor, d.device, d.class, d.interrupt_pin);
+            log::info!(
+                "pci: {} {:04x}:{:04x} class {:06x} pin {}",
+                d.addr,
+                d.vendor,
+                d.device,
+                d.class,
+                d.interrupt_pin
+            );
         }
         found
     })
@@ -215,7 +234,8 @@ pub fn msi_enable(d: &PciDevice, cap: u8, cpu: ApicId, vector: u8) -> Result<boo
         let msi = RemappableMsi { handle };
         (msi.address(), msi.data())
     } else {
-        let dest = XApicId::try_from(cpu).map_err(|_| "MSI destination above APIC ID 254 needs interrupt remapping")?;
+        let dest = XApicId::try_from(cpu)
+            .map_err(|_| "MSI destination above APIC ID 254 needs interrupt remapping")?;
         let data = MsiData::fixed(vector).encode().map_err(|_| "illegal MSI vector")? as u16;
         (MsiAddress::physical(dest).encode(), data)
     };
@@ -241,7 +261,11 @@ pub fn msi_write(d: &PciDevice, cap: u8, address: u32, data: u16) -> bool {
 
 /// The bus range `(secondary, subordinate)` behind a PCI-to-PCI bridge (header type 1).
 pub fn bridge_buses(bdf: u16) -> Option<(u8, u8)> {
-    let a = PciAddr { bus: (bdf >> 8) as u8, device: ((bdf >> 3) & 0x1F) as u8, function: (bdf & 7) as u8 };
+    let a = PciAddr {
+        bus: (bdf >> 8) as u8,
+        device: ((bdf >> 3) & 0x1F) as u8,
+        function: (bdf & 7) as u8,
+    };
     if read32(a, 0) & 0xFFFF == 0xFFFF || (read32(a, 0x0C) >> 16) as u8 & 0x7F != 1 {
         return None;
     }
@@ -289,7 +313,10 @@ pub fn msi_mask_bit(d: &PciDevice, cap: u8) -> Option<bool> {
 
 /// Which chipset routes INTx, by the host bridge at 00:00.0.
 fn host_bridge() -> Option<(u16, u16)> {
-    devices().iter().find(|d| d.addr == PciAddr { bus: 0, device: 0, function: 0 }).map(|d| (d.vendor, d.device))
+    devices()
+        .iter()
+        .find(|d| d.addr == PciAddr { bus: 0, device: 0, function: 0 })
+        .map(|d| (d.vendor, d.device))
 }
 
 /// The GSI of a bus-0 function's INTx line, level-triggered active-high as the firmware's

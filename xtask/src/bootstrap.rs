@@ -30,7 +30,11 @@ pub fn parse_deb_major(v: &str) -> Option<u32> {
 
 /// `Candidate:` from `apt-cache policy` output.
 pub fn parse_apt_candidate(policy: &str) -> Option<&str> {
-    policy.lines().find_map(|l| l.trim().strip_prefix("Candidate:")).map(str::trim).filter(|v| *v != "(none)")
+    policy
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Candidate:"))
+        .map(str::trim)
+        .filter(|v| *v != "(none)")
 }
 
 /// A field of `/etc/os-release`, unquoted.
@@ -46,7 +50,9 @@ fn deb822_field(stanza: &str, name: &str) -> Option<String> {
     while let Some(l) = lines.next() {
         if let Some(v) = l.strip_prefix(name).and_then(|r| r.strip_prefix(':')) {
             let mut out = v.trim().to_string();
-            while let Some(cont) = lines.peek().filter(|c| c.starts_with(' ') || c.starts_with('\t')) {
+            while let Some(cont) =
+                lines.peek().filter(|c| c.starts_with(' ') || c.starts_with('\t'))
+            {
                 out.push('\n');
                 out.push_str(cont);
                 lines.next();
@@ -62,10 +68,13 @@ fn deb822_field(stanza: &str, name: &str) -> Option<String> {
 pub fn backports_source(debian_sources: &str, codename: &str) -> Result<String> {
     let stanza = debian_sources
         .split("\n\n")
-        .find(|s| deb822_field(s, "Suites").is_some_and(|v| v.split_whitespace().any(|x| x == codename)))
+        .find(|s| {
+            deb822_field(s, "Suites").is_some_and(|v| v.split_whitespace().any(|x| x == codename))
+        })
         .with_context(|| format!("no stanza with Suites: {codename} in {DEBIAN_SOURCES}"))?;
     let uris = deb822_field(stanza, "URIs").context("Debian stanza has no URIs:")?;
-    let mut out = format!("Types: deb\nURIs: {uris}\nSuites: {codename}-backports\nComponents: main\n");
+    let mut out =
+        format!("Types: deb\nURIs: {uris}\nSuites: {codename}-backports\nComponents: main\n");
     if let Some(sb) = deb822_field(stanza, "Signed-By") {
         out.push_str(&format!("Signed-By: {sb}\n"));
     }
@@ -79,7 +88,11 @@ fn installed_version() -> Option<(u32, u32)> {
 
 fn run(cmd: &str, args: &[&str]) -> Result<()> {
     eprintln!("xtask: running {cmd} {}", args.join(" "));
-    let st = Command::new(cmd).args(args).env("DEBIAN_FRONTEND", "noninteractive").status().with_context(|| format!("cannot run {cmd}"))?;
+    let st = Command::new(cmd)
+        .args(args)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()
+        .with_context(|| format!("cannot run {cmd}"))?;
     if !st.success() {
         bail!("{cmd} {} failed ({st})", args.join(" "));
     }
@@ -117,7 +130,8 @@ pub fn ensure_qemu() -> Result<()> {
     let id = os_release_field(&os, "ID").unwrap_or("");
     let like = os_release_field(&os, "ID_LIKE").unwrap_or("");
     let codename = os_release_field(&os, "VERSION_CODENAME");
-    let debianish = ["debian", "ubuntu"].contains(&id) || like.split_whitespace().any(|l| l == "debian" || l == "ubuntu");
+    let debianish = ["debian", "ubuntu"].contains(&id)
+        || like.split_whitespace().any(|l| l == "debian" || l == "ubuntu");
     // SAFETY: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
     if !(root && debianish && Path::new("/usr/bin/apt-get").exists()) {
@@ -126,8 +140,10 @@ pub fn ensure_qemu() -> Result<()> {
     eprintln!("xtask: {what}; installing QEMU");
     if id == "debian" && codename == Some("bookworm") {
         if !Path::new(BACKPORTS_SOURCES).exists() {
-            let src = std::fs::read_to_string(DEBIAN_SOURCES).with_context(|| format!("reading {DEBIAN_SOURCES}"))?;
-            std::fs::write(BACKPORTS_SOURCES, backports_source(&src, "bookworm")?).with_context(|| format!("writing {BACKPORTS_SOURCES}"))?;
+            let src = std::fs::read_to_string(DEBIAN_SOURCES)
+                .with_context(|| format!("reading {DEBIAN_SOURCES}"))?;
+            std::fs::write(BACKPORTS_SOURCES, backports_source(&src, "bookworm")?)
+                .with_context(|| format!("writing {BACKPORTS_SOURCES}"))?;
         }
         run("apt-get", &["update"])?;
         run("apt-get", &[APT_INSTALL, &["-t", "bookworm-backports", "qemu-system-x86"]].concat())?;
@@ -156,7 +172,8 @@ pub fn ensure_qemu() -> Result<()> {
 /// Makes sure the files `needed` (path, Debian package that ships it) exist; installs the
 /// missing packages with apt-get when run as root on Debian/Ubuntu, otherwise says what to run.
 pub fn ensure_debian_files(needed: &[(&str, &str)]) -> Result<()> {
-    let missing: Vec<&str> = needed.iter().filter(|(path, _)| !Path::new(path).exists()).map(|&(_, pkg)| pkg).collect();
+    let missing: Vec<&str> =
+        needed.iter().filter(|(path, _)| !Path::new(path).exists()).map(|&(_, pkg)| pkg).collect();
     if missing.is_empty() {
         return Ok(());
     }
@@ -165,8 +182,11 @@ pub fn ensure_debian_files(needed: &[(&str, &str)]) -> Result<()> {
     // SAFETY: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
     if !(root && Path::new("/usr/bin/apt-get").exists()) {
-        bail!("missing packages; install them:
-  apt-get install -y --no-install-recommends {}", packages.join(" "));
+        bail!(
+            "missing packages; install them:
+  apt-get install -y --no-install-recommends {}",
+            packages.join(" ")
+        );
     }
     eprintln!("xtask: installing {}", packages.join(" "));
     run("apt-get", &["update", "-q"])?;
@@ -185,7 +205,10 @@ mod tests {
     fn qemu_versions() {
         let s = "QEMU emulator version 10.0.2 (Debian 1:10.0.2+ds-2+deb13u1~bpo12+1)\nCopyright";
         assert_eq!(parse_qemu_version(s), Some((10, 0)));
-        assert_eq!(parse_qemu_version("QEMU emulator version 7.2.15 (Debian 1:7.2+dfsg-7+deb12u7)"), Some((7, 2)));
+        assert_eq!(
+            parse_qemu_version("QEMU emulator version 7.2.15 (Debian 1:7.2+dfsg-7+deb12u7)"),
+            Some((7, 2))
+        );
         assert_eq!(parse_qemu_version("QEMU emulator version 9"), Some((9, 0)));
         assert_eq!(parse_qemu_version("garbage"), None);
         assert!(Some((7, 2)) < Some(MIN) && Some((9, 2)) >= Some(MIN) && (10, 0) >= MIN);
@@ -227,6 +250,9 @@ mod tests {
     fn backports_inline_key_kept() {
         let src = "Types: deb\nURIs: http://m/debian\nSuites: bookworm\nSigned-By:\n -----BEGIN PGP PUBLIC KEY BLOCK-----\n .\n abc\nComponents: main\n";
         let out = backports_source(src, "bookworm").unwrap();
-        assert!(out.ends_with("Signed-By: \n -----BEGIN PGP PUBLIC KEY BLOCK-----\n .\n abc\n"), "{out}");
+        assert!(
+            out.ends_with("Signed-By: \n -----BEGIN PGP PUBLIC KEY BLOCK-----\n .\n abc\n"),
+            "{out}"
+        );
     }
 }

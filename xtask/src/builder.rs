@@ -111,9 +111,11 @@ pub fn discover_user_programs(root: &Path) -> Result<Option<Vec<String>>> {
             continue;
         }
         let Ok(toml) = std::fs::read_to_string(dir.join("Cargo.toml")) else { continue };
-        let is_bin = toml.lines().any(|l| l.trim() == "[[bin]]") || dir.join("src/main.rs").is_file();
+        let is_bin =
+            toml.lines().any(|l| l.trim() == "[[bin]]") || dir.join("src/main.rs").is_file();
         if is_bin {
-            let dir_name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let dir_name =
+                dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             names.push(package_name(&toml).unwrap_or(dir_name));
         }
     }
@@ -138,7 +140,11 @@ fn check(mut c: Command, what: &str) -> Result<()> {
 /// `rustup target add x86_64-unknown-none` if missing (no-op without rustup:
 /// then the toolchain is someone else's business).
 fn ensure_target() -> Result<()> {
-    let Ok(out) = Command::new("rustup").args(["target", "list", "--installed"]).current_dir(workspace_root()).output() else {
+    let Ok(out) = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .current_dir(workspace_root())
+        .output()
+    else {
         return Ok(());
     };
     if String::from_utf8_lossy(&out.stdout).lines().any(|l| l.trim() == KERNEL_TARGET) {
@@ -159,10 +165,19 @@ pub fn build_kernel(image: Image) -> Result<PathBuf> {
     ensure_target()?;
     let root = workspace_root();
     let mut c = cargo();
-    c.args(["build", "--package", KERNEL_PACKAGE, "--target", KERNEL_TARGET, "--release", "--target-dir", "target/kernel"])
-        .env("RUSTFLAGS", KERNEL_RUSTFLAGS)
-        // Would take precedence over RUSTFLAGS (set when we run under `cargo run`).
-        .env_remove("CARGO_ENCODED_RUSTFLAGS");
+    c.args([
+        "build",
+        "--package",
+        KERNEL_PACKAGE,
+        "--target",
+        KERNEL_TARGET,
+        "--release",
+        "--target-dir",
+        "target/kernel",
+    ])
+    .env("RUSTFLAGS", KERNEL_RUSTFLAGS)
+    // Would take precedence over RUSTFLAGS (set when we run under `cargo run`).
+    .env_remove("CARGO_ENCODED_RUSTFLAGS");
     if image == Image::Scenarios {
         c.args(["--features", "scenarios"]);
     }
@@ -172,7 +187,8 @@ pub fn build_kernel(image: Image) -> Result<PathBuf> {
         bail!("kernel build succeeded but {} is missing", elf.display());
     }
     let out = image.path_under(&root.join("target"));
-    std::fs::copy(&elf, &out).with_context(|| format!("copying {} to {}", elf.display(), out.display()))?;
+    std::fs::copy(&elf, &out)
+        .with_context(|| format!("copying {} to {}", elf.display(), out.display()))?;
     Ok(out)
 }
 
@@ -199,7 +215,10 @@ pub fn build_user_programs() -> Result<PathBuf> {
     check(c, &format!("user program build ({})", names.join(", ")))?;
     for n in &names {
         if !dir.join(n).is_file() {
-            bail!("user build succeeded but {} is missing (binary named unlike its package?)", dir.join(n).display());
+            bail!(
+                "user build succeeded but {} is missing (binary named unlike its package?)",
+                dir.join(n).display()
+            );
         }
     }
     Ok(dir)
@@ -225,7 +244,11 @@ pub fn build_all(with_user: bool, images: &[Image]) -> Result<Artifacts> {
     }
     let plain_kernel = paths.pop().expect("two images");
     let kernel = paths.pop().expect("two images");
-    let user_dir = if with_user { build_user_programs()? } else { user_dir_override().unwrap_or_else(default_user_dir) };
+    let user_dir = if with_user {
+        build_user_programs()?
+    } else {
+        user_dir_override().unwrap_or_else(default_user_dir)
+    };
     Ok(Artifacts { kernel, plain_kernel, user_dir })
 }
 
@@ -244,7 +267,13 @@ pub fn host_tests() -> Result<()> {
     for p in &excluded {
         c.args(["--exclude", p]);
     }
-    check(c, &format!("host unit tests (cargo test --workspace --exclude {})", excluded.join(" --exclude ")))
+    check(
+        c,
+        &format!(
+            "host unit tests (cargo test --workspace --exclude {})",
+            excluded.join(" --exclude ")
+        ),
+    )
 }
 
 #[cfg(test)]
@@ -275,7 +304,10 @@ mod tests {
 
     #[test]
     fn package_name_only_from_package_table() {
-        assert_eq!(package_name("[dependencies]\nname = \"no\"\n[package]\nname = \"yes\"\n").as_deref(), Some("yes"));
+        assert_eq!(
+            package_name("[dependencies]\nname = \"no\"\n[package]\nname = \"yes\"\n").as_deref(),
+            Some("yes")
+        );
         assert_eq!(package_name("[lib]\nname = \"x\"\n"), None);
     }
 }

@@ -105,7 +105,10 @@ pub fn keys_equal(a: &str, b: &str) -> Check {
     Check::KeysEqual { a: a.into(), b: b.into() }
 }
 /// Anything else; return `Err(explanation)` to fail.
-pub fn custom(name: &str, f: impl Fn(&Transcript) -> Result<(), String> + Send + Sync + 'static) -> Check {
+pub fn custom(
+    name: &str,
+    f: impl Fn(&Transcript) -> Result<(), String> + Send + Sync + 'static,
+) -> Check {
     Check::Custom { name: name.into(), f: Arc::new(f) }
 }
 
@@ -147,17 +150,24 @@ impl Check {
             },
             Check::ForEach { pattern, pred, count } => {
                 let matched: Vec<_> = ev.matching(pattern).collect();
-                let bad: Vec<String> =
-                    matched.iter().filter(|(_, v)| !pred.test(*v)).map(|(k, v)| format!("{k}={v}")).collect();
+                let bad: Vec<String> = matched
+                    .iter()
+                    .filter(|(_, v)| !pred.test(*v))
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
                 if !bad.is_empty() {
                     return Err(format!("{pattern}: want {pred}, got {}", bad.join(" ")));
                 }
                 let n = matched.len();
                 match count {
-                    Count::AtLeast(m) if n < *m => Err(format!("{pattern}: {n} keys matched, want >= {m}")),
+                    Count::AtLeast(m) if n < *m => {
+                        Err(format!("{pattern}: {n} keys matched, want >= {m}"))
+                    }
                     Count::EqualsKey(k) => match ev.get(k).and_then(|v| v.as_u64()) {
                         None => Err(format!("{pattern}: count key {k} missing or not an integer")),
-                        Some(m) if n as u64 != m => Err(format!("{pattern}: {n} keys matched, want {k} = {m}")),
+                        Some(m) if n as u64 != m => {
+                            Err(format!("{pattern}: {n} keys matched, want {k} = {m}"))
+                        }
                         Some(_) => Ok(()),
                     },
                     _ => Ok(()),
@@ -222,9 +232,11 @@ pub struct Expect {
 
 impl Expect {
     pub const PASS: Expect = Expect { status: exit::STATUS_PASS, verdict: ExpectVerdict::Pass };
-    pub const FATAL_EXCEPTION: Expect = Expect { status: exit::STATUS_FATAL_EXCEPTION, verdict: ExpectVerdict::NotPass };
+    pub const FATAL_EXCEPTION: Expect =
+        Expect { status: exit::STATUS_FATAL_EXCEPTION, verdict: ExpectVerdict::NotPass };
     /// A deliberate kernel panic (status 37, no passing verdict).
-    pub const PANIC: Expect = Expect { status: exit::STATUS_PANIC, verdict: ExpectVerdict::NotPass };
+    pub const PANIC: Expect =
+        Expect { status: exit::STATUS_PANIC, verdict: ExpectVerdict::NotPass };
 }
 
 /// The raw facts of one finished boot, as the judge needs them.
@@ -248,7 +260,11 @@ pub fn judge(expect: &Expect, checks: &[Check], obs: &Observed<'_>) -> Vec<Strin
     }
     match obs.status {
         Some(s) if s == expect.status => {}
-        Some(s) => fails.push(format!("exit status {}, want {}", status_text(s), status_text(expect.status))),
+        Some(s) => fails.push(format!(
+            "exit status {}, want {}",
+            status_text(s),
+            status_text(expect.status)
+        )),
         None if obs.timed_out.is_none() => fails.push("QEMU killed by a signal".into()),
         None => {}
     }
@@ -264,7 +280,9 @@ pub fn judge_transcript(expect: &Expect, checks: &[Check], t: &Transcript) -> Ve
         (ExpectVerdict::Pass, Some(Verdict::Pass)) => {}
         (ExpectVerdict::Fail, Some(Verdict::Fail(_))) => {}
         (ExpectVerdict::NotPass, None | Some(Verdict::Fail(_))) => {}
-        (ExpectVerdict::NotPass, Some(Verdict::Pass)) => fails.push("unexpected VERDICT pass".into()),
+        (ExpectVerdict::NotPass, Some(Verdict::Pass)) => {
+            fails.push("unexpected VERDICT pass".into())
+        }
         (want, None) => fails.push(format!("no VERDICT line (want {want:?})")),
         (want, Some(v)) => fails.push(format!("VERDICT {v}, want {want:?}")),
     }
@@ -313,12 +331,21 @@ mod tests {
     #[test]
     fn wildcard_checks() {
         let tr = t("EV smp.online=2 cpu.0.mode=x2apic cpu.1.mode=x2apic cpu.0.timer_ticks=60 cpu.1.timer_ticks=12\n");
-        assert!(for_each_cpu("cpu.*.mode", is::eq("x2apic")).count_eq_key("smp.online").eval(&tr).is_ok());
+        assert!(for_each_cpu("cpu.*.mode", is::eq("x2apic"))
+            .count_eq_key("smp.online")
+            .eval(&tr)
+            .is_ok());
         let e = for_each_cpu("cpu.*.timer_ticks", is::ge(50)).eval(&tr).unwrap_err();
         assert!(e.contains("cpu.1.timer_ticks=12"), "{e}");
-        assert!(for_each_cpu("cpu.*.absent", is::ge(0)).eval(&tr).is_err(), "zero matches fail by default");
+        assert!(
+            for_each_cpu("cpu.*.absent", is::ge(0)).eval(&tr).is_err(),
+            "zero matches fail by default"
+        );
         let tr3 = t("EV smp.online=3 cpu.0.mode=x2apic cpu.1.mode=x2apic\n");
-        let e = for_each_cpu("cpu.*.mode", is::eq("x2apic")).count_eq_key("smp.online").eval(&tr3).unwrap_err();
+        let e = for_each_cpu("cpu.*.mode", is::eq("x2apic"))
+            .count_eq_key("smp.online")
+            .eval(&tr3)
+            .unwrap_err();
         assert!(e.contains("2 keys matched"), "{e}");
     }
 
@@ -334,7 +361,11 @@ mod tests {
     fn custom_check() {
         let c = custom("monotonic", |t| {
             let v: Vec<_> = t.evidence.all("tick").iter().filter_map(|s| parse_u64(s)).collect();
-            if v.windows(2).all(|w| w[0] <= w[1]) { Ok(()) } else { Err(format!("{v:?}")) }
+            if v.windows(2).all(|w| w[0] <= w[1]) {
+                Ok(())
+            } else {
+                Err(format!("{v:?}"))
+            }
         });
         assert!(c.eval(&t("EV tick=1\nEV tick=2\n")).is_ok());
         assert_eq!(c.eval(&t("EV tick=2\nEV tick=1\n")).unwrap_err(), "monotonic: [2, 1]");
@@ -384,7 +415,8 @@ mod tests {
     #[test]
     fn judge_expected_failure() {
         let tr = t("EV fault.vector=14\n");
-        assert!(judge(&Expect::FATAL_EXCEPTION, &[eq("fault.vector", 14)], &obs(Some(39), &tr)).is_empty());
+        assert!(judge(&Expect::FATAL_EXCEPTION, &[eq("fault.vector", 14)], &obs(Some(39), &tr))
+            .is_empty());
         let tr = t("EV fault.vector=14\nVERDICT fail fatal\n");
         assert!(judge(&Expect::FATAL_EXCEPTION, &[], &obs(Some(39), &tr)).is_empty());
         let tr = t("VERDICT pass\n");
@@ -398,7 +430,11 @@ mod tests {
     #[test]
     fn judge_timeout() {
         let tr = t("");
-        let o = Observed { status: None, timed_out: Some(std::time::Duration::from_secs(1)), transcript: &tr };
+        let o = Observed {
+            status: None,
+            timed_out: Some(std::time::Duration::from_secs(1)),
+            transcript: &tr,
+        };
         let f = judge(&Expect::PASS, &[], &o);
         assert_eq!(f[0], "timeout: killed after 1s");
     }

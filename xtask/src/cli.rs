@@ -71,20 +71,50 @@ environment:
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Cmd {
     /// `image`: only that kernel image (else both).
-    Build { image: Option<crate::builder::Image> },
-    Run { proof: Option<String>, accel: Option<Accel>, append: Vec<String>, timeout: Option<u64> },
-    Debug { proof: Option<String> },
+    Build {
+        image: Option<crate::builder::Image>,
+    },
+    Run {
+        proof: Option<String>,
+        accel: Option<Accel>,
+        append: Vec<String>,
+        timeout: Option<u64>,
+    },
+    Debug {
+        proof: Option<String>,
+    },
     /// `long`: the long proofs (`test-hostile`) instead of the default set.
-    Test { filter: Option<String>, jobs: Option<usize>, host_tests: bool, long: bool },
-    TestScale { filter: Option<String>, jobs: Option<usize> },
-    TestFirmware { filter: Option<String>, jobs: Option<usize> },
+    Test {
+        filter: Option<String>,
+        jobs: Option<usize>,
+        host_tests: bool,
+        long: bool,
+    },
+    TestScale {
+        filter: Option<String>,
+        jobs: Option<usize>,
+    },
+    TestFirmware {
+        filter: Option<String>,
+        jobs: Option<usize>,
+    },
     /// `release`: the plain kernel and its default entry only.
-    Iso { out: Option<String>, release: bool },
-    TestBochs { filter: Option<String> },
+    Iso {
+        out: Option<String>,
+        release: bool,
+    },
+    TestBochs {
+        filter: Option<String>,
+    },
     Proofs,
-    Bench { filter: Option<String> },
+    Bench {
+        filter: Option<String>,
+    },
     BenchCompare(crate::compare::Options),
-    Mutants { only: Option<String>, baseline: bool },
+    Mutants {
+        only: Option<String>,
+        baseline: bool,
+    },
     QemuCheck,
     Help,
 }
@@ -124,7 +154,9 @@ pub fn parse(args: &[String]) -> Result<Cmd> {
             (Cmd::Run { proof, .. } | Cmd::Debug { proof }, "--proof") => *proof = Some(value()?),
             (Cmd::Run { accel, .. }, "--accel") => *accel = Some(Accel::parse(&value()?)?),
             (Cmd::Run { append, .. }, "--append") => append.push(value()?),
-            (Cmd::Run { timeout, .. }, "--timeout") => *timeout = Some(value()?.parse().context("--timeout wants seconds")?),
+            (Cmd::Run { timeout, .. }, "--timeout") => {
+                *timeout = Some(value()?.parse().context("--timeout wants seconds")?)
+            }
             (
                 Cmd::Test { filter, .. }
                 | Cmd::TestScale { filter, .. }
@@ -133,9 +165,12 @@ pub fn parse(args: &[String]) -> Result<Cmd> {
                 | Cmd::Bench { filter },
                 "--filter",
             ) => *filter = Some(value()?),
-            (Cmd::Test { jobs, .. } | Cmd::TestScale { jobs, .. } | Cmd::TestFirmware { jobs, .. }, "--jobs" | "-j") => {
-                *jobs = Some(value()?.parse().context("--jobs wants a number")?)
-            }
+            (
+                Cmd::Test { jobs, .. }
+                | Cmd::TestScale { jobs, .. }
+                | Cmd::TestFirmware { jobs, .. },
+                "--jobs" | "-j",
+            ) => *jobs = Some(value()?.parse().context("--jobs wants a number")?),
             (Cmd::Iso { out, .. }, "--out") => *out = Some(value()?),
             (Cmd::Iso { release, .. }, "--release") => *release = true,
             (Cmd::Build { image }, "--image") => {
@@ -153,11 +188,21 @@ pub fn parse(args: &[String]) -> Result<Cmd> {
             (Cmd::BenchCompare(o), "--bringup") => o.bringup = true,
             (Cmd::BenchCompare(o), "--linux-console") => o.linux_console = true,
             (Cmd::BenchCompare(o), "--linux-lpj") => {
-                o.linux_lpj = Some(value()?.parse().ok().filter(|&n| n > 0).context("--linux-lpj wants a positive number")?)
+                o.linux_lpj = Some(
+                    value()?
+                        .parse()
+                        .ok()
+                        .filter(|&n| n > 0)
+                        .context("--linux-lpj wants a positive number")?,
+                )
             }
             (Cmd::BenchCompare(o), "--cpus") => o.cpus = crate::compare::parse_cpus(&value()?)?,
             (Cmd::BenchCompare(o), "--rounds") => {
-                o.rounds = value()?.parse().ok().filter(|&n| n > 0).context("--rounds wants a positive number")?
+                o.rounds = value()?
+                    .parse()
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .context("--rounds wants a positive number")?
             }
             (Cmd::Mutants { only, .. }, "--only") => *only = Some(value()?),
             (Cmd::Mutants { baseline, .. }, "--baseline") => *baseline = true,
@@ -180,33 +225,71 @@ mod tests {
     fn commands() {
         assert_eq!(p("").unwrap(), Cmd::Help);
         assert_eq!(p("build").unwrap(), Cmd::Build { image: None });
-        assert_eq!(p("build --image plain").unwrap(), Cmd::Build { image: Some(crate::builder::Image::Plain) });
+        assert_eq!(
+            p("build --image plain").unwrap(),
+            Cmd::Build { image: Some(crate::builder::Image::Plain) }
+        );
         assert!(p("build --image other").is_err());
         assert_eq!(p("iso --release").unwrap(), Cmd::Iso { out: None, release: true });
         assert_eq!(
             p("run --proof boot --accel=kvm --append a=1 --timeout 5").unwrap(),
-            Cmd::Run { proof: Some("boot".into()), accel: Some(Accel::Kvm), append: vec!["a=1".into()], timeout: Some(5) }
+            Cmd::Run {
+                proof: Some("boot".into()),
+                accel: Some(Accel::Kvm),
+                append: vec!["a=1".into()],
+                timeout: Some(5)
+            }
         );
-        assert_eq!(p("test --filter smp -j 1").unwrap(), Cmd::Test { filter: Some("smp".into()), jobs: Some(1), host_tests: true, long: false });
-        assert_eq!(p("test-hostile -j 1").unwrap(), Cmd::Test { filter: None, jobs: Some(1), host_tests: false, long: true });
+        assert_eq!(
+            p("test --filter smp -j 1").unwrap(),
+            Cmd::Test { filter: Some("smp".into()), jobs: Some(1), host_tests: true, long: false }
+        );
+        assert_eq!(
+            p("test-hostile -j 1").unwrap(),
+            Cmd::Test { filter: None, jobs: Some(1), host_tests: false, long: true }
+        );
         assert_eq!(p("bench").unwrap(), Cmd::Bench { filter: None });
-        assert_eq!(p("test-scale --filter 288").unwrap(), Cmd::TestScale { filter: Some("288".into()), jobs: None });
-        assert_eq!(p("test-firmware --filter uefi -j 2").unwrap(), Cmd::TestFirmware { filter: Some("uefi".into()), jobs: Some(2) });
+        assert_eq!(
+            p("test-scale --filter 288").unwrap(),
+            Cmd::TestScale { filter: Some("288".into()), jobs: None }
+        );
+        assert_eq!(
+            p("test-firmware --filter uefi -j 2").unwrap(),
+            Cmd::TestFirmware { filter: Some("uefi".into()), jobs: Some(2) }
+        );
         assert_eq!(p("debug --proof smp").unwrap(), Cmd::Debug { proof: Some("smp".into()) });
-        assert_eq!(p("iso --out /tmp/k.iso").unwrap(), Cmd::Iso { out: Some("/tmp/k.iso".into()), release: false });
-        assert_eq!(p("bench-compare --quick").unwrap(), Cmd::BenchCompare(crate::compare::Options { quick: true, ..Default::default() }));
+        assert_eq!(
+            p("iso --out /tmp/k.iso").unwrap(),
+            Cmd::Iso { out: Some("/tmp/k.iso".into()), release: false }
+        );
+        assert_eq!(
+            p("bench-compare --quick").unwrap(),
+            Cmd::BenchCompare(crate::compare::Options { quick: true, ..Default::default() })
+        );
         assert_eq!(
             p("bench-compare --wake --rounds 5").unwrap(),
-            Cmd::BenchCompare(crate::compare::Options { wake_only: true, rounds: 5, ..Default::default() })
+            Cmd::BenchCompare(crate::compare::Options {
+                wake_only: true,
+                rounds: 5,
+                ..Default::default()
+            })
         );
         assert!(p("bench-compare --rounds 0").is_err());
         assert_eq!(
             p("bench-compare --no-scale --rounds 3").unwrap(),
-            Cmd::BenchCompare(crate::compare::Options { no_scale: true, rounds: 3, ..Default::default() })
+            Cmd::BenchCompare(crate::compare::Options {
+                no_scale: true,
+                rounds: 3,
+                ..Default::default()
+            })
         );
         assert_eq!(
             p("bench-compare --bringup --cpus 8,64,288").unwrap(),
-            Cmd::BenchCompare(crate::compare::Options { bringup: true, cpus: vec![8, 64, 288], ..Default::default() })
+            Cmd::BenchCompare(crate::compare::Options {
+                bringup: true,
+                cpus: vec![8, 64, 288],
+                ..Default::default()
+            })
         );
         assert!(p("bench-compare --bringup --cpus 8,,64").is_err());
         assert_eq!(
@@ -221,7 +304,10 @@ mod tests {
         );
         assert!(p("bench-compare --bringup --linux-lpj 0").is_err());
         assert_eq!(p("qemu-check").unwrap(), Cmd::QemuCheck);
-        assert_eq!(p("mutants --only x --baseline").unwrap(), Cmd::Mutants { only: Some("x".into()), baseline: true });
+        assert_eq!(
+            p("mutants --only x --baseline").unwrap(),
+            Cmd::Mutants { only: Some("x".into()), baseline: true }
+        );
         assert!(p("run --accel hvf").is_err());
         assert!(p("test --proof x").is_err());
         assert!(p("run --proof").is_err());

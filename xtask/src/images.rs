@@ -24,10 +24,16 @@ pub fn check_scenarios_left_out(plain: &Path, scenarios: &Path) -> Result<usize>
         let count = |syms: &[String]| syms.iter().filter(|s| s.contains(fragment)).count();
         let (in_plain, in_scenarios) = (count(&plain_syms), count(&scenario_syms));
         if in_scenarios == 0 {
-            bail!("{}: no symbol with {fragment:?} ({what}): the check has nothing to look for", scenarios.display());
+            bail!(
+                "{}: no symbol with {fragment:?} ({what}): the check has nothing to look for",
+                scenarios.display()
+            );
         }
         if in_plain > 0 {
-            bail!("{}: {in_plain} symbols of {what} ({fragment:?}) in the plain image", plain.display());
+            bail!(
+                "{}: {in_plain} symbols of {what} ({fragment:?}) in the plain image",
+                plain.display()
+            );
         }
         total += in_scenarios;
     }
@@ -48,14 +54,26 @@ pub fn elf_symbols(elf: &[u8]) -> Result<Vec<String>> {
     if elf.get(..6) != Some(&[0x7f, b'E', b'L', b'F', 2, 1][..]) {
         bail!("not a little-endian ELF64 file");
     }
-    let (shoff, shentsize, shnum) = (field(0x28, 8)? as usize, field(0x3a, 2)? as usize, field(0x3c, 2)? as usize);
+    let (shoff, shentsize, shnum) =
+        (field(0x28, 8)? as usize, field(0x3a, 2)? as usize, field(0x3c, 2)? as usize);
     let section = |i: usize| -> Result<(u32, usize, usize, usize, usize)> {
         let h = shoff + i * shentsize;
         // sh_type, sh_offset, sh_size, sh_link, sh_entsize
-        Ok((field(h + 4, 4)? as u32, field(h + 0x18, 8)? as usize, field(h + 0x20, 8)? as usize, field(h + 0x28, 4)? as usize, field(h + 0x38, 8)? as usize))
+        Ok((
+            field(h + 4, 4)? as u32,
+            field(h + 0x18, 8)? as usize,
+            field(h + 0x20, 8)? as usize,
+            field(h + 0x28, 4)? as usize,
+            field(h + 0x38, 8)? as usize,
+        ))
     };
     const SHT_SYMTAB: u32 = 2;
-    let Some((_, offset, size, link, entsize)) = (0..shnum).map(section).collect::<Result<Vec<_>>>()?.into_iter().find(|s| s.0 == SHT_SYMTAB) else {
+    let Some((_, offset, size, link, entsize)) = (0..shnum)
+        .map(section)
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .find(|s| s.0 == SHT_SYMTAB)
+    else {
         bail!("no .symtab (stripped?)");
     };
     let (_, str_offset, str_size, _, _) = section(link)?;
@@ -63,7 +81,10 @@ pub fn elf_symbols(elf: &[u8]) -> Result<Vec<String>> {
     let mut names = Vec::new();
     for sym in (offset..offset + size).step_by(entsize.max(1)) {
         let name = field(sym, 4)? as usize;
-        let end = strings.get(name..).and_then(|s| s.iter().position(|&b| b == 0)).context("bad symbol name offset")?;
+        let end = strings
+            .get(name..)
+            .and_then(|s| s.iter().position(|&b| b == 0))
+            .context("bad symbol name offset")?;
         names.push(String::from_utf8_lossy(&strings[name..name + end]).into_owned());
     }
     Ok(names)
@@ -122,10 +143,15 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("keel-images-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let all: Vec<&str> = LEFT_OUT.iter().map(|(_, f)| *f).collect();
-        let (plain, scenarios, leaky) = (dir.join("plain"), dir.join("scenarios"), dir.join("leaky"));
+        let (plain, scenarios, leaky) =
+            (dir.join("plain"), dir.join("scenarios"), dir.join("leaky"));
         std::fs::write(&plain, tiny_elf(&["kernel_entry"])).unwrap();
         std::fs::write(&scenarios, tiny_elf(&all)).unwrap();
-        std::fs::write(&leaky, tiny_elf(&["kernel_entry", "_ZN4keel4task6loader16IRQS_TO_BOOT_CPU17hE"])).unwrap();
+        std::fs::write(
+            &leaky,
+            tiny_elf(&["kernel_entry", "_ZN4keel4task6loader16IRQS_TO_BOOT_CPU17hE"]),
+        )
+        .unwrap();
         assert_eq!(check_scenarios_left_out(&plain, &scenarios).unwrap(), LEFT_OUT.len());
         assert!(check_scenarios_left_out(&leaky, &scenarios).is_err());
         // A control without the symbols cannot vouch for anything.

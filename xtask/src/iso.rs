@@ -106,22 +106,34 @@ pub fn build(out: &Path, entries: &[Entry], timeout_secs: u32) -> Result<()> {
     let stage = out.with_extension("d");
     let _ = std::fs::remove_dir_all(&stage);
     let modules_dir = stage.join("boot/modules");
-    std::fs::create_dir_all(stage.join("boot/grub")).with_context(|| format!("creating {}", stage.display()))?;
+    std::fs::create_dir_all(stage.join("boot/grub"))
+        .with_context(|| format!("creating {}", stage.display()))?;
     std::fs::create_dir_all(&modules_dir)?;
     for k in entries.iter().map(|e| &e.kernel) {
-        std::fs::copy(k, stage.join("boot").join(basename(k))).with_context(|| format!("copying {}", k.display()))?;
+        std::fs::copy(k, stage.join("boot").join(basename(k)))
+            .with_context(|| format!("copying {}", k.display()))?;
     }
     for m in entries.iter().flat_map(|e| &e.modules) {
-        std::fs::copy(m, modules_dir.join(basename(m))).with_context(|| format!("copying module {}", m.display()))?;
+        std::fs::copy(m, modules_dir.join(basename(m)))
+            .with_context(|| format!("copying module {}", m.display()))?;
     }
     std::fs::write(stage.join("boot/grub/grub.cfg"), grub_cfg(entries, timeout_secs))?;
     if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let result = Command::new("grub-mkrescue").arg("-o").arg(out).arg(&stage).output().context("cannot run grub-mkrescue")?;
+    let result = Command::new("grub-mkrescue")
+        .arg("-o")
+        .arg(out)
+        .arg(&stage)
+        .output()
+        .context("cannot run grub-mkrescue")?;
     let _ = std::fs::remove_dir_all(&stage);
     if !result.status.success() {
-        bail!("grub-mkrescue failed ({}):\n{}", result.status, String::from_utf8_lossy(&result.stderr));
+        bail!(
+            "grub-mkrescue failed ({}):\n{}",
+            result.status,
+            String::from_utf8_lossy(&result.stderr)
+        );
     }
     Ok(())
 }

@@ -1,8 +1,8 @@
 //! `cargo xtask`: build Keel, boot it under QEMU, and check what it proves.
 //! See `cli::USAGE` for commands; the evidence contract is `docs/proofs.md`.
 
-mod bootstrap;
 mod bochs;
+mod bootstrap;
 mod builder;
 mod checks;
 mod cli;
@@ -61,7 +61,8 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode> {
                     println!("kernel: {} ({image:?})", path.display());
                 }
             }
-            let programs = builder::discover_user_programs(&builder::workspace_root())?.unwrap_or_default();
+            let programs =
+                builder::discover_user_programs(&builder::workspace_root())?.unwrap_or_default();
             for p in &programs {
                 println!("user:   {}", a.user_dir.join(p).display());
             }
@@ -70,7 +71,13 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode> {
         Cmd::Proofs => list_proofs(),
         Cmd::Run { proof, accel, append, timeout } => run(proof, accel, append, timeout, false),
         // TCG: hardware breakpoints and single-stepping behave there as on a real CPU.
-        Cmd::Debug { proof } => run(proof, Some(AccelEnv::detect()?.forced.unwrap_or(qemu::Accel::Tcg)), vec![], None, true),
+        Cmd::Debug { proof } => run(
+            proof,
+            Some(AccelEnv::detect()?.forced.unwrap_or(qemu::Accel::Tcg)),
+            vec![],
+            None,
+            true,
+        ),
         Cmd::Test { filter, jobs, host_tests, long } => test(filter, jobs, host_tests, long, false),
         Cmd::TestScale { filter, jobs } => test(filter, jobs, false, false, true),
         Cmd::TestFirmware { filter, jobs } => test_firmware(filter, jobs),
@@ -86,12 +93,21 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode> {
 }
 
 fn qemu_bin() -> PathBuf {
-    std::env::var_os("KEEL_QEMU").filter(|v| !v.is_empty()).map_or_else(|| PathBuf::from(qemu::QEMU_BIN), PathBuf::from)
+    std::env::var_os("KEEL_QEMU")
+        .filter(|v| !v.is_empty())
+        .map_or_else(|| PathBuf::from(qemu::QEMU_BIN), PathBuf::from)
 }
 
 fn env_for(a: builder::Artifacts) -> Env {
     let root = builder::workspace_root();
-    Env { qemu: qemu_bin(), kernel: a.kernel, plain_kernel: a.plain_kernel, user_dir: a.user_dir, log_dir: root.join("target/proofs"), root }
+    Env {
+        qemu: qemu_bin(),
+        kernel: a.kernel,
+        plain_kernel: a.plain_kernel,
+        user_dir: a.user_dir,
+        log_dir: root.join("target/proofs"),
+        root,
+    }
 }
 
 /// Build user programs only when some proof boots them.
@@ -122,7 +138,9 @@ fn check_images(a: &builder::Artifacts, images: &[Image]) -> Result<()> {
 fn find_proof(name: &str) -> Result<Proof> {
     let all = proofs::registry();
     let names: Vec<_> = all.iter().map(|p| p.name).collect();
-    all.into_iter().find(|p| p.name == name).with_context(|| format!("no proof {name:?}; known: {}", names.join(", ")))
+    all.into_iter()
+        .find(|p| p.name == name)
+        .with_context(|| format!("no proof {name:?}; known: {}", names.join(", ")))
 }
 
 /// Proofs of one suite: `make test` boots through `-kernel`, `make test-hostile` the long
@@ -138,7 +156,10 @@ fn select(filter: Option<&str>, bench: bool, long: bool, scale: bool) -> Vec<Pro
 }
 
 fn select_firmware(filter: Option<&str>) -> Vec<Proof> {
-    proofs::registry().into_iter().filter(|p| p.boot != proofs::Boot::Kernel && filter.is_none_or(|f| p.name.contains(f))).collect()
+    proofs::registry()
+        .into_iter()
+        .filter(|p| p.boot != proofs::Boot::Kernel && filter.is_none_or(|f| p.name.contains(f)))
+        .collect()
 }
 
 fn test_firmware(filter: Option<String>, jobs: Option<usize>) -> Result<ExitCode> {
@@ -182,10 +203,16 @@ fn iso_entries(env: &Env, release: bool) -> Vec<iso::Entry> {
     if release {
         return entries;
     }
-    for p in select(None, false, false, false).into_iter().filter(|p| bochs::unsupported(p).is_none() && p.image == Image::Scenarios) {
+    for p in select(None, false, false, false)
+        .into_iter()
+        .filter(|p| bochs::unsupported(p).is_none() && p.image == Image::Scenarios)
+    {
         let e = env.iso_entry(&p, &p.cmdline);
         // Proofs differing only in the virtual machine boot the same entry.
-        if !entries.iter().any(|x| x.kernel == e.kernel && x.cmdline == e.cmdline && x.modules == e.modules) {
+        if !entries
+            .iter()
+            .any(|x| x.kernel == e.kernel && x.cmdline == e.cmdline && x.modules == e.modules)
+        {
             entries.push(e);
         }
     }
@@ -202,8 +229,13 @@ fn test_bochs(filter: Option<String>) -> Result<ExitCode> {
     for m in bochs::MACHINES {
         println!("xtask: Bochs CPU model {} ({})", m.model, m.what);
         for name in m.proofs.iter().filter(|n| filter.as_deref().is_none_or(|f| n.contains(f))) {
-            let p = registry.iter().find(|p| p.name == *name).with_context(|| format!("no proof {name}"))?;
-            let row = |verdict: String| format!("{:<26} {:<22} {:>4} {verdict}", m.model, p.name, p.machine.smp);
+            let p = registry
+                .iter()
+                .find(|p| p.name == *name)
+                .with_context(|| format!("no proof {name}"))?;
+            let row = |verdict: String| {
+                format!("{:<26} {:<22} {:>4} {verdict}", m.model, p.name, p.machine.smp)
+            };
             if let Some(why) = bochs::unsupported(p) {
                 rows.push(row(format!("   -  skipped: {why}")));
                 println!("{}", rows.last().unwrap());
@@ -214,14 +246,22 @@ fn test_bochs(filter: Option<String>) -> Result<ExitCode> {
             let run = bochs::boot(p, m, &env, limit)?;
             let fails = bochs::judge(p, &run);
             let secs = run.elapsed.as_secs_f64();
-            rows.push(row(if fails.is_empty() { format!("{secs:5.0}s pass") } else { format!("{secs:5.0}s FAIL: {}", fails[0]) }));
+            rows.push(row(if fails.is_empty() {
+                format!("{secs:5.0}s pass")
+            } else {
+                format!("{secs:5.0}s FAIL: {}", fails[0])
+            }));
             println!("{}", rows.last().unwrap());
             if !fails.is_empty() {
                 failed += 1;
                 for f in &fails {
                     println!("  x {f}");
                 }
-                println!("  transcript: {} (Bochs's own log: {})", run.serial.display(), run.serial.with_extension("bochs").display());
+                println!(
+                    "  transcript: {} (Bochs's own log: {})",
+                    run.serial.display(),
+                    run.serial.with_extension("bochs").display()
+                );
             }
         }
     }
@@ -257,7 +297,11 @@ fn list_proofs() -> Result<ExitCode> {
     let target = builder::workspace_root().join("target");
     let image = |i: Image| builder::kernel_override(i).unwrap_or_else(|| i.path_under(&target));
     let user_dir = builder::user_dir_override().unwrap_or_else(builder::default_user_dir);
-    let e = env_for(builder::Artifacts { kernel: image(Image::Scenarios), plain_kernel: image(Image::Plain), user_dir });
+    let e = env_for(builder::Artifacts {
+        kernel: image(Image::Scenarios),
+        plain_kernel: image(Image::Plain),
+        user_dir,
+    });
     println!("{}", env.kvm_summary());
     for job in proofs::plan(&all, &env) {
         let p = &all[job.proof];
@@ -277,7 +321,13 @@ fn list_proofs() -> Result<ExitCode> {
         if let Some(note) = p.accel_note() {
             println!("  {note}");
         }
-        println!("  expect: status {} ({}), verdict {:?}, timeout {}s", p.expect.status, exit::describe(p.expect.status), p.expect.verdict, p.timeout.as_secs());
+        println!(
+            "  expect: status {} ({}), verdict {:?}, timeout {}s",
+            p.expect.status,
+            exit::describe(p.expect.status),
+            p.expect.verdict,
+            p.timeout.as_secs()
+        );
         for c in &p.checks {
             println!("  check: {c}");
         }
@@ -288,11 +338,18 @@ fn list_proofs() -> Result<ExitCode> {
             println!("  module: {}", m.display());
         }
         if let proofs::Boot::Iso(fw) = p.boot {
-            println!("  boot: GRUB from {} (Multiboot 2) under {fw:?}, built when the proof runs", e.iso_path(p).display());
+            println!(
+                "  boot: GRUB from {} (Multiboot 2) under {fw:?}, built when the proof runs",
+                e.iso_path(p).display()
+            );
         }
         match &job.skip {
             Some(why) => println!("  skipped here: {why}"),
-            None => println!("  {} {}", e.qemu.display(), qemu::shell_quote(&runner::proof_args(p, job.accel, &e))),
+            None => println!(
+                "  {} {}",
+                e.qemu.display(),
+                qemu::shell_quote(&runner::proof_args(p, job.accel, &e))
+            ),
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -300,7 +357,13 @@ fn list_proofs() -> Result<ExitCode> {
 
 /// Boots once with serial on the terminal; `gdb`: stopped under QEMU's gdb stub, with
 /// `target/keel.gdb` written for the debugger.
-fn run(proof: Option<String>, accel: Option<qemu::Accel>, append: Vec<String>, timeout: Option<u64>, gdb: bool) -> Result<ExitCode> {
+fn run(
+    proof: Option<String>,
+    accel: Option<qemu::Accel>,
+    append: Vec<String>,
+    timeout: Option<u64>,
+    gdb: bool,
+) -> Result<ExitCode> {
     let proof = proof.map(|n| find_proof(&n)).transpose()?;
     // Traced proofs default to TCG: KVM's in-kernel APIC skips the trace points; so do boots
     // with ring-3 programs (a plain boot's, or a proof's) where KVM is PVM (they cannot enter
@@ -310,7 +373,11 @@ fn run(proof: Option<String>, accel: Option<qemu::Accel>, append: Vec<String>, t
     let accel_env = AccelEnv::detect()?;
     let accel = match accel {
         Some(a) => a,
-        None if accel_env.forced.is_none() && (traced || (ring3 && accel_env.kvm == Some(qemu::KvmBackend::Pvm))) => qemu::Accel::Tcg,
+        None if accel_env.forced.is_none()
+            && (traced || (ring3 && accel_env.kvm == Some(qemu::KvmBackend::Pvm))) =>
+        {
+            qemu::Accel::Tcg
+        }
         None => accel_env.preferred(),
     };
     if traced && accel == qemu::Accel::Kvm {
@@ -329,7 +396,10 @@ fn run(proof: Option<String>, accel: Option<qemu::Accel>, append: Vec<String>, t
     // No proof: the plain image with the default manifest and its programs (what a user's
     // boot does); a proof: the image it boots.
     let image = proof.as_ref().map_or(Image::Plain, |p| p.image);
-    let env = env_for(builder::build_all(proof.as_ref().is_none_or(|p| !p.programs.is_empty()), &[image])?);
+    let env = env_for(builder::build_all(
+        proof.as_ref().is_none_or(|p| !p.programs.is_empty()),
+        &[image],
+    )?);
     let kernel = match &proof {
         Some(p) => env.kernel_for(p).to_path_buf(),
         None => env.plain_kernel.clone(),
@@ -346,14 +416,23 @@ fn run(proof: Option<String>, accel: Option<qemu::Accel>, append: Vec<String>, t
             }
             runner::proof_args_with(p, accel, &env, &cmdline, &user_flags)
         }
-        None => qemu::command_args(&machine, accel, &BootSpec { kernel: &kernel, cmdline: &cmdline, modules: &default_modules }, &user_flags),
+        None => qemu::command_args(
+            &machine,
+            accel,
+            &BootSpec { kernel: &kernel, cmdline: &cmdline, modules: &default_modules },
+            &user_flags,
+        ),
     };
     let mut args = args;
     if gdb {
         let script = env.root.join("target/keel.gdb");
         std::fs::write(&script, debug::gdb_script(&kernel))?;
         args.extend(debug::qemu_args());
-        eprintln!("xtask: QEMU waits for gdb on :{}; in another terminal: gdb -x {}", debug::GDB_PORT, script.display());
+        eprintln!(
+            "xtask: QEMU waits for gdb on :{}; in another terminal: gdb -x {}",
+            debug::GDB_PORT,
+            script.display()
+        );
     }
     eprintln!("xtask: {} {}", env.qemu.display(), qemu::shell_quote(&args));
     // A proof gets the same timeout as under `make test` unless told otherwise.
@@ -366,14 +445,26 @@ fn run(proof: Option<String>, accel: Option<qemu::Accel>, append: Vec<String>, t
         eprintln!("xtask: malformed {e}");
     }
     if let Some(p) = &proof {
-        let mut fails = checks::judge(&p.expect, &p.checks, &checks::Observed { status: out.status, timed_out: out.timed_out, transcript: &transcript });
+        let mut fails = checks::judge(
+            &p.expect,
+            &p.checks,
+            &checks::Observed {
+                status: out.status,
+                timed_out: out.timed_out,
+                transcript: &transcript,
+            },
+        );
         if traced && accel == qemu::Accel::Tcg {
             let path = env.trace_path(p, accel);
             fails.extend(runner::judge_trace_file(p, &transcript, &path));
             eprintln!("xtask: QEMU trace in {}", path.display());
         }
         if fails.is_empty() {
-            eprintln!("xtask: proof {} ({accel}) passed ({:.1}s)", p.name, out.elapsed.as_secs_f64());
+            eprintln!(
+                "xtask: proof {} ({accel}) passed ({:.1}s)",
+                p.name,
+                out.elapsed.as_secs_f64()
+            );
             return Ok(ExitCode::SUCCESS);
         }
         for f in &fails {
@@ -400,8 +491,13 @@ fn run_proofs(proofs: &[Proof], jobs: Option<usize>) -> Result<Vec<JobResult>> {
     let artifacts = builder::build_all(needs_user(proofs), &images)?;
     check_images(&artifacts, &images)?;
     let env = env_for(artifacts);
-    let workers = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    println!("\nxtask: {} proof run(s) on {workers} worker(s); {}", plan.len(), accel_env.kvm_summary());
+    let workers =
+        jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    println!(
+        "\nxtask: {} proof run(s) on {workers} worker(s); {}",
+        plan.len(),
+        accel_env.kvm_summary()
+    );
     let stdout = std::sync::Mutex::new(());
     let results = runner::run_all(proofs, &plan, &env, workers, |r| {
         let _g = stdout.lock();
@@ -414,7 +510,13 @@ fn run_proofs(proofs: &[Proof], jobs: Option<usize>) -> Result<Vec<JobResult>> {
     Ok(results)
 }
 
-fn test(filter: Option<String>, jobs: Option<usize>, host_tests: bool, long: bool, scale: bool) -> Result<ExitCode> {
+fn test(
+    filter: Option<String>,
+    jobs: Option<usize>,
+    host_tests: bool,
+    long: bool,
+    scale: bool,
+) -> Result<ExitCode> {
     bootstrap::ensure_qemu()?;
     if host_tests {
         println!("xtask: host unit tests");
@@ -475,7 +577,10 @@ fn merge_cmdline(cmdline: &str) -> String {
 mod cmdline_tests {
     #[test]
     fn later_keys_override_earlier_ones() {
-        assert_eq!(super::merge_cmdline("proof=bench trips=10000 gap_us=5 trips=30"), "proof=bench gap_us=5 trips=30");
+        assert_eq!(
+            super::merge_cmdline("proof=bench trips=10000 gap_us=5 trips=30"),
+            "proof=bench gap_us=5 trips=30"
+        );
         assert_eq!(super::merge_cmdline("proof=smp"), "proof=smp");
     }
 }

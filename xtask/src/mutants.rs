@@ -31,7 +31,8 @@ enum Verdict {
 
 /// `cargo xtask mutants [--only NAME] [--baseline]`.
 pub fn run(only: Option<String>, baseline: bool) -> Result<ExitCode> {
-    let selected: Vec<&Break> = BREAKS.iter().filter(|b| only.as_deref().is_none_or(|o| b.name == o)).collect();
+    let selected: Vec<&Break> =
+        BREAKS.iter().filter(|b| only.as_deref().is_none_or(|o| b.name == o)).collect();
     if selected.is_empty() {
         let names: Vec<_> = BREAKS.iter().map(|b| b.name).collect();
         bail!("no break named {:?}; known: {}", only.unwrap_or_default(), names.join(", "));
@@ -42,8 +43,12 @@ pub fn run(only: Option<String>, baseline: bool) -> Result<ExitCode> {
     // Fail loudly before building anything if a snippet has moved away.
     for b in &selected {
         for e in b.edits {
-            apply(&std::fs::read_to_string(root.join(e.file)).with_context(|| format!("reading {}", e.file))?, e)
-                .map_err(|why| anyhow::anyhow!("break {} no longer applies: {why}", b.name))?;
+            apply(
+                &std::fs::read_to_string(root.join(e.file))
+                    .with_context(|| format!("reading {}", e.file))?,
+                e,
+            )
+            .map_err(|why| anyhow::anyhow!("break {} no longer applies: {why}", b.name))?;
         }
     }
     let files = sync_tree(&root, &tree)?;
@@ -55,7 +60,8 @@ pub fn run(only: Option<String>, baseline: bool) -> Result<ExitCode> {
         println!("\nxtask: mutants: baseline (no break): {}", names.join(", "));
         build_tree(&tree)?;
         for b in &selected {
-            for (name, r) in boot(&registry, b, &tree, &out_dir.join("logs/baseline"), &accel_env)? {
+            for (name, r) in boot(&registry, b, &tree, &out_dir.join("logs/baseline"), &accel_env)?
+            {
                 if r.failed() {
                     bail!("baseline: {name} fails without any break; fix that first (transcript {:?})", r.log);
                 }
@@ -84,13 +90,21 @@ pub fn run(only: Option<String>, baseline: bool) -> Result<ExitCode> {
     Ok(if caught == rows.len() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
-fn judge_break(registry: &[Proof], b: &Break, root: &Path, tree: &Path, out_dir: &Path, env: &AccelEnv) -> Result<Verdict> {
+fn judge_break(
+    registry: &[Proof],
+    b: &Break,
+    root: &Path,
+    tree: &Path,
+    out_dir: &Path,
+    env: &AccelEnv,
+) -> Result<Verdict> {
     if b.accel == Accel::Kvm && env.kvm.is_none() {
         return Ok(Verdict::NotRun("needs KVM (/dev/kvm not available)".into()));
     }
     for e in b.edits {
         let pristine = std::fs::read_to_string(root.join(e.file))?;
-        let broken = apply(&pristine, e).map_err(|why| anyhow::anyhow!("break {} no longer applies: {why}", b.name))?;
+        let broken = apply(&pristine, e)
+            .map_err(|why| anyhow::anyhow!("break {} no longer applies: {why}", b.name))?;
         std::fs::write(tree.join(e.file), broken)?;
     }
     if let Err(e) = build_tree(tree) {
@@ -100,9 +114,13 @@ fn judge_break(registry: &[Proof], b: &Break, root: &Path, tree: &Path, out_dir:
     let mut missed = Vec::new();
     for (name, r) in boot(registry, b, tree, &out_dir.join("logs").join(b.name), env)? {
         match &r.outcome {
-            Outcome::Ran { failures, .. } if !failures.is_empty() => caught.push(format!("{name}: {}", telling(failures))),
+            Outcome::Ran { failures, .. } if !failures.is_empty() => {
+                caught.push(format!("{name}: {}", telling(failures)))
+            }
             Outcome::Ran { .. } => missed.push(name),
-            Outcome::Skipped(why) | Outcome::Error(why) => return Ok(Verdict::NotRun(format!("{name}: {why}"))),
+            Outcome::Skipped(why) | Outcome::Error(why) => {
+                return Ok(Verdict::NotRun(format!("{name}: {why}")))
+            }
         }
     }
     Ok(if missed.is_empty() { Verdict::Caught(caught) } else { Verdict::Missed(missed) })
@@ -112,12 +130,20 @@ fn judge_break(registry: &[Proof], b: &Break, root: &Path, tree: &Path, out_dir:
 /// the timeout or exit status it led to; else the first failure (a crash or timeout whose
 /// evidence never got printed says more than the keys it left missing).
 fn telling(failures: &[String]) -> &str {
-    let saw_a_value = |f: &&String| f.contains("check failed") && !f.contains("missing") && !f.contains(" 0 keys matched");
+    let saw_a_value = |f: &&String| {
+        f.contains("check failed") && !f.contains("missing") && !f.contains(" 0 keys matched")
+    };
     failures.iter().find(saw_a_value).unwrap_or(&failures[0])
 }
 
 /// Boots each proof `b` names from the scratch tree's artifacts, one at a time.
-fn boot(registry: &[Proof], b: &Break, tree: &Path, log_dir: &Path, env: &AccelEnv) -> Result<Vec<(&'static str, JobResult)>> {
+fn boot(
+    registry: &[Proof],
+    b: &Break,
+    tree: &Path,
+    log_dir: &Path,
+    env: &AccelEnv,
+) -> Result<Vec<(&'static str, JobResult)>> {
     let target = tree.join("target");
     let e = Env {
         qemu: crate::qemu_bin(),
@@ -129,10 +155,15 @@ fn boot(registry: &[Proof], b: &Break, tree: &Path, log_dir: &Path, env: &AccelE
     };
     let mut out = Vec::new();
     for name in b.proofs {
-        let i = registry.iter().position(|p| p.name == *name).with_context(|| format!("break {} names unknown proof {name}", b.name))?;
+        let i = registry
+            .iter()
+            .position(|p| p.name == *name)
+            .with_context(|| format!("break {} names unknown proof {name}", b.name))?;
         let p = &registry[i];
         let skip = match (b.accel, env.kvm) {
-            (Accel::Kvm, Some(KvmBackend::Pvm)) if p.guest_ring3 => Some(proofs::PVM_RING3.to_string()),
+            (Accel::Kvm, Some(KvmBackend::Pvm)) if p.guest_ring3 => {
+                Some(proofs::PVM_RING3.to_string())
+            }
             _ => None,
         };
         let r = runner::run_job(p, &Job { proof: i, accel: b.accel, skip }, &e);
@@ -161,14 +192,20 @@ fn source_files(root: &Path) -> Result<Vec<PathBuf>> {
     if !out.status.success() {
         bail!("git ls-files failed: {}", String::from_utf8_lossy(&out.stderr));
     }
-    Ok(out.stdout.split(|&b| b == 0).filter(|s| !s.is_empty()).map(|s| PathBuf::from(String::from_utf8_lossy(s).into_owned())).collect())
+    Ok(out
+        .stdout
+        .split(|&b| b == 0)
+        .filter(|s| !s.is_empty())
+        .map(|s| PathBuf::from(String::from_utf8_lossy(s).into_owned()))
+        .collect())
 }
 
 /// Makes `tree` a copy of the working tree's sources. Files whose content already matches
 /// are left alone (their mtimes too), so cargo rebuilds only what changed; files the working
 /// tree no longer has are removed (the copy's `target/` stays).
 fn sync_tree(root: &Path, tree: &Path) -> Result<usize> {
-    let files: std::collections::BTreeSet<PathBuf> = source_files(root)?.into_iter().filter(|f| root.join(f).is_file()).collect();
+    let files: std::collections::BTreeSet<PathBuf> =
+        source_files(root)?.into_iter().filter(|f| root.join(f).is_file()).collect();
     for f in &files {
         copy_if_different(&root.join(f), &tree.join(f))?;
     }
@@ -188,7 +225,8 @@ fn remove_stale(tree: &Path, dir: &Path, keep: &std::collections::BTreeSet<PathB
         if path.is_dir() {
             remove_stale(tree, &rel, keep)?;
         } else if !keep.contains(&rel) {
-            std::fs::remove_file(&path).with_context(|| format!("removing stale {}", path.display()))?;
+            std::fs::remove_file(&path)
+                .with_context(|| format!("removing stale {}", path.display()))?;
         }
     }
     Ok(())
@@ -227,7 +265,8 @@ fn build_tree(tree: &Path) -> Result<()> {
         .context("starting cargo xtask build in the scratch tree")?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
-        let tail: Vec<&str> = err.lines().rev().take(15).collect::<Vec<_>>().into_iter().rev().collect();
+        let tail: Vec<&str> =
+            err.lines().rev().take(15).collect::<Vec<_>>().into_iter().rev().collect();
         bail!("build failed:\n{}", tail.join("\n"));
     }
     Ok(())
@@ -240,9 +279,17 @@ fn report(rows: &[(&Break, Verdict)]) -> String {
         let result = match v {
             Verdict::Caught(why) => format!("caught: {}", why.join("; ").replace('|', "\\|")),
             Verdict::Missed(p) => format!("**missed**: {} passed", p.join(", ")),
-            Verdict::NotRun(why) => format!("not run: {}", why.lines().next().unwrap_or("").replace('|', "\\|")),
+            Verdict::NotRun(why) => {
+                format!("not run: {}", why.lines().next().unwrap_or("").replace('|', "\\|"))
+            }
         };
-        s += &format!("| `{}`: {} | {} ({}) | {result} |\n", b.name, b.what, b.proofs.join(", "), b.accel);
+        s += &format!(
+            "| `{}`: {} | {} ({}) | {result} |\n",
+            b.name,
+            b.what,
+            b.proofs.join(", "),
+            b.accel
+        );
     }
     s
 }
@@ -263,8 +310,10 @@ mod tests {
                 assert!(registry.iter().any(|r| r.name == *p), "{}: unknown proof {p}", b.name);
             }
             for e in b.edits {
-                let text = std::fs::read_to_string(root.join(e.file)).unwrap_or_else(|err| panic!("{}: {}: {err}", b.name, e.file));
-                let broken = apply(&text, e).unwrap_or_else(|why| panic!("break {} no longer applies: {why}", b.name));
+                let text = std::fs::read_to_string(root.join(e.file))
+                    .unwrap_or_else(|err| panic!("{}: {}: {err}", b.name, e.file));
+                let broken = apply(&text, e)
+                    .unwrap_or_else(|why| panic!("break {} no longer applies: {why}", b.name));
                 assert_ne!(broken, text, "{}: the edit changes nothing", b.name);
             }
         }

@@ -8,11 +8,13 @@
 use std::time::Duration;
 
 use crate::builder::Image;
-use crate::checks::{custom, eq, for_each_cpu, ge, is, keys_equal, le, present, range, Check, Expect};
+use crate::checks::{
+    custom, eq, for_each_cpu, ge, is, keys_equal, le, present, range, Check, Expect,
+};
 use crate::iso::Firmware;
-use crate::qemu::{CpuSpec, MachineSpec};
 #[cfg(test)]
 use crate::qemu::{Accel, AccelEnv, KvmBackend};
+use crate::qemu::{CpuSpec, MachineSpec};
 #[allow(unused_imports)]
 use crate::trace::{ev_str, ev_u64, Trace, TraceCheck};
 
@@ -203,7 +205,11 @@ impl Proof {
         self
     }
     /// A check on evidence plus the parsed QEMU trace; `Err(explanation)` fails the proof.
-    pub fn trace_check(mut self, name: &str, f: impl Fn(&keel_evidence::Transcript, &Trace) -> Result<(), String> + Send + Sync + 'static) -> Self {
+    pub fn trace_check(
+        mut self,
+        name: &str,
+        f: impl Fn(&keel_evidence::Transcript, &Trace) -> Result<(), String> + Send + Sync + 'static,
+    ) -> Self {
         self.trace_checks.push(TraceCheck { name: name.into(), f: std::sync::Arc::new(f) });
         self
     }
@@ -214,19 +220,32 @@ impl Proof {
     }
     /// What `plan` honours: traced proofs are TCG-only whatever `accels` says.
     pub fn effective_accels(&self) -> Accels {
-        if self.trace_events.is_empty() { self.accels } else { Accels::TcgOnly }
+        if self.trace_events.is_empty() {
+            self.accels
+        } else {
+            Accels::TcgOnly
+        }
     }
     /// Why the accelerator set is narrower than declared, for `cargo xtask proofs`.
     pub fn accel_note(&self) -> Option<&'static str> {
         (!self.trace_events.is_empty()).then_some(TRACE_TCG_ONLY)
     }
     /// Multiboot modules in `-initrd` order: manifest, then programs.
-    pub fn modules(&self, root: &std::path::Path, user_dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-        self.manifest.iter().map(|m| root.join(m)).chain(self.programs.iter().map(|p| user_dir.join(p))).collect()
+    pub fn modules(
+        &self,
+        root: &std::path::Path,
+        user_dir: &std::path::Path,
+    ) -> Vec<std::path::PathBuf> {
+        self.manifest
+            .iter()
+            .map(|m| root.join(m))
+            .chain(self.programs.iter().map(|p| user_dir.join(p)))
+            .collect()
     }
 }
 
-const TRACE_TCG_ONLY: &str = "TCG only: QEMU trace points need the userspace APIC (KVM's in-kernel APIC bypasses them)";
+const TRACE_TCG_ONLY: &str =
+    "TCG only: QEMU trace points need the userspace APIC (KVM's in-kernel APIC bypasses them)";
 
 /// Every proof. Order here is the order of the report.
 /// CPU flags the SMP proofs add on both accelerators (QEMU drops what a host lacks, and the
@@ -283,27 +302,43 @@ fn smp_checks(p: Proof, cpus: u64, mode: &'static str) -> Proof {
             let get = |k: String| t.evidence.get(&k).and_then(|v| v.as_u64());
             let online = get("smp.online".into()).ok_or("no smp.online")?;
             for cpu in 0..online {
-                let id = get(format!("cpu.{cpu}.apic_id")).ok_or(format!("no cpu.{cpu}.apic_id"))?;
-                let ldr = get(format!("cpu.{cpu}.x2apic_ldr")).ok_or(format!("no cpu.{cpu}.x2apic_ldr"))?;
+                let id =
+                    get(format!("cpu.{cpu}.apic_id")).ok_or(format!("no cpu.{cpu}.apic_id"))?;
+                let ldr = get(format!("cpu.{cpu}.x2apic_ldr"))
+                    .ok_or(format!("no cpu.{cpu}.x2apic_ldr"))?;
                 let derived = (id >> 4) << 16 | 1 << (id & 0xF);
                 if ldr != derived {
-                    return Err(format!("cpu {cpu}: APIC ID {id} has LDR {ldr:#x}, architecturally {derived:#x}"));
+                    return Err(format!(
+                        "cpu {cpu}: APIC ID {id} has LDR {ldr:#x}, architecturally {derived:#x}"
+                    ));
                 }
             }
             Ok(())
         }))
-        .check(custom("every CPU's LVT timer is in the boot CPU's mode (cpu.*.timer_mode == timer.mode)", |t| {
-            let mode = ev_str(t, "timer.mode")?;
-            let online = ev_u64(t, "smp.online")?;
-            let modes: Vec<_> = t.evidence.matching("cpu.*.timer_mode").map(|(k, v)| (k.to_string(), v.as_str().to_string())).collect();
-            if let Some((k, v)) = modes.iter().find(|(_, v)| *v != mode) {
-                return Err(format!("{k} = {v}, timer.mode = {mode}"));
-            }
-            if modes.len() as u64 != online { Err(format!("{} CPUs report a timer mode, {online} online", modes.len())) } else { Ok(()) }
-        }))
+        .check(custom(
+            "every CPU's LVT timer is in the boot CPU's mode (cpu.*.timer_mode == timer.mode)",
+            |t| {
+                let mode = ev_str(t, "timer.mode")?;
+                let online = ev_u64(t, "smp.online")?;
+                let modes: Vec<_> = t
+                    .evidence
+                    .matching("cpu.*.timer_mode")
+                    .map(|(k, v)| (k.to_string(), v.as_str().to_string()))
+                    .collect();
+                if let Some((k, v)) = modes.iter().find(|(_, v)| *v != mode) {
+                    return Err(format!("{k} = {v}, timer.mode = {mode}"));
+                }
+                if modes.len() as u64 != online {
+                    Err(format!("{} CPUs report a timer mode, {online} online", modes.len()))
+                } else {
+                    Ok(())
+                }
+            },
+        ))
         .check(custom("timer mode (read from the LVT) follows CPUID.1:ECX[24]", |t| {
             let get = |k: &str| t.evidence.get(k).map(|v| v.as_str().to_string());
-            let (cpuid, requested, mode) = (get("cpu.tsc_deadline"), get("timer.requested"), get("timer.mode"));
+            let (cpuid, requested, mode) =
+                (get("cpu.tsc_deadline"), get("timer.requested"), get("timer.mode"));
             match (cpuid.as_deref(), requested.as_deref(), mode.as_deref()) {
                 (Some("yes"), Some("auto"), Some("tsc-deadline"))
                 | (Some("no"), Some("auto"), Some("periodic"))
@@ -340,19 +375,28 @@ fn rtc_counts_agree(counted: u64, taken: u64, delivered: u64) -> Result<(), Stri
 /// The other side of a trace's "at least as many as the kernel counted": each source's
 /// kernel count (`counter`) equals, within [`RTC_TAKEN_TOLERANCE`], the number of times a CPU
 /// took its vector (`<prefix>.vector`, QEMU's `-d int` log). Adds that log to the trace.
-pub(crate) fn counted_as_taken(p: Proof, sources: &'static [(&'static str, &'static str)]) -> Proof {
+pub(crate) fn counted_as_taken(
+    p: Proof,
+    sources: &'static [(&'static str, &'static str)],
+) -> Proof {
     let p = if sources.is_empty() { p } else { p.trace(&[crate::trace::INTERRUPT_LOG]) };
     sources.iter().fold(p, |p, &(prefix, counter)| {
-        p.trace_check(&format!("{counter} == interrupts CPUs took on {prefix}.vector (-d int)"), move |t, tr| {
-            let number = ev_u64(t, &format!("{prefix}.vector"))?;
-            let vector = u8::try_from(number).map_err(|_| format!("{prefix}.vector = {number} is not a vector"))?;
-            let (counted, taken) = (ev_u64(t, counter)?, tr.taken(vector) as u64);
-            if counted.abs_diff(taken) > RTC_TAKEN_TOLERANCE {
-                Err(format!("the kernel counted {counted}, CPUs took vector {vector} {taken} times"))
-            } else {
-                Ok(())
-            }
-        })
+        p.trace_check(
+            &format!("{counter} == interrupts CPUs took on {prefix}.vector (-d int)"),
+            move |t, tr| {
+                let number = ev_u64(t, &format!("{prefix}.vector"))?;
+                let vector = u8::try_from(number)
+                    .map_err(|_| format!("{prefix}.vector = {number} is not a vector"))?;
+                let (counted, taken) = (ev_u64(t, counter)?, tr.taken(vector) as u64);
+                if counted.abs_diff(taken) > RTC_TAKEN_TOLERANCE {
+                    Err(format!(
+                        "the kernel counted {counted}, CPUs took vector {vector} {taken} times"
+                    ))
+                } else {
+                    Ok(())
+                }
+            },
+        )
     })
 }
 
@@ -382,7 +426,8 @@ fn apic_trace_checks(p: Proof, x2apic: bool) -> Proof {
     p.trace_check("every IA32_APIC_BASE write sets EXTD|EN and matches cpu.*.apic_base", |t, tr| {
         let mut traced = std::collections::BTreeSet::new();
         for v in tr.values("cpu_set_apic_base", "value") {
-            let n = keel_evidence::parse_u64(v).ok_or_else(|| format!("traced value {v:?} is not an integer"))?;
+            let n = keel_evidence::parse_u64(v)
+                .ok_or_else(|| format!("traced value {v:?} is not an integer"))?;
             if n & APIC_BASE_EXTD_EN != APIC_BASE_EXTD_EN {
                 return Err(format!("traced write {v} lacks EXTD|EN"));
             }
@@ -395,8 +440,14 @@ fn apic_trace_checks(p: Proof, x2apic: bool) -> Proof {
         if claimed.is_empty() {
             return Err("no cpu.*.apic_base evidence".into());
         }
-        let hex = |s: &std::collections::BTreeSet<u64>| s.iter().map(|n| format!("{n:#x}")).collect::<Vec<_>>().join(",");
-        if traced == claimed { Ok(()) } else { Err(format!("traced {{{}}} != evidence {{{}}}", hex(&traced), hex(&claimed))) }
+        let hex = |s: &std::collections::BTreeSet<u64>| {
+            s.iter().map(|n| format!("{n:#x}")).collect::<Vec<_>>().join(",")
+        };
+        if traced == claimed {
+            Ok(())
+        } else {
+            Err(format!("traced {{{}}} != evidence {{{}}}", hex(&traced), hex(&claimed)))
+        }
     })
 }
 
@@ -651,7 +702,10 @@ pub use plain::{DEFAULT_MANIFEST, DEFAULT_PROGRAMS};
 mod plan;
 mod remap;
 mod user;
-use user::{device_interrupts_on, drivers_delivered, interrupt_grant, preempt, remote_wakes_received, shootdown_stress, smp_scale, tlb_shootdown, user_proof, Gate, BOOT_CPU, DRIVER_CPU};
+use user::{
+    device_interrupts_on, drivers_delivered, interrupt_grant, preempt, remote_wakes_received,
+    shootdown_stress, smp_scale, tlb_shootdown, user_proof, Gate, BOOT_CPU, DRIVER_CPU,
+};
 mod scale;
 pub use firmware::firmware_variants;
 pub use plan::{plan, Job, PVM_RING3};

@@ -15,8 +15,15 @@ const SINGULAR: &[&str] = &["-cpu", "-smp", "-machine", "-accel", "-m"];
 /// Fixed plumbing every boot needs: serial on stdout, exit status through
 /// isa-debug-exit, never reboot (a triple fault must end the run, not loop).
 const PLUMBING: &[&str] = &[
-    "-display", "none", "-serial", "stdio", "-monitor", "none", "-no-reboot",
-    "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
+    "-display",
+    "none",
+    "-serial",
+    "stdio",
+    "-monitor",
+    "none",
+    "-no-reboot",
+    "-device",
+    "isa-debug-exit,iobase=0xf4,iosize=0x04",
 ];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -62,7 +69,11 @@ pub enum KvmBackend {
 impl KvmBackend {
     /// The host kernel's loaded modules say which backend serves `/dev/kvm`.
     fn detect() -> KvmBackend {
-        if std::path::Path::new("/sys/module/kvm_pvm").exists() { KvmBackend::Pvm } else { KvmBackend::Hardware }
+        if std::path::Path::new("/sys/module/kvm_pvm").exists() {
+            KvmBackend::Pvm
+        } else {
+            KvmBackend::Hardware
+        }
     }
 }
 
@@ -80,7 +91,9 @@ impl AccelEnv {
     pub fn detect() -> Result<AccelEnv> {
         let opens = std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok();
         let forced = match std::env::var("KEEL_ACCEL") {
-            Ok(v) if !v.trim().is_empty() => Some(Accel::parse(&v).map_err(|e| anyhow::anyhow!("KEEL_ACCEL: {e}"))?),
+            Ok(v) if !v.trim().is_empty() => {
+                Some(Accel::parse(&v).map_err(|e| anyhow::anyhow!("KEEL_ACCEL: {e}"))?)
+            }
             _ => None,
         };
         Ok(AccelEnv { kvm: opens.then(KvmBackend::detect), forced })
@@ -97,7 +110,10 @@ impl AccelEnv {
             Some(KvmBackend::Hardware) => "available",
             Some(KvmBackend::Pvm) => "available (PVM: kvm_pvm, no VMX/SVM)",
         };
-        format!("KVM {state}{}", self.forced.map(|a| format!(", forced KEEL_ACCEL={a}")).unwrap_or_default())
+        format!(
+            "KVM {state}{}",
+            self.forced.map(|a| format!(", forced KEEL_ACCEL={a}")).unwrap_or_default()
+        )
     }
 
     /// The accelerator for a single interactive run.
@@ -140,7 +156,11 @@ impl CpuSpec {
             Accel::Tcg => &self.tcg_flags,
             Accel::Kvm => &self.kvm_flags,
         };
-        std::iter::once(self.model).chain(self.flags.iter().copied()).chain(extra.iter().copied()).collect::<Vec<_>>().join(",")
+        std::iter::once(self.model)
+            .chain(self.flags.iter().copied())
+            .chain(extra.iter().copied())
+            .collect::<Vec<_>>()
+            .join(",")
     }
 }
 
@@ -166,7 +186,13 @@ pub struct MachineSpec {
 impl MachineSpec {
     /// Uniprocessor q35, 128 MiB, qemu64 without x2APIC.
     pub fn q35_up() -> MachineSpec {
-        MachineSpec { machine: "q35", smp: 1, memory: "128M", cpu: CpuSpec::qemu64_xapic(), extra: vec![] }
+        MachineSpec {
+            machine: "q35",
+            smp: 1,
+            memory: "128M",
+            cpu: CpuSpec::qemu64_xapic(),
+            extra: vec![],
+        }
     }
     /// The `cargo xtask run` default: q35, 2 CPUs, xAPIC.
     pub fn run_default() -> MachineSpec {
@@ -186,11 +212,16 @@ impl MachineSpec {
     /// Machine options for `accel` (without kernel and plumbing).
     pub fn args(&self, accel: Accel) -> Vec<String> {
         let mut a = vec![
-            "-machine".into(), self.machine_arg(),
-            "-accel".into(), accel.name().into(),
-            "-cpu".into(), self.cpu.arg(accel),
-            "-smp".into(), self.smp.to_string(),
-            "-m".into(), self.memory.into(),
+            "-machine".into(),
+            self.machine_arg(),
+            "-accel".into(),
+            accel.name().into(),
+            "-cpu".into(),
+            self.cpu.arg(accel),
+            "-smp".into(),
+            self.smp.to_string(),
+            "-m".into(),
+            self.memory.into(),
         ];
         a.extend(self.extra.iter().cloned());
         a
@@ -207,7 +238,12 @@ pub struct BootSpec<'a> {
 }
 
 /// Full argument vector (without the program name).
-pub fn command_args(machine: &MachineSpec, accel: Accel, boot: &BootSpec<'_>, user_flags: &[String]) -> Vec<String> {
+pub fn command_args(
+    machine: &MachineSpec,
+    accel: Accel,
+    boot: &BootSpec<'_>,
+    user_flags: &[String],
+) -> Vec<String> {
     let mut args = merge_flags(&machine.args(accel), user_flags);
     args.extend(PLUMBING.iter().map(|s| s.to_string()));
     args.push("-kernel".into());
@@ -216,14 +252,22 @@ pub fn command_args(machine: &MachineSpec, accel: Accel, boot: &BootSpec<'_>, us
     args.push(boot.cmdline.into());
     if !boot.modules.is_empty() {
         args.push("-initrd".into());
-        args.push(boot.modules.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(","));
+        args.push(
+            boot.modules.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(","),
+        );
     }
     args
 }
 
 /// Full argument vector for booting `iso` as a CD under the firmware options `firmware`
 /// (empty: SeaBIOS); GRUB on the ISO then loads the kernel.
-pub fn iso_command_args(machine: &MachineSpec, accel: Accel, iso: &Path, firmware: &[String], user_flags: &[String]) -> Vec<String> {
+pub fn iso_command_args(
+    machine: &MachineSpec,
+    accel: Accel,
+    iso: &Path,
+    firmware: &[String],
+    user_flags: &[String],
+) -> Vec<String> {
     let mut args = merge_flags(&machine.args(accel), user_flags);
     args.extend(PLUMBING.iter().map(|s| s.to_string()));
     args.extend(firmware.iter().cloned());
@@ -234,7 +278,13 @@ pub fn iso_command_args(machine: &MachineSpec, accel: Accel, iso: &Path, firmwar
 
 /// `-d trace:a,trace:b -D <file>`: QEMU's log backend writes one line per event to `file`.
 pub fn trace_args(events: &[&str], file: &Path) -> Vec<String> {
-    let item = |e: &&str| if *e == crate::trace::INTERRUPT_LOG { e.to_string() } else { format!("trace:{e}") };
+    let item = |e: &&str| {
+        if *e == crate::trace::INTERRUPT_LOG {
+            e.to_string()
+        } else {
+            format!("trace:{e}")
+        }
+    };
     let spec = events.iter().map(item).collect::<Vec<_>>().join(",");
     vec!["-d".into(), spec, "-D".into(), file.display().to_string()]
 }
@@ -344,7 +394,9 @@ pub fn user_flags_from_env() -> Result<Vec<String>> {
 pub fn shell_quote(args: &[String]) -> String {
     args.iter()
         .map(|a| {
-            if !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || "-_=,./:+".contains(c)) {
+            if !a.is_empty()
+                && a.chars().all(|c| c.is_ascii_alphanumeric() || "-_=,./:+".contains(c))
+            {
                 a.clone()
             } else {
                 format!("'{}'", a.replace('\'', r"'\''"))
@@ -365,7 +417,10 @@ mod tests {
     #[test]
     fn split_quoting() {
         assert_eq!(v("  -cpu qemu64,+x2apic   -smp 4 "), ["-cpu", "qemu64,+x2apic", "-smp", "4"]);
-        assert_eq!(v(r#"-append 'a b' -x "c \"d\"" e\ f"#), ["-append", "a b", "-x", "c \"d\"", "e f"]);
+        assert_eq!(
+            v(r#"-append 'a b' -x "c \"d\"" e\ f"#),
+            ["-append", "a b", "-x", "c \"d\"", "e f"]
+        );
         assert_eq!(v("''"), [""]);
         assert!(v("").is_empty());
         assert!(split_words("'open").is_err());
@@ -376,10 +431,7 @@ mod tests {
     fn merge_replaces_singular_and_appends_rest() {
         let defaults = MachineSpec::run_default().args(Accel::Tcg);
         let merged = merge_flags(&defaults, &v("-cpu qemu64,+x2apic -smp 4 -d int -M pc --m 256M"));
-        assert_eq!(
-            merged,
-            v("-machine pc -accel tcg -cpu qemu64,+x2apic -smp 4 -m 256M -d int")
-        );
+        assert_eq!(merged, v("-machine pc -accel tcg -cpu qemu64,+x2apic -smp 4 -m 256M -d int"));
     }
 
     #[test]
@@ -406,7 +458,9 @@ mod tests {
 
     #[test]
     fn per_accel_cpu_flags() {
-        let cpu = CpuSpec::new("qemu64", &["+x2apic"]).with_tcg_flags(&["+smep"]).with_kvm_flags(&["+rdrand"]);
+        let cpu = CpuSpec::new("qemu64", &["+x2apic"])
+            .with_tcg_flags(&["+smep"])
+            .with_kvm_flags(&["+rdrand"]);
         assert_eq!(cpu.arg(Accel::Tcg), "qemu64,+x2apic,+smep");
         assert_eq!(cpu.arg(Accel::Kvm), "qemu64,+x2apic,+rdrand");
     }

@@ -15,7 +15,11 @@ pub fn verdict_cell(r: &JobResult) -> String {
         Outcome::Error(e) => format!("FAIL: {}", first_line(e)),
         Outcome::Ran { failures, .. } if failures.is_empty() => "pass".into(),
         Outcome::Ran { failures, .. } => {
-            let more = if failures.len() > 1 { format!(" (+{} more)", failures.len() - 1) } else { String::new() };
+            let more = if failures.len() > 1 {
+                format!(" (+{} more)", failures.len() - 1)
+            } else {
+                String::new()
+            };
             format!("FAIL: {}{more}", first_line(&failures[0]))
         }
     }
@@ -54,7 +58,8 @@ pub fn failure_details(r: &JobResult) -> String {
         Outcome::Ran { output, failures, .. } => {
             let lines: Vec<&str> = output.stdout.lines().collect();
             let from = lines.len().saturating_sub(TAIL_LINES);
-            let _ = writeln!(s, "--- serial, last {} of {} lines ---", lines.len() - from, lines.len());
+            let _ =
+                writeln!(s, "--- serial, last {} of {} lines ---", lines.len() - from, lines.len());
             for l in &lines[from..] {
                 let _ = writeln!(s, "| {l}");
             }
@@ -106,7 +111,11 @@ pub fn nothing_ran(results: &[JobResult]) -> Option<String> {
         .collect();
     reasons.sort();
     reasons.dedup();
-    Some(format!("no proof ran: all {} run(s) were skipped ({})", results.len(), reasons.join("; ")))
+    Some(format!(
+        "no proof ran: all {} run(s) were skipped ({})",
+        results.len(),
+        reasons.join("; ")
+    ))
 }
 
 /// One benchmark run: a column of the side-by-side table.
@@ -127,7 +136,9 @@ pub fn bench_runs(results: &[JobResult]) -> Vec<BenchRun> {
             Outcome::Ran { transcript, .. } => Some(BenchRun {
                 label: format!("{}/{}", r.name, r.accel),
                 passed: r.passed(),
-                metrics: bench_metrics(&transcript.evidence).map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+                metrics: bench_metrics(&transcript.evidence)
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
             }),
             _ => None,
         })
@@ -146,11 +157,19 @@ pub fn bench_table(runs: &[BenchRun]) -> String {
             }
         }
     }
-    let heads: Vec<String> = runs.iter().map(|r| if r.passed { r.label.clone() } else { format!("{}*", r.label) }).collect();
-    let cell = |r: &BenchRun, m: &str| r.metrics.iter().find(|(k, _)| k == m).map_or("-", |(_, v)| v.as_str()).to_string();
+    let heads: Vec<String> = runs
+        .iter()
+        .map(|r| if r.passed { r.label.clone() } else { format!("{}*", r.label) })
+        .collect();
+    let cell = |r: &BenchRun, m: &str| {
+        r.metrics.iter().find(|(k, _)| k == m).map_or("-", |(_, v)| v.as_str()).to_string()
+    };
     let mw = metrics.iter().map(|m| m.len()).max().unwrap_or(0).max("METRIC".len());
-    let widths: Vec<usize> =
-        runs.iter().zip(&heads).map(|(r, h)| metrics.iter().map(|m| cell(r, m).len()).max().unwrap_or(0).max(h.len())).collect();
+    let widths: Vec<usize> = runs
+        .iter()
+        .zip(&heads)
+        .map(|(r, h)| metrics.iter().map(|m| cell(r, m).len()).max().unwrap_or(0).max(h.len()))
+        .collect();
     let mut s = String::new();
     let _ = write!(s, "{:<mw$}", "METRIC");
     for (h, w) in heads.iter().zip(&widths) {
@@ -185,12 +204,23 @@ impl HostInfo {
     pub fn detect() -> HostInfo {
         let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
             .ok()
-            .or_else(|| std::process::Command::new("uname").arg("-r").output().ok().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()))
+            .or_else(|| {
+                std::process::Command::new("uname")
+                    .arg("-r")
+                    .output()
+                    .ok()
+                    .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            })
             .map(|s| s.trim().to_string())
             .unwrap_or_else(|| "unknown".into());
-        let cpu = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|c| cpu_model(&c)).unwrap_or_else(|| "unknown".into());
+        let cpu = std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|c| cpu_model(&c))
+            .unwrap_or_else(|| "unknown".into());
         let nproc = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
         HostInfo { kernel, cpu, nproc, date: rfc3339_utc(secs) }
     }
 }
@@ -274,7 +304,9 @@ pub fn bench_json(results: &[JobResult], host: &HostInfo) -> String {
 
 /// The figures a benchmark run reports: kernel `bench.*` evidence and what its ring-3
 /// benchmark programs print (`user.*`: ring calls, interrupt wake-ups, prime-count phases).
-fn bench_metrics(evidence: &keel_evidence::Evidence) -> impl Iterator<Item = (&str, keel_evidence::Value<'_>)> {
+fn bench_metrics(
+    evidence: &keel_evidence::Evidence,
+) -> impl Iterator<Item = (&str, keel_evidence::Value<'_>)> {
     evidence
         .keys()
         .filter(|k| k.starts_with("bench.") || k.starts_with("user."))
@@ -295,7 +327,13 @@ mod tests {
             accel: Accel::Tcg,
             args: vec!["-kernel".into(), "k".into()],
             outcome: Outcome::Ran {
-                output: ProcessOutput { status: Some(33), timed_out: None, stdout: out.into(), stderr: String::new(), elapsed: Duration::from_millis(1500) },
+                output: ProcessOutput {
+                    status: Some(33),
+                    timed_out: None,
+                    stdout: out.into(),
+                    stderr: String::new(),
+                    elapsed: Duration::from_millis(1500),
+                },
                 transcript: Transcript::parse(out),
                 failures: failures.iter().map(|s| s.to_string()).collect(),
             },
@@ -313,7 +351,8 @@ mod tests {
 
     #[test]
     fn a_run_that_booted_nothing_is_reported() {
-        let skip = |why: &str| JobResult { outcome: Outcome::Skipped(why.into()), ..ran("s", "", &[]) };
+        let skip =
+            |why: &str| JobResult { outcome: Outcome::Skipped(why.into()), ..ran("s", "", &[]) };
         assert_eq!(nothing_ran(&[ran("a", "", &[]), skip("x")]), None);
         assert_eq!(nothing_ran(&[ran("a", "", &["failed"])]), None);
         let why = nothing_ran(&[skip("needs KVM"), skip("needs KVM"), skip("TCG only")]).unwrap();
@@ -322,7 +361,10 @@ mod tests {
 
     #[test]
     fn table_and_details() {
-        let rs = [ran("boot", "", &[]), ran("exceptions", "hello\nEV a=1\n", &["check failed: a = 1, want == 2", "other"])];
+        let rs = [
+            ran("boot", "", &[]),
+            ran("exceptions", "hello\nEV a=1\n", &["check failed: a = 1, want == 2", "other"]),
+        ];
         let t = table(&rs);
         assert!(t.contains("boot        tcg        1.5  pass"), "{t}");
         assert!(t.contains("FAIL: check failed: a = 1, want == 2 (+1 more)"), "{t}");
@@ -336,7 +378,12 @@ mod tests {
         let rs = [ran("b", "EV bench.ipi_ns=1200 bench.mode=x2apic other=1\nVERDICT pass\n", &[])];
         let runs = bench_runs(&rs);
         assert_eq!(runs[0].metrics.len(), 2);
-        let host = HostInfo { kernel: "6.1.0".into(), cpu: "Some \"CPU\"".into(), nproc: 2, date: "2026-01-01T00:00:00Z".into() };
+        let host = HostInfo {
+            kernel: "6.1.0".into(),
+            cpu: "Some \"CPU\"".into(),
+            nproc: 2,
+            date: "2026-01-01T00:00:00Z".into(),
+        };
         let j = bench_json(&rs, &host);
         assert!(j.contains(r#""metrics": {"bench.ipi_ns": 1200, "bench.mode": "x2apic"}"#), "{j}");
         assert!(j.contains(r#""proof": "b", "accel": "tcg", "passed": true"#), "{j}");
@@ -347,26 +394,48 @@ mod tests {
 
     #[test]
     fn bench_table_is_side_by_side() {
-        let mut kvm = ran("bench-xapic", "EV bench.ipi_rtt.median_ns=950 bench.ap_boot_us=12\nVERDICT pass\n", &[]);
+        let mut kvm = ran(
+            "bench-xapic",
+            "EV bench.ipi_rtt.median_ns=950 bench.ap_boot_us=12\nVERDICT pass\n",
+            &[],
+        );
         kvm.accel = Accel::Kvm;
         let rs = [
             ran("bench-xapic", "EV bench.ipi_rtt.median_ns=41000\nVERDICT pass\n", &[]),
             kvm,
             ran("bench-x2apic", "EV bench.ipi_rtt.median_ns=38000\n", &["no VERDICT line"]),
-            JobResult { outcome: Outcome::Skipped("needs KVM".into()), ..ran("bench-x2apic", "", &[]) },
+            JobResult {
+                outcome: Outcome::Skipped("needs KVM".into()),
+                ..ran("bench-x2apic", "", &[])
+            },
         ];
         let t = bench_table(&bench_runs(&rs));
         let lines: Vec<&str> = t.lines().collect();
-        assert_eq!(lines[0], "METRIC                   bench-xapic/tcg  bench-xapic/kvm  bench-x2apic/tcg*", "{t}");
-        assert_eq!(lines[1], "bench.ipi_rtt.median_ns            41000              950              38000", "{t}");
-        assert_eq!(lines[2], "bench.ap_boot_us                       -               12                  -", "{t}");
+        assert_eq!(
+            lines[0],
+            "METRIC                   bench-xapic/tcg  bench-xapic/kvm  bench-x2apic/tcg*",
+            "{t}"
+        );
+        assert_eq!(
+            lines[1],
+            "bench.ipi_rtt.median_ns            41000              950              38000",
+            "{t}"
+        );
+        assert_eq!(
+            lines[2],
+            "bench.ap_boot_us                       -               12                  -",
+            "{t}"
+        );
         assert!(lines[3].starts_with("* run FAILED"), "{t}");
         assert_eq!(bench_table(&[]), "METRIC\n");
     }
 
     #[test]
     fn host_info_pieces() {
-        assert_eq!(cpu_model("processor\t: 0\nmodel name\t: AMD EPYC 7B13\nflags : x\n").as_deref(), Some("AMD EPYC 7B13"));
+        assert_eq!(
+            cpu_model("processor\t: 0\nmodel name\t: AMD EPYC 7B13\nflags : x\n").as_deref(),
+            Some("AMD EPYC 7B13")
+        );
         assert_eq!(cpu_model("processor : 0\n"), None);
         assert_eq!(rfc3339_utc(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339_utc(1_700_000_000), "2023-11-14T22:13:20Z");

@@ -42,7 +42,11 @@ pub struct ProcessOutput {
     pub elapsed: Duration,
 }
 
-fn pump(mut src: impl Read + Send + 'static, buf: Arc<Mutex<Vec<u8>>>, echo: Option<fn() -> Box<dyn Write>>) -> thread::JoinHandle<()> {
+fn pump(
+    mut src: impl Read + Send + 'static,
+    buf: Arc<Mutex<Vec<u8>>>,
+    echo: Option<fn() -> Box<dyn Write>>,
+) -> thread::JoinHandle<()> {
     thread::spawn(move || {
         let mut chunk = [0u8; 4096];
         let mut out = echo.map(|f| f());
@@ -63,7 +67,12 @@ fn pump(mut src: impl Read + Send + 'static, buf: Arc<Mutex<Vec<u8>>>, echo: Opt
 
 /// Run `program args` until it exits or `timeout` passes (then SIGKILL its
 /// process group). The program is a parameter so tests can inject a fake QEMU.
-pub fn run_process(program: &OsStr, args: &[String], timeout: Option<Duration>, mode: Mode) -> Result<ProcessOutput> {
+pub fn run_process(
+    program: &OsStr,
+    args: &[String],
+    timeout: Option<Duration>,
+    mode: Mode,
+) -> Result<ProcessOutput> {
     let mut cmd = Command::new(program);
     cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
     match mode {
@@ -76,12 +85,21 @@ pub fn run_process(program: &OsStr, args: &[String], timeout: Option<Duration>, 
         }
     }
     let start = Instant::now();
-    let mut child = cmd.spawn().with_context(|| format!("cannot start {}", program.to_string_lossy()))?;
+    let mut child =
+        cmd.spawn().with_context(|| format!("cannot start {}", program.to_string_lossy()))?;
     let (out_buf, err_buf) = (Arc::new(Mutex::new(Vec::new())), Arc::new(Mutex::new(Vec::new())));
     let interactive = mode == Mode::Interactive;
     let readers = [
-        pump(child.stdout.take().unwrap(), out_buf.clone(), interactive.then_some(|| Box::new(std::io::stdout()) as Box<dyn Write>)),
-        pump(child.stderr.take().unwrap(), err_buf.clone(), interactive.then_some(|| Box::new(std::io::stderr()) as Box<dyn Write>)),
+        pump(
+            child.stdout.take().unwrap(),
+            out_buf.clone(),
+            interactive.then_some(|| Box::new(std::io::stdout()) as Box<dyn Write>),
+        ),
+        pump(
+            child.stderr.take().unwrap(),
+            err_buf.clone(),
+            interactive.then_some(|| Box::new(std::io::stderr()) as Box<dyn Write>),
+        ),
     ];
     let mut timed_out = None;
     let status = loop {
@@ -187,7 +205,11 @@ pub enum Outcome {
     Skipped(String),
     /// The harness itself failed (QEMU missing, ...).
     Error(String),
-    Ran { output: ProcessOutput, transcript: Transcript, failures: Vec<String> },
+    Ran {
+        output: ProcessOutput,
+        transcript: Transcript,
+        failures: Vec<String>,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -220,11 +242,24 @@ impl JobResult {
 }
 
 /// QEMU arguments for a proof under one accelerator (`user_flags` only from `cargo xtask run`).
-pub fn proof_args_with(p: &Proof, accel: Accel, env: &Env, cmdline: &str, user_flags: &[String]) -> Vec<String> {
+pub fn proof_args_with(
+    p: &Proof,
+    accel: Accel,
+    env: &Env,
+    cmdline: &str,
+    user_flags: &[String],
+) -> Vec<String> {
     let modules = p.modules(&env.root, &env.user_dir);
     let mut args = match p.boot {
-        Boot::Kernel => qemu::command_args(&p.machine, accel, &BootSpec { kernel: env.kernel_for(p), cmdline, modules: &modules }, user_flags),
-        Boot::Iso(fw) => qemu::iso_command_args(&p.machine, accel, &env.iso_path(p), &fw.qemu_args(), user_flags),
+        Boot::Kernel => qemu::command_args(
+            &p.machine,
+            accel,
+            &BootSpec { kernel: env.kernel_for(p), cmdline, modules: &modules },
+            user_flags,
+        ),
+        Boot::Iso(fw) => {
+            qemu::iso_command_args(&p.machine, accel, &env.iso_path(p), &fw.qemu_args(), user_flags)
+        }
     };
     if !p.trace_events.is_empty() {
         args.extend(qemu::trace_args(&p.trace_events, &env.trace_path(p, accel)));
@@ -243,10 +278,14 @@ pub fn check_modules(p: &Proof, env: &Env) -> Result<(), String> {
     for m in p.modules(&env.root, &env.user_dir) {
         let s = m.display().to_string();
         if s.contains([',', ' ']) {
-            return Err(format!("Multiboot module path {s:?} contains ',' or ' ' (QEMU -initrd cannot pass it)"));
+            return Err(format!(
+                "Multiboot module path {s:?} contains ',' or ' ' (QEMU -initrd cannot pass it)"
+            ));
         }
         if !m.is_file() {
-            return Err(format!("Multiboot module {s} missing (build user programs, or set KEEL_USER_DIR)"));
+            return Err(format!(
+                "Multiboot module {s} missing (build user programs, or set KEEL_USER_DIR)"
+            ));
         }
     }
     Ok(())
@@ -267,14 +306,25 @@ pub fn judge_trace_file(p: &Proof, transcript: &Transcript, path: &Path) -> Vec<
     }
     match Trace::read(path) {
         Ok(tr) => judge_trace(&p.trace_checks, transcript, Ok(&tr)),
-        Err(e) => judge_trace(&p.trace_checks, transcript, Err(&format!("cannot read {}: {e}", path.display()))),
+        Err(e) => judge_trace(
+            &p.trace_checks,
+            transcript,
+            Err(&format!("cannot read {}: {e}", path.display())),
+        ),
     }
 }
 
 /// Boot one proof, write its transcript, judge it.
 pub fn run_job(p: &Proof, job: &Job, env: &Env) -> JobResult {
     let args = proof_args(p, job.accel, env);
-    let mut res = JobResult { name: p.name, accel: job.accel, args: args.clone(), outcome: Outcome::Skipped(String::new()), log: None, trace: None };
+    let mut res = JobResult {
+        name: p.name,
+        accel: job.accel,
+        args: args.clone(),
+        outcome: Outcome::Skipped(String::new()),
+        log: None,
+        trace: None,
+    };
     if let Some(why) = &job.skip {
         res.outcome = Outcome::Skipped(why.clone());
         return res;
@@ -317,12 +367,21 @@ pub fn run_job(p: &Proof, job: &Job, env: &Env) -> JobResult {
 
 /// `<dir>/<name>-<accel>.log` holds the serial transcript verbatim; QEMU's
 /// command and stderr go to `.cmd` / `.stderr` beside it.
-fn save_log(dir: &Path, name: &str, accel: Accel, args: &[String], out: &ProcessOutput) -> Option<PathBuf> {
+fn save_log(
+    dir: &Path,
+    name: &str,
+    accel: Accel,
+    args: &[String],
+    out: &ProcessOutput,
+) -> Option<PathBuf> {
     std::fs::create_dir_all(dir).ok()?;
     let base = dir.join(format!("{name}-{accel}"));
     let log = base.with_extension("log");
     std::fs::write(&log, &out.stdout).ok()?;
-    let _ = std::fs::write(base.with_extension("cmd"), format!("qemu-system-x86_64 {}\n", qemu::shell_quote(args)));
+    let _ = std::fs::write(
+        base.with_extension("cmd"),
+        format!("qemu-system-x86_64 {}\n", qemu::shell_quote(args)),
+    );
     let err = base.with_extension("stderr");
     if out.stderr.is_empty() {
         let _ = std::fs::remove_file(err);
@@ -334,7 +393,13 @@ fn save_log(dir: &Path, name: &str, accel: Accel, args: &[String], out: &Process
 
 /// Run jobs on `workers` threads; `on_done` sees each result as it lands
 /// (progress output). Results come back in job order.
-pub fn run_all(proofs: &[Proof], jobs: &[Job], env: &Env, workers: usize, on_done: impl Fn(&JobResult) + Sync) -> Vec<JobResult> {
+pub fn run_all(
+    proofs: &[Proof],
+    jobs: &[Job],
+    env: &Env,
+    workers: usize,
+    on_done: impl Fn(&JobResult) + Sync,
+) -> Vec<JobResult> {
     // Start the slow (KVM) boots first so the tail is short.
     let mut order: Vec<usize> = (0..jobs.len()).collect();
     order.sort_by_key(|&i| (jobs[i].skip.is_none(), jobs[i].accel == Accel::Kvm));
@@ -368,7 +433,8 @@ mod tests {
     #[test]
     fn captures_output_and_status() {
         let (p, a) = sh("echo 'EV a=1'; echo oops >&2; exit 33");
-        let o = run_process(p.as_os_str(), &a, Some(Duration::from_secs(10)), Mode::Captured).unwrap();
+        let o =
+            run_process(p.as_os_str(), &a, Some(Duration::from_secs(10)), Mode::Captured).unwrap();
         assert_eq!(o.status, Some(33));
         assert_eq!(o.stdout, "EV a=1\n");
         assert_eq!(o.stderr, "oops\n");
@@ -381,7 +447,8 @@ mod tests {
         // only a group kill stops it; the pipe would otherwise stay open 30 s.
         let (p, a) = sh("echo 'EV started=1'; sleep 30; echo never");
         let t0 = Instant::now();
-        let o = run_process(p.as_os_str(), &a, Some(Duration::from_secs(1)), Mode::Captured).unwrap();
+        let o =
+            run_process(p.as_os_str(), &a, Some(Duration::from_secs(1)), Mode::Captured).unwrap();
         assert!(t0.elapsed() < Duration::from_secs(5), "took {:?}", t0.elapsed());
         assert_eq!(o.timed_out, Some(Duration::from_secs(1)));
         assert_eq!(o.status, None);
@@ -400,7 +467,14 @@ mod tests {
         std::fs::write(&qemu, format!("#!/bin/sh\n{script_body}\n")).unwrap();
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&qemu, std::fs::Permissions::from_mode(0o755)).unwrap();
-        Env { qemu, kernel: dir.join("keel-scenarios"), plain_kernel: dir.join("keel"), root: dir.to_path_buf(), user_dir: dir.join("user"), log_dir: dir.join("proofs") }
+        Env {
+            qemu,
+            kernel: dir.join("keel-scenarios"),
+            plain_kernel: dir.join("keel"),
+            root: dir.to_path_buf(),
+            user_dir: dir.join("user"),
+            log_dir: dir.join("proofs"),
+        }
     }
 
     fn tmp(name: &str) -> PathBuf {
@@ -412,14 +486,19 @@ mod tests {
     #[test]
     fn proof_through_fake_qemu_passes_and_logs() {
         let dir = tmp("pass");
-        let env = fake_env(&dir, r#"case "$*" in *proof=demo*) echo "EV x=0x10"; echo "VERDICT pass"; exit 33;; esac; exit 1"#);
+        let env = fake_env(
+            &dir,
+            r#"case "$*" in *proof=demo*) echo "EV x=0x10"; echo "VERDICT pass"; exit 33;; esac; exit 1"#,
+        );
         let p = Proof::new("demo", "").check(eq("x", 16));
         let job = Job { proof: 0, accel: Accel::Tcg, skip: None };
         let r = run_job(&p, &job, &env);
         assert!(r.passed(), "{r:#?}");
         let log = std::fs::read_to_string(r.log.unwrap()).unwrap();
         assert_eq!(log, "EV x=0x10\nVERDICT pass\n");
-        assert!(std::fs::read_to_string(dir.join("proofs/demo-tcg.cmd")).unwrap().contains("-append proof=demo"));
+        assert!(std::fs::read_to_string(dir.join("proofs/demo-tcg.cmd"))
+            .unwrap()
+            .contains("-append proof=demo"));
         let _ = std::fs::remove_dir_all(dir);
     }
 
@@ -449,9 +528,16 @@ echo "VERDICT pass"; exit 33"#;
 
     fn traced(p: Proof, tolerance: u64) -> Proof {
         p.trace(&["apic_deliver_irq"]).trace_check("rtc", move |t, tr| {
-            let n = tr.count("apic_deliver_irq", &[("vector", &crate::trace::ev_str(t, "rtc.vector")?), ("dest", "1")]) as u64;
+            let n = tr.count(
+                "apic_deliver_irq",
+                &[("vector", &crate::trace::ev_str(t, "rtc.vector")?), ("dest", "1")],
+            ) as u64;
             let want = crate::trace::ev_u64(t, "rtc.interrupts")?;
-            if n.abs_diff(want) <= tolerance { Ok(()) } else { Err(format!("{n} traced, {want} counted")) }
+            if n.abs_diff(want) <= tolerance {
+                Ok(())
+            } else {
+                Err(format!("{n} traced, {want} counted"))
+            }
         })
     }
 
@@ -463,10 +549,15 @@ echo "VERDICT pass"; exit 33"#;
         let r = run_job(&traced(Proof::new("tr", ""), 1), &job, &env);
         assert!(r.passed(), "{r:#?}");
         assert_eq!(r.trace.as_deref(), Some(dir.join("proofs/tr-tcg.trace").as_path()));
-        assert!(r.args.join(" ").contains(&format!("-d trace:apic_deliver_irq -D {}", dir.join("proofs/tr-tcg.trace").display())));
+        assert!(r.args.join(" ").contains(&format!(
+            "-d trace:apic_deliver_irq -D {}",
+            dir.join("proofs/tr-tcg.trace").display()
+        )));
         let r = run_job(&traced(Proof::new("tr", ""), 0), &job, &env);
         match &r.outcome {
-            Outcome::Ran { failures, .. } => assert_eq!(failures, &["trace check failed: rtc: 2 traced, 3 counted"]),
+            Outcome::Ran { failures, .. } => {
+                assert_eq!(failures, &["trace check failed: rtc: 2 traced, 3 counted"])
+            }
             o => panic!("{o:?}"),
         }
         assert!(crate::report::failure_details(&r).contains("trace check failed: rtc"));
@@ -477,9 +568,15 @@ echo "VERDICT pass"; exit 33"#;
     fn missing_trace_file_fails_traced_proof() {
         let dir = tmp("notrace");
         let env = fake_env(&dir, r#"echo "VERDICT pass"; exit 33"#);
-        let r = run_job(&traced(Proof::new("tr", ""), 9), &Job { proof: 0, accel: Accel::Tcg, skip: None }, &env);
+        let r = run_job(
+            &traced(Proof::new("tr", ""), 9),
+            &Job { proof: 0, accel: Accel::Tcg, skip: None },
+            &env,
+        );
         match &r.outcome {
-            Outcome::Ran { failures, .. } => assert!(failures[0].starts_with("trace unavailable: cannot read"), "{failures:?}"),
+            Outcome::Ran { failures, .. } => {
+                assert!(failures[0].starts_with("trace unavailable: cannot read"), "{failures:?}")
+            }
             o => panic!("{o:?}"),
         }
         let _ = std::fs::remove_dir_all(dir);
@@ -489,7 +586,9 @@ echo "VERDICT pass"; exit 33"#;
     fn modules_are_passed_manifest_first_and_must_exist() {
         let dir = tmp("modules");
         let env = fake_env(&dir, TRACING_QEMU);
-        let p = Proof::new("drv", "").manifest("m/drv.manifest").programs(&["edu-driver", "rtc-driver"]);
+        let p = Proof::new("drv", "")
+            .manifest("m/drv.manifest")
+            .programs(&["edu-driver", "rtc-driver"]);
         let job = Job { proof: 0, accel: Accel::Tcg, skip: None };
         let r = run_job(&p, &job, &env);
         match &r.outcome {
@@ -503,10 +602,18 @@ echo "VERDICT pass"; exit 33"#;
         }
         let r = run_job(&p, &job, &env);
         let initrd = r.args.iter().skip_while(|a| *a != "-initrd").nth(1).cloned();
-        let want = format!("{},{},{}", dir.join("m/drv.manifest").display(), dir.join("user/edu-driver").display(), dir.join("user/rtc-driver").display());
+        let want = format!(
+            "{},{},{}",
+            dir.join("m/drv.manifest").display(),
+            dir.join("user/edu-driver").display(),
+            dir.join("user/rtc-driver").display()
+        );
         assert_eq!(initrd, Some(want));
         match &r.outcome {
-            Outcome::Ran { transcript, .. } => assert_eq!(transcript.evidence.get("mods").map(|v| v.as_str().to_string()).as_deref(), Some("2")),
+            Outcome::Ran { transcript, .. } => assert_eq!(
+                transcript.evidence.get("mods").map(|v| v.as_str().to_string()).as_deref(),
+                Some("2")
+            ),
             o => panic!("{o:?}"),
         }
         let _ = std::fs::remove_dir_all(dir);
@@ -515,8 +622,15 @@ echo "VERDICT pass"; exit 33"#;
     #[test]
     fn run_all_in_parallel_keeps_order_and_skips() {
         let dir = tmp("all");
-        let env = fake_env(&dir, r#"sleep 1; case "$*" in *proof=bad*) echo "VERDICT fail nope"; exit 35;; esac; echo "VERDICT pass"; exit 33"#);
-        let proofs = vec![Proof::new("good", ""), Proof::new("bad", ""), Proof::new("kvmonly", "").accels(Accels::KvmOnly)];
+        let env = fake_env(
+            &dir,
+            r#"sleep 1; case "$*" in *proof=bad*) echo "VERDICT fail nope"; exit 35;; esac; echo "VERDICT pass"; exit 33"#,
+        );
+        let proofs = vec![
+            Proof::new("good", ""),
+            Proof::new("bad", ""),
+            Proof::new("kvmonly", "").accels(Accels::KvmOnly),
+        ];
         let jobs = crate::proofs::plan(&proofs, &crate::qemu::AccelEnv { kvm: None, forced: None });
         let seen = AtomicUsize::new(0);
         let t0 = Instant::now();

@@ -92,7 +92,10 @@ impl TraceEvent {
 
 impl Trace {
     pub fn parse(text: &str) -> Trace {
-        Trace { events: text.lines().filter_map(TraceEvent::parse).collect(), taken_vectors: text.lines().filter_map(taken_vector).collect() }
+        Trace {
+            events: text.lines().filter_map(TraceEvent::parse).collect(),
+            taken_vectors: text.lines().filter_map(taken_vector).collect(),
+        }
     }
 
     pub fn read(path: &Path) -> std::io::Result<Trace> {
@@ -100,10 +103,14 @@ impl Trace {
     }
 
     /// Events called `name` whose fields all match `want` (integer-aware).
-    pub fn matching<'a>(&'a self, name: &'a str, want: &'a [(&'a str, &'a str)]) -> impl Iterator<Item = &'a TraceEvent> + 'a {
-        self.events
-            .iter()
-            .filter(move |e| e.name == name && want.iter().all(|(k, v)| e.field(k).is_some_and(|x| same_value(x, v))))
+    pub fn matching<'a>(
+        &'a self,
+        name: &'a str,
+        want: &'a [(&'a str, &'a str)],
+    ) -> impl Iterator<Item = &'a TraceEvent> + 'a {
+        self.events.iter().filter(move |e| {
+            e.name == name && want.iter().all(|(k, v)| e.field(k).is_some_and(|x| same_value(x, v)))
+        })
     }
 
     /// `count("apic_deliver_irq", &[("vector", "80"), ("dest", "1")])`.
@@ -145,13 +152,19 @@ impl fmt::Debug for TraceCheck {
 
 /// Failures of `checks`; a missing/unreadable trace fails every check (the
 /// proof asked for a trace, so no trace is not a pass).
-pub fn judge_trace(checks: &[TraceCheck], transcript: &Transcript, trace: Result<&Trace, &str>) -> Vec<String> {
+pub fn judge_trace(
+    checks: &[TraceCheck],
+    transcript: &Transcript,
+    trace: Result<&Trace, &str>,
+) -> Vec<String> {
     match trace {
         Err(why) if !checks.is_empty() => vec![format!("trace unavailable: {why}")],
         Err(_) => vec![],
         Ok(tr) => checks
             .iter()
-            .filter_map(|c| (c.f)(transcript, tr).err().map(|e| format!("trace check failed: {}: {e}", c.name)))
+            .filter_map(|c| {
+                (c.f)(transcript, tr).err().map(|e| format!("trace check failed: {}: {e}", c.name))
+            })
             .collect(),
     }
 }
@@ -166,7 +179,10 @@ pub fn ev_u64(t: &Transcript, key: &str) -> Result<u64, String> {
 
 /// Evidence value as a string, or an explanation naming the key.
 pub fn ev_str(t: &Transcript, key: &str) -> Result<String, String> {
-    t.evidence.get(key).map(|v| v.as_str().to_string()).ok_or_else(|| format!("evidence {key} missing"))
+    t.evidence
+        .get(key)
+        .map(|v| v.as_str().to_string())
+        .ok_or_else(|| format!("evidence {key} missing"))
 }
 
 #[cfg(test)]
@@ -200,10 +216,21 @@ qemu-system-x86_64: warning: something unrelated
     #[test]
     fn parses_pid_timestamp_prefix() {
         let t = Trace::parse(&prefixed(PLAIN));
-        assert_eq!(t, Trace { taken_vectors: vec![], events: Trace::parse(PLAIN).events.into_iter().enumerate().map(|(i, mut e)| {
-            e.raw = format!("4242@1700000000.{i:06}:{}", e.raw);
-            e
-        }).collect() });
+        assert_eq!(
+            t,
+            Trace {
+                taken_vectors: vec![],
+                events: Trace::parse(PLAIN)
+                    .events
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, mut e)| {
+                        e.raw = format!("4242@1700000000.{i:06}:{}", e.raw);
+                        e
+                    })
+                    .collect()
+            }
+        );
         // A space after the colon is fine too.
         let e = TraceEvent::parse("  17@1.5: cpu_set_apic_base 0xfee00900").unwrap();
         assert_eq!(e.field("value"), Some("0xfee00900"));
@@ -251,13 +278,20 @@ qemu-system-x86_64: warning: something unrelated
                 f: Arc::new(|t, tr| {
                     let v = ev_str(t, "rtc.vector")?;
                     let n = tr.count("apic_deliver_irq", &[("vector", &v)]) as u64;
-                    if n == ev_u64(t, "rtc.interrupts")? { Ok(()) } else { Err(format!("{n} traced")) }
+                    if n == ev_u64(t, "rtc.interrupts")? {
+                        Ok(())
+                    } else {
+                        Err(format!("{n} traced"))
+                    }
                 }),
             },
             TraceCheck { name: "missing".into(), f: Arc::new(|t, _| ev_u64(t, "nope").map(drop)) },
         ];
         assert_eq!(judge_trace(&checks[..1], &tr, Ok(&trace)), Vec::<String>::new());
-        assert_eq!(judge_trace(&checks, &tr, Ok(&trace)), ["trace check failed: missing: evidence nope missing"]);
+        assert_eq!(
+            judge_trace(&checks, &tr, Ok(&trace)),
+            ["trace check failed: missing: evidence nope missing"]
+        );
         assert_eq!(judge_trace(&checks, &tr, Err("no file")), ["trace unavailable: no file"]);
         assert!(judge_trace(&[], &tr, Err("no file")).is_empty());
     }

@@ -22,12 +22,12 @@ pub use cap_id::CapId;
 pub use method::{Method, ObjectKind};
 pub use request::{decode, user_range, Request, CONSOLE_WRITE_MAX, MAX_VM_PAGES};
 pub use ring::{
-    cq_available, cq_budget, cq_slot, cq_space, enter_result, min_complete, sq_pending, sq_slot, Completion,
-    RingHeader, Submission, CQ_ENTRIES, CQ_OFFSET, SQ_ENTRIES, SQ_OFFSET,
+    cq_available, cq_budget, cq_slot, cq_space, enter_result, min_complete, sq_pending, sq_slot,
+    Completion, RingHeader, Submission, CQ_ENTRIES, CQ_OFFSET, SQ_ENTRIES, SQ_OFFSET,
 };
-pub use start::{ENTRY_INT80, ENTRY_SYSCALL, 
-    parse_u64, pci_bdf, CapInfo, InterruptSource, StartInfo, MAX_START_CAPS, START_ARGS_LEN,
-    START_INFO_MAGIC, START_NAME_LEN,
+pub use start::{
+    parse_u64, pci_bdf, CapInfo, InterruptSource, StartInfo, ENTRY_INT80, ENTRY_SYSCALL,
+    MAX_START_CAPS, START_ARGS_LEN, START_INFO_MAGIC, START_NAME_LEN,
 };
 pub use status::Status;
 

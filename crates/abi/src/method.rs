@@ -305,9 +305,12 @@ mod tests {
         }
         assert_eq!(ObjectKind::from_u32(u32::MAX), None);
         assert_eq!(ObjectKind::ALL.len(), 7);
-        let names: std::collections::BTreeSet<_> = ObjectKind::ALL.iter().map(|k| k.name()).collect();
+        let names: std::collections::BTreeSet<_> =
+            ObjectKind::ALL.iter().map(|k| k.name()).collect();
         assert_eq!(names.len(), 7, "names are distinct");
-        assert!(names.iter().all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')));
+        assert!(names
+            .iter()
+            .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')));
         assert_eq!(ObjectKind::Console.name(), "console");
     }
 }

@@ -134,7 +134,9 @@ impl Request {
             Request::ConsoleWrite { ptr, len } => [ptr, len, 0, 0],
             Request::DeviceMemoryMap { vaddr } => [vaddr, 0, 0, 0],
             Request::TimerSleep { ns } => [ns, 0, 0, 0],
-            Request::ProcessSpawnThread { entry, stack_top, arg, cpu } => [entry, stack_top, arg, cpu],
+            Request::ProcessSpawnThread { entry, stack_top, arg, cpu } => {
+                [entry, stack_top, arg, cpu]
+            }
             Request::ProcessSetAffinity { cpu } => [cpu, 0, 0, 0],
             Request::VmMap { vaddr, pages, writable } => [vaddr, pages, writable as u64, 0],
             Request::VmUnmap { vaddr, pages } => [vaddr, pages, 0, 0],
@@ -225,7 +227,12 @@ pub fn decode(sub: &Submission) -> Result<Request, Status> {
             let (entry, stack_top) = (a[0], a[1]);
             // The stack pointer starts at `stack_top`, so it must be a canonical address
             // too: `USER_SPACE_END` itself is not (the return to ring 3 would refuse it).
-            if entry == 0 || entry >= USER_SPACE_END || stack_top == 0 || stack_top >= USER_SPACE_END || stack_top % 16 != 0 {
+            if entry == 0
+                || entry >= USER_SPACE_END
+                || stack_top == 0
+                || stack_top >= USER_SPACE_END
+                || stack_top % 16 != 0
+            {
                 return Err(Status::BadAddress);
             }
             Request::ProcessSpawnThread { entry, stack_top, arg: a[2], cpu: a[3] }
@@ -262,18 +269,17 @@ mod tests {
     use super::*;
 
     fn sub(method: Method, args: [u64; 4]) -> Submission {
-        Submission {
-            cap: CapId::new(3, 1).0,
-            method: method as u16,
-            flags: 0,
-            args,
-            user_data: 77,
-        }
+        Submission { cap: CapId::new(3, 1).0, method: method as u16, flags: 0, args, user_data: 77 }
     }
 
     #[test]
     fn spawn_stack_top_must_be_canonical() {
-        let d = |stack_top| decode(&Request::ProcessSpawnThread { entry: 0x20_0000, stack_top, arg: 0, cpu: 0 }.encode(CapId::new(1, 1), 0));
+        let d = |stack_top| {
+            decode(
+                &Request::ProcessSpawnThread { entry: 0x20_0000, stack_top, arg: 0, cpu: 0 }
+                    .encode(CapId::new(1, 1), 0),
+            )
+        };
         assert!(d(USER_SPACE_END - 16).is_ok());
         assert_eq!(d(USER_SPACE_END), Err(Status::BadAddress));
         assert_eq!(d(USER_SPACE_END + 16), Err(Status::BadAddress));
@@ -300,11 +306,7 @@ mod tests {
             for i in 0..4 {
                 let mut args = [0; 4];
                 args[i] = 1;
-                assert_eq!(
-                    decode(&sub(m, args)),
-                    Err(Status::BadArgument),
-                    "{m:?} arg {i}"
-                );
+                assert_eq!(decode(&sub(m, args)), Err(Status::BadArgument), "{m:?} arg {i}");
                 args[i] = u64::MAX;
                 assert_eq!(decode(&sub(m, args)), Err(Status::BadArgument));
             }
@@ -314,10 +316,7 @@ mod tests {
     #[test]
     fn nop_ignores_cap() {
         for cap in [0, 1, u32::MAX] {
-            let s = Submission {
-                cap,
-                ..Default::default()
-            };
+            let s = Submission { cap, ..Default::default() };
             assert_eq!(decode(&s), Ok(Request::Nop));
         }
     }
@@ -331,23 +330,14 @@ mod tests {
                 assert_eq!(decode(&s), Err(Status::BadFlags));
             }
         }
-        let s = Submission {
-            method: 0x0fff,
-            flags: 1,
-            ..Default::default()
-        };
+        let s = Submission { method: 0x0fff, flags: 1, ..Default::default() };
         assert_eq!(decode(&s), Err(Status::BadFlags));
     }
 
     #[test]
     fn unknown_methods() {
-        for raw in [
-            0x0004u16, 0x0100, 0x0102, 0x0200, 0x0204, 0x0303, 0x0402, 0x0504, 0xffff,
-        ] {
-            let s = Submission {
-                method: raw,
-                ..Default::default()
-            };
+        for raw in [0x0004u16, 0x0100, 0x0102, 0x0200, 0x0204, 0x0303, 0x0402, 0x0504, 0xffff] {
+            let s = Submission { method: raw, ..Default::default() };
             assert_eq!(decode(&s), Err(Status::BadMethod), "{raw:#x}");
         }
     }
@@ -355,27 +345,9 @@ mod tests {
     #[test]
     fn console_write() {
         let ok = |ptr, len| decode(&sub(Method::ConsoleWrite, [ptr, len, 0, 0]));
-        assert_eq!(
-            ok(0x1000, 5),
-            Ok(Request::ConsoleWrite {
-                ptr: 0x1000,
-                len: 5
-            })
-        );
-        assert_eq!(
-            ok(0x1000, 4096),
-            Ok(Request::ConsoleWrite {
-                ptr: 0x1000,
-                len: 4096
-            })
-        );
-        assert_eq!(
-            ok(0x1000, 0),
-            Ok(Request::ConsoleWrite {
-                ptr: 0x1000,
-                len: 0
-            })
-        );
+        assert_eq!(ok(0x1000, 5), Ok(Request::ConsoleWrite { ptr: 0x1000, len: 5 }));
+        assert_eq!(ok(0x1000, 4096), Ok(Request::ConsoleWrite { ptr: 0x1000, len: 4096 }));
+        assert_eq!(ok(0x1000, 0), Ok(Request::ConsoleWrite { ptr: 0x1000, len: 0 }));
         assert_eq!(ok(0, 0), Ok(Request::ConsoleWrite { ptr: 0, len: 0 }));
         assert_eq!(ok(0x1000, 4097), Err(Status::BadArgument));
         assert_eq!(ok(0x1000, u64::MAX), Err(Status::BadArgument));
@@ -391,28 +363,17 @@ mod tests {
         assert_eq!(ok(u64::MAX, 1), Err(Status::BadAddress));
         assert_eq!(ok(u64::MAX - 2, 4096), Err(Status::BadAddress));
         // Unused args.
-        assert_eq!(
-            decode(&sub(Method::ConsoleWrite, [0x1000, 1, 1, 0])),
-            Err(Status::BadArgument)
-        );
-        assert_eq!(
-            decode(&sub(Method::ConsoleWrite, [0x1000, 1, 0, 9])),
-            Err(Status::BadArgument)
-        );
+        assert_eq!(decode(&sub(Method::ConsoleWrite, [0x1000, 1, 1, 0])), Err(Status::BadArgument));
+        assert_eq!(decode(&sub(Method::ConsoleWrite, [0x1000, 1, 0, 9])), Err(Status::BadArgument));
     }
 
     #[test]
     fn device_memory_map() {
         let d = |v| decode(&sub(Method::DeviceMemoryMap, [v, 0, 0, 0]));
-        assert_eq!(
-            d(0x4000_0000),
-            Ok(Request::DeviceMemoryMap { vaddr: 0x4000_0000 })
-        );
+        assert_eq!(d(0x4000_0000), Ok(Request::DeviceMemoryMap { vaddr: 0x4000_0000 }));
         assert_eq!(
             d(USER_SPACE_END - 4096),
-            Ok(Request::DeviceMemoryMap {
-                vaddr: USER_SPACE_END - 4096
-            })
+            Ok(Request::DeviceMemoryMap { vaddr: USER_SPACE_END - 4096 })
         );
         assert_eq!(d(0), Err(Status::BadAddress));
         assert_eq!(d(0x4000_0001), Err(Status::BadAddress));
@@ -433,10 +394,7 @@ mod tests {
                 Ok(Request::TimerSleep { ns })
             );
         }
-        assert_eq!(
-            decode(&sub(Method::TimerSleep, [1, 0, 0, 1])),
-            Err(Status::BadArgument)
-        );
+        assert_eq!(decode(&sub(Method::TimerSleep, [1, 0, 0, 1])), Err(Status::BadArgument));
     }
 
     #[test]
@@ -456,16 +414,11 @@ mod tests {
             Request::CapCopy,
             Request::CapRelease,
             Request::CapIdentify,
-            Request::ConsoleWrite {
-                ptr: 0x40_0000,
-                len: 12,
-            },
+            Request::ConsoleWrite { ptr: 0x40_0000, len: 12 },
             Request::InterruptWait,
             Request::InterruptAcknowledge,
             Request::InterruptInfo,
-            Request::DeviceMemoryMap {
-                vaddr: 0x1_0000_0000,
-            },
+            Request::DeviceMemoryMap { vaddr: 0x1_0000_0000 },
             Request::DeviceMemoryInfo,
             Request::IoPortsEnable,
             Request::TimerNow,
@@ -482,10 +435,7 @@ mod tests {
         assert_eq!(reqs.len(), Method::ALL.len());
         for r in reqs {
             let s = r.encode(CapId::new(9, 2), 0xdead);
-            assert_eq!(
-                (s.cap, s.user_data, s.flags),
-                (CapId::new(9, 2).0, 0xdead, 0)
-            );
+            assert_eq!((s.cap, s.user_data, s.flags), (CapId::new(9, 2).0, 0xdead, 0));
             assert_eq!(decode(&s), Ok(r));
         }
     }
@@ -534,11 +484,7 @@ mod tests {
             let s = Submission {
                 cap: rng.next() as u32,
                 method,
-                flags: if rng.next().is_multiple_of(16) {
-                    rng.next() as u16
-                } else {
-                    0
-                },
+                flags: if rng.next().is_multiple_of(16) { rng.next() as u16 } else { 0 },
                 args,
                 user_data: rng.next(),
             };
@@ -560,9 +506,6 @@ mod tests {
                 )),
             }
         }
-        assert!(
-            accepted > 1000,
-            "fuzz loop should also exercise the accept path"
-        );
+        assert!(accepted > 1000, "fuzz loop should also exercise the accept path");
     }
 }

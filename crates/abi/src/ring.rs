@@ -240,13 +240,7 @@ mod tests {
                 v.push(base.wrapping_add(d));
             }
         }
-        v.extend([
-            u32::MAX,
-            u32::MAX - 31,
-            u32::MAX - 32,
-            u32::MAX - 63,
-            u32::MAX - 64,
-        ]);
+        v.extend([u32::MAX, u32::MAX - 31, u32::MAX - 32, u32::MAX - 63, u32::MAX - 64]);
         v
     }
 
@@ -323,10 +317,7 @@ mod tests {
         // Successive indices across the wrap visit consecutive slots.
         let mut i = u32::MAX - 5;
         for _ in 0..10 {
-            assert_eq!(
-                sq_slot(i.wrapping_add(1)),
-                (sq_slot(i) + 1) % SQ_ENTRIES as usize
-            );
+            assert_eq!(sq_slot(i.wrapping_add(1)), (sq_slot(i) + 1) % SQ_ENTRIES as usize);
             i = i.wrapping_add(1);
         }
     }

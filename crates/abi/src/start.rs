@@ -77,8 +77,13 @@ const _: () = {
     assert!(offset_of!(StartInfo, caps) == 16);
     assert!(offset_of!(StartInfo, args) == 16 + 24 * MAX_START_CAPS);
     assert!(offset_of!(StartInfo, program_name) == 16 + 24 * MAX_START_CAPS + START_ARGS_LEN);
-    assert!(offset_of!(StartInfo, entry_gate) == 16 + 24 * MAX_START_CAPS + START_ARGS_LEN + START_NAME_LEN);
-    assert!(size_of::<StartInfo>() == 16 + 24 * MAX_START_CAPS + START_ARGS_LEN + START_NAME_LEN + 8);
+    assert!(
+        offset_of!(StartInfo, entry_gate)
+            == 16 + 24 * MAX_START_CAPS + START_ARGS_LEN + START_NAME_LEN
+    );
+    assert!(
+        size_of::<StartInfo>() == 16 + 24 * MAX_START_CAPS + START_ARGS_LEN + START_NAME_LEN + 8
+    );
     assert!(size_of::<StartInfo>() <= PAGE_SIZE as usize);
 };
 
@@ -99,11 +104,7 @@ impl StartInfo {
             magic: START_INFO_MAGIC,
             cap_count: 0,
             args_len: 0,
-            caps: [CapInfo {
-                id: CapId::NULL,
-                kind: 0,
-                param: [0; 2],
-            }; MAX_START_CAPS],
+            caps: [CapInfo { id: CapId::NULL, kind: 0, param: [0; 2] }; MAX_START_CAPS],
             args: [0; START_ARGS_LEN],
             program_name: [0; START_NAME_LEN],
             entry_gate: ENTRY_SYSCALL,
@@ -124,10 +125,7 @@ impl StartInfo {
 
     /// The `nth` (0-based) granted capability of `kind`, e.g. the first Console.
     pub fn find_cap(&self, kind: ObjectKind, nth: usize) -> Option<&CapInfo> {
-        self.caps()
-            .iter()
-            .filter(|c| c.kind == kind as u32)
-            .nth(nth)
+        self.caps().iter().filter(|c| c.kind == kind as u32).nth(nth)
     }
 
     /// The argument string (its longest valid UTF-8 prefix).
@@ -138,13 +136,11 @@ impl StartInfo {
 
     /// Value of the first `key=value` word in the arguments; `Some("")` for a bare `key`.
     pub fn arg(&self, key: &str) -> Option<&str> {
-        self.args_str()
-            .split_ascii_whitespace()
-            .find_map(|w| match w.split_once('=') {
-                Some((k, v)) if k == key => Some(v),
-                None if w == key => Some(""),
-                _ => None,
-            })
+        self.args_str().split_ascii_whitespace().find_map(|w| match w.split_once('=') {
+            Some((k, v)) if k == key => Some(v),
+            None if w == key => Some(""),
+            _ => None,
+        })
     }
 
     /// The argument `key` parsed with [`parse_u64`]; `None` if absent or not a number.
@@ -154,11 +150,7 @@ impl StartInfo {
 
     /// The program name (up to the first NUL).
     pub fn program_name(&self) -> &str {
-        let n = self
-            .program_name
-            .iter()
-            .position(|&b| b == 0)
-            .unwrap_or(START_NAME_LEN);
+        let n = self.program_name.iter().position(|&b| b == 0).unwrap_or(START_NAME_LEN);
         utf8_prefix(&self.program_name[..n])
     }
 
@@ -262,10 +254,7 @@ impl InterruptSource {
         match raw >> 56 {
             1 => InterruptSource::Gsi(raw as u32),
             2 => InterruptSource::Msi { bdf: raw as u16 },
-            3 => InterruptSource::MsiX {
-                bdf: raw as u16,
-                entry: (raw >> 16) as u16,
-            },
+            3 => InterruptSource::MsiX { bdf: raw as u16, entry: (raw >> 16) as u16 },
             4 => InterruptSource::Software,
             _ => InterruptSource::Unknown,
         }
@@ -285,16 +274,9 @@ mod tests {
         assert_eq!(s.program_name(), "");
         s.set_program_name(b"hello").unwrap();
         s.set_args(b"mode=fast verbose n=3").unwrap();
-        let con = |i| CapInfo {
-            id: CapId::new(i, 1),
-            kind: ObjectKind::Console as u32,
-            param: [0; 2],
-        };
-        let tmr = CapInfo {
-            id: CapId::new(1, 1),
-            kind: ObjectKind::Timer as u32,
-            param: [0; 2],
-        };
+        let con =
+            |i| CapInfo { id: CapId::new(i, 1), kind: ObjectKind::Console as u32, param: [0; 2] };
+        let tmr = CapInfo { id: CapId::new(1, 1), kind: ObjectKind::Timer as u32, param: [0; 2] };
         s.push_cap(con(0)).unwrap();
         s.push_cap(tmr).unwrap();
         s.push_cap(con(2)).unwrap();
@@ -304,14 +286,8 @@ mod tests {
         assert_eq!(s.arg("verbose"), Some(""));
         assert_eq!(s.arg("n"), Some("3"));
         assert_eq!(s.arg("missing"), None);
-        assert_eq!(
-            s.find_cap(ObjectKind::Console, 0).map(|c| c.id),
-            Some(CapId::new(0, 1))
-        );
-        assert_eq!(
-            s.find_cap(ObjectKind::Console, 1).map(|c| c.id),
-            Some(CapId::new(2, 1))
-        );
+        assert_eq!(s.find_cap(ObjectKind::Console, 0).map(|c| c.id), Some(CapId::new(0, 1)));
+        assert_eq!(s.find_cap(ObjectKind::Console, 1).map(|c| c.id), Some(CapId::new(2, 1)));
         assert_eq!(s.find_cap(ObjectKind::Console, 2), None);
         assert_eq!(
             s.find_cap(ObjectKind::Timer, 0).and_then(|c| c.kind()),
@@ -324,23 +300,12 @@ mod tests {
     fn limits_and_hostile_fields() {
         let mut s = StartInfo::empty();
         for i in 0..MAX_START_CAPS {
-            s.push_cap(CapInfo {
-                id: CapId::new(i as u16, 1),
-                kind: 5,
-                param: [0; 2],
-            })
-            .unwrap();
+            s.push_cap(CapInfo { id: CapId::new(i as u16, 1), kind: 5, param: [0; 2] }).unwrap();
         }
         assert_eq!(s.push_cap(CapInfo::default()), Err(Status::NoMemory));
-        assert_eq!(
-            s.set_args(&[b'a'; START_ARGS_LEN + 1]),
-            Err(Status::BadArgument)
-        );
+        assert_eq!(s.set_args(&[b'a'; START_ARGS_LEN + 1]), Err(Status::BadArgument));
         assert_eq!(s.set_args(&[b'a'; START_ARGS_LEN]), Ok(()));
-        assert_eq!(
-            s.set_program_name(&[b'x'; START_NAME_LEN + 1]),
-            Err(Status::BadArgument)
-        );
+        assert_eq!(s.set_program_name(&[b'x'; START_NAME_LEN + 1]), Err(Status::BadArgument));
         assert_eq!(s.set_program_name(&[b'x'; START_NAME_LEN]), Ok(()));
         assert_eq!(s.program_name().len(), START_NAME_LEN);
         // Counts beyond the arrays are clamped, not trusted.
@@ -404,13 +369,8 @@ mod tests {
             InterruptSource::Unknown,
             InterruptSource::Gsi(0),
             InterruptSource::Gsi(u32::MAX),
-            InterruptSource::Msi {
-                bdf: pci_bdf(0, 4, 0),
-            },
-            InterruptSource::MsiX {
-                bdf: 0xffff,
-                entry: 0xffff,
-            },
+            InterruptSource::Msi { bdf: pci_bdf(0, 4, 0) },
+            InterruptSource::MsiX { bdf: 0xffff, entry: 0xffff },
             InterruptSource::MsiX { bdf: 1, entry: 2 },
             InterruptSource::Software,
         ];

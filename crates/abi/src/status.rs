@@ -136,10 +136,7 @@ mod tests {
     #[test]
     fn names_are_unique_and_lowercase() {
         for (i, a) in Status::ALL.iter().enumerate() {
-            assert!(a
-                .name()
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b == b'_'));
+            assert!(a.name().bytes().all(|b| b.is_ascii_lowercase() || b == b'_'));
             for b in &Status::ALL[i + 1..] {
                 assert_ne!(a.name(), b.name());
             }

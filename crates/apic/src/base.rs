@@ -171,10 +171,7 @@ mod tests {
     #[test]
     fn base_address_update_is_checked() {
         let base = ApicBase::from_raw(0xFEE0_0900);
-        assert_eq!(
-            base.with_base_address(0x1_0000_0000).unwrap().raw(),
-            0x1_0000_0900
-        );
+        assert_eq!(base.with_base_address(0x1_0000_0000).unwrap().raw(), 0x1_0000_0900);
         assert_eq!(
             base.with_base_address(0xFEE0_0010),
             Err(ApicBaseError::InvalidBaseAddress(0xFEE0_0010))
@@ -186,19 +183,10 @@ mod tests {
     fn lock_state_reads_only_enumerated_msrs() {
         let never = || -> u64 { panic!("MSR read without enumeration") };
         assert_eq!(x2apic_lock_state(0, never, never), None);
-        assert_eq!(
-            x2apic_lock_state(CPUID_07_EDX_ARCH_CAPABILITIES, || 0, never),
-            None
-        );
+        assert_eq!(x2apic_lock_state(CPUID_07_EDX_ARCH_CAPABILITIES, || 0, never), None);
         let caps = || ARCH_CAP_XAPIC_DISABLE_STATUS;
-        assert_eq!(
-            x2apic_lock_state(CPUID_07_EDX_ARCH_CAPABILITIES, caps, || 1),
-            Some(true)
-        );
-        assert_eq!(
-            x2apic_lock_state(CPUID_07_EDX_ARCH_CAPABILITIES, caps, || 0),
-            Some(false)
-        );
+        assert_eq!(x2apic_lock_state(CPUID_07_EDX_ARCH_CAPABILITIES, caps, || 1), Some(true));
+        assert_eq!(x2apic_lock_state(CPUID_07_EDX_ARCH_CAPABILITIES, caps, || 0), Some(false));
         assert!(XapicDisableStatus::from_raw(1).legacy_xapic_disabled());
     }
 }

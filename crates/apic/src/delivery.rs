@@ -71,7 +71,13 @@ mod tests {
     #[test]
     fn only_xapic_init_and_startup_wait_for_delivery_status() {
         let id = ApicId::new(1);
-        for m in [Ipi::fixed(0x40), Ipi::nmi(), Ipi::init_assert(), Ipi::init_deassert(), Ipi::startup(8)] {
+        for m in [
+            Ipi::fixed(0x40),
+            Ipi::nmi(),
+            Ipi::init_assert(),
+            Ipi::init_deassert(),
+            Ipi::startup(8),
+        ] {
             let around = matches!(m.delivery, DeliveryMode::Init | DeliveryMode::StartUp);
             let x = m.to(id).encode(LapicMode::XApic).unwrap();
             let x2 = m.to(id).encode(LapicMode::X2Apic).unwrap();
@@ -87,7 +93,11 @@ mod tests {
             for ipi in [Ipi::fixed(0x31).to(ApicId::new(1)), Ipi::nmi().to_all_but_self()] {
                 let mut l = lapic(mode, 0);
                 assert_eq!(l.send(ipi), Ok(DeliveryStatus::NotPolled));
-                assert!(matches!(events(&l), [Event::Icr(_)]), "{mode:?} {ipi:?}: {:?}", events(&l));
+                assert!(
+                    matches!(events(&l), [Event::Icr(_)]),
+                    "{mode:?} {ipi:?}: {:?}",
+                    events(&l)
+                );
             }
         }
     }

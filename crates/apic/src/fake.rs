@@ -73,11 +73,8 @@ pub struct FakeLapic {
 }
 
 /// Version register the fake reports by default: integrated APIC, 7 LVTs.
-pub const FAKE_DEFAULT_VERSION: Version = Version {
-    version: 0x15,
-    max_lvt: 6,
-    eoi_broadcast_suppression_supported: false,
-};
+pub const FAKE_DEFAULT_VERSION: Version =
+    Version { version: 0x15, max_lvt: 6, eoi_broadcast_suppression_supported: false };
 
 impl FakeLapic {
     /// A fake in `mode` with APIC ID `id`, register file at reset values.
@@ -94,9 +91,9 @@ impl FakeLapic {
             delivery_stuck: false,
         };
         let id_register = match mode {
-            LapicMode::XApic => XApicId::try_from(id)
-                .expect("xAPIC fake needs an 8-bit id")
-                .to_id_register(),
+            LapicMode::XApic => {
+                XApicId::try_from(id).expect("xAPIC fake needs an 8-bit id").to_id_register()
+            }
             LapicMode::X2Apic => id.get(),
         };
         fake.set(Register::Id, id_register);
@@ -158,9 +155,7 @@ impl FakeLapic {
 
     /// Position of the first write to `reg`.
     pub fn first_write_to(&self, reg: Register) -> Option<usize> {
-        self.events()
-            .iter()
-            .position(|e| matches!(e, Event::Write(r, _) if *r == reg))
+        self.events().iter().position(|e| matches!(e, Event::Write(r, _) if *r == reg))
     }
 
     fn record(&mut self, event: Event) {
@@ -313,11 +308,8 @@ impl FakeIoapic {
     /// IOAPIC id `id`.
     pub fn new(id: u8, pins: u8) -> Self {
         assert!((1..=crate::ioapic::MAX_PINS).contains(&pins));
-        let mut fake = FakeIoapic {
-            registers: [0; 256],
-            events: [IoEvent::Read(0); EVENT_CAPACITY],
-            len: 0,
-        };
+        let mut fake =
+            FakeIoapic { registers: [0; 256], events: [IoEvent::Read(0); EVENT_CAPACITY], len: 0 };
         fake.registers[usize::from(crate::ioapic::IOAPICID)] = u32::from(id & 0xF) << 24;
         fake.registers[usize::from(crate::ioapic::IOAPICVER)] = 0x20 | u32::from(pins - 1) << 16;
         for pin in 0..pins {

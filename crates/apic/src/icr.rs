@@ -149,10 +149,7 @@ impl IpiMessage {
     }
 
     const fn with(self, destination: Destination) -> Ipi {
-        Ipi {
-            message: self,
-            destination,
-        }
+        Ipi { message: self, destination }
     }
 }
 
@@ -228,10 +225,7 @@ pub enum IcrValue {
 
 impl From<XApicIcr> for IcrValue {
     fn from(icr: XApicIcr) -> Self {
-        IcrValue::XApic {
-            high: icr.high,
-            low: icr.low,
-        }
+        IcrValue::XApic { high: icr.high, low: icr.low }
     }
 }
 
@@ -331,10 +325,7 @@ impl Ipi {
         ) = self.destination
         {
             if delivery != DeliveryMode::Fixed {
-                return Err(IcrError::ShorthandNotAllowed {
-                    delivery,
-                    shorthand,
-                });
+                return Err(IcrError::ShorthandNotAllowed { delivery, shorthand });
             }
         }
         Ok(())
@@ -372,10 +363,7 @@ impl Ipi {
             Destination::Shorthand(_) => 0,
             Destination::X2ApicLogical(_) => return Err(IcrError::LogicalNeedsX2Apic),
         };
-        Ok(XApicIcr {
-            high,
-            low: self.command_bits(),
-        })
+        Ok(XApicIcr { high, low: self.command_bits() })
     }
 
     /// Encodes for x2APIC: destination in bits 32-63, no delivery-status
@@ -409,13 +397,7 @@ mod tests {
     const TRIGGER_LEVEL_BIT: u32 = 1 << 15;
 
     fn all_messages() -> [IpiMessage; 5] {
-        [
-            Ipi::fixed(0x40),
-            Ipi::nmi(),
-            Ipi::init_assert(),
-            Ipi::init_deassert(),
-            Ipi::startup(8),
-        ]
+        [Ipi::fixed(0x40), Ipi::nmi(), Ipi::init_assert(), Ipi::init_deassert(), Ipi::startup(8)]
     }
 
     #[test]
@@ -424,16 +406,16 @@ mod tests {
         let b = X2ApicCluster::of_apic_id(ApicId::new(3));
         let both = a.join(b).unwrap();
         let icr = Ipi::fixed(0x32).to_cluster(both).encode_x2apic().unwrap();
-        assert_eq!(icr, 0x0000_000A_0000_4832, "logical (bit 11), level assert (bit 14), vector 0x32");
+        assert_eq!(
+            icr, 0x0000_000A_0000_4832,
+            "logical (bit 11), level assert (bit 14), vector 0x32"
+        );
         assert_eq!(icr & !X2APIC_ICR_WRITABLE_MASK, 0);
         // APIC ID 257 = cluster 16, member 1.
         let far = X2ApicCluster::of_apic_id(ApicId::new(257));
         assert_eq!(far.raw(), 0x0010_0002);
         assert_eq!(a.join(far), None, "different clusters never merge");
-        assert_eq!(
-            Ipi::fixed(0x32).to_cluster(far).encode_x2apic().unwrap() >> 32,
-            0x0010_0002
-        );
+        assert_eq!(Ipi::fixed(0x32).to_cluster(far).encode_x2apic().unwrap() >> 32, 0x0010_0002);
     }
 
     #[test]
@@ -479,10 +461,7 @@ mod tests {
 
     #[test]
     fn xapic_destination_254_is_the_highest_reachable() {
-        let icr = Ipi::fixed(0x40)
-            .to(ApicId::new(254))
-            .encode_xapic()
-            .unwrap();
+        let icr = Ipi::fixed(0x40).to(ApicId::new(254)).encode_xapic().unwrap();
         assert_eq!(icr.high, 0xFE00_0000);
         assert_eq!(
             Ipi::fixed(0x40).to(ApicId::new(255)).encode_xapic(),
@@ -497,16 +476,10 @@ mod tests {
 
     #[test]
     fn x2apic_destination_goes_to_bits_32_to_63() {
-        let icr = Ipi::fixed(0x40)
-            .to(ApicId::new(257))
-            .encode_x2apic()
-            .unwrap();
+        let icr = Ipi::fixed(0x40).to(ApicId::new(257)).encode_x2apic().unwrap();
         assert_eq!(icr >> 32, 257);
         assert_eq!(icr as u32, 0x0000_4040);
-        let icr = Ipi::fixed(0x40)
-            .to(ApicId::new(0xFFFF_FFFE))
-            .encode_x2apic()
-            .unwrap();
+        let icr = Ipi::fixed(0x40).to(ApicId::new(0xFFFF_FFFE)).encode_x2apic().unwrap();
         assert_eq!(icr >> 32, 0xFFFF_FFFE);
     }
 
@@ -542,10 +515,7 @@ mod tests {
                 Ipi::fixed(v).to(ApicId::new(1)).encode_x2apic(),
                 Err(IcrError::IllegalVector(v))
             );
-            assert_eq!(
-                Ipi::fixed(v).to_self().encode_xapic(),
-                Err(IcrError::IllegalVector(v))
-            );
+            assert_eq!(Ipi::fixed(v).to_self().encode_xapic(), Err(IcrError::IllegalVector(v)));
         }
         assert!(Ipi::fixed(16).to(ApicId::new(1)).encode_x2apic().is_ok());
         assert!(Ipi::fixed(255).to(ApicId::new(1)).encode_x2apic().is_ok());
@@ -558,45 +528,20 @@ mod tests {
             let is_deassert = message == Ipi::init_deassert();
             assert_eq!(low & LEVEL_BIT == 0, is_deassert, "{message:?}");
         }
-        let low = Ipi::init_deassert()
-            .to(ApicId::new(1))
-            .encode_xapic()
-            .unwrap()
-            .low;
+        let low = Ipi::init_deassert().to(ApicId::new(1)).encode_xapic().unwrap().low;
         assert_eq!(low, 0x0000_8500); // INIT, level 0, trigger level
         assert_ne!(low & TRIGGER_LEVEL_BIT, 0);
     }
 
     #[test]
     fn init_assert_and_sipi_encodings() {
-        let init = Ipi::init_assert()
-            .to(ApicId::new(2))
-            .encode_xapic()
-            .unwrap();
-        assert_eq!(
-            init,
-            XApicIcr {
-                high: 0x0200_0000,
-                low: 0x0000_4500
-            }
-        );
+        let init = Ipi::init_assert().to(ApicId::new(2)).encode_xapic().unwrap();
+        assert_eq!(init, XApicIcr { high: 0x0200_0000, low: 0x0000_4500 });
         assert_eq!(Ipi::startup(0x08).to(ApicId::new(2)).vector(), 0x08);
         assert_eq!(Ipi::fixed(0x31).to(ApicId::new(2)).vector(), 0x31);
-        let sipi = Ipi::startup(0x08)
-            .to(ApicId::new(2))
-            .encode_xapic()
-            .unwrap();
-        assert_eq!(
-            sipi,
-            XApicIcr {
-                high: 0x0200_0000,
-                low: 0x0000_4608
-            }
-        );
-        let sipi = Ipi::startup(0x9F)
-            .to(ApicId::new(300))
-            .encode_x2apic()
-            .unwrap();
+        let sipi = Ipi::startup(0x08).to(ApicId::new(2)).encode_xapic().unwrap();
+        assert_eq!(sipi, XApicIcr { high: 0x0200_0000, low: 0x0000_4608 });
+        let sipi = Ipi::startup(0x9F).to(ApicId::new(300)).encode_x2apic().unwrap();
         assert_eq!(sipi, (300u64 << 32) | 0x469F);
     }
 
@@ -610,26 +555,11 @@ mod tests {
     fn shorthands_encode_bits_18_19_and_leave_destination_zero() {
         assert_eq!(
             Ipi::fixed(0x30).to_self().encode_xapic().unwrap(),
-            XApicIcr {
-                high: 0,
-                low: 0x0004_4030
-            }
+            XApicIcr { high: 0, low: 0x0004_4030 }
         );
-        assert_eq!(
-            Ipi::fixed(0x30).to_all().encode_xapic().unwrap().low,
-            0x0008_4030
-        );
-        assert_eq!(
-            Ipi::fixed(0x30).to_all_but_self().encode_x2apic().unwrap(),
-            0x000C_4030
-        );
-        assert_eq!(
-            Ipi::init_assert()
-                .to_all_but_self()
-                .encode_x2apic()
-                .unwrap(),
-            0x000C_4500
-        );
+        assert_eq!(Ipi::fixed(0x30).to_all().encode_xapic().unwrap().low, 0x0008_4030);
+        assert_eq!(Ipi::fixed(0x30).to_all_but_self().encode_x2apic().unwrap(), 0x000C_4030);
+        assert_eq!(Ipi::init_assert().to_all_but_self().encode_x2apic().unwrap(), 0x000C_4500);
     }
 
     #[test]
@@ -652,25 +582,16 @@ mod tests {
         let ipi = Ipi::fixed(0x50).to(ApicId::new(7));
         assert_eq!(
             ipi.encode(LapicMode::XApic),
-            Ok(IcrValue::XApic {
-                high: 0x0700_0000,
-                low: 0x4050
-            })
+            Ok(IcrValue::XApic { high: 0x0700_0000, low: 0x4050 })
         );
-        assert_eq!(
-            ipi.encode(LapicMode::X2Apic),
-            Ok(IcrValue::X2Apic((7 << 32) | 0x4050))
-        );
+        assert_eq!(ipi.encode(LapicMode::X2Apic), Ok(IcrValue::X2Apic((7 << 32) | 0x4050)));
     }
 
     #[test]
     fn both_formats_share_the_low_command_bits() {
         for message in all_messages() {
             let ipi = message.to(ApicId::new(9));
-            assert_eq!(
-                ipi.encode_xapic().unwrap().low,
-                ipi.encode_x2apic().unwrap() as u32
-            );
+            assert_eq!(ipi.encode_xapic().unwrap().low, ipi.encode_x2apic().unwrap() as u32);
         }
     }
 }

@@ -112,19 +112,10 @@ mod tests {
 
     #[test]
     fn xapic_id_register_decodes_bits_24_to_31() {
-        assert_eq!(
-            ApicId::from_id_register(0x0300_0000, LapicMode::XApic),
-            ApicId::new(3)
-        );
+        assert_eq!(ApicId::from_id_register(0x0300_0000, LapicMode::XApic), ApicId::new(3));
         // Reserved low bits must not leak into the id.
-        assert_eq!(
-            ApicId::from_id_register(0x0300_00FF, LapicMode::XApic),
-            ApicId::new(3)
-        );
-        assert_eq!(
-            ApicId::from_id_register(0xFE00_0000, LapicMode::XApic),
-            ApicId::new(0xFE)
-        );
+        assert_eq!(ApicId::from_id_register(0x0300_00FF, LapicMode::XApic), ApicId::new(3));
+        assert_eq!(ApicId::from_id_register(0xFE00_0000, LapicMode::XApic), ApicId::new(0xFE));
     }
 
     #[test]
@@ -134,24 +125,15 @@ mod tests {
 
     #[test]
     fn x2apic_id_register_is_full_32_bits() {
-        assert_eq!(
-            ApicId::from_id_register(0x0000_0101, LapicMode::X2Apic),
-            ApicId::new(257)
-        );
-        assert_eq!(
-            ApicId::from_id_register(0xFFFF_FFFE, LapicMode::X2Apic).get(),
-            0xFFFF_FFFE
-        );
+        assert_eq!(ApicId::from_id_register(0x0000_0101, LapicMode::X2Apic), ApicId::new(257));
+        assert_eq!(ApicId::from_id_register(0xFFFF_FFFE, LapicMode::X2Apic).get(), 0xFFFF_FFFE);
     }
 
     #[test]
     fn xapic_id_narrowing_rejects_255_and_above() {
         assert_eq!(XApicId::try_from(ApicId::new(0)).unwrap().get(), 0);
         assert_eq!(XApicId::try_from(ApicId::new(254)).unwrap().get(), 254);
-        assert_eq!(
-            XApicId::try_from(ApicId::new(255)),
-            Err(NotXApicAddressable(ApicId::new(255)))
-        );
+        assert_eq!(XApicId::try_from(ApicId::new(255)), Err(NotXApicAddressable(ApicId::new(255))));
         // 256 would truncate to 0 with `as u8`: must be an error instead.
         assert!(XApicId::try_from(ApicId::new(256)).is_err());
         assert!(XApicId::try_from(ApicId::new(257)).is_err());
@@ -186,10 +168,7 @@ pub struct X2ApicCluster {
 impl X2ApicCluster {
     /// The logical ID an x2APIC derives from `id`.
     pub const fn of_apic_id(id: ApicId) -> X2ApicCluster {
-        X2ApicCluster {
-            cluster: (id.get() >> 4) as u16,
-            members: 1 << (id.get() & 0xF),
-        }
+        X2ApicCluster { cluster: (id.get() >> 4) as u16, members: 1 << (id.get() & 0xF) }
     }
 
     /// A CPU's own LDR value; `None` unless exactly one member bit is set (a CPU names one
@@ -199,10 +178,7 @@ impl X2ApicCluster {
         if members.count_ones() != 1 {
             return None;
         }
-        Some(X2ApicCluster {
-            cluster: (ldr >> 16) as u16,
-            members,
-        })
+        Some(X2ApicCluster { cluster: (ldr >> 16) as u16, members })
     }
 
     /// The cluster number.
@@ -220,10 +196,7 @@ impl X2ApicCluster {
         if self.cluster != other.cluster {
             return None;
         }
-        Some(X2ApicCluster {
-            cluster: self.cluster,
-            members: self.members | other.members,
-        })
+        Some(X2ApicCluster { cluster: self.cluster, members: self.members | other.members })
     }
 
     /// The 32-bit destination field.

@@ -208,10 +208,7 @@ impl RedirectionEntry {
             | self.polarity.bit() << POLARITY_SHIFT
             | self.trigger.bit() << TRIGGER_SHIFT
             | if self.masked { RTE_MASKED } else { 0 };
-        Ok(EncodedEntry {
-            low,
-            high: u32::from(destination) << DESTINATION_SHIFT,
-        })
+        Ok(EncodedEntry { low, high: u32::from(destination) << DESTINATION_SHIFT })
     }
 
     /// Decodes both halves (read-only status bits ignored).
@@ -269,12 +266,7 @@ impl<R: IoapicRegisters> Ioapic<R> {
     /// Wraps a backend and reads the pin count from the version register.
     pub fn new(mut regs: R) -> Self {
         let pins = IoapicVersion::decode(regs.read(IOAPICVER)).pins();
-        Ioapic {
-            regs,
-            pins,
-            low: [0; MAX_PINS as usize],
-            low_known: 0,
-        }
+        Ioapic { regs, pins, low: [0; MAX_PINS as usize], low_known: 0 }
     }
 
     /// Writes `pin`'s low half and remembers it.
@@ -288,7 +280,8 @@ impl<R: IoapicRegisters> Ioapic<R> {
     /// `pin`'s low half as last written, read from the hardware only the first time.
     fn low(&mut self, pin: u8) -> u32 {
         if self.low_known & (1 << pin) == 0 {
-            self.low[pin as usize] = self.regs.read(redirection_low_index(pin)) & !RTE_READ_ONLY_BITS;
+            self.low[pin as usize] =
+                self.regs.read(redirection_low_index(pin)) & !RTE_READ_ONLY_BITS;
             self.low_known |= 1 << pin;
         }
         self.low[pin as usize]
@@ -318,10 +311,7 @@ impl<R: IoapicRegisters> Ioapic<R> {
         if pin < self.pins {
             Ok(())
         } else {
-            Err(IoapicError::NoSuchPin {
-                pin,
-                pins: self.pins,
-            })
+            Err(IoapicError::NoSuchPin { pin, pins: self.pins })
         }
     }
 
@@ -368,11 +358,7 @@ impl<R: IoapicRegisters> Ioapic<R> {
     pub fn set_masked(&mut self, pin: u8, masked: bool) -> Result<(), IoapicError> {
         self.check_pin(pin)?;
         let low = self.low(pin);
-        let low = if masked {
-            low | RTE_MASKED
-        } else {
-            low & !RTE_MASKED
-        };
+        let low = if masked { low | RTE_MASKED } else { low & !RTE_MASKED };
         self.write_low(pin, low);
         Ok(())
     }
@@ -418,13 +404,7 @@ mod tests {
     #[test]
     fn version_decode() {
         let v = IoapicVersion::decode(0x0017_0020);
-        assert_eq!(
-            v,
-            IoapicVersion {
-                version: 0x20,
-                max_redirection_entry: 23
-            }
-        );
+        assert_eq!(v, IoapicVersion { version: 0x20, max_redirection_entry: 23 });
         assert_eq!(v.pins(), 24);
         assert_eq!(IoapicVersion::decode(0x00FF_0011).pins(), MAX_PINS);
     }
@@ -432,13 +412,7 @@ mod tests {
     #[test]
     fn entry_encoding_bit_layout() {
         let e = pci_entry().encode().unwrap();
-        assert_eq!(
-            e,
-            EncodedEntry {
-                low: 0x0000_A041,
-                high: 0x0300_0000
-            }
-        );
+        assert_eq!(e, EncodedEntry { low: 0x0000_A041, high: 0x0300_0000 });
         let isa = RedirectionEntry {
             polarity: Polarity::ActiveHigh,
             trigger: TriggerMode::Edge,
@@ -451,18 +425,8 @@ mod tests {
             delivery: IoDeliveryMode::LowestPriority,
             ..pci_entry()
         };
-        assert_eq!(
-            logical.encode().unwrap(),
-            EncodedEntry {
-                low: 0x0000_A941,
-                high: 0x0F00_0000
-            }
-        );
-        let nmi = RedirectionEntry {
-            delivery: IoDeliveryMode::Nmi,
-            vector: 2,
-            ..pci_entry()
-        };
+        assert_eq!(logical.encode().unwrap(), EncodedEntry { low: 0x0000_A941, high: 0x0F00_0000 });
+        let nmi = RedirectionEntry { delivery: IoDeliveryMode::Nmi, vector: 2, ..pci_entry() };
         assert_eq!(nmi.encode().unwrap().low & 0xFF, 0, "NMI carries no vector");
     }
 
@@ -476,10 +440,7 @@ mod tests {
             IoDeliveryMode::Init,
             IoDeliveryMode::ExtInt,
         ] {
-            let mut entry = RedirectionEntry {
-                delivery,
-                ..pci_entry()
-            };
+            let mut entry = RedirectionEntry { delivery, ..pci_entry() };
             if !delivery.carries_vector() {
                 entry.vector = 0;
             }
@@ -490,25 +451,15 @@ mod tests {
     #[test]
     fn entry_rejects_illegal_vectors_and_bad_readback() {
         assert_eq!(
-            RedirectionEntry {
-                vector: 15,
-                ..pci_entry()
-            }
-            .encode(),
+            RedirectionEntry { vector: 15, ..pci_entry() }.encode(),
             Err(IoapicError::IllegalVector(15))
         );
         assert_eq!(
-            RedirectionEntry::decode(EncodedEntry {
-                low: 0x300,
-                high: 0
-            }),
+            RedirectionEntry::decode(EncodedEntry { low: 0x300, high: 0 }),
             Err(IoapicError::ReservedDeliveryMode(3))
         );
         assert_eq!(
-            RedirectionEntry::decode(EncodedEntry {
-                low: 0x41,
-                high: 0xFF00_0000
-            }),
+            RedirectionEntry::decode(EncodedEntry { low: 0x41, high: 0xFF00_0000 }),
             Err(IoapicError::BroadcastDestination)
         );
     }
@@ -566,10 +517,7 @@ mod tests {
     #[test]
     fn program_masked_entry_never_unmasks() {
         let mut ioapic = Ioapic::new(FakeIoapic::new(0, 24));
-        let entry = RedirectionEntry {
-            masked: true,
-            ..pci_entry()
-        };
+        let entry = RedirectionEntry { masked: true, ..pci_entry() };
         ioapic.program(0, entry).unwrap();
         let writes: Vec<_> = ioapic
             .registers()
@@ -606,10 +554,7 @@ mod tests {
         let mut ioapic = Ioapic::new(fake);
         ioapic.mask_all();
         for pin in 0..4 {
-            assert_ne!(
-                ioapic.registers().get(redirection_low_index(pin)) & RTE_MASKED,
-                0
-            );
+            assert_ne!(ioapic.registers().get(redirection_low_index(pin)) & RTE_MASKED, 0);
         }
         assert_eq!(
             ioapic.registers().get(0x12),
@@ -623,13 +568,7 @@ mod tests {
         let mut ioapic = Ioapic::new(FakeIoapic::new(0, 24));
         ioapic.program(7, pci_entry()).unwrap();
         ioapic.set_masked(7, true).unwrap();
-        assert_eq!(
-            ioapic.read_entry(7),
-            Ok(RedirectionEntry {
-                masked: true,
-                ..pci_entry()
-            })
-        );
+        assert_eq!(ioapic.read_entry(7), Ok(RedirectionEntry { masked: true, ..pci_entry() }));
         ioapic.set_masked(7, false).unwrap();
         assert_eq!(ioapic.read_entry(7), Ok(pci_entry()));
         // Idempotent both ways: masking a masked pin keeps it masked.
@@ -650,10 +589,7 @@ mod tests {
         ioapic.set_masked(7, false).unwrap();
         assert_eq!(
             ioapic.registers().events()[before..],
-            [
-                IoEvent::Write(0x1E, 0x0001_A041),
-                IoEvent::Write(0x1E, 0x0000_A041),
-            ]
+            [IoEvent::Write(0x1E, 0x0001_A041), IoEvent::Write(0x1E, 0x0000_A041),]
         );
     }
 
@@ -684,12 +620,8 @@ mod tests {
             ioapic.set_masked(2, true).unwrap();
             ioapic.set_masked(2, false).unwrap();
         }
-        let reads = ioapic
-            .registers()
-            .events()
-            .iter()
-            .filter(|e| matches!(e, IoEvent::Read(_)))
-            .count();
+        let reads =
+            ioapic.registers().events().iter().filter(|e| matches!(e, IoEvent::Read(_))).count();
         assert_eq!(reads, 1 + 4, "version register, then each pin once in mask_all");
         assert_eq!(ioapic.read_entry(2), Ok(pci_entry()));
     }

@@ -142,7 +142,11 @@ impl<R: LapicRegisters> Lapic<R> {
                 let before = self.regs.wait_icr_idle();
                 self.regs.write_icr(icr);
                 let after = self.regs.wait_icr_idle();
-                Ok(if before && after { DeliveryStatus::Idle } else { DeliveryStatus::StuckPending })
+                Ok(if before && after {
+                    DeliveryStatus::Idle
+                } else {
+                    DeliveryStatus::StuckPending
+                })
             }
         }
     }
@@ -179,14 +183,8 @@ impl<R: LapicRegisters> Lapic<R> {
         if version.has_lvt_cmci() {
             self.regs.write(Register::LvtCmci, LVT_MASKED_ONLY);
         }
-        self.regs.write(
-            Register::LvtError,
-            LvtError {
-                vector: error_vector,
-                masked: false,
-            }
-            .encode(),
-        );
+        self.regs
+            .write(Register::LvtError, LvtError { vector: error_vector, masked: false }.encode());
         Ok(self.read_error())
     }
 
@@ -212,15 +210,7 @@ impl<R: LapicRegisters> Lapic<R> {
         // Divide and LVT first: writing the initial count starts the timer,
         // so everything it depends on must already be in place.
         self.regs.write(Register::TimerDivide, divide.encode());
-        self.regs.write(
-            Register::LvtTimer,
-            LvtTimer {
-                vector,
-                mode,
-                masked: false,
-            }
-            .encode(),
-        );
+        self.regs.write(Register::LvtTimer, LvtTimer { vector, mode, masked: false }.encode());
         self.regs.write(Register::TimerInitialCount, count);
         Ok(())
     }
@@ -243,11 +233,7 @@ impl<R: LapicRegisters> Lapic<R> {
     /// first. Requires `CPUID.01H:ECX[24]`.
     pub fn arm_tsc_deadline(&mut self, vector: u8) -> Result<(), LapicError> {
         let vector = self::vector(vector)?;
-        let lvt = LvtTimer {
-            vector,
-            mode: TimerMode::TscDeadline,
-            masked: false,
-        };
+        let lvt = LvtTimer { vector, mode: TimerMode::TscDeadline, masked: false };
         self.regs.write(Register::LvtTimer, lvt.encode());
         Ok(())
     }
@@ -320,16 +306,10 @@ mod tests {
             assert_eq!(l.enable(INIT), Ok(EsrFlags::default()));
             let f = l.registers();
             let svr = f.first_write_to(Register::Svr).unwrap();
-            for lvt in [
-                Register::LvtLint0,
-                Register::LvtLint1,
-                Register::LvtError,
-                Register::LvtTimer,
-            ] {
-                assert!(
-                    svr < f.first_write_to(lvt).unwrap(),
-                    "SVR enable must precede {lvt:?}"
-                );
+            for lvt in
+                [Register::LvtLint0, Register::LvtLint1, Register::LvtError, Register::LvtTimer]
+            {
+                assert!(svr < f.first_write_to(lvt).unwrap(), "SVR enable must precede {lvt:?}");
             }
             assert_eq!(f.get(Register::Svr), 0x1FF);
             assert_eq!(f.get(Register::Tpr), 0);
@@ -340,26 +320,15 @@ mod tests {
             assert_ne!(f.get(Register::LvtCmci) & LVT_MASKED, 0);
             // Last two accesses: ESR write then ESR read.
             let tail = &f.events()[f.events().len() - 2..];
-            assert_eq!(
-                tail,
-                [Event::Write(Register::Esr, 0), Event::Read(Register::Esr)]
-            );
+            assert_eq!(tail, [Event::Write(Register::Esr, 0), Event::Read(Register::Esr)]);
         }
     }
 
     #[test]
     fn enable_writes_the_lint_pins_it_is_given() {
         let mut l = lapic(LapicMode::X2Apic, 1);
-        let lint0 = LvtLocal {
-            polarity: Polarity::ActiveLow,
-            ..LvtLocal::nmi()
-        };
-        l.enable(LocalInit {
-            lint0,
-            lint1: LvtLocal::masked(),
-            ..INIT
-        })
-        .unwrap();
+        let lint0 = LvtLocal { polarity: Polarity::ActiveLow, ..LvtLocal::nmi() };
+        l.enable(LocalInit { lint0, lint1: LvtLocal::masked(), ..INIT }).unwrap();
         assert_eq!(l.registers().get(Register::LvtLint0), 0x2400, "LINT0 = NMI, active low");
         assert_eq!(l.registers().get(Register::LvtLint1), LVT_MASKED);
     }
@@ -379,17 +348,11 @@ mod tests {
     fn enable_rejects_illegal_vectors_before_any_access() {
         let mut l = lapic(LapicMode::XApic, 0);
         assert_eq!(
-            l.enable(LocalInit {
-                spurious_vector: 7,
-                ..INIT
-            }),
+            l.enable(LocalInit { spurious_vector: 7, ..INIT }),
             Err(LapicError::IllegalVector(7))
         );
         assert_eq!(
-            l.enable(LocalInit {
-                error_vector: 15,
-                ..INIT
-            }),
+            l.enable(LocalInit { error_vector: 15, ..INIT }),
             Err(LapicError::IllegalVector(15))
         );
         assert!(events(&l).is_empty());
@@ -398,14 +361,10 @@ mod tests {
     #[test]
     fn esr_is_written_before_read_and_reports_latched_errors() {
         let mut l = lapic(LapicMode::X2Apic, 0);
-        l.registers_mut()
-            .inject_errors(EsrFlags::SEND_ILLEGAL_VECTOR);
+        l.registers_mut().inject_errors(EsrFlags::SEND_ILLEGAL_VECTOR);
         let esr = l.read_error();
         assert!(esr.send_illegal_vector());
-        assert_eq!(
-            events(&l),
-            [Event::Write(Register::Esr, 0), Event::Read(Register::Esr)]
-        );
+        assert_eq!(events(&l), [Event::Write(Register::Esr, 0), Event::Read(Register::Esr)]);
         assert!(l.read_error().is_empty(), "write cleared the latch");
     }
 
@@ -435,14 +394,8 @@ mod tests {
     #[test]
     fn timer_refuses_zero_counts_and_illegal_vectors_before_any_access() {
         let mut l = lapic(LapicMode::XApic, 0);
-        assert_eq!(
-            l.start_periodic(0x31, TimerDivide::By1, 0),
-            Err(LapicError::ZeroInitialCount)
-        );
-        assert_eq!(
-            l.start_periodic(2, TimerDivide::By1, 1),
-            Err(LapicError::IllegalVector(2))
-        );
+        assert_eq!(l.start_periodic(0x31, TimerDivide::By1, 0), Err(LapicError::ZeroInitialCount));
+        assert_eq!(l.start_periodic(2, TimerDivide::By1, 1), Err(LapicError::IllegalVector(2)));
         assert!(events(&l).is_empty());
     }
 
@@ -485,13 +438,7 @@ mod tests {
     fn send_in_xapic_puts_destination_in_high_bits() {
         let mut l = lapic(LapicMode::XApic, 0);
         l.send(Ipi::fixed(0x40).to(ApicId::new(3))).unwrap();
-        assert_eq!(
-            events(&l),
-            [Event::Icr(IcrValue::XApic {
-                high: 0x0300_0000,
-                low: 0x4040
-            })]
-        );
+        assert_eq!(events(&l), [Event::Icr(IcrValue::XApic { high: 0x0300_0000, low: 0x4040 })]);
         assert_eq!(
             l.send(Ipi::fixed(0x40).to(ApicId::new(257))),
             Err(IcrError::DestinationUnreachableInXApic(ApicId::new(257)))
@@ -503,10 +450,7 @@ mod tests {
     fn send_in_x2apic_is_one_icr_write_with_32_bit_destination() {
         let mut l = lapic(LapicMode::X2Apic, 0);
         l.send(Ipi::fixed(0x40).to(ApicId::new(257))).unwrap();
-        assert_eq!(
-            events(&l),
-            [Event::Icr(IcrValue::X2Apic((257 << 32) | 0x4040))]
-        );
+        assert_eq!(events(&l), [Event::Icr(IcrValue::X2Apic((257 << 32) | 0x4040))]);
     }
 
     #[test]
@@ -514,9 +458,15 @@ mod tests {
         for mode in [LapicMode::XApic, LapicMode::X2Apic] {
             let mut l = lapic(mode, 0);
             let ap = ApicId::new(2);
-            for ipi in [Ipi::init_assert(), Ipi::init_deassert(), Ipi::startup(0x08), Ipi::startup(0x08)] {
+            for ipi in
+                [Ipi::init_assert(), Ipi::init_deassert(), Ipi::startup(0x08), Ipi::startup(0x08)]
+            {
                 let status = l.send(ipi.to(ap)).unwrap();
-                let expected = if mode == LapicMode::XApic { DeliveryStatus::Idle } else { DeliveryStatus::NotPolled };
+                let expected = if mode == LapicMode::XApic {
+                    DeliveryStatus::Idle
+                } else {
+                    DeliveryStatus::NotPolled
+                };
                 assert_eq!(status, expected, "{mode:?}");
             }
             let icrs = events(&l).iter().filter(|e| matches!(e, Event::Icr(_))).count();
@@ -534,10 +484,7 @@ mod tests {
         let mut l = lapic(LapicMode::X2Apic, 0);
         l.enable(INIT).unwrap();
         assert!(!l.is_in_service(INIT.spurious_vector));
-        l.registers_mut().set(
-            Register::Isr(Bank::for_vector(0x41)),
-            Bank::bit_for_vector(0x41),
-        );
+        l.registers_mut().set(Register::Isr(Bank::for_vector(0x41)), Bank::bit_for_vector(0x41));
         assert!(l.is_in_service(0x41));
         assert!(!l
             .registers()
@@ -557,37 +504,22 @@ mod tests {
             x2.check_read(Register::Dfr),
             Err(FakeError::Absent(Register::Dfr, LapicMode::X2Apic))
         );
-        assert_eq!(
-            x2.check_read(Register::Eoi),
-            Err(FakeError::NotReadable(Register::Eoi))
-        );
+        assert_eq!(x2.check_read(Register::Eoi), Err(FakeError::NotReadable(Register::Eoi)));
         assert_eq!(
             x2.check_write(Register::Eoi, 1),
             Err(FakeError::NonZeroWrite(Register::Eoi, 1))
         );
-        assert_eq!(
-            x2.check_write(Register::Id, 0),
-            Err(FakeError::NotWritable(Register::Id))
-        );
+        assert_eq!(x2.check_write(Register::Id, 0), Err(FakeError::NotWritable(Register::Id)));
         assert_eq!(
             x2.check_write(Register::IcrLow, 0),
             Err(FakeError::IcrThroughPlainWrite(Register::IcrLow))
         );
-        let xa = IcrValue::XApic {
-            high: 0,
-            low: 0x4040,
-        };
+        let xa = IcrValue::XApic { high: 0, low: 0x4040 };
         assert_eq!(x2.check_icr(xa), Err(FakeError::WrongIcrFormat(xa)));
         let status = IcrValue::X2Apic(0x4040 | 1 << 12);
-        assert_eq!(
-            x2.check_icr(status),
-            Err(FakeError::IcrReservedBits(status))
-        );
+        assert_eq!(x2.check_icr(status), Err(FakeError::IcrReservedBits(status)));
         let reserved = IcrValue::X2Apic(0x4040 | 1 << 20);
-        assert_eq!(
-            x2.check_icr(reserved),
-            Err(FakeError::IcrReservedBits(reserved))
-        );
+        assert_eq!(x2.check_icr(reserved), Err(FakeError::IcrReservedBits(reserved)));
 
         let x = FakeLapic::new(LapicMode::XApic, ApicId::new(0));
         assert_eq!(
@@ -596,14 +528,8 @@ mod tests {
         );
         let wide = IcrValue::X2Apic(0x4040);
         assert_eq!(x.check_icr(wide), Err(FakeError::WrongIcrFormat(wide)));
-        let low_dest = IcrValue::XApic {
-            high: 0x03,
-            low: 0x4040,
-        };
-        assert_eq!(
-            x.check_icr(low_dest),
-            Err(FakeError::IcrReservedBits(low_dest))
-        );
+        let low_dest = IcrValue::XApic { high: 0x03, low: 0x4040 };
+        assert_eq!(x.check_icr(low_dest), Err(FakeError::IcrReservedBits(low_dest)));
         assert_eq!(
             x.check_write(Register::TimerCurrentCount, 1),
             Err(FakeError::NotWritable(Register::TimerCurrentCount))
@@ -636,12 +562,7 @@ mod tests {
         for mode in [LapicMode::XApic, LapicMode::X2Apic] {
             let mut l = lapic(mode, 0);
             for m in messages {
-                for ipi in [
-                    m.to(ApicId::new(254)),
-                    m.to_self(),
-                    m.to_all(),
-                    m.to_all_but_self(),
-                ] {
+                for ipi in [m.to(ApicId::new(254)), m.to_self(), m.to_all(), m.to_all_but_self()] {
                     // Either refused by the encoder, or valid for the hardware.
                     let _ = l.send(ipi);
                 }

@@ -75,11 +75,7 @@ impl LvtTimer {
             0b10 => TimerMode::TscDeadline,
             _ => return Err(DecodeError::ReservedTimerMode),
         };
-        Ok(LvtTimer {
-            vector: (raw & VECTOR_MASK) as u8,
-            mode,
-            masked: raw & LVT_MASKED != 0,
-        })
+        Ok(LvtTimer { vector: (raw & VECTOR_MASK) as u8, mode, masked: raw & LVT_MASKED != 0 })
     }
 }
 
@@ -190,10 +186,7 @@ impl LvtError {
 
     /// Decodes a register value.
     pub const fn decode(raw: u32) -> Self {
-        LvtError {
-            vector: (raw & VECTOR_MASK) as u8,
-            masked: raw & LVT_MASKED != 0,
-        }
+        LvtError { vector: (raw & VECTOR_MASK) as u8, masked: raw & LVT_MASKED != 0 }
     }
 }
 
@@ -446,11 +439,7 @@ impl Version {
     pub const fn encode(self) -> u32 {
         self.version as u32
             | (self.max_lvt as u32) << 16
-            | if self.eoi_broadcast_suppression_supported {
-                1 << 24
-            } else {
-                0
-            }
+            | if self.eoi_broadcast_suppression_supported { 1 << 24 } else { 0 }
     }
 
     /// Number of LVT entries.
@@ -485,17 +474,9 @@ mod tests {
 
     #[test]
     fn lvt_timer_round_trips_every_mode() {
-        for mode in [
-            TimerMode::OneShot,
-            TimerMode::Periodic,
-            TimerMode::TscDeadline,
-        ] {
+        for mode in [TimerMode::OneShot, TimerMode::Periodic, TimerMode::TscDeadline] {
             for masked in [false, true] {
-                let t = LvtTimer {
-                    vector: 0xEC,
-                    mode,
-                    masked,
-                };
+                let t = LvtTimer { vector: 0xEC, mode, masked };
                 assert_eq!(LvtTimer::decode(t.encode()), Ok(t));
             }
         }
@@ -504,47 +485,25 @@ mod tests {
     #[test]
     fn lvt_timer_bit_layout() {
         assert_eq!(
-            LvtTimer {
-                vector: 0x20,
-                mode: TimerMode::OneShot,
-                masked: false
-            }
-            .encode(),
+            LvtTimer { vector: 0x20, mode: TimerMode::OneShot, masked: false }.encode(),
             0x0000_0020
         );
         assert_eq!(
-            LvtTimer {
-                vector: 0x20,
-                mode: TimerMode::Periodic,
-                masked: false
-            }
-            .encode(),
+            LvtTimer { vector: 0x20, mode: TimerMode::Periodic, masked: false }.encode(),
             0x0002_0020
         );
         assert_eq!(
-            LvtTimer {
-                vector: 0x20,
-                mode: TimerMode::TscDeadline,
-                masked: true
-            }
-            .encode(),
+            LvtTimer { vector: 0x20, mode: TimerMode::TscDeadline, masked: true }.encode(),
             0x0005_0020
         );
-        assert_eq!(
-            LvtTimer::decode(0x0006_0020),
-            Err(DecodeError::ReservedTimerMode)
-        );
+        assert_eq!(LvtTimer::decode(0x0006_0020), Err(DecodeError::ReservedTimerMode));
     }
 
     #[test]
     fn lvt_local_encodings() {
         assert_eq!(LvtLocal::masked().encode(), LVT_MASKED);
         assert_eq!(LvtLocal::nmi().encode(), 0x0000_0400);
-        let ext = LvtLocal {
-            delivery: LocalDeliveryMode::ExtInt,
-            vector: 0x55,
-            ..LvtLocal::nmi()
-        };
+        let ext = LvtLocal { delivery: LocalDeliveryMode::ExtInt, vector: 0x55, ..LvtLocal::nmi() };
         assert_eq!(ext.encode(), 0x0000_0700, "vector is not sent for ExtINT");
         let fixed = LvtLocal {
             delivery: LocalDeliveryMode::Fixed,
@@ -555,22 +514,13 @@ mod tests {
         };
         assert_eq!(fixed.encode(), 0x0001_A041);
         assert_eq!(LvtLocal::decode(fixed.encode()), Ok(fixed));
-        assert_eq!(
-            LvtLocal::decode(LvtLocal::nmi().encode()),
-            Ok(LvtLocal::nmi())
-        );
-        assert_eq!(
-            LvtLocal::decode(0x200),
-            Err(DecodeError::UnsupportedDeliveryMode(0b010))
-        );
+        assert_eq!(LvtLocal::decode(LvtLocal::nmi().encode()), Ok(LvtLocal::nmi()));
+        assert_eq!(LvtLocal::decode(0x200), Err(DecodeError::UnsupportedDeliveryMode(0b010)));
     }
 
     #[test]
     fn lvt_error_round_trip() {
-        let e = LvtError {
-            vector: 0xFE,
-            masked: false,
-        };
+        let e = LvtError { vector: 0xFE, masked: false };
         assert_eq!(e.encode(), 0xFE);
         assert_eq!(LvtError::decode(e.encode() | LVT_DELIVERY_PENDING), e);
         assert!(LvtError::decode(LVT_MASKED).masked);
@@ -614,10 +564,7 @@ mod tests {
                 && !plain.focus_check_disabled
                 && !plain.eoi_broadcast_suppression
         );
-        assert!(
-            !SpuriousVector::decode(0xFF).apic_software_enabled,
-            "reset value is disabled"
-        );
+        assert!(!SpuriousVector::decode(0xFF).apic_software_enabled, "reset value is disabled");
     }
 
     #[test]
@@ -644,11 +591,7 @@ mod tests {
         let v = Version::decode(0x0106_0015);
         assert_eq!(
             v,
-            Version {
-                version: 0x15,
-                max_lvt: 6,
-                eoi_broadcast_suppression_supported: true
-            }
+            Version { version: 0x15, max_lvt: 6, eoi_broadcast_suppression_supported: true }
         );
         assert_eq!(v.lvt_entries(), 7);
         assert!(v.is_integrated() && v.has_lvt_cmci() && v.has_lvt_thermal() && v.has_lvt_perf());

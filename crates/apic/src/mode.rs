@@ -32,12 +32,8 @@ pub enum ApicState {
 
 impl ApicState {
     /// Every state, for exhaustive tests.
-    pub const ALL: [ApicState; 4] = [
-        ApicState::Disabled,
-        ApicState::XApic,
-        ApicState::X2Apic,
-        ApicState::Invalid,
-    ];
+    pub const ALL: [ApicState; 4] =
+        [ApicState::Disabled, ApicState::XApic, ApicState::X2Apic, ApicState::Invalid];
 
     /// State from the (EN, EXTD) bits.
     pub const fn from_bits(en: bool, extd: bool) -> Self {
@@ -165,11 +161,7 @@ pub enum ModeError {
 /// Plans the boot CPU: x2APIC whenever available (CPUID bit, EXTD already
 /// set, or locked), otherwise xAPIC.
 pub fn plan_for_bsp(inputs: ModeInputs) -> Result<ModePlan, ModeError> {
-    let target = if inputs.x2apic_available() {
-        LapicMode::X2Apic
-    } else {
-        LapicMode::XApic
-    };
+    let target = if inputs.x2apic_available() { LapicMode::X2Apic } else { LapicMode::XApic };
     plan_to(inputs, target)
 }
 
@@ -196,18 +188,11 @@ pub fn plan_to(inputs: ModeInputs, target: LapicMode) -> Result<ModePlan, ModeEr
         // Leaving x2APIC resets every APIC register except the ID.
         (X2Apic, LapicMode::XApic) => &[Disabled, XApic],
     };
-    let mut plan = ModePlan {
-        mode: target,
-        writes: [base; MAX_PLAN_WRITES],
-        len: 0,
-    };
+    let mut plan = ModePlan { mode: target, writes: [base; MAX_PLAN_WRITES], len: 0 };
     let mut current = base.state();
     for &next in path {
         if !is_legal(current, next) || next == current {
-            return Err(ModeError::IllegalTransition {
-                from: current,
-                to: next,
-            });
+            return Err(ModeError::IllegalTransition { from: current, to: next });
         }
         plan.writes[plan.len] = base.with_state(next);
         plan.len += 1;
@@ -252,11 +237,7 @@ mod tests {
     fn assert_plan_is_legal(input: &ModeInputs, plan: &ModePlan) {
         let mut current = input.apic_base.state();
         for w in plan.writes() {
-            assert!(
-                is_legal(current, w.state()),
-                "{current:?} -> {:?} in {plan:?}",
-                w.state()
-            );
+            assert!(is_legal(current, w.state()), "{current:?} -> {:?} in {plan:?}", w.state());
             assert_ne!(current, w.state(), "no-op write in {plan:?}");
             // Only EN/EXTD may change.
             assert_eq!(
@@ -278,14 +259,8 @@ mod tests {
         assert!(is_legal(XApic, Disabled));
         assert!(is_legal(X2Apic, Disabled));
         assert!(is_legal(Disabled, XApic));
-        assert!(
-            !is_legal(X2Apic, XApic),
-            "x2APIC -> xAPIC must go through disabled"
-        );
-        assert!(
-            !is_legal(Disabled, X2Apic),
-            "disabled -> x2APIC must go through xAPIC"
-        );
+        assert!(!is_legal(X2Apic, XApic), "x2APIC -> xAPIC must go through disabled");
+        assert!(!is_legal(Disabled, X2Apic), "disabled -> x2APIC must go through xAPIC");
         for s in ApicState::ALL {
             assert!(!is_legal(s, Invalid));
             assert!(!is_legal(Invalid, s));
@@ -319,19 +294,13 @@ mod tests {
         let plan = plan_for_bsp(inputs(ApicState::Disabled, true, Some(false))).unwrap();
         assert_eq!(states(&plan), [ApicState::XApic, ApicState::X2Apic]);
         let plan = plan_for_bsp(inputs(ApicState::Disabled, false, None)).unwrap();
-        assert_eq!(
-            (plan.mode, states(&plan)),
-            (LapicMode::XApic, vec![ApicState::XApic])
-        );
+        assert_eq!((plan.mode, states(&plan)), (LapicMode::XApic, vec![ApicState::XApic]));
     }
 
     #[test]
     fn invalid_current_state_is_an_error() {
         let input = inputs(ApicState::Invalid, true, None);
-        assert_eq!(
-            plan_for_bsp(input),
-            Err(ModeError::InvalidCurrentState(input.apic_base))
-        );
+        assert_eq!(plan_for_bsp(input), Err(ModeError::InvalidCurrentState(input.apic_base)));
     }
 
     #[test]
@@ -346,11 +315,8 @@ mod tests {
 
     #[test]
     fn ap_leaves_firmware_x2apic_through_disabled_for_xapic_bsp() {
-        let plan = plan_for_ap(
-            inputs(ApicState::X2Apic, true, Some(false)),
-            LapicMode::XApic,
-        )
-        .unwrap();
+        let plan =
+            plan_for_ap(inputs(ApicState::X2Apic, true, Some(false)), LapicMode::XApic).unwrap();
         assert_eq!(plan.mode, LapicMode::XApic);
         assert_eq!(states(&plan), [ApicState::Disabled, ApicState::XApic]);
     }
@@ -358,10 +324,7 @@ mod tests {
     #[test]
     fn locked_x2apic_is_never_left() {
         assert_eq!(
-            plan_for_ap(
-                inputs(ApicState::X2Apic, true, Some(true)),
-                LapicMode::XApic
-            ),
+            plan_for_ap(inputs(ApicState::X2Apic, true, Some(true)), LapicMode::XApic),
             Err(ModeError::X2ApicLocked)
         );
         let plan = plan_for_bsp(inputs(ApicState::X2Apic, false, Some(true))).unwrap();

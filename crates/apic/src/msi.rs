@@ -48,11 +48,7 @@ pub enum MsiError {
 impl MsiAddress {
     /// A physical-mode address targeting `cpu`.
     pub const fn physical(cpu: XApicId) -> Self {
-        MsiAddress {
-            destination: cpu,
-            redirection_hint: false,
-            logical: false,
-        }
+        MsiAddress { destination: cpu, redirection_hint: false, logical: false }
     }
 
     /// The 32-bit address to program into the device.
@@ -127,19 +123,13 @@ pub struct MsiData {
 impl MsiData {
     /// An edge-triggered fixed message: what almost every device uses.
     pub const fn fixed(vector: u8) -> Self {
-        MsiData {
-            vector,
-            delivery: MsiDeliveryMode::Fixed,
-            trigger: TriggerMode::Edge,
-        }
+        MsiData { vector, delivery: MsiDeliveryMode::Fixed, trigger: TriggerMode::Edge }
     }
 
     /// The data word (bits above 15 are zero).
     pub const fn encode(self) -> Result<u32, MsiError> {
-        let carries_vector = matches!(
-            self.delivery,
-            MsiDeliveryMode::Fixed | MsiDeliveryMode::LowestPriority
-        );
+        let carries_vector =
+            matches!(self.delivery, MsiDeliveryMode::Fixed | MsiDeliveryMode::LowestPriority);
         if carries_vector && self.vector < crate::MIN_FIXED_VECTOR {
             return Err(MsiError::IllegalVector(self.vector));
         }
@@ -183,11 +173,8 @@ mod tests {
         assert_eq!(MsiAddress::physical(cpu).encode(), 0xFEE0_5000);
         let max = XApicId::try_from(ApicId::new(254)).unwrap();
         assert_eq!(MsiAddress::physical(max).encode(), 0xFEEF_E000);
-        let hinted = MsiAddress {
-            redirection_hint: true,
-            logical: true,
-            ..MsiAddress::physical(cpu)
-        };
+        let hinted =
+            MsiAddress { redirection_hint: true, logical: true, ..MsiAddress::physical(cpu) };
         assert_eq!(hinted.encode(), 0xFEE0_500C);
         assert_eq!(MsiAddress::decode(hinted.encode()), Ok(hinted));
     }
@@ -195,39 +182,20 @@ mod tests {
     #[test]
     fn address_destination_above_254_is_unreachable() {
         assert!(XApicId::try_from(ApicId::new(255)).is_err());
-        assert!(
-            XApicId::try_from(ApicId::new(0x105)).is_err(),
-            "no truncation to 5"
-        );
-        assert_eq!(
-            MsiAddress::decode(0xFEEF_F000),
-            Err(MsiError::BroadcastDestination)
-        );
-        assert_eq!(
-            MsiAddress::decode(0xFED0_0000),
-            Err(MsiError::NotAnMsiAddress(0xFED0_0000))
-        );
+        assert!(XApicId::try_from(ApicId::new(0x105)).is_err(), "no truncation to 5");
+        assert_eq!(MsiAddress::decode(0xFEEF_F000), Err(MsiError::BroadcastDestination));
+        assert_eq!(MsiAddress::decode(0xFED0_0000), Err(MsiError::NotAnMsiAddress(0xFED0_0000)));
     }
 
     #[test]
     fn data_encoding() {
         assert_eq!(MsiData::fixed(0x41).encode(), Ok(0x0041));
-        let level = MsiData {
-            trigger: TriggerMode::Level,
-            ..MsiData::fixed(0x41)
-        };
+        let level = MsiData { trigger: TriggerMode::Level, ..MsiData::fixed(0x41) };
         assert_eq!(level.encode(), Ok(0xC041));
-        let lowest = MsiData {
-            delivery: MsiDeliveryMode::LowestPriority,
-            ..MsiData::fixed(0x30)
-        };
+        let lowest = MsiData { delivery: MsiDeliveryMode::LowestPriority, ..MsiData::fixed(0x30) };
         assert_eq!(lowest.encode(), Ok(0x0130));
         assert_eq!(MsiData::fixed(3).encode(), Err(MsiError::IllegalVector(3)));
-        let nmi = MsiData {
-            vector: 0,
-            delivery: MsiDeliveryMode::Nmi,
-            trigger: TriggerMode::Edge,
-        };
+        let nmi = MsiData { vector: 0, delivery: MsiDeliveryMode::Nmi, trigger: TriggerMode::Edge };
         assert_eq!(nmi.encode(), Ok(0x0400));
     }
 
@@ -242,17 +210,10 @@ mod tests {
             MsiDeliveryMode::ExtInt,
         ] {
             for trigger in [TriggerMode::Edge, TriggerMode::Level] {
-                let d = MsiData {
-                    vector: 0x80,
-                    delivery,
-                    trigger,
-                };
+                let d = MsiData { vector: 0x80, delivery, trigger };
                 assert_eq!(MsiData::decode(d.encode().unwrap()), Ok(d));
             }
         }
-        assert_eq!(
-            MsiData::decode(0x300),
-            Err(MsiError::ReservedDeliveryMode(3))
-        );
+        assert_eq!(MsiData::decode(0x300), Err(MsiError::ReservedDeliveryMode(3)));
     }
 }

@@ -279,18 +279,9 @@ mod tests {
         assert_eq!(Register::Tpr.xapic_offset(), Some(0x80));
         assert_eq!(Register::Eoi.xapic_offset(), Some(0xB0));
         assert_eq!(Register::Svr.xapic_offset(), Some(0xF0));
-        assert_eq!(
-            Register::Isr(Bank::new(7).unwrap()).xapic_offset(),
-            Some(0x170)
-        );
-        assert_eq!(
-            Register::Tmr(Bank::new(0).unwrap()).xapic_offset(),
-            Some(0x180)
-        );
-        assert_eq!(
-            Register::Irr(Bank::new(7).unwrap()).xapic_offset(),
-            Some(0x270)
-        );
+        assert_eq!(Register::Isr(Bank::new(7).unwrap()).xapic_offset(), Some(0x170));
+        assert_eq!(Register::Tmr(Bank::new(0).unwrap()).xapic_offset(), Some(0x180));
+        assert_eq!(Register::Irr(Bank::new(7).unwrap()).xapic_offset(), Some(0x270));
         assert_eq!(Register::Esr.xapic_offset(), Some(0x280));
         assert_eq!(Register::IcrLow.xapic_offset(), Some(0x300));
         assert_eq!(Register::IcrHigh.xapic_offset(), Some(0x310));
@@ -335,9 +326,7 @@ mod tests {
         assert!(Register::Eoi.access(LapicMode::X2Apic).can_write());
         assert!(!Register::Id.access(LapicMode::X2Apic).can_write());
         assert!(Register::Id.access(LapicMode::XApic).can_write());
-        assert!(!Register::TimerCurrentCount
-            .access(LapicMode::XApic)
-            .can_write());
+        assert!(!Register::TimerCurrentCount.access(LapicMode::XApic).can_write());
         assert!(Register::Esr.access(LapicMode::X2Apic).can_read());
     }
 

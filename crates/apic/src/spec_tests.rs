@@ -73,7 +73,9 @@ fn spurious_vector_register_decodes_its_fields() {
     use crate::lvt::SpuriousVector;
     let svr = SpuriousVector::decode(0x0000_0140);
     assert_eq!(svr.vector, 0x40);
-    assert!(svr.apic_software_enabled && !svr.focus_check_disabled && !svr.eoi_broadcast_suppression);
+    assert!(
+        svr.apic_software_enabled && !svr.focus_check_disabled && !svr.eoi_broadcast_suppression
+    );
     assert_eq!(SpuriousVector::decode(svr.encode()), svr);
 }
 
@@ -103,7 +105,10 @@ fn msi_address_and_data_round_trip() {
     let decoded = MsiAddress::decode(address.encode()).unwrap();
     assert_eq!(decoded, address);
     assert!(!decoded.redirection_hint && !decoded.logical);
-    assert!(MsiData::fixed(crate::MIN_FIXED_VECTOR).encode().is_ok(), "vector 16 is the first legal one");
+    assert!(
+        MsiData::fixed(crate::MIN_FIXED_VECTOR).encode().is_ok(),
+        "vector 16 is the first legal one"
+    );
     assert!(MsiData::fixed(crate::MIN_FIXED_VECTOR - 1).encode().is_err());
 }
 

@@ -76,31 +76,16 @@ mod tests {
     #[test]
     fn frequency_from_calibration_window() {
         // 1_000_000 ticks at /16 over 10 ms => 1.6 GHz input clock.
-        assert_eq!(
-            frequency_hz(1_000_000, TimerDivide::By16, 10_000_000),
-            Ok(1_600_000_000)
-        );
-        assert_eq!(
-            frequency_hz(25_000, TimerDivide::By1, 1_000_000),
-            Ok(25_000_000)
-        );
-        assert_eq!(
-            frequency_hz(5, TimerDivide::By1, 0),
-            Err(TimerError::ZeroElapsed)
-        );
-        assert_eq!(
-            frequency_hz(u64::MAX, TimerDivide::By128, 1),
-            Err(TimerError::Overflow)
-        );
+        assert_eq!(frequency_hz(1_000_000, TimerDivide::By16, 10_000_000), Ok(1_600_000_000));
+        assert_eq!(frequency_hz(25_000, TimerDivide::By1, 1_000_000), Ok(25_000_000));
+        assert_eq!(frequency_hz(5, TimerDivide::By1, 0), Err(TimerError::ZeroElapsed));
+        assert_eq!(frequency_hz(u64::MAX, TimerDivide::By128, 1), Err(TimerError::Overflow));
     }
 
     #[test]
     fn initial_count_math() {
         // 1 GHz input, /16, 1 ms => 62_500 ticks.
-        assert_eq!(
-            initial_count_for(1_000_000_000, TimerDivide::By16, 1_000_000),
-            Ok(62_500)
-        );
+        assert_eq!(initial_count_for(1_000_000_000, TimerDivide::By16, 1_000_000), Ok(62_500));
         // Rounds to nearest: 25 MHz, /1, 100 ns => 2.5 -> 3.
         assert_eq!(initial_count_for(25_000_000, TimerDivide::By1, 100), Ok(3));
         assert_eq!(
@@ -125,22 +110,13 @@ mod tests {
             smallest_divide_for(1_000_000_000, 1_000_000),
             Ok((TimerDivide::By1, 1_000_000))
         );
-        assert_eq!(
-            smallest_divide_for(4_000_000_000, u64::MAX),
-            Err(TimerError::PeriodTooLong)
-        );
-        assert_eq!(
-            smallest_divide_for(1_000, 1),
-            Err(TimerError::PeriodTooShort)
-        );
+        assert_eq!(smallest_divide_for(4_000_000_000, u64::MAX), Err(TimerError::PeriodTooLong));
+        assert_eq!(smallest_divide_for(1_000, 1), Err(TimerError::PeriodTooShort));
     }
 
     #[test]
     fn calibration_round_trip() {
         let freq = frequency_hz(123_456, TimerDivide::By8, 10_000_000).unwrap();
-        assert_eq!(
-            initial_count_for(freq, TimerDivide::By8, 10_000_000),
-            Ok(123_456)
-        );
+        assert_eq!(initial_count_for(freq, TimerDivide::By8, 10_000_000), Ok(123_456));
     }
 }

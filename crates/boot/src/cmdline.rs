@@ -71,10 +71,7 @@ impl fmt::Display for CmdlineError {
             Self::EmptyKey { pos } => write!(f, "empty key before '=' at byte {pos}"),
             Self::DuplicateKey { pos } => write!(f, "duplicate key at byte {pos}"),
             Self::TooManyTokens { pos, max } => {
-                write!(
-                    f,
-                    "more than {max} tokens (token at byte {pos} does not fit)"
-                )
+                write!(f, "more than {max} tokens (token at byte {pos} does not fit)")
             }
             Self::UnexpectedQuote { pos } => write!(f, "unexpected quote at byte {pos}"),
             Self::TrailingAfterQuote { pos } => {
@@ -117,16 +114,8 @@ impl<'a> CommandLine<'a> {
     /// Parses `s`. Duplicates, stray quotes, empty keys and too many tokens are
     /// errors carrying the byte position.
     pub fn parse(s: &'a str) -> Result<Self, CmdlineError> {
-        let empty = Param {
-            key: "",
-            value: None,
-            pos: 0,
-            value_pos: 0,
-        };
-        let mut out = CommandLine {
-            params: [empty; MAX_TOKENS],
-            len: 0,
-        };
+        let empty = Param { key: "", value: None, pos: 0, value_pos: 0 };
+        let mut out = CommandLine { params: [empty; MAX_TOKENS], len: 0 };
         let b = s.as_bytes();
         let n = b.len();
         let mut i = 0;
@@ -185,17 +174,9 @@ impl<'a> CommandLine<'a> {
                 return Err(CmdlineError::DuplicateKey { pos });
             }
             if out.len == MAX_TOKENS {
-                return Err(CmdlineError::TooManyTokens {
-                    pos,
-                    max: MAX_TOKENS,
-                });
+                return Err(CmdlineError::TooManyTokens { pos, max: MAX_TOKENS });
             }
-            out.params[out.len] = Param {
-                key,
-                value,
-                pos,
-                value_pos,
-            };
+            out.params[out.len] = Param { key, value, pos, value_pos };
             out.len += 1;
         }
         Ok(out)
@@ -250,9 +231,7 @@ impl<'a> CommandLine<'a> {
         let Some(v) = p.value else {
             return Err(CmdlineError::MissingValue { pos: p.pos });
         };
-        parse_u64(v)
-            .map(Some)
-            .ok_or(CmdlineError::InvalidNumber { pos: p.value_pos })
+        parse_u64(v).map(Some).ok_or(CmdlineError::InvalidNumber { pos: p.value_pos })
     }
 }
 
@@ -314,22 +293,13 @@ mod tests {
             CommandLine::parse(r#"a=1 msg="oops"#).unwrap_err(),
             CmdlineError::UnterminatedQuote { pos: 8 }
         );
-        assert_eq!(
-            CommandLine::parse("a=1 =x").unwrap_err(),
-            CmdlineError::EmptyKey { pos: 4 }
-        );
+        assert_eq!(CommandLine::parse("a=1 =x").unwrap_err(), CmdlineError::EmptyKey { pos: 4 });
         assert_eq!(
             CommandLine::parse("a=1 b a=2").unwrap_err(),
             CmdlineError::DuplicateKey { pos: 6 }
         );
-        assert_eq!(
-            CommandLine::parse("f f").unwrap_err(),
-            CmdlineError::DuplicateKey { pos: 2 }
-        );
-        assert_eq!(
-            CommandLine::parse("f f=1").unwrap_err(),
-            CmdlineError::DuplicateKey { pos: 2 }
-        );
+        assert_eq!(CommandLine::parse("f f").unwrap_err(), CmdlineError::DuplicateKey { pos: 2 });
+        assert_eq!(CommandLine::parse("f f=1").unwrap_err(), CmdlineError::DuplicateKey { pos: 2 });
         assert_eq!(
             CommandLine::parse(r#"a"b=1"#).unwrap_err(),
             CmdlineError::UnexpectedQuote { pos: 1 }
@@ -356,10 +326,7 @@ mod tests {
         let over = format!("{line} extra");
         assert_eq!(
             CommandLine::parse(&over).unwrap_err(),
-            CmdlineError::TooManyTokens {
-                pos: line.len() + 1,
-                max: MAX_TOKENS
-            }
+            CmdlineError::TooManyTokens { pos: line.len() + 1, max: MAX_TOKENS }
         );
     }
 
@@ -379,10 +346,7 @@ mod tests {
         assert_eq!(c.get_u64("f"), Ok(Some(255)));
         assert!(c.get_u64("g").is_err());
         assert!(c.get_u64("h").is_err());
-        assert_eq!(
-            c.get_u64("flag"),
-            Err(CmdlineError::MissingValue { pos: 78 })
-        );
+        assert_eq!(c.get_u64("flag"), Err(CmdlineError::MissingValue { pos: 78 }));
         assert_eq!(parse_u64("0x1_0"), None);
         assert_eq!(parse_u64("0xFFFFFFFFFFFFFFFF"), Some(u64::MAX));
         assert_eq!(parse_u64("0x10000000000000000"), None);

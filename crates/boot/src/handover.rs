@@ -62,12 +62,18 @@ pub enum AcpiRoot {
 
 impl Handover {
     /// Parses the hand-over the loader described by `magic` (`eax`) and `info_phys` (`ebx`).
-    pub fn parse<M: PhysRead + ?Sized>(mem: &M, magic: u32, info_phys: u32) -> Result<Self, HandoverError> {
+    pub fn parse<M: PhysRead + ?Sized>(
+        mem: &M,
+        magic: u32,
+        info_phys: u32,
+    ) -> Result<Self, HandoverError> {
         match magic {
-            crate::multiboot::BOOTLOADER_MAGIC => BootInfo::parse(mem, magic, info_phys).map(Self::V1).map_err(HandoverError::V1),
-            crate::multiboot2::BOOTLOADER_MAGIC => {
-                Multiboot2Info::parse(mem, magic, info_phys).map(Self::V2).map_err(HandoverError::V2)
+            crate::multiboot::BOOTLOADER_MAGIC => {
+                BootInfo::parse(mem, magic, info_phys).map(Self::V1).map_err(HandoverError::V1)
             }
+            crate::multiboot2::BOOTLOADER_MAGIC => Multiboot2Info::parse(mem, magic, info_phys)
+                .map(Self::V2)
+                .map_err(HandoverError::V2),
             found => Err(HandoverError::UnknownMagic { found }),
         }
     }

@@ -43,14 +43,21 @@ pub enum LowWindowError {
 impl fmt::Display for LowWindowError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
-            Self::OutOfReach { window } => write!(f, "{window} is not a page-aligned window below 1 MiB"),
+            Self::OutOfReach { window } => {
+                write!(f, "{window} is not a page-aligned window below 1 MiB")
+            }
             Self::NotUsable { window, at, kind: Some(kind) } => {
-                write!(f, "{window} is not free RAM: {at:#x} is {kind:?} in the firmware memory map")
+                write!(
+                    f,
+                    "{window} is not free RAM: {at:#x} is {kind:?} in the firmware memory map"
+                )
             }
             Self::NotUsable { window, at, kind: None } => {
                 write!(f, "{window} is not free RAM: the firmware memory map does not describe the page at {at:#x}")
             }
-            Self::InUse { window, range } => write!(f, "{window} overlaps boot data still in use at {range}"),
+            Self::InUse { window, range } => {
+                write!(f, "{window} overlaps boot data still in use at {range}")
+            }
             Self::Map(e) => write!(f, "unusable memory map: {e}"),
         }
     }
@@ -59,7 +66,11 @@ impl fmt::Display for LowWindowError {
 /// Checks that `window` (page aligned, below 1 MiB) lies entirely in RAM the
 /// firmware memory map declares available, with no reserved entry overlapping it, and
 /// overlaps none of the ranges still `in_use` (boot modules the loader may have put low).
-pub fn check_low_window(entries: &[MmapEntry], in_use: &[PhysRange], window: PhysRange) -> Result<PhysRange, LowWindowError> {
+pub fn check_low_window(
+    entries: &[MmapEntry],
+    in_use: &[PhysRange],
+    window: PhysRange,
+) -> Result<PhysRange, LowWindowError> {
     let aligned = window.page_aligned() == Some(window);
     if !aligned || window.end > LOW_MEMORY_END {
         return Err(LowWindowError::OutOfReach { window });
@@ -113,7 +124,11 @@ mod tests {
         ];
         assert_eq!(
             check_low_window(&map, &[], w(0x8000, 0xc000)),
-            Err(LowWindowError::NotUsable { window: w(0x8000, 0xc000), at: 0x9000, kind: Some(MemoryType::Reserved) })
+            Err(LowWindowError::NotUsable {
+                window: w(0x8000, 0xc000),
+                at: 0x9000,
+                kind: Some(MemoryType::Reserved)
+            })
         );
         // A reserved entry overlapping available RAM wins, whatever the order.
         let overlap = [e(0xa800, 0x10, MemoryType::AcpiNvs), e(0, 0xa0000, MemoryType::Available)];
@@ -130,9 +145,18 @@ mod tests {
             check_low_window(&map, &[], w(0x8000, 0xc000)),
             Err(LowWindowError::NotUsable { window: w(0x8000, 0xc000), at: 0x8000, kind: None })
         );
-        assert!(matches!(check_low_window(&map, &[], w(0xff000, 0x101000)), Err(LowWindowError::OutOfReach { .. })));
-        assert!(matches!(check_low_window(&map, &[], w(0x8001, 0x9000)), Err(LowWindowError::OutOfReach { .. })));
-        assert!(matches!(check_low_window(&[], &[], w(0x8000, 0x9000)), Err(LowWindowError::NotUsable { .. })));
+        assert!(matches!(
+            check_low_window(&map, &[], w(0xff000, 0x101000)),
+            Err(LowWindowError::OutOfReach { .. })
+        ));
+        assert!(matches!(
+            check_low_window(&map, &[], w(0x8001, 0x9000)),
+            Err(LowWindowError::OutOfReach { .. })
+        ));
+        assert!(matches!(
+            check_low_window(&[], &[], w(0x8000, 0x9000)),
+            Err(LowWindowError::NotUsable { .. })
+        ));
         // Two adjacent available entries cover the window together.
         let split = [e(0, 0xa000, MemoryType::Available), e(0xa000, 0x6000, MemoryType::Available)];
         assert!(check_low_window(&split, &[], w(0x8000, 0xc000)).is_ok());
@@ -142,6 +166,9 @@ mod tests {
             check_low_window(&split, &[w(0x10_0000, 0x20_0000), module], w(0x8000, 0xc000)),
             Err(LowWindowError::InUse { window: w(0x8000, 0xc000), range: module })
         );
-        assert!(check_low_window(&split, &[w(0xc000, 0xd000)], w(0x8000, 0xc000)).is_ok(), "touching is not overlapping");
+        assert!(
+            check_low_window(&split, &[w(0xc000, 0xd000)], w(0x8000, 0xc000)).is_ok(),
+            "touching is not overlapping"
+        );
     }
 }

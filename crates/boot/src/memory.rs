@@ -133,10 +133,7 @@ impl fmt::Display for MemoryMapError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             Self::CapacityExceeded { capacity } => {
-                write!(
-                    f,
-                    "memory map needs more than {capacity} disjoint usable ranges"
-                )
+                write!(f, "memory map needs more than {capacity} disjoint usable ranges")
             }
             Self::InvalidRange { start, end } => {
                 write!(f, "inverted physical range start={start:#x} end={end:#x}")
@@ -199,12 +196,8 @@ impl MemoryMap {
         let iter = entries.into_iter();
         let mut map = Self::new();
         for e in iter.clone() {
-            let r = PhysRange::from_base_len(e.base, e.length).ok_or(
-                MemoryMapError::RangeOverflow {
-                    base: e.base,
-                    length: e.length,
-                },
-            )?;
+            let r = PhysRange::from_base_len(e.base, e.length)
+                .ok_or(MemoryMapError::RangeOverflow { base: e.base, length: e.length })?;
             if r.is_empty() {
                 continue;
             }
@@ -241,10 +234,8 @@ impl MemoryMap {
         if lo == hi {
             self.splice(lo, hi, &[r])
         } else {
-            let merged = PhysRange {
-                start: r.start.min(cur[lo].start),
-                end: r.end.max(cur[hi - 1].end),
-            };
+            let merged =
+                PhysRange { start: r.start.min(cur[lo].start), end: r.end.max(cur[hi - 1].end) };
             self.splice(lo, hi, &[merged])
         }
     }
@@ -267,17 +258,11 @@ impl MemoryMap {
         let mut pieces = [PhysRange::default(); 2];
         let mut n = 0;
         if cur[lo].start < r.start {
-            pieces[n] = PhysRange {
-                start: cur[lo].start,
-                end: r.start,
-            };
+            pieces[n] = PhysRange { start: cur[lo].start, end: r.start };
             n += 1;
         }
         if cur[hi - 1].end > r.end {
-            pieces[n] = PhysRange {
-                start: r.end,
-                end: cur[hi - 1].end,
-            };
+            pieces[n] = PhysRange { start: r.end, end: cur[hi - 1].end };
             n += 1;
         }
         self.splice(lo, hi, &pieces[..n])
@@ -285,10 +270,7 @@ impl MemoryMap {
 
     /// Reserves `[0, 1 MiB)`: BIOS data and the AP trampoline live there.
     pub fn reserve_low_memory(&mut self) -> Result<(), MemoryMapError> {
-        self.reserve(PhysRange {
-            start: 0,
-            end: LOW_MEMORY_END,
-        })
+        self.reserve(PhysRange { start: 0, end: LOW_MEMORY_END })
     }
 
     /// Reserves every range the bootloader's data occupies (info structure,
@@ -312,9 +294,7 @@ impl MemoryMap {
         let removed = hi - lo;
         let new_len = self.len - removed + new.len();
         if new_len > MEMORY_MAP_CAPACITY {
-            return Err(MemoryMapError::CapacityExceeded {
-                capacity: MEMORY_MAP_CAPACITY,
-            });
+            return Err(MemoryMapError::CapacityExceeded { capacity: MEMORY_MAP_CAPACITY });
         }
         // Move the tail [hi, len) to start at lo + new.len().
         self.ranges.copy_within(hi..self.len, lo + new.len());
@@ -365,10 +345,7 @@ impl MemoryMap {
 
 fn check(r: PhysRange) -> Result<(), MemoryMapError> {
     if r.start > r.end {
-        Err(MemoryMapError::InvalidRange {
-            start: r.start,
-            end: r.end,
-        })
+        Err(MemoryMapError::InvalidRange { start: r.start, end: r.end })
     } else {
         Ok(())
     }
@@ -446,10 +423,7 @@ mod tests {
             e(0x9000, 0x10, MemoryType::Other(77)),
         ];
         let m = MemoryMap::from_entries(entries.iter().copied()).unwrap();
-        assert_eq!(
-            m.ranges(),
-            &[r(0, 0x4000), r(0x6000, 0x8000), r(0x9010, 0xf000)]
-        );
+        assert_eq!(m.ranges(), &[r(0, 0x4000), r(0x6000, 0x8000), r(0x9010, 0xf000)]);
         let u: Vec<_> = m.usable().collect();
         assert_eq!(u, vec![r(0, 0x4000), r(0x6000, 0x8000), r(0xa000, 0xf000)]);
     }
@@ -471,12 +445,7 @@ mod tests {
         m.reserve(r(0x14000, 0x84000)).unwrap();
         assert_eq!(
             m.ranges(),
-            &[
-                r(0, 0x8000),
-                r(0x10000, 0x14000),
-                r(0x84000, 0x88000),
-                r(0x90000, 0x98000)
-            ]
+            &[r(0, 0x8000), r(0x10000, 0x14000), r(0x84000, 0x88000), r(0x90000, 0x98000)]
         );
         // Reserving outside or empty is a no-op.
         m.reserve(r(0x200000, 0x300000)).unwrap();
@@ -492,21 +461,12 @@ mod tests {
     fn inverted_and_overflowing_input_are_errors() {
         let mut m = MemoryMap::new();
         let bad = PhysRange { start: 9, end: 3 };
-        assert_eq!(
-            m.add_usable(bad),
-            Err(MemoryMapError::InvalidRange { start: 9, end: 3 })
-        );
-        assert_eq!(
-            m.reserve(bad),
-            Err(MemoryMapError::InvalidRange { start: 9, end: 3 })
-        );
+        assert_eq!(m.add_usable(bad), Err(MemoryMapError::InvalidRange { start: 9, end: 3 }));
+        assert_eq!(m.reserve(bad), Err(MemoryMapError::InvalidRange { start: 9, end: 3 }));
         let entries = [e(u64::MAX - 10, 100, MemoryType::Available)];
         assert_eq!(
             MemoryMap::from_entries(entries.iter().copied()).unwrap_err(),
-            MemoryMapError::RangeOverflow {
-                base: u64::MAX - 10,
-                length: 100
-            }
+            MemoryMapError::RangeOverflow { base: u64::MAX - 10, length: 100 }
         );
     }
 
@@ -518,12 +478,7 @@ mod tests {
         }
         let before: Vec<_> = m.ranges().to_vec();
         let err = m.add_usable(r(0x1000_0000, 0x1000_1000)).unwrap_err();
-        assert_eq!(
-            err,
-            MemoryMapError::CapacityExceeded {
-                capacity: MEMORY_MAP_CAPACITY
-            }
-        );
+        assert_eq!(err, MemoryMapError::CapacityExceeded { capacity: MEMORY_MAP_CAPACITY });
         // Splitting a range needs a slot too.
         assert!(m.reserve(r(0x1000, 0x2000)).is_err());
         assert_eq!(m.ranges(), &before[..]);
@@ -533,9 +488,8 @@ mod tests {
         m.reserve(r(0, 0x1000)).unwrap();
         assert_eq!(m.ranges()[0], r(0x1000, 0x9000));
         // Building from too many entries fails rather than truncating.
-        let many: Vec<_> = (0..200u64)
-            .map(|i| e(i * 0x10000, 0x1000, MemoryType::Available))
-            .collect();
+        let many: Vec<_> =
+            (0..200u64).map(|i| e(i * 0x10000, 0x1000, MemoryType::Available)).collect();
         assert!(matches!(
             MemoryMap::from_entries(many.iter().copied()),
             Err(MemoryMapError::CapacityExceeded { .. })

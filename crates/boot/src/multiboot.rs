@@ -9,7 +9,6 @@
 //! bootloader memory, so the kernel may reuse it once it has consumed
 //! [`BootInfo::occupied`].
 
-
 use crate::memory::PhysRange;
 
 /// Value of `eax` when a Multiboot 1 loader jumps to the kernel; anything else
@@ -98,9 +97,7 @@ fn info_len_for(flags: u32) -> usize {
         (FLAG_BOOT_DEVICE, 16),
         (FLAG_MEMORY, 12),
     ];
-    ENDS.iter()
-        .find(|(bit, _)| flags & bit != 0)
-        .map_or(4, |&(_, len)| len)
+    ENDS.iter().find(|(bit, _)| flags & bit != 0).map_or(4, |&(_, len)| len)
 }
 
 fn le32(b: &[u8], off: usize) -> u32 {
@@ -121,8 +118,7 @@ fn read<M: PhysRead + ?Sized>(
     buf: &mut [u8],
     what: BootData,
 ) -> Result<(), MultibootError> {
-    mem.read(phys, buf)
-        .map_err(|error| MultibootError::Read { what, error })
+    mem.read(phys, buf).map_err(|error| MultibootError::Read { what, error })
 }
 
 /// Reads a NUL-terminated string at `phys` into `buf`, returning its length.
@@ -150,18 +146,13 @@ fn read_c_string<M: PhysRead + ?Sized>(
     if b[0] == 0 {
         return Ok(max);
     }
-    Err(MultibootError::BadString {
-        what,
-        error: StringError::Unterminated { max },
-    })
+    Err(MultibootError::BadString { what, error: StringError::Unterminated { max } })
 }
 
 fn utf8(bytes: &[u8], what: BootData) -> Result<&str, MultibootError> {
     core::str::from_utf8(bytes).map_err(|e| MultibootError::BadString {
         what,
-        error: StringError::InvalidUtf8 {
-            valid_up_to: e.valid_up_to(),
-        },
+        error: StringError::InvalidUtf8 { valid_up_to: e.valid_up_to() },
     })
 }
 
@@ -202,11 +193,7 @@ impl BootInfo {
             cmdline_len: None,
             loader_name: [0; MAX_LOADER_NAME_LEN],
             loader_name_len: None,
-            mmap: [MmapEntry {
-                base: 0,
-                length: 0,
-                kind: MemoryType::Reserved,
-            }; MAX_MMAP_ENTRIES],
+            mmap: [MmapEntry { base: 0, length: 0, kind: MemoryType::Reserved }; MAX_MMAP_ENTRIES],
             mmap_len: None,
             zero_length_entries: 0,
             modules: [Module::default(); MAX_MODULES],
@@ -224,10 +211,8 @@ impl BootInfo {
         info.occupy(BootData::InfoStructure, base, len as u64);
 
         if has(FLAG_MEMORY) {
-            info.basic_memory = Some(BasicMemory {
-                lower_kib: le32(&raw, 4),
-                upper_kib: le32(&raw, 8),
-            });
+            info.basic_memory =
+                Some(BasicMemory { lower_kib: le32(&raw, 4), upper_kib: le32(&raw, 8) });
         }
         if has(FLAG_BOOT_DEVICE) {
             info.boot_device = Some(le32(&raw, 12));
@@ -260,11 +245,7 @@ impl BootInfo {
             info.parse_mmap(mem, le32(&raw, 44), le32(&raw, 48))?;
         }
         if has(FLAG_DRIVES) {
-            info.occupy(
-                BootData::Drives,
-                le32(&raw, 56) as u64,
-                le32(&raw, 52) as u64,
-            );
+            info.occupy(BootData::Drives, le32(&raw, 56) as u64, le32(&raw, 52) as u64);
         }
         if has(FLAG_CONFIG_TABLE) {
             info.config_table = Some(le32(&raw, 60));
@@ -295,10 +276,7 @@ impl BootInfo {
     fn occupy(&mut self, kind: BootData, start: u64, len: u64) {
         // Both operands come from u32 fields (or a u32*u32 product), so the sum
         // cannot overflow u64; the list capacity covers every possible entry.
-        let range = PhysRange {
-            start,
-            end: start.saturating_add(len),
-        };
+        let range = PhysRange { start, end: start.saturating_add(len) };
         if !range.is_empty() && self.occupied_len < OCCUPIED_CAPACITY {
             self.occupied[self.occupied_len] = BootRange { kind, range };
             self.occupied_len += 1;
@@ -312,16 +290,9 @@ impl BootInfo {
         addr: u32,
     ) -> Result<(), MultibootError> {
         if count as usize > MAX_MODULES {
-            return Err(MultibootError::TooManyModules {
-                count,
-                max: MAX_MODULES,
-            });
+            return Err(MultibootError::TooManyModules { count, max: MAX_MODULES });
         }
-        self.occupy(
-            BootData::ModuleList,
-            addr as u64,
-            count as u64 * MODULE_ENTRY_SIZE,
-        );
+        self.occupy(BootData::ModuleList, addr as u64, count as u64 * MODULE_ENTRY_SIZE);
         for index in 0..count as usize {
             let mut e = [0u8; MODULE_ENTRY_SIZE as usize];
             let phys = addr as u64 + index as u64 * MODULE_ENTRY_SIZE;
@@ -330,12 +301,7 @@ impl BootInfo {
             if end < start {
                 return Err(MultibootError::ModuleBadRange { index, start, end });
             }
-            let mut m = Module {
-                start,
-                end,
-                cmdline_phys: string,
-                cmdline_len: 0,
-            };
+            let mut m = Module { start, end, cmdline_phys: string, cmdline_len: 0 };
             if string != 0 {
                 let mut buf = [0u8; MAX_MODULE_CMDLINE_LEN];
                 let what = BootData::ModuleCommandLine(index);
@@ -366,11 +332,7 @@ impl BootInfo {
         while offset < length {
             let remaining = length - offset;
             if remaining < 4 {
-                return Err(MultibootError::MmapEntryTruncated {
-                    offset,
-                    size: 0,
-                    remaining,
-                });
+                return Err(MultibootError::MmapEntryTruncated { offset, size: 0, remaining });
             }
             let phys = addr as u64 + offset as u64;
             let mut sz = [0u8; 4];
@@ -380,17 +342,11 @@ impl BootInfo {
                 return Err(MultibootError::MmapEntryTooSmall { offset, size });
             }
             if size > remaining - 4 {
-                return Err(MultibootError::MmapEntryTruncated {
-                    offset,
-                    size,
-                    remaining,
-                });
+                return Err(MultibootError::MmapEntryTruncated { offset, size, remaining });
             }
             records += 1;
             if records > MAX_MMAP_RECORDS {
-                return Err(MultibootError::TooManyMmapEntries {
-                    max: MAX_MMAP_RECORDS,
-                });
+                return Err(MultibootError::TooManyMmapEntries { max: MAX_MMAP_RECORDS });
             }
             let mut e = [0u8; MMAP_ENTRY_MIN_SIZE as usize];
             read(mem, phys + 4, &mut e, BootData::MemoryMap)?;
@@ -406,15 +362,10 @@ impl BootInfo {
                     });
                 }
                 if stored == MAX_MMAP_ENTRIES {
-                    return Err(MultibootError::TooManyMmapEntries {
-                        max: MAX_MMAP_ENTRIES,
-                    });
+                    return Err(MultibootError::TooManyMmapEntries { max: MAX_MMAP_ENTRIES });
                 }
-                self.mmap[stored] = MmapEntry {
-                    base,
-                    length: len,
-                    kind: MemoryType::from_raw(kind),
-                };
+                self.mmap[stored] =
+                    MmapEntry { base, length: len, kind: MemoryType::from_raw(kind) };
                 stored += 1;
             }
             // size <= remaining - 4, so this stays <= length.
@@ -457,14 +408,12 @@ impl BootInfo {
     /// The kernel command line (validated UTF-8 during parsing), if provided;
     /// feed it to [`crate::cmdline::CommandLine::parse`].
     pub fn command_line(&self) -> Option<&str> {
-        self.command_line_bytes()
-            .and_then(|b| core::str::from_utf8(b).ok())
+        self.command_line_bytes().and_then(|b| core::str::from_utf8(b).ok())
     }
 
     /// The boot loader's name (e.g. `qemu`), if provided.
     pub fn boot_loader_name(&self) -> Option<&str> {
-        self.loader_name_len
-            .and_then(|n| core::str::from_utf8(&self.loader_name[..n]).ok())
+        self.loader_name_len.and_then(|n| core::str::from_utf8(&self.loader_name[..n]).ok())
     }
 
     /// Non-empty memory-map entries in table order, or `None` if the

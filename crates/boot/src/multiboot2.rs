@@ -133,7 +133,12 @@ impl Tag {
     }
 }
 
-fn read<M: PhysRead + ?Sized>(mem: &M, phys: u64, buf: &mut [u8], what: BootData) -> Result<(), Multiboot2Error> {
+fn read<M: PhysRead + ?Sized>(
+    mem: &M,
+    phys: u64,
+    buf: &mut [u8],
+    what: BootData,
+) -> Result<(), Multiboot2Error> {
     mem.read(phys, buf).map_err(|error| Multiboot2Error::Read { what, error })
 }
 
@@ -164,7 +169,10 @@ fn tag_string<M: PhysRead + ?Sized>(
         }
         buf[i] = b[0];
     }
-    Err(Multiboot2Error::V1(MultibootError::BadString { what, error: StringError::Unterminated { max: max.min(len as usize) } }))
+    Err(Multiboot2Error::V1(MultibootError::BadString {
+        what,
+        error: StringError::Unterminated { max: max.min(len as usize) },
+    }))
 }
 
 /// Loader and boot-services memory (EFI types 1 to 4): free once boot services
@@ -186,7 +194,11 @@ fn efi_memory_type(efi: u32) -> MemoryType {
 
 /// Appends `e` to `list[..*len]`, merging it into the previous entry when they
 /// touch and have the same type (EFI maps list hundreds of small pieces).
-fn push_merged(list: &mut [MmapEntry; MAX_MMAP_ENTRIES], len: &mut usize, e: MmapEntry) -> Result<(), Multiboot2Error> {
+fn push_merged(
+    list: &mut [MmapEntry; MAX_MMAP_ENTRIES],
+    len: &mut usize,
+    e: MmapEntry,
+) -> Result<(), Multiboot2Error> {
     if let Some(last) = len.checked_sub(1).map(|i| &mut list[i]) {
         if last.kind == e.kind && last.base + last.length == e.base {
             last.length += e.length; // both ends were checked against overflow
@@ -203,7 +215,11 @@ fn push_merged(list: &mut [MmapEntry; MAX_MMAP_ENTRIES], len: &mut usize, e: Mma
 
 impl Multiboot2Info {
     /// Validates `magic` and parses the tag list at `info_phys`.
-    pub fn parse<M: PhysRead + ?Sized>(mem: &M, magic: u32, info_phys: u32) -> Result<Self, Multiboot2Error> {
+    pub fn parse<M: PhysRead + ?Sized>(
+        mem: &M,
+        magic: u32,
+        info_phys: u32,
+    ) -> Result<Self, Multiboot2Error> {
         if magic != BOOTLOADER_MAGIC {
             return Err(Multiboot2Error::BadMagic { found: magic });
         }
@@ -274,22 +290,48 @@ impl Multiboot2Info {
             rsdp_old: None,
             rsdp_new: None,
             efi_boot_services_active: false,
-            occupied: [BootRange { kind: BootData::InfoStructure, range: PhysRange { start: 0, end: 0 } }; OCCUPIED_CAPACITY],
+            occupied: [BootRange {
+                kind: BootData::InfoStructure,
+                range: PhysRange { start: 0, end: 0 },
+            }; OCCUPIED_CAPACITY],
             occupied_len: 0,
         }
     }
 
-    fn parse_tag<M: PhysRead + ?Sized>(&mut self, mem: &M, t: Tag, offset: u32) -> Result<(), Multiboot2Error> {
-        let once = |seen: bool| if seen { Err(Multiboot2Error::DuplicateTag { offset, kind: t.kind }) } else { Ok(()) };
+    fn parse_tag<M: PhysRead + ?Sized>(
+        &mut self,
+        mem: &M,
+        t: Tag,
+        offset: u32,
+    ) -> Result<(), Multiboot2Error> {
+        let once = |seen: bool| {
+            if seen {
+                Err(Multiboot2Error::DuplicateTag { offset, kind: t.kind })
+            } else {
+                Ok(())
+            }
+        };
         match t.kind {
             tag::CMDLINE => {
                 once(self.cmdline_len.is_some())?;
-                let n = tag_string(mem, t.payload(), t.payload_len(), &mut self.cmdline, BootData::CommandLine)?;
+                let n = tag_string(
+                    mem,
+                    t.payload(),
+                    t.payload_len(),
+                    &mut self.cmdline,
+                    BootData::CommandLine,
+                )?;
                 self.cmdline_len = Some(n);
             }
             tag::LOADER_NAME => {
                 once(self.loader_name_len.is_some())?;
-                let n = tag_string(mem, t.payload(), t.payload_len(), &mut self.loader_name, BootData::BootLoaderName)?;
+                let n = tag_string(
+                    mem,
+                    t.payload(),
+                    t.payload_len(),
+                    &mut self.loader_name,
+                    BootData::BootLoaderName,
+                )?;
                 self.loader_name_len = Some(n);
             }
             tag::MODULE => self.parse_module(mem, t)?,
@@ -303,11 +345,13 @@ impl Multiboot2Info {
             }
             tag::ACPI_OLD => {
                 once(self.rsdp_old.is_some())?;
-                self.rsdp_old = Some(Rsdp::parse(mem, t.payload(), t.payload_len(), RsdpSource::OldTag)?);
+                self.rsdp_old =
+                    Some(Rsdp::parse(mem, t.payload(), t.payload_len(), RsdpSource::OldTag)?);
             }
             tag::ACPI_NEW => {
                 once(self.rsdp_new.is_some())?;
-                self.rsdp_new = Some(Rsdp::parse(mem, t.payload(), t.payload_len(), RsdpSource::NewTag)?);
+                self.rsdp_new =
+                    Some(Rsdp::parse(mem, t.payload(), t.payload_len(), RsdpSource::NewTag)?);
             }
             tag::EFI_BOOT_SERVICES_ACTIVE => self.efi_boot_services_active = true,
             // Framebuffer, console, ELF sections, SMBIOS, APM, network, load base and
@@ -317,13 +361,24 @@ impl Multiboot2Info {
         Ok(())
     }
 
-    fn parse_module<M: PhysRead + ?Sized>(&mut self, mem: &M, t: Tag) -> Result<(), Multiboot2Error> {
+    fn parse_module<M: PhysRead + ?Sized>(
+        &mut self,
+        mem: &M,
+        t: Tag,
+    ) -> Result<(), Multiboot2Error> {
         let index = self.module_count;
         if index == MAX_MODULES {
-            return Err(Multiboot2Error::V1(MultibootError::TooManyModules { count: index as u32 + 1, max: MAX_MODULES }));
+            return Err(Multiboot2Error::V1(MultibootError::TooManyModules {
+                count: index as u32 + 1,
+                max: MAX_MODULES,
+            }));
         }
         if t.payload_len() < 9 {
-            return Err(Multiboot2Error::BadTagSize { offset: (t.phys - self.info_phys as u64) as u32, kind: t.kind, size: t.size });
+            return Err(Multiboot2Error::BadTagSize {
+                offset: (t.phys - self.info_phys as u64) as u32,
+                kind: t.kind,
+                size: t.size,
+            });
         }
         let mut b = [0u8; 8];
         read(mem, t.payload(), &mut b, BootData::ModuleList)?;
@@ -375,7 +430,11 @@ impl Multiboot2Info {
         Ok(())
     }
 
-    fn parse_efi_mmap<M: PhysRead + ?Sized>(&mut self, mem: &M, t: Tag) -> Result<(), Multiboot2Error> {
+    fn parse_efi_mmap<M: PhysRead + ?Sized>(
+        &mut self,
+        mem: &M,
+        t: Tag,
+    ) -> Result<(), Multiboot2Error> {
         if t.payload_len() < 8 {
             return Err(Multiboot2Error::MmapHeaderTruncated { size: t.size });
         }
@@ -383,7 +442,10 @@ impl Multiboot2Info {
         read(mem, t.payload(), &mut head, BootData::MemoryMap)?;
         let desc_size = le32(&head, 0);
         if desc_size < EFI_DESCRIPTOR_MIN_SIZE || !desc_size.is_multiple_of(8) {
-            return Err(Multiboot2Error::BadMmapEntrySize { entry_size: desc_size, min: EFI_DESCRIPTOR_MIN_SIZE });
+            return Err(Multiboot2Error::BadMmapEntrySize {
+                entry_size: desc_size,
+                min: EFI_DESCRIPTOR_MIN_SIZE,
+            });
         }
         let count = (t.payload_len() - 8) / desc_size;
         let mut len = 0usize;
@@ -394,11 +456,9 @@ impl Multiboot2Info {
             let mut d = [0u8; EFI_DESCRIPTOR_MIN_SIZE as usize];
             read(mem, t.payload() + 8 + i as u64 * desc_size as u64, &mut d, BootData::MemoryMap)?;
             let (efi_type, base, pages) = (le32(&d, 0), le64(&d, 8), le64(&d, 24));
-            let length = pages.checked_mul(4096).ok_or(Multiboot2Error::V1(MultibootError::MmapEntryOverflow {
-                index: i as usize,
-                base,
-                length: pages,
-            }))?;
+            let length = pages.checked_mul(4096).ok_or(Multiboot2Error::V1(
+                MultibootError::MmapEntryOverflow { index: i as usize, base, length: pages },
+            ))?;
             if let Some(e) = checked_entry(i as usize, base, length, efi_memory_type(efi_type))? {
                 push_merged(&mut self.efi_mmap, &mut len, e)?;
             }
@@ -410,7 +470,11 @@ impl Multiboot2Info {
     fn finish(mut self) -> Result<Self, Multiboot2Error> {
         if let Some(n) = self.efi_mmap_len {
             let raw = self.efi_mmap;
-            let freed = if self.efi_boot_services_active { MemoryType::Reserved } else { MemoryType::Available };
+            let freed = if self.efi_boot_services_active {
+                MemoryType::Reserved
+            } else {
+                MemoryType::Available
+            };
             let mut len = 0;
             for e in &raw[..n] {
                 let kind = if e.kind == EFI_BOOT_SERVICES_MEMORY { freed } else { e.kind };
@@ -446,7 +510,14 @@ impl Multiboot2Info {
 
     /// The firmware the loader ran on.
     pub fn firmware(&self) -> Firmware {
-        let efi = [tag::EFI32_SYSTEM_TABLE, tag::EFI64_SYSTEM_TABLE, tag::EFI_MMAP, tag::EFI32_IMAGE_HANDLE, tag::EFI64_IMAGE_HANDLE, tag::EFI_BOOT_SERVICES_ACTIVE];
+        let efi = [
+            tag::EFI32_SYSTEM_TABLE,
+            tag::EFI64_SYSTEM_TABLE,
+            tag::EFI_MMAP,
+            tag::EFI32_IMAGE_HANDLE,
+            tag::EFI64_IMAGE_HANDLE,
+            tag::EFI_BOOT_SERVICES_ACTIVE,
+        ];
         if efi.iter().any(|&k| self.tags_seen & (1 << k) != 0) {
             Firmware::Uefi
         } else {
@@ -502,7 +573,12 @@ impl Multiboot2Info {
 }
 
 /// Builds an entry, rejecting overflow and dropping empty ones.
-fn checked_entry(index: usize, base: u64, length: u64, kind: MemoryType) -> Result<Option<MmapEntry>, Multiboot2Error> {
+fn checked_entry(
+    index: usize,
+    base: u64,
+    length: u64,
+    kind: MemoryType,
+) -> Result<Option<MmapEntry>, Multiboot2Error> {
     if length == 0 {
         return Ok(None);
     }

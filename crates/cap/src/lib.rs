@@ -93,8 +93,7 @@ impl<T> CapTable<T> {
     /// Like [`Self::new`] but reports allocation failure as [`CapError::Full`].
     pub fn try_new(capacity: u16) -> Result<CapTable<T>, CapError> {
         let mut v = Vec::new();
-        v.try_reserve_exact(capacity as usize)
-            .map_err(|_| CapError::Full)?;
+        v.try_reserve_exact(capacity as usize).map_err(|_| CapError::Full)?;
         Ok(Self::build(v, capacity))
     }
 
@@ -102,10 +101,7 @@ impl<T> CapTable<T> {
         let n = capacity as u32;
         for i in 0..n {
             let next = if i + 1 < n { i + 1 } else { NONE };
-            slots.push(Slot {
-                generation: 1,
-                entry: Entry::Free { next },
-            });
+            slots.push(Slot { generation: 1, entry: Entry::Free { next } });
         }
         CapTable {
             slots,
@@ -200,10 +196,8 @@ impl<T> CapTable<T> {
         let i = index as u32;
         if self.free_tail == NONE {
             self.free_head = i;
-        } else if let Some(Slot {
-            entry: Entry::Free { next },
-            ..
-        }) = self.slots.get_mut(self.free_tail as usize)
+        } else if let Some(Slot { entry: Entry::Free { next }, .. }) =
+            self.slots.get_mut(self.free_tail as usize)
         {
             *next = i;
         }
@@ -237,22 +231,16 @@ impl<T> CapTable<T> {
 
     /// Live capabilities in slot order.
     pub fn iter(&self) -> impl Iterator<Item = (CapId, &T)> + '_ {
-        self.slots
-            .iter()
-            .enumerate()
-            .filter_map(|(i, s)| match &s.entry {
-                Entry::Occupied(t) => Some((CapId::new(i as u16, s.generation), t)),
-                Entry::Free { .. } => None,
-            })
+        self.slots.iter().enumerate().filter_map(|(i, s)| match &s.entry {
+            Entry::Occupied(t) => Some((CapId::new(i as u16, s.generation), t)),
+            Entry::Free { .. } => None,
+        })
     }
 
     /// Releases every capability (process exit), yielding the objects in slot order. All
     /// capabilities are released even if the iterator is dropped early.
     pub fn drain(&mut self) -> Drain<'_, T> {
-        Drain {
-            table: self,
-            next: 0,
-        }
+        Drain { table: self, next: 0 }
     }
 }
 
@@ -321,20 +309,14 @@ mod tests {
         let a = t.insert(1u8).unwrap();
         assert_eq!(t.get(CapId::NULL), Err(CapError::Null));
         assert_eq!(t.get(CapId::new(2, 1)), Err(CapError::NoSuchSlot));
-        assert_eq!(
-            t.get(CapId::new(u16::MAX, u16::MAX)),
-            Err(CapError::NoSuchSlot)
-        );
+        assert_eq!(t.get(CapId::new(u16::MAX, u16::MAX)), Err(CapError::NoSuchSlot));
         // Generation 0 is never issued (and index 0 / generation 0 is NULL itself).
         assert_eq!(t.get(CapId::new(a.index(), 0)), Err(CapError::Null));
         let b = t.insert(2u8).unwrap();
         assert_eq!(t.get(CapId::new(b.index(), 0)), Err(CapError::Stale));
         t.release(b).unwrap();
         // Forged generation on a live slot.
-        assert_eq!(
-            t.get(CapId::new(a.index(), a.generation() + 1)),
-            Err(CapError::Stale)
-        );
+        assert_eq!(t.get(CapId::new(a.index(), a.generation() + 1)), Err(CapError::Stale));
         // A free slot's upcoming generation is not live yet.
         assert_eq!(t.get(CapId::new(1, 1)), Err(CapError::Stale));
         assert_eq!(t.copy(CapId::NULL), Err(CapError::Null));

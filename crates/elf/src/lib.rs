@@ -194,24 +194,17 @@ impl fmt::Display for ElfError {
                 write!(f, "segment {index}: writable and executable (W^X)")
             }
             NotCongruent { index } => {
-                write!(
-                    f,
-                    "segment {index}: address and file offset differ modulo the page size"
-                )
+                write!(f, "segment {index}: address and file offset differ modulo the page size")
             }
             BadAlignment { index, align } => {
-                write!(
-                    f,
-                    "segment {index}: alignment {align:#x} is not a power of two"
-                )
+                write!(f, "segment {index}: alignment {align:#x} is not a power of two")
             }
             OverlappingSegments { first, second } => {
                 write!(f, "segments {first} and {second} overlap")
             }
-            ConflictingPagePermissions { first, second } => write!(
-                f,
-                "segments {first} and {second} share a page with different permissions"
-            ),
+            ConflictingPagePermissions { first, second } => {
+                write!(f, "segments {first} and {second} share a page with different permissions")
+            }
             EntryNotExecutable(e) => {
                 write!(f, "entry point {e:#x} is not in an executable segment")
             }
@@ -385,18 +378,9 @@ impl<'a> ElfImage<'a> {
         let table_len = usize::from(phnum) * PHDR_SIZE;
         let phoff = usize::try_from(phoff)
             .ok()
-            .filter(|&off| {
-                off.checked_add(table_len)
-                    .is_some_and(|end| end <= bytes.len())
-            })
+            .filter(|&off| off.checked_add(table_len).is_some_and(|end| end <= bytes.len()))
             .ok_or(ElfError::ProgramHeadersOutOfFile)?;
-        let image = ElfImage {
-            bytes,
-            entry,
-            phoff,
-            phnum: usize::from(phnum),
-            user_end,
-        };
+        let image = ElfImage { bytes, entry, phoff, phnum: usize::from(phnum), user_end };
         image.validate_segments()?;
         Ok(image)
     }
@@ -455,10 +439,8 @@ impl<'a> ElfImage<'a> {
         if ph.p_filesz > ph.p_memsz {
             return Err(ElfError::FileSizeExceedsMemSize { index });
         }
-        let in_file = ph
-            .p_offset
-            .checked_add(ph.p_filesz)
-            .is_some_and(|end| end <= self.bytes.len() as u64);
+        let in_file =
+            ph.p_offset.checked_add(ph.p_filesz).is_some_and(|end| end <= self.bytes.len() as u64);
         if !in_file {
             return Err(ElfError::SegmentOutOfFile { index });
         }
@@ -466,15 +448,9 @@ impl<'a> ElfImage<'a> {
             return Ok(None);
         }
         if ph.p_align > 1 && !ph.p_align.is_power_of_two() {
-            return Err(ElfError::BadAlignment {
-                index,
-                align: ph.p_align,
-            });
+            return Err(ElfError::BadAlignment { index, align: ph.p_align });
         }
-        let end = ph
-            .p_vaddr
-            .checked_add(ph.p_memsz)
-            .ok_or(ElfError::AddressOverflow { index })?;
+        let end = ph.p_vaddr.checked_add(ph.p_memsz).ok_or(ElfError::AddressOverflow { index })?;
         if ph.p_vaddr < USER_START || end > self.user_end {
             return Err(ElfError::OutsideUserSpace { index });
         }
@@ -497,10 +473,7 @@ impl<'a> ElfImage<'a> {
     }
 
     fn phdr(&self, index: usize) -> Option<Phdr> {
-        phdr_at(
-            self.bytes,
-            self.phoff.checked_add(index.checked_mul(PHDR_SIZE)?)?,
-        )
+        phdr_at(self.bytes, self.phoff.checked_add(index.checked_mul(PHDR_SIZE)?)?)
     }
 
     /// The validated entry point, inside an executable segment.
@@ -520,10 +493,7 @@ impl<'a> ElfImage<'a> {
 
     /// The non-empty `PT_LOAD` segments in program header order, all validated by `parse`.
     pub fn segments(&self) -> Segments<'a> {
-        Segments {
-            image: *self,
-            next: 0,
-        }
+        Segments { image: *self, next: 0 }
     }
 
     /// The file bytes to copy for a segment of this image (`filesz` bytes at `file_offset`).

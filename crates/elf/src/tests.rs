@@ -18,15 +18,7 @@ struct Ph {
 }
 
 fn load(flags: u32, offset: u64, vaddr: u64, filesz: u64, memsz: u64) -> Ph {
-    Ph {
-        p_type: PT_LOAD,
-        flags,
-        offset,
-        vaddr,
-        filesz,
-        memsz,
-        align: 0x1000,
-    }
+    Ph { p_type: PT_LOAD, flags, offset, vaddr, filesz, memsz, align: 0x1000 }
 }
 
 /// Builds small ELF images; starts from a valid two-segment executable.
@@ -133,22 +125,11 @@ fn valid_image() {
             memsz: 0x100,
             filesz: 0x100,
             file_offset: 0x1000,
-            flags: SegmentFlags {
-                read: true,
-                write: false,
-                exec: true
-            },
+            flags: SegmentFlags { read: true, write: false, exec: true },
             align: 0x1000,
         }
     );
-    assert_eq!(
-        segs[1].flags,
-        SegmentFlags {
-            read: true,
-            write: true,
-            exec: false
-        }
-    );
+    assert_eq!(segs[1].flags, SegmentFlags { read: true, write: true, exec: false });
     assert_eq!(page_range(&segs[0]), (0x40_0000, 0x40_1000));
     assert_eq!(segs[1].page_range(), (0x40_2000, 0x40_4000));
     assert_eq!(segs[1].page_count(), 2);
@@ -221,10 +202,7 @@ fn segment_may_end_exactly_at_user_end() {
 fn user_end_parameter() {
     let bytes = Builder::new().build();
     for bad in [END + 0x1000, 0x40_0001, 0, USER_START, u64::MAX] {
-        assert_eq!(
-            ElfImage::parse(&bytes, bad).unwrap_err(),
-            ElfError::InvalidUserEnd(bad)
-        );
+        assert_eq!(ElfImage::parse(&bytes, bad).unwrap_err(), ElfError::InvalidUserEnd(bad));
     }
     assert_eq!(
         ElfImage::parse(&bytes, 0x40_1000).unwrap_err(),
@@ -235,20 +213,11 @@ fn user_end_parameter() {
 
 #[test]
 fn header_errors() {
-    assert_eq!(
-        ElfImage::parse(&[], END).unwrap_err(),
-        ElfError::TooShort(0)
-    );
-    assert_eq!(
-        ElfImage::parse(&[0x7f, b'E', b'L', b'F'], END).unwrap_err(),
-        ElfError::TooShort(4)
-    );
+    assert_eq!(ElfImage::parse(&[], END).unwrap_err(), ElfError::TooShort(0));
+    assert_eq!(ElfImage::parse(&[0x7f, b'E', b'L', b'F'], END).unwrap_err(), ElfError::TooShort(4));
     let mut bytes = Builder::new().build();
     bytes[1] = b'X';
-    assert_eq!(
-        ElfImage::parse(&bytes, END).unwrap_err(),
-        ElfError::BadMagic
-    );
+    assert_eq!(ElfImage::parse(&bytes, END).unwrap_err(), ElfError::BadMagic);
 
     let mut b = Builder::new();
     b.class = 1;
@@ -268,10 +237,7 @@ fn header_errors() {
     let mut b = Builder::new();
     b.e_type = ET_DYN;
     assert_eq!(b.parse_err(), ElfError::PositionIndependent);
-    assert!(b
-        .parse_err()
-        .to_string()
-        .contains("relocation-model=static"));
+    assert!(b.parse_err().to_string().contains("relocation-model=static"));
     let mut b = Builder::new();
     b.e_type = 1;
     assert_eq!(b.parse_err(), ElfError::NotExecutable(1));
@@ -297,10 +263,7 @@ fn program_header_table_bounds() {
     b.phdrs.truncate(1);
     let mut bytes = b.build();
     bytes.truncate(0x1100);
-    assert_eq!(
-        ElfImage::parse(&bytes, END).unwrap_err(),
-        ElfError::ProgramHeadersOutOfFile
-    );
+    assert_eq!(ElfImage::parse(&bytes, END).unwrap_err(), ElfError::ProgramHeadersOutOfFile);
     for phoff in [u64::MAX, u64::MAX - 55, 0x3000, 0x3000 - 56] {
         let mut b = Builder::new();
         b.phoff = 64;
@@ -357,15 +320,11 @@ fn segment_count_errors() {
     let mut b = Builder::new();
     b.phdrs.clear();
     for i in 0..=MAX_LOAD_SEGMENTS as u64 {
-        b.phdrs
-            .push(load(RX, 0x1000, 0x40_0000 + i * 0x1000, 0x10, 0x100));
+        b.phdrs.push(load(RX, 0x1000, 0x40_0000 + i * 0x1000, 0x10, 0x100));
     }
     assert_eq!(b.parse_err(), ElfError::TooManySegments);
     b.phdrs.pop();
-    assert_eq!(
-        ElfImage::parse(&b.build(), END).unwrap().segments().count(),
-        MAX_LOAD_SEGMENTS
-    );
+    assert_eq!(ElfImage::parse(&b.build(), END).unwrap().segments().count(), MAX_LOAD_SEGMENTS);
 }
 
 #[test]
@@ -383,14 +342,8 @@ fn per_segment_errors() {
         with(load(RW, 0x2000, 0x40_2000, 0x1001, 0x2000)),
         ElfError::SegmentOutOfFile { index: 1 }
     );
-    assert_eq!(
-        with(load(RW, u64::MAX, 0x40_2fff, 1, 1)),
-        ElfError::SegmentOutOfFile { index: 1 }
-    );
-    assert_eq!(
-        with(load(RW, 0x3000, 0x40_2000, 1, 1)),
-        ElfError::SegmentOutOfFile { index: 1 }
-    );
+    assert_eq!(with(load(RW, u64::MAX, 0x40_2fff, 1, 1)), ElfError::SegmentOutOfFile { index: 1 });
+    assert_eq!(with(load(RW, 0x3000, 0x40_2000, 1, 1)), ElfError::SegmentOutOfFile { index: 1 });
     assert_eq!(
         with(load(RW, 0x2000, 0xffff_ffff_ffff_f000, 0x10, 0x2000)),
         ElfError::AddressOverflow { index: 1 }
@@ -403,14 +356,8 @@ fn per_segment_errors() {
         with(load(RW, 0x2000, 0x7fff_ffff_f000, 0x10, 0x1001)),
         ElfError::OutsideUserSpace { index: 1 }
     );
-    assert_eq!(
-        with(load(RW, 0x0000, 0x0, 0x10, 0x10)),
-        ElfError::OutsideUserSpace { index: 1 }
-    );
-    assert_eq!(
-        with(load(RW, 0x0ff0, 0xff0, 0x10, 0x20)),
-        ElfError::OutsideUserSpace { index: 1 }
-    );
+    assert_eq!(with(load(RW, 0x0000, 0x0, 0x10, 0x10)), ElfError::OutsideUserSpace { index: 1 });
+    assert_eq!(with(load(RW, 0x0ff0, 0xff0, 0x10, 0x20)), ElfError::OutsideUserSpace { index: 1 });
     assert_eq!(
         with(load(RW | PF_X, 0x2000, 0x40_2000, 0x10, 0x10)),
         ElfError::WritableAndExecutable { index: 1 }
@@ -419,26 +366,14 @@ fn per_segment_errors() {
         with(load(PF_W | PF_X, 0x2000, 0x40_2000, 0x10, 0x10)),
         ElfError::WritableAndExecutable { index: 1 }
     );
-    assert_eq!(
-        with(load(RW, 0x2008, 0x40_2000, 0x10, 0x10)),
-        ElfError::NotCongruent { index: 1 }
-    );
+    assert_eq!(with(load(RW, 0x2008, 0x40_2000, 0x10, 0x10)), ElfError::NotCongruent { index: 1 });
     let mut ph = load(RW, 0x2000, 0x40_2000, 0x10, 0x10);
     ph.align = 0x3000;
-    assert_eq!(
-        with(ph),
-        ElfError::BadAlignment {
-            index: 1,
-            align: 0x3000
-        }
-    );
+    assert_eq!(with(ph), ElfError::BadAlignment { index: 1, align: 0x3000 });
     ph.align = 0;
     let mut b = Builder::new();
     b.phdrs[1] = ph;
-    assert!(
-        ElfImage::parse(&b.build(), END).is_ok(),
-        "align 0 means no constraint"
-    );
+    assert!(ElfImage::parse(&b.build(), END).is_ok(), "align 0 means no constraint");
 }
 
 #[test]
@@ -451,33 +386,21 @@ fn overlap_errors() {
     // Same bytes, even with the same flags.
     assert_eq!(
         with(load(RX, 0x1080, 0x40_0080, 0x10, 0x10)),
-        ElfError::OverlappingSegments {
-            first: 0,
-            second: 1
-        }
+        ElfError::OverlappingSegments { first: 0, second: 1 }
     );
     // Containing the other.
     assert_eq!(
         with(load(R, 0x1000, 0x3f_f000, 0x10, 0x3000)),
-        ElfError::OverlappingSegments {
-            first: 0,
-            second: 1
-        }
+        ElfError::OverlappingSegments { first: 0, second: 1 }
     );
     // Disjoint bytes, shared page, different permissions.
     assert_eq!(
         with(load(RW, 0x1100, 0x40_0100, 0x10, 0x10)),
-        ElfError::ConflictingPagePermissions {
-            first: 0,
-            second: 1
-        }
+        ElfError::ConflictingPagePermissions { first: 0, second: 1 }
     );
     assert_eq!(
         with(load(R, 0x1200, 0x40_0200, 0x10, 0x10)),
-        ElfError::ConflictingPagePermissions {
-            first: 0,
-            second: 1
-        }
+        ElfError::ConflictingPagePermissions { first: 0, second: 1 }
     );
     // Adjacent pages are fine.
     let mut b = Builder::new();
@@ -502,10 +425,7 @@ fn entry_errors() {
 fn error_messages_are_nonempty() {
     let mut b = Builder::new();
     b.entry = 1;
-    assert_eq!(
-        b.parse_err().to_string(),
-        "entry point 0x1 is not in an executable segment"
-    );
+    assert_eq!(b.parse_err().to_string(), "entry point 0x1 is not in an executable segment");
     assert_eq!(
         ElfError::WritableAndExecutable { index: 2 }.to_string(),
         "segment 2: writable and executable (W^X)"
@@ -540,9 +460,7 @@ fn check_invariants(img: &ElfImage<'_>, bytes: &[u8]) {
         let (a, b) = page_range(s);
         assert!(a <= s.vaddr && s.end() <= b && b <= img.user_end());
     }
-    assert!(segs
-        .iter()
-        .any(|s| s.flags.exec && s.vaddr <= img.entry() && img.entry() < s.end()));
+    assert!(segs.iter().any(|s| s.flags.exec && s.vaddr <= img.entry() && img.entry() < s.end()));
 }
 
 #[test]
@@ -554,24 +472,13 @@ fn fuzz_mutated_images_never_panic() {
         let mut bytes = base.clone();
         for _ in 0..1 + rng.below(4) {
             // Mostly hit the headers, where the interesting fields are.
-            let i = if rng.below(4) == 0 {
-                rng.below(bytes.len())
-            } else {
-                rng.below(64 + 2 * 56)
-            };
+            let i = if rng.below(4) == 0 { rng.below(bytes.len()) } else { rng.below(64 + 2 * 56) };
             match rng.below(3) {
                 0 => bytes[i] = rng.next() as u8,
                 1 => bytes[i] ^= 1 << rng.below(8),
                 _ => {
-                    let v = [
-                        0u64,
-                        1,
-                        0xfff,
-                        0x1000,
-                        u64::MAX,
-                        0x8000_0000_0000,
-                        rng.next(),
-                    ][rng.below(7)];
+                    let v = [0u64, 1, 0xfff, 0x1000, u64::MAX, 0x8000_0000_0000, rng.next()]
+                        [rng.below(7)];
                     let i = i & !7;
                     if i + 8 <= bytes.len() {
                         bytes[i..i + 8].copy_from_slice(&v.to_le_bytes());

@@ -28,9 +28,7 @@ pub fn is_valid_value(value: &str) -> bool {
 /// A key pattern: dotted segments, each either a literal key segment or `*`.
 pub fn is_valid_pattern(pattern: &str) -> bool {
     !pattern.is_empty()
-        && pattern
-            .split('.')
-            .all(|seg| seg == "*" || (is_valid_key(seg) && !seg.contains('.')))
+        && pattern.split('.').all(|seg| seg == "*" || (is_valid_key(seg) && !seg.contains('.')))
 }
 
 /// Does `key` match `pattern`? `*` matches exactly one dotted segment, so

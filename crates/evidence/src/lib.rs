@@ -23,7 +23,7 @@ mod write;
 #[cfg(feature = "parse")]
 mod parse;
 
-pub use key::{is_valid_key, is_valid_pattern, pattern_matches, is_valid_value};
+pub use key::{is_valid_key, is_valid_pattern, is_valid_value, pattern_matches};
 pub use write::{write_ev, write_verdict_fail, write_verdict_pass, EvLine};
 
 #[cfg(feature = "parse")]
@@ -57,7 +57,9 @@ pub mod exit {
             STATUS_FAIL => "verdict fail",
             STATUS_PANIC => "kernel panic",
             STATUS_FATAL_EXCEPTION => "fatal CPU exception",
-            0 => "QEMU exited normally (no isa-debug-exit write: triple fault/reset or powered off?)",
+            0 => {
+                "QEMU exited normally (no isa-debug-exit write: triple fault/reset or powered off?)"
+            }
             1 => "QEMU error (bad option or kernel image?)",
             _ => "unexpected status",
         }

@@ -108,7 +108,10 @@ impl Evidence {
     }
     /// Keys matching a wildcard pattern (`cpu.*.mode`) with their last values,
     /// sorted by key. An invalid pattern matches nothing.
-    pub fn matching<'s>(&'s self, pattern: &'s str) -> impl Iterator<Item = (&'s str, Value<'s>)> + 's {
+    pub fn matching<'s>(
+        &'s self,
+        pattern: &'s str,
+    ) -> impl Iterator<Item = (&'s str, Value<'s>)> + 's {
         let valid = is_valid_pattern(pattern);
         self.by_key
             .iter()
@@ -141,7 +144,9 @@ impl Transcript {
         for (idx, raw) in text.split('\n').enumerate() {
             let line = clean(raw);
             let n = idx + 1;
-            let mut err = |reason: String| t.errors.push(ParseError { line: n, text: line.to_string(), reason });
+            let mut err = |reason: String| {
+                t.errors.push(ParseError { line: n, text: line.to_string(), reason })
+            };
             if let Some(rest) = word_rest(line, "EV") {
                 if t.verdict.is_some() {
                     err("EV line after VERDICT (the verdict must be printed last)".into());
@@ -151,9 +156,13 @@ impl Transcript {
                     any = true;
                     match pair.split_once('=') {
                         None => err(format!("pair {pair:?} has no '='")),
-                        Some((k, _)) if !is_valid_key(k) => err(format!("invalid key {k:?} (want [a-z0-9_.]+)")),
+                        Some((k, _)) if !is_valid_key(k) => {
+                            err(format!("invalid key {k:?} (want [a-z0-9_.]+)"))
+                        }
                         Some((_, "")) => err(format!("empty value in {pair:?}")),
-                        Some((_, v)) if v.contains('=') => err(format!("value contains '=' in {pair:?}")),
+                        Some((_, v)) if v.contains('=') => {
+                            err(format!("value contains '=' in {pair:?}"))
+                        }
                         Some((k, v)) => t.evidence.insert(k, v),
                     }
                 }
@@ -327,7 +336,9 @@ halting\r
 
     #[test]
     fn wildcard_matching() {
-        let t = Transcript::parse("EV cpu.0.mode=x2apic cpu.1.mode=xapic cpu.mode=x cpu.1.timer_ticks=5\n");
+        let t = Transcript::parse(
+            "EV cpu.0.mode=x2apic cpu.1.mode=xapic cpu.mode=x cpu.1.timer_ticks=5\n",
+        );
         let m: Vec<_> = t.evidence.matching("cpu.*.mode").map(|(k, v)| (k, v.as_str())).collect();
         assert_eq!(m, [("cpu.0.mode", "x2apic"), ("cpu.1.mode", "xapic")]);
         assert_eq!(t.evidence.matching("cpu..mode").count(), 0);

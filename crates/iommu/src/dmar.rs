@@ -105,7 +105,8 @@ impl<'a> Dmar<'a> {
         if &signature != b"DMAR" {
             return Err(DmarError::BadSignature(signature));
         }
-        let declared = le32(bytes, HEADER_LENGTH_OFFSET).ok_or(DmarError::Truncated { len: bytes.len() })?;
+        let declared =
+            le32(bytes, HEADER_LENGTH_OFFSET).ok_or(DmarError::Truncated { len: bytes.len() })?;
         let len = declared as usize;
         if len < STRUCTURES_OFFSET || len > bytes.len() {
             return Err(DmarError::BadLength { declared, available: bytes.len() });
@@ -176,15 +177,18 @@ impl<'a> Dmar<'a> {
         sid: SourceId,
         bridge_buses: impl Fn(SourceId) -> Option<(u8, u8)>,
     ) -> Option<Drhd<'a>> {
-        let listed = self.units().filter(|u| u.segment == segment && !u.include_pci_all()).find(|u| {
-            u.scopes().map_while(Result::ok).any(|s| match (s.kind, s.source_id()) {
-                (ScopeKind::PciEndpoint, Some(id)) => id == sid,
-                (ScopeKind::PciSubHierarchy, Some(bridge)) => {
-                    bridge == sid || bridge_buses(bridge).is_some_and(|(lo, hi)| (lo..=hi).contains(&sid.bus()))
-                }
-                _ => false,
-            })
-        });
+        let listed =
+            self.units().filter(|u| u.segment == segment && !u.include_pci_all()).find(|u| {
+                u.scopes().map_while(Result::ok).any(|s| match (s.kind, s.source_id()) {
+                    (ScopeKind::PciEndpoint, Some(id)) => id == sid,
+                    (ScopeKind::PciSubHierarchy, Some(bridge)) => {
+                        bridge == sid
+                            || bridge_buses(bridge)
+                                .is_some_and(|(lo, hi)| (lo..=hi).contains(&sid.bus()))
+                    }
+                    _ => false,
+                })
+            });
         listed.or_else(|| self.units().find(|u| u.segment == segment && u.include_pci_all()))
     }
 }
@@ -314,7 +318,8 @@ pub struct SourceId(pub u16);
 impl SourceId {
     /// Builds one from its parts; `None` when device > 31 or function > 7.
     pub fn new(bus: u8, device: u8, function: u8) -> Option<Self> {
-        (device < 32 && function < 8).then_some(SourceId((bus as u16) << 8 | (device as u16) << 3 | function as u16))
+        (device < 32 && function < 8)
+            .then_some(SourceId((bus as u16) << 8 | (device as u16) << 3 | function as u16))
     }
 
     /// Bus number.
@@ -378,7 +383,10 @@ impl<'a> Iterator for Scopes<'a> {
         let at = self.offset;
         let rest = &self.bytes[at..];
         let length = rest.get(1).copied().unwrap_or(0) as usize;
-        if length < SCOPE_PATH_OFFSET || length > rest.len() || !(length - SCOPE_PATH_OFFSET).is_multiple_of(2) {
+        if length < SCOPE_PATH_OFFSET
+            || length > rest.len()
+            || !(length - SCOPE_PATH_OFFSET).is_multiple_of(2)
+        {
             self.done = true;
             return Some(Err(DmarError::MalformedScope { offset: at }));
         }

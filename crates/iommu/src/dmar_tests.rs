@@ -57,7 +57,9 @@ pub(crate) fn scope(kind: u8, id: u8, bus: u8, path: &[(u8, u8)]) -> Vec<u8> {
 /// What QEMU's q35 with `-device intel-iommu,intremap=on` reports: one include-all unit at
 /// 0xFED90000 listing IOAPIC 0 at 0xFF:00.0.
 fn qemu_like() -> Vec<u8> {
-    TableBuilder::new(0b001).drhd(DRHD_INCLUDE_PCI_ALL, 0, 0xFED9_0000, &[scope(3, 0, 0xFF, &[(0, 0)])]).build()
+    TableBuilder::new(0b001)
+        .drhd(DRHD_INCLUDE_PCI_ALL, 0, 0xFED9_0000, &[scope(3, 0, 0xFF, &[(0, 0)])])
+        .build()
 }
 
 #[test]
@@ -85,7 +87,12 @@ fn listed_endpoints_and_bridges_win_over_the_include_all_unit() {
     let bytes = TableBuilder::new(1)
         .drhd(0, 0, 0x1000, &[scope(1, 0, 0, &[(2, 0)]), scope(2, 0, 0, &[(0x1C, 0)])])
         .other(1, 20)
-        .drhd(DRHD_INCLUDE_PCI_ALL, 0, 0x2000, &[scope(3, 8, 0xF0, &[(0x1F, 0)]), scope(4, 0, 0, &[(0x1F, 7)])])
+        .drhd(
+            DRHD_INCLUDE_PCI_ALL,
+            0,
+            0x2000,
+            &[scope(3, 8, 0xF0, &[(0x1F, 0)]), scope(4, 0, 0, &[(0x1F, 7)])],
+        )
         .build();
     let dmar = Dmar::parse(&bytes).unwrap();
     let no_bridges = |_| None;
@@ -132,7 +139,11 @@ fn header_errors_are_reported() {
     assert!(matches!(Dmar::parse(&long), Err(DmarError::BadLength { declared: 1000, .. })));
     let mut trailing = good.clone();
     trailing.extend_from_slice(&[1, 2, 3]);
-    assert_eq!(Dmar::parse(&trailing).unwrap().units().count(), 1, "bytes past the declared length are ignored");
+    assert_eq!(
+        Dmar::parse(&trailing).unwrap().units().count(),
+        1,
+        "bytes past the declared length are ignored"
+    );
 }
 
 #[test]
@@ -142,10 +153,16 @@ fn malformed_structures_and_scopes_end_the_walk() {
     b[STRUCTURES_OFFSET + 2] = 2;
     let b = refix(b);
     let dmar = Dmar::parse(&b).unwrap();
-    assert_eq!(dmar.first_error(), Some(DmarError::MalformedStructure { offset: STRUCTURES_OFFSET }));
+    assert_eq!(
+        dmar.first_error(),
+        Some(DmarError::MalformedStructure { offset: STRUCTURES_OFFSET })
+    );
     // A DRHD shorter than its fixed part.
     let b = TableBuilder::new(1).other(0, 4).build();
-    assert_eq!(Dmar::parse(&b).unwrap().first_error(), Some(DmarError::ShortDrhd { offset: STRUCTURES_OFFSET }));
+    assert_eq!(
+        Dmar::parse(&b).unwrap().first_error(),
+        Some(DmarError::ShortDrhd { offset: STRUCTURES_OFFSET })
+    );
     // A scope with an odd path length.
     let mut s = scope(3, 0, 0xFF, &[(0, 0)]);
     s[1] = 7;
@@ -207,7 +224,12 @@ fn fuzz_mutated_tables_never_panic() {
     let base = TableBuilder::new(1)
         .drhd(0, 0, 0x1000, &[scope(1, 0, 0, &[(2, 0)]), scope(2, 0, 0, &[(0x1C, 0), (0, 0)])])
         .other(1, 12)
-        .drhd(DRHD_INCLUDE_PCI_ALL, 0, 0x2000, &[scope(3, 0, 0xFF, &[(0, 0)]), scope(4, 0, 0, &[(0x1F, 7)])])
+        .drhd(
+            DRHD_INCLUDE_PCI_ALL,
+            0,
+            0x2000,
+            &[scope(3, 0, 0xFF, &[(0, 0)]), scope(4, 0, 0, &[(0x1F, 7)])],
+        )
         .build();
     walk(&base);
     let mut rng = XorShift(0xD3A2_0001);

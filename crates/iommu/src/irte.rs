@@ -117,7 +117,9 @@ impl Irte {
         let vector = check_vector(self.vector)?;
         let destination = match (mode, self.destination) {
             (DestinationMode::X2Apic, d) => (d.apic_id().get() as u64) << DESTINATION_SHIFT,
-            (DestinationMode::XApic, IrteDestination::XApic(id)) => (id.get() as u64) << XAPIC_DESTINATION_SHIFT,
+            (DestinationMode::XApic, IrteDestination::XApic(id)) => {
+                (id.get() as u64) << XAPIC_DESTINATION_SHIFT
+            }
             (DestinationMode::XApic, IrteDestination::X2Apic(id)) => {
                 let id = XApicId::try_from(id).map_err(|_| IrteError::Unreachable(id.get()))?;
                 (id.get() as u64) << XAPIC_DESTINATION_SHIFT
@@ -131,7 +133,9 @@ impl Irte {
         let high = match self.source {
             SourceValidation::None => 0,
             SourceValidation::Requester(sid) => 1 << SVT_SHIFT | sid.0 as u64,
-            SourceValidation::BusRange { first, last } => 2 << SVT_SHIFT | (first as u64) << 8 | last as u64,
+            SourceValidation::BusRange { first, last } => {
+                2 << SVT_SHIFT | (first as u64) << 8 | last as u64
+            }
         };
         Ok([low, high])
     }
@@ -154,7 +158,9 @@ impl Irte {
         let vector = (low >> VECTOR_SHIFT) as u8;
         check_vector(vector)?;
         let destination = match mode {
-            DestinationMode::X2Apic => IrteDestination::X2Apic(ApicId::new((low >> DESTINATION_SHIFT) as u32)),
+            DestinationMode::X2Apic => {
+                IrteDestination::X2Apic(ApicId::new((low >> DESTINATION_SHIFT) as u32))
+            }
             DestinationMode::XApic => {
                 if (low >> DESTINATION_SHIFT) & !0xFF00 != 0 {
                     return Err(IrteError::Reserved);
@@ -165,7 +171,9 @@ impl Irte {
         };
         let source = match (high >> SVT_SHIFT) & 0x3 {
             0 => SourceValidation::None,
-            1 if (high >> SQ_SHIFT) & 0x3 == 0 => SourceValidation::Requester(SourceId(high as u16)),
+            1 if (high >> SQ_SHIFT) & 0x3 == 0 => {
+                SourceValidation::Requester(SourceId(high as u16))
+            }
             2 => SourceValidation::BusRange { first: (high >> 8) as u8, last: high as u8 },
             _ => return Err(IrteError::Reserved),
         };
@@ -303,7 +311,10 @@ mod tests {
         assert_eq!(Irte::decode([1 | 1 << 12 | 0x40 << 16, 0], m), Err(IrteError::Reserved));
         assert_eq!(Irte::decode([1 | 0x40 << 16, 1 << 40], m), Err(IrteError::Reserved));
         assert_eq!(Irte::decode([1 | 0x40 << 16, 3 << 18], m), Err(IrteError::Reserved));
-        assert_eq!(Irte::decode([1 | 0x40 << 16 | 1 << 32, 0], DestinationMode::XApic), Err(IrteError::Reserved));
+        assert_eq!(
+            Irte::decode([1 | 0x40 << 16 | 1 << 32, 0], DestinationMode::XApic),
+            Err(IrteError::Reserved)
+        );
         assert!(!fault_processing_disabled([1, 0]));
         assert!(fault_processing_disabled([3, 0]));
     }
@@ -330,12 +341,19 @@ mod tests {
             let trigger = if rng.below(2) == 0 { TriggerMode::Edge } else { TriggerMode::Level };
             let source = SourceValidation::Requester(SourceId(rng.next() as u16));
             for mode in [DestinationMode::XApic, DestinationMode::X2Apic] {
-                let Some(destination) = IrteDestination::for_mode(mode, id(apic % 300)) else { continue };
+                let Some(destination) = IrteDestination::for_mode(mode, id(apic % 300)) else {
+                    continue;
+                };
                 let e = Irte { vector, destination, trigger, source };
                 assert_eq!(Irte::decode(e.encode(mode).unwrap(), mode).unwrap(), e);
             }
-            let e = Irte { vector, destination: IrteDestination::X2Apic(id(apic)), trigger, source };
-            assert_eq!(Irte::decode(e.encode(DestinationMode::X2Apic).unwrap(), DestinationMode::X2Apic).unwrap(), e);
+            let e =
+                Irte { vector, destination: IrteDestination::X2Apic(id(apic)), trigger, source };
+            assert_eq!(
+                Irte::decode(e.encode(DestinationMode::X2Apic).unwrap(), DestinationMode::X2Apic)
+                    .unwrap(),
+                e
+            );
         }
     }
 

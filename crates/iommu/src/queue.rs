@@ -16,7 +16,9 @@ pub const DESCRIPTOR_BYTES: u64 = 16;
 pub fn iec(selective: Option<(u16, u8)>) -> [u64; 2] {
     match selective {
         None => [TYPE_IEC, 0],
-        Some((index, mask)) => [TYPE_IEC | 1 << 4 | ((mask & 0x1F) as u64) << 27 | (index as u64) << 32, 0],
+        Some((index, mask)) => {
+            [TYPE_IEC | 1 << 4 | ((mask & 0x1F) as u64) << 27 | (index as u64) << 32, 0]
+        }
     }
 }
 

@@ -234,7 +234,10 @@ mod tests {
         let status = 1 << 30 | 1 << 26 | 1 << 24;
         assert_eq!(GlobalBit::InterruptRemapping.command(status, true), 1 << 26 | 1 << 25);
         assert_eq!(GlobalBit::SetInterruptTablePointer.command(1 << 26, true), 1 << 26 | 1 << 24);
-        assert_eq!(GlobalBit::CompatibilityFormat.command(1 << 25 | 1 << 23 | 1 << 26, false), 1 << 25 | 1 << 26);
+        assert_eq!(
+            GlobalBit::CompatibilityFormat.command(1 << 25 | 1 << 23 | 1 << 26, false),
+            1 << 25 | 1 << 26
+        );
         assert_eq!(ONE_SHOT_STATUS, 1 << 30 | 1 << 29 | 1 << 27 | 1 << 24);
         assert!(GlobalBit::QueuedInvalidation.reached(1 << 26, true));
         assert!(!GlobalBit::QueuedInvalidation.reached(0, true));
@@ -250,7 +253,11 @@ mod tests {
         assert_eq!(cap.fault_recording_count(), 1);
         assert!(cap.caching_mode());
         let ecap = ExtendedCapability(0b11010);
-        assert!(ecap.queued_invalidation() && ecap.interrupt_remapping() && ecap.extended_interrupt_mode());
+        assert!(
+            ecap.queued_invalidation()
+                && ecap.interrupt_remapping()
+                && ecap.extended_interrupt_mode()
+        );
         assert!(!ecap.coherent());
     }
 

@@ -55,7 +55,8 @@ impl RemappableRte {
         if raw.high & RTE_FORMAT_REMAPPABLE == 0 {
             return None;
         }
-        let index = (raw.high >> RTE_INDEX_LOW_SHIFT) as u16 | if raw.low & RTE_INDEX_15 != 0 { 0x8000 } else { 0 };
+        let index = (raw.high >> RTE_INDEX_LOW_SHIFT) as u16
+            | if raw.low & RTE_INDEX_15 != 0 { 0x8000 } else { 0 };
         Some(RemappableRte {
             index,
             vector: raw.low as u8,
@@ -98,7 +99,8 @@ impl RemappableMsi {
         if address & MSI_SUBHANDLE_VALID != 0 {
             return None;
         }
-        let handle = ((address >> MSI_HANDLE_LOW_SHIFT) & 0x7FFF) as u16 | if address & MSI_HANDLE_15 != 0 { 0x8000 } else { 0 };
+        let handle = ((address >> MSI_HANDLE_LOW_SHIFT) & 0x7FFF) as u16
+            | if address & MSI_HANDLE_15 != 0 { 0x8000 } else { 0 };
         Some(RemappableMsi { handle })
     }
 }
@@ -110,11 +112,23 @@ mod tests {
 
     #[test]
     fn rte_layout_matches_the_spec() {
-        let rte = RemappableRte { index: 8, vector: 0x51, polarity: Polarity::ActiveHigh, trigger: TriggerMode::Edge, masked: true };
+        let rte = RemappableRte {
+            index: 8,
+            vector: 0x51,
+            polarity: Polarity::ActiveHigh,
+            trigger: TriggerMode::Edge,
+            masked: true,
+        };
         let e = rte.encode();
         assert_eq!(e.low, 0x0001_0051);
         assert_eq!(e.high, 0x0011_0000, "format bit 48 and index 8 at bits 63:49");
-        let level = RemappableRte { index: 0x8003, vector: 0x60, polarity: Polarity::ActiveLow, trigger: TriggerMode::Level, masked: false };
+        let level = RemappableRte {
+            index: 0x8003,
+            vector: 0x60,
+            polarity: Polarity::ActiveLow,
+            trigger: TriggerMode::Level,
+            masked: false,
+        };
         let e = level.encode();
         assert_eq!(e.low, 0x60 | 1 << 11 | 1 << 13 | 1 << 15);
         assert_eq!(e.high, 1 << 16 | 3 << 17);
@@ -123,7 +137,9 @@ mod tests {
 
     #[test]
     fn compatibility_entries_are_not_remappable() {
-        let compat = RedirectionEntry::masked_fixed(0x51, keel_apic::XApicId::new(3).unwrap()).encode().unwrap();
+        let compat = RedirectionEntry::masked_fixed(0x51, keel_apic::XApicId::new(3).unwrap())
+            .encode()
+            .unwrap();
         assert_eq!(RemappableRte::decode(compat), None);
     }
 
@@ -144,8 +160,17 @@ mod tests {
     #[test]
     fn every_index_round_trips() {
         for index in 0..=u16::MAX {
-            assert_eq!(RemappableMsi::decode(RemappableMsi { handle: index }.address()).unwrap().handle, index);
-            let rte = RemappableRte { index, vector: 0x40, polarity: Polarity::ActiveHigh, trigger: TriggerMode::Level, masked: index % 2 == 0 };
+            assert_eq!(
+                RemappableMsi::decode(RemappableMsi { handle: index }.address()).unwrap().handle,
+                index
+            );
+            let rte = RemappableRte {
+                index,
+                vector: 0x40,
+                polarity: Polarity::ActiveHigh,
+                trigger: TriggerMode::Level,
+                masked: index % 2 == 0,
+            };
             assert_eq!(RemappableRte::decode(rte.encode()), Some(rte));
         }
     }

@@ -46,18 +46,29 @@ pub struct FirmwareState {
 
 /// Issues one global command and waits for its status (VT-d spec 10.4.4: one command per
 /// write, GCMD built from GSTS without the one-shot status bits).
-pub fn command<R: UnitRegisters, E>(regs: &mut R, bit: GlobalBit, set: bool) -> Result<(), SequenceError<E>> {
+pub fn command<R: UnitRegisters, E>(
+    regs: &mut R,
+    bit: GlobalBit,
+    set: bool,
+) -> Result<(), SequenceError<E>> {
     let status = regs.read32(offset::GLOBAL_STATUS);
     regs.write32(offset::GLOBAL_COMMAND, bit.command(status, set));
     let mut reached = |r: &mut R| bit.reached(r.read32(offset::GLOBAL_STATUS), set);
-    if regs.poll(&mut reached) { Ok(()) } else { Err(SequenceError::CommandTimeout(bit)) }
+    if regs.poll(&mut reached) {
+        Ok(())
+    } else {
+        Err(SequenceError::CommandTimeout(bit))
+    }
 }
 
 /// Turns off what firmware left on (IRE, then QIE once its queue drained) so that the
 /// table and queue can be replaced (spec 10.4.4: they must not change while in use).
 pub fn quiesce<R: UnitRegisters, E>(regs: &mut R) -> Result<FirmwareState, SequenceError<E>> {
     let status = regs.read32(offset::GLOBAL_STATUS);
-    let mut found = FirmwareState { translation: GlobalBit::TranslationEnable.reached(status, true), ..FirmwareState::default() };
+    let mut found = FirmwareState {
+        translation: GlobalBit::TranslationEnable.reached(status, true),
+        ..FirmwareState::default()
+    };
     if GlobalBit::InterruptRemapping.reached(status, true) {
         found.interrupt_remapping = true;
         command(regs, GlobalBit::InterruptRemapping, false)?;
@@ -100,7 +111,11 @@ pub fn enable<R: UnitRegisters, E>(
 /// Reads every recorded fault, hands it to `sink` with its record slot and clears it (spec
 /// 7.3.1, 10.4.14: F is write-1-to-clear in the upper quadword); then clears the RW1C error
 /// bits of FSTS. Returns the fault status as read.
-pub fn collect_faults<R: UnitRegisters>(regs: &mut R, capability: Capability, mut sink: impl FnMut(FaultRecord, usize)) -> FaultStatus {
+pub fn collect_faults<R: UnitRegisters>(
+    regs: &mut R,
+    capability: Capability,
+    mut sink: impl FnMut(FaultRecord, usize),
+) -> FaultStatus {
     let status = FaultStatus(regs.read32(offset::FAULT_STATUS));
     if status.pending() {
         let count = capability.fault_recording_count();

@@ -20,11 +20,24 @@ struct FakeUnit {
 
 impl FakeUnit {
     fn new(gsts: u32) -> Self {
-        FakeUnit { gsts, regs64: Default::default(), fsts: 0, log: vec![], deaf: None, one_shot_echoed: false }
+        FakeUnit {
+            gsts,
+            regs64: Default::default(),
+            fsts: 0,
+            log: vec![],
+            deaf: None,
+            one_shot_echoed: false,
+        }
     }
 
     fn commands(&self) -> Vec<u32> {
-        self.log.iter().filter_map(|a| match a { Access::Write32(o, v) if *o == offset::GLOBAL_COMMAND => Some(*v), _ => None }).collect()
+        self.log
+            .iter()
+            .filter_map(|a| match a {
+                Access::Write32(o, v) if *o == offset::GLOBAL_COMMAND => Some(*v),
+                _ => None,
+            })
+            .collect()
     }
 }
 
@@ -40,7 +53,9 @@ impl UnitRegisters for FakeUnit {
     fn write32(&mut self, o: usize, v: u32) {
         self.log.push(Access::Write32(o, v));
         if o == offset::GLOBAL_COMMAND {
-            if v & GlobalBit::SetInterruptTablePointer.mask() != 0 && self.gsts & GlobalBit::SetInterruptTablePointer.mask() != 0 {
+            if v & GlobalBit::SetInterruptTablePointer.mask() != 0
+                && self.gsts & GlobalBit::SetInterruptTablePointer.mask() != 0
+            {
                 self.one_shot_echoed = true;
             }
             let persistent = !ONE_SHOT_STATUS;
@@ -100,7 +115,11 @@ fn enable_follows_the_spec_order() {
         Access::Write32(offset::GLOBAL_COMMAND, QIE | IRE),
     ];
     assert_eq!(unit.log, expected);
-    assert_eq!(invalidated_after, Some(6), "the global invalidation runs after SIRTP and before IRE");
+    assert_eq!(
+        invalidated_after,
+        Some(6),
+        "the global invalidation runs after SIRTP and before IRE"
+    );
     assert_eq!(unit.gsts & (QIE | IRE), QIE | IRE);
     assert!(!unit.one_shot_echoed);
 }
@@ -109,7 +128,12 @@ fn enable_follows_the_spec_order() {
 fn firmware_state_is_turned_off_first_and_cfi_blocked() {
     let mut unit = FakeUnit::new(IRE | QIE | CFI | IRTPS);
     let found = enable(&mut unit, 0x5000, 0x6807, |_: &mut FakeUnit| Ok::<(), ()>(())).unwrap();
-    assert!(found.interrupt_remapping && found.queued_invalidation && !found.queue_stuck && !found.translation);
+    assert!(
+        found.interrupt_remapping
+            && found.queued_invalidation
+            && !found.queue_stuck
+            && !found.translation
+    );
     let cmds = unit.commands();
     assert_eq!(cmds[0], QIE | CFI, "IRE off first, one-shot IRTPS not echoed");
     assert_eq!(cmds[1], CFI, "then QIE off");
@@ -161,7 +185,10 @@ fn faults_are_read_reported_and_cleared() {
         ],
         "records are read from FRI on, wrapping"
     );
-    assert!(!unit.regs64.contains_key(&0x238) && !unit.regs64.contains_key(&0x228), "F bits written back");
+    assert!(
+        !unit.regs64.contains_key(&0x238) && !unit.regs64.contains_key(&0x228),
+        "F bits written back"
+    );
     assert_eq!(unit.fsts & 1, 0, "PFO cleared");
     let mut again = 0;
     unit.fsts = 0;

@@ -14,11 +14,7 @@ pub(crate) struct Pos {
 
 impl Pos {
     pub(crate) fn err(self, kind: ErrorKind) -> ManifestError {
-        ManifestError {
-            line: self.line,
-            column: self.column,
-            kind,
-        }
+        ManifestError { line: self.line, column: self.column, kind }
     }
 }
 
@@ -73,7 +69,10 @@ pub(crate) fn lex(text: &str) -> Result<Vec<Token>, ManifestError> {
     let mut chars = text.chars().peekable();
     let mut pos = Pos { line: 1, column: 1 };
     // Advances over one character, keeping the position current.
-    pub(crate) fn bump(chars: &mut core::iter::Peekable<core::str::Chars<'_>>, pos: &mut Pos) -> Option<char> {
+    pub(crate) fn bump(
+        chars: &mut core::iter::Peekable<core::str::Chars<'_>>,
+        pos: &mut Pos,
+    ) -> Option<char> {
         let c = chars.next()?;
         if c == '\n' {
             pos.line = pos.line.saturating_add(1);
@@ -114,10 +113,7 @@ pub(crate) fn lex(text: &str) -> Result<Vec<Token>, ManifestError> {
                 bump(&mut chars, &mut pos);
                 if chars.peek() == Some(&'.') {
                     bump(&mut chars, &mut pos);
-                    out.push(Token {
-                        tok: Tok::DotDot,
-                        pos: start,
-                    });
+                    out.push(Token { tok: Tok::DotDot, pos: start });
                 } else {
                     return Err(start.err(ErrorKind::UnexpectedChar('.')));
                 }
@@ -143,10 +139,7 @@ pub(crate) fn lex(text: &str) -> Result<Vec<Token>, ManifestError> {
                         Some(c) => s.push(c),
                     }
                 }
-                out.push(Token {
-                    tok: Tok::Str(s),
-                    pos: start,
-                });
+                out.push(Token { tok: Tok::Str(s), pos: start });
             }
             c if c.is_ascii_digit() => {
                 let mut s = String::new();
@@ -157,10 +150,7 @@ pub(crate) fn lex(text: &str) -> Result<Vec<Token>, ManifestError> {
                     s.push(c);
                     bump(&mut chars, &mut pos);
                 }
-                out.push(Token {
-                    tok: Tok::Num(s),
-                    pos: start,
-                });
+                out.push(Token { tok: Tok::Num(s), pos: start });
             }
             c if c.is_ascii_alphabetic() || c == '_' => {
                 let mut s = String::new();
@@ -171,10 +161,7 @@ pub(crate) fn lex(text: &str) -> Result<Vec<Token>, ManifestError> {
                     s.push(c);
                     bump(&mut chars, &mut pos);
                 }
-                out.push(Token {
-                    tok: Tok::Ident(s),
-                    pos: start,
-                });
+                out.push(Token { tok: Tok::Ident(s), pos: start });
             }
             other => return Err(start.err(ErrorKind::UnexpectedChar(other))),
         }
@@ -195,32 +182,21 @@ pub(crate) fn parse_number(text: &str, max: u64) -> Result<u64, ErrorKind> {
     let mut v: u64 = 0;
     let mut overflow = false;
     for c in digits.chars() {
-        let d = c
-            .to_digit(radix)
-            .ok_or_else(|| ErrorKind::InvalidNumber(text.to_owned()))?;
-        match v
-            .checked_mul(u64::from(radix))
-            .and_then(|v| v.checked_add(u64::from(d)))
-        {
+        let d = c.to_digit(radix).ok_or_else(|| ErrorKind::InvalidNumber(text.to_owned()))?;
+        match v.checked_mul(u64::from(radix)).and_then(|v| v.checked_add(u64::from(d))) {
             Some(n) => v = n,
             None => overflow = true,
         }
     }
     if overflow || v > max {
-        return Err(ErrorKind::NumberOutOfRange {
-            value: text.to_owned(),
-            max,
-        });
+        return Err(ErrorKind::NumberOutOfRange { value: text.to_owned(), max });
     }
     Ok(v)
 }
 
 /// One half of a PCI id: 1..=4 hex digits, optional `0x`.
 pub(crate) fn parse_pci_half(text: &str) -> Result<u16, ErrorKind> {
-    let digits = text
-        .strip_prefix("0x")
-        .or_else(|| text.strip_prefix("0X"))
-        .unwrap_or(text);
+    let digits = text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")).unwrap_or(text);
     if digits.is_empty() || digits.len() > 4 || !digits.chars().all(|c| c.is_ascii_hexdigit()) {
         return Err(ErrorKind::InvalidPciId(text.to_owned()));
     }

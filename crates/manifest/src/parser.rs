@@ -1,8 +1,8 @@
 //! Recursive descent over the tokens, then the semantic checks (names, references, cycles).
 
 use alloc::borrow::ToOwned;
-use alloc::string::String;
 use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::string::String;
 use alloc::vec::Vec;
 
 use crate::lexer::{describe, parse_number, parse_pci_half, Pos, Tok, Token};
@@ -68,10 +68,7 @@ impl Parser {
     }
 
     fn unexpected(t: &Token, expected: &'static str) -> ManifestError {
-        t.pos.err(ErrorKind::Expected {
-            expected,
-            found: describe(&t.tok),
-        })
+        t.pos.err(ErrorKind::Expected { expected, found: describe(&t.tok) })
     }
 
     fn expect(&mut self, want: Tok, expected: &'static str) -> PResult<Pos> {
@@ -102,9 +99,7 @@ impl Parser {
     fn number(&mut self, max: u64) -> PResult<(u64, Pos)> {
         let t = self.next();
         match &t.tok {
-            Tok::Num(s) => parse_number(s, max)
-                .map(|v| (v, t.pos))
-                .map_err(|k| t.pos.err(k)),
+            Tok::Num(s) => parse_number(s, max).map(|v| (v, t.pos)).map_err(|k| t.pos.err(k)),
             _ => Err(Self::unexpected(&t, "a number")),
         }
     }
@@ -126,10 +121,7 @@ impl Parser {
     }
 
     fn manifest(&mut self) -> PResult<ManifestSrc> {
-        let mut m = ManifestSrc {
-            devices: Vec::new(),
-            programs: Vec::new(),
-        };
+        let mut m = ManifestSrc { devices: Vec::new(), programs: Vec::new() };
         loop {
             let t = self.peek().clone();
             match &t.tok {
@@ -168,30 +160,13 @@ impl Parser {
                     self.expect(Tok::Eq, "'='")?;
                     index = self.number(u64::from(u32::MAX))?.0 as u32;
                 }
-                _ => {
-                    return Err(pos.err(ErrorKind::UnknownKey {
-                        key,
-                        context: "device",
-                    }))
-                }
+                _ => return Err(pos.err(ErrorKind::UnknownKey { key, context: "device" })),
             }
             self.eat_comma();
         }
-        let (vendor, device) = pci.ok_or_else(|| {
-            open.err(ErrorKind::MissingKey {
-                key: "pci",
-                context: "device",
-            })
-        })?;
-        Ok(DeviceSrc {
-            device: Device {
-                name,
-                vendor,
-                device,
-                index,
-            },
-            name_pos,
-        })
+        let (vendor, device) =
+            pci.ok_or_else(|| open.err(ErrorKind::MissingKey { key: "pci", context: "device" }))?;
+        Ok(DeviceSrc { device: Device { name, vendor, device, index }, name_pos })
     }
 
     fn pci_half(&mut self) -> PResult<u16> {
@@ -268,20 +243,12 @@ impl Parser {
                     self.expect(Tok::Eq, "'='")?;
                     p.program.expect_exit = Some(self.number(u64::MAX)?.0);
                 }
-                _ => {
-                    return Err(pos.err(ErrorKind::UnknownKey {
-                        key,
-                        context: "program",
-                    }))
-                }
+                _ => return Err(pos.err(ErrorKind::UnknownKey { key, context: "program" })),
             }
             self.eat_comma();
         }
         if !have_binary {
-            return Err(open.err(ErrorKind::MissingKey {
-                key: "binary",
-                context: "program",
-            }));
+            return Err(open.err(ErrorKind::MissingKey { key: "binary", context: "program" }));
         }
         Ok(p)
     }
@@ -299,10 +266,9 @@ impl Parser {
                 let mut src = None;
                 while let Some((key, pos)) = self.block_key("`source` or '}'")? {
                     if key != "source" {
-                        return Err(pos.err(ErrorKind::UnknownKey {
-                            key,
-                            context: "Interrupt grant",
-                        }));
+                        return Err(
+                            pos.err(ErrorKind::UnknownKey { key, context: "Interrupt grant" })
+                        );
                     }
                     if src.is_some() {
                         return Err(pos.err(ErrorKind::DuplicateKey(key)));
@@ -312,10 +278,7 @@ impl Parser {
                     self.eat_comma();
                 }
                 let (s, spos) = src.ok_or_else(|| {
-                    kpos.err(ErrorKind::MissingKey {
-                        key: "source",
-                        context: "Interrupt grant",
-                    })
+                    kpos.err(ErrorKind::MissingKey { key: "source", context: "Interrupt grant" })
                 })?;
                 Ok((Grant::Interrupt(s), spos))
             }
@@ -341,25 +304,17 @@ impl Parser {
                             bar = Some(n as u8);
                         }
                         _ => {
-                            return Err(pos.err(ErrorKind::UnknownKey {
-                                key,
-                                context: "DeviceMemory grant",
-                            }))
+                            return Err(pos
+                                .err(ErrorKind::UnknownKey { key, context: "DeviceMemory grant" }))
                         }
                     }
                     self.eat_comma();
                 }
                 let (device, dpos) = dev.ok_or_else(|| {
-                    kpos.err(ErrorKind::MissingKey {
-                        key: "pci",
-                        context: "DeviceMemory grant",
-                    })
+                    kpos.err(ErrorKind::MissingKey { key: "pci", context: "DeviceMemory grant" })
                 })?;
                 let bar = bar.ok_or_else(|| {
-                    kpos.err(ErrorKind::MissingKey {
-                        key: "bar",
-                        context: "DeviceMemory grant",
-                    })
+                    kpos.err(ErrorKind::MissingKey { key: "bar", context: "DeviceMemory grant" })
                 })?;
                 Ok((Grant::DeviceMemory { device, bar }, dpos))
             }
@@ -427,20 +382,14 @@ fn check(m: &ManifestSrc) -> PResult<()> {
     let mut devices: BTreeSet<&str> = BTreeSet::new();
     for d in &m.devices {
         if !devices.insert(d.device.name.as_str()) {
-            errors.push(
-                d.name_pos
-                    .err(ErrorKind::DuplicateDevice(d.device.name.clone())),
-            );
+            errors.push(d.name_pos.err(ErrorKind::DuplicateDevice(d.device.name.clone())));
         }
     }
     // First program of each name (what `after` refers to).
     let mut index: BTreeMap<&str, usize> = BTreeMap::new();
     for (i, p) in m.programs.iter().enumerate() {
         if index.insert(p.program.name.as_str(), i).is_some() {
-            errors.push(
-                p.name_pos
-                    .err(ErrorKind::DuplicateProgram(p.program.name.clone())),
-            );
+            errors.push(p.name_pos.err(ErrorKind::DuplicateProgram(p.program.name.clone())));
         }
     }
     for (i, p) in m.programs.iter().enumerate().rev() {

@@ -38,12 +38,7 @@ fn example_parses() {
     let m = parse(EXAMPLE).unwrap();
     assert_eq!(
         m.devices,
-        vec![Device {
-            name: "edu".into(),
-            vendor: 0x1234,
-            device: 0x11e8,
-            index: 0
-        }]
+        vec![Device { name: "edu".into(), vendor: 0x1234, device: 0x11e8, index: 0 }]
     );
     assert_eq!(m.programs.len(), 3);
     let p = &m.programs[0];
@@ -52,7 +47,11 @@ fn example_parses() {
     assert_eq!(p.args, "mode=msi count=100");
     assert_eq!(p.cpu, Some(1));
     assert_eq!(p.cpu_or_default(), 1);
-    assert_eq!(m.programs.iter().find(|q| q.cpu.is_none()).map(|q| q.cpu_or_default()), Some(0), "no cpu: CPU 0");
+    assert_eq!(
+        m.programs.iter().find(|q| q.cpu.is_none()).map(|q| q.cpu_or_default()),
+        Some(0),
+        "no cpu: CPU 0"
+    );
     assert_eq!(p.after, None);
     assert_eq!(p.expect_exit, Some(0));
     assert_eq!(
@@ -63,14 +62,8 @@ fn example_parses() {
             Grant::Interrupt(InterruptSource::Msi("edu".into())),
             Grant::Interrupt(InterruptSource::Intx("edu".into())),
             Grant::Interrupt(InterruptSource::Isa(8)),
-            Grant::DeviceMemory {
-                device: "edu".into(),
-                bar: 0
-            },
-            Grant::IoPorts {
-                first: 0x70,
-                last: 0x71
-            },
+            Grant::DeviceMemory { device: "edu".into(), bar: 0 },
+            Grant::IoPorts { first: 0x70, last: 0x71 },
         ]
     );
     let rtc = m.program("rtc").unwrap();
@@ -88,10 +81,7 @@ fn example_parses() {
 #[test]
 fn empty_and_comment_only() {
     assert_eq!(parse("").unwrap(), Manifest::default());
-    assert_eq!(
-        parse("# nothing\n   \n# at all").unwrap(),
-        Manifest::default()
-    );
+    assert_eq!(parse("# nothing\n   \n# at all").unwrap(), Manifest::default());
 }
 
 #[test]
@@ -99,12 +89,7 @@ fn device_fields() {
     let m = parse("device nic { index = 2, pci = 0x8086:ABCD }").unwrap();
     assert_eq!(
         m.devices[0],
-        Device {
-            name: "nic".into(),
-            vendor: 0x8086,
-            device: 0xabcd,
-            index: 2
-        }
+        Device { name: "nic".into(), vendor: 0x8086, device: 0xabcd, index: 2 }
     );
     let m = parse("device a-b_c { pci = abcd:1 }").unwrap();
     assert_eq!((m.devices[0].vendor, m.devices[0].device), (0xabcd, 1));
@@ -115,13 +100,7 @@ fn single_port_and_escapes() {
     let m =
         parse(r#"program "a" { binary = "b" args = "x=\"1\" \\ \n\t" grant IoPorts { 0x80 } }"#)
             .unwrap();
-    assert_eq!(
-        m.programs[0].grants,
-        vec![Grant::IoPorts {
-            first: 0x80,
-            last: 0x80
-        }]
-    );
+    assert_eq!(m.programs[0].grants, vec![Grant::IoPorts { first: 0x80, last: 0x80 }]);
     assert_eq!(m.programs[0].args, "x=\"1\" \\ \n\t");
 }
 
@@ -134,13 +113,7 @@ fn full_port_range_and_max_numbers() {
     let p = &m.programs[0];
     assert_eq!(p.cpu, Some(u32::MAX));
     assert_eq!(p.expect_exit, Some(u64::MAX));
-    assert_eq!(
-        p.grants,
-        vec![Grant::IoPorts {
-            first: 0,
-            last: 0xffff
-        }]
-    );
+    assert_eq!(p.grants, vec![Grant::IoPorts { first: 0, last: 0xffff }]);
 }
 
 #[test]
@@ -164,10 +137,7 @@ fn display_roundtrips_grants() {
         text.push_str(&alloc::format!("grant {g}\n"));
     }
     text.push('}');
-    assert_eq!(
-        parse(&text).unwrap().programs[0].grants,
-        m.programs[0].grants
-    );
+    assert_eq!(parse(&text).unwrap().programs[0].grants, m.programs[0].grants);
 }
 
 #[test]

@@ -58,7 +58,10 @@ impl<'a> FrameBitmap<'a> {
         }
         let needed = Self::words_for(frames);
         if words.len() < needed {
-            return Err(FrameError::StorageTooSmall { needed_words: needed, given_words: words.len() });
+            return Err(FrameError::StorageTooSmall {
+                needed_words: needed,
+                given_words: words.len(),
+            });
         }
         words.iter_mut().for_each(|w| *w = 0);
         let (words, managed) = words[..needed].split_at_mut(needed / 2);

@@ -317,10 +317,9 @@ impl fmt::Display for PlatformError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             Self::NoSuchIoApic { index } => write!(f, "no IOAPIC #{index}"),
-            Self::InvalidPinCount { index, pins } => write!(
-                f,
-                "IOAPIC #{index}: pin count {pins} outside 1..={MAX_IOAPIC_PINS}"
-            ),
+            Self::InvalidPinCount { index, pins } => {
+                write!(f, "IOAPIC #{index}: pin count {pins} outside 1..={MAX_IOAPIC_PINS}")
+            }
         }
     }
 }

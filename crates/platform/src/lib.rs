@@ -51,8 +51,8 @@ pub const UID_ALL_X2APIC: u32 = 0xFFFF_FFFF;
 pub const UID_UNKNOWN: u32 = 0xFFFF_FFFF;
 
 mod diagnostic;
-mod records;
 mod queries;
+mod records;
 mod reset;
 pub mod startup;
 
@@ -119,17 +119,9 @@ const EMPTY_CPU: CpuEntry = CpuEntry {
     source: CpuSource::Assumed,
     state: CpuState::Enabled,
 };
-const EMPTY_IOAPIC: IoApicEntry = IoApicEntry {
-    id: 0,
-    address: 0,
-    gsi_base: 0,
-    pins: None,
-};
-const EMPTY_NMI_SOURCE: NmiSourceEntry = NmiSourceEntry {
-    gsi: 0,
-    polarity: Polarity::ActiveHigh,
-    trigger: TriggerMode::Edge,
-};
+const EMPTY_IOAPIC: IoApicEntry = IoApicEntry { id: 0, address: 0, gsi_base: 0, pins: None };
+const EMPTY_NMI_SOURCE: NmiSourceEntry =
+    NmiSourceEntry { gsi: 0, polarity: Polarity::ActiveHigh, trigger: TriggerMode::Edge };
 const EMPTY_LAPIC_NMI: LapicNmi = LapicNmi {
     target: NmiTarget::All,
     lint: 0,
@@ -168,7 +160,6 @@ pub struct Platform {
     seen_apic_ids: [u64; SEEN_WORDS],
     seen_uids: [u64; SEEN_WORDS],
 }
-
 
 impl fmt::Debug for Platform {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -260,9 +251,7 @@ impl Platform {
                 state: CpuState::Enabled,
             };
             self.bsp_found = true;
-            self.diag(Diagnostic::BspNotInTable {
-                apic_id: bsp_apic_id,
-            });
+            self.diag(Diagnostic::BspNotInTable { apic_id: bsp_apic_id });
         }
         if self.ioapic_count == 0 {
             self.diag(Diagnostic::NoIoApic);
@@ -285,27 +274,16 @@ impl Platform {
 
     fn record(&mut self, r: MadtRecord) {
         match r {
-            MadtRecord::LocalApic {
-                processor_uid,
-                apic_id,
-                flags,
-            } => self.add_cpu(processor_uid, apic_id, flags, CpuSource::Type0),
-            MadtRecord::LocalX2Apic {
-                processor_uid,
-                apic_id,
-                flags,
-            } => self.add_cpu(processor_uid, apic_id, flags, CpuSource::Type9),
-            MadtRecord::IoApic {
-                id,
-                address,
-                gsi_base,
-            } => self.add_ioapic(id, address, gsi_base),
-            MadtRecord::InterruptSourceOverride {
-                bus,
-                source,
-                gsi,
-                flags,
-            } => self.add_override(bus, source, gsi, flags),
+            MadtRecord::LocalApic { processor_uid, apic_id, flags } => {
+                self.add_cpu(processor_uid, apic_id, flags, CpuSource::Type0)
+            }
+            MadtRecord::LocalX2Apic { processor_uid, apic_id, flags } => {
+                self.add_cpu(processor_uid, apic_id, flags, CpuSource::Type9)
+            }
+            MadtRecord::IoApic { id, address, gsi_base } => self.add_ioapic(id, address, gsi_base),
+            MadtRecord::InterruptSourceOverride { bus, source, gsi, flags } => {
+                self.add_override(bus, source, gsi, flags)
+            }
             MadtRecord::NmiSource { flags, gsi } => {
                 let (polarity, trigger, bad) = decode_inti(flags);
                 if bad {
@@ -313,21 +291,14 @@ impl Platform {
                     self.diag(Diagnostic::ReservedIntiFlags { context, flags });
                 }
                 if self.nmi_source_count < MAX_NMI_SOURCES {
-                    self.nmi_sources[self.nmi_source_count] = NmiSourceEntry {
-                        gsi,
-                        polarity,
-                        trigger,
-                    };
+                    self.nmi_sources[self.nmi_source_count] =
+                        NmiSourceEntry { gsi, polarity, trigger };
                     self.nmi_source_count += 1;
                 } else {
                     self.diag(Diagnostic::NmiSourceCapacityExceeded { gsi });
                 }
             }
-            MadtRecord::LocalApicNmi {
-                processor_uid,
-                flags,
-                lint,
-            } => {
+            MadtRecord::LocalApicNmi { processor_uid, flags, lint } => {
                 let target = if processor_uid == UID_ALL_XAPIC || processor_uid == UID_ALL_X2APIC {
                     NmiTarget::All
                 } else {
@@ -335,11 +306,7 @@ impl Platform {
                 };
                 self.add_lapic_nmi(processor_uid, target, flags, lint)
             }
-            MadtRecord::LocalX2ApicNmi {
-                processor_uid,
-                flags,
-                lint,
-            } => {
+            MadtRecord::LocalX2ApicNmi { processor_uid, flags, lint } => {
                 let target = if processor_uid == UID_ALL_X2APIC {
                     NmiTarget::All
                 } else {
@@ -372,11 +339,7 @@ impl Platform {
         };
         if !valid {
             self.invalid_cpus += 1;
-            self.diag(Diagnostic::InvalidApicId {
-                processor_uid,
-                apic_id,
-                source,
-            });
+            self.diag(Diagnostic::InvalidApicId { processor_uid, apic_id, source });
             return;
         }
         if flags & !(MADT_CPU_ENABLED | MADT_CPU_ONLINE_CAPABLE) != 0 {
@@ -401,7 +364,11 @@ impl Platform {
         };
         let maybe_dup_id = mark_seen(&mut self.seen_apic_ids, apic_id) != Some(false);
         let maybe_dup_uid = mark_seen(&mut self.seen_uids, processor_uid) != Some(false);
-        let first = if maybe_dup_id { self.filled_cpus().iter().find(|c| c.apic_id == apic_id) } else { None };
+        let first = if maybe_dup_id {
+            self.filled_cpus().iter().find(|c| c.apic_id == apic_id)
+        } else {
+            None
+        };
         if let Some(first) = first {
             let first_uid = first.processor_uid;
             self.duplicates += 1;
@@ -413,24 +380,10 @@ impl Platform {
             });
             return;
         }
-        if maybe_dup_uid
-            && self
-                .filled_cpus()
-                .iter()
-                .any(|c| c.processor_uid == processor_uid)
-        {
-            self.diag(Diagnostic::DuplicateProcessorUid {
-                processor_uid,
-                apic_id,
-            });
+        if maybe_dup_uid && self.filled_cpus().iter().any(|c| c.processor_uid == processor_uid) {
+            self.diag(Diagnostic::DuplicateProcessorUid { processor_uid, apic_id });
         }
-        let mut entry = CpuEntry {
-            index: CpuIndex(0),
-            apic_id,
-            processor_uid,
-            source,
-            state,
-        };
+        let mut entry = CpuEntry { index: CpuIndex(0), apic_id, processor_uid, source, state };
         if is_bsp {
             self.cpus[0] = entry;
             self.bsp_found = true;
@@ -441,10 +394,7 @@ impl Platform {
         } else {
             self.dropped_cpus += 1;
             if self.dropped_cpus == 1 {
-                self.diag(Diagnostic::CpuCapacityExceeded {
-                    apic_id,
-                    capacity: MAX_CPUS,
-                });
+                self.diag(Diagnostic::CpuCapacityExceeded { apic_id, capacity: MAX_CPUS });
             }
         }
     }
@@ -452,33 +402,18 @@ impl Platform {
     fn add_ioapic(&mut self, id: u8, address: u32, gsi_base: u32) {
         let existing = &self.ioapics[..self.ioapic_count];
         let dup_id = existing.iter().any(|io| io.id == id);
-        let same_base = existing
-            .iter()
-            .find(|io| io.gsi_base == gsi_base)
-            .map(|io| io.id);
+        let same_base = existing.iter().find(|io| io.gsi_base == gsi_base).map(|io| io.id);
         if dup_id {
             self.diag(Diagnostic::DuplicateIoApicId { id });
         }
         if let Some(first_id) = same_base {
-            self.diag(Diagnostic::DuplicateIoApicGsiBase {
-                gsi_base,
-                first_id,
-                second_id: id,
-            });
+            self.diag(Diagnostic::DuplicateIoApicGsiBase { gsi_base, first_id, second_id: id });
         }
         if self.ioapic_count < MAX_IOAPICS {
-            self.ioapics[self.ioapic_count] = IoApicEntry {
-                id,
-                address,
-                gsi_base,
-                pins: None,
-            };
+            self.ioapics[self.ioapic_count] = IoApicEntry { id, address, gsi_base, pins: None };
             self.ioapic_count += 1;
         } else {
-            self.diag(Diagnostic::IoApicCapacityExceeded {
-                id,
-                capacity: MAX_IOAPICS,
-            });
+            self.diag(Diagnostic::IoApicCapacityExceeded { id, capacity: MAX_IOAPICS });
         }
     }
 
@@ -506,27 +441,15 @@ impl Platform {
         }
         if let Some(other) = self.overrides.iter().flatten().find(|o| o.gsi == gsi) {
             let first_source = other.source;
-            self.diag(Diagnostic::OverrideGsiConflict {
-                gsi,
-                first_source,
-                second_source: source,
-            });
+            self.diag(Diagnostic::OverrideGsiConflict { gsi, first_source, second_source: source });
         }
-        self.overrides[source as usize] = Some(IsaOverride {
-            source,
-            gsi,
-            polarity,
-            trigger,
-            flags,
-        });
+        self.overrides[source as usize] =
+            Some(IsaOverride { source, gsi, polarity, trigger, flags });
     }
 
     fn add_lapic_nmi(&mut self, processor_uid: u32, target: NmiTarget, flags: u16, lint: u8) {
         if lint > 1 {
-            self.diag(Diagnostic::InvalidLint {
-                processor_uid,
-                lint,
-            });
+            self.diag(Diagnostic::InvalidLint { processor_uid, lint });
             return;
         }
         let (polarity, trigger, bad) = decode_inti(flags);
@@ -535,12 +458,7 @@ impl Platform {
             self.diag(Diagnostic::ReservedIntiFlags { context, flags });
         }
         if self.lapic_nmi_count < MAX_LAPIC_NMIS {
-            self.lapic_nmis[self.lapic_nmi_count] = LapicNmi {
-                target,
-                lint,
-                polarity,
-                trigger,
-            };
+            self.lapic_nmis[self.lapic_nmi_count] = LapicNmi { target, lint, polarity, trigger };
             self.lapic_nmi_count += 1;
         } else {
             self.diag(Diagnostic::LapicNmiCapacityExceeded { processor_uid });

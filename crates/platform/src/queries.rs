@@ -51,7 +51,10 @@ impl Platform {
 
     /// One [`Diagnostic::UnreachableInXApic`] per CPU that cannot be addressed
     /// in `mode` (none in x2APIC mode), for the kernel to print.
-    pub fn unreachable_diagnostics(&self, mode: LapicMode) -> impl Iterator<Item = Diagnostic> + '_ {
+    pub fn unreachable_diagnostics(
+        &self,
+        mode: LapicMode,
+    ) -> impl Iterator<Item = Diagnostic> + '_ {
         self.cpus()
             .iter()
             .filter(move |c| !Self::is_reachable(c.apic_id, mode))
@@ -134,11 +137,7 @@ impl Platform {
             return None;
         }
         if let Some(o) = self.overrides[irq as usize] {
-            return Some(IrqRoute {
-                gsi: o.gsi,
-                polarity: o.polarity,
-                trigger: o.trigger,
-            });
+            return Some(IrqRoute { gsi: o.gsi, polarity: o.polarity, trigger: o.trigger });
         }
         if self.isa_overrides().any(|o| o.gsi == irq as u32) {
             return None;
@@ -195,7 +194,11 @@ impl Platform {
         };
         let (lint0, lint1) = (entry_for(0), entry_for(1));
         if lint0.is_none() && lint1.is_none() {
-            return LocalLints { lint0: LvtLocal::masked(), lint1: LvtLocal::nmi(), source: LintSource::Fallback };
+            return LocalLints {
+                lint0: LvtLocal::masked(),
+                lint1: LvtLocal::nmi(),
+                source: LintSource::Fallback,
+            };
         }
         LocalLints { lint0: nmi_pin(lint0), lint1: nmi_pin(lint1), source: LintSource::Madt }
     }

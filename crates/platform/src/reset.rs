@@ -45,5 +45,4 @@ impl Platform {
         self.seen_apic_ids = [0; SEEN_WORDS];
         self.seen_uids = [0; SEEN_WORDS];
     }
-
 }

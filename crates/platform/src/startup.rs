@@ -77,7 +77,10 @@ impl StartSlotState {
 
     /// The AP reports its outcome (only from `Claimed`).
     pub fn finish(&self, online: bool) -> Result<(), SlotState> {
-        self.transition(SlotState::Claimed, if online { SlotState::Online } else { SlotState::Failed })
+        self.transition(
+            SlotState::Claimed,
+            if online { SlotState::Online } else { SlotState::Failed },
+        )
     }
 
     /// Whether the AP can no longer change the state (online, failed or abandoned).
@@ -124,7 +127,11 @@ impl fmt::Display for Ranges<'_> {
         let mut rest = self.0;
         let mut first = true;
         while let Some((&start, _)) = rest.split_first() {
-            let run = rest.iter().enumerate().take_while(|&(i, &v)| Some(v) == start.checked_add(i as u32)).count();
+            let run = rest
+                .iter()
+                .enumerate()
+                .take_while(|&(i, &v)| Some(v) == start.checked_add(i as u32))
+                .count();
             let end = rest[run - 1];
             if !first {
                 f.write_str(",")?;
@@ -172,7 +179,9 @@ mod tests {
         let wins: usize = (0..8)
             .map(|i| {
                 let s = s.clone();
-                std::thread::spawn(move || if i % 2 == 0 { s.claim().is_ok() } else { s.abandon().is_ok() })
+                std::thread::spawn(
+                    move || if i % 2 == 0 { s.claim().is_ok() } else { s.abandon().is_ok() },
+                )
             })
             .collect::<Vec<_>>()
             .into_iter()
@@ -207,7 +216,13 @@ mod tests {
 
     #[test]
     fn state_bytes_round_trip() {
-        for s in [SlotState::Waiting, SlotState::Claimed, SlotState::Online, SlotState::Failed, SlotState::Abandoned] {
+        for s in [
+            SlotState::Waiting,
+            SlotState::Claimed,
+            SlotState::Online,
+            SlotState::Failed,
+            SlotState::Abandoned,
+        ] {
             assert_eq!(SlotState::try_from(s as u8), Ok(s));
         }
         assert_eq!(SlotState::try_from(9), Err(9));

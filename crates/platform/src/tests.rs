@@ -2,35 +2,18 @@ use super::*;
 use keel_apic::LvtLocal;
 
 fn lapic(uid: u32, id: u32, flags: u32) -> MadtRecord {
-    MadtRecord::LocalApic {
-        processor_uid: uid,
-        apic_id: id,
-        flags,
-    }
+    MadtRecord::LocalApic { processor_uid: uid, apic_id: id, flags }
 }
 
 fn x2(uid: u32, id: u32, flags: u32) -> MadtRecord {
-    MadtRecord::LocalX2Apic {
-        processor_uid: uid,
-        apic_id: id,
-        flags,
-    }
+    MadtRecord::LocalX2Apic { processor_uid: uid, apic_id: id, flags }
 }
 
 fn iso(source: u8, gsi: u32, flags: u16) -> MadtRecord {
-    MadtRecord::InterruptSourceOverride {
-        bus: 0,
-        source,
-        gsi,
-        flags,
-    }
+    MadtRecord::InterruptSourceOverride { bus: 0, source, gsi, flags }
 }
 
-const IOAPIC0: MadtRecord = MadtRecord::IoApic {
-    id: 0,
-    address: 0xFEC0_0000,
-    gsi_base: 0,
-};
+const IOAPIC0: MadtRecord = MadtRecord::IoApic { id: 0, address: 0xFEC0_0000, gsi_base: 0 };
 
 /// QEMU q35, `-smp 2`: what the kernel will see in practice.
 fn qemu_q35() -> Vec<MadtRecord> {
@@ -43,11 +26,7 @@ fn qemu_q35() -> Vec<MadtRecord> {
         iso(9, 9, 0x000D),
         iso(10, 10, 0x000D),
         iso(11, 11, 0x000D),
-        MadtRecord::LocalApicNmi {
-            processor_uid: 0xFF,
-            flags: 0,
-            lint: 1,
-        },
+        MadtRecord::LocalApicNmi { processor_uid: 0xFF, flags: 0, lint: 1 },
     ]
 }
 
@@ -75,29 +54,17 @@ fn typical_qemu_tables() {
     assert!(p.pc_at_compatible());
     assert_eq!(
         p.ioapics(),
-        &[IoApicEntry {
-            id: 0,
-            address: 0xFEC0_0000,
-            gsi_base: 0,
-            pins: None
-        }]
+        &[IoApicEntry { id: 0, address: 0xFEC0_0000, gsi_base: 0, pins: None }]
     );
 
     // IRQ0 -> GSI2, conforming flags = ISA defaults.
-    let high_edge = |gsi| IrqRoute {
-        gsi,
-        polarity: Polarity::ActiveHigh,
-        trigger: TriggerMode::Edge,
-    };
+    let high_edge =
+        |gsi| IrqRoute { gsi, polarity: Polarity::ActiveHigh, trigger: TriggerMode::Edge };
     assert_eq!(p.resolve_isa_irq(0), Some(high_edge(2)));
     // IRQ9: level, active high on q35.
     assert_eq!(
         p.resolve_isa_irq(9),
-        Some(IrqRoute {
-            gsi: 9,
-            polarity: Polarity::ActiveHigh,
-            trigger: TriggerMode::Level
-        })
+        Some(IrqRoute { gsi: 9, polarity: Polarity::ActiveHigh, trigger: TriggerMode::Level })
     );
     // No override: identity.
     assert_eq!(p.resolve_isa_irq(1), Some(high_edge(1)));
@@ -117,20 +84,11 @@ fn typical_qemu_tables() {
     assert_eq!(p.ioapics()[0].pins, None);
     p.set_ioapic_pins(0, 24).unwrap();
     assert_eq!(p.ioapics()[0].pins, Some(24));
-    assert_eq!(
-        p.set_ioapic_pins(1, 24),
-        Err(PlatformError::NoSuchIoApic { index: 1 })
-    );
-    assert_eq!(
-        p.set_ioapic_pins(0, 0),
-        Err(PlatformError::InvalidPinCount { index: 0, pins: 0 })
-    );
+    assert_eq!(p.set_ioapic_pins(1, 24), Err(PlatformError::NoSuchIoApic { index: 1 }));
+    assert_eq!(p.set_ioapic_pins(0, 0), Err(PlatformError::InvalidPinCount { index: 0, pins: 0 }));
     assert_eq!(
         p.set_ioapic_pins(0, 257),
-        Err(PlatformError::InvalidPinCount {
-            index: 0,
-            pins: 257
-        })
+        Err(PlatformError::InvalidPinCount { index: 0, pins: 257 })
     );
 
     // NMI on LINT1 for every CPU, from the table.
@@ -141,18 +99,9 @@ fn typical_qemu_tables() {
     }
 
     let s = p.summary(LapicMode::XApic);
+    assert_eq!((s.cpus, s.enabled, s.online_capable, s.skipped_disabled), (2, 2, 0, 0));
     assert_eq!(
-        (s.cpus, s.enabled, s.online_capable, s.skipped_disabled),
-        (2, 2, 0, 0)
-    );
-    assert_eq!(
-        (
-            s.duplicates,
-            s.unreachable,
-            s.ioapics,
-            s.isa_overrides,
-            s.diagnostics
-        ),
+        (s.duplicates, s.unreachable, s.ioapics, s.isa_overrides, s.diagnostics),
         (0, 0, 1, 5, 0)
     );
 }
@@ -165,11 +114,7 @@ fn x2apic_tables_with_large_ids() {
         x2(256, 256, 1),
         x2(257, 257, 1),
         IOAPIC0,
-        MadtRecord::LocalX2ApicNmi {
-            processor_uid: 0xFFFF_FFFF,
-            flags: 0,
-            lint: 1,
-        },
+        MadtRecord::LocalX2ApicNmi { processor_uid: 0xFFFF_FFFF, flags: 0, lint: 1 },
     ];
     let p = Platform::from_records(0xFEE0_0000, true, recs, 0);
     assert!(diags(&p).is_empty(), "{:?}", diags(&p));
@@ -200,18 +145,8 @@ fn x2apic_tables_with_large_ids() {
 
 #[test]
 fn xapic_reachability_boundaries() {
-    for (id, reachable) in [
-        (0, true),
-        (254, true),
-        (255, false),
-        (256, false),
-        (257, false),
-    ] {
-        assert_eq!(
-            Platform::is_reachable(id, LapicMode::XApic),
-            reachable,
-            "id {id}"
-        );
+    for (id, reachable) in [(0, true), (254, true), (255, false), (256, false), (257, false)] {
+        assert_eq!(Platform::is_reachable(id, LapicMode::XApic), reachable, "id {id}");
         assert!(Platform::is_reachable(id, LapicMode::X2Apic));
     }
     assert!(!Platform::is_reachable(u32::MAX, LapicMode::X2Apic));
@@ -230,13 +165,7 @@ fn xapic_reachability_boundaries() {
 
 #[test]
 fn duplicate_apic_id_type0_and_type9() {
-    let recs = vec![
-        lapic(0, 0, 1),
-        lapic(1, 1, 1),
-        x2(1, 1, 1),
-        x2(7, 0, 1),
-        IOAPIC0,
-    ];
+    let recs = vec![lapic(0, 0, 1), lapic(1, 1, 1), x2(1, 1, 1), x2(7, 0, 1), IOAPIC0];
     let p = Platform::from_records(0xFEE0_0000, true, recs, 0);
     assert_eq!(p.cpu_count(), 2);
     assert_eq!(p.cpu_by_apic_id(1).unwrap().source, CpuSource::Type0);
@@ -264,24 +193,12 @@ fn duplicate_apic_id_type0_and_type9() {
 fn duplicate_processor_uid() {
     let p = Platform::from_records(0, false, vec![lapic(0, 0, 1), lapic(0, 1, 1), IOAPIC0], 0);
     assert_eq!(p.cpu_count(), 2);
-    assert_eq!(
-        diags(&p),
-        [Diagnostic::DuplicateProcessorUid {
-            processor_uid: 0,
-            apic_id: 1
-        }]
-    );
+    assert_eq!(diags(&p), [Diagnostic::DuplicateProcessorUid { processor_uid: 0, apic_id: 1 }]);
 }
 
 #[test]
 fn bsp_not_first_gets_index_zero() {
-    let recs = vec![
-        lapic(0, 0, 1),
-        lapic(1, 2, 1),
-        lapic(2, 4, 1),
-        lapic(3, 6, 1),
-        IOAPIC0,
-    ];
+    let recs = vec![lapic(0, 0, 1), lapic(1, 2, 1), lapic(2, 4, 1), lapic(3, 6, 1), IOAPIC0];
     let p = Platform::from_records(0xFEE0_0000, true, recs, 4);
     assert!(diags(&p).is_empty());
     let v: Vec<(u32, u32)> = p.cpus().iter().map(|c| (c.index.0, c.apic_id)).collect();
@@ -304,13 +221,7 @@ fn bsp_missing_is_added() {
     // Empty table: still one CPU, and no IOAPIC is reported.
     let p = Platform::from_records(0xFEE0_0000, false, Vec::new(), 0);
     assert_eq!(p.cpu_count(), 1);
-    assert_eq!(
-        diags(&p),
-        [
-            Diagnostic::BspNotInTable { apic_id: 0 },
-            Diagnostic::NoIoApic
-        ]
-    );
+    assert_eq!(diags(&p), [Diagnostic::BspNotInTable { apic_id: 0 }, Diagnostic::NoIoApic]);
 }
 
 #[test]
@@ -347,13 +258,7 @@ fn disabled_and_online_capable_mix() {
     assert_eq!(p.enabled_cpus().count(), 2);
     let s = p.summary(LapicMode::XApic);
     assert_eq!(
-        (
-            s.cpus,
-            s.enabled,
-            s.online_capable,
-            s.skipped_disabled,
-            s.unreachable
-        ),
+        (s.cpus, s.enabled, s.online_capable, s.skipped_disabled, s.unreachable),
         (4, 2, 2, 2, 1)
     );
     // A disabled entry does not block a later enabled one with that ID.
@@ -383,16 +288,9 @@ fn bad_cpu_flags_and_ids() {
     assert_eq!(
         diags(&p),
         [
-            Diagnostic::ReservedCpuFlags {
-                apic_id: 1,
-                flags: 9
-            },
+            Diagnostic::ReservedCpuFlags { apic_id: 1, flags: 9 },
             Diagnostic::OnlineCapableWhileEnabled { apic_id: 2 },
-            Diagnostic::InvalidApicId {
-                processor_uid: 3,
-                apic_id: 0xFF,
-                source: CpuSource::Type0
-            },
+            Diagnostic::InvalidApicId { processor_uid: 3, apic_id: 0xFF, source: CpuSource::Type0 },
             Diagnostic::InvalidApicId {
                 processor_uid: 4,
                 apic_id: 0x1FF,
@@ -422,27 +320,14 @@ fn cpu_capacity_overflow() {
     assert_eq!(p.cpu_count(), MAX_CPUS);
     assert_eq!(p.bsp().apic_id, 0);
     assert_eq!(p.cpus()[MAX_CPUS - 1].apic_id, (MAX_CPUS - 1) as u32);
-    assert_eq!(
-        p.cpus()[MAX_CPUS - 1].index,
-        CpuIndex((MAX_CPUS - 1) as u32)
-    );
+    assert_eq!(p.cpus()[MAX_CPUS - 1].index, CpuIndex((MAX_CPUS - 1) as u32));
     assert_eq!(
         diags(&p),
-        [Diagnostic::CpuCapacityExceeded {
-            apic_id: MAX_CPUS as u32,
-            capacity: MAX_CPUS
-        }]
+        [Diagnostic::CpuCapacityExceeded { apic_id: MAX_CPUS as u32, capacity: MAX_CPUS }]
     );
-    assert_eq!(
-        p.summary(LapicMode::X2Apic).dropped_over_capacity,
-        extra as usize - (MAX_CPUS - 1)
-    );
+    assert_eq!(p.summary(LapicMode::X2Apic).dropped_over_capacity, extra as usize - (MAX_CPUS - 1));
     // Indices are dense and match positions.
-    assert!(p
-        .cpus()
-        .iter()
-        .enumerate()
-        .all(|(i, c)| c.index.0 as usize == i));
+    assert!(p.cpus().iter().enumerate().all(|(i, c)| c.index.0 as usize == i));
 }
 
 #[test]
@@ -456,17 +341,10 @@ fn other_capacity_overflows_and_diagnostic_flood() {
         });
     }
     for i in 0..20u32 {
-        recs.push(MadtRecord::NmiSource {
-            flags: 0,
-            gsi: 100 + i,
-        });
+        recs.push(MadtRecord::NmiSource { flags: 0, gsi: 100 + i });
     }
     for i in 0..(MAX_LAPIC_NMIS as u32 + 1) {
-        recs.push(MadtRecord::LocalX2ApicNmi {
-            processor_uid: i,
-            flags: 0,
-            lint: 1,
-        });
+        recs.push(MadtRecord::LocalX2ApicNmi { processor_uid: i, flags: 0, lint: 1 });
     }
     // 200 invalid entries to overflow the diagnostic list.
     for i in 0..200u32 {
@@ -478,22 +356,13 @@ fn other_capacity_overflows_and_diagnostic_flood() {
     assert_eq!(p.lapic_nmis().len(), MAX_LAPIC_NMIS);
     let d = diags(&p);
     assert_eq!(d.len(), MAX_DIAGNOSTICS);
-    assert_eq!(
-        d[0],
-        Diagnostic::IoApicCapacityExceeded {
-            id: 16,
-            capacity: MAX_IOAPICS
-        }
-    );
+    assert_eq!(d[0], Diagnostic::IoApicCapacityExceeded { id: 16, capacity: MAX_IOAPICS });
     assert!(d.contains(&Diagnostic::NmiSourceCapacityExceeded { gsi: 116 }));
-    assert!(d.contains(&Diagnostic::LapicNmiCapacityExceeded {
-        processor_uid: MAX_LAPIC_NMIS as u32
-    }));
-    assert!(p.diagnostics_dropped() > 0);
-    assert_eq!(
-        p.summary(LapicMode::XApic).diagnostics,
-        MAX_DIAGNOSTICS + p.diagnostics_dropped()
+    assert!(
+        d.contains(&Diagnostic::LapicNmiCapacityExceeded { processor_uid: MAX_LAPIC_NMIS as u32 })
     );
+    assert!(p.diagnostics_dropped() > 0);
+    assert_eq!(p.summary(LapicMode::XApic).diagnostics, MAX_DIAGNOSTICS + p.diagnostics_dropped());
 }
 
 mod interrupts;
@@ -503,7 +372,8 @@ mod misc;
 fn duplicates_found_above_and_below_the_bitmap() {
     // IDs below the duplicate bitmap's range are checked in O(1), larger ones by a scan:
     // both must still be diagnosed and dropped.
-    let recs = vec![x2(0, 0, 1), x2(1, 5, 1), x2(2, 40_000, 1), x2(3, 5, 1), x2(4, 40_000, 1), IOAPIC0];
+    let recs =
+        vec![x2(0, 0, 1), x2(1, 5, 1), x2(2, 40_000, 1), x2(3, 5, 1), x2(4, 40_000, 1), IOAPIC0];
     let p = Platform::from_records(0, false, recs, 0);
     assert_eq!(p.cpu_count(), 3);
     assert_eq!(p.summary(LapicMode::X2Apic).duplicates, 2);

@@ -59,7 +59,12 @@ impl ThreadStateCell {
     /// Blocked → Runnable; true for the one caller that did it (it must queue the thread).
     pub fn try_wake(&self) -> bool {
         self.0
-            .compare_exchange(ThreadState::Blocked as u8, ThreadState::Runnable as u8, Ordering::AcqRel, Ordering::Acquire)
+            .compare_exchange(
+                ThreadState::Blocked as u8,
+                ThreadState::Runnable as u8,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
             .is_ok()
     }
 }

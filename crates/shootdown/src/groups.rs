@@ -108,7 +108,8 @@ mod tests {
     fn group(targets: &[(u32, Option<X2ApicCluster>)]) -> Vec<IpiGroup> {
         let mut grouper = IpiGrouper::default();
         assert!(grouper.is_empty());
-        let mut groups: Vec<IpiGroup> = targets.iter().filter_map(|&(cpu, c)| grouper.add(cpu, c)).collect();
+        let mut groups: Vec<IpiGroup> =
+            targets.iter().filter_map(|&(cpu, c)| grouper.add(cpu, c)).collect();
         assert_eq!(grouper.is_empty(), targets.is_empty(), "the last target's group stays open");
         groups.extend(grouper.finish());
         groups
@@ -133,7 +134,10 @@ mod tests {
     fn clusters_split_and_a_cluster_met_again_costs_another_write() {
         // APIC IDs 1, 17 (cluster 1), 2: three groups, the first and last both cluster 0.
         let groups = group(&[(0, of(1)), (1, of(17)), (2, of(2))]);
-        assert_eq!(groups.iter().map(|g| g.cpus().to_vec()).collect::<Vec<_>>(), [vec![0], vec![1], vec![2]]);
+        assert_eq!(
+            groups.iter().map(|g| g.cpus().to_vec()).collect::<Vec<_>>(),
+            [vec![0], vec![1], vec![2]]
+        );
         // Sparse IDs: 257 is cluster 16, member 1.
         let groups = group(&[(0, of(256)), (1, of(257)), (2, of(300))]);
         assert_eq!(groups[0].logical().unwrap().raw(), 0x0010_0003);

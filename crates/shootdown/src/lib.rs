@@ -95,7 +95,10 @@ impl CpuMask {
     /// word).
     #[inline]
     pub fn words(&self) -> impl ExactSizeIterator<Item = CpuWord> + '_ {
-        let word = |(i, w): (usize, &AtomicU64)| CpuWord { first: i as u32 * 64, bits: w.load(Ordering::SeqCst) };
+        let word = |(i, w): (usize, &AtomicU64)| CpuWord {
+            first: i as u32 * 64,
+            bits: w.load(Ordering::SeqCst),
+        };
         self.used_words().iter().enumerate().map(word)
     }
 
@@ -177,7 +180,6 @@ impl CpuSet {
     pub fn is_empty(&self) -> bool {
         self.used_words().iter().all(|&w| w == 0)
     }
-
 }
 
 /// 64 consecutive CPU indices of a set, as one value: CPU `first() + i` is a member when bit
@@ -336,7 +338,10 @@ mod tests {
         assert!(!s.contains(64) && s.contains(511) && !s.contains(512));
         assert_eq!(s.into_iter().take_while(|&c| c < 64).collect::<Vec<_>>(), [0, 3, 63]);
         assert_eq!(m.iter().collect::<Vec<_>>(), [0, 63, 64, 200, 511]);
-        assert!(super::CpuSet::default().is_empty() && super::CpuSet::default().into_iter().next().is_none());
+        assert!(
+            super::CpuSet::default().is_empty()
+                && super::CpuSet::default().into_iter().next().is_none()
+        );
         s.insert(64);
         s.insert(9999);
         assert!(s.contains(64) && s.len() == 6);

@@ -19,7 +19,7 @@ use keel_boot::cmdline::CommandLine;
 use keel_platform::Platform;
 
 use crate::arch::x86_64::interrupts::{DEVICE_VECTOR_BASE, DEVICE_VECTOR_LAST};
-use crate::arch::x86_64::{iommu, ioapic, lapic, percpu, pic, smp as smp_arch};
+use crate::arch::x86_64::{ioapic, iommu, lapic, percpu, pic, smp as smp_arch};
 use crate::exit::verdict;
 use crate::mm::BootContext;
 
@@ -46,7 +46,10 @@ pub fn bring_up(platform: &'static Platform, cmdline: &CommandLine) -> System {
     crate::arch::x86_64::syscall::init_cpu();
     let mode = lapic::init_boot_cpu();
     // Read back from this CPU's IA32_APIC_BASE (EN, EXTD), not the mode the plan chose.
-    ev!("lapic.mode", lapic::apic_base_mode_name(percpu::with_current(|me| me.apic_base.load(Ordering::Relaxed))));
+    ev!(
+        "lapic.mode",
+        lapic::apic_base_mode_name(percpu::with_current(|me| me.apic_base.load(Ordering::Relaxed)))
+    );
     let version = lapic::local().version();
     ev!("lapic.version", format_args!("{:#x}", version.version));
     ev!("lapic.max_lvt", version.max_lvt);
@@ -58,7 +61,11 @@ pub fn bring_up(platform: &'static Platform, cmdline: &CommandLine) -> System {
         Ok(None) => {}
         Ok(Some(hz)) => {
             if let Err(hz) = lapic::set_tick_hz(hz) {
-                log::warn!("command line: tick_hz={hz} outside {:?}; using {} Hz", lapic::TICK_HZ_RANGE, lapic::tick_hz());
+                log::warn!(
+                    "command line: tick_hz={hz} outside {:?}; using {} Hz",
+                    lapic::TICK_HZ_RANGE,
+                    lapic::tick_hz()
+                );
             }
         }
         Err(e) => log::warn!("command line: tick_hz: {e:?}; using {} Hz", lapic::tick_hz()),
@@ -68,11 +75,23 @@ pub fn bring_up(platform: &'static Platform, cmdline: &CommandLine) -> System {
     ev!("timer.bsp_hz", hz);
     lapic::start_tick(use_deadline);
     // The mode the boot CPU's LVT timer register holds, not the one asked for.
-    ev!("timer.mode", lapic::timer_mode_name(percpu::with_current(|me| me.lapic.timer_lvt.load(Ordering::Relaxed))));
+    ev!(
+        "timer.mode",
+        lapic::timer_mode_name(percpu::with_current(|me| me
+            .lapic
+            .timer_lvt
+            .load(Ordering::Relaxed)))
+    );
     ioapic::init(platform);
     // Interrupt remapping before any route: every entry is then written in its final format.
     let msi_sources = (DEVICE_VECTOR_LAST - DEVICE_VECTOR_BASE) as u32 + 1;
-    iommu::init(mode, &ioapic::ids(), ioapic::gsi_limit(), msi_sources, cmdline.get("iommu") != Some("off"));
+    iommu::init(
+        mode,
+        &ioapic::ids(),
+        ioapic::gsi_limit(),
+        msi_sources,
+        cmdline.get("iommu") != Some("off"),
+    );
     percpu::with_current(|me| me.online.store(true, Ordering::Release));
     x86_64::instructions::interrupts::enable();
     ev!("lapic.isr_readable", if lapic::probe_isr() { "yes" } else { "no" });
@@ -87,7 +106,8 @@ pub fn bring_up(platform: &'static Platform, cmdline: &CommandLine) -> System {
     ev!("smp.bringup", how.name());
     let started = crate::time::now_ns();
     let reports = smp_arch::start_aps(platform, mode, use_deadline, how);
-    let expected_online = 1 + reports.iter().filter(|r| r.outcome == smp_arch::ApOutcome::Online).count();
+    let expected_online =
+        1 + reports.iter().filter(|r| r.outcome == smp_arch::ApOutcome::Online).count();
     let all_ns = crate::time::now_ns() - started;
     let system = System { mode, platform, reports, expected_online, all_online_ns: all_ns };
     boot_report(&system, all_ns);
@@ -100,7 +120,11 @@ pub fn bring_up(platform: &'static Platform, cmdline: &CommandLine) -> System {
 pub fn run(platform: &'static Platform, cmdline: &CommandLine, boot: &BootContext) -> ! {
     let system = bring_up(platform, cmdline);
     if !system.all_online() {
-        log::warn!("init: {} of {} CPUs came online", smp_arch::online_count(), system.expected_online);
+        log::warn!(
+            "init: {} of {} CPUs came online",
+            smp_arch::online_count(),
+            system.expected_online
+        );
     }
     if boot.modules.is_empty() {
         log::info!("init: no boot modules, so no manifest and no programs; halting");
@@ -135,7 +159,8 @@ fn boot_report(system: &System, all_online_ns: u64) {
         per_cpu_report(system);
     }
     report::bringup_figures(&system.reports);
-    let skipped = system.reports.iter().filter(|r| r.outcome != smp_arch::ApOutcome::Online).count();
+    let skipped =
+        system.reports.iter().filter(|r| r.outcome != smp_arch::ApOutcome::Online).count();
     let declared = system.platform.cpus().len();
     log::info!("smp: {}/{} online mode={mode}", smp_arch::online_count(), declared);
     ev!("lapic.apic_base_writes", lapic::APIC_BASE_WRITES.load(Ordering::Relaxed));
@@ -154,17 +179,38 @@ fn per_cpu_report(system: &System) {
         let online = cpu.online.load(Ordering::Acquire);
         let hz = cpu.lapic.timer_hz.load(Ordering::Relaxed);
         let mode = lapic::apic_base_mode_name(cpu.apic_base.load(Ordering::Relaxed));
-        log::info!("cpu {:3}: apic-id {:5} mode {mode:6} timer {:>10} Hz online {}", cpu.index, apic_id, hz, online);
+        log::info!(
+            "cpu {:3}: apic-id {:5} mode {mode:6} timer {:>10} Hz online {}",
+            cpu.index,
+            apic_id,
+            hz,
+            online
+        );
         ev!(("cpu.{}.apic_id", cpu.index), apic_id);
         ev!(("cpu.{}.mode", cpu.index), mode);
-        ev!(("cpu.{}.timer_mode", cpu.index), lapic::timer_mode_name(cpu.lapic.timer_lvt.load(Ordering::Relaxed)));
-        ev!(("cpu.{}.lint0", cpu.index), lapic::lint_name(cpu.lapic.lint_lvt[0].load(Ordering::Relaxed)));
-        ev!(("cpu.{}.lint1", cpu.index), lapic::lint_name(cpu.lapic.lint_lvt[1].load(Ordering::Relaxed)));
+        ev!(
+            ("cpu.{}.timer_mode", cpu.index),
+            lapic::timer_mode_name(cpu.lapic.timer_lvt.load(Ordering::Relaxed))
+        );
+        ev!(
+            ("cpu.{}.lint0", cpu.index),
+            lapic::lint_name(cpu.lapic.lint_lvt[0].load(Ordering::Relaxed))
+        );
+        ev!(
+            ("cpu.{}.lint1", cpu.index),
+            lapic::lint_name(cpu.lapic.lint_lvt[1].load(Ordering::Relaxed))
+        );
         ev!(("cpu.{}.timer_hz", cpu.index), hz);
         ev!(("cpu.{}.online", cpu.index), if online { "yes" } else { "no" });
-        ev!(("cpu.{}.apic_base", cpu.index), format_args!("{:#x}", cpu.apic_base.load(Ordering::Relaxed)));
+        ev!(
+            ("cpu.{}.apic_base", cpu.index),
+            format_args!("{:#x}", cpu.apic_base.load(Ordering::Relaxed))
+        );
         if system.mode == keel_apic::LapicMode::X2Apic {
-            ev!(("cpu.{}.x2apic_ldr", cpu.index), format_args!("{:#x}", cpu.x2apic_ldr.load(Ordering::Relaxed)));
+            ev!(
+                ("cpu.{}.x2apic_ldr", cpu.index),
+                format_args!("{:#x}", cpu.x2apic_ldr.load(Ordering::Relaxed))
+            );
         }
     }
     for r in &system.reports {

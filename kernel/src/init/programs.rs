@@ -45,7 +45,12 @@ pub fn run(manifest: &Manifest, mods: &[ModuleImage], deadline_ns: Option<u64>) 
         let started = &run.started;
         let timeout = deadline_ns.map_or(u64::MAX, |d| d.saturating_sub(crate::time::now_ns()));
         let finished = sched::run_until(
-            || started.iter().all(|(_, p)| p.is_destroyed()) || started.iter().any(|(n, p)| p.is_destroyed() && waiting_on(manifest, started, n)),
+            || {
+                started.iter().all(|(_, p)| p.is_destroyed())
+                    || started
+                        .iter()
+                        .any(|(n, p)| p.is_destroyed() && waiting_on(manifest, started, n))
+            },
             timeout,
         );
         if !finished {

@@ -30,7 +30,13 @@ pub fn boot_summary(mode: LapicMode) {
     let mut ids: Vec<u32> = online.iter().map(|c| c.apic_id.load(Ordering::Relaxed)).collect();
     ids.sort_unstable();
     let ldr_mismatches = if mode == LapicMode::X2Apic {
-        online.iter().filter(|c| c.x2apic_ldr.load(Ordering::Relaxed) != expected_ldr(c.apic_id.load(Ordering::Relaxed))).count()
+        online
+            .iter()
+            .filter(|c| {
+                c.x2apic_ldr.load(Ordering::Relaxed)
+                    != expected_ldr(c.apic_id.load(Ordering::Relaxed))
+            })
+            .count()
     } else {
         0
     };
@@ -77,7 +83,8 @@ pub fn report_failures(reports: &[smp_arch::CpuReport]) {
 
 /// Bring-up cost per AP: extremes and median of the online APs' start-to-online times.
 pub fn bringup_figures(reports: &[smp_arch::CpuReport]) {
-    let mut us: Vec<u64> = reports.iter().filter(|r| r.bringup_ns > 0).map(|r| r.bringup_ns / 1000).collect();
+    let mut us: Vec<u64> =
+        reports.iter().filter(|r| r.bringup_ns > 0).map(|r| r.bringup_ns / 1000).collect();
     us.sort_unstable();
     if let (Some(min), Some(max)) = (us.first(), us.last()) {
         ev!("smp.bringup_us.min", min);
@@ -86,4 +93,3 @@ pub fn bringup_figures(reports: &[smp_arch::CpuReport]) {
     }
     ev!("smp.parked", ap_start::parked_count());
 }
-

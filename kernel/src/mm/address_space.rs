@@ -94,7 +94,12 @@ impl AddressSpace {
 
     fn tables(&self) -> OffsetPageTable<'static> {
         // SAFETY: `pml4` is this address space's table; the physical map covers all table frames.
-        unsafe { OffsetPageTable::new(&mut *phys_to_virt(self.pml4).as_mut_ptr::<PageTable>(), VirtAddr::new(PHYS_OFFSET)) }
+        unsafe {
+            OffsetPageTable::new(
+                &mut *phys_to_virt(self.pml4).as_mut_ptr::<PageTable>(),
+                VirtAddr::new(PHYS_OFFSET),
+            )
+        }
     }
 
     fn map(&mut self, va: u64, frame: u64, perms: UserPerms, owner: Owner) -> Result<(), MapError> {
@@ -125,12 +130,16 @@ impl AddressSpace {
         let frame = PhysFrame::<Size4KiB>::containing_address(PhysAddr::new(frame));
         // SAFETY: user-half mapping in a table no CPU uses for kernel code; the frame is either
         // freshly allocated for this space or device memory the caller was granted.
-        match unsafe { self.tables().map_to_with_table_flags(page, frame, flags, parent, &mut KernelFrames) } {
+        match unsafe {
+            self.tables().map_to_with_table_flags(page, frame, flags, parent, &mut KernelFrames)
+        } {
             Ok(flush) => {
                 flush.ignore(); // new mappings: no stale TLB entry can exist for them
                 Ok(())
             }
-            Err(MapToError::PageAlreadyMapped(_)) | Err(MapToError::ParentEntryHugePage) => Err(MapError::AlreadyMapped),
+            Err(MapToError::PageAlreadyMapped(_)) | Err(MapToError::ParentEntryHugePage) => {
+                Err(MapError::AlreadyMapped)
+            }
             Err(MapToError::FrameAllocationFailed) => Err(MapError::NoMemory),
         }
     }
@@ -153,7 +162,12 @@ impl AddressSpace {
     /// Shows a kernel page (ring, start info) to the program. The program cannot unmap,
     /// remap or reprotect it; this space never frees it (its kernel owner does, after the
     /// space is destroyed and its own last use).
-    pub fn map_kernel_page(&mut self, va: u64, frame: u64, perms: UserPerms) -> Result<(), MapError> {
+    pub fn map_kernel_page(
+        &mut self,
+        va: u64,
+        frame: u64,
+        perms: UserPerms,
+    ) -> Result<(), MapError> {
         self.map(va, frame, perms, Owner::Kernel)
     }
 
@@ -173,7 +187,9 @@ impl AddressSpace {
     /// Refuses a program's change to `pages` pages at `va` if one of them is a kernel page
     /// (counted in [`KERNEL_PAGE_REFUSALS`]).
     pub fn check_not_kernel(&self, va: u64, pages: u64) -> Result<(), MapError> {
-        let touches = (0..pages).any(|i| self.leaf_flags(va.wrapping_add(i * 4096)).is_some_and(|f| f.contains(KERNEL_PAGE)));
+        let touches = (0..pages).any(|i| {
+            self.leaf_flags(va.wrapping_add(i * 4096)).is_some_and(|f| f.contains(KERNEL_PAGE))
+        });
         if touches {
             KERNEL_PAGE_REFUSALS.fetch_add(1, Ordering::Relaxed);
             return Err(MapError::KernelPage);
@@ -184,7 +200,9 @@ impl AddressSpace {
     /// Refuses making `pages` pages at `va` writable if one of them is executable (counted
     /// in [`WX_REFUSALS`]).
     pub fn check_not_code(&self, va: u64, pages: u64) -> Result<(), MapError> {
-        let code = (0..pages).any(|i| self.leaf_flags(va.wrapping_add(i * 4096)).is_some_and(|f| !f.contains(F::NO_EXECUTE)));
+        let code = (0..pages).any(|i| {
+            self.leaf_flags(va.wrapping_add(i * 4096)).is_some_and(|f| !f.contains(F::NO_EXECUTE))
+        });
         if code {
             WX_REFUSALS.fetch_add(1, Ordering::Relaxed);
             return Err(MapError::WriteExecute);
@@ -240,7 +258,12 @@ impl AddressSpace {
 
     /// Makes the page at `va` writable or read-only and records it in `stale` for the
     /// shootdown. Kernel pages are refused, and so is making an executable page writable.
-    pub fn protect(&mut self, va: u64, writable: bool, stale: &mut Invalidation) -> Result<(), MapError> {
+    pub fn protect(
+        &mut self,
+        va: u64,
+        writable: bool,
+        stale: &mut Invalidation,
+    ) -> Result<(), MapError> {
         let mut tables = self.tables();
         let page = Page::<Size4KiB>::containing_address(VirtAddr::new(va));
         let flags = match tables.translate(page.start_address()) {
@@ -295,7 +318,9 @@ unsafe fn free_level(table: &mut PageTable, level: u8, first: usize, last: usize
             }
         } else {
             // SAFETY: a present non-leaf entry points at a child table we own.
-            unsafe { free_level(&mut *phys_to_virt(phys).as_mut_ptr::<PageTable>(), level - 1, 0, 512) };
+            unsafe {
+                free_level(&mut *phys_to_virt(phys).as_mut_ptr::<PageTable>(), level - 1, 0, 512)
+            };
             frames::free(phys);
         }
         entry.set_unused();

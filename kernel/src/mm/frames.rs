@@ -1,9 +1,9 @@
 //! The kernel's physical frame allocator: one [`FrameBitmap`] over all usable RAM, behind a
 //! lock taken with interrupts off (frames are allocated from interrupt-free paths only).
 
+use core::sync::atomic::{AtomicU64, Ordering};
 use keel_boot::memory::MemoryMap;
 use keel_mm::{FrameBitmap, FRAME_SIZE};
-use core::sync::atomic::{AtomicU64, Ordering};
 use spin::Mutex;
 use x86_64::structures::paging::{FrameAllocator, PhysFrame, Size4KiB};
 use x86_64::PhysAddr;
@@ -25,8 +25,9 @@ pub fn init(map: &MemoryMap) {
         .expect("no usable range can hold the frame bitmap");
     // SAFETY: `home` is usable RAM (not the kernel, modules or boot data, all reserved), in the
     // boot physical map, and from here on owned by the bitmap alone (reserved below).
-    let storage: &'static mut [u64] =
-        unsafe { core::slice::from_raw_parts_mut(phys_to_virt(home.start).as_mut_ptr::<u64>(), words) };
+    let storage: &'static mut [u64] = unsafe {
+        core::slice::from_raw_parts_mut(phys_to_virt(home.start).as_mut_ptr::<u64>(), words)
+    };
     let mut bitmap = FrameBitmap::new(0, frames, storage).expect("bitmap storage sized above");
     for r in map.usable() {
         bitmap.add_free_range(r.start, r.end);
@@ -52,7 +53,9 @@ fn with<R>(f: impl FnOnce(&mut FrameBitmap<'static>) -> R) -> R {
 pub fn allocate_zeroed() -> Option<u64> {
     let frame = with(|b| b.allocate())?;
     // SAFETY: the frame was free, so nothing references it; it is RAM inside the physical map.
-    unsafe { core::ptr::write_bytes(phys_to_virt(frame).as_mut_ptr::<u8>(), 0, FRAME_SIZE as usize) };
+    unsafe {
+        core::ptr::write_bytes(phys_to_virt(frame).as_mut_ptr::<u8>(), 0, FRAME_SIZE as usize)
+    };
     Some(frame)
 }
 

@@ -21,7 +21,9 @@ unsafe impl GlobalAlloc for IrqSafeHeap {
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         // SAFETY: forwarded contract.
-        x86_64::instructions::interrupts::without_interrupts(|| unsafe { self.0.dealloc(ptr, layout) })
+        x86_64::instructions::interrupts::without_interrupts(|| unsafe {
+            self.0.dealloc(ptr, layout)
+        })
     }
 }
 
@@ -44,7 +46,9 @@ pub fn init(usable_bytes: u64) {
     let wanted = size_for(usable_bytes);
     let (phys, bytes) = (0..4)
         .map(|halvings| wanted >> halvings)
-        .find_map(|bytes| frames::allocate_contiguous(bytes / keel_mm::FRAME_SIZE, 0x20_0000).map(|p| (p, bytes)))
+        .find_map(|bytes| {
+            frames::allocate_contiguous(bytes / keel_mm::FRAME_SIZE, 0x20_0000).map(|p| (p, bytes))
+        })
         .expect("no contiguous memory for the kernel heap");
     // SAFETY: the block was just allocated for the heap alone and is mapped writable in the
     // physical map; `init` runs once, before any allocation.

@@ -73,7 +73,11 @@ impl Invalidation {
     /// interrupts enabled.
     pub fn complete(mut self, resident: &CpuMask) -> (usize, usize) {
         if let Err(unreached) = tlb::shootdown(self.pml4, resident, &self.pages) {
-            log::error!("mm: {} frames withheld, CPUs {:?} not flushed", self.frames.len(), unreached.0);
+            log::error!(
+                "mm: {} frames withheld, CPUs {:?} not flushed",
+                self.frames.len(),
+                unreached.0
+            );
             return (self.pages.len(), 0); // `drop` counts the withheld frames
         }
         let frames = core::mem::take(&mut self.frames);
@@ -88,7 +92,10 @@ impl Drop for Invalidation {
     fn drop(&mut self) {
         if !self.frames.is_empty() {
             LEAKED_UNFLUSHED.fetch_add(self.frames.len() as u64, Ordering::Relaxed);
-            log::error!("mm: {} frames without a completed TLB shootdown; kept out of the allocator", self.frames.len());
+            log::error!(
+                "mm: {} frames without a completed TLB shootdown; kept out of the allocator",
+                self.frames.len()
+            );
         }
     }
 }

@@ -18,7 +18,9 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use keel_boot::handover::{AcpiRoot, Handover};
 use keel_boot::memory::{MemoryMap, PhysRange};
-use keel_boot::multiboot::{MemoryType, MmapEntry, PhysRead, ReadError, MAX_MMAP_ENTRIES, MAX_MODULES};
+use keel_boot::multiboot::{
+    MemoryType, MmapEntry, PhysRead, ReadError, MAX_MMAP_ENTRIES, MAX_MODULES,
+};
 use keel_boot::multiboot2::Firmware;
 use spin::Once;
 use x86_64::VirtAddr;
@@ -90,7 +92,11 @@ impl PhysRead for PhysMapReader {
         // SAFETY: [phys, end) lies inside the physical map (checked above), which is
         // always mapped readable; the bytes are copied, never referenced.
         unsafe {
-            core::ptr::copy_nonoverlapping(phys_to_virt(phys).as_ptr::<u8>(), buf.as_mut_ptr(), buf.len());
+            core::ptr::copy_nonoverlapping(
+                phys_to_virt(phys).as_ptr::<u8>(),
+                buf.as_mut_ptr(),
+                buf.len(),
+            );
         }
         Ok(())
     }
@@ -104,7 +110,10 @@ extern "C" {
 /// Physical extent of the kernel image including .bss.
 pub fn kernel_image_phys() -> PhysRange {
     // Linker-script symbols; only their addresses are used.
-    let (start, end) = (core::ptr::addr_of!(__kernel_start_phys) as u64, core::ptr::addr_of!(__bss_end_phys) as u64);
+    let (start, end) = (
+        core::ptr::addr_of!(__kernel_start_phys) as u64,
+        core::ptr::addr_of!(__bss_end_phys) as u64,
+    );
     PhysRange { start, end }
 }
 
@@ -149,10 +158,20 @@ fn parse_handover(reader: &PhysMapReader, magic: u32, info_phys: u32) -> Handove
     );
     if let Handover::V2(v2) = &info {
         // Bit n = tag type n was present (framebuffer and console tags are ignored: serial only).
-        log::info!("boot: multiboot2 tags {:#x}, EFI memory map {}", v2.tags_seen(), if v2.efi_memory_map().is_some() { "present" } else { "absent" });
+        log::info!(
+            "boot: multiboot2 tags {:#x}, EFI memory map {}",
+            v2.tags_seen(),
+            if v2.efi_memory_map().is_some() { "present" } else { "absent" }
+        );
     }
     ev!("boot.protocol", info.protocol_version());
-    ev!("boot.firmware", match info.firmware() { Firmware::Bios => "bios", Firmware::Uefi => "uefi" });
+    ev!(
+        "boot.firmware",
+        match info.firmware() {
+            Firmware::Bios => "bios",
+            Firmware::Uefi => "uefi",
+        }
+    );
 
     info
 }
@@ -201,7 +220,12 @@ fn usable_memory(info: &Handover, entries: &[MmapEntry]) -> MemoryMap {
     }
 
     for r in map.usable() {
-        log::info!("memory: usable {:#010x}..{:#010x} ({} KiB)", r.start, r.end, (r.end - r.start) / 1024);
+        log::info!(
+            "memory: usable {:#010x}..{:#010x} ({} KiB)",
+            r.start,
+            r.end,
+            (r.end - r.start) / 1024
+        );
     }
     map
 }

@@ -72,7 +72,8 @@ pub fn init(memory_map: &[MmapEntry]) {
     let pml4_phys = frames::allocate_zeroed().expect("no frame for the kernel PML4");
     assert!(pml4_phys < BOOT_MAPPED_LIMIT);
     // SAFETY: a fresh zeroed frame in the physical map, used only as this page table.
-    let pml4: &'static mut PageTable = unsafe { &mut *phys_to_virt(pml4_phys).as_mut_ptr::<PageTable>() };
+    let pml4: &'static mut PageTable =
+        unsafe { &mut *phys_to_virt(pml4_phys).as_mut_ptr::<PageTable>() };
     // SAFETY: the physical map at PHYS_OFFSET covers every table frame (all below 4 GiB).
     let mut tables = unsafe { OffsetPageTable::new(pml4, VirtAddr::new(PHYS_OFFSET)) };
 
@@ -88,7 +89,10 @@ pub fn init(memory_map: &[MmapEntry]) {
     };
     map_range(&mut tables, 0, 1 << 20);
     for e in memory_map {
-        let ram_like = matches!(e.kind, MemoryType::Available | MemoryType::AcpiReclaimable | MemoryType::AcpiNvs);
+        let ram_like = matches!(
+            e.kind,
+            MemoryType::Available | MemoryType::AcpiReclaimable | MemoryType::AcpiNvs
+        );
         if ram_like && e.length > 0 {
             let end = e.base.saturating_add(e.length);
             map_range(&mut tables, e.base, end);
@@ -106,7 +110,9 @@ pub fn init(memory_map: &[MmapEntry]) {
 
     // SAFETY: the new tables map the running code, the stack (.bss), the physical map and
     // everything reachable from them exactly as the boot tables did, minus the identity map.
-    unsafe { Cr3::write(PhysFrame::containing_address(PhysAddr::new(pml4_phys)), Cr3Flags::empty()) };
+    unsafe {
+        Cr3::write(PhysFrame::containing_address(PhysAddr::new(pml4_phys)), Cr3Flags::empty())
+    };
     KERNEL_PML4.store(pml4_phys, Ordering::Relaxed);
     MAPPED_LIMIT.store(top.max(1 << 20), Ordering::Relaxed);
     *KERNEL_TABLES.lock() = Some(tables);

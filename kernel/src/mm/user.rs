@@ -51,7 +51,11 @@ impl UserSlice {
     fn in_caller_space() -> Result<(), Status> {
         let thread = crate::task::sched::current_thread().ok_or(Status::BadAddress)?;
         let loaded = percpu::local(&percpu::IrqGuard::new()).loaded_space.get();
-        if loaded == thread.process.pml4() { Ok(()) } else { Err(Status::BadAddress) }
+        if loaded == thread.process.pml4() {
+            Ok(())
+        } else {
+            Err(Status::BadAddress)
+        }
     }
 
     /// Copies the range into `buf` (exactly `len` bytes); `BadAddress` if any byte of it is
@@ -67,6 +71,10 @@ impl UserSlice {
         if left != 0 && left < self.len {
             PARTIAL_COPIES.fetch_add(1, Ordering::Relaxed);
         }
-        if left == 0 { Ok(()) } else { Err(Status::BadAddress) }
+        if left == 0 {
+            Ok(())
+        } else {
+            Err(Status::BadAddress)
+        }
     }
 }

@@ -43,7 +43,9 @@ impl DeviceMemory {
             }
             let perms = UserPerms { write: true, exec: false, uncached: true };
             for off in (0..size).step_by(4096) {
-                space.map_device(vaddr + off, self.phys + off, perms).map_err(|_| Status::NoMemory)?;
+                space
+                    .map_device(vaddr + off, self.phys + off, perms)
+                    .map_err(|_| Status::NoMemory)?;
             }
             Ok([vaddr, size])
         });

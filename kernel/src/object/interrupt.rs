@@ -28,9 +28,9 @@ use keel_abi::{InterruptSource, Status};
 use keel_apic::{ApicId, Polarity, TriggerMode};
 use spin::Mutex;
 
+use super::{Caller, Reply};
 use crate::arch::x86_64::ioapic::InService;
 use crate::arch::x86_64::{cpu, ioapic, percpu};
-use super::{Caller, Reply};
 use crate::pci::{self, PciDevice};
 use crate::task::{Process, Thread};
 
@@ -89,7 +89,11 @@ pub enum ManifestSource<'a> {
 
 /// Grants the source to `holder`: creates its route on first use (masked), refuses while
 /// another live process holds it.
-pub fn acquire(request: ManifestSource, holder: &Arc<Process>, target: &percpu::PerCpu) -> Result<Arc<InterruptObject>, &'static str> {
+pub fn acquire(
+    request: ManifestSource,
+    holder: &Arc<Process>,
+    target: &percpu::PerCpu,
+) -> Result<Arc<InterruptObject>, &'static str> {
     let name = match &request {
         ManifestSource::Isa(irq) => alloc::format!("isa({irq})"),
         ManifestSource::Intx(_, dev) => alloc::format!("intx({dev})"),
@@ -117,7 +121,11 @@ pub fn acquire(request: ManifestSource, holder: &Arc<Process>, target: &percpu::
     Ok(object)
 }
 
-fn create(name: String, request: ManifestSource, target: &percpu::PerCpu) -> Result<Arc<InterruptObject>, &'static str> {
+fn create(
+    name: String,
+    request: ManifestSource,
+    target: &percpu::PerCpu,
+) -> Result<Arc<InterruptObject>, &'static str> {
     let apic_id = target.apic_id.load(Ordering::Acquire);
     ioapic::reachable(ApicId::new(apic_id))?;
     let vector = ioapic::allocate_vector(on_vector).ok_or("no free device vector")?;
@@ -129,14 +137,22 @@ fn create(name: String, request: ManifestSource, target: &percpu::PerCpu) -> Res
         ManifestSource::Isa(irq) => {
             let route = crate::acpi::platform().resolve_isa_irq(irq).ok_or("ISA IRQ has no GSI")?;
             let (polarity, trigger) = (route.polarity, route.trigger);
-            ioapic::route(route.gsi, vector, ApicId::new(apic_id), polarity, trigger, true).map_err(|_| "IOAPIC route failed")?;
+            ioapic::route(route.gsi, vector, ApicId::new(apic_id), polarity, trigger, true)
+                .map_err(|_| "IOAPIC route failed")?;
             Source::Ioapic { gsi: route.gsi, level: trigger == TriggerMode::Level, polarity }
         }
         ManifestSource::Intx(dev, _) => {
             let gsi = pci::intx_gsi(dev)?;
             pci::enable(dev, true, true, true);
-            ioapic::route(gsi, vector, ApicId::new(apic_id), Polarity::ActiveHigh, TriggerMode::Level, true)
-                .map_err(|_| "IOAPIC route failed")?;
+            ioapic::route(
+                gsi,
+                vector,
+                ApicId::new(apic_id),
+                Polarity::ActiveHigh,
+                TriggerMode::Level,
+                true,
+            )
+            .map_err(|_| "IOAPIC route failed")?;
             Source::Ioapic { gsi, level: true, polarity: Polarity::ActiveHigh }
         }
         ManifestSource::Msi(dev, _) => {
@@ -153,7 +169,13 @@ fn create(name: String, request: ManifestSource, target: &percpu::PerCpu) -> Res
         target_apic_id: core::sync::atomic::AtomicU32::new(apic_id),
         source,
         intx_device,
-        state: Mutex::new(State { holder: None, masked: true, pending: 0, first_ts: 0, waiter: None }),
+        state: Mutex::new(State {
+            holder: None,
+            masked: true,
+            pending: 0,
+            first_ts: 0,
+            waiter: None,
+        }),
         deliveries: AtomicU64::new(0),
         acknowledgements: AtomicU64::new(0),
         while_masked: AtomicU64::new(0),
@@ -214,8 +236,15 @@ impl InterruptObject {
             match &self.source {
                 Source::Ioapic { gsi, level, polarity } => {
                     let trigger = if *level { TriggerMode::Level } else { TriggerMode::Edge };
-                    ioapic::route(*gsi, self.vector, ApicId::new(apic_id), *polarity, trigger, true)
-                        .map_err(|_| "IOAPIC route failed")?;
+                    ioapic::route(
+                        *gsi,
+                        self.vector,
+                        ApicId::new(apic_id),
+                        *polarity,
+                        trigger,
+                        true,
+                    )
+                    .map_err(|_| "IOAPIC route failed")?;
                 }
                 Source::Msi { device, cap, .. } => {
                     pci::msi_enable(device, *cap, ApicId::new(apic_id), self.vector)?;
@@ -251,7 +280,9 @@ impl InterruptObject {
             Source::Ioapic { gsi, .. } => {
                 let _ = ioapic::set_masked(*gsi, masked);
             }
-            Source::Msi { device, cap, maskable: true } => pci::msi_set_masked(device, *cap, masked),
+            Source::Msi { device, cap, maskable: true } => {
+                pci::msi_set_masked(device, *cap, masked)
+            }
             Source::Msi { maskable: false, .. } => {}
         }
     }
@@ -270,7 +301,11 @@ impl InterruptObject {
                 return Ok(Some(r));
             }
             // A waiter whose thread ended no longer waits (its exit also unregisters it).
-            if st.waiter.as_ref().is_some_and(|(t, _)| t.state() == crate::task::thread::ThreadState::Exited) {
+            if st
+                .waiter
+                .as_ref()
+                .is_some_and(|(t, _)| t.state() == crate::task::thread::ThreadState::Exited)
+            {
                 st.waiter = None;
             }
             if st.waiter.is_some() {
@@ -347,7 +382,11 @@ impl InterruptObject {
         let ts = cpu::rdtsc();
         self.deliveries.fetch_add(1, Ordering::Relaxed);
         let here = percpu::with_current(|me| me.apic_id.load(Ordering::Relaxed));
-        let counter = if here == self.target_apic_id.load(Ordering::Relaxed) { &self.on_target } else { &self.off_target };
+        let counter = if here == self.target_apic_id.load(Ordering::Relaxed) {
+            &self.on_target
+        } else {
+            &self.off_target
+        };
         counter.fetch_add(1, Ordering::Relaxed);
         let mut st = self.state.lock();
         // Mask first, then EOI: a level line still asserted must not re-enter at once.
@@ -413,7 +452,9 @@ pub fn cancel_waits_of(thread: &Thread) {
             .filter_map(|s| {
                 let mut st = s.state.lock();
                 match &st.waiter {
-                    Some((t, _)) if core::ptr::eq(Arc::as_ptr(t), thread) => st.waiter.take().map(|(t, _)| t),
+                    Some((t, _)) if core::ptr::eq(Arc::as_ptr(t), thread) => {
+                        st.waiter.take().map(|(t, _)| t)
+                    }
                     _ => None,
                 }
             })

@@ -157,28 +157,55 @@ impl From<Request> for Invocation {
             Request::CapCopy => Invocation::Cap(cap::Method::Copy),
             Request::CapRelease => Invocation::Cap(cap::Method::Release),
             Request::CapIdentify => Invocation::Cap(cap::Method::Identify),
-            Request::ConsoleWrite { ptr, len } => Invocation::Object(O::Console(console::Method::Write { ptr, len })),
+            Request::ConsoleWrite { ptr, len } => {
+                Invocation::Object(O::Console(console::Method::Write { ptr, len }))
+            }
             Request::InterruptWait => Invocation::Object(O::Interrupt(interrupt::Method::Wait)),
-            Request::InterruptAcknowledge => Invocation::Object(O::Interrupt(interrupt::Method::Acknowledge)),
+            Request::InterruptAcknowledge => {
+                Invocation::Object(O::Interrupt(interrupt::Method::Acknowledge))
+            }
             Request::InterruptInfo => Invocation::Object(O::Interrupt(interrupt::Method::Info)),
-            Request::DeviceMemoryMap { vaddr } => Invocation::Object(O::DeviceMemory(device_memory::Method::Map { vaddr })),
-            Request::DeviceMemoryInfo => Invocation::Object(O::DeviceMemory(device_memory::Method::Info)),
+            Request::DeviceMemoryMap { vaddr } => {
+                Invocation::Object(O::DeviceMemory(device_memory::Method::Map { vaddr }))
+            }
+            Request::DeviceMemoryInfo => {
+                Invocation::Object(O::DeviceMemory(device_memory::Method::Info))
+            }
             Request::IoPortsEnable => Invocation::Object(O::IoPorts(io_ports::Method::Enable)),
             Request::TimerNow => Invocation::Object(O::Timer(timer::Method::Now)),
             Request::TimerSleep { ns } => Invocation::Object(O::Timer(timer::Method::Sleep { ns })),
             Request::TimerTscHz => Invocation::Object(O::Timer(timer::Method::TscHz)),
             Request::ProcessSpawnThread { entry, stack_top, arg, cpu } => {
-                Invocation::Object(O::Process(process::Method::SpawnThread { entry, stack_top, arg, cpu }))
+                Invocation::Object(O::Process(process::Method::SpawnThread {
+                    entry,
+                    stack_top,
+                    arg,
+                    cpu,
+                }))
             }
-            Request::ProcessSetAffinity { cpu } => Invocation::Object(O::Process(process::Method::SetAffinity { cpu })),
-            Request::ProcessExitThread => Invocation::Object(O::Process(process::Method::ExitThread)),
+            Request::ProcessSetAffinity { cpu } => {
+                Invocation::Object(O::Process(process::Method::SetAffinity { cpu }))
+            }
+            Request::ProcessExitThread => {
+                Invocation::Object(O::Process(process::Method::ExitThread))
+            }
             Request::ProcessInfo => Invocation::Object(O::Process(process::Method::Info)),
             Request::VmMap { vaddr, pages, writable } => {
-                Invocation::Object(O::VirtualMemory(virtual_memory::Method::Map { vaddr, pages, writable }))
+                Invocation::Object(O::VirtualMemory(virtual_memory::Method::Map {
+                    vaddr,
+                    pages,
+                    writable,
+                }))
             }
-            Request::VmUnmap { vaddr, pages } => Invocation::Object(O::VirtualMemory(virtual_memory::Method::Unmap { vaddr, pages })),
+            Request::VmUnmap { vaddr, pages } => {
+                Invocation::Object(O::VirtualMemory(virtual_memory::Method::Unmap { vaddr, pages }))
+            }
             Request::VmProtect { vaddr, pages, writable } => {
-                Invocation::Object(O::VirtualMemory(virtual_memory::Method::Protect { vaddr, pages, writable }))
+                Invocation::Object(O::VirtualMemory(virtual_memory::Method::Protect {
+                    vaddr,
+                    pages,
+                    writable,
+                }))
             }
         }
     }

@@ -32,7 +32,15 @@ pub fn invoke(caller: &Caller, method: Method) -> Result<Reply, Status> {
                 return Err(Status::Cancelled);
             }
             let ring = p.new_ring()?;
-            let t = Thread::new_user(p.clone(), cpu, entry, stack_top, ring, keel_abi::START_INFO_VADDR, arg);
+            let t = Thread::new_user(
+                p.clone(),
+                cpu,
+                entry,
+                stack_top,
+                ring,
+                keel_abi::START_INFO_VADDR,
+                arg,
+            );
             let tid = t.tid;
             p.add_thread(t.clone());
             sched::enqueue(t);

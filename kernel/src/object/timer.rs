@@ -25,7 +25,11 @@ pub fn invoke(caller: &Caller, method: Method) -> Result<Reply, Status> {
         Method::Sleep { ns } => {
             // On this CPU's timed list: the tick that passes the deadline posts the completion.
             let deadline = crate::time::now_ns().saturating_add(ns);
-            sched::add_timed(deadline, caller.thread.clone(), TimedKind::SleepDone { user_data: caller.user_data });
+            sched::add_timed(
+                deadline,
+                caller.thread.clone(),
+                TimedKind::SleepDone { user_data: caller.user_data },
+            );
             Ok(Reply::Later)
         }
     }

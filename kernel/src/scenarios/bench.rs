@@ -9,7 +9,6 @@
 use alloc::vec::Vec;
 use core::sync::atomic::AtomicU64;
 
-
 use crate::arch::x86_64::tlb;
 use crate::mm::address_space::{AddressSpace, UserPerms};
 use crate::mm::paging;
@@ -41,7 +40,8 @@ pub fn run(system: System, cmdline: &CommandLine) -> ! {
     ipi_round_trips(other, trips, super::option_u64(cmdline, "idle_gap_us", 100));
     ev!("bench.tsc_khz", crate::time::tsc_hz() / 1000);
 
-    let mut bringup: Vec<u64> = system.reports.iter().filter(|r| r.bringup_ns > 0).map(|r| r.bringup_ns / 1000).collect();
+    let mut bringup: Vec<u64> =
+        system.reports.iter().filter(|r| r.bringup_ns > 0).map(|r| r.bringup_ns / 1000).collect();
     if !bringup.is_empty() {
         let (m, p) = percentiles(&mut bringup);
         ev!("bench.ap_bringup.median_us", m);
@@ -191,12 +191,14 @@ fn shootdown_latency(rounds: usize) {
     // computing), then halted (like CPUs whose threads are blocked while the space stays
     // loaded; on a host with fewer cores than vCPUs only these show the IPIs overlapping).
     let counts = holder_counts(others.len());
-    let plan: Vec<(usize, bool)> = [false, true].iter().flat_map(|&halted| counts.iter().map(move |&n| (n, halted))).collect();
+    let plan: Vec<(usize, bool)> =
+        [false, true].iter().flat_map(|&halted| counts.iter().map(move |&n| (n, halted))).collect();
     for (n, halted) in plan {
         HALTED_HOLDERS.store(halted as u64, Ordering::Release);
         let mask = &HOLD_MASK;
         RELEASE.store(0, Ordering::Release);
-        let tickets: Vec<_> = others[..n].iter().map(|c| (*c, smp::post_work(c, hold_resident, 0))).collect();
+        let tickets: Vec<_> =
+            others[..n].iter().map(|c| (*c, smp::post_work(c, hold_resident, 0))).collect();
         let deadline = crate::time::now_ns() + 2_000_000_000;
         while HOLDING.load(Ordering::Acquire) < n as u64 && crate::time::now_ns() < deadline {
             core::hint::spin_loop();
@@ -205,7 +207,8 @@ fn shootdown_latency(rounds: usize) {
         // figures share the host's moment (TCG's speed drifts by 2x within a run).
         let paired = n == 1 && !halted;
         let ping_first = if paired { Some(others[0]) } else { None };
-        let (mut samples, mut whole, mut pings) = unmap_rounds(&mut space, page, perms, rounds, ping_first);
+        let (mut samples, mut whole, mut pings) =
+            unmap_rounds(&mut space, page, perms, rounds, ping_first);
         RELEASE.store(1, Ordering::Release);
         for (c, t) in tickets {
             smp::wait_work(c, t, 2_000_000_000);

@@ -6,11 +6,11 @@
 
 mod bench;
 mod races;
-mod user;
 mod remap;
 mod rtc;
 mod scale;
 mod smp;
+mod user;
 
 pub use crate::init::System;
 
@@ -50,7 +50,10 @@ pub static SCENARIOS: &[Scenario] = &[
     Scenario { name: "races", run: |c| races::run(c.system, c.cmdline) },
     Scenario { name: "panic", run: |c| panic_on_ap(c.system) },
     Scenario { name: "bringup", run: |c| scale::bringup_bench(c.system) },
-    Scenario { name: "shootdown_all", run: |c| scale::shootdown_everywhere(c.system, option_u64(c.cmdline, "rounds", 3)) },
+    Scenario {
+        name: "shootdown_all",
+        run: |c| scale::shootdown_everywhere(c.system, option_u64(c.cmdline, "rounds", 3)),
+    },
 ];
 
 /// The scenario `name`; an unknown name is reported with the list of known ones.
@@ -76,7 +79,9 @@ pub fn prepare(cmdline: &CommandLine) {
         crate::arch::x86_64::syscall::start_processes_on_int80();
     }
     if cmdline.get("smp_abandon").is_some() {
-        crate::arch::x86_64::ap_start::abandon_before_sipi(option_u64(cmdline, "smp_abandon", 0) as u32);
+        crate::arch::x86_64::ap_start::abandon_before_sipi(
+            option_u64(cmdline, "smp_abandon", 0) as u32
+        );
     }
 }
 
@@ -104,7 +109,8 @@ pub fn heap_check() -> bool {
     for i in 0..128 * 1024u64 {
         v.push(i.wrapping_mul(0x9E37_79B9_7F4A_7C15));
     }
-    let vec_ok = v.iter().enumerate().all(|(i, &x)| x == (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let vec_ok =
+        v.iter().enumerate().all(|(i, &x)| x == (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
     drop(v);
     let mut map = BTreeMap::new();
     for i in 0..1000u32 {

@@ -22,9 +22,9 @@ use keel_apic::{ApicId, IcrError, Ipi};
 use super::System;
 use crate::arch::x86_64::ioapic::InService;
 use crate::arch::x86_64::{ioapic, lapic, percpu, smp, tlb};
+use crate::exit::verdict;
 use crate::mm::address_space::{AddressSpace, UserPerms};
 use crate::mm::paging;
-use crate::exit::verdict;
 
 static PROBE_VECTOR: AtomicU64 = AtomicU64::new(0);
 static EOI_VECTOR: AtomicU64 = AtomicU64::new(0);
@@ -69,7 +69,9 @@ fn probe_handler(vector: u8, token: InService) {
 }
 
 fn soft_int_into_device_range() -> bool {
-    let (Some(probe), Some(eoi)) = (ioapic::allocate_vector(probe_handler), ioapic::allocate_vector(eoi_handler)) else {
+    let (Some(probe), Some(eoi)) =
+        (ioapic::allocate_vector(probe_handler), ioapic::allocate_vector(eoi_handler))
+    else {
         log::error!("races: no device vectors");
         return false;
     };
@@ -95,8 +97,14 @@ fn soft_int_into_device_range() -> bool {
     ev!("races.softint.isr_before", yes(&ISR_BEFORE));
     ev!("races.softint.isr_after", yes(&ISR_AFTER));
     ev!("races.softint.claimed_handler_runs", EOI_HANDLER_RUNS.load(Ordering::Relaxed));
-    ev!("races.softint.not_in_service", ioapic::NOT_IN_SERVICE.load(Ordering::Relaxed) - not_in_service_before);
-    ev!("races.softint.probe_in_service_at_end", if lapic::in_service(probe) { "yes" } else { "no" });
+    ev!(
+        "races.softint.not_in_service",
+        ioapic::NOT_IN_SERVICE.load(Ordering::Relaxed) - not_in_service_before
+    );
+    ev!(
+        "races.softint.probe_in_service_at_end",
+        if lapic::in_service(probe) { "yes" } else { "no" }
+    );
     probed
 }
 
@@ -123,8 +131,10 @@ fn hold_resident(_: usize) {
 fn unsendable_shootdowns() -> bool {
     let Ok(mut space) = AddressSpace::new() else { return false };
     HOLD_SPACE.store(space.pml4(), Ordering::Release);
-    let holders: alloc::vec::Vec<_> = smp::online_cpus().into_iter().filter(|c| c.index == 1 || c.index == 2).collect();
-    let tickets: alloc::vec::Vec<_> = holders.iter().map(|c| (*c, smp::post_work(c, hold_resident, 0))).collect();
+    let holders: alloc::vec::Vec<_> =
+        smp::online_cpus().into_iter().filter(|c| c.index == 1 || c.index == 2).collect();
+    let tickets: alloc::vec::Vec<_> =
+        holders.iter().map(|c| (*c, smp::post_work(c, hold_resident, 0))).collect();
     let held = crate::time::spin_until(0, 2_000_000_000, || HOLDING.load(Ordering::Acquire) == 2);
     let page = 0x0000_4000_0000u64;
     let perms = UserPerms { write: true, exec: false, uncached: false };
@@ -146,12 +156,16 @@ fn unsendable_shootdowns() -> bool {
     ev!("races.tlb.all_failed.left_queued", tlb::queued(1) + tlb::queued(2));
     // Logical (cluster) IPIs fail, physical ones work.
     let logical_before = tlb::SEND_FAILURES.load(Ordering::Relaxed);
-    let fallback = tlb::shootdown_via(space.pml4(), &HOLD_MASK, &[page], &mut |ipi| match ipi.destination() {
-        Destination::X2ApicLogical(_) => Err(IcrError::LogicalNeedsX2Apic),
-        _ => lapic::send(ipi),
-    });
+    let fallback =
+        tlb::shootdown_via(space.pml4(), &HOLD_MASK, &[page], &mut |ipi| match ipi.destination() {
+            Destination::X2ApicLogical(_) => Err(IcrError::LogicalNeedsX2Apic),
+            _ => lapic::send(ipi),
+        });
     ev!("races.tlb.logical_failed.result", if fallback.is_ok() { "ok" } else { "unreached" });
-    ev!("races.tlb.logical_failed.failures", tlb::SEND_FAILURES.load(Ordering::Relaxed) - logical_before);
+    ev!(
+        "races.tlb.logical_failed.failures",
+        tlb::SEND_FAILURES.load(Ordering::Relaxed) - logical_before
+    );
     ev!("races.tlb.send_failures", tlb::SEND_FAILURES.load(Ordering::Relaxed) - failures_before);
     RELEASE.store(1, Ordering::Release);
     for (c, t) in tickets {
@@ -179,7 +193,9 @@ fn record(arg: usize) {
 fn post_many(poster: usize, target: &'static percpu::PerCpu) {
     for seq in 1..=ROUNDS.load(Ordering::Relaxed) {
         let ticket = smp::post_work(target, record, (poster << 32) | seq as usize);
-        if smp::wait_work(target, ticket, 2_000_000_000) && SEEN[poster].load(Ordering::Acquire) < seq {
+        if smp::wait_work(target, ticket, 2_000_000_000)
+            && SEEN[poster].load(Ordering::Acquire) < seq
+        {
             SWAPS.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -194,14 +210,17 @@ fn poster_on_cpu1(target_index: usize) {
 
 fn concurrent_posts(rounds: u64) -> bool {
     let cpus = smp::online_cpus();
-    let (Some(cpu1), Some(cpu2)) = (cpus.iter().find(|c| c.index == 1), cpus.iter().find(|c| c.index == 2)) else {
+    let (Some(cpu1), Some(cpu2)) =
+        (cpus.iter().find(|c| c.index == 1), cpus.iter().find(|c| c.index == 2))
+    else {
         log::error!("races: concurrent posts need 3 CPUs");
         return false;
     };
     ROUNDS.store(rounds, Ordering::Relaxed);
     smp::post_work(cpu1, poster_on_cpu1, 2);
     post_many(0, cpu2);
-    let finished = crate::time::spin_until(0, 30_000_000_000, || POSTER_DONE.load(Ordering::Acquire) == 2);
+    let finished =
+        crate::time::spin_until(0, 30_000_000_000, || POSTER_DONE.load(Ordering::Acquire) == 2);
     ev!("races.post_work.rounds_per_poster", rounds);
     ev!("races.post_work.finished", if finished { "yes" } else { "no" });
     ev!("races.post_work.swapped_tickets", SWAPS.load(Ordering::Relaxed));

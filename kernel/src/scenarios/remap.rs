@@ -5,7 +5,7 @@
 use keel_apic::ioapic::RedirectionEntry;
 use keel_iommu::{RemappableMsi, RemappableRte};
 
-use crate::arch::x86_64::{iommu, ioapic};
+use crate::arch::x86_64::{ioapic, iommu};
 use crate::pci::{self, PciDevice};
 
 /// `<prefix>.format` (`remappable`/`compatibility`), `<prefix>.remap_index` and the IRTE's
@@ -23,8 +23,10 @@ pub fn ioapic_evidence(prefix: &str, gsi: u32) {
         }
         None => {
             ev!(("{}.format", prefix), "compatibility");
-            if let Ok(RedirectionEntry { destination: keel_apic::ioapic::IoDestination::Physical(id), .. }) =
-                RedirectionEntry::decode(raw)
+            if let Ok(RedirectionEntry {
+                destination: keel_apic::ioapic::IoDestination::Physical(id),
+                ..
+            }) = RedirectionEntry::decode(raw)
             {
                 ev!(("{}.rte_destination", prefix), id.get());
             }
@@ -74,7 +76,12 @@ pub fn fault_self_test() -> bool {
     if !stale.is_empty() {
         log::warn!("iommu: {} fault(s) before the self-test: {stale:?}", stale.len());
     }
-    let bar = crate::mm::paging::map_physical(dev.bars[0].phys, 0x100, crate::mm::paging::Caching::Uncached).as_mut_ptr::<u32>();
+    let bar = crate::mm::paging::map_physical(
+        dev.bars[0].phys,
+        0x100,
+        crate::mm::paging::Caching::Uncached,
+    )
+    .as_mut_ptr::<u32>();
     pci::enable(dev, true, true, false);
     pci::msi_write(dev, cap, RemappableMsi { handle: index }.address(), 0);
     // SAFETY: BAR 0 of edu is its register page, mapped uncached; 0x60 raises an interrupt.

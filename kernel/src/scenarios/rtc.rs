@@ -8,9 +8,9 @@ use keel_apic::ApicId;
 use x86_64::instructions::port::Port;
 
 use super::System;
-use crate::arch::x86_64::percpu::{self, PerCpu};
 use crate::arch::x86_64::interrupts::DEVICE_VECTOR_BASE;
 use crate::arch::x86_64::ioapic::{self, InService};
+use crate::arch::x86_64::percpu::{self, PerCpu};
 
 const CMOS_INDEX: u16 = 0x70;
 const CMOS_DATA: u16 = 0x71;
@@ -60,7 +60,11 @@ pub fn route_is_refused(system: &System, cpu: &PerCpu) -> bool {
 }
 
 /// Routes IRQ 8 to `target`, runs the RTC at 1024 Hz for `window_ms`, checks the count.
-pub fn route_and_count(system: &System, target: &PerCpu, window_ms: u64) -> Result<(), &'static str> {
+pub fn route_and_count(
+    system: &System,
+    target: &PerCpu,
+    window_ms: u64,
+) -> Result<(), &'static str> {
     let route = system.platform.resolve_isa_irq(ISA_RTC_IRQ).ok_or("ISA IRQ 8 has no GSI")?;
     let (polarity, trigger) = (route.polarity, route.trigger);
     let vector = ioapic::allocate_vector(rtc_interrupt).ok_or("no free device vector")?;
@@ -70,7 +74,12 @@ pub fn route_and_count(system: &System, target: &PerCpu, window_ms: u64) -> Resu
         log::error!("rtc: route failed: {e:?}");
         "IOAPIC route failed"
     })?;
-    log::info!("rtc: IRQ 8 -> GSI {} vector {vector:#x} -> cpu{} (APIC ID {})", route.gsi, target.index, apic_id.get());
+    log::info!(
+        "rtc: IRQ 8 -> GSI {} vector {vector:#x} -> cpu{} (APIC ID {})",
+        route.gsi,
+        target.index,
+        apic_id.get()
+    );
     let target_before = target.device_interrupts.load(Ordering::Relaxed);
     x86_64::instructions::interrupts::without_interrupts(|| {
         let a = cmos_read(0x0A);
@@ -89,7 +98,12 @@ pub fn route_and_count(system: &System, target: &PerCpu, window_ms: u64) -> Resu
     // An interrupt delivered before the mask may still be in its handler (a vCPU can be
     // descheduled for milliseconds): wait until the dispatcher's count on the target and the
     // handler's own count agree, bounded, instead of sleeping a fixed time.
-    let counts = || (INTERRUPTS.load(Ordering::Acquire), target.device_interrupts.load(Ordering::Acquire) - target_before);
+    let counts = || {
+        (
+            INTERRUPTS.load(Ordering::Acquire),
+            target.device_interrupts.load(Ordering::Acquire) - target_before,
+        )
+    };
     crate::time::spin_until(0, 1_000_000_000, || {
         let (count, on_target) = counts();
         count == on_target

@@ -14,13 +14,18 @@ pub fn bringup_bench(system: super::System) -> ! {
     ev!("bench.bringup.cpus", system.expected_online);
     ev!("bench.bringup.all_online_us", all_us);
     ev!("bench.bringup.per_ap_us", all_us / aps.max(1));
-    let mut us: Vec<u64> = system.reports.iter().filter(|r| r.bringup_ns > 0).map(|r| r.bringup_ns / 1000).collect();
+    let mut us: Vec<u64> =
+        system.reports.iter().filter(|r| r.bringup_ns > 0).map(|r| r.bringup_ns / 1000).collect();
     us.sort_unstable();
     if let Some(max) = us.last() {
         ev!("bench.bringup.ap_median_us", us[us.len() / 2]);
         ev!("bench.bringup.ap_max_us", max);
     }
-    crate::exit::verdict(system.all_online() && system.reports.iter().all(|r| r.outcome == smp_arch::ApOutcome::Online), "not every AP came online")
+    crate::exit::verdict(
+        system.all_online()
+            && system.reports.iter().all(|r| r.outcome == smp_arch::ApOutcome::Online),
+        "not every AP came online",
+    )
 }
 
 static HOLD_SPACE: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
@@ -60,13 +65,19 @@ fn hold_space(mask_addr: usize) {
 pub fn shootdown_everywhere(system: super::System, rounds: u64) -> ! {
     use crate::arch::x86_64::{smp, tlb};
     use crate::mm::address_space::{AddressSpace, UserPerms};
-    let Ok(mut space) = AddressSpace::new() else { crate::exit::verdict(false, "no address space") };
+    let Ok(mut space) = AddressSpace::new() else {
+        crate::exit::verdict(false, "no address space")
+    };
     HOLD_SPACE.store(space.pml4(), Ordering::Release);
     let others: Vec<_> = percpu::online().filter(|c| c.index != percpu::current_index()).collect();
     let mask = tlb::CpuMask::new();
-    let tickets: Vec<_> = others.iter().map(|c| (*c, smp::post_work(c, hold_space, &mask as *const _ as usize))).collect();
+    let tickets: Vec<_> = others
+        .iter()
+        .map(|c| (*c, smp::post_work(c, hold_space, &mask as *const _ as usize)))
+        .collect();
     let n = others.len() as u64;
-    let joined = crate::time::spin_until(0, 120_000_000_000, || HOLDING.load(Ordering::Acquire) == n);
+    let joined =
+        crate::time::spin_until(0, 120_000_000_000, || HOLDING.load(Ordering::Acquire) == n);
     ev!("tlb.all.holders", HOLDING.load(Ordering::Acquire));
     ev!("tlb.all.loaded_on_cpu", LOADED_HERE.load(Ordering::Acquire));
     ev!("tlb.all.resident", mask.snapshot().len());
@@ -89,7 +100,11 @@ pub fn shootdown_everywhere(system: super::System, rounds: u64) -> ! {
         }
         done += 1;
     }
-    let served = others.iter().zip(&before).filter(|(c, b)| c.tlb.requests.load(Ordering::Acquire) - **b == done).count();
+    let served = others
+        .iter()
+        .zip(&before)
+        .filter(|(c, b)| c.tlb.requests.load(Ordering::Acquire) - **b == done)
+        .count();
     ev!("tlb.all.rounds", done);
     ev!("tlb.all.cpus_served_every_round", served);
     ev!("tlb.all.icr_writes", tlb::ipis_sent() - ipis_before);

@@ -112,8 +112,12 @@ fn ping_all_to_all(online: &[&'static percpu::PerCpu], cmdline: &CommandLine) ->
     ev!("ipi.targets_per_cpu", targets);
     let summarised = crate::init::report::summarised();
     let before: Vec<u64> = online.iter().map(|c| c.mailbox.pings_acked()).collect();
-    let tickets: Vec<_> =
-        online.iter().enumerate().skip(1).map(|(i, c)| (c, smp::post_work(c, ping_targets, i))).collect();
+    let tickets: Vec<_> = online
+        .iter()
+        .enumerate()
+        .skip(1)
+        .map(|(i, c)| (c, smp::post_work(c, ping_targets, i)))
+        .collect();
     ping_targets(0);
     for (cpu, ticket) in tickets {
         if !smp::wait_work(cpu, ticket, 600_000_000_000) {
@@ -136,7 +140,10 @@ fn ping_all_to_all(online: &[&'static percpu::PerCpu], cmdline: &CommandLine) ->
         sent_total += sent;
         acked_total += acked;
         if sent != expected_per_cpu || acked != expected_per_cpu {
-            log::error!("smp: cpu{} sent {sent} acked {acked}, expected {expected_per_cpu}", cpu.index);
+            log::error!(
+                "smp: cpu{} sent {sent} acked {acked}, expected {expected_per_cpu}",
+                cpu.index
+            );
             failures += 1;
         } else {
             exact += 1;
@@ -163,7 +170,9 @@ fn route_rtc(system: &System, online: &[&'static percpu::PerCpu], cmdline: &Comm
     // remapping in x2APIC mode a CPU above APIC ID 254 cannot receive device interrupts,
     // so the route must be refused; with it, the RTC goes to that CPU.
     let remapped = iommu::mode() == Some(keel_iommu::irte::DestinationMode::X2Apic);
-    let xapic_addressable = |c: &percpu::PerCpu| XApicId::try_from(ApicId::new(c.apic_id.load(Ordering::Relaxed))).is_ok();
+    let xapic_addressable = |c: &percpu::PerCpu| {
+        XApicId::try_from(ApicId::new(c.apic_id.load(Ordering::Relaxed))).is_ok()
+    };
     let high = online.iter().find(|c| !xapic_addressable(c)).copied();
     if let (Some(high), false) = (high, remapped) {
         let refused = super::rtc::route_is_refused(system, high);
@@ -177,12 +186,10 @@ fn route_rtc(system: &System, online: &[&'static percpu::PerCpu], cmdline: &Comm
             failures += 1;
         }
     }
-    let target = online
-        .iter()
-        .rev()
-        .find(|c| remapped || xapic_addressable(c))
-        .copied()
-        .unwrap_or_else(|| percpu::cpu(percpu::current_index()).expect("this CPU is installed"));
+    let target =
+        online.iter().rev().find(|c| remapped || xapic_addressable(c)).copied().unwrap_or_else(
+            || percpu::cpu(percpu::current_index()).expect("this CPU is installed"),
+        );
     if remapped && high.is_some() {
         ev!("ioapic.route_above_254", "remapped");
     }

@@ -91,7 +91,9 @@ fn interrupt_evidence() {
         let prefix = alloc::format!("irq.{key}");
         match &irq.source {
             interrupt::Source::Ioapic { gsi, .. } => super::remap::ioapic_evidence(&prefix, *gsi),
-            interrupt::Source::Msi { device, cap, .. } => super::remap::msi_evidence(&prefix, device, *cap),
+            interrupt::Source::Msi { device, cap, .. } => {
+                super::remap::msi_evidence(&prefix, device, *cap)
+            }
         }
     }
     ev!("iommu.faults", crate::arch::x86_64::iommu::collect_faults());
@@ -114,8 +116,14 @@ fn cpu_evidence() {
         ev!(("cpu.{}.syscall_entries", cpu.index), cpu.syscall_entries.load(Ordering::Relaxed));
         ev!(("cpu.{}.int80_entries", cpu.index), cpu.int80_entries.load(Ordering::Relaxed));
     }
-    ev!("entry.syscall", percpu::online().map(|c| c.syscall_entries.load(Ordering::Relaxed)).sum::<u64>());
-    ev!("entry.int80", percpu::online().map(|c| c.int80_entries.load(Ordering::Relaxed)).sum::<u64>());
+    ev!(
+        "entry.syscall",
+        percpu::online().map(|c| c.syscall_entries.load(Ordering::Relaxed)).sum::<u64>()
+    );
+    ev!(
+        "entry.int80",
+        percpu::online().map(|c| c.int80_entries.load(Ordering::Relaxed)).sum::<u64>()
+    );
     use crate::arch::x86_64::tlb;
     ev!("tlb.shootdowns", tlb::shootdowns());
     ev!("tlb.ipis_sent", tlb::ipis_sent());
@@ -131,7 +139,10 @@ fn kernel_counter_evidence() {
     ev!("mm.kernel_page_refusals", KERNEL_PAGE_REFUSALS.load(Ordering::Relaxed));
     ev!("mm.wx_refusals", WX_REFUSALS.load(Ordering::Relaxed));
     ev!("mm.refused_frees", crate::mm::frames::REFUSED_FREES.load(Ordering::Relaxed));
-    ev!("mm.unflushed_frames_kept", crate::mm::invalidation::LEAKED_UNFLUSHED.load(Ordering::Relaxed));
+    ev!(
+        "mm.unflushed_frames_kept",
+        crate::mm::invalidation::LEAKED_UNFLUSHED.load(Ordering::Relaxed)
+    );
     ev!("user.bad_returns", process::BAD_RETURNS.load(Ordering::Relaxed));
     ev!("user.processes", process::created());
     ev!("user.processes_live", process::live().len());
@@ -148,7 +159,10 @@ fn leaked(frames_before: u64, heap_before: usize) -> bool {
     ev!("user.heap_after", heap_after);
     ev!("user.heap_leaked", heap_after as i64 - heap_before as i64);
     // The gate the kernel asks new processes to use; which one they used is `entry.*`.
-    ev!("user.gate_requested", if crate::arch::x86_64::syscall::int80_by_default() { "int80" } else { "syscall" });
+    ev!(
+        "user.gate_requested",
+        if crate::arch::x86_64::syscall::int80_by_default() { "int80" } else { "syscall" }
+    );
     ev!("user.syscall_entry", format_args!("{:#x}", crate::arch::x86_64::syscall::entry_address()));
     ev!("user.syscall_emulated", crate::arch::x86_64::syscall::emulated_count());
     ev!("user.syscall_emulation_refused", crate::arch::x86_64::syscall::emulation_refused_count());

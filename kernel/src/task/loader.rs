@@ -5,13 +5,15 @@ use alloc::string::{String, ToString};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
-use keel_abi::{CapInfo, ObjectKind, StartInfo, RING_VADDR, START_INFO_VADDR, USER_STACK_SIZE, USER_STACK_TOP};
+use keel_abi::{
+    CapInfo, ObjectKind, StartInfo, RING_VADDR, START_INFO_VADDR, USER_STACK_SIZE, USER_STACK_TOP,
+};
 use keel_elf::ElfImage;
 use keel_manifest::{Grant, InterruptSource, Manifest, Program};
 
 use super::process::Process;
-use super::thread::Thread;
 use super::sched;
+use super::thread::Thread;
 use crate::arch::x86_64::percpu;
 use crate::mm::address_space::{AddressSpace, UserPerms, USER_END};
 use crate::mm::{frames, phys_to_virt, BootContext};
@@ -29,10 +31,15 @@ pub fn modules(boot: &BootContext) -> Vec<ModuleImage> {
         .iter()
         .map(|m| {
             let len = (m.end - m.start) as usize;
-            crate::mm::paging::map_physical(m.start, len as u64, crate::mm::paging::Caching::WriteBack);
+            crate::mm::paging::map_physical(
+                m.start,
+                len as u64,
+                crate::mm::paging::Caching::WriteBack,
+            );
             // SAFETY: module memory is reserved from the frame allocator for the kernel's
             // lifetime and mapped in the physical map (just ensured).
-            let bytes = unsafe { core::slice::from_raw_parts(phys_to_virt(m.start).as_ptr::<u8>(), len) };
+            let bytes =
+                unsafe { core::slice::from_raw_parts(phys_to_virt(m.start).as_ptr::<u8>(), len) };
             ModuleImage { name: keel_manifest::module_basename(&m.name).to_string(), bytes }
         })
         .collect()
@@ -45,15 +52,20 @@ pub fn manifest(mods: &[ModuleImage]) -> Result<Manifest, String> {
     keel_manifest::parse(text).map_err(|e| alloc::format!("{}: {e}", m.name))
 }
 
-fn resolve_device(manifest: &Manifest, name: &str) -> Result<&'static crate::pci::PciDevice, String> {
+fn resolve_device(
+    manifest: &Manifest,
+    name: &str,
+) -> Result<&'static crate::pci::PciDevice, String> {
     let d = manifest.device(name).ok_or_else(|| alloc::format!("unknown device {name}"))?;
-    crate::pci::find(d.vendor, d.device, d.index)
-        .ok_or_else(|| alloc::format!("PCI device {name} ({:04x}:{:04x}) not present", d.vendor, d.device))
+    crate::pci::find(d.vendor, d.device, d.index).ok_or_else(|| {
+        alloc::format!("PCI device {name} ({:04x}:{:04x}) not present", d.vendor, d.device)
+    })
 }
 
 /// Set only by a proof scenario (`scenarios` feature); a kernel without them has no such state.
 #[cfg(feature = "scenarios")]
-static IRQS_TO_BOOT_CPU: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+static IRQS_TO_BOOT_CPU: core::sync::atomic::AtomicBool =
+    core::sync::atomic::AtomicBool::new(false);
 
 /// For the remote-wake proof: deliver every device interrupt to CPU 0, so a driver on another
 /// CPU is always woken through IPI 49. Exists only in a kernel built with the scenarios.
@@ -95,13 +107,20 @@ pub fn interrupt_target(program_cpu: u32) -> &'static percpu::PerCpu {
     }
 }
 
-fn grant(manifest: &Manifest, g: &Grant, process: &Arc<Process>, cpu: u32) -> Result<(Object, [u64; 2]), String> {
+fn grant(
+    manifest: &Manifest,
+    g: &Grant,
+    process: &Arc<Process>,
+    cpu: u32,
+) -> Result<(Object, [u64; 2]), String> {
     Ok(match g {
         Grant::Console => (Object::Console, [0, 0]),
         Grant::Timer => (Object::Timer, [0, 0]),
         Grant::Process => (Object::Process, [0, 0]),
         Grant::VirtualMemory => (Object::VirtualMemory, [0, 0]),
-        Grant::IoPorts { first, last } => (Object::IoPorts { first: *first, last: *last }, [*first as u64, *last as u64]),
+        Grant::IoPorts { first, last } => {
+            (Object::IoPorts { first: *first, last: *last }, [*first as u64, *last as u64])
+        }
         Grant::DeviceMemory { device, bar } => {
             let dev = resolve_device(manifest, device)?;
             let b = dev.bars[*bar as usize];
@@ -109,15 +128,27 @@ fn grant(manifest: &Manifest, g: &Grant, process: &Arc<Process>, cpu: u32) -> Re
                 return Err(alloc::format!("{device} BAR {bar} is not a memory BAR"));
             }
             crate::pci::enable(dev, true, false, true);
-            (Object::DeviceMemory(Arc::new(DeviceMemory { phys: b.phys, size: b.size, bdf: dev.addr.bdf() })), [b.size, dev.addr.bdf() as u64])
+            (
+                Object::DeviceMemory(Arc::new(DeviceMemory {
+                    phys: b.phys,
+                    size: b.size,
+                    bdf: dev.addr.bdf(),
+                })),
+                [b.size, dev.addr.bdf() as u64],
+            )
         }
         Grant::Interrupt(source) => {
             let request = match source {
                 InterruptSource::Isa(irq) => interrupt::ManifestSource::Isa(*irq),
-                InterruptSource::Intx(d) => interrupt::ManifestSource::Intx(resolve_device(manifest, d)?, d),
-                InterruptSource::Msi(d) => interrupt::ManifestSource::Msi(resolve_device(manifest, d)?, d),
+                InterruptSource::Intx(d) => {
+                    interrupt::ManifestSource::Intx(resolve_device(manifest, d)?, d)
+                }
+                InterruptSource::Msi(d) => {
+                    interrupt::ManifestSource::Msi(resolve_device(manifest, d)?, d)
+                }
             };
-            let obj = interrupt::acquire(request, process, interrupt_target(cpu)).map_err(|e| alloc::format!("{source}: {e}"))?;
+            let obj = interrupt::acquire(request, process, interrupt_target(cpu))
+                .map_err(|e| alloc::format!("{source}: {e}"))?;
             let vector = obj.vector as u64;
             (Object::Interrupt(obj), [vector, 0])
         }
@@ -133,7 +164,9 @@ fn map_image(space: &mut AddressSpace, elf: &ElfImage<'_>) -> Result<(), String>
         for page in (first..last).step_by(4096) {
             let frame = match space.translate(page) {
                 Some(existing) => existing & !0xfff, // shared with the previous segment
-                None => space.map_new(page, perms).map_err(|e| alloc::format!("map {page:#x}: {e:?}"))?,
+                None => space
+                    .map_new(page, perms)
+                    .map_err(|e| alloc::format!("map {page:#x}: {e:?}"))?,
             };
             // Copy the file bytes that fall into this page.
             let copy_start = page.max(seg.vaddr);
@@ -157,12 +190,17 @@ fn map_image(space: &mut AddressSpace, elf: &ElfImage<'_>) -> Result<(), String>
 }
 
 /// Loads `program` from its module, grants its capabilities and queues its thread.
-pub fn start(manifest: &Manifest, program: &Program, mods: &[ModuleImage]) -> Result<Arc<Process>, String> {
+pub fn start(
+    manifest: &Manifest,
+    program: &Program,
+    mods: &[ModuleImage],
+) -> Result<Arc<Process>, String> {
     let module = mods
         .iter()
         .find(|m| m.name == program.binary)
         .ok_or_else(|| alloc::format!("no module named {}", program.binary))?;
-    let elf = ElfImage::parse(module.bytes, USER_END).map_err(|e| alloc::format!("{}: {e}", program.binary))?;
+    let elf = ElfImage::parse(module.bytes, USER_END)
+        .map_err(|e| alloc::format!("{}: {e}", program.binary))?;
     let mut space = AddressSpace::new().map_err(|e| alloc::format!("{e:?}"))?;
     // A half-built space goes back whole (its frames with it).
     if let Err(e) = map_image(&mut space, &elf) {
@@ -173,7 +211,11 @@ pub fn start(manifest: &Manifest, program: &Program, mods: &[ModuleImage]) -> Re
         space.destroy();
         return Err("no memory for the start info".into());
     };
-    if let Err(e) = space.map_kernel_page(START_INFO_VADDR, start_phys, UserPerms { write: false, exec: false, uncached: false }) {
+    if let Err(e) = space.map_kernel_page(
+        START_INFO_VADDR,
+        start_phys,
+        UserPerms { write: false, exec: false, uncached: false },
+    ) {
         frames::free(start_phys);
         space.destroy();
         return Err(alloc::format!("start info: {e:?}"));
@@ -193,9 +235,12 @@ pub fn start(manifest: &Manifest, program: &Program, mods: &[ModuleImage]) -> Re
         for g in &program.grants {
             let (object, param) = grant(manifest, g, &process, program.cpu_or_default())?;
             let kind: ObjectKind = object.kind();
-            let id = x86_64::instructions::interrupts::without_interrupts(|| process.caps.lock().insert(object))
-                .map_err(|e| alloc::format!("cap table: {e:?}"))?;
-            info.push_cap(CapInfo { id, kind: kind as u32, param }).map_err(|_| "too many grants for the start info")?;
+            let id = x86_64::instructions::interrupts::without_interrupts(|| {
+                process.caps.lock().insert(object)
+            })
+            .map_err(|e| alloc::format!("cap table: {e:?}"))?;
+            info.push_cap(CapInfo { id, kind: kind as u32, param })
+                .map_err(|_| "too many grants for the start info")?;
         }
         process.with_start_info(|page| *page = info);
         Ok(ring)
@@ -210,10 +255,29 @@ pub fn start(manifest: &Manifest, program: &Program, mods: &[ModuleImage]) -> Re
     };
 
     let cpu = program.cpu_or_default();
-    let cpu = if percpu::cpu(cpu).is_some_and(|c| c.online.load(core::sync::atomic::Ordering::Acquire)) { cpu } else { 0 };
-    let thread = Thread::new_user(process.clone(), cpu, elf.entry(), USER_STACK_TOP, ring, START_INFO_VADDR, 0);
+    let cpu =
+        if percpu::cpu(cpu).is_some_and(|c| c.online.load(core::sync::atomic::Ordering::Acquire)) {
+            cpu
+        } else {
+            0
+        };
+    let thread = Thread::new_user(
+        process.clone(),
+        cpu,
+        elf.entry(),
+        USER_STACK_TOP,
+        ring,
+        START_INFO_VADDR,
+        0,
+    );
     process.add_thread(thread.clone());
-    log::info!("started {} (pid {}) from {} on cpu{cpu} with {} capabilities", program.name, process.pid, program.binary, program.grants.len());
+    log::info!(
+        "started {} (pid {}) from {} on cpu{cpu} with {} capabilities",
+        program.name,
+        process.pid,
+        program.binary,
+        program.grants.len()
+    );
     sched::enqueue(thread);
     Ok(process)
 }

@@ -152,7 +152,8 @@ impl Process {
                 // thread exists.
                 unsafe {
                     core::ptr::write_bytes(phys_to_virt(phys).as_mut_ptr::<u8>(), 0, 4096);
-                    (phys_to_virt(phys).as_mut_ptr::<keel_abi::RingHeader>()).write(keel_abi::RingHeader::new());
+                    (phys_to_virt(phys).as_mut_ptr::<keel_abi::RingHeader>())
+                        .write(keel_abi::RingHeader::new());
                 }
                 *state = RingState::new(phys);
                 Some(())
@@ -168,8 +169,12 @@ impl Process {
         let vaddr = keel_abi::RING_VADDR - slot * 4096;
         let phys = crate::mm::frames::allocate_zeroed().ok_or(Status::NoMemory)?;
         // SAFETY: a fresh zeroed frame; the header is written before any thread can see it.
-        unsafe { (phys_to_virt(phys).as_mut_ptr::<keel_abi::RingHeader>()).write(keel_abi::RingHeader::new()) };
-        let perms = crate::mm::address_space::UserPerms { write: true, exec: false, uncached: false };
+        unsafe {
+            (phys_to_virt(phys).as_mut_ptr::<keel_abi::RingHeader>())
+                .write(keel_abi::RingHeader::new())
+        };
+        let perms =
+            crate::mm::address_space::UserPerms { write: true, exec: false, uncached: false };
         match self.with_space(|s| s.map_kernel_page(vaddr, phys, perms)) {
             Some(Ok(())) => {
                 let ring = Arc::new(Mutex::new(RingState::new(phys)));
@@ -257,8 +262,11 @@ impl Process {
 fn emit_user_line(name: &str, line: &str) {
     if let Some(rest) = line.strip_prefix("EV ") {
         let valid = keel_evidence::is_valid_key;
-        let pairs: Vec<(&str, &str)> = rest.split_whitespace().filter_map(|kv| kv.split_once('=')).collect();
-        if !pairs.is_empty() && pairs.iter().all(|(k, v)| valid(k) && !v.is_empty() && !v.contains('=')) {
+        let pairs: Vec<(&str, &str)> =
+            rest.split_whitespace().filter_map(|kv| kv.split_once('=')).collect();
+        if !pairs.is_empty()
+            && pairs.iter().all(|(k, v)| valid(k) && !v.is_empty() && !v.contains('='))
+        {
             for (k, v) in pairs {
                 crate::println!("EV user.{}.{}={}", name.replace('-', "_"), k, v);
             }
@@ -298,7 +306,10 @@ pub fn release_cap(p: &Arc<Process>, id: CapId) -> Result<(), Status> {
     let object = irqs_off(|| p.caps.lock().release(id)).map_err(|e| e.status())?;
     if let Object::Interrupt(irq) = &object {
         let still_held = irqs_off(|| {
-            p.caps.lock().iter().any(|(_, o)| matches!(o, Object::Interrupt(other) if Arc::ptr_eq(other, irq)))
+            p.caps
+                .lock()
+                .iter()
+                .any(|(_, o)| matches!(o, Object::Interrupt(other) if Arc::ptr_eq(other, irq)))
         });
         if !still_held {
             release_object(p, &object);
@@ -363,7 +374,8 @@ pub fn exit_current(code: u64) -> ! {
     if !p.exiting.swap(true, Ordering::AcqRel) {
         p.exit_code.store(code, Ordering::Release);
     }
-    let others: Vec<Arc<Thread>> = irqs_off(|| p.threads.lock().iter().filter(|t| t.tid != thread.tid).cloned().collect());
+    let others: Vec<Arc<Thread>> =
+        irqs_off(|| p.threads.lock().iter().filter(|t| t.tid != thread.tid).cloned().collect());
     for t in &others {
         sched::wake(t);
     }
@@ -410,7 +422,9 @@ pub fn switch_current_to_int80() {
         t.process.with_start_info(|info| {
             // SAFETY: a field of the live start-info page (see `with_start_info`); volatile
             // because the program reads it concurrently.
-            unsafe { core::ptr::addr_of_mut!(info.entry_gate).write_volatile(keel_abi::ENTRY_INT80) };
+            unsafe {
+                core::ptr::addr_of_mut!(info.entry_gate).write_volatile(keel_abi::ENTRY_INT80)
+            };
         });
     }
 }
@@ -428,7 +442,9 @@ pub fn user_fault(frame: &mut TrapFrame) {
 /// Logs a ring-3 fault, records its evidence and counts it; true when the faulting thread is
 /// the process's only one. Everything it allocates is dropped before the caller exits.
 fn report_fault(frame: &TrapFrame, addr: u64) -> bool {
-    let (pid, name) = sched::current_thread().map(|t| (t.process.pid, t.process.name.clone())).unwrap_or((0, String::new()));
+    let (pid, name) = sched::current_thread()
+        .map(|t| (t.process.pid, t.process.name.clone()))
+        .unwrap_or((0, String::new()));
     log::warn!(
         "user fault: process {pid} ({name}) vector {} ({}) error {:#x} rip {:#x} cr2 {:#x}",
         frame.vector,
@@ -439,7 +455,13 @@ fn report_fault(frame: &TrapFrame, addr: u64) -> bool {
     );
     log::warn!(
         "user fault: cs {:#x} ss {:#x} rsp {:#x} rflags {:#x} rcx {:#x} r11 {:#x} rax {:#x}",
-        frame.cs, frame.ss, frame.rsp, frame.rflags, frame.rcx, frame.r11, frame.rax
+        frame.cs,
+        frame.ss,
+        frame.rsp,
+        frame.rflags,
+        frame.rcx,
+        frame.r11,
+        frame.rax
     );
     let key = name.replace('-', "_");
     crate::ev!(("proc.{}.fault_vector", key), frame.vector);
@@ -473,9 +495,16 @@ fn end_faulting_thread(code: u64, alone: bool) -> ! {
 pub fn refuse_user_return(frame: &mut TrapFrame) -> ! {
     x86_64::instructions::interrupts::disable();
     let count = BAD_RETURNS.fetch_add(1, Ordering::Relaxed) + 1;
-    log::warn!("return to ring 3 refused: rip {:#x} rsp {:#x} cs {:#x} ss {:#x} (#{count})", frame.rip, frame.rsp, frame.cs, frame.ss);
+    log::warn!(
+        "return to ring 3 refused: rip {:#x} rsp {:#x} cs {:#x} ss {:#x} (#{count})",
+        frame.rip,
+        frame.rsp,
+        frame.cs,
+        frame.ss
+    );
     let alone = {
-        let name = sched::current_thread().map(|t| t.process.name.replace('-', "_")).unwrap_or_default();
+        let name =
+            sched::current_thread().map(|t| t.process.name.replace('-', "_")).unwrap_or_default();
         let canonical = |a: u64| a >> 47 == 0;
         if !canonical(frame.rip) {
             crate::ev!(("proc.{}.bad_return_rip", name), format_args!("{:#x}", frame.rip));
@@ -511,7 +540,11 @@ pub fn reap(thread: &Arc<Thread>) {
     while !p.resident.is_empty() {
         core::hint::spin_loop();
         if crate::arch::x86_64::cpu::rdtsc() - start > crate::time::ns_to_tsc(1_000_000_000) {
-            log::error!("process {}: address space still resident on {:?}; leaking it", p.pid, p.resident);
+            log::error!(
+                "process {}: address space still resident on {:?}; leaking it",
+                p.pid,
+                p.resident
+            );
             return;
         }
     }

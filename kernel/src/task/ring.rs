@@ -85,7 +85,8 @@ pub fn cap_enter(thread: &Arc<Thread>, min_complete: u64, timeout_ns: u64) -> En
 /// Blocks until `min` completions are available, the timeout passes or the process exits.
 fn wait_for_completions(thread: &Arc<Thread>, min: u32, timeout_ns: u64) -> i64 {
     let p = &thread.process;
-    let deadline = (timeout_ns != TIMEOUT_INFINITE).then(|| crate::time::now_ns().saturating_add(timeout_ns));
+    let deadline =
+        (timeout_ns != TIMEOUT_INFINITE).then(|| crate::time::now_ns().saturating_add(timeout_ns));
     loop {
         x86_64::instructions::interrupts::disable();
         let available = {

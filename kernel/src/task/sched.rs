@@ -249,7 +249,10 @@ pub fn cancel_timed(thread: &Thread) {
 pub fn cancel_wake(thread: &Thread) {
     let cpu = IrqGuard::new();
     let me = percpu::current(&cpu);
-    me.sched.timed.lock().retain(|e| !(e.thread.tid == thread.tid && matches!(e.kind, TimedKind::Wake)));
+    me.sched
+        .timed
+        .lock()
+        .retain(|e| !(e.thread.tid == thread.tid && matches!(e.kind, TimedKind::Wake)));
 }
 
 /// Timed events one tick expires at most (bounded, allocation-free work per interrupt).
@@ -262,7 +265,8 @@ pub fn tick(from_user: bool, cpu: &mut IrqGuard) {
     let now = crate::time::now_ns();
     // No allocation here: this runs in interrupt context, possibly on top of kernel code that
     // holds the heap lock. Expired events move to a fixed array (the rest wait a tick).
-    let mut expired: [Option<TimedEvent>; MAX_EXPIRED_PER_TICK] = [const { None }; MAX_EXPIRED_PER_TICK];
+    let mut expired: [Option<TimedEvent>; MAX_EXPIRED_PER_TICK] =
+        [const { None }; MAX_EXPIRED_PER_TICK];
     let mut count = 0;
     {
         let mut timed = me.sched.timed.lock();

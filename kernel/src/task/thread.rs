@@ -48,14 +48,22 @@ impl RingFrame {
         debug_assert!(slot < keel_abi::SQ_ENTRIES as usize);
         // SAFETY: the slot lies inside the live ring page; a plain volatile read of bytes the
         // program may be changing (any bit pattern is a valid `Submission`).
-        unsafe { (self.base().add(keel_abi::SQ_OFFSET + slot * core::mem::size_of::<Submission>()) as *const Submission).read_volatile() }
+        unsafe {
+            (self.base().add(keel_abi::SQ_OFFSET + slot * core::mem::size_of::<Submission>())
+                as *const Submission)
+                .read_volatile()
+        }
     }
 
     /// Writes completion slot `slot` (< CQ_ENTRIES).
     pub fn write_completion(&self, slot: usize, completion: Completion) {
         debug_assert!(slot < keel_abi::CQ_ENTRIES as usize);
         // SAFETY: the slot lies inside the live ring page (CQ_OFFSET + slot * 32 < 4096).
-        unsafe { (self.base().add(keel_abi::CQ_OFFSET + slot * core::mem::size_of::<Completion>()) as *mut Completion).write_volatile(completion) }
+        unsafe {
+            (self.base().add(keel_abi::CQ_OFFSET + slot * core::mem::size_of::<Completion>())
+                as *mut Completion)
+                .write_volatile(completion)
+        }
     }
 }
 
@@ -77,7 +85,14 @@ pub struct RingState {
 impl RingState {
     /// Fresh indices over the ring page at `phys` (its header already initialised).
     pub fn new(phys: u64) -> RingState {
-        RingState { sq_head: 0, cq_tail: 0, in_flight: 0, waiting_for: None, overflow: 0, page: Some(RingFrame(phys)) }
+        RingState {
+            sq_head: 0,
+            cq_tail: 0,
+            in_flight: 0,
+            waiting_for: None,
+            overflow: 0,
+            page: Some(RingFrame(phys)),
+        }
     }
 }
 
@@ -125,8 +140,21 @@ impl Thread {
         let top = (stack.as_ptr_range().end as u64) & !0xf;
         let frame_addr = top - core::mem::size_of::<TrapFrame>() as u64;
         let frame = TrapFrame {
-            rax: 0, rbx: 0, rcx: 0, rdx, rsi, rdi, rbp: 0, r8: 0, r9: 0, r10: 0, r11: 0,
-            r12: 0, r13: 0, r14: 0, r15: 0,
+            rax: 0,
+            rbx: 0,
+            rcx: 0,
+            rdx,
+            rsi,
+            rdi,
+            rbp: 0,
+            r8: 0,
+            r9: 0,
+            r10: 0,
+            r11: 0,
+            r12: 0,
+            r13: 0,
+            r14: 0,
+            r15: 0,
             vector: 0,
             error_code: 0,
             rip: entry,
@@ -180,7 +208,10 @@ impl Thread {
                 }
             }
             let slot = keel_abi::cq_slot(ring.cq_tail);
-            page.write_completion(slot, Completion { user_data, status: status.as_i32(), flags: 0, results });
+            page.write_completion(
+                slot,
+                Completion { user_data, status: status.as_i32(), flags: 0, results },
+            );
             ring.cq_tail = ring.cq_tail.wrapping_add(1);
             header.cq_tail.store(ring.cq_tail, Ordering::Release);
             self.process.completions.fetch_add(1, Ordering::Relaxed);

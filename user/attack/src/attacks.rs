@@ -159,7 +159,13 @@ extern "C" fn thread_body(ring_vaddr: u64, arg: u64) -> ! {
         }
         JOB_IRQ_WAIT => {
             let irq = cap(ObjectKind::Interrupt);
-            let wait = Submission { cap: irq.0, method: Method::InterruptWait as u16, flags: 0, args: [0; 4], user_data: 7 };
+            let wait = Submission {
+                cap: irq.0,
+                method: Method::InterruptWait as u16,
+                flags: 0,
+                args: [0; 4],
+                user_data: 7,
+            };
             let _ = ring.submit(wait);
             let _ = ring.enter(0, 0);
             // A completion now would be Busy or an interrupt; none means the wait is pending.
@@ -182,17 +188,24 @@ fn map_stacks(count: u64) {
     let mut r = ring().expect("ring");
     for slot in 0..count {
         let base = stack_top(slot) - STACK_PAGES * PAGE;
-        keel_rt::util::check("map a stack", r.call(cap(ObjectKind::VirtualMemory), Method::VmMap, [base, STACK_PAGES, 1, 0]));
+        keel_rt::util::check(
+            "map a stack",
+            r.call(cap(ObjectKind::VirtualMemory), Method::VmMap, [base, STACK_PAGES, 1, 0]),
+        );
     }
 }
 
 fn spawn_at(entry: u64, slot: u64, cpu: u64, arg: u64) -> Result<u64, Status> {
     let mut r = ring().expect("ring");
-    r.call(cap(ObjectKind::Process), Method::ProcessSpawnThread, [entry, stack_top(slot), arg, cpu]).map(|c| c.results[0])
+    r.call(cap(ObjectKind::Process), Method::ProcessSpawnThread, [entry, stack_top(slot), arg, cpu])
+        .map(|c| c.results[0])
 }
 
 fn live_threads() -> u64 {
-    ring().expect("ring").call(cap(ObjectKind::Process), Method::ProcessInfo, [0; 4]).map_or(0, |c| c.results[0])
+    ring()
+        .expect("ring")
+        .call(cap(ObjectKind::Process), Method::ProcessInfo, [0; 4])
+        .map_or(0, |c| c.results[0])
 }
 
 fn sleep_ms(ms: u64) {
@@ -223,7 +236,12 @@ fn spawn_rounds() -> u64 {
     for round in 0..rounds {
         let mut slot = 0;
         while slot < extra {
-            match spawn_at(thread_start as *const () as u64, slot, slot % cpus(), JOB_EXIT_AFTER_RELEASE | round) {
+            match spawn_at(
+                thread_start as *const () as u64,
+                slot,
+                slot % cpus(),
+                JOB_EXIT_AFTER_RELEASE | round,
+            ) {
                 Ok(_) => {
                     spawned += 1;
                     slot += 1;
@@ -242,7 +260,8 @@ fn spawn_rounds() -> u64 {
         }
         // The process is at its maximum now: one more must be refused.
         if live_threads() == MAX_THREADS
-            && spawn_at(thread_start as *const () as u64, 0, 0, JOB_EXIT_AFTER_RELEASE | round) == Err(Status::NoMemory)
+            && spawn_at(thread_start as *const () as u64, 0, 0, JOB_EXIT_AFTER_RELEASE | round)
+                == Err(Status::NoMemory)
         {
             refused_at_max += 1;
         }
@@ -266,7 +285,9 @@ fn exit_live() -> u64 {
     let jobs = [JOB_SPIN, JOB_BLOCK, JOB_SLEEP_PENDING];
     let mut spawned = 0;
     for slot in 0..extra {
-        if spawn_at(thread_start as *const () as u64, slot, slot % cpus(), jobs[slot as usize % 3]).is_ok() {
+        if spawn_at(thread_start as *const () as u64, slot, slot % cpus(), jobs[slot as usize % 3])
+            .is_ok()
+        {
             spawned += 1;
         }
     }
@@ -319,7 +340,9 @@ fn jump_attacks() -> u64 {
     let targets = [NON_CANONICAL, jump_gadget_after as *const () as u64];
     let mut ended = 0;
     for (i, rcx) in targets.iter().enumerate() {
-        if spawn_at(jump_thread as *const () as u64, 0, i as u64 % cpus(), *rcx).is_ok() && wait_alone() {
+        if spawn_at(jump_thread as *const () as u64, 0, i as u64 % cpus(), *rcx).is_ok()
+            && wait_alone()
+        {
             ended += 1;
         }
     }
@@ -337,7 +360,13 @@ fn enter_attack() -> u64 {
     let queued = 3u64;
     let mut r = ring().expect("ring");
     for i in 0..queued {
-        let _ = r.submit(Submission { cap: 0, method: Method::Nop as u16, flags: 0, args: [0; 4], user_data: 100 + i });
+        let _ = r.submit(Submission {
+            cap: 0,
+            method: Method::Nop as u16,
+            flags: 0,
+            args: [0; 4],
+            user_data: 100 + i,
+        });
     }
     let head_before = header.sq_head.load(Ordering::Acquire);
     let bad = keel_rt::cap_enter(CQ_ENTRIES as u64 + 1, 0);
@@ -355,7 +384,10 @@ fn enter_attack() -> u64 {
     let bad_argument = Status::BadArgument.as_i32() as i64;
     ev!("enter_65", if bad == bad_argument { "bad_argument" } else { "other" });
     ev!("enter_max", if huge == bad_argument { "bad_argument" } else { "other" });
-    ev!("consumed_by_bad_enter", head_after_bad.wrapping_sub(head_before) + head_after_huge.wrapping_sub(head_after_bad));
+    ev!(
+        "consumed_by_bad_enter",
+        head_after_bad.wrapping_sub(head_before) + head_after_huge.wrapping_sub(head_after_bad)
+    );
     ev!("completed_after", completed);
     ev!("good_enter", if good.is_ok() { "ok" } else { "failed" });
     0
@@ -365,19 +397,28 @@ fn enter_attack() -> u64 {
 fn irq_wait_attack() -> u64 {
     map_stacks(1);
     let irq = cap(ObjectKind::Interrupt);
-    if spawn_at(thread_start as *const () as u64, 0, 1 % cpus(), JOB_IRQ_WAIT).is_err() || !wait_alone() {
+    if spawn_at(thread_start as *const () as u64, 0, 1 % cpus(), JOB_IRQ_WAIT).is_err()
+        || !wait_alone()
+    {
         return 3;
     }
     let first = IRQ_WAIT_STATUS.load(Ordering::Acquire);
     let mut r = ring().expect("ring");
-    let wait = Submission { cap: irq.0, method: Method::InterruptWait as u16, flags: 0, args: [0; 4], user_data: 8 };
+    let wait = Submission {
+        cap: irq.0,
+        method: Method::InterruptWait as u16,
+        flags: 0,
+        args: [0; 4],
+        user_data: 8,
+    };
     let _ = r.submit(wait);
     let _ = r.enter(1, 20_000_000);
     let second = r.next_completion().map(|c| c.status());
     // Releasing the capability cancels a pending wait.
     let released = r.cap_release(irq).is_ok();
     let _ = r.enter(1, 1_000_000_000);
-    let cancelled = r.next_completion().is_some_and(|c| c.user_data == 8 && c.status() == Status::Cancelled);
+    let cancelled =
+        r.next_completion().is_some_and(|c| c.user_data == 8 && c.status() == Status::Cancelled);
     drop(r); // printing needs the ring
     ev!("first_wait", if first == 0 { "pending" } else { "completed" });
     ev!(

@@ -36,7 +36,16 @@ const MAX_SAMPLES: usize = 1024;
 fn wait_with_timeout(irq: CapId, timeout_ns: u64) -> Option<(u64, u64)> {
     let mut ring = ring().expect("ring");
     let tag = 0x5700_0000_0000_0001;
-    r("submit", ring.submit(Submission { cap: irq.0, method: Method::InterruptWait as u16, flags: 0, args: [0; 4], user_data: tag }));
+    r(
+        "submit",
+        ring.submit(Submission {
+            cap: irq.0,
+            method: Method::InterruptWait as u16,
+            flags: 0,
+            args: [0; 4],
+            user_data: tag,
+        }),
+    );
     match ring.enter(1, timeout_ns) {
         Ok(n) if n > 0 => {}
         Ok(_) | Err(Status::TimedOut) => return None,
@@ -56,7 +65,10 @@ fn main() -> u64 {
     let dm = cap(ObjectKind::DeviceMemory);
     let timer = cap(ObjectKind::Timer);
 
-    let mapped = r("DeviceMemoryMap", ring().expect("ring").call(dm, Method::DeviceMemoryMap, [BAR_VADDR, 0, 0, 0]));
+    let mapped = r(
+        "DeviceMemoryMap",
+        ring().expect("ring").call(dm, Method::DeviceMemoryMap, [BAR_VADDR, 0, 0, 0]),
+    );
     // SAFETY: the kernel just mapped the whole BAR (results[1] bytes) uncached at BAR_VADDR.
     let edu = unsafe { Mmio::new(mapped.results[0]) };
     let id = edu.read(REG_ID);
@@ -135,5 +147,9 @@ fn main() -> u64 {
     ev!("wake_p99_cycles", wake_p99);
     ev!("raise_to_wake_median_cycles", rt_median);
     ev!("raise_to_wake_p99_cycles", rt_p99);
-    if received == count { 0 } else { 6 }
+    if received == count {
+        0
+    } else {
+        6
+    }
 }

@@ -85,7 +85,8 @@ fn address(rng: &mut Rng, sandbox: u64) -> u64 {
         0..=4 => sandbox + rng.below(SANDBOX_PAGES) * PAGE,
         5 => sandbox + rng.below(SANDBOX_PAGES * PAGE), // unaligned
         6 => [0, 0x1000, 0x0000_7fff_ffff_f000, 0x0000_5555_0000_0000][rng.below(4) as usize],
-        7 => [0x0000_8000_0000_0000, 0xffff_8000_0000_0000, 0xffff_ffff_8010_0000, u64::MAX - 4095][rng.below(4) as usize],
+        7 => [0x0000_8000_0000_0000, 0xffff_8000_0000_0000, 0xffff_ffff_8010_0000, u64::MAX - 4095]
+            [rng.below(4) as usize],
         8 => rng.next() & !0xFFF,
         _ => rng.next(),
     }
@@ -114,7 +115,13 @@ fn random_method(rng: &mut Rng) -> Method {
 }
 
 /// One random submission for worker `index`.
-fn random_submission(rng: &mut Rng, caps: &Caps, sandbox: u64, sleeps: &mut u64, user_data: u64) -> Submission {
+fn random_submission(
+    rng: &mut Rng,
+    caps: &Caps,
+    sandbox: u64,
+    sleeps: &mut u64,
+    user_data: u64,
+) -> Submission {
     let raw_method = rng.below(16) == 0;
     let method = if raw_method { rng.next() as u16 } else { random_method(rng) as u16 };
     let mut s = Submission {
@@ -141,9 +148,13 @@ fn random_submission(rng: &mut Rng, caps: &Caps, sandbox: u64, sleeps: &mut u64,
         }
     }
     match known {
-        Some(Method::CapRelease) if caps.granted.contains(&s.cap) => s.cap = caps.copies[rng.below(8) as usize],
+        Some(Method::CapRelease) if caps.granted.contains(&s.cap) => {
+            s.cap = caps.copies[rng.below(8) as usize]
+        }
         // Pointers only into the sandbox or refused ones, and short: the console stays readable.
-        Some(Method::ConsoleWrite) => s.args[1] = if rng.below(4) == 0 { rng.next() } else { rng.below(3) },
+        Some(Method::ConsoleWrite) => {
+            s.args[1] = if rng.below(4) == 0 { rng.next() } else { rng.below(3) }
+        }
         Some(Method::TimerSleep) => {
             if *sleeps >= MAX_SLEEPS {
                 s.method = Method::TimerNow as u16;
@@ -158,12 +169,15 @@ fn random_submission(rng: &mut Rng, caps: &Caps, sandbox: u64, sleeps: &mut u64,
             if rng.below(64) != 0 {
                 s.method = Method::ProcessInfo as u16;
             } else {
-                s.args[0] = [0x1000, 0x0000_8000_0000_0000, 0xffff_ffff_8010_0200, sandbox][rng.below(4) as usize];
+                s.args[0] = [0x1000, 0x0000_8000_0000_0000, 0xffff_ffff_8010_0200, sandbox]
+                    [rng.below(4) as usize];
                 s.args[1] = address(rng, sandbox);
                 s.args[3] = rng.below(4);
             }
         }
-        Some(Method::ProcessSetAffinity) => s.args[0] = if rng.below(4) == 0 { rng.next() } else { rng.below(4) },
+        Some(Method::ProcessSetAffinity) => {
+            s.args[0] = if rng.below(4) == 0 { rng.next() } else { rng.below(4) }
+        }
         Some(m @ (Method::VmMap | Method::VmUnmap | Method::VmProtect)) => {
             if rng.below(8) != 0 {
                 // Inside the sandbox (possibly running off its end into the gap after it).
@@ -191,7 +205,8 @@ fn random_submission(rng: &mut Rng, caps: &Caps, sandbox: u64, sleeps: &mut u64,
 }
 
 /// The kinds granted to the fuzzer, in the order of `Caps::granted`.
-const GRANTED_KINDS: [ObjectKind; 4] = [ObjectKind::Console, ObjectKind::Timer, ObjectKind::Process, ObjectKind::VirtualMemory];
+const GRANTED_KINDS: [ObjectKind; 4] =
+    [ObjectKind::Console, ObjectKind::Timer, ObjectKind::Process, ObjectKind::VirtualMemory];
 
 /// Leading argument words `method` reads (the ABI requires the rest to be zero).
 fn args_used(method: Method) -> usize {
@@ -231,9 +246,12 @@ fn hostile_syscalls(rng: &mut Rng, ring_vaddr: u64) {
     let header = unsafe { &*(ring_vaddr as *const keel_rt::abi::RingHeader) };
     if rng.below(8) == 0 {
         let before = header.sq_head.load(Ordering::Acquire);
-        let r = keel_rt::cap_enter(CQ_ENTRIES as u64 + 1 + rng.below(u64::MAX - 100), rng.below(1000));
+        let r =
+            keel_rt::cap_enter(CQ_ENTRIES as u64 + 1 + rng.below(u64::MAX - 100), rng.below(1000));
         BAD_ENTERS.fetch_add(1, Ordering::Relaxed);
-        if header.sq_head.load(Ordering::Acquire) != before || r != keel_rt::abi::Status::BadArgument.as_i32() as i64 {
+        if header.sq_head.load(Ordering::Acquire) != before
+            || r != keel_rt::abi::Status::BadArgument.as_i32() as i64
+        {
             BAD_ENTER_CONSUMED.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -244,7 +262,9 @@ fn hostile_syscalls(rng: &mut Rng, ring_vaddr: u64) {
             _ => rng.next() | 2,
         };
         BAD_SYSCALLS.fetch_add(1, Ordering::Relaxed);
-        if raw_syscall(number, rng.next(), rng.next()) != keel_rt::abi::Status::BadMethod.as_i32() as i64 {
+        if raw_syscall(number, rng.next(), rng.next())
+            != keel_rt::abi::Status::BadMethod.as_i32() as i64
+        {
             BAD_SYSCALL_UNEXPECTED.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -277,7 +297,8 @@ fn drain(ring: &mut Ring, sleeps: &mut u64) -> u64 {
 extern "C" fn worker(ring_vaddr: u64, index: u64) -> ! {
     // SAFETY: the kernel passed this thread's own ring page in rdi.
     let mut ring = unsafe { Ring::for_thread(ring_vaddr) };
-    let mut rng = Rng(SEED.load(Ordering::Relaxed) ^ (index + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let mut rng =
+        Rng(SEED.load(Ordering::Relaxed) ^ (index + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
     let sandbox = SANDBOX_VADDR + index * SANDBOX_STRIDE;
     let granted = GRANTED_KINDS.map(|k| cap(k).0);
     let mut copies = [0u32; 8];
@@ -341,8 +362,12 @@ fn main() -> u64 {
         let mapped = r.call(vm, Method::VmMap, [stack, STACK_PAGES, 1, 0]).is_ok()
             && r.call(vm, Method::VmMap, [sandbox, SANDBOX_PAGES, 1, 0]).is_ok();
         let spawned = mapped
-            && r.call(cap(ObjectKind::Process), Method::ProcessSpawnThread, [worker_start as *const () as u64, stack + STACK_PAGES * PAGE, i, i % cpus])
-                .is_ok();
+            && r.call(
+                cap(ObjectKind::Process),
+                Method::ProcessSpawnThread,
+                [worker_start as *const () as u64, stack + STACK_PAGES * PAGE, i, i % cpus],
+            )
+            .is_ok();
         if !spawned {
             drop(r);
             println!("worker {i} could not start");

@@ -26,12 +26,19 @@ impl Rng {
     }
 }
 
-const KERNEL_POINTERS: [u64; 4] = [0xffff_8000_0000_0000, 0xffff_ffff_8010_0000, 0x0000_8000_0000_0000, u64::MAX - 8];
+const KERNEL_POINTERS: [u64; 4] =
+    [0xffff_8000_0000_0000, 0xffff_ffff_8010_0000, 0x0000_8000_0000_0000, u64::MAX - 8];
 
 /// Builds a submission that must fail: never a live capability with a valid request.
 fn garbage(rng: &mut Rng, live: &[u32], stale: u32, i: u64) -> Submission {
     let pick = rng.next();
-    let mut s = Submission { cap: rng.next() as u32, method: rng.next() as u16, flags: 0, args: [rng.next(), rng.next(), rng.next(), rng.next()], user_data: i };
+    let mut s = Submission {
+        cap: rng.next() as u32,
+        method: rng.next() as u16,
+        flags: 0,
+        args: [rng.next(), rng.next(), rng.next(), rng.next()],
+        user_data: i,
+    };
     match pick % 8 {
         0 => {} // fully random
         1 => s.cap = stale,
@@ -98,7 +105,8 @@ fn stale_id_to_reused_slot(console: CapId) -> CapId {
     for f in &fillers[..taken] {
         let _ = ring.cap_release(*f);
     }
-    let live = reused.is_some_and(|id| matches!(ring.cap_identify(id), Ok((Some(ObjectKind::Console), _))));
+    let live = reused
+        .is_some_and(|id| matches!(ring.cap_identify(id), Ok((Some(ObjectKind::Console), _))));
     drop(ring); // `ev!` prints through the ring
     ev!("stale_slot_reused", if live && reused != Some(old) { "yes" } else { "no" });
     ev!("stale_slot_fillers", taken);
@@ -107,7 +115,8 @@ fn stale_id_to_reused_slot(console: CapId) -> CapId {
 
 fn main() -> u64 {
     let rounds = arg_u64("rounds", 200);
-    let console = start_info().find_cap(ObjectKind::Console, 0).map(|c| c.id).unwrap_or(CapId::NULL);
+    let console =
+        start_info().find_cap(ObjectKind::Console, 0).map(|c| c.id).unwrap_or(CapId::NULL);
     let live: [u32; 1] = [console.0];
     let stale = stale_id_to_reused_slot(console);
     // The old id's slot now holds a live capability; only its generation tells them apart.

@@ -18,7 +18,9 @@ static mut BATCH_SAMPLES: [u64; MAX / 32] = [0; MAX / 32];
 fn main() -> u64 {
     let calls = (arg_u64("calls", 10_000) as usize).min(MAX);
     // SAFETY: single-threaded program; these are the only references to the statics.
-    let (samples, batch_samples) = unsafe { (&mut *core::ptr::addr_of_mut!(SAMPLES), &mut *core::ptr::addr_of_mut!(BATCH_SAMPLES)) };
+    let (samples, batch_samples) = unsafe {
+        (&mut *core::ptr::addr_of_mut!(SAMPLES), &mut *core::ptr::addr_of_mut!(BATCH_SAMPLES))
+    };
     let mut ring = ring().expect("ring");
     // Warm-up, discarded.
     for _ in 0..1000 {
@@ -39,7 +41,13 @@ fn main() -> u64 {
     for (b, s) in batch_samples.iter_mut().take(batches).enumerate() {
         let t0 = rdtsc();
         for k in 0..32 {
-            let sub = Submission { cap: 0, method: Method::Nop as u16, flags: 0, args: [0; 4], user_data: (b * 32 + k) as u64 };
+            let sub = Submission {
+                cap: 0,
+                method: Method::Nop as u16,
+                flags: 0,
+                args: [0; 4],
+                user_data: (b * 32 + k) as u64,
+            };
             if ring.submit(sub).is_err() {
                 return 2;
             }

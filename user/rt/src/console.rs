@@ -27,10 +27,7 @@ struct ConsoleWriter<'a> {
 impl ConsoleWriter<'_> {
     fn flush(&mut self) -> fmt::Result {
         let n = core::mem::take(&mut self.len);
-        self.ring
-            .console_write(self.cap, &self.buf[..n])
-            .map(|_| ())
-            .map_err(|_| fmt::Error)
+        self.ring.console_write(self.cap, &self.buf[..n]).map(|_| ()).map_err(|_| fmt::Error)
     }
 }
 
@@ -54,12 +51,7 @@ impl Write for ConsoleWriter<'_> {
 /// refused) are reported, not panicked on.
 pub(crate) fn write_fmt_with(ring: &mut RingGuard, args: fmt::Arguments<'_>) -> fmt::Result {
     let cap = console_cap().ok_or(fmt::Error)?;
-    let mut w = ConsoleWriter {
-        ring,
-        cap,
-        buf: [0; LINE_BUFFER],
-        len: 0,
-    };
+    let mut w = ConsoleWriter { ring, cap, buf: [0; LINE_BUFFER], len: 0 };
     w.write_fmt(args)?;
     w.flush()
 }

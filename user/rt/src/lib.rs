@@ -73,12 +73,7 @@ pub fn panic_exit(info: &core::panic::PanicInfo<'_>) -> ! {
     let _ = match info.location() {
         Some(loc) => console::write_fmt_with(
             &mut ring,
-            format_args!(
-                "panic: {} at {}:{}\n",
-                info.message(),
-                loc.file(),
-                loc.line()
-            ),
+            format_args!("panic: {} at {}:{}\n", info.message(), loc.file(), loc.line()),
         ),
         None => console::write_fmt_with(&mut ring, format_args!("panic: {}\n", info.message())),
     };

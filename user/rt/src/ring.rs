@@ -45,12 +45,8 @@ impl Ring {
         Ring {
             base,
             next_call: 0,
-            stash: [Completion {
-                user_data: 0,
-                status: 0,
-                flags: 0,
-                results: [0; 2],
-            }; STASH_ENTRIES],
+            stash: [Completion { user_data: 0, status: 0, flags: 0, results: [0; 2] };
+                STASH_ENTRIES],
             stash_head: 0,
             stash_len: 0,
         }
@@ -132,11 +128,8 @@ impl Ring {
     /// Completions available without entering the kernel (stash plus CQ).
     pub fn completions_ready(&self) -> u32 {
         let h = self.header();
-        let cq = cq_available(
-            h.cq_head.load(Ordering::Relaxed),
-            h.cq_tail.load(Ordering::Acquire),
-        )
-        .unwrap_or(0);
+        let cq = cq_available(h.cq_head.load(Ordering::Relaxed), h.cq_tail.load(Ordering::Acquire))
+            .unwrap_or(0);
         cq + self.stash_len as u32
     }
 
@@ -156,13 +149,7 @@ impl Ring {
     ) -> Result<Completion, Status> {
         self.next_call = self.next_call.wrapping_add(1);
         let user_data = CALL_USER_DATA_TAG | self.next_call;
-        self.submit(Submission {
-            cap: cap.0,
-            method: method as u16,
-            flags: 0,
-            args,
-            user_data,
-        })?;
+        self.submit(Submission { cap: cap.0, method: method as u16, flags: 0, args, user_data })?;
         loop {
             let available = self.enter(1, TIMEOUT_INFINITE)?;
             let mut popped = 0u32;
@@ -196,10 +183,7 @@ impl Ring {
     pub fn console_write(&mut self, cap: CapId, bytes: &[u8]) -> Result<u64, Status> {
         let mut written = 0;
         for chunk in bytes.chunks(CONSOLE_WRITE_MAX as usize) {
-            let req = Request::ConsoleWrite {
-                ptr: chunk.as_ptr() as u64,
-                len: chunk.len() as u64,
-            };
+            let req = Request::ConsoleWrite { ptr: chunk.as_ptr() as u64, len: chunk.len() as u64 };
             written += self.invoke(cap, req)?.results[0];
         }
         Ok(written)
@@ -220,9 +204,7 @@ impl Ring {
     /// kind-specific word.
     pub fn cap_identify(&mut self, cap: CapId) -> Result<(Option<ObjectKind>, u64), Status> {
         let c = self.invoke(cap, Request::CapIdentify)?;
-        let kind = u32::try_from(c.results[0])
-            .ok()
-            .and_then(ObjectKind::from_u32);
+        let kind = u32::try_from(c.results[0]).ok().and_then(ObjectKind::from_u32);
         Ok((kind, c.results[1]))
     }
 

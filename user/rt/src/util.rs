@@ -76,9 +76,7 @@ impl Mmio {
     /// `base` must be the start of a live uncached device mapping large enough for every
     /// offset later passed to `read`/`write`.
     pub unsafe fn new(base: u64) -> Mmio {
-        Mmio {
-            base: base as *mut u32,
-        }
+        Mmio { base: base as *mut u32 }
     }
 
     /// Volatile 32-bit read.

@@ -29,7 +29,10 @@ fn main() -> u64 {
     let count = arg_u64("count", 64);
     let irq = cap(ObjectKind::Interrupt);
     let ports = cap(ObjectKind::IoPorts);
-    let enabled = r("IoPortsEnable", ring().expect("ring").call(ports, keel_rt::Method::IoPortsEnable, [0; 4]));
+    let enabled = r(
+        "IoPortsEnable",
+        ring().expect("ring").call(ports, keel_rt::Method::IoPortsEnable, [0; 4]),
+    );
     println!("ports {:#x}+{} enabled", enabled.results[0], enabled.results[1]);
 
     // 1024 Hz periodic interrupt.

@@ -91,7 +91,11 @@ extern "C" fn thread_body(ring_vaddr: u64, arg: u64) -> ! {
             }
         }
         JOB_PRIMES => {
-            let n = count_primes(index as u64, PRIME_THREADS.load(Ordering::Relaxed), PRIME_LIMIT.load(Ordering::Relaxed));
+            let n = count_primes(
+                index as u64,
+                PRIME_THREADS.load(Ordering::Relaxed),
+                PRIME_LIMIT.load(Ordering::Relaxed),
+            );
             PRIMES.fetch_add(n, Ordering::Relaxed);
         }
         _ => {}
@@ -109,7 +113,11 @@ fn spawn(slot: u64, cpu: u64, arg: u64) -> Result<u64, Status> {
     let stack = STACKS_VADDR + slot * (STACK_PAGES + 1) * PAGE; // one guard page between stacks
     r.call(cap(ObjectKind::VirtualMemory), Method::VmMap, [stack, STACK_PAGES, 1, 0])?;
     let top = stack + STACK_PAGES * PAGE;
-    let c = r.call(cap(ObjectKind::Process), Method::ProcessSpawnThread, [thread_start as *const () as u64, top, arg, cpu])?;
+    let c = r.call(
+        cap(ObjectKind::Process),
+        Method::ProcessSpawnThread,
+        [thread_start as *const () as u64, top, arg, cpu],
+    )?;
     Ok(c.results[0])
 }
 
@@ -220,7 +228,11 @@ fn main() -> u64 {
             // prints its fault report under the console lock, which on a real-speed UART
             // takes a good part of a second; the bound only catches a reader that never dies.
             let live_threads = || {
-                let info = ring().expect("ring").call(cap(ObjectKind::Process), Method::ProcessInfo, [0; 4]);
+                let info = ring().expect("ring").call(
+                    cap(ObjectKind::Process),
+                    Method::ProcessInfo,
+                    [0; 4],
+                );
                 info.map(|c| c.results[0]).unwrap_or(0)
             };
             let mut live = live_threads();
@@ -254,7 +266,11 @@ fn main() -> u64 {
             ev!("finished", if finished { "yes" } else { "no" });
             ev!("operations", OPS.load(Ordering::Relaxed));
             ev!("errors", ERRORS.load(Ordering::Relaxed));
-            if finished && ERRORS.load(Ordering::Relaxed) == 0 { 0 } else { 4 }
+            if finished && ERRORS.load(Ordering::Relaxed) == 0 {
+                0
+            } else {
+                4
+            }
         }
         "primes" => {
             let limit = arg_u64("limit", 200_000);
@@ -292,7 +308,11 @@ fn main() -> u64 {
             ev!("limit", limit);
             ev!("consistent", if ok { "yes" } else { "no" });
             println!("primes below {limit}: {}", reference.unwrap_or(0));
-            if ok { 0 } else { 6 }
+            if ok {
+                0
+            } else {
+                6
+            }
         }
         "preempt" => preempt(),
         _ => 1,
@@ -322,11 +342,20 @@ fn preempt() -> u64 {
         let running_on = {
             let mut ring = ring().expect("ring");
             let moved = ring.call(process, Method::ProcessSetAffinity, [cpu, 0, 0, 0]).is_ok();
-            let now = ring.call(process, Method::ProcessInfo, [0; 4]).map_or(u64::MAX, |c| c.results[1]);
-            if moved { now } else { u64::MAX }
+            let now =
+                ring.call(process, Method::ProcessInfo, [0; 4]).map_or(u64::MAX, |c| c.results[1]);
+            if moved {
+                now
+            } else {
+                u64::MAX
+            }
         };
         ev!(format_args!("move_{step}.asked"), cpu);
         ev!(format_args!("move_{step}.running_on"), running_on);
     }
-    if ended { 0 } else { 5 }
+    if ended {
+        0
+    } else {
+        5
+    }
 }

@@ -103,12 +103,20 @@ fn spawn(slot: u64, cpu: u64, job: u64) -> Result<u64, Status> {
     let stack = STACKS_VADDR + slot * (STACK_PAGES + 1) * PAGE;
     r.call(cap(ObjectKind::VirtualMemory), Method::VmMap, [stack, STACK_PAGES, 1, 0])?;
     let top = stack + STACK_PAGES * PAGE;
-    let c = r.call(cap(ObjectKind::Process), Method::ProcessSpawnThread, [thread_start as *const () as u64, top, job, cpu])?;
+    let c = r.call(
+        cap(ObjectKind::Process),
+        Method::ProcessSpawnThread,
+        [thread_start as *const () as u64, top, job, cpu],
+    )?;
     Ok(c.results[0])
 }
 
 fn yes(b: bool) -> &'static str {
-    if b { "yes" } else { "no" }
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
 }
 
 /// Phase 1: every change to a kernel page is refused and nothing around it changes.
@@ -145,17 +153,24 @@ fn kernel_pages() {
     for (method, args) in attempts {
         match r.call(vm, method, args) {
             Err(Status::Denied) => denied += 1,
-            other => keel_rt::println!("{} {:#x}: {:?} (expected denied)", method.name(), args[0], other.map(|c| c.status)),
+            other => keel_rt::println!(
+                "{} {:#x}: {:?} (expected denied)",
+                method.name(),
+                args[0],
+                other.map(|c| c.status)
+            ),
         }
     }
     // The neighbour is still mapped, writable and holds its value (the refused ranges were
     // refused whole); the ring still serves calls; the start info still reads.
     // SAFETY: mapped above; a refused unmap/protect left it as it was.
-    let neighbour_intact = neighbour && unsafe {
-        (NEIGHBOUR_VADDR as *mut u64).write_volatile(0x5eee);
-        (NEIGHBOUR_VADDR as *const u64).read_volatile() == 0x5eee
-    };
-    let ring_works = r.call(cap(ObjectKind::Timer), Method::TimerNow, [0; 4]).is_ok() && r.call(CapId::NULL, Method::Nop, [0; 4]).is_ok();
+    let neighbour_intact = neighbour
+        && unsafe {
+            (NEIGHBOUR_VADDR as *mut u64).write_volatile(0x5eee);
+            (NEIGHBOUR_VADDR as *const u64).read_volatile() == 0x5eee
+        };
+    let ring_works = r.call(cap(ObjectKind::Timer), Method::TimerNow, [0; 4]).is_ok()
+        && r.call(CapId::NULL, Method::Nop, [0; 4]).is_ok();
     drop(r);
     ev!("kernel_page_attempts", attempts.len());
     ev!("kernel_page_denied", denied);
@@ -184,18 +199,29 @@ fn write_xor_execute() {
     for args in attempts {
         match r.call(vm, Method::VmProtect, args) {
             Err(Status::Denied) => denied += 1,
-            other => keel_rt::println!("protect code {:#x} writable: {:?} (expected denied)", args[0], other.map(|c| c.status)),
+            other => keel_rt::println!(
+                "protect code {:#x} writable: {:?} (expected denied)",
+                args[0],
+                other.map(|c| c.status)
+            ),
         }
     }
     // The page really stayed read-only: a thread that writes to it is ended by a fault.
-    let live = |r: &mut Ring| r.call(cap(ObjectKind::Process), Method::ProcessInfo, [0; 4]).map(|c| c.results[0]).unwrap_or(0);
+    let live = |r: &mut Ring| {
+        r.call(cap(ObjectKind::Process), Method::ProcessInfo, [0; 4])
+            .map(|c| c.results[0])
+            .unwrap_or(0)
+    };
     let threads_before = live(&mut r);
     drop(r);
     PATCH_TARGET.store(code, Ordering::Release);
     let patcher = spawn(2, 1, JOB_PATCH);
     let mut r = ring().expect("ring");
     let start = keel_rt::util::rdtsc();
-    while patcher.is_ok() && PATCH_WRITTEN.load(Ordering::Acquire) == 0 && live(&mut r) > threads_before {
+    while patcher.is_ok()
+        && PATCH_WRITTEN.load(Ordering::Acquire) == 0
+        && live(&mut r) > threads_before
+    {
         if keel_rt::util::rdtsc() - start > 50_000_000_000 {
             break;
         }
@@ -218,12 +244,21 @@ fn copy_race(rounds: u64, min_racer_cycles: u64) {
     let mut r = ring().expect("ring");
     // At least `rounds` copies, and on until the racer has gone through `min_racer_cycles`
     // map/protect/unmap cycles (bounded, in case it is stuck: the proof then fails).
-    let racing = || RACER_CYCLES.load(Ordering::Relaxed) < min_racer_cycles && RACER_DONE.load(Ordering::Relaxed) == 0;
+    let racing = || {
+        RACER_CYCLES.load(Ordering::Relaxed) < min_racer_cycles
+            && RACER_DONE.load(Ordering::Relaxed) == 0
+    };
     while copies < rounds || (racer && racing() && copies < 20 * rounds) {
         let batch = BATCH;
         for k in 0..batch {
             // 4 KiB from the middle of the first page into the second.
-            let sub = Submission { cap: console.0, method: Method::ConsoleWrite as u16, flags: 0, args: [RACE_VADDR + PAGE / 2, PAGE, 0, 0], user_data: copies + k };
+            let sub = Submission {
+                cap: console.0,
+                method: Method::ConsoleWrite as u16,
+                flags: 0,
+                args: [RACE_VADDR + PAGE / 2, PAGE, 0, 0],
+                user_data: copies + k,
+            };
             if r.submit(sub).is_err() {
                 other += 1;
             }

@@ -16,7 +16,10 @@ use anyhow::{bail, Result};
 
 use super::parse::GuestOutput;
 use super::runs::Runs;
-use super::{bringup_console, bringup_report, linux, loadavg, qemu_bin, run_linux, LinuxRun, Options, X2APIC_IOMMU};
+use super::{
+    bringup_console, bringup_report, linux, loadavg, qemu_bin, run_linux, LinuxRun, Options,
+    X2APIC_IOMMU,
+};
 use crate::checks::eq;
 use crate::proofs::{self, Accels, Proof};
 use crate::qemu::{Accel, AccelEnv, MachineSpec};
@@ -104,7 +107,13 @@ pub fn memory_for(cpus: u32) -> &'static str {
 
 /// The VM of one point (see the module comment).
 pub fn machine(cpus: u32) -> MachineSpec {
-    MachineSpec { machine: MACHINE, smp: cpus, memory: memory_for(cpus), cpu: proofs::x2apic_cpu(), extra: X2APIC_IOMMU.iter().map(|s| s.to_string()).collect() }
+    MachineSpec {
+        machine: MACHINE,
+        smp: cpus,
+        memory: memory_for(cpus),
+        cpu: proofs::x2apic_cpu(),
+        extra: X2APIC_IOMMU.iter().map(|s| s.to_string()).collect(),
+    }
 }
 
 /// Host seconds a boot may take: TCG runs every vCPU on two host cores, Linux's boot work
@@ -120,8 +129,10 @@ fn keel_timeout(cpus: u32, how: KeelBringUp) -> u64 {
 /// Keel's `proof=bringup` scenario on the point's machine: the figures are read from
 /// `bench.bringup.*`; the checks fail a boot that did not bring every CPU online as asked.
 pub fn keel_proof(cpus: u32, how: KeelBringUp) -> Proof {
-    let name: &'static str = Box::leak(format!("bringup-compare-{cpus}-{}", how.name()).into_boxed_str());
-    let args = if how == KeelBringUp::Serial { "smp_bringup=serial" } else { "smp_bringup=parallel" };
+    let name: &'static str =
+        Box::leak(format!("bringup-compare-{cpus}-{}", how.name()).into_boxed_str());
+    let args =
+        if how == KeelBringUp::Serial { "smp_bringup=serial" } else { "smp_bringup=parallel" };
     let mut p = Proof::new(name, "AP bring-up on the bench-compare --bringup VM")
         .scenario("bringup")
         .args(args)
@@ -141,15 +152,26 @@ fn keel_measured(r: Option<&JobResult>) -> Measured {
     };
     let wall_secs = r.secs().unwrap_or(0.0);
     match &r.outcome {
-        Outcome::Skipped(why) => Measured { failure: Some(format!("skipped: {why}")), ..Measured::default() },
-        Outcome::Error(e) => Measured { failure: Some(format!("could not run: {e}")), ..Measured::default() },
+        Outcome::Skipped(why) => {
+            Measured { failure: Some(format!("skipped: {why}")), ..Measured::default() }
+        }
+        Outcome::Error(e) => {
+            Measured { failure: Some(format!("could not run: {e}")), ..Measured::default() }
+        }
         Outcome::Ran { transcript, failures, output } => {
             let ev = |k: &str| transcript.evidence.get(k).map(|v| v.to_string());
-            let remap = ev("iommu.remapping").map_or_else(String::new, |m| format!(", interrupt remapping {m}"));
-            let failure =
-                if let Some(t) = output.timed_out { Some(format!("timed out after {}s", t.as_secs())) } else { failures.first().map(|f| format!("run FAILED: {f}")) };
+            let remap = ev("iommu.remapping")
+                .map_or_else(String::new, |m| format!(", interrupt remapping {m}"));
+            let failure = if let Some(t) = output.timed_out {
+                Some(format!("timed out after {}s", t.as_secs()))
+            } else {
+                failures.first().map(|f| format!("run FAILED: {f}"))
+            };
             Measured {
-                all_online_us: transcript.evidence.get("bench.bringup.all_online_us").and_then(|v| v.as_u64()),
+                all_online_us: transcript
+                    .evidence
+                    .get("bench.bringup.all_online_us")
+                    .and_then(|v| v.as_u64()),
                 apic_mode: format!("{}{remap}", ev("lapic.mode").unwrap_or_else(|| "?".into())),
                 how: ev("smp.bringup").unwrap_or_else(|| "?".into()),
                 source: format!("{}: bench.bringup.all_online_us", r.name),
@@ -164,7 +186,11 @@ fn keel_measured(r: Option<&JobResult>) -> Measured {
 /// Linux's bring-up from its own printk clock (see [`GuestOutput::bringup_us`]).
 pub fn linux_measured(run: &LinuxRun, cpus: u32) -> Measured {
     let g: &GuestOutput = &run.guest;
-    let mode = g.apic_mode.unwrap_or(if g.done { super::parse::NO_X2APIC_MESSAGE } else { "unknown (run did not finish)" });
+    let mode = g.apic_mode.unwrap_or(if g.done {
+        super::parse::NO_X2APIC_MESSAGE
+    } else {
+        "unknown (run did not finish)"
+    });
     let how = match &g.parallel_disabled {
         Some(why) => format!("serial (\"{why}\")"),
         None => "parallel (Linux's default; no \"Parallel CPU startup disabled\" message)".into(),
@@ -174,20 +200,30 @@ pub fn linux_measured(run: &LinuxRun, cpus: u32) -> Measured {
     let want = format!("0-{}", cpus - 1);
     // A run stopped during bring-up: how long it had been going, on the guest's clock.
     let lower_bound = match (g.all_online_us, g.bringup_start_us, g.last_time_us) {
-        (None, Some(start), Some(last)) => format!("; not all online {} µs of guest time after 'smp: Bringing up' (a lower bound)", last.saturating_sub(start)),
+        (None, Some(start), Some(last)) => format!(
+            "; not all online {} µs of guest time after 'smp: Bringing up' (a lower bound)",
+            last.saturating_sub(start)
+        ),
         _ => String::new(),
     };
-    let failure = run.failure.clone().map(|f| f + &lower_bound).or_else(|| match (&online, g.brought_up_cpus) {
-        (Some(o), _) if *o != want => Some(format!("only CPUs {o} online, not {want}")),
-        (None, Some(n)) if n != cpus => Some(format!("Linux brought up {n} CPUs, not {cpus}")),
-        (None, None) => Some("neither bringup.online nor a CPU count in 'smp: Brought up'".into()),
-        _ => None,
+    let failure = run.failure.clone().map(|f| f + &lower_bound).or_else(|| {
+        match (&online, g.brought_up_cpus) {
+            (Some(o), _) if *o != want => Some(format!("only CPUs {o} online, not {want}")),
+            (None, Some(n)) if n != cpus => Some(format!("Linux brought up {n} CPUs, not {cpus}")),
+            (None, None) => {
+                Some("neither bringup.online nor a CPU count in 'smp: Brought up'".into())
+            }
+            _ => None,
+        }
     });
     Measured {
         all_online_us: g.bringup_us(),
         apic_mode: mode.into(),
         how,
-        source: format!("linux {}: dmesg 'smp: Bringing up secondary CPUs' to 'smp: Brought up'", run.label),
+        source: format!(
+            "linux {}: dmesg 'smp: Bringing up secondary CPUs' to 'smp: Brought up'",
+            run.label
+        ),
         failure,
         wall_secs: run.output.as_ref().map_or(0.0, |o| o.elapsed.as_secs_f64()),
         guest_uptime_s: g.results.get("bringup.uptime_s").and_then(|v| v.parse().ok()),
@@ -232,7 +268,14 @@ pub fn run(opts: &Options) -> Result<ExitCode> {
     println!("xtask: bench-compare --bringup at {cpus:?} vCPUs: preparing the Linux guest");
     let guest = linux::prepare(&root, &root.join("target/compare"))?;
     let artifacts = builder::build_all(false, &[builder::Image::Scenarios])?;
-    let env = Env { qemu: qemu_bin(), kernel: artifacts.kernel, plain_kernel: artifacts.plain_kernel, user_dir: artifacts.user_dir, log_dir: dir.join("keel"), root: root.clone() };
+    let env = Env {
+        qemu: qemu_bin(),
+        kernel: artifacts.kernel,
+        plain_kernel: artifacts.plain_kernel,
+        user_dir: artifacts.user_dir,
+        log_dir: dir.join("keel"),
+        root: root.clone(),
+    };
     let load_start = loadavg();
     let mut points = Vec::new();
     let mut runs = Vec::new();
@@ -247,9 +290,16 @@ pub fn run(opts: &Options) -> Result<ExitCode> {
         let linux = linux_measured(&lr, n);
         let kproofs = [keel_proof(n, KeelBringUp::Parallel), keel_proof(n, KeelBringUp::Serial)];
         let plan = proofs::plan(&kproofs, &accel_env);
-        let results = runner::run_all(&kproofs, &plan, &env, 1, |r| println!("{}", crate::report::progress_line(r)));
+        let results = runner::run_all(&kproofs, &plan, &env, 1, |r| {
+            println!("{}", crate::report::progress_line(r))
+        });
         let find = |p: &Proof| results.iter().find(|r| r.name == p.name && r.accel == Accel::Tcg);
-        let point = Point { cpus: n, keel_parallel: keel_measured(find(&kproofs[0])), keel_serial: keel_measured(find(&kproofs[1])), linux };
+        let point = Point {
+            cpus: n,
+            keel_parallel: keel_measured(find(&kproofs[0])),
+            keel_serial: keel_measured(find(&kproofs[1])),
+            linux,
+        };
         println!("{}", bringup_report::point_line(&point));
         points.push(point);
         runs.push(lr);
@@ -266,8 +316,19 @@ pub fn run(opts: &Options) -> Result<ExitCode> {
         write_reports(&points, &cx, &dir)?;
     }
     println!("\n{}", bringup_report::table(&points));
-    let all_ok = points.iter().all(|p| [&p.keel_parallel, &p.keel_serial, &p.linux].iter().all(|m| m.failure.is_none() && m.all_online_us.is_some()));
-    println!("bench-compare --bringup: {}", if all_ok { "every boot brought all CPUs online" } else { "some boots failed (see the report)" });
+    let all_ok = points.iter().all(|p| {
+        [&p.keel_parallel, &p.keel_serial, &p.linux]
+            .iter()
+            .all(|m| m.failure.is_none() && m.all_online_us.is_some())
+    });
+    println!(
+        "bench-compare --bringup: {}",
+        if all_ok {
+            "every boot brought all CPUs online"
+        } else {
+            "some boots failed (see the report)"
+        }
+    );
     Ok(if all_ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
@@ -283,7 +344,12 @@ fn write_reports(points: &[Point], cx: &Runs<'_>, dir: &Path) -> Result<()> {
     };
     std::fs::write(dir.join("report.md"), bringup_report::markdown(points, cx, plotted))?;
     std::fs::write(dir.join("report.json"), bringup_report::json(points, cx))?;
-    println!("xtask: wrote {}, {}{}", dir.join("report.md").display(), dir.join("report.json").display(), plotted.map_or_else(String::new, |p| format!(" and {}", p.display())));
+    println!(
+        "xtask: wrote {}, {}{}",
+        dir.join("report.md").display(),
+        dir.join("report.json").display(),
+        plotted.map_or_else(String::new, |p| format!(" and {}", p.display()))
+    );
     Ok(())
 }
 
@@ -307,14 +373,23 @@ mod tests {
             assert_eq!(keel_proof(288, how).machine.args(Accel::Tcg), linux);
         }
         let joined = linux.join(" ");
-        assert!(joined.contains("q35,smm=off") && joined.contains("intel-iommu,intremap=on,eim=on") && joined.contains("-smp 288"), "{joined}");
+        assert!(
+            joined.contains("q35,smm=off")
+                && joined.contains("intel-iommu,intremap=on,eim=on")
+                && joined.contains("-smp 288"),
+            "{joined}"
+        );
         assert!(joined.contains("+x2apic"), "{joined}");
     }
 
     #[test]
     fn keel_proofs_check_what_they_measure() {
         let p = keel_proof(64, KeelBringUp::Serial);
-        assert!(p.cmdline.contains("proof=bringup") && p.cmdline.contains("smp_bringup=serial"), "{}", p.cmdline);
+        assert!(
+            p.cmdline.contains("proof=bringup") && p.cmdline.contains("smp_bringup=serial"),
+            "{}",
+            p.cmdline
+        );
         let checks: Vec<String> = p.checks.iter().map(|c| c.to_string()).collect();
         assert!(checks.iter().any(|c| c.contains("smp.online") && c.contains("64")), "{checks:?}");
     }

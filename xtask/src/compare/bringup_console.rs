@@ -24,11 +24,23 @@ const STOP_AT: &str = "smp: Brought up";
 pub fn run_linux_watched(run: &mut LinuxRun, guest: &Guest, log_dir: &Path) {
     let cmdline = format!("console=ttyS0 panic=-1 {}", run.extra_cmdline);
     let modules = [guest.initramfs.clone()];
-    run.args = qemu::command_args(&run.machine, run.accel, &BootSpec { kernel: &guest.vmlinuz, cmdline: &cmdline, modules: &modules }, &[]);
-    println!("xtask: linux {} ({}, console watched, stops at '{STOP_AT}') ...", run.label, run.accel);
+    run.args = qemu::command_args(
+        &run.machine,
+        run.accel,
+        &BootSpec { kernel: &guest.vmlinuz, cmdline: &cmdline, modules: &modules },
+        &[],
+    );
+    println!(
+        "xtask: linux {} ({}, console watched, stops at '{STOP_AT}') ...",
+        run.label, run.accel
+    );
     let start = Instant::now();
     let mut cmd = Command::new(qemu_bin());
-    cmd.args(&run.args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null()).process_group(0);
+    cmd.args(&run.args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .process_group(0);
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
@@ -74,7 +86,10 @@ pub fn run_linux_watched(run: &mut LinuxRun, guest: &Guest, log_dir: &Path) {
     let _ = std::fs::create_dir_all(log_dir);
     let base = log_dir.join(format!("linux-{}-{}", run.label, run.accel));
     let _ = std::fs::write(base.with_extension("log"), &console);
-    let _ = std::fs::write(base.with_extension("cmd"), format!("qemu-system-x86_64 {}\n", qemu::shell_quote(&run.args)));
+    let _ = std::fs::write(
+        base.with_extension("cmd"),
+        format!("qemu-system-x86_64 {}\n", qemu::shell_quote(&run.args)),
+    );
     run.guest = GuestOutput::parse(&console);
     if !stopped_at_line {
         run.failure = Some(match timed_out {
@@ -82,6 +97,13 @@ pub fn run_linux_watched(run: &mut LinuxRun, guest: &Guest, log_dir: &Path) {
             None => format!("guest stopped (status {status:?}) before '{STOP_AT}'"),
         });
     }
-    println!("xtask: linux {} ({}) {} in {:.1}s", run.label, run.accel, run.failure.as_deref().unwrap_or("brought up"), elapsed.as_secs_f64());
-    run.output = Some(ProcessOutput { status, timed_out, stdout: console, stderr: String::new(), elapsed });
+    println!(
+        "xtask: linux {} ({}) {} in {:.1}s",
+        run.label,
+        run.accel,
+        run.failure.as_deref().unwrap_or("brought up"),
+        elapsed.as_secs_f64()
+    );
+    run.output =
+        Some(ProcessOutput { status, timed_out, stdout: console, stderr: String::new(), elapsed });
 }

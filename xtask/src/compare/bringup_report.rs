@@ -65,11 +65,23 @@ fn row(p: &Point) -> [String; 8] {
 pub fn table(points: &[Point]) -> String {
     let mut s = format!(
         "{:>5} {:>12} {:>10} {:>12} {:>10} {:>12} {:>10} {:>9} {:>9}\n",
-        "vCPUs", "KEEL par ms", "per AP us", "KEEL ser ms", "per AP us", "LINUX ms", "per AP us", "par/LNX", "ser/LNX"
+        "vCPUs",
+        "KEEL par ms",
+        "per AP us",
+        "KEEL ser ms",
+        "per AP us",
+        "LINUX ms",
+        "per AP us",
+        "par/LNX",
+        "ser/LNX"
     );
     for p in points {
         let [kp, kp_ap, ks, ks_ap, l, l_ap, rp, rs] = row(p);
-        let _ = writeln!(s, "{:>5} {kp:>12} {kp_ap:>10} {ks:>12} {ks_ap:>10} {l:>12} {l_ap:>10} {rp:>9} {rs:>9}", p.cpus);
+        let _ = writeln!(
+            s,
+            "{:>5} {kp:>12} {kp_ap:>10} {ks:>12} {ks_ap:>10} {l:>12} {l_ap:>10} {rp:>9} {rs:>9}",
+            p.cpus
+        );
     }
     s
 }
@@ -77,7 +89,12 @@ pub fn table(points: &[Point]) -> String {
 /// `(log2 vCPUs, ms)` of every point where `side` has a figure. The x axis is linear in
 /// log2 so that every power of two gets a labelled tick.
 fn series(points: &[Point], side: impl Fn(&Point) -> &Measured) -> Vec<(f64, f64)> {
-    points.iter().filter_map(|p| side(p).all_online_us.map(|us| (f64::from(p.cpus).log2(), us as f64 / 1000.0))).collect()
+    points
+        .iter()
+        .filter_map(|p| {
+            side(p).all_online_us.map(|us| (f64::from(p.cpus).log2(), us as f64 / 1000.0))
+        })
+        .collect()
 }
 
 /// All-online time (ms, log) against vCPUs (log), one line with markers per kernel/mode.
@@ -97,17 +114,29 @@ pub fn plot(points: &[Point], path: &Path) -> Result<(), Box<dyn std::error::Err
     let root = BitMapBackend::new(path, (900, 560)).into_drawing_area();
     root.fill(&WHITE)?;
     let mut chart = ChartBuilder::on(&root)
-        .caption("AP bring-up: time to all CPUs online vs CPU count (QEMU TCG, guest time)", ("sans-serif", 20))
+        .caption(
+            "AP bring-up: time to all CPUs online vs CPU count (QEMU TCG, guest time)",
+            ("sans-serif", 20),
+        )
         .margin(15)
         .x_label_area_size(45)
         .y_label_area_size(70)
-        .build_cartesian_2d(xlo.floor() - 0.5..xhi.ceil() + 0.5, (ylo.max(0.01) / 2.0..yhi * 2.0).log_scale())?;
+        .build_cartesian_2d(
+            xlo.floor() - 0.5..xhi.ceil() + 0.5,
+            (ylo.max(0.01) / 2.0..yhi * 2.0).log_scale(),
+        )?;
     chart
         .configure_mesh()
         .x_desc("vCPUs (log scale)")
         .y_desc("all CPUs online (ms, log scale)")
         .x_labels((xhi.ceil() - xlo.floor()) as usize + 2)
-        .x_label_formatter(&|v| if (v - v.round()).abs() < 1e-6 { format!("{:.0}", v.exp2()) } else { String::new() })
+        .x_label_formatter(&|v| {
+            if (v - v.round()).abs() < 1e-6 {
+                format!("{:.0}", v.exp2())
+            } else {
+                String::new()
+            }
+        })
         .y_label_formatter(&|v| {
             if *v >= 10.0 {
                 format!("{v:.0}")
@@ -128,10 +157,13 @@ pub fn plot(points: &[Point], path: &Path) -> Result<(), Box<dyn std::error::Err
             .label(name)
             .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], color.stroke_width(2)));
         chart.draw_series(data.iter().map(|&(x, y)| Circle::new((x, y), 4, color.filled())))?;
-        chart.draw_series(
-            data.iter()
-                .map(|&(x, y)| Text::new(if y >= 10.0 { format!("{y:.0}") } else { format!("{y:.1}") }, (x + 0.06, y * 1.05), ("sans-serif", 12).into_font().color(&color))),
-        )?;
+        chart.draw_series(data.iter().map(|&(x, y)| {
+            Text::new(
+                if y >= 10.0 { format!("{y:.0}") } else { format!("{y:.1}") },
+                (x + 0.06, y * 1.05),
+                ("sans-serif", 12).into_font().color(&color),
+            )
+        }))?;
     }
     chart
         .configure_series_labels()
@@ -146,14 +178,22 @@ pub fn plot(points: &[Point], path: &Path) -> Result<(), Box<dyn std::error::Err
 
 /// Keel parallel / Linux at each target point, if measured.
 fn targets(points: &[Point]) -> Vec<(u32, Option<f64>)> {
-    TARGET_CPUS.iter().map(|&n| (n, points.iter().find(|p| p.cpus == n).and_then(|p| p.ratio(&p.keel_parallel)))).collect()
+    TARGET_CPUS
+        .iter()
+        .map(|&n| (n, points.iter().find(|p| p.cpus == n).and_then(|p| p.ratio(&p.keel_parallel))))
+        .collect()
 }
 
 pub fn markdown(points: &[Point], cx: &Runs<'_>, plot: Option<&Path>) -> String {
     let h = cx.host;
     let mut s = String::from("# Keel vs Linux: AP bring-up\n\n");
-    let _ = writeln!(s, "* Date: {}; host: {} ({} CPUs), host kernel {}", h.date, h.cpu, h.nproc, h.kernel);
-    let _ = writeln!(s, "* Linux guest: {} with {}", cx.guest.kernel_package, cx.guest.busybox_package);
+    let _ = writeln!(
+        s,
+        "* Date: {}; host: {} ({} CPUs), host kernel {}",
+        h.date, h.cpu, h.nproc, h.kernel
+    );
+    let _ =
+        writeln!(s, "* Linux guest: {} with {}", cx.guest.kernel_package, cx.guest.busybox_package);
     let _ = writeln!(
         s,
         "* Both figures are **guest time under QEMU TCG** (emulation): Keel's TSC from its first AP start to the last AP online \
@@ -161,7 +201,8 @@ pub fn markdown(points: &[Point], cx: &Runs<'_>, plot: Option<&Path>) -> String 
          With more vCPUs than host CPUs, the vCPU threads share {} host CPUs; the figures are relative costs inside the emulator, not hardware bring-up times.",
         h.nproc
     );
-    let _ = writeln!(s, "* Per AP = all online / (N − 1). Ratio = Keel / Linux (< 1: Keel faster).\n");
+    let _ =
+        writeln!(s, "* Per AP = all online / (N − 1). Ratio = Keel / Linux (< 1: Keel faster).\n");
     let _ = writeln!(
         s,
         "| vCPUs | Keel parallel (ms) | per AP (µs) | Keel serial (ms) | per AP (µs) | Linux 6.12 (ms) | per AP (µs) | Keel parallel / Linux | Keel serial / Linux |"
@@ -182,13 +223,20 @@ pub fn markdown(points: &[Point], cx: &Runs<'_>, plot: Option<&Path>) -> String 
     let _ = writeln!(s, "\n## Each boot\n\nAPIC mode and bring-up mode as each guest reported them; host wall time of the whole boot.\n");
     for p in points {
         for (name, m) in sides(p) {
-            let status = m.failure.as_deref().map_or_else(|| "ok".to_string(), |f| format!("**{f}**"));
-            let uptime = m.guest_uptime_s.map_or_else(String::new, |u| format!(" (guest uptime {u:.0} s when init read the log)"));
+            let status =
+                m.failure.as_deref().map_or_else(|| "ok".to_string(), |f| format!("**{f}**"));
+            let uptime = m.guest_uptime_s.map_or_else(String::new, |u| {
+                format!(" (guest uptime {u:.0} s when init read the log)")
+            });
             let _ = writeln!(s, "* {} vCPUs, {name}: {status}; APIC {}; bring-up {}; {:.1} s wall{uptime}; source {}", p.cpus, m.apic_mode, m.how, m.wall_secs, m.source);
         }
     }
     if let Some(p) = plot {
-        let _ = writeln!(s, "\n## Plot\n\n![all CPUs online vs vCPUs]({})", p.file_name().map_or_else(String::new, |f| f.to_string_lossy().into_owned()));
+        let _ = writeln!(
+            s,
+            "\n## Plot\n\n![all CPUs online vs vCPUs]({})",
+            p.file_name().map_or_else(String::new, |f| f.to_string_lossy().into_owned())
+        );
     }
     cx.notes_markdown(&mut s);
     cx.command_lines_markdown(&mut s);
@@ -247,7 +295,12 @@ mod tests {
     fn points() -> Vec<Point> {
         vec![
             Point { cpus: 8, keel_parallel: m(2_000), keel_serial: m(9_000), linux: m(1_500_000) },
-            Point { cpus: 64, keel_parallel: m(30_000), keel_serial: m(90_000), linux: Measured { all_online_us: None, failure: Some("timed out".into()), ..m(0) } },
+            Point {
+                cpus: 64,
+                keel_parallel: m(30_000),
+                keel_serial: m(90_000),
+                linux: Measured { all_online_us: None, failure: Some("timed out".into()), ..m(0) },
+            },
         ]
     }
 
@@ -258,7 +311,12 @@ mod tests {
         assert!(t.contains("1500.0") && t.contains("0.001"), "{t}");
         assert_eq!(p[0].keel_serial.per_ap_us(8), Some(1_285));
         assert_eq!(targets(&p), [(64, None), (288, None)], "a failed Linux boot gives no ratio");
-        let met = vec![Point { cpus: 64, keel_parallel: m(5_000), keel_serial: m(9_000), linux: m(20_000) }];
+        let met = vec![Point {
+            cpus: 64,
+            keel_parallel: m(5_000),
+            keel_serial: m(9_000),
+            linux: m(20_000),
+        }];
         assert_eq!(targets(&met)[0], (64, Some(0.25)));
     }
 

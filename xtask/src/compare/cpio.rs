@@ -14,7 +14,21 @@ impl Cpio {
         self.ino += 1;
         let mut h = String::from("070701");
         let nlink = if mode & 0o170000 == 0o040000 { 2 } else { 1 };
-        for v in [self.ino, mode, 0, 0, nlink, 0, data.len() as u32, 0, 0, 0, 0, name.len() as u32 + 1, 0] {
+        for v in [
+            self.ino,
+            mode,
+            0,
+            0,
+            nlink,
+            0,
+            data.len() as u32,
+            0,
+            0,
+            0,
+            0,
+            name.len() as u32 + 1,
+            0,
+        ] {
             let _ = write!(h, "{v:08x}");
         }
         self.out.extend_from_slice(h.as_bytes());

@@ -40,7 +40,10 @@ fn is_root() -> bool {
 }
 
 fn have(tool: &str) -> bool {
-    Command::new("sh").args(["-c", &format!("command -v {tool} >/dev/null")]).status().is_ok_and(|s| s.success())
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool} >/dev/null")])
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// The concrete `linux-image-*` package the meta-package depends on.
@@ -58,7 +61,10 @@ pub fn prepare(root: &Path, dir: &Path) -> Result<Guest> {
         if !is_root() {
             bail!("bench-compare needs gcc and apt; run as root, or first: sudo apt-get install -y {}", HOST_PACKAGES.join(" "));
         }
-        run(Command::new("apt-get").args(["install", "-y", "--no-install-recommends"]).args(HOST_PACKAGES).env("DEBIAN_FRONTEND", "noninteractive"))?;
+        run(Command::new("apt-get")
+            .args(["install", "-y", "--no-install-recommends"])
+            .args(HOST_PACKAGES)
+            .env("DEBIAN_FRONTEND", "noninteractive"))?;
     }
     let debs = dir.join("debs");
     std::fs::create_dir_all(&debs)?;
@@ -71,19 +77,25 @@ pub fn prepare(root: &Path, dir: &Path) -> Result<Guest> {
         run(Command::new("apt-get").arg("update"))?;
         depends = run(Command::new("apt-cache").args(["depends", &meta]))?;
     }
-    let signed = parse_kernel_dependency(&depends).with_context(|| format!("no linux-image dependency in `apt-cache depends {meta}`"))?;
+    let signed = parse_kernel_dependency(&depends)
+        .with_context(|| format!("no linux-image dependency in `apt-cache depends {meta}`"))?;
     let kernel_pkg = format!("{signed}{UNSIGNED_SUFFIX}");
     let version = |p: &str| -> String {
         run(Command::new("apt-cache").args(["policy", p]))
             .ok()
-            .and_then(|s| s.lines().find_map(|l| l.trim().strip_prefix("Candidate:").map(|v| v.trim().to_string())))
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.trim().strip_prefix("Candidate:").map(|v| v.trim().to_string()))
+            })
             .unwrap_or_else(|| "?".into())
     };
     let mut debfiles = Vec::new();
     for pkg in [kernel_pkg.as_str(), BUSYBOX] {
         let have_deb = |d: &Path| -> Option<PathBuf> {
             std::fs::read_dir(d).ok()?.flatten().map(|e| e.path()).find(|p| {
-                p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&format!("{pkg}_")) && n.ends_with(".deb"))
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(&format!("{pkg}_")) && n.ends_with(".deb"))
             })
         };
         let deb = match have_deb(&debs) {
@@ -99,7 +111,8 @@ pub fn prepare(root: &Path, dir: &Path) -> Result<Guest> {
     }
     let unpacked = dir.join("root");
     for deb in &debfiles {
-        let stamp = unpacked.join(format!(".unpacked-{}", deb.file_name().unwrap().to_string_lossy()));
+        let stamp =
+            unpacked.join(format!(".unpacked-{}", deb.file_name().unwrap().to_string_lossy()));
         if !stamp.exists() {
             std::fs::create_dir_all(&unpacked)?;
             run(Command::new("dpkg-deb").arg("-x").arg(deb).arg(&unpacked))?;
@@ -113,8 +126,12 @@ pub fn prepare(root: &Path, dir: &Path) -> Result<Guest> {
     }
     let kbench = dir.join("kbench");
     let src = root.join("bench/linux/kbench.c");
-    run(Command::new("gcc").args(["-O2", "-static", "-Wall", "-o"]).arg(&kbench).arg(&src).arg("-lpthread"))
-        .context("building bench/linux/kbench.c (static; needs libc6-dev)")?;
+    run(Command::new("gcc")
+        .args(["-O2", "-static", "-Wall", "-o"])
+        .arg(&kbench)
+        .arg(&src)
+        .arg("-lpthread"))
+    .context("building bench/linux/kbench.c (static; needs libc6-dev)")?;
     let initramfs = dir.join("initramfs.cpio");
     let mut c = Cpio::default();
     for d in ["bin", "sbin", "dev", "proc", "sys", "tmp", "lib", "lib/modules"] {
@@ -158,7 +175,10 @@ mod tests {
     #[test]
     fn kernel_dependency() {
         let d = "linux-image-cloud-amd64\n  Depends: linux-image-6.1.0-56-cloud-amd64\n";
-        assert_eq!(super::parse_kernel_dependency(d).as_deref(), Some("linux-image-6.1.0-56-cloud-amd64"));
+        assert_eq!(
+            super::parse_kernel_dependency(d).as_deref(),
+            Some("linux-image-6.1.0-56-cloud-amd64")
+        );
         assert_eq!(super::parse_kernel_dependency("x\n  Depends: foo\n"), None);
     }
 }

@@ -141,17 +141,26 @@ pub struct LinuxRun {
 }
 
 fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg").map_or_else(|_| "unknown".into(), |l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+    std::fs::read_to_string("/proc/loadavg").map_or_else(
+        |_| "unknown".into(),
+        |l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "),
+    )
 }
 
 fn qemu_bin() -> PathBuf {
-    std::env::var_os("KEEL_QEMU").filter(|v| !v.is_empty()).map_or_else(|| PathBuf::from(qemu::QEMU_BIN), PathBuf::from)
+    std::env::var_os("KEEL_QEMU")
+        .filter(|v| !v.is_empty())
+        .map_or_else(|| PathBuf::from(qemu::QEMU_BIN), PathBuf::from)
 }
 
 /// A registry proof as bench-compare runs it (the x2APIC machine with its IOMMU).
 fn find(name: &str) -> Option<Proof> {
     let p = proofs::registry().into_iter().find(|p| p.name == name)?;
-    Some(if X2APIC_MACHINE_PROOFS.contains(&name) { p.qemu_extra(&X2APIC_IOMMU).accels(proofs::Accels::TcgOnly) } else { p })
+    Some(if X2APIC_MACHINE_PROOFS.contains(&name) {
+        p.qemu_extra(&X2APIC_IOMMU).accels(proofs::Accels::TcgOnly)
+    } else {
+        p
+    })
 }
 
 /// Keel proofs to run: the bench proofs, the INTx wake proofs, bench variants at 4/8/64 vCPUs
@@ -159,7 +168,8 @@ fn find(name: &str) -> Option<Proof> {
 fn keel_proofs(opts: &Options) -> (Vec<Proof>, Vec<String>) {
     let mut out = Vec::new();
     let mut notes = Vec::new();
-    let wake = ["bench-ring", "interrupt-grant", "interrupt-grant-x2apic", "interrupt-grant-remote"];
+    let wake =
+        ["bench-ring", "interrupt-grant", "interrupt-grant-x2apic", "interrupt-grant-remote"];
     let bench = if opts.wake_only { &[][..] } else { &["bench-xapic", "bench-x2apic"][..] };
     for &name in bench.iter().chain(&wake) {
         match find(name) {
@@ -193,7 +203,14 @@ fn keel_result<'a>(results: &'a [JobResult], name: &str, accel: Accel) -> Option
 }
 
 /// A Keel figure from one proof's evidence.
-fn keel_side(results: &[JobResult], name: &str, accel: Accel, median: &str, p99: Option<&str>, n: Option<&str>) -> Side {
+fn keel_side(
+    results: &[JobResult],
+    name: &str,
+    accel: Accel,
+    median: &str,
+    p99: Option<&str>,
+    n: Option<&str>,
+) -> Side {
     let Some(r) = keel_result(results, name, accel) else {
         let why = match find(name).map(|p| p.effective_accels()) {
             Some(proofs::Accels::TcgOnly) if accel == Accel::Kvm => {
@@ -211,7 +228,10 @@ fn keel_side(results: &[JobResult], name: &str, accel: Accel, median: &str, p99:
             let get = |k: &str| ev.get(k).and_then(|v| v.as_u64());
             let Some(m) = get(median) else {
                 let why = if let Some(t) = output.timed_out {
-                    format!("{name}/{accel} timed out after {}s before printing {median}", t.as_secs())
+                    format!(
+                        "{name}/{accel} timed out after {}s before printing {median}",
+                        t.as_secs()
+                    )
                 } else {
                     format!("{name}/{accel} printed no {median}")
                 };
@@ -221,7 +241,14 @@ fn keel_side(results: &[JobResult], name: &str, accel: Accel, median: &str, p99:
             if !failures.is_empty() {
                 source.push_str(&format!(" (run FAILED: {})", failures[0]));
             }
-            Side { median: Some(m), p99: p99.and_then(get), n: n.and_then(get), samples: vec![], source, missing: None }
+            Side {
+                median: Some(m),
+                p99: p99.and_then(get),
+                n: n.and_then(get),
+                samples: vec![],
+                source,
+                missing: None,
+            }
         }
     }
 }
@@ -261,7 +288,13 @@ fn linux_runs(accel: Accel, opts: &Options) -> Vec<LinuxRun> {
             }
             let m = MachineSpec { smp, ..bench.machine.clone() };
             let benches = if smp == 64 { "boot" } else { "munmap,boot" };
-            runs.push(mk(format!("{mode}-smp{smp}"), mode, m, benches, if smp == 64 { 300 } else { 400 }));
+            runs.push(mk(
+                format!("{mode}-smp{smp}"),
+                mode,
+                m,
+                benches,
+                if smp == 64 { 300 } else { 400 },
+            ));
         }
     }
     runs
@@ -277,14 +310,23 @@ fn run_linux(run: &mut LinuxRun, guest: &linux::Guest, log_dir: &Path, opts: &Op
     }
 
     let modules = [guest.initramfs.clone()];
-    run.args = qemu::command_args(&run.machine, run.accel, &BootSpec { kernel: &guest.vmlinuz, cmdline: &cmdline, modules: &modules }, &[]);
+    run.args = qemu::command_args(
+        &run.machine,
+        run.accel,
+        &BootSpec { kernel: &guest.vmlinuz, cmdline: &cmdline, modules: &modules },
+        &[],
+    );
     println!("xtask: linux {} ({}) ...", run.label, run.accel);
-    match runner::run_process(qemu_bin().as_os_str(), &run.args, Some(run.timeout), Mode::Captured) {
+    match runner::run_process(qemu_bin().as_os_str(), &run.args, Some(run.timeout), Mode::Captured)
+    {
         Ok(out) => {
             let base = log_dir.join(format!("linux-{}-{}", run.label, run.accel));
             let _ = std::fs::create_dir_all(log_dir);
             let _ = std::fs::write(base.with_extension("log"), &out.stdout);
-            let _ = std::fs::write(base.with_extension("cmd"), format!("qemu-system-x86_64 {}\n", qemu::shell_quote(&run.args)));
+            let _ = std::fs::write(
+                base.with_extension("cmd"),
+                format!("qemu-system-x86_64 {}\n", qemu::shell_quote(&run.args)),
+            );
             if !out.stderr.is_empty() {
                 let _ = std::fs::write(base.with_extension("stderr"), &out.stderr);
             }
@@ -293,9 +335,16 @@ fn run_linux(run: &mut LinuxRun, guest: &linux::Guest, log_dir: &Path, opts: &Op
                 run.failure = Some(format!("guest kernel panic: {p} (-m {})", run.machine.memory));
             } else if !run.guest.done {
                 run.failure = Some(match out.timed_out {
-                    Some(t) if out.stdout.trim().is_empty() => format!("no console output within {}s (guest hung)", t.as_secs()),
-                    Some(t) => format!("timed out after {}s before the benchmarks finished", t.as_secs()),
-                    None => format!("guest stopped (status {:?}) before the benchmarks finished", out.status),
+                    Some(t) if out.stdout.trim().is_empty() => {
+                        format!("no console output within {}s (guest hung)", t.as_secs())
+                    }
+                    Some(t) => {
+                        format!("timed out after {}s before the benchmarks finished", t.as_secs())
+                    }
+                    None => format!(
+                        "guest stopped (status {:?}) before the benchmarks finished",
+                        out.status
+                    ),
                 });
             }
             println!(
@@ -312,7 +361,13 @@ fn run_linux(run: &mut LinuxRun, guest: &linux::Guest, log_dir: &Path, opts: &Op
 }
 
 /// A Linux figure from one guest run.
-fn linux_side(runs: &[LinuxRun], label: &str, accel: Accel, metric: &str, kvm_skip: Option<&str>) -> Side {
+fn linux_side(
+    runs: &[LinuxRun],
+    label: &str,
+    accel: Accel,
+    metric: &str,
+    kvm_skip: Option<&str>,
+) -> Side {
     if let (Accel::Kvm, Some(why)) = (accel, kvm_skip) {
         return Side::missing(why.to_string());
     }
@@ -321,8 +376,18 @@ fn linux_side(runs: &[LinuxRun], label: &str, accel: Accel, metric: &str, kvm_sk
     };
     if metric == "boot" {
         return match r.guest.bringup_us() {
-            Some(us) => Side { median: Some(us), n: Some(1), source: format!("linux {label}/{accel}: dmesg 'smp: Bringing up' to 'smp: Brought up'"), ..Side::default() },
-            None => Side::missing(format!("linux {label}/{accel}: {}", r.failure.as_deref().unwrap_or("no 'smp: Bringing up'/'smp: Brought up' lines"))),
+            Some(us) => Side {
+                median: Some(us),
+                n: Some(1),
+                source: format!(
+                    "linux {label}/{accel}: dmesg 'smp: Bringing up' to 'smp: Brought up'"
+                ),
+                ..Side::default()
+            },
+            None => Side::missing(format!(
+                "linux {label}/{accel}: {}",
+                r.failure.as_deref().unwrap_or("no 'smp: Bringing up'/'smp: Brought up' lines")
+            )),
         };
     }
     let g = &r.guest;
@@ -330,22 +395,32 @@ fn linux_side(runs: &[LinuxRun], label: &str, accel: Accel, metric: &str, kvm_sk
         Some(m) => Side {
             median: Some(m),
             // The guest's own p99; recomputed from the samples if the line got mangled.
-            p99: g.u64(&format!("{metric}.p99_cycles")).or_else(|| g.samples.get(metric).and_then(|v| parse::percentiles(v)).map(|p| p.1)),
+            p99: g
+                .u64(&format!("{metric}.p99_cycles"))
+                .or_else(|| g.samples.get(metric).and_then(|v| parse::percentiles(v)).map(|p| p.1)),
             n: g.u64(&format!("{metric}.samples")),
             samples: g.samples.get(metric).cloned().unwrap_or_default(),
             source: format!("linux {label}/{accel}: kbench {metric}"),
             missing: None,
         },
         None => {
-            let err = g.results.iter().find(|(k, _)| k.ends_with("error")).map(|(k, v)| format!("{k}={v}"));
-            Side::missing(format!("linux {label}/{accel}: {}", err.or(r.failure.clone()).unwrap_or_else(|| format!("no {metric} result"))))
+            let err = g
+                .results
+                .iter()
+                .find(|(k, _)| k.ends_with("error"))
+                .map(|(k, v)| format!("{k}={v}"));
+            Side::missing(format!(
+                "linux {label}/{accel}: {}",
+                err.or(r.failure.clone()).unwrap_or_else(|| format!("no {metric} result"))
+            ))
         }
     }
 }
 
 const NO_LINUX_IDLE_IPI: &str = "no Linux counterpart: membarrier interrupts only CPUs running the process's threads and skips an idle one; \
     this row is Keel's cost of waking a halted CPU by IPI, shown beside the busy round trip";
-const NO_LINUX_MSI: &str = "uio_pci_generic is INTx-only; Linux MSI to user space needs VFIO (not measured)";
+const NO_LINUX_MSI: &str =
+    "uio_pci_generic is INTx-only; Linux MSI to user space needs VFIO (not measured)";
 
 /// Keel's `bench.unmap.<n>cpu.*` with n = N - 1 other CPUs resident (the kernel measures
 /// 1, 2, 4, ... and all others) from the Keel run on the same VM as Linux's smp-N run, whose
@@ -354,27 +429,63 @@ fn keel_shootdown(results: &[JobResult], mode: &str, smp: u32, accel: Accel) -> 
     let name = if smp == 2 { format!("bench-{mode}") } else { format!("bench-{mode}-smp{smp}") };
     let others = smp - 1;
     let key = format!("bench.unmap.{others}cpu.median_cycles");
-    keel_side(results, &name, accel, &key, Some(&format!("bench.unmap.{others}cpu.p99_cycles")), None)
+    keel_side(
+        results,
+        &name,
+        accel,
+        &key,
+        Some(&format!("bench.unmap.{others}cpu.p99_cycles")),
+        None,
+    )
 }
 
-fn figures(keel: &[JobResult], linux: &[LinuxRun], accels: &[Accel], kvm_skip: Option<&str>, opts: &Options) -> Vec<Figure> {
+fn figures(
+    keel: &[JobResult],
+    linux: &[LinuxRun],
+    accels: &[Accel],
+    kvm_skip: Option<&str>,
+    opts: &Options,
+) -> Vec<Figure> {
     let mut figs = Vec::new();
     for &accel in accels {
         for mode in MODES {
             let bench = format!("bench-{mode}");
-            let fig = |metric, unit, smp, keel, linux| Figure { metric, unit, mode, smp, accel, keel, linux, round_ratios: vec![] };
+            let fig = |metric, unit, smp, keel, linux| Figure {
+                metric,
+                unit,
+                mode,
+                smp,
+                accel,
+                keel,
+                linux,
+                round_ratios: vec![],
+            };
             figs.push(fig(
                 "ipi_round_trip_busy",
                 "cycles",
                 2,
-                keel_side(keel, &bench, accel, "bench.ipi_rtt.busy.median_cycles", Some("bench.ipi_rtt.busy.p99_cycles"), Some("bench.ipi_rtt.busy.samples")),
+                keel_side(
+                    keel,
+                    &bench,
+                    accel,
+                    "bench.ipi_rtt.busy.median_cycles",
+                    Some("bench.ipi_rtt.busy.p99_cycles"),
+                    Some("bench.ipi_rtt.busy.samples"),
+                ),
                 linux_side(linux, &format!("{mode}-smp2"), accel, "ipi", kvm_skip),
             ));
             figs.push(fig(
                 "ipi_wake_idle",
                 "cycles",
                 2,
-                keel_side(keel, &bench, accel, "bench.ipi_rtt.idle.median_cycles", Some("bench.ipi_rtt.idle.p99_cycles"), Some("bench.ipi_rtt.idle.samples")),
+                keel_side(
+                    keel,
+                    &bench,
+                    accel,
+                    "bench.ipi_rtt.idle.median_cycles",
+                    Some("bench.ipi_rtt.idle.p99_cycles"),
+                    Some("bench.ipi_rtt.idle.samples"),
+                ),
                 Side::missing(NO_LINUX_IDLE_IPI),
             ));
             for smp in [2u32, 4, 8] {
@@ -386,7 +497,13 @@ fn figures(keel: &[JobResult], linux: &[LinuxRun], accels: &[Accel], kvm_skip: O
                     "cycles",
                     smp,
                     keel_shootdown(keel, mode, smp, accel),
-                    linux_side(linux, &format!("{mode}-smp{smp}"), accel, &format!("munmap_{smp}cpu"), kvm_skip),
+                    linux_side(
+                        linux,
+                        &format!("{mode}-smp{smp}"),
+                        accel,
+                        &format!("munmap_{smp}cpu"),
+                        kvm_skip,
+                    ),
                 ));
             }
             let grant = if mode == "xapic" { "interrupt-grant" } else { "interrupt-grant-x2apic" };
@@ -394,7 +511,14 @@ fn figures(keel: &[JobResult], linux: &[LinuxRun], accels: &[Accel], kvm_skip: O
                 "irq_to_wake_intx",
                 "cycles",
                 2,
-                keel_side(keel, grant, accel, "user.edu_intx.raise_to_wake_median_cycles", Some("user.edu_intx.raise_to_wake_p99_cycles"), Some("user.edu_intx.raised")),
+                keel_side(
+                    keel,
+                    grant,
+                    accel,
+                    "user.edu_intx.raise_to_wake_median_cycles",
+                    Some("user.edu_intx.raise_to_wake_p99_cycles"),
+                    Some("user.edu_intx.raised"),
+                ),
                 linux_side(linux, &format!("{mode}-smp2-edu"), accel, "uio", kvm_skip),
             ));
             if mode == "xapic" {
@@ -413,7 +537,11 @@ fn figures(keel: &[JobResult], linux: &[LinuxRun], accels: &[Accel], kvm_skip: O
                     linux_side(linux, &format!("{mode}-smp2-edu"), accel, "uio_remote", kvm_skip),
                 ));
             }
-            let (msi_proof, msi_prefix) = if mode == "x2apic" { ("bench-ring", "user.edu_msi") } else { (grant, "user.edu_msi") };
+            let (msi_proof, msi_prefix) = if mode == "x2apic" {
+                ("bench-ring", "user.edu_msi")
+            } else {
+                (grant, "user.edu_msi")
+            };
             figs.push(fig(
                 "irq_to_wake_msi",
                 "cycles",
@@ -485,15 +613,26 @@ fn keel_u64(results: &[JobResult], name: &str, accel: Accel, key: &str) -> Optio
 /// This round's value of every target (TCG figures; one round's figures `figs`).
 fn targets(figs: &[Figure], keel: &[JobResult]) -> Vec<Target> {
     let ratio = |metric: &str, mode: &str| {
-        figs.iter().find(|f| f.metric == metric && f.mode == mode && f.smp == 2 && f.accel == Accel::Tcg).and_then(Figure::ratio)
+        figs.iter()
+            .find(|f| f.metric == metric && f.mode == mode && f.smp == 2 && f.accel == Accel::Tcg)
+            .and_then(Figure::ratio)
     };
     let mut out = Vec::new();
-    let mut t = |what: String, limit: f64, r: Option<f64>| out.push(Target { what, limit, rounds: vec![r] });
+    let mut t = |what: String, limit: f64, r: Option<f64>| {
+        out.push(Target { what, limit, rounds: vec![r] })
+    };
     for mode in MODES {
         let bench = format!("bench-{mode}");
         let ev = |key: &str| keel_u64(keel, &bench, Accel::Tcg, key);
-        t(format!("{mode}: busy IPI round trip / Linux membarrier"), 0.5, ratio("ipi_round_trip_busy", mode));
-        let own = match (ev("bench.shootdown.1cpu.median_cycles"), ev("bench.ipi_rtt.busy.median_cycles")) {
+        t(
+            format!("{mode}: busy IPI round trip / Linux membarrier"),
+            0.5,
+            ratio("ipi_round_trip_busy", mode),
+        );
+        let own = match (
+            ev("bench.shootdown.1cpu.median_cycles"),
+            ev("bench.ipi_rtt.busy.median_cycles"),
+        ) {
             (Some(s), Some(i)) if i > 0 => Some(s as f64 / i as f64),
             _ => None,
         };
@@ -503,8 +642,16 @@ fn targets(figs: &[Figure], keel: &[JobResult]) -> Vec<Target> {
             1.3,
             ev("bench.shootdown.1cpu.per_mille_of_ipi_rtt").map(|p| p as f64 / 1000.0),
         );
-        t(format!("{mode}: unmap (1 other CPU) / Linux munmap"), 0.2, ratio("unmap_one_page", mode));
-        t(format!("{mode}: device -> driver wake (INTx) / Linux UIO"), 0.5, ratio("irq_to_wake_intx", mode));
+        t(
+            format!("{mode}: unmap (1 other CPU) / Linux munmap"),
+            0.2,
+            ratio("unmap_one_page", mode),
+        );
+        t(
+            format!("{mode}: device -> driver wake (INTx) / Linux UIO"),
+            0.5,
+            ratio("irq_to_wake_intx", mode),
+        );
     }
     out
 }
@@ -522,15 +669,30 @@ pub fn run(opts: Options) -> Result<ExitCode> {
 
     println!("xtask: bench-compare: preparing the Linux guest (Debian packages via apt)");
     let guest = linux::prepare(&root, &dir)?;
-    println!("xtask: guest kernel {}, {}; initramfs {}", guest.kernel_package, guest.busybox_package, guest.initramfs.display());
+    println!(
+        "xtask: guest kernel {}, {}; initramfs {}",
+        guest.kernel_package,
+        guest.busybox_package,
+        guest.initramfs.display()
+    );
 
     let mut notes = Vec::new();
     let load_start = loadavg();
     let (kproofs, keel_notes) = keel_proofs(&opts);
     notes.extend(keel_notes);
     let plan = proofs::plan(&kproofs, &accel_env);
-    let artifacts = builder::build_all(kproofs.iter().any(|p| !p.programs.is_empty()), &[builder::Image::Scenarios])?;
-    let env = Env { qemu: qemu_bin(), kernel: artifacts.kernel, plain_kernel: artifacts.plain_kernel, user_dir: artifacts.user_dir, log_dir: dir.join("keel"), root: root.clone() };
+    let artifacts = builder::build_all(
+        kproofs.iter().any(|p| !p.programs.is_empty()),
+        &[builder::Image::Scenarios],
+    )?;
+    let env = Env {
+        qemu: qemu_bin(),
+        kernel: artifacts.kernel,
+        plain_kernel: artifacts.plain_kernel,
+        user_dir: artifacts.user_dir,
+        log_dir: dir.join("keel"),
+        root: root.clone(),
+    };
     let log_dir = dir.join("linux");
     let mut accels = vec![Accel::Tcg];
     let mut kvm_skip = None;
@@ -555,7 +717,8 @@ pub fn run(opts: Options) -> Result<ExitCode> {
             probe.timeout = Duration::from_secs(90);
             run_linux(&mut probe, &guest, &log_dir, &opts);
             if let Some(why) = probe.failure.clone() {
-                let msg = format!("Linux guest under KVM: {why} (tried {} once, 90 s cap)", probe.label);
+                let msg =
+                    format!("Linux guest under KVM: {why} (tried {} once, 90 s cap)", probe.label);
                 notes.push(msg.clone());
                 kvm_skip = Some(msg);
                 linux.push(probe);
@@ -578,16 +741,22 @@ pub fn run(opts: Options) -> Result<ExitCode> {
 
         // Keel: one run at a time, like `cargo xtask bench`.
         println!("\nxtask: Keel: {} run(s)", plan.len());
-        let keel = runner::run_all(&kproofs, &plan, &env, 1, |r| println!("{}", crate::report::progress_line(r)));
+        let keel = runner::run_all(&kproofs, &plan, &env, 1, |r| {
+            println!("{}", crate::report::progress_line(r))
+        });
 
-        for r in linux.iter().filter(|r| r.mode == "x2apic" && r.guest.apic_mode == Some(parse::X2APIC_REFUSED)) {
+        for r in linux
+            .iter()
+            .filter(|r| r.mode == "x2apic" && r.guest.apic_mode == Some(parse::X2APIC_REFUSED))
+        {
             let n = format!("Linux {} ({}): -cpu offers x2APIC, but the guest kernel stayed in xAPIC mode (\"x2apic: IRQ remapping doesn't support X2APIC mode\": \
                 without interrupt remapping Linux uses x2APIC only under a hypervisor it recognises, and TCG shows none). Its x2apic-row figures are Linux-in-xAPIC-mode on the x2APIC VM.", r.label, r.accel);
             if !notes.contains(&n) {
                 notes.push(n);
             }
         }
-        all_ok &= linux.iter().filter(|r| r.accel == Accel::Tcg).all(|r| r.failure.is_none()) && !keel.iter().any(|r| r.failed());
+        all_ok &= linux.iter().filter(|r| r.accel == Accel::Tcg).all(|r| r.failure.is_none())
+            && !keel.iter().any(|r| r.failed());
         let figs = figures(&keel, &linux, &accels, kvm_skip.as_deref(), &opts);
         if !opts.wake_only {
             target_rounds.push(targets(&figs, &keel));
@@ -617,7 +786,20 @@ pub fn run(opts: Options) -> Result<ExitCode> {
     let plots = plot::plot_all(&figs, &dir.join("plots"));
     std::fs::write(dir.join("report.md"), report::markdown(&figs, &ctx, &plots))?;
     std::fs::write(dir.join("report.json"), report::json(&figs, &ctx))?;
-    println!("xtask: wrote {}, {} and {} plot(s) in {}", dir.join("report.md").display(), dir.join("report.json").display(), plots.len(), dir.join("plots").display());
-    println!("bench-compare: {}", if all_ok { "all Keel and Linux TCG runs ok" } else { "some Keel or Linux TCG runs failed (see the report)" });
+    println!(
+        "xtask: wrote {}, {} and {} plot(s) in {}",
+        dir.join("report.md").display(),
+        dir.join("report.json").display(),
+        plots.len(),
+        dir.join("plots").display()
+    );
+    println!(
+        "bench-compare: {}",
+        if all_ok {
+            "all Keel and Linux TCG runs ok"
+        } else {
+            "some Keel or Linux TCG runs failed (see the report)"
+        }
+    );
     Ok(if all_ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

@@ -58,12 +58,19 @@ impl GuestOutput {
                 g.apic_mode = Some(X2APIC_REFUSED);
             } else if line.contains("Enabled IRQ remapping in x2apic mode") {
                 g.apic_mode = Some(X2APIC_REMAPPED);
-            } else if line.contains("x2apic enabled") || line.contains("APIC routing to cluster x2apic") || line.contains("APIC routing to physical x2apic") {
+            } else if line.contains("x2apic enabled")
+                || line.contains("APIC routing to cluster x2apic")
+                || line.contains("APIC routing to physical x2apic")
+            {
                 g.apic_mode.get_or_insert("x2apic");
             }
             if g.all_online_us.is_none() && line.contains("smp: Brought up") {
                 g.all_online_us = dmesg_time_us(line);
-                g.brought_up_cpus = line.rsplit(", ").next().and_then(|w| w.split_whitespace().next()).and_then(|n| n.parse().ok());
+                g.brought_up_cpus = line
+                    .rsplit(", ")
+                    .next()
+                    .and_then(|w| w.split_whitespace().next())
+                    .and_then(|n| n.parse().ok());
             }
             if line.starts_with('[') {
                 g.last_time_us = g.last_time_us.max(dmesg_time_us(line));
@@ -71,7 +78,10 @@ impl GuestOutput {
             if g.bringup_start_us.is_none() && line.contains(BRINGUP_START) {
                 g.bringup_start_us = dmesg_time_us(line);
             }
-            if let Some(i) = line.find("Parallel CPU startup disabled").or_else(|| line.find("Disabling parallel bringup")) {
+            if let Some(i) = line
+                .find("Parallel CPU startup disabled")
+                .or_else(|| line.find("Disabling parallel bringup"))
+            {
                 g.parallel_disabled.get_or_insert_with(|| line[i..].trim().to_string());
             }
         }
@@ -98,7 +108,8 @@ pub const X2APIC_REMAPPED: &str = "x2apic (\"DMAR-IR: Enabled IRQ remapping in x
 pub const NO_X2APIC_MESSAGE: &str = "xapic (no x2APIC message in its kernel log)";
 
 /// Linux kept the xAPIC (MMIO) interface although the CPU offers x2APIC.
-pub const X2APIC_REFUSED: &str = "xapic (Linux refused x2APIC: no IRQ remapping, hypervisor not recognised)";
+pub const X2APIC_REFUSED: &str =
+    "xapic (Linux refused x2APIC: no IRQ remapping, hypervisor not recognised)";
 
 /// `[    1.234567] text` -> 1234567.
 pub fn dmesg_time_us(line: &str) -> Option<u64> {
@@ -154,11 +165,15 @@ mod tests {
         assert_eq!(g.results.len(), 3);
         assert!(!GuestOutput::parse("RESULT a=1\n").done);
         assert_eq!(g.apic_mode, None);
-        let x = GuestOutput::parse("DMESG [    0.269997] x2apic: IRQ remapping doesn't support X2APIC mode\n");
+        let x = GuestOutput::parse(
+            "DMESG [    0.269997] x2apic: IRQ remapping doesn't support X2APIC mode\n",
+        );
         assert_eq!(x.apic_mode, Some(X2APIC_REFUSED));
         let ir = GuestOutput::parse("DMESG [    0.1] DMAR-IR: Enabled IRQ remapping in x2apic mode\nDMESG [    0.2] x2apic enabled\n");
         assert_eq!(ir.apic_mode, Some(X2APIC_REMAPPED));
-        let p = GuestOutput::parse("[   22.169316] Kernel panic - not syncing: System is deadlocked on memory\n");
+        let p = GuestOutput::parse(
+            "[   22.169316] Kernel panic - not syncing: System is deadlocked on memory\n",
+        );
         assert_eq!(p.panic.as_deref(), Some("System is deadlocked on memory"));
     }
 
@@ -172,11 +187,24 @@ mod tests {
         assert_eq!(g.all_online_us, Some(18_712_001));
         assert_eq!(g.bringup_us(), Some(17_800_001));
         assert_eq!(g.brought_up_cpus, Some(64));
-        assert_eq!(GuestOutput::parse("[    2.5] smp: Bringing up secondary CPUs ...\n[   13.25] x\n").last_time_us, Some(13_250_000));
+        assert_eq!(
+            GuestOutput::parse("[    2.5] smp: Bringing up secondary CPUs ...\n[   13.25] x\n")
+                .last_time_us,
+            Some(13_250_000)
+        );
         assert_eq!(g.parallel_disabled, None);
-        assert_eq!(GuestOutput::parse("[ 1.0] smp: Brought up 1 node, 2 CPUs\n").bringup_us(), None, "no start line, no interval");
-        let serial = GuestOutput::parse("[    0.5] smpboot: Parallel CPU startup disabled by the platform\n");
-        assert_eq!(serial.parallel_disabled.as_deref(), Some("Parallel CPU startup disabled by the platform"));
+        assert_eq!(
+            GuestOutput::parse("[ 1.0] smp: Brought up 1 node, 2 CPUs\n").bringup_us(),
+            None,
+            "no start line, no interval"
+        );
+        let serial = GuestOutput::parse(
+            "[    0.5] smpboot: Parallel CPU startup disabled by the platform\n",
+        );
+        assert_eq!(
+            serial.parallel_disabled.as_deref(),
+            Some("Parallel CPU startup disabled by the platform")
+        );
     }
 
     #[test]

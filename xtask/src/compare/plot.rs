@@ -26,8 +26,12 @@ pub(super) fn register_font() -> Result<(), String> {
         crate::bootstrap::ensure_debian_files(&[FONT]).map_err(|e| format!("{e:#}"))?;
         let bytes = std::fs::read(FONT.0).map_err(|e| format!("{}: {e}", FONT.0))?;
         // plotters keeps registered fonts for the process's lifetime.
-        plotters::style::register_font("sans-serif", FontStyle::Normal, Box::leak(bytes.into_boxed_slice()))
-            .map_err(|_| format!("{} is not a usable TrueType font", FONT.0))
+        plotters::style::register_font(
+            "sans-serif",
+            FontStyle::Normal,
+            Box::leak(bytes.into_boxed_slice()),
+        )
+        .map_err(|_| format!("{} is not a usable TrueType font", FONT.0))
     })
     .clone()
 }
@@ -69,7 +73,8 @@ pub fn histogram(samples: &[u64], lo: f64, hi: f64) -> Vec<f64> {
     let span = (hi.ln() - lo.ln()).max(1e-9);
     for &s in samples {
         let x = (s.max(1) as f64).ln();
-        let i = (((x - lo.ln()) / span) * BINS as f64).floor().clamp(0.0, (BINS - 1) as f64) as usize;
+        let i =
+            (((x - lo.ln()) / span) * BINS as f64).floor().clamp(0.0, (BINS - 1) as f64) as usize;
         h[i] += 1.0;
     }
     h.iter_mut().for_each(|c| *c /= samples.len() as f64);
@@ -82,7 +87,8 @@ fn bin_edge(i: usize, lo: f64, hi: f64) -> f64 {
 }
 
 fn plot_one(f: &Figure, path: &Path) -> Result<(), Box<dyn std::error::Error>> {
-    let all: Vec<u64> = values(&f.linux).into_iter().chain(values(&f.keel)).filter(|&v| v > 0).collect();
+    let all: Vec<u64> =
+        values(&f.linux).into_iter().chain(values(&f.keel)).filter(|&v| v > 0).collect();
     let lo = *all.iter().min().ok_or("no data")? as f64 / 1.2;
     let hi = *all.iter().max().ok_or("no data")? as f64 * 1.2;
     let (hl, hk) = (histogram(&f.linux.samples, lo, hi), histogram(&f.keel.samples, lo, hi));
@@ -111,12 +117,14 @@ fn plot_one(f: &Figure, path: &Path) -> Result<(), Box<dyn std::error::Error>> {
             continue;
         }
         let bars = h.iter().enumerate().filter(|(_, &c)| c > 0.0).map(move |(i, &c)| {
-            Rectangle::new([(bin_edge(i, lo, hi), 0.0), (bin_edge(i + 1, lo, hi) * 0.98, c)], color.mix(0.6).filled())
+            Rectangle::new(
+                [(bin_edge(i, lo, hi), 0.0), (bin_edge(i + 1, lo, hi) * 0.98, c)],
+                color.mix(0.6).filled(),
+            )
         });
-        chart
-            .draw_series(bars)?
-            .label(name)
-            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], color.mix(0.6).filled()));
+        chart.draw_series(bars)?.label(name).legend(move |(x, y)| {
+            Rectangle::new([(x, y - 5), (x + 14, y + 5)], color.mix(0.6).filled())
+        });
     }
     for (side, color, name) in [(&f.linux, LINUX_DARK, "Linux"), (&f.keel, KEEL, "Keel")] {
         for (v, width, what) in [(side.median, 3, "median"), (side.p99, 1, "p99")] {
@@ -125,7 +133,9 @@ fn plot_one(f: &Figure, path: &Path) -> Result<(), Box<dyn std::error::Error>> {
                 chart
                     .draw_series(LineSeries::new([(x, 0.0), (x, ymax)], color.stroke_width(width)))?
                     .label(format!("{name} {what} {v}"))
-                    .legend(move |(x, y)| PathElement::new([(x, y), (x + 14, y)], color.stroke_width(width)));
+                    .legend(move |(x, y)| {
+                        PathElement::new([(x, y), (x + 14, y)], color.stroke_width(width))
+                    });
             }
         }
     }
@@ -155,7 +165,13 @@ mod tests {
     #[test]
     fn plot_has_text() {
         use super::super::{Figure, Side};
-        let side = |samples: Vec<u64>| Side { median: Some(samples[samples.len() / 2]), p99: samples.last().copied(), n: Some(samples.len() as u64), samples, ..Default::default() };
+        let side = |samples: Vec<u64>| Side {
+            median: Some(samples[samples.len() / 2]),
+            p99: samples.last().copied(),
+            n: Some(samples.len() as u64),
+            samples,
+            ..Default::default()
+        };
         let f = Figure {
             metric: "ipi_rtt",
             unit: "cycles",

@@ -36,7 +36,15 @@ pub fn targets_table(targets: &[Target]) -> String {
     let mut s = String::new();
     for t in targets {
         let rounds: Vec<String> = t.rounds.iter().map(|r| ratio_cell(*r)).collect();
-        let _ = writeln!(s, "target {:<72} <= {:.2}: rounds {} median {} ({})", t.what, t.limit, rounds.join(" "), ratio_cell(t.median()), met_cell(t));
+        let _ = writeln!(
+            s,
+            "target {:<72} <= {:.2}: rounds {} median {} ({})",
+            t.what,
+            t.limit,
+            rounds.join(" "),
+            ratio_cell(t.median()),
+            met_cell(t)
+        );
     }
     s
 }
@@ -46,15 +54,21 @@ pub fn targets_table(targets: &[Target]) -> String {
 fn apic_modes(cx: &Context<'_>) -> String {
     let mut s = String::new();
     for r in cx.runs.linux {
-        let mode = r.guest.apic_mode.unwrap_or(if r.guest.done { super::parse::NO_X2APIC_MESSAGE } else { "unknown (run did not finish)" });
+        let mode = r.guest.apic_mode.unwrap_or(if r.guest.done {
+            super::parse::NO_X2APIC_MESSAGE
+        } else {
+            "unknown (run did not finish)"
+        });
         let _ = writeln!(s, "* Linux `{}` ({}): {mode}", r.label, accel_label(r.accel));
     }
     for r in cx.runs.keel {
         let Outcome::Ran { transcript, .. } = &r.outcome else { continue };
         let ev = |k: &str| transcript.evidence.get(k).map(|v| v.to_string());
         let chosen = ev("lapic.mode").unwrap_or_else(|| "?".into());
-        let msr = ev("bench.apic_base_mode").map_or_else(String::new, |m| format!(", IA32_APIC_BASE says {m}"));
-        let remap = ev("iommu.remapping").map_or_else(String::new, |m| format!(", interrupt remapping {m}"));
+        let msr = ev("bench.apic_base_mode")
+            .map_or_else(String::new, |m| format!(", IA32_APIC_BASE says {m}"));
+        let remap = ev("iommu.remapping")
+            .map_or_else(String::new, |m| format!(", interrupt remapping {m}"));
         let _ = writeln!(s, "* Keel `{}` ({}): {chosen}{msr}{remap}", r.name, accel_label(r.accel));
     }
     s
@@ -74,12 +88,31 @@ fn side_cells(s: &Side) -> (String, String) {
 /// Plain-text table for the terminal.
 pub fn table(figs: &[Figure]) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "{:<18} {:<12} {:<4} {:>6} {:>12} {:>12} {:>12} {:>12} {:>9}", "METRIC", "CONFIG", "ACC", "UNIT", "KEEL med", "KEEL p99", "LINUX med", "LINUX p99", "KEEL/LNX");
+    let _ = writeln!(
+        s,
+        "{:<18} {:<12} {:<4} {:>6} {:>12} {:>12} {:>12} {:>12} {:>9}",
+        "METRIC",
+        "CONFIG",
+        "ACC",
+        "UNIT",
+        "KEEL med",
+        "KEEL p99",
+        "LINUX med",
+        "LINUX p99",
+        "KEEL/LNX"
+    );
     for f in figs {
         let (km, kp) = side_cells(&f.keel);
         let (lm, lp) = side_cells(&f.linux);
         let r = f.ratio().map_or_else(|| "—".into(), |r| format!("{r:.2}"));
-        let _ = writeln!(s, "{:<18} {:<12} {:<4} {:>6} {km:>12} {kp:>12} {lm:>12} {lp:>12} {r:>9}", f.metric, f.config(), f.accel.name(), f.unit);
+        let _ = writeln!(
+            s,
+            "{:<18} {:<12} {:<4} {:>6} {km:>12} {kp:>12} {lm:>12} {lp:>12} {r:>9}",
+            f.metric,
+            f.config(),
+            f.accel.name(),
+            f.unit
+        );
     }
     s
 }
@@ -133,7 +166,11 @@ pub fn markdown(figs: &[Figure], cx: &Context<'_>, plots: &[PathBuf]) -> String 
     let _ = writeln!(s, "# Keel vs Linux: bench-compare report\n");
     let _ = writeln!(s, "* Date: {}", h.date);
     let _ = writeln!(s, "* Host: {} ({} CPUs), host kernel {}", h.cpu, h.nproc, h.kernel);
-    let _ = writeln!(s, "* Linux guest: {} with {} and kbench (bench/linux/kbench.c, gcc -O2 -static)", cx.runs.guest.kernel_package, cx.runs.guest.busybox_package);
+    let _ = writeln!(
+        s,
+        "* Linux guest: {} with {} and kbench (bench/linux/kbench.c, gcc -O2 -static)",
+        cx.runs.guest.kernel_package, cx.runs.guest.busybox_package
+    );
     let accels: Vec<&str> = {
         let mut a: Vec<Accel> = figs.iter().map(|f| f.accel).collect();
         a.dedup();
@@ -164,7 +201,14 @@ pub fn markdown(figs: &[Figure], cx: &Context<'_>, plots: &[PathBuf]) -> String 
         let (lm, lp) = side_cells(&f.linux);
         let (kr, lr) = (mark(&f.keel), mark(&f.linux));
         let r = f.ratio().map_or_else(|| "—".into(), |r| format!("{r:.2}"));
-        let _ = writeln!(s, "| {} | {} | {} | {} | {km}{kr} | {kp} | {lm}{lr} | {lp} | {r} |", f.metric, f.config(), accel_label(f.accel), f.unit);
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {km}{kr} | {kp} | {lm}{lr} | {lp} | {r} |",
+            f.metric,
+            f.config(),
+            accel_label(f.accel),
+            f.unit
+        );
     }
     let _ = writeln!(s, "\nMissing figures (\"—\"):\n");
     for (i, r) in reasons.iter().enumerate() {
@@ -174,7 +218,14 @@ pub fn markdown(figs: &[Figure], cx: &Context<'_>, plots: &[PathBuf]) -> String 
         let _ = writeln!(s, "\n## Rounds\n\nKeel/Linux ratio in each round (Linux and Keel measured back to back):\n");
         for f in figs.iter().filter(|f| f.round_ratios.len() > 1) {
             let r: Vec<String> = f.round_ratios.iter().map(|r| format!("{r:.2}")).collect();
-            let _ = writeln!(s, "* {} {} {}: {}", f.metric, f.config(), accel_label(f.accel), r.join(", "));
+            let _ = writeln!(
+                s,
+                "* {} {} {}: {}",
+                f.metric,
+                f.config(),
+                accel_label(f.accel),
+                r.join(", ")
+            );
         }
     }
     if !cx.targets.is_empty() {
@@ -182,10 +233,22 @@ pub fn markdown(figs: &[Figure], cx: &Context<'_>, plots: &[PathBuf]) -> String 
         let _ = writeln!(s, "| target | limit | each round | median | |\n|---|---:|---|---:|---|");
         for t in cx.targets {
             let rounds: Vec<String> = t.rounds.iter().map(|r| ratio_cell(*r)).collect();
-            let _ = writeln!(s, "| {} | {:.2} | {} | {} | {} |", t.what, t.limit, rounds.join(", "), ratio_cell(t.median()), met_cell(t));
+            let _ = writeln!(
+                s,
+                "| {} | {:.2} | {} | {} | {} |",
+                t.what,
+                t.limit,
+                rounds.join(", "),
+                ratio_cell(t.median()),
+                met_cell(t)
+            );
         }
     }
-    let _ = writeln!(s, "\n## APIC mode of each guest\n\nAs each guest reported it (first round):\n\n{}", apic_modes(cx));
+    let _ = writeln!(
+        s,
+        "\n## APIC mode of each guest\n\nAs each guest reported it (first round):\n\n{}",
+        apic_modes(cx)
+    );
     let _ = writeln!(s, "\n## What each figure includes\n");
     for (m, n) in FIGURE_NOTES {
         let _ = writeln!(s, "* **{m}**: {n}");
@@ -258,7 +321,8 @@ pub fn json(figs: &[Figure], cx: &Context<'_>) -> String {
     }
     s.push_str("\n  ],\n  \"linux_runs\": [");
     for (i, r) in cx.runs.linux.iter().enumerate() {
-        let (secs, status) = r.output.as_ref().map_or((0.0, None), |o| (o.elapsed.as_secs_f64(), o.status));
+        let (secs, status) =
+            r.output.as_ref().map_or((0.0, None), |o| (o.elapsed.as_secs_f64(), o.status));
         let _ = write!(
             s,
             "{}\n    {{\"label\": {}, \"mode\": {}, \"accel\": {}, \"seconds\": {secs:.3}, \"status\": {}, \"completed\": {}, \"failure\": {}, \"qemu\": {}}}",

@@ -7,7 +7,10 @@ use super::{Figure, Side, Target};
 pub fn merge_targets(rounds: Vec<Vec<Target>>) -> Vec<Target> {
     let Some(first) = rounds.first() else { return vec![] };
     (0..first.len())
-        .map(|i| Target { rounds: rounds.iter().map(|r| r[i].rounds[0]).collect(), ..first[i].clone() })
+        .map(|i| Target {
+            rounds: rounds.iter().map(|r| r[i].rounds[0]).collect(),
+            ..first[i].clone()
+        })
         .collect()
 }
 
@@ -25,13 +28,19 @@ fn merge_sides(rounds: Vec<Side>) -> Side {
     }
     let present: Vec<&Side> = rounds.iter().filter(|s| s.median.is_some()).collect();
     let Some(first) = present.first() else { return rounds.into_iter().next().unwrap_or_default() };
-    let per_round: Vec<String> = rounds.iter().map(|s| s.median.map_or_else(|| "—".into(), |m| m.to_string())).collect();
+    let per_round: Vec<String> =
+        rounds.iter().map(|s| s.median.map_or_else(|| "—".into(), |m| m.to_string())).collect();
     Side {
         median: median(present.iter().filter_map(|s| s.median).collect()),
         p99: median(present.iter().filter_map(|s| s.p99).collect()),
         n: Some(present.iter().filter_map(|s| s.n).sum()),
         samples: present.iter().flat_map(|s| s.samples.iter().copied()).collect(),
-        source: format!("{}; median of {} rounds: {}", first.source, rounds.len(), per_round.join(", ")),
+        source: format!(
+            "{}; median of {} rounds: {}",
+            first.source,
+            rounds.len(),
+            per_round.join(", ")
+        ),
         missing: None,
     }
 }
@@ -60,18 +69,38 @@ mod tests {
 
     fn side(median: Option<u64>, p99: u64) -> Side {
         match median {
-            Some(m) => Side { median: Some(m), p99: Some(p99), n: Some(1000), samples: vec![m], source: "src".into(), missing: None },
+            Some(m) => Side {
+                median: Some(m),
+                p99: Some(p99),
+                n: Some(1000),
+                samples: vec![m],
+                source: "src".into(),
+                missing: None,
+            },
             None => Side::missing("did not run"),
         }
     }
 
     fn fig(keel: Option<u64>, linux: Option<u64>) -> Figure {
-        Figure { metric: "m", unit: "cycles", mode: "xapic", smp: 2, accel: Accel::Tcg, keel: side(keel, 9), linux: side(linux, 9), round_ratios: vec![] }
+        Figure {
+            metric: "m",
+            unit: "cycles",
+            mode: "xapic",
+            smp: 2,
+            accel: Accel::Tcg,
+            keel: side(keel, 9),
+            linux: side(linux, 9),
+            round_ratios: vec![],
+        }
     }
 
     #[test]
     fn rounds_merge_to_the_median_of_medians_with_per_round_ratios() {
-        let merged = merge_rounds(vec![vec![fig(Some(10), Some(40))], vec![fig(Some(30), Some(50))], vec![fig(None, Some(20))]]);
+        let merged = merge_rounds(vec![
+            vec![fig(Some(10), Some(40))],
+            vec![fig(Some(30), Some(50))],
+            vec![fig(None, Some(20))],
+        ]);
         let f = &merged[0];
         assert_eq!(f.keel.median, Some(30), "upper median of 10, 30");
         assert_eq!(f.linux.median, Some(40));

@@ -45,7 +45,13 @@ impl Runs<'_> {
         for r in self.linux {
             let status = r.failure.as_deref().unwrap_or("ok");
             let secs = r.output.as_ref().map_or(0.0, |o| o.elapsed.as_secs_f64());
-            let _ = writeln!(s, "* `{}` ({}, {secs:.1}s): {status}\n\n      qemu-system-x86_64 {}\n", r.label, accel_label(r.accel), shell_quote(&r.args));
+            let _ = writeln!(
+                s,
+                "* `{}` ({}, {secs:.1}s): {status}\n\n      qemu-system-x86_64 {}\n",
+                r.label,
+                accel_label(r.accel),
+                shell_quote(&r.args)
+            );
         }
         let _ = writeln!(s, "### Keel\n");
         for r in self.keel {

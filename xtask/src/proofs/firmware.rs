@@ -39,13 +39,18 @@ pub fn firmware_variants(base: &[Proof]) -> Vec<Proof> {
             };
             let mut v = p.clone();
             v.name = Box::leak(format!("{}-{name}", fw.short()).into_boxed_str());
-            v.description = Box::leak(format!("{from} booted by GRUB from the ISO under {label}").into_boxed_str());
+            v.description = Box::leak(
+                format!("{from} booted by GRUB from the ISO under {label}").into_boxed_str(),
+            );
             v.boot = Boot::Iso(fw);
             v.accels = Accels::TcgOnly;
             v.timeout += FIRMWARE_EXTRA_TIME;
             // The hand-over really was Multiboot 2 from the named firmware, and ACPI was found
             // through the loader's RSDP tag, never by scanning BIOS areas.
-            v = v.check(eq("boot.protocol", 2)).check(eq("boot.firmware", firmware)).check(eq("acpi.rsdp", "loader"));
+            v = v
+                .check(eq("boot.protocol", 2))
+                .check(eq("boot.firmware", firmware))
+                .check(eq("acpi.rsdp", "loader"));
             if *name == "firmware-x2apic" {
                 v = v.check(eq("lapic.firmware_state", "x2apic")).check(eq("lapic.mode_writes", 0));
             }

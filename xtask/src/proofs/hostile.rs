@@ -85,9 +85,17 @@ fn irq_waiter(p: Proof, cpu: CpuSpec) -> Proof {
 /// delivery and the part is skipped; everywhere else (TCG, hardware) it must hold.
 /// `hostile-attack` requires `lapic.isr_readable=yes`, so TCG cannot skip it unnoticed.
 fn softint_ok(t: &Transcript) -> Result<(), String> {
-    let get = |k: &str| t.evidence.get(k).map(|v| v.as_str().to_string()).ok_or_else(|| format!("{k}: missing"));
+    let get = |k: &str| {
+        t.evidence.get(k).map(|v| v.as_str().to_string()).ok_or_else(|| format!("{k}: missing"))
+    };
     match get("lapic.isr_readable")?.as_str() {
-        "no" => return if get("races.softint.checked")? == "no" { Ok(()) } else { Err("ISR unreadable but checked".into()) },
+        "no" => {
+            return if get("races.softint.checked")? == "no" {
+                Ok(())
+            } else {
+                Err("ISR unreadable but checked".into())
+            }
+        }
         "yes" => {}
         other => return Err(format!("lapic.isr_readable = {other}")),
     }

@@ -23,7 +23,10 @@ fn vmhostile(p: Proof, mode: &'static str) -> Proof {
         // path; the neighbouring page, the ring and the start info unaffected.
         .check(eq("user.vmhostile.second_thread", "yes"))
         .check(ge("user.vmhostile.kernel_page_attempts", 12))
-        .check(keys_equal("user.vmhostile.kernel_page_denied", "user.vmhostile.kernel_page_attempts"))
+        .check(keys_equal(
+            "user.vmhostile.kernel_page_denied",
+            "user.vmhostile.kernel_page_attempts",
+        ))
         .check(keys_equal("mm.kernel_page_refusals", "user.vmhostile.kernel_page_attempts"))
         .check(eq("user.vmhostile.neighbour_intact", "yes"))
         .check(eq("user.vmhostile.ring_works_after", "yes"))
@@ -35,12 +38,21 @@ fn vmhostile(p: Proof, mode: &'static str) -> Proof {
         .check(eq("user.vmhostile.code_unchanged", "yes"))
         .check(eq("user.vmhostile.patch_written", "no"))
         .check(eq("proc.vmhostile.thread_faults", 1))
-        .check(custom("the patcher thread was ended by a fault at the code address it wrote", |t| {
-            let get = |k: &str| t.evidence.get(k).and_then(|v| v.as_u64()).ok_or(format!("no {k}"));
-            let (tid, addr) = (get("user.vmhostile.patch_tid")?, get("user.vmhostile.patch_addr")?);
-            let fault = get(&format!("proc.vmhostile.thread_fault.{tid}"))?;
-            if fault == addr { Ok(()) } else { Err(format!("thread {tid} faulted at {fault:#x}, wrote {addr:#x}")) }
-        }))
+        .check(custom(
+            "the patcher thread was ended by a fault at the code address it wrote",
+            |t| {
+                let get =
+                    |k: &str| t.evidence.get(k).and_then(|v| v.as_u64()).ok_or(format!("no {k}"));
+                let (tid, addr) =
+                    (get("user.vmhostile.patch_tid")?, get("user.vmhostile.patch_addr")?);
+                let fault = get(&format!("proc.vmhostile.thread_fault.{tid}"))?;
+                if fault == addr {
+                    Ok(())
+                } else {
+                    Err(format!("thread {tid} faulted at {fault:#x}, wrote {addr:#x}"))
+                }
+            },
+        ))
         // The race: every copy completed Ok or BadAddress, every BadAddress was a page fault
         // the exception table recovered (no other check stands in front of the copy), and
         // both outcomes occurred.

@@ -15,7 +15,8 @@ pub struct Job {
 }
 
 const NO_KVM: &str = "needs KVM: /dev/kvm not available";
-pub const PVM_RING3: &str = "KVM here is PVM (kvm_pvm): a guest's ring-3 syscall/int 0x80 does not reach its kernel";
+pub const PVM_RING3: &str =
+    "KVM here is PVM (kvm_pvm): a guest's ring-3 syscall/int 0x80 does not reach its kernel";
 
 /// Expand proofs into (proof, accelerator) runs for this host.
 pub fn plan(proofs: &[Proof], env: &AccelEnv) -> Vec<Job> {
@@ -35,10 +36,18 @@ pub fn plan(proofs: &[Proof], env: &AccelEnv) -> Vec<Job> {
                     jobs.push(kvm());
                 }
             }
-            (Accels::Any | Accels::TcgOnly, Some(Accel::Tcg)) | (Accels::TcgOnly, None) => jobs.push(run(Accel::Tcg)),
-            (Accels::Any | Accels::KvmOnly, Some(Accel::Kvm)) | (Accels::KvmOnly, None) => jobs.push(kvm()),
-            (Accels::KvmOnly, Some(Accel::Tcg)) => jobs.push(skip(Accel::Kvm, "needs KVM: KEEL_ACCEL=tcg")),
-            (Accels::TcgOnly, Some(Accel::Kvm)) => jobs.push(skip(Accel::Tcg, "TCG only: KEEL_ACCEL=kvm")),
+            (Accels::Any | Accels::TcgOnly, Some(Accel::Tcg)) | (Accels::TcgOnly, None) => {
+                jobs.push(run(Accel::Tcg))
+            }
+            (Accels::Any | Accels::KvmOnly, Some(Accel::Kvm)) | (Accels::KvmOnly, None) => {
+                jobs.push(kvm())
+            }
+            (Accels::KvmOnly, Some(Accel::Tcg)) => {
+                jobs.push(skip(Accel::Kvm, "needs KVM: KEEL_ACCEL=tcg"))
+            }
+            (Accels::TcgOnly, Some(Accel::Kvm)) => {
+                jobs.push(skip(Accel::Tcg, "TCG only: KEEL_ACCEL=kvm"))
+            }
         }
     }
     jobs
@@ -56,7 +65,12 @@ pub fn validate(proofs: &[Proof]) -> Vec<String> {
         }
         // Names become file names and `make run-<name>` targets; the scenario goes on the
         // kernel command line, so it must be a plain word.
-        if p.name.is_empty() || !p.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-') {
+        if p.name.is_empty()
+            || !p
+                .name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+        {
             errs.push(format!("{}: name must be [a-z0-9_-]+", p.name));
         }
         // No scenario (the kernel's plain boot) only on the plain image, which has none.
@@ -65,7 +79,9 @@ pub fn validate(proofs: &[Proof]) -> Vec<String> {
             errs.push(format!("{}: scenario {:?} must be [a-z0-9_]+", p.name, p.scenario));
         }
         for ev in &p.trace_events {
-            if ev.is_empty() || !ev.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
+            if ev.is_empty()
+                || !ev.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            {
                 errs.push(format!("{}: trace event {ev:?} must be [a-z0-9_]+", p.name));
             }
         }
@@ -77,7 +93,10 @@ pub fn validate(proofs: &[Proof]) -> Vec<String> {
         }
         if let Some(m) = p.manifest {
             if m.starts_with('/') || m.contains(',') || m.contains(' ') {
-                errs.push(format!("{}: manifest {m:?} must be a repo-relative path without ',' or ' '", p.name));
+                errs.push(format!(
+                    "{}: manifest {m:?} must be a repo-relative path without ',' or ' '",
+                    p.name
+                ));
             }
         }
         for prog in &p.programs {
@@ -87,7 +106,10 @@ pub fn validate(proofs: &[Proof]) -> Vec<String> {
         }
         if plain_boot {
             if p.cmdline.split_whitespace().any(|w| w.starts_with("proof=")) {
-                errs.push(format!("{}: cmdline {:?} of a plain boot names a scenario", p.name, p.cmdline));
+                errs.push(format!(
+                    "{}: cmdline {:?} of a plain boot names a scenario",
+                    p.name, p.cmdline
+                ));
             }
         } else if !p.cmdline.split_whitespace().any(|w| w == format!("proof={}", p.scenario)) {
             errs.push(format!("{}: cmdline {:?} lacks proof={}", p.name, p.cmdline, p.name));
@@ -95,7 +117,10 @@ pub fn validate(proofs: &[Proof]) -> Vec<String> {
         for accel in [Accel::Tcg, Accel::Kvm] {
             let cpu = p.machine.cpu.arg(accel);
             if !cpu.split(',').any(|f| f == "+x2apic" || f == "-x2apic") {
-                errs.push(format!("{}: -cpu {cpu} under {accel} must say +x2apic or -x2apic", p.name));
+                errs.push(format!(
+                    "{}: -cpu {cpu} under {accel} must say +x2apic or -x2apic",
+                    p.name
+                ));
             }
         }
         for c in &p.checks {
@@ -115,7 +140,11 @@ pub fn validate(proofs: &[Proof]) -> Vec<String> {
 /// Rules that need the checkout: manifests exist under `root`, and programs are
 /// user binaries (checked only when `user_bins` is known, i.e. `user/` exists).
 #[cfg(test)]
-pub fn validate_files(proofs: &[Proof], root: &std::path::Path, user_bins: Option<&[String]>) -> Vec<String> {
+pub fn validate_files(
+    proofs: &[Proof],
+    root: &std::path::Path,
+    user_bins: Option<&[String]>,
+) -> Vec<String> {
     let mut errs = Vec::new();
     for p in proofs {
         if let Some(m) = p.manifest {
@@ -126,11 +155,14 @@ pub fn validate_files(proofs: &[Proof], root: &std::path::Path, user_bins: Optio
         if let Some(bins) = user_bins {
             for prog in &p.programs {
                 if !bins.iter().any(|b| b == prog) {
-                    errs.push(format!("{}: program {prog:?} is not a user binary (have: {})", p.name, bins.join(", ")));
+                    errs.push(format!(
+                        "{}: program {prog:?} is not a user binary (have: {})",
+                        p.name,
+                        bins.join(", ")
+                    ));
                 }
             }
         }
     }
     errs
 }
-

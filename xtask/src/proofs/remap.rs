@@ -2,7 +2,9 @@
 //! 257 through the IOMMU, cross-checked against QEMU's `vtd_*` trace events (what the
 //! emulated remapping unit really did), and the refusal on the same machine without one.
 
-use super::{drivers_delivered, firmware_x2apic_machine, smp_checks, user_proof, x2apic_cpu, Proof};
+use super::{
+    drivers_delivered, firmware_x2apic_machine, smp_checks, user_proof, x2apic_cpu, Proof,
+};
 use crate::checks::{eq, for_each_cpu, ge, is, keys_equal};
 use crate::trace::{ev_str, ev_u64, Trace};
 
@@ -17,11 +19,13 @@ impl Proof {
     }
 }
 /// The CPU with APIC ID 257 (CPU index 2 after APIC IDs 0 and 1).
-const CPU_257: &[&str] = &["-device", "qemu64-x86_64-cpu,x2apic=on,socket-id=0,core-id=257,thread-id=0"];
+const CPU_257: &[&str] =
+    &["-device", "qemu64-x86_64-cpu,x2apic=on,socket-id=0,core-id=257,thread-id=0"];
 /// Interrupts each edu driver raises in `manifests/interrupt-remap-257.manifest`.
 const EDU_RAISES_257: u64 = 300;
 /// QEMU trace events of the remapping unit the proofs log.
-const VTD_TRACE: &[&str] = &["vtd_ir_enable", "vtd_reg_ir_root", "vtd_ir_irte_get", "vtd_ir_remap", "vtd_inv_desc_iec"];
+const VTD_TRACE: &[&str] =
+    &["vtd_ir_enable", "vtd_reg_ir_root", "vtd_ir_irte_get", "vtd_ir_remap", "vtd_inv_desc_iec"];
 /// Handled interrupts may exceed traced remaps by one in flight when the log was cut.
 const REMAP_TRACE_SLACK: u64 = 2;
 
@@ -48,7 +52,9 @@ pub fn vtd_trace_checks(p: Proof, sources: &'static [(&'static str, &'static str
             let (phys, entries) = (ev_u64(t, "iommu.irt_phys")?, ev_u64(t, "iommu.irt_entries")?);
             let roots: Vec<(Option<u64>, Option<u64>)> = tr
                 .matching("vtd_reg_ir_root", &[])
-                .map(|e| (e.field("addr").and_then(hex_or_dec), e.field("size").and_then(hex_or_dec)))
+                .map(|e| {
+                    (e.field("addr").and_then(hex_or_dec), e.field("size").and_then(hex_or_dec))
+                })
                 .collect();
             if roots.last() == Some(&(Some(phys), Some(entries))) {
                 Ok(())
@@ -56,11 +62,18 @@ pub fn vtd_trace_checks(p: Proof, sources: &'static [(&'static str, &'static str
                 Err(format!("traced roots {roots:?}, kernel says {phys:#x}/{entries}"))
             }
         })
-        .trace_check("vtd_inv_desc_iec events >= iommu.entries_written + 1 (the global one)", |t, tr| {
-            let written = ev_u64(t, "iommu.entries_written")?;
-            let traced = tr.count("vtd_inv_desc_iec", &[]) as u64;
-            if traced > written { Ok(()) } else { Err(format!("{traced} IEC invalidations traced for {written} entries written")) }
-        });
+        .trace_check(
+            "vtd_inv_desc_iec events >= iommu.entries_written + 1 (the global one)",
+            |t, tr| {
+                let written = ev_u64(t, "iommu.entries_written")?;
+                let traced = tr.count("vtd_inv_desc_iec", &[]) as u64;
+                if traced > written {
+                    Ok(())
+                } else {
+                    Err(format!("{traced} IEC invalidations traced for {written} entries written"))
+                }
+            },
+        );
     for &(prefix, counter) in sources {
         let name = format!("{prefix}: every vtd_ir_remap of its index went to its IRTE's destination and vector, >= {counter}");
         p = p.trace_check(&name, move |t, tr| source_remapped(t, tr, prefix, counter));
@@ -68,7 +81,12 @@ pub fn vtd_trace_checks(p: Proof, sources: &'static [(&'static str, &'static str
     super::counted_as_taken(p, sources)
 }
 
-fn source_remapped(t: &keel_evidence::Transcript, tr: &Trace, prefix: &str, counter: &str) -> Result<(), String> {
+fn source_remapped(
+    t: &keel_evidence::Transcript,
+    tr: &Trace,
+    prefix: &str,
+    counter: &str,
+) -> Result<(), String> {
     let index = ev_str(t, &format!("{prefix}.remap_index"))?;
     let dest = ev_u64(t, &format!("{prefix}.irte_destination"))?;
     let vector = ev_u64(t, &format!("{prefix}.irte_vector"))?;
@@ -86,7 +104,10 @@ fn source_remapped(t: &keel_evidence::Transcript, tr: &Trace, prefix: &str, coun
     }
     // QEMU passes the entry's quadwords to this event swapped: the field it labels `high`
     // holds bits 63:0 (P, vector, destination), `low` bits 127:64 (source validation).
-    let lows: Vec<u64> = tr.matching("vtd_ir_irte_get", &[("index", &index)]).filter_map(|e| e.field("high").and_then(hex_or_dec)).collect();
+    let lows: Vec<u64> = tr
+        .matching("vtd_ir_irte_get", &[("index", &index)])
+        .filter_map(|e| e.field("high").and_then(hex_or_dec))
+        .collect();
     if lows.is_empty() {
         return Err(format!("QEMU never read IRTE {index}"));
     }
@@ -94,7 +115,10 @@ fn source_remapped(t: &keel_evidence::Transcript, tr: &Trace, prefix: &str, coun
     let xapic = ev_str(t, "iommu.mode")? == "xapic";
     let destination = |low: u64| if xapic { (low >> 40) & 0xFF } else { low >> 32 };
     if let Some(low) = lows.iter().find(|low| destination(**low) != dest) {
-        return Err(format!("QEMU read IRTE {index} with destination {} (low {low:#x}), kernel says {dest}", destination(*low)));
+        return Err(format!(
+            "QEMU read IRTE {index} with destination {} (low {low:#x}), kernel says {dest}",
+            destination(*low)
+        ));
     }
     Ok(())
 }
@@ -143,13 +167,25 @@ pub fn proofs() -> Vec<Proof> {
     vec![
         rtc_to_257(),
         drivers_on_257(),
-        drivers_remapped("interrupt-remap-x2apic", "the interrupt-grant drivers via VT-d in extended interrupt mode, Keel enabling x2APIC", "x2apic")
-            .check(eq("lapic.firmware_state", "xapic")),
-        drivers_remapped("interrupt-remap-xapic", "the interrupt-grant drivers via VT-d in xAPIC mode (8-bit IRTE destinations)", "xapic"),
+        drivers_remapped(
+            "interrupt-remap-x2apic",
+            "the interrupt-grant drivers via VT-d in extended interrupt mode, Keel enabling x2APIC",
+            "x2apic",
+        )
+        .check(eq("lapic.firmware_state", "xapic")),
+        drivers_remapped(
+            "interrupt-remap-xapic",
+            "the interrupt-grant drivers via VT-d in xAPIC mode (8-bit IRTE destinations)",
+            "xapic",
+        ),
         death_across_cpus(),
         remapping_on(
-            user_proof(Proof::new("interrupt-storm-remap", "interrupt-storm with VT-d remapping on"), "interrupt-storm", &["edu-driver"])
-                .with_iommu(),
+            user_proof(
+                Proof::new("interrupt-storm-remap", "interrupt-storm with VT-d remapping on"),
+                "interrupt-storm",
+                &["edu-driver"],
+            )
+            .with_iommu(),
         )
         .check(eq("irq.intx_edu.deliveries", 1))
         .check(eq("irq.intx_edu.format", "remappable"))
@@ -158,8 +194,12 @@ pub fn proofs() -> Vec<Proof> {
         .check(eq("user.edu_storm.second_wait", "timed_out"))
         .check(for_each_cpu("cpu.*.timer_ticks", is::ge(30)).count_eq_key("smp.online")),
         death_checks(remapping_on(
-            user_proof(Proof::new("driver-death-remap", "driver-death with VT-d remapping on"), "driver-death", &["edu-driver"])
-                .with_iommu(),
+            user_proof(
+                Proof::new("driver-death-remap", "driver-death with VT-d remapping on"),
+                "driver-death",
+                &["edu-driver"],
+            )
+            .with_iommu(),
         ))
         .check(eq("irq.intx_edu.format", "remappable"))
         .check(eq("irq.intx_edu.masked_at_end", "yes")),
@@ -168,8 +208,11 @@ pub fn proofs() -> Vec<Proof> {
 
 /// Scenario `smp`: the RTC through a remappable RTE to APIC ID 257.
 fn rtc_to_257() -> Proof {
-    let p = machine_257(Proof::new("apic-id-257-remap", "the RTC through the IOAPIC and VT-d remapping to the CPU with APIC ID 257"))
-        .with_iommu();
+    let p = machine_257(Proof::new(
+        "apic-id-257-remap",
+        "the RTC through the IOAPIC and VT-d remapping to the CPU with APIC ID 257",
+    ))
+    .with_iommu();
     vtd_trace_checks(
         remapping_on(smp_checks(p, 3, "x2apic"))
             .check(eq("smp.max_apic_id", 257))
@@ -211,7 +254,11 @@ fn drivers_on_257() -> Proof {
 /// The interrupt-grant proof on a machine with the IOMMU, LAPICs in `mode` (drivers on CPU 1).
 fn drivers_remapped(name: &'static str, description: &'static str, mode: &'static str) -> Proof {
     let cpu = if mode == "x2apic" { x2apic_cpu() } else { super::xapic_cpu() };
-    let p = super::interrupt_grant(Proof::new(name, description).cpu(cpu).with_iommu(), mode, super::Gate::Syscall);
+    let p = super::interrupt_grant(
+        Proof::new(name, description).cpu(cpu).with_iommu(),
+        mode,
+        super::Gate::Syscall,
+    );
     vtd_trace_checks(every_source_on(remapping_in(p, mode), 1), USER_SOURCES)
 }
 
@@ -245,9 +292,12 @@ fn death_across_cpus() -> Proof {
 
 fn remap_moved_to_257(t: &keel_evidence::Transcript, tr: &Trace) -> Result<(), String> {
     let index = ev_str(t, "irq.intx_edu.remap_index")?;
-    let dests: Vec<Option<u64>> =
-        tr.matching("vtd_ir_remap", &[("index", &index)]).map(|e| e.field("dest").and_then(hex_or_dec)).collect();
-    let first_257 = dests.iter().position(|d| *d == Some(257)).ok_or("no remap of intx(edu) to APIC ID 257")?;
+    let dests: Vec<Option<u64>> = tr
+        .matching("vtd_ir_remap", &[("index", &index)])
+        .map(|e| e.field("dest").and_then(hex_or_dec))
+        .collect();
+    let first_257 =
+        dests.iter().position(|d| *d == Some(257)).ok_or("no remap of intx(edu) to APIC ID 257")?;
     if let Some(bad) = dests[..first_257].iter().find(|d| **d != Some(1)) {
         return Err(format!("before the re-grant a remap went to {bad:?}, not APIC ID 1"));
     }
@@ -256,7 +306,11 @@ fn remap_moved_to_257(t: &keel_evidence::Transcript, tr: &Trace) -> Result<(), S
     }
     let to_257 = (dests.len() - first_257) as u64;
     let received = ev_u64(t, "user.edu_successor.received")?;
-    if to_257 >= received { Ok(()) } else { Err(format!("{to_257} remaps to 257 for {received} received")) }
+    if to_257 >= received {
+        Ok(())
+    } else {
+        Err(format!("{to_257} remaps to 257 for {received} received"))
+    }
 }
 
 #[cfg(test)]
@@ -270,7 +324,9 @@ mod tests {
         t += "vtd_inv_desc_iec granularity 0x1 index 0x8 mask 0x0\n";
         for (dest, vector) in remaps {
             t += &format!("vtd_ir_irte_get index 8 low 0x4ff00 high {irte_high:#x}\n");
-            t += &format!("vtd_ir_remap index 8 trigger 0 vector {vector} deliver 0 dest {dest:#x} mode 0\n");
+            t += &format!(
+                "vtd_ir_remap index 8 trigger 0 vector {vector} deliver 0 dest {dest:#x} mode 0\n"
+            );
         }
         // `-d int`: the CPU took vector 0x50 as often as `EV` says the kernel counted.
         t += &"Servicing hardware INT=0x50\n".repeat(3);
@@ -295,37 +351,69 @@ mod tests {
         let good = 0x101_0050_0001;
         let f = judge(EV, &trace(&[(257, 80), (1, 80), (257, 80)], good));
         assert!(f.iter().any(|f| f.contains("went elsewhere")), "{f:?}");
-        let f = judge(&EV.replace("rtc.interrupts=3", "rtc.interrupts=4"), &trace(&[(257, 80)], good));
-        assert!(f.iter().any(|f| f.contains("counted 4 deliveries but QEMU remapped index 8 only 1")), "{f:?}");
+        let f =
+            judge(&EV.replace("rtc.interrupts=3", "rtc.interrupts=4"), &trace(&[(257, 80)], good));
+        assert!(
+            f.iter().any(|f| f.contains("counted 4 deliveries but QEMU remapped index 8 only 1")),
+            "{f:?}"
+        );
         let f = judge(EV, &trace(&[(257, 80); 4], 0x1_0050_0001));
         assert!(f.iter().any(|f| f.contains("QEMU read IRTE 8 with destination 1")), "{f:?}");
-        let f = judge(&EV.replace("entries_written=1", "entries_written=2"), &trace(&[(257, 80); 4], good));
-        assert!(f.iter().any(|f| f.contains("2 IEC invalidations traced for 2 entries written")), "{f:?}");
+        let f = judge(
+            &EV.replace("entries_written=1", "entries_written=2"),
+            &trace(&[(257, 80); 4], good),
+        );
+        assert!(
+            f.iter().any(|f| f.contains("2 IEC invalidations traced for 2 entries written")),
+            "{f:?}"
+        );
         let f = judge(&EV.replace("0x192000", "0x193000"), &trace(&[(257, 80); 4], good));
         assert!(f.iter().any(|f| f.contains("vtd_reg_ir_root")), "{f:?}");
         let off = Trace::parse("vtd_ir_enable enable 1\nvtd_ir_enable enable 0\n");
         assert!(judge(EV, &off).iter().any(|f| f.contains("vtd_ir_enable")));
         let none = Trace::parse("");
         assert!(judge(EV, &none).iter().any(|f| f.contains("only 0 times")));
-        assert!(judge(&EV.replace("rtc.interrupts=3", "rtc.interrupts=0"), &none).iter().any(|f| f.contains("never read IRTE 8")));
+        assert!(judge(&EV.replace("rtc.interrupts=3", "rtc.interrupts=0"), &none)
+            .iter()
+            .any(|f| f.contains("never read IRTE 8")));
         // Two-sided: the remaps bound the kernel's count from below only; a count short of
         // what the CPU took fails against `-d int`.
-        let f = judge(&EV.replace("rtc.interrupts=3", "rtc.interrupts=1"), &trace(&[(257, 80); 4], good));
-        assert!(f.iter().any(|f| f.contains("the kernel counted 1, CPUs took vector 80 3 times")), "{f:?}");
+        let f = judge(
+            &EV.replace("rtc.interrupts=3", "rtc.interrupts=1"),
+            &trace(&[(257, 80); 4], good),
+        );
+        assert!(
+            f.iter().any(|f| f.contains("the kernel counted 1, CPUs took vector 80 3 times")),
+            "{f:?}"
+        );
     }
 
     #[test]
     fn xapic_mode_reads_the_destination_from_bits_47_40() {
-        let ev = EV.replace("iommu.mode=x2apic", "iommu.mode=xapic").replace("irte_destination=257", "irte_destination=1");
+        let ev = EV
+            .replace("iommu.mode=x2apic", "iommu.mode=xapic")
+            .replace("irte_destination=257", "irte_destination=1");
         assert_eq!(judge(&ev, &trace(&[(1, 80); 4], 0x100_0050_0001)), Vec::<String>::new());
-        assert!(!judge(&ev, &trace(&[(1, 80); 4], 0x1_0050_0001)).is_empty(), "bits 63:32 = 1 is not an xAPIC destination");
+        assert!(
+            !judge(&ev, &trace(&[(1, 80); 4], 0x1_0050_0001)).is_empty(),
+            "bits 63:32 = 1 is not an xAPIC destination"
+        );
     }
 
     #[test]
     fn the_re_grant_must_move_every_later_remap_to_257() {
-        let ev = keel_evidence::Transcript::parse("EV irq.intx_edu.remap_index=23 user.edu_successor.received=2\n");
+        let ev = keel_evidence::Transcript::parse(
+            "EV irq.intx_edu.remap_index=23 user.edu_successor.received=2\n",
+        );
         let t = |dests: &[u32]| {
-            let lines: String = dests.iter().map(|d| format!("vtd_ir_remap index 23 trigger 1 vector 82 deliver 0 dest {d:#x} mode 0\n")).collect();
+            let lines: String = dests
+                .iter()
+                .map(|d| {
+                    format!(
+                        "vtd_ir_remap index 23 trigger 1 vector 82 deliver 0 dest {d:#x} mode 0\n"
+                    )
+                })
+                .collect();
             remap_moved_to_257(&ev, &Trace::parse(&lines))
         };
         assert_eq!(t(&[1, 257, 257]), Ok(()));

@@ -47,7 +47,12 @@ fn summary_checks(p: Proof, cpus: u64, mode: &'static str, targets: u64, pings: 
 const SLOW_TICK: &str = "tick_hz=10";
 
 fn large(name: &'static str, description: &'static str, cpus: u32, memory: &'static str) -> Proof {
-    Proof::new(name, description).smp(cpus).memory(memory).cpu(x2apic_cpu()).accels(Accels::TcgOnly).scale()
+    Proof::new(name, description)
+        .smp(cpus)
+        .memory(memory)
+        .cpu(x2apic_cpu())
+        .accels(Accels::TcgOnly)
+        .scale()
 }
 
 /// [`smp_checks`] for `cpus` CPUs with its all-to-all IPI counts replaced by those of
@@ -76,7 +81,12 @@ fn panic_nmi(p: Proof, cpus: u64) -> Proof {
 
 /// `proof=bringup` on `cpus` x2APIC vCPUs, parallel or serial: AP bring-up figures (with
 /// the [`SLOW_TICK`] on machines of more than 288 vCPUs).
-fn bringup_bench(name: &'static str, description: &'static str, cpus: u32, how: &'static str) -> Proof {
+fn bringup_bench(
+    name: &'static str,
+    description: &'static str,
+    cpus: u32,
+    how: &'static str,
+) -> Proof {
     let args = match (how == "serial", cpus > 288) {
         (true, false) => "smp_bringup=serial",
         (false, false) => "smp_bringup=parallel",
@@ -122,30 +132,72 @@ pub fn proofs() -> Vec<Proof> {
     let mut all = checks();
     all.push(shootdown_all(Proof::new("tlb-shootdown-all", "one space resident on all 8 CPUs: every AP serves every shootdown, one cluster IPI each"), 8).timeout_secs(120));
     all.push(
-        shootdown_all(Proof::new("tlb-shootdown-all-288", "one space resident on all 288 CPUs: every AP serves every shootdown"), 288)
-            .memory("1G")
-            .timeout_secs(900)
-            .scale(),
+        shootdown_all(
+            Proof::new(
+                "tlb-shootdown-all-288",
+                "one space resident on all 288 CPUs: every AP serves every shootdown",
+            ),
+            288,
+        )
+        .memory("1G")
+        .timeout_secs(900)
+        .scale(),
     );
     all.push(
-        shootdown_all(Proof::new("tlb-shootdown-all-1024", "one space resident on all 1,024 CPUs: every AP serves every shootdown"), 1024)
-            .args("rounds=3 tick_hz=10")
-            .memory("2G")
-            .timeout_secs(1800)
-            .scale(),
+        shootdown_all(
+            Proof::new(
+                "tlb-shootdown-all-1024",
+                "one space resident on all 1,024 CPUs: every AP serves every shootdown",
+            ),
+            1024,
+        )
+        .args("rounds=3 tick_hz=10")
+        .memory("2G")
+        .timeout_secs(1800)
+        .scale(),
     );
     all.extend([
         bringup_bench("bench-bringup-8", "AP bring-up, 8 vCPUs, parallel", 8, "parallel"),
-        bringup_bench("bench-bringup-8-serial", "AP bring-up, 8 vCPUs, one AP at a time", 8, "serial"),
+        bringup_bench(
+            "bench-bringup-8-serial",
+            "AP bring-up, 8 vCPUs, one AP at a time",
+            8,
+            "serial",
+        ),
         bringup_bench("bench-bringup-64", "AP bring-up, 64 vCPUs, parallel", 64, "parallel"),
-        bringup_bench("bench-bringup-64-serial", "AP bring-up, 64 vCPUs, one AP at a time", 64, "serial"),
-        bringup_bench("bench-bringup-288", "AP bring-up, 288 vCPUs, parallel", 288, "parallel").scale(),
-        bringup_bench("bench-bringup-288-serial", "AP bring-up, 288 vCPUs, one AP at a time (minutes)", 288, "serial").scale(),
-        bringup_bench("bench-bringup-1024", "AP bring-up, 1,024 vCPUs, parallel, 10 Hz tick", 1024, "parallel").memory("2G").timeout_secs(1800).scale(),
-        bringup_bench("bench-bringup-1024-serial", "AP bring-up, 1,024 vCPUs, one AP at a time, 10 Hz tick", 1024, "serial")
-            .memory("2G")
-            .timeout_secs(1800)
+        bringup_bench(
+            "bench-bringup-64-serial",
+            "AP bring-up, 64 vCPUs, one AP at a time",
+            64,
+            "serial",
+        ),
+        bringup_bench("bench-bringup-288", "AP bring-up, 288 vCPUs, parallel", 288, "parallel")
             .scale(),
+        bringup_bench(
+            "bench-bringup-288-serial",
+            "AP bring-up, 288 vCPUs, one AP at a time (minutes)",
+            288,
+            "serial",
+        )
+        .scale(),
+        bringup_bench(
+            "bench-bringup-1024",
+            "AP bring-up, 1,024 vCPUs, parallel, 10 Hz tick",
+            1024,
+            "parallel",
+        )
+        .memory("2G")
+        .timeout_secs(1800)
+        .scale(),
+        bringup_bench(
+            "bench-bringup-1024-serial",
+            "AP bring-up, 1,024 vCPUs, one AP at a time, 10 Hz tick",
+            1024,
+            "serial",
+        )
+        .memory("2G")
+        .timeout_secs(1800)
+        .scale(),
     ]);
     all
 }

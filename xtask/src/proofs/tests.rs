@@ -14,13 +14,21 @@ fn manifest_and_programs_become_modules() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("manifests")).unwrap();
     std::fs::write(dir.join("manifests/drivers.manifest"), "").unwrap();
-    let p = Proof::new("drivers", "").manifest("manifests/drivers.manifest").programs(&["edu-driver", "rtc-driver"]);
+    let p = Proof::new("drivers", "")
+        .manifest("manifests/drivers.manifest")
+        .programs(&["edu-driver", "rtc-driver"]);
     assert!(validate(std::slice::from_ref(&p)).is_empty());
     let mods = p.modules(&dir, std::path::Path::new("/u"));
-    assert_eq!(mods, [dir.join("manifests/drivers.manifest"), "/u/edu-driver".into(), "/u/rtc-driver".into()]);
+    assert_eq!(
+        mods,
+        [dir.join("manifests/drivers.manifest"), "/u/edu-driver".into(), "/u/rtc-driver".into()]
+    );
     let bins = vec!["edu-driver".to_string(), "rtc-driver".to_string()];
     assert!(validate_files(std::slice::from_ref(&p), &dir, Some(&bins)).is_empty());
-    assert!(validate_files(std::slice::from_ref(&p), &dir, None).is_empty(), "no user/: programs unchecked");
+    assert!(
+        validate_files(std::slice::from_ref(&p), &dir, None).is_empty(),
+        "no user/: programs unchecked"
+    );
     let bad = Proof::new("bad", "").manifest("manifests/none.manifest").programs(&["hostile"]);
     let errs = validate_files(&[bad], &dir, Some(&bins));
     assert_eq!(errs.len(), 2, "{errs:#?}");
@@ -34,37 +42,60 @@ fn manifest_and_programs_become_modules() {
 fn apic_trace_proofs_judge_evidence_against_trace() {
     let reg = registry();
     let get = |n: &str| reg.iter().find(|p| p.name == n).unwrap().clone();
-    let irq = |dest: u32, vector: u32| format!("9@1.0:apic_deliver_irq dest {dest} dest_mode 0 delivery_mode 0 vector {vector} trigger_mode 0\n");
+    let irq = |dest: u32, vector: u32| {
+        format!("9@1.0:apic_deliver_irq dest {dest} dest_mode 0 delivery_mode 0 vector {vector} trigger_mode 0\n")
+    };
     let irqs: String = (0..30).map(|_| irq(1, 80)).chain([irq(0, 0)]).collect();
     // The CPU took 29 of the 30 deliveries (one merged while pending).
     let taken = |n: usize| "Servicing hardware INT=0x50\n".repeat(n);
-    let x2 = Trace::parse(&format!("cpu_set_apic_base 0x00000000fee00d00\ncpu_set_apic_base 0x00000000fee00c00\n{irqs}{}", taken(29)));
+    let x2 = Trace::parse(&format!(
+        "cpu_set_apic_base 0x00000000fee00d00\ncpu_set_apic_base 0x00000000fee00c00\n{irqs}{}",
+        taken(29)
+    ));
     let x1 = Trace::parse(&format!("{irqs}{}", taken(29)));
     let ev = "EV rtc.vector=0x50 rtc.apic_id=1 rtc.interrupts=29\n";
-    let judge = |p: &Proof, t: &str, tr: &Trace| crate::trace::judge_trace(&p.trace_checks, &keel_evidence::Transcript::parse(t), Ok(tr));
+    let judge = |p: &Proof, t: &str, tr: &Trace| {
+        crate::trace::judge_trace(&p.trace_checks, &keel_evidence::Transcript::parse(t), Ok(tr))
+    };
     let xapic = get("smp-trace");
-    assert_eq!(judge(&xapic, &format!("{ev}EV lapic.apic_base_writes=0\n"), &x1), Vec::<String>::new());
+    assert_eq!(
+        judge(&xapic, &format!("{ev}EV lapic.apic_base_writes=0\n"), &x1),
+        Vec::<String>::new()
+    );
     assert_eq!(judge(&xapic, &format!("{ev}EV lapic.apic_base_writes=1\n"), &x1).len(), 1);
     let far = "EV rtc.vector=80 rtc.apic_id=1 rtc.interrupts=33 lapic.apic_base_writes=0\n";
-    assert!(judge(&xapic, far, &x1)[0].contains("the kernel counted 33 RTC interrupts, the CPU took 29"));
+    assert!(judge(&xapic, far, &x1)[0]
+        .contains("the kernel counted 33 RTC interrupts, the CPU took 29"));
     // Two-sided against what the CPU took (`-d int`): under- and over-counts both fail.
     let x1_taken = Trace::parse(&format!("{irqs}{}", taken(27)));
     let ok = "EV rtc.vector=80 rtc.apic_id=1 rtc.interrupts=27 lapic.apic_base_writes=0\n";
     assert_eq!(judge(&xapic, ok, &x1_taken), Vec::<String>::new());
     let short = "EV rtc.vector=80 rtc.apic_id=1 rtc.interrupts=25 lapic.apic_base_writes=0\n";
-    assert!(judge(&xapic, short, &x1_taken)[0].contains("the kernel counted 25 RTC interrupts, the CPU took 27"));
+    assert!(judge(&xapic, short, &x1_taken)[0]
+        .contains("the kernel counted 25 RTC interrupts, the CPU took 27"));
     let over = "EV rtc.vector=80 rtc.apic_id=1 rtc.interrupts=29 lapic.apic_base_writes=0\n";
-    assert!(judge(&xapic, over, &x1_taken)[0].contains("the kernel counted 29 RTC interrupts, the CPU took 27"));
+    assert!(judge(&xapic, over, &x1_taken)[0]
+        .contains("the kernel counted 29 RTC interrupts, the CPU took 27"));
     let impossible = Trace::parse(&format!("{irqs}{}", taken(31)));
-    assert!(judge(&xapic, ok, &impossible)[0].contains("took the RTC vector 31 times but the IOAPIC delivered it only 30"));
+    assert!(judge(&xapic, ok, &impossible)[0]
+        .contains("took the RTC vector 31 times but the IOAPIC delivered it only 30"));
     let stray = Trace::parse(&format!("{irqs}{}", irq(0, 80)));
-    assert!(judge(&xapic, &format!("{ev}EV lapic.apic_base_writes=0\n"), &stray)[0].contains("1 deliveries of vector 0x50 went to another APIC"));
+    assert!(judge(&xapic, &format!("{ev}EV lapic.apic_base_writes=0\n"), &stray)[0]
+        .contains("1 deliveries of vector 0x50 went to another APIC"));
     let x2apic = get("smp-x2apic-trace");
-    let good = format!("{ev}EV lapic.apic_base_writes=2 cpu.0.apic_base=0xfee00d00 cpu.1.apic_base=0xfee00c00\n");
+    let good = format!(
+        "{ev}EV lapic.apic_base_writes=2 cpu.0.apic_base=0xfee00d00 cpu.1.apic_base=0xfee00c00\n"
+    );
     assert_eq!(judge(&x2apic, &good, &x2), Vec::<String>::new());
-    let wrong = format!("{ev}EV lapic.apic_base_writes=2 cpu.0.apic_base=0xfee00d00 cpu.1.apic_base=0xfee00800\n");
+    let wrong = format!(
+        "{ev}EV lapic.apic_base_writes=2 cpu.0.apic_base=0xfee00d00 cpu.1.apic_base=0xfee00800\n"
+    );
     let f = judge(&x2apic, &wrong, &x2);
-    assert!(f.len() == 1 && f[0].contains("traced {0xfee00c00,0xfee00d00} != evidence {0xfee00800,0xfee00d00}"), "{f:?}");
+    assert!(
+        f.len() == 1
+            && f[0].contains("traced {0xfee00c00,0xfee00d00} != evidence {0xfee00800,0xfee00d00}"),
+        "{f:?}"
+    );
     let no_extd = Trace::parse("cpu_set_apic_base 0xfee00900\n");
     assert!(judge(&x2apic, &good, &no_extd).iter().any(|f| f.contains("lacks EXTD|EN")));
 }
@@ -128,7 +159,14 @@ fn summary(env: AccelEnv) -> Vec<String> {
 fn summary_of(ps: &[Proof], env: AccelEnv) -> Vec<String> {
     plan(ps, &env)
         .iter()
-        .map(|j| format!("{}/{}{}", ps[j.proof].name, j.accel, j.skip.as_ref().map(|s| format!(" skip: {s}")).unwrap_or_default()))
+        .map(|j| {
+            format!(
+                "{}/{}{}",
+                ps[j.proof].name,
+                j.accel,
+                j.skip.as_ref().map(|s| format!(" skip: {s}")).unwrap_or_default()
+            )
+        })
         .collect()
 }
 
@@ -141,7 +179,10 @@ fn accel_expansion_with_kvm() {
 #[test]
 fn accel_expansion_without_kvm() {
     let env = AccelEnv { kvm: None, forced: None };
-    assert_eq!(summary(env), ["any/tcg", "kvm/kvm skip: needs KVM: /dev/kvm not available", "tcg/tcg"]);
+    assert_eq!(
+        summary(env),
+        ["any/tcg", "kvm/kvm skip: needs KVM: /dev/kvm not available", "tcg/tcg"]
+    );
 }
 
 #[test]
@@ -165,16 +206,22 @@ fn accel_forced() {
 fn ring3_proofs_skip_kvm_only_when_it_is_pvm() {
     let ps = [Proof::new("user", "").guest_ring3(), Proof::new("kernel", "")];
     let pvm = AccelEnv { kvm: Some(KvmBackend::Pvm), forced: None };
-    assert_eq!(summary_of(&ps, pvm), [
-        "user/tcg".to_string(),
-        format!("user/kvm skip: {PVM_RING3}"),
-        "kernel/tcg".into(),
-        "kernel/kvm".into(),
-    ]);
+    assert_eq!(
+        summary_of(&ps, pvm),
+        [
+            "user/tcg".to_string(),
+            format!("user/kvm skip: {PVM_RING3}"),
+            "kernel/tcg".into(),
+            "kernel/kvm".into(),
+        ]
+    );
     let hw = AccelEnv { kvm: Some(KvmBackend::Hardware), forced: None };
     assert_eq!(summary_of(&ps, hw), ["user/tcg", "user/kvm", "kernel/tcg", "kernel/kvm"]);
     let forced = AccelEnv { kvm: Some(KvmBackend::Pvm), forced: Some(Accel::Kvm) };
-    assert_eq!(summary_of(&ps, forced), [format!("user/kvm skip: {PVM_RING3}"), "kernel/kvm".into()]);
+    assert_eq!(
+        summary_of(&ps, forced),
+        [format!("user/kvm skip: {PVM_RING3}"), "kernel/kvm".into()]
+    );
 }
 
 #[test]
@@ -197,7 +244,10 @@ fn judge_one(name: &str, ev: &str) -> Vec<String> {
 
 #[test]
 fn timer_mode_must_be_the_same_on_every_cpu() {
-    let fails = judge_one("smp", "EV timer.mode=periodic smp.online=2 cpu.0.timer_mode=periodic cpu.1.timer_mode=one-shot\n");
+    let fails = judge_one(
+        "smp",
+        "EV timer.mode=periodic smp.online=2 cpu.0.timer_mode=periodic cpu.1.timer_mode=one-shot\n",
+    );
     assert!(fails.iter().any(|f| f.contains("cpu.1.timer_mode = one-shot")), "{fails:#?}");
     let fails = judge_one("smp", "EV timer.mode=periodic smp.online=2 cpu.0.timer_mode=periodic\n");
     assert!(fails.iter().any(|f| f.contains("1 CPUs report a timer mode, 2 online")), "{fails:#?}");
@@ -218,19 +268,33 @@ fn entry_gate_and_receive_side_counters_are_checked() {
     let remote = "EV irq.msi_edu.deliveries=1000 irq.intx_edu.deliveries=1000 irq.isa_8.deliveries=64 \
         cpu.0.device_interrupts=2064 cpu.1.device_interrupts=0 cpu.1.wake_ipis_sent=300 cpu.1.ipis_received=3\n";
     let fails = judge_one("interrupt-grant-remote", remote);
-    assert!(fails.iter().any(|f| f.contains("cpu 1 received 3 IPI 49s, but 300 wake IPIs were sent")), "{fails:#?}");
+    assert!(
+        fails.iter().any(|f| f.contains("cpu 1 received 3 IPI 49s, but 300 wake IPIs were sent")),
+        "{fails:#?}"
+    );
     assert!(!fails.iter().any(|f| f.contains("device interrupt")), "{fails:#?}");
     // The same counters fail the local proof, where the drivers' CPU takes the interrupts.
     let fails = judge_one("interrupt-grant", remote);
-    assert!(fails.iter().any(|f| f.contains("cpu.0.device_interrupts = 2064, want 0")), "{fails:#?}");
+    assert!(
+        fails.iter().any(|f| f.contains("cpu.0.device_interrupts = 2064, want 0")),
+        "{fails:#?}"
+    );
 }
 
 /// Every scenario a proof names is in the kernel's table (`kernel/src/scenarios/mod.rs`), so a
 /// misspelt one fails here rather than as an "unknown scenario" boot.
 #[test]
 fn every_scenario_is_in_the_kernel_table() {
-    let table = std::fs::read_to_string(crate::builder::workspace_root().join("kernel/src/scenarios/mod.rs")).unwrap();
+    let table = std::fs::read_to_string(
+        crate::builder::workspace_root().join("kernel/src/scenarios/mod.rs"),
+    )
+    .unwrap();
     for p in registry().iter().filter(|p| !p.scenario.is_empty()) {
-        assert!(table.contains(&format!("name: \"{}\"", p.scenario)), "{}: scenario {:?} not in the kernel's table", p.name, p.scenario);
+        assert!(
+            table.contains(&format!("name: \"{}\"", p.scenario)),
+            "{}: scenario {:?} not in the kernel's table",
+            p.name,
+            p.scenario
+        );
     }
 }

@@ -9,8 +9,13 @@ use super::{x2apic_cpu, Proof};
 /// Ring-3 programs under scenario `user`: q35, 2 CPUs, the `edu` device, the manifest and
 /// its programs as Multiboot modules. TCG, and KVM when it is hardware-backed (see
 /// [`KvmBackend::Pvm`] for why a PVM host skips them).
-pub(super) fn user_proof(p: Proof, manifest: &'static str, programs: &'static [&'static str]) -> Proof {
-    let manifest_path: &'static str = Box::leak(format!("manifests/{manifest}.manifest").into_boxed_str());
+pub(super) fn user_proof(
+    p: Proof,
+    manifest: &'static str,
+    programs: &'static [&'static str],
+) -> Proof {
+    let manifest_path: &'static str =
+        Box::leak(format!("manifests/{manifest}.manifest").into_boxed_str());
     p.scenario("user")
         .smp(2)
         .memory("256M")
@@ -53,7 +58,6 @@ pub(super) fn entry_checks(p: Proof, gate: Gate) -> Proof {
 pub(super) const DRIVER_CPU: u64 = 1;
 pub(super) const BOOT_CPU: u64 = 0;
 
-
 /// The edu driver's `raises` MSIs and INTx interrupts each reached it and were each delivered
 /// once, and the RTC driver took at least 64 interrupts: the checks every driver proof shares.
 pub fn drivers_delivered(p: Proof, raises: u64) -> Proof {
@@ -68,23 +72,28 @@ pub fn drivers_delivered(p: Proof, raises: u64) -> Proof {
 }
 /// Sum of the three sources' deliveries (the kernel's per-source counters).
 fn deliveries(t: &keel_evidence::Transcript) -> Result<u64, String> {
-    ["irq.msi_edu.deliveries", "irq.intx_edu.deliveries", "irq.isa_8.deliveries"].iter().try_fold(0, |sum, k| Ok(sum + ev_u64(t, k)?))
+    ["irq.msi_edu.deliveries", "irq.intx_edu.deliveries", "irq.isa_8.deliveries"]
+        .iter()
+        .try_fold(0, |sum, k| Ok(sum + ev_u64(t, k)?))
 }
 
 /// Every device interrupt was taken on CPU `on` (counted in the dispatcher of the CPU that
 /// took it), none elsewhere.
 pub(super) fn device_interrupts_on(on: u64) -> Check {
-    custom(&format!("every device interrupt was taken on cpu {on} (cpu.N.device_interrupts)"), move |t| {
-        let total = deliveries(t)?;
-        for (k, v) in t.evidence.matching("cpu.*.device_interrupts") {
-            let n = v.as_u64().ok_or(format!("{k} = {v}"))?;
-            let want = if k == format!("cpu.{on}.device_interrupts") { total } else { 0 };
-            if n != want {
-                return Err(format!("{k} = {n}, want {want} (sources delivered {total})"));
+    custom(
+        &format!("every device interrupt was taken on cpu {on} (cpu.N.device_interrupts)"),
+        move |t| {
+            let total = deliveries(t)?;
+            for (k, v) in t.evidence.matching("cpu.*.device_interrupts") {
+                let n = v.as_u64().ok_or(format!("{k} = {v}"))?;
+                let want = if k == format!("cpu.{on}.device_interrupts") { total } else { 0 };
+                if n != want {
+                    return Err(format!("{k} = {n}, want {want} (sources delivered {total})"));
+                }
             }
-        }
-        ev_u64(t, &format!("cpu.{on}.device_interrupts")).map(drop)
-    })
+            ev_u64(t, &format!("cpu.{on}.device_interrupts")).map(drop)
+        },
+    )
 }
 
 /// The `interrupt-grant` evidence: MSI and INTx drivers got exactly what they raised, the RTC
@@ -93,18 +102,21 @@ pub(super) fn device_interrupts_on(on: u64) -> Check {
 /// reported as such), and every entry through `gate`.
 pub(super) fn interrupt_grant(p: Proof, mode: &'static str, gate: Gate) -> Proof {
     let cpu = p.machine.cpu.clone();
-    let p = drivers_delivered(user_proof(p, "interrupt-grant", &["edu-driver", "rtc-driver"]), EDU_RAISES)
-        .cpu(cpu)
-        .check(eq("lapic.mode", mode))
-        .check(for_each_cpu("cpu.*.mode", is::eq(mode)).count_eq_key("smp.online"))
-        .check(eq("irq.msi_edu.masked_at_end", "software"))
-        .check(eq("irq.msi_edu.software_masked_at_end", "yes"))
-        .check(eq("irq.intx_edu.masked_at_end", "yes"))
-        .check(eq("irq.isa_8.masked_at_end", "yes"))
-        .check(eq("proc.edu_msi.exit", 0))
-        .check(eq("proc.edu_intx.exit", 0))
-        .check(eq("proc.rtc.exit", 0))
-        .check(ge("user.edu_msi.raise_to_wake_median_cycles", 1));
+    let p = drivers_delivered(
+        user_proof(p, "interrupt-grant", &["edu-driver", "rtc-driver"]),
+        EDU_RAISES,
+    )
+    .cpu(cpu)
+    .check(eq("lapic.mode", mode))
+    .check(for_each_cpu("cpu.*.mode", is::eq(mode)).count_eq_key("smp.online"))
+    .check(eq("irq.msi_edu.masked_at_end", "software"))
+    .check(eq("irq.msi_edu.software_masked_at_end", "yes"))
+    .check(eq("irq.intx_edu.masked_at_end", "yes"))
+    .check(eq("irq.isa_8.masked_at_end", "yes"))
+    .check(eq("proc.edu_msi.exit", 0))
+    .check(eq("proc.edu_intx.exit", 0))
+    .check(eq("proc.rtc.exit", 0))
+    .check(ge("user.edu_msi.raise_to_wake_median_cycles", 1));
     entry_checks(p, gate)
 }
 
@@ -123,7 +135,9 @@ pub(super) fn remote_wakes_received() -> Check {
         let sent = ev_u64(t, &format!("cpu.{DRIVER_CPU}.wake_ipis_sent"))?;
         let received = ev_u64(t, &format!("cpu.{DRIVER_CPU}.ipis_received"))?;
         if sent < MIN_REMOTE_WAKES {
-            Err(format!("only {sent} wake IPIs sent to cpu {DRIVER_CPU}, want >= {MIN_REMOTE_WAKES}"))
+            Err(format!(
+                "only {sent} wake IPIs sent to cpu {DRIVER_CPU}, want >= {MIN_REMOTE_WAKES}"
+            ))
         } else if received < sent / 2 || received > sent {
             Err(format!("cpu {DRIVER_CPU} received {received} IPI 49s, but {sent} wake IPIs were sent to it"))
         } else {

@@ -64,10 +64,7 @@ impl<'a> SliceMemory<'a> {
 
 impl PhysRead for SliceMemory<'_> {
     fn read(&self, phys: u64, buf: &mut [u8]) -> Result<(), ReadError> {
-        let oob = ReadError::OutOfBounds {
-            phys,
-            len: buf.len(),
-        };
+        let oob = ReadError::OutOfBounds { phys, len: buf.len() };
         let off = phys.checked_sub(self.base).ok_or(oob)?;
         let off = usize::try_from(off).map_err(|_| oob)?;
         let end = off.checked_add(buf.len()).ok_or(oob)?;

@@ -8,9 +8,7 @@ struct FakeMem {
 
 impl FakeMem {
     fn new() -> Self {
-        Self {
-            regions: Vec::new(),
-        }
+        Self { regions: Vec::new() }
     }
     fn put(&mut self, phys: u64, bytes: &[u8]) {
         self.regions.push((phys, bytes.to_vec()));
@@ -24,10 +22,7 @@ impl PhysRead for FakeMem {
                 return Ok(());
             }
         }
-        Err(ReadError::OutOfBounds {
-            phys,
-            len: buf.len(),
-        })
+        Err(ReadError::OutOfBounds { phys, len: buf.len() })
     }
 }
 
@@ -73,10 +68,7 @@ fn qemu_mem() -> FakeMem {
     mem.put(
         INFO as u64,
         &info_bytes(&[
-            (
-                0,
-                FLAG_MEMORY | FLAG_CMDLINE | FLAG_MODULES | FLAG_MMAP | FLAG_BOOT_LOADER_NAME,
-            ),
+            (0, FLAG_MEMORY | FLAG_CMDLINE | FLAG_MODULES | FLAG_MMAP | FLAG_BOOT_LOADER_NAME),
             (4, 639),
             (8, 130_944),
             (16, CMDLINE),
@@ -108,42 +100,20 @@ fn patch(mem: &mut FakeMem, phys: u64, off: usize, v: u32) {
 fn parses_qemu_like_handover() {
     let mem = qemu_mem();
     let info = BootInfo::parse(&mem, BOOTLOADER_MAGIC, INFO).unwrap();
-    assert_eq!(
-        info.basic_memory(),
-        Some(BasicMemory {
-            lower_kib: 639,
-            upper_kib: 130_944
-        })
-    );
+    assert_eq!(info.basic_memory(), Some(BasicMemory { lower_kib: 639, upper_kib: 130_944 }));
     assert_eq!(info.command_line(), Some("proof=smp cpus=4 \"x\""));
     assert_eq!(info.boot_loader_name(), Some("qemu"));
     assert_eq!(info.boot_device(), None);
     assert_eq!(info.unknown_flags(), 0);
     let mm = info.memory_map().unwrap();
     assert_eq!(mm.len(), 6);
-    assert_eq!(
-        mm[0],
-        MmapEntry {
-            base: 0,
-            length: 0x9fc00,
-            kind: MemoryType::Available
-        }
-    );
+    assert_eq!(mm[0], MmapEntry { base: 0, length: 0x9fc00, kind: MemoryType::Available });
     assert_eq!(mm[5].kind, MemoryType::Reserved);
     let m = info.modules();
     assert_eq!(m.len(), 1);
-    assert_eq!(
-        m[0].range(),
-        PhysRange {
-            start: 0x20_0000,
-            end: 0x20_3000
-        }
-    );
+    assert_eq!(m[0].range(), PhysRange { start: 0x20_0000, end: 0x20_3000 });
     let mut buf = [0u8; MAX_MODULE_CMDLINE_LEN];
-    assert_eq!(
-        m[0].read_cmdline(&mem, 0, &mut buf).unwrap(),
-        "init.elf arg"
-    );
+    assert_eq!(m[0].read_cmdline(&mem, 0, &mut buf).unwrap(), "init.elf arg");
 
     let occ: Vec<_> = info.occupied().iter().map(|r| (r.kind, r.range)).collect();
     let pr = |s: u64, e: u64| PhysRange { start: s, end: e };
@@ -176,10 +146,7 @@ fn bad_magic_and_null_pointer() {
     );
     assert!(matches!(
         BootInfo::parse(&mem, BOOTLOADER_MAGIC, 0x4000_0000).unwrap_err(),
-        MultibootError::Read {
-            what: BootData::InfoStructure,
-            ..
-        }
+        MultibootError::Read { what: BootData::InfoStructure, .. }
     ));
 }
 
@@ -202,10 +169,7 @@ fn minimal_info_only_reads_what_flags_need() {
 #[test]
 fn conflicting_symbol_flags() {
     let mut mem = FakeMem::new();
-    mem.put(
-        INFO as u64,
-        &info_bytes(&[(0, FLAG_AOUT_SYMS | FLAG_ELF_SECTIONS)]),
-    );
+    mem.put(INFO as u64, &info_bytes(&[(0, FLAG_AOUT_SYMS | FLAG_ELF_SECTIONS)]));
     assert_eq!(
         BootInfo::parse(&mem, BOOTLOADER_MAGIC, INFO).unwrap_err(),
         MultibootError::ConflictingSymbolFlags
@@ -245,12 +209,7 @@ fn elf_sections_framebuffer_and_extras() {
     let info = BootInfo::parse(&mem, BOOTLOADER_MAGIC, INFO).unwrap();
     assert_eq!(
         info.elf_sections(),
-        Some(ElfSections {
-            num: 10,
-            entry_size: 64,
-            addr: 0x50000,
-            shndx: 9
-        })
+        Some(ElfSections { num: 10, entry_size: 64, addr: 0x50000, shndx: 9 })
     );
     assert_eq!(info.boot_device(), Some(0x80ff_ffff));
     assert_eq!(info.config_table(), Some(0xf1234));
@@ -261,24 +220,14 @@ fn elf_sections_framebuffer_and_extras() {
         (0xfd00_0000, 4096, 1024, 768, 32, 1)
     );
     let kinds: Vec<_> = info.occupied().iter().map(|r| r.kind).collect();
-    assert_eq!(
-        kinds,
-        vec![
-            BootData::InfoStructure,
-            BootData::ElfSectionHeaders,
-            BootData::Drives
-        ]
-    );
+    assert_eq!(kinds, vec![BootData::InfoStructure, BootData::ElfSectionHeaders, BootData::Drives]);
     assert_eq!(info.occupied()[0].range.len(), 116);
     assert_eq!(info.occupied()[1].range.len(), 640);
 }
 
 fn with_mmap(mmap: &[u8], length: u32) -> Result<BootInfo, MultibootError> {
     let mut mem = FakeMem::new();
-    mem.put(
-        INFO as u64,
-        &info_bytes(&[(0, FLAG_MMAP), (44, length), (48, MMAP)]),
-    );
+    mem.put(INFO as u64, &info_bytes(&[(0, FLAG_MMAP), (44, length), (48, MMAP)]));
     mem.put(MMAP as u64, mmap);
     BootInfo::parse(&mem, BOOTLOADER_MAGIC, INFO)
 }
@@ -292,12 +241,7 @@ fn mmap_size_field_drives_stride() {
     m.extend(mmap_entry(20, 0xa000, 0x1000, 5));
     m.extend(mmap_entry(20, 0xb000, 0x1000, 99));
     let info = with_mmap(&m, m.len() as u32).unwrap();
-    let kinds: Vec<_> = info
-        .memory_map()
-        .unwrap()
-        .iter()
-        .map(|e| (e.base, e.kind))
-        .collect();
+    let kinds: Vec<_> = info.memory_map().unwrap().iter().map(|e| (e.base, e.kind)).collect();
     assert_eq!(
         kinds,
         vec![
@@ -316,18 +260,12 @@ fn mmap_entry_too_small_or_zero() {
     m.extend(mmap_entry(0, 0, 0, 0)); // size 0 would loop forever
     assert_eq!(
         with_mmap(&m, m.len() as u32).unwrap_err(),
-        MultibootError::MmapEntryTooSmall {
-            offset: 24,
-            size: 0
-        }
+        MultibootError::MmapEntryTooSmall { offset: 24, size: 0 }
     );
     let m = mmap_entry(12, 0x1000, 0x1000, 1);
     assert_eq!(
         with_mmap(&m, 24).unwrap_err(),
-        MultibootError::MmapEntryTooSmall {
-            offset: 0,
-            size: 12
-        }
+        MultibootError::MmapEntryTooSmall { offset: 0, size: 12 }
     );
 }
 
@@ -336,38 +274,23 @@ fn mmap_entry_huge_size_or_truncated_length() {
     let m = mmap_entry(0xffff_fff0, 0x1000, 0x1000, 1);
     assert_eq!(
         with_mmap(&m[..24], 24).unwrap_err(),
-        MultibootError::MmapEntryTruncated {
-            offset: 0,
-            size: 0xffff_fff0,
-            remaining: 24
-        }
+        MultibootError::MmapEntryTruncated { offset: 0, size: 0xffff_fff0, remaining: 24 }
     );
     // mmap_length not a whole number of entries.
     let mut m = mmap_entry(20, 0x1000, 0x1000, 1);
     m.extend(mmap_entry(20, 0x2000, 0x1000, 1));
     assert_eq!(
         with_mmap(&m, 40).unwrap_err(),
-        MultibootError::MmapEntryTruncated {
-            offset: 24,
-            size: 20,
-            remaining: 16
-        }
+        MultibootError::MmapEntryTruncated { offset: 24, size: 20, remaining: 16 }
     );
     assert_eq!(
         with_mmap(&m, 26).unwrap_err(),
-        MultibootError::MmapEntryTruncated {
-            offset: 24,
-            size: 0,
-            remaining: 2
-        }
+        MultibootError::MmapEntryTruncated { offset: 24, size: 0, remaining: 2 }
     );
     // mmap_length larger than readable memory.
     assert!(matches!(
         with_mmap(&m, 48 + 24).unwrap_err(),
-        MultibootError::Read {
-            what: BootData::MemoryMap,
-            ..
-        }
+        MultibootError::Read { what: BootData::MemoryMap, .. }
     ));
 }
 
@@ -384,11 +307,7 @@ fn mmap_zero_length_and_overflow() {
     m.extend(mmap_entry(20, u64::MAX - 0xfff, 0x2000, 2));
     assert_eq!(
         with_mmap(&m, m.len() as u32).unwrap_err(),
-        MultibootError::MmapEntryOverflow {
-            index: 1,
-            base: u64::MAX - 0xfff,
-            length: 0x2000
-        }
+        MultibootError::MmapEntryOverflow { index: 1, base: u64::MAX - 0xfff, length: 0x2000 }
     );
     // Empty map (flag set, length 0) is an empty list, not "no map".
     let info = with_mmap(&[], 0).unwrap();
@@ -403,9 +322,7 @@ fn mmap_too_many_entries() {
     }
     assert_eq!(
         with_mmap(&m, m.len() as u32).unwrap_err(),
-        MultibootError::TooManyMmapEntries {
-            max: MAX_MMAP_ENTRIES
-        }
+        MultibootError::TooManyMmapEntries { max: MAX_MMAP_ENTRIES }
     );
     let mut m = Vec::new();
     for _ in 0..(MAX_MMAP_RECORDS + 1) {
@@ -413,9 +330,7 @@ fn mmap_too_many_entries() {
     }
     assert_eq!(
         with_mmap(&m, m.len() as u32).unwrap_err(),
-        MultibootError::TooManyMmapEntries {
-            max: MAX_MMAP_RECORDS
-        }
+        MultibootError::TooManyMmapEntries { max: MAX_MMAP_RECORDS }
     );
 }
 
@@ -429,9 +344,7 @@ fn cmdline_unterminated_invalid_utf8_and_limits() {
         BootInfo::parse(&mem, BOOTLOADER_MAGIC, INFO).unwrap_err(),
         MultibootError::BadString {
             what: BootData::CommandLine,
-            error: StringError::Unterminated {
-                max: MAX_CMDLINE_LEN
-            }
+            error: StringError::Unterminated { max: MAX_CMDLINE_LEN }
         }
     );
     // Exactly at the limit is fine.
@@ -446,10 +359,7 @@ fn cmdline_unterminated_invalid_utf8_and_limits() {
     mem.put(CMDLINE as u64, b"abc");
     assert!(matches!(
         BootInfo::parse(&mem, BOOTLOADER_MAGIC, INFO).unwrap_err(),
-        MultibootError::Read {
-            what: BootData::CommandLine,
-            ..
-        }
+        MultibootError::Read { what: BootData::CommandLine, .. }
     ));
     // Invalid UTF-8.
     mem.regions.retain(|(b, _)| *b != CMDLINE as u64);
@@ -469,9 +379,7 @@ fn cmdline_unterminated_invalid_utf8_and_limits() {
         BootInfo::parse(&mem, BOOTLOADER_MAGIC, INFO).unwrap_err(),
         MultibootError::BadString {
             what: BootData::BootLoaderName,
-            error: StringError::Unterminated {
-                max: MAX_LOADER_NAME_LEN
-            }
+            error: StringError::Unterminated { max: MAX_LOADER_NAME_LEN }
         }
     );
 }
@@ -482,49 +390,30 @@ fn modules_malformed() {
     patch(&mut mem, INFO as u64, 20, 17);
     assert_eq!(
         BootInfo::parse(&mem, BOOTLOADER_MAGIC, INFO).unwrap_err(),
-        MultibootError::TooManyModules {
-            count: 17,
-            max: MAX_MODULES
-        }
+        MultibootError::TooManyModules { count: 17, max: MAX_MODULES }
     );
     patch(&mut mem, INFO as u64, 20, 2); // second entry not in memory
     assert!(matches!(
         BootInfo::parse(&mem, BOOTLOADER_MAGIC, INFO).unwrap_err(),
-        MultibootError::Read {
-            what: BootData::ModuleList,
-            ..
-        }
+        MultibootError::Read { what: BootData::ModuleList, .. }
     ));
     patch(&mut mem, INFO as u64, 20, 1);
     patch(&mut mem, MODS as u64, 4, 0x1f_0000); // end < start
     assert_eq!(
         BootInfo::parse(&mem, BOOTLOADER_MAGIC, INFO).unwrap_err(),
-        MultibootError::ModuleBadRange {
-            index: 0,
-            start: 0x20_0000,
-            end: 0x1f_0000
-        }
+        MultibootError::ModuleBadRange { index: 0, start: 0x20_0000, end: 0x1f_0000 }
     );
     patch(&mut mem, MODS as u64, 4, 0x20_0000); // empty module is fine
     patch(&mut mem, MODS as u64, 8, 0); // and no string
     let info = BootInfo::parse(&mem, BOOTLOADER_MAGIC, INFO).unwrap();
     assert_eq!(info.modules()[0].cmdline_range(), None);
     let mut buf = [0u8; 8];
-    assert_eq!(
-        info.modules()[0].read_cmdline(&mem, 0, &mut buf).unwrap(),
-        ""
-    );
-    assert!(info
-        .occupied()
-        .iter()
-        .all(|r| !matches!(r.kind, BootData::Module(_))));
+    assert_eq!(info.modules()[0].read_cmdline(&mem, 0, &mut buf).unwrap(), "");
+    assert!(info.occupied().iter().all(|r| !matches!(r.kind, BootData::Module(_))));
     patch(&mut mem, MODS as u64, 8, 0x7777_0000); // dangling string pointer
     assert!(matches!(
         BootInfo::parse(&mem, BOOTLOADER_MAGIC, INFO).unwrap_err(),
-        MultibootError::Read {
-            what: BootData::ModuleCommandLine(0),
-            ..
-        }
+        MultibootError::Read { what: BootData::ModuleCommandLine(0), .. }
     ));
     // Zero modules with the flag set.
     patch(&mut mem, INFO as u64, 20, 0);
@@ -546,22 +435,13 @@ fn slice_memory_bounds() {
 
 #[test]
 fn errors_display_clearly() {
-    let e = MultibootError::MmapEntryTooSmall {
-        offset: 24,
-        size: 0,
-    };
-    assert_eq!(
-        e.to_string(),
-        "memory map entry at offset 0x18 has size 0, minimum is 20"
-    );
+    let e = MultibootError::MmapEntryTooSmall { offset: 24, size: 0 };
+    assert_eq!(e.to_string(), "memory map entry at offset 0x18 has size 0, minimum is 20");
     let e = MultibootError::BadString {
         what: BootData::ModuleCommandLine(2),
         error: StringError::Unterminated { max: 256 },
     };
-    assert_eq!(
-        e.to_string(),
-        "command line of module 2 is not NUL-terminated within 256 bytes"
-    );
+    assert_eq!(e.to_string(), "command line of module 2 is not NUL-terminated within 256 bytes");
     let e = MultibootError::BadMagic { found: 0 };
     assert!(e.to_string().contains("0x2badb002"));
 }

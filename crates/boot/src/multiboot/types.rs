@@ -71,10 +71,7 @@ pub struct Module {
 impl Module {
     /// The physical memory the module occupies, to reserve and to map.
     pub const fn range(&self) -> PhysRange {
-        PhysRange {
-            start: self.start as u64,
-            end: self.end as u64,
-        }
+        PhysRange { start: self.start as u64, end: self.end as u64 }
     }
 
     /// The physical memory its command line occupies (including the NUL).
@@ -83,10 +80,7 @@ impl Module {
             None
         } else {
             let start = self.cmdline_phys as u64;
-            Some(PhysRange {
-                start,
-                end: start + self.cmdline_len as u64 + 1,
-            })
+            Some(PhysRange { start, end: start + self.cmdline_len as u64 + 1 })
         }
     }
 

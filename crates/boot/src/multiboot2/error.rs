@@ -108,7 +108,9 @@ impl fmt::Display for Multiboot2Error {
                 write!(f, "bootloader magic {found:#x} is not Multiboot 2 ({BOOTLOADER_MAGIC:#x})")
             }
             Self::NullInfoPointer => f.write_str("multiboot2 info pointer is null"),
-            Self::Misaligned { info_phys } => write!(f, "multiboot2 info at {info_phys:#x} is not 8-byte aligned"),
+            Self::Misaligned { info_phys } => {
+                write!(f, "multiboot2 info at {info_phys:#x} is not 8-byte aligned")
+            }
             Self::BadTotalSize { total_size, max } => {
                 write!(f, "multiboot2 total_size {total_size} outside 16..={max}")
             }
@@ -123,12 +125,16 @@ impl fmt::Display for Multiboot2Error {
             }
             Self::MissingEndTag => f.write_str("multiboot2 tag list has no end tag"),
             Self::TooManyTags { max } => write!(f, "more than {max} multiboot2 tags"),
-            Self::MmapHeaderTruncated { size } => write!(f, "memory map tag of size {size} is truncated"),
+            Self::MmapHeaderTruncated { size } => {
+                write!(f, "memory map tag of size {size} is truncated")
+            }
             Self::BadMmapEntrySize { entry_size, min } => {
                 write!(f, "memory map entry size {entry_size} (minimum {min}, multiple of 8)")
             }
             Self::TooManyMmapEntries { max } => write!(f, "more than {max} memory map entries"),
-            Self::RsdpTruncated { len, needed } => write!(f, "ACPI RSDP tag holds {len} bytes, needs {needed}"),
+            Self::RsdpTruncated { len, needed } => {
+                write!(f, "ACPI RSDP tag holds {len} bytes, needs {needed}")
+            }
             Self::RsdpBadSignature => f.write_str("ACPI RSDP copy has no 'RSD PTR ' signature"),
             Self::RsdpBadChecksum { extended } => {
                 write!(f, "ACPI RSDP {}checksum fails", if extended { "extended " } else { "" })

@@ -69,7 +69,10 @@ impl Rsdp {
             }
             let length = le32(&b, 20);
             if !(RSDP_V2_LEN..=len).contains(&length) {
-                return Err(Multiboot2Error::RsdpTruncated { len, needed: length.max(RSDP_V2_LEN) });
+                return Err(Multiboot2Error::RsdpTruncated {
+                    len,
+                    needed: length.max(RSDP_V2_LEN),
+                });
             }
             // The extended checksum covers `length` bytes; the tag holds them all.
             let mut total = sum(&b);

@@ -109,7 +109,14 @@ fn grub_uefi() -> Vec<u8> {
         .tag(12, &0x7fd_0000u64.to_le_bytes())
         .tag(14, &rsdp_v1(0x7fe_0000))
         .tag(15, &rsdp_v2(0x7fe_0000, 0x7fe_1000))
-        .efi_mmap(&[(3, 0, 1), (7, 0x1000, 0x9f), (2, 0x10_0000, 0x100), (7, 0x20_0000, 0x7d00), (5, 0x7f0_0000, 0x10), (9, 0x7f1_0000, 0x10)])
+        .efi_mmap(&[
+            (3, 0, 1),
+            (7, 0x1000, 0x9f),
+            (2, 0x10_0000, 0x100),
+            (7, 0x20_0000, 0x7d00),
+            (5, 0x7f0_0000, 0x10),
+            (9, 0x7f1_0000, 0x10),
+        ])
         .build()
 }
 
@@ -136,11 +143,17 @@ fn parses_a_grub_uefi_handover() {
     // The EFI map: boot-services and loader pages are free after exit, adjacent ones merge.
     let efi = info.efi_memory_map().unwrap();
     assert_eq!(efi[0], MmapEntry { base: 0, length: 0xa0000, kind: MemoryType::Available });
-    assert_eq!(efi[1], MmapEntry { base: 0x10_0000, length: 0x7e0_0000, kind: MemoryType::Available });
+    assert_eq!(
+        efi[1],
+        MmapEntry { base: 0x10_0000, length: 0x7e0_0000, kind: MemoryType::Available }
+    );
     assert_eq!(efi[2].kind, MemoryType::Reserved);
     assert_eq!(efi[3].kind, MemoryType::AcpiReclaimable);
     let occupied: Vec<_> = info.occupied().iter().map(|r| r.range).collect();
-    assert_eq!(occupied[0], PhysRange { start: INFO as u64, end: INFO as u64 + bytes.len() as u64 });
+    assert_eq!(
+        occupied[0],
+        PhysRange { start: INFO as u64, end: INFO as u64 + bytes.len() as u64 }
+    );
     assert!(occupied.contains(&PhysRange { start: 0x20_2000, end: 0x21_0000 }));
 }
 
@@ -155,7 +168,8 @@ fn bios_handover_without_rsdp_allows_the_legacy_scan_but_uefi_does_not() {
     assert_eq!(h.acpi_root(), AcpiRoot::Unavailable);
     assert_eq!(h.protocol_version(), 2);
     let old_only = Builder::default().tag(14, &rsdp_v1(0xe_0000)).build();
-    let h = Handover::parse(&SliceMemory::new(INFO as u64, &old_only), BOOTLOADER_MAGIC, INFO).unwrap();
+    let h =
+        Handover::parse(&SliceMemory::new(INFO as u64, &old_only), BOOTLOADER_MAGIC, INFO).unwrap();
     match h.acpi_root() {
         AcpiRoot::FromLoader(r) => assert_eq!(r.root_table(), (0, 0xe_0000)),
         other => panic!("{other:?}"),
@@ -172,13 +186,16 @@ fn efi_map_alone_is_the_memory_map_and_active_boot_services_keep_their_memory() 
     let info = parse(&only_efi).unwrap();
     let (map, source) = info.memory_map().unwrap();
     assert_eq!(source, MapSource::Efi);
-    assert_eq!(map, &[MmapEntry { base: 0, length: 0xa_0000, kind: MemoryType::Available }, MmapEntry {
-        base: 0x10_0000,
-        length: 0x10_0000,
-        kind: MemoryType::Available
-    }]);
+    assert_eq!(
+        map,
+        &[
+            MmapEntry { base: 0, length: 0xa_0000, kind: MemoryType::Available },
+            MmapEntry { base: 0x10_0000, length: 0x10_0000, kind: MemoryType::Available }
+        ]
+    );
     // Tag 18 after the map still turns boot-services memory into reserved memory.
-    let active = Builder::default().efi_mmap(&[(7, 0, 0xa0), (4, 0x10_0000, 0x100)]).tag(18, &[]).build();
+    let active =
+        Builder::default().efi_mmap(&[(7, 0, 0xa0), (4, 0x10_0000, 0x100)]).tag(18, &[]).build();
     let info = parse(&active).unwrap();
     assert!(info.efi_boot_services_active());
     assert_eq!(info.memory_map().unwrap().0[1].kind, MemoryType::Reserved);
@@ -188,9 +205,18 @@ fn efi_map_alone_is_the_memory_map_and_active_boot_services_keep_their_memory() 
 fn header_errors() {
     let good = grub_uefi();
     let mem = SliceMemory::new(INFO as u64, &good);
-    assert_eq!(Multiboot2Info::parse(&mem, 0x2bad_b002, INFO).unwrap_err(), Multiboot2Error::BadMagic { found: 0x2bad_b002 });
-    assert_eq!(Multiboot2Info::parse(&mem, BOOTLOADER_MAGIC, 0).unwrap_err(), Multiboot2Error::NullInfoPointer);
-    assert_eq!(Multiboot2Info::parse(&mem, BOOTLOADER_MAGIC, INFO + 4).unwrap_err(), Multiboot2Error::Misaligned { info_phys: INFO + 4 });
+    assert_eq!(
+        Multiboot2Info::parse(&mem, 0x2bad_b002, INFO).unwrap_err(),
+        Multiboot2Error::BadMagic { found: 0x2bad_b002 }
+    );
+    assert_eq!(
+        Multiboot2Info::parse(&mem, BOOTLOADER_MAGIC, 0).unwrap_err(),
+        Multiboot2Error::NullInfoPointer
+    );
+    assert_eq!(
+        Multiboot2Info::parse(&mem, BOOTLOADER_MAGIC, INFO + 4).unwrap_err(),
+        Multiboot2Error::Misaligned { info_phys: INFO + 4 }
+    );
     let mut b = good.clone();
     b[0..4].copy_from_slice(&8u32.to_le_bytes());
     assert!(matches!(parse(&b), Err(Multiboot2Error::BadTotalSize { total_size: 8, .. })));
@@ -201,8 +227,12 @@ fn header_errors() {
     let mut cut = b.clone();
     let n = cut.len() - 8;
     cut[n..].fill(0xff); // destroy the end tag
-    assert!(matches!(parse(&cut), Err(Multiboot2Error::BadTagSize { .. }) | Err(Multiboot2Error::Read { .. })));
-    let high = Multiboot2Info::parse(&SliceMemory::new(0xffff_ff00, &good), BOOTLOADER_MAGIC, 0xffff_ff00);
+    assert!(matches!(
+        parse(&cut),
+        Err(Multiboot2Error::BadTagSize { .. }) | Err(Multiboot2Error::Read { .. })
+    ));
+    let high =
+        Multiboot2Info::parse(&SliceMemory::new(0xffff_ff00, &good), BOOTLOADER_MAGIC, 0xffff_ff00);
     assert!(matches!(high, Err(Multiboot2Error::AboveFourGiB { .. })));
 }
 
@@ -217,7 +247,10 @@ fn tag_errors() {
     // A tag claiming to run past total_size, or shorter than its header.
     let mut b = Builder::default().string(1, "abc").build();
     b[12..16].copy_from_slice(&0x1000u32.to_le_bytes());
-    assert!(matches!(parse(&b), Err(Multiboot2Error::BadTagSize { offset: 8, kind: 1, size: 0x1000 })));
+    assert!(matches!(
+        parse(&b),
+        Err(Multiboot2Error::BadTagSize { offset: 8, kind: 1, size: 0x1000 })
+    ));
     b[12..16].copy_from_slice(&4u32.to_le_bytes());
     assert!(matches!(parse(&b), Err(Multiboot2Error::BadTagSize { size: 4, .. })));
     // End tag with a wrong size.
@@ -229,9 +262,21 @@ fn tag_errors() {
     assert!(matches!(parse(&b), Err(Multiboot2Error::DuplicateTag { kind: 1, .. })));
     // Unterminated and non-UTF-8 strings.
     let b = Builder::default().tag(1, b"abc").build();
-    assert!(matches!(parse(&b), Err(Multiboot2Error::V1(MultibootError::BadString { error: StringError::Unterminated { .. }, .. }))));
+    assert!(matches!(
+        parse(&b),
+        Err(Multiboot2Error::V1(MultibootError::BadString {
+            error: StringError::Unterminated { .. },
+            ..
+        }))
+    ));
     let b = Builder::default().tag(1, &[0xff, 0xfe, 0]).build();
-    assert!(matches!(parse(&b), Err(Multiboot2Error::V1(MultibootError::BadString { error: StringError::InvalidUtf8 { valid_up_to: 0 }, .. }))));
+    assert!(matches!(
+        parse(&b),
+        Err(Multiboot2Error::V1(MultibootError::BadString {
+            error: StringError::InvalidUtf8 { valid_up_to: 0 },
+            ..
+        }))
+    ));
     let long = "x".repeat(MAX_CMDLINE_LEN + 1);
     assert!(parse(&Builder::default().string(1, &long).build()).is_err());
     assert!(parse(&Builder::default().string(1, &long[1..]).build()).is_ok());
@@ -246,25 +291,40 @@ fn tag_errors() {
 #[test]
 fn module_and_map_errors() {
     let b = Builder::default().module(0x2000, 0x1000, "m").build();
-    assert!(matches!(parse(&b), Err(Multiboot2Error::V1(MultibootError::ModuleBadRange { index: 0, .. }))));
+    assert!(matches!(
+        parse(&b),
+        Err(Multiboot2Error::V1(MultibootError::ModuleBadRange { index: 0, .. }))
+    ));
     let b = Builder::default().tag(3, &[0; 8]).build();
     assert!(matches!(parse(&b), Err(Multiboot2Error::BadTagSize { kind: 3, .. })));
     let mut mods = Builder::default();
     for i in 0..=MAX_MODULES as u32 {
         mods = mods.module(i * 0x1000, i * 0x1000 + 1, "m");
     }
-    assert!(matches!(parse(&mods.build()), Err(Multiboot2Error::V1(MultibootError::TooManyModules { .. }))));
+    assert!(matches!(
+        parse(&mods.build()),
+        Err(Multiboot2Error::V1(MultibootError::TooManyModules { .. }))
+    ));
     let b = Builder::default().mmap(&[(u64::MAX - 1, 2, 1)]).build();
-    assert!(matches!(parse(&b), Err(Multiboot2Error::V1(MultibootError::MmapEntryOverflow { .. }))));
+    assert!(matches!(
+        parse(&b),
+        Err(Multiboot2Error::V1(MultibootError::MmapEntryOverflow { .. }))
+    ));
     let b = Builder::default().tag(6, &[20, 0, 0, 0, 0, 0, 0, 0]).build();
     assert!(matches!(parse(&b), Err(Multiboot2Error::BadMmapEntrySize { entry_size: 20, .. })));
     let b = Builder::default().tag(6, &[24, 0, 0]).build();
     assert!(matches!(parse(&b), Err(Multiboot2Error::MmapHeaderTruncated { .. })));
     let b = Builder::default().efi_mmap(&[(7, 0x1000, u64::MAX / 2)]).build();
-    assert!(matches!(parse(&b), Err(Multiboot2Error::V1(MultibootError::MmapEntryOverflow { .. }))));
+    assert!(matches!(
+        parse(&b),
+        Err(Multiboot2Error::V1(MultibootError::MmapEntryOverflow { .. }))
+    ));
     // More distinct entries than the map holds is refused, never truncated.
     let entries: Vec<_> = (0..=MAX_MMAP_ENTRIES as u64).map(|i| (i * 0x2000, 0x1000, 1)).collect();
-    assert!(matches!(parse(&Builder::default().mmap(&entries).build()), Err(Multiboot2Error::TooManyMmapEntries { .. })));
+    assert!(matches!(
+        parse(&Builder::default().mmap(&entries).build()),
+        Err(Multiboot2Error::TooManyMmapEntries { .. })
+    ));
     // Zero-length entries are skipped.
     let info = parse(&Builder::default().mmap(&[(0, 0, 1), (0x1000, 0x1000, 1)]).build()).unwrap();
     assert_eq!(info.memory_map().unwrap().0.len(), 1);
@@ -274,7 +334,10 @@ fn module_and_map_errors() {
 fn rsdp_errors() {
     let mut bad_sig = rsdp_v1(0x1000);
     bad_sig[0] = b'X';
-    assert_eq!(parse(&Builder::default().tag(14, &bad_sig).build()).unwrap_err(), Multiboot2Error::RsdpBadSignature);
+    assert_eq!(
+        parse(&Builder::default().tag(14, &bad_sig).build()).unwrap_err(),
+        Multiboot2Error::RsdpBadSignature
+    );
     let mut bad_sum = rsdp_v1(0x1000);
     bad_sum[16] ^= 1;
     assert_eq!(
@@ -287,12 +350,18 @@ fn rsdp_errors() {
         parse(&Builder::default().tag(15, &bad_ext).build()).unwrap_err(),
         Multiboot2Error::RsdpBadChecksum { extended: true }
     );
-    assert!(matches!(parse(&Builder::default().tag(14, &[0; 10]).build()), Err(Multiboot2Error::RsdpTruncated { .. })));
+    assert!(matches!(
+        parse(&Builder::default().tag(14, &[0; 10]).build()),
+        Err(Multiboot2Error::RsdpTruncated { .. })
+    ));
     assert!(matches!(
         parse(&Builder::default().tag(15, &rsdp_v2(1, 2)[..30]).build()),
         Err(Multiboot2Error::RsdpTruncated { needed: 36, .. })
     ));
-    assert_eq!(parse(&Builder::default().tag(14, &rsdp_v1(0)).build()).unwrap_err(), Multiboot2Error::RsdpNullRoot);
+    assert_eq!(
+        parse(&Builder::default().tag(14, &rsdp_v1(0)).build()).unwrap_err(),
+        Multiboot2Error::RsdpNullRoot
+    );
     // A v2 RSDP whose XSDT is 0 falls back to the RSDT.
     let info = parse(&Builder::default().tag(15, &rsdp_v2(0x3000, 0)).build()).unwrap();
     assert_eq!(info.rsdp().unwrap().root_table(), (0, 0x3000));
@@ -302,7 +371,10 @@ fn rsdp_errors() {
 fn errors_display_clearly() {
     let e = Multiboot2Error::BadTagSize { offset: 8, kind: 6, size: 3 };
     assert_eq!(e.to_string(), "multiboot2 tag type 6 at offset 0x8 has bad size 3");
-    let e = Multiboot2Error::Read { what: BootData::MemoryMap, error: ReadError::OutOfBounds { phys: 0x10, len: 4 } };
+    let e = Multiboot2Error::Read {
+        what: BootData::MemoryMap,
+        error: ReadError::OutOfBounds { phys: 0x10, len: 4 },
+    };
     assert!(e.to_string().contains("memory map"));
 }
 
@@ -310,7 +382,14 @@ fn errors_display_clearly() {
 /// parser returns `Ok` or an error, never panics, and anything it accepts is self-consistent.
 #[test]
 fn fuzz_mutated_handovers_never_panic() {
-    let seeds = [grub_uefi(), Builder::default().string(1, "keel").mmap(&[(0, 0x9fc00, 1)]).tag(14, &rsdp_v1(0xe0000)).build()];
+    let seeds = [
+        grub_uefi(),
+        Builder::default()
+            .string(1, "keel")
+            .mmap(&[(0, 0x9fc00, 1)])
+            .tag(14, &rsdp_v1(0xe0000))
+            .build(),
+    ];
     let mut rng = XorShift(0x6d62_3266_757a_7a01);
     let mut accepted = 0;
     for round in 0..20_000 {

@@ -4,12 +4,7 @@ use super::*;
 
 #[test]
 fn lexical_errors() {
-    at(
-        "program \"a\" { binary = \"b\" } @",
-        1,
-        30,
-        ErrorKind::UnexpectedChar('@'),
-    );
+    at("program \"a\" { binary = \"b\" } @", 1, 30, ErrorKind::UnexpectedChar('@'));
     at("\n  program \"a", 2, 11, ErrorKind::UnterminatedString);
     at("program \"a\nb\" {}", 1, 9, ErrorKind::UnterminatedString);
     at("program \"a\\", 1, 9, ErrorKind::UnterminatedString);
@@ -20,12 +15,7 @@ fn lexical_errors() {
         45,
         ErrorKind::UnexpectedChar('.'),
     );
-    at(
-        "program \"é\" { binary = \"b\" } ü",
-        1,
-        30,
-        ErrorKind::UnexpectedChar('ü'),
-    );
+    at("program \"é\" { binary = \"b\" } ü", 1, 30, ErrorKind::UnexpectedChar('ü'));
 }
 
 #[test]
@@ -39,68 +29,42 @@ fn syntax_errors() {
             found: "identifier `programs`".into(),
         },
     );
-    at(
-        "{",
-        1,
-        1,
-        ErrorKind::Expected {
-            expected: "'program' or 'device'",
-            found: "'{'".into(),
-        },
-    );
+    at("{", 1, 1, ErrorKind::Expected { expected: "'program' or 'device'", found: "'{'".into() });
     at(
         "program edu {}",
         1,
         9,
-        ErrorKind::Expected {
-            expected: "a program name string",
-            found: "identifier `edu`".into(),
-        },
+        ErrorKind::Expected { expected: "a program name string", found: "identifier `edu`".into() },
     );
     at(
         "program \"a\" binary",
         1,
         13,
-        ErrorKind::Expected {
-            expected: "'{'",
-            found: "identifier `binary`".into(),
-        },
+        ErrorKind::Expected { expected: "'{'", found: "identifier `binary`".into() },
     );
     at(
         "program \"a\" { binary \"b\" }",
         1,
         22,
-        ErrorKind::Expected {
-            expected: "'='",
-            found: "string \"b\"".into(),
-        },
+        ErrorKind::Expected { expected: "'='", found: "string \"b\"".into() },
     );
     at(
         "program \"a\" { binary = b }",
         1,
         24,
-        ErrorKind::Expected {
-            expected: "a binary name string",
-            found: "identifier `b`".into(),
-        },
+        ErrorKind::Expected { expected: "a binary name string", found: "identifier `b`".into() },
     );
     at(
         "program \"a\" { binary = \"b\" cpu = \"1\" }",
         1,
         34,
-        ErrorKind::Expected {
-            expected: "a number",
-            found: "string \"1\"".into(),
-        },
+        ErrorKind::Expected { expected: "a number", found: "string \"1\"".into() },
     );
     at(
         "device 3 { }",
         1,
         8,
-        ErrorKind::Expected {
-            expected: "a device name",
-            found: "number `3`".into(),
-        },
+        ErrorKind::Expected { expected: "a device name", found: "number `3`".into() },
     );
     at(
         "device d { pci = 1234 11e8 }",
@@ -115,46 +79,31 @@ fn syntax_errors() {
         "device d { pci = : }",
         1,
         18,
-        ErrorKind::Expected {
-            expected: "a hex PCI id",
-            found: "':'".into(),
-        },
+        ErrorKind::Expected { expected: "a hex PCI id", found: "':'".into() },
     );
     at(
         "program \"a\" { binary = \"b\" grant IoPorts { 1..2 3 } }",
         1,
         49,
-        ErrorKind::Expected {
-            expected: "'..' or '}'",
-            found: "number `3`".into(),
-        },
+        ErrorKind::Expected { expected: "'..' or '}'", found: "number `3`".into() },
     );
     at(
         "program \"a\" { binary = \"b\" grant Interrupt { source = msi edu } }",
         1,
         59,
-        ErrorKind::Expected {
-            expected: "'('",
-            found: "identifier `edu`".into(),
-        },
+        ErrorKind::Expected { expected: "'('", found: "identifier `edu`".into() },
     );
     at(
         "program \"a\" { binary = \"b\" grant Interrupt { source = isa(3 } }",
         1,
         61,
-        ErrorKind::Expected {
-            expected: "')'",
-            found: "'}'".into(),
-        },
+        ErrorKind::Expected { expected: "')'", found: "'}'".into() },
     );
     at(
         "program \"a\" { binary = \"b\" grant }",
         1,
         34,
-        ErrorKind::Expected {
-            expected: "a grant kind",
-            found: "'}'".into(),
-        },
+        ErrorKind::Expected { expected: "a grant kind", found: "'}'".into() },
     );
 }
 
@@ -166,12 +115,7 @@ fn number_errors() {
         34,
         ErrorKind::InvalidNumber("12ab".into()),
     );
-    at(
-        "program \"a\" { binary = \"b\" cpu = 0x }",
-        1,
-        34,
-        ErrorKind::InvalidNumber("0x".into()),
-    );
+    at("program \"a\" { binary = \"b\" cpu = 0x }", 1, 34, ErrorKind::InvalidNumber("0x".into()));
     at(
         "program \"a\" { binary = \"b\" cpu = 1_000 }",
         1,
@@ -182,56 +126,29 @@ fn number_errors() {
         "program \"a\" { binary = \"b\" cpu = 4294967296 }",
         1,
         34,
-        ErrorKind::NumberOutOfRange {
-            value: "4294967296".into(),
-            max: u32::MAX as u64,
-        },
+        ErrorKind::NumberOutOfRange { value: "4294967296".into(), max: u32::MAX as u64 },
     );
     at(
         "program \"a\" { binary = \"b\" expect_exit = 18446744073709551616 }",
         1,
         42,
-        ErrorKind::NumberOutOfRange {
-            value: "18446744073709551616".into(),
-            max: u64::MAX,
-        },
+        ErrorKind::NumberOutOfRange { value: "18446744073709551616".into(), max: u64::MAX },
     );
     at(
         "program \"a\" { binary = \"b\" grant IoPorts { 0x70..0x10000 } }",
         1,
         50,
-        ErrorKind::NumberOutOfRange {
-            value: "0x10000".into(),
-            max: 0xffff,
-        },
+        ErrorKind::NumberOutOfRange { value: "0x10000".into(), max: 0xffff },
     );
     at(
         "device d { pci = 1:2, index = 0x100000000 }",
         1,
         31,
-        ErrorKind::NumberOutOfRange {
-            value: "0x100000000".into(),
-            max: u32::MAX as u64,
-        },
+        ErrorKind::NumberOutOfRange { value: "0x100000000".into(), max: u32::MAX as u64 },
     );
-    at(
-        "device d { pci = 12345:1 }",
-        1,
-        18,
-        ErrorKind::InvalidPciId("12345".into()),
-    );
-    at(
-        "device d { pci = 1:xyz }",
-        1,
-        20,
-        ErrorKind::InvalidPciId("xyz".into()),
-    );
-    at(
-        "device d { pci = 0x:1 }",
-        1,
-        18,
-        ErrorKind::InvalidPciId("0x".into()),
-    );
+    at("device d { pci = 12345:1 }", 1, 18, ErrorKind::InvalidPciId("12345".into()));
+    at("device d { pci = 1:xyz }", 1, 20, ErrorKind::InvalidPciId("xyz".into()));
+    at("device d { pci = 0x:1 }", 1, 18, ErrorKind::InvalidPciId("0x".into()));
 }
 
 #[test]
@@ -240,37 +157,25 @@ fn key_errors() {
         "program \"a\" {\n  binary = \"b\"\n  priority = 3\n}",
         3,
         3,
-        ErrorKind::UnknownKey {
-            key: "priority".into(),
-            context: "program",
-        },
+        ErrorKind::UnknownKey { key: "priority".into(), context: "program" },
     );
     at(
         "device d { pci = 1:2 bus = 0 }",
         1,
         22,
-        ErrorKind::UnknownKey {
-            key: "bus".into(),
-            context: "device",
-        },
+        ErrorKind::UnknownKey { key: "bus".into(), context: "device" },
     );
     at(
         "program \"a\" { binary = \"b\" grant Interrupt { src = isa(1) } }",
         1,
         46,
-        ErrorKind::UnknownKey {
-            key: "src".into(),
-            context: "Interrupt grant",
-        },
+        ErrorKind::UnknownKey { key: "src".into(), context: "Interrupt grant" },
     );
     at(
         "program \"a\" { binary = \"b\" grant DeviceMemory { pci = d, bar = 0, size = 4 } }",
         1,
         67,
-        ErrorKind::UnknownKey {
-            key: "size".into(),
-            context: "DeviceMemory grant",
-        },
+        ErrorKind::UnknownKey { key: "size".into(), context: "DeviceMemory grant" },
     );
     at(
         "program \"a\" { binary = \"b\" binary = \"c\" }",
@@ -284,12 +189,7 @@ fn key_errors() {
         36,
         ErrorKind::DuplicateKey("cpu".into()),
     );
-    at(
-        "device d { pci = 1:2 pci = 1:2 }",
-        1,
-        22,
-        ErrorKind::DuplicateKey("pci".into()),
-    );
+    at("device d { pci = 1:2 pci = 1:2 }", 1, 22, ErrorKind::DuplicateKey("pci".into()));
     at(
         "program \"a\" { binary = \"b\" grant Interrupt { source = isa(1) source = isa(2) } }",
         1,
@@ -306,46 +206,26 @@ fn key_errors() {
         "program \"a\" {\n args = \"x\" }",
         1,
         13,
-        ErrorKind::MissingKey {
-            key: "binary",
-            context: "program",
-        },
+        ErrorKind::MissingKey { key: "binary", context: "program" },
     );
-    at(
-        "device d { index = 1 }",
-        1,
-        10,
-        ErrorKind::MissingKey {
-            key: "pci",
-            context: "device",
-        },
-    );
+    at("device d { index = 1 }", 1, 10, ErrorKind::MissingKey { key: "pci", context: "device" });
     at(
         "program \"a\" { binary = \"b\" grant Interrupt { } }",
         1,
         34,
-        ErrorKind::MissingKey {
-            key: "source",
-            context: "Interrupt grant",
-        },
+        ErrorKind::MissingKey { key: "source", context: "Interrupt grant" },
     );
     at(
         "program \"a\" { binary = \"b\" grant DeviceMemory { bar = 1 } }",
         1,
         34,
-        ErrorKind::MissingKey {
-            key: "pci",
-            context: "DeviceMemory grant",
-        },
+        ErrorKind::MissingKey { key: "pci", context: "DeviceMemory grant" },
     );
     at(
         "program \"a\" { binary = \"b\" grant DeviceMemory { pci = d } }",
         1,
         34,
-        ErrorKind::MissingKey {
-            key: "bar",
-            context: "DeviceMemory grant",
-        },
+        ErrorKind::MissingKey { key: "bar", context: "DeviceMemory grant" },
     );
 }
 
@@ -385,10 +265,7 @@ fn grant_errors() {
         "program \"a\" { binary = \"b\" grant IoPorts { 0x71..0x70 } }",
         1,
         44,
-        ErrorKind::ReversedPortRange {
-            first: 0x71,
-            last: 0x70,
-        },
+        ErrorKind::ReversedPortRange { first: 0x71, last: 0x70 },
     );
     at(
         "device edu { pci = 1:2 }\nprogram \"a\" {\n binary = \"b\"\n grant Interrupt { source = msi(edu) }\n grant Interrupt { source = intx(edu) }\n grant Interrupt { source = msi(edu) }\n}",
@@ -412,24 +289,9 @@ fn grant_errors() {
 
 #[test]
 fn name_errors() {
-    at(
-        "program \"\" { binary = \"b\" }",
-        1,
-        9,
-        ErrorKind::EmptyProgramName,
-    );
-    at(
-        "program \"a\" { binary = \"\" }",
-        1,
-        24,
-        ErrorKind::InvalidBinary("".into()),
-    );
-    at(
-        "program \"a\" { binary = \"bin/x\" }",
-        1,
-        24,
-        ErrorKind::InvalidBinary("bin/x".into()),
-    );
+    at("program \"\" { binary = \"b\" }", 1, 9, ErrorKind::EmptyProgramName);
+    at("program \"a\" { binary = \"\" }", 1, 24, ErrorKind::InvalidBinary("".into()));
+    at("program \"a\" { binary = \"bin/x\" }", 1, 24, ErrorKind::InvalidBinary("bin/x".into()));
 }
 
 #[test]
@@ -470,12 +332,7 @@ fn semantic_errors() {
         10,
         ErrorKind::UnknownProgram("z".into()),
     );
-    at(
-        "program \"a\" { binary = \"b\" after = \"a\" }",
-        1,
-        36,
-        ErrorKind::AfterSelf("a".into()),
-    );
+    at("program \"a\" { binary = \"b\" after = \"a\" }", 1, 36, ErrorKind::AfterSelf("a".into()));
     at(
         "program \"x\" { binary = \"b\" }\nprogram \"a\" { binary = \"b\" after = \"c\" }\nprogram \"c\" { binary = \"b\" after = \"a\" }",
         2,
@@ -490,4 +347,3 @@ fn earliest_semantic_error_wins() {
     let text = "program \"a\" { binary = \"b\" }\nprogram \"b\" { binary = \"b\" grant Interrupt { source = msi(q) } }\nprogram \"a\" { binary = \"b\" }";
     at(text, 2, 59, ErrorKind::UnknownDevice("q".into()));
 }
-

@@ -73,10 +73,7 @@ fn fuzz_random_token_soup_never_panics() {
             }
         }
     }
-    assert!(
-        ok > 0,
-        "the soup should sometimes be valid (the empty input is)"
-    );
+    assert!(ok > 0, "the soup should sometimes be valid (the empty input is)");
 }
 
 #[test]

@@ -38,7 +38,10 @@ fn long_after_chain_is_checked_quickly() {
     let (m, took) = timed(|| parse(&text));
     let m = m.expect("a chain without a loop is valid");
     assert_eq!(m.programs.len(), PROGRAMS);
-    assert_eq!(m.programs[PROGRAMS - 1].after.as_deref(), Some(format!("p{}", PROGRAMS - 2).as_str()));
+    assert_eq!(
+        m.programs[PROGRAMS - 1].after.as_deref(),
+        Some(format!("p{}", PROGRAMS - 2).as_str())
+    );
     assert!(took < BOUND, "{PROGRAMS} programs took {took:?}");
 }
 

@@ -7,50 +7,24 @@ use keel_apic::LvtLocal;
 fn ioapic_duplicates_and_overlap() {
     let recs = vec![
         lapic(0, 0, 1),
-        MadtRecord::IoApic {
-            id: 1,
-            address: 0xFEC0_0000,
-            gsi_base: 0,
-        },
-        MadtRecord::IoApic {
-            id: 1,
-            address: 0xFEC0_1000,
-            gsi_base: 24,
-        },
-        MadtRecord::IoApic {
-            id: 2,
-            address: 0xFEC0_2000,
-            gsi_base: 0,
-        },
-        MadtRecord::IoApic {
-            id: 3,
-            address: 0xFEC0_3000,
-            gsi_base: 40,
-        },
+        MadtRecord::IoApic { id: 1, address: 0xFEC0_0000, gsi_base: 0 },
+        MadtRecord::IoApic { id: 1, address: 0xFEC0_1000, gsi_base: 24 },
+        MadtRecord::IoApic { id: 2, address: 0xFEC0_2000, gsi_base: 0 },
+        MadtRecord::IoApic { id: 3, address: 0xFEC0_3000, gsi_base: 40 },
     ];
     let mut p = Platform::from_records(0, false, recs, 0);
     assert_eq!(
         diags(&p),
         [
             Diagnostic::DuplicateIoApicId { id: 1 },
-            Diagnostic::DuplicateIoApicGsiBase {
-                gsi_base: 0,
-                first_id: 1,
-                second_id: 2
-            },
+            Diagnostic::DuplicateIoApicGsiBase { gsi_base: 0, first_id: 1, second_id: 2 },
         ]
     );
     p.set_ioapic_pins(0, 24).unwrap();
     p.set_ioapic_pins(1, 24).unwrap(); // 24..48
     p.set_ioapic_pins(3, 24).unwrap(); // 40..64 overlaps #1
     p.set_ioapic_pins(3, 24).unwrap(); // same again: not reported twice
-    assert_eq!(
-        diags(&p)[2..],
-        [Diagnostic::IoApicGsiOverlap {
-            first: 1,
-            second: 3
-        }]
-    );
+    assert_eq!(diags(&p)[2..], [Diagnostic::IoApicGsiOverlap { first: 1, second: 3 }]);
 }
 
 #[test]
@@ -110,12 +84,7 @@ fn bad_overrides() {
     let recs = vec![
         lapic(0, 0, 1),
         IOAPIC0,
-        MadtRecord::InterruptSourceOverride {
-            bus: 1,
-            source: 3,
-            gsi: 20,
-            flags: 0,
-        },
+        MadtRecord::InterruptSourceOverride { bus: 1, source: 3, gsi: 20, flags: 0 },
         iso(16, 20, 0),
         iso(0, 2, 0),
         iso(0, 5, 0), // duplicate for IRQ0
@@ -127,16 +96,8 @@ fn bad_overrides() {
         [
             Diagnostic::OverrideNotIsa { bus: 1, source: 3 },
             Diagnostic::OverrideSourceOutOfRange { source: 16 },
-            Diagnostic::DuplicateOverride {
-                source: 0,
-                first_gsi: 2,
-                second_gsi: 5
-            },
-            Diagnostic::OverrideGsiConflict {
-                gsi: 2,
-                first_source: 0,
-                second_source: 1
-            },
+            Diagnostic::DuplicateOverride { source: 0, first_gsi: 2, second_gsi: 5 },
+            Diagnostic::OverrideGsiConflict { gsi: 2, first_source: 0, second_source: 1 },
         ]
     );
     assert_eq!(p.resolve_isa_irq(0).unwrap().gsi, 2);
@@ -152,50 +113,20 @@ fn nmi_wiring() {
         lapic(1, 1, 1),
         lapic(2, 2, 1),
         IOAPIC0,
-        MadtRecord::NmiSource {
-            flags: 0b1111,
-            gsi: 17,
-        },
-        MadtRecord::NmiSource {
-            flags: 0b0110,
-            gsi: 18,
-        },
-        MadtRecord::LocalApicNmi {
-            processor_uid: 0xFF,
-            flags: 0b0101,
-            lint: 1,
-        },
-        MadtRecord::LocalApicNmi {
-            processor_uid: 1,
-            flags: 0b1111,
-            lint: 0,
-        },
-        MadtRecord::LocalApicNmi {
-            processor_uid: 2,
-            flags: 0,
-            lint: 2,
-        },
+        MadtRecord::NmiSource { flags: 0b1111, gsi: 17 },
+        MadtRecord::NmiSource { flags: 0b0110, gsi: 18 },
+        MadtRecord::LocalApicNmi { processor_uid: 0xFF, flags: 0b0101, lint: 1 },
+        MadtRecord::LocalApicNmi { processor_uid: 1, flags: 0b1111, lint: 0 },
+        MadtRecord::LocalApicNmi { processor_uid: 2, flags: 0, lint: 2 },
         // In type 0xA, UID 0xFF is a real processor, not "all".
-        MadtRecord::LocalX2ApicNmi {
-            processor_uid: 0xFF,
-            flags: 0,
-            lint: 0,
-        },
+        MadtRecord::LocalX2ApicNmi { processor_uid: 0xFF, flags: 0, lint: 0 },
     ];
     let p = Platform::from_records(0, true, recs, 0);
     assert_eq!(
         p.nmi_sources(),
         &[
-            NmiSourceEntry {
-                gsi: 17,
-                polarity: Polarity::ActiveLow,
-                trigger: TriggerMode::Level
-            },
-            NmiSourceEntry {
-                gsi: 18,
-                polarity: Polarity::ActiveHigh,
-                trigger: TriggerMode::Edge
-            },
+            NmiSourceEntry { gsi: 17, polarity: Polarity::ActiveLow, trigger: TriggerMode::Level },
+            NmiSourceEntry { gsi: 18, polarity: Polarity::ActiveHigh, trigger: TriggerMode::Edge },
         ]
     );
     let nmi = LvtLocal::nmi();
@@ -218,14 +149,8 @@ fn nmi_wiring() {
     assert_eq!(
         diags(&p),
         [
-            Diagnostic::ReservedIntiFlags {
-                context: IntiContext::NmiSource { gsi: 18 },
-                flags: 6
-            },
-            Diagnostic::InvalidLint {
-                processor_uid: 2,
-                lint: 2
-            },
+            Diagnostic::ReservedIntiFlags { context: IntiContext::NmiSource { gsi: 18 }, flags: 6 },
+            Diagnostic::InvalidLint { processor_uid: 2, lint: 2 },
         ]
     );
     // No NMI entries at all: LINT1 = NMI by convention.
@@ -240,23 +165,11 @@ fn lint_entry_for_one_processor_wins_over_all_and_others_fall_back() {
         lapic(0, 0, 1),
         lapic(1, 1, 1),
         // x2APIC "all" (0xFFFFFFFF): LINT0 active high.
-        MadtRecord::LocalX2ApicNmi {
-            processor_uid: 0xFFFF_FFFF,
-            flags: 0,
-            lint: 0,
-        },
+        MadtRecord::LocalX2ApicNmi { processor_uid: 0xFFFF_FFFF, flags: 0, lint: 0 },
         // UID 1's own LINT0: active low.
-        MadtRecord::LocalApicNmi {
-            processor_uid: 1,
-            flags: 0b0011,
-            lint: 0,
-        },
+        MadtRecord::LocalApicNmi { processor_uid: 1, flags: 0b0011, lint: 0 },
         // Only UID 7 (absent) gets LINT1.
-        MadtRecord::LocalApicNmi {
-            processor_uid: 7,
-            flags: 0,
-            lint: 1,
-        },
+        MadtRecord::LocalApicNmi { processor_uid: 7, flags: 0, lint: 1 },
     ];
     let p = Platform::from_records(0, true, recs, 0);
     let nmi = LvtLocal::nmi();
@@ -266,7 +179,16 @@ fn lint_entry_for_one_processor_wins_over_all_and_others_fall_back() {
     assert_eq!(l1.lint0, LvtLocal { polarity: Polarity::ActiveLow, ..nmi });
     assert_eq!(l1.lint1, LvtLocal::masked());
     // A CPU no entry names: the table has entries, none for it, so the convention holds.
-    let p = Platform::from_records(0, true, vec![lapic(0, 0, 1), lapic(3, 3, 1), MadtRecord::LocalApicNmi { processor_uid: 0, flags: 0, lint: 1 }], 0);
+    let p = Platform::from_records(
+        0,
+        true,
+        vec![
+            lapic(0, 0, 1),
+            lapic(3, 3, 1),
+            MadtRecord::LocalApicNmi { processor_uid: 0, flags: 0, lint: 1 },
+        ],
+        0,
+    );
     assert_eq!(p.local_lints(3).source, LintSource::Fallback);
     assert_eq!(p.local_lints(3).lint1, nmi);
 }

@@ -7,12 +7,8 @@ fn lapic_address_override_and_unknown_records() {
     let recs = vec![
         lapic(0, 0, 1),
         IOAPIC0,
-        MadtRecord::LocalApicAddressOverride {
-            address: 0x1_FEE0_0000,
-        },
-        MadtRecord::LocalApicAddressOverride {
-            address: 0x2_FEE0_0000,
-        },
+        MadtRecord::LocalApicAddressOverride { address: 0x1_FEE0_0000 },
+        MadtRecord::LocalApicAddressOverride { address: 0x2_FEE0_0000 },
         MadtRecord::Other { kind: 0x11 },
         MadtRecord::Other { kind: 0x11 },
         MadtRecord::Other { kind: 0xFF },
@@ -23,9 +19,7 @@ fn lapic_address_override_and_unknown_records() {
     assert_eq!(
         diags(&p),
         [
-            Diagnostic::DuplicateLocalApicAddressOverride {
-                address: 0x2_FEE0_0000
-            },
+            Diagnostic::DuplicateLocalApicAddressOverride { address: 0x2_FEE0_0000 },
             Diagnostic::UnhandledRecord { kind: 0x11 },
             Diagnostic::UnhandledRecord { kind: 0xFF },
         ]
@@ -48,44 +42,24 @@ fn rebuild_in_place_resets_state() {
 #[test]
 fn every_diagnostic_displays() {
     let all = [
-        Diagnostic::CpuCapacityExceeded {
-            apic_id: 1,
-            capacity: 2,
-        },
+        Diagnostic::CpuCapacityExceeded { apic_id: 1, capacity: 2 },
         Diagnostic::DuplicateApicId {
             apic_id: 1,
             first_uid: 1,
             duplicate_uid: 2,
             duplicate_source: CpuSource::Type9,
         },
-        Diagnostic::DuplicateProcessorUid {
-            processor_uid: 1,
-            apic_id: 2,
-        },
-        Diagnostic::InvalidApicId {
-            processor_uid: 1,
-            apic_id: 0xFF,
-            source: CpuSource::Type0,
-        },
-        Diagnostic::ReservedCpuFlags {
-            apic_id: 1,
-            flags: 8,
-        },
+        Diagnostic::DuplicateProcessorUid { processor_uid: 1, apic_id: 2 },
+        Diagnostic::InvalidApicId { processor_uid: 1, apic_id: 0xFF, source: CpuSource::Type0 },
+        Diagnostic::ReservedCpuFlags { apic_id: 1, flags: 8 },
         Diagnostic::OnlineCapableWhileEnabled { apic_id: 1 },
         Diagnostic::BspNotInTable { apic_id: 1 },
         Diagnostic::BspMarkedDisabled { apic_id: 1 },
         Diagnostic::UnreachableInXApic { apic_id: 300 },
         Diagnostic::IoApicCapacityExceeded { id: 1, capacity: 2 },
         Diagnostic::DuplicateIoApicId { id: 1 },
-        Diagnostic::DuplicateIoApicGsiBase {
-            gsi_base: 0,
-            first_id: 1,
-            second_id: 2,
-        },
-        Diagnostic::IoApicGsiOverlap {
-            first: 0,
-            second: 1,
-        },
+        Diagnostic::DuplicateIoApicGsiBase { gsi_base: 0, first_id: 1, second_id: 2 },
+        Diagnostic::IoApicGsiOverlap { first: 0, second: 1 },
         Diagnostic::NoIoApic,
         Diagnostic::ReservedIntiFlags {
             context: IntiContext::LapicNmi { processor_uid: 1 },
@@ -93,22 +67,11 @@ fn every_diagnostic_displays() {
         },
         Diagnostic::OverrideNotIsa { bus: 1, source: 2 },
         Diagnostic::OverrideSourceOutOfRange { source: 20 },
-        Diagnostic::DuplicateOverride {
-            source: 0,
-            first_gsi: 2,
-            second_gsi: 3,
-        },
-        Diagnostic::OverrideGsiConflict {
-            gsi: 2,
-            first_source: 0,
-            second_source: 1,
-        },
+        Diagnostic::DuplicateOverride { source: 0, first_gsi: 2, second_gsi: 3 },
+        Diagnostic::OverrideGsiConflict { gsi: 2, first_source: 0, second_source: 1 },
         Diagnostic::NmiSourceCapacityExceeded { gsi: 1 },
         Diagnostic::LapicNmiCapacityExceeded { processor_uid: 1 },
-        Diagnostic::InvalidLint {
-            processor_uid: 1,
-            lint: 3,
-        },
+        Diagnostic::InvalidLint { processor_uid: 1, lint: 3 },
         Diagnostic::DuplicateLocalApicAddressOverride { address: 1 },
         Diagnostic::UnhandledRecord { kind: 0x11 },
     ];

@@ -19,7 +19,9 @@ use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
 use keel_apic::{ApicId, Ipi, LapicMode};
-use keel_platform::startup::{find_by_apic_id, sorted_unique, ApicKeyed, SlotState, StartSlotState};
+use keel_platform::startup::{
+    find_by_apic_id, sorted_unique, ApicKeyed, SlotState, StartSlotState,
+};
 use keel_platform::{CpuState, Platform};
 use x86_64::registers::control::{Cr3, Cr3Flags};
 use x86_64::structures::paging::PhysFrame;
@@ -140,7 +142,9 @@ struct LookupStacks(UnsafeCell<[u8; trampoline::LOOKUP_BUCKETS << trampoline::LO
 // trampoline's lookup code runs on bucket `b`'s stack only while holding bucket `b`'s lock.
 unsafe impl Sync for LookupStacks {}
 
-static LOOKUP_STACKS: LookupStacks = LookupStacks(UnsafeCell::new([0; trampoline::LOOKUP_BUCKETS << trampoline::LOOKUP_STACK_SHIFT]));
+static LOOKUP_STACKS: LookupStacks = LookupStacks(UnsafeCell::new(
+    [0; trampoline::LOOKUP_BUCKETS << trampoline::LOOKUP_STACK_SHIFT],
+));
 
 fn table() -> &'static [StartSlot] {
     let ptr = TABLE.load(Ordering::Acquire);
@@ -198,7 +202,12 @@ extern "C" fn ap_claim_slot() -> SlotGrant {
 }
 
 /// Starts every enabled AP the platform lists that Keel can address and has memory for.
-pub fn start_aps(platform: &Platform, mode: LapicMode, use_deadline: bool, how: BringUp) -> Vec<CpuReport> {
+pub fn start_aps(
+    platform: &Platform,
+    mode: LapicMode,
+    use_deadline: bool,
+    how: BringUp,
+) -> Vec<CpuReport> {
     let bsp_apic = percpu::with_current(|me| me.apic_id.load(Ordering::Acquire));
     match trampoline::trampoline_frame() {
         Ok(frame) => ev!("smp.trampoline_frame", format_args!("{frame:#x}")),
@@ -206,8 +215,12 @@ pub fn start_aps(platform: &Platform, mode: LapicMode, use_deadline: bool, how: 
             log::error!("smp: no low memory for the AP trampoline ({why}); application processors not started");
             ev!("smp.trampoline", "unavailable");
             let others = platform.cpus().iter().filter(|c| c.apic_id != bsp_apic);
-            let not_started =
-                |c: &keel_platform::CpuEntry| CpuReport { index: c.index.0, apic_id: c.apic_id, outcome: ApOutcome::NotStarted, bringup_ns: 0 };
+            let not_started = |c: &keel_platform::CpuEntry| CpuReport {
+                index: c.index.0,
+                apic_id: c.apic_id,
+                outcome: ApOutcome::NotStarted,
+                bringup_ns: 0,
+            };
             return others.map(not_started).collect();
         }
     }
@@ -264,7 +277,11 @@ pub fn start_aps(platform: &Platform, mode: LapicMode, use_deadline: bool, how: 
 
 /// Memory for every wanted AP (one contiguous run when RAM has it), as a slot table sorted
 /// by APIC ID. APs that get no memory are reported, never started.
-fn prepare_slots(wanted: &[(u32, u32)], use_deadline: bool, reports: &mut Vec<CpuReport>) -> &'static [StartSlot] {
+fn prepare_slots(
+    wanted: &[(u32, u32)],
+    use_deadline: bool,
+    reports: &mut Vec<CpuReport>,
+) -> &'static [StartSlot] {
     let region = percpu::reserve_ap_region(wanted.len());
     let reference_hz = percpu::with_current(|me| me.lapic.timer_hz.load(Ordering::Relaxed));
     let mut slots = Vec::with_capacity(wanted.len());
@@ -284,7 +301,12 @@ fn prepare_slots(wanted: &[(u32, u32)], use_deadline: bool, reports: &mut Vec<Cp
             }),
             Err(why) => {
                 short.push(index);
-                reports.push(CpuReport { index, apic_id, outcome: ApOutcome::OutOfMemory(why), bringup_ns: 0 });
+                reports.push(CpuReport {
+                    index,
+                    apic_id,
+                    outcome: ApOutcome::OutOfMemory(why),
+                    bringup_ns: 0,
+                });
             }
         }
     }
@@ -382,7 +404,8 @@ fn start_serial(s: &StartSlot) {
     if s.state.get() == SlotState::Waiting {
         send(sipi, s.apic_id);
     }
-    let arrived = time::spin_until(0, AP_ARRIVAL_TIMEOUT_NS, || s.state.get() != SlotState::Waiting);
+    let arrived =
+        time::spin_until(0, AP_ARRIVAL_TIMEOUT_NS, || s.state.get() != SlotState::Waiting);
     if !arrived && s.state.abandon().is_ok() {
         log::error!("smp: cpu index {} (APIC ID {}) did not arrive; abandoned", s.index, s.apic_id);
         return;
@@ -399,7 +422,8 @@ fn report_of(s: &StartSlot) -> CpuReport {
         SlotState::Failed => ApOutcome::ApicIdMismatch,
     };
     let online = s.online_tsc.load(Ordering::Acquire);
-    let bringup_ns = if online == 0 { 0 } else { time::tsc_to_ns(online - s.start_tsc.load(Ordering::Relaxed)) };
+    let bringup_ns =
+        if online == 0 { 0 } else { time::tsc_to_ns(online - s.start_tsc.load(Ordering::Relaxed)) };
     CpuReport { index: s.index, apic_id: s.apic_id, outcome, bringup_ns }
 }
 
@@ -415,7 +439,10 @@ extern "C" fn ap_entry(slot: &'static StartSlot) -> ! {
     // kernel half did; the identity mapping is no longer needed. The blocks were built for
     // this AP, and only this AP claimed the slot.
     unsafe {
-        Cr3::write(PhysFrame::containing_address(PhysAddr::new(paging::kernel_pml4())), Cr3Flags::empty());
+        Cr3::write(
+            PhysFrame::containing_address(PhysAddr::new(paging::kernel_pml4())),
+            Cr3Flags::empty(),
+        );
         percpu::install_ap(&slot.blocks);
     }
     interrupts::init_idt();
@@ -429,7 +456,11 @@ extern "C" fn ap_entry(slot: &'static StartSlot) -> ! {
         }
     };
     if id.get() != slot.apic_id {
-        log::error!("smp: slot for APIC ID {} claimed by a CPU whose LAPIC says {}", slot.apic_id, id.get());
+        log::error!(
+            "smp: slot for APIC ID {} claimed by a CPU whose LAPIC says {}",
+            slot.apic_id,
+            id.get()
+        );
         fail(slot, ApFailure::ApicId)
     }
     lapic::calibrate_timer_ap(slot.reference_hz);
@@ -458,7 +489,10 @@ mod late_ap {
     /// Abandons the chosen slot if there is one; whether a slot was abandoned.
     #[cfg(feature = "scenarios")]
     pub fn abandon_chosen_slot(slots: &[StartSlot]) -> bool {
-        let chosen = CHOSEN.get().and_then(|&id| super::find_by_apic_id(slots, id)).filter(|s| s.state.abandon().is_ok());
+        let chosen = CHOSEN
+            .get()
+            .and_then(|&id| super::find_by_apic_id(slots, id))
+            .filter(|s| s.state.abandon().is_ok());
         if let Some(slot) = chosen {
             log::warn!("smp: slot of APIC ID {} abandoned before its SIPI (test)", slot.apic_id);
             ev!("smp.abandoned_for_test", slot.apic_id);

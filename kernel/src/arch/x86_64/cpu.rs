@@ -85,7 +85,13 @@ pub fn init_boot_cpu_features() {
     let f = features();
     log::info!(
         "cpu: x2apic={} tsc-deadline={} nx={} smep={} smap={} rdrand={} invariant-tsc={}",
-        f.x2apic, f.tsc_deadline, f.nx, f.smep, f.smap, f.rdrand, f.invariant_tsc
+        f.x2apic,
+        f.tsc_deadline,
+        f.nx,
+        f.smep,
+        f.smap,
+        f.rdrand,
+        f.invariant_tsc
     );
     enable_protection();
     let cr4 = Cr4::read();

@@ -60,20 +60,23 @@ impl CpuTables {
         self.io_bitmap = [0xFF; IO_BITMAP_BYTES];
         // SAFETY: `self` is 'static and per-CPU; the TSS and its bitmap are not loaded anywhere
         // else, and the bitmap directly follows the TSS (repr(C), checked by the crate).
-        let (tss, iomap): (&'static TaskStateSegment, &'static [u8]) =
-            unsafe { (&*(&self.tss as *const TaskStateSegment), &*(&self.io_bitmap[..] as *const [u8])) };
+        let (tss, iomap): (&'static TaskStateSegment, &'static [u8]) = unsafe {
+            (&*(&self.tss as *const TaskStateSegment), &*(&self.io_bitmap[..] as *const [u8]))
+        };
         let mut gdt = GlobalDescriptorTable::new();
         let code = gdt.append(Descriptor::kernel_code_segment());
         let data = gdt.append(Descriptor::kernel_data_segment());
         let _user_data = gdt.append(Descriptor::user_data_segment());
         let _user_code = gdt.append(Descriptor::user_code_segment());
-        let tss_descriptor = Descriptor::tss_segment_with_iomap(tss, iomap).expect("I/O bitmap follows the TSS");
+        let tss_descriptor =
+            Descriptor::tss_segment_with_iomap(tss, iomap).expect("I/O bitmap follows the TSS");
         let tss_sel = gdt.append(tss_descriptor);
         debug_assert_eq!(code, KERNEL_CODE);
         debug_assert_eq!(data.0, KERNEL_DATA.0);
         self.gdt = gdt;
         // SAFETY: the GDT lives in this 'static per-CPU block and is never moved or rebuilt.
-        let gdt: &'static GlobalDescriptorTable = unsafe { &*(&self.gdt as *const GlobalDescriptorTable) };
+        let gdt: &'static GlobalDescriptorTable =
+            unsafe { &*(&self.gdt as *const GlobalDescriptorTable) };
         gdt.load();
         // SAFETY: the selectors index the GDT just loaded; the TSS descriptor is fresh (not busy).
         unsafe {

@@ -12,16 +12,18 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
 use keel_apic::ioapic::{EncodedEntry, IoDeliveryMode, IoDestination, IoapicError};
+use keel_apic::{
+    ApicId, Ioapic, IoapicRegisters, Polarity, RedirectionEntry, TriggerMode, XApicId,
+};
 use keel_iommu::irte::DestinationMode;
 use keel_iommu::RemappableRte;
-use keel_apic::{ApicId, Ioapic, IoapicRegisters, Polarity, RedirectionEntry, TriggerMode, XApicId};
 use keel_platform::Platform;
 use spin::Mutex;
 
 pub use super::eoi::InService;
 use super::interrupts::{DEVICE_VECTOR_BASE, DEVICE_VECTOR_LAST};
-use super::percpu::{self, IrqGuard};
 use super::iommu;
+use super::percpu::{self, IrqGuard};
 use crate::mm::paging::{map_physical, Caching};
 
 /// IOREGSEL / IOWIN access to one IOAPIC's MMIO window.
@@ -80,7 +82,13 @@ pub fn init(platform: &Platform) {
         let base = map_physical(io.address as u64, 0x20, Caching::Uncached).as_mut_ptr::<u32>();
         let mut ioapic = Ioapic::new(IoapicMmio { base });
         ioapic.mask_all();
-        log::info!("ioapic: id {} at {:#x}: {} pins from GSI {}, all masked", io.id, io.address, ioapic.pins(), io.gsi_base);
+        log::info!(
+            "ioapic: id {} at {:#x}: {} pins from GSI {}, all masked",
+            io.id,
+            io.address,
+            ioapic.pins(),
+            io.gsi_base
+        );
         units.push(IoapicUnit { id: io.id, gsi_base: io.gsi_base, ioapic });
     }
     ev!("ioapic.count", units.len());
@@ -106,11 +114,17 @@ pub fn reachable(apic_id: ApicId) -> Result<(), &'static str> {
     }
 }
 
-fn with_pin<R>(gsi: u32, f: impl FnOnce(&mut Ioapic<IoapicMmio>, u8) -> R) -> Result<R, RouteError> {
+fn with_pin<R>(
+    gsi: u32,
+    f: impl FnOnce(&mut Ioapic<IoapicMmio>, u8) -> R,
+) -> Result<R, RouteError> {
     with_unit(gsi, |io, _, pin| f(io, pin))
 }
 
-fn with_unit<R>(gsi: u32, f: impl FnOnce(&mut Ioapic<IoapicMmio>, u8, u8) -> R) -> Result<R, RouteError> {
+fn with_unit<R>(
+    gsi: u32,
+    f: impl FnOnce(&mut Ioapic<IoapicMmio>, u8, u8) -> R,
+) -> Result<R, RouteError> {
     x86_64::instructions::interrupts::without_interrupts(|| {
         let mut units = IOAPICS.lock();
         let unit = units
@@ -157,11 +171,16 @@ fn route_remapped(
     trigger: TriggerMode,
     masked: bool,
 ) -> Result<(), RouteError> {
-    let ioapic_id = with_unit(gsi, |io, id, pin| io.set_masked(pin, true).map(|_| id))?.map_err(RouteError::Ioapic)?;
-    let index = iommu::program_ioapic(ioapic_id, gsi, vector, destination, trigger).map_err(|e| match e {
-        iommu::RemapError::Entry(keel_iommu::IrteError::Unreachable(_)) => RouteError::Unreachable(destination),
-        e => RouteError::Remap(e),
-    })?;
+    let ioapic_id = with_unit(gsi, |io, id, pin| io.set_masked(pin, true).map(|_| id))?
+        .map_err(RouteError::Ioapic)?;
+    let index = iommu::program_ioapic(ioapic_id, gsi, vector, destination, trigger).map_err(
+        |e| match e {
+            iommu::RemapError::Entry(keel_iommu::IrteError::Unreachable(_)) => {
+                RouteError::Unreachable(destination)
+            }
+            e => RouteError::Remap(e),
+        },
+    )?;
     let entry = RemappableRte { index, vector, polarity, trigger, masked }.encode();
     with_pin(gsi, |io, pin| io.program_encoded(pin, entry))?.map_err(RouteError::Ioapic)
 }

@@ -12,8 +12,8 @@ use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use keel_apic::base::x2apic_lock_state;
 use keel_apic::{
-    plan_for_ap, plan_for_bsp, ApicBase, ApicId, IcrValue, Ipi, Lapic, LapicMode, LapicRegisters, LocalInit,
-    ModeInputs, Register, TimerDivide,
+    plan_for_ap, plan_for_bsp, ApicBase, ApicId, IcrValue, Ipi, Lapic, LapicMode, LapicRegisters,
+    LocalInit, ModeInputs, Register, TimerDivide,
 };
 use keel_platform::{CpuIndex, UID_UNKNOWN};
 use spin::Once;
@@ -225,7 +225,10 @@ impl LapicRegisters for Backend {
         for _ in 0..ICR_IDLE_POLLS {
             ICR_STATUS_READS.fetch_add(1, Ordering::Relaxed);
             // SAFETY: ICR low of this CPU's mapped xAPIC page.
-            if unsafe { base.byte_add(0x300).read_volatile() } & keel_apic::icr::ICR_DELIVERY_STATUS_PENDING == 0 {
+            if unsafe { base.byte_add(0x300).read_volatile() }
+                & keel_apic::icr::ICR_DELIVERY_STATUS_PENDING
+                == 0
+            {
                 return true;
             }
             core::hint::spin_loop();
@@ -248,7 +251,9 @@ pub static ICR_STUCK: AtomicU64 = AtomicU64::new(0);
 pub fn local() -> Lapic<Backend> {
     let backend = match CHOSEN.get() {
         Some(Chosen::X2Apic) => Backend::X2Apic { _cpu_local: PhantomData },
-        Some(Chosen::XApic { mmio }) => Backend::XApic { base: *mmio as *mut u32, _cpu_local: PhantomData },
+        Some(Chosen::XApic { mmio }) => {
+            Backend::XApic { base: *mmio as *mut u32, _cpu_local: PhantomData }
+        }
         None => panic!("LAPIC used before mode selection"),
     };
     Lapic::new(backend)
@@ -351,7 +356,12 @@ fn local_init() -> LocalInit {
     let index = percpu::with_current(|me| me.index);
     let uid = platform.cpu(CpuIndex(index)).map_or(UID_UNKNOWN, |c| c.processor_uid);
     let lints = platform.local_lints(uid);
-    LocalInit { spurious_vector: SPURIOUS_VECTOR, error_vector: LAPIC_ERROR_VECTOR, lint0: lints.lint0, lint1: lints.lint1 }
+    LocalInit {
+        spurious_vector: SPURIOUS_VECTOR,
+        error_vector: LAPIC_ERROR_VECTOR,
+        lint0: lints.lint0,
+        lint1: lints.lint1,
+    }
 }
 
 /// Boot CPU: choose the mode (x2APIC when CPUID says so or firmware enabled/locked it),
@@ -381,7 +391,10 @@ pub fn init_boot_cpu() -> LapicMode {
         }
         LapicMode::X2Apic => Chosen::X2Apic,
     };
-    ev!("lapic.xapic_mmio_mapped", if matches!(chosen, Chosen::XApic { .. }) { "yes" } else { "no" });
+    ev!(
+        "lapic.xapic_mmio_mapped",
+        if matches!(chosen, Chosen::XApic { .. }) { "yes" } else { "no" }
+    );
     CHOSEN.call_once(|| chosen);
     enable_local();
     plan.mode
@@ -425,7 +438,11 @@ fn enable_local() -> ApicId {
 /// against the TSC for `window_ns` and returns its input frequency in Hz.
 pub fn measure_timer_hz(window_ns: u64) -> u64 {
     let mut lapic = local();
-    let masked = keel_apic::LvtTimer { vector: TIMER_VECTOR, mode: keel_apic::TimerMode::OneShot, masked: true };
+    let masked = keel_apic::LvtTimer {
+        vector: TIMER_VECTOR,
+        mode: keel_apic::TimerMode::OneShot,
+        masked: true,
+    };
     let regs = lapic.registers_mut();
     regs.write(Register::TimerDivide, TimerDivide::By1.encode());
     regs.write(Register::LvtTimer, masked.encode());
@@ -481,8 +498,9 @@ pub fn start_tick(use_deadline: bool) {
         arm_deadline(rdtsc() + period_tsc);
     } else {
         let hz = percpu::with_current(|me| me.lapic.timer_hz.load(Ordering::Relaxed));
-        let count = keel_apic::timer::initial_count_for(hz, TIMER_DIVIDE, 1_000_000_000 / tick_hz())
-            .expect("tick period fits the 32-bit counter");
+        let count =
+            keel_apic::timer::initial_count_for(hz, TIMER_DIVIDE, 1_000_000_000 / tick_hz())
+                .expect("tick period fits the 32-bit counter");
         lapic.start_periodic(TIMER_VECTOR, TIMER_DIVIDE, count).expect("valid vector and count");
     }
     // What the evidence reports as this CPU's timer mode: the register, not the decision.

@@ -20,8 +20,8 @@ use core::ptr::null_mut;
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering};
 
 use super::gdt::CpuTables;
-use super::smp::Mailbox;
 pub use super::irq_guard::IrqGuard;
+use super::smp::Mailbox;
 
 /// Threads one CPU's run queue can hold (reserved up front: wake-ups never allocate).
 pub const RUN_QUEUE_CAPACITY: usize = 256;
@@ -108,9 +108,11 @@ const _: () = assert!(
     core::mem::offset_of!(CpuBlock, local) + core::mem::offset_of!(CpuLocal, user_rsp_scratch)
         == USER_RSP_SCRATCH_OFFSET
 );
-const _: () = assert!(core::mem::size_of::<CpuBlock>() <= 4096, "docs/smp.md budgets one page per block");
+const _: () =
+    assert!(core::mem::size_of::<CpuBlock>() <= 4096, "docs/smp.md budgets one page per block");
 /// Where the current CPU's index sits relative to GS (read in one instruction).
-const INDEX_OFFSET: usize = core::mem::offset_of!(CpuBlock, shared) + core::mem::offset_of!(PerCpu, index);
+const INDEX_OFFSET: usize =
+    core::mem::offset_of!(CpuBlock, shared) + core::mem::offset_of!(PerCpu, index);
 const _: () = {
     // The shared part must be Sync by its fields alone (no `unsafe impl`).
     const fn shared_is_sync<T: Sync>() {}
@@ -199,7 +201,10 @@ fn install(block: *mut CpuBlock, tables: *mut CpuTables) {
 /// Boot CPU: GS, then its GDT/TSS (static: they must exist before the heap does, since the
 /// IDT's IST entries need a loaded TSS).
 pub fn init_boot_cpu() {
-    assert!(!BOOT_CPU.claimed.swap(true, Ordering::AcqRel), "the boot CPU's block is installed once");
+    assert!(
+        !BOOT_CPU.claimed.swap(true, Ordering::AcqRel),
+        "the boot CPU's block is installed once"
+    );
     let tables = BOOT_CPU.tables.get();
     install(BOOT_CPU.block.get(), tables);
     GS_READY_ON_BOOT_CPU.store(true, Ordering::Release);
@@ -233,8 +238,9 @@ const fn pages(bytes: usize) -> usize {
 }
 
 /// Frame memory one AP needs: stack, GDT/TSS/IST/I/O bitmap, per-CPU block.
-pub const AP_FRAME_BYTES: usize =
-    pages(AP_STACK_SIZE) + pages(core::mem::size_of::<CpuTables>()) + pages(core::mem::size_of::<CpuBlock>());
+pub const AP_FRAME_BYTES: usize = pages(AP_STACK_SIZE)
+    + pages(core::mem::size_of::<CpuTables>())
+    + pages(core::mem::size_of::<CpuBlock>());
 /// Heap one AP needs (its reserved run queue and timed-event list), with slack.
 pub const AP_HEAP_BYTES: usize = 2 * RUN_QUEUE_CAPACITY * 64;
 
@@ -295,7 +301,9 @@ pub unsafe fn install_ap(blocks: &ApBlocks) {
 fn block(_: &IrqGuard) -> &CpuBlock {
     let ptr: *const CpuBlock;
     // SAFETY: GS points at this CPU's block, whose first field is its own address.
-    unsafe { core::arch::asm!("mov {}, gs:[0]", out(reg) ptr, options(nostack, readonly, preserves_flags)) };
+    unsafe {
+        core::arch::asm!("mov {}, gs:[0]", out(reg) ptr, options(nostack, readonly, preserves_flags))
+    };
     // SAFETY: installed blocks are 'static and never freed; the guard keeps the caller on
     // this CPU for as long as the reference (which borrows it) lives.
     unsafe { &*ptr }

@@ -16,14 +16,22 @@ pub fn disable() {
     // SAFETY: the PIC ports belong to the kernel; the ICW sequence is the documented one.
     unsafe {
         let mut io_wait = || wait.write(0);
-        m_cmd.write(0x11); io_wait(); // ICW1: init, ICW4 follows
-        s_cmd.write(0x11); io_wait();
-        m_data.write(PIC_VECTOR_BASE); io_wait(); // ICW2: vector base
-        s_data.write(PIC_VECTOR_BASE + 8); io_wait();
-        m_data.write(4); io_wait(); // ICW3: slave on IRQ2
-        s_data.write(2); io_wait();
-        m_data.write(1); io_wait(); // ICW4: 8086 mode
-        s_data.write(1); io_wait();
+        m_cmd.write(0x11);
+        io_wait(); // ICW1: init, ICW4 follows
+        s_cmd.write(0x11);
+        io_wait();
+        m_data.write(PIC_VECTOR_BASE);
+        io_wait(); // ICW2: vector base
+        s_data.write(PIC_VECTOR_BASE + 8);
+        io_wait();
+        m_data.write(4);
+        io_wait(); // ICW3: slave on IRQ2
+        s_data.write(2);
+        io_wait();
+        m_data.write(1);
+        io_wait(); // ICW4: 8086 mode
+        s_data.write(1);
+        io_wait();
         m_data.write(0xFF); // mask all
         s_data.write(0xFF);
     }

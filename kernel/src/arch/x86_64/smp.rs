@@ -112,7 +112,9 @@ pub fn ping(target: &PerCpu, wait: PingWait) -> Option<u64> {
     // Tight: no PAUSE at all (the benchmark); Polite: PAUSE from the first poll.
     let timeout_ns = PING_TIMEOUT_NS.load(Ordering::Relaxed);
     let tight_ns = if wait == PingWait::Tight { timeout_ns } else { 0 };
-    if !time::spin_until(tight_ns, timeout_ns, || mailbox.ping_acks.load(Ordering::Acquire) >= ticket) {
+    if !time::spin_until(tight_ns, timeout_ns, || {
+        mailbox.ping_acks.load(Ordering::Acquire) >= ticket
+    }) {
         return None;
     }
     Some(cpu::rdtsc() - start)

@@ -62,7 +62,10 @@ pub fn entry_address() -> u64 {
 /// Enables `syscall` on this CPU: EFER.SCE, the selectors (STAR), the entry (LSTAR) and the
 /// flags cleared on entry (SFMASK: IF, TF, DF, AC, NT — AC so SMAP holds inside the kernel).
 pub fn init_cpu() {
-    assert_eq!(keel_syscall_entry as *const () as u64, SYSCALL_ENTRY_ADDR, "linker script pins the entry");
+    assert_eq!(
+        keel_syscall_entry as *const () as u64, SYSCALL_ENTRY_ADDR,
+        "linker script pins the entry"
+    );
     // SAFETY: the selectors match the GDT layout in `gdt.rs` (user data 0x18, user code 0x20,
     // as `sysret` derives them from STAR[63:48] = 0x10), and the entry stub is valid code.
     unsafe {
@@ -74,13 +77,8 @@ pub fn init_cpu() {
                 | RFlags::ALIGNMENT_CHECK
                 | RFlags::NESTED_TASK,
         );
-        Star::write(
-            SegmentSelector(0x20 | 3),
-            SegmentSelector(0x18 | 3),
-            KERNEL_CODE,
-            KERNEL_DATA,
-        )
-        .expect("STAR selector layout");
+        Star::write(SegmentSelector(0x20 | 3), SegmentSelector(0x18 | 3), KERNEL_CODE, KERNEL_DATA)
+            .expect("STAR selector layout");
         // Enable last: a hypervisor may only start loading the syscall MSRs into hardware
         // once EFER.SCE is set, so every value must already be in place.
         Efer::update(|e| e.insert(EferFlags::SYSTEM_CALL_EXTENSIONS));
@@ -89,7 +87,8 @@ pub fn init_cpu() {
 
 /// Set only by a proof scenario (`scenarios` feature); a kernel without them has no such state.
 #[cfg(feature = "scenarios")]
-static INT80_BY_DEFAULT: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+static INT80_BY_DEFAULT: core::sync::atomic::AtomicBool =
+    core::sync::atomic::AtomicBool::new(false);
 /// Set by the first system call that really entered ring 0 through `syscall`: only the CPU
 /// can set it, so from then on a ring-3 fault at the entry point is a jump, not a broken CPU.
 static SYSCALL_WORKS: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
@@ -132,7 +131,8 @@ const SYSCALL_OPCODE: [u8; 2] = [0x0f, 0x05];
 fn follows_syscall_instruction(rcx: u64) -> bool {
     let Some(at) = rcx.checked_sub(2) else { return false };
     let mut bytes = [0u8; 2];
-    crate::mm::user::UserSlice::new(at, 2).and_then(|s| s.read(&mut bytes)).is_ok() && bytes == SYSCALL_OPCODE
+    crate::mm::user::UserSlice::new(at, 2).and_then(|s| s.read(&mut bytes)).is_ok()
+        && bytes == SYSCALL_OPCODE
 }
 
 /// A ring-3 fault whose RIP is the `syscall` entry means the CPU executed `syscall` but stayed
@@ -145,10 +145,15 @@ fn follows_syscall_instruction(rcx: u64) -> bool {
 /// `syscall` instruction of the process; the return path checks the RIP like every other.
 /// Returns false for any other fault.
 pub fn recover_from_failed_syscall(frame: &mut TrapFrame) -> bool {
-    if frame.vector != 14 || frame.rip != keel_syscall_entry as *const () as u64 || !frame.from_user() {
+    if frame.vector != 14
+        || frame.rip != keel_syscall_entry as *const () as u64
+        || !frame.from_user()
+    {
         return false;
     }
-    if SYSCALL_WORKS.load(core::sync::atomic::Ordering::Relaxed) || !follows_syscall_instruction(frame.rcx) {
+    if SYSCALL_WORKS.load(core::sync::atomic::Ordering::Relaxed)
+        || !follows_syscall_instruction(frame.rcx)
+    {
         EMULATION_REFUSED.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
         return false;
     }

@@ -23,8 +23,8 @@ use keel_apic::{ApicId, IcrError, Ipi, LapicMode, X2ApicCluster};
 use x86_64::registers::control::Cr3;
 
 use super::eoi::InService;
-use super::percpu::{self, IrqGuard};
 use super::lapic;
+use super::percpu::{self, IrqGuard};
 
 /// Shootdown IPIs.
 pub const TLB_VECTOR: u8 = 50;
@@ -114,7 +114,9 @@ impl Inbox {
     /// decides who owns a published slot: the handler's swap or this `fetch_and`, never both.
     fn withdraw(&self, req: &Request) -> bool {
         let ptr = req as *const Request as usize;
-        let Some(i) = self.slots.iter().position(|s| s.load(Ordering::Acquire) == ptr) else { return false };
+        let Some(i) = self.slots.iter().position(|s| s.load(Ordering::Acquire) == ptr) else {
+            return false;
+        };
         let bit = 1 << i;
         if self.ready.fetch_and(!bit, Ordering::AcqRel) & bit == 0 {
             return false; // the handler took it and acknowledges it
@@ -269,7 +271,11 @@ impl<S: FnMut(Ipi) -> Result<(), IcrError>> Interrupter<'_, S> {
     /// One physical IPI to `cpu` (whose shared part is `target`), its request already queued.
     fn physical(&mut self, cpu: u32, target: &percpu::PerCpu) {
         self.writes += 1;
-        if (self.send)(Ipi::fixed(TLB_VECTOR).to(ApicId::new(target.apic_id.load(Ordering::Acquire)))).is_ok() {
+        if (self.send)(
+            Ipi::fixed(TLB_VECTOR).to(ApicId::new(target.apic_id.load(Ordering::Acquire))),
+        )
+        .is_ok()
+        {
             return;
         }
         SEND_FAILURES.fetch_add(1, Ordering::Relaxed);
@@ -302,7 +308,13 @@ pub fn shootdown_via(
         FlushPlan::Full => true,
     };
     let page_count = if full { 0 } else { pages.len() };
-    let req = Request { pml4, pages: pages.as_ptr(), count: page_count, full, pending: AtomicU32::new(0) };
+    let req = Request {
+        pml4,
+        pages: pages.as_ptr(),
+        count: page_count,
+        full,
+        pending: AtomicU32::new(0),
+    };
     // This CPU's shared part by index: the shooter may run with interrupts on (so no guard
     // across the wait), but it neither blocks nor yields here, so it stays on this CPU.
     let me = percpu::cpu(percpu::current_index()).expect("this CPU is installed");

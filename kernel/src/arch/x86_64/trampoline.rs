@@ -19,7 +19,7 @@ use core::arch::global_asm;
 use keel_boot::lowmem::{check_low_window, LowWindowError};
 use keel_boot::memory::PhysRange;
 
-use crate::mm::{phys_to_virt, paging};
+use crate::mm::{paging, phys_to_virt};
 
 /// Physical address of the trampoline code (SIPI vector 0x08).
 pub const TRAMPOLINE_PHYS: u64 = 0x8000;
@@ -186,13 +186,18 @@ pub const LOOKUP_STACK_SHIFT: usize = 11;
 /// in the trampoline tables too).
 pub fn install() {
     // Linker symbols bounding the assembled trampoline; only their addresses are used.
-    let (start, end) = (core::ptr::addr_of!(ap_trampoline_start), core::ptr::addr_of!(ap_trampoline_end));
+    let (start, end) =
+        (core::ptr::addr_of!(ap_trampoline_start), core::ptr::addr_of!(ap_trampoline_end));
     let len = end as usize - start as usize;
     assert!(len <= 0x1000, "AP trampoline larger than its page");
     // SAFETY: 0x8000..0xC000 is reserved low memory owned by the SMP code, mapped in the
     // physical map; no other code uses it.
     unsafe {
-        core::ptr::copy_nonoverlapping(start, phys_to_virt(TRAMPOLINE_PHYS).as_mut_ptr::<u8>(), len);
+        core::ptr::copy_nonoverlapping(
+            start,
+            phys_to_virt(TRAMPOLINE_PHYS).as_mut_ptr::<u8>(),
+            len,
+        );
         let pml4 = phys_to_virt(TRAMPOLINE_PML4).as_mut_ptr::<u64>();
         let pdpt = phys_to_virt(TRAMPOLINE_PDPT).as_mut_ptr::<u64>();
         let pd = phys_to_virt(TRAMPOLINE_PD).as_mut_ptr::<u64>();
@@ -215,7 +220,8 @@ pub fn set_params(params: TrampolineParams) {
     // SAFETY: as in `install`; the block lies inside the copied trampoline and no AP has been
     // sent a SIPI yet, so none reads it while the boot CPU writes it.
     unsafe {
-        let offset = core::ptr::addr_of!(ap_trampoline_params) as usize - core::ptr::addr_of!(ap_trampoline_start) as usize;
+        let offset = core::ptr::addr_of!(ap_trampoline_params) as usize
+            - core::ptr::addr_of!(ap_trampoline_start) as usize;
         let dst = phys_to_virt(TRAMPOLINE_PHYS + offset as u64).as_mut_ptr::<TrampolineParams>();
         dst.write_volatile(TrampolineParams { cr3: TRAMPOLINE_PML4, ..params });
     }
@@ -227,7 +233,8 @@ pub fn set_params(params: TrampolineParams) {
 /// page is taken and by what.
 pub fn trampoline_frame() -> Result<u64, LowWindowError> {
     let window = PhysRange { start: TRAMPOLINE_PHYS, end: TRAMPOLINE_PD + 0x1000 };
-    check_low_window(crate::mm::firmware_memory_map(), crate::mm::boot_module_ranges(), window).map(|w| w.start)
+    check_low_window(crate::mm::firmware_memory_map(), crate::mm::boot_module_ranges(), window)
+        .map(|w| w.start)
 }
 
 /// SIPI vector for the trampoline (its physical page number).

@@ -66,7 +66,10 @@ fn table() -> &'static [ExEntry] {
     unsafe {
         let start = core::ptr::addr_of!(__ex_table_start);
         let end = core::ptr::addr_of!(__ex_table_end);
-        core::slice::from_raw_parts(start, (end as usize - start as usize) / core::mem::size_of::<ExEntry>())
+        core::slice::from_raw_parts(
+            start,
+            (end as usize - start as usize) / core::mem::size_of::<ExEntry>(),
+        )
     }
 }
 

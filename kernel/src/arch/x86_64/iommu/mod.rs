@@ -23,7 +23,9 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU8, Ordering};
 
 use keel_apic::{ApicId, LapicMode, TriggerMode};
-use keel_iommu::irte::{DestinationMode, IndexPlan, Irte, IrteDestination, IrteError, SourceValidation};
+use keel_iommu::irte::{
+    DestinationMode, IndexPlan, Irte, IrteDestination, IrteError, SourceValidation,
+};
 use keel_iommu::regs::{FaultRecord, GlobalBit};
 use keel_iommu::{Dmar, SourceId};
 use spin::Mutex;
@@ -104,7 +106,13 @@ pub fn init(lapic_mode: LapicMode, ioapic_ids: &[u8], gsis: u32, msi_sources: u3
 /// Why remapping stays off: an evidence code and the reason in words.
 type OffReason = (&'static str, &'static str);
 
-fn try_init(lapic_mode: LapicMode, ioapic_ids: &[u8], gsis: u32, msi_sources: u32, allowed: bool) -> Result<Remapper, OffReason> {
+fn try_init(
+    lapic_mode: LapicMode,
+    ioapic_ids: &[u8],
+    gsis: u32,
+    msi_sources: u32,
+    allowed: bool,
+) -> Result<Remapper, OffReason> {
     let bytes = crate::acpi::dmar().ok_or(("no-dmar", "no DMAR table (no IOMMU)"))?;
     let dmar = Dmar::parse(bytes).map_err(|e| {
         log::warn!("iommu: DMAR rejected: {e:?}");
@@ -114,14 +122,27 @@ fn try_init(lapic_mode: LapicMode, ioapic_ids: &[u8], gsis: u32, msi_sources: u3
         log::warn!("iommu: DMAR structure error: {e:?} (the structures before it are used)");
     }
     for u in dmar.units() {
-        log::info!("iommu: DRHD at {:#x} segment {} include-all {}", u.register_base, u.segment, u.include_pci_all());
+        log::info!(
+            "iommu: DRHD at {:#x} segment {} include-all {}",
+            u.register_base,
+            u.segment,
+            u.include_pci_all()
+        );
         for s in u.scopes().map_while(Result::ok) {
-            log::info!("iommu:   scope {:?} id {} at {:?}", s.kind, s.enumeration_id, s.source_id());
+            log::info!(
+                "iommu:   scope {:?} id {} at {:?}",
+                s.kind,
+                s.enumeration_id,
+                s.source_id()
+            );
         }
     }
     ev!("iommu.units", dmar.units().count());
     if !dmar.flags.interrupt_remapping {
-        return Err(("dmar-without-interrupt-remapping", "DMAR does not report interrupt remapping"));
+        return Err((
+            "dmar-without-interrupt-remapping",
+            "DMAR does not report interrupt remapping",
+        ));
     }
     if !allowed {
         return Err(("command-line", "disabled on the command line (iommu=off)"));
@@ -145,22 +166,36 @@ fn try_init(lapic_mode: LapicMode, ioapic_ids: &[u8], gsis: u32, msi_sources: u3
         return Err(("no-unit", "DMAR lists no remapping unit"));
     }
     let mode = if x2apic { DestinationMode::X2Apic } else { DestinationMode::XApic };
-    let plan = IndexPlan::new(gsis, msi_sources).ok_or(("table-too-large", "interrupt sources exceed 65,536 table entries"))?;
+    let plan = IndexPlan::new(gsis, msi_sources)
+        .ok_or(("table-too-large", "interrupt sources exceed 65,536 table entries"))?;
     let pages = plan.bytes().div_ceil(4096);
-    let table_phys = frames::allocate_contiguous(pages, 4096).ok_or(("no-memory", "no memory for the remapping table"))?;
+    let table_phys = frames::allocate_contiguous(pages, 4096)
+        .ok_or(("no-memory", "no memory for the remapping table"))?;
     // SAFETY: the frames were just allocated for the table; nothing else references them.
-    unsafe { core::ptr::write_bytes(phys_to_virt(table_phys).as_mut_ptr::<u8>(), 0, plan.bytes() as usize) };
+    unsafe {
+        core::ptr::write_bytes(
+            phys_to_virt(table_phys).as_mut_ptr::<u8>(),
+            0,
+            plan.bytes() as usize,
+        )
+    };
     let coherent = units.iter().all(|u| u.extended.coherent());
     if !coherent {
         flush_range(table_phys, plan.bytes());
     }
-    let irta = keel_iommu::regs::irt_address(table_phys, plan.size_field(), x2apic).expect("page-aligned table");
+    let irta = keel_iommu::regs::irt_address(table_phys, plan.size_field(), x2apic)
+        .expect("page-aligned table");
     for unit in &mut units {
         unit.enable(irta).map_err(|e| {
             log::error!("iommu: unit {:#x}: enabling failed: {e:?}", unit.register_base);
             ("enable-failed", "enabling sequence failed")
         })?;
-        log::info!("iommu: unit {:#x}: interrupt remapping on, {} entries, EIME {}", unit.register_base, plan.entries, x2apic);
+        log::info!(
+            "iommu: unit {:#x}: interrupt remapping on, {} entries, EIME {}",
+            unit.register_base,
+            plan.entries,
+            x2apic
+        );
     }
     Ok(Remapper {
         dmar,
@@ -220,9 +255,19 @@ impl Remapper {
         Ok(())
     }
 
-    fn program(&mut self, index: u16, vector: u8, cpu: ApicId, trigger: TriggerMode, source: SourceValidation) -> Result<(), RemapError> {
-        let destination = IrteDestination::for_mode(self.mode, cpu).ok_or(RemapError::Entry(IrteError::Unreachable(cpu.get())))?;
-        let raw = Irte { vector, destination, trigger, source }.encode(self.mode).map_err(RemapError::Entry)?;
+    fn program(
+        &mut self,
+        index: u16,
+        vector: u8,
+        cpu: ApicId,
+        trigger: TriggerMode,
+        source: SourceValidation,
+    ) -> Result<(), RemapError> {
+        let destination = IrteDestination::for_mode(self.mode, cpu)
+            .ok_or(RemapError::Entry(IrteError::Unreachable(cpu.get())))?;
+        let raw = Irte { vector, destination, trigger, source }
+            .encode(self.mode)
+            .map_err(RemapError::Entry)?;
         self.write_entry(index, raw)
     }
 
@@ -231,18 +276,29 @@ impl Remapper {
     /// its devices' requests), which Keel does not model yet: such entries accept any
     /// requester, and the log says so.
     fn pci_source(&self, sid: SourceId) -> Result<SourceValidation, RemapError> {
-        self.dmar.unit_for_pci(0, sid, |bridge| crate::pci::bridge_buses(bridge.0)).ok_or(RemapError::NotCovered)?;
+        self.dmar
+            .unit_for_pci(0, sid, |bridge| crate::pci::bridge_buses(bridge.0))
+            .ok_or(RemapError::NotCovered)?;
         if sid.bus() == 0 {
             return Ok(SourceValidation::Requester(sid));
         }
-        log::warn!("iommu: {:04x}: behind a bridge, its MSI entry does not validate the requester id", sid.0);
+        log::warn!(
+            "iommu: {:04x}: behind a bridge, its MSI entry does not validate the requester id",
+            sid.0
+        );
         Ok(SourceValidation::None)
     }
 }
 
 /// Programs the entry for IOAPIC input `gsi` of the IOAPIC with MADT id `ioapic_id` and
 /// returns its index (the remappable RTE's interrupt index).
-pub fn program_ioapic(ioapic_id: u8, gsi: u32, vector: u8, cpu: ApicId, trigger: TriggerMode) -> Result<u16, RemapError> {
+pub fn program_ioapic(
+    ioapic_id: u8,
+    gsi: u32,
+    vector: u8,
+    cpu: ApicId,
+    trigger: TriggerMode,
+) -> Result<u16, RemapError> {
     with(|r| {
         let index = r.plan.gsi_index(gsi).ok_or(RemapError::NoIndex)?;
         let (_, scope) = r.dmar.ioapic_unit(ioapic_id).ok_or(RemapError::NotCovered)?;
@@ -275,7 +331,8 @@ pub fn program_msi(bdf: u16, vector: u8, cpu: ApicId) -> Result<u16, RemapError>
 
 /// The entry at `index` as the table holds it now (read back from table memory).
 pub fn entry(index: u16) -> Option<Result<Irte, IrteError>> {
-    with(|r| ((index as u32) < r.plan.entries).then(|| Irte::decode(r.read_entry(index), r.mode))).flatten()
+    with(|r| ((index as u32) < r.plan.entries).then(|| Irte::decode(r.read_entry(index), r.mode)))
+        .flatten()
 }
 
 /// The IOAPIC input's index, when remapping is on.
@@ -291,7 +348,10 @@ pub fn msi_handle(bdf: u16) -> Option<u16> {
 /// An index no source uses (its entry is not present): the last one, when the plan leaves it
 /// free. The fault self-test points a request at it.
 pub fn unused_index() -> Option<u16> {
-    with(|r| (r.plan.gsis + r.plan.msi_handles < r.plan.entries).then(|| (r.plan.entries - 1) as u16)).flatten()
+    with(|r| {
+        (r.plan.gsis + r.plan.msi_handles < r.plan.entries).then(|| (r.plan.entries - 1) as u16)
+    })
+    .flatten()
 }
 
 /// Reads and clears every unit's fault records and returns them, without counting them as
@@ -329,8 +389,14 @@ pub fn evidence() {
             let status = unit.status();
             let irta = unit.irta();
             ev!(("iommu.unit.{}.gsts", i), format_args!("{status:#x}"));
-            ev!(("iommu.unit.{}.ire", i), if GlobalBit::InterruptRemapping.reached(status, true) { "yes" } else { "no" });
-            ev!(("iommu.unit.{}.qie", i), if GlobalBit::QueuedInvalidation.reached(status, true) { "yes" } else { "no" });
+            ev!(
+                ("iommu.unit.{}.ire", i),
+                if GlobalBit::InterruptRemapping.reached(status, true) { "yes" } else { "no" }
+            );
+            ev!(
+                ("iommu.unit.{}.qie", i),
+                if GlobalBit::QueuedInvalidation.reached(status, true) { "yes" } else { "no" }
+            );
             ev!(("iommu.unit.{}.irta", i), format_args!("{irta:#x}"));
             ev!(("iommu.unit.{}.eime", i), if irta & (1 << 11) != 0 { "yes" } else { "no" });
             ev!(("iommu.unit.{}.invalidations", i), unit.invalidations());

@@ -41,7 +41,14 @@ impl InvalidationQueue {
     pub fn new() -> Result<InvalidationQueue, QueueError> {
         let ring_phys = frames::allocate_zeroed().ok_or(QueueError::NoMemory)?;
         let status_phys = frames::allocate_zeroed().ok_or(QueueError::NoMemory)?;
-        Ok(InvalidationQueue { ring_phys, ring: Ring { entries: 256 }, tail: 0, status_phys, token: 0, completed: 0 })
+        Ok(InvalidationQueue {
+            ring_phys,
+            ring: Ring { entries: 256 },
+            tail: 0,
+            status_phys,
+            token: 0,
+            completed: 0,
+        })
     }
 
     /// IQA_REG value: the ring's base with QS = 0 (one page, 256 descriptors).
@@ -86,9 +93,11 @@ impl InvalidationQueue {
         // The descriptors must be in memory before the unit sees the new tail.
         fence(Ordering::SeqCst);
         regs.write64(offset::IQ_TAIL, self.ring.register(self.tail));
-        let done = crate::time::spin_until(crate::time::TIGHT_POLL_NS, COMPLETION_TIMEOUT_NS, || {
-            self.status() == token || FaultStatus(regs.read32(offset::FAULT_STATUS)).queue_error()
-        });
+        let done =
+            crate::time::spin_until(crate::time::TIGHT_POLL_NS, COMPLETION_TIMEOUT_NS, || {
+                self.status() == token
+                    || FaultStatus(regs.read32(offset::FAULT_STATUS)).queue_error()
+            });
         let status = FaultStatus(regs.read32(offset::FAULT_STATUS));
         if status.queue_error() {
             // Spec 6.5.2.10: the head stays at the bad descriptor; clearing IQE resumes.

@@ -1,9 +1,11 @@
 //! One remapping hardware unit: capability checks, the enabling sequence through the global
 //! command register, queued invalidation of its interrupt entry cache and fault records.
 
-use keel_iommu::regs::{self, offset, Capability, ExtendedCapability, FaultRecord, FaultStatus, GlobalBit};
-use keel_iommu::sequence::{self, SequenceError};
 use keel_iommu::queue;
+use keel_iommu::regs::{
+    self, offset, Capability, ExtendedCapability, FaultRecord, FaultStatus, GlobalBit,
+};
+use keel_iommu::sequence::{self, SequenceError};
 
 use super::queue::{InvalidationQueue, QueueError};
 use super::registers::Registers;
@@ -52,7 +54,10 @@ impl Unit {
         let version = regs.read32(offset::VERSION);
         log::info!(
             "iommu: unit at {register_base:#x}: version {}.{} cap {:#x} ecap {:#x}",
-            (version >> 4) & 0xF, version & 0xF, capability.0, extended.0
+            (version >> 4) & 0xF,
+            version & 0xF,
+            capability.0,
+            extended.0
         );
         if !extended.interrupt_remapping() {
             return Err(UnitError::NoInterruptRemapping);
@@ -85,18 +90,25 @@ impl Unit {
         self.queue.reset();
         let iqa = self.queue.address_register();
         let Unit { regs, queue, register_base, .. } = self;
-        let found = sequence::enable(regs, iqa, irta, |r: &mut Registers| queue.submit(r, queue::iec(None))).map_err(|e| match e {
+        let found = sequence::enable(regs, iqa, irta, |r: &mut Registers| {
+            queue.submit(r, queue::iec(None))
+        })
+        .map_err(|e| match e {
             SequenceError::CommandTimeout(bit) => UnitError::CommandTimeout(bit),
             SequenceError::Invalidation(q) => UnitError::Queue(q),
         })?;
         if found.translation {
-            log::warn!("iommu: unit {register_base:#x}: firmware left DMA translation on; left as is");
+            log::warn!(
+                "iommu: unit {register_base:#x}: firmware left DMA translation on; left as is"
+            );
         }
         if found.interrupt_remapping || found.queued_invalidation {
             log::warn!("iommu: unit {register_base:#x}: firmware left IR {} / QI {} on; turned off before enabling", found.interrupt_remapping, found.queued_invalidation);
         }
         if found.queue_stuck {
-            log::warn!("iommu: unit {register_base:#x}: firmware's invalidation queue did not drain");
+            log::warn!(
+                "iommu: unit {register_base:#x}: firmware's invalidation queue did not drain"
+            );
         }
         Ok(())
     }
@@ -113,7 +125,9 @@ impl Unit {
 
     /// Reads, hands over and clears every recorded fault (`keel_iommu::sequence`).
     pub fn collect_faults(&mut self, mut sink: impl FnMut(Fault)) -> FaultStatus {
-        sequence::collect_faults(&mut self.regs, self.capability, |record, slot| sink(Fault { record, slot }))
+        sequence::collect_faults(&mut self.regs, self.capability, |record, slot| {
+            sink(Fault { record, slot })
+        })
     }
 
     pub fn report_faults(&mut self, when: &str) -> usize {
