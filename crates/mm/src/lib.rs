@@ -154,7 +154,8 @@ impl<'a> FrameBitmap<'a> {
         if self.free == 0 {
             return None;
         }
-        let words = Self::words_for(self.frames);
+        // The free bitmap alone: `words_for` counts both bitmaps (storage), not this one.
+        let words = self.words.len();
         let start_word = (self.next_hint / 64) as usize % words.max(1);
         for k in 0..words {
             let w = (start_word + k) % words;
@@ -365,6 +366,23 @@ mod tests {
         b.free(0x20000).unwrap();
         assert_eq!(b.allocate_below(0x21000), Some(0x20000));
         assert_eq!(b.allocate_below(0x21000), None);
+    }
+
+    #[test]
+    fn hint_at_the_top_of_the_window_wraps_instead_of_indexing_past_the_free_bitmap() {
+        // 256 frames = 4 words per bitmap; storage is 8 words. Driving the hint to the last
+        // frame and allocating again used to index the free bitmap by storage words.
+        let (mut w, n) = bitmap(256);
+        let mut b = FrameBitmap::new(0, n, &mut w).unwrap();
+        b.add_free_range(0, 256 * FRAME_SIZE);
+        for round in 0..4 {
+            let all: Vec<u64> = (0..256).map(|_| b.allocate().unwrap()).collect();
+            assert_eq!(b.allocate(), None, "round {round}");
+            for f in all {
+                b.free(f).unwrap();
+            }
+            assert_eq!(b.free_frames(), 256);
+        }
     }
 
     #[test]
