@@ -28,6 +28,17 @@ pub enum FrameError {
     StorageTooSmall { needed_words: usize, given_words: usize },
 }
 
+/// A broken internal invariant of a [`FrameBitmap`] (found by [`FrameBitmap::check_invariants`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InvariantError {
+    /// The free counter disagrees with the number of set free bits.
+    FreeCount { counted: u64, bits: u64 },
+    /// A frame is free but not managed (frame index).
+    FreeNotManaged(u64),
+    /// A bit is set beyond the last frame of the window (frame index).
+    BitPastWindow(u64),
+}
+
 /// Two bits per frame of `[base, base + frames * FRAME_SIZE)`; frames start out *used* and
 /// unmanaged until the owner marks usable ranges free.
 pub struct FrameBitmap<'a> {
@@ -250,6 +261,35 @@ impl<'a> FrameBitmap<'a> {
     pub fn total_frames(&self) -> u64 {
         self.frames
     }
+
+    /// Checks every word of both bitmaps: the free counter equals the set free bits, every
+    /// free frame is managed, and no bit is set past the window. O(frames / 64); run after
+    /// workloads (host tests after every step, the kernel's soak proofs at the end).
+    pub fn check_invariants(&self) -> Result<(), InvariantError> {
+        let mut bits = 0u64;
+        for (w, (&free, &managed)) in self.words.iter().zip(self.managed.iter()).enumerate() {
+            let first = w as u64 * 64;
+            let in_window = match self.frames - first {
+                n if n >= 64 => u64::MAX,
+                n => (1u64 << n) - 1,
+            };
+            let stray = (free | managed) & !in_window;
+            if stray != 0 {
+                return Err(InvariantError::BitPastWindow(first + stray.trailing_zeros() as u64));
+            }
+            let unmanaged_free = free & !managed;
+            if unmanaged_free != 0 {
+                return Err(InvariantError::FreeNotManaged(
+                    first + unmanaged_free.trailing_zeros() as u64,
+                ));
+            }
+            bits += free.count_ones() as u64;
+        }
+        if bits != self.free {
+            return Err(InvariantError::FreeCount { counted: self.free, bits });
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -382,6 +422,7 @@ mod tests {
                 b.free(f).unwrap();
             }
             assert_eq!(b.free_frames(), 256);
+            assert_eq!(b.check_invariants(), Ok(()));
         }
     }
 
