@@ -124,3 +124,16 @@ fn allocate_below_from_the_start_keeps_the_cursor() {
     assert_eq!(b.allocate(), Some(200 * FRAME_SIZE));
     assert_eq!(b.check_invariants(), Ok(()));
 }
+
+/// A window of no frames: every call answers, none indexes an empty bitmap.
+#[test]
+fn an_empty_window_answers_everything() {
+    let mut storage: Vec<u64> = Vec::new();
+    let mut b = FrameBitmap::new(0x1000, 0, &mut storage).unwrap();
+    b.add_free_range(0, u64::MAX);
+    b.reserve_range(0, u64::MAX);
+    assert_eq!((b.allocate(), b.allocate_below(u64::MAX)), (None, None));
+    assert_eq!(b.allocate_contiguous(1, FRAME_SIZE), None);
+    assert_eq!(b.free(0x1000), Err(FrameError::OutOfRange(0x1000)));
+    assert_eq!((b.free_frames(), b.total_frames(), b.check_invariants()), (0, 0, Ok(())));
+}
