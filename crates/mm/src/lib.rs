@@ -154,8 +154,8 @@ impl<'a> FrameBitmap<'a> {
             return; // empty: rounding outward must not turn it into a frame
         }
         let start = start / FRAME_SIZE * FRAME_SIZE;
-        // An end in the last partial frame of the address space reserves up to the top (it
-        // used to round up to 0 and reserve nothing).
+        // An end in the last partial frame of the address space reserves up to the top
+        // (rounding it up would wrap to 0 and reserve nothing).
         let end = end.checked_next_multiple_of(FRAME_SIZE).unwrap_or(u64::MAX);
         let (start, end) = (start.max(self.base), end.min(self.window_end()));
         let mut addr = start;
