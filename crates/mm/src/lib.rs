@@ -26,6 +26,8 @@ pub enum FrameError {
     NotManaged(u64),
     /// The bitmap storage is too small for the window.
     StorageTooSmall { needed_words: usize, given_words: usize },
+    /// The window would end past the top of the 64-bit address space.
+    WindowTooLarge { base: u64, frames: u64 },
 }
 
 /// A broken internal invariant of a [`FrameBitmap`] (found by [`FrameBitmap::check_invariants`]).
@@ -64,8 +66,13 @@ impl<'a> FrameBitmap<'a> {
 
     /// A bitmap for `frames` frames starting at `base`, all initially used.
     pub fn new(base: u64, frames: u64, words: &'a mut [u64]) -> Result<Self, FrameError> {
-        if base % FRAME_SIZE != 0 {
+        if !base.is_multiple_of(FRAME_SIZE) {
             return Err(FrameError::Unaligned(base));
+        }
+        // Every address computed later (`base + i * FRAME_SIZE`, the window's end) stays below
+        // this bound, so none of them can wrap.
+        if frames.checked_mul(FRAME_SIZE).and_then(|bytes| base.checked_add(bytes)).is_none() {
+            return Err(FrameError::WindowTooLarge { base, frames });
         }
         let needed = Self::words_for(frames);
         if words.len() < needed {
@@ -79,8 +86,13 @@ impl<'a> FrameBitmap<'a> {
         Ok(FrameBitmap { base, frames, words, managed, free: 0, next_hint: 0 })
     }
 
+    /// One past the window's last byte (cannot wrap: checked by [`Self::new`]).
+    fn window_end(&self) -> u64 {
+        self.base + self.frames * FRAME_SIZE
+    }
+
     fn index_of(&self, addr: u64) -> Result<u64, FrameError> {
-        if addr % FRAME_SIZE != 0 {
+        if !addr.is_multiple_of(FRAME_SIZE) {
             return Err(FrameError::Unaligned(addr));
         }
         if addr < self.base || (addr - self.base) / FRAME_SIZE >= self.frames {
@@ -119,10 +131,10 @@ impl<'a> FrameBitmap<'a> {
     /// are ignored so the caller can feed the raw memory map. Already-free frames are not
     /// counted twice.
     pub fn add_free_range(&mut self, start: u64, end: u64) {
-        let start = start.div_ceil(FRAME_SIZE) * FRAME_SIZE;
+        // A start in the last partial frame of the address space has no whole frame after it.
+        let start = start.checked_next_multiple_of(FRAME_SIZE).unwrap_or(u64::MAX);
         let end = end / FRAME_SIZE * FRAME_SIZE;
-        let window_end = self.base + self.frames * FRAME_SIZE;
-        let (start, end) = (start.max(self.base), end.min(window_end));
+        let (start, end) = (start.max(self.base), end.min(self.window_end()));
         let mut addr = start;
         while addr < end {
             let i = (addr - self.base) / FRAME_SIZE;
@@ -138,10 +150,14 @@ impl<'a> FrameBitmap<'a> {
     /// Marks `[start, end)` used and unmanaged for good (page-aligned outward), e.g. to
     /// reserve the bitmap itself: such frames are never handed out nor taken back.
     pub fn reserve_range(&mut self, start: u64, end: u64) {
+        if start >= end {
+            return; // empty: rounding outward must not turn it into a frame
+        }
         let start = start / FRAME_SIZE * FRAME_SIZE;
-        let end = end.div_ceil(FRAME_SIZE) * FRAME_SIZE;
-        let window_end = self.base + self.frames * FRAME_SIZE;
-        let (start, end) = (start.max(self.base), end.min(window_end));
+        // An end in the last partial frame of the address space reserves up to the top
+        // (rounding it up would wrap to 0 and reserve nothing).
+        let end = end.checked_next_multiple_of(FRAME_SIZE).unwrap_or(u64::MAX);
+        let (start, end) = (start.max(self.base), end.min(self.window_end()));
         let mut addr = start;
         while addr < end {
             let i = (addr - self.base) / FRAME_SIZE;
@@ -183,38 +199,50 @@ impl<'a> FrameBitmap<'a> {
                 // Lower frames may exist before the hint; scan from the start once.
                 return self.allocate_below_from_start(limit);
             }
-            self.set_free_index(i, false);
-            self.free -= 1;
+            self.take(i);
             self.next_hint = i;
             return Some(addr);
         }
         None
     }
 
+    /// The lowest free frame, if it lies below `limit`. The next-fit hint stays where it was:
+    /// frames below a limit are the scarce ones, and moving the general cursor down to them
+    /// would spend them on allocations that could have gone anywhere.
     fn allocate_below_from_start(&mut self, limit: u64) -> Option<u64> {
-        for i in 0..self.frames {
-            let addr = self.base + i * FRAME_SIZE;
-            if addr >= limit {
-                return None;
-            }
-            if self.is_free_index(i) {
-                self.set_free_index(i, false);
-                self.free -= 1;
-                return Some(addr);
-            }
+        let w = self.words.iter().position(|&bits| bits != 0)?;
+        let i = w as u64 * 64 + self.words[w].trailing_zeros() as u64;
+        let addr = self.base + i * FRAME_SIZE;
+        if i >= self.frames || addr >= limit {
+            return None;
         }
-        None
+        self.take(i);
+        Some(addr)
+    }
+
+    /// Marks free frame `i` used.
+    fn take(&mut self, i: u64) {
+        self.set_free_index(i, false);
+        self.free -= 1;
+    }
+
+    /// Index of the first frame at or after index `from` whose address is a multiple of
+    /// `align`; `None` when no such address exists below 2^64.
+    fn aligned_index(&self, from: u64, align: u64) -> Option<u64> {
+        let addr = self.base.checked_add(from.checked_mul(FRAME_SIZE)?)?;
+        Some((addr.checked_next_multiple_of(align)? - self.base) / FRAME_SIZE)
     }
 
     /// Allocates `count` physically contiguous frames aligned to `align` bytes (a power of
     /// two, at least a frame): the heap and DMA buffers need this.
     pub fn allocate_contiguous(&mut self, count: u64, align: u64) -> Option<u64> {
-        if count == 0 || !align.is_power_of_two() || align < FRAME_SIZE {
+        // More frames than are free can never succeed; the bound also keeps `i + count` from
+        // wrapping for a huge `count`.
+        if count == 0 || count > self.free || !align.is_power_of_two() || align < FRAME_SIZE {
             return None;
         }
-        let first = (self.base.div_ceil(align) * align - self.base) / FRAME_SIZE;
-        let mut i = first;
-        while i + count <= self.frames {
+        let mut i = self.aligned_index(0, align)?;
+        while i.checked_add(count)? <= self.frames {
             match (i..i + count).find(|&j| !self.is_free_index(j)) {
                 None => {
                     for j in i..i + count {
@@ -223,10 +251,7 @@ impl<'a> FrameBitmap<'a> {
                     self.free -= count;
                     return Some(self.base + i * FRAME_SIZE);
                 }
-                Some(used) => {
-                    let next = (self.base + (used + 1) * FRAME_SIZE).div_ceil(align) * align;
-                    i = (next - self.base) / FRAME_SIZE;
-                }
+                Some(used) => i = self.aligned_index(used + 1, align)?,
             }
         }
         None
