@@ -4,23 +4,27 @@
 //! periodic interrupt is counted over a window the kernel timed with its calibrated TSC, so a
 //! wrong rate shows up as too many RTC interrupts (the window ran long) or too few.
 
-use crate::checks::{custom, eq, Check};
+use crate::checks::{custom, eq, range, Check};
 use crate::trace::ev_u64;
 
-use super::{smp_checks, x2apic_cpu, xapic_cpu, Proof};
+use super::{smp_checks, x2apic_cpu, xapic_cpu, Accels, Proof};
+
+/// TCG's LAPIC timer counts virtual nanoseconds: measured against a correctly calibrated TSC
+/// it runs at 1 GHz. Half or twice that means the TSC rate is off by that much.
+const TCG_LAPIC_TIMER_HZ: (u64, u64) = (500_000_000, 2_000_000_000);
 
 /// The RTC's periodic rate in the smp scenario (register A rate 6).
 const RTC_HZ: u64 = 1024;
 
 /// The RTC interrupts counted fit the window the kernel timed: at most 10 % (and 2
-/// interrupts) over what the window holds, and at least an eighth of it. Interrupts are lost,
-/// never added, when a loaded host leaves the target vCPU unscheduled: under PVM-backed KVM on
-/// a loaded host 41 of 204 arrived. So the upper bound is tight and the lower one loose.
+/// interrupts) over what the window holds, and at least a third of it. Interrupts are lost,
+/// never added, when a loaded host leaves the target vCPU unscheduled (TCG on a loaded 2-core
+/// host: 175–194 of 204), so the upper bound is tight and the lower one loose.
 fn rtc_fits_window() -> Check {
     custom("the RTC interrupts counted fit the kernel-timed window", |t| {
         let (window_ms, counted) = (ev_u64(t, "rtc.window_ms")?, ev_u64(t, "rtc.interrupts")?);
         let expected = window_ms * RTC_HZ / 1000;
-        let (lo, hi) = (expected / 8, expected + expected / 10 + 2);
+        let (lo, hi) = (expected / 3, expected + expected / 10 + 2);
         if (lo..=hi).contains(&counted) {
             Ok(())
         } else {
@@ -42,7 +46,11 @@ fn pitless(
     cross: &'static str,
 ) -> Proof {
     let (cpu, mode) = if xapic { (xapic_cpu(), "xapic") } else { (x2apic_cpu(), "x2apic") };
-    smp_checks(Proof::new(name, what).smp(2).machine(machine).cpu(cpu), 2, mode)
+    // TCG only: PVM-backed KVM's LAPIC timer does not run at 1 GHz (7.4 GHz measured) and a
+    // loaded host made it drop four in five RTC interrupts, so neither cross-check holds there.
+    let p = Proof::new(name, what).smp(2).machine(machine).cpu(cpu).accels(Accels::TcgOnly);
+    smp_checks(p, 2, mode)
+        .check(range("timer.bsp_hz", TCG_LAPIC_TIMER_HZ.0, TCG_LAPIC_TIMER_HZ.1))
         .check(eq("time.sources", sources))
         .check(eq("time.clocksource", source))
         .check(eq("time.rejected", 0))
