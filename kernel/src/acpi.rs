@@ -3,6 +3,9 @@
 //! platform means (CPUs, IOAPICs, overrides). Missing or broken tables are reported and
 //! replaced by a safe fallback (the boot CPU alone, the standard IOAPIC), never a panic.
 
+use acpi::address::AddressSpace;
+use acpi::fadt::Fadt;
+use acpi::hpet::HpetInfo;
 use acpi::madt::{Madt, MadtEntry};
 use acpi::sdt::{SdtHeader, Signature};
 use acpi::{AcpiError, AcpiHandler, AcpiTable, AcpiTables, PhysicalMapping};
@@ -89,6 +92,41 @@ fn copy_dmar(tables: &AcpiTables<PhysMapHandler>) -> Option<Vec<u8>> {
         unsafe { core::slice::from_raw_parts(mapping.virtual_start().as_ptr().cast::<u8>(), len) };
     log::info!("acpi: DMAR at {:#x}, {len} bytes", mapping.physical_start());
     Some(bytes.to_vec())
+}
+
+/// The timers the firmware's tables describe, the references `time` may calibrate against.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ClockHardware {
+    /// The ACPI PM timer's I/O port and counter width (24 or 32 bits), from the FADT.
+    pub pm_timer: Option<(u16, u32)>,
+    /// The HPET's register block (physical), from the `HPET` table.
+    pub hpet_base: Option<u64>,
+}
+
+static CLOCKS: Once<ClockHardware> = Once::new();
+
+/// The timers the firmware described (after [`init`]; nothing when it had no tables).
+pub fn clock_hardware() -> ClockHardware {
+    CLOCKS.get().copied().unwrap_or_default()
+}
+
+fn find_clocks(tables: &AcpiTables<PhysMapHandler>) -> ClockHardware {
+    let pm_timer = tables.find_table::<Fadt>().ok().and_then(|fadt| {
+        let bits = if { fadt.flags }.pm_timer_is_32_bit() { 32 } else { 24 };
+        match fadt.pm_timer_block() {
+            Ok(Some(block)) if block.address_space == AddressSpace::SystemIo => {
+                u16::try_from(block.address).ok().filter(|p| *p != 0).map(|port| (port, bits))
+            }
+            Ok(Some(block)) => {
+                log::warn!("acpi: PM timer in {:?} space is not supported", block.address_space);
+                None
+            }
+            _ => None,
+        }
+    });
+    let hpet_base = HpetInfo::new(tables).ok().map(|h| h.base_address as u64).filter(|b| *b != 0);
+    log::info!("acpi: PM timer {pm_timer:x?}, HPET {hpet_base:x?}");
+    ClockHardware { pm_timer, hpet_base }
 }
 
 /// The platform as the firmware declared it (after [`init`]).
@@ -240,6 +278,7 @@ pub fn init(root: AcpiRoot) -> &'static Platform {
         Err(e) => fallback(storage, bsp, &format_args!("no usable RSDP ({e:?})")),
         Ok(tables) => {
             DMAR.call_once(|| copy_dmar(&tables));
+            CLOCKS.call_once(|| find_clocks(&tables));
             match tables.find_table::<Madt>() {
                 Err(e) => fallback(storage, bsp, &format_args!("no usable MADT ({e:?})")),
                 Ok(madt) => {

@@ -55,8 +55,9 @@ pub extern "C" fn kernel_entry(multiboot_magic: u32, multiboot_info: u32) -> ! {
     let scenario = cmdline.get("proof");
     ev!("boot.cmdline.proof", scenario.unwrap_or("none"));
 
-    time::init();
+    // ACPI first: it finds the HPET and the PM timer the TSC may be calibrated against.
     let platform = acpi::init(boot.acpi_root);
+    time::init(cmdline.get("clocksource"));
     match scenario {
         None => init::run(platform, &cmdline, &boot),
         Some(name) => run_scenario(name, &cmdline, &boot, platform),

@@ -478,6 +478,7 @@ pub fn registry() -> Vec<Proof> {
     let mut base = kernel_registry();
     base.extend(plain::proofs());
     base.extend(scale::proofs());
+    base.extend(clock::proofs());
     let firmware = firmware_variants(&base);
     base.into_iter().chain(firmware).collect()
 }
@@ -694,6 +695,7 @@ fn kernel_registry() -> Vec<Proof> {
     .collect()
 }
 
+mod clock;
 mod firmware;
 mod hostile;
 mod memory;

@@ -113,6 +113,7 @@ pub fn route_and_count(
     ev!("rtc.vector", vector);
     ev!("rtc.cpu", target.index);
     ev!("rtc.apic_id", apic_id.get());
+    ev!("rtc.window_ms", window_ms);
     ev!("rtc.interrupts", count);
     ev!("rtc.on_target", on_target);
     ev!("rtc.on_wrong_cpu", ON_WRONG_CPU.load(Ordering::Relaxed));

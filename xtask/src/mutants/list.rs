@@ -161,4 +161,27 @@ pub const BREAKS: &[Break] = &[
         proofs: &["interrupt-grant-remote"],
         accel: Accel::Tcg,
     },
+    // Time: clock sources without the PIT
+    Break {
+        name: "pm-timer-rate-wrong",
+        what: "the ACPI PM timer is taken to count at the PIT's 1.193 MHz instead of 3.579545 MHz",
+        edits: &[Edit {
+            file: "crates/clock/src/lib.rs",
+            find: "pub const PM_TIMER_HZ: u64 = 3_579_545;",
+            replace: "pub const PM_TIMER_HZ: u64 = 1_193_182;",
+        }],
+        proofs: &["clock-pm-timer", "clock-hpet"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "absent-pit-taken-for-present",
+        what: "a PIT whose output is already high when its count starts is taken for a working one",
+        edits: &[Edit {
+            file: "kernel/src/time.rs",
+            find: "            return None; // the output is already high: nothing is counting",
+            replace: "",
+        }],
+        proofs: &["clock-pm-timer-x2apic", "clock-hpet-x2apic"],
+        accel: Accel::Tcg,
+    },
 ];
