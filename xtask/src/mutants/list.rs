@@ -161,4 +161,49 @@ pub const BREAKS: &[Break] = &[
         proofs: &["interrupt-grant-remote"],
         accel: Accel::Tcg,
     },
+    // Endurance: TLB and faults
+    Break {
+        name: "withdraw-claims-reused-slot",
+        what: "a shootdown's withdraw claims the slot it located whatever it holds by then (the two-step withdraw: a request served meanwhile and a second shooter's request in its slot is taken, the first ack counted twice)",
+        edits: &[Edit {
+            file: "crates/shootdown/src/inbox.rs",
+            find: "slot.compare_exchange(id, 0, Ordering::AcqRel, Ordering::Relaxed).is_ok()",
+            replace: "slot.swap(0, Ordering::AcqRel) != 0",
+        }],
+        proofs: &["races", "races-xapic"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "spurious-fault-not-rechecked",
+        what: "a user #PF never re-walks the page table: a fault on a stale read-only entry the table already made writable ends the thread",
+        edits: &[Edit {
+            file: "kernel/src/mm/fault.rs",
+            find: "    if !user_access_allowed(pml4, addr, write, fetch) {\n        return false;",
+            replace: "    if true {\n        return false;",
+        }],
+        proofs: &["vmhostile"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "local-only-shootdown-skips-own-flush",
+        what: "a shootdown that interrupts no other CPU skips the shooter's own flush",
+        edits: &[Edit {
+            file: "kernel/src/arch/x86_64/tlb.rs",
+            find: "    if me_resident {\n",
+            replace: "    if me_resident && remote > 0 {\n",
+        }],
+        proofs: &["vmhostile", "vmhostile-xapic"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "frames-freed-before-shootdown",
+        what: "an invalidation frees (and, in the scenarios build, poisons) its frames before the shootdown that covers them",
+        edits: &[Edit {
+            file: "kernel/src/mm/invalidation.rs",
+            find: "        #[cfg(feature = \"scenarios\")]\n        widen_stale_window(&self.pages);\n",
+            replace: "        for &f in &self.frames {\n            release(f);\n        }\n        self.frames.clear();\n        #[cfg(feature = \"scenarios\")]\n        widen_stale_window(&self.pages);\n",
+        }],
+        proofs: &["vmhostile"],
+        accel: Accel::Tcg,
+    },
 ];
