@@ -126,9 +126,9 @@ mod tests {
         for id in 1..=INBOX_SLOTS {
             assert!(inbox.push(id * 8));
         }
-        assert!(!inbox.push(0x9999_0));
+        assert!(!inbox.push(0x9_9990));
         assert_eq!(taken(&inbox).len(), INBOX_SLOTS);
-        assert!(inbox.push(0x9999_0));
+        assert!(inbox.push(0x9_9990));
     }
 
     /// The interleaving of issue 21 item 5: the withdraw located A's slot; before it claims,
