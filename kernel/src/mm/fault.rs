@@ -55,7 +55,7 @@ pub fn retry_spurious(tid: u64, addr: u64, error: u64) -> bool {
     #[cfg(feature = "scenarios")]
     widen_window(pml4, addr, write, fetch);
     // A not-present fault the tables now satisfy (a map that landed meanwhile) retries too.
-    if !user_access_allowed(pml4, addr, write, fetch) {
+    if !user_access_allowed(pml4, addr, write, fetch) && !walk_disagrees(addr) {
         return false;
     }
     let page = addr & !0xfff;
@@ -111,6 +111,21 @@ pub fn user_access_allowed(pml4: u64, va: u64, write: bool, fetch: bool) -> bool
 /// The probe page of the spurious-fault proof (`user/vmhostile`, phase 4).
 #[cfg(feature = "scenarios")]
 pub const SPURIOUS_PROBE_VADDR: u64 = 0x0000_4800_0000;
+
+/// The probe page of the retry-bound proof: the scenarios kernel takes every fault there
+/// for spurious, as a table walk that disagreed with the hardware would.
+#[cfg(feature = "scenarios")]
+pub const RETRY_LOOP_PROBE_VADDR: u64 = 0x0000_4c00_0000;
+
+#[cfg(feature = "scenarios")]
+fn walk_disagrees(addr: u64) -> bool {
+    addr & !0xfff == RETRY_LOOP_PROBE_VADDR
+}
+
+#[cfg(not(feature = "scenarios"))]
+fn walk_disagrees(_addr: u64) -> bool {
+    false
+}
 
 /// Scenarios build: a fault on the probe page waits (up to 1 s) for another CPU to grant the
 /// access before the walk, as a CPU whose TLB kept the old read-only entry would fault after

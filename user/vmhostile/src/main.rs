@@ -21,6 +21,9 @@
 //! 4. Spurious fault: a thread on CPU 1 writes a read-only probe page while this thread makes
 //!    it writable; the scenarios kernel holds the fault until the table changed (the window of
 //!    a stale read-only TLB entry, widened). The writer must survive and its write land.
+//!    Then the retry bound: the scenarios kernel takes every fault on a second probe page
+//!    for spurious (a walk that disagrees with the hardware); a thread writing it read-only
+//!    must be ended after one retry, not loop.
 //! 5. Freed-frame poison: per round, a reader on CPU 1 checks every word of a page it reads
 //!    in a loop while this thread unmaps the page (the scenarios kernel delays the shootdown
 //!    after the table change, and fills freed frames with a poison pattern): the reader must
@@ -81,6 +84,10 @@ const SPURIOUS_VADDR: u64 = 0x0000_4800_0000;
 const SPURIOUS_VALUE: u64 = 0x5b0b_5b0b;
 static SPURIOUS_READY: AtomicU64 = AtomicU64::new(0);
 static SPURIOUS_WRITTEN: AtomicU64 = AtomicU64::new(0);
+/// The retry-bound probe page (the kernel's `RETRY_LOOP_PROBE_VADDR`).
+const RETRY_LOOP_VADDR: u64 = 0x0000_4c00_0000;
+static RETRY_LOOP_WRITTEN: AtomicU64 = AtomicU64::new(0);
+const JOB_RETRY_LOOP: u64 = 8;
 
 /// Phase 5's page (the kernel's `POISON_PROBE_VADDR`), what freed frames hold in the
 /// scenarios kernel, and the readers' findings.
@@ -139,6 +146,12 @@ extern "C" fn thread_body(ring_vaddr: u64, job: u64) -> ! {
             SPURIOUS_WRITTEN.store(1, Ordering::Release);
         }
         JOB_POISON_READER => read_until_unmapped(),
+        JOB_RETRY_LOOP => {
+            // SAFETY: deliberately invalid: the page stays read-only, so this write faults
+            // until the kernel gives up retrying and ends this thread.
+            unsafe { (RETRY_LOOP_VADDR as *mut u64).write_volatile(1) };
+            RETRY_LOOP_WRITTEN.store(1, Ordering::Release);
+        }
         _ => {
             // Holds its ring (the second ring page) until the main thread is done with it.
             PARKED.store(1, Ordering::Release);
@@ -440,6 +453,16 @@ fn spurious_fault() {
     ev!("spurious_protected", yes(protected));
     ev!("spurious_written", yes(SPURIOUS_WRITTEN.load(Ordering::Acquire) != 0));
     ev!("spurious_value_landed", yes(value == SPURIOUS_VALUE));
+    // The retry bound.
+    let mut r = ring().expect("ring");
+    let mapped = r.call(vm, Method::VmMap, [RETRY_LOOP_VADDR, 1, 0, 0]).is_ok();
+    drop(r);
+    let looper = spawn(30, 1, JOB_RETRY_LOOP).unwrap_or(0);
+    wait_threads(before);
+    ev!("retry_loop_mapped", yes(mapped));
+    ev!("retry_loop_tid", looper);
+    ev!("retry_loop_addr", RETRY_LOOP_VADDR);
+    ev!("retry_loop_written", yes(RETRY_LOOP_WRITTEN.load(Ordering::Acquire) != 0));
 }
 
 /// Phase 5: readers on CPU 1 while the page they read is unmapped.

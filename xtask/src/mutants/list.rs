@@ -178,8 +178,19 @@ pub const BREAKS: &[Break] = &[
         what: "a user #PF never re-walks the page table: a fault on a stale read-only entry the table already made writable ends the thread",
         edits: &[Edit {
             file: "kernel/src/mm/fault.rs",
-            find: "    if !user_access_allowed(pml4, addr, write, fetch) {\n        return false;",
+            find: "    if !user_access_allowed(pml4, addr, write, fetch) && !walk_disagrees(addr) {\n        return false;",
             replace: "    if true {\n        return false;",
+        }],
+        proofs: &["vmhostile"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "spurious-retry-unbounded",
+        what: "a user #PF the walk takes for spurious is retried however often it repeats at once",
+        edits: &[Edit {
+            file: "kernel/src/mm/fault.rs",
+            find: "        && now.saturating_sub(last.at_ns.load(Ordering::Relaxed)) < REPEAT_WINDOW_NS\n",
+            replace: "        && false\n",
         }],
         proofs: &["vmhostile"],
         accel: Accel::Tcg,
@@ -193,6 +204,17 @@ pub const BREAKS: &[Break] = &[
             replace: "    if me_resident && remote > 0 {\n",
         }],
         proofs: &["vmhostile", "vmhostile-xapic"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "local-only-shootdowns-not-counted",
+        what: "shootdowns that interrupt no other CPU are not counted (tlb.shootdowns_local stays 0)",
+        edits: &[Edit {
+            file: "kernel/src/arch/x86_64/tlb.rs",
+            find: "bump(&me.tlb.started_local, 1);",
+            replace: "bump(&me.tlb.started_local, 0);",
+        }],
+        proofs: &["vmhostile"],
         accel: Accel::Tcg,
     },
     Break {

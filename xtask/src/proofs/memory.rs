@@ -57,8 +57,9 @@ fn vmhostile(p: Proof, mode: &'static str) -> Proof {
         .check(keys_equal("mm.wx_refusals", "user.vmhostile.wx_attempts"))
         .check(eq("user.vmhostile.code_unchanged", "yes"))
         .check(eq("user.vmhostile.patch_written", "no"))
-        // The patcher, the two local-only threads, and one poison reader per round.
-        .check(eq("proc.vmhostile.thread_faults", 3 + POISON_ROUNDS))
+        // The patcher, the two local-only threads, the retry looper and one poison reader
+        // per round.
+        .check(eq("proc.vmhostile.thread_faults", 4 + POISON_ROUNDS))
         .check(custom(
             "the patcher thread was ended by a fault at the code address it wrote",
             |t| {
@@ -112,8 +113,17 @@ fn vmhostile(p: Proof, mode: &'static str) -> Proof {
         .check(eq("user.vmhostile.spurious_protected", "yes"))
         .check(eq("user.vmhostile.spurious_written", "yes"))
         .check(eq("user.vmhostile.spurious_value_landed", "yes"))
-        .check(ge("mm.spurious_faults", 1))
-        .check(eq("mm.spurious_repeats", 0))
+        // The retry bound: a fault the (scenarios) walk always takes for spurious is retried
+        // once, then ends the thread at that page.
+        .check(eq("user.vmhostile.retry_loop_mapped", "yes"))
+        .check(eq("user.vmhostile.retry_loop_written", "no"))
+        .check(ended_by_fault_at(
+            "a fault repeated at once after its spurious retry ended the thread at that page",
+            "user.vmhostile.retry_loop_tid",
+            "user.vmhostile.retry_loop_addr",
+        ))
+        .check(ge("mm.spurious_faults", 2))
+        .check(eq("mm.spurious_repeats", 1))
         // Freed frames are poisoned (scenarios kernel); readers on CPU 1 read while the unmap
         // is in flight and never see the poison or foreign data.
         .check(eq("user.vmhostile.poison_rounds", POISON_ROUNDS))
