@@ -181,7 +181,7 @@ mod tests {
     #[test]
     fn concurrent_shooters_and_handler_account_for_every_request() {
         const SHOOTERS: usize = 4;
-        const ROUNDS: usize = 20_000;
+        const ROUNDS: usize = 10_000;
         let inbox = Arc::new(SlotInbox::new());
         let served: Arc<Vec<AtomicU64>> =
             Arc::new((0..SHOOTERS * ROUNDS + 1).map(|_| AtomicU64::new(0)).collect());
