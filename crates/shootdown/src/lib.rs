@@ -5,6 +5,8 @@
 //!   moment, and [`CpuWord`], one word of a mask read once (what a shootdown streams its
 //!   targets from, so it never copies a whole set);
 //! * [`IpiGrouper`]: consecutive targets in one x2APIC cluster gathered into one IPI;
+//! * [`SlotInbox`]: the slots of one CPU's queue of shootdown requests (publish, take,
+//!   withdraw a request whose IPI could not be sent, never another's);
 //! * [`flush_plan`]: page-by-page invalidation or a full flush, by the batch size.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
@@ -12,7 +14,9 @@
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 mod groups;
+mod inbox;
 pub use groups::{IpiGroup, IpiGrouper, GROUP_CAPACITY};
+pub use inbox::{SlotInbox, INBOX_SLOTS};
 
 /// Highest number of CPUs a [`CpuMask`] can hold (the kernel asserts its CPU limit fits).
 pub const MAX_CPUS: usize = 4096;

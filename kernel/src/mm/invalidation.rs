@@ -72,6 +72,8 @@ impl Invalidation {
     /// the frames: they are kept out of the allocator for good (counted, logged). Call with
     /// interrupts enabled.
     pub fn complete(mut self, resident: &CpuMask) -> (usize, usize) {
+        #[cfg(feature = "scenarios")]
+        widen_stale_window(&self.pages);
         if let Err(unreached) = tlb::shootdown(self.pml4, resident, &self.pages) {
             log::error!(
                 "mm: {} frames withheld, CPUs {:?} not flushed",
@@ -82,7 +84,7 @@ impl Invalidation {
         }
         let frames = core::mem::take(&mut self.frames);
         for &f in &frames {
-            super::frames::free(f);
+            release(f);
         }
         (self.pages.len(), frames.len())
     }
@@ -97,5 +99,39 @@ impl Drop for Invalidation {
                 self.frames.len()
             );
         }
+    }
+}
+
+/// Returns a frame to the allocator; in the scenarios build it is filled with
+/// [`FREED_POISON`] first, so a reader that still reaches it through a stale TLB entry sees
+/// that it was freed.
+fn release(frame: u64) {
+    #[cfg(feature = "scenarios")]
+    {
+        let words = super::phys_to_virt(frame).as_mut_ptr::<u64>();
+        for i in 0..512 {
+            // SAFETY: the frame is ours until `free` below, and lies in the physical map.
+            unsafe { words.add(i).write_volatile(FREED_POISON) };
+        }
+    }
+    super::frames::free(frame);
+}
+
+/// What freed frames hold in the scenarios build (no user program writes it).
+#[cfg(feature = "scenarios")]
+pub const FREED_POISON: u64 = 0xF4EE_D0D0_F4EE_D0D0;
+
+/// The poison proof's pages (`user/vmhostile`, phase 5): their unmaps wait this long between
+/// the page-table change and the shootdown, so readers on other CPUs keep reading through
+/// their stale entries while the unmap is in flight.
+#[cfg(feature = "scenarios")]
+pub const POISON_PROBE_VADDR: u64 = 0x0000_4a00_0000;
+#[cfg(feature = "scenarios")]
+const POISON_PROBE_DELAY_US: u64 = 2_000;
+
+#[cfg(feature = "scenarios")]
+fn widen_stale_window(pages: &[u64]) {
+    if pages.iter().any(|&va| va & !0xfff == POISON_PROBE_VADDR) {
+        crate::time::delay_us(POISON_PROBE_DELAY_US);
     }
 }

@@ -8,6 +8,7 @@
 //! The lower half is left to user address spaces.
 
 pub mod address_space;
+pub mod fault;
 pub mod frames;
 pub mod heap;
 pub mod invalidation;

@@ -9,6 +9,12 @@
 //!   shootdown whose every IPI fails must return promptly with those CPUs unreached and
 //!   their requests withdrawn (not wait 5 s and panic); one whose logical (cluster) IPIs fail
 //!   must fall back to physical ones and complete.
+//! * The withdraw window (issue 21, ABA): a shootdown aimed at CPU 1 alone whose IPI fails
+//!   withdraws its request; a hook between locating the request's slot and claiming it makes
+//!   CPU 1 serve the request (a real IPI) and a second shooter publish its own request in the
+//!   same slot. The withdraw must leave the second request queued (CPU 1 then serves it) and
+//!   must not count the first one's acknowledgement twice (the shootdown returns, with no
+//!   CPU unreached, instead of waiting 5 s for an acknowledgement that wrapped).
 //! * Concurrent `post_work`: the boot CPU and CPU 1 post to CPU 2 at the same time, many
 //!   times; each work records its own argument, and when `wait_work` says a ticket is done,
 //!   that poster's work must have run (a ticket taken apart from its slot could name the other
@@ -167,12 +173,64 @@ fn unsendable_shootdowns() -> bool {
         tlb::SEND_FAILURES.load(Ordering::Relaxed) - logical_before
     );
     ev!("races.tlb.send_failures", tlb::SEND_FAILURES.load(Ordering::Relaxed) - failures_before);
+    let aba = withdraw_window(space.pml4(), page);
     RELEASE.store(1, Ordering::Release);
     for (c, t) in tickets {
         smp::wait_work(c, t, 2_000_000_000);
     }
     space.destroy();
-    held
+    held && aba
+}
+
+/// CPU 1 alone, as a resident set.
+static CPU1_MASK: tlb::CpuMask = tlb::CpuMask::new();
+static ABA_PML4: AtomicU64 = AtomicU64::new(0);
+static ABA_SERVED_FIRST: AtomicU64 = AtomicU64::new(0);
+static ABA_SECOND_PUBLISHED: AtomicU64 = AtomicU64::new(0);
+
+/// Inside the withdraw's window: CPU 1 serves the first request, then a second shooter
+/// publishes its request in the slot that freed.
+fn serve_then_reuse_slot() {
+    let served = tlb::window::interrupt(1)
+        && crate::time::spin_until(0, 1_000_000_000, || tlb::queued(1) == 0);
+    ABA_SERVED_FIRST.store(served as u64, Ordering::Release);
+    let published = tlb::window::publish_second(1, ABA_PML4.load(Ordering::Acquire));
+    ABA_SECOND_PUBLISHED.store(published as u64, Ordering::Release);
+}
+
+/// The withdraw ABA (see the module comment); true when the scenario could run.
+fn withdraw_window(pml4: u64, page: u64) -> bool {
+    CPU1_MASK.insert(1);
+    ABA_PML4.store(pml4, Ordering::Release);
+    let runs_before = tlb::window::WITHDRAW_HOOK_RUNS.load(Ordering::Relaxed);
+    tlb::window::set_withdraw_hook(Some(serve_then_reuse_slot));
+    let t0 = crate::time::now_ns();
+    let result = tlb::shootdown_via(pml4, &CPU1_MASK, &[page], &mut |ipi| {
+        Err(IcrError::DestinationUnreachableInXApic(match ipi.destination() {
+            Destination::Physical(id) => id,
+            _ => ApicId::new(0xFFFF),
+        }))
+    });
+    tlb::window::set_withdraw_hook(None);
+    let took_ms = (crate::time::now_ns() - t0) / 1_000_000;
+    let queued_after = tlb::queued(1);
+    // The second shooter's request, if still queued, is served by CPU 1's next IPI.
+    let second_served = tlb::window::interrupt(1)
+        && crate::time::spin_until(0, 1_000_000_000, || tlb::window::second_pending() == Some(0));
+    let runs = tlb::window::WITHDRAW_HOOK_RUNS.load(Ordering::Relaxed) - runs_before;
+    ev!("races.tlb.withdraw_aba.hook_runs", runs);
+    ev!("races.tlb.withdraw_aba.first_served", ABA_SERVED_FIRST.load(Ordering::Acquire));
+    ev!("races.tlb.withdraw_aba.second_published", ABA_SECOND_PUBLISHED.load(Ordering::Acquire));
+    ev!("races.tlb.withdraw_aba.result", if result.is_ok() { "ok" } else { "unreached" });
+    ev!("races.tlb.withdraw_aba.ms", took_ms);
+    ev!("races.tlb.withdraw_aba.second_queued_after", queued_after);
+    ev!(
+        "races.tlb.withdraw_aba.second_pending",
+        tlb::window::second_pending().map_or(u64::MAX, u64::from)
+    );
+    ev!("races.tlb.withdraw_aba.second_served", if second_served { "yes" } else { "no" });
+    CPU1_MASK.remove(1);
+    runs == 1
 }
 
 /// One slot per poster; each work stores its argument's sequence number there.

@@ -126,6 +126,7 @@ fn cpu_evidence() {
     );
     use crate::arch::x86_64::tlb;
     ev!("tlb.shootdowns", tlb::shootdowns());
+    ev!("tlb.shootdowns_local", tlb::shootdowns_local());
     ev!("tlb.ipis_sent", tlb::ipis_sent());
     ev!("tlb.last_targets", format_args!("{:#x}", tlb::LAST_TARGETS.load(Ordering::Relaxed)));
     ev!("tlb.last_icr_writes", tlb::LAST_ICR_WRITES.load(Ordering::Relaxed));
@@ -138,6 +139,8 @@ fn kernel_counter_evidence() {
     ev!("mm.user_copy_partial", crate::mm::user::PARTIAL_COPIES.load(Ordering::Relaxed));
     ev!("mm.kernel_page_refusals", KERNEL_PAGE_REFUSALS.load(Ordering::Relaxed));
     ev!("mm.wx_refusals", WX_REFUSALS.load(Ordering::Relaxed));
+    ev!("mm.spurious_faults", crate::mm::fault::SPURIOUS_FAULTS.load(Ordering::Relaxed));
+    ev!("mm.spurious_repeats", crate::mm::fault::SPURIOUS_REPEATS.load(Ordering::Relaxed));
     ev!("mm.refused_frees", crate::mm::frames::REFUSED_FREES.load(Ordering::Relaxed));
     ev!(
         "mm.unflushed_frames_kept",

@@ -435,6 +435,11 @@ pub fn user_fault(frame: &mut TrapFrame) {
         return;
     }
     let cr2 = x86_64::registers::control::Cr2::read_raw();
+    // A #PF the tables already permit came from a stale TLB entry: flushed, retried.
+    let tid = sched::current_thread().map_or(0, |t| t.tid);
+    if frame.vector == 14 && crate::mm::fault::retry_spurious(tid, cr2, frame.error_code) {
+        return;
+    }
     let alone = report_fault(frame, cr2);
     end_faulting_thread(0xFFFF_0000 | frame.vector, alone)
 }

@@ -14,6 +14,20 @@
 //!    least `rounds`, and on until the racer completed `racer_cycles` cycles). Each
 //!    copy either succeeds (the region holds zeros, which the console drops) or fails with
 //!    `BadAddress`; anything else, or a kernel fault, fails the proof.
+//! 0. Local-only shootdowns (run first, while the space is resident on CPU 0 alone): a thread
+//!    on CPU 0 writes a page, write-protects it and writes again; another reads a page, unmaps
+//!    it and reads again. The second access must fault (the kernel ends each thread and
+//!    reports the address): the shootdown flushed this CPU although no other needed an IPI.
+//! 4. Spurious fault: a thread on CPU 1 writes a read-only probe page while this thread makes
+//!    it writable; the scenarios kernel holds the fault until the table changed (the window of
+//!    a stale read-only TLB entry, widened). The writer must survive and its write land.
+//!    Then the retry bound: the scenarios kernel takes every fault on a second probe page
+//!    for spurious (a walk that disagrees with the hardware); a thread writing it read-only
+//!    must be ended after one retry, not loop.
+//! 5. Freed-frame poison: per round, a reader on CPU 1 checks every word of a page it reads
+//!    in a loop while this thread unmaps the page (the scenarios kernel delays the shootdown
+//!    after the table change, and fills freed frames with a poison pattern): the reader must
+//!    see only the page's own data until its flush ends it with a fault, never the poison.
 #![no_std]
 #![no_main]
 
@@ -52,6 +66,40 @@ extern "C" fn thread_start() -> ! {
 const JOB_RACER: u64 = 1;
 const JOB_PARKED: u64 = 2;
 const JOB_PATCH: u64 = 3;
+const JOB_LOCAL_PROTECT: u64 = 4;
+const JOB_LOCAL_UNMAP: u64 = 5;
+const JOB_SPURIOUS: u64 = 6;
+const JOB_POISON_READER: u64 = 7;
+
+/// Phase 0's pages (write-protected, unmapped).
+const LOCAL_PROTECT_VADDR: u64 = 0x0000_4400_0000;
+const LOCAL_UNMAP_VADDR: u64 = 0x0000_4400_2000;
+static LOCAL_PROTECTED: AtomicU64 = AtomicU64::new(0);
+static LOCAL_PROTECT_WRITTEN: AtomicU64 = AtomicU64::new(0);
+static LOCAL_UNMAPPED: AtomicU64 = AtomicU64::new(0);
+static LOCAL_UNMAP_READ: AtomicU64 = AtomicU64::new(0);
+
+/// Phase 4's probe page (the kernel's `SPURIOUS_PROBE_VADDR`).
+const SPURIOUS_VADDR: u64 = 0x0000_4800_0000;
+const SPURIOUS_VALUE: u64 = 0x5b0b_5b0b;
+static SPURIOUS_READY: AtomicU64 = AtomicU64::new(0);
+static SPURIOUS_WRITTEN: AtomicU64 = AtomicU64::new(0);
+/// The retry-bound probe page (the kernel's `RETRY_LOOP_PROBE_VADDR`).
+const RETRY_LOOP_VADDR: u64 = 0x0000_4c00_0000;
+static RETRY_LOOP_WRITTEN: AtomicU64 = AtomicU64::new(0);
+const JOB_RETRY_LOOP: u64 = 8;
+
+/// Phase 5's page (the kernel's `POISON_PROBE_VADDR`), what freed frames hold in the
+/// scenarios kernel, and the readers' findings.
+const POISON_VADDR: u64 = 0x0000_4a00_0000;
+const FREED_POISON: u64 = 0xF4EE_D0D0_F4EE_D0D0;
+const PAGE_PATTERN: u64 = 0x0da7_a000_0000_0000;
+static READERS_UP: AtomicU64 = AtomicU64::new(0);
+static READS: AtomicU64 = AtomicU64::new(0);
+static READS_IN_FLIGHT: AtomicU64 = AtomicU64::new(0);
+static UNMAP_IN_FLIGHT: AtomicU64 = AtomicU64::new(0);
+static POISON_SEEN: AtomicU64 = AtomicU64::new(0);
+static WRONG_DATA: AtomicU64 = AtomicU64::new(0);
 
 /// The code byte the patcher thread tries to change, and whether its write went through.
 static PATCH_TARGET: AtomicU64 = AtomicU64::new(0);
@@ -68,6 +116,41 @@ extern "C" fn thread_body(ring_vaddr: u64, job: u64) -> ! {
             // faults and the kernel ends this thread.
             unsafe { target.write_volatile(target.read_volatile() ^ 0xff) };
             PATCH_WRITTEN.store(1, Ordering::Release);
+        }
+        JOB_LOCAL_PROTECT => {
+            let page = LOCAL_PROTECT_VADDR as *mut u64;
+            // SAFETY: mapped writable by the main thread; the second write must fault.
+            unsafe { page.write_volatile(1) };
+            let vm = cap(ObjectKind::VirtualMemory);
+            let ok = ring.call(vm, Method::VmProtect, [LOCAL_PROTECT_VADDR, 1, 0, 0]).is_ok();
+            LOCAL_PROTECTED.store(ok as u64, Ordering::Release);
+            // SAFETY: deliberately invalid: the page is read-only now.
+            unsafe { page.write_volatile(2) };
+            LOCAL_PROTECT_WRITTEN.store(1, Ordering::Release);
+        }
+        JOB_LOCAL_UNMAP => {
+            let page = LOCAL_UNMAP_VADDR as *const u64;
+            // SAFETY: mapped by the main thread; the second read must fault.
+            let _ = unsafe { page.read_volatile() };
+            let vm = cap(ObjectKind::VirtualMemory);
+            let ok = ring.call(vm, Method::VmUnmap, [LOCAL_UNMAP_VADDR, 1, 0, 0]).is_ok();
+            LOCAL_UNMAPPED.store(ok as u64, Ordering::Release);
+            // SAFETY: deliberately invalid: the page is unmapped now.
+            let _ = unsafe { page.read_volatile() };
+            LOCAL_UNMAP_READ.store(1, Ordering::Release);
+        }
+        JOB_SPURIOUS => {
+            SPURIOUS_READY.store(1, Ordering::Release);
+            // SAFETY: read-only when written; the main thread makes it writable meanwhile.
+            unsafe { (SPURIOUS_VADDR as *mut u64).write_volatile(SPURIOUS_VALUE) };
+            SPURIOUS_WRITTEN.store(1, Ordering::Release);
+        }
+        JOB_POISON_READER => read_until_unmapped(),
+        JOB_RETRY_LOOP => {
+            // SAFETY: deliberately invalid: the page stays read-only, so this write faults
+            // until the kernel gives up retrying and ends this thread.
+            unsafe { (RETRY_LOOP_VADDR as *mut u64).write_volatile(1) };
+            RETRY_LOOP_WRITTEN.store(1, Ordering::Release);
         }
         _ => {
             // Holds its ring (the second ring page) until the main thread is done with it.
@@ -96,6 +179,27 @@ fn race_mappings(ring: &mut Ring) {
         RACER_CYCLES.fetch_add(1, Ordering::Relaxed);
     }
     RACER_DONE.store(1, Ordering::Release);
+}
+
+/// Reads the poison page word by word until a fault ends this thread, counting what it saw.
+fn read_until_unmapped() {
+    READERS_UP.fetch_add(1, Ordering::AcqRel);
+    loop {
+        for i in 0..PAGE / 8 {
+            // SAFETY: mapped until the main thread unmaps it; the read after the flush faults
+            // and ends this thread.
+            let word = unsafe { ((POISON_VADDR + i * 8) as *const u64).read_volatile() };
+            if word == FREED_POISON {
+                POISON_SEEN.fetch_add(1, Ordering::Relaxed);
+            } else if word != PAGE_PATTERN | i {
+                WRONG_DATA.fetch_add(1, Ordering::Relaxed);
+            }
+            READS.fetch_add(1, Ordering::Relaxed);
+            if UNMAP_IN_FLIGHT.load(Ordering::Relaxed) != 0 {
+                READS_IN_FLIGHT.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
 }
 
 fn spawn(slot: u64, cpu: u64, job: u64) -> Result<u64, Status> {
@@ -287,9 +391,129 @@ fn copy_race(rounds: u64, min_racer_cycles: u64) {
     ev!("racer_errors", RACER_ERRORS.load(Ordering::Relaxed));
 }
 
+/// Live threads of this process (the kernel's count).
+fn live_threads(r: &mut Ring) -> u64 {
+    r.call(cap(ObjectKind::Process), Method::ProcessInfo, [0; 4]).map(|c| c.results[0]).unwrap_or(0)
+}
+
+/// Sleeps until the process is back to `threads` live threads (at most about 10 s).
+fn wait_threads(threads: u64) {
+    let mut r = ring().expect("ring");
+    for _ in 0..10_000 {
+        if live_threads(&mut r) <= threads {
+            return;
+        }
+        let _ = r.call(cap(ObjectKind::Timer), Method::TimerSleep, [1_000_000, 0, 0, 0]);
+    }
+}
+
+/// Phase 0: shootdowns that interrupt no other CPU still flush this one.
+fn local_only() {
+    let vm = cap(ObjectKind::VirtualMemory);
+    let mut r = ring().expect("ring");
+    let mapped = r.call(vm, Method::VmMap, [LOCAL_PROTECT_VADDR, 1, 1, 0]).is_ok()
+        && r.call(vm, Method::VmMap, [LOCAL_UNMAP_VADDR, 1, 1, 0]).is_ok();
+    let before = live_threads(&mut r);
+    drop(r);
+    let protect_tid = spawn(3, 0, JOB_LOCAL_PROTECT).unwrap_or(0);
+    wait_threads(before);
+    let unmap_tid = spawn(4, 0, JOB_LOCAL_UNMAP).unwrap_or(0);
+    wait_threads(before);
+    ev!("local_mapped", yes(mapped));
+    ev!("local_protect_tid", protect_tid);
+    ev!("local_protect_addr", LOCAL_PROTECT_VADDR);
+    ev!("local_protected", yes(LOCAL_PROTECTED.load(Ordering::Acquire) != 0));
+    ev!("local_protect_written", yes(LOCAL_PROTECT_WRITTEN.load(Ordering::Acquire) != 0));
+    ev!("local_unmap_tid", unmap_tid);
+    ev!("local_unmap_addr", LOCAL_UNMAP_VADDR);
+    ev!("local_unmapped", yes(LOCAL_UNMAPPED.load(Ordering::Acquire) != 0));
+    ev!("local_unmap_read", yes(LOCAL_UNMAP_READ.load(Ordering::Acquire) != 0));
+}
+
+/// Phase 4: a write that faults on a read-only entry while another CPU makes it writable.
+fn spurious_fault() {
+    let vm = cap(ObjectKind::VirtualMemory);
+    let mut r = ring().expect("ring");
+    let mapped = r.call(vm, Method::VmMap, [SPURIOUS_VADDR, 1, 0, 0]).is_ok();
+    let before = live_threads(&mut r);
+    drop(r);
+    let writer = spawn(5, 1, JOB_SPURIOUS).is_ok();
+    while writer && SPURIOUS_READY.load(Ordering::Acquire) == 0 {
+        core::hint::spin_loop();
+    }
+    let mut r = ring().expect("ring");
+    // The writer faults at once; the kernel holds that fault until this change lands.
+    let _ = r.call(cap(ObjectKind::Timer), Method::TimerSleep, [20_000_000, 0, 0, 0]);
+    let protected = r.call(vm, Method::VmProtect, [SPURIOUS_VADDR, 1, 1, 0]).is_ok();
+    drop(r);
+    wait_threads(before);
+    // SAFETY: mapped above (readable throughout).
+    let value = unsafe { (SPURIOUS_VADDR as *const u64).read_volatile() };
+    ev!("spurious_mapped", yes(mapped));
+    ev!("spurious_protected", yes(protected));
+    ev!("spurious_written", yes(SPURIOUS_WRITTEN.load(Ordering::Acquire) != 0));
+    ev!("spurious_value_landed", yes(value == SPURIOUS_VALUE));
+    // The retry bound.
+    let mut r = ring().expect("ring");
+    let mapped = r.call(vm, Method::VmMap, [RETRY_LOOP_VADDR, 1, 0, 0]).is_ok();
+    drop(r);
+    let looper = spawn(30, 1, JOB_RETRY_LOOP).unwrap_or(0);
+    wait_threads(before);
+    ev!("retry_loop_mapped", yes(mapped));
+    ev!("retry_loop_tid", looper);
+    ev!("retry_loop_addr", RETRY_LOOP_VADDR);
+    ev!("retry_loop_written", yes(RETRY_LOOP_WRITTEN.load(Ordering::Acquire) != 0));
+}
+
+/// Phase 5: readers on CPU 1 while the page they read is unmapped.
+fn poison_readers(rounds: u64) {
+    let vm = cap(ObjectKind::VirtualMemory);
+    let mut failed = 0u64;
+    for round in 0..rounds {
+        let mut r = ring().expect("ring");
+        if r.call(vm, Method::VmMap, [POISON_VADDR, 1, 1, 0]).is_err() {
+            failed += 1;
+            continue;
+        }
+        for i in 0..PAGE / 8 {
+            // SAFETY: just mapped writable.
+            unsafe { ((POISON_VADDR + i * 8) as *mut u64).write_volatile(PAGE_PATTERN | i) };
+        }
+        let before = live_threads(&mut r);
+        drop(r);
+        if spawn(6 + round, 1, JOB_POISON_READER).is_err() {
+            failed += 1;
+            break;
+        }
+        let reads = READS.load(Ordering::Acquire);
+        while READERS_UP.load(Ordering::Acquire) <= round
+            || READS.load(Ordering::Acquire) < reads + 4 * PAGE / 8
+        {
+            core::hint::spin_loop();
+        }
+        let mut r = ring().expect("ring");
+        UNMAP_IN_FLIGHT.store(1, Ordering::Release);
+        if r.call(vm, Method::VmUnmap, [POISON_VADDR, 1, 0, 0]).is_err() {
+            failed += 1;
+        }
+        UNMAP_IN_FLIGHT.store(0, Ordering::Release);
+        drop(r);
+        wait_threads(before);
+    }
+    ev!("poison_rounds", rounds);
+    ev!("poison_round_failures", failed);
+    ev!("poison_reads", READS.load(Ordering::Relaxed));
+    ev!("poison_reads_in_flight", READS_IN_FLIGHT.load(Ordering::Relaxed));
+    ev!("poison_seen", POISON_SEEN.load(Ordering::Relaxed));
+    ev!("poison_wrong_data", WRONG_DATA.load(Ordering::Relaxed));
+}
+
 fn main() -> u64 {
+    local_only();
     kernel_pages();
     write_xor_execute();
     copy_race(arg_u64("rounds", 100_000), arg_u64("racer_cycles", 500));
+    spurious_fault();
+    poison_readers(arg_u64("poison_rounds", 16));
     0
 }

@@ -184,4 +184,71 @@ pub const BREAKS: &[Break] = &[
         proofs: &["clock-pm-timer-x2apic", "clock-hpet-x2apic"],
         accel: Accel::Tcg,
     },
+    // Endurance: TLB and faults
+    Break {
+        name: "withdraw-claims-reused-slot",
+        what: "a shootdown's withdraw claims the slot it located whatever it holds by then (the two-step withdraw: a request served meanwhile and a second shooter's request in its slot is taken, the first ack counted twice)",
+        edits: &[Edit {
+            file: "crates/shootdown/src/inbox.rs",
+            find: "slot.compare_exchange(id, 0, Ordering::AcqRel, Ordering::Relaxed).is_ok()",
+            replace: "slot.swap(0, Ordering::AcqRel) != 0",
+        }],
+        proofs: &["races", "races-xapic"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "spurious-fault-not-rechecked",
+        what: "a user #PF never re-walks the page table: a fault on a stale read-only entry the table already made writable ends the thread",
+        edits: &[Edit {
+            file: "kernel/src/mm/fault.rs",
+            find: "    if !user_access_allowed(pml4, addr, write, fetch) && !walk_disagrees(addr) {\n        return false;",
+            replace: "    if true {\n        return false;",
+        }],
+        proofs: &["vmhostile"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "spurious-retry-unbounded",
+        what: "a user #PF the walk takes for spurious is retried however often it repeats at once",
+        edits: &[Edit {
+            file: "kernel/src/mm/fault.rs",
+            find: "        && now.saturating_sub(last.at_ns.load(Ordering::Relaxed)) < REPEAT_WINDOW_NS\n",
+            replace: "        && false\n",
+        }],
+        proofs: &["vmhostile"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "local-only-shootdown-skips-own-flush",
+        what: "a shootdown that interrupts no other CPU skips the shooter's own flush",
+        edits: &[Edit {
+            file: "kernel/src/arch/x86_64/tlb.rs",
+            find: "    if me_resident {\n",
+            replace: "    if me_resident && remote > 0 {\n",
+        }],
+        proofs: &["vmhostile", "vmhostile-xapic"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "local-only-shootdowns-not-counted",
+        what: "shootdowns that interrupt no other CPU are not counted (tlb.shootdowns_local stays 0)",
+        edits: &[Edit {
+            file: "kernel/src/arch/x86_64/tlb.rs",
+            find: "bump(&me.tlb.started_local, 1);",
+            replace: "bump(&me.tlb.started_local, 0);",
+        }],
+        proofs: &["vmhostile"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "frames-freed-before-shootdown",
+        what: "an invalidation frees (and, in the scenarios build, poisons) its frames before the shootdown that covers them",
+        edits: &[Edit {
+            file: "kernel/src/mm/invalidation.rs",
+            find: "        #[cfg(feature = \"scenarios\")]\n        widen_stale_window(&self.pages);\n",
+            replace: "        for &f in &self.frames {\n            release(f);\n        }\n        self.frames.clear();\n        #[cfg(feature = \"scenarios\")]\n        widen_stale_window(&self.pages);\n",
+        }],
+        proofs: &["vmhostile"],
+        accel: Accel::Tcg,
+    },
 ];

@@ -118,7 +118,8 @@ fn softint_ok(t: &Transcript) -> Result<(), String> {
 }
 
 /// Kernel-only corner cases (`kernel/src/scenarios/races.rs`): a software `int` into the device
-/// range leaves the in-service vector alone; concurrent `post_work` tickets name their own work.
+/// range leaves the in-service vector alone; a shootdown's withdraw never takes another
+/// shooter's request from a reused slot; concurrent `post_work` tickets name their own work.
 fn races(p: Proof, cpu: CpuSpec, logical: bool) -> Proof {
     p.scenario("races")
         // 2 × 500 concurrent posts: a few seconds under PVM-backed KVM as well.
@@ -134,6 +135,17 @@ fn races(p: Proof, cpu: CpuSpec, logical: bool) -> Proof {
         .check(eq("races.tlb.logical_failed.result", "ok"))
         // One logical IPI for the cluster of CPUs 1-2 in x2APIC mode; none in xAPIC mode.
         .check(eq("races.tlb.logical_failed.failures", logical as u64))
+        // The withdraw ABA: inside the widened window CPU 1 served the first request and a
+        // second shooter reused its slot; the withdraw left that request alone (CPU 1 then
+        // served it) and the first shootdown completed without counting an ack twice.
+        .check(eq("races.tlb.withdraw_aba.hook_runs", 1))
+        .check(eq("races.tlb.withdraw_aba.first_served", 1))
+        .check(eq("races.tlb.withdraw_aba.second_published", 1))
+        .check(eq("races.tlb.withdraw_aba.result", "ok"))
+        .check(le("races.tlb.withdraw_aba.ms", 1000))
+        .check(eq("races.tlb.withdraw_aba.second_queued_after", 1))
+        .check(eq("races.tlb.withdraw_aba.second_served", "yes"))
+        .check(eq("races.tlb.withdraw_aba.second_pending", 0))
         .check(eq("races.post_work.finished", "yes"))
         .check(eq("races.post_work.swapped_tickets", 0))
 }

@@ -17,7 +17,7 @@
 //! space mid-shootdown still acknowledges (its flush is harmless). The waiter keeps
 //! interrupts enabled, so requests aimed at it (two CPUs shooting at each other) are served.
 
-use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use keel_apic::{ApicId, IcrError, Ipi, LapicMode, X2ApicCluster};
 use x86_64::registers::control::Cr3;
@@ -29,7 +29,7 @@ use super::percpu::{self, IrqGuard};
 /// Shootdown IPIs.
 pub const TLB_VECTOR: u8 = 50;
 pub use keel_shootdown::{flush_plan, CpuMask, CpuSet, FlushPlan, FLUSH_CEILING_PAGES};
-use keel_shootdown::{IpiGroup, IpiGrouper};
+use keel_shootdown::{IpiGroup, IpiGrouper, SlotInbox};
 
 /// One invalidation, on the shooter's stack until every target acknowledged.
 pub struct Request {
@@ -50,84 +50,67 @@ impl Request {
     }
 }
 
-/// Requests queued for one CPU: slots a shooter claims with one compare-exchange and a
-/// mask of filled slots it publishes with one `fetch_or`; the handler takes the whole mask
-/// with one swap. No lock, so no interrupt masking on either side: a shooter interrupted
-/// (even by a handler that shoots down itself) holds nothing another CPU waits for.
+/// Requests queued for one CPU ([`SlotInbox`]: a shooter claims a slot with one
+/// compare-exchange and publishes it with one `fetch_or`; the handler takes each ready slot
+/// with one swap; a withdraw claims only a slot that still names its own request). No lock,
+/// so no interrupt masking on either side: a shooter interrupted (even by a handler that
+/// shoots down itself) holds nothing another CPU waits for.
 pub struct Inbox {
-    slots: [AtomicUsize; INBOX_SLOTS],
-    /// Bit i: slot i holds a request the handler has not taken yet.
-    ready: AtomicU32,
+    /// Request addresses: unique while queued, since a request lives on its shooter's stack
+    /// until every target acknowledged or had it withdrawn.
+    slots: SlotInbox,
     /// Shootdown IPIs this CPU handled, and requests it served.
     pub ipis: AtomicU64,
     pub requests: AtomicU64,
-    /// Shootdowns this CPU started and the ICR writes they took (summed by [`shootdowns`]
-    /// and [`ipis_sent`]).
+    /// Shootdowns this CPU started, those that interrupted no other CPU, and the ICR writes
+    /// they took (summed by [`shootdowns`], [`shootdowns_local`] and [`ipis_sent`]).
     started: AtomicU64,
+    started_local: AtomicU64,
     icr_writes: AtomicU64,
 }
-
-/// Requests one CPU can have queued at once (one per concurrent shooter; more shooters wait).
-const INBOX_SLOTS: usize = 16;
 
 impl Inbox {
     /// Empty.
     pub const fn new() -> Inbox {
         Inbox {
-            slots: [const { AtomicUsize::new(0) }; INBOX_SLOTS],
-            ready: AtomicU32::new(0),
+            slots: SlotInbox::new(),
             ipis: AtomicU64::new(0),
             requests: AtomicU64::new(0),
             started: AtomicU64::new(0),
+            started_local: AtomicU64::new(0),
             icr_writes: AtomicU64::new(0),
         }
     }
 
     /// Queues `req`; false if every slot is taken.
     fn push(&self, req: &Request) -> bool {
-        let ptr = req as *const Request as usize;
-        for (i, slot) in self.slots.iter().enumerate() {
-            if slot.compare_exchange(0, ptr, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
-                // Release: the handler that sees the bit sees the slot and the request.
-                self.ready.fetch_or(1 << i, Ordering::Release);
-                return true;
-            }
-        }
-        false
+        self.slots.push(req as *const Request as usize)
     }
 
     /// Takes every published request, freeing their slots.
     fn take(&self, mut serve: impl FnMut(&Request)) {
-        let mut ready = self.ready.swap(0, Ordering::Acquire);
-        while ready != 0 {
-            let i = ready.trailing_zeros() as usize;
-            ready &= ready - 1;
-            let ptr = self.slots[i].load(Ordering::Acquire);
-            self.slots[i].store(0, Ordering::Release);
+        self.slots.take(|ptr| {
             // SAFETY: a shooter keeps its request alive until `pending` reaches zero, which
-            // needs this CPU's acknowledgement (in `serve`) first.
-            serve(unsafe { &*(ptr as *const Request) });
-        }
+            // needs this CPU's acknowledgement (in `serve`) first, or until it withdrew it,
+            // which the slot's swap just made impossible.
+            serve(unsafe { &*(ptr as *const Request) })
+        });
     }
 
-    /// Takes `req` back if the handler has not taken it yet; true if it did. The ready bit
-    /// decides who owns a published slot: the handler's swap or this `fetch_and`, never both.
+    /// Takes `req` back if the handler has not taken it yet; true if it did. The claim
+    /// verifies the slot still names `req`, so a later request reusing the slot is never
+    /// taken (in the scenarios build a proof's hook runs between locating and claiming).
     fn withdraw(&self, req: &Request) -> bool {
         let ptr = req as *const Request as usize;
-        let Some(i) = self.slots.iter().position(|s| s.load(Ordering::Acquire) == ptr) else {
-            return false;
-        };
-        let bit = 1 << i;
-        if self.ready.fetch_and(!bit, Ordering::AcqRel) & bit == 0 {
-            return false; // the handler took it and acknowledges it
-        }
-        self.slots[i].store(0, Ordering::Release);
-        true
+        #[cfg(feature = "scenarios")]
+        return self.slots.withdraw_with(ptr, window::run_withdraw_hook);
+        #[cfg(not(feature = "scenarios"))]
+        self.slots.withdraw(ptr)
     }
 
     /// Requests published and not yet taken.
     fn waiting(&self) -> usize {
-        self.ready.load(Ordering::Acquire).count_ones() as usize
+        self.slots.waiting()
     }
 }
 
@@ -140,6 +123,12 @@ impl Default for Inbox {
 /// Shootdowns started on all CPUs.
 pub fn shootdowns() -> u64 {
     percpu::all().map(|c| c.tlb.started.load(Ordering::Relaxed)).sum()
+}
+
+/// Shootdowns on all CPUs that interrupted no other CPU (the space resident here alone, or
+/// nowhere): they flush this CPU only.
+pub fn shootdowns_local() -> u64 {
+    percpu::all().map(|c| c.tlb.started_local.load(Ordering::Relaxed)).sum()
 }
 
 /// Shootdown ICR writes on all CPUs.
@@ -323,6 +312,7 @@ pub fn shootdown_via(
     let mut groups = IpiGrouper::default();
     let mut me_resident = false;
     let mut low_targets = 0;
+    let mut remote = 0;
     // Page-table writes before the mask read (pairs with the SeqCst insert before CR3 loads).
     core::sync::atomic::fence(Ordering::SeqCst);
     // Each word of the resident set is read once, and that one value both counts the
@@ -339,6 +329,7 @@ pub fn shootdown_via(
             continue;
         }
         let members = word.len();
+        remote += members;
         // Counted before queued, so no acknowledgement runs ahead of its count (the wait
         // below starts only after every word was counted).
         req.pending.fetch_add(members, Ordering::AcqRel);
@@ -367,10 +358,14 @@ pub fn shootdown_via(
     let writes = interrupter.writes;
     // Bookkeeping while the IPIs are in flight.
     bump(&me.tlb.started, 1);
+    if remote == 0 {
+        bump(&me.tlb.started_local, 1);
+    }
     bump(&me.tlb.icr_writes, writes);
     LAST_TARGETS.store(low_targets, Ordering::Relaxed);
     LAST_ICR_WRITES.store(writes, Ordering::Relaxed);
-    // Flush here while the IPIs are in flight.
+    // Flush here while the IPIs are in flight, and also when no other CPU needed one: this
+    // CPU's TLB may hold the old entries whoever else does.
     if me_resident {
         let loaded = percpu::local(&IrqGuard::new()).loaded_space.get();
         flush(&req, loaded);
@@ -396,5 +391,65 @@ pub fn shootdown_via(
             log::error!("TLB shootdown: no IPI could be sent to CPUs {unreached:?}");
             Err(Unreached(*unreached))
         }
+    }
+}
+
+/// Proof hooks of the scenarios build: a window between a withdraw locating its slot and
+/// claiming it, and requests a proof publishes by hand (a second shooter).
+#[cfg(feature = "scenarios")]
+pub mod window {
+    use super::*;
+    use core::sync::atomic::AtomicUsize;
+
+    /// A `fn()` run inside every withdraw's window (0: none).
+    static WITHDRAW_HOOK: AtomicUsize = AtomicUsize::new(0);
+    /// Times the hook ran.
+    pub static WITHDRAW_HOOK_RUNS: AtomicU64 = AtomicU64::new(0);
+
+    /// Installs (or removes) the hook.
+    pub fn set_withdraw_hook(hook: Option<fn()>) {
+        WITHDRAW_HOOK.store(hook.map_or(0, |f| f as usize), Ordering::Release);
+    }
+
+    pub(super) fn run_withdraw_hook() {
+        let hook = WITHDRAW_HOOK.load(Ordering::Acquire);
+        if hook != 0 {
+            // SAFETY: only `set_withdraw_hook` stores here, and it stores a `fn()`.
+            let hook: fn() = unsafe { core::mem::transmute::<usize, fn()>(hook) };
+            WITHDRAW_HOOK_RUNS.fetch_add(1, Ordering::Relaxed);
+            hook();
+        }
+    }
+
+    /// The second shooter's request (0: none yet); leaked, so it outlives any window.
+    static SECOND: AtomicUsize = AtomicUsize::new(0);
+
+    /// Publishes a second shooter's full-flush request of `pml4` (expecting one
+    /// acknowledgement) in `cpu`'s inbox without interrupting it.
+    pub fn publish_second(cpu: u32, pml4: u64) -> bool {
+        let req: &'static Request = alloc::boxed::Box::leak(alloc::boxed::Box::new(Request {
+            pml4,
+            pages: core::ptr::NonNull::dangling().as_ptr(),
+            count: 0,
+            full: true,
+            pending: AtomicU32::new(1),
+        }));
+        SECOND.store(req as *const Request as usize, Ordering::Release);
+        percpu::cpu(cpu).is_some_and(|c| c.tlb.push(req))
+    }
+
+    /// Acknowledgements the second shooter's request still waits for.
+    pub fn second_pending() -> Option<u32> {
+        let ptr = SECOND.load(Ordering::Acquire);
+        // SAFETY: a leaked request, never freed.
+        (ptr != 0).then(|| unsafe { &*(ptr as *const Request) }.pending.load(Ordering::Acquire))
+    }
+
+    /// One shootdown IPI to `cpu` (it serves whatever its inbox holds).
+    pub fn interrupt(cpu: u32) -> bool {
+        percpu::cpu(cpu).is_some_and(|c| {
+            lapic::send(Ipi::fixed(TLB_VECTOR).to(ApicId::new(c.apic_id.load(Ordering::Acquire))))
+                .is_ok()
+        })
     }
 }
