@@ -48,8 +48,8 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode> {
             print!("{}", cli::USAGE);
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::PackageCheck { allow_dirty } => {
-            package::check(allow_dirty)?;
+        Cmd::PackageCheck { allow_dirty, msrv } => {
+            package::check(allow_dirty, msrv)?;
             println!("xtask: {} ready to publish", package::PUBLISHED.join(", "));
             Ok(ExitCode::SUCCESS)
         }

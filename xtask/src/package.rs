@@ -6,7 +6,8 @@
 //! crates build for the bare-metal target (no `std` sneaks in through a dependency); their
 //! doctests pass; rustdoc documents them without a warning; and `cargo package` packages all of them together, building each packaged
 //! crate from its `.crate` file against the others' (cargo's local overlay stands in for the
-//! registry, so nothing has to be published first).
+//! registry, so nothing has to be published first). With `--msrv`, each crate is also built
+//! and doctested with the oldest Rust its `rust-version` claims.
 
 use std::path::Path;
 use std::process::Command;
@@ -104,9 +105,108 @@ fn with_packages(c: &mut Command) -> &mut Command {
     c
 }
 
+/// The `rust-version` a manifest declares.
+fn rust_version(manifest: &str) -> Option<&str> {
+    package_section(manifest)
+        .find_map(|l| l.strip_prefix("rust-version"))
+        .and_then(|rest| rest.trim_start().strip_prefix('='))
+        .map(|v| v.trim().trim_matches('"'))
+}
+
+/// The `[workspace.package]` table of the root manifest, verbatim (edition, license,
+/// version), for the scratch workspace.
+fn workspace_package(root_manifest: &str) -> String {
+    let mut out = String::from("[workspace.package]\n");
+    for line in root_manifest
+        .lines()
+        .skip_while(|l| l.trim() != "[workspace.package]")
+        .skip(1)
+        .take_while(|l| !l.trim_start().starts_with('['))
+    {
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_tree(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}
+
+/// Builds each crate and runs its doctests with the toolchain its `rust-version` names
+/// (installed through rustup when missing), in a scratch workspace of just these crates:
+/// the main workspace's lock file and host tools need a newer cargo. Dev-dependencies on
+/// workspace-only helpers are dropped there (only the unit tests use them).
+fn check_msrv(root: &Path) -> Result<()> {
+    let scratch = root.join("target/package-check/msrv");
+    let _ = std::fs::remove_dir_all(&scratch);
+    let members: Vec<String> =
+        PUBLISHED.iter().map(|n| format!("\"crates/{}\"", n.trim_start_matches("keel-"))).collect();
+    let root_manifest = std::fs::read_to_string(root.join("Cargo.toml"))?;
+    std::fs::create_dir_all(&scratch)?;
+    std::fs::write(
+        scratch.join("Cargo.toml"),
+        format!(
+            "[workspace]\nresolver = \"2\"\nmembers = [{}]\n\n{}",
+            members.join(", "),
+            workspace_package(&root_manifest)
+        ),
+    )?;
+    let mut versions = Vec::new();
+    for name in PUBLISHED {
+        let to = crate_dir(&scratch, name);
+        copy_tree(&crate_dir(root, name), &to)?;
+        let manifest = std::fs::read_to_string(to.join("Cargo.toml"))?;
+        let Some(version) = rust_version(&manifest).map(str::to_string) else {
+            bail!("{name}: no rust-version");
+        };
+        let kept: Vec<&str> = manifest.lines().filter(|l| !l.starts_with("keel-testkit")).collect();
+        std::fs::write(to.join("Cargo.toml"), kept.join("\n") + "\n")?;
+        versions.push((*name, version));
+    }
+    for (name, version) in &versions {
+        let toolchain = if version.matches('.').count() == 1 {
+            format!("{version}.0")
+        } else {
+            version.clone()
+        };
+        let mut c = Command::new("rustup");
+        c.args(["toolchain", "install", &toolchain, "--profile", "minimal"]);
+        run(c, &format!("rustup toolchain install {toolchain} (rust-version of {name})"))?;
+        for step in [&["build"][..], &["test", "--doc"][..]] {
+            let mut c = Command::new("rustup");
+            c.args(["run", &toolchain, "cargo"]).args(step).args(["-p", name, "--offline"]);
+            c.current_dir(&scratch);
+            for var in [
+                "CARGO",
+                "RUSTC",
+                "RUSTDOC",
+                "RUSTC_WRAPPER",
+                "CARGO_TARGET_DIR",
+                "RUSTUP_TOOLCHAIN",
+            ] {
+                c.env_remove(var);
+            }
+            c.env_remove("RUSTFLAGS").env_remove("CARGO_ENCODED_RUSTFLAGS");
+            run(c, &format!("{name}: cargo {} with Rust {toolchain}", step.join(" ")))?;
+        }
+    }
+    Ok(())
+}
+
 /// Runs every check; `allow_dirty` passes `--allow-dirty` to `cargo package` (a working
-/// tree with uncommitted changes).
-pub fn check(allow_dirty: bool) -> Result<()> {
+/// tree with uncommitted changes); `msrv` also builds each crate with its `rust-version`.
+pub fn check(allow_dirty: bool, msrv: bool) -> Result<()> {
     let root = workspace_root();
     let mut problems = Vec::new();
     for name in PUBLISHED {
@@ -146,7 +246,12 @@ pub fn check(allow_dirty: bool) -> Result<()> {
         c.arg("--allow-dirty");
     }
     with_packages(&mut c);
-    run(c, "cargo package (each .crate built against the others)")
+    run(c, "cargo package (each .crate built against the others)")?;
+
+    if msrv {
+        check_msrv(&root)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -158,6 +263,15 @@ mod tests {
         keywords = [\"a\"]\ncategories = [\"no-std\"]\n\n[dependencies]\nrepository = 1\n";
     const LIB: &str = "//! Docs.\n#![cfg_attr(not(test), no_std)]\n#![deny(missing_docs)]\n";
     const FILES: &[&str] = &["README.md", "CHANGELOG.md"];
+
+    #[test]
+    fn rust_version_is_read_from_the_package_table() {
+        assert_eq!(rust_version(GOOD), Some("1.87"));
+        assert_eq!(
+            rust_version("[package]\nname = \"x\"\n[dependencies]\nrust-version = 1\n"),
+            None
+        );
+    }
 
     #[test]
     fn a_complete_crate_passes() {
