@@ -27,7 +27,6 @@ pub fn boot_summary(mode: LapicMode) {
     let cpus: Vec<_> = percpu::all().collect();
     let online: Vec<_> = cpus.iter().filter(|c| c.online.load(Ordering::Acquire)).collect();
     let hz: Vec<u64> = online.iter().map(|c| c.lapic.timer_hz.load(Ordering::Relaxed)).collect();
-    let (hz_min, hz_max) = (hz.iter().min().unwrap_or(&0), hz.iter().max().unwrap_or(&0));
     let mut ids: Vec<u32> = online.iter().map(|c| c.apic_id.load(Ordering::Relaxed)).collect();
     ids.sort_unstable();
     let ldr_mismatches = if mode == LapicMode::X2Apic {
