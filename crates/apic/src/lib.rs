@@ -21,7 +21,7 @@
 //! - [`msi`]: MSI address/data encoding.
 //! - `fake` (feature `fake`): recording fakes of a LAPIC and an IOAPIC.
 //!
-//! The crate is `no_std`, allocation-free and builds on stable Rust.
+//! The crate is `no_std`, allocation-free and builds on stable Rust 1.65 or later.
 //!
 //! # Choosing the mode
 //!

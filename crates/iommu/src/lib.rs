@@ -15,8 +15,8 @@
 //! The kernel supplies the register accesses and the memory; every value it writes is built
 //! (and every value it reads is decoded) here so that host tests check the bit layouts.
 //!
-//! The crate is `no_std`, allocation-free, forbids `unsafe` and builds on stable Rust. It
-//! builds on `keel-apic` for APIC IDs, trigger modes and IOAPIC entry formats.
+//! The crate is `no_std`, allocation-free, forbids `unsafe` and builds on stable Rust 1.70
+//! or later. It builds on `keel-apic` for APIC IDs, trigger modes and IOAPIC entry formats.
 //!
 //! # Reading the DMAR table
 //!

@@ -15,7 +15,7 @@
 //! ([`Platform::empty`] plus [`Platform::rebuild`]) rather than building it on
 //! a stack with the by-value [`Platform::from_records`].
 //!
-//! The crate is `no_std`, allocation-free, forbids `unsafe` and builds on stable Rust; it
+//! The crate is `no_std`, allocation-free, forbids `unsafe` and builds on stable Rust 1.65+; it
 //! takes its register value types (modes, LINT entries, polarity) from `keel-apic`.
 //!
 //! # Example
