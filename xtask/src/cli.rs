@@ -56,6 +56,12 @@ commands:
                              apply each curated kernel break to a scratch copy (target/mutants/tree),
                              build it, boot the proofs that must catch it; fails unless all are caught.
                              --baseline: first boot those proofs without any break
+  package-check [--allow-dirty] [--msrv]
+                             the crates meant for the package registry (keel-apic, keel-iommu,
+                             keel-platform): metadata, README and CHANGELOG, missing_docs denied,
+                             no_std build for x86_64-unknown-none, doctests, then `cargo package`
+                             of all three (each verified against the others' packages); --msrv:
+                             also build and doctest each with its rust-version (rustup installs it)
   qemu-check                 make sure QEMU >= 9.0 is installed (installs it as root on Debian/Ubuntu)
 
 environment:
@@ -115,6 +121,10 @@ pub enum Cmd {
         only: Option<String>,
         baseline: bool,
     },
+    PackageCheck {
+        allow_dirty: bool,
+        msrv: bool,
+    },
     QemuCheck,
     Help,
 }
@@ -139,6 +149,7 @@ pub fn parse(args: &[String]) -> Result<Cmd> {
         "bench" => Cmd::Bench { filter: None },
         "bench-compare" => Cmd::BenchCompare(Default::default()),
         "mutants" => Cmd::Mutants { only: None, baseline: false },
+        "package-check" => Cmd::PackageCheck { allow_dirty: false, msrv: false },
         "qemu-check" | "bootstrap" => Cmd::QemuCheck,
         "help" | "-h" | "--help" => Cmd::Help,
         other => bail!("unknown command {other:?}\n\n{USAGE}"),
@@ -181,6 +192,8 @@ pub fn parse(args: &[String]) -> Result<Cmd> {
                 })
             }
             (Cmd::Test { host_tests, .. }, "--no-host-tests") => *host_tests = false,
+            (Cmd::PackageCheck { allow_dirty, .. }, "--allow-dirty") => *allow_dirty = true,
+            (Cmd::PackageCheck { msrv, .. }, "--msrv") => *msrv = true,
             (Cmd::BenchCompare(o), "--quick") => o.quick = true,
             (Cmd::BenchCompare(o), "--no-64") => o.no_64 = true,
             (Cmd::BenchCompare(o), "--no-scale") => o.no_scale = true,

@@ -11,6 +11,7 @@ mod debug;
 mod images;
 mod iso;
 mod mutants;
+mod package;
 mod proofs;
 mod qemu;
 mod report;
@@ -45,6 +46,11 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode> {
     match cmd {
         Cmd::Help => {
             print!("{}", cli::USAGE);
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::PackageCheck { allow_dirty, msrv } => {
+            package::check(allow_dirty, msrv)?;
+            println!("xtask: {} ready to publish", package::PUBLISHED.join(", "));
             Ok(ExitCode::SUCCESS)
         }
         Cmd::QemuCheck => {

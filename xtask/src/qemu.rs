@@ -142,6 +142,13 @@ impl CpuSpec {
     pub fn qemu64_xapic() -> CpuSpec {
         CpuSpec::new("qemu64", &["-x2apic"])
     }
+    /// What `make run` boots: `qemu64,+smep,+smap,+rdrand,+x2apic` on both accelerators, the
+    /// x2APIC backend Keel prefers and the hardening the kernel enables when offered (QEMU
+    /// drops a flag the host cannot give, and the kernel reports what it turned on).
+    /// `QEMU_FLAGS="-cpu qemu64,+smep,+smap,+rdrand,-x2apic"` boots the xAPIC backend.
+    pub fn run_default() -> CpuSpec {
+        CpuSpec::new("qemu64", &["+smep", "+smap", "+rdrand", "+x2apic"])
+    }
     pub fn with_tcg_flags(mut self, flags: &[&'static str]) -> CpuSpec {
         self.tcg_flags.extend_from_slice(flags);
         self
@@ -194,9 +201,9 @@ impl MachineSpec {
             extra: vec![],
         }
     }
-    /// The `cargo xtask run` default: q35, 2 CPUs, xAPIC.
+    /// The `cargo xtask run` default: q35, 2 CPUs, x2APIC ([`CpuSpec::run_default`]).
     pub fn run_default() -> MachineSpec {
-        MachineSpec { smp: 2, ..MachineSpec::q35_up() }
+        MachineSpec { smp: 2, cpu: CpuSpec::run_default(), ..MachineSpec::q35_up() }
     }
 
     /// The `-machine` value: as given, plus `smm=off` on machines of more than
@@ -438,7 +445,23 @@ mod tests {
     fn merge_without_user_flags_is_identity() {
         let defaults = MachineSpec::run_default().args(Accel::Kvm);
         assert_eq!(merge_flags(&defaults, &[]), defaults);
-        assert_eq!(defaults, v("-machine q35 -accel kvm -cpu qemu64,-x2apic -smp 2 -m 128M"));
+        assert_eq!(
+            defaults,
+            v("-machine q35 -accel kvm -cpu qemu64,+smep,+smap,+rdrand,+x2apic -smp 2 -m 128M")
+        );
+    }
+
+    #[test]
+    fn run_boots_x2apic_and_xapic_is_one_flag_away() {
+        for accel in [Accel::Tcg, Accel::Kvm] {
+            let defaults = MachineSpec::run_default().args(accel);
+            let cpu =
+                |args: &[String]| args[args.iter().position(|a| a == "-cpu").unwrap() + 1].clone();
+            assert_eq!(cpu(&defaults), "qemu64,+smep,+smap,+rdrand,+x2apic");
+            let xapic = merge_flags(&defaults, &v("-cpu qemu64,+smep,+smap,+rdrand,-x2apic"));
+            assert_eq!(cpu(&xapic), "qemu64,+smep,+smap,+rdrand,-x2apic");
+            assert_eq!(xapic.iter().filter(|a| *a == "-cpu").count(), 1);
+        }
     }
 
     #[test]

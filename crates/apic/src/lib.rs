@@ -19,9 +19,90 @@
 //! - [`timer`]: LAPIC timer calibration math.
 //! - [`ioapic`]: IOAPIC redirection entries and programming sequences.
 //! - [`msi`]: MSI address/data encoding.
+//! - `fake` (feature `fake`): recording fakes of a LAPIC and an IOAPIC.
+//!
+//! The crate is `no_std`, allocation-free and builds on stable Rust 1.65 or later.
+//!
+//! # Choosing the mode
+//!
+//! [`plan_for_bsp`] turns what CPUID and `IA32_APIC_BASE` say into the legal sequence of
+//! `IA32_APIC_BASE` writes (never the EN=0/EXTD=1 state that faults); application processors
+//! follow the boot CPU's mode through [`plan_for_ap`].
+//!
+//! ```
+//! use keel_apic::{plan_for_bsp, ApicBase, ApicState, LapicMode, ModeInputs};
+//! use keel_apic::base::{APIC_BASE_BSP, APIC_BASE_EN};
+//!
+//! // Firmware left the boot CPU in xAPIC mode; CPUID.01H:ECX[21] reports x2APIC.
+//! let inputs = ModeInputs {
+//!     cpuid_x2apic: true,
+//!     apic_base: ApicBase::from_raw(0xFEE0_0000 | APIC_BASE_EN | APIC_BASE_BSP),
+//!     x2apic_locked: None,
+//! };
+//! let plan = plan_for_bsp(inputs).unwrap();
+//! assert_eq!(plan.mode, LapicMode::X2Apic);
+//! // One write: xAPIC -> x2APIC (EXTD set, EN kept, base address and BSP bit preserved).
+//! assert_eq!(plan.writes().len(), 1);
+//! assert_eq!(plan.writes()[0].state(), ApicState::X2Apic);
+//! assert!(plan.writes()[0].is_bsp());
+//! ```
+//!
+//! # Driving a local APIC
+//!
+//! A kernel implements [`LapicRegisters`] once per mode (an MMIO page for xAPIC, `RDMSR` /
+//! `WRMSR` for x2APIC) and hands it to [`Lapic`], which owns the ordering rules. The same
+//! sequences run on the host against `fake::FakeLapic` (feature `fake`), which
+//! records every access and panics on one real hardware would reject:
+//!
+//! ```
+//! # // Always on in the workspace (self dev-dependency); `--features fake` elsewhere.
+//! # #[cfg(feature = "fake")] {
+//! use keel_apic::fake::{Event, FakeLapic};
+//! use keel_apic::{ApicId, IcrValue, Ipi, Lapic, LapicMode, LocalInit, LvtLocal, Register};
+//! use keel_apic::TimerDivide;
+//!
+//! let mut lapic = Lapic::new(FakeLapic::new(LapicMode::X2Apic, ApicId::new(3)));
+//! assert_eq!(lapic.id(), ApicId::new(3));
+//!
+//! let errors = lapic
+//!     .enable(LocalInit {
+//!         spurious_vector: 0xFF,
+//!         error_vector: 0xFE,
+//!         lint0: LvtLocal::masked(),
+//!         lint1: LvtLocal::nmi(),
+//!     })
+//!     .unwrap();
+//! assert!(errors.is_empty());
+//! lapic.start_periodic(0x20, TimerDivide::By16, 100_000).unwrap();
+//! lapic.send(Ipi::fixed(0x40).to(ApicId::new(300))).unwrap();
+//!
+//! let fake = lapic.registers();
+//! // The SVR software-enable precedes the LVT writes (they are lost while it is clear) ...
+//! let svr = fake.first_write_to(Register::Svr).unwrap();
+//! assert!(svr < fake.first_write_to(Register::LvtLint1).unwrap());
+//! // ... the timer's initial count is written last, and the IPI is one 64-bit ICR write
+//! // addressing APIC ID 300, which no xAPIC could reach.
+//! assert!(fake.first_write_to(Register::TimerInitialCount).unwrap()
+//!     > fake.first_write_to(Register::LvtTimer).unwrap());
+//! assert!(matches!(fake.events().last(), Some(Event::Icr(IcrValue::X2Apic(icr))) if icr >> 32 == 300));
+//! # }
+//! ```
+//!
+//! # Rules the types enforce
+//!
+//! ```
+//! use keel_apic::{ApicId, IcrError, Ipi, LapicMode, XApicId};
+//!
+//! // Vectors 0-15 are refused before any register is touched.
+//! assert!(Ipi::fixed(3).to_self().encode(LapicMode::X2Apic).is_err());
+//! // An xAPIC cannot address APIC ID 300: the encoder says so instead of truncating it.
+//! let far = Ipi::fixed(0x40).to(ApicId::new(300));
+//! assert!(matches!(far.encode(LapicMode::XApic), Err(IcrError::DestinationUnreachableInXApic(_))));
+//! assert!(XApicId::new(0xFF).is_none());
+//! ```
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
-#![warn(missing_docs)]
+#![deny(missing_docs)]
 
 pub mod base;
 pub mod delivery;
@@ -72,3 +153,8 @@ pub(crate) const fn check_fixed_vector(vector: u8) -> Result<u8, u8> {
         Ok(vector)
     }
 }
+
+/// The README's example, compiled and run with the doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -77,8 +77,6 @@ pub use error::{BootData, MultibootError, StringError};
 pub use phys::{PhysRead, ReadError, SliceMemory};
 pub use types::*;
 
-/// Classification of a memory-map region; only [`MemoryType::Available`] may
-
 /// Bytes of the info structure that must be read for the given flags (each
 /// optional field group lies further into the structure).
 fn info_len_for(flags: u32) -> usize {

@@ -385,7 +385,7 @@ impl<'a> Iterator for Scopes<'a> {
         let length = rest.get(1).copied().unwrap_or(0) as usize;
         if length < SCOPE_PATH_OFFSET
             || length > rest.len()
-            || !(length - SCOPE_PATH_OFFSET).is_multiple_of(2)
+            || (length - SCOPE_PATH_OFFSET) % 2 != 0
         {
             self.done = true;
             return Some(Err(DmarError::MalformedScope { offset: at }));

@@ -21,8 +21,8 @@ const MSI_HANDLE_LOW_SHIFT: u32 = 5;
 /// An IOAPIC redirection entry in remappable format (VT-d spec 5.1.5.1).
 ///
 /// Low half: vector (7:0, must equal the IRTE's vector: the IOAPIC matches EOIs of level
-/// lines by it), interrupt_index[15] (11), polarity (13), trigger (15), mask (16). High
-/// half: format = 1 (bit 48 of the entry) and interrupt_index[14:0] (63:49). Bits 10:8 and
+/// lines by it), `interrupt_index[15]` (11), polarity (13), trigger (15), mask (16). High
+/// half: format = 1 (bit 48 of the entry) and `interrupt_index[14:0]` (63:49). Bits 10:8 and
 /// 47:17 are zero.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RemappableRte {
@@ -68,8 +68,8 @@ impl RemappableRte {
 }
 
 /// An MSI address/data pair in remappable format (VT-d spec 5.1.5.2): address bits 31:20 =
-/// 0xFEE, handle[14:0] in 19:5, format = 1 (bit 4), SHV = 0 (bit 3: no sub-handle, one
-/// message per function), handle[15] in bit 2. The data word is then ignored by the
+/// 0xFEE, `handle[14:0]` in 19:5, format = 1 (bit 4), SHV = 0 (bit 3: no sub-handle, one
+/// message per function), `handle[15]` in bit 2. The data word is then ignored by the
 /// remapping unit and programmed 0.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RemappableMsi {

@@ -14,10 +14,70 @@
 //! [`Platform`] is over 100 KiB, so the kernel keeps it in a `static`
 //! ([`Platform::empty`] plus [`Platform::rebuild`]) rather than building it on
 //! a stack with the by-value [`Platform::from_records`].
+//!
+//! The crate is `no_std`, allocation-free, forbids `unsafe` and builds on stable Rust 1.65+; it
+//! takes its register value types (modes, LINT entries, polarity) from `keel-apic`.
+//!
+//! # Example
+//!
+//! Three CPUs as QEMU describes them (one of them past xAPIC's reach), one IOAPIC and the
+//! PC's timer override:
+//!
+//! ```
+//! use keel_apic::{LapicMode, Polarity, TriggerMode};
+//! use keel_platform::{CpuIndex, MadtRecord, Platform, MADT_CPU_ENABLED};
+//!
+//! let records = [
+//!     MadtRecord::LocalApic { processor_uid: 0, apic_id: 0, flags: MADT_CPU_ENABLED },
+//!     MadtRecord::LocalApic { processor_uid: 1, apic_id: 1, flags: MADT_CPU_ENABLED },
+//!     MadtRecord::LocalX2Apic { processor_uid: 2, apic_id: 300, flags: MADT_CPU_ENABLED },
+//!     MadtRecord::IoApic { id: 0, address: 0xFEC0_0000, gsi_base: 0 },
+//!     MadtRecord::InterruptSourceOverride { bus: 0, source: 0, gsi: 2, flags: 0 },
+//!     MadtRecord::LocalApicNmi { processor_uid: 0xFF, flags: 0, lint: 1 },
+//! ];
+//! // Kept in a `static` by a kernel; boxed here (the fixed-capacity tables are large).
+//! let mut platform = Box::new(Platform::empty());
+//! platform.rebuild(0xFEE0_0000, true, records, 0);
+//!
+//! // The BSP is CPU index 0; indices are dense, APIC IDs are not.
+//! assert_eq!(platform.bsp().index, CpuIndex(0));
+//! assert_eq!(platform.cpu(CpuIndex(2)).unwrap().apic_id, 300);
+//! // APIC ID 300 needs x2APIC: the summary says how many CPUs xAPIC would strand.
+//! assert_eq!(platform.summary(LapicMode::X2Apic).unreachable, 0);
+//! assert_eq!(platform.summary(LapicMode::XApic).unreachable, 1);
+//!
+//! // ISA IRQ 0 (the PIT) arrives on GSI 2; GSI 0 is nobody's.
+//! let timer = platform.resolve_isa_irq(0).unwrap();
+//! assert_eq!((timer.gsi, timer.polarity, timer.trigger), (2, Polarity::ActiveHigh, TriggerMode::Edge));
+//! assert_eq!(platform.resolve_isa_irq(2), None);
+//!
+//! // LINT1 is NMI on every CPU (the "all processors" entry), LINT0 masked.
+//! let lints = platform.local_lints(2);
+//! assert!(lints.lint0.masked && !lints.lint1.masked);
+//! assert_eq!(platform.diagnostics().count(), 0);
+//! ```
+//!
+//! Odd tables are interpreted, not rejected: a duplicate APIC ID or a BSP the table forgot
+//! becomes a [`Diagnostic`] and the safe reading is used.
+//!
+//! ```
+//! use keel_platform::{Diagnostic, MadtRecord, Platform, MADT_CPU_ENABLED};
+//!
+//! let records = [
+//!     MadtRecord::LocalApic { processor_uid: 1, apic_id: 1, flags: MADT_CPU_ENABLED },
+//!     MadtRecord::LocalApic { processor_uid: 2, apic_id: 1, flags: MADT_CPU_ENABLED },
+//! ];
+//! let mut platform = Box::new(Platform::empty());
+//! platform.rebuild(0xFEE0_0000, true, records, 0);
+//! assert_eq!(platform.cpu_count(), 2); // the running BSP (APIC ID 0) and APIC ID 1 once
+//! assert!(platform.diagnostics().any(|d| matches!(d, Diagnostic::BspNotInTable { apic_id: 0 })));
+//! assert!(platform.diagnostics().any(|d| matches!(d, Diagnostic::DuplicateApicId { .. })));
+//! assert!(platform.diagnostics().any(|d| matches!(d, Diagnostic::NoIoApic)));
+//! ```
 
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
-#![warn(missing_docs)]
+#![deny(missing_docs)]
 
 use core::fmt;
 
@@ -468,3 +528,8 @@ impl Platform {
 
 #[cfg(test)]
 mod tests;
+
+/// The README's example, compiled and run with the doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

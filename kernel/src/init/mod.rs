@@ -145,6 +145,7 @@ pub fn run(platform: &'static Platform, cmdline: &CommandLine, boot: &BootContex
     ev!("init.programs_exited", run.started.iter().filter(|(_, p)| p.is_destroyed()).count());
     ev!("init.failures", failures);
     log::info!("init: every program has exited ({failures} failures); halting");
+    report::final_summary(&system, &manifest, &run);
     verdict(failures == 0, "programs failed")
 }
 

@@ -8,7 +8,7 @@ use core::sync::atomic::Ordering;
 use keel_apic::LapicMode;
 use keel_platform::startup::Ranges;
 
-use crate::arch::x86_64::{ap_start, percpu, smp as smp_arch};
+use crate::arch::x86_64::{ap_start, lapic, percpu, smp as smp_arch};
 
 /// Whether this machine's evidence is summarised rather than listed per CPU.
 pub fn summarised() -> bool {
@@ -92,4 +92,107 @@ pub fn bringup_figures(reports: &[smp_arch::CpuReport]) {
         ev!("smp.bringup_us.max", max);
     }
     ev!("smp.parked", ap_start::parked_count());
+}
+
+/// How often each name occurs, in first-seen order: `x2apic on 2` or `xapic on 1, x2apic on 1`.
+struct Tally(Vec<(&'static str, usize)>);
+
+impl Tally {
+    fn of(names: impl Iterator<Item = &'static str>) -> Tally {
+        let mut counts: Vec<(&'static str, usize)> = Vec::new();
+        for name in names {
+            match counts.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, count)) => *count += 1,
+                None => counts.push((name, 1)),
+            }
+        }
+        Tally(counts)
+    }
+}
+
+impl core::fmt::Display for Tally {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        for (i, (name, count)) in self.0.iter().enumerate() {
+            let sep = if i == 0 { "" } else { ", " };
+            write!(f, "{sep}{name} on {count}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A program's exit status in words: a code it passed to `exit`, or the fault that ended it
+/// (the kernel reports a thread killed by exception vector `v` as `0xFFFF_0000 | v`).
+struct ExitStatus(u64);
+
+impl core::fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let code = self.0;
+        if code >> 16 == 0xFFFF {
+            let name = match code & 0xFFFF {
+                0 => "#DE",
+                6 => "#UD",
+                13 => "#GP",
+                14 => "#PF",
+                _ => "exception",
+            };
+            write!(f, "killed by {name} ({code:#x})")
+        } else {
+            write!(f, "exited {code:#x}")
+        }
+    }
+}
+
+/// The few lines a person reads at the end of a plain boot: the CPUs and the LAPIC mode each
+/// runs (from its own `IA32_APIC_BASE`), the timer each armed (its LVT timer register and
+/// calibrated frequency), and how each program of the boot manifest ended (its process's
+/// exit code against the manifest's expectation).
+pub fn final_summary(
+    system: &super::System,
+    manifest: &keel_manifest::Manifest,
+    run: &super::programs::Run,
+) {
+    let online: Vec<_> = percpu::online().collect();
+    let modes = Tally::of(
+        online.iter().map(|c| lapic::apic_base_mode_name(c.apic_base.load(Ordering::Relaxed))),
+    );
+    let timers = Tally::of(
+        online.iter().map(|c| lapic::timer_mode_name(c.lapic.timer_lvt.load(Ordering::Relaxed))),
+    );
+    let hz: Vec<u64> = online.iter().map(|c| c.lapic.timer_hz.load(Ordering::Relaxed)).collect();
+    let (hz_min, hz_max) = (hz.iter().min().unwrap_or(&0), hz.iter().max().unwrap_or(&0));
+    log::info!(
+        "summary: {} of {} CPUs online; LAPIC mode: {modes} (chosen at boot: {})",
+        online.len(),
+        system.platform.cpus().len(),
+        lapic::mode_name(system.mode)
+    );
+    let input = if hz_min == hz_max {
+        alloc::format!("{hz_min} Hz")
+    } else {
+        alloc::format!("{hz_min}..{hz_max} Hz")
+    };
+    log::info!("summary: timer: {timers}; {} Hz tick; LAPIC timer input {input}", lapic::tick_hz());
+    for program in &manifest.programs {
+        let expected = program.expect_exit.unwrap_or(0);
+        match run.process(&program.name) {
+            Some(p) => {
+                let code = p.exit_code.load(Ordering::Acquire);
+                if code == expected {
+                    log::info!(
+                        "summary: program {}: {}, as the manifest expects",
+                        program.name,
+                        ExitStatus(code)
+                    );
+                } else {
+                    log::info!(
+                        "summary: program {}: {}, but the manifest expects {}",
+                        program.name,
+                        ExitStatus(code),
+                        ExitStatus(expected)
+                    );
+                }
+            }
+            None => log::info!("summary: program {}: never started", program.name),
+        }
+    }
 }

@@ -13,7 +13,7 @@ fn chain(n: usize, cycle_at: Option<usize>) -> String {
     let mut text = String::new();
     for i in 0..n {
         let after = match (i, cycle_at) {
-            (0, Some(c)) if c == 0 => format!(" after = \"p{}\"", n - 1),
+            (0, Some(0)) => format!(" after = \"p{}\"", n - 1),
             (0, _) => String::new(),
             (i, Some(c)) if i == c => format!(" after = \"p{}\"", n - 1),
             (i, _) => format!(" after = \"p{}\"", i - 1),
