@@ -161,4 +161,49 @@ pub const BREAKS: &[Break] = &[
         proofs: &["interrupt-grant-remote"],
         accel: Accel::Tcg,
     },
+    // Endurance: NMI entry and lockup detector
+    Break {
+        name: "nmi-entry-swapgs-from-cs",
+        what: "NMI takes the common entry again: swapgs decided by the saved CS, so an NMI in a swapgs window runs with the user's GS",
+        edits: &[Edit {
+            file: "kernel/src/arch/x86_64/interrupts.rs",
+            find: "    .if (vec == 2) || (vec == 18)\n    jmp trap_paranoid",
+            replace: "    .if (vec == 18)\n    jmp trap_paranoid",
+        }],
+        proofs: &["nmi-window", "nmi-window-xapic"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "lockup-watcher-sends-no-nmi",
+        what: "the lockup watcher reports without sending the stuck CPU an NMI (no RIP)",
+        edits: &[Edit {
+            file: "kernel/src/arch/x86_64/lockup.rs",
+            find: "let sent = lapic::send(Ipi::nmi().to(ApicId::new(apic_id))).is_ok();",
+            replace: "let sent = { let _ = Ipi::nmi; let _ = ApicId::new; true };",
+        }],
+        proofs: &["lockup", "lockup-xapic"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "lockup-watcher-reads-own-ticks",
+        what: "the lockup watcher reads its own tick count instead of the watched CPU's",
+        edits: &[Edit {
+            file: "kernel/src/arch/x86_64/lockup.rs",
+            find: "let theirs = target.lapic.timer_ticks.load(Ordering::Relaxed);",
+            replace: "let theirs = me.lapic.timer_ticks.load(Ordering::Relaxed);",
+        }],
+        proofs: &["lockup", "lockup-xapic"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "lockup-watcher-ignores-progress",
+        what: "the lockup watcher never notices the watched CPU's ticks moving (every CPU reported after the bound)",
+        edits: &[Edit {
+            file: "kernel/src/arch/x86_64/lockup.rs",
+            find: "        || theirs != w.last_ticks.load(Ordering::Relaxed)\n",
+            replace: "        || (theirs != w.last_ticks.load(Ordering::Relaxed) && w.last_ticks.load(Ordering::Relaxed) == 0)\n",
+        }],
+        proofs: &["smp", "smp-x2apic"],
+        accel: Accel::Tcg,
+    },
 ];
