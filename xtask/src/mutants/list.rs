@@ -206,4 +206,26 @@ pub const BREAKS: &[Break] = &[
         proofs: &["smp", "smp-x2apic"],
         accel: Accel::Tcg,
     },
+    Break {
+        name: "nmi-paranoid-exit-keeps-kernel-gs",
+        what: "the paranoid NMI exit does not swap back: code interrupted in a swapgs window resumes with the kernel's GS and its own swapgs then loads the user's",
+        edits: &[Edit {
+            file: "kernel/src/arch/x86_64/interrupts.rs",
+            find: "    testl %ebx, %ebx\n    jz 6f\n    swapgs\n",
+            replace: "    testl %ebx, %ebx\n    jz 6f\n",
+        }],
+        proofs: &["nmi-window", "nmi-window-xapic"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "lockup-reports-every-tick",
+        what: "the lockup watcher forgets it reported the stall and reports it again on every tick",
+        edits: &[Edit {
+            file: "kernel/src/arch/x86_64/lockup.rs",
+            find: "|| w.reported.swap(true, Ordering::Relaxed)",
+            replace: "|| (w.reported.swap(true, Ordering::Relaxed) && false)",
+        }],
+        proofs: &["lockup", "lockup-xapic"],
+        accel: Accel::Tcg,
+    },
 ];
