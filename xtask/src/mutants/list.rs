@@ -228,4 +228,15 @@ pub const BREAKS: &[Break] = &[
         proofs: &["lockup", "lockup-xapic"],
         accel: Accel::Tcg,
     },
+    Break {
+        name: "lockup-apic-id-from-index",
+        what: "the lockup watcher takes the stuck CPU's index for its APIC ID (NMI and report go to the wrong ID)",
+        edits: &[Edit {
+            file: "kernel/src/arch/x86_64/lockup.rs",
+            find: "let apic_id = target.apic_id.load(Ordering::Acquire);",
+            replace: "let apic_id = target.index;",
+        }],
+        proofs: &["lockup", "lockup-xapic"],
+        accel: Accel::Tcg,
+    },
 ];

@@ -37,13 +37,19 @@ fn nmi_window(p: Proof, cpu: CpuSpec) -> Proof {
         .check(eq("nmi_window.gs_restored", "yes"))
 }
 
+/// The second CPU (index 1) of the lockup machine: APIC ID 3, so a report that named the
+/// CPU's index instead of its APIC ID (or the watcher's) cannot pass.
+const SPINNER_APIC_ID: u64 = 3;
+
 /// CPU 1 spins with interrupts off for twice the 1 s bound; CPU 0 reports it.
-fn lockup(p: Proof, cpu: CpuSpec) -> Proof {
+fn lockup(p: Proof, cpu: CpuSpec, spinner: &'static str) -> Proof {
     p.scenario("lockup")
         .smp(2)
         .cpu(cpu)
+        .qemu_extra(&["-smp", "1,maxcpus=4,sockets=1,cores=4,threads=1", "-device", spinner])
         .timeout_secs(60)
         .check(eq("lockup.bound_ms", 1000))
+        .check(eq("lockup.spinner_apic_id", SPINNER_APIC_ID))
         .check(eq("lockup.spin_finished", "yes"))
         .check(eq("lockup.spinner_pinged_after", "yes"))
         .check(eq("lockup.reports", 1))
@@ -60,7 +66,7 @@ pub(super) fn registry() -> Vec<Proof> {
     vec![
         nmi_window(Proof::new("nmi-window", "an NMI in the swapgs window (ring 0, user GS) counts on its own CPU through the paranoid entry (x2APIC)"), x2apic_cpu()),
         nmi_window(Proof::new("nmi-window-xapic", "the same in xAPIC mode"), xapic_cpu()),
-        lockup(Proof::new("lockup", "a CPU spinning with interrupts off past the bound is reported by its watcher: APIC ID, RIP from an NMI (x2APIC)"), x2apic_cpu()),
-        lockup(Proof::new("lockup-xapic", "the same in xAPIC mode"), xapic_cpu()),
+        lockup(Proof::new("lockup", "a CPU (APIC ID 3) spinning with interrupts off past the bound is reported by its watcher: APIC ID, RIP from an NMI (x2APIC)"), x2apic_cpu(), "qemu64-x86_64-cpu,x2apic=on,smep=on,smap=on,rdrand=on,socket-id=0,core-id=3,thread-id=0"),
+        lockup(Proof::new("lockup-xapic", "the same in xAPIC mode"), xapic_cpu(), "qemu64-x86_64-cpu,x2apic=off,smep=on,smap=on,rdrand=on,socket-id=0,core-id=3,thread-id=0"),
     ]
 }
