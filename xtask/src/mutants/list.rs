@@ -239,4 +239,15 @@ pub const BREAKS: &[Break] = &[
         proofs: &["lockup", "lockup-xapic"],
         accel: Accel::Tcg,
     },
+    Break {
+        name: "nmi-paranoid-always-swaps",
+        what: "the paranoid entry swaps GS on every NMI, also when the kernel's GS is already loaded",
+        edits: &[Edit {
+            file: "kernel/src/arch/x86_64/interrupts.rs",
+            find: "    js 5f                       /* upper half: the kernel's GS is loaded */\n",
+            replace: "",
+        }],
+        proofs: &["lockup", "lockup-xapic"],
+        accel: Accel::Tcg,
+    },
 ];
