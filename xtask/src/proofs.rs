@@ -499,9 +499,11 @@ fn kernel_registry() -> Vec<Proof> {
             .check(present("fault.rip")),
         smp_checks(Proof::new("smp", "xAPIC: 2 CPUs, ticks, IPIs both ways, RTC via IOAPIC").smp(2).cpu(xapic_cpu()), 2, "xapic")
             .check(eq("lockup.reports", 0))
+            .check(ge("lockup.watched_ms", 1500))
             .check(eq("lapic.xapic_mmio_mapped", "yes")),
         smp_checks(Proof::new("smp-x2apic", "x2APIC: 2 CPUs, ticks, IPIs both ways, RTC via IOAPIC").smp(2).cpu(x2apic_cpu()), 2, "x2apic")
             .check(eq("lockup.reports", 0))
+            .check(ge("lockup.watched_ms", 1500))
             .check(eq("lapic.xapic_mmio_mapped", "no")),
         apic_trace_checks(
             smp_checks(Proof::new("smp-trace", "smp (xAPIC) cross-checked against QEMU's APIC trace").smp(2).cpu(xapic_cpu()), 2, "xapic")

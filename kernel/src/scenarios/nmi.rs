@@ -196,7 +196,15 @@ pub fn run_lockup(_system: System, cmdline: &CommandLine) -> ! {
     verdict(finished && pinged, "lockup scenario incomplete")
 }
 
-/// Evidence for proofs that must see no lockup report (healthy CPUs only).
-pub fn report_count() {
+/// Evidence for proofs that must see no lockup report (healthy CPUs only): first lets at
+/// least 1.5 bounds pass since `started` (all CPUs were online by then), with interrupts on,
+/// so a watcher that would report a healthy CPU has had the time to.
+pub fn watch_then_report(started_ns: u64) {
+    let span_ns = lockup::bound_ms() * 1_500_000;
+    let elapsed_ns = time::now_ns() - started_ns;
+    if elapsed_ns < span_ns {
+        super::smp::sleep_ms((span_ns - elapsed_ns).div_ceil(1_000_000));
+    }
+    ev!("lockup.watched_ms", (time::now_ns() - started_ns) / 1_000_000);
     ev!("lockup.reports", lockup::REPORTS.load(Ordering::Acquire));
 }
