@@ -499,8 +499,12 @@ fn kernel_registry() -> Vec<Proof> {
             .check(eq("fault.cr2", "0xdead0000"))
             .check(present("fault.rip")),
         smp_checks(Proof::new("smp", "xAPIC: 2 CPUs, ticks, IPIs both ways, RTC via IOAPIC").smp(2).cpu(xapic_cpu()), 2, "xapic")
+            .check(eq("lockup.reports", 0))
+            .check(ge("lockup.watched_ms", 1500))
             .check(eq("lapic.xapic_mmio_mapped", "yes")),
         smp_checks(Proof::new("smp-x2apic", "x2APIC: 2 CPUs, ticks, IPIs both ways, RTC via IOAPIC").smp(2).cpu(x2apic_cpu()), 2, "x2apic")
+            .check(eq("lockup.reports", 0))
+            .check(ge("lockup.watched_ms", 1500))
             .check(eq("lapic.xapic_mmio_mapped", "no")),
         apic_trace_checks(
             smp_checks(Proof::new("smp-trace", "smp (xAPIC) cross-checked against QEMU's APIC trace").smp(2).cpu(xapic_cpu()), 2, "xapic")
@@ -688,6 +692,8 @@ fn kernel_registry() -> Vec<Proof> {
     ]
     .into_iter()
     .chain(hostile::registry())
+    // Paranoid NMI entry and the hard-lockup detector.
+    .chain(nmi::registry())
     // VT-d interrupt remapping: APIC ID 257 reached; storm and driver death with it on.
     .chain(remap::proofs())
     // Memory isolation: kernel pages, W^X, user copies racing unmap.
@@ -699,6 +705,7 @@ mod clock;
 mod firmware;
 mod hostile;
 mod memory;
+mod nmi;
 mod plain;
 pub use plain::{DEFAULT_MANIFEST, DEFAULT_PROGRAMS};
 mod plan;

@@ -71,6 +71,15 @@ pub fn bring_up(platform: &'static Platform, cmdline: &CommandLine) -> System {
         Err(e) => log::warn!("command line: tick_hz: {e:?}; using {} Hz", lapic::tick_hz()),
     }
     ev!("timer.tick_hz", lapic::tick_hz());
+    match cmdline.get_u64("lockup_ms") {
+        Ok(None) => {}
+        Ok(Some(ms)) => crate::arch::x86_64::lockup::set_bound_ms(ms),
+        Err(e) => log::warn!(
+            "command line: lockup_ms: {e:?}; using {} ms",
+            crate::arch::x86_64::lockup::bound_ms()
+        ),
+    }
+    ev!("lockup.bound_ms", crate::arch::x86_64::lockup::bound_ms());
     let hz = lapic::calibrate_timer();
     ev!("timer.bsp_hz", hz);
     lapic::start_tick(use_deadline);

@@ -5,6 +5,7 @@
 //! checks the values; the kernel also checks what it can and fails loudly.
 
 mod bench;
+mod nmi;
 mod races;
 mod remap;
 mod rtc;
@@ -48,6 +49,8 @@ pub static SCENARIOS: &[Scenario] = &[
     Scenario { name: "bench", run: |c| bench::run(c.system, c.cmdline) },
     Scenario { name: "user", run: |c| user::run(c.system, c.cmdline, c.boot) },
     Scenario { name: "races", run: |c| races::run(c.system, c.cmdline) },
+    Scenario { name: "nmi_window", run: |c| nmi::run_window(c.system) },
+    Scenario { name: "lockup", run: |c| nmi::run_lockup(c.system, c.cmdline) },
     Scenario { name: "panic", run: |c| panic_on_ap(c.system) },
     Scenario { name: "bringup", run: |c| scale::bringup_bench(c.system) },
     Scenario {

@@ -251,4 +251,93 @@ pub const BREAKS: &[Break] = &[
         proofs: &["vmhostile"],
         accel: Accel::Tcg,
     },
+    // Endurance: NMI entry and lockup detector
+    Break {
+        name: "nmi-entry-swapgs-from-cs",
+        what: "NMI takes the common entry again: swapgs decided by the saved CS, so an NMI in a swapgs window runs with the user's GS",
+        edits: &[Edit {
+            file: "kernel/src/arch/x86_64/interrupts.rs",
+            find: "    .if (vec == 2) || (vec == 18)\n    jmp trap_paranoid",
+            replace: "    .if (vec == 18)\n    jmp trap_paranoid",
+        }],
+        proofs: &["nmi-window", "nmi-window-xapic"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "lockup-watcher-sends-no-nmi",
+        what: "the lockup watcher reports without sending the stuck CPU an NMI (no RIP)",
+        edits: &[Edit {
+            file: "kernel/src/arch/x86_64/lockup.rs",
+            find: "let sent = lapic::send(Ipi::nmi().to(ApicId::new(apic_id))).is_ok();",
+            replace: "let sent = { let _ = Ipi::nmi; let _ = ApicId::new; true };",
+        }],
+        proofs: &["lockup", "lockup-xapic"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "lockup-watcher-reads-own-ticks",
+        what: "the lockup watcher reads its own tick count instead of the watched CPU's",
+        edits: &[Edit {
+            file: "kernel/src/arch/x86_64/lockup.rs",
+            find: "let theirs = target.lapic.timer_ticks.load(Ordering::Relaxed);",
+            replace: "let theirs = me.lapic.timer_ticks.load(Ordering::Relaxed);",
+        }],
+        proofs: &["lockup", "lockup-xapic"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "lockup-watcher-ignores-progress",
+        what: "the lockup watcher never notices the watched CPU's ticks moving (every CPU reported after the bound)",
+        edits: &[Edit {
+            file: "kernel/src/arch/x86_64/lockup.rs",
+            find: "        || theirs != w.last_ticks.load(Ordering::Relaxed)\n",
+            replace: "        || (theirs != w.last_ticks.load(Ordering::Relaxed) && w.last_ticks.load(Ordering::Relaxed) == 0)\n",
+        }],
+        proofs: &["smp", "smp-x2apic"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "nmi-paranoid-exit-keeps-kernel-gs",
+        what: "the paranoid NMI exit does not swap back: code interrupted in a swapgs window resumes with the kernel's GS and its own swapgs then loads the user's",
+        edits: &[Edit {
+            file: "kernel/src/arch/x86_64/interrupts.rs",
+            find: "    testl %ebx, %ebx\n    jz 6f\n    swapgs\n",
+            replace: "    testl %ebx, %ebx\n    jz 6f\n",
+        }],
+        proofs: &["nmi-window", "nmi-window-xapic"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "lockup-reports-every-tick",
+        what: "the lockup watcher forgets it reported the stall and reports it again on every tick",
+        edits: &[Edit {
+            file: "kernel/src/arch/x86_64/lockup.rs",
+            find: "|| w.reported.swap(true, Ordering::Relaxed)",
+            replace: "|| (w.reported.swap(true, Ordering::Relaxed) && false)",
+        }],
+        proofs: &["lockup", "lockup-xapic"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "lockup-apic-id-from-index",
+        what: "the lockup watcher takes the stuck CPU's index for its APIC ID (NMI and report go to the wrong ID)",
+        edits: &[Edit {
+            file: "kernel/src/arch/x86_64/lockup.rs",
+            find: "let apic_id = target.apic_id.load(Ordering::Acquire);",
+            replace: "let apic_id = target.index;",
+        }],
+        proofs: &["lockup", "lockup-xapic"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "nmi-paranoid-always-swaps",
+        what: "the paranoid entry swaps GS on every NMI, also when the kernel's GS is already loaded",
+        edits: &[Edit {
+            file: "kernel/src/arch/x86_64/interrupts.rs",
+            find: "    js 5f                       /* upper half: the kernel's GS is loaded */\n",
+            replace: "",
+        }],
+        proofs: &["lockup", "lockup-xapic"],
+        accel: Accel::Tcg,
+    },
 ];

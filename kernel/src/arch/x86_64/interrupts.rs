@@ -3,8 +3,9 @@
 //! Stable Rust has no `x86-interrupt` ABI, so every vector gets a 16-byte assembly stub that
 //! pushes a dummy error code where the CPU does not, then its vector number, and jumps to one
 //! common path that saves the general registers into a [`TrapFrame`] and calls
-//! [`trap_dispatch`]. One frame layout serves exceptions, device interrupts and (later) user
-//! entry.
+//! [`trap_dispatch`]. One frame layout serves exceptions, device interrupts and user entry.
+//! NMI and #MC stubs join a paranoid path instead (`trap_paranoid`): it decides `swapgs`
+//! from IA32_GS_BASE rather than the saved CS, then builds the same frame.
 
 use core::arch::global_asm;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -82,7 +83,11 @@ trap_stubs:
         pushq $0
     .endif
     pushq $vec
+    .if (vec == 2) || (vec == 18)
+    jmp trap_paranoid
+    .else
     jmp trap_common
+    .endif
     .set vec, vec + 1
 .endr
 
@@ -166,11 +171,69 @@ trap_return:
 4:  movq %rsp, %rdi
     call trap_refuse_return
     ud2
+
+/* NMI and #MC (paranoid entry, as Linux's): they can land in the `swapgs` windows (after
+ * `syscall` before its `swapgs`, or after trap_return's `swapgs` before `sysretq`/`iretq`),
+ * where CS is the kernel's but GS is still the user's, so CS cannot say whether to swap.
+ * IA32_GS_BASE can: the kernel's per-CPU blocks live in the upper half, a user's GS base
+ * never does (CR4.FSGSBASE stays off and no method sets it). Swap when its sign bit is clear,
+ * remember that in RBX (callee-saved across trap_dispatch), and swap back before `iretq`. */
+trap_paranoid:
+    pushfq
+    andq $~0x40000, (%rsp)
+    popfq
+    pushq %r15
+    pushq %r14
+    pushq %r13
+    pushq %r12
+    pushq %r11
+    pushq %r10
+    pushq %r9
+    pushq %r8
+    pushq %rbp
+    pushq %rdi
+    pushq %rsi
+    pushq %rdx
+    pushq %rcx
+    pushq %rbx
+    pushq %rax
+    cld
+    xorl %ebx, %ebx
+    movl $0xC0000101, %ecx      /* IA32_GS_BASE */
+    rdmsr
+    testl %edx, %edx
+    js 5f                       /* upper half: the kernel's GS is loaded */
+    swapgs
+    movl $1, %ebx
+    lock incq {paranoid_swaps}(%rip)
+5:  movq %rsp, %rdi
+    call trap_dispatch
+    testl %ebx, %ebx
+    jz 6f
+    swapgs
+6:  popq %rax
+    popq %rbx
+    popq %rcx
+    popq %rdx
+    popq %rsi
+    popq %rdi
+    popq %rbp
+    popq %r8
+    popq %r9
+    popq %r10
+    popq %r11
+    popq %r12
+    popq %r13
+    popq %r14
+    popq %r15
+    addq $16, %rsp
+    iretq
 "#,
     syscall_vector = const super::syscall::SYSCALL_VECTOR,
     frame_cs = const core::mem::offset_of!(TrapFrame, cs),
     frame_rip = const core::mem::offset_of!(TrapFrame, rip),
     frame_rsp = const core::mem::offset_of!(TrapFrame, rsp),
+    paranoid_swaps = sym PARANOID_GS_SWAPS,
     options(att_syntax)
 );
 
@@ -237,6 +300,10 @@ pub fn init_idt() {
     unsafe { x86_64::instructions::tables::lidt(&ptr) };
 }
 
+/// NMI/#MC entries that found the user's GS loaded in ring 0 (the `swapgs` windows) and
+/// swapped it for the kernel's: counted by the paranoid entry stub itself.
+pub static PARANOID_GS_SWAPS: AtomicU64 = AtomicU64::new(0);
+
 /// Interrupts that reached no handler (counted, reported by the boot report).
 pub static UNHANDLED: AtomicU64 = AtomicU64::new(0);
 /// Spurious interrupts from the 8259 PICs (IRQ7/IRQ15 after masking).
@@ -263,7 +330,10 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
             // SAFETY: entered through an interrupt gate (IF clear); the NMI handler either
             // parks the CPU or counts and returns, never enabling interrupts.
             let cpu = unsafe { IrqGuard::interrupts_already_off() };
-            super::smp::nmi(frame, &cpu)
+            super::smp::nmi(frame, &cpu);
+            // An NMI may interrupt any code, the scheduler included: it never leaves here
+            // through a thread exit (the paranoid stub must run its own return).
+            return;
         }
         0..=31 if frame.from_user() => crate::task::process::user_fault(frame),
         // A user copy that hit an unmapped or protected user page returns `BadAddress`.
@@ -303,6 +373,7 @@ fn interrupt(vector: u8, from_user: bool, cpu: &mut IrqGuard) {
     match vector {
         TIMER_VECTOR => {
             super::lapic::timer_interrupt(InService::delivered(), cpu);
+            super::lockup::watch(cpu);
             crate::task::sched::tick(from_user, cpu);
         }
         IPI_VECTOR => super::smp::ipi_interrupt(InService::delivered(), cpu),

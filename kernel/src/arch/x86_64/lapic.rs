@@ -305,9 +305,12 @@ pub fn not_in_service(vector: u8) -> bool {
     isr_readable() && !in_service(vector)
 }
 
-/// Sends an IPI from this CPU.
+/// Sends an IPI from this CPU. Interrupts stay off across the ICR write: in xAPIC mode it is
+/// two register writes (destination, then command), and a handler that sends in between (the
+/// lockup watcher's NMI from the tick) would leave its destination under the command.
 pub fn send(ipi: Ipi) -> Result<(), keel_apic::IcrError> {
-    if local().send(ipi)? == keel_apic::DeliveryStatus::StuckPending {
+    let status = x86_64::instructions::interrupts::without_interrupts(|| local().send(ipi))?;
+    if status == keel_apic::DeliveryStatus::StuckPending {
         ICR_STUCK.fetch_add(1, Ordering::Relaxed);
         log::warn!("lapic: ICR delivery status stuck at send pending ({ipi:?})");
     }

@@ -10,6 +10,7 @@ pub mod ioapic;
 pub mod iommu;
 pub mod irq_guard;
 pub mod lapic;
+pub mod lockup;
 pub mod percpu;
 pub mod pic;
 pub mod smp;

@@ -82,8 +82,12 @@ pub struct PerCpu {
     pub ipis_received: AtomicU64,
     /// Device interrupts handled on this CPU.
     pub device_interrupts: AtomicU64,
-    /// NMIs taken (outside panic stops).
+    /// NMIs taken (outside panic stops); incremented after [`PerCpu::nmi_rip`] is written.
     pub nmis: AtomicU64,
+    /// The RIP the last counted NMI interrupted (read by the lockup watcher).
+    pub nmi_rip: AtomicU64,
+    /// This CPU's view of the CPU it watches for hard lockups (written only by this CPU).
+    pub lockup: super::lockup::Watch,
     /// Incoming IPI requests.
     pub mailbox: Mailbox,
     /// This CPU's shared scheduler state (run queue, timed events, switch, preemption and
@@ -140,6 +144,8 @@ impl CpuBlock {
                 ipis_received: AtomicU64::new(0),
                 device_interrupts: AtomicU64::new(0),
                 nmis: AtomicU64::new(0),
+                nmi_rip: AtomicU64::new(0),
+                lockup: super::lockup::Watch::new(),
                 mailbox: Mailbox::new(),
                 sched: crate::task::sched::CpuSched::new(),
                 tlb: super::tlb::Inbox::new(),

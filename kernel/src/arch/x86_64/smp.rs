@@ -170,14 +170,19 @@ pub(super) fn idle_loop() -> ! {
 
 static STOPPED: AtomicU32 = AtomicU32::new(0);
 
-/// NMI: during a panic stop, park this CPU; otherwise count it.
-pub fn nmi(_frame: &mut TrapFrame, cpu: &IrqGuard) {
+/// NMI: during a panic stop, park this CPU; otherwise record the interrupted RIP and count
+/// it (the lockup watcher reads both). No locks: an NMI can land anywhere, inside any lock's
+/// critical section included.
+pub fn nmi(frame: &mut TrapFrame, cpu: &IrqGuard) {
     if crate::panic::going_down() {
         STOPPED.fetch_add(1, Ordering::SeqCst);
         crate::exit::halt_forever();
     }
     if percpu::gs_ready() {
-        percpu::current(cpu).nmis.fetch_add(1, Ordering::Relaxed);
+        let me = percpu::current(cpu);
+        me.nmi_rip.store(frame.rip, Ordering::Relaxed);
+        // Release: whoever sees the count sees the RIP it counts.
+        me.nmis.fetch_add(1, Ordering::Release);
     }
 }
 
