@@ -54,6 +54,28 @@ pub fn kernel_owned_conflict(
     fixed.iter().chain(extra).copied().find(|o| ranges_overlap(first, last, o.first, o.last))
 }
 
+/// A physical MMIO window the kernel drives (LAPIC, IOAPIC, IOMMU registers): no
+/// `DeviceMemory` grant may map any of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OwnedMmio {
+    /// Physical base.
+    pub base: u64,
+    /// Length in bytes.
+    pub size: u64,
+    /// What the kernel drives there.
+    pub owner: &'static str,
+}
+
+/// The first kernel-owned window that the `size` bytes at `phys` touch. Sizes of zero touch
+/// nothing; a window reaching past 2^64 ends there (no wrap to address 0).
+pub fn mmio_conflict(phys: u64, size: u64, owned: &[OwnedMmio]) -> Option<OwnedMmio> {
+    // Inclusive last bytes: a window ending at 2^64 - 1 is whole, and nothing wraps to 0.
+    let last = |base: u64, size: u64| base.saturating_add(size - 1);
+    owned.iter().copied().find(|o| {
+        size != 0 && o.size != 0 && phys <= last(o.base, o.size) && o.base <= last(phys, size)
+    })
+}
+
 /// Why the policy refuses a program's grants.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Refusal {
@@ -79,6 +101,15 @@ pub enum Refusal {
         /// Its last port.
         other_last: u16,
     },
+    /// A `DeviceMemory` grant whose BAR lies on MMIO the kernel drives.
+    KernelOwnedMmio {
+        /// The BAR's physical base.
+        phys: u64,
+        /// Its size.
+        size: u64,
+        /// The kernel-owned window it touches.
+        owned: OwnedMmio,
+    },
     /// A PCI device grant without DMA remapping and without `dma = "unprotected"`.
     DmaNotContained {
         /// The device the grant names.
@@ -96,6 +127,7 @@ impl Refusal {
             Refusal::OverlappingPorts { first, last, .. } => {
                 alloc::format!("overlapping_ports_{first:#x}_{last:#x}")
             }
+            Refusal::KernelOwnedMmio { phys, .. } => alloc::format!("kernel_owned_mmio_{phys:#x}"),
             Refusal::DmaNotContained { device } => alloc::format!("dma_not_contained_{device}"),
         }
     }
@@ -112,6 +144,11 @@ impl fmt::Display for Refusal {
             Refusal::OverlappingPorts { first, last, other, other_first, other_last } => write!(
                 f,
                 "IoPorts {first:#x}..{last:#x} overlaps {other_first:#x}..{other_last:#x} granted to \"{other}\", which may run at the same time"
+            ),
+            Refusal::KernelOwnedMmio { phys, size, owned } => write!(
+                f,
+                "DeviceMemory {phys:#x}+{size:#x} touches {:#x}+{:#x}, owned by the kernel ({})",
+                owned.base, owned.size, owned.owner
             ),
             Refusal::DmaNotContained { device } => write!(
                 f,

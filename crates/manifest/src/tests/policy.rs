@@ -184,3 +184,22 @@ fn the_repositorys_manifests_pass_the_host_check() {
     }
     assert!(checked > 10);
 }
+
+#[test]
+fn bars_on_kernel_mmio_are_refused_at_the_edges() {
+    use policy::{mmio_conflict, OwnedMmio};
+    let lapic = OwnedMmio { base: 0xfee0_0000, size: 0x1000, owner: "LAPIC" };
+    let top = OwnedMmio { base: u64::MAX - 0xfff, size: 0x1000, owner: "top" };
+    let owned = [lapic, top];
+    assert_eq!(mmio_conflict(0xfee0_0000, 0x1000, &owned), Some(lapic));
+    assert_eq!(mmio_conflict(0xfedf_f000, 0x1000, &owned), None, "ending just below");
+    assert_eq!(mmio_conflict(0xfedf_f000, 0x1001, &owned), Some(lapic), "one byte in");
+    assert_eq!(mmio_conflict(0xfee0_1000, 0x1000, &owned), None, "starting just above");
+    assert_eq!(mmio_conflict(0xfee0_0fff, 1, &owned), Some(lapic), "the last byte");
+    assert_eq!(mmio_conflict(0xfee0_0000, 0, &owned), None, "an empty BAR");
+    assert_eq!(mmio_conflict(u64::MAX, 1, &owned), Some(top), "no wrap at 2^64");
+    assert_eq!(mmio_conflict(0, 0x1000, &owned), None, "no wrap to 0");
+    let r = Refusal::KernelOwnedMmio { phys: 0xfee0_0000, size: 0x1000, owned: lapic };
+    assert_eq!(r.evidence(), "kernel_owned_mmio_0xfee00000");
+    assert!(r.to_string().contains("LAPIC"));
+}
