@@ -118,12 +118,15 @@ pub enum Refusal {
 }
 
 impl Refusal {
-    /// One evidence value (no spaces): the reason and the range or device it names.
+    /// One evidence value (no spaces): the reason, the range or device granted and, for
+    /// kernel-owned ports, the owner's range it touches.
     pub fn evidence(&self) -> String {
         match self {
-            Refusal::KernelOwnedPorts { first, last, .. } => {
-                alloc::format!("kernel_owned_ports_{first:#x}_{last:#x}")
-            }
+            Refusal::KernelOwnedPorts { first, last, owned } => alloc::format!(
+                "kernel_owned_ports_{first:#x}_{last:#x}_owner_{:#x}_{:#x}",
+                owned.first,
+                owned.last
+            ),
             Refusal::OverlappingPorts { first, last, .. } => {
                 alloc::format!("overlapping_ports_{first:#x}_{last:#x}")
             }

@@ -253,7 +253,27 @@ impl Process {
                 io_bitmap::open(&guard, self.pid, first, last);
             }
         } else {
+            self.widen_io_exit_race();
             io_bitmap::close_recorded(&guard);
+        }
+    }
+
+    /// For the exit-race proof (`io_exit_race=widen`): a CPU whose thread of this process
+    /// has exited waits, before closing its ports, until the process's last thread (on
+    /// another CPU) has exited and emptied the list — the interleaving that leaks ports when
+    /// closing re-reads the list. Bounded (100 ms); only in a kernel built with the scenarios.
+    fn widen_io_exit_race(&self) {
+        #[cfg(feature = "scenarios")]
+        if WIDEN_IO_EXIT_RACE.load(Ordering::Relaxed)
+            && sched::current_thread()
+                .is_some_and(|t| t.state() == super::thread::ThreadState::Exited)
+        {
+            let start = crate::arch::x86_64::cpu::rdtsc();
+            while !self.has_exited()
+                && crate::arch::x86_64::cpu::rdtsc() - start < crate::time::ns_to_tsc(100_000_000)
+            {
+                core::hint::spin_loop();
+            }
         }
     }
 
@@ -319,6 +339,16 @@ pub fn release_cap(p: &Arc<Process>, id: CapId) -> Result<(), Status> {
         }
     }
     Ok(())
+}
+
+/// Set by the exit-race proof; exists only in a kernel built with the scenarios.
+#[cfg(feature = "scenarios")]
+static WIDEN_IO_EXIT_RACE: AtomicBool = AtomicBool::new(false);
+
+/// For the exit-race proof: see [`Process::widen_io_exit_race`].
+#[cfg(feature = "scenarios")]
+pub fn widen_io_exit_race() {
+    WIDEN_IO_EXIT_RACE.store(true, Ordering::Relaxed);
 }
 
 /// Takes a released `IoPorts` range out of the process's list (unless another slot still

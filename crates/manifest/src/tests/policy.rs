@@ -64,7 +64,7 @@ fn configuration_ports_are_refused_naming_the_range() {
     let text = "program \"cfg\" { binary = \"b\" grant IoPorts { 0xcf8..0xcff } }";
     let r = refused(text, "cfg");
     assert_eq!(r.len(), 1);
-    assert_eq!(r[0].evidence(), "kernel_owned_ports_0xcf8_0xcff");
+    assert_eq!(r[0].evidence(), "kernel_owned_ports_0xcf8_0xcff_owner_0xcf8_0xcff");
     let msg = r[0].to_string();
     assert!(msg.contains("0xcf8..0xcff") && msg.contains("PCI configuration"), "{msg}");
     let e = parse_checked(text).unwrap_err();

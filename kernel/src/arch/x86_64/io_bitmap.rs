@@ -70,17 +70,23 @@ fn set_bits(bitmap: &mut [u8], first: u16, last: u16, open: bool) {
     }
 }
 
+/// Sets (`open`) or clears ring 3's access to `first..=last` in this CPU's bitmap, without
+/// touching the record.
+pub fn set_range(guard: &IrqGuard, first: u16, last: u16, open: bool) {
+    set_bits(&mut tables(guard).io_bitmap, first, last, open);
+}
+
 /// Opens `first..=last` for ring 3 on this CPU, for process `pid`, and records it.
 pub fn open(guard: &IrqGuard, pid: u64, first: u16, last: u16) {
-    let t = tables(guard);
-    if t.io_open.pid != pid && (t.io_open.count != 0 || t.io_open.overflow) {
-        // Another process's ports are still recorded (its close was skipped): close them.
+    let rec = &tables(guard).io_open;
+    if rec.pid != pid && (rec.count != 0 || rec.overflow) {
+        // Another process's ports are still recorded (never expected: every switch-out
+        // closes them): close them before anything of this one opens.
         close_recorded(guard);
     }
-    let t = tables(guard);
-    t.io_open.pid = pid;
-    set_bits(&mut t.io_bitmap, first, last, true);
-    let rec = &mut t.io_open;
+    set_range(guard, first, last, true);
+    let rec = &mut tables(guard).io_open;
+    rec.pid = pid;
     if rec.ranges[..rec.count].contains(&(first, last)) {
         return;
     }
@@ -246,4 +252,37 @@ pub fn revoke_everywhere(
         }
     }
     Ok(())
+}
+
+/// Ports found open in each CPU's bitmap by [`report`] (filled on that CPU).
+static OPEN_SEEN: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(u32::MAX) }; MAX_CPUS];
+
+fn count_open_here(_: usize) {
+    let guard = IrqGuard::new();
+    let me = percpu::current(&guard).index as usize;
+    OPEN_SEEN[me].store(open_ports(&guard), Ordering::Release);
+}
+
+/// Evidence per online CPU, each read on that CPU: ports open for ring 3 in its bitmap
+/// (`io.cpuN.open_ports`, all 65,536 bits read back) and recorded ranges its revocations
+/// closed (`io.cpuN.revoke_closes`). Runs on the boot CPU once no program is left.
+pub fn report() {
+    let me = percpu::current_index();
+    for cpu in super::smp::online_cpus() {
+        let i = cpu.index;
+        if i == me {
+            count_open_here(0);
+        } else {
+            let ticket = super::smp::post_work(cpu, count_open_here, 0);
+            if !super::smp::wait_work(cpu, ticket, 1_000_000_000) {
+                log::error!("io: cpu{i} did not read its I/O bitmap back");
+            }
+        }
+        match OPEN_SEEN[i as usize].load(Ordering::Acquire) {
+            u32::MAX => crate::ev!(("io.cpu{}.open_ports", i), "unread"),
+            open => crate::ev!(("io.cpu{}.open_ports", i), open),
+        }
+        let closes = REVOKE_CLOSES[i as usize].load(Ordering::Relaxed);
+        crate::ev!(("io.cpu{}.revoke_closes", i), closes);
+    }
 }
