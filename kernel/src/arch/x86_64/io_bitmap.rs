@@ -51,12 +51,12 @@ impl Default for OpenPorts {
     }
 }
 
-/// This CPU's tables, for the bitmap and its record.
-fn tables(guard: &IrqGuard) -> &mut CpuTables {
+/// Runs `f` on this CPU's tables (the bitmap and its record).
+fn with_tables<R>(guard: &IrqGuard, f: impl FnOnce(&mut CpuTables) -> R) -> R {
     // SAFETY: this CPU's own tables (set once at bring-up, never freed); interrupts are off
-    // (the guard), so nothing else on this CPU touches them while the reference lives, and
-    // no other CPU ever writes them.
-    unsafe { &mut *percpu::local(guard).tables() }
+    // (the guard), so nothing else on this CPU touches them during `f`, which cannot reach
+    // them again (it gets the only reference), and no other CPU ever writes them.
+    f(unsafe { &mut *percpu::local(guard).tables() })
 }
 
 fn set_bits(bitmap: &mut [u8], first: u16, last: u16, open: bool) {
@@ -73,38 +73,45 @@ fn set_bits(bitmap: &mut [u8], first: u16, last: u16, open: bool) {
 /// Sets (`open`) or clears ring 3's access to `first..=last` in this CPU's bitmap, without
 /// touching the record.
 pub fn set_range(guard: &IrqGuard, first: u16, last: u16, open: bool) {
-    set_bits(&mut tables(guard).io_bitmap, first, last, open);
+    with_tables(guard, |t| set_bits(&mut t.io_bitmap, first, last, open));
 }
 
 /// Opens `first..=last` for ring 3 on this CPU, for process `pid`, and records it.
 pub fn open(guard: &IrqGuard, pid: u64, first: u16, last: u16) {
-    let rec = &tables(guard).io_open;
-    if rec.pid != pid && (rec.count != 0 || rec.overflow) {
+    let rec_pid = with_tables(guard, |t| {
+        (t.io_open.count != 0 || t.io_open.overflow).then_some(t.io_open.pid)
+    });
+    if rec_pid.is_some_and(|p| p != pid) {
         // Another process's ports are still recorded (never expected: every switch-out
         // closes them): close them before anything of this one opens.
         close_recorded(guard);
     }
-    set_range(guard, first, last, true);
-    let rec = &mut tables(guard).io_open;
-    rec.pid = pid;
-    if rec.ranges[..rec.count].contains(&(first, last)) {
-        return;
-    }
-    if rec.count < RECORDED_RANGES {
-        rec.ranges[rec.count] = (first, last);
-        rec.count += 1;
-    } else {
-        rec.overflow = true;
-    }
+    with_tables(guard, |t| {
+        set_bits(&mut t.io_bitmap, first, last, true);
+        let rec = &mut t.io_open;
+        rec.pid = pid;
+        if rec.ranges[..rec.count].contains(&(first, last)) {
+            return;
+        }
+        if rec.count < RECORDED_RANGES {
+            rec.ranges[rec.count] = (first, last);
+            rec.count += 1;
+        } else {
+            rec.overflow = true;
+        }
+    });
 }
 
 /// Closes every port this CPU opened (its record, whoever holds what now); returns how many
 /// ranges it closed.
 pub fn close_recorded(guard: &IrqGuard) -> usize {
-    let t = tables(guard);
+    with_tables(guard, close_recorded_in)
+}
+
+fn close_recorded_in(t: &mut CpuTables) -> usize {
     let n = t.io_open.count;
     if t.io_open.overflow {
-        t.io_bitmap[..super::gdt::IO_BITMAP_BYTES].fill(0xFF);
+        t.io_bitmap.fill(0xFF);
     } else {
         for &(first, last) in &t.io_open.ranges[..n] {
             set_bits(&mut t.io_bitmap, first, last, false);
@@ -117,54 +124,47 @@ pub fn close_recorded(guard: &IrqGuard) -> usize {
 /// Closes the ports of `first..=last` this CPU opened for `pid` (nothing when it opened
 /// them for no one or for another process); returns how many recorded ranges it touched.
 fn revoke_here(guard: &IrqGuard, pid: u64, first: u16, last: u16) -> u64 {
-    let t = tables(guard);
-    if t.io_open.pid != pid || t.io_open.count == 0 && !t.io_open.overflow {
-        return 0;
-    }
-    if t.io_open.overflow {
-        // What exactly was opened is unknown: the process's other ranges reopen at its next
-        // switch-in.
-        return close_recorded(guard).max(1) as u64;
-    }
-    let mut kept = [(0u16, 0u16); RECORDED_RANGES];
-    let (mut kept_n, mut closed) = (0, 0);
-    for i in 0..t.io_open.count {
-        let (f, l) = t.io_open.ranges[i];
-        if f > last || first > l {
-            kept[kept_n] = (f, l);
-            kept_n += 1;
-            continue;
+    with_tables(guard, |t| {
+        if t.io_open.pid != pid || t.io_open.count == 0 && !t.io_open.overflow {
+            return 0;
         }
-        set_bits(&mut t.io_bitmap, f.max(first), l.min(last), false);
-        closed += 1;
-        // What the revoked range did not cover stays open and recorded.
-        let left = (f < first).then(|| (f, first - 1));
-        let right = (l > last).then(|| (last + 1, l));
-        for part in [left, right].into_iter().flatten() {
-            if kept_n < RECORDED_RANGES {
-                kept[kept_n] = part;
+        if t.io_open.overflow {
+            // What exactly was opened is unknown: close everything; the process's other
+            // ranges reopen at its next switch-in.
+            return close_recorded_in(t).max(1) as u64;
+        }
+        let mut kept = [(0u16, 0u16); RECORDED_RANGES];
+        let (mut kept_n, mut closed) = (0, 0);
+        for i in 0..t.io_open.count {
+            let (f, l) = t.io_open.ranges[i];
+            if f > last || first > l {
+                kept[kept_n] = (f, l);
                 kept_n += 1;
-            } else {
-                t.io_open.overflow = true;
+                continue;
+            }
+            set_bits(&mut t.io_bitmap, f.max(first), l.min(last), false);
+            closed += 1;
+            // What the revoked range did not cover stays open and recorded.
+            let left = (f < first).then(|| (f, first - 1));
+            let right = (l > last).then(|| (last + 1, l));
+            for part in [left, right].into_iter().flatten() {
+                if kept_n < RECORDED_RANGES {
+                    kept[kept_n] = part;
+                    kept_n += 1;
+                } else {
+                    t.io_open.overflow = true;
+                }
             }
         }
-    }
-    t.io_open.ranges = kept;
-    t.io_open.count = kept_n;
-    closed
+        t.io_open.ranges = kept;
+        t.io_open.count = kept_n;
+        closed
+    })
 }
 
-/// Whether any port of `first..=last` is open for ring 3 in this CPU's bitmap, read back
-/// from the bitmap itself.
-pub fn any_open(guard: &IrqGuard, first: u16, last: u16) -> bool {
-    let t = tables(guard);
-    (first..=last).any(|port| t.io_bitmap[port as usize / 8] & (1 << (port % 8)) == 0)
-}
-
-/// Whether any port at all is open in this CPU's bitmap (the exit proof reads all 8 KiB).
+/// Ports open for ring 3 in this CPU's bitmap, counted from all 65,536 bits.
 pub fn open_ports(guard: &IrqGuard) -> u32 {
-    let t = tables(guard);
-    t.io_bitmap[..8192].iter().map(|b| b.count_zeros()).sum()
+    with_tables(guard, |t| t.io_bitmap[..8192].iter().map(|b| b.count_zeros()).sum())
 }
 
 /// One CPU's incoming revocation: the process, the range, and tickets.
