@@ -90,6 +90,7 @@ const PORTS_EXIT_ROUNDS: u64 = 8;
 fn io_ports(p: Proof, cpu: CpuSpec) -> Proof {
     let mut p = user_proof(p, "io-ports", &["attack"])
         .cpu(cpu)
+        .check(eq("user.heap_leaked", 0))
         // The non-last exiting thread's CPU closes only after the last one emptied the list.
         .args("io_exit_race=widen")
         .check(eq("user.processes_live", 0))
