@@ -195,8 +195,8 @@ pub const BREAKS: &[Break] = &[
             },
             Edit {
                 file: "kernel/src/arch/x86_64/io_bitmap.rs",
-                find: "    if rec.pid != pid && (rec.count != 0 || rec.overflow) {",
-                replace: "    if rec.pid != pid && (rec.count != 0 || rec.overflow) && false {",
+                find: "    if rec_pid.is_some_and(|p| p != pid) {",
+                replace: "    if rec_pid.is_some_and(|p| p != pid) && false {",
             },
         ],
         proofs: &["hostile-io-ports"],

@@ -70,9 +70,9 @@ pub static PINGS_SENT: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX
 pub fn ipi_interrupt(token: InService, cpu: &IrqGuard) {
     let me = percpu::current(cpu);
     me.ipis_received.fetch_add(1, Ordering::Relaxed);
+    super::io_bitmap::serve(cpu);
     let requested = me.mailbox.ping_requests.load(Ordering::Acquire);
     me.mailbox.ping_acks.store(requested, Ordering::Release);
-    super::io_bitmap::serve(cpu);
     token.eoi();
 }
 
