@@ -22,7 +22,7 @@ use spin::Mutex;
 use super::gdt::CpuTables;
 use super::interrupts::IPI_VECTOR;
 use super::lapic;
-use super::percpu::{self, IrqGuard, MAX_CPUS};
+use super::percpu::{self, IrqGuard};
 use super::tlb::CpuMask;
 
 /// Ranges one CPU records; more (never in practice: a driver holds a few) and it closes
@@ -167,33 +167,45 @@ pub fn open_ports(guard: &IrqGuard) -> u32 {
     with_tables(guard, |t| t.io_bitmap[..8192].iter().map(|b| b.count_zeros()).sum())
 }
 
-/// One CPU's incoming revocation: the process, the range, and tickets.
-struct RevokeSlot {
+/// One CPU's incoming revocations (the process, the range, tickets) and its I/O figures;
+/// part of its shared per-CPU block.
+pub struct RevokeInbox {
     send_lock: Mutex<()>,
     pid: AtomicU64,
     range: AtomicU32,
     requested: AtomicU64,
     done: AtomicU64,
+    /// Recorded ranges revocations closed on this CPU (counted on the closing path).
+    closes: AtomicU64,
+    /// Ports found open in this CPU's bitmap by [`report`] (read on this CPU).
+    open_seen: AtomicU32,
 }
 
-static SLOTS: [RevokeSlot; MAX_CPUS] = [const {
-    RevokeSlot {
-        send_lock: Mutex::new(()),
-        pid: AtomicU64::new(0),
-        range: AtomicU32::new(0),
-        requested: AtomicU64::new(0),
-        done: AtomicU64::new(0),
+impl RevokeInbox {
+    /// Nothing requested, nothing closed, the bitmap not read yet.
+    pub const fn new() -> Self {
+        RevokeInbox {
+            send_lock: Mutex::new(()),
+            pid: AtomicU64::new(0),
+            range: AtomicU32::new(0),
+            requested: AtomicU64::new(0),
+            done: AtomicU64::new(0),
+            closes: AtomicU64::new(0),
+            open_seen: AtomicU32::new(u32::MAX),
+        }
     }
-}; MAX_CPUS];
+}
 
-/// Per CPU: recorded ranges closed by revocations there (counted on the closing path).
-pub static REVOKE_CLOSES: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+impl Default for RevokeInbox {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 /// Serves a revocation aimed at this CPU, if one is pending (vector 49, or a waiting sender
 /// with interrupts off).
 pub fn serve(guard: &IrqGuard) {
-    let me = percpu::current(guard).index as usize;
-    let slot = &SLOTS[me];
+    let slot = &percpu::current(guard).io_revoke;
     let requested = slot.requested.load(Ordering::Acquire);
     if requested <= slot.done.load(Ordering::Acquire) {
         return;
@@ -201,7 +213,7 @@ pub fn serve(guard: &IrqGuard) {
     let pid = slot.pid.load(Ordering::Acquire);
     let range = slot.range.load(Ordering::Acquire);
     let closed = revoke_here(guard, pid, (range >> 16) as u16, range as u16);
-    REVOKE_CLOSES[me].fetch_add(closed, Ordering::Relaxed);
+    slot.closes.fetch_add(closed, Ordering::Relaxed);
     slot.done.store(requested, Ordering::Release);
 }
 
@@ -221,7 +233,7 @@ pub fn revoke_everywhere(
     {
         let guard = IrqGuard::new();
         let closed = revoke_here(&guard, pid, first, last);
-        REVOKE_CLOSES[me as usize].fetch_add(closed, Ordering::Relaxed);
+        percpu::current(&guard).io_revoke.closes.fetch_add(closed, Ordering::Relaxed);
     }
     // The list update before the mask read (pairs with the insert before the switch-in).
     core::sync::atomic::fence(Ordering::SeqCst);
@@ -231,7 +243,7 @@ pub fn revoke_everywhere(
             continue;
         }
         let Some(target) = percpu::cpu(cpu) else { continue };
-        let slot = &SLOTS[cpu as usize];
+        let slot = &target.io_revoke;
         let _serial = slot.send_lock.lock();
         slot.pid.store(pid, Ordering::Release);
         slot.range.store(u32::from(first) << 16 | u32::from(last), Ordering::Release);
@@ -254,13 +266,10 @@ pub fn revoke_everywhere(
     Ok(())
 }
 
-/// Ports found open in each CPU's bitmap by [`report`] (filled on that CPU).
-static OPEN_SEEN: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(u32::MAX) }; MAX_CPUS];
-
 fn count_open_here(_: usize) {
     let guard = IrqGuard::new();
-    let me = percpu::current(&guard).index as usize;
-    OPEN_SEEN[me].store(open_ports(&guard), Ordering::Release);
+    let open = open_ports(&guard);
+    percpu::current(&guard).io_revoke.open_seen.store(open, Ordering::Release);
 }
 
 /// Evidence per online CPU, each read on that CPU: ports open for ring 3 in its bitmap
@@ -278,11 +287,11 @@ pub fn report() {
                 log::error!("io: cpu{i} did not read its I/O bitmap back");
             }
         }
-        match OPEN_SEEN[i as usize].load(Ordering::Acquire) {
+        match cpu.io_revoke.open_seen.load(Ordering::Acquire) {
             u32::MAX => crate::ev!(("io.cpu{}.open_ports", i), "unread"),
             open => crate::ev!(("io.cpu{}.open_ports", i), open),
         }
-        let closes = REVOKE_CLOSES[i as usize].load(Ordering::Relaxed);
+        let closes = cpu.io_revoke.closes.load(Ordering::Relaxed);
         crate::ev!(("io.cpu{}.revoke_closes", i), closes);
     }
 }
