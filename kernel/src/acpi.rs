@@ -279,6 +279,7 @@ pub fn init(root: AcpiRoot) -> &'static Platform {
         Ok(tables) => {
             DMAR.call_once(|| copy_dmar(&tables));
             CLOCKS.call_once(|| find_clocks(&tables));
+            KERNEL_IO_PORTS.call_once(|| fadt_io_ports(&tables));
             match tables.find_table::<Madt>() {
                 Err(e) => fallback(storage, bsp, &format_args!("no usable MADT ({e:?})")),
                 Ok(madt) => {
@@ -298,6 +299,7 @@ pub fn init(root: AcpiRoot) -> &'static Platform {
         }
     }
     DMAR.call_once(|| None);
+    KERNEL_IO_PORTS.call_once(Vec::new);
     let platform: &'static Platform = PLATFORM.call_once(|| storage);
     report(platform);
     platform
@@ -362,4 +364,52 @@ fn report_cpu_ranges(p: &Platform) {
         x2,
         keel_platform::startup::Ranges(&ids)
     );
+}
+
+/// The FADT's fixed-hardware I/O registers (PM1a/b event and control, PM2 control, PM timer,
+/// GPE0/1 blocks, the reset register): the kernel owns them, so the loader never grants them.
+static KERNEL_IO_PORTS: Once<Vec<keel_manifest::policy::OwnedPorts>> = Once::new();
+
+/// The FADT's I/O registers (after [`init`]; empty without a FADT).
+pub fn kernel_io_ports() -> &'static [keel_manifest::policy::OwnedPorts] {
+    KERNEL_IO_PORTS.get().map_or(&[], |v| v.as_slice())
+}
+
+fn fadt_io_ports(tables: &AcpiTables<PhysMapHandler>) -> Vec<keel_manifest::policy::OwnedPorts> {
+    use acpi::address::{AddressSpace, GenericAddress};
+    use acpi::fadt::Fadt;
+    let Ok(fadt) = tables.find_table::<Fadt>() else {
+        log::warn!("acpi: no FADT; only the fixed kernel-owned I/O ports are refused");
+        return Vec::new();
+    };
+    let f = fadt.get();
+    let registers: [(&'static str, Option<GenericAddress>); 9] = [
+        ("ACPI PM1a event block", f.pm1a_event_block().ok()),
+        ("ACPI PM1b event block", f.pm1b_event_block().ok().flatten()),
+        ("ACPI PM1a control block", f.pm1a_control_block().ok()),
+        ("ACPI PM1b control block", f.pm1b_control_block().ok().flatten()),
+        ("ACPI PM2 control block", f.pm2_control_block().ok().flatten()),
+        ("ACPI PM timer", f.pm_timer_block().ok().flatten()),
+        ("ACPI GPE0 block", f.gpe0_block().ok().flatten()),
+        ("ACPI GPE1 block", f.gpe1_block().ok().flatten()),
+        ("ACPI reset register", f.reset_register().ok()),
+    ];
+    let mut out = Vec::new();
+    for (owner, reg) in registers {
+        let Some(reg) = reg.filter(|r| r.address_space == AddressSpace::SystemIo) else {
+            continue;
+        };
+        let bytes = u64::from(reg.bit_width).div_ceil(8).max(1);
+        if reg.address == 0 || reg.address > 0xffff {
+            continue;
+        }
+        let last = (reg.address + bytes - 1).min(0xffff);
+        log::info!("acpi: {owner} at ports {:#x}..{last:#x} is kernel-owned", reg.address);
+        out.push(keel_manifest::policy::OwnedPorts {
+            first: reg.address as u16,
+            last: last as u16,
+            owner,
+        });
+    }
+    out
 }

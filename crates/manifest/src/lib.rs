@@ -13,6 +13,7 @@
 //! device edu { pci = 1234:11e8 }
 //! program "edu-msi" {
 //!     binary = "edu-driver"
+//!     dma = "unprotected"
 //!     args = "mode=msi count=100"
 //!     cpu = 1
 //!     expect_exit = 0
@@ -31,13 +32,16 @@
 //! item          = device | program ;
 //! device        = "device" IDENT "{" { device_field [","] } "}" ;
 //! device_field  = "pci" "=" HEX16 ":" HEX16          (* required: vendor:device, hex *)
-//!               | "index" "=" NUMBER ;                (* optional, u32, default 0 *)
+//!               | "index" "=" NUMBER                  (* optional, u32, default 0 *)
+//!               | "dma" "=" "\"unprotected\"" ;       (* optional: see below *)
 //! program       = "program" STRING "{" { program_entry [","] } "}" ;
 //! program_entry = "binary" "=" STRING                (* required *)
 //!               | "args" "=" STRING                  (* default "" *)
 //!               | "cpu" "=" NUMBER                   (* u32 *)
 //!               | "after" "=" STRING                 (* name of another program *)
 //!               | "expect_exit" "=" NUMBER           (* u64 *)
+//!               | "dma" "=" "\"unprotected\""          (* drive PCI devices without DMA remapping *)
+//!               | "expect_start" "=" "\"refused\""     (* proofs: the policy must refuse it *)
 //!               | "grant" grant ;
 //! grant         = "Console" | "Timer" | "Process" | "VirtualMemory"
 //!               | "Interrupt" "{" { "source" "=" source [","] } "}"       (* source required *)
@@ -59,6 +63,12 @@
 //! names another existing program and the `after` chains have no cycle, and one program
 //! never lists the same grant twice. Programs start in file order; one with `after` starts
 //! when the named program has exited.
+//!
+//! The grant policy ([`policy`]) comes on top, per program: no kernel-owned I/O ports, no
+//! `IoPorts` overlap between programs that may run at the same time, and no PCI device grant
+//! without DMA remapping unless `dma = "unprotected"` says the driver is not contained.
+//! [`parse_checked`] applies it on the host; the kernel's loader refuses each offending
+//! program at start, adding the ranges it learns at boot.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
@@ -70,6 +80,7 @@ use core::fmt;
 
 mod lexer;
 mod parser;
+pub mod policy;
 #[cfg(test)]
 mod tests;
 
@@ -112,6 +123,9 @@ pub struct Device {
     pub device: u16,
     /// Which match to take when several functions share vendor:device (0 = first).
     pub index: u32,
+    /// `dma = "unprotected"`: every driver of this device may be granted it without DMA
+    /// remapping (and can then reach all of memory by DMA).
+    pub dma_unprotected: bool,
 }
 
 /// One program to start and the authority it receives.
@@ -131,6 +145,10 @@ pub struct Program {
     pub expect_exit: Option<u64>,
     /// Capabilities granted, in file order.
     pub grants: Vec<Grant>,
+    /// `dma = "unprotected"`: the program may drive PCI devices without DMA remapping.
+    pub dma_unprotected: bool,
+    /// `expect_start = "refused"`: the grant policy must refuse this program (proofs).
+    pub expect_refused: bool,
 }
 
 impl Program {
@@ -326,6 +344,17 @@ pub enum ErrorKind {
     AfterSelf(String),
     /// `after` chains that loop back, so none of them would ever start.
     AfterCycle(String),
+    /// A `dma` value other than `"unprotected"`.
+    InvalidDma(String),
+    /// An `expect_start` value other than `"refused"`.
+    InvalidExpectStart(String),
+    /// The grant policy refuses a program's grants ([`parse_checked`]).
+    Refused {
+        /// The program.
+        program: String,
+        /// Why.
+        refusal: policy::Refusal,
+    },
 }
 
 impl fmt::Display for ErrorKind {
@@ -386,6 +415,15 @@ impl fmt::Display for ErrorKind {
             ErrorKind::UnknownProgram(p) => write!(f, "`after` names unknown program \"{p}\""),
             ErrorKind::AfterSelf(p) => write!(f, "program \"{p}\" cannot start after itself"),
             ErrorKind::AfterCycle(p) => write!(f, "`after` chain through \"{p}\" forms a cycle"),
+            ErrorKind::InvalidDma(v) => {
+                write!(f, "invalid dma {v:?} (the only value is \"unprotected\")")
+            }
+            ErrorKind::InvalidExpectStart(v) => {
+                write!(f, "invalid expect_start {v:?} (the only value is \"refused\")")
+            }
+            ErrorKind::Refused { program, refusal } => {
+                write!(f, "program \"{program}\" refused: {refusal}")
+            }
         }
     }
 }
@@ -394,4 +432,26 @@ impl fmt::Display for ErrorKind {
 /// has passed every syntactic and semantic check.
 pub fn parse(text: &str) -> Result<Manifest, ManifestError> {
     parser::parse_tokens(lex(text)?)
+}
+
+/// [`parse`], then the grant policy as far as it is known without the machine
+/// ([`policy::KERNEL_OWNED_PORTS`], overlaps, DMA without remapping): the host's check of a
+/// manifest. The first refusal of a program not marked `expect_start = "refused"` is the
+/// error, placed at the program's line (the kernel's loader refuses per program, adding
+/// what it learns at boot).
+pub fn parse_checked(text: &str) -> Result<Manifest, ManifestError> {
+    let (manifest, program_pos) = parser::parse_tokens_with_positions(lex(text)?)?;
+    for (program, pos) in manifest.programs.iter().zip(program_pos) {
+        if program.expect_refused {
+            continue;
+        }
+        if let Some(refusal) = policy::refusals(&manifest, program, &[], false).into_iter().next() {
+            return Err(ManifestError {
+                line: pos.0,
+                column: pos.1,
+                kind: ErrorKind::Refused { program: program.name.clone(), refusal },
+            });
+        }
+    }
+    Ok(manifest)
 }

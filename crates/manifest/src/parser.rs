@@ -33,13 +33,22 @@ struct Parser {
 
 /// Parses the token stream and runs the semantic checks.
 pub(crate) fn parse_tokens(toks: Vec<Token>) -> Result<Manifest, ManifestError> {
+    parse_tokens_with_positions(toks).map(|(m, _)| m)
+}
+
+/// [`parse_tokens`], with each program's (line, column) for later checks to blame.
+pub(crate) fn parse_tokens_with_positions(
+    toks: Vec<Token>,
+) -> Result<(Manifest, Vec<(u32, u32)>), ManifestError> {
     let mut p = Parser { toks, i: 0 };
     let src = p.manifest()?;
     check(&src)?;
-    Ok(Manifest {
+    let positions = src.programs.iter().map(|p| (p.name_pos.line, p.name_pos.column)).collect();
+    let manifest = Manifest {
         devices: src.devices.into_iter().map(|d| d.device).collect(),
         programs: src.programs.into_iter().map(|p| p.program).collect(),
-    })
+    };
+    Ok((manifest, positions))
 }
 
 type PResult<T> = Result<T, ManifestError>;
@@ -145,7 +154,8 @@ impl Parser {
         let mut seen = Vec::new();
         let mut pci = None;
         let mut index = 0u32;
-        while let Some((key, pos)) = self.block_key("a device key (pci, index) or '}'")? {
+        let mut dma_unprotected = false;
+        while let Some((key, pos)) = self.block_key("a device key (pci, index, dma) or '}'")? {
             match key.as_str() {
                 "pci" => {
                     once(&mut seen, "pci", pos)?;
@@ -160,13 +170,27 @@ impl Parser {
                     self.expect(Tok::Eq, "'='")?;
                     index = self.number(u64::from(u32::MAX))?.0 as u32;
                 }
+                "dma" => {
+                    once(&mut seen, "dma", pos)?;
+                    dma_unprotected = self.dma_value()?;
+                }
                 _ => return Err(pos.err(ErrorKind::UnknownKey { key, context: "device" })),
             }
             self.eat_comma();
         }
         let (vendor, device) =
             pci.ok_or_else(|| open.err(ErrorKind::MissingKey { key: "pci", context: "device" }))?;
-        Ok(DeviceSrc { device: Device { name, vendor, device, index }, name_pos })
+        Ok(DeviceSrc { device: Device { name, vendor, device, index, dma_unprotected }, name_pos })
+    }
+
+    /// `= "unprotected"` after `dma`: the only value, an explicit opt-in.
+    fn dma_value(&mut self) -> PResult<bool> {
+        self.expect(Tok::Eq, "'='")?;
+        let (v, vpos) = self.string("\"unprotected\"")?;
+        if v != "unprotected" {
+            return Err(vpos.err(ErrorKind::InvalidDma(v)));
+        }
+        Ok(true)
     }
 
     fn pci_half(&mut self) -> PResult<u16> {
@@ -193,6 +217,8 @@ impl Parser {
                 after: None,
                 expect_exit: None,
                 grants: Vec::new(),
+                dma_unprotected: false,
+                expect_refused: false,
             },
             name_pos,
             after_pos: name_pos,
@@ -242,6 +268,19 @@ impl Parser {
                     once(&mut seen, "expect_exit", pos)?;
                     self.expect(Tok::Eq, "'='")?;
                     p.program.expect_exit = Some(self.number(u64::MAX)?.0);
+                }
+                "dma" => {
+                    once(&mut seen, "dma", pos)?;
+                    p.program.dma_unprotected = self.dma_value()?;
+                }
+                "expect_start" => {
+                    once(&mut seen, "expect_start", pos)?;
+                    self.expect(Tok::Eq, "'='")?;
+                    let (v, vpos) = self.string("\"refused\"")?;
+                    if v != "refused" {
+                        return Err(vpos.err(ErrorKind::InvalidExpectStart(v)));
+                    }
+                    p.program.expect_refused = true;
                 }
                 _ => return Err(pos.err(ErrorKind::UnknownKey { key, context: "program" })),
             }

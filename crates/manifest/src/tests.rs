@@ -38,7 +38,13 @@ fn example_parses() {
     let m = parse(EXAMPLE).unwrap();
     assert_eq!(
         m.devices,
-        vec![Device { name: "edu".into(), vendor: 0x1234, device: 0x11e8, index: 0 }]
+        vec![Device {
+            name: "edu".into(),
+            vendor: 0x1234,
+            device: 0x11e8,
+            index: 0,
+            dma_unprotected: false
+        }]
     );
     assert_eq!(m.programs.len(), 3);
     let p = &m.programs[0];
@@ -89,7 +95,13 @@ fn device_fields() {
     let m = parse("device nic { index = 2, pci = 0x8086:ABCD }").unwrap();
     assert_eq!(
         m.devices[0],
-        Device { name: "nic".into(), vendor: 0x8086, device: 0xabcd, index: 2 }
+        Device {
+            name: "nic".into(),
+            vendor: 0x8086,
+            device: 0xabcd,
+            index: 2,
+            dma_unprotected: false
+        }
     );
     let m = parse("device a-b_c { pci = abcd:1 }").unwrap();
     assert_eq!((m.devices[0].vendor, m.devices[0].device), (0xabcd, 1));
@@ -165,12 +177,13 @@ fn error_display_format() {
     let e = err("device d { pci = 1:2 )");
     assert_eq!(
         e.to_string(),
-        "manifest:1:22: expected a device key (pci, index) or '}' but found ')'"
+        "manifest:1:22: expected a device key (pci, index, dma) or '}' but found ')'"
     );
 }
 
 mod errors;
 mod fuzz;
+mod policy;
 mod scale;
 
 #[test]

@@ -84,7 +84,20 @@ fn start_ready(manifest: &Manifest, mods: &[ModuleImage], run: &mut Run) {
             continue;
         }
         match loader::start(manifest, program, mods) {
-            Ok(p) => run.started.push((program.name.clone(), p)),
+            Ok(p) => {
+                if program.expect_refused {
+                    log::error!(
+                        "init: {} started, but the grant policy should refuse it",
+                        program.name
+                    );
+                    run.failures += 1;
+                }
+                run.started.push((program.name.clone(), p))
+            }
+            Err(loader::StartError::Refused(_)) if program.expect_refused => {
+                log::info!("init: {} refused, as its manifest expects", program.name);
+                run.started.push((program.name.clone(), Process::new_dead(&program.name)));
+            }
             Err(e) => {
                 log::error!("init: cannot start {}: {e}", program.name);
                 ev!(("proc.{}.start_error", program.name.replace('-', "_")), "yes");
@@ -110,7 +123,9 @@ pub fn unexpected_exits(manifest: &Manifest, run: &Run) -> u32 {
     for program in &manifest.programs {
         let Some(p) = run.process(&program.name) else { continue };
         let code = p.exit_code.load(Ordering::Acquire);
-        let expected = program.expect_exit.unwrap_or(0);
+        // A refused program is reported as exited with u64::MAX.
+        let expected =
+            if program.expect_refused { u64::MAX } else { program.expect_exit.unwrap_or(0) };
         if code != expected {
             log::error!("init: {} exited with {code:#x}, expected {expected:#x}", program.name);
             wrong += 1;

@@ -7,7 +7,8 @@ use super::{Caller, Reply};
 /// The methods of an `IoPorts` capability.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Method {
-    /// Opens the range in the TSS I/O bitmap for every thread of the caller's process.
+    /// Opens the range in the TSS I/O bitmap for every thread of the caller's process
+    /// (`BadCap` once the capability was released: the range is closed again everywhere).
     Enable,
 }
 
@@ -15,7 +16,7 @@ pub enum Method {
 pub fn invoke(caller: &Caller, first: u16, last: u16, method: Method) -> Result<Reply, Status> {
     match method {
         Method::Enable => {
-            caller.process().enable_io_ports(first, last);
+            caller.process().enable_io_ports(first, last)?;
             Ok(Reply::Now([first as u64, (last - first) as u64 + 1]))
         }
     }

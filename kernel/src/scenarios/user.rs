@@ -6,7 +6,7 @@ use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
 
 use keel_boot::cmdline::CommandLine;
-use keel_manifest::Manifest;
+use keel_manifest::{Grant, Manifest};
 
 use super::System;
 use crate::arch::x86_64::percpu;
@@ -20,6 +20,9 @@ use crate::task::process;
 /// `_system`: bring-up must have happened (CPUs online, tick running); nothing else is needed.
 pub fn run(_system: System, cmdline: &CommandLine, boot: &BootContext) -> ! {
     let (mods, manifest) = load(cmdline, boot);
+    if cmdline.get("io_exit_race") == Some("widen") {
+        process::widen_io_exit_race();
+    }
     let frames_before = crate::mm::frames::free_count();
     let heap_before = crate::mm::heap::used_bytes();
     ev!("user.frames_free_before", frames_before);
@@ -31,6 +34,11 @@ pub fn run(_system: System, cmdline: &CommandLine, boot: &BootContext) -> ! {
     program_evidence(&manifest, &run);
     interrupt_evidence();
     cpu_evidence();
+    if manifest.programs.iter().any(|p| p.grants.iter().any(|g| matches!(g, Grant::IoPorts { .. })))
+    {
+        // Every CPU's I/O bitmap read back there, once no program is left.
+        crate::arch::x86_64::io_bitmap::report();
+    }
     kernel_counter_evidence();
     // The records above were the last use of the processes: drop the proof's references, so
     // what is still allocated now is what the kernel kept (read from the allocators).
@@ -64,7 +72,9 @@ fn program_evidence(manifest: &Manifest, run: &programs::Run) {
     for program in &manifest.programs {
         let key = program.name.replace('-', "_");
         let Some(p) = run.process(&program.name) else { continue };
-        ev!(("proc.{}.exit_expected", key), program.expect_exit.unwrap_or(0));
+        let expected =
+            if program.expect_refused { u64::MAX } else { program.expect_exit.unwrap_or(0) };
+        ev!(("proc.{}.exit_expected", key), expected);
         ev!(("proc.{}.completions", key), p.completions.load(Ordering::Relaxed));
         ev!(("proc.{}.errors", key), p.errors.load(Ordering::Relaxed));
         ev!(("proc.{}.thread_faults", key), p.thread_faults.load(Ordering::Relaxed));

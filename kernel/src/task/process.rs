@@ -17,7 +17,7 @@ use spin::Mutex;
 use super::sched;
 use super::thread::{RingState, Thread};
 use crate::arch::x86_64::interrupts::TrapFrame;
-use crate::arch::x86_64::percpu;
+use crate::arch::x86_64::{io_bitmap, percpu};
 use crate::mm::address_space::AddressSpace;
 use crate::mm::phys_to_virt;
 use crate::object::Object;
@@ -223,21 +223,57 @@ impl Process {
 
     /// Adds an I/O port range to the ranges this process may use and opens it on this CPU,
     /// where the calling thread runs; its other threads get it at their next switch-in.
-    pub fn enable_io_ports(&self, first: u16, last: u16) {
+    /// Refused once the capability is gone: a release on another CPU between the caller's
+    /// lookup and here has already revoked the range (checked under the list's lock, which
+    /// the release takes after dropping the capability).
+    pub fn enable_io_ports(&self, first: u16, last: u16) -> Result<(), Status> {
         irqs_off(|| {
             let mut ranges = self.io_ranges.lock();
+            let held = self.caps.lock().iter().any(
+                |(_, o)| matches!(*o, Object::IoPorts { first: f, last: l } if (f, l) == (first, last)),
+            );
+            if !held {
+                return Err(Status::BadCap);
+            }
             if !ranges.contains(&(first, last)) {
                 ranges.push((first, last));
             }
-            set_io_bits(first, last, true);
-        });
+            io_bitmap::open(&percpu::IrqGuard::new(), self.pid, first, last);
+            Ok(())
+        })
     }
 
-    /// Opens (on switch-in) or closes (on switch-out) this process's ports in this CPU's TSS
-    /// I/O bitmap.
+    /// Opens this process's ports on this CPU (switch-in, from its current list) or closes
+    /// what this CPU opened (switch-out, from the CPU's own record: the list may already be
+    /// emptied by its last thread exiting on another CPU). Interrupts are off.
     pub fn grant_io_ports_on_this_cpu(&self, open: bool) {
-        for &(first, last) in self.io_ranges.lock().iter() {
-            set_io_bits(first, last, open);
+        let guard = percpu::IrqGuard::new();
+        if open {
+            for &(first, last) in self.io_ranges.lock().iter() {
+                io_bitmap::open(&guard, self.pid, first, last);
+            }
+        } else {
+            self.widen_io_exit_race();
+            io_bitmap::close_recorded(&guard);
+        }
+    }
+
+    /// For the exit-race proof (`io_exit_race=widen`): a CPU whose thread of this process
+    /// has exited waits, before closing its ports, until the process's last thread (on
+    /// another CPU) has exited and emptied the list — the interleaving that leaks ports when
+    /// closing re-reads the list. Bounded (100 ms); only in a kernel built with the scenarios.
+    fn widen_io_exit_race(&self) {
+        #[cfg(feature = "scenarios")]
+        if WIDEN_IO_EXIT_RACE.load(Ordering::Relaxed)
+            && sched::current_thread()
+                .is_some_and(|t| t.state() == super::thread::ThreadState::Exited)
+        {
+            let start = crate::arch::x86_64::cpu::rdtsc();
+            while !self.has_exited()
+                && crate::arch::x86_64::cpu::rdtsc() - start < crate::time::ns_to_tsc(100_000_000)
+            {
+                core::hint::spin_loop();
+            }
         }
     }
 
@@ -276,23 +312,6 @@ fn emit_user_line(name: &str, line: &str) {
     crate::println!("[{name}] {line}");
 }
 
-fn set_io_bits(first: u16, last: u16, open: bool) {
-    let cpu = percpu::IrqGuard::new();
-    let tables = percpu::local(&cpu).tables();
-    for port in first..=last {
-        // SAFETY: this CPU's own TSS bitmap; the CPU reads it only on ring-3 port accesses,
-        // which cannot run while we hold interrupts off here.
-        unsafe {
-            let byte = &mut (*tables).io_bitmap[port as usize / 8];
-            if open {
-                *byte &= !(1 << (port % 8));
-            } else {
-                *byte |= 1 << (port % 8);
-            }
-        }
-    }
-}
-
 /// Releases what a capability holds when its last holder goes away.
 fn release_object(p: &Arc<Process>, object: &Object) {
     if let Object::Interrupt(irq) = object {
@@ -301,9 +320,13 @@ fn release_object(p: &Arc<Process>, object: &Object) {
 }
 
 /// Releases one capability id; objects referenced by no other slot of this process are
-/// released too (an `Interrupt` gets masked and its waiter cancelled).
+/// released too (an `Interrupt` gets masked and its waiter cancelled, an `IoPorts` range is
+/// closed on every CPU where the process runs before this returns).
 pub fn release_cap(p: &Arc<Process>, id: CapId) -> Result<(), Status> {
     let object = irqs_off(|| p.caps.lock().release(id)).map_err(|e| e.status())?;
+    if let Object::IoPorts { first, last } = object {
+        revoke_io_ports(p, first, last);
+    }
     if let Object::Interrupt(irq) = &object {
         let still_held = irqs_off(|| {
             p.caps
@@ -316,6 +339,38 @@ pub fn release_cap(p: &Arc<Process>, id: CapId) -> Result<(), Status> {
         }
     }
     Ok(())
+}
+
+/// Set by the exit-race proof; exists only in a kernel built with the scenarios.
+#[cfg(feature = "scenarios")]
+static WIDEN_IO_EXIT_RACE: AtomicBool = AtomicBool::new(false);
+
+/// For the exit-race proof: see [`Process::widen_io_exit_race`].
+#[cfg(feature = "scenarios")]
+pub fn widen_io_exit_race() {
+    WIDEN_IO_EXIT_RACE.store(true, Ordering::Relaxed);
+}
+
+/// Takes a released `IoPorts` range out of the process's list (unless another slot still
+/// holds it) and closes it on every CPU where the process is resident, before returning.
+fn revoke_io_ports(p: &Arc<Process>, first: u16, last: u16) {
+    let removed = irqs_off(|| {
+        let mut ranges = p.io_ranges.lock();
+        let still_held = p.caps.lock().iter().any(
+            |(_, o)| matches!(*o, Object::IoPorts { first: f, last: l } if (f, l) == (first, last)),
+        );
+        if !still_held {
+            ranges.retain(|&r| r != (first, last));
+        }
+        !still_held
+    });
+    if !removed {
+        return;
+    }
+    if let Err(e) = io_bitmap::revoke_everywhere(p.pid, &p.resident, first, last) {
+        // The CPU did not answer: it cannot be trusted to have closed the range.
+        panic!("IoPorts release: cpu{} did not close {first:#x}..{last:#x}", e.0);
+    }
 }
 
 /// Releases everything the process holds (capabilities — an `Interrupt` gets masked and its

@@ -5,6 +5,8 @@
 
 #[path = "../../attack/src/attacks.rs"]
 mod attacks;
+#[path = "../../attack/src/ports.rs"]
+mod ports;
 
 core::arch::global_asm!(
     ".section .keel_top, \"ax\"",

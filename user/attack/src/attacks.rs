@@ -18,6 +18,7 @@
 //!   consume nothing.
 //! * `irqwait`: a thread waiting on an `Interrupt` ends; the next wait by another thread must
 //!   be accepted (not `Busy`).
+//! * `ports-release`, `ports-exit`: released I/O ports are closed everywhere (`ports.rs`).
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -41,6 +42,8 @@ const JOB_IRQ_WAIT: u64 = 3 << 56;
 const JOB_SPIN: u64 = 4 << 56;
 const JOB_BLOCK: u64 = 5 << 56;
 const JOB_SLEEP_PENDING: u64 = 6 << 56;
+/// I/O port jobs (`ports.rs`): the low bits say which.
+pub(crate) const JOB_PORTS: u64 = 7 << 56;
 
 static RELEASE: AtomicU64 = AtomicU64::new(0);
 static STARTED: AtomicU64 = AtomicU64::new(0);
@@ -55,7 +58,7 @@ const TOP_PAGE: u64 = NON_CANONICAL - PAGE;
 
 /// Thread entry: rdi = ring page, rdx = argument.
 #[unsafe(naked)]
-extern "C" fn thread_start() -> ! {
+pub(crate) extern "C" fn thread_start() -> ! {
     core::arch::naked_asm!("xor ebp, ebp", "mov rsi, rdx", "call {body}", "ud2", body = sym thread_body)
 }
 
@@ -172,6 +175,7 @@ extern "C" fn thread_body(ring_vaddr: u64, arg: u64) -> ! {
             let status = ring.next_completion().map_or(0, |c| c.status as i64 as u64);
             IRQ_WAIT_STATUS.store(status, Ordering::Release);
         }
+        JOB_PORTS => crate::ports::thread_job(arg & !(0xFF << 56)),
         _ => {}
     }
     let _ = ring.call(cap(ObjectKind::Process), Method::ProcessExitThread, [0; 4]);
@@ -184,7 +188,7 @@ fn stack_top(slot: u64) -> u64 {
     STACKS_VADDR + slot * (STACK_PAGES + 1) * PAGE + STACK_PAGES * PAGE
 }
 
-fn map_stacks(count: u64) {
+pub(crate) fn map_stacks(count: u64) {
     let mut r = ring().expect("ring");
     for slot in 0..count {
         let base = stack_top(slot) - STACK_PAGES * PAGE;
@@ -195,25 +199,25 @@ fn map_stacks(count: u64) {
     }
 }
 
-fn spawn_at(entry: u64, slot: u64, cpu: u64, arg: u64) -> Result<u64, Status> {
+pub(crate) fn spawn_at(entry: u64, slot: u64, cpu: u64, arg: u64) -> Result<u64, Status> {
     let mut r = ring().expect("ring");
     r.call(cap(ObjectKind::Process), Method::ProcessSpawnThread, [entry, stack_top(slot), arg, cpu])
         .map(|c| c.results[0])
 }
 
-fn live_threads() -> u64 {
+pub(crate) fn live_threads() -> u64 {
     ring()
         .expect("ring")
         .call(cap(ObjectKind::Process), Method::ProcessInfo, [0; 4])
         .map_or(0, |c| c.results[0])
 }
 
-fn sleep_ms(ms: u64) {
+pub(crate) fn sleep_ms(ms: u64) {
     let _ = ring().expect("ring").timer_sleep(cap(ObjectKind::Timer), ms * 1_000_000);
 }
 
 /// Waits (up to ~10 s) until only the main thread is left.
-fn wait_alone() -> bool {
+pub(crate) fn wait_alone() -> bool {
     for _ in 0..10_000 {
         if live_threads() == 1 {
             return true;
@@ -443,6 +447,8 @@ pub fn main() -> u64 {
         "jump" => jump_attacks(),
         "enter" => enter_attack(),
         "irqwait" => irq_wait_attack(),
+        "ports-release" => crate::ports::release(),
+        "ports-exit" => crate::ports::exit_together(),
         other => {
             println!("unknown mode {other:?}");
             1

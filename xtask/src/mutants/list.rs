@@ -340,4 +340,45 @@ pub const BREAKS: &[Break] = &[
         proofs: &["lockup", "lockup-xapic"],
         accel: Accel::Tcg,
     },
+    // Drivers: kernel-owned ports
+    Break {
+        name: "config-ports-accepted",
+        what: "the grant policy forgets that PCI configuration ports 0xcf8..0xcff are the kernel's",
+        edits: &[Edit {
+            file: "crates/manifest/src/policy.rs",
+            find: "    OwnedPorts { first: 0xcf8, last: 0xcff, owner: \"PCI configuration (and the 0xcf9 reset)\" },\n",
+            replace: "",
+        }],
+        proofs: &["hostile-io-ports"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "io-release-leaves-bitmap-open",
+        what: "releasing an IoPorts capability closes the range on the releasing CPU only; other CPUs running the process keep it open",
+        edits: &[Edit {
+            file: "kernel/src/arch/x86_64/io_bitmap.rs",
+            find: "        if cpu == me {\n            continue;",
+            replace: "        if cpu == me || cpu != me {\n            continue;",
+        }],
+        proofs: &["hostile-io-ports"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "io-close-rereads-process-list",
+        what: "switch-out closes the ports the process lists now, not those this CPU opened (the record unused), so a list emptied by the last thread exiting on another CPU leaves them open",
+        edits: &[
+            Edit {
+                file: "kernel/src/task/process.rs",
+                find: "            io_bitmap::close_recorded(&guard);",
+                replace: "            for &(first, last) in self.io_ranges.lock().iter() {\n                io_bitmap::set_range(&guard, first, last, false);\n            }",
+            },
+            Edit {
+                file: "kernel/src/arch/x86_64/io_bitmap.rs",
+                find: "    if rec_pid.is_some_and(|p| p != pid) {",
+                replace: "    if rec_pid.is_some_and(|p| p != pid) && false {",
+            },
+        ],
+        proofs: &["hostile-io-ports"],
+        accel: Accel::Tcg,
+    },
 ];

@@ -80,6 +80,54 @@ fn irq_waiter(p: Proof, cpu: CpuSpec) -> Proof {
         .check(eq("proc.attack_irq.exit", 0))
 }
 
+/// Rounds of `ports-exit` in `manifests/io-ports.manifest`.
+const PORTS_EXIT_ROUNDS: u64 = 8;
+
+/// Kernel-owned resources are refused, each with its range or device named; a released
+/// `IoPorts` range is closed at once on the other CPU (the spinning thread's `in` faults with
+/// #GP, closed there by the vector-49 path); last threads exiting together leave every CPU's
+/// I/O bitmap closed (read back on each CPU).
+fn io_ports(p: Proof, cpu: CpuSpec) -> Proof {
+    let mut p = user_proof(p, "io-ports", &["attack"])
+        .cpu(cpu)
+        .check(eq("user.heap_leaked", 0))
+        // The non-last exiting thread's CPU closes only after the last one emptied the list.
+        .args("io_exit_race=widen")
+        .check(eq("user.processes_live", 0))
+        .check(eq("proc.refuse_config.refused", "kernel_owned_ports_0xcf8_0xcff_owner_0xcf8_0xcff"))
+        .check(eq(
+            "proc.refuse_config_data.refused",
+            "kernel_owned_ports_0xcfc_0xcff_owner_0xcf8_0xcff",
+        ))
+        // From the FADT: q35's PM1a control block.
+        .check(eq("proc.refuse_pm.refused", "kernel_owned_ports_0x604_0x604_owner_0x604_0x605"))
+        .check(eq("proc.refuse_overlap_a.refused", "overlapping_ports_0x530_0x531"))
+        .check(eq("proc.refuse_overlap_b.refused", "overlapping_ports_0x531_0x532"))
+        .check(eq("proc.refuse_dma.refused", "dma_not_contained_edu"))
+        .check(eq("proc.dma_optin.dma", "unprotected"))
+        .check(eq("dma.contained", "no"))
+        .check(eq("proc.dma_optin.exit", 0))
+        .check(eq("user.ports_release.released", "yes"))
+        .check(eq("user.ports_release.after_release_in", "faulted"))
+        .check(eq("user.ports_release.second_thread_ended", "yes"))
+        .check(eq("proc.ports_release.fault_vector", 13))
+        .check(eq("proc.ports_release.thread_faults", 1))
+        .check(eq("proc.ports_release.exit", 0))
+        // One range closed by the release on each CPU: locally on CPU 0, by IPI on CPU 1.
+        .check(eq("io.cpu0.revoke_closes", 1))
+        .check(eq("io.cpu1.revoke_closes", 1))
+        .check(eq("io.cpu0.open_ports", 0))
+        .check(eq("io.cpu1.open_ports", 0));
+    for round in 0..PORTS_EXIT_ROUNDS {
+        let used: &'static str =
+            Box::leak(format!("user.ports_exit_{round}.used_on_two_cpus").into_boxed_str());
+        let exit: &'static str =
+            Box::leak(format!("proc.ports_exit_{round}.exit").into_boxed_str());
+        p = p.check(eq(used, "yes")).check(eq(exit, 0));
+    }
+    p
+}
+
 /// The `races` software-`int` evidence. PVM's emulated LAPIC shows no ISR bit inside a
 /// handler (`lapic.isr_readable=no`), so there the kernel cannot tell a software `int` from a
 /// delivery and the part is skipped; everywhere else (TCG, hardware) it must hold.
@@ -188,6 +236,8 @@ pub(super) fn registry() -> Vec<Proof> {
         attack(Proof::new("hostile-attack-xapic", "the same in xAPIC mode"), xapic_cpu()),
         irq_waiter(Proof::new("hostile-irq-waiter", "an Interrupt waiter thread that ended leaves the source free for the next wait (x2APIC)"), x2apic_cpu()),
         irq_waiter(Proof::new("hostile-irq-waiter-xapic", "the same in xAPIC mode"), xapic_cpu()),
+        io_ports(Proof::new("hostile-io-ports", "kernel-owned ports, overlaps and uncontained DMA refused; a released IoPorts range closed at once on the other CPU (#GP); last threads exiting together leave no port open (x2APIC)"), x2apic_cpu()),
+        io_ports(Proof::new("hostile-io-ports-xapic", "the same in xAPIC mode"), xapic_cpu()),
         fuzz(Proof::new("hostile-fuzz", "10^5 random submissions from 4 threads on 2 CPUs: all answered, nothing leaked, the next program served (x2APIC)"), "fuzz", FUZZ_SUBMISSIONS, x2apic_cpu()),
         fuzz(Proof::new("hostile-fuzz-xapic", "the same in xAPIC mode"), "fuzz", FUZZ_SUBMISSIONS, xapic_cpu()),
         fuzz(Proof::new("hostile-fuzz-full", "10^6 random submissions from 4 threads on 2 CPUs (x2APIC)"), "fuzz-full", FUZZ_FULL_SUBMISSIONS, x2apic_cpu())

@@ -38,6 +38,8 @@ pub struct CpuTables {
     pub io_bitmap: [u8; IO_BITMAP_BYTES],
     pub gdt: GlobalDescriptorTable,
     pub ist_stacks: [[u8; IST_STACK_SIZE]; 3],
+    /// The I/O port ranges this CPU opened in `io_bitmap` (see `io_bitmap`).
+    pub io_open: super::io_bitmap::OpenPorts,
 }
 
 impl CpuTables {
@@ -48,6 +50,7 @@ impl CpuTables {
             io_bitmap: [0xFF; IO_BITMAP_BYTES],
             gdt: GlobalDescriptorTable::new(),
             ist_stacks: [[0; IST_STACK_SIZE]; 3],
+            io_open: super::io_bitmap::OpenPorts::new(),
         }
     }
 
@@ -58,6 +61,7 @@ impl CpuTables {
             self.tss.interrupt_stack_table[slot] = top;
         }
         self.io_bitmap = [0xFF; IO_BITMAP_BYTES];
+        self.io_open = super::io_bitmap::OpenPorts::new();
         // SAFETY: `self` is 'static and per-CPU; the TSS and its bitmap are not loaded anywhere
         // else, and the bitmap directly follows the TSS (repr(C), checked by the crate).
         let (tss, iomap): (&'static TaskStateSegment, &'static [u8]) = unsafe {

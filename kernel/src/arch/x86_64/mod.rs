@@ -6,6 +6,7 @@ pub mod cpu;
 pub mod eoi;
 pub mod gdt;
 pub mod interrupts;
+pub mod io_bitmap;
 pub mod ioapic;
 pub mod iommu;
 pub mod irq_guard;

@@ -95,6 +95,8 @@ pub struct PerCpu {
     pub sched: crate::task::sched::CpuSched,
     /// TLB shootdown requests aimed at this CPU.
     pub tlb: super::tlb::Inbox,
+    /// `IoPorts` revocations aimed at this CPU, and its I/O bitmap figures.
+    pub io_revoke: super::io_bitmap::RevokeInbox,
     /// Entries from ring 3 counted on each entry path: `syscall`, and the `int 0x80` gate.
     pub syscall_entries: AtomicU64,
     pub int80_entries: AtomicU64,
@@ -149,6 +151,7 @@ impl CpuBlock {
                 mailbox: Mailbox::new(),
                 sched: crate::task::sched::CpuSched::new(),
                 tlb: super::tlb::Inbox::new(),
+                io_revoke: super::io_bitmap::RevokeInbox::new(),
                 syscall_entries: AtomicU64::new(0),
                 int80_entries: AtomicU64::new(0),
             },

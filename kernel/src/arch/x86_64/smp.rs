@@ -65,11 +65,12 @@ impl Default for Mailbox {
 /// IPI counters kept by senders.
 pub static PINGS_SENT: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 
-/// Vector 49: acknowledge pings (so the sender's round trip completes) and wake the idle
-/// loop for posted work.
+/// Vector 49: acknowledge pings (so the sender's round trip completes), close I/O ports an
+/// `IoPorts` release revoked, and wake the idle loop for posted work.
 pub fn ipi_interrupt(token: InService, cpu: &IrqGuard) {
     let me = percpu::current(cpu);
     me.ipis_received.fetch_add(1, Ordering::Relaxed);
+    super::io_bitmap::serve(cpu);
     let requested = me.mailbox.ping_requests.load(Ordering::Acquire);
     me.mailbox.ping_acks.store(requested, Ordering::Release);
     token.eoi();
