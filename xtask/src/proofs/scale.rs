@@ -239,10 +239,13 @@ fn checks() -> Vec<Proof> {
             .check(eq("smp.online", 3))
             .check(eq("smp.skipped", 1))
             .check(for_each_cpu("cpu.*.online", is::eq("yes")).count_eq_key("smp.online")),
-        Proof::new("smp-low-memory", "32 CPUs in 12 MiB of RAM: the APs without memory are reported and skipped, the rest come online")
+        Proof::new("smp-low-memory", "32 CPUs in 9 MiB of RAM: the APs without memory are reported and skipped, the rest come online")
             .scenario("default")
             .smp(32)
-            .memory("12M")
+            // Where the APs run out depends on the kernel's own size and its heap's sizing: at
+            // 12 MiB every AP found memory after this round's changes; 9 MiB leaves about 10 short
+            // with 22 online, a margin either way.
+            .memory("9M")
             .cpu(x2apic_cpu())
             .accels(Accels::TcgOnly)
             .timeout_secs(120)
