@@ -26,6 +26,8 @@ pub fn run(_system: System, cmdline: &CommandLine, boot: &BootContext) -> ! {
     ev!("user.programs", manifest.programs.len());
 
     let timeout_ns = super::option_u64(cmdline, "user_timeout_ms", 60_000) * 1_000_000;
+    let exit_window_ns = super::option_u64(cmdline, "exit_window_ms", 0) * 1_000_000;
+    crate::task::ring::EXIT_WINDOW_NS.store(exit_window_ns, Ordering::Relaxed);
     let run = programs::run(&manifest, &mods, Some(crate::time::now_ns() + timeout_ns));
     let mut failures = run.failures + programs::unexpected_exits(&manifest, &run);
     program_evidence(&manifest, &run);
@@ -69,6 +71,10 @@ fn program_evidence(manifest: &Manifest, run: &programs::Run) {
         ev!(("proc.{}.errors", key), p.errors.load(Ordering::Relaxed));
         ev!(("proc.{}.thread_faults", key), p.thread_faults.load(Ordering::Relaxed));
         ev!(("proc.{}.cq_overflow", key), p.cq_overflow.load(Ordering::Relaxed));
+        let most = p.max_submissions_per_call.load(Ordering::Relaxed);
+        ev!(("proc.{}.max_submissions_per_call", key), most);
+        let waited = p.max_queue_wait_ticks.load(Ordering::Relaxed);
+        ev!(("proc.{}.max_queue_wait_ticks", key), waited);
     }
 }
 
@@ -106,6 +112,8 @@ fn cpu_evidence() {
         ev!(("cpu.{}.timer_ticks", cpu.index), cpu.lapic.timer_ticks.load(Ordering::Relaxed));
         ev!(("cpu.{}.context_switches", cpu.index), cpu.sched.switches.load(Ordering::Relaxed));
         ev!(("cpu.{}.preemptions", cpu.index), cpu.sched.preemptions.load(Ordering::Relaxed));
+        let in_kernel = cpu.sched.kernel_preemptions.load(Ordering::Relaxed);
+        ev!(("cpu.{}.kernel_preemptions", cpu.index), in_kernel);
         ev!(("cpu.{}.tlb_ipis", cpu.index), cpu.tlb.ipis.load(Ordering::Relaxed));
         ev!(("cpu.{}.tlb_requests", cpu.index), cpu.tlb.requests.load(Ordering::Relaxed));
         // Counted where they happen: IPI 49 in its handler on the receiving CPU, device
@@ -138,6 +146,8 @@ fn kernel_counter_evidence() {
     ev!("mm.user_copy_partial", crate::mm::user::PARTIAL_COPIES.load(Ordering::Relaxed));
     ev!("mm.kernel_page_refusals", KERNEL_PAGE_REFUSALS.load(Ordering::Relaxed));
     ev!("mm.wx_refusals", WX_REFUSALS.load(Ordering::Relaxed));
+    let exit_window_hits = crate::task::ring::EXIT_WINDOW_HITS.load(Ordering::Relaxed);
+    ev!("ring.exit_window_hits", exit_window_hits);
     ev!("mm.refused_frees", crate::mm::frames::REFUSED_FREES.load(Ordering::Relaxed));
     ev!(
         "mm.unflushed_frames_kept",
