@@ -1,0 +1,70 @@
+//! Scheduling under hostile load: fairness while a thread floods `cap_enter` (bounded work per
+//! call, preemption in the kernel), in both LAPIC modes, on the boot CPU and on an AP; and
+//! the exit wake-up that must not be lost in the window between a waiter's check and block.
+
+use super::{user_proof, x2apic_cpu, xapic_cpu, Proof};
+use crate::checks::{custom, eq, ge, le, Check};
+use crate::trace::ev_u64;
+
+/// `keel_abi::SQ_ENTRIES`: the most submissions one `cap_enter` may consume.
+const SQ_ENTRIES: u64 = 32;
+
+/// The victim's largest time off the CPU is under two time slices (a slice is one tick
+/// period, `timer.tick_hz` as the kernel reports it).
+fn gap_under_two_slices() -> Check {
+    custom("the victim's largest scheduling gap is under 2 time slices", |t| {
+        let hz = ev_u64(t, "timer.tick_hz")?;
+        let gap_us = ev_u64(t, "user.smptest.victim_max_gap_us")?;
+        let bound_us = 2 * 1_000_000 / hz.max(1);
+        if gap_us < bound_us {
+            Ok(())
+        } else {
+            Err(format!("victim off the CPU for {gap_us} us, bound {bound_us} us (2 slices)"))
+        }
+    })
+}
+
+/// `smptest mode=fair` sharing CPU `shared` (manifest `fair-<placement>`) in LAPIC `mode`:
+/// the victim's gap stays under two slices, the flooder was preempted inside the kernel on
+/// that CPU (counted at the preemption point), and no `cap_enter` consumed more than
+/// `SQ_ENTRIES` (the kernel's per-process maximum) although the feeder published far more.
+fn fairness(p: Proof, manifest: &'static str, shared: u64, mode: &'static str) -> Proof {
+    let cpu = p.machine.cpu.clone();
+    user_proof(p, manifest, &["smptest"])
+        .cpu(cpu)
+        .args("tick_hz=10")
+        .timeout_secs(90)
+        .check(eq("lapic.mode", mode))
+        .check(eq("proc.smptest.exit", 0))
+        .check(eq("user.heap_leaked", 0))
+        .check(eq("user.smptest.shared_cpu", shared))
+        .check(eq("user.smptest.threads_ended", "yes"))
+        .check(ge("user.smptest.flood_fed", 10 * SQ_ENTRIES))
+        .check(ge("user.smptest.victim_loops", 1000))
+        .check(gap_under_two_slices())
+        // The kernel's own measure, on its CPU's clock: no thread of the process waited
+        // runnable across more than one tick (so under two slices) before it ran.
+        .check(le("proc.smptest.max_queue_wait_ticks", 1))
+        .check(ge(&format!("cpu.{shared}.kernel_preemptions"), 1))
+        .check(le("proc.smptest.max_submissions_per_call", SQ_ENTRIES))
+        .check(ge("proc.smptest.max_submissions_per_call", 1))
+}
+
+/// The proofs of this module.
+pub(super) fn proofs() -> Vec<Proof> {
+    vec![
+        fairness(Proof::new("fair-ap-x2apic", "a flooder in cap_enter shares CPU 1 with a victim: gap < 2 slices, <= SQ_ENTRIES per call (x2APIC)").cpu(x2apic_cpu()), "fair-ap", 1, "x2apic"),
+        fairness(Proof::new("fair-ap-xapic", "the same in xAPIC mode").cpu(xapic_cpu()), "fair-ap", 1, "xapic"),
+        fairness(Proof::new("fair-bsp-x2apic", "the same sharing the boot CPU (x2APIC)").cpu(x2apic_cpu()), "fair-bsp", 0, "x2apic"),
+        fairness(Proof::new("fair-bsp-xapic", "the same sharing the boot CPU (xAPIC)").cpu(xapic_cpu()), "fair-bsp", 0, "xapic"),
+        // The scenarios image holds the waiter 300 ms between its exit check and its block
+        // (ring lock held); the process must still end, and the exit must land in that window.
+        user_proof(Proof::new("exit-wake-window", "exit lands between a waiter's exit check and its block: the waiter is woken, the process reaped"), "exit-wake", &["smptest"])
+            .cpu(x2apic_cpu())
+            .args("exit_window_ms=300 user_timeout_ms=15000")
+            .timeout_secs(60)
+            .check(eq("proc.smptest.exit", 0))
+            .check(eq("user.heap_leaked", 0))
+            .check(ge("ring.exit_window_hits", 1)),
+    ]
+}
