@@ -161,4 +161,38 @@ pub const BREAKS: &[Break] = &[
         proofs: &["interrupt-grant-remote"],
         accel: Accel::Tcg,
     },
+    // Endurance: scheduling and bounded work
+    Break {
+        name: "tick-preempts-only-ring3",
+        what: "the tick no longer asks a thread it interrupted in the kernel to leave at its next preemption point",
+        edits: &[Edit {
+            file: "kernel/src/task/sched.rs",
+            find: "            me.sched.need_resched.store(true, Ordering::Relaxed);",
+            replace: "            let _ = &me.sched.need_resched;",
+        }],
+        proofs: &["fair-ap-x2apic", "fair-bsp-xapic"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "cap-enter-rereads-sq-tail",
+        what: "cap_enter re-reads sq_tail for each submission instead of its snapshot (no bound while another thread refills the queue)",
+        edits: &[Edit {
+            file: "kernel/src/task/ring.rs",
+            find: "        let tail = until;",
+            replace: "        let tail = header.sq_tail.load(Ordering::Acquire);\n        let _ = until;",
+        }],
+        proofs: &["fair-ap-x2apic"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "exit-wakes-without-ring-lock",
+        what: "exit wakes the other threads without taking their ring lock (a wake between a waiter's exit check and its block is lost)",
+        edits: &[Edit {
+            file: "kernel/src/task/process.rs",
+            find: "        wake_for_exit(t);",
+            replace: "        sched::wake(t);",
+        }],
+        proofs: &["exit-wake-window"],
+        accel: Accel::Tcg,
+    },
 ];
