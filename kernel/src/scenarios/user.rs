@@ -148,6 +148,8 @@ fn kernel_counter_evidence() {
     ev!("mm.wx_refusals", WX_REFUSALS.load(Ordering::Relaxed));
     let exit_window_hits = crate::task::ring::EXIT_WINDOW_HITS.load(Ordering::Relaxed);
     ev!("ring.exit_window_hits", exit_window_hits);
+    let steps = crate::object::virtual_memory::STEP_PREEMPTIONS.load(Ordering::Relaxed);
+    ev!("vm.step_preemptions", steps);
     ev!("mm.refused_frees", crate::mm::frames::REFUSED_FREES.load(Ordering::Relaxed));
     ev!(
         "mm.unflushed_frames_kept",

@@ -335,9 +335,10 @@ pub fn yield_current() {
 /// this thread's slice used up while others wait on its CPU, leave the CPU now and come back
 /// through the run queue. Returns with interrupts on, possibly on another CPU (a thread whose
 /// home changed resumes there). Does nothing with interrupts off (the caller may hold a lock).
-pub fn preempt_point() {
+/// True when it left the CPU.
+pub fn preempt_point() -> bool {
     if !x86_64::instructions::interrupts::are_enabled() {
-        return;
+        return false;
     }
     let requested = without_interrupts(|| {
         let cpu = IrqGuard::new();
@@ -352,6 +353,7 @@ pub fn preempt_point() {
         yield_current();
         x86_64::instructions::interrupts::enable();
     }
+    requested
 }
 
 /// The boot CPU's loop while user programs run: schedule threads, sleep when idle, until
