@@ -7,6 +7,8 @@
 //!   CPU S records the largest gap between two consecutive TSC reads: the time it was off the
 //!   CPU. With preemption in the kernel and bounded `cap_enter`, it stays near one time
 //!   slice. The main thread (CPU O) sleeps T ms, stops everyone and reports.
+//!   With `vm=1` the flooder instead maps and unmaps 1,024 pages per call, over and over
+//!   (no feeder): the kernel must preempt it between the steps of those calls.
 //! * `mode=exitrace`: a thread on CPU 1 blocks in `cap_enter` with no timeout while the main
 //!   thread (CPU 0) exits the process; the process must still end (the scenarios image
 //!   widens the window between the waiter's exit check and its block with `exit_window_ms=`).
@@ -28,6 +30,8 @@ static DRAINED: AtomicU64 = AtomicU64::new(0);
 /// Set when the feeder no longer touches the flooder's ring: only then may the flooder use
 /// it itself (its last call ends the thread).
 static FEED_DONE: AtomicU64 = AtomicU64::new(0);
+/// `vm=1` map/unmap pairs that did not both succeed.
+static VM_FLOOD_ERRORS: AtomicU64 = AtomicU64::new(0);
 /// The victim's largest gap between consecutive TSC reads, and its loop count.
 static MAX_GAP_TSC: AtomicU64 = AtomicU64::new(0);
 static VICTIM_LOOPS: AtomicU64 = AtomicU64::new(0);
@@ -44,6 +48,10 @@ pub const JOB_FLOOD: u64 = 5 << 56;
 pub const JOB_FEED: u64 = 6 << 56;
 pub const JOB_VICTIM: u64 = 7 << 56;
 pub const JOB_WAIT_FOREVER: u64 = 8 << 56;
+pub const JOB_VM_FLOOD: u64 = 9 << 56;
+
+/// Where the `vm=1` flooder maps and unmaps `MAX_VM_PAGES` pages (4 MiB) over and over.
+const VM_FLOOD_VADDR: u64 = 0x0000_5800_0000;
 
 /// The body of a thread started with one of this module's jobs; false for other jobs.
 pub fn run_job(job: u64, ring_vaddr: u64) -> bool {
@@ -56,6 +64,21 @@ pub fn run_job(job: u64, ring_vaddr: u64) -> bool {
             }
             while FEED_DONE.load(Ordering::Acquire) == 0 {
                 core::hint::spin_loop();
+            }
+        }
+        JOB_VM_FLOOD => {
+            // SAFETY: the kernel passed this thread's own ring page; the thread's other
+            // `Ring` is used only after this one is done.
+            let mut own = unsafe { Ring::for_thread(ring_vaddr) };
+            let vm = cap(ObjectKind::VirtualMemory);
+            let pages = keel_rt::abi::MAX_VM_PAGES;
+            while STOP.load(Ordering::Acquire) == 0 {
+                let mapped = own.call(vm, Method::VmMap, [VM_FLOOD_VADDR, pages, 1, 0]).is_ok();
+                let unmapped = own.call(vm, Method::VmUnmap, [VM_FLOOD_VADDR, pages, 0, 0]).is_ok();
+                if !(mapped && unmapped) {
+                    VM_FLOOD_ERRORS.fetch_add(1, Ordering::Relaxed);
+                }
+                FLOOD_CALLS.fetch_add(2, Ordering::Relaxed);
             }
         }
         JOB_FEED => {
@@ -129,9 +152,11 @@ pub fn fair() -> u64 {
         _ => return 2,
     };
     SLICE_TSC.store(tsc_hz / arg_u64("tick_hz", 100), Ordering::Release);
-    let target = DONE.load(Ordering::Acquire) + 3;
-    let jobs = [(shared, JOB_VICTIM), (shared, JOB_FLOOD), (other, JOB_FEED)];
-    for (slot, (cpu, job)) in jobs.into_iter().enumerate() {
+    let ring_flood = [(shared, JOB_VICTIM), (shared, JOB_FLOOD), (other, JOB_FEED)];
+    let vm_flood = [(shared, JOB_VICTIM), (shared, JOB_VM_FLOOD)];
+    let jobs: &[(u64, u64)] = if arg_u64("vm", 0) != 0 { &vm_flood } else { &ring_flood };
+    let target = DONE.load(Ordering::Acquire) + jobs.len() as u64;
+    for (slot, &(cpu, job)) in jobs.iter().enumerate() {
         if spawn(slot as u64, cpu, job | slot as u64).is_err() {
             return 3;
         }
@@ -148,6 +173,7 @@ pub fn fair() -> u64 {
     ev!("flood_calls", FLOOD_CALLS.load(Ordering::Relaxed));
     ev!("flood_fed", FED.load(Ordering::Relaxed));
     ev!("flood_drained", DRAINED.load(Ordering::Relaxed));
+    ev!("vm_flood_errors", VM_FLOOD_ERRORS.load(Ordering::Relaxed));
     ev!("threads_ended", if ended { "yes" } else { "no" });
     if ended {
         0

@@ -57,6 +57,20 @@ pub(super) fn proofs() -> Vec<Proof> {
         fairness(Proof::new("fair-ap-xapic", "the same in xAPIC mode").cpu(xapic_cpu()), "fair-ap", 1, "xapic"),
         fairness(Proof::new("fair-bsp-x2apic", "the same sharing the boot CPU (x2APIC)").cpu(x2apic_cpu()), "fair-bsp", 0, "x2apic"),
         fairness(Proof::new("fair-bsp-xapic", "the same sharing the boot CPU (xAPIC)").cpu(xapic_cpu()), "fair-bsp", 0, "xapic"),
+        // Long VirtualMemory calls instead of a ring flood: the flooder is preempted between
+        // the 64-page steps of its 1,024-page calls.
+        user_proof(Proof::new("fair-vm-ap-x2apic", "1,024-page VmMap/VmUnmap calls beside a victim on CPU 1: preempted between steps, gap < 2 slices"), "fair-vm", &["smptest"])
+            .args("tick_hz=10")
+            .timeout_secs(90)
+            .check(eq("proc.smptest.exit", 0))
+            .check(eq("user.heap_leaked", 0))
+            .check(eq("user.smptest.threads_ended", "yes"))
+            .check(eq("user.smptest.vm_flood_errors", 0))
+            .check(ge("user.smptest.flood_calls", 20))
+            .check(ge("user.smptest.victim_loops", 1000))
+            .check(gap_under_two_slices())
+            .check(le("proc.smptest.max_queue_wait_ticks", 1))
+            .check(ge("vm.step_preemptions", 1)),
         // The scenarios image holds the waiter 300 ms between its exit check and its block
         // (ring lock held); the process must still end, and the exit must land in that window.
         user_proof(Proof::new("exit-wake-window", "exit lands between a waiter's exit check and its block: the waiter is woken, the process reaped"), "exit-wake", &["smptest"])
