@@ -114,6 +114,9 @@ fn cpu_evidence() {
         ev!(("cpu.{}.preemptions", cpu.index), cpu.sched.preemptions.load(Ordering::Relaxed));
         let in_kernel = cpu.sched.kernel_preemptions.load(Ordering::Relaxed);
         ev!(("cpu.{}.kernel_preemptions", cpu.index), in_kernel);
+        let delay_tsc = cpu.sched.max_resched_delay_tsc.load(Ordering::Relaxed);
+        let delay_us = delay_tsc * 1_000_000 / crate::time::tsc_hz().max(1);
+        ev!(("cpu.{}.max_resched_delay_us", cpu.index), delay_us);
         ev!(("cpu.{}.tlb_ipis", cpu.index), cpu.tlb.ipis.load(Ordering::Relaxed));
         ev!(("cpu.{}.tlb_requests", cpu.index), cpu.tlb.requests.load(Ordering::Relaxed));
         // Counted where they happen: IPI 49 in its handler on the receiving CPU, device

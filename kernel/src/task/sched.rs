@@ -22,6 +22,7 @@ use keel_sched::RunQueue;
 use spin::Mutex;
 
 use super::thread::{Thread, ThreadState};
+use crate::arch::x86_64::cpu::rdtsc;
 use crate::arch::x86_64::interrupts::IPI_VECTOR;
 use crate::arch::x86_64::percpu::{self, IrqGuard};
 use crate::arch::x86_64::{context, lapic};
@@ -55,6 +56,10 @@ pub struct CpuSched {
     need_resched: AtomicBool,
     /// Threads switched out at a [`preempt_point`] because `need_resched` was set.
     pub kernel_preemptions: AtomicU64,
+    /// TSC when the tick set `need_resched`, and the longest it then took to reach a
+    /// preemption point (TSC cycles): the longest non-preemptible stretch seen on this CPU.
+    need_resched_at: AtomicU64,
+    pub max_resched_delay_tsc: AtomicU64,
     /// IPI 49s other CPUs sent to wake a thread queued here (counted by the sender; the
     /// receive side is `PerCpu::ipis_received`).
     pub wake_ipis: AtomicU64,
@@ -70,6 +75,8 @@ impl CpuSched {
             preemptions: AtomicU64::new(0),
             need_resched: AtomicBool::new(false),
             kernel_preemptions: AtomicU64::new(0),
+            need_resched_at: AtomicU64::new(0),
+            max_resched_delay_tsc: AtomicU64::new(0),
             wake_ipis: AtomicU64::new(0),
         }
     }
@@ -309,7 +316,9 @@ pub fn tick(from_user: bool, cpu: &mut IrqGuard) {
     }
     if let Some(t) = percpu::local(cpu).sched.current_thread() {
         if !from_user {
-            me.sched.need_resched.store(true, Ordering::Relaxed);
+            if !me.sched.need_resched.swap(true, Ordering::Relaxed) {
+                me.sched.need_resched_at.store(rdtsc(), Ordering::Relaxed);
+            }
         } else {
             t.requeue.store(true, Ordering::Release);
             t.set_state(ThreadState::Runnable);
@@ -346,6 +355,8 @@ pub fn preempt_point() -> bool {
         let requested = me.sched.need_resched.swap(false, Ordering::Relaxed);
         if requested {
             me.sched.kernel_preemptions.fetch_add(1, Ordering::Relaxed);
+            let delay = rdtsc().saturating_sub(me.sched.need_resched_at.load(Ordering::Relaxed));
+            me.sched.max_resched_delay_tsc.fetch_max(delay, Ordering::Relaxed);
         }
         requested
     });
