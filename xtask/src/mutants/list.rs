@@ -167,8 +167,8 @@ pub const BREAKS: &[Break] = &[
         what: "the tick no longer asks a thread it interrupted in the kernel to leave at its next preemption point",
         edits: &[Edit {
             file: "kernel/src/task/sched.rs",
-            find: "            me.sched.need_resched.store(true, Ordering::Relaxed);",
-            replace: "            let _ = &me.sched.need_resched;",
+            find: "            if !me.sched.need_resched.swap(true, Ordering::Relaxed) {",
+            replace: "            if false {",
         }],
         proofs: &["fair-ap-x2apic", "fair-bsp-xapic"],
         accel: Accel::Tcg,
@@ -204,6 +204,17 @@ pub const BREAKS: &[Break] = &[
             replace: "        if done < pages && { let _ = sched::preempt_point; false } {",
         }],
         proofs: &["fair-vm-ap-x2apic"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "tick-never-preempts",
+        what: "the tick preempts nothing, in ring 3 or in the kernel (only blocking and exit leave the CPU)",
+        edits: &[Edit {
+            file: "kernel/src/task/sched.rs",
+            find: "    if me.sched.run_queue.lock().is_empty() {\n        return;\n    }",
+            replace: "    if me.sched.run_queue.lock().is_empty() || from_user || !from_user {\n        return;\n    }",
+        }],
+        proofs: &["fair-ap-xapic", "fair-bsp-x2apic"],
         accel: Accel::Tcg,
     },
 ];

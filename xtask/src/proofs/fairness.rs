@@ -9,23 +9,36 @@ use crate::trace::ev_u64;
 /// `keel_abi::SQ_ENTRIES`: the most submissions one `cap_enter` may consume.
 const SQ_ENTRIES: u64 = 32;
 
-/// The victim's largest time off the CPU is under two time slices (a slice is one tick
-/// period, `timer.tick_hz` as the kernel reports it).
-fn gap_under_two_slices() -> Check {
-    custom("the victim's largest scheduling gap is under 2 time slices", |t| {
+/// Slices of host allowance in the victim's own, wall-clock measure: the TSC keeps running
+/// while the host deschedules the vCPU thread: on the shared 2-core build host (two proofs in
+/// parallel) the victim saw up to 284 ms (2.8 slices at `tick_hz=10`) where the kernel saw a
+/// one-tick wait. The two-slice bound itself is checked on the guest's clock
+/// (`max_queue_wait_ticks`).
+const HOST_ALLOWANCE_SLICES: u64 = 2;
+
+/// The victim's largest time off the CPU (ring 3, TSC) is under two time slices plus the host
+/// allowance (a slice is one tick period, `timer.tick_hz` as the kernel reports it).
+fn victim_gap_bounded() -> Check {
+    custom("the victim's largest gap is under 2 slices (+ host allowance)", |t| {
         let hz = ev_u64(t, "timer.tick_hz")?;
         let gap_us = ev_u64(t, "user.smptest.victim_max_gap_us")?;
-        let bound_us = 2 * 1_000_000 / hz.max(1);
+        let bound_us = (2 + HOST_ALLOWANCE_SLICES) * 1_000_000 / hz.max(1);
         if gap_us < bound_us {
             Ok(())
         } else {
-            Err(format!("victim off the CPU for {gap_us} us, bound {bound_us} us (2 slices)"))
+            Err(format!("victim off the CPU for {gap_us} us, bound {bound_us} us"))
         }
     })
 }
 
+/// On the guest's own clock: no thread of the process waited runnable across more than one
+/// tick of its CPU (switch-in minus enqueue tick), so none waited two slices.
+fn queue_wait_under_two_slices() -> Check {
+    le("proc.smptest.max_queue_wait_ticks", 1)
+}
+
 /// `smptest mode=fair` sharing CPU `shared` (manifest `fair-<placement>`) in LAPIC `mode`:
-/// the victim's gap stays under two slices, the flooder was preempted inside the kernel on
+/// no thread waits two slices, the flooder was preempted inside the kernel on
 /// that CPU (counted at the preemption point), and no `cap_enter` consumed more than
 /// `SQ_ENTRIES` (the kernel's per-process maximum) although the feeder published far more.
 fn fairness(p: Proof, manifest: &'static str, shared: u64, mode: &'static str) -> Proof {
@@ -41,10 +54,8 @@ fn fairness(p: Proof, manifest: &'static str, shared: u64, mode: &'static str) -
         .check(eq("user.smptest.threads_ended", "yes"))
         .check(ge("user.smptest.flood_fed", 10 * SQ_ENTRIES))
         .check(ge("user.smptest.victim_loops", 1000))
-        .check(gap_under_two_slices())
-        // The kernel's own measure, on its CPU's clock: no thread of the process waited
-        // runnable across more than one tick (so under two slices) before it ran.
-        .check(le("proc.smptest.max_queue_wait_ticks", 1))
+        .check(victim_gap_bounded())
+        .check(queue_wait_under_two_slices())
         .check(ge(&format!("cpu.{shared}.kernel_preemptions"), 1))
         .check(le("proc.smptest.max_submissions_per_call", SQ_ENTRIES))
         .check(ge("proc.smptest.max_submissions_per_call", 1))
@@ -68,8 +79,8 @@ pub(super) fn proofs() -> Vec<Proof> {
             .check(eq("user.smptest.vm_flood_errors", 0))
             .check(ge("user.smptest.flood_calls", 20))
             .check(ge("user.smptest.victim_loops", 1000))
-            .check(gap_under_two_slices())
-            .check(le("proc.smptest.max_queue_wait_ticks", 1))
+            .check(victim_gap_bounded())
+            .check(queue_wait_under_two_slices())
             .check(ge("vm.step_preemptions", 1)),
         // The scenarios image holds the waiter 300 ms between its exit check and its block
         // (ring lock held); the process must still end, and the exit must land in that window.
