@@ -1,12 +1,12 @@
 //! Scheduling under hostile load, from ring 3.
 //!
 //! * `mode=fair shared=S other=O ms=T`: a flooding thread on CPU S calls `cap_enter` in a
-//!   loop while a feeder thread on CPU O keeps the flooder's SQ full and its CQ drained, so
-//!   the flooder spends nearly all its time in the kernel (`Nop`s: a `cap_enter` that
-//!   re-read `sq_tail` would never leave, as the feeder refills the queue while it runs). A victim thread on
-//!   CPU S records the largest gap between two consecutive TSC reads: the time it was off the
-//!   CPU. With preemption in the kernel and bounded `cap_enter`, it stays near one time
-//!   slice. The main thread (CPU O) sleeps T ms, stops everyone and reports.
+//!   loop while a feeder thread on CPU O keeps the flooder's SQ full of `Nop`s and its CQ
+//!   drained, so the flooder spends nearly all its time in the kernel (a `cap_enter` that
+//!   re-read `sq_tail` would never leave: the feeder refills the queue while it runs). A
+//!   victim thread on CPU S records the largest gap between two consecutive TSC reads: the
+//!   time it was off the CPU. With preemption in the kernel and bounded `cap_enter`, it stays
+//!   near one time slice. The main thread (CPU O) sleeps T ms, stops everyone and reports.
 //!   With `vm=1` the flooder instead maps and unmaps 1,024 pages per call, over and over
 //!   (no feeder): the kernel must preempt it between the steps of those calls.
 //! * `mode=exitrace`: a thread on CPU 1 blocks in `cap_enter` with no timeout while the main
@@ -191,10 +191,11 @@ pub fn exitrace() -> u64 {
     while WAITING.load(Ordering::Acquire) == 0 {
         core::hint::spin_loop();
     }
-    // Let the waiter get into the kernel: a few thousand immediate calls.
+    // Let the waiter get into the kernel and its widened window (1 s in the proof): 200 ms of
+    // immediate calls, long enough for a vCPU the host descheduled a while to get there.
     let timer = cap(ObjectKind::Timer);
     let mut r = ring().expect("ring");
     let Ok((start, _)) = r.timer_now(timer) else { return 2 };
-    while r.timer_now(timer).map_or(u64::MAX, |(ns, _)| ns) < start + 20_000_000 {}
+    while r.timer_now(timer).map_or(u64::MAX, |(ns, _)| ns) < start + 200_000_000 {}
     0
 }

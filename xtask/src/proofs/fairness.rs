@@ -82,11 +82,11 @@ pub(super) fn proofs() -> Vec<Proof> {
             .check(victim_gap_bounded())
             .check(queue_wait_under_two_slices())
             .check(ge("vm.step_preemptions", 1)),
-        // The scenarios image holds the waiter 300 ms between its exit check and its block
+        // The scenarios image holds the waiter 1 s between its exit check and its block
         // (ring lock held); the process must still end, and the exit must land in that window.
         user_proof(Proof::new("exit-wake-window", "exit lands between a waiter's exit check and its block: the waiter is woken, the process reaped"), "exit-wake", &["smptest"])
             .cpu(x2apic_cpu())
-            .args("exit_window_ms=300 user_timeout_ms=15000")
+            .args("exit_window_ms=1000 user_timeout_ms=15000")
             .timeout_secs(60)
             .check(eq("proc.smptest.exit", 0))
             .check(eq("user.heap_leaked", 0))
