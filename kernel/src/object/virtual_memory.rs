@@ -149,7 +149,8 @@ fn protect(p: &Process, vaddr: u64, pages: u64, writable: bool) -> Result<[u64; 
         .ok_or(Status::Cancelled)??;
     let stepped = in_steps(p, pages, |space, first, count| {
         for i in first..first + count {
-            let _ = space.protect(vaddr + i * 4096, writable, &mut stale); // unmapped pages are skipped
+            // Unmapped pages are skipped.
+            let _ = space.protect(vaddr + i * 4096, writable, &mut stale);
         }
         Ok(())
     });
