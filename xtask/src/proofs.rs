@@ -698,10 +698,13 @@ fn kernel_registry() -> Vec<Proof> {
     .chain(remap::proofs())
     // Memory isolation: kernel pages, W^X, user copies racing unmap.
     .chain(memory::proofs())
+    // Scheduling under hostile load: fairness, bounded cap_enter, exit wake-ups.
+    .chain(fairness::proofs())
     .collect()
 }
 
 mod clock;
+mod fairness;
 mod firmware;
 mod hostile;
 mod memory;

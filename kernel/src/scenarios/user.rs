@@ -29,6 +29,8 @@ pub fn run(_system: System, cmdline: &CommandLine, boot: &BootContext) -> ! {
     ev!("user.programs", manifest.programs.len());
 
     let timeout_ns = super::option_u64(cmdline, "user_timeout_ms", 60_000) * 1_000_000;
+    let exit_window_ns = super::option_u64(cmdline, "exit_window_ms", 0) * 1_000_000;
+    crate::task::ring::EXIT_WINDOW_NS.store(exit_window_ns, Ordering::Relaxed);
     let run = programs::run(&manifest, &mods, Some(crate::time::now_ns() + timeout_ns));
     let mut failures = run.failures + programs::unexpected_exits(&manifest, &run);
     program_evidence(&manifest, &run);
@@ -79,6 +81,10 @@ fn program_evidence(manifest: &Manifest, run: &programs::Run) {
         ev!(("proc.{}.errors", key), p.errors.load(Ordering::Relaxed));
         ev!(("proc.{}.thread_faults", key), p.thread_faults.load(Ordering::Relaxed));
         ev!(("proc.{}.cq_overflow", key), p.cq_overflow.load(Ordering::Relaxed));
+        let most = p.max_submissions_per_call.load(Ordering::Relaxed);
+        ev!(("proc.{}.max_submissions_per_call", key), most);
+        let waited = p.max_queue_wait_ticks.load(Ordering::Relaxed);
+        ev!(("proc.{}.max_queue_wait_ticks", key), waited);
     }
 }
 
@@ -116,6 +122,11 @@ fn cpu_evidence() {
         ev!(("cpu.{}.timer_ticks", cpu.index), cpu.lapic.timer_ticks.load(Ordering::Relaxed));
         ev!(("cpu.{}.context_switches", cpu.index), cpu.sched.switches.load(Ordering::Relaxed));
         ev!(("cpu.{}.preemptions", cpu.index), cpu.sched.preemptions.load(Ordering::Relaxed));
+        let in_kernel = cpu.sched.kernel_preemptions.load(Ordering::Relaxed);
+        ev!(("cpu.{}.kernel_preemptions", cpu.index), in_kernel);
+        let delay_tsc = cpu.sched.max_resched_delay_tsc.load(Ordering::Relaxed);
+        let delay_us = delay_tsc * 1_000_000 / crate::time::tsc_hz().max(1);
+        ev!(("cpu.{}.max_resched_delay_us", cpu.index), delay_us);
         ev!(("cpu.{}.tlb_ipis", cpu.index), cpu.tlb.ipis.load(Ordering::Relaxed));
         ev!(("cpu.{}.tlb_requests", cpu.index), cpu.tlb.requests.load(Ordering::Relaxed));
         // Counted where they happen: IPI 49 in its handler on the receiving CPU, device
@@ -151,6 +162,10 @@ fn kernel_counter_evidence() {
     ev!("mm.wx_refusals", WX_REFUSALS.load(Ordering::Relaxed));
     ev!("mm.spurious_faults", crate::mm::fault::SPURIOUS_FAULTS.load(Ordering::Relaxed));
     ev!("mm.spurious_repeats", crate::mm::fault::SPURIOUS_REPEATS.load(Ordering::Relaxed));
+    let exit_window_hits = crate::task::ring::EXIT_WINDOW_HITS.load(Ordering::Relaxed);
+    ev!("ring.exit_window_hits", exit_window_hits);
+    let steps = crate::object::virtual_memory::STEP_PREEMPTIONS.load(Ordering::Relaxed);
+    ev!("vm.step_preemptions", steps);
     ev!("mm.refused_frees", crate::mm::frames::REFUSED_FREES.load(Ordering::Relaxed));
     ev!(
         "mm.unflushed_frames_kept",

@@ -56,6 +56,12 @@ pub struct Process {
     pub thread_faults: AtomicU64,
     /// Completions dropped because a thread corrupted its `cq_head`.
     pub cq_overflow: AtomicU64,
+    /// The most submissions one `cap_enter` of any of its threads consumed (bounded by
+    /// `SQ_ENTRIES`: the call's snapshot of `sq_tail`).
+    pub max_submissions_per_call: AtomicU64,
+    /// The most ticks of its CPU any of its threads waited runnable before it ran: a wait of
+    /// at most one tick is a scheduling gap under two time slices.
+    pub max_queue_wait_ticks: AtomicU64,
     pub last_fault: AtomicU64,
     /// Completion statistics for reports.
     pub completions: AtomicU64,
@@ -93,6 +99,8 @@ impl Process {
             resident: crate::arch::x86_64::tlb::CpuMask::new(),
             thread_faults: AtomicU64::new(0),
             cq_overflow: AtomicU64::new(0),
+            max_submissions_per_call: AtomicU64::new(0),
+            max_queue_wait_ticks: AtomicU64::new(0),
             last_fault: AtomicU64::new(0),
             completions: AtomicU64::new(0),
             errors: AtomicU64::new(0),
@@ -129,6 +137,16 @@ impl Process {
     /// Whether `exit` was called (threads leave at their next kernel boundary).
     pub fn is_exiting(&self) -> bool {
         self.exiting.load(Ordering::Acquire)
+    }
+
+    /// Records that a `cap_enter` has consumed `count` submissions so far.
+    pub fn note_submissions_per_call(&self, count: u64) {
+        self.max_submissions_per_call.fetch_max(count, Ordering::Relaxed);
+    }
+
+    /// Records that one of its threads waited `ticks` runnable before it was switched in.
+    pub fn note_queue_wait(&self, ticks: u64) {
+        self.max_queue_wait_ticks.fetch_max(ticks, Ordering::Relaxed);
     }
 
     /// Threads still alive.
@@ -432,12 +450,26 @@ pub fn exit_current(code: u64) -> ! {
     let others: Vec<Arc<Thread>> =
         irqs_off(|| p.threads.lock().iter().filter(|t| t.tid != thread.tid).cloned().collect());
     for t in &others {
-        sched::wake(t);
+        wake_for_exit(t);
     }
     drop(others);
     drop(p);
     drop(thread);
     exit_thread()
+}
+
+/// Wakes a thread of an exiting process (`exiting` already set). `wait_for_completions`
+/// checks `exiting` and sets `Blocked` under the thread's ring lock; taking that lock here
+/// means the waiter either has not checked yet (and will see `exiting`) or is already
+/// `Blocked` (and this wakes it): a wake-up cannot land between its check and its block.
+fn wake_for_exit(t: &Arc<Thread>) {
+    let woken = irqs_off(|| {
+        let _waiter = t.ring.lock();
+        t.try_wake()
+    });
+    if woken {
+        sched::enqueue(t.clone());
+    }
 }
 
 /// Ends the calling thread. The last thread out releases the process's resources and

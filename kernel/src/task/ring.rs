@@ -28,15 +28,29 @@ fn irqs_off<R>(f: impl FnOnce() -> R) -> R {
     x86_64::instructions::interrupts::without_interrupts(f)
 }
 
-/// Takes the next submission if there is one and the CQ has room for its completion
-/// (reserving that room). `Err` when the user corrupted the indices.
-fn take_submission(t: &Thread) -> Result<Option<Submission>, Status> {
+/// The `sq_tail` this call consumes up to, read once (docs/abi.md): submissions published
+/// after it wait for the next call, so one call takes at most `SQ_ENTRIES` however fast
+/// another thread refills the queue. `Err` when the user corrupted the indices.
+fn snapshot_tail(t: &Thread) -> Result<u32, Status> {
+    irqs_off(|| {
+        let ring = t.ring.lock();
+        let page = ring.page.as_ref().ok_or(Status::Cancelled)?;
+        let tail = page.header().sq_tail.load(Ordering::Acquire);
+        keel_abi::sq_pending(ring.sq_head, tail)?;
+        Ok(tail)
+    })
+}
+
+/// Takes the next submission before `until` (the call's snapshot of `sq_tail`) if there is
+/// one and the CQ has room for its completion (reserving that room). `Err` when the user
+/// corrupted the indices.
+fn take_submission(t: &Thread, until: u32) -> Result<Option<Submission>, Status> {
     irqs_off(|| {
         let mut guard = t.ring.lock();
         let ring = &mut *guard;
         let page = ring.page.as_ref().ok_or(Status::Cancelled)?;
         let header = page.header();
-        let tail = header.sq_tail.load(Ordering::Acquire);
+        let tail = until;
         if keel_abi::sq_pending(ring.sq_head, tail)? == 0 {
             return Ok(None);
         }
@@ -54,29 +68,41 @@ fn take_submission(t: &Thread) -> Result<Option<Submission>, Status> {
 }
 
 /// The `cap_enter` system call. Arguments are validated before any submission is consumed:
-/// a call that fails with `BadArgument` leaves the submission queue as it was.
+/// a call that fails with `BadArgument` leaves the submission queue as it was. Bounded work:
+/// at most `SQ_ENTRIES` submissions (a snapshot of `sq_tail`), with a preemption point after
+/// each one.
 pub fn cap_enter(thread: &Arc<Thread>, min_complete: u64, timeout_ns: u64) -> Entered {
     let Ok(min) = keel_abi::min_complete(min_complete) else {
         return Entered::Return(Status::BadArgument.as_i32() as i64);
     };
+    let until = match snapshot_tail(thread) {
+        Ok(tail) => tail,
+        Err(status) => return Entered::Return(status.as_i32() as i64),
+    };
+    let mut consumed = 0u64;
     loop {
-        match take_submission(thread) {
+        sched::preempt_point();
+        match take_submission(thread, until) {
             Err(status) => return Entered::Return(status.as_i32() as i64),
             Ok(None) => break,
-            Ok(Some(sub)) => match execute(thread, &sub) {
-                Err(status) => thread.post(sub.user_data, status, [0, 0]),
-                Ok(Reply::Now(results)) => thread.post(sub.user_data, Status::Ok, results),
-                Ok(Reply::Later) => {}
-                Ok(Reply::NowThenMigrate(results)) => {
-                    thread.post(sub.user_data, Status::Ok, results);
-                    sched::yield_current();
-                    // Resumed by the new home's scheduler with interrupts off; the rest of
-                    // the call runs with them on, like the part before (a shootdown waits
-                    // for other CPUs, and they may be waiting for this one).
-                    x86_64::instructions::interrupts::enable();
+            Ok(Some(sub)) => {
+                consumed += 1;
+                thread.process.note_submissions_per_call(consumed);
+                match execute(thread, &sub) {
+                    Err(status) => thread.post(sub.user_data, status, [0, 0]),
+                    Ok(Reply::Now(results)) => thread.post(sub.user_data, Status::Ok, results),
+                    Ok(Reply::Later) => {}
+                    Ok(Reply::NowThenMigrate(results)) => {
+                        thread.post(sub.user_data, Status::Ok, results);
+                        sched::yield_current();
+                        // Resumed by the new home's scheduler with interrupts off; the rest of
+                        // the call runs with them on, like the part before (a shootdown waits
+                        // for other CPUs, and they may be waiting for this one).
+                        x86_64::instructions::interrupts::enable();
+                    }
+                    Ok(Reply::ExitThread) => return Entered::ExitThread,
                 }
-                Ok(Reply::ExitThread) => return Entered::ExitThread,
-            },
+            }
         }
     }
     Entered::Return(wait_for_completions(thread, min, timeout_ns))
@@ -105,6 +131,8 @@ fn wait_for_completions(thread: &Arc<Thread>, min: u32, timeout_ns: u64) -> i64 
                 ring.waiting_for = None;
                 Some(Status::TimedOut.as_i32() as i64)
             } else {
+                #[cfg(feature = "scenarios")]
+                widen_exit_window(p);
                 thread.set_state(ThreadState::Blocked);
                 ring.waiting_for = Some(min);
                 None
@@ -135,5 +163,31 @@ fn execute(thread: &Arc<Thread>, sub: &Submission) -> Result<Reply, Status> {
     match invocation {
         Invocation::Cap(method) => object::cap::invoke(&caller, cap, method),
         Invocation::Object(method) => lookup(&thread.process, cap)?.invoke(&caller, method),
+    }
+}
+
+/// Scenarios image only: a delay between `wait_for_completions`' exit check and its block,
+/// with the ring lock held, long enough for another thread's `exit` to land inside it
+/// (`exit_window_ms=` on the command line; 0 when absent). Proves that exit wakes a waiter
+/// in that window (proof `exit-wake-window`).
+#[cfg(feature = "scenarios")]
+pub static EXIT_WINDOW_NS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// Scenarios image only: delays that an `exit` of the waiter's process landed inside (its
+/// `exiting` flag was clear at the check and set at the end of the delay).
+#[cfg(feature = "scenarios")]
+pub static EXIT_WINDOW_HITS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+#[cfg(feature = "scenarios")]
+fn widen_exit_window(p: &Process) {
+    let ns = EXIT_WINDOW_NS.load(Ordering::Relaxed);
+    if ns != 0 {
+        let end = crate::time::now_ns().saturating_add(ns);
+        while crate::time::now_ns() < end {
+            core::hint::spin_loop();
+        }
+        if p.is_exiting() {
+            EXIT_WINDOW_HITS.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }

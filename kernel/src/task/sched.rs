@@ -15,13 +15,14 @@
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::cell::Cell;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use keel_apic::{ApicId, Ipi};
 use keel_sched::RunQueue;
 use spin::Mutex;
 
 use super::thread::{Thread, ThreadState};
+use crate::arch::x86_64::cpu::rdtsc;
 use crate::arch::x86_64::interrupts::IPI_VECTOR;
 use crate::arch::x86_64::percpu::{self, IrqGuard};
 use crate::arch::x86_64::{context, lapic};
@@ -48,8 +49,17 @@ pub struct CpuSched {
     timed: Mutex<Vec<TimedEvent>>,
     /// Context switches into threads on this CPU.
     pub switches: AtomicU64,
-    /// Timer-driven preemptions.
+    /// Timer-driven preemptions (of ring 3, at the tick itself).
     pub preemptions: AtomicU64,
+    /// Set by the tick when the thread it interrupted in the kernel has used up its slice and
+    /// others wait here; honoured at the next [`preempt_point`] (cleared at every switch-in).
+    need_resched: AtomicBool,
+    /// Threads switched out at a [`preempt_point`] because `need_resched` was set.
+    pub kernel_preemptions: AtomicU64,
+    /// TSC when the tick set `need_resched`, and the longest it then took to reach a
+    /// preemption point (TSC cycles): the longest non-preemptible stretch seen on this CPU.
+    need_resched_at: AtomicU64,
+    pub max_resched_delay_tsc: AtomicU64,
     /// IPI 49s other CPUs sent to wake a thread queued here (counted by the sender; the
     /// receive side is `PerCpu::ipis_received`).
     pub wake_ipis: AtomicU64,
@@ -63,6 +73,10 @@ impl CpuSched {
             timed: Mutex::new(Vec::new()),
             switches: AtomicU64::new(0),
             preemptions: AtomicU64::new(0),
+            need_resched: AtomicBool::new(false),
+            kernel_preemptions: AtomicU64::new(0),
+            need_resched_at: AtomicU64::new(0),
+            max_resched_delay_tsc: AtomicU64::new(0),
             wake_ipis: AtomicU64::new(0),
         }
     }
@@ -129,6 +143,7 @@ pub fn enqueue(thread: Arc<Thread>) {
         log::error!("sched: thread {} has no CPU {home}", thread.tid);
         return;
     };
+    thread.queued_at_tick.store(cpu.lapic.timer_ticks.load(Ordering::Relaxed), Ordering::Relaxed);
     if let Err(t) = without_interrupts(|| cpu.sched.run_queue.lock().push(thread)) {
         // The queue's room was reserved up front so this path never allocates.
         log::error!("sched: cpu{home} run queue full; thread {} dropped", t.tid);
@@ -160,7 +175,12 @@ pub fn schedule_once() -> bool {
     if thread.state() == ThreadState::Exited {
         return true;
     }
+    let ticks = me.lapic.timer_ticks.load(Ordering::Relaxed);
+    let waited = ticks.saturating_sub(thread.queued_at_tick.load(Ordering::Relaxed));
+    thread.process.note_queue_wait(waited);
     thread.set_state(ThreadState::Running);
+    // A fresh slice: a request meant for the thread that ran before is void.
+    me.sched.need_resched.store(false, Ordering::Relaxed);
     local.sched.current.set(Some(thread.clone()));
     me.sched.switches.fetch_add(1, Ordering::Relaxed);
     let process = &thread.process;
@@ -258,8 +278,11 @@ pub fn cancel_wake(thread: &Thread) {
 /// Timed events one tick expires at most (bounded, allocation-free work per interrupt).
 const MAX_EXPIRED_PER_TICK: usize = 16;
 
-/// Timer tick on this CPU (after EOI): expire timed events, preempt a user thread when
-/// others are waiting. `cpu` is the timer handler's guard.
+/// Timer tick on this CPU (after EOI): expire timed events; when others are waiting, the
+/// running thread's slice (one tick period) is used up: a thread interrupted in ring 3 is
+/// switched out here, one interrupted in the kernel at its next [`preempt_point`] (the tick
+/// may have interrupted it holding a lock, so it cannot switch here). `cpu` is the timer
+/// handler's guard.
 pub fn tick(from_user: bool, cpu: &mut IrqGuard) {
     let me = percpu::current(cpu);
     let now = crate::time::now_ns();
@@ -288,8 +311,15 @@ pub fn tick(from_user: bool, cpu: &mut IrqGuard) {
             }
         }
     }
-    if from_user && !me.sched.run_queue.lock().is_empty() {
-        if let Some(t) = percpu::local(cpu).sched.current_thread() {
+    if me.sched.run_queue.lock().is_empty() {
+        return;
+    }
+    if let Some(t) = percpu::local(cpu).sched.current_thread() {
+        if !from_user {
+            if !me.sched.need_resched.swap(true, Ordering::Relaxed) {
+                me.sched.need_resched_at.store(rdtsc(), Ordering::Relaxed);
+            }
+        } else {
             t.requeue.store(true, Ordering::Release);
             t.set_state(ThreadState::Runnable);
             me.sched.preemptions.fetch_add(1, Ordering::Relaxed);
@@ -308,6 +338,33 @@ pub fn yield_current() {
         t.set_state(ThreadState::Runnable);
         switch_out(&t, &mut cpu);
     }
+}
+
+/// A safe point in a thread's kernel work (no lock held, interrupts on): if the tick found
+/// this thread's slice used up while others wait on its CPU, leave the CPU now and come back
+/// through the run queue. Returns with interrupts on, possibly on another CPU (a thread whose
+/// home changed resumes there). Does nothing with interrupts off (the caller may hold a lock).
+/// True when it left the CPU.
+pub fn preempt_point() -> bool {
+    if !x86_64::instructions::interrupts::are_enabled() {
+        return false;
+    }
+    let requested = without_interrupts(|| {
+        let cpu = IrqGuard::new();
+        let me = percpu::current(&cpu);
+        let requested = me.sched.need_resched.swap(false, Ordering::Relaxed);
+        if requested {
+            me.sched.kernel_preemptions.fetch_add(1, Ordering::Relaxed);
+            let delay = rdtsc().saturating_sub(me.sched.need_resched_at.load(Ordering::Relaxed));
+            me.sched.max_resched_delay_tsc.fetch_max(delay, Ordering::Relaxed);
+        }
+        requested
+    });
+    if requested {
+        yield_current();
+        x86_64::instructions::interrupts::enable();
+    }
+    requested
 }
 
 /// The boot CPU's loop while user programs run: schedule threads, sleep when idle, until

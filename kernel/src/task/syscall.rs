@@ -15,6 +15,8 @@ pub fn handle(frame: &mut TrapFrame) {
             let entered = super::ring::cap_enter(&thread, frame.rdi, frame.rsi);
             // Exiting never unwinds this frame: the reference goes first.
             drop(thread);
+            // A slice the tick found used up while in the kernel ends before ring 3 resumes.
+            super::sched::preempt_point();
             match entered {
                 Entered::Return(r) => frame.rax = r as u64,
                 Entered::ExitThread => super::process::exit_thread(),

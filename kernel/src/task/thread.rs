@@ -105,6 +105,9 @@ pub struct Thread {
     state: keel_sched::ThreadStateCell,
     /// Set when the thread leaves the CPU but should run again (preemption).
     pub requeue: AtomicBool,
+    /// Its home CPU's tick count when it was last queued there: at switch-in, the ticks it
+    /// waited runnable (see `Process::max_queue_wait_ticks`).
+    pub queued_at_tick: AtomicU64,
     /// Saved kernel stack pointer while switched out. Only the home CPU touches it, with
     /// interrupts off.
     saved_rsp: UnsafeCell<u64>,
@@ -175,6 +178,7 @@ impl Thread {
             home_cpu: AtomicU32::new(home_cpu),
             state: keel_sched::ThreadStateCell::new(),
             requeue: AtomicBool::new(false),
+            queued_at_tick: AtomicU64::new(0),
             saved_rsp: UnsafeCell::new(saved),
             stack,
             ring_vaddr,

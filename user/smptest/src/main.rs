@@ -13,6 +13,7 @@
 //!   the main thread sleeps T ms on CPU 0: both make progress only if the timer tick preempts
 //!   ring 3. Then the main thread moves itself to CPU 1 and back (`ProcessSetAffinity`) and
 //!   reports the CPU the kernel says it runs on after each move.
+//! * `mode=fair`, `mode=exitrace`: scheduling under hostile load (see `fair.rs`).
 #![no_std]
 #![no_main]
 
@@ -46,6 +47,8 @@ static PRIME_THREADS: AtomicU64 = AtomicU64::new(1);
 /// Spin counts of the `preempt` threads, and the flag that ends them.
 static SPINS: [AtomicU64; 2] = [const { AtomicU64::new(0) }; 2];
 static STOP: AtomicU64 = AtomicU64::new(0);
+
+mod fair;
 
 /// Thread entry: the kernel enters with rsp 16-byte aligned, rdi = ring page, rdx = argument.
 #[unsafe(naked)]
@@ -98,7 +101,9 @@ extern "C" fn thread_body(ring_vaddr: u64, arg: u64) -> ! {
             );
             PRIMES.fetch_add(n, Ordering::Relaxed);
         }
-        _ => {}
+        job => {
+            fair::run_job(job, ring_vaddr);
+        }
     }
     DONE.fetch_add(1, Ordering::Release);
     let _ = ring.call(cap(ObjectKind::Process), Method::ProcessExitThread, [0; 4]);
@@ -315,6 +320,8 @@ fn main() -> u64 {
             }
         }
         "preempt" => preempt(),
+        "fair" => fair::fair(),
+        "exitrace" => fair::exitrace(),
         _ => 1,
     }
 }

@@ -381,4 +381,71 @@ pub const BREAKS: &[Break] = &[
         proofs: &["hostile-io-ports"],
         accel: Accel::Tcg,
     },
+    // Endurance: scheduling and bounded work
+    Break {
+        name: "tick-preempts-only-ring3",
+        what: "the tick no longer asks a thread it interrupted in the kernel to leave at its next preemption point",
+        edits: &[Edit {
+            file: "kernel/src/task/sched.rs",
+            find: "            if !me.sched.need_resched.swap(true, Ordering::Relaxed) {",
+            replace: "            if false {",
+        }],
+        proofs: &["fair-ap-x2apic", "fair-bsp-xapic"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "cap-enter-rereads-sq-tail",
+        what: "cap_enter re-reads sq_tail for each submission instead of its snapshot (no bound while another thread refills the queue)",
+        edits: &[Edit {
+            file: "kernel/src/task/ring.rs",
+            find: "        let tail = until;",
+            replace: "        let tail = header.sq_tail.load(Ordering::Acquire);\n        let _ = until;",
+        }],
+        proofs: &["fair-ap-x2apic"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "exit-wakes-without-ring-lock",
+        what: "exit wakes the other threads without taking their ring lock (a wake between a waiter's exit check and its block is lost)",
+        edits: &[Edit {
+            file: "kernel/src/task/process.rs",
+            find: "        wake_for_exit(t);",
+            replace: "        sched::wake(t);",
+        }],
+        proofs: &["exit-wake-window"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "vm-steps-without-preemption",
+        what: "a long VmMap/VmUnmap/VmProtect no longer reaches a preemption point between its 64-page steps",
+        edits: &[Edit {
+            file: "kernel/src/object/virtual_memory.rs",
+            find: "        if done < pages && sched::preempt_point() {",
+            replace: "        if done < pages && { let _ = sched::preempt_point; false } {",
+        }],
+        proofs: &["fair-vm-ap-x2apic"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "slice-five-ticks",
+        what: "the tick preempts only on every fifth tick: a time slice five times too long",
+        edits: &[Edit {
+            file: "kernel/src/task/sched.rs",
+            find: "    if me.sched.run_queue.lock().is_empty() {\n        return;\n    }",
+            replace: "    if me.sched.run_queue.lock().is_empty() || me.lapic.timer_ticks.load(Ordering::Relaxed) % 5 != 0 {\n        return;\n    }",
+        }],
+        proofs: &["fair-ap-xapic", "fair-bsp-x2apic"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "exit-window-not-widened",
+        what: "the scenarios image no longer holds a waiter between its exit check and its block (the proof would pass without testing the window)",
+        edits: &[Edit {
+            file: "kernel/src/task/ring.rs",
+            find: "                widen_exit_window(p);",
+            replace: "                let _ = widen_exit_window;",
+        }],
+        proofs: &["exit-wake-window"],
+        accel: Accel::Tcg,
+    },
 ];

@@ -1,8 +1,9 @@
 //! Interrupts off on this CPU, as a value.
 //!
-//! Keel preempts only ring 3 (the vector-48 tick switches away from a thread that it
-//! interrupted in user mode); kernel code leaves its CPU only by switching out itself
-//! (`sched::block_current`, `yield_current`, a preempting tick), and a thread may come back
+//! The vector-48 tick switches away only from a thread that it interrupted in user mode; a
+//! thread in the kernel leaves its CPU only by switching out itself (`sched::block_current`,
+//! `yield_current`, `sched::preempt_point` when the tick asked for it, which does nothing
+//! with interrupts off), and a thread may come back
 //! on another CPU once its home changed. An [`IrqGuard`] is the proof that neither can happen
 //! underneath: while it lives, interrupts are off, so no handler runs and no tick preempts.
 //! Per-CPU state of the current CPU is reached only through one (`percpu::current`,
