@@ -180,12 +180,17 @@ impl Process {
                 return Ok((ring, vaddr));
             }
         }
-        let slot = self.next_ring_slot.fetch_add(1, Ordering::Relaxed) as u64;
-        if slot >= MAX_THREADS as u64 {
-            return Err(Status::NoMemory);
-        }
-        let vaddr = keel_abi::RING_VADDR - slot * 4096;
+        // The frame first: a spawn refused for want of memory must not use up a slot (64
+        // such refusals used to leave the process unable to spawn ever again). The slot count
+        // saturates at the maximum instead of counting every refused call.
         let phys = crate::mm::frames::allocate_zeroed().ok_or(Status::NoMemory)?;
+        let next = |s: u32| (s < MAX_THREADS as u32).then_some(s + 1);
+        let Ok(slot) = self.next_ring_slot.fetch_update(Ordering::Relaxed, Ordering::Relaxed, next)
+        else {
+            crate::mm::frames::free(phys);
+            return Err(Status::NoMemory);
+        };
+        let vaddr = keel_abi::RING_VADDR - slot as u64 * 4096;
         // SAFETY: a fresh zeroed frame; the header is written before any thread can see it.
         unsafe {
             (phys_to_virt(phys).as_mut_ptr::<keel_abi::RingHeader>())
