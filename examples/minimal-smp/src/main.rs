@@ -42,8 +42,9 @@ const CALIBRATION_US: u64 = 10_000;
 /// INIT to first start-up IPI, and between the two start-up IPIs (the MP specification).
 const INIT_DELAY_US: u64 = 10_000;
 const SIPI_DELAY_US: u64 = 200;
-/// How long an AP may take from its start-up IPI to online.
-const AP_TIMEOUT_US: u64 = 100_000;
+/// How long an AP may take from its start-up IPI to online (generous: an emulated vCPU on a
+/// loaded host may wait long for a time slice).
+const AP_TIMEOUT_US: u64 = 2_000_000;
 /// IPIs each CPU sends to each other CPU, one at a time.
 const IPIS_PER_PAIR: u64 = 25;
 /// How long a sender waits for one IPI to be counted, in its own timer ticks.
@@ -99,10 +100,13 @@ extern "C" fn kmain() -> ! {
     me.come_online();
     interrupts::enable();
 
-    // 4. Every other CPU, one at a time.
+    // 4. Every other CPU, one at a time. The trampoline has one parameter block, so after
+    //    an AP that never arrived (and might still, late) no other AP is started.
     let sipi_vector = boot::install_trampoline();
     for (index, ap) in cpu::present().skip(1) {
-        start_ap(index, ap, sipi_vector);
+        if !start_ap(index, ap, sipi_vector) {
+            break;
+        }
     }
 
     // 5. Each online CPU in turn sends IPIs to all the others.
@@ -165,8 +169,8 @@ fn start_timer() {
 
 /// INIT, then start-up IPIs until the AP reports online (keel-apic encodes each for the
 /// mode and, in xAPIC, polls the delivery status around it). No INIT de-assert: every CPU
-/// since the Pentium 4 ignores it.
-fn start_ap(index: usize, ap: &'static Cpu, sipi_vector: u8) {
+/// since the Pentium 4 ignores it. Returns whether the AP came online.
+fn start_ap(index: usize, ap: &'static Cpu, sipi_vector: u8) -> bool {
     boot::set_trampoline_params(boot::TrampolineParams {
         cr3: boot::boot_page_tables(),
         stack_top: boot::ap_stack_top(index),
@@ -187,16 +191,17 @@ fn start_ap(index: usize, ap: &'static Cpu, sipi_vector: u8) {
         send(Ipi::startup(sipi_vector).to(target));
         pit::wait_us(SIPI_DELAY_US);
         if ap.online.load(Ordering::Acquire) {
-            return;
+            return true;
         }
     }
     for _ in 0..AP_TIMEOUT_US / 1_000 {
         if ap.online.load(Ordering::Acquire) {
-            return;
+            return true;
         }
         pit::wait_us(1_000);
     }
     println!("example: cpu {index} (APIC ID {target}) did not come online");
+    false
 }
 
 /// Where each AP arrives from the trampoline, on its own stack, interrupts off.

@@ -18,34 +18,65 @@ pub fn wait_us(mut us: u64) {
     }
 }
 
-/// Reads `counter` twice, about `us` microseconds apart, and measures the time between the two
-/// reads on the PIT. Each read of `counter` is paired with a read of the PIT right after it,
-/// so a vCPU descheduled in between (common under emulation) lengthens both measures alike
-/// instead of only one. Returns (first read, second read, nanoseconds between them).
+/// Reads `counter` twice, about `us` microseconds apart, and measures the time between the
+/// two reads on the PIT. Each read of `counter` is bracketed by two PIT reads and retried
+/// until the bracket is tight: a vCPU descheduled between the two clocks' reads (common under
+/// emulation) would otherwise skew the result by the time it lost. A measurement the 16-bit
+/// counter wrapped during (the vCPU lost over 55 ms) is taken again. Returns (first read,
+/// second read, nanoseconds between them).
 pub fn measure(us: u64, mut counter: impl FnMut() -> u32) -> (u32, u32, u64) {
     let ticks = (us.min(MAX_CHUNK_US) * PIT_HZ / 1_000_000) as u16;
-    start(u16::MAX);
-    // The count is loaded on the PIT's next clock edge; wait until it runs.
-    while read_count() == u16::MAX {
-        core::hint::spin_loop();
+    loop {
+        start(u16::MAX);
+        // The count is loaded on the PIT's next clock edge; wait until it runs.
+        while read_count() == u16::MAX {
+            core::hint::spin_loop();
+        }
+        let (first, pit_first) = bracketed(&mut counter);
+        while pit_first.wrapping_sub(read_count()) < ticks && !terminal_count() {
+            core::hint::spin_loop();
+        }
+        let (second, pit_second) = bracketed(&mut counter);
+        if terminal_count() {
+            continue;
+        }
+        let elapsed_ns = u64::from(pit_first - pit_second) * 1_000_000_000 / PIT_HZ;
+        return (first, second, elapsed_ns);
     }
-    let (first, pit_first) = (counter(), read_count());
-    while pit_first - read_count() < ticks {
-        core::hint::spin_loop();
+}
+
+/// PIT ticks (about 0.84 µs each) a read of `counter` may take between its two PIT reads.
+const TIGHT_BRACKET: u16 = 40;
+
+/// One read of `counter` and the PIT count at its midpoint, from the tightest of a few tries.
+fn bracketed(counter: &mut impl FnMut() -> u32) -> (u32, u16) {
+    let mut best = (u16::MAX, 0, 0);
+    for _ in 0..100 {
+        let before = read_count();
+        let value = counter();
+        let after = read_count();
+        let width = before.wrapping_sub(after);
+        if width < best.0 {
+            best = (width, value, before.wrapping_sub(width / 2));
+        }
+        if width <= TIGHT_BRACKET {
+            break;
+        }
     }
-    let (second, pit_second) = (counter(), read_count());
-    let elapsed_ns = u64::from(pit_first - pit_second) * 1_000_000_000 / PIT_HZ;
-    (first, second, elapsed_ns)
+    (best.1, best.2)
 }
 
 fn one_shot(count: u16) {
     start(count);
-    // SAFETY: as in `start`.
-    unsafe {
-        while Port::<u8>::new(0x61).read() & 0x20 == 0 {
-            core::hint::spin_loop();
-        }
+    while !terminal_count() {
+        core::hint::spin_loop();
     }
+}
+
+/// Channel 2's output (port 0x61 bit 5): in mode 0 it goes high when the count reaches zero.
+fn terminal_count() -> bool {
+    // SAFETY: as in `start`; reading the gate port has no side effect.
+    unsafe { Port::<u8>::new(0x61).read() & 0x20 != 0 }
 }
 
 /// The channel 2 count now (latched, so the two bytes belong together).
