@@ -23,8 +23,8 @@ mod pit;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use keel_apic::timer::{frequency_hz, smallest_divide_for};
-use keel_apic::{plan_for_ap, plan_for_bsp, ApicId, ApicState, Ipi, LapicMode, LocalInit};
-use keel_apic::{DeliveryStatus, TimerDivide};
+use keel_apic::{plan_for_ap, plan_for_bsp, ApicBase, ApicId, ApicState, DeliveryStatus, Ipi};
+use keel_apic::{LapicMode, LocalInit, TimerDivide};
 use keel_platform::{CpuState, Platform};
 use spin::Mutex;
 use x86_64::instructions::interrupts;
@@ -257,18 +257,18 @@ fn send_ipis(index: usize) {
 
 /// Prints what every CPU counted and the verdict those counts give.
 fn report(mode: LapicMode) -> ! {
-    let mode_name = |m: LapicMode| if m == LapicMode::X2Apic { "x2apic" } else { "xapic" };
-    ev!("lapic.mode", mode_name(mode));
+    // Modes as IA32_APIC_BASE reads, not as planned: the boot CPU's now, each CPU's own.
+    let mode_name = |state: ApicState| match state {
+        ApicState::X2Apic => "x2apic",
+        ApicState::XApic => "xapic",
+        _ => "disabled",
+    };
+    let planned = mode_name(ApicState::enabled(mode));
+    ev!("lapic.mode", mode_name(apic::read_apic_base().state()));
     let (mut online, mut sent, mut received, mut ok) = (0u64, 0, 0, true);
     for (i, c) in cpu::present() {
         let is_online = c.online.load(Ordering::Acquire);
-        // The mode as IA32_APIC_BASE reads on that CPU, not as planned.
-        let state = keel_apic::ApicBase::from_raw(c.apic_base.load(Ordering::Relaxed)).state();
-        let read_mode = match state {
-            ApicState::X2Apic => "x2apic",
-            ApicState::XApic => "xapic",
-            _ => "disabled",
-        };
+        let read_mode = mode_name(ApicBase::from_raw(c.apic_base.load(Ordering::Relaxed)).state());
         let (ticks, s, r) = (
             c.ticks.load(Ordering::Relaxed),
             c.ipis_sent.load(Ordering::Relaxed),
@@ -284,11 +284,7 @@ fn report(mode: LapicMode) -> ! {
         ev!(format_args!("cpu.{i}.lapic_errors"), errors);
         online += is_online as u64;
         (sent, received) = (sent + s, received + r);
-        ok &= is_online
-            && read_mode == mode_name(mode)
-            && ticks >= MIN_TICKS
-            && s == r
-            && errors == 0;
+        ok &= is_online && read_mode == planned && ticks >= MIN_TICKS && s == r && errors == 0;
     }
     let timeouts = IPI_TIMEOUTS.load(Ordering::Relaxed);
     ev!("smp.online", online);
