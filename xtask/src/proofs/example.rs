@@ -72,3 +72,23 @@ fn distinct_apic_ids() -> Check {
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    /// The example adopts keel-apic and keel-platform and nothing else of Keel's: its
+    /// manifest names no other workspace crate (a dependency on, say, keel-boot would make it
+    /// a poorer witness that the two crates stand alone).
+    #[test]
+    fn example_depends_on_no_other_keel_crate() {
+        let manifest = crate::builder::workspace_root().join("examples/minimal-smp/Cargo.toml");
+        let text = std::fs::read_to_string(&manifest).unwrap();
+        let keel: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.starts_with("keel-") && l.contains('='))
+            .filter_map(|l| l.split(['=', '.']).next())
+            .map(str::trim)
+            .collect();
+        assert_eq!(keel, ["keel-apic", "keel-platform"], "{}", manifest.display());
+    }
+}
