@@ -15,9 +15,10 @@ pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask has a parent dir").to_path_buf()
 }
 
-/// The two kernel images. One crate, one target dir: cargo keeps each feature set's build
-/// apart (so switching costs no rebuild) but copies whichever it built last to the same
-/// `release/keel`, so each build is copied out to its own name at once.
+/// The bootable images: the kernel's two (one crate, one target dir: cargo keeps each
+/// feature set's build apart, so switching costs no rebuild, but copies whichever it built
+/// last to the same `release/keel`, so each build is copied out to its own name at once) and
+/// the example kernel under `examples/`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Image {
     /// No proof scenarios: boots, reports, runs the boot manifest's programs. What `make run`
@@ -26,6 +27,8 @@ pub enum Image {
     /// Built with the kernel's `scenarios` feature: `proof=<name>` runs a scenario. What the
     /// proofs boot.
     Scenarios,
+    /// `examples/minimal-smp`: another kernel built on keel-apic and keel-platform alone.
+    Example,
 }
 
 impl Image {
@@ -38,13 +41,25 @@ impl Image {
         match self {
             Image::Plain => "keel",
             Image::Scenarios => "keel-scenarios",
+            Image::Example => "example-minimal-smp",
         }
     }
-    /// `KEEL_KERNEL` replaces the scenarios image, `KEEL_PLAIN_KERNEL` the plain one.
+    /// `KEEL_KERNEL` replaces the scenarios image, `KEEL_PLAIN_KERNEL` the plain one,
+    /// `KEEL_EXAMPLE_KERNEL` the example.
     fn override_var(self) -> &'static str {
         match self {
             Image::Plain => "KEEL_PLAIN_KERNEL",
             Image::Scenarios => "KEEL_KERNEL",
+            Image::Example => "KEEL_EXAMPLE_KERNEL",
+        }
+    }
+    /// The `--image` name.
+    pub fn from_name(name: &str) -> Option<Image> {
+        match name {
+            "plain" => Some(Image::Plain),
+            "scenarios" => Some(Image::Scenarios),
+            "example" => Some(Image::Example),
+            _ => None,
         }
     }
 }
@@ -56,6 +71,8 @@ pub struct Artifacts {
     pub kernel: PathBuf,
     /// The plain image (no scenarios compiled in).
     pub plain_kernel: PathBuf,
+    /// The example kernel (`examples/minimal-smp`).
+    pub example_kernel: PathBuf,
     /// Where user ELFs live (`target/user/.../release` or `KEEL_USER_DIR`); proofs
     /// pick their Multiboot modules from here.
     pub user_dir: PathBuf,
@@ -160,9 +177,35 @@ pub fn kernel_override(image: Image) -> Option<PathBuf> {
     std::env::var_os(image.override_var()).filter(|v| !v.is_empty()).map(PathBuf::from)
 }
 
+/// The example kernel: its own package, target dir and flags (identity-mapped at 1 MiB, so
+/// the default code model, not the kernel's).
+const EXAMPLE_PACKAGE: &str = "keel-example-minimal-smp";
+const EXAMPLE_BIN: &str = "minimal-smp";
+const EXAMPLE_TARGET_DIR: &str = "target/example";
+const EXAMPLE_RUSTFLAGS: &str = "-C relocation-model=static";
+
+fn build_example() -> Result<PathBuf> {
+    let root = workspace_root();
+    let mut c = cargo();
+    c.args(["build", "--package", EXAMPLE_PACKAGE, "--target", KERNEL_TARGET, "--release"])
+        .args(["--target-dir", EXAMPLE_TARGET_DIR])
+        .env("RUSTFLAGS", EXAMPLE_RUSTFLAGS)
+        .env_remove("CARGO_ENCODED_RUSTFLAGS");
+    check(c, "example kernel build")?;
+    let elf = root.join(EXAMPLE_TARGET_DIR).join(KERNEL_TARGET).join("release").join(EXAMPLE_BIN);
+    let out = Image::Example.path_under(&root.join("target"));
+    std::fs::create_dir_all(out.parent().expect("under target/kernel"))?;
+    std::fs::copy(&elf, &out)
+        .with_context(|| format!("copying {} to {}", elf.display(), out.display()))?;
+    Ok(out)
+}
+
 /// Builds `image` and copies it to [`Image::path_under`] `target/`.
 pub fn build_kernel(image: Image) -> Result<PathBuf> {
     ensure_target()?;
+    if image == Image::Example {
+        return build_example();
+    }
     let root = workspace_root();
     let mut c = cargo();
     c.args([
@@ -231,7 +274,7 @@ pub fn build_all(with_user: bool, images: &[Image]) -> Result<Artifacts> {
     let target = workspace_root().join("target");
     // The plain image last: `release/keel` then holds the image a plain `cargo build` makes.
     let mut paths = Vec::new();
-    for image in [Image::Scenarios, Image::Plain] {
+    for image in [Image::Scenarios, Image::Example, Image::Plain] {
         let path = match kernel_override(image) {
             Some(k) => {
                 eprintln!("xtask: {}={} (not building)", image.override_var(), k.display());
@@ -242,23 +285,24 @@ pub fn build_all(with_user: bool, images: &[Image]) -> Result<Artifacts> {
         };
         paths.push(path);
     }
-    let plain_kernel = paths.pop().expect("two images");
-    let kernel = paths.pop().expect("two images");
+    let plain_kernel = paths.pop().expect("three images");
+    let example_kernel = paths.pop().expect("three images");
+    let kernel = paths.pop().expect("three images");
     let user_dir = if with_user {
         build_user_programs()?
     } else {
         user_dir_override().unwrap_or_else(default_user_dir)
     };
-    Ok(Artifacts { kernel, plain_kernel, user_dir })
+    Ok(Artifacts { kernel, plain_kernel, example_kernel, user_dir })
 }
 
-/// Host unit tests of every crate except the kernel (which only builds for
+/// Host unit tests of every crate except the kernels (which only build for
 /// bare metal). Output streams to the terminal.
 /// User crates are bare-metal too (`no_std`, own entry point), so they are excluded
 /// like the kernel.
 pub fn host_tests() -> Result<()> {
     let root = workspace_root();
-    let mut excluded = vec![KERNEL_PACKAGE.to_string()];
+    let mut excluded = vec![KERNEL_PACKAGE.to_string(), EXAMPLE_PACKAGE.to_string()];
     excluded.extend(discover_user_programs(&root)?.unwrap_or_default());
     let rt = std::fs::read_to_string(root.join("user").join(USER_RT_DIR).join("Cargo.toml")).ok();
     excluded.extend(rt.as_deref().and_then(package_name));

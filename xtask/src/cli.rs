@@ -8,9 +8,10 @@ pub const USAGE: &str = "\
 usage: cargo xtask <command> [options]
 
 commands:
-  build [--image plain|scenarios]
-                             build the kernel images (plain, and with the proof scenarios) and
-                             the user programs under user/; --image: only that kernel image
+  build [--image plain|scenarios|example]
+                             build the kernel images (plain, and with the proof scenarios), the
+                             example kernel (examples/minimal-smp) and the user programs under
+                             user/; --image: only that image
   run [--proof NAME] [--accel tcg|kvm] [--append ARGS] [--timeout SECS]
                              boot once with serial on the terminal; exit 0 on a clean halt.
                              Without --proof: the plain image with manifests/default.manifest
@@ -70,6 +71,7 @@ environment:
   KEEL_ACCEL   tcg|kvm: force an accelerator (default: KVM if /dev/kvm opens, plus TCG)
   KEEL_KERNEL  boot this kernel ELF (built with the scenarios) instead of building one
   KEEL_PLAIN_KERNEL  the same for the plain image
+  KEEL_EXAMPLE_KERNEL  the same for the example kernel
   KEEL_USER_DIR  take user program ELFs from this directory instead of building them
   KEEL_QEMU    QEMU binary to use (skips the version check)
 ";
@@ -185,11 +187,10 @@ pub fn parse(args: &[String]) -> Result<Cmd> {
             (Cmd::Iso { out, .. }, "--out") => *out = Some(value()?),
             (Cmd::Iso { release, .. }, "--release") => *release = true,
             (Cmd::Build { image }, "--image") => {
-                *image = Some(match value()?.as_str() {
-                    "plain" => crate::builder::Image::Plain,
-                    "scenarios" => crate::builder::Image::Scenarios,
-                    other => bail!("--image wants plain or scenarios, not {other:?}"),
-                })
+                let name = value()?;
+                *image = Some(crate::builder::Image::from_name(&name).with_context(|| {
+                    format!("--image wants plain, scenarios or example, not {name:?}")
+                })?)
             }
             (Cmd::Test { host_tests, .. }, "--no-host-tests") => *host_tests = false,
             (Cmd::PackageCheck { allow_dirty, .. }, "--allow-dirty") => *allow_dirty = true,
@@ -241,6 +242,10 @@ mod tests {
         assert_eq!(
             p("build --image plain").unwrap(),
             Cmd::Build { image: Some(crate::builder::Image::Plain) }
+        );
+        assert_eq!(
+            p("build --image example").unwrap(),
+            Cmd::Build { image: Some(crate::builder::Image::Example) }
         );
         assert!(p("build --image other").is_err());
         assert_eq!(p("iso --release").unwrap(), Cmd::Iso { out: None, release: true });

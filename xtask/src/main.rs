@@ -60,9 +60,15 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode> {
         }
         Cmd::Build { image } => {
             bootstrap::ensure_qemu()?;
-            let images = image.map_or_else(|| vec![Image::Scenarios, Image::Plain], |i| vec![i]);
-            let a = builder::build_all(true, &images)?;
-            for (image, path) in [(Image::Plain, &a.plain_kernel), (Image::Scenarios, &a.kernel)] {
+            let images = image
+                .map_or_else(|| vec![Image::Scenarios, Image::Plain, Image::Example], |i| vec![i]);
+            // The example kernel boots no user programs: `--image example` builds none.
+            let a = builder::build_all(image != Some(Image::Example), &images)?;
+            for (image, path) in [
+                (Image::Plain, &a.plain_kernel),
+                (Image::Scenarios, &a.kernel),
+                (Image::Example, &a.example_kernel),
+            ] {
                 if images.contains(&image) {
                     println!("kernel: {} ({image:?})", path.display());
                 }
@@ -110,6 +116,7 @@ fn env_for(a: builder::Artifacts) -> Env {
         qemu: qemu_bin(),
         kernel: a.kernel,
         plain_kernel: a.plain_kernel,
+        example_kernel: a.example_kernel,
         user_dir: a.user_dir,
         log_dir: root.join("target/proofs"),
         root,
@@ -306,6 +313,7 @@ fn list_proofs() -> Result<ExitCode> {
     let e = env_for(builder::Artifacts {
         kernel: image(Image::Scenarios),
         plain_kernel: image(Image::Plain),
+        example_kernel: image(Image::Example),
         user_dir,
     });
     println!("{}", env.kvm_summary());
@@ -321,8 +329,10 @@ fn list_proofs() -> Result<ExitCode> {
             ""
         };
         println!("\n{} ({}){tag}: {}", p.name, job.accel, p.description);
-        if p.image == Image::Plain {
-            println!("  image: plain (no scenarios compiled in)");
+        match p.image {
+            Image::Plain => println!("  image: plain (no scenarios compiled in)"),
+            Image::Example => println!("  image: the example kernel (examples/minimal-smp)"),
+            Image::Scenarios => {}
         }
         if let Some(note) = p.accel_note() {
             println!("  {note}");

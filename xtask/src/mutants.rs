@@ -14,6 +14,7 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{bail, Context, Result};
 
+use crate::builder::Image;
 use crate::proofs::{self, Job, Proof};
 use crate::qemu::{Accel, AccelEnv, KvmBackend};
 use crate::runner::{self, Env, JobResult, Outcome};
@@ -58,7 +59,7 @@ pub fn run(only: Option<String>, baseline: bool) -> Result<ExitCode> {
     if baseline {
         let names: Vec<&str> = selected.iter().flat_map(|b| b.proofs.iter().copied()).collect();
         println!("\nxtask: mutants: baseline (no break): {}", names.join(", "));
-        build_tree(&tree)?;
+        build_tree(&tree, &images_of(&registry, &names))?;
         for b in &selected {
             for (name, r) in boot(&registry, b, &tree, &out_dir.join("logs/baseline"), &accel_env)?
             {
@@ -107,7 +108,7 @@ fn judge_break(
             .map_err(|why| anyhow::anyhow!("break {} no longer applies: {why}", b.name))?;
         std::fs::write(tree.join(e.file), broken)?;
     }
-    if let Err(e) = build_tree(tree) {
+    if let Err(e) = build_tree(tree, &images_of(registry, b.proofs)) {
         return Ok(Verdict::NotRun(format!("the broken tree does not build: {e:#}")));
     }
     let mut caught = Vec::new();
@@ -149,6 +150,7 @@ fn boot(
         qemu: crate::qemu_bin(),
         kernel: crate::builder::Image::Scenarios.path_under(&target),
         plain_kernel: crate::builder::Image::Plain.path_under(&target),
+        example_kernel: crate::builder::Image::Example.path_under(&target),
         user_dir: target.join("user").join(crate::builder::KERNEL_TARGET).join("release"),
         root: tree.to_path_buf(),
         log_dir: log_dir.to_path_buf(),
@@ -252,22 +254,41 @@ fn restore(root: &Path, tree: &Path, b: &Break) -> Result<()> {
 }
 
 /// `cargo xtask build` inside the scratch tree (its own target dir, its own xtask).
-fn build_tree(tree: &Path) -> Result<()> {
-    let out = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-        // The proofs that must catch a break boot the scenarios image only.
-        .args(["xtask", "build", "--image", "scenarios"])
-        .current_dir(tree)
-        .env_remove("KEEL_KERNEL")
-        .env_remove("KEEL_USER_DIR")
-        .env_remove("CARGO_TARGET_DIR")
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .output()
-        .context("starting cargo xtask build in the scratch tree")?;
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        let tail: Vec<&str> =
-            err.lines().rev().take(15).collect::<Vec<_>>().into_iter().rev().collect();
-        bail!("build failed:\n{}", tail.join("\n"));
+/// The images the named proofs boot (the scenarios image for most breaks).
+fn images_of(registry: &[Proof], names: &[&str]) -> Vec<Image> {
+    let mut images = Vec::new();
+    for p in registry.iter().filter(|p| names.contains(&p.name)) {
+        if !images.contains(&p.image) {
+            images.push(p.image);
+        }
+    }
+    images
+}
+
+fn build_tree(tree: &Path, images: &[Image]) -> Result<()> {
+    for image in images {
+        let name = match image {
+            Image::Plain => "plain",
+            Image::Scenarios => "scenarios",
+            Image::Example => "example",
+        };
+        let out = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+            .args(["xtask", "build", "--image", name])
+            .current_dir(tree)
+            .env_remove("KEEL_KERNEL")
+            .env_remove("KEEL_PLAIN_KERNEL")
+            .env_remove("KEEL_EXAMPLE_KERNEL")
+            .env_remove("KEEL_USER_DIR")
+            .env_remove("CARGO_TARGET_DIR")
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .output()
+            .context("starting cargo xtask build in the scratch tree")?;
+        if !out.status.success() {
+            let err = String::from_utf8_lossy(&out.stderr);
+            let tail: Vec<&str> =
+                err.lines().rev().take(15).collect::<Vec<_>>().into_iter().rev().collect();
+            bail!("build failed:\n{}", tail.join("\n"));
+        }
     }
     Ok(())
 }

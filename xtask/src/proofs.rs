@@ -479,6 +479,7 @@ pub fn registry() -> Vec<Proof> {
     base.extend(plain::proofs());
     base.extend(scale::proofs());
     base.extend(clock::proofs());
+    base.extend(example::proofs());
     let firmware = firmware_variants(&base);
     base.into_iter().chain(firmware).collect()
 }
@@ -704,6 +705,7 @@ fn kernel_registry() -> Vec<Proof> {
 }
 
 mod clock;
+mod example;
 mod fairness;
 mod firmware;
 mod hostile;

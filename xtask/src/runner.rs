@@ -149,6 +149,8 @@ pub struct Env {
     pub kernel: PathBuf,
     /// The plain kernel image (no scenarios compiled in).
     pub plain_kernel: PathBuf,
+    /// The example kernel (`examples/minimal-smp`).
+    pub example_kernel: PathBuf,
     /// Repo root: proof manifests are relative to it.
     pub root: PathBuf,
     /// User program ELFs (`Proof::programs` are looked up here).
@@ -163,6 +165,7 @@ impl Env {
         match p.image {
             Image::Plain => &self.plain_kernel,
             Image::Scenarios => &self.kernel,
+            Image::Example => &self.example_kernel,
         }
     }
 
@@ -471,6 +474,7 @@ mod tests {
             qemu,
             kernel: dir.join("keel-scenarios"),
             plain_kernel: dir.join("keel"),
+            example_kernel: dir.join("example-minimal-smp"),
             root: dir.to_path_buf(),
             user_dir: dir.join("user"),
             log_dir: dir.join("proofs"),

@@ -689,6 +689,7 @@ pub fn run(opts: Options) -> Result<ExitCode> {
         qemu: qemu_bin(),
         kernel: artifacts.kernel,
         plain_kernel: artifacts.plain_kernel,
+        example_kernel: artifacts.example_kernel,
         user_dir: artifacts.user_dir,
         log_dir: dir.join("keel"),
         root: root.clone(),

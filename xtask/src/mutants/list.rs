@@ -448,4 +448,38 @@ pub const BREAKS: &[Break] = &[
         proofs: &["exit-wake-window"],
         accel: Accel::Tcg,
     },
+    // Ecosystem: example kernel
+    Break {
+        name: "example-skips-sipi",
+        what: "the example kernel sends INIT but never the start-up IPI: no AP comes online",
+        edits: &[Edit {
+            file: "examples/minimal-smp/src/main.rs",
+            find: "        send(Ipi::startup(sipi_vector).to(target));\n",
+            replace: "",
+        }],
+        proofs: &["example-smp", "example-smp-x2apic"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "example-ap-ignores-mode-plan",
+        what: "the example's APs skip keel-apic's plan_for_ap writes: in x2APIC they stay xAPIC under an x2APIC backend",
+        edits: &[Edit {
+            file: "examples/minimal-smp/src/main.rs",
+            find: "        Ok(plan) => apic::apply(&plan),\n",
+            replace: "        Ok(_) => {}\n",
+        }],
+        proofs: &["example-smp-x2apic"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "example-ipi-counted-twice",
+        what: "the example's IPI handler counts each IPI twice",
+        edits: &[Edit {
+            file: "examples/minimal-smp/src/irq.rs",
+            find: "me.ipis_received.fetch_add(1,",
+            replace: "me.ipis_received.fetch_add(2,",
+        }],
+        proofs: &["example-smp", "example-smp-x2apic"],
+        accel: Accel::Tcg,
+    },
 ];

@@ -73,8 +73,9 @@ pub fn validate(proofs: &[Proof]) -> Vec<String> {
         {
             errs.push(format!("{}: name must be [a-z0-9_-]+", p.name));
         }
-        // No scenario (the kernel's plain boot) only on the plain image, which has none.
-        let plain_boot = p.scenario.is_empty() && p.image == Image::Plain;
+        // No scenario (the kernel's plain boot) only on the images that have none: the plain
+        // kernel and the example kernel.
+        let plain_boot = p.scenario.is_empty() && matches!(p.image, Image::Plain | Image::Example);
         if !plain_boot && (!keel_evidence::is_valid_key(p.scenario) || p.scenario.contains('.')) {
             errs.push(format!("{}: scenario {:?} must be [a-z0-9_]+", p.name, p.scenario));
         }
