@@ -192,6 +192,7 @@ impl Parser {
                 cpu: None,
                 after: None,
                 expect_exit: None,
+                restarts: 0,
                 grants: Vec::new(),
             },
             name_pos,
@@ -242,6 +243,11 @@ impl Parser {
                     once(&mut seen, "expect_exit", pos)?;
                     self.expect(Tok::Eq, "'='")?;
                     p.program.expect_exit = Some(self.number(u64::MAX)?.0);
+                }
+                "restarts" => {
+                    once(&mut seen, "restarts", pos)?;
+                    self.expect(Tok::Eq, "'='")?;
+                    p.program.restarts = self.number(u64::from(MAX_RESTARTS))?.0 as u32;
                 }
                 _ => return Err(pos.err(ErrorKind::UnknownKey { key, context: "program" })),
             }
