@@ -2,6 +2,8 @@
 //! pages, unmaps them and changes their permissions; every change that can leave a stale
 //! TLB entry completes only after the shootdown (see [`Invalidation`]).
 
+use core::sync::atomic::{AtomicU64, Ordering};
+
 use keel_abi::Status;
 
 use super::{Caller, Reply};
@@ -20,6 +22,11 @@ pub enum Method {
     /// Makes `pages` pages at `vaddr` writable or read-only.
     Protect { vaddr: u64, pages: u64, writable: bool },
 }
+
+/// Frames `VmMap` mapped (fresh zeroed frames) and `VmUnmap` gave back to the allocator after
+/// its shootdown, since boot: the endurance proofs' churn, counted where it happens.
+pub static FRAMES_MAPPED: AtomicU64 = AtomicU64::new(0);
+pub static FRAMES_UNMAPPED: AtomicU64 = AtomicU64::new(0);
 
 /// Executes a `VirtualMemory` method on the caller's address space.
 pub fn invoke(caller: &Caller, method: Method) -> Result<Reply, Status> {
@@ -64,6 +71,7 @@ fn map(p: &Process, vaddr: u64, pages: u64, writable: bool) -> Result<[u64; 2], 
                     return Err(status(e));
                 }
             }
+            FRAMES_MAPPED.fetch_add(pages, Ordering::Relaxed);
             Ok([vaddr, pages])
         })
         .unwrap_or(Err(Status::Cancelled));
@@ -91,6 +99,7 @@ fn unmap(p: &Process, vaddr: u64, pages: u64) -> Result<[u64; 2], Status> {
         return Err(Status::BadAddress);
     }
     let (pages, frames) = stale.complete(&p.resident);
+    FRAMES_UNMAPPED.fetch_add(frames as u64, Ordering::Relaxed);
     Ok([pages as u64, frames as u64])
 }
 

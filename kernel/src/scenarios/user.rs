@@ -20,6 +20,7 @@ use crate::task::process;
 /// `_system`: bring-up must have happened (CPUs online, tick running); nothing else is needed.
 pub fn run(_system: System, cmdline: &CommandLine, boot: &BootContext) -> ! {
     let (mods, manifest) = load(cmdline, boot);
+    let churn = super::churn::Churn::start();
     let frames_before = crate::mm::frames::free_count();
     let heap_before = crate::mm::heap::used_bytes();
     ev!("user.frames_free_before", frames_before);
@@ -28,6 +29,7 @@ pub fn run(_system: System, cmdline: &CommandLine, boot: &BootContext) -> ! {
     let timeout_ns = super::option_u64(cmdline, "user_timeout_ms", 60_000) * 1_000_000;
     let run = programs::run(&manifest, &mods, Some(crate::time::now_ns() + timeout_ns));
     let mut failures = run.failures + programs::unexpected_exits(&manifest, &run);
+    churn.programs_done();
     program_evidence(&manifest, &run);
     interrupt_evidence();
     cpu_evidence();
@@ -36,6 +38,9 @@ pub fn run(_system: System, cmdline: &CommandLine, boot: &BootContext) -> ! {
     // what is still allocated now is what the kernel kept (read from the allocators).
     drop(run);
     if leaked(frames_before, heap_before) {
+        failures += 1;
+    }
+    if !super::churn::Churn::end() {
         failures += 1;
     }
     ev!("user.failures", failures);
@@ -65,6 +70,7 @@ fn program_evidence(manifest: &Manifest, run: &programs::Run) {
         let key = program.name.replace('-', "_");
         let Some(p) = run.process(&program.name) else { continue };
         ev!(("proc.{}.exit_expected", key), program.expect_exit.unwrap_or(0));
+        ev!(("proc.{}.runs", key), run.runs_of(&program.name));
         ev!(("proc.{}.completions", key), p.completions.load(Ordering::Relaxed));
         ev!(("proc.{}.errors", key), p.errors.load(Ordering::Relaxed));
         ev!(("proc.{}.thread_faults", key), p.thread_faults.load(Ordering::Relaxed));
