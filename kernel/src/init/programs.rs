@@ -18,8 +18,8 @@ use crate::task::{sched, Process};
 pub static RESTARTS: AtomicU64 = AtomicU64::new(0);
 
 /// The programs started so far, by manifest name (each with its latest run), how many runs
-/// each has had, and how many could not be started, exited unexpectedly before their last
-/// run, or were still running at the deadline.
+/// each has had, and how many could not be started or were still running at the deadline
+/// (a run that exits unexpectedly is the program's last: [`unexpected_exits`] reports it).
 pub struct Run {
     pub started: Vec<(String, Arc<Process>)>,
     pub runs: Vec<(String, u64)>,
