@@ -217,4 +217,15 @@ pub const BREAKS: &[Break] = &[
         proofs: &["soak-processes"],
         accel: Accel::Tcg,
     },
+    Break {
+        name: "soak-irq-source-per-grant",
+        what: "every Interrupt grant creates a new source (vector, registry entry) instead of reusing the one kept",
+        edits: &[Edit {
+            file: "kernel/src/object/interrupt.rs",
+            find: "    let existing = with_irqs_off(|| SOURCES.lock().iter().find(|s| s.name == name).cloned());",
+            replace: "    let existing: Option<Arc<InterruptObject>> = None;",
+        }],
+        proofs: &["soak-irq"],
+        accel: Accel::Tcg,
+    },
 ];
