@@ -105,7 +105,8 @@ fn live_threads() -> u64 {
         .map_or(u64::MAX, |c| c.results[0])
 }
 
-/// Waits (1 ms sleeps, at most `ms`) until only the main thread is left.
+/// Waits (at most `ms` sleeps of 1 ms, each rounded up to the kernel's tick) until only the
+/// main thread is left.
 fn wait_alone(ms: u64) -> bool {
     for _ in 0..ms {
         if live_threads() == 1 {
@@ -209,6 +210,7 @@ fn threads() -> u64 {
         // Every thread of the batch must be gone before its stack slot is reused.
         if !wait_alone(10_000) {
             ev!("stuck_at", spawned);
+            ev!("stuck_live_threads", live_threads());
             return 5;
         }
     }
