@@ -1,7 +1,7 @@
 # Thin aliases for `cargo xtask`; everything real lives in xtask/.
 export QEMU_FLAGS KEEL_APPEND KEEL_ACCEL KEEL_KERNEL KEEL_USER_DIR
 
-.PHONY: all build run debug test test-scale test-hostile test-firmware test-bochs iso bench bench-compare proofs check mutants
+.PHONY: all build run debug test test-scale test-hostile test-soak test-firmware test-bochs iso bench bench-compare proofs check mutants
 all: build
 build:
 	cargo xtask build
@@ -17,6 +17,10 @@ test-scale:
 # The long hostile proofs (10^6-submission fuzzing), kept out of `make test`.
 test-hostile:
 	cargo xtask test-hostile
+# The endurance proofs (memory, thread, process and capability churn, an interrupt storm),
+# kept out of `make test`: minutes, not hours.
+test-soak:
+	cargo xtask test-soak
 # Proofs booted by GRUB from an ISO under SeaBIOS and OVMF (UEFI).
 test-firmware:
 	cargo xtask test-firmware

@@ -26,6 +26,10 @@ commands:
                              stop at 288): minutes each under TCG, one at a time by default
   test-hostile [--filter SUBSTR] [--jobs N]
                              the long hostile proofs (10^6-submission fuzzing), kept out of `test`
+  test-soak [--filter SUBSTR] [--jobs N]
+                             the endurance proofs (memory churn of 10x RAM, 10^4 thread and 10^3
+                             process cycles, capability churn, an interrupt storm), both LAPIC
+                             modes; about 8 minutes on 2 cores under TCG, kept out of `test`
   test-firmware [--filter SUBSTR] [--jobs N]
                              the firmware proofs: proofs booted by GRUB from an ISO under SeaBIOS
                              and OVMF (UEFI), judged like their -kernel versions; one at a time
@@ -102,6 +106,10 @@ pub enum Cmd {
         filter: Option<String>,
         jobs: Option<usize>,
     },
+    TestSoak {
+        filter: Option<String>,
+        jobs: Option<usize>,
+    },
     TestFirmware {
         filter: Option<String>,
         jobs: Option<usize>,
@@ -143,6 +151,7 @@ pub fn parse(args: &[String]) -> Result<Cmd> {
         "test" => Cmd::Test { filter: None, jobs: None, host_tests: true, long: false },
         "test-hostile" => Cmd::Test { filter: None, jobs: None, host_tests: false, long: true },
         "test-scale" => Cmd::TestScale { filter: None, jobs: None },
+        "test-soak" => Cmd::TestSoak { filter: None, jobs: None },
         "test-firmware" => Cmd::TestFirmware { filter: None, jobs: None },
         "iso" => Cmd::Iso { out: None, release: false },
         "test-bochs" => Cmd::TestBochs { filter: None },
@@ -173,6 +182,7 @@ pub fn parse(args: &[String]) -> Result<Cmd> {
             (
                 Cmd::Test { filter, .. }
                 | Cmd::TestScale { filter, .. }
+                | Cmd::TestSoak { filter, .. }
                 | Cmd::TestFirmware { filter, .. }
                 | Cmd::TestBochs { filter }
                 | Cmd::Bench { filter },
@@ -181,6 +191,7 @@ pub fn parse(args: &[String]) -> Result<Cmd> {
             (
                 Cmd::Test { jobs, .. }
                 | Cmd::TestScale { jobs, .. }
+                | Cmd::TestSoak { jobs, .. }
                 | Cmd::TestFirmware { jobs, .. },
                 "--jobs" | "-j",
             ) => *jobs = Some(value()?.parse().context("--jobs wants a number")?),
@@ -265,6 +276,10 @@ mod tests {
         assert_eq!(
             p("test-hostile -j 1").unwrap(),
             Cmd::Test { filter: None, jobs: Some(1), host_tests: false, long: true }
+        );
+        assert_eq!(
+            p("test-soak --filter memory -j 1").unwrap(),
+            Cmd::TestSoak { filter: Some("memory".into()), jobs: Some(1) }
         );
         assert_eq!(p("bench").unwrap(), Cmd::Bench { filter: None });
         assert_eq!(

@@ -90,8 +90,15 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode> {
             None,
             true,
         ),
-        Cmd::Test { filter, jobs, host_tests, long } => test(filter, jobs, host_tests, long, false),
-        Cmd::TestScale { filter, jobs } => test(filter, jobs, false, false, true),
+        Cmd::Test { filter, jobs, host_tests, long } => {
+            test(filter, jobs, host_tests, Suite { long, ..Suite::DEFAULT })
+        }
+        Cmd::TestScale { filter, jobs } => {
+            test(filter, jobs, false, Suite { scale: true, ..Suite::DEFAULT })
+        }
+        Cmd::TestSoak { filter, jobs } => {
+            test(filter, jobs, false, Suite { soak: true, ..Suite::DEFAULT })
+        }
         Cmd::TestFirmware { filter, jobs } => test_firmware(filter, jobs),
         Cmd::Iso { out, release } => make_iso(out, release),
         Cmd::TestBochs { filter } => test_bochs(filter),
@@ -156,12 +163,29 @@ fn find_proof(name: &str) -> Result<Proof> {
         .with_context(|| format!("no proof {name:?}; known: {}", names.join(", ")))
 }
 
+/// Which tagged proofs a suite runs (all false: `make test`).
+#[derive(Clone, Copy)]
+struct Suite {
+    bench: bool,
+    long: bool,
+    scale: bool,
+    soak: bool,
+}
+
+impl Suite {
+    const DEFAULT: Suite = Suite { bench: false, long: false, scale: false, soak: false };
+}
+
 /// Proofs of one suite: `make test` boots through `-kernel`, `make test-hostile` the long
-/// ones among those, `make test-scale` the large machines (benchmarks included),
-/// `make test-firmware` from ISOs, `make bench` runs the benchmarks.
-fn select(filter: Option<&str>, bench: bool, long: bool, scale: bool) -> Vec<Proof> {
+/// ones among those, `make test-soak` the endurance ones, `make test-scale` the large
+/// machines (benchmarks included), `make test-firmware` from ISOs, `make bench` runs the
+/// benchmarks.
+fn select(filter: Option<&str>, s: Suite) -> Vec<Proof> {
     let kernel_boot = |p: &Proof| p.boot == proofs::Boot::Kernel;
-    let suite = |p: &Proof| p.scale == scale && (scale || (p.bench == bench && p.long == long));
+    let suite = |p: &Proof| {
+        p.scale == s.scale
+            && (s.scale || (p.bench == s.bench && p.long == s.long && p.soak == s.soak))
+    };
     proofs::registry()
         .into_iter()
         .filter(|p| suite(p) && kernel_boot(p) && filter.is_none_or(|f| p.name.contains(f)))
@@ -216,7 +240,7 @@ fn iso_entries(env: &Env, release: bool) -> Vec<iso::Entry> {
     if release {
         return entries;
     }
-    for p in select(None, false, false, false)
+    for p in select(None, Suite::DEFAULT)
         .into_iter()
         .filter(|p| bochs::unsupported(p).is_none() && p.image == Image::Scenarios)
     {
@@ -325,6 +349,8 @@ fn list_proofs() -> Result<ExitCode> {
             " [bench]"
         } else if p.long {
             " [test-hostile]"
+        } else if p.soak {
+            " [test-soak]"
         } else {
             ""
         };
@@ -530,15 +556,16 @@ fn test(
     filter: Option<String>,
     jobs: Option<usize>,
     host_tests: bool,
-    long: bool,
-    scale: bool,
+    suite: Suite,
 ) -> Result<ExitCode> {
+    let scale = suite.scale;
     bootstrap::ensure_qemu()?;
     if host_tests {
         println!("xtask: host unit tests");
         builder::host_tests()?;
     }
-    let selected = select(filter.as_deref(), false, long, scale);
+    let selected = select(filter.as_deref(), suite);
+    let started = std::time::Instant::now();
     if selected.is_empty() {
         bail!("no proof matches {:?}", filter.unwrap_or_default());
     }
@@ -549,6 +576,9 @@ fn test(
         println!("{}", report::bench_table(&report::bench_runs(&results)));
     }
     println!("{}", report::summary_line(&results));
+    if suite.soak {
+        println!("xtask: endurance proofs took {:.0}s wall time", started.elapsed().as_secs_f64());
+    }
     if let Some(why) = report::nothing_ran(&results) {
         eprintln!("xtask: error: {why}");
         return Ok(ExitCode::FAILURE);
@@ -558,7 +588,7 @@ fn test(
 
 fn bench(filter: Option<String>) -> Result<ExitCode> {
     bootstrap::ensure_qemu()?;
-    let selected = select(filter.as_deref(), true, false, false);
+    let selected = select(filter.as_deref(), Suite { bench: true, ..Suite::DEFAULT });
     let path = builder::workspace_root().join("target/bench.json");
     std::fs::create_dir_all(path.parent().unwrap())?;
     if selected.is_empty() {

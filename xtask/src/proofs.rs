@@ -54,6 +54,8 @@ pub struct Proof {
     pub scale: bool,
     /// Long proofs run under `cargo xtask test-hostile`, not `cargo xtask test`.
     pub long: bool,
+    /// Endurance proofs run under `cargo xtask test-soak`, not `cargo xtask test`.
+    pub soak: bool,
     /// Boot manifest (path relative to the repo root), the first Multiboot module.
     pub manifest: Option<&'static str>,
     /// User binaries (names under `user/`), Multiboot modules after the manifest, in order.
@@ -97,6 +99,7 @@ impl Proof {
             bench: false,
             scale: false,
             long: false,
+            soak: false,
             manifest: None,
             programs: vec![],
             trace_events: vec![],
@@ -175,6 +178,11 @@ impl Proof {
 
     pub fn long(mut self) -> Self {
         self.long = true;
+        self
+    }
+    /// Belongs to `cargo xtask test-soak` (see [`Proof::soak`]).
+    pub fn soak(mut self) -> Self {
+        self.soak = true;
         self
     }
 
@@ -701,6 +709,8 @@ fn kernel_registry() -> Vec<Proof> {
     .chain(memory::proofs())
     // Scheduling under hostile load: fairness, bounded cap_enter, exit wake-ups.
     .chain(fairness::proofs())
+    // Endurance: churn of memory, threads, processes, capabilities, interrupts (test-soak).
+    .chain(soak::proofs())
     .collect()
 }
 
@@ -715,6 +725,7 @@ mod plain;
 pub use plain::{DEFAULT_MANIFEST, DEFAULT_PROGRAMS};
 mod plan;
 mod remap;
+mod soak;
 mod user;
 use user::{
     device_interrupts_on, drivers_delivered, interrupt_grant, preempt, remote_wakes_received,

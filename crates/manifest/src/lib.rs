@@ -42,6 +42,7 @@
 //!               | "expect_exit" "=" NUMBER           (* u64 *)
 //!               | "dma" "=" "\"unprotected\""          (* drive PCI devices without DMA remapping *)
 //!               | "expect_start" "=" "\"refused\""     (* proofs: the policy must refuse it *)
+//!               | "restarts" "=" NUMBER              (* 0..=MAX_RESTARTS, default 0 *)
 //!               | "grant" grant ;
 //! grant         = "Console" | "Timer" | "Process" | "VirtualMemory"
 //!               | "Interrupt" "{" { "source" "=" source [","] } "}"       (* source required *)
@@ -69,6 +70,7 @@
 //! without DMA remapping unless `dma = "unprotected"` says the driver is not contained.
 //! [`parse_checked`] applies it on the host; the kernel's loader refuses each offending
 //! program at start, adding the ranges it learns at boot.
+//! when the named program has exited (after its last run, when it has `restarts`).
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
@@ -90,6 +92,9 @@ use lexer::lex;
 pub const MAX_ISA_IRQ: u8 = 15;
 /// Highest PCI BAR index: a type-0 header has six BARs.
 pub const MAX_BAR: u8 = 5;
+/// Most `restarts` one program may ask for: each run is a fresh process, so the bound only
+/// keeps a typo from keeping a machine busy for days.
+pub const MAX_RESTARTS: u32 = 1_000_000;
 
 /// The whole boot manifest: everything the kernel is allowed to hand out at boot.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -141,8 +146,12 @@ pub struct Program {
     pub cpu: Option<u32>,
     /// Start only after this program has exited.
     pub after: Option<String>,
-    /// Exit code the kernel should expect (reported in evidence).
+    /// Exit code the kernel should expect (reported in evidence), from every run.
     pub expect_exit: Option<u64>,
+    /// Further runs after the first has exited: each loads the ELF again into a fresh
+    /// process with fresh grants once the previous run's process has been reaped. Programs
+    /// `after` this one start once the last run has exited.
+    pub restarts: u32,
     /// Capabilities granted, in file order.
     pub grants: Vec<Grant>,
     /// `dma = "unprotected"`: the program may drive PCI devices without DMA remapping.
@@ -152,6 +161,11 @@ pub struct Program {
 }
 
 impl Program {
+    /// How many times the program runs in all (the first run and its restarts).
+    pub fn runs(&self) -> u64 {
+        1 + u64::from(self.restarts)
+    }
+
     /// The CPU index to run on, applying the default of 0.
     pub fn cpu_or_default(&self) -> u32 {
         self.cpu.unwrap_or(0)

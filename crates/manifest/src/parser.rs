@@ -216,6 +216,7 @@ impl Parser {
                 cpu: None,
                 after: None,
                 expect_exit: None,
+                restarts: 0,
                 grants: Vec::new(),
                 dma_unprotected: false,
                 expect_refused: false,
@@ -281,6 +282,11 @@ impl Parser {
                         return Err(vpos.err(ErrorKind::InvalidExpectStart(v)));
                     }
                     p.program.expect_refused = true;
+                }
+                "restarts" => {
+                    once(&mut seen, "restarts", pos)?;
+                    self.expect(Tok::Eq, "'='")?;
+                    p.program.restarts = self.number(u64::from(MAX_RESTARTS))?.0 as u32;
                 }
                 _ => return Err(pos.err(ErrorKind::UnknownKey { key, context: "program" })),
             }

@@ -209,3 +209,34 @@ fn largest_bar_and_isa_irq_are_accepted() {
         .unwrap();
     assert_eq!(m.programs[0].grants.len(), 2);
 }
+
+#[test]
+fn restarts_default_to_none_and_count_runs() {
+    let m = parse(r#"program "a" { binary = "a" } program "b" { binary = "b" restarts = 999 }"#)
+        .unwrap();
+    assert_eq!((m.programs[0].restarts, m.programs[0].runs()), (0, 1));
+    assert_eq!((m.programs[1].restarts, m.programs[1].runs()), (999, 1000));
+    let max = alloc::format!(r#"program "a" {{ binary = "a" restarts = {MAX_RESTARTS} }}"#);
+    assert_eq!(parse(&max).unwrap().programs[0].runs(), u64::from(MAX_RESTARTS) + 1);
+}
+
+#[test]
+fn restarts_are_bounded_and_given_once() {
+    let over = alloc::format!(r#"program "a" {{ binary = "a" restarts = {} }}"#, MAX_RESTARTS + 1);
+    at(
+        &over,
+        1,
+        39,
+        ErrorKind::NumberOutOfRange {
+            value: (MAX_RESTARTS + 1).to_string(),
+            max: u64::from(MAX_RESTARTS),
+        },
+    );
+    at(
+        r#"program "a" { binary = "a" restarts = 1 restarts = 2 }"#,
+        1,
+        41,
+        ErrorKind::DuplicateKey("restarts".into()),
+    );
+    at(r#"program "a" { binary = "a" restarts = -1 }"#, 1, 39, ErrorKind::UnexpectedChar('-'));
+}

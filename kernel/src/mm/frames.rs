@@ -81,6 +81,13 @@ pub fn free_count() -> u64 {
     with(|b| b.free_frames())
 }
 
+/// Checks the real bitmap's invariants (free counter equals the set free bits, every free
+/// frame managed, nothing past the window) under the allocator lock: a full walk of both
+/// bitmaps, for the end of a workload, not for a hot path.
+pub fn check_invariants() -> Result<(), keel_mm::InvariantError> {
+    with(|b| b.check_invariants())
+}
+
 /// Adapter for the `x86_64` crate's page-table code.
 pub struct KernelFrames;
 

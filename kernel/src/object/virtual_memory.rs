@@ -23,6 +23,11 @@ pub enum Method {
     Protect { vaddr: u64, pages: u64, writable: bool },
 }
 
+/// Frames `VmMap` mapped (fresh zeroed frames) and `VmUnmap` gave back to the allocator after
+/// its shootdown, since boot: the endurance proofs' churn, counted where it happens.
+pub static FRAMES_MAPPED: AtomicU64 = AtomicU64::new(0);
+pub static FRAMES_UNMAPPED: AtomicU64 = AtomicU64::new(0);
+
 /// Executes a `VirtualMemory` method on the caller's address space.
 pub fn invoke(caller: &Caller, method: Method) -> Result<Reply, Status> {
     let p = caller.process();
@@ -103,6 +108,9 @@ fn map(p: &Process, vaddr: u64, pages: u64, writable: bool) -> Result<[u64; 2], 
     if let Some(stale) = undo {
         let _ = stale.complete(&p.resident);
     }
+    if result.is_ok() {
+        FRAMES_MAPPED.fetch_add(pages, Ordering::Relaxed);
+    }
     result.map(|()| [vaddr, pages])
 }
 
@@ -127,6 +135,7 @@ fn unmap(p: &Process, vaddr: u64, pages: u64) -> Result<[u64; 2], Status> {
         0 => (0, 0),
         _ => stale.complete(&p.resident),
     };
+    FRAMES_UNMAPPED.fetch_add(frames as u64, Ordering::Relaxed);
     stepped?;
     if pages == 0 {
         return Err(Status::BadAddress);

@@ -23,6 +23,7 @@ pub fn run(_system: System, cmdline: &CommandLine, boot: &BootContext) -> ! {
     if cmdline.get("io_exit_race") == Some("widen") {
         process::widen_io_exit_race();
     }
+    let churn = super::churn::Churn::start();
     let frames_before = crate::mm::frames::free_count();
     let heap_before = crate::mm::heap::used_bytes();
     ev!("user.frames_free_before", frames_before);
@@ -33,6 +34,7 @@ pub fn run(_system: System, cmdline: &CommandLine, boot: &BootContext) -> ! {
     crate::task::ring::EXIT_WINDOW_NS.store(exit_window_ns, Ordering::Relaxed);
     let run = programs::run(&manifest, &mods, Some(crate::time::now_ns() + timeout_ns));
     let mut failures = run.failures + programs::unexpected_exits(&manifest, &run);
+    churn.programs_done();
     program_evidence(&manifest, &run);
     interrupt_evidence();
     cpu_evidence();
@@ -46,6 +48,9 @@ pub fn run(_system: System, cmdline: &CommandLine, boot: &BootContext) -> ! {
     // what is still allocated now is what the kernel kept (read from the allocators).
     drop(run);
     if leaked(frames_before, heap_before) {
+        failures += 1;
+    }
+    if !super::churn::Churn::end() {
         failures += 1;
     }
     ev!("user.failures", failures);
@@ -77,6 +82,7 @@ fn program_evidence(manifest: &Manifest, run: &programs::Run) {
         let expected =
             if program.expect_refused { u64::MAX } else { program.expect_exit.unwrap_or(0) };
         ev!(("proc.{}.exit_expected", key), expected);
+        ev!(("proc.{}.runs", key), run.runs_of(&program.name));
         ev!(("proc.{}.completions", key), p.completions.load(Ordering::Relaxed));
         ev!(("proc.{}.errors", key), p.errors.load(Ordering::Relaxed));
         ev!(("proc.{}.thread_faults", key), p.thread_faults.load(Ordering::Relaxed));

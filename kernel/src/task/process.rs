@@ -626,6 +626,7 @@ pub static BAD_RETURNS: AtomicU64 = AtomicU64::new(0);
 /// space. No CPU can have it loaded: each CPU that ran one of its threads switched to the
 /// kernel tables in its scheduler context right after, which `resident` tracks.
 pub fn reap(thread: &Arc<Thread>) {
+    THREADS_REAPED.fetch_add(1, Ordering::Relaxed);
     let p = &thread.process;
     irqs_off(|| p.threads.lock().retain(|t| t.tid != thread.tid));
     if p.live_threads() != 0 || !p.exited.load(Ordering::Acquire) {
@@ -653,9 +654,15 @@ pub fn reap(thread: &Arc<Thread>) {
     forget(p);
 }
 
+/// Exited threads the scheduler handed to [`reap`] (endurance evidence).
+pub static THREADS_REAPED: AtomicU64 = AtomicU64::new(0);
+/// Destroyed processes dropped from the registry by [`forget`] (endurance evidence).
+pub static PROCESSES_REAPED: AtomicU64 = AtomicU64::new(0);
+
 /// Drops a destroyed process from the registry (its last reference then goes with its
 /// last holder: a finished process keeps no kernel memory).
 fn forget(p: &Arc<Process>) {
+    PROCESSES_REAPED.fetch_add(1, Ordering::Relaxed);
     irqs_off(|| {
         let mut live = PROCESSES.lock();
         live.retain(|q| !Arc::ptr_eq(q, p));

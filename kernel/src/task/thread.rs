@@ -20,6 +20,11 @@ pub use keel_sched::ThreadState;
 
 static NEXT_TID: AtomicU64 = AtomicU64::new(1);
 
+/// Threads created since boot (each took the next thread ID).
+pub fn created() -> u64 {
+    NEXT_TID.load(Ordering::Relaxed) - 1
+}
+
 /// A thread's ring page. The kernel owns the frame: it reaches it through the physical map
 /// (never through the program's mapping), shows it to the program as a kernel page the
 /// program cannot unmap or reprotect, and its process frees it only after the address space

@@ -4,7 +4,8 @@
 //! device's registers and takes each one with `Interrupt.wait`, clears it in the device and
 //! re-arms the source with `Interrupt.acknowledge`. Modes (`mode=` argument):
 //! * `msi` / `intx`: `count` interrupts, one at a time; prints how many were raised and
-//!   received, and the wake latency from the kernel's timestamp.
+//!   received, and the wake latency from the kernel's timestamp. With `ms=T` instead: back to
+//!   back for T milliseconds of the `Timer`'s clock (an interrupt storm of endurance runs).
 //! * `storm`: raises one level-triggered INTx and never clears or acknowledges it; a second
 //!   wait must time out (the kernel masked the line: exactly one delivery).
 //! * `die`: raises an interrupt and exits without taking or acknowledging it.
@@ -115,11 +116,22 @@ fn main() -> u64 {
         }
     }
 
+    // With `ms=`: raise until that much time has passed (checked every 64 interrupts).
+    let now_ns = || r("now", ring().expect("ring").timer_now(timer)).0;
+    let (count, deadline_ns) = match arg_u64("ms", 0) {
+        0 => (count, u64::MAX),
+        ms => (u64::MAX, now_ns() + ms * 1_000_000),
+    };
     let mut received = 0u64;
     let mut coalesced = 0u64;
     let mut wake = [0u64; MAX_SAMPLES];
     let mut round_trip = [0u64; MAX_SAMPLES];
+    let mut raised = 0u64;
     for i in 0..count {
+        if i % 64 == 0 && deadline_ns != u64::MAX && now_ns() >= deadline_ns {
+            break;
+        }
+        raised += 1;
         let t_raise = rdtsc();
         edu.write(REG_IRQ_RAISE, 1);
         let (n, ts) = r("wait", ring().expect("ring").interrupt_wait(irq));
@@ -136,18 +148,18 @@ fn main() -> u64 {
             round_trip[i as usize] = t_wake.saturating_sub(t_raise);
         }
     }
-    let samples = (count as usize).min(MAX_SAMPLES);
+    let samples = (raised as usize).min(MAX_SAMPLES);
     let (wake_median, wake_p99) = percentiles(&mut wake[..samples]);
     let (rt_median, rt_p99) = percentiles(&mut round_trip[..samples]);
     ev!("mode", mode);
-    ev!("raised", count);
+    ev!("raised", raised);
     ev!("received", received);
     ev!("coalesced", coalesced);
     ev!("wake_median_cycles", wake_median);
     ev!("wake_p99_cycles", wake_p99);
     ev!("raise_to_wake_median_cycles", rt_median);
     ev!("raise_to_wake_p99_cycles", rt_p99);
-    if received == count {
+    if received == raised {
         0
     } else {
         6

@@ -482,4 +482,71 @@ pub const BREAKS: &[Break] = &[
         proofs: &["example-smp", "example-smp-x2apic"],
         accel: Accel::Tcg,
     },
+    // Endurance: soak
+    Break {
+        name: "soak-unmap-leaks-a-frame",
+        what: "every large VmUnmap (4 MiB and more) keeps one of its frames out of the allocator",
+        edits: &[Edit {
+            file: "kernel/src/mm/invalidation.rs",
+            find: "        for &f in &frames {",
+            replace: "        for &f in frames.iter().skip(usize::from(self.pages.len() >= 1024)) {",
+        }],
+        proofs: &["soak-memory"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "soak-process-left-unreaped",
+        what: "every 100th process stays in the registry after its address space is destroyed",
+        edits: &[Edit {
+            file: "kernel/src/task/process.rs",
+            find: "        p.destroyed.store(true, Ordering::Release);\n    }\n    forget(p);\n}",
+            replace: "        p.destroyed.store(true, Ordering::Release);\n    }\n    if p.pid % 100 != 0 {\n        forget(p);\n    }\n}",
+        }],
+        proofs: &["soak-processes"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "soak-thread-ring-not-recycled",
+        what: "an ended thread's ring page is not handed to the next thread (spawns fail after 64)",
+        edits: &[Edit {
+            file: "kernel/src/task/process.rs",
+            find: "            irqs_off(|| self.free_rings.lock().push((ring, vaddr)));",
+            replace: "            let _ = (ring, vaddr);",
+        }],
+        proofs: &["soak-threads"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "soak-frame-counter-off",
+        what: "reserving frames clears their free bits but leaves the free counter as it was",
+        edits: &[Edit {
+            file: "crates/mm/src/lib.rs",
+            find: "            self.set_managed_index(i, false);\n            if self.is_free_index(i) {\n                self.set_free_index(i, false);\n                self.free -= 1;\n",
+            replace: "            self.set_managed_index(i, false);\n            if self.is_free_index(i) {\n                self.set_free_index(i, false);\n",
+        }],
+        proofs: &["soak-processes"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "soak-release-keeps-slot",
+        what: "CapRelease answers Ok but leaves the capability in its slot",
+        edits: &[Edit {
+            file: "kernel/src/object/cap.rs",
+            find: "Method::Release => process::release_cap(p, cap).map(|()| {",
+            replace: "Method::Release => irqs_off(|| p.caps.lock().get(cap).map(|_| ())).map_err(Status::from).map(|()| {",
+        }],
+        proofs: &["soak-processes"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "soak-irq-source-per-grant",
+        what: "every Interrupt grant creates a new source (vector, registry entry) instead of reusing the one kept",
+        edits: &[Edit {
+            file: "kernel/src/object/interrupt.rs",
+            find: "    let existing = with_irqs_off(|| SOURCES.lock().iter().find(|s| s.name == name).cloned());",
+            replace: "    let existing: Option<Arc<InterruptObject>> = None;",
+        }],
+        proofs: &["soak-irq"],
+        accel: Accel::Tcg,
+    },
 ];
