@@ -18,6 +18,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod context;
+pub mod dma;
 pub mod dmar;
 pub mod irte;
 pub mod queue;
