@@ -689,11 +689,13 @@ fn kernel_registry() -> Vec<Proof> {
     .chain(hostile::registry())
     // VT-d interrupt remapping: APIC ID 257 reached; storm and driver death with it on.
     .chain(remap::proofs())
+    .chain(dma::proofs())
     // Memory isolation: kernel pages, W^X, user copies racing unmap.
     .chain(memory::proofs())
     .collect()
 }
 
+mod dma;
 mod firmware;
 mod hostile;
 mod memory;

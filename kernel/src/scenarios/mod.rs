@@ -5,6 +5,7 @@
 //! checks the values; the kernel also checks what it can and fails loudly.
 
 mod bench;
+mod dma;
 mod races;
 mod remap;
 mod rtc;

@@ -26,7 +26,9 @@ pub fn run(_system: System, cmdline: &CommandLine, boot: &BootContext) -> ! {
     ev!("user.programs", manifest.programs.len());
 
     let timeout_ns = super::option_u64(cmdline, "user_timeout_ms", 60_000) * 1_000_000;
+    let watch = super::dma::start(cmdline);
     let run = programs::run(&manifest, &mods, Some(crate::time::now_ns() + timeout_ns));
+    super::dma::finish(watch);
     let mut failures = run.failures + programs::unexpected_exits(&manifest, &run);
     program_evidence(&manifest, &run);
     interrupt_evidence();

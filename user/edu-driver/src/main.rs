@@ -10,6 +10,9 @@
 //! * `die`: raises an interrupt and exits without taking or acknowledging it.
 //! * `takeover`: first collects an interrupt a previous holder left asserted, then runs like
 //!   `intx`.
+//! * `dma-attack`: aims edu's DMA engine at addresses it was never given (`iova`, which no
+//!   domain maps, then the kernel page `target`, read and written) and waits for each
+//!   transfer to end; the kernel's fault records and page checksum say what became of them.
 #![no_std]
 #![no_main]
 
@@ -27,6 +30,15 @@ const REG_LIVENESS: usize = 0x04;
 const REG_IRQ_STATUS: usize = 0x24;
 const REG_IRQ_RAISE: usize = 0x60;
 const REG_IRQ_ACK: usize = 0x64;
+const REG_DMA_SRC: usize = 0x80;
+const REG_DMA_DST: usize = 0x88;
+const REG_DMA_COUNT: usize = 0x90;
+const REG_DMA_CMD: usize = 0x98;
+/// DMA command bits: start (clears when done) and direction (set: edu buffer → memory).
+const DMA_RUN: u32 = 1;
+const DMA_TO_MEMORY: u32 = 2;
+/// Where edu's own buffer sits in its DMA address space.
+const EDU_BUFFER: u64 = 0x40000;
 const EDU_ID_MASK: u32 = 0xFFFF;
 const EDU_ID: u32 = 0x00ED;
 
@@ -80,6 +92,7 @@ fn main() -> u64 {
     }
 
     match mode {
+        "dma-attack" => return dma_attack(&edu, timer),
         "die" => {
             r("arm", ring().expect("ring").interrupt_acknowledge(irq));
             edu.write(REG_IRQ_RAISE, 1);
@@ -151,5 +164,52 @@ fn main() -> u64 {
         0
     } else {
         6
+    }
+}
+
+/// Runs one edu DMA transfer of `count` bytes between `memory` and edu's buffer and waits
+/// (up to a second) for the engine to finish; true when it did.
+fn dma_transfer(edu: &Mmio, timer: CapId, memory: u64, to_memory: bool, count: u32) -> bool {
+    let (src, dst) = if to_memory { (EDU_BUFFER, memory) } else { (memory, EDU_BUFFER) };
+    edu.write(REG_DMA_SRC, src as u32);
+    edu.write(REG_DMA_SRC + 4, (src >> 32) as u32);
+    edu.write(REG_DMA_DST, dst as u32);
+    edu.write(REG_DMA_DST + 4, (dst >> 32) as u32);
+    edu.write(REG_DMA_COUNT, count);
+    edu.write(REG_DMA_CMD, DMA_RUN | if to_memory { DMA_TO_MEMORY } else { 0 });
+    for _ in 0..100 {
+        r("sleep", ring().expect("ring").timer_sleep(timer, 10_000_000));
+        if edu.read(REG_DMA_CMD) & DMA_RUN == 0 {
+            // Leave the kernel's tick time to take the fault record before the next one.
+            r("sleep", ring().expect("ring").timer_sleep(timer, 50_000_000));
+            return true;
+        }
+    }
+    false
+}
+
+/// `mode=dma-attack`: a write to an IOVA no domain maps, then a read and a write of the
+/// kernel page `target`. Exit 0 when every transfer ended (it may have faulted).
+fn dma_attack(edu: &Mmio, timer: CapId) -> u64 {
+    let iova = arg_u64("iova", 0x0800_0000);
+    let target = arg_u64("target", 0x0010_1000);
+    let attempts = [(iova, true), (target, false), (target, true)];
+    let mut ended = 0u64;
+    for (address, to_memory) in attempts {
+        if dma_transfer(edu, timer, address, to_memory, 8) {
+            ended += 1;
+        }
+        println!(
+            "dma {} {address:#x}: engine {}",
+            if to_memory { "write to" } else { "read of" },
+            if edu.read(REG_DMA_CMD) & DMA_RUN == 0 { "done" } else { "still running" }
+        );
+    }
+    ev!("dma_attempts", attempts.len());
+    ev!("dma_ended", ended);
+    if ended == attempts.len() as u64 {
+        0
+    } else {
+        8
     }
 }

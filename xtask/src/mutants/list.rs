@@ -161,4 +161,16 @@ pub const BREAKS: &[Break] = &[
         proofs: &["interrupt-grant-remote"],
         accel: Accel::Tcg,
     },
+    // Drivers: DMA remapping
+    Break {
+        name: "dma-translation-never-enabled",
+        what: "the root table is allocated but no unit is pointed at it nor has translation turned on: device DMA reaches physical memory",
+        edits: &[Edit {
+            file: "kernel/src/arch/x86_64/iommu/dma.rs",
+            find: "let start = unit.enable_translation(root_phys)?;",
+            replace: "let start = keel_iommu::dma::TranslationStart::default();",
+        }],
+        proofs: &["dma-deny"],
+        accel: Accel::Tcg,
+    },
 ];

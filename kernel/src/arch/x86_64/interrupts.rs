@@ -303,6 +303,9 @@ fn interrupt(vector: u8, from_user: bool, cpu: &mut IrqGuard) {
     match vector {
         TIMER_VECTOR => {
             super::lapic::timer_interrupt(InService::delivered(), cpu);
+            if percpu::current(cpu).index == 0 {
+                super::iommu::poll_faults();
+            }
             crate::task::sched::tick(from_user, cpu);
         }
         IPI_VECTOR => super::smp::ipi_interrupt(InService::delivered(), cpu),
