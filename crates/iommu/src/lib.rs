@@ -21,7 +21,9 @@
 pub mod context;
 pub mod dma;
 pub mod dmar;
+pub mod iova;
 pub mod irte;
+pub mod pagetable;
 pub mod queue;
 pub mod regs;
 pub mod remap;
