@@ -90,6 +90,10 @@ fn interrupt_evidence() {
         ev!(("irq.{}.target_apic_id", key), irq.target_apic_id.load(Ordering::Relaxed));
         ev!(("irq.{}.on_target_cpu", key), irq.on_target.load(Ordering::Relaxed));
         ev!(("irq.{}.off_target_cpu", key), irq.off_target.load(Ordering::Relaxed));
+        if let Some(device) = irq.pci_device() {
+            let on = crate::pci::bus_master(device);
+            ev!(("irq.{}.bus_master_at_end", key), if on { "yes" } else { "no" });
+        }
         let prefix = alloc::format!("irq.{key}");
         match &irq.source {
             interrupt::Source::Ioapic { gsi, .. } => super::remap::ioapic_evidence(&prefix, *gsi),

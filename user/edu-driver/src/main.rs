@@ -11,8 +11,9 @@
 //! * `takeover`: first collects an interrupt a previous holder left asserted, then runs like
 //!   `intx`.
 //! * `dma-attack`: aims edu's DMA engine at addresses it was never given (`iova`, which no
-//!   domain maps, then the kernel page `target`, read and written) and waits for each
-//!   transfer to end; the kernel's fault records and page checksum say what became of them.
+//!   domain maps, then the kernel page `target`, read and written; the first `steps` of
+//!   these) and waits for each transfer to end; the kernel's fault records and page
+//!   checksum say what became of them. Needs no `Interrupt` capability.
 #![no_std]
 #![no_main]
 
@@ -73,7 +74,6 @@ fn wait_with_timeout(irq: CapId, timeout_ns: u64) -> Option<(u64, u64)> {
 fn main() -> u64 {
     let mode = start_info().arg("mode").unwrap_or("msi");
     let count = arg_u64("count", 100);
-    let irq = cap(ObjectKind::Interrupt);
     let dm = cap(ObjectKind::DeviceMemory);
     let timer = cap(ObjectKind::Timer);
 
@@ -91,8 +91,11 @@ fn main() -> u64 {
         return 4;
     }
 
+    if mode == "dma-attack" {
+        return dma_attack(&edu, timer);
+    }
+    let irq = cap(ObjectKind::Interrupt);
     match mode {
-        "dma-attack" => return dma_attack(&edu, timer),
         "die" => {
             r("arm", ring().expect("ring").interrupt_acknowledge(irq));
             edu.write(REG_IRQ_RAISE, 1);
@@ -194,8 +197,9 @@ fn dma_attack(edu: &Mmio, timer: CapId) -> u64 {
     let iova = arg_u64("iova", 0x0800_0000);
     let target = arg_u64("target", 0x0010_1000);
     let attempts = [(iova, true), (target, false), (target, true)];
+    let steps = (arg_u64("steps", 3) as usize).min(attempts.len());
     let mut ended = 0u64;
-    for (address, to_memory) in attempts {
+    for &(address, to_memory) in &attempts[..steps] {
         if dma_transfer(edu, timer, address, to_memory, 8) {
             ended += 1;
         }
@@ -205,9 +209,9 @@ fn dma_attack(edu: &Mmio, timer: CapId) -> u64 {
             if edu.read(REG_DMA_CMD) & DMA_RUN == 0 { "done" } else { "still running" }
         );
     }
-    ev!("dma_attempts", attempts.len());
+    ev!("dma_attempts", steps);
     ev!("dma_ended", ended);
-    if ended == attempts.len() as u64 {
+    if ended == steps as u64 {
         0
     } else {
         8

@@ -173,4 +173,15 @@ pub const BREAKS: &[Break] = &[
         proofs: &["dma-deny"],
         accel: Accel::Tcg,
     },
+    Break {
+        name: "bus-master-left-on-at-death",
+        what: "releasing a PCI function's Interrupt leaves its bus mastering on: a later BAR-only holder can still start DMA",
+        edits: &[Edit {
+            file: "kernel/src/object/interrupt.rs",
+            find: "                pci::disable_bus_master(device);\n",
+            replace: "",
+        }],
+        proofs: &["dma-deny"],
+        accel: Accel::Tcg,
+    },
 ];

@@ -1,7 +1,9 @@
 //! Proofs of VT-d DMA remapping, default deny: a driver aims edu's DMA engine at an IOVA no
 //! domain maps and at a page of the kernel image; every request faults (the kernel's fault
 //! records and QEMU's `vtd_dmar_fault` trace agree) and the kernel page's checksum is the
-//! same after as before. Both LAPIC modes, and a unit in caching mode.
+//! same after as before. Once the driver exited, bus mastering is off: a program holding
+//! only the BAR starts a transfer that the unit never sees (no further fault). Both LAPIC
+//! modes, and a unit in caching mode.
 
 use super::{user_proof, xapic_cpu, Proof};
 use crate::checks::{eq, keys_equal};
@@ -56,6 +58,11 @@ fn dma_attack(
         .check(eq("iommu.unit.0.caching_mode", if caching_mode { "yes" } else { "no" }))
         .check(eq("proc.edu_dma.exit", 0))
         .check(eq("user.edu_dma.dma_ended", ATTEMPTS))
+        // The driver's exit released its Interrupt: bus mastering off (read from the
+        // command register), so the BAR-only program's transfer never reached the unit.
+        .check(eq("irq.msi_edu.bus_master_at_end", "no"))
+        .check(eq("proc.edu_bar_only.exit", 0))
+        .check(eq("user.edu_bar_only.dma_ended", 1))
         .check(eq("iommu.dma_faults", ATTEMPTS))
         .check(eq("iommu.dma_fault_overflows", 0))
         .check(eq("iommu.faults", 0))
@@ -91,7 +98,8 @@ fn dmar_enabled(t: &keel_evidence::Transcript, tr: &Trace) -> Result<(), String>
 }
 
 /// Every fault QEMU reported is one the kernel counted, from edu, in the driver's order:
-/// the IOVA (write), the kernel page (read), the kernel page (write). One transfer may fault
+/// the IOVA (write), the kernel page (read), the kernel page (write), and none after (the
+/// BAR-only program's write, bus mastering off, never reached the unit). One transfer may fault
 /// on several accesses to its page; the unit compresses those (spec 7.2.1, QEMU: "not
 /// recorded due to compression of faults") into one record, so consecutive events of one
 /// source, page and direction count once.
