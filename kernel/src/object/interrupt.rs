@@ -352,12 +352,12 @@ impl InterruptObject {
                 return None;
             }
             self.mask_source(true);
-            if let Some(device) = self.pci_device() {
-                pci::disable_bus_master(device);
-            }
             st.masked = true;
             st.holder = None;
             st.pending = 0;
+            if let Some(device) = self.pci_device() {
+                pci::disable_bus_master(device);
+            }
             log::info!("irq: {} released by {} (source masked)", self.name, holder.name);
             st.waiter.take()
         });

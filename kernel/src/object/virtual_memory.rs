@@ -73,6 +73,17 @@ fn map(p: &Process, vaddr: u64, pages: u64, writable: bool) -> Result<[u64; 2], 
     result
 }
 
+/// Pages mapped for a device's DMA are pinned: unmapping or reprotecting them is refused
+/// (`Busy`, nothing changed) until `DeviceMemoryDmaUnmap`. Checked under the space lock,
+/// which `DeviceMemoryDmaMap` holds while it maps, so neither can slip past the other.
+fn refuse_pinned(p: &Process, vaddr: u64, pages: u64) -> Result<(), Status> {
+    if crate::arch::x86_64::iommu::dma_pinned(p.pid, vaddr, pages) {
+        crate::arch::x86_64::iommu::count_pinned_refusal();
+        return Err(Status::Busy);
+    }
+    Ok(())
+}
+
 /// Unmaps, shoots down the TLBs of every CPU the space is resident on, then frees frames
 /// (the [`Invalidation`] frees them only after the shootdown). A range touching a kernel
 /// page is refused (`Denied`) before anything changes.
@@ -80,6 +91,7 @@ fn unmap(p: &Process, vaddr: u64, pages: u64) -> Result<[u64; 2], Status> {
     let stale = p
         .with_space(|space| -> Result<Invalidation, Status> {
             space.check_not_kernel(vaddr, pages).map_err(status)?;
+            refuse_pinned(p, vaddr, pages)?;
             let mut stale = Invalidation::new(space.pml4());
             for i in 0..pages {
                 let _ = space.unmap(vaddr + i * 4096, &mut stale); // unmapped pages are skipped
@@ -104,6 +116,7 @@ fn protect(p: &Process, vaddr: u64, pages: u64, writable: bool) -> Result<[u64; 
             if writable {
                 space.check_not_code(vaddr, pages).map_err(status)?;
             }
+            refuse_pinned(p, vaddr, pages)?;
             let mut stale = Invalidation::new(space.pml4());
             for i in 0..pages {
                 let _ = space.protect(vaddr + i * 4096, writable, &mut stale); // unmapped pages are skipped

@@ -295,8 +295,10 @@ fn set_io_bits(first: u16, last: u16, open: bool) {
 
 /// Releases what a capability holds when its last holder goes away.
 fn release_object(p: &Arc<Process>, object: &Object) {
-    if let Object::Interrupt(irq) = object {
-        irq.release(p);
+    match object {
+        Object::Interrupt(irq) => irq.release(p),
+        Object::DeviceMemory(region) => region.release(p.pid),
+        _ => {}
     }
 }
 
@@ -304,16 +306,16 @@ fn release_object(p: &Arc<Process>, object: &Object) {
 /// released too (an `Interrupt` gets masked and its waiter cancelled).
 pub fn release_cap(p: &Arc<Process>, id: CapId) -> Result<(), Status> {
     let object = irqs_off(|| p.caps.lock().release(id)).map_err(|e| e.status())?;
-    if let Object::Interrupt(irq) = &object {
-        let still_held = irqs_off(|| {
-            p.caps
-                .lock()
-                .iter()
-                .any(|(_, o)| matches!(o, Object::Interrupt(other) if Arc::ptr_eq(other, irq)))
-        });
-        if !still_held {
-            release_object(p, &object);
-        }
+    let still_held = irqs_off(|| {
+        p.caps.lock().iter().any(|(_, o)| match (o, &object) {
+            (Object::Interrupt(a), Object::Interrupt(b)) => Arc::ptr_eq(a, b),
+            // One domain per PCI function: it stays while any BAR of it is held.
+            (Object::DeviceMemory(a), Object::DeviceMemory(b)) => a.bdf == b.bdf,
+            _ => false,
+        })
+    });
+    if !still_held {
+        release_object(p, &object);
     }
     Ok(())
 }

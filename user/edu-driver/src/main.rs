@@ -14,6 +14,11 @@
 //!   domain maps, then the kernel page `target`, read and written; the first `steps` of
 //!   these) and waits for each transfer to end; the kernel's fault records and page
 //!   checksum say what became of them. Needs no `Interrupt` capability.
+//! * `dma-roundtrip`: maps two of its own pages for DMA (`DeviceMemoryDmaMap`; one the
+//!   device may only read), copies a pattern through edu's buffer by IOVA and checks it;
+//!   then checks that a device write to the read-only page, a `VmUnmap` of a mapped page
+//!   and a DMA to an IOVA after `DeviceMemoryDmaUnmap` all fail. Exits with the read-only
+//!   page still mapped: the kernel revokes it.
 #![no_std]
 #![no_main]
 
@@ -93,6 +98,9 @@ fn main() -> u64 {
 
     if mode == "dma-attack" {
         return dma_attack(&edu, timer);
+    }
+    if mode == "dma-roundtrip" {
+        return dma_roundtrip(&edu, dm, timer);
     }
     let irq = cap(ObjectKind::Interrupt);
     match mode {
@@ -215,5 +223,78 @@ fn dma_attack(edu: &Mmio, timer: CapId) -> u64 {
         0
     } else {
         8
+    }
+}
+
+/// Where `dma-roundtrip` maps its two pages.
+const SRC_VA: u64 = 0x0000_2000_0000;
+const DST_VA: u64 = SRC_VA + 4096;
+
+fn page(va: u64) -> &'static mut [u64; 512] {
+    // SAFETY: `va` is one of the two pages this program mapped with `VmMap` (writable) and
+    // keeps mapped while it uses them.
+    unsafe { &mut *(va as *mut [u64; 512]) }
+}
+
+fn fill(va: u64, seed: u64) {
+    for (i, w) in page(va).iter_mut().enumerate() {
+        *w = (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ seed;
+    }
+}
+
+fn holds(va: u64, seed: u64) -> bool {
+    page(va)
+        .iter()
+        .enumerate()
+        .all(|(i, w)| *w == (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ seed)
+}
+
+fn yes(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+/// `mode=dma-roundtrip`: see the module comment. Exit 0 when every check held.
+fn dma_roundtrip(edu: &Mmio, dm: CapId, timer: CapId) -> u64 {
+    let vm = cap(ObjectKind::VirtualMemory);
+    r("VmMap", ring().expect("ring").call(vm, Method::VmMap, [SRC_VA, 2, 1, 0]));
+    fill(SRC_VA, 0x5EED);
+    fill(DST_VA, 0);
+    let src = r("dma_map src", ring().expect("ring").dma_map(dm, SRC_VA, 1, false));
+    let dst = r("dma_map dst", ring().expect("ring").dma_map(dm, DST_VA, 1, true));
+    println!("IOVAs: src {src:#x} (device reads) dst {dst:#x} (device writes)");
+    let in_window = src < 1 << 28 && dst < 1 << 28 && src != dst;
+    // Memory → edu buffer → memory, by IOVA only.
+    let moved =
+        dma_transfer(edu, timer, src, false, 4096) && dma_transfer(edu, timer, dst, true, 4096);
+    let roundtrip = moved && holds(DST_VA, 0x5EED);
+    // The device may only read `src`: a write to it faults, the page keeps its pattern.
+    fill(DST_VA, 0xBAD);
+    let readonly_respected = dma_transfer(edu, timer, dst, false, 4096)
+        && dma_transfer(edu, timer, src, true, 4096)
+        && holds(SRC_VA, 0x5EED);
+    // A DMA-mapped page is pinned.
+    let pinned = ring().expect("ring").call(vm, Method::VmUnmap, [DST_VA, 1, 0, 0]);
+    // After DmaUnmap the IOVA leads nowhere: a write to it faults, the page stays as is.
+    r("dma_unmap dst", ring().expect("ring").dma_unmap(dm, dst, 1));
+    fill(DST_VA, 0x0DD);
+    let stale_ended = dma_transfer(edu, timer, dst, true, 4096);
+    let stale_landed = !holds(DST_VA, 0x0DD);
+    let unmap_after = ring().expect("ring").call(vm, Method::VmUnmap, [DST_VA, 1, 0, 0]);
+    ev!("iova_in_window", yes(in_window));
+    ev!("roundtrip", if roundtrip { "ok" } else { "mismatch" });
+    ev!("readonly_respected", yes(readonly_respected));
+    ev!("pinned_unmap", pinned.err().map_or("ok", |s| s.name()));
+    ev!("stale_dma_landed", yes(stale_landed));
+    ev!("unmap_after", unmap_after.err().map_or("ok", |s| s.name()));
+    let pinned_refused = matches!(pinned, Err(Status::Busy));
+    let all = in_window && roundtrip && readonly_respected && pinned_refused && stale_ended;
+    if all && !stale_landed && unmap_after.is_ok() {
+        0
+    } else {
+        9
     }
 }

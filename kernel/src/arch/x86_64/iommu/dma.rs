@@ -4,11 +4,12 @@
 //! device can read or write memory; the IOMMU's own structures and kernel frames are never
 //! in any domain. Faults are collected on the boot CPU's timer tick (bounded: at most the
 //! unit's fault-recording registers per tick, no allocation, no logging in the interrupt) and
-//! logged when the evidence is written.
+//! logged when the evidence is written. Drivers' domains are in `domain.rs`.
 
 use keel_iommu::dma::{self, ContextScope, DmaCapability, DmaFault, IotlbScope};
 use keel_iommu::regs::GlobalBit;
 
+use super::domain::{Domains, KernelTables};
 use super::unit::{Unit, UnitError};
 use crate::mm::{frames, phys_to_virt};
 
@@ -26,6 +27,10 @@ pub struct Translation {
     kept: [Option<DmaFault>; KEPT_FAULTS],
     /// Faults already written to the log.
     logged: u64,
+    /// Drivers' DMA domains.
+    pub domains: Domains,
+    /// Table memory (with cache flushes when a unit does not snoop).
+    pub tables: KernelTables,
 }
 
 impl Translation {
@@ -52,7 +57,15 @@ impl Translation {
                 );
             }
         }
-        Ok(Translation { root_phys, faults: 0, overflows: 0, kept: [None; KEPT_FAULTS], logged: 0 })
+        Ok(Translation {
+            root_phys,
+            faults: 0,
+            overflows: 0,
+            kept: [None; KEPT_FAULTS],
+            logged: 0,
+            domains: Domains::new(),
+            tables: KernelTables { coherent },
+        })
     }
 
     /// Present root entries, read from the table (0 while no device has a domain).
@@ -110,6 +123,12 @@ impl Translation {
                 if unit.dma_capability().caching_mode() { "yes" } else { "no" }
             );
         }
+        ev!("iommu.dma.maps", self.domains.maps);
+        ev!("iommu.dma.unmaps", self.domains.unmaps);
+        ev!("iommu.dma.detaches", self.domains.detaches);
+        ev!("iommu.dma.iotlb_invalidations", self.domains.iotlb_invalidations);
+        ev!("iommu.dma.domains_live", self.domains.live());
+        ev!("iommu.dma.present_contexts", self.domains.present_contexts());
         ev!("iommu.dma_faults", self.faults);
         ev!("iommu.dma_fault_overflows", self.overflows);
         if let Some(f) = self.last() {

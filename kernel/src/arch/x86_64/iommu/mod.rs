@@ -15,6 +15,7 @@
 //! remap in the LAPICs' mode) nothing is enabled and routing stays in compatibility format.
 
 mod dma;
+mod domain;
 mod queue;
 mod registers;
 mod unit;
@@ -458,6 +459,66 @@ pub fn poll_faults() {
     }
 }
 
+pub use domain::DmaError;
+
+/// Maps the frames of `owner`'s pages at `vaddr` for PCI function `bdf`'s DMA and returns
+/// their IOVA. The caller holds `owner`'s address-space lock, so the pages cannot be
+/// unmapped until [`dma_pinned`] covers them. `None` when DMA translation is off.
+pub fn dma_map(
+    bdf: u16,
+    owner: u64,
+    vaddr: u64,
+    frames: &[u64],
+    device_writes: bool,
+) -> Option<Result<u64, DmaError>> {
+    with(|r| {
+        let Remapper { units, dma, .. } = r;
+        let t = dma.as_mut()?;
+        let root = t.root_phys;
+        Some(t.domains.map(units, &mut t.tables, root, bdf, owner, vaddr, frames, device_writes))
+    })
+    .flatten()
+}
+
+/// Removes a mapping; returns after the IOTLB invalidation completed.
+pub fn dma_unmap(bdf: u16, owner: u64, iova: u64, pages: u64) -> Option<Result<(), DmaError>> {
+    with(|r| {
+        let Remapper { units, dma, .. } = r;
+        let t = dma.as_mut()?;
+        Some(t.domains.unmap(units, &mut t.tables, bdf, owner, iova, pages))
+    })
+    .flatten()
+}
+
+/// Revokes `owner`'s domain for `bdf` (its `DeviceMemory` released or the process ended);
+/// returns after the context cache and IOTLB invalidations completed.
+pub fn dma_detach(bdf: u16, owner: u64) {
+    let result = with(|r| {
+        let Remapper { units, dma, .. } = r;
+        dma.as_mut().map(|t| {
+            let root = t.root_phys;
+            t.domains.detach(units, &mut t.tables, root, bdf, owner)
+        })
+    })
+    .flatten();
+    if let Some(Err(e)) = result {
+        log::error!("iommu: {bdf:04x}: revoking the DMA domain of pid {owner} failed: {e:?}");
+    }
+}
+
+/// `VmUnmap`/`VmProtect` requests refused because they touched DMA-mapped pages.
+static PINNED_REFUSALS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// Counts a request refused for touching pinned pages (evidence `iommu.dma.pinned_refusals`).
+pub fn count_pinned_refusal() {
+    PINNED_REFUSALS.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Whether any of `owner`'s pages in `[vaddr, vaddr + pages)` is mapped for DMA.
+pub fn dma_pinned(owner: u64, vaddr: u64, pages: u64) -> bool {
+    with(|r| r.dma.as_ref().is_some_and(|t| t.domains.pinned(owner, vaddr, pages))).unwrap_or(false)
+}
+
 /// Whether DMA translation is on (every unit took the root table).
 pub fn dma_translation() -> bool {
     with(|r| r.dma.is_some()).unwrap_or(false)
@@ -487,6 +548,7 @@ pub fn evidence() {
             ev!(("iommu.unit.{}.invalidations", i), unit.invalidations());
         }
         ev!("iommu.dma", if r.dma.is_some() { "on" } else { "off" });
+        ev!("iommu.dma.pinned_refusals", PINNED_REFUSALS.load(Ordering::Relaxed));
         if let Some(t) = r.dma.as_mut() {
             t.evidence(&r.units);
         }

@@ -156,6 +156,22 @@ impl Unit {
         status.overflow()
     }
 
+    /// Queues one descriptor and waits for its completion (a wait descriptor after it).
+    pub fn submit(&mut self, descriptor: [u64; 2]) -> Result<(), UnitError> {
+        self.queue.submit(&self.regs, descriptor).map_err(UnitError::Queue)
+    }
+
+    /// Flushes the write buffer when CAP.RWBF asks for it (after table writes).
+    pub fn flush_write_buffer(&mut self) -> Result<(), UnitError> {
+        let capability = self.dma_capability();
+        dma::flush_write_buffer::<_, QueueError>(&mut self.regs, capability).map(|_| ()).map_err(
+            |e| match e {
+                SequenceError::CommandTimeout(bit) => UnitError::CommandTimeout(bit),
+                SequenceError::Invalidation(q) => UnitError::Queue(q),
+            },
+        )
+    }
+
     /// Invalidates the cached copy of one IRTE (spec 6.5.2.7, G = 1, IM = 0).
     pub fn invalidate_entry(&mut self, index: u16) -> Result<(), UnitError> {
         self.queue.submit(&self.regs, queue::iec(Some((index, 0)))).map_err(UnitError::Queue)
