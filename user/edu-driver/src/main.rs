@@ -264,7 +264,9 @@ fn dma_roundtrip(edu: &Mmio, dm: CapId, timer: CapId) -> u64 {
     fill(SRC_VA, 0x5EED);
     fill(DST_VA, 0);
     let src = r("dma_map src", ring().expect("ring").dma_map(dm, SRC_VA, 1, false));
+    let t_map = rdtsc();
     let dst = r("dma_map dst", ring().expect("ring").dma_map(dm, DST_VA, 1, true));
+    let map_cycles = rdtsc().saturating_sub(t_map);
     println!("IOVAs: src {src:#x} (device reads) dst {dst:#x} (device writes)");
     let in_window = src < 1 << 28 && dst < 1 << 28 && src != dst;
     // Memory → edu buffer → memory, by IOVA only.
@@ -279,12 +281,17 @@ fn dma_roundtrip(edu: &Mmio, dm: CapId, timer: CapId) -> u64 {
     // A DMA-mapped page is pinned.
     let pinned = ring().expect("ring").call(vm, Method::VmUnmap, [DST_VA, 1, 0, 0]);
     // After DmaUnmap the IOVA leads nowhere: a write to it faults, the page stays as is.
+    let t_unmap = rdtsc();
     r("dma_unmap dst", ring().expect("ring").dma_unmap(dm, dst, 1));
+    let unmap_cycles = rdtsc().saturating_sub(t_unmap);
     fill(DST_VA, 0x0DD);
     let stale_ended = dma_transfer(edu, timer, dst, true, 4096);
     let stale_landed = !holds(DST_VA, 0x0DD);
     let unmap_after = ring().expect("ring").call(vm, Method::VmUnmap, [DST_VA, 1, 0, 0]);
     ev!("iova_in_window", yes(in_window));
+    // One call each, from submission to completion (the unmap includes its IOTLB wait).
+    ev!("dma_map_cycles", map_cycles);
+    ev!("dma_unmap_cycles", unmap_cycles);
     ev!("roundtrip", if roundtrip { "ok" } else { "mismatch" });
     ev!("readonly_respected", yes(readonly_respected));
     ev!("pinned_unmap", pinned.err().map_or("ok", |s| s.name()));
