@@ -210,6 +210,26 @@ pub fn enable_translation<R: UnitRegisters, E>(
     Ok(TranslationStart { firmware_left_on, write_buffer_flushed })
 }
 
+/// Fault event data register (32-bit, spec 10.4.11): the interrupt's vector.
+pub const FAULT_EVENT_DATA: usize = 0x3C;
+/// Fault event address register (32-bit, spec 10.4.12).
+pub const FAULT_EVENT_ADDRESS: usize = 0x40;
+/// Fault event upper address register (32-bit, spec 10.4.13): with extended interrupt mode,
+/// bits 31:8 of the destination APIC ID.
+pub const FAULT_EVENT_UPPER_ADDRESS: usize = 0x44;
+
+/// The fault-event interrupt's (data, address, upper address) for `vector` to the CPU with
+/// APIC ID `apic_id`, physical destination, fixed delivery (spec 5.1.6, 10.4.11-13). A
+/// 32-bit destination needs extended interrupt mode; `None` for an ID the mode cannot name.
+pub fn fault_event_message(vector: u8, apic_id: u32, extended: bool) -> Option<(u32, u32, u32)> {
+    if !extended && apic_id > 0xFF {
+        return None;
+    }
+    let address = 0xFEE0_0000 | (apic_id & 0xFF) << 12;
+    let upper = if extended { apic_id & 0xFFFF_FF00 } else { 0 };
+    Some((vector as u32, address, upper))
+}
+
 /// A DMA remapping fault record (spec 10.4.14): reasons 0x01-0x1F.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DmaFault {

@@ -232,3 +232,11 @@ fn raw_fault_collection_clears_each_record() {
     assert!(unit.records.iter().skip(1).step_by(2).all(|h| h & FAULT_RECORD_FAULT == 0));
     assert_eq!(unit.fsts & 3, 0, "PFO and PPF cleared");
 }
+
+#[test]
+fn fault_event_message_names_the_cpu() {
+    assert_eq!(fault_event_message(0xFC, 0, false), Some((0xFC, 0xFEE0_0000, 0)));
+    assert_eq!(fault_event_message(0xFC, 3, false), Some((0xFC, 0xFEE0_3000, 0)));
+    assert_eq!(fault_event_message(0xFC, 257, false), None, "xAPIC mode: 8-bit IDs");
+    assert_eq!(fault_event_message(0xFC, 257, true), Some((0xFC, 0xFEE0_1000, 0x100)));
+}

@@ -6,7 +6,7 @@
 //! modes, and a unit in caching mode.
 
 use super::{user_proof, xapic_cpu, Proof};
-use crate::checks::{eq, keys_equal};
+use crate::checks::{eq, ge, keys_equal};
 use crate::trace::{ev_u64, Trace};
 
 /// The unit's trace events these proofs read.
@@ -127,6 +127,9 @@ fn dma_attack(
         .check(eq("user.edu_bar_only.dma_ended", 1))
         .check(eq("iommu.dma_faults", ATTEMPTS))
         .check(eq("iommu.dma_fault_overflows", 0))
+        // The faults raised the fault-event interrupt (counted in its handler).
+        .check(eq("iommu.unit.0.fault_events", "on"))
+        .check(ge("iommu.fault_interrupts", 1))
         .check(eq("iommu.faults", 0))
         .check(eq("iommu.dma_fault.last.reason", "0x1"))
         .check(eq("iommu.dma_fault.last.write", "yes"))

@@ -210,7 +210,16 @@ fn try_init(
     }
     // DMA translation after interrupt remapping: it uses the queue that sequence started.
     let dma = match dma::Translation::enable(&mut units, coherent) {
-        Ok(t) => Some(t),
+        Ok(t) => {
+            // Fault events to this (the boot) CPU; the tick poll stays as the backstop.
+            let bsp = super::percpu::with_current(|me| me.apic_id.load(Ordering::Acquire));
+            for unit in &mut units {
+                if !unit.enable_fault_events(super::interrupts::IOMMU_FAULT_VECTOR, bsp, x2apic) {
+                    log::warn!("iommu: fault events cannot reach APIC ID {bsp}; polled only");
+                }
+            }
+            Some(t)
+        }
         Err(e) => {
             log::error!("iommu: DMA translation could not be enabled: {e:?}; DMA is not contained");
             None
@@ -519,6 +528,17 @@ pub fn dma_pinned(owner: u64, vaddr: u64, pages: u64) -> bool {
     with(|r| r.dma.as_ref().is_some_and(|t| t.domains.pinned(owner, vaddr, pages))).unwrap_or(false)
 }
 
+/// Fault-event interrupts taken (the units' FEDATA vector).
+static FAULT_INTERRUPTS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// The units' fault-event interrupt: takes the records at once (bounded like the tick's
+/// poll, which also covers a record this one misses because another CPU held the lock).
+pub fn fault_interrupt(token: super::eoi::InService) {
+    FAULT_INTERRUPTS.fetch_add(1, Ordering::Relaxed);
+    poll_faults();
+    token.eoi();
+}
+
 /// Whether DMA translation is on (every unit took the root table).
 pub fn dma_translation() -> bool {
     with(|r| r.dma.is_some()).unwrap_or(false)
@@ -549,6 +569,11 @@ pub fn evidence() {
         }
         ev!("iommu.dma", if r.dma.is_some() { "on" } else { "off" });
         ev!("iommu.dma.pinned_refusals", PINNED_REFUSALS.load(Ordering::Relaxed));
+        ev!("iommu.fault_interrupts", FAULT_INTERRUPTS.load(Ordering::Relaxed));
+        for (i, unit) in r.units.iter().enumerate() {
+            let masked = unit.fault_event_control() & (1 << 31) != 0;
+            ev!(("iommu.unit.{}.fault_events", i), if masked { "masked" } else { "on" });
+        }
         if let Some(t) = r.dma.as_mut() {
             t.evidence(&r.units);
         }

@@ -156,6 +156,25 @@ impl Unit {
         status.overflow()
     }
 
+    /// Programs the fault-event interrupt (`vector` to the CPU with `apic_id`) and unmasks
+    /// it (FECTL.IM clear); false when the mode cannot name that CPU (it stays masked).
+    pub fn enable_fault_events(&mut self, vector: u8, apic_id: u32, extended: bool) -> bool {
+        let Some((data, address, upper)) = dma::fault_event_message(vector, apic_id, extended)
+        else {
+            return false;
+        };
+        self.regs.write32(dma::FAULT_EVENT_DATA, data);
+        self.regs.write32(dma::FAULT_EVENT_ADDRESS, address);
+        self.regs.write32(dma::FAULT_EVENT_UPPER_ADDRESS, upper);
+        self.regs.write32(offset::FAULT_EVENT_CONTROL, 0);
+        true
+    }
+
+    /// FECTL as the unit holds it (bit 31: masked).
+    pub fn fault_event_control(&self) -> u32 {
+        self.regs.read32(offset::FAULT_EVENT_CONTROL)
+    }
+
     /// Queues one descriptor and waits for its completion (a wait descriptor after it).
     pub fn submit(&mut self, descriptor: [u64; 2]) -> Result<(), UnitError> {
         self.queue.submit(&self.regs, descriptor).map_err(UnitError::Queue)
