@@ -1,4 +1,5 @@
-//! Intel VT-d interrupt remapping.
+//! Intel VT-d interrupt remapping, and DMA remapping on top of it (`dma.rs`: translation on,
+//! default deny, faults; `domain.rs`: drivers' DMA domains).
 //!
 //! With remapping on, an IOAPIC entry or MSI address no longer names a CPU: it carries an
 //! index into the interrupt-remapping table (IRT), and the remapping unit builds the
@@ -12,7 +13,8 @@
 //! one handle per MSI function. Every entry change is followed by an index-selective
 //! interrupt-entry-cache invalidation on every unit (spec 6.5.2.7), completed through a
 //! wait descriptor before the source is unmasked. Without a DMAR (or with a unit that cannot
-//! remap in the LAPICs' mode) nothing is enabled and routing stays in compatibility format.
+//! remap in the LAPICs' mode) nothing is enabled and routing stays in compatibility format,
+//! and DMA is not translated either (it needs the queue interrupt remapping brings up).
 
 mod dma;
 mod domain;
