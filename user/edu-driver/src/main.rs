@@ -10,8 +10,8 @@
 //! * `die`: raises an interrupt and exits without taking or acknowledging it.
 //! * `takeover`: first collects an interrupt a previous holder left asserted, then runs like
 //!   `intx`.
-//! * `dma-attack`: aims edu's DMA engine at addresses it was never given (`iova`, which no
-//!   domain maps, then the kernel page `target`, read and written; the first `steps` of
+//! * `dma-attack`: aims edu's DMA engine at addresses it was never given (the kernel page
+//!   `target`, written and read, then `iova`, which no domain maps; the first `steps` of
 //!   these) and waits for each transfer to end; the kernel's fault records and page
 //!   checksum say what became of them. Needs no `Interrupt` capability.
 //! * `dma-roundtrip`: maps two of its own pages for DMA (`DeviceMemoryDmaMap`; one the
@@ -199,12 +199,16 @@ fn dma_transfer(edu: &Mmio, timer: CapId, memory: u64, to_memory: bool, count: u
     false
 }
 
-/// `mode=dma-attack`: a write to an IOVA no domain maps, then a read and a write of the
-/// kernel page `target`. Exit 0 when every transfer ended (it may have faulted).
+/// `mode=dma-attack`: a write and a read of the kernel page `target`, then a write to an
+/// IOVA no domain maps (the first `steps` of these). Exit 0 when every transfer ended (it
+/// may have faulted).
 fn dma_attack(edu: &Mmio, timer: CapId) -> u64 {
     let iova = arg_u64("iova", 0x0800_0000);
     let target = arg_u64("target", 0x0010_1000);
-    let attempts = [(iova, true), (target, false), (target, true)];
+    // The kernel page is written first, while edu's buffer still holds its initial zeros:
+    // a write that landed would change the page (a write-back of bytes read from it would
+    // not).
+    let attempts = [(target, true), (target, false), (iova, true)];
     let steps = (arg_u64("steps", 3) as usize).min(attempts.len());
     let mut ended = 0u64;
     for &(address, to_memory) in &attempts[..steps] {

@@ -15,7 +15,7 @@ const DMAR_TRACE: &[&str] = &["vtd_dmar_enable", "vtd_reg_dmar_root", "vtd_dmar_
 const WATCHED_PAGE: &str = "dma_watch=0x101000";
 /// The IOVA the manifest writes first (its `iova=`).
 const UNMAPPED_IOVA: u64 = 0x800_0000;
-/// Transfers the driver starts: a write to the IOVA, a read and a write of the kernel page.
+/// Transfers the driver starts: a write and a read of the kernel page, a write to the IOVA.
 const ATTEMPTS: u64 = 3;
 
 fn hex_or_dec(v: &str) -> Option<u64> {
@@ -133,14 +133,14 @@ fn dma_attack(
         .check(eq("iommu.faults", 0))
         .check(eq("iommu.dma_fault.last.reason", "0x1"))
         .check(eq("iommu.dma_fault.last.write", "yes"))
-        .check(keys_equal("iommu.dma_fault.last.address", "dma.watch.phys"))
+        .check(eq("iommu.dma_fault.last.address", "0x8000000"))
         .check(keys_equal("iommu.dma_fault.last.source_id", "dma.edu_source_id"))
         .check(eq("dma.watch.in_kernel_image", "yes"))
         .check(eq("dma.watch.unchanged", "yes"))
         .trace(DMAR_TRACE)
         .trace_check("vtd_dmar_enable 1 and the root table the kernel reports", dmar_enabled)
         .trace_check(
-            "vtd_dmar_fault: one per attempt, from edu, at the IOVA then the kernel page",
+            "vtd_dmar_fault: one per attempt, from edu, at the kernel page then the IOVA",
             faults_agree,
         )
 }
@@ -163,7 +163,7 @@ fn dmar_enabled(t: &keel_evidence::Transcript, tr: &Trace) -> Result<(), String>
 }
 
 /// Every fault QEMU reported is one the kernel counted, from edu, in the driver's order:
-/// the IOVA (write), the kernel page (read), the kernel page (write), and none after (the
+/// the kernel page (write), the kernel page (read), the IOVA (write), and none after (the
 /// BAR-only program's write, bus mastering off, never reached the unit). One transfer may fault
 /// on several accesses to its page; the unit compresses those (spec 7.2.1, QEMU: "not
 /// recorded due to compression of faults") into one record, so consecutive events of one
@@ -189,7 +189,7 @@ fn faults_agree(t: &keel_evidence::Transcript, tr: &Trace) -> Result<(), String>
             transfers.len()
         ));
     }
-    let want = [(UNMAPPED_IOVA, "1"), (page, "0"), (page, "1")];
+    let want = [(page, "1"), (page, "0"), (UNMAPPED_IOVA, "1")];
     if transfers.len() != want.len() {
         return Err(format!("{} transfers faulted, {} attempts made", transfers.len(), want.len()));
     }
@@ -225,19 +225,19 @@ mod tests {
 
     #[test]
     fn agreeing_faults_pass_and_lies_fail() {
-        let good = [(0x18, 0x800_0000, 1), (0x18, 0x101000, 0), (0x18, 0x101000, 1)];
+        let good = [(0x18, 0x101000, 1), (0x18, 0x101000, 0), (0x18, 0x800_0000, 1)];
         assert_eq!(judge(EV, &trace(&good)), Vec::<String>::new());
         // QEMU traces each faulting access; one transfer's accesses count once.
         let split = [
-            (0x18, 0x800_0000, 1),
-            (0x18, 0x800_0004, 1),
+            (0x18, 0x101000, 1),
+            (0x18, 0x101004, 1),
             (0x18, 0x101000, 0),
             (0x18, 0x101004, 0),
-            (0x18, 0x101000, 1),
+            (0x18, 0x800_0000, 1),
         ];
         assert_eq!(judge(EV, &trace(&split)), Vec::<String>::new());
         assert!(!judge(&EV.replace("faults=3", "faults=2"), &trace(&good)).is_empty());
-        let other = [(0x20, 0x800_0000, 1), (0x18, 0x101000, 0), (0x18, 0x101000, 1)];
+        let other = [(0x20, 0x101000, 1), (0x18, 0x101000, 0), (0x18, 0x800_0000, 1)];
         assert!(!judge(EV, &trace(&other)).is_empty());
         assert!(!judge(EV, &trace(&good[..2])).is_empty());
         assert!(!judge(&EV.replace("0x395000", "0x396000"), &trace(&good)).is_empty());
