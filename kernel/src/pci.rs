@@ -201,6 +201,22 @@ pub fn enable(d: &PciDevice, memory: bool, bus_master: bool, intx: bool) {
     write16(d.addr, 0x04, cmd);
 }
 
+/// Command register bit 2: the function may issue memory requests (DMA, and MSI writes).
+const COMMAND_BUS_MASTER: u16 = 1 << 2;
+
+/// Turns the function's bus mastering off: it can no longer start DMA or signal an MSI.
+/// Done when the holder of its interrupt is gone, so a device left programmed by a dead
+/// driver stops reaching memory.
+pub fn disable_bus_master(d: &PciDevice) {
+    let cmd = read16(d.addr, 0x04);
+    write16(d.addr, 0x04, cmd & !COMMAND_BUS_MASTER);
+}
+
+/// Whether the function's command register has bus mastering on (read from the device).
+pub fn bus_master(d: &PciDevice) -> bool {
+    read16(d.addr, 0x04) & COMMAND_BUS_MASTER != 0
+}
+
 /// Offset of the capability with `id` (0x05 = MSI).
 pub fn find_capability(d: &PciDevice, id: u8) -> Option<u8> {
     if read16(d.addr, 0x06) & (1 << 4) == 0 {

@@ -705,6 +705,7 @@ fn kernel_registry() -> Vec<Proof> {
     .chain(nmi::registry())
     // VT-d interrupt remapping: APIC ID 257 reached; storm and driver death with it on.
     .chain(remap::proofs())
+    .chain(dma::proofs())
     // Memory isolation: kernel pages, W^X, user copies racing unmap.
     .chain(memory::proofs())
     // Scheduling under hostile load: fairness, bounded cap_enter, exit wake-ups.
@@ -715,6 +716,7 @@ fn kernel_registry() -> Vec<Proof> {
 }
 
 mod clock;
+mod dma;
 mod example;
 mod fairness;
 mod firmware;

@@ -20,7 +20,7 @@ mod status;
 
 pub use cap_id::CapId;
 pub use method::{Method, ObjectKind};
-pub use request::{decode, user_range, Request, CONSOLE_WRITE_MAX, MAX_VM_PAGES};
+pub use request::{decode, user_range, Request, CONSOLE_WRITE_MAX, MAX_DMA_PAGES, MAX_VM_PAGES};
 pub use ring::{
     cq_available, cq_budget, cq_slot, cq_space, enter_result, min_complete, sq_pending, sq_slot,
     Completion, RingHeader, Submission, CQ_ENTRIES, CQ_OFFSET, SQ_ENTRIES, SQ_OFFSET,

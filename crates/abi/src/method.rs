@@ -95,6 +95,15 @@ pub enum Method {
     DeviceMemoryMap = 0x0301,
     /// `results[0]` = size, `results[1]` = PCI bdf.
     DeviceMemoryInfo = 0x0302,
+    /// Makes `args[1]` pages of the caller's own memory at `args[0]` reachable by the
+    /// device's DMA; the device may write them if `args[2]` = 1 (then they must be writable).
+    /// `results` = (IOVA, pages): the address the device uses; the physical address is never
+    /// shown. The pages are pinned: `VmUnmap`/`VmProtect` of them answer `Busy` until
+    /// `DeviceMemoryDmaUnmap`. `Unsupported` without DMA remapping.
+    DeviceMemoryDmaMap = 0x0303,
+    /// Removes the mapping made at IOVA `args[0]` of `args[1]` pages; completes after the
+    /// unit's IOTLB invalidation did (no translation of it is left in the IOMMU).
+    DeviceMemoryDmaUnmap = 0x0304,
     /// Grants direct `in`/`out` access; `results` = (first port, count).
     IoPortsEnable = 0x0401,
     /// `results[0]` = ns since boot, `results[1]` = TSC.
@@ -127,7 +136,7 @@ pub enum Method {
 
 impl Method {
     /// Every method, for enumeration in tests and tools.
-    pub const ALL: [Method; 21] = [
+    pub const ALL: [Method; 23] = [
         Method::Nop,
         Method::CapCopy,
         Method::CapRelease,
@@ -138,6 +147,8 @@ impl Method {
         Method::InterruptInfo,
         Method::DeviceMemoryMap,
         Method::DeviceMemoryInfo,
+        Method::DeviceMemoryDmaMap,
+        Method::DeviceMemoryDmaUnmap,
         Method::IoPortsEnable,
         Method::TimerNow,
         Method::TimerSleep,
@@ -164,6 +175,8 @@ impl Method {
             0x0203 => Method::InterruptInfo,
             0x0301 => Method::DeviceMemoryMap,
             0x0302 => Method::DeviceMemoryInfo,
+            0x0303 => Method::DeviceMemoryDmaMap,
+            0x0304 => Method::DeviceMemoryDmaUnmap,
             0x0401 => Method::IoPortsEnable,
             0x0501 => Method::TimerNow,
             0x0502 => Method::TimerSleep,
@@ -209,6 +222,8 @@ impl Method {
             Method::InterruptInfo => "interrupt.info",
             Method::DeviceMemoryMap => "device_memory.map",
             Method::DeviceMemoryInfo => "device_memory.info",
+            Method::DeviceMemoryDmaMap => "device_memory.dma_map",
+            Method::DeviceMemoryDmaUnmap => "device_memory.dma_unmap",
             Method::IoPortsEnable => "io_ports.enable",
             Method::TimerNow => "timer.now",
             Method::TimerSleep => "timer.sleep",
@@ -271,6 +286,8 @@ mod tests {
             (Method::InterruptInfo, Some(Interrupt)),
             (Method::DeviceMemoryMap, Some(DeviceMemory)),
             (Method::DeviceMemoryInfo, Some(DeviceMemory)),
+            (Method::DeviceMemoryDmaMap, Some(DeviceMemory)),
+            (Method::DeviceMemoryDmaUnmap, Some(DeviceMemory)),
             (Method::IoPortsEnable, Some(IoPorts)),
             (Method::TimerNow, Some(Timer)),
             (Method::TimerSleep, Some(Timer)),

@@ -39,6 +39,23 @@ pub enum Request {
     },
     /// Report size and PCI bdf.
     DeviceMemoryInfo,
+    /// Make `pages` pages at `vaddr` (page aligned, in user space) reachable by the device,
+    /// writable by it if `device_writes`.
+    DeviceMemoryDmaMap {
+        /// The caller's memory.
+        vaddr: u64,
+        /// Page count, 1..=[`MAX_DMA_PAGES`].
+        pages: u64,
+        /// The device may write the pages.
+        device_writes: bool,
+    },
+    /// Remove the DMA mapping at `iova` (page aligned, non-zero) of `pages` pages.
+    DeviceMemoryDmaUnmap {
+        /// The IOVA `DeviceMemoryDmaMap` returned.
+        iova: u64,
+        /// Its page count.
+        pages: u64,
+    },
     /// Enable direct port access.
     IoPortsEnable,
     /// Read the clock.
@@ -99,6 +116,8 @@ pub enum Request {
 
 /// Largest page count of one `VmMap`/`VmUnmap`/`VmProtect` (bounded kernel work per entry).
 pub const MAX_VM_PAGES: u64 = 1024;
+/// Largest page count of one `DeviceMemoryDmaMap`/`DmaUnmap` (bounded kernel work).
+pub const MAX_DMA_PAGES: u64 = 64;
 
 impl Request {
     /// The method this request invokes.
@@ -114,6 +133,8 @@ impl Request {
             Request::InterruptInfo => Method::InterruptInfo,
             Request::DeviceMemoryMap { .. } => Method::DeviceMemoryMap,
             Request::DeviceMemoryInfo => Method::DeviceMemoryInfo,
+            Request::DeviceMemoryDmaMap { .. } => Method::DeviceMemoryDmaMap,
+            Request::DeviceMemoryDmaUnmap { .. } => Method::DeviceMemoryDmaUnmap,
             Request::IoPortsEnable => Method::IoPortsEnable,
             Request::TimerNow => Method::TimerNow,
             Request::TimerSleep { .. } => Method::TimerSleep,
@@ -133,6 +154,10 @@ impl Request {
         match *self {
             Request::ConsoleWrite { ptr, len } => [ptr, len, 0, 0],
             Request::DeviceMemoryMap { vaddr } => [vaddr, 0, 0, 0],
+            Request::DeviceMemoryDmaMap { vaddr, pages, device_writes } => {
+                [vaddr, pages, device_writes as u64, 0]
+            }
+            Request::DeviceMemoryDmaUnmap { iova, pages } => [iova, pages, 0, 0],
             Request::TimerSleep { ns } => [ns, 0, 0, 0],
             Request::ProcessSpawnThread { entry, stack_top, arg, cpu } => {
                 [entry, stack_top, arg, cpu]
@@ -187,8 +212,8 @@ pub fn decode(sub: &Submission) -> Result<Request, Status> {
     let used = match method {
         Method::ConsoleWrite => 2,
         Method::DeviceMemoryMap | Method::TimerSleep | Method::ProcessSetAffinity => 1,
-        Method::VmUnmap => 2,
-        Method::VmMap | Method::VmProtect => 3,
+        Method::VmUnmap | Method::DeviceMemoryDmaUnmap => 2,
+        Method::VmMap | Method::VmProtect | Method::DeviceMemoryDmaMap => 3,
         Method::ProcessSpawnThread => 4,
         _ => 0,
     };
@@ -219,6 +244,35 @@ pub fn decode(sub: &Submission) -> Result<Request, Status> {
             Request::DeviceMemoryMap { vaddr }
         }
         Method::DeviceMemoryInfo => Request::DeviceMemoryInfo,
+        Method::DeviceMemoryDmaMap => {
+            let (vaddr, pages) = (a[0], a[1]);
+            if pages == 0 || pages > MAX_DMA_PAGES {
+                return Err(Status::BadArgument);
+            }
+            if vaddr == 0 || !vaddr.is_multiple_of(PAGE_SIZE) {
+                return Err(Status::BadAddress);
+            }
+            user_range(vaddr, pages * PAGE_SIZE)?;
+            let device_writes = match a[2] {
+                0 => false,
+                1 => true,
+                _ => return Err(Status::BadArgument),
+            };
+            Request::DeviceMemoryDmaMap { vaddr, pages, device_writes }
+        }
+        Method::DeviceMemoryDmaUnmap => {
+            let (iova, pages) = (a[0], a[1]);
+            if pages == 0 || pages > MAX_DMA_PAGES {
+                return Err(Status::BadArgument);
+            }
+            if iova == 0
+                || !iova.is_multiple_of(PAGE_SIZE)
+                || iova.checked_add(pages * PAGE_SIZE).is_none()
+            {
+                return Err(Status::BadAddress);
+            }
+            Request::DeviceMemoryDmaUnmap { iova, pages }
+        }
         Method::IoPortsEnable => Request::IoPortsEnable,
         Method::TimerNow => Request::TimerNow,
         Method::TimerSleep => Request::TimerSleep { ns: a[0] },
@@ -314,6 +368,43 @@ mod tests {
     }
 
     #[test]
+    fn dma_map_and_unmap_arguments() {
+        let map = |v, p, w| decode(&sub(Method::DeviceMemoryDmaMap, [v, p, w, 0]));
+        assert_eq!(
+            map(0x4000_0000, 2, 1),
+            Ok(Request::DeviceMemoryDmaMap { vaddr: 0x4000_0000, pages: 2, device_writes: true })
+        );
+        assert_eq!(map(0x4000_0000, 0, 0), Err(Status::BadArgument));
+        assert_eq!(map(0x4000_0000, MAX_DMA_PAGES + 1, 0), Err(Status::BadArgument));
+        assert!(map(0x4000_0000, MAX_DMA_PAGES, 0).is_ok());
+        assert_eq!(map(0x4000_0000, 1, 2), Err(Status::BadArgument));
+        assert_eq!(map(0, 1, 0), Err(Status::BadAddress));
+        assert_eq!(map(0x4000_0800, 1, 0), Err(Status::BadAddress));
+        assert_eq!(map(USER_SPACE_END - 4096, 2, 0), Err(Status::BadAddress));
+        assert_eq!(map(0xFFFF_FFFF_FFFF_F000, 1, 0), Err(Status::BadAddress));
+        assert_eq!(
+            decode(&sub(Method::DeviceMemoryDmaMap, [0x4000_0000, 1, 0, 1])),
+            Err(Status::BadArgument)
+        );
+        let unmap = |i, p| decode(&sub(Method::DeviceMemoryDmaUnmap, [i, p, 0, 0]));
+        assert_eq!(
+            unmap(0x100_1000, 1),
+            Ok(Request::DeviceMemoryDmaUnmap { iova: 0x100_1000, pages: 1 })
+        );
+        assert_eq!(unmap(0, 1), Err(Status::BadAddress));
+        assert_eq!(unmap(0x100_1001, 1), Err(Status::BadAddress));
+        assert_eq!(unmap(0xFFFF_FFFF_FFFF_F000, 1), Err(Status::BadAddress));
+        assert_eq!(unmap(0x100_1000, 0), Err(Status::BadArgument));
+        assert_eq!(unmap(0x100_1000, MAX_DMA_PAGES + 1), Err(Status::BadArgument));
+        for r in [
+            Request::DeviceMemoryDmaMap { vaddr: 0x1000, pages: 3, device_writes: false },
+            Request::DeviceMemoryDmaUnmap { iova: 0x2000, pages: 3 },
+        ] {
+            assert_eq!(decode(&r.encode(CapId::new(1, 1), 0)), Ok(r));
+        }
+    }
+
+    #[test]
     fn nop_ignores_cap() {
         for cap in [0, 1, u32::MAX] {
             let s = Submission { cap, ..Default::default() };
@@ -336,7 +427,7 @@ mod tests {
 
     #[test]
     fn unknown_methods() {
-        for raw in [0x0004u16, 0x0100, 0x0102, 0x0200, 0x0204, 0x0303, 0x0402, 0x0504, 0xffff] {
+        for raw in [0x0004u16, 0x0100, 0x0102, 0x0200, 0x0204, 0x0305, 0x0402, 0x0504, 0xffff] {
             let s = Submission { method: raw, ..Default::default() };
             assert_eq!(decode(&s), Err(Status::BadMethod), "{raw:#x}");
         }
@@ -420,6 +511,8 @@ mod tests {
             Request::InterruptInfo,
             Request::DeviceMemoryMap { vaddr: 0x1_0000_0000 },
             Request::DeviceMemoryInfo,
+            Request::DeviceMemoryDmaMap { vaddr: 0x4000_0000, pages: 2, device_writes: true },
+            Request::DeviceMemoryDmaUnmap { iova: 0x100_1000, pages: 2 },
             Request::IoPortsEnable,
             Request::TimerNow,
             Request::TimerSleep { ns: 5_000 },

@@ -149,8 +149,12 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod context;
+pub mod dma;
 pub mod dmar;
+pub mod iova;
 pub mod irte;
+pub mod pagetable;
 pub mod queue;
 pub mod regs;
 pub mod remap;

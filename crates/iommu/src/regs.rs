@@ -80,8 +80,12 @@ impl ExtendedCapability {
 /// positions, spec 10.4.4/10.4.5).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GlobalBit {
-    /// Bit 31: translation enable (DMA remapping; Keel leaves it off).
+    /// Bit 31: translation enable (DMA remapping).
     TranslationEnable,
+    /// Bit 30: set root table pointer (one-shot; status RTPS).
+    SetRootTablePointer,
+    /// Bit 27: write buffer flush (one-shot; status WBFS clears when done).
+    WriteBufferFlush,
     /// Bit 26: queued invalidation enable.
     QueuedInvalidation,
     /// Bit 25: interrupt remapping enable.
@@ -102,6 +106,8 @@ impl GlobalBit {
     pub fn mask(self) -> u32 {
         1 << match self {
             GlobalBit::TranslationEnable => 31,
+            GlobalBit::SetRootTablePointer => 30,
+            GlobalBit::WriteBufferFlush => 27,
             GlobalBit::QueuedInvalidation => 26,
             GlobalBit::InterruptRemapping => 25,
             GlobalBit::SetInterruptTablePointer => 24,

@@ -215,6 +215,24 @@ impl AddressSpace {
         self.tables().translate_addr(VirtAddr::new(va)).map(|p| p.as_u64())
     }
 
+    /// The frame behind `va` when it is memory this space owns (not device memory, not a
+    /// kernel page) and user accessible, with whether it is writable: what a driver may
+    /// offer its device for DMA.
+    pub fn owned_page(&self, va: u64) -> Option<(u64, bool)> {
+        if va % 4096 != 0 || va >= USER_END {
+            return None;
+        }
+        match self.tables().translate(VirtAddr::new(va)) {
+            TranslateResult::Mapped { frame, flags, .. }
+                if flags.contains(F::USER_ACCESSIBLE)
+                    && !flags.intersects(DEVICE | KERNEL_PAGE) =>
+            {
+                Some((frame.start_address().as_u64(), flags.contains(F::WRITABLE)))
+            }
+            _ => None,
+        }
+    }
+
     /// Whether any page of `[va, va + len)` is mapped.
     pub fn any_mapped(&self, va: u64, len: u64) -> bool {
         let tables = self.tables();

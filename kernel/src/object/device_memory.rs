@@ -2,7 +2,10 @@
 
 use keel_abi::Status;
 
+use alloc::vec::Vec;
+
 use super::{Caller, Reply};
+use crate::arch::x86_64::iommu;
 use crate::mm::address_space::UserPerms;
 
 /// A PCI BAR granted to a driver.
@@ -21,6 +24,10 @@ pub enum Method {
     Map { vaddr: u64 },
     /// Reports size and PCI bdf.
     Info,
+    /// Maps `pages` of the caller's own pages at `vaddr` for the device's DMA.
+    DmaMap { vaddr: u64, pages: u64, device_writes: bool },
+    /// Removes a DMA mapping (after the IOTLB invalidation completed).
+    DmaUnmap { iova: u64, pages: u64 },
 }
 
 impl DeviceMemory {
@@ -29,9 +36,67 @@ impl DeviceMemory {
         match method {
             Method::Map { vaddr } => self.map(caller, vaddr).map(Reply::Now),
             Method::Info => Ok(Reply::Now([self.size, self.bdf as u64])),
+            Method::DmaMap { vaddr, pages, device_writes } => {
+                self.dma_map(caller, vaddr, pages, device_writes).map(Reply::Now)
+            }
+            Method::DmaUnmap { iova, pages } => {
+                let p = caller.process();
+                match iommu::dma_unmap(self.bdf, p.pid, iova, pages) {
+                    None => Err(Status::Denied),
+                    Some(Ok(())) => Ok(Reply::Now([iova, pages])),
+                    Some(Err(e)) => Err(dma_status(e)),
+                }
+            }
         }
     }
 
+    /// Finds the frames of the caller's pages (each must be its own memory, and writable
+    /// when the device may write) and maps them, all under the address-space lock so no
+    /// page can be unmapped half-way; `Denied` without DMA translation (no IOMMU: the
+    /// device cannot be contained, so it is given no address at all).
+    fn dma_map(
+        &self,
+        caller: &Caller,
+        vaddr: u64,
+        pages: u64,
+        device_writes: bool,
+    ) -> Result<[u64; 2], Status> {
+        let p = caller.process();
+        let result = p.with_space(|space| {
+            let mut frames = Vec::with_capacity(pages as usize);
+            for n in 0..pages {
+                match space.owned_page(vaddr + n * 4096) {
+                    Some((frame, writable)) if writable || !device_writes => frames.push(frame),
+                    Some(_) => return Err(Status::Denied),
+                    None => return Err(Status::BadAddress),
+                }
+            }
+            match iommu::dma_map(self.bdf, p.pid, vaddr, &frames, device_writes) {
+                None => Err(Status::Denied),
+                Some(Ok(iova)) => Ok([iova, pages]),
+                Some(Err(e)) => Err(dma_status(e)),
+            }
+        });
+        result.unwrap_or(Err(Status::Cancelled))
+    }
+
+    /// The holder is gone (its last capability released, or the process ended): revoke
+    /// the function's DMA domain before the process's frames can be freed.
+    pub fn release(&self, holder_pid: u64) {
+        iommu::dma_detach(self.bdf, holder_pid);
+    }
+}
+
+fn dma_status(e: iommu::DmaError) -> Status {
+    match e {
+        iommu::DmaError::Busy => Status::Busy,
+        iommu::DmaError::NoMemory | iommu::DmaError::NoIova => Status::NoMemory,
+        iommu::DmaError::NotMapped => Status::BadAddress,
+        iommu::DmaError::Unit(_) => Status::Cancelled,
+    }
+}
+
+impl DeviceMemory {
     /// Maps the region, rounded up to whole pages, uncached at `vaddr`; refuses
     /// (`BadAddress`) if anything is mapped there already.
     fn map(&self, caller: &Caller, vaddr: u64) -> Result<[u64; 2], Status> {

@@ -334,7 +334,17 @@ impl InterruptObject {
         st.holder.as_ref().is_some_and(|h| core::ptr::eq(h.as_ptr(), Arc::as_ptr(p)))
     }
 
-    /// The holder is gone: mask, cancel the waiter, keep the route for the next holder.
+    /// The PCI function this source belongs to (MSI, or INTx of a function).
+    pub fn pci_device(&self) -> Option<&'static PciDevice> {
+        match &self.source {
+            Source::Msi { device, .. } => Some(*device),
+            Source::Ioapic { .. } => self.intx_device,
+        }
+    }
+
+    /// The holder is gone: mask, bus mastering off (the function's DMA and MSI writes stop;
+    /// the next holder's grant turns it back on), cancel the waiter, keep the route for the
+    /// next holder.
     pub fn release(&self, holder: &Arc<Process>) {
         let cancelled = with_irqs_off(|| {
             let mut st = self.state.lock();
@@ -345,6 +355,9 @@ impl InterruptObject {
             st.masked = true;
             st.holder = None;
             st.pending = 0;
+            if let Some(device) = self.pci_device() {
+                pci::disable_bus_master(device);
+            }
             log::info!("irq: {} released by {} (source masked)", self.name, holder.name);
             st.waiter.take()
         });

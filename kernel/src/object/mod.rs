@@ -171,6 +171,16 @@ impl From<Request> for Invocation {
             Request::DeviceMemoryInfo => {
                 Invocation::Object(O::DeviceMemory(device_memory::Method::Info))
             }
+            Request::DeviceMemoryDmaMap { vaddr, pages, device_writes } => {
+                Invocation::Object(O::DeviceMemory(device_memory::Method::DmaMap {
+                    vaddr,
+                    pages,
+                    device_writes,
+                }))
+            }
+            Request::DeviceMemoryDmaUnmap { iova, pages } => {
+                Invocation::Object(O::DeviceMemory(device_memory::Method::DmaUnmap { iova, pages }))
+            }
             Request::IoPortsEnable => Invocation::Object(O::IoPorts(io_ports::Method::Enable)),
             Request::TimerNow => Invocation::Object(O::Timer(timer::Method::Now)),
             Request::TimerSleep { ns } => Invocation::Object(O::Timer(timer::Method::Sleep { ns })),

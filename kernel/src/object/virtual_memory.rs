@@ -114,6 +114,20 @@ fn map(p: &Process, vaddr: u64, pages: u64, writable: bool) -> Result<[u64; 2], 
     result.map(|()| [vaddr, pages])
 }
 
+/// Pages mapped for a device's DMA are pinned: unmapping or reprotecting them is refused
+/// (`Busy`) until `DeviceMemoryDmaUnmap`. Checked under the space lock, which
+/// `DeviceMemoryDmaMap` holds while it maps, so neither can slip past the other: once before
+/// anything changes, and again for each 64-page step, since another thread may pin pages of
+/// the range at a preemption point between steps (then the steps already done stay done and
+/// the call answers `Busy`).
+fn refuse_pinned(p: &Process, vaddr: u64, pages: u64) -> Result<(), Status> {
+    if crate::arch::x86_64::iommu::dma_pinned(p.pid, vaddr, pages) {
+        crate::arch::x86_64::iommu::count_pinned_refusal();
+        return Err(Status::Busy);
+    }
+    Ok(())
+}
+
 /// Unmaps, shoots down the TLBs of every CPU the space is resident on, then frees frames
 /// (the [`Invalidation`] frees them only after the shootdown). A range touching a kernel
 /// page is refused (`Denied`) before anything changes.
@@ -121,10 +135,14 @@ fn unmap(p: &Process, vaddr: u64, pages: u64) -> Result<[u64; 2], Status> {
     let mut stale = p
         .with_space(|space| -> Result<Invalidation, Status> {
             space.check_not_kernel(vaddr, pages).map_err(status)?;
+            refuse_pinned(p, vaddr, pages)?;
             Ok(Invalidation::new(space.pml4()))
         })
         .ok_or(Status::Cancelled)??;
     let stepped = in_steps(p, pages, |space, first, count| {
+        // Again for each step, under the same lock: another thread may have pinned part of
+        // the range for DMA at a preemption point between steps.
+        refuse_pinned(p, vaddr + first * 4096, count)?;
         for i in first..first + count {
             let _ = space.unmap(vaddr + i * 4096, &mut stale); // unmapped pages are skipped
         }
@@ -153,10 +171,12 @@ fn protect(p: &Process, vaddr: u64, pages: u64, writable: bool) -> Result<[u64; 
             if writable {
                 space.check_not_code(vaddr, pages).map_err(status)?;
             }
+            refuse_pinned(p, vaddr, pages)?;
             Ok(Invalidation::new(space.pml4()))
         })
         .ok_or(Status::Cancelled)??;
     let stepped = in_steps(p, pages, |space, first, count| {
+        refuse_pinned(p, vaddr + first * 4096, count)?; // pinned between steps (see `unmap`)
         for i in first..first + count {
             // Unmapped pages are skipped.
             let _ = space.protect(vaddr + i * 4096, writable, &mut stale);

@@ -6,6 +6,7 @@
 
 mod bench;
 mod churn;
+mod dma;
 mod nmi;
 mod races;
 mod remap;

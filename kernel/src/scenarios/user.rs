@@ -32,7 +32,9 @@ pub fn run(_system: System, cmdline: &CommandLine, boot: &BootContext) -> ! {
     let timeout_ns = super::option_u64(cmdline, "user_timeout_ms", 60_000) * 1_000_000;
     let exit_window_ns = super::option_u64(cmdline, "exit_window_ms", 0) * 1_000_000;
     crate::task::ring::EXIT_WINDOW_NS.store(exit_window_ns, Ordering::Relaxed);
+    let watch = super::dma::start(cmdline);
     let run = programs::run(&manifest, &mods, Some(crate::time::now_ns() + timeout_ns));
+    super::dma::finish(watch);
     let mut failures = run.failures + programs::unexpected_exits(&manifest, &run);
     churn.programs_done();
     program_evidence(&manifest, &run);
@@ -110,6 +112,10 @@ fn interrupt_evidence() {
         ev!(("irq.{}.target_apic_id", key), irq.target_apic_id.load(Ordering::Relaxed));
         ev!(("irq.{}.on_target_cpu", key), irq.on_target.load(Ordering::Relaxed));
         ev!(("irq.{}.off_target_cpu", key), irq.off_target.load(Ordering::Relaxed));
+        if let Some(device) = irq.pci_device() {
+            let on = crate::pci::bus_master(device);
+            ev!(("irq.{}.bus_master_at_end", key), if on { "yes" } else { "no" });
+        }
         let prefix = alloc::format!("irq.{key}");
         match &irq.source {
             interrupt::Source::Ioapic { gsi, .. } => super::remap::ioapic_evidence(&prefix, *gsi),

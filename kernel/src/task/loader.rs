@@ -191,10 +191,11 @@ fn map_image(space: &mut AddressSpace, elf: &ElfImage<'_>) -> Result<(), String>
 }
 
 /// Whether device DMA goes through an IOMMU with DMA remapping enabled, so a driver reaches
-/// only memory mapped for it. The one place the grant policy asks; false until the kernel
-/// enables DMA remapping, so every PCI device grant needs `dma = "unprotected"`.
+/// only memory mapped for it (`iommu::dma_translation`: every unit took the kernel's root
+/// table). The one place the grant policy asks; without it every PCI device grant needs
+/// `dma = "unprotected"`.
 pub fn dma_remapping_active() -> bool {
-    false
+    crate::arch::x86_64::iommu::dma_translation()
 }
 
 /// Why a program did not start.

@@ -337,8 +337,10 @@ fn emit_user_line(name: &str, line: &str) {
 
 /// Releases what a capability holds when its last holder goes away.
 fn release_object(p: &Arc<Process>, object: &Object) {
-    if let Object::Interrupt(irq) = object {
-        irq.release(p);
+    match object {
+        Object::Interrupt(irq) => irq.release(p),
+        Object::DeviceMemory(region) => region.release(p.pid),
+        _ => {}
     }
 }
 
@@ -350,16 +352,16 @@ pub fn release_cap(p: &Arc<Process>, id: CapId) -> Result<(), Status> {
     if let Object::IoPorts { first, last } = object {
         revoke_io_ports(p, first, last);
     }
-    if let Object::Interrupt(irq) = &object {
-        let still_held = irqs_off(|| {
-            p.caps
-                .lock()
-                .iter()
-                .any(|(_, o)| matches!(o, Object::Interrupt(other) if Arc::ptr_eq(other, irq)))
-        });
-        if !still_held {
-            release_object(p, &object);
-        }
+    let still_held = irqs_off(|| {
+        p.caps.lock().iter().any(|(_, o)| match (o, &object) {
+            (Object::Interrupt(a), Object::Interrupt(b)) => Arc::ptr_eq(a, b),
+            // One domain per PCI function: it stays while any BAR of it is held.
+            (Object::DeviceMemory(a), Object::DeviceMemory(b)) => a.bdf == b.bdf,
+            _ => false,
+        })
+    });
+    if !still_held {
+        release_object(p, &object);
     }
     Ok(())
 }

@@ -11,6 +11,15 @@
 //! * `die`: raises an interrupt and exits without taking or acknowledging it.
 //! * `takeover`: first collects an interrupt a previous holder left asserted, then runs like
 //!   `intx`.
+//! * `dma-attack`: aims edu's DMA engine at addresses it was never given (the kernel page
+//!   `target`, written and read, then `iova`, which no domain maps; the first `steps` of
+//!   these) and waits for each transfer to end; the kernel's fault records and page
+//!   checksum say what became of them. Needs no `Interrupt` capability.
+//! * `dma-roundtrip`: maps two of its own pages for DMA (`DeviceMemoryDmaMap`; one the
+//!   device may only read), copies a pattern through edu's buffer by IOVA and checks it;
+//!   then checks that a device write to the read-only page, a `VmUnmap` of a mapped page
+//!   and a DMA to an IOVA after `DeviceMemoryDmaUnmap` all fail. Exits with the read-only
+//!   page still mapped: the kernel revokes it.
 #![no_std]
 #![no_main]
 
@@ -28,6 +37,15 @@ const REG_LIVENESS: usize = 0x04;
 const REG_IRQ_STATUS: usize = 0x24;
 const REG_IRQ_RAISE: usize = 0x60;
 const REG_IRQ_ACK: usize = 0x64;
+const REG_DMA_SRC: usize = 0x80;
+const REG_DMA_DST: usize = 0x88;
+const REG_DMA_COUNT: usize = 0x90;
+const REG_DMA_CMD: usize = 0x98;
+/// DMA command bits: start (clears when done) and direction (set: edu buffer → memory).
+const DMA_RUN: u32 = 1;
+const DMA_TO_MEMORY: u32 = 2;
+/// Where edu's own buffer sits in its DMA address space.
+const EDU_BUFFER: u64 = 0x40000;
 const EDU_ID_MASK: u32 = 0xFFFF;
 const EDU_ID: u32 = 0x00ED;
 
@@ -62,7 +80,6 @@ fn wait_with_timeout(irq: CapId, timeout_ns: u64) -> Option<(u64, u64)> {
 fn main() -> u64 {
     let mode = start_info().arg("mode").unwrap_or("msi");
     let count = arg_u64("count", 100);
-    let irq = cap(ObjectKind::Interrupt);
     let dm = cap(ObjectKind::DeviceMemory);
     let timer = cap(ObjectKind::Timer);
 
@@ -80,6 +97,13 @@ fn main() -> u64 {
         return 4;
     }
 
+    if mode == "dma-attack" {
+        return dma_attack(&edu, timer);
+    }
+    if mode == "dma-roundtrip" {
+        return dma_roundtrip(&edu, dm, timer);
+    }
+    let irq = cap(ObjectKind::Interrupt);
     match mode {
         "die" => {
             r("arm", ring().expect("ring").interrupt_acknowledge(irq));
@@ -163,5 +187,137 @@ fn main() -> u64 {
         0
     } else {
         6
+    }
+}
+
+/// Runs one edu DMA transfer of `count` bytes between `memory` and edu's buffer and waits
+/// (up to a second) for the engine to finish; true when it did.
+fn dma_transfer(edu: &Mmio, timer: CapId, memory: u64, to_memory: bool, count: u32) -> bool {
+    let (src, dst) = if to_memory { (EDU_BUFFER, memory) } else { (memory, EDU_BUFFER) };
+    edu.write(REG_DMA_SRC, src as u32);
+    edu.write(REG_DMA_SRC + 4, (src >> 32) as u32);
+    edu.write(REG_DMA_DST, dst as u32);
+    edu.write(REG_DMA_DST + 4, (dst >> 32) as u32);
+    edu.write(REG_DMA_COUNT, count);
+    edu.write(REG_DMA_CMD, DMA_RUN | if to_memory { DMA_TO_MEMORY } else { 0 });
+    for _ in 0..100 {
+        r("sleep", ring().expect("ring").timer_sleep(timer, 10_000_000));
+        if edu.read(REG_DMA_CMD) & DMA_RUN == 0 {
+            // Leave the kernel's tick time to take the fault record before the next one.
+            r("sleep", ring().expect("ring").timer_sleep(timer, 50_000_000));
+            return true;
+        }
+    }
+    false
+}
+
+/// `mode=dma-attack`: a write and a read of the kernel page `target`, then a write to an
+/// IOVA no domain maps (the first `steps` of these). Exit 0 when every transfer ended (it
+/// may have faulted).
+fn dma_attack(edu: &Mmio, timer: CapId) -> u64 {
+    let iova = arg_u64("iova", 0x0800_0000);
+    let target = arg_u64("target", 0x0010_1000);
+    // The kernel page is written first, while edu's buffer still holds its initial zeros:
+    // a write that landed would change the page (a write-back of bytes read from it would
+    // not).
+    let attempts = [(target, true), (target, false), (iova, true)];
+    let steps = (arg_u64("steps", 3) as usize).min(attempts.len());
+    let mut ended = 0u64;
+    for &(address, to_memory) in &attempts[..steps] {
+        if dma_transfer(edu, timer, address, to_memory, 8) {
+            ended += 1;
+        }
+        println!(
+            "dma {} {address:#x}: engine {}",
+            if to_memory { "write to" } else { "read of" },
+            if edu.read(REG_DMA_CMD) & DMA_RUN == 0 { "done" } else { "still running" }
+        );
+    }
+    ev!("dma_attempts", steps);
+    ev!("dma_ended", ended);
+    if ended == steps as u64 {
+        0
+    } else {
+        8
+    }
+}
+
+/// Where `dma-roundtrip` maps its two pages.
+const SRC_VA: u64 = 0x0000_2000_0000;
+const DST_VA: u64 = SRC_VA + 4096;
+
+fn page(va: u64) -> &'static mut [u64; 512] {
+    // SAFETY: `va` is one of the two pages this program mapped with `VmMap` (writable) and
+    // keeps mapped while it uses them.
+    unsafe { &mut *(va as *mut [u64; 512]) }
+}
+
+fn fill(va: u64, seed: u64) {
+    for (i, w) in page(va).iter_mut().enumerate() {
+        *w = (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ seed;
+    }
+}
+
+fn holds(va: u64, seed: u64) -> bool {
+    page(va)
+        .iter()
+        .enumerate()
+        .all(|(i, w)| *w == (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ seed)
+}
+
+fn yes(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+/// `mode=dma-roundtrip`: see the module comment. Exit 0 when every check held.
+fn dma_roundtrip(edu: &Mmio, dm: CapId, timer: CapId) -> u64 {
+    let vm = cap(ObjectKind::VirtualMemory);
+    r("VmMap", ring().expect("ring").call(vm, Method::VmMap, [SRC_VA, 2, 1, 0]));
+    fill(SRC_VA, 0x5EED);
+    fill(DST_VA, 0);
+    let src = r("dma_map src", ring().expect("ring").dma_map(dm, SRC_VA, 1, false));
+    let t_map = rdtsc();
+    let dst = r("dma_map dst", ring().expect("ring").dma_map(dm, DST_VA, 1, true));
+    let map_cycles = rdtsc().saturating_sub(t_map);
+    println!("IOVAs: src {src:#x} (device reads) dst {dst:#x} (device writes)");
+    let in_window = src < 1 << 28 && dst < 1 << 28 && src != dst;
+    // Memory → edu buffer → memory, by IOVA only.
+    let moved =
+        dma_transfer(edu, timer, src, false, 4096) && dma_transfer(edu, timer, dst, true, 4096);
+    let roundtrip = moved && holds(DST_VA, 0x5EED);
+    // The device may only read `src`: a write to it faults, the page keeps its pattern.
+    fill(DST_VA, 0xBAD);
+    let readonly_respected = dma_transfer(edu, timer, dst, false, 4096)
+        && dma_transfer(edu, timer, src, true, 4096)
+        && holds(SRC_VA, 0x5EED);
+    // A DMA-mapped page is pinned.
+    let pinned = ring().expect("ring").call(vm, Method::VmUnmap, [DST_VA, 1, 0, 0]);
+    // After DmaUnmap the IOVA leads nowhere: a write to it faults, the page stays as is.
+    let t_unmap = rdtsc();
+    r("dma_unmap dst", ring().expect("ring").dma_unmap(dm, dst, 1));
+    let unmap_cycles = rdtsc().saturating_sub(t_unmap);
+    fill(DST_VA, 0x0DD);
+    let stale_ended = dma_transfer(edu, timer, dst, true, 4096);
+    let stale_landed = !holds(DST_VA, 0x0DD);
+    let unmap_after = ring().expect("ring").call(vm, Method::VmUnmap, [DST_VA, 1, 0, 0]);
+    ev!("iova_in_window", yes(in_window));
+    // One call each, from submission to completion (the unmap includes its IOTLB wait).
+    ev!("dma_map_cycles", map_cycles);
+    ev!("dma_unmap_cycles", unmap_cycles);
+    ev!("roundtrip", if roundtrip { "ok" } else { "mismatch" });
+    ev!("readonly_respected", yes(readonly_respected));
+    ev!("pinned_unmap", pinned.err().map_or("ok", |s| s.name()));
+    ev!("stale_dma_landed", yes(stale_landed));
+    ev!("unmap_after", unmap_after.err().map_or("ok", |s| s.name()));
+    let pinned_refused = matches!(pinned, Err(Status::Busy));
+    let all = in_window && roundtrip && readonly_respected && pinned_refused && stale_ended;
+    if all && !stale_landed && unmap_after.is_ok() {
+        0
+    } else {
+        9
     }
 }

@@ -189,6 +189,25 @@ impl Ring {
         Ok(written)
     }
 
+    /// `DeviceMemoryDmaMap`: makes `pages` of this process's pages at `vaddr` reachable by
+    /// the device of DeviceMemory capability `cap` (writable by it if `device_writes`);
+    /// returns the IOVA the device must use. The pages stay pinned until [`Ring::dma_unmap`].
+    pub fn dma_map(
+        &mut self,
+        cap: CapId,
+        vaddr: u64,
+        pages: u64,
+        device_writes: bool,
+    ) -> Result<u64, Status> {
+        let req = Request::DeviceMemoryDmaMap { vaddr, pages, device_writes };
+        self.invoke(cap, req).map(|c| c.results[0])
+    }
+
+    /// `DeviceMemoryDmaUnmap`: the device can no longer reach the pages once this returns.
+    pub fn dma_unmap(&mut self, cap: CapId, iova: u64, pages: u64) -> Result<(), Status> {
+        self.invoke(cap, Request::DeviceMemoryDmaUnmap { iova, pages }).map(|_| ())
+    }
+
     /// `CapCopy`: a second, independently releasable id for the same object.
     pub fn cap_copy(&mut self, cap: CapId) -> Result<CapId, Status> {
         let c = self.invoke(cap, Request::CapCopy)?;

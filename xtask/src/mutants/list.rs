@@ -549,4 +549,49 @@ pub const BREAKS: &[Break] = &[
         proofs: &["soak-irq"],
         accel: Accel::Tcg,
     },
+    // Drivers: DMA remapping
+    Break {
+        name: "dma-translation-never-enabled",
+        what: "the root table is allocated but no unit is pointed at it nor has translation turned on: device DMA reaches physical memory",
+        edits: &[Edit {
+            file: "kernel/src/arch/x86_64/iommu/dma.rs",
+            find: "let start = unit.enable_translation(root_phys)?;",
+            replace: "let start = keel_iommu::dma::TranslationStart::default();",
+        }],
+        proofs: &["dma-deny"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "bus-master-left-on-at-death",
+        what: "releasing a PCI function's Interrupt leaves its bus mastering on: a later BAR-only holder can still start DMA",
+        edits: &[Edit {
+            file: "kernel/src/object/interrupt.rs",
+            find: "                pci::disable_bus_master(device);\n",
+            replace: "",
+        }],
+        proofs: &["dma-deny"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "dma-unmap-skips-iotlb-invalidation",
+        what: "DeviceMemoryDmaUnmap clears the page-table leaves but never invalidates the IOTLB: the unit keeps translating the IOVA from its cache",
+        edits: &[Edit {
+            file: "kernel/src/arch/x86_64/iommu/domain.rs",
+            find: "        self.invalidate_iotlb(units, id, iova, pages)?;\n        let d = self.domains",
+            replace: "        let d = self.domains",
+        }],
+        proofs: &["dma-roundtrip", "dma-roundtrip-caching-mode"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "iommu-fault-events-left-masked",
+        what: "the fault-event interrupt is programmed but FECTL stays masked: faults wait for the tick's poll",
+        edits: &[Edit {
+            file: "kernel/src/arch/x86_64/iommu/unit.rs",
+            find: "        self.regs.write32(offset::FAULT_EVENT_CONTROL, 0);\n",
+            replace: "",
+        }],
+        proofs: &["dma-deny"],
+        accel: Accel::Tcg,
+    },
 ];

@@ -27,6 +27,8 @@ pub const DEVICE_VECTOR_LAST: u8 = 0xDF;
 pub const LAPIC_ERROR_VECTOR: u8 = 0xFE;
 /// One self-IPI at boot: does the LAPIC's ISR show the vector being handled? (`lapic::probe_isr`)
 pub const ISR_PROBE_VECTOR: u8 = 0xFD;
+/// The IOMMU units' fault-event interrupt (boot CPU).
+pub const IOMMU_FAULT_VECTOR: u8 = 0xFC;
 /// LAPIC spurious-interrupt vector (low nibble all ones, as older xAPICs require).
 pub const SPURIOUS_VECTOR: u8 = 0xFF;
 /// Where the 8259 PICs are parked before being masked (their spurious IRQ7/15 land here).
@@ -374,6 +376,9 @@ fn interrupt(vector: u8, from_user: bool, cpu: &mut IrqGuard) {
         TIMER_VECTOR => {
             super::lapic::timer_interrupt(InService::delivered(), cpu);
             super::lockup::watch(cpu);
+            if percpu::current(cpu).index == 0 {
+                super::iommu::poll_faults();
+            }
             crate::task::sched::tick(from_user, cpu);
         }
         IPI_VECTOR => super::smp::ipi_interrupt(InService::delivered(), cpu),
@@ -381,6 +386,7 @@ fn interrupt(vector: u8, from_user: bool, cpu: &mut IrqGuard) {
         SPURIOUS_VECTOR => super::lapic::spurious_interrupt(cpu),
         LAPIC_ERROR_VECTOR => super::lapic::error_interrupt(InService::delivered(), cpu),
         ISR_PROBE_VECTOR => super::lapic::isr_probe_interrupt(InService::delivered()),
+        IOMMU_FAULT_VECTOR => super::iommu::fault_interrupt(InService::delivered()),
         DEVICE_VECTOR_BASE..=DEVICE_VECTOR_LAST => super::ioapic::device_interrupt(vector, cpu),
         v if (PIC_VECTOR_BASE..PIC_VECTOR_BASE + 16).contains(&v) => {
             // Masked 8259 lines can still raise a spurious IRQ7/IRQ15; the PIC needs no EOI

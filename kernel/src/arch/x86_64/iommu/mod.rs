@@ -1,4 +1,5 @@
-//! Intel VT-d interrupt remapping.
+//! Intel VT-d interrupt remapping, and DMA remapping on top of it (`dma.rs`: translation on,
+//! default deny, faults; `domain.rs`: drivers' DMA domains).
 //!
 //! With remapping on, an IOAPIC entry or MSI address no longer names a CPU: it carries an
 //! index into the interrupt-remapping table (IRT), and the remapping unit builds the
@@ -12,8 +13,11 @@
 //! one handle per MSI function. Every entry change is followed by an index-selective
 //! interrupt-entry-cache invalidation on every unit (spec 6.5.2.7), completed through a
 //! wait descriptor before the source is unmasked. Without a DMAR (or with a unit that cannot
-//! remap in the LAPICs' mode) nothing is enabled and routing stays in compatibility format.
+//! remap in the LAPICs' mode) nothing is enabled and routing stays in compatibility format,
+//! and DMA is not translated either (it needs the queue interrupt remapping brings up).
 
+mod dma;
+mod domain;
 mod queue;
 mod registers;
 mod unit;
@@ -60,7 +64,16 @@ struct Remapper {
     msi_handles: BTreeMap<u16, u16>,
     entries_written: u64,
     faults: u64,
+    /// Interrupt-remapping faults the timer-tick poll took, until the next collection.
+    ir_backlog: [Option<FaultRecord>; IR_BACKLOG],
+    ir_backlog_len: usize,
+    /// DMA remapping (default deny), when every unit took it.
+    dma: Option<dma::Translation>,
 }
+
+/// Interrupt-remapping faults the tick poll holds for the next collection (more are counted
+/// as lost).
+const IR_BACKLOG: usize = 8;
 
 static REMAPPER: Mutex<Option<Remapper>> = Mutex::new(None);
 /// 0: off; 1: xAPIC mode (EIME = 0); 2: extended interrupt mode. Read without the lock on
@@ -197,6 +210,23 @@ fn try_init(
             x2apic
         );
     }
+    // DMA translation after interrupt remapping: it uses the queue that sequence started.
+    let dma = match dma::Translation::enable(&mut units, coherent) {
+        Ok(t) => {
+            // Fault events to this (the boot) CPU; the tick poll stays as the backstop.
+            let bsp = super::percpu::with_current(|me| me.apic_id.load(Ordering::Acquire));
+            for unit in &mut units {
+                if !unit.enable_fault_events(super::interrupts::IOMMU_FAULT_VECTOR, bsp, x2apic) {
+                    log::warn!("iommu: fault events cannot reach APIC ID {bsp}; polled only");
+                }
+            }
+            Some(t)
+        }
+        Err(e) => {
+            log::error!("iommu: DMA translation could not be enabled: {e:?}; DMA is not contained");
+            None
+        }
+    };
     Ok(Remapper {
         dmar,
         units,
@@ -207,10 +237,13 @@ fn try_init(
         msi_handles: BTreeMap::new(),
         entries_written: 0,
         faults: 0,
+        ir_backlog: [None; IR_BACKLOG],
+        ir_backlog_len: 0,
+        dma,
     })
 }
 
-fn flush_range(phys: u64, len: u64) {
+pub(super) fn flush_range(phys: u64, len: u64) {
     let mut at = phys & !63;
     while at < phys + len {
         // SAFETY: `at` is inside memory the remapper owns, mapped in the physical map.
@@ -222,6 +255,27 @@ fn flush_range(phys: u64, len: u64) {
 }
 
 impl Remapper {
+    /// Reads and clears every unit's records: DMA faults go to the translation's counters,
+    /// interrupt-remapping faults (the backlog the tick took first) to `ir`. Allocation-free.
+    fn collect(&mut self, mut ir: impl FnMut(FaultRecord)) {
+        for record in self.ir_backlog.iter_mut().take(self.ir_backlog_len).filter_map(Option::take)
+        {
+            ir(record);
+        }
+        self.ir_backlog_len = 0;
+        let Remapper { units, dma, .. } = self;
+        for unit in units.iter_mut() {
+            let overflow = unit.collect_all(&mut ir, |f| {
+                if let Some(t) = dma.as_mut() {
+                    t.record(f)
+                }
+            });
+            if let (true, Some(t)) = (overflow, dma.as_mut()) {
+                t.overflows += 1;
+            }
+        }
+    }
+
     fn entry_ptr(&self, index: u16) -> *mut u64 {
         phys_to_virt(self.table_phys + index as u64 * 16).as_mut_ptr::<u64>()
     }
@@ -359,9 +413,7 @@ pub fn unused_index() -> Option<u16> {
 pub fn take_faults() -> Vec<FaultRecord> {
     with(|r| {
         let mut taken = Vec::new();
-        for unit in &mut r.units {
-            unit.collect_faults(|f| taken.push(f.record));
-        }
+        r.collect(|f| taken.push(f));
         taken
     })
     .unwrap_or_default()
@@ -370,12 +422,128 @@ pub fn take_faults() -> Vec<FaultRecord> {
 /// Reads and clears every unit's fault records; returns how many were recorded so far.
 pub fn collect_faults() -> u64 {
     with(|r| {
-        for unit in &mut r.units {
-            r.faults += unit.report_faults("poll") as u64;
+        let mut found = 0;
+        r.collect(|f| {
+            found += 1;
+            log::warn!(
+                "iommu: interrupt fault: reason {:#x} ({}) source {:#06x} index {}",
+                f.reason,
+                keel_iommu::regs::fault_reason(f.reason),
+                f.source_id,
+                f.interrupt_index
+            );
+        });
+        r.faults += found;
+        if let Some(t) = r.dma.as_mut() {
+            t.log_new_faults();
         }
         r.faults
     })
     .unwrap_or(0)
+}
+
+/// The boot CPU's timer tick: takes the fault records so that the few the unit has are free
+/// for the next fault (a storm costs each tick at most the units' records). Skips the tick
+/// when another CPU holds the remapper; never logs or allocates (interrupt context).
+pub fn poll_faults() {
+    let Some(mut guard) = REMAPPER.try_lock() else { return };
+    let Some(r) = guard.as_mut() else { return };
+    let Remapper { units, dma, ir_backlog, ir_backlog_len, faults, .. } = r;
+    for unit in units.iter_mut() {
+        let overflow = unit.collect_all(
+            |record| match ir_backlog.get_mut(*ir_backlog_len) {
+                Some(slot) => {
+                    *slot = Some(record);
+                    *ir_backlog_len += 1;
+                }
+                None => *faults += 1,
+            },
+            |f| {
+                if let Some(t) = dma.as_mut() {
+                    t.record(f)
+                }
+            },
+        );
+        if let (true, Some(t)) = (overflow, dma.as_mut()) {
+            t.overflows += 1;
+        }
+    }
+}
+
+pub use domain::DmaError;
+
+/// Maps the frames of `owner`'s pages at `vaddr` for PCI function `bdf`'s DMA and returns
+/// their IOVA. The caller holds `owner`'s address-space lock, so the pages cannot be
+/// unmapped until [`dma_pinned`] covers them. `None` when DMA translation is off.
+pub fn dma_map(
+    bdf: u16,
+    owner: u64,
+    vaddr: u64,
+    frames: &[u64],
+    device_writes: bool,
+) -> Option<Result<u64, DmaError>> {
+    with(|r| {
+        let Remapper { units, dma, .. } = r;
+        let t = dma.as_mut()?;
+        let root = t.root_phys;
+        Some(t.domains.map(units, &mut t.tables, root, bdf, owner, vaddr, frames, device_writes))
+    })
+    .flatten()
+}
+
+/// Removes a mapping; returns after the IOTLB invalidation completed.
+pub fn dma_unmap(bdf: u16, owner: u64, iova: u64, pages: u64) -> Option<Result<(), DmaError>> {
+    with(|r| {
+        let Remapper { units, dma, .. } = r;
+        let t = dma.as_mut()?;
+        Some(t.domains.unmap(units, &mut t.tables, bdf, owner, iova, pages))
+    })
+    .flatten()
+}
+
+/// Revokes `owner`'s domain for `bdf` (its `DeviceMemory` released or the process ended);
+/// returns after the context cache and IOTLB invalidations completed.
+pub fn dma_detach(bdf: u16, owner: u64) {
+    let result = with(|r| {
+        let Remapper { units, dma, .. } = r;
+        dma.as_mut().map(|t| {
+            let root = t.root_phys;
+            t.domains.detach(units, &mut t.tables, root, bdf, owner)
+        })
+    })
+    .flatten();
+    if let Some(Err(e)) = result {
+        log::error!("iommu: {bdf:04x}: revoking the DMA domain of pid {owner} failed: {e:?}");
+    }
+}
+
+/// `VmUnmap`/`VmProtect` requests refused because they touched DMA-mapped pages.
+static PINNED_REFUSALS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// Counts a request refused for touching pinned pages (evidence `iommu.dma.pinned_refusals`).
+pub fn count_pinned_refusal() {
+    PINNED_REFUSALS.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Whether any of `owner`'s pages in `[vaddr, vaddr + pages)` is mapped for DMA.
+pub fn dma_pinned(owner: u64, vaddr: u64, pages: u64) -> bool {
+    with(|r| r.dma.as_ref().is_some_and(|t| t.domains.pinned(owner, vaddr, pages))).unwrap_or(false)
+}
+
+/// Fault-event interrupts taken (the units' FEDATA vector).
+static FAULT_INTERRUPTS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// The units' fault-event interrupt: takes the records at once (bounded like the tick's
+/// poll, which also covers a record this one misses because another CPU held the lock).
+pub fn fault_interrupt(token: super::eoi::InService) {
+    FAULT_INTERRUPTS.fetch_add(1, Ordering::Relaxed);
+    poll_faults();
+    token.eoi();
+}
+
+/// Whether DMA translation is on (every unit took the root table).
+pub fn dma_translation() -> bool {
+    with(|r| r.dma.is_some()).unwrap_or(false)
 }
 
 /// `iommu.*` evidence, read back from the units' registers.
@@ -400,6 +568,16 @@ pub fn evidence() {
             ev!(("iommu.unit.{}.irta", i), format_args!("{irta:#x}"));
             ev!(("iommu.unit.{}.eime", i), if irta & (1 << 11) != 0 { "yes" } else { "no" });
             ev!(("iommu.unit.{}.invalidations", i), unit.invalidations());
+        }
+        ev!("iommu.dma", if r.dma.is_some() { "on" } else { "off" });
+        ev!("iommu.dma.pinned_refusals", PINNED_REFUSALS.load(Ordering::Relaxed));
+        ev!("iommu.fault_interrupts", FAULT_INTERRUPTS.load(Ordering::Relaxed));
+        for (i, unit) in r.units.iter().enumerate() {
+            let masked = unit.fault_event_control() & (1 << 31) != 0;
+            ev!(("iommu.unit.{}.fault_events", i), if masked { "masked" } else { "on" });
+        }
+        if let Some(t) = r.dma.as_mut() {
+            t.evidence(&r.units);
         }
     });
 }

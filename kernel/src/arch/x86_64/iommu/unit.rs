@@ -1,10 +1,9 @@
 //! One remapping hardware unit: capability checks, the enabling sequence through the global
 //! command register, queued invalidation of its interrupt entry cache and fault records.
 
+use keel_iommu::dma::{self, DmaCapability, DmaFault, TranslationStart};
 use keel_iommu::queue;
-use keel_iommu::regs::{
-    self, offset, Capability, ExtendedCapability, FaultRecord, FaultStatus, GlobalBit,
-};
+use keel_iommu::regs::{offset, Capability, ExtendedCapability, FaultRecord, GlobalBit};
 use keel_iommu::sequence::{self, SequenceError};
 
 use super::queue::{InvalidationQueue, QueueError};
@@ -25,13 +24,6 @@ pub enum UnitError {
     CommandTimeout(GlobalBit),
     /// The invalidation queue failed.
     Queue(QueueError),
-}
-
-/// A fault the unit recorded (decoded from a fault-recording register).
-#[derive(Clone, Copy, Debug)]
-pub struct Fault {
-    pub record: FaultRecord,
-    pub slot: usize,
 }
 
 pub struct Unit {
@@ -86,7 +78,11 @@ impl Unit {
     /// 10.4.29), the global interrupt-entry-cache invalidation going through this unit's
     /// queue once it runs.
     pub fn enable(&mut self, irta: u64) -> Result<(), UnitError> {
-        self.report_faults("before enabling");
+        let base = self.register_base;
+        self.collect_all(
+            |f| log::warn!("iommu: unit {base:#x}: fault from before enabling: {f:?}"),
+            |f| log::warn!("iommu: unit {base:#x}: DMA fault from before enabling: {f:?}"),
+        );
         self.queue.reset();
         let iqa = self.queue.address_register();
         let Unit { regs, queue, register_base, .. } = self;
@@ -113,6 +109,88 @@ impl Unit {
         Ok(())
     }
 
+    /// CAP_REG seen as the DMA-remapping fields.
+    pub fn dma_capability(&self) -> DmaCapability {
+        DmaCapability(self.capability.0)
+    }
+
+    /// RTADDR_REG as the unit holds it.
+    pub fn root_table_address(&self) -> u64 {
+        self.regs.read64(dma::ROOT_TABLE_ADDRESS)
+    }
+
+    /// Points the unit at `root_phys` and turns translation on (`keel_iommu::dma::
+    /// enable_translation`), the global context-cache and IOTLB invalidations going through
+    /// this unit's queue (which interrupt remapping's enabling already started).
+    pub fn enable_translation(&mut self, root_phys: u64) -> Result<TranslationStart, UnitError> {
+        let capability = self.dma_capability();
+        let Unit { regs, queue, .. } = self;
+        dma::enable_translation(regs, root_phys, capability, |r: &mut Registers| {
+            for descriptor in super::dma::global_invalidations(capability) {
+                queue.submit(r, descriptor)?;
+            }
+            Ok(())
+        })
+        .map_err(|e| match e {
+            SequenceError::CommandTimeout(bit) => UnitError::CommandTimeout(bit),
+            SequenceError::Invalidation(q) => UnitError::Queue(q),
+        })
+    }
+
+    /// Reads and clears every fault record, handing interrupt-remapping faults to `ir` and
+    /// DMA faults to `dma`; returns whether the records had overflowed (faults were lost).
+    /// Bounded by the unit's number of records; allocates nothing.
+    pub fn collect_all(
+        &mut self,
+        mut ir: impl FnMut(FaultRecord),
+        mut dma: impl FnMut(DmaFault),
+    ) -> bool {
+        let status =
+            dma::collect_raw_faults(&mut self.regs, self.capability, |low, high, _slot| {
+                if let Some(f) = DmaFault::decode(low, high) {
+                    dma(f);
+                } else if let Some(record) = FaultRecord::decode(low, high) {
+                    ir(record);
+                }
+            });
+        status.overflow()
+    }
+
+    /// Programs the fault-event interrupt (`vector` to the CPU with `apic_id`) and unmasks
+    /// it (FECTL.IM clear); false when the mode cannot name that CPU (it stays masked).
+    pub fn enable_fault_events(&mut self, vector: u8, apic_id: u32, extended: bool) -> bool {
+        let Some((data, address, upper)) = dma::fault_event_message(vector, apic_id, extended)
+        else {
+            return false;
+        };
+        self.regs.write32(dma::FAULT_EVENT_DATA, data);
+        self.regs.write32(dma::FAULT_EVENT_ADDRESS, address);
+        self.regs.write32(dma::FAULT_EVENT_UPPER_ADDRESS, upper);
+        self.regs.write32(offset::FAULT_EVENT_CONTROL, 0);
+        true
+    }
+
+    /// FECTL as the unit holds it (bit 31: masked).
+    pub fn fault_event_control(&self) -> u32 {
+        self.regs.read32(offset::FAULT_EVENT_CONTROL)
+    }
+
+    /// Queues one descriptor and waits for its completion (a wait descriptor after it).
+    pub fn submit(&mut self, descriptor: [u64; 2]) -> Result<(), UnitError> {
+        self.queue.submit(&self.regs, descriptor).map_err(UnitError::Queue)
+    }
+
+    /// Flushes the write buffer when CAP.RWBF asks for it (after table writes).
+    pub fn flush_write_buffer(&mut self) -> Result<(), UnitError> {
+        let capability = self.dma_capability();
+        dma::flush_write_buffer::<_, QueueError>(&mut self.regs, capability).map(|_| ()).map_err(
+            |e| match e {
+                SequenceError::CommandTimeout(bit) => UnitError::CommandTimeout(bit),
+                SequenceError::Invalidation(q) => UnitError::Queue(q),
+            },
+        )
+    }
+
     /// Invalidates the cached copy of one IRTE (spec 6.5.2.7, G = 1, IM = 0).
     pub fn invalidate_entry(&mut self, index: u16) -> Result<(), UnitError> {
         self.queue.submit(&self.regs, queue::iec(Some((index, 0)))).map_err(UnitError::Queue)
@@ -121,28 +199,5 @@ impl Unit {
     /// Invalidation submissions completed so far.
     pub fn invalidations(&self) -> u64 {
         self.queue.completed
-    }
-
-    /// Reads, hands over and clears every recorded fault (`keel_iommu::sequence`).
-    pub fn collect_faults(&mut self, mut sink: impl FnMut(Fault)) -> FaultStatus {
-        sequence::collect_faults(&mut self.regs, self.capability, |record, slot| {
-            sink(Fault { record, slot })
-        })
-    }
-
-    pub fn report_faults(&mut self, when: &str) -> usize {
-        let base = self.register_base;
-        let mut n = 0;
-        let status = self.collect_faults(|f| {
-            n += 1;
-            log::warn!(
-                "iommu: unit {base:#x} fault ({when}): reason {:#x} ({}) source {:#06x} index {} (record {})",
-                f.record.reason, regs::fault_reason(f.record.reason), f.record.source_id, f.record.interrupt_index, f.slot
-            );
-        });
-        if status.overflow() {
-            log::warn!("iommu: unit {base:#x}: fault records overflowed ({when})");
-        }
-        n
     }
 }
