@@ -8,6 +8,7 @@
 //! `iommu=`, `smp_bringup=`); switches that exist only to provoke a path for a proof are
 //! read by the scenarios, never here.
 
+pub mod cpus;
 pub mod programs;
 pub mod report;
 
@@ -34,9 +35,10 @@ pub struct System {
 }
 
 impl System {
-    /// Whether every CPU we tried to start came online.
+    /// Whether every CPU we tried to start came online and every CPU the MADT lists is
+    /// accounted for ([`cpus::account`]).
     pub fn all_online(&self) -> bool {
-        smp_arch::online_count() == self.expected_online
+        smp_arch::online_count() == self.expected_online && cpus::unaccounted() == 0
     }
 }
 
@@ -111,6 +113,7 @@ pub fn bring_up(platform: &'static Platform, cmdline: &CommandLine) -> System {
     let all_ns = crate::time::now_ns() - started;
     let system = System { mode, platform, reports, expected_online, all_online_ns: all_ns };
     boot_report(&system, all_ns);
+    cpus::account(platform, mode, &system.reports);
     system
 }
 
