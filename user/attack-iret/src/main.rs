@@ -5,6 +5,8 @@
 
 #[path = "../../attack/src/attacks.rs"]
 mod attacks;
+#[path = "../../attack/src/bounds.rs"]
+mod bounds;
 
 core::arch::global_asm!(
     ".section .keel_top, \"ax\"",

@@ -16,6 +16,8 @@
 //!   the page fault; the kernel must not emulate a system call for them.
 //! * `enter`: `cap_enter(65, 0)` with queued submissions must fail with `BadArgument` and
 //!   consume nothing.
+//! * `bounds`: every path that takes a user address, at the edges of user space (see
+//!   `bounds.rs`).
 //! * `irqwait`: a thread waiting on an `Interrupt` ends; the next wait by another thread must
 //!   be accepted (not `Busy`).
 
@@ -25,16 +27,16 @@ use keel_rt::abi::{Method, ObjectKind, RingHeader, Status, Submission, CQ_ENTRIE
 use keel_rt::util::{arg_u64, cap};
 use keel_rt::{ev, println, ring, start_info, Ring};
 
-const PAGE: u64 = 4096;
+pub(crate) const PAGE: u64 = 4096;
 const STACKS_VADDR: u64 = 0x0000_6000_0000;
 const STACK_PAGES: u64 = 2;
 /// Threads a process may have at once (the kernel's limit, main thread included).
 const MAX_THREADS: u64 = 64;
 /// The kernel pins its `syscall` entry here (`kernel/linker.ld`); the kernel reports the
 /// real address too (`user.syscall_entry`) and the proof compares the two.
-const KERNEL_SYSCALL_ENTRY: u64 = 0xffff_ffff_8010_0200;
+pub(crate) const KERNEL_SYSCALL_ENTRY: u64 = 0xffff_ffff_8010_0200;
 /// First address above the lower canonical half.
-const NON_CANONICAL: u64 = 0x0000_8000_0000_0000;
+pub(crate) const NON_CANONICAL: u64 = 0x0000_8000_0000_0000;
 
 const JOB_EXIT_AFTER_RELEASE: u64 = 1 << 56;
 const JOB_IRQ_WAIT: u64 = 3 << 56;
@@ -43,11 +45,11 @@ const JOB_BLOCK: u64 = 5 << 56;
 const JOB_SLEEP_PENDING: u64 = 6 << 56;
 
 static RELEASE: AtomicU64 = AtomicU64::new(0);
-static STARTED: AtomicU64 = AtomicU64::new(0);
+pub(crate) static STARTED: AtomicU64 = AtomicU64::new(0);
 /// Ring page of the thread that jumps into the kernel (for its "resumed" path).
 static JUMPER_RING: AtomicU64 = AtomicU64::new(0);
 /// Times a jumping thread came back to user code (only if the kernel emulated its jump).
-static RESUMED: AtomicU64 = AtomicU64::new(0);
+pub(crate) static RESUMED: AtomicU64 = AtomicU64::new(0);
 static IRQ_WAIT_STATUS: AtomicU64 = AtomicU64::new(u64::MAX);
 
 /// Where `top.ld` places the `.keel_top` page (the last page of user space).
@@ -55,7 +57,7 @@ const TOP_PAGE: u64 = NON_CANONICAL - PAGE;
 
 /// Thread entry: rdi = ring page, rdx = argument.
 #[unsafe(naked)]
-extern "C" fn thread_start() -> ! {
+pub(crate) extern "C" fn thread_start() -> ! {
     core::arch::naked_asm!("xor ebp, ebp", "mov rsi, rdx", "call {body}", "ud2", body = sym thread_body)
 }
 
@@ -91,7 +93,7 @@ extern "C" fn bad_rsp_thread() -> ! {
 /// Jumps to the kernel's `syscall` entry with RCX = rdx (the thread argument), rax =
 /// `cap_enter`. A real `syscall` precedes `jump_gadget_after`, so RCX may point just past one.
 #[unsafe(naked)]
-extern "C" fn jump_thread() -> ! {
+pub(crate) extern "C" fn jump_thread() -> ! {
     core::arch::naked_asm!(
         "mov [rip + {ring}], rdi",
         "mov rcx, rdx",
@@ -180,11 +182,11 @@ extern "C" fn thread_body(ring_vaddr: u64, arg: u64) -> ! {
     }
 }
 
-fn stack_top(slot: u64) -> u64 {
+pub(crate) fn stack_top(slot: u64) -> u64 {
     STACKS_VADDR + slot * (STACK_PAGES + 1) * PAGE + STACK_PAGES * PAGE
 }
 
-fn map_stacks(count: u64) {
+pub(crate) fn map_stacks(count: u64) {
     let mut r = ring().expect("ring");
     for slot in 0..count {
         let base = stack_top(slot) - STACK_PAGES * PAGE;
@@ -195,7 +197,7 @@ fn map_stacks(count: u64) {
     }
 }
 
-fn spawn_at(entry: u64, slot: u64, cpu: u64, arg: u64) -> Result<u64, Status> {
+pub(crate) fn spawn_at(entry: u64, slot: u64, cpu: u64, arg: u64) -> Result<u64, Status> {
     let mut r = ring().expect("ring");
     r.call(cap(ObjectKind::Process), Method::ProcessSpawnThread, [entry, stack_top(slot), arg, cpu])
         .map(|c| c.results[0])
@@ -213,7 +215,7 @@ fn sleep_ms(ms: u64) {
 }
 
 /// Waits (up to ~10 s) until only the main thread is left.
-fn wait_alone() -> bool {
+pub(crate) fn wait_alone() -> bool {
     for _ in 0..10_000 {
         if live_threads() == 1 {
             return true;
@@ -223,7 +225,7 @@ fn wait_alone() -> bool {
     false
 }
 
-fn cpus() -> u64 {
+pub(crate) fn cpus() -> u64 {
     arg_u64("cpus", 2).max(1)
 }
 
@@ -443,6 +445,7 @@ pub fn main() -> u64 {
         "jump" => jump_attacks(),
         "enter" => enter_attack(),
         "irqwait" => irq_wait_attack(),
+        "bounds" => crate::bounds::bounds_attacks(),
         other => {
             println!("unknown mode {other:?}");
             1

@@ -4,6 +4,7 @@
 #![no_main]
 
 mod attacks;
+mod bounds;
 
 core::arch::global_asm!(
     ".section .keel_top, \"ax\"",
