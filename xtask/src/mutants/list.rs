@@ -296,4 +296,33 @@ pub const BREAKS: &[Break] = &[
         proofs: &["hostile-bounds"],
         accel: Accel::Tcg,
     },
+    Break {
+        name: "irte-source-validation-off",
+        what: "interrupt-remapping entries are written without source validation (SVT 0): any requester may use them",
+        edits: &[
+            Edit {
+                file: "kernel/src/arch/x86_64/iommu/mod.rs",
+                find: "            return Ok(SourceValidation::Requester(sid));\n",
+                replace: "            return Ok(SourceValidation::None);\n",
+            },
+            Edit {
+                file: "kernel/src/arch/x86_64/iommu/mod.rs",
+                find: "scope.source_id().map_or(SourceValidation::None, SourceValidation::Requester);",
+                replace: "SourceValidation::None;",
+            },
+        ],
+        proofs: &["interrupt-remap-x2apic", "interrupt-remap-xapic"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "irte-sid-of-another-function",
+        what: "an MSI entry validates the requester id of another function (device 1 further on the bus)",
+        edits: &[Edit {
+            file: "kernel/src/arch/x86_64/iommu/mod.rs",
+            find: "            return Ok(SourceValidation::Requester(sid));\n",
+            replace: "            return Ok(SourceValidation::Requester(SourceId(sid.0 ^ 8)));\n",
+        }],
+        proofs: &["interrupt-remap-x2apic"],
+        accel: Accel::Tcg,
+    },
 ];
