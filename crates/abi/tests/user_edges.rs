@@ -54,7 +54,7 @@ fn console_write_edges() {
 
 #[test]
 fn vm_method_edges() {
-    let top = u64::MAX & !(PAGE_SIZE - 1);
+    let top = !(PAGE_SIZE - 1);
     for m in [Method::VmMap, Method::VmUnmap, Method::VmProtect] {
         let third = u64::from(m != Method::VmUnmap);
         let call = |vaddr, pages| decode(&sub(m, [vaddr, pages, third, 0]));
@@ -82,7 +82,7 @@ fn spawn_thread_edges() {
         (u64::MAX, 0x10000),
         (KERNEL_HALF, 0x10000),
         (0x1000, E),
-        (0x1000, u64::MAX & !15),
+        (0x1000, !15),
         (0x1000, KERNEL_HALF + 16),
     ] {
         assert_eq!(spawn(entry, stack), Err(Status::BadAddress), "{entry:#x} {stack:#x}");
@@ -93,7 +93,7 @@ fn spawn_thread_edges() {
 fn device_memory_map_edges() {
     let map = |vaddr| decode(&sub(Method::DeviceMemoryMap, [vaddr, 0, 0, 0]));
     assert_eq!(map(E - PAGE_SIZE), Ok(Request::DeviceMemoryMap { vaddr: E - PAGE_SIZE }));
-    for vaddr in [E, E + PAGE_SIZE, u64::MAX & !(PAGE_SIZE - 1), KERNEL_HALF] {
+    for vaddr in [E, E + PAGE_SIZE, !(PAGE_SIZE - 1), KERNEL_HALF] {
         assert_eq!(map(vaddr), Err(Status::BadAddress), "{vaddr:#x}");
     }
 }

@@ -80,7 +80,7 @@ pub fn bounds_attacks() -> u64 {
     ev!("console_wrap", console(u64::MAX - 7, 16));
     ev!("console_kernel_half", console(KERNEL_HALF, 8));
     for (name, m) in [("vm_map", VmMap), ("vm_unmap", VmUnmap), ("vm_protect", VmProtect)] {
-        let top = u64::MAX & !(PAGE - 1);
+        let top = !(PAGE - 1);
         ev!(format_args!("{name}_cross"), vm(m, LAST_PAGE, 2, 1));
         ev!(format_args!("{name}_at_edge"), vm(m, E, 1, 1));
         ev!(format_args!("{name}_hole"), vm(m, KERNEL_HALF - PAGE, 2, 1));
@@ -94,7 +94,7 @@ pub fn bounds_attacks() -> u64 {
     ev!("spawn_entry_wrap", spawn(u64::MAX, stack_top(0)));
     ev!("spawn_entry_kernel_half", spawn(KERNEL_HALF, stack_top(0)));
     ev!("spawn_stack_at_edge", spawn(entry, E));
-    ev!("spawn_stack_wrap", spawn(entry, u64::MAX & !15));
+    ev!("spawn_stack_wrap", spawn(entry, !15));
     ev!("spawn_stack_kernel_half", spawn(entry, KERNEL_HALF + 16));
     // The highest stack top: the thread runs on the last page (writable again) and ends at
     // once; it counts itself in `STARTED` first.
