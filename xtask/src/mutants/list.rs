@@ -271,7 +271,7 @@ pub const BREAKS: &[Break] = &[
             find: "    if lost > 0 {\n",
             replace: "    if lost > usize::MAX / 2 {\n",
         }],
-        proofs: &["smp-lost-ap"],
+        proofs: &["smp-lost-ap", "smp-wrong-mode-ap"],
         accel: Accel::Tcg,
     },
     Break {
@@ -283,6 +283,17 @@ pub const BREAKS: &[Break] = &[
             replace: "            | ApOutcome::NoArrival\n            | ApOutcome::Online\n",
         }],
         proofs: &["smp-lost-ap"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "cpu-mode-not-accounted",
+        what: "the CPU accounting takes any online CPU with the right APIC ID, whatever its LAPIC mode",
+        edits: &[Edit {
+            file: "kernel/src/init/cpus.rs",
+            find: "                && lapic::apic_base_mode_name(c.apic_base.load(Ordering::Relaxed)) == want\n",
+            replace: "",
+        }],
+        proofs: &["smp-wrong-mode-ap"],
         accel: Accel::Tcg,
     },
     Break {

@@ -286,6 +286,21 @@ fn checks() -> Vec<Proof> {
                     other => Err(format!("verdict {other:?}")),
                 }
             })),
+        Proof::new("smp-wrong-mode-ap", "an AP online with its LAPIC left in xAPIC mode on an x2APIC machine fails the kernel's own verdict")
+            .scenario("default")
+            .args("smp_wrong_mode=2")
+            .smp(4)
+            .cpu(x2apic_cpu())
+            .accels(Accels::TcgOnly)
+            .expect(Expect::FAIL)
+            .check(eq("lapic.mode", "x2apic"))
+            .check(eq("smp.online", 4))
+            .check(eq("cpu.2.mode", "xapic"))
+            .check(eq("smp.unaccounted", 1))
+            .check(custom("the verdict names the unaccounted CPU", |t| match &t.verdict {
+                Some(keel_evidence::Verdict::Fail(why)) if why == "1 CPUs unaccounted after bring-up" => Ok(()),
+                other => Err(format!("verdict {other:?}")),
+            })),
         panic_nmi_abandoned(
             Proof::new("panic-nmi-abandoned", "a panic with one AP parked in the trampoline stops the 2 other online CPUs by one NMI each and never the parked one (x2APIC)")
                 .smp(4)
