@@ -14,7 +14,7 @@
 
 use core::sync::atomic::Ordering;
 
-use keel_rt::abi::{Method, ObjectKind, Status};
+use keel_rt::abi::{Method, ObjectKind, Status, RING_VADDR, START_INFO_VADDR};
 use keel_rt::util::cap;
 use keel_rt::{ev, ring};
 
@@ -52,6 +52,26 @@ fn console(ptr: u64, len: u64) -> &'static str {
 fn vm(method: Method, vaddr: u64, pages: u64, writable: u64) -> &'static str {
     let third = if method == Method::VmUnmap { 0 } else { writable };
     call(ObjectKind::VirtualMemory, method, [vaddr, pages, third, 0])
+}
+
+/// `DeviceMemoryMap` of edu's BAR 0 (the kernel checks the whole rounded-up size): across
+/// `E`, over the ring page (`RING_VADDR`, whose range ends exactly at `E`), at `E`, wrapping,
+/// in the kernel half; accepted just below the start-info page.
+fn device_memory_edges() {
+    let size = ring()
+        .expect("ring")
+        .call(cap(ObjectKind::DeviceMemory), Method::DeviceMemoryInfo, [0; 4])
+        .map_or(0, |c| c.results[0]);
+    let span = size.div_ceil(PAGE) * PAGE;
+    ev!("device_size", span);
+    let map =
+        |vaddr: u64| call(ObjectKind::DeviceMemory, Method::DeviceMemoryMap, [vaddr, 0, 0, 0]);
+    ev!("device_map_cross", map(E - PAGE));
+    ev!("device_map_over_ring", map(RING_VADDR));
+    ev!("device_map_at_edge", map(E));
+    ev!("device_map_wrap", map(!(PAGE - 1)));
+    ev!("device_map_kernel_half", map(KERNEL_HALF));
+    ev!("device_map_below_start_info", map(START_INFO_VADDR - span));
 }
 
 fn spawn(entry: u64, stack: u64) -> &'static str {
@@ -103,6 +123,7 @@ pub fn bounds_attacks() -> u64 {
     ev!("spawn_stack_last", spawn(entry, E - 16));
     ev!("spawn_stack_last_ended", if wait_alone() { "yes" } else { "no" });
     ev!("spawn_stack_last_ran", STARTED.load(Ordering::Acquire) - started);
+    device_memory_edges();
     let mut ended = 0;
     for (i, &rcx) in JUMP_RCX.iter().enumerate() {
         if spawn_at(jump_thread as *const () as u64, 0, i as u64 % cpus(), rcx).is_ok()
