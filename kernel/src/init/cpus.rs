@@ -40,13 +40,13 @@ fn reported_skip(outcome: ApOutcome) -> bool {
 /// returns how many are unaccounted (each one logged).
 pub fn account(platform: &Platform, mode: LapicMode, reports: &[CpuReport]) -> usize {
     let want = lapic::mode_name(mode);
-    let online_in_mode = |apic_id: u32| {
+    let online_blocks_with = |apic_id: u32| {
         percpu::online().filter(|c| c.apic_id.load(Ordering::Acquire) == apic_id).count()
     };
     let mut unaccounted = 0;
     let mut matched = 0;
     for cpu in platform.cpus() {
-        let blocks = online_in_mode(cpu.apic_id);
+        let blocks = online_blocks_with(cpu.apic_id);
         let in_mode = percpu::online().any(|c| {
             c.apic_id.load(Ordering::Acquire) == cpu.apic_id
                 && lapic::apic_base_mode_name(c.apic_base.load(Ordering::Relaxed)) == want
