@@ -234,6 +234,8 @@ impl Expect {
     pub const PASS: Expect = Expect { status: exit::STATUS_PASS, verdict: ExpectVerdict::Pass };
     pub const FATAL_EXCEPTION: Expect =
         Expect { status: exit::STATUS_FATAL_EXCEPTION, verdict: ExpectVerdict::NotPass };
+    /// The kernel's own verdict fails (status 35, `VERDICT fail`).
+    pub const FAIL: Expect = Expect { status: exit::STATUS_FAIL, verdict: ExpectVerdict::Fail };
     /// A deliberate kernel panic (status 37, no passing verdict).
     pub const PANIC: Expect =
         Expect { status: exit::STATUS_PANIC, verdict: ExpectVerdict::NotPass };

@@ -8,6 +8,7 @@
 //! `iommu=`, `smp_bringup=`); switches that exist only to provoke a path for a proof are
 //! read by the scenarios, never here.
 
+pub mod cpus;
 pub mod programs;
 pub mod report;
 
@@ -34,7 +35,8 @@ pub struct System {
 }
 
 impl System {
-    /// Whether every CPU we tried to start came online.
+    /// Whether every CPU we tried to start came online. (Whether every CPU the MADT lists
+    /// is accounted for, [`cpus::account`], every verdict checks.)
     pub fn all_online(&self) -> bool {
         smp_arch::online_count() == self.expected_online
     }
@@ -120,6 +122,7 @@ pub fn bring_up(platform: &'static Platform, cmdline: &CommandLine) -> System {
     let all_ns = crate::time::now_ns() - started;
     let system = System { mode, platform, reports, expected_online, all_online_ns: all_ns };
     boot_report(&system, all_ns);
+    cpus::account(platform, mode, &system.reports);
     system
 }
 

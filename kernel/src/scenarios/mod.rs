@@ -75,7 +75,10 @@ pub fn find(name: &str) -> Option<&'static Scenario> {
 /// only in a kernel built with the scenarios; any scenario can be combined with them.
 /// `irq_target=boot`: every device interrupt on CPU 0 (drivers elsewhere woken by IPI 49).
 /// `entry=int80`: new processes enter through the `int 0x80` gate. `smp_abandon=<apic id>`:
-/// that AP's start slot is abandoned before its SIPI (it must park).
+/// that AP's start slot is abandoned before its SIPI (it must park). `smp_lose=<apic id>`:
+/// that AP reports its slot online and halts without coming online (the verdict must fail).
+/// `smp_wrong_mode=<apic id>`: on an x2APIC machine, that AP comes online with its LAPIC
+/// back in xAPIC mode and halts (the verdict must fail).
 pub fn prepare(cmdline: &CommandLine) {
     if cmdline.get("irq_target") == Some("boot") {
         crate::task::loader::deliver_irqs_to_boot_cpu();
@@ -86,6 +89,14 @@ pub fn prepare(cmdline: &CommandLine) {
     if cmdline.get("smp_abandon").is_some() {
         crate::arch::x86_64::ap_start::abandon_before_sipi(
             option_u64(cmdline, "smp_abandon", 0) as u32
+        );
+    }
+    if cmdline.get("smp_lose").is_some() {
+        crate::arch::x86_64::ap_start::lose_silently(option_u64(cmdline, "smp_lose", 0) as u32);
+    }
+    if cmdline.get("smp_wrong_mode").is_some() {
+        crate::arch::x86_64::ap_start::leave_in_wrong_mode(
+            option_u64(cmdline, "smp_wrong_mode", 0) as u32,
         );
     }
 }

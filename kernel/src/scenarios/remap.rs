@@ -3,7 +3,8 @@
 //! remapping) the interrupt-remapping table entry they index, decoded from table memory.
 
 use keel_apic::ioapic::RedirectionEntry;
-use keel_iommu::{RemappableMsi, RemappableRte};
+use keel_apic::TriggerMode;
+use keel_iommu::{RemappableMsi, RemappableRte, SourceValidation};
 
 use crate::arch::x86_64::{ioapic, iommu};
 use crate::pci::{self, PciDevice};
@@ -38,6 +39,8 @@ pub fn ioapic_evidence(prefix: &str, gsi: u32) {
 pub fn msi_evidence(prefix: &str, device: &PciDevice, cap: u8) {
     let address = pci::msi_address(device, cap);
     ev!(("{}.msi_address", prefix), format_args!("{address:#x}"));
+    // The id the function's requests carry on bus 0 (its bus/device/function).
+    ev!(("{}.requester_id", prefix), format_args!("{:#x}", device.addr.bdf()));
     match RemappableMsi::decode(address) {
         Some(msi) => {
             ev!(("{}.format", prefix), "remappable");
@@ -47,12 +50,34 @@ pub fn msi_evidence(prefix: &str, device: &PciDevice, cap: u8) {
     }
 }
 
+/// The whole entry at `index`, decoded from table memory: destination, vector, trigger mode
+/// and source validation (SVT, and SID or the bus range; a requester entry decodes only with
+/// SQ = 0, every other bit pattern is reported invalid).
 fn irte_evidence(prefix: &str, index: u16) {
     ev!(("{}.remap_index", prefix), index);
     match iommu::entry(index) {
         Some(Ok(irte)) => {
             ev!(("{}.irte_destination", prefix), irte.destination.apic_id().get());
             ev!(("{}.irte_vector", prefix), irte.vector);
+            let trigger = match irte.trigger {
+                TriggerMode::Edge => "edge",
+                TriggerMode::Level => "level",
+            };
+            ev!(("{}.irte_trigger", prefix), trigger);
+            match irte.source {
+                SourceValidation::None => ev!(("{}.irte_svt", prefix), "none"),
+                SourceValidation::Requester(sid) => {
+                    ev!(("{}.irte_svt", prefix), "requester");
+                    ev!(("{}.irte_sid", prefix), format_args!("{:#x}", sid.0));
+                }
+                SourceValidation::BusRange { first, last } => {
+                    ev!(("{}.irte_svt", prefix), "bus_range");
+                    ev!(
+                        ("{}.irte_sid", prefix),
+                        format_args!("{:#x}", (first as u16) << 8 | last as u16)
+                    );
+                }
+            }
         }
         Some(Err(e)) => ev!(("{}.irte_destination", prefix), format_args!("invalid:{e:?}")),
         None => ev!(("{}.irte_destination", prefix), "no-table"),

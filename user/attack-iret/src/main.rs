@@ -5,6 +5,8 @@
 
 #[path = "../../attack/src/attacks.rs"]
 mod attacks;
+#[path = "../../attack/src/bounds.rs"]
+mod bounds;
 #[path = "../../attack/src/ports.rs"]
 mod ports;
 

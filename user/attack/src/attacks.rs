@@ -16,6 +16,8 @@
 //!   the page fault; the kernel must not emulate a system call for them.
 //! * `enter`: `cap_enter(65, 0)` with queued submissions must fail with `BadArgument` and
 //!   consume nothing.
+//! * `bounds`: every path that takes a user address, at the edges of user space (see
+//!   `bounds.rs`).
 //! * `irqwait`: a thread waiting on an `Interrupt` ends; the next wait by another thread must
 //!   be accepted (not `Busy`).
 //! * `ports-release`, `ports-exit`: released I/O ports are closed everywhere (`ports.rs`).
@@ -26,16 +28,16 @@ use keel_rt::abi::{Method, ObjectKind, RingHeader, Status, Submission, CQ_ENTRIE
 use keel_rt::util::{arg_u64, cap};
 use keel_rt::{ev, println, ring, start_info, Ring};
 
-const PAGE: u64 = 4096;
+pub(crate) const PAGE: u64 = 4096;
 const STACKS_VADDR: u64 = 0x0000_6000_0000;
 const STACK_PAGES: u64 = 2;
 /// Threads a process may have at once (the kernel's limit, main thread included).
 const MAX_THREADS: u64 = 64;
 /// The kernel pins its `syscall` entry here (`kernel/linker.ld`); the kernel reports the
 /// real address too (`user.syscall_entry`) and the proof compares the two.
-const KERNEL_SYSCALL_ENTRY: u64 = 0xffff_ffff_8010_0200;
+pub(crate) const KERNEL_SYSCALL_ENTRY: u64 = 0xffff_ffff_8010_0200;
 /// First address above the lower canonical half.
-const NON_CANONICAL: u64 = 0x0000_8000_0000_0000;
+pub(crate) const NON_CANONICAL: u64 = 0x0000_8000_0000_0000;
 
 const JOB_EXIT_AFTER_RELEASE: u64 = 1 << 56;
 const JOB_IRQ_WAIT: u64 = 3 << 56;
@@ -46,11 +48,11 @@ const JOB_SLEEP_PENDING: u64 = 6 << 56;
 pub(crate) const JOB_PORTS: u64 = 7 << 56;
 
 static RELEASE: AtomicU64 = AtomicU64::new(0);
-static STARTED: AtomicU64 = AtomicU64::new(0);
+pub(crate) static STARTED: AtomicU64 = AtomicU64::new(0);
 /// Ring page of the thread that jumps into the kernel (for its "resumed" path).
 static JUMPER_RING: AtomicU64 = AtomicU64::new(0);
 /// Times a jumping thread came back to user code (only if the kernel emulated its jump).
-static RESUMED: AtomicU64 = AtomicU64::new(0);
+pub(crate) static RESUMED: AtomicU64 = AtomicU64::new(0);
 static IRQ_WAIT_STATUS: AtomicU64 = AtomicU64::new(u64::MAX);
 
 /// Where `top.ld` places the `.keel_top` page (the last page of user space).
@@ -94,7 +96,7 @@ extern "C" fn bad_rsp_thread() -> ! {
 /// Jumps to the kernel's `syscall` entry with RCX = rdx (the thread argument), rax =
 /// `cap_enter`. A real `syscall` precedes `jump_gadget_after`, so RCX may point just past one.
 #[unsafe(naked)]
-extern "C" fn jump_thread() -> ! {
+pub(crate) extern "C" fn jump_thread() -> ! {
     core::arch::naked_asm!(
         "mov [rip + {ring}], rdi",
         "mov rcx, rdx",
@@ -184,7 +186,7 @@ extern "C" fn thread_body(ring_vaddr: u64, arg: u64) -> ! {
     }
 }
 
-fn stack_top(slot: u64) -> u64 {
+pub(crate) fn stack_top(slot: u64) -> u64 {
     STACKS_VADDR + slot * (STACK_PAGES + 1) * PAGE + STACK_PAGES * PAGE
 }
 
@@ -227,7 +229,7 @@ pub(crate) fn wait_alone() -> bool {
     false
 }
 
-fn cpus() -> u64 {
+pub(crate) fn cpus() -> u64 {
     arg_u64("cpus", 2).max(1)
 }
 
@@ -449,6 +451,7 @@ pub fn main() -> u64 {
         "irqwait" => irq_wait_attack(),
         "ports-release" => crate::ports::release(),
         "ports-exit" => crate::ports::exit_together(),
+        "bounds" => crate::bounds::bounds_attacks(),
         other => {
             println!("unknown mode {other:?}");
             1

@@ -4,6 +4,7 @@
 #![no_main]
 
 mod attacks;
+mod bounds;
 mod ports;
 
 core::arch::global_asm!(

@@ -68,6 +68,84 @@ fn attack(p: Proof, cpu: CpuSpec) -> Proof {
 }
 
 /// An `Interrupt` waiter thread that ended does not make the next wait `Busy`.
+/// Jumps into the `syscall` entry the `bounds` attack makes (`JUMP_RCX` in
+/// `user/attack/src/bounds.rs`).
+const BOUNDS_JUMPS: u64 = 7;
+
+/// `user/attack mode=bounds`: each edge case's status, as the kernel must answer it.
+const BOUNDS_STATUSES: &[(&str, &str)] = &[
+    ("vm_unmap_last_page", "ok"),
+    ("vm_map_last_page", "ok"),
+    ("vm_protect_last_page", "ok"),
+    ("console_last_bytes", "ok"),
+    ("console_last_byte", "ok"),
+    ("console_cross_by_one", "bad_address"),
+    ("console_cross", "bad_address"),
+    ("console_zero_at_edge", "ok"),
+    ("console_zero_past_edge", "bad_address"),
+    ("console_start_at_edge", "bad_address"),
+    ("console_wrap", "bad_address"),
+    ("console_kernel_half", "bad_address"),
+    ("spawn_entry_at_edge", "bad_address"),
+    ("spawn_entry_wrap", "bad_address"),
+    ("spawn_entry_kernel_half", "bad_address"),
+    ("spawn_stack_at_edge", "bad_address"),
+    ("spawn_stack_wrap", "bad_address"),
+    ("spawn_stack_kernel_half", "bad_address"),
+    ("device_size", "1048576"),
+    ("device_map_cross", "bad_address"),
+    ("device_map_over_ring", "bad_address"),
+    ("device_map_at_edge", "bad_address"),
+    ("device_map_wrap", "bad_address"),
+    ("device_map_kernel_half", "bad_address"),
+    ("device_map_below_start_info", "ok"),
+    ("vm_protect_last_page_writable", "ok"),
+    ("spawn_stack_last", "ok"),
+    ("spawn_stack_last_ended", "yes"),
+    ("spawn_stack_last_ran", "1"),
+];
+
+/// Every user-address path at the edges of user space (`manifests/attack-bounds.manifest`),
+/// run with `entry=int80` so no `syscall` ever enters ring 0 and the kernel takes a jump
+/// into its `syscall` entry for a failed `syscall`: it then reads the two bytes before RCX
+/// from user memory, with RCX at the edges. Each jump must be refused (no emulation, the
+/// thread ends by its page fault) and the kernel must survive every case.
+fn bounds(p: Proof, cpu: CpuSpec) -> Proof {
+    let mut p = user_proof(p, "attack-bounds", &["attack"])
+        .cpu(cpu)
+        .args("entry=int80")
+        .check(eq("user.gate_requested", "int80"))
+        .check(eq("entry.syscall", 0))
+        .check(eq("user.heap_leaked", 0))
+        .check(eq("user.processes_live", 0))
+        .check(eq("proc.attack_bounds.exit", 0))
+        .check(eq("user.attack_bounds.survived", "yes"))
+        .check(keys_equal("user.attack_bounds.jump_target", "user.syscall_entry"))
+        .check(eq("user.attack_bounds.jump_attempts", BOUNDS_JUMPS))
+        .check(eq("user.attack_bounds.jump_threads_ended", BOUNDS_JUMPS))
+        .check(eq("user.attack_bounds.jump_resumed", 0))
+        .check(eq("proc.attack_bounds.fault_vector", 14))
+        // Only the jumps fault: the thread on the last page ran and ended normally.
+        .check(eq("proc.attack_bounds.thread_faults", BOUNDS_JUMPS))
+        .check(eq("user.syscall_emulated", 0))
+        .check(eq("user.syscall_emulation_refused", BOUNDS_JUMPS))
+        .check(custom("the last bytes of user space reached the console", |t| {
+            match t.log.iter().any(|l| l.contains("[bounds: the last bytes of user space]")) {
+                true => Ok(()),
+                false => Err("no console line from the last page".into()),
+            }
+        }));
+    for &(case, want) in BOUNDS_STATUSES {
+        p = p.check(eq(&format!("user.attack_bounds.{case}"), want));
+    }
+    for method in ["vm_map", "vm_unmap", "vm_protect"] {
+        for edge in ["cross", "at_edge", "hole", "wrap", "wrap_pages", "kernel_half"] {
+            p = p.check(eq(&format!("user.attack_bounds.{method}_{edge}"), "bad_address"));
+        }
+    }
+    p
+}
+
 fn irq_waiter(p: Proof, cpu: CpuSpec) -> Proof {
     user_proof(p, "attack-irq", &["attack"])
         .cpu(cpu)
@@ -234,6 +312,8 @@ pub(super) fn registry() -> Vec<Proof> {
         races(Proof::new("races-xapic", "the same in xAPIC mode"), xapic_cpu(), false),
         attack(Proof::new("hostile-attack", "spawn-max/exit, non-canonical returns, entry jumps, bad cap_enter, dead irq waiter (x2APIC)"), x2apic_cpu()),
         attack(Proof::new("hostile-attack-xapic", "the same in xAPIC mode"), xapic_cpu()),
+        bounds(Proof::new("hostile-bounds", "every user-address path at the edges of user space (last byte and page, crossing 2^47, wrapping, zero length, syscall-entry jumps with RCX at the edges): refused with BadAddress, the kernel survives (x2APIC)"), x2apic_cpu()),
+        bounds(Proof::new("hostile-bounds-xapic", "the same in xAPIC mode"), xapic_cpu()),
         irq_waiter(Proof::new("hostile-irq-waiter", "an Interrupt waiter thread that ended leaves the source free for the next wait (x2APIC)"), x2apic_cpu()),
         irq_waiter(Proof::new("hostile-irq-waiter-xapic", "the same in xAPIC mode"), xapic_cpu()),
         io_ports(Proof::new("hostile-io-ports", "kernel-owned ports, overlaps and uncontained DMA refused; a released IoPorts range closed at once on the other CPU (#GP); last threads exiting together leave no port open (x2APIC)"), x2apic_cpu()),

@@ -103,24 +103,84 @@ fn source_remapped(
         return Err(format!("kernel counted {counted} deliveries but QEMU remapped index {index} only {remaps} times"));
     }
     // QEMU passes the entry's quadwords to this event swapped: the field it labels `high`
-    // holds bits 63:0 (P, vector, destination), `low` bits 127:64 (source validation).
-    let lows: Vec<u64> = tr
+    // holds bits 63:0 (P, trigger, vector, destination), `low` bits 127:64 (SID, SQ, SVT).
+    let reads: Vec<(u64, Option<u64>)> = tr
         .matching("vtd_ir_irte_get", &[("index", &index)])
-        .filter_map(|e| e.field("high").and_then(hex_or_dec))
+        .filter_map(|e| {
+            e.field("high").and_then(hex_or_dec).map(|q| (q, e.field("low").and_then(hex_or_dec)))
+        })
         .collect();
-    if lows.is_empty() {
+    if reads.is_empty() {
         return Err(format!("QEMU never read IRTE {index}"));
     }
     // Bits 63:32 hold the destination in extended interrupt mode, bits 47:40 in xAPIC mode.
     let xapic = ev_str(t, "iommu.mode")? == "xapic";
     let destination = |low: u64| if xapic { (low >> 40) & 0xFF } else { low >> 32 };
-    if let Some(low) = lows.iter().find(|low| destination(**low) != dest) {
+    if let Some((low, _)) = reads.iter().find(|(low, _)| destination(*low) != dest) {
         return Err(format!(
             "QEMU read IRTE {index} with destination {} (low {low:#x}), kernel says {dest}",
             destination(*low)
         ));
     }
+    let whole = IrteFields::of_kernel(t, prefix)?;
+    for &(low, high) in &reads {
+        let high = high.ok_or_else(|| format!("QEMU's read of IRTE {index} has no high half"))?;
+        let traced = IrteFields::of_quadwords(low, high)?;
+        if traced != whole || traced.vector != vector {
+            return Err(format!(
+                "QEMU read IRTE {index} as {traced:?} (low {low:#x} high {high:#x}), kernel's table says {whole:?}, vector {vector}"
+            ));
+        }
+    }
     Ok(())
+}
+
+/// The parts of an IRTE beyond its destination, as the kernel decoded them from its table
+/// (`<prefix>.irte_*`) or as QEMU read them (both quadwords of `vtd_ir_irte_get`).
+#[derive(Debug, PartialEq, Eq)]
+struct IrteFields {
+    vector: u64,
+    trigger: &'static str,
+    svt: &'static str,
+    /// SID, or the bus range as `first << 8 | last`; absent when SVT is none.
+    sid: Option<u64>,
+}
+
+impl IrteFields {
+    fn of_kernel(t: &keel_evidence::Transcript, prefix: &str) -> Result<IrteFields, String> {
+        let name = |v: String, names: &[&'static str]| {
+            names.iter().copied().find(|n| *n == v).ok_or(format!("{prefix}: unknown {v}"))
+        };
+        let svt =
+            name(ev_str(t, &format!("{prefix}.irte_svt"))?, &["none", "requester", "bus_range"])?;
+        Ok(IrteFields {
+            vector: ev_u64(t, &format!("{prefix}.irte_vector"))?,
+            trigger: name(ev_str(t, &format!("{prefix}.irte_trigger"))?, &["edge", "level"])?,
+            svt,
+            sid: match svt {
+                "none" => None,
+                _ => Some(ev_u64(t, &format!("{prefix}.irte_sid"))?),
+            },
+        })
+    }
+
+    /// VT-d 9.10: bit 4 TM, 23:16 vector; 79:64 SID, 81:80 SQ (0: all 16 SID bits
+    /// compared), 83:82 SVT.
+    fn of_quadwords(low: u64, high: u64) -> Result<IrteFields, String> {
+        let (svt, sq) = ((high >> 18) & 3, (high >> 16) & 3);
+        let svt = match (svt, sq) {
+            (0, _) => "none",
+            (1, 0) => "requester",
+            (2, _) => "bus_range",
+            _ => return Err(format!("IRTE high quadword {high:#x}: SVT {svt} SQ {sq}")),
+        };
+        Ok(IrteFields {
+            vector: (low >> 16) & 0xFF,
+            trigger: if low & (1 << 4) != 0 { "level" } else { "edge" },
+            svt,
+            sid: (svt != "none").then_some(high & 0xFFFF),
+        })
+    }
 }
 
 /// The firmware-x2APIC machine with a CPU of APIC ID 257.
@@ -135,6 +195,16 @@ fn remapped_source(p: Proof, key: &'static str, apic_id: u64) -> Proof {
         .check(keys_equal(k("on_target_cpu"), k("deliveries")))
         .check(eq(k("off_target_cpu"), 0))
         .check(eq(k("format"), "remappable"))
+        // Source validation on: the MSI entry accepts the function's own requester id (read
+        // from its PCI location), the IOAPIC entries the IOAPIC's (QEMU: 0xff00).
+        .check(eq(k("irte_svt"), "requester"))
+        .check(if key == "msi_edu" {
+            keys_equal(k("irte_sid"), k("requester_id"))
+        } else {
+            eq(k("irte_sid"), "0xff00")
+        })
+        // edu's INTx is level-triggered; its MSI and the RTC (ISA IRQ 8) are edge.
+        .check(eq(k("irte_trigger"), if key == "intx_edu" { "level" } else { "edge" }))
         .check(eq(k("irte_destination"), apic_id))
         .check(keys_equal(k("irte_vector"), k("vector")))
         // Read back from the RTE / MSI mask bit; edu's MSI has none, so only the kernel's
@@ -320,10 +390,15 @@ mod tests {
     /// Lines shaped like QEMU 10's trace of `apic-id-257-remap` (IRTE quadwords swapped in
     /// `vtd_ir_irte_get`, as QEMU prints them).
     fn trace(remaps: &[(u32, u32)], irte_high: u64) -> Trace {
+        trace_whole(remaps, irte_high, 0x4ff00)
+    }
+
+    /// The same with the entry's bits 127:64 (QEMU's `low`) given too.
+    fn trace_whole(remaps: &[(u32, u32)], irte_high: u64, irte_low: u64) -> Trace {
         let mut t = String::from("vtd_reg_ir_root addr 0x192000 size 0x100\nvtd_inv_desc_iec granularity 0x0 index 0x0 mask 0x0\nvtd_ir_enable enable 1\n");
         t += "vtd_inv_desc_iec granularity 0x1 index 0x8 mask 0x0\n";
         for (dest, vector) in remaps {
-            t += &format!("vtd_ir_irte_get index 8 low 0x4ff00 high {irte_high:#x}\n");
+            t += &format!("vtd_ir_irte_get index 8 low {irte_low:#x} high {irte_high:#x}\n");
             t += &format!(
                 "vtd_ir_remap index 8 trigger 0 vector {vector} deliver 0 dest {dest:#x} mode 0\n"
             );
@@ -334,7 +409,8 @@ mod tests {
     }
 
     const EV: &str = "EV iommu.irt_phys=0x192000 iommu.irt_entries=256 iommu.entries_written=1 iommu.mode=x2apic\n\
-                      EV rtc.remap_index=8 rtc.irte_destination=257 rtc.irte_vector=80 rtc.vector=80 rtc.interrupts=3\n";
+                      EV rtc.remap_index=8 rtc.irte_destination=257 rtc.irte_vector=80 rtc.vector=80 rtc.interrupts=3\n\
+                      EV rtc.irte_trigger=edge rtc.irte_svt=requester rtc.irte_sid=0xff00\n";
 
     fn judge(ev: &str, tr: &Trace) -> Vec<String> {
         let p = rtc_to_257();
@@ -386,6 +462,31 @@ mod tests {
             f.iter().any(|f| f.contains("the kernel counted 1, CPUs took vector 80 3 times")),
             "{f:?}"
         );
+    }
+
+    #[test]
+    fn the_whole_entry_is_cross_checked() {
+        let good = 0x101_0050_0001;
+        let pass =
+            |ev: &str, low: u64, high: u64| judge(ev, &trace_whole(&[(257, 80); 4], low, high));
+        assert_eq!(pass(EV, good, 0x4ff00), Vec::<String>::new());
+        // Source validation switched off in the table QEMU reads, the kernel claims it.
+        assert!(pass(EV, good, 0xff00).iter().any(|f| f.contains("svt: \"none\"")), "SVT");
+        // Another requester id, a non-zero SQ, a level trigger, another vector.
+        assert!(!pass(EV, good, 0x4ff08).is_empty(), "SID");
+        assert!(!pass(EV, good, 0x5ff00).is_empty(), "SQ");
+        assert!(!pass(EV, good | 1 << 4, 0x4ff00).is_empty(), "trigger");
+        assert!(!pass(EV, 0x101_0051_0001, 0x4ff00).is_empty(), "vector");
+        // The kernel's own evidence must say the same: none where QEMU read requester.
+        let off = EV.replace("rtc.irte_svt=requester", "rtc.irte_svt=none");
+        assert!(!pass(&off, good, 0x4ff00).is_empty(), "kernel none, QEMU requester");
+        assert_eq!(pass(&off, good, 0xff00), Vec::<String>::new(), "both none");
+        // A trace without the entry's high half proves nothing about it.
+        let half = Trace::parse(&format!(
+            "vtd_ir_enable enable 1\nvtd_ir_irte_get index 8 high {good:#x}\n{}",
+            "vtd_ir_remap index 8 trigger 0 vector 80 deliver 0 dest 0x101 mode 0\n".repeat(3)
+        ));
+        assert!(judge(EV, &half).iter().any(|f| f.contains("no high half")));
     }
 
     #[test]

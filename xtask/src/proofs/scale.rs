@@ -79,6 +79,33 @@ fn panic_nmi(p: Proof, cpus: u64) -> Proof {
         .check(eq("panic.others_stopped", cpus - 1))
 }
 
+/// `proof=panic` with the AP of APIC ID 2 abandoned before its SIPI (it parks in the
+/// trampoline, where it has no IDT and an NMI would triple-fault the machine): the panic
+/// stops each of the `online` CPUs but itself with one NMI, counted by their NMI handlers,
+/// and never the parked one.
+fn panic_nmi_abandoned(p: Proof, declared: u64) -> Proof {
+    let online = declared - 1;
+    panic_nmi(p, online)
+        .args("smp_abandon=2")
+        .check(eq("acpi.madt.cpus", declared))
+        .check(eq("smp.abandoned_for_test", 2))
+        .check(eq("smp.parked", 1))
+        .check(eq("smp.online", online))
+        .check(eq("smp.unaccounted", 0))
+        .check(custom("nothing after the panic report but its evidence", |t| {
+            let at =
+                t.log.iter().position(|l| l.starts_with("PANIC on cpu1")).ok_or("no PANIC line")?;
+            match t.log[at + 1..].iter().find(|l| l.contains("chatter")) {
+                Some(l) => Err(format!("output after the panic report: {l}")),
+                None => Ok(()),
+            }
+        }))
+}
+
+/// A 288-CPU topology with APIC ID gaps: 4 sockets x 36 cores x 2 threads; the core field is
+/// 6 bits wide, so each socket uses 72 of its 128 IDs and the highest is 455.
+const SPARSE_TOPOLOGY_288: &str = "sockets=4,cores=36,threads=2";
+
 /// `proof=bringup` on `cpus` x2APIC vCPUs, parallel or serial: AP bring-up figures (with
 /// the [`SLOW_TICK`] on machines of more than 288 vCPUs).
 fn bringup_bench(
@@ -239,6 +266,57 @@ fn checks() -> Vec<Proof> {
             .check(eq("smp.online", 3))
             .check(eq("smp.skipped", 1))
             .check(for_each_cpu("cpu.*.online", is::eq("yes")).count_eq_key("smp.online")),
+        Proof::new("smp-lost-ap", "an AP that reports its slot online but never comes online fails the kernel's own verdict")
+            .scenario("default")
+            .args("smp_lose=2")
+            .smp(4)
+            .cpu(x2apic_cpu())
+            .accels(Accels::TcgOnly)
+            .expect(Expect::FAIL)
+            .check(eq("smp.online", 3))
+            .check(eq("smp.skipped", 0))
+            .check(eq("smp.unaccounted", 1))
+            .check(custom("the verdict names the unaccounted CPU", |t| {
+                match &t.verdict {
+                    Some(keel_evidence::Verdict::Fail(why))
+                        if why.contains("1 CPUs unaccounted after bring-up") =>
+                    {
+                        Ok(())
+                    }
+                    other => Err(format!("verdict {other:?}")),
+                }
+            })),
+        Proof::new("smp-wrong-mode-ap", "an AP online with its LAPIC left in xAPIC mode on an x2APIC machine fails the kernel's own verdict")
+            .scenario("default")
+            .args("smp_wrong_mode=2")
+            .smp(4)
+            .cpu(x2apic_cpu())
+            .accels(Accels::TcgOnly)
+            .expect(Expect::FAIL)
+            .check(eq("lapic.mode", "x2apic"))
+            .check(eq("smp.online", 4))
+            .check(eq("cpu.2.mode", "xapic"))
+            .check(eq("smp.unaccounted", 1))
+            .check(custom("the verdict names the unaccounted CPU", |t| match &t.verdict {
+                Some(keel_evidence::Verdict::Fail(why)) if why == "1 CPUs unaccounted after bring-up" => Ok(()),
+                other => Err(format!("verdict {other:?}")),
+            })),
+        panic_nmi_abandoned(
+            Proof::new("panic-nmi-abandoned", "a panic with one AP parked in the trampoline stops the 2 other online CPUs by one NMI each and never the parked one (x2APIC)")
+                .smp(4)
+                .cpu(x2apic_cpu())
+                .accels(Accels::TcgOnly)
+                .timeout_secs(120),
+            4,
+        ),
+        panic_nmi_abandoned(
+            Proof::new("panic-nmi-abandoned-xapic", "the same in xAPIC mode")
+                .smp(4)
+                .cpu(xapic_cpu())
+                .accels(Accels::TcgOnly)
+                .timeout_secs(120),
+            4,
+        ),
         Proof::new("smp-low-memory", "32 CPUs in 9 MiB of RAM: the APs without memory are reported and skipped, the rest come online")
             .scenario("default")
             .smp(32)
@@ -304,6 +382,13 @@ fn checks() -> Vec<Proof> {
         )
         .check(eq("smp.max_apic_id", 254)),
         panic_nmi(large("panic-nmi-288", "a panic on CPU 1 of 288 stops the other 287 by NMI and prints one clean report", 288, "1G").timeout_secs(900), 288),
+        panic_nmi_abandoned(
+            large("panic-nmi-288-sparse", "a panic on CPU 1 of 288 sparse CPUs (APIC IDs to 455), one AP parked: the other 286 online CPUs are stopped by NMI, the parked one never", 288, "1G")
+                .qemu_extra(&["-smp", SPARSE_TOPOLOGY_288])
+                .timeout_secs(900),
+            288,
+        )
+        .check(eq("smp.max_apic_id", 455)),
         panic_nmi(
             large("panic-nmi-1024", "a panic on CPU 1 of 1,024 stops the other 1,023 by NMI and prints one clean report", 1024, "2G")
                 .timeout_secs(1800),

@@ -465,6 +465,22 @@ extern "C" fn ap_entry(slot: &'static StartSlot) -> ! {
     }
     lapic::calibrate_timer_ap(slot.reference_hz);
     lapic::start_tick(slot.use_deadline);
+    #[cfg(feature = "scenarios")]
+    if late_ap::lost_for_test(slot.apic_id) {
+        // The lost-AP proof: the slot says online, the CPU never is (the verdict must fail).
+        let _ = slot.state.finish(true);
+        crate::exit::halt_forever()
+    }
+    #[cfg(feature = "scenarios")]
+    if late_ap::wrong_mode_for_test(slot.apic_id) {
+        // The wrong-mode proof: online with its LAPIC back in xAPIC mode, then halted with
+        // interrupts off (it never touches the LAPIC again); the verdict must fail.
+        x86_64::instructions::interrupts::disable();
+        lapic::leave_x2apic_for_test();
+        percpu::with_current(|me| me.online.store(true, Ordering::Release));
+        let _ = slot.state.finish(true);
+        crate::exit::halt_forever()
+    }
     percpu::with_current(|me| me.online.store(true, Ordering::Release));
     slot.online_tsc.store(cpu::rdtsc(), Ordering::Release);
     let _ = slot.state.finish(true);
@@ -479,6 +495,37 @@ mod late_ap {
 
     #[cfg(feature = "scenarios")]
     static CHOSEN: spin::Once<u32> = spin::Once::new();
+    #[cfg(feature = "scenarios")]
+    static LOST: spin::Once<u32> = spin::Once::new();
+
+    /// The AP of `apic_id` reports its slot online but never marks its per-CPU block online:
+    /// a CPU lost without a report, which the kernel's accounting must catch.
+    #[cfg(feature = "scenarios")]
+    pub fn lose_silently(apic_id: u32) {
+        LOST.call_once(|| apic_id);
+    }
+
+    /// Whether the AP of `apic_id` is the one [`lose_silently`] chose.
+    #[cfg(feature = "scenarios")]
+    pub fn lost_for_test(apic_id: u32) -> bool {
+        LOST.get() == Some(&apic_id)
+    }
+
+    #[cfg(feature = "scenarios")]
+    static WRONG_MODE: spin::Once<u32> = spin::Once::new();
+
+    /// The AP of `apic_id` comes online with its LAPIC left in xAPIC mode on an x2APIC
+    /// machine: a CPU in the wrong state, which the kernel's accounting must catch.
+    #[cfg(feature = "scenarios")]
+    pub fn leave_in_wrong_mode(apic_id: u32) {
+        WRONG_MODE.call_once(|| apic_id);
+    }
+
+    /// Whether the AP of `apic_id` is the one [`leave_in_wrong_mode`] chose.
+    #[cfg(feature = "scenarios")]
+    pub fn wrong_mode_for_test(apic_id: u32) -> bool {
+        WRONG_MODE.get() == Some(&apic_id)
+    }
 
     /// Abandons the slot of `apic_id` before the SIPIs of the next [`super::start_aps`].
     #[cfg(feature = "scenarios")]
@@ -507,4 +554,4 @@ mod late_ap {
 }
 
 #[cfg(feature = "scenarios")]
-pub use late_ap::abandon_before_sipi;
+pub use late_ap::{abandon_before_sipi, leave_in_wrong_mode, lose_silently};

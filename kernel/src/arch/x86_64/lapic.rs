@@ -343,6 +343,28 @@ pub fn x2apic_enabled_in_msr() -> bool {
 /// IA32_APIC_BASE writes made on all CPUs (cross-checked against QEMU's trace).
 pub static APIC_BASE_WRITES: AtomicU64 = AtomicU64::new(0);
 
+/// The wrong-mode proof (scenarios build only): takes this CPU's LAPIC from x2APIC back to
+/// xAPIC, through disabled (the legal path), and records the register where the boot report
+/// and the CPU accounting read it. The kernel never uses this CPU's LAPIC afterwards.
+#[cfg(feature = "scenarios")]
+pub fn leave_x2apic_for_test() {
+    const EN: u64 = 1 << 11;
+    const EXTD: u64 = 1 << 10;
+    // SAFETY: IA32_APIC_BASE exists on every CPU with a local APIC.
+    let base = unsafe { rdmsr(IA32_APIC_BASE) };
+    if base & EXTD != 0 {
+        // SAFETY: x2APIC → disabled → xAPIC are legal IA32_APIC_BASE transitions (SDM
+        // 10.12.5); nothing uses this CPU's LAPIC after them.
+        unsafe {
+            wrmsr(IA32_APIC_BASE, base & !(EN | EXTD));
+            wrmsr(IA32_APIC_BASE, (base & !EXTD) | EN);
+        }
+    }
+    // SAFETY: as above.
+    let now = unsafe { rdmsr(IA32_APIC_BASE) };
+    percpu::with_current(|me| me.apic_base.store(now, Ordering::Relaxed));
+}
+
 fn apply_plan(writes: &[ApicBase]) {
     for w in writes {
         APIC_BASE_WRITES.fetch_add(1, Ordering::Relaxed);
