@@ -283,7 +283,8 @@ fn smp_checks(p: Proof, cpus: u64, mode: &'static str) -> Proof {
         .check(eq("smp.skipped", 0))
         .check(for_each_cpu("cpu.*.mode", is::eq(mode)).count_eq_key("smp.online"))
         .check(for_each_cpu("cpu.*.online", is::eq("yes")).count_eq_key("smp.online"))
-        .check(for_each_cpu("cpu.*.timer_ticks", is::ge(20)).count_eq_key("smp.online"))
+        // A quarter of the 40 ticks 400 ms hold at 100 Hz (`check_timer_ticks` says why).
+        .check(for_each_cpu("cpu.*.timer_ticks", is::ge(10)).count_eq_key("smp.online"))
         .check(for_each_cpu("cpu.*.timer_hz", is::ge(1_000_000)).count_eq_key("smp.online"))
         // Read back from each CPU's LVT LINT registers. QEMU's MADT has one local APIC NMI
         // entry (all processors, LINT1, conforming): LINT1 is NMI, LINT0 masked.

@@ -74,12 +74,16 @@ pub fn run(system: System, cmdline: &CommandLine) -> ! {
     verdict(failures == 0, "smp checks failed")
 }
 
-/// Timer: every CPU ticks on vector 48, at least half the configured rate over the window;
-/// returns how many CPUs ticked too slowly.
+/// Timer: every CPU ticks on vector 48, at least a quarter of the configured rate over the
+/// window; returns how many CPUs ticked too slowly. A quarter, not the rate: QEMU coalesces
+/// the periodic ticks of a vCPU the host leaves unscheduled, and on a loaded 2-core host with
+/// the TSC calibrated right (no longer against a drifting PIT) a starved vCPU counted 18 of the
+/// 40 ticks 400 ms hold. The rate itself is checked by `cpu.N.timer_hz` and the `clock-*`
+/// proofs; a CPU that stops ticking shows 0 here and is reported by the lockup detector.
 fn check_timer_ticks(online: &[&'static percpu::PerCpu], cmdline: &CommandLine) -> usize {
     let tick_ms = super::option_u64(cmdline, "tick_ms", 400);
     sleep_ms(tick_ms);
-    let min_ticks = lapic::tick_hz() * tick_ms / 1000 / 2;
+    let min_ticks = lapic::tick_hz() * tick_ms / 1000 / 4;
     let summarised = crate::init::report::summarised();
     let mut slow_tickers = 0;
     for cpu in online {
