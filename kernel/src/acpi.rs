@@ -45,6 +45,9 @@ const _: () = {
 };
 
 impl PlatformStorage {
+    // The one `&mut` ever handed out from the shared cell: the swap below makes any second
+    // claim panic, which is the invariant `mut_from_ref` cannot see.
+    #[allow(clippy::mut_from_ref)]
     fn claim(&'static self) -> &'static mut Platform {
         assert!(!self.claimed.swap(true, Ordering::AcqRel), "the platform storage is filled once");
         // SAFETY: first and only claim (asserted above), so no other reference exists.
@@ -235,7 +238,7 @@ fn fallback(storage: &mut Platform, bsp: u32, why: &dyn core::fmt::Display) {
     );
     ev!("acpi.fallback", "yes");
     let records = [MadtRecord::IoApic { id: 0, address: DEFAULT_IOAPIC_BASE, gsi_base: 0 }];
-    storage.rebuild(DEFAULT_LAPIC_BASE, true, records.into_iter(), bsp);
+    storage.rebuild(DEFAULT_LAPIC_BASE, true, records, bsp);
 }
 
 /// Finds the root table the way the hand-over allows: the loader's RSDP copy when it gave

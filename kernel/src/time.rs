@@ -67,7 +67,7 @@ pub fn spin_until(tight_ns: u64, limit_ns: u64, mut done: impl FnMut() -> bool) 
         }
         polls = polls.wrapping_add(1);
         // The clock every 64 polls only: RDTSC is slow under some hypervisors.
-        if polls % 64 == 0 {
+        if polls.is_multiple_of(64) {
             let elapsed = crate::arch::x86_64::cpu::rdtsc().wrapping_sub(start);
             if elapsed > limit {
                 return done();

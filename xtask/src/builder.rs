@@ -320,6 +320,48 @@ pub fn host_tests() -> Result<()> {
     )
 }
 
+/// Clippy with warnings denied over everything the project builds, each part with the target
+/// and flags its build uses: the host crates (tests included), the kernel with and without
+/// the scenarios, the user programs and the example kernel for bare metal.
+pub fn clippy() -> Result<()> {
+    ensure_target()?;
+    let deny = ["--", "-D", "warnings"];
+    let mut host = cargo();
+    host.args(["clippy", "--workspace", "--all-targets"])
+        .args(["--exclude", KERNEL_PACKAGE, "--exclude", EXAMPLE_PACKAGE])
+        .args(deny)
+        .env_remove("CARGO_ENCODED_RUSTFLAGS");
+    check(host, "clippy (host crates)")?;
+    for features in ["", "scenarios"] {
+        let mut c = cargo();
+        c.args(["clippy", "--package", KERNEL_PACKAGE, "--target", KERNEL_TARGET, "--release"])
+            .args(["--target-dir", "target/kernel", "--features", features])
+            .args(deny)
+            .env("RUSTFLAGS", KERNEL_RUSTFLAGS)
+            .env_remove("CARGO_ENCODED_RUSTFLAGS");
+        check(c, &format!("clippy (kernel, features {features:?})"))?;
+    }
+    if let Some(names) = discover_user_programs(&workspace_root())? {
+        let mut c = cargo();
+        c.args(["clippy", "--release", "--target", KERNEL_TARGET, "--target-dir", USER_TARGET_DIR])
+            .env("RUSTFLAGS", USER_RUSTFLAGS)
+            .env_remove("CARGO_ENCODED_RUSTFLAGS");
+        for n in &names {
+            c.args(["-p", n]);
+        }
+        c.args(deny);
+        check(c, "clippy (user programs)")?;
+    }
+    let mut example = cargo();
+    example
+        .args(["clippy", "--package", EXAMPLE_PACKAGE, "--target", KERNEL_TARGET, "--release"])
+        .args(["--target-dir", EXAMPLE_TARGET_DIR])
+        .args(deny)
+        .env("RUSTFLAGS", EXAMPLE_RUSTFLAGS)
+        .env_remove("CARGO_ENCODED_RUSTFLAGS");
+    check(example, "clippy (example kernel)")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

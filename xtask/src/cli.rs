@@ -67,6 +67,9 @@ commands:
                              no_std build for x86_64-unknown-none, doctests, then `cargo package`
                              of all three (each verified against the others' packages); --msrv:
                              also build and doctest each with its rust-version (rustup installs it)
+  clippy                     clippy with warnings denied: host crates (tests too), the kernel with and
+                             without the scenarios, the user programs and the example kernel, each
+                             with its build's target and flags
   qemu-check                 make sure QEMU >= 9.0 is installed (installs it as root on Debian/Ubuntu)
 
 environment:
@@ -135,6 +138,7 @@ pub enum Cmd {
         allow_dirty: bool,
         msrv: bool,
     },
+    Clippy,
     QemuCheck,
     Help,
 }
@@ -161,6 +165,7 @@ pub fn parse(args: &[String]) -> Result<Cmd> {
         "bench-compare" => Cmd::BenchCompare(Default::default()),
         "mutants" => Cmd::Mutants { only: None, baseline: false },
         "package-check" => Cmd::PackageCheck { allow_dirty: false, msrv: false },
+        "clippy" => Cmd::Clippy,
         "qemu-check" | "bootstrap" => Cmd::QemuCheck,
         "help" | "-h" | "--help" => Cmd::Help,
         other => bail!("unknown command {other:?}\n\n{USAGE}"),

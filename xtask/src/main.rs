@@ -53,6 +53,11 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode> {
             println!("xtask: {} ready to publish", package::PUBLISHED.join(", "));
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::Clippy => {
+            builder::clippy()?;
+            println!("xtask: clippy clean (host crates, kernel, user programs, example)");
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::QemuCheck => {
             bootstrap::ensure_qemu()?;
             println!("xtask: QEMU ok");

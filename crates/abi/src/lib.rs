@@ -56,21 +56,19 @@ pub const PAGE_SIZE: u64 = 4096;
 /// Size of the ring mapping at [`RING_VADDR`].
 pub const RING_SIZE: usize = 4096;
 
-#[cfg(test)]
-mod layout_tests {
-    use super::*;
-
-    /// The fixed user mappings are page-aligned, inside user space and disjoint: stack below
-    /// the start-info page, start info below the ring.
-    #[test]
-    fn user_mappings_are_page_aligned_and_disjoint() {
-        for a in [RING_VADDR, START_INFO_VADDR, USER_STACK_TOP, USER_STACK_SIZE, RING_SIZE as u64] {
-            assert_eq!(a % PAGE_SIZE, 0, "{a:#x} is not page-aligned");
-        }
-        assert!(USER_STACK_SIZE >= 16 * PAGE_SIZE, "at least 64 KiB of stack");
-        assert!(USER_STACK_TOP - USER_STACK_SIZE > PAGE_SIZE);
-        assert!(USER_STACK_TOP <= START_INFO_VADDR);
-        assert!(START_INFO_VADDR + PAGE_SIZE <= RING_VADDR);
-        assert!(RING_VADDR + RING_SIZE as u64 <= USER_SPACE_END);
+// The fixed user mappings' layout, checked when the crate compiles: page-aligned, at least
+// 64 KiB of stack above the first page, the stack below the start-info page, start info below
+// the ring, the ring inside user space.
+const _: () = {
+    let aligned = [RING_VADDR, START_INFO_VADDR, USER_STACK_TOP, USER_STACK_SIZE, RING_SIZE as u64];
+    let mut i = 0;
+    while i < aligned.len() {
+        assert!(aligned[i].is_multiple_of(PAGE_SIZE), "the fixed user mappings are page-aligned");
+        i += 1;
     }
-}
+    assert!(USER_STACK_SIZE >= 16 * PAGE_SIZE, "at least 64 KiB of stack");
+    assert!(USER_STACK_TOP - USER_STACK_SIZE > PAGE_SIZE);
+    assert!(USER_STACK_TOP <= START_INFO_VADDR);
+    assert!(START_INFO_VADDR + PAGE_SIZE <= RING_VADDR);
+    assert!(RING_VADDR + RING_SIZE as u64 <= USER_SPACE_END);
+};

@@ -114,8 +114,12 @@ pub fn iotlb(scope: IotlbScope, capability: DmaCapability) -> Option<[u64; 2]> {
         IotlbScope::Global => [TYPE_IOTLB | 1 << 4 | drain, 0],
         IotlbScope::Domain(d) => [TYPE_IOTLB | 2 << 4 | drain | (d as u64) << 16, 0],
         IotlbScope::Pages { domain, address, mask } => {
-            let span = 4096u64 << mask;
-            if !address.is_multiple_of(span) || mask > 0x3F {
+            // A mask past 51 leaves no bits of a 4 KiB-aligned span in 64: never valid.
+            let span = match 4096u64.checked_shl(u32::from(mask)) {
+                Some(span) if mask <= 0x3F && span != 0 => span,
+                _ => return None,
+            };
+            if address % span != 0 {
                 return None;
             }
             [TYPE_IOTLB | 3 << 4 | drain | (domain as u64) << 16, address | mask as u64]
@@ -127,12 +131,15 @@ pub fn iotlb(scope: IotlbScope, capability: DmaCapability) -> Option<[u64; 2]> {
 /// one naturally aligned block within MAMV covers exactly them, domain-selective otherwise
 /// (a wider invalidation is always correct, a narrower one never).
 pub fn iotlb_range(domain: u16, address: u64, pages: u64, cap: DmaCapability) -> IotlbScope {
-    let mask = pages.next_power_of_two().trailing_zeros() as u8;
-    let span = 4096u64 << mask;
-    if pages.is_power_of_two() && address.is_multiple_of(span) && mask <= cap.max_address_mask() {
-        IotlbScope::Pages { domain, address, mask }
-    } else {
-        IotlbScope::Domain(domain)
+    let mask = pages.trailing_zeros() as u8;
+    let span = 4096u64.checked_shl(u32::from(mask)).filter(|s| *s != 0);
+    match span {
+        Some(span)
+            if pages.is_power_of_two() && address % span == 0 && mask <= cap.max_address_mask() =>
+        {
+            IotlbScope::Pages { domain, address, mask }
+        }
+        _ => IotlbScope::Domain(domain),
     }
 }
 

@@ -240,3 +240,15 @@ fn fault_event_message_names_the_cpu() {
     assert_eq!(fault_event_message(0xFC, 257, false), None, "xAPIC mode: 8-bit IDs");
     assert_eq!(fault_event_message(0xFC, 257, true), Some((0xFC, 0xFEE0_1000, 0x100)));
 }
+
+#[test]
+fn iotlb_ranges_at_the_top_of_the_address_space_never_overflow() {
+    // A mask past 51 shifts every bit of a 4 KiB span out of 64: refused, not a division by 0.
+    let far = IotlbScope::Pages { domain: 1, address: 0, mask: 0x3F };
+    assert_eq!(iotlb(far, QEMU), None);
+    let wide = DmaCapability(QEMU.0 | 0x3F << 48);
+    for pages in [1u64 << 52, 1 << 62, 1 << 63, u64::MAX] {
+        assert!(matches!(iotlb_range(7, 0, pages, wide), IotlbScope::Domain(7)), "{pages:#x}");
+    }
+    assert!(matches!(iotlb_range(7, 0, 1 << 51, wide), IotlbScope::Pages { mask: 51, .. }));
+}

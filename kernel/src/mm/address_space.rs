@@ -103,7 +103,7 @@ impl AddressSpace {
     }
 
     fn map(&mut self, va: u64, frame: u64, perms: UserPerms, owner: Owner) -> Result<(), MapError> {
-        if va % 4096 != 0 || va >= USER_END || va < 0x1000 {
+        if !va.is_multiple_of(4096) || !(0x1000..USER_END).contains(&va) {
             return Err(MapError::BadAddress);
         }
         if perms.write && perms.exec {
@@ -219,7 +219,7 @@ impl AddressSpace {
     /// kernel page) and user accessible, with whether it is writable: what a driver may
     /// offer its device for DMA.
     pub fn owned_page(&self, va: u64) -> Option<(u64, bool)> {
-        if va % 4096 != 0 || va >= USER_END {
+        if !va.is_multiple_of(4096) || va >= USER_END {
             return None;
         }
         match self.tables().translate(VirtAddr::new(va)) {
@@ -250,7 +250,7 @@ impl AddressSpace {
     /// and an owned frame is freed only by that shootdown ([`Invalidation::complete`]).
     /// Kernel pages are refused.
     pub fn unmap(&mut self, va: u64, stale: &mut Invalidation) -> Result<(), MapError> {
-        if va % 4096 != 0 || va >= USER_END {
+        if !va.is_multiple_of(4096) || va >= USER_END {
             return Err(MapError::BadAddress);
         }
         debug_assert_eq!(stale.pml4(), self.pml4);

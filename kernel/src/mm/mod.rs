@@ -5,6 +5,7 @@
 //!   2 MiB pages (write-back, NX); MMIO is mapped on demand with 4 KiB uncached pages.
 //! * `KERNEL_VMA` (`0xffff_ffff_8000_0000`) + p: the kernel image, 4 KiB pages with per-
 //!   section permissions (text RX, rodata R, data/bss RW; all but text NX).
+//!
 //! The lower half is left to user address spaces.
 
 pub mod address_space;

@@ -184,7 +184,7 @@ impl Process {
         // such refusals used to leave the process unable to spawn ever again). The slot count
         // saturates at the maximum instead of counting every refused call.
         let phys = crate::mm::frames::allocate_zeroed().ok_or(Status::NoMemory)?;
-        let next = |s: u32| (s < MAX_THREADS as u32).then_some(s + 1);
+        let next = |s: u32| (s < MAX_THREADS).then_some(s + 1);
         let Ok(slot) = self.next_ring_slot.fetch_update(Ordering::Relaxed, Ordering::Relaxed, next)
         else {
             crate::mm::frames::free(phys);

@@ -176,7 +176,8 @@ const PRIME_CHUNK: u64 = 256;
 
 /// Primes below `limit` in chunks `first`, `first + step`, `first + 2 * step`, ...
 fn count_primes(first: u64, step: u64, limit: u64) -> u64 {
-    let is_prime = |n: u64| n >= 2 && (2..).take_while(|d| d * d <= n).all(|d| n % d != 0);
+    let is_prime =
+        |n: u64| n >= 2 && (2..).take_while(|d| d * d <= n).all(|d| !n.is_multiple_of(d));
     let mut count = 0;
     let mut chunk = first;
     while chunk * PRIME_CHUNK < limit {

@@ -280,11 +280,15 @@ impl<S: FnMut(Ipi) -> Result<(), IcrError>> Interrupter<'_, S> {
 /// every CPU in `resident`; returns after all of them acknowledged. The page tables must
 /// already be updated. Call with interrupts enabled. `Err` names the CPUs that could not be
 /// interrupted (their request is withdrawn): frames they may still reach must not be freed.
+// The unreached set travels by value: it is built only when a send failed, and this path
+// must not allocate (it runs with interrupts off, possibly under the heap's lock).
+#[allow(clippy::result_large_err)]
 pub fn shootdown(pml4: u64, resident: &CpuMask, pages: &[u64]) -> Result<(), Unreached> {
     shootdown_via(pml4, resident, pages, &mut lapic::send)
 }
 
 /// [`shootdown`] with the IPI sender given (the `races` proof makes sends fail).
+#[allow(clippy::result_large_err)] // see `shootdown`
 pub fn shootdown_via(
     pml4: u64,
     resident: &CpuMask,
