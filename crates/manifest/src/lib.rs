@@ -156,6 +156,9 @@ pub struct Program {
     pub grants: Vec<Grant>,
     /// `dma = "unprotected"`: the program may drive PCI devices without DMA remapping.
     pub dma_unprotected: bool,
+    /// `dma = "remapped"`: the program's devices must be contained by DMA remapping; it is
+    /// refused on a machine without it (the host check takes the machine to have it).
+    pub dma_remapped: bool,
     /// `expect_start = "refused"`: the grant policy must refuse this program (proofs).
     pub expect_refused: bool,
 }
@@ -430,7 +433,7 @@ impl fmt::Display for ErrorKind {
             ErrorKind::AfterSelf(p) => write!(f, "program \"{p}\" cannot start after itself"),
             ErrorKind::AfterCycle(p) => write!(f, "`after` chain through \"{p}\" forms a cycle"),
             ErrorKind::InvalidDma(v) => {
-                write!(f, "invalid dma {v:?} (the only value is \"unprotected\")")
+                write!(f, "invalid dma {v:?} (\"unprotected\", or \"remapped\" in a program)")
             }
             ErrorKind::InvalidExpectStart(v) => {
                 write!(f, "invalid expect_start {v:?} (the only value is \"refused\")")
@@ -459,7 +462,9 @@ pub fn parse_checked(text: &str) -> Result<Manifest, ManifestError> {
         if program.expect_refused {
             continue;
         }
-        if let Some(refusal) = policy::refusals(&manifest, program, &[], false).into_iter().next() {
+        // A program that requires DMA remapping is checked as on a machine that has it.
+        let refusals = policy::refusals(&manifest, program, &[], program.dma_remapped);
+        if let Some(refusal) = refusals.into_iter().next() {
             return Err(ManifestError {
                 line: pos.0,
                 column: pos.1,

@@ -172,7 +172,7 @@ impl Parser {
                 }
                 "dma" => {
                     once(&mut seen, "dma", pos)?;
-                    dma_unprotected = self.dma_value()?;
+                    dma_unprotected = self.dma_value(false)?;
                 }
                 _ => return Err(pos.err(ErrorKind::UnknownKey { key, context: "device" })),
             }
@@ -184,13 +184,15 @@ impl Parser {
     }
 
     /// `= "unprotected"` after `dma`: the only value, an explicit opt-in.
-    fn dma_value(&mut self) -> PResult<bool> {
+    /// `= "unprotected"` (true) or, where `remapped_allowed`, `= "remapped"` (false).
+    fn dma_value(&mut self, remapped_allowed: bool) -> PResult<bool> {
         self.expect(Tok::Eq, "'='")?;
-        let (v, vpos) = self.string("\"unprotected\"")?;
-        if v != "unprotected" {
-            return Err(vpos.err(ErrorKind::InvalidDma(v)));
+        let (v, vpos) = self.string("\"unprotected\" or \"remapped\"")?;
+        match v.as_str() {
+            "unprotected" => Ok(true),
+            "remapped" if remapped_allowed => Ok(false),
+            _ => Err(vpos.err(ErrorKind::InvalidDma(v))),
         }
-        Ok(true)
     }
 
     fn pci_half(&mut self) -> PResult<u16> {
@@ -219,6 +221,7 @@ impl Parser {
                 restarts: 0,
                 grants: Vec::new(),
                 dma_unprotected: false,
+                dma_remapped: false,
                 expect_refused: false,
             },
             name_pos,
@@ -272,7 +275,9 @@ impl Parser {
                 }
                 "dma" => {
                     once(&mut seen, "dma", pos)?;
-                    p.program.dma_unprotected = self.dma_value()?;
+                    let unprotected = self.dma_value(true)?;
+                    p.program.dma_unprotected = unprotected;
+                    p.program.dma_remapped = !unprotected;
                 }
                 "expect_start" => {
                     once(&mut seen, "expect_start", pos)?;

@@ -115,6 +115,8 @@ pub enum Refusal {
         /// The device the grant names.
         device: String,
     },
+    /// A program that says `dma = "remapped"` on a machine without DMA remapping.
+    DmaRemappingRequired,
 }
 
 impl Refusal {
@@ -132,6 +134,7 @@ impl Refusal {
             }
             Refusal::KernelOwnedMmio { phys, .. } => alloc::format!("kernel_owned_mmio_{phys:#x}"),
             Refusal::DmaNotContained { device } => alloc::format!("dma_not_contained_{device}"),
+            Refusal::DmaRemappingRequired => "dma_remapping_required".into(),
         }
     }
 }
@@ -157,6 +160,9 @@ impl fmt::Display for Refusal {
                 f,
                 "device `{device}` can DMA anywhere without an IOMMU: grant it only with dma = \"unprotected\""
             ),
+            Refusal::DmaRemappingRequired => {
+                write!(f, "dma = \"remapped\", but this machine has no DMA remapping")
+            }
         }
     }
 }
@@ -166,6 +172,9 @@ impl fmt::Display for Refusal {
 pub fn dma_refusal(manifest: &Manifest, program: &Program, dma_remapping: bool) -> Option<Refusal> {
     if dma_remapping {
         return None;
+    }
+    if program.dma_remapped {
+        return Some(Refusal::DmaRemappingRequired);
     }
     program.grants.iter().filter_map(Grant::device).find_map(|name| {
         let device_opt_in = manifest.device(name).is_some_and(|d| d.dma_unprotected);

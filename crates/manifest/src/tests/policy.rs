@@ -203,3 +203,20 @@ fn bars_on_kernel_mmio_are_refused_at_the_edges() {
     assert_eq!(r.evidence(), "kernel_owned_mmio_0xfee00000");
     assert!(r.to_string().contains("LAPIC"));
 }
+
+#[test]
+fn a_program_that_requires_dma_remapping_is_refused_without_it() {
+    let text = "device edu { pci = 1234:11e8 }\n\
+                program \"d\" { binary = \"b\" dma = \"remapped\" grant DeviceMemory { pci = edu, bar = 0 } }";
+    let m = parse_checked(text).unwrap();
+    let program = &m.programs[0];
+    assert!(program.dma_remapped && !program.dma_unprotected);
+    assert_eq!(policy::dma_refusal(&m, program, true), None);
+    assert_eq!(
+        policy::dma_refusal(&m, program, false),
+        Some(policy::Refusal::DmaRemappingRequired)
+    );
+    // Devices take only the opt-out: containment is the program's requirement.
+    let device_remapped = "device edu { pci = 1234:11e8, dma = \"remapped\" }";
+    assert!(matches!(parse(device_remapped).unwrap_err().kind, ErrorKind::InvalidDma(_)));
+}
