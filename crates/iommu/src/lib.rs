@@ -151,6 +151,7 @@
 
 pub mod dmar;
 pub mod irte;
+pub mod ivrs;
 pub mod queue;
 pub mod regs;
 pub mod remap;
