@@ -696,11 +696,13 @@ fn kernel_registry() -> Vec<Proof> {
     .chain(nmi::registry())
     // VT-d interrupt remapping: APIC ID 257 reached; storm and driver death with it on.
     .chain(remap::proofs())
+    .chain(amd::proofs())
     // Memory isolation: kernel pages, W^X, user copies racing unmap.
     .chain(memory::proofs())
     .collect()
 }
 
+mod amd;
 mod clock;
 mod firmware;
 mod hostile;
