@@ -10,7 +10,7 @@
 //! whatever the guest does (0 RTC interrupts); with `pt=off` the IOAPIC's writes pass the
 //! IOMMU's translation untouched. See docs/interrupts.md.
 
-use super::{smp_checks, Accels, Proof};
+use super::{firmware_x2apic_machine, smp_checks, x2apic_cpu, Accels, Proof};
 use crate::checks::eq;
 use crate::qemu::CpuSpec;
 use crate::trace::Trace;
@@ -21,6 +21,48 @@ const AMD_IOMMU_XT: &[&str] = &["-device", "amd-iommu,intremap=on,xtsup=on,pt=of
 const AMD_IOMMU_NO_XT: &[&str] = &["-device", "amd-iommu,intremap=on,pt=off"];
 /// QEMU trace events of the unit's register accesses.
 const AMDVI_TRACE: &[&str] = &["amdvi_mmio_read", "amdvi_mmio_write", "amdvi_ir_remap_msi"];
+
+/// A DMAR with only X2APIC_OPT_OUT set (no remapping unit), added to QEMU's own tables with
+/// `-acpitable`: QEMU's `intel-iommu` never sets the flag (its DMAR flags are 0x01, `eim=on`
+/// or `off`), so this is the one way to boot a machine whose firmware opts out.
+const DMAR_OPT_OUT: &[&str] =
+    &["-acpitable", concat!("file=", env!("CARGO_MANIFEST_DIR"), "/data/dmar-x2apic-opt-out.bin")];
+
+/// The firmware's x2APIC opt-out, honoured as Linux does: x2APIC available by CPUID but
+/// firmware left xAPIC, so the kernel stays in xAPIC (mode read back from the MSR); when
+/// firmware already enabled x2APIC, the kernel stays there with no mode write.
+fn opt_out_proofs() -> Vec<Proof> {
+    vec![
+        smp_checks(
+            Proof::new(
+                "x2apic-opt-out",
+                "DMAR X2APIC_OPT_OUT on an x2APIC CPU: Keel stays in xAPIC",
+            )
+            .smp(2)
+            .cpu(x2apic_cpu())
+            .qemu_extra(DMAR_OPT_OUT),
+            2,
+            "xapic",
+        )
+        .check(eq("cpu.x2apic_cpuid", "yes"))
+        .check(eq("lapic.firmware_state", "xapic"))
+        .check(eq("lapic.x2apic_opt_out", "yes"))
+        .check(eq("lapic.mode_writes", 0))
+        .check(eq("lapic.xapic_mmio_mapped", "yes")),
+        smp_checks(
+            firmware_x2apic_machine(Proof::new(
+                "x2apic-opt-out-firmware-x2apic",
+                "DMAR X2APIC_OPT_OUT, firmware already in x2APIC: Keel stays in x2APIC",
+            ))
+            .qemu_extra(DMAR_OPT_OUT),
+            2,
+            "x2apic",
+        )
+        .check(eq("lapic.firmware_state", "x2apic"))
+        .check(eq("lapic.x2apic_opt_out", "yes"))
+        .check(eq("lapic.mode_writes", 0)),
+    ]
+}
 
 fn epyc(model: &'static str, x2apic: bool) -> CpuSpec {
     CpuSpec::new(model, if x2apic { &["+x2apic"] } else { &["-x2apic"] })
@@ -116,4 +158,7 @@ pub fn proofs() -> Vec<Proof> {
             "yes",
         ),
     ]
+    .into_iter()
+    .chain(opt_out_proofs())
+    .collect()
 }
