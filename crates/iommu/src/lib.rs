@@ -1,7 +1,10 @@
-//! Pure logic of Keel's Intel VT-d interrupt remapping (no MMIO, no `unsafe`).
+//! Pure logic of Keel's Intel VT-d interrupt remapping and AMD IVRS parsing (no MMIO, no
+//! `unsafe`).
 //!
 //! - [`dmar`]: the ACPI DMAR table: remapping hardware units (DRHD), their device scopes
 //!   (IOAPICs, HPETs, PCI devices) and include-all units (VT-d spec 8.1-8.3).
+//! - [`ivrs`]: the ACPI IVRS table of AMD IOMMUs: IVHD blocks, their device entries and the
+//!   requester ids of IOAPICs and HPETs (AMD IOMMU spec 5.2).
 //! - [`irte`]: the 128-bit interrupt-remapping table entry (VT-d spec 9.10) and the table's
 //!   index plan (IOAPIC pins by GSI, then MSI handles).
 //! - [`remap`]: remappable-format IOAPIC redirection entries and MSI address/data
