@@ -3,6 +3,7 @@
 //!
 //! - [`dmar`]: the ACPI DMAR table: remapping hardware units (DRHD), their device scopes
 //!   (IOAPICs, HPETs, PCI devices) and include-all units (VT-d spec 8.1-8.3).
+//! - [`amdvi`]: AMD-Vi register values, device table entries and commands.
 //! - [`ivrs`]: the ACPI IVRS table of AMD IOMMUs: IVHD blocks, their device entries and the
 //!   requester ids of IOAPICs and HPETs (AMD IOMMU spec 5.2).
 //! - [`irte`]: the 128-bit interrupt-remapping table entry (VT-d spec 9.10) and the table's
@@ -152,6 +153,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod amdvi;
 pub mod dmar;
 pub mod irte;
 pub mod ivrs;

@@ -2,8 +2,9 @@
 //! checks (ticks, IPIs both ways, the RTC through the IOAPIC) must hold as on the Intel-like
 //! `qemu64`, and the IOMMU the IVRS describes must be reported as QEMU built it: one unit at
 //! 0xFED80000 (PCI 00:03.0) whose type-0x11 IVHD is preferred, XT as `xtsup` says, GA, and
-//! IOAPIC 0 requesting as 00:14.0. The unit is read, never programmed: QEMU's trace shows
-//! the extended-feature register read and no register written.
+//! IOAPIC 0 requesting as 00:14.0. The unit is brought up in pass-through (device table
+//! entries with IntCtl = pass, command buffer, completion wait), cross-checked against
+//! QEMU's `amdvi_*` trace.
 //!
 //! `pt=off`: QEMU 10.0 builds the IOAPIC's address space under the AMD IOMMU before the
 //! regions it aliases exist, so with the default `pt=on` every IOAPIC interrupt is dropped
@@ -11,16 +12,23 @@
 //! IOMMU's translation untouched. See docs/interrupts.md.
 
 use super::{firmware_x2apic_machine, smp_checks, x2apic_cpu, Accels, Proof};
-use crate::checks::eq;
+use crate::checks::{eq, keys_equal};
 use crate::qemu::CpuSpec;
-use crate::trace::Trace;
+use crate::trace::{ev_u64, Trace};
 
 /// The AMD IOMMU with interrupt remapping and x2APIC (XT) support advertised.
 const AMD_IOMMU_XT: &[&str] = &["-device", "amd-iommu,intremap=on,xtsup=on,pt=off"];
 /// The same without XT: the EFR image and register lack XTSup.
 const AMD_IOMMU_NO_XT: &[&str] = &["-device", "amd-iommu,intremap=on,pt=off"];
 /// QEMU trace events of the unit's register accesses.
-const AMDVI_TRACE: &[&str] = &["amdvi_mmio_read", "amdvi_mmio_write", "amdvi_ir_remap_msi"];
+const AMDVI_TRACE: &[&str] = &[
+    "amdvi_mmio_read",
+    "amdvi_control_status",
+    "amdvi_devtab_inval",
+    "amdvi_completion_wait",
+    "amdvi_command_error",
+    "amdvi_ir_remap_msi",
+];
 
 /// A DMAR with only X2APIC_OPT_OUT set (no remapping unit), added to QEMU's own tables with
 /// `-acpitable`: QEMU's `intel-iommu` never sets the flag (its DMAR flags are 0x01, `eim=on`
@@ -79,7 +87,7 @@ fn amd_smp(
         .check(eq("lockup.reports", 0))
 }
 
-/// The IVRS QEMU builds, as the kernel parsed it and read the unit back.
+/// The IVRS QEMU builds, as the kernel parsed it, and the unit brought up in pass-through.
 fn amd_iommu_checks(p: Proof, xt: &'static str) -> Proof {
     p.check(eq("acpi.ivrs", "yes"))
         .check(eq("acpi.dmar", "no"))
@@ -91,24 +99,58 @@ fn amd_iommu_checks(p: Proof, xt: &'static str) -> Proof {
         .check(eq("iommu.amd.xt", xt))
         .check(eq("iommu.amd.ga", "yes"))
         .check(eq("iommu.amd.ioapic.0.devid", "0x00a0"))
-        .check(eq("iommu.amd.0.enabled", "no"))
+        // Read back from the control register, the DTE in memory, the completion store and
+        // the head/tail registers.
+        .check(eq("iommu.amd.0.enabled", "yes"))
+        .check(eq("iommu.amd.0.cmdbuf", "yes"))
+        .check(eq("iommu.amd.ioapic.0.int_ctl", "pass"))
+        .check(eq("iommu.amd.0.completion_value", "0x4b45454c414d4456"))
+        .check(keys_equal("iommu.amd.0.cmd_head", "iommu.amd.0.cmd_tail"))
         .trace(AMDVI_TRACE)
-        .trace_check(
-            "amdvi_mmio_read of the EFR traced, no register written, nothing remapped",
-            |_, tr: &Trace| {
-                let efr_reads = tr
-                    .matching("amdvi_mmio_read", &[])
-                    .filter(|e| e.raw.contains("AMDVI_MMIO_EXT_FEATURES"))
-                    .count();
-                let writes = tr.count("amdvi_mmio_write", &[]);
-                let remaps = tr.count("amdvi_ir_remap_msi", &[]);
-                if efr_reads >= 1 && writes == 0 && remaps == 0 {
-                    Ok(())
-                } else {
-                    Err(format!("{efr_reads} EFR reads, {writes} register writes, {remaps} remaps"))
-                }
-            },
-        )
+        .trace_check("amdvi: the EFR read, the unit enabled with its command buffer, one devtab invalidation per entry written (00:14.0 among them), the completion wait storing the kernel's value at its address", |t, tr: &Trace| {
+            let efr_reads = tr
+                .matching("amdvi_mmio_read", &[])
+                .filter(|e| e.raw.contains("AMDVI_MMIO_EXT_FEATURES"))
+                .count();
+            if efr_reads == 0 {
+                return Err("the EFR was never read from the unit".into());
+            }
+            let control = tr
+                .matching("amdvi_control_status", &[])
+                .filter_map(|e| e.raw.rsplit(' ').next().and_then(keel_evidence::parse_u64))
+                .last();
+            if control.map(|c| c & 0x1001) != Some(0x1001) {
+                return Err(format!("last control traced {control:x?}, want IommuEn and CmdBufEn"));
+            }
+            let written = ev_u64(t, "iommu.amd.0.dte_written")?;
+            let invals: Vec<&str> =
+                tr.matching("amdvi_devtab_inval", &[]).map(|e| e.raw.as_str()).collect();
+            if invals.len() as u64 != written || !invals.iter().any(|l| l.contains("00:14.0")) {
+                return Err(format!("{} devtab invalidations traced for {written} entries: {invals:?}", invals.len()));
+            }
+            let store = ev_u64(t, "iommu.amd.0.completion_store")?;
+            let value = ev_u64(t, "iommu.amd.0.completion_value")?;
+            let waits: Vec<&str> =
+                tr.matching("amdvi_completion_wait", &[]).map(|e| e.raw.as_str()).collect();
+            let want = format!("store address {store:#x} and store data {value:#x}");
+            if waits.len() != 1 || !waits[0].contains(&want) {
+                return Err(format!("completion waits traced {waits:?}, want one with {want}"));
+            }
+            Ok(())
+        })
+        .trace_check("amdvi: no command error besides QEMU's for pointer writes while the buffer is off, nothing remapped", |_, tr: &Trace| {
+            let errors: Vec<&str> = tr
+                .matching("amdvi_command_error", &[])
+                .map(|e| e.raw.as_str())
+                .filter(|l| !l.contains("command buffer disabled"))
+                .collect();
+            let remaps = tr.count("amdvi_ir_remap_msi", &[]);
+            if errors.is_empty() && remaps == 0 {
+                Ok(())
+            } else {
+                Err(format!("command errors {errors:?}, {remaps} remaps"))
+            }
+        })
 }
 
 pub fn proofs() -> Vec<Proof> {

@@ -4,8 +4,9 @@
 //! register base, its interrupt features (XT: 32-bit destinations, GA: the 128-bit IRTE) and
 //! the device id each requester's interrupts carry, the IOAPIC's included. Keel does not
 //! program the unit yet: it reads the unit's extended feature register and control register
-//! back and leaves the unit disabled. A disabled unit, or one whose device table entries
-//! leave interrupt remapping off, passes interrupts through untranslated, so IOAPIC and MSI routing stays in compatibility format as on a machine without
+//! back, then brings each unit up in pass-through ([`unit`]): device table entries for the
+//! requesters the IVRS lists with IntCtl = pass, the command buffer, and a completion wait
+//! read back. Such a unit passes DMA and interrupts through untranslated, so IOAPIC and MSI routing stays in compatibility format as on a machine without
 //! an IOMMU; destinations above 254 then need the LAPICs' own x2APIC reach, as today.
 //!
 //! QEMU 10.0's `amd-iommu` with its default `pt=on` builds the IOAPIC's address space
@@ -14,10 +15,12 @@
 //! writes reach the LAPICs, never remapped. See docs/interrupts.md.
 
 mod registers;
+mod unit;
 
 use alloc::vec::Vec;
 
-use keel_iommu::ivrs::{Efr, Ivrs};
+use keel_iommu::amdvi::control;
+use keel_iommu::ivrs::{Efr, Ivhd, Ivrs};
 use registers::Registers;
 
 /// Discovers the AMD IOMMUs the IVRS lists and reports them (`iommu.amd.*` evidence).
@@ -67,7 +70,7 @@ pub fn init(ioapic_ids: &[u8]) {
         // What the unit itself reports, read from its registers.
         let regs = Registers::map(unit.base_address);
         let efr = Efr(regs.extended_features());
-        let control = regs.control();
+        let firmware_control = regs.control();
         let live = efr.features();
         if live != features {
             log::warn!(
@@ -76,14 +79,14 @@ pub fn init(ioapic_ids: &[u8]) {
             );
         }
         ev!(("iommu.amd.{i}.efr"), format_args!("{:#x}", efr.0));
-        ev!(
-            ("iommu.amd.{i}.enabled"),
-            if control & registers::CONTROL_IOMMU_EN != 0 { "yes" } else { "no" }
-        );
         if i == 0 {
             ev!("iommu.amd.xt", if live.xt && features.xt { "yes" } else { "no" });
             ev!("iommu.amd.ga", if live.ga && features.ga { "yes" } else { "no" });
         }
+        if firmware_control & control::IOMMU_EN != 0 {
+            log::warn!("amdvi: unit {i}: firmware left it enabled (control {firmware_control:#x})");
+        }
+        bring_up(i, &regs, unit, &ivrs, ioapic_ids);
     }
     for id in ioapic_ids {
         match ivrs.ioapic_device(*id) {
@@ -103,7 +106,42 @@ pub fn init(ioapic_ids: &[u8]) {
             }
         }
     }
-    log::info!(
-        "amdvi: units left disabled: interrupts pass through untranslated (no AMD-Vi remapping)"
-    );
+}
+
+/// Brings unit `i` up in pass-through and reports what the unit and memory read back.
+fn bring_up(i: usize, regs: &Registers, unit: &Ivhd<'_>, ivrs: &Ivrs<'_>, ioapic_ids: &[u8]) {
+    let yes = |on: bool| if on { "yes" } else { "no" };
+    match unit::bring_up(regs, unit) {
+        Ok(r) => {
+            let control_reg = regs.control();
+            log::info!(
+                "amdvi: unit {i}: pass-through: {} of {} device table entries at {:#x}, {} \
+                 commands, completion stored {:#x}, control {control_reg:#x}",
+                r.entries_written,
+                r.table_entries,
+                r.table_phys,
+                r.commands,
+                r.store_value
+            );
+            ev!(("iommu.amd.{i}.enabled"), yes(control_reg & control::IOMMU_EN != 0));
+            ev!(("iommu.amd.{i}.cmdbuf"), yes(control_reg & control::CMD_BUF_EN != 0));
+            ev!(("iommu.amd.{i}.dte_written"), r.entries_written);
+            ev!(("iommu.amd.{i}.commands"), r.commands);
+            ev!(("iommu.amd.{i}.completion_store"), format_args!("{:#x}", r.store_phys));
+            ev!(("iommu.amd.{i}.completion_value"), format_args!("{:#x}", r.store_value));
+            ev!(("iommu.amd.{i}.cmd_head"), r.head);
+            ev!(("iommu.amd.{i}.cmd_tail"), r.tail);
+            for id in ioapic_ids {
+                let Some((owner, devid)) = ivrs.ioapic_device(*id) else { continue };
+                if owner.base_address == unit.base_address {
+                    let ctl = unit::dte_int_ctl(r.table_phys, devid);
+                    ev!(("iommu.amd.ioapic.{id}.int_ctl"), ctl.name());
+                }
+            }
+        }
+        Err(e) => {
+            log::warn!("amdvi: unit {i}: left disabled: {e:?}");
+            ev!(("iommu.amd.{i}.enabled"), yes(regs.control() & control::IOMMU_EN != 0));
+        }
+    }
 }

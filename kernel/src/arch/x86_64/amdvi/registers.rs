@@ -1,39 +1,47 @@
-//! MMIO reads of one AMD IOMMU's registers (AMD IOMMU spec 3.4). The only `unsafe` of the
-//! AMD-Vi code.
+//! MMIO access to one AMD IOMMU's registers (AMD IOMMU spec 3.4). The only `unsafe` of the
+//! AMD-Vi code besides the device table and command buffer memory.
+
+use keel_iommu::amdvi::reg;
 
 use crate::mm::paging::{map_physical, Caching};
 
-/// Control register (offset 0x18).
-const CONTROL: usize = 0x18;
-/// Extended feature register (offset 0x30).
-const EXTENDED_FEATURES: usize = 0x30;
-/// Control bit 0, IommuEn: the unit translates.
-pub const CONTROL_IOMMU_EN: u64 = 1 << 0;
+/// Bytes of the register block mapped: the control registers at 0x0000 and the
+/// head/tail pointers at 0x2000.
+const MAPPED_BYTES: u64 = 0x4000;
 
-/// The first register page of one unit, mapped uncached.
+/// The register block of one unit, mapped uncached.
 pub struct Registers {
-    base: *const u8,
+    base: *mut u8,
 }
 
 impl Registers {
-    /// Maps the page at `phys` (the IVHD's base address) uncached.
+    /// Maps the block at `phys` (the IVHD's base address) uncached.
     pub fn map(phys: u64) -> Registers {
-        Registers { base: map_physical(phys, 4096, Caching::Uncached).as_ptr::<u8>() }
+        Registers { base: map_physical(phys, MAPPED_BYTES, Caching::Uncached).as_mut_ptr::<u8>() }
     }
 
-    fn read64(&self, offset: usize) -> u64 {
-        // SAFETY: `offset` is an architectural register offset inside the mapped page,
+    /// Reads the 64-bit register at `offset`.
+    pub fn read64(&self, offset: usize) -> u64 {
+        debug_assert!(offset % 8 == 0 && offset < MAPPED_BYTES as usize);
+        // SAFETY: `offset` is an architectural register offset inside the mapped block,
         // 8-byte aligned; reading these registers has no side effect.
         unsafe { self.base.add(offset).cast::<u64>().read_volatile() }
     }
 
+    /// Writes the 64-bit register at `offset`.
+    pub fn write64(&self, offset: usize, value: u64) {
+        debug_assert!(offset % 8 == 0 && offset < MAPPED_BYTES as usize);
+        // SAFETY: as in `read64`; every value written is built by `keel_iommu::amdvi`.
+        unsafe { self.base.add(offset).cast::<u64>().write_volatile(value) }
+    }
+
     /// The extended feature register as the unit reports it.
     pub fn extended_features(&self) -> u64 {
-        self.read64(EXTENDED_FEATURES)
+        self.read64(reg::EXTENDED_FEATURES)
     }
 
     /// The control register.
     pub fn control(&self) -> u64 {
-        self.read64(CONTROL)
+        self.read64(reg::CONTROL)
     }
 }
