@@ -1,11 +1,10 @@
 //! AMD-Vi register values, device table entries and commands (AMD IOMMU spec 2.2, 2.4,
 //! 3.4), built here so host tests check the bit layouts the kernel writes.
 //!
-//! Only what an interrupt pass-through bring-up needs: the device table and command buffer
-//! base registers, the control bits that enable translation and the command buffer, a
-//! device table entry that passes a requester's interrupts (and DMA) through untranslated
-//! with the IVRS's pass settings, and the INVALIDATE_DEVTAB_ENTRY and COMPLETION_WAIT
-//! commands.
+//! What a pass-through bring-up needs: the device table and command buffer base registers,
+//! the control bits that enable translation and the command buffer, a device table entry
+//! that passes a requester's interrupts (and DMA) through untranslated, and the
+//! INVALIDATE_DEVTAB_ENTRY, INVALIDATE_INTERRUPT_TABLE and COMPLETION_WAIT commands.
 
 /// Register offsets in the unit's MMIO block.
 pub mod reg {
@@ -83,25 +82,34 @@ pub mod dte {
 }
 
 /// A device table entry that lets the requester's DMA and interrupts through untranslated:
-/// valid, no page table (TV = 0) with reads and writes allowed, interrupt fields valid with
-/// IntCtl = pass, and the INIT/ExtInt/NMI/LINT pass bits of the IVRS `setting` byte
-/// (bit 0 INITPass, 1 EIntPass, 2 NMIPass, 6 Lint0Pass, 7 Lint1Pass).
-pub fn passthrough_dte(setting: u8) -> [u64; 4] {
+/// valid, no page table (TV = 0) with reads and writes allowed, and the interrupt fields
+/// not valid (IV = 0), so every interrupt request passes unmodified.
+///
+/// Not IV = 1 with IntCtl = pass: QEMU 10.0 then rebuilds each fixed interrupt from an
+/// empty record (vector 0 to APIC ID 0), so device MSIs are lost. The IVRS's INIT/ExtInt/
+/// NMI/LINT pass settings only matter with IV = 1 ([`interrupt_pass_quad`]).
+pub fn passthrough_dte() -> [u64; 4] {
+    [dte::VALID | dte::IR | dte::IW, 0, 0, 0]
+}
+
+/// Quadword 2 of an entry with IV = 1, IntCtl = pass and the INIT/ExtInt/NMI/LINT pass bits
+/// of an IVRS `setting` byte (bit 0 INITPass, 1 EIntPass, 2 NMIPass, 6 Lint0Pass, 7
+/// Lint1Pass; SysMgt, bits 5:4, is not an interrupt pass bit).
+pub fn interrupt_pass_quad(setting: u8) -> u64 {
     let pass = |bit: u8, flag: u64| if setting & (1 << bit) != 0 { flag } else { 0 };
-    let q2 = dte::INTERRUPT_VALID
+    dte::INTERRUPT_VALID
         | dte::INT_CTL_PASS << dte::INT_CTL_SHIFT
         | pass(0, dte::INIT_PASS)
         | pass(1, dte::EINT_PASS)
         | pass(2, dte::NMI_PASS)
         | pass(6, dte::LINT0_PASS)
-        | pass(7, dte::LINT1_PASS);
-    [dte::VALID | dte::IR | dte::IW, 0, q2, 0]
+        | pass(7, dte::LINT1_PASS)
 }
 
 /// What a DTE does with a requester's fixed interrupts (decoded for evidence).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IntCtl {
-    /// IV = 0: the interrupt fields are ignored and interrupts pass.
+    /// IV = 0: the interrupt fields are ignored and interrupts pass unmodified.
     NotValid,
     /// IntCtl 00b: target abort.
     Abort,
@@ -130,7 +138,7 @@ impl IntCtl {
     /// A short name for evidence.
     pub fn name(self) -> &'static str {
         match self {
-            IntCtl::NotValid => "not-valid",
+            IntCtl::NotValid => "iv-off-pass",
             IntCtl::Abort => "abort",
             IntCtl::Pass => "pass",
             IntCtl::Remap => "remap",
@@ -190,16 +198,20 @@ mod tests {
 
     #[test]
     fn passthrough_dte_layout() {
-        // QEMU's q35 IVRS settings are 0: no legacy pass bits.
-        let d = passthrough_dte(0);
+        let d = passthrough_dte();
         assert_eq!(d[0], 1 | 1 << 61 | 1 << 62);
         assert_eq!(d[0] & dte::TRANSLATION_VALID, 0);
-        assert_eq!(d[2], 1 | 1 << 60);
-        assert_eq!((d[1], d[3]), (0, 0));
-        assert_eq!(IntCtl::of(d[2]), IntCtl::Pass);
+        assert_eq!((d[1], d[2], d[3]), (0, 0, 0));
+        assert_eq!(IntCtl::of(d[2]), IntCtl::NotValid);
+        // QEMU's reserved-bit mask for quadword 0 (`amdvi_validate_dte`).
+        assert_eq!(d[0] & 0x8030_0000_0000_00FC, 0);
+        let q2 = interrupt_pass_quad(0);
+        assert_eq!(q2, 1 | 1 << 60);
+        assert_eq!(IntCtl::of(q2), IntCtl::Pass);
         // All of INITPass, EIntPass, NMIPass, Lint0Pass, Lint1Pass (SysMgt bits 5:4 ignored).
-        let d = passthrough_dte(0xFF);
-        assert_eq!(d[2], 1 | 1 << 60 | 0b111 << 56 | 0b11 << 62);
+        let q2 = interrupt_pass_quad(0xFF);
+        assert_eq!(q2, 1 | 1 << 60 | 0b111 << 56 | 0b11 << 62);
+        assert_eq!(q2 & 0x08F0_0000_0000_0000, 0);
         assert_eq!(IntCtl::of(0), IntCtl::NotValid);
         assert_eq!(IntCtl::of(1), IntCtl::Abort);
         assert_eq!(IntCtl::of(1 | 2 << 60), IntCtl::Remap);

@@ -418,4 +418,37 @@ pub const BREAKS: &[Break] = &[
         proofs: &["x2apic-opt-out-firmware-x2apic"],
         accel: Accel::Tcg,
     },
+    Break {
+        name: "amdvi-dte-intctl-pass",
+        what: "the pass-through entries set IV with IntCtl = pass (QEMU then rebuilds each device MSI as vector 0 to APIC ID 0)",
+        edits: &[Edit {
+            file: "kernel/src/arch/x86_64/amdvi/unit.rs",
+            find: "        let entry = amdvi::passthrough_dte();",
+            replace: "        let mut entry = amdvi::passthrough_dte();\n        entry[2] = amdvi::interrupt_pass_quad(0);",
+        }],
+        proofs: &["amd-interrupt-grant"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "amdvi-devtab-not-invalidated",
+        what: "the device table entries are written without INVALIDATE_DEVTAB_ENTRY commands",
+        edits: &[Edit {
+            file: "kernel/src/arch/x86_64/amdvi/unit.rs",
+            find: "        queue(amdvi::invalidate_devtab_entry(*id));",
+            replace: "        let _ = id;",
+        }],
+        proofs: &["amd-rome-iommu"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "amdvi-no-completion-wait",
+        what: "the unit is reported up without a completion wait",
+        edits: &[Edit {
+            file: "kernel/src/arch/x86_64/amdvi/unit.rs",
+            find: "    queue(amdvi::completion_wait(store_phys, COMPLETION_MAGIC).ok_or(Error::BadAddress)?);",
+            replace: "",
+        }],
+        proofs: &["amd-rome-iommu"],
+        accel: Accel::Tcg,
+    },
 ];

@@ -5,8 +5,8 @@
 //! the device id each requester's interrupts carry, the IOAPIC's included. Keel does not
 //! program the unit yet: it reads the unit's extended feature register and control register
 //! back, then brings each unit up in pass-through ([`unit`]): device table entries for the
-//! requesters the IVRS lists with IntCtl = pass, the command buffer, and a completion wait
-//! read back. Such a unit passes DMA and interrupts through untranslated, so IOAPIC and MSI routing stays in compatibility format as on a machine without
+//! requesters the IVRS lists that leave DMA and interrupts untranslated, the command
+//! buffer, and a completion wait read back. Such a unit passes DMA and interrupts through untranslated, so IOAPIC and MSI routing stays in compatibility format as on a machine without
 //! an IOMMU; destinations above 254 then need the LAPICs' own x2APIC reach, as today.
 //!
 //! QEMU 10.0's `amd-iommu` with its default `pt=on` builds the IOAPIC's address space

@@ -1,6 +1,7 @@
 //! Bringing one AMD IOMMU up in interrupt pass-through: a device table whose entries for
-//! the requesters the IVRS lists pass DMA and interrupts untranslated (IntCtl = pass, the
-//! IVRS's INIT/ExtInt/NMI/LINT pass settings), the command buffer, an
+//! the requesters the IVRS lists pass DMA and interrupts untranslated (V = 1, TV = 0 with
+//! reads and writes allowed, IV = 0; `keel_iommu::amdvi::passthrough_dte` says why not
+//! IntCtl = pass), the command buffer, an
 //! INVALIDATE_DEVTAB_ENTRY per entry written and a COMPLETION_WAIT whose store the kernel
 //! reads back before it reports the unit up. Entries the IVRS does not list stay zero
 //! (V = 0, IV = 0), which also passes.
@@ -110,8 +111,8 @@ pub fn bring_up(regs: &Registers, ivhd: &Ivhd<'_>) -> Result<Report, Error> {
             )
         };
     }
-    for (id, setting) in &ids {
-        let entry = amdvi::passthrough_dte(*setting);
+    for (id, _) in &ids {
+        let entry = amdvi::passthrough_dte();
         write_quads(table_phys + *id as u64 * amdvi::DTE_BYTES as u64, &entry);
     }
     let command_phys = frames::allocate_zeroed().ok_or(Error::NoMemory)?;
