@@ -1,13 +1,14 @@
-//! AMD-Vi (the AMD IOMMU): discovery and report.
+//! AMD-Vi (the AMD IOMMU): discovery, report and pass-through bring-up.
 //!
 //! The firmware describes each IOMMU in the IVRS table (parsed by `keel_iommu::ivrs`): its
 //! register base, its interrupt features (XT: 32-bit destinations, GA: the 128-bit IRTE) and
-//! the device id each requester's interrupts carry, the IOAPIC's included. Keel does not
-//! program the unit yet: it reads the unit's extended feature register and control register
-//! back, then brings each unit up in pass-through ([`unit`]): device table entries for the
-//! requesters the IVRS lists that leave DMA and interrupts untranslated, the command
-//! buffer, and a completion wait read back. Such a unit passes DMA and interrupts through untranslated, so IOAPIC and MSI routing stays in compatibility format as on a machine without
-//! an IOMMU; destinations above 254 then need the LAPICs' own x2APIC reach, as today.
+//! the device id each requester's interrupts carry, the IOAPIC's included. Keel reads the
+//! unit's extended feature register back, then brings each unit up in pass-through
+//! ([`unit`]): device table entries for the requesters the IVRS lists that leave DMA and
+//! interrupts untranslated, the command buffer, and a completion wait read back. IOAPIC and
+//! MSI routing stays in compatibility format as on a machine without an IOMMU;
+//! destinations above 254 then need the LAPICs' own x2APIC reach, as today. Interrupt
+//! remapping through AMD-Vi is not done.
 //!
 //! QEMU 10.0's `amd-iommu` with its default `pt=on` builds the IOAPIC's address space
 //! before the regions it aliases exist, so every IOAPIC interrupt is dropped whatever the

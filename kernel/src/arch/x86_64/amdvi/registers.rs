@@ -22,7 +22,7 @@ impl Registers {
 
     /// Reads the 64-bit register at `offset`.
     pub fn read64(&self, offset: usize) -> u64 {
-        debug_assert!(offset % 8 == 0 && offset < MAPPED_BYTES as usize);
+        debug_assert!(offset.is_multiple_of(8) && offset < MAPPED_BYTES as usize);
         // SAFETY: `offset` is an architectural register offset inside the mapped block,
         // 8-byte aligned; reading these registers has no side effect.
         unsafe { self.base.add(offset).cast::<u64>().read_volatile() }
@@ -30,7 +30,7 @@ impl Registers {
 
     /// Writes the 64-bit register at `offset`.
     pub fn write64(&self, offset: usize, value: u64) {
-        debug_assert!(offset % 8 == 0 && offset < MAPPED_BYTES as usize);
+        debug_assert!(offset.is_multiple_of(8) && offset < MAPPED_BYTES as usize);
         // SAFETY: as in `read64`; every value written is built by `keel_iommu::amdvi`.
         unsafe { self.base.add(offset).cast::<u64>().write_volatile(value) }
     }
