@@ -141,6 +141,8 @@ pub fn bring_up(regs: &Registers, ivhd: &Ivhd<'_>) -> Result<Report, Error> {
     let deadline = crate::time::now_ns() + COMPLETION_TIMEOUT_NS;
     while read_quad(store_phys) != COMPLETION_MAGIC {
         if crate::time::now_ns() > deadline {
+            // A unit that does not complete its commands is not trusted with translation.
+            regs.write64(reg::CONTROL, off);
             return Err(Error::CompletionTimeout);
         }
         core::hint::spin_loop();
