@@ -101,6 +101,42 @@ pub fn bring_up(regs: &Registers, ivhd: &Ivhd<'_>) -> Result<Report, Error> {
     let table_entries = (max_bus + 1) * 256;
     let pages = (table_entries / amdvi::DTES_PER_PAGE) as u64;
     let table_phys = frames::allocate_contiguous(pages, 4096).ok_or(Error::NoMemory)?;
+    let (command, store) = (frames::allocate_zeroed(), frames::allocate_zeroed());
+    let result = match (command, store) {
+        (Some(command_phys), Some(store_phys)) => {
+            program(regs, &ids, pages, table_phys, command_phys, store_phys)
+                .map(|done| (done, store_phys))
+        }
+        _ => Err(Error::NoMemory),
+    };
+    if result.is_err() {
+        // The unit is off again (or was never pointed at them): the frames go back.
+        let table = (0..pages).map(|p| table_phys + p * 4096);
+        for frame in table.chain(command).chain(store) {
+            frames::free(frame);
+        }
+    }
+    result.map(|((commands, head, tail), store_phys)| Report {
+        entries_written: ids.len(),
+        table_entries,
+        table_phys,
+        commands,
+        store_phys,
+        store_value: read_quad(store_phys),
+        head,
+        tail,
+    })
+}
+
+/// Fills the table, points the unit at it and runs the commands: (commands, head, tail).
+fn program(
+    regs: &Registers,
+    ids: &[(u16, u8)],
+    pages: u64,
+    table_phys: u64,
+    command_phys: u64,
+    store_phys: u64,
+) -> Result<(usize, u64, u64), Error> {
     for page in 0..pages {
         // SAFETY: the frames were just allocated for the table and are in the physical map.
         unsafe {
@@ -111,12 +147,10 @@ pub fn bring_up(regs: &Registers, ivhd: &Ivhd<'_>) -> Result<Report, Error> {
             )
         };
     }
-    for (id, _) in &ids {
+    for (id, _) in ids {
         let entry = amdvi::passthrough_dte();
         write_quads(table_phys + *id as u64 * amdvi::DTE_BYTES as u64, &entry);
     }
-    let command_phys = frames::allocate_zeroed().ok_or(Error::NoMemory)?;
-    let store_phys = frames::allocate_zeroed().ok_or(Error::NoMemory)?;
     let devtab = amdvi::device_table_base(table_phys, pages).ok_or(Error::BadAddress)?;
     let cmdbuf = amdvi::command_buffer_base(command_phys).ok_or(Error::BadAddress)?;
     // The base registers may only change while the unit is off.
@@ -132,7 +166,7 @@ pub fn bring_up(regs: &Registers, ivhd: &Ivhd<'_>) -> Result<Report, Error> {
         write_quads(command_phys + amdvi::ring_offset(commands), &cmd);
         commands += 1;
     };
-    for (id, _) in &ids {
+    for (id, _) in ids {
         queue(amdvi::invalidate_devtab_entry(*id));
     }
     queue(amdvi::completion_wait(store_phys, COMPLETION_MAGIC).ok_or(Error::BadAddress)?);
@@ -147,14 +181,5 @@ pub fn bring_up(regs: &Registers, ivhd: &Ivhd<'_>) -> Result<Report, Error> {
         }
         core::hint::spin_loop();
     }
-    Ok(Report {
-        entries_written: ids.len(),
-        table_entries,
-        table_phys,
-        commands,
-        store_phys,
-        store_value: read_quad(store_phys),
-        head: regs.read64(reg::COMMAND_HEAD),
-        tail: regs.read64(reg::COMMAND_TAIL),
-    })
+    Ok((commands, regs.read64(reg::COMMAND_HEAD), regs.read64(reg::COMMAND_TAIL)))
 }
