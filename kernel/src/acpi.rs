@@ -79,12 +79,38 @@ pub fn dmar() -> Option<&'static [u8]> {
     DMAR.get().and_then(|d| d.as_deref())
 }
 
-fn copy_dmar(tables: &AcpiTables<PhysMapHandler>) -> Option<Vec<u8>> {
-    let mapping = tables.find_table::<DmarHeader>().ok()?;
-    let len = mapping.get().header.length as usize;
+/// A copy of the IVRS table's bytes when the firmware has one (an AMD IOMMU is present).
+static IVRS: Once<Option<Vec<u8>>> = Once::new();
+
+/// The I/O Virtualization Reporting Structure as raw bytes: `keel_iommu::ivrs` parses it.
+#[repr(C, packed)]
+struct IvrsHeader {
+    header: SdtHeader,
+}
+
+// SAFETY: `IvrsHeader` is exactly the standard header every IVRS begins with; the `acpi`
+// crate maps and checksums the whole table before handing it out.
+unsafe impl AcpiTable for IvrsHeader {
+    const SIGNATURE: Signature = Signature::IVRS;
+
+    fn header(&self) -> &SdtHeader {
+        &self.header
+    }
+}
+
+/// The IVRS's bytes (after [`init`]), `None` when the firmware reports no AMD IOMMU.
+pub fn ivrs() -> Option<&'static [u8]> {
+    IVRS.get().and_then(|d| d.as_deref())
+}
+
+/// Copies a table the kernel parses itself (DMAR, IVRS) out of firmware memory.
+fn copy_table<T: AcpiTable>(tables: &AcpiTables<PhysMapHandler>) -> Option<Vec<u8>> {
+    let name = T::SIGNATURE.as_str();
+    let mapping = tables.find_table::<T>().ok()?;
+    let len = mapping.get().header().length as usize;
     if len > mapping.region_length() {
         log::warn!(
-            "acpi: DMAR claims {len} bytes but {} are mapped; ignored",
+            "acpi: {name} claims {len} bytes but {} are mapped; ignored",
             mapping.region_length()
         );
         return None;
@@ -93,7 +119,7 @@ fn copy_dmar(tables: &AcpiTables<PhysMapHandler>) -> Option<Vec<u8>> {
     // `acpi` crate mapped and checksummed; the bytes are copied before the mapping is dropped.
     let bytes =
         unsafe { core::slice::from_raw_parts(mapping.virtual_start().as_ptr().cast::<u8>(), len) };
-    log::info!("acpi: DMAR at {:#x}, {len} bytes", mapping.physical_start());
+    log::info!("acpi: {name} at {:#x}, {len} bytes", mapping.physical_start());
     Some(bytes.to_vec())
 }
 
@@ -280,7 +306,8 @@ pub fn init(root: AcpiRoot) -> &'static Platform {
     match root_tables(root) {
         Err(e) => fallback(storage, bsp, &format_args!("no usable RSDP ({e:?})")),
         Ok(tables) => {
-            DMAR.call_once(|| copy_dmar(&tables));
+            DMAR.call_once(|| copy_table::<DmarHeader>(&tables));
+            IVRS.call_once(|| copy_table::<IvrsHeader>(&tables));
             CLOCKS.call_once(|| find_clocks(&tables));
             KERNEL_IO_PORTS.call_once(|| fadt_io_ports(&tables));
             match tables.find_table::<Madt>() {
@@ -303,6 +330,7 @@ pub fn init(root: AcpiRoot) -> &'static Platform {
     }
     DMAR.call_once(|| None);
     KERNEL_IO_PORTS.call_once(Vec::new);
+    IVRS.call_once(|| None);
     let platform: &'static Platform = PLATFORM.call_once(|| storage);
     report(platform);
     platform
@@ -351,6 +379,7 @@ fn report(p: &Platform) {
     ev!("acpi.madt.lapic_nmis", p.lapic_nmis().len());
     ev!("acpi.diagnostics", p.diagnostics().count());
     ev!("acpi.dmar", if dmar().is_some() { "yes" } else { "no" });
+    ev!("acpi.ivrs", if ivrs().is_some() { "yes" } else { "no" });
 }
 
 /// A large machine's CPU list on a few lines: counts per MADT entry type and the APIC IDs as

@@ -707,6 +707,7 @@ fn kernel_registry() -> Vec<Proof> {
     // VT-d interrupt remapping: APIC ID 257 reached; storm and driver death with it on.
     .chain(remap::proofs())
     .chain(dma::proofs())
+    .chain(amd::proofs())
     // Memory isolation: kernel pages, W^X, user copies racing unmap.
     .chain(memory::proofs())
     // Scheduling under hostile load: fairness, bounded cap_enter, exit wake-ups.
@@ -716,6 +717,7 @@ fn kernel_registry() -> Vec<Proof> {
     .collect()
 }
 
+mod amd;
 mod clock;
 mod dma;
 mod example;

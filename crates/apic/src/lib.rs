@@ -130,7 +130,10 @@ pub use lapic::{Lapic, LapicError, LapicRegisters, LocalInit};
 pub use lvt::{
     EsrFlags, LvtError, LvtLocal, LvtTimer, SpuriousVector, TimerDivide, TimerMode, Version,
 };
-pub use mode::{plan_for_ap, plan_for_bsp, ApicState, LapicMode, ModeError, ModeInputs, ModePlan};
+pub use mode::{
+    bsp_mode, plan_for_ap, plan_for_bsp, plan_to, ApicState, BspModeReason, LapicMode, ModeError,
+    ModeInputs, ModePlan,
+};
 pub use regs::Register;
 pub use signal::{Polarity, TriggerMode};
 

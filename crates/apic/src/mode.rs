@@ -165,6 +165,34 @@ pub fn plan_for_bsp(inputs: ModeInputs) -> Result<ModePlan, ModeError> {
     plan_to(inputs, target)
 }
 
+/// Why the boot CPU runs in the mode [`bsp_mode`] chose.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BspModeReason {
+    /// x2APIC is available and nothing asked otherwise.
+    X2ApicAvailable,
+    /// The CPU cannot run x2APIC (no CPUID bit, not enabled or locked by firmware).
+    X2ApicUnavailable,
+    /// The firmware's DMAR sets X2APIC_OPT_OUT and left the APIC in xAPIC mode: stay there.
+    FirmwareOptOut,
+    /// The DMAR sets X2APIC_OPT_OUT, but firmware already enabled or locked x2APIC:
+    /// leaving it would be a mode change the firmware itself did not make (or a #GP).
+    OptOutButFirmwareX2Apic,
+}
+
+/// The boot CPU's mode as Linux chooses it: x2APIC whenever available, unless the firmware
+/// opted out (the DMAR's X2APIC_OPT_OUT flag) and did not itself enable or lock x2APIC.
+pub fn bsp_mode(inputs: ModeInputs, firmware_opt_out: bool) -> (LapicMode, BspModeReason) {
+    let firmware_x2apic = inputs.apic_base.x2apic_enabled() || inputs.locked();
+    match (inputs.x2apic_available(), firmware_opt_out) {
+        (false, _) => (LapicMode::XApic, BspModeReason::X2ApicUnavailable),
+        (true, false) => (LapicMode::X2Apic, BspModeReason::X2ApicAvailable),
+        (true, true) if firmware_x2apic => {
+            (LapicMode::X2Apic, BspModeReason::OptOutButFirmwareX2Apic)
+        }
+        (true, true) => (LapicMode::XApic, BspModeReason::FirmwareOptOut),
+    }
+}
+
 /// Plans an application processor, which must use the BSP's mode
 /// (`required`) so that IPIs and APIC-ID widths agree system-wide.
 pub fn plan_for_ap(inputs: ModeInputs, required: LapicMode) -> Result<ModePlan, ModeError> {
@@ -365,6 +393,35 @@ mod tests {
             };
             let want_x2 = input.cpuid_x2apic || input.apic_base.x2apic_enabled() || input.locked();
             assert_eq!(plan.mode == LapicMode::X2Apic, want_x2, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn firmware_opt_out_keeps_xapic_unless_firmware_chose_x2apic() {
+        use BspModeReason::*;
+        // Opt-out honoured: x2APIC available by CPUID, firmware left xAPIC.
+        let fresh = inputs(ApicState::XApic, true, None);
+        assert_eq!(bsp_mode(fresh, false), (LapicMode::X2Apic, X2ApicAvailable));
+        assert_eq!(bsp_mode(fresh, true), (LapicMode::XApic, FirmwareOptOut));
+        assert!(plan_to(fresh, bsp_mode(fresh, true).0).unwrap().writes().is_empty());
+        // Firmware already enabled x2APIC, or locked it: stay, whatever the flag says.
+        let enabled = inputs(ApicState::X2Apic, true, None);
+        assert_eq!(bsp_mode(enabled, true), (LapicMode::X2Apic, OptOutButFirmwareX2Apic));
+        let locked = inputs(ApicState::X2Apic, false, Some(true));
+        assert_eq!(bsp_mode(locked, true), (LapicMode::X2Apic, OptOutButFirmwareX2Apic));
+        // No x2APIC at all: the flag changes nothing.
+        let old = inputs(ApicState::XApic, false, None);
+        assert_eq!(bsp_mode(old, true), (LapicMode::XApic, X2ApicUnavailable));
+        // Without the flag it agrees with plan_for_bsp on every input, and every choice
+        // plans legally where plan_for_bsp does.
+        for i in all_inputs() {
+            if let Ok(p) = plan_for_bsp(i) {
+                assert_eq!(bsp_mode(i, false).0, p.mode, "{i:?}");
+                for opt_out in [false, true] {
+                    let plan = plan_to(i, bsp_mode(i, opt_out).0).unwrap();
+                    assert_plan_is_legal(&i, &plan);
+                }
+            }
         }
     }
 }

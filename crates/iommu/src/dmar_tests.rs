@@ -248,3 +248,16 @@ fn fuzz_mutated_tables_never_panic() {
         walk(&refix(b));
     }
 }
+
+#[test]
+fn x2apic_opt_out_flag_is_read() {
+    for (flags, remap, opt_out) in [(0b001, true, false), (0b011, true, true), (0b010, false, true)]
+    {
+        let bytes = TableBuilder::new(flags).build();
+        let dmar = Dmar::parse(&bytes).unwrap();
+        assert_eq!(dmar.flags.interrupt_remapping, remap);
+        assert_eq!(dmar.flags.x2apic_opt_out, opt_out);
+        assert_eq!(dmar.units().count(), 0);
+        assert_eq!(dmar.first_error(), None);
+    }
+}

@@ -1,7 +1,11 @@
-//! Pure logic of Keel's Intel VT-d interrupt remapping (no MMIO, no `unsafe`).
+//! Pure logic of Keel's Intel VT-d interrupt remapping and AMD IVRS parsing (no MMIO, no
+//! `unsafe`).
 //!
 //! - [`dmar`]: the ACPI DMAR table: remapping hardware units (DRHD), their device scopes
 //!   (IOAPICs, HPETs, PCI devices) and include-all units (VT-d spec 8.1-8.3).
+//! - [`amdvi`]: AMD-Vi register values, device table entries and commands.
+//! - [`ivrs`]: the ACPI IVRS table of AMD IOMMUs: IVHD blocks, their device entries and the
+//!   requester ids of IOAPICs and HPETs (AMD IOMMU spec 5.2).
 //! - [`irte`]: the 128-bit interrupt-remapping table entry (VT-d spec 9.10) and the table's
 //!   index plan (IOAPIC pins by GSI, then MSI handles).
 //! - [`remap`]: remappable-format IOAPIC redirection entries and MSI address/data
@@ -149,11 +153,13 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod amdvi;
 pub mod context;
 pub mod dma;
 pub mod dmar;
 pub mod iova;
 pub mod irte;
+pub mod ivrs;
 pub mod pagetable;
 pub mod queue;
 pub mod regs;

@@ -20,7 +20,7 @@ use keel_boot::cmdline::CommandLine;
 use keel_platform::Platform;
 
 use crate::arch::x86_64::interrupts::{DEVICE_VECTOR_BASE, DEVICE_VECTOR_LAST};
-use crate::arch::x86_64::{ioapic, iommu, lapic, percpu, pic, smp as smp_arch};
+use crate::arch::x86_64::{amdvi, ioapic, iommu, lapic, percpu, pic, smp as smp_arch};
 use crate::exit::verdict;
 use crate::mm::BootContext;
 
@@ -103,6 +103,7 @@ pub fn bring_up(platform: &'static Platform, cmdline: &CommandLine) -> System {
         msi_sources,
         cmdline.get("iommu") != Some("off"),
     );
+    amdvi::init(&ioapic::ids());
     percpu::with_current(|me| me.online.store(true, Ordering::Release));
     x86_64::instructions::interrupts::enable();
     ev!("lapic.isr_readable", if lapic::probe_isr() { "yes" } else { "no" });

@@ -679,4 +679,115 @@ pub const BREAKS: &[Break] = &[
         proofs: &["interrupt-remap-x2apic"],
         accel: Accel::Tcg,
     },
+    // AMD
+    Break {
+        name: "ivrs-special-devid-from-entry-header",
+        what: "the IVRS special entry's requester id is read from the entry's own device-id field (0) instead of bytes 5..7: the IOAPIC's device id is wrong",
+        edits: &[Edit {
+            file: "crates/iommu/src/ivrs.rs",
+            find: "                device_id: le16(e, 5).unwrap_or(0),\n                variety: e[7],",
+            replace: "                device_id,\n                variety: e[7],",
+        }],
+        proofs: &["amd-rome-iommu"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "ivrs-prefers-legacy-ivhd",
+        what: "of the IVHDs describing one IOMMU the lowest type is used (0x10 instead of 0x11)",
+        edits: &[Edit {
+            file: "crates/iommu/src/ivrs.rs",
+            find: "o.kind.rank() > h.kind.rank()",
+            replace: "o.kind.rank() < h.kind.rank()",
+        }],
+        proofs: &["amd-rome-iommu"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "amdvi-xt-from-ga-bit",
+        what: "XTSup is read from the EFR's GA bit: a unit without x2APIC support is reported with it",
+        edits: &[Edit {
+            file: "crates/iommu/src/ivrs.rs",
+            find: "    pub const XT: u64 = 1 << 2;",
+            replace: "    pub const XT: u64 = 1 << 7;",
+        }],
+        proofs: &["amd-rome-iommu-xapic"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "acpi-ivrs-not-copied",
+        what: "the IVRS is never copied from the firmware: the AMD IOMMU goes unreported",
+        edits: &[Edit {
+            file: "kernel/src/acpi.rs",
+            find: "IVRS.call_once(|| copy_table::<IvrsHeader>(&tables));",
+            replace: "IVRS.call_once(|| None);",
+        }],
+        proofs: &["amd-rome-iommu"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "amdvi-efr-from-table",
+        what: "the EFR evidence is copied from the IVRS image instead of read from the unit's register",
+        edits: &[Edit {
+            file: "kernel/src/arch/x86_64/amdvi/mod.rs",
+            find: "let efr = Efr(regs.extended_features());",
+            replace: "let efr = Efr(unit.efr_image.unwrap_or(regs.control()));",
+        }],
+        proofs: &["amd-rome-iommu"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "x2apic-opt-out-ignored",
+        what: "the DMAR's X2APIC_OPT_OUT is ignored: the boot CPU enables x2APIC although firmware left xAPIC",
+        edits: &[Edit {
+            file: "crates/apic/src/mode.rs",
+            find: "        (true, true) => (LapicMode::XApic, BspModeReason::FirmwareOptOut),",
+            replace: "        (true, true) => (LapicMode::X2Apic, BspModeReason::FirmwareOptOut),",
+        }],
+        proofs: &["x2apic-opt-out"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "x2apic-opt-out-leaves-firmware-x2apic",
+        what: "the opt-out is obeyed even when firmware already enabled x2APIC: the boot CPU drops back to xAPIC",
+        edits: &[Edit {
+            file: "crates/apic/src/mode.rs",
+            find: "        (true, true) if firmware_x2apic => {",
+            replace: "        (true, true) if firmware_x2apic && !firmware_opt_out => {",
+        }],
+        proofs: &["x2apic-opt-out-firmware-x2apic"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "amdvi-dte-intctl-pass",
+        what: "the pass-through entries set IV with IntCtl = pass (QEMU then rebuilds each device MSI as vector 0 to APIC ID 0)",
+        edits: &[Edit {
+            file: "kernel/src/arch/x86_64/amdvi/unit.rs",
+            find: "        let entry = amdvi::passthrough_dte();",
+            replace: "        let mut entry = amdvi::passthrough_dte();\n        entry[2] = amdvi::interrupt_pass_quad(0);",
+        }],
+        proofs: &["amd-interrupt-grant"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "amdvi-devtab-not-invalidated",
+        what: "the device table entries are written without INVALIDATE_DEVTAB_ENTRY commands",
+        edits: &[Edit {
+            file: "kernel/src/arch/x86_64/amdvi/unit.rs",
+            find: "        queue(amdvi::invalidate_devtab_entry(*id));",
+            replace: "        let _ = id;",
+        }],
+        proofs: &["amd-rome-iommu"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "amdvi-no-completion-wait",
+        what: "the unit is reported up without a completion wait",
+        edits: &[Edit {
+            file: "kernel/src/arch/x86_64/amdvi/unit.rs",
+            find: "    queue(amdvi::completion_wait(store_phys, COMPLETION_MAGIC).ok_or(Error::BadAddress)?);",
+            replace: "",
+        }],
+        proofs: &["amd-rome-iommu"],
+        accel: Accel::Tcg,
+    },
 ];

@@ -12,8 +12,8 @@ use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use keel_apic::base::x2apic_lock_state;
 use keel_apic::{
-    plan_for_ap, plan_for_bsp, ApicBase, ApicId, IcrValue, Ipi, Lapic, LapicMode, LapicRegisters,
-    LocalInit, ModeInputs, Register, TimerDivide,
+    bsp_mode, plan_for_ap, plan_to, ApicBase, ApicId, BspModeReason, IcrValue, Ipi, Lapic,
+    LapicMode, LapicRegisters, LocalInit, ModeInputs, Register, TimerDivide,
 };
 use keel_platform::{CpuIndex, UID_UNKNOWN};
 use spin::Once;
@@ -389,11 +389,33 @@ fn local_init() -> LocalInit {
     }
 }
 
-/// Boot CPU: choose the mode (x2APIC when CPUID says so or firmware enabled/locked it),
+/// Whether the firmware's DMAR asks the OS not to enable x2APIC (its X2APIC_OPT_OUT flag).
+fn firmware_x2apic_opt_out() -> bool {
+    crate::acpi::dmar()
+        .and_then(|bytes| keel_iommu::Dmar::parse(bytes).ok())
+        .is_some_and(|dmar| dmar.flags.x2apic_opt_out)
+}
+
+/// Boot CPU: choose the mode (x2APIC when CPUID says so or firmware enabled/locked it,
+/// unless the DMAR opts out and firmware left xAPIC),
 /// switch to it, map the xAPIC page only in xAPIC mode, and enable the LAPIC.
 pub fn init_boot_cpu() -> LapicMode {
     let inputs = mode_inputs();
-    let plan = match plan_for_bsp(inputs) {
+    let opt_out = firmware_x2apic_opt_out();
+    let (target, reason) = bsp_mode(inputs, opt_out);
+    match reason {
+        BspModeReason::FirmwareOptOut => log::info!(
+            "lapic: x2APIC is available but the DMAR sets X2APIC_OPT_OUT and firmware left \
+             xAPIC: staying in xAPIC mode"
+        ),
+        BspModeReason::OptOutButFirmwareX2Apic => log::info!(
+            "lapic: the DMAR sets X2APIC_OPT_OUT but firmware already enabled or locked x2APIC: \
+             staying in x2APIC mode"
+        ),
+        _ => {}
+    }
+    ev!("lapic.x2apic_opt_out", if opt_out { "yes" } else { "no" });
+    let plan = match plan_to(inputs, target) {
         Ok(p) => p,
         Err(e) => panic!("lapic: no usable mode for the boot CPU: {e:?} (inputs {inputs:?})"),
     };

@@ -1,4 +1,5 @@
 //! x86_64: boot, CPU features, descriptor tables, interrupts, local APIC, IOAPIC, SMP.
+pub mod amdvi;
 pub mod ap_start;
 pub mod boot;
 pub mod context;
