@@ -8,6 +8,7 @@ mod checks;
 mod cli;
 mod compare;
 mod debug;
+mod fuzz;
 mod images;
 mod iso;
 mod mutants;
@@ -51,6 +52,10 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode> {
         Cmd::PackageCheck { allow_dirty, msrv } => {
             package::check(allow_dirty, msrv)?;
             println!("xtask: {} ready to publish", package::PUBLISHED.join(", "));
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Fuzz { target, budget } => {
+            fuzz::run(target.as_deref(), budget)?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::QemuCheck => {
