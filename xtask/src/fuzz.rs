@@ -49,6 +49,9 @@ struct Stats {
     cov: Option<u64>,
     /// `ft:`: features (edges with hit-count buckets, value profiles).
     ft: Option<u64>,
+    /// Edges instrumented in the target binary (`INFO: Loaded 1 modules (N inline 8-bit
+    /// counters)`): the denominator of `cov`.
+    edges: Option<u64>,
     corpus: Option<u64>,
 }
 
@@ -65,6 +68,10 @@ impl Stats {
             self.cov = field(line, "cov:").or(self.cov);
             self.ft = field(line, "ft:").or(self.ft);
             self.corpus = field(line, "corp:").or(self.corpus);
+        }
+        if line.starts_with("INFO: Loaded") && line.contains("inline 8-bit counters") {
+            self.edges =
+                line.split('(').nth(1).and_then(|r| r.split_whitespace().next()?.parse().ok());
         }
         if let Some(n) = line.strip_prefix("stat::number_of_executed_units:") {
             self.executions = n.trim().parse().ok();
@@ -165,14 +172,15 @@ pub fn run(target: Option<&str>, budget: Budget) -> Result<()> {
         rows.push((name, stats, start.elapsed().as_secs()));
     }
     println!(
-        "{:<11} {:>12} {:>6} {:>7} {:>7} {:>7}",
-        "target", "executions", "cov", "ft", "corpus", "secs"
+        "{:<11} {:>12} {:>6} {:>6} {:>7} {:>7} {:>7}",
+        "target", "executions", "cov", "of", "ft", "corpus", "secs"
     );
     for (name, s, secs) in &rows {
         println!(
-            "{name:<11} {:>12} {:>6} {:>7} {:>7} {secs:>7}",
+            "{name:<11} {:>12} {:>6} {:>6} {:>7} {:>7} {secs:>7}",
             show(s.executions),
             show(s.cov),
+            show(s.edges),
             show(s.ft),
             show(s.corpus)
         );
@@ -187,6 +195,7 @@ mod tests {
     #[test]
     fn reads_libfuzzer_figures() {
         let mut s = Stats::default();
+        s.absorb("INFO: Loaded 1 modules   (555 inline 8-bit counters): 555 [0x5, 0x6), ");
         s.absorb(
             "#2097152\tpulse  cov: 312 ft: 1204 corp: 141/9876b lim: 4096 exec/s: 69905 rss: 60Mb",
         );
@@ -195,8 +204,8 @@ mod tests {
         );
         s.absorb("stat::number_of_executed_units: 10000000");
         assert_eq!(
-            (s.executions, s.cov, s.ft, s.corpus),
-            (Some(10_000_000), Some(318), Some(1251), Some(150))
+            (s.executions, s.cov, s.ft, s.corpus, s.edges),
+            (Some(10_000_000), Some(318), Some(1251), Some(150), Some(555))
         );
     }
 
