@@ -59,7 +59,9 @@ fn field(line: &str, name: &str) -> Option<u64> {
     let mut words = line.split_whitespace();
     words.find(|w| *w == name)?;
     let value = words.next()?;
-    value.trim_end_matches(|c: char| !c.is_ascii_digit()).parse().ok()
+    // `corp: 150/11Kb` is entries/bytes: the leading digits are the figure.
+    let digits = value.find(|c: char| !c.is_ascii_digit()).unwrap_or(value.len());
+    value[..digits].parse().ok()
 }
 
 impl Stats {
