@@ -6,7 +6,8 @@
 //! (`--sanitizer none`): memory errors cannot happen in them, and libFuzzer runs about twice
 //! as fast; panics, failed assertions and integer overflows (debug assertions stay on) are
 //! what it finds. Each target's new inputs go to `fuzz/corpus/<target>` (not committed),
-//! crashes to `fuzz/artifacts/<target>`.
+//! crashes to `fuzz/artifacts/<target>`. A target with a token dictionary
+//! (`fuzz/dicts/<target>.dict`) gets it passed with `-dict=`.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -125,8 +126,13 @@ fn run_target(fuzz_dir: &Path, name: &str, budget: Budget) -> Result<Stats> {
     cmd.args(["run", "nightly", "cargo", "fuzz", "run", "--sanitizer", "none", name])
         .arg(&corpus)
         .arg(&seeds)
-        .args(["--", &limit, "-print_final_stats=1", "-print_pcs=0"])
-        .current_dir(fuzz_dir)
+        .args(["--", &limit, "-print_final_stats=1", "-print_pcs=0"]);
+    // A token dictionary, for the text formats whose keywords random bytes rarely spell.
+    let dict = fuzz_dir.join("dicts").join(format!("{name}.dict"));
+    if dict.is_file() {
+        cmd.arg(format!("-dict={}", dict.display()));
+    }
+    cmd.current_dir(fuzz_dir)
         // The stable toolchain `cargo xtask` runs under must not leak into the nightly build.
         .env_remove("RUSTUP_TOOLCHAIN")
         .env_remove("RUSTC")
