@@ -29,14 +29,14 @@ fuzz_target!(|data: &[u8]| {
             return;
         }
     };
-    assert!(cl.len() <= MAX_TOKENS && cl.is_empty() == (cl.len() == 0));
+    assert!(cl.len() <= MAX_TOKENS && cl.is_empty() == cl.params().is_empty());
     let mut printed = String::new();
     for (i, p) in cl.params().iter().enumerate() {
         assert!(!p.key.is_empty() && !p.key.contains(['=', '"']) && !p.key.contains(is_ws));
         assert!(line[p.pos..].starts_with(p.key), "pos of {p:?}");
         assert!(cl.params()[..i].iter().all(|q| q.key != p.key), "duplicate {}", p.key);
         assert_eq!(cl.get(p.key), p.value);
-        assert_eq!(cl.contains(p.key), true);
+        assert!(cl.contains(p.key));
         match p.value {
             None => {
                 assert!(cl.flag(p.key) && p.value_pos == p.pos);
