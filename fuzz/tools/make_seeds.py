@@ -57,8 +57,8 @@ for name, line in cmdlines.items():
 
 
 def mb1(info_phys, cmdline, loader, mmap, modules):
-    """A Multiboot 1 info structure and what it points to, laid out as QEMU's loader does:
-    the 88-byte structure, then the memory map, module list and strings."""
+    """A Multiboot 1 info structure with the fields QEMU's loader fills in, followed by
+    what it points to (memory map, module list, strings)."""
     flags = 1 | 2 | 4 | 8 | 64 | 512  # mem, boot device, cmdline, mods, mmap, loader name
     tail = bytearray()
 
