@@ -1,7 +1,7 @@
 # Thin aliases for `cargo xtask`; everything real lives in xtask/.
 export QEMU_FLAGS KEEL_APPEND KEEL_ACCEL KEEL_KERNEL KEEL_USER_DIR
 
-.PHONY: all build run debug test test-scale test-hostile test-soak test-firmware test-bochs iso bench bench-compare proofs check mutants
+.PHONY: all build run debug test test-scale test-hostile test-soak test-firmware test-bochs iso bench bench-compare proofs check mutants fuzz
 all: build
 build:
 	cargo xtask build
@@ -39,6 +39,10 @@ proofs:
 # Deliberate kernel breaks; each must make its proofs fail (docs/proofs.md, "Break-it").
 mutants:
 	cargo xtask mutants
+# Coverage-guided fuzzing of every parser of untrusted input (cargo-fuzz, nightly; not in
+# `make test`): 10^7 executions per target. `cargo xtask fuzz --target NAME --seconds S` for less.
+fuzz:
+	cargo xtask fuzz
 # `make run-<proof>` boots one named proof with serial on the terminal.
 run-%:
 	cargo xtask run --proof $*

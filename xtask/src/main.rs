@@ -8,6 +8,7 @@ mod checks;
 mod cli;
 mod compare;
 mod debug;
+mod fuzz;
 mod images;
 mod iso;
 mod mutants;
@@ -56,6 +57,10 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode> {
         Cmd::Clippy => {
             builder::clippy()?;
             println!("xtask: clippy clean (host crates, kernel, user programs, example)");
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Fuzz { target, budget } => {
+            fuzz::run(target.as_deref(), budget)?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::QemuCheck => {

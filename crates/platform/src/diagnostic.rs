@@ -166,7 +166,7 @@ pub enum Diagnostic {
         second_gsi: u32,
     },
     /// Two ISA IRQs are overridden onto the same GSI (both kept; reverse
-    /// lookup returns the first).
+    /// lookup returns the lower-numbered IRQ, whichever the table listed first).
     OverrideGsiConflict {
         /// The shared GSI.
         gsi: u32,

@@ -150,7 +150,8 @@ impl Platform {
     }
 
     /// The ISA IRQ delivered on `gsi`, if any (reverse of
-    /// [`Platform::resolve_isa_irq`]), e.g. to name an interrupt in logs.
+    /// [`Platform::resolve_isa_irq`]), e.g. to name an interrupt in logs. When several
+    /// overrides share `gsi` ([`Diagnostic::OverrideGsiConflict`]), the lowest-numbered IRQ.
     pub fn isa_irq_for_gsi(&self, gsi: u32) -> Option<u8> {
         if let Some(o) = self.isa_overrides().find(|o| o.gsi == gsi) {
             return Some(o.source);
