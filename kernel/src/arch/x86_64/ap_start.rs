@@ -464,7 +464,8 @@ extern "C" fn ap_entry(slot: &'static StartSlot) -> ! {
         fail(slot, ApFailure::ApicId)
     }
     lapic::calibrate_timer_ap(slot.reference_hz);
-    lapic::start_tick(slot.use_deadline);
+    // The boot CPU's first call fixed the mode (tickless included); this follows it.
+    lapic::start_tick(slot.use_deadline, lapic::tickless());
     percpu::with_current(|me| me.online.store(true, Ordering::Release));
     slot.online_tsc.store(cpu::rdtsc(), Ordering::Release);
     let _ = slot.state.finish(true);
