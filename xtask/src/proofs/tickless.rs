@@ -7,7 +7,8 @@
 use crate::checks::{custom, eq, for_each_cpu, is, le, Check};
 use crate::trace::{ev_str, ev_u64};
 
-use super::{nmi, user, x2apic_cpu, xapic_cpu, Proof};
+use super::{nmi, user, x2apic_cpu, xapic_cpu, Accels, Proof};
+use crate::qemu::CpuSpec;
 
 /// The boot option every proof here adds.
 const TICKLESS: &str = "timer=tickless";
@@ -68,7 +69,7 @@ fn lvt_one_shot() -> Check {
     )
 }
 
-fn kernel_only(p: Proof, cpu: crate::qemu::CpuSpec, mode: &'static str) -> Proof {
+fn kernel_only(p: Proof, cpu: CpuSpec, mode: &'static str) -> Proof {
     p.scenario("tickless")
         .args(TICKLESS)
         .smp(2)
@@ -93,6 +94,9 @@ pub(super) fn proofs() -> Vec<Proof> {
     vec![
         kernel_only(Proof::new("tickless", "timer=tickless (xAPIC): idle CPU <= 0.1 timer interrupts/s and not reported, busy CPU keeps its watchdog, sleeps wake on their deadline"), xapic_cpu(), "xapic"),
         kernel_only(Proof::new("tickless-x2apic", "the same in x2APIC mode"), x2apic_cpu(), "x2apic"),
+        // TCG offers no TSC-deadline timer; KVM exposes it to qemu64 when asked.
+        kernel_only(Proof::new("tickless-tsc-deadline", "the same with the timer in TSC-deadline mode (KVM)").accels(Accels::KvmOnly), CpuSpec::new("qemu64", &["+x2apic", "+tsc-deadline"]), "x2apic")
+            .check(eq("timer.mode", "tsc-deadline")),
         nmi::lockup_proof(Proof::new("lockup-tickless", "timer=tickless: a CPU spinning with interrupts off is still reported by its watcher (x2APIC)").args(TICKLESS), x2apic_cpu(), nmi::SPINNER_X2APIC),
         nmi::lockup_proof(Proof::new("lockup-tickless-xapic", "the same in xAPIC mode").args(TICKLESS), xapic_cpu(), nmi::SPINNER_XAPIC),
         user::preempt(Proof::new("preempt-tickless", "timer=tickless: two ring-3 spinners on one CPU are preempted at each slice end; the main thread's sleep wakes an idle CPU").args(TICKLESS))
