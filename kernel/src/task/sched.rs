@@ -424,6 +424,20 @@ pub fn run_until(done: impl Fn() -> bool, timeout_ns: u64) -> bool {
     }
 }
 
+/// Tickless: wakes the boot CPU from its idle halt. Its `run_until` polls state other CPUs
+/// change (a process destroyed) and, with no tick, would otherwise see it only at its
+/// deadline. Periodic: nothing (the next tick polls).
+pub fn wake_boot_cpu() {
+    if !lapic::tickless() || percpu::current_index() == 0 {
+        return;
+    }
+    if let Some(boot) = percpu::cpu(0) {
+        let _ = lapic::send(
+            Ipi::fixed(IPI_VECTOR).to(ApicId::new(boot.apic_id.load(Ordering::Acquire))),
+        );
+    }
+}
+
 /// The length of a time slice: one tick period.
 fn slice_ns() -> u64 {
     1_000_000_000 / lapic::tick_hz()

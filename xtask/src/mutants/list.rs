@@ -538,4 +538,15 @@ pub const BREAKS: &[Break] = &[
         proofs: &["tickless"],
         accel: Accel::Tcg,
     },
+    Break {
+        name: "tickless-exit-wakes-nobody",
+        what: "tickless: a process destroyed on another CPU does not wake the boot CPU's supervising loop",
+        edits: &[Edit {
+            file: "kernel/src/task/process.rs",
+            find: "        super::sched::wake_boot_cpu();\n",
+            replace: "",
+        }],
+        proofs: &["hostile-ring-tickless"],
+        accel: Accel::Tcg,
+    },
 ];

@@ -99,6 +99,13 @@ pub(super) fn proofs() -> Vec<Proof> {
             .check(eq("timer.mode", "tsc-deadline")),
         nmi::lockup_proof(Proof::new("lockup-tickless", "timer=tickless: a CPU spinning with interrupts off is still reported by its watcher (x2APIC)").args(TICKLESS), x2apic_cpu(), nmi::SPINNER_X2APIC),
         nmi::lockup_proof(Proof::new("lockup-tickless-xapic", "the same in xAPIC mode").args(TICKLESS), xapic_cpu(), nmi::SPINNER_XAPIC),
+        // Both programs run and end on CPU 1; the second starts only once the boot CPU, idle
+        // in its supervising loop with nothing armed, has seen the first one destroyed.
+        user::user_proof(Proof::new("hostile-ring-tickless", "timer=tickless: programs ending on CPU 1 wake the boot CPU's supervising loop (the second starts after the first, the faulter is killed)").args(TICKLESS), "hostile-ring", &["hostile"])
+            .check(eq("timer.tickless", "yes"))
+            .check(eq("user.hostile.unexpected_ok", 0))
+            .check(eq("proc.faulter.fault_vector", 14))
+            .check(eq("proc.faulter.exit", 0xffff_000e_u64)),
         user::preempt(Proof::new("preempt-tickless", "timer=tickless: two ring-3 spinners on one CPU are preempted at each slice end; the main thread's sleep wakes an idle CPU").args(TICKLESS))
             .check(eq("timer.tickless", "yes"))
             // 300 ms of sharing at 100 Hz is 30 slice ends; an unarmed slice end leaves only
