@@ -180,12 +180,10 @@ pub fn program(me: &PerCpu, deadline_ns: u64) {
 }
 
 /// The one-shot initial count for `delta_ns` at input frequency `hz` (divide 16): rounded
-/// up so the interrupt never comes before the deadline, at least 1 (0 stops the timer),
-/// and at most the counter's range (the rest is armed again when that piece ends).
-pub fn oneshot_count(hz: u64, delta_ns: u64) -> u32 {
-    let denominator = u128::from(ONESHOT_DIVIDE.divisor()) * 1_000_000_000;
-    let ticks = (u128::from(hz) * u128::from(delta_ns)).div_ceil(denominator);
-    ticks.clamp(1, u128::from(u32::MAX)) as u32
+/// up, at least 1, at most the counter's range (`keel_apic::timer::oneshot_count_for`,
+/// host-tested); the rest of a longer deadline is armed when that piece ends.
+fn oneshot_count(hz: u64, delta_ns: u64) -> u32 {
+    keel_apic::timer::oneshot_count_for(hz, ONESHOT_DIVIDE, delta_ns)
 }
 
 /// Halts this CPU (interrupts on while halted) until `until_ns`, with its timer armed for
