@@ -488,6 +488,7 @@ pub fn registry() -> Vec<Proof> {
     base.extend(plain::proofs());
     base.extend(scale::proofs());
     base.extend(clock::proofs());
+    base.extend(tickless::proofs());
     base.extend(example::proofs());
     let firmware = firmware_variants(&base);
     base.into_iter().chain(firmware).collect()
@@ -737,6 +738,7 @@ use user::{
     shootdown_stress, smp_scale, tlb_shootdown, user_proof, Gate, BOOT_CPU, DRIVER_CPU,
 };
 mod scale;
+mod tickless;
 pub use firmware::firmware_variants;
 pub use plan::{plan, Job, PVM_RING3};
 // The registry's sanity rules run as unit tests (`proofs/tests.rs`).

@@ -69,9 +69,58 @@ pub fn smallest_divide_for(freq_hz: u64, period_ns: u64) -> Result<(TimerDivide,
     Err(last)
 }
 
+/// The one-shot initial count that expires `delta_ns` from now at input frequency `freq_hz`
+/// and divider `divide`, for a deadline timer: rounded **up** (the interrupt never comes
+/// before the deadline), at least 1 (0 stops the timer) and at most `u32::MAX`. A deadline
+/// beyond the counter's range gets that first piece; the caller arms the rest when it ends.
+pub fn oneshot_count_for(freq_hz: u64, divide: TimerDivide, delta_ns: u64) -> u32 {
+    let denominator = u128::from(divide.divisor()) * NANOS_PER_SECOND;
+    // Rounded up by hand: `div_ceil` is newer than this crate's MSRV.
+    let ticks = (u128::from(freq_hz) * u128::from(delta_ns) + denominator - 1) / denominator;
+    ticks.clamp(1, u128::from(u32::MAX)) as u32
+}
+
+/// How long `count` ticks last at `freq_hz` and `divide` (ns, rounded down): the longest
+/// one-shot piece is `count_duration_ns(.., u32::MAX)`.
+pub fn count_duration_ns(freq_hz: u64, divide: TimerDivide, count: u32) -> u64 {
+    if freq_hz == 0 {
+        return u64::MAX;
+    }
+    let ns =
+        u128::from(count) * u128::from(divide.divisor()) * NANOS_PER_SECOND / u128::from(freq_hz);
+    u64::try_from(ns).unwrap_or(u64::MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn oneshot_count_rounds_up_never_early() {
+        // 1 GHz / 16: one count is 16 ns. 17 ns needs 2 counts (32 ns), never 1 (16 ns).
+        assert_eq!(oneshot_count_for(1_000_000_000, TimerDivide::By16, 17), 2);
+        assert_eq!(oneshot_count_for(1_000_000_000, TimerDivide::By16, 16), 1);
+        for delta in [1u64, 999, 10_000_000, 1_234_567_891] {
+            let count = oneshot_count_for(999_681_270, TimerDivide::By16, delta);
+            assert!(count_duration_ns(999_681_270, TimerDivide::By16, count) + 1 >= delta);
+        }
+    }
+
+    #[test]
+    fn oneshot_count_never_zero() {
+        assert_eq!(oneshot_count_for(1_000_000_000, TimerDivide::By16, 0), 1);
+        assert_eq!(oneshot_count_for(0, TimerDivide::By16, 5_000), 1);
+    }
+
+    #[test]
+    fn long_deadline_is_a_first_piece_of_the_full_range() {
+        // 2^32 counts of 16 ns: 68.7 s. 100 s is longer: the first piece is the full range.
+        let max_ns = count_duration_ns(1_000_000_000, TimerDivide::By16, u32::MAX);
+        assert_eq!(max_ns / 1_000_000_000, 68);
+        assert_eq!(oneshot_count_for(1_000_000_000, TimerDivide::By16, 100_000_000_000), u32::MAX);
+        assert_eq!(oneshot_count_for(u64::MAX, TimerDivide::By16, u64::MAX), u32::MAX);
+        assert_eq!(oneshot_count_for(1_000_000_000, TimerDivide::By16, max_ns), u32::MAX);
+    }
 
     #[test]
     fn frequency_from_calibration_window() {

@@ -56,8 +56,21 @@ pub fn bring_up(platform: &'static Platform, cmdline: &CommandLine) -> System {
     ev!("lapic.version", format_args!("{:#x}", version.version));
     ev!("lapic.max_lvt", version.max_lvt);
     let features = crate::arch::x86_64::cpu::features();
-    let forced_periodic = cmdline.get("timer") == Some("periodic");
-    ev!("timer.requested", if forced_periodic { "periodic" } else { "auto" });
+    let requested = cmdline.get("timer");
+    let forced_periodic = requested == Some("periodic");
+    // `timer=tickless`: one-shot deadlines, no tick on idle CPUs (docs/lapic.md).
+    let tickless = requested == Some("tickless");
+    ev!(
+        "timer.requested",
+        match (forced_periodic, tickless) {
+            (true, _) => "periodic",
+            (_, true) => "tickless",
+            _ => "auto",
+        }
+    );
+    if let Some(other) = requested.filter(|_| !forced_periodic && !tickless) {
+        log::warn!("command line: timer={other} unknown (periodic, tickless); using the tick");
+    }
     let use_deadline = features.tsc_deadline && !forced_periodic;
     match cmdline.get_u64("tick_hz") {
         Ok(None) => {}
@@ -84,7 +97,7 @@ pub fn bring_up(platform: &'static Platform, cmdline: &CommandLine) -> System {
     ev!("lockup.bound_ms", crate::arch::x86_64::lockup::bound_ms());
     let hz = lapic::calibrate_timer();
     ev!("timer.bsp_hz", hz);
-    lapic::start_tick(use_deadline);
+    lapic::start_tick(use_deadline, tickless);
     // The mode the boot CPU's LVT timer register holds, not the one asked for.
     ev!(
         "timer.mode",

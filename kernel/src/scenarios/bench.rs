@@ -333,7 +333,7 @@ fn long_timer_measurement(ms: u64) -> u64 {
         let mut l = lapic::local();
         l.stop_timer();
         let hz = lapic::measure_timer_hz(ms * 1_000_000);
-        lapic::start_tick(lapic::tsc_deadline_mode());
+        lapic::start_tick(lapic::tsc_deadline_mode(), lapic::tickless());
         hz
     })
 }

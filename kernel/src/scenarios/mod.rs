@@ -13,6 +13,7 @@ mod remap;
 mod rtc;
 mod scale;
 mod smp;
+mod tickless;
 mod user;
 
 pub use crate::init::System;
@@ -53,6 +54,7 @@ pub static SCENARIOS: &[Scenario] = &[
     Scenario { name: "races", run: |c| races::run(c.system, c.cmdline) },
     Scenario { name: "nmi_window", run: |c| nmi::run_window(c.system) },
     Scenario { name: "lockup", run: |c| nmi::run_lockup(c.system, c.cmdline) },
+    Scenario { name: "tickless", run: |c| tickless::run(c.system, c.cmdline) },
     Scenario { name: "panic", run: |c| panic_on_ap(c.system) },
     Scenario { name: "bringup", run: |c| scale::bringup_bench(c.system) },
     Scenario {

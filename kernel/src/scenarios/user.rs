@@ -130,6 +130,8 @@ fn interrupt_evidence() {
 
 /// Per CPU: the counters kept where the events happen, then the entry-path and TLB totals.
 fn cpu_evidence() {
+    // One-shot arming figures and `timer.tickless` (read from each CPU's counters).
+    super::tickless::report_timer_figures();
     for cpu in percpu::online() {
         ev!(("cpu.{}.timer_ticks", cpu.index), cpu.lapic.timer_ticks.load(Ordering::Relaxed));
         ev!(("cpu.{}.context_switches", cpu.index), cpu.sched.switches.load(Ordering::Relaxed));

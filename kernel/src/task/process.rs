@@ -652,6 +652,8 @@ pub fn reap(thread: &Arc<Thread>) {
         space.destroy();
         release_kernel_pages(p);
         p.destroyed.store(true, Ordering::Release);
+        // The boot CPU's `run_until` waits for this (tickless, nothing else may wake it).
+        super::sched::wake_boot_cpu();
     }
     forget(p);
 }

@@ -25,7 +25,7 @@ use super::thread::{Thread, ThreadState};
 use crate::arch::x86_64::cpu::rdtsc;
 use crate::arch::x86_64::interrupts::IPI_VECTOR;
 use crate::arch::x86_64::percpu::{self, IrqGuard};
-use crate::arch::x86_64::{context, lapic};
+use crate::arch::x86_64::{context, lapic, lockup, oneshot};
 use crate::mm::paging;
 
 /// What a timed event does when its deadline passes.
@@ -63,6 +63,9 @@ pub struct CpuSched {
     /// IPI 49s other CPUs sent to wake a thread queued here (counted by the sender; the
     /// receive side is `PerCpu::ipis_received`).
     pub wake_ipis: AtomicU64,
+    /// Tickless: when the running thread's slice ends (ns since boot; one tick period after
+    /// it was switched in).
+    slice_end_ns: AtomicU64,
 }
 
 impl CpuSched {
@@ -78,6 +81,7 @@ impl CpuSched {
             need_resched_at: AtomicU64::new(0),
             max_resched_delay_tsc: AtomicU64::new(0),
             wake_ipis: AtomicU64::new(0),
+            slice_end_ns: AtomicU64::new(0),
         }
     }
 }
@@ -95,6 +99,14 @@ impl CpuSchedLocal {
     /// Empty state (const: per-CPU blocks are built in statics).
     pub const fn new() -> Self {
         CpuSchedLocal { current: Cell::new(None), idle_rsp: Cell::new(0) }
+    }
+
+    /// Whether a thread runs on this CPU.
+    fn has_current(&self) -> bool {
+        let thread = self.current.take();
+        let running = thread.is_some();
+        self.current.set(thread);
+        running
     }
 
     /// A new reference to the current thread (the slot keeps its own).
@@ -143,13 +155,16 @@ pub fn enqueue(thread: Arc<Thread>) {
         log::error!("sched: thread {} has no CPU {home}", thread.tid);
         return;
     };
-    thread.queued_at_tick.store(cpu.lapic.timer_ticks.load(Ordering::Relaxed), Ordering::Relaxed);
+    thread.queued_at_tick.store(slice_clock(cpu), Ordering::Relaxed);
     if let Err(t) = without_interrupts(|| cpu.sched.run_queue.lock().push(thread)) {
         // The queue's room was reserved up front so this path never allocates.
         log::error!("sched: cpu{home} run queue full; thread {} dropped", t.tid);
         return;
     }
-    if home != percpu::current_index() {
+    if home == percpu::current_index() {
+        // Tickless: the running thread's slice end is armed now that another one waits.
+        without_interrupts(|| rearm_timer(&IrqGuard::new()));
+    } else {
         let apic = ApicId::new(cpu.apic_id.load(Ordering::Acquire));
         cpu.sched.wake_ipis.fetch_add(1, Ordering::Relaxed);
         let _ = lapic::send(Ipi::fixed(IPI_VECTOR).to(apic));
@@ -175,14 +190,17 @@ pub fn schedule_once() -> bool {
     if thread.state() == ThreadState::Exited {
         return true;
     }
-    let ticks = me.lapic.timer_ticks.load(Ordering::Relaxed);
-    let waited = ticks.saturating_sub(thread.queued_at_tick.load(Ordering::Relaxed));
+    let waited = slice_clock(me).saturating_sub(thread.queued_at_tick.load(Ordering::Relaxed));
     thread.process.note_queue_wait(waited);
     thread.set_state(ThreadState::Running);
     // A fresh slice: a request meant for the thread that ran before is void.
     me.sched.need_resched.store(false, Ordering::Relaxed);
     local.sched.current.set(Some(thread.clone()));
     me.sched.switches.fetch_add(1, Ordering::Relaxed);
+    if lapic::tickless() {
+        me.sched.slice_end_ns.store(crate::time::now_ns() + slice_ns(), Ordering::Relaxed);
+        rearm_timer(&cpu);
+    }
     let process = &thread.process;
     // Resident before the CR3 load (see `tlb.rs` for why the order matters).
     process.resident.insert(me.index);
@@ -254,6 +272,7 @@ pub fn exit_current() -> ! {
 pub fn add_timed(deadline_ns: u64, thread: Arc<Thread>, kind: TimedKind) {
     let cpu = IrqGuard::new();
     percpu::current(&cpu).sched.timed.lock().push(TimedEvent { deadline_ns, thread, kind });
+    rearm_timer(&cpu);
 }
 
 /// Drops timed events of a thread (when it exits).
@@ -286,6 +305,11 @@ const MAX_EXPIRED_PER_TICK: usize = 16;
 pub fn tick(from_user: bool, cpu: &mut IrqGuard) {
     let me = percpu::current(cpu);
     let now = crate::time::now_ns();
+    // A kernel wait's deadline is served by this interrupt (the waiter checks the time and
+    // arms again if it must): armed again, a past deadline would fire at once, over and over.
+    if me.oneshot.kernel_wake_ns.load(Ordering::Relaxed) <= now {
+        me.oneshot.kernel_wake_ns.store(oneshot::NONE, Ordering::Relaxed);
+    }
     // No allocation here: this runs in interrupt context, possibly on top of kernel code that
     // holds the heap lock. Expired events move to a fixed array (the rest wait a tick).
     let mut expired: [Option<TimedEvent>; MAX_EXPIRED_PER_TICK] =
@@ -310,6 +334,17 @@ pub fn tick(from_user: bool, cpu: &mut IrqGuard) {
                 e.thread.post(user_data, keel_abi::Status::Ok, [0, 0]);
             }
         }
+    }
+    // Tickless, the slice ends at its own deadline (periodic: at every tick). An ended slice
+    // is renewed one slice from now, as the next tick would come: a thread in the kernel
+    // runs on to its preemption point, a preempted one is replaced.
+    let slice_over = !lapic::tickless() || now >= me.sched.slice_end_ns.load(Ordering::Relaxed);
+    if lapic::tickless() && slice_over {
+        me.sched.slice_end_ns.store(now + slice_ns(), Ordering::Relaxed);
+    }
+    rearm_timer(cpu);
+    if !slice_over {
+        return;
     }
     if me.sched.run_queue.lock().is_empty() {
         return;
@@ -385,6 +420,99 @@ pub fn run_until(done: impl Fn() -> bool, timeout_ns: u64) -> bool {
             x86_64::instructions::interrupts::enable();
             return false;
         }
-        x86_64::instructions::interrupts::enable_and_hlt();
+        idle_halt(deadline);
     }
+}
+
+/// Tickless: wakes the boot CPU from its idle halt. Its `run_until` polls state other CPUs
+/// change (a process destroyed) and, with no tick, would otherwise see it only at its
+/// deadline. Periodic: nothing (the next tick polls).
+pub fn wake_boot_cpu() {
+    if !lapic::tickless() || percpu::current_index() == 0 {
+        return;
+    }
+    if let Some(boot) = percpu::cpu(0) {
+        let _ = lapic::send(
+            Ipi::fixed(IPI_VECTOR).to(ApicId::new(boot.apic_id.load(Ordering::Acquire))),
+        );
+    }
+}
+
+/// The length of a time slice: one tick period.
+fn slice_ns() -> u64 {
+    1_000_000_000 / lapic::tick_hz()
+}
+
+/// The clock queue waits are measured in, in slices: the CPU's tick count, or (tickless,
+/// where ticks are sparse) the time since boot in slice lengths.
+fn slice_clock(cpu: &percpu::PerCpu) -> u64 {
+    if lapic::tickless() {
+        crate::time::now_ns() / slice_ns()
+    } else {
+        cpu.lapic.timer_ticks.load(Ordering::Relaxed)
+    }
+}
+
+/// How often a busy CPU's timer fires at the least (tickless): a quarter of the lockup bound
+/// (its watcher must see it move well within the bound), 250 ms with the detector off.
+pub fn watchdog_ns() -> u64 {
+    match lockup::bound_ms() {
+        0 => 250_000_000,
+        ms => ms * 250_000,
+    }
+}
+
+/// Tickless: arms this CPU's timer for its earliest deadline: the first timed event (sleep
+/// expiries and `cap_enter` timeouts), a kernel wait's wake-up, and, unless halted in an idle
+/// loop, the running thread's slice end when another thread waits here and the busy
+/// watchdog. An idle CPU with no timed event has nothing armed. Interrupts off.
+pub fn rearm_timer(cpu: &IrqGuard) {
+    if !lapic::tickless() {
+        return;
+    }
+    let me = percpu::current(cpu);
+    let mut next = wake_deadline(me);
+    if !me.oneshot.idle.load(Ordering::Relaxed) {
+        if percpu::local(cpu).sched.has_current() && !me.sched.run_queue.lock().is_empty() {
+            next = next.min(me.sched.slice_end_ns.load(Ordering::Relaxed));
+        }
+        let since = me.oneshot.busy_since_ns.load(Ordering::Relaxed);
+        let fired = me.oneshot.last_fire_ns.load(Ordering::Relaxed);
+        next = next.min(since.max(fired) + watchdog_ns());
+    }
+    oneshot::program(me, next);
+}
+
+/// The earliest wake-up this CPU owes: its first timed event or a kernel wait's deadline.
+fn wake_deadline(me: &percpu::PerCpu) -> u64 {
+    let timed = me.sched.timed.lock().iter().map(|e| e.deadline_ns).min();
+    timed.unwrap_or(oneshot::NONE).min(me.oneshot.kernel_wake_ns.load(Ordering::Relaxed))
+}
+
+/// An idle loop's halt (interrupts off on entry, on at return): tickless, the CPU is
+/// published as idle (the lockup watcher skips it) and its timer armed only for what it owes
+/// (`wake_ns`, [`oneshot::NONE`] for nothing); periodic, a plain `sti; hlt`.
+pub fn idle_halt(wake_ns: u64) {
+    if !lapic::tickless() {
+        x86_64::instructions::interrupts::enable_and_hlt();
+        return;
+    }
+    {
+        let cpu = IrqGuard::new();
+        let me = percpu::current(&cpu);
+        me.oneshot.kernel_wake_ns.store(wake_ns, Ordering::Relaxed);
+        me.oneshot.idle.store(true, Ordering::Release);
+        rearm_timer(&cpu);
+    }
+    // `sti; hlt` as a pair: an interrupt arriving between them still wakes the hlt.
+    x86_64::instructions::interrupts::enable_and_hlt();
+    without_interrupts(|| {
+        let cpu = IrqGuard::new();
+        let me = percpu::current(&cpu);
+        me.oneshot.kernel_wake_ns.store(oneshot::NONE, Ordering::Relaxed);
+        me.oneshot.busy_since_ns.store(crate::time::now_ns(), Ordering::Relaxed);
+        me.oneshot.idle.store(false, Ordering::Release);
+        me.oneshot.idle_exits.fetch_add(1, Ordering::Release);
+        rearm_timer(&cpu);
+    });
 }

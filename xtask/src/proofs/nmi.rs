@@ -41,11 +41,17 @@ fn nmi_window(p: Proof, cpu: CpuSpec) -> Proof {
 /// CPU's index instead of its APIC ID (or the watcher's) cannot pass.
 const SPINNER_APIC_ID: u64 = 3;
 
+/// The spinner CPU's `-device` in each LAPIC mode.
+pub(super) const SPINNER_X2APIC: &str =
+    "qemu64-x86_64-cpu,x2apic=on,smep=on,smap=on,rdrand=on,socket-id=0,core-id=3,thread-id=0";
+pub(super) const SPINNER_XAPIC: &str =
+    "qemu64-x86_64-cpu,x2apic=off,smep=on,smap=on,rdrand=on,socket-id=0,core-id=3,thread-id=0";
+
 /// CPU 1 spins with interrupts off for twice the 1 s bound; CPU 0 reports it. TCG only:
 /// under the PVM-backed KVM on a loaded host, the watcher's NMI to the spinning vCPU went
 /// unanswered for its 100 ms once, and once the watcher's own ticks were too starved to count
 /// the bound, in 3 of about 10 runs; TCG never missed.
-fn lockup(p: Proof, cpu: CpuSpec, spinner: &'static str) -> Proof {
+pub(super) fn lockup_proof(p: Proof, cpu: CpuSpec, spinner: &'static str) -> Proof {
     p.scenario("lockup")
         .accels(Accels::TcgOnly)
         .smp(2)
@@ -70,7 +76,7 @@ pub(super) fn registry() -> Vec<Proof> {
     vec![
         nmi_window(Proof::new("nmi-window", "an NMI in the swapgs window (ring 0, user GS) counts on its own CPU through the paranoid entry (x2APIC)"), x2apic_cpu()),
         nmi_window(Proof::new("nmi-window-xapic", "the same in xAPIC mode"), xapic_cpu()),
-        lockup(Proof::new("lockup", "a CPU (APIC ID 3) spinning with interrupts off past the bound is reported by its watcher: APIC ID, RIP from an NMI (x2APIC)"), x2apic_cpu(), "qemu64-x86_64-cpu,x2apic=on,smep=on,smap=on,rdrand=on,socket-id=0,core-id=3,thread-id=0"),
-        lockup(Proof::new("lockup-xapic", "the same in xAPIC mode"), xapic_cpu(), "qemu64-x86_64-cpu,x2apic=off,smep=on,smap=on,rdrand=on,socket-id=0,core-id=3,thread-id=0"),
+        lockup_proof(Proof::new("lockup", "a CPU (APIC ID 3) spinning with interrupts off past the bound is reported by its watcher: APIC ID, RIP from an NMI (x2APIC)"), x2apic_cpu(), SPINNER_X2APIC),
+        lockup_proof(Proof::new("lockup-xapic", "the same in xAPIC mode"), xapic_cpu(), SPINNER_XAPIC),
     ]
 }

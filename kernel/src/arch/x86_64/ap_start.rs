@@ -464,7 +464,8 @@ extern "C" fn ap_entry(slot: &'static StartSlot) -> ! {
         fail(slot, ApFailure::ApicId)
     }
     lapic::calibrate_timer_ap(slot.reference_hz);
-    lapic::start_tick(slot.use_deadline);
+    // The boot CPU's first call fixed the mode (tickless included); this follows it.
+    lapic::start_tick(slot.use_deadline, lapic::tickless());
     #[cfg(feature = "scenarios")]
     if late_ap::lost_for_test(slot.apic_id) {
         // The lost-AP proof: the slot says online, the CPU never is (the verdict must fail).

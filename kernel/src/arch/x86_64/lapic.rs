@@ -116,6 +116,9 @@ pub enum TickMode {
     Periodic,
     /// One-shot deadlines against the TSC, re-armed by each tick `period_tsc` ahead.
     TscDeadline { period_tsc: u64 },
+    /// No tick: each CPU armed for its earliest deadline only (`oneshot`), in TSC-deadline
+    /// mode when the CPU has it, else LAPIC one-shot.
+    Tickless { tsc_deadline: bool },
 }
 
 /// Set by the first [`start_tick`] (the boot CPU); APs follow it.
@@ -532,15 +535,19 @@ pub fn calibrate_timer_ap(reference_hz: u64) -> u64 {
     best
 }
 
-/// Starts this CPU's tick on vector 48: TSC-deadline mode when the CPU has it, else periodic.
-/// The first call (the boot CPU) fixes the mode for every CPU; later calls follow it.
-pub fn start_tick(use_deadline: bool) {
+/// Starts this CPU's tick on vector 48: TSC-deadline mode when the CPU has it, else periodic;
+/// with `tickless`, no tick but one-shot deadlines (TSC-deadline or LAPIC one-shot). The
+/// first call (the boot CPU) fixes the mode for every CPU; later calls follow it.
+pub fn start_tick(use_deadline: bool, tickless: bool) {
     let mut lapic = local();
     let mode = *TICK_MODE.call_once(|| match use_deadline {
+        _ if tickless => TickMode::Tickless { tsc_deadline: use_deadline },
         true => TickMode::TscDeadline { period_tsc: time::tsc_hz() / tick_hz() },
         false => TickMode::Periodic,
     });
-    if let TickMode::TscDeadline { period_tsc } = mode {
+    if let TickMode::Tickless { tsc_deadline } = mode {
+        super::oneshot::start(tsc_deadline);
+    } else if let TickMode::TscDeadline { period_tsc } = mode {
         lapic.arm_tsc_deadline(TIMER_VECTOR).expect("valid vector");
         arm_deadline(rdtsc() + period_tsc);
     } else {
@@ -593,19 +600,31 @@ fn arm_deadline(tsc: u64) {
     unsafe { wrmsr(IA32_TSC_DEADLINE, tsc) };
 }
 
-/// Whether ticks come from TSC-deadline mode.
+/// Whether the timer runs in TSC-deadline mode (periodic by re-arming, or tickless).
 pub fn tsc_deadline_mode() -> bool {
-    matches!(TICK_MODE.get(), Some(TickMode::TscDeadline { .. }))
+    matches!(
+        TICK_MODE.get(),
+        Some(TickMode::TscDeadline { .. } | TickMode::Tickless { tsc_deadline: true })
+    )
 }
 
-/// Vector 48: count, re-arm (TSC-deadline), EOI. The dispatcher then lets the scheduler
-/// expire timeouts and preempt a user thread (after the EOI, so a switch never leaves the
-/// vector in service).
+/// Whether CPUs run tickless (`timer=tickless`): one-shot deadlines, none while idle.
+pub fn tickless() -> bool {
+    matches!(TICK_MODE.get(), Some(TickMode::Tickless { .. }))
+}
+
+/// Vector 48: count, re-arm (TSC-deadline tick) or note the deadline that fired (tickless),
+/// EOI. The dispatcher then lets the scheduler expire timeouts, preempt a user thread and,
+/// tickless, arm the next deadline (after the EOI, so a switch never leaves the vector in
+/// service).
 #[inline]
 pub fn timer_interrupt(token: InService, cpu: &IrqGuard) {
-    percpu::current(cpu).lapic.timer_ticks.fetch_add(1, Ordering::Relaxed);
-    if let Some(TickMode::TscDeadline { period_tsc }) = TICK_MODE.get() {
-        arm_deadline(rdtsc() + period_tsc);
+    let me = percpu::current(cpu);
+    me.lapic.timer_ticks.fetch_add(1, Ordering::Relaxed);
+    match TICK_MODE.get() {
+        Some(TickMode::TscDeadline { period_tsc }) => arm_deadline(rdtsc() + period_tsc),
+        Some(TickMode::Tickless { .. }) => super::oneshot::fired(me),
+        _ => {}
     }
     token.eoi();
 }

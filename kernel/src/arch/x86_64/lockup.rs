@@ -10,9 +10,13 @@
 //! The time base is the watcher's own tick count, not a clock: a watcher that is itself
 //! stalled (or descheduled by a host) reports nothing rather than a false lockup.
 //!
-//! Assumption: an idle CPU keeps ticking. The AP idle loop halts with interrupts on and every
-//! CPU's tick is periodic or re-armed by each TSC-deadline tick, so a halted CPU still counts.
-//! A kernel that stops the tick on idle (tickless) must make idle CPUs skip being watched.
+//! With a periodic tick an idle CPU keeps ticking (it halts with interrupts on), so a halted
+//! CPU still counts. Tickless (`timer=tickless`), an idle CPU takes no timer interrupts at
+//! all: it publishes that it is halted in its idle loop (`oneshot.idle`), the watcher skips
+//! it, and leaving idle counts as progress (`oneshot.idle_exits`). A busy CPU keeps a
+//! watchdog deadline (a quarter of the bound, `sched::watchdog_ns`), so a healthy one moves
+//! well within the bound, and the watcher checks on each of its own timer interrupts; the
+//! time base is then the TSC, since the watcher's own interrupts are no longer regular.
 
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
@@ -28,7 +32,7 @@ pub struct Watch {
     target: AtomicU32,
     /// The watched CPU's tick count when it last moved.
     last_ticks: AtomicU64,
-    /// The watcher's own tick count at that moment.
+    /// The watcher's own tick count at that moment (periodic), or the time (ns, tickless).
     own_ticks_at_change: AtomicU64,
     /// The current stall was already reported.
     reported: AtomicBool,
@@ -95,19 +99,29 @@ pub fn watch(cpu: &IrqGuard) {
     }
     let me = percpu::current(cpu);
     let Some(target) = watched_by(me.index) else { return };
-    let own = me.lapic.timer_ticks.load(Ordering::Relaxed);
+    let tickless = lapic::tickless();
+    let own = match tickless {
+        true => crate::time::now_ns(),
+        false => me.lapic.timer_ticks.load(Ordering::Relaxed),
+    };
     let theirs = target.lapic.timer_ticks.load(Ordering::Relaxed);
+    // Tickless, leaving an idle halt is progress too (an idle CPU takes no interrupts).
+    let theirs = theirs + target.oneshot.idle_exits.load(Ordering::Acquire);
+    let idle = tickless && target.oneshot.idle.load(Ordering::Acquire);
     let w = &me.lockup;
-    if w.target.load(Ordering::Relaxed) != target.index
+    if idle
+        || w.target.load(Ordering::Relaxed) != target.index
         || theirs != w.last_ticks.load(Ordering::Relaxed)
     {
+        // An idle CPU is halted with interrupts on: not locked up. Its count restarts.
         w.target.store(target.index, Ordering::Relaxed);
         w.last_ticks.store(theirs, Ordering::Relaxed);
         w.own_ticks_at_change.store(own, Ordering::Relaxed);
         w.reported.store(false, Ordering::Relaxed);
         return;
     }
-    let hz = lapic::tick_hz();
+    // The rate of the watcher's own clock: its ticks, or (tickless) nanoseconds.
+    let hz = if tickless { 1_000_000_000 } else { lapic::tick_hz() };
     let stalled_ticks = own - w.own_ticks_at_change.load(Ordering::Relaxed);
     // At least two own ticks: one tick of phase difference is not a stall.
     let bound_ticks = (bound_ms * hz / 1000).max(2);

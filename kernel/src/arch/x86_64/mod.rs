@@ -13,6 +13,7 @@ pub mod iommu;
 pub mod irq_guard;
 pub mod lapic;
 pub mod lockup;
+pub mod oneshot;
 pub mod percpu;
 pub mod pic;
 pub mod smp;

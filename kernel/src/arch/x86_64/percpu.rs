@@ -88,6 +88,8 @@ pub struct PerCpu {
     pub nmi_rip: AtomicU64,
     /// This CPU's view of the CPU it watches for hard lockups (written only by this CPU).
     pub lockup: super::lockup::Watch,
+    /// This CPU's one-shot timer state (tickless mode).
+    pub oneshot: super::oneshot::Oneshot,
     /// Incoming IPI requests.
     pub mailbox: Mailbox,
     /// This CPU's shared scheduler state (run queue, timed events, switch, preemption and
@@ -148,6 +150,7 @@ impl CpuBlock {
                 nmis: AtomicU64::new(0),
                 nmi_rip: AtomicU64::new(0),
                 lockup: super::lockup::Watch::new(),
+                oneshot: super::oneshot::Oneshot::new(),
                 mailbox: Mailbox::new(),
                 sched: crate::task::sched::CpuSched::new(),
                 tlb: super::tlb::Inbox::new(),

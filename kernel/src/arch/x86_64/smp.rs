@@ -74,6 +74,8 @@ pub fn ipi_interrupt(token: InService, cpu: &IrqGuard) {
     let requested = me.mailbox.ping_requests.load(Ordering::Acquire);
     me.mailbox.ping_acks.store(requested, Ordering::Release);
     token.eoi();
+    // Tickless: a thread queued here by another CPU needs the running one's slice end armed.
+    crate::task::sched::rearm_timer(cpu);
 }
 
 /// How the sender waits for a ping's acknowledgement.
@@ -163,8 +165,8 @@ pub(super) fn idle_loop() -> ! {
                 // Tickets run in the order they were taken (one slot, filled under its lock).
                 me.mailbox.work_done.fetch_max(w.ticket, Ordering::AcqRel);
             }
-            // `sti; hlt` as a pair: an interrupt arriving between them still wakes the hlt.
-            None => x86_64::instructions::interrupts::enable_and_hlt(),
+            // Tickless, published as idle and with nothing armed that it does not owe.
+            None => crate::task::sched::idle_halt(super::oneshot::NONE),
         }
     }
 }

@@ -1,0 +1,126 @@
+//! `proof=tickless` (booted with `timer=tickless`, 2 CPUs): the one-shot timer on the path.
+//!
+//! * Idle: CPU 1 sits in its idle loop for a measured window; its timer interrupts (counted
+//!   in the vector-48 handler) must be (almost) none, and its watcher (CPU 0, busy here,
+//!   checking on each of its watchdog interrupts) must not report it.
+//! * Busy: CPU 1 spins with interrupts on for a window; it still takes its watchdog
+//!   interrupts (what lets the lockup watcher see it move).
+//! * Sleeps: kernel waits of 1..=16 ms on CPU 0 and on CPU 1, each armed as a one-shot
+//!   deadline: requested against observed on the TSC.
+//! * The per-CPU arming figures (arms, idle disarms, pieces, missed deadlines, lateness),
+//!   read from each CPU's `oneshot` counters.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use keel_boot::cmdline::CommandLine;
+
+use super::System;
+use crate::arch::x86_64::{lapic, lockup, oneshot, percpu, smp};
+use crate::exit::verdict;
+use crate::time;
+
+/// Kernel sleeps measured per CPU.
+const SLEEPS: u64 = 16;
+
+/// CPU 1's sleep figures, written by its posted work.
+static AP_MAX_LATE_NS: AtomicU64 = AtomicU64::new(0);
+static AP_MIN_LATE_NS: AtomicU64 = AtomicU64::new(u64::MAX);
+
+/// Sleeps 1..=[`SLEEPS`] ms with [`oneshot::halt_until`]; returns the least and the most
+/// the wake-up came after the requested time (ns).
+fn measure_sleeps() -> (u64, u64) {
+    let (mut min, mut max) = (u64::MAX, 0);
+    for ms in 1..=SLEEPS {
+        let until = time::now_ns() + ms * 1_000_000;
+        oneshot::halt_until(until);
+        let late = time::now_ns().saturating_sub(until);
+        min = min.min(late);
+        max = max.max(late);
+    }
+    (min, max)
+}
+
+fn sleeps_on_ap(_: usize) {
+    let (min, max) = measure_sleeps();
+    AP_MIN_LATE_NS.store(min, Ordering::Relaxed);
+    AP_MAX_LATE_NS.store(max, Ordering::Relaxed);
+}
+
+/// Spins with interrupts on for `ms` (CPU 1's busy window).
+fn spin_busy(ms: usize) {
+    let until = time::now_ns() + ms as u64 * 1_000_000;
+    while time::now_ns() < until {
+        core::hint::spin_loop();
+    }
+}
+
+pub fn run(_system: System, cmdline: &CommandLine) -> ! {
+    let started_ns = time::now_ns();
+    let Some(ap) = smp::online_cpus().into_iter().find(|c| c.index == 1) else {
+        verdict(false, "tickless proof needs two CPUs")
+    };
+    let boot = percpu::cpu(0).expect("boot CPU");
+    ev!("tickless.enabled", if lapic::tickless() { "yes" } else { "no" });
+    ev!("tickless.watchdog_ms", crate::task::sched::watchdog_ns() / 1_000_000);
+    // Let CPU 1 settle in its idle loop (bring-up work done, its busy deadline gone).
+    super::smp::sleep_ms(300);
+
+    // Idle window: CPU 1 has nothing to do.
+    let idle_ms = super::option_u64(cmdline, "idle_ms", 3000);
+    let reports_before = lockup::REPORTS.load(Ordering::Acquire);
+    let (ap_before, boot_before) = (ticks(ap), ticks(boot));
+    let t0 = time::now_ns();
+    super::smp::sleep_ms(idle_ms);
+    let window_ns = time::now_ns() - t0;
+    ev!("tickless.idle.window_ms", window_ns / 1_000_000);
+    ev!("tickless.idle.interrupts", ticks(ap) - ap_before);
+    ev!("tickless.idle.boot_cpu_interrupts", ticks(boot) - boot_before);
+    ev!("tickless.idle.lockup_reports", lockup::REPORTS.load(Ordering::Acquire) - reports_before);
+
+    // Busy window: CPU 1 spins with interrupts on.
+    let busy_ms = super::option_u64(cmdline, "busy_ms", 2000);
+    let ap_before = ticks(ap);
+    let t0 = time::now_ns();
+    let ticket = smp::post_work(ap, spin_busy, busy_ms as usize);
+    let busy_done = smp::wait_work(ap, ticket, (busy_ms + 10_000) * 1_000_000);
+    ev!("tickless.busy.window_ms", (time::now_ns() - t0) / 1_000_000);
+    ev!("tickless.busy.interrupts", ticks(ap) - ap_before);
+
+    // Sleeps on both CPUs.
+    let (boot_min, boot_max) = measure_sleeps();
+    let ticket = smp::post_work(ap, sleeps_on_ap, 0);
+    let ap_done = smp::wait_work(ap, ticket, 30_000_000_000);
+    ev!("tickless.sleep.count", 2 * SLEEPS);
+    ev!("tickless.sleep.min_late_us", boot_min.min(AP_MIN_LATE_NS.load(Ordering::Relaxed)) / 1000);
+    ev!("tickless.sleep.max_late_us", boot_max.max(AP_MAX_LATE_NS.load(Ordering::Relaxed)) / 1000);
+
+    super::nmi::watch_then_report(started_ns);
+    report_timer_figures();
+    verdict(busy_done && ap_done, "tickless scenario incomplete")
+}
+
+fn ticks(cpu: &percpu::PerCpu) -> u64 {
+    cpu.lapic.timer_ticks.load(Ordering::Relaxed)
+}
+
+/// Per-CPU one-shot figures, and `timer.tickless`: `yes` when every online CPU armed
+/// one-shot deadlines and at least one halted idle with none armed (counted where the
+/// hardware is written); a periodic tick arms none.
+pub fn report_timer_figures() {
+    let (mut all_armed, mut idle_disarms) = (true, 0);
+    for cpu in percpu::online() {
+        let t = &cpu.oneshot;
+        let arms = t.arms.load(Ordering::Relaxed);
+        all_armed &= arms > 0;
+        idle_disarms += t.idle_disarms.load(Ordering::Relaxed);
+        ev!(("cpu.{}.timer_interrupts", cpu.index), ticks(cpu));
+        ev!(("cpu.{}.timer_arms", cpu.index), arms);
+        ev!(("cpu.{}.timer_idle_disarms", cpu.index), t.idle_disarms.load(Ordering::Relaxed));
+        ev!(("cpu.{}.timer_on_deadline", cpu.index), t.on_deadline.load(Ordering::Relaxed));
+        ev!(("cpu.{}.timer_pieces", cpu.index), t.pieces.load(Ordering::Relaxed));
+        ev!(("cpu.{}.timer_missed", cpu.index), t.missed.load(Ordering::Relaxed));
+        ev!(("cpu.{}.timer_max_late_us", cpu.index), t.max_late_ns.load(Ordering::Relaxed) / 1000);
+    }
+    ev!("timer.miss_bound_us", oneshot::MISS_BOUND_NS / 1000);
+    ev!("timer.tickless", if all_armed && idle_disarms > 0 { "yes" } else { "no" });
+}
