@@ -165,6 +165,7 @@ pub mod queue;
 pub mod regs;
 pub mod remap;
 pub mod sequence;
+pub mod update;
 
 pub use dmar::{DeviceScope, Dmar, DmarError, Drhd, ScopeKind, SourceId};
 pub use irte::{DestinationMode, IndexPlan, Irte, IrteDestination, IrteError, SourceValidation};
