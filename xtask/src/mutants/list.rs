@@ -799,7 +799,7 @@ pub const BREAKS: &[Break] = &[
             find: "r.plan.msi_index(r.msi_handles.len() as u32)",
             replace: "r.plan.msi_index(0)",
         }],
-        proofs: &["interrupt-remap-two-msi"],
+        proofs: &["interrupt-remap-two-msi", "interrupt-remap-two-msi-xapic"],
         accel: Accel::Tcg,
     },
 ];

@@ -263,7 +263,16 @@ pub fn proofs() -> Vec<Proof> {
         .check(eq("user.edu_storm.first_wait_count", 1))
         .check(eq("user.edu_storm.second_wait", "timed_out"))
         .check(for_each_cpu("cpu.*.timer_ticks", is::ge(30)).count_eq_key("smp.online")),
-        two_msi_functions(),
+        two_msi_functions(
+            "interrupt-remap-two-msi",
+            "two edu functions' MSIs via VT-d: a remapping entry each, each validating its own requester id",
+            "x2apic",
+        ),
+        two_msi_functions(
+            "interrupt-remap-two-msi-xapic",
+            "the same in xAPIC mode (8-bit IRTE destinations)",
+            "xapic",
+        ),
         death_checks(remapping_on(
             user_proof(
                 Proof::new("driver-death-remap", "driver-death with VT-d remapping on"),
@@ -297,18 +306,14 @@ fn keys_differ(a: &'static str, b: &'static str) -> Check {
 /// Two edu functions, each with an MSI driver: each function's entry is its own (distinct
 /// handles, each SID the function's requester id), and each delivery is counted for its own
 /// source and traced through its own index.
-fn two_msi_functions() -> Proof {
-    let p = user_proof(
-        Proof::new(
-            "interrupt-remap-two-msi",
-            "two edu functions' MSIs via VT-d: a remapping entry each, each validating its own requester id",
-        ),
-        "interrupt-remap-two-msi",
-        &["edu-driver"],
-    )
-    .qemu_extra(&["-device", "edu"])
-    .with_iommu();
-    let mut p = remapping_on(p)
+/// LAPICs (and the table's destination format) in `mode`.
+fn two_msi_functions(name: &'static str, description: &'static str, mode: &'static str) -> Proof {
+    let cpu = if mode == "x2apic" { x2apic_cpu() } else { super::xapic_cpu() };
+    let p = user_proof(Proof::new(name, description), "interrupt-remap-two-msi", &["edu-driver"])
+        .cpu(cpu)
+        .qemu_extra(&["-device", "edu"])
+        .with_iommu();
+    let mut p = remapping_in(p, mode)
         .check(keys_differ("irq.msi_edu.requester_id", "irq.msi_edu2.requester_id"))
         .check(keys_differ("irq.msi_edu.remap_index", "irq.msi_edu2.remap_index"));
     for (program, key) in [("edu_msi", "msi_edu"), ("edu2_msi", "msi_edu2")] {
