@@ -15,6 +15,8 @@
 //! - [`queue`]: queued-invalidation descriptors (VT-d spec 6.5.2).
 //! - [`sequence`]: the enabling, command and fault-collection sequences over a register
 //!   trait the kernel implements with MMIO (host-tested through a fake unit).
+//! - [`update`]: changing one IRTE while the units run: store, cache-line flush on a
+//!   non-coherent unit, interrupt-entry-cache invalidation, wait (host-tested for its order).
 //!
 //! The kernel supplies the register accesses and the memory; every value it writes is built
 //! (and every value it reads is decoded) here so that host tests check the bit layouts.
@@ -165,6 +167,7 @@ pub mod queue;
 pub mod regs;
 pub mod remap;
 pub mod sequence;
+pub mod update;
 
 pub use dmar::{DeviceScope, Dmar, DmarError, Drhd, ScopeKind, SourceId};
 pub use irte::{DestinationMode, IndexPlan, Irte, IrteDestination, IrteError, SourceValidation};

@@ -857,4 +857,16 @@ pub const BREAKS: &[Break] = &[
         proofs: &["hostile-ring-tickless"],
         accel: Accel::Tcg,
     },
+    // Proofs: issue 23, remapping
+    Break {
+        name: "irte-one-handle-for-every-msi-function",
+        what: "the MSI handle allocator returns the first MSI index for every function: two functions share one remapping entry (the later one's SID and vector win)",
+        edits: &[Edit {
+            file: "kernel/src/arch/x86_64/iommu/mod.rs",
+            find: "r.plan.msi_index(r.msi_handles.len() as u32)",
+            replace: "r.plan.msi_index(0)",
+        }],
+        proofs: &["interrupt-remap-two-msi", "interrupt-remap-two-msi-xapic"],
+        accel: Accel::Tcg,
+    },
 ];

@@ -5,7 +5,7 @@
 use super::{
     drivers_delivered, firmware_x2apic_machine, smp_checks, user_proof, x2apic_cpu, Proof,
 };
-use crate::checks::{eq, for_each_cpu, ge, is, keys_equal};
+use crate::checks::{custom, eq, for_each_cpu, ge, is, keys_equal, Check};
 use crate::trace::{ev_str, ev_u64, Trace};
 
 /// `-device intel-iommu` with interrupt remapping and extended interrupt mode.
@@ -263,6 +263,16 @@ pub fn proofs() -> Vec<Proof> {
         .check(eq("user.edu_storm.first_wait_count", 1))
         .check(eq("user.edu_storm.second_wait", "timed_out"))
         .check(for_each_cpu("cpu.*.timer_ticks", is::ge(30)).count_eq_key("smp.online")),
+        two_msi_functions(
+            "interrupt-remap-two-msi",
+            "two edu functions' MSIs via VT-d: a remapping entry each, each validating its own requester id",
+            "x2apic",
+        ),
+        two_msi_functions(
+            "interrupt-remap-two-msi-xapic",
+            "the same in xAPIC mode (8-bit IRTE destinations)",
+            "xapic",
+        ),
         death_checks(remapping_on(
             user_proof(
                 Proof::new("driver-death-remap", "driver-death with VT-d remapping on"),
@@ -274,6 +284,54 @@ pub fn proofs() -> Vec<Proof> {
         .check(eq("irq.intx_edu.format", "remappable"))
         .check(eq("irq.intx_edu.masked_at_end", "yes")),
     ]
+}
+
+/// Interrupts each edu driver raises in `manifests/interrupt-remap-two-msi.manifest`.
+const EDU_RAISES_TWO_MSI: u64 = 100;
+const TWO_MSI_SOURCES: &[(&str, &str)] =
+    &[("irq.msi_edu", "irq.msi_edu.deliveries"), ("irq.msi_edu2", "irq.msi_edu2.deliveries")];
+
+/// Evidence keys `a` and `b` both present, with different values.
+fn keys_differ(a: &'static str, b: &'static str) -> Check {
+    custom(&format!("{a} != {b}"), move |t| {
+        let (x, y) = (ev_str(t, a)?, ev_str(t, b)?);
+        if x != y {
+            Ok(())
+        } else {
+            Err(format!("{a} and {b} are both {x}"))
+        }
+    })
+}
+
+/// Two edu functions, each with an MSI driver: each function's entry is its own (distinct
+/// handles, each SID the function's requester id), and each delivery is counted for its own
+/// source and traced through its own index.
+/// LAPICs (and the table's destination format) in `mode`.
+fn two_msi_functions(name: &'static str, description: &'static str, mode: &'static str) -> Proof {
+    let cpu = if mode == "x2apic" { x2apic_cpu() } else { super::xapic_cpu() };
+    let p = user_proof(Proof::new(name, description), "interrupt-remap-two-msi", &["edu-driver"])
+        .cpu(cpu)
+        .qemu_extra(&["-device", "edu"])
+        .with_iommu();
+    let mut p = remapping_in(p, mode)
+        .check(keys_differ("irq.msi_edu.requester_id", "irq.msi_edu2.requester_id"))
+        .check(keys_differ("irq.msi_edu.remap_index", "irq.msi_edu2.remap_index"));
+    for (program, key) in [("edu_msi", "msi_edu"), ("edu2_msi", "msi_edu2")] {
+        let k = |s: &str| -> &'static str { Box::leak(format!("irq.{key}.{s}").into_boxed_str()) };
+        let u =
+            |s: &str| -> &'static str { Box::leak(format!("user.{program}.{s}").into_boxed_str()) };
+        p = p
+            .check(eq(u("raised"), EDU_RAISES_TWO_MSI))
+            .check(keys_equal(u("received"), u("raised")))
+            .check(eq(k("deliveries"), EDU_RAISES_TWO_MSI))
+            .check(eq(k("format"), "remappable"))
+            .check(eq(k("irte_svt"), "requester"))
+            .check(keys_equal(k("irte_sid"), k("requester_id")))
+            .check(eq(k("irte_trigger"), "edge"))
+            .check(keys_equal(k("irte_vector"), k("vector")))
+            .check(eq(Box::leak(format!("proc.{program}.exit").into_boxed_str()), 0));
+    }
+    vtd_trace_checks(p, TWO_MSI_SOURCES)
 }
 
 /// Scenario `smp`: the RTC through a remappable RTE to APIC ID 257.

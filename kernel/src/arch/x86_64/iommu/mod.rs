@@ -254,6 +254,46 @@ pub(super) fn flush_range(phys: u64, len: u64) {
     unsafe { core::arch::x86_64::_mm_mfence() };
 }
 
+/// The remapping table and the units' queues, for `keel_iommu::update::write_entry`.
+struct TableUpdate<'a> {
+    table_phys: u64,
+    units: &'a mut [Unit],
+}
+
+impl keel_iommu::update::EntryUpdate for TableUpdate<'_> {
+    type Error = UnitError;
+
+    fn store(&mut self, index: u16, raw: [u64; 2]) {
+        let p = phys_to_virt(self.table_phys + index as u64 * 16).as_mut_ptr::<u64>();
+        // SAFETY: `write_entry` checked `index` against the plan; the table is kernel-owned
+        // memory. Upper half first, then the lower half with P, one 64-bit store each.
+        unsafe {
+            p.add(1).write_volatile(raw[1]);
+            p.write_volatile(raw[0]);
+        }
+    }
+
+    fn flush(&mut self, index: u16) {
+        flush_range(self.table_phys + index as u64 * 16, 16);
+    }
+
+    fn units(&self) -> usize {
+        self.units.len()
+    }
+
+    fn enqueue(&mut self, unit: usize, descriptor: [u64; 2]) {
+        self.units[unit].enqueue(descriptor)
+    }
+
+    fn enqueue_wait(&mut self, unit: usize) {
+        self.units[unit].enqueue_wait()
+    }
+
+    fn complete(&mut self, unit: usize) -> Result<(), UnitError> {
+        self.units[unit].complete()
+    }
+}
+
 impl Remapper {
     /// Reads and clears every unit's records: DMA faults go to the translation's counters,
     /// interrupt-remapping faults (the backlog the tick took first) to `ir`. Allocation-free.
@@ -286,25 +326,16 @@ impl Remapper {
         unsafe { [p.read_volatile(), p.add(1).read_volatile()] }
     }
 
-    /// Writes an entry and invalidates every unit's cached copy (spec 6.5.2.7). The source
-    /// is masked by the caller, so no request uses the entry while its halves change: the
-    /// upper half (source validation) first, then the lower half with P, one 64-bit store.
+    /// Writes an entry and invalidates every unit's cached copy through the pure sequence
+    /// (`keel_iommu::update`: store, `clflush` when not coherent, IEC, wait). The source is
+    /// masked by the caller, so no request uses the entry while its halves change.
     fn write_entry(&mut self, index: u16, raw: [u64; 2]) -> Result<(), RemapError> {
         if index as u32 >= self.plan.entries {
             return Err(RemapError::NoIndex);
         }
-        let p = self.entry_ptr(index);
-        // SAFETY: as in `read_entry`; the table is kernel-owned memory.
-        unsafe {
-            p.add(1).write_volatile(raw[1]);
-            p.write_volatile(raw[0]);
-        }
-        if !self.coherent {
-            flush_range(self.table_phys + index as u64 * 16, 16);
-        }
-        for unit in &mut self.units {
-            unit.invalidate_entry(index).map_err(RemapError::Unit)?;
-        }
+        let mut table = TableUpdate { table_phys: self.table_phys, units: &mut self.units };
+        keel_iommu::update::write_entry(&mut table, index, raw, self.coherent)
+            .map_err(RemapError::Unit)?;
         self.entries_written += 1;
         Ok(())
     }

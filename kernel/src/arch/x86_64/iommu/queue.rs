@@ -80,16 +80,33 @@ impl InvalidationQueue {
 
     /// Queues `descriptor` plus a wait, moves the tail and polls for the status write.
     pub fn submit(&mut self, regs: &Registers, descriptor: [u64; 2]) -> Result<(), QueueError> {
-        self.token = self.token.wrapping_add(1).max(1);
-        let token = self.token;
+        self.enqueue(regs, descriptor);
+        self.enqueue_wait();
+        self.complete(regs)
+    }
+
+    /// Writes `descriptor` at the tail (the unit sees it once [`Self::complete`] moves IQT).
+    pub fn enqueue(&mut self, regs: &Registers, descriptor: [u64; 2]) {
         let head = self.ring.slot(regs.read64(offset::IQ_HEAD));
         if self.ring.free(head, self.tail) < 2 {
             // Every submission waits for itself, so the ring is empty here unless the unit
-            // is stuck; waiting for it below reports that.
+            // is stuck; waiting for it in `complete` reports that.
             log::warn!("iommu: invalidation queue full (head {head}, tail {})", self.tail);
         }
         self.write_slot(descriptor);
-        self.write_slot(queue::wait(self.status_phys, token).expect("frames are dword aligned"));
+    }
+
+    /// Writes an invalidation wait with a fresh token at the tail.
+    pub fn enqueue_wait(&mut self) {
+        self.token = self.token.wrapping_add(1).max(1);
+        self.write_slot(
+            queue::wait(self.status_phys, self.token).expect("frames are dword aligned"),
+        );
+    }
+
+    /// Moves IQT past what was enqueued and polls for the last wait's status write.
+    pub fn complete(&mut self, regs: &Registers) -> Result<(), QueueError> {
+        let token = self.token;
         // The descriptors must be in memory before the unit sees the new tail.
         fence(Ordering::SeqCst);
         regs.write64(offset::IQ_TAIL, self.ring.register(self.tail));

@@ -191,9 +191,19 @@ impl Unit {
         )
     }
 
-    /// Invalidates the cached copy of one IRTE (spec 6.5.2.7, G = 1, IM = 0).
-    pub fn invalidate_entry(&mut self, index: u16) -> Result<(), UnitError> {
-        self.queue.submit(&self.regs, queue::iec(Some((index, 0)))).map_err(UnitError::Queue)
+    /// Writes `descriptor` at the queue's tail (seen by the unit at [`Self::complete`]).
+    pub fn enqueue(&mut self, descriptor: [u64; 2]) {
+        self.queue.enqueue(&self.regs, descriptor)
+    }
+
+    /// Writes an invalidation wait with a fresh status token at the queue's tail.
+    pub fn enqueue_wait(&mut self) {
+        self.queue.enqueue_wait()
+    }
+
+    /// Moves the tail and waits for the last wait's status write.
+    pub fn complete(&mut self) -> Result<(), UnitError> {
+        self.queue.complete(&self.regs).map_err(UnitError::Queue)
     }
 
     /// Invalidation submissions completed so far.
