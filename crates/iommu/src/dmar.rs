@@ -11,6 +11,8 @@
 //! malformed one ends its iteration with an error, and nothing here can panic on any input
 //! (the fuzz tests feed it random and mutated tables).
 
+use crate::le::{le16, le32, le64};
+
 /// Offset of the first remapping structure.
 pub const STRUCTURES_OFFSET: usize = 48;
 const HEADER_LENGTH_OFFSET: usize = 4;
@@ -77,21 +79,6 @@ pub struct Dmar<'a> {
     pub host_address_width: u8,
     /// Global flags.
     pub flags: DmarFlags,
-}
-
-fn le16(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_le_bytes([*b.get(at)?, *b.get(at + 1)?]))
-}
-
-fn le32(b: &[u8], at: usize) -> Option<u32> {
-    let s = b.get(at..at.checked_add(4)?)?;
-    Some(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
-}
-
-fn le64(b: &[u8], at: usize) -> Option<u64> {
-    let lo = le32(b, at)? as u64;
-    let hi = le32(b, at.checked_add(4)?)? as u64;
-    Some(hi << 32 | lo)
 }
 
 impl<'a> Dmar<'a> {

@@ -16,6 +16,8 @@
 //!
 //! As in [`crate::dmar`], every length is bounds-checked and nothing panics on any input.
 
+use crate::le::{le16, le32, le64};
+
 /// Offset of the first IVHD/IVMD block.
 pub const BLOCKS_OFFSET: usize = 48;
 const IVINFO_OFFSET: usize = 36;
@@ -140,21 +142,6 @@ pub struct Ivrs<'a> {
     bytes: &'a [u8],
     /// The platform-wide IVinfo.
     pub info: IvInfo,
-}
-
-fn le16(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_le_bytes([*b.get(at)?, *b.get(at.checked_add(1)?)?]))
-}
-
-fn le32(b: &[u8], at: usize) -> Option<u32> {
-    let s = b.get(at..at.checked_add(4)?)?;
-    Some(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
-}
-
-fn le64(b: &[u8], at: usize) -> Option<u64> {
-    let lo = le32(b, at)? as u64;
-    let hi = le32(b, at.checked_add(4)?)? as u64;
-    Some(hi << 32 | lo)
 }
 
 impl<'a> Ivrs<'a> {

@@ -162,6 +162,7 @@ pub mod dmar;
 pub mod iova;
 pub mod irte;
 pub mod ivrs;
+mod le;
 pub mod pagetable;
 pub mod queue;
 pub mod regs;
