@@ -127,12 +127,13 @@ fn walk_disagrees(_addr: u64) -> bool {
     false
 }
 
-/// Scenarios build: a fault on the probe page waits (up to 1 s) for another CPU to grant the
-/// access before the walk, as a CPU whose TLB kept the old read-only entry would fault after
-/// the table changed: the window of a real spurious fault, widened.
+/// Scenarios build: a fault on the probe page waits (up to 5 s, so a starved host cannot close
+/// the window before the other CPU's change lands) for another CPU to grant the access before
+/// the walk, as a CPU whose TLB kept the old read-only entry would fault after the table
+/// changed: the window of a real spurious fault, widened.
 #[cfg(feature = "scenarios")]
 fn widen_window(pml4: u64, addr: u64, write: bool, fetch: bool) {
     if addr & !0xfff == SPURIOUS_PROBE_VADDR {
-        crate::time::spin_until(0, 1_000_000_000, || user_access_allowed(pml4, addr, write, fetch));
+        crate::time::spin_until(0, 5_000_000_000, || user_access_allowed(pml4, addr, write, fetch));
     }
 }
