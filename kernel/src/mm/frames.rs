@@ -76,6 +76,11 @@ pub fn free(frame: u64) {
     }
 }
 
+/// Whether `frame` is free now (false for a frame the allocator does not manage).
+pub fn is_free(frame: u64) -> bool {
+    with(|b| b.is_free(frame).unwrap_or(false))
+}
+
 /// Free frames now (leak checks compare this before and after a workload).
 pub fn free_count() -> u64 {
     with(|b| b.free_frames())

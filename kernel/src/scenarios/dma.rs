@@ -1,6 +1,13 @@
 //! `dma_watch=<phys>`: the DMA proofs aim a device at a page of the kernel image. The page's
 //! checksum is taken before the programs run and after they exited, read from the page
 //! itself through the physical map, so a DMA write that landed shows as a changed sum.
+//!
+//! `dma_death_seed=<seed>`: a driver dies with a DMA write of the pattern `seed` in flight
+//! into one of its pages (`edu-driver mode=dma-death`). Revocation records the frames it
+//! unpins ([`revoked_frame`]); after the programs ran, each is read back through the
+//! physical map, with the allocator's word on whether it is free.
+
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use keel_boot::cmdline::CommandLine;
 
@@ -27,11 +34,13 @@ fn checksum(page: u64) -> u64 {
 
 /// Checksums the page named by `dma_watch`, when it lies inside the kernel image.
 pub fn start(cmdline: &CommandLine) -> Option<Watch> {
-    let phys = cmdline.get_u64("dma_watch").ok().flatten()?;
-    let page = phys & !0xFFF;
-    if let Some(edu) = crate::pci::find(0x1234, 0x11e8, 0) {
-        ev!("dma.edu_source_id", format_args!("{:#x}", edu.addr.bdf()));
+    let watched = cmdline.get_u64("dma_watch").ok().flatten();
+    if watched.is_some() || cmdline.get("dma_death_seed").is_some() {
+        if let Some(edu) = crate::pci::find(0x1234, 0x11e8, 0) {
+            ev!("dma.edu_source_id", format_args!("{:#x}", edu.addr.bdf()));
+        }
     }
+    let page = watched? & !0xFFF;
     let image = crate::mm::kernel_image_phys();
     let inside = page >= image.start && page + 4096 <= image.end;
     ev!("dma.watch.phys", format_args!("{page:#x}"));
@@ -50,4 +59,58 @@ pub fn finish(watch: Option<Watch>) {
     let after = checksum(w.page);
     ev!("dma.watch.after", format_args!("{after:#x}"));
     ev!("dma.watch.unchanged", if after == w.before { "yes" } else { "no" });
+}
+
+/// Frames mapped for DMA (the first [`WATCHED_KEPT`]), watched by `dma_death_seed`.
+const WATCHED_KEPT: usize = 4;
+static MAPPED: [AtomicU64; WATCHED_KEPT] = [const { AtomicU64::new(0) }; WATCHED_KEPT];
+static MAPPED_COUNT: AtomicUsize = AtomicUsize::new(0);
+/// Frames a domain's revocation unpinned while the allocator still had them allocated.
+static REVOKED_BEFORE_FREE: AtomicUsize = AtomicUsize::new(0);
+
+/// Called by the IOMMU for each frame it maps for a device's DMA.
+pub fn dma_mapped_frame(frame: u64) {
+    let n = MAPPED_COUNT.fetch_add(1, Ordering::Relaxed);
+    if let Some(slot) = MAPPED.get(n) {
+        slot.store(frame, Ordering::Relaxed);
+    }
+}
+
+/// Called by a domain's revocation for each frame it unpins, once the context entry is
+/// cleared and the caches are invalidated: the allocator must not have freed it yet.
+pub fn revoked_frame(frame: u64) {
+    if !crate::mm::frames::is_free(frame) {
+        REVOKED_BEFORE_FREE.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Word `i` of the pattern `edu-driver` fills a page with for `seed` (its `fill`).
+fn pattern_word(i: usize, seed: u64) -> u64 {
+    (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ seed
+}
+
+/// `dma.death.*`: per frame mapped for DMA, read now (the in-flight transfer had its 100 ms):
+/// how many of its words hold the dead driver's pattern, and whether the allocator has it
+/// free; and how many frames revocation unpinned before they were freed.
+pub fn death_evidence(cmdline: &CommandLine) {
+    let Ok(Some(seed)) = cmdline.get_u64("dma_death_seed") else { return };
+    let count = MAPPED_COUNT.load(Ordering::Relaxed).min(WATCHED_KEPT);
+    ev!("dma.death.mapped_frames", count);
+    let mut pattern_words = 0usize;
+    let mut free = 0usize;
+    for slot in MAPPED.iter().take(count) {
+        let frame = slot.load(Ordering::Relaxed);
+        let words = phys_to_virt(frame).as_ptr::<u64>();
+        pattern_words += (0..512)
+            // SAFETY: `frame` is RAM the allocator manages (it was a process page), inside the
+            // physical map; reading it has no side effects whoever owns it now.
+            .filter(|&i| unsafe { words.add(i).read_volatile() } == pattern_word(i, seed))
+            .count();
+        if crate::mm::frames::is_free(frame) {
+            free += 1;
+        }
+    }
+    ev!("dma.death.frames_free", free);
+    ev!("dma.death.revoked_before_free", REVOKED_BEFORE_FREE.load(Ordering::Relaxed));
+    ev!("dma.death.pattern_words", pattern_words);
 }

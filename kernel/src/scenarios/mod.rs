@@ -6,7 +6,7 @@
 
 mod bench;
 mod churn;
-mod dma;
+pub mod dma;
 mod nmi;
 mod races;
 mod remap;

@@ -35,6 +35,7 @@ pub fn run(_system: System, cmdline: &CommandLine, boot: &BootContext) -> ! {
     let watch = super::dma::start(cmdline);
     let run = programs::run(&manifest, &mods, Some(crate::time::now_ns() + timeout_ns));
     super::dma::finish(watch);
+    super::dma::death_evidence(cmdline);
     let mut failures = run.failures + programs::unexpected_exits(&manifest, &run);
     churn.programs_done();
     program_evidence(&manifest, &run);

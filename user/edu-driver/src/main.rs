@@ -20,6 +20,13 @@
 //!   then checks that a device write to the read-only page, a `VmUnmap` of a mapped page
 //!   and a DMA to an IOVA after `DeviceMemoryDmaUnmap` all fail. Exits with the read-only
 //!   page still mapped: the kernel revokes it.
+//! * `dma-death`: maps one of its pages for DMA, loads a pattern (`seed`) into edu's buffer
+//!   from it, clears the page, starts edu's write of the buffer into it and dies while the
+//!   transfer is in flight (edu completes it 100 ms later): `death=exit` returns at once,
+//!   `death=fault` touches an unmapped page. The kernel revokes the domain before the
+//!   page's frame is freed; its proof watches the freed frame.
+//! * `hold-bus-master`: holds the function's `Interrupt` (so bus mastering stays on) for
+//!   `ms` milliseconds and exits; needs no `DeviceMemory`.
 #![no_std]
 #![no_main]
 
@@ -80,8 +87,13 @@ fn wait_with_timeout(irq: CapId, timeout_ns: u64) -> Option<(u64, u64)> {
 fn main() -> u64 {
     let mode = start_info().arg("mode").unwrap_or("msi");
     let count = arg_u64("count", 100);
-    let dm = cap(ObjectKind::DeviceMemory);
     let timer = cap(ObjectKind::Timer);
+    if mode == "hold-bus-master" {
+        let _irq = cap(ObjectKind::Interrupt);
+        r("sleep", ring().expect("ring").timer_sleep(timer, arg_u64("ms", 1000) * 1_000_000));
+        return 0;
+    }
+    let dm = cap(ObjectKind::DeviceMemory);
 
     let mapped = r(
         "DeviceMemoryMap",
@@ -102,6 +114,9 @@ fn main() -> u64 {
     }
     if mode == "dma-roundtrip" {
         return dma_roundtrip(&edu, dm, timer);
+    }
+    if mode == "dma-death" {
+        return dma_death(&edu, dm, timer);
     }
     let irq = cap(ObjectKind::Interrupt);
     match mode {
@@ -193,13 +208,7 @@ fn main() -> u64 {
 /// Runs one edu DMA transfer of `count` bytes between `memory` and edu's buffer and waits
 /// (up to a second) for the engine to finish; true when it did.
 fn dma_transfer(edu: &Mmio, timer: CapId, memory: u64, to_memory: bool, count: u32) -> bool {
-    let (src, dst) = if to_memory { (EDU_BUFFER, memory) } else { (memory, EDU_BUFFER) };
-    edu.write(REG_DMA_SRC, src as u32);
-    edu.write(REG_DMA_SRC + 4, (src >> 32) as u32);
-    edu.write(REG_DMA_DST, dst as u32);
-    edu.write(REG_DMA_DST + 4, (dst >> 32) as u32);
-    edu.write(REG_DMA_COUNT, count);
-    edu.write(REG_DMA_CMD, DMA_RUN | if to_memory { DMA_TO_MEMORY } else { 0 });
+    dma_start(edu, memory, to_memory, count);
     for _ in 0..100 {
         r("sleep", ring().expect("ring").timer_sleep(timer, 10_000_000));
         if edu.read(REG_DMA_CMD) & DMA_RUN == 0 {
@@ -209,6 +218,17 @@ fn dma_transfer(edu: &Mmio, timer: CapId, memory: u64, to_memory: bool, count: u
         }
     }
     false
+}
+
+/// Programs one edu DMA transfer and starts it (edu runs it 100 ms of virtual time later).
+fn dma_start(edu: &Mmio, memory: u64, to_memory: bool, count: u32) {
+    let (src, dst) = if to_memory { (EDU_BUFFER, memory) } else { (memory, EDU_BUFFER) };
+    edu.write(REG_DMA_SRC, src as u32);
+    edu.write(REG_DMA_SRC + 4, (src >> 32) as u32);
+    edu.write(REG_DMA_DST, dst as u32);
+    edu.write(REG_DMA_DST + 4, (dst >> 32) as u32);
+    edu.write(REG_DMA_COUNT, count);
+    edu.write(REG_DMA_CMD, DMA_RUN | if to_memory { DMA_TO_MEMORY } else { 0 });
 }
 
 /// `mode=dma-attack`: a write and a read of the kernel page `target`, then a write to an
@@ -247,8 +267,8 @@ const SRC_VA: u64 = 0x0000_2000_0000;
 const DST_VA: u64 = SRC_VA + 4096;
 
 fn page(va: u64) -> &'static mut [u64; 512] {
-    // SAFETY: `va` is one of the two pages this program mapped with `VmMap` (writable) and
-    // keeps mapped while it uses them.
+    // SAFETY: `va` is a page this program mapped with `VmMap` (writable: `SRC_VA`, `DST_VA`,
+    // `DEATH_VA`) and keeps mapped while it uses it.
     unsafe { &mut *(va as *mut [u64; 512]) }
 }
 
@@ -320,4 +340,36 @@ fn dma_roundtrip(edu: &Mmio, dm: CapId, timer: CapId) -> u64 {
     } else {
         9
     }
+}
+
+/// Where `dma-death` maps its page.
+const DEATH_VA: u64 = 0x0000_3000_0000;
+/// An address `death=fault` touches: never mapped in this process.
+const UNMAPPED_VA: u64 = 0x0000_4000_0000;
+
+/// `mode=dma-death`: see the module comment. Returns (exit) or faults with edu's write of the
+/// pattern still in flight; an error before that point exits 10.
+fn dma_death(edu: &Mmio, dm: CapId, timer: CapId) -> u64 {
+    let seed = arg_u64("seed", 0xD1E);
+    let vm = cap(ObjectKind::VirtualMemory);
+    r("VmMap", ring().expect("ring").call(vm, Method::VmMap, [DEATH_VA, 1, 1, 0]));
+    fill(DEATH_VA, seed);
+    let iova = r("dma_map", ring().expect("ring").dma_map(dm, DEATH_VA, 1, true));
+    // The device reads the pattern into its buffer; the page is cleared after, so only a
+    // device write can put the pattern back.
+    if !dma_transfer(edu, timer, iova, false, 4096) {
+        return 10;
+    }
+    page(DEATH_VA).fill(0);
+    dma_start(edu, iova, true, 4096);
+    let in_flight = edu.read(REG_DMA_CMD) & DMA_RUN != 0;
+    ev!("death_iova", format_args!("{iova:#x}"));
+    ev!("in_flight_at_death", yes(in_flight));
+    if start_info().arg("death") == Some("fault") {
+        // SAFETY: deliberately not sound: nothing is mapped at UNMAPPED_VA, so this load
+        // page-faults and the kernel ends the process (the point of `death=fault`).
+        let v = unsafe { (UNMAPPED_VA as *const u64).read_volatile() };
+        return 11 + (v & 0);
+    }
+    0
 }

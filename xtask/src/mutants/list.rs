@@ -584,6 +584,17 @@ pub const BREAKS: &[Break] = &[
         accel: Accel::Tcg,
     },
     Break {
+        name: "dma-death-domain-not-revoked",
+        what: "a driver's death releases its DeviceMemory without revoking the DMA domain: its frames are freed while the device can still write them",
+        edits: &[Edit {
+            file: "kernel/src/object/device_memory.rs",
+            find: "        iommu::dma_detach(self.bdf, holder_pid);\n",
+            replace: "        let _ = holder_pid;\n",
+        }],
+        proofs: &["dma-death", "dma-death-xapic"],
+        accel: Accel::Tcg,
+    },
+    Break {
         name: "iommu-fault-events-left-masked",
         what: "the fault-event interrupt is programmed but FECTL stays masked: faults wait for the tick's poll",
         edits: &[Edit {

@@ -3,7 +3,9 @@
 //! records and QEMU's `vtd_dmar_fault` trace agree) and the kernel page's checksum is the
 //! same after as before. Once the driver exited, bus mastering is off: a program holding
 //! only the BAR starts a transfer that the unit never sees (no further fault). Both LAPIC
-//! modes, and a unit in caching mode.
+//! modes, and a unit in caching mode. A driver that dies with a device write in flight has
+//! its domain revoked before its frames are freed: the write faults, the freed frame never
+//! holds the pattern (`dma-death*`).
 
 use super::{user_proof, xapic_cpu, Proof};
 use crate::checks::{eq, ge, keys_equal};
@@ -42,7 +44,78 @@ pub fn proofs() -> Vec<Proof> {
             "intel-iommu,intremap=on,eim=on,caching-mode=on",
             true,
         ),
+        death("dma-death", "x2APIC, the driver exits", "dma-death", 0),
+        death("dma-death-xapic", "xAPIC, the driver page-faults", "dma-death-fault", 0xffff_000e)
+            .cpu(xapic_cpu()),
     ]
+}
+
+/// The pattern seed of `manifests/dma-death*.manifest` (the driver's `seed=`).
+const DEATH_SEED: &str = "dma_death_seed=0xd1e";
+
+/// A driver dies with edu's 4-KiB write of a pattern into its one DMA page in flight, while
+/// another program keeps bus mastering on: the revocation (context cleared, caches
+/// invalidated) precedes the free of the frame, the write faults at the IOVA (kernel record
+/// and QEMU trace agree), and the freed frame, read back after the transfer's 100 ms, holds
+/// none of the pattern.
+fn death(name: &'static str, how: &'static str, manifest: &'static str, exit: u64) -> Proof {
+    let description: &'static str = Box::leak(
+        format!("DMA in flight at driver death faults, never lands in the freed frame ({how})")
+            .into_boxed_str(),
+    );
+    let p = user_proof(Proof::new(name, description), manifest, &["edu-driver"])
+        .machine("q35,kernel-irqchip=split")
+        .qemu_extra(&["-device", "intel-iommu,intremap=on,eim=on"])
+        .args(DEATH_SEED);
+    p.check(eq("iommu.dma", "on"))
+        .check(eq("proc.edu_death.exit", exit))
+        .check(eq("proc.edu_hold.exit", 0))
+        .check(eq("user.edu_death.in_flight_at_death", "yes"))
+        .check(eq("iommu.dma.maps", 1))
+        .check(eq("iommu.dma.detaches", 1))
+        .check(eq("iommu.dma.domains_live", 0))
+        .check(eq("iommu.dma.present_contexts", 0))
+        .check(eq("iommu.dma.present_roots", 0))
+        // Revocation before the free, read from the allocator when it unpinned the frame;
+        // the frame freed by the end and free of the pattern, read from the frame.
+        .check(eq("dma.death.mapped_frames", 1))
+        .check(eq("dma.death.revoked_before_free", 1))
+        .check(eq("dma.death.frames_free", 1))
+        .check(eq("dma.death.pattern_words", 0))
+        // The in-flight write, and nothing else, faulted: at the dead driver's IOVA.
+        .check(eq("iommu.dma_faults", 1))
+        .check(eq("iommu.dma_fault_overflows", 0))
+        .check(eq("iommu.faults", 0))
+        .check(keys_equal("iommu.dma_fault.last.address", "user.edu_death.death_iova"))
+        .check(keys_equal("iommu.dma_fault.last.source_id", "dma.edu_source_id"))
+        .check(eq("iommu.dma_fault.last.write", "yes"))
+        .trace(DMAR_TRACE)
+        .trace_check(
+            "vtd_dmar_fault: the in-flight write, from edu, at the dead driver's IOVA",
+            death_fault_traced,
+        )
+}
+
+/// QEMU traced faults of exactly one transfer: a write from edu to the IOVA page the kernel
+/// recorded (one transfer's accesses to one page count once, see [`faults_agree`]).
+fn death_fault_traced(t: &keel_evidence::Transcript, tr: &Trace) -> Result<(), String> {
+    let sid = ev_u64(t, "dma.edu_source_id")?;
+    let iova = ev_u64(t, "user.edu_death.death_iova")?;
+    let mut transfers: Vec<(Option<u64>, Option<u64>, Option<&str>)> = Vec::new();
+    for e in tr.matching("vtd_dmar_fault", &[]) {
+        let fault = (
+            e.field("sid").and_then(hex_or_dec),
+            e.field("addr").and_then(hex_or_dec).map(|a| a & !0xFFF),
+            e.field("write"),
+        );
+        if transfers.last() != Some(&fault) {
+            transfers.push(fault);
+        }
+    }
+    match transfers.as_slice() {
+        [(Some(s), Some(a), Some("1"))] if *s == sid && *a == iova => Ok(()),
+        other => Err(format!("traced faults {other:?}, want one write from {sid:#x} at {iova:#x}")),
+    }
 }
 
 /// Per `dma-roundtrip` driver, what it must have seen.

@@ -264,6 +264,9 @@ impl Domains {
                 return Err(DmaError::NoMemory);
             }
         }
+        // The DMA-death proofs read these frames back after their owner died.
+        #[cfg(feature = "scenarios")]
+        frames.iter().for_each(|f| crate::scenarios::dma::dma_mapped_frame(*f));
         d.mappings.push(Mapping { iova, vaddr, pages });
         let id = d.id;
         flush_write_buffers(units)?;
@@ -334,7 +337,12 @@ impl Domains {
         let d = self.domains.swap_remove(i);
         for m in &d.mappings {
             for n in 0..m.pages {
-                let _ = d.table.unmap(mem, m.iova + n * 4096);
+                let _frame = d.table.unmap(mem, m.iova + n * 4096);
+                // The DMA-death proofs check that each is still the owner's here.
+                #[cfg(feature = "scenarios")]
+                if let Ok(frame) = _frame {
+                    crate::scenarios::dma::revoked_frame(frame);
+                }
             }
         }
         mem.free_table(d.table.root);
