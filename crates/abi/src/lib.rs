@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 mod cap_id;
+mod dma_fault;
 mod method;
 mod request;
 mod ring;
@@ -19,6 +20,7 @@ mod start;
 mod status;
 
 pub use cap_id::CapId;
+pub use dma_fault::DmaFaultReport;
 pub use method::{Method, ObjectKind};
 pub use request::{decode, user_range, Request, CONSOLE_WRITE_MAX, MAX_DMA_PAGES, MAX_VM_PAGES};
 pub use ring::{

@@ -104,6 +104,10 @@ pub enum Method {
     /// Removes the mapping made at IOVA `args[0]` of `args[1]` pages; completes after the
     /// unit's IOTLB invalidation did (no translation of it is left in the IOMMU).
     DeviceMemoryDmaUnmap = 0x0304,
+    /// The DMA faults the IOMMU recorded for the device while this process (or another
+    /// holder alongside it) held it: `results[0]` = count, `results[1]` = the last one,
+    /// encoded by [`crate::DmaFaultReport`] (0 when none). `Denied` without DMA remapping.
+    DeviceMemoryDmaFaults = 0x0305,
     /// Grants direct `in`/`out` access; `results` = (first port, count).
     IoPortsEnable = 0x0401,
     /// `results[0]` = ns since boot, `results[1]` = TSC.
@@ -136,7 +140,7 @@ pub enum Method {
 
 impl Method {
     /// Every method, for enumeration in tests and tools.
-    pub const ALL: [Method; 23] = [
+    pub const ALL: [Method; 24] = [
         Method::Nop,
         Method::CapCopy,
         Method::CapRelease,
@@ -149,6 +153,7 @@ impl Method {
         Method::DeviceMemoryInfo,
         Method::DeviceMemoryDmaMap,
         Method::DeviceMemoryDmaUnmap,
+        Method::DeviceMemoryDmaFaults,
         Method::IoPortsEnable,
         Method::TimerNow,
         Method::TimerSleep,
@@ -177,6 +182,7 @@ impl Method {
             0x0302 => Method::DeviceMemoryInfo,
             0x0303 => Method::DeviceMemoryDmaMap,
             0x0304 => Method::DeviceMemoryDmaUnmap,
+            0x0305 => Method::DeviceMemoryDmaFaults,
             0x0401 => Method::IoPortsEnable,
             0x0501 => Method::TimerNow,
             0x0502 => Method::TimerSleep,
@@ -224,6 +230,7 @@ impl Method {
             Method::DeviceMemoryInfo => "device_memory.info",
             Method::DeviceMemoryDmaMap => "device_memory.dma_map",
             Method::DeviceMemoryDmaUnmap => "device_memory.dma_unmap",
+            Method::DeviceMemoryDmaFaults => "device_memory.dma_faults",
             Method::IoPortsEnable => "io_ports.enable",
             Method::TimerNow => "timer.now",
             Method::TimerSleep => "timer.sleep",
@@ -288,6 +295,7 @@ mod tests {
             (Method::DeviceMemoryInfo, Some(DeviceMemory)),
             (Method::DeviceMemoryDmaMap, Some(DeviceMemory)),
             (Method::DeviceMemoryDmaUnmap, Some(DeviceMemory)),
+            (Method::DeviceMemoryDmaFaults, Some(DeviceMemory)),
             (Method::IoPortsEnable, Some(IoPorts)),
             (Method::TimerNow, Some(Timer)),
             (Method::TimerSleep, Some(Timer)),

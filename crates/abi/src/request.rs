@@ -56,6 +56,8 @@ pub enum Request {
         /// Its page count.
         pages: u64,
     },
+    /// Report the DMA faults recorded for the device while it is held.
+    DeviceMemoryDmaFaults,
     /// Enable direct port access.
     IoPortsEnable,
     /// Read the clock.
@@ -135,6 +137,7 @@ impl Request {
             Request::DeviceMemoryInfo => Method::DeviceMemoryInfo,
             Request::DeviceMemoryDmaMap { .. } => Method::DeviceMemoryDmaMap,
             Request::DeviceMemoryDmaUnmap { .. } => Method::DeviceMemoryDmaUnmap,
+            Request::DeviceMemoryDmaFaults => Method::DeviceMemoryDmaFaults,
             Request::IoPortsEnable => Method::IoPortsEnable,
             Request::TimerNow => Method::TimerNow,
             Request::TimerSleep { .. } => Method::TimerSleep,
@@ -273,6 +276,7 @@ pub fn decode(sub: &Submission) -> Result<Request, Status> {
             }
             Request::DeviceMemoryDmaUnmap { iova, pages }
         }
+        Method::DeviceMemoryDmaFaults => Request::DeviceMemoryDmaFaults,
         Method::IoPortsEnable => Request::IoPortsEnable,
         Method::TimerNow => Request::TimerNow,
         Method::TimerSleep => Request::TimerSleep { ns: a[0] },
@@ -350,6 +354,7 @@ mod tests {
             (Method::InterruptAcknowledge, Request::InterruptAcknowledge),
             (Method::InterruptInfo, Request::InterruptInfo),
             (Method::DeviceMemoryInfo, Request::DeviceMemoryInfo),
+            (Method::DeviceMemoryDmaFaults, Request::DeviceMemoryDmaFaults),
             (Method::IoPortsEnable, Request::IoPortsEnable),
             (Method::TimerNow, Request::TimerNow),
             (Method::TimerTscHz, Request::TimerTscHz),
@@ -427,7 +432,7 @@ mod tests {
 
     #[test]
     fn unknown_methods() {
-        for raw in [0x0004u16, 0x0100, 0x0102, 0x0200, 0x0204, 0x0305, 0x0402, 0x0504, 0xffff] {
+        for raw in [0x0004u16, 0x0100, 0x0102, 0x0200, 0x0204, 0x0306, 0x0402, 0x0504, 0xffff] {
             let s = Submission { method: raw, ..Default::default() };
             assert_eq!(decode(&s), Err(Status::BadMethod), "{raw:#x}");
         }
@@ -513,6 +518,7 @@ mod tests {
             Request::DeviceMemoryInfo,
             Request::DeviceMemoryDmaMap { vaddr: 0x4000_0000, pages: 2, device_writes: true },
             Request::DeviceMemoryDmaUnmap { iova: 0x100_1000, pages: 2 },
+            Request::DeviceMemoryDmaFaults,
             Request::IoPortsEnable,
             Request::TimerNow,
             Request::TimerSleep { ns: 5_000 },

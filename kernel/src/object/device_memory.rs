@@ -1,6 +1,6 @@
 //! The `DeviceMemory` object: a PCI BAR granted to a driver, mapped uncached into its space.
 
-use keel_abi::Status;
+use keel_abi::{DmaFaultReport, Status};
 
 use alloc::vec::Vec;
 
@@ -14,6 +14,8 @@ pub struct DeviceMemory {
     pub phys: u64,
     pub size: u64,
     pub bdf: u16,
+    /// The function's DMA faults are kept for its holders while this object lives.
+    reports_faults: bool,
 }
 
 /// The methods of a `DeviceMemory` capability.
@@ -28,9 +30,17 @@ pub enum Method {
     DmaMap { vaddr: u64, pages: u64, device_writes: bool },
     /// Removes a DMA mapping (after the IOTLB invalidation completed).
     DmaUnmap { iova: u64, pages: u64 },
+    /// Reports the function's DMA faults while it is held: count and the last one.
+    DmaFaults,
 }
 
 impl DeviceMemory {
+    /// A BAR of function `bdf` granted to a driver: from now until the object is dropped,
+    /// the IOMMU keeps the function's DMA faults for its holders.
+    pub fn new(phys: u64, size: u64, bdf: u16) -> DeviceMemory {
+        DeviceMemory { phys, size, bdf, reports_faults: iommu::hold_dma_faults(bdf) }
+    }
+
     /// Executes a `DeviceMemory` method.
     pub fn invoke(&self, caller: &Caller, method: Method) -> Result<Reply, Status> {
         match method {
@@ -47,7 +57,19 @@ impl DeviceMemory {
                     Some(Err(e)) => Err(dma_status(e)),
                 }
             }
+            Method::DmaFaults => self.dma_faults().map(Reply::Now),
         }
+    }
+
+    /// `results` = (faults, last fault encoded by [`DmaFaultReport`], 0 when none);
+    /// `Denied` without DMA translation.
+    fn dma_faults(&self) -> Result<[u64; 2], Status> {
+        let held = self.reports_faults.then(|| iommu::dma_faults_of(self.bdf)).flatten();
+        let (count, last) = held.ok_or(Status::Denied)?;
+        let report = last.map_or(0, |f| {
+            DmaFaultReport { page: f.address & !0xFFF, reason: f.reason, write: f.write }.encode()
+        });
+        Ok([count, report])
     }
 
     /// Finds the frames of the caller's pages (each must be its own memory, and writable
@@ -115,5 +137,14 @@ impl DeviceMemory {
             Ok([vaddr, size])
         });
         result.unwrap_or(Err(Status::Cancelled))
+    }
+}
+
+impl Drop for DeviceMemory {
+    /// The last capability to this grant is gone: its holder no longer gets the faults.
+    fn drop(&mut self) {
+        if self.reports_faults {
+            iommu::let_go_dma_faults(self.bdf);
+        }
     }
 }

@@ -181,6 +181,9 @@ impl From<Request> for Invocation {
             Request::DeviceMemoryDmaUnmap { iova, pages } => {
                 Invocation::Object(O::DeviceMemory(device_memory::Method::DmaUnmap { iova, pages }))
             }
+            Request::DeviceMemoryDmaFaults => {
+                Invocation::Object(O::DeviceMemory(device_memory::Method::DmaFaults))
+            }
             Request::IoPortsEnable => Invocation::Object(O::IoPorts(io_ports::Method::Enable)),
             Request::TimerNow => Invocation::Object(O::Timer(timer::Method::Now)),
             Request::TimerSleep { ns } => Invocation::Object(O::Timer(timer::Method::Sleep { ns })),

@@ -130,11 +130,7 @@ fn grant(
             }
             crate::pci::enable(dev, true, false, true);
             (
-                Object::DeviceMemory(Arc::new(DeviceMemory {
-                    phys: b.phys,
-                    size: b.size,
-                    bdf: dev.addr.bdf(),
-                })),
+                Object::DeviceMemory(Arc::new(DeviceMemory::new(b.phys, b.size, dev.addr.bdf()))),
                 [b.size, dev.addr.bdf() as u64],
             )
         }

@@ -14,12 +14,13 @@
 //! * `dma-attack`: aims edu's DMA engine at addresses it was never given (the kernel page
 //!   `target`, written and read, then `iova`, which no domain maps; the first `steps` of
 //!   these) and waits for each transfer to end; the kernel's fault records and page
-//!   checksum say what became of them. Needs no `Interrupt` capability.
+//!   checksum say what became of them, and `DeviceMemoryDmaFaults` gives the driver the
+//!   faults its device caused (`own_faults`). Needs no `Interrupt` capability.
 //! * `dma-roundtrip`: maps two of its own pages for DMA (`DeviceMemoryDmaMap`; one the
 //!   device may only read), copies a pattern through edu's buffer by IOVA and checks it;
 //!   then checks that a device write to the read-only page, a `VmUnmap` of a mapped page
 //!   and a DMA to an IOVA after `DeviceMemoryDmaUnmap` all fail. Exits with the read-only
-//!   page still mapped: the kernel revokes it.
+//!   page still mapped: the kernel revokes it. Reports its `own_faults` too.
 //! * `dma-death`: maps one of its pages for DMA, loads a pattern (`seed`) into edu's buffer
 //!   from it, clears the page, starts edu's write of the buffer into it and dies while the
 //!   transfer is in flight (edu completes it 100 ms later): `death=exit` returns at once,
@@ -110,7 +111,7 @@ fn main() -> u64 {
     }
 
     if mode == "dma-attack" {
-        return dma_attack(&edu, timer);
+        return dma_attack(&edu, dm, timer);
     }
     if mode == "dma-roundtrip" {
         return dma_roundtrip(&edu, dm, timer);
@@ -231,10 +232,28 @@ fn dma_start(edu: &Mmio, memory: u64, to_memory: bool, count: u32) {
     edu.write(REG_DMA_CMD, DMA_RUN | if to_memory { DMA_TO_MEMORY } else { 0 });
 }
 
+/// Reads back, through `DeviceMemoryDmaFaults`, the faults the kernel delivered for this
+/// driver's device: `own_faults`, and the last one's page, reason and direction.
+fn report_own_faults(dm: CapId) {
+    // Bound first: the ring is borrowed until the statement ends, and printing needs it.
+    let faults = ring().expect("ring").dma_faults(dm);
+    match faults {
+        Ok((count, last)) => {
+            ev!("own_faults", count);
+            if let Some(f) = last {
+                ev!("own_fault_page", format_args!("{:#x}", f.page));
+                ev!("own_fault_reason", format_args!("{:#x}", f.reason));
+                ev!("own_fault_write", yes(f.write));
+            }
+        }
+        Err(s) => ev!("own_faults", s.name()),
+    }
+}
+
 /// `mode=dma-attack`: a write and a read of the kernel page `target`, then a write to an
 /// IOVA no domain maps (the first `steps` of these). Exit 0 when every transfer ended (it
 /// may have faulted).
-fn dma_attack(edu: &Mmio, timer: CapId) -> u64 {
+fn dma_attack(edu: &Mmio, dm: CapId, timer: CapId) -> u64 {
     let iova = arg_u64("iova", 0x0800_0000);
     let target = arg_u64("target", 0x0010_1000);
     // The kernel page is written first, while edu's buffer still holds its initial zeros:
@@ -255,6 +274,7 @@ fn dma_attack(edu: &Mmio, timer: CapId) -> u64 {
     }
     ev!("dma_attempts", steps);
     ev!("dma_ended", ended);
+    report_own_faults(dm);
     if ended == steps as u64 {
         0
     } else {
@@ -333,6 +353,7 @@ fn dma_roundtrip(edu: &Mmio, dm: CapId, timer: CapId) -> u64 {
     ev!("pinned_unmap", pinned.err().map_or("ok", |s| s.name()));
     ev!("stale_dma_landed", yes(stale_landed));
     ev!("unmap_after", unmap_after.err().map_or("ok", |s| s.name()));
+    report_own_faults(dm);
     let pinned_refused = matches!(pinned, Err(Status::Busy));
     let all = in_window && roundtrip && readonly_respected && pinned_refused && stale_ended;
     if all && !stale_landed && unmap_after.is_ok() {

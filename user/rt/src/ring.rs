@@ -6,9 +6,9 @@ use core::ptr;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use keel_abi::{
-    cq_available, cq_slot, enter_result, sq_pending, sq_slot, CapId, Completion, Method,
-    ObjectKind, Request, RingHeader, Status, Submission, CONSOLE_WRITE_MAX, CQ_ENTRIES, CQ_OFFSET,
-    RING_VADDR, SQ_ENTRIES, SQ_OFFSET, TIMEOUT_INFINITE,
+    cq_available, cq_slot, enter_result, sq_pending, sq_slot, CapId, Completion, DmaFaultReport,
+    Method, ObjectKind, Request, RingHeader, Status, Submission, CONSOLE_WRITE_MAX, CQ_ENTRIES,
+    CQ_OFFSET, RING_VADDR, SQ_ENTRIES, SQ_OFFSET, TIMEOUT_INFINITE,
 };
 
 use crate::syscall::cap_enter;
@@ -206,6 +206,13 @@ impl Ring {
     /// `DeviceMemoryDmaUnmap`: the device can no longer reach the pages once this returns.
     pub fn dma_unmap(&mut self, cap: CapId, iova: u64, pages: u64) -> Result<(), Status> {
         self.invoke(cap, Request::DeviceMemoryDmaUnmap { iova, pages }).map(|_| ())
+    }
+
+    /// `DeviceMemoryDmaFaults`: how many DMA faults the IOMMU recorded for the device while
+    /// it was held, and the last one (`None` while there was none).
+    pub fn dma_faults(&mut self, cap: CapId) -> Result<(u64, Option<DmaFaultReport>), Status> {
+        let c = self.invoke(cap, Request::DeviceMemoryDmaFaults)?;
+        Ok((c.results[0], DmaFaultReport::decode(c.results[1])))
     }
 
     /// `CapCopy`: a second, independently releasable id for the same object.

@@ -595,6 +595,28 @@ pub const BREAKS: &[Break] = &[
         accel: Accel::Tcg,
     },
     Break {
+        name: "dma-faults-not-delivered",
+        what: "DMA faults are counted and logged but never kept for the driver holding the device: DeviceMemoryDmaFaults reports none",
+        edits: &[Edit {
+            file: "kernel/src/arch/x86_64/iommu/dma.rs",
+            find: "            h.faults += 1;\n            h.last = Some(f);\n",
+            replace: "            let _ = h;\n",
+        }],
+        proofs: &["dma-deny", "dma-roundtrip"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "dma-faults-outlive-holder",
+        what: "a driver's release of its device does not let go of the function's fault record: the next holder is shown the previous one's faults",
+        edits: &[Edit {
+            file: "kernel/src/arch/x86_64/iommu/dma.rs",
+            find: "            h.holders -= 1;\n",
+            replace: "            let _ = h;\n",
+        }],
+        proofs: &["dma-deny", "dma-roundtrip"],
+        accel: Accel::Tcg,
+    },
+    Break {
         name: "iommu-fault-events-left-masked",
         what: "the fault-event interrupt is programmed but FECTL stays masked: faults wait for the tick's poll",
         edits: &[Edit {

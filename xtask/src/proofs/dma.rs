@@ -127,6 +127,11 @@ fn driver_checks(p: Proof, key: &'static str) -> Proof {
         .check(eq(k("pinned_unmap"), "busy"))
         .check(eq(k("stale_dma_landed"), "no"))
         .check(eq(k("unmap_after"), "ok"))
+        // Delivered to the driver by `DeviceMemoryDmaFaults`: the write after its unmap,
+        // not the other driver's.
+        .check(eq(k("own_faults"), 1))
+        .check(eq(k("own_fault_reason"), "0x5"))
+        .check(eq(k("own_fault_write"), "yes"))
 }
 
 /// Two edu drivers in turn map their own pages for DMA and copy a pattern through the
@@ -198,6 +203,14 @@ fn dma_attack(
         .check(eq("irq.msi_edu.bus_master_at_end", "no"))
         .check(eq("proc.edu_bar_only.exit", 0))
         .check(eq("user.edu_bar_only.dma_ended", 1))
+        // Each driver reads back the faults its own device caused (`DeviceMemoryDmaFaults`):
+        // all three for the attacker, with the last record's page, reason and direction;
+        // none for the BAR-only program, which held the device only after the attacker.
+        .check(eq("user.edu_dma.own_faults", ATTEMPTS))
+        .check(keys_equal("user.edu_dma.own_fault_page", "iommu.dma_fault.last.address"))
+        .check(eq("user.edu_dma.own_fault_reason", "0x1"))
+        .check(eq("user.edu_dma.own_fault_write", "yes"))
+        .check(eq("user.edu_bar_only.own_faults", 0))
         .check(eq("iommu.dma_faults", ATTEMPTS))
         .check(eq("iommu.dma_fault_overflows", 0))
         // The faults raised the fault-event interrupt (counted in its handler).

@@ -15,6 +15,19 @@ use crate::mm::{frames, phys_to_virt};
 
 /// Recent faults kept for the log (the counters cover every fault).
 const KEPT_FAULTS: usize = 8;
+/// PCI functions held by drivers at once whose faults are reported to them.
+const HELD_SOURCES: usize = 16;
+
+/// The faults of one function a driver holds (`holders` = 0: a free slot).
+#[derive(Clone, Copy)]
+struct HeldSource {
+    source: u16,
+    holders: u32,
+    faults: u64,
+    last: Option<DmaFault>,
+}
+
+const FREE_SLOT: HeldSource = HeldSource { source: 0, holders: 0, faults: 0, last: None };
 
 /// The DMA half of the remapper: the root table and the faults seen.
 pub struct Translation {
@@ -27,6 +40,8 @@ pub struct Translation {
     kept: [Option<DmaFault>; KEPT_FAULTS],
     /// Faults already written to the log.
     logged: u64,
+    /// Per function held by a driver: its faults since it was first held.
+    held: [HeldSource; HELD_SOURCES],
     /// Drivers' DMA domains.
     pub domains: Domains,
     /// Table memory (with cache flushes when a unit does not snoop).
@@ -63,6 +78,7 @@ impl Translation {
             overflows: 0,
             kept: [None; KEPT_FAULTS],
             logged: 0,
+            held: [FREE_SLOT; HELD_SOURCES],
             domains: Domains::new(),
             tables: KernelTables { coherent },
         })
@@ -77,10 +93,44 @@ impl Translation {
             .count()
     }
 
-    /// Counts a DMA fault and keeps it for the log (interrupt context allowed).
+    /// Counts a DMA fault and keeps it for the log and, when a driver holds its source,
+    /// for that driver (interrupt context allowed).
     pub fn record(&mut self, f: DmaFault) {
         self.kept[(self.faults % KEPT_FAULTS as u64) as usize] = Some(f);
         self.faults += 1;
+        if let Some(h) = self.held.iter_mut().find(|h| h.holders > 0 && h.source == f.source_id) {
+            h.faults += 1;
+            h.last = Some(f);
+        }
+    }
+
+    /// A driver was granted function `source`: its faults are kept for it from now on
+    /// (counted afresh when no other holder has it). False when every slot is taken.
+    pub fn hold(&mut self, source: u16) -> bool {
+        if let Some(h) = self.held.iter_mut().find(|h| h.holders > 0 && h.source == source) {
+            h.holders += 1;
+            return true;
+        }
+        match self.held.iter_mut().find(|h| h.holders == 0) {
+            Some(h) => {
+                *h = HeldSource { source, holders: 1, faults: 0, last: None };
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// A holder of `source` is gone; with the last one its faults are forgotten, so the
+    /// next driver sees only its own.
+    pub fn let_go(&mut self, source: u16) {
+        if let Some(h) = self.held.iter_mut().find(|h| h.holders > 0 && h.source == source) {
+            h.holders -= 1;
+        }
+    }
+
+    /// The faults recorded for held function `source` and the last one.
+    pub fn held_faults(&self, source: u16) -> Option<(u64, Option<DmaFault>)> {
+        self.held.iter().find(|h| h.holders > 0 && h.source == source).map(|h| (h.faults, h.last))
     }
 
     /// Logs the faults not yet logged (outside interrupt context).

@@ -548,6 +548,24 @@ pub fn dma_detach(bdf: u16, owner: u64) {
     }
 }
 
+/// Function `bdf` was granted to a driver: its DMA faults are kept for the holders (see
+/// [`dma_faults_of`]). False without DMA translation or when no slot is left.
+pub fn hold_dma_faults(bdf: u16) -> bool {
+    with(|r| r.dma.as_mut().is_some_and(|t| t.hold(bdf))).unwrap_or(false)
+}
+
+/// A holder of `bdf` (one [`hold_dma_faults`]) is gone.
+pub fn let_go_dma_faults(bdf: u16) {
+    with(|r| r.dma.as_mut().map(|t| t.let_go(bdf)));
+}
+
+/// The DMA faults recorded for held function `bdf` (count, last), after taking what the
+/// units recorded so far.
+pub fn dma_faults_of(bdf: u16) -> Option<(u64, Option<keel_iommu::dma::DmaFault>)> {
+    collect_faults();
+    with(|r| r.dma.as_ref().and_then(|t| t.held_faults(bdf))).flatten()
+}
+
 /// `VmUnmap`/`VmProtect` requests refused because they touched DMA-mapped pages.
 static PINNED_REFUSALS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
 
