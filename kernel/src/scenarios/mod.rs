@@ -7,6 +7,7 @@
 mod bench;
 mod churn;
 pub mod dma;
+mod dma_bench;
 mod nmi;
 mod races;
 mod remap;

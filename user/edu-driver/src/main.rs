@@ -26,6 +26,10 @@
 //!   transfer is in flight (edu completes it 100 ms later): `death=exit` returns at once,
 //!   `death=fault` touches an unmapped page. The kernel revokes the domain before the
 //!   page's frame is freed; its proof watches the freed frame.
+//! * `dma-bench`: times `count` `DeviceMemoryDmaMap`/`DeviceMemoryDmaUnmap` pairs of one
+//!   page (each call from submission to completion, in TSC cycles), with a second page
+//!   mapped throughout so the domain stays attached; prints `dma_map=<status>` when the
+//!   kernel gives no device address (no IOMMU).
 //! * `hold-bus-master`: holds the function's `Interrupt` (so bus mastering stays on) for
 //!   `ms` milliseconds and exits; needs no `DeviceMemory`.
 #![no_std]
@@ -118,6 +122,9 @@ fn main() -> u64 {
     }
     if mode == "dma-death" {
         return dma_death(&edu, dm, timer);
+    }
+    if mode == "dma-bench" {
+        return dma_bench(dm, count as usize);
     }
     let irq = cap(ObjectKind::Interrupt);
     match mode {
@@ -392,5 +399,44 @@ fn dma_death(edu: &Mmio, dm: CapId, timer: CapId) -> u64 {
         let v = unsafe { (UNMAPPED_VA as *const u64).read_volatile() };
         return 11 + (v & 0);
     }
+    0
+}
+
+/// Where `dma-bench` maps its two pages.
+const BENCH_VA: u64 = 0x0000_5000_0000;
+
+/// `mode=dma-bench`: see the module comment.
+fn dma_bench(dm: CapId, count: usize) -> u64 {
+    let vm = cap(ObjectKind::VirtualMemory);
+    r("VmMap", ring().expect("ring").call(vm, Method::VmMap, [BENCH_VA, 2, 1, 0]));
+    let kept = ring().expect("ring").dma_map(dm, BENCH_VA, 1, true);
+    let kept = match kept {
+        Ok(iova) => iova,
+        Err(s) => {
+            ev!("dma_map", s.name());
+            return 0;
+        }
+    };
+    let samples = count.min(MAX_SAMPLES);
+    let mut map = [0u64; MAX_SAMPLES];
+    let mut unmap = [0u64; MAX_SAMPLES];
+    for i in 0..samples {
+        let t0 = rdtsc();
+        let iova = r("dma_map", ring().expect("ring").dma_map(dm, BENCH_VA + 4096, 1, true));
+        let t1 = rdtsc();
+        r("dma_unmap", ring().expect("ring").dma_unmap(dm, iova, 1));
+        let t2 = rdtsc();
+        map[i] = t1.saturating_sub(t0);
+        unmap[i] = t2.saturating_sub(t1);
+    }
+    r("dma_unmap", ring().expect("ring").dma_unmap(dm, kept, 1));
+    let (map_median, map_p99) = percentiles(&mut map[..samples]);
+    let (unmap_median, unmap_p99) = percentiles(&mut unmap[..samples]);
+    ev!("dma_map", "ok");
+    ev!("dma_samples", samples);
+    ev!("dma_map_median_cycles", map_median);
+    ev!("dma_map_p99_cycles", map_p99);
+    ev!("dma_unmap_median_cycles", unmap_median);
+    ev!("dma_unmap_p99_cycles", unmap_p99);
     0
 }

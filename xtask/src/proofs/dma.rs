@@ -47,7 +47,50 @@ pub fn proofs() -> Vec<Proof> {
         death("dma-death", "x2APIC, the driver exits", "dma-death", 0),
         death("dma-death-xapic", "xAPIC, the driver page-faults", "dma-death-fault", 0xffff_000e)
             .cpu(xapic_cpu()),
+        bench(true),
+        bench(false),
     ]
+}
+
+/// Round trips the kernel times (`dma_bench=`), and map/unmap pairs the driver times.
+const BENCH_ROUNDS: u64 = 16;
+const BENCH_MAPS: u64 = 64;
+
+/// `cargo xtask bench --filter dma`: edu round trips with translation on (through IOVAs)
+/// and off (by physical address, no IOMMU) on the same machine otherwise; with the IOMMU,
+/// the cost of `DeviceMemoryDmaMap`/`DmaUnmap` measured in the driver. Every round's copy
+/// is checked in the destination frame.
+fn bench(translated: bool) -> Proof {
+    let (name, manifest, description) = if translated {
+        (
+            "bench-dma-translated",
+            "dma-bench",
+            "edu DMA round trips through IOVAs (VT-d on); DmaMap/DmaUnmap cost",
+        )
+    } else {
+        (
+            "bench-dma-untranslated",
+            "dma-bench-unprotected",
+            "edu DMA round trips by physical address (no IOMMU, dma = \"unprotected\")",
+        )
+    };
+    let p = user_proof(Proof::new(name, description), manifest, &["edu-driver"])
+        .machine("q35,kernel-irqchip=split")
+        .args(Box::leak(format!("dma_bench={BENCH_ROUNDS}").into_boxed_str()))
+        .bench()
+        .check(eq("bench.dma.translation", if translated { "on" } else { "off" }))
+        .check(eq("bench.dma.rounds", BENCH_ROUNDS))
+        .check(eq("bench.dma.rounds_copied", BENCH_ROUNDS))
+        .check(eq("proc.edu_bench.exit", 0));
+    if translated {
+        p.qemu_extra(&["-device", "intel-iommu,intremap=on,eim=on"])
+            .check(eq("iommu.dma_faults", 0))
+            .check(eq("iommu.dma.domains_live", 0))
+            .check(eq("user.edu_bench.dma_map", "ok"))
+            .check(eq("user.edu_bench.dma_samples", BENCH_MAPS))
+    } else {
+        p.check(eq("user.edu_bench.dma_map", "denied"))
+    }
 }
 
 /// The pattern seed of `manifests/dma-death*.manifest` (the driver's `seed=`).
