@@ -84,6 +84,9 @@ pub fn revoked_frame(frame: u64) {
     }
 }
 
+/// How long after the programs `death_evidence` waits: three times edu's transfer delay.
+const DEATH_TRANSFER_WAIT_NS: u64 = 300_000_000;
+
 /// Word `i` of the pattern `edu-driver` fills a page with for `seed` (its `fill`).
 fn pattern_word(i: usize, seed: u64) -> u64 {
     (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ seed
@@ -94,6 +97,9 @@ fn pattern_word(i: usize, seed: u64) -> u64 {
 /// free; and how many frames revocation unpinned before they were freed.
 pub fn death_evidence(cmdline: &CommandLine) {
     let Ok(Some(seed)) = cmdline.get_u64("dma_death_seed") else { return };
+    // The programs may have ended right after the death: give the transfer (100 ms of
+    // virtual time) time to land or fault before looking.
+    crate::time::delay_ns(DEATH_TRANSFER_WAIT_NS);
     let count = MAPPED_COUNT.load(Ordering::Relaxed).min(WATCHED_KEPT);
     ev!("dma.death.mapped_frames", count);
     let mut pattern_words = 0usize;

@@ -569,7 +569,7 @@ pub const BREAKS: &[Break] = &[
             find: "                pci::disable_bus_master(device);\n",
             replace: "",
         }],
-        proofs: &["dma-deny"],
+        proofs: &["dma-deny", "dma-death-bus-master"],
         accel: Accel::Tcg,
     },
     Break {
