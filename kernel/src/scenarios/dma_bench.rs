@@ -55,6 +55,18 @@ fn words(frame: u64) -> *mut u64 {
     phys_to_virt(frame).as_mut_ptr::<u64>()
 }
 
+/// Word `i` of the page round `round` copies.
+fn pattern(round: usize, i: usize) -> u64 {
+    (round * 512 + i) as u64 ^ 0xD3A
+}
+
+/// Whether `frame` holds round `round`'s page.
+fn holds(frame: u64, round: usize) -> bool {
+    // SAFETY: `frame` is one of the benchmark's own frames, in the physical map; the
+    // read has no side effects, whatever the device still does.
+    (0..512).all(|i| unsafe { words(frame).add(i).read_volatile() } == pattern(round, i))
+}
+
 /// Runs the round trips when `dma_bench` asks for them; `bench.dma.*` evidence.
 pub fn run(cmdline: &CommandLine) {
     let rounds = super::option_u64(cmdline, "dma_bench", 0).min(MAX_ROUNDS as u64) as usize;
@@ -93,15 +105,14 @@ pub fn run(cmdline: &CommandLine) {
                 // physical map; the device reads `src` and writes `dst` only during the
                 // transfers below.
                 unsafe {
-                    words(src).add(i).write_volatile((round * 512 + i) as u64 ^ 0xD3A);
+                    words(src).add(i).write_volatile(pattern(round, i));
                     words(dst).add(i).write_volatile(0);
                 }
             }
             let start = rdtsc();
             let done = edu.transfer(src_addr, false) && edu.transfer(dst_addr, true);
             *sample = rdtsc() - start;
-            // SAFETY: as above; the transfers are over.
-            if done && (0..512).all(|i| unsafe { words(dst).add(i).read_volatile() } == (round * 512 + i) as u64 ^ 0xD3A) {
+            if done && holds(dst, round) {
                 copied += 1;
             }
         }
