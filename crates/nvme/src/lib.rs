@@ -11,6 +11,7 @@
 pub mod command;
 pub mod completion;
 pub mod identify;
+pub mod pattern;
 pub mod queue;
 pub mod regs;
 

@@ -167,3 +167,16 @@ fn identify_namespace_fields() {
     b[128..132].copy_from_slice(&0u32.to_le_bytes()); // LBADS 0: format unsupported
     assert_eq!(Namespace::parse(&b), None);
 }
+
+#[test]
+fn the_disk_pattern_differs_by_offset_and_seed() {
+    use crate::pattern::*;
+    let mut a = [0u64; 512];
+    fill(&mut a, 4096, IMAGE_SEED);
+    assert_eq!(mismatches(&a, 4096, IMAGE_SEED), 0);
+    assert_eq!(mismatches(&a, 0, IMAGE_SEED), 512, "another block's data never matches");
+    assert_eq!(mismatches(&a, 4096, WRITE_SEED), 512);
+    a[100] ^= 1;
+    assert_eq!(mismatches(&a, 4096, IMAGE_SEED), 1);
+    assert_ne!(word(0, IMAGE_SEED), 0);
+}
