@@ -877,7 +877,7 @@ pub const BREAKS: &[Break] = &[
             find: "            self.phase = !self.phase;\n",
             replace: "",
         }],
-        proofs: &["nvme-poll"],
+        proofs: &["nvme-poll", "nvme-poll-xapic"],
         accel: Accel::Tcg,
     },
     Break {
@@ -888,7 +888,7 @@ pub const BREAKS: &[Break] = &[
             find: "Command::write(cid, NSID, lba(target), lbas_per_page, wprp)",
             replace: "Command::write(cid, NSID, lba(target + 1), lbas_per_page, wprp)",
         }],
-        proofs: &["nvme-poll"],
+        proofs: &["nvme-poll", "nvme-poll-xapic"],
         accel: Accel::Tcg,
     },
 ];

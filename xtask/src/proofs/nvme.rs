@@ -5,7 +5,7 @@
 //! taken by their phase tags, the blocks it read from the image. After the run the harness
 //! reads the image file: the written block, and only it, holds the write pattern.
 
-use super::{user_proof, Proof};
+use super::{user_proof, xapic_cpu, Proof};
 use crate::checks::{eq, ge};
 
 /// The disk image's size: 256 blocks of 4 KiB.
@@ -19,22 +19,21 @@ const ENTRIES: u64 = 16;
 const WRITTEN: u64 = 37;
 
 pub fn proofs() -> Vec<Proof> {
-    vec![poll()]
-}
-
-fn poll() -> Proof {
-    let p = user_proof(
-        Proof::new(
+    vec![
+        poll(
             "nvme-poll",
             "ring-3 NVMe driver, polled: identify, an I/O queue pair, 4 KiB reads of the image and a write read back, DMA by IOVA (x2APIC, VT-d)",
         ),
-        "nvme-poll",
-        &["nvme-driver"],
-    )
-    .machine("q35,kernel-irqchip=split")
-    .qemu_extra(&["-device", "intel-iommu,intremap=on,eim=on"])
-    .qemu_extra(&["-device", "nvme,serial=keel-nvme-0,drive=nvm0"])
-    .disk("nvm0", DISK_BYTES, Some(WRITTEN));
+        poll("nvme-poll-xapic", "nvme-poll with the LAPICs in xAPIC mode").cpu(xapic_cpu()),
+    ]
+}
+
+fn poll(name: &'static str, description: &'static str) -> Proof {
+    let p = user_proof(Proof::new(name, description), "nvme-poll", &["nvme-driver"])
+        .machine("q35,kernel-irqchip=split")
+        .qemu_extra(&["-device", "intel-iommu,intremap=on,eim=on"])
+        .qemu_extra(&["-device", "nvme,serial=keel-nvme-0,drive=nvm0"])
+        .disk("nvm0", DISK_BYTES, Some(WRITTEN));
     let k = |s: &str| -> &'static str { Box::leak(format!("user.nvme.{s}").into_boxed_str()) };
     p.check(eq("proc.nvme.exit", 0))
         .check(eq(k("identify.status"), 0))
