@@ -166,6 +166,13 @@ fn identify_namespace_fields() {
     b[26] = 0;
     b[128..132].copy_from_slice(&0u32.to_le_bytes()); // LBADS 0: format unsupported
     assert_eq!(Namespace::parse(&b), None);
+    // Above 16 formats the index's upper bits are FLBAS bits 6:5: 0x21 is format 17.
+    b[25] = 17;
+    b[26] = 0x21;
+    b[128 + 4 * 17..132 + 4 * 17].copy_from_slice(&(13u32 << 16).to_le_bytes());
+    assert_eq!(Namespace::parse(&b).unwrap().block_size(), 8192);
+    b[25] = 16;
+    assert_eq!(Namespace::parse(&b), None);
 }
 
 #[test]
