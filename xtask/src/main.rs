@@ -466,6 +466,7 @@ fn run(
             if traced {
                 runner::prepare_trace(&env.trace_path(p, accel));
             }
+            env.prepare_disk(p, accel)?;
             runner::proof_args_with(p, accel, &env, &cmdline, &user_flags)
         }
         None => qemu::command_args(

@@ -66,9 +66,23 @@ pub struct Proof {
     /// Ring-3 programs must enter the kernel (`syscall` / `int 0x80`): not possible under a
     /// PVM-backed KVM, so such runs are skipped there with the reason.
     pub guest_ring3: bool,
+    /// A raw disk image created fresh for each run (the guest may write to it).
+    pub disk: Option<Disk>,
     /// How the kernel is loaded: QEMU `-kernel` (Multiboot 1), or GRUB from an ISO under a
     /// firmware (Multiboot 2); the latter belong to `cargo xtask test-firmware`.
     pub boot: Boot,
+}
+
+/// A disk a proof's machine gets: a raw image of `bytes` filled with
+/// `keel_nvme::pattern`'s image pattern, attached as `-drive ...,if=none,id=<id>` for a
+/// device in the proof's `qemu_extra` to name. After the run the image is read back: the
+/// 4 KiB block `written` (if any) must hold the write pattern and every other block the
+/// image pattern, so exactly that block reached the host file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Disk {
+    pub id: &'static str,
+    pub bytes: u64,
+    pub written: Option<u64>,
 }
 
 /// How a proof's kernel gets loaded.
@@ -105,6 +119,7 @@ impl Proof {
             trace_events: vec![],
             trace_checks: vec![],
             guest_ring3: false,
+            disk: None,
             boot: Boot::Kernel,
         }
     }
@@ -222,6 +237,12 @@ impl Proof {
         self
     }
     /// The proof runs ring-3 programs that enter the kernel.
+    /// Attaches a fresh pattern-filled disk image (see [`Disk`]) whose 4 KiB block
+    /// `written` the guest must have written.
+    pub fn disk(mut self, id: &'static str, bytes: u64, written: Option<u64>) -> Self {
+        self.disk = Some(Disk { id, bytes, written });
+        self
+    }
     pub fn guest_ring3(mut self) -> Self {
         self.guest_ring3 = true;
         self
@@ -710,6 +731,8 @@ fn kernel_registry() -> Vec<Proof> {
     // VT-d interrupt remapping: APIC ID 257 reached; storm and driver death with it on.
     .chain(remap::proofs())
     .chain(dma::proofs())
+    // A ring-3 NVMe driver, polled.
+    .chain(nvme::proofs())
     .chain(amd::proofs())
     // Memory isolation: kernel pages, W^X, user copies racing unmap.
     .chain(memory::proofs())
@@ -729,6 +752,7 @@ mod firmware;
 mod hostile;
 mod memory;
 mod nmi;
+mod nvme;
 mod plain;
 pub use plain::{DEFAULT_MANIFEST, DEFAULT_PROGRAMS};
 mod plan;

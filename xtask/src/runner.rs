@@ -195,6 +195,49 @@ impl Env {
         Ok(path)
     }
 
+    /// `<log_dir>/<name>-<accel>.disk`: the proof's disk image, written anew before each run.
+    pub fn disk_path(&self, p: &Proof, accel: Accel) -> PathBuf {
+        self.log_dir.join(format!("{}-{accel}.disk", p.name))
+    }
+
+    /// Writes the proof's disk image (if it has one) with the image pattern.
+    pub fn prepare_disk(&self, p: &Proof, accel: Accel) -> Result<()> {
+        let Some(disk) = p.disk else { return Ok(()) };
+        let path = self.disk_path(p, accel);
+        std::fs::create_dir_all(&self.log_dir)?;
+        let mut words = vec![0u64; (disk.bytes / 8) as usize];
+        keel_nvme::pattern::fill(&mut words, 0, keel_nvme::pattern::IMAGE_SEED);
+        let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+        std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
+        Ok(())
+    }
+
+    /// Reads the proof's disk image back after a run (see [`crate::proofs::Disk`]): one
+    /// failure line per block that holds neither what it should nor anything expected.
+    pub fn judge_disk(&self, p: &Proof, accel: Accel) -> Vec<String> {
+        use keel_nvme::pattern::{mismatches, IMAGE_SEED, WRITE_SEED};
+        let Some(disk) = p.disk else { return vec![] };
+        let path = self.disk_path(p, accel);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) if b.len() as u64 == disk.bytes => b,
+            Ok(b) => return vec![format!("disk image is {} bytes, not {}", b.len(), disk.bytes)],
+            Err(e) => return vec![format!("reading {}: {e}", path.display())],
+        };
+        let mut failures = vec![];
+        for (block, chunk) in bytes.chunks(4096).enumerate() {
+            let words: Vec<u64> =
+                chunk.chunks(8).map(|w| u64::from_le_bytes(w.try_into().unwrap())).collect();
+            let seed = if disk.written == Some(block as u64) { WRITE_SEED } else { IMAGE_SEED };
+            let wrong = mismatches(&words, block as u64 * 4096, seed);
+            if wrong != 0 {
+                failures.push(format!(
+                    "disk block {block}: {wrong} words differ from the expected pattern"
+                ));
+            }
+        }
+        failures
+    }
+
     /// `<log_dir>/<name>-<accel>.trace`, where QEMU writes a traced proof's events.
     pub fn trace_path(&self, p: &Proof, accel: Accel) -> PathBuf {
         self.log_dir.join(format!("{}-{accel}.trace", p.name))
@@ -266,6 +309,10 @@ pub fn proof_args_with(
     };
     if !p.trace_events.is_empty() {
         args.extend(qemu::trace_args(&p.trace_events, &env.trace_path(p, accel)));
+    }
+    if let Some(disk) = p.disk {
+        let file = env.disk_path(p, accel).display().to_string();
+        args.extend(["-drive".into(), format!("file={file},if=none,id={},format=raw", disk.id)]);
     }
     args
 }
@@ -342,6 +389,10 @@ pub fn run_job(p: &Proof, job: &Job, env: &Env) -> JobResult {
             return res;
         }
     }
+    if let Err(e) = env.prepare_disk(p, job.accel) {
+        res.outcome = Outcome::Error(format!("writing the disk image: {e:#}"));
+        return res;
+    }
     let trace = (!p.trace_events.is_empty()).then(|| env.trace_path(p, job.accel));
     if let Some(t) = &trace {
         prepare_trace(t);
@@ -363,6 +414,7 @@ pub fn run_job(p: &Proof, job: &Job, env: &Env) -> JobResult {
     if let Some(t) = &trace {
         failures.extend(judge_trace_file(p, &transcript, t));
     }
+    failures.extend(env.judge_disk(p, job.accel));
     res.trace = trace;
     res.outcome = Outcome::Ran { output, transcript, failures };
     res

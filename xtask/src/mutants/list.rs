@@ -902,4 +902,26 @@ pub const BREAKS: &[Break] = &[
         proofs: &["interrupt-remap-two-msi", "interrupt-remap-two-msi-xapic"],
         accel: Accel::Tcg,
     },
+    Break {
+        name: "nvme-completion-phase-never-flips",
+        what: "the NVMe completion ring keeps expecting phase 1 after it wraps: the driver takes the previous pass's entries as new",
+        edits: &[Edit {
+            file: "crates/nvme/src/queue.rs",
+            find: "            self.phase = !self.phase;\n",
+            replace: "",
+        }],
+        proofs: &["nvme-poll", "nvme-poll-xapic"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "nvme-driver-writes-the-next-block",
+        what: "the NVMe driver's write lands one 4 KiB block past the one it names",
+        edits: &[Edit {
+            file: "user/nvme-driver/src/main.rs",
+            find: "Command::write(cid, NSID, lba(target), lbas_per_page, wprp)",
+            replace: "Command::write(cid, NSID, lba(target + 1), lbas_per_page, wprp)",
+        }],
+        proofs: &["nvme-poll", "nvme-poll-xapic"],
+        accel: Accel::Tcg,
+    },
 ];

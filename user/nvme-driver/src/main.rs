@@ -1,0 +1,338 @@
+//! A ring-3 driver for QEMU's `nvme` controller, polled (no interrupts yet).
+//!
+//! It maps BAR 0 through its `DeviceMemory` capability and a run of its own pages for DMA
+//! (`DeviceMemoryDmaMap`: the controller sees them only through their IOVAs), resets and
+//! enables the controller with an admin queue pair in those pages, identifies the
+//! controller and namespace 1, creates one I/O queue pair, and reads 4 KiB blocks in
+//! batches of several commands in flight, checking each against the pattern the host wrote
+//! into the disk image (`keel_nvme::pattern`). Then it writes one block with another
+//! pattern and reads it and its neighbours back. Completions are found by their phase
+//! tags. Arguments: `blocks=N` 4 KiB blocks to read (default 64), `write=B` the block to
+//! write (default 37), `entries=E` I/O queue entries (default 16, so the completion ring
+//! wraps several times). Exit 0 when every check held.
+#![no_std]
+#![no_main]
+
+mod queue;
+
+use keel_nvme::command::{Command, Prp, CNS_CONTROLLER, CNS_NAMESPACE};
+use keel_nvme::completion::Completion;
+use keel_nvme::identify::{Controller, Namespace};
+use keel_nvme::{pattern, regs};
+use keel_rt::abi::{Method, ObjectKind};
+use keel_rt::util::{arg_u64, cap, check as r, Mmio};
+use keel_rt::{ev, println, ring, CapId};
+
+use queue::QueuePair;
+
+keel_rt::entry!(main);
+
+/// Where BAR 0 is mapped in this process.
+const BAR_VADDR: u64 = 0x0000_1000_0000;
+/// Where the DMA pages start; their order in the run.
+const DMA_VA: u64 = 0x0000_2000_0000;
+const PAGE: u64 = 4096;
+const ADMIN_SQ: u64 = 0;
+const ADMIN_CQ: u64 = 1;
+const IDENTIFY: u64 = 2;
+const IO_SQ: u64 = 3;
+const IO_CQ: u64 = 4;
+/// Read buffers: one per command in flight.
+const READ_BUFS: u64 = 5;
+const BATCH: u64 = 8;
+const WRITE_BUF: u64 = READ_BUFS + BATCH;
+const DMA_PAGES: u64 = WRITE_BUF + 1;
+/// Admin queue entries (one page each way).
+const ADMIN_ENTRIES: u16 = 64;
+/// The I/O queue's id.
+const IO_QID: u16 = 1;
+/// The namespace read and written.
+const NSID: u32 = 1;
+/// How long a command or a controller state change may take before the driver gives up.
+const COMMAND_TIMEOUT_NS: u64 = 5_000_000_000;
+
+fn va(page: u64) -> u64 {
+    DMA_VA + page * PAGE
+}
+
+fn words(page: u64) -> &'static mut [u64; 512] {
+    // SAFETY: `page` is one of the DMA_PAGES pages this program mapped at DMA_VA (writable)
+    // and keeps mapped; the controller writes it only while a command naming it is in
+    // flight, and the driver reads it after that command's completion.
+    unsafe { &mut *(va(page) as *mut [u64; 512]) }
+}
+
+fn bytes(page: u64) -> &'static [u8; 4096] {
+    // SAFETY: as in `words`.
+    unsafe { &*(va(page) as *const [u8; 4096]) }
+}
+
+/// The driver's handles and clocks.
+struct Driver {
+    bar: Mmio,
+    timer: CapId,
+    iova: u64,
+}
+
+impl Driver {
+    fn now_ns(&self) -> u64 {
+        r("TimerNow", ring().expect("ring").timer_now(self.timer)).0
+    }
+
+    fn iova(&self, page: u64) -> u64 {
+        self.iova + page * PAGE
+    }
+
+    fn read64(&self, offset: u64) -> u64 {
+        let lo = self.bar.read(offset as usize) as u64;
+        lo | (self.bar.read(offset as usize + 4) as u64) << 32
+    }
+
+    fn write64(&self, offset: u64, value: u64) {
+        self.bar.write(offset as usize, value as u32);
+        self.bar.write(offset as usize + 4, (value >> 32) as u32);
+    }
+
+    /// Waits until CSTS.RDY is `ready` (or the controller reports a fatal status).
+    fn wait_ready(&self, ready: bool, timeout_ms: u64) -> bool {
+        let deadline = self.now_ns() + timeout_ms.max(500) * 1_000_000;
+        loop {
+            let csts = self.bar.read(regs::CSTS as usize);
+            if csts & regs::CSTS_FATAL != 0 {
+                println!("controller fatal status, CSTS {csts:#x}");
+                return false;
+            }
+            if (csts & regs::CSTS_READY != 0) == ready {
+                return true;
+            }
+            if self.now_ns() > deadline {
+                println!("CSTS.RDY stayed {} (CSTS {csts:#x})", !ready);
+                return false;
+            }
+            r("sleep", ring().expect("ring").timer_sleep(self.timer, 1_000_000));
+        }
+    }
+
+    /// Submits one command and waits for its completion.
+    fn run(&self, q: &mut QueuePair, make: impl FnOnce(u16) -> Command) -> Option<Completion> {
+        let cid = q.queue(make)?;
+        q.ring_doorbell(&self.bar);
+        let c = self.complete(q)?;
+        (c.cid == cid).then_some(c)
+    }
+
+    /// The next completion of `q`, within the command timeout.
+    fn complete(&self, q: &mut QueuePair) -> Option<Completion> {
+        let deadline = self.now_ns() + COMMAND_TIMEOUT_NS;
+        let c = q.poll(&self.bar, || self.now_ns() > deadline);
+        if c.is_none() {
+            println!("no completion within {} ms", COMMAND_TIMEOUT_NS / 1_000_000);
+        }
+        c
+    }
+}
+
+fn yes(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+fn main() -> u64 {
+    let blocks = arg_u64("blocks", 64);
+    let write_block = arg_u64("write", 37);
+    let entries = arg_u64("entries", 16) as u16;
+    let dm = cap(ObjectKind::DeviceMemory);
+    let vm = cap(ObjectKind::VirtualMemory);
+    let timer = cap(ObjectKind::Timer);
+
+    let mapped = r(
+        "DeviceMemoryMap",
+        ring().expect("ring").call(dm, Method::DeviceMemoryMap, [BAR_VADDR, 0, 0, 0]),
+    );
+    // SAFETY: the kernel just mapped the whole BAR (results[1] bytes) uncached at BAR_VADDR,
+    // and every offset used (registers, the first doorbells) lies in the first 8 KiB.
+    let bar = unsafe { Mmio::new(mapped.results[0]) };
+    r("VmMap", ring().expect("ring").call(vm, Method::VmMap, [DMA_VA, DMA_PAGES, 1, 0]));
+    let iova = r("DmaMap", ring().expect("ring").dma_map(dm, DMA_VA, DMA_PAGES, true));
+    let d = Driver { bar, timer, iova };
+
+    let cap_reg = regs::Cap(d.read64(regs::CAP));
+    let version = d.bar.read(regs::VS as usize);
+    println!(
+        "nvme: CAP {:#x} (MQES {}, stride {}, timeout {} ms), version {version:#x}, BAR {:#x} bytes, DMA at IOVA {iova:#x}",
+        cap_reg.0,
+        cap_reg.max_queue_entries(),
+        cap_reg.doorbell_stride(),
+        cap_reg.timeout_ms(),
+        mapped.results[1]
+    );
+    ev!("cap.mqes", cap_reg.max_queue_entries());
+    ev!("cap.doorbell_stride", cap_reg.doorbell_stride());
+    ev!("version", format_args!("{version:#x}"));
+    let page_ok = (cap_reg.page_size_min()..=cap_reg.page_size_max()).contains(&PAGE);
+    if !page_ok || !cap_reg.supports_nvm_command_set() {
+        println!("the controller takes no 4 KiB pages or no NVM command set");
+        return 2;
+    }
+    let timeout_ms = cap_reg.timeout_ms() as u64;
+
+    // Reset, give it the admin queues, enable.
+    if d.bar.read(regs::CC as usize) & regs::CC_ENABLE != 0 {
+        d.bar.write(regs::CC as usize, 0);
+    }
+    if !d.wait_ready(false, timeout_ms) {
+        return 3;
+    }
+    let aqa = regs::aqa(ADMIN_ENTRIES as u32, ADMIN_ENTRIES as u32).expect("admin queue size");
+    d.bar.write(regs::AQA as usize, aqa);
+    d.write64(regs::ASQ, d.iova(ADMIN_SQ));
+    d.write64(regs::ACQ, d.iova(ADMIN_CQ));
+    d.bar.write(regs::CC as usize, regs::cc_enable(PAGE).expect("4 KiB pages"));
+    if !d.wait_ready(true, timeout_ms) {
+        return 3;
+    }
+    let stride = cap_reg.doorbell_stride();
+    let mut admin = QueuePair::new(0, ADMIN_ENTRIES, va(ADMIN_SQ), va(ADMIN_CQ), stride);
+
+    // Identify the controller, then namespace 1.
+    let ident = d.iova(IDENTIFY);
+    let Some(c) = d.run(&mut admin, |cid| Command::identify(cid, CNS_CONTROLLER, 0, ident)) else {
+        return 4;
+    };
+    let ctrl = Controller::parse(bytes(IDENTIFY));
+    println!(
+        "identify: status {:#x}, vendor {:#06x}, serial {:?}, model {:?}, {} namespaces",
+        c.status,
+        ctrl.vid,
+        ctrl.serial_str(),
+        ctrl.model_str(),
+        ctrl.nn
+    );
+    ev!("identify.status", c.status);
+    ev!("identify.vid", format_args!("{:#06x}", ctrl.vid));
+    ev!("identify.serial", ctrl.serial_str());
+    ev!("identify.standard_entries", yes(ctrl.takes_standard_entries()));
+    words(IDENTIFY).fill(0);
+    let Some(c) = d.run(&mut admin, |cid| Command::identify(cid, CNS_NAMESPACE, NSID, ident))
+    else {
+        return 4;
+    };
+    let Some(ns) = Namespace::parse(bytes(IDENTIFY)) else {
+        println!("namespace {NSID}: no usable LBA format (status {:#x})", c.status);
+        return 5;
+    };
+    ev!("ns.block_size", ns.block_size());
+    ev!("ns.blocks", ns.nsze);
+    ev!("ns.bytes", ns.bytes());
+    if ns.block_size() > PAGE || !ctrl.takes_standard_entries() {
+        return 5;
+    }
+    let lbas_per_page = (PAGE / ns.block_size()) as u32;
+    let pages_on_disk = ns.bytes() / PAGE;
+
+    // One I/O queue pair, polled (no interrupt enabled on its completion queue).
+    let entries = entries.clamp(2, cap_reg.max_queue_entries().min(256) as u16);
+    let (sq_iova, cq_iova) = (d.iova(IO_SQ), d.iova(IO_CQ));
+    let made_cq =
+        d.run(&mut admin, |cid| Command::create_io_cq(cid, IO_QID, entries, cq_iova, 0, false));
+    let made_sq =
+        d.run(&mut admin, |cid| Command::create_io_sq(cid, IO_QID, entries, sq_iova, IO_QID));
+    let queues_ok =
+        made_cq.is_some_and(|c| c.succeeded()) && made_sq.is_some_and(|c| c.succeeded());
+    ev!("io_queue.created", yes(queues_ok));
+    if !queues_ok {
+        return 6;
+    }
+    let mut io = QueuePair::new(IO_QID, entries, va(IO_SQ), va(IO_CQ), stride);
+
+    // Reads, BATCH commands in flight at a time, each checked against the image pattern.
+    let blocks = blocks.min(pages_on_disk);
+    let (mut matching, mut mismatched_words, mut lost) = (0u64, 0u64, 0u64);
+    let mut block = 0;
+    while block < blocks {
+        let n = (blocks - block).min(BATCH).min(entries as u64 - 1);
+        let mut cids = [0u16; BATCH as usize];
+        for k in 0..n {
+            let lba = (block + k) * lbas_per_page as u64;
+            let prp = Prp::for_buffer(d.iova(READ_BUFS + k), PAGE, PAGE).expect("one page");
+            cids[k as usize] = io
+                .queue(|cid| Command::read(cid, NSID, lba, lbas_per_page, prp))
+                .expect("room for the batch");
+        }
+        io.ring_doorbell(&d.bar);
+        for _ in 0..n {
+            let Some(c) = d.complete(&mut io) else {
+                lost += 1;
+                continue;
+            };
+            let Some(k) = cids[..n as usize].iter().position(|&id| id == c.cid) else {
+                lost += 1;
+                continue;
+            };
+            let wrong = pattern::mismatches(
+                words(READ_BUFS + k as u64),
+                (block + k as u64) * PAGE,
+                pattern::IMAGE_SEED,
+            );
+            mismatched_words += wrong as u64;
+            if c.succeeded() && wrong == 0 {
+                matching += 1;
+            }
+        }
+        for k in 0..n {
+            words(READ_BUFS + k).fill(0);
+        }
+        block += n;
+    }
+    ev!("read.blocks", blocks);
+    ev!("read.blocks_matching", matching);
+    ev!("read.words_mismatched", mismatched_words);
+    ev!("read.lost", lost);
+
+    // One block written with another pattern, then it and its neighbours read back.
+    let target = write_block.min(pages_on_disk.saturating_sub(2)).max(1);
+    pattern::fill(words(WRITE_BUF), target * PAGE, pattern::WRITE_SEED);
+    let wprp = Prp::for_buffer(d.iova(WRITE_BUF), PAGE, PAGE).expect("one page");
+    let lba = |b: u64| b * lbas_per_page as u64;
+    let wrote = d.run(&mut io, |cid| Command::write(cid, NSID, lba(target), lbas_per_page, wprp));
+    let mut read_back = |b: u64, seed: u64| {
+        let prp = Prp::for_buffer(d.iova(READ_BUFS), PAGE, PAGE).expect("one page");
+        words(READ_BUFS).fill(0);
+        let c = d.run(&mut io, |cid| Command::read(cid, NSID, lba(b), lbas_per_page, prp));
+        c.is_some_and(|c| c.succeeded())
+            && pattern::mismatches(words(READ_BUFS), b * PAGE, seed) == 0
+    };
+    let readback = read_back(target, pattern::WRITE_SEED);
+    let neighbours =
+        read_back(target - 1, pattern::IMAGE_SEED) && read_back(target + 1, pattern::IMAGE_SEED);
+    ev!("write.status", wrote.map_or(u16::MAX, |c| c.status));
+    ev!("write.block", target);
+    ev!("write.readback", if readback { "ok" } else { "mismatch" });
+    ev!("write.neighbours_intact", yes(neighbours));
+
+    // Stop the controller before the pages go away with the process.
+    d.bar.write(regs::CC as usize, 0);
+    let stopped = d.wait_ready(false, timeout_ms);
+    ev!("admin.completions", admin.completions);
+    ev!("admin.errors", admin.errors);
+    ev!("io.completions", io.completions);
+    ev!("io.errors", io.errors);
+    ev!("io.cq_wraps", io.wraps());
+    ev!("disabled", yes(stopped));
+    let all = matching == blocks
+        && mismatched_words == 0
+        && lost == 0
+        && readback
+        && neighbours
+        && admin.errors == 0
+        && io.errors == 0
+        && stopped;
+    if all {
+        0
+    } else {
+        7
+    }
+}
