@@ -791,6 +791,17 @@ pub const BREAKS: &[Break] = &[
         accel: Accel::Tcg,
     },
     Break {
+        name: "amdvi-ga-destination-8-bit",
+        what: "the GA entry keeps only destination bits 7:0 (APIC ID 257 becomes 1)",
+        edits: &[Edit {
+            file: "crates/iommu/src/amdvi_ir.rs",
+            find: "Ok([REMAP_EN | (d & 0xFF_FFFF) << 8, self.vector as u64 | (d >> 24) << 56])",
+            replace: "Ok([REMAP_EN | (d & 0xFF) << 8, self.vector as u64 | (d >> 24) << 56])",
+        }],
+        proofs: &["amd-msi-257"],
+        accel: Accel::Tcg,
+    },
+    Break {
         name: "amdvi-legacy-while-xt",
         what: "legacy 32-bit entries although the unit has GA and XT and the CPU CMPXCHG16B",
         edits: &[Edit {

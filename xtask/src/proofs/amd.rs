@@ -11,6 +11,7 @@
 //! whatever the guest does (0 RTC interrupts); with `pt=off` the IOAPIC's writes pass the
 //! IOMMU's translation untouched. See docs/interrupts.md.
 
+use super::user::user_proof;
 use super::{
     firmware_x2apic_machine, interrupt_grant, smp_checks, x2apic_cpu, Accels, Gate, Proof,
 };
@@ -257,8 +258,11 @@ fn amd_iommu_checks(
             for e in tr.matching("amdvi_ir_remap_msi", &[]) {
                 let [_, data, to_addr, to_data] =
                     remap_words(&e.raw).ok_or_else(|| format!("unparsed: {}", e.raw))?;
+                // The 32-bit destination: bits 7:0 in address bits 19:12, the rest in the
+                // high address dword (QEMU's extended-destination MSI).
+                let to_dest = ((to_addr >> 32) & !0xFF) | ((to_addr >> 12) & 0xFF);
                 let hit = known.iter().any(|(index, vector, dest, _)| {
-                    data & 0x7FF == *index && to_data & 0xFF == *vector && (to_addr >> 12) & 0xFF == dest & 0xFF
+                    data & 0x7FF == *index && to_data & 0xFF == *vector && to_dest == *dest
                 });
                 if !hit {
                     return Err(format!("remapped from no reported entry: {}", e.raw));
@@ -291,6 +295,42 @@ fn amd_drivers() -> Proof {
     .cpu(epyc("EPYC-Rome", true))
     .qemu_extra(AMD_IOMMU_XT);
     amd_iommu_checks(interrupt_grant(p, "x2apic", Gate::Syscall), "yes", "ga", DRIVERS, true)
+        .check(eq("irq.msi_edu.msi_address", "0xfee00000"))
+}
+
+/// The EPYC-Rome vCPU with APIC ID 257 (x2APIC only).
+const ROME_257: &[&str] =
+    &["-device", "EPYC-Rome-x86_64-cpu,x2apic=on,socket-id=0,core-id=257,thread-id=0"];
+/// The edu MSI source alone (the IOAPIC's requests bypass QEMU 10.0's unit).
+const MSI_ONLY: Sources =
+    &[("irq.msi_edu", "irq.msi_edu.target_apic_id", "irq.msi_edu.vector", false)];
+
+/// The edu MSI driver on APIC ID 257 of an EPYC-Rome machine: its MSI names only index 0 of
+/// edu's table, the GA entry holds destination 257 (bits 31:24 in the high quadword, 23:0
+/// in the low one), and every MSI the unit remapped arrived on that CPU.
+fn amd_msi_257() -> Proof {
+    // The unit first, so that it is 00:03.0 (device id 0x0018) as on the other machines.
+    let p = user_proof(
+        Proof::new(
+            "amd-msi-257",
+            "edu MSI on the CPU with APIC ID 257 through AMD-Vi GA/XT remapping (EPYC-Rome)",
+        )
+        .qemu_extra(AMD_IOMMU_XT),
+        "amd-msi-257",
+        &["edu-driver"],
+    )
+    .cpu(epyc("EPYC-Rome", true))
+    .qemu_extra(&["-smp", "2,maxcpus=260"])
+    .qemu_extra(ROME_257)
+    .accels(Accels::TcgOnly);
+    amd_iommu_checks(p, "yes", "ga", MSI_ONLY, true)
+        .check(eq("smp.max_apic_id", 257))
+        .check(eq("proc.edu_msi.exit", 0))
+        .check(eq("irq.msi_edu.target_apic_id", 257))
+        .check(eq("irq.msi_edu.irte_destination", 257))
+        .check(keys_equal("irq.msi_edu.on_target_cpu", "irq.msi_edu.deliveries"))
+        .check(eq("irq.msi_edu.deliveries", 300))
+        .check(eq("irq.msi_edu.off_target_cpu", 0))
         .check(eq("irq.msi_edu.msi_address", "0xfee00000"))
 }
 
@@ -350,6 +390,7 @@ pub fn proofs() -> Vec<Proof> {
             false,
         ),
         amd_drivers(),
+        amd_msi_257(),
     ]
     .into_iter()
     .chain(opt_out_proofs())
