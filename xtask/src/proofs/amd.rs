@@ -2,9 +2,9 @@
 //! checks (ticks, IPIs both ways, the RTC through the IOAPIC) must hold as on the Intel-like
 //! `qemu64`, and the IOMMU the IVRS describes must be reported as QEMU built it: one unit at
 //! 0xFED80000 (PCI 00:03.0) whose type-0x11 IVHD is preferred, XT as `xtsup` says, GA, and
-//! IOAPIC 0 requesting as 00:14.0. The unit is brought up in pass-through (device table
-//! entries passing DMA and interrupts, command buffer, completion wait), cross-checked against
-//! QEMU's `amdvi_*` trace.
+//! IOAPIC 0 requesting as 00:14.0. The unit is brought up with interrupt remapping (GA/XT
+//! entries, or legacy ones without XT), each source's entry read back from its requester's
+//! table and cross-checked against QEMU's `amdvi_*` trace.
 //!
 //! `pt=off`: QEMU 10.0 builds the IOAPIC's address space under the AMD IOMMU before the
 //! regions it aliases exist, so with the default `pt=on` every IOAPIC interrupt is dropped
