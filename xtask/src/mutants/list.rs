@@ -802,6 +802,17 @@ pub const BREAKS: &[Break] = &[
         accel: Accel::Tcg,
     },
     Break {
+        name: "amdvi-legacy-accepts-above-254",
+        what: "a legacy (8-bit destination) entry is written for an APIC ID above 254",
+        edits: &[Edit {
+            file: "crates/iommu/src/amdvi_ir.rs",
+            find: "        if self.destination > 254 {",
+            replace: "        if self.destination > 0xFFFF {",
+        }],
+        proofs: &["amd-legacy-257-refused"],
+        accel: Accel::Tcg,
+    },
+    Break {
         name: "amdvi-legacy-while-xt",
         what: "legacy 32-bit entries although the unit has GA and XT and the CPU CMPXCHG16B",
         edits: &[Edit {

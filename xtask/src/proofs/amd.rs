@@ -334,6 +334,27 @@ fn amd_msi_257() -> Proof {
         .check(eq("irq.msi_edu.msi_address", "0xfee00000"))
 }
 
+/// A machine with APIC ID 257 whose unit lacks XT: legacy entries (8-bit destinations), so
+/// the RTC route to 257 is refused with the reason and the RTC goes to APIC ID 1 instead.
+fn amd_legacy_257_refused() -> Proof {
+    let p = Proof::new(
+        "amd-legacy-257-refused",
+        "EPYC-Rome with APIC ID 257, AMD IOMMU without XT: the route to 257 refused, legacy entries",
+    )
+    .smp(2)
+    .cpu(epyc("EPYC-Rome", true))
+    .qemu_extra(AMD_IOMMU_NO_XT)
+    .qemu_extra(&["-smp", "2,maxcpus=260"])
+    .qemu_extra(ROME_257)
+    .accels(Accels::TcgOnly);
+    amd_iommu_checks(smp_checks(p, 3, "x2apic"), "no", "legacy", RTC, false)
+        .check(eq("smp.max_apic_id", 257))
+        .check(eq("ioapic.route_above_254", "refused"))
+        .check(eq("ioapic.route_above_254_reason", "8-bit-destination-without-remapping"))
+        .check(eq("iommu.amd.refused_above_254", 1))
+        .check(eq("rtc.apic_id", 1))
+}
+
 pub fn proofs() -> Vec<Proof> {
     vec![
         amd_smp(
@@ -391,6 +412,7 @@ pub fn proofs() -> Vec<Proof> {
         ),
         amd_drivers(),
         amd_msi_257(),
+        amd_legacy_257_refused(),
     ]
     .into_iter()
     .chain(opt_out_proofs())
