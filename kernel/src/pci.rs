@@ -242,7 +242,17 @@ pub fn find_capability(d: &PciDevice, id: u8) -> Option<u8> {
 /// address with an 8-bit destination, refused above APIC ID 254. Returns whether the
 /// function supports per-vector masking.
 pub fn msi_enable(d: &PciDevice, cap: u8, cpu: ApicId, vector: u8) -> Result<bool, &'static str> {
-    let (address, data) = if iommu::mode().is_some() {
+    let (address, data) = if crate::arch::x86_64::amdvi::mode().is_some() {
+        // AMD-Vi: the message names only the index in the function's own table (address
+        // destination 0); the unit builds the interrupt from the entry.
+        let index = crate::arch::x86_64::amdvi::remap::program_msi(d.addr.bdf(), vector, cpu)
+            .map_err(|e| {
+                log::warn!("pci: {}: AMD-Vi MSI entry failed: {e:?}", d.addr);
+                "interrupt-remapping entry for the MSI could not be programmed"
+            })?;
+        let zero = XApicId::new(0).expect("APIC ID 0");
+        (MsiAddress::physical(zero).encode(), index)
+    } else if iommu::mode().is_some() {
         let handle = iommu::program_msi(d.addr.bdf(), vector, cpu).map_err(|e| {
             log::warn!("pci: {}: MSI remapping entry failed: {e:?}", d.addr);
             "interrupt-remapping entry for the MSI could not be programmed"
@@ -292,6 +302,12 @@ pub fn bridge_buses(bdf: u16) -> Option<(u8, u8)> {
 /// The MSI address dword as the function holds it (for evidence).
 pub fn msi_address(d: &PciDevice, cap: u8) -> u32 {
     read32(d.addr, cap + 4)
+}
+
+/// The MSI data word as the function holds it (for evidence).
+pub fn msi_data(d: &PciDevice, cap: u8) -> u16 {
+    let is64 = read16(d.addr, cap + 2) & (1 << 7) != 0;
+    read16(d.addr, if is64 { cap + 12 } else { cap + 8 })
 }
 
 /// Turns MSI off (the function falls back to INTx).

@@ -116,7 +116,7 @@ pub fn bring_up(platform: &'static Platform, cmdline: &CommandLine) -> System {
         msi_sources,
         cmdline.get("iommu") != Some("off"),
     );
-    amdvi::init(&ioapic::ids());
+    amdvi::init(&ioapic::ids(), cmdline.get("iommu") != Some("off"));
     percpu::with_current(|me| me.online.store(true, Ordering::Release));
     x86_64::instructions::interrupts::enable();
     ev!("lapic.isr_readable", if lapic::probe_isr() { "yes" } else { "no" });

@@ -6,7 +6,7 @@ use keel_apic::ioapic::RedirectionEntry;
 use keel_apic::TriggerMode;
 use keel_iommu::{RemappableMsi, RemappableRte, SourceValidation};
 
-use crate::arch::x86_64::{ioapic, iommu};
+use crate::arch::x86_64::{amdvi, ioapic, iommu};
 use crate::pci::{self, PciDevice};
 
 /// `<prefix>.format` (`remappable`/`compatibility`), `<prefix>.remap_index` and the IRTE's
@@ -17,6 +17,15 @@ pub fn ioapic_evidence(prefix: &str, gsi: u32) {
         return;
     };
     ev!(("{}.rte", prefix), format_args!("{:#010x}_{:08x}", raw.high, raw.low));
+    if amdvi::mode().is_some() {
+        // AMD-Vi: the RTE's vector field is the index into the IOAPIC requester's table.
+        let devid = ioapic::id_of(gsi).and_then(amdvi::remap::ioapic_device);
+        match (RedirectionEntry::decode(raw), devid) {
+            (Ok(rte), Some(devid)) => amdvi_evidence(prefix, devid, rte.vector as u16),
+            _ => ev!(("{}.format", prefix), "unreadable"),
+        }
+        return;
+    }
     match RemappableRte::decode(raw) {
         Some(rte) => {
             ev!(("{}.format", prefix), "remappable");
@@ -41,12 +50,38 @@ pub fn msi_evidence(prefix: &str, device: &PciDevice, cap: u8) {
     ev!(("{}.msi_address", prefix), format_args!("{address:#x}"));
     // The id the function's requests carry on bus 0 (its bus/device/function).
     ev!(("{}.requester_id", prefix), format_args!("{:#x}", device.addr.bdf()));
+    if amdvi::mode().is_some() {
+        // AMD-Vi: MSI data bits 10:0 index the function's own table.
+        let data = pci::msi_data(device, cap);
+        ev!(("{}.msi_data", prefix), format_args!("{data:#x}"));
+        amdvi_evidence(prefix, device.addr.bdf(), data & 0x7FF);
+        return;
+    }
     match RemappableMsi::decode(address) {
         Some(msi) => {
             ev!(("{}.format", prefix), "remappable");
             irte_evidence(prefix, msi.handle);
         }
         None => ev!(("{}.format", prefix), "compatibility"),
+    }
+}
+
+/// The AMD-Vi entry `index` of requester `devid`'s table, decoded from table memory, and its
+/// raw quadwords (as the unit's `amdvi_ir_irte_ga_val` trace shows them).
+fn amdvi_evidence(prefix: &str, devid: u16, index: u16) {
+    ev!(("{}.format", prefix), "amdvi");
+    ev!(("{}.irte_devid", prefix), format_args!("{devid:#06x}"));
+    ev!(("{}.remap_index", prefix), index);
+    match amdvi::remap::entry(devid, index) {
+        Some(Ok(irte)) => {
+            ev!(("{}.irte_destination", prefix), irte.destination);
+            ev!(("{}.irte_vector", prefix), irte.vector);
+        }
+        Some(Err(e)) => ev!(("{}.irte_destination", prefix), format_args!("invalid:{e:?}")),
+        None => ev!(("{}.irte_destination", prefix), "no-table"),
+    }
+    if let Some(raw) = amdvi::remap::raw_entry(devid, index) {
+        ev!(("{}.irte_raw", prefix), format_args!("{:#x}_{:#x}", raw[1], raw[0]));
     }
 }
 

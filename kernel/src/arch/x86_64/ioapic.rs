@@ -173,6 +173,9 @@ fn route_remapped(
 ) -> Result<(), RouteError> {
     let ioapic_id = with_unit(gsi, |io, id, pin| io.set_masked(pin, true).map(|_| id))?
         .map_err(RouteError::Ioapic)?;
+    if super::amdvi::mode().is_some() {
+        return route_amdvi(gsi, ioapic_id, vector, destination, polarity, trigger, masked);
+    }
     let index = iommu::program_ioapic(ioapic_id, gsi, vector, destination, trigger).map_err(
         |e| match e {
             iommu::RemapError::Entry(keel_iommu::IrteError::Unreachable(_)) => {
@@ -183,6 +186,44 @@ fn route_remapped(
     )?;
     let entry = RemappableRte { index, vector, polarity, trigger, masked }.encode();
     with_pin(gsi, |io, pin| io.program_encoded(pin, entry))?.map_err(RouteError::Ioapic)
+}
+
+/// AMD-Vi: the table entry at index = `vector` holds the route; the redirection entry keeps
+/// compatibility format with that index in its vector field (`amdvi::remap` says why it also
+/// names the CPU when an 8-bit destination can).
+fn route_amdvi(
+    gsi: u32,
+    ioapic_id: u8,
+    vector: u8,
+    destination: ApicId,
+    polarity: Polarity,
+    trigger: TriggerMode,
+    masked: bool,
+) -> Result<(), RouteError> {
+    use super::amdvi::AmdRemapError;
+    let index = super::amdvi::remap::program_ioapic(ioapic_id, vector, destination).map_err(
+        |e| match e {
+            AmdRemapError::Entry(keel_iommu::amdvi_ir::AmdIrteError::Unreachable(_)) => {
+                RouteError::Unreachable(destination)
+            }
+            e => RouteError::Remap(iommu::RemapError::AmdVi(e)),
+        },
+    )?;
+    let dest = XApicId::try_from(destination).ok().or(XApicId::new(0)).expect("APIC ID 0");
+    let entry = RedirectionEntry {
+        vector: index as u8,
+        delivery: IoDeliveryMode::Fixed,
+        destination: IoDestination::Physical(dest),
+        polarity,
+        trigger,
+        masked,
+    };
+    with_pin(gsi, |io, pin| io.program(pin, entry))?.map_err(RouteError::Ioapic)
+}
+
+/// The MADT id of the IOAPIC serving `gsi`.
+pub fn id_of(gsi: u32) -> Option<u8> {
+    with_unit(gsi, |_, id, _| id).ok()
 }
 
 /// Both raw halves of `gsi`'s entry as the IOAPIC holds them (for evidence).

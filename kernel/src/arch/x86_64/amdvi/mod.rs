@@ -1,32 +1,46 @@
-//! AMD-Vi (the AMD IOMMU): discovery, report and pass-through bring-up.
+//! AMD-Vi (the AMD IOMMU): discovery, report, bring-up and interrupt remapping.
 //!
 //! The firmware describes each IOMMU in the IVRS table (parsed by `keel_iommu::ivrs`): its
 //! register base, its interrupt features (XT: 32-bit destinations, GA: the 128-bit IRTE) and
 //! the device id each requester's interrupts carry, the IOAPIC's included. Keel reads the
-//! unit's extended feature register back, then brings each unit up in pass-through
-//! ([`unit`]): device table entries for the requesters the IVRS lists that leave DMA and
-//! interrupts untranslated, the command buffer, and a completion wait read back. IOAPIC and
-//! MSI routing stays in compatibility format as on a machine without an IOMMU;
-//! destinations above 254 then need the LAPICs' own x2APIC reach, as today. Interrupt
-//! remapping through AMD-Vi is not done.
+//! unit's extended feature register back, then brings the unit up ([`unit`]): device table
+//! entries for the requesters the IVRS lists (DMA untranslated), the command buffer, the
+//! event log and a completion wait read back. With one unit and no `iommu=off`, interrupts
+//! are remapped ([`remap`]): the IOAPIC's entry and each MSI function's entry name an
+//! interrupt table, GA/XT entries when unit and CPU allow (then a device interrupt reaches
+//! any APIC ID), legacy entries otherwise. Otherwise the entries leave interrupts untranslated
+//! and routing stays in compatibility format.
 //!
 //! QEMU 10.0's `amd-iommu` with its default `pt=on` builds the IOAPIC's address space
 //! before the regions it aliases exist, so every IOAPIC interrupt is dropped whatever the
 //! guest programs (fixed upstream by moving that set-up last); with `pt=off` the IOAPIC's
 //! writes reach the LAPICs, never remapped. See docs/interrupts.md.
 
+mod events;
 mod registers;
+pub mod remap;
 mod unit;
 
+use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
+use core::sync::atomic::Ordering;
 
 use keel_iommu::amdvi::control;
+use keel_iommu::amdvi_ir::{self, IrteFormat};
 use keel_iommu::ivrs::{Efr, Ivhd, Ivrs};
 use registers::Registers;
 
-/// Discovers the AMD IOMMUs the IVRS lists and reports them (`iommu.amd.*` evidence).
+pub use remap::{mode, AmdRemapError};
+
+/// `iommu.amd.*` evidence of the remapping state (nothing when it is off).
+pub fn evidence() {
+    remap::evidence();
+}
+
+/// Discovers the AMD IOMMUs the IVRS lists, reports them (`iommu.amd.*` evidence) and
+/// brings them up: with interrupt remapping when `remap_allowed` and there is one unit.
 /// `ioapic_ids` are the MADT's IOAPICs, whose requester ids the IVRS must name.
-pub fn init(ioapic_ids: &[u8]) {
+pub fn init(ioapic_ids: &[u8], remap_allowed: bool) {
     let Some(bytes) = crate::acpi::ivrs() else {
         ev!("iommu.amd.ivrs", "none");
         return;
@@ -52,6 +66,10 @@ pub fn init(ioapic_ids: &[u8]) {
     );
     let units: Vec<_> = ivrs.preferred_units().collect();
     ev!("iommu.amd.units", units.len());
+    let remap = remap_allowed && units.len() == 1 && super::iommu::mode().is_none();
+    if !remap {
+        ev!("iommu.amd.remap", "off");
+    }
     for (i, unit) in units.iter().enumerate() {
         let features = unit.features();
         log::info!(
@@ -87,7 +105,19 @@ pub fn init(ioapic_ids: &[u8]) {
         if firmware_control & control::IOMMU_EN != 0 {
             log::warn!("amdvi: unit {i}: firmware left it enabled (control {firmware_control:#x})");
         }
-        bring_up(i, &regs, unit, &ivrs, ioapic_ids);
+        if remap {
+            // GA entries only with the feature in both the IVRS and the register, XT for
+            // their 32-bit destinations, and CMPXCHG16B to write them in one store (Linux's
+            // conditions for GA mode).
+            let ga = live.ga && features.ga && live.xt && features.xt;
+            let cx16 = remap::has_cmpxchg16b();
+            ev!("cpu.cmpxchg16b", if cx16 { "yes" } else { "no" });
+            let format = if ga && cx16 { IrteFormat::Ga } else { IrteFormat::Legacy };
+            bring_up_remapping(i, regs, unit, &ivrs, ioapic_ids, format);
+        } else {
+            let setup = unit::Setup { interrupt_quad: &|_, _| 0, control: 0, event_log: None };
+            bring_up(i, &regs, unit, &ivrs, ioapic_ids, &setup);
+        }
     }
     for id in ioapic_ids {
         match ivrs.ioapic_device(*id) {
@@ -109,10 +139,105 @@ pub fn init(ioapic_ids: &[u8]) {
     }
 }
 
-/// Brings unit `i` up in pass-through and reports what the unit and memory read back.
-fn bring_up(i: usize, regs: &Registers, unit: &Ivhd<'_>, ivrs: &Ivrs<'_>, ioapic_ids: &[u8]) {
+/// Brings unit `i` up with interrupt remapping: an empty table (every entry RemapEn = 0, so
+/// fixed interrupts are blocked until a route exists) for each listed requester before the
+/// unit starts, the event log and its MSI to the boot CPU.
+fn bring_up_remapping(
+    i: usize,
+    regs: Registers,
+    unit: &Ivhd<'_>,
+    ivrs: &Ivrs<'_>,
+    ioapic_ids: &[u8],
+    format: IrteFormat,
+) {
+    let mut ioapics = BTreeMap::new();
+    for id in ioapic_ids {
+        let Some((owner, devid)) = ivrs.ioapic_device(*id) else { continue };
+        if owner.base_address == unit.base_address {
+            ioapics.insert(*id, devid);
+        }
+    }
+    let settings: BTreeMap<u16, u8> = unit::listed_device_ids(unit).into_iter().collect();
+    let mut tables = BTreeMap::new();
+    for devid in settings.keys() {
+        let Some(table) = crate::mm::frames::allocate_zeroed() else {
+            log::warn!("amdvi: no memory for the interrupt tables");
+            for t in tables.values() {
+                crate::mm::frames::free(*t);
+            }
+            return;
+        };
+        tables.insert(*devid, table);
+    }
+    let Some(events) = events::EventLog::allocate() else {
+        log::warn!("amdvi: no memory for the event log");
+        return;
+    };
+    let quad = |id: u16, setting: u8| match tables.get(&id) {
+        Some(t) => amdvi_ir::remap_interrupt_quad(*t, setting).unwrap_or(0),
+        None => 0,
+    };
+    let ga = if format == IrteFormat::Ga {
+        amdvi_ir::control::GA_EN | amdvi_ir::control::XT_EN
+    } else {
+        0
+    };
+    let setup = unit::Setup {
+        interrupt_quad: &quad,
+        control: ga | amdvi_ir::control::EVENT_LOG_EN | amdvi_ir::control::EVENT_INT_EN,
+        event_log: amdvi_ir::event_log_base(events.phys),
+    };
+    let Some(report) = bring_up(i, &regs, unit, ivrs, ioapic_ids, &setup) else {
+        // The unit is off: its tables and log go back.
+        for frame in tables.values().chain([&events.phys]) {
+            crate::mm::frames::free(*frame);
+        }
+        return;
+    };
+    remap::install(remap::Remapper {
+        regs,
+        devtab_phys: report.table_phys,
+        devtab_entries: report.table_entries,
+        command_phys: report.command_phys,
+        store_phys: report.store_phys,
+        queued: report.commands,
+        format,
+        tables,
+        settings,
+        ioapics,
+        msi_index: BTreeMap::new(),
+        entries_written: 0,
+        table_invalidations: 0,
+        waits: 0,
+        events,
+    });
+    log::info!("amdvi: unit {i}: interrupt remapping on, {format:?} entries");
+    let bsp = super::percpu::with_current(|me| me.apic_id.load(Ordering::Acquire));
+    match events::enable_interrupt(unit.device_id, bsp) {
+        Ok((vector, dest)) => {
+            remap::with(|r| r.events.msi = Some((vector, dest)));
+            ev!("iommu.amd.event_msi_vector", vector);
+            ev!("iommu.amd.event_msi_destination", dest);
+        }
+        Err(why) => {
+            log::warn!("amdvi: event-log interrupt not taken: {why}; the log is read on demand");
+            ev!("iommu.amd.event_msi_destination", "none");
+        }
+    }
+    remap::evidence();
+}
+
+/// Brings unit `i` up and reports what the unit and memory read back.
+fn bring_up(
+    i: usize,
+    regs: &Registers,
+    unit: &Ivhd<'_>,
+    ivrs: &Ivrs<'_>,
+    ioapic_ids: &[u8],
+    setup: &unit::Setup<'_>,
+) -> Option<unit::Report> {
     let yes = |on: bool| if on { "yes" } else { "no" };
-    match unit::bring_up(regs, unit) {
+    match unit::bring_up(regs, unit, setup) {
         Ok(r) => {
             let control_reg = regs.control();
             log::info!(
@@ -139,10 +264,12 @@ fn bring_up(i: usize, regs: &Registers, unit: &Ivhd<'_>, ivrs: &Ivrs<'_>, ioapic
                     ev!(("iommu.amd.ioapic.{id}.int_ctl"), ctl.name());
                 }
             }
+            Some(r)
         }
         Err(e) => {
             log::warn!("amdvi: unit {i}: left disabled: {e:?}");
             ev!(("iommu.amd.{i}.enabled"), yes(regs.control() & control::IOMMU_EN != 0));
+            None
         }
     }
 }

@@ -14,6 +14,10 @@ pub struct Registers {
     base: *mut u8,
 }
 
+// SAFETY: the mapping is global and the remapping state that owns a block is only touched
+// under its lock.
+unsafe impl Send for Registers {}
+
 impl Registers {
     /// Maps the block at `phys` (the IVHD's base address) uncached.
     pub fn map(phys: u64) -> Registers {

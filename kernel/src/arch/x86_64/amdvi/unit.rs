@@ -1,10 +1,10 @@
-//! Bringing one AMD IOMMU up in interrupt pass-through: a device table whose entries for
-//! the requesters the IVRS lists pass DMA and interrupts untranslated (V = 1, TV = 0 with
-//! reads and writes allowed, IV = 0; `keel_iommu::amdvi::passthrough_dte` says why not
-//! IntCtl = pass), the command buffer, an
-//! INVALIDATE_DEVTAB_ENTRY per entry written and a COMPLETION_WAIT whose store the kernel
-//! reads back before it reports the unit up. Entries the IVRS does not list stay zero
-//! (V = 0, IV = 0), which also passes.
+//! Bringing one AMD IOMMU up: a device table whose entries for the requesters the IVRS
+//! lists pass DMA untranslated (V = 1, TV = 0 with reads and writes allowed) and whose
+//! interrupt fields (quadword 2) the caller chooses: IV = 0 (pass-through;
+//! `keel_iommu::amdvi::passthrough_dte` says why not IntCtl = pass) or remapping through a
+//! table ([`super::remap`]). Then the command buffer, an INVALIDATE_DEVTAB_ENTRY per entry
+//! written and a COMPLETION_WAIT whose store the kernel reads back before it reports the
+//! unit up. Entries the IVRS does not list stay zero (V = 0, IV = 0), which passes.
 
 use alloc::vec::Vec;
 
@@ -37,6 +37,19 @@ pub struct Report {
     pub head: u64,
     /// Tail pointer read back.
     pub tail: u64,
+    /// Physical address of the command buffer.
+    pub command_phys: u64,
+}
+
+/// What the caller decides: each listed entry's quadword 2, the control bits enabled with
+/// the unit, and the event log.
+pub struct Setup<'a> {
+    /// Quadword 2 of the entry of requester `id` with IVRS setting `setting`.
+    pub interrupt_quad: &'a dyn Fn(u16, u8) -> u64,
+    /// Control bits set together with IommuEn and CmdBufEn (GAEn, XTEn, the event log's).
+    pub control: u64,
+    /// The event log base register, written with the unit off.
+    pub event_log: Option<u64>,
 }
 
 /// Why the unit stays disabled.
@@ -52,7 +65,7 @@ pub enum Error {
     TooManyEntries,
 }
 
-fn listed_device_ids(ivhd: &Ivhd<'_>) -> Vec<(u16, u8)> {
+pub fn listed_device_ids(ivhd: &Ivhd<'_>) -> Vec<(u16, u8)> {
     let mut ids: Vec<(u16, u8)> = Vec::new();
     for r in ivhd.device_ranges() {
         for id in r.first..=r.last {
@@ -69,7 +82,7 @@ fn listed_device_ids(ivhd: &Ivhd<'_>) -> Vec<(u16, u8)> {
     ids
 }
 
-fn write_quads(phys: u64, quads: &[u64]) {
+pub fn write_quads(phys: u64, quads: &[u64]) {
     let p = phys_to_virt(phys).as_mut_ptr::<u64>();
     for (i, q) in quads.iter().enumerate() {
         // SAFETY: `phys` lies in a frame the kernel allocated for this unit's tables, in
@@ -78,7 +91,7 @@ fn write_quads(phys: u64, quads: &[u64]) {
     }
 }
 
-fn read_quad(phys: u64) -> u64 {
+pub fn read_quad(phys: u64) -> u64 {
     // SAFETY: as in `write_quads`, an 8-byte-aligned address in the unit's own frames.
     unsafe { phys_to_virt(phys).as_ptr::<u64>().read_volatile() }
 }
@@ -89,7 +102,7 @@ pub fn dte_int_ctl(table_phys: u64, device_id: u16) -> IntCtl {
 }
 
 /// Builds the tables, points the unit at them, enables it and waits for the commands.
-pub fn bring_up(regs: &Registers, ivhd: &Ivhd<'_>) -> Result<Report, Error> {
+pub fn bring_up(regs: &Registers, ivhd: &Ivhd<'_>, setup: &Setup<'_>) -> Result<Report, Error> {
     let ids = listed_device_ids(ivhd);
     // One invalidation per entry plus the wait must fit the 256-command ring (255 usable).
     if ids.len() + 1 > (1 << amdvi::COMMAND_BUFFER_LOG2) - 1 {
@@ -104,7 +117,7 @@ pub fn bring_up(regs: &Registers, ivhd: &Ivhd<'_>) -> Result<Report, Error> {
     let (command, store) = (frames::allocate_zeroed(), frames::allocate_zeroed());
     let result = match (command, store) {
         (Some(command_phys), Some(store_phys)) => {
-            program(regs, &ids, pages, table_phys, command_phys, store_phys)
+            program(regs, setup, &ids, pages, table_phys, command_phys, store_phys)
                 .map(|done| (done, store_phys))
         }
         _ => Err(Error::NoMemory),
@@ -125,12 +138,14 @@ pub fn bring_up(regs: &Registers, ivhd: &Ivhd<'_>) -> Result<Report, Error> {
         store_value: read_quad(store_phys),
         head,
         tail,
+        command_phys: command.unwrap_or(0),
     })
 }
 
 /// Fills the table, points the unit at it and runs the commands: (commands, head, tail).
 fn program(
     regs: &Registers,
+    setup: &Setup<'_>,
     ids: &[(u16, u8)],
     pages: u64,
     table_phys: u64,
@@ -147,8 +162,9 @@ fn program(
             )
         };
     }
-    for (id, _) in ids {
-        let entry = amdvi::passthrough_dte();
+    for (id, setting) in ids {
+        let mut entry = amdvi::passthrough_dte();
+        entry[2] = (setup.interrupt_quad)(*id, *setting);
         write_quads(table_phys + *id as u64 * amdvi::DTE_BYTES as u64, &entry);
     }
     let devtab = amdvi::device_table_base(table_phys, pages).ok_or(Error::BadAddress)?;
@@ -160,6 +176,11 @@ fn program(
     regs.write64(reg::COMMAND_BUFFER_BASE, cmdbuf);
     regs.write64(reg::COMMAND_HEAD, 0);
     regs.write64(reg::COMMAND_TAIL, 0);
+    if let Some(base) = setup.event_log {
+        regs.write64(keel_iommu::amdvi_ir::reg::EVENT_LOG_BASE, base);
+        regs.write64(keel_iommu::amdvi_ir::reg::EVENT_HEAD, 0);
+        regs.write64(keel_iommu::amdvi_ir::reg::EVENT_TAIL, 0);
+    }
     // Queue the invalidations and the wait, then enable: the unit runs them at once.
     let mut commands = 0usize;
     let mut queue = |cmd: [u64; 2]| {
@@ -170,7 +191,7 @@ fn program(
         queue(amdvi::invalidate_devtab_entry(*id));
     }
     queue(amdvi::completion_wait(store_phys, COMPLETION_MAGIC).ok_or(Error::BadAddress)?);
-    regs.write64(reg::CONTROL, off | control::IOMMU_EN | control::CMD_BUF_EN);
+    regs.write64(reg::CONTROL, off | setup.control | control::IOMMU_EN | control::CMD_BUF_EN);
     regs.write64(reg::COMMAND_TAIL, amdvi::ring_offset(commands));
     let deadline = crate::time::now_ns() + COMPLETION_TIMEOUT_NS;
     while read_quad(store_phys) != COMPLETION_MAGIC {

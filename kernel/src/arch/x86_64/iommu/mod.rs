@@ -50,6 +50,8 @@ pub enum RemapError {
     Entry(IrteError),
     /// A unit failed to invalidate its cache.
     Unit(UnitError),
+    /// The AMD-Vi unit could not remap the source.
+    AmdVi(super::amdvi::AmdRemapError),
 }
 
 struct Remapper {
@@ -80,12 +82,12 @@ static REMAPPER: Mutex<Option<Remapper>> = Mutex::new(None);
 /// every route decision.
 static MODE: AtomicU8 = AtomicU8::new(0);
 
-/// The table's destination mode when remapping is on.
+/// The table's destination mode when remapping is on, through VT-d or AMD-Vi.
 pub fn mode() -> Option<DestinationMode> {
     match MODE.load(Ordering::Acquire) {
         1 => Some(DestinationMode::XApic),
         2 => Some(DestinationMode::X2Apic),
-        _ => None,
+        _ => super::amdvi::mode(),
     }
 }
 
@@ -595,8 +597,9 @@ pub fn dma_translation() -> bool {
     with(|r| r.dma.is_some()).unwrap_or(false)
 }
 
-/// `iommu.*` evidence, read back from the units' registers.
+/// `iommu.*` evidence, read back from the units' registers (AMD-Vi's `iommu.amd.*`).
 pub fn evidence() {
+    super::amdvi::evidence();
     with(|r| {
         ev!("iommu.mode", if r.mode == DestinationMode::X2Apic { "x2apic" } else { "xapic" });
         ev!("iommu.irt_entries", r.plan.entries);
