@@ -164,8 +164,8 @@ impl AmdIrte {
     }
 
     /// The 128-bit entry with GuestMode = 0 (spec 2.2.5.2): low quadword RemapEn (bit 0),
-    /// IntType (4:2) = fixed, DM (6) = physical, GuestMode (7) = 0, Destination[23:0]
-    /// (31:8); high quadword Vector (7:0), Destination[31:24] (63:56).
+    /// IntType (4:2) = fixed, DM (6) = physical, GuestMode (7) = 0, Destination bits 23:0
+    /// (31:8); high quadword Vector (7:0), Destination bits 31:24 (63:56).
     pub fn encode_ga(self) -> Result<[u64; 2], AmdIrteError> {
         self.check_vector()?;
         let d = self.destination as u64;
