@@ -150,6 +150,11 @@ pub fn invalidate_iommu_pages(domain: u16, iova: u64, pages: u64) -> [u64; 2] {
     [q0, base | ones | PDE | SIZE]
 }
 
+/// INVALIDATE_IOMMU_PAGES for every page of `domain` (S = 1, PDE = 1).
+pub fn invalidate_domain(domain: u16) -> [u64; 2] {
+    invalidate_iommu_pages(domain, 0, 1 << 52)
+}
+
 /// The pages an INVALIDATE_IOMMU_PAGES covers: (domain, first IOVA, bytes).
 pub fn invalidated_range(cmd: [u64; 2]) -> (u16, u64, u64) {
     let domain = (cmd[0] >> 32) as u16;

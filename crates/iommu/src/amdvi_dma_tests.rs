@@ -87,6 +87,9 @@ fn page_invalidation_commands() {
     let c = invalidate_iommu_pages(1, 0x100_3000, 2);
     assert_eq!(invalidated_range(c), (1, 0x100_0000, 0x8000));
     assert_eq!(c[1] & 0xFF8, 0);
+    // A whole domain: S = 1 and every address bit below 63 set.
+    let c = invalidate_domain(3);
+    assert_eq!(c, [0x3000_0003_0000_0000, 0x7FFF_FFFF_FFFF_F003]);
     // Every page those commands name is covered.
     for (iova, pages) in [(0x100_0000u64, 3u64), (0x100_5000, 7), (0xFFF_F000, 2), (0x1000, 256)] {
         let (_, base, bytes) = invalidated_range(invalidate_iommu_pages(9, iova, pages));

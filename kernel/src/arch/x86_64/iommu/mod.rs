@@ -507,7 +507,9 @@ pub use domain::DmaError;
 
 /// Maps the frames of `owner`'s pages at `vaddr` for PCI function `bdf`'s DMA and returns
 /// their IOVA. The caller holds `owner`'s address-space lock, so the pages cannot be
-/// unmapped until [`dma_pinned`] covers them. `None` when DMA translation is off.
+/// unmapped until [`dma_pinned`] covers them. `None` when DMA translation is off. VT-d's
+/// domains when a VT-d unit translates, the AMD unit's (`amdvi::dma`) otherwise: the
+/// callers never ask which.
 pub fn dma_map(
     bdf: u16,
     owner: u64,
@@ -522,6 +524,7 @@ pub fn dma_map(
         Some(t.domains.map(units, &mut t.tables, root, bdf, owner, vaddr, frames, device_writes))
     })
     .flatten()
+    .or_else(|| super::amdvi::dma::map(bdf, owner, vaddr, frames, device_writes))
 }
 
 /// Removes a mapping; returns after the IOTLB invalidation completed.
@@ -532,6 +535,7 @@ pub fn dma_unmap(bdf: u16, owner: u64, iova: u64, pages: u64) -> Option<Result<(
         Some(t.domains.unmap(units, &mut t.tables, bdf, owner, iova, pages))
     })
     .flatten()
+    .or_else(|| super::amdvi::dma::unmap(bdf, owner, iova, pages))
 }
 
 /// Revokes `owner`'s domain for `bdf` (its `DeviceMemory` released or the process ended);
@@ -544,7 +548,8 @@ pub fn dma_detach(bdf: u16, owner: u64) {
             t.domains.detach(units, &mut t.tables, root, bdf, owner)
         })
     })
-    .flatten();
+    .flatten()
+    .or_else(|| super::amdvi::dma::detach(bdf, owner));
     if let Some(Err(e)) = result {
         log::error!("iommu: {bdf:04x}: revoking the DMA domain of pid {owner} failed: {e:?}");
     }
@@ -578,7 +583,13 @@ pub fn count_pinned_refusal() {
 
 /// Whether any of `owner`'s pages in `[vaddr, vaddr + pages)` is mapped for DMA.
 pub fn dma_pinned(owner: u64, vaddr: u64, pages: u64) -> bool {
-    with(|r| r.dma.as_ref().is_some_and(|t| t.domains.pinned(owner, vaddr, pages))).unwrap_or(false)
+    with(|r| r.dma.as_ref().is_some_and(|t| t.domains.pinned(owner, vaddr, pages)))
+        .unwrap_or_else(|| super::amdvi::dma::pinned(owner, vaddr, pages))
+}
+
+/// Requests refused so far for touching pinned pages.
+pub fn pinned_refusals() -> u64 {
+    PINNED_REFUSALS.load(Ordering::Relaxed)
 }
 
 /// Fault-event interrupts taken (the units' FEDATA vector).
@@ -592,9 +603,10 @@ pub fn fault_interrupt(token: super::eoi::InService) {
     token.eoi();
 }
 
-/// Whether DMA translation is on (every unit took the root table).
+/// Whether DMA translation is on (every VT-d unit took the root table, or the AMD unit
+/// denies every requester without a domain).
 pub fn dma_translation() -> bool {
-    with(|r| r.dma.is_some()).unwrap_or(false)
+    with(|r| r.dma.is_some()).unwrap_or_else(super::amdvi::dma::active)
 }
 
 /// `iommu.*` evidence, read back from the units' registers (AMD-Vi's `iommu.amd.*`).
