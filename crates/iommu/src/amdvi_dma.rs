@@ -236,7 +236,7 @@ impl IoPageTable {
         if present(mem.read(table, i)) {
             return Err(TableError::Mapped);
         }
-        let bits = (rights.read as u64) * pte::IR | (rights.write as u64) * pte::IW;
+        let bits = ((rights.read as u64) * pte::IR) | ((rights.write as u64) * pte::IW);
         mem.write(table, i, phys | pte::PRESENT | bits);
         Ok(())
     }

@@ -283,3 +283,68 @@ fn unmap_traced(_: &keel_evidence::Transcript, tr: &Trace) -> Result<(), String>
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EV: &str = "EV dma.edu_source_id=0x20 dma.watch.phys=0x101000\n";
+
+    fn judge(p: Proof, ev: &str, trace: &str) -> Vec<String> {
+        let tr = Trace::parse(trace);
+        crate::trace::judge_trace(&p.trace_checks, &keel_evidence::Transcript::parse(ev), Ok(&tr))
+    }
+
+    fn fault(addr: u64) -> String {
+        format!("amdvi_page_fault error: page fault accessing guest physical address {addr:#x}\n")
+    }
+
+    fn result(gpa: u64, hpa: u64) -> String {
+        format!("amdvi_translation_result devid: 00:04.0 gpa {gpa:#x} hpa {hpa:#x}\n")
+    }
+
+    #[test]
+    fn deny_trace() {
+        let good = [fault(0x101000), result(0x101000, 0), fault(0x101004), fault(0x800_0000)];
+        assert_eq!(judge(deny(), EV, &good.concat()), Vec::<String>::new());
+        // The IOVA refused but the kernel page not: a missing fault.
+        assert!(!judge(deny(), EV, &fault(0x800_0000)).is_empty());
+        // A translation to a real page, or another requester's.
+        let landed = [fault(0x101000), fault(0x800_0000), result(0x101000, 0x101000)];
+        assert!(!judge(deny(), EV, &landed.concat()).is_empty());
+        let other = [fault(0x101000), fault(0x800_0000), result(0x101000, 0)];
+        assert!(!judge(deny(), &EV.replace("0x20", "0x28"), &other.concat()).is_empty());
+    }
+
+    fn inval(domain: u16) -> String {
+        format!("amdvi_pages_inval AMD-Vi pages for domain {domain:#x} invalidated\n")
+    }
+
+    fn domain_run(d: u16, stale: u64) -> String {
+        [
+            inval(0),
+            inval(d),
+            result(0x100_1000, 0x37_3000),
+            result(0x100_2000, 0x37_5000),
+            inval(d),
+            result(0x100_2000, stale),
+            inval(d),
+        ]
+        .concat()
+    }
+
+    #[test]
+    fn unmap_trace() {
+        let ev = "EV iommu.amd.dma.page_invalidations=8\n";
+        let good = domain_run(1, 0) + &domain_run(2, 0);
+        assert_eq!(judge(roundtrip(), ev, &good), Vec::<String>::new());
+        // A stale IOTLB entry: the unmapped page still translates to its frame.
+        let stale = domain_run(1, 0x37_5000) + &domain_run(2, 0);
+        assert!(!judge(roundtrip(), ev, &stale).is_empty());
+        // The kernel counting invalidations QEMU never saw.
+        assert!(!judge(roundtrip(), &ev.replace('8', "9"), &good).is_empty());
+        // One domain only.
+        assert!(!judge(roundtrip(), "EV iommu.amd.dma.page_invalidations=4\n", &domain_run(1, 0))
+            .is_empty());
+    }
+}
