@@ -18,6 +18,8 @@ use crate::trace::{ev_u64, Trace};
 
 /// The AMD IOMMU with interrupt remapping and XT (the unit first: 00:03.0, edu 00:04.0).
 const AMD_IOMMU: &[&str] = &["-device", "amd-iommu,intremap=on,xtsup=on,pt=off"];
+/// The same without XT, for xAPIC (legacy interrupt entries).
+const AMD_IOMMU_NO_XT: &[&str] = &["-device", "amd-iommu,intremap=on,pt=off"];
 /// The unit's trace events these proofs read.
 const AMDVI_DMA_TRACE: &[&str] = &[
     "amdvi_page_fault",
@@ -35,20 +37,37 @@ const WATCHED_PAGE: &str = "dma_watch=0x101000";
 /// The IOVA the manifest writes (its `iova=`).
 const UNMAPPED_IOVA: u64 = 0x800_0000;
 
-pub fn proofs() -> Vec<Proof> {
-    vec![deny(), roundtrip(), death()]
+/// x2APIC with GA/XT interrupt entries, or xAPIC with legacy ones.
+#[derive(Clone, Copy)]
+enum Mode {
+    X2Apic,
+    XApic,
 }
 
-fn amd_machine(p: Proof, manifest: &'static str) -> Proof {
-    user_proof(p.qemu_extra(AMD_IOMMU), manifest, &["edu-driver"])
-        .cpu(CpuSpec::new("EPYC-Rome", &["+x2apic"]))
+pub fn proofs() -> Vec<Proof> {
+    vec![
+        deny("amd-dma-deny", Mode::X2Apic),
+        deny("amd-dma-deny-xapic", Mode::XApic),
+        roundtrip("amd-dma-roundtrip", Mode::X2Apic),
+        roundtrip("amd-dma-roundtrip-xapic", Mode::XApic),
+        death(),
+    ]
+}
+
+fn amd_machine(p: Proof, manifest: &'static str, mode: Mode) -> Proof {
+    let (device, cpu, remap) = match mode {
+        Mode::X2Apic => (AMD_IOMMU, "+x2apic", "ga"),
+        Mode::XApic => (AMD_IOMMU_NO_XT, "-x2apic", "legacy"),
+    };
+    user_proof(p.qemu_extra(device), manifest, &["edu-driver"])
+        .cpu(CpuSpec::new("EPYC-Rome", &[cpu]))
         .accels(Accels::TcgOnly)
+        .check(eq("iommu.amd.remap", remap))
 }
 
 /// Every entry of the device table as memory holds it at the end: deny, except none.
 fn table_checks(p: Proof) -> Proof {
-    p.check(eq("iommu.amd.remap", "ga"))
-        .check(eq("iommu.dma", "on"))
+    p.check(eq("iommu.dma", "on"))
         .check(eq("iommu.amd.dma.levels", 3))
         .check(keys_equal("iommu.amd.dma.entries_deny", "iommu.amd.dma.deny_written"))
         .check(eq("iommu.amd.dma.entries_translated", 0))
@@ -81,13 +100,14 @@ fn edu_devid(t: &keel_evidence::Transcript) -> Result<String, String> {
 
 /// edu's DMA aimed at a kernel page (write, then read) and at an IOVA no domain maps, by a
 /// driver that mapped nothing: the entry denies each request, the page is unchanged.
-fn deny() -> Proof {
+fn deny(name: &'static str, mode: Mode) -> Proof {
     let p = amd_machine(
         Proof::new(
-            "amd-dma-deny",
+            name,
             "edu's DMA at kernel memory and an unmapped IOVA is refused by AMD-Vi's deny entry (EPYC-Rome)",
         ),
         "dma-attack",
+        mode,
     )
     .args(WATCHED_PAGE);
     table_checks(p)
@@ -131,13 +151,14 @@ fn deny_traced(t: &keel_evidence::Transcript, tr: &Trace) -> Result<(), String> 
 /// Two edu drivers in turn map their pages and copy a pattern through edu by IOVA; a write
 /// to the read-only page and a write after `DmaUnmap` do not land; each exit revokes the
 /// domain (the entry back to deny) before its frames are freed.
-fn roundtrip() -> Proof {
+fn roundtrip(name: &'static str, mode: Mode) -> Proof {
     let mut p = amd_machine(
         Proof::new(
-            "amd-dma-roundtrip",
+            name,
             "edu DMA round trips through IOVAs, pinning, unmap and revocation under AMD-Vi (EPYC-Rome)",
         ),
         "dma-roundtrip",
+        mode,
     );
     for key in ["edu_rt", "edu_rt2"] {
         let k = |s: &str| -> &'static str { Box::leak(format!("user.{key}.{s}").into_boxed_str()) };
@@ -191,6 +212,7 @@ fn death() -> Proof {
                 "DMA in flight at driver death never lands in the freed frame (AMD-Vi, EPYC-Rome)",
             ),
             "dma-death",
+            Mode::X2Apic,
         )
         .args("dma_death_seed=0xd1e"),
     )
@@ -306,14 +328,22 @@ mod tests {
     #[test]
     fn deny_trace() {
         let good = [fault(0x101000), result(0x101000, 0), fault(0x101004), fault(0x800_0000)];
-        assert_eq!(judge(deny(), EV, &good.concat()), Vec::<String>::new());
+        assert_eq!(
+            judge(deny("amd-dma-deny", Mode::X2Apic), EV, &good.concat()),
+            Vec::<String>::new()
+        );
         // The IOVA refused but the kernel page not: a missing fault.
-        assert!(!judge(deny(), EV, &fault(0x800_0000)).is_empty());
+        assert!(!judge(deny("amd-dma-deny", Mode::X2Apic), EV, &fault(0x800_0000)).is_empty());
         // A translation to a real page, or another requester's.
         let landed = [fault(0x101000), fault(0x800_0000), result(0x101000, 0x101000)];
-        assert!(!judge(deny(), EV, &landed.concat()).is_empty());
+        assert!(!judge(deny("amd-dma-deny", Mode::X2Apic), EV, &landed.concat()).is_empty());
         let other = [fault(0x101000), fault(0x800_0000), result(0x101000, 0)];
-        assert!(!judge(deny(), &EV.replace("0x20", "0x28"), &other.concat()).is_empty());
+        assert!(!judge(
+            deny("amd-dma-deny", Mode::X2Apic),
+            &EV.replace("0x20", "0x28"),
+            &other.concat()
+        )
+        .is_empty());
     }
 
     fn inval(domain: u16) -> String {
@@ -337,14 +367,22 @@ mod tests {
     fn unmap_trace() {
         let ev = "EV iommu.amd.dma.page_invalidations=8\n";
         let good = domain_run(1, 0) + &domain_run(2, 0);
-        assert_eq!(judge(roundtrip(), ev, &good), Vec::<String>::new());
+        assert_eq!(
+            judge(roundtrip("amd-dma-roundtrip", Mode::X2Apic), ev, &good),
+            Vec::<String>::new()
+        );
         // A stale IOTLB entry: the unmapped page still translates to its frame.
         let stale = domain_run(1, 0x37_5000) + &domain_run(2, 0);
-        assert!(!judge(roundtrip(), ev, &stale).is_empty());
+        assert!(!judge(roundtrip("amd-dma-roundtrip", Mode::X2Apic), ev, &stale).is_empty());
         // The kernel counting invalidations QEMU never saw.
-        assert!(!judge(roundtrip(), &ev.replace('8', "9"), &good).is_empty());
-        // One domain only.
-        assert!(!judge(roundtrip(), "EV iommu.amd.dma.page_invalidations=4\n", &domain_run(1, 0))
+        assert!(!judge(roundtrip("amd-dma-roundtrip", Mode::X2Apic), &ev.replace('8', "9"), &good)
             .is_empty());
+        // One domain only.
+        assert!(!judge(
+            roundtrip("amd-dma-roundtrip", Mode::X2Apic),
+            "EV iommu.amd.dma.page_invalidations=4\n",
+            &domain_run(1, 0)
+        )
+        .is_empty());
     }
 }
