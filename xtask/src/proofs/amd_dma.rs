@@ -51,7 +51,31 @@ pub fn proofs() -> Vec<Proof> {
         roundtrip("amd-dma-roundtrip", Mode::X2Apic),
         roundtrip("amd-dma-roundtrip-xapic", Mode::XApic),
         death(),
+        bench(),
     ]
+}
+
+/// `cargo xtask bench --filter dma`: the kernel's edu round trips through IOVAs and the
+/// driver's `DeviceMemoryDmaMap`/`DmaUnmap` cost with AMD-Vi translating (beside VT-d's
+/// `bench-dma-translated`); every round's copy checked in the destination frame.
+fn bench() -> Proof {
+    amd_machine(
+        Proof::new(
+            "bench-dma-translated-amd",
+            "edu DMA round trips through IOVAs (AMD-Vi on); DmaMap/DmaUnmap cost",
+        ),
+        "dma-bench",
+        Mode::X2Apic,
+    )
+    .args("dma_bench=16")
+    .bench()
+    .check(eq("bench.dma.translation", "on"))
+    .check(eq("bench.dma.rounds", 16))
+    .check(eq("bench.dma.rounds_copied", 16))
+    .check(eq("proc.edu_bench.exit", 0))
+    .check(eq("iommu.dma.domains_live", 0))
+    .check(eq("user.edu_bench.dma_map", "ok"))
+    .check(eq("user.edu_bench.dma_samples", 64))
 }
 
 fn amd_machine(p: Proof, manifest: &'static str, mode: Mode) -> Proof {

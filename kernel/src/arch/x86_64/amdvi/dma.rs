@@ -167,11 +167,20 @@ impl AmdDma {
         write_quads(dte + 8, &[q1]);
         write_quads(dte, &[q0]);
         // Whatever the unit cached for the deny entry (domain 0) and for this id goes.
-        self.run(&[
+        let invalidated = self.run(&[
             amdvi::invalidate_devtab_entry(bdf),
             amdvi_dma::invalidate_domain(0),
             amdvi_dma::invalidate_domain(id),
-        ])?;
+        ]);
+        if let Err(e) = invalidated {
+            // The deny entry back; the (empty) table stays allocated: the unit may have
+            // cached the entry naming it.
+            if let Some([d0, d1]) = deny_quads(self.empty_root) {
+                write_quads(dte, &[d0]);
+                write_quads(dte + 8, &[d1]);
+            }
+            return Err(e);
+        }
         self.devtab_invalidations += 1;
         self.next_id += 1;
         self.domains.push(Domain {
