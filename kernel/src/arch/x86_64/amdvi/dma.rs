@@ -27,7 +27,7 @@ use spin::Mutex;
 
 use super::remap::{self, AmdRemapError};
 use super::unit::{read_quad, write_quads};
-use crate::arch::x86_64::iommu::DmaError;
+use crate::arch::x86_64::iommu::{DmaError, DmaRemapping};
 use crate::mm::{frames, phys_to_virt};
 
 /// The IOVA window: 256 pages from 16 MiB (inside edu's 28-bit DMA mask), as on VT-d.
@@ -294,35 +294,35 @@ impl AmdDma {
     }
 }
 
-/// Maps `frames` for `bdf`'s DMA (see `iommu::dma_map`); `None` when AMD-Vi DMA is off.
-pub fn map(
-    bdf: u16,
-    owner: u64,
-    vaddr: u64,
-    frames: &[u64],
-    device_writes: bool,
-) -> Option<Result<u64, DmaError>> {
-    with(|d| d.map(bdf, owner, vaddr, frames, device_writes))
+impl DmaRemapping for AmdDma {
+    fn map(
+        &mut self,
+        bdf: u16,
+        owner: u64,
+        vaddr: u64,
+        frames: &[u64],
+        device_writes: bool,
+    ) -> Result<u64, DmaError> {
+        AmdDma::map(self, bdf, owner, vaddr, frames, device_writes)
+    }
+
+    fn unmap(&mut self, bdf: u16, owner: u64, iova: u64, pages: u64) -> Result<(), DmaError> {
+        AmdDma::unmap(self, bdf, owner, iova, pages)
+    }
+
+    fn detach(&mut self, bdf: u16, owner: u64) -> Result<bool, DmaError> {
+        AmdDma::detach(self, bdf, owner)
+    }
+
+    fn pinned(&self, owner: u64, vaddr: u64, pages: u64) -> bool {
+        AmdDma::pinned(self, owner, vaddr, pages)
+    }
 }
 
-/// Removes a mapping; returns after the page invalidation completed.
-pub fn unmap(bdf: u16, owner: u64, iova: u64, pages: u64) -> Option<Result<(), DmaError>> {
-    with(|d| d.unmap(bdf, owner, iova, pages))
-}
-
-/// Revokes `owner`'s domain for `bdf`; returns after the invalidations completed.
-pub fn detach(bdf: u16, owner: u64) -> Option<Result<bool, DmaError>> {
-    with(|d| d.detach(bdf, owner))
-}
-
-/// Whether any of `owner`'s pages in `[vaddr, vaddr + pages)` is mapped for DMA.
-pub fn pinned(owner: u64, vaddr: u64, pages: u64) -> bool {
-    with(|d| d.pinned(owner, vaddr, pages)).unwrap_or(false)
-}
-
-/// Whether AMD-Vi DMA translation is on.
-pub fn active() -> bool {
-    with(|_| ()).is_some()
+/// Runs `f` on the AMD unit's DMA state (`iommu::dma_*` through [`DmaRemapping`]); `None`
+/// when AMD-Vi DMA translation is off.
+pub fn with_dma<R>(f: impl FnOnce(&mut dyn DmaRemapping) -> R) -> Option<R> {
+    with(|d| f(d))
 }
 
 /// `iommu.dma*` and `iommu.amd.dma.*` evidence: the device table's entries as memory holds
