@@ -734,6 +734,7 @@ fn kernel_registry() -> Vec<Proof> {
     // A ring-3 NVMe driver, polled.
     .chain(nvme::proofs())
     .chain(amd::proofs())
+    .chain(amd_dma::proofs())
     // Memory isolation: kernel pages, W^X, user copies racing unmap.
     .chain(memory::proofs())
     // Scheduling under hostile load: fairness, bounded cap_enter, exit wake-ups.
@@ -744,6 +745,7 @@ fn kernel_registry() -> Vec<Proof> {
 }
 
 mod amd;
+mod amd_dma;
 mod clock;
 mod dma;
 mod example;

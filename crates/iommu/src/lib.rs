@@ -156,6 +156,7 @@
 #![deny(missing_docs)]
 
 pub mod amdvi;
+pub mod amdvi_dma;
 pub mod amdvi_ir;
 pub mod context;
 pub mod dma;

@@ -114,7 +114,7 @@ fn dma_status(e: iommu::DmaError) -> Status {
         iommu::DmaError::Busy => Status::Busy,
         iommu::DmaError::NoMemory | iommu::DmaError::NoIova => Status::NoMemory,
         iommu::DmaError::NotMapped => Status::BadAddress,
-        iommu::DmaError::Unit(_) => Status::Cancelled,
+        iommu::DmaError::Unit(_) | iommu::DmaError::AmdVi(_) => Status::Cancelled,
     }
 }
 

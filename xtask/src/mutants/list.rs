@@ -990,4 +990,48 @@ pub const BREAKS: &[Break] = &[
         proofs: &["nvme-poll", "nvme-poll-xapic"],
         accel: Accel::Tcg,
     },
+    Break {
+        name: "amdvi-dma-entries-pass-through",
+        what: "the AMD unit's device table entries pass DMA untranslated (V, IR, IW, TV = 0) instead of denying it",
+        edits: &[Edit {
+            file: "kernel/src/arch/x86_64/amdvi/dma.rs",
+            find: "    amdvi_dma::deny_dte(empty_root)\n}",
+            replace: "    let _ = empty_root;\n    Some([keel_iommu::amdvi::passthrough_dte()[0], 0])\n}",
+        }],
+        proofs: &["amd-dma-deny"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "amdvi-dma-unmap-not-invalidated",
+        what: "DmaUnmap on AMD-Vi clears the leaves but skips INVALIDATE_IOMMU_PAGES (only the completion wait)",
+        edits: &[Edit {
+            file: "kernel/src/arch/x86_64/amdvi/dma.rs",
+            find: "        self.run(&[amdvi_dma::invalidate_iommu_pages(id, iova, pages)])?;",
+            replace: "        self.run(&[])?;",
+        }],
+        proofs: &["amd-dma-roundtrip"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "amdvi-dma-revocation-keeps-entry",
+        what: "revoking an AMD-Vi domain frees its tables and frames but leaves the device table entry naming them",
+        edits: &[Edit {
+            file: "kernel/src/arch/x86_64/amdvi/dma.rs",
+            find: "        write_quads(dte, &[q0]);\n        write_quads(dte + 8, &[q1]);",
+            replace: "        let _ = (q0, q1);",
+        }],
+        proofs: &["amd-dma-roundtrip", "amd-dma-death"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "amdvi-dma-revocation-not-invalidated",
+        what: "revoking an AMD-Vi domain writes the deny entry but invalidates neither the entry nor the domain's pages before the frames are freed",
+        edits: &[Edit {
+            file: "kernel/src/arch/x86_64/amdvi/dma.rs",
+            find: "        self.run(&[amdvi::invalidate_devtab_entry(bdf), amdvi_dma::invalidate_domain(id)])?;",
+            replace: "        self.run(&[])?;",
+        }],
+        proofs: &["amd-dma-death"],
+        accel: Accel::Tcg,
+    },
 ];

@@ -16,6 +16,7 @@
 //! guest programs (fixed upstream by moving that set-up last); with `pt=off` the IOAPIC's
 //! writes reach the LAPICs, never remapped. See docs/interrupts.md.
 
+pub mod dma;
 mod events;
 mod registers;
 pub mod remap;
@@ -35,6 +36,7 @@ pub use remap::{mode, AmdRemapError};
 /// `iommu.amd.*` evidence of the remapping state (nothing when it is off).
 pub fn evidence() {
     remap::evidence();
+    dma::evidence();
 }
 
 /// Discovers the AMD IOMMUs the IVRS lists, reports them (`iommu.amd.*` evidence) and
@@ -115,7 +117,12 @@ pub fn init(ioapic_ids: &[u8], remap_allowed: bool) {
             let format = if ga && cx16 { IrteFormat::Ga } else { IrteFormat::Legacy };
             bring_up_remapping(i, regs, unit, &ivrs, ioapic_ids, format);
         } else {
-            let setup = unit::Setup { interrupt_quad: &|_, _| 0, control: 0, event_log: None };
+            let setup = unit::Setup {
+                interrupt_quad: &|_, _| 0,
+                control: 0,
+                event_log: None,
+                dma_deny: None,
+            };
             bring_up(i, &regs, unit, &ivrs, ioapic_ids, &setup);
         }
     }
@@ -173,6 +180,11 @@ fn bring_up_remapping(
         log::warn!("amdvi: no memory for the event log");
         return;
     };
+    // The empty table every deny entry names (DMA translation, default deny).
+    let Some(empty_root) = crate::mm::frames::allocate_zeroed() else {
+        log::warn!("amdvi: no memory for the DMA deny table");
+        return;
+    };
     let quad = |id: u16, setting: u8| match tables.get(&id) {
         Some(t) => amdvi_ir::remap_interrupt_quad(*t, setting).unwrap_or(0),
         None => 0,
@@ -186,14 +198,16 @@ fn bring_up_remapping(
         interrupt_quad: &quad,
         control: ga | amdvi_ir::control::EVENT_LOG_EN | amdvi_ir::control::EVENT_INT_EN,
         event_log: amdvi_ir::event_log_base(events.phys),
+        dma_deny: dma::deny_quads(empty_root),
     };
     let Some(report) = bring_up(i, &regs, unit, ivrs, ioapic_ids, &setup) else {
         // The unit is off: its tables and log go back.
-        for frame in tables.values().chain([&events.phys]) {
+        for frame in tables.values().chain([&events.phys, &empty_root]) {
             crate::mm::frames::free(*frame);
         }
         return;
     };
+    let efr = regs.extended_features();
     remap::install(remap::Remapper {
         regs,
         devtab_phys: report.table_phys,
@@ -212,6 +226,7 @@ fn bring_up_remapping(
         events,
     });
     log::info!("amdvi: unit {i}: interrupt remapping on, {format:?} entries");
+    dma::install(report.table_phys, report.table_entries, empty_root, efr);
     let bsp = super::percpu::with_current(|me| me.apic_id.load(Ordering::Acquire));
     match events::enable_interrupt(unit.device_id, bsp) {
         Ok((vector, dest)) => {

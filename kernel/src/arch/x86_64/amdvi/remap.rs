@@ -246,6 +246,11 @@ impl Remapper {
     }
 }
 
+/// Runs `commands` and a completion wait on the unit (the DMA domains' invalidations).
+pub(super) fn run_commands(commands: &[[u64; 2]]) -> Result<(), AmdRemapError> {
+    with(|r| r.run(commands)).unwrap_or(Err(AmdRemapError::Inactive))
+}
+
 /// Programs the entry of IOAPIC `ioapic_id`'s input routed to `vector` on `cpu`; returns the
 /// index (the vector) the redirection entry must carry.
 pub fn program_ioapic(ioapic_id: u8, vector: u8, cpu: ApicId) -> Result<u16, AmdRemapError> {

@@ -50,6 +50,9 @@ pub struct Setup<'a> {
     pub control: u64,
     /// The event log base register, written with the unit off.
     pub event_log: Option<u64>,
+    /// Quadwords 0 and 1 of every entry of the table when DMA is translated (the deny
+    /// entry, [`super::dma`]); `None`: listed entries pass DMA untranslated.
+    pub dma_deny: Option<[u64; 2]>,
 }
 
 /// Why the unit stays disabled.
@@ -162,8 +165,19 @@ fn program(
             )
         };
     }
+    if let Some(deny) = setup.dma_deny {
+        // Every requester the table covers, listed or not: no DMA without a domain.
+        let entries = pages * amdvi::DTES_PER_PAGE as u64;
+        for id in 0..entries {
+            write_quads(table_phys + id * amdvi::DTE_BYTES as u64, &deny);
+        }
+        super::dma::count_deny_written(entries);
+    }
     for (id, setting) in ids {
         let mut entry = amdvi::passthrough_dte();
+        if let Some(deny) = setup.dma_deny {
+            entry[..2].copy_from_slice(&deny);
+        }
         entry[2] = (setup.interrupt_quad)(*id, *setting);
         write_quads(table_phys + *id as u64 * amdvi::DTE_BYTES as u64, &entry);
     }

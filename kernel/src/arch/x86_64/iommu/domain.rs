@@ -36,6 +36,8 @@ pub enum DmaError {
     NotMapped,
     /// A unit's invalidation failed.
     Unit(UnitError),
+    /// The AMD unit did not complete its commands.
+    AmdVi(crate::arch::x86_64::amdvi::AmdRemapError),
 }
 
 /// Tables in kernel frames, reached through the physical map.

@@ -17,6 +17,7 @@
 //! and DMA is not translated either (it needs the queue interrupt remapping brings up).
 
 mod dma;
+mod dma_remapping;
 mod domain;
 mod queue;
 mod registers;
@@ -503,11 +504,31 @@ pub fn poll_faults() {
     }
 }
 
+pub use dma_remapping::DmaRemapping;
 pub use domain::DmaError;
+
+/// Runs `f` on the unit that translates DMA: VT-d's when a VT-d unit does, the AMD unit's
+/// (`amdvi::dma`) otherwise. `None` when DMA translation is off.
+fn with_dma<R>(f: impl FnOnce(&mut dyn DmaRemapping) -> R) -> Option<R> {
+    let mut f = Some(f);
+    let vtd = with(|r| {
+        let Remapper { units, dma, .. } = r;
+        let translation = dma.as_mut()?;
+        let f = f.take().expect("called once");
+        Some(f(&mut dma_remapping::VtdDma { units, translation }))
+    })
+    .flatten();
+    match (vtd, f) {
+        (Some(result), _) => Some(result),
+        (None, Some(f)) => super::amdvi::dma::with_dma(|d| f(d)),
+        (None, None) => None,
+    }
+}
 
 /// Maps the frames of `owner`'s pages at `vaddr` for PCI function `bdf`'s DMA and returns
 /// their IOVA. The caller holds `owner`'s address-space lock, so the pages cannot be
-/// unmapped until [`dma_pinned`] covers them. `None` when DMA translation is off.
+/// unmapped until [`dma_pinned`] covers them. `None` when DMA translation is off. Either
+/// vendor's domains ([`with_dma`]): the callers never ask which.
 pub fn dma_map(
     bdf: u16,
     owner: u64,
@@ -515,37 +536,18 @@ pub fn dma_map(
     frames: &[u64],
     device_writes: bool,
 ) -> Option<Result<u64, DmaError>> {
-    with(|r| {
-        let Remapper { units, dma, .. } = r;
-        let t = dma.as_mut()?;
-        let root = t.root_phys;
-        Some(t.domains.map(units, &mut t.tables, root, bdf, owner, vaddr, frames, device_writes))
-    })
-    .flatten()
+    with_dma(|d| d.map(bdf, owner, vaddr, frames, device_writes))
 }
 
 /// Removes a mapping; returns after the IOTLB invalidation completed.
 pub fn dma_unmap(bdf: u16, owner: u64, iova: u64, pages: u64) -> Option<Result<(), DmaError>> {
-    with(|r| {
-        let Remapper { units, dma, .. } = r;
-        let t = dma.as_mut()?;
-        Some(t.domains.unmap(units, &mut t.tables, bdf, owner, iova, pages))
-    })
-    .flatten()
+    with_dma(|d| d.unmap(bdf, owner, iova, pages))
 }
 
 /// Revokes `owner`'s domain for `bdf` (its `DeviceMemory` released or the process ended);
 /// returns after the context cache and IOTLB invalidations completed.
 pub fn dma_detach(bdf: u16, owner: u64) {
-    let result = with(|r| {
-        let Remapper { units, dma, .. } = r;
-        dma.as_mut().map(|t| {
-            let root = t.root_phys;
-            t.domains.detach(units, &mut t.tables, root, bdf, owner)
-        })
-    })
-    .flatten();
-    if let Some(Err(e)) = result {
+    if let Some(Err(e)) = with_dma(|d| d.detach(bdf, owner)) {
         log::error!("iommu: {bdf:04x}: revoking the DMA domain of pid {owner} failed: {e:?}");
     }
 }
@@ -578,7 +580,12 @@ pub fn count_pinned_refusal() {
 
 /// Whether any of `owner`'s pages in `[vaddr, vaddr + pages)` is mapped for DMA.
 pub fn dma_pinned(owner: u64, vaddr: u64, pages: u64) -> bool {
-    with(|r| r.dma.as_ref().is_some_and(|t| t.domains.pinned(owner, vaddr, pages))).unwrap_or(false)
+    with_dma(|d| d.pinned(owner, vaddr, pages)).unwrap_or(false)
+}
+
+/// Requests refused so far for touching pinned pages.
+pub fn pinned_refusals() -> u64 {
+    PINNED_REFUSALS.load(Ordering::Relaxed)
 }
 
 /// Fault-event interrupts taken (the units' FEDATA vector).
@@ -592,9 +599,10 @@ pub fn fault_interrupt(token: super::eoi::InService) {
     token.eoi();
 }
 
-/// Whether DMA translation is on (every unit took the root table).
+/// Whether DMA translation is on (every VT-d unit took the root table, or the AMD unit
+/// denies every requester without a domain).
 pub fn dma_translation() -> bool {
-    with(|r| r.dma.is_some()).unwrap_or(false)
+    with_dma(|_| ()).is_some()
 }
 
 /// `iommu.*` evidence, read back from the units' registers (AMD-Vi's `iommu.amd.*`).
