@@ -9,6 +9,7 @@
 //! has IR = IW = 1 and the leaves decide.
 
 use crate::pagetable::{DmaRights, TableError, TableMemory};
+use crate::radix::{EntryFormat, Radix};
 
 /// I/O page-table entry bits (spec 2.2.3, figures 9 and 10).
 pub mod pte {
@@ -36,7 +37,6 @@ pub mod dte {
 
 /// Levels of every domain's table: 3 (a 39-bit IOVA space), within any unit's HATS.
 pub const LEVELS: u32 = 3;
-const ENTRIES: u64 = 512;
 
 /// The most levels the unit's host page tables may have (EFR bits 11:10, HATS: 00b four,
 /// 01b five, 10b six; 11b reserved).
@@ -176,8 +176,26 @@ pub struct IoPageTable {
     pub levels: u32,
 }
 
-fn present(entry: u64) -> bool {
-    entry & pte::PRESENT != 0
+/// The AMD-Vi I/O page-table entry format: PR, NextLevel, IR/IW.
+pub(crate) struct IoEntry;
+
+impl EntryFormat for IoEntry {
+    fn present(entry: u64) -> bool {
+        entry & pte::PRESENT != 0
+    }
+    fn directory(next: u64, level: u32) -> u64 {
+        next | pte::PRESENT | ((level - 1) as u64) << pte::NEXT_LEVEL_SHIFT | pte::IR | pte::IW
+    }
+    fn leaf(phys: u64, rights: DmaRights) -> u64 {
+        phys | pte::PRESENT | ((rights.read as u64) * pte::IR) | ((rights.write as u64) * pte::IW)
+    }
+    fn rights(entry: u64) -> DmaRights {
+        DmaRights { read: entry & pte::IR != 0, write: entry & pte::IW != 0 }
+    }
+    /// NextLevel names the level below (0 in a leaf): the unit walks no other way.
+    fn follows(entry: u64, level: u32) -> bool {
+        ((entry >> pte::NEXT_LEVEL_SHIFT) & 7) as u32 == level - 1
+    }
 }
 
 impl IoPageTable {
@@ -187,16 +205,8 @@ impl IoPageTable {
         Some(IoPageTable { root: mem.allocate_table()?, levels })
     }
 
-    fn index(iova: u64, level: u32) -> usize {
-        ((iova >> (12 + 9 * (level - 1))) & (ENTRIES - 1)) as usize
-    }
-
-    fn check(&self, iova: u64) -> Result<(), TableError> {
-        let bits = 12 + 9 * self.levels;
-        if iova & 0xFFF != 0 || (bits < 64 && iova >> bits != 0) {
-            return Err(TableError::BadAddress);
-        }
-        Ok(())
+    fn walk(&self) -> Radix<IoEntry> {
+        Radix::new(self.root, self.levels)
     }
 
     /// Maps the page at `iova` to `phys`. Directory entries are created as needed with IR
@@ -208,96 +218,19 @@ impl IoPageTable {
         phys: u64,
         rights: DmaRights,
     ) -> Result<(), TableError> {
-        self.check(iova)?;
-        if phys & !pte::ADDRESS_MASK != 0 {
-            return Err(TableError::BadAddress);
-        }
-        if !rights.read && !rights.write {
-            return Err(TableError::NoRights);
-        }
-        let mut table = self.root;
-        for level in (2..=self.levels).rev() {
-            let i = Self::index(iova, level);
-            let entry = mem.read(table, i);
-            table = if present(entry) {
-                entry & pte::ADDRESS_MASK
-            } else {
-                let next = mem.allocate_table().ok_or(TableError::NoMemory)?;
-                let pde = next
-                    | pte::PRESENT
-                    | ((level - 1) as u64) << pte::NEXT_LEVEL_SHIFT
-                    | pte::IR
-                    | pte::IW;
-                mem.write(table, i, pde);
-                next
-            };
-        }
-        let i = Self::index(iova, 1);
-        if present(mem.read(table, i)) {
-            return Err(TableError::Mapped);
-        }
-        let bits = ((rights.read as u64) * pte::IR) | ((rights.write as u64) * pte::IW);
-        mem.write(table, i, phys | pte::PRESENT | bits);
-        Ok(())
+        self.walk().map(mem, iova, phys, rights)
     }
 
     /// The page `iova` translates to, with its rights (the AND of every level's).
     pub fn translate<M: TableMemory>(&self, mem: &M, iova: u64) -> Option<(u64, DmaRights)> {
-        self.check(iova).ok()?;
-        let (mut table, mut read, mut write) = (self.root, true, true);
-        for level in (1..=self.levels).rev() {
-            let entry = mem.read(table, Self::index(iova, level));
-            if !present(entry) {
-                return None;
-            }
-            read &= entry & pte::IR != 0;
-            write &= entry & pte::IW != 0;
-            let next = ((entry >> pte::NEXT_LEVEL_SHIFT) & 7) as u32;
-            if level == 1 {
-                return (next == 0)
-                    .then_some((entry & pte::ADDRESS_MASK, DmaRights { read, write }));
-            }
-            if next != level - 1 {
-                return None;
-            }
-            table = entry & pte::ADDRESS_MASK;
-        }
-        None
+        self.walk().translate(mem, iova)
     }
 
     /// Clears the leaf for `iova` and returns the page it mapped. Directory tables that
     /// became empty are unlinked and freed, never the root: the caller's page invalidation
     /// (PDE = 1, completed before the page is reused) drops the unit's cached copies.
     pub fn unmap<M: TableMemory>(&self, mem: &mut M, iova: u64) -> Result<u64, TableError> {
-        self.check(iova)?;
-        let levels = self.levels as usize;
-        let mut path = [0u64; 6];
-        let mut table = self.root;
-        for (depth, level) in (2..=self.levels).rev().enumerate() {
-            path[depth] = table;
-            let entry = mem.read(table, Self::index(iova, level));
-            if !present(entry) {
-                return Err(TableError::NotMapped);
-            }
-            table = entry & pte::ADDRESS_MASK;
-        }
-        path[levels - 1] = table;
-        let i = Self::index(iova, 1);
-        let leaf = mem.read(table, i);
-        if !present(leaf) {
-            return Err(TableError::NotMapped);
-        }
-        mem.write(table, i, 0);
-        for depth in (1..levels).rev() {
-            let t = path[depth];
-            if (0..ENTRIES as usize).any(|j| mem.read(t, j) != 0) {
-                break;
-            }
-            let level = (levels - depth) as u32 + 1;
-            mem.write(path[depth - 1], Self::index(iova, level), 0);
-            mem.free_table(t);
-        }
-        Ok(leaf & pte::ADDRESS_MASK)
+        self.walk().unmap(mem, iova)
     }
 }
 

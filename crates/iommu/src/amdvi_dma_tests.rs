@@ -1,37 +1,5 @@
 use super::*;
-use std::collections::BTreeMap;
-
-#[derive(Default)]
-struct Memory {
-    tables: BTreeMap<u64, Vec<u64>>,
-    next: u64,
-    freed: Vec<u64>,
-    limit: Option<usize>,
-}
-
-impl TableMemory for Memory {
-    fn allocate_table(&mut self) -> Option<u64> {
-        if self.limit.is_some_and(|l| self.tables.len() >= l) {
-            return None;
-        }
-        self.next += 0x1000;
-        self.tables.insert(0x200_0000 + self.next, vec![0; 512]);
-        Some(0x200_0000 + self.next)
-    }
-    fn free_table(&mut self, table: u64) {
-        assert!(self.tables.remove(&table).is_some(), "double free {table:#x}");
-        self.freed.push(table);
-    }
-    fn read(&self, table: u64, index: usize) -> u64 {
-        self.tables[&table][index]
-    }
-    fn write(&mut self, table: u64, index: usize, value: u64) {
-        self.tables.get_mut(&table).expect("live table")[index] = value;
-    }
-}
-
-const RW: DmaRights = DmaRights { read: true, write: true };
-const RO: DmaRights = DmaRights { read: true, write: false };
+use crate::test_memory::{Memory, RO, RW};
 
 #[test]
 fn levels_from_hats() {

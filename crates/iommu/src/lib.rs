@@ -167,9 +167,12 @@ pub mod ivrs;
 mod le;
 pub mod pagetable;
 pub mod queue;
+mod radix;
 pub mod regs;
 pub mod remap;
 pub mod sequence;
+#[cfg(test)]
+mod test_memory;
 pub mod update;
 
 pub use dmar::{DeviceScope, Dmar, DmarError, Drhd, ScopeKind, SourceId};

@@ -4,15 +4,12 @@
 //! walk, the permission bits and the freeing of emptied tables are host-tested.
 
 use crate::context::AddressWidth;
+use crate::radix::{EntryFormat, Radix};
 
 /// Second-level entry bit 0: read allowed.
 pub const READ: u64 = 1 << 0;
 /// Second-level entry bit 1: write allowed.
 pub const WRITE: u64 = 1 << 1;
-/// Bits 51:12: the next table or the page.
-const ADDRESS_MASK: u64 = 0x000F_FFFF_FFFF_F000;
-/// Entries per table.
-const ENTRIES: u64 = 512;
 
 /// Where tables live: 4-KiB frames of 512 64-bit entries, addressed physically.
 pub trait TableMemory {
@@ -34,12 +31,6 @@ pub struct DmaRights {
     pub read: bool,
     /// The device may write the page.
     pub write: bool,
-}
-
-impl DmaRights {
-    fn bits(self) -> u64 {
-        ((self.read as u64) * READ) | ((self.write as u64) * WRITE)
-    }
 }
 
 /// Why a page-table operation failed.
@@ -66,21 +57,35 @@ pub struct PageTable {
     pub width: AddressWidth,
 }
 
+/// The second-level entry format: present when R or W is set, the rights are those bits.
+pub(crate) struct SecondLevel;
+
+impl EntryFormat for SecondLevel {
+    fn present(entry: u64) -> bool {
+        entry & (READ | WRITE) != 0
+    }
+    fn directory(next: u64, _level: u32) -> u64 {
+        next | READ | WRITE
+    }
+    fn leaf(phys: u64, rights: DmaRights) -> u64 {
+        phys | ((rights.read as u64) * READ) | ((rights.write as u64) * WRITE)
+    }
+    fn rights(entry: u64) -> DmaRights {
+        DmaRights { read: entry & READ != 0, write: entry & WRITE != 0 }
+    }
+    fn follows(_entry: u64, _level: u32) -> bool {
+        true
+    }
+}
+
 impl PageTable {
     /// A table with an empty root.
     pub fn new<M: TableMemory>(mem: &mut M, width: AddressWidth) -> Option<PageTable> {
         Some(PageTable { root: mem.allocate_table()?, width })
     }
 
-    fn index(iova: u64, level: u32) -> usize {
-        ((iova >> (12 + 9 * (level - 1))) & (ENTRIES - 1)) as usize
-    }
-
-    fn check(&self, iova: u64) -> Result<(), TableError> {
-        if iova & 0xFFF != 0 || iova >> self.width.bits() != 0 {
-            return Err(TableError::BadAddress);
-        }
-        Ok(())
+    fn walk(&self) -> Radix<SecondLevel> {
+        Radix::new(self.root, self.width.levels())
     }
 
     /// Maps the page at `iova` to `phys`. Intermediate tables are created as needed, with
@@ -92,125 +97,27 @@ impl PageTable {
         phys: u64,
         rights: DmaRights,
     ) -> Result<(), TableError> {
-        self.check(iova)?;
-        if phys & !ADDRESS_MASK != 0 {
-            return Err(TableError::BadAddress);
-        }
-        if rights.bits() == 0 {
-            return Err(TableError::NoRights);
-        }
-        let mut table = self.root;
-        for level in (2..=self.width.levels()).rev() {
-            let i = Self::index(iova, level);
-            let entry = mem.read(table, i);
-            table = if entry & (READ | WRITE) != 0 {
-                entry & ADDRESS_MASK
-            } else {
-                let next = mem.allocate_table().ok_or(TableError::NoMemory)?;
-                mem.write(table, i, next | READ | WRITE);
-                next
-            };
-        }
-        let i = Self::index(iova, 1);
-        if mem.read(table, i) & (READ | WRITE) != 0 {
-            return Err(TableError::Mapped);
-        }
-        mem.write(table, i, phys | rights.bits());
-        Ok(())
+        self.walk().map(mem, iova, phys, rights)
     }
 
-    /// The page `iova` translates to, with its rights.
+    /// The page `iova` translates to, with its rights (the AND of every level's).
     pub fn translate<M: TableMemory>(&self, mem: &M, iova: u64) -> Option<(u64, DmaRights)> {
-        self.check(iova).ok()?;
-        let mut table = self.root;
-        for level in (1..=self.width.levels()).rev() {
-            let entry = mem.read(table, Self::index(iova, level));
-            if entry & (READ | WRITE) == 0 {
-                return None;
-            }
-            if level == 1 {
-                let rights = DmaRights { read: entry & READ != 0, write: entry & WRITE != 0 };
-                return Some((entry & ADDRESS_MASK, rights));
-            }
-            table = entry & ADDRESS_MASK;
-        }
-        None
+        self.walk().translate(mem, iova)
     }
 
     /// Clears the leaf for `iova` and returns the page it mapped. Intermediate tables that
     /// became empty are unlinked and freed: the caller's IOTLB invalidation (which must
     /// complete before the page itself is reused) also covers the paging-structure caches.
     pub fn unmap<M: TableMemory>(&self, mem: &mut M, iova: u64) -> Result<u64, TableError> {
-        self.check(iova)?;
-        let levels = self.width.levels() as usize;
-        // The tables walked through, top first.
-        let mut path = [0u64; 4];
-        let mut table = self.root;
-        for (depth, level) in (2..=self.width.levels()).rev().enumerate() {
-            path[depth] = table;
-            let entry = mem.read(table, Self::index(iova, level));
-            if entry & (READ | WRITE) == 0 {
-                return Err(TableError::NotMapped);
-            }
-            table = entry & ADDRESS_MASK;
-        }
-        path[levels - 1] = table;
-        let i = Self::index(iova, 1);
-        let leaf = mem.read(table, i);
-        if leaf & (READ | WRITE) == 0 {
-            return Err(TableError::NotMapped);
-        }
-        mem.write(table, i, 0);
-        // Free emptied tables bottom-up, never the root.
-        for depth in (1..levels).rev() {
-            let t = path[depth];
-            if (0..ENTRIES as usize).any(|j| mem.read(t, j) != 0) {
-                break;
-            }
-            let level = (levels - depth) as u32 + 1;
-            mem.write(path[depth - 1], Self::index(iova, level), 0);
-            mem.free_table(t);
-        }
-        Ok(leaf & ADDRESS_MASK)
+        self.walk().unmap(mem, iova)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
-
-    #[derive(Default)]
-    struct Memory {
-        tables: BTreeMap<u64, Vec<u64>>,
-        next: u64,
-        freed: Vec<u64>,
-        limit: Option<usize>,
-    }
-
-    impl TableMemory for Memory {
-        fn allocate_table(&mut self) -> Option<u64> {
-            if self.limit.is_some_and(|l| self.tables.len() >= l) {
-                return None;
-            }
-            self.next += 0x1000;
-            self.tables.insert(0x100_0000 + self.next, vec![0; 512]);
-            Some(0x100_0000 + self.next)
-        }
-        fn free_table(&mut self, table: u64) {
-            assert!(self.tables.remove(&table).is_some(), "double free {table:#x}");
-            self.freed.push(table);
-        }
-        fn read(&self, table: u64, index: usize) -> u64 {
-            self.tables[&table][index]
-        }
-        fn write(&mut self, table: u64, index: usize, value: u64) {
-            self.tables.get_mut(&table).expect("live table")[index] = value;
-        }
-    }
-
-    const RW: DmaRights = DmaRights { read: true, write: true };
-    const RO: DmaRights = DmaRights { read: true, write: false };
+    use crate::radix::ADDRESS_MASK;
+    use crate::test_memory::{Memory, RO, RW};
 
     #[test]
     fn map_translate_unmap_in_both_widths() {
@@ -244,6 +151,10 @@ mod tests {
         assert_eq!(l3 & 3, READ | WRITE, "non-leaf entries allow both");
         let l2 = mem.read(l3 & ADDRESS_MASK, 0);
         assert_eq!(mem.read(l2 & ADDRESS_MASK, 0), 0x7000 | READ);
+        // A directory entry that allows only reads caps the leaf below it.
+        pt.map(&mut mem, 0x4000_1000, 0x8000, RW).unwrap();
+        mem.write(l3 & ADDRESS_MASK, 0, (l2 & ADDRESS_MASK) | READ);
+        assert_eq!(pt.translate(&mem, 0x4000_1000), Some((0x8000, RO)));
     }
 
     #[test]
