@@ -20,9 +20,9 @@ use crate::qemu::CpuSpec;
 use crate::trace::{ev_str, ev_u64, Trace};
 
 /// The AMD IOMMU with interrupt remapping and x2APIC (XT) support advertised.
-const AMD_IOMMU_XT: &[&str] = &["-device", "amd-iommu,intremap=on,xtsup=on,pt=off"];
+pub(super) const AMD_IOMMU_XT: &[&str] = &["-device", "amd-iommu,intremap=on,xtsup=on,pt=off"];
 /// The same without XT: the EFR image and register lack XTSup.
-const AMD_IOMMU_NO_XT: &[&str] = &["-device", "amd-iommu,intremap=on,pt=off"];
+pub(super) const AMD_IOMMU_NO_XT: &[&str] = &["-device", "amd-iommu,intremap=on,pt=off"];
 /// QEMU trace events of the unit's register accesses.
 const AMDVI_TRACE: &[&str] = &[
     "amdvi_mmio_read",

@@ -10,16 +10,14 @@
 //! (`amdvi_translation_result`, `amdvi_cache_update`) and page invalidations
 //! (`amdvi_pages_inval`) are traced and cross-checked against the kernel's counters.
 
+use super::amd::{AMD_IOMMU_NO_XT, AMD_IOMMU_XT};
+use super::dma::{death_frame_checks, roundtrip_driver_checks};
 use super::user::user_proof;
 use super::{Accels, Proof};
 use crate::checks::{eq, keys_equal};
 use crate::qemu::CpuSpec;
 use crate::trace::{ev_u64, Trace};
 
-/// The AMD IOMMU with interrupt remapping and XT (the unit first: 00:03.0, edu 00:04.0).
-const AMD_IOMMU: &[&str] = &["-device", "amd-iommu,intremap=on,xtsup=on,pt=off"];
-/// The same without XT, for xAPIC (legacy interrupt entries).
-const AMD_IOMMU_NO_XT: &[&str] = &["-device", "amd-iommu,intremap=on,pt=off"];
 /// The unit's trace events these proofs read.
 const AMDVI_DMA_TRACE: &[&str] = &[
     "amdvi_page_fault",
@@ -80,7 +78,8 @@ fn bench() -> Proof {
 
 fn amd_machine(p: Proof, manifest: &'static str, mode: Mode) -> Proof {
     let (device, cpu, remap) = match mode {
-        Mode::X2Apic => (AMD_IOMMU, "+x2apic", "ga"),
+        // The unit first (00:03.0), edu after it (00:04.0).
+        Mode::X2Apic => (AMD_IOMMU_XT, "+x2apic", "ga"),
         Mode::XApic => (AMD_IOMMU_NO_XT, "-x2apic", "legacy"),
     };
     user_proof(p.qemu_extra(device), manifest, &["edu-driver"])
@@ -185,14 +184,7 @@ fn roundtrip(name: &'static str, mode: Mode) -> Proof {
         mode,
     );
     for key in ["edu_rt", "edu_rt2"] {
-        let k = |s: &str| -> &'static str { Box::leak(format!("user.{key}.{s}").into_boxed_str()) };
-        p = p
-            .check(eq(k("iova_in_window"), "yes"))
-            .check(eq(k("roundtrip"), "ok"))
-            .check(eq(k("readonly_respected"), "yes"))
-            .check(eq(k("pinned_unmap"), "busy"))
-            .check(eq(k("stale_dma_landed"), "no"))
-            .check(eq(k("unmap_after"), "ok"));
+        p = roundtrip_driver_checks(p, key);
     }
     table_checks(p)
         .check(eq("proc.edu_rt.exit", 0))
@@ -229,7 +221,7 @@ fn roundtrip(name: &'static str, mode: Mode) -> Proof {
 /// invalidated) precedes the free of the frame, which never holds the pattern; the write's
 /// translations after the revocation's invalidation lead nowhere.
 fn death() -> Proof {
-    table_checks(
+    let p = table_checks(
         amd_machine(
             Proof::new(
                 "amd-dma-death",
@@ -244,34 +236,31 @@ fn death() -> Proof {
     .check(eq("proc.edu_hold.exit", 0))
     .check(eq("user.edu_death.in_flight_at_death", "yes"))
     .check(eq("iommu.dma.maps", 1))
-    .check(eq("iommu.dma.detaches", 1))
-    .check(eq("dma.death.mapped_frames", 1))
-    .check(eq("dma.death.revoked_before_free", 1))
-    .check(eq("dma.death.frames_free", 1))
-    .check(eq("dma.death.pattern_words", 0))
-    .trace(AMDVI_DMA_TRACE)
-    .trace_check(
-        "after the revocation's invalidation, edu's write at the dead driver's IOVA faults and translates to nothing",
-        |t, tr| {
-            let iova = ev_u64(t, "user.edu_death.death_iova")?;
-            let last_inval = tr
-                .events
-                .iter()
-                .rposition(|e| e.name == "amdvi_pages_inval")
-                .ok_or("no amdvi_pages_inval")?;
-            let after = &tr.events[last_inval..];
-            let results: Vec<_> = after
-                .iter()
-                .filter(|e| e.name == "amdvi_translation_result")
-                .filter_map(translation)
-                .collect();
-            let faults = after.iter().filter(|e| e.name == "amdvi_page_fault").count();
-            if results.is_empty() || faults == 0 || results.iter().any(|r| *r != (iova, 0)) {
-                return Err(format!("after the revocation: translations {results:x?}, {faults} faults"));
-            }
-            Ok(())
-        },
-    )
+    .check(eq("iommu.dma.detaches", 1));
+    death_frame_checks(p)
+        .trace(AMDVI_DMA_TRACE)
+        .trace_check(
+            "after the revocation's invalidation, edu's write at the dead driver's IOVA faults and translates to nothing",
+            |t, tr| {
+                let iova = ev_u64(t, "user.edu_death.death_iova")?;
+                let last_inval = tr
+                    .events
+                    .iter()
+                    .rposition(|e| e.name == "amdvi_pages_inval")
+                    .ok_or("no amdvi_pages_inval")?;
+                let after = &tr.events[last_inval..];
+                let results: Vec<_> = after
+                    .iter()
+                    .filter(|e| e.name == "amdvi_translation_result")
+                    .filter_map(translation)
+                    .collect();
+                let faults = after.iter().filter(|e| e.name == "amdvi_page_fault").count();
+                if results.is_empty() || faults == 0 || results.iter().any(|r| *r != (iova, 0)) {
+                    return Err(format!("after the revocation: translations {results:x?}, {faults} faults"));
+                }
+                Ok(())
+            },
+        )
 }
 
 /// A translation QEMU reported: (IOVA page, physical page).

@@ -125,13 +125,8 @@ fn death(name: &'static str, how: &'static str, manifest: &'static str, exit: u6
         .check(eq("iommu.dma.detaches", 1))
         .check(eq("iommu.dma.domains_live", 0))
         .check(eq("iommu.dma.present_contexts", 0))
-        .check(eq("iommu.dma.present_roots", 0))
-        // Revocation before the free, read from the allocator when it unpinned the frame;
-        // the frame freed by the end and free of the pattern, read from the frame.
-        .check(eq("dma.death.mapped_frames", 1))
-        .check(eq("dma.death.revoked_before_free", 1))
-        .check(eq("dma.death.frames_free", 1))
-        .check(eq("dma.death.pattern_words", 0))
+        .check(eq("iommu.dma.present_roots", 0));
+    let p = death_frame_checks(p)
         .check(eq("iommu.dma_fault_overflows", 0))
         .check(eq("iommu.faults", 0))
         .trace(DMAR_TRACE);
@@ -159,12 +154,13 @@ fn death(name: &'static str, how: &'static str, manifest: &'static str, exit: u6
         )
 }
 
-/// QEMU traced faults of exactly one transfer: a write from edu to the IOVA page the kernel
-/// recorded (one transfer's accesses to one page count once, see [`faults_agree`]).
-fn death_fault_traced(t: &keel_evidence::Transcript, tr: &Trace) -> Result<(), String> {
-    let sid = ev_u64(t, "dma.edu_source_id")?;
-    let iova = ev_u64(t, "user.edu_death.death_iova")?;
-    let mut transfers: Vec<(Option<u64>, Option<u64>, Option<&str>)> = Vec::new();
+/// A traced fault: (source id, IOVA page, "1" for a write).
+type TracedFault<'a> = (Option<u64>, Option<u64>, Option<&'a str>);
+
+/// QEMU's `vtd_dmar_fault` events, consecutive ones of one source, page and direction
+/// counted once (one transfer's accesses to one page, see [`faults_agree`]).
+fn traced_transfers(tr: &Trace) -> Vec<TracedFault<'_>> {
+    let mut transfers: Vec<TracedFault<'_>> = Vec::new();
     for e in tr.matching("vtd_dmar_fault", &[]) {
         let fault = (
             e.field("sid").and_then(hex_or_dec),
@@ -175,14 +171,33 @@ fn death_fault_traced(t: &keel_evidence::Transcript, tr: &Trace) -> Result<(), S
             transfers.push(fault);
         }
     }
+    transfers
+}
+
+/// Revocation before the free, read from the allocator when it unpinned the frame; the
+/// frame freed by the end and free of the pattern, read from the frame (either unit).
+pub(super) fn death_frame_checks(p: Proof) -> Proof {
+    p.check(eq("dma.death.mapped_frames", 1))
+        .check(eq("dma.death.revoked_before_free", 1))
+        .check(eq("dma.death.frames_free", 1))
+        .check(eq("dma.death.pattern_words", 0))
+}
+
+/// QEMU traced faults of exactly one transfer: a write from edu to the IOVA page the kernel
+/// recorded (one transfer's accesses to one page count once, see [`faults_agree`]).
+fn death_fault_traced(t: &keel_evidence::Transcript, tr: &Trace) -> Result<(), String> {
+    let sid = ev_u64(t, "dma.edu_source_id")?;
+    let iova = ev_u64(t, "user.edu_death.death_iova")?;
+    let transfers = traced_transfers(tr);
     match transfers.as_slice() {
         [(Some(s), Some(a), Some("1"))] if *s == sid && *a == iova => Ok(()),
         other => Err(format!("traced faults {other:?}, want one write from {sid:#x} at {iova:#x}")),
     }
 }
 
-/// Per `dma-roundtrip` driver, what it must have seen.
-fn driver_checks(p: Proof, key: &'static str) -> Proof {
+/// Per `dma-roundtrip` driver, what it saw of its transfers on either unit: the IOVA in its
+/// window, the copy, the read-only page and the stale DMA not landing, the pinned unmap.
+pub(super) fn roundtrip_driver_checks(p: Proof, key: &'static str) -> Proof {
     let k = |s: &str| -> &'static str { Box::leak(format!("user.{key}.{s}").into_boxed_str()) };
     p.check(eq(k("iova_in_window"), "yes"))
         .check(eq(k("roundtrip"), "ok"))
@@ -190,6 +205,12 @@ fn driver_checks(p: Proof, key: &'static str) -> Proof {
         .check(eq(k("pinned_unmap"), "busy"))
         .check(eq(k("stale_dma_landed"), "no"))
         .check(eq(k("unmap_after"), "ok"))
+}
+
+/// Per `dma-roundtrip` driver on VT-d, what it must have seen.
+fn driver_checks(p: Proof, key: &'static str) -> Proof {
+    let k = |s: &str| -> &'static str { Box::leak(format!("user.{key}.{s}").into_boxed_str()) };
+    roundtrip_driver_checks(p, key)
         // Delivered to the driver by `DeviceMemoryDmaFaults`: the write after its unmap,
         // not the other driver's.
         .check(eq(k("own_faults"), 1))
@@ -321,17 +342,7 @@ fn faults_agree(t: &keel_evidence::Transcript, tr: &Trace) -> Result<(), String>
     let sid = ev_u64(t, "dma.edu_source_id")?;
     let page = ev_u64(t, "dma.watch.phys")?;
     let counted = ev_u64(t, "iommu.dma_faults")?;
-    let mut transfers: Vec<(Option<u64>, Option<u64>, Option<&str>)> = Vec::new();
-    for e in tr.matching("vtd_dmar_fault", &[]) {
-        let fault = (
-            e.field("sid").and_then(hex_or_dec),
-            e.field("addr").and_then(hex_or_dec).map(|a| a & !0xFFF),
-            e.field("write"),
-        );
-        if transfers.last() != Some(&fault) {
-            transfers.push(fault);
-        }
-    }
+    let transfers = traced_transfers(tr);
     if transfers.len() as u64 != counted {
         return Err(format!(
             "QEMU traced faults of {} transfers, the kernel counted {counted}",
