@@ -9,7 +9,7 @@
 //! has IR = IW = 1 and the leaves decide.
 
 use crate::pagetable::{DmaRights, TableError, TableMemory};
-use crate::radix::{EntryFormat, Radix};
+use crate::radix::{table_operations, EntryFormat, Radix};
 
 /// I/O page-table entry bits (spec 2.2.3, figures 9 and 10).
 pub mod pte {
@@ -209,29 +209,7 @@ impl IoPageTable {
         Radix::new(self.root, self.levels)
     }
 
-    /// Maps the page at `iova` to `phys`. Directory entries are created as needed with IR
-    /// and IW (the unit ANDs the levels' rights, so the leaf decides).
-    pub fn map<M: TableMemory>(
-        &self,
-        mem: &mut M,
-        iova: u64,
-        phys: u64,
-        rights: DmaRights,
-    ) -> Result<(), TableError> {
-        self.walk().map(mem, iova, phys, rights)
-    }
-
-    /// The page `iova` translates to, with its rights (the AND of every level's).
-    pub fn translate<M: TableMemory>(&self, mem: &M, iova: u64) -> Option<(u64, DmaRights)> {
-        self.walk().translate(mem, iova)
-    }
-
-    /// Clears the leaf for `iova` and returns the page it mapped. Directory tables that
-    /// became empty are unlinked and freed, never the root: the caller's page invalidation
-    /// (PDE = 1, completed before the page is reused) drops the unit's cached copies.
-    pub fn unmap<M: TableMemory>(&self, mem: &mut M, iova: u64) -> Result<u64, TableError> {
-        self.walk().unmap(mem, iova)
-    }
+    table_operations!();
 }
 
 #[cfg(test)]

@@ -142,3 +142,97 @@ impl<F: EntryFormat> Radix<F> {
         Ok(leaf & ADDRESS_MASK)
     }
 }
+
+/// The public `map`, `translate` and `unmap` of a table type whose `walk()` gives its
+/// [`Radix`]: both units' tables offer the same three operations.
+macro_rules! table_operations {
+    () => {
+        /// Maps the page at `iova` to `phys`. Directory tables are created as needed with
+        /// every right (the unit ANDs the levels' rights, so the leaf decides).
+        pub fn map<M: TableMemory>(
+            &self,
+            mem: &mut M,
+            iova: u64,
+            phys: u64,
+            rights: DmaRights,
+        ) -> Result<(), TableError> {
+            self.walk().map(mem, iova, phys, rights)
+        }
+
+        /// The page `iova` translates to, with its rights (the AND of every level's).
+        pub fn translate<M: TableMemory>(&self, mem: &M, iova: u64) -> Option<(u64, DmaRights)> {
+            self.walk().translate(mem, iova)
+        }
+
+        /// Clears the leaf for `iova` and returns the page it mapped. Directory tables that
+        /// became empty are unlinked and freed, never the root: the caller's invalidation
+        /// (VT-d's IOTLB invalidation also covers the paging-structure caches; AMD-Vi's
+        /// INVALIDATE_IOMMU_PAGES has PDE = 1), completed before the page is reused, drops
+        /// the unit's cached copies.
+        pub fn unmap<M: TableMemory>(&self, mem: &mut M, iova: u64) -> Result<u64, TableError> {
+            self.walk().unmap(mem, iova)
+        }
+    };
+}
+pub(crate) use table_operations;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::amdvi_dma::IoEntry;
+    use crate::pagetable::SecondLevel;
+    use crate::test_memory::{Memory, RO, RW};
+
+    /// Two pages mapped, translated, remapped (refused) and unmapped; the emptied tables
+    /// freed down to the root.
+    fn map_translate_unmap<F: EntryFormat>(levels: u32) {
+        let mut mem = Memory::default();
+        let root = mem.allocate_table().unwrap();
+        let pt = Radix::<F>::new(root, levels);
+        pt.map(&mut mem, 0x10_0000, 0xABC_D000, RW).unwrap();
+        pt.map(&mut mem, 0x10_1000, 0xABC_E000, RO).unwrap();
+        assert_eq!(mem.tables.len(), levels as usize);
+        assert_eq!(pt.translate(&mem, 0x10_0000), Some((0xABC_D000, RW)));
+        assert_eq!(pt.translate(&mem, 0x10_1000), Some((0xABC_E000, RO)));
+        assert_eq!(pt.translate(&mem, 0x10_2000), None);
+        assert_eq!(pt.map(&mut mem, 0x10_0000, 0x5000, RW), Err(TableError::Mapped));
+        assert_eq!(pt.unmap(&mut mem, 0x10_0000), Ok(0xABC_D000));
+        assert_eq!(pt.translate(&mem, 0x10_0000), None);
+        assert_eq!(pt.unmap(&mut mem, 0x10_0000), Err(TableError::NotMapped));
+        assert!(mem.freed.is_empty(), "the leaf table still holds 0x101000");
+        assert_eq!(pt.unmap(&mut mem, 0x10_1000), Ok(0xABC_E000));
+        assert_eq!(mem.freed.len(), levels as usize - 1);
+        assert_eq!(mem.tables.keys().copied().collect::<Vec<_>>(), [root]);
+        assert!(mem.tables[&root].iter().all(|e| *e == 0));
+    }
+
+    /// Unaligned or too-wide addresses, no rights, an unmapped page, no memory left.
+    fn hostile_arguments<F: EntryFormat>() {
+        let mut mem = Memory::default();
+        let pt = Radix::<F>::new(mem.allocate_table().unwrap(), 3);
+        assert_eq!(pt.map(&mut mem, 0x1001, 0x2000, RW), Err(TableError::BadAddress));
+        assert_eq!(pt.map(&mut mem, 0x1000, 0x2001, RW), Err(TableError::BadAddress));
+        assert_eq!(pt.map(&mut mem, 1 << 39, 0x2000, RW), Err(TableError::BadAddress));
+        assert_eq!(pt.map(&mut mem, 0x1000, 1 << 52, RW), Err(TableError::BadAddress));
+        let none = DmaRights { read: false, write: false };
+        assert_eq!(pt.map(&mut mem, 0x1000, 0x2000, none), Err(TableError::NoRights));
+        assert_eq!(pt.translate(&mem, 1 << 39), None);
+        assert_eq!(pt.unmap(&mut mem, 0x1000), Err(TableError::NotMapped));
+        mem.limit = Some(2);
+        assert_eq!(pt.map(&mut mem, 0x1000, 0x2000, RW), Err(TableError::NoMemory));
+    }
+
+    #[test]
+    fn second_level_in_both_widths() {
+        map_translate_unmap::<SecondLevel>(3);
+        map_translate_unmap::<SecondLevel>(4);
+        hostile_arguments::<SecondLevel>();
+    }
+
+    #[test]
+    fn amdvi_io_page_table() {
+        map_translate_unmap::<IoEntry>(crate::amdvi_dma::LEVELS);
+        map_translate_unmap::<IoEntry>(6);
+        hostile_arguments::<IoEntry>();
+    }
+}
