@@ -260,6 +260,17 @@ fn roundtrip(
         .check(eq("iommu.faults", 0))
 }
 
+/// `dma-attack` on either unit: the driver ended its [`ATTEMPTS`] transfers and exited; its
+/// exit released its Interrupt: bus mastering off (read from the command register), so the
+/// BAR-only program's one transfer never reached the unit.
+pub(super) fn attack_program_checks(p: Proof) -> Proof {
+    p.check(eq("proc.edu_dma.exit", 0))
+        .check(eq("user.edu_dma.dma_ended", ATTEMPTS))
+        .check(eq("irq.msi_edu.bus_master_at_end", "no"))
+        .check(eq("proc.edu_bar_only.exit", 0))
+        .check(eq("user.edu_bar_only.dma_ended", 1))
+}
+
 fn dma_attack(
     name: &'static str,
     how: &'static str,
@@ -274,19 +285,14 @@ fn dma_attack(
         .machine("q35,kernel-irqchip=split")
         .qemu_extra(&["-device", device])
         .args(WATCHED_PAGE);
-    p.check(eq("iommu.remapping", "on"))
+    let p = p
+        .check(eq("iommu.remapping", "on"))
         .check(eq("iommu.dma", "on"))
         .check(eq("iommu.unit.0.te", "yes"))
         .check(keys_equal("iommu.unit.0.rtaddr", "iommu.dma.root_phys"))
         .check(eq("iommu.dma.present_roots", 0))
-        .check(eq("iommu.unit.0.caching_mode", if caching_mode { "yes" } else { "no" }))
-        .check(eq("proc.edu_dma.exit", 0))
-        .check(eq("user.edu_dma.dma_ended", ATTEMPTS))
-        // The driver's exit released its Interrupt: bus mastering off (read from the
-        // command register), so the BAR-only program's transfer never reached the unit.
-        .check(eq("irq.msi_edu.bus_master_at_end", "no"))
-        .check(eq("proc.edu_bar_only.exit", 0))
-        .check(eq("user.edu_bar_only.dma_ended", 1))
+        .check(eq("iommu.unit.0.caching_mode", if caching_mode { "yes" } else { "no" }));
+    attack_program_checks(p)
         // Each driver reads back the faults its own device caused (`DeviceMemoryDmaFaults`):
         // all three for the attacker, with the last record's page, reason and direction;
         // none for the BAR-only program, which held the device only after the attacker.
