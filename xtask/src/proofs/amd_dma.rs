@@ -11,7 +11,10 @@
 //! (`amdvi_pages_inval`) are traced and cross-checked against the kernel's counters.
 
 use super::amd::{AMD_IOMMU_NO_XT, AMD_IOMMU_XT};
-use super::dma::{attack_program_checks, death_frame_checks, roundtrip_driver_checks};
+use super::dma::{
+    attack_program_checks, bench_map_checks, bench_rounds, death_frame_checks,
+    roundtrip_driver_checks,
+};
 use super::user::user_proof;
 use super::{Accels, Proof};
 use crate::checks::{eq, keys_equal};
@@ -57,23 +60,15 @@ pub fn proofs() -> Vec<Proof> {
 /// driver's `DeviceMemoryDmaMap`/`DmaUnmap` cost with AMD-Vi translating (beside VT-d's
 /// `bench-dma-translated`); every round's copy checked in the destination frame.
 fn bench() -> Proof {
-    amd_machine(
+    let p = amd_machine(
         Proof::new(
             "bench-dma-translated-amd",
             "edu DMA round trips through IOVAs (AMD-Vi on); DmaMap/DmaUnmap cost",
         ),
         "dma-bench",
         Mode::X2Apic,
-    )
-    .args("dma_bench=16")
-    .bench()
-    .check(eq("bench.dma.translation", "on"))
-    .check(eq("bench.dma.rounds", 16))
-    .check(eq("bench.dma.rounds_copied", 16))
-    .check(eq("proc.edu_bench.exit", 0))
-    .check(eq("iommu.dma.domains_live", 0))
-    .check(eq("user.edu_bench.dma_map", "ok"))
-    .check(eq("user.edu_bench.dma_samples", 64))
+    );
+    bench_map_checks(bench_rounds(p, true))
 }
 
 fn amd_machine(p: Proof, manifest: &'static str, mode: Mode) -> Proof {

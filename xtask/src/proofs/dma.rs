@@ -62,6 +62,24 @@ pub fn proofs() -> Vec<Proof> {
 const BENCH_ROUNDS: u64 = 16;
 const BENCH_MAPS: u64 = 64;
 
+/// The kernel's [`BENCH_ROUNDS`] edu round trips (either unit, or none), each copy checked.
+pub(super) fn bench_rounds(p: Proof, translated: bool) -> Proof {
+    p.args(Box::leak(format!("dma_bench={BENCH_ROUNDS}").into_boxed_str()))
+        .bench()
+        .check(eq("bench.dma.translation", if translated { "on" } else { "off" }))
+        .check(eq("bench.dma.rounds", BENCH_ROUNDS))
+        .check(eq("bench.dma.rounds_copied", BENCH_ROUNDS))
+        .check(eq("proc.edu_bench.exit", 0))
+}
+
+/// The driver's [`BENCH_MAPS`] timed `DeviceMemoryDmaMap`/`DmaUnmap` pairs, its domain gone
+/// at the end (either unit).
+pub(super) fn bench_map_checks(p: Proof) -> Proof {
+    p.check(eq("iommu.dma.domains_live", 0))
+        .check(eq("user.edu_bench.dma_map", "ok"))
+        .check(eq("user.edu_bench.dma_samples", BENCH_MAPS))
+}
+
 /// `cargo xtask bench --filter dma`: edu round trips with translation on (through IOVAs)
 /// and off (by physical address, no IOMMU) on the same machine otherwise; with the IOMMU,
 /// the cost of `DeviceMemoryDmaMap`/`DmaUnmap` measured in the driver. Every round's copy
@@ -81,19 +99,13 @@ fn bench(translated: bool) -> Proof {
         )
     };
     let p = user_proof(Proof::new(name, description), manifest, &["edu-driver"])
-        .machine("q35,kernel-irqchip=split")
-        .args(Box::leak(format!("dma_bench={BENCH_ROUNDS}").into_boxed_str()))
-        .bench()
-        .check(eq("bench.dma.translation", if translated { "on" } else { "off" }))
-        .check(eq("bench.dma.rounds", BENCH_ROUNDS))
-        .check(eq("bench.dma.rounds_copied", BENCH_ROUNDS))
-        .check(eq("proc.edu_bench.exit", 0));
+        .machine("q35,kernel-irqchip=split");
+    let p = bench_rounds(p, translated);
     if translated {
-        p.qemu_extra(&["-device", "intel-iommu,intremap=on,eim=on"])
-            .check(eq("iommu.dma_faults", 0))
-            .check(eq("iommu.dma.domains_live", 0))
-            .check(eq("user.edu_bench.dma_map", "ok"))
-            .check(eq("user.edu_bench.dma_samples", BENCH_MAPS))
+        let p = p
+            .qemu_extra(&["-device", "intel-iommu,intremap=on,eim=on"])
+            .check(eq("iommu.dma_faults", 0));
+        bench_map_checks(p)
     } else {
         p.check(eq("user.edu_bench.dma_map", "denied"))
     }
