@@ -3,7 +3,7 @@
 use keel_abi::{Status, CONSOLE_WRITE_MAX};
 
 use super::{Caller, Reply};
-use crate::mm::user::UserSlice;
+use fw::mm::user::UserSlice;
 
 /// The methods of a `Console` capability.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

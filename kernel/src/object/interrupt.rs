@@ -29,10 +29,10 @@ use keel_apic::{ApicId, Polarity, TriggerMode};
 use spin::Mutex;
 
 use super::{Caller, Reply};
-use crate::arch::x86_64::ioapic::InService;
-use crate::arch::x86_64::{cpu, ioapic, percpu};
-use crate::pci::{self, PciDevice};
 use crate::task::{Process, Thread};
+use fw::arch::x86_64::ioapic::InService;
+use fw::arch::x86_64::{cpu, ioapic, percpu};
+use fw::pci::{self, PciDevice};
 
 /// Where the interrupt comes from and how it is masked.
 pub enum Source {
@@ -135,7 +135,7 @@ fn create(
     };
     let source = match request {
         ManifestSource::Isa(irq) => {
-            let route = crate::acpi::platform().resolve_isa_irq(irq).ok_or("ISA IRQ has no GSI")?;
+            let route = fw::acpi::platform().resolve_isa_irq(irq).ok_or("ISA IRQ has no GSI")?;
             let (polarity, trigger) = (route.polarity, route.trigger);
             ioapic::route(route.gsi, vector, ApicId::new(apic_id), polarity, trigger, true)
                 .map_err(|_| "IOAPIC route failed")?;

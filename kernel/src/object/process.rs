@@ -6,8 +6,8 @@ use core::sync::atomic::Ordering;
 use keel_abi::Status;
 
 use super::{Caller, Reply};
-use crate::arch::x86_64::percpu;
 use crate::task::{sched, Thread};
+use fw::arch::x86_64::percpu;
 
 /// The methods of a `Process` capability.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

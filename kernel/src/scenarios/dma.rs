@@ -4,7 +4,7 @@
 
 use keel_boot::cmdline::CommandLine;
 
-use crate::mm::phys_to_virt;
+use fw::mm::phys_to_virt;
 
 /// The watched page and its checksum before the programs ran.
 pub struct Watch {
@@ -29,10 +29,10 @@ fn checksum(page: u64) -> u64 {
 pub fn start(cmdline: &CommandLine) -> Option<Watch> {
     let phys = cmdline.get_u64("dma_watch").ok().flatten()?;
     let page = phys & !0xFFF;
-    if let Some(edu) = crate::pci::find(0x1234, 0x11e8, 0) {
+    if let Some(edu) = fw::pci::find(0x1234, 0x11e8, 0) {
         ev!("dma.edu_source_id", format_args!("{:#x}", edu.addr.bdf()));
     }
-    let image = crate::mm::kernel_image_phys();
+    let image = fw::mm::kernel_image_phys();
     let inside = page >= image.start && page + 4096 <= image.end;
     ev!("dma.watch.phys", format_args!("{page:#x}"));
     ev!("dma.watch.in_kernel_image", if inside { "yes" } else { "no" });

@@ -21,9 +21,9 @@ use x86_64::registers::model_specific::{GsBase, KernelGsBase};
 use x86_64::VirtAddr;
 
 use super::System;
-use crate::arch::x86_64::{interrupts, lapic, lockup, percpu, smp};
-use crate::exit::verdict;
-use crate::time;
+use fw::arch::x86_64::{interrupts, lapic, lockup, percpu, smp};
+use fw::exit::verdict;
+use fw::time;
 
 global_asm!(
     r#"
@@ -98,7 +98,7 @@ fn sit_in_swapgs_window(_: usize) {
         let kernel_gs_saved = KernelGsBase::read();
         // The user's GS base as every thread has it: the window's GS.
         KernelGsBase::write(VirtAddr::new(0));
-        let deadline = crate::arch::x86_64::cpu::rdtsc() + time::ns_to_tsc(WINDOW_WAIT_NS);
+        let deadline = fw::arch::x86_64::cpu::rdtsc() + time::ns_to_tsc(WINDOW_WAIT_NS);
         // SAFETY: interrupts are off; the routine swaps GS, touches only the two counters
         // passed in (both 'static), and swaps back before returning.
         unsafe { keel_swapgs_window(&IN_WINDOW, &me.nmis, deadline) };
@@ -150,7 +150,7 @@ pub fn run_window(_system: System) -> ! {
 
 /// Posted to CPU 1: spin with interrupts off for `ms`.
 fn spin_interrupts_off(ms: usize) {
-    let deadline = crate::arch::x86_64::cpu::rdtsc() + time::ns_to_tsc(ms as u64 * 1_000_000);
+    let deadline = fw::arch::x86_64::cpu::rdtsc() + time::ns_to_tsc(ms as u64 * 1_000_000);
     // SAFETY: the routine only reads the TSC and restores RFLAGS (IF) on return.
     unsafe { keel_lockup_spin(deadline) };
 }

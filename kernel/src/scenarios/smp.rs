@@ -9,9 +9,9 @@ use keel_apic::{ApicId, XApicId};
 use keel_boot::cmdline::CommandLine;
 
 use super::System;
-use crate::arch::x86_64::{iommu, lapic, percpu, smp};
-use crate::exit::verdict;
-use crate::time;
+use fw::arch::x86_64::{iommu, lapic, percpu, smp};
+use fw::exit::verdict;
+use fw::time;
 
 static PINGS_PER_PAIR: AtomicU64 = AtomicU64::new(0);
 static PING_TIMEOUTS: AtomicU64 = AtomicU64::new(0);
@@ -45,7 +45,7 @@ fn ping_targets(position: usize) {
 /// Lets time pass on the boot CPU with interrupts on (ticks keep arriving everywhere).
 pub fn sleep_ms(ms: u64) {
     // Tickless, the timer is armed for the end: no tick is needed to wake up.
-    crate::arch::x86_64::oneshot::halt_until(time::now_ns() + ms * 1_000_000);
+    fw::arch::x86_64::oneshot::halt_until(time::now_ns() + ms * 1_000_000);
 }
 
 pub fn run(system: System, cmdline: &CommandLine) -> ! {
@@ -82,7 +82,7 @@ fn check_timer_ticks(online: &[&'static percpu::PerCpu], cmdline: &CommandLine) 
     let tick_ms = super::option_u64(cmdline, "tick_ms", 400);
     sleep_ms(tick_ms);
     let min_ticks = lapic::tick_hz() * tick_ms / 1000 / 4;
-    let summarised = crate::init::report::summarised();
+    let summarised = fw::bringup::report::summarised();
     let mut slow_tickers = 0;
     for cpu in online {
         let ticks = cpu.lapic.timer_ticks.load(Ordering::Relaxed);
@@ -115,7 +115,7 @@ fn ping_all_to_all(online: &[&'static percpu::PerCpu], cmdline: &CommandLine) ->
     PING_TARGETS.store(if n > 1 { targets } else { 0 }, Ordering::Relaxed);
     ONLINE.call_once(|| online.to_vec());
     ev!("ipi.targets_per_cpu", targets);
-    let summarised = crate::init::report::summarised();
+    let summarised = fw::bringup::report::summarised();
     let before: Vec<u64> = online.iter().map(|c| c.mailbox.pings_acked()).collect();
     let tickets: Vec<_> = online
         .iter()
@@ -183,7 +183,7 @@ fn route_rtc(system: &System, online: &[&'static percpu::PerCpu], cmdline: &Comm
         let refused = super::rtc::route_is_refused(system, high);
         ev!("ioapic.route_above_254", if refused { "refused" } else { "accepted" });
         let high_id = keel_apic::ApicId::new(high.apic_id.load(Ordering::Relaxed));
-        if let Err(reason) = crate::arch::x86_64::ioapic::reachable(high_id) {
+        if let Err(reason) = fw::arch::x86_64::ioapic::reachable(high_id) {
             log::info!("smp: RTC to APIC ID {}: {reason}", high_id.get());
             ev!("ioapic.route_above_254_reason", "8-bit-destination-without-remapping");
         }
@@ -213,7 +213,7 @@ fn route_rtc(system: &System, online: &[&'static percpu::PerCpu], cmdline: &Comm
 
 /// Every CPU's LAPIC error and spurious counts; returns how many CPUs saw LAPIC errors.
 fn check_lapic_errors(online: &[&'static percpu::PerCpu]) -> usize {
-    let summarised = crate::init::report::summarised();
+    let summarised = fw::bringup::report::summarised();
     let mut cpus_with_errors = 0;
     for cpu in online {
         let errors = cpu.lapic.errors.load(Ordering::Relaxed);

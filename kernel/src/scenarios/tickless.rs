@@ -15,9 +15,9 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use keel_boot::cmdline::CommandLine;
 
 use super::System;
-use crate::arch::x86_64::{lapic, lockup, oneshot, percpu, smp};
-use crate::exit::verdict;
-use crate::time;
+use fw::arch::x86_64::{lapic, lockup, oneshot, percpu, smp};
+use fw::exit::verdict;
+use fw::time;
 
 /// Kernel sleeps measured per CPU.
 const SLEEPS: u64 = 16;

@@ -9,13 +9,13 @@ use keel_boot::cmdline::CommandLine;
 use keel_manifest::{Grant, Manifest};
 
 use super::System;
-use crate::arch::x86_64::percpu;
-use crate::exit::verdict;
 use crate::init::programs;
-use crate::mm::BootContext;
 use crate::object::interrupt;
 use crate::task::loader::ModuleImage;
 use crate::task::process;
+use fw::arch::x86_64::percpu;
+use fw::exit::verdict;
+use fw::mm::BootContext;
 
 /// `_system`: bring-up must have happened (CPUs online, tick running); nothing else is needed.
 pub fn run(_system: System, cmdline: &CommandLine, boot: &BootContext) -> ! {
@@ -24,8 +24,8 @@ pub fn run(_system: System, cmdline: &CommandLine, boot: &BootContext) -> ! {
         process::widen_io_exit_race();
     }
     let churn = super::churn::Churn::start();
-    let frames_before = crate::mm::frames::free_count();
-    let heap_before = crate::mm::heap::used_bytes();
+    let frames_before = fw::mm::frames::free_count();
+    let heap_before = fw::mm::heap::used_bytes();
     ev!("user.frames_free_before", frames_before);
     ev!("user.programs", manifest.programs.len());
 
@@ -33,7 +33,7 @@ pub fn run(_system: System, cmdline: &CommandLine, boot: &BootContext) -> ! {
     let exit_window_ns = super::option_u64(cmdline, "exit_window_ms", 0) * 1_000_000;
     crate::task::ring::EXIT_WINDOW_NS.store(exit_window_ns, Ordering::Relaxed);
     let watch = super::dma::start(cmdline);
-    let run = programs::run(&manifest, &mods, Some(crate::time::now_ns() + timeout_ns));
+    let run = programs::run(&manifest, &mods, Some(fw::time::now_ns() + timeout_ns));
     super::dma::finish(watch);
     let mut failures = run.failures + programs::unexpected_exits(&manifest, &run);
     churn.programs_done();
@@ -43,7 +43,7 @@ pub fn run(_system: System, cmdline: &CommandLine, boot: &BootContext) -> ! {
     if manifest.programs.iter().any(|p| p.grants.iter().any(|g| matches!(g, Grant::IoPorts { .. })))
     {
         // Every CPU's I/O bitmap read back there, once no program is left.
-        crate::arch::x86_64::io_bitmap::report();
+        fw::arch::x86_64::io_bitmap::report();
     }
     kernel_counter_evidence();
     // The records above were the last use of the processes: drop the proof's references, so
@@ -113,7 +113,7 @@ fn interrupt_evidence() {
         ev!(("irq.{}.on_target_cpu", key), irq.on_target.load(Ordering::Relaxed));
         ev!(("irq.{}.off_target_cpu", key), irq.off_target.load(Ordering::Relaxed));
         if let Some(device) = irq.pci_device() {
-            let on = crate::pci::bus_master(device);
+            let on = fw::pci::bus_master(device);
             ev!(("irq.{}.bus_master_at_end", key), if on { "yes" } else { "no" });
         }
         let prefix = alloc::format!("irq.{key}");
@@ -124,8 +124,8 @@ fn interrupt_evidence() {
             }
         }
     }
-    ev!("iommu.faults", crate::arch::x86_64::iommu::collect_faults());
-    crate::arch::x86_64::iommu::evidence();
+    ev!("iommu.faults", fw::arch::x86_64::iommu::collect_faults());
+    fw::arch::x86_64::iommu::evidence();
 }
 
 /// Per CPU: the counters kept where the events happen, then the entry-path and TLB totals.
@@ -134,19 +134,30 @@ fn cpu_evidence() {
     super::tickless::report_timer_figures();
     for cpu in percpu::online() {
         ev!(("cpu.{}.timer_ticks", cpu.index), cpu.lapic.timer_ticks.load(Ordering::Relaxed));
-        ev!(("cpu.{}.context_switches", cpu.index), cpu.sched.switches.load(Ordering::Relaxed));
-        ev!(("cpu.{}.preemptions", cpu.index), cpu.sched.preemptions.load(Ordering::Relaxed));
-        let in_kernel = cpu.sched.kernel_preemptions.load(Ordering::Relaxed);
+        ev!(
+            ("cpu.{}.context_switches", cpu.index),
+            crate::task::sched::state_of(cpu).switches.load(Ordering::Relaxed)
+        );
+        ev!(
+            ("cpu.{}.preemptions", cpu.index),
+            crate::task::sched::state_of(cpu).preemptions.load(Ordering::Relaxed)
+        );
+        let in_kernel =
+            crate::task::sched::state_of(cpu).kernel_preemptions.load(Ordering::Relaxed);
         ev!(("cpu.{}.kernel_preemptions", cpu.index), in_kernel);
-        let delay_tsc = cpu.sched.max_resched_delay_tsc.load(Ordering::Relaxed);
-        let delay_us = delay_tsc * 1_000_000 / crate::time::tsc_hz().max(1);
+        let delay_tsc =
+            crate::task::sched::state_of(cpu).max_resched_delay_tsc.load(Ordering::Relaxed);
+        let delay_us = delay_tsc * 1_000_000 / fw::time::tsc_hz().max(1);
         ev!(("cpu.{}.max_resched_delay_us", cpu.index), delay_us);
         ev!(("cpu.{}.tlb_ipis", cpu.index), cpu.tlb.ipis.load(Ordering::Relaxed));
         ev!(("cpu.{}.tlb_requests", cpu.index), cpu.tlb.requests.load(Ordering::Relaxed));
         // Counted where they happen: IPI 49 in its handler on the receiving CPU, device
         // vectors in the dispatcher of the CPU that took them, ring-3 entries per entry path.
         ev!(("cpu.{}.ipis_received", cpu.index), cpu.ipis_received.load(Ordering::Relaxed));
-        ev!(("cpu.{}.wake_ipis_sent", cpu.index), cpu.sched.wake_ipis.load(Ordering::Relaxed));
+        ev!(
+            ("cpu.{}.wake_ipis_sent", cpu.index),
+            crate::task::sched::state_of(cpu).wake_ipis.load(Ordering::Relaxed)
+        );
         ev!(("cpu.{}.device_interrupts", cpu.index), cpu.device_interrupts.load(Ordering::Relaxed));
         ev!(("cpu.{}.syscall_entries", cpu.index), cpu.syscall_entries.load(Ordering::Relaxed));
         ev!(("cpu.{}.int80_entries", cpu.index), cpu.int80_entries.load(Ordering::Relaxed));
@@ -159,7 +170,7 @@ fn cpu_evidence() {
         "entry.int80",
         percpu::online().map(|c| c.int80_entries.load(Ordering::Relaxed)).sum::<u64>()
     );
-    use crate::arch::x86_64::tlb;
+    use fw::arch::x86_64::tlb;
     ev!("tlb.shootdowns", tlb::shootdowns());
     ev!("tlb.shootdowns_local", tlb::shootdowns_local());
     ev!("tlb.ipis_sent", tlb::ipis_sent());
@@ -169,22 +180,19 @@ fn cpu_evidence() {
 
 /// The kernel's refusal and fixup counters and the process totals.
 fn kernel_counter_evidence() {
-    use crate::mm::address_space::{KERNEL_PAGE_REFUSALS, WX_REFUSALS};
-    ev!("mm.user_copy_fixups", crate::arch::x86_64::usercopy::FIXUPS.load(Ordering::Relaxed));
-    ev!("mm.user_copy_partial", crate::mm::user::PARTIAL_COPIES.load(Ordering::Relaxed));
+    use fw::mm::address_space::{KERNEL_PAGE_REFUSALS, WX_REFUSALS};
+    ev!("mm.user_copy_fixups", fw::arch::x86_64::usercopy::FIXUPS.load(Ordering::Relaxed));
+    ev!("mm.user_copy_partial", fw::mm::user::PARTIAL_COPIES.load(Ordering::Relaxed));
     ev!("mm.kernel_page_refusals", KERNEL_PAGE_REFUSALS.load(Ordering::Relaxed));
     ev!("mm.wx_refusals", WX_REFUSALS.load(Ordering::Relaxed));
-    ev!("mm.spurious_faults", crate::mm::fault::SPURIOUS_FAULTS.load(Ordering::Relaxed));
-    ev!("mm.spurious_repeats", crate::mm::fault::SPURIOUS_REPEATS.load(Ordering::Relaxed));
+    ev!("mm.spurious_faults", fw::mm::fault::SPURIOUS_FAULTS.load(Ordering::Relaxed));
+    ev!("mm.spurious_repeats", fw::mm::fault::SPURIOUS_REPEATS.load(Ordering::Relaxed));
     let exit_window_hits = crate::task::ring::EXIT_WINDOW_HITS.load(Ordering::Relaxed);
     ev!("ring.exit_window_hits", exit_window_hits);
     let steps = crate::object::virtual_memory::STEP_PREEMPTIONS.load(Ordering::Relaxed);
     ev!("vm.step_preemptions", steps);
-    ev!("mm.refused_frees", crate::mm::frames::REFUSED_FREES.load(Ordering::Relaxed));
-    ev!(
-        "mm.unflushed_frames_kept",
-        crate::mm::invalidation::LEAKED_UNFLUSHED.load(Ordering::Relaxed)
-    );
+    ev!("mm.refused_frees", fw::mm::frames::REFUSED_FREES.load(Ordering::Relaxed));
+    ev!("mm.unflushed_frames_kept", fw::mm::invalidation::LEAKED_UNFLUSHED.load(Ordering::Relaxed));
     ev!("user.bad_returns", process::BAD_RETURNS.load(Ordering::Relaxed));
     ev!("user.processes", process::created());
     ev!("user.processes_live", process::live().len());
@@ -197,12 +205,11 @@ fn leaked(frames_before: u64, heap_before: usize) -> bool {
     // 40 KiB of heap) just after the reap the programs' run waited for: give it up to a second
     // to get there. A real leak stays, and is reported below.
     let settled = || {
-        crate::mm::frames::free_count() == frames_before
-            && crate::mm::heap::used_bytes() == heap_before
+        fw::mm::frames::free_count() == frames_before && fw::mm::heap::used_bytes() == heap_before
     };
-    crate::time::spin_until(0, 1_000_000_000, settled);
-    let frames_after = crate::mm::frames::free_count();
-    let heap_after = crate::mm::heap::used_bytes();
+    fw::time::spin_until(0, 1_000_000_000, settled);
+    let frames_after = fw::mm::frames::free_count();
+    let heap_after = fw::mm::heap::used_bytes();
     ev!("user.frames_free_after", frames_after);
     ev!("user.frames_leaked", frames_before as i64 - frames_after as i64);
     ev!("user.heap_before", heap_before);
@@ -211,11 +218,11 @@ fn leaked(frames_before: u64, heap_before: usize) -> bool {
     // The gate the kernel asks new processes to use; which one they used is `entry.*`.
     ev!(
         "user.gate_requested",
-        if crate::arch::x86_64::syscall::int80_by_default() { "int80" } else { "syscall" }
+        if fw::arch::x86_64::syscall::int80_by_default() { "int80" } else { "syscall" }
     );
-    ev!("user.syscall_entry", format_args!("{:#x}", crate::arch::x86_64::syscall::entry_address()));
-    ev!("user.syscall_emulated", crate::arch::x86_64::syscall::emulated_count());
-    ev!("user.syscall_emulation_refused", crate::arch::x86_64::syscall::emulation_refused_count());
+    ev!("user.syscall_entry", format_args!("{:#x}", fw::arch::x86_64::syscall::entry_address()));
+    ev!("user.syscall_emulated", fw::arch::x86_64::syscall::emulated_count());
+    ev!("user.syscall_emulation_refused", fw::arch::x86_64::syscall::emulation_refused_count());
     if frames_after != frames_before {
         log::error!("user: {} frames leaked", frames_before as i64 - frames_after as i64);
         return true;

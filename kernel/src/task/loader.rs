@@ -15,10 +15,10 @@ use keel_manifest::{Grant, InterruptSource, Manifest, Program};
 use super::process::Process;
 use super::sched;
 use super::thread::Thread;
-use crate::arch::x86_64::percpu;
-use crate::mm::address_space::{AddressSpace, UserPerms, USER_END};
-use crate::mm::{frames, phys_to_virt, BootContext};
 use crate::object::{interrupt, DeviceMemory, Object};
+use fw::arch::x86_64::percpu;
+use fw::mm::address_space::{AddressSpace, UserPerms, USER_END};
+use fw::mm::{frames, phys_to_virt, BootContext};
 
 /// A boot module's bytes, named by the basename of its path.
 pub struct ModuleImage {
@@ -32,11 +32,7 @@ pub fn modules(boot: &BootContext) -> Vec<ModuleImage> {
         .iter()
         .map(|m| {
             let len = (m.end - m.start) as usize;
-            crate::mm::paging::map_physical(
-                m.start,
-                len as u64,
-                crate::mm::paging::Caching::WriteBack,
-            );
+            fw::mm::paging::map_physical(m.start, len as u64, fw::mm::paging::Caching::WriteBack);
             // SAFETY: module memory is reserved from the frame allocator for the kernel's
             // lifetime and mapped in the physical map (just ensured).
             let bytes =
@@ -53,12 +49,9 @@ pub fn manifest(mods: &[ModuleImage]) -> Result<Manifest, String> {
     keel_manifest::parse(text).map_err(|e| alloc::format!("{}: {e}", m.name))
 }
 
-fn resolve_device(
-    manifest: &Manifest,
-    name: &str,
-) -> Result<&'static crate::pci::PciDevice, String> {
+fn resolve_device(manifest: &Manifest, name: &str) -> Result<&'static fw::pci::PciDevice, String> {
     let d = manifest.device(name).ok_or_else(|| alloc::format!("unknown device {name}"))?;
-    crate::pci::find(d.vendor, d.device, d.index).ok_or_else(|| {
+    fw::pci::find(d.vendor, d.device, d.index).ok_or_else(|| {
         alloc::format!("PCI device {name} ({:04x}:{:04x}) not present", d.vendor, d.device)
     })
 }
@@ -96,7 +89,7 @@ pub fn interrupt_target(program_cpu: u32) -> &'static percpu::PerCpu {
     match percpu::cpu(program_cpu) {
         Some(c) if c.online.load(Ordering::Acquire) => {
             let apic_id = keel_apic::ApicId::new(c.apic_id.load(Ordering::Acquire));
-            match crate::arch::x86_64::ioapic::reachable(apic_id) {
+            match fw::arch::x86_64::ioapic::reachable(apic_id) {
                 Ok(()) => c,
                 Err(why) => {
                     log::info!("loader: device interrupts for cpu{program_cpu} go to cpu0: {why}");
@@ -128,7 +121,7 @@ fn grant(
             if !b.mmio || b.size == 0 {
                 return Err(alloc::format!("{device} BAR {bar} is not a memory BAR"));
             }
-            crate::pci::enable(dev, true, false, true);
+            fw::pci::enable(dev, true, false, true);
             (
                 Object::DeviceMemory(Arc::new(DeviceMemory {
                     phys: b.phys,
@@ -195,7 +188,7 @@ fn map_image(space: &mut AddressSpace, elf: &ElfImage<'_>) -> Result<(), String>
 /// table). The one place the grant policy asks; without it every PCI device grant needs
 /// `dma = "unprotected"`.
 pub fn dma_remapping_active() -> bool {
-    crate::arch::x86_64::iommu::dma_translation()
+    fw::arch::x86_64::iommu::dma_translation()
 }
 
 /// Why a program did not start.
@@ -220,7 +213,7 @@ impl core::fmt::Display for StartError {
 
 /// MMIO the kernel drives: the LAPIC, every IOAPIC, every IOMMU unit's registers.
 fn kernel_owned_mmio() -> Vec<OwnedMmio> {
-    let platform = crate::acpi::platform();
+    let platform = fw::acpi::platform();
     let mut owned =
         alloc::vec![OwnedMmio { base: platform.local_apic_address(), size: 4096, owner: "LAPIC" }];
     owned.extend(platform.ioapics().iter().map(|io| OwnedMmio {
@@ -228,7 +221,7 @@ fn kernel_owned_mmio() -> Vec<OwnedMmio> {
         size: 4096,
         owner: "IOAPIC",
     }));
-    if let Some(dmar) = crate::acpi::dmar().and_then(|b| keel_iommu::Dmar::parse(b).ok()) {
+    if let Some(dmar) = fw::acpi::dmar().and_then(|b| keel_iommu::Dmar::parse(b).ok()) {
         owned.extend(dmar.units().map(|u| OwnedMmio {
             base: u.register_base,
             size: u64::from(u.register_pages().max(1)) * 4096,
@@ -243,7 +236,7 @@ fn kernel_owned_mmio() -> Vec<OwnedMmio> {
 /// hold, and BARs on kernel-owned MMIO.
 fn policy_refusals(manifest: &Manifest, program: &Program) -> Vec<Refusal> {
     let mut out =
-        policy::refusals(manifest, program, crate::acpi::kernel_io_ports(), dma_remapping_active());
+        policy::refusals(manifest, program, fw::acpi::kernel_io_ports(), dma_remapping_active());
     let live: Vec<(String, u16, u16)> = super::process::live()
         .iter()
         .filter(|p| !p.has_exited())
@@ -303,7 +296,7 @@ fn check_policy(manifest: &Manifest, program: &Program) -> Result<(), StartError
         for r in &refusals {
             log::error!("loader: {} refused: {r}", program.name);
         }
-        crate::ev!(("proc.{}.refused", key), first.evidence());
+        fw::ev!(("proc.{}.refused", key), first.evidence());
         return Err(StartError::Refused(refusals));
     }
     let pci_grants = program.grants.iter().filter_map(Grant::device);
@@ -312,8 +305,8 @@ fn check_policy(manifest: &Manifest, program: &Program) -> Result<(), StartError
             "loader: {} drives {device} with dma = \"unprotected\" and no DMA remapping: this driver is NOT contained (its device can read and write all memory)",
             program.name
         );
-        crate::ev!(("proc.{}.dma", key), "unprotected");
-        crate::ev!("dma.contained", "no");
+        fw::ev!(("proc.{}.dma", key), "unprotected");
+        fw::ev!("dma.contained", "no");
     }
     Ok(())
 }
@@ -367,7 +360,7 @@ fn load_and_queue(
         let ring = process.new_ring().map_err(|e| alloc::format!("ring: {e:?}"))?;
         debug_assert_eq!(ring.1, RING_VADDR);
         let mut info = StartInfo::empty();
-        if crate::arch::x86_64::syscall::int80_by_default() {
+        if fw::arch::x86_64::syscall::int80_by_default() {
             info.entry_gate = keel_abi::ENTRY_INT80;
         }
         let _ = info.set_args(program.args.as_bytes());

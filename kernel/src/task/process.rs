@@ -16,11 +16,11 @@ use spin::Mutex;
 
 use super::sched;
 use super::thread::{RingState, Thread};
-use crate::arch::x86_64::interrupts::TrapFrame;
-use crate::arch::x86_64::{io_bitmap, percpu};
-use crate::mm::address_space::AddressSpace;
-use crate::mm::phys_to_virt;
 use crate::object::Object;
+use fw::arch::x86_64::interrupts::TrapFrame;
+use fw::arch::x86_64::{io_bitmap, percpu};
+use fw::mm::address_space::AddressSpace;
+use fw::mm::phys_to_virt;
 
 /// Capability slots per process.
 pub const CAP_SLOTS: u16 = 256;
@@ -51,7 +51,7 @@ pub struct Process {
     /// one of these before a fresh slot, so a process can start and end threads forever.
     free_rings: Mutex<Vec<(Arc<Mutex<RingState>>, u64)>>,
     /// CPUs that may hold TLB entries of this address space (its CR3 is loaded there).
-    pub resident: crate::arch::x86_64::tlb::CpuMask,
+    pub resident: fw::arch::x86_64::tlb::CpuMask,
     /// Threads ended by a fault while others went on, and the last faulting address.
     pub thread_faults: AtomicU64,
     /// Completions dropped because a thread corrupted its `cq_head`.
@@ -96,7 +96,7 @@ impl Process {
             live_threads: AtomicU32::new(0),
             next_ring_slot: AtomicU32::new(0),
             free_rings: Mutex::new(Vec::new()),
-            resident: crate::arch::x86_64::tlb::CpuMask::new(),
+            resident: fw::arch::x86_64::tlb::CpuMask::new(),
             thread_faults: AtomicU64::new(0),
             cq_overflow: AtomicU64::new(0),
             max_submissions_per_call: AtomicU64::new(0),
@@ -183,11 +183,11 @@ impl Process {
         // The frame first: a spawn refused for want of memory must not use up a slot (64
         // such refusals used to leave the process unable to spawn ever again). The slot count
         // saturates at the maximum instead of counting every refused call.
-        let phys = crate::mm::frames::allocate_zeroed().ok_or(Status::NoMemory)?;
+        let phys = fw::mm::frames::allocate_zeroed().ok_or(Status::NoMemory)?;
         let next = |s: u32| (s < MAX_THREADS).then_some(s + 1);
         let Ok(slot) = self.next_ring_slot.fetch_update(Ordering::Relaxed, Ordering::Relaxed, next)
         else {
-            crate::mm::frames::free(phys);
+            fw::mm::frames::free(phys);
             return Err(Status::NoMemory);
         };
         let vaddr = keel_abi::RING_VADDR - slot as u64 * 4096;
@@ -196,8 +196,7 @@ impl Process {
             (phys_to_virt(phys).as_mut_ptr::<keel_abi::RingHeader>())
                 .write(keel_abi::RingHeader::new())
         };
-        let perms =
-            crate::mm::address_space::UserPerms { write: true, exec: false, uncached: false };
+        let perms = fw::mm::address_space::UserPerms { write: true, exec: false, uncached: false };
         match self.with_space(|s| s.map_kernel_page(vaddr, phys, perms)) {
             Some(Ok(())) => {
                 let ring = Arc::new(Mutex::new(RingState::new(phys)));
@@ -205,7 +204,7 @@ impl Process {
                 Ok((ring, vaddr))
             }
             _ => {
-                crate::mm::frames::free(phys);
+                fw::mm::frames::free(phys);
                 Err(Status::NoMemory)
             }
         }
@@ -291,9 +290,9 @@ impl Process {
             && sched::current_thread()
                 .is_some_and(|t| t.state() == super::thread::ThreadState::Exited)
         {
-            let start = crate::arch::x86_64::cpu::rdtsc();
+            let start = fw::arch::x86_64::cpu::rdtsc();
             while !self.has_exited()
-                && crate::arch::x86_64::cpu::rdtsc() - start < crate::time::ns_to_tsc(100_000_000)
+                && fw::arch::x86_64::cpu::rdtsc() - start < fw::time::ns_to_tsc(100_000_000)
             {
                 core::hint::spin_loop();
             }
@@ -327,12 +326,12 @@ fn emit_user_line(name: &str, line: &str) {
             && pairs.iter().all(|(k, v)| valid(k) && !v.is_empty() && !v.contains('='))
         {
             for (k, v) in pairs {
-                crate::println!("EV user.{}.{}={}", name.replace('-', "_"), k, v);
+                fw::println!("EV user.{}.{}={}", name.replace('-', "_"), k, v);
             }
             return;
         }
     }
-    crate::println!("[{name}] {line}");
+    fw::println!("[{name}] {line}");
 }
 
 /// Releases what a capability holds when its last holder goes away.
@@ -434,13 +433,13 @@ pub fn abandon(p: &Arc<Process>, code: u64) {
 /// lock, so a completion posted from another CPU meanwhile either finished or finds no page.
 fn release_kernel_pages(p: &Process) {
     if let Some(phys) = irqs_off(|| p.start_info.lock().take()) {
-        crate::mm::frames::free(phys);
+        fw::mm::frames::free(phys);
     }
     drop(irqs_off(|| core::mem::take(&mut *p.free_rings.lock())));
     let rings = irqs_off(|| core::mem::take(&mut *p.rings.lock()));
     for ring in rings {
         if let Some(page) = irqs_off(|| ring.lock().page.take()) {
-            crate::mm::frames::free(page.phys());
+            fw::mm::frames::free(page.phys());
         }
     }
 }
@@ -493,7 +492,7 @@ pub fn exit_thread() -> ! {
         p.exited.store(true, Ordering::Release);
         let code = p.exit_code.load(Ordering::Acquire);
         log::info!("process {} ({}) exited with code {code:#x}", p.pid, p.name);
-        crate::ev!(("proc.{}.exit", p.name.replace('-', "_")), code);
+        fw::ev!(("proc.{}.exit", p.name.replace('-', "_")), code);
     }
     drop(p);
     drop(thread);
@@ -525,13 +524,13 @@ pub fn switch_current_to_int80() {
 
 /// A CPU exception in ring 3: report it and end the process, never the kernel.
 pub fn user_fault(frame: &mut TrapFrame) {
-    if crate::arch::x86_64::syscall::recover_from_failed_syscall(frame) {
+    if fw::arch::x86_64::syscall::recover_from_failed_syscall(frame) {
         return;
     }
     let cr2 = x86_64::registers::control::Cr2::read_raw();
     // A #PF the tables already permit came from a stale TLB entry: flushed, retried.
     let tid = sched::current_thread().map_or(0, |t| t.tid);
-    if frame.vector == 14 && crate::mm::fault::retry_spurious(tid, cr2, frame.error_code) {
+    if frame.vector == 14 && fw::mm::fault::retry_spurious(tid, cr2, frame.error_code) {
         return;
     }
     let alone = report_fault(frame, cr2);
@@ -547,7 +546,7 @@ fn report_fault(frame: &TrapFrame, addr: u64) -> bool {
     log::warn!(
         "user fault: process {pid} ({name}) vector {} ({}) error {:#x} rip {:#x} cr2 {:#x}",
         frame.vector,
-        crate::panic::exception_name(frame.vector),
+        fw::panic::exception_name(frame.vector),
         frame.error_code,
         frame.rip,
         addr
@@ -563,14 +562,14 @@ fn report_fault(frame: &TrapFrame, addr: u64) -> bool {
         frame.rax
     );
     let key = name.replace('-', "_");
-    crate::ev!(("proc.{}.fault_vector", key), frame.vector);
-    crate::ev!(("proc.{}.fault_addr", key), format_args!("{:#x}", addr));
+    fw::ev!(("proc.{}.fault_vector", key), frame.vector);
+    fw::ev!(("proc.{}.fault_addr", key), format_args!("{:#x}", addr));
     let Some(t) = sched::current_thread() else { return true };
     if t.process.live_threads() <= 1 {
         return true;
     }
     // Other threads go on: only the faulting thread ends (its fault is in the report).
-    crate::ev!(("proc.{}.thread_fault.{}", key, t.tid), format_args!("{:#x}", addr));
+    fw::ev!(("proc.{}.thread_fault.{}", key, t.tid), format_args!("{:#x}", addr));
     t.process.thread_faults.fetch_add(1, Ordering::Relaxed);
     if t.process.exit_code.load(Ordering::Relaxed) == 0 {
         t.process.last_fault.store(addr, Ordering::Relaxed);
@@ -606,10 +605,10 @@ pub fn refuse_user_return(frame: &mut TrapFrame) -> ! {
             sched::current_thread().map(|t| t.process.name.replace('-', "_")).unwrap_or_default();
         let canonical = |a: u64| a >> 47 == 0;
         if !canonical(frame.rip) {
-            crate::ev!(("proc.{}.bad_return_rip", name), format_args!("{:#x}", frame.rip));
+            fw::ev!(("proc.{}.bad_return_rip", name), format_args!("{:#x}", frame.rip));
         }
         if !canonical(frame.rsp) {
-            crate::ev!(("proc.{}.bad_return_rsp", name), format_args!("{:#x}", frame.rsp));
+            fw::ev!(("proc.{}.bad_return_rsp", name), format_args!("{:#x}", frame.rsp));
         }
         frame.vector = 13;
         report_fault(frame, frame.rip)
@@ -636,10 +635,10 @@ pub fn reap(thread: &Arc<Thread>) {
     }
     // Another CPU may still be switching away from its last thread of this process: wait
     // until every CPU has left the address space before freeing its tables.
-    let start = crate::arch::x86_64::cpu::rdtsc();
+    let start = fw::arch::x86_64::cpu::rdtsc();
     while !p.resident.is_empty() {
         core::hint::spin_loop();
-        if crate::arch::x86_64::cpu::rdtsc() - start > crate::time::ns_to_tsc(1_000_000_000) {
+        if fw::arch::x86_64::cpu::rdtsc() - start > fw::time::ns_to_tsc(1_000_000_000) {
             log::error!(
                 "process {}: address space still resident on {:?}; leaking it",
                 p.pid,

@@ -112,7 +112,7 @@ pub fn cap_enter(thread: &Arc<Thread>, min_complete: u64, timeout_ns: u64) -> En
 fn wait_for_completions(thread: &Arc<Thread>, min: u32, timeout_ns: u64) -> i64 {
     let p = &thread.process;
     let deadline =
-        (timeout_ns != TIMEOUT_INFINITE).then(|| crate::time::now_ns().saturating_add(timeout_ns));
+        (timeout_ns != TIMEOUT_INFINITE).then(|| fw::time::now_ns().saturating_add(timeout_ns));
     loop {
         x86_64::instructions::interrupts::disable();
         let available = {
@@ -123,7 +123,7 @@ fn wait_for_completions(thread: &Arc<Thread>, min: u32, timeout_ns: u64) -> i64 
                 Ok(a) => a,
                 Err(s) => return s.as_i32() as i64,
             };
-            let timed_out = timeout_ns == 0 || deadline.is_some_and(|d| crate::time::now_ns() >= d);
+            let timed_out = timeout_ns == 0 || deadline.is_some_and(|d| fw::time::now_ns() >= d);
             if available >= min {
                 ring.waiting_for = None;
                 Some(available as i64)
@@ -182,8 +182,8 @@ pub static EXIT_WINDOW_HITS: core::sync::atomic::AtomicU64 = core::sync::atomic:
 fn widen_exit_window(p: &Process) {
     let ns = EXIT_WINDOW_NS.load(Ordering::Relaxed);
     if ns != 0 {
-        let end = crate::time::now_ns().saturating_add(ns);
-        while crate::time::now_ns() < end {
+        let end = fw::time::now_ns().saturating_add(ns);
+        while fw::time::now_ns() < end {
             core::hint::spin_loop();
         }
         if p.is_exiting() {

@@ -22,11 +22,11 @@ use keel_sched::RunQueue;
 use spin::Mutex;
 
 use super::thread::{Thread, ThreadState};
-use crate::arch::x86_64::cpu::rdtsc;
-use crate::arch::x86_64::interrupts::IPI_VECTOR;
-use crate::arch::x86_64::percpu::{self, IrqGuard};
-use crate::arch::x86_64::{context, lapic, lockup, oneshot};
-use crate::mm::paging;
+use fw::arch::x86_64::cpu::rdtsc;
+use fw::arch::x86_64::interrupts::IPI_VECTOR;
+use fw::arch::x86_64::percpu::{self, IrqGuard, PerCpu};
+use fw::arch::x86_64::{context, lapic, lockup, oneshot};
+use fw::mm::paging;
 
 /// What a timed event does when its deadline passes.
 pub enum TimedKind {
@@ -43,7 +43,7 @@ struct TimedEvent {
 }
 
 /// One CPU's scheduler state that other CPUs touch: wakers queue threads on it, exiting
-/// threads drop their timed events from every CPU. In the CPU's shared block (`PerCpu`).
+/// threads drop their timed events from every CPU. A CPU-local variable of this module (`SCHED`).
 pub struct CpuSched {
     run_queue: Mutex<RunQueue<Arc<Thread>>>,
     timed: Mutex<Vec<TimedEvent>>,
@@ -87,7 +87,7 @@ impl CpuSched {
 }
 
 /// One CPU's scheduler state that only that CPU touches, with interrupts off (reached
-/// through `percpu::local`): cells, no locks.
+/// through the guard, `SCHED_LOCAL`): cells, no locks.
 pub struct CpuSchedLocal {
     /// The thread running on this CPU (between `schedule_once`'s switch in and back).
     current: Cell<Option<Arc<Thread>>>,
@@ -138,6 +138,28 @@ impl Default for CpuSched {
     }
 }
 
+fw::cpu_local! {
+    /// Each CPU's scheduler state that other CPUs touch (run queue, timed events, counters).
+    static SCHED: CpuSched = CpuSched::new();
+    /// Each CPU's scheduler state that only that CPU touches (current thread, idle context).
+    static SCHED_LOCAL: CpuSchedLocal = CpuSchedLocal::new();
+}
+
+/// Threads one CPU's run queue can hold (reserved up front: wake-ups never allocate).
+pub const RUN_QUEUE_CAPACITY: usize = 256;
+
+/// CPU `cpu`'s shared scheduler state.
+#[inline]
+pub fn state_of(cpu: &PerCpu) -> &'static CpuSched {
+    SCHED.of(cpu.index)
+}
+
+/// Reserves CPU `index`'s run queue and timed-event list before it runs (the kernel's
+/// `prepare_cpu` upcall: the boot CPU once the heap exists, each AP as bring-up allocates it).
+pub fn prepare_cpu(index: u32) {
+    SCHED.of(index).reserve(RUN_QUEUE_CAPACITY);
+}
+
 fn without_interrupts<R>(f: impl FnOnce() -> R) -> R {
     x86_64::instructions::interrupts::without_interrupts(f)
 }
@@ -145,7 +167,7 @@ fn without_interrupts<R>(f: impl FnOnce() -> R) -> R {
 /// The thread running on this CPU, if any.
 pub fn current_thread() -> Option<Arc<Thread>> {
     let cpu = IrqGuard::new();
-    percpu::local(&cpu).sched.current_thread()
+    SCHED_LOCAL.get(&cpu).current_thread()
 }
 
 /// Queues a runnable thread on its home CPU and wakes that CPU if it is another one.
@@ -156,7 +178,7 @@ pub fn enqueue(thread: Arc<Thread>) {
         return;
     };
     thread.queued_at_tick.store(slice_clock(cpu), Ordering::Relaxed);
-    if let Err(t) = without_interrupts(|| cpu.sched.run_queue.lock().push(thread)) {
+    if let Err(t) = without_interrupts(|| state_of(cpu).run_queue.lock().push(thread)) {
         // The queue's room was reserved up front so this path never allocates.
         log::error!("sched: cpu{home} run queue full; thread {} dropped", t.tid);
         return;
@@ -166,7 +188,7 @@ pub fn enqueue(thread: Arc<Thread>) {
         without_interrupts(|| rearm_timer(&IrqGuard::new()));
     } else {
         let apic = ApicId::new(cpu.apic_id.load(Ordering::Acquire));
-        cpu.sched.wake_ipis.fetch_add(1, Ordering::Relaxed);
+        state_of(cpu).wake_ipis.fetch_add(1, Ordering::Relaxed);
         let _ = lapic::send(Ipi::fixed(IPI_VECTOR).to(apic));
     }
 }
@@ -185,8 +207,8 @@ pub fn schedule_once() -> bool {
     // scheduler context never leaves its CPU, so `me` and `local` stay this CPU's across the
     // switch below.
     let cpu = IrqGuard::new();
-    let (me, local) = (percpu::current(&cpu), percpu::local(&cpu));
-    let Some(thread) = me.sched.run_queue.lock().pop() else { return false };
+    let (me, local) = (percpu::current(&cpu), SCHED_LOCAL.get(&cpu));
+    let Some(thread) = state_of(me).run_queue.lock().pop() else { return false };
     if thread.state() == ThreadState::Exited {
         return true;
     }
@@ -194,11 +216,11 @@ pub fn schedule_once() -> bool {
     thread.process.note_queue_wait(waited);
     thread.set_state(ThreadState::Running);
     // A fresh slice: a request meant for the thread that ran before is void.
-    me.sched.need_resched.store(false, Ordering::Relaxed);
-    local.sched.current.set(Some(thread.clone()));
-    me.sched.switches.fetch_add(1, Ordering::Relaxed);
+    state_of(me).need_resched.store(false, Ordering::Relaxed);
+    local.current.set(Some(thread.clone()));
+    state_of(me).switches.fetch_add(1, Ordering::Relaxed);
     if lapic::tickless() {
-        me.sched.slice_end_ns.store(crate::time::now_ns() + slice_ns(), Ordering::Relaxed);
+        state_of(me).slice_end_ns.store(fw::time::now_ns() + slice_ns(), Ordering::Relaxed);
         rearm_timer(&cpu);
     }
     let process = &thread.process;
@@ -210,13 +232,13 @@ pub fn schedule_once() -> bool {
     process.grant_io_ports_on_this_cpu(true);
     // SAFETY: interrupts are off; both contexts are alive (this idle stack and the thread's
     // kernel stack, kept alive by the `Arc` in `current`).
-    unsafe { context::switch(local.sched.idle_rsp.as_ptr(), *thread.saved_rsp_slot()) };
+    unsafe { context::switch(local.idle_rsp.as_ptr(), *thread.saved_rsp_slot()) };
     // Back in the scheduler context: the thread blocked, was preempted or exited.
     process.grant_io_ports_on_this_cpu(false);
     // Back to the kernel tables: the process's must not stay loaded once it may be destroyed.
     paging::load_kernel_space();
     process.resident.remove(me.index);
-    let thread = local.sched.current.take().expect("thread was current");
+    let thread = local.current.take().expect("thread was current");
     match thread.state() {
         ThreadState::Exited => super::process::reap(&thread),
         _ if thread.requeue.swap(false, Ordering::AcqRel) => {
@@ -233,7 +255,7 @@ pub fn schedule_once() -> bool {
 /// mutably, so no reference to this CPU's state survives the switch: the thread may resume
 /// on another CPU (its home changed), always with interrupts off.
 fn switch_out(thread: &Thread, cpu: &mut IrqGuard) {
-    let idle_rsp = percpu::local(cpu).sched.idle_rsp.get();
+    let idle_rsp = SCHED_LOCAL.get(cpu).idle_rsp.get();
     // SAFETY: interrupts off (the guard), running on the thread's own stack on its home CPU;
     // the idle context was saved by `schedule_once` on this CPU.
     unsafe { context::switch(thread.saved_rsp_slot(), idle_rsp) };
@@ -244,7 +266,7 @@ fn switch_out(thread: &Thread, cpu: &mut IrqGuard) {
 /// interrupts off), so a wake-up from another CPU in between cannot be lost.
 pub fn block_current() {
     let mut cpu = IrqGuard::new();
-    let thread = percpu::local(&cpu).sched.current_thread().expect("blocking outside a thread");
+    let thread = SCHED_LOCAL.get(&cpu).current_thread().expect("blocking outside a thread");
     switch_out(&thread, &mut cpu);
 }
 
@@ -258,7 +280,7 @@ pub fn exit_current() -> ! {
     x86_64::instructions::interrupts::disable();
     // Owns nothing (a flag): fine to leave on a stack that is never unwound.
     let mut cpu = IrqGuard::new();
-    let thread = percpu::local(&cpu).sched.current_thread().expect("exit outside a thread");
+    let thread = SCHED_LOCAL.get(&cpu).current_thread().expect("exit outside a thread");
     thread.set_state(ThreadState::Exited);
     let raw: *const Thread = Arc::as_ptr(&thread);
     drop(thread);
@@ -271,7 +293,7 @@ pub fn exit_current() -> ! {
 /// Registers a timed event on this CPU (checked every tick).
 pub fn add_timed(deadline_ns: u64, thread: Arc<Thread>, kind: TimedKind) {
     let cpu = IrqGuard::new();
-    percpu::current(&cpu).sched.timed.lock().push(TimedEvent { deadline_ns, thread, kind });
+    SCHED.get(&cpu).timed.lock().push(TimedEvent { deadline_ns, thread, kind });
     rearm_timer(&cpu);
 }
 
@@ -279,7 +301,7 @@ pub fn add_timed(deadline_ns: u64, thread: Arc<Thread>, kind: TimedKind) {
 pub fn cancel_timed(thread: &Thread) {
     without_interrupts(|| {
         for cpu in percpu::all() {
-            cpu.sched.timed.lock().retain(|e| e.thread.tid != thread.tid);
+            state_of(cpu).timed.lock().retain(|e| e.thread.tid != thread.tid);
         }
     });
 }
@@ -288,7 +310,7 @@ pub fn cancel_timed(thread: &Thread) {
 pub fn cancel_wake(thread: &Thread) {
     let cpu = IrqGuard::new();
     let me = percpu::current(&cpu);
-    me.sched
+    state_of(me)
         .timed
         .lock()
         .retain(|e| !(e.thread.tid == thread.tid && matches!(e.kind, TimedKind::Wake)));
@@ -304,7 +326,7 @@ const MAX_EXPIRED_PER_TICK: usize = 16;
 /// handler's guard.
 pub fn tick(from_user: bool, cpu: &mut IrqGuard) {
     let me = percpu::current(cpu);
-    let now = crate::time::now_ns();
+    let now = fw::time::now_ns();
     // A kernel wait's deadline is served by this interrupt (the waiter checks the time and
     // arms again if it must): armed again, a past deadline would fire at once, over and over.
     if me.oneshot.kernel_wake_ns.load(Ordering::Relaxed) <= now {
@@ -316,7 +338,7 @@ pub fn tick(from_user: bool, cpu: &mut IrqGuard) {
         [const { None }; MAX_EXPIRED_PER_TICK];
     let mut count = 0;
     {
-        let mut timed = me.sched.timed.lock();
+        let mut timed = state_of(me).timed.lock();
         let mut i = 0;
         while i < timed.len() && count < MAX_EXPIRED_PER_TICK {
             if timed[i].deadline_ns <= now {
@@ -338,26 +360,26 @@ pub fn tick(from_user: bool, cpu: &mut IrqGuard) {
     // Tickless, the slice ends at its own deadline (periodic: at every tick). An ended slice
     // is renewed one slice from now, as the next tick would come: a thread in the kernel
     // runs on to its preemption point, a preempted one is replaced.
-    let slice_over = !lapic::tickless() || now >= me.sched.slice_end_ns.load(Ordering::Relaxed);
+    let slice_over = !lapic::tickless() || now >= state_of(me).slice_end_ns.load(Ordering::Relaxed);
     if lapic::tickless() && slice_over {
-        me.sched.slice_end_ns.store(now + slice_ns(), Ordering::Relaxed);
+        state_of(me).slice_end_ns.store(now + slice_ns(), Ordering::Relaxed);
     }
     rearm_timer(cpu);
     if !slice_over {
         return;
     }
-    if me.sched.run_queue.lock().is_empty() {
+    if state_of(me).run_queue.lock().is_empty() {
         return;
     }
-    if let Some(t) = percpu::local(cpu).sched.current_thread() {
+    if let Some(t) = SCHED_LOCAL.get(cpu).current_thread() {
         if !from_user {
-            if !me.sched.need_resched.swap(true, Ordering::Relaxed) {
-                me.sched.need_resched_at.store(rdtsc(), Ordering::Relaxed);
+            if !state_of(me).need_resched.swap(true, Ordering::Relaxed) {
+                state_of(me).need_resched_at.store(rdtsc(), Ordering::Relaxed);
             }
         } else {
             t.requeue.store(true, Ordering::Release);
             t.set_state(ThreadState::Runnable);
-            me.sched.preemptions.fetch_add(1, Ordering::Relaxed);
+            state_of(me).preemptions.fetch_add(1, Ordering::Relaxed);
             switch_out(&t, cpu);
         }
     }
@@ -368,7 +390,7 @@ pub fn tick(from_user: bool, cpu: &mut IrqGuard) {
 pub fn yield_current() {
     x86_64::instructions::interrupts::disable();
     let mut cpu = IrqGuard::new();
-    if let Some(t) = percpu::local(&cpu).sched.current_thread() {
+    if let Some(t) = SCHED_LOCAL.get(&cpu).current_thread() {
         t.requeue.store(true, Ordering::Release);
         t.set_state(ThreadState::Runnable);
         switch_out(&t, &mut cpu);
@@ -387,11 +409,12 @@ pub fn preempt_point() -> bool {
     let requested = without_interrupts(|| {
         let cpu = IrqGuard::new();
         let me = percpu::current(&cpu);
-        let requested = me.sched.need_resched.swap(false, Ordering::Relaxed);
+        let requested = state_of(me).need_resched.swap(false, Ordering::Relaxed);
         if requested {
-            me.sched.kernel_preemptions.fetch_add(1, Ordering::Relaxed);
-            let delay = rdtsc().saturating_sub(me.sched.need_resched_at.load(Ordering::Relaxed));
-            me.sched.max_resched_delay_tsc.fetch_max(delay, Ordering::Relaxed);
+            state_of(me).kernel_preemptions.fetch_add(1, Ordering::Relaxed);
+            let delay =
+                rdtsc().saturating_sub(state_of(me).need_resched_at.load(Ordering::Relaxed));
+            state_of(me).max_resched_delay_tsc.fetch_max(delay, Ordering::Relaxed);
         }
         requested
     });
@@ -406,7 +429,7 @@ pub fn preempt_point() -> bool {
 /// `done()` or the deadline.
 pub fn run_until(done: impl Fn() -> bool, timeout_ns: u64) -> bool {
     // `u64::MAX`: no deadline.
-    let deadline = crate::time::now_ns().saturating_add(timeout_ns);
+    let deadline = fw::time::now_ns().saturating_add(timeout_ns);
     loop {
         x86_64::instructions::interrupts::disable();
         if schedule_once() {
@@ -416,7 +439,7 @@ pub fn run_until(done: impl Fn() -> bool, timeout_ns: u64) -> bool {
             x86_64::instructions::interrupts::enable();
             return true;
         }
-        if crate::time::now_ns() > deadline {
+        if fw::time::now_ns() > deadline {
             x86_64::instructions::interrupts::enable();
             return false;
         }
@@ -447,7 +470,7 @@ fn slice_ns() -> u64 {
 /// where ticks are sparse) the time since boot in slice lengths.
 fn slice_clock(cpu: &percpu::PerCpu) -> u64 {
     if lapic::tickless() {
-        crate::time::now_ns() / slice_ns()
+        fw::time::now_ns() / slice_ns()
     } else {
         cpu.lapic.timer_ticks.load(Ordering::Relaxed)
     }
@@ -473,8 +496,8 @@ pub fn rearm_timer(cpu: &IrqGuard) {
     let me = percpu::current(cpu);
     let mut next = wake_deadline(me);
     if !me.oneshot.idle.load(Ordering::Relaxed) {
-        if percpu::local(cpu).sched.has_current() && !me.sched.run_queue.lock().is_empty() {
-            next = next.min(me.sched.slice_end_ns.load(Ordering::Relaxed));
+        if SCHED_LOCAL.get(cpu).has_current() && !state_of(me).run_queue.lock().is_empty() {
+            next = next.min(state_of(me).slice_end_ns.load(Ordering::Relaxed));
         }
         let since = me.oneshot.busy_since_ns.load(Ordering::Relaxed);
         let fired = me.oneshot.last_fire_ns.load(Ordering::Relaxed);
@@ -485,7 +508,7 @@ pub fn rearm_timer(cpu: &IrqGuard) {
 
 /// The earliest wake-up this CPU owes: its first timed event or a kernel wait's deadline.
 fn wake_deadline(me: &percpu::PerCpu) -> u64 {
-    let timed = me.sched.timed.lock().iter().map(|e| e.deadline_ns).min();
+    let timed = state_of(me).timed.lock().iter().map(|e| e.deadline_ns).min();
     timed.unwrap_or(oneshot::NONE).min(me.oneshot.kernel_wake_ns.load(Ordering::Relaxed))
 }
 
@@ -510,7 +533,7 @@ pub fn idle_halt(wake_ns: u64) {
         let cpu = IrqGuard::new();
         let me = percpu::current(&cpu);
         me.oneshot.kernel_wake_ns.store(oneshot::NONE, Ordering::Relaxed);
-        me.oneshot.busy_since_ns.store(crate::time::now_ns(), Ordering::Relaxed);
+        me.oneshot.busy_since_ns.store(fw::time::now_ns(), Ordering::Relaxed);
         me.oneshot.idle.store(false, Ordering::Release);
         me.oneshot.idle_exits.fetch_add(1, Ordering::Release);
         rearm_timer(&cpu);

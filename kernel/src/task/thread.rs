@@ -9,9 +9,9 @@ use keel_abi::{Completion, RingHeader, Status, Submission};
 use spin::Mutex;
 
 use super::Process;
-use crate::arch::x86_64::context;
-use crate::arch::x86_64::gdt::{USER_CODE, USER_DATA};
-use crate::arch::x86_64::interrupts::TrapFrame;
+use fw::arch::x86_64::context;
+use fw::arch::x86_64::gdt::{USER_CODE, USER_DATA};
+use fw::arch::x86_64::interrupts::TrapFrame;
 
 /// Kernel stack per thread.
 pub const KERNEL_STACK_SIZE: usize = 32 * 1024;
@@ -38,7 +38,7 @@ impl RingFrame {
     }
 
     fn base(&self) -> *mut u8 {
-        crate::mm::phys_to_virt(self.0).as_mut_ptr::<u8>()
+        fw::mm::phys_to_virt(self.0).as_mut_ptr::<u8>()
     }
 
     /// The header (indices shared with the program: atomics, read as hostile).

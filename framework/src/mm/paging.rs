@@ -5,7 +5,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use keel_boot::multiboot::{MemoryType, MmapEntry};
 use spin::Mutex;
 use x86_64::registers::control::{Cr3, Cr3Flags};
-use x86_64::structures::paging::mapper::{MapToError, MapperFlush};
+use x86_64::structures::paging::mapper::MapToError;
 use x86_64::structures::paging::{
     Mapper, OffsetPageTable, Page, PageTable, PageTableFlags as F, PhysFrame, Size2MiB, Size4KiB,
 };
@@ -178,16 +178,4 @@ pub fn map_physical(phys: u64, len: u64, caching: Caching) -> VirtAddr {
         }
     });
     phys_to_virt(phys)
-}
-
-/// Removes a 4 KiB kernel mapping (used by the fault proof to create a known-unmapped page).
-pub fn unmap_kernel_page(va: u64) -> Option<u64> {
-    x86_64::instructions::interrupts::without_interrupts(|| {
-        let mut guard = KERNEL_TABLES.lock();
-        let tables = guard.as_mut()?;
-        let (frame, flush): (PhysFrame<Size4KiB>, MapperFlush<Size4KiB>) =
-            tables.unmap(Page::containing_address(VirtAddr::new(va))).ok()?;
-        flush.flush();
-        Some(frame.start_address().as_u64())
-    })
 }

@@ -49,9 +49,9 @@ impl UserSlice {
     /// The calling thread's process must be the one loaded on this CPU (a system call made
     /// by one of its threads): user addresses mean nothing in another address space.
     fn in_caller_space() -> Result<(), Status> {
-        let thread = crate::task::sched::current_thread().ok_or(Status::BadAddress)?;
+        let caller_space = (crate::upcall::get().current_space)().ok_or(Status::BadAddress)?;
         let loaded = percpu::local(&percpu::IrqGuard::new()).loaded_space.get();
-        if loaded == thread.process.pml4() {
+        if loaded == caller_space {
             Ok(())
         } else {
             Err(Status::BadAddress)

@@ -164,8 +164,9 @@ pub fn recover_from_failed_syscall(frame: &mut TrapFrame) -> bool {
     // Only the arithmetic flags and DF from the user's RFLAGS (IOPL, NT, VM, AC stay clear);
     // interrupts on.
     frame.rflags = (frame.r11 & 0xCD5) | 0x202;
-    crate::task::process::switch_current_to_int80();
-    crate::task::syscall::handle(frame);
+    let upcalls = crate::upcall::get();
+    (upcalls.switch_current_to_int80)();
+    (upcalls.syscall)(frame);
     true
 }
 
@@ -176,7 +177,7 @@ pub fn dispatch(frame: &mut TrapFrame) {
     if !SYSCALL_WORKS.load(core::sync::atomic::Ordering::Relaxed) {
         SYSCALL_WORKS.store(true, core::sync::atomic::Ordering::Relaxed);
     }
-    crate::task::syscall::handle(frame);
+    (crate::upcall::get().syscall)(frame);
     if frame.vector != SYSCALL_VECTOR {
         frame.vector = SYSCALL_VECTOR_IRET;
     }

@@ -97,7 +97,7 @@ pub fn start(tsc_deadline: bool) {
         let cpu = super::percpu::IrqGuard::new();
         // The LVT set-up left nothing armed (also when restarted after a measurement).
         super::percpu::current(&cpu).oneshot.armed_ns.store(NONE, Ordering::Relaxed);
-        crate::task::sched::rearm_timer(&cpu);
+        (crate::upcall::get().rearm_timer)(&cpu);
     });
 }
 
@@ -197,7 +197,7 @@ pub fn halt_until(until_ns: u64) {
         let cpu = super::percpu::IrqGuard::new();
         let me = super::percpu::current(&cpu);
         me.oneshot.kernel_wake_ns.store(until_ns, Ordering::Relaxed);
-        crate::task::sched::rearm_timer(&cpu);
+        (crate::upcall::get().rearm_timer)(&cpu);
         drop(cpu);
         x86_64::instructions::interrupts::enable_and_hlt();
     }

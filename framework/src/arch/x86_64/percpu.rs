@@ -3,12 +3,14 @@
 //! freed. A block has two parts:
 //!
 //! - [`PerCpu`], what other CPUs read or post to (APIC identity, counters, the IPI mailbox, the
-//!   TLB inbox, the run queue): atomics and locks only, so it is `Sync` by construction. Any
+//!   TLB inbox): atomics and locks only, so it is `Sync` by construction. Any
 //!   CPU reaches any CPU's part through [`cpu`], [`all`] and [`online`]; the current CPU's
 //!   through [`current`].
 //! - [`CpuLocal`], what only the owning CPU touches (the `syscall` entry slots, the loaded
-//!   address space, its TSS, the scheduler's current thread and idle context): plain cells,
-//!   not `Sync`, reachable only through [`local`].
+//!   address space, its TSS): plain cells, not `Sync`, reachable only through [`local`].
+//!
+//! State of the layers above (the scheduler's run queue and current thread) is not here: its
+//! owner declares it with [`cpu_local!`](crate::cpu_local).
 //!
 //! [`current`] and [`local`] take an [`IrqGuard`] and the references they return borrow it,
 //! so "this CPU" cannot outlive the proof that the code is not moved to another one.
@@ -22,9 +24,6 @@ use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering};
 use super::gdt::CpuTables;
 pub use super::irq_guard::IrqGuard;
 use super::smp::Mailbox;
-
-/// Threads one CPU's run queue can hold (reserved up front: wake-ups never allocate).
-pub const RUN_QUEUE_CAPACITY: usize = 256;
 
 /// Upper bound on CPUs Keel manages: the platform's limit (4,096, q35's maximum; the MADT
 /// may list more, and the rest are reported).
@@ -58,8 +57,6 @@ pub struct CpuLocal {
     /// The PML4 this CPU loaded last through `paging::load_space` (0 before the first load:
     /// the kernel tables). Shootdown handlers compare it instead of reading CR3.
     pub loaded_space: Cell<u64>,
-    /// The scheduler's CPU-private state (current thread, idle context).
-    pub sched: crate::task::sched::CpuSchedLocal,
 }
 
 /// What other CPUs may read or post to: atomics and locks only, hence `Sync` without an
@@ -92,9 +89,6 @@ pub struct PerCpu {
     pub oneshot: super::oneshot::Oneshot,
     /// Incoming IPI requests.
     pub mailbox: Mailbox,
-    /// This CPU's shared scheduler state (run queue, timed events, switch, preemption and
-    /// wake-IPI counts).
-    pub sched: crate::task::sched::CpuSched,
     /// TLB shootdown requests aimed at this CPU.
     pub tlb: super::tlb::Inbox,
     /// `IoPorts` revocations aimed at this CPU, and its I/O bitmap figures.
@@ -136,7 +130,6 @@ impl CpuBlock {
                 user_rsp_scratch: Cell::new(0),
                 tables: null_mut(),
                 loaded_space: Cell::new(0),
-                sched: crate::task::sched::CpuSchedLocal::new(),
             },
             shared: PerCpu {
                 index,
@@ -152,7 +145,6 @@ impl CpuBlock {
                 lockup: super::lockup::Watch::new(),
                 oneshot: super::oneshot::Oneshot::new(),
                 mailbox: Mailbox::new(),
-                sched: crate::task::sched::CpuSched::new(),
                 tlb: super::tlb::Inbox::new(),
                 io_revoke: super::io_bitmap::RevokeInbox::new(),
                 syscall_entries: AtomicU64::new(0),
@@ -225,11 +217,6 @@ pub fn init_boot_cpu() {
     unsafe { (*tables).load() };
 }
 
-/// Reserves the boot CPU's run queue (once the heap exists).
-pub fn init_boot_cpu_heap() {
-    with_current(|me| me.sched.reserve(RUN_QUEUE_CAPACITY));
-}
-
 /// An AP's block, tables and stack, allocated by the boot CPU before the AP starts and
 /// installed by the AP itself.
 pub struct ApBlocks {
@@ -253,8 +240,9 @@ const fn pages(bytes: usize) -> usize {
 pub const AP_FRAME_BYTES: usize = pages(AP_STACK_SIZE)
     + pages(core::mem::size_of::<CpuTables>())
     + pages(core::mem::size_of::<CpuBlock>());
-/// Heap one AP needs (its reserved run queue and timed-event list), with slack.
-pub const AP_HEAP_BYTES: usize = 2 * RUN_QUEUE_CAPACITY * 64;
+/// Heap one AP needs: what the kernel's `Upcalls::prepare_cpu` reserves for it (the
+/// scheduler's run queue of 256 threads and its timed-event list), with slack.
+pub const AP_HEAP_BYTES: usize = 2 * 256 * 64;
 
 /// Why an AP could not be given memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -293,8 +281,8 @@ pub fn allocate_ap(index: u32, region: Option<u64>) -> Result<ApBlocks, ApMemory
     unsafe {
         tables.write(CpuTables::new());
         percpu.write(CpuBlock::new(index));
-        (*percpu).shared.sched.reserve(RUN_QUEUE_CAPACITY);
     }
+    (crate::upcall::get().prepare_cpu)(index);
     Ok(ApBlocks { percpu, tables, stack_top: stack_top & !0xf })
 }
 

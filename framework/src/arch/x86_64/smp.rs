@@ -9,7 +9,7 @@ use spin::Mutex;
 
 use super::eoi::InService;
 use super::interrupts::{TrapFrame, IPI_VECTOR};
-use super::percpu::{self, IrqGuard, PerCpu, MAX_CPUS};
+use super::percpu::{self, IrqGuard, PerCpu};
 use super::{cpu, lapic};
 use crate::time;
 
@@ -62,8 +62,10 @@ impl Default for Mailbox {
     }
 }
 
-/// IPI counters kept by senders.
-pub static PINGS_SENT: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+/// IPI counters kept by senders (read by the smp scenarios).
+#[cfg(feature = "scenarios")]
+pub static PINGS_SENT: [AtomicU64; percpu::MAX_CPUS] =
+    [const { AtomicU64::new(0) }; percpu::MAX_CPUS];
 
 /// Vector 49: acknowledge pings (so the sender's round trip completes), close I/O ports an
 /// `IoPorts` release revoked, and wake the idle loop for posted work.
@@ -75,7 +77,7 @@ pub fn ipi_interrupt(token: InService, cpu: &IrqGuard) {
     me.mailbox.ping_acks.store(requested, Ordering::Release);
     token.eoi();
     // Tickless: a thread queued here by another CPU needs the running one's slice end armed.
-    crate::task::sched::rearm_timer(cpu);
+    (crate::upcall::get().rearm_timer)(cpu);
 }
 
 /// How the sender waits for a ping's acknowledgement.
@@ -95,6 +97,7 @@ static PING_TIMEOUT_NS: AtomicU64 = AtomicU64::new(5_000_000_000);
 
 /// Sets how long a ping may stay unacknowledged before it counts as lost (default 5 s;
 /// hundreds of vCPUs sharing a few host cores can leave a target unscheduled longer).
+#[cfg(feature = "scenarios")]
 pub fn set_ping_timeout_ms(ms: u64) {
     PING_TIMEOUT_NS.store(ms.saturating_mul(1_000_000), Ordering::Relaxed);
 }
@@ -111,6 +114,7 @@ pub fn ping(target: &PerCpu, wait: PingWait) -> Option<u64> {
         log::error!("smp: cannot address cpu{} ({e:?})", target.index);
         return None;
     }
+    #[cfg(feature = "scenarios")]
     PINGS_SENT[percpu::current_index() as usize].fetch_add(1, Ordering::Relaxed);
     // Tight: no PAUSE at all (the benchmark); Polite: PAUSE from the first poll.
     let timeout_ns = PING_TIMEOUT_NS.load(Ordering::Relaxed);
@@ -152,9 +156,10 @@ pub fn wait_work(target: &PerCpu, ticket: u64, timeout_ns: u64) -> bool {
 pub(super) fn idle_loop() -> ! {
     // The idle loop is this CPU's own context and never runs anywhere else.
     let me = percpu::cpu(percpu::current_index()).expect("this CPU is installed");
+    let upcalls = crate::upcall::get();
     loop {
         x86_64::instructions::interrupts::disable();
-        if crate::task::sched::schedule_once() {
+        if (upcalls.schedule_once)() {
             continue;
         }
         let work = me.mailbox.work.lock().take();
@@ -166,7 +171,7 @@ pub(super) fn idle_loop() -> ! {
                 me.mailbox.work_done.fetch_max(w.ticket, Ordering::AcqRel);
             }
             // Tickless, published as idle and with nothing armed that it does not owe.
-            None => crate::task::sched::idle_halt(super::oneshot::NONE),
+            None => (upcalls.idle_halt)(super::oneshot::NONE),
         }
     }
 }

@@ -315,7 +315,7 @@ pub static PIC_SPURIOUS: AtomicU64 = AtomicU64::new(0);
 /// thread's kernel stack with kernel GS: the thread ends there.
 #[no_mangle]
 extern "C" fn trap_refuse_return(frame: &mut TrapFrame) -> ! {
-    crate::task::process::refuse_user_return(frame)
+    (crate::upcall::get().refuse_user_return)(frame)
 }
 
 /// Called by `trap_common` with interrupts off.
@@ -337,13 +337,13 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
             // through a thread exit (the paranoid stub must run its own return).
             return;
         }
-        0..=31 if frame.from_user() => crate::task::process::user_fault(frame),
+        0..=31 if frame.from_user() => (crate::upcall::get().user_fault)(frame),
         // A user copy that hit an unmapped or protected user page returns `BadAddress`.
         14 if super::usercopy::fixup_page_fault(frame) => {}
         0..=31 => crate::panic::fatal_exception(frame),
         keel_abi::SYSCALL_GATE_VECTOR if frame.from_user() => {
             count_entry(|me| &me.int80_entries);
-            crate::task::syscall::handle(frame)
+            (crate::upcall::get().syscall)(frame)
         }
         _ => {
             // SAFETY: entered through an interrupt gate (IF clear); none of the interrupt
@@ -355,7 +355,7 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
     }
     // A thread of an exiting process leaves before returning to ring 3.
     if frame.from_user() {
-        crate::task::process::leave_if_exiting();
+        (crate::upcall::get().leave_if_exiting)();
     }
 }
 
@@ -379,7 +379,7 @@ fn interrupt(vector: u8, from_user: bool, cpu: &mut IrqGuard) {
             if percpu::current(cpu).index == 0 {
                 super::iommu::poll_faults();
             }
-            crate::task::sched::tick(from_user, cpu);
+            (crate::upcall::get().tick)(from_user, cpu);
         }
         IPI_VECTOR => super::smp::ipi_interrupt(InService::delivered(), cpu),
         super::tlb::TLB_VECTOR => super::tlb::shootdown_interrupt(InService::delivered(), cpu),

@@ -425,11 +425,6 @@ pub fn gsi_index(gsi: u32) -> Option<u16> {
     with(|r| r.plan.gsi_index(gsi)).flatten()
 }
 
-/// The MSI handle of PCI function `bdf`, once routed.
-pub fn msi_handle(bdf: u16) -> Option<u16> {
-    with(|r| r.msi_handles.get(&bdf).copied()).flatten()
-}
-
 /// An index no source uses (its entry is not present): the last one, when the plan leaves it
 /// free. The fault self-test points a request at it.
 pub fn unused_index() -> Option<u16> {

@@ -36,7 +36,7 @@ pub fn halt_forever() -> ! {
 /// Prints the verdict line (the last evidence line of a boot) and exits accordingly. A boot
 /// whose bring-up left a CPU unaccounted fails whatever `pass` says, and says so.
 pub fn verdict(pass: bool, reason: &str) -> ! {
-    let lost = crate::init::cpus::unaccounted();
+    let lost = crate::bringup::cpus::unaccounted();
     if lost > 0 {
         let sep = if pass { "" } else { "; " };
         let reason = if pass { "" } else { reason };

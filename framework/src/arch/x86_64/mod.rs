@@ -4,6 +4,7 @@ pub mod ap_start;
 pub mod boot;
 pub mod context;
 pub mod cpu;
+pub mod cpu_local;
 pub mod eoi;
 pub mod gdt;
 pub mod interrupts;

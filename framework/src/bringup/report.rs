@@ -120,37 +120,10 @@ impl core::fmt::Display for Tally {
     }
 }
 
-/// A program's exit status in words: a code it passed to `exit`, or the fault that ended it
-/// (the kernel reports a thread killed by exception vector `v` as `0xFFFF_0000 | v`).
-struct ExitStatus(u64);
-
-impl core::fmt::Display for ExitStatus {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        let code = self.0;
-        if code >> 16 == 0xFFFF {
-            let name = match code & 0xFFFF {
-                0 => "#DE",
-                6 => "#UD",
-                13 => "#GP",
-                14 => "#PF",
-                _ => "exception",
-            };
-            write!(f, "killed by {name} ({code:#x})")
-        } else {
-            write!(f, "exited {code:#x}")
-        }
-    }
-}
-
-/// The few lines a person reads at the end of a plain boot: the CPUs and the LAPIC mode each
-/// runs (from its own `IA32_APIC_BASE`), the timer each armed (its LVT timer register and
-/// calibrated frequency), and how each program of the boot manifest ended (its process's
-/// exit code against the manifest's expectation).
-pub fn final_summary(
-    system: &super::System,
-    manifest: &keel_manifest::Manifest,
-    run: &super::programs::Run,
-) {
+/// The CPU lines a person reads at the end of a plain boot: the CPUs and the LAPIC mode each
+/// runs (from its own `IA32_APIC_BASE`), and the timer each armed (its LVT timer register and
+/// calibrated frequency).
+pub fn cpu_summary(system: &super::System) {
     let online: Vec<_> = percpu::online().collect();
     let modes = Tally::of(
         online.iter().map(|c| lapic::apic_base_mode_name(c.apic_base.load(Ordering::Relaxed))),
@@ -172,27 +145,4 @@ pub fn final_summary(
         alloc::format!("{hz_min}..{hz_max} Hz")
     };
     log::info!("summary: timer: {timers}; {} Hz tick; LAPIC timer input {input}", lapic::tick_hz());
-    for program in &manifest.programs {
-        let expected = program.expect_exit.unwrap_or(0);
-        match run.process(&program.name) {
-            Some(p) => {
-                let code = p.exit_code.load(Ordering::Acquire);
-                if code == expected {
-                    log::info!(
-                        "summary: program {}: {}, as the manifest expects",
-                        program.name,
-                        ExitStatus(code)
-                    );
-                } else {
-                    log::info!(
-                        "summary: program {}: {}, but the manifest expects {}",
-                        program.name,
-                        ExitStatus(code),
-                        ExitStatus(expected)
-                    );
-                }
-            }
-            None => log::info!("summary: program {}: never started", program.name),
-        }
-    }
 }
