@@ -1,14 +1,16 @@
 //! COM1 (16550 UART) console: the `log` backend, `print!`/`println!`, and `ev!` for
 //! machine-readable evidence lines (`EV key=value`, see docs/proofs.md).
 //!
-//! One lock serialises whole lines from all CPUs; it is taken with interrupts off so an
+//! One lock serialises whole lines from all CPUs; an [`IrqSafeMutex`], so an
 //! interrupt handler that logs cannot deadlock against the code it interrupted. A panicking
 //! CPU that stopped the others with NMI may break the lock (`force_unlock_for_panic`).
 
 use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicBool, Ordering};
-use spin::Mutex;
+
 use x86_64::instructions::port::Port;
+
+use crate::sync::IrqSafeMutex;
 
 const COM1: u16 = 0x3f8;
 
@@ -60,7 +62,7 @@ impl Write for Uart {
     }
 }
 
-static UART: Mutex<Uart> = Mutex::new(Uart { base: COM1 });
+static UART: IrqSafeMutex<Uart> = IrqSafeMutex::new(Uart { base: COM1 });
 static PANIC_OWNS_CONSOLE: AtomicBool = AtomicBool::new(false);
 
 /// Initialises COM1 and installs the `log` backend.
@@ -72,9 +74,9 @@ pub fn init() {
 
 /// Writes formatted text as one unit (no interleaving with other CPUs).
 pub fn write_fmt(args: fmt::Arguments) {
-    x86_64::instructions::interrupts::without_interrupts(|| {
+    {
         let _ = UART.lock().write_fmt(args);
-    });
+    }
 }
 
 /// Called by the panic path after the other CPUs were stopped: a CPU halted while holding the

@@ -20,5 +20,6 @@ pub mod exit;
 pub mod mm;
 pub mod panic;
 pub mod pci;
+pub mod sync;
 pub mod time;
 pub mod upcall;

@@ -2,7 +2,7 @@
 //! and the INTx → GSI rule of the chipset. Enough to find devices and hand them to drivers.
 
 use alloc::vec::Vec;
-use spin::{Mutex, Once};
+use spin::Once;
 use x86_64::instructions::port::Port;
 
 use keel_apic::msi::{MsiAddress, MsiData};
@@ -10,6 +10,7 @@ use keel_apic::{ApicId, XApicId};
 use keel_iommu::RemappableMsi;
 
 use crate::arch::x86_64::iommu;
+use crate::sync::IrqSafeMutex;
 
 /// Bus/device/function.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,7 +53,7 @@ pub struct PciDevice {
     pub bars: [Bar; 6],
 }
 
-static CONFIG_LOCK: Mutex<()> = Mutex::new(());
+static CONFIG_LOCK: IrqSafeMutex<()> = IrqSafeMutex::new(());
 static DEVICES: Once<Vec<PciDevice>> = Once::new();
 
 fn config_address(a: PciAddr, offset: u8) -> u32 {
@@ -65,26 +66,22 @@ fn config_address(a: PciAddr, offset: u8) -> u32 {
 
 /// Reads a dword of configuration space.
 pub fn read32(a: PciAddr, offset: u8) -> u32 {
-    x86_64::instructions::interrupts::without_interrupts(|| {
-        let _g = CONFIG_LOCK.lock();
-        // SAFETY: 0xCF8/0xCFC are the PCI configuration mechanism #1 ports, owned by the kernel.
-        unsafe {
-            Port::<u32>::new(0xCF8).write(config_address(a, offset));
-            Port::<u32>::new(0xCFC).read()
-        }
-    })
+    let _g = CONFIG_LOCK.lock();
+    // SAFETY: 0xCF8/0xCFC are the PCI configuration mechanism #1 ports, owned by the kernel.
+    unsafe {
+        Port::<u32>::new(0xCF8).write(config_address(a, offset));
+        Port::<u32>::new(0xCFC).read()
+    }
 }
 
 /// Writes a dword of configuration space.
 pub fn write32(a: PciAddr, offset: u8, value: u32) {
-    x86_64::instructions::interrupts::without_interrupts(|| {
-        let _g = CONFIG_LOCK.lock();
-        // SAFETY: as in `read32`.
-        unsafe {
-            Port::<u32>::new(0xCF8).write(config_address(a, offset));
-            Port::<u32>::new(0xCFC).write(value);
-        }
-    })
+    let _g = CONFIG_LOCK.lock();
+    // SAFETY: as in `read32`.
+    unsafe {
+        Port::<u32>::new(0xCF8).write(config_address(a, offset));
+        Port::<u32>::new(0xCFC).write(value);
+    }
 }
 
 fn read16(a: PciAddr, offset: u8) -> u16 {

@@ -1,16 +1,17 @@
 //! The kernel's physical frame allocator: one [`FrameBitmap`] over all usable RAM, behind a
-//! lock taken with interrupts off (frames are allocated from interrupt-free paths only).
+//! [`IrqSafeMutex`] (frames are allocated from interrupt-free paths only; the lock makes a
+//! slip a slowdown instead of a deadlock).
 
 use core::sync::atomic::{AtomicU64, Ordering};
 use keel_boot::memory::MemoryMap;
 use keel_mm::{FrameBitmap, FRAME_SIZE};
-use spin::Mutex;
 use x86_64::structures::paging::{FrameAllocator, PhysFrame, Size4KiB};
 use x86_64::PhysAddr;
 
 use super::phys_to_virt;
+use crate::sync::IrqSafeMutex;
 
-static FRAMES: Mutex<Option<FrameBitmap<'static>>> = Mutex::new(None);
+static FRAMES: IrqSafeMutex<Option<FrameBitmap<'static>>> = IrqSafeMutex::new(None);
 
 /// Builds the bitmap over `[0, highest usable address)`, storing it in the first usable range
 /// large enough, which it then reserves.
@@ -44,9 +45,7 @@ pub fn init(map: &MemoryMap) {
 }
 
 fn with<R>(f: impl FnOnce(&mut FrameBitmap<'static>) -> R) -> R {
-    x86_64::instructions::interrupts::without_interrupts(|| {
-        f(FRAMES.lock().as_mut().expect("frame allocator not initialised"))
-    })
+    f(FRAMES.lock().as_mut().expect("frame allocator not initialised"))
 }
 
 /// One zeroed frame, or `None` when memory is exhausted.

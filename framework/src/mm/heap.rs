@@ -2,33 +2,34 @@
 //! through the physical map.
 
 use core::alloc::{GlobalAlloc, Layout};
+use core::ptr::{null_mut, NonNull};
 
-use linked_list_allocator::LockedHeap;
+use linked_list_allocator::Heap;
 
 use super::{frames, phys_to_virt};
+use crate::sync::IrqSafeMutex;
 
-/// The heap lock is a plain spin lock; taking it with interrupts off means an interrupt
-/// handler on the same CPU can never spin on a lock its own CPU holds. (Interrupt paths do
-/// not allocate by design; this makes a slip a slowdown instead of a deadlock.)
-struct IrqSafeHeap(LockedHeap);
+/// The heap behind the one IRQ-safe lock: an interrupt handler on the same CPU can never spin
+/// on the heap lock its own CPU holds. (Interrupt paths do not allocate by design; this
+/// makes a slip a slowdown instead of a deadlock.)
+struct KernelHeap(IrqSafeMutex<Heap>);
 
-// SAFETY: forwards to `LockedHeap`, which is a correct allocator; only interrupts are masked.
-unsafe impl GlobalAlloc for IrqSafeHeap {
+// SAFETY: `Heap` is a correct first-fit allocator over the block `init` gives it; the lock
+// serialises every use of it.
+unsafe impl GlobalAlloc for KernelHeap {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: forwarded contract.
-        x86_64::instructions::interrupts::without_interrupts(|| unsafe { self.0.alloc(layout) })
+        self.0.lock().allocate_first_fit(layout).map_or(null_mut(), |p| p.as_ptr())
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded contract.
-        x86_64::instructions::interrupts::without_interrupts(|| unsafe {
-            self.0.dealloc(ptr, layout)
-        })
+        // SAFETY: `GlobalAlloc`'s contract: `ptr` came from `alloc` on this heap with `layout`
+        // (so it is not null).
+        unsafe { self.0.lock().deallocate(NonNull::new_unchecked(ptr), layout) }
     }
 }
 
 #[global_allocator]
-static HEAP: IrqSafeHeap = IrqSafeHeap(LockedHeap::empty());
+static HEAP: KernelHeap = KernelHeap(IrqSafeMutex::new(Heap::empty()));
 
 /// Smallest heap Keel asks for (kernel objects of a small machine).
 pub const MIN_HEAP_BYTES: u64 = 16 * 1024 * 1024;
@@ -58,10 +59,10 @@ pub fn init(usable_bytes: u64) {
 
 /// Bytes still free in the heap (boot checks it before reserving per-CPU queues).
 pub fn free_bytes() -> usize {
-    x86_64::instructions::interrupts::without_interrupts(|| HEAP.0.lock().free())
+    HEAP.0.lock().free()
 }
 
 /// Bytes currently allocated (for leak reports).
 pub fn used_bytes() -> usize {
-    x86_64::instructions::interrupts::without_interrupts(|| HEAP.0.lock().used())
+    HEAP.0.lock().used()
 }

@@ -3,7 +3,6 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 use keel_boot::multiboot::{MemoryType, MmapEntry};
-use spin::Mutex;
 use x86_64::registers::control::{Cr3, Cr3Flags};
 use x86_64::structures::paging::mapper::MapToError;
 use x86_64::structures::paging::{
@@ -14,13 +13,14 @@ use x86_64::{PhysAddr, VirtAddr};
 use super::frames::{self, KernelFrames};
 use super::{phys_to_virt, KERNEL_VMA, PHYS_OFFSET};
 use crate::arch::x86_64::percpu;
+use crate::sync::IrqSafeMutex;
 
 /// The boot tables map this much of physical memory at `PHYS_OFFSET`.
 pub const BOOT_MAPPED_LIMIT: u64 = 4 << 30;
 
 const TWO_MIB: u64 = 2 << 20;
 
-static KERNEL_TABLES: Mutex<Option<OffsetPageTable<'static>>> = Mutex::new(None);
+static KERNEL_TABLES: IrqSafeMutex<Option<OffsetPageTable<'static>>> = IrqSafeMutex::new(None);
 static KERNEL_PML4: AtomicU64 = AtomicU64::new(0);
 /// Highest physical address known to be readable through the physical map.
 static MAPPED_LIMIT: AtomicU64 = AtomicU64::new(BOOT_MAPPED_LIMIT);
@@ -159,7 +159,7 @@ pub fn map_physical(phys: u64, len: u64, caching: Caching) -> VirtAddr {
     if caching == Caching::Uncached {
         flags |= F::NO_CACHE | F::WRITE_THROUGH;
     }
-    x86_64::instructions::interrupts::without_interrupts(|| {
+    {
         let mut guard = KERNEL_TABLES.lock();
         let tables = guard.as_mut().expect("paging not initialised");
         let mut p = phys & !0xfff;
@@ -176,6 +176,6 @@ pub fn map_physical(phys: u64, len: u64, caching: Caching) -> VirtAddr {
             }
             p += 4096;
         }
-    });
+    }
     phys_to_virt(phys)
 }

@@ -220,8 +220,3 @@ impl From<Request> for Invocation {
         }
     }
 }
-
-/// Runs `f` with interrupts off, the way every holder of these spin locks takes them.
-fn irqs_off<R>(f: impl FnOnce() -> R) -> R {
-    x86_64::instructions::interrupts::without_interrupts(f)
-}

@@ -241,7 +241,7 @@ fn policy_refusals(manifest: &Manifest, program: &Program) -> Vec<Refusal> {
         .iter()
         .filter(|p| !p.has_exited())
         .flat_map(|p| {
-            x86_64::instructions::interrupts::without_interrupts(|| {
+            {
                 p.caps
                     .lock()
                     .iter()
@@ -250,7 +250,7 @@ fn policy_refusals(manifest: &Manifest, program: &Program) -> Vec<Refusal> {
                         _ => None,
                     })
                     .collect::<Vec<_>>()
-            })
+            }
         })
         .collect();
     let owned_mmio = kernel_owned_mmio();
@@ -368,10 +368,8 @@ fn load_and_queue(
         for g in &program.grants {
             let (object, param) = grant(manifest, g, &process, program.cpu_or_default())?;
             let kind: ObjectKind = object.kind();
-            let id = x86_64::instructions::interrupts::without_interrupts(|| {
-                process.caps.lock().insert(object)
-            })
-            .map_err(|e| alloc::format!("cap table: {e:?}"))?;
+            let id = { process.caps.lock().insert(object) }
+                .map_err(|e| alloc::format!("cap table: {e:?}"))?;
             info.push_cap(CapInfo { id, kind: kind as u32, param })
                 .map_err(|_| "too many grants for the start info")?;
         }

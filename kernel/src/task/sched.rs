@@ -17,9 +17,9 @@ use alloc::vec::Vec;
 use core::cell::Cell;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use fw::sync::IrqSafeMutex;
 use keel_apic::{ApicId, Ipi};
 use keel_sched::RunQueue;
-use spin::Mutex;
 
 use super::thread::{Thread, ThreadState};
 use fw::arch::x86_64::cpu::rdtsc;
@@ -45,8 +45,8 @@ struct TimedEvent {
 /// One CPU's scheduler state that other CPUs touch: wakers queue threads on it, exiting
 /// threads drop their timed events from every CPU. A CPU-local variable of this module (`SCHED`).
 pub struct CpuSched {
-    run_queue: Mutex<RunQueue<Arc<Thread>>>,
-    timed: Mutex<Vec<TimedEvent>>,
+    run_queue: IrqSafeMutex<RunQueue<Arc<Thread>>>,
+    timed: IrqSafeMutex<Vec<TimedEvent>>,
     /// Context switches into threads on this CPU.
     pub switches: AtomicU64,
     /// Timer-driven preemptions (of ring 3, at the tick itself).
@@ -72,8 +72,8 @@ impl CpuSched {
     /// Empty state (const: per-CPU blocks are built in statics).
     pub const fn new() -> Self {
         CpuSched {
-            run_queue: Mutex::new(RunQueue::new()),
-            timed: Mutex::new(Vec::new()),
+            run_queue: IrqSafeMutex::new(RunQueue::new()),
+            timed: IrqSafeMutex::new(Vec::new()),
             switches: AtomicU64::new(0),
             preemptions: AtomicU64::new(0),
             need_resched: AtomicBool::new(false),
@@ -127,8 +127,8 @@ impl Default for CpuSchedLocal {
 impl CpuSched {
     /// Reserves run-queue room (called once per CPU, outside interrupt context).
     pub fn reserve(&self, threads: usize) {
-        without_interrupts(|| self.run_queue.lock().reserve(threads));
-        without_interrupts(|| self.timed.lock().reserve(threads));
+        self.run_queue.lock().reserve(threads);
+        self.timed.lock().reserve(threads);
     }
 }
 
@@ -160,10 +160,6 @@ pub fn prepare_cpu(index: u32) {
     SCHED.of(index).reserve(RUN_QUEUE_CAPACITY);
 }
 
-fn without_interrupts<R>(f: impl FnOnce() -> R) -> R {
-    x86_64::instructions::interrupts::without_interrupts(f)
-}
-
 /// The thread running on this CPU, if any.
 pub fn current_thread() -> Option<Arc<Thread>> {
     let cpu = IrqGuard::new();
@@ -178,14 +174,15 @@ pub fn enqueue(thread: Arc<Thread>) {
         return;
     };
     thread.queued_at_tick.store(slice_clock(cpu), Ordering::Relaxed);
-    if let Err(t) = without_interrupts(|| state_of(cpu).run_queue.lock().push(thread)) {
+    let queued = state_of(cpu).run_queue.lock().push(thread);
+    if let Err(t) = queued {
         // The queue's room was reserved up front so this path never allocates.
         log::error!("sched: cpu{home} run queue full; thread {} dropped", t.tid);
         return;
     }
     if home == percpu::current_index() {
         // Tickless: the running thread's slice end is armed now that another one waits.
-        without_interrupts(|| rearm_timer(&IrqGuard::new()));
+        rearm_timer(&IrqGuard::new());
     } else {
         let apic = ApicId::new(cpu.apic_id.load(Ordering::Acquire));
         state_of(cpu).wake_ipis.fetch_add(1, Ordering::Relaxed);
@@ -299,11 +296,11 @@ pub fn add_timed(deadline_ns: u64, thread: Arc<Thread>, kind: TimedKind) {
 
 /// Drops timed events of a thread (when it exits).
 pub fn cancel_timed(thread: &Thread) {
-    without_interrupts(|| {
+    {
         for cpu in percpu::all() {
             state_of(cpu).timed.lock().retain(|e| e.thread.tid != thread.tid);
         }
-    });
+    }
 }
 
 /// Drops the thread's pending `cap_enter` timeout (its wait ended some other way).
@@ -406,7 +403,7 @@ pub fn preempt_point() -> bool {
     if !x86_64::instructions::interrupts::are_enabled() {
         return false;
     }
-    let requested = without_interrupts(|| {
+    let requested = {
         let cpu = IrqGuard::new();
         let me = percpu::current(&cpu);
         let requested = state_of(me).need_resched.swap(false, Ordering::Relaxed);
@@ -417,7 +414,7 @@ pub fn preempt_point() -> bool {
             state_of(me).max_resched_delay_tsc.fetch_max(delay, Ordering::Relaxed);
         }
         requested
-    });
+    };
     if requested {
         yield_current();
         x86_64::instructions::interrupts::enable();
@@ -529,7 +526,7 @@ pub fn idle_halt(wake_ns: u64) {
     }
     // `sti; hlt` as a pair: an interrupt arriving between them still wakes the hlt.
     x86_64::instructions::interrupts::enable_and_hlt();
-    without_interrupts(|| {
+    {
         let cpu = IrqGuard::new();
         let me = percpu::current(&cpu);
         me.oneshot.kernel_wake_ns.store(oneshot::NONE, Ordering::Relaxed);
@@ -537,5 +534,5 @@ pub fn idle_halt(wake_ns: u64) {
         me.oneshot.idle.store(false, Ordering::Release);
         me.oneshot.idle_exits.fetch_add(1, Ordering::Release);
         rearm_timer(&cpu);
-    });
+    }
 }

@@ -44,8 +44,8 @@ pub const BREAKS: &[Break] = &[
         what: "releasing an Interrupt capability clears the software flag but not the hardware mask",
         edits: &[Edit {
             file: "kernel/src/object/interrupt.rs",
-            find: "            self.mask_source(true);\n            st.masked = true;\n            st.holder = None;",
-            replace: "            st.masked = true;\n            st.holder = None;",
+            find: "        self.mask_source(true);\n        st.masked = true;\n        st.holder = None;",
+            replace: "        st.masked = true;\n        st.holder = None;",
         }],
         proofs: &["interrupt-grant", "driver-death"],
         accel: Accel::Tcg,
@@ -398,8 +398,8 @@ pub const BREAKS: &[Break] = &[
         what: "cap_enter re-reads sq_tail for each submission instead of its snapshot (no bound while another thread refills the queue)",
         edits: &[Edit {
             file: "kernel/src/task/ring.rs",
-            find: "        let tail = until;",
-            replace: "        let tail = header.sq_tail.load(Ordering::Acquire);\n        let _ = until;",
+            find: "    let tail = until;",
+            replace: "    let tail = header.sq_tail.load(Ordering::Acquire);\n    let _ = until;",
         }],
         proofs: &["fair-ap-x2apic"],
         accel: Accel::Tcg,
@@ -510,7 +510,7 @@ pub const BREAKS: &[Break] = &[
         what: "an ended thread's ring page is not handed to the next thread (spawns fail after 64)",
         edits: &[Edit {
             file: "kernel/src/task/process.rs",
-            find: "            irqs_off(|| self.free_rings.lock().push((ring, vaddr)));",
+            find: "            self.free_rings.lock().push((ring, vaddr));",
             replace: "            let _ = (ring, vaddr);",
         }],
         proofs: &["soak-threads"],
@@ -543,7 +543,7 @@ pub const BREAKS: &[Break] = &[
         what: "every Interrupt grant creates a new source (vector, registry entry) instead of reusing the one kept",
         edits: &[Edit {
             file: "kernel/src/object/interrupt.rs",
-            find: "    let existing = with_irqs_off(|| SOURCES.lock().iter().find(|s| s.name == name).cloned());",
+            find: "    let existing = SOURCES.lock().iter().find(|s| s.name == name).cloned();",
             replace: "    let existing: Option<Arc<InterruptObject>> = None;",
         }],
         proofs: &["soak-irq"],
@@ -566,7 +566,7 @@ pub const BREAKS: &[Break] = &[
         what: "releasing a PCI function's Interrupt leaves its bus mastering on: a later BAR-only holder can still start DMA",
         edits: &[Edit {
             file: "kernel/src/object/interrupt.rs",
-            find: "                pci::disable_bus_master(device);\n",
+            find: "            pci::disable_bus_master(device);\n",
             replace: "",
         }],
         proofs: &["dma-deny"],

@@ -18,13 +18,13 @@ use keel_apic::{
 use keel_iommu::irte::DestinationMode;
 use keel_iommu::RemappableRte;
 use keel_platform::Platform;
-use spin::Mutex;
 
 pub use super::eoi::InService;
 use super::interrupts::{DEVICE_VECTOR_BASE, DEVICE_VECTOR_LAST};
 use super::iommu;
 use super::percpu::{self, IrqGuard};
 use crate::mm::paging::{map_physical, Caching};
+use crate::sync::IrqSafeMutex;
 
 /// IOREGSEL / IOWIN access to one IOAPIC's MMIO window.
 pub struct IoapicMmio {
@@ -59,7 +59,7 @@ struct IoapicUnit {
     ioapic: Ioapic<IoapicMmio>,
 }
 
-static IOAPICS: Mutex<Vec<IoapicUnit>> = Mutex::new(Vec::new());
+static IOAPICS: IrqSafeMutex<Vec<IoapicUnit>> = IrqSafeMutex::new(Vec::new());
 
 /// Why a route could not be set up.
 #[derive(Debug)]
@@ -125,15 +125,13 @@ fn with_unit<R>(
     gsi: u32,
     f: impl FnOnce(&mut Ioapic<IoapicMmio>, u8, u8) -> R,
 ) -> Result<R, RouteError> {
-    x86_64::instructions::interrupts::without_interrupts(|| {
-        let mut units = IOAPICS.lock();
-        let unit = units
-            .iter_mut()
-            .find(|u| gsi >= u.gsi_base && gsi < u.gsi_base + u.ioapic.pins() as u32)
-            .ok_or(RouteError::NoIoapicForGsi(gsi))?;
-        let pin = (gsi - unit.gsi_base) as u8;
-        Ok(f(&mut unit.ioapic, unit.id, pin))
-    })
+    let mut units = IOAPICS.lock();
+    let unit = units
+        .iter_mut()
+        .find(|u| gsi >= u.gsi_base && gsi < u.gsi_base + u.ioapic.pins() as u32)
+        .ok_or(RouteError::NoIoapicForGsi(gsi))?;
+    let pin = (gsi - unit.gsi_base) as u8;
+    Ok(f(&mut unit.ioapic, unit.id, pin))
 }
 
 /// Programs `gsi` to deliver `vector` to the CPU with `destination`, masked or not:

@@ -93,12 +93,12 @@ impl Default for Oneshot {
 /// has not reached its idle loop is busy: its watchdog is due).
 pub fn start(tsc_deadline: bool) {
     setup_lvt(tsc_deadline);
-    x86_64::instructions::interrupts::without_interrupts(|| {
+    {
         let cpu = super::percpu::IrqGuard::new();
         // The LVT set-up left nothing armed (also when restarted after a measurement).
         super::percpu::current(&cpu).oneshot.armed_ns.store(NONE, Ordering::Relaxed);
         (crate::upcall::get().rearm_timer)(&cpu);
-    });
+    }
 }
 
 fn setup_lvt(tsc_deadline: bool) {

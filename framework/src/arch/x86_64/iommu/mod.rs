@@ -32,9 +32,9 @@ use keel_iommu::irte::{
 };
 use keel_iommu::regs::{FaultRecord, GlobalBit};
 use keel_iommu::{Dmar, SourceId};
-use spin::Mutex;
 
 use crate::mm::{frames, phys_to_virt};
+use crate::sync::IrqSafeMutex;
 use unit::{Unit, UnitError};
 
 /// Why a remapped route could not be set up.
@@ -75,7 +75,7 @@ struct Remapper {
 /// as lost).
 const IR_BACKLOG: usize = 8;
 
-static REMAPPER: Mutex<Option<Remapper>> = Mutex::new(None);
+static REMAPPER: IrqSafeMutex<Option<Remapper>> = IrqSafeMutex::new(None);
 /// 0: off; 1: xAPIC mode (EIME = 0); 2: extended interrupt mode. Read without the lock on
 /// every route decision.
 static MODE: AtomicU8 = AtomicU8::new(0);
@@ -90,7 +90,7 @@ pub fn mode() -> Option<DestinationMode> {
 }
 
 fn with<R>(f: impl FnOnce(&mut Remapper) -> R) -> Option<R> {
-    x86_64::instructions::interrupts::without_interrupts(|| REMAPPER.lock().as_mut().map(f))
+    REMAPPER.lock().as_mut().map(f)
 }
 
 /// Finds the DMAR, checks every unit and enables interrupt remapping on all of them, or on
