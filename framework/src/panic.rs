@@ -4,7 +4,7 @@
 use core::panic::PanicInfo;
 use core::sync::atomic::{AtomicBool, Ordering};
 
-use crate::arch::x86_64::interrupts::TrapFrame;
+use crate::arch::x86_64::trap_entry::TrapFrame;
 use crate::arch::x86_64::{percpu, smp};
 use crate::exit::{exit, halt_forever, ExitCode};
 

@@ -6,8 +6,8 @@
 
 use spin::Once;
 
-use crate::arch::x86_64::interrupts::TrapFrame;
 use crate::arch::x86_64::percpu::IrqGuard;
+use crate::arch::x86_64::trap_entry::TrapFrame;
 
 /// The kernel's handlers, one per event.
 pub struct Upcalls {

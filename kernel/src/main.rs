@@ -35,7 +35,7 @@ pub extern "C" fn kernel_entry(multiboot_magic: u32, multiboot_info: u32) -> ! {
     log::info!("keel {} booting", env!("CARGO_PKG_VERSION"));
     fw::arch::x86_64::cpu::init_boot_cpu_features();
     fw::arch::x86_64::percpu::init_boot_cpu();
-    fw::arch::x86_64::interrupts::init_idt();
+    fw::arch::x86_64::trap_entry::init_idt();
 
     let boot = fw::mm::init(multiboot_magic, multiboot_info);
     task::sched::prepare_cpu(0);

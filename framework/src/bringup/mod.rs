@@ -18,7 +18,7 @@ use keel_apic::LapicMode;
 use keel_boot::cmdline::CommandLine;
 use keel_platform::Platform;
 
-use crate::arch::x86_64::interrupts::{DEVICE_VECTOR_BASE, DEVICE_VECTOR_LAST};
+use crate::arch::x86_64::trap_entry::{DEVICE_VECTOR_BASE, DEVICE_VECTOR_LAST};
 use crate::arch::x86_64::{amdvi, ioapic, iommu, lapic, percpu, pic, smp as smp_arch};
 
 /// What bring-up produced.
@@ -42,7 +42,7 @@ impl System {
 /// PIC off, LAPIC mode and enable, timer calibration and tick, IOAPICs, APs, boot report.
 pub fn bring_up(platform: &'static Platform, cmdline: &CommandLine) -> System {
     pic::disable();
-    crate::arch::x86_64::syscall::init_cpu();
+    crate::arch::x86_64::syscall_entry::init_cpu();
     let mode = lapic::init_boot_cpu();
     // Read back from this CPU's IA32_APIC_BASE (EN, EXTD), not the mode the plan chose.
     ev!(

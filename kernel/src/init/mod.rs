@@ -3,6 +3,7 @@
 //! (the `scenarios` feature) run on the [`System`] bring-up returns instead of [`run`]'s
 //! programs.
 
+pub mod grant_policy;
 pub mod programs;
 pub mod summary;
 

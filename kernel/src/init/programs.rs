@@ -11,6 +11,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use keel_manifest::Manifest;
 
+use super::grant_policy;
 use crate::task::loader::{self, ModuleImage};
 use crate::task::{sched, Process};
 
@@ -126,7 +127,7 @@ fn start_ready(manifest: &Manifest, mods: &[ModuleImage], run: &mut Run) {
             ev!(("proc.{}.heap_at_restart", key), fw::mm::heap::used_bytes());
             ev!(("proc.{}.free_frames_at_restart", key), fw::mm::frames::free_count());
         }
-        let started = match loader::start(manifest, program, mods) {
+        let started = match grant_policy::start(manifest, program, mods) {
             Ok(p) => {
                 if program.expect_refused {
                     log::error!(
@@ -137,7 +138,7 @@ fn start_ready(manifest: &Manifest, mods: &[ModuleImage], run: &mut Run) {
                 }
                 p
             }
-            Err(loader::StartError::Refused(_)) if program.expect_refused => {
+            Err(grant_policy::StartError::Refused(_)) if program.expect_refused => {
                 log::info!("init: {} refused, as its manifest expects", program.name);
                 Process::new_dead(&program.name)
             }

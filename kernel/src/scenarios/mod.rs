@@ -6,15 +6,15 @@
 
 mod bench;
 mod churn;
-mod dma;
+mod dma_watch;
 mod nmi;
 mod races;
 mod remap;
 mod rtc;
 mod scale;
-mod smp;
+mod smp_scenario;
 mod tickless;
-mod user;
+mod user_scenario;
 
 pub use fw::bringup::System;
 
@@ -48,9 +48,9 @@ pub static SCENARIOS: &[Scenario] = &[
     Scenario { name: "default", run: bring_up_only },
     Scenario { name: "boot", run: |c| boot_checks(c.boot, &c.system) },
     Scenario { name: "exceptions", run: |_| exceptions() },
-    Scenario { name: "smp", run: |c| smp::run(c.system, c.cmdline) },
+    Scenario { name: "smp", run: |c| smp_scenario::run(c.system, c.cmdline) },
     Scenario { name: "bench", run: |c| bench::run(c.system, c.cmdline) },
-    Scenario { name: "user", run: |c| user::run(c.system, c.cmdline, c.boot) },
+    Scenario { name: "user", run: |c| user_scenario::run(c.system, c.cmdline, c.boot) },
     Scenario { name: "races", run: |c| races::run(c.system, c.cmdline) },
     Scenario { name: "nmi_window", run: |c| nmi::run_window(c.system) },
     Scenario { name: "lockup", run: |c| nmi::run_lockup(c.system, c.cmdline) },
@@ -86,7 +86,7 @@ pub fn prepare(cmdline: &CommandLine) {
         crate::task::loader::deliver_irqs_to_boot_cpu();
     }
     if cmdline.get("entry") == Some("int80") {
-        fw::arch::x86_64::syscall::start_processes_on_int80();
+        fw::arch::x86_64::syscall_entry::start_processes_on_int80();
     }
     if cmdline.get("smp_abandon").is_some() {
         fw::arch::x86_64::ap_start::abandon_before_sipi(

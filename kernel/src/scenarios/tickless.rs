@@ -63,14 +63,14 @@ pub fn run(_system: System, cmdline: &CommandLine) -> ! {
     ev!("tickless.enabled", if lapic::tickless() { "yes" } else { "no" });
     ev!("tickless.watchdog_ms", crate::task::sched::watchdog_ns() / 1_000_000);
     // Let CPU 1 settle in its idle loop (bring-up work done, its busy deadline gone).
-    super::smp::sleep_ms(300);
+    super::smp_scenario::sleep_ms(300);
 
     // Idle window: CPU 1 has nothing to do.
     let idle_ms = super::option_u64(cmdline, "idle_ms", 3000);
     let reports_before = lockup::REPORTS.load(Ordering::Acquire);
     let (ap_before, boot_before) = (ticks(ap), ticks(boot));
     let t0 = time::now_ns();
-    super::smp::sleep_ms(idle_ms);
+    super::smp_scenario::sleep_ms(idle_ms);
     let window_ns = time::now_ns() - t0;
     ev!("tickless.idle.window_ms", window_ns / 1_000_000);
     ev!("tickless.idle.interrupts", ticks(ap) - ap_before);

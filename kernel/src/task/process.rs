@@ -17,7 +17,7 @@ use keel_cap::CapTable;
 use super::sched;
 use super::thread::{RingState, Thread};
 use crate::object::Object;
-use fw::arch::x86_64::interrupts::TrapFrame;
+use fw::arch::x86_64::trap_entry::TrapFrame;
 use fw::arch::x86_64::{io_bitmap, percpu};
 use fw::mm::address_space::AddressSpace;
 use fw::mm::phys_to_virt;
@@ -524,7 +524,7 @@ pub fn switch_current_to_int80() {
 
 /// A CPU exception in ring 3: report it and end the process, never the kernel.
 pub fn user_fault(frame: &mut TrapFrame) {
-    if fw::arch::x86_64::syscall::recover_from_failed_syscall(frame) {
+    if fw::arch::x86_64::syscall_entry::recover_from_failed_syscall(frame) {
         return;
     }
     let cr2 = x86_64::registers::control::Cr2::read_raw();

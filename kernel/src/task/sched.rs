@@ -23,8 +23,8 @@ use keel_sched::RunQueue;
 
 use super::thread::{Thread, ThreadState};
 use fw::arch::x86_64::cpu::rdtsc;
-use fw::arch::x86_64::interrupts::IPI_VECTOR;
 use fw::arch::x86_64::percpu::{self, IrqGuard, PerCpu};
+use fw::arch::x86_64::trap_entry::IPI_VECTOR;
 use fw::arch::x86_64::{context, lapic, lockup, oneshot};
 use fw::mm::paging;
 

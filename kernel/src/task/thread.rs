@@ -11,7 +11,7 @@ use keel_abi::{Completion, RingHeader, Status, Submission};
 use super::Process;
 use fw::arch::x86_64::context;
 use fw::arch::x86_64::gdt::{USER_CODE, USER_DATA};
-use fw::arch::x86_64::interrupts::TrapFrame;
+use fw::arch::x86_64::trap_entry::TrapFrame;
 
 /// Kernel stack per thread.
 pub const KERNEL_STACK_SIZE: usize = 32 * 1024;

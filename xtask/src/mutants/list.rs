@@ -256,7 +256,7 @@ pub const BREAKS: &[Break] = &[
         name: "nmi-entry-swapgs-from-cs",
         what: "NMI takes the common entry again: swapgs decided by the saved CS, so an NMI in a swapgs window runs with the user's GS",
         edits: &[Edit {
-            file: "framework/src/arch/x86_64/interrupts.rs",
+            file: "framework/src/arch/x86_64/trap_entry.rs",
             find: "    .if (vec == 2) || (vec == 18)\n    jmp trap_paranoid",
             replace: "    .if (vec == 18)\n    jmp trap_paranoid",
         }],
@@ -300,7 +300,7 @@ pub const BREAKS: &[Break] = &[
         name: "nmi-paranoid-exit-keeps-kernel-gs",
         what: "the paranoid NMI exit does not swap back: code interrupted in a swapgs window resumes with the kernel's GS and its own swapgs then loads the user's",
         edits: &[Edit {
-            file: "framework/src/arch/x86_64/interrupts.rs",
+            file: "framework/src/arch/x86_64/trap_entry.rs",
             find: "    testl %ebx, %ebx\n    jz 6f\n    swapgs\n",
             replace: "    testl %ebx, %ebx\n    jz 6f\n",
         }],
@@ -333,7 +333,7 @@ pub const BREAKS: &[Break] = &[
         name: "nmi-paranoid-always-swaps",
         what: "the paranoid entry swaps GS on every NMI, also when the kernel's GS is already loaded",
         edits: &[Edit {
-            file: "framework/src/arch/x86_64/interrupts.rs",
+            file: "framework/src/arch/x86_64/trap_entry.rs",
             find: "    js 5f                       /* upper half: the kernel's GS is loaded */\n",
             replace: "",
         }],
@@ -587,7 +587,7 @@ pub const BREAKS: &[Break] = &[
         name: "iommu-fault-events-left-masked",
         what: "the fault-event interrupt is programmed but FECTL stays masked: faults wait for the tick's poll",
         edits: &[Edit {
-            file: "framework/src/arch/x86_64/iommu/unit.rs",
+            file: "framework/src/arch/x86_64/iommu/vtd_unit.rs",
             find: "        self.regs.write32(offset::FAULT_EVENT_CONTROL, 0);\n",
             replace: "",
         }],

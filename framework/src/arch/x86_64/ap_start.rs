@@ -29,7 +29,7 @@ use x86_64::PhysAddr;
 
 use super::percpu::{self, ApBlocks, ApMemoryShortage, AP_FRAME_BYTES, MAX_CPUS};
 use super::trampoline::{self, TrampolineParams};
-use super::{cpu, interrupts, lapic};
+use super::{cpu, lapic, trap_entry};
 use crate::mm::paging;
 use crate::time;
 
@@ -445,9 +445,9 @@ extern "C" fn ap_entry(slot: &'static StartSlot) -> ! {
         );
         percpu::install_ap(&slot.blocks);
     }
-    interrupts::init_idt();
+    trap_entry::init_idt();
     cpu::enable_protection();
-    super::syscall::init_cpu();
+    super::syscall_entry::init_cpu();
     let id = match lapic::init_ap() {
         Ok(id) => id,
         Err(e) => {

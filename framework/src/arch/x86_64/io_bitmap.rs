@@ -20,10 +20,10 @@ use keel_apic::{ApicId, Ipi};
 use spin::Mutex;
 
 use super::gdt::CpuTables;
-use super::interrupts::IPI_VECTOR;
 use super::lapic;
 use super::percpu::{self, IrqGuard};
 use super::tlb::CpuMask;
+use super::trap_entry::IPI_VECTOR;
 
 /// Ranges one CPU records; more (never in practice: a driver holds a few) and it closes
 /// its whole bitmap on the next close instead.

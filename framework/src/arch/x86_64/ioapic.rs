@@ -20,9 +20,9 @@ use keel_iommu::RemappableRte;
 use keel_platform::Platform;
 
 pub use super::eoi::InService;
-use super::interrupts::{DEVICE_VECTOR_BASE, DEVICE_VECTOR_LAST};
 use super::iommu;
 use super::percpu::{self, IrqGuard};
+use super::trap_entry::{DEVICE_VECTOR_BASE, DEVICE_VECTOR_LAST};
 use crate::mm::paging::{map_physical, Caching};
 use crate::sync::IrqSafeMutex;
 

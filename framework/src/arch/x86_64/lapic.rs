@@ -20,8 +20,8 @@ use spin::Once;
 
 use super::cpu::{self, rdmsr, rdtsc, wrmsr, wrmsr_fence};
 use super::eoi::InService;
-use super::interrupts::{LAPIC_ERROR_VECTOR, SPURIOUS_VECTOR, TIMER_VECTOR};
 use super::percpu::{self, IrqGuard};
+use super::trap_entry::{LAPIC_ERROR_VECTOR, SPURIOUS_VECTOR, TIMER_VECTOR};
 use crate::mm::paging::{map_physical, Caching};
 use crate::time;
 
@@ -281,7 +281,7 @@ enum IsrReadBack {
 
 /// Vector 0xFD: a real delivery; records whether the LAPIC shows it in service.
 pub fn isr_probe_interrupt(token: InService) {
-    let seen = in_service(super::interrupts::ISR_PROBE_VECTOR);
+    let seen = in_service(super::trap_entry::ISR_PROBE_VECTOR);
     ISR_PROBE.call_once(|| if seen { IsrReadBack::Readable } else { IsrReadBack::Unreadable });
     token.eoi();
 }
@@ -291,7 +291,7 @@ pub fn isr_probe_interrupt(token: InService) {
 /// vector is EOI'd, as without them): reported as `lapic.isr_readable`.
 pub fn probe_isr() -> bool {
     let me = ApicId::new(percpu::with_current(|me| me.apic_id.load(Ordering::Acquire)));
-    if send(Ipi::fixed(super::interrupts::ISR_PROBE_VECTOR).to(me)).is_ok() {
+    if send(Ipi::fixed(super::trap_entry::ISR_PROBE_VECTOR).to(me)).is_ok() {
         crate::time::spin_until(0, 100_000_000, || ISR_PROBE.is_completed());
     }
     isr_readable()

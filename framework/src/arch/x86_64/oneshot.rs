@@ -104,11 +104,11 @@ pub fn start(tsc_deadline: bool) {
 fn setup_lvt(tsc_deadline: bool) {
     let mut apic = lapic::local();
     if tsc_deadline {
-        apic.arm_tsc_deadline(super::interrupts::TIMER_VECTOR).expect("valid vector");
+        apic.arm_tsc_deadline(super::trap_entry::TIMER_VECTOR).expect("valid vector");
         write_tsc_deadline(0);
     } else {
         let lvt = keel_apic::LvtTimer {
-            vector: super::interrupts::TIMER_VECTOR,
+            vector: super::trap_entry::TIMER_VECTOR,
             mode: keel_apic::TimerMode::OneShot,
             masked: false,
         };

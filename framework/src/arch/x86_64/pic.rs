@@ -1,10 +1,10 @@
 //! The legacy 8259 PICs: remapped away from the exception vectors and fully masked, so only
 //! the IOAPIC delivers device interrupts. (Masked PICs can still raise spurious IRQ7/15;
-//! `interrupts::trap_dispatch` counts those without an EOI.)
+//! `trap_entry::trap_dispatch` counts those without an EOI.)
 
 use x86_64::instructions::port::Port;
 
-use super::interrupts::PIC_VECTOR_BASE;
+use super::trap_entry::PIC_VECTOR_BASE;
 
 /// Remaps both PICs to `PIC_VECTOR_BASE..+16` and masks every line.
 pub fn disable() {

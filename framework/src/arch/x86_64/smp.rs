@@ -8,8 +8,8 @@ use keel_apic::{ApicId, Ipi};
 use spin::Mutex;
 
 use super::eoi::InService;
-use super::interrupts::{TrapFrame, IPI_VECTOR};
 use super::percpu::{self, IrqGuard, PerCpu};
+use super::trap_entry::{TrapFrame, IPI_VECTOR};
 use super::{cpu, lapic};
 use crate::time;
 

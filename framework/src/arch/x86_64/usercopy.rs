@@ -13,7 +13,7 @@
 use core::arch::global_asm;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use super::interrupts::TrapFrame;
+use super::trap_entry::TrapFrame;
 
 global_asm!(
     r#"

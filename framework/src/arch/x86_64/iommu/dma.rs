@@ -10,7 +10,7 @@ use keel_iommu::dma::{self, ContextScope, DmaCapability, DmaFault, IotlbScope};
 use keel_iommu::regs::GlobalBit;
 
 use super::domain::{Domains, KernelTables};
-use super::unit::{Unit, UnitError};
+use super::vtd_unit::{Unit, UnitError};
 use crate::mm::{frames, phys_to_virt};
 
 /// Recent faults kept for the log (the counters cover every fault).

@@ -16,7 +16,7 @@ use keel_iommu::dma::{self as vtd, ContextScope, EntryChange, IotlbScope};
 use keel_iommu::iova::IovaSpace;
 use keel_iommu::pagetable::{DmaRights, PageTable, TableMemory};
 
-use super::unit::{Unit, UnitError};
+use super::vtd_unit::{Unit, UnitError};
 use crate::mm::{frames, phys_to_virt};
 
 /// The IOVA window: 256 pages from 16 MiB (inside edu's 28-bit DMA mask).

@@ -19,8 +19,8 @@
 mod dma;
 mod domain;
 mod queue;
-mod registers;
-mod unit;
+mod vtd_registers;
+mod vtd_unit;
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
@@ -35,7 +35,7 @@ use keel_iommu::{Dmar, SourceId};
 
 use crate::mm::{frames, phys_to_virt};
 use crate::sync::IrqSafeMutex;
-use unit::{Unit, UnitError};
+use vtd_unit::{Unit, UnitError};
 
 /// Why a remapped route could not be set up.
 #[derive(Clone, Copy, Debug)]
@@ -216,7 +216,7 @@ fn try_init(
             // Fault events to this (the boot) CPU; the tick poll stays as the backstop.
             let bsp = super::percpu::with_current(|me| me.apic_id.load(Ordering::Acquire));
             for unit in &mut units {
-                if !unit.enable_fault_events(super::interrupts::IOMMU_FAULT_VECTOR, bsp, x2apic) {
+                if !unit.enable_fault_events(super::trap_entry::IOMMU_FAULT_VECTOR, bsp, x2apic) {
                     log::warn!("iommu: fault events cannot reach APIC ID {bsp}; polled only");
                 }
             }

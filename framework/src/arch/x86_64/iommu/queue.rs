@@ -8,7 +8,7 @@ use core::sync::atomic::{fence, Ordering};
 use keel_iommu::queue::{self, Ring};
 use keel_iommu::regs::{offset, FaultStatus};
 
-use super::registers::Registers;
+use super::vtd_registers::Registers;
 use crate::mm::{frames, phys_to_virt};
 
 /// How long a wait descriptor may take before the unit is declared stuck.

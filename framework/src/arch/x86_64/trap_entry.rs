@@ -231,7 +231,7 @@ trap_paranoid:
     addq $16, %rsp
     iretq
 "#,
-    syscall_vector = const super::syscall::SYSCALL_VECTOR,
+    syscall_vector = const super::syscall_entry::SYSCALL_VECTOR,
     frame_cs = const core::mem::offset_of!(TrapFrame, cs),
     frame_rip = const core::mem::offset_of!(TrapFrame, rip),
     frame_rsp = const core::mem::offset_of!(TrapFrame, rsp),
@@ -321,9 +321,9 @@ extern "C" fn trap_refuse_return(frame: &mut TrapFrame) -> ! {
 /// Called by `trap_common` with interrupts off.
 #[no_mangle]
 extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
-    if frame.vector == super::syscall::SYSCALL_VECTOR {
+    if frame.vector == super::syscall_entry::SYSCALL_VECTOR {
         count_entry(|me| &me.syscall_entries);
-        super::syscall::dispatch(frame);
+        super::syscall_entry::dispatch(frame);
         return;
     }
     let vector = frame.vector as u8;

@@ -32,9 +32,9 @@ pub fn run(_system: System, cmdline: &CommandLine, boot: &BootContext) -> ! {
     let timeout_ns = super::option_u64(cmdline, "user_timeout_ms", 60_000) * 1_000_000;
     let exit_window_ns = super::option_u64(cmdline, "exit_window_ms", 0) * 1_000_000;
     crate::task::ring::EXIT_WINDOW_NS.store(exit_window_ns, Ordering::Relaxed);
-    let watch = super::dma::start(cmdline);
+    let watch = super::dma_watch::start(cmdline);
     let run = programs::run(&manifest, &mods, Some(fw::time::now_ns() + timeout_ns));
-    super::dma::finish(watch);
+    super::dma_watch::finish(watch);
     let mut failures = run.failures + programs::unexpected_exits(&manifest, &run);
     churn.programs_done();
     program_evidence(&manifest, &run);
@@ -218,11 +218,17 @@ fn leaked(frames_before: u64, heap_before: usize) -> bool {
     // The gate the kernel asks new processes to use; which one they used is `entry.*`.
     ev!(
         "user.gate_requested",
-        if fw::arch::x86_64::syscall::int80_by_default() { "int80" } else { "syscall" }
+        if fw::arch::x86_64::syscall_entry::int80_by_default() { "int80" } else { "syscall" }
     );
-    ev!("user.syscall_entry", format_args!("{:#x}", fw::arch::x86_64::syscall::entry_address()));
-    ev!("user.syscall_emulated", fw::arch::x86_64::syscall::emulated_count());
-    ev!("user.syscall_emulation_refused", fw::arch::x86_64::syscall::emulation_refused_count());
+    ev!(
+        "user.syscall_entry",
+        format_args!("{:#x}", fw::arch::x86_64::syscall_entry::entry_address())
+    );
+    ev!("user.syscall_emulated", fw::arch::x86_64::syscall_entry::emulated_count());
+    ev!(
+        "user.syscall_emulation_refused",
+        fw::arch::x86_64::syscall_entry::emulation_refused_count()
+    );
     if frames_after != frames_before {
         log::error!("user: {} frames leaked", frames_before as i64 - frames_after as i64);
         return true;

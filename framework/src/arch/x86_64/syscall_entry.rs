@@ -3,7 +3,7 @@
 //! The entry stub switches to the current thread's kernel stack (per-CPU `kernel_stack_top`,
 //! through GS after `swapgs`), builds the hardware part of the same [`TrapFrame`] the
 //! interrupt path builds, with vector [`SYSCALL_VECTOR`], and joins the common trap path
-//! (`trap_save` in `interrupts.rs`). Returning uses `sysretq` when the frame still describes a
+//! (`trap_save` in `trap_entry.rs`). Returning uses `sysretq` when the frame still describes a
 //! plain return to user code, and the `iretq` trap path otherwise. Before either, the common
 //! return path refuses a ring-3 frame whose RIP or RSP is not a lower-half canonical address
 //! (both instructions would fault in ring 0 on real CPUs) and ends the thread instead.
@@ -15,7 +15,7 @@ use x86_64::registers::rflags::RFlags;
 use x86_64::VirtAddr;
 
 use super::gdt::{KERNEL_CODE, KERNEL_DATA};
-use super::interrupts::TrapFrame;
+use super::trap_entry::TrapFrame;
 use x86_64::structures::gdt::SegmentSelector;
 
 /// Pseudo-vector in a syscall frame: return with `sysretq`.

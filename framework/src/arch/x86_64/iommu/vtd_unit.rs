@@ -7,7 +7,7 @@ use keel_iommu::regs::{offset, Capability, ExtendedCapability, FaultRecord, Glob
 use keel_iommu::sequence::{self, SequenceError};
 
 use super::queue::{InvalidationQueue, QueueError};
-use super::registers::Registers;
+use super::vtd_registers::Registers;
 
 /// Why a unit could not be used or enabled.
 #[derive(Clone, Copy, Debug)]
