@@ -14,8 +14,9 @@
 //! page-table update and cannot cache the old translation (no PCIDs: a CR3 load flushes every
 //! non-global entry). A CPU in the mask is flushed and acknowledges before the frames are
 //! freed, so no CPU can reach a freed frame through a stale entry. A CPU that leaves the
-//! space mid-shootdown still acknowledges (its flush is harmless). The waiter keeps
-//! interrupts enabled, so requests aimed at it (two CPUs shooting at each other) are served.
+//! space mid-shootdown still acknowledges (its flush is harmless). Requests aimed at the
+//! waiter meanwhile (two CPUs shooting at each other) are served: by the IPI when it waits
+//! with interrupts on, by the wait loop itself when it waits with them off.
 
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
@@ -219,8 +220,8 @@ pub fn queued(cpu: u32) -> usize {
     percpu::cpu(cpu).map_or(0, |c| c.tlb.waiting())
 }
 
-/// Queues `req` on `target`. Every slot taken (16 shooters at one CPU): waits with
-/// interrupts on, so requests aimed at this CPU are served meanwhile.
+/// Queues `req` on `target`. Every slot taken (16 shooters at one CPU): waits until one
+/// frees; with interrupts on, requests aimed at this CPU are served by the IPI meanwhile.
 fn queue(req: &Request, target: &percpu::PerCpu) {
     while !target.tlb.push(req) {
         core::hint::spin_loop();
@@ -278,7 +279,8 @@ impl<S: FnMut(Ipi) -> Result<(), IcrError>> Interrupter<'_, S> {
 
 /// Invalidates `pages` (or everything, above the ceiling) of the address space `pml4` on
 /// every CPU in `resident`; returns after all of them acknowledged. The page tables must
-/// already be updated. Call with interrupts enabled. `Err` names the CPUs that could not be
+/// already be updated. Callable with interrupts on or off (see the wait below). `Err` names
+/// the CPUs that could not be
 /// interrupted (their request is withdrawn): frames they may still reach must not be freed.
 // The unreached set travels by value: it is built only when a send failed, and this path
 // must not allocate (it runs with interrupts off, possibly under the heap's lock).
