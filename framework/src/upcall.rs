@@ -1,31 +1,37 @@
 //! Upcalls by registration: the framework never imports the kernel above it. The events its
-//! trap entry and idle loop raise (a system call, a ring-3 fault, a refused return to ring 3,
-//! a tick, the idle loop's question "anything to run?") go to handlers the kernel registers
-//! once, at boot, before it brings the other CPUs up ([`register`]). Each is one indirect
-//! call through a `'static` table.
+//! trap entry raises (a system call, a ring-3 fault, a refused return to ring 3, leaving for
+//! an exiting process, a tick) go to the kernel's [`TrapHandlers`], which the kernel binds
+//! at compile time by instantiating the trap entry with them (static dispatch: these run on
+//! every entry). The rest (the idle loop's "anything to run?", re-arming the one-shot timer,
+//! preparing a CPU, the caller's address space) go to handlers the kernel registers once, at
+//! boot, before it brings the other CPUs up ([`register`]): one indirect call each through a
+//! `'static` table.
 
 use spin::Once;
 
 use crate::arch::x86_64::percpu::IrqGuard;
 use crate::arch::x86_64::trap_entry::TrapFrame;
 
-/// The kernel's handlers, one per event.
-pub struct Upcalls {
+/// The kernel's handlers on the trap path, bound at compile time: the kernel instantiates the
+/// trap entry with them (`fw::trap_entry!(Handlers)`), so each is a direct call (these run on
+/// every system call and interrupt).
+pub trait TrapHandlers {
     /// A system call from ring 3 (either entry path, interrupts off on entry): arguments and
     /// results in the frame.
-    pub syscall: fn(&mut TrapFrame),
-    /// The `syscall` instruction failed to reach ring 0 for the current thread's process:
-    /// from now on it enters through the `int 0x80` gate.
-    pub switch_current_to_int80: fn(),
+    fn syscall(frame: &mut TrapFrame);
     /// A CPU exception taken in ring 3 (interrupts off).
-    pub user_fault: fn(&mut TrapFrame),
+    fn user_fault(frame: &mut TrapFrame);
     /// `trap_return` refused a ring-3 frame (non-canonical RIP or RSP): the thread ends.
-    pub refuse_user_return: fn(&mut TrapFrame) -> !,
+    fn refuse_user_return(frame: &mut TrapFrame) -> !;
     /// Last step before any return to ring 3: a thread of an exiting process leaves here.
-    pub leave_if_exiting: fn(),
+    fn leave_if_exiting();
     /// The timer tick on this CPU, after the framework's own tick work (`from_user`: the
     /// tick interrupted ring 3).
-    pub tick: fn(from_user: bool, cpu: &mut IrqGuard),
+    fn tick(from_user: bool, cpu: &mut IrqGuard);
+}
+
+/// The kernel's other handlers (off the per-call path), registered once at boot.
+pub struct Upcalls {
     /// Tickless: arm this CPU's one-shot deadline for what the scheduler owes it.
     pub rearm_timer: fn(cpu: &IrqGuard),
     /// The idle loop (interrupts off): run a thread if one is queued here; true if it did.

@@ -3,7 +3,8 @@
 //! Two layers (docs/architecture.md): the framework (`keel-framework`, here `fw`: CPUs, traps,
 //! memory, time, console, ACPI, PCI, IOMMUs, bring-up) and this kernel crate above it (tasks,
 //! objects, init, the proof scenarios). Lower layers never call up: the framework reaches the
-//! kernel only through the upcalls registered here, first thing at boot.
+//! kernel only through the trap handlers it is instantiated with below and the upcalls
+//! registered first thing at boot.
 //!
 //! Boot path: `fw::arch::x86_64::boot` (Multiboot 1 or 2, 32-bit) → long mode →
 //! [`kernel_entry`] → upcalls, memory, ACPI, interrupts → `fw::bringup` (local APICs, IOAPICs,
@@ -24,6 +25,9 @@ pub mod scenarios;
 pub mod task;
 
 use keel_boot::cmdline::CommandLine;
+
+// The framework's trap entry, bound to this kernel's handlers.
+fw::trap_entry!(task::TrapHandlers);
 
 /// First Rust code on the boot CPU, called from the long-mode trampoline in `boot.rs` with
 /// the Multiboot magic (1 or 2, told apart in `mm::init`) and the physical address of the

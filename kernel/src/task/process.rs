@@ -525,6 +525,8 @@ pub fn switch_current_to_int80() {
 /// A CPU exception in ring 3: report it and end the process, never the kernel.
 pub fn user_fault(frame: &mut TrapFrame) {
     if fw::arch::x86_64::syscall_entry::recover_from_failed_syscall(frame) {
+        switch_current_to_int80();
+        super::syscall::handle(frame);
         return;
     }
     let cr2 = x86_64::registers::control::Cr2::read_raw();

@@ -16,6 +16,7 @@ use x86_64::VirtAddr;
 
 use super::gdt::{KERNEL_CODE, KERNEL_DATA};
 use super::trap_entry::TrapFrame;
+use crate::upcall::TrapHandlers;
 use x86_64::structures::gdt::SegmentSelector;
 
 /// Pseudo-vector in a syscall frame: return with `sysretq`.
@@ -138,8 +139,9 @@ fn follows_syscall_instruction(rcx: u64) -> bool {
 /// A ring-3 fault whose RIP is the `syscall` entry means the CPU executed `syscall` but stayed
 /// in ring 3 (seen under PVM, a KVM backend without VMX/SVM that emulates an unmodified guest
 /// and completes `syscall` without the privilege change). The registers are exactly those of
-/// a system call (RCX = return RIP, R11 = RFLAGS), so complete it here, return with `iretq`,
-/// and switch this process (only) to the `int 0x80` gate. A program can also just jump to the
+/// a system call (RCX = return RIP, R11 = RFLAGS), so the frame is made the system call's
+/// (returning with `iretq`) and true tells the caller (the kernel's fault handler) to switch
+/// this process (only) to the `int 0x80` gate and handle the call. A program can also just jump to the
 /// entry with registers of its choice, so the fault is taken for a failed `syscall` only
 /// while no `syscall` has ever entered ring 0 on this machine and RCX points just past a
 /// `syscall` instruction of the process; the return path checks the RIP like every other.
@@ -164,20 +166,18 @@ pub fn recover_from_failed_syscall(frame: &mut TrapFrame) -> bool {
     // Only the arithmetic flags and DF from the user's RFLAGS (IOPL, NT, VM, AC stay clear);
     // interrupts on.
     frame.rflags = (frame.r11 & 0xCD5) | 0x202;
-    let upcalls = crate::upcall::get();
-    (upcalls.switch_current_to_int80)();
-    (upcalls.syscall)(frame);
     true
 }
 
 /// Called from the trap dispatcher for a syscall frame, with interrupts off, on the thread's
 /// kernel stack. Leaves the frame marked for `sysretq`, or for `iretq` when the handler
 /// changed the frame. Either way `trap_return` checks the user RIP and RSP first.
-pub fn dispatch(frame: &mut TrapFrame) {
+#[inline(always)]
+pub fn dispatch<H: TrapHandlers>(frame: &mut TrapFrame) {
     if !SYSCALL_WORKS.load(core::sync::atomic::Ordering::Relaxed) {
         SYSCALL_WORKS.store(true, core::sync::atomic::Ordering::Relaxed);
     }
-    (crate::upcall::get().syscall)(frame);
+    H::syscall(frame);
     if frame.vector != SYSCALL_VECTOR {
         frame.vector = SYSCALL_VECTOR_IRET;
     }

@@ -14,6 +14,7 @@ use spin::Once;
 use super::eoi::InService;
 use super::gdt::{IST_DOUBLE_FAULT, IST_MACHINE_CHECK, IST_NMI, KERNEL_CODE};
 use super::percpu::{self, IrqGuard, PerCpu};
+use crate::upcall::TrapHandlers;
 
 /// LAPIC timer tick (fixed by the design).
 pub const TIMER_VECTOR: u8 = 48;
@@ -311,19 +312,36 @@ pub static UNHANDLED: AtomicU64 = AtomicU64::new(0);
 /// Spurious interrupts from the 8259 PICs (IRQ7/IRQ15 after masking).
 pub static PIC_SPURIOUS: AtomicU64 = AtomicU64::new(0);
 
-/// Called by `trap_return` for a ring-3 frame with a non-canonical RIP or RSP, on the
-/// thread's kernel stack with kernel GS: the thread ends there.
-#[no_mangle]
-extern "C" fn trap_refuse_return(frame: &mut TrapFrame) -> ! {
-    (crate::upcall::get().refuse_user_return)(frame)
+/// Defines the two symbols the assembly trap path calls, bound to the kernel's
+/// [`TrapHandlers`] at compile time (each handler a direct call, inlined where the compiler
+/// likes): `trap_dispatch` (called by `trap_common` with interrupts off) and
+/// `trap_refuse_return` (called by `trap_return` for a ring-3 frame with a non-canonical RIP
+/// or RSP, on the thread's kernel stack with kernel GS: the thread ends there). The kernel
+/// writes `fw::trap_entry!(Handlers);` once; without it the image does not link.
+#[macro_export]
+macro_rules! trap_entry {
+    ($handlers:ty) => {
+        #[no_mangle]
+        extern "C" fn trap_dispatch(frame: &mut $crate::arch::x86_64::trap_entry::TrapFrame) {
+            $crate::arch::x86_64::trap_entry::dispatch::<$handlers>(frame)
+        }
+
+        #[no_mangle]
+        extern "C" fn trap_refuse_return(
+            frame: &mut $crate::arch::x86_64::trap_entry::TrapFrame,
+        ) -> ! {
+            <$handlers as $crate::upcall::TrapHandlers>::refuse_user_return(frame)
+        }
+    };
 }
 
-/// Called by `trap_common` with interrupts off.
-#[no_mangle]
-extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
+/// The trap dispatcher `trap_dispatch` runs (see [`trap_entry!`](crate::trap_entry)), with
+/// interrupts off.
+#[inline(always)]
+pub fn dispatch<H: TrapHandlers>(frame: &mut TrapFrame) {
     if frame.vector == super::syscall_entry::SYSCALL_VECTOR {
         count_entry(|me| &me.syscall_entries);
-        super::syscall_entry::dispatch(frame);
+        super::syscall_entry::dispatch::<H>(frame);
         return;
     }
     let vector = frame.vector as u8;
@@ -337,25 +355,25 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
             // through a thread exit (the paranoid stub must run its own return).
             return;
         }
-        0..=31 if frame.from_user() => (crate::upcall::get().user_fault)(frame),
+        0..=31 if frame.from_user() => H::user_fault(frame),
         // A user copy that hit an unmapped or protected user page returns `BadAddress`.
         14 if super::usercopy::fixup_page_fault(frame) => {}
         0..=31 => crate::panic::fatal_exception(frame),
         keel_abi::SYSCALL_GATE_VECTOR if frame.from_user() => {
             count_entry(|me| &me.int80_entries);
-            (crate::upcall::get().syscall)(frame)
+            H::syscall(frame)
         }
         _ => {
             // SAFETY: entered through an interrupt gate (IF clear); none of the interrupt
             // handlers enables interrupts (a preempting tick switches out and resumes with
             // them off).
             let mut cpu = unsafe { IrqGuard::interrupts_already_off() };
-            interrupt(vector, frame.from_user(), &mut cpu)
+            interrupt::<H>(vector, frame.from_user(), &mut cpu)
         }
     }
     // A thread of an exiting process leaves before returning to ring 3.
     if frame.from_user() {
-        (crate::upcall::get().leave_if_exiting)();
+        H::leave_if_exiting();
     }
 }
 
@@ -371,7 +389,7 @@ fn count_entry(counter: impl FnOnce(&PerCpu) -> &AtomicU64) {
 /// Interrupt vectors (not exceptions, not system calls), with the handler's guard. Each
 /// LAPIC-delivered vector's handler gets the [`InService`] token that EOIs it exactly once;
 /// rescheduling happens here, after the handler (and so the EOI) is done.
-fn interrupt(vector: u8, from_user: bool, cpu: &mut IrqGuard) {
+fn interrupt<H: TrapHandlers>(vector: u8, from_user: bool, cpu: &mut IrqGuard) {
     match vector {
         TIMER_VECTOR => {
             super::lapic::timer_interrupt(InService::delivered(), cpu);
@@ -379,7 +397,7 @@ fn interrupt(vector: u8, from_user: bool, cpu: &mut IrqGuard) {
             if percpu::current(cpu).index == 0 {
                 super::iommu::poll_faults();
             }
-            (crate::upcall::get().tick)(from_user, cpu);
+            H::tick(from_user, cpu);
         }
         IPI_VECTOR => super::smp::ipi_interrupt(InService::delivered(), cpu),
         super::tlb::TLB_VECTOR => super::tlb::shootdown_interrupt(InService::delivered(), cpu),
