@@ -240,8 +240,9 @@ const fn pages(bytes: usize) -> usize {
 pub const AP_FRAME_BYTES: usize = pages(AP_STACK_SIZE)
     + pages(core::mem::size_of::<CpuTables>())
     + pages(core::mem::size_of::<CpuBlock>());
-/// Heap one AP needs: what the kernel's `Upcalls::prepare_cpu` reserves for it (the
-/// scheduler's run queue of 256 threads and its timed-event list), with slack.
+/// Heap one AP needs: what the kernel's `Upcalls::prepare_cpu` allocates for it (the
+/// scheduler's CPU-local state, its run queue of 256 threads and its timed-event list), with
+/// slack.
 pub const AP_HEAP_BYTES: usize = 2 * 256 * 64;
 
 /// Why an AP could not be given memory.
