@@ -47,17 +47,19 @@ impl<T> CpuLocalVar<T> {
         assert!(previous.is_null(), "cpu{index}'s CPU-local value is set once");
     }
 
-    #[inline]
+    #[inline(always)]
     fn slot(&'static self, index: u32) -> &'static T {
         let slot = self.slots[index as usize].load(Ordering::Acquire);
-        assert!(!slot.is_null(), "cpu{index} used a CPU-local value before it was prepared");
+        if slot.is_null() {
+            unprepared(index);
+        }
         // SAFETY: non-null slots come from `Box::into_raw` in `init`, published with Release
         // (paired with the Acquire above) and never freed or replaced.
         unsafe { &(*slot).0 }
     }
 
     /// This CPU's value, for as long as the guard keeps the code on this CPU.
-    #[inline]
+    #[inline(always)]
     pub fn get<'g>(&'static self, _: &'g IrqGuard) -> &'g T {
         self.slot(percpu::current_index())
     }
@@ -65,10 +67,18 @@ impl<T> CpuLocalVar<T> {
 
 impl<T: Sync> CpuLocalVar<T> {
     /// CPU `index`'s value (shared state other CPUs read or post to).
-    #[inline]
+    #[inline(always)]
     pub fn of(&'static self, index: u32) -> &'static T {
         self.slot(index)
     }
+}
+
+/// Out of line and cold: the check stays one compare on every access (small enough for the
+/// accessors to inline).
+#[cold]
+#[inline(never)]
+fn unprepared(index: u32) -> ! {
+    panic!("cpu{index} used a CPU-local value before it was prepared")
 }
 
 /// Declares CPU-local variables: `cpu_local! { pub static SCHED: CpuSched; }`; the owner
