@@ -69,7 +69,7 @@ pub struct CpuSched {
 }
 
 impl CpuSched {
-    /// Empty state (each CPU gets its own in `prepare_cpu`).
+    /// Empty state (const: every CPU's copy starts as this).
     pub const fn new() -> Self {
         CpuSched {
             run_queue: IrqSafeMutex::new(RunQueue::new()),
@@ -96,7 +96,7 @@ pub struct CpuSchedLocal {
 }
 
 impl CpuSchedLocal {
-    /// Empty state (each CPU gets its own in `prepare_cpu`).
+    /// Empty state (const: every CPU's copy starts as this).
     pub const fn new() -> Self {
         CpuSchedLocal { current: Cell::new(None), idle_rsp: Cell::new(0) }
     }
@@ -140,9 +140,9 @@ impl Default for CpuSched {
 
 fw::cpu_local! {
     /// Each CPU's scheduler state that other CPUs touch (run queue, timed events, counters).
-    static SCHED: CpuSched;
+    static SCHED: CpuSched = CpuSched::new();
     /// Each CPU's scheduler state that only that CPU touches (current thread, idle context).
-    static SCHED_LOCAL: CpuSchedLocal;
+    static SCHED_LOCAL: CpuSchedLocal = CpuSchedLocal::new();
 }
 
 /// Threads one CPU's run queue can hold (reserved up front: wake-ups never allocate).
@@ -154,17 +154,14 @@ pub fn state_of(cpu: &PerCpu) -> &'static CpuSched {
     SCHED.of(cpu.index)
 }
 
-/// Gives CPU `index` its scheduler state, run queue and timed-event list reserved, before it
-/// runs (the kernel's `prepare_cpu` upcall: the boot CPU once the heap exists, each AP as
-/// bring-up allocates it).
+/// Reserves CPU `index`'s run queue and timed-event list before it runs (the kernel's
+/// `prepare_cpu` upcall: the boot CPU once the heap exists, each AP as bring-up allocates it).
 pub fn prepare_cpu(index: u32) {
-    let sched = CpuSched::new();
-    sched.reserve(RUN_QUEUE_CAPACITY);
-    SCHED.init(index, sched);
-    SCHED_LOCAL.init(index, CpuSchedLocal::new());
+    SCHED.of(index).reserve(RUN_QUEUE_CAPACITY);
 }
 
 /// The thread running on this CPU, if any.
+#[inline]
 pub fn current_thread() -> Option<Arc<Thread>> {
     let cpu = IrqGuard::new();
     SCHED_LOCAL.get(&cpu).current_thread()

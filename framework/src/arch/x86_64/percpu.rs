@@ -18,6 +18,7 @@
 //! A CPU *index* (0 = boot CPU, dense) is separate from its APIC ID (sparse, 32-bit).
 
 use core::cell::{Cell, UnsafeCell};
+use core::mem::MaybeUninit;
 use core::ptr::null_mut;
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering};
 
@@ -39,8 +40,19 @@ pub const AP_STACK_SIZE: usize = 64 * 1024;
 struct CpuBlock {
     self_ptr: *const CpuBlock,
     local: CpuLocal,
+    /// Next to the entry slots, in the block's first cache lines.
+    upper: UpperArea,
     shared: PerCpu,
 }
+
+/// Bytes each CPU's block keeps for the CPU-local variables of the layers above
+/// (`cpu_local`; the scheduler's two take under 200).
+pub const UPPER_AREA_BYTES: usize = 1024;
+
+/// This CPU's copy of the CPU-local variables (`cpu_local`): in the CPU's own block, next to
+/// the entry slots, filled from `.cpu_local` when the block is built.
+#[repr(C, align(64))]
+pub struct UpperArea(UnsafeCell<MaybeUninit<[u8; UPPER_AREA_BYTES]>>);
 
 /// What only the owning CPU touches, with interrupts off. Only [`local`] hands out a
 /// reference, and only to the calling CPU's own part; cells make it `!Sync`, so that
@@ -112,6 +124,7 @@ const _: () = assert!(
 );
 const _: () =
     assert!(core::mem::size_of::<CpuBlock>() <= 4096, "docs/smp.md budgets one page per block");
+const _: () = assert!(core::mem::offset_of!(CpuBlock, upper) < 256);
 /// Where the current CPU's index sits relative to GS (read in one instruction).
 const INDEX_OFFSET: usize =
     core::mem::offset_of!(CpuBlock, shared) + core::mem::offset_of!(PerCpu, index);
@@ -131,6 +144,7 @@ impl CpuBlock {
                 tables: null_mut(),
                 loaded_space: Cell::new(0),
             },
+            upper: UpperArea(UnsafeCell::new(MaybeUninit::uninit())),
             shared: PerCpu {
                 index,
                 apic_id: AtomicU32::new(u32::MAX),
@@ -161,6 +175,40 @@ impl CpuLocal {
     pub fn tables(&self) -> *mut CpuTables {
         self.tables
     }
+}
+
+/// Each CPU's [`UpperArea`], by index: published when its block is built (before the
+/// kernel's `prepare_cpu` upcall fills it), read by `cpu_local`.
+static UPPER_AREAS: [AtomicPtr<UpperArea>; MAX_CPUS] =
+    [const { AtomicPtr::new(null_mut()) }; MAX_CPUS];
+
+/// Fills a block's CPU-local area from `.cpu_local` and publishes it by index (before the
+/// kernel's `prepare_cpu` upcall for it, and before the CPU runs).
+///
+/// # Safety
+/// `block` must be a 'static block just built, reachable by nobody else yet.
+unsafe fn fill_upper_area(block: *mut CpuBlock) {
+    // SAFETY: the caller's contract: the block is ours alone; only its area is written.
+    let (index, area) = unsafe {
+        let area = core::ptr::addr_of_mut!((*block).upper);
+        super::cpu_local::fill(area.cast::<u8>());
+        ((*block).shared.index, area)
+    };
+    UPPER_AREAS[index as usize].store(area, Ordering::Release);
+}
+
+/// The current CPU's copy of the CPU-local variables, for as long as the guard lives.
+#[inline(always)]
+pub(super) fn upper_area(guard: &IrqGuard) -> *mut u8 {
+    block(guard).upper.0.get().cast::<u8>()
+}
+
+/// CPU `index`'s copy of the CPU-local variables, once its block is built.
+#[inline(always)]
+pub(super) fn upper_area_of(index: u32) -> Option<*mut u8> {
+    let area = UPPER_AREAS.get(index as usize)?.load(Ordering::Acquire);
+    // SAFETY: non-null entries point into 'static blocks that are never freed.
+    (!area.is_null()).then(|| unsafe { (*area).0.get().cast::<u8>() })
 }
 
 /// Published blocks, by index: written once per CPU by [`install`], read by anyone.
@@ -210,6 +258,9 @@ pub fn init_boot_cpu() {
         "the boot CPU's block is installed once"
     );
     let tables = BOOT_CPU.tables.get();
+    // SAFETY: claimed once (asserted above): the boot CPU's block is ours alone until
+    // `install` publishes it.
+    unsafe { fill_upper_area(BOOT_CPU.block.get()) };
     install(BOOT_CPU.block.get(), tables);
     GS_READY_ON_BOOT_CPU.store(true, Ordering::Release);
     // SAFETY: claimed once (asserted above), so this is the only reference to the boot
@@ -240,9 +291,8 @@ const fn pages(bytes: usize) -> usize {
 pub const AP_FRAME_BYTES: usize = pages(AP_STACK_SIZE)
     + pages(core::mem::size_of::<CpuTables>())
     + pages(core::mem::size_of::<CpuBlock>());
-/// Heap one AP needs: what the kernel's `Upcalls::prepare_cpu` allocates for it (the
-/// scheduler's CPU-local state, its run queue of 256 threads and its timed-event list), with
-/// slack.
+/// Heap one AP needs: what the kernel's `Upcalls::prepare_cpu` reserves for it (the
+/// scheduler's run queue of 256 threads and its timed-event list), with slack.
 pub const AP_HEAP_BYTES: usize = 2 * 256 * 64;
 
 /// Why an AP could not be given memory.
@@ -282,6 +332,7 @@ pub fn allocate_ap(index: u32, region: Option<u64>) -> Result<ApBlocks, ApMemory
     unsafe {
         tables.write(CpuTables::new());
         percpu.write(CpuBlock::new(index));
+        fill_upper_area(percpu);
     }
     (crate::upcall::get().prepare_cpu)(index);
     Ok(ApBlocks { percpu, tables, stack_top: stack_top & !0xf })
