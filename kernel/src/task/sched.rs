@@ -206,7 +206,7 @@ pub fn schedule_once() -> bool {
     // switch below.
     let cpu = IrqGuard::new();
     let (me, local) = (percpu::current(&cpu), SCHED_LOCAL.get(&cpu));
-    let Some(thread) = state_of(me).run_queue.lock().pop() else { return false };
+    let Some(thread) = SCHED.get(&cpu).run_queue.lock().pop() else { return false };
     if thread.state() == ThreadState::Exited {
         return true;
     }
@@ -214,11 +214,11 @@ pub fn schedule_once() -> bool {
     thread.process.note_queue_wait(waited);
     thread.set_state(ThreadState::Running);
     // A fresh slice: a request meant for the thread that ran before is void.
-    state_of(me).need_resched.store(false, Ordering::Relaxed);
+    SCHED.get(&cpu).need_resched.store(false, Ordering::Relaxed);
     local.current.set(Some(thread.clone()));
-    state_of(me).switches.fetch_add(1, Ordering::Relaxed);
+    SCHED.get(&cpu).switches.fetch_add(1, Ordering::Relaxed);
     if lapic::tickless() {
-        state_of(me).slice_end_ns.store(fw::time::now_ns() + slice_ns(), Ordering::Relaxed);
+        SCHED.get(&cpu).slice_end_ns.store(fw::time::now_ns() + slice_ns(), Ordering::Relaxed);
         rearm_timer(&cpu);
     }
     let process = &thread.process;
@@ -307,8 +307,8 @@ pub fn cancel_timed(thread: &Thread) {
 /// Drops the thread's pending `cap_enter` timeout (its wait ended some other way).
 pub fn cancel_wake(thread: &Thread) {
     let cpu = IrqGuard::new();
-    let me = percpu::current(&cpu);
-    state_of(me)
+    SCHED
+        .get(&cpu)
         .timed
         .lock()
         .retain(|e| !(e.thread.tid == thread.tid && matches!(e.kind, TimedKind::Wake)));
@@ -336,7 +336,7 @@ pub fn tick(from_user: bool, cpu: &mut IrqGuard) {
         [const { None }; MAX_EXPIRED_PER_TICK];
     let mut count = 0;
     {
-        let mut timed = state_of(me).timed.lock();
+        let mut timed = SCHED.get(cpu).timed.lock();
         let mut i = 0;
         while i < timed.len() && count < MAX_EXPIRED_PER_TICK {
             if timed[i].deadline_ns <= now {
@@ -358,26 +358,27 @@ pub fn tick(from_user: bool, cpu: &mut IrqGuard) {
     // Tickless, the slice ends at its own deadline (periodic: at every tick). An ended slice
     // is renewed one slice from now, as the next tick would come: a thread in the kernel
     // runs on to its preemption point, a preempted one is replaced.
-    let slice_over = !lapic::tickless() || now >= state_of(me).slice_end_ns.load(Ordering::Relaxed);
+    let slice_over =
+        !lapic::tickless() || now >= SCHED.get(cpu).slice_end_ns.load(Ordering::Relaxed);
     if lapic::tickless() && slice_over {
-        state_of(me).slice_end_ns.store(now + slice_ns(), Ordering::Relaxed);
+        SCHED.get(cpu).slice_end_ns.store(now + slice_ns(), Ordering::Relaxed);
     }
     rearm_timer(cpu);
     if !slice_over {
         return;
     }
-    if state_of(me).run_queue.lock().is_empty() {
+    if SCHED.get(cpu).run_queue.lock().is_empty() {
         return;
     }
     if let Some(t) = SCHED_LOCAL.get(cpu).current_thread() {
         if !from_user {
-            if !state_of(me).need_resched.swap(true, Ordering::Relaxed) {
-                state_of(me).need_resched_at.store(rdtsc(), Ordering::Relaxed);
+            if !SCHED.get(cpu).need_resched.swap(true, Ordering::Relaxed) {
+                SCHED.get(cpu).need_resched_at.store(rdtsc(), Ordering::Relaxed);
             }
         } else {
             t.requeue.store(true, Ordering::Release);
             t.set_state(ThreadState::Runnable);
-            state_of(me).preemptions.fetch_add(1, Ordering::Relaxed);
+            SCHED.get(cpu).preemptions.fetch_add(1, Ordering::Relaxed);
             switch_out(&t, cpu);
         }
     }
@@ -406,13 +407,12 @@ pub fn preempt_point() -> bool {
     }
     let requested = {
         let cpu = IrqGuard::new();
-        let me = percpu::current(&cpu);
-        let requested = state_of(me).need_resched.swap(false, Ordering::Relaxed);
+        let requested = SCHED.get(&cpu).need_resched.swap(false, Ordering::Relaxed);
         if requested {
-            state_of(me).kernel_preemptions.fetch_add(1, Ordering::Relaxed);
+            SCHED.get(&cpu).kernel_preemptions.fetch_add(1, Ordering::Relaxed);
             let delay =
-                rdtsc().saturating_sub(state_of(me).need_resched_at.load(Ordering::Relaxed));
-            state_of(me).max_resched_delay_tsc.fetch_max(delay, Ordering::Relaxed);
+                rdtsc().saturating_sub(SCHED.get(&cpu).need_resched_at.load(Ordering::Relaxed));
+            SCHED.get(&cpu).max_resched_delay_tsc.fetch_max(delay, Ordering::Relaxed);
         }
         requested
     };
@@ -492,10 +492,10 @@ pub fn rearm_timer(cpu: &IrqGuard) {
         return;
     }
     let me = percpu::current(cpu);
-    let mut next = wake_deadline(me);
+    let mut next = wake_deadline(me, SCHED.get(cpu));
     if !me.oneshot.idle.load(Ordering::Relaxed) {
-        if SCHED_LOCAL.get(cpu).has_current() && !state_of(me).run_queue.lock().is_empty() {
-            next = next.min(state_of(me).slice_end_ns.load(Ordering::Relaxed));
+        if SCHED_LOCAL.get(cpu).has_current() && !SCHED.get(cpu).run_queue.lock().is_empty() {
+            next = next.min(SCHED.get(cpu).slice_end_ns.load(Ordering::Relaxed));
         }
         let since = me.oneshot.busy_since_ns.load(Ordering::Relaxed);
         let fired = me.oneshot.last_fire_ns.load(Ordering::Relaxed);
@@ -505,8 +505,8 @@ pub fn rearm_timer(cpu: &IrqGuard) {
 }
 
 /// The earliest wake-up this CPU owes: its first timed event or a kernel wait's deadline.
-fn wake_deadline(me: &percpu::PerCpu) -> u64 {
-    let timed = state_of(me).timed.lock().iter().map(|e| e.deadline_ns).min();
+fn wake_deadline(me: &percpu::PerCpu, sched: &CpuSched) -> u64 {
+    let timed = sched.timed.lock().iter().map(|e| e.deadline_ns).min();
     timed.unwrap_or(oneshot::NONE).min(me.oneshot.kernel_wake_ns.load(Ordering::Relaxed))
 }
 

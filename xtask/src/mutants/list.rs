@@ -387,7 +387,7 @@ pub const BREAKS: &[Break] = &[
         what: "the tick no longer asks a thread it interrupted in the kernel to leave at its next preemption point",
         edits: &[Edit {
             file: "kernel/src/task/sched.rs",
-            find: "            if !state_of(me).need_resched.swap(true, Ordering::Relaxed) {",
+            find: "            if !SCHED.get(cpu).need_resched.swap(true, Ordering::Relaxed) {",
             replace: "            if false {",
         }],
         proofs: &["fair-ap-x2apic", "fair-bsp-xapic"],
@@ -431,8 +431,8 @@ pub const BREAKS: &[Break] = &[
         what: "the tick preempts only on every fifth tick: a time slice five times too long",
         edits: &[Edit {
             file: "kernel/src/task/sched.rs",
-            find: "    if state_of(me).run_queue.lock().is_empty() {\n        return;\n    }",
-            replace: "    if state_of(me).run_queue.lock().is_empty() || me.lapic.timer_ticks.load(Ordering::Relaxed) % 5 != 0 {\n        return;\n    }",
+            find: "    if SCHED.get(cpu).run_queue.lock().is_empty() {\n        return;\n    }",
+            replace: "    if SCHED.get(cpu).run_queue.lock().is_empty() || me.lapic.timer_ticks.load(Ordering::Relaxed) % 5 != 0 {\n        return;\n    }",
         }],
         proofs: &["fair-ap-xapic", "fair-bsp-x2apic"],
         accel: Accel::Tcg,
@@ -807,7 +807,7 @@ pub const BREAKS: &[Break] = &[
         what: "tickless: the running thread's slice end is not armed when others are runnable (only the watchdog preempts)",
         edits: &[Edit {
             file: "kernel/src/task/sched.rs",
-            find: "            next = next.min(state_of(me).slice_end_ns.load(Ordering::Relaxed));\n",
+            find: "            next = next.min(SCHED.get(cpu).slice_end_ns.load(Ordering::Relaxed));\n",
             replace: "",
         }],
         proofs: &["preempt-tickless"],
