@@ -26,7 +26,7 @@ pub struct MadtBytes {
     pub local_apic_address: u32,
     /// Flags bit 0 (PCAT_COMPAT): the 8259 pair is present.
     pub pc_at_compatible: bool,
-    /// The entries, converted the way `kernel/src/acpi.rs` converts the `acpi` crate's.
+    /// The entries, converted the way `framework/src/acpi.rs` converts the `acpi` crate's.
     pub records: Vec<MadtRecord>,
     /// Bytes past the table's declared length (a fuzz input may append some).
     pub trailer_len: usize,

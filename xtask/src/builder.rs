@@ -8,6 +8,8 @@ use anyhow::{bail, Context, Result};
 
 pub const KERNEL_TARGET: &str = "x86_64-unknown-none";
 const KERNEL_PACKAGE: &str = "keel-kernel";
+/// The kernel's lower layer (`framework/`): bare metal only, built as the kernel's dependency.
+const FRAMEWORK_PACKAGE: &str = "keel-framework";
 const KERNEL_RUSTFLAGS: &str = "-C code-model=kernel -C relocation-model=static";
 
 /// Workspace root (xtask lives one level below it).
@@ -296,13 +298,17 @@ pub fn build_all(with_user: bool, images: &[Image]) -> Result<Artifacts> {
     Ok(Artifacts { kernel, plain_kernel, example_kernel, user_dir })
 }
 
-/// Host unit tests of every crate except the kernels (which only build for
-/// bare metal). Output streams to the terminal.
+/// Host unit tests of every crate except the kernels and the framework (which only build
+/// for bare metal). Output streams to the terminal.
 /// User crates are bare-metal too (`no_std`, own entry point), so they are excluded
 /// like the kernel.
 pub fn host_tests() -> Result<()> {
     let root = workspace_root();
-    let mut excluded = vec![KERNEL_PACKAGE.to_string(), EXAMPLE_PACKAGE.to_string()];
+    let mut excluded = vec![
+        KERNEL_PACKAGE.to_string(),
+        FRAMEWORK_PACKAGE.to_string(),
+        EXAMPLE_PACKAGE.to_string(),
+    ];
     excluded.extend(discover_user_programs(&root)?.unwrap_or_default());
     let rt = std::fs::read_to_string(root.join("user").join(USER_RT_DIR).join("Cargo.toml")).ok();
     excluded.extend(rt.as_deref().and_then(package_name));
@@ -321,25 +327,27 @@ pub fn host_tests() -> Result<()> {
 }
 
 /// Clippy with warnings denied over everything the project builds, each part with the target
-/// and flags its build uses: the host crates (tests included), the kernel with and without
+/// and flags its build uses: the host crates (tests included), the kernel and its framework with and without
 /// the scenarios, the user programs and the example kernel for bare metal.
 pub fn clippy() -> Result<()> {
     ensure_target()?;
     let deny = ["--", "-D", "warnings"];
     let mut host = cargo();
     host.args(["clippy", "--workspace", "--all-targets"])
-        .args(["--exclude", KERNEL_PACKAGE, "--exclude", EXAMPLE_PACKAGE])
+        .args(["--exclude", KERNEL_PACKAGE, "--exclude", FRAMEWORK_PACKAGE])
+        .args(["--exclude", EXAMPLE_PACKAGE])
         .args(deny)
         .env_remove("CARGO_ENCODED_RUSTFLAGS");
     check(host, "clippy (host crates)")?;
     for features in ["", "scenarios"] {
         let mut c = cargo();
-        c.args(["clippy", "--package", KERNEL_PACKAGE, "--target", KERNEL_TARGET, "--release"])
+        c.args(["clippy", "--package", KERNEL_PACKAGE, "--package", FRAMEWORK_PACKAGE])
+            .args(["--target", KERNEL_TARGET, "--release"])
             .args(["--target-dir", "target/kernel", "--features", features])
             .args(deny)
             .env("RUSTFLAGS", KERNEL_RUSTFLAGS)
             .env_remove("CARGO_ENCODED_RUSTFLAGS");
-        check(c, &format!("clippy (kernel, features {features:?})"))?;
+        check(c, &format!("clippy (kernel and framework, features {features:?})"))?;
     }
     if let Some(names) = discover_user_programs(&workspace_root())? {
         let mut c = cargo();

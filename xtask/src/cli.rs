@@ -67,9 +67,9 @@ commands:
                              no_std build for x86_64-unknown-none, doctests, then `cargo package`
                              of all three (each verified against the others' packages); --msrv:
                              also build and doctest each with its rust-version (rustup installs it)
-  clippy                     clippy with warnings denied: host crates (tests too), the kernel with and
-                             without the scenarios, the user programs and the example kernel, each
-                             with its build's target and flags
+  clippy                     clippy with warnings denied: host crates (tests too), the kernel and its
+                             framework with and without the scenarios, the user programs and the
+                             example kernel, each with its build's target and flags
   fuzz [--target NAME] [--runs N | --seconds S]
                              coverage-guided fuzzing (cargo-fuzz, libFuzzer, nightly) of every
                              parser of untrusted input, one target after the other from the seeds

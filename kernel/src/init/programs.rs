@@ -11,6 +11,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use keel_manifest::Manifest;
 
+use super::grant_policy;
 use crate::task::loader::{self, ModuleImage};
 use crate::task::{sched, Process};
 
@@ -48,9 +49,9 @@ impl Run {
 }
 
 /// The boot modules and the manifest among them.
-pub fn load(boot: &crate::mm::BootContext) -> Result<(Vec<ModuleImage>, Manifest), String> {
+pub fn load(boot: &fw::mm::BootContext) -> Result<(Vec<ModuleImage>, Manifest), String> {
     // The loader resolves granted devices by PCI ID: enumerate once, before any start.
-    let _ = crate::pci::devices();
+    let _ = fw::pci::devices();
     let mods = loader::modules(boot);
     let manifest = loader::manifest(&mods)?;
     Ok((mods, manifest))
@@ -64,7 +65,7 @@ pub fn run(manifest: &Manifest, mods: &[ModuleImage], deadline_ns: Option<u64>) 
         start_ready(manifest, mods, &mut run);
         let all_started = run.started.len() == manifest.programs.len();
         let started = &run.started;
-        let timeout = deadline_ns.map_or(u64::MAX, |d| d.saturating_sub(crate::time::now_ns()));
+        let timeout = deadline_ns.map_or(u64::MAX, |d| d.saturating_sub(fw::time::now_ns()));
         let finished = sched::run_until(
             || {
                 started.iter().all(|(_, p)| p.is_destroyed())
@@ -123,10 +124,10 @@ fn start_ready(manifest: &Manifest, mods: &[ModuleImage], run: &mut Run) {
                 wait_sole_holder(previous);
             }
             let key = program.name.replace('-', "_");
-            ev!(("proc.{}.heap_at_restart", key), crate::mm::heap::used_bytes());
-            ev!(("proc.{}.free_frames_at_restart", key), crate::mm::frames::free_count());
+            ev!(("proc.{}.heap_at_restart", key), fw::mm::heap::used_bytes());
+            ev!(("proc.{}.free_frames_at_restart", key), fw::mm::frames::free_count());
         }
-        let started = match loader::start(manifest, program, mods) {
+        let started = match grant_policy::start(manifest, program, mods) {
             Ok(p) => {
                 if program.expect_refused {
                     log::error!(
@@ -137,7 +138,7 @@ fn start_ready(manifest: &Manifest, mods: &[ModuleImage], run: &mut Run) {
                 }
                 p
             }
-            Err(loader::StartError::Refused(_)) if program.expect_refused => {
+            Err(grant_policy::StartError::Refused(_)) if program.expect_refused => {
                 log::info!("init: {} refused, as its manifest expects", program.name);
                 Process::new_dead(&program.name)
             }
@@ -166,9 +167,9 @@ fn start_ready(manifest: &Manifest, mods: &[ModuleImage], run: &mut Run) {
 /// Waits (at most a second) until `p` is referenced by the caller alone: the scheduler of
 /// the CPU that reaped its last thread drops that thread (and its stack) just after.
 fn wait_sole_holder(p: &Arc<Process>) {
-    let deadline = crate::time::now_ns() + 1_000_000_000;
+    let deadline = fw::time::now_ns() + 1_000_000_000;
     while Arc::strong_count(p) > 1 {
-        if crate::time::now_ns() > deadline {
+        if fw::time::now_ns() > deadline {
             log::warn!("init: pid {} still referenced after its reap", p.pid);
             return;
         }

@@ -5,7 +5,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use keel_abi::{CapId, Status};
 
-use super::{irqs_off, Caller, Object, Reply};
+use super::{Caller, Object, Reply};
 use crate::task::process;
 
 /// `Nop` and the `Cap*` methods.
@@ -35,10 +35,10 @@ pub fn invoke(caller: &Caller, cap: CapId, method: Method) -> Result<Reply, Stat
     match method {
         Method::Nop => Ok(Reply::Now([0, 0])),
         Method::Copy => {
-            let (copy, held) = irqs_off(|| {
+            let (copy, held) = {
                 let mut caps = p.caps.lock();
                 caps.copy(cap).map(|copy| (copy, caps.len()))
-            })
+            }
             .inspect_err(|e| {
                 if matches!(e, keel_cap::CapError::Full) {
                     COPIES_REFUSED_FULL.fetch_add(1, Ordering::Relaxed);
@@ -53,7 +53,7 @@ pub fn invoke(caller: &Caller, cap: CapId, method: Method) -> Result<Reply, Stat
             Reply::Now([0, 0])
         }),
         Method::Identify => {
-            let kind = irqs_off(|| p.caps.lock().get(cap).map(Object::kind))?;
+            let kind = p.caps.lock().get(cap).map(Object::kind)?;
             Ok(Reply::Now([kind as u64, 0]))
         }
     }

@@ -5,8 +5,8 @@ use keel_abi::{DmaFaultReport, Status};
 use alloc::vec::Vec;
 
 use super::{Caller, Reply};
-use crate::arch::x86_64::iommu;
-use crate::mm::address_space::UserPerms;
+use fw::arch::x86_64::iommu;
+use fw::mm::address_space::UserPerms;
 
 /// A PCI BAR granted to a driver.
 #[derive(Debug)]

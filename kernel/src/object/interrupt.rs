@@ -24,15 +24,15 @@ use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 
+use fw::sync::IrqSafeMutex;
 use keel_abi::{InterruptSource, Status};
 use keel_apic::{ApicId, Polarity, TriggerMode};
-use spin::Mutex;
 
 use super::{Caller, Reply};
-use crate::arch::x86_64::ioapic::InService;
-use crate::arch::x86_64::{cpu, ioapic, percpu};
-use crate::pci::{self, PciDevice};
 use crate::task::{Process, Thread};
+use fw::arch::x86_64::ioapic::InService;
+use fw::arch::x86_64::{cpu, ioapic, percpu};
+use fw::pci::{self, PciDevice};
 
 /// Where the interrupt comes from and how it is masked.
 pub enum Source {
@@ -61,7 +61,7 @@ pub struct InterruptObject {
     pub source: Source,
     /// The PCI function behind an INTx source (to switch it away from MSI).
     intx_device: Option<&'static PciDevice>,
-    state: Mutex<State>,
+    state: IrqSafeMutex<State>,
     /// Times the vector fired.
     pub deliveries: AtomicU64,
     /// Times a holder acknowledged.
@@ -73,12 +73,9 @@ pub struct InterruptObject {
     pub off_target: AtomicU64,
 }
 
-static SOURCES: Mutex<Vec<Arc<InterruptObject>>> = Mutex::new(Vec::new());
-static BY_VECTOR: Mutex<[Option<Arc<InterruptObject>>; 256]> = Mutex::new([const { None }; 256]);
-
-fn with_irqs_off<R>(f: impl FnOnce() -> R) -> R {
-    x86_64::instructions::interrupts::without_interrupts(f)
-}
+static SOURCES: IrqSafeMutex<Vec<Arc<InterruptObject>>> = IrqSafeMutex::new(Vec::new());
+static BY_VECTOR: IrqSafeMutex<[Option<Arc<InterruptObject>>; 256]> =
+    IrqSafeMutex::new([const { None }; 256]);
 
 /// A source as the manifest names it (`isa(N)`, `intx(dev)`, `msi(dev)`), its device resolved.
 pub enum ManifestSource<'a> {
@@ -99,23 +96,12 @@ pub fn acquire(
         ManifestSource::Intx(_, dev) => alloc::format!("intx({dev})"),
         ManifestSource::Msi(_, dev) => alloc::format!("msi({dev})"),
     };
-    let existing = with_irqs_off(|| SOURCES.lock().iter().find(|s| s.name == name).cloned());
+    let existing = SOURCES.lock().iter().find(|s| s.name == name).cloned();
     let object = match existing {
         Some(o) => o,
         None => create(name, request, target)?,
     };
-    with_irqs_off(|| {
-        let mut st = object.state.lock();
-        if st.holder.as_ref().and_then(Weak::upgrade).is_some_and(|p| !p.has_exited()) {
-            return Err("interrupt source already held by a live process");
-        }
-        st.holder = Some(Arc::downgrade(holder));
-        st.pending = 0;
-        st.waiter = None;
-        st.masked = true;
-        object.mask_source(true);
-        Ok(())
-    })?;
+    object.claim(holder)?;
     object.retarget(target)?;
     object.select_device_mode();
     Ok(object)
@@ -135,7 +121,7 @@ fn create(
     };
     let source = match request {
         ManifestSource::Isa(irq) => {
-            let route = crate::acpi::platform().resolve_isa_irq(irq).ok_or("ISA IRQ has no GSI")?;
+            let route = fw::acpi::platform().resolve_isa_irq(irq).ok_or("ISA IRQ has no GSI")?;
             let (polarity, trigger) = (route.polarity, route.trigger);
             ioapic::route(route.gsi, vector, ApicId::new(apic_id), polarity, trigger, true)
                 .map_err(|_| "IOAPIC route failed")?;
@@ -169,7 +155,7 @@ fn create(
         target_apic_id: core::sync::atomic::AtomicU32::new(apic_id),
         source,
         intx_device,
-        state: Mutex::new(State {
+        state: IrqSafeMutex::new(State {
             holder: None,
             masked: true,
             pending: 0,
@@ -183,10 +169,10 @@ fn create(
         off_target: AtomicU64::new(0),
     });
     log::info!("irq: {} -> vector {:#x} on APIC ID {}", object.name, vector, apic_id);
-    with_irqs_off(|| {
+    {
         SOURCES.lock().push(object.clone());
         BY_VECTOR.lock()[vector as usize] = Some(object.clone());
-    });
+    }
     Ok(object)
 }
 
@@ -202,6 +188,39 @@ pub enum Method {
 }
 
 impl InterruptObject {
+    /// Makes `holder` the source's holder (masked, nothing pending) unless a live process
+    /// holds it.
+    fn claim(&self, holder: &Arc<Process>) -> Result<(), &'static str> {
+        let mut st = self.state.lock();
+        if st.holder.as_ref().and_then(Weak::upgrade).is_some_and(|p| !p.has_exited()) {
+            return Err("interrupt source already held by a live process");
+        }
+        st.holder = Some(Arc::downgrade(holder));
+        st.pending = 0;
+        st.waiter = None;
+        st.masked = true;
+        self.mask_source(true);
+        Ok(())
+    }
+
+    /// `holder` lets the source go (if it holds it): masked, bus mastering off; returns the
+    /// wait it leaves outstanding.
+    fn let_go(&self, holder: &Arc<Process>) -> Option<(Arc<Thread>, u64)> {
+        let mut st = self.state.lock();
+        if !self.is_holder(&st, holder) {
+            return None;
+        }
+        self.mask_source(true);
+        st.masked = true;
+        st.holder = None;
+        st.pending = 0;
+        if let Some(device) = self.pci_device() {
+            pci::disable_bus_master(device);
+        }
+        log::info!("irq: {} released by {} (source masked)", self.name, holder.name);
+        st.waiter.take()
+    }
+
     /// Executes an `Interrupt` method; only the current holder may wait or acknowledge.
     pub fn invoke(&self, caller: &Caller, method: Method) -> Result<Reply, Status> {
         match method {
@@ -231,29 +250,20 @@ impl InterruptObject {
             return Ok(());
         }
         ioapic::reachable(ApicId::new(apic_id))?;
-        with_irqs_off(|| {
-            let _st = self.state.lock();
-            match &self.source {
-                Source::Ioapic { gsi, level, polarity } => {
-                    let trigger = if *level { TriggerMode::Level } else { TriggerMode::Edge };
-                    ioapic::route(
-                        *gsi,
-                        self.vector,
-                        ApicId::new(apic_id),
-                        *polarity,
-                        trigger,
-                        true,
-                    )
+        let _st = self.state.lock();
+        match &self.source {
+            Source::Ioapic { gsi, level, polarity } => {
+                let trigger = if *level { TriggerMode::Level } else { TriggerMode::Edge };
+                ioapic::route(*gsi, self.vector, ApicId::new(apic_id), *polarity, trigger, true)
                     .map_err(|_| "IOAPIC route failed")?;
-                }
-                Source::Msi { device, cap, .. } => {
-                    pci::msi_enable(device, *cap, ApicId::new(apic_id), self.vector)?;
-                    pci::msi_set_masked(device, *cap, true);
-                }
             }
-            self.target_apic_id.store(apic_id, Ordering::Release);
-            Ok(())
-        })
+            Source::Msi { device, cap, .. } => {
+                pci::msi_enable(device, *cap, ApicId::new(apic_id), self.vector)?;
+                pci::msi_set_masked(device, *cap, true);
+            }
+        }
+        self.target_apic_id.store(apic_id, Ordering::Release);
+        Ok(())
     }
 
     /// A PCI function signals either by MSI or by INTx: switch it to this object's way (a
@@ -290,44 +300,40 @@ impl InterruptObject {
     /// `Interrupt.wait`: `Ok(Some(results))` when something was pending, `Ok(None)` when the
     /// caller's completion is deferred, `Err(Busy)` when another wait is outstanding.
     pub fn wait(&self, caller: &Arc<Thread>, user_data: u64) -> Result<Option<[u64; 2]>, Status> {
-        with_irqs_off(|| {
-            let mut st = self.state.lock();
-            if !self.is_holder(&st, &caller.process) {
-                return Err(Status::Denied);
-            }
-            if st.pending > 0 {
-                let r = [st.pending, st.first_ts];
-                st.pending = 0;
-                return Ok(Some(r));
-            }
-            // A waiter whose thread ended no longer waits (its exit also unregisters it).
-            if st
-                .waiter
-                .as_ref()
-                .is_some_and(|(t, _)| t.state() == crate::task::thread::ThreadState::Exited)
-            {
-                st.waiter = None;
-            }
-            if st.waiter.is_some() {
-                return Err(Status::Busy);
-            }
-            st.waiter = Some((caller.clone(), user_data));
-            Ok(None)
-        })
+        let mut st = self.state.lock();
+        if !self.is_holder(&st, &caller.process) {
+            return Err(Status::Denied);
+        }
+        if st.pending > 0 {
+            let r = [st.pending, st.first_ts];
+            st.pending = 0;
+            return Ok(Some(r));
+        }
+        // A waiter whose thread ended no longer waits (its exit also unregisters it).
+        if st
+            .waiter
+            .as_ref()
+            .is_some_and(|(t, _)| t.state() == crate::task::thread::ThreadState::Exited)
+        {
+            st.waiter = None;
+        }
+        if st.waiter.is_some() {
+            return Err(Status::Busy);
+        }
+        st.waiter = Some((caller.clone(), user_data));
+        Ok(None)
     }
 
     /// `Interrupt.acknowledge`: unmask the source.
     pub fn acknowledge(&self, caller: &Arc<Process>) -> Result<(), Status> {
-        with_irqs_off(|| {
-            let mut st = self.state.lock();
-            if !self.is_holder(&st, caller) {
-                return Err(Status::Denied);
-            }
-            st.masked = false;
-            self.acknowledgements.fetch_add(1, Ordering::Relaxed);
-            self.mask_source(false);
-            Ok(())
-        })
+        let mut st = self.state.lock();
+        if !self.is_holder(&st, caller) {
+            return Err(Status::Denied);
+        }
+        st.masked = false;
+        self.acknowledgements.fetch_add(1, Ordering::Relaxed);
+        self.mask_source(false);
+        Ok(())
     }
 
     fn is_holder(&self, st: &State, p: &Arc<Process>) -> bool {
@@ -346,22 +352,7 @@ impl InterruptObject {
     /// the next holder's grant turns it back on), cancel the waiter, keep the route for the
     /// next holder.
     pub fn release(&self, holder: &Arc<Process>) {
-        let cancelled = with_irqs_off(|| {
-            let mut st = self.state.lock();
-            if !self.is_holder(&st, holder) {
-                return None;
-            }
-            self.mask_source(true);
-            st.masked = true;
-            st.holder = None;
-            st.pending = 0;
-            if let Some(device) = self.pci_device() {
-                pci::disable_bus_master(device);
-            }
-            log::info!("irq: {} released by {} (source masked)", self.name, holder.name);
-            st.waiter.take()
-        });
-        if let Some((thread, user_data)) = cancelled {
+        if let Some((thread, user_data)) = self.let_go(holder) {
             // A released capability cancels the outstanding wait (the ring of a holder that
             // is exiting is gone and the post is dropped).
             thread.post(user_data, Status::Cancelled, [0, 0]);
@@ -370,7 +361,7 @@ impl InterruptObject {
 
     /// Whether the kernel's own state says the source is held back (for evidence).
     pub fn is_masked(&self) -> bool {
-        with_irqs_off(|| self.state.lock().masked)
+        self.state.lock().masked
     }
 
     /// The source's mask bit read from the hardware that holds it: the IOAPIC entry, or the
@@ -458,7 +449,7 @@ fn on_vector(vector: u8, token: InService) {
 /// A thread is ending: it no longer waits on any source (another thread of the holder may
 /// wait next), and no source keeps it alive.
 pub fn cancel_waits_of(thread: &Thread) {
-    let dropped: Vec<Arc<Thread>> = with_irqs_off(|| {
+    let dropped: Vec<Arc<Thread>> = {
         let sources = SOURCES.lock();
         sources
             .iter()
@@ -472,11 +463,11 @@ pub fn cancel_waits_of(thread: &Thread) {
                 }
             })
             .collect()
-    });
+    };
     drop(dropped);
 }
 
 /// Every source created so far (for evidence).
 pub fn all() -> Vec<Arc<InterruptObject>> {
-    with_irqs_off(|| SOURCES.lock().clone())
+    SOURCES.lock().clone()
 }

@@ -10,11 +10,11 @@
 //! checked where each kind's methods are dispatched ([`Object::invoke`]).
 
 pub mod cap;
-pub mod console;
+pub mod console_object;
 pub mod device_memory;
 pub mod interrupt;
 pub mod io_ports;
-pub mod process;
+pub mod process_object;
 pub mod timer;
 pub mod virtual_memory;
 
@@ -67,7 +67,7 @@ impl Object {
         match method {
             ObjectMethod::Console(m) => {
                 let Object::Console = self else { return Err(WRONG) };
-                console::invoke(caller, m)
+                console_object::invoke(caller, m)
             }
             ObjectMethod::Interrupt(m) => {
                 let Object::Interrupt(irq) = self else { return Err(WRONG) };
@@ -87,7 +87,7 @@ impl Object {
             }
             ObjectMethod::Process(m) => {
                 let Object::Process = self else { return Err(WRONG) };
-                process::invoke(caller, m)
+                process_object::invoke(caller, m)
             }
             ObjectMethod::VirtualMemory(m) => {
                 let Object::VirtualMemory = self else { return Err(WRONG) };
@@ -138,12 +138,12 @@ pub enum Invocation {
 /// A method of one object kind, with its arguments.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ObjectMethod {
-    Console(console::Method),
+    Console(console_object::Method),
     Interrupt(interrupt::Method),
     DeviceMemory(device_memory::Method),
     IoPorts(io_ports::Method),
     Timer(timer::Method),
-    Process(process::Method),
+    Process(process_object::Method),
     VirtualMemory(virtual_memory::Method),
 }
 
@@ -158,7 +158,7 @@ impl From<Request> for Invocation {
             Request::CapRelease => Invocation::Cap(cap::Method::Release),
             Request::CapIdentify => Invocation::Cap(cap::Method::Identify),
             Request::ConsoleWrite { ptr, len } => {
-                Invocation::Object(O::Console(console::Method::Write { ptr, len }))
+                Invocation::Object(O::Console(console_object::Method::Write { ptr, len }))
             }
             Request::InterruptWait => Invocation::Object(O::Interrupt(interrupt::Method::Wait)),
             Request::InterruptAcknowledge => {
@@ -189,7 +189,7 @@ impl From<Request> for Invocation {
             Request::TimerSleep { ns } => Invocation::Object(O::Timer(timer::Method::Sleep { ns })),
             Request::TimerTscHz => Invocation::Object(O::Timer(timer::Method::TscHz)),
             Request::ProcessSpawnThread { entry, stack_top, arg, cpu } => {
-                Invocation::Object(O::Process(process::Method::SpawnThread {
+                Invocation::Object(O::Process(process_object::Method::SpawnThread {
                     entry,
                     stack_top,
                     arg,
@@ -197,12 +197,12 @@ impl From<Request> for Invocation {
                 }))
             }
             Request::ProcessSetAffinity { cpu } => {
-                Invocation::Object(O::Process(process::Method::SetAffinity { cpu }))
+                Invocation::Object(O::Process(process_object::Method::SetAffinity { cpu }))
             }
             Request::ProcessExitThread => {
-                Invocation::Object(O::Process(process::Method::ExitThread))
+                Invocation::Object(O::Process(process_object::Method::ExitThread))
             }
-            Request::ProcessInfo => Invocation::Object(O::Process(process::Method::Info)),
+            Request::ProcessInfo => Invocation::Object(O::Process(process_object::Method::Info)),
             Request::VmMap { vaddr, pages, writable } => {
                 Invocation::Object(O::VirtualMemory(virtual_memory::Method::Map {
                     vaddr,
@@ -222,9 +222,4 @@ impl From<Request> for Invocation {
             }
         }
     }
-}
-
-/// Runs `f` with interrupts off, the way every holder of these spin locks takes them.
-fn irqs_off<R>(f: impl FnOnce() -> R) -> R {
-    x86_64::instructions::interrupts::without_interrupts(f)
 }

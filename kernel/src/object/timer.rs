@@ -3,8 +3,8 @@
 use keel_abi::Status;
 
 use super::{Caller, Reply};
-use crate::arch::x86_64::cpu;
 use crate::task::sched::{self, TimedKind};
+use fw::arch::x86_64::cpu;
 
 /// The methods of a `Timer` capability.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,11 +20,11 @@ pub enum Method {
 /// Executes a `Timer` method.
 pub fn invoke(caller: &Caller, method: Method) -> Result<Reply, Status> {
     match method {
-        Method::Now => Ok(Reply::Now([crate::time::now_ns(), cpu::rdtsc()])),
-        Method::TscHz => Ok(Reply::Now([crate::time::tsc_hz(), 0])),
+        Method::Now => Ok(Reply::Now([fw::time::now_ns(), cpu::rdtsc()])),
+        Method::TscHz => Ok(Reply::Now([fw::time::tsc_hz(), 0])),
         Method::Sleep { ns } => {
             // On this CPU's timed list: the tick that passes the deadline posts the completion.
-            let deadline = crate::time::now_ns().saturating_add(ns);
+            let deadline = fw::time::now_ns().saturating_add(ns);
             sched::add_timed(
                 deadline,
                 caller.thread.clone(),

@@ -7,9 +7,9 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use keel_abi::Status;
 
 use super::{Caller, Reply};
-use crate::mm::address_space::{AddressSpace, MapError, UserPerms};
-use crate::mm::invalidation::Invalidation;
 use crate::task::{sched, Process};
+use fw::mm::address_space::{AddressSpace, MapError, UserPerms};
+use fw::mm::invalidation::Invalidation;
 
 /// The methods of a `VirtualMemory` capability. The ABI checked every range: page aligned,
 /// 1..=`MAX_VM_PAGES` pages, inside user space.
@@ -121,8 +121,8 @@ fn map(p: &Process, vaddr: u64, pages: u64, writable: bool) -> Result<[u64; 2], 
 /// the range at a preemption point between steps (then the steps already done stay done and
 /// the call answers `Busy`).
 fn refuse_pinned(p: &Process, vaddr: u64, pages: u64) -> Result<(), Status> {
-    if crate::arch::x86_64::iommu::dma_pinned(p.pid, vaddr, pages) {
-        crate::arch::x86_64::iommu::count_pinned_refusal();
+    if fw::arch::x86_64::iommu::dma_pinned(p.pid, vaddr, pages) {
+        fw::arch::x86_64::iommu::count_pinned_refusal();
         return Err(Status::Busy);
     }
     Ok(())

@@ -9,16 +9,16 @@
 use alloc::vec::Vec;
 use core::sync::atomic::AtomicU64;
 
-use crate::arch::x86_64::tlb;
-use crate::mm::address_space::{AddressSpace, UserPerms};
-use crate::mm::paging;
 use core::sync::atomic::Ordering;
+use fw::arch::x86_64::tlb;
+use fw::mm::address_space::{AddressSpace, UserPerms};
+use fw::mm::paging;
 
 use keel_boot::cmdline::CommandLine;
 
 use super::System;
-use crate::arch::x86_64::{cpu, lapic, percpu, smp};
-use crate::exit::verdict;
+use fw::arch::x86_64::{cpu, lapic, percpu, smp};
+use fw::exit::verdict;
 
 /// Median and 99th percentile of `samples` (sorted in place).
 fn percentiles(samples: &mut [u64]) -> (u64, u64) {
@@ -38,7 +38,7 @@ pub fn run(system: System, cmdline: &CommandLine) -> ! {
         verdict(false, "bench needs two CPUs");
     };
     ipi_round_trips(other, trips, super::option_u64(cmdline, "idle_gap_us", 100));
-    ev!("bench.tsc_khz", crate::time::tsc_hz() / 1000);
+    ev!("bench.tsc_khz", fw::time::tsc_hz() / 1000);
 
     let mut bringup: Vec<u64> =
         system.reports.iter().filter(|r| r.bringup_ns > 0).map(|r| r.bringup_ns / 1000).collect();
@@ -79,7 +79,7 @@ fn spin_until_released(_: usize) {
 fn ping_samples(other: &percpu::PerCpu, trips: usize, gap_us: u64) -> Vec<u64> {
     let mut samples = Vec::with_capacity(trips);
     for i in 0..trips + 200 {
-        crate::time::delay_us(gap_us);
+        fw::time::delay_us(gap_us);
         match smp::ping(other, smp::PingWait::Tight) {
             Some(c) if i >= 200 => samples.push(c),
             Some(_) => {}
@@ -95,7 +95,7 @@ fn ping_samples(other: &percpu::PerCpu, trips: usize, gap_us: u64) -> Vec<u64> {
 fn ipi_round_trips(other: &percpu::PerCpu, trips: usize, idle_gap_us: u64) {
     SPIN_RELEASE.store(0, Ordering::Release);
     let ticket = smp::post_work(other, spin_until_released, 0);
-    if !crate::time::spin_until(0, 2_000_000_000, || SPINNING.load(Ordering::Acquire) != 0) {
+    if !fw::time::spin_until(0, 2_000_000_000, || SPINNING.load(Ordering::Acquire) != 0) {
         verdict(false, "the busy target never started spinning");
     }
     let mut busy = ping_samples(other, trips, 0);
@@ -132,7 +132,7 @@ fn wake_latency() {
     let Some(other) = percpu::online().find(|c| c.index != 0) else { return };
     let mut samples = Vec::with_capacity(1000);
     for _ in 0..1000 {
-        crate::time::delay_us(100); // let it halt again
+        fw::time::delay_us(100); // let it halt again
         POSTED_AT.store(cpu::rdtsc(), Ordering::Release);
         let ticket = smp::post_work(other, note_wake, 0);
         if !smp::wait_work(other, ticket, 1_000_000_000) {
@@ -199,8 +199,8 @@ fn shootdown_latency(rounds: usize) {
         RELEASE.store(0, Ordering::Release);
         let tickets: Vec<_> =
             others[..n].iter().map(|c| (*c, smp::post_work(c, hold_resident, 0))).collect();
-        let deadline = crate::time::now_ns() + 2_000_000_000;
-        while HOLDING.load(Ordering::Acquire) < n as u64 && crate::time::now_ns() < deadline {
+        let deadline = fw::time::now_ns() + 2_000_000_000;
+        while HOLDING.load(Ordering::Acquire) < n as u64 && fw::time::now_ns() < deadline {
             core::hint::spin_loop();
         }
         // One spinning holder: a ping to the same CPU before each shootdown, so the two
@@ -265,7 +265,7 @@ fn unmap_rounds(
     rounds: usize,
     ping_first: Option<&percpu::PerCpu>,
 ) -> (Vec<u64>, Vec<u64>, Vec<u64>) {
-    use crate::mm::invalidation::Invalidation;
+    use fw::mm::invalidation::Invalidation;
     let mask = &HOLD_MASK;
     let mut samples = Vec::with_capacity(rounds);
     let mut whole = Vec::with_capacity(rounds);

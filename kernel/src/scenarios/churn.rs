@@ -7,10 +7,10 @@
 use core::sync::atomic::Ordering;
 
 use crate::init::programs::RESTARTS;
-use crate::mm::frames;
 use crate::object::cap;
 use crate::object::virtual_memory::{FRAMES_MAPPED, FRAMES_UNMAPPED};
 use crate::task::{process, thread};
+use fw::mm::frames;
 
 /// The counters at the start of the run.
 pub struct Churn {
@@ -33,7 +33,7 @@ impl Churn {
         ev!("mm.free_frames_start", frames::free_count());
         ev!("mm.invariants_start", invariants());
         Churn {
-            started_ns: crate::time::now_ns(),
+            started_ns: fw::time::now_ns(),
             frames_mapped: FRAMES_MAPPED.load(Ordering::Relaxed),
             frames_unmapped: FRAMES_UNMAPPED.load(Ordering::Relaxed),
             threads_created: thread::created(),
@@ -49,7 +49,7 @@ impl Churn {
 
     /// The programs have run: what each counter moved by and the wall time.
     pub fn programs_done(&self) {
-        let ms = (crate::time::now_ns() - self.started_ns) / 1_000_000;
+        let ms = (fw::time::now_ns() - self.started_ns) / 1_000_000;
         let mapped = FRAMES_MAPPED.load(Ordering::Relaxed) - self.frames_mapped;
         let unmapped = FRAMES_UNMAPPED.load(Ordering::Relaxed) - self.frames_unmapped;
         ev!("churn.wall_ms", ms);

@@ -8,9 +8,9 @@
 
 use keel_boot::cmdline::CommandLine;
 
-use crate::arch::x86_64::{cpu::rdtsc, iommu};
-use crate::mm::{frames, paging, phys_to_virt};
-use crate::pci;
+use fw::arch::x86_64::{cpu::rdtsc, iommu};
+use fw::mm::{frames, paging, phys_to_virt};
+use fw::pci;
 
 /// The owner the benchmark's domain is registered for: no process has this id.
 const BENCH_OWNER: u64 = u64::MAX;
@@ -47,7 +47,7 @@ impl Edu {
         self.write(REG_DMA_DST + 4, (dst >> 32) as u32);
         self.write(REG_DMA_COUNT, 4096);
         self.write(REG_DMA_CMD, DMA_RUN | if to_memory { DMA_TO_MEMORY } else { 0 });
-        crate::time::spin_until(0, 1_000_000_000, || self.read(REG_DMA_CMD) & DMA_RUN == 0)
+        fw::time::spin_until(0, 1_000_000_000, || self.read(REG_DMA_CMD) & DMA_RUN == 0)
     }
 }
 
@@ -131,5 +131,5 @@ pub fn run(cmdline: &CommandLine) {
     ev!("bench.dma.rounds_copied", copied);
     ev!("bench.dma.roundtrip_median_cycles", median);
     ev!("bench.dma.roundtrip_max_cycles", worst);
-    ev!("bench.dma.roundtrip_median_us", crate::time::tsc_to_ns(median) / 1000);
+    ev!("bench.dma.roundtrip_median_us", fw::time::tsc_to_ns(median) / 1000);
 }

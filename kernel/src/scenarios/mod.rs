@@ -6,27 +6,27 @@
 
 mod bench;
 mod churn;
-pub mod dma;
 mod dma_bench;
+mod dma_watch;
 mod nmi;
 mod races;
 mod remap;
 mod rtc;
 mod scale;
-mod smp;
+mod smp_scenario;
 mod tickless;
-mod user;
+mod user_scenario;
 
-pub use crate::init::System;
+pub use fw::bringup::System;
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
 use keel_boot::cmdline::CommandLine;
 
-use crate::arch::x86_64::{percpu, smp as smp_arch};
-use crate::exit::verdict;
-use crate::mm::BootContext;
+use fw::arch::x86_64::{percpu, smp as smp_arch};
+use fw::exit::verdict;
+use fw::mm::BootContext;
 
 /// What a scenario runs on: the brought-up system and what the boot loader handed over.
 pub struct Context<'a> {
@@ -49,9 +49,9 @@ pub static SCENARIOS: &[Scenario] = &[
     Scenario { name: "default", run: bring_up_only },
     Scenario { name: "boot", run: |c| boot_checks(c.boot, &c.system) },
     Scenario { name: "exceptions", run: |_| exceptions() },
-    Scenario { name: "smp", run: |c| smp::run(c.system, c.cmdline) },
+    Scenario { name: "smp", run: |c| smp_scenario::run(c.system, c.cmdline) },
     Scenario { name: "bench", run: |c| bench::run(c.system, c.cmdline) },
-    Scenario { name: "user", run: |c| user::run(c.system, c.cmdline, c.boot) },
+    Scenario { name: "user", run: |c| user_scenario::run(c.system, c.cmdline, c.boot) },
     Scenario { name: "races", run: |c| races::run(c.system, c.cmdline) },
     Scenario { name: "nmi_window", run: |c| nmi::run_window(c.system) },
     Scenario { name: "lockup", run: |c| nmi::run_lockup(c.system, c.cmdline) },
@@ -87,19 +87,19 @@ pub fn prepare(cmdline: &CommandLine) {
         crate::task::loader::deliver_irqs_to_boot_cpu();
     }
     if cmdline.get("entry") == Some("int80") {
-        crate::arch::x86_64::syscall::start_processes_on_int80();
+        fw::arch::x86_64::syscall_entry::start_processes_on_int80();
     }
     if cmdline.get("smp_abandon").is_some() {
-        crate::arch::x86_64::ap_start::abandon_before_sipi(
+        fw::arch::x86_64::ap_start::abandon_before_sipi(
             option_u64(cmdline, "smp_abandon", 0) as u32
         );
     }
     if cmdline.get("smp_lose").is_some() {
-        crate::arch::x86_64::ap_start::lose_silently(option_u64(cmdline, "smp_lose", 0) as u32);
+        fw::arch::x86_64::ap_start::lose_silently(option_u64(cmdline, "smp_lose", 0) as u32);
     }
     if cmdline.get("smp_wrong_mode").is_some() {
-        crate::arch::x86_64::ap_start::leave_in_wrong_mode(
-            option_u64(cmdline, "smp_wrong_mode", 0) as u32,
+        fw::arch::x86_64::ap_start::leave_in_wrong_mode(
+            option_u64(cmdline, "smp_wrong_mode", 0) as u32
         );
     }
 }
@@ -139,14 +139,14 @@ pub fn heap_check() -> bool {
     drop(map);
     let ok = vec_ok && map_ok;
     ev!("heap.check", if ok { "ok" } else { "corrupt" });
-    ev!("heap.used_bytes_after", crate::mm::heap::used_bytes());
+    ev!("heap.used_bytes_after", fw::mm::heap::used_bytes());
     ok
 }
 
 fn boot_checks(boot: &BootContext, system: &System) -> ! {
     let heap_ok = heap_check();
     ev!("boot.modules", boot.modules.len());
-    ev!("frames.free", crate::mm::frames::free_count());
+    ev!("frames.free", fw::mm::frames::free_count());
     let ok = heap_ok && boot.usable_kib > 0 && system.all_online();
     verdict(ok, "boot checks failed")
 }
@@ -183,7 +183,7 @@ fn panic_on_ap(_system: System) -> ! {
     for cpu in online.iter().filter(|c| c.index > 1) {
         smp_arch::post_work(cpu, chatter, 0);
     }
-    crate::time::delay_us(20_000);
+    fw::time::delay_us(20_000);
     smp_arch::post_work(victim, panic_now, 0);
     // The boot CPU chatters too until the NMI stops it.
     chatter(0);

@@ -21,9 +21,9 @@ use x86_64::registers::model_specific::{GsBase, KernelGsBase};
 use x86_64::VirtAddr;
 
 use super::System;
-use crate::arch::x86_64::{interrupts, lapic, lockup, percpu, smp};
-use crate::exit::verdict;
-use crate::time;
+use fw::arch::x86_64::{lapic, lockup, percpu, smp, trap_entry};
+use fw::exit::verdict;
+use fw::time;
 
 global_asm!(
     r#"
@@ -98,7 +98,7 @@ fn sit_in_swapgs_window(_: usize) {
         let kernel_gs_saved = KernelGsBase::read();
         // The user's GS base as every thread has it: the window's GS.
         KernelGsBase::write(VirtAddr::new(0));
-        let deadline = crate::arch::x86_64::cpu::rdtsc() + time::ns_to_tsc(WINDOW_WAIT_NS);
+        let deadline = fw::arch::x86_64::cpu::rdtsc() + time::ns_to_tsc(WINDOW_WAIT_NS);
         // SAFETY: interrupts are off; the routine swaps GS, touches only the two counters
         // passed in (both 'static), and swaps back before returning.
         unsafe { keel_swapgs_window(&IN_WINDOW, &me.nmis, deadline) };
@@ -115,7 +115,7 @@ fn swapgs_window() -> bool {
     let me = percpu::cpu(0).expect("boot CPU");
     let (nmis_before, boot_nmis_before) =
         (target.nmis.load(Ordering::Acquire), me.nmis.load(Ordering::Acquire));
-    let swaps_before = interrupts::PARANOID_GS_SWAPS.load(Ordering::Acquire);
+    let swaps_before = trap_entry::PARANOID_GS_SWAPS.load(Ordering::Acquire);
     let ticket = smp::post_work(target, sit_in_swapgs_window, 0);
     let entered = time::spin_until(0, 2_000_000_000, || IN_WINDOW.load(Ordering::Acquire) == 1);
     let apic_id = ApicId::new(target.apic_id.load(Ordering::Acquire));
@@ -133,7 +133,7 @@ fn swapgs_window() -> bool {
     ev!("nmi_window.cpu0_nmis", me.nmis.load(Ordering::Acquire) - boot_nmis_before);
     ev!(
         "nmi_window.paranoid_swaps",
-        interrupts::PARANOID_GS_SWAPS.load(Ordering::Acquire) - swaps_before
+        trap_entry::PARANOID_GS_SWAPS.load(Ordering::Acquire) - swaps_before
     );
     ev!("nmi_window.rip", format_args!("{:#x}", target.nmi_rip.load(Ordering::Relaxed)));
     ev!("nmi_window.start", format_args!("{start:#x}"));
@@ -150,7 +150,7 @@ pub fn run_window(_system: System) -> ! {
 
 /// Posted to CPU 1: spin with interrupts off for `ms`.
 fn spin_interrupts_off(ms: usize) {
-    let deadline = crate::arch::x86_64::cpu::rdtsc() + time::ns_to_tsc(ms as u64 * 1_000_000);
+    let deadline = fw::arch::x86_64::cpu::rdtsc() + time::ns_to_tsc(ms as u64 * 1_000_000);
     // SAFETY: the routine only reads the TSC and restores RFLAGS (IF) on return.
     unsafe { keel_lockup_spin(deadline) };
 }
@@ -173,7 +173,7 @@ pub fn run_lockup(_system: System, cmdline: &CommandLine) -> ! {
     let finished = smp::wait_work(target, ticket, 0);
     // CPU 1 runs again: it serves a ping and ticks on.
     let pinged = smp::ping(target, smp::PingWait::Polite).is_some();
-    super::smp::sleep_ms(100);
+    super::smp_scenario::sleep_ms(100);
     let ticks_after = target.lapic.timer_ticks.load(Ordering::Relaxed);
     let (start, end) =
         range(keel_lockup_spin as *const () as usize, core::ptr::addr_of!(keel_lockup_spin_end));
@@ -203,7 +203,7 @@ pub fn watch_then_report(started_ns: u64) {
     let span_ns = lockup::bound_ms() * 1_500_000;
     let elapsed_ns = time::now_ns() - started_ns;
     if elapsed_ns < span_ns {
-        super::smp::sleep_ms((span_ns - elapsed_ns).div_ceil(1_000_000));
+        super::smp_scenario::sleep_ms((span_ns - elapsed_ns).div_ceil(1_000_000));
     }
     ev!("lockup.watched_ms", (time::now_ns() - started_ns) / 1_000_000);
     ev!("lockup.reports", lockup::REPORTS.load(Ordering::Acquire));

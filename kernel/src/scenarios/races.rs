@@ -26,11 +26,11 @@ use keel_apic::icr::Destination;
 use keel_apic::{ApicId, IcrError, Ipi};
 
 use super::System;
-use crate::arch::x86_64::ioapic::InService;
-use crate::arch::x86_64::{ioapic, lapic, percpu, smp, tlb};
-use crate::exit::verdict;
-use crate::mm::address_space::{AddressSpace, UserPerms};
-use crate::mm::paging;
+use fw::arch::x86_64::ioapic::InService;
+use fw::arch::x86_64::{ioapic, lapic, percpu, smp, tlb};
+use fw::exit::verdict;
+use fw::mm::address_space::{AddressSpace, UserPerms};
+use fw::mm::paging;
 
 static PROBE_VECTOR: AtomicU64 = AtomicU64::new(0);
 static EOI_VECTOR: AtomicU64 = AtomicU64::new(0);
@@ -95,7 +95,7 @@ fn soft_int_into_device_range() -> bool {
     if lapic::send(Ipi::fixed(probe).to(me)).is_err() {
         return false;
     }
-    let probed = crate::time::spin_until(0, 1_000_000_000, || PROBED.load(Ordering::Acquire) != 0);
+    let probed = fw::time::spin_until(0, 1_000_000_000, || PROBED.load(Ordering::Acquire) != 0);
     let yes = |v: &AtomicU64| if v.load(Ordering::Relaxed) == 1 { "yes" } else { "no" };
     ev!("races.softint.probe_vector", probe);
     ev!("races.softint.claimed_vector", eoi);
@@ -141,20 +141,20 @@ fn unsendable_shootdowns() -> bool {
         smp::online_cpus().into_iter().filter(|c| c.index == 1 || c.index == 2).collect();
     let tickets: alloc::vec::Vec<_> =
         holders.iter().map(|c| (*c, smp::post_work(c, hold_resident, 0))).collect();
-    let held = crate::time::spin_until(0, 2_000_000_000, || HOLDING.load(Ordering::Acquire) == 2);
+    let held = fw::time::spin_until(0, 2_000_000_000, || HOLDING.load(Ordering::Acquire) == 2);
     let page = 0x0000_4000_0000u64;
     let perms = UserPerms { write: true, exec: false, uncached: false };
     let _ = space.map_new(page, perms);
     // Every IPI fails.
     let failures_before = tlb::SEND_FAILURES.load(Ordering::Relaxed);
-    let t0 = crate::time::now_ns();
+    let t0 = fw::time::now_ns();
     let all_failed = tlb::shootdown_via(space.pml4(), &HOLD_MASK, &[page], &mut |ipi| {
         Err(IcrError::DestinationUnreachableInXApic(match ipi.destination() {
             Destination::Physical(id) => id,
             _ => ApicId::new(0xFFFF),
         }))
     });
-    let took_ms = (crate::time::now_ns() - t0) / 1_000_000;
+    let took_ms = (fw::time::now_ns() - t0) / 1_000_000;
     let unreached = all_failed.as_ref().err().map_or(0, |u| u.0.len());
     ev!("races.tlb.all_failed.result", if all_failed.is_ok() { "ok" } else { "unreached" });
     ev!("races.tlb.all_failed.unreached", unreached);
@@ -191,8 +191,8 @@ static ABA_SECOND_PUBLISHED: AtomicU64 = AtomicU64::new(0);
 /// Inside the withdraw's window: CPU 1 serves the first request, then a second shooter
 /// publishes its request in the slot that freed.
 fn serve_then_reuse_slot() {
-    let served = tlb::window::interrupt(1)
-        && crate::time::spin_until(0, 1_000_000_000, || tlb::queued(1) == 0);
+    let served =
+        tlb::window::interrupt(1) && fw::time::spin_until(0, 1_000_000_000, || tlb::queued(1) == 0);
     ABA_SERVED_FIRST.store(served as u64, Ordering::Release);
     let published = tlb::window::publish_second(1, ABA_PML4.load(Ordering::Acquire));
     ABA_SECOND_PUBLISHED.store(published as u64, Ordering::Release);
@@ -204,7 +204,7 @@ fn withdraw_window(pml4: u64, page: u64) -> bool {
     ABA_PML4.store(pml4, Ordering::Release);
     let runs_before = tlb::window::WITHDRAW_HOOK_RUNS.load(Ordering::Relaxed);
     tlb::window::set_withdraw_hook(Some(serve_then_reuse_slot));
-    let t0 = crate::time::now_ns();
+    let t0 = fw::time::now_ns();
     let result = tlb::shootdown_via(pml4, &CPU1_MASK, &[page], &mut |ipi| {
         Err(IcrError::DestinationUnreachableInXApic(match ipi.destination() {
             Destination::Physical(id) => id,
@@ -212,11 +212,11 @@ fn withdraw_window(pml4: u64, page: u64) -> bool {
         }))
     });
     tlb::window::set_withdraw_hook(None);
-    let took_ms = (crate::time::now_ns() - t0) / 1_000_000;
+    let took_ms = (fw::time::now_ns() - t0) / 1_000_000;
     let queued_after = tlb::queued(1);
     // The second shooter's request, if still queued, is served by CPU 1's next IPI.
     let second_served = tlb::window::interrupt(1)
-        && crate::time::spin_until(0, 1_000_000_000, || tlb::window::second_pending() == Some(0));
+        && fw::time::spin_until(0, 1_000_000_000, || tlb::window::second_pending() == Some(0));
     let runs = tlb::window::WITHDRAW_HOOK_RUNS.load(Ordering::Relaxed) - runs_before;
     ev!("races.tlb.withdraw_aba.hook_runs", runs);
     ev!("races.tlb.withdraw_aba.first_served", ABA_SERVED_FIRST.load(Ordering::Acquire));
@@ -244,7 +244,7 @@ static ROUNDS: AtomicU64 = AtomicU64::new(0);
 fn record(arg: usize) {
     let (poster, seq) = (arg >> 32, arg as u64 & 0xFFFF_FFFF);
     SEEN[poster].store(seq, Ordering::Release);
-    crate::time::delay_us(2);
+    fw::time::delay_us(2);
 }
 
 /// Posts `ROUNDS` works to `target` as `poster` and checks each one ran when its ticket says.
@@ -278,7 +278,7 @@ fn concurrent_posts(rounds: u64) -> bool {
     smp::post_work(cpu1, poster_on_cpu1, 2);
     post_many(0, cpu2);
     let finished =
-        crate::time::spin_until(0, 30_000_000_000, || POSTER_DONE.load(Ordering::Acquire) == 2);
+        fw::time::spin_until(0, 30_000_000_000, || POSTER_DONE.load(Ordering::Acquire) == 2);
     ev!("races.post_work.rounds_per_poster", rounds);
     ev!("races.post_work.finished", if finished { "yes" } else { "no" });
     ev!("races.post_work.swapped_tickets", SWAPS.load(Ordering::Relaxed));

@@ -6,8 +6,8 @@ use keel_apic::ioapic::RedirectionEntry;
 use keel_apic::TriggerMode;
 use keel_iommu::{RemappableMsi, RemappableRte, SourceValidation};
 
-use crate::arch::x86_64::{amdvi, ioapic, iommu};
-use crate::pci::{self, PciDevice};
+use fw::arch::x86_64::{amdvi, ioapic, iommu};
+use fw::pci::{self, PciDevice};
 
 /// `<prefix>.format` (`remappable`/`compatibility`), `<prefix>.remap_index` and the IRTE's
 /// decoded destination and vector when the entry is remappable.
@@ -136,18 +136,15 @@ pub fn fault_self_test() -> bool {
     if !stale.is_empty() {
         log::warn!("iommu: {} fault(s) before the self-test: {stale:?}", stale.len());
     }
-    let bar = crate::mm::paging::map_physical(
-        dev.bars[0].phys,
-        0x100,
-        crate::mm::paging::Caching::Uncached,
-    )
-    .as_mut_ptr::<u32>();
+    let bar =
+        fw::mm::paging::map_physical(dev.bars[0].phys, 0x100, fw::mm::paging::Caching::Uncached)
+            .as_mut_ptr::<u32>();
     pci::enable(dev, true, true, false);
     pci::msi_write(dev, cap, RemappableMsi { handle: index }.address(), 0);
     // SAFETY: BAR 0 of edu is its register page, mapped uncached; 0x60 raises an interrupt.
     unsafe { bar.byte_add(0x60).write_volatile(1) };
     let mut faults = alloc::vec::Vec::new();
-    crate::time::spin_until(0, 500_000_000, || {
+    fw::time::spin_until(0, 500_000_000, || {
         faults.extend(iommu::take_faults());
         !faults.is_empty()
     });

@@ -8,9 +8,9 @@ use keel_apic::ApicId;
 use x86_64::instructions::port::Port;
 
 use super::System;
-use crate::arch::x86_64::interrupts::DEVICE_VECTOR_BASE;
-use crate::arch::x86_64::ioapic::{self, InService};
-use crate::arch::x86_64::percpu::{self, PerCpu};
+use fw::arch::x86_64::ioapic::{self, InService};
+use fw::arch::x86_64::percpu::{self, PerCpu};
+use fw::arch::x86_64::trap_entry::DEVICE_VECTOR_BASE;
 
 const CMOS_INDEX: u16 = 0x70;
 const CMOS_DATA: u16 = 0x71;
@@ -88,7 +88,7 @@ pub fn route_and_count(
         cmos_write(0x0B, b | 0x40); // periodic interrupt enable
         let _ = cmos_read(0x0C);
     });
-    super::smp::sleep_ms(window_ms);
+    super::smp_scenario::sleep_ms(window_ms);
     x86_64::instructions::interrupts::without_interrupts(|| {
         let b = cmos_read(0x0B);
         cmos_write(0x0B, b & !0x40);
@@ -104,7 +104,7 @@ pub fn route_and_count(
             target.device_interrupts.load(Ordering::Acquire) - target_before,
         )
     };
-    crate::time::spin_until(0, 1_000_000_000, || {
+    fw::time::spin_until(0, 1_000_000_000, || {
         let (count, on_target) = counts();
         count == on_target
     });

@@ -1,10 +1,10 @@
 //! Scenarios for large machines: the AP bring-up benchmark and a shootdown served by every
-//! CPU. The summarised boot report they rely on is `init::report`.
+//! CPU. The summarised boot report they rely on is `fw::bringup::report`.
 
 use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
 
-use crate::arch::x86_64::{percpu, smp as smp_arch};
+use fw::arch::x86_64::{percpu, smp as smp_arch};
 
 /// `proof=bringup`: AP bring-up cost as benchmark figures (the `smp_bringup=` option picks
 /// parallel or serial): all online, per AP on average, and the spread of per-AP times.
@@ -21,7 +21,7 @@ pub fn bringup_bench(system: super::System) -> ! {
         ev!("bench.bringup.ap_median_us", us[us.len() / 2]);
         ev!("bench.bringup.ap_max_us", max);
     }
-    crate::exit::verdict(
+    fw::exit::verdict(
         system.all_online()
             && system.reports.iter().all(|r| r.outcome == smp_arch::ApOutcome::Online),
         "not every AP came online",
@@ -38,13 +38,13 @@ static RELEASE: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool:
 fn hold_space(mask_addr: usize) {
     // SAFETY: the mask lives in `shootdown_everywhere`'s frame, which waits for every holder
     // to finish this function before returning.
-    let mask = unsafe { &*(mask_addr as *const crate::arch::x86_64::tlb::CpuMask) };
+    let mask = unsafe { &*(mask_addr as *const fw::arch::x86_64::tlb::CpuMask) };
     // Posted work runs in this AP's idle loop, which never leaves the CPU.
     let me = percpu::cpu(percpu::current_index()).expect("this CPU is installed");
     let pml4 = HOLD_SPACE.load(Ordering::Acquire);
     mask.insert(me.index);
     // SAFETY: the test space shares the kernel half, so this code keeps running.
-    unsafe { crate::mm::paging::load_space(pml4) };
+    unsafe { fw::mm::paging::load_space(pml4) };
     // Read back from this CPU's own record of what it loaded (what the shootdown handler
     // compares against before flushing).
     if percpu::local(&percpu::IrqGuard::new()).loaded_space.get() == pml4 {
@@ -54,7 +54,7 @@ fn hold_space(mask_addr: usize) {
     while !RELEASE.load(Ordering::Acquire) {
         x86_64::instructions::interrupts::enable_and_hlt();
     }
-    crate::mm::paging::load_kernel_space();
+    fw::mm::paging::load_kernel_space();
     mask.remove(me.index);
     HOLDING.fetch_sub(1, Ordering::AcqRel);
 }
@@ -63,11 +63,9 @@ fn hold_space(mask_addr: usize) {
 /// it), `rounds` single-page unmaps each shot down everywhere; every AP must have served
 /// every request (its own inbox counter), as counted from the CPUs' blocks.
 pub fn shootdown_everywhere(system: super::System, rounds: u64) -> ! {
-    use crate::arch::x86_64::{smp, tlb};
-    use crate::mm::address_space::{AddressSpace, UserPerms};
-    let Ok(mut space) = AddressSpace::new() else {
-        crate::exit::verdict(false, "no address space")
-    };
+    use fw::arch::x86_64::{smp, tlb};
+    use fw::mm::address_space::{AddressSpace, UserPerms};
+    let Ok(mut space) = AddressSpace::new() else { fw::exit::verdict(false, "no address space") };
     HOLD_SPACE.store(space.pml4(), Ordering::Release);
     let others: Vec<_> = percpu::online().filter(|c| c.index != percpu::current_index()).collect();
     let mask = tlb::CpuMask::new();
@@ -76,8 +74,7 @@ pub fn shootdown_everywhere(system: super::System, rounds: u64) -> ! {
         .map(|c| (*c, smp::post_work(c, hold_space, &mask as *const _ as usize)))
         .collect();
     let n = others.len() as u64;
-    let joined =
-        crate::time::spin_until(0, 120_000_000_000, || HOLDING.load(Ordering::Acquire) == n);
+    let joined = fw::time::spin_until(0, 120_000_000_000, || HOLDING.load(Ordering::Acquire) == n);
     ev!("tlb.all.holders", HOLDING.load(Ordering::Acquire));
     ev!("tlb.all.loaded_on_cpu", LOADED_HERE.load(Ordering::Acquire));
     ev!("tlb.all.resident", mask.snapshot().len());
@@ -88,7 +85,7 @@ pub fn shootdown_everywhere(system: super::System, rounds: u64) -> ! {
     let mut done = 0;
     for _ in 0..rounds {
         let Ok(_) = space.map_new(page, perms) else { break };
-        let mut stale = crate::mm::invalidation::Invalidation::new(space.pml4());
+        let mut stale = fw::mm::invalidation::Invalidation::new(space.pml4());
         if space.unmap(page, &mut stale).is_err() {
             break;
         }
@@ -113,5 +110,5 @@ pub fn shootdown_everywhere(system: super::System, rounds: u64) -> ! {
     ev!("tlb.all.holders_not_released", left);
     space.destroy();
     let ok = joined && done == rounds && served == others.len() && left == 0 && system.all_online();
-    crate::exit::verdict(ok, "shootdown everywhere incomplete")
+    fw::exit::verdict(ok, "shootdown everywhere incomplete")
 }

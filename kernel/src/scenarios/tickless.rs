@@ -15,9 +15,9 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use keel_boot::cmdline::CommandLine;
 
 use super::System;
-use crate::arch::x86_64::{lapic, lockup, oneshot, percpu, smp};
-use crate::exit::verdict;
-use crate::time;
+use fw::arch::x86_64::{lapic, lockup, oneshot, percpu, smp};
+use fw::exit::verdict;
+use fw::time;
 
 /// Kernel sleeps measured per CPU.
 const SLEEPS: u64 = 16;
@@ -63,14 +63,14 @@ pub fn run(_system: System, cmdline: &CommandLine) -> ! {
     ev!("tickless.enabled", if lapic::tickless() { "yes" } else { "no" });
     ev!("tickless.watchdog_ms", crate::task::sched::watchdog_ns() / 1_000_000);
     // Let CPU 1 settle in its idle loop (bring-up work done, its busy deadline gone).
-    super::smp::sleep_ms(300);
+    super::smp_scenario::sleep_ms(300);
 
     // Idle window: CPU 1 has nothing to do.
     let idle_ms = super::option_u64(cmdline, "idle_ms", 3000);
     let reports_before = lockup::REPORTS.load(Ordering::Acquire);
     let (ap_before, boot_before) = (ticks(ap), ticks(boot));
     let t0 = time::now_ns();
-    super::smp::sleep_ms(idle_ms);
+    super::smp_scenario::sleep_ms(idle_ms);
     let window_ns = time::now_ns() - t0;
     ev!("tickless.idle.window_ms", window_ns / 1_000_000);
     ev!("tickless.idle.interrupts", ticks(ap) - ap_before);

@@ -1,5 +1,6 @@
-//! Starting programs: the boot manifest (a Multiboot module) names programs (other modules)
-//! and the capabilities each gets. Nothing is granted that the manifest does not name.
+//! Loading programs: the boot manifest (a Multiboot module) names programs (other modules)
+//! and the capabilities each gets. Nothing is granted that the manifest does not name, and
+//! nothing is loaded before the grant policy (`init::grant_policy`) accepted the program.
 
 use alloc::string::{String, ToString};
 use alloc::sync::Arc;
@@ -9,16 +10,15 @@ use keel_abi::{
     CapInfo, ObjectKind, StartInfo, RING_VADDR, START_INFO_VADDR, USER_STACK_SIZE, USER_STACK_TOP,
 };
 use keel_elf::ElfImage;
-use keel_manifest::policy::{self, OwnedMmio, Refusal};
 use keel_manifest::{Grant, InterruptSource, Manifest, Program};
 
 use super::process::Process;
 use super::sched;
 use super::thread::Thread;
-use crate::arch::x86_64::percpu;
-use crate::mm::address_space::{AddressSpace, UserPerms, USER_END};
-use crate::mm::{frames, phys_to_virt, BootContext};
 use crate::object::{interrupt, DeviceMemory, Object};
+use fw::arch::x86_64::percpu;
+use fw::mm::address_space::{AddressSpace, UserPerms, USER_END};
+use fw::mm::{frames, phys_to_virt, BootContext};
 
 /// A boot module's bytes, named by the basename of its path.
 pub struct ModuleImage {
@@ -32,11 +32,7 @@ pub fn modules(boot: &BootContext) -> Vec<ModuleImage> {
         .iter()
         .map(|m| {
             let len = (m.end - m.start) as usize;
-            crate::mm::paging::map_physical(
-                m.start,
-                len as u64,
-                crate::mm::paging::Caching::WriteBack,
-            );
+            fw::mm::paging::map_physical(m.start, len as u64, fw::mm::paging::Caching::WriteBack);
             // SAFETY: module memory is reserved from the frame allocator for the kernel's
             // lifetime and mapped in the physical map (just ensured).
             let bytes =
@@ -53,12 +49,13 @@ pub fn manifest(mods: &[ModuleImage]) -> Result<Manifest, String> {
     keel_manifest::parse(text).map_err(|e| alloc::format!("{}: {e}", m.name))
 }
 
-fn resolve_device(
+/// The PCI function the manifest's device `name` names, if present.
+pub fn resolve_device(
     manifest: &Manifest,
     name: &str,
-) -> Result<&'static crate::pci::PciDevice, String> {
+) -> Result<&'static fw::pci::PciDevice, String> {
     let d = manifest.device(name).ok_or_else(|| alloc::format!("unknown device {name}"))?;
-    crate::pci::find(d.vendor, d.device, d.index).ok_or_else(|| {
+    fw::pci::find(d.vendor, d.device, d.index).ok_or_else(|| {
         alloc::format!("PCI device {name} ({:04x}:{:04x}) not present", d.vendor, d.device)
     })
 }
@@ -96,7 +93,7 @@ pub fn interrupt_target(program_cpu: u32) -> &'static percpu::PerCpu {
     match percpu::cpu(program_cpu) {
         Some(c) if c.online.load(Ordering::Acquire) => {
             let apic_id = keel_apic::ApicId::new(c.apic_id.load(Ordering::Acquire));
-            match crate::arch::x86_64::ioapic::reachable(apic_id) {
+            match fw::arch::x86_64::ioapic::reachable(apic_id) {
                 Ok(()) => c,
                 Err(why) => {
                     log::info!("loader: device interrupts for cpu{program_cpu} go to cpu0: {why}");
@@ -128,7 +125,7 @@ fn grant(
             if !b.mmio || b.size == 0 {
                 return Err(alloc::format!("{device} BAR {bar} is not a memory BAR"));
             }
-            crate::pci::enable(dev, true, false, true);
+            fw::pci::enable(dev, true, false, true);
             (
                 Object::DeviceMemory(Arc::new(DeviceMemory::new(b.phys, b.size, dev.addr.bdf()))),
                 [b.size, dev.addr.bdf() as u64],
@@ -186,147 +183,9 @@ fn map_image(space: &mut AddressSpace, elf: &ElfImage<'_>) -> Result<(), String>
     Ok(())
 }
 
-/// Whether device DMA goes through an IOMMU with DMA remapping enabled, so a driver reaches
-/// only memory mapped for it (`iommu::dma_translation`: every unit took the kernel's root
-/// table). The one place the grant policy asks; without it every PCI device grant needs
-/// `dma = "unprotected"`.
-pub fn dma_remapping_active() -> bool {
-    crate::arch::x86_64::iommu::dma_translation()
-}
-
-/// Why a program did not start.
-pub enum StartError {
-    /// The grant policy refused its grants (each refusal names the range or device).
-    Refused(Vec<Refusal>),
-    /// Anything else (no module, a bad ELF, no memory, a device absent).
-    Failed(String),
-}
-
-impl core::fmt::Display for StartError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            StartError::Refused(why) => {
-                f.write_str("refused:")?;
-                why.iter().try_for_each(|r| write!(f, " {r};"))
-            }
-            StartError::Failed(e) => f.write_str(e),
-        }
-    }
-}
-
-/// MMIO the kernel drives: the LAPIC, every IOAPIC, every IOMMU unit's registers.
-fn kernel_owned_mmio() -> Vec<OwnedMmio> {
-    let platform = crate::acpi::platform();
-    let mut owned =
-        alloc::vec![OwnedMmio { base: platform.local_apic_address(), size: 4096, owner: "LAPIC" }];
-    owned.extend(platform.ioapics().iter().map(|io| OwnedMmio {
-        base: u64::from(io.address),
-        size: 4096,
-        owner: "IOAPIC",
-    }));
-    if let Some(dmar) = crate::acpi::dmar().and_then(|b| keel_iommu::Dmar::parse(b).ok()) {
-        owned.extend(dmar.units().map(|u| OwnedMmio {
-            base: u.register_base,
-            size: u64::from(u.register_pages().max(1)) * 4096,
-            owner: "IOMMU registers",
-        }));
-    }
-    owned
-}
-
-/// The grant policy for `program` now: the manifest's (kernel-owned ports with the FADT's
-/// registers, overlaps, DMA without remapping), overlaps with the ranges live processes
-/// hold, and BARs on kernel-owned MMIO.
-fn policy_refusals(manifest: &Manifest, program: &Program) -> Vec<Refusal> {
-    let mut out =
-        policy::refusals(manifest, program, crate::acpi::kernel_io_ports(), dma_remapping_active());
-    let live: Vec<(String, u16, u16)> = super::process::live()
-        .iter()
-        .filter(|p| !p.has_exited())
-        .flat_map(|p| {
-            x86_64::instructions::interrupts::without_interrupts(|| {
-                p.caps
-                    .lock()
-                    .iter()
-                    .filter_map(|(_, o)| match *o {
-                        Object::IoPorts { first, last } => Some((p.name.clone(), first, last)),
-                        _ => None,
-                    })
-                    .collect::<Vec<_>>()
-            })
-        })
-        .collect();
-    let owned_mmio = kernel_owned_mmio();
-    for g in &program.grants {
-        match g {
-            Grant::IoPorts { first, last } => {
-                let (first, last) = (*first, *last);
-                if let Some((other, f, l)) =
-                    live.iter().find(|(_, f, l)| policy::ranges_overlap(first, last, *f, *l))
-                {
-                    out.push(Refusal::OverlappingPorts {
-                        first,
-                        last,
-                        other: other.clone(),
-                        other_first: *f,
-                        other_last: *l,
-                    });
-                }
-            }
-            Grant::DeviceMemory { device, bar } => {
-                // An absent device fails the grant itself, later, with its own error.
-                let Ok(dev) = resolve_device(manifest, device) else { continue };
-                let b = dev.bars[*bar as usize];
-                if let Some(owned) =
-                    b.mmio.then(|| policy::mmio_conflict(b.phys, b.size, &owned_mmio)).flatten()
-                {
-                    out.push(Refusal::KernelOwnedMmio { phys: b.phys, size: b.size, owned });
-                }
-            }
-            _ => {}
-        }
-    }
-    out
-}
-
-/// Applies the grant policy to `program` before anything is built for it; a refusal is
-/// logged with the range or device it names and recorded (`proc.<name>.refused`). A PCI
-/// device granted without DMA remapping is announced as not contained.
-fn check_policy(manifest: &Manifest, program: &Program) -> Result<(), StartError> {
-    let key = program.name.replace('-', "_");
-    let refusals = policy_refusals(manifest, program);
-    if let Some(first) = refusals.first() {
-        for r in &refusals {
-            log::error!("loader: {} refused: {r}", program.name);
-        }
-        crate::ev!(("proc.{}.refused", key), first.evidence());
-        return Err(StartError::Refused(refusals));
-    }
-    let pci_grants = program.grants.iter().filter_map(Grant::device);
-    if let Some(device) = pci_grants.clone().next().filter(|_| !dma_remapping_active()) {
-        log::warn!(
-            "loader: {} drives {device} with dma = \"unprotected\" and no DMA remapping: this driver is NOT contained (its device can read and write all memory)",
-            program.name
-        );
-        crate::ev!(("proc.{}.dma", key), "unprotected");
-        crate::ev!("dma.contained", "no");
-    }
-    Ok(())
-}
-
-/// Loads `program` from its module, grants its capabilities and queues its thread, once the
-/// grant policy accepts it.
-pub fn start(
-    manifest: &Manifest,
-    program: &Program,
-    mods: &[ModuleImage],
-) -> Result<Arc<Process>, StartError> {
-    check_policy(manifest, program)?;
-    load_and_queue(manifest, program, mods).map_err(StartError::Failed)
-}
-
-/// Loads `program` (accepted by the policy), grants its capabilities and queues its thread.
-fn load_and_queue(
+/// Loads `program` (accepted by the grant policy, `init::grant_policy`), grants its
+/// capabilities and queues its thread.
+pub fn load_and_queue(
     manifest: &Manifest,
     program: &Program,
     mods: &[ModuleImage],
@@ -363,7 +222,7 @@ fn load_and_queue(
         let ring = process.new_ring().map_err(|e| alloc::format!("ring: {e:?}"))?;
         debug_assert_eq!(ring.1, RING_VADDR);
         let mut info = StartInfo::empty();
-        if crate::arch::x86_64::syscall::int80_by_default() {
+        if fw::arch::x86_64::syscall_entry::int80_by_default() {
             info.entry_gate = keel_abi::ENTRY_INT80;
         }
         let _ = info.set_args(program.args.as_bytes());
@@ -371,10 +230,8 @@ fn load_and_queue(
         for g in &program.grants {
             let (object, param) = grant(manifest, g, &process, program.cpu_or_default())?;
             let kind: ObjectKind = object.kind();
-            let id = x86_64::instructions::interrupts::without_interrupts(|| {
-                process.caps.lock().insert(object)
-            })
-            .map_err(|e| alloc::format!("cap table: {e:?}"))?;
+            let id = { process.caps.lock().insert(object) }
+                .map_err(|e| alloc::format!("cap table: {e:?}"))?;
             info.push_cap(CapInfo { id, kind: kind as u32, param })
                 .map_err(|_| "too many grants for the start info")?;
         }

@@ -10,17 +10,17 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
+use fw::sync::IrqSafeMutex;
 use keel_abi::{CapId, Status};
 use keel_cap::CapTable;
-use spin::Mutex;
 
 use super::sched;
 use super::thread::{RingState, Thread};
-use crate::arch::x86_64::interrupts::TrapFrame;
-use crate::arch::x86_64::{io_bitmap, percpu};
-use crate::mm::address_space::AddressSpace;
-use crate::mm::phys_to_virt;
 use crate::object::Object;
+use fw::arch::x86_64::trap_entry::TrapFrame;
+use fw::arch::x86_64::{io_bitmap, percpu};
+use fw::mm::address_space::AddressSpace;
+use fw::mm::phys_to_virt;
 
 /// Capability slots per process.
 pub const CAP_SLOTS: u16 = 256;
@@ -28,30 +28,30 @@ pub const CAP_SLOTS: u16 = 256;
 pub const MAX_THREADS: u32 = 64;
 
 static NEXT_PID: AtomicU64 = AtomicU64::new(1);
-static PROCESSES: Mutex<Vec<Arc<Process>>> = Mutex::new(Vec::new());
+static PROCESSES: IrqSafeMutex<Vec<Arc<Process>>> = IrqSafeMutex::new(Vec::new());
 
 /// One process.
 pub struct Process {
     pub pid: u64,
     pub name: String,
     pml4: u64,
-    space: Mutex<Option<AddressSpace>>,
-    pub caps: Mutex<CapTable<Object>>,
-    io_ranges: Mutex<Vec<(u16, u16)>>,
-    console_line: Mutex<String>,
+    space: IrqSafeMutex<Option<AddressSpace>>,
+    pub caps: IrqSafeMutex<CapTable<Object>>,
+    io_ranges: IrqSafeMutex<Vec<(u16, u16)>>,
+    console_line: IrqSafeMutex<String>,
     exited: AtomicBool,
     destroyed: AtomicBool,
     /// `exit` was called: every thread leaves at its next kernel entry or return.
     exiting: AtomicBool,
     pub exit_code: AtomicU64,
-    threads: Mutex<Vec<Arc<Thread>>>,
+    threads: IrqSafeMutex<Vec<Arc<Thread>>>,
     live_threads: AtomicU32,
     next_ring_slot: AtomicU32,
     /// Ring pages (physical, user address) of threads that were dropped: a new thread takes
     /// one of these before a fresh slot, so a process can start and end threads forever.
-    free_rings: Mutex<Vec<(Arc<Mutex<RingState>>, u64)>>,
+    free_rings: IrqSafeMutex<Vec<(Arc<IrqSafeMutex<RingState>>, u64)>>,
     /// CPUs that may hold TLB entries of this address space (its CR3 is loaded there).
-    pub resident: crate::arch::x86_64::tlb::CpuMask,
+    pub resident: fw::arch::x86_64::tlb::CpuMask,
     /// Threads ended by a fault while others went on, and the last faulting address.
     pub thread_faults: AtomicU64,
     /// Completions dropped because a thread corrupted its `cq_head`.
@@ -69,12 +69,25 @@ pub struct Process {
     /// Kernel pages shown to the program: the start-info page (the kernel may update
     /// `entry_gate`) and every thread's ring. They are freed by [`release_kernel_pages`]
     /// after the address space is destroyed, each under its own lock.
-    start_info: Mutex<Option<u64>>,
-    rings: Mutex<Vec<Arc<Mutex<RingState>>>>,
+    start_info: IrqSafeMutex<Option<u64>>,
+    rings: IrqSafeMutex<Vec<Arc<IrqSafeMutex<RingState>>>>,
 }
 
-fn irqs_off<R>(f: impl FnOnce() -> R) -> R {
-    x86_64::instructions::interrupts::without_interrupts(f)
+/// Resets a recycled ring page for a new thread (under its lock; teardown may have taken the
+/// page already, and then there is nothing to reuse).
+fn reset_ring(ring: &IrqSafeMutex<RingState>) -> Option<()> {
+    let mut state = ring.lock();
+    let phys = state.page.as_ref()?.phys();
+    // SAFETY: the frame is this process's live ring page (its state still holds
+    // it, under the lock); the new thread's header replaces the old one before the
+    // thread exists.
+    unsafe {
+        core::ptr::write_bytes(phys_to_virt(phys).as_mut_ptr::<u8>(), 0, 4096);
+        (phys_to_virt(phys).as_mut_ptr::<keel_abi::RingHeader>())
+            .write(keel_abi::RingHeader::new());
+    }
+    *state = RingState::new(phys);
+    Some(())
 }
 
 impl Process {
@@ -84,19 +97,19 @@ impl Process {
             pid: NEXT_PID.fetch_add(1, Ordering::Relaxed),
             name: String::from(name),
             pml4: space.pml4(),
-            space: Mutex::new(Some(space)),
-            caps: Mutex::new(CapTable::new(CAP_SLOTS)),
-            io_ranges: Mutex::new(Vec::new()),
-            console_line: Mutex::new(String::new()),
+            space: IrqSafeMutex::new(Some(space)),
+            caps: IrqSafeMutex::new(CapTable::new(CAP_SLOTS)),
+            io_ranges: IrqSafeMutex::new(Vec::new()),
+            console_line: IrqSafeMutex::new(String::new()),
             exited: AtomicBool::new(false),
             destroyed: AtomicBool::new(false),
             exiting: AtomicBool::new(false),
             exit_code: AtomicU64::new(0),
-            threads: Mutex::new(Vec::new()),
+            threads: IrqSafeMutex::new(Vec::new()),
             live_threads: AtomicU32::new(0),
             next_ring_slot: AtomicU32::new(0),
-            free_rings: Mutex::new(Vec::new()),
-            resident: crate::arch::x86_64::tlb::CpuMask::new(),
+            free_rings: IrqSafeMutex::new(Vec::new()),
+            resident: fw::arch::x86_64::tlb::CpuMask::new(),
             thread_faults: AtomicU64::new(0),
             cq_overflow: AtomicU64::new(0),
             max_submissions_per_call: AtomicU64::new(0),
@@ -104,10 +117,10 @@ impl Process {
             last_fault: AtomicU64::new(0),
             completions: AtomicU64::new(0),
             errors: AtomicU64::new(0),
-            start_info: Mutex::new(None),
-            rings: Mutex::new(Vec::new()),
+            start_info: IrqSafeMutex::new(None),
+            rings: IrqSafeMutex::new(Vec::new()),
         });
-        irqs_off(|| PROCESSES.lock().push(p.clone()));
+        PROCESSES.lock().push(p.clone());
         p
     }
 
@@ -157,25 +170,13 @@ impl Process {
     /// Maps a fresh ring page for a new thread (slot 0 at `RING_VADDR`, later ones below it)
     /// as a kernel page and returns its state and user address. The process keeps the ring
     /// to free its page after teardown. A ring left by a dropped thread is reused first.
-    pub fn new_ring(&self) -> Result<(Arc<Mutex<RingState>>, u64), Status> {
-        while let Some((ring, vaddr)) = irqs_off(|| self.free_rings.lock().pop()) {
+    pub fn new_ring(&self) -> Result<(Arc<IrqSafeMutex<RingState>>, u64), Status> {
+        loop {
+            let Some((ring, vaddr)) = self.free_rings.lock().pop() else { break };
             // A kernel page stays mapped where it was (the program cannot unmap it), and its
             // thread was dropped, so no kernel path posts into it any more: reset it for the
             // new thread (under its lock; teardown may have taken the page already).
-            let reused = irqs_off(|| {
-                let mut state = ring.lock();
-                let phys = state.page.as_ref()?.phys();
-                // SAFETY: the frame is this process's live ring page (its state still holds
-                // it, under the lock); the new thread's header replaces the old one before the
-                // thread exists.
-                unsafe {
-                    core::ptr::write_bytes(phys_to_virt(phys).as_mut_ptr::<u8>(), 0, 4096);
-                    (phys_to_virt(phys).as_mut_ptr::<keel_abi::RingHeader>())
-                        .write(keel_abi::RingHeader::new());
-                }
-                *state = RingState::new(phys);
-                Some(())
-            });
+            let reused = reset_ring(&ring);
             if reused.is_some() {
                 return Ok((ring, vaddr));
             }
@@ -183,11 +184,11 @@ impl Process {
         // The frame first: a spawn refused for want of memory must not use up a slot (64
         // such refusals used to leave the process unable to spawn ever again). The slot count
         // saturates at the maximum instead of counting every refused call.
-        let phys = crate::mm::frames::allocate_zeroed().ok_or(Status::NoMemory)?;
+        let phys = fw::mm::frames::allocate_zeroed().ok_or(Status::NoMemory)?;
         let next = |s: u32| (s < MAX_THREADS).then_some(s + 1);
         let Ok(slot) = self.next_ring_slot.fetch_update(Ordering::Relaxed, Ordering::Relaxed, next)
         else {
-            crate::mm::frames::free(phys);
+            fw::mm::frames::free(phys);
             return Err(Status::NoMemory);
         };
         let vaddr = keel_abi::RING_VADDR - slot as u64 * 4096;
@@ -196,16 +197,15 @@ impl Process {
             (phys_to_virt(phys).as_mut_ptr::<keel_abi::RingHeader>())
                 .write(keel_abi::RingHeader::new())
         };
-        let perms =
-            crate::mm::address_space::UserPerms { write: true, exec: false, uncached: false };
+        let perms = fw::mm::address_space::UserPerms { write: true, exec: false, uncached: false };
         match self.with_space(|s| s.map_kernel_page(vaddr, phys, perms)) {
             Some(Ok(())) => {
-                let ring = Arc::new(Mutex::new(RingState::new(phys)));
-                irqs_off(|| self.rings.lock().push(ring.clone()));
+                let ring = Arc::new(IrqSafeMutex::new(RingState::new(phys)));
+                self.rings.lock().push(ring.clone());
                 Ok((ring, vaddr))
             }
             _ => {
-                crate::mm::frames::free(phys);
+                fw::mm::frames::free(phys);
                 Err(Status::NoMemory)
             }
         }
@@ -213,35 +213,33 @@ impl Process {
 
     /// Records the start-info frame (mapped as a kernel page) so teardown frees it.
     pub fn set_start_info(&self, phys: u64) {
-        irqs_off(|| *self.start_info.lock() = Some(phys));
+        *self.start_info.lock() = Some(phys);
     }
 
     /// Runs `f` on the start-info page while it exists.
     pub fn with_start_info<R>(&self, f: impl FnOnce(&mut keel_abi::StartInfo) -> R) -> Option<R> {
-        irqs_off(|| {
-            let phys = (*self.start_info.lock())?;
-            // SAFETY: the frame stays allocated while its lock holds `Some` (teardown takes it
-            // under the lock); the kernel is its only writer, the program maps it read-only.
-            Some(f(unsafe { &mut *phys_to_virt(phys).as_mut_ptr::<keel_abi::StartInfo>() }))
-        })
+        let phys = (*self.start_info.lock())?;
+        // SAFETY: the frame stays allocated while its lock holds `Some` (teardown takes it
+        // under the lock); the kernel is its only writer, the program maps it read-only.
+        Some(f(unsafe { &mut *phys_to_virt(phys).as_mut_ptr::<keel_abi::StartInfo>() }))
     }
 
     /// A dropped thread's ring becomes free for the next thread of this process.
-    pub fn recycle_ring(&self, ring: Arc<Mutex<RingState>>, vaddr: u64) {
+    pub fn recycle_ring(&self, ring: Arc<IrqSafeMutex<RingState>>, vaddr: u64) {
         if !self.is_destroyed() {
-            irqs_off(|| self.free_rings.lock().push((ring, vaddr)));
+            self.free_rings.lock().push((ring, vaddr));
         }
     }
 
     /// Records a new thread (before it is queued).
     pub fn add_thread(&self, t: Arc<Thread>) {
         self.live_threads.fetch_add(1, Ordering::AcqRel);
-        irqs_off(|| self.threads.lock().push(t));
+        self.threads.lock().push(t);
     }
 
     /// Runs `f` on the address space (None once destroyed).
     pub fn with_space<R>(&self, f: impl FnOnce(&mut AddressSpace) -> R) -> Option<R> {
-        irqs_off(|| self.space.lock().as_mut().map(f))
+        self.space.lock().as_mut().map(f)
     }
 
     /// Adds an I/O port range to the ranges this process may use and opens it on this CPU,
@@ -250,20 +248,18 @@ impl Process {
     /// lookup and here has already revoked the range (checked under the list's lock, which
     /// the release takes after dropping the capability).
     pub fn enable_io_ports(&self, first: u16, last: u16) -> Result<(), Status> {
-        irqs_off(|| {
-            let mut ranges = self.io_ranges.lock();
-            let held = self.caps.lock().iter().any(
-                |(_, o)| matches!(*o, Object::IoPorts { first: f, last: l } if (f, l) == (first, last)),
-            );
-            if !held {
-                return Err(Status::BadCap);
-            }
-            if !ranges.contains(&(first, last)) {
-                ranges.push((first, last));
-            }
-            io_bitmap::open(&percpu::IrqGuard::new(), self.pid, first, last);
-            Ok(())
-        })
+        let mut ranges = self.io_ranges.lock();
+        let held = self.caps.lock().iter().any(
+            |(_, o)| matches!(*o, Object::IoPorts { first: f, last: l } if (f, l) == (first, last)),
+        );
+        if !held {
+            return Err(Status::BadCap);
+        }
+        if !ranges.contains(&(first, last)) {
+            ranges.push((first, last));
+        }
+        io_bitmap::open(&percpu::IrqGuard::new(), self.pid, first, last);
+        Ok(())
     }
 
     /// Opens this process's ports on this CPU (switch-in, from its current list) or closes
@@ -291,9 +287,9 @@ impl Process {
             && sched::current_thread()
                 .is_some_and(|t| t.state() == super::thread::ThreadState::Exited)
         {
-            let start = crate::arch::x86_64::cpu::rdtsc();
+            let start = fw::arch::x86_64::cpu::rdtsc();
             while !self.has_exited()
-                && crate::arch::x86_64::cpu::rdtsc() - start < crate::time::ns_to_tsc(100_000_000)
+                && fw::arch::x86_64::cpu::rdtsc() - start < fw::time::ns_to_tsc(100_000_000)
             {
                 core::hint::spin_loop();
             }
@@ -327,12 +323,12 @@ fn emit_user_line(name: &str, line: &str) {
             && pairs.iter().all(|(k, v)| valid(k) && !v.is_empty() && !v.contains('='))
         {
             for (k, v) in pairs {
-                crate::println!("EV user.{}.{}={}", name.replace('-', "_"), k, v);
+                fw::println!("EV user.{}.{}={}", name.replace('-', "_"), k, v);
             }
             return;
         }
     }
-    crate::println!("[{name}] {line}");
+    fw::println!("[{name}] {line}");
 }
 
 /// Releases what a capability holds when its last holder goes away.
@@ -348,18 +344,18 @@ fn release_object(p: &Arc<Process>, object: &Object) {
 /// released too (an `Interrupt` gets masked and its waiter cancelled, an `IoPorts` range is
 /// closed on every CPU where the process runs before this returns).
 pub fn release_cap(p: &Arc<Process>, id: CapId) -> Result<(), Status> {
-    let object = irqs_off(|| p.caps.lock().release(id)).map_err(|e| e.status())?;
+    let object = p.caps.lock().release(id).map_err(|e| e.status())?;
     if let Object::IoPorts { first, last } = object {
         revoke_io_ports(p, first, last);
     }
-    let still_held = irqs_off(|| {
+    let still_held = {
         p.caps.lock().iter().any(|(_, o)| match (o, &object) {
             (Object::Interrupt(a), Object::Interrupt(b)) => Arc::ptr_eq(a, b),
             // One domain per PCI function: it stays while any BAR of it is held.
             (Object::DeviceMemory(a), Object::DeviceMemory(b)) => a.bdf == b.bdf,
             _ => false,
         })
-    });
+    };
     if !still_held {
         release_object(p, &object);
     }
@@ -379,7 +375,7 @@ pub fn widen_io_exit_race() {
 /// Takes a released `IoPorts` range out of the process's list (unless another slot still
 /// holds it) and closes it on every CPU where the process is resident, before returning.
 fn revoke_io_ports(p: &Arc<Process>, first: u16, last: u16) {
-    let removed = irqs_off(|| {
+    let removed = {
         let mut ranges = p.io_ranges.lock();
         let still_held = p.caps.lock().iter().any(
             |(_, o)| matches!(*o, Object::IoPorts { first: f, last: l } if (f, l) == (first, last)),
@@ -388,7 +384,7 @@ fn revoke_io_ports(p: &Arc<Process>, first: u16, last: u16) {
             ranges.retain(|&r| r != (first, last));
         }
         !still_held
-    });
+    };
     if !removed {
         return;
     }
@@ -401,14 +397,14 @@ fn revoke_io_ports(p: &Arc<Process>, first: u16, last: u16) {
 /// Releases everything the process holds (capabilities — an `Interrupt` gets masked and its
 /// waiter cancelled — I/O ports), once.
 fn release_resources(p: &Arc<Process>) {
-    let objects: Vec<Object> = irqs_off(|| p.caps.lock().drain().collect());
+    let objects: Vec<Object> = p.caps.lock().drain().collect();
     for o in &objects {
         release_object(p, o);
     }
-    irqs_off(|| {
+    {
         p.grant_io_ports_on_this_cpu(false);
         p.io_ranges.lock().clear();
-    });
+    }
     let line = core::mem::take(&mut *p.console_line.lock());
     if !line.is_empty() {
         emit_user_line(&p.name, &line);
@@ -421,7 +417,8 @@ pub fn abandon(p: &Arc<Process>, code: u64) {
     release_resources(p);
     p.exit_code.store(code, Ordering::Release);
     p.exited.store(true, Ordering::Release);
-    if let Some(space) = irqs_off(|| p.space.lock().take()) {
+    let taken = p.space.lock().take();
+    if let Some(space) = taken {
         space.destroy();
     }
     release_kernel_pages(p);
@@ -433,14 +430,16 @@ pub fn abandon(p: &Arc<Process>, code: u64) {
 /// is destroyed so no mapping or TLB entry reaches them. Each is taken out under its own
 /// lock, so a completion posted from another CPU meanwhile either finished or finds no page.
 fn release_kernel_pages(p: &Process) {
-    if let Some(phys) = irqs_off(|| p.start_info.lock().take()) {
-        crate::mm::frames::free(phys);
+    let taken = p.start_info.lock().take();
+    if let Some(phys) = taken {
+        fw::mm::frames::free(phys);
     }
-    drop(irqs_off(|| core::mem::take(&mut *p.free_rings.lock())));
-    let rings = irqs_off(|| core::mem::take(&mut *p.rings.lock()));
+    drop(core::mem::take(&mut *p.free_rings.lock()));
+    let rings = core::mem::take(&mut *p.rings.lock());
     for ring in rings {
-        if let Some(page) = irqs_off(|| ring.lock().page.take()) {
-            crate::mm::frames::free(page.phys());
+        let taken = ring.lock().page.take();
+        if let Some(page) = taken {
+            fw::mm::frames::free(page.phys());
         }
     }
 }
@@ -455,7 +454,7 @@ pub fn exit_current(code: u64) -> ! {
         p.exit_code.store(code, Ordering::Release);
     }
     let others: Vec<Arc<Thread>> =
-        irqs_off(|| p.threads.lock().iter().filter(|t| t.tid != thread.tid).cloned().collect());
+        p.threads.lock().iter().filter(|t| t.tid != thread.tid).cloned().collect();
     for t in &others {
         wake_for_exit(t);
     }
@@ -470,10 +469,10 @@ pub fn exit_current(code: u64) -> ! {
 /// means the waiter either has not checked yet (and will see `exiting`) or is already
 /// `Blocked` (and this wakes it): a wake-up cannot land between its check and its block.
 fn wake_for_exit(t: &Arc<Thread>) {
-    let woken = irqs_off(|| {
+    let woken = {
         let _waiter = t.ring.lock();
         t.try_wake()
-    });
+    };
     if woken {
         sched::enqueue(t.clone());
     }
@@ -493,7 +492,7 @@ pub fn exit_thread() -> ! {
         p.exited.store(true, Ordering::Release);
         let code = p.exit_code.load(Ordering::Acquire);
         log::info!("process {} ({}) exited with code {code:#x}", p.pid, p.name);
-        crate::ev!(("proc.{}.exit", p.name.replace('-', "_")), code);
+        fw::ev!(("proc.{}.exit", p.name.replace('-', "_")), code);
     }
     drop(p);
     drop(thread);
@@ -518,20 +517,22 @@ pub fn switch_current_to_int80() {
             // because the program reads it concurrently.
             unsafe {
                 core::ptr::addr_of_mut!(info.entry_gate).write_volatile(keel_abi::ENTRY_INT80)
-            };
+            }
         });
     }
 }
 
 /// A CPU exception in ring 3: report it and end the process, never the kernel.
 pub fn user_fault(frame: &mut TrapFrame) {
-    if crate::arch::x86_64::syscall::recover_from_failed_syscall(frame) {
+    if fw::arch::x86_64::syscall_entry::recover_from_failed_syscall(frame) {
+        switch_current_to_int80();
+        super::syscall::handle(frame);
         return;
     }
     let cr2 = x86_64::registers::control::Cr2::read_raw();
     // A #PF the tables already permit came from a stale TLB entry: flushed, retried.
     let tid = sched::current_thread().map_or(0, |t| t.tid);
-    if frame.vector == 14 && crate::mm::fault::retry_spurious(tid, cr2, frame.error_code) {
+    if frame.vector == 14 && fw::mm::fault::retry_spurious(tid, cr2, frame.error_code) {
         return;
     }
     let alone = report_fault(frame, cr2);
@@ -547,7 +548,7 @@ fn report_fault(frame: &TrapFrame, addr: u64) -> bool {
     log::warn!(
         "user fault: process {pid} ({name}) vector {} ({}) error {:#x} rip {:#x} cr2 {:#x}",
         frame.vector,
-        crate::panic::exception_name(frame.vector),
+        fw::panic::exception_name(frame.vector),
         frame.error_code,
         frame.rip,
         addr
@@ -563,14 +564,14 @@ fn report_fault(frame: &TrapFrame, addr: u64) -> bool {
         frame.rax
     );
     let key = name.replace('-', "_");
-    crate::ev!(("proc.{}.fault_vector", key), frame.vector);
-    crate::ev!(("proc.{}.fault_addr", key), format_args!("{:#x}", addr));
+    fw::ev!(("proc.{}.fault_vector", key), frame.vector);
+    fw::ev!(("proc.{}.fault_addr", key), format_args!("{:#x}", addr));
     let Some(t) = sched::current_thread() else { return true };
     if t.process.live_threads() <= 1 {
         return true;
     }
     // Other threads go on: only the faulting thread ends (its fault is in the report).
-    crate::ev!(("proc.{}.thread_fault.{}", key, t.tid), format_args!("{:#x}", addr));
+    fw::ev!(("proc.{}.thread_fault.{}", key, t.tid), format_args!("{:#x}", addr));
     t.process.thread_faults.fetch_add(1, Ordering::Relaxed);
     if t.process.exit_code.load(Ordering::Relaxed) == 0 {
         t.process.last_fault.store(addr, Ordering::Relaxed);
@@ -606,10 +607,10 @@ pub fn refuse_user_return(frame: &mut TrapFrame) -> ! {
             sched::current_thread().map(|t| t.process.name.replace('-', "_")).unwrap_or_default();
         let canonical = |a: u64| a >> 47 == 0;
         if !canonical(frame.rip) {
-            crate::ev!(("proc.{}.bad_return_rip", name), format_args!("{:#x}", frame.rip));
+            fw::ev!(("proc.{}.bad_return_rip", name), format_args!("{:#x}", frame.rip));
         }
         if !canonical(frame.rsp) {
-            crate::ev!(("proc.{}.bad_return_rsp", name), format_args!("{:#x}", frame.rsp));
+            fw::ev!(("proc.{}.bad_return_rsp", name), format_args!("{:#x}", frame.rsp));
         }
         frame.vector = 13;
         report_fault(frame, frame.rip)
@@ -630,16 +631,16 @@ pub static BAD_RETURNS: AtomicU64 = AtomicU64::new(0);
 pub fn reap(thread: &Arc<Thread>) {
     THREADS_REAPED.fetch_add(1, Ordering::Relaxed);
     let p = &thread.process;
-    irqs_off(|| p.threads.lock().retain(|t| t.tid != thread.tid));
+    p.threads.lock().retain(|t| t.tid != thread.tid);
     if p.live_threads() != 0 || !p.exited.load(Ordering::Acquire) {
         return;
     }
     // Another CPU may still be switching away from its last thread of this process: wait
     // until every CPU has left the address space before freeing its tables.
-    let start = crate::arch::x86_64::cpu::rdtsc();
+    let start = fw::arch::x86_64::cpu::rdtsc();
     while !p.resident.is_empty() {
         core::hint::spin_loop();
-        if crate::arch::x86_64::cpu::rdtsc() - start > crate::time::ns_to_tsc(1_000_000_000) {
+        if fw::arch::x86_64::cpu::rdtsc() - start > fw::time::ns_to_tsc(1_000_000_000) {
             log::error!(
                 "process {}: address space still resident on {:?}; leaking it",
                 p.pid,
@@ -648,7 +649,8 @@ pub fn reap(thread: &Arc<Thread>) {
             return;
         }
     }
-    if let Some(space) = irqs_off(|| p.space.lock().take()) {
+    let taken = p.space.lock().take();
+    if let Some(space) = taken {
         space.destroy();
         release_kernel_pages(p);
         p.destroyed.store(true, Ordering::Release);
@@ -667,17 +669,17 @@ pub static PROCESSES_REAPED: AtomicU64 = AtomicU64::new(0);
 /// last holder: a finished process keeps no kernel memory).
 fn forget(p: &Arc<Process>) {
     PROCESSES_REAPED.fetch_add(1, Ordering::Relaxed);
-    irqs_off(|| {
+    {
         let mut live = PROCESSES.lock();
         live.retain(|q| !Arc::ptr_eq(q, p));
         // The registry's room follows the live count: none left, nothing kept.
         live.shrink_to_fit();
-    });
+    }
 }
 
 /// Processes not yet destroyed.
 pub fn live() -> Vec<Arc<Process>> {
-    irqs_off(|| PROCESSES.lock().clone())
+    PROCESSES.lock().clone()
 }
 
 /// Processes created since boot.

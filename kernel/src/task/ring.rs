@@ -24,47 +24,39 @@ pub enum Entered {
     ExitThread,
 }
 
-fn irqs_off<R>(f: impl FnOnce() -> R) -> R {
-    x86_64::instructions::interrupts::without_interrupts(f)
-}
-
 /// The `sq_tail` this call consumes up to, read once (docs/abi.md): submissions published
 /// after it wait for the next call, so one call takes at most `SQ_ENTRIES` however fast
 /// another thread refills the queue. `Err` when the user corrupted the indices.
 fn snapshot_tail(t: &Thread) -> Result<u32, Status> {
-    irqs_off(|| {
-        let ring = t.ring.lock();
-        let page = ring.page.as_ref().ok_or(Status::Cancelled)?;
-        let tail = page.header().sq_tail.load(Ordering::Acquire);
-        keel_abi::sq_pending(ring.sq_head, tail)?;
-        Ok(tail)
-    })
+    let ring = t.ring.lock();
+    let page = ring.page.as_ref().ok_or(Status::Cancelled)?;
+    let tail = page.header().sq_tail.load(Ordering::Acquire);
+    keel_abi::sq_pending(ring.sq_head, tail)?;
+    Ok(tail)
 }
 
 /// Takes the next submission before `until` (the call's snapshot of `sq_tail`) if there is
 /// one and the CQ has room for its completion (reserving that room). `Err` when the user
 /// corrupted the indices.
 fn take_submission(t: &Thread, until: u32) -> Result<Option<Submission>, Status> {
-    irqs_off(|| {
-        let mut guard = t.ring.lock();
-        let ring = &mut *guard;
-        let page = ring.page.as_ref().ok_or(Status::Cancelled)?;
-        let header = page.header();
-        let tail = until;
-        if keel_abi::sq_pending(ring.sq_head, tail)? == 0 {
-            return Ok(None);
-        }
-        let cq_head = header.cq_head.load(Ordering::Acquire);
-        if keel_abi::cq_budget(cq_head, ring.cq_tail, ring.in_flight)? == 0 {
-            return Ok(None); // back-pressure: leave it in the SQ until completions are consumed
-        }
-        let slot = keel_abi::sq_slot(ring.sq_head);
-        let sub = page.read_submission(slot);
-        ring.sq_head = ring.sq_head.wrapping_add(1);
-        header.sq_head.store(ring.sq_head, Ordering::Release);
-        ring.in_flight += 1;
-        Ok(Some(sub))
-    })
+    let mut guard = t.ring.lock();
+    let ring = &mut *guard;
+    let page = ring.page.as_ref().ok_or(Status::Cancelled)?;
+    let header = page.header();
+    let tail = until;
+    if keel_abi::sq_pending(ring.sq_head, tail)? == 0 {
+        return Ok(None);
+    }
+    let cq_head = header.cq_head.load(Ordering::Acquire);
+    if keel_abi::cq_budget(cq_head, ring.cq_tail, ring.in_flight)? == 0 {
+        return Ok(None); // back-pressure: leave it in the SQ until completions are consumed
+    }
+    let slot = keel_abi::sq_slot(ring.sq_head);
+    let sub = page.read_submission(slot);
+    ring.sq_head = ring.sq_head.wrapping_add(1);
+    header.sq_head.store(ring.sq_head, Ordering::Release);
+    ring.in_flight += 1;
+    Ok(Some(sub))
 }
 
 /// The `cap_enter` system call. Arguments are validated before any submission is consumed:
@@ -112,7 +104,7 @@ pub fn cap_enter(thread: &Arc<Thread>, min_complete: u64, timeout_ns: u64) -> En
 fn wait_for_completions(thread: &Arc<Thread>, min: u32, timeout_ns: u64) -> i64 {
     let p = &thread.process;
     let deadline =
-        (timeout_ns != TIMEOUT_INFINITE).then(|| crate::time::now_ns().saturating_add(timeout_ns));
+        (timeout_ns != TIMEOUT_INFINITE).then(|| fw::time::now_ns().saturating_add(timeout_ns));
     loop {
         x86_64::instructions::interrupts::disable();
         let available = {
@@ -123,7 +115,7 @@ fn wait_for_completions(thread: &Arc<Thread>, min: u32, timeout_ns: u64) -> i64 
                 Ok(a) => a,
                 Err(s) => return s.as_i32() as i64,
             };
-            let timed_out = timeout_ns == 0 || deadline.is_some_and(|d| crate::time::now_ns() >= d);
+            let timed_out = timeout_ns == 0 || deadline.is_some_and(|d| fw::time::now_ns() >= d);
             if available >= min {
                 ring.waiting_for = None;
                 Some(available as i64)
@@ -151,7 +143,7 @@ fn wait_for_completions(thread: &Arc<Thread>, min: u32, timeout_ns: u64) -> i64 
 
 /// The object capability `cap` of `p` names (a clone of the reference).
 fn lookup(p: &Process, cap: CapId) -> Result<Object, Status> {
-    Ok(irqs_off(|| p.caps.lock().get(cap).cloned())?)
+    Ok(p.caps.lock().get(cap).cloned()?)
 }
 
 /// Decodes one submission and hands it to the object that executes it: the generic methods
@@ -182,8 +174,8 @@ pub static EXIT_WINDOW_HITS: core::sync::atomic::AtomicU64 = core::sync::atomic:
 fn widen_exit_window(p: &Process) {
     let ns = EXIT_WINDOW_NS.load(Ordering::Relaxed);
     if ns != 0 {
-        let end = crate::time::now_ns().saturating_add(ns);
-        while crate::time::now_ns() < end {
+        let end = fw::time::now_ns().saturating_add(ns);
+        while fw::time::now_ns() < end {
             core::hint::spin_loop();
         }
         if p.is_exiting() {

@@ -17,16 +17,16 @@ use alloc::vec::Vec;
 use core::cell::Cell;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use fw::sync::IrqSafeMutex;
 use keel_apic::{ApicId, Ipi};
 use keel_sched::RunQueue;
-use spin::Mutex;
 
 use super::thread::{Thread, ThreadState};
-use crate::arch::x86_64::cpu::rdtsc;
-use crate::arch::x86_64::interrupts::IPI_VECTOR;
-use crate::arch::x86_64::percpu::{self, IrqGuard};
-use crate::arch::x86_64::{context, lapic, lockup, oneshot};
-use crate::mm::paging;
+use fw::arch::x86_64::cpu::rdtsc;
+use fw::arch::x86_64::percpu::{self, IrqGuard, PerCpu};
+use fw::arch::x86_64::trap_entry::IPI_VECTOR;
+use fw::arch::x86_64::{context, lapic, lockup, oneshot};
+use fw::mm::paging;
 
 /// What a timed event does when its deadline passes.
 pub enum TimedKind {
@@ -43,10 +43,10 @@ struct TimedEvent {
 }
 
 /// One CPU's scheduler state that other CPUs touch: wakers queue threads on it, exiting
-/// threads drop their timed events from every CPU. In the CPU's shared block (`PerCpu`).
+/// threads drop their timed events from every CPU. A CPU-local variable of this module (`SCHED`).
 pub struct CpuSched {
-    run_queue: Mutex<RunQueue<Arc<Thread>>>,
-    timed: Mutex<Vec<TimedEvent>>,
+    run_queue: IrqSafeMutex<RunQueue<Arc<Thread>>>,
+    timed: IrqSafeMutex<Vec<TimedEvent>>,
     /// Context switches into threads on this CPU.
     pub switches: AtomicU64,
     /// Timer-driven preemptions (of ring 3, at the tick itself).
@@ -69,11 +69,11 @@ pub struct CpuSched {
 }
 
 impl CpuSched {
-    /// Empty state (const: per-CPU blocks are built in statics).
+    /// Empty state (const: every CPU's copy starts as this).
     pub const fn new() -> Self {
         CpuSched {
-            run_queue: Mutex::new(RunQueue::new()),
-            timed: Mutex::new(Vec::new()),
+            run_queue: IrqSafeMutex::new(RunQueue::new()),
+            timed: IrqSafeMutex::new(Vec::new()),
             switches: AtomicU64::new(0),
             preemptions: AtomicU64::new(0),
             need_resched: AtomicBool::new(false),
@@ -87,7 +87,7 @@ impl CpuSched {
 }
 
 /// One CPU's scheduler state that only that CPU touches, with interrupts off (reached
-/// through `percpu::local`): cells, no locks.
+/// through the guard, `SCHED_LOCAL`): cells, no locks.
 pub struct CpuSchedLocal {
     /// The thread running on this CPU (between `schedule_once`'s switch in and back).
     current: Cell<Option<Arc<Thread>>>,
@@ -96,7 +96,7 @@ pub struct CpuSchedLocal {
 }
 
 impl CpuSchedLocal {
-    /// Empty state (const: per-CPU blocks are built in statics).
+    /// Empty state (const: every CPU's copy starts as this).
     pub const fn new() -> Self {
         CpuSchedLocal { current: Cell::new(None), idle_rsp: Cell::new(0) }
     }
@@ -127,8 +127,8 @@ impl Default for CpuSchedLocal {
 impl CpuSched {
     /// Reserves run-queue room (called once per CPU, outside interrupt context).
     pub fn reserve(&self, threads: usize) {
-        without_interrupts(|| self.run_queue.lock().reserve(threads));
-        without_interrupts(|| self.timed.lock().reserve(threads));
+        self.run_queue.lock().reserve(threads);
+        self.timed.lock().reserve(threads);
     }
 }
 
@@ -138,14 +138,33 @@ impl Default for CpuSched {
     }
 }
 
-fn without_interrupts<R>(f: impl FnOnce() -> R) -> R {
-    x86_64::instructions::interrupts::without_interrupts(f)
+fw::cpu_local! {
+    /// Each CPU's scheduler state that other CPUs touch (run queue, timed events, counters).
+    static SCHED: CpuSched = CpuSched::new();
+    /// Each CPU's scheduler state that only that CPU touches (current thread, idle context).
+    static SCHED_LOCAL: CpuSchedLocal = CpuSchedLocal::new();
+}
+
+/// Threads one CPU's run queue can hold (reserved up front: wake-ups never allocate).
+pub const RUN_QUEUE_CAPACITY: usize = 256;
+
+/// CPU `cpu`'s shared scheduler state.
+#[inline]
+pub fn state_of(cpu: &PerCpu) -> &'static CpuSched {
+    SCHED.of(cpu.index)
+}
+
+/// Reserves CPU `index`'s run queue and timed-event list before it runs (the kernel's
+/// `prepare_cpu` upcall: the boot CPU once the heap exists, each AP as bring-up allocates it).
+pub fn prepare_cpu(index: u32) {
+    SCHED.of(index).reserve(RUN_QUEUE_CAPACITY);
 }
 
 /// The thread running on this CPU, if any.
+#[inline]
 pub fn current_thread() -> Option<Arc<Thread>> {
     let cpu = IrqGuard::new();
-    percpu::local(&cpu).sched.current_thread()
+    SCHED_LOCAL.get(&cpu).current_thread()
 }
 
 /// Queues a runnable thread on its home CPU and wakes that CPU if it is another one.
@@ -156,17 +175,18 @@ pub fn enqueue(thread: Arc<Thread>) {
         return;
     };
     thread.queued_at_tick.store(slice_clock(cpu), Ordering::Relaxed);
-    if let Err(t) = without_interrupts(|| cpu.sched.run_queue.lock().push(thread)) {
+    let queued = state_of(cpu).run_queue.lock().push(thread);
+    if let Err(t) = queued {
         // The queue's room was reserved up front so this path never allocates.
         log::error!("sched: cpu{home} run queue full; thread {} dropped", t.tid);
         return;
     }
     if home == percpu::current_index() {
         // Tickless: the running thread's slice end is armed now that another one waits.
-        without_interrupts(|| rearm_timer(&IrqGuard::new()));
+        rearm_timer(&IrqGuard::new());
     } else {
         let apic = ApicId::new(cpu.apic_id.load(Ordering::Acquire));
-        cpu.sched.wake_ipis.fetch_add(1, Ordering::Relaxed);
+        state_of(cpu).wake_ipis.fetch_add(1, Ordering::Relaxed);
         let _ = lapic::send(Ipi::fixed(IPI_VECTOR).to(apic));
     }
 }
@@ -185,8 +205,8 @@ pub fn schedule_once() -> bool {
     // scheduler context never leaves its CPU, so `me` and `local` stay this CPU's across the
     // switch below.
     let cpu = IrqGuard::new();
-    let (me, local) = (percpu::current(&cpu), percpu::local(&cpu));
-    let Some(thread) = me.sched.run_queue.lock().pop() else { return false };
+    let (me, local) = (percpu::current(&cpu), SCHED_LOCAL.get(&cpu));
+    let Some(thread) = SCHED.get(&cpu).run_queue.lock().pop() else { return false };
     if thread.state() == ThreadState::Exited {
         return true;
     }
@@ -194,11 +214,11 @@ pub fn schedule_once() -> bool {
     thread.process.note_queue_wait(waited);
     thread.set_state(ThreadState::Running);
     // A fresh slice: a request meant for the thread that ran before is void.
-    me.sched.need_resched.store(false, Ordering::Relaxed);
-    local.sched.current.set(Some(thread.clone()));
-    me.sched.switches.fetch_add(1, Ordering::Relaxed);
+    SCHED.get(&cpu).need_resched.store(false, Ordering::Relaxed);
+    local.current.set(Some(thread.clone()));
+    SCHED.get(&cpu).switches.fetch_add(1, Ordering::Relaxed);
     if lapic::tickless() {
-        me.sched.slice_end_ns.store(crate::time::now_ns() + slice_ns(), Ordering::Relaxed);
+        SCHED.get(&cpu).slice_end_ns.store(fw::time::now_ns() + slice_ns(), Ordering::Relaxed);
         rearm_timer(&cpu);
     }
     let process = &thread.process;
@@ -210,13 +230,13 @@ pub fn schedule_once() -> bool {
     process.grant_io_ports_on_this_cpu(true);
     // SAFETY: interrupts are off; both contexts are alive (this idle stack and the thread's
     // kernel stack, kept alive by the `Arc` in `current`).
-    unsafe { context::switch(local.sched.idle_rsp.as_ptr(), *thread.saved_rsp_slot()) };
+    unsafe { context::switch(local.idle_rsp.as_ptr(), *thread.saved_rsp_slot()) };
     // Back in the scheduler context: the thread blocked, was preempted or exited.
     process.grant_io_ports_on_this_cpu(false);
     // Back to the kernel tables: the process's must not stay loaded once it may be destroyed.
     paging::load_kernel_space();
     process.resident.remove(me.index);
-    let thread = local.sched.current.take().expect("thread was current");
+    let thread = local.current.take().expect("thread was current");
     match thread.state() {
         ThreadState::Exited => super::process::reap(&thread),
         _ if thread.requeue.swap(false, Ordering::AcqRel) => {
@@ -233,7 +253,7 @@ pub fn schedule_once() -> bool {
 /// mutably, so no reference to this CPU's state survives the switch: the thread may resume
 /// on another CPU (its home changed), always with interrupts off.
 fn switch_out(thread: &Thread, cpu: &mut IrqGuard) {
-    let idle_rsp = percpu::local(cpu).sched.idle_rsp.get();
+    let idle_rsp = SCHED_LOCAL.get(cpu).idle_rsp.get();
     // SAFETY: interrupts off (the guard), running on the thread's own stack on its home CPU;
     // the idle context was saved by `schedule_once` on this CPU.
     unsafe { context::switch(thread.saved_rsp_slot(), idle_rsp) };
@@ -244,7 +264,7 @@ fn switch_out(thread: &Thread, cpu: &mut IrqGuard) {
 /// interrupts off), so a wake-up from another CPU in between cannot be lost.
 pub fn block_current() {
     let mut cpu = IrqGuard::new();
-    let thread = percpu::local(&cpu).sched.current_thread().expect("blocking outside a thread");
+    let thread = SCHED_LOCAL.get(&cpu).current_thread().expect("blocking outside a thread");
     switch_out(&thread, &mut cpu);
 }
 
@@ -258,7 +278,7 @@ pub fn exit_current() -> ! {
     x86_64::instructions::interrupts::disable();
     // Owns nothing (a flag): fine to leave on a stack that is never unwound.
     let mut cpu = IrqGuard::new();
-    let thread = percpu::local(&cpu).sched.current_thread().expect("exit outside a thread");
+    let thread = SCHED_LOCAL.get(&cpu).current_thread().expect("exit outside a thread");
     thread.set_state(ThreadState::Exited);
     let raw: *const Thread = Arc::as_ptr(&thread);
     drop(thread);
@@ -271,24 +291,24 @@ pub fn exit_current() -> ! {
 /// Registers a timed event on this CPU (checked every tick).
 pub fn add_timed(deadline_ns: u64, thread: Arc<Thread>, kind: TimedKind) {
     let cpu = IrqGuard::new();
-    percpu::current(&cpu).sched.timed.lock().push(TimedEvent { deadline_ns, thread, kind });
+    SCHED.get(&cpu).timed.lock().push(TimedEvent { deadline_ns, thread, kind });
     rearm_timer(&cpu);
 }
 
 /// Drops timed events of a thread (when it exits).
 pub fn cancel_timed(thread: &Thread) {
-    without_interrupts(|| {
+    {
         for cpu in percpu::all() {
-            cpu.sched.timed.lock().retain(|e| e.thread.tid != thread.tid);
+            state_of(cpu).timed.lock().retain(|e| e.thread.tid != thread.tid);
         }
-    });
+    }
 }
 
 /// Drops the thread's pending `cap_enter` timeout (its wait ended some other way).
 pub fn cancel_wake(thread: &Thread) {
     let cpu = IrqGuard::new();
-    let me = percpu::current(&cpu);
-    me.sched
+    SCHED
+        .get(&cpu)
         .timed
         .lock()
         .retain(|e| !(e.thread.tid == thread.tid && matches!(e.kind, TimedKind::Wake)));
@@ -304,7 +324,7 @@ const MAX_EXPIRED_PER_TICK: usize = 16;
 /// handler's guard.
 pub fn tick(from_user: bool, cpu: &mut IrqGuard) {
     let me = percpu::current(cpu);
-    let now = crate::time::now_ns();
+    let now = fw::time::now_ns();
     // A kernel wait's deadline is served by this interrupt (the waiter checks the time and
     // arms again if it must): armed again, a past deadline would fire at once, over and over.
     if me.oneshot.kernel_wake_ns.load(Ordering::Relaxed) <= now {
@@ -316,7 +336,7 @@ pub fn tick(from_user: bool, cpu: &mut IrqGuard) {
         [const { None }; MAX_EXPIRED_PER_TICK];
     let mut count = 0;
     {
-        let mut timed = me.sched.timed.lock();
+        let mut timed = SCHED.get(cpu).timed.lock();
         let mut i = 0;
         while i < timed.len() && count < MAX_EXPIRED_PER_TICK {
             if timed[i].deadline_ns <= now {
@@ -338,26 +358,27 @@ pub fn tick(from_user: bool, cpu: &mut IrqGuard) {
     // Tickless, the slice ends at its own deadline (periodic: at every tick). An ended slice
     // is renewed one slice from now, as the next tick would come: a thread in the kernel
     // runs on to its preemption point, a preempted one is replaced.
-    let slice_over = !lapic::tickless() || now >= me.sched.slice_end_ns.load(Ordering::Relaxed);
+    let slice_over =
+        !lapic::tickless() || now >= SCHED.get(cpu).slice_end_ns.load(Ordering::Relaxed);
     if lapic::tickless() && slice_over {
-        me.sched.slice_end_ns.store(now + slice_ns(), Ordering::Relaxed);
+        SCHED.get(cpu).slice_end_ns.store(now + slice_ns(), Ordering::Relaxed);
     }
     rearm_timer(cpu);
     if !slice_over {
         return;
     }
-    if me.sched.run_queue.lock().is_empty() {
+    if SCHED.get(cpu).run_queue.lock().is_empty() {
         return;
     }
-    if let Some(t) = percpu::local(cpu).sched.current_thread() {
+    if let Some(t) = SCHED_LOCAL.get(cpu).current_thread() {
         if !from_user {
-            if !me.sched.need_resched.swap(true, Ordering::Relaxed) {
-                me.sched.need_resched_at.store(rdtsc(), Ordering::Relaxed);
+            if !SCHED.get(cpu).need_resched.swap(true, Ordering::Relaxed) {
+                SCHED.get(cpu).need_resched_at.store(rdtsc(), Ordering::Relaxed);
             }
         } else {
             t.requeue.store(true, Ordering::Release);
             t.set_state(ThreadState::Runnable);
-            me.sched.preemptions.fetch_add(1, Ordering::Relaxed);
+            SCHED.get(cpu).preemptions.fetch_add(1, Ordering::Relaxed);
             switch_out(&t, cpu);
         }
     }
@@ -368,7 +389,7 @@ pub fn tick(from_user: bool, cpu: &mut IrqGuard) {
 pub fn yield_current() {
     x86_64::instructions::interrupts::disable();
     let mut cpu = IrqGuard::new();
-    if let Some(t) = percpu::local(&cpu).sched.current_thread() {
+    if let Some(t) = SCHED_LOCAL.get(&cpu).current_thread() {
         t.requeue.store(true, Ordering::Release);
         t.set_state(ThreadState::Runnable);
         switch_out(&t, &mut cpu);
@@ -384,17 +405,17 @@ pub fn preempt_point() -> bool {
     if !x86_64::instructions::interrupts::are_enabled() {
         return false;
     }
-    let requested = without_interrupts(|| {
+    let requested = {
         let cpu = IrqGuard::new();
-        let me = percpu::current(&cpu);
-        let requested = me.sched.need_resched.swap(false, Ordering::Relaxed);
+        let requested = SCHED.get(&cpu).need_resched.swap(false, Ordering::Relaxed);
         if requested {
-            me.sched.kernel_preemptions.fetch_add(1, Ordering::Relaxed);
-            let delay = rdtsc().saturating_sub(me.sched.need_resched_at.load(Ordering::Relaxed));
-            me.sched.max_resched_delay_tsc.fetch_max(delay, Ordering::Relaxed);
+            SCHED.get(&cpu).kernel_preemptions.fetch_add(1, Ordering::Relaxed);
+            let delay =
+                rdtsc().saturating_sub(SCHED.get(&cpu).need_resched_at.load(Ordering::Relaxed));
+            SCHED.get(&cpu).max_resched_delay_tsc.fetch_max(delay, Ordering::Relaxed);
         }
         requested
-    });
+    };
     if requested {
         yield_current();
         x86_64::instructions::interrupts::enable();
@@ -406,7 +427,7 @@ pub fn preempt_point() -> bool {
 /// `done()` or the deadline.
 pub fn run_until(done: impl Fn() -> bool, timeout_ns: u64) -> bool {
     // `u64::MAX`: no deadline.
-    let deadline = crate::time::now_ns().saturating_add(timeout_ns);
+    let deadline = fw::time::now_ns().saturating_add(timeout_ns);
     loop {
         x86_64::instructions::interrupts::disable();
         if schedule_once() {
@@ -416,7 +437,7 @@ pub fn run_until(done: impl Fn() -> bool, timeout_ns: u64) -> bool {
             x86_64::instructions::interrupts::enable();
             return true;
         }
-        if crate::time::now_ns() > deadline {
+        if fw::time::now_ns() > deadline {
             x86_64::instructions::interrupts::enable();
             return false;
         }
@@ -447,7 +468,7 @@ fn slice_ns() -> u64 {
 /// where ticks are sparse) the time since boot in slice lengths.
 fn slice_clock(cpu: &percpu::PerCpu) -> u64 {
     if lapic::tickless() {
-        crate::time::now_ns() / slice_ns()
+        fw::time::now_ns() / slice_ns()
     } else {
         cpu.lapic.timer_ticks.load(Ordering::Relaxed)
     }
@@ -471,10 +492,10 @@ pub fn rearm_timer(cpu: &IrqGuard) {
         return;
     }
     let me = percpu::current(cpu);
-    let mut next = wake_deadline(me);
+    let mut next = wake_deadline(me, SCHED.get(cpu));
     if !me.oneshot.idle.load(Ordering::Relaxed) {
-        if percpu::local(cpu).sched.has_current() && !me.sched.run_queue.lock().is_empty() {
-            next = next.min(me.sched.slice_end_ns.load(Ordering::Relaxed));
+        if SCHED_LOCAL.get(cpu).has_current() && !SCHED.get(cpu).run_queue.lock().is_empty() {
+            next = next.min(SCHED.get(cpu).slice_end_ns.load(Ordering::Relaxed));
         }
         let since = me.oneshot.busy_since_ns.load(Ordering::Relaxed);
         let fired = me.oneshot.last_fire_ns.load(Ordering::Relaxed);
@@ -484,8 +505,8 @@ pub fn rearm_timer(cpu: &IrqGuard) {
 }
 
 /// The earliest wake-up this CPU owes: its first timed event or a kernel wait's deadline.
-fn wake_deadline(me: &percpu::PerCpu) -> u64 {
-    let timed = me.sched.timed.lock().iter().map(|e| e.deadline_ns).min();
+fn wake_deadline(me: &percpu::PerCpu, sched: &CpuSched) -> u64 {
+    let timed = sched.timed.lock().iter().map(|e| e.deadline_ns).min();
     timed.unwrap_or(oneshot::NONE).min(me.oneshot.kernel_wake_ns.load(Ordering::Relaxed))
 }
 
@@ -506,13 +527,13 @@ pub fn idle_halt(wake_ns: u64) {
     }
     // `sti; hlt` as a pair: an interrupt arriving between them still wakes the hlt.
     x86_64::instructions::interrupts::enable_and_hlt();
-    without_interrupts(|| {
+    {
         let cpu = IrqGuard::new();
         let me = percpu::current(&cpu);
         me.oneshot.kernel_wake_ns.store(oneshot::NONE, Ordering::Relaxed);
-        me.oneshot.busy_since_ns.store(crate::time::now_ns(), Ordering::Relaxed);
+        me.oneshot.busy_since_ns.store(fw::time::now_ns(), Ordering::Relaxed);
         me.oneshot.idle.store(false, Ordering::Release);
         me.oneshot.idle_exits.fetch_add(1, Ordering::Release);
         rearm_timer(&cpu);
-    });
+    }
 }

@@ -1,7 +1,7 @@
 //! The two system calls: `cap_enter(min_complete, timeout_ns)` and `exit(code)`.
 
 use super::ring::Entered;
-use crate::arch::x86_64::interrupts::TrapFrame;
+use fw::arch::x86_64::trap_entry::TrapFrame;
 
 /// Dispatches on `rax`; the result goes back in `rax`.
 pub fn handle(frame: &mut TrapFrame) {

@@ -5,13 +5,13 @@ use alloc::sync::Arc;
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
+use fw::sync::IrqSafeMutex;
 use keel_abi::{Completion, RingHeader, Status, Submission};
-use spin::Mutex;
 
 use super::Process;
-use crate::arch::x86_64::context;
-use crate::arch::x86_64::gdt::{USER_CODE, USER_DATA};
-use crate::arch::x86_64::interrupts::TrapFrame;
+use fw::arch::x86_64::context;
+use fw::arch::x86_64::gdt::{USER_CODE, USER_DATA};
+use fw::arch::x86_64::trap_entry::TrapFrame;
 
 /// Kernel stack per thread.
 pub const KERNEL_STACK_SIZE: usize = 32 * 1024;
@@ -38,7 +38,7 @@ impl RingFrame {
     }
 
     fn base(&self) -> *mut u8 {
-        crate::mm::phys_to_virt(self.0).as_mut_ptr::<u8>()
+        fw::mm::phys_to_virt(self.0).as_mut_ptr::<u8>()
     }
 
     /// The header (indices shared with the program: atomics, read as hostile).
@@ -120,7 +120,7 @@ pub struct Thread {
     /// This thread's ring (each thread has its own page, so threads never share ring
     /// indices; the process keeps a reference to free the page) and where the process sees it.
     pub ring_vaddr: u64,
-    pub ring: Arc<Mutex<RingState>>,
+    pub ring: Arc<IrqSafeMutex<RingState>>,
 }
 
 // SAFETY: `saved_rsp` is only accessed by the home CPU with interrupts disabled (the
@@ -138,7 +138,7 @@ impl Thread {
         home_cpu: u32,
         entry: u64,
         rsp: u64,
-        ring: (Arc<Mutex<RingState>>, u64),
+        ring: (Arc<IrqSafeMutex<RingState>>, u64),
         rsi: u64,
         rdx: u64,
     ) -> Arc<Thread> {
@@ -198,46 +198,49 @@ impl Thread {
         if self.process.is_destroyed() || self.state() == ThreadState::Exited {
             return;
         }
-        let wake = x86_64::instructions::interrupts::without_interrupts(|| {
-            let mut guard = self.ring.lock();
-            let ring = &mut *guard;
-            if ring.in_flight > 0 {
-                ring.in_flight -= 1;
-            }
-            let Some(page) = ring.page.as_ref() else { return false }; // process torn down
-            let header = page.header();
-            let head = header.cq_head.load(Ordering::Acquire);
-            match keel_abi::cq_space(head, ring.cq_tail) {
-                Ok(space) if space > 0 => {}
-                _ => {
-                    ring.overflow += 1;
-                    header.overflow.fetch_add(1, Ordering::Relaxed);
-                    self.process.cq_overflow.fetch_add(1, Ordering::Relaxed);
-                    return false;
-                }
-            }
-            let slot = keel_abi::cq_slot(ring.cq_tail);
-            page.write_completion(
-                slot,
-                Completion { user_data, status: status.as_i32(), flags: 0, results },
-            );
-            ring.cq_tail = ring.cq_tail.wrapping_add(1);
-            header.cq_tail.store(ring.cq_tail, Ordering::Release);
-            self.process.completions.fetch_add(1, Ordering::Relaxed);
-            if !status.is_ok() {
-                self.process.errors.fetch_add(1, Ordering::Relaxed);
-            }
-            let available = keel_abi::cq_available(head, ring.cq_tail).unwrap_or(u32::MAX);
-            match ring.waiting_for {
-                Some(min) if available >= min => {
-                    ring.waiting_for = None;
-                    true
-                }
-                _ => false,
-            }
-        });
-        if wake {
+        if self.write_completion(user_data, status, results) {
             super::sched::wake(self);
+        }
+    }
+
+    /// Writes one completion into the ring's CQ (under the ring lock) and says whether the
+    /// thread waits for no more than are now available (the caller then wakes it).
+    fn write_completion(&self, user_data: u64, status: Status, results: [u64; 2]) -> bool {
+        let mut guard = self.ring.lock();
+        let ring = &mut *guard;
+        if ring.in_flight > 0 {
+            ring.in_flight -= 1;
+        }
+        let Some(page) = ring.page.as_ref() else { return false }; // process torn down
+        let header = page.header();
+        let head = header.cq_head.load(Ordering::Acquire);
+        match keel_abi::cq_space(head, ring.cq_tail) {
+            Ok(space) if space > 0 => {}
+            _ => {
+                ring.overflow += 1;
+                header.overflow.fetch_add(1, Ordering::Relaxed);
+                self.process.cq_overflow.fetch_add(1, Ordering::Relaxed);
+                return false;
+            }
+        }
+        let slot = keel_abi::cq_slot(ring.cq_tail);
+        page.write_completion(
+            slot,
+            Completion { user_data, status: status.as_i32(), flags: 0, results },
+        );
+        ring.cq_tail = ring.cq_tail.wrapping_add(1);
+        header.cq_tail.store(ring.cq_tail, Ordering::Release);
+        self.process.completions.fetch_add(1, Ordering::Relaxed);
+        if !status.is_ok() {
+            self.process.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        let available = keel_abi::cq_available(head, ring.cq_tail).unwrap_or(u32::MAX);
+        match ring.waiting_for {
+            Some(min) if available >= min => {
+                ring.waiting_for = None;
+                true
+            }
+            _ => false,
         }
     }
 

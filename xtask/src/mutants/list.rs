@@ -44,8 +44,8 @@ pub const BREAKS: &[Break] = &[
         what: "releasing an Interrupt capability clears the software flag but not the hardware mask",
         edits: &[Edit {
             file: "kernel/src/object/interrupt.rs",
-            find: "            self.mask_source(true);\n            st.masked = true;\n            st.holder = None;",
-            replace: "            st.masked = true;\n            st.holder = None;",
+            find: "        self.mask_source(true);\n        st.masked = true;\n        st.holder = None;",
+            replace: "        st.masked = true;\n        st.holder = None;",
         }],
         proofs: &["interrupt-grant", "driver-death"],
         accel: Accel::Tcg,
@@ -65,7 +65,7 @@ pub const BREAKS: &[Break] = &[
         name: "timer-always-periodic",
         what: "the LAPIC timer is started periodic even where TSC-deadline was chosen",
         edits: &[Edit {
-            file: "kernel/src/arch/x86_64/lapic.rs",
+            file: "framework/src/arch/x86_64/lapic.rs",
             find: "        true => TickMode::TscDeadline { period_tsc: time::tsc_hz() / tick_hz() },",
             replace: "        true => TickMode::Periodic,",
         }],
@@ -88,7 +88,7 @@ pub const BREAKS: &[Break] = &[
         name: "aps-left-in-xapic",
         what: "application processors skip their IA32_APIC_BASE switch and stay in xAPIC mode",
         edits: &[Edit {
-            file: "kernel/src/arch/x86_64/lapic.rs",
+            file: "framework/src/arch/x86_64/lapic.rs",
             find: "    let plan = plan_for_ap(mode_inputs(), required)?;\n    apply_plan(plan.writes());",
             replace: "    let _plan = plan_for_ap(mode_inputs(), required)?;",
         }],
@@ -99,7 +99,7 @@ pub const BREAKS: &[Break] = &[
         name: "ipi-handler-no-eoi",
         what: "the vector-49 handler forgets its in-service token, so it returns without an EOI",
         edits: &[Edit {
-            file: "kernel/src/arch/x86_64/smp.rs",
+            file: "framework/src/arch/x86_64/smp.rs",
             find: "    me.mailbox.ping_acks.store(requested, Ordering::Release);\n    token.eoi();",
             replace: "    me.mailbox.ping_acks.store(requested, Ordering::Release);\n    core::mem::forget(token);",
         }],
@@ -121,7 +121,7 @@ pub const BREAKS: &[Break] = &[
         name: "shootdown-no-invlpg",
         what: "a TLB shootdown acknowledges without invalidating the pages",
         edits: &[Edit {
-            file: "kernel/src/arch/x86_64/tlb.rs",
+            file: "framework/src/arch/x86_64/tlb.rs",
             find: "                x86_64::instructions::tlb::flush(x86_64::VirtAddr::new(va));",
             replace: "                let _ = va;",
         }],
@@ -177,7 +177,7 @@ pub const BREAKS: &[Break] = &[
         name: "absent-pit-taken-for-present",
         what: "a PIT whose output is already high when its count starts is taken for a working one",
         edits: &[Edit {
-            file: "kernel/src/time.rs",
+            file: "framework/src/time.rs",
             find: "            return None; // the output is already high: nothing is counting",
             replace: "",
         }],
@@ -200,7 +200,7 @@ pub const BREAKS: &[Break] = &[
         name: "spurious-fault-not-rechecked",
         what: "a user #PF never re-walks the page table: a fault on a stale read-only entry the table already made writable ends the thread",
         edits: &[Edit {
-            file: "kernel/src/mm/fault.rs",
+            file: "framework/src/mm/fault.rs",
             find: "    if !user_access_allowed(pml4, addr, write, fetch) && !walk_disagrees(addr) {\n        return false;",
             replace: "    if true {\n        return false;",
         }],
@@ -211,7 +211,7 @@ pub const BREAKS: &[Break] = &[
         name: "spurious-retry-unbounded",
         what: "a user #PF the walk takes for spurious is retried however often it repeats at once",
         edits: &[Edit {
-            file: "kernel/src/mm/fault.rs",
+            file: "framework/src/mm/fault.rs",
             find: "        && now.saturating_sub(last.at_ns.load(Ordering::Relaxed)) < REPEAT_WINDOW_NS\n",
             replace: "        && false\n",
         }],
@@ -222,7 +222,7 @@ pub const BREAKS: &[Break] = &[
         name: "local-only-shootdown-skips-own-flush",
         what: "a shootdown that interrupts no other CPU skips the shooter's own flush",
         edits: &[Edit {
-            file: "kernel/src/arch/x86_64/tlb.rs",
+            file: "framework/src/arch/x86_64/tlb.rs",
             find: "    if me_resident {\n",
             replace: "    if me_resident && remote > 0 {\n",
         }],
@@ -233,7 +233,7 @@ pub const BREAKS: &[Break] = &[
         name: "local-only-shootdowns-not-counted",
         what: "shootdowns that interrupt no other CPU are not counted (tlb.shootdowns_local stays 0)",
         edits: &[Edit {
-            file: "kernel/src/arch/x86_64/tlb.rs",
+            file: "framework/src/arch/x86_64/tlb.rs",
             find: "bump(&me.tlb.started_local, 1);",
             replace: "bump(&me.tlb.started_local, 0);",
         }],
@@ -244,7 +244,7 @@ pub const BREAKS: &[Break] = &[
         name: "frames-freed-before-shootdown",
         what: "an invalidation frees (and, in the scenarios build, poisons) its frames before the shootdown that covers them",
         edits: &[Edit {
-            file: "kernel/src/mm/invalidation.rs",
+            file: "framework/src/mm/invalidation.rs",
             find: "        #[cfg(feature = \"scenarios\")]\n        widen_stale_window(&self.pages);\n",
             replace: "        for &f in &self.frames {\n            release(f);\n        }\n        self.frames.clear();\n        #[cfg(feature = \"scenarios\")]\n        widen_stale_window(&self.pages);\n",
         }],
@@ -256,7 +256,7 @@ pub const BREAKS: &[Break] = &[
         name: "nmi-entry-swapgs-from-cs",
         what: "NMI takes the common entry again: swapgs decided by the saved CS, so an NMI in a swapgs window runs with the user's GS",
         edits: &[Edit {
-            file: "kernel/src/arch/x86_64/interrupts.rs",
+            file: "framework/src/arch/x86_64/trap_entry.rs",
             find: "    .if (vec == 2) || (vec == 18)\n    jmp trap_paranoid",
             replace: "    .if (vec == 18)\n    jmp trap_paranoid",
         }],
@@ -267,7 +267,7 @@ pub const BREAKS: &[Break] = &[
         name: "lockup-watcher-sends-no-nmi",
         what: "the lockup watcher reports without sending the stuck CPU an NMI (no RIP)",
         edits: &[Edit {
-            file: "kernel/src/arch/x86_64/lockup.rs",
+            file: "framework/src/arch/x86_64/lockup.rs",
             find: "let sent = lapic::send(Ipi::nmi().to(ApicId::new(apic_id))).is_ok();",
             replace: "let sent = { let _ = Ipi::nmi; let _ = ApicId::new; true };",
         }],
@@ -278,7 +278,7 @@ pub const BREAKS: &[Break] = &[
         name: "lockup-watcher-reads-own-ticks",
         what: "the lockup watcher reads its own tick count instead of the watched CPU's",
         edits: &[Edit {
-            file: "kernel/src/arch/x86_64/lockup.rs",
+            file: "framework/src/arch/x86_64/lockup.rs",
             find: "let theirs = target.lapic.timer_ticks.load(Ordering::Relaxed);",
             replace: "let theirs = me.lapic.timer_ticks.load(Ordering::Relaxed);",
         }],
@@ -289,7 +289,7 @@ pub const BREAKS: &[Break] = &[
         name: "lockup-watcher-ignores-progress",
         what: "the lockup watcher never notices the watched CPU's ticks moving (every CPU reported after the bound)",
         edits: &[Edit {
-            file: "kernel/src/arch/x86_64/lockup.rs",
+            file: "framework/src/arch/x86_64/lockup.rs",
             find: "        || theirs != w.last_ticks.load(Ordering::Relaxed)\n",
             replace: "        || (theirs != w.last_ticks.load(Ordering::Relaxed) && w.last_ticks.load(Ordering::Relaxed) == 0)\n",
         }],
@@ -300,7 +300,7 @@ pub const BREAKS: &[Break] = &[
         name: "nmi-paranoid-exit-keeps-kernel-gs",
         what: "the paranoid NMI exit does not swap back: code interrupted in a swapgs window resumes with the kernel's GS and its own swapgs then loads the user's",
         edits: &[Edit {
-            file: "kernel/src/arch/x86_64/interrupts.rs",
+            file: "framework/src/arch/x86_64/trap_entry.rs",
             find: "    testl %ebx, %ebx\n    jz 6f\n    swapgs\n",
             replace: "    testl %ebx, %ebx\n    jz 6f\n",
         }],
@@ -311,7 +311,7 @@ pub const BREAKS: &[Break] = &[
         name: "lockup-reports-every-tick",
         what: "the lockup watcher forgets it reported the stall and reports it again on every tick",
         edits: &[Edit {
-            file: "kernel/src/arch/x86_64/lockup.rs",
+            file: "framework/src/arch/x86_64/lockup.rs",
             find: "|| w.reported.swap(true, Ordering::Relaxed)",
             replace: "|| (w.reported.swap(true, Ordering::Relaxed) && false)",
         }],
@@ -322,7 +322,7 @@ pub const BREAKS: &[Break] = &[
         name: "lockup-apic-id-from-index",
         what: "the lockup watcher takes the stuck CPU's index for its APIC ID (NMI and report go to the wrong ID)",
         edits: &[Edit {
-            file: "kernel/src/arch/x86_64/lockup.rs",
+            file: "framework/src/arch/x86_64/lockup.rs",
             find: "let apic_id = target.apic_id.load(Ordering::Acquire);",
             replace: "let apic_id = target.index;",
         }],
@@ -333,7 +333,7 @@ pub const BREAKS: &[Break] = &[
         name: "nmi-paranoid-always-swaps",
         what: "the paranoid entry swaps GS on every NMI, also when the kernel's GS is already loaded",
         edits: &[Edit {
-            file: "kernel/src/arch/x86_64/interrupts.rs",
+            file: "framework/src/arch/x86_64/trap_entry.rs",
             find: "    js 5f                       /* upper half: the kernel's GS is loaded */\n",
             replace: "",
         }],
@@ -356,7 +356,7 @@ pub const BREAKS: &[Break] = &[
         name: "io-release-leaves-bitmap-open",
         what: "releasing an IoPorts capability closes the range on the releasing CPU only; other CPUs running the process keep it open",
         edits: &[Edit {
-            file: "kernel/src/arch/x86_64/io_bitmap.rs",
+            file: "framework/src/arch/x86_64/io_bitmap.rs",
             find: "        if cpu == me {\n            continue;",
             replace: "        if cpu == me || cpu != me {\n            continue;",
         }],
@@ -373,7 +373,7 @@ pub const BREAKS: &[Break] = &[
                 replace: "            for &(first, last) in self.io_ranges.lock().iter() {\n                io_bitmap::set_range(&guard, first, last, false);\n            }",
             },
             Edit {
-                file: "kernel/src/arch/x86_64/io_bitmap.rs",
+                file: "framework/src/arch/x86_64/io_bitmap.rs",
                 find: "    if rec_pid.is_some_and(|p| p != pid) {",
                 replace: "    if rec_pid.is_some_and(|p| p != pid) && false {",
             },
@@ -387,7 +387,7 @@ pub const BREAKS: &[Break] = &[
         what: "the tick no longer asks a thread it interrupted in the kernel to leave at its next preemption point",
         edits: &[Edit {
             file: "kernel/src/task/sched.rs",
-            find: "            if !me.sched.need_resched.swap(true, Ordering::Relaxed) {",
+            find: "            if !SCHED.get(cpu).need_resched.swap(true, Ordering::Relaxed) {",
             replace: "            if false {",
         }],
         proofs: &["fair-ap-x2apic", "fair-bsp-xapic"],
@@ -398,8 +398,8 @@ pub const BREAKS: &[Break] = &[
         what: "cap_enter re-reads sq_tail for each submission instead of its snapshot (no bound while another thread refills the queue)",
         edits: &[Edit {
             file: "kernel/src/task/ring.rs",
-            find: "        let tail = until;",
-            replace: "        let tail = header.sq_tail.load(Ordering::Acquire);\n        let _ = until;",
+            find: "    let tail = until;",
+            replace: "    let tail = header.sq_tail.load(Ordering::Acquire);\n    let _ = until;",
         }],
         proofs: &["fair-ap-x2apic"],
         accel: Accel::Tcg,
@@ -431,8 +431,8 @@ pub const BREAKS: &[Break] = &[
         what: "the tick preempts only on every fifth tick: a time slice five times too long",
         edits: &[Edit {
             file: "kernel/src/task/sched.rs",
-            find: "    if me.sched.run_queue.lock().is_empty() {\n        return;\n    }",
-            replace: "    if me.sched.run_queue.lock().is_empty() || me.lapic.timer_ticks.load(Ordering::Relaxed) % 5 != 0 {\n        return;\n    }",
+            find: "    if SCHED.get(cpu).run_queue.lock().is_empty() {\n        return;\n    }",
+            replace: "    if SCHED.get(cpu).run_queue.lock().is_empty() || me.lapic.timer_ticks.load(Ordering::Relaxed) % 5 != 0 {\n        return;\n    }",
         }],
         proofs: &["fair-ap-xapic", "fair-bsp-x2apic"],
         accel: Accel::Tcg,
@@ -487,7 +487,7 @@ pub const BREAKS: &[Break] = &[
         name: "soak-unmap-leaks-a-frame",
         what: "every large VmUnmap (4 MiB and more) keeps one of its frames out of the allocator",
         edits: &[Edit {
-            file: "kernel/src/mm/invalidation.rs",
+            file: "framework/src/mm/invalidation.rs",
             find: "        for &f in &frames {",
             replace: "        for &f in frames.iter().skip(usize::from(self.pages.len() >= 1024)) {",
         }],
@@ -510,7 +510,7 @@ pub const BREAKS: &[Break] = &[
         what: "an ended thread's ring page is not handed to the next thread (spawns fail after 64)",
         edits: &[Edit {
             file: "kernel/src/task/process.rs",
-            find: "            irqs_off(|| self.free_rings.lock().push((ring, vaddr)));",
+            find: "            self.free_rings.lock().push((ring, vaddr));",
             replace: "            let _ = (ring, vaddr);",
         }],
         proofs: &["soak-threads"],
@@ -543,7 +543,7 @@ pub const BREAKS: &[Break] = &[
         what: "every Interrupt grant creates a new source (vector, registry entry) instead of reusing the one kept",
         edits: &[Edit {
             file: "kernel/src/object/interrupt.rs",
-            find: "    let existing = with_irqs_off(|| SOURCES.lock().iter().find(|s| s.name == name).cloned());",
+            find: "    let existing = SOURCES.lock().iter().find(|s| s.name == name).cloned();",
             replace: "    let existing: Option<Arc<InterruptObject>> = None;",
         }],
         proofs: &["soak-irq"],
@@ -554,7 +554,7 @@ pub const BREAKS: &[Break] = &[
         name: "dma-translation-never-enabled",
         what: "the root table is allocated but no unit is pointed at it nor has translation turned on: device DMA reaches physical memory",
         edits: &[Edit {
-            file: "kernel/src/arch/x86_64/iommu/dma.rs",
+            file: "framework/src/arch/x86_64/iommu/dma.rs",
             find: "let start = unit.enable_translation(root_phys)?;",
             replace: "let start = keel_iommu::dma::TranslationStart::default();",
         }],
@@ -566,7 +566,7 @@ pub const BREAKS: &[Break] = &[
         what: "releasing a PCI function's Interrupt leaves its bus mastering on: a later BAR-only holder can still start DMA",
         edits: &[Edit {
             file: "kernel/src/object/interrupt.rs",
-            find: "                pci::disable_bus_master(device);\n",
+            find: "            pci::disable_bus_master(device);\n",
             replace: "",
         }],
         proofs: &["dma-deny", "dma-death-bus-master"],
@@ -576,7 +576,7 @@ pub const BREAKS: &[Break] = &[
         name: "dma-unmap-skips-iotlb-invalidation",
         what: "DeviceMemoryDmaUnmap clears the page-table leaves but never invalidates the IOTLB: the unit keeps translating the IOVA from its cache",
         edits: &[Edit {
-            file: "kernel/src/arch/x86_64/iommu/domain.rs",
+            file: "framework/src/arch/x86_64/iommu/domain.rs",
             find: "        self.invalidate_iotlb(units, id, iova, pages)?;\n        let d = self.domains",
             replace: "        let d = self.domains",
         }],
@@ -598,7 +598,7 @@ pub const BREAKS: &[Break] = &[
         name: "dma-faults-not-delivered",
         what: "DMA faults are counted and logged but never kept for the driver holding the device: DeviceMemoryDmaFaults reports none",
         edits: &[Edit {
-            file: "kernel/src/arch/x86_64/iommu/dma.rs",
+            file: "framework/src/arch/x86_64/iommu/dma.rs",
             find: "            h.faults += 1;\n            h.last = Some(f);\n",
             replace: "            let _ = h;\n",
         }],
@@ -609,7 +609,7 @@ pub const BREAKS: &[Break] = &[
         name: "dma-faults-outlive-holder",
         what: "a driver's release of its device does not let go of the function's fault record: the next holder is shown the previous one's faults",
         edits: &[Edit {
-            file: "kernel/src/arch/x86_64/iommu/dma.rs",
+            file: "framework/src/arch/x86_64/iommu/dma.rs",
             find: "            h.holders -= 1;\n",
             replace: "            let _ = h;\n",
         }],
@@ -620,7 +620,7 @@ pub const BREAKS: &[Break] = &[
         name: "iommu-fault-events-left-masked",
         what: "the fault-event interrupt is programmed but FECTL stays masked: faults wait for the tick's poll",
         edits: &[Edit {
-            file: "kernel/src/arch/x86_64/iommu/unit.rs",
+            file: "framework/src/arch/x86_64/iommu/vtd_unit.rs",
             find: "        self.regs.write32(offset::FAULT_EVENT_CONTROL, 0);\n",
             replace: "",
         }],
@@ -632,7 +632,7 @@ pub const BREAKS: &[Break] = &[
         name: "panic-nmi-all-but-self",
         what: "the panic stop sends one all-but-self NMI, which also reaches an AP parked in the trampoline (no IDT: the machine triple-faults)",
         edits: &[Edit {
-            file: "kernel/src/arch/x86_64/smp.rs",
+            file: "framework/src/arch/x86_64/smp.rs",
             find: "    for cpu in percpu::online().filter(|c| c.index != me) {\n        let id = ApicId::new(cpu.apic_id.load(Ordering::Acquire));\n        if lapic::send(Ipi::nmi().to(id)).is_ok() {\n            others += 1;\n        }\n    }\n",
             replace: "    if lapic::send(Ipi::nmi().to_all_but_self()).is_ok() {\n        others = percpu::online().filter(|c| c.index != me).count() as u32;\n    }\n",
         }],
@@ -643,7 +643,7 @@ pub const BREAKS: &[Break] = &[
         name: "verdict-ignores-unaccounted-cpus",
         what: "the kernel's verdict passes whatever CPUs bring-up left unaccounted",
         edits: &[Edit {
-            file: "kernel/src/exit.rs",
+            file: "framework/src/exit.rs",
             find: "    if lost > 0 {\n",
             replace: "    if lost > usize::MAX / 2 {\n",
         }],
@@ -654,7 +654,7 @@ pub const BREAKS: &[Break] = &[
         name: "cpu-reported-online-taken-for-online",
         what: "the CPU accounting takes a bring-up report of online for the CPU being online",
         edits: &[Edit {
-            file: "kernel/src/init/cpus.rs",
+            file: "framework/src/bringup/cpus.rs",
             find: "            | ApOutcome::NoArrival\n",
             replace: "            | ApOutcome::NoArrival\n            | ApOutcome::Online\n",
         }],
@@ -665,7 +665,7 @@ pub const BREAKS: &[Break] = &[
         name: "cpu-mode-not-accounted",
         what: "the CPU accounting takes any online CPU with the right APIC ID, whatever its LAPIC mode",
         edits: &[Edit {
-            file: "kernel/src/init/cpus.rs",
+            file: "framework/src/bringup/cpus.rs",
             find: "                && lapic::apic_base_mode_name(c.apic_base.load(Ordering::Relaxed)) == want\n",
             replace: "",
         }],
@@ -676,7 +676,7 @@ pub const BREAKS: &[Break] = &[
         name: "user-slice-end-one-page-up",
         what: "UserSlice accepts ranges ending up to one page above user space, so ring 0 reads a non-canonical address",
         edits: &[Edit {
-            file: "kernel/src/mm/user.rs",
+            file: "framework/src/mm/user.rs",
             find: "        if end > USER_END {\n",
             replace: "        if end > USER_END + 4096 {\n",
         }],
@@ -688,12 +688,12 @@ pub const BREAKS: &[Break] = &[
         what: "interrupt-remapping entries are written without source validation (SVT 0): any requester may use them",
         edits: &[
             Edit {
-                file: "kernel/src/arch/x86_64/iommu/mod.rs",
+                file: "framework/src/arch/x86_64/iommu/mod.rs",
                 find: "            return Ok(SourceValidation::Requester(sid));\n",
                 replace: "            return Ok(SourceValidation::None);\n",
             },
             Edit {
-                file: "kernel/src/arch/x86_64/iommu/mod.rs",
+                file: "framework/src/arch/x86_64/iommu/mod.rs",
                 find: "scope.source_id().map_or(SourceValidation::None, SourceValidation::Requester);",
                 replace: "SourceValidation::None;",
             },
@@ -705,7 +705,7 @@ pub const BREAKS: &[Break] = &[
         name: "irte-sid-of-another-function",
         what: "an MSI entry validates the requester id of another function (device 1 further on the bus)",
         edits: &[Edit {
-            file: "kernel/src/arch/x86_64/iommu/mod.rs",
+            file: "framework/src/arch/x86_64/iommu/mod.rs",
             find: "            return Ok(SourceValidation::Requester(sid));\n",
             replace: "            return Ok(SourceValidation::Requester(SourceId(sid.0 ^ 8)));\n",
         }],
@@ -750,7 +750,7 @@ pub const BREAKS: &[Break] = &[
         name: "acpi-ivrs-not-copied",
         what: "the IVRS is never copied from the firmware: the AMD IOMMU goes unreported",
         edits: &[Edit {
-            file: "kernel/src/acpi.rs",
+            file: "framework/src/acpi.rs",
             find: "IVRS.call_once(|| copy_table::<IvrsHeader>(&tables));",
             replace: "IVRS.call_once(|| None);",
         }],
@@ -761,7 +761,7 @@ pub const BREAKS: &[Break] = &[
         name: "amdvi-efr-from-table",
         what: "the EFR evidence is copied from the IVRS image instead of read from the unit's register",
         edits: &[Edit {
-            file: "kernel/src/arch/x86_64/amdvi/mod.rs",
+            file: "framework/src/arch/x86_64/amdvi/mod.rs",
             find: "let efr = Efr(regs.extended_features());",
             replace: "let efr = Efr(unit.efr_image.unwrap_or(regs.control()));",
         }],
@@ -794,7 +794,7 @@ pub const BREAKS: &[Break] = &[
         name: "amdvi-dte-intctl-pass",
         what: "the remapping entries set IntCtl = pass instead of remapped (QEMU then rebuilds each device MSI as vector 0 to APIC ID 0)",
         edits: &[Edit {
-            file: "kernel/src/arch/x86_64/amdvi/mod.rs",
+            file: "framework/src/arch/x86_64/amdvi/mod.rs",
             find: "        Some(t) => amdvi_ir::remap_interrupt_quad(*t, setting).unwrap_or(0),",
             replace: "        Some(_) => keel_iommu::amdvi::interrupt_pass_quad(setting),",
         }],
@@ -805,7 +805,7 @@ pub const BREAKS: &[Break] = &[
         name: "amdvi-irt-not-invalidated",
         what: "interrupt table entries are written without INVALIDATE_INTERRUPT_TABLE (only the completion wait)",
         edits: &[Edit {
-            file: "kernel/src/arch/x86_64/amdvi/remap.rs",
+            file: "framework/src/arch/x86_64/amdvi/remap.rs",
             find: "        self.run(&[amdvi::invalidate_interrupt_table(device_id)])?;",
             replace: "        self.run(&[])?;",
         }],
@@ -849,7 +849,7 @@ pub const BREAKS: &[Break] = &[
         name: "amdvi-legacy-while-xt",
         what: "legacy 32-bit entries although the unit has GA and XT and the CPU CMPXCHG16B",
         edits: &[Edit {
-            file: "kernel/src/arch/x86_64/amdvi/mod.rs",
+            file: "framework/src/arch/x86_64/amdvi/mod.rs",
             find: "let format = if ga && cx16 { IrteFormat::Ga } else { IrteFormat::Legacy };",
             replace: "let format = if ga && cx16 && false { IrteFormat::Ga } else { IrteFormat::Legacy };",
         }],
@@ -860,7 +860,7 @@ pub const BREAKS: &[Break] = &[
         name: "amdvi-msi-wrong-device-id",
         what: "an MSI function's entry is written in the table of the neighbouring requester id",
         edits: &[Edit {
-            file: "kernel/src/arch/x86_64/amdvi/remap.rs",
+            file: "framework/src/arch/x86_64/amdvi/remap.rs",
             find: "        r.write_entry(bdf, index, AmdIrte { vector, destination: cpu.get() })?;",
             replace: "        r.write_entry(bdf ^ 1, index, AmdIrte { vector, destination: cpu.get() })?;",
         }],
@@ -871,7 +871,7 @@ pub const BREAKS: &[Break] = &[
         name: "amdvi-devtab-not-invalidated",
         what: "the device table entries are written without INVALIDATE_DEVTAB_ENTRY commands",
         edits: &[Edit {
-            file: "kernel/src/arch/x86_64/amdvi/unit.rs",
+            file: "framework/src/arch/x86_64/amdvi/unit.rs",
             find: "        queue(amdvi::invalidate_devtab_entry(*id));",
             replace: "        let _ = id;",
         }],
@@ -882,7 +882,7 @@ pub const BREAKS: &[Break] = &[
         name: "amdvi-no-completion-wait",
         what: "the unit is reported up without a completion wait",
         edits: &[Edit {
-            file: "kernel/src/arch/x86_64/amdvi/unit.rs",
+            file: "framework/src/arch/x86_64/amdvi/unit.rs",
             find: "    queue(amdvi::completion_wait(store_phys, COMPLETION_MAGIC).ok_or(Error::BadAddress)?);",
             replace: "",
         }],
@@ -906,7 +906,7 @@ pub const BREAKS: &[Break] = &[
         what: "tickless: the running thread's slice end is not armed when others are runnable (only the watchdog preempts)",
         edits: &[Edit {
             file: "kernel/src/task/sched.rs",
-            find: "            next = next.min(me.sched.slice_end_ns.load(Ordering::Relaxed));\n",
+            find: "            next = next.min(SCHED.get(cpu).slice_end_ns.load(Ordering::Relaxed));\n",
             replace: "",
         }],
         proofs: &["preempt-tickless"],
@@ -938,7 +938,7 @@ pub const BREAKS: &[Break] = &[
         name: "lockup-reports-idle-cpu",
         what: "tickless: the lockup watcher ignores that its CPU is halted idle and reports it after the bound",
         edits: &[Edit {
-            file: "kernel/src/arch/x86_64/lockup.rs",
+            file: "framework/src/arch/x86_64/lockup.rs",
             find: "let idle = tickless && target.oneshot.idle.load(Ordering::Acquire);",
             replace: "let idle = tickless && target.oneshot.idle.load(Ordering::Acquire) && false;",
         }],
@@ -961,7 +961,7 @@ pub const BREAKS: &[Break] = &[
         name: "irte-one-handle-for-every-msi-function",
         what: "the MSI handle allocator returns the first MSI index for every function: two functions share one remapping entry (the later one's SID and vector win)",
         edits: &[Edit {
-            file: "kernel/src/arch/x86_64/iommu/mod.rs",
+            file: "framework/src/arch/x86_64/iommu/mod.rs",
             find: "r.plan.msi_index(r.msi_handles.len() as u32)",
             replace: "r.plan.msi_index(0)",
         }],
@@ -994,7 +994,7 @@ pub const BREAKS: &[Break] = &[
         name: "amdvi-dma-entries-pass-through",
         what: "the AMD unit's device table entries pass DMA untranslated (V, IR, IW, TV = 0) instead of denying it",
         edits: &[Edit {
-            file: "kernel/src/arch/x86_64/amdvi/dma.rs",
+            file: "framework/src/arch/x86_64/amdvi/dma.rs",
             find: "    amdvi_dma::deny_dte(empty_root)\n}",
             replace: "    let _ = empty_root;\n    Some([keel_iommu::amdvi::passthrough_dte()[0], 0])\n}",
         }],
@@ -1005,7 +1005,7 @@ pub const BREAKS: &[Break] = &[
         name: "amdvi-dma-unmap-not-invalidated",
         what: "DmaUnmap on AMD-Vi clears the leaves but skips INVALIDATE_IOMMU_PAGES (only the completion wait)",
         edits: &[Edit {
-            file: "kernel/src/arch/x86_64/amdvi/dma.rs",
+            file: "framework/src/arch/x86_64/amdvi/dma.rs",
             find: "        self.run(&[amdvi_dma::invalidate_iommu_pages(id, iova, pages)])?;",
             replace: "        self.run(&[])?;",
         }],
@@ -1016,7 +1016,7 @@ pub const BREAKS: &[Break] = &[
         name: "amdvi-dma-revocation-keeps-entry",
         what: "revoking an AMD-Vi domain frees its tables and frames but leaves the device table entry naming them",
         edits: &[Edit {
-            file: "kernel/src/arch/x86_64/amdvi/dma.rs",
+            file: "framework/src/arch/x86_64/amdvi/dma.rs",
             find: "        write_quads(dte, &[q0]);\n        write_quads(dte + 8, &[q1]);",
             replace: "        let _ = (q0, q1);",
         }],
@@ -1027,7 +1027,7 @@ pub const BREAKS: &[Break] = &[
         name: "amdvi-dma-revocation-not-invalidated",
         what: "revoking an AMD-Vi domain writes the deny entry but invalidates neither the entry nor the domain's pages before the frames are freed",
         edits: &[Edit {
-            file: "kernel/src/arch/x86_64/amdvi/dma.rs",
+            file: "framework/src/arch/x86_64/amdvi/dma.rs",
             find: "        self.run(&[amdvi::invalidate_devtab_entry(bdf), amdvi_dma::invalidate_domain(id)])?;",
             replace: "        self.run(&[])?;",
         }],

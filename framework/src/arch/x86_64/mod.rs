@@ -1,0 +1,24 @@
+//! x86_64: boot, CPU features, descriptor tables, interrupts, local APIC, IOAPIC, SMP.
+pub mod amdvi;
+pub mod ap_start;
+pub mod boot;
+pub mod context;
+pub mod cpu;
+pub mod cpu_local;
+pub mod eoi;
+pub mod gdt;
+pub mod io_bitmap;
+pub mod ioapic;
+pub mod iommu;
+pub mod irq_guard;
+pub mod lapic;
+pub mod lockup;
+pub mod oneshot;
+pub mod percpu;
+pub mod pic;
+pub mod smp;
+pub mod syscall_entry;
+pub mod tlb;
+pub mod trampoline;
+pub mod trap_entry;
+pub mod usercopy;
