@@ -435,8 +435,12 @@ fn spurious_fault() {
     let vm = cap(ObjectKind::VirtualMemory);
     let mut r = ring().expect("ring");
     let mapped = r.call(vm, Method::VmMap, [SPURIOUS_VADDR, 1, 0, 0]).is_ok();
-    let before = live_threads(&mut r);
     drop(r);
+    // The earlier phases' threads were all told to stop, but one may still be on its way out:
+    // counted now and gone later, it would let the waits below return while the writer still
+    // runs. Wait until this thread is the only one, so the count is the writer's alone.
+    wait_threads(1);
+    let before = 1;
     let writer = spawn(5, 1, JOB_SPURIOUS).is_ok();
     while writer && SPURIOUS_READY.load(Ordering::Acquire) == 0 {
         core::hint::spin_loop();
