@@ -22,15 +22,16 @@
 use alloc::string::String;
 use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 
 use keel_abi::{InterruptSource, Status};
 use keel_apic::{ApicId, Polarity, TriggerMode};
+use keel_vectors::Owner;
 use spin::Mutex;
 
 use super::{Caller, Reply};
 use crate::arch::x86_64::ioapic::InService;
-use crate::arch::x86_64::{cpu, ioapic, percpu};
+use crate::arch::x86_64::{cpu, ioapic, percpu, vector_space};
 use crate::pci::{self, PciDevice};
 use crate::task::{Process, Thread};
 
@@ -54,10 +55,16 @@ struct State {
 pub struct InterruptObject {
     /// Manifest spelling, e.g. `msi(edu)`.
     pub name: String,
-    pub vector: u8,
+    /// This source's handle in the per-CPU vector matrix.
+    owner: Owner,
+    /// The vector, in the space of CPU `cpu` (both change when the source moves).
+    vector: AtomicU8,
+    cpu: AtomicU32,
+    /// The CPU the last grant asked for (`cpu` differs when that one had no free vector).
+    requested_cpu: AtomicU32,
     /// Physical APIC ID the source is routed to (changes when a holder on another CPU
     /// acquires it).
-    pub target_apic_id: core::sync::atomic::AtomicU32,
+    pub target_apic_id: AtomicU32,
     pub source: Source,
     /// The PCI function behind an INTx source (to switch it away from MSI).
     intx_device: Option<&'static PciDevice>,
@@ -74,7 +81,12 @@ pub struct InterruptObject {
 }
 
 static SOURCES: Mutex<Vec<Arc<InterruptObject>>> = Mutex::new(Vec::new());
-static BY_VECTOR: Mutex<[Option<Arc<InterruptObject>>; 256]> = Mutex::new([const { None }; 256]);
+/// Sources by their matrix owner handle (`Owner(i)` is entry `i`).
+static BY_OWNER: Mutex<Vec<Option<Arc<InterruptObject>>>> = Mutex::new(Vec::new());
+static NEXT_OWNER: AtomicU32 = AtomicU32::new(0);
+
+/// Grants whose requested CPU had no free vector, so the source went to another CPU.
+pub static PLACED_ELSEWHERE: AtomicU64 = AtomicU64::new(0);
 
 fn with_irqs_off<R>(f: impl FnOnce() -> R) -> R {
     x86_64::instructions::interrupts::without_interrupts(f)
@@ -126,9 +138,10 @@ fn create(
     request: ManifestSource,
     target: &percpu::PerCpu,
 ) -> Result<Arc<InterruptObject>, &'static str> {
-    let apic_id = target.apic_id.load(Ordering::Acquire);
-    ioapic::reachable(ApicId::new(apic_id))?;
-    let vector = ioapic::allocate_vector(on_vector).ok_or("no free device vector")?;
+    ioapic::reachable(ApicId::new(target.apic_id.load(Ordering::Acquire)))?;
+    vector_space::set_owner_handler(on_vector);
+    let owner = Owner(NEXT_OWNER.fetch_add(1, Ordering::Relaxed));
+    let (cpu, vector, apic_id) = place(target.index, owner)?;
     let intx_device = match &request {
         ManifestSource::Intx(dev, _) => Some(*dev),
         _ => None,
@@ -165,8 +178,11 @@ fn create(
     };
     let object = Arc::new(InterruptObject {
         name,
-        vector,
-        target_apic_id: core::sync::atomic::AtomicU32::new(apic_id),
+        owner,
+        vector: AtomicU8::new(vector),
+        cpu: AtomicU32::new(cpu),
+        requested_cpu: AtomicU32::new(target.index),
+        target_apic_id: AtomicU32::new(apic_id),
         source,
         intx_device,
         state: Mutex::new(State {
@@ -182,12 +198,34 @@ fn create(
         on_target: AtomicU64::new(0),
         off_target: AtomicU64::new(0),
     });
-    log::info!("irq: {} -> vector {:#x} on APIC ID {}", object.name, vector, apic_id);
+    log::info!("irq: {} -> vector {:#x} of cpu{} (APIC ID {})", object.name, vector, cpu, apic_id);
     with_irqs_off(|| {
         SOURCES.lock().push(object.clone());
-        BY_VECTOR.lock()[vector as usize] = Some(object.clone());
+        let mut by_owner = BY_OWNER.lock();
+        let slot = owner.0 as usize;
+        if by_owner.len() <= slot {
+            by_owner.resize(slot + 1, None);
+        }
+        by_owner[slot] = Some(object.clone());
     });
     Ok(object)
+}
+
+/// Allocates `owner` a vector on CPU `requested`, or on the least-loaded CPU whose APIC ID a
+/// device interrupt can name when `requested` has none free; `(cpu, vector, apic id)`.
+fn place(requested: u32, owner: Owner) -> Result<(u32, u8, u32), &'static str> {
+    let reachable: Vec<u32> = percpu::online()
+        .filter(|c| ioapic::reachable(ApicId::new(c.apic_id.load(Ordering::Acquire))).is_ok())
+        .map(|c| c.index)
+        .collect();
+    let placed = vector_space::allocate(requested, &reachable, owner)
+        .map_err(|_| "no free device vector on any reachable CPU")?;
+    if placed.elsewhere {
+        PLACED_ELSEWHERE.fetch_add(1, Ordering::Relaxed);
+        log::info!("irq: cpu{requested} has no free vector: placed on cpu{}", placed.cpu);
+    }
+    let apic_id = percpu::cpu(placed.cpu).ok_or("placed on a CPU that is not set up")?;
+    Ok((placed.cpu, placed.vector, apic_id.apic_id.load(Ordering::Acquire)))
 }
 
 /// The methods of an `Interrupt` capability.
@@ -210,7 +248,7 @@ impl InterruptObject {
                 None => Reply::Later,
             }),
             Method::Acknowledge => self.acknowledge(caller.process()).map(|()| Reply::Now([0, 0])),
-            Method::Info => Ok(Reply::Now([self.vector as u64, self.abi_source().encode()])),
+            Method::Info => Ok(Reply::Now([self.vector() as u64, self.abi_source().encode()])),
         }
     }
 
@@ -224,36 +262,58 @@ impl InterruptObject {
 }
 
 impl InterruptObject {
-    /// Points the (masked) source at `cpu`'s APIC ID, if it is not routed there already.
-    fn retarget(&self, cpu: &percpu::PerCpu) -> Result<(), &'static str> {
-        let apic_id = cpu.apic_id.load(Ordering::Acquire);
-        if self.target_apic_id.load(Ordering::Acquire) == apic_id {
+    /// The vector, in the space of [`Self::cpu`].
+    pub fn vector(&self) -> u8 {
+        self.vector.load(Ordering::Acquire)
+    }
+
+    /// The index of the CPU whose vector space holds the source.
+    pub fn cpu(&self) -> u32 {
+        self.cpu.load(Ordering::Acquire)
+    }
+
+    /// This source's handle in the vector matrix.
+    pub fn owner(&self) -> Owner {
+        self.owner
+    }
+
+    /// Moves the (masked) source to a vector of `target`'s space (or of the least-loaded CPU,
+    /// when `target` has none free) unless the previous grant asked for the same CPU: the
+    /// new vector is allocated, the route rewritten, then the old vector released.
+    fn retarget(&self, target: &percpu::PerCpu) -> Result<(), &'static str> {
+        if self.requested_cpu.load(Ordering::Acquire) == target.index {
             return Ok(());
         }
-        ioapic::reachable(ApicId::new(apic_id))?;
-        with_irqs_off(|| {
+        ioapic::reachable(ApicId::new(target.apic_id.load(Ordering::Acquire)))?;
+        let (old_cpu, old_vector) = (self.cpu(), self.vector());
+        let (cpu, vector, apic_id) = place(target.index, self.owner)?;
+        self.requested_cpu.store(target.index, Ordering::Release);
+        if cpu == old_cpu {
+            // Placed back where it is: keep the route, return the second vector.
+            let _ = vector_space::release(cpu, vector);
+            return Ok(());
+        }
+        let routed = with_irqs_off(|| -> Result<(), &'static str> {
             let _st = self.state.lock();
             match &self.source {
                 Source::Ioapic { gsi, level, polarity } => {
                     let trigger = if *level { TriggerMode::Level } else { TriggerMode::Edge };
-                    ioapic::route(
-                        *gsi,
-                        self.vector,
-                        ApicId::new(apic_id),
-                        *polarity,
-                        trigger,
-                        true,
-                    )
-                    .map_err(|_| "IOAPIC route failed")?;
+                    ioapic::route(*gsi, vector, ApicId::new(apic_id), *polarity, trigger, true)
+                        .map_err(|_| "IOAPIC route failed")?;
                 }
                 Source::Msi { device, cap, .. } => {
-                    pci::msi_enable(device, *cap, ApicId::new(apic_id), self.vector)?;
+                    pci::msi_enable(device, *cap, ApicId::new(apic_id), vector)?;
                     pci::msi_set_masked(device, *cap, true);
                 }
             }
+            self.vector.store(vector, Ordering::Release);
+            self.cpu.store(cpu, Ordering::Release);
             self.target_apic_id.store(apic_id, Ordering::Release);
             Ok(())
-        })
+        });
+        let unused = if routed.is_ok() { (old_cpu, old_vector) } else { (cpu, vector) };
+        let _ = vector_space::release(unused.0, unused.1);
+        routed
     }
 
     /// A PCI function signals either by MSI or by INTx: switch it to this object's way (a
@@ -446,9 +506,10 @@ impl HardwareMask {
     }
 }
 
-/// Device-vector entry for every vector owned by an interrupt object.
-fn on_vector(vector: u8, token: InService) {
-    let object = BY_VECTOR.lock()[vector as usize].clone();
+/// Entry for every per-CPU vector: the matrix named this source's owner handle for the
+/// (CPU, vector) that fired.
+fn on_vector(owner: Owner, _vector: u8, token: InService) {
+    let object = BY_OWNER.lock().get(owner.0 as usize).cloned().flatten();
     match object {
         Some(o) => o.fire(token),
         None => token.eoi(),

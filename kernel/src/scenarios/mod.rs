@@ -16,6 +16,7 @@ mod scale;
 mod smp;
 mod tickless;
 mod user;
+mod vectors;
 
 pub use crate::init::System;
 

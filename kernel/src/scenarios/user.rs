@@ -9,7 +9,7 @@ use keel_boot::cmdline::CommandLine;
 use keel_manifest::{Grant, Manifest};
 
 use super::System;
-use crate::arch::x86_64::percpu;
+use crate::arch::x86_64::{percpu, vector_space};
 use crate::exit::verdict;
 use crate::init::programs;
 use crate::mm::BootContext;
@@ -25,6 +25,8 @@ pub fn run(_system: System, cmdline: &CommandLine, boot: &BootContext) -> ! {
     }
     // Before the baselines: the benchmark maps edu's BAR into the kernel for good.
     super::dma_bench::run(cmdline);
+    // Before the baselines too: filling a CPU's vectors creates the matrix.
+    let vector_fill = super::vectors::fill(cmdline);
     let churn = super::churn::Churn::start();
     let frames_before = crate::mm::frames::free_count();
     let heap_before = crate::mm::heap::used_bytes();
@@ -42,6 +44,8 @@ pub fn run(_system: System, cmdline: &CommandLine, boot: &BootContext) -> ! {
     churn.programs_done();
     program_evidence(&manifest, &run);
     interrupt_evidence();
+    super::vectors::release(vector_fill);
+    super::vectors::evidence();
     cpu_evidence();
     if manifest.programs.iter().any(|p| p.grants.iter().any(|g| matches!(g, Grant::IoPorts { .. })))
     {
@@ -104,7 +108,11 @@ fn program_evidence(manifest: &Manifest, run: &programs::Run) {
 fn interrupt_evidence() {
     for irq in interrupt::all() {
         let key = irq.name.replace(['(', ')'], "_").trim_end_matches('_').replace("__", "_");
-        ev!(("irq.{}.vector", key), irq.vector);
+        ev!(("irq.{}.vector", key), irq.vector());
+        // Where the source lives, and whether the matrix names it the owner there.
+        ev!(("irq.{}.cpu", key), irq.cpu());
+        let owned = vector_space::owner(irq.cpu(), irq.vector()) == Some(irq.owner());
+        ev!(("irq.{}.owner_in_matrix", key), if owned { "yes" } else { "no" });
         ev!(("irq.{}.deliveries", key), irq.deliveries.load(Ordering::Relaxed));
         ev!(("irq.{}.acknowledgements", key), irq.acknowledgements.load(Ordering::Relaxed));
         ev!(("irq.{}.coalesced_while_masked", key), irq.while_masked.load(Ordering::Relaxed));

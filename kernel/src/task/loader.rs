@@ -146,7 +146,7 @@ fn grant(
             };
             let obj = interrupt::acquire(request, process, interrupt_target(cpu))
                 .map_err(|e| alloc::format!("{source}: {e}"))?;
-            let vector = obj.vector as u64;
+            let vector = obj.vector() as u64;
             (Object::Interrupt(obj), [vector, 0])
         }
     })

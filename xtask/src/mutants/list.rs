@@ -50,6 +50,40 @@ pub const BREAKS: &[Break] = &[
         proofs: &["interrupt-grant", "driver-death"],
         accel: Accel::Tcg,
     },
+    // Per-CPU device vectors
+    Break {
+        name: "vector-looked-up-on-wrong-cpu",
+        what: "a per-CPU device vector's owner is looked up in CPU 0's space, whichever CPU took it",
+        edits: &[Edit {
+            file: "kernel/src/arch/x86_64/ioapic.rs",
+            find: "super::vector_space::dispatch(percpu::current(cpu).index, vector, token)",
+            replace: "super::vector_space::dispatch(0, vector, token)",
+        }],
+        proofs: &["interrupt-grant"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "vector-full-cpu-refuses",
+        what: "a grant whose CPU has no free vector is refused instead of placed on the least-loaded CPU",
+        edits: &[Edit {
+            file: "kernel/src/arch/x86_64/vector_space.rs",
+            find: "Err(AllocError::CpuFull | AllocError::CpuOffline | AllocError::NoSuchCpu) => m",
+            replace: "Err(AllocError::CpuOffline | AllocError::NoSuchCpu) => m",
+        }],
+        proofs: &["vector-exhaust"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "vector-release-keeps-vector",
+        what: "releasing a per-CPU vector reports success but leaves it allocated in the matrix",
+        edits: &[Edit {
+            file: "kernel/src/arch/x86_64/vector_space.rs",
+            find: "with_space(|s| s.matrix().release(cpu, vector))",
+            replace: "with_space(|s| s.matrix().owner(cpu, vector).ok_or(AllocError::NotAllocated))",
+        }],
+        proofs: &["vector-exhaust"],
+        accel: Accel::Tcg,
+    },
     Break {
         name: "timer-method-on-any-object",
         what: "a Timer method runs on a capability to any object kind instead of answering WrongType",

@@ -21,3 +21,4 @@ pub mod syscall;
 pub mod tlb;
 pub mod trampoline;
 pub mod usercopy;
+pub mod vector_space;
