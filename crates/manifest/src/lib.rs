@@ -50,6 +50,7 @@
 //!               | "IoPorts" "{" NUMBER [ ".." NUMBER ] [","] "}" ;       (* inclusive, u16 *)
 //! dm_field      = "pci" "=" IDENT | "bar" "=" NUMBER ;                  (* bar 0..=5 *)
 //! source        = "msi" "(" IDENT ")" | "intx" "(" IDENT ")"
+//!               | "msix" "(" IDENT "," NUMBER ")"                         (* entry 0..=2047 *)
 //!               | "isa" "(" NUMBER ")" ;                                 (* irq 0..=15 *)
 //! ```
 //!
@@ -90,6 +91,8 @@ use lexer::lex;
 
 /// Highest ISA IRQ line a manifest may name: the legacy PICs had 16 lines.
 pub const MAX_ISA_IRQ: u8 = 15;
+/// Highest MSI-X table entry (a table has at most 2,048).
+pub const MAX_MSIX_ENTRY: u16 = 2047;
 /// Highest PCI BAR index: a type-0 header has six BARs.
 pub const MAX_BAR: u8 = 5;
 /// Most `restarts` one program may ask for: each run is a fresh process, so the bound only
@@ -221,7 +224,9 @@ impl Grant {
     /// The device a grant refers to, if any, so references can be checked and resolved.
     pub fn device(&self) -> Option<&str> {
         match self {
-            Grant::Interrupt(InterruptSource::Msi(d) | InterruptSource::Intx(d)) => Some(d),
+            Grant::Interrupt(
+                InterruptSource::Msi(d) | InterruptSource::Intx(d) | InterruptSource::Msix(d, _),
+            ) => Some(d),
             Grant::DeviceMemory { device, .. } => Some(device),
             _ => None,
         }
@@ -252,6 +257,9 @@ pub enum InterruptSource {
     Msi(String),
     /// Legacy INTx of the named PCI device, routed through the IOAPIC.
     Intx(String),
+    /// One MSI-X table entry of the named PCI device (the kernel programs and masks it;
+    /// the table itself is never mapped into a driver).
+    Msix(String, u16),
     /// ISA IRQ line (0..=15); the kernel applies ACPI interrupt source overrides.
     Isa(u8),
 }
@@ -262,6 +270,7 @@ impl fmt::Display for InterruptSource {
         match self {
             InterruptSource::Msi(d) => write!(f, "msi({d})"),
             InterruptSource::Intx(d) => write!(f, "intx({d})"),
+            InterruptSource::Msix(d, e) => write!(f, "msix({d}, {e})"),
             InterruptSource::Isa(n) => write!(f, "isa({n})"),
         }
     }
@@ -330,10 +339,12 @@ pub enum ErrorKind {
     },
     /// `grant` followed by an unknown capability kind.
     UnknownGrant(String),
-    /// An interrupt source other than `msi`, `intx`, `isa`.
+    /// An interrupt source other than `msi`, `intx`, `msix`, `isa`.
     UnknownInterruptSource(String),
     /// An ISA IRQ above 15.
     IsaIrqOutOfRange(u64),
+    /// An MSI-X table entry above [`MAX_MSIX_ENTRY`].
+    MsixEntryOutOfRange(u64),
     /// A BAR index above 5.
     BarOutOfRange(u64),
     /// An `IoPorts` range whose first port is above its last.
@@ -405,11 +416,14 @@ impl fmt::Display for ErrorKind {
             ErrorKind::UnknownInterruptSource(s) => {
                 write!(
                     f,
-                    "unknown interrupt source `{s}` (expected msi, intx or isa)"
+                    "unknown interrupt source `{s}` (expected msi, intx, msix or isa)"
                 )
             }
             ErrorKind::IsaIrqOutOfRange(n) => {
                 write!(f, "ISA IRQ {n} out of range (0..={MAX_ISA_IRQ})")
+            }
+            ErrorKind::MsixEntryOutOfRange(n) => {
+                write!(f, "MSI-X entry {n} out of range (0..={MAX_MSIX_ENTRY})")
             }
             ErrorKind::BarOutOfRange(n) => write!(f, "BAR {n} out of range (0..={MAX_BAR})"),
             ErrorKind::ReversedPortRange { first, last } => {

@@ -389,10 +389,22 @@ impl Parser {
         }
     }
 
-    /// `msi(dev)`, `intx(dev)` or `isa(n)`, with the position of its argument.
+    /// `msi(dev)`, `intx(dev)`, `msix(dev, entry)` or `isa(n)`, with the position of its
+    /// argument.
     fn source(&mut self) -> PResult<(InterruptSource, Pos)> {
-        let (kind, kpos) = self.ident("an interrupt source (msi, intx, isa)")?;
+        let (kind, kpos) = self.ident("an interrupt source (msi, intx, msix, isa)")?;
         let src = match kind.as_str() {
+            "msix" => {
+                self.expect(Tok::LParen, "'('")?;
+                let (dev, dpos) = self.ident("a device name")?;
+                self.expect(Tok::Comma, "','")?;
+                let (n, npos) = self.number(u64::MAX)?;
+                if n > u64::from(MAX_MSIX_ENTRY) {
+                    return Err(npos.err(ErrorKind::MsixEntryOutOfRange(n)));
+                }
+                self.expect(Tok::RParen, "')'")?;
+                (InterruptSource::Msix(dev, n as u16), dpos)
+            }
             "msi" | "intx" => {
                 self.expect(Tok::LParen, "'('")?;
                 let (dev, dpos) = self.ident("a device name")?;

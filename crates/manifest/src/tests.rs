@@ -240,3 +240,30 @@ fn restarts_are_bounded_and_given_once() {
     );
     at(r#"program "a" { binary = "a" restarts = -1 }"#, 1, 39, ErrorKind::UnexpectedChar('-'));
 }
+
+#[test]
+fn msix_sources_parse_and_print_back() {
+    let text = "device nvme { pci = 1b36:0010 }\nprogram \"q\" {\n binary = \"nvme-driver\"\n grant Interrupt { source = msix(nvme, 1) }\n grant Interrupt { source = msix(nvme, 2047) }\n grant Interrupt { source = msix(nvme, 0) }\n}";
+    let m = parse(text).expect("valid");
+    let grants = &m.programs[0].grants;
+    let sources: Vec<_> = grants
+        .iter()
+        .map(|g| match g {
+            Grant::Interrupt(s) => s.clone(),
+            other => panic!("{other}"),
+        })
+        .collect();
+    assert_eq!(
+        sources,
+        [
+            InterruptSource::Msix("nvme".into(), 1),
+            InterruptSource::Msix("nvme".into(), 2047),
+            InterruptSource::Msix("nvme".into(), 0)
+        ]
+    );
+    assert_eq!(grants[0].to_string(), "Interrupt { source = msix(nvme, 1) }");
+    assert_eq!(grants[0].device(), Some("nvme"));
+    // Two entries of one function are two sources; the same entry twice is a duplicate.
+    let twice = text.replace("msix(nvme, 2047)", "msix(nvme, 1)");
+    assert!(parse(&twice).is_err());
+}

@@ -29,6 +29,7 @@ use keel_apic::{ApicId, Polarity, TriggerMode};
 use keel_vectors::Owner;
 use spin::Mutex;
 
+use super::msix::{self, MsixFunction};
 use super::{Caller, Reply};
 use crate::arch::x86_64::ioapic::InService;
 use crate::arch::x86_64::{cpu, ioapic, percpu, vector_space};
@@ -41,6 +42,8 @@ pub enum Source {
     Ioapic { gsi: u32, level: bool, polarity: Polarity },
     /// PCI MSI of a function; `maskable` when it has per-vector mask bits.
     Msi { device: &'static PciDevice, cap: u8, maskable: bool },
+    /// One MSI-X table entry of a function (masked through its own vector mask).
+    Msix { function: &'static MsixFunction, entry: u16 },
 }
 
 struct State {
@@ -78,6 +81,10 @@ pub struct InterruptObject {
     /// Deliveries that arrived on the CPU the source is routed to, and elsewhere.
     pub on_target: AtomicU64,
     pub off_target: AtomicU64,
+    /// MSI-X: masks (on delivery, grant, release) and unmasks (on acknowledge) whose
+    /// effect was read back from the table entry.
+    pub masks_read_back: AtomicU64,
+    pub unmasks_read_back: AtomicU64,
 }
 
 static SOURCES: Mutex<Vec<Arc<InterruptObject>>> = Mutex::new(Vec::new());
@@ -97,6 +104,7 @@ pub enum ManifestSource<'a> {
     Isa(u8),
     Intx(&'static PciDevice, &'a str),
     Msi(&'static PciDevice, &'a str),
+    Msix(&'static PciDevice, &'a str, u16),
 }
 
 /// Grants the source to `holder`: creates its route on first use (masked), refuses while
@@ -110,6 +118,7 @@ pub fn acquire(
         ManifestSource::Isa(irq) => alloc::format!("isa({irq})"),
         ManifestSource::Intx(_, dev) => alloc::format!("intx({dev})"),
         ManifestSource::Msi(_, dev) => alloc::format!("msi({dev})"),
+        ManifestSource::Msix(_, dev, entry) => alloc::format!("msix({dev}, {entry})"),
     };
     let existing = with_irqs_off(|| SOURCES.lock().iter().find(|s| s.name == name).cloned());
     let object = match existing {
@@ -175,6 +184,15 @@ fn create(
             pci::msi_set_masked(dev, cap, true);
             Source::Msi { device: dev, cap, maskable }
         }
+        ManifestSource::Msix(dev, _, entry) => {
+            let function = msix::function(dev)?;
+            if !function.has_entry(entry) {
+                return Err("MSI-X entry past the function's table");
+            }
+            pci::enable(dev, true, true, false);
+            function.program(entry, vector, ApicId::new(apic_id))?;
+            Source::Msix { function, entry }
+        }
     };
     let object = Arc::new(InterruptObject {
         name,
@@ -197,6 +215,8 @@ fn create(
         while_masked: AtomicU64::new(0),
         on_target: AtomicU64::new(0),
         off_target: AtomicU64::new(0),
+        masks_read_back: AtomicU64::new(0),
+        unmasks_read_back: AtomicU64::new(0),
     });
     log::info!("irq: {} -> vector {:#x} of cpu{} (APIC ID {})", object.name, vector, cpu, apic_id);
     with_irqs_off(|| {
@@ -257,6 +277,9 @@ impl InterruptObject {
         match &self.source {
             Source::Ioapic { gsi, .. } => InterruptSource::Gsi(*gsi),
             Source::Msi { device, .. } => InterruptSource::Msi { bdf: device.addr.bdf() },
+            Source::Msix { function, entry } => {
+                InterruptSource::MsiX { bdf: function.device.addr.bdf(), entry: *entry }
+            }
         }
     }
 }
@@ -305,6 +328,9 @@ impl InterruptObject {
                     pci::msi_enable(device, *cap, ApicId::new(apic_id), vector)?;
                     pci::msi_set_masked(device, *cap, true);
                 }
+                Source::Msix { function, entry } => {
+                    function.program(*entry, vector, ApicId::new(apic_id))?;
+                }
             }
             self.vector.store(vector, Ordering::Release);
             self.cpu.store(cpu, Ordering::Release);
@@ -321,6 +347,7 @@ impl InterruptObject {
     fn select_device_mode(&self) {
         match &self.source {
             Source::Msi { device, .. } => pci::enable(device, true, true, false),
+            Source::Msix { function, .. } => pci::enable(function.device, true, true, false),
             Source::Ioapic { .. } => {
                 if let Some(device) = self.intx_device {
                     if let Some(cap) = pci::find_capability(device, 0x05) {
@@ -344,6 +371,13 @@ impl InterruptObject {
                 pci::msi_set_masked(device, *cap, masked)
             }
             Source::Msi { maskable: false, .. } => {}
+            Source::Msix { function, entry } => {
+                function.set_masked(*entry, masked);
+                let counter = if masked { &self.masks_read_back } else { &self.unmasks_read_back };
+                if function.masked(*entry) == masked {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
+            }
         }
     }
 
@@ -398,6 +432,7 @@ impl InterruptObject {
     pub fn pci_device(&self) -> Option<&'static PciDevice> {
         match &self.source {
             Source::Msi { device, .. } => Some(*device),
+            Source::Msix { function, .. } => Some(function.device),
             Source::Ioapic { .. } => self.intx_device,
         }
     }
@@ -442,6 +477,7 @@ impl InterruptObject {
                 Err(_) => return HardwareMask::Unreadable,
             },
             Source::Msi { device, cap, .. } => pci::msi_mask_bit(device, *cap),
+            Source::Msix { function, entry } => Some(function.masked(*entry)),
         };
         match bit {
             Some(true) => HardwareMask::Masked,

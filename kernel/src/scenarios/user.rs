@@ -25,8 +25,10 @@ pub fn run(_system: System, cmdline: &CommandLine, boot: &BootContext) -> ! {
     }
     // Before the baselines: the benchmark maps edu's BAR into the kernel for good.
     super::dma_bench::run(cmdline);
-    // Before the baselines too: filling a CPU's vectors creates the matrix.
+    // Before the baselines too: filling a CPU's vectors creates the matrix, and mapping an
+    // MSI-X table into the kernel may take a page-table frame (kept for good).
     let vector_fill = super::vectors::fill(cmdline);
+    super::vectors::map_msix_tables(&manifest);
     let churn = super::churn::Churn::start();
     let frames_before = crate::mm::frames::free_count();
     let heap_before = crate::mm::heap::used_bytes();
@@ -107,7 +109,8 @@ fn program_evidence(manifest: &Manifest, run: &programs::Run) {
 /// route state at the end, then the IOMMU's fault record.
 fn interrupt_evidence() {
     for irq in interrupt::all() {
-        let key = irq.name.replace(['(', ')'], "_").trim_end_matches('_').replace("__", "_");
+        let key = irq.name.replace(['(', ')', ',', ' '], "_").replace("__", "_");
+        let key = key.trim_end_matches('_');
         ev!(("irq.{}.vector", key), irq.vector());
         // Where the source lives, and whether the matrix names it the owner there.
         ev!(("irq.{}.cpu", key), irq.cpu());
@@ -132,6 +135,9 @@ fn interrupt_evidence() {
             interrupt::Source::Ioapic { gsi, .. } => super::remap::ioapic_evidence(&prefix, *gsi),
             interrupt::Source::Msi { device, cap, .. } => {
                 super::remap::msi_evidence(&prefix, device, *cap)
+            }
+            interrupt::Source::Msix { function, entry } => {
+                super::vectors::msix_evidence(&prefix, &irq, function, *entry)
             }
         }
     }

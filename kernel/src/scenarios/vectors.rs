@@ -12,6 +12,7 @@ use keel_vectors::Owner;
 
 use crate::arch::x86_64::{percpu, vector_space};
 use crate::object::interrupt;
+use crate::object::msix::MsixFunction;
 
 /// Owner handles of the filler's vectors: far above any interrupt source's.
 const FILLER_OWNER_BASE: u32 = 0x8000_0000;
@@ -61,4 +62,46 @@ pub fn evidence() {
     ev!("vectors.placed_elsewhere", interrupt::PLACED_ELSEWHERE.load(Ordering::Relaxed));
     let unowned = vector_space::UNOWNED_DELIVERIES.load(Ordering::Relaxed);
     ev!("vectors.unowned_deliveries", unowned);
+    let withheld = crate::object::device_memory::WITHHELD_PAGES.load(Ordering::Relaxed);
+    ev!("devmem.msix_pages_withheld", withheld);
+}
+
+/// An MSI-X source: the setup order and the entry as the function's table holds them now,
+/// and the mask operations whose effect was read back from the table.
+pub fn msix_evidence(
+    prefix: &str,
+    irq: &interrupt::InterruptObject,
+    function: &MsixFunction,
+    entry: u16,
+) {
+    let yes = |b: bool| if b { "yes" } else { "no" };
+    ev!(("{}.msix_table_size", prefix), function.msix.vectors());
+    ev!(("{}.msix_setup_function_masked", prefix), yes(function.setup_control.function_masked()));
+    ev!(("{}.msix_setup_enabled", prefix), yes(function.setup_control.enabled()));
+    ev!(("{}.msix_setup_masked_entries", prefix), function.setup_masked_entries);
+    ev!(("{}.msix_enabled_and_open", prefix), yes(function.enabled_and_open()));
+    let e = function.entry(entry);
+    ev!(("{}.msix_address", prefix), format_args!("{:#x}", e.address));
+    ev!(("{}.msix_data", prefix), format_args!("{:#x}", e.data));
+    // Bit 4 of the address: remappable format (the handle names the IRTE).
+    ev!(("{}.format", prefix), if e.address & 0x10 != 0 { "remappable" } else { "compatibility" });
+    ev!(("{}.msix_pending", prefix), yes(function.pending(entry)));
+    ev!(("{}.masks_read_back", prefix), irq.masks_read_back.load(Ordering::Relaxed));
+    ev!(("{}.unmasks_read_back", prefix), irq.unmasks_read_back.load(Ordering::Relaxed));
+}
+
+/// Maps and sets up the MSI-X function of every device a `msix(...)` grant names, before
+/// the frame baseline: the kernel mapping of the table is kept for good.
+pub fn map_msix_tables(manifest: &keel_manifest::Manifest) {
+    use keel_manifest::{Grant, InterruptSource};
+    for program in &manifest.programs {
+        for g in &program.grants {
+            if let Grant::Interrupt(InterruptSource::Msix(name, _)) = g {
+                let found = crate::task::loader::resolve_device(manifest, name);
+                if let Err(e) = found.map(crate::object::msix::function) {
+                    log::warn!("vectors: MSI-X of {name}: {e:?}");
+                }
+            }
+        }
+    }
 }

@@ -53,7 +53,7 @@ pub fn manifest(mods: &[ModuleImage]) -> Result<Manifest, String> {
     keel_manifest::parse(text).map_err(|e| alloc::format!("{}: {e}", m.name))
 }
 
-fn resolve_device(
+pub fn resolve_device(
     manifest: &Manifest,
     name: &str,
 ) -> Result<&'static crate::pci::PciDevice, String> {
@@ -130,7 +130,10 @@ fn grant(
             }
             crate::pci::enable(dev, true, false, true);
             (
-                Object::DeviceMemory(Arc::new(DeviceMemory::new(b.phys, b.size, dev.addr.bdf()))),
+                Object::DeviceMemory(Arc::new(
+                    DeviceMemory::new(b.phys, b.size, dev.addr.bdf())
+                        .withholding(crate::object::msix::kernel_pages(dev, *bar)),
+                )),
                 [b.size, dev.addr.bdf() as u64],
             )
         }
@@ -142,6 +145,9 @@ fn grant(
                 }
                 InterruptSource::Msi(d) => {
                     interrupt::ManifestSource::Msi(resolve_device(manifest, d)?, d)
+                }
+                InterruptSource::Msix(d, entry) => {
+                    interrupt::ManifestSource::Msix(resolve_device(manifest, d)?, d, *entry)
                 }
             };
             let obj = interrupt::acquire(request, process, interrupt_target(cpu))

@@ -1,4 +1,4 @@
-//! A ring-3 driver for QEMU's `nvme` controller, polled (no interrupts yet).
+//! A ring-3 driver for QEMU's `nvme` controller, polled or interrupt-driven.
 //!
 //! It maps BAR 0 through its `DeviceMemory` capability and a run of its own pages for DMA
 //! (`DeviceMemoryDmaMap`: the controller sees them only through their IOVAs), resets and
@@ -9,10 +9,13 @@
 //! pattern and reads it and its neighbours back. Completions are found by their phase
 //! tags. Arguments: `blocks=N` 4 KiB blocks to read (default 64), `write=B` the block to
 //! write (default 37), `entries=E` I/O queue entries (default 16, so the completion ring
-//! wraps several times). Exit 0 when every check held.
+//! wraps several times), `irq=msix`: the I/O completion queue raises MSI-X entry 1, granted
+//! as an `Interrupt` capability, and the driver sleeps in `InterruptWait` instead of
+//! polling (the admin queue stays polled). Exit 0 when every check held.
 #![no_std]
 #![no_main]
 
+mod irq;
 mod queue;
 
 use keel_nvme::command::{Command, Prp, CNS_CONTROLLER, CNS_NAMESPACE};
@@ -46,6 +49,9 @@ const DMA_PAGES: u64 = WRITE_BUF + 1;
 const ADMIN_ENTRIES: u16 = 64;
 /// The I/O queue's id.
 const IO_QID: u16 = 1;
+/// The MSI-X entry its completion queue raises under `irq=msix` (entry 0 is the admin
+/// queue's, left masked: the admin queue is polled).
+const IO_VECTOR: u16 = 1;
 /// The namespace read and written.
 const NSID: u32 = 1;
 /// How long a command or a controller state change may take before the driver gives up.
@@ -72,6 +78,12 @@ struct Driver {
     bar: Mmio,
     timer: CapId,
     iova: u64,
+    /// The I/O completion queue's interrupt (`irq=msix`), and what it delivered.
+    irq: Option<CapId>,
+    irq_counts: core::cell::RefCell<irq::Counts>,
+    /// I/O commands were submitted since the last wait: sleep until the queue's interrupt
+    /// before looking at the ring.
+    interrupt_due: core::cell::Cell<bool>,
 }
 
 impl Driver {
@@ -113,16 +125,40 @@ impl Driver {
         }
     }
 
+    /// Tells the controller about `q`'s queued commands; with an interrupt, their
+    /// completions are then awaited by it.
+    fn doorbell(&self, q: &QueuePair) {
+        q.ring_doorbell(&self.bar);
+        if q.qid() == IO_QID {
+            self.interrupt_due.set(true);
+        }
+    }
+
     /// Submits one command and waits for its completion.
     fn run(&self, q: &mut QueuePair, make: impl FnOnce(u16) -> Command) -> Option<Completion> {
         let cid = q.queue(make)?;
-        q.ring_doorbell(&self.bar);
+        self.doorbell(q);
         let c = self.complete(q)?;
         (c.cid == cid).then_some(c)
     }
 
-    /// The next completion of `q`, within the command timeout.
+    /// The next completion of `q`, within the command timeout: by interrupt for the I/O
+    /// queue when the driver has one, else polled.
     fn complete(&self, q: &mut QueuePair) -> Option<Completion> {
+        if let (Some(irq), true) = (self.irq, q.qid() == IO_QID) {
+            loop {
+                if self.interrupt_due.replace(false) {
+                    let counts = &mut self.irq_counts.borrow_mut();
+                    if !irq::wait_and_rearm(irq, counts, COMMAND_TIMEOUT_NS) {
+                        return None;
+                    }
+                }
+                if let Some(c) = q.take(&self.bar) {
+                    return Some(c);
+                }
+                self.interrupt_due.set(true);
+            }
+        }
         let deadline = self.now_ns() + COMMAND_TIMEOUT_NS;
         let c = q.poll(&self.bar, || self.now_ns() > deadline);
         if c.is_none() {
@@ -144,6 +180,7 @@ fn main() -> u64 {
     let blocks = arg_u64("blocks", 64);
     let write_block = arg_u64("write", 37);
     let entries = arg_u64("entries", 16) as u16;
+    let by_interrupt = keel_rt::start_info().arg("irq") == Some("msix");
     let dm = cap(ObjectKind::DeviceMemory);
     let vm = cap(ObjectKind::VirtualMemory);
     let timer = cap(ObjectKind::Timer);
@@ -157,7 +194,15 @@ fn main() -> u64 {
     let bar = unsafe { Mmio::new(mapped.results[0]) };
     r("VmMap", ring().expect("ring").call(vm, Method::VmMap, [DMA_VA, DMA_PAGES, 1, 0]));
     let iova = r("DmaMap", ring().expect("ring").dma_map(dm, DMA_VA, DMA_PAGES, true));
-    let d = Driver { bar, timer, iova };
+    let irq = by_interrupt.then(|| cap(ObjectKind::Interrupt));
+    let d = Driver {
+        bar,
+        timer,
+        iova,
+        irq,
+        irq_counts: Default::default(),
+        interrupt_due: Default::default(),
+    };
 
     let cap_reg = regs::Cap(d.read64(regs::CAP));
     let version = d.bar.read(regs::VS as usize);
@@ -233,11 +278,12 @@ fn main() -> u64 {
     let lbas_per_page = (PAGE / ns.block_size()) as u32;
     let pages_on_disk = ns.bytes() / PAGE;
 
-    // One I/O queue pair, polled (no interrupt enabled on its completion queue).
+    // One I/O queue pair: polled, or its completions raising MSI-X entry IO_VECTOR.
     let entries = entries.clamp(2, cap_reg.max_queue_entries().min(256) as u16);
     let (sq_iova, cq_iova) = (d.iova(IO_SQ), d.iova(IO_CQ));
+    let (vector, ien) = if by_interrupt { (IO_VECTOR, true) } else { (0, false) };
     let made_cq =
-        d.run(&mut admin, |cid| Command::create_io_cq(cid, IO_QID, entries, cq_iova, 0, false));
+        d.run(&mut admin, |cid| Command::create_io_cq(cid, IO_QID, entries, cq_iova, vector, ien));
     let made_sq =
         d.run(&mut admin, |cid| Command::create_io_sq(cid, IO_QID, entries, sq_iova, IO_QID));
     let queues_ok =
@@ -247,6 +293,10 @@ fn main() -> u64 {
         return 6;
     }
     let mut io = QueuePair::new(IO_QID, entries, va(IO_SQ), va(IO_CQ), stride);
+    if let Some(irq) = d.irq {
+        // The grant leaves the entry masked: arm it before the first command.
+        r("acknowledge", ring().expect("ring").interrupt_acknowledge(irq));
+    }
 
     // Reads, BATCH commands in flight at a time, each checked against the image pattern.
     let blocks = blocks.min(pages_on_disk);
@@ -262,7 +312,7 @@ fn main() -> u64 {
                 .queue(|cid| Command::read(cid, NSID, lba, lbas_per_page, prp))
                 .expect("room for the batch");
         }
-        io.ring_doorbell(&d.bar);
+        d.doorbell(&io);
         for _ in 0..n {
             let Some(c) = d.complete(&mut io) else {
                 lost += 1;
@@ -322,6 +372,11 @@ fn main() -> u64 {
     ev!("io.errors", io.errors);
     ev!("io.cq_wraps", io.wraps());
     ev!("disabled", yes(stopped));
+    if d.irq.is_some() {
+        let counts = d.irq_counts.borrow();
+        ev!("irq.waits", counts.waits);
+        ev!("irq.interrupts", counts.interrupts);
+    }
     let all = matching == blocks
         && mismatched_words == 0
         && lost == 0

@@ -84,6 +84,40 @@ pub const BREAKS: &[Break] = &[
         proofs: &["vector-exhaust"],
         accel: Accel::Tcg,
     },
+    // MSI-X in the kernel
+    Break {
+        name: "msix-unmask-skipped-on-acknowledge",
+        what: "acknowledging an MSI-X source leaves its entry's vector mask set",
+        edits: &[Edit {
+            file: "kernel/src/object/interrupt.rs",
+            find: "                function.set_masked(*entry, masked);",
+            replace: "                if masked {\n                    function.set_masked(*entry, true);\n                }",
+        }],
+        proofs: &["nvme-msix"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "msix-table-page-mapped-to-driver",
+        what: "a DeviceMemory map also maps the BAR pages holding the MSI-X table and PBA",
+        edits: &[Edit {
+            file: "kernel/src/object/device_memory.rs",
+            find: "                if self.is_withheld(off) {\n                    continue;\n                }\n",
+            replace: "",
+        }],
+        proofs: &["nvme-msix"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "msix-setup-without-function-mask",
+        what: "MSI-X is enabled with the function unmasked before its entries are masked",
+        edits: &[Edit {
+            file: "kernel/src/object/msix.rs",
+            find: "        self.write_control(masked);",
+            replace: "        self.write_control(open);",
+        }],
+        proofs: &["nvme-msix"],
+        accel: Accel::Tcg,
+    },
     Break {
         name: "timer-method-on-any-object",
         what: "a Timer method runs on a capability to any object kind instead of answering WrongType",
