@@ -45,10 +45,11 @@
 //!               | "restarts" "=" NUMBER              (* 0..=MAX_RESTARTS, default 0 *)
 //!               | "grant" grant ;
 //! grant         = "Console" | "Timer" | "Process" | "VirtualMemory"
-//!               | "Interrupt" "{" { "source" "=" source [","] } "}"       (* source required *)
+//!               | "Interrupt" "{" { int_field [","] } "}"               (* source required *)
 //!               | "DeviceMemory" "{" { dm_field [","] } "}"              (* pci, bar required *)
 //!               | "IoPorts" "{" NUMBER [ ".." NUMBER ] [","] "}" ;       (* inclusive, u16 *)
 //! dm_field      = "pci" "=" IDENT | "bar" "=" NUMBER ;                  (* bar 0..=5 *)
+//! int_field     = "source" "=" source | "cpu" "=" NUMBER ;          (* cpu: its vector's CPU *)
 //! source        = "msi" "(" IDENT ")" | "intx" "(" IDENT ")"
 //!               | "msix" "(" IDENT "," NUMBER ")"                         (* entry 0..=2047 *)
 //!               | "isa" "(" NUMBER ")" ;                                 (* irq 0..=15 *)
@@ -202,8 +203,9 @@ pub enum Grant {
     Process,
     /// The program's own address space: map/unmap/protect anonymous memory.
     VirtualMemory,
-    /// The right to receive one interrupt source.
-    Interrupt(InterruptSource),
+    /// The right to receive one interrupt source; with `cpu = N` its vector is placed in
+    /// CPU N's space (default: the program's CPU), e.g. one queue's vector per CPU.
+    Interrupt(InterruptSource, Option<u32>),
     /// A mapping of one BAR of a named PCI device.
     DeviceMemory {
         /// Device name as declared with `device`.
@@ -221,11 +223,21 @@ pub enum Grant {
 }
 
 impl Grant {
+    /// Whether two grants give the same right: an interrupt source is one right whatever
+    /// CPU it is asked on.
+    pub fn same_right(&self, other: &Grant) -> bool {
+        match (self, other) {
+            (Grant::Interrupt(a, _), Grant::Interrupt(b, _)) => a == b,
+            _ => self == other,
+        }
+    }
+
     /// The device a grant refers to, if any, so references can be checked and resolved.
     pub fn device(&self) -> Option<&str> {
         match self {
             Grant::Interrupt(
                 InterruptSource::Msi(d) | InterruptSource::Intx(d) | InterruptSource::Msix(d, _),
+                _,
             ) => Some(d),
             Grant::DeviceMemory { device, .. } => Some(device),
             _ => None,
@@ -241,7 +253,10 @@ impl fmt::Display for Grant {
             Grant::Timer => f.write_str("Timer"),
             Grant::Process => f.write_str("Process"),
             Grant::VirtualMemory => f.write_str("VirtualMemory"),
-            Grant::Interrupt(s) => write!(f, "Interrupt {{ source = {s} }}"),
+            Grant::Interrupt(s, None) => write!(f, "Interrupt {{ source = {s} }}"),
+            Grant::Interrupt(s, Some(cpu)) => {
+                write!(f, "Interrupt {{ source = {s}, cpu = {cpu} }}")
+            }
             Grant::DeviceMemory { device, bar } => {
                 write!(f, "DeviceMemory {{ pci = {device}, bar = {bar} }}")
             }

@@ -96,7 +96,7 @@ pub fn map_msix_tables(manifest: &keel_manifest::Manifest) {
     use keel_manifest::{Grant, InterruptSource};
     for program in &manifest.programs {
         for g in &program.grants {
-            if let Grant::Interrupt(InterruptSource::Msix(name, _)) = g {
+            if let Grant::Interrupt(InterruptSource::Msix(name, _), _) = g {
                 let found = crate::task::loader::resolve_device(manifest, name);
                 if let Err(e) = found.map(crate::object::msix::function) {
                     log::warn!("vectors: MSI-X of {name}: {e:?}");

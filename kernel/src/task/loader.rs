@@ -137,7 +137,7 @@ fn grant(
                 [b.size, dev.addr.bdf() as u64],
             )
         }
-        Grant::Interrupt(source) => {
+        Grant::Interrupt(source, requested_cpu) => {
             let request = match source {
                 InterruptSource::Isa(irq) => interrupt::ManifestSource::Isa(*irq),
                 InterruptSource::Intx(d) => {
@@ -150,7 +150,8 @@ fn grant(
                     interrupt::ManifestSource::Msix(resolve_device(manifest, d)?, d, *entry)
                 }
             };
-            let obj = interrupt::acquire(request, process, interrupt_target(cpu))
+            let target = interrupt_target(requested_cpu.unwrap_or(cpu));
+            let obj = interrupt::acquire(request, process, target)
                 .map_err(|e| alloc::format!("{source}: {e}"))?;
             let vector = obj.vector() as u64;
             (Object::Interrupt(obj), [vector, 0])

@@ -4,7 +4,7 @@
 
 use keel_rt::abi::{Method, Status, Submission};
 use keel_rt::util::check as r;
-use keel_rt::{println, ring, CapId};
+use keel_rt::{println, CapId, Ring};
 
 /// Wakes and interrupts counted by the driver.
 #[derive(Default)]
@@ -15,8 +15,7 @@ pub struct Counts {
 }
 
 /// Submits one `InterruptWait` and gives up after `timeout_ns`; the delivery count.
-fn wait_with_timeout(irq: CapId, timeout_ns: u64) -> Option<u64> {
-    let mut ring = ring().expect("ring");
+fn wait_with_timeout(ring: &mut Ring, irq: CapId, timeout_ns: u64) -> Option<u64> {
     let tag = 0x4e56_0000_0000_0001;
     r(
         "submit",
@@ -43,13 +42,13 @@ fn wait_with_timeout(irq: CapId, timeout_ns: u64) -> Option<u64> {
 /// Waits for the queue's interrupt, then re-arms it at once: a completion posted after the
 /// acknowledge raises a new message (or sets the entry's pending bit, sent at the unmask),
 /// and the caller looks at the ring again before the next wait, so none is lost.
-pub fn wait_and_rearm(irq: CapId, counts: &mut Counts, timeout_ns: u64) -> bool {
-    let Some(n) = wait_with_timeout(irq, timeout_ns) else {
+pub fn wait_and_rearm(ring: &mut Ring, irq: CapId, counts: &mut Counts, timeout_ns: u64) -> bool {
+    let Some(n) = wait_with_timeout(ring, irq, timeout_ns) else {
         println!("no interrupt within {} ms", timeout_ns / 1_000_000);
         return false;
     };
     counts.waits += 1;
     counts.interrupts += n;
-    r("acknowledge", ring().expect("ring").interrupt_acknowledge(irq));
+    r("acknowledge", ring.interrupt_acknowledge(irq));
     true
 }

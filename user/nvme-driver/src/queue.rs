@@ -12,6 +12,7 @@ use keel_rt::util::Mmio;
 /// IOVA; the doorbells are in BAR 0.
 pub struct QueuePair {
     qid: u16,
+    entries: u16,
     sq_va: u64,
     cq_va: u64,
     sq: SubmissionRing,
@@ -30,6 +31,7 @@ impl QueuePair {
     pub fn new(qid: u16, entries: u16, sq_va: u64, cq_va: u64, stride: u64) -> QueuePair {
         QueuePair {
             qid,
+            entries,
             sq_va,
             cq_va,
             sq: SubmissionRing::new(entries).expect("ring of at least 2"),
@@ -40,6 +42,11 @@ impl QueuePair {
             completions: 0,
             errors: 0,
         }
+    }
+
+    /// Slots in each ring.
+    pub fn entries(&self) -> u16 {
+        self.entries
     }
 
     /// The queue's id.

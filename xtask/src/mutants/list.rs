@@ -59,7 +59,7 @@ pub const BREAKS: &[Break] = &[
             find: "super::vector_space::dispatch(percpu::current(cpu).index, vector, token)",
             replace: "super::vector_space::dispatch(0, vector, token)",
         }],
-        proofs: &["interrupt-grant"],
+        proofs: &["interrupt-grant", "nvme-msix-8"],
         accel: Accel::Tcg,
     },
     Break {
@@ -105,6 +105,17 @@ pub const BREAKS: &[Break] = &[
             replace: "",
         }],
         proofs: &["nvme-msix"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "interrupt-grant-cpu-ignored",
+        what: "an Interrupt grant's `cpu =` is ignored: every queue's vector goes to the program's CPU",
+        edits: &[Edit {
+            file: "kernel/src/task/loader.rs",
+            find: "interrupt_target(requested_cpu.unwrap_or(cpu))",
+            replace: "interrupt_target({ let _ = requested_cpu; cpu })",
+        }],
+        proofs: &["nvme-msix-2", "nvme-msix-8"],
         accel: Accel::Tcg,
     },
     Break {

@@ -283,13 +283,13 @@ fn grant_errors() {
         "device edu { pci = 1:2 }\nprogram \"a\" {\n binary = \"b\"\n grant Interrupt { source = msi(edu) }\n grant Interrupt { source = intx(edu) }\n grant Interrupt { source = msi(edu) }\n}",
         6,
         2,
-        ErrorKind::DuplicateGrant(Grant::Interrupt(InterruptSource::Msi("edu".into()))),
+        ErrorKind::DuplicateGrant(Grant::Interrupt(InterruptSource::Msi("edu".into()), None)),
     );
     at(
         "program \"a\" { binary = \"b\" grant Interrupt { source = isa(4) } grant Interrupt { source = isa(0x4) } }",
         1,
         64,
-        ErrorKind::DuplicateGrant(Grant::Interrupt(InterruptSource::Isa(4))),
+        ErrorKind::DuplicateGrant(Grant::Interrupt(InterruptSource::Isa(4), None)),
     );
     at(
         "program \"a\" { binary = \"b\" grant Console grant Console }",
