@@ -83,8 +83,15 @@ pub fn msix_evidence(
     let e = function.entry(entry);
     ev!(("{}.msix_address", prefix), format_args!("{:#x}", e.address));
     ev!(("{}.msix_data", prefix), format_args!("{:#x}", e.data));
-    // Bit 4 of the address: remappable format (the handle names the IRTE).
-    ev!(("{}.format", prefix), if e.address & 0x10 != 0 { "remappable" } else { "compatibility" });
+    ev!(("{}.requester_id", prefix), format_args!("{:#x}", function.device.addr.bdf()));
+    // A remappable-format address names the entry's IRTE: read it back from the table.
+    match keel_iommu::RemappableMsi::decode(e.address as u32) {
+        Some(msi) => {
+            ev!(("{}.format", prefix), "remappable");
+            super::remap::irte_evidence(prefix, msi.handle);
+        }
+        None => ev!(("{}.format", prefix), "compatibility"),
+    }
     ev!(("{}.msix_pending", prefix), yes(function.pending(entry)));
     ev!(("{}.masks_read_back", prefix), irq.masks_read_back.load(Ordering::Relaxed));
     ev!(("{}.unmasks_read_back", prefix), irq.unmasks_read_back.load(Ordering::Relaxed));

@@ -119,6 +119,17 @@ pub const BREAKS: &[Break] = &[
         accel: Accel::Tcg,
     },
     Break {
+        name: "msix-one-irte-for-every-entry",
+        what: "every MSI-X entry of a function shares the function's one remapping entry",
+        edits: &[Edit {
+            file: "kernel/src/arch/x86_64/iommu/mod.rs",
+            find: "program_message(bdf, (entry as u32 + 1) << 16 | bdf as u32, vector, cpu)",
+            replace: "program_message(bdf, { let _ = entry; bdf as u32 }, vector, cpu)",
+        }],
+        proofs: &["nvme-msix-2"],
+        accel: Accel::Tcg,
+    },
+    Break {
         name: "msix-setup-without-function-mask",
         what: "MSI-X is enabled with the function unmasked before its entries are masked",
         edits: &[Edit {

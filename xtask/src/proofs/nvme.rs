@@ -37,7 +37,27 @@ pub fn proofs() -> Vec<Proof> {
         per_cpu("nvme-msix-2", "one I/O queue pair per CPU (2), a thread each, each queue's MSI-X vector on its thread's CPU (x2APIC, VT-d)", 2),
         per_cpu("nvme-msix-2-xapic", "nvme-msix-2 with the LAPICs in xAPIC mode", 2).cpu(xapic_cpu()),
         per_cpu("nvme-msix-8", "one I/O queue pair per CPU on 8 CPUs, a thread each, each queue's MSI-X vector on its thread's CPU (x2APIC, VT-d)", 8),
+        per_cpu("nvme-msix-8-xapic", "nvme-msix-8 with the LAPICs in xAPIC mode", 8).cpu(xapic_cpu()),
+        queue_on_257(),
     ]
+}
+
+/// `queues=3` on CPUs with APIC IDs 0, 1 and 257 (the firmware hands over in x2APIC mode):
+/// queue 3's MSI-X entry reaches APIC ID 257, which only a remapping entry in extended
+/// interrupt mode can name.
+fn queue_on_257() -> Proof {
+    let cpu_257 = ["-device", "qemu64-x86_64-cpu,x2apic=on,socket-id=0,core-id=257,thread-id=0"];
+    per_cpu(
+        "nvme-msix-257",
+        "one I/O queue pair per CPU on CPUs with APIC IDs 0, 1 and 257: queue 3's MSI-X entry remapped by VT-d (EIM) to APIC ID 257",
+        3,
+    )
+    .smp(2)
+    .cpu(crate::qemu::CpuSpec::new("qemu64", &["+x2apic"]))
+    .qemu_extra(&["-smp", "2,maxcpus=260"])
+    .qemu_extra(&cpu_257)
+    .check(eq("irq.msix_nvme_3.target_apic_id", 257))
+    .check(eq("irq.msix_nvme_2.target_apic_id", 1))
 }
 
 /// `queues=N` on N CPUs: queue q's thread ran on CPU q-1 (as the kernel reported to it),
@@ -53,7 +73,8 @@ fn per_cpu(name: &'static str, description: &'static str, queues: u64) -> Proof 
         .check(eq("user.nvme.io_queues", queues))
         .check(eq("devmem.msix_pages_withheld", 2))
         .check(eq("vectors.unowned_deliveries", 0))
-        .check(same_vector_everywhere(queues));
+        .check(same_vector_everywhere(queues))
+        .check(own_irte_each(queues));
     for q in 1..=queues {
         let cpu = q - 1;
         let u = |s: &str| leak(format!("user.nvme.q.{q}.{s}"));
@@ -70,6 +91,12 @@ fn per_cpu(name: &'static str, description: &'static str, queues: u64) -> Proof 
             .check(keys_equal(k("unmasks_read_back"), k("acknowledgements")))
             .check(eq(k("masked_at_end"), "yes"))
             .check(eq(k("format"), "remappable"))
+            // The entry's own IRTE, read back from the table: its CPU, its vector, and only
+            // the function's requester id accepted.
+            .check(keys_equal(k("irte_destination"), k("target_apic_id")))
+            .check(keys_equal(k("irte_vector"), k("vector")))
+            .check(eq(k("irte_svt"), "requester"))
+            .check(keys_equal(k("irte_sid"), k("requester_id")))
             .check(ge(&format!("cpu.{cpu}.device_interrupts"), 1));
         if q > 1 {
             p = p.check(keys_equal(u("completions"), u("blocks"))).check(eq(u("errors"), 0));
@@ -92,6 +119,20 @@ fn same_vector_everywhere(queues: u64) -> Check {
             let v = ev_u64(t, &format!("irq.msix_nvme_{q}.vector"))?;
             if v != first {
                 return Err(format!("queue {q} has vector {v}, queue 1 {first}"));
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Every MSI-X entry has its own remapping entry (index), so each can name its own CPU.
+fn own_irte_each(queues: u64) -> Check {
+    custom("every queue's MSI-X entry has its own IRTE index", move |t| {
+        let mut seen = std::collections::BTreeSet::new();
+        for q in 1..=queues {
+            let index = ev_u64(t, &format!("irq.msix_nvme_{q}.remap_index"))?;
+            if !seen.insert(index) {
+                return Err(format!("queue {q} shares IRTE {index} with another queue"));
             }
         }
         Ok(())
