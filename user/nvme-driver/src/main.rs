@@ -12,7 +12,9 @@
 //! wraps several times), `irq=msix`: the I/O completion queue raises MSI-X entry 1, granted
 //! as an `Interrupt` capability, and the driver sleeps in `InterruptWait` instead of
 //! polling (the admin queue stays polled); `queues=N` with it: one I/O queue pair per CPU,
-//! a thread each, queue q on MSI-X entry q (`workers.rs`). Exit 0 when every check held.
+//! a thread each, queue q on MSI-X entry q (`workers.rs`). `die_mid_io=1`: exit 9 right
+//! after the first batch of reads is submitted (a driver dying mid-I/O). Exit 0 when every
+//! check held.
 #![no_std]
 #![no_main]
 
@@ -58,6 +60,8 @@ const IO_VECTOR: u16 = 1;
 pub(crate) const NSID: u32 = 1;
 /// How long a command or a controller state change may take before the driver gives up.
 pub(crate) const COMMAND_TIMEOUT_NS: u64 = 5_000_000_000;
+/// Exit code of `die_mid_io=1`: the driver left with reads in flight.
+const EXIT_MID_IO: u64 = 9;
 /// How long the threads of `queues=N` may take together.
 const THREADS_TIMEOUT_NS: u64 = 60_000_000_000;
 
@@ -260,6 +264,7 @@ fn main() -> u64 {
     let write_block = arg_u64("write", 37);
     let entries = arg_u64("entries", 16) as u16;
     let by_interrupt = keel_rt::start_info().arg("irq") == Some("msix");
+    let die_mid_io = arg_u64("die_mid_io", 0) != 0;
     let queues =
         if by_interrupt { arg_u64("queues", 1).clamp(1, workers::MAX_QUEUES as u64) } else { 1 };
     let dma_pages = DMA_PAGES + (queues - 1) * (2 + THREAD_BATCH);
@@ -415,6 +420,11 @@ fn main() -> u64 {
                 .expect("room for the batch");
         }
         d.doorbell(&io);
+        if die_mid_io {
+            // Leave with the batch in flight: the controller still owns the buffers.
+            println!("nvme: exiting with {n} reads in flight");
+            return EXIT_MID_IO;
+        }
         for _ in 0..n {
             let Some(c) = d.complete(&mut io) else {
                 lost += 1;

@@ -681,7 +681,7 @@ pub const BREAKS: &[Break] = &[
             find: "        iommu::dma_detach(self.bdf, holder_pid);\n",
             replace: "        let _ = holder_pid;\n",
         }],
-        proofs: &["dma-death", "dma-death-xapic"],
+        proofs: &["dma-death", "dma-death-xapic", "nvme-msix-death"],
         accel: Accel::Tcg,
     },
     Break {
