@@ -84,11 +84,11 @@ pub fn write32(a: PciAddr, offset: u8, value: u32) {
     }
 }
 
-fn read16(a: PciAddr, offset: u8) -> u16 {
+pub fn read16(a: PciAddr, offset: u8) -> u16 {
     (read32(a, offset & !3) >> ((offset & 2) * 8)) as u16
 }
 
-fn write16(a: PciAddr, offset: u8, value: u16) {
+pub fn write16(a: PciAddr, offset: u8, value: u16) {
     let shift = (offset & 2) * 8;
     let old = read32(a, offset & !3);
     let new = (old & !(0xFFFF << shift)) | (value as u32) << shift;

@@ -29,7 +29,7 @@ fuzz_target!(|data: &[u8]| {
             }
             match g {
                 Grant::DeviceMemory { bar, .. } => assert!(*bar <= MAX_BAR),
-                Grant::Interrupt(InterruptSource::Isa(irq)) => assert!(*irq <= MAX_ISA_IRQ),
+                Grant::Interrupt(InterruptSource::Isa(irq), _) => assert!(*irq <= MAX_ISA_IRQ),
                 Grant::IoPorts { first, last } => assert!(first <= last),
                 _ => {}
             }

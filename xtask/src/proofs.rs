@@ -606,25 +606,44 @@ fn kernel_registry() -> Vec<Proof> {
         )
         .check(eq("hv.kvm_pv_eoi", "no"))
         .check(eq("hv.kvm_pv_ipi", "no")),
-        interrupt_grant(
-            Proof::new("interrupt-grant", "ring-3 edu (MSI, INTx) and RTC drivers via Interrupt wait/acknowledge, xAPIC").cpu(xapic_cpu()),
-            "xapic",
-            Gate::Syscall,
+        vectors_on(
+            interrupt_grant(
+                Proof::new("interrupt-grant", "ring-3 edu (MSI, INTx) and RTC drivers via Interrupt wait/acknowledge, xAPIC").cpu(xapic_cpu()),
+                "xapic",
+                Gate::Syscall,
+            ),
+            DRIVER_CPU,
+            BOOT_CPU,
         )
         .check(device_interrupts_on(DRIVER_CPU)),
-        interrupt_grant(Proof::new("interrupt-grant-x2apic", "the same drivers in x2APIC mode").cpu(x2apic_cpu()), "x2apic", Gate::Syscall)
-            .check(device_interrupts_on(DRIVER_CPU)),
-        interrupt_grant(
-            Proof::new("interrupt-grant-remote", "the same with every device interrupt on CPU 0: drivers on CPU 1 woken by IPI 49")
-                .cpu(xapic_cpu())
-                .args("irq_target=boot"),
-            "xapic",
-            Gate::Syscall,
+        vectors_on(
+            interrupt_grant(Proof::new("interrupt-grant-x2apic", "the same drivers in x2APIC mode").cpu(x2apic_cpu()), "x2apic", Gate::Syscall),
+            DRIVER_CPU,
+            BOOT_CPU,
+        )
+        .check(device_interrupts_on(DRIVER_CPU)),
+        vectors_on(
+            interrupt_grant(
+                Proof::new("interrupt-grant-remote", "the same with every device interrupt on CPU 0: drivers on CPU 1 woken by IPI 49")
+                    .cpu(xapic_cpu())
+                    .args("irq_target=boot"),
+                "xapic",
+                Gate::Syscall,
+            ),
+            BOOT_CPU,
+            DRIVER_CPU,
         )
         .check(eq("irq.msi_edu.target_apic_id", 0))
         .check(eq("irq.intx_edu.target_apic_id", 0))
         .check(device_interrupts_on(BOOT_CPU))
         .check(remote_wakes_received()),
+        vector_exhaustion(interrupt_grant(
+            Proof::new("vector-exhaust", "the drivers' CPU has no free vector: their sources are placed on CPU 0, the drivers woken by IPI 49")
+                .cpu(xapic_cpu())
+                .args("vector_fill=1"),
+            "xapic",
+            Gate::Syscall,
+        )),
         interrupt_grant(
             Proof::new("interrupt-grant-int80", "the same drivers entering the kernel through the int 0x80 gate").cpu(x2apic_cpu()).args("entry=int80"),
             "x2apic",
@@ -761,10 +780,12 @@ mod plan;
 mod remap;
 mod soak;
 mod user;
+mod vectors;
 use user::{
     device_interrupts_on, drivers_delivered, interrupt_grant, preempt, remote_wakes_received,
     shootdown_stress, smp_scale, tlb_shootdown, user_proof, Gate, BOOT_CPU, DRIVER_CPU,
 };
+use vectors::{vector_exhaustion, vectors_on};
 mod scale;
 mod tickless;
 pub use firmware::firmware_variants;

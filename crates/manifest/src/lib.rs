@@ -45,11 +45,13 @@
 //!               | "restarts" "=" NUMBER              (* 0..=MAX_RESTARTS, default 0 *)
 //!               | "grant" grant ;
 //! grant         = "Console" | "Timer" | "Process" | "VirtualMemory"
-//!               | "Interrupt" "{" { "source" "=" source [","] } "}"       (* source required *)
+//!               | "Interrupt" "{" { int_field [","] } "}"               (* source required *)
 //!               | "DeviceMemory" "{" { dm_field [","] } "}"              (* pci, bar required *)
 //!               | "IoPorts" "{" NUMBER [ ".." NUMBER ] [","] "}" ;       (* inclusive, u16 *)
 //! dm_field      = "pci" "=" IDENT | "bar" "=" NUMBER ;                  (* bar 0..=5 *)
+//! int_field     = "source" "=" source | "cpu" "=" NUMBER ;          (* cpu: its vector's CPU *)
 //! source        = "msi" "(" IDENT ")" | "intx" "(" IDENT ")"
+//!               | "msix" "(" IDENT "," NUMBER ")"                         (* entry 0..=2047 *)
 //!               | "isa" "(" NUMBER ")" ;                                 (* irq 0..=15 *)
 //! ```
 //!
@@ -90,6 +92,8 @@ use lexer::lex;
 
 /// Highest ISA IRQ line a manifest may name: the legacy PICs had 16 lines.
 pub const MAX_ISA_IRQ: u8 = 15;
+/// Highest MSI-X table entry (a table has at most 2,048).
+pub const MAX_MSIX_ENTRY: u16 = 2047;
 /// Highest PCI BAR index: a type-0 header has six BARs.
 pub const MAX_BAR: u8 = 5;
 /// Most `restarts` one program may ask for: each run is a fresh process, so the bound only
@@ -199,8 +203,9 @@ pub enum Grant {
     Process,
     /// The program's own address space: map/unmap/protect anonymous memory.
     VirtualMemory,
-    /// The right to receive one interrupt source.
-    Interrupt(InterruptSource),
+    /// The right to receive one interrupt source; with `cpu = N` its vector is placed in
+    /// CPU N's space (default: the program's CPU), e.g. one queue's vector per CPU.
+    Interrupt(InterruptSource, Option<u32>),
     /// A mapping of one BAR of a named PCI device.
     DeviceMemory {
         /// Device name as declared with `device`.
@@ -218,10 +223,22 @@ pub enum Grant {
 }
 
 impl Grant {
+    /// Whether two grants give the same right: an interrupt source is one right whatever
+    /// CPU it is asked on.
+    pub fn same_right(&self, other: &Grant) -> bool {
+        match (self, other) {
+            (Grant::Interrupt(a, _), Grant::Interrupt(b, _)) => a == b,
+            _ => self == other,
+        }
+    }
+
     /// The device a grant refers to, if any, so references can be checked and resolved.
     pub fn device(&self) -> Option<&str> {
         match self {
-            Grant::Interrupt(InterruptSource::Msi(d) | InterruptSource::Intx(d)) => Some(d),
+            Grant::Interrupt(
+                InterruptSource::Msi(d) | InterruptSource::Intx(d) | InterruptSource::Msix(d, _),
+                _,
+            ) => Some(d),
             Grant::DeviceMemory { device, .. } => Some(device),
             _ => None,
         }
@@ -236,7 +253,10 @@ impl fmt::Display for Grant {
             Grant::Timer => f.write_str("Timer"),
             Grant::Process => f.write_str("Process"),
             Grant::VirtualMemory => f.write_str("VirtualMemory"),
-            Grant::Interrupt(s) => write!(f, "Interrupt {{ source = {s} }}"),
+            Grant::Interrupt(s, None) => write!(f, "Interrupt {{ source = {s} }}"),
+            Grant::Interrupt(s, Some(cpu)) => {
+                write!(f, "Interrupt {{ source = {s}, cpu = {cpu} }}")
+            }
             Grant::DeviceMemory { device, bar } => {
                 write!(f, "DeviceMemory {{ pci = {device}, bar = {bar} }}")
             }
@@ -252,6 +272,9 @@ pub enum InterruptSource {
     Msi(String),
     /// Legacy INTx of the named PCI device, routed through the IOAPIC.
     Intx(String),
+    /// One MSI-X table entry of the named PCI device (the kernel programs and masks it;
+    /// the table itself is never mapped into a driver).
+    Msix(String, u16),
     /// ISA IRQ line (0..=15); the kernel applies ACPI interrupt source overrides.
     Isa(u8),
 }
@@ -262,6 +285,7 @@ impl fmt::Display for InterruptSource {
         match self {
             InterruptSource::Msi(d) => write!(f, "msi({d})"),
             InterruptSource::Intx(d) => write!(f, "intx({d})"),
+            InterruptSource::Msix(d, e) => write!(f, "msix({d}, {e})"),
             InterruptSource::Isa(n) => write!(f, "isa({n})"),
         }
     }
@@ -330,10 +354,12 @@ pub enum ErrorKind {
     },
     /// `grant` followed by an unknown capability kind.
     UnknownGrant(String),
-    /// An interrupt source other than `msi`, `intx`, `isa`.
+    /// An interrupt source other than `msi`, `intx`, `msix`, `isa`.
     UnknownInterruptSource(String),
     /// An ISA IRQ above 15.
     IsaIrqOutOfRange(u64),
+    /// An MSI-X table entry above [`MAX_MSIX_ENTRY`].
+    MsixEntryOutOfRange(u64),
     /// A BAR index above 5.
     BarOutOfRange(u64),
     /// An `IoPorts` range whose first port is above its last.
@@ -405,11 +431,14 @@ impl fmt::Display for ErrorKind {
             ErrorKind::UnknownInterruptSource(s) => {
                 write!(
                     f,
-                    "unknown interrupt source `{s}` (expected msi, intx or isa)"
+                    "unknown interrupt source `{s}` (expected msi, intx, msix or isa)"
                 )
             }
             ErrorKind::IsaIrqOutOfRange(n) => {
                 write!(f, "ISA IRQ {n} out of range (0..={MAX_ISA_IRQ})")
+            }
+            ErrorKind::MsixEntryOutOfRange(n) => {
+                write!(f, "MSI-X entry {n} out of range (0..={MAX_MSIX_ENTRY})")
             }
             ErrorKind::BarOutOfRange(n) => write!(f, "BAR {n} out of range (0..={MAX_BAR})"),
             ErrorKind::ReversedPortRange { first, last } => {

@@ -235,7 +235,7 @@ impl Parser {
             match key.as_str() {
                 "grant" => {
                     let (grant, gpos) = self.grant()?;
-                    if p.program.grants.contains(&grant) {
+                    if p.program.grants.iter().any(|g| g.same_right(&grant)) {
                         return Err(pos.err(ErrorKind::DuplicateGrant(grant)));
                     }
                     p.program.grants.push(grant);
@@ -313,24 +313,32 @@ impl Parser {
             "VirtualMemory" => Ok((Grant::VirtualMemory, kpos)),
             "Interrupt" => {
                 self.expect(Tok::LBrace, "'{'")?;
-                let mut src = None;
-                while let Some((key, pos)) = self.block_key("`source` or '}'")? {
-                    if key != "source" {
-                        return Err(
-                            pos.err(ErrorKind::UnknownKey { key, context: "Interrupt grant" })
-                        );
-                    }
-                    if src.is_some() {
+                let (mut src, mut cpu) = (None, None);
+                while let Some((key, pos)) = self.block_key("`source`, `cpu` or '}'")? {
+                    let taken = match key.as_str() {
+                        "source" => src.is_some(),
+                        "cpu" => cpu.is_some(),
+                        _ => {
+                            return Err(
+                                pos.err(ErrorKind::UnknownKey { key, context: "Interrupt grant" })
+                            )
+                        }
+                    };
+                    if taken {
                         return Err(pos.err(ErrorKind::DuplicateKey(key)));
                     }
                     self.expect(Tok::Eq, "'='")?;
-                    src = Some(self.source()?);
+                    if key == "source" {
+                        src = Some(self.source()?);
+                    } else {
+                        cpu = Some(self.number(u64::from(u32::MAX))?.0 as u32);
+                    }
                     self.eat_comma();
                 }
                 let (s, spos) = src.ok_or_else(|| {
                     kpos.err(ErrorKind::MissingKey { key: "source", context: "Interrupt grant" })
                 })?;
-                Ok((Grant::Interrupt(s), spos))
+                Ok((Grant::Interrupt(s, cpu), spos))
             }
             "DeviceMemory" => {
                 self.expect(Tok::LBrace, "'{'")?;
@@ -389,10 +397,22 @@ impl Parser {
         }
     }
 
-    /// `msi(dev)`, `intx(dev)` or `isa(n)`, with the position of its argument.
+    /// `msi(dev)`, `intx(dev)`, `msix(dev, entry)` or `isa(n)`, with the position of its
+    /// argument.
     fn source(&mut self) -> PResult<(InterruptSource, Pos)> {
-        let (kind, kpos) = self.ident("an interrupt source (msi, intx, isa)")?;
+        let (kind, kpos) = self.ident("an interrupt source (msi, intx, msix, isa)")?;
         let src = match kind.as_str() {
+            "msix" => {
+                self.expect(Tok::LParen, "'('")?;
+                let (dev, dpos) = self.ident("a device name")?;
+                self.expect(Tok::Comma, "','")?;
+                let (n, npos) = self.number(u64::MAX)?;
+                if n > u64::from(MAX_MSIX_ENTRY) {
+                    return Err(npos.err(ErrorKind::MsixEntryOutOfRange(n)));
+                }
+                self.expect(Tok::RParen, "')'")?;
+                (InterruptSource::Msix(dev, n as u16), dpos)
+            }
             "msi" | "intx" => {
                 self.expect(Tok::LParen, "'('")?;
                 let (dev, dpos) = self.ident("a device name")?;

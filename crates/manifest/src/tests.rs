@@ -65,9 +65,9 @@ fn example_parses() {
         vec![
             Grant::Console,
             Grant::Timer,
-            Grant::Interrupt(InterruptSource::Msi("edu".into())),
-            Grant::Interrupt(InterruptSource::Intx("edu".into())),
-            Grant::Interrupt(InterruptSource::Isa(8)),
+            Grant::Interrupt(InterruptSource::Msi("edu".into()), None),
+            Grant::Interrupt(InterruptSource::Intx("edu".into()), None),
+            Grant::Interrupt(InterruptSource::Isa(8), None),
             Grant::DeviceMemory { device: "edu".into(), bar: 0 },
             Grant::IoPorts { first: 0x70, last: 0x71 },
         ]
@@ -239,4 +239,48 @@ fn restarts_are_bounded_and_given_once() {
         ErrorKind::DuplicateKey("restarts".into()),
     );
     at(r#"program "a" { binary = "a" restarts = -1 }"#, 1, 39, ErrorKind::UnexpectedChar('-'));
+}
+
+#[test]
+fn msix_sources_parse_and_print_back() {
+    let text = "device nvme { pci = 1b36:0010 }\nprogram \"q\" {\n binary = \"nvme-driver\"\n grant Interrupt { source = msix(nvme, 1) }\n grant Interrupt { source = msix(nvme, 2047) }\n grant Interrupt { source = msix(nvme, 0) }\n}";
+    let m = parse(text).expect("valid");
+    let grants = &m.programs[0].grants;
+    let sources: Vec<_> = grants
+        .iter()
+        .map(|g| match g {
+            Grant::Interrupt(s, _) => s.clone(),
+            other => panic!("{other}"),
+        })
+        .collect();
+    assert_eq!(
+        sources,
+        [
+            InterruptSource::Msix("nvme".into(), 1),
+            InterruptSource::Msix("nvme".into(), 2047),
+            InterruptSource::Msix("nvme".into(), 0)
+        ]
+    );
+    assert_eq!(grants[0].to_string(), "Interrupt { source = msix(nvme, 1) }");
+    assert_eq!(grants[0].device(), Some("nvme"));
+    // Two entries of one function are two sources; the same entry twice is a duplicate.
+    let twice = text.replace("msix(nvme, 2047)", "msix(nvme, 1)");
+    assert!(parse(&twice).is_err());
+}
+
+#[test]
+fn interrupt_grants_may_name_their_cpu() {
+    let text = "device nvme { pci = 1b36:0010 }\nprogram \"q\" {\n binary = \"nvme-driver\"\n grant Interrupt { source = msix(nvme, 1), cpu = 0 }\n grant Interrupt { cpu = 1, source = msix(nvme, 2) }\n grant Interrupt { source = msix(nvme, 3) }\n}";
+    let m = parse(text).expect("valid");
+    let g = &m.programs[0].grants;
+    assert_eq!(g[0], Grant::Interrupt(InterruptSource::Msix("nvme".into(), 1), Some(0)));
+    assert_eq!(g[1], Grant::Interrupt(InterruptSource::Msix("nvme".into(), 2), Some(1)));
+    assert_eq!(g[2], Grant::Interrupt(InterruptSource::Msix("nvme".into(), 3), None));
+    assert_eq!(g[1].to_string(), "Interrupt { source = msix(nvme, 2), cpu = 1 }");
+    // One source is one right, whichever CPU each grant asks for.
+    let twice = text.replace("msix(nvme, 2)", "msix(nvme, 1)");
+    assert!(matches!(parse(&twice), Err(e) if matches!(e.kind, ErrorKind::DuplicateGrant(_))));
+    // `cpu` twice, or without a source.
+    assert!(parse(&text.replace("msix(nvme, 3)", "msix(nvme, 3), cpu = 1, cpu = 0")).is_err());
+    assert!(parse(&text.replace("source = msix(nvme, 3)", "cpu = 1")).is_err());
 }

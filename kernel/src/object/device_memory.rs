@@ -3,6 +3,7 @@
 use keel_abi::{DmaFaultReport, Status};
 
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use super::{Caller, Reply};
 use fw::arch::x86_64::iommu;
@@ -16,7 +17,14 @@ pub struct DeviceMemory {
     pub bdf: u16,
     /// The function's DMA faults are kept for its holders while this object lives.
     reports_faults: bool,
+    /// Byte ranges of the BAR (page-aligned) never mapped into the holder: the function's
+    /// MSI-X table and PBA pages, which only the kernel writes.
+    withheld: Vec<(u64, u64)>,
 }
+
+/// Pages a `Map` left out (MSI-X table / PBA) and found unmapped when read back from the
+/// holder's page tables afterwards.
+pub static WITHHELD_PAGES: AtomicU64 = AtomicU64::new(0);
 
 /// The methods of a `DeviceMemory` capability.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,7 +46,23 @@ impl DeviceMemory {
     /// A BAR of function `bdf` granted to a driver: from now until the object is dropped,
     /// the IOMMU keeps the function's DMA faults for its holders.
     pub fn new(phys: u64, size: u64, bdf: u16) -> DeviceMemory {
-        DeviceMemory { phys, size, bdf, reports_faults: iommu::hold_dma_faults(bdf) }
+        DeviceMemory {
+            phys,
+            size,
+            bdf,
+            reports_faults: iommu::hold_dma_faults(bdf),
+            withheld: Vec::new(),
+        }
+    }
+
+    /// The same, with the byte ranges `withheld` of the BAR never mapped into the holder.
+    pub fn withholding(mut self, withheld: Vec<(u64, u64)>) -> DeviceMemory {
+        self.withheld = withheld;
+        self
+    }
+
+    fn is_withheld(&self, offset: u64) -> bool {
+        self.withheld.iter().any(|&(start, end)| (start..end).contains(&offset))
     }
 
     /// Executes a `DeviceMemory` method.
@@ -119,8 +143,9 @@ fn dma_status(e: iommu::DmaError) -> Status {
 }
 
 impl DeviceMemory {
-    /// Maps the region, rounded up to whole pages, uncached at `vaddr`; refuses
-    /// (`BadAddress`) if anything is mapped there already.
+    /// Maps the region, rounded up to whole pages, uncached at `vaddr`, except the withheld
+    /// pages (left unmapped: an access there faults); refuses (`BadAddress`) if anything is
+    /// mapped there already.
     fn map(&self, caller: &Caller, vaddr: u64) -> Result<[u64; 2], Status> {
         let size = self.size.div_ceil(4096) * 4096;
         keel_abi::user_range(vaddr, size)?;
@@ -130,10 +155,18 @@ impl DeviceMemory {
             }
             let perms = UserPerms { write: true, exec: false, uncached: true };
             for off in (0..size).step_by(4096) {
+                if self.is_withheld(off) {
+                    continue;
+                }
                 space
                     .map_device(vaddr + off, self.phys + off, perms)
                     .map_err(|_| Status::NoMemory)?;
             }
+            let unmapped = (0..size)
+                .step_by(4096)
+                .filter(|&off| self.is_withheld(off) && space.translate(vaddr + off).is_none())
+                .count();
+            WITHHELD_PAGES.fetch_add(unmapped as u64, Ordering::Relaxed);
             Ok([vaddr, size])
         });
         result.unwrap_or(Err(Status::Cancelled))

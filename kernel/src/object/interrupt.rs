@@ -22,16 +22,18 @@
 use alloc::string::String;
 use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 
 use fw::sync::IrqSafeMutex;
 use keel_abi::{InterruptSource, Status};
 use keel_apic::{ApicId, Polarity, TriggerMode};
+use keel_vectors::Owner;
 
+use super::msix::{self, MsixFunction};
 use super::{Caller, Reply};
 use crate::task::{Process, Thread};
 use fw::arch::x86_64::ioapic::InService;
-use fw::arch::x86_64::{cpu, ioapic, percpu};
+use fw::arch::x86_64::{cpu, ioapic, percpu, vector_space};
 use fw::pci::{self, PciDevice};
 
 /// Where the interrupt comes from and how it is masked.
@@ -40,6 +42,8 @@ pub enum Source {
     Ioapic { gsi: u32, level: bool, polarity: Polarity },
     /// PCI MSI of a function; `maskable` when it has per-vector mask bits.
     Msi { device: &'static PciDevice, cap: u8, maskable: bool },
+    /// One MSI-X table entry of a function (masked through its own vector mask).
+    Msix { function: &'static MsixFunction, entry: u16 },
 }
 
 struct State {
@@ -54,10 +58,16 @@ struct State {
 pub struct InterruptObject {
     /// Manifest spelling, e.g. `msi(edu)`.
     pub name: String,
-    pub vector: u8,
+    /// This source's handle in the per-CPU vector matrix.
+    owner: Owner,
+    /// The vector, in the space of CPU `cpu` (both change when the source moves).
+    vector: AtomicU8,
+    cpu: AtomicU32,
+    /// The CPU the last grant asked for (`cpu` differs when that one had no free vector).
+    requested_cpu: AtomicU32,
     /// Physical APIC ID the source is routed to (changes when a holder on another CPU
     /// acquires it).
-    pub target_apic_id: core::sync::atomic::AtomicU32,
+    pub target_apic_id: AtomicU32,
     pub source: Source,
     /// The PCI function behind an INTx source (to switch it away from MSI).
     intx_device: Option<&'static PciDevice>,
@@ -71,17 +81,26 @@ pub struct InterruptObject {
     /// Deliveries that arrived on the CPU the source is routed to, and elsewhere.
     pub on_target: AtomicU64,
     pub off_target: AtomicU64,
+    /// MSI-X: masks (on delivery, grant, release) and unmasks (on acknowledge) whose
+    /// effect was read back from the table entry.
+    pub masks_read_back: AtomicU64,
+    pub unmasks_read_back: AtomicU64,
 }
 
 static SOURCES: IrqSafeMutex<Vec<Arc<InterruptObject>>> = IrqSafeMutex::new(Vec::new());
-static BY_VECTOR: IrqSafeMutex<[Option<Arc<InterruptObject>>; 256]> =
-    IrqSafeMutex::new([const { None }; 256]);
+/// Sources by their matrix owner handle (`Owner(i)` is entry `i`).
+static BY_OWNER: IrqSafeMutex<Vec<Option<Arc<InterruptObject>>>> = IrqSafeMutex::new(Vec::new());
+static NEXT_OWNER: AtomicU32 = AtomicU32::new(0);
+
+/// Grants whose requested CPU had no free vector, so the source went to another CPU.
+pub static PLACED_ELSEWHERE: AtomicU64 = AtomicU64::new(0);
 
 /// A source as the manifest names it (`isa(N)`, `intx(dev)`, `msi(dev)`), its device resolved.
 pub enum ManifestSource<'a> {
     Isa(u8),
     Intx(&'static PciDevice, &'a str),
     Msi(&'static PciDevice, &'a str),
+    Msix(&'static PciDevice, &'a str, u16),
 }
 
 /// Grants the source to `holder`: creates its route on first use (masked), refuses while
@@ -95,6 +114,7 @@ pub fn acquire(
         ManifestSource::Isa(irq) => alloc::format!("isa({irq})"),
         ManifestSource::Intx(_, dev) => alloc::format!("intx({dev})"),
         ManifestSource::Msi(_, dev) => alloc::format!("msi({dev})"),
+        ManifestSource::Msix(_, dev, entry) => alloc::format!("msix({dev}, {entry})"),
     };
     let existing = SOURCES.lock().iter().find(|s| s.name == name).cloned();
     let object = match existing {
@@ -112,9 +132,10 @@ fn create(
     request: ManifestSource,
     target: &percpu::PerCpu,
 ) -> Result<Arc<InterruptObject>, &'static str> {
-    let apic_id = target.apic_id.load(Ordering::Acquire);
-    ioapic::reachable(ApicId::new(apic_id))?;
-    let vector = ioapic::allocate_vector(on_vector).ok_or("no free device vector")?;
+    ioapic::reachable(ApicId::new(target.apic_id.load(Ordering::Acquire)))?;
+    vector_space::set_owner_handler(on_vector);
+    let owner = Owner(NEXT_OWNER.fetch_add(1, Ordering::Relaxed));
+    let (cpu, vector, apic_id) = place(target.index, owner)?;
     let intx_device = match &request {
         ManifestSource::Intx(dev, _) => Some(*dev),
         _ => None,
@@ -148,11 +169,23 @@ fn create(
             pci::msi_set_masked(dev, cap, true);
             Source::Msi { device: dev, cap, maskable }
         }
+        ManifestSource::Msix(dev, _, entry) => {
+            let function = msix::function(dev)?;
+            if !function.has_entry(entry) {
+                return Err("MSI-X entry past the function's table");
+            }
+            pci::enable(dev, true, true, false);
+            function.program(entry, vector, ApicId::new(apic_id))?;
+            Source::Msix { function, entry }
+        }
     };
     let object = Arc::new(InterruptObject {
         name,
-        vector,
-        target_apic_id: core::sync::atomic::AtomicU32::new(apic_id),
+        owner,
+        vector: AtomicU8::new(vector),
+        cpu: AtomicU32::new(cpu),
+        requested_cpu: AtomicU32::new(target.index),
+        target_apic_id: AtomicU32::new(apic_id),
         source,
         intx_device,
         state: IrqSafeMutex::new(State {
@@ -167,13 +200,37 @@ fn create(
         while_masked: AtomicU64::new(0),
         on_target: AtomicU64::new(0),
         off_target: AtomicU64::new(0),
+        masks_read_back: AtomicU64::new(0),
+        unmasks_read_back: AtomicU64::new(0),
     });
-    log::info!("irq: {} -> vector {:#x} on APIC ID {}", object.name, vector, apic_id);
+    log::info!("irq: {} -> vector {:#x} of cpu{} (APIC ID {})", object.name, vector, cpu, apic_id);
     {
         SOURCES.lock().push(object.clone());
-        BY_VECTOR.lock()[vector as usize] = Some(object.clone());
+        let mut by_owner = BY_OWNER.lock();
+        let slot = owner.0 as usize;
+        if by_owner.len() <= slot {
+            by_owner.resize(slot + 1, None);
+        }
+        by_owner[slot] = Some(object.clone());
     }
     Ok(object)
+}
+
+/// Allocates `owner` a vector on CPU `requested`, or on the least-loaded CPU whose APIC ID a
+/// device interrupt can name when `requested` has none free; `(cpu, vector, apic id)`.
+fn place(requested: u32, owner: Owner) -> Result<(u32, u8, u32), &'static str> {
+    let reachable: Vec<u32> = percpu::online()
+        .filter(|c| ioapic::reachable(ApicId::new(c.apic_id.load(Ordering::Acquire))).is_ok())
+        .map(|c| c.index)
+        .collect();
+    let placed = vector_space::allocate(requested, &reachable, owner)
+        .map_err(|_| "no free device vector on any reachable CPU")?;
+    if placed.elsewhere {
+        PLACED_ELSEWHERE.fetch_add(1, Ordering::Relaxed);
+        log::info!("irq: cpu{requested} has no free vector: placed on cpu{}", placed.cpu);
+    }
+    let apic_id = percpu::cpu(placed.cpu).ok_or("placed on a CPU that is not set up")?;
+    Ok((placed.cpu, placed.vector, apic_id.apic_id.load(Ordering::Acquire)))
 }
 
 /// The methods of an `Interrupt` capability.
@@ -229,7 +286,7 @@ impl InterruptObject {
                 None => Reply::Later,
             }),
             Method::Acknowledge => self.acknowledge(caller.process()).map(|()| Reply::Now([0, 0])),
-            Method::Info => Ok(Reply::Now([self.vector as u64, self.abi_source().encode()])),
+            Method::Info => Ok(Reply::Now([self.vector() as u64, self.abi_source().encode()])),
         }
     }
 
@@ -238,30 +295,70 @@ impl InterruptObject {
         match &self.source {
             Source::Ioapic { gsi, .. } => InterruptSource::Gsi(*gsi),
             Source::Msi { device, .. } => InterruptSource::Msi { bdf: device.addr.bdf() },
+            Source::Msix { function, entry } => {
+                InterruptSource::MsiX { bdf: function.device.addr.bdf(), entry: *entry }
+            }
         }
     }
 }
 
 impl InterruptObject {
-    /// Points the (masked) source at `cpu`'s APIC ID, if it is not routed there already.
-    fn retarget(&self, cpu: &percpu::PerCpu) -> Result<(), &'static str> {
-        let apic_id = cpu.apic_id.load(Ordering::Acquire);
-        if self.target_apic_id.load(Ordering::Acquire) == apic_id {
+    /// The vector, in the space of [`Self::cpu`].
+    pub fn vector(&self) -> u8 {
+        self.vector.load(Ordering::Acquire)
+    }
+
+    /// The index of the CPU whose vector space holds the source.
+    pub fn cpu(&self) -> u32 {
+        self.cpu.load(Ordering::Acquire)
+    }
+
+    /// This source's handle in the vector matrix.
+    pub fn owner(&self) -> Owner {
+        self.owner
+    }
+
+    /// Moves the (masked) source to a vector of `target`'s space (or of the least-loaded CPU,
+    /// when `target` has none free) unless the previous grant asked for the same CPU: the
+    /// new vector is allocated, the route rewritten, then the old vector released.
+    fn retarget(&self, target: &percpu::PerCpu) -> Result<(), &'static str> {
+        if self.requested_cpu.load(Ordering::Acquire) == target.index {
             return Ok(());
         }
-        ioapic::reachable(ApicId::new(apic_id))?;
+        ioapic::reachable(ApicId::new(target.apic_id.load(Ordering::Acquire)))?;
+        let (old_cpu, old_vector) = (self.cpu(), self.vector());
+        let (cpu, vector, apic_id) = place(target.index, self.owner)?;
+        self.requested_cpu.store(target.index, Ordering::Release);
+        if cpu == old_cpu {
+            // Placed back where it is: keep the route, return the second vector.
+            let _ = vector_space::release(cpu, vector);
+            return Ok(());
+        }
+        let routed = self.route_to(cpu, vector, apic_id);
+        let unused = if routed.is_ok() { (old_cpu, old_vector) } else { (cpu, vector) };
+        let _ = vector_space::release(unused.0, unused.1);
+        routed
+    }
+
+    /// Rewrites the (masked) source's route to `vector` of CPU `cpu` (APIC ID `apic_id`).
+    fn route_to(&self, cpu: u32, vector: u8, apic_id: u32) -> Result<(), &'static str> {
         let _st = self.state.lock();
         match &self.source {
             Source::Ioapic { gsi, level, polarity } => {
                 let trigger = if *level { TriggerMode::Level } else { TriggerMode::Edge };
-                ioapic::route(*gsi, self.vector, ApicId::new(apic_id), *polarity, trigger, true)
+                ioapic::route(*gsi, vector, ApicId::new(apic_id), *polarity, trigger, true)
                     .map_err(|_| "IOAPIC route failed")?;
             }
             Source::Msi { device, cap, .. } => {
-                pci::msi_enable(device, *cap, ApicId::new(apic_id), self.vector)?;
+                pci::msi_enable(device, *cap, ApicId::new(apic_id), vector)?;
                 pci::msi_set_masked(device, *cap, true);
             }
+            Source::Msix { function, entry } => {
+                function.program(*entry, vector, ApicId::new(apic_id))?;
+            }
         }
+        self.vector.store(vector, Ordering::Release);
+        self.cpu.store(cpu, Ordering::Release);
         self.target_apic_id.store(apic_id, Ordering::Release);
         Ok(())
     }
@@ -271,6 +368,7 @@ impl InterruptObject {
     fn select_device_mode(&self) {
         match &self.source {
             Source::Msi { device, .. } => pci::enable(device, true, true, false),
+            Source::Msix { function, .. } => pci::enable(function.device, true, true, false),
             Source::Ioapic { .. } => {
                 if let Some(device) = self.intx_device {
                     if let Some(cap) = pci::find_capability(device, 0x05) {
@@ -294,6 +392,13 @@ impl InterruptObject {
                 pci::msi_set_masked(device, *cap, masked)
             }
             Source::Msi { maskable: false, .. } => {}
+            Source::Msix { function, entry } => {
+                function.set_masked(*entry, masked);
+                let counter = if masked { &self.masks_read_back } else { &self.unmasks_read_back };
+                if function.masked(*entry) == masked {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
+            }
         }
     }
 
@@ -344,6 +449,7 @@ impl InterruptObject {
     pub fn pci_device(&self) -> Option<&'static PciDevice> {
         match &self.source {
             Source::Msi { device, .. } => Some(*device),
+            Source::Msix { function, .. } => Some(function.device),
             Source::Ioapic { .. } => self.intx_device,
         }
     }
@@ -373,6 +479,7 @@ impl InterruptObject {
                 Err(_) => return HardwareMask::Unreadable,
             },
             Source::Msi { device, cap, .. } => pci::msi_mask_bit(device, *cap),
+            Source::Msix { function, entry } => Some(function.masked(*entry)),
         };
         match bit {
             Some(true) => HardwareMask::Masked,
@@ -437,9 +544,10 @@ impl HardwareMask {
     }
 }
 
-/// Device-vector entry for every vector owned by an interrupt object.
-fn on_vector(vector: u8, token: InService) {
-    let object = BY_VECTOR.lock()[vector as usize].clone();
+/// Entry for every per-CPU vector: the matrix named this source's owner handle for the
+/// (CPU, vector) that fired.
+fn on_vector(owner: Owner, _vector: u8, token: InService) {
+    let object = BY_OWNER.lock().get(owner.0 as usize).cloned().flatten();
     match object {
         Some(o) => o.fire(token),
         None => token.eoi(),

@@ -14,6 +14,7 @@ pub mod console_object;
 pub mod device_memory;
 pub mod interrupt;
 pub mod io_ports;
+pub mod msix;
 pub mod process_object;
 pub mod timer;
 pub mod virtual_memory;

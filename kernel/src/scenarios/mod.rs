@@ -16,6 +16,7 @@ mod scale;
 mod smp_scenario;
 mod tickless;
 mod user_scenario;
+mod vectors;
 
 pub use fw::bringup::System;
 

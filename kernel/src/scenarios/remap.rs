@@ -88,7 +88,7 @@ fn amdvi_evidence(prefix: &str, devid: u16, index: u16) {
 /// The whole entry at `index`, decoded from table memory: destination, vector, trigger mode
 /// and source validation (SVT, and SID or the bus range; a requester entry decodes only with
 /// SQ = 0, every other bit pattern is reported invalid).
-fn irte_evidence(prefix: &str, index: u16) {
+pub fn irte_evidence(prefix: &str, index: u16) {
     ev!(("{}.remap_index", prefix), index);
     match iommu::entry(index) {
         Some(Ok(irte)) => {

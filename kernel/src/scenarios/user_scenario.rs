@@ -13,7 +13,7 @@ use crate::init::programs;
 use crate::object::interrupt;
 use crate::task::loader::ModuleImage;
 use crate::task::process;
-use fw::arch::x86_64::percpu;
+use fw::arch::x86_64::{percpu, vector_space};
 use fw::exit::verdict;
 use fw::mm::BootContext;
 
@@ -25,6 +25,10 @@ pub fn run(_system: System, cmdline: &CommandLine, boot: &BootContext) -> ! {
     }
     // Before the baselines: the benchmark maps edu's BAR into the kernel for good.
     super::dma_bench::run(cmdline);
+    // Before the baselines too: filling a CPU's vectors creates the matrix, and mapping an
+    // MSI-X table into the kernel may take a page-table frame (kept for good).
+    let vector_fill = super::vectors::fill(cmdline);
+    super::vectors::map_msix_tables(&manifest);
     let churn = super::churn::Churn::start();
     let frames_before = fw::mm::frames::free_count();
     let heap_before = fw::mm::heap::used_bytes();
@@ -42,6 +46,8 @@ pub fn run(_system: System, cmdline: &CommandLine, boot: &BootContext) -> ! {
     churn.programs_done();
     program_evidence(&manifest, &run);
     interrupt_evidence();
+    super::vectors::release(vector_fill);
+    super::vectors::evidence();
     cpu_evidence();
     if manifest.programs.iter().any(|p| p.grants.iter().any(|g| matches!(g, Grant::IoPorts { .. })))
     {
@@ -103,8 +109,13 @@ fn program_evidence(manifest: &Manifest, run: &programs::Run) {
 /// route state at the end, then the IOMMU's fault record.
 fn interrupt_evidence() {
     for irq in interrupt::all() {
-        let key = irq.name.replace(['(', ')'], "_").trim_end_matches('_').replace("__", "_");
-        ev!(("irq.{}.vector", key), irq.vector);
+        let key = irq.name.replace(['(', ')', ',', ' '], "_").replace("__", "_");
+        let key = key.trim_end_matches('_');
+        ev!(("irq.{}.vector", key), irq.vector());
+        // Where the source lives, and whether the matrix names it the owner there.
+        ev!(("irq.{}.cpu", key), irq.cpu());
+        let owned = vector_space::owner(irq.cpu(), irq.vector()) == Some(irq.owner());
+        ev!(("irq.{}.owner_in_matrix", key), if owned { "yes" } else { "no" });
         ev!(("irq.{}.deliveries", key), irq.deliveries.load(Ordering::Relaxed));
         ev!(("irq.{}.acknowledgements", key), irq.acknowledgements.load(Ordering::Relaxed));
         ev!(("irq.{}.coalesced_while_masked", key), irq.while_masked.load(Ordering::Relaxed));
@@ -124,6 +135,9 @@ fn interrupt_evidence() {
             interrupt::Source::Ioapic { gsi, .. } => super::remap::ioapic_evidence(&prefix, *gsi),
             interrupt::Source::Msi { device, cap, .. } => {
                 super::remap::msi_evidence(&prefix, device, *cap)
+            }
+            interrupt::Source::Msix { function, entry } => {
+                super::vectors::msix_evidence(&prefix, &irq, function, *entry)
             }
         }
     }

@@ -127,11 +127,14 @@ fn grant(
             }
             fw::pci::enable(dev, true, false, true);
             (
-                Object::DeviceMemory(Arc::new(DeviceMemory::new(b.phys, b.size, dev.addr.bdf()))),
+                Object::DeviceMemory(Arc::new(
+                    DeviceMemory::new(b.phys, b.size, dev.addr.bdf())
+                        .withholding(crate::object::msix::kernel_pages(dev, *bar)),
+                )),
                 [b.size, dev.addr.bdf() as u64],
             )
         }
-        Grant::Interrupt(source) => {
+        Grant::Interrupt(source, requested_cpu) => {
             let request = match source {
                 InterruptSource::Isa(irq) => interrupt::ManifestSource::Isa(*irq),
                 InterruptSource::Intx(d) => {
@@ -140,10 +143,14 @@ fn grant(
                 InterruptSource::Msi(d) => {
                     interrupt::ManifestSource::Msi(resolve_device(manifest, d)?, d)
                 }
+                InterruptSource::Msix(d, entry) => {
+                    interrupt::ManifestSource::Msix(resolve_device(manifest, d)?, d, *entry)
+                }
             };
-            let obj = interrupt::acquire(request, process, interrupt_target(cpu))
+            let target = interrupt_target(requested_cpu.unwrap_or(cpu));
+            let obj = interrupt::acquire(request, process, target)
                 .map_err(|e| alloc::format!("{source}: {e}"))?;
-            let vector = obj.vector as u64;
+            let vector = obj.vector() as u64;
             (Object::Interrupt(obj), [vector, 0])
         }
     })

@@ -1,4 +1,4 @@
-//! A ring-3 driver for QEMU's `nvme` controller, polled (no interrupts yet).
+//! A ring-3 driver for QEMU's `nvme` controller, polled or interrupt-driven.
 //!
 //! It maps BAR 0 through its `DeviceMemory` capability and a run of its own pages for DMA
 //! (`DeviceMemoryDmaMap`: the controller sees them only through their IOVAs), resets and
@@ -9,11 +9,18 @@
 //! pattern and reads it and its neighbours back. Completions are found by their phase
 //! tags. Arguments: `blocks=N` 4 KiB blocks to read (default 64), `write=B` the block to
 //! write (default 37), `entries=E` I/O queue entries (default 16, so the completion ring
-//! wraps several times). Exit 0 when every check held.
+//! wraps several times), `irq=msix`: the I/O completion queue raises MSI-X entry 1, granted
+//! as an `Interrupt` capability, and the driver sleeps in `InterruptWait` instead of
+//! polling (the admin queue stays polled); `queues=N` with it: one I/O queue pair per CPU,
+//! a thread each, queue q on MSI-X entry q (`workers.rs`). `die_mid_io=1`: exit 9 right
+//! after the first batch of reads is submitted (a driver dying mid-I/O). Exit 0 when every
+//! check held.
 #![no_std]
 #![no_main]
 
+mod irq;
 mod queue;
+mod workers;
 
 use keel_nvme::command::{Command, Prp, CNS_CONTROLLER, CNS_NAMESPACE};
 use keel_nvme::completion::Completion;
@@ -28,10 +35,10 @@ use queue::QueuePair;
 keel_rt::entry!(main);
 
 /// Where BAR 0 is mapped in this process.
-const BAR_VADDR: u64 = 0x0000_1000_0000;
+pub(crate) const BAR_VADDR: u64 = 0x0000_1000_0000;
 /// Where the DMA pages start; their order in the run.
 const DMA_VA: u64 = 0x0000_2000_0000;
-const PAGE: u64 = 4096;
+pub(crate) const PAGE: u64 = 4096;
 const ADMIN_SQ: u64 = 0;
 const ADMIN_CQ: u64 = 1;
 const IDENTIFY: u64 = 2;
@@ -39,23 +46,45 @@ const IO_SQ: u64 = 3;
 const IO_CQ: u64 = 4;
 /// Read buffers: one per command in flight.
 const READ_BUFS: u64 = 5;
-const BATCH: u64 = 8;
+pub(crate) const BATCH: u64 = 8;
 const WRITE_BUF: u64 = READ_BUFS + BATCH;
 const DMA_PAGES: u64 = WRITE_BUF + 1;
 /// Admin queue entries (one page each way).
 const ADMIN_ENTRIES: u16 = 64;
 /// The I/O queue's id.
 const IO_QID: u16 = 1;
+/// The MSI-X entry its completion queue raises under `irq=msix` (entry 0 is the admin
+/// queue's, left masked: the admin queue is polled).
+const IO_VECTOR: u16 = 1;
 /// The namespace read and written.
-const NSID: u32 = 1;
+pub(crate) const NSID: u32 = 1;
 /// How long a command or a controller state change may take before the driver gives up.
-const COMMAND_TIMEOUT_NS: u64 = 5_000_000_000;
+pub(crate) const COMMAND_TIMEOUT_NS: u64 = 5_000_000_000;
+/// Exit code of `die_mid_io=1`: the driver left with reads in flight.
+const EXIT_MID_IO: u64 = 9;
+/// How long the threads of `queues=N` may take together.
+const THREADS_TIMEOUT_NS: u64 = 60_000_000_000;
 
 fn va(page: u64) -> u64 {
     DMA_VA + page * PAGE
 }
 
-fn words(page: u64) -> &'static mut [u64; 512] {
+/// Reads each thread of `queues=N` keeps in flight: with 2 ring pages a queue, 8 queues
+/// fit one `DeviceMemoryDmaMap` (at most `MAX_DMA_PAGES` = 64 pages).
+pub(crate) const THREAD_BATCH: u64 = 4;
+
+/// DMA pages of I/O queue `index` (0-based): submission ring, completion ring, first read
+/// buffer. Queue 0 uses the single-queue layout; each further queue gets 2 + THREAD_BATCH
+/// pages after `DMA_PAGES`.
+pub(crate) fn queue_pages(index: usize) -> (u64, u64, u64) {
+    if index == 0 {
+        return (IO_SQ, IO_CQ, READ_BUFS);
+    }
+    let base = DMA_PAGES + (index as u64 - 1) * (2 + THREAD_BATCH);
+    (base, base + 1, base + 2)
+}
+
+pub(crate) fn words(page: u64) -> &'static mut [u64; 512] {
     // SAFETY: `page` is one of the DMA_PAGES pages this program mapped at DMA_VA (writable)
     // and keeps mapped; the controller writes it only while a command naming it is in
     // flight, and the driver reads it after that command's completion.
@@ -72,6 +101,12 @@ struct Driver {
     bar: Mmio,
     timer: CapId,
     iova: u64,
+    /// The I/O completion queue's interrupt (`irq=msix`), and what it delivered.
+    irq: Option<CapId>,
+    irq_counts: core::cell::RefCell<irq::Counts>,
+    /// I/O commands were submitted since the last wait: sleep until the queue's interrupt
+    /// before looking at the ring.
+    interrupt_due: core::cell::Cell<bool>,
 }
 
 impl Driver {
@@ -113,16 +148,41 @@ impl Driver {
         }
     }
 
+    /// Tells the controller about `q`'s queued commands; with an interrupt, their
+    /// completions are then awaited by it.
+    fn doorbell(&self, q: &QueuePair) {
+        q.ring_doorbell(&self.bar);
+        if q.qid() == IO_QID {
+            self.interrupt_due.set(true);
+        }
+    }
+
     /// Submits one command and waits for its completion.
     fn run(&self, q: &mut QueuePair, make: impl FnOnce(u16) -> Command) -> Option<Completion> {
         let cid = q.queue(make)?;
-        q.ring_doorbell(&self.bar);
+        self.doorbell(q);
         let c = self.complete(q)?;
         (c.cid == cid).then_some(c)
     }
 
-    /// The next completion of `q`, within the command timeout.
+    /// The next completion of `q`, within the command timeout: by interrupt for the I/O
+    /// queue when the driver has one, else polled.
     fn complete(&self, q: &mut QueuePair) -> Option<Completion> {
+        if let (Some(irq), true) = (self.irq, q.qid() == IO_QID) {
+            loop {
+                if self.interrupt_due.replace(false) {
+                    let counts = &mut self.irq_counts.borrow_mut();
+                    let ring = &mut *ring().expect("ring");
+                    if !irq::wait_and_rearm(ring, irq, counts, COMMAND_TIMEOUT_NS) {
+                        return None;
+                    }
+                }
+                if let Some(c) = q.take(&self.bar) {
+                    return Some(c);
+                }
+                self.interrupt_due.set(true);
+            }
+        }
         let deadline = self.now_ns() + COMMAND_TIMEOUT_NS;
         let c = q.poll(&self.bar, || self.now_ns() > deadline);
         if c.is_none() {
@@ -130,6 +190,65 @@ impl Driver {
         }
         c
     }
+}
+
+/// `queues=N`: queue i's thread on CPU i reads blocks [i·blocks/N, (i+1)·blocks/N); waits
+/// for all, reports per queue, and returns queue 1 (for the write) with the read sums.
+fn read_by_threads(
+    d: &Driver,
+    first: QueuePair,
+    pairs: &mut [Option<QueuePair>; workers::MAX_QUEUES],
+    queues: u64,
+    blocks: u64,
+    lbas_per_page: u32,
+) -> Option<(QueuePair, (u64, u64, u64))> {
+    use core::sync::atomic::Ordering::{Acquire, Relaxed};
+    workers::IOVA.store(d.iova, Relaxed);
+    workers::LBAS_PER_PAGE.store(lbas_per_page as u64, Relaxed);
+    workers::install(0, first);
+    for (i, pair) in pairs.iter_mut().enumerate().take(queues as usize).skip(1) {
+        workers::install(i, pair.take().expect("queue created"));
+    }
+    for i in 0..queues {
+        let share = &workers::SHARES[i as usize];
+        share.first.store(i * blocks / queues, Relaxed);
+        share.count.store((i + 1) * blocks / queues - i * blocks / queues, Relaxed);
+        if !workers::spawn(i, i) {
+            println!("could not start the thread of queue {}", i + 1);
+            return None;
+        }
+    }
+    let deadline = d.now_ns() + THREADS_TIMEOUT_NS;
+    while workers::DONE.load(Acquire) < queues {
+        if d.now_ns() > deadline {
+            println!("only {} of {queues} queue threads finished", workers::DONE.load(Acquire));
+            return None;
+        }
+        r("sleep", ring().expect("ring").timer_sleep(d.timer, 1_000_000));
+    }
+    let mut sums = (0, 0, 0);
+    let mut counts = d.irq_counts.borrow_mut();
+    for i in 0..queues as usize {
+        let s = &workers::SHARES[i];
+        let q = i + 1;
+        ev!(format_args!("q.{}.ran_on", q), s.ran_on.load(Relaxed));
+        ev!(format_args!("q.{}.blocks", q), s.count.load(Relaxed));
+        ev!(format_args!("q.{}.blocks_matching", q), s.matching.load(Relaxed));
+        ev!(format_args!("q.{}.waits", q), s.waits.load(Relaxed));
+        ev!(format_args!("q.{}.interrupts", q), s.interrupts.load(Relaxed));
+        sums.0 += s.matching.load(Relaxed);
+        sums.1 += s.mismatched_words.load(Relaxed);
+        sums.2 += s.lost.load(Relaxed);
+        counts.waits += s.waits.load(Relaxed);
+        counts.interrupts += s.interrupts.load(Relaxed);
+        if i > 0 {
+            let q = workers::take_back(i)?;
+            ev!(format_args!("q.{}.completions", i + 1), q.completions);
+            ev!(format_args!("q.{}.errors", i + 1), q.errors);
+        }
+    }
+    let q1 = workers::take_back(0)?;
+    Some((q1, sums))
 }
 
 fn yes(b: bool) -> &'static str {
@@ -144,20 +263,34 @@ fn main() -> u64 {
     let blocks = arg_u64("blocks", 64);
     let write_block = arg_u64("write", 37);
     let entries = arg_u64("entries", 16) as u16;
+    let by_interrupt = keel_rt::start_info().arg("irq") == Some("msix");
+    let die_mid_io = arg_u64("die_mid_io", 0) != 0;
+    let queues =
+        if by_interrupt { arg_u64("queues", 1).clamp(1, workers::MAX_QUEUES as u64) } else { 1 };
+    let dma_pages = DMA_PAGES + (queues - 1) * (2 + THREAD_BATCH);
     let dm = cap(ObjectKind::DeviceMemory);
     let vm = cap(ObjectKind::VirtualMemory);
     let timer = cap(ObjectKind::Timer);
 
-    let mapped = r(
-        "DeviceMemoryMap",
-        ring().expect("ring").call(dm, Method::DeviceMemoryMap, [BAR_VADDR, 0, 0, 0]),
-    );
+    let bar_map = ring().expect("ring").call(dm, Method::DeviceMemoryMap, [BAR_VADDR, 0, 0, 0]);
+    let mapped = r("DeviceMemoryMap", bar_map);
     // SAFETY: the kernel just mapped the whole BAR (results[1] bytes) uncached at BAR_VADDR,
     // and every offset used (registers, the first doorbells) lies in the first 8 KiB.
     let bar = unsafe { Mmio::new(mapped.results[0]) };
-    r("VmMap", ring().expect("ring").call(vm, Method::VmMap, [DMA_VA, DMA_PAGES, 1, 0]));
-    let iova = r("DmaMap", ring().expect("ring").dma_map(dm, DMA_VA, DMA_PAGES, true));
-    let d = Driver { bar, timer, iova };
+    // Each result is checked once the ring is free again, so a failure can be printed.
+    let mapped_dma = ring().expect("ring").call(vm, Method::VmMap, [DMA_VA, dma_pages, 1, 0]);
+    r("VmMap", mapped_dma);
+    let dma = ring().expect("ring").dma_map(dm, DMA_VA, dma_pages, true);
+    let iova = r("DmaMap", dma);
+    let irq = by_interrupt.then(|| cap(ObjectKind::Interrupt));
+    let d = Driver {
+        bar,
+        timer,
+        iova,
+        irq,
+        irq_counts: Default::default(),
+        interrupt_due: Default::default(),
+    };
 
     let cap_reg = regs::Cap(d.read64(regs::CAP));
     let version = d.bar.read(regs::VS as usize);
@@ -233,25 +366,49 @@ fn main() -> u64 {
     let lbas_per_page = (PAGE / ns.block_size()) as u32;
     let pages_on_disk = ns.bytes() / PAGE;
 
-    // One I/O queue pair, polled (no interrupt enabled on its completion queue).
+    // The I/O queue pairs: polled, or queue q's completions raising MSI-X entry q.
     let entries = entries.clamp(2, cap_reg.max_queue_entries().min(256) as u16);
-    let (sq_iova, cq_iova) = (d.iova(IO_SQ), d.iova(IO_CQ));
-    let made_cq =
-        d.run(&mut admin, |cid| Command::create_io_cq(cid, IO_QID, entries, cq_iova, 0, false));
-    let made_sq =
-        d.run(&mut admin, |cid| Command::create_io_sq(cid, IO_QID, entries, sq_iova, IO_QID));
-    let queues_ok =
-        made_cq.is_some_and(|c| c.succeeded()) && made_sq.is_some_and(|c| c.succeeded());
+    let mut pairs = [const { None }; workers::MAX_QUEUES];
+    let mut queues_ok = true;
+    for (i, pair) in pairs.iter_mut().enumerate().take(queues as usize) {
+        let qid = IO_QID + i as u16;
+        let (sq, cq, _) = queue_pages(i);
+        let (sq_iova, cq_iova) = (d.iova(sq), d.iova(cq));
+        let (vector, ien) = if by_interrupt { (IO_VECTOR + i as u16, true) } else { (0, false) };
+        let made_cq =
+            d.run(&mut admin, |cid| Command::create_io_cq(cid, qid, entries, cq_iova, vector, ien));
+        let made_sq =
+            d.run(&mut admin, |cid| Command::create_io_sq(cid, qid, entries, sq_iova, qid));
+        queues_ok &=
+            made_cq.is_some_and(|c| c.succeeded()) && made_sq.is_some_and(|c| c.succeeded());
+        *pair = Some(QueuePair::new(qid, entries, va(sq), va(cq), stride));
+        if by_interrupt {
+            // The grant leaves the entry masked: arm it before the first command.
+            let irq = workers::interrupt_of(i).unwrap_or_else(|| cap(ObjectKind::Interrupt));
+            r("acknowledge", ring().expect("ring").interrupt_acknowledge(irq));
+        }
+    }
     ev!("io_queue.created", yes(queues_ok));
+    ev!("io_queues", queues);
     if !queues_ok {
         return 6;
     }
-    let mut io = QueuePair::new(IO_QID, entries, va(IO_SQ), va(IO_CQ), stride);
+    let mut io = pairs[0].take().expect("queue 1");
 
     // Reads, BATCH commands in flight at a time, each checked against the image pattern.
     let blocks = blocks.min(pages_on_disk);
     let (mut matching, mut mismatched_words, mut lost) = (0u64, 0u64, 0u64);
     let mut block = 0;
+    if queues > 1 {
+        io = match read_by_threads(&d, io, &mut pairs, queues, blocks, lbas_per_page) {
+            Some((q, sums)) => {
+                (matching, mismatched_words, lost) = sums;
+                q
+            }
+            None => return 8,
+        };
+        block = blocks;
+    }
     while block < blocks {
         let n = (blocks - block).min(BATCH).min(entries as u64 - 1);
         let mut cids = [0u16; BATCH as usize];
@@ -262,7 +419,12 @@ fn main() -> u64 {
                 .queue(|cid| Command::read(cid, NSID, lba, lbas_per_page, prp))
                 .expect("room for the batch");
         }
-        io.ring_doorbell(&d.bar);
+        d.doorbell(&io);
+        if die_mid_io {
+            // Leave with the batch in flight: the controller still owns the buffers.
+            println!("nvme: exiting with {n} reads in flight");
+            return EXIT_MID_IO;
+        }
         for _ in 0..n {
             let Some(c) = d.complete(&mut io) else {
                 lost += 1;
@@ -322,6 +484,11 @@ fn main() -> u64 {
     ev!("io.errors", io.errors);
     ev!("io.cq_wraps", io.wraps());
     ev!("disabled", yes(stopped));
+    if d.irq.is_some() {
+        let counts = d.irq_counts.borrow();
+        ev!("irq.waits", counts.waits);
+        ev!("irq.interrupts", counts.interrupts);
+    }
     let all = matching == blocks
         && mismatched_words == 0
         && lost == 0

@@ -1,4 +1,4 @@
-//! One submission / completion queue pair in this process's DMA pages, polled.
+//! One submission / completion queue pair in this process's DMA pages.
 
 use core::sync::atomic::{fence, Ordering};
 
@@ -11,6 +11,8 @@ use keel_rt::util::Mmio;
 /// A queue pair: both rings live in pages this process mapped and the device reaches by
 /// IOVA; the doorbells are in BAR 0.
 pub struct QueuePair {
+    qid: u16,
+    entries: u16,
     sq_va: u64,
     cq_va: u64,
     sq: SubmissionRing,
@@ -28,6 +30,8 @@ impl QueuePair {
     /// Queue `qid` with `entries` slots each at `sq_va` and `cq_va` (zeroed pages).
     pub fn new(qid: u16, entries: u16, sq_va: u64, cq_va: u64, stride: u64) -> QueuePair {
         QueuePair {
+            qid,
+            entries,
             sq_va,
             cq_va,
             sq: SubmissionRing::new(entries).expect("ring of at least 2"),
@@ -38,6 +42,16 @@ impl QueuePair {
             completions: 0,
             errors: 0,
         }
+    }
+
+    /// Slots in each ring.
+    pub fn entries(&self) -> u16 {
+        self.entries
+    }
+
+    /// The queue's id.
+    pub fn qid(&self) -> u16 {
+        self.qid
     }
 
     /// Passes of the completion ring so far.
@@ -66,23 +80,30 @@ impl QueuePair {
         bar.write(self.sq_doorbell, self.sq.tail() as u32);
     }
 
+    /// The next completion if the controller has posted it (by its phase tag); moves the
+    /// head doorbell past it.
+    pub fn take(&mut self, bar: &Mmio) -> Option<Completion> {
+        let at = (self.cq_va + self.cq.head() as u64 * CQE as u64) as *const [u8; CQE];
+        // SAFETY: `at` is slot `head` (< entries) of the completion page this process
+        // mapped for the queue; the controller writes it by DMA, hence the volatile read.
+        let entry = unsafe { at.read_volatile() };
+        let c = self.cq.take(&entry)?;
+        fence(Ordering::SeqCst);
+        self.sq.consumed_up_to(c.sq_head);
+        bar.write(self.cq_doorbell, self.cq.head() as u32);
+        self.completions += 1;
+        if !c.succeeded() {
+            self.errors += 1;
+        }
+        Some(c)
+    }
+
     /// Waits for the next completion until `give_up()` says so (checked every 4,096 polls);
     /// moves the head doorbell past it.
     pub fn poll(&mut self, bar: &Mmio, mut give_up: impl FnMut() -> bool) -> Option<Completion> {
         let mut spins = 0u32;
         loop {
-            let at = (self.cq_va + self.cq.head() as u64 * CQE as u64) as *const [u8; CQE];
-            // SAFETY: `at` is slot `head` (< entries) of the completion page this process
-            // mapped for the queue; the controller writes it by DMA, hence the volatile read.
-            let entry = unsafe { at.read_volatile() };
-            if let Some(c) = self.cq.take(&entry) {
-                fence(Ordering::SeqCst);
-                self.sq.consumed_up_to(c.sq_head);
-                bar.write(self.cq_doorbell, self.cq.head() as u32);
-                self.completions += 1;
-                if !c.succeeded() {
-                    self.errors += 1;
-                }
+            if let Some(c) = self.take(bar) {
                 return Some(c);
             }
             spins = spins.wrapping_add(1);

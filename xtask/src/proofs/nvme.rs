@@ -1,12 +1,14 @@
-//! A ring-3 NVMe driver on QEMU's `nvme` controller, polled, with DMA only through IOVAs
-//! under VT-d: admin queue, identify, one I/O queue pair, 4 KiB reads checked against the
+//! A ring-3 NVMe driver on QEMU's `nvme` controller, polled (`nvme-poll*`), by MSI-X
+//! (`nvme-msix*`) or with one queue pair per CPU (`nvme-msix-2*`, `-8`), with DMA only
+//! through IOVAs under VT-d: admin queue, identify, I/O queue pairs, 4 KiB reads checked against the
 //! disk image the harness wrote (`keel_nvme::pattern`), one write read back. Every figure
 //! checked comes from the controller: the identify data it DMA'd, the completion entries
 //! taken by their phase tags, the blocks it read from the image. After the run the harness
 //! reads the image file: the written block, and only it, holds the write pattern.
 
 use super::{user_proof, xapic_cpu, Proof};
-use crate::checks::{eq, ge};
+use crate::checks::{custom, eq, ge, keys_equal, Check};
+use crate::trace::ev_u64;
 
 /// The disk image's size: 256 blocks of 4 KiB.
 const DISK_BYTES: u64 = 1 << 20;
@@ -17,6 +19,8 @@ const BLOCKS: u64 = 64;
 const ENTRIES: u64 = 16;
 /// The 4 KiB block the driver writes (`write=`): the only one that changes in the image.
 const WRITTEN: u64 = 37;
+/// Reads the driver keeps in flight at a time (`BATCH` in the driver).
+const BATCH: u64 = 8;
 
 pub fn proofs() -> Vec<Proof> {
     vec![
@@ -25,11 +29,229 @@ pub fn proofs() -> Vec<Proof> {
             "ring-3 NVMe driver, polled: identify, an I/O queue pair, 4 KiB reads of the image and a write read back, DMA by IOVA (x2APIC, VT-d)",
         ),
         poll("nvme-poll-xapic", "nvme-poll with the LAPICs in xAPIC mode").cpu(xapic_cpu()),
+        msix(
+            "nvme-msix",
+            "the NVMe driver's I/O completions by MSI-X entry 1 through VT-d (x2APIC): table kept by the kernel, vector mask per delivery and acknowledge",
+        ),
+        msix("nvme-msix-xapic", "nvme-msix with the LAPICs in xAPIC mode").cpu(xapic_cpu()),
+        per_cpu("nvme-msix-2", "one I/O queue pair per CPU (2), a thread each, each queue's MSI-X vector on its thread's CPU (x2APIC, VT-d)", 2),
+        per_cpu("nvme-msix-2-xapic", "nvme-msix-2 with the LAPICs in xAPIC mode", 2).cpu(xapic_cpu()),
+        per_cpu("nvme-msix-8", "one I/O queue pair per CPU on 8 CPUs, a thread each, each queue's MSI-X vector on its thread's CPU (x2APIC, VT-d)", 8),
+        per_cpu("nvme-msix-8-xapic", "nvme-msix-8 with the LAPICs in xAPIC mode", 8).cpu(xapic_cpu()),
+        queue_on_257(),
+        death(
+            "nvme-msix-death",
+            "an NVMe driver exits with reads in flight on its MSI-X queue; the kernel and every frame stay intact and a successor runs on the same device",
+        ),
     ]
 }
 
+/// `queues=3` on CPUs with APIC IDs 0, 1 and 257 (the firmware hands over in x2APIC mode):
+/// queue 3's MSI-X entry reaches APIC ID 257, which only a remapping entry in extended
+/// interrupt mode can name.
+fn queue_on_257() -> Proof {
+    let cpu_257 = ["-device", "qemu64-x86_64-cpu,x2apic=on,socket-id=0,core-id=257,thread-id=0"];
+    per_cpu(
+        "nvme-msix-257",
+        "one I/O queue pair per CPU on CPUs with APIC IDs 0, 1 and 257: queue 3's MSI-X entry remapped by VT-d (EIM) to APIC ID 257",
+        3,
+    )
+    .smp(2)
+    .cpu(crate::qemu::CpuSpec::new("qemu64", &["+x2apic"]))
+    .qemu_extra(&["-smp", "2,maxcpus=260"])
+    .qemu_extra(&cpu_257)
+    .check(eq("irq.msix_nvme_3.target_apic_id", 257))
+    .check(eq("irq.msix_nvme_2.target_apic_id", 1))
+}
+
+/// `queues=N` on N CPUs: queue q's thread ran on CPU q-1 (as the kernel reported to it),
+/// read its share of the blocks correctly through its own queue, woken by interrupts; the
+/// kernel placed entry q's vector in CPU q-1's space and took every one of its deliveries
+/// there (counted on the delivery path), masking and unmasking the entry as the contract
+/// says (read back from the table).
+fn per_cpu(name: &'static str, description: &'static str, queues: u64) -> Proof {
+    let manifest: &'static str = Box::leak(format!("nvme-msix-{queues}").into_boxed_str());
+    let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+    let mut p = nvme(name, description, manifest)
+        .smp(queues as u32)
+        .check(eq("user.nvme.io_queues", queues))
+        .check(eq("devmem.msix_pages_withheld", 2))
+        .check(eq("vectors.unowned_deliveries", 0))
+        .check(same_vector_everywhere(queues))
+        .check(own_irte_each(queues));
+    for q in 1..=queues {
+        let cpu = q - 1;
+        let u = |s: &str| leak(format!("user.nvme.q.{q}.{s}"));
+        let k = |s: &str| leak(format!("irq.msix_nvme_{q}.{s}"));
+        p = p
+            .check(eq(u("ran_on"), cpu))
+            .check(keys_equal(u("blocks_matching"), u("blocks")))
+            .check(ge(u("waits"), 1))
+            .check(eq(k("cpu"), cpu))
+            .check(eq(k("owner_in_matrix"), "yes"))
+            .check(ge(k("deliveries"), 1))
+            .check(keys_equal(k("on_target_cpu"), k("deliveries")))
+            .check(eq(k("off_target_cpu"), 0))
+            .check(keys_equal(k("unmasks_read_back"), k("acknowledgements")))
+            .check(eq(k("masked_at_end"), "yes"))
+            .check(eq(k("format"), "remappable"))
+            // The entry's own IRTE, read back from the table: its CPU, its vector, and only
+            // the function's requester id accepted.
+            .check(keys_equal(k("irte_destination"), k("target_apic_id")))
+            .check(keys_equal(k("irte_vector"), k("vector")))
+            .check(eq(k("irte_svt"), "requester"))
+            .check(keys_equal(k("irte_sid"), k("requester_id")))
+            .check(ge(&format!("cpu.{cpu}.device_interrupts"), 1));
+        if q > 1 {
+            p = p.check(keys_equal(u("completions"), u("blocks"))).check(eq(u("errors"), 0));
+        }
+    }
+    p
+}
+
+/// Polled: the pin the admin queue asserts stays masked (never acknowledged).
 fn poll(name: &'static str, description: &'static str) -> Proof {
-    let p = user_proof(Proof::new(name, description), "nvme-poll", &["nvme-driver"])
+    one_queue(nvme(name, description, "nvme-poll")).check(eq("irq.intx_nvme.deliveries", 0))
+}
+
+/// Every queue got the same vector number, each in its own CPU's space (the lowest one of
+/// the range, nothing else being placed there): one global table could not give it twice.
+fn same_vector_everywhere(queues: u64) -> Check {
+    custom("every queue's vector is the same number, on its own CPU", move |t| {
+        let first = ev_u64(t, "irq.msix_nvme_1.vector")?;
+        for q in 2..=queues {
+            let v = ev_u64(t, &format!("irq.msix_nvme_{q}.vector"))?;
+            if v != first {
+                return Err(format!("queue {q} has vector {v}, queue 1 {first}"));
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Every MSI-X entry has its own remapping entry (index), so each can name its own CPU.
+fn own_irte_each(queues: u64) -> Check {
+    custom("every queue's MSI-X entry has its own IRTE index", move |t| {
+        let mut seen = std::collections::BTreeSet::new();
+        for q in 1..=queues {
+            let index = ev_u64(t, &format!("irq.msix_nvme_{q}.remap_index"))?;
+            if !seen.insert(index) {
+                return Err(format!("queue {q} shares IRTE {index} with another queue"));
+            }
+        }
+        Ok(())
+    })
+}
+
+/// `admin.completions` = 2 identifies + 2 per I/O queue created.
+fn admin_completions() -> Check {
+    custom("user.nvme.admin.completions == 2 + 2 * io_queues", |t| {
+        let queues = ev_u64(t, "user.nvme.io_queues").unwrap_or(1);
+        let admin = ev_u64(t, "user.nvme.admin.completions")?;
+        if admin == 2 + 2 * queues {
+            Ok(())
+        } else {
+            Err(format!("{admin} admin completions for {queues} I/O queues"))
+        }
+    })
+}
+
+/// One I/O queue does every read, the write and the three reads back.
+fn one_queue(p: Proof) -> Proof {
+    let k = |s: &str| -> &'static str { Box::leak(format!("user.nvme.{s}").into_boxed_str()) };
+    p.check(eq(k("io.completions"), BLOCKS + 4)).check(ge(k("io.cq_wraps"), (BLOCKS + 4) / ENTRIES))
+}
+
+/// Every command completed by interrupt: `irq.msix_nvme_1` delivered on the driver's CPU,
+/// each delivery masked the entry and each acknowledge unmasked it (both read back from
+/// the table), and the entry is masked again at the end; the table was set up under the
+/// function mask with every entry masked; the message is in remappable format; the table
+/// and PBA pages were left out of the driver's BAR mapping (read back from its page tables).
+fn msix(name: &'static str, description: &'static str) -> Proof {
+    let k =
+        |s: &str| -> &'static str { Box::leak(format!("irq.msix_nvme_1.{s}").into_boxed_str()) };
+    one_queue(nvme(name, description, "nvme-msix"))
+        // One wait at least per batch of reads and per single command after them.
+        .check(ge("user.nvme.irq.waits", BLOCKS / BATCH + 4))
+        .check(interrupts_accounted())
+        .check(keys_equal(k("on_target_cpu"), k("deliveries")))
+        .check(eq(k("off_target_cpu"), 0))
+        .check(eq(k("cpu"), 1))
+        .check(eq(k("owner_in_matrix"), "yes"))
+        .check(masked_per_delivery())
+        .check(keys_equal(k("unmasks_read_back"), k("acknowledgements")))
+        .check(eq(k("masked_at_end"), "yes"))
+        .check(eq(k("msix_setup_enabled"), "yes"))
+        .check(eq(k("msix_setup_function_masked"), "yes"))
+        .check(keys_equal(k("msix_setup_masked_entries"), k("msix_table_size")))
+        .check(eq(k("msix_enabled_and_open"), "yes"))
+        .check(eq(k("format"), "remappable"))
+        .check(eq("devmem.msix_pages_withheld", 2))
+}
+
+/// Every wait acknowledged, plus the arming acknowledge before the first command; the
+/// driver saw no more interrupts than the kernel delivered (one delivered after its last
+/// wait stays pending), and at least one per wait.
+fn interrupts_accounted() -> Check {
+    custom("acknowledgements == waits + 1, waits <= interrupts seen <= deliveries", |t| {
+        let waits = ev_u64(t, "user.nvme.irq.waits")?;
+        let seen = ev_u64(t, "user.nvme.irq.interrupts")?;
+        let acks = ev_u64(t, "irq.msix_nvme_1.acknowledgements")?;
+        let delivered = ev_u64(t, "irq.msix_nvme_1.deliveries")?;
+        if acks != waits + 1 {
+            Err(format!("{acks} acknowledgements for {waits} waits"))
+        } else if seen < waits || seen > delivered {
+            Err(format!("the driver saw {seen} interrupts in {waits} waits, {delivered} delivered"))
+        } else {
+            Ok(())
+        }
+    })
+}
+
+/// The entry was masked (read back from the table) at the grant, at every delivery and at
+/// the release when the driver exited: deliveries + 2.
+fn masked_per_delivery() -> Check {
+    custom(
+        "irq.msix_nvme_1.masks_read_back == deliveries + 2 (grant, each delivery, release)",
+        |t| {
+            let masks = ev_u64(t, "irq.msix_nvme_1.masks_read_back")?;
+            let deliveries = ev_u64(t, "irq.msix_nvme_1.deliveries")?;
+            if masks == deliveries + 2 {
+                Ok(())
+            } else {
+                Err(format!("{masks} masks read back for {deliveries} deliveries"))
+            }
+        },
+    )
+}
+
+fn nvme(name: &'static str, description: &'static str, manifest: &'static str) -> Proof {
+    driver_runs(name, description, manifest, 1)
+}
+
+/// A driver that dies with reads in flight on its MSI-X queue, then a successor on the same
+/// device: the kernel revoked the first one's DMA domain and released its interrupt (entry
+/// masked), no frame leaked, and the successor passes every check through the re-granted
+/// entry.
+fn death(name: &'static str, description: &'static str) -> Proof {
+    one_queue(driver_runs(name, description, "nvme-msix-death", 2))
+        .check(eq("proc.nvme_dying.exit", 9))
+        .check(eq("proc.nvme_dying.thread_faults", 0))
+        .check(ge("user.nvme.irq.waits", BLOCKS / BATCH + 4))
+        .check(eq("irq.msix_nvme_1.masked_at_end", "yes"))
+        .check(keys_equal("irq.msix_nvme_1.unmasks_read_back", "irq.msix_nvme_1.acknowledgements"))
+        .check(eq("irq.msix_nvme_1.off_target_cpu", 0))
+        .check(eq("devmem.msix_pages_withheld", 4))
+}
+
+/// The checks every run shares; `runs` drivers mapped DMA once each and were all revoked.
+fn driver_runs(
+    name: &'static str,
+    description: &'static str,
+    manifest: &'static str,
+    runs: u64,
+) -> Proof {
+    let p = user_proof(Proof::new(name, description), manifest, &["nvme-driver"])
         .machine("q35,kernel-irqchip=split")
         .qemu_extra(&["-device", "intel-iommu,intremap=on,eim=on"])
         .qemu_extra(&["-device", "nvme,serial=keel-nvme-0,drive=nvm0"])
@@ -50,17 +272,14 @@ fn poll(name: &'static str, description: &'static str) -> Proof {
         .check(eq(k("write.readback"), "ok"))
         .check(eq(k("write.neighbours_intact"), "yes"))
         // Two identifies and two queue creations; the reads, the write and three reads back.
-        .check(eq(k("admin.completions"), 4))
+        // Two identifies, then a queue creation pair per I/O queue.
+        .check(admin_completions())
         .check(eq(k("admin.errors"), 0))
-        .check(eq(k("io.completions"), BLOCKS + 4))
         .check(eq(k("io.errors"), 0))
-        .check(ge(k("io.cq_wraps"), (BLOCKS + 4) / ENTRIES))
         .check(eq(k("disabled"), "yes"))
-        // Polled: the pin the admin queue asserts stays masked (never acknowledged).
-        .check(eq("irq.intx_nvme.deliveries", 0))
         .check(eq("iommu.dma", "on"))
-        .check(eq("iommu.dma.maps", 1))
-        .check(eq("iommu.dma.detaches", 1))
+        .check(eq("iommu.dma.maps", runs))
+        .check(eq("iommu.dma.detaches", runs))
         .check(eq("iommu.dma.domains_live", 0))
         .check(eq("iommu.dma_faults", 0))
         .check(eq("iommu.faults", 0))

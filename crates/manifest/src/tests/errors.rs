@@ -256,6 +256,18 @@ fn grant_errors() {
         ErrorKind::IsaIrqOutOfRange(16),
     );
     at(
+        "program \"a\" { binary = \"b\" grant Interrupt { source = msix(d, 2048) } }",
+        1,
+        63,
+        ErrorKind::MsixEntryOutOfRange(2048),
+    );
+    at(
+        "program \"a\" { binary = \"b\" grant Interrupt { source = msix(d 1) } }",
+        1,
+        62,
+        ErrorKind::Expected { expected: "','", found: "number `1`".into() },
+    );
+    at(
         "program \"a\" { binary = \"b\" grant DeviceMemory { pci = d, bar = 6 } }",
         1,
         64,
@@ -271,13 +283,13 @@ fn grant_errors() {
         "device edu { pci = 1:2 }\nprogram \"a\" {\n binary = \"b\"\n grant Interrupt { source = msi(edu) }\n grant Interrupt { source = intx(edu) }\n grant Interrupt { source = msi(edu) }\n}",
         6,
         2,
-        ErrorKind::DuplicateGrant(Grant::Interrupt(InterruptSource::Msi("edu".into()))),
+        ErrorKind::DuplicateGrant(Grant::Interrupt(InterruptSource::Msi("edu".into()), None)),
     );
     at(
         "program \"a\" { binary = \"b\" grant Interrupt { source = isa(4) } grant Interrupt { source = isa(0x4) } }",
         1,
         64,
-        ErrorKind::DuplicateGrant(Grant::Interrupt(InterruptSource::Isa(4))),
+        ErrorKind::DuplicateGrant(Grant::Interrupt(InterruptSource::Isa(4), None)),
     );
     at(
         "program \"a\" { binary = \"b\" grant Console grant Console }",
@@ -312,6 +324,12 @@ fn semantic_errors() {
         "program \"a\" {\n binary = \"b\"\n grant Interrupt { source = msi(nic) }\n}",
         3,
         33,
+        ErrorKind::UnknownDevice("nic".into()),
+    );
+    at(
+        "program \"a\" {\n binary = \"b\"\n grant Interrupt { source = msix(nic, 3) }\n}",
+        3,
+        34,
         ErrorKind::UnknownDevice("nic".into()),
     );
     at(

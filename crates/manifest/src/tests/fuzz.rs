@@ -23,6 +23,7 @@ fn fuzz_random_token_soup_never_panics() {
         "source",
         "msi",
         "intx",
+        "msix",
         "isa",
         "pci",
         "bar",

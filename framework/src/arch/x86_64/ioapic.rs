@@ -9,7 +9,7 @@
 //! format with an 8-bit destination, so CPUs above APIC ID 254 are refused.
 
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::Ordering;
 
 use keel_apic::ioapic::{EncodedEntry, IoDeliveryMode, IoDestination, IoapicError};
 use keel_apic::{
@@ -22,7 +22,6 @@ use keel_platform::Platform;
 pub use super::eoi::InService;
 use super::iommu;
 use super::percpu::{self, IrqGuard};
-use super::trap_entry::{DEVICE_VECTOR_BASE, DEVICE_VECTOR_LAST};
 use crate::mm::paging::{map_physical, Caching};
 use crate::sync::IrqSafeMutex;
 
@@ -244,22 +243,14 @@ pub fn is_masked(gsi: u32) -> Result<bool, RouteError> {
 /// and acknowledges the LAPIC by consuming the token (at once, or when it returns).
 pub type DeviceHandler = fn(vector: u8, InService);
 
-/// Each vector's handler, set once when the vector is allocated (vectors are never reused).
+/// Each system vector's handler, set once when the vector is reserved (never reused).
 static HANDLERS: [spin::Once<DeviceHandler>; 256] = [const { spin::Once::new() }; 256];
-static NEXT_VECTOR: AtomicUsize = AtomicUsize::new(DEVICE_VECTOR_BASE as usize);
 
-/// Reserves a fresh device vector with its handler.
+/// Reserves a system vector (the same on every CPU, see `vector_space`) with its handler.
 pub fn allocate_vector(handler: DeviceHandler) -> Option<u8> {
-    let mut v = NEXT_VECTOR.fetch_add(1, Ordering::Relaxed);
-    if v == keel_abi::SYSCALL_GATE_VECTOR as usize {
-        // The system-call gate lives inside the device range: never hand it to a device.
-        v = NEXT_VECTOR.fetch_add(1, Ordering::Relaxed);
-    }
-    if v > DEVICE_VECTOR_LAST as usize {
-        return None;
-    }
-    HANDLERS[v].call_once(|| handler);
-    Some(v as u8)
+    let v = super::vector_space::reserve_system()?;
+    HANDLERS[v as usize].call_once(|| handler);
+    Some(v)
 }
 
 /// Device-range entries with no ISR bit set (software `int`s): ignored, never EOI'd.
@@ -277,9 +268,7 @@ pub fn device_interrupt(vector: u8, cpu: &IrqGuard) {
     percpu::current(cpu).device_interrupts.fetch_add(1, Ordering::Relaxed);
     match HANDLERS[vector as usize].get() {
         Some(handler) => handler(vector, token),
-        None => {
-            log::warn!("ioapic: interrupt on unclaimed vector {vector:#x}");
-            token.eoi();
-        }
+        // A per-CPU vector: its owner is found by (this CPU, vector).
+        None => super::vector_space::dispatch(percpu::current(cpu).index, vector, token),
     }
 }

@@ -22,3 +22,4 @@ pub mod tlb;
 pub mod trampoline;
 pub mod trap_entry;
 pub mod usercopy;
+pub mod vector_space;

@@ -65,8 +65,8 @@ struct Remapper {
     table_phys: u64,
     /// Every unit snoops table reads (ECAP.C); otherwise entries are flushed from the cache.
     coherent: bool,
-    /// MSI handles by requester id.
-    msi_handles: BTreeMap<u16, u16>,
+    /// MSI handles by requester id (bits 15:0), and MSI-X entry + 1 (bits 31:16; 0 = MSI).
+    msi_handles: BTreeMap<u32, u16>,
     entries_written: u64,
     faults: u64,
     /// Interrupt-remapping faults the timer-tick poll took, until the next collection.
@@ -403,13 +403,23 @@ pub fn program_ioapic(
 /// Programs the entry of PCI function `bdf`'s MSI (edge) and returns its handle (allocated
 /// on first use, kept for the function's later routes).
 pub fn program_msi(bdf: u16, vector: u8, cpu: ApicId) -> Result<u16, RemapError> {
+    program_message(bdf, bdf as u32, vector, cpu)
+}
+
+/// The same for MSI-X table entry `entry` of function `bdf`: each entry has its own handle
+/// (its own vector and destination), all validating the function's requester id.
+pub fn program_msix(bdf: u16, entry: u16, vector: u8, cpu: ApicId) -> Result<u16, RemapError> {
+    program_message(bdf, (entry as u32 + 1) << 16 | bdf as u32, vector, cpu)
+}
+
+fn program_message(bdf: u16, key: u32, vector: u8, cpu: ApicId) -> Result<u16, RemapError> {
     with(|r| {
         let source = r.pci_source(SourceId(bdf))?;
-        let handle = match r.msi_handles.get(&bdf) {
+        let handle = match r.msi_handles.get(&key) {
             Some(h) => *h,
             None => {
                 let h = r.plan.msi_index(r.msi_handles.len() as u32).ok_or(RemapError::NoIndex)?;
-                r.msi_handles.insert(bdf, h);
+                r.msi_handles.insert(key, h);
                 h
             }
         };

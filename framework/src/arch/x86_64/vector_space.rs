@@ -1,0 +1,151 @@
+//! Device vectors, one space per CPU: the kernel's instance of `keel_vectors::Matrix`.
+//!
+//! A vector number only names an interrupt together with the CPU it arrives at, so every CPU
+//! hands out the device range (`DEVICE_VECTOR_BASE..=DEVICE_VECTOR_LAST`) on its own, and the
+//! dispatcher finds a device vector's owner by (current CPU, vector). Two kinds of vector
+//! share the range:
+//!
+//! - **system vectors** (`ioapic::allocate_vector`: the AMD-Vi event log, the scenarios' own
+//!   handlers, and the system-call gate) are reserved on every CPU, taken from the top of the
+//!   range down, and dispatched through `ioapic`'s per-vector handler table;
+//! - **per-CPU vectors** (`Interrupt` sources) are allocated on one CPU, from the bottom up,
+//!   and dispatched to the handler registered with [`set_owner_handler`] with their
+//!   [`Owner`].
+//!
+//! The matrix is created at the first per-CPU request (after bring-up: the loader grants
+//! interrupts once every CPU is online), sized to the CPUs set up then; system vectors
+//! reserved before that are carried into it.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use keel_vectors::{AllocError, Matrix, Owner, Placement};
+use spin::Once;
+
+use super::eoi::InService;
+use super::percpu;
+use super::trap_entry::{DEVICE_VECTOR_BASE, DEVICE_VECTOR_LAST};
+use crate::sync::IrqSafeMutex;
+
+/// The handler of per-CPU vectors: runs with interrupts off on the CPU that took `vector`.
+pub type OwnerHandler = fn(owner: Owner, vector: u8, InService);
+
+struct Space {
+    /// Vectors reserved on every CPU (bit per vector number).
+    system: [bool; 256],
+    matrix: Option<Matrix>,
+}
+
+static SPACE: IrqSafeMutex<Space> = IrqSafeMutex::new(Space { system: [false; 256], matrix: None });
+static OWNER_HANDLER: Once<OwnerHandler> = Once::new();
+
+/// Per-CPU vectors that arrived with no owner on the CPU that took them.
+pub static UNOWNED_DELIVERIES: AtomicU64 = AtomicU64::new(0);
+
+fn with_space<R>(f: impl FnOnce(&mut Space) -> R) -> R {
+    f(&mut SPACE.lock())
+}
+
+impl Space {
+    /// The matrix, created on first use with every CPU set up so far.
+    fn matrix(&mut self) -> &mut Matrix {
+        let system = &self.system;
+        self.matrix.get_or_insert_with(|| {
+            let cpus = percpu::all().count().max(1) as u32;
+            let mut m = Matrix::new(cpus, DEVICE_VECTOR_BASE..=DEVICE_VECTOR_LAST)
+                .expect("device vector range is not empty");
+            m.reserve_system(keel_abi::SYSCALL_GATE_VECTOR).expect("gate reserved once");
+            for v in DEVICE_VECTOR_BASE..=DEVICE_VECTOR_LAST {
+                if system[v as usize] && v != keel_abi::SYSCALL_GATE_VECTOR {
+                    m.reserve_system(v).expect("no per-CPU vector exists yet");
+                }
+            }
+            for cpu in percpu::all() {
+                let _ = m.set_online(cpu.index, cpu.online.load(Ordering::Acquire));
+            }
+            m
+        })
+    }
+}
+
+/// Reserves a vector on every CPU for a kernel handler: the highest one no CPU holds.
+pub fn reserve_system() -> Option<u8> {
+    with_space(|s| {
+        for v in (DEVICE_VECTOR_BASE..=DEVICE_VECTOR_LAST).rev() {
+            if s.system[v as usize] || v == keel_abi::SYSCALL_GATE_VECTOR {
+                continue;
+            }
+            if let Some(m) = s.matrix.as_mut() {
+                if m.reserve_system(v).is_err() {
+                    continue;
+                }
+            }
+            s.system[v as usize] = true;
+            return Some(v);
+        }
+        None
+    })
+}
+
+/// Sets the handler of every per-CPU vector (once).
+pub fn set_owner_handler(handler: OwnerHandler) {
+    OWNER_HANDLER.call_once(|| handler);
+}
+
+/// Where a per-CPU vector was placed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Placed {
+    pub cpu: u32,
+    pub vector: u8,
+    /// The requested CPU had no free vector (or was offline): another one was chosen.
+    pub elsewhere: bool,
+}
+
+/// Allocates a vector for `owner` on `cpu`, or, when that CPU is full or offline, on the
+/// least-loaded CPU of `fallback`.
+pub fn allocate(cpu: u32, fallback: &[u32], owner: Owner) -> Result<Placed, AllocError> {
+    with_space(|s| {
+        let m = s.matrix();
+        match m.allocate(Placement::Cpu(cpu), owner) {
+            Ok((cpu, vector)) => Ok(Placed { cpu, vector, elsewhere: false }),
+            Err(AllocError::CpuFull | AllocError::CpuOffline | AllocError::NoSuchCpu) => m
+                .allocate(Placement::LeastLoaded(fallback), owner)
+                .map(|(cpu, vector)| Placed { cpu, vector, elsewhere: true }),
+            Err(e) => Err(e),
+        }
+    })
+}
+
+/// Returns `vector` on `cpu` to that CPU's free pool.
+pub fn release(cpu: u32, vector: u8) -> Result<Owner, AllocError> {
+    with_space(|s| s.matrix().release(cpu, vector))
+}
+
+/// Who owns `vector` on `cpu`, read from the matrix (`None` before it exists).
+pub fn owner(cpu: u32, vector: u8) -> Option<Owner> {
+    with_space(|s| s.matrix.as_ref()?.owner(cpu, vector))
+}
+
+/// Per-CPU vectors allocated on `cpu`, read from the matrix's count (`None` before the
+/// matrix exists or for an unknown CPU).
+pub fn allocated_on(cpu: u32) -> Option<u32> {
+    with_space(|s| s.matrix.as_ref()?.allocated_on(cpu))
+}
+
+/// Per-CPU vectors `cpu` can still hand out (`None` as for [`allocated_on`]).
+pub fn available_on(cpu: u32) -> Option<u32> {
+    with_space(|s| s.matrix.as_ref()?.available_on(cpu))
+}
+
+/// Dispatches a device-range vector that is not a system vector: to its owner on `cpu` (the
+/// CPU that took it), or EOI'd and counted when that CPU has none.
+pub fn dispatch(cpu: u32, vector: u8, token: InService) {
+    let owner = with_space(|s| s.matrix.as_ref().and_then(|m| m.owner(cpu, vector)));
+    match (owner, OWNER_HANDLER.get()) {
+        (Some(owner), Some(handler)) => handler(owner, vector, token),
+        _ => {
+            UNOWNED_DELIVERIES.fetch_add(1, Ordering::Relaxed);
+            log::warn!("vectors: interrupt on unowned vector {vector:#x} of cpu{cpu}");
+            token.eoi();
+        }
+    }
+}
