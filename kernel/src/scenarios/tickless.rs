@@ -22,28 +22,22 @@ use fw::time;
 /// Kernel sleeps measured per CPU.
 const SLEEPS: u64 = 16;
 
-/// CPU 1's sleep figures, written by its posted work.
-static AP_MAX_LATE_NS: AtomicU64 = AtomicU64::new(0);
-static AP_MIN_LATE_NS: AtomicU64 = AtomicU64::new(u64::MAX);
+/// Each sleep's lateness (ns) on the boot CPU and on CPU 1 (written by its posted work).
+static BOOT_LATE_NS: [AtomicU64; SLEEPS as usize] = [const { AtomicU64::new(0) }; SLEEPS as usize];
+static AP_LATE_NS: [AtomicU64; SLEEPS as usize] = [const { AtomicU64::new(0) }; SLEEPS as usize];
 
-/// Sleeps 1..=[`SLEEPS`] ms with [`oneshot::halt_until`]; returns the least and the most
-/// the wake-up came after the requested time (ns).
-fn measure_sleeps() -> (u64, u64) {
-    let (mut min, mut max) = (u64::MAX, 0);
-    for ms in 1..=SLEEPS {
+/// Sleeps 1..=[`SLEEPS`] ms with [`oneshot::halt_until`]; each wake-up's lateness (ns after
+/// the requested time) goes into `late`.
+fn measure_sleeps(late: &[AtomicU64; SLEEPS as usize]) {
+    for (ms, slot) in (1..=SLEEPS).zip(late) {
         let until = time::now_ns() + ms * 1_000_000;
         oneshot::halt_until(until);
-        let late = time::now_ns().saturating_sub(until);
-        min = min.min(late);
-        max = max.max(late);
+        slot.store(time::now_ns().saturating_sub(until), Ordering::Relaxed);
     }
-    (min, max)
 }
 
 fn sleeps_on_ap(_: usize) {
-    let (min, max) = measure_sleeps();
-    AP_MIN_LATE_NS.store(min, Ordering::Relaxed);
-    AP_MAX_LATE_NS.store(max, Ordering::Relaxed);
+    measure_sleeps(&AP_LATE_NS);
 }
 
 /// Spins with interrupts on for `ms` (CPU 1's busy window).
@@ -87,12 +81,18 @@ pub fn run(_system: System, cmdline: &CommandLine) -> ! {
     ev!("tickless.busy.interrupts", ticks(ap) - ap_before);
 
     // Sleeps on both CPUs.
-    let (boot_min, boot_max) = measure_sleeps();
+    measure_sleeps(&BOOT_LATE_NS);
     let ticket = smp::post_work(ap, sleeps_on_ap, 0);
     let ap_done = smp::wait_work(ap, ticket, 30_000_000_000);
     ev!("tickless.sleep.count", 2 * SLEEPS);
-    ev!("tickless.sleep.min_late_us", boot_min.min(AP_MIN_LATE_NS.load(Ordering::Relaxed)) / 1000);
-    ev!("tickless.sleep.max_late_us", boot_max.max(AP_MAX_LATE_NS.load(Ordering::Relaxed)) / 1000);
+    let lates = || BOOT_LATE_NS.iter().chain(&AP_LATE_NS).map(|l| l.load(Ordering::Relaxed));
+    ev!("tickless.sleep.min_late_us", lates().min().unwrap_or(0) / 1000);
+    ev!("tickless.sleep.max_late_us", lates().max().unwrap_or(0) / 1000);
+    for (cpu, sleeps) in [(0, &BOOT_LATE_NS), (ap.index, &AP_LATE_NS)] {
+        for (ms, late) in (1..=SLEEPS).zip(sleeps) {
+            ev!(("tickless.sleep.{}.{}ms.late_us", cpu, ms), late.load(Ordering::Relaxed) / 1000);
+        }
+    }
 
     super::nmi::watch_then_report(started_ns);
     report_timer_figures();
