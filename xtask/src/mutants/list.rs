@@ -96,6 +96,40 @@ pub const BREAKS: &[Break] = &[
         proofs: &["nvme-msix"],
         accel: Accel::Tcg,
     },
+    // Live affinity (InterruptSetAffinity)
+    Break {
+        name: "affinity-old-vector-released-at-switch",
+        what: "a moved source's old vector is released at once instead of retired to its CPU",
+        edits: &[Edit {
+            file: "kernel/src/object/interrupt.rs",
+            find: "        if !vector_space::retire(old_cpu, old_vector) {",
+            replace: "        if vector_space::release(old_cpu, old_vector).is_err() {",
+        }],
+        proofs: &["irq-affinity-move", "irq-affinity-move-xapic"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "affinity-irte-without-invalidation",
+        what: "an IRTE is rewritten without invalidating the units' interrupt entry cache",
+        edits: &[Edit {
+            file: "crates/iommu/src/update.rs",
+            find: "        target.enqueue(unit, queue::iec(Some((index, 0))));\n",
+            replace: "",
+        }],
+        proofs: &["irq-affinity-move"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "affinity-route-not-recorded",
+        what: "a move rewrites the hardware route but the kernel keeps the old CPU and vector",
+        edits: &[Edit {
+            file: "kernel/src/object/interrupt.rs",
+            find: "        self.vector.store(vector, Ordering::Release);\n        self.cpu.store(target.index, Ordering::Release);\n",
+            replace: "",
+        }],
+        proofs: &["irq-affinity-move", "irq-affinity-move-xapic"],
+        accel: Accel::Tcg,
+    },
     Break {
         name: "msix-table-page-mapped-to-driver",
         what: "a DeviceMemory map also maps the BAR pages holding the MSI-X table and PBA",
