@@ -185,7 +185,7 @@ fn main() -> u64 {
     // `mode=move`: a move every `move_every` interrupts, between the raise and the wait.
     let (moves, cpus) =
         if mode == "move" { (arg_u64("moves", 50), arg_u64("cpus", 2)) } else { (0, 1) };
-    let move_every = if moves > 0 { (count / moves).max(1) } else { u64::MAX };
+    let move_every = count.checked_div(moves).map_or(u64::MAX, |n| n.max(1));
     let (mut moved, mut refused, mut cpu_now) = (0u64, 0u64, 0u64);
     if mode == "move" {
         edu.write(REG_STATUS, STATUS_IRQ_FACTORIAL);
