@@ -131,6 +131,17 @@ pub const BREAKS: &[Break] = &[
         accel: Accel::Tcg,
     },
     Break {
+        name: "affinity-armed-source-left-masked",
+        what: "a move masks an armed source for the switch and never unmasks it (a completion held in the pending bit is never sent)",
+        edits: &[Edit {
+            file: "kernel/src/object/interrupt.rs",
+            find: "        if armed {\n            self.mask_source(false);\n        }\n        self.moves.fetch_add",
+            replace: "        self.moves.fetch_add",
+        }],
+        proofs: &["nvme-msix-move"],
+        accel: Accel::Tcg,
+    },
+    Break {
         name: "msix-table-page-mapped-to-driver",
         what: "a DeviceMemory map also maps the BAR pages holding the MSI-X table and PBA",
         edits: &[Edit {
