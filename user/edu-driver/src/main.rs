@@ -189,6 +189,11 @@ fn main() -> u64 {
     let (mut moved, mut refused, mut cpu_now) = (0u64, 0u64, 0u64);
     if mode == "move" {
         edu.write(REG_STATUS, STATUS_IRQ_FACTORIAL);
+        // Hostile targets first: a CPU that does not exist, and one past 32 bits.
+        for (key, cpu) in [("move_to_absent_cpu", 4096), ("move_to_u64_max", u64::MAX)] {
+            let answer = ring().expect("ring").interrupt_set_affinity(irq, cpu);
+            ev!(key, answer.map_or_else(|s| s.name(), |_| "ok"));
+        }
     }
     for i in 0..count {
         if i % 64 == 0 && deadline_ns != u64::MAX && now_ns() >= deadline_ns {

@@ -131,6 +131,17 @@ pub const BREAKS: &[Break] = &[
         accel: Accel::Tcg,
     },
     Break {
+        name: "affinity-absent-cpu-falls-back",
+        what: "a move to a CPU that does not exist goes to CPU 0 instead of answering BadArgument",
+        edits: &[Edit {
+            file: "kernel/src/object/interrupt.rs",
+            find: "            .filter(|c| c.online.load(Ordering::Acquire))\n            .ok_or(Status::BadArgument)?;",
+            replace: "            .filter(|c| c.online.load(Ordering::Acquire))\n            .or_else(|| percpu::cpu(0))\n            .ok_or(Status::BadArgument)?;",
+        }],
+        proofs: &["irq-affinity-move", "irq-affinity-move-xapic"],
+        accel: Accel::Tcg,
+    },
+    Break {
         name: "affinity-armed-source-left-masked",
         what: "a move masks an armed source for the switch and never unmasks it (a completion held in the pending bit is never sent)",
         edits: &[Edit {
