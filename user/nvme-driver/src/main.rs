@@ -156,7 +156,7 @@ impl Driver {
             self.interrupt_due.set(true);
             if let Some(irq) = self.irq {
                 let counts = &mut self.irq_counts.borrow_mut();
-                irq::move_if_due(&mut *ring().expect("ring"), irq, counts);
+                irq::move_if_due(&mut ring().expect("ring"), irq, counts);
             }
         }
     }
