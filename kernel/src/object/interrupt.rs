@@ -8,7 +8,7 @@
 //! fires again. One waiter at a time (a second concurrent `wait` is `Busy`). When the holder
 //! exits or releases its capability the source is masked, the waiter cancelled and the route
 //! kept for the next holder. The holder may move a live source to another CPU
-//! (`InterruptSetAffinity`, [`InterruptObject::set_affinity`]) without losing or duplicating
+//! (`InterruptSetAffinity`, `InterruptObject::set_affinity`) without losing or duplicating
 //! a delivery. The LAPIC EOI is never held until the driver acknowledges: that
 //! would block every vector of equal or lower priority, the timer and IPIs included.
 //!
