@@ -749,6 +749,8 @@ fn kernel_registry() -> Vec<Proof> {
     .chain(nmi::registry())
     // VT-d interrupt remapping: APIC ID 257 reached; storm and driver death with it on.
     .chain(remap::proofs())
+    // Live interrupt affinity: a source moved between CPUs while it raises.
+    .chain(affinity::proofs())
     .chain(dma::proofs())
     // A ring-3 NVMe driver, polled.
     .chain(nvme::proofs())
@@ -763,6 +765,7 @@ fn kernel_registry() -> Vec<Proof> {
     .collect()
 }
 
+mod affinity;
 mod amd;
 mod amd_dma;
 mod clock;

@@ -91,6 +91,9 @@ pub enum Method {
     InterruptAcknowledge = 0x0202,
     /// `results[0]` = vector, `results[1]` = encoded [`crate::InterruptSource`].
     InterruptInfo = 0x0203,
+    /// Moves the source, live, to a vector of CPU `args[0]` (the holder only); `results` =
+    /// (new vector, CPU). No delivery is lost or duplicated across the move.
+    InterruptSetAffinity = 0x0204,
     /// Maps the region at page-aligned `args[0]`; `results` = (vaddr, size).
     DeviceMemoryMap = 0x0301,
     /// `results[0]` = size, `results[1]` = PCI bdf.
@@ -140,7 +143,7 @@ pub enum Method {
 
 impl Method {
     /// Every method, for enumeration in tests and tools.
-    pub const ALL: [Method; 24] = [
+    pub const ALL: [Method; 25] = [
         Method::Nop,
         Method::CapCopy,
         Method::CapRelease,
@@ -149,6 +152,7 @@ impl Method {
         Method::InterruptWait,
         Method::InterruptAcknowledge,
         Method::InterruptInfo,
+        Method::InterruptSetAffinity,
         Method::DeviceMemoryMap,
         Method::DeviceMemoryInfo,
         Method::DeviceMemoryDmaMap,
@@ -178,6 +182,7 @@ impl Method {
             0x0201 => Method::InterruptWait,
             0x0202 => Method::InterruptAcknowledge,
             0x0203 => Method::InterruptInfo,
+            0x0204 => Method::InterruptSetAffinity,
             0x0301 => Method::DeviceMemoryMap,
             0x0302 => Method::DeviceMemoryInfo,
             0x0303 => Method::DeviceMemoryDmaMap,
@@ -226,6 +231,7 @@ impl Method {
             Method::InterruptWait => "interrupt.wait",
             Method::InterruptAcknowledge => "interrupt.acknowledge",
             Method::InterruptInfo => "interrupt.info",
+            Method::InterruptSetAffinity => "interrupt.set_affinity",
             Method::DeviceMemoryMap => "device_memory.map",
             Method::DeviceMemoryInfo => "device_memory.info",
             Method::DeviceMemoryDmaMap => "device_memory.dma_map",
@@ -291,6 +297,7 @@ mod tests {
             (Method::InterruptWait, Some(Interrupt)),
             (Method::InterruptAcknowledge, Some(Interrupt)),
             (Method::InterruptInfo, Some(Interrupt)),
+            (Method::InterruptSetAffinity, Some(Interrupt)),
             (Method::DeviceMemoryMap, Some(DeviceMemory)),
             (Method::DeviceMemoryInfo, Some(DeviceMemory)),
             (Method::DeviceMemoryDmaMap, Some(DeviceMemory)),

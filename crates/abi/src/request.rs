@@ -31,6 +31,11 @@ pub enum Request {
     InterruptAcknowledge,
     /// Report vector and source.
     InterruptInfo,
+    /// Move the live source to a vector of `cpu`.
+    InterruptSetAffinity {
+        /// CPU index.
+        cpu: u64,
+    },
     /// Map the device region at `vaddr` (page aligned, non-zero, below user space end; the
     /// kernel must still check `vaddr + size` with [`user_range`]).
     DeviceMemoryMap {
@@ -133,6 +138,7 @@ impl Request {
             Request::InterruptWait => Method::InterruptWait,
             Request::InterruptAcknowledge => Method::InterruptAcknowledge,
             Request::InterruptInfo => Method::InterruptInfo,
+            Request::InterruptSetAffinity { .. } => Method::InterruptSetAffinity,
             Request::DeviceMemoryMap { .. } => Method::DeviceMemoryMap,
             Request::DeviceMemoryInfo => Method::DeviceMemoryInfo,
             Request::DeviceMemoryDmaMap { .. } => Method::DeviceMemoryDmaMap,
@@ -165,7 +171,9 @@ impl Request {
             Request::ProcessSpawnThread { entry, stack_top, arg, cpu } => {
                 [entry, stack_top, arg, cpu]
             }
-            Request::ProcessSetAffinity { cpu } => [cpu, 0, 0, 0],
+            Request::ProcessSetAffinity { cpu } | Request::InterruptSetAffinity { cpu } => {
+                [cpu, 0, 0, 0]
+            }
             Request::VmMap { vaddr, pages, writable } => [vaddr, pages, writable as u64, 0],
             Request::VmUnmap { vaddr, pages } => [vaddr, pages, 0, 0],
             Request::VmProtect { vaddr, pages, writable } => [vaddr, pages, writable as u64, 0],
@@ -214,7 +222,10 @@ pub fn decode(sub: &Submission) -> Result<Request, Status> {
     // `used` = how many leading argument words the method reads; the rest must be 0.
     let used = match method {
         Method::ConsoleWrite => 2,
-        Method::DeviceMemoryMap | Method::TimerSleep | Method::ProcessSetAffinity => 1,
+        Method::DeviceMemoryMap
+        | Method::TimerSleep
+        | Method::ProcessSetAffinity
+        | Method::InterruptSetAffinity => 1,
         Method::VmUnmap | Method::DeviceMemoryDmaUnmap => 2,
         Method::VmMap | Method::VmProtect | Method::DeviceMemoryDmaMap => 3,
         Method::ProcessSpawnThread => 4,
@@ -239,6 +250,7 @@ pub fn decode(sub: &Submission) -> Result<Request, Status> {
         Method::InterruptWait => Request::InterruptWait,
         Method::InterruptAcknowledge => Request::InterruptAcknowledge,
         Method::InterruptInfo => Request::InterruptInfo,
+        Method::InterruptSetAffinity => Request::InterruptSetAffinity { cpu: a[0] },
         Method::DeviceMemoryMap => {
             let vaddr = a[0];
             if vaddr == 0 || !vaddr.is_multiple_of(PAGE_SIZE) || vaddr >= USER_SPACE_END {
@@ -432,10 +444,18 @@ mod tests {
 
     #[test]
     fn unknown_methods() {
-        for raw in [0x0004u16, 0x0100, 0x0102, 0x0200, 0x0204, 0x0306, 0x0402, 0x0504, 0xffff] {
+        for raw in [0x0004u16, 0x0100, 0x0102, 0x0200, 0x0205, 0x0306, 0x0402, 0x0504, 0xffff] {
             let s = Submission { method: raw, ..Default::default() };
             assert_eq!(decode(&s), Err(Status::BadMethod), "{raw:#x}");
         }
+    }
+
+    #[test]
+    fn interrupt_set_affinity_reads_one_word() {
+        let d = |a| decode(&sub(Method::InterruptSetAffinity, a));
+        assert_eq!(d([1, 0, 0, 0]), Ok(Request::InterruptSetAffinity { cpu: 1 }));
+        assert_eq!(d([u64::MAX, 0, 0, 0]), Ok(Request::InterruptSetAffinity { cpu: u64::MAX }));
+        assert_eq!(d([1, 1, 0, 0]), Err(Status::BadArgument));
     }
 
     #[test]
@@ -514,6 +534,7 @@ mod tests {
             Request::InterruptWait,
             Request::InterruptAcknowledge,
             Request::InterruptInfo,
+            Request::InterruptSetAffinity { cpu: 1 },
             Request::DeviceMemoryMap { vaddr: 0x1_0000_0000 },
             Request::DeviceMemoryInfo,
             Request::DeviceMemoryDmaMap { vaddr: 0x4000_0000, pages: 2, device_writes: true },

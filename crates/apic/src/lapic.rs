@@ -115,6 +115,11 @@ impl<R: LapicRegisters> Lapic<R> {
         Version::decode(self.regs.read(Register::Version))
     }
 
+    /// Whether `vector` has been accepted and waits for the CPU (IRR bit set).
+    pub fn is_requested(&mut self, vector: u8) -> bool {
+        self.regs.read(Register::Irr(Bank::for_vector(vector))) & Bank::bit_for_vector(vector) != 0
+    }
+
     /// Signals end of interrupt for the highest in-service vector.
     ///
     /// Writes 0 (x2APIC #GPs on non-zero). Never call it for the spurious

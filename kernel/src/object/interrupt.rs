@@ -7,7 +7,9 @@
 //! otherwise later; `acknowledge` unmasks, so a level-triggered line that is still asserted
 //! fires again. One waiter at a time (a second concurrent `wait` is `Busy`). When the holder
 //! exits or releases its capability the source is masked, the waiter cancelled and the route
-//! kept for the next holder. The LAPIC EOI is never held until the driver acknowledges: that
+//! kept for the next holder. The holder may move a live source to another CPU
+//! (`InterruptSetAffinity`, `InterruptObject::set_affinity`) without losing or duplicating
+//! a delivery. The LAPIC EOI is never held until the driver acknowledges: that
 //! would block every vector of equal or lower priority, the timer and IPIs included.
 //!
 //! State machine of one source (`masked` × `pending` × `waiter`):
@@ -85,6 +87,13 @@ pub struct InterruptObject {
     /// effect was read back from the table entry.
     pub masks_read_back: AtomicU64,
     pub unmasks_read_back: AtomicU64,
+    /// Deliveries counted by the CPU that took them (index = CPU index).
+    pub deliveries_by_cpu: Vec<AtomicU64>,
+    /// Live moves (`SetAffinity`) whose new route was written.
+    pub moves: AtomicU64,
+    /// Moves that found the source's pending bit set (MSI-X PBA or MSI pending bit, read
+    /// from the function) while it was held masked for the switch: sent at the unmask.
+    pub pending_at_move: AtomicU64,
 }
 
 static SOURCES: IrqSafeMutex<Vec<Arc<InterruptObject>>> = IrqSafeMutex::new(Vec::new());
@@ -202,6 +211,9 @@ fn create(
         off_target: AtomicU64::new(0),
         masks_read_back: AtomicU64::new(0),
         unmasks_read_back: AtomicU64::new(0),
+        deliveries_by_cpu: percpu::all().map(|_| AtomicU64::new(0)).collect(),
+        moves: AtomicU64::new(0),
+        pending_at_move: AtomicU64::new(0),
     });
     log::info!("irq: {} -> vector {:#x} of cpu{} (APIC ID {})", object.name, vector, cpu, apic_id);
     {
@@ -242,6 +254,8 @@ pub enum Method {
     Acknowledge,
     /// Reports the vector and the encoded source.
     Info,
+    /// Moves the live source to a vector of CPU `cpu`.
+    SetAffinity { cpu: u64 },
 }
 
 impl InterruptObject {
@@ -287,6 +301,7 @@ impl InterruptObject {
             }),
             Method::Acknowledge => self.acknowledge(caller.process()).map(|()| Reply::Now([0, 0])),
             Method::Info => Ok(Reply::Now([self.vector() as u64, self.abi_source().encode()])),
+            Method::SetAffinity { cpu } => self.set_affinity(caller.process(), cpu).map(Reply::Now),
         }
     }
 
@@ -343,6 +358,21 @@ impl InterruptObject {
     /// Rewrites the (masked) source's route to `vector` of CPU `cpu` (APIC ID `apic_id`).
     fn route_to(&self, cpu: u32, vector: u8, apic_id: u32) -> Result<(), &'static str> {
         let _st = self.state.lock();
+        self.rewrite_route(vector, apic_id)?;
+        if let Source::Msi { device, cap, .. } = &self.source {
+            pci::msi_set_masked(device, *cap, true);
+        }
+        self.vector.store(vector, Ordering::Release);
+        self.cpu.store(cpu, Ordering::Release);
+        self.target_apic_id.store(apic_id, Ordering::Release);
+        Ok(())
+    }
+
+    /// Writes the route into the hardware that holds it: the IOAPIC entry, the MSI message or
+    /// the MSI-X table entry, or (remapping on) the IRTE they name, whose cached copy every
+    /// unit has dropped when this returns (IEC invalidation, waited for). Caller holds the
+    /// state lock.
+    fn rewrite_route(&self, vector: u8, apic_id: u32) -> Result<(), &'static str> {
         match &self.source {
             Source::Ioapic { gsi, level, polarity } => {
                 let trigger = if *level { TriggerMode::Level } else { TriggerMode::Edge };
@@ -351,16 +381,98 @@ impl InterruptObject {
             }
             Source::Msi { device, cap, .. } => {
                 pci::msi_enable(device, *cap, ApicId::new(apic_id), vector)?;
-                pci::msi_set_masked(device, *cap, true);
             }
             Source::Msix { function, entry } => {
                 function.program(*entry, vector, ApicId::new(apic_id))?;
             }
         }
-        self.vector.store(vector, Ordering::Release);
-        self.cpu.store(cpu, Ordering::Release);
-        self.target_apic_id.store(apic_id, Ordering::Release);
         Ok(())
+    }
+
+    /// `Interrupt.set_affinity`: moves the live source to a vector of CPU `cpu`, while the
+    /// device may keep raising (as Linux's `irq_move` with its cleanup vector):
+    ///
+    /// 1. the new vector is allocated on the target first (the same number when free there,
+    ///    so a compatibility MSI message the device reads between its address and data
+    ///    writes names this source's vector on either CPU; an unmaskable one is refused
+    ///    `Busy` otherwise);
+    /// 2. under the state lock (a handler on another CPU waits for the switch), a source
+    ///    with a hardware mask is masked, the route rewritten (with remapping: the IRTE, and
+    ///    the interrupt entry cache invalidated and waited for), the kernel's route updated,
+    ///    and the mask restored: a message held pending meanwhile (the function's pending
+    ///    bit) is sent to the new route at that unmask, or at the holder's acknowledge;
+    /// 3. the old vector stays owned (an interrupt the old CPU accepted before the switch
+    ///    still finds this source) and is retired: the old CPU releases it from its tick once
+    ///    its LAPIC's IRR and ISR hold nothing on it.
+    ///
+    /// `results` = (vector, CPU). `BadArgument` for a CPU that is not online or that device
+    /// interrupts cannot name; `Busy` when no retirement slot is free; `NoMemory` when the
+    /// target has no free vector.
+    fn set_affinity(&self, caller: &Arc<Process>, cpu: u64) -> Result<[u64; 2], Status> {
+        let target = u32::try_from(cpu)
+            .ok()
+            .and_then(percpu::cpu)
+            .filter(|c| c.online.load(Ordering::Acquire))
+            .ok_or(Status::BadArgument)?;
+        let apic_id = target.apic_id.load(Ordering::Acquire);
+        ioapic::reachable(ApicId::new(apic_id)).map_err(|_| Status::BadArgument)?;
+        let st = self.state.lock();
+        if !self.is_holder(&st, caller) {
+            return Err(Status::Denied);
+        }
+        let (old_cpu, old_vector) = (self.cpu(), self.vector());
+        if target.index == old_cpu {
+            return Ok([old_vector as u64, old_cpu as u64]);
+        }
+        if !vector_space::can_retire() {
+            return Err(Status::Busy);
+        }
+        let vector = if vector_space::reclaim(target.index, old_vector, self.owner)
+            || vector_space::allocate_at(target.index, old_vector, self.owner).is_ok()
+        {
+            old_vector
+        } else if self.hardware_mask() == HardwareMask::NoMaskBit
+            && !matches!(self.source, Source::Ioapic { .. })
+            && fw::arch::x86_64::iommu::mode().is_none()
+            && fw::arch::x86_64::amdvi::mode().is_none()
+        {
+            return Err(Status::Busy);
+        } else {
+            vector_space::allocate(target.index, &[], self.owner)
+                .map_err(|_| Status::NoMemory)?
+                .vector
+        };
+        let armed = !st.masked;
+        if armed {
+            self.mask_source(true);
+        }
+        if let Err(e) = self.rewrite_route(vector, apic_id) {
+            log::warn!("irq: {}: move to cpu{} failed: {e}", self.name, target.index);
+            let _ = vector_space::release(target.index, vector);
+            if armed {
+                self.mask_source(false);
+            }
+            return Err(Status::BadArgument);
+        }
+        self.vector.store(vector, Ordering::Release);
+        self.cpu.store(target.index, Ordering::Release);
+        self.target_apic_id.store(apic_id, Ordering::Release);
+        if let Source::Msix { function, entry } = &self.source {
+            if function.pending(*entry) {
+                self.pending_at_move.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        if armed {
+            self.mask_source(false);
+        }
+        self.moves.fetch_add(1, Ordering::Relaxed);
+        if !vector_space::retire(old_cpu, old_vector) {
+            // Another source took the last slot meanwhile: the old vector stays owned (never
+            // released early), at the cost of one vector of the old CPU.
+            log::warn!("irq: {}: vector {old_vector:#x} of cpu{old_cpu} kept", self.name);
+        }
+        drop(st);
+        Ok([vector as u64, target.index as u64])
     }
 
     /// A PCI function signals either by MSI or by INTx: switch it to this object's way (a
@@ -492,7 +604,11 @@ impl InterruptObject {
     fn fire(&self, token: InService) {
         let ts = cpu::rdtsc();
         self.deliveries.fetch_add(1, Ordering::Relaxed);
-        let here = percpu::with_current(|me| me.apic_id.load(Ordering::Relaxed));
+        let (here, index) =
+            percpu::with_current(|me| (me.apic_id.load(Ordering::Relaxed), me.index));
+        if let Some(c) = self.deliveries_by_cpu.get(index as usize) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
         let counter = if here == self.target_apic_id.load(Ordering::Relaxed) {
             &self.on_target
         } else {

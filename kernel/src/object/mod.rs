@@ -166,6 +166,9 @@ impl From<Request> for Invocation {
                 Invocation::Object(O::Interrupt(interrupt::Method::Acknowledge))
             }
             Request::InterruptInfo => Invocation::Object(O::Interrupt(interrupt::Method::Info)),
+            Request::InterruptSetAffinity { cpu } => {
+                Invocation::Object(O::Interrupt(interrupt::Method::SetAffinity { cpu }))
+            }
             Request::DeviceMemoryMap { vaddr } => {
                 Invocation::Object(O::DeviceMemory(device_memory::Method::Map { vaddr }))
             }

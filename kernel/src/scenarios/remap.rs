@@ -62,7 +62,13 @@ pub fn msi_evidence(prefix: &str, device: &PciDevice, cap: u8) {
             ev!(("{}.format", prefix), "remappable");
             irte_evidence(prefix, msi.handle);
         }
-        None => ev!(("{}.format", prefix), "compatibility"),
+        None => {
+            // Compatibility format: destination APIC ID in address bits 19:12, vector in
+            // data bits 7:0, as the function holds them.
+            ev!(("{}.format", prefix), "compatibility");
+            ev!(("{}.msi_destination", prefix), (address >> 12) & 0xFF);
+            ev!(("{}.msi_vector", prefix), pci::msi_data(device, cap) & 0xFF);
+        }
     }
 }
 

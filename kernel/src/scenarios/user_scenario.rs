@@ -126,6 +126,11 @@ fn interrupt_evidence() {
         ev!(("irq.{}.target_apic_id", key), irq.target_apic_id.load(Ordering::Relaxed));
         ev!(("irq.{}.on_target_cpu", key), irq.on_target.load(Ordering::Relaxed));
         ev!(("irq.{}.off_target_cpu", key), irq.off_target.load(Ordering::Relaxed));
+        ev!(("irq.{}.moves", key), irq.moves.load(Ordering::Relaxed));
+        ev!(("irq.{}.pending_at_move", key), irq.pending_at_move.load(Ordering::Relaxed));
+        for (cpu, count) in irq.deliveries_by_cpu.iter().enumerate() {
+            ev!(("irq.{}.deliveries_cpu.{}", key, cpu), count.load(Ordering::Relaxed));
+        }
         if let Some(device) = irq.pci_device() {
             let on = fw::pci::bus_master(device);
             ev!(("irq.{}.bus_master_at_end", key), if on { "yes" } else { "no" });

@@ -62,6 +62,13 @@ pub fn evidence() {
     ev!("vectors.placed_elsewhere", interrupt::PLACED_ELSEWHERE.load(Ordering::Relaxed));
     let unowned = vector_space::UNOWNED_DELIVERIES.load(Ordering::Relaxed);
     ev!("vectors.unowned_deliveries", unowned);
+    // Old vectors of moved sources: released by their CPU, drain passes that found one
+    // still accepted there (IRR/ISR), taken back by their owner, still waiting.
+    ev!("vectors.retired_released", vector_space::RETIRED_RELEASED.load(Ordering::Relaxed));
+    let still = vector_space::RETIRED_STILL_ACCEPTED.load(Ordering::Relaxed);
+    ev!("vectors.retired_still_accepted", still);
+    ev!("vectors.retired_reclaimed", vector_space::RECLAIMED.load(Ordering::Relaxed));
+    ev!("vectors.retired_pending", vector_space::retired_pending());
     let withheld = crate::object::device_memory::WITHHELD_PAGES.load(Ordering::Relaxed);
     ev!("devmem.msix_pages_withheld", withheld);
 }

@@ -324,6 +324,9 @@ const MAX_EXPIRED_PER_TICK: usize = 16;
 /// handler's guard.
 pub fn tick(from_user: bool, cpu: &mut IrqGuard) {
     let me = percpu::current(cpu);
+    // Old vectors of interrupt sources moved away from this CPU: released once its LAPIC
+    // holds nothing on them (only this CPU can read its own IRR and ISR).
+    fw::arch::x86_64::vector_space::drain_retired(me.index);
     let now = fw::time::now_ns();
     // A kernel wait's deadline is served by this interrupt (the waiter checks the time and
     // arms again if it must): armed again, a past deadline would fire at once, over and over.

@@ -6,6 +6,10 @@
 //! * `msi` / `intx`: `count` interrupts, one at a time; prints how many were raised and
 //!   received, and the wake latency from the kernel's timestamp. With `ms=T` instead: back to
 //!   back for T milliseconds of the `Timer`'s clock (an interrupt storm of endurance runs).
+//! * `move`: as `msi`, and moves the live source (`InterruptSetAffinity`) to the next of
+//!   CPUs `0..cpus` `moves` times, each between raising an interrupt and taking it; every
+//!   other interrupt is raised by edu's factorial unit, which signals from its own thread
+//!   when done (so the message races the move). Prints the moves made and refused.
 //! * `storm`: raises one level-triggered INTx and never clears or acknowledges it; a second
 //!   wait must time out (the kernel masked the line: exactly one delivery).
 //! * `die`: raises an interrupt and exits without taking or acknowledging it.
@@ -46,6 +50,10 @@ const BAR_VADDR: u64 = 0x0000_1000_0000;
 /// edu registers (QEMU docs/specs/edu.rst).
 const REG_ID: usize = 0x00;
 const REG_LIVENESS: usize = 0x04;
+const REG_FACTORIAL: usize = 0x08;
+const REG_STATUS: usize = 0x20;
+/// Status bit: raise an interrupt when the factorial is computed.
+const STATUS_IRQ_FACTORIAL: u32 = 0x80;
 const REG_IRQ_STATUS: usize = 0x24;
 const REG_IRQ_RAISE: usize = 0x60;
 const REG_IRQ_ACK: usize = 0x64;
@@ -174,13 +182,41 @@ fn main() -> u64 {
     let mut wake = [0u64; MAX_SAMPLES];
     let mut round_trip = [0u64; MAX_SAMPLES];
     let mut raised = 0u64;
+    // `mode=move`: a move every `move_every` interrupts, between the raise and the wait.
+    let (moves, cpus) =
+        if mode == "move" { (arg_u64("moves", 50), arg_u64("cpus", 2)) } else { (0, 1) };
+    let move_every = count.checked_div(moves).map_or(u64::MAX, |n| n.max(1));
+    let (mut moved, mut refused, mut cpu_now) = (0u64, 0u64, 0u64);
+    if mode == "move" {
+        edu.write(REG_STATUS, STATUS_IRQ_FACTORIAL);
+        // Hostile targets first: a CPU that does not exist, and one past 32 bits.
+        for (key, cpu) in [("move_to_absent_cpu", 4096), ("move_to_u64_max", u64::MAX)] {
+            let answer = ring().expect("ring").interrupt_set_affinity(irq, cpu);
+            ev!(key, answer.map_or_else(|s| s.name(), |_| "ok"));
+        }
+    }
     for i in 0..count {
         if i % 64 == 0 && deadline_ns != u64::MAX && now_ns() >= deadline_ns {
             break;
         }
         raised += 1;
         let t_raise = rdtsc();
-        edu.write(REG_IRQ_RAISE, 1);
+        if mode == "move" && i % 2 == 1 {
+            // Signalled from the device's own thread once computed: races what follows.
+            edu.write(REG_FACTORIAL, 10);
+        } else {
+            edu.write(REG_IRQ_RAISE, 1);
+        }
+        if moved + refused < moves && i % move_every == 0 {
+            let next = (cpu_now + 1) % cpus;
+            match ring().expect("ring").interrupt_set_affinity(irq, next) {
+                Ok((_, cpu)) if cpu == next => {
+                    moved += 1;
+                    cpu_now = next;
+                }
+                Ok(_) | Err(_) => refused += 1,
+            }
+        }
         let (n, ts) = r("wait", ring().expect("ring").interrupt_wait(irq));
         let t_wake = rdtsc();
         let status = edu.read(REG_IRQ_STATUS);
@@ -199,6 +235,10 @@ fn main() -> u64 {
     let (wake_median, wake_p99) = percentiles(&mut wake[..samples]);
     let (rt_median, rt_p99) = percentiles(&mut round_trip[..samples]);
     ev!("mode", mode);
+    if mode == "move" {
+        ev!("moves", moved);
+        ev!("moves_refused", refused);
+    }
     ev!("raised", raised);
     ev!("received", received);
     ev!("coalesced", coalesced);

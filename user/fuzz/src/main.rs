@@ -212,7 +212,10 @@ const GRANTED_KINDS: [ObjectKind; 4] =
 fn args_used(method: Method) -> usize {
     match method {
         Method::ConsoleWrite | Method::VmUnmap => 2,
-        Method::DeviceMemoryMap | Method::TimerSleep | Method::ProcessSetAffinity => 1,
+        Method::DeviceMemoryMap
+        | Method::TimerSleep
+        | Method::ProcessSetAffinity
+        | Method::InterruptSetAffinity => 1,
         Method::VmMap | Method::VmProtect => 3,
         Method::ProcessSpawnThread => 4,
         _ => 0,

@@ -12,6 +12,31 @@ pub struct Counts {
     /// Completed `InterruptWait`s, and the deliveries they reported (their `count`s).
     pub waits: u64,
     pub interrupts: u64,
+    /// `moves=N cpus=K`: live moves of the source to the next of CPUs `0..K` still to make
+    /// (one right after each I/O doorbell, with the commands in flight), made and refused.
+    pub moves_left: u64,
+    pub cpus: u64,
+    pub cpu_now: u64,
+    pub moves: u64,
+    pub moves_refused: u64,
+}
+
+/// Moves the source to the next CPU when moves are left (`InterruptSetAffinity`), while
+/// the commands just submitted complete: their message may arrive before, during (held in
+/// the entry's pending bit while the kernel masks it for the switch) or after the move.
+pub fn move_if_due(ring: &mut Ring, irq: CapId, counts: &mut Counts) {
+    if counts.moves_left == 0 || counts.cpus < 2 {
+        return;
+    }
+    counts.moves_left -= 1;
+    let next = (counts.cpu_now + 1) % counts.cpus;
+    match ring.interrupt_set_affinity(irq, next) {
+        Ok((_, cpu)) if cpu == next => {
+            counts.moves += 1;
+            counts.cpu_now = next;
+        }
+        Ok(_) | Err(_) => counts.moves_refused += 1,
+    }
 }
 
 /// Submits one `InterruptWait` and gives up after `timeout_ns`; the delivery count.

@@ -154,6 +154,10 @@ impl Driver {
         q.ring_doorbell(&self.bar);
         if q.qid() == IO_QID {
             self.interrupt_due.set(true);
+            if let Some(irq) = self.irq {
+                let counts = &mut self.irq_counts.borrow_mut();
+                irq::move_if_due(&mut ring().expect("ring"), irq, counts);
+            }
         }
     }
 
@@ -288,7 +292,12 @@ fn main() -> u64 {
         timer,
         iova,
         irq,
-        irq_counts: Default::default(),
+        irq_counts: core::cell::RefCell::new(irq::Counts {
+            moves_left: arg_u64("moves", 0),
+            cpus: arg_u64("cpus", 1),
+            cpu_now: arg_u64("irq_cpu", 0),
+            ..Default::default()
+        }),
         interrupt_due: Default::default(),
     };
 
@@ -488,6 +497,10 @@ fn main() -> u64 {
         let counts = d.irq_counts.borrow();
         ev!("irq.waits", counts.waits);
         ev!("irq.interrupts", counts.interrupts);
+        if counts.moves + counts.moves_refused > 0 {
+            ev!("irq.moves", counts.moves);
+            ev!("irq.moves_refused", counts.moves_refused);
+        }
     }
     let all = matching == blocks
         && mismatched_words == 0

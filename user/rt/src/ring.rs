@@ -256,6 +256,12 @@ impl Ring {
     pub fn interrupt_acknowledge(&mut self, cap: CapId) -> Result<(), Status> {
         self.invoke(cap, Request::InterruptAcknowledge).map(|_| ())
     }
+
+    /// `InterruptSetAffinity`: moves the live source to CPU `cpu`; (new vector, CPU).
+    pub fn interrupt_set_affinity(&mut self, cap: CapId, cpu: u64) -> Result<(u64, u64), Status> {
+        let c = self.invoke(cap, Request::InterruptSetAffinity { cpu })?;
+        Ok((c.results[0], c.results[1]))
+    }
 }
 
 /// The one ring of this (single-threaded) process behind a re-entrancy flag, so safe code

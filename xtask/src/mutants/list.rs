@@ -96,6 +96,62 @@ pub const BREAKS: &[Break] = &[
         proofs: &["nvme-msix"],
         accel: Accel::Tcg,
     },
+    // Live affinity (InterruptSetAffinity)
+    Break {
+        name: "affinity-old-vector-released-at-switch",
+        what: "a moved source's old vector is released at once instead of retired to its CPU",
+        edits: &[Edit {
+            file: "kernel/src/object/interrupt.rs",
+            find: "        if !vector_space::retire(old_cpu, old_vector) {",
+            replace: "        if vector_space::release(old_cpu, old_vector).is_err() {",
+        }],
+        proofs: &["irq-affinity-move", "irq-affinity-move-xapic"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "affinity-irte-without-invalidation",
+        what: "an IRTE is rewritten without invalidating the units' interrupt entry cache",
+        edits: &[Edit {
+            file: "crates/iommu/src/update.rs",
+            find: "        target.enqueue(unit, queue::iec(Some((index, 0))));\n",
+            replace: "",
+        }],
+        proofs: &["irq-affinity-move"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "affinity-route-not-recorded",
+        what: "a move rewrites the hardware route but the kernel keeps the old CPU and vector",
+        edits: &[Edit {
+            file: "kernel/src/object/interrupt.rs",
+            find: "        self.vector.store(vector, Ordering::Release);\n        self.cpu.store(target.index, Ordering::Release);\n",
+            replace: "",
+        }],
+        proofs: &["irq-affinity-move", "irq-affinity-move-xapic"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "affinity-absent-cpu-falls-back",
+        what: "a move to a CPU that does not exist goes to CPU 0 instead of answering BadArgument",
+        edits: &[Edit {
+            file: "kernel/src/object/interrupt.rs",
+            find: "            .filter(|c| c.online.load(Ordering::Acquire))\n            .ok_or(Status::BadArgument)?;",
+            replace: "            .filter(|c| c.online.load(Ordering::Acquire))\n            .or_else(|| percpu::cpu(0))\n            .ok_or(Status::BadArgument)?;",
+        }],
+        proofs: &["irq-affinity-move", "irq-affinity-move-xapic"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "affinity-armed-source-left-masked",
+        what: "a move masks an armed source for the switch and never unmasks it (a completion held in the pending bit is never sent)",
+        edits: &[Edit {
+            file: "kernel/src/object/interrupt.rs",
+            find: "        if armed {\n            self.mask_source(false);\n        }\n        self.moves.fetch_add",
+            replace: "        self.moves.fetch_add",
+        }],
+        proofs: &["nvme-msix-move"],
+        accel: Accel::Tcg,
+    },
     Break {
         name: "msix-table-page-mapped-to-driver",
         what: "a DeviceMemory map also maps the BAR pages holding the MSI-X table and PBA",

@@ -39,11 +39,51 @@ pub fn proofs() -> Vec<Proof> {
         per_cpu("nvme-msix-8", "one I/O queue pair per CPU on 8 CPUs, a thread each, each queue's MSI-X vector on its thread's CPU (x2APIC, VT-d)", 8),
         per_cpu("nvme-msix-8-xapic", "nvme-msix-8 with the LAPICs in xAPIC mode", 8).cpu(xapic_cpu()),
         queue_on_257(),
+        moved(),
         death(
             "nvme-msix-death",
             "an NVMe driver exits with reads in flight on its MSI-X queue; the kernel and every frame stay intact and a successor runs on the same device",
         ),
     ]
+}
+
+/// Moves of the MSI-X entry made by the driver (`moves=` of `nvme-msix-move.manifest`).
+const MOVES: u64 = 12;
+
+/// `nvme-msix` with the entry moved between CPUs 1 and 0 after each I/O doorbell, the
+/// commands in flight: every block still read correctly and every command completed by
+/// interrupt, deliveries on both CPUs adding up, none on an unowned vector, and the route
+/// read back from the entry's IRTE.
+fn moved() -> Proof {
+    let k =
+        |s: &str| -> &'static str { Box::leak(format!("irq.msix_nvme_1.{s}").into_boxed_str()) };
+    one_queue(nvme(
+        "nvme-msix-move",
+        "nvme-msix with its MSI-X entry moved between CPUs after each I/O doorbell, commands in flight (x2APIC, VT-d)",
+        "nvme-msix-move",
+    ))
+    .check(eq("user.nvme.irq.moves", MOVES))
+    .check(eq("user.nvme.irq.moves_refused", 0))
+    .check(eq(k("moves"), MOVES))
+    .check(ge("user.nvme.irq.waits", BLOCKS / BATCH + 4))
+    .check(interrupts_accounted())
+    .check(custom("deliveries_cpu.0 + deliveries_cpu.1 == deliveries, each > 0", move |t| {
+        let on0 = ev_u64(t, "irq.msix_nvme_1.deliveries_cpu.0")?;
+        let on1 = ev_u64(t, "irq.msix_nvme_1.deliveries_cpu.1")?;
+        let all = ev_u64(t, "irq.msix_nvme_1.deliveries")?;
+        if on0 + on1 == all && on0 > 0 && on1 > 0 {
+            Ok(())
+        } else {
+            Err(format!("cpu0 {on0} + cpu1 {on1} vs {all} deliveries"))
+        }
+    }))
+    .check(eq("vectors.unowned_deliveries", 0))
+    .check(eq(k("cpu"), 1))
+    .check(eq(k("owner_in_matrix"), "yes"))
+    .check(eq(k("masked_at_end"), "yes"))
+    .check(eq(k("format"), "remappable"))
+    .check(keys_equal(k("irte_destination"), k("target_apic_id")))
+    .check(keys_equal(k("irte_vector"), k("vector")))
 }
 
 /// `queues=3` on CPUs with APIC IDs 0, 1 and 257 (the firmware hands over in x2APIC mode):

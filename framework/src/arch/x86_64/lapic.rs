@@ -267,6 +267,13 @@ pub fn in_service(vector: u8) -> bool {
     local().is_in_service(vector)
 }
 
+/// Whether `vector` was accepted by this CPU's LAPIC and is still in its IRR or ISR: an
+/// interrupt this CPU has not finished handling.
+pub fn accepted_not_done(vector: u8) -> bool {
+    let mut lapic = local();
+    lapic.is_requested(vector) || lapic.is_in_service(vector)
+}
+
 /// ISR probe result, set once by the probe vector's handler: whether a delivered vector
 /// showed in the ISR inside its handler (hardware and TCG: yes; PVM's emulated LAPIC: no).
 /// Unset until `probe_isr` ran.

@@ -29,17 +29,30 @@ use crate::sync::IrqSafeMutex;
 /// The handler of per-CPU vectors: runs with interrupts off on the CPU that took `vector`.
 pub type OwnerHandler = fn(owner: Owner, vector: u8, InService);
 
+/// Old vectors of moved sources waiting for their CPU to finish what it accepted on them.
+const RETIRED_SLOTS: usize = 64;
+
 struct Space {
     /// Vectors reserved on every CPU (bit per vector number).
     system: [bool; 256],
     matrix: Option<Matrix>,
+    /// `(cpu, vector)` still owned by a source that moved away: released by that CPU itself
+    /// ([`drain_retired`]) once its LAPIC holds nothing on the vector.
+    retired: [Option<(u32, u8)>; RETIRED_SLOTS],
 }
 
-static SPACE: IrqSafeMutex<Space> = IrqSafeMutex::new(Space { system: [false; 256], matrix: None });
+static SPACE: IrqSafeMutex<Space> =
+    IrqSafeMutex::new(Space { system: [false; 256], matrix: None, retired: [None; RETIRED_SLOTS] });
 static OWNER_HANDLER: Once<OwnerHandler> = Once::new();
 
 /// Per-CPU vectors that arrived with no owner on the CPU that took them.
 pub static UNOWNED_DELIVERIES: AtomicU64 = AtomicU64::new(0);
+/// Retired vectors released by their CPU, and drain passes that found one still accepted
+/// (IRR or ISR set: an interrupt that arrived on the old route before the switch).
+pub static RETIRED_RELEASED: AtomicU64 = AtomicU64::new(0);
+pub static RETIRED_STILL_ACCEPTED: AtomicU64 = AtomicU64::new(0);
+/// Retired vectors taken back by their owner before release.
+pub static RECLAIMED: AtomicU64 = AtomicU64::new(0);
 
 fn with_space<R>(f: impl FnOnce(&mut Space) -> R) -> R {
     f(&mut SPACE.lock())
@@ -111,6 +124,76 @@ pub fn allocate(cpu: u32, fallback: &[u32], owner: Owner) -> Result<Placed, Allo
                 .allocate(Placement::LeastLoaded(fallback), owner)
                 .map(|(cpu, vector)| Placed { cpu, vector, elsewhere: true }),
             Err(e) => Err(e),
+        }
+    })
+}
+
+/// Allocates exactly `vector` on `cpu` for `owner`.
+pub fn allocate_at(cpu: u32, vector: u8, owner: Owner) -> Result<(), AllocError> {
+    with_space(|s| s.matrix().allocate_at(cpu, vector, owner))
+}
+
+/// Hands `vector` of `cpu`, which a source no longer routes to, to that CPU for release: it
+/// stays owned (an interrupt the CPU accepted before the switch still finds its handler)
+/// until [`drain_retired`] on `cpu` sees the LAPIC hold nothing on it. `false` (nothing
+/// recorded) when every slot is taken.
+pub fn retire(cpu: u32, vector: u8) -> bool {
+    with_space(|s| match s.retired.iter_mut().find(|slot| slot.is_none()) {
+        Some(slot) => {
+            *slot = Some((cpu, vector));
+            true
+        }
+        None => false,
+    })
+}
+
+/// Takes back a retired `vector` of `cpu` for its `owner` (a source moving back before the
+/// CPU released it): the vector never left the owner, so it is simply routed to again.
+pub fn reclaim(cpu: u32, vector: u8, owner: Owner) -> bool {
+    with_space(|s| {
+        let Space { retired, matrix, .. } = s;
+        let owned = matrix.as_ref().and_then(|m| m.owner(cpu, vector)) == Some(owner);
+        match retired.iter_mut().find(|slot| **slot == Some((cpu, vector))) {
+            Some(slot) if owned => {
+                *slot = None;
+                RECLAIMED.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            _ => false,
+        }
+    })
+}
+
+/// Whether a retirement slot is free (checked before a source moves).
+pub fn can_retire() -> bool {
+    with_space(|s| s.retired.iter().any(Option::is_none))
+}
+
+/// Retired vectors not released yet.
+pub fn retired_pending() -> u64 {
+    with_space(|s| s.retired.iter().flatten().count() as u64)
+}
+
+/// On CPU `cpu` with interrupts off (the tick): releases each of its retired vectors whose
+/// IRR and ISR bits are clear. A set bit is an interrupt accepted on the old route and not
+/// yet handled; its handler runs once interrupts are on again, and a later pass releases.
+pub fn drain_retired(cpu: u32) {
+    with_space(|s| {
+        let Space { retired, matrix, .. } = s;
+        for slot in retired.iter_mut() {
+            let Some((c, vector)) = *slot else { continue };
+            if c != cpu {
+                continue;
+            }
+            if super::lapic::accepted_not_done(vector) {
+                RETIRED_STILL_ACCEPTED.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            if let Some(m) = matrix.as_mut() {
+                let _ = m.release(cpu, vector);
+            }
+            *slot = None;
+            RETIRED_RELEASED.fetch_add(1, Ordering::Relaxed);
         }
     })
 }
