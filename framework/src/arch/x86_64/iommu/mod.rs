@@ -19,6 +19,7 @@
 #[cfg(feature = "scenarios")]
 pub mod death_watch;
 mod dma;
+mod dma_domain;
 mod dma_remapping;
 mod domain;
 mod queue;
@@ -511,6 +512,7 @@ pub fn poll_faults() {
     }
 }
 
+pub use dma_domain::{DomainList, KernelTables};
 pub use dma_remapping::DmaRemapping;
 pub use domain::DmaError;
 
