@@ -25,7 +25,7 @@ use keel_iommu::pagetable::TableMemory;
 
 use super::remap::{self, AmdRemapError};
 use super::unit::{read_quad, write_quads};
-use crate::arch::x86_64::iommu::{DmaError, DmaRemapping, DomainList, KernelTables};
+use crate::arch::x86_64::iommu::{DmaError, DmaRemapping, DomainList, KernelTables, MapRequest};
 
 /// The domains' tables in kernel frames; AMD-Vi table walks snoop, so nothing is flushed.
 fn tables() -> KernelTables {
@@ -156,16 +156,9 @@ impl AmdDma {
 }
 
 impl DmaRemapping for AmdDma {
-    fn map(
-        &mut self,
-        bdf: u16,
-        owner: u64,
-        vaddr: u64,
-        frames: &[u64],
-        device_writes: bool,
-    ) -> Result<u64, DmaError> {
-        let i = self.attach(bdf, owner)?;
-        let iova = self.domains.map_frames(&mut tables(), i, vaddr, frames, device_writes)?;
+    fn map(&mut self, request: &MapRequest<'_>) -> Result<u64, DmaError> {
+        let i = self.attach(request.bdf, request.owner)?;
+        let iova = self.domains.map_frames(&mut tables(), i, request)?;
         self.maps += 1;
         Ok(iova)
     }

@@ -10,6 +10,7 @@ use keel_iommu::amdvi_dma::IoPageTable;
 use keel_iommu::iova::IovaSpace;
 use keel_iommu::pagetable::{DmaRights, PageTable, TableError, TableMemory};
 
+use super::dma_remapping::MapRequest;
 use super::domain::DmaError;
 use crate::mm::{frames, phys_to_virt};
 
@@ -149,16 +150,15 @@ impl<T: IoTable> DomainList<T> {
         self.domains.len() - 1
     }
 
-    /// Maps `frames` (the caller's pages at `vaddr`) into domain `i` at a fresh IOVA; on a
-    /// failure the leaves already written are cleared and the IOVAs given back.
+    /// Maps the request's frames into domain `i` at a fresh IOVA; on a failure the leaves
+    /// already written are cleared and the IOVAs given back.
     pub fn map_frames(
         &mut self,
         mem: &mut KernelTables,
         i: usize,
-        vaddr: u64,
-        frames: &[u64],
-        device_writes: bool,
+        request: &MapRequest<'_>,
     ) -> Result<u64, DmaError> {
+        let MapRequest { vaddr, frames, device_writes, .. } = *request;
         let pages = frames.len() as u64;
         let d = &mut self.domains[i];
         let iova = d.iova.allocate(pages).ok_or(DmaError::NoIova)?;

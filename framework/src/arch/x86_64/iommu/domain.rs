@@ -14,6 +14,7 @@ use keel_iommu::dma::{self as vtd, ContextScope, EntryChange, IotlbScope};
 use keel_iommu::pagetable::{PageTable, TableMemory};
 
 use super::dma_domain::{DomainList, KernelTables};
+use super::dma_remapping::MapRequest;
 use super::vtd_unit::{Unit, UnitError};
 use crate::mm::phys_to_virt;
 
@@ -174,26 +175,21 @@ impl Domains {
         Ok(i)
     }
 
-    /// Maps `frames` (one per page, the caller's pages at `vaddr`, pinned by the caller's
+    /// Maps the request's frames (one per page, the caller's pages, pinned by the caller's
     /// lock until this returns and by [`Domains::pinned`] after) and returns their IOVA.
-    #[allow(clippy::too_many_arguments)]
     pub fn map(
         &mut self,
         units: &mut [Unit],
         mem: &mut KernelTables,
         root_phys: u64,
-        bdf: u16,
-        owner: u64,
-        vaddr: u64,
-        frames: &[u64],
-        device_writes: bool,
+        request: &MapRequest<'_>,
     ) -> Result<u64, DmaError> {
-        let i = self.attach(units, mem, root_phys, bdf, owner)?;
-        let iova = self.domains.map_frames(mem, i, vaddr, frames, device_writes)?;
+        let i = self.attach(units, mem, root_phys, request.bdf, request.owner)?;
+        let iova = self.domains.map_frames(mem, i, request)?;
         let id = self.domains.get(i).id;
         flush_write_buffers(units)?;
         if vtd::must_invalidate(EntryChange::Populated, units[0].dma_capability()) {
-            self.invalidate_iotlb(units, id, iova, frames.len() as u64)?;
+            self.invalidate_iotlb(units, id, iova, request.frames.len() as u64)?;
         }
         self.maps += 1;
         Ok(iova)
