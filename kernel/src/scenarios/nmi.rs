@@ -92,7 +92,7 @@ static GS_BEFORE: AtomicU64 = AtomicU64::new(0);
 
 /// Posted to CPU 1: load a user GS and wait in the window for the NMI.
 fn sit_in_swapgs_window(_: usize) {
-    let me = percpu::cpu(percpu::current_index()).expect("this CPU is installed");
+    let mine = smp::NMI_COUNTS.of(percpu::current_index());
     x86_64::instructions::interrupts::without_interrupts(|| {
         GS_BEFORE.store(GsBase::read().as_u64(), Ordering::Relaxed);
         let kernel_gs_saved = KernelGsBase::read();
@@ -101,7 +101,7 @@ fn sit_in_swapgs_window(_: usize) {
         let deadline = fw::arch::x86_64::cpu::rdtsc() + time::ns_to_tsc(WINDOW_WAIT_NS);
         // SAFETY: interrupts are off; the routine swaps GS, touches only the two counters
         // passed in (both 'static), and swaps back before returning.
-        unsafe { keel_swapgs_window(&IN_WINDOW, &me.nmis, deadline) };
+        unsafe { keel_swapgs_window(&IN_WINDOW, &mine.nmis, deadline) };
         KernelGsBase::write(kernel_gs_saved);
         GS_AFTER.store(GsBase::read().as_u64(), Ordering::Relaxed);
     });
@@ -112,9 +112,9 @@ fn swapgs_window() -> bool {
         log::error!("nmi_window: needs two CPUs");
         return false;
     };
-    let me = percpu::cpu(0).expect("boot CPU");
+    let (theirs, boot) = (smp::NMI_COUNTS.of(target.index), smp::NMI_COUNTS.of(0));
     let (nmis_before, boot_nmis_before) =
-        (target.nmis.load(Ordering::Acquire), me.nmis.load(Ordering::Acquire));
+        (theirs.nmis.load(Ordering::Acquire), boot.nmis.load(Ordering::Acquire));
     let swaps_before = trap_entry::PARANOID_GS_SWAPS.load(Ordering::Acquire);
     let ticket = smp::post_work(target, sit_in_swapgs_window, 0);
     let entered = time::spin_until(0, 2_000_000_000, || IN_WINDOW.load(Ordering::Acquire) == 1);
@@ -129,13 +129,13 @@ fn swapgs_window() -> bool {
     ev!("nmi_window.entered", yes(entered));
     ev!("nmi_window.nmi_sent", yes(sent));
     ev!("nmi_window.finished", yes(finished));
-    ev!("nmi_window.cpu1_nmis", target.nmis.load(Ordering::Acquire) - nmis_before);
-    ev!("nmi_window.cpu0_nmis", me.nmis.load(Ordering::Acquire) - boot_nmis_before);
+    ev!("nmi_window.cpu1_nmis", theirs.nmis.load(Ordering::Acquire) - nmis_before);
+    ev!("nmi_window.cpu0_nmis", boot.nmis.load(Ordering::Acquire) - boot_nmis_before);
     ev!(
         "nmi_window.paranoid_swaps",
         trap_entry::PARANOID_GS_SWAPS.load(Ordering::Acquire) - swaps_before
     );
-    ev!("nmi_window.rip", format_args!("{:#x}", target.nmi_rip.load(Ordering::Relaxed)));
+    ev!("nmi_window.rip", format_args!("{:#x}", theirs.rip.load(Ordering::Relaxed)));
     ev!("nmi_window.start", format_args!("{start:#x}"));
     ev!("nmi_window.end", format_args!("{end:#x}"));
     let (before, after) = (GS_BEFORE.load(Ordering::Relaxed), GS_AFTER.load(Ordering::Relaxed));

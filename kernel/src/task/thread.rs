@@ -2,7 +2,6 @@
 
 use alloc::boxed::Box;
 use alloc::sync::Arc;
-use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use fw::sync::IrqSafeMutex;
@@ -113,21 +112,18 @@ pub struct Thread {
     /// Its home CPU's tick count when it was last queued there: at switch-in, the ticks it
     /// waited runnable (see `Process::max_queue_wait_ticks`).
     pub queued_at_tick: AtomicU64,
-    /// Saved kernel stack pointer while switched out. Only the home CPU touches it, with
-    /// interrupts off.
-    saved_rsp: UnsafeCell<u64>,
+    /// Saved kernel stack pointer while switched out, written and read by `context::switch`
+    /// through [`Thread::saved_rsp_slot`]. An atomic (same layout as `u64`) so that `Thread`
+    /// is `Sync` without an `unsafe impl`: the plain accesses the switch makes are confined
+    /// to that `unsafe fn`, whose contract (home CPU, interrupts off, handed between CPUs
+    /// only through the run queue's lock) keeps them from racing.
+    saved_rsp: AtomicU64,
     stack: Box<[u8]>,
     /// This thread's ring (each thread has its own page, so threads never share ring
     /// indices; the process keeps a reference to free the page) and where the process sees it.
     pub ring_vaddr: u64,
     pub ring: Arc<IrqSafeMutex<RingState>>,
 }
-
-// SAFETY: `saved_rsp` is only accessed by the home CPU with interrupts disabled (the
-// scheduler protocol in `sched.rs`); everything else is atomic or immutable.
-unsafe impl Sync for Thread {}
-// SAFETY: as above.
-unsafe impl Send for Thread {}
 
 impl Thread {
     /// A thread that will enter ring 3 at `entry` with `rsp`, rdi = its ring page, `rsi`,
@@ -184,7 +180,7 @@ impl Thread {
             state: keel_sched::ThreadStateCell::new(),
             requeue: AtomicBool::new(false),
             queued_at_tick: AtomicU64::new(0),
-            saved_rsp: UnsafeCell::new(saved),
+            saved_rsp: AtomicU64::new(saved),
             stack,
             ring_vaddr,
             ring,
@@ -268,9 +264,10 @@ impl Thread {
     ///
     /// # Safety
     /// Only the home CPU's scheduler and the thread itself (switching out) may use it, with
-    /// interrupts disabled.
+    /// interrupts disabled; a thread moving to another CPU passes through the run queue's
+    /// lock between its switch-out and its next switch-in.
     pub unsafe fn saved_rsp_slot(&self) -> *mut u64 {
-        self.saved_rsp.get()
+        self.saved_rsp.as_ptr()
     }
 }
 

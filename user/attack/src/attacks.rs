@@ -58,11 +58,7 @@ static IRQ_WAIT_STATUS: AtomicU64 = AtomicU64::new(u64::MAX);
 /// Where `top.ld` places the `.keel_top` page (the last page of user space).
 const TOP_PAGE: u64 = NON_CANONICAL - PAGE;
 
-/// Thread entry: rdi = ring page, rdx = argument.
-#[unsafe(naked)]
-pub(crate) extern "C" fn thread_start() -> ! {
-    core::arch::naked_asm!("xor ebp, ebp", "mov rsi, rdx", "call {body}", "ud2", body = sym thread_body)
-}
+keel_rt::thread_entry!(pub(crate) fn thread_start => thread_body);
 
 /// Enters the kernel through the last instruction of the top page: the return address is
 /// the first non-canonical one. rax = `cap_enter`, rdi = rsi = 0 (returns at once).

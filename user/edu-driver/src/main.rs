@@ -39,7 +39,7 @@
 #![no_std]
 #![no_main]
 
-use keel_rt::abi::{Method, ObjectKind, Status, Submission};
+use keel_rt::abi::{Method, ObjectKind, Status};
 use keel_rt::util::{arg_u64, cap, check as r, percentiles, rdtsc, Mmio};
 use keel_rt::{ev, println, ring, start_info, CapId};
 
@@ -71,30 +71,10 @@ const EDU_ID: u32 = 0x00ED;
 
 const MAX_SAMPLES: usize = 1024;
 
-/// Submits one `InterruptWait` and gives up after `timeout_ns` (true when it completed).
+/// Submits one `InterruptWait` and gives up after `timeout_ns` (`Some` when it completed).
 fn wait_with_timeout(irq: CapId, timeout_ns: u64) -> Option<(u64, u64)> {
-    let mut ring = ring().expect("ring");
     let tag = 0x5700_0000_0000_0001;
-    r(
-        "submit",
-        ring.submit(Submission {
-            cap: irq.0,
-            method: Method::InterruptWait as u16,
-            flags: 0,
-            args: [0; 4],
-            user_data: tag,
-        }),
-    );
-    match ring.enter(1, timeout_ns) {
-        Ok(n) if n > 0 => {}
-        Ok(_) | Err(Status::TimedOut) => return None,
-        Err(s) => {
-            println!("cap_enter failed: {}", s.name());
-            keel_rt::exit(3)
-        }
-    }
-    let c = ring.next_completion()?;
-    (c.user_data == tag && c.status == 0).then_some((c.results[0], c.results[1]))
+    r("interrupt wait", ring().expect("ring").interrupt_wait_within(irq, tag, timeout_ns))
 }
 
 fn main() -> u64 {

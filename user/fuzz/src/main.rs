@@ -273,11 +273,8 @@ fn hostile_syscalls(rng: &mut Rng, ring_vaddr: u64) {
     }
 }
 
-/// Thread entry: rdi = ring page, rdx = worker index.
-#[unsafe(naked)]
-extern "C" fn worker_start() -> ! {
-    core::arch::naked_asm!("xor ebp, ebp", "mov rsi, rdx", "call {body}", "ud2", body = sym worker)
-}
+// Thread entry: rdi = ring page, rdx = worker index.
+keel_rt::thread_entry!(fn worker_start => worker);
 
 /// Completions seen by one worker (drained after each batch).
 fn drain(ring: &mut Ring, sleeps: &mut u64) -> u64 {

@@ -2,7 +2,6 @@
 //! `Interrupt` capability (`msix(nvme, 1)`), woken by `InterruptWait` and re-armed by
 //! `InterruptAcknowledge` (the kernel unmasks the entry's vector mask).
 
-use keel_rt::abi::{Method, Status, Submission};
 use keel_rt::util::check as r;
 use keel_rt::{println, CapId, Ring};
 
@@ -42,26 +41,7 @@ pub fn move_if_due(ring: &mut Ring, irq: CapId, counts: &mut Counts) {
 /// Submits one `InterruptWait` and gives up after `timeout_ns`; the delivery count.
 fn wait_with_timeout(ring: &mut Ring, irq: CapId, timeout_ns: u64) -> Option<u64> {
     let tag = 0x4e56_0000_0000_0001;
-    r(
-        "submit",
-        ring.submit(Submission {
-            cap: irq.0,
-            method: Method::InterruptWait as u16,
-            flags: 0,
-            args: [0; 4],
-            user_data: tag,
-        }),
-    );
-    match ring.enter(1, timeout_ns) {
-        Ok(n) if n > 0 => {}
-        Ok(_) | Err(Status::TimedOut) => return None,
-        Err(s) => {
-            println!("cap_enter failed: {}", s.name());
-            keel_rt::exit(3)
-        }
-    }
-    let c = ring.next_completion()?;
-    (c.user_data == tag && c.status == 0).then_some(c.results[0])
+    r("interrupt wait", ring.interrupt_wait_within(irq, tag, timeout_ns)).map(|(count, _)| count)
 }
 
 /// Waits for the queue's interrupt, then re-arms it at once: a completion posted after the

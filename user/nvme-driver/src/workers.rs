@@ -79,17 +79,7 @@ pub fn take_back(index: usize) -> Option<QueuePair> {
     unsafe { (*SLOTS[index].queue.get()).take() }
 }
 
-/// Thread entry: the kernel enters with rsp 16-byte aligned, rdi = ring page, rdx = argument.
-#[unsafe(naked)]
-extern "C" fn thread_start() -> ! {
-    core::arch::naked_asm!(
-        "xor ebp, ebp",
-        "mov rsi, rdx",
-        "call {body}",
-        "ud2",
-        body = sym thread_body,
-    )
-}
+keel_rt::thread_entry!(fn thread_start => thread_body);
 
 /// Starts the thread of queue `index` on `cpu`.
 pub fn spawn(index: u64, cpu: u64) -> bool {

@@ -80,6 +80,26 @@ pub fn panic_exit(info: &core::panic::PanicInfo<'_>) -> ! {
     exit(PANIC_EXIT_CODE)
 }
 
+/// Defines `extern "C" fn $entry() -> !`, where a thread the program creates starts: the
+/// kernel enters with rsp 16-byte aligned, rdi = the thread's ring page and rdx = its
+/// argument; it calls `$body(ring_page, argument)`, which never returns. A macro because the
+/// naked entry must name the program's own body.
+#[macro_export]
+macro_rules! thread_entry {
+    ($vis:vis fn $entry:ident => $body:path) => {
+        #[unsafe(naked)]
+        $vis extern "C" fn $entry() -> ! {
+            ::core::arch::naked_asm!(
+                "xor ebp, ebp",
+                "mov rsi, rdx",
+                "call {body}",
+                "ud2",
+                body = sym $body,
+            )
+        }
+    };
+}
+
 /// Defines the program's `_start` (calling `$main: fn() -> u64`, then [`exit`] with its
 /// result) and its `#[panic_handler]`. A macro because both must live in the final binary
 /// crate. `_start` is naked so it can fix the stack alignment the kernel's entry leaves.

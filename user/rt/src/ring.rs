@@ -252,6 +252,27 @@ impl Ring {
         Ok((c.results[0], c.results[1]))
     }
 
+    /// `InterruptWait` that gives up after `timeout_ns`: `Some((count, tsc))` when the first
+    /// completion is this wait's (tagged `user_data`) and `Ok`, `None` on a timeout or any
+    /// other first completion (a timed-out wait stays pending in the kernel). `Err` when the
+    /// submission or `cap_enter` itself failed.
+    pub fn interrupt_wait_within(
+        &mut self,
+        cap: CapId,
+        user_data: u64,
+        timeout_ns: u64,
+    ) -> Result<Option<(u64, u64)>, Status> {
+        let method = Method::InterruptWait as u16;
+        self.submit(Submission { cap: cap.0, method, flags: 0, args: [0; 4], user_data })?;
+        match self.enter(1, timeout_ns) {
+            Ok(n) if n > 0 => {}
+            Ok(_) | Err(Status::TimedOut) => return Ok(None),
+            Err(s) => return Err(s),
+        }
+        let Some(c) = self.next_completion() else { return Ok(None) };
+        Ok((c.user_data == user_data && c.status == 0).then_some((c.results[0], c.results[1])))
+    }
+
     /// `InterruptAcknowledge`: re-enables the line after the device was serviced.
     pub fn interrupt_acknowledge(&mut self, cap: CapId) -> Result<(), Status> {
         self.invoke(cap, Request::InterruptAcknowledge).map(|_| ())

@@ -50,17 +50,7 @@ static STOP: AtomicU64 = AtomicU64::new(0);
 
 mod fair;
 
-/// Thread entry: the kernel enters with rsp 16-byte aligned, rdi = ring page, rdx = argument.
-#[unsafe(naked)]
-extern "C" fn thread_start() -> ! {
-    core::arch::naked_asm!(
-        "xor ebp, ebp",
-        "mov rsi, rdx",
-        "call {body}",
-        "ud2",
-        body = sym thread_body,
-    )
-}
+keel_rt::thread_entry!(fn thread_start => thread_body);
 
 /// Argument word: job in the high byte, thread index in the low bits.
 const JOB_READER: u64 = 1 << 56;

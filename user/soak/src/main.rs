@@ -43,17 +43,7 @@ static CHUNK_PAGES: AtomicU64 = AtomicU64::new(0);
 const JOB_MEMORY: u64 = 1 << 56;
 const JOB_EXIT: u64 = 2 << 56;
 
-/// Thread entry: the kernel enters with rsp 16-byte aligned, rdi = ring page, rdx = argument.
-#[unsafe(naked)]
-extern "C" fn thread_start() -> ! {
-    core::arch::naked_asm!(
-        "xor ebp, ebp",
-        "mov rsi, rdx",
-        "call {body}",
-        "ud2",
-        body = sym thread_body,
-    )
-}
+keel_rt::thread_entry!(fn thread_start => thread_body);
 
 extern "C" fn thread_body(ring_vaddr: u64, arg: u64) -> ! {
     // SAFETY: the kernel passed this thread's own ring page in rdi.

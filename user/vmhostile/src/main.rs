@@ -57,11 +57,7 @@ static RACER_CYCLES: AtomicU64 = AtomicU64::new(0);
 static RACER_ERRORS: AtomicU64 = AtomicU64::new(0);
 static PARKED: AtomicU64 = AtomicU64::new(0);
 
-/// Thread entry: rdi = ring page, rdx = argument.
-#[unsafe(naked)]
-extern "C" fn thread_start() -> ! {
-    core::arch::naked_asm!("xor ebp, ebp", "mov rsi, rdx", "call {body}", "ud2", body = sym thread_body)
-}
+keel_rt::thread_entry!(fn thread_start => thread_body);
 
 const JOB_RACER: u64 = 1;
 const JOB_PARKED: u64 = 2;

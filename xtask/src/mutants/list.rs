@@ -723,8 +723,8 @@ pub const BREAKS: &[Break] = &[
         what: "DeviceMemoryDmaUnmap clears the page-table leaves but never invalidates the IOTLB: the unit keeps translating the IOVA from its cache",
         edits: &[Edit {
             file: "framework/src/arch/x86_64/iommu/domain.rs",
-            find: "        self.invalidate_iotlb(units, id, iova, pages)?;\n        let d = self.domains",
-            replace: "        let d = self.domains",
+            find: "        self.invalidate_iotlb(units, id, iova, pages)?;\n        self.domains.release(i, at);",
+            replace: "        self.domains.release(i, at);",
         }],
         proofs: &["dma-roundtrip", "dma-roundtrip-caching-mode"],
         accel: Accel::Tcg,

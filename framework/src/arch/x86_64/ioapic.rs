@@ -133,6 +133,30 @@ fn with_unit<R>(
     Ok(f(&mut unit.ioapic, unit.id, pin))
 }
 
+/// What [`route`] asks of a pin, handed on to the remapped paths.
+#[derive(Clone, Copy)]
+struct PinRoute {
+    vector: u8,
+    destination: ApicId,
+    polarity: Polarity,
+    trigger: TriggerMode,
+    masked: bool,
+}
+
+impl PinRoute {
+    /// The compatibility-format entry with `vector_field` delivered to `dest`.
+    fn compatibility(&self, vector_field: u8, dest: XApicId) -> RedirectionEntry {
+        RedirectionEntry {
+            vector: vector_field,
+            delivery: IoDeliveryMode::Fixed,
+            destination: IoDestination::Physical(dest),
+            polarity: self.polarity,
+            trigger: self.trigger,
+            masked: self.masked,
+        }
+    }
+}
+
 /// Programs `gsi` to deliver `vector` to the CPU with `destination`, masked or not:
 /// through the remapping table when remapping is on, in compatibility format otherwise.
 pub fn route(
@@ -143,35 +167,23 @@ pub fn route(
     trigger: TriggerMode,
     masked: bool,
 ) -> Result<(), RouteError> {
+    let wanted = PinRoute { vector, destination, polarity, trigger, masked };
     if iommu::mode().is_some() {
-        return route_remapped(gsi, vector, destination, polarity, trigger, masked);
+        return route_remapped(gsi, wanted);
     }
     let dest = XApicId::try_from(destination).map_err(|_| RouteError::Unreachable(destination))?;
-    let entry = RedirectionEntry {
-        vector,
-        delivery: IoDeliveryMode::Fixed,
-        destination: IoDestination::Physical(dest),
-        polarity,
-        trigger,
-        masked,
-    };
+    let entry = wanted.compatibility(vector, dest);
     with_pin(gsi, |io, pin| io.program(pin, entry))?.map_err(RouteError::Ioapic)
 }
 
 /// The pin is masked first (its old entry must not fire while the table entry changes), then
 /// the table entry is written and invalidated, then the pin gets its remappable entry.
-fn route_remapped(
-    gsi: u32,
-    vector: u8,
-    destination: ApicId,
-    polarity: Polarity,
-    trigger: TriggerMode,
-    masked: bool,
-) -> Result<(), RouteError> {
+fn route_remapped(gsi: u32, wanted: PinRoute) -> Result<(), RouteError> {
+    let PinRoute { vector, destination, polarity, trigger, masked } = wanted;
     let ioapic_id = with_unit(gsi, |io, id, pin| io.set_masked(pin, true).map(|_| id))?
         .map_err(RouteError::Ioapic)?;
     if super::amdvi::mode().is_some() {
-        return route_amdvi(gsi, ioapic_id, vector, destination, polarity, trigger, masked);
+        return route_amdvi(gsi, ioapic_id, wanted);
     }
     let index = iommu::program_ioapic(ioapic_id, gsi, vector, destination, trigger).map_err(
         |e| match e {
@@ -188,33 +200,18 @@ fn route_remapped(
 /// AMD-Vi: the table entry at index = `vector` holds the route; the redirection entry keeps
 /// compatibility format with that index in its vector field (`amdvi::remap` says why it also
 /// names the CPU when an 8-bit destination can).
-fn route_amdvi(
-    gsi: u32,
-    ioapic_id: u8,
-    vector: u8,
-    destination: ApicId,
-    polarity: Polarity,
-    trigger: TriggerMode,
-    masked: bool,
-) -> Result<(), RouteError> {
+fn route_amdvi(gsi: u32, ioapic_id: u8, wanted: PinRoute) -> Result<(), RouteError> {
     use super::amdvi::AmdRemapError;
-    let index = super::amdvi::remap::program_ioapic(ioapic_id, vector, destination).map_err(
-        |e| match e {
+    let destination = wanted.destination;
+    let index = super::amdvi::remap::program_ioapic(ioapic_id, wanted.vector, destination)
+        .map_err(|e| match e {
             AmdRemapError::Entry(keel_iommu::amdvi_ir::AmdIrteError::Unreachable(_)) => {
                 RouteError::Unreachable(destination)
             }
             e => RouteError::Remap(iommu::RemapError::AmdVi(e)),
-        },
-    )?;
+        })?;
     let dest = XApicId::try_from(destination).ok().or(XApicId::new(0)).expect("APIC ID 0");
-    let entry = RedirectionEntry {
-        vector: index as u8,
-        delivery: IoDeliveryMode::Fixed,
-        destination: IoDestination::Physical(dest),
-        polarity,
-        trigger,
-        masked,
-    };
+    let entry = wanted.compatibility(index as u8, dest);
     with_pin(gsi, |io, pin| io.program(pin, entry))?.map_err(RouteError::Ioapic)
 }
 

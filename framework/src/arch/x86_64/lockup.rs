@@ -135,14 +135,15 @@ pub fn watch(cpu: &IrqGuard) {
 /// interrupts off; the wait is bounded by [`NMI_WAIT_NS`].
 fn report(me: &PerCpu, target: &PerCpu, stalled_ms: u64) {
     let apic_id = target.apic_id.load(Ordering::Acquire);
-    let nmis_before = target.nmis.load(Ordering::Acquire);
+    let counts = super::smp::NMI_COUNTS.of(target.index);
+    let nmis_before = counts.nmis.load(Ordering::Acquire);
     let sent = lapic::send(Ipi::nmi().to(ApicId::new(apic_id))).is_ok();
     let answered = sent
         && crate::time::spin_until(0, NMI_WAIT_NS, || {
-            target.nmis.load(Ordering::Acquire) != nmis_before
+            counts.nmis.load(Ordering::Acquire) != nmis_before
         });
     let rip = if answered {
-        target.nmi_rip.load(Ordering::Relaxed)
+        counts.rip.load(Ordering::Relaxed)
     } else {
         NMI_UNANSWERED.fetch_add(1, Ordering::Relaxed);
         0

@@ -91,10 +91,6 @@ pub struct PerCpu {
     pub ipis_received: AtomicU64,
     /// Device interrupts handled on this CPU.
     pub device_interrupts: AtomicU64,
-    /// NMIs taken (outside panic stops); incremented after [`PerCpu::nmi_rip`] is written.
-    pub nmis: AtomicU64,
-    /// The RIP the last counted NMI interrupted (read by the lockup watcher).
-    pub nmi_rip: AtomicU64,
     /// This CPU's view of the CPU it watches for hard lockups (written only by this CPU).
     pub lockup: super::lockup::Watch,
     /// This CPU's one-shot timer state (tickless mode).
@@ -154,8 +150,6 @@ impl CpuBlock {
                 lapic: super::lapic::CpuLapic::new(),
                 ipis_received: AtomicU64::new(0),
                 device_interrupts: AtomicU64::new(0),
-                nmis: AtomicU64::new(0),
-                nmi_rip: AtomicU64::new(0),
                 lockup: super::lockup::Watch::new(),
                 oneshot: super::oneshot::Oneshot::new(),
                 mailbox: Mailbox::new(),

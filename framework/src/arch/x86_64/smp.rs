@@ -178,6 +178,19 @@ pub(super) fn idle_loop() -> ! {
 
 static STOPPED: AtomicU32 = AtomicU32::new(0);
 
+/// What a CPU's NMI handler records outside panic stops (read by the lockup watcher).
+pub struct NmiCounts {
+    /// NMIs taken; incremented after [`NmiCounts::rip`] is written.
+    pub nmis: AtomicU64,
+    /// The RIP the last counted NMI interrupted.
+    pub rip: AtomicU64,
+}
+
+crate::cpu_local! {
+    /// Each CPU's NMI count and last interrupted RIP.
+    pub static NMI_COUNTS: NmiCounts = NmiCounts { nmis: AtomicU64::new(0), rip: AtomicU64::new(0) };
+}
+
 /// NMI: during a panic stop, park this CPU; otherwise record the interrupted RIP and count
 /// it (the lockup watcher reads both). No locks: an NMI can land anywhere, inside any lock's
 /// critical section included.
@@ -187,10 +200,10 @@ pub fn nmi(frame: &mut TrapFrame, cpu: &IrqGuard) {
         crate::exit::halt_forever();
     }
     if percpu::gs_ready() {
-        let me = percpu::current(cpu);
-        me.nmi_rip.store(frame.rip, Ordering::Relaxed);
+        let mine = NMI_COUNTS.get(cpu);
+        mine.rip.store(frame.rip, Ordering::Relaxed);
         // Release: whoever sees the count sees the RIP it counts.
-        me.nmis.fetch_add(1, Ordering::Release);
+        mine.nmis.fetch_add(1, Ordering::Release);
     }
 }
 

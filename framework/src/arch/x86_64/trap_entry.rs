@@ -74,6 +74,44 @@ impl TrapFrame {
 // #PF 14, #AC 17, #CP 21, #VC 29, #SX 30.
 global_asm!(
     r#"
+/* The TrapFrame's general registers, saved in its order (RAX lowest) with DF cleared for
+ * the Rust handler, and restored. */
+.macro trap_push_registers
+    pushq %r15
+    pushq %r14
+    pushq %r13
+    pushq %r12
+    pushq %r11
+    pushq %r10
+    pushq %r9
+    pushq %r8
+    pushq %rbp
+    pushq %rdi
+    pushq %rsi
+    pushq %rdx
+    pushq %rcx
+    pushq %rbx
+    pushq %rax
+    cld
+.endm
+.macro trap_pop_registers
+    popq %rax
+    popq %rbx
+    popq %rcx
+    popq %rdx
+    popq %rsi
+    popq %rdi
+    popq %rbp
+    popq %r8
+    popq %r9
+    popq %r10
+    popq %r11
+    popq %r12
+    popq %r13
+    popq %r14
+    popq %r15
+.endm
+
 .section .text
 .balign 16
 .global trap_stubs
@@ -108,22 +146,7 @@ trap_common:
 /* The `syscall` stub joins here with GS already swapped and its frame built. */
 .global trap_save
 trap_save:
-    pushq %r15
-    pushq %r14
-    pushq %r13
-    pushq %r12
-    pushq %r11
-    pushq %r10
-    pushq %r9
-    pushq %r8
-    pushq %rbp
-    pushq %rdi
-    pushq %rsi
-    pushq %rdx
-    pushq %rcx
-    pushq %rbx
-    pushq %rax
-    cld
+    trap_push_registers
     movq %rsp, %rdi
     call trap_dispatch
 .global trap_return
@@ -138,21 +161,7 @@ trap_return:
     orq {frame_rsp}(%rsp), %rax
     shrq $47, %rax
     jnz 4f
-1:  popq %rax
-    popq %rbx
-    popq %rcx
-    popq %rdx
-    popq %rsi
-    popq %rdi
-    popq %rbp
-    popq %r8
-    popq %r9
-    popq %r10
-    popq %r11
-    popq %r12
-    popq %r13
-    popq %r14
-    popq %r15
+1:  trap_pop_registers
     /* rsp -> vector, error code, rip, cs, rflags, rsp, ss */
     cmpq ${syscall_vector}, (%rsp)
     je 3f
@@ -185,22 +194,7 @@ trap_paranoid:
     pushfq
     andq $~0x40000, (%rsp)
     popfq
-    pushq %r15
-    pushq %r14
-    pushq %r13
-    pushq %r12
-    pushq %r11
-    pushq %r10
-    pushq %r9
-    pushq %r8
-    pushq %rbp
-    pushq %rdi
-    pushq %rsi
-    pushq %rdx
-    pushq %rcx
-    pushq %rbx
-    pushq %rax
-    cld
+    trap_push_registers
     xorl %ebx, %ebx
     movl $0xC0000101, %ecx      /* IA32_GS_BASE */
     rdmsr
@@ -214,21 +208,7 @@ trap_paranoid:
     testl %ebx, %ebx
     jz 6f
     swapgs
-6:  popq %rax
-    popq %rbx
-    popq %rcx
-    popq %rdx
-    popq %rsi
-    popq %rdi
-    popq %rbp
-    popq %r8
-    popq %r9
-    popq %r10
-    popq %r11
-    popq %r12
-    popq %r13
-    popq %r14
-    popq %r15
+6:  trap_pop_registers
     addq $16, %rsp
     iretq
 "#,

@@ -9,7 +9,8 @@
 use keel_iommu::dma::{self, ContextScope, DmaCapability, DmaFault, IotlbScope};
 use keel_iommu::regs::GlobalBit;
 
-use super::domain::{Domains, KernelTables};
+use super::dma_domain::KernelTables;
+use super::domain::Domains;
 use super::vtd_unit::{Unit, UnitError};
 use crate::mm::{frames, phys_to_virt};
 

@@ -10,18 +10,23 @@ use super::dma::Translation;
 use super::domain::DmaError;
 use super::vtd_unit::Unit;
 
+/// A driver's request to map its own pages for one PCI function's DMA.
+pub struct MapRequest<'a> {
+    pub bdf: u16,
+    /// The process holding (or about to hold) the function's domain.
+    pub owner: u64,
+    /// Where the caller sees the pages (what the pinning check compares).
+    pub vaddr: u64,
+    /// The pages' frames, one per page.
+    pub frames: &'a [u64],
+    pub device_writes: bool,
+}
+
 /// A unit (or set of units) that translates drivers' DMA through per-function domains.
 pub trait DmaRemapping {
-    /// Maps `frames` (the caller's pages at `vaddr`) for function `bdf`'s DMA, creating
-    /// `owner`'s domain on first use; returns their IOVA.
-    fn map(
-        &mut self,
-        bdf: u16,
-        owner: u64,
-        vaddr: u64,
-        frames: &[u64],
-        device_writes: bool,
-    ) -> Result<u64, DmaError>;
+    /// Maps the request's frames for its function's DMA, creating the owner's domain on
+    /// first use; returns their IOVA.
+    fn map(&mut self, request: &MapRequest<'_>) -> Result<u64, DmaError>;
     /// Removes the mapping `[iova, iova + pages)`; returns after the invalidation completed.
     fn unmap(&mut self, bdf: u16, owner: u64, iova: u64, pages: u64) -> Result<(), DmaError>;
     /// Revokes `owner`'s domain for `bdf` (false: it had none); returns after the
@@ -38,17 +43,10 @@ pub struct VtdDma<'a> {
 }
 
 impl DmaRemapping for VtdDma<'_> {
-    fn map(
-        &mut self,
-        bdf: u16,
-        owner: u64,
-        vaddr: u64,
-        frames: &[u64],
-        device_writes: bool,
-    ) -> Result<u64, DmaError> {
+    fn map(&mut self, request: &MapRequest<'_>) -> Result<u64, DmaError> {
         let t = &mut *self.translation;
         let root = t.root_phys;
-        t.domains.map(self.units, &mut t.tables, root, bdf, owner, vaddr, frames, device_writes)
+        t.domains.map(self.units, &mut t.tables, root, request)
     }
 
     fn unmap(&mut self, bdf: u16, owner: u64, iova: u64, pages: u64) -> Result<(), DmaError> {

@@ -9,19 +9,14 @@
 //!   queue with a wait descriptor, before it returns: only then may the pages be unpinned
 //!   and their frames freed.
 
-use alloc::vec::Vec;
-
 use keel_iommu::context::{self, AddressWidth, ContextEntry, RootEntry, TranslationType};
 use keel_iommu::dma::{self as vtd, ContextScope, EntryChange, IotlbScope};
-use keel_iommu::iova::IovaSpace;
-use keel_iommu::pagetable::{DmaRights, PageTable, TableMemory};
+use keel_iommu::pagetable::{PageTable, TableMemory};
 
+use super::dma_domain::{DomainList, KernelTables};
+use super::dma_remapping::MapRequest;
 use super::vtd_unit::{Unit, UnitError};
-use crate::mm::{frames, phys_to_virt};
-
-/// The IOVA window: 256 pages from 16 MiB (inside edu's 28-bit DMA mask).
-const IOVA_BASE: u64 = 0x100_0000;
-const IOVA_WORDS: usize = 4;
+use crate::mm::phys_to_virt;
 
 /// Why a DMA request was refused.
 #[derive(Clone, Copy, Debug)]
@@ -40,57 +35,10 @@ pub enum DmaError {
     AmdVi(crate::arch::x86_64::amdvi::AmdRemapError),
 }
 
-/// Tables in kernel frames, reached through the physical map.
-pub struct KernelTables {
-    pub coherent: bool,
-}
-
-impl TableMemory for KernelTables {
-    fn allocate_table(&mut self) -> Option<u64> {
-        let frame = frames::allocate_zeroed()?;
-        if !self.coherent {
-            super::flush_range(frame, 4096);
-        }
-        Some(frame)
-    }
-
-    fn free_table(&mut self, table: u64) {
-        frames::free(table);
-    }
-
-    fn read(&self, table: u64, index: usize) -> u64 {
-        // SAFETY: `table` is a page-table frame the domain owns; index < 512.
-        unsafe { phys_to_virt(table).as_ptr::<u64>().add(index).read_volatile() }
-    }
-
-    fn write(&mut self, table: u64, index: usize, value: u64) {
-        // SAFETY: as in `read`.
-        unsafe { phys_to_virt(table).as_mut_ptr::<u64>().add(index).write_volatile(value) };
-        if !self.coherent {
-            super::flush_range(table + index as u64 * 8, 8);
-        }
-    }
-}
-
-struct Mapping {
-    iova: u64,
-    vaddr: u64,
-    pages: u64,
-}
-
-struct Domain {
-    bdf: u16,
-    owner: u64,
-    id: u16,
-    table: PageTable,
-    iova: IovaSpace<IOVA_WORDS>,
-    mappings: Vec<Mapping>,
-}
-
 /// Every domain, the per-bus context tables and the counters.
 pub struct Domains {
     context_tables: [Option<u64>; context::TABLE_ENTRIES],
-    domains: Vec<Domain>,
+    domains: DomainList<PageTable>,
     next_id: u16,
     pub maps: u64,
     pub unmaps: u64,
@@ -130,7 +78,7 @@ impl Domains {
     pub fn new() -> Domains {
         Domains {
             context_tables: [None; context::TABLE_ENTRIES],
-            domains: Vec::new(),
+            domains: DomainList::new(),
             next_id: 1,
             maps: 0,
             unmaps: 0,
@@ -150,16 +98,12 @@ impl Domains {
     }
 
     pub fn live(&self) -> usize {
-        self.domains.len()
+        self.domains.live()
     }
 
     /// Whether any page of `[vaddr, vaddr + pages)` is DMA-mapped for `owner`.
     pub fn pinned(&self, owner: u64, vaddr: u64, pages: u64) -> bool {
-        let end = vaddr.saturating_add(pages.saturating_mul(4096));
-        self.domains.iter().filter(|d| d.owner == owner).flat_map(|d| &d.mappings).any(|m| {
-            let m_end = m.vaddr + m.pages * 4096;
-            m.vaddr < end && vaddr < m_end
-        })
+        self.domains.pinned(owner, vaddr, pages)
     }
 
     /// Invalidates `pages` pages at `iova` of domain `id` on every unit; returns once the
@@ -188,8 +132,8 @@ impl Domains {
         bdf: u16,
         owner: u64,
     ) -> Result<usize, DmaError> {
-        if let Some(i) = self.domains.iter().position(|d| d.bdf == bdf) {
-            return if self.domains[i].owner == owner { Ok(i) } else { Err(DmaError::Busy) };
+        if let Some(held) = self.domains.existing(bdf, owner) {
+            return held;
         }
         let cap = units[0].dma_capability();
         let width = AddressWidth::for_unit(cap).ok_or(DmaError::NoMemory)?;
@@ -226,54 +170,26 @@ impl Domains {
             self.iotlb_invalidations += units.len() as u64;
         }
         self.next_id += 1;
-        self.domains.push(Domain {
-            bdf,
-            owner,
-            id,
-            table,
-            iova: IovaSpace::new(IOVA_BASE).expect("aligned window"),
-            mappings: Vec::new(),
-        });
+        let i = self.domains.push(bdf, owner, id, table);
         log::info!("iommu: {bdf:04x}: DMA domain {id} for pid {owner} ({} bits)", width.bits());
-        Ok(self.domains.len() - 1)
+        Ok(i)
     }
 
-    /// Maps `frames` (one per page, the caller's pages at `vaddr`, pinned by the caller's
+    /// Maps the request's frames (one per page, the caller's pages, pinned by the caller's
     /// lock until this returns and by [`Domains::pinned`] after) and returns their IOVA.
-    #[allow(clippy::too_many_arguments)]
     pub fn map(
         &mut self,
         units: &mut [Unit],
         mem: &mut KernelTables,
         root_phys: u64,
-        bdf: u16,
-        owner: u64,
-        vaddr: u64,
-        frames: &[u64],
-        device_writes: bool,
+        request: &MapRequest<'_>,
     ) -> Result<u64, DmaError> {
-        let i = self.attach(units, mem, root_phys, bdf, owner)?;
-        let pages = frames.len() as u64;
-        let d = &mut self.domains[i];
-        let iova = d.iova.allocate(pages).ok_or(DmaError::NoIova)?;
-        let rights = DmaRights { read: true, write: device_writes };
-        for (n, frame) in frames.iter().enumerate() {
-            if d.table.map(mem, iova + n as u64 * 4096, *frame, rights).is_err() {
-                for undo in 0..n as u64 {
-                    let _ = d.table.unmap(mem, iova + undo * 4096);
-                }
-                d.iova.free(iova, pages);
-                return Err(DmaError::NoMemory);
-            }
-        }
-        // The DMA-death proofs read these frames back after their owner died.
-        #[cfg(feature = "scenarios")]
-        frames.iter().for_each(|f| super::death_watch::dma_mapped_frame(*f));
-        d.mappings.push(Mapping { iova, vaddr, pages });
-        let id = d.id;
+        let i = self.attach(units, mem, root_phys, request.bdf, request.owner)?;
+        let iova = self.domains.map_frames(mem, i, request)?;
+        let id = self.domains.get(i).id;
         flush_write_buffers(units)?;
         if vtd::must_invalidate(EntryChange::Populated, units[0].dma_capability()) {
-            self.invalidate_iotlb(units, id, iova, pages)?;
+            self.invalidate_iotlb(units, id, iova, request.frames.len() as u64)?;
         }
         self.maps += 1;
         Ok(iova)
@@ -290,25 +206,12 @@ impl Domains {
         iova: u64,
         pages: u64,
     ) -> Result<(), DmaError> {
-        let d = self
-            .domains
-            .iter_mut()
-            .find(|d| d.bdf == bdf && d.owner == owner)
-            .ok_or(DmaError::NotMapped)?;
-        let at = d
-            .mappings
-            .iter()
-            .position(|m| m.iova == iova && m.pages == pages)
-            .ok_or(DmaError::NotMapped)?;
-        for n in 0..pages {
-            d.table.unmap(mem, iova + n * 4096).map_err(|_| DmaError::NotMapped)?;
-        }
-        let id = d.id;
+        let i = self.domains.find(bdf, owner).ok_or(DmaError::NotMapped)?;
+        let at = self.domains.clear_mapping(mem, i, iova, pages)?;
+        let id = self.domains.get(i).id;
         flush_write_buffers(units)?;
         self.invalidate_iotlb(units, id, iova, pages)?;
-        let d = self.domains.iter_mut().find(|d| d.id == id).expect("still there");
-        d.iova.free(iova, pages);
-        d.mappings.swap_remove(at);
+        self.domains.release(i, at);
         self.unmaps += 1;
         Ok(())
     }
@@ -324,7 +227,7 @@ impl Domains {
         bdf: u16,
         owner: u64,
     ) -> Result<bool, DmaError> {
-        let Some(i) = self.domains.iter().position(|d| d.bdf == bdf && d.owner == owner) else {
+        let Some(i) = self.domains.find(bdf, owner) else {
             return Ok(false);
         };
         let (bus, devfn) = context::slots(bdf);
@@ -332,22 +235,11 @@ impl Domains {
         write_entry(mem, context_table + devfn as u64 * 16, [0, 0]);
         flush_write_buffers(units)?;
         let cap = units[0].dma_capability();
-        let id = self.domains[i].id;
+        let id = self.domains.get(i).id;
         submit_all(units, vtd::context_cache(ContextScope::Device { domain: id, source: bdf }))?;
         submit_all(units, vtd::iotlb(IotlbScope::Domain(id), cap).expect("domain scope"))?;
         self.iotlb_invalidations += units.len() as u64;
-        let d = self.domains.swap_remove(i);
-        for m in &d.mappings {
-            for n in 0..m.pages {
-                let _frame = d.table.unmap(mem, m.iova + n * 4096);
-                // The DMA-death proofs check that each is still the owner's here.
-                #[cfg(feature = "scenarios")]
-                if let Ok(frame) = _frame {
-                    super::death_watch::revoked_frame(frame);
-                }
-            }
-        }
-        mem.free_table(d.table.root);
+        self.domains.revoke(mem, i);
         if !self.domains.iter().any(|other| context::slots(other.bdf).0 == bus) {
             // The bus's last domain: its root entry goes too, then its context table.
             write_entry(mem, root_phys + bus as u64 * 16, [0, 0]);

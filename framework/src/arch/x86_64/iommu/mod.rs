@@ -19,6 +19,7 @@
 #[cfg(feature = "scenarios")]
 pub mod death_watch;
 mod dma;
+mod dma_domain;
 mod dma_remapping;
 mod domain;
 mod queue;
@@ -511,7 +512,8 @@ pub fn poll_faults() {
     }
 }
 
-pub use dma_remapping::DmaRemapping;
+pub use dma_domain::{DomainList, KernelTables};
+pub use dma_remapping::{DmaRemapping, MapRequest};
 pub use domain::DmaError;
 
 /// Runs `f` on the unit that translates DMA: VT-d's when a VT-d unit does, the AMD unit's
@@ -543,7 +545,7 @@ pub fn dma_map(
     frames: &[u64],
     device_writes: bool,
 ) -> Option<Result<u64, DmaError>> {
-    with_dma(|d| d.map(bdf, owner, vaddr, frames, device_writes))
+    with_dma(|d| d.map(&MapRequest { bdf, owner, vaddr, frames, device_writes }))
 }
 
 /// Removes a mapping; returns after the IOTLB invalidation completed.
