@@ -1,6 +1,6 @@
 //! `cargo xtask mutants`: break the kernel on purpose and check that the proofs notice.
 //!
-//! Each break in [`list::BREAKS`] is applied to a scratch copy of the repository
+//! Each break in [`list::breaks`] is applied to a scratch copy of the repository
 //! (`target/mutants/tree`, kept between runs so rebuilds are incremental), the copy is built
 //! with its own `cargo xtask build`, and the proofs the break names are booted from the
 //! copy's artifacts with this registry. A break is *caught* when every one of its proofs
@@ -18,7 +18,7 @@ use crate::builder::Image;
 use crate::proofs::{self, Job, Proof};
 use crate::qemu::{Accel, AccelEnv, KvmBackend};
 use crate::runner::{self, Env, JobResult, Outcome};
-use list::{Break, Edit, BREAKS};
+use list::{Break, Edit};
 
 /// What happened to one break.
 enum Verdict {
@@ -33,9 +33,9 @@ enum Verdict {
 /// `cargo xtask mutants [--only NAME] [--baseline]`.
 pub fn run(only: Option<String>, baseline: bool) -> Result<ExitCode> {
     let selected: Vec<&Break> =
-        BREAKS.iter().filter(|b| only.as_deref().is_none_or(|o| b.name == o)).collect();
+        list::breaks().filter(|b| only.as_deref().is_none_or(|o| b.name == o)).collect();
     if selected.is_empty() {
-        let names: Vec<_> = BREAKS.iter().map(|b| b.name).collect();
+        let names: Vec<_> = list::breaks().map(|b| b.name).collect();
         bail!("no break named {:?}; known: {}", only.unwrap_or_default(), names.join(", "));
     }
     let root = crate::builder::workspace_root();
@@ -324,7 +324,7 @@ mod tests {
         let root = crate::builder::workspace_root();
         let registry = proofs::registry();
         let mut names = std::collections::BTreeSet::new();
-        for b in BREAKS {
+        for b in list::breaks() {
             assert!(names.insert(b.name), "duplicate break {}", b.name);
             assert!(!b.proofs.is_empty(), "{} names no proof", b.name);
             for p in b.proofs {
