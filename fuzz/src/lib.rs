@@ -119,8 +119,9 @@ fn quoted(s: &str) -> String {
 }
 
 fn print_device(d: &Device, out: &mut String) {
+    let dma = if d.dma_unprotected { ", dma = \"unprotected\"" } else { "" };
     out.push_str(&format!(
-        "device {} {{ pci = {:04x}:{:04x}, index = {} }}\n",
+        "device {} {{ pci = {:04x}:{:04x}, index = {}{dma} }}\n",
         d.name, d.vendor, d.device, d.index
     ));
 }
@@ -137,6 +138,17 @@ fn print_program(p: &Program, out: &mut String) {
     }
     if let Some(code) = p.expect_exit {
         out.push_str(&format!("    expect_exit = {code:#x}\n"));
+    }
+    if p.expect_refused {
+        out.push_str("    expect_start = \"refused\"\n");
+    }
+    if p.restarts != 0 {
+        out.push_str(&format!("    restarts = {}\n", p.restarts));
+    }
+    match (p.dma_unprotected, p.dma_remapped) {
+        (true, _) => out.push_str("    dma = \"unprotected\"\n"),
+        (false, true) => out.push_str("    dma = \"remapped\"\n"),
+        (false, false) => {}
     }
     for g in &p.grants {
         // `Grant`'s Display is documented as manifest syntax: the round trip checks it.
