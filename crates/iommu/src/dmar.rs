@@ -11,11 +11,10 @@
 //! malformed one ends its iteration with an error, and nothing here can panic on any input
 //! (the fuzz tests feed it random and mutated tables).
 
-use crate::le::{le16, le32, le64};
+use crate::le::{acpi_table, le16, le64, HeaderError};
 
 /// Offset of the first remapping structure.
 pub const STRUCTURES_OFFSET: usize = 48;
-const HEADER_LENGTH_OFFSET: usize = 4;
 const DRHD_SCOPES_OFFSET: usize = 16;
 const SCOPE_PATH_OFFSET: usize = 6;
 
@@ -81,28 +80,22 @@ pub struct Dmar<'a> {
     pub flags: DmarFlags,
 }
 
+fn header_error(e: HeaderError) -> DmarError {
+    match e {
+        HeaderError::Truncated { len } => DmarError::Truncated { len },
+        HeaderError::BadSignature(s) => DmarError::BadSignature(s),
+        HeaderError::BadLength { declared, available } => {
+            DmarError::BadLength { declared, available }
+        }
+        HeaderError::BadChecksum(sum) => DmarError::BadChecksum(sum),
+    }
+}
+
 impl<'a> Dmar<'a> {
     /// Validates the header (signature, length, checksum) and reads the fixed fields. Bytes
     /// past the declared length are ignored.
     pub fn parse(bytes: &'a [u8]) -> Result<Self, DmarError> {
-        if bytes.len() < STRUCTURES_OFFSET {
-            return Err(DmarError::Truncated { len: bytes.len() });
-        }
-        let signature = [bytes[0], bytes[1], bytes[2], bytes[3]];
-        if &signature != b"DMAR" {
-            return Err(DmarError::BadSignature(signature));
-        }
-        let declared =
-            le32(bytes, HEADER_LENGTH_OFFSET).ok_or(DmarError::Truncated { len: bytes.len() })?;
-        let len = declared as usize;
-        if len < STRUCTURES_OFFSET || len > bytes.len() {
-            return Err(DmarError::BadLength { declared, available: bytes.len() });
-        }
-        let bytes = &bytes[..len];
-        let sum = bytes.iter().fold(0u8, |s, b| s.wrapping_add(*b));
-        if sum != 0 {
-            return Err(DmarError::BadChecksum(sum));
-        }
+        let bytes = acpi_table(bytes, b"DMAR", STRUCTURES_OFFSET).map_err(header_error)?;
         let flags = bytes[37];
         Ok(Dmar {
             bytes,

@@ -16,7 +16,7 @@
 //!
 //! As in [`crate::dmar`], every length is bounds-checked and nothing panics on any input.
 
-use crate::le::{le16, le32, le64};
+use crate::le::{acpi_table, le16, le32, le64, HeaderError};
 
 /// Offset of the first IVHD/IVMD block.
 pub const BLOCKS_OFFSET: usize = 48;
@@ -144,27 +144,22 @@ pub struct Ivrs<'a> {
     pub info: IvInfo,
 }
 
+fn header_error(e: HeaderError) -> IvrsError {
+    match e {
+        HeaderError::Truncated { len } => IvrsError::Truncated { len },
+        HeaderError::BadSignature(s) => IvrsError::BadSignature(s),
+        HeaderError::BadLength { declared, available } => {
+            IvrsError::BadLength { declared, available }
+        }
+        HeaderError::BadChecksum(sum) => IvrsError::BadChecksum(sum),
+    }
+}
+
 impl<'a> Ivrs<'a> {
     /// Validates the header (signature, length, checksum) and reads IVinfo. Bytes past the
     /// declared length are ignored.
     pub fn parse(bytes: &'a [u8]) -> Result<Self, IvrsError> {
-        if bytes.len() < BLOCKS_OFFSET {
-            return Err(IvrsError::Truncated { len: bytes.len() });
-        }
-        let signature = [bytes[0], bytes[1], bytes[2], bytes[3]];
-        if &signature != b"IVRS" {
-            return Err(IvrsError::BadSignature(signature));
-        }
-        let declared = le32(bytes, 4).ok_or(IvrsError::Truncated { len: bytes.len() })?;
-        let len = declared as usize;
-        if len < BLOCKS_OFFSET || len > bytes.len() {
-            return Err(IvrsError::BadLength { declared, available: bytes.len() });
-        }
-        let bytes = &bytes[..len];
-        let sum = bytes.iter().fold(0u8, |s, b| s.wrapping_add(*b));
-        if sum != 0 {
-            return Err(IvrsError::BadChecksum(sum));
-        }
+        let bytes = acpi_table(bytes, b"IVRS", BLOCKS_OFFSET).map_err(header_error)?;
         let info = IvInfo(le32(bytes, IVINFO_OFFSET).unwrap_or(0));
         Ok(Ivrs { bytes, info })
     }
