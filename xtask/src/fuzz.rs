@@ -19,9 +19,11 @@ use anyhow::{bail, Context, Result};
 use crate::builder::workspace_root;
 
 /// Every fuzz target, with the parser it feeds.
-pub const TARGETS: [(&str, &str); 8] = [
+pub const TARGETS: [(&str, &str); 10] = [
     ("madt", "MADT entries interpreted by keel-platform"),
     ("dmar", "DMAR table (keel-iommu dmar.rs)"),
+    ("ivrs", "IVRS table (keel-iommu ivrs.rs)"),
+    ("pci_config", "PCI configuration space and MSI-X placement (keel-pci)"),
     ("multiboot1", "Multiboot 1 info structure (keel-boot)"),
     ("multiboot2", "Multiboot 2 tag list (keel-boot)"),
     ("elf", "user ELF executables (keel-elf)"),
