@@ -5,6 +5,7 @@
 use super::{x2apic_cpu, Proof};
 use crate::builder::Image;
 use crate::checks::{absent, eq, Expect, ExpectVerdict};
+use crate::qemu::CpuSpec;
 use keel_evidence::exit;
 
 /// What a plain boot starts (`make run`, `make iso`'s first entry): this manifest ...
@@ -34,8 +35,46 @@ pub(super) fn proofs() -> Vec<Proof> {
             .check(eq("proc.smptest.exit", 0))
             .check(eq("proc.hostile.exit", 0))
             .check(eq("proc.faulter.exit", 0xffff_000e_u64))
+            .check(eq("user.smptest.cpus_used", 2))
             // Evidence only the `user` scenario prints: it did not run.
             .check(absent("user.failures")),
+        // The same manifest on one CPU (`make run QEMU_FLAGS="-smp 1"`): it names CPU 1, so the
+        // loader starts `hostile` on CPU 0 and smptest asks the kernel which CPUs it may use.
+        Proof::new("plain-boot-1cpu", "the default manifest on a one-CPU machine: programs placed on CPU 1 run on CPU 0, smptest counts on the one CPU online")
+            .image(Image::Plain)
+            .without_scenario()
+            .smp(1)
+            .memory("256M")
+            .cpu(x2apic_cpu())
+            .manifest(DEFAULT_MANIFEST)
+            .programs(DEFAULT_PROGRAMS)
+            .guest_ring3()
+            .timeout_secs(120)
+            .check(eq("smp.online", 1))
+            .check(eq("init.programs_exited", 3))
+            .check(eq("init.failures", 0))
+            .check(eq("proc.smptest.exit", 0))
+            .check(eq("user.smptest.cpus_used", 1))
+            .check(eq("user.smptest.threads_1.primes", 9592))
+            .check(absent("user.smptest.threads_2.primes"))
+            .check(eq("proc.hostile.exit", 0))
+            .check(eq("proc.faulter.exit", 0xffff_000e_u64)),
+        // A CPU without a local APIC (CPUID.01H:EDX[9] clear) is refused at once, before any
+        // APIC register is read: the boot fails and says why instead of running on garbage.
+        Proof::new("no-local-apic", "a CPU whose CPUID reports no local APIC: the boot stops before bring-up with a failing verdict")
+            .image(Image::Plain)
+            .without_scenario()
+            .smp(1)
+            .memory("128M")
+            .cpu(CpuSpec::new("qemu64", &["-apic", "-x2apic"]))
+            .manifest(DEFAULT_MANIFEST)
+            .programs(DEFAULT_PROGRAMS)
+            .timeout_secs(60)
+            .expect(Expect { status: exit::STATUS_FAIL, verdict: ExpectVerdict::Fail })
+            .check(eq("cpu.apic_cpuid", "no"))
+            .check(absent("lapic.mode_writes"))
+            .check(absent("smp.online"))
+            .check(absent("init.programs")),
         // `proof=` on the plain image is refused before bring-up, never run as a plain boot.
         Proof::new("plain-refuses-proof", "proof=smp on the plain image: scenarios are not compiled in, the boot fails")
             .image(Image::Plain)

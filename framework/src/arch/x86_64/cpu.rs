@@ -9,6 +9,8 @@ use x86_64::registers::model_specific::{Efer, EferFlags, Msr};
 /// homogeneous in these bits), except for x2APIC support, which `lapic` reads on each CPU.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct CpuFeatures {
+    /// CPUID.01H:EDX[9]: the CPU has a local APIC at all.
+    pub apic: bool,
     /// CPUID.01H:ECX[21]: the x2APIC MSR interface exists.
     pub x2apic: bool,
     /// CPUID.01H:ECX[24]: LVT timer TSC-deadline mode.
@@ -60,6 +62,7 @@ pub fn detect() -> CpuFeatures {
         None
     };
     CpuFeatures {
+        apic: l1.edx & (1 << 9) != 0,
         x2apic: l1.ecx & (1 << 21) != 0,
         tsc_deadline: l1.ecx & (1 << 24) != 0,
         nx: e1.edx & (1 << 20) != 0,
@@ -80,9 +83,20 @@ pub fn features() -> &'static CpuFeatures {
     FEATURES.call_once(detect)
 }
 
-/// Detects features and turns on the protection bits on the boot CPU.
+/// Detects features and turns on the protection bits on the boot CPU. A CPU without a local
+/// APIC stops the boot here, said plainly: every timer, IPI and device interrupt of Keel goes
+/// through it, and its registers would read as garbage (an APIC ID, a timer frequency) were
+/// the boot to go on.
 pub fn init_boot_cpu_features() {
     let f = features();
+    ev!("cpu.apic_cpuid", if f.apic { "yes" } else { "no" });
+    if !f.apic {
+        log::error!(
+            "cpu: CPUID.01H:EDX[9] is clear: this CPU has no local APIC, which Keel needs for its \
+             timer, IPIs and interrupts; stopping"
+        );
+        crate::exit::verdict(false, "no local APIC");
+    }
     log::info!(
         "cpu: x2apic={} tsc-deadline={} nx={} smep={} smap={} rdrand={} invariant-tsc={}",
         f.x2apic,

@@ -171,4 +171,26 @@ pub(super) const BREAKS: &[Break] = &[
         proofs: &["example-smp", "example-smp-x2apic"],
         accel: Accel::Tcg,
     },
+    Break {
+        name: "no-apic-check-skipped",
+        what: "the boot goes on on a CPU whose CPUID reports no local APIC, reading APIC registers that are not there",
+        edits: &[Edit {
+            file: "framework/src/arch/x86_64/cpu.rs",
+            find: "    if !f.apic {\n",
+            replace: "    if !f.apic && false {\n",
+        }],
+        proofs: &["no-local-apic"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "smptest-assumes-manifest-cpus",
+        what: "smptest spawns on every CPU its arguments name, without asking which are online: a one-CPU machine fails the default manifest",
+        edits: &[Edit {
+            file: "user/smptest/src/main.rs",
+            find: "            let cpus = online_cpus(cpus());\n",
+            replace: "            let cpus = cpus();\n",
+        }],
+        proofs: &["plain-boot-1cpu"],
+        accel: Accel::Tcg,
+    },
 ];
