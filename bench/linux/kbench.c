@@ -11,7 +11,8 @@
  *                                  local timer interrupts (/proc/interrupts LOC) taken per CPU
  *                                  while every CPU idles, then while one thread spins on `cpu`;
  *                                  then clock_nanosleep lateness of 1 ms and 10 ms sleeps on
- *                                  `cpu`, sleep_n each (nanoseconds, not cycles)
+ *                                  `cpu`, sleep_n each (nanoseconds, not cycles), with the
+ *                                  default timer slack and again with 1 ns (`_slack1ns`)
  *
  * Output: `RESULT <metric>.<field>=<value>` lines and `SAMPLES <metric> v1 v2 ...` (all
  * kept samples, warm-up discarded), TSC cycles throughout. Static, no dependencies but libc.
@@ -27,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -295,11 +297,12 @@ static void loc_window(const char *phase, uint64_t ms, int cpu, int ncpu)
 	fflush(stdout);
 }
 
-/* Lateness (observed - requested, ns) of `n` clock_nanosleep calls of `ms`, after 5 warm-up. */
-static void sleep_lateness(uint64_t ms, size_t n)
+/* Lateness (observed - requested, ns) of `n` clock_nanosleep calls of `ms`, after 5 warm-up;
+ * metric `sleep_<ms>ms<suffix>`. */
+static void sleep_lateness(uint64_t ms, size_t n, const char *suffix)
 {
-	char metric[32];
-	snprintf(metric, sizeof(metric), "sleep_%llums", (unsigned long long)ms);
+	char metric[48];
+	snprintf(metric, sizeof(metric), "sleep_%llums%s", (unsigned long long)ms, suffix);
 	uint64_t asked = ms * 1000000ull, early = 0;
 	uint64_t *v = malloc(n * sizeof(*v));
 	struct timespec req = { 0, (long)asked };
@@ -348,8 +351,14 @@ static int bench_timer(uint64_t idle_ms, uint64_t busy_ms, int cpu, size_t sleep
 	stop_spinners = 1;
 	pthread_join(t, NULL);
 	pin(cpu);
-	sleep_lateness(1, sleep_n);
-	sleep_lateness(10, sleep_n);
+	/* The default timer slack of a normal task (50 us), then the least there is (1 ns). */
+	printf("RESULT timer.default_slack_ns=%d\n", prctl(PR_GET_TIMERSLACK, 0, 0, 0, 0));
+	sleep_lateness(1, sleep_n, "");
+	sleep_lateness(10, sleep_n, "");
+	if (prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0) != 0)
+		die("pr_set_timerslack");
+	sleep_lateness(1, sleep_n, "_slack1ns");
+	sleep_lateness(10, sleep_n, "_slack1ns");
 	return 0;
 }
 

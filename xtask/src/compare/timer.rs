@@ -20,8 +20,15 @@ const CPUS: [u32; 2] = [8, 64];
 /// the periodic tick is the reference row.
 const MODES: [(&str, &str); 2] =
     [("xapic-tickless", "timer=tickless"), ("xapic-periodic", "timer=periodic")];
-/// The sleep lengths (milliseconds) of both sides' `sleep_<ms>ms` figures.
-const SLEEP_MS: [u64; 2] = [1, 10];
+/// The sleep figures: name, length (ms), suffix of Linux's `sleep_<ms>ms<suffix>` metric.
+/// Keel's side is the same `TimerSleep` in each pair; Linux's with its default timer slack
+/// (50 us for a normal task: the targets) and with the least slack, 1 ns (reference).
+const SLEEP_FIGURES: [(&str, u64, &str); 4] = [
+    ("sleep_wake_latency_1ms", 1, ""),
+    ("sleep_wake_latency_10ms", 10, ""),
+    ("sleep_wake_latency_1ms_vs_slack1ns", 1, "_slack1ns"),
+    ("sleep_wake_latency_10ms_vs_slack1ns", 10, "_slack1ns"),
+];
 /// Unit of the interrupt-rate figures: integers, and the 0.1/s target is 100 in it.
 const RATE_UNIT: &str = "irqs/1000 s";
 
@@ -176,13 +183,14 @@ fn linux_rate(runs: &[LinuxRun], label: &str, phase: &str) -> Side {
     }
 }
 
-/// Linux's `clock_nanosleep` lateness (ns) of `sleep_<ms>ms`.
-fn linux_sleep(runs: &[LinuxRun], label: &str, ms: u64) -> Side {
+/// Linux's `clock_nanosleep` lateness (ns) of `sleep_<ms>ms<suffix>` (`""`: default timer
+/// slack; `"_slack1ns"`: after `PR_SET_TIMERSLACK` 1 ns).
+fn linux_sleep(runs: &[LinuxRun], label: &str, ms: u64, suffix: &str) -> Side {
     let r = match linux_run(runs, label) {
         Ok(r) => r,
         Err(s) => return s,
     };
-    let metric = format!("sleep_{ms}ms");
+    let metric = format!("sleep_{ms}ms{suffix}");
     let g = &r.guest;
     match g.u64(&format!("{metric}.median_ns")) {
         Some(m) => Side {
@@ -226,9 +234,7 @@ pub(super) fn figures(keel: &[JobResult], linux: &[LinuxRun], opts: &Options) ->
         }
         let smp = CPUS[0];
         let name = sleep_name(mode, smp);
-        for (ms, metric) in
-            SLEEP_MS.into_iter().zip(["sleep_wake_latency_1ms", "sleep_wake_latency_10ms"])
-        {
+        for (metric, ms, suffix) in SLEEP_FIGURES {
             let key = |f: &str| format!("user.smptest.sleep_{ms}ms.{f}");
             figs.push(fig(
                 metric,
@@ -242,7 +248,7 @@ pub(super) fn figures(keel: &[JobResult], linux: &[LinuxRun], opts: &Options) ->
                     Some(&key("p99_ns")),
                     Some(&key("samples")),
                 ),
-                linux_sleep(linux, &linux_label(smp), ms),
+                linux_sleep(linux, &linux_label(smp), ms, suffix),
             ));
         }
     }
@@ -281,7 +287,7 @@ pub(super) fn targets(figs: &[Figure]) -> Vec<Target> {
             ratio_or_zero(idle),
         );
     }
-    for metric in ["sleep_wake_latency_1ms", "sleep_wake_latency_10ms"] {
+    for (metric, _, _) in SLEEP_FIGURES {
         if let Some(f) = find(metric, CPUS[0]) {
             t(format!("smp{} tickless: {metric} (median), Keel / Linux", CPUS[0]), 1.0, f.ratio());
         }
@@ -293,7 +299,7 @@ pub(super) fn targets(figs: &[Figure]) -> Vec<Target> {
 pub(super) fn notes() -> Vec<String> {
     vec![
         format!("Timer figures ({RATE_UNIT}): interrupts per 1,000 s, so the 0.1/s target is 100. Keel: CPU 1's timer interrupts counted in its vector-48 handler over the `tickless` scenario's windows (idle: CPU 1 in its idle loop, 3 s; busy: CPU 1 spinning in the kernel with interrupts on, 2 s), booted with `timer=tickless` (measured) and `timer=periodic` (reference rows). Linux: the `LOC` row of /proc/interrupts for CPU 1 before and after the same windows (idle: kbench sleeping on CPU 0; busy: one thread spinning in user mode pinned to CPU 1)."),
-        "Sleep figures (ns late = observed - requested): Keel: a ring-3 thread on CPU 1 times each `TimerSleep` of 1 ms / 10 ms on the TSC around the call (`bench-timer-sleep`, 200 each after 5 warm-up); Linux: `clock_nanosleep(CLOCK_MONOTONIC)` of the same lengths pinned to CPU 1, timed with `clock_gettime` (200 each after 5 warm-up; default timer slack, 50 us for a normal task).".into(),
+        "Sleep figures (ns late = observed - requested): Keel: a ring-3 thread on CPU 1 times each `TimerSleep` of 1 ms / 10 ms on the TSC around the call (`bench-timer-sleep`, 200 each after 5 warm-up); Linux: `clock_nanosleep(CLOCK_MONOTONIC)` of the same lengths pinned to CPU 1, timed with `clock_gettime` (200 each after 5 warm-up), with the default timer slack (50 us for a normal task; the `sleep_wake_latency_*ms` rows) and again after `PR_SET_TIMERSLACK` 1 ns (the `*_vs_slack1ns` rows, same Keel figure).".into(),
     ]
 }
 
@@ -332,11 +338,13 @@ mod tests {
         assert_eq!(idle.median, Some(1000), "3 in 3000 ms: 1/s");
         assert!(idle.source.contains("LOC of CPU 1 +3"), "{}", idle.source);
         assert_eq!(linux_rate(&runs, "timer-smp8", "busy").median, Some(250_000));
-        let s = linux_sleep(&runs, "timer-smp8", 1);
+        let s = linux_sleep(&runs, "timer-smp8", 1, "");
         assert_eq!((s.median, s.p99, s.n), (Some(70_000), Some(70_000), Some(3)));
         assert_eq!(s.samples, [60_000, 70_000, 80_000]);
-        let missing = linux_sleep(&runs, "timer-smp8", 10);
+        let missing = linux_sleep(&runs, "timer-smp8", 10, "");
         assert!(missing.missing.unwrap().contains("no sleep_10ms result"));
+        let slack = linux_sleep(&runs, "timer-smp8", 1, "_slack1ns").missing.unwrap();
+        assert!(slack.contains("no sleep_1ms_slack1ns result"), "{slack}");
         let failed = [run("RESULT timer.error=cpus_1_cpu_1\n", Some("guest hung"))];
         let why = linux_rate(&failed, "timer-smp8", "idle").missing.unwrap();
         assert!(why.contains("timer.error=cpus_1_cpu_1"), "{why}");
