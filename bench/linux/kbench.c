@@ -7,6 +7,12 @@
  *                                  edu INTx raise -> read() wake on /dev/uio0 (uio_pci_generic),
  *                                  this task pinned to `cpu` (default 1); the init script sets
  *                                  the IRQ's affinity (same CPU, or the other one for uio_remote)
+ *   kbench timer  idle_ms busy_ms cpu sleep_n
+ *                                  local timer interrupts (/proc/interrupts LOC) taken per CPU
+ *                                  while every CPU idles, then while one thread spins on `cpu`;
+ *                                  then clock_nanosleep lateness of 1 ms and 10 ms sleeps on
+ *                                  `cpu`, sleep_n each (nanoseconds, not cycles), with the
+ *                                  default timer slack and again with 1 ns (`_slack1ns`)
  *
  * Output: `RESULT <metric>.<field>=<value>` lines and `SAMPLES <metric> v1 v2 ...` (all
  * kept samples, warm-up discarded), TSC cycles throughout. Static, no dependencies but libc.
@@ -22,7 +28,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #define WARMUP 200
@@ -218,11 +226,147 @@ static int bench_uio(size_t n, int cpu, const char *metric)
 	return 0;
 }
 
+/* ---- timer: local timer interrupts per CPU and sleep wake-up lateness ---- */
+
+#define TIMER_MAX_CPUS 1024
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* The `LOC:` row of /proc/interrupts (local APIC timer interrupts), one count per CPU. */
+static int read_loc(uint64_t *counts, int ncpu)
+{
+	FILE *f = fopen("/proc/interrupts", "r");
+	if (!f)
+		die("open_proc_interrupts");
+	static char line[1 << 16];
+	int found = 0;
+	while (fgets(line, sizeof(line), f)) {
+		char *p = line;
+		while (*p == ' ')
+			p++;
+		if (strncmp(p, "LOC:", 4) != 0)
+			continue;
+		p += 4;
+		for (int c = 0; c < ncpu; c++) {
+			char *end;
+			counts[c] = strtoull(p, &end, 10);
+			if (end == p)
+				break;
+			p = end;
+			found = c + 1;
+		}
+		break;
+	}
+	fclose(f);
+	return found;
+}
+
+static void sleep_ms(uint64_t ms)
+{
+	struct timespec ts = { (time_t)(ms / 1000), (long)(ms % 1000) * 1000000L };
+	while (clock_nanosleep(CLOCK_MONOTONIC, 0, &ts, &ts) == EINTR)
+		;
+}
+
+/* LOC taken by each CPU over `ms` of sleep on CPU 0; prints `timer.<phase>_*` for `cpu`. */
+static void loc_window(const char *phase, uint64_t ms, int cpu, int ncpu)
+{
+	static uint64_t before[TIMER_MAX_CPUS], after[TIMER_MAX_CPUS];
+	if (read_loc(before, ncpu) != ncpu)
+		die("parse_loc");
+	uint64_t t0 = mono_ns();
+	sleep_ms(ms);
+	uint64_t window_us = (mono_ns() - t0) / 1000;
+	if (read_loc(after, ncpu) != ncpu)
+		die("parse_loc");
+	printf("SAMPLES timer_%s_percpu", phase);
+	for (int c = 0; c < ncpu; c++)
+		printf(" %llu", (unsigned long long)(after[c] - before[c]));
+	printf("\n");
+	uint64_t taken = after[cpu] - before[cpu];
+	printf("RESULT timer.%s_window_us=%llu\n", phase, (unsigned long long)window_us);
+	printf("RESULT timer.%s_irqs=%llu\n", phase, (unsigned long long)taken);
+	/* Interrupts per 1,000 s: the idle target (0.1/s) is 100 in this unit. */
+	printf("RESULT timer.%s_milli_per_s=%llu\n", phase,
+	       (unsigned long long)(taken * 1000000000ull / (window_us ? window_us : 1)));
+	fflush(stdout);
+}
+
+/* Lateness (observed - requested, ns) of `n` clock_nanosleep calls of `ms`, after 5 warm-up;
+ * metric `sleep_<ms>ms<suffix>`. */
+static void sleep_lateness(uint64_t ms, size_t n, const char *suffix)
+{
+	char metric[48];
+	snprintf(metric, sizeof(metric), "sleep_%llums%s", (unsigned long long)ms, suffix);
+	uint64_t asked = ms * 1000000ull, early = 0;
+	uint64_t *v = malloc(n * sizeof(*v));
+	struct timespec req = { 0, (long)asked };
+	if (ms >= 1000)
+		req = (struct timespec){ (time_t)(ms / 1000), (long)(ms % 1000) * 1000000L };
+	for (size_t i = 0; i < 5 + n; i++) {
+		uint64_t t0 = mono_ns();
+		if (clock_nanosleep(CLOCK_MONOTONIC, 0, &req, NULL) != 0)
+			die("clock_nanosleep");
+		uint64_t took = mono_ns() - t0;
+		if (i >= 5) {
+			early += took < asked;
+			v[i - 5] = took > asked ? took - asked : 0;
+		}
+	}
+	printf("SAMPLES %s", metric);
+	for (size_t i = 0; i < n; i++)
+		printf(" %llu", (unsigned long long)v[i]);
+	printf("\n");
+	qsort(v, n, sizeof(*v), cmp_u64);
+	printf("RESULT %s.samples=%zu\n", metric, n);
+	printf("RESULT %s.early=%llu\n", metric, (unsigned long long)early);
+	printf("RESULT %s.median_ns=%llu\n", metric, (unsigned long long)v[(n - 1) * 50 / 100]);
+	printf("RESULT %s.p99_ns=%llu\n", metric, (unsigned long long)v[(n - 1) * 99 / 100]);
+	fflush(stdout);
+	free(v);
+}
+
+static int bench_timer(uint64_t idle_ms, uint64_t busy_ms, int cpu, size_t sleep_n)
+{
+	int ncpu = (int)sysconf(_SC_NPROCESSORS_ONLN);
+	if (ncpu < 2 || ncpu > TIMER_MAX_CPUS || cpu <= 0 || cpu >= ncpu) {
+		printf("RESULT timer.error=cpus_%d_cpu_%d\n", ncpu, cpu);
+		return 1;
+	}
+	printf("RESULT timer.cpu=%d\n", cpu);
+	pin(0);
+	usleep(200000); /* let the CPUs settle after the previous work */
+	loc_window("idle", idle_ms, cpu, ncpu);
+	pthread_t t;
+	stop_spinners = 0;
+	if (pthread_create(&t, NULL, spinner, (void *)(intptr_t)cpu) != 0)
+		die("pthread_create");
+	usleep(20000);
+	loc_window("busy", busy_ms, cpu, ncpu);
+	stop_spinners = 1;
+	pthread_join(t, NULL);
+	pin(cpu);
+	/* The default timer slack of a normal task (50 us), then the least there is (1 ns). */
+	printf("RESULT timer.default_slack_ns=%d\n", prctl(PR_GET_TIMERSLACK, 0, 0, 0, 0));
+	sleep_lateness(1, sleep_n, "");
+	sleep_lateness(10, sleep_n, "");
+	if (prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0) != 0)
+		die("pr_set_timerslack");
+	sleep_lateness(1, sleep_n, "_slack1ns");
+	sleep_lateness(10, sleep_n, "_slack1ns");
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	setvbuf(stdout, NULL, _IOFBF, 1 << 16);
 	if (argc < 2) {
-		fprintf(stderr, "usage: kbench ipi|munmap|uio [samples]\n");
+		fprintf(stderr, "usage: kbench ipi|munmap|uio|timer [samples]\n");
 		return 2;
 	}
 	size_t n = argc > 2 ? strtoul(argv[2], NULL, 0) : 10000;
@@ -232,6 +376,10 @@ int main(int argc, char **argv)
 		return bench_ipi(n);
 	if (!strcmp(argv[1], "munmap"))
 		return bench_munmap(n);
+	if (!strcmp(argv[1], "timer"))
+		return bench_timer(n, argc > 3 ? strtoull(argv[3], NULL, 0) : 2000,
+				   argc > 4 ? atoi(argv[4]) : 1,
+				   argc > 5 ? strtoul(argv[5], NULL, 0) : 200);
 	if (!strcmp(argv[1], "uio"))
 		return bench_uio(n, argc > 3 ? atoi(argv[3]) : 1, argc > 4 ? argv[4] : "uio");
 	fprintf(stderr, "kbench: unknown benchmark %s\n", argv[1]);

@@ -14,6 +14,7 @@
 //!   ring 3. Then the main thread moves itself to CPU 1 and back (`ProcessSetAffinity`) and
 //!   reports the CPU the kernel says it runs on after each move.
 //! * `mode=fair`, `mode=exitrace`: scheduling under hostile load (see `fair.rs`).
+//! * `mode=sleep n=N`: lateness of ring-3 `TimerSleep` calls of 1 and 10 ms (`sleep.rs`).
 #![no_std]
 #![no_main]
 
@@ -49,6 +50,7 @@ static SPINS: [AtomicU64; 2] = [const { AtomicU64::new(0) }; 2];
 static STOP: AtomicU64 = AtomicU64::new(0);
 
 mod fair;
+mod sleep;
 
 keel_rt::thread_entry!(fn thread_start => thread_body);
 
@@ -330,6 +332,7 @@ fn main() -> u64 {
         "preempt" => preempt(),
         "fair" => fair::fair(),
         "exitrace" => fair::exitrace(),
+        "sleep" => sleep::sleep(),
         _ => 1,
     }
 }

@@ -166,7 +166,7 @@ impl Target {
 }
 
 /// A number from one Keel proof's evidence.
-fn keel_u64(results: &[JobResult], name: &str, accel: Accel, key: &str) -> Option<u64> {
+pub(super) fn keel_u64(results: &[JobResult], name: &str, accel: Accel, key: &str) -> Option<u64> {
     match &keel_result(results, name, accel)?.outcome {
         Outcome::Ran { transcript, .. } => transcript.evidence.get(key).and_then(|v| v.as_u64()),
         _ => None,

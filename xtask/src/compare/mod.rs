@@ -18,6 +18,7 @@ mod plot;
 mod report;
 mod rounds;
 mod runs;
+mod timer;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -44,6 +45,9 @@ pub struct Options {
     pub quick: bool,
     /// Only the device interrupt -> driver wake figures (edu guests, interrupt-grant proofs).
     pub wake_only: bool,
+    /// `--timer`: only the timer figures (`timer.rs`): interrupts/s idle and busy at 8 and
+    /// 64 vCPUs, sleep wake-up lateness; TCG only.
+    pub timer: bool,
     /// Alternating Linux/Keel rounds (0 or 1: one); each figure is the median of the rounds,
     /// so slow drifts of the host's load hit both sides alike.
     pub rounds: u32,
@@ -258,6 +262,9 @@ fn keel_side(
 
 /// Linux guest runs for one accelerator.
 fn linux_runs(accel: Accel, opts: &Options) -> Vec<LinuxRun> {
+    if opts.timer {
+        return timer::linux_runs(accel, opts);
+    }
     let mut runs = Vec::new();
     let mk = |label: String, mode, machine: MachineSpec, benches, secs| LinuxRun {
         label,
@@ -464,7 +471,11 @@ pub fn run(opts: Options) -> Result<ExitCode> {
 
     let mut notes = Vec::new();
     let load_start = loadavg();
-    let (kproofs, keel_notes) = keel_proofs(&opts);
+    let (kproofs, keel_notes) =
+        if opts.timer { timer::keel_proofs(&opts) } else { keel_proofs(&opts) };
+    if opts.timer {
+        notes.extend(timer::notes());
+    }
     notes.extend(keel_notes);
     let plan = proofs::plan(&kproofs, &accel_env);
     let artifacts = builder::build_all(
@@ -497,7 +508,9 @@ pub fn run(opts: Options) -> Result<ExitCode> {
         for r in &mut linux {
             run_linux(r, &guest, &log_dir, &opts);
         }
-        if round == 1 && accel_env.kvm_available() && accel_env.forced != Some(Accel::Tcg) {
+        if round == 1 && opts.timer {
+            notes.push("--timer: TCG only (Keel's ring-3 sleep runs under TCG here)".into());
+        } else if round == 1 && accel_env.kvm_available() && accel_env.forced != Some(Accel::Tcg) {
             accels.push(Accel::Kvm);
             let mut kruns = linux_runs(Accel::Kvm, &opts);
             let mut probe = kruns.remove(0);
@@ -544,8 +557,14 @@ pub fn run(opts: Options) -> Result<ExitCode> {
         }
         all_ok &= linux.iter().filter(|r| r.accel == Accel::Tcg).all(|r| r.failure.is_none())
             && !keel.iter().any(|r| r.failed());
-        let figs = figures(&keel, &linux, &accels, kvm_skip.as_deref(), &opts);
-        if !opts.wake_only {
+        let figs = if opts.timer {
+            timer::figures(&keel, &linux, &opts)
+        } else {
+            figures(&keel, &linux, &accels, kvm_skip.as_deref(), &opts)
+        };
+        if opts.timer {
+            target_rounds.push(timer::targets(&figs));
+        } else if !opts.wake_only {
             target_rounds.push(targets(&figs, &keel));
         }
         rounds.push(figs);

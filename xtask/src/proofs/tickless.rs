@@ -10,6 +10,8 @@ use crate::trace::{ev_str, ev_u64};
 use super::{nmi, user, x2apic_cpu, xapic_cpu, Accels, Proof};
 use crate::qemu::CpuSpec;
 
+mod sleep_bench;
+
 /// The boot option every proof here adds.
 const TICKLESS: &str = "timer=tickless";
 
@@ -119,6 +121,7 @@ fn kernel_only(p: Proof, cpu: CpuSpec, mode: &'static str) -> Proof {
 
 pub(super) fn proofs() -> Vec<Proof> {
     vec![
+        sleep_bench::proof(),
         kernel_only(Proof::new("tickless", "timer=tickless (xAPIC): idle CPU <= 0.1 timer interrupts/s and not reported, busy CPU keeps its watchdog, sleeps wake on their deadline"), xapic_cpu(), "xapic"),
         kernel_only(Proof::new("tickless-x2apic", "the same in x2APIC mode"), x2apic_cpu(), "x2apic"),
         // TCG offers no TSC-deadline timer; KVM exposes it to qemu64 when asked.

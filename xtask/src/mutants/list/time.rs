@@ -94,4 +94,26 @@ pub(super) const BREAKS: &[Break] = &[
         proofs: &["hostile-ring-tickless"],
         accel: Accel::Tcg,
     },
+    Break {
+        name: "timer-sleep-returns-early",
+        what: "a TimerSleep completes after half the time asked",
+        edits: &[Edit {
+            file: "kernel/src/object/timer.rs",
+            find: "let deadline = fw::time::now_ns().saturating_add(ns);",
+            replace: "let deadline = fw::time::now_ns().saturating_add(ns / 2);",
+        }],
+        proofs: &["bench-timer-sleep"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "timer-sleep-deadline-late",
+        what: "a TimerSleep's deadline is set 30 ms after the time asked",
+        edits: &[Edit {
+            file: "kernel/src/object/timer.rs",
+            find: "let deadline = fw::time::now_ns().saturating_add(ns);",
+            replace: "let deadline = fw::time::now_ns().saturating_add(ns + 30_000_000);",
+        }],
+        proofs: &["bench-timer-sleep"],
+        accel: Accel::Tcg,
+    },
 ];
