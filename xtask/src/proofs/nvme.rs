@@ -14,6 +14,10 @@ use crate::trace::ev_u64;
 const DISK_BYTES: u64 = 1 << 20;
 /// The serial number QEMU reports in Identify Controller.
 const SERIAL: &str = "keel-nvme-0";
+/// The controller: 64 I/O queue pairs and 65 MSI-X entries (QEMU's defaults, spelled out).
+const DEVICE: &str = "nvme,serial=keel-nvme-0,drive=nvm0,max_ioqpairs=64,msix_qsize=65";
+/// The I/O queue pairs the controller grants (`max_ioqpairs`).
+const CONTROLLER_PAIRS: u64 = 64;
 /// What `manifests/nvme-poll.manifest` asks for: blocks read, I/O queue entries.
 const BLOCKS: u64 = 64;
 const ENTRIES: u64 = 16;
@@ -112,8 +116,11 @@ fn queue_on_257() -> Proof {
 fn per_cpu(name: &'static str, description: &'static str, queues: u64) -> Proof {
     let manifest: &'static str = Box::leak(format!("nvme-msix-{queues}").into_boxed_str());
     let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
-    let mut p = nvme(name, description, manifest)
+    // One DmaMap for the base run (queue 1 in it), one per further queue.
+    let mut p = driver_runs(name, description, manifest, 1, queues)
         .smp(queues as u32)
+        .check(eq("user.nvme.io_queues.asked", queues))
+        .check(eq("user.nvme.io_queues.controller_granted", CONTROLLER_PAIRS))
         .check(eq("user.nvme.io_queues", queues))
         .check(eq("devmem.msix_pages_withheld", 2))
         .check(eq("vectors.unowned_deliveries", 0))
@@ -147,6 +154,23 @@ fn per_cpu(name: &'static str, description: &'static str, queues: u64) -> Proof 
         }
     }
     p
+}
+
+/// `make test-scale`: one queue pair per CPU on 64 CPUs, the controller's full grant, in
+/// both LAPIC modes. 64 vCPUs under TCG on a small host: a generous timeout, and no
+/// hard-lockup watch (vCPUs go unscheduled for seconds, see `scale.rs`).
+pub(super) fn scale_proofs() -> Vec<Proof> {
+    let big = |p: Proof| {
+        p.memory("512M")
+            .args("lockup_ms=0")
+            .accels(super::Accels::TcgOnly)
+            .timeout_secs(600)
+            .scale()
+    };
+    vec![
+        big(per_cpu("nvme-msix-64", "one I/O queue pair per CPU on 64 CPUs (the controller's 64), a thread each, each queue's MSI-X vector on its thread's CPU, one DmaMap per queue (x2APIC, VT-d)", 64)),
+        big(per_cpu("nvme-msix-64-xapic", "nvme-msix-64 with the LAPICs in xAPIC mode", 64).cpu(xapic_cpu())),
+    ]
 }
 
 /// Polled: the pin the admin queue asserts stays masked (never acknowledged).
@@ -183,12 +207,13 @@ fn own_irte_each(queues: u64) -> Check {
     })
 }
 
-/// `admin.completions` = 2 identifies + 2 per I/O queue created.
+/// `admin.completions` = 2 identifies + Set Features (Number of Queues) + 2 per I/O queue
+/// created.
 fn admin_completions() -> Check {
-    custom("user.nvme.admin.completions == 2 + 2 * io_queues", |t| {
+    custom("user.nvme.admin.completions == 3 + 2 * io_queues", |t| {
         let queues = ev_u64(t, "user.nvme.io_queues").unwrap_or(1);
         let admin = ev_u64(t, "user.nvme.admin.completions")?;
-        if admin == 2 + 2 * queues {
+        if admin == 3 + 2 * queues {
             Ok(())
         } else {
             Err(format!("{admin} admin completions for {queues} I/O queues"))
@@ -266,7 +291,7 @@ fn masked_per_delivery() -> Check {
 }
 
 fn nvme(name: &'static str, description: &'static str, manifest: &'static str) -> Proof {
-    driver_runs(name, description, manifest, 1)
+    driver_runs(name, description, manifest, 1, 1)
 }
 
 /// A driver that dies with reads in flight on its MSI-X queue, then a successor on the same
@@ -274,7 +299,7 @@ fn nvme(name: &'static str, description: &'static str, manifest: &'static str) -
 /// masked), no frame leaked, and the successor passes every check through the re-granted
 /// entry.
 fn death(name: &'static str, description: &'static str) -> Proof {
-    one_queue(driver_runs(name, description, "nvme-msix-death", 2))
+    one_queue(driver_runs(name, description, "nvme-msix-death", 2, 1))
         .check(eq("proc.nvme_dying.exit", 9))
         .check(eq("proc.nvme_dying.thread_faults", 0))
         .check(ge("user.nvme.irq.waits", BLOCKS / BATCH + 4))
@@ -284,17 +309,19 @@ fn death(name: &'static str, description: &'static str) -> Proof {
         .check(eq("devmem.msix_pages_withheld", 4))
 }
 
-/// The checks every run shares; `runs` drivers mapped DMA once each and were all revoked.
+/// The checks every run shares; `runs` drivers mapped their DMA in `maps_each` runs (one
+/// `DmaMap` each, counted by the kernel) and were all revoked.
 fn driver_runs(
     name: &'static str,
     description: &'static str,
     manifest: &'static str,
     runs: u64,
+    maps_each: u64,
 ) -> Proof {
     let p = user_proof(Proof::new(name, description), manifest, &["nvme-driver"])
         .machine("q35,kernel-irqchip=split")
         .qemu_extra(&["-device", "intel-iommu,intremap=on,eim=on"])
-        .qemu_extra(&["-device", "nvme,serial=keel-nvme-0,drive=nvm0"])
+        .qemu_extra(&["-device", DEVICE])
         .disk("nvm0", DISK_BYTES, Some(WRITTEN));
     let k = |s: &str| -> &'static str { Box::leak(format!("user.nvme.{s}").into_boxed_str()) };
     p.check(eq("proc.nvme.exit", 0))
@@ -311,14 +338,13 @@ fn driver_runs(
         .check(eq(k("write.block"), WRITTEN))
         .check(eq(k("write.readback"), "ok"))
         .check(eq(k("write.neighbours_intact"), "yes"))
-        // Two identifies and two queue creations; the reads, the write and three reads back.
-        // Two identifies, then a queue creation pair per I/O queue.
+        // Two identifies, Set Features, then a queue creation pair per I/O queue.
         .check(admin_completions())
         .check(eq(k("admin.errors"), 0))
         .check(eq(k("io.errors"), 0))
         .check(eq(k("disabled"), "yes"))
         .check(eq("iommu.dma", "on"))
-        .check(eq("iommu.dma.maps", runs))
+        .check(eq("iommu.dma.maps", runs * maps_each))
         .check(eq("iommu.dma.detaches", runs))
         .check(eq("iommu.dma.domains_live", 0))
         .check(eq("iommu.dma_faults", 0))
