@@ -42,6 +42,7 @@ pub fn proofs() -> Vec<Proof> {
         per_cpu("nvme-msix-2-xapic", "nvme-msix-2 with the LAPICs in xAPIC mode", 2).cpu(xapic_cpu()),
         per_cpu("nvme-msix-8", "one I/O queue pair per CPU on 8 CPUs, a thread each, each queue's MSI-X vector on its thread's CPU (x2APIC, VT-d)", 8),
         per_cpu("nvme-msix-8-xapic", "nvme-msix-8 with the LAPICs in xAPIC mode", 8).cpu(xapic_cpu()),
+        fewer_granted(),
         queue_on_257(),
         moved(),
         death(
@@ -115,12 +116,39 @@ fn queue_on_257() -> Proof {
 /// says (read back from the table).
 fn per_cpu(name: &'static str, description: &'static str, queues: u64) -> Proof {
     let manifest: &'static str = Box::leak(format!("nvme-msix-{queues}").into_boxed_str());
-    let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
     // One DmaMap for the base run (queue 1 in it), one per further queue.
-    let mut p = driver_runs(name, description, manifest, 1, queues)
-        .smp(queues as u32)
+    let p = driver_runs(name, description, manifest, 1, queues).smp(queues as u32);
+    queues_on_their_cpus(p, queues)
         .check(eq("user.nvme.io_queues.asked", queues))
         .check(eq("user.nvme.io_queues.controller_granted", CONTROLLER_PAIRS))
+}
+
+/// `nvme-msix-8`'s driver (8 CPUs, 8 entries granted, `queues=8`) on a controller that
+/// allocates 4 pairs (`max_ioqpairs=4`): the driver reads the grant from the Set Features
+/// completion and creates 4 queues, on CPUs 0-3, which pass every per-queue check.
+fn fewer_granted() -> Proof {
+    const GRANTED: u64 = 4;
+    let p = driver_runs(
+        "nvme-msix-granted-4",
+        "a driver asking for 8 I/O queue pairs on 8 CPUs creates the 4 the controller grants (Set Features, Number of Queues), each on its own CPU",
+        "nvme-msix-8",
+        1,
+        GRANTED,
+    )
+    .smp(8);
+    let mut p = queues_on_their_cpus(p, GRANTED)
+        .check(eq("user.nvme.io_queues.asked", 8))
+        .check(eq("user.nvme.io_queues.controller_granted", GRANTED));
+    for arg in p.machine.extra.iter_mut().filter(|a| *a == DEVICE) {
+        *arg = DEVICE.replace("max_ioqpairs=64", "max_ioqpairs=4");
+    }
+    p
+}
+
+/// The checks of `queues` I/O queue pairs, queue q on CPU q-1 (see [`per_cpu`]).
+fn queues_on_their_cpus(p: Proof, queues: u64) -> Proof {
+    let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+    let mut p = p
         .check(eq("user.nvme.io_queues", queues))
         .check(eq("devmem.msix_pages_withheld", 2))
         .check(eq("vectors.unowned_deliveries", 0))
