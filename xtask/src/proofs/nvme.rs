@@ -118,7 +118,7 @@ fn per_cpu(name: &'static str, description: &'static str, queues: u64) -> Proof 
     let manifest: &'static str = Box::leak(format!("nvme-msix-{queues}").into_boxed_str());
     // One DmaMap for the base run (queue 1 in it), one per further queue.
     let p = driver_runs(name, description, manifest, 1, queues).smp(queues as u32);
-    queues_on_their_cpus(p, queues)
+    queues_on_their_cpus(p, queues, vtd_entry)
         .check(eq("user.nvme.io_queues.asked", queues))
         .check(eq("user.nvme.io_queues.controller_granted", CONTROLLER_PAIRS))
 }
@@ -136,7 +136,7 @@ fn fewer_granted() -> Proof {
         GRANTED,
     )
     .smp(8);
-    let mut p = queues_on_their_cpus(p, GRANTED)
+    let mut p = queues_on_their_cpus(p, GRANTED, vtd_entry)
         .check(eq("user.nvme.io_queues.asked", 8))
         .check(eq("user.nvme.io_queues.controller_granted", GRANTED));
     for arg in p.machine.extra.iter_mut().filter(|a| *a == DEVICE) {
@@ -145,8 +145,13 @@ fn fewer_granted() -> Proof {
     p
 }
 
-/// The checks of `queues` I/O queue pairs, queue q on CPU q-1 (see [`per_cpu`]).
-fn queues_on_their_cpus(p: Proof, queues: u64) -> Proof {
+/// The checks of `queues` I/O queue pairs, queue q on CPU q-1 (see [`per_cpu`]);
+/// `remapped(p, q)` adds those of entry q's interrupt-remapping entry.
+pub(super) fn queues_on_their_cpus(
+    p: Proof,
+    queues: u64,
+    remapped: fn(Proof, u64) -> Proof,
+) -> Proof {
     let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
     let mut p = p
         .check(eq("user.nvme.io_queues", queues))
@@ -169,19 +174,26 @@ fn queues_on_their_cpus(p: Proof, queues: u64) -> Proof {
             .check(eq(k("off_target_cpu"), 0))
             .check(keys_equal(k("unmasks_read_back"), k("acknowledgements")))
             .check(eq(k("masked_at_end"), "yes"))
-            .check(eq(k("format"), "remappable"))
-            // The entry's own IRTE, read back from the table: its CPU, its vector, and only
-            // the function's requester id accepted.
+            // The entry's own remapping entry, read back from the table: its CPU, its vector.
             .check(keys_equal(k("irte_destination"), k("target_apic_id")))
             .check(keys_equal(k("irte_vector"), k("vector")))
-            .check(eq(k("irte_svt"), "requester"))
-            .check(keys_equal(k("irte_sid"), k("requester_id")))
             .check(ge(&format!("cpu.{cpu}.device_interrupts"), 1));
+        p = remapped(p, q);
         if q > 1 {
             p = p.check(keys_equal(u("completions"), u("blocks"))).check(eq(u("errors"), 0));
         }
     }
     p
+}
+
+/// VT-d: entry q's message is in remappable format, and its IRTE accepts only the
+/// function's requester id.
+fn vtd_entry(p: Proof, q: u64) -> Proof {
+    let k =
+        |s: &str| -> &'static str { Box::leak(format!("irq.msix_nvme_{q}.{s}").into_boxed_str()) };
+    p.check(eq(k("format"), "remappable"))
+        .check(eq(k("irte_svt"), "requester"))
+        .check(keys_equal(k("irte_sid"), k("requester_id")))
 }
 
 /// `make test-scale`: one queue pair per CPU on 64 CPUs, the controller's full grant, in
@@ -348,9 +360,19 @@ fn driver_runs(
 ) -> Proof {
     let p = user_proof(Proof::new(name, description), manifest, &["nvme-driver"])
         .machine("q35,kernel-irqchip=split")
-        .qemu_extra(&["-device", "intel-iommu,intremap=on,eim=on"])
-        .qemu_extra(&["-device", DEVICE])
-        .disk("nvm0", DISK_BYTES, Some(WRITTEN));
+        .qemu_extra(&["-device", "intel-iommu,intremap=on,eim=on"]);
+    driver_checks(controller(p), runs, maps_each)
+        .check(eq("iommu.dma_faults", 0))
+        .check(eq("iommu.faults", 0))
+}
+
+/// The controller (after whatever devices `p` has) with its fresh pattern image.
+pub(super) fn controller(p: Proof) -> Proof {
+    p.qemu_extra(&["-device", DEVICE]).disk("nvm0", DISK_BYTES, Some(WRITTEN))
+}
+
+/// What the controller did for the driver, on either IOMMU.
+pub(super) fn driver_checks(p: Proof, runs: u64, maps_each: u64) -> Proof {
     let k = |s: &str| -> &'static str { Box::leak(format!("user.nvme.{s}").into_boxed_str()) };
     p.check(eq("proc.nvme.exit", 0))
         .check(eq(k("identify.status"), 0))
@@ -375,6 +397,4 @@ fn driver_runs(
         .check(eq("iommu.dma.maps", runs * maps_each))
         .check(eq("iommu.dma.detaches", runs))
         .check(eq("iommu.dma.domains_live", 0))
-        .check(eq("iommu.dma_faults", 0))
-        .check(eq("iommu.faults", 0))
 }
