@@ -521,6 +521,7 @@ use kernel_registry::kernel_registry;
 mod affinity;
 mod amd;
 mod amd_dma;
+mod amd_nvme;
 mod clock;
 mod dma;
 mod example;

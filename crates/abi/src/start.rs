@@ -7,8 +7,9 @@ use crate::{CapId, ObjectKind, Status, PAGE_SIZE};
 /// `StartInfo::magic`: the bytes `KEELSTRT` read as a little-endian `u64`, so a program can
 /// tell a real start page from an unmapped or zeroed one.
 pub const START_INFO_MAGIC: u64 = u64::from_le_bytes(*b"KEELSTRT");
-/// Capacity of `StartInfo::caps`.
-pub const MAX_START_CAPS: usize = 16;
+/// Capacity of `StartInfo::caps`: room for a driver with an `Interrupt` grant per CPU of a
+/// 64-CPU machine (one MSI-X entry per queue) and its other grants; the page holds 147.
+pub const MAX_START_CAPS: usize = 128;
 /// Capacity of `StartInfo::args`.
 pub const START_ARGS_LEN: usize = 512;
 /// Capacity of `StartInfo::program_name` (NUL padded).

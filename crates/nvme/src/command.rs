@@ -10,6 +10,9 @@ pub const ADMIN_CREATE_IO_SQ: u8 = 0x01;
 pub const ADMIN_DELETE_IO_CQ: u8 = 0x04;
 pub const ADMIN_CREATE_IO_CQ: u8 = 0x05;
 pub const ADMIN_IDENTIFY: u8 = 0x06;
+pub const ADMIN_SET_FEATURES: u8 = 0x09;
+/// Feature identifiers: Number of Queues (Base 2.0, 5.27.1.5).
+pub const FEATURE_NUMBER_OF_QUEUES: u8 = 0x07;
 /// NVM command set I/O opcodes.
 pub const IO_FLUSH: u8 = 0x00;
 pub const IO_WRITE: u8 = 0x01;
@@ -79,6 +82,19 @@ impl Command {
         }
     }
 
+    /// Set Features, Number of Queues: asks for `pairs` I/O submission and completion queues
+    /// (1..=65,535; NSQR and NCQR are 0-based). The completion's result says how many the
+    /// controller allocated ([`granted_queue_pairs`]).
+    pub fn set_queue_count(cid: u16, pairs: u16) -> Command {
+        let n = pairs.saturating_sub(1) as u32;
+        Command {
+            opcode: ADMIN_SET_FEATURES,
+            cid,
+            cdw: [FEATURE_NUMBER_OF_QUEUES as u32, n << 16 | n, 0, 0, 0, 0],
+            ..Command::default()
+        }
+    }
+
     /// Create I/O Completion Queue `qid` of `entries` entries (physically contiguous at
     /// `base`); `vector` is its interrupt vector when `interrupts` is set (polled
     /// otherwise).
@@ -133,6 +149,12 @@ impl Command {
             cdw: [lba as u32, (lba >> 32) as u32, nlb, 0, 0, 0],
         }
     }
+}
+
+/// The I/O queue pairs a Number of Queues result allows: the smaller of NSQA (bits 15:0)
+/// and NCQA (31:16), both 0-based.
+pub fn granted_queue_pairs(result: u32) -> u32 {
+    (result & 0xFFFF).min(result >> 16) + 1
 }
 
 /// CDW10 of the queue-creation commands: QSIZE (0-based) in 31:16, QID in 15:0.

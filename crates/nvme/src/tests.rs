@@ -81,6 +81,20 @@ fn submission_entries_have_the_spec_layout() {
 }
 
 #[test]
+fn number_of_queues_request_and_grant() {
+    let c = Command::set_queue_count(7, 64);
+    let b = c.to_bytes();
+    assert_eq!(b[0], ADMIN_SET_FEATURES);
+    assert_eq!(&b[40..44], &7u32.to_le_bytes(), "FID 07h in CDW10");
+    assert_eq!(&b[44..48], &(63u32 << 16 | 63).to_le_bytes(), "NCQR and NSQR 0-based");
+    assert_eq!(Command::set_queue_count(7, 1).cdw[1], 0);
+    // QEMU's `max_ioqpairs=64` answers 63 both ways; the smaller of the two counts.
+    assert_eq!(granted_queue_pairs(63 << 16 | 63), 64);
+    assert_eq!(granted_queue_pairs(3 << 16 | 7), 4);
+    assert_eq!(granted_queue_pairs(0), 1);
+}
+
+#[test]
 fn prps_for_one_and_two_pages() {
     const P: u64 = 4096;
     assert_eq!(Prp::for_buffer(0x10_000, 4096, P), Ok(Prp { prp1: 0x10_000, prp2: 0 }));

@@ -17,7 +17,7 @@ use keel_apic::{ApicId, XApicId};
 use keel_iommu::RemappableMsi;
 use keel_pci::msix::{self, Entry, MessageControl, Msix};
 
-use fw::arch::x86_64::iommu;
+use fw::arch::x86_64::{amdvi, iommu};
 use fw::mm::paging::{map_physical, Caching};
 use fw::pci::{self, PciDevice};
 use fw::sync::IrqSafeMutex;
@@ -189,15 +189,21 @@ impl MsixFunction {
     }
 
     /// Points `entry` at `vector` on the CPU with `cpu`, leaving it masked: with VT-d
-    /// remapping on, a remappable-format message naming the entry's own IRTE handle;
-    /// without, a compatibility-format one (8-bit destination). AMD-Vi is refused here.
+    /// remapping on, a remappable-format message naming the entry's own IRTE handle; with
+    /// AMD-Vi, a message naming only the entry's own index in the function's table (address
+    /// destination 0); without, a compatibility-format one (8-bit destination).
     pub fn program(&self, entry: u16, vector: u8, cpu: ApicId) -> Result<(), &'static str> {
         if !self.has_entry(entry) {
             return Err("MSI-X entry past the function's table");
         }
         let bdf = self.device.addr.bdf();
         let (address, data) = if fw::arch::x86_64::amdvi::mode().is_some() {
-            return Err("MSI-X through AMD-Vi interrupt remapping is not supported yet");
+            let index = amdvi::remap::program_msix(bdf, entry, vector, cpu).map_err(|e| {
+                log::warn!("msix: {}: AMD-Vi entry failed: {e:?}", self.device.addr);
+                "interrupt-remapping entry for the MSI-X entry could not be programmed"
+            })?;
+            let zero = XApicId::new(0).expect("APIC ID 0");
+            (MsiAddress::physical(zero).encode() as u64, index as u32)
         } else if iommu::mode().is_some() {
             let handle = iommu::program_msix(bdf, entry, vector, cpu).map_err(|e| {
                 log::warn!("msix: {}: remapping entry failed: {e:?}", self.device.addr);

@@ -74,7 +74,7 @@ pub fn msi_evidence(prefix: &str, device: &PciDevice, cap: u8) {
 
 /// The AMD-Vi entry `index` of requester `devid`'s table, decoded from table memory, and its
 /// raw quadwords (as the unit's `amdvi_ir_irte_ga_val` trace shows them).
-fn amdvi_evidence(prefix: &str, devid: u16, index: u16) {
+pub fn amdvi_evidence(prefix: &str, devid: u16, index: u16) {
     ev!(("{}.format", prefix), "amdvi");
     ev!(("{}.irte_devid", prefix), format_args!("{devid:#06x}"));
     ev!(("{}.remap_index", prefix), index);

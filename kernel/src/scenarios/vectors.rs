@@ -91,17 +91,28 @@ pub fn msix_evidence(
     ev!(("{}.msix_address", prefix), format_args!("{:#x}", e.address));
     ev!(("{}.msix_data", prefix), format_args!("{:#x}", e.data));
     ev!(("{}.requester_id", prefix), format_args!("{:#x}", function.device.addr.bdf()));
-    // A remappable-format address names the entry's IRTE: read it back from the table.
-    match keel_iommu::RemappableMsi::decode(e.address as u32) {
+    // AMD-Vi: data bits 10:0 index the function's own table; VT-d: a remappable-format
+    // address names the entry's IRTE. Either is read back from table memory.
+    if fw::arch::x86_64::amdvi::mode().is_some() {
+        let bdf = function.device.addr.bdf();
+        super::remap::amdvi_evidence(prefix, bdf, (e.data & 0x7FF) as u16);
+    } else {
+        vtd_or_compatibility(prefix, e.address as u32);
+    }
+    ev!(("{}.msix_pending", prefix), yes(function.pending(entry)));
+    ev!(("{}.masks_read_back", prefix), irq.masks_read_back.load(Ordering::Relaxed));
+    ev!(("{}.unmasks_read_back", prefix), irq.unmasks_read_back.load(Ordering::Relaxed));
+}
+
+/// `<prefix>.format` of an MSI-X address without AMD-Vi, and the IRTE a remappable one names.
+fn vtd_or_compatibility(prefix: &str, address: u32) {
+    match keel_iommu::RemappableMsi::decode(address) {
         Some(msi) => {
             ev!(("{}.format", prefix), "remappable");
             super::remap::irte_evidence(prefix, msi.handle);
         }
         None => ev!(("{}.format", prefix), "compatibility"),
     }
-    ev!(("{}.msix_pending", prefix), yes(function.pending(entry)));
-    ev!(("{}.masks_read_back", prefix), irq.masks_read_back.load(Ordering::Relaxed));
-    ev!(("{}.unmasks_read_back", prefix), irq.unmasks_read_back.load(Ordering::Relaxed));
 }
 
 /// Maps and sets up the MSI-X function of every device a `msix(...)` grant names, before

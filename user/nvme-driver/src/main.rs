@@ -1,9 +1,10 @@
 //! A ring-3 driver for QEMU's `nvme` controller, polled or interrupt-driven.
 //!
-//! It maps BAR 0 through its `DeviceMemory` capability and a run of its own pages for DMA
-//! (`DeviceMemoryDmaMap`: the controller sees them only through their IOVAs), resets and
-//! enables the controller with an admin queue pair in those pages, identifies the
-//! controller and namespace 1, creates one I/O queue pair, and reads 4 KiB blocks in
+//! It maps BAR 0 through its `DeviceMemory` capability and runs of its own pages for DMA
+//! (`DeviceMemoryDmaMap`, one per run, `dma.rs`: the controller sees them only through
+//! their IOVAs), resets and enables the controller with an admin queue pair in those pages,
+//! identifies the controller and namespace 1, asks for the I/O queue pairs it wants (Set
+//! Features, Number of Queues), creates them, and reads 4 KiB blocks in
 //! batches of several commands in flight, checking each against the pattern the host wrote
 //! into the disk image (`keel_nvme::pattern`). Then it writes one block with another
 //! pattern and reads it and its neighbours back. Completions are found by their phase
@@ -11,18 +12,20 @@
 //! write (default 37), `entries=E` I/O queue entries (default 16, so the completion ring
 //! wraps several times), `irq=msix`: the I/O completion queue raises MSI-X entry 1, granted
 //! as an `Interrupt` capability, and the driver sleeps in `InterruptWait` instead of
-//! polling (the admin queue stays polled); `queues=N` with it: one I/O queue pair per CPU,
+//! polling (the admin queue stays polled); `queues=N` with it: one I/O queue pair per CPU
+//! it runs on (N, and no more than its `Interrupt` grants, the controller's grant or 64),
 //! a thread each, queue q on MSI-X entry q (`workers.rs`). `die_mid_io=1`: exit 9 right
 //! after the first batch of reads is submitted (a driver dying mid-I/O). Exit 0 when every
 //! check held.
 #![no_std]
 #![no_main]
 
+mod dma;
 mod irq;
 mod queue;
 mod workers;
 
-use keel_nvme::command::{Command, Prp, CNS_CONTROLLER, CNS_NAMESPACE};
+use keel_nvme::command::{granted_queue_pairs, Command, Prp, CNS_CONTROLLER, CNS_NAMESPACE};
 use keel_nvme::completion::Completion;
 use keel_nvme::identify::{Controller, Namespace};
 use keel_nvme::{pattern, regs};
@@ -37,7 +40,7 @@ keel_rt::entry!(main);
 /// Where BAR 0 is mapped in this process.
 pub(crate) const BAR_VADDR: u64 = 0x0000_1000_0000;
 /// Where the DMA pages start; their order in the run.
-const DMA_VA: u64 = 0x0000_2000_0000;
+pub(crate) const DMA_VA: u64 = 0x0000_2000_0000;
 pub(crate) const PAGE: u64 = 4096;
 const ADMIN_SQ: u64 = 0;
 const ADMIN_CQ: u64 = 1;
@@ -48,7 +51,8 @@ const IO_CQ: u64 = 4;
 const READ_BUFS: u64 = 5;
 pub(crate) const BATCH: u64 = 8;
 const WRITE_BUF: u64 = READ_BUFS + BATCH;
-const DMA_PAGES: u64 = WRITE_BUF + 1;
+/// Pages of the base DMA run (queue 1 included); each further queue has its own run.
+pub(crate) const DMA_PAGES: u64 = WRITE_BUF + 1;
 /// Admin queue entries (one page each way).
 const ADMIN_ENTRIES: u16 = 64;
 /// The I/O queue's id.
@@ -69,24 +73,23 @@ fn va(page: u64) -> u64 {
     DMA_VA + page * PAGE
 }
 
-/// Reads each thread of `queues=N` keeps in flight: with 2 ring pages a queue, 8 queues
-/// fit one `DeviceMemoryDmaMap` (at most `MAX_DMA_PAGES` = 64 pages).
+/// Reads each thread of `queues=N` keeps in flight (a read buffer each).
 pub(crate) const THREAD_BATCH: u64 = 4;
 
 /// DMA pages of I/O queue `index` (0-based): submission ring, completion ring, first read
-/// buffer. Queue 0 uses the single-queue layout; each further queue gets 2 + THREAD_BATCH
-/// pages after `DMA_PAGES`.
+/// buffer. Queue 0 uses the single-queue layout in the base run; each further queue has a
+/// run of 2 + THREAD_BATCH pages after it (`dma::map_run`).
 pub(crate) fn queue_pages(index: usize) -> (u64, u64, u64) {
     if index == 0 {
         return (IO_SQ, IO_CQ, READ_BUFS);
     }
-    let base = DMA_PAGES + (index as u64 - 1) * (2 + THREAD_BATCH);
+    let base = DMA_PAGES + (index as u64 - 1) * dma::QUEUE_RUN_PAGES;
     (base, base + 1, base + 2)
 }
 
 pub(crate) fn words(page: u64) -> &'static mut [u64; 512] {
-    // SAFETY: `page` is one of the DMA_PAGES pages this program mapped at DMA_VA (writable)
-    // and keeps mapped; the controller writes it only while a command naming it is in
+    // SAFETY: `page` is one of the DMA pages this program mapped at DMA_VA (writable,
+    // `dma::map_run`) and keeps mapped; the controller writes it only while a command naming it is in
     // flight, and the driver reads it after that command's completion.
     unsafe { &mut *(va(page) as *mut [u64; 512]) }
 }
@@ -100,7 +103,6 @@ fn bytes(page: u64) -> &'static [u8; 4096] {
 struct Driver {
     bar: Mmio,
     timer: CapId,
-    iova: u64,
     /// The I/O completion queue's interrupt (`irq=msix`), and what it delivered.
     irq: Option<CapId>,
     irq_counts: core::cell::RefCell<irq::Counts>,
@@ -115,7 +117,7 @@ impl Driver {
     }
 
     fn iova(&self, page: u64) -> u64 {
-        self.iova + page * PAGE
+        dma::iova(page)
     }
 
     fn read64(&self, offset: u64) -> u64 {
@@ -196,8 +198,9 @@ impl Driver {
     }
 }
 
-/// `queues=N`: queue i's thread on CPU i reads blocks [i·blocks/N, (i+1)·blocks/N); waits
-/// for all, reports per queue, and returns queue 1 (for the write) with the read sums.
+/// `queues=N`: queue i's thread on CPU i reads blocks [i·blocks/N, (i+1)·blocks/N) (queue
+/// 0's is the main thread, on CPU 0); waits for all, reports per queue, and returns queue 1
+/// (for the write) with the read sums.
 fn read_by_threads(
     d: &Driver,
     first: QueuePair,
@@ -207,7 +210,6 @@ fn read_by_threads(
     lbas_per_page: u32,
 ) -> Option<(QueuePair, (u64, u64, u64))> {
     use core::sync::atomic::Ordering::{Acquire, Relaxed};
-    workers::IOVA.store(d.iova, Relaxed);
     workers::LBAS_PER_PAGE.store(lbas_per_page as u64, Relaxed);
     workers::install(0, first);
     for (i, pair) in pairs.iter_mut().enumerate().take(queues as usize).skip(1) {
@@ -217,11 +219,14 @@ fn read_by_threads(
         let share = &workers::SHARES[i as usize];
         share.first.store(i * blocks / queues, Relaxed);
         share.count.store((i + 1) * blocks / queues - i * blocks / queues, Relaxed);
+    }
+    for i in 1..queues {
         if !workers::spawn(i, i) {
             println!("could not start the thread of queue {}", i + 1);
             return None;
         }
     }
+    workers::serve(&mut ring().expect("ring"), 0);
     let deadline = d.now_ns() + THREADS_TIMEOUT_NS;
     while workers::DONE.load(Acquire) < queues {
         if d.now_ns() > deadline {
@@ -255,6 +260,29 @@ fn read_by_threads(
     Some((q1, sums))
 }
 
+/// The I/O queue pairs to ask for under `irq=msix`: `queues=N`, one per CPU the driver is
+/// to run on, as far as it holds an `Interrupt` grant for each (entry q for queue q) and
+/// no more than `MAX_QUEUES`.
+fn wanted_queues() -> u64 {
+    let asked = arg_u64("queues", 1).clamp(1, workers::MAX_QUEUES as u64);
+    let granted = (0..asked as usize).take_while(|&i| workers::interrupt_of(i).is_some()).count();
+    ev!("io_queues.asked", asked);
+    (granted as u64).max(1)
+}
+
+/// Set Features, Number of Queues: asks for `wanted` pairs; the count to create, the
+/// smaller of `wanted` and what the controller allocated (`None` if it refused).
+fn negotiate_queues(d: &Driver, admin: &mut QueuePair, wanted: u64) -> Option<u64> {
+    let c = d.run(admin, |cid| Command::set_queue_count(cid, wanted as u16))?;
+    let granted = granted_queue_pairs(c.result) as u64;
+    ev!("io_queues.controller_granted", granted);
+    if !c.succeeded() {
+        println!("Set Features (Number of Queues) failed: status {:#x}", c.status);
+        return None;
+    }
+    Some(wanted.min(granted))
+}
+
 fn yes(b: bool) -> &'static str {
     if b {
         "yes"
@@ -269,9 +297,7 @@ fn main() -> u64 {
     let entries = arg_u64("entries", 16) as u16;
     let by_interrupt = keel_rt::start_info().arg("irq") == Some("msix");
     let die_mid_io = arg_u64("die_mid_io", 0) != 0;
-    let queues =
-        if by_interrupt { arg_u64("queues", 1).clamp(1, workers::MAX_QUEUES as u64) } else { 1 };
-    let dma_pages = DMA_PAGES + (queues - 1) * (2 + THREAD_BATCH);
+    let wanted = if by_interrupt { wanted_queues() } else { 1 };
     let dm = cap(ObjectKind::DeviceMemory);
     let vm = cap(ObjectKind::VirtualMemory);
     let timer = cap(ObjectKind::Timer);
@@ -281,16 +307,11 @@ fn main() -> u64 {
     // SAFETY: the kernel just mapped the whole BAR (results[1] bytes) uncached at BAR_VADDR,
     // and every offset used (registers, the first doorbells) lies in the first 8 KiB.
     let bar = unsafe { Mmio::new(mapped.results[0]) };
-    // Each result is checked once the ring is free again, so a failure can be printed.
-    let mapped_dma = ring().expect("ring").call(vm, Method::VmMap, [DMA_VA, dma_pages, 1, 0]);
-    r("VmMap", mapped_dma);
-    let dma = ring().expect("ring").dma_map(dm, DMA_VA, dma_pages, true);
-    let iova = r("DmaMap", dma);
+    let iova = r("DMA map", dma::map_run(dm, vm, 0));
     let irq = by_interrupt.then(|| cap(ObjectKind::Interrupt));
     let d = Driver {
         bar,
         timer,
-        iova,
         irq,
         irq_counts: core::cell::RefCell::new(irq::Counts {
             moves_left: arg_u64("moves", 0),
@@ -376,11 +397,17 @@ fn main() -> u64 {
     let pages_on_disk = ns.bytes() / PAGE;
 
     // The I/O queue pairs: polled, or queue q's completions raising MSI-X entry q.
+    let Some(queues) = negotiate_queues(&d, &mut admin, wanted) else {
+        return 6;
+    };
     let entries = entries.clamp(2, cap_reg.max_queue_entries().min(256) as u16);
     let mut pairs = [const { None }; workers::MAX_QUEUES];
     let mut queues_ok = true;
     for (i, pair) in pairs.iter_mut().enumerate().take(queues as usize) {
         let qid = IO_QID + i as u16;
+        if i > 0 {
+            r("DMA map", dma::map_run(dm, vm, i));
+        }
         let (sq, cq, _) = queue_pages(i);
         let (sq_iova, cq_iova) = (d.iova(sq), d.iova(cq));
         let (vector, ien) = if by_interrupt { (IO_VECTOR + i as u16, true) } else { (0, false) };
@@ -399,6 +426,7 @@ fn main() -> u64 {
     }
     ev!("io_queue.created", yes(queues_ok));
     ev!("io_queues", queues);
+    ev!("dma.maps", dma::maps());
     if !queues_ok {
         return 6;
     }

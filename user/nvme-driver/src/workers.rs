@@ -2,7 +2,9 @@
 //! on that CPU. Queue `q` (1..=N) raises MSI-X entry `q`, granted as the process's q-th
 //! `Interrupt` capability with `cpu = q - 1`, so its completions interrupt the CPU its
 //! thread waits on. Each thread reads its share of the blocks through its queue, waiting
-//! on its own ring; the main thread starts them, waits for all, and reports per queue.
+//! on its own ring; the main thread (on CPU 0) starts them, serves queue 1 itself (a
+//! process has at most 64 threads, the main one included), waits for all, and reports per
+//! queue.
 
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -16,8 +18,9 @@ use keel_rt::{ring, CapId, Ring};
 use crate::irq;
 use crate::queue::QueuePair;
 
-/// Most queues (and threads) the driver runs.
-pub const MAX_QUEUES: usize = 8;
+/// Most queues the driver runs (QEMU's `nvme` offers up to 64 pairs): the main thread and
+/// 63 spawned ones.
+pub const MAX_QUEUES: usize = 64;
 const STACKS_VADDR: u64 = 0x0000_3000_0000;
 const STACK_PAGES: u64 = 8;
 
@@ -60,8 +63,7 @@ pub static SHARES: [Share; MAX_QUEUES] = [const {
 
 /// Threads finished.
 pub static DONE: AtomicU64 = AtomicU64::new(0);
-/// What every thread needs: the DMA IOVA base and LBAs per 4 KiB page.
-pub static IOVA: AtomicU64 = AtomicU64::new(0);
+/// What every thread needs: LBAs per 4 KiB page.
 pub static LBAS_PER_PAGE: AtomicU64 = AtomicU64::new(0);
 
 /// Gives queue `index` (0-based) to its thread.
@@ -101,22 +103,26 @@ pub fn interrupt_of(index: usize) -> Option<CapId> {
 extern "C" fn thread_body(ring_vaddr: u64, index: u64) -> ! {
     // SAFETY: the kernel passed this thread's own ring page in rdi.
     let mut ring = unsafe { Ring::for_thread(ring_vaddr) };
-    let i = index as usize;
+    serve(&mut ring, index as usize);
+    let _ = ring.call(cap(ObjectKind::Process), Method::ProcessExitThread, [0; 4]);
+    loop {
+        core::hint::spin_loop();
+    }
+}
+
+/// Reads queue `i`'s share on the calling thread (its CPU recorded), then counts it done.
+pub fn serve(ring: &mut Ring, i: usize) {
     let share = &SHARES[i];
     let process = cap(ObjectKind::Process);
     let on = ring.call(process, Method::ProcessInfo, [0; 4]).map_or(u64::MAX, |c| c.results[1]);
     share.ran_on.store(on, Ordering::Relaxed);
-    // SAFETY: the main thread installed the queue before starting this thread and leaves
-    // it alone until `DONE` (see `Slot`).
+    // SAFETY: the main thread installed the queue before starting this thread (or before
+    // serving it itself) and leaves it alone until `DONE` (see `Slot`).
     let q = unsafe { (*SLOTS[i].queue.get()).as_mut() };
     if let (Some(q), Some(irq)) = (q, interrupt_of(i)) {
-        read_share(&mut ring, q, irq, i, share);
+        read_share(ring, q, irq, i, share);
     }
     DONE.fetch_add(1, Ordering::Release);
-    let _ = ring.call(process, Method::ProcessExitThread, [0; 4]);
-    loop {
-        core::hint::spin_loop();
-    }
 }
 
 /// Reads this queue's blocks, `THREAD_BATCH` in flight, sleeping on the queue's interrupt after
@@ -124,7 +130,6 @@ extern "C" fn thread_body(ring_vaddr: u64, index: u64) -> ! {
 fn read_share(ring: &mut Ring, q: &mut QueuePair, irq: CapId, i: usize, share: &Share) {
     // SAFETY: BAR 0 is mapped at BAR_VADDR by the main thread for the process's lifetime.
     let bar = unsafe { Mmio::new(crate::BAR_VADDR) };
-    let iova = IOVA.load(Ordering::Relaxed);
     let lbas = LBAS_PER_PAGE.load(Ordering::Relaxed) as u32;
     let (first, count) = (share.first.load(Ordering::Relaxed), share.count.load(Ordering::Relaxed));
     let bufs = crate::queue_pages(i).2;
@@ -136,7 +141,7 @@ fn read_share(ring: &mut Ring, q: &mut QueuePair, irq: CapId, i: usize, share: &
         let mut cids = [0u16; crate::THREAD_BATCH as usize];
         for k in 0..n {
             let lba = (block + k) * lbas as u64;
-            let page_iova = iova + (bufs + k) * crate::PAGE;
+            let page_iova = crate::dma::iova(bufs + k);
             let prp = Prp::for_buffer(page_iova, crate::PAGE, crate::PAGE).expect("one page");
             cids[k as usize] =
                 q.queue(|cid| Command::read(cid, crate::NSID, lba, lbas, prp)).expect("room");

@@ -113,7 +113,7 @@ const DRIVERS: Sources = &[
 ];
 
 /// Splits `amdvi_ir_remap_msi (addr A, data D) -> (addr TA, data TD)` into its numbers.
-fn remap_words(raw: &str) -> Option<[u64; 4]> {
+pub(super) fn remap_words(raw: &str) -> Option<[u64; 4]> {
     let w: Vec<u64> = raw
         .split(|c: char| c.is_whitespace() || c == ',' || c == '(' || c == ')')
         .filter(|w| w.starts_with("0x"))

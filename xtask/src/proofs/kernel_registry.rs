@@ -243,6 +243,8 @@ pub(super) fn kernel_registry() -> Vec<Proof> {
     .chain(nvme::proofs())
     .chain(amd::proofs())
     .chain(amd_dma::proofs())
+    // The NVMe driver's MSI-X entries through AMD-Vi remapping.
+    .chain(amd_nvme::proofs())
     // Memory isolation: kernel pages, W^X, user copies racing unmap.
     .chain(memory::proofs())
     // Scheduling under hostile load: fairness, bounded cap_enter, exit wake-ups.

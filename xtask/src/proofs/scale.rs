@@ -231,6 +231,7 @@ pub fn proofs() -> Vec<Proof> {
         .timeout_secs(1800)
         .scale(),
     ]);
+    all.extend(super::nvme::scale_proofs());
     all
 }
 

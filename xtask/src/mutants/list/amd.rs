@@ -225,4 +225,15 @@ pub(super) const BREAKS: &[Break] = &[
         proofs: &["amd-dma-death"],
         accel: Accel::Tcg,
     },
+    Break {
+        name: "amdvi-msix-one-index-for-every-entry",
+        what: "every MSI-X entry of a function gets index 1 of its AMD-Vi table: the last entry programmed names the CPU and vector of all of them",
+        edits: &[Edit {
+            file: "framework/src/arch/x86_64/amdvi/remap.rs",
+            find: "    let index = msix_index(entry).ok_or(AmdRemapError::NoIndex)?;",
+            replace: "    let index = msix_index(0).ok_or(AmdRemapError::NoIndex)?;\n    let _ = entry;",
+        }],
+        proofs: &["amd-nvme-msix", "amd-nvme-msix-xapic"],
+        accel: Accel::Tcg,
+    },
 ];

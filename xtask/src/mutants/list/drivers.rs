@@ -145,4 +145,70 @@ pub(super) const BREAKS: &[Break] = &[
         proofs: &["nvme-poll", "nvme-poll-xapic"],
         accel: Accel::Tcg,
     },
+    Break {
+        name: "nvme-queues-capped-at-8",
+        what: "the NVMe driver keeps its old cap of 8 queue pairs: on 64 CPUs 56 of them get no queue",
+        edits: &[Edit {
+            file: "user/nvme-driver/src/workers.rs",
+            find: "pub const MAX_QUEUES: usize = 64;",
+            replace: "pub const MAX_QUEUES: usize = 8;",
+        }],
+        proofs: &["nvme-msix-64"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "nvme-controller-grant-ignored",
+        what: "the NVMe driver creates every queue pair it asked for, past the count the controller granted in its Number of Queues completion",
+        edits: &[Edit {
+            file: "user/nvme-driver/src/main.rs",
+            find: "    Some(wanted.min(granted))\n",
+            replace: "    Some(wanted)\n",
+        }],
+        proofs: &["nvme-msix-granted-4"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "nvme-all-queues-on-entry-1",
+        what: "every NVMe completion queue raises MSI-X entry 1, so every queue's completions interrupt CPU 0 instead of its own CPU",
+        edits: &[Edit {
+            file: "user/nvme-driver/src/main.rs",
+            find: "(IO_VECTOR + i as u16, true)",
+            replace: "(IO_VECTOR, true)",
+        }],
+        proofs: &["nvme-msix-64", "nvme-msix-64-xapic"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "nvme-queue-runs-share-base-iova",
+        what: "the NVMe driver gives every page the base run's IOVA plus its offset in its own run, as if all its DMA pages were one mapping",
+        edits: &[Edit {
+            file: "user/nvme-driver/src/dma.rs",
+            find: "    RUN_IOVAS[r].load(Ordering::Relaxed) + offset * PAGE\n",
+            replace: "    let _ = r;\n    RUN_IOVAS[0].load(Ordering::Relaxed) + offset * PAGE\n",
+        }],
+        proofs: &["nvme-msix-8", "nvme-msix-64"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "iova-window-256-pages",
+        what: "the DMA IOVA window stays at 256 pages: a driver with 64 queue pairs (392 DMA pages) runs out of device addresses",
+        edits: &[Edit {
+            file: "framework/src/arch/x86_64/iommu/dma_domain.rs",
+            find: "const IOVA_WORDS: usize = 8;",
+            replace: "const IOVA_WORDS: usize = 4;",
+        }],
+        proofs: &["nvme-msix-64"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "start-info-16-caps",
+        what: "the start info keeps room for 16 capabilities: a driver with an Interrupt grant per CPU of 64 cannot start",
+        edits: &[Edit {
+            file: "crates/abi/src/start.rs",
+            find: "pub const MAX_START_CAPS: usize = 128;",
+            replace: "pub const MAX_START_CAPS: usize = 16;",
+        }],
+        proofs: &["nvme-msix-64"],
+        accel: Accel::Tcg,
+    },
 ];

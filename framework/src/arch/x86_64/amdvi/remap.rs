@@ -11,7 +11,8 @@
 //! IOAPIC whose requests bypass the unit, as QEMU 10.0's does, still delivers the route the
 //! table holds). An MSI function gets index 0 of its own table, and its message carries
 //! only that index (address destination 0, data = index), so nothing but the unit's
-//! translation can deliver it. Every entry change is followed by INVALIDATE_INTERRUPT_TABLE
+//! translation can deliver it. MSI-X table entry e of a function gets index e + 1 of the
+//! same table (entries 0..=254), each with its own vector and destination. Every entry change is followed by INVALIDATE_INTERRUPT_TABLE
 //! for the requester and a COMPLETION_WAIT the kernel polls; a new table by
 //! INVALIDATE_DEVTAB_ENTRY. Every requester the IVRS lists gets its (empty) table before the
 //! unit starts, so its fixed interrupts are blocked (RemapEn = 0) until a route exists.
@@ -271,6 +272,22 @@ pub fn program_msi(bdf: u16, vector: u8, cpu: ApicId) -> Result<u16, AmdRemapErr
         Ok(index)
     })
     .unwrap_or(Err(AmdRemapError::Inactive))
+}
+
+/// The index MSI-X table entry `entry` uses in its function's table: past the MSI's index
+/// 0, so a function's MSI and MSI-X entries never share one.
+pub fn msix_index(entry: u16) -> Option<u16> {
+    let index = entry.checked_add(1)?;
+    ((index as usize) < amdvi_ir::TABLE_ENTRIES).then_some(index)
+}
+
+/// Programs the entry of MSI-X table entry `entry` of PCI function `bdf`; returns the index
+/// its data must carry ([`msix_index`]).
+pub fn program_msix(bdf: u16, entry: u16, vector: u8, cpu: ApicId) -> Result<u16, AmdRemapError> {
+    let index = msix_index(entry).ok_or(AmdRemapError::NoIndex)?;
+    let irte = AmdIrte { vector, destination: cpu.get() };
+    with(|r| r.write_entry(bdf, index, irte).map(|()| index))
+        .unwrap_or(Err(AmdRemapError::Inactive))
 }
 
 /// The requester id of IOAPIC `ioapic_id`, when remapping is on.
