@@ -7,6 +7,10 @@
  *                                  edu INTx raise -> read() wake on /dev/uio0 (uio_pci_generic),
  *                                  this task pinned to `cpu` (default 1); the init script sets
  *                                  the IRQ's affinity (same CPU, or the other one for uio_remote)
+ *   kbench nvme reads qd threads metric
+ *                                  4 KiB random reads of /dev/nvme0n1 (O_DIRECT, io_uring through
+ *                                  raw system calls; kbench_nvme.c), qd in flight per thread,
+ *                                  threads 1 (on CPU 1) or 0 (one per CPU, pinned)
  *
  * Output: `RESULT <metric>.<field>=<value>` lines and `SAMPLES <metric> v1 v2 ...` (all
  * kept samples, warm-up discarded), TSC cycles throughout. Static, no dependencies but libc.
@@ -24,6 +28,8 @@
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+
+int bench_nvme(size_t reads, int qd, int threads, const char *metric);
 
 #define WARMUP 200
 
@@ -232,6 +238,9 @@ int main(int argc, char **argv)
 		return bench_ipi(n);
 	if (!strcmp(argv[1], "munmap"))
 		return bench_munmap(n);
+	if (!strcmp(argv[1], "nvme"))
+		return bench_nvme(n, argc > 3 ? atoi(argv[3]) : 1, argc > 4 ? atoi(argv[4]) : 1,
+				  argc > 5 ? argv[5] : "nvme_randread");
 	if (!strcmp(argv[1], "uio"))
 		return bench_uio(n, argc > 3 ? atoi(argv[3]) : 1, argc > 4 ? argv[4] : "uio");
 	fprintf(stderr, "kbench: unknown benchmark %s\n", argv[1]);

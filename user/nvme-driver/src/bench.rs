@@ -195,8 +195,8 @@ fn report(queues: u64, qd: u64, reads: u64) {
     // Every queue's samples, gathered at the start of the sample pages.
     let base = SAMPLES_VA as *mut u64;
     let mut total = 0usize;
-    for i in 0..n {
-        let got = SHARES[i].completed.load(Relaxed).min(MAX_READS) as usize;
+    for (i, share) in SHARES[..n].iter().enumerate() {
+        let got = share.completed.load(Relaxed).min(MAX_READS) as usize;
         // SAFETY: both runs lie in the mapped sample pages (n * MAX_READS words); the copy
         // moves queue i's samples down to follow the ones before it (memmove semantics).
         unsafe { core::ptr::copy(base.add(i * MAX_READS as usize), base.add(total), got) };

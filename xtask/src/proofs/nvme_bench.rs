@@ -13,6 +13,8 @@ use crate::trace::ev_u64;
 pub const DISK_BYTES: u64 = 16 << 20;
 /// Reads per queue (`bench=` of `manifests/nvme-bench-*.manifest`; `kbench nvme` too).
 pub const READS: u64 = 2000;
+/// Most CPUs (so queues) a run uses: the driver's `workers::MAX_QUEUES`.
+pub const MAX_SMP: u32 = 8;
 /// The device, as on the Linux side: queue pairs offered, serial.
 pub const DEVICE: &str = "nvme,serial=keel-bench-0,drive=nvm0,max_ioqpairs=8";
 
