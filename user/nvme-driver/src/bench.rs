@@ -31,7 +31,8 @@ pub const MAX_QD: u64 = 32;
 const MAX_READS: u64 = 16_384;
 /// Blocks of each thread compared word by word.
 const FULL_CHECKS: u64 = 8;
-/// Where each queue's read buffers and the samples live in this process.
+/// Where each queue's read buffers (`qd` pages of a MAX_QD-page slot, mapped for DMA by its
+/// thread) and the samples live in this process.
 const BUFS_VA: u64 = 0x0000_4000_0000;
 const SAMPLES_VA: u64 = 0x0000_5000_0000;
 const STACKS_VA: u64 = 0x0000_3800_0000;
@@ -51,7 +52,12 @@ struct Share {
     end_ns: AtomicU64,
     ran_on: AtomicU64,
     waits: AtomicU64,
+    /// What stopped the thread before its first read: 0 nothing, else [`SETUP_FAILURES`].
+    setup_failed: AtomicU64,
 }
+
+/// Why a queue's thread could not start reading (`Share::setup_failed` - 1).
+const SETUP_FAILURES: [&str; 2] = ["VmMap of its buffers", "DeviceMemoryDmaMap of its buffers"];
 
 struct Slot(UnsafeCell<Option<QueuePair>>);
 // SAFETY: slot i is written by the main thread before thread i starts, used only by thread
@@ -72,6 +78,7 @@ static SHARES: [Share; workers::MAX_QUEUES] = [const {
         end_ns: AtomicU64::new(0),
         ran_on: AtomicU64::new(u64::MAX),
         waits: AtomicU64::new(0),
+        setup_failed: AtomicU64::new(0),
     }
 }; workers::MAX_QUEUES];
 /// The run's parameters: reads per queue, depth, 4 KiB blocks on the disk, LBAs per block.
@@ -103,7 +110,7 @@ impl Blocks {
 
 fn buffer(index: usize, slot: u64) -> &'static mut [u64; 512] {
     let va = BUFS_VA + (index as u64 * MAX_QD + slot) * PAGE;
-    // SAFETY: thread `index` mapped MAX_QD writable pages at this queue's BUFS_VA run before
+    // SAFETY: thread `index` mapped `qd` (> slot) writable pages at this queue's BUFS_VA run before
     // its first read; the controller writes a buffer only while that slot's read is in
     // flight, and the thread looks at it after the read's completion.
     unsafe { &mut *(va as *mut [u64; 512]) }
@@ -221,6 +228,11 @@ fn report(queues: u64, qd: u64, reads: u64) {
     ev!(config("samples"), total);
     for (i, s) in SHARES[..n].iter().enumerate() {
         ev!(format_args!("qd{qd}_q{queues}.q{}.ran_on", i + 1), s.ran_on.load(Relaxed));
+        if let Some(what) =
+            SETUP_FAILURES.get((s.setup_failed.load(Relaxed) as usize).wrapping_sub(1))
+        {
+            println!("bench: queue {} read nothing: {what} failed", i + 1);
+        }
     }
 }
 
@@ -279,11 +291,13 @@ fn reads(ring: &mut Ring, q: &mut QueuePair, irq: keel_rt::CapId, i: usize) {
     let bufs_va = BUFS_VA + i as u64 * MAX_QD * PAGE;
     let vm = cap(ObjectKind::VirtualMemory);
     let dm = cap(ObjectKind::DeviceMemory);
-    if ring.call(vm, Method::VmMap, [bufs_va, MAX_QD, 1, 0]).is_err() {
+    if ring.call(vm, Method::VmMap, [bufs_va, qd, 1, 0]).is_err() {
+        share.setup_failed.store(1, Relaxed);
         READY.fetch_add(1, Release);
         return;
     }
-    let Ok(iova) = ring.dma_map(dm, bufs_va, MAX_QD, true) else {
+    let Ok(iova) = ring.dma_map(dm, bufs_va, qd, true) else {
+        share.setup_failed.store(2, Relaxed);
         READY.fetch_add(1, Release);
         return;
     };
@@ -365,5 +379,5 @@ fn reads(ring: &mut Ring, q: &mut QueuePair, irq: keel_rt::CapId, i: usize) {
     share.errors.store(errors, Relaxed);
     share.lost.store(lost, Relaxed);
     share.waits.store(counts.waits, Relaxed);
-    let _ = ring.dma_unmap(dm, iova, MAX_QD);
+    let _ = ring.dma_unmap(dm, iova, qd);
 }

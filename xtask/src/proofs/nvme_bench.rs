@@ -24,6 +24,8 @@ pub fn proofs() -> Vec<Proof> {
         for per_cpu in [false, true] {
             v.push(bench_nvme(qd, per_cpu, 2));
         }
+        // Eight queues of 32 reads: 312 pages of the domain's IOVA window.
+        v.push(bench_nvme(qd, true, MAX_SMP));
     }
     v
 }

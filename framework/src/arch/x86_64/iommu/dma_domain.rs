@@ -14,9 +14,10 @@ use super::dma_remapping::MapRequest;
 use super::domain::DmaError;
 use crate::mm::{frames, phys_to_virt};
 
-/// The IOVA window: 256 pages from 16 MiB (inside edu's 28-bit DMA mask).
+/// The IOVA window: 1,024 pages from 16 MiB (inside edu's 28-bit DMA mask); an NVMe driver
+/// with 8 queues of 32 reads in flight maps 312 pages.
 const IOVA_BASE: u64 = 0x100_0000;
-const IOVA_WORDS: usize = 4;
+const IOVA_WORDS: usize = 16;
 
 /// Tables in kernel frames, reached through the physical map; a unit whose table walks do
 /// not snoop (`coherent: false`) gets every written line flushed.
