@@ -240,7 +240,7 @@ fn draw(
 ) -> Result<(), Box<dyn std::error::Error>> {
     let xmax = series.iter().flat_map(|(_, p)| p.iter().map(|q| q.0)).max().unwrap_or(1) + 1;
     let ymax =
-        series.iter().flat_map(|(_, p)| p.iter().map(|q| q.1)).max().unwrap_or(1) as f64 * 1.15;
+        series.iter().flat_map(|(_, p)| p.iter().map(|q| q.1)).max().unwrap_or(1) as f64 * 1.45;
     let root = BitMapBackend::new(path, (800, 450)).into_drawing_area();
     root.fill(&WHITE)?;
     let mut chart = ChartBuilder::on(&root)
@@ -277,7 +277,7 @@ fn draw(
     }
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
+        .position(SeriesLabelPosition::UpperRight)
         .label_font(("sans-serif", 13))
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
