@@ -193,7 +193,7 @@ pub(crate) fn run(
 /// Prints the run's evidence from what the threads counted and measured.
 fn report(queues: u64, qd: u64, reads: u64) {
     let n = queues as usize;
-    let config = |k: &'static str| -> alloc_free::Key { alloc_free::Key { qd, queues, field: k } };
+    let config = |field: &'static str| ConfigKey { qd, queues, field };
     let sum = |f: fn(&Share) -> &AtomicU64| -> u64 {
         SHARES[..n].iter().map(|s| f(s).load(Relaxed)).sum()
     };
@@ -237,17 +237,16 @@ fn report(queues: u64, qd: u64, reads: u64) {
     }
 }
 
-/// `qd<D>_q<N>.<field>` without an allocator.
-mod alloc_free {
-    pub struct Key {
-        pub qd: u64,
-        pub queues: u64,
-        pub field: &'static str,
-    }
-    impl core::fmt::Display for Key {
-        fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-            write!(f, "qd{}_q{}.{}", self.qd, self.queues, self.field)
-        }
+/// The evidence key `qd<D>_q<N>.<field>` of one run, formatted without an allocator.
+struct ConfigKey {
+    qd: u64,
+    queues: u64,
+    field: &'static str,
+}
+
+impl core::fmt::Display for ConfigKey {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "qd{}_q{}.{}", self.qd, self.queues, self.field)
     }
 }
 
