@@ -13,6 +13,10 @@
  *                                  then clock_nanosleep lateness of 1 ms and 10 ms sleeps on
  *                                  `cpu`, sleep_n each (nanoseconds, not cycles), with the
  *                                  default timer slack and again with 1 ns (`_slack1ns`)
+ *   kbench nvme reads qd threads metric
+ *                                  4 KiB random reads of /dev/nvme0n1 (O_DIRECT, io_uring through
+ *                                  raw system calls; kbench_nvme.c), qd in flight per thread,
+ *                                  threads 1 (on CPU 1) or 0 (one per CPU, pinned)
  *
  * Output: `RESULT <metric>.<field>=<value>` lines and `SAMPLES <metric> v1 v2 ...` (all
  * kept samples, warm-up discarded), TSC cycles throughout. Static, no dependencies but libc.
@@ -32,6 +36,8 @@
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
+
+int bench_nvme(size_t reads, int qd, int threads, const char *metric);
 
 #define WARMUP 200
 
@@ -380,6 +386,9 @@ int main(int argc, char **argv)
 		return bench_timer(n, argc > 3 ? strtoull(argv[3], NULL, 0) : 2000,
 				   argc > 4 ? atoi(argv[4]) : 1,
 				   argc > 5 ? strtoul(argv[5], NULL, 0) : 200);
+	if (!strcmp(argv[1], "nvme"))
+		return bench_nvme(n, argc > 3 ? atoi(argv[3]) : 1, argc > 4 ? atoi(argv[4]) : 1,
+				  argc > 5 ? argv[5] : "nvme_randread");
 	if (!strcmp(argv[1], "uio"))
 		return bench_uio(n, argc > 3 ? atoi(argv[3]) : 1, argc > 4 ? argv[4] : "uio");
 	fprintf(stderr, "kbench: unknown benchmark %s\n", argv[1]);

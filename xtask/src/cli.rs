@@ -44,13 +44,15 @@ commands:
                              kernel and its default entry only (no scenarios on the image)
   proofs                     list proofs and their QEMU command lines
   bench [--filter SUBSTR]    run benchmark proofs, print bench.* evidence, write target/bench.json
-  bench-compare [--quick] [--no-64] [--no-scale] [--wake] [--timer] [--rounds N] [--bringup [--cpus 8,64,288] [--linux-console] [--linux-lpj N]]
+  bench-compare [--quick] [--no-64] [--no-scale] [--wake] [--timer] [--nvme [--cpus 2,4]] [--rounds N] [--bringup [--cpus 8,64,288] [--linux-console] [--linux-lpj N]]
                              Keel's benchmarks vs a Debian Linux guest in the same QEMU configurations;
                              writes target/compare/report.{md,json} and plots (docs/benchmarks.md).
                              --no-scale: only the 2-vCPU machines (no 4/8/64-vCPU runs);
                              --wake: device interrupt -> driver wake figures only; --timer: timer
                              interrupts/s (idle, busy; 8 and 64 vCPUs) and sleep wake-up lateness
-                             only (TCG); --rounds N: N
+                             only (TCG); --nvme: only NVMe
+                             4 KiB random reads (QD 1/32, one queue / one per CPU) at --cpus counts
+                             (default 2,4; at most 8), IOPS and latency; --rounds N: N
                              alternating Linux/Keel rounds, each figure the median of the rounds;
                              --bringup: only AP bring-up (all CPUs online) of Keel parallel, Keel
                              serial and Linux on one VM per --cpus count (default 8,64; 288 and
@@ -231,6 +233,7 @@ pub fn parse(args: &[String]) -> Result<Cmd> {
             (Cmd::BenchCompare(o), "--no-scale") => o.no_scale = true,
             (Cmd::BenchCompare(o), "--wake") => o.wake_only = true,
             (Cmd::BenchCompare(o), "--timer") => o.timer = true,
+            (Cmd::BenchCompare(o), "--nvme") => o.nvme_only = true,
             (Cmd::BenchCompare(o), "--bringup") => o.bringup = true,
             (Cmd::BenchCompare(o), "--linux-console") => o.linux_console = true,
             (Cmd::BenchCompare(o), "--linux-lpj") => {

@@ -531,6 +531,7 @@ mod hostile;
 mod memory;
 mod nmi;
 mod nvme;
+pub mod nvme_bench;
 mod plain;
 pub use plain::{DEFAULT_MANIFEST, DEFAULT_PROGRAMS};
 mod plan;

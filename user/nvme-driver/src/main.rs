@@ -15,11 +15,12 @@
 //! polling (the admin queue stays polled); `queues=N` with it: one I/O queue pair per CPU
 //! it runs on (N, and no more than its `Interrupt` grants, the controller's grant or 64),
 //! a thread each, queue q on MSI-X entry q (`workers.rs`). `die_mid_io=1`: exit 9 right
-//! after the first batch of reads is submitted (a driver dying mid-I/O). Exit 0 when every
-//! check held.
+//! after the first batch of reads is submitted (a driver dying mid-I/O). `bench=N qd=D`:
+//! the random-read benchmark instead of the checks (`bench.rs`). Exit 0 when every check held.
 #![no_std]
 #![no_main]
 
+mod bench;
 mod dma;
 mod irq;
 mod queue;
@@ -431,6 +432,9 @@ fn main() -> u64 {
         return 6;
     }
     let mut io = pairs[0].take().expect("queue 1");
+    if arg_u64("bench", 0) > 0 {
+        return bench::run(&d, io, &mut pairs, queues, pages_on_disk, lbas_per_page, timeout_ms);
+    }
 
     // Reads, BATCH commands in flight at a time, each checked against the image pattern.
     let blocks = blocks.min(pages_on_disk);

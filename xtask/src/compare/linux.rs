@@ -130,6 +130,7 @@ pub fn prepare(root: &Path, dir: &Path) -> Result<Guest> {
         .args(["-O2", "-static", "-Wall", "-o"])
         .arg(&kbench)
         .arg(&src)
+        .arg(root.join("bench/linux/kbench_nvme.c"))
         .arg("-lpthread"))
     .context("building bench/linux/kbench.c (static; needs libc6-dev)")?;
     let initramfs = dir.join("initramfs.cpio");

@@ -13,6 +13,7 @@ mod figures;
 pub use figures::Target;
 use figures::{figures, targets};
 mod linux;
+mod nvme;
 mod parse;
 mod plot;
 mod report;
@@ -57,6 +58,8 @@ pub struct Options {
     pub cpus: Vec<u32>,
     /// `--linux-console`: Linux logs to the console and is stopped at `smp: Brought up`.
     pub linux_console: bool,
+    /// `--nvme`: only the NVMe random-read figures (`nvme.rs`), at `cpus` vCPUs.
+    pub nvme_only: bool,
     /// `--linux-lpj N`: `lpj=N` on Linux's command line, so its APs skip the delay-loop
     /// calibration (under TCG that calibration fails and falls back to the slow loop on
     /// every AP).
@@ -471,8 +474,13 @@ pub fn run(opts: Options) -> Result<ExitCode> {
 
     let mut notes = Vec::new();
     let load_start = loadavg();
-    let (kproofs, keel_notes) =
-        if opts.timer { timer::keel_proofs(&opts) } else { keel_proofs(&opts) };
+    let (kproofs, keel_notes) = if opts.timer {
+        timer::keel_proofs(&opts)
+    } else if opts.nvme_only {
+        nvme::keel_proofs(&opts)
+    } else {
+        keel_proofs(&opts)
+    };
     if opts.timer {
         notes.extend(timer::notes());
     }
@@ -504,11 +512,17 @@ pub fn run(opts: Options) -> Result<ExitCode> {
             println!("\nxtask: bench-compare round {round}/{}", opts.rounds());
         }
         // Linux under TCG, then KVM: one probe in the first round, the full set only if it boots.
-        let mut linux = linux_runs(Accel::Tcg, &opts);
+        let mut linux = if opts.nvme_only {
+            nvme::linux_runs(&opts, &log_dir)?
+        } else {
+            linux_runs(Accel::Tcg, &opts)
+        };
         for r in &mut linux {
             run_linux(r, &guest, &log_dir, &opts);
         }
-        if round == 1 && opts.timer {
+        if opts.nvme_only {
+            // The NVMe proofs are TCG-only (ring 3 under PVM is skipped).
+        } else if round == 1 && opts.timer {
             notes.push("--timer: TCG only (Keel's ring-3 sleep runs under TCG here)".into());
         } else if round == 1 && accel_env.kvm_available() && accel_env.forced != Some(Accel::Tcg) {
             accels.push(Accel::Kvm);
@@ -559,11 +573,15 @@ pub fn run(opts: Options) -> Result<ExitCode> {
             && !keel.iter().any(|r| r.failed());
         let figs = if opts.timer {
             timer::figures(&keel, &linux, &opts)
+        } else if opts.nvme_only {
+            nvme::figures(&keel, &linux, &opts)
         } else {
             figures(&keel, &linux, &accels, kvm_skip.as_deref(), &opts)
         };
         if opts.timer {
             target_rounds.push(timer::targets(&figs));
+        } else if opts.nvme_only {
+            target_rounds.push(nvme::targets(&figs));
         } else if !opts.wake_only {
             target_rounds.push(targets(&figs, &keel));
         }
@@ -589,7 +607,10 @@ pub fn run(opts: Options) -> Result<ExitCode> {
     let table = report::table(&figs);
     println!("\n{table}");
     println!("{}", report::targets_table(&targets));
-    let plots = plot::plot_all(&figs, &dir.join("plots"));
+    let mut plots = plot::plot_all(&figs, &dir.join("plots"));
+    if opts.nvme_only {
+        plots.extend(nvme::plot_iops(&figs, &dir.join("plots")));
+    }
     std::fs::write(dir.join("report.md"), report::markdown(&figs, &ctx, &plots))?;
     std::fs::write(dir.join("report.json"), report::json(&figs, &ctx))?;
     println!(

@@ -241,6 +241,8 @@ pub(super) fn kernel_registry() -> Vec<Proof> {
     .chain(dma::proofs())
     // A ring-3 NVMe driver, polled.
     .chain(nvme::proofs())
+    // Its random-read benchmark (bench-compare --nvme).
+    .chain(nvme_bench::proofs())
     .chain(amd::proofs())
     .chain(amd_dma::proofs())
     // The NVMe driver's MSI-X entries through AMD-Vi remapping.

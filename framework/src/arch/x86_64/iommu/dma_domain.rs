@@ -14,11 +14,11 @@ use super::dma_remapping::MapRequest;
 use super::domain::DmaError;
 use crate::mm::{frames, phys_to_virt};
 
-/// The IOVA window: 512 pages from 16 MiB (inside edu's 28-bit DMA mask), enough for an
-/// NVMe driver's 64 queue pairs (2 ring pages and 4 buffers each, one `DmaMap` per queue).
-/// A first-fit allocation scans at most these 512 bits.
+/// The IOVA window: 1,024 pages from 16 MiB (inside edu's 28-bit DMA mask): an NVMe driver's
+/// 64 queue pairs (2 ring pages and 4 buffers each, one `DmaMap` per queue) take 392 pages,
+/// 8 queues of 32 reads in flight 312. A first-fit allocation scans at most these 1,024 bits.
 const IOVA_BASE: u64 = 0x100_0000;
-const IOVA_WORDS: usize = 8;
+const IOVA_WORDS: usize = 16;
 
 /// Tables in kernel frames, reached through the physical map; a unit whose table walks do
 /// not snoop (`coherent: false`) gets every written line flushed.
