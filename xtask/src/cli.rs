@@ -61,9 +61,11 @@ commands:
                              'smp: Brought up' instead of booting to init (for 288 and more vCPUs);
                              --linux-lpj N: lpj=N on Linux's command line (no per-CPU delay-loop
                              calibration; take N from an 8-vCPU boot's log)
-  mutants [--only NAME] [--baseline]
+  mutants [--only NAME | --area AREA] [--baseline]
                              apply each curated kernel break to a scratch copy (target/mutants/tree),
                              build it, boot the proofs that must catch it; fails unless all are caught.
+                             --area: only one file's breaks (general, interrupts, time, endurance,
+                             drivers, proofs, amd)
                              --baseline: first boot those proofs without any break
   package-check [--allow-dirty] [--msrv]
                              the crates meant for the package registry (keel-apic, keel-iommu,
@@ -142,6 +144,7 @@ pub enum Cmd {
     BenchCompare(crate::compare::Options),
     Mutants {
         only: Option<String>,
+        area: Option<String>,
         baseline: bool,
     },
     PackageCheck {
@@ -177,7 +180,7 @@ pub fn parse(args: &[String]) -> Result<Cmd> {
         "proofs" => Cmd::Proofs,
         "bench" => Cmd::Bench { filter: None },
         "bench-compare" => Cmd::BenchCompare(Default::default()),
-        "mutants" => Cmd::Mutants { only: None, baseline: false },
+        "mutants" => Cmd::Mutants { only: None, area: None, baseline: false },
         "package-check" => Cmd::PackageCheck { allow_dirty: false, msrv: false },
         "clippy" => Cmd::Clippy,
         "fuzz" => {
@@ -254,6 +257,7 @@ pub fn parse(args: &[String]) -> Result<Cmd> {
                     .context("--rounds wants a positive number")?
             }
             (Cmd::Mutants { only, .. }, "--only") => *only = Some(value()?),
+            (Cmd::Mutants { area, .. }, "--area") => *area = Some(value()?),
             (Cmd::Mutants { baseline, .. }, "--baseline") => *baseline = true,
             (Cmd::Fuzz { target, .. }, "--target") => *target = Some(value()?),
             (Cmd::Fuzz { budget, .. }, "--runs") => {
@@ -382,7 +386,11 @@ mod tests {
         assert_eq!(p("qemu-check").unwrap(), Cmd::QemuCheck);
         assert_eq!(
             p("mutants --only x --baseline").unwrap(),
-            Cmd::Mutants { only: Some("x".into()), baseline: true }
+            Cmd::Mutants { only: Some("x".into()), area: None, baseline: true }
+        );
+        assert_eq!(
+            p("mutants --area time").unwrap(),
+            Cmd::Mutants { only: None, area: Some("time".into()), baseline: false }
         );
         assert_eq!(
             p("fuzz").unwrap(),

@@ -114,9 +114,9 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode> {
         Cmd::TestBochs { filter } => test_bochs(filter),
         Cmd::Bench { filter } => bench(filter),
         Cmd::BenchCompare(opts) => compare::run(opts),
-        Cmd::Mutants { only, baseline } => {
+        Cmd::Mutants { only, area, baseline } => {
             bootstrap::ensure_qemu()?;
-            mutants::run(only, baseline)
+            mutants::run(only, area, baseline)
         }
     }
 }

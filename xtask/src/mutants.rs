@@ -30,10 +30,20 @@ enum Verdict {
     NotRun(String),
 }
 
-/// `cargo xtask mutants [--only NAME] [--baseline]`.
-pub fn run(only: Option<String>, baseline: bool) -> Result<ExitCode> {
+/// `cargo xtask mutants [--only NAME | --area AREA] [--baseline]`.
+pub fn run(only: Option<String>, area: Option<String>, baseline: bool) -> Result<ExitCode> {
+    let in_area: Vec<&Break> = match area.as_deref() {
+        None => list::breaks().collect(),
+        Some(a) => match list::area(a) {
+            Some(group) => group.iter().collect(),
+            None => {
+                let names: Vec<_> = list::AREAS.iter().map(|(n, _)| *n).collect();
+                bail!("no break area {a:?}; areas: {}", names.join(", "));
+            }
+        },
+    };
     let selected: Vec<&Break> =
-        list::breaks().filter(|b| only.as_deref().is_none_or(|o| b.name == o)).collect();
+        in_area.into_iter().filter(|b| only.as_deref().is_none_or(|o| b.name == o)).collect();
     if selected.is_empty() {
         let names: Vec<_> = list::breaks().map(|b| b.name).collect();
         bail!("no break named {:?}; known: {}", only.unwrap_or_default(), names.join(", "));

@@ -35,18 +35,24 @@ pub struct Break {
     pub accel: Accel,
 }
 
-/// The groups, in the order `make mutants` runs them.
-const GROUPS: &[&[Break]] = &[
-    general::BREAKS,
-    interrupts::BREAKS,
-    time::BREAKS,
-    endurance::BREAKS,
-    drivers::BREAKS,
-    proofs::BREAKS,
-    amd::BREAKS,
+/// The areas, each with its file's breaks, in the order `make mutants` runs them.
+pub const AREAS: &[(&str, &[Break])] = &[
+    ("general", general::BREAKS),
+    ("interrupts", interrupts::BREAKS),
+    ("time", time::BREAKS),
+    ("endurance", endurance::BREAKS),
+    ("drivers", drivers::BREAKS),
+    ("proofs", proofs::BREAKS),
+    ("amd", amd::BREAKS),
 ];
 
 /// Every curated break.
 pub fn breaks() -> impl Iterator<Item = &'static Break> {
-    GROUPS.iter().flat_map(|group| group.iter())
+    AREAS.iter().flat_map(|(_, group)| group.iter())
+}
+
+/// The breaks of one area (`--area`): the whole run takes hours on two cores, an area a
+/// fraction of that.
+pub fn area(name: &str) -> Option<&'static [Break]> {
+    AREAS.iter().find(|(n, _)| *n == name).map(|(_, group)| *group)
 }
