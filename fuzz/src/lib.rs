@@ -5,6 +5,42 @@
 use keel_manifest::{Device, Grant, Manifest, Program};
 use keel_platform::MadtRecord;
 
+/// Offset of an ACPI table's checksum byte.
+pub const ACPI_CHECKSUM_OFFSET: usize = 9;
+
+/// A copy of an ACPI table with its checksum byte set so that the bytes the header declares
+/// (as many as there are) sum to zero: mutations then reach the walk behind the check.
+pub fn with_repaired_checksum(data: &[u8]) -> Vec<u8> {
+    let mut fixed = data.to_vec();
+    if fixed.len() > ACPI_CHECKSUM_OFFSET {
+        let declared = fixed.get(4..8).map_or(0, |b| le32(b, 0) as usize);
+        let len = declared.min(fixed.len());
+        fixed[ACPI_CHECKSUM_OFFSET] = 0;
+        let sum = fixed[..len].iter().fold(0u8, |s, b| s.wrapping_add(*b));
+        fixed[ACPI_CHECKSUM_OFFSET] = sum.wrapping_neg();
+    }
+    fixed
+}
+
+/// The checksum rule both ACPI table parsers promise: the raw bytes are accepted exactly
+/// when their checksum was already right (then the repair changed nothing), a bad checksum
+/// is the only error a repair can cure, and any other error stays the same.
+pub fn check_checksum_rule<T, E: core::fmt::Debug + PartialEq>(
+    data: &[u8],
+    fixed: &[u8],
+    raw: &Result<T, E>,
+    repaired: &Result<T, E>,
+    is_bad_checksum: impl Fn(&E) -> bool,
+) {
+    match (raw, repaired) {
+        (Ok(_), Ok(_)) => assert_eq!(data[ACPI_CHECKSUM_OFFSET], fixed[ACPI_CHECKSUM_OFFSET]),
+        (Ok(_), Err(e)) => panic!("repairing a valid checksum broke the table: {e:?}"),
+        (Err(e), _) if is_bad_checksum(e) => assert!(repaired.is_ok()),
+        (Err(a), Err(b)) => assert_eq!(a, b),
+        (Err(e), Ok(_)) => panic!("only a checksum repair can make a table valid: {e:?}"),
+    }
+}
+
 /// Offset of the first MADT entry (ACPI header, LAPIC address, flags).
 pub const MADT_ENTRIES_OFFSET: usize = 44;
 

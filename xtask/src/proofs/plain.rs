@@ -13,20 +13,25 @@ pub const DEFAULT_MANIFEST: &str = "manifests/default.manifest";
 /// ... and its programs, as boot modules after it.
 pub const DEFAULT_PROGRAMS: &[&str] = &["smptest", "hostile"];
 
+/// A user's boot of the plain image: the default manifest and its programs on `cpus` CPUs.
+fn default_manifest_boot(name: &'static str, what: &'static str, cpus: u32) -> Proof {
+    Proof::new(name, what)
+        .image(Image::Plain)
+        .without_scenario()
+        .smp(cpus)
+        .memory("256M")
+        .cpu(x2apic_cpu())
+        .manifest(DEFAULT_MANIFEST)
+        .programs(DEFAULT_PROGRAMS)
+        .guest_ring3()
+        .timeout_secs(120)
+}
+
 pub(super) fn proofs() -> Vec<Proof> {
     vec![
         // No `proof=`: init brings the machine up, starts the manifest's programs in their
         // `after` order and halts once all have exited, each as its manifest expects.
-        Proof::new("plain-boot", "the plain image (no scenarios): bring-up, then the default manifest's programs run to their exits")
-            .image(Image::Plain)
-            .without_scenario()
-            .smp(2)
-            .memory("256M")
-            .cpu(x2apic_cpu())
-            .manifest(DEFAULT_MANIFEST)
-            .programs(DEFAULT_PROGRAMS)
-            .guest_ring3()
-            .timeout_secs(120)
+        default_manifest_boot("plain-boot", "the plain image (no scenarios): bring-up, then the default manifest's programs run to their exits", 2)
             .check(eq("boot.cmdline.proof", "none"))
             .check(eq("smp.online", 2))
             .check(eq("init.programs", 3))
@@ -40,16 +45,7 @@ pub(super) fn proofs() -> Vec<Proof> {
             .check(absent("user.failures")),
         // The same manifest on one CPU (`make run QEMU_FLAGS="-smp 1"`): it names CPU 1, so the
         // loader starts `hostile` on CPU 0 and smptest asks the kernel which CPUs it may use.
-        Proof::new("plain-boot-1cpu", "the default manifest on a one-CPU machine: programs placed on CPU 1 run on CPU 0, smptest counts on the one CPU online")
-            .image(Image::Plain)
-            .without_scenario()
-            .smp(1)
-            .memory("256M")
-            .cpu(x2apic_cpu())
-            .manifest(DEFAULT_MANIFEST)
-            .programs(DEFAULT_PROGRAMS)
-            .guest_ring3()
-            .timeout_secs(120)
+        default_manifest_boot("plain-boot-1cpu", "the default manifest on a one-CPU machine: programs placed on CPU 1 run on CPU 0, smptest counts on the one CPU online", 1)
             .check(eq("smp.online", 1))
             .check(eq("init.programs_exited", 3))
             .check(eq("init.failures", 0))
