@@ -271,12 +271,7 @@ pub fn smp_cpus(value: &str) -> Option<u32> {
 /// from `QEMU_FLAGS` (`make run QEMU_FLAGS="-smp 1024 ..."`): `smm=off` on the machine above
 /// [`SMM_OFF_ABOVE_CPUS`] vCPUs unless it says otherwise.
 fn fit_machine_to_user_smp(args: &mut [String], user_flags: &[String]) {
-    let user_smp = user_flags
-        .windows(2)
-        .filter(|w| canonical_opt(&w[0]) == Some("-smp"))
-        .filter_map(|w| smp_cpus(&w[1]))
-        .last();
-    if !user_smp.is_some_and(|n| n > SMM_OFF_ABOVE_CPUS) {
+    if user_smp(user_flags).is_none_or(|n| n <= SMM_OFF_ABOVE_CPUS) {
         return;
     }
     if let Some(p) = args.iter().position(|a| canonical_opt(a) == Some("-machine")) {
@@ -286,15 +281,19 @@ fn fit_machine_to_user_smp(args: &mut [String], user_flags: &[String]) {
     }
 }
 
+/// The CPU count of the last `-smp` in `user_flags` that names one.
+fn user_smp(user_flags: &[String]) -> Option<u32> {
+    user_flags
+        .windows(2)
+        .rev()
+        .filter(|w| canonical_opt(&w[0]) == Some("-smp"))
+        .find_map(|w| smp_cpus(&w[1]))
+}
+
 /// How many CPUs the boot asks for once `QEMU_FLAGS` is merged: the user's `-smp`, else the
 /// machine's.
 pub fn requested_cpus(machine: &MachineSpec, user_flags: &[String]) -> u32 {
-    user_flags
-        .windows(2)
-        .filter(|w| canonical_opt(&w[0]) == Some("-smp"))
-        .filter_map(|w| smp_cpus(&w[1]))
-        .last()
-        .unwrap_or(machine.smp)
+    user_smp(user_flags).unwrap_or(machine.smp)
 }
 
 /// Full argument vector (without the program name).

@@ -57,22 +57,17 @@ pub fn bring_up(platform: &'static Platform, cmdline: &CommandLine) -> System {
     // One-shot deadlines (tickless) unless the command line asks for a tick: `timer=periodic`
     // forces the LAPIC's periodic mode, `timer=tick` ticks by TSC-deadline where the CPU has
     // it (docs/lapic.md).
-    let (tickless, forced_periodic) = match requested {
-        None | Some("tickless") => (true, false),
-        Some("periodic") => (false, true),
-        Some("tick") => (false, false),
+    let (tickless, forced_periodic, reported) = match requested {
+        None => (true, false, "default"),
+        Some("tickless") => (true, false, "tickless"),
+        Some("periodic") => (false, true, "periodic"),
+        Some("tick") => (false, false, "tick"),
         Some(other) => {
             log::warn!("command line: timer={other} unknown (tickless, periodic, tick); tickless");
-            (true, false)
+            (true, false, "default")
         }
     };
-    ev!(
-        "timer.requested",
-        match requested {
-            Some(r @ ("tickless" | "periodic" | "tick")) => r,
-            _ => "default",
-        }
-    );
+    ev!("timer.requested", reported);
     let use_deadline = features.tsc_deadline && !forced_periodic;
     match cmdline.get_u64("tick_hz") {
         Ok(None) => {}

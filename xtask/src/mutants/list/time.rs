@@ -100,8 +100,8 @@ pub(super) const BREAKS: &[Break] = &[
         what: "with no timer= on the command line the machine silently keeps the periodic tick",
         edits: &[Edit {
             file: "framework/src/bringup/mod.rs",
-            find: "        None | Some(\"tickless\") => (true, false),\n",
-            replace: "        None => (false, false),\n        Some(\"tickless\") => (true, false),\n",
+            find: "        None => (true, false, \"default\"),\n",
+            replace: "        None => (false, false, \"default\"),\n",
         }],
         proofs: &["smp-x2apic"],
         accel: Accel::Tcg,
