@@ -436,11 +436,17 @@ fn run(
         eprintln!("xtask: warning: {} traces QEMU's APIC; under KVM the trace stays empty and trace checks are skipped", proof.as_ref().unwrap().name);
     }
     let user_flags = qemu::user_flags_from_env()?;
-    let mut cmdline: Vec<String> = proof.as_ref().map(|p| p.cmdline.clone()).into_iter().collect();
+    let machine = proof.as_ref().map_or_else(MachineSpec::run_default, |p| p.machine.clone());
+    let mut cmdline: Vec<String> = Vec::new();
+    // What the scale proofs boot with (proofs/scale.rs, NO_LOCKUP_WATCH): a user's own
+    // `lockup_ms=` (later on the line) still wins.
+    if qemu::requested_cpus(&machine, &user_flags) > qemu::SMM_OFF_ABOVE_CPUS {
+        cmdline.push("lockup_ms=0".into());
+    }
+    cmdline.extend(proof.as_ref().map(|p| p.cmdline.clone()));
     cmdline.extend(std::env::var("KEEL_APPEND").ok().filter(|s| !s.trim().is_empty()));
     cmdline.extend(append);
     let cmdline = merge_cmdline(&cmdline.join(" "));
-    let machine = proof.as_ref().map_or_else(MachineSpec::run_default, |p| p.machine.clone());
 
     if std::env::var_os("KEEL_QEMU").is_none() {
         bootstrap::ensure_qemu()?;

@@ -244,6 +244,58 @@ pub struct BootSpec<'a> {
     pub modules: &'a [std::path::PathBuf],
 }
 
+/// The CPUs present at boot that an `-smp` value asks for: its leading count or `cpus=`,
+/// else the product of the topology it gives (`sockets=4,cores=36,threads=2`); `maxcpus=`
+/// only adds hot-pluggable slots. `None` when the value names none of these.
+pub fn smp_cpus(value: &str) -> Option<u32> {
+    let mut count = None;
+    let mut topology: Option<u32> = None;
+    for (i, part) in value.split(',').enumerate() {
+        let (key, number) = match part.split_once('=') {
+            Some((k, v)) => (k, v.parse::<u32>().ok()),
+            None if i == 0 => ("cpus", part.parse::<u32>().ok()),
+            None => continue,
+        };
+        match (key, number) {
+            ("cpus", Some(n)) => count = Some(n),
+            ("sockets" | "dies" | "clusters" | "cores" | "threads", Some(n)) => {
+                topology = Some(topology.unwrap_or(1).saturating_mul(n))
+            }
+            _ => {}
+        }
+    }
+    count.or(topology)
+}
+
+/// What a proof's [`MachineSpec`] adds for its CPU count, added too when the count comes
+/// from `QEMU_FLAGS` (`make run QEMU_FLAGS="-smp 1024 ..."`): `smm=off` on the machine above
+/// [`SMM_OFF_ABOVE_CPUS`] vCPUs unless it says otherwise.
+fn fit_machine_to_user_smp(args: &mut [String], user_flags: &[String]) {
+    if user_smp(user_flags).is_none_or(|n| n <= SMM_OFF_ABOVE_CPUS) {
+        return;
+    }
+    if let Some(p) = args.iter().position(|a| canonical_opt(a) == Some("-machine")) {
+        if let Some(machine) = args.get_mut(p + 1).filter(|m| !m.contains("smm=")) {
+            machine.push_str(",smm=off");
+        }
+    }
+}
+
+/// The CPU count of the last `-smp` in `user_flags` that names one.
+fn user_smp(user_flags: &[String]) -> Option<u32> {
+    user_flags
+        .windows(2)
+        .rev()
+        .filter(|w| canonical_opt(&w[0]) == Some("-smp"))
+        .find_map(|w| smp_cpus(&w[1]))
+}
+
+/// How many CPUs the boot asks for once `QEMU_FLAGS` is merged: the user's `-smp`, else the
+/// machine's.
+pub fn requested_cpus(machine: &MachineSpec, user_flags: &[String]) -> u32 {
+    user_smp(user_flags).unwrap_or(machine.smp)
+}
+
 /// Full argument vector (without the program name).
 pub fn command_args(
     machine: &MachineSpec,
@@ -252,6 +304,7 @@ pub fn command_args(
     user_flags: &[String],
 ) -> Vec<String> {
     let mut args = merge_flags(&machine.args(accel), user_flags);
+    fit_machine_to_user_smp(&mut args, user_flags);
     args.extend(PLUMBING.iter().map(|s| s.to_string()));
     args.push("-kernel".into());
     args.push(boot.kernel.display().to_string());
@@ -276,6 +329,7 @@ pub fn iso_command_args(
     user_flags: &[String],
 ) -> Vec<String> {
     let mut args = merge_flags(&machine.args(accel), user_flags);
+    fit_machine_to_user_smp(&mut args, user_flags);
     args.extend(PLUMBING.iter().map(|s| s.to_string()));
     args.extend(firmware.iter().cloned());
     args.push("-cdrom".into());
@@ -462,6 +516,26 @@ mod tests {
             assert_eq!(cpu(&xapic), "qemu64,+smep,+smap,+rdrand,-x2apic");
             assert_eq!(xapic.iter().filter(|a| *a == "-cpu").count(), 1);
         }
+    }
+
+    #[test]
+    fn smp_from_qemu_flags_turns_smm_off_as_the_proofs_do() {
+        let boot = BootSpec { kernel: Path::new("k"), cmdline: "", modules: &[] };
+        let machine =
+            |args: &[String]| args[args.iter().position(|a| a == "-machine").unwrap() + 1].clone();
+        let run = MachineSpec::run_default();
+        let with = |flags: &str| command_args(&run, Accel::Tcg, &boot, &v(flags));
+        assert_eq!(machine(&with("-cpu qemu64,+x2apic -smp 1024 -m 2G")), "q35,smm=off");
+        assert_eq!(machine(&with("-smp cpus=288,maxcpus=300")), "q35,smm=off");
+        assert_eq!(machine(&with("-smp sockets=4,cores=36,threads=2")), "q35,smm=off");
+        assert_eq!(machine(&with("-smp 255")), "q35");
+        assert_eq!(machine(&with("-smp 2,maxcpus=260")), "q35");
+        assert_eq!(machine(&with("-smp 1024 -M q35,smm=on")), "q35,smm=on");
+        assert_eq!(machine(&with("-smp 1024 -machine pc")), "pc,smm=off");
+        assert_eq!(machine(&with("")), "q35");
+        assert_eq!(requested_cpus(&run, &v("-smp 1024")), 1024);
+        assert_eq!(requested_cpus(&run, &[]), 2);
+        assert_eq!(smp_cpus("maxcpus=8"), None);
     }
 
     #[test]

@@ -54,20 +54,20 @@ pub fn bring_up(platform: &'static Platform, cmdline: &CommandLine) -> System {
     ev!("lapic.max_lvt", version.max_lvt);
     let features = crate::arch::x86_64::cpu::features();
     let requested = cmdline.get("timer");
-    let forced_periodic = requested == Some("periodic");
-    // `timer=tickless`: one-shot deadlines, no tick on idle CPUs (docs/lapic.md).
-    let tickless = requested == Some("tickless");
-    ev!(
-        "timer.requested",
-        match (forced_periodic, tickless) {
-            (true, _) => "periodic",
-            (_, true) => "tickless",
-            _ => "auto",
+    // One-shot deadlines (tickless) unless the command line asks for a tick: `timer=periodic`
+    // forces the LAPIC's periodic mode, `timer=tick` ticks by TSC-deadline where the CPU has
+    // it (docs/lapic.md).
+    let (tickless, forced_periodic, reported) = match requested {
+        None => (true, false, "default"),
+        Some("tickless") => (true, false, "tickless"),
+        Some("periodic") => (false, true, "periodic"),
+        Some("tick") => (false, false, "tick"),
+        Some(other) => {
+            log::warn!("command line: timer={other} unknown (tickless, periodic, tick); tickless");
+            (true, false, "default")
         }
-    );
-    if let Some(other) = requested.filter(|_| !forced_periodic && !tickless) {
-        log::warn!("command line: timer={other} unknown (periodic, tickless); using the tick");
-    }
+    };
+    ev!("timer.requested", reported);
     let use_deadline = features.tsc_deadline && !forced_periodic;
     match cmdline.get_u64("tick_hz") {
         Ok(None) => {}

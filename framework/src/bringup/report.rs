@@ -144,5 +144,10 @@ pub fn cpu_summary(system: &super::System) {
     } else {
         alloc::format!("{hz_min}..{hz_max} Hz")
     };
-    log::info!("summary: timer: {timers}; {} Hz tick; LAPIC timer input {input}", lapic::tick_hz());
+    // Tickless, the rate is the time slice's, not a tick's.
+    let rate = if lapic::tickless() { "slices (tickless)" } else { "tick" };
+    log::info!(
+        "summary: timer: {timers}; {} Hz {rate}; LAPIC timer input {input}",
+        lapic::tick_hz()
+    );
 }

@@ -68,37 +68,151 @@ pub fn run(system: System, cmdline: &CommandLine) -> ! {
     iommu::evidence();
     // Healthy CPUs only in this proof: the lockup watchers must have reported nothing.
     super::nmi::watch_then_report(started_ns);
+    // `timer.tickless` and the one-shot figures, read from each CPU's arming counters.
+    super::tickless::report_timer_figures();
     ev!("smp.failures", failures);
     verdict(failures == 0, "smp checks failed")
 }
 
-/// Timer: every CPU ticks on vector 48, at least a quarter of the configured rate over the
-/// window; returns how many CPUs ticked too slowly. A quarter, not the rate: QEMU coalesces
-/// the periodic ticks of a vCPU the host leaves unscheduled, and on a loaded 2-core host with
-/// the TSC calibrated right (no longer against a drifting PIT) a starved vCPU counted 18 of the
-/// 40 ticks 400 ms hold. The rate itself is checked by `cpu.N.timer_hz` and the `clock-*`
-/// proofs; a CPU that stops ticking shows 0 here and is reported by the lockup detector.
+/// Timer, in the mode the boot chose; returns the CPUs that failed. Both modes count the
+/// interrupts each CPU's vector-48 handler took over one window on the boot CPU (the APs idle
+/// meanwhile): `cpu.N.timer_ticks` and `smp.ticks.*`.
 fn check_timer_ticks(online: &[&'static percpu::PerCpu], cmdline: &CommandLine) -> usize {
-    let tick_ms = super::option_u64(cmdline, "tick_ms", 400);
+    // One second: a CPU that kept a 250 ms watchdog armed while idle takes 4 here.
+    let tick_ms = super::option_u64(cmdline, "tick_ms", 1000);
+    let before: Vec<u64> = online.iter().map(|c| timer_interrupts(c)).collect();
+    let t0 = time::now_ns();
     sleep_ms(tick_ms);
-    let min_ticks = lapic::tick_hz() * tick_ms / 1000 / 4;
-    let summarised = fw::bringup::report::summarised();
-    let mut slow_tickers = 0;
-    for cpu in online {
-        let ticks = cpu.lapic.timer_ticks.load(Ordering::Relaxed);
-        if !summarised {
-            ev!(("cpu.{}.timer_ticks", cpu.index), ticks);
+    let window_ms = (time::now_ns() - t0) / 1_000_000;
+    let taken: Vec<u64> =
+        online.iter().zip(&before).map(|(c, b)| timer_interrupts(c) - b).collect();
+    if !fw::bringup::report::summarised() {
+        for (cpu, n) in online.iter().zip(&taken) {
+            ev!(("cpu.{}.timer_ticks", cpu.index), n);
         }
+    }
+    ev!("smp.ticks.window_ms", window_ms);
+    ev!("smp.ticks.min", taken.iter().min().copied().unwrap_or(0));
+    ev!("smp.ticks.max", taken.iter().max().copied().unwrap_or(0));
+    // The APs' share: idle, so (tickless) all but none.
+    ev!("smp.ticks.ap_max", taken.iter().skip(1).max().copied().unwrap_or(0));
+    ev!("smp.ticks.ap_total", taken.iter().skip(1).sum::<u64>());
+    if lapic::tickless() {
+        check_idle_and_deadlines(online, &taken, tick_ms)
+    } else {
+        check_periodic_ticks(online, &taken, tick_ms)
+    }
+}
+
+fn timer_interrupts(cpu: &percpu::PerCpu) -> u64 {
+    cpu.lapic.timer_ticks.load(Ordering::Relaxed)
+}
+
+/// Periodic tick: every CPU took at least a quarter of the configured rate over the window.
+/// A quarter, not the rate: QEMU coalesces the periodic ticks of a vCPU the host leaves
+/// unscheduled, and on a loaded 2-core host with the TSC calibrated right a starved vCPU
+/// counted 18 of the 40 ticks 400 ms hold (the window is now 1 s: 100 ticks). The rate itself is checked by `cpu.N.timer_hz` and
+/// the `clock-*` proofs; a CPU that stops ticking shows 0 here and is reported by the lockup
+/// detector.
+fn check_periodic_ticks(online: &[&'static percpu::PerCpu], taken: &[u64], tick_ms: u64) -> usize {
+    let min_ticks = lapic::tick_hz() * tick_ms / 1000 / 4;
+    let mut slow_tickers = 0;
+    for (cpu, &ticks) in online.iter().zip(taken) {
         if ticks < min_ticks {
             log::error!("smp: cpu{} took only {ticks} ticks in {tick_ms} ms", cpu.index);
             slow_tickers += 1;
         }
     }
-    let ticks = online.iter().map(|c| c.lapic.timer_ticks.load(Ordering::Relaxed));
-    ev!("smp.ticks.min", ticks.clone().min().unwrap_or(0));
-    ev!("smp.ticks.max", ticks.max().unwrap_or(0));
     ev!("smp.ticks.cpus_ticking", online.len() - slow_tickers);
     slow_tickers
+}
+
+/// Idle APs of a tickless machine may take at most this many timer interrupts in the window:
+/// one already due when it opened. A periodic tick gives 100 in the 1 s window, an idle
+/// CPU that kept its 250 ms watchdog 4.
+const IDLE_INTERRUPTS_MAX: u64 = 1;
+/// How far ahead each CPU arms the deadline it then waits for.
+const DEADLINE_MS: u64 = 20;
+/// Deadlines a CPU arms at most until one fires. A vCPU the host leaves unscheduled past its
+/// deadline finds it passed before it armed it, or is woken by another interrupt and sees
+/// the time up before its own arrives (2 of 1,024 CPUs once); a CPU whose timer never fires
+/// never leaves its first wait.
+const DEADLINE_ATTEMPTS: u64 = 5;
+
+/// Lateness (ns) of each CPU's last deadline wait, by position in the online list.
+static DEADLINE_LATE_NS: spin::Once<Vec<AtomicU64>> = spin::Once::new();
+/// The most deadlines one CPU armed before its own timer fired.
+static DEADLINE_ATTEMPTS_MAX: AtomicU64 = AtomicU64::new(0);
+
+/// Posted to each AP (and run on the boot CPU): kernel waits woken only by this CPU's own
+/// one-shot timer, until its count of interrupts on their deadline grows; records how late
+/// the last one woke.
+fn wait_for_own_deadline(position: usize) {
+    let fired = || percpu::with_current(|me| me.oneshot.on_deadline.load(Ordering::Relaxed));
+    let before = fired();
+    for attempt in 1..=DEADLINE_ATTEMPTS {
+        let until = time::now_ns() + DEADLINE_MS * 1_000_000;
+        fw::arch::x86_64::oneshot::halt_until(until);
+        if let Some(slot) = DEADLINE_LATE_NS.get().and_then(|l| l.get(position)) {
+            slot.store(time::now_ns().saturating_sub(until), Ordering::Relaxed);
+        }
+        DEADLINE_ATTEMPTS_MAX.fetch_max(attempt, Ordering::Relaxed);
+        if fired() > before {
+            break;
+        }
+    }
+}
+
+/// Tickless: the idle APs took (almost) no timer interrupts over the window, and every CPU's
+/// one-shot timer fires: each waits for a deadline armed on its own timer, and its count of
+/// interrupts that came on their deadline (`oneshot.on_deadline`, counted in the handler)
+/// must grow.
+fn check_idle_and_deadlines(
+    online: &[&'static percpu::PerCpu],
+    taken: &[u64],
+    tick_ms: u64,
+) -> usize {
+    let mut failures = 0;
+    let noisy = online.iter().zip(taken).skip(1).filter(|(_, &n)| n > IDLE_INTERRUPTS_MAX);
+    for (cpu, n) in noisy.clone() {
+        log::error!("smp: idle cpu{} took {n} timer interrupts in {tick_ms} ms", cpu.index);
+        failures += 1;
+    }
+    ev!("smp.ticks.idle_cpus_quiet", online.len().saturating_sub(1) - noisy.count());
+
+    DEADLINE_LATE_NS.call_once(|| online.iter().map(|_| AtomicU64::new(u64::MAX)).collect());
+    let on_deadline = |c: &percpu::PerCpu| c.oneshot.on_deadline.load(Ordering::Relaxed);
+    let before: Vec<u64> = online.iter().map(|c| on_deadline(c)).collect();
+    let tickets: Vec<_> = online
+        .iter()
+        .enumerate()
+        .skip(1)
+        .map(|(i, c)| (c, smp::post_work(c, wait_for_own_deadline, i)))
+        .collect();
+    wait_for_own_deadline(0);
+    for (cpu, ticket) in tickets {
+        if !smp::wait_work(cpu, ticket, 60_000_000_000) {
+            log::error!("smp: cpu{} did not finish its deadline wait", cpu.index);
+        }
+    }
+    let mut fired = 0;
+    for (cpu, b) in online.iter().zip(&before) {
+        let n = on_deadline(cpu) - b;
+        if !fw::bringup::report::summarised() {
+            ev!(("cpu.{}.timer_deadlines", cpu.index), n);
+        }
+        if n >= 1 {
+            fired += 1;
+        } else {
+            log::error!("smp: cpu{}'s one-shot deadline never fired", cpu.index);
+            failures += 1;
+        }
+    }
+    ev!("smp.timer.cpus_on_deadline", fired);
+    let lates = DEADLINE_LATE_NS.get().into_iter().flatten().map(|l| l.load(Ordering::Relaxed));
+    ev!("smp.timer.deadline_max_late_us", lates.max().unwrap_or(u64::MAX) / 1000);
+    ev!("smp.timer.deadline_attempts_max", DEADLINE_ATTEMPTS_MAX.load(Ordering::Relaxed));
+    failures
 }
 
 /// IPIs: every CPU pings every other CPU (or `ping_targets` of them), all at once, and every

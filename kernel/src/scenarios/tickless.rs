@@ -103,16 +103,23 @@ fn ticks(cpu: &percpu::PerCpu) -> u64 {
     cpu.lapic.timer_ticks.load(Ordering::Relaxed)
 }
 
-/// Per-CPU one-shot figures, and `timer.tickless`: `yes` when every online CPU armed
-/// one-shot deadlines and at least one halted idle with none armed (counted where the
-/// hardware is written); a periodic tick arms none.
+/// Per-CPU one-shot figures (totals only on a summarised machine), and `timer.tickless`:
+/// `yes` when every online CPU armed one-shot deadlines and at least one halted idle with
+/// none armed (counted where the hardware is written); a periodic tick arms none.
 pub fn report_timer_figures() {
-    let (mut all_armed, mut idle_disarms) = (true, 0);
+    let summarised = fw::bringup::report::summarised();
+    let (mut cpus_armed, mut cpus, mut idle_disarms, mut missed, mut max_late_ns) = (0, 0, 0, 0, 0);
     for cpu in percpu::online() {
         let t = &cpu.oneshot;
         let arms = t.arms.load(Ordering::Relaxed);
-        all_armed &= arms > 0;
+        cpus += 1;
+        cpus_armed += u64::from(arms > 0);
         idle_disarms += t.idle_disarms.load(Ordering::Relaxed);
+        missed += t.missed.load(Ordering::Relaxed);
+        max_late_ns = max_late_ns.max(t.max_late_ns.load(Ordering::Relaxed));
+        if summarised {
+            continue;
+        }
         ev!(("cpu.{}.timer_interrupts", cpu.index), ticks(cpu));
         ev!(("cpu.{}.timer_arms", cpu.index), arms);
         ev!(("cpu.{}.timer_idle_disarms", cpu.index), t.idle_disarms.load(Ordering::Relaxed));
@@ -122,5 +129,10 @@ pub fn report_timer_figures() {
         ev!(("cpu.{}.timer_max_late_us", cpu.index), t.max_late_ns.load(Ordering::Relaxed) / 1000);
     }
     ev!("timer.miss_bound_us", oneshot::MISS_BOUND_NS / 1000);
-    ev!("timer.tickless", if all_armed && idle_disarms > 0 { "yes" } else { "no" });
+    ev!("timer.cpus_armed", cpus_armed);
+    ev!("timer.idle_disarms", idle_disarms);
+    ev!("timer.missed", missed);
+    ev!("timer.max_late_us", max_late_ns / 1000);
+    let tickless = cpus > 0 && cpus_armed == cpus && idle_disarms > 0;
+    ev!("timer.tickless", if tickless { "yes" } else { "no" });
 }

@@ -25,6 +25,17 @@ pub(super) fn kernel_registry() -> Vec<Proof> {
             .check(eq("lockup.reports", 0))
             .check(ge("lockup.watched_ms", 1500))
             .check(eq("lapic.xapic_mmio_mapped", "no")),
+        // The periodic tick stays selectable (`timer=periodic`) and proven in both LAPIC modes.
+        smp_checks(Proof::new("smp-periodic", "smp with timer=periodic: every CPU ticks at 100 Hz (xAPIC)").smp(2).cpu(xapic_cpu()).args("timer=periodic"), 2, "xapic")
+            .check(eq("timer.mode", "periodic"))
+            .check(eq("timer.tickless", "no"))
+            .check(eq("lockup.reports", 0))
+            .check(ge("lockup.watched_ms", 1500)),
+        smp_checks(Proof::new("smp-x2apic-periodic", "the same in x2APIC mode").smp(2).cpu(x2apic_cpu()).args("timer=periodic"), 2, "x2apic")
+            .check(eq("timer.mode", "periodic"))
+            .check(eq("timer.tickless", "no"))
+            .check(eq("lockup.reports", 0))
+            .check(ge("lockup.watched_ms", 1500)),
         apic_trace_checks(
             smp_checks(Proof::new("smp-trace", "smp (xAPIC) cross-checked against QEMU's APIC trace").smp(2).cpu(xapic_cpu()), 2, "xapic")
                 .check(eq("lapic.xapic_mmio_mapped", "yes")),
@@ -54,8 +65,9 @@ pub(super) fn kernel_registry() -> Vec<Proof> {
         .check(eq("iommu.off_reason", "no-dmar"))
         .check(eq("ioapic.route_above_254_reason", "8-bit-destination-without-remapping")),
         smp_checks(
-            Proof::new("tsc-deadline", "LAPIC timer in TSC-deadline mode (KVM exposes it to qemu64)")
+            Proof::new("tsc-deadline", "LAPIC timer ticking in TSC-deadline mode, timer=tick (KVM exposes it to qemu64)")
                 .smp(2)
+                .args("timer=tick")
                 .cpu(CpuSpec::new("qemu64", &["+x2apic", "+tsc-deadline"]))
                 .accels(Accels::KvmOnly),
             2,
@@ -138,7 +150,9 @@ pub(super) fn kernel_registry() -> Vec<Proof> {
         )
         .check(eq("user.gate_requested", "int80"))
         .check(device_interrupts_on(DRIVER_CPU)),
-        user_proof(Proof::new("interrupt-storm", "a level INTx left asserted and never acknowledged is delivered once"), "interrupt-storm", &["edu-driver"])
+        // Periodic tick: a livelocked CPU then shows as one that stopped ticking (tickless,
+        // an idle CPU takes no timer interrupts anyway).
+        user_proof(Proof::new("interrupt-storm", "a level INTx left asserted and never acknowledged is delivered once (periodic tick)").args("timer=periodic"), "interrupt-storm", &["edu-driver"])
             .check(eq("irq.intx_edu.deliveries", 1))
             .check(eq("irq.intx_edu.masked_at_end", "yes"))
             .check(eq("user.edu_storm.first_wait_count", 1))
@@ -189,7 +203,7 @@ pub(super) fn kernel_registry() -> Vec<Proof> {
         shootdown_stress(Proof::new("shootdown-stress", "concurrent map/protect/unmap on 4 CPUs, checksummed, no frame lost (x2APIC)").cpu(x2apic_cpu())),
         shootdown_stress(Proof::new("shootdown-stress-xapic", "the same in xAPIC mode").cpu(xapic_cpu())),
         smp_scale(Proof::new("smp-scale", "prime count with 1, 2 and 4 threads: identical, correct results")),
-        preempt(Proof::new("preempt", "two ring-3 spinners on one CPU both run (tick preemption); a thread moved between CPUs runs where it asked")),
+        preempt(Proof::new("preempt", "two ring-3 spinners on one CPU both run (periodic tick preemption, timer=periodic); a thread moved between CPUs runs where it asked").args("timer=periodic")),
         Proof::new("panic-nmi", "a panic on CPU 1 stops the other CPUs by NMI and prints one clean report")
             .scenario("panic")
             .smp(4)

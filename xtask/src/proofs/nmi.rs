@@ -76,7 +76,8 @@ pub(super) fn registry() -> Vec<Proof> {
     vec![
         nmi_window(Proof::new("nmi-window", "an NMI in the swapgs window (ring 0, user GS) counts on its own CPU through the paranoid entry (x2APIC)"), x2apic_cpu()),
         nmi_window(Proof::new("nmi-window-xapic", "the same in xAPIC mode"), xapic_cpu()),
-        lockup_proof(Proof::new("lockup", "a CPU (APIC ID 3) spinning with interrupts off past the bound is reported by its watcher: APIC ID, RIP from an NMI (x2APIC)"), x2apic_cpu(), SPINNER_X2APIC),
-        lockup_proof(Proof::new("lockup-xapic", "the same in xAPIC mode"), xapic_cpu(), SPINNER_XAPIC),
+        // The periodic tick's watch; `lockup-tickless*` prove the default (tickless.rs).
+        lockup_proof(Proof::new("lockup", "a CPU (APIC ID 3) spinning with interrupts off past the bound is reported by its watcher: APIC ID, RIP from an NMI (x2APIC, timer=periodic)").args("timer=periodic"), x2apic_cpu(), SPINNER_X2APIC),
+        lockup_proof(Proof::new("lockup-xapic", "the same in xAPIC mode").args("timer=periodic"), xapic_cpu(), SPINNER_XAPIC),
     ]
 }

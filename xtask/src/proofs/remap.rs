@@ -251,7 +251,8 @@ pub fn proofs() -> Vec<Proof> {
         death_across_cpus(),
         remapping_on(
             user_proof(
-                Proof::new("interrupt-storm-remap", "interrupt-storm with VT-d remapping on"),
+                Proof::new("interrupt-storm-remap", "interrupt-storm with VT-d remapping on")
+                    .args("timer=periodic"),
                 "interrupt-storm",
                 &["edu-driver"],
             )

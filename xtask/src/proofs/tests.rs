@@ -298,3 +298,44 @@ fn every_scenario_is_in_the_kernel_table() {
         );
     }
 }
+
+/// The smp timer checks against evidence shaped like the kernel's in each mode: a tickless
+/// boot passes only with quiet idle APs and every deadline fired, a periodic one only with
+/// every CPU ticking, and a default boot that kept the tick fails both checks.
+#[test]
+fn smp_timer_checks_follow_the_requested_mode() {
+    let judge = |ev: &str| {
+        let t = keel_evidence::Transcript::parse(&format!("EV {ev}\nVERDICT pass\n"));
+        let fits = timer_fits_mode().eval(&t);
+        let follows = timer_mode_follows_request().eval(&t);
+        (fits, follows)
+    };
+    let tickless = "smp.online=2 cpu.tsc_deadline=no timer.requested=default timer.mode=one-shot \
+        timer.tickless=yes smp.ticks.window_ms=1003 smp.ticks.min=0 smp.ticks.ap_max=0 \
+        smp.ticks.ap_total=0 smp.ticks.idle_cpus_quiet=1 smp.timer.cpus_on_deadline=2";
+    let (fits, follows) = judge(tickless);
+    assert!(fits.is_ok() && follows.is_ok(), "{fits:?} {follows:?}");
+    let noisy = tickless.replace("smp.ticks.ap_max=0", "smp.ticks.ap_max=4");
+    assert!(judge(&noisy).0.unwrap_err().contains("up to 4"));
+    let unfired = tickless.replace("cpus_on_deadline=2", "cpus_on_deadline=1");
+    assert!(judge(&unfired).0.unwrap_err().contains("1 of 2"));
+    // The default silently periodic: the kernel ran its periodic check.
+    let kept_tick = "smp.online=2 cpu.tsc_deadline=no timer.requested=default timer.mode=periodic \
+        timer.tickless=no smp.ticks.window_ms=1003 smp.ticks.min=100 smp.ticks.ap_max=100 \
+        smp.ticks.ap_total=100 smp.ticks.cpus_ticking=2";
+    let (fits, follows) = judge(kept_tick);
+    let why = fits.unwrap_err();
+    assert!(why.contains("timer.tickless = no") && why.contains("up to 100"), "{why}");
+    assert!(follows.is_err());
+    let periodic = kept_tick.replace("timer.requested=default", "timer.requested=periodic");
+    let (fits, follows) = judge(&periodic);
+    assert!(fits.is_ok() && follows.is_ok(), "{fits:?} {follows:?}");
+    let starved = periodic.replace("smp.ticks.min=100", "smp.ticks.min=3");
+    assert!(judge(&starved).0.is_err());
+    // timer=tick ticks by TSC-deadline where CPUID offers it.
+    let tick = periodic
+        .replace("timer.requested=periodic", "timer.requested=tick")
+        .replace("cpu.tsc_deadline=no", "cpu.tsc_deadline=yes")
+        .replace("timer.mode=periodic", "timer.mode=tsc-deadline");
+    assert!(judge(&tick).1.is_ok());
+}

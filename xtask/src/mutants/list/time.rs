@@ -116,4 +116,27 @@ pub(super) const BREAKS: &[Break] = &[
         proofs: &["bench-timer-sleep"],
         accel: Accel::Tcg,
     },
+    // Time: tickless by default
+    Break {
+        name: "timer-default-periodic",
+        what: "with no timer= on the command line the machine silently keeps the periodic tick",
+        edits: &[Edit {
+            file: "framework/src/bringup/mod.rs",
+            find: "        None => (true, false, \"default\"),\n",
+            replace: "        None => (false, false, \"default\"),\n",
+        }],
+        proofs: &["smp-x2apic"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "smp-idle-ap-keeps-watchdog",
+        what: "tickless by default: an idle AP keeps its 250 ms busy watchdog armed (4 interrupts in the smp window)",
+        edits: &[Edit {
+            file: "kernel/src/task/sched.rs",
+            find: "    if !me.oneshot.idle.load(Ordering::Relaxed) {\n",
+            replace: "    if !me.oneshot.idle.load(Ordering::Relaxed) || percpu::current_index() != 0 {\n",
+        }],
+        proofs: &["smp"],
+        accel: Accel::Tcg,
+    },
 ];
