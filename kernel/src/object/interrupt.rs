@@ -470,6 +470,10 @@ impl InterruptObject {
             // Another source took the last slot meanwhile: the old vector stays owned (never
             // released early), at the cost of one vector of the old CPU.
             log::warn!("irq: {}: vector {old_vector:#x} of cpu{old_cpu} kept", self.name);
+        } else {
+            // Tickless, the old CPU may be halted with nothing armed: it releases the vector
+            // on its way back into the halt.
+            crate::task::sched::nudge(old_cpu);
         }
         drop(st);
         Ok([vector as u64, target.index as u64])

@@ -462,6 +462,20 @@ pub fn wake_boot_cpu() {
     }
 }
 
+/// Tickless: interrupts CPU `index` (another one) so that it passes its idle loop once more:
+/// halted with nothing armed, it would otherwise not run its housekeeping (releasing retired
+/// vectors) until something else woke it. Periodic: nothing (its next tick does it).
+pub fn nudge(index: u32) {
+    if !lapic::tickless() || index == percpu::current_index() {
+        return;
+    }
+    if let Some(cpu) = percpu::cpu(index) {
+        let _ = lapic::send(
+            Ipi::fixed(IPI_VECTOR).to(ApicId::new(cpu.apic_id.load(Ordering::Acquire))),
+        );
+    }
+}
+
 /// The length of a time slice: one tick period.
 fn slice_ns() -> u64 {
     1_000_000_000 / lapic::tick_hz()
@@ -524,6 +538,9 @@ pub fn idle_halt(wake_ns: u64) {
     {
         let cpu = IrqGuard::new();
         let me = percpu::current(&cpu);
+        // With no tick, the way into an idle halt is where this CPU releases the old vectors
+        // of sources moved away from it (see `tick`).
+        fw::arch::x86_64::vector_space::drain_retired(me.index);
         me.oneshot.kernel_wake_ns.store(wake_ns, Ordering::Relaxed);
         me.oneshot.idle.store(true, Ordering::Release);
         rearm_timer(&cpu);

@@ -150,4 +150,15 @@ pub(super) const BREAKS: &[Break] = &[
         proofs: &["nvme-msix"],
         accel: Accel::Tcg,
     },
+    Break {
+        name: "retired-vectors-drained-only-by-tick",
+        what: "tickless: a CPU releases the old vectors of moved sources only in its timer interrupt, so an idle CPU keeps them",
+        edits: &[Edit {
+            file: "kernel/src/task/sched.rs",
+            find: "        fw::arch::x86_64::vector_space::drain_retired(me.index);\n        me.oneshot.kernel_wake_ns.store(wake_ns, Ordering::Relaxed);",
+            replace: "        me.oneshot.kernel_wake_ns.store(wake_ns, Ordering::Relaxed);",
+        }],
+        proofs: &["irq-affinity-move", "irq-affinity-move-xapic"],
+        accel: Accel::Tcg,
+    },
 ];
