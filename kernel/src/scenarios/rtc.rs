@@ -80,7 +80,7 @@ pub fn route_and_count(
         target.index,
         apic_id.get()
     );
-    let target_before = target.device_interrupts.load(Ordering::Relaxed);
+    let target_before = ioapic::DEVICE_INTERRUPTS.of(target.index).load(Ordering::Relaxed);
     x86_64::instructions::interrupts::without_interrupts(|| {
         let a = cmos_read(0x0A);
         cmos_write(0x0A, (a & 0xF0) | 0x06); // rate 6: 1024 Hz
@@ -101,7 +101,7 @@ pub fn route_and_count(
     let counts = || {
         (
             INTERRUPTS.load(Ordering::Acquire),
-            target.device_interrupts.load(Ordering::Acquire) - target_before,
+            ioapic::DEVICE_INTERRUPTS.of(target.index).load(Ordering::Acquire) - target_before,
         )
     };
     fw::time::spin_until(0, 1_000_000_000, || {

@@ -140,7 +140,10 @@ fn ping_all_to_all(online: &[&'static percpu::PerCpu], cmdline: &CommandLine) ->
         if !summarised {
             ev!(("ipi.cpu.{}.sent", cpu.index), sent);
             ev!(("ipi.cpu.{}.acked", cpu.index), acked);
-            ev!(("ipi.cpu.{}.interrupts", cpu.index), cpu.ipis_received.load(Ordering::Relaxed));
+            ev!(
+                ("ipi.cpu.{}.interrupts", cpu.index),
+                smp::IPIS_RECEIVED.of(cpu.index).load(Ordering::Relaxed)
+            );
         }
         sent_total += sent;
         acked_total += acked;

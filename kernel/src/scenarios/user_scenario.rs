@@ -13,7 +13,8 @@ use crate::init::programs;
 use crate::object::interrupt;
 use crate::task::loader::ModuleImage;
 use crate::task::process;
-use fw::arch::x86_64::{percpu, vector_space};
+use fw::arch::x86_64::trap_entry::ENTRY_COUNTS;
+use fw::arch::x86_64::{ioapic, percpu, smp, vector_space};
 use fw::exit::verdict;
 use fw::mm::BootContext;
 
@@ -175,22 +176,31 @@ fn cpu_evidence() {
         ev!(("cpu.{}.tlb_requests", cpu.index), cpu.tlb.requests.load(Ordering::Relaxed));
         // Counted where they happen: IPI 49 in its handler on the receiving CPU, device
         // vectors in the dispatcher of the CPU that took them, ring-3 entries per entry path.
-        ev!(("cpu.{}.ipis_received", cpu.index), cpu.ipis_received.load(Ordering::Relaxed));
+        ev!(
+            ("cpu.{}.ipis_received", cpu.index),
+            smp::IPIS_RECEIVED.of(cpu.index).load(Ordering::Relaxed)
+        );
         ev!(
             ("cpu.{}.wake_ipis_sent", cpu.index),
             crate::task::sched::state_of(cpu).wake_ipis.load(Ordering::Relaxed)
         );
-        ev!(("cpu.{}.device_interrupts", cpu.index), cpu.device_interrupts.load(Ordering::Relaxed));
-        ev!(("cpu.{}.syscall_entries", cpu.index), cpu.syscall_entries.load(Ordering::Relaxed));
-        ev!(("cpu.{}.int80_entries", cpu.index), cpu.int80_entries.load(Ordering::Relaxed));
+        let (device, entries) =
+            (ioapic::DEVICE_INTERRUPTS.of(cpu.index), ENTRY_COUNTS.of(cpu.index));
+        ev!(("cpu.{}.device_interrupts", cpu.index), device.load(Ordering::Relaxed));
+        ev!(("cpu.{}.syscall_entries", cpu.index), entries.syscall.load(Ordering::Relaxed));
+        ev!(("cpu.{}.int80_entries", cpu.index), entries.int80.load(Ordering::Relaxed));
     }
     ev!(
         "entry.syscall",
-        percpu::online().map(|c| c.syscall_entries.load(Ordering::Relaxed)).sum::<u64>()
+        percpu::online()
+            .map(|c| ENTRY_COUNTS.of(c.index).syscall.load(Ordering::Relaxed))
+            .sum::<u64>()
     );
     ev!(
         "entry.int80",
-        percpu::online().map(|c| c.int80_entries.load(Ordering::Relaxed)).sum::<u64>()
+        percpu::online()
+            .map(|c| ENTRY_COUNTS.of(c.index).int80.load(Ordering::Relaxed))
+            .sum::<u64>()
     );
     use fw::arch::x86_64::tlb;
     ev!("tlb.shootdowns", tlb::shootdowns());

@@ -67,11 +67,16 @@ impl Default for Mailbox {
 pub static PINGS_SENT: [AtomicU64; percpu::MAX_CPUS] =
     [const { AtomicU64::new(0) }; percpu::MAX_CPUS];
 
+crate::cpu_local! {
+    /// IPIs each CPU took on vector 49.
+    pub static IPIS_RECEIVED: AtomicU64 = AtomicU64::new(0);
+}
+
 /// Vector 49: acknowledge pings (so the sender's round trip completes), close I/O ports an
 /// `IoPorts` release revoked, and wake the idle loop for posted work.
 pub fn ipi_interrupt(token: InService, cpu: &IrqGuard) {
+    IPIS_RECEIVED.get(cpu).fetch_add(1, Ordering::Relaxed);
     let me = percpu::current(cpu);
-    me.ipis_received.fetch_add(1, Ordering::Relaxed);
     super::io_bitmap::serve(cpu);
     let requested = me.mailbox.ping_requests.load(Ordering::Acquire);
     me.mailbox.ping_acks.store(requested, Ordering::Release);
