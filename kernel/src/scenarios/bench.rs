@@ -330,8 +330,7 @@ fn execution_rate() -> u64 {
 /// then restarts the regular tick.
 fn long_timer_measurement(ms: u64) -> u64 {
     x86_64::instructions::interrupts::without_interrupts(|| {
-        let mut l = lapic::local();
-        l.stop_timer();
+        lapic::stop_timer();
         let hz = lapic::measure_timer_hz(ms * 1_000_000);
         lapic::start_tick(lapic::tsc_deadline_mode(), lapic::tickless());
         hz

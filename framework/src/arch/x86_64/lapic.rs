@@ -141,7 +141,7 @@ pub fn mode_name(mode: LapicMode) -> &'static str {
 }
 
 /// Register access for this CPU's LAPIC in the chosen mode.
-pub enum Backend {
+pub(crate) enum Backend {
     /// xAPIC: 32-bit MMIO registers at 16-byte strides from the mapped base.
     XApic { base: *mut u32, _cpu_local: PhantomData<*const ()> },
     /// x2APIC: MSRs 0x800 + offset/16; the ICR is one 64-bit MSR.
@@ -250,8 +250,10 @@ pub static ICR_STATUS_READS: AtomicU64 = AtomicU64::new(0);
 /// Bring-up IPIs whose delivery status stayed "send pending".
 pub static ICR_STUCK: AtomicU64 = AtomicU64::new(0);
 
-/// A handle on the calling CPU's LAPIC.
-pub fn local() -> Lapic<Backend> {
+/// A handle on the calling CPU's LAPIC. Framework-only: `Lapic::eoi` acknowledges whatever
+/// is in service, so the kernel crate never holds a `Lapic` and ends an interrupt only by
+/// consuming the dispatcher's [`InService`] token (the spurious vector never gets one).
+pub(crate) fn local() -> Lapic<Backend> {
     let backend = match CHOSEN.get() {
         Some(Chosen::X2Apic) => Backend::X2Apic { _cpu_local: PhantomData },
         Some(Chosen::XApic { mmio }) => {
@@ -489,6 +491,11 @@ fn enable_local() -> ApicId {
         me.apic_base.store(unsafe { rdmsr(IA32_APIC_BASE) }, Ordering::Relaxed);
     });
     id
+}
+
+/// Stops this CPU's LAPIC timer (masked, count 0) until [`start_tick`] starts it again.
+pub fn stop_timer() {
+    local().stop_timer();
 }
 
 /// Counts this CPU's LAPIC timer (masked one-shot from the maximum count, divide by 1)
