@@ -7,10 +7,10 @@ use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use keel_apic::ApicId;
 use x86_64::instructions::port::Port;
 
-use super::System;
 use fw::arch::x86_64::ioapic::{self, InService};
 use fw::arch::x86_64::percpu::{self, PerCpu};
 use fw::arch::x86_64::trap_entry::DEVICE_VECTOR_BASE;
+use fw::bringup::System;
 
 const CMOS_INDEX: u16 = 0x70;
 const CMOS_DATA: u16 = 0x71;
@@ -88,7 +88,7 @@ pub fn route_and_count(
         cmos_write(0x0B, b | 0x40); // periodic interrupt enable
         let _ = cmos_read(0x0C);
     });
-    super::smp_scenario::sleep_ms(window_ms);
+    super::support::sleep_ms(window_ms);
     x86_64::instructions::interrupts::without_interrupts(|| {
         let b = cmos_read(0x0B);
         cmos_write(0x0B, b & !0x40);

@@ -8,8 +8,8 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use keel_apic::{ApicId, XApicId};
 use keel_boot::cmdline::CommandLine;
 
-use super::System;
 use fw::arch::x86_64::{iommu, lapic, percpu, smp};
+use fw::bringup::System;
 use fw::exit::verdict;
 use fw::time;
 
@@ -40,12 +40,6 @@ fn ping_targets(position: usize) {
             }
         }
     }
-}
-
-/// Lets time pass on the boot CPU with interrupts on (ticks keep arriving everywhere).
-pub fn sleep_ms(ms: u64) {
-    // Tickless, the timer is armed for the end: no tick is needed to wake up.
-    fw::arch::x86_64::oneshot::halt_until(time::now_ns() + ms * 1_000_000);
 }
 
 pub fn run(system: System, cmdline: &CommandLine) -> ! {
@@ -79,8 +73,8 @@ pub fn run(system: System, cmdline: &CommandLine) -> ! {
 /// 40 ticks 400 ms hold. The rate itself is checked by `cpu.N.timer_hz` and the `clock-*`
 /// proofs; a CPU that stops ticking shows 0 here and is reported by the lockup detector.
 fn check_timer_ticks(online: &[&'static percpu::PerCpu], cmdline: &CommandLine) -> usize {
-    let tick_ms = super::option_u64(cmdline, "tick_ms", 400);
-    sleep_ms(tick_ms);
+    let tick_ms = super::support::option_u64(cmdline, "tick_ms", 400);
+    super::support::sleep_ms(tick_ms);
     let min_ticks = lapic::tick_hz() * tick_ms / 1000 / 4;
     let summarised = fw::bringup::report::summarised();
     let mut slow_tickers = 0;
@@ -106,10 +100,11 @@ fn check_timer_ticks(online: &[&'static percpu::PerCpu], cmdline: &CommandLine) 
 fn ping_all_to_all(online: &[&'static percpu::PerCpu], cmdline: &CommandLine) -> usize {
     let n = online.len() as u64;
     let mut failures = 0;
-    let k = super::option_u64(cmdline, "pings", 100);
-    let targets = super::option_u64(cmdline, "ping_targets", n - 1).clamp(1, (n - 1).max(1));
+    let k = super::support::option_u64(cmdline, "pings", 100);
+    let targets =
+        super::support::option_u64(cmdline, "ping_targets", n - 1).clamp(1, (n - 1).max(1));
     PINGS_PER_PAIR.store(k, Ordering::Relaxed);
-    let timeout_ms = super::option_u64(cmdline, "ping_timeout_ms", 5_000);
+    let timeout_ms = super::support::option_u64(cmdline, "ping_timeout_ms", 5_000);
     smp::set_ping_timeout_ms(timeout_ms);
     ev!("ipi.timeout_ms", timeout_ms);
     PING_TARGETS.store(if n > 1 { targets } else { 0 }, Ordering::Relaxed);
@@ -203,7 +198,7 @@ fn route_rtc(system: &System, online: &[&'static percpu::PerCpu], cmdline: &Comm
     }
     // The window: 200 ms unless `rtc_ms=` asks for more (hundreds of vCPUs sharing a few
     // host cores leave the target CPU, which must run to re-arm the RTC, few slices).
-    let window_ms = super::option_u64(cmdline, "rtc_ms", 200);
+    let window_ms = super::support::option_u64(cmdline, "rtc_ms", 200);
     match super::rtc::route_and_count(system, target, window_ms) {
         Ok(()) => {}
         Err(e) => {

@@ -8,13 +8,13 @@ use core::sync::atomic::Ordering;
 use keel_boot::cmdline::CommandLine;
 use keel_manifest::{Grant, Manifest};
 
-use super::System;
 use crate::init::programs;
 use crate::object::interrupt;
 use crate::task::loader::ModuleImage;
 use crate::task::process;
 use fw::arch::x86_64::trap_entry::ENTRY_COUNTS;
 use fw::arch::x86_64::{ioapic, percpu, smp, vector_space};
+use fw::bringup::System;
 use fw::exit::verdict;
 use fw::mm::BootContext;
 
@@ -36,8 +36,8 @@ pub fn run(_system: System, cmdline: &CommandLine, boot: &BootContext) -> ! {
     ev!("user.frames_free_before", frames_before);
     ev!("user.programs", manifest.programs.len());
 
-    let timeout_ns = super::option_u64(cmdline, "user_timeout_ms", 60_000) * 1_000_000;
-    let exit_window_ns = super::option_u64(cmdline, "exit_window_ms", 0) * 1_000_000;
+    let timeout_ns = super::support::option_u64(cmdline, "user_timeout_ms", 60_000) * 1_000_000;
+    let exit_window_ns = super::support::option_u64(cmdline, "exit_window_ms", 0) * 1_000_000;
     crate::task::ring::EXIT_WINDOW_NS.store(exit_window_ns, Ordering::Relaxed);
     let watch = super::dma_watch::start(cmdline);
     let run = programs::run(&manifest, &mods, Some(fw::time::now_ns() + timeout_ns));

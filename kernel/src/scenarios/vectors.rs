@@ -26,7 +26,7 @@ pub struct Fill {
 /// Takes every free vector of the CPU `vector_fill=` names (none without the option).
 pub fn fill(cmdline: &CommandLine) -> Option<Fill> {
     cmdline.get("vector_fill")?;
-    let cpu = super::option_u64(cmdline, "vector_fill", 0) as u32;
+    let cpu = super::support::option_u64(cmdline, "vector_fill", 0) as u32;
     let mut taken = Vec::new();
     // No fallback CPUs: the allocation fails once `cpu` is full instead of moving on.
     while let Ok(placed) =
