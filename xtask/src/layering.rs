@@ -398,6 +398,24 @@ mod tests {
     }
 
     #[test]
+    fn no_two_kernel_or_framework_files_share_a_name() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut seen: BTreeMap<String, String> = BTreeMap::new();
+        for src in ["framework/src", "kernel/src"] {
+            let mut files = BTreeMap::new();
+            collect(&root.join(src), &root.join(src), &mut files).unwrap();
+            for file in files.keys().filter(|f| !f.ends_with("mod.rs")) {
+                let name = file.rsplit('/').next().unwrap().to_owned();
+                let here = format!("{src}/{file}");
+                if let Some(other) = seen.insert(name, here.clone()) {
+                    panic!("{here} and {other} share a name: name files by where they live");
+                }
+            }
+        }
+        assert!(seen.len() > 80, "both crates read: {} files", seen.len());
+    }
+
+    #[test]
     fn use_trees_super_paths_and_inline_paths_resolve() {
         let graph = graph_of(&[
             ("main.rs", "mod a; mod b;\nfn main() { crate::b::run(); }"),

@@ -10,7 +10,7 @@ mod dma_bench;
 mod dma_watch;
 mod nmi;
 mod races;
-mod remap;
+mod route_evidence;
 mod rtc;
 mod scale;
 mod smp_scenario;

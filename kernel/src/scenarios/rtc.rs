@@ -117,7 +117,7 @@ pub fn route_and_count(
     ev!("rtc.interrupts", count);
     ev!("rtc.on_target", on_target);
     ev!("rtc.on_wrong_cpu", ON_WRONG_CPU.load(Ordering::Relaxed));
-    super::remap::ioapic_evidence("rtc", route.gsi);
+    super::route_evidence::ioapic_evidence("rtc", route.gsi);
     if count < 20 || ON_WRONG_CPU.load(Ordering::Relaxed) != 0 {
         return Err("RTC interrupts missing or on the wrong CPU");
     }

@@ -79,7 +79,7 @@ fn load(cmdline: &CommandLine, boot: &BootContext) -> (Vec<ModuleImage>, Manifes
             verdict(false, "no usable manifest");
         }
     };
-    if cmdline.get("iommu_fault_test") == Some("edu") && !super::remap::fault_self_test() {
+    if cmdline.get("iommu_fault_test") == Some("edu") && !super::route_evidence::fault_self_test() {
         log::error!("user: the IOMMU fault self-test failed");
         verdict(false, "IOMMU fault self-test failed");
     }
@@ -138,9 +138,11 @@ fn interrupt_evidence() {
         }
         let prefix = alloc::format!("irq.{key}");
         match &irq.source {
-            interrupt::Source::Ioapic { gsi, .. } => super::remap::ioapic_evidence(&prefix, *gsi),
+            interrupt::Source::Ioapic { gsi, .. } => {
+                super::route_evidence::ioapic_evidence(&prefix, *gsi)
+            }
             interrupt::Source::Msi { device, cap, .. } => {
-                super::remap::msi_evidence(&prefix, device, *cap)
+                super::route_evidence::msi_evidence(&prefix, device, *cap)
             }
             interrupt::Source::Msix { function, entry } => {
                 super::vectors::msix_evidence(&prefix, &irq, function, *entry)

@@ -95,7 +95,7 @@ pub fn msix_evidence(
     match keel_iommu::RemappableMsi::decode(e.address as u32) {
         Some(msi) => {
             ev!(("{}.format", prefix), "remappable");
-            super::remap::irte_evidence(prefix, msi.handle);
+            super::route_evidence::irte_evidence(prefix, msi.handle);
         }
         None => ev!(("{}.format", prefix), "compatibility"),
     }
