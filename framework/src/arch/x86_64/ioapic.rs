@@ -216,6 +216,7 @@ fn route_amdvi(gsi: u32, ioapic_id: u8, wanted: PinRoute) -> Result<(), RouteErr
 }
 
 /// The MADT id of the IOAPIC serving `gsi`.
+#[cfg(feature = "scenarios")]
 pub fn id_of(gsi: u32) -> Option<u8> {
     with_unit(gsi, |_, id, _| id).ok()
 }

@@ -347,6 +347,7 @@ fn mode_inputs() -> ModeInputs {
 }
 
 /// Whether IA32_APIC_BASE of this CPU has x2APIC mode enabled (EXTD), read now.
+#[cfg(feature = "scenarios")]
 pub fn x2apic_enabled_in_msr() -> bool {
     // SAFETY: IA32_APIC_BASE exists on every CPU with a local APIC.
     ApicBase::from_raw(unsafe { rdmsr(IA32_APIC_BASE) }).state() == keel_apic::ApicState::X2Apic

@@ -51,6 +51,7 @@ impl Mailbox {
     }
 
     /// Ping requests this CPU's handler acknowledged.
+    #[cfg(feature = "scenarios")]
     pub fn pings_acked(&self) -> u64 {
         self.ping_acks.load(Ordering::Acquire)
     }

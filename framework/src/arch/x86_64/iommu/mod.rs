@@ -443,6 +443,7 @@ pub fn gsi_index(gsi: u32) -> Option<u16> {
 
 /// An index no source uses (its entry is not present): the last one, when the plan leaves it
 /// free. The fault self-test points a request at it.
+#[cfg(feature = "scenarios")]
 pub fn unused_index() -> Option<u16> {
     with(|r| {
         (r.plan.gsis + r.plan.msi_handles < r.plan.entries).then(|| (r.plan.entries - 1) as u16)
@@ -452,6 +453,7 @@ pub fn unused_index() -> Option<u16> {
 
 /// Reads and clears every unit's fault records and returns them, without counting them as
 /// unexpected (the fault self-test provokes one on purpose).
+#[cfg(feature = "scenarios")]
 pub fn take_faults() -> Vec<FaultRecord> {
     with(|r| {
         let mut taken = Vec::new();
