@@ -46,8 +46,8 @@ struct CpuBlock {
     shared: PerCpu,
 }
 
-/// Bytes each CPU's block keeps for the CPU-local variables of the layers above
-/// (`cpu_local`; the scheduler's two take under 200).
+/// Bytes each CPU's block keeps for the CPU-local variables of every module
+/// (`cpu_local`; the scheduler's two and the counters take 208 together).
 pub const UPPER_AREA_BYTES: usize = 1024;
 
 /// This CPU's copy of the CPU-local variables (`cpu_local`): in the CPU's own block, next to
