@@ -110,6 +110,9 @@ macro_rules! cpu_local {
         #[link_section = ".cpu_local"]
         $vis static $name: $crate::arch::x86_64::cpu_local::CpuLocalVar<$ty> = {
             const _: () = assert!(core::mem::align_of::<$ty>() <= 64);
+            // Named outside the `unsafe` block below, so the caller's expression gets no
+            // `unsafe` from it; used once, as the static's value.
+            #[allow(clippy::declare_interior_mutable_const)]
             const INITIAL: $ty = $init;
             // SAFETY: the static this initialises is in `.cpu_local` (`link_section` above).
             unsafe { $crate::arch::x86_64::cpu_local::CpuLocalVar::new(INITIAL) }
