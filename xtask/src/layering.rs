@@ -398,6 +398,30 @@ mod tests {
     }
 
     #[test]
+    fn no_kernel_module_imports_one_above_it() {
+        // docs/architecture.md, "Kernel": object and task (one level), init, scenarios, main.rs.
+        let level = |file: &str| match file.split('/').next() {
+            Some("object" | "task") => 1,
+            Some("init") => 2,
+            Some("scenarios") => 3,
+            _ => 4,
+        };
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../kernel/src");
+        let graph = ImportGraph::of_crate(&src).unwrap();
+        let upward: Vec<String> = graph
+            .edges
+            .iter()
+            .flat_map(|(from, to)| to.iter().map(move |to| (from, to)))
+            .filter(|(from, to)| level(to) > level(from))
+            .map(|(from, to)| format!("{from} -> {to}"))
+            .collect();
+        assert!(
+            upward.is_empty(),
+            "imports from a lower kernel module to a higher one: {upward:?}"
+        );
+    }
+
+    #[test]
     fn no_two_kernel_or_framework_files_share_a_name() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let mut seen: BTreeMap<String, String> = BTreeMap::new();
