@@ -40,6 +40,7 @@ pub const TICK_HZ_RANGE: core::ops::RangeInclusive<u64> = 10..=1000;
 static TICK_RATE_HZ: AtomicU64 = AtomicU64::new(TICK_HZ);
 
 /// The tick rate of every CPU.
+#[inline]
 pub fn tick_hz() -> u64 {
     TICK_RATE_HZ.load(Ordering::Relaxed)
 }
@@ -616,6 +617,7 @@ fn arm_deadline(tsc: u64) {
 }
 
 /// Whether the timer runs in TSC-deadline mode (periodic by re-arming, or tickless).
+#[inline]
 pub fn tsc_deadline_mode() -> bool {
     matches!(
         TICK_MODE.get(),
@@ -624,6 +626,7 @@ pub fn tsc_deadline_mode() -> bool {
 }
 
 /// Whether CPUs run tickless (`timer=tickless`): one-shot deadlines, none while idle.
+#[inline]
 pub fn tickless() -> bool {
     matches!(TICK_MODE.get(), Some(TickMode::Tickless { .. }))
 }

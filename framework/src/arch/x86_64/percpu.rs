@@ -396,6 +396,7 @@ pub fn current_index_or_boot() -> u32 {
 }
 
 /// CPU `index`'s shared part, if that CPU was set up.
+#[inline]
 pub fn cpu(index: u32) -> Option<&'static PerCpu> {
     let p = CPUS.get(index as usize)?.load(Ordering::Acquire);
     // SAFETY: non-null entries point at installed 'static blocks; only the shared (Sync)
@@ -415,6 +416,7 @@ pub fn online() -> impl Iterator<Item = &'static PerCpu> {
 
 /// Points this CPU's ring-0 entry stack (TSS.RSP0 for interrupts, the `syscall` stack) at
 /// `top`: the kernel stack of the thread about to run in ring 3.
+#[inline]
 pub fn set_kernel_stack(guard: &IrqGuard, top: u64) {
     let me = local(guard);
     me.kernel_stack_top.set(top);
