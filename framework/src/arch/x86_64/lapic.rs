@@ -200,13 +200,12 @@ impl LapicRegisters for Backend {
                 // `keel_apic::DeliveryWait` (the bring-up IPIs poll in `Lapic::send`).
                 // Interrupts off so an interrupt handler sending its own IPI cannot slip
                 // between the two writes and leave its destination in ICR high.
-                x86_64::instructions::interrupts::without_interrupts(|| {
-                    // SAFETY: as in `read`; ICR high is 0x310, ICR low (the send) 0x300.
-                    unsafe {
-                        base.byte_add(0x310).write_volatile(high);
-                        base.byte_add(0x300).write_volatile(low);
-                    }
-                });
+                let _irqs_off = IrqGuard::new();
+                // SAFETY: as in `read`; ICR high is 0x310, ICR low (the send) 0x300.
+                unsafe {
+                    base.byte_add(0x310).write_volatile(high);
+                    base.byte_add(0x300).write_volatile(low);
+                }
             }
             (Backend::X2Apic { .. }, IcrValue::X2Apic(v)) => {
                 // One WRMSR, no delivery-status polling (x2APIC has none). The fence makes
@@ -322,7 +321,10 @@ pub fn not_in_service(vector: u8) -> bool {
 /// two register writes (destination, then command), and a handler that sends in between (the
 /// lockup watcher's NMI from the tick) would leave its destination under the command.
 pub fn send(ipi: Ipi) -> Result<(), keel_apic::IcrError> {
-    let status = x86_64::instructions::interrupts::without_interrupts(|| local().send(ipi))?;
+    let status = {
+        let _irqs_off = IrqGuard::new();
+        local().send(ipi)
+    }?;
     if status == keel_apic::DeliveryStatus::StuckPending {
         ICR_STUCK.fetch_add(1, Ordering::Relaxed);
         log::warn!("lapic: ICR delivery status stuck at send pending ({ipi:?})");
