@@ -302,6 +302,7 @@ pub fn msi_address(d: &PciDevice, cap: u8) -> u32 {
 }
 
 /// The MSI data word as the function holds it (for evidence).
+#[cfg(feature = "scenarios")]
 pub fn msi_data(d: &PciDevice, cap: u8) -> u16 {
     let is64 = read16(d.addr, cap + 2) & (1 << 7) != 0;
     read16(d.addr, if is64 { cap + 12 } else { cap + 8 })

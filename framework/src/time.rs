@@ -21,6 +21,7 @@ static TSC_PER_NS_Q32: AtomicU64 = AtomicU64::new(0);
 static NS_PER_TSC_Q32: AtomicU64 = AtomicU64::new(0);
 
 /// `value * q32 / 2^32` without overflow.
+#[inline]
 fn mul_q32(value: u64, q32: u64) -> u64 {
     ((value as u128 * q32 as u128) >> 32) as u64
 }
@@ -31,16 +32,19 @@ pub fn tsc_hz() -> u64 {
 }
 
 /// Nanoseconds since [`init`].
+#[inline]
 pub fn now_ns() -> u64 {
     tsc_to_ns(rdtsc().wrapping_sub(BOOT_TSC.load(Ordering::Relaxed)))
 }
 
 /// Converts a TSC delta to nanoseconds.
+#[inline]
 pub fn tsc_to_ns(ticks: u64) -> u64 {
     mul_q32(ticks, NS_PER_TSC_Q32.load(Ordering::Relaxed))
 }
 
 /// Converts nanoseconds to TSC ticks.
+#[inline]
 pub fn ns_to_tsc(ns: u64) -> u64 {
     mul_q32(ns, TSC_PER_NS_Q32.load(Ordering::Relaxed))
 }

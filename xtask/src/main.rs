@@ -11,6 +11,8 @@ mod debug;
 mod fuzz;
 mod images;
 mod iso;
+#[cfg(test)]
+mod layering;
 mod mutants;
 mod package;
 mod proofs;

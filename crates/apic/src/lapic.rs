@@ -123,7 +123,12 @@ impl<R: LapicRegisters> Lapic<R> {
     /// Signals end of interrupt for the highest in-service vector.
     ///
     /// Writes 0 (x2APIC #GPs on non-zero). Never call it for the spurious
-    /// vector: see the module documentation.
+    /// vector: see the module documentation. This is the register operation;
+    /// which entry owes an EOI is known only to the kernel's interrupt
+    /// dispatcher, so a kernel should keep its `Lapic` private to that layer
+    /// and hand handlers a token whose consumption calls this (Keel's
+    /// framework does: its `InService`, never created for the spurious
+    /// vector).
     pub fn eoi(&mut self) {
         self.regs.write(Register::Eoi, 0);
     }

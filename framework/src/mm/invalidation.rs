@@ -69,8 +69,9 @@ impl Invalidation {
     /// Shoots the pages down on every CPU in `resident` (the address space's resident set),
     /// waits for every acknowledgement, and only then frees the frames. Returns
     /// `(pages, frames freed)`. If some CPU could not be interrupted, its TLB may still reach
-    /// the frames: they are kept out of the allocator for good (counted, logged). Call with
-    /// interrupts enabled.
+    /// the frames: they are kept out of the allocator for good (counted, logged). Callable
+    /// with interrupts on or off, as `tlb::shootdown` is (its wait serves requests aimed at
+    /// this CPU either way).
     pub fn complete(mut self, resident: &CpuMask) -> (usize, usize) {
         #[cfg(feature = "scenarios")]
         widen_stale_window(&self.pages);

@@ -33,6 +33,7 @@ pub const PHYS_OFFSET: u64 = 0xffff_8000_0000_0000;
 pub const KERNEL_VMA: u64 = 0xffff_ffff_8000_0000;
 
 /// The kernel virtual address of physical address `phys` in the physical map.
+#[inline]
 pub fn phys_to_virt(phys: u64) -> VirtAddr {
     VirtAddr::new(PHYS_OFFSET + phys)
 }

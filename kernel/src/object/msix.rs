@@ -225,6 +225,7 @@ impl MsixFunction {
     }
 
     /// Whether MSI-X is enabled and the function unmasked, read from Message Control.
+    #[cfg(feature = "scenarios")]
     pub fn enabled_and_open(&self) -> bool {
         let c = self.control();
         c.enabled() && !c.function_masked()

@@ -16,8 +16,8 @@ use fw::mm::paging;
 
 use keel_boot::cmdline::CommandLine;
 
-use super::System;
 use fw::arch::x86_64::{cpu, lapic, percpu, smp};
+use fw::bringup::System;
 use fw::exit::verdict;
 
 /// Median and 99th percentile of `samples` (sorted in place).
@@ -28,7 +28,7 @@ fn percentiles(samples: &mut [u64]) -> (u64, u64) {
 }
 
 pub fn run(system: System, cmdline: &CommandLine) -> ! {
-    let trips = super::option_u64(cmdline, "trips", 10_000) as usize;
+    let trips = super::support::option_u64(cmdline, "trips", 10_000) as usize;
     let mode = lapic::mode_name(system.mode);
     ev!("bench.mode", mode);
     // The mode as the CPU has it: IA32_APIC_BASE.EXTD, read now on this CPU.
@@ -37,7 +37,7 @@ pub fn run(system: System, cmdline: &CommandLine) -> ! {
     let Some(other) = percpu::online().find(|c| c.index != 0) else {
         verdict(false, "bench needs two CPUs");
     };
-    ipi_round_trips(other, trips, super::option_u64(cmdline, "idle_gap_us", 100));
+    ipi_round_trips(other, trips, super::support::option_u64(cmdline, "idle_gap_us", 100));
     ev!("bench.tsc_khz", fw::time::tsc_hz() / 1000);
 
     let mut bringup: Vec<u64> =
@@ -57,7 +57,7 @@ pub fn run(system: System, cmdline: &CommandLine) -> ! {
     ev!("bench.timer.reference_hz", long);
     ev!("bench.timer.calibration_error_ppm", error_ppm);
     wake_latency();
-    shootdown_latency(super::option_u64(cmdline, "shootdowns", 2000) as usize);
+    shootdown_latency(super::support::option_u64(cmdline, "shootdowns", 2000) as usize);
     ev!("lapic.icr_status_reads", lapic::ICR_STATUS_READS.load(Ordering::Relaxed));
     ev!("lapic.icr_stuck", lapic::ICR_STUCK.load(Ordering::Relaxed));
     verdict(true, "")
@@ -330,8 +330,7 @@ fn execution_rate() -> u64 {
 /// then restarts the regular tick.
 fn long_timer_measurement(ms: u64) -> u64 {
     x86_64::instructions::interrupts::without_interrupts(|| {
-        let mut l = lapic::local();
-        l.stop_timer();
+        lapic::stop_timer();
         let hz = lapic::measure_timer_hz(ms * 1_000_000);
         lapic::start_tick(lapic::tsc_deadline_mode(), lapic::tickless());
         hz

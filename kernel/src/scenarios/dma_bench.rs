@@ -69,7 +69,8 @@ fn holds(frame: u64, round: usize) -> bool {
 
 /// Runs the round trips when `dma_bench` asks for them; `bench.dma.*` evidence.
 pub fn run(cmdline: &CommandLine) {
-    let rounds = super::option_u64(cmdline, "dma_bench", 0).min(MAX_ROUNDS as u64) as usize;
+    let rounds =
+        super::support::option_u64(cmdline, "dma_bench", 0).min(MAX_ROUNDS as u64) as usize;
     if rounds == 0 {
         return;
     }

@@ -10,10 +10,11 @@ mod dma_bench;
 mod dma_watch;
 mod nmi;
 mod races;
-mod remap;
+mod route_evidence;
 mod rtc;
 mod scale;
 mod smp_scenario;
+mod support;
 mod tickless;
 mod user_scenario;
 mod vectors;
@@ -28,6 +29,7 @@ use keel_boot::cmdline::CommandLine;
 use fw::arch::x86_64::{percpu, smp as smp_arch};
 use fw::exit::verdict;
 use fw::mm::BootContext;
+use support::option_u64;
 
 /// What a scenario runs on: the brought-up system and what the boot loader handed over.
 pub struct Context<'a> {
@@ -109,18 +111,6 @@ pub fn prepare(cmdline: &CommandLine) {
 fn bring_up_only(c: Context) -> ! {
     let heap_ok = heap_check();
     verdict(heap_ok && c.system.all_online(), "default boot incomplete")
-}
-
-/// A numeric command-line option with a default; a malformed value is reported and ignored.
-pub fn option_u64(cmdline: &CommandLine, key: &str, default: u64) -> u64 {
-    match cmdline.get_u64(key) {
-        Ok(Some(v)) => v,
-        Ok(None) => default,
-        Err(e) => {
-            log::warn!("command line: {key}: {e:?}; using {default}");
-            default
-        }
-    }
 }
 
 /// Allocates, fills and verifies heap memory of several shapes.

@@ -20,8 +20,8 @@ use keel_boot::cmdline::CommandLine;
 use x86_64::registers::model_specific::{GsBase, KernelGsBase};
 use x86_64::VirtAddr;
 
-use super::System;
 use fw::arch::x86_64::{lapic, lockup, percpu, smp, trap_entry};
+use fw::bringup::System;
 use fw::exit::verdict;
 use fw::time;
 
@@ -161,7 +161,7 @@ pub fn run_lockup(_system: System, cmdline: &CommandLine) -> ! {
         verdict(false, "lockup proof needs two CPUs")
     };
     let bound = lockup::bound_ms();
-    let spin_ms = super::option_u64(cmdline, "spin_ms", 2 * bound);
+    let spin_ms = super::support::option_u64(cmdline, "spin_ms", 2 * bound);
     let reports_before = lockup::REPORTS.load(Ordering::Acquire);
     let ticks_before = target.lapic.timer_ticks.load(Ordering::Relaxed);
     let ticket = smp::post_work(target, spin_interrupts_off, spin_ms as usize);
@@ -173,7 +173,7 @@ pub fn run_lockup(_system: System, cmdline: &CommandLine) -> ! {
     let finished = smp::wait_work(target, ticket, 0);
     // CPU 1 runs again: it serves a ping and ticks on.
     let pinged = smp::ping(target, smp::PingWait::Polite).is_some();
-    super::smp_scenario::sleep_ms(100);
+    super::support::sleep_ms(100);
     let ticks_after = target.lapic.timer_ticks.load(Ordering::Relaxed);
     let (start, end) =
         range(keel_lockup_spin as *const () as usize, core::ptr::addr_of!(keel_lockup_spin_end));
@@ -203,7 +203,7 @@ pub fn watch_then_report(started_ns: u64) {
     let span_ns = lockup::bound_ms() * 1_500_000;
     let elapsed_ns = time::now_ns() - started_ns;
     if elapsed_ns < span_ns {
-        super::smp_scenario::sleep_ms((span_ns - elapsed_ns).div_ceil(1_000_000));
+        super::support::sleep_ms((span_ns - elapsed_ns).div_ceil(1_000_000));
     }
     ev!("lockup.watched_ms", (time::now_ns() - started_ns) / 1_000_000);
     ev!("lockup.reports", lockup::REPORTS.load(Ordering::Acquire));

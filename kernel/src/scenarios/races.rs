@@ -25,9 +25,9 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use keel_apic::icr::Destination;
 use keel_apic::{ApicId, IcrError, Ipi};
 
-use super::System;
 use fw::arch::x86_64::ioapic::InService;
 use fw::arch::x86_64::{ioapic, lapic, percpu, smp, tlb};
+use fw::bringup::System;
 use fw::exit::verdict;
 use fw::mm::address_space::{AddressSpace, UserPerms};
 use fw::mm::paging;
@@ -291,6 +291,6 @@ fn concurrent_posts(rounds: u64) -> bool {
 pub fn run(_system: System, cmdline: &keel_boot::cmdline::CommandLine) -> ! {
     let soft = soft_int_into_device_range();
     let shootdowns = unsendable_shootdowns();
-    let posts = concurrent_posts(super::option_u64(cmdline, "posts", 2000));
+    let posts = concurrent_posts(super::support::option_u64(cmdline, "posts", 2000));
     verdict(soft && shootdowns && posts, "races scenario incomplete")
 }

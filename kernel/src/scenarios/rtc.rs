@@ -7,10 +7,10 @@ use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use keel_apic::ApicId;
 use x86_64::instructions::port::Port;
 
-use super::System;
 use fw::arch::x86_64::ioapic::{self, InService};
 use fw::arch::x86_64::percpu::{self, PerCpu};
 use fw::arch::x86_64::trap_entry::DEVICE_VECTOR_BASE;
+use fw::bringup::System;
 
 const CMOS_INDEX: u16 = 0x70;
 const CMOS_DATA: u16 = 0x71;
@@ -80,7 +80,7 @@ pub fn route_and_count(
         target.index,
         apic_id.get()
     );
-    let target_before = target.device_interrupts.load(Ordering::Relaxed);
+    let target_before = ioapic::DEVICE_INTERRUPTS.of(target.index).load(Ordering::Relaxed);
     x86_64::instructions::interrupts::without_interrupts(|| {
         let a = cmos_read(0x0A);
         cmos_write(0x0A, (a & 0xF0) | 0x06); // rate 6: 1024 Hz
@@ -88,7 +88,7 @@ pub fn route_and_count(
         cmos_write(0x0B, b | 0x40); // periodic interrupt enable
         let _ = cmos_read(0x0C);
     });
-    super::smp_scenario::sleep_ms(window_ms);
+    super::support::sleep_ms(window_ms);
     x86_64::instructions::interrupts::without_interrupts(|| {
         let b = cmos_read(0x0B);
         cmos_write(0x0B, b & !0x40);
@@ -101,7 +101,7 @@ pub fn route_and_count(
     let counts = || {
         (
             INTERRUPTS.load(Ordering::Acquire),
-            target.device_interrupts.load(Ordering::Acquire) - target_before,
+            ioapic::DEVICE_INTERRUPTS.of(target.index).load(Ordering::Acquire) - target_before,
         )
     };
     fw::time::spin_until(0, 1_000_000_000, || {
@@ -117,7 +117,7 @@ pub fn route_and_count(
     ev!("rtc.interrupts", count);
     ev!("rtc.on_target", on_target);
     ev!("rtc.on_wrong_cpu", ON_WRONG_CPU.load(Ordering::Relaxed));
-    super::remap::ioapic_evidence("rtc", route.gsi);
+    super::route_evidence::ioapic_evidence("rtc", route.gsi);
     if count < 20 || ON_WRONG_CPU.load(Ordering::Relaxed) != 0 {
         return Err("RTC interrupts missing or on the wrong CPU");
     }

@@ -8,7 +8,7 @@ use fw::arch::x86_64::{percpu, smp as smp_arch};
 
 /// `proof=bringup`: AP bring-up cost as benchmark figures (the `smp_bringup=` option picks
 /// parallel or serial): all online, per AP on average, and the spread of per-AP times.
-pub fn bringup_bench(system: super::System) -> ! {
+pub fn bringup_bench(system: fw::bringup::System) -> ! {
     let aps = system.expected_online.saturating_sub(1) as u64;
     let all_us = system.all_online_ns / 1000;
     ev!("bench.bringup.cpus", system.expected_online);
@@ -62,7 +62,7 @@ fn hold_space(mask_addr: usize) {
 /// `proof=shootdown_all`: one address space resident on every online CPU (the APs halted in
 /// it), `rounds` single-page unmaps each shot down everywhere; every AP must have served
 /// every request (its own inbox counter), as counted from the CPUs' blocks.
-pub fn shootdown_everywhere(system: super::System, rounds: u64) -> ! {
+pub fn shootdown_everywhere(system: fw::bringup::System, rounds: u64) -> ! {
     use fw::arch::x86_64::{smp, tlb};
     use fw::mm::address_space::{AddressSpace, UserPerms};
     let Ok(mut space) = AddressSpace::new() else { fw::exit::verdict(false, "no address space") };

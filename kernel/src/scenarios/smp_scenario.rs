@@ -8,8 +8,8 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use keel_apic::{ApicId, XApicId};
 use keel_boot::cmdline::CommandLine;
 
-use super::System;
 use fw::arch::x86_64::{iommu, lapic, percpu, smp};
+use fw::bringup::System;
 use fw::exit::verdict;
 use fw::time;
 
@@ -40,12 +40,6 @@ fn ping_targets(position: usize) {
             }
         }
     }
-}
-
-/// Lets time pass on the boot CPU with interrupts on (ticks keep arriving everywhere).
-pub fn sleep_ms(ms: u64) {
-    // Tickless, the timer is armed for the end: no tick is needed to wake up.
-    fw::arch::x86_64::oneshot::halt_until(time::now_ns() + ms * 1_000_000);
 }
 
 pub fn run(system: System, cmdline: &CommandLine) -> ! {
@@ -79,10 +73,10 @@ pub fn run(system: System, cmdline: &CommandLine) -> ! {
 /// meanwhile): `cpu.N.timer_ticks` and `smp.ticks.*`.
 fn check_timer_ticks(online: &[&'static percpu::PerCpu], cmdline: &CommandLine) -> usize {
     // One second: a CPU that kept a 250 ms watchdog armed while idle takes 4 here.
-    let tick_ms = super::option_u64(cmdline, "tick_ms", 1000);
+    let tick_ms = super::support::option_u64(cmdline, "tick_ms", 1000);
     let before: Vec<u64> = online.iter().map(|c| timer_interrupts(c)).collect();
     let t0 = time::now_ns();
-    sleep_ms(tick_ms);
+    super::support::sleep_ms(tick_ms);
     let window_ms = (time::now_ns() - t0) / 1_000_000;
     let taken: Vec<u64> =
         online.iter().zip(&before).map(|(c, b)| timer_interrupts(c) - b).collect();
@@ -220,10 +214,11 @@ fn check_idle_and_deadlines(
 fn ping_all_to_all(online: &[&'static percpu::PerCpu], cmdline: &CommandLine) -> usize {
     let n = online.len() as u64;
     let mut failures = 0;
-    let k = super::option_u64(cmdline, "pings", 100);
-    let targets = super::option_u64(cmdline, "ping_targets", n - 1).clamp(1, (n - 1).max(1));
+    let k = super::support::option_u64(cmdline, "pings", 100);
+    let targets =
+        super::support::option_u64(cmdline, "ping_targets", n - 1).clamp(1, (n - 1).max(1));
     PINGS_PER_PAIR.store(k, Ordering::Relaxed);
-    let timeout_ms = super::option_u64(cmdline, "ping_timeout_ms", 5_000);
+    let timeout_ms = super::support::option_u64(cmdline, "ping_timeout_ms", 5_000);
     smp::set_ping_timeout_ms(timeout_ms);
     ev!("ipi.timeout_ms", timeout_ms);
     PING_TARGETS.store(if n > 1 { targets } else { 0 }, Ordering::Relaxed);
@@ -254,7 +249,10 @@ fn ping_all_to_all(online: &[&'static percpu::PerCpu], cmdline: &CommandLine) ->
         if !summarised {
             ev!(("ipi.cpu.{}.sent", cpu.index), sent);
             ev!(("ipi.cpu.{}.acked", cpu.index), acked);
-            ev!(("ipi.cpu.{}.interrupts", cpu.index), cpu.ipis_received.load(Ordering::Relaxed));
+            ev!(
+                ("ipi.cpu.{}.interrupts", cpu.index),
+                smp::IPIS_RECEIVED.of(cpu.index).load(Ordering::Relaxed)
+            );
         }
         sent_total += sent;
         acked_total += acked;
@@ -314,7 +312,7 @@ fn route_rtc(system: &System, online: &[&'static percpu::PerCpu], cmdline: &Comm
     }
     // The window: 200 ms unless `rtc_ms=` asks for more (hundreds of vCPUs sharing a few
     // host cores leave the target CPU, which must run to re-arm the RTC, few slices).
-    let window_ms = super::option_u64(cmdline, "rtc_ms", 200);
+    let window_ms = super::support::option_u64(cmdline, "rtc_ms", 200);
     match super::rtc::route_and_count(system, target, window_ms) {
         Ok(()) => {}
         Err(e) => {

@@ -14,8 +14,8 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use keel_boot::cmdline::CommandLine;
 
-use super::System;
 use fw::arch::x86_64::{lapic, lockup, oneshot, percpu, smp};
+use fw::bringup::System;
 use fw::exit::verdict;
 use fw::time;
 
@@ -57,14 +57,14 @@ pub fn run(_system: System, cmdline: &CommandLine) -> ! {
     ev!("tickless.enabled", if lapic::tickless() { "yes" } else { "no" });
     ev!("tickless.watchdog_ms", crate::task::sched::watchdog_ns() / 1_000_000);
     // Let CPU 1 settle in its idle loop (bring-up work done, its busy deadline gone).
-    super::smp_scenario::sleep_ms(300);
+    super::support::sleep_ms(300);
 
     // Idle window: CPU 1 has nothing to do.
-    let idle_ms = super::option_u64(cmdline, "idle_ms", 3000);
+    let idle_ms = super::support::option_u64(cmdline, "idle_ms", 3000);
     let reports_before = lockup::REPORTS.load(Ordering::Acquire);
     let (ap_before, boot_before) = (ticks(ap), ticks(boot));
     let t0 = time::now_ns();
-    super::smp_scenario::sleep_ms(idle_ms);
+    super::support::sleep_ms(idle_ms);
     let window_ns = time::now_ns() - t0;
     ev!("tickless.idle.window_ms", window_ns / 1_000_000);
     ev!("tickless.idle.interrupts", ticks(ap) - ap_before);
@@ -72,7 +72,7 @@ pub fn run(_system: System, cmdline: &CommandLine) -> ! {
     ev!("tickless.idle.lockup_reports", lockup::REPORTS.load(Ordering::Acquire) - reports_before);
 
     // Busy window: CPU 1 spins with interrupts on.
-    let busy_ms = super::option_u64(cmdline, "busy_ms", 2000);
+    let busy_ms = super::support::option_u64(cmdline, "busy_ms", 2000);
     let ap_before = ticks(ap);
     let t0 = time::now_ns();
     let ticket = smp::post_work(ap, spin_busy, busy_ms as usize);

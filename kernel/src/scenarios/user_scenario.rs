@@ -8,12 +8,13 @@ use core::sync::atomic::Ordering;
 use keel_boot::cmdline::CommandLine;
 use keel_manifest::{Grant, Manifest};
 
-use super::System;
 use crate::init::programs;
 use crate::object::interrupt;
 use crate::task::loader::ModuleImage;
 use crate::task::process;
-use fw::arch::x86_64::{percpu, vector_space};
+use fw::arch::x86_64::trap_entry::ENTRY_COUNTS;
+use fw::arch::x86_64::{ioapic, percpu, smp, vector_space};
+use fw::bringup::System;
 use fw::exit::verdict;
 use fw::mm::BootContext;
 
@@ -35,8 +36,8 @@ pub fn run(_system: System, cmdline: &CommandLine, boot: &BootContext) -> ! {
     ev!("user.frames_free_before", frames_before);
     ev!("user.programs", manifest.programs.len());
 
-    let timeout_ns = super::option_u64(cmdline, "user_timeout_ms", 60_000) * 1_000_000;
-    let exit_window_ns = super::option_u64(cmdline, "exit_window_ms", 0) * 1_000_000;
+    let timeout_ns = super::support::option_u64(cmdline, "user_timeout_ms", 60_000) * 1_000_000;
+    let exit_window_ns = super::support::option_u64(cmdline, "exit_window_ms", 0) * 1_000_000;
     crate::task::ring::EXIT_WINDOW_NS.store(exit_window_ns, Ordering::Relaxed);
     let watch = super::dma_watch::start(cmdline);
     let run = programs::run(&manifest, &mods, Some(fw::time::now_ns() + timeout_ns));
@@ -78,7 +79,7 @@ fn load(cmdline: &CommandLine, boot: &BootContext) -> (Vec<ModuleImage>, Manifes
             verdict(false, "no usable manifest");
         }
     };
-    if cmdline.get("iommu_fault_test") == Some("edu") && !super::remap::fault_self_test() {
+    if cmdline.get("iommu_fault_test") == Some("edu") && !super::route_evidence::fault_self_test() {
         log::error!("user: the IOMMU fault self-test failed");
         verdict(false, "IOMMU fault self-test failed");
     }
@@ -137,9 +138,11 @@ fn interrupt_evidence() {
         }
         let prefix = alloc::format!("irq.{key}");
         match &irq.source {
-            interrupt::Source::Ioapic { gsi, .. } => super::remap::ioapic_evidence(&prefix, *gsi),
+            interrupt::Source::Ioapic { gsi, .. } => {
+                super::route_evidence::ioapic_evidence(&prefix, *gsi)
+            }
             interrupt::Source::Msi { device, cap, .. } => {
-                super::remap::msi_evidence(&prefix, device, *cap)
+                super::route_evidence::msi_evidence(&prefix, device, *cap)
             }
             interrupt::Source::Msix { function, entry } => {
                 super::vectors::msix_evidence(&prefix, &irq, function, *entry)
@@ -175,22 +178,31 @@ fn cpu_evidence() {
         ev!(("cpu.{}.tlb_requests", cpu.index), cpu.tlb.requests.load(Ordering::Relaxed));
         // Counted where they happen: IPI 49 in its handler on the receiving CPU, device
         // vectors in the dispatcher of the CPU that took them, ring-3 entries per entry path.
-        ev!(("cpu.{}.ipis_received", cpu.index), cpu.ipis_received.load(Ordering::Relaxed));
+        ev!(
+            ("cpu.{}.ipis_received", cpu.index),
+            smp::IPIS_RECEIVED.of(cpu.index).load(Ordering::Relaxed)
+        );
         ev!(
             ("cpu.{}.wake_ipis_sent", cpu.index),
             crate::task::sched::state_of(cpu).wake_ipis.load(Ordering::Relaxed)
         );
-        ev!(("cpu.{}.device_interrupts", cpu.index), cpu.device_interrupts.load(Ordering::Relaxed));
-        ev!(("cpu.{}.syscall_entries", cpu.index), cpu.syscall_entries.load(Ordering::Relaxed));
-        ev!(("cpu.{}.int80_entries", cpu.index), cpu.int80_entries.load(Ordering::Relaxed));
+        let (device, entries) =
+            (ioapic::DEVICE_INTERRUPTS.of(cpu.index), ENTRY_COUNTS.of(cpu.index));
+        ev!(("cpu.{}.device_interrupts", cpu.index), device.load(Ordering::Relaxed));
+        ev!(("cpu.{}.syscall_entries", cpu.index), entries.syscall.load(Ordering::Relaxed));
+        ev!(("cpu.{}.int80_entries", cpu.index), entries.int80.load(Ordering::Relaxed));
     }
     ev!(
         "entry.syscall",
-        percpu::online().map(|c| c.syscall_entries.load(Ordering::Relaxed)).sum::<u64>()
+        percpu::online()
+            .map(|c| ENTRY_COUNTS.of(c.index).syscall.load(Ordering::Relaxed))
+            .sum::<u64>()
     );
     ev!(
         "entry.int80",
-        percpu::online().map(|c| c.int80_entries.load(Ordering::Relaxed)).sum::<u64>()
+        percpu::online()
+            .map(|c| ENTRY_COUNTS.of(c.index).int80.load(Ordering::Relaxed))
+            .sum::<u64>()
     );
     use fw::arch::x86_64::tlb;
     ev!("tlb.shootdowns", tlb::shootdowns());

@@ -26,7 +26,7 @@ pub struct Fill {
 /// Takes every free vector of the CPU `vector_fill=` names (none without the option).
 pub fn fill(cmdline: &CommandLine) -> Option<Fill> {
     cmdline.get("vector_fill")?;
-    let cpu = super::option_u64(cmdline, "vector_fill", 0) as u32;
+    let cpu = super::support::option_u64(cmdline, "vector_fill", 0) as u32;
     let mut taken = Vec::new();
     // No fallback CPUs: the allocation fails once `cpu` is full instead of moving on.
     while let Ok(placed) =
@@ -95,7 +95,7 @@ pub fn msix_evidence(
     // address names the entry's IRTE. Either is read back from table memory.
     if fw::arch::x86_64::amdvi::mode().is_some() {
         let bdf = function.device.addr.bdf();
-        super::remap::amdvi_evidence(prefix, bdf, (e.data & 0x7FF) as u16);
+        super::route_evidence::amdvi_evidence(prefix, bdf, (e.data & 0x7FF) as u16);
     } else {
         vtd_or_compatibility(prefix, e.address as u32);
     }
@@ -109,7 +109,7 @@ fn vtd_or_compatibility(prefix: &str, address: u32) {
     match keel_iommu::RemappableMsi::decode(address) {
         Some(msi) => {
             ev!(("{}.format", prefix), "remappable");
-            super::remap::irte_evidence(prefix, msi.handle);
+            super::route_evidence::irte_evidence(prefix, msi.handle);
         }
         None => ev!(("{}.format", prefix), "compatibility"),
     }

@@ -61,7 +61,7 @@ pub struct CpuSched {
     need_resched_at: AtomicU64,
     pub max_resched_delay_tsc: AtomicU64,
     /// IPI 49s other CPUs sent to wake a thread queued here (counted by the sender; the
-    /// receive side is `PerCpu::ipis_received`).
+    /// receive side is `smp::IPIS_RECEIVED`).
     pub wake_ipis: AtomicU64,
     /// Tickless: when the running thread's slice ends (ns since boot; one tick period after
     /// it was switched in).

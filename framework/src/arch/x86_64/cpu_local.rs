@@ -23,34 +23,21 @@ extern "C" {
     static __cpu_local_end: u8;
 }
 
-/// A variable's initial value in `.cpu_local`: only ever copied (byte for byte, into each
-/// new block), never read or written in place.
-#[doc(hidden)]
+/// A `T` per CPU (declared with [`cpu_local!`](crate::cpu_local)). The static itself lies in
+/// `.cpu_local` and holds the initial value: it is only ever copied (byte for byte, into each
+/// new block), never read or written in place; its address, a link-time constant, locates the
+/// variable in every block's copy of the section, so reaching it loads nothing but `gs:[0]`.
 #[repr(transparent)]
-pub struct Template<T>(T);
-
-impl<T> Template<T> {
-    /// For [`cpu_local!`](crate::cpu_local) only.
-    #[doc(hidden)]
-    pub const fn new(value: T) -> Template<T> {
-        Template(value)
-    }
-}
-
-// SAFETY: a template is never accessed as a `T` (its address only locates the variable in
-// every block's copy of the section), so sharing it shares nothing.
-unsafe impl<T> Sync for Template<T> {}
-
-/// A `T` per CPU (declared with [`cpu_local!`](crate::cpu_local)).
 pub struct CpuLocalVar<T: 'static> {
-    template: &'static Template<T>,
+    initial: T,
 }
 
-// SAFETY: the current CPU's value is reached only through `get`, on that CPU, with interrupts
-// off for as long as the reference lives (it borrows the guard, which is neither `Send` nor
-// `Sync`): one CPU, one context at a time, like `percpu::local`. Other CPUs' values are
-// reached only through `of`, which requires `T: Sync`. `T: Send` because each CPU's value is
-// a copy made on the boot CPU for the CPU whose block it is in.
+// SAFETY: the value in the section is never accessed as a `T` (only copied), so sharing the
+// static shares nothing of it. The current CPU's value is reached only through `get`, on that
+// CPU, with interrupts off for as long as the reference lives (it borrows the guard, which is
+// neither `Send` nor `Sync`): one CPU, one context at a time, like `percpu::local`. Other
+// CPUs' values are reached only through `of`, which requires `T: Sync`. `T: Send` because
+// each CPU's value is a copy made on the boot CPU for the CPU whose block it is in.
 unsafe impl<T: Send> Sync for CpuLocalVar<T> {}
 
 /// Bytes of `.cpu_local` (every block's area holds a copy).
@@ -75,23 +62,27 @@ pub(super) unsafe fn fill(area: *mut u8) {
 
 impl<T> CpuLocalVar<T> {
     /// For [`cpu_local!`](crate::cpu_local) only.
+    ///
+    /// # Safety
+    /// The value must become a `static` placed in `.cpu_local`: its address is taken as its
+    /// place in every CPU's copy of that section.
     #[doc(hidden)]
-    pub const fn new(template: &'static Template<T>) -> CpuLocalVar<T> {
-        CpuLocalVar { template }
+    pub const unsafe fn new(initial: T) -> CpuLocalVar<T> {
+        CpuLocalVar { initial }
     }
 
-    /// This variable's offset in every CPU's area (a link-time constant in practice).
+    /// This variable's offset in every CPU's area: two link-time constants, no load.
     #[inline(always)]
-    fn offset(&self) -> usize {
+    fn offset(&'static self) -> usize {
         let start = core::ptr::addr_of!(__cpu_local_start) as usize;
-        self.template as *const Template<T> as usize - start
+        core::ptr::addr_of!(self.initial) as usize - start
     }
 
     /// This CPU's value, for as long as the guard keeps the code on this CPU.
     #[inline(always)]
     pub fn get<'g>(&'static self, guard: &'g IrqGuard) -> &'g T {
         let area = percpu::upper_area(guard);
-        // SAFETY: the template lies in `.cpu_local` (its `link_section`), so `offset` is where
+        // SAFETY: the static lies in `.cpu_local` (its `link_section`), so `offset` is where
         // the block's copy of the section holds this variable's value, a valid `T` since the
         // block was built (`fill`), aligned (the section and the area are 64-aligned, and
         // `T`'s alignment is at most 64, checked in `cpu_local!`). Blocks are never freed and
@@ -116,12 +107,15 @@ impl<T: Sync> CpuLocalVar<T> {
 macro_rules! cpu_local {
     ($($(#[$attr:meta])* $vis:vis static $name:ident: $ty:ty = $init:expr;)+) => {$(
         $(#[$attr])*
+        #[link_section = ".cpu_local"]
         $vis static $name: $crate::arch::x86_64::cpu_local::CpuLocalVar<$ty> = {
             const _: () = assert!(core::mem::align_of::<$ty>() <= 64);
-            #[link_section = ".cpu_local"]
-            static TEMPLATE: $crate::arch::x86_64::cpu_local::Template<$ty> =
-                $crate::arch::x86_64::cpu_local::Template::new($init);
-            $crate::arch::x86_64::cpu_local::CpuLocalVar::new(&TEMPLATE)
+            // Named outside the `unsafe` block below, so the caller's expression gets no
+            // `unsafe` from it; used once, as the static's value.
+            #[allow(clippy::declare_interior_mutable_const)]
+            const INITIAL: $ty = $init;
+            // SAFETY: the static this initialises is in `.cpu_local` (`link_section` above).
+            unsafe { $crate::arch::x86_64::cpu_local::CpuLocalVar::new(INITIAL) }
         };
     )+};
 }

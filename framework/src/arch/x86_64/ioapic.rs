@@ -9,7 +9,7 @@
 //! format with an 8-bit destination, so CPUs above APIC ID 254 are refused.
 
 use alloc::vec::Vec;
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use keel_apic::ioapic::{EncodedEntry, IoDeliveryMode, IoDestination, IoapicError};
 use keel_apic::{
@@ -216,6 +216,7 @@ fn route_amdvi(gsi: u32, ioapic_id: u8, wanted: PinRoute) -> Result<(), RouteErr
 }
 
 /// The MADT id of the IOAPIC serving `gsi`.
+#[cfg(feature = "scenarios")]
 pub fn id_of(gsi: u32) -> Option<u8> {
     with_unit(gsi, |_, id, _| id).ok()
 }
@@ -251,7 +252,12 @@ pub fn allocate_vector(handler: DeviceHandler) -> Option<u8> {
 }
 
 /// Device-range entries with no ISR bit set (software `int`s): ignored, never EOI'd.
-pub static NOT_IN_SERVICE: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+pub static NOT_IN_SERVICE: AtomicU64 = AtomicU64::new(0);
+
+crate::cpu_local! {
+    /// Device interrupts each CPU handled (LAPIC-delivered, so each got its EOI token).
+    pub static DEVICE_INTERRUPTS: AtomicU64 = AtomicU64::new(0);
+}
 
 /// Entry from the trap dispatcher for vectors in the device range.
 pub fn device_interrupt(vector: u8, cpu: &IrqGuard) {
@@ -262,7 +268,7 @@ pub fn device_interrupt(vector: u8, cpu: &IrqGuard) {
         NOT_IN_SERVICE.fetch_add(1, Ordering::Relaxed);
         return;
     };
-    percpu::current(cpu).device_interrupts.fetch_add(1, Ordering::Relaxed);
+    DEVICE_INTERRUPTS.get(cpu).fetch_add(1, Ordering::Relaxed);
     match HANDLERS[vector as usize].get() {
         Some(handler) => handler(vector, token),
         // A per-CPU vector: its owner is found by (this CPU, vector).

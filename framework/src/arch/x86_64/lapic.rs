@@ -40,6 +40,7 @@ pub const TICK_HZ_RANGE: core::ops::RangeInclusive<u64> = 10..=1000;
 static TICK_RATE_HZ: AtomicU64 = AtomicU64::new(TICK_HZ);
 
 /// The tick rate of every CPU.
+#[inline]
 pub fn tick_hz() -> u64 {
     TICK_RATE_HZ.load(Ordering::Relaxed)
 }
@@ -141,7 +142,7 @@ pub fn mode_name(mode: LapicMode) -> &'static str {
 }
 
 /// Register access for this CPU's LAPIC in the chosen mode.
-pub enum Backend {
+pub(crate) enum Backend {
     /// xAPIC: 32-bit MMIO registers at 16-byte strides from the mapped base.
     XApic { base: *mut u32, _cpu_local: PhantomData<*const ()> },
     /// x2APIC: MSRs 0x800 + offset/16; the ICR is one 64-bit MSR.
@@ -199,13 +200,12 @@ impl LapicRegisters for Backend {
                 // `keel_apic::DeliveryWait` (the bring-up IPIs poll in `Lapic::send`).
                 // Interrupts off so an interrupt handler sending its own IPI cannot slip
                 // between the two writes and leave its destination in ICR high.
-                x86_64::instructions::interrupts::without_interrupts(|| {
-                    // SAFETY: as in `read`; ICR high is 0x310, ICR low (the send) 0x300.
-                    unsafe {
-                        base.byte_add(0x310).write_volatile(high);
-                        base.byte_add(0x300).write_volatile(low);
-                    }
-                });
+                let _irqs_off = IrqGuard::new();
+                // SAFETY: as in `read`; ICR high is 0x310, ICR low (the send) 0x300.
+                unsafe {
+                    base.byte_add(0x310).write_volatile(high);
+                    base.byte_add(0x300).write_volatile(low);
+                }
             }
             (Backend::X2Apic { .. }, IcrValue::X2Apic(v)) => {
                 // One WRMSR, no delivery-status polling (x2APIC has none). The fence makes
@@ -250,8 +250,10 @@ pub static ICR_STATUS_READS: AtomicU64 = AtomicU64::new(0);
 /// Bring-up IPIs whose delivery status stayed "send pending".
 pub static ICR_STUCK: AtomicU64 = AtomicU64::new(0);
 
-/// A handle on the calling CPU's LAPIC.
-pub fn local() -> Lapic<Backend> {
+/// A handle on the calling CPU's LAPIC. Framework-only: `Lapic::eoi` acknowledges whatever
+/// is in service, so the kernel crate never holds a `Lapic` and ends an interrupt only by
+/// consuming the dispatcher's [`InService`] token (the spurious vector never gets one).
+pub(crate) fn local() -> Lapic<Backend> {
     let backend = match CHOSEN.get() {
         Some(Chosen::X2Apic) => Backend::X2Apic { _cpu_local: PhantomData },
         Some(Chosen::XApic { mmio }) => {
@@ -319,7 +321,10 @@ pub fn not_in_service(vector: u8) -> bool {
 /// two register writes (destination, then command), and a handler that sends in between (the
 /// lockup watcher's NMI from the tick) would leave its destination under the command.
 pub fn send(ipi: Ipi) -> Result<(), keel_apic::IcrError> {
-    let status = x86_64::instructions::interrupts::without_interrupts(|| local().send(ipi))?;
+    let status = {
+        let _irqs_off = IrqGuard::new();
+        local().send(ipi)
+    }?;
     if status == keel_apic::DeliveryStatus::StuckPending {
         ICR_STUCK.fetch_add(1, Ordering::Relaxed);
         log::warn!("lapic: ICR delivery status stuck at send pending ({ipi:?})");
@@ -345,6 +350,7 @@ fn mode_inputs() -> ModeInputs {
 }
 
 /// Whether IA32_APIC_BASE of this CPU has x2APIC mode enabled (EXTD), read now.
+#[cfg(feature = "scenarios")]
 pub fn x2apic_enabled_in_msr() -> bool {
     // SAFETY: IA32_APIC_BASE exists on every CPU with a local APIC.
     ApicBase::from_raw(unsafe { rdmsr(IA32_APIC_BASE) }).state() == keel_apic::ApicState::X2Apic
@@ -491,6 +497,11 @@ fn enable_local() -> ApicId {
     id
 }
 
+/// Stops this CPU's LAPIC timer (masked, count 0) until [`start_tick`] starts it again.
+pub fn stop_timer() {
+    local().stop_timer();
+}
+
 /// Counts this CPU's LAPIC timer (masked one-shot from the maximum count, divide by 1)
 /// against the TSC for `window_ns` and returns its input frequency in Hz.
 pub fn measure_timer_hz(window_ns: u64) -> u64 {
@@ -608,6 +619,7 @@ fn arm_deadline(tsc: u64) {
 }
 
 /// Whether the timer runs in TSC-deadline mode (periodic by re-arming, or tickless).
+#[inline]
 pub fn tsc_deadline_mode() -> bool {
     matches!(
         TICK_MODE.get(),
@@ -616,6 +628,7 @@ pub fn tsc_deadline_mode() -> bool {
 }
 
 /// Whether CPUs run tickless (`timer=tickless`): one-shot deadlines, none while idle.
+#[inline]
 pub fn tickless() -> bool {
     matches!(TICK_MODE.get(), Some(TickMode::Tickless { .. }))
 }

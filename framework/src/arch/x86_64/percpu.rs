@@ -2,15 +2,16 @@
 //! `gs:[0]` yields the current CPU's block in one instruction. Blocks never move and are never
 //! freed. A block has two parts:
 //!
-//! - [`PerCpu`], what other CPUs read or post to (APIC identity, counters, the IPI mailbox, the
-//!   TLB inbox): atomics and locks only, so it is `Sync` by construction. Any
+//! - [`PerCpu`], what other CPUs read or post to (APIC identity, the LAPIC timer, the IPI
+//!   mailbox, the TLB inbox): atomics and locks only, so it is `Sync` by construction. Any
 //!   CPU reaches any CPU's part through [`cpu`], [`all`] and [`online`]; the current CPU's
 //!   through [`current`].
 //! - [`CpuLocal`], what only the owning CPU touches (the `syscall` entry slots, the loaded
 //!   address space, its TSS): plain cells, not `Sync`, reachable only through [`local`].
 //!
-//! State of the layers above (the scheduler's run queue and current thread) is not here: its
-//! owner declares it with [`cpu_local!`](crate::cpu_local).
+//! A module's own per-CPU state is not here: its owner declares it with
+//! [`cpu_local!`](crate::cpu_local) (the scheduler's run queue and current thread, the entry
+//! counters of the trap entry, the IPI and device interrupt counts, the NMI counts).
 //!
 //! [`current`] and [`local`] take an [`IrqGuard`] and the references they return borrow it,
 //! so "this CPU" cannot outlive the proof that the code is not moved to another one.
@@ -45,8 +46,8 @@ struct CpuBlock {
     shared: PerCpu,
 }
 
-/// Bytes each CPU's block keeps for the CPU-local variables of the layers above
-/// (`cpu_local`; the scheduler's two take under 200).
+/// Bytes each CPU's block keeps for the CPU-local variables of every module
+/// (`cpu_local`; the scheduler's two and the counters take 208 together).
 pub const UPPER_AREA_BYTES: usize = 1024;
 
 /// This CPU's copy of the CPU-local variables (`cpu_local`): in the CPU's own block, next to
@@ -87,10 +88,6 @@ pub struct PerCpu {
     pub online: AtomicBool,
     /// This CPU's LAPIC timer and interrupt counters (kept by `lapic`).
     pub lapic: super::lapic::CpuLapic,
-    /// IPIs taken on vector 49.
-    pub ipis_received: AtomicU64,
-    /// Device interrupts handled on this CPU.
-    pub device_interrupts: AtomicU64,
     /// This CPU's view of the CPU it watches for hard lockups (written only by this CPU).
     pub lockup: super::lockup::Watch,
     /// This CPU's one-shot timer state (tickless mode).
@@ -101,9 +98,6 @@ pub struct PerCpu {
     pub tlb: super::tlb::Inbox,
     /// `IoPorts` revocations aimed at this CPU, and its I/O bitmap figures.
     pub io_revoke: super::io_bitmap::RevokeInbox,
-    /// Entries from ring 3 counted on each entry path: `syscall`, and the `int 0x80` gate.
-    pub syscall_entries: AtomicU64,
-    pub int80_entries: AtomicU64,
 }
 
 /// Byte offsets the assembly entry stubs rely on.
@@ -148,15 +142,11 @@ impl CpuBlock {
                 x2apic_ldr: AtomicU32::new(0),
                 online: AtomicBool::new(false),
                 lapic: super::lapic::CpuLapic::new(),
-                ipis_received: AtomicU64::new(0),
-                device_interrupts: AtomicU64::new(0),
                 lockup: super::lockup::Watch::new(),
                 oneshot: super::oneshot::Oneshot::new(),
                 mailbox: Mailbox::new(),
                 tlb: super::tlb::Inbox::new(),
                 io_revoke: super::io_bitmap::RevokeInbox::new(),
-                syscall_entries: AtomicU64::new(0),
-                int80_entries: AtomicU64::new(0),
             },
         }
     }
@@ -406,6 +396,7 @@ pub fn current_index_or_boot() -> u32 {
 }
 
 /// CPU `index`'s shared part, if that CPU was set up.
+#[inline]
 pub fn cpu(index: u32) -> Option<&'static PerCpu> {
     let p = CPUS.get(index as usize)?.load(Ordering::Acquire);
     // SAFETY: non-null entries point at installed 'static blocks; only the shared (Sync)
@@ -425,6 +416,7 @@ pub fn online() -> impl Iterator<Item = &'static PerCpu> {
 
 /// Points this CPU's ring-0 entry stack (TSS.RSP0 for interrupts, the `syscall` stack) at
 /// `top`: the kernel stack of the thread about to run in ring 3.
+#[inline]
 pub fn set_kernel_stack(guard: &IrqGuard, top: u64) {
     let me = local(guard);
     me.kernel_stack_top.set(top);

@@ -51,6 +51,7 @@ impl Mailbox {
     }
 
     /// Ping requests this CPU's handler acknowledged.
+    #[cfg(feature = "scenarios")]
     pub fn pings_acked(&self) -> u64 {
         self.ping_acks.load(Ordering::Acquire)
     }
@@ -67,11 +68,16 @@ impl Default for Mailbox {
 pub static PINGS_SENT: [AtomicU64; percpu::MAX_CPUS] =
     [const { AtomicU64::new(0) }; percpu::MAX_CPUS];
 
+crate::cpu_local! {
+    /// IPIs each CPU took on vector 49.
+    pub static IPIS_RECEIVED: AtomicU64 = AtomicU64::new(0);
+}
+
 /// Vector 49: acknowledge pings (so the sender's round trip completes), close I/O ports an
 /// `IoPorts` release revoked, and wake the idle loop for posted work.
 pub fn ipi_interrupt(token: InService, cpu: &IrqGuard) {
+    IPIS_RECEIVED.get(cpu).fetch_add(1, Ordering::Relaxed);
     let me = percpu::current(cpu);
-    me.ipis_received.fetch_add(1, Ordering::Relaxed);
     super::io_bitmap::serve(cpu);
     let requested = me.mailbox.ping_requests.load(Ordering::Acquire);
     me.mailbox.ping_acks.store(requested, Ordering::Release);
@@ -81,6 +87,7 @@ pub fn ipi_interrupt(token: InService, cpu: &IrqGuard) {
 }
 
 /// How the sender waits for a ping's acknowledgement.
+#[cfg(feature = "scenarios")]
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum PingWait {
     /// A tight poll without PAUSE: the lowest latency when every vCPU has a host CPU (the
@@ -93,6 +100,7 @@ pub enum PingWait {
 }
 
 /// A ping not acknowledged within this is lost.
+#[cfg(feature = "scenarios")]
 static PING_TIMEOUT_NS: AtomicU64 = AtomicU64::new(5_000_000_000);
 
 /// Sets how long a ping may stay unacknowledged before it counts as lost (default 5 s;
@@ -103,7 +111,9 @@ pub fn set_ping_timeout_ms(ms: u64) {
 }
 
 /// Sends one ping IPI from this CPU to `target` and waits for its handler to acknowledge it.
-/// Returns the round trip in TSC ticks, or `None` on timeout.
+/// Returns the round trip in TSC ticks, or `None` on timeout. Only the scenarios ping: the
+/// kernel's own IPI 49s are wake-ups and revocations, which wait for no acknowledgement.
+#[cfg(feature = "scenarios")]
 pub fn ping(target: &PerCpu, wait: PingWait) -> Option<u64> {
     let apic_id = ApicId::new(target.apic_id.load(Ordering::Acquire));
     let mailbox = &target.mailbox;
@@ -114,7 +124,6 @@ pub fn ping(target: &PerCpu, wait: PingWait) -> Option<u64> {
         log::error!("smp: cannot address cpu{} ({e:?})", target.index);
         return None;
     }
-    #[cfg(feature = "scenarios")]
     PINGS_SENT[percpu::current_index() as usize].fetch_add(1, Ordering::Relaxed);
     // Tight: no PAUSE at all (the benchmark); Polite: PAUSE from the first poll.
     let timeout_ns = PING_TIMEOUT_NS.load(Ordering::Relaxed);

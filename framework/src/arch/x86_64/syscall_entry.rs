@@ -56,6 +56,7 @@ extern "C" {
 }
 
 /// Where the `syscall` entry really is (read from the symbol, for evidence).
+#[cfg(feature = "scenarios")]
 pub fn entry_address() -> u64 {
     keel_syscall_entry as *const () as u64
 }
@@ -120,6 +121,7 @@ pub fn emulated_count() -> u64 {
 
 /// Ring-3 faults at the entry point that were not taken for a failed `syscall` (the thread
 /// was ended as for any fault).
+#[cfg(feature = "scenarios")]
 pub fn emulation_refused_count() -> u64 {
     EMULATION_REFUSED.load(core::sync::atomic::Ordering::Relaxed)
 }

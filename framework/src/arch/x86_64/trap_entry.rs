@@ -13,7 +13,7 @@ use spin::Once;
 
 use super::eoi::InService;
 use super::gdt::{IST_DOUBLE_FAULT, IST_MACHINE_CHECK, IST_NMI, KERNEL_CODE};
-use super::percpu::{self, IrqGuard, PerCpu};
+use super::percpu::{self, IrqGuard};
 use crate::upcall::TrapHandlers;
 
 /// LAPIC timer tick (fixed by the design).
@@ -320,7 +320,7 @@ macro_rules! trap_entry {
 #[inline(always)]
 pub fn dispatch<H: TrapHandlers>(frame: &mut TrapFrame) {
     if frame.vector == super::syscall_entry::SYSCALL_VECTOR {
-        count_entry(|me| &me.syscall_entries);
+        count_entry(|me| &me.syscall);
         super::syscall_entry::dispatch::<H>(frame);
         return;
     }
@@ -340,7 +340,7 @@ pub fn dispatch<H: TrapHandlers>(frame: &mut TrapFrame) {
         14 if super::usercopy::fixup_page_fault(frame) => {}
         0..=31 => crate::panic::fatal_exception(frame),
         keel_abi::SYSCALL_GATE_VECTOR if frame.from_user() => {
-            count_entry(|me| &me.int80_entries);
+            count_entry(|me| &me.int80);
             H::syscall(frame)
         }
         _ => {
@@ -357,13 +357,27 @@ pub fn dispatch<H: TrapHandlers>(frame: &mut TrapFrame) {
     }
 }
 
+/// Entries from ring 3 one CPU took, counted on each entry path.
+pub struct EntryCounts {
+    /// Through the `syscall` instruction.
+    pub syscall: AtomicU64,
+    /// Through the `int 0x80` gate.
+    pub int80: AtomicU64,
+}
+
+crate::cpu_local! {
+    /// Each CPU's entries from ring 3.
+    pub static ENTRY_COUNTS: EntryCounts =
+        EntryCounts { syscall: AtomicU64::new(0), int80: AtomicU64::new(0) };
+}
+
 /// Counts an entry from ring 3 on this CPU (before the system call may enable interrupts).
 #[inline]
-fn count_entry(counter: impl FnOnce(&PerCpu) -> &AtomicU64) {
+fn count_entry(counter: impl FnOnce(&EntryCounts) -> &AtomicU64) {
     // SAFETY: called first thing in `trap_dispatch`, entered through an interrupt gate or the
     // `syscall` stub (SFMASK clears IF); the guard is gone before the call is handled.
     let cpu = unsafe { IrqGuard::interrupts_already_off() };
-    counter(percpu::current(&cpu)).fetch_add(1, Ordering::Relaxed);
+    counter(ENTRY_COUNTS.get(&cpu)).fetch_add(1, Ordering::Relaxed);
 }
 
 /// Interrupt vectors (not exceptions, not system calls), with the handler's guard. Each

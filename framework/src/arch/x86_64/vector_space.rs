@@ -170,6 +170,7 @@ pub fn can_retire() -> bool {
 }
 
 /// Retired vectors not released yet.
+#[cfg(feature = "scenarios")]
 pub fn retired_pending() -> u64 {
     with_space(|s| s.retired.iter().flatten().count() as u64)
 }

@@ -50,7 +50,7 @@ pub(super) const BREAKS: &[Break] = &[
         name: "dma-translation-never-enabled",
         what: "the root table is allocated but no unit is pointed at it nor has translation turned on: device DMA reaches physical memory",
         edits: &[Edit {
-            file: "framework/src/arch/x86_64/iommu/dma.rs",
+            file: "framework/src/arch/x86_64/iommu/vtd_dma.rs",
             find: "let start = unit.enable_translation(root_phys)?;",
             replace: "let start = keel_iommu::dma::TranslationStart::default();",
         }],
@@ -94,7 +94,7 @@ pub(super) const BREAKS: &[Break] = &[
         name: "dma-faults-not-delivered",
         what: "DMA faults are counted and logged but never kept for the driver holding the device: DeviceMemoryDmaFaults reports none",
         edits: &[Edit {
-            file: "framework/src/arch/x86_64/iommu/dma.rs",
+            file: "framework/src/arch/x86_64/iommu/vtd_dma.rs",
             find: "            h.faults += 1;\n            h.last = Some(f);\n",
             replace: "            let _ = h;\n",
         }],
@@ -105,7 +105,7 @@ pub(super) const BREAKS: &[Break] = &[
         name: "dma-faults-outlive-holder",
         what: "a driver's release of its device does not let go of the function's fault record: the next holder is shown the previous one's faults",
         edits: &[Edit {
-            file: "framework/src/arch/x86_64/iommu/dma.rs",
+            file: "framework/src/arch/x86_64/iommu/vtd_dma.rs",
             find: "            h.holders -= 1;\n",
             replace: "            let _ = h;\n",
         }],

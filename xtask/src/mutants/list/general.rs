@@ -137,6 +137,40 @@ pub(super) const BREAKS: &[Break] = &[
         proofs: &["interrupt-grant-remote"],
         accel: Accel::Tcg,
     },
+    // The counters each module keeps in its own `cpu_local!` variable
+    Break {
+        name: "syscall-entry-counted-as-int80",
+        what: "the trap entry counts `syscall` entries in the int 0x80 counter of its CPU-local entry counts",
+        edits: &[Edit {
+            file: "framework/src/arch/x86_64/trap_entry.rs",
+            find: "count_entry(|me| &me.syscall);",
+            replace: "count_entry(|me| &me.int80);",
+        }],
+        proofs: &["interrupt-grant"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "device-interrupt-counted-on-boot-cpu",
+        what: "every device interrupt is counted in CPU 0's DEVICE_INTERRUPTS, whichever CPU took it",
+        edits: &[Edit {
+            file: "framework/src/arch/x86_64/ioapic.rs",
+            find: "DEVICE_INTERRUPTS.get(cpu).fetch_add(1, Ordering::Relaxed);",
+            replace: "DEVICE_INTERRUPTS.of(0).fetch_add(1, Ordering::Relaxed);",
+        }],
+        proofs: &["interrupt-grant"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "ipi-received-not-counted",
+        what: "the IPI 49 handler does not count what it received in its CPU-local IPIS_RECEIVED",
+        edits: &[Edit {
+            file: "framework/src/arch/x86_64/smp.rs",
+            find: "IPIS_RECEIVED.get(cpu).fetch_add(1, Ordering::Relaxed);",
+            replace: "IPIS_RECEIVED.get(cpu).fetch_add(0, Ordering::Relaxed);",
+        }],
+        proofs: &["interrupt-grant-remote"],
+        accel: Accel::Tcg,
+    },
     // Ecosystem: example kernel
     Break {
         name: "example-skips-sipi",

@@ -301,6 +301,7 @@ pub fn entry(device_id: u16, index: u16) -> Option<Result<AmdIrte, AmdIrteError>
 }
 
 /// The raw quadwords of entry `index` of `device_id`'s table (for the trace cross-check).
+#[cfg(feature = "scenarios")]
 pub fn raw_entry(device_id: u16, index: u16) -> Option<[u64; 2]> {
     with(|r| {
         let table = *r.tables.get(&device_id)?;

@@ -29,12 +29,14 @@ pub fn revoked_frame(frame: u64) {
 }
 
 /// The frames mapped for DMA so far (at most the first [`WATCHED_KEPT`]).
+#[cfg(feature = "scenarios")]
 pub fn mapped_frames() -> impl Iterator<Item = u64> {
     let count = MAPPED_COUNT.load(Ordering::Relaxed).min(WATCHED_KEPT);
     MAPPED.iter().take(count).map(|slot| slot.load(Ordering::Relaxed))
 }
 
 /// How many unpinned frames revocation found still allocated.
+#[cfg(feature = "scenarios")]
 pub fn revoked_before_free() -> usize {
     REVOKED_BEFORE_FREE.load(Ordering::Relaxed)
 }

@@ -6,8 +6,8 @@
 //! unit completed its invalidations (so the pages may be unpinned and freed then), and
 //! pinning answered from the live mappings.
 
-use super::dma::Translation;
 use super::domain::DmaError;
+use super::vtd_dma::Translation;
 use super::vtd_unit::Unit;
 
 /// A driver's request to map its own pages for one PCI function's DMA.

@@ -1,4 +1,4 @@
-//! Intel VT-d interrupt remapping, and DMA remapping on top of it (`dma.rs`: translation on,
+//! Intel VT-d interrupt remapping, and DMA remapping on top of it (`vtd_dma.rs`: translation on,
 //! default deny, faults; `domain.rs`: drivers' DMA domains).
 //!
 //! With remapping on, an IOAPIC entry or MSI address no longer names a CPU: it carries an
@@ -18,11 +18,11 @@
 
 #[cfg(feature = "scenarios")]
 pub mod death_watch;
-mod dma;
 mod dma_domain;
 mod dma_remapping;
 mod domain;
 mod queue;
+mod vtd_dma;
 mod vtd_registers;
 mod vtd_unit;
 
@@ -74,7 +74,7 @@ struct Remapper {
     ir_backlog: [Option<FaultRecord>; IR_BACKLOG],
     ir_backlog_len: usize,
     /// DMA remapping (default deny), when every unit took it.
-    dma: Option<dma::Translation>,
+    dma: Option<vtd_dma::Translation>,
 }
 
 /// Interrupt-remapping faults the tick poll holds for the next collection (more are counted
@@ -217,7 +217,7 @@ fn try_init(
         );
     }
     // DMA translation after interrupt remapping: it uses the queue that sequence started.
-    let dma = match dma::Translation::enable(&mut units, coherent) {
+    let dma = match vtd_dma::Translation::enable(&mut units, coherent) {
         Ok(t) => {
             // Fault events to this (the boot) CPU; the tick poll stays as the backstop.
             let bsp = super::percpu::with_current(|me| me.apic_id.load(Ordering::Acquire));
@@ -443,6 +443,7 @@ pub fn gsi_index(gsi: u32) -> Option<u16> {
 
 /// An index no source uses (its entry is not present): the last one, when the plan leaves it
 /// free. The fault self-test points a request at it.
+#[cfg(feature = "scenarios")]
 pub fn unused_index() -> Option<u16> {
     with(|r| {
         (r.plan.gsis + r.plan.msi_handles < r.plan.entries).then(|| (r.plan.entries - 1) as u16)
@@ -452,6 +453,7 @@ pub fn unused_index() -> Option<u16> {
 
 /// Reads and clears every unit's fault records and returns them, without counting them as
 /// unexpected (the fault self-test provokes one on purpose).
+#[cfg(feature = "scenarios")]
 pub fn take_faults() -> Vec<FaultRecord> {
     with(|r| {
         let mut taken = Vec::new();

@@ -126,7 +126,7 @@ impl Unit {
         let capability = self.dma_capability();
         let Unit { regs, queue, .. } = self;
         dma::enable_translation(regs, root_phys, capability, |r: &mut Registers| {
-            for descriptor in super::dma::global_invalidations(capability) {
+            for descriptor in super::vtd_dma::global_invalidations(capability) {
                 queue.submit(r, descriptor)?;
             }
             Ok(())
