@@ -104,11 +104,14 @@ pub fn route_and_count(
             ioapic::DEVICE_INTERRUPTS.of(target.index).load(Ordering::Acquire) - target_before,
         )
     };
+    // The pair reported is one that agreed when read (or the last one read): an interrupt
+    // still in flight could land between a later pair's two loads.
+    let mut seen = counts();
     fw::time::spin_until(0, 1_000_000_000, || {
-        let (count, on_target) = counts();
-        count == on_target
+        seen = counts();
+        seen.0 == seen.1
     });
-    let (count, on_target) = counts();
+    let (count, on_target) = seen;
     ev!("rtc.gsi", route.gsi);
     ev!("rtc.vector", vector);
     ev!("rtc.cpu", target.index);
