@@ -113,7 +113,13 @@ pub fn bring_up(platform: &'static Platform, cmdline: &CommandLine) -> System {
         msi_sources,
         cmdline.get("iommu") != Some("off"),
     );
-    amdvi::init(&ioapic::ids(), cmdline.get("iommu") != Some("off"));
+    // Scenarios only: an IVRS EFR image that disagrees with the unit, as buggy firmware
+    // writes one (the kernel must go by the register).
+    #[cfg(feature = "scenarios")]
+    let efr_image = cmdline.get_u64("ivrs_efr_image").ok().flatten();
+    #[cfg(not(feature = "scenarios"))]
+    let efr_image = None;
+    amdvi::init(&ioapic::ids(), cmdline.get("iommu") != Some("off"), efr_image);
     percpu::with_current(|me| me.online.store(true, Ordering::Release));
     x86_64::instructions::interrupts::enable();
     ev!("lapic.isr_readable", if lapic::probe_isr() { "yes" } else { "no" });

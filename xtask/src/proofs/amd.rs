@@ -377,7 +377,9 @@ pub fn proofs() -> Vec<Proof> {
             "ga",
             RTC,
             false,
-        ),
+        )
+        .check(eq("iommu.amd.0.efr", "0x29d7"))
+        .check(eq("iommu.amd.0.efr_agrees", "yes")),
         amd_iommu_checks(
             amd_smp(
                 "amd-rome-iommu-xapic",
@@ -391,6 +393,25 @@ pub fn proofs() -> Vec<Proof> {
             RTC,
             false,
         ),
+        // Firmware whose IVRS claims XT for a unit without it (the image of an xtsup=on
+        // unit on an xtsup=off one): the register decides, so the entries stay legacy.
+        amd_iommu_checks(
+            amd_smp(
+                "amd-efr-mismatch",
+                "EPYC-Rome, x2APIC, AMD IOMMU without XT whose IVRS EFR image claims XT: the register decides",
+                epyc("EPYC-Rome", true),
+                "x2apic",
+            )
+            .qemu_extra(AMD_IOMMU_NO_XT)
+            .args("ivrs_efr_image=0x29d7"),
+            "no",
+            "legacy",
+            RTC,
+            false,
+        )
+        .check(eq("iommu.amd.0.efr", "0x29d3"))
+        .check(eq("iommu.amd.0.efr_image", "0x29d7"))
+        .check(eq("iommu.amd.0.efr_agrees", "no")),
         amd_smp(
             "amd-milan",
             "EPYC-Milan, x2APIC, no IOMMU: ticks, IPIs, RTC via IOAPIC",

@@ -57,7 +57,7 @@ pub(super) const BREAKS: &[Break] = &[
             find: "let efr = Efr(regs.extended_features());",
             replace: "let efr = Efr(unit.efr_image.unwrap_or(regs.control()));",
         }],
-        proofs: &["amd-rome-iommu"],
+        proofs: &["amd-efr-mismatch"],
         accel: Accel::Tcg,
     },
     Break {

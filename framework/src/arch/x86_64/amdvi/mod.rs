@@ -42,7 +42,9 @@ pub fn evidence() {
 /// Discovers the AMD IOMMUs the IVRS lists, reports them (`iommu.amd.*` evidence) and
 /// brings them up: with interrupt remapping when `remap_allowed` and there is one unit.
 /// `ioapic_ids` are the MADT's IOAPICs, whose requester ids the IVRS must name.
-pub fn init(ioapic_ids: &[u8], remap_allowed: bool) {
+/// `efr_image_override` replaces every type-0x11/0x40 block's EFR image (the scenarios'
+/// stand-in for firmware whose table disagrees with the unit).
+pub fn init(ioapic_ids: &[u8], remap_allowed: bool, efr_image_override: Option<u64>) {
     let Some(bytes) = crate::acpi::ivrs() else {
         ev!("iommu.amd.ivrs", "none");
         return;
@@ -66,7 +68,12 @@ pub fn init(ioapic_ids: &[u8], remap_allowed: bool) {
         ivrs.info.efr_supported(),
         ivrs.info.pa_size()
     );
-    let units: Vec<_> = ivrs.preferred_units().collect();
+    let mut units: Vec<_> = ivrs.preferred_units().collect();
+    if let Some(image) = efr_image_override {
+        for unit in units.iter_mut().filter(|u| u.efr_image.is_some()) {
+            unit.efr_image = Some(image);
+        }
+    }
     ev!("iommu.amd.units", units.len());
     let remap = remap_allowed && units.len() == 1 && super::iommu::mode().is_none();
     if !remap {
@@ -100,6 +107,12 @@ pub fn init(ioapic_ids: &[u8], remap_allowed: bool) {
             );
         }
         ev!(("iommu.amd.{i}.efr"), format_args!("{:#x}", efr.0));
+        if let Some(image) = unit.efr_image {
+            // Firmware may describe the unit wrongly (Linux reports an "EFR mismatch"); the
+            // features used are those both the table and the register grant.
+            ev!(("iommu.amd.{i}.efr_image"), format_args!("{image:#x}"));
+            ev!(("iommu.amd.{i}.efr_agrees"), if image == efr.0 { "yes" } else { "no" });
+        }
         if i == 0 {
             ev!("iommu.amd.xt", if live.xt && features.xt { "yes" } else { "no" });
             ev!("iommu.amd.ga", if live.ga && features.ga { "yes" } else { "no" });
