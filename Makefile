@@ -1,7 +1,7 @@
 # Thin aliases for `cargo xtask`; everything real lives in xtask/.
 export QEMU_FLAGS KEEL_APPEND KEEL_ACCEL KEEL_KERNEL KEEL_USER_DIR
 
-.PHONY: all build run debug test test-scale test-hostile test-soak test-firmware test-bochs iso bench bench-compare proofs check mutants fuzz
+.PHONY: all build run debug test test-scale test-periodic test-hostile test-soak test-firmware test-bochs iso bench bench-compare proofs check mutants fuzz
 all: build
 build:
 	cargo xtask build
@@ -14,6 +14,10 @@ test:
 	cargo xtask test
 test-scale:
 	cargo xtask test-scale
+# Every proof of `make test` that chooses no timer mode, with the periodic tick instead of
+# the tickless default.
+test-periodic:
+	cargo xtask test --no-host-tests --timer periodic
 # The long hostile proofs (10^6-submission fuzzing), kept out of `make test`.
 test-hostile:
 	cargo xtask test-hostile

@@ -19,7 +19,7 @@ commands:
   debug [--proof NAME]       like run, but QEMU waits for gdb on :1234 (-s -S); writes
                              target/keel.gdb (symbols, breaks at _start32 and kernel_entry);
                              in another terminal: gdb -x target/keel.gdb
-  test [--filter SUBSTR] [--jobs N] [--no-host-tests]
+  test [--filter SUBSTR] [--jobs N] [--no-host-tests] [--timer periodic|tickless]
                              host unit tests, then every proof in parallel
   test-scale [--filter SUBSTR] [--jobs N]
                              proofs on large machines (288 and 1,024 vCPUs, xAPIC at 255, panic
@@ -111,11 +111,13 @@ pub enum Cmd {
         proof: Option<String>,
     },
     /// `long`: the long proofs (`test-hostile`) instead of the default set.
+    /// `timer`: every proof whose command line names no `timer=` gets `timer=<mode>`.
     Test {
         filter: Option<String>,
         jobs: Option<usize>,
         host_tests: bool,
         long: bool,
+        timer: Option<String>,
     },
     TestScale {
         filter: Option<String>,
@@ -169,8 +171,12 @@ pub fn parse(args: &[String]) -> Result<Cmd> {
     let mut cmd = match cmd.as_str() {
         "build" => Cmd::Build { image: None },
         "run" => Cmd::Run { proof: None, accel: None, append: vec![], timeout: None },
-        "test" => Cmd::Test { filter: None, jobs: None, host_tests: true, long: false },
-        "test-hostile" => Cmd::Test { filter: None, jobs: None, host_tests: false, long: true },
+        "test" => {
+            Cmd::Test { filter: None, jobs: None, host_tests: true, long: false, timer: None }
+        }
+        "test-hostile" => {
+            Cmd::Test { filter: None, jobs: None, host_tests: false, long: true, timer: None }
+        }
         "test-scale" => Cmd::TestScale { filter: None, jobs: None },
         "test-soak" => Cmd::TestSoak { filter: None, jobs: None },
         "test-firmware" => Cmd::TestFirmware { filter: None, jobs: None },
@@ -229,6 +235,13 @@ pub fn parse(args: &[String]) -> Result<Cmd> {
                 })?)
             }
             (Cmd::Test { host_tests, .. }, "--no-host-tests") => *host_tests = false,
+            (Cmd::Test { timer, .. }, "--timer") => {
+                let mode = value()?;
+                if !["periodic", "tickless"].contains(&mode.as_str()) {
+                    bail!("--timer wants periodic or tickless, not {mode:?}");
+                }
+                *timer = Some(mode)
+            }
             (Cmd::PackageCheck { allow_dirty, .. }, "--allow-dirty") => *allow_dirty = true,
             (Cmd::PackageCheck { msrv, .. }, "--msrv") => *msrv = true,
             (Cmd::BenchCompare(o), "--quick") => o.quick = true,
@@ -310,11 +323,17 @@ mod tests {
         );
         assert_eq!(
             p("test --filter smp -j 1").unwrap(),
-            Cmd::Test { filter: Some("smp".into()), jobs: Some(1), host_tests: true, long: false }
+            Cmd::Test {
+                filter: Some("smp".into()),
+                jobs: Some(1),
+                host_tests: true,
+                long: false,
+                timer: None
+            }
         );
         assert_eq!(
             p("test-hostile -j 1").unwrap(),
-            Cmd::Test { filter: None, jobs: Some(1), host_tests: false, long: true }
+            Cmd::Test { filter: None, jobs: Some(1), host_tests: false, long: true, timer: None }
         );
         assert_eq!(
             p("test-soak --filter memory -j 1").unwrap(),

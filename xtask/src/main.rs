@@ -102,14 +102,14 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode> {
             None,
             true,
         ),
-        Cmd::Test { filter, jobs, host_tests, long } => {
-            test(filter, jobs, host_tests, Suite { long, ..Suite::DEFAULT })
+        Cmd::Test { filter, jobs, host_tests, long, timer } => {
+            test(filter, jobs, host_tests, Suite { long, ..Suite::DEFAULT }, timer.as_deref())
         }
         Cmd::TestScale { filter, jobs } => {
-            test(filter, jobs, false, Suite { scale: true, ..Suite::DEFAULT })
+            test(filter, jobs, false, Suite { scale: true, ..Suite::DEFAULT }, None)
         }
         Cmd::TestSoak { filter, jobs } => {
-            test(filter, jobs, false, Suite { soak: true, ..Suite::DEFAULT })
+            test(filter, jobs, false, Suite { soak: true, ..Suite::DEFAULT }, None)
         }
         Cmd::TestFirmware { filter, jobs } => test_firmware(filter, jobs),
         Cmd::Iso { out, release } => make_iso(out, release),
@@ -576,6 +576,7 @@ fn test(
     jobs: Option<usize>,
     host_tests: bool,
     suite: Suite,
+    timer: Option<&str>,
 ) -> Result<ExitCode> {
     let scale = suite.scale;
     bootstrap::ensure_qemu()?;
@@ -583,7 +584,15 @@ fn test(
         println!("xtask: host unit tests");
         builder::host_tests()?;
     }
-    let selected = select(filter.as_deref(), suite);
+    let mut selected = select(filter.as_deref(), suite);
+    if let Some(mode) = timer {
+        // The other timer mode for every proof that does not choose one itself.
+        for p in selected.iter_mut() {
+            if !p.cmdline.split_whitespace().any(|w| w.starts_with("timer=")) {
+                p.cmdline = format!("{} timer={mode}", p.cmdline).trim_start().to_string();
+            }
+        }
+    }
     let started = std::time::Instant::now();
     if selected.is_empty() {
         bail!("no proof matches {:?}", filter.unwrap_or_default());
