@@ -38,6 +38,7 @@
 #include <unistd.h>
 
 int bench_nvme(size_t reads, int qd, int threads, const char *metric);
+void print_samples_then_sort(const char *metric, uint64_t *v, size_t n);
 
 #define WARMUP 200
 
@@ -70,14 +71,20 @@ static int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* Print samples (in measurement order), then median/p99 with the same index rule as Keel. */
-static void report(const char *metric, uint64_t *v, size_t n)
+/* The SAMPLES line (in measurement order) the plots read; then `v` sorted for percentiles. */
+void print_samples_then_sort(const char *metric, uint64_t *v, size_t n)
 {
 	printf("SAMPLES %s", metric);
 	for (size_t i = 0; i < n; i++)
 		printf(" %llu", (unsigned long long)v[i]);
 	printf("\n");
 	qsort(v, n, sizeof(*v), cmp_u64);
+}
+
+/* Print samples (in measurement order), then median/p99 with the same index rule as Keel. */
+static void report(const char *metric, uint64_t *v, size_t n)
+{
+	print_samples_then_sort(metric, v, n);
 	printf("RESULT %s.samples=%zu\n", metric, n);
 	printf("RESULT %s.median_cycles=%llu\n", metric, (unsigned long long)v[(n - 1) * 50 / 100]);
 	printf("RESULT %s.p99_cycles=%llu\n", metric, (unsigned long long)v[(n - 1) * 99 / 100]);
@@ -324,11 +331,7 @@ static void sleep_lateness(uint64_t ms, size_t n, const char *suffix)
 			v[i - 5] = took > asked ? took - asked : 0;
 		}
 	}
-	printf("SAMPLES %s", metric);
-	for (size_t i = 0; i < n; i++)
-		printf(" %llu", (unsigned long long)v[i]);
-	printf("\n");
-	qsort(v, n, sizeof(*v), cmp_u64);
+	print_samples_then_sort(metric, v, n);
 	printf("RESULT %s.samples=%zu\n", metric, n);
 	printf("RESULT %s.early=%llu\n", metric, (unsigned long long)early);
 	printf("RESULT %s.median_ns=%llu\n", metric, (unsigned long long)v[(n - 1) * 50 / 100]);

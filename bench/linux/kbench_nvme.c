@@ -194,16 +194,13 @@ static void *reader(void *arg)
 	return NULL;
 }
 
-static int cmp64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-	return x < y ? -1 : x > y;
-}
-
 static double secs(struct timespec t)
 {
 	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
+
+/* kbench.c: the SAMPLES line, then the samples sorted. */
+void print_samples_then_sort(const char *metric, uint64_t *v, size_t n);
 
 int bench_nvme(size_t reads, int qd, int threads, const char *metric)
 {
@@ -256,11 +253,7 @@ int bench_nvme(size_t reads, int qd, int threads, const char *metric)
 		if (secs(j->end) > end)
 			end = secs(j->end);
 	}
-	printf("SAMPLES %s", metric);
-	for (size_t i = 0; i < done; i++)
-		printf(" %llu", (unsigned long long)lat[i]);
-	printf("\n");
-	qsort(lat, done, sizeof(*lat), cmp64);
+	print_samples_then_sort(metric, lat, done);
 	printf("RESULT %s.threads=%d\n", metric, n);
 	printf("RESULT %s.qd=%d\n", metric, qd);
 	printf("RESULT %s.device_blocks=%llu\n", metric, (unsigned long long)(bytes / BLOCK));

@@ -275,13 +275,7 @@ fn draw(
             .legend(move |(x, y)| PathElement::new([(x, y), (x + 14, y)], color.stroke_width(2)));
         chart.draw_series(pts.into_iter().map(|p| Circle::new(p, 4, color.filled())))?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .label_font(("sans-serif", 13))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()?;
+    super::plot::draw_legend(&mut chart)?;
     root.present()?;
     Ok(())
 }
@@ -317,6 +311,23 @@ mod tests {
         assert_eq!(s[0], ("Keel QD1".to_string(), vec![(1, 100), (2, 150), (4, 250)]));
         assert_eq!(s[1].1, vec![]);
         assert_eq!(s[2], ("Linux QD1".to_string(), vec![(1, 10), (2, 15), (4, 25)]));
+    }
+
+    /// The IOPS plot renders with its legend and is written.
+    #[test]
+    fn iops_plot_written() {
+        if !Path::new(super::super::plot::FONT.0).exists() {
+            eprintln!("font not installed (make bench-compare installs it); skipping");
+            return;
+        }
+        let figs = [
+            fig("nvme_randread_qd1_q1_iops", 2, 100, 10),
+            fig("nvme_randread_qd1_percpu_iops", 4, 250, 25),
+        ];
+        let dir = std::env::temp_dir().join(format!("xtask-nvme-plot-{}", std::process::id()));
+        let out = plot_iops(&figs, &dir).expect("the plot was not written");
+        assert!(std::fs::metadata(&out).unwrap().len() > 5_000);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -17,7 +17,8 @@ const LINUX_DARK: RGBColor = RGBColor(130, 20, 20);
 const KEEL: RGBColor = RGBColor(40, 90, 200);
 
 /// The TTF the plots' text is drawn with, and the Debian package that ships it.
-const FONT: (&str, &str) = ("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", "fonts-dejavu-core");
+pub(super) const FONT: (&str, &str) =
+    ("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", "fonts-dejavu-core");
 
 /// Registers the font as `sans-serif` for every plot (once per process).
 pub(super) fn register_font() -> Result<(), String> {
@@ -139,6 +140,15 @@ fn plot_one(f: &Figure, path: &Path) -> Result<(), Box<dyn std::error::Error>> {
             }
         }
     }
+    draw_legend(&mut chart)?;
+    root.present()?;
+    Ok(())
+}
+
+/// The legend every chart here carries: upper right, on a light box.
+pub(super) fn draw_legend<'a, CT: plotters::coord::CoordTranslate>(
+    chart: &mut ChartContext<'a, BitMapBackend<'a>, CT>,
+) -> Result<(), Box<dyn std::error::Error>> {
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::UpperRight)
@@ -146,7 +156,6 @@ fn plot_one(f: &Figure, path: &Path) -> Result<(), Box<dyn std::error::Error>> {
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .draw()?;
-    root.present()?;
     Ok(())
 }
 
