@@ -279,7 +279,7 @@ pub(super) const BREAKS: &[Break] = &[
         edits: &[Edit {
             file: "kernel/src/object/cap.rs",
             find: "Method::Release => process::release_cap(p, cap).map(|()| {",
-            replace: "Method::Release => irqs_off(|| p.caps.lock().get(cap).map(|_| ())).map_err(Status::from).map(|()| {",
+            replace: "Method::Release => p.caps.lock().get(cap).map(|_| ()).map_err(Status::from).map(|()| {",
         }],
         proofs: &["soak-processes"],
         accel: Accel::Tcg,
