@@ -175,6 +175,8 @@ fn wait_sole_holder(p: &Arc<Process>) {
         }
         core::hint::spin_loop();
     }
+    // The last reference may have gone with the last thread, still being freed on its CPU.
+    crate::task::sched::wait_reaps_done();
 }
 
 /// Whether some not-yet-started program waits for `name` (so the loop must go start it).

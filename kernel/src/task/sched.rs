@@ -66,6 +66,9 @@ pub struct CpuSched {
     /// Tickless: when the running thread's slice ends (ns since boot; one tick period after
     /// it was switched in).
     slice_end_ns: AtomicU64,
+    /// Set while this CPU's scheduler context reaps an exited thread and drops it: from
+    /// before the reap until the thread's memory is freed (see [`wait_reaps_done`]).
+    reaping: AtomicBool,
 }
 
 impl CpuSched {
@@ -82,6 +85,7 @@ impl CpuSched {
             max_resched_delay_tsc: AtomicU64::new(0),
             wake_ipis: AtomicU64::new(0),
             slice_end_ns: AtomicU64::new(0),
+            reaping: AtomicBool::new(false),
         }
     }
 }
@@ -236,13 +240,24 @@ pub fn schedule_once() -> bool {
     // Back to the kernel tables: the process's must not stay loaded once it may be destroyed.
     paging::load_kernel_space();
     process.resident.remove(me.index);
-    let thread = local.current.take().expect("thread was current");
-    match thread.state() {
-        ThreadState::Exited => super::process::reap(&thread),
-        _ if thread.requeue.swap(false, Ordering::AcqRel) => {
-            thread.set_state(ThreadState::Runnable);
+    // The reference `current` held; the one popped from the run queue goes now, so that an
+    // exited thread is freed where `reaping` says so.
+    let current = local.current.take().expect("thread was current");
+    drop(thread);
+    match current.state() {
+        ThreadState::Exited => {
+            // The process may be destroyed here and its last reference go with the thread:
+            // whoever waits for that sees `reaping` until the thread is freed.
+            let sched = SCHED.get(&cpu);
+            sched.reaping.store(true, Ordering::SeqCst);
+            super::process::reap(&current);
+            drop(current);
+            sched.reaping.store(false, Ordering::Release);
+        }
+        _ if current.requeue.swap(false, Ordering::AcqRel) => {
+            current.set_state(ThreadState::Runnable);
             // Its home may have changed (affinity): queue it there.
-            enqueue(thread);
+            enqueue(current);
         }
         _ => {}
     }
@@ -266,6 +281,19 @@ pub fn block_current() {
     let mut cpu = IrqGuard::new();
     let thread = SCHED_LOCAL.get(&cpu).current_thread().expect("blocking outside a thread");
     switch_out(&thread, &mut cpu);
+}
+
+/// Waits (bounded, 1 s) until no CPU is in the middle of reaping an exited thread, so that a
+/// process's last reference seen dropped also means its last thread's memory is freed (the
+/// thread holds the process, and drops that reference before its own allocation goes).
+pub fn wait_reaps_done() {
+    core::sync::atomic::fence(Ordering::SeqCst);
+    for cpu in percpu::all() {
+        let deadline = fw::time::now_ns() + 1_000_000_000;
+        while state_of(cpu).reaping.load(Ordering::Acquire) && fw::time::now_ns() < deadline {
+            core::hint::spin_loop();
+        }
+    }
 }
 
 /// Ends the current thread: never returns.
