@@ -289,10 +289,7 @@ pub fn block_current() {
 pub fn wait_reaps_done() {
     core::sync::atomic::fence(Ordering::SeqCst);
     for cpu in percpu::all() {
-        let deadline = fw::time::now_ns() + 1_000_000_000;
-        while state_of(cpu).reaping.load(Ordering::Acquire) && fw::time::now_ns() < deadline {
-            core::hint::spin_loop();
-        }
+        fw::time::spin_until(0, 1_000_000_000, || !state_of(cpu).reaping.load(Ordering::Acquire));
     }
 }
 
@@ -480,14 +477,7 @@ pub fn run_until(done: impl Fn() -> bool, timeout_ns: u64) -> bool {
 /// change (a process destroyed) and, with no tick, would otherwise see it only at its
 /// deadline. Periodic: nothing (the next tick polls).
 pub fn wake_boot_cpu() {
-    if !lapic::tickless() || percpu::current_index() == 0 {
-        return;
-    }
-    if let Some(boot) = percpu::cpu(0) {
-        let _ = lapic::send(
-            Ipi::fixed(IPI_VECTOR).to(ApicId::new(boot.apic_id.load(Ordering::Acquire))),
-        );
-    }
+    nudge(0);
 }
 
 /// Tickless: interrupts CPU `index` (another one) so that it passes its idle loop once more:

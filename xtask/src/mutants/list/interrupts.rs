@@ -55,7 +55,7 @@ pub(super) const BREAKS: &[Break] = &[
         name: "affinity-old-vector-released-at-switch",
         what: "a moved source's old vector is released at once instead of retired to its CPU",
         edits: &[Edit {
-            file: "kernel/src/object/interrupt.rs",
+            file: "kernel/src/object/interrupt/routing.rs",
             find: "        if !vector_space::retire(old_cpu, old_vector) {",
             replace: "        if vector_space::release(old_cpu, old_vector).is_err() {",
         }],
@@ -77,7 +77,7 @@ pub(super) const BREAKS: &[Break] = &[
         name: "affinity-route-not-recorded",
         what: "a move rewrites the hardware route but the kernel keeps the old CPU and vector",
         edits: &[Edit {
-            file: "kernel/src/object/interrupt.rs",
+            file: "kernel/src/object/interrupt/routing.rs",
             find: "        self.vector.store(vector, Ordering::Release);\n        self.cpu.store(target.index, Ordering::Release);\n",
             replace: "",
         }],
@@ -88,7 +88,7 @@ pub(super) const BREAKS: &[Break] = &[
         name: "affinity-absent-cpu-falls-back",
         what: "a move to a CPU that does not exist goes to CPU 0 instead of answering BadArgument",
         edits: &[Edit {
-            file: "kernel/src/object/interrupt.rs",
+            file: "kernel/src/object/interrupt/routing.rs",
             find: "            .filter(|c| c.online.load(Ordering::Acquire))\n            .ok_or(Status::BadArgument)?;",
             replace: "            .filter(|c| c.online.load(Ordering::Acquire))\n            .or_else(|| percpu::cpu(0))\n            .ok_or(Status::BadArgument)?;",
         }],
@@ -99,7 +99,7 @@ pub(super) const BREAKS: &[Break] = &[
         name: "affinity-armed-source-left-masked",
         what: "a move masks an armed source for the switch and never unmasks it (a completion held in the pending bit is never sent)",
         edits: &[Edit {
-            file: "kernel/src/object/interrupt.rs",
+            file: "kernel/src/object/interrupt/routing.rs",
             find: "        if armed {\n            self.mask_source(false);\n        }\n        self.moves.fetch_add",
             replace: "        self.moves.fetch_add",
         }],
