@@ -34,6 +34,10 @@ pub trait TrapHandlers {
 pub struct Upcalls {
     /// Tickless: arm this CPU's one-shot deadline for what the scheduler owes it.
     pub rearm_timer: fn(cpu: &IrqGuard),
+    /// IPI 49 arrived on this CPU (interrupts off, after its EOI): the kernel re-arms the
+    /// one-shot timer for a thread queued here and leaves an address space it kept for an
+    /// ending process.
+    pub wake_ipi: fn(cpu: &IrqGuard),
     /// The idle loop (interrupts off): run a thread if one is queued here; true if it did.
     pub schedule_once: fn() -> bool,
     /// The idle loop found nothing to do: halt until an interrupt (tickless: with nothing

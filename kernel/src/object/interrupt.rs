@@ -24,7 +24,7 @@
 use alloc::string::String;
 use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicU8, Ordering};
 
 use fw::sync::IrqSafeMutex;
 use keel_abi::{InterruptSource, Status};
@@ -99,8 +99,14 @@ pub struct InterruptObject {
 }
 
 static SOURCES: IrqSafeMutex<Vec<Arc<InterruptObject>>> = IrqSafeMutex::new(Vec::new());
-/// Sources by their matrix owner handle (`Owner(i)` is entry `i`).
-static BY_OWNER: IrqSafeMutex<Vec<Option<Arc<InterruptObject>>>> = IrqSafeMutex::new(Vec::new());
+/// Owner handles (and so sources) the kernel can create.
+const MAX_SOURCES: usize = 4096;
+/// Sources by their matrix owner handle (`Owner(i)` is entry `i`), read by every device
+/// interrupt without a lock. An entry is set once, when its source is created, and holds
+/// one strong reference for good (sources are never destroyed: the route outlives its
+/// holders), so a pointer read here is always to a live object.
+static BY_OWNER: [AtomicPtr<InterruptObject>; MAX_SOURCES] =
+    [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_SOURCES];
 static NEXT_OWNER: AtomicU32 = AtomicU32::new(0);
 
 /// Grants whose requested CPU had no free vector, so the source went to another CPU.
@@ -146,6 +152,9 @@ fn create(
     ioapic::reachable(ApicId::new(target.apic_id.load(Ordering::Acquire)))?;
     vector_space::set_owner_handler(on_vector);
     let owner = Owner(NEXT_OWNER.fetch_add(1, Ordering::Relaxed));
+    if owner.0 as usize >= MAX_SOURCES {
+        return Err("no interrupt source handle left");
+    }
     let (cpu, vector, apic_id) = place(target.index, owner)?;
     let intx_device = match &request {
         ManifestSource::Intx(dev, _) => Some(*dev),
@@ -218,15 +227,9 @@ fn create(
         pending_at_move: AtomicU64::new(0),
     });
     log::info!("irq: {} -> vector {:#x} of cpu{} (APIC ID {})", object.name, vector, cpu, apic_id);
-    {
-        SOURCES.lock().push(object.clone());
-        let mut by_owner = BY_OWNER.lock();
-        let slot = owner.0 as usize;
-        if by_owner.len() <= slot {
-            by_owner.resize(slot + 1, None);
-        }
-        by_owner[slot] = Some(object.clone());
-    }
+    SOURCES.lock().push(object.clone());
+    // The table's reference, never given back (see `BY_OWNER`).
+    BY_OWNER[owner.0 as usize].store(Arc::into_raw(object.clone()).cast_mut(), Ordering::Release);
     Ok(object)
 }
 
@@ -523,10 +526,12 @@ impl HardwareMask {
 /// Entry for every per-CPU vector: the matrix named this source's owner handle for the
 /// (CPU, vector) that fired.
 fn on_vector(owner: Owner, _vector: u8, token: InService) {
-    let object = BY_OWNER.lock().get(owner.0 as usize).cloned().flatten();
+    let object = BY_OWNER.get(owner.0 as usize).map(|slot| slot.load(Ordering::Acquire));
     match object {
-        Some(o) => o.fire(token),
-        None => token.eoi(),
+        // SAFETY: a non-null entry came from `Arc::into_raw` and its reference is never
+        // released, so the object lives for the rest of the kernel's life.
+        Some(ptr) if !ptr.is_null() => unsafe { &*ptr }.fire(token),
+        _ => token.eoi(),
     }
 }
 

@@ -3,7 +3,7 @@
 //! counts, and frame / capability accounting before and after (leaks fail the proof).
 
 use alloc::vec::Vec;
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use keel_boot::cmdline::CommandLine;
 use keel_manifest::{Grant, Manifest};
@@ -192,6 +192,15 @@ fn cpu_evidence() {
         ev!(("cpu.{}.syscall_entries", cpu.index), entries.syscall.load(Ordering::Relaxed));
         ev!(("cpu.{}.int80_entries", cpu.index), entries.int80.load(Ordering::Relaxed));
     }
+    let space = |f: fn(&crate::task::space::SpaceCounts) -> &AtomicU64| -> u64 {
+        percpu::online()
+            .map(|c| f(crate::task::space::COUNTS.of(c.index)).load(Ordering::Relaxed))
+            .sum()
+    };
+    ev!("space.switch_ins_kept", space(|c| &c.kept));
+    ev!("space.loads", space(|c| &c.loads));
+    ev!("space.left_on_request", space(|c| &c.left_on_request));
+    ev!("space.leaked", crate::task::process::SPACES_LEAKED.load(Ordering::Relaxed));
     ev!(
         "entry.syscall",
         percpu::online()

@@ -7,6 +7,7 @@ pub mod loader;
 pub mod process;
 pub mod ring;
 pub mod sched;
+pub mod space;
 pub mod syscall;
 pub mod thread;
 
@@ -46,6 +47,7 @@ impl fw::upcall::TrapHandlers for TrapHandlers {
 pub fn register_upcalls() {
     fw::upcall::register(fw::upcall::Upcalls {
         rearm_timer: sched::rearm_timer,
+        wake_ipi: space::on_wake_ipi,
         schedule_once: sched::schedule_once,
         idle_halt: sched::idle_halt,
         prepare_cpu: sched::prepare_cpu,

@@ -635,19 +635,29 @@ pub fn reap(thread: &Arc<Thread>) {
     if p.live_threads() != 0 || !p.exited.load(Ordering::Acquire) {
         return;
     }
-    // Another CPU may still be switching away from its last thread of this process: wait
-    // until every CPU has left the address space before freeing its tables.
-    let start = fw::arch::x86_64::cpu::rdtsc();
-    while !p.resident.is_empty() {
-        core::hint::spin_loop();
-        if fw::arch::x86_64::cpu::rdtsc() - start > fw::time::ns_to_tsc(1_000_000_000) {
-            log::error!(
-                "process {}: address space still resident on {:?}; leaking it",
-                p.pid,
-                p.resident
-            );
-            return;
+    // Every CPU must have left the address space before its tables are freed: one may
+    // still be switching away from its last thread, others keep it loaded while idle
+    // (`space.rs`) and leave it when asked (asked again every 10 ms).
+    let mut next_ask = 0;
+    let left = fw::time::spin_until(0, 1_000_000_000, || {
+        if p.resident.is_empty() {
+            return true;
         }
+        let now = fw::time::now_ns();
+        if now >= next_ask {
+            super::space::ask_to_leave(p);
+            next_ask = now + 10_000_000;
+        }
+        false
+    });
+    if !left {
+        SPACES_LEAKED.fetch_add(1, Ordering::Relaxed);
+        log::error!(
+            "process {}: address space still resident on {:?}; leaking it",
+            p.pid,
+            p.resident
+        );
+        return;
     }
     let taken = p.space.lock().take();
     if let Some(space) = taken {
@@ -660,6 +670,8 @@ pub fn reap(thread: &Arc<Thread>) {
     forget(p);
 }
 
+/// Address spaces [`reap`] left unfreed: some CPU stayed in the resident set for 1 s.
+pub static SPACES_LEAKED: AtomicU64 = AtomicU64::new(0);
 /// Exited threads the scheduler handed to [`reap`] (endurance evidence).
 pub static THREADS_REAPED: AtomicU64 = AtomicU64::new(0);
 /// Destroyed processes dropped from the registry by [`forget`] (endurance evidence).

@@ -26,7 +26,6 @@ use fw::arch::x86_64::cpu::rdtsc;
 use fw::arch::x86_64::percpu::{self, IrqGuard, PerCpu};
 use fw::arch::x86_64::trap_entry::IPI_VECTOR;
 use fw::arch::x86_64::{context, lapic, lockup, oneshot};
-use fw::mm::paging;
 
 /// What a timed event does when its deadline passes.
 pub enum TimedKind {
@@ -226,10 +225,7 @@ pub fn schedule_once() -> bool {
         rearm_timer(&cpu);
     }
     let process = &thread.process;
-    // Resident before the CR3 load (see `tlb.rs` for why the order matters).
-    process.resident.insert(me.index);
-    // SAFETY: the PML4 shares the kernel half, so this code keeps running after the load.
-    unsafe { paging::load_space(process.pml4()) };
+    super::space::enter(&cpu, process);
     percpu::set_kernel_stack(&cpu, thread.kernel_stack_top());
     process.grant_io_ports_on_this_cpu(true);
     // SAFETY: interrupts are off; both contexts are alive (this idle stack and the thread's
@@ -237,9 +233,8 @@ pub fn schedule_once() -> bool {
     unsafe { context::switch(local.idle_rsp.as_ptr(), *thread.saved_rsp_slot()) };
     // Back in the scheduler context: the thread blocked, was preempted or exited.
     process.grant_io_ports_on_this_cpu(false);
-    // Back to the kernel tables: the process's must not stay loaded once it may be destroyed.
-    paging::load_kernel_space();
-    process.resident.remove(me.index);
+    // The process's tables stay loaded unless the thread exited or the process is ending.
+    super::space::leave(&cpu, process, thread.state() == ThreadState::Exited);
     // The reference `current` held; the one popped from the run queue goes now, so that an
     // exited thread is freed where `reaping` says so.
     let current = local.current.take().expect("thread was current");
@@ -248,11 +243,10 @@ pub fn schedule_once() -> bool {
         ThreadState::Exited => {
             // The process may be destroyed here and its last reference go with the thread:
             // whoever waits for that sees `reaping` until the thread is freed.
-            let sched = SCHED.get(&cpu);
-            sched.reaping.store(true, Ordering::SeqCst);
-            super::process::reap(&current);
-            drop(current);
-            sched.reaping.store(false, Ordering::Release);
+            reaping(&cpu, || {
+                super::process::reap(&current);
+                drop(current);
+            });
         }
         _ if current.requeue.swap(false, Ordering::AcqRel) => {
             current.set_state(ThreadState::Runnable);
@@ -281,6 +275,15 @@ pub fn block_current() {
     let mut cpu = IrqGuard::new();
     let thread = SCHED_LOCAL.get(&cpu).current_thread().expect("blocking outside a thread");
     switch_out(&thread, &mut cpu);
+}
+
+/// Runs `f` inside this CPU's reaping window: a thread or process reference `f` drops may
+/// be the last, and [`wait_reaps_done`] waits until its memory is freed.
+pub fn reaping(cpu: &IrqGuard, f: impl FnOnce()) {
+    let sched = SCHED.get(cpu);
+    sched.reaping.store(true, Ordering::SeqCst);
+    f();
+    sched.reaping.store(false, Ordering::Release);
 }
 
 /// Waits (bounded, 1 s) until no CPU is in the middle of reaping an exited thread, so that a
@@ -484,9 +487,13 @@ pub fn wake_boot_cpu() {
 /// halted with nothing armed, it would otherwise not run its housekeeping (releasing retired
 /// vectors) until something else woke it. Periodic: nothing (its next tick does it).
 pub fn nudge(index: u32) {
-    if !lapic::tickless() || index == percpu::current_index() {
-        return;
+    if lapic::tickless() && index != percpu::current_index() {
+        kick(index);
     }
+}
+
+/// Sends IPI 49 to CPU `index` in either timer mode (see `space::on_wake_ipi`).
+pub fn kick(index: u32) {
     if let Some(cpu) = percpu::cpu(index) {
         let _ = lapic::send(
             Ipi::fixed(IPI_VECTOR).to(ApicId::new(cpu.apic_id.load(Ordering::Acquire))),

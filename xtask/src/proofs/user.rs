@@ -28,6 +28,7 @@ pub(super) fn user_proof(
         .check(eq("user.failures", 0))
         .check(eq("user.frames_leaked", 0))
         .check(eq("mm.refused_frees", 0))
+        .check(eq("space.leaked", 0))
 }
 
 /// Interrupts each edu driver raises in `manifests/interrupt-grant.manifest` (`count=`): also
@@ -195,6 +196,9 @@ pub(super) fn preempt(p: Proof) -> Proof {
         .check(eq("user.smptest.move_0.running_on", 1))
         .check(eq("user.smptest.move_1.running_on", 0))
         .check(eq("proc.smptest.exit", 0))
+        // CPU 1 keeps the space after the main thread moved back to CPU 0, and leaves it at
+        // the reaper's IPI 49.
+        .check(ge("space.left_on_request", 1))
 }
 
 /// `smptest mode=primes` on 4 CPUs: the same, correct prime count with 1, 2 and 4 threads

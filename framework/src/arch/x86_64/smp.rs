@@ -74,7 +74,8 @@ crate::cpu_local! {
 }
 
 /// Vector 49: acknowledge pings (so the sender's round trip completes), close I/O ports an
-/// `IoPorts` release revoked, and wake the idle loop for posted work.
+/// `IoPorts` release revoked, wake the idle loop for posted work, and hand the kernel its
+/// wake-up.
 pub fn ipi_interrupt(token: InService, cpu: &IrqGuard) {
     IPIS_RECEIVED.get(cpu).fetch_add(1, Ordering::Relaxed);
     let me = percpu::current(cpu);
@@ -82,8 +83,9 @@ pub fn ipi_interrupt(token: InService, cpu: &IrqGuard) {
     let requested = me.mailbox.ping_requests.load(Ordering::Acquire);
     me.mailbox.ping_acks.store(requested, Ordering::Release);
     token.eoi();
-    // Tickless: a thread queued here by another CPU needs the running one's slice end armed.
-    (crate::upcall::get().rearm_timer)(cpu);
+    // The kernel's part: a thread queued here by another CPU needs the running one's slice
+    // end armed (tickless), and a process ending elsewhere needs its kept tables left.
+    (crate::upcall::get().wake_ipi)(cpu);
 }
 
 /// How the sender waits for a ping's acknowledgement.

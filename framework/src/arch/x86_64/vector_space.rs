@@ -15,8 +15,17 @@
 //! The matrix is created at the first per-CPU request (after bring-up: the loader grants
 //! interrupts once every CPU is online), sized to the CPUs set up then; system vectors
 //! reserved before that are carried into it.
+//!
+//! The matrix lives under one lock, but nothing on the interrupt path takes it: each change
+//! of an owner is copied, under the lock, into a table of atomics ([`OwnerTable`]) that the
+//! dispatcher reads without one, and the way into an idle halt looks at the retired slots
+//! only when some are taken ([`RETIRED_WAITING`]). With more vCPUs than host CPUs a lock
+//! holder can be descheduled for a host time slice; every other CPU's interrupt would spin
+//! behind it.
 
-use core::sync::atomic::{AtomicU64, Ordering};
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use keel_vectors::{AllocError, Matrix, Owner, Placement};
 use spin::Once;
@@ -44,6 +53,52 @@ struct Space {
 static SPACE: IrqSafeMutex<Space> =
     IrqSafeMutex::new(Space { system: [false; 256], matrix: None, retired: [None; RETIRED_SLOTS] });
 static OWNER_HANDLER: Once<OwnerHandler> = Once::new();
+/// The matrix's owners as the dispatcher reads them (created with the matrix).
+static OWNERS: Once<OwnerTable> = Once::new();
+/// Retired slots taken (changed under the lock; read without it on the way into idle).
+static RETIRED_WAITING: AtomicU32 = AtomicU32::new(0);
+
+/// Device vectors per CPU.
+const DEVICE_VECTORS: usize = (DEVICE_VECTOR_LAST - DEVICE_VECTOR_BASE) as usize + 1;
+/// An [`OwnerTable`] entry with no owner.
+const NO_OWNER: u32 = u32::MAX;
+
+/// The owner of every (CPU, device vector), one row per CPU: written only under the lock,
+/// right after the matrix changed; read by [`dispatch`] without it.
+struct OwnerTable(Box<[AtomicU32]>);
+
+impl OwnerTable {
+    fn new(cpus: u32) -> OwnerTable {
+        let entries = cpus as usize * DEVICE_VECTORS;
+        OwnerTable((0..entries).map(|_| AtomicU32::new(NO_OWNER)).collect::<Vec<_>>().into())
+    }
+
+    fn entry(&self, cpu: u32, vector: u8) -> Option<&AtomicU32> {
+        let column = vector.checked_sub(DEVICE_VECTOR_BASE)? as usize;
+        if column >= DEVICE_VECTORS {
+            return None;
+        }
+        self.0.get(cpu as usize * DEVICE_VECTORS + column)
+    }
+
+    fn get(&self, cpu: u32, vector: u8) -> Option<Owner> {
+        let owner = self.entry(cpu, vector)?.load(Ordering::Acquire);
+        (owner != NO_OWNER).then_some(Owner(owner))
+    }
+
+    /// Copies the matrix's owner of (`cpu`, `vector`).
+    fn publish(&self, matrix: &Matrix, cpu: u32, vector: u8) {
+        if let Some(entry) = self.entry(cpu, vector) {
+            let owner = matrix.owner(cpu, vector).map_or(NO_OWNER, |o| o.0);
+            entry.store(owner, Ordering::Release);
+        }
+    }
+}
+
+/// The owner table (the matrix exists once anything was published).
+fn owners() -> Option<&'static OwnerTable> {
+    OWNERS.get()
+}
 
 /// Per-CPU vectors that arrived with no owner on the CPU that took them.
 pub static UNOWNED_DELIVERIES: AtomicU64 = AtomicU64::new(0);
@@ -75,8 +130,25 @@ impl Space {
             for cpu in percpu::all() {
                 let _ = m.set_online(cpu.index, cpu.online.load(Ordering::Acquire));
             }
+            OWNERS.call_once(|| OwnerTable::new(cpus));
             m
         })
+    }
+
+    /// Runs `change` on the matrix, then publishes the owner of (`cpu`, `vector`) of its
+    /// result (`Ok`) for the dispatcher.
+    fn change<T>(
+        &mut self,
+        change: impl FnOnce(&mut Matrix) -> Result<T, AllocError>,
+        placed: impl Fn(&T) -> (u32, u8),
+    ) -> Result<T, AllocError> {
+        let m = self.matrix();
+        let result = change(m);
+        if let (Ok(value), Some(table)) = (&result, owners()) {
+            let (cpu, vector) = placed(value);
+            table.publish(m, cpu, vector);
+        }
+        result
     }
 }
 
@@ -117,20 +189,22 @@ pub struct Placed {
 /// least-loaded CPU of `fallback`.
 pub fn allocate(cpu: u32, fallback: &[u32], owner: Owner) -> Result<Placed, AllocError> {
     with_space(|s| {
-        let m = s.matrix();
-        match m.allocate(Placement::Cpu(cpu), owner) {
-            Ok((cpu, vector)) => Ok(Placed { cpu, vector, elsewhere: false }),
-            Err(AllocError::CpuFull | AllocError::CpuOffline | AllocError::NoSuchCpu) => m
-                .allocate(Placement::LeastLoaded(fallback), owner)
-                .map(|(cpu, vector)| Placed { cpu, vector, elsewhere: true }),
-            Err(e) => Err(e),
-        }
+        s.change(
+            |m| match m.allocate(Placement::Cpu(cpu), owner) {
+                Ok((cpu, vector)) => Ok(Placed { cpu, vector, elsewhere: false }),
+                Err(AllocError::CpuFull | AllocError::CpuOffline | AllocError::NoSuchCpu) => m
+                    .allocate(Placement::LeastLoaded(fallback), owner)
+                    .map(|(cpu, vector)| Placed { cpu, vector, elsewhere: true }),
+                Err(e) => Err(e),
+            },
+            |p| (p.cpu, p.vector),
+        )
     })
 }
 
 /// Allocates exactly `vector` on `cpu` for `owner`.
 pub fn allocate_at(cpu: u32, vector: u8, owner: Owner) -> Result<(), AllocError> {
-    with_space(|s| s.matrix().allocate_at(cpu, vector, owner))
+    with_space(|s| s.change(|m| m.allocate_at(cpu, vector, owner), |_| (cpu, vector)))
 }
 
 /// Hands `vector` of `cpu`, which a source no longer routes to, to that CPU for release: it
@@ -141,6 +215,7 @@ pub fn retire(cpu: u32, vector: u8) -> bool {
     with_space(|s| match s.retired.iter_mut().find(|slot| slot.is_none()) {
         Some(slot) => {
             *slot = Some((cpu, vector));
+            RETIRED_WAITING.fetch_add(1, Ordering::AcqRel);
             true
         }
         None => false,
@@ -156,6 +231,7 @@ pub fn reclaim(cpu: u32, vector: u8, owner: Owner) -> bool {
         match retired.iter_mut().find(|slot| **slot == Some((cpu, vector))) {
             Some(slot) if owned => {
                 *slot = None;
+                RETIRED_WAITING.fetch_sub(1, Ordering::AcqRel);
                 RECLAIMED.fetch_add(1, Ordering::Relaxed);
                 true
             }
@@ -179,6 +255,11 @@ pub fn retired_pending() -> u64 {
 /// IRR and ISR bits are clear. A set bit is an interrupt accepted on the old route and not
 /// yet handled; its handler runs once interrupts are on again, and a later pass releases.
 pub fn drain_retired(cpu: u32) {
+    // Nothing retired (the usual case): no lock. A slot taken after this load comes with
+    // an IPI 49 to its CPU (see `retire`'s callers), whose next pass sees it.
+    if RETIRED_WAITING.load(Ordering::Acquire) == 0 {
+        return;
+    }
     with_space(|s| {
         let Space { retired, matrix, .. } = s;
         for slot in retired.iter_mut() {
@@ -192,8 +273,12 @@ pub fn drain_retired(cpu: u32) {
             }
             if let Some(m) = matrix.as_mut() {
                 let _ = m.release(cpu, vector);
+                if let Some(table) = owners() {
+                    table.publish(m, cpu, vector);
+                }
             }
             *slot = None;
+            RETIRED_WAITING.fetch_sub(1, Ordering::AcqRel);
             RETIRED_RELEASED.fetch_add(1, Ordering::Relaxed);
         }
     })
@@ -201,7 +286,7 @@ pub fn drain_retired(cpu: u32) {
 
 /// Returns `vector` on `cpu` to that CPU's free pool.
 pub fn release(cpu: u32, vector: u8) -> Result<Owner, AllocError> {
-    with_space(|s| s.matrix().release(cpu, vector))
+    with_space(|s| s.change(|m| m.release(cpu, vector), |_| (cpu, vector)))
 }
 
 /// Who owns `vector` on `cpu`, read from the matrix (`None` before it exists).
@@ -221,9 +306,10 @@ pub fn available_on(cpu: u32) -> Option<u32> {
 }
 
 /// Dispatches a device-range vector that is not a system vector: to its owner on `cpu` (the
-/// CPU that took it), or EOI'd and counted when that CPU has none.
+/// CPU that took it), or EOI'd and counted when that CPU has none. The owner is read from
+/// the owner table, without the lock.
 pub fn dispatch(cpu: u32, vector: u8, token: InService) {
-    let owner = with_space(|s| s.matrix.as_ref().and_then(|m| m.owner(cpu, vector)));
+    let owner = owners().and_then(|t| t.get(cpu, vector));
     match (owner, OWNER_HANDLER.get()) {
         (Some(owner), Some(handler)) => handler(owner, vector, token),
         _ => {

@@ -227,4 +227,37 @@ pub(super) const BREAKS: &[Break] = &[
         proofs: &["plain-boot-1cpu"],
         accel: Accel::Tcg,
     },
+    Break {
+        name: "space-never-kept",
+        what: "a CPU loads the kernel tables whenever a thread leaves it, so a thread woken on its own CPU pays a CR3 load each time",
+        edits: &[Edit {
+            file: "kernel/src/task/space.rs",
+            find: "    if exited || ending(process) {",
+            replace: "    if exited || ending(process) || !exited {",
+        }],
+        proofs: &["nvme-msix"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "space-reaper-asks-no-one",
+        what: "the reaper waits for CPUs that keep the ending process's tables but never sends them IPI 49",
+        edits: &[Edit {
+            file: "kernel/src/task/space.rs",
+            find: "        super::sched::kick(cpu);",
+            replace: "        let _ = cpu;",
+        }],
+        proofs: &["preempt"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "space-kept-through-ending",
+        what: "IPI 49 leaves a kept space alone even when its process is ending, so its tables are never freed",
+        edits: &[Edit {
+            file: "kernel/src/task/space.rs",
+            find: "        Some(p) if ending(&p) => {",
+            replace: "        Some(p) if ending(&p) && p.pid == u64::MAX => {",
+        }],
+        proofs: &["preempt-tickless"],
+        accel: Accel::Tcg,
+    },
 ];

@@ -32,8 +32,8 @@ pub(super) const BREAKS: &[Break] = &[
         what: "releasing a per-CPU vector reports success but leaves it allocated in the matrix",
         edits: &[Edit {
             file: "framework/src/arch/x86_64/vector_space.rs",
-            find: "with_space(|s| s.matrix().release(cpu, vector))",
-            replace: "with_space(|s| s.matrix().owner(cpu, vector).ok_or(AllocError::NotAllocated))",
+            find: "s.change(|m| m.release(cpu, vector), |_| (cpu, vector))",
+            replace: "s.change(|m| m.owner(cpu, vector).ok_or(AllocError::NotAllocated), |_| (cpu, vector))",
         }],
         proofs: &["vector-exhaust"],
         accel: Accel::Tcg,
@@ -159,6 +159,39 @@ pub(super) const BREAKS: &[Break] = &[
             replace: "        me.oneshot.kernel_wake_ns.store(wake_ns, Ordering::Relaxed);",
         }],
         proofs: &["irq-affinity-move", "irq-affinity-move-xapic"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "retired-count-not-raised",
+        what: "retiring a vector does not count its slot, so the lock-free check on the way into idle never drains it",
+        edits: &[Edit {
+            file: "framework/src/arch/x86_64/vector_space.rs",
+            find: "            *slot = Some((cpu, vector));\n            RETIRED_WAITING.fetch_add(1, Ordering::AcqRel);",
+            replace: "            *slot = Some((cpu, vector));",
+        }],
+        proofs: &["irq-affinity-move"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "owner-table-not-published",
+        what: "a vector allocated in the matrix is not copied into the table the dispatcher reads without the lock",
+        edits: &[Edit {
+            file: "framework/src/arch/x86_64/vector_space.rs",
+            find: "            table.publish(m, cpu, vector);\n        }\n        result",
+            replace: "            let _ = (table, cpu, vector);\n        }\n        result",
+        }],
+        proofs: &["nvme-msix"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "source-not-in-owner-table",
+        what: "a new interrupt source is not entered in the lock-free table its owner handle indexes",
+        edits: &[Edit {
+            file: "kernel/src/object/interrupt.rs",
+            find: "    BY_OWNER[owner.0 as usize].store(Arc::into_raw(object.clone()).cast_mut(), Ordering::Release);\n",
+            replace: "",
+        }],
+        proofs: &["nvme-msix"],
         accel: Accel::Tcg,
     },
 ];
