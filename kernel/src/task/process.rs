@@ -626,8 +626,8 @@ pub const EXIT_BAD_RETURN: u64 = 0xFFFF_0000 | 13;
 pub static BAD_RETURNS: AtomicU64 = AtomicU64::new(0);
 
 /// Scheduler context after a thread exited: when it was the last one, destroy the address
-/// space. No CPU can have it loaded: each CPU that ran one of its threads switched to the
-/// kernel tables in its scheduler context right after, which `resident` tracks.
+/// space once no CPU has it loaded (`resident` tracks them: CPUs that keep it while idle
+/// leave when asked, see `space.rs`).
 pub fn reap(thread: &Arc<Thread>) {
     THREADS_REAPED.fetch_add(1, Ordering::Relaxed);
     let p = &thread.process;

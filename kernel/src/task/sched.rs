@@ -1,7 +1,8 @@
 //! Per-CPU scheduling. Each CPU has a run queue and a scheduler context (the CPU's idle loop,
 //! on its boot/AP stack). Every switch goes thread → scheduler context → thread, as in xv6:
-//! the scheduler context picks the next runnable thread, loads its address space, kernel
-//! stack and I/O permissions, and switches to it; a thread leaves the CPU by switching back.
+//! the scheduler context picks the next runnable thread, loads its address space (unless the
+//! CPU kept it: `space.rs`), kernel stack and I/O permissions, and switches to it; a thread
+//! leaves the CPU by switching back.
 //!
 //! Protocol (interrupts off throughout): a thread that blocks sets `Blocked` and switches
 //! out; a waker moves it `Blocked → Runnable` with a compare-exchange and queues it on its

@@ -1,7 +1,8 @@
 //! TLB shootdown over IPIs.
 //!
 //! Each address space tracks the CPUs where it is *resident* (its CR3 loaded: set before the
-//! load, cleared after switching back to the kernel tables). To unmap or protect pages, the
+//! load, cleared only after another CR3 was loaded; a CPU that keeps the space loaded while
+//! idle stays resident). To unmap or protect pages, the
 //! caller first changes the page tables, then — after a full fence — reads the resident mask
 //! (a word at a time, each word once), queues one request on every other resident CPU and
 //! interrupts them on [`TLB_VECTOR`] (in x2APIC mode several targets of one cluster share one

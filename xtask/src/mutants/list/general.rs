@@ -235,7 +235,7 @@ pub(super) const BREAKS: &[Break] = &[
             find: "    if exited || ending(process) {",
             replace: "    if exited || ending(process) || !exited {",
         }],
-        proofs: &["nvme-msix"],
+        proofs: &["preempt"],
         accel: Accel::Tcg,
     },
     Break {
