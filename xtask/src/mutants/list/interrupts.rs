@@ -162,12 +162,12 @@ pub(super) const BREAKS: &[Break] = &[
         accel: Accel::Tcg,
     },
     Break {
-        name: "retired-count-not-raised",
-        what: "retiring a vector does not count its slot, so the lock-free check on the way into idle never drains it",
+        name: "retired-check-inverted",
+        what: "the lock-free check on the way into idle skips the drain exactly when a retired vector waits",
         edits: &[Edit {
             file: "framework/src/arch/x86_64/vector_space.rs",
-            find: "            *slot = Some((cpu, vector));\n            RETIRED_WAITING.fetch_add(1, Ordering::AcqRel);",
-            replace: "            *slot = Some((cpu, vector));",
+            find: "    if RETIRED_WAITING.load(Ordering::Acquire) == 0 {",
+            replace: "    if RETIRED_WAITING.load(Ordering::Acquire) != 0 {",
         }],
         proofs: &["irq-affinity-move"],
         accel: Accel::Tcg,
