@@ -11,6 +11,7 @@
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU32, Ordering};
 
 use keel_apic::msi::{MsiAddress, MsiData};
 use keel_apic::{ApicId, XApicId};
@@ -37,6 +38,10 @@ pub struct MsixFunction {
     pub setup_control: MessageControl,
     /// Entries found masked (read back) when the function mask was cleared.
     pub setup_masked_entries: u16,
+    /// Each entry's Vector Control as last written: read once at set-up (its reserved bits
+    /// are written back as read), so a mask or unmask is one write instead of a read and a
+    /// write (only the kernel writes the table; the source's lock orders its writes).
+    controls: Box<[AtomicU32]>,
 }
 
 static FUNCTIONS: IrqSafeMutex<Vec<&'static MsixFunction>> = IrqSafeMutex::new(Vec::new());
@@ -92,6 +97,7 @@ pub fn function(device: &'static PciDevice) -> Result<&'static MsixFunction, &'s
         pba,
         setup_control: MessageControl(0),
         setup_masked_entries: 0,
+        controls: Box::new([]),
     };
     f.set_up();
     let f: &'static MsixFunction = Box::leak(Box::new(f));
@@ -117,6 +123,9 @@ impl MsixFunction {
         let [masked, open] = msix::setup(self.control());
         self.write_control(masked);
         self.setup_control = self.control();
+        self.controls = (0..self.msix.vectors())
+            .map(|e| AtomicU32::new(self.read(e, msix::ENTRY_VECTOR_CONTROL)))
+            .collect();
         for e in 0..self.msix.vectors() {
             self.set_masked(e, true);
         }
@@ -156,10 +165,12 @@ impl MsixFunction {
         entry < self.msix.vectors()
     }
 
-    /// Sets or clears `entry`'s vector mask (reserved bits written back as read).
+    /// Sets or clears `entry`'s vector mask (reserved bits written back as read at set-up).
     pub fn set_masked(&self, entry: u16, masked: bool) {
-        let old = self.read(entry, msix::ENTRY_VECTOR_CONTROL);
-        self.write(entry, msix::ENTRY_VECTOR_CONTROL, msix::vector_control(old, masked));
+        let Some(control) = self.controls.get(entry as usize) else { return };
+        let value = msix::vector_control(control.load(Ordering::Relaxed), masked);
+        control.store(value, Ordering::Relaxed);
+        self.write(entry, msix::ENTRY_VECTOR_CONTROL, value);
     }
 
     /// `entry`'s vector mask as the table holds it.

@@ -20,6 +20,7 @@ use core::cell::Cell;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use fw::arch::x86_64::percpu::{self, IrqGuard};
+use fw::arch::x86_64::tlb::CpuMask;
 use fw::mm::paging;
 
 use super::process::Process;
@@ -113,11 +114,14 @@ fn ending(process: &Process) -> bool {
 }
 
 /// Takes this CPU out of `process`'s resident set (its tables are no longer loaded here) and
-/// drops the reference: inside the reaping window, since that reference may be the last
-/// once the set is empty (see `sched::wait_reaps_done`).
+/// drops the reference. The reference goes first, and is never the last one: the registry
+/// holds the process until [`super::process::reap`] has seen the set empty, which needs this
+/// CPU's removal. So nothing is freed here, which matters in the IPI 49 handler: interrupt
+/// context must not free memory, since the code it interrupted may hold the heap's lock.
 fn give_up(cpu: &IrqGuard, process: Arc<Process>) {
-    super::sched::reaping(cpu, || {
-        process.resident.remove(percpu::current(cpu).index);
-        drop(process);
-    });
+    let resident: *const CpuMask = &process.resident;
+    drop(process);
+    // SAFETY: the process, and so its set, lives until the set is empty (see above), and
+    // this CPU is still in it.
+    unsafe { (*resident).remove(percpu::current(cpu).index) };
 }

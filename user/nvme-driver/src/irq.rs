@@ -47,6 +47,24 @@ fn wait_with_timeout(ring: &mut Ring, irq: CapId, timeout_ns: u64) -> Option<u64
 /// Waits for the queue's interrupt, then re-arms it at once: a completion posted after the
 /// acknowledge raises a new message (or sets the entry's pending bit, sent at the unmask),
 /// and the caller looks at the ring again before the next wait, so none is lost.
+/// Re-arms the source (it was left masked while the caller drained the queue) and waits
+/// for its next interrupt, in one system call: a completion posted while it was masked is
+/// held in the entry's pending bit and sent at the unmask, completing the wait at once.
+pub fn rearm_and_wait(ring: &mut Ring, irq: CapId, counts: &mut Counts, timeout_ns: u64) -> bool {
+    let tag = 0x4e56_0000_0000_0001;
+    let waited = r(
+        "acknowledge and wait",
+        ring.interrupt_acknowledge_then_wait_within(irq, tag, timeout_ns),
+    );
+    let Some((n, _)) = waited else {
+        println!("no interrupt within {} ms", timeout_ns / 1_000_000);
+        return false;
+    };
+    counts.waits += 1;
+    counts.interrupts += n;
+    true
+}
+
 pub fn wait_and_rearm(ring: &mut Ring, irq: CapId, counts: &mut Counts, timeout_ns: u64) -> bool {
     let Some(n) = wait_with_timeout(ring, irq, timeout_ns) else {
         println!("no interrupt within {} ms", timeout_ns / 1_000_000);

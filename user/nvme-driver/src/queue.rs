@@ -83,6 +83,16 @@ impl QueuePair {
     /// The next completion if the controller has posted it (by its phase tag); moves the
     /// head doorbell past it.
     pub fn take(&mut self, bar: &Mmio) -> Option<Completion> {
+        let c = self.take_quietly()?;
+        self.release_head(bar);
+        Some(c)
+    }
+
+    /// The next completion if the controller has posted it, without telling the controller:
+    /// a batch is taken this way, then released with one [`release_head`](Self::release_head)
+    /// (each doorbell write is a trip to the device, and under emulation one into QEMU's
+    /// device lock; Linux's driver also writes the head once per batch).
+    pub fn take_quietly(&mut self) -> Option<Completion> {
         let at = (self.cq_va + self.cq.head() as u64 * CQE as u64) as *const [u8; CQE];
         // SAFETY: `at` is slot `head` (< entries) of the completion page this process
         // mapped for the queue; the controller writes it by DMA, hence the volatile read.
@@ -90,12 +100,16 @@ impl QueuePair {
         let c = self.cq.take(&entry)?;
         fence(Ordering::SeqCst);
         self.sq.consumed_up_to(c.sq_head);
-        bar.write(self.cq_doorbell, self.cq.head() as u32);
         self.completions += 1;
         if !c.succeeded() {
             self.errors += 1;
         }
         Some(c)
+    }
+
+    /// Moves the head doorbell past every completion taken so far.
+    pub fn release_head(&self, bar: &Mmio) {
+        bar.write(self.cq_doorbell, self.cq.head() as u32);
     }
 
     /// Waits for the next completion until `give_up()` says so (checked every 4,096 polls);

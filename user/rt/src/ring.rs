@@ -273,6 +273,39 @@ impl Ring {
         Ok((c.user_data == user_data && c.status == 0).then_some((c.results[0], c.results[1])))
     }
 
+    /// `InterruptAcknowledge` then `InterruptWait`, submitted together and entered once
+    /// (one system call per interrupt instead of two): the same answers as
+    /// [`interrupt_wait_within`](Self::interrupt_wait_within), `Err` also when the
+    /// acknowledge failed. An interrupt held pending while the source was masked arrives at
+    /// the acknowledge and completes the wait at once.
+    pub fn interrupt_acknowledge_then_wait_within(
+        &mut self,
+        cap: CapId,
+        user_data: u64,
+        timeout_ns: u64,
+    ) -> Result<Option<(u64, u64)>, Status> {
+        let ack_tag = user_data ^ 1 << 63;
+        let method = Method::InterruptAcknowledge as u16;
+        self.submit(Submission { cap: cap.0, method, flags: 0, args: [0; 4], user_data: ack_tag })?;
+        let method = Method::InterruptWait as u16;
+        self.submit(Submission { cap: cap.0, method, flags: 0, args: [0; 4], user_data })?;
+        let entered = match self.enter(2, timeout_ns) {
+            Ok(n) => n,
+            Err(Status::TimedOut) => 0,
+            Err(s) => return Err(s),
+        };
+        // The acknowledge completes within the call, before the wait can.
+        match self.next_completion() {
+            Some(c) if c.user_data == ack_tag => c.status().into_result()?,
+            _ => return Err(Status::BadRing),
+        }
+        if entered < 2 {
+            return Ok(None);
+        }
+        let Some(c) = self.next_completion() else { return Ok(None) };
+        Ok((c.user_data == user_data && c.status == 0).then_some((c.results[0], c.results[1])))
+    }
+
     /// `InterruptAcknowledge`: re-enables the line after the device was serviced.
     pub fn interrupt_acknowledge(&mut self, cap: CapId) -> Result<(), Status> {
         self.invoke(cap, Request::InterruptAcknowledge).map(|_| ())
