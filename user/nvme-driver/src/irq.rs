@@ -47,6 +47,11 @@ fn wait_with_timeout(ring: &mut Ring, irq: CapId, timeout_ns: u64) -> Option<u64
 /// Waits for the queue's interrupt, then re-arms it at once: a completion posted after the
 /// acknowledge raises a new message (or sets the entry's pending bit, sent at the unmask),
 /// and the caller looks at the ring again before the next wait, so none is lost.
+/// Re-arms the source after a wait (`InterruptAcknowledge`: the kernel unmasks its entry).
+pub fn rearm(ring: &mut Ring, irq: CapId) {
+    r("acknowledge", ring.interrupt_acknowledge(irq));
+}
+
 /// Re-arms the source (it was left masked while the caller drained the queue) and waits
 /// for its next interrupt, in one system call: a completion posted while it was masked is
 /// held in the entry's pending bit and sent at the unmask, completing the wait at once.
@@ -72,6 +77,6 @@ pub fn wait_and_rearm(ring: &mut Ring, irq: CapId, counts: &mut Counts, timeout_
     };
     counts.waits += 1;
     counts.interrupts += n;
-    r("acknowledge", ring.interrupt_acknowledge(irq));
+    rearm(ring, irq);
     true
 }

@@ -149,11 +149,12 @@ fn read_share(ring: &mut Ring, q: &mut QueuePair, irq: CapId, i: usize, share: &
         q.ring_doorbell(&bar);
         let mut taken = 0;
         while taken < n {
-            if !irq::wait_and_rearm(ring, irq, &mut counts, crate::COMMAND_TIMEOUT_NS) {
+            // Re-armed only now: the entry stayed masked while the last batch was drained.
+            if !irq::rearm_and_wait(ring, irq, &mut counts, crate::COMMAND_TIMEOUT_NS) {
                 lost += n - taken;
                 break 'batches;
             }
-            while let Some(c) = q.take(&bar) {
+            while let Some(c) = q.take_quietly() {
                 taken += 1;
                 let Some(k) = cids[..n as usize].iter().position(|&id| id == c.cid) else {
                     lost += 1;
@@ -171,9 +172,13 @@ fn read_share(ring: &mut Ring, q: &mut QueuePair, irq: CapId, i: usize, share: &
                 }
                 words.fill(0);
             }
+            q.release_head(&bar);
         }
         block += n;
     }
+    // Left armed, as it was found: queue 1 is waited on again by the main thread's own
+    // commands (`Driver::complete`), which acknowledge after each wait.
+    irq::rearm(ring, irq);
     share.matching.store(matching, Ordering::Relaxed);
     share.mismatched_words.store(mismatched, Ordering::Relaxed);
     share.lost.store(lost, Ordering::Relaxed);

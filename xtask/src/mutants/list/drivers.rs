@@ -216,10 +216,21 @@ pub(super) const BREAKS: &[Break] = &[
         what: "the NVMe benchmark's reads fetch the 4 KiB block after the one they name: the blocks' ends no longer match the image",
         edits: &[Edit {
             file: "user/nvme-driver/src/bench.rs",
-            find: "Command::read(c, crate::NSID, b * lbas, lbas as u32, prp)",
-            replace: "Command::read(c, crate::NSID, (b + 1) % pages * lbas, lbas as u32, prp)",
+            find: "let (lba, lbas) = (b * self.lbas, self.lbas as u32);",
+            replace: "let (lba, lbas) = ((b + 1) % self.pages * self.lbas, self.lbas as u32);",
         }],
         proofs: &["bench-nvme-qd1-q1"],
+        accel: Accel::Tcg,
+    },
+    Break {
+        name: "ack-then-wait-enters-for-one",
+        what: "the runtime's acknowledge-and-wait returns once the acknowledge completed, before the interrupt",
+        edits: &[Edit {
+            file: "user/rt/src/ring.rs",
+            find: "let entered = match self.enter(2, timeout_ns) {",
+            replace: "let entered = match self.enter(1, timeout_ns) {",
+        }],
+        proofs: &["nvme-msix-8"],
         accel: Accel::Tcg,
     },
 ];
