@@ -47,7 +47,8 @@ struct CpuBlock {
 }
 
 /// Bytes each CPU's block keeps for the CPU-local variables of every module
-/// (`cpu_local`; the scheduler's two and the counters take 208 together).
+/// (`cpu_local`; the scheduler's two, the kept address space and the counters take 240
+/// together).
 pub const UPPER_AREA_BYTES: usize = 1024;
 
 /// This CPU's copy of the CPU-local variables (`cpu_local`): in the CPU's own block, next to
