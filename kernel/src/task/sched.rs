@@ -280,7 +280,7 @@ pub fn block_current() {
 
 /// Runs `f` inside this CPU's reaping window: a thread or process reference `f` drops may
 /// be the last, and [`wait_reaps_done`] waits until its memory is freed.
-pub fn reaping(cpu: &IrqGuard, f: impl FnOnce()) {
+fn reaping(cpu: &IrqGuard, f: impl FnOnce()) {
     let sched = SCHED.get(cpu);
     sched.reaping.store(true, Ordering::SeqCst);
     f();

@@ -101,7 +101,7 @@ pub fn on_wake_ipi(cpu: &IrqGuard) {
 pub fn ask_to_leave(process: &Process) {
     // The caller's `exited` store before the IPIs (an x2APIC ICR write is not ordered
     // after earlier stores): the handler must see the process ending.
-    core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
+    core::sync::atomic::fence(Ordering::SeqCst);
     let me = percpu::current_index();
     for cpu in process.resident.iter().filter(|&c| c != me) {
         super::sched::kick(cpu);

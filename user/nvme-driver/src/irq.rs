@@ -38,29 +38,12 @@ pub fn move_if_due(ring: &mut Ring, irq: CapId, counts: &mut Counts) {
     }
 }
 
-/// Submits one `InterruptWait` and gives up after `timeout_ns`; the delivery count.
-fn wait_with_timeout(ring: &mut Ring, irq: CapId, timeout_ns: u64) -> Option<u64> {
-    let tag = 0x4e56_0000_0000_0001;
-    r("interrupt wait", ring.interrupt_wait_within(irq, tag, timeout_ns)).map(|(count, _)| count)
-}
+/// User data of the driver's `InterruptWait` submissions.
+const WAIT_TAG: u64 = 0x4e56_0000_0000_0001;
 
-/// Waits for the queue's interrupt, then re-arms it at once: a completion posted after the
-/// acknowledge raises a new message (or sets the entry's pending bit, sent at the unmask),
-/// and the caller looks at the ring again before the next wait, so none is lost.
-/// Re-arms the source after a wait (`InterruptAcknowledge`: the kernel unmasks its entry).
-pub fn rearm(ring: &mut Ring, irq: CapId) {
-    r("acknowledge", ring.interrupt_acknowledge(irq));
-}
-
-/// Re-arms the source (it was left masked while the caller drained the queue) and waits
-/// for its next interrupt, in one system call: a completion posted while it was masked is
-/// held in the entry's pending bit and sent at the unmask, completing the wait at once.
-pub fn rearm_and_wait(ring: &mut Ring, irq: CapId, counts: &mut Counts, timeout_ns: u64) -> bool {
-    let tag = 0x4e56_0000_0000_0001;
-    let waited = r(
-        "acknowledge and wait",
-        ring.interrupt_acknowledge_then_wait_within(irq, tag, timeout_ns),
-    );
+/// Counts a wait that completed (`Some((deliveries, tsc))`), or reports that none came
+/// within `timeout_ns`; whether one came.
+fn counted(counts: &mut Counts, waited: Option<(u64, u64)>, timeout_ns: u64) -> bool {
     let Some((n, _)) = waited else {
         println!("no interrupt within {} ms", timeout_ns / 1_000_000);
         return false;
@@ -70,13 +53,30 @@ pub fn rearm_and_wait(ring: &mut Ring, irq: CapId, counts: &mut Counts, timeout_
     true
 }
 
+/// Re-arms the source after a wait (`InterruptAcknowledge`: the kernel unmasks its entry).
+pub fn rearm(ring: &mut Ring, irq: CapId) {
+    r("acknowledge", ring.interrupt_acknowledge(irq));
+}
+
+/// Waits for the queue's interrupt, then re-arms it at once: a completion posted after the
+/// acknowledge raises a new message (or sets the entry's pending bit, sent at the unmask),
+/// and the caller looks at the ring again before the next wait, so none is lost.
 pub fn wait_and_rearm(ring: &mut Ring, irq: CapId, counts: &mut Counts, timeout_ns: u64) -> bool {
-    let Some(n) = wait_with_timeout(ring, irq, timeout_ns) else {
-        println!("no interrupt within {} ms", timeout_ns / 1_000_000);
-        return false;
-    };
-    counts.waits += 1;
-    counts.interrupts += n;
-    rearm(ring, irq);
-    true
+    let waited = r("interrupt wait", ring.interrupt_wait_within(irq, WAIT_TAG, timeout_ns));
+    let woke = counted(counts, waited, timeout_ns);
+    if woke {
+        rearm(ring, irq);
+    }
+    woke
+}
+
+/// Re-arms the source (it was left masked while the caller drained the queue) and waits
+/// for its next interrupt, in one system call: a completion posted while it was masked is
+/// held in the entry's pending bit and sent at the unmask, completing the wait at once.
+pub fn rearm_and_wait(ring: &mut Ring, irq: CapId, counts: &mut Counts, timeout_ns: u64) -> bool {
+    let waited = r(
+        "acknowledge and wait",
+        ring.interrupt_acknowledge_then_wait_within(irq, WAIT_TAG, timeout_ns),
+    );
+    counted(counts, waited, timeout_ns)
 }

@@ -269,8 +269,7 @@ impl Ring {
             Ok(_) | Err(Status::TimedOut) => return Ok(None),
             Err(s) => return Err(s),
         }
-        let Some(c) = self.next_completion() else { return Ok(None) };
-        Ok((c.user_data == user_data && c.status == 0).then_some((c.results[0], c.results[1])))
+        Ok(self.wait_result(user_data))
     }
 
     /// `InterruptAcknowledge` then `InterruptWait`, submitted together and entered once
@@ -302,8 +301,14 @@ impl Ring {
         if entered < 2 {
             return Ok(None);
         }
-        let Some(c) = self.next_completion() else { return Ok(None) };
-        Ok((c.user_data == user_data && c.status == 0).then_some((c.results[0], c.results[1])))
+        Ok(self.wait_result(user_data))
+    }
+
+    /// The next completion as an `InterruptWait`'s answer: (count, tsc) when it is the wait
+    /// tagged `user_data` and `Ok`.
+    fn wait_result(&mut self, user_data: u64) -> Option<(u64, u64)> {
+        let c = self.next_completion()?;
+        (c.user_data == user_data && c.status == 0).then_some((c.results[0], c.results[1]))
     }
 
     /// `InterruptAcknowledge`: re-enables the line after the device was serviced.

@@ -95,11 +95,6 @@ impl OwnerTable {
     }
 }
 
-/// The owner table (the matrix exists once anything was published).
-fn owners() -> Option<&'static OwnerTable> {
-    OWNERS.get()
-}
-
 /// Per-CPU vectors that arrived with no owner on the CPU that took them.
 pub static UNOWNED_DELIVERIES: AtomicU64 = AtomicU64::new(0);
 /// Retired vectors released by their CPU, and drain passes that found one still accepted
@@ -144,7 +139,7 @@ impl Space {
     ) -> Result<T, AllocError> {
         let m = self.matrix();
         let result = change(m);
-        if let (Ok(value), Some(table)) = (&result, owners()) {
+        if let (Ok(value), Some(table)) = (&result, OWNERS.get()) {
             let (cpu, vector) = placed(value);
             table.publish(m, cpu, vector);
         }
@@ -273,7 +268,7 @@ pub fn drain_retired(cpu: u32) {
             }
             if let Some(m) = matrix.as_mut() {
                 let _ = m.release(cpu, vector);
-                if let Some(table) = owners() {
+                if let Some(table) = OWNERS.get() {
                     table.publish(m, cpu, vector);
                 }
             }
@@ -309,7 +304,7 @@ pub fn available_on(cpu: u32) -> Option<u32> {
 /// CPU that took it), or EOI'd and counted when that CPU has none. The owner is read from
 /// the owner table, without the lock.
 pub fn dispatch(cpu: u32, vector: u8, token: InService) {
-    let owner = owners().and_then(|t| t.get(cpu, vector));
+    let owner = OWNERS.get().and_then(|t| t.get(cpu, vector));
     match (owner, OWNER_HANDLER.get()) {
         (Some(owner), Some(handler)) => handler(owner, vector, token),
         _ => {
